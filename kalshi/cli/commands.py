@@ -1,0 +1,11 @@
+"""Imports every command module so each registers itself on ``app``."""
+
+from kalshi.cli import (  # noqa: F401
+    db,
+    dedup,
+    gather,
+    replay,
+    sim,
+    snapshot,
+    status,
+)

@@ -1,0 +1,13 @@
+"""`kalshi snapshot`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kalshi.cli.app import app, not_implemented
+
+
+@app.command
+def snapshot(*, config: Path | None = None) -> None:
+    """Not implemented yet."""
+    not_implemented("snapshot")

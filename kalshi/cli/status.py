@@ -1,0 +1,13 @@
+"""`kalshi status`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kalshi.cli.app import app, not_implemented
+
+
+@app.command
+def status(*, config: Path | None = None) -> None:
+    """Not implemented yet."""
+    not_implemented("status")

@@ -1,0 +1,488 @@
+"""Configuration: YAML with ``${VAR}`` / ``${VAR:-default}`` -> attrs frozen classes.
+
+Accepts the seed's ``gatherer.yaml`` and ``deduplicator.yaml`` shapes. Variables come from
+the environment, then from a ``.env`` file beside the config (or in the working directory);
+the environment wins. Every problem is reported as one line naming the key path, e.g.::
+
+    websocket.reconnect_backoff: expected a duration like 500ms, 5s or 5m, got 'soon'
+    metrics.prot: unknown key
+    kalshi.api_key: environment variable KALSHI_API_KEY is not set
+
+and raised together as one :class:`~kalshi.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+import yaml
+from attrs import field, frozen
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from kalshi.errors import ConfigError
+
+__all__ = [
+    "DbConfig",
+    "DedupConfig",
+    "GathererConfig",
+    "GathererSource",
+    "HttpConfig",
+    "JournalConfig",
+    "KalshiConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ProductionConfig",
+    "S3Config",
+    "SnapshotPollerConfig",
+    "SpoolConfig",
+    "SyncConfig",
+    "WebsocketConfig",
+    "WriterConfig",
+    "WritersConfig",
+    "load_config",
+    "load_dedup_config",
+    "load_env_file",
+    "load_gatherer_config",
+    "parse_duration",
+    "parse_size_bytes",
+]
+
+
+class Duration(float):
+    """Seconds, written in config as ``500ms``, ``1s``, ``5m``, ``1h`` or a bare number."""
+
+
+class ByteSize(int):
+    """Bytes, written as ``64MiB``, ``1GB``, ``512k`` or a bare number."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {
+    None: 1.0, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
+}
+_BYTES = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(value: object) -> Duration:
+    """``"500ms"`` -> 0.5; raises ``ValueError`` with the expected form."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 500ms, 5s or 5m, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"expected a non-negative duration, got {value!r}")
+        return Duration(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration like 500ms, 5s or 5m, got {value!r}")
+    return Duration(float(match[1]) * _DURATION_UNITS[match[2]])
+
+
+def parse_size_bytes(value: object) -> ByteSize:
+    """``"64MiB"`` -> 67108864."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return ByteSize(value)
+    match = _BYTES.match(str(value))
+    if not match:
+        raise ValueError(f"expected a size like 64MiB or 1GB, got {value!r}")
+    unit = (match[2] or "b").lower()
+    power = "bkmgt".index(unit[0])
+    base = 1024 if "i" in unit or len(unit) == 1 else 1000
+    return ByteSize(int(match[1]) * base**power)
+
+
+# --- the shapes ---------------------------------------------------------------------------
+
+
+@frozen
+class KalshiConfig:
+    rest_url: str = "https://external-api.kalshi.com/trade-api/v2"
+    ws_url: str = "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
+    api_key: str = ""
+    # A PEM file path, inline PEM text, or env:NAME. Never logged.
+    api_secret: str = field(default="", repr=False)
+    # REST read budget (requests/s) we allow ourselves; Basic tier = 20.
+    rest_rate_limit: float = 10.0
+    request_timeout: Duration = Duration(10.0)
+
+
+@frozen
+class WebsocketConfig:
+    ticker_connections: int = 2
+    trade_connections: int = 2
+    lifecycle_connections: int = 2
+    orderbook_connections: int = 144
+    reconnect_backoff: Duration = Duration(1.0)
+    max_reconnect_backoff: Duration = Duration(30.0)
+    # Declared dead when nothing (data or pong) arrives for this long.
+    silence_timeout: Duration = Duration(5.0)
+    ping_interval: Duration = Duration(2.0)
+    # Markets per update_subscription command (the exchange's cap is unpublished).
+    markets_per_command: int = 256
+    max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
+    transport: str = "trio-websocket"
+    # Bound of each connection's channel into the decoder (frames).
+    queue_size: int = 10_000
+
+
+@frozen
+class DbConfig:
+    # Empty: start (or reuse) the embedded PostgreSQL under data_dir.
+    url: str = ""
+    max_connections: int = 5
+    data_dir: str = ".kalshi/pg"
+
+
+@frozen
+class WriterConfig:
+    batch_size: int = 1000
+    flush_interval: Duration = Duration(1.0)
+
+
+@frozen
+class WritersConfig:
+    trades: WriterConfig = WriterConfig(100, Duration(1.0))
+    orderbook: WriterConfig = WriterConfig(500, Duration(0.5))
+    tickers: WriterConfig = WriterConfig(100, Duration(1.0))
+    snapshots: WriterConfig = WriterConfig(10, Duration(5.0))
+    lifecycle: WriterConfig = WriterConfig(100, Duration(1.0))
+    markets: WriterConfig = WriterConfig(1000, Duration(2.0))
+    gaps: WriterConfig = WriterConfig(10, Duration(1.0))
+
+
+@frozen
+class SpoolConfig:
+    dir: str = ".kalshi/spool"
+    # Rows held in memory per table before batches spill to disk.
+    memory_rows: int = 200_000
+    dead_letter_dir: str = ".kalshi/dead-letter"
+
+
+@frozen
+class SnapshotPollerConfig:
+    enabled: bool = True
+    interval: Duration = Duration(900.0)
+    max_markets: int | None = None
+
+
+@frozen
+class JournalConfig:
+    enabled: bool = True
+    dir: str = ".kalshi/journal"
+    rotate_bytes: ByteSize = ByteSize(256 * 1024 * 1024)
+    rotate_interval: Duration = Duration(3600.0)
+    compress: bool = True
+    upload: bool = False
+
+
+@frozen
+class LoggingConfig:
+    level: str = "info"
+    format: str = "text"
+
+
+@frozen
+class MetricsConfig:
+    enabled: bool = True
+    port: int = 9090
+    host: str = "127.0.0.1"
+
+
+@frozen
+class HttpConfig:
+    """``/health`` and ``/debug/*``; port 0 disables."""
+
+    port: int = 8080
+    host: str = "127.0.0.1"
+    debug_endpoints: bool = True
+
+
+@frozen
+class S3Config:
+    enabled: bool = False
+    endpoint: str = ""
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    bucket: str = "kalshi-data-local"
+    region: str = "us-east-1"
+    prefix: str = "raw/"
+    # When set (and enabled), export to this local directory instead of S3.
+    local_dir: str = ""
+    window: Duration = Duration(3600.0)
+
+
+@frozen
+class GathererConfig:
+    kalshi: KalshiConfig = KalshiConfig()
+    mode: str = "local"
+    gatherer_id: str = "local-1"
+    websocket: WebsocketConfig = WebsocketConfig()
+    timescaledb: DbConfig = DbConfig()
+    writers: WritersConfig = WritersConfig()
+    spool: SpoolConfig = SpoolConfig()
+    snapshot_poller: SnapshotPollerConfig = SnapshotPollerConfig()
+    journal: JournalConfig = JournalConfig()
+    logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    http: HttpConfig = HttpConfig()
+    s3_export: S3Config = S3Config()
+    shard: str = "0/1"
+    # Re-list all markets over REST this often (catches missed lifecycle events).
+    relist_interval: Duration = Duration(300.0)
+    # Grace period for the final flush on Ctrl-C / SIGTERM.
+    shutdown_grace: Duration = Duration(10.0)
+
+
+@frozen
+class GathererSource:
+    id: str
+    timescaledb: str
+
+
+@frozen
+class ProductionConfig:
+    url: str = ""
+    max_connections: int = 5
+
+
+@frozen
+class SyncConfig:
+    poll_interval: Duration = Duration(1.0)
+    batch_size: int = 100
+    # Never wait for a lagging gatherer longer than this.
+    max_lag: Duration = Duration(30.0)
+
+
+@frozen
+class DedupConfig:
+    mode: str = "local"
+    gatherers: tuple[GathererSource, ...] = ()
+    production: ProductionConfig = ProductionConfig()
+    s3_export: S3Config = S3Config()
+    sync: SyncConfig = SyncConfig()
+    logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig(port=9091)
+    http: HttpConfig = HttpConfig(port=8081)
+    shutdown_grace: Duration = Duration(10.0)
+
+
+# --- loading --------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+_EXPECT = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    Duration: "a duration like 500ms, 5s or 5m",
+    ByteSize: "a size like 64MiB",
+}
+
+
+def load_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines of a ``.env`` file (comments, ``export`` and quotes allowed)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _substitute(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, env, f"{path}.{k}" if path else str(k), problems)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match[1], match[2]
+        if name in env and (env[name] != "" or default is None):
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{path}: environment variable {name} is not set")
+        return ""
+
+    whole = _VAR.fullmatch(node) is not None
+    text = _VAR.sub(replace, node)
+    if whole and text:
+        # A value that is exactly ${VAR} takes the YAML type of what it expands to.
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+    return text
+
+
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+    def strict(kind: type, check: Any) -> None:
+        def hook(value: Any, _: type) -> Any:
+            if not check(value):
+                raise ValueError(f"expected {_EXPECT[kind]}, got {value!r}")
+            return value if kind is not float else float(value)
+
+        conv.register_structure_hook(kind, hook)
+
+    strict(bool, lambda v: isinstance(v, bool))
+    strict(int, lambda v: isinstance(v, int) and not isinstance(v, bool))
+    strict(float, lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+    strict(str, lambda v: isinstance(v, str | int | float) and not isinstance(v, bool))
+    conv.register_structure_hook(Duration, lambda v, _: parse_duration(v))
+    conv.register_structure_hook(ByteSize, lambda v, _: parse_size_bytes(v))
+    conv.register_structure_hook(str, lambda v, _: _as_str(v))
+    return conv
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a string, got {value!r}")
+    return str(value)
+
+
+def _describe(exc: BaseException, path: str, out: list[str]) -> None:
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        with_notes, without_notes = exc.group_exceptions()
+        for sub in without_notes:
+            _describe(sub, path, out)
+        for sub, note in with_notes:
+            name = getattr(note, "name", None)
+            index = getattr(note, "index", None)
+            if name is not None:
+                sub_path = f"{path}.{name}" if path else name
+            elif index is not None:
+                sub_path = f"{path}[{index}]"
+            else:
+                sub_path = path
+            _describe(sub, sub_path, out)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        for key in sorted(exc.extra_fields):
+            out.append(f"{path + '.' if path else ''}{key}: unknown key")
+    elif isinstance(exc, KeyError):
+        out.append(f"{path}: required key is missing")
+    elif isinstance(exc, ValueError | TypeError):
+        message = str(exc)
+        if not message.startswith("expected"):
+            message = f"expected a mapping of known keys, got a bad value ({message})"
+        out.append(f"{path or '(top level)'}: {message}")
+    else:
+        out.append(f"{path}: {exc}")
+
+
+T = TypeVar("T")
+
+
+def load_config(
+    path: str | Path | None,
+    kind: type[T],
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> T:
+    """Load ``kind`` (``GathererConfig`` or ``DedupConfig``) from YAML at ``path``.
+
+    ``None`` gives the defaults. Raises :class:`ConfigError` with every problem found.
+    """
+    data: Any = {}
+    base = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        base = file.parent
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{file}:{where} not valid YAML") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: expected a mapping at the top level")
+    merged: dict[str, str] = {}
+    for candidate in {base / ".env", Path.cwd() / ".env"}:
+        merged.update(load_env_file(candidate))
+    merged.update(os.environ if env is None else env)
+    problems: list[str] = []
+    data = _substitute(data, merged, "", problems)
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        value = _converter().structure(data, kind)
+    except Exception as exc:  # noqa: BLE001 - cattrs raises groups of anything
+        _describe(exc, "", problems)
+        value = None
+    if problems:
+        raise ConfigError(problems)
+    problems.extend(_check(value))
+    if problems:
+        raise ConfigError(problems)
+    return value  # type: ignore[return-value]  # checked above
+
+
+def _merge(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply ``{"a.b": v}`` dotted overrides (from command-line flags)."""
+    out = dict(data)
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            child = node.get(key)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[key] = child
+            node = child
+        node[leaf] = value
+    return out
+
+
+def _check(value: Any) -> list[str]:
+    problems: list[str] = []
+    if isinstance(value, GathererConfig):
+        ws = value.websocket
+        for name in ("ticker_connections", "trade_connections", "lifecycle_connections",
+                     "orderbook_connections"):
+            if getattr(ws, name) < 0:
+                problems.append(f"websocket.{name}: expected a non-negative integer")
+        if ws.max_reconnect_backoff < ws.reconnect_backoff:
+            problems.append("websocket.max_reconnect_backoff: must be >= reconnect_backoff")
+        if ws.transport not in ("trio-websocket", "wsproto"):
+            problems.append("websocket.transport: expected trio-websocket or wsproto")
+        if not re.fullmatch(r"\d+/\d+", value.shard) or not (
+            0 <= int(value.shard.split("/")[0]) < int(value.shard.split("/")[1])
+        ):
+            problems.append(f"shard: expected i/n with 0 <= i < n, got {value.shard!r}")
+        for table in attrs.fields(WritersConfig):
+            writer = getattr(value.writers, table.name)
+            if writer.batch_size < 1:
+                problems.append(f"writers.{table.name}.batch_size: expected at least 1")
+    for section in ("logging",):
+        level = getattr(getattr(value, section, None), "level", "info")
+        if level.lower() not in ("debug", "info", "warning", "error"):
+            problems.append(f"logging.level: expected debug, info, warning or error, got {level!r}")
+    return problems
+
+
+def load_gatherer_config(path: str | Path | None, **kwargs: Any) -> GathererConfig:
+    return load_config(path, GathererConfig, **kwargs)
+
+
+def load_dedup_config(path: str | Path | None, **kwargs: Any) -> DedupConfig:
+    return load_config(path, DedupConfig, **kwargs)

@@ -1,0 +1,108 @@
+"""The one exception tree of ``kalshi``.
+
+Every error the library raises on purpose is a :class:`KalshiError`; foreign
+exceptions (httpx, trio-websocket, psycopg, botocore) are translated at the
+boundary of ``net/``, ``store/`` and ``dedup/``::
+
+    KalshiError
+    ├── ConfigError          bad configuration; carries one line per problem
+    ├── AuthError            missing, unreadable or wrong-type signing key
+    ├── DecodeError          a frame or REST body that does not fit the protocol
+    │   └── UnitError        a decimal string that does not fit our integer unit
+    ├── BookError            an impossible order-book state (negative size, crossed)
+    ├── NetError             transport failures (all transient, retried)
+    │   ├── ConnectionLost   the socket closed, errored or went silent
+    │   ├── RateLimited      HTTP 429 / WS error 27
+    │   └── HttpError        any other non-2xx REST answer
+    ├── StoreError           database failures
+    │   └── DatabaseUnavailable  cannot reach PostgreSQL (transient)
+    ├── JournalError         a journal file that cannot be written or read
+    └── ExportError          object-storage failures
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "BookError",
+    "ConfigError",
+    "ConnectionLost",
+    "DatabaseUnavailable",
+    "DecodeError",
+    "ExportError",
+    "HttpError",
+    "JournalError",
+    "KalshiError",
+    "NetError",
+    "RateLimited",
+    "StoreError",
+    "UnitError",
+]
+
+
+class KalshiError(Exception):
+    """Base of every error raised on purpose by this package."""
+
+
+class ConfigError(KalshiError):
+    """A configuration that cannot be used.
+
+    ``problems`` holds one human-readable line per problem, each naming the key
+    path (``websocket.reconnect_backoff: expected a duration like 500ms ...``).
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class AuthError(KalshiError):
+    """The request-signing key is missing, unreadable or of the wrong type."""
+
+
+class DecodeError(KalshiError):
+    """A frame or body that does not fit the protocol."""
+
+
+class UnitError(DecodeError):
+    """A decimal string that does not fit our integer unit exactly."""
+
+
+class BookError(KalshiError):
+    """An order book reached an impossible state."""
+
+
+class NetError(KalshiError):
+    """A transient network failure."""
+
+
+class ConnectionLost(NetError):
+    """The WebSocket closed, failed, or stayed silent past its deadline."""
+
+
+class RateLimited(NetError):
+    """The exchange answered 429 (REST) or error 27 (WebSocket)."""
+
+
+class HttpError(NetError):
+    """A REST call answered with a non-2xx status other than 429."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status}: {message}")
+
+
+class StoreError(KalshiError):
+    """A database operation failed."""
+
+
+class DatabaseUnavailable(StoreError):
+    """PostgreSQL cannot be reached right now; callers spool and retry."""
+
+
+class JournalError(KalshiError):
+    """A journal file cannot be written or read."""
+
+
+class ExportError(KalshiError):
+    """Object storage refused or failed an operation."""

@@ -1,0 +1,66 @@
+"""Replies to WebSocket commands, and the commands themselves."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+__all__ = [
+    "Command",
+    "ErrorReply",
+    "OkReply",
+    "Subscribed",
+    "SubscriptionInfo",
+    "SubscriptionList",
+    "Unsubscribed",
+]
+
+
+@frozen
+class Subscribed:
+    """``subscribed``: one per channel of a subscribe command."""
+
+    channel: str
+    sid: int
+
+
+@frozen
+class OkReply:
+    """``ok`` to update_subscription: ``market_tickers`` is the full list after the update."""
+
+    market_tickers: tuple[str, ...] | None = None
+
+
+@frozen
+class SubscriptionInfo:
+    channel: str
+    sid: int
+
+
+@frozen
+class SubscriptionList:
+    """``ok`` to list_subscriptions (its ``msg`` is an array)."""
+
+    subscriptions: tuple[SubscriptionInfo, ...]
+
+
+@frozen
+class Unsubscribed:
+    """``unsubscribed``: the envelope carries the sid and seq."""
+
+
+@frozen
+class ErrorReply:
+    """``error``: code and text as in the reference (§2.3)."""
+
+    code: int
+    message: str
+    market_ticker: str | None = None
+
+
+@frozen
+class Command:
+    """A client command ``{"id", "cmd", "params"}``."""
+
+    id: int
+    cmd: str
+    params: dict[str, object] | None = None

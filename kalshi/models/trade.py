@@ -1,0 +1,24 @@
+"""Trades, from the ``trade`` channel or REST ``/markets/trades``."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from kalshi.models.book import Side
+
+__all__ = ["Trade"]
+
+
+@frozen
+class Trade:
+    """One trade. ``yes_price``/``no_price`` in hundred-thousandths, ``count`` in hundredths,
+    ``exchange_ts`` in microseconds. ``taker_side`` is the taker's outcome side."""
+
+    trade_id: str
+    ticker: str
+    yes_price: int
+    no_price: int
+    count: int
+    taker_side: Side
+    exchange_ts: int
+    is_block_trade: bool = False

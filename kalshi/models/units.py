@@ -1,0 +1,128 @@
+"""Exact fixed-point units.
+
+* prices: integer hundred-thousandths of a dollar (``"0.4200"`` -> ``42000``)
+* sizes (contract counts): integer hundredths of a contract (``"136.00"`` -> ``13600``)
+* timestamps: integer microseconds since the Unix epoch
+
+Parsing a decimal string that does not fit the unit exactly raises
+:class:`~kalshi.errors.UnitError`; nothing is ever rounded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from kalshi.errors import UnitError
+
+__all__ = [
+    "DOLLAR",
+    "PRICE_SCALE",
+    "SIZE_SCALE",
+    "format_price",
+    "format_size",
+    "parse_price",
+    "parse_rfc3339_us",
+    "parse_size",
+    "format_rfc3339_us",
+]
+
+PRICE_DIGITS = 5
+SIZE_DIGITS = 2
+PRICE_SCALE = 10**PRICE_DIGITS
+SIZE_SCALE = 10**SIZE_DIGITS
+DOLLAR = PRICE_SCALE  # one dollar in price units
+
+_DIGITS = frozenset("0123456789")
+
+
+def _parse_fixed(text: object, digits: int, what: str) -> int:
+    if type(text) is not str:
+        raise UnitError(f"{what}: expected a decimal string, got {type(text).__name__}")
+    body = text
+    negative = False
+    if body[:1] in ("-", "+"):
+        negative = body[0] == "-"
+        body = body[1:]
+    whole, dot, frac = body.partition(".")
+    if not whole or not _DIGITS.issuperset(whole) or (dot and not frac):
+        raise UnitError(f"{what}: not a decimal number: {text!r}")
+    if frac:
+        if not _DIGITS.issuperset(frac):
+            raise UnitError(f"{what}: not a decimal number: {text!r}")
+        if len(frac) > digits:
+            if frac[digits:].strip("0"):
+                raise UnitError(f"{what}: {text!r} has more than {digits} decimal places")
+            frac = frac[:digits]
+    value = int(whole) * 10**digits + (int(frac) * 10 ** (digits - len(frac)) if frac else 0)
+    return -value if negative else value
+
+
+def parse_price(text: object) -> int:
+    """``"0.4200"`` -> ``42000`` (hundred-thousandths of a dollar)."""
+    return _parse_fixed(text, PRICE_DIGITS, "price")
+
+
+def parse_size(text: object) -> int:
+    """``"136.00"`` -> ``13600`` (hundredths of a contract); may be signed."""
+    return _parse_fixed(text, SIZE_DIGITS, "size")
+
+
+def _format_fixed(value: int, digits: int, min_digits: int) -> str:
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**digits)
+    frac_text = str(frac).rjust(digits, "0")
+    trimmed = frac_text.rstrip("0")
+    if len(trimmed) < min_digits:
+        trimmed = frac_text[:min_digits]
+    return f"{sign}{whole}.{trimmed}"
+
+
+def format_price(value: int) -> str:
+    """``42000`` -> ``"0.4200"`` (4 decimals, 5 when the last one is used)."""
+    return _format_fixed(value, PRICE_DIGITS, 4)
+
+
+def format_size(value: int) -> str:
+    """``13600`` -> ``"136.00"``."""
+    return _format_fixed(value, SIZE_DIGITS, 2)
+
+
+def parse_rfc3339_us(text: object) -> int:
+    """``"2022-11-22T20:44:01.123Z"`` -> microseconds since the epoch, exactly.
+
+    Fractions longer than microseconds must be zero past the sixth digit.
+    """
+    if type(text) is not str or len(text) < 20:
+        raise UnitError(f"timestamp: not an RFC 3339 string: {text!r}")
+    main, frac = text, ""
+    tz = "+00:00"
+    if main.endswith(("Z", "z")):
+        main = main[:-1]
+    elif len(main) > 6 and main[-6] in "+-" and main[-3] == ":":
+        main, tz = main[:-6], main[-6:]
+    main, dot, frac = main.partition(".")
+    if dot and (not frac or not _DIGITS.issuperset(frac)):
+        raise UnitError(f"timestamp: bad fraction in {text!r}")
+    if len(frac) > 6:
+        if frac[6:].strip("0"):
+            raise UnitError(f"timestamp: {text!r} is finer than a microsecond")
+        frac = frac[:6]
+    try:
+        moment = datetime.fromisoformat(main + tz)
+    except ValueError as exc:
+        raise UnitError(f"timestamp: not an RFC 3339 string: {text!r}") from exc
+    micros = int(frac.ljust(6, "0")) if frac else 0
+    seconds = int((moment - _EPOCH).total_seconds())
+    return seconds * 1_000_000 + micros
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def format_rfc3339_us(micros: int, *, digits: int = 3) -> str:
+    """Microseconds since the epoch -> ``"2022-11-22T20:44:01.123Z"``."""
+    seconds, frac = divmod(micros, 1_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if digits == 0:
+        return moment + "Z"
+    return f"{moment}.{str(frac).rjust(6, '0')[:digits]}Z"
