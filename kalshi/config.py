@@ -427,7 +427,7 @@ def load_config(
         data = _merge(data, overrides)
     try:
         value = _converter().structure(data, kind)
-    except Exception as exc:  # noqa: BLE001 - cattrs raises groups of anything
+    except Exception as exc:
         _describe(exc, "", problems)
         value = None
     if problems:

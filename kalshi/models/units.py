@@ -19,17 +19,17 @@ __all__ = [
     "PRICE_SCALE",
     "SIZE_SCALE",
     "format_price",
+    "format_rfc3339_us",
     "format_size",
     "parse_price",
     "parse_rfc3339_us",
     "parse_size",
-    "format_rfc3339_us",
 ]
 
 PRICE_DIGITS = 5
 SIZE_DIGITS = 2
-PRICE_SCALE = 10**PRICE_DIGITS
-SIZE_SCALE = 10**SIZE_DIGITS
+PRICE_SCALE: int = 10**PRICE_DIGITS
+SIZE_SCALE: int = 10**SIZE_DIGITS
 DOLLAR = PRICE_SCALE  # one dollar in price units
 
 _DIGITS = frozenset("0123456789")
@@ -53,7 +53,8 @@ def _parse_fixed(text: object, digits: int, what: str) -> int:
             if frac[digits:].strip("0"):
                 raise UnitError(f"{what}: {text!r} has more than {digits} decimal places")
             frac = frac[:digits]
-    value = int(whole) * 10**digits + (int(frac) * 10 ** (digits - len(frac)) if frac else 0)
+    scale: int = 10**digits
+    value = int(whole) * scale + (int(frac.ljust(digits, "0")) if frac else 0)
     return -value if negative else value
 
 

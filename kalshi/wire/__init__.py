@@ -1,0 +1,39 @@
+"""Pure codecs between Kalshi's JSON and our models: the only place that knows field names."""
+
+from kalshi.wire.rest import (
+    decode_event,
+    decode_events_page,
+    decode_exchange_status,
+    decode_market,
+    decode_markets_page,
+    decode_orderbook,
+    decode_series,
+    decode_trades_page,
+)
+from kalshi.wire.ws import (
+    CHANNELS,
+    decode_ws,
+    encode_command,
+    list_subscriptions_cmd,
+    subscribe_cmd,
+    unsubscribe_cmd,
+    update_subscription_cmd,
+)
+
+__all__ = [
+    "CHANNELS",
+    "decode_event",
+    "decode_events_page",
+    "decode_exchange_status",
+    "decode_market",
+    "decode_markets_page",
+    "decode_orderbook",
+    "decode_series",
+    "decode_trades_page",
+    "decode_ws",
+    "encode_command",
+    "list_subscriptions_cmd",
+    "subscribe_cmd",
+    "unsubscribe_cmd",
+    "update_subscription_cmd",
+]
