@@ -64,7 +64,14 @@ class ByteSize(int):
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {
-    None: 1.0, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
+    None: 1.0,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
 }
 _BYTES = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 
@@ -303,8 +310,10 @@ def load_env_file(path: Path) -> dict[str, str]:
 
 def _substitute(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
     if isinstance(node, dict):
-        return {k: _substitute(v, env, f"{path}.{k}" if path else str(k), problems)
-                for k, v in node.items()}
+        return {
+            k: _substitute(v, env, f"{path}.{k}" if path else str(k), problems)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_substitute(v, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
     if not isinstance(node, str) or "${" not in node:
@@ -457,8 +466,12 @@ def _check(value: Any) -> list[str]:
     problems: list[str] = []
     if isinstance(value, GathererConfig):
         ws = value.websocket
-        for name in ("ticker_connections", "trade_connections", "lifecycle_connections",
-                     "orderbook_connections"):
+        for name in (
+            "ticker_connections",
+            "trade_connections",
+            "lifecycle_connections",
+            "orderbook_connections",
+        ):
             if getattr(ws, name) < 0:
                 problems.append(f"websocket.{name}: expected a non-negative integer")
         if ws.max_reconnect_backoff < ws.reconnect_backoff:

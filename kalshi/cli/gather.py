@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kalshi.cli.app import app, not_implemented
+from kalshi.cli.app import app, load_or_exit, not_implemented
+from kalshi.config import GathererConfig
 
 
 @app.command
 def gather(*, config: Path | None = None) -> None:
-    """Not implemented yet."""
+    """Record market data (not implemented yet)."""
+    load_or_exit(config, GathererConfig)
     not_implemented("gather")

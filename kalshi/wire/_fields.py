@@ -200,8 +200,6 @@ def price_ranges(obj: dict[str, Any], key: str = "price_ranges") -> tuple[PriceR
         if type(item) is not dict:
             raise DecodeError(f"{key}[{i}]: expected an object")
         out.append(
-            PriceRange(
-                req_price(item, "start"), req_price(item, "end"), req_price(item, "step")
-            )
+            PriceRange(req_price(item, "start"), req_price(item, "end"), req_price(item, "step"))
         )
     return tuple(out)

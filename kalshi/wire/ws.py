@@ -318,14 +318,13 @@ def unsubscribe_cmd(ident: int, sids: Iterable[int]) -> Command:
     return Command(ident, "unsubscribe", {"sids": list(sids)})
 
 
-def update_subscription_cmd(
-    ident: int, sid: int, action: str, tickers: Iterable[str]
-) -> Command:
+def update_subscription_cmd(ident: int, sid: int, action: str, tickers: Iterable[str]) -> Command:
     """``action`` is ``add_markets``, ``delete_markets`` or ``get_snapshot``."""
     if action not in ("add_markets", "delete_markets", "get_snapshot"):
         raise ValueError(f"unknown update_subscription action {action!r}")
     return Command(
-        ident, "update_subscription",
+        ident,
+        "update_subscription",
         {"sids": [sid], "market_tickers": list(tickers), "action": action},
     )
 

@@ -1,0 +1,5 @@
+"""``python -m kalshi`` runs the CLI."""
+
+from kalshi.cli import main
+
+main()

@@ -1,0 +1,237 @@
+"""Config loading: seed shapes, ${ENV} substitution, precise errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kalshi.config import (
+    DedupConfig,
+    GathererConfig,
+    load_config,
+    load_dedup_config,
+    load_gatherer_config,
+    parse_duration,
+    parse_size_bytes,
+)
+from kalshi.errors import ConfigError
+
+DATA = Path(__file__).parent.parent / "data"
+
+SEED_GATHERER = """
+kalshi:
+  rest_url: ${KALSHI_API_URL}
+  ws_url: ${KALSHI_WS_URL}
+  api_key: ${KALSHI_API_KEY}
+  api_secret: ${KALSHI_API_SECRET}
+mode: local
+gatherer_id: local-1
+websocket:
+  ticker_connections: 2
+  trade_connections: 2
+  lifecycle_connections: 2
+  orderbook_connections: 144
+  reconnect_backoff: 1s
+  max_reconnect_backoff: 30s
+timescaledb:
+  url: ${TIMESCALEDB_URL}
+  max_connections: 5
+writers:
+  trades:
+    batch_size: 100
+    flush_interval: 1s
+  orderbook:
+    batch_size: 500
+    flush_interval: 500ms
+  tickers:
+    batch_size: 100
+    flush_interval: 1s
+  snapshots:
+    batch_size: 10
+    flush_interval: 5s
+snapshot_poller:
+  enabled: true
+  interval: 5m
+  max_markets: 50
+logging:
+  level: debug
+  format: text
+metrics:
+  enabled: true
+  port: ${METRICS_PORT:-9090}
+"""
+
+SEED_DEDUP = """
+mode: local
+gatherers:
+  - id: local-1
+    timescaledb: ${TIMESCALEDB_URL}
+production:
+  url: ${TIMESCALEDB_URL}
+s3_export:
+  enabled: true
+  endpoint: ${S3_ENDPOINT}
+  access_key: ${S3_ACCESS_KEY}
+  secret_key: ${S3_SECRET_KEY}
+  bucket: ${S3_BUCKET}
+  region: us-east-1
+sync:
+  poll_interval: 1s
+  batch_size: 100
+logging:
+  level: debug
+  format: text
+metrics:
+  enabled: true
+  port: 9091
+"""
+
+ENV = {
+    "KALSHI_API_URL": "http://127.0.0.1:1/trade-api/v2",
+    "KALSHI_WS_URL": "ws://127.0.0.1:1/trade-api/ws/v2",
+    "KALSHI_API_KEY": "key",
+    "KALSHI_API_SECRET": "/keys/k.pem",
+    "TIMESCALEDB_URL": "postgres://postgres:postgres@localhost:5432/kalshi_ts",
+    "S3_ENDPOINT": "http://localhost:9000",
+    "S3_ACCESS_KEY": "minioadmin",
+    "S3_SECRET_KEY": "minioadmin",
+    "S3_BUCKET": "kalshi-data-local",
+}
+
+
+def test_seed_gatherer_shape(tmp_path: Path) -> None:
+    path = tmp_path / "gatherer.yaml"
+    path.write_text(SEED_GATHERER)
+    cfg = load_gatherer_config(path, env=ENV)
+    assert cfg.kalshi.rest_url == "http://127.0.0.1:1/trade-api/v2"
+    assert cfg.websocket.orderbook_connections == 144
+    assert cfg.websocket.max_reconnect_backoff == 30.0
+    assert cfg.writers.orderbook.flush_interval == 0.5
+    assert cfg.snapshot_poller.interval == 300.0
+    assert cfg.snapshot_poller.max_markets == 50
+    assert cfg.metrics.port == 9090
+    assert cfg.timescaledb.url == ENV["TIMESCALEDB_URL"]
+    assert "api_secret" not in repr(cfg.kalshi)
+
+
+def test_seed_dedup_shape(tmp_path: Path) -> None:
+    path = tmp_path / "dedup.yaml"
+    path.write_text(SEED_DEDUP)
+    cfg = load_dedup_config(path, env=ENV)
+    assert [(g.id, g.timescaledb) for g in cfg.gatherers] == [("local-1", ENV["TIMESCALEDB_URL"])]
+    assert cfg.s3_export.bucket == "kalshi-data-local"
+    assert cfg.sync.poll_interval == 1.0
+    assert cfg.metrics.port == 9091
+
+
+def test_env_file_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("# comment\nexport METRICS_PORT=9999\nQUOTED='a b'\n")
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "metrics:\n  port: ${METRICS_PORT:-1}\ngatherer_id: ${QUOTED}\nmode: ${UNSET_MODE:-prod}\n"
+    )
+    cfg = load_gatherer_config(path, env={})
+    assert (cfg.metrics.port, cfg.gatherer_id, cfg.mode) == (9999, "a b", "prod")
+
+
+def test_broken_config_lists_every_problem() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(DATA / "broken.yaml", env={})
+    assert info.value.problems == [
+        "kalshi.rest_url: environment variable KALSHI_TEST_UNSET_VARIABLE is not set",
+        "websocket.reconnect_backoff: expected a duration like 500ms, 5s or 5m, got 'soon'",
+        "metrics.prot: unknown key",
+    ]
+
+
+def test_wrong_types(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "metrics:\n  enabled: 'yes'\n  port: nine\nwebsocket:\n"
+        "  ticker_connections: 1.5\nshard: 3/2\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path, env={})
+    assert info.value.problems == [
+        "websocket.ticker_connections: expected an integer, got 1.5",
+        "metrics.enabled: expected true or false, got 'yes'",
+        "metrics.port: expected an integer, got 'nine'",
+    ]
+    path.write_text("shard: 3/2\nwebsocket:\n  transport: carrier-pigeon\n")
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path, env={})
+    assert info.value.problems == [
+        "websocket.transport: expected trio-websocket or wsproto",
+        "shard: expected i/n with 0 <= i < n, got '3/2'",
+    ]
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text("a: [\n")
+    with pytest.raises(ConfigError, match=r"g.yaml: line 2 not valid YAML"):
+        load_gatherer_config(path, env={})
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_gatherer_config(tmp_path / "nope.yaml", env={})
+
+
+def test_durations_and_sizes() -> None:
+    assert [parse_duration(x) for x in ("500ms", "1s", "5m", "1h", 2, "1.5s")] == [
+        0.5,
+        1.0,
+        300.0,
+        3600.0,
+        2.0,
+        1.5,
+    ]
+    assert [parse_size_bytes(x) for x in ("64MiB", "1GB", "512k", 10)] == [
+        64 * 2**20,
+        10**9,
+        512 * 1024,
+        10,
+    ]
+    with pytest.raises(ValueError, match="expected a duration"):
+        parse_duration("soon")
+
+
+def test_defaults_without_a_file() -> None:
+    assert load_config(None, GathererConfig, env={}) == GathererConfig()
+    assert load_config(None, DedupConfig, env={}).metrics.port == 9091
+
+
+@given(st.text(max_size=200))
+def test_hostile_yaml_raises_only_config_errors(text: str) -> None:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        handle.write(text)
+    try:
+        load_gatherer_config(handle.name, env={})
+    except ConfigError:
+        pass
+    finally:
+        Path(handle.name).unlink()
+
+
+def test_cli_prints_three_precise_lines_and_exits_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kalshi", "gather", "--config", str(DATA / "broken.yaml")],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"config error: {DATA / 'broken.yaml'}: kalshi.rest_url: environment variable "
+        "KALSHI_TEST_UNSET_VARIABLE is not set",
+        f"config error: {DATA / 'broken.yaml'}: websocket.reconnect_backoff: expected a "
+        "duration like 500ms, 5s or 5m, got 'soon'",
+        f"config error: {DATA / 'broken.yaml'}: metrics.prot: unknown key",
+    ]
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,0 +1,102 @@
+"""Exact fixed-point units."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kalshi.errors import UnitError
+from kalshi.models.units import (
+    format_price,
+    format_rfc3339_us,
+    format_size,
+    parse_price,
+    parse_rfc3339_us,
+    parse_size,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0.4200", 42000),
+        ("0.0001", 10),
+        ("1.0000", 100000),
+        ("0", 0),
+        ("0.00001", 1),
+        ("0.960", 96000),
+        ("0.42000000", 42000),
+        ("-0.5", -50000),
+    ],
+)
+def test_parse_price(text: str, value: int) -> None:
+    assert parse_price(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("136.00", 13600), ("0.01", 1), ("-54.00", -5400), ("2", 200), ("1.5", 150)],
+)
+def test_parse_size(text: str, value: int) -> None:
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0.000001", "more than 5 decimal places"),
+        ("", "not a decimal number"),
+        ("1.", "not a decimal number"),
+        (".5", "not a decimal number"),
+        ("1e3", "not a decimal number"),
+        ("0x10", "not a decimal number"),
+        ("١٢", "not a decimal number"),
+        (" 1", "not a decimal number"),
+    ],
+)
+def test_parse_price_rejects(text: str, message: str) -> None:
+    with pytest.raises(UnitError, match=message):
+        parse_price(text)
+
+
+def test_parse_rejects_non_strings() -> None:
+    with pytest.raises(UnitError, match="expected a decimal string, got float"):
+        parse_price(0.42)
+    with pytest.raises(UnitError, match="more than 2 decimal places"):
+        parse_size("1.005")
+
+
+@given(st.integers(min_value=-(10**12), max_value=10**12))
+def test_price_round_trip(value: int) -> None:
+    assert parse_price(format_price(value)) == value
+
+
+@given(st.integers(min_value=-(10**12), max_value=10**12))
+def test_size_round_trip(value: int) -> None:
+    assert parse_size(format_size(value)) == value
+
+
+@given(st.integers(min_value=0, max_value=99_999), st.integers(min_value=0, max_value=9))
+def test_decimal_string_round_trips_exactly(units: int, whole: int) -> None:
+    """Decoding then re-encoding a 4- or 5-decimal dollar string gives it back exactly."""
+    text = f"{whole}.{units // 10:04d}" if units % 10 == 0 else f"{whole}.{units:05d}"
+    assert format_price(parse_price(text)) == text
+
+
+@given(st.integers(min_value=0, max_value=10**8), st.integers(min_value=0, max_value=99))
+def test_size_string_round_trips_exactly(whole: int, cents: int) -> None:
+    text = f"{whole}.{cents:02d}"
+    assert format_size(parse_size(text)) == text
+
+
+def test_rfc3339() -> None:
+    assert parse_rfc3339_us("2022-11-22T20:44:01.123Z") == 1_669_149_841_123_000
+    assert parse_rfc3339_us("2022-11-22T20:44:01Z") == 1_669_149_841_000_000
+    assert parse_rfc3339_us("2022-11-22T21:44:01.000001+01:00") == 1_669_149_841_000_001
+    assert parse_rfc3339_us("2022-11-22T20:44:01.123456000Z") == 1_669_149_841_123_456
+    assert format_rfc3339_us(1_669_149_841_123_000) == "2022-11-22T20:44:01.123Z"
+    with pytest.raises(UnitError, match="finer than a microsecond"):
+        parse_rfc3339_us("2022-11-22T20:44:01.1234567Z")
+    with pytest.raises(UnitError, match="not an RFC 3339 string"):
+        parse_rfc3339_us("yesterday at noon, roughly")
