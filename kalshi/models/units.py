@@ -58,14 +58,37 @@ def _parse_fixed(text: object, digits: int, what: str) -> int:
     return -value if negative else value
 
 
+# The vocabulary of price and size strings on the wire is small (a price grid has at most
+# 10 001 points), so parsed values are memoised: the hot path becomes one dict lookup.
+_CACHE_LIMIT = 1 << 16
+_price_cache: dict[str, int] = {}
+_size_cache: dict[str, int] = {}
+
+
 def parse_price(text: object) -> int:
     """``"0.4200"`` -> ``42000`` (hundred-thousandths of a dollar)."""
-    return _parse_fixed(text, PRICE_DIGITS, "price")
+    if type(text) is str:
+        value = _price_cache.get(text)
+        if value is not None:
+            return value
+    value = _parse_fixed(text, PRICE_DIGITS, "price")
+    if len(_price_cache) >= _CACHE_LIMIT:
+        _price_cache.clear()
+    _price_cache[text] = value  # type: ignore[index]  # text is a str once parsed
+    return value
 
 
 def parse_size(text: object) -> int:
     """``"136.00"`` -> ``13600`` (hundredths of a contract); may be signed."""
-    return _parse_fixed(text, SIZE_DIGITS, "size")
+    if type(text) is str:
+        value = _size_cache.get(text)
+        if value is not None:
+            return value
+    value = _parse_fixed(text, SIZE_DIGITS, "size")
+    if len(_size_cache) >= _CACHE_LIMIT:
+        _size_cache.clear()
+    _size_cache[text] = value  # type: ignore[index]  # text is a str once parsed
+    return value
 
 
 def _format_fixed(value: int, digits: int, min_digits: int) -> str:
