@@ -1,0 +1,61 @@
+"""Opening connections and mapping psycopg errors onto :mod:`kalshi.errors`.
+
+Everything psycopg raises leaves ``kalshi.store`` as a :class:`StoreError`;
+errors that mean "the server cannot be reached right now" become
+:class:`DatabaseUnavailable`, which callers treat as transient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from kalshi.errors import DatabaseUnavailable, StoreError
+
+__all__ = ["CONNECT_TIMEOUT", "connect", "is_data_error", "translate", "translating"]
+
+CONNECT_TIMEOUT = 5
+"""Seconds a connection attempt may take before the database counts as unavailable."""
+
+
+def translate(exc: BaseException) -> StoreError:
+    """The :class:`StoreError` that stands for a psycopg error."""
+    if isinstance(exc, StoreError):
+        return exc
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError):
+        return DatabaseUnavailable(message)
+    return StoreError(message)
+
+
+@contextmanager
+def translating() -> Iterator[None]:
+    """Re-raise psycopg errors inside the block as :class:`StoreError`."""
+    try:
+        yield
+    except (psycopg.Error, OSError) as exc:
+        raise translate(exc) from exc
+
+
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A new sync connection; raises :class:`DatabaseUnavailable` when unreachable."""
+    kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    with translating():
+        return psycopg.connect(url, **kwargs)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True when ``exc`` blames the rows themselves (a bad value), not the database.
+
+    SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation), and
+    values the client cannot encode (an int out of range, a wrong type).
+    """
+    if isinstance(exc, psycopg.errors.DataError | psycopg.errors.IntegrityError):
+        return True
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate or ""
+        return state.startswith(("22", "23"))
+    return isinstance(exc, TypeError | ValueError | OverflowError)

@@ -1,0 +1,50 @@
+"""Dead letters: rows the database rejected, kept with the error, one JSON line each.
+
+File: ``<dead_letter_dir>/<table>.jsonl``; each line is
+``{"table", "error", "at_us", "columns", "row"}``, fsync'd before the batch it came from
+is acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from kalshi.errors import StoreError
+from kalshi.models.rows import Row
+from kalshi.store.schema import TableSpec
+from kalshi.store.spool import dump_json
+
+__all__ = ["DeadLetters"]
+
+
+class DeadLetters:
+    """Append-only dead-letter files. Thread-safe; blocks on disk I/O."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+
+    def path(self, table: str) -> Path:
+        return self.directory / f"{table}.jsonl"
+
+    def write(self, spec: TableSpec, row: Row, error: str) -> None:
+        record = {
+            "table": spec.name,
+            "error": error,
+            "at_us": time.time_ns() // 1000,
+            "columns": list(spec.columns),
+            "row": list(row),
+        }
+        path = self.path(spec.name)
+        with self._lock:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                with path.open("ab") as handle:
+                    handle.write(dump_json(record) + b"\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                raise StoreError(f"{path}: cannot write dead letter: {exc.strerror}") from exc

@@ -1,0 +1,146 @@
+"""Writing one batch: binary COPY into a session staging table, then one
+``INSERT ... SELECT ... ON CONFLICT`` into the real table, in one transaction.
+
+Rows the database rejects are isolated by bisection: a failing batch is split in halves
+until the single bad rows are found; those go to the dead-letter file and every other
+row is written. Blocking; runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import psycopg
+from psycopg import sql
+
+from kalshi.errors import StoreError
+from kalshi.models.rows import Row
+from kalshi.store.connection import is_data_error, translate
+from kalshi.store.deadletter import DeadLetters
+from kalshi.store.pool import ConnectionPool, PooledConnection
+from kalshi.store.schema import TableSpec
+
+__all__ = ["WriteResult", "write_batch", "write_rows"]
+
+
+class WriteResult(NamedTuple):
+    inserted: int  # rows new to the table (or upserted markets)
+    duplicates: int  # rows whose key was already stored
+    dead: int  # rows rejected and dead-lettered
+
+
+def _stage_name(spec: TableSpec) -> sql.Identifier:
+    return sql.Identifier(f"_stage_{spec.name}")
+
+
+def _ensure_stage(pooled: PooledConnection, spec: TableSpec) -> None:
+    if spec.name in pooled.staged:
+        return
+    columns: list[sql.Composable] = [
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+        for c, t in zip(spec.columns, spec.stage_types, strict=True)
+    ]
+    if spec.upsert:
+        columns.append(sql.SQL("_ord BIGINT GENERATED ALWAYS AS IDENTITY"))
+    pooled.conn.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+            _stage_name(spec), sql.SQL(", ").join(columns)
+        )
+    )
+    pooled.staged.add(spec.name)
+
+
+def _insert_sql(spec: TableSpec) -> sql.Composed:
+    targets = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    sources = sql.SQL(", ").join(
+        sql.SQL("{}::jsonb").format(sql.Identifier(c))
+        if c in spec.json_columns
+        else sql.Identifier(c)
+        for c in spec.columns
+    )
+    if not spec.upsert:
+        return sql.SQL(
+            "INSERT INTO {table} ({targets}) SELECT {sources} FROM {stage} "
+            "ON CONFLICT {key} DO NOTHING"
+        ).format(
+            table=sql.Identifier(spec.name),
+            targets=targets,
+            sources=sources,
+            stage=_stage_name(spec),
+            key=sql.SQL(spec.conflict),
+        )
+    # Upsert: the last row per key in the batch wins, and never over a newer stored row.
+    key = spec.columns[0]
+    updates = sql.SQL(", ").join(
+        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in spec.columns[1:]
+    )
+    return sql.SQL(
+        "INSERT INTO {table} ({targets}) SELECT DISTINCT ON ({key}) {sources} FROM {stage} "
+        "ORDER BY {key}, _ord DESC "
+        "ON CONFLICT {conflict} DO UPDATE SET {updates} "
+        "WHERE {table}.updated_at <= EXCLUDED.updated_at"
+    ).format(
+        table=sql.Identifier(spec.name),
+        targets=targets,
+        sources=sources,
+        stage=_stage_name(spec),
+        key=sql.Identifier(key),
+        conflict=sql.SQL(spec.conflict),
+        updates=updates,
+    )
+
+
+def _copy_sql(spec: TableSpec) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        _stage_name(spec), sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    )
+
+
+def write_batch(pooled: PooledConnection, spec: TableSpec, rows: Sequence[Row]) -> int:
+    """Write ``rows`` in one transaction; return how many were new. Raises psycopg errors."""
+    _ensure_stage(pooled, spec)
+    conn = pooled.conn
+    with conn.transaction(), conn.cursor() as cur:
+        with cur.copy(_copy_sql(spec)) as copy:
+            copy.set_types(list(spec.stage_types))
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(_insert_sql(spec))
+        return max(cur.rowcount, 0)
+
+
+def write_rows(
+    pool: ConnectionPool, spec: TableSpec, rows: Sequence[Row], dead: DeadLetters
+) -> WriteResult:
+    """Write ``rows``, dead-lettering the ones the database rejects.
+
+    Raises :class:`DatabaseUnavailable` (nothing of this call is committed for the batch
+    being tried; retry it) or :class:`StoreError` for errors that are not about the rows.
+    """
+    try:
+        with pool.connection() as pooled:
+            inserted = write_batch(pooled, spec, rows)
+    except (psycopg.Error, TypeError, ValueError, OverflowError) as exc:
+        if not is_data_error(exc):
+            raise translate(exc) from exc
+        if len(rows) == 1:
+            dead.write(spec, rows[0], _describe(exc))
+            return WriteResult(0, 0, 1)
+        middle = len(rows) // 2
+        left = write_rows(pool, spec, rows[:middle], dead)
+        right = write_rows(pool, spec, rows[middle:], dead)
+        return WriteResult(
+            left.inserted + right.inserted,
+            left.duplicates + right.duplicates,
+            left.dead + right.dead,
+        )
+    except StoreError:
+        raise
+    return WriteResult(inserted, len(rows) - inserted, 0)
+
+
+def _describe(exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", None)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{state}: {text}" if state else f"{type(exc).__name__}: {text}"

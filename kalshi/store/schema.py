@@ -1,0 +1,117 @@
+"""What the writer needs to know about each table: column types, key, row class.
+
+Column order and names come from :data:`kalshi.models.rows.TABLE_COLUMNS`; the types here
+must match ``sql/002_tables.sql`` (``tests/db/test_migrate.py`` checks they do). JSONB
+columns are staged as ``text`` and cast on insert, so rows carry JSON as plain ``str``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from kalshi.models.rows import (
+    TABLE_COLUMNS,
+    DeltaRow,
+    GapRow,
+    LifecycleRow,
+    MarketRow,
+    Row,
+    SnapshotRow,
+    TickerRow,
+    TradeRow,
+)
+
+__all__ = ["TABLES", "TableSpec"]
+
+
+class TableSpec(NamedTuple):
+    name: str
+    row_type: type[Row]
+    columns: tuple[str, ...]
+    types: tuple[str, ...]  # PostgreSQL type of each column, as in the table
+    conflict: str  # ON CONFLICT target, e.g. "(exchange_ts, trade_id)"
+    upsert: bool  # markets: DO UPDATE instead of DO NOTHING
+    writer_key: str  # attribute of WritersConfig
+
+    @property
+    def json_columns(self) -> frozenset[str]:
+        return frozenset(c for c, t in zip(self.columns, self.types, strict=True) if t == "jsonb")
+
+    @property
+    def stage_types(self) -> tuple[str, ...]:
+        """Types of the staging table (and of binary COPY): JSON travels as text."""
+        return tuple("text" if t == "jsonb" else t for t in self.types)
+
+
+_B, _I, _T, _BOOL, _J = "int8", "int4", "text", "bool", "jsonb"
+
+
+def _spec(
+    name: str,
+    row_type: type[Row],
+    types: tuple[str, ...],
+    conflict: str,
+    writer_key: str,
+    *,
+    upsert: bool = False,
+) -> TableSpec:
+    columns = TABLE_COLUMNS[name]
+    assert len(columns) == len(types), name
+    return TableSpec(name, row_type, columns, types, conflict, upsert, writer_key)
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec(
+            "trades",
+            TradeRow,
+            (_B, _B, _T, _T, _T, _I, _B, _BOOL, _BOOL, _T, _B, _B, _B),
+            "(exchange_ts, trade_id)",
+            "trades",
+        ),
+        _spec(
+            "orderbook_deltas",
+            DeltaRow,
+            (_B, _B, _T, _T, _BOOL, _I, _B, _B, _B, _B, _B),
+            "(exchange_ts, gatherer_id, conn_id, frame_no)",
+            "orderbook",
+        ),
+        _spec(
+            "orderbook_snapshots",
+            SnapshotRow,
+            (_B, _B, _B, _T, _T, _T, _J, _J, _B, _B, _B, _B),
+            "(snapshot_ts, gatherer_id, ticker, source, conn_id, frame_no)",
+            "snapshots",
+        ),
+        _spec(
+            "tickers",
+            TickerRow,
+            (_B, _B, _T, _T, _I, _I, _I, _B, _B, _B, _B, _B, _B, _B, _B, _B),
+            "(exchange_ts, gatherer_id, conn_id, frame_no)",
+            "tickers",
+        ),
+        _spec(
+            "market_lifecycle",
+            LifecycleRow,
+            (_B, _B, _T, _T, _T, _J, _B, _B, _B),
+            "(exchange_ts, gatherer_id, conn_id, frame_no)",
+            "lifecycle",
+        ),
+        _spec(
+            "markets",
+            MarketRow,
+            (_T, _T, _T, _T, _T, _B, _B, _B, _T, _J),
+            "(ticker)",
+            "markets",
+            upsert=True,
+        ),
+        _spec(
+            "gaps",
+            GapRow,
+            (_B, _B, _T, _B, _B, _T, _T, _B, _B, _T),
+            "(start_ts, gatherer_id, conn_id, kind, (COALESCE(ticker, '')))",
+            "gaps",
+        ),
+    )
+}

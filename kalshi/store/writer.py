@@ -1,0 +1,384 @@
+"""The batch writers: one Trio task pair per table, never losing a row.
+
+Per table, a *collector* task reads the table's bounded channel and seals batches at
+``batch_size`` rows or ``flush_interval`` after a batch's first row, whichever comes
+first. A sealed batch waits in memory while the table's in-memory rows stay within
+``spool.memory_rows``; beyond that it is spilled to the on-disk spool. A *flusher* task
+writes batches lowest sequence number first (memory or spool), retrying with backoff while
+the database is unavailable. Sequence numbers continue those already in the spool, so a
+new process drains an earlier one's spool first.
+
+Database writes run in worker threads (sync psycopg) admitted by the connection pool's
+limiter; the event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO
+
+import trio
+from attrs import frozen
+
+from kalshi.config import GathererConfig, WriterConfig
+from kalshi.errors import DatabaseUnavailable, StoreError
+from kalshi.models.rows import Row
+from kalshi.store import metrics
+from kalshi.store.deadletter import DeadLetters
+from kalshi.store.insert import WriteResult, write_rows
+from kalshi.store.pool import ConnectionPool
+from kalshi.store.schema import TABLES, TableSpec
+from kalshi.store.spool import Batch, Spool, lock_directory
+
+__all__ = ["Store", "StoreStats", "TableStats", "open_store"]
+
+log = logging.getLogger("kalshi.store")
+
+_BACKOFF_START = 0.1
+_BACKOFF_MAX = 5.0
+
+
+@frozen
+class TableStats:
+    queue_rows: int  # rows in memory: channel buffer, open batch, sealed batches
+    rows_written: int  # rows new to the table since the store opened
+    rows_duplicate: int  # rows whose key was already stored
+    batches: int  # batches committed
+    spool_rows: int
+    spool_bytes: int
+    spool_files: int
+    dead_letters: int
+
+
+@frozen
+class StoreStats:
+    db_up: bool  # the last database write succeeded (True before the first one)
+    db_error: str  # the last unavailability error, '' when up
+    tables: Mapping[str, TableStats]
+
+
+class _DbState:
+    def __init__(self) -> None:
+        self.up = True
+        self.error = ""
+
+    def mark_up(self) -> None:
+        if not self.up:
+            log.info("database available again")
+        self.up, self.error = True, ""
+        metrics.DB_UP.set(1)
+
+    def mark_down(self, exc: BaseException) -> None:
+        if self.up:
+            log.warning("database unavailable, batches wait in memory then spool: %s", exc)
+        self.up, self.error = False, str(exc)
+        metrics.DB_UP.set(0)
+
+
+class _TableWriter:
+    def __init__(
+        self,
+        spec: TableSpec,
+        cfg: WriterConfig,
+        *,
+        pool: ConnectionPool,
+        spool: Spool,
+        dead: DeadLetters,
+        memory_rows: int,
+        state: _DbState,
+    ) -> None:
+        self.spec = spec
+        self.batch_size = cfg.batch_size
+        self.flush_interval = float(cfg.flush_interval)
+        self.pool = pool
+        self.spool = spool
+        self.dead = dead
+        self.memory_limit = memory_rows
+        self.state = state
+        self.send, self.recv = trio.open_memory_channel[Row](max(1024, 4 * cfg.batch_size))
+        self.partial: list[Row] = []
+        self.memory: deque[Batch] = deque()
+        self.memory_rows = 0
+        self.next_seq = 1
+        self.work = trio.Event()
+        self.loaded: Batch | None = None  # a spooled batch read back, being written
+        self.rows_written = 0
+        self.rows_duplicate = 0
+        self.batches = 0
+        self.dead_letters = 0
+        self._label = {"table": spec.name}
+
+    # --- accounting -----------------------------------------------------------------------
+
+    def queue_rows(self) -> int:
+        buffered = self.recv.statistics().current_buffer_used
+        return buffered + len(self.partial) + self.memory_rows
+
+    def stats(self) -> TableStats:
+        return TableStats(
+            queue_rows=self.queue_rows(),
+            rows_written=self.rows_written,
+            rows_duplicate=self.rows_duplicate,
+            batches=self.batches,
+            spool_rows=self.spool.rows,
+            spool_bytes=self.spool.bytes,
+            spool_files=self.spool.files,
+            dead_letters=self.dead_letters,
+        )
+
+    def _publish(self) -> None:
+        metrics.QUEUE_ROWS.labels(**self._label).set(self.queue_rows())
+        metrics.SPOOL_ROWS.labels(**self._label).set(self.spool.rows)
+        metrics.SPOOL_BYTES.labels(**self._label).set(self.spool.bytes)
+
+    def _account(self, result: WriteResult) -> None:
+        self.rows_written += result.inserted
+        self.rows_duplicate += result.duplicates
+        self.dead_letters += result.dead
+        self.batches += 1
+        metrics.ROWS_WRITTEN.labels(**self._label).inc(result.inserted)
+        metrics.ROWS_DUPLICATE.labels(**self._label).inc(result.duplicates)
+        metrics.BATCHES.labels(**self._label).inc()
+        if result.dead:
+            metrics.DEAD_LETTERS.labels(**self._label).inc(result.dead)
+            log.warning("%s: %d rows dead-lettered", self.spec.name, result.dead)
+
+    # --- collector ------------------------------------------------------------------------
+
+    async def collect(self) -> None:
+        """Read rows into batches until every sender is closed."""
+        deadline = math.inf
+        while True:
+            with trio.move_on_at(deadline):
+                try:
+                    row = await self.recv.receive()
+                except trio.EndOfChannel:
+                    break
+                if not self.partial:
+                    deadline = trio.current_time() + self.flush_interval
+                self.partial.append(row)
+                while len(self.partial) < self.batch_size:
+                    try:
+                        self.partial.append(self.recv.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                if len(self.partial) < self.batch_size:
+                    continue
+            await self._seal()
+            deadline = math.inf
+        await self._seal()
+
+    async def _seal(self) -> None:
+        """Turn the open batch into a sealed one, in memory or (over the bound) on disk."""
+        if not self.partial:
+            return
+        batch = Batch(self.next_seq, self.partial)
+        self.next_seq += 1
+        self.partial = []
+        if self.memory_rows + len(batch.rows) <= self.memory_limit:
+            self.memory.append(batch)
+            self.memory_rows += len(batch.rows)
+        else:
+            await trio.to_thread.run_sync(self.spool.write, batch)
+            metrics.SPOOLED_BATCHES.labels(**self._label).inc()
+        self.work.set()
+        self._publish()
+
+    # --- flusher --------------------------------------------------------------------------
+
+    async def _next_batch(self) -> tuple[Batch, bool]:
+        """The lowest-numbered waiting batch and whether it came from the spool."""
+        while True:
+            spooled = self.spool.head()
+            if self.memory and (spooled is None or self.memory[0].seq < spooled):
+                return self.memory[0], False
+            if spooled is not None:
+                if self.loaded is None or self.loaded.seq != spooled:
+                    self.loaded = await trio.to_thread.run_sync(self.spool.read, spooled)
+                return self.loaded, True
+            self.work = trio.Event()
+            await self.work.wait()
+
+    def _write(self, rows: list[Row]) -> WriteResult:
+        started = time.perf_counter()
+        result = write_rows(self.pool, self.spec, rows, self.dead)
+        metrics.FLUSH_SECONDS.labels(**self._label).observe(time.perf_counter() - started)
+        return result
+
+    async def flush_forever(self) -> None:
+        """Write waiting batches in order; back off while the database is unavailable."""
+        backoff = _BACKOFF_START
+        while True:
+            batch, from_spool = await self._next_batch()
+            try:
+                result = await trio.to_thread.run_sync(
+                    self._write, batch.rows, limiter=self.pool.limiter
+                )
+            except DatabaseUnavailable as exc:
+                self.state.mark_down(exc)
+                metrics.FLUSH_ERRORS.labels(**self._label).inc()
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            backoff = _BACKOFF_START
+            self.state.mark_up()
+            self._account(result)
+            if from_spool:
+                self.loaded = None
+                # A crash before the file is gone rewrites the batch; the keys absorb it.
+                await trio.to_thread.run_sync(self.spool.remove, batch.seq)
+            else:
+                self.memory.popleft()
+                self.memory_rows -= len(batch.rows)
+            self._publish()
+
+    # --- shutdown -------------------------------------------------------------------------
+
+    def take_leftovers(self) -> None:
+        """Seal the open batch and whatever is still buffered in the channel, in memory."""
+        while True:
+            try:
+                self.partial.append(self.recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        self.recv.close()
+        for start in range(0, len(self.partial), self.batch_size):
+            rows = self.partial[start : start + self.batch_size]
+            self.memory.append(Batch(self.next_seq, rows))
+            self.next_seq += 1
+            self.memory_rows += len(rows)
+        self.partial = []
+
+    async def flush_memory(self) -> None:
+        """Write the in-memory batches while the database takes them (shutdown path)."""
+        while self.memory:
+            batch = self.memory[0]
+            try:
+                # Abandoned on the grace deadline: the batch is then spooled as well, and a
+                # late commit of this thread is absorbed by the keys on the next drain.
+                result = await trio.to_thread.run_sync(
+                    self._write, batch.rows, limiter=self.pool.limiter, abandon_on_cancel=True
+                )
+            except DatabaseUnavailable as exc:
+                self.state.mark_down(exc)
+                return
+            self.state.mark_up()
+            self._account(result)
+            self.memory.popleft()
+            self.memory_rows -= len(batch.rows)
+
+    def spill_memory(self) -> None:
+        """Spool every in-memory batch, blocking (last step of shutdown)."""
+        while self.memory:
+            batch = self.memory[0]
+            self.spool.write(batch)
+            metrics.SPOOLED_BATCHES.labels(**self._label).inc()
+            self.memory.popleft()
+            self.memory_rows -= len(batch.rows)
+        self._publish()
+
+
+class Store:
+    """The running writers of one database. Obtain it from :func:`open_store`."""
+
+    def __init__(self, url: str, cfg: GathererConfig) -> None:
+        self.url = url
+        self._cfg = cfg
+        self._spool_root = Path(cfg.spool.dir)
+        self._lock: IO[bytes] | None = None
+        self._state = _DbState()
+        self._pool = ConnectionPool(url, cfg.timescaledb.max_connections)
+        dead = DeadLetters(Path(cfg.spool.dead_letter_dir))
+        self.dead_letters = dead
+        self._writers: dict[str, _TableWriter] = {
+            name: _TableWriter(
+                spec,
+                getattr(cfg.writers, spec.writer_key),
+                pool=self._pool,
+                spool=Spool(self._spool_root, spec),
+                dead=dead,
+                memory_rows=cfg.spool.memory_rows,
+                state=self._state,
+            )
+            for name, spec in TABLES.items()
+        }
+
+    def sender(self, table: str) -> trio.MemorySendChannel[Row]:
+        """A new send channel for ``table``'s rows; the caller owns (and closes) it.
+
+        Raises :class:`StoreError` for an unknown table.
+        """
+        writer = self._writers.get(table)
+        if writer is None:
+            raise StoreError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+        return writer.send.clone()
+
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            db_up=self._state.up,
+            db_error=self._state.error,
+            tables={name: writer.stats() for name, writer in self._writers.items()},
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._lock = lock_directory(self._spool_root)
+        for writer in self._writers.values():
+            writer.spool.load()
+            writer.next_seq = writer.spool.max_seq() + 1
+            writer._publish()
+
+    async def _run(self, nursery: trio.Nursery) -> None:
+        for writer in self._writers.values():
+            nursery.start_soon(writer.collect)
+            nursery.start_soon(writer.flush_forever)
+
+    async def _shutdown(self, grace: float) -> None:
+        for writer in self._writers.values():
+            writer.send.close()
+            writer.take_leftovers()
+        with trio.move_on_after(grace, shield=True):
+            async with trio.open_nursery() as nursery:
+                for writer in self._writers.values():
+                    nursery.start_soon(writer.flush_memory)
+        # Past the grace deadline (or with the database down): keep every row on disk.
+        # Blocking on purpose: this is the last thing the store does.
+        for writer in self._writers.values():
+            writer.spill_memory()
+        self._pool.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+@asynccontextmanager
+async def open_store(url: str, cfg: GathererConfig) -> AsyncIterator[Store]:
+    """Run the batch writers of every table against the database at ``url``.
+
+    Yields a :class:`Store`; get channels with :meth:`Store.sender`. Batches that were
+    spooled by an earlier process are drained first. On exit (normal, error or
+    cancellation) the writers stop and everything received is written within
+    ``cfg.shutdown_grace`` seconds (shielded), and what could not be written is spooled,
+    so nothing received is lost. Raises :class:`StoreError` if the spool directory is in
+    use by another process or a write fails for a reason other than the rows or an
+    unavailable database (e.g. missing tables: run migrations first).
+    """
+    store = Store(url, cfg)
+    await trio.to_thread.run_sync(store._open)
+    try:
+        async with trio.open_nursery() as nursery:
+            await store._run(nursery)
+            try:
+                yield store
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store._shutdown(float(cfg.shutdown_grace))

@@ -1,0 +1,114 @@
+"""Migrations against a real PostgreSQL: from empty, idempotent, changed files, schema shape."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kalshi.errors import DatabaseUnavailable, StoreError
+from kalshi.models.rows import TABLE_COLUMNS
+from kalshi.store import connect_db, migrate, storage_mode
+from kalshi.store.migrate import SQL_DIR, applied_migrations
+from kalshi.store.schema import TABLES
+
+MIGRATIONS = ["001_storage_mode.sql", "002_tables.sql", "003_time_series.sql"]
+_PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
+
+
+def test_migrate_from_empty_creates_every_table(empty_db_url: str) -> None:
+    assert storage_mode(empty_db_url) is None
+    assert migrate(empty_db_url) == MIGRATIONS
+    with connect_db(empty_db_url) as db:
+        assert db.counts() == dict.fromkeys(TABLE_COLUMNS, 0)
+        recorded = db.query("SELECT name, checksum FROM schema_migrations ORDER BY name")
+    expected = [(n, hashlib.sha256((SQL_DIR / n).read_bytes()).hexdigest()) for n in MIGRATIONS]
+    assert recorded == expected
+    # The embedded server never preloads timescaledb, so this is always plain mode.
+    assert storage_mode(empty_db_url) == "postgresql"
+
+
+def test_rerun_is_a_noop(empty_db_url: str) -> None:
+    migrate(empty_db_url)
+    before = applied_migrations(empty_db_url)
+    assert migrate(empty_db_url) == []
+    assert applied_migrations(empty_db_url) == before
+    assert [name for name, _ in before] == MIGRATIONS
+
+
+def test_changed_applied_file_is_an_error(empty_db_url: str, tmp_path: Path) -> None:
+    directory = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, directory)
+    migrate(empty_db_url, directory)
+    with (directory / "002_tables.sql").open("a") as handle:
+        handle.write("\n-- edited after the fact\n")
+    (directory / "004_later.sql").write_text("CREATE TABLE later (x INT);\n")
+    with pytest.raises(StoreError, match=r"^002_tables\.sql: file changed after it was applied"):
+        migrate(empty_db_url, directory)
+    # Nothing after the check ran.
+    assert [name for name, _ in applied_migrations(empty_db_url)] == MIGRATIONS
+
+
+def test_new_migration_applies_alone(empty_db_url: str, tmp_path: Path) -> None:
+    directory = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, directory)
+    migrate(empty_db_url, directory)
+    (directory / "004_later.sql").write_text("CREATE TABLE later (x INT);\n")
+    assert migrate(empty_db_url, directory) == ["004_later.sql"]
+    assert migrate(empty_db_url, directory) == []
+
+
+def test_failing_migration_rolls_back(empty_db_url: str, tmp_path: Path) -> None:
+    directory = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, directory)
+    (directory / "004_bad.sql").write_text("CREATE TABLE half (x INT);\nSELECT nonsense;\n")
+    with pytest.raises(StoreError, match="nonsense"):
+        migrate(empty_db_url, directory)
+    with connect_db(empty_db_url) as db:
+        assert db.query("SELECT to_regclass('half') IS NULL") == [(True,)]
+    assert [name for name, _ in applied_migrations(empty_db_url)] == MIGRATIONS
+
+
+def test_tables_match_the_row_tuples(db_url: str) -> None:
+    with connect_db(db_url) as db:
+        for name, spec in TABLES.items():
+            columns = db.query(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = %s ORDER BY ordinal_position",
+                (name,),
+            )
+            expected = [
+                (c, _PG_TYPES.get(t, t)) for c, t in zip(spec.columns, spec.types, strict=True)
+            ]
+            assert columns == expected, name
+            assert tuple(c for c, _ in columns) == TABLE_COLUMNS[name]
+
+
+def test_trades_1m_ohlcv(db_url: str) -> None:
+    minute = 1_732_486_440_000_000  # a minute boundary, µs
+    with connect_db(db_url) as db:
+        for i, (offset, price, size) in enumerate(
+            [
+                (1, 42000, 100),
+                (5_000_000, 45000, 250),
+                (30_000_000, 40000, 1),
+                (59_999_999, 43000, 1000),
+                (60_000_000, 50000, 7),
+            ]
+        ):
+            db.execute(
+                "INSERT INTO trades VALUES (%s, %s, 'g', 'MKT', %s, %s, %s, true, false, 'ws', 1, %s, NULL)",
+                (minute + offset, minute + offset, f"t{i}", price, size, i + 1),
+            )
+        rows = db.query("SELECT * FROM trades_1m ORDER BY ticker, bucket")
+    assert [tuple(int(v) if not isinstance(v, str) else v for v in r) for r in rows] == [
+        ("MKT", minute, 42000, 45000, 40000, 43000, 1351, 4),
+        ("MKT", minute + 60_000_000, 50000, 50000, 50000, 50000, 7, 1),
+    ]
+
+
+def test_unreachable_database_is_unavailable() -> None:
+    with pytest.raises(DatabaseUnavailable):
+        migrate("postgresql://postgres@127.0.0.1:1/kalshi")
