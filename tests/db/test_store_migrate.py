@@ -99,7 +99,8 @@ def test_trades_1m_ohlcv(db_url: str) -> None:
             ]
         ):
             db.execute(
-                "INSERT INTO trades VALUES (%s, %s, 'g', 'MKT', %s, %s, %s, true, false, 'ws', 1, %s, NULL)",
+                "INSERT INTO trades VALUES "
+                "(%s, %s, 'g', 'MKT', %s, %s, %s, true, false, 'ws', 1, %s, NULL)",
                 (minute + offset, minute + offset, f"t{i}", price, size, i + 1),
             )
         rows = db.query("SELECT * FROM trades_1m ORDER BY ticker, bucket")

@@ -1,0 +1,448 @@
+"""The batch writers against a real PostgreSQL: exact round trips, keys, outages, dead letters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from kalshi.config import GathererConfig
+from kalshi.models.rows import (
+    DeltaRow,
+    GapRow,
+    LifecycleRow,
+    MarketRow,
+    Row,
+    SnapshotRow,
+    TickerRow,
+    TradeRow,
+)
+from kalshi.store import EmbeddedPostgres, Store, connect_db, migrate, open_store
+
+T0 = 1_732_486_441_123_456  # 2024-11-24T22:14:01.123456Z in µs: sub-second on purpose
+MAX_PRICE = 100_000  # $1.00000
+MAX_BIGINT = 2**63 - 1
+
+
+def trade(i: int, **changes: object) -> TradeRow:
+    row = TradeRow(
+        exchange_ts=T0 + i,
+        received_at=T0 + i + 1_500,
+        gatherer_id="g-1",
+        ticker=f"MKT-{i % 7}",
+        trade_id=f"00000000-0000-4000-8000-{i:012d}",
+        price=(i * 37) % (MAX_PRICE + 1),
+        size=1 + i * 13,
+        taker_side=i % 2 == 0,
+        is_block_trade=i % 5 == 0,
+        source="ws",
+        conn_id=T0,
+        frame_no=i + 1,
+        seq=i + 1,
+    )
+    return row._replace(**changes)
+
+
+def delta(i: int, **changes: object) -> DeltaRow:
+    row = DeltaRow(
+        exchange_ts=T0,
+        received_at=T0 + 10,
+        gatherer_id="g-1",
+        ticker="MKT",
+        side=True,
+        price=42_000,
+        size_delta=-1_350,
+        conn_id=T0,
+        frame_no=i + 1,
+        sid=3,
+        seq=i + 1,
+    )
+    return row._replace(**changes)
+
+
+def every_table_rows() -> dict[str, list[Row]]:
+    """Edge values for every table: price bounds, fractional and signed sizes, NULLs, µs."""
+    return {
+        "trades": [
+            trade(0, price=0, size=1),  # $0, 0.01 contract
+            trade(1, price=MAX_PRICE, size=13_601, taker_side=False),  # $1, 136.01
+            trade(2, price=12_345, size=MAX_BIGINT, source="rest", conn_id=0, frame_no=0, seq=None),
+        ],
+        "orderbook_deltas": [
+            delta(0, price=1, size_delta=-MAX_BIGINT),
+            delta(1, side=False, price=99_999, size_delta=50),
+        ],
+        "orderbook_snapshots": [
+            SnapshotRow(
+                T0,
+                None,
+                T0 + 1,
+                "g-1",
+                "MKT",
+                "rest",
+                "[[1, 100], [99999, 13601]]",
+                "[]",
+                0,
+                0,
+                None,
+                None,
+            ),
+            SnapshotRow(
+                T0 + 1,
+                T0,
+                T0 + 2,
+                "g-1",
+                "MKT",
+                "ws",
+                "[[42000,1]]",
+                "[[58000,250]]",
+                T0,
+                9,
+                4,
+                1,
+            ),
+        ],
+        "tickers": [
+            TickerRow(
+                T0,
+                T0 + 5,
+                "g-1",
+                "MKT",
+                0,
+                MAX_PRICE,
+                42_000,
+                MAX_BIGINT,
+                13_601,
+                987_654_321_000,
+                5,
+                100,
+                200,
+                1,
+                T0,
+                17,
+            ),
+            TickerRow(
+                T0,
+                T0 + 5,
+                "g-1",
+                "MKT",
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                T0,
+                18,
+            ),
+        ],
+        "market_lifecycle": [
+            LifecycleRow(
+                T0,
+                T0 + 3,
+                "g-1",
+                "MKT",
+                "determined",
+                '{"market_ticker": "MKT", "result": "yes", "n": 1.5}',
+                T0,
+                20,
+                2,
+            ),
+            LifecycleRow(T0, T0 + 3, "g-1", "EVT", "event_created", "{}", T0, 21, None),
+        ],
+        "markets": [
+            MarketRow(
+                "MKT",
+                "EVT",
+                "active",
+                "binary",
+                "Will it? — “quotes” ✓",
+                T0,
+                None,
+                T0,
+                "g-1",
+                '{"ticker": "MKT"}',
+            ),
+        ],
+        "gaps": [
+            GapRow(T0, T0 + 999_999, "g-1", T0, 3, "MKT", "seq_gap", 5, 9, "missed 4"),
+            GapRow(T0, None, "g-1", T0, None, None, "reconnect", None, None, ""),
+        ],
+    }
+
+
+def normalised(rows: list[Row]) -> list[tuple[object, ...]]:
+    """JSONB text comes back in PostgreSQL's normal form: compare JSON parsed."""
+    out = []
+    for row in rows:
+        out.append(
+            tuple(json.loads(v) if isinstance(v, str) and v[:1] in ("[", "{") else v for v in row)
+        )
+    return sorted(out, key=repr)
+
+
+async def send_all(store: Store, table: str, rows: list[Row]) -> None:
+    async with store.sender(table) as send:
+        for row in rows:
+            await send.send(row)
+
+
+async def wait_until(predicate: Callable[[], bool], step: float = 0.01) -> None:
+    while not predicate():
+        await trio.sleep(step)
+
+
+async def test_every_table_round_trips_exactly(db_url: str, cfg: GathererConfig) -> None:
+    rows = every_table_rows()
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            for table, table_rows in rows.items():
+                await send_all(store, table, table_rows)
+            await wait_until(
+                lambda: all(store.stats().tables[t].rows_written == len(r) for t, r in rows.items())
+            )
+    with connect_db(db_url) as db:
+        for table, table_rows in rows.items():
+            assert normalised(db.fetch_rows(table)) == normalised(table_rows), table
+
+
+async def test_same_timestamp_deltas_are_both_kept(db_url: str, cfg: GathererConfig) -> None:
+    # Same market, side, price and exchange time: two real updates, two frames.
+    first, second = delta(0), delta(1)
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "orderbook_deltas", [first, second])
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("orderbook_deltas") == [first, second]
+
+
+async def test_duplicate_batch_leaves_one_copy(db_url: str, cfg: GathererConfig) -> None:
+    trades = [trade(i) for i in range(500)]
+    deltas = [delta(i) for i in range(500)]
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "trades", trades)
+            await send_all(store, "orderbook_deltas", deltas)
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "trades", trades)
+            await send_all(store, "orderbook_deltas", deltas + deltas)
+        stats = store.stats().tables
+    assert (stats["trades"].rows_written, stats["trades"].rows_duplicate) == (0, 500)
+    assert (stats["orderbook_deltas"].rows_written, stats["orderbook_deltas"].rows_duplicate) == (
+        0,
+        1000,
+    )
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == sorted(trades)
+        assert db.count("orderbook_deltas") == 500
+
+
+async def test_rest_and_ws_copies_of_a_trade_collide(db_url: str, cfg: GathererConfig) -> None:
+    live = trade(1)
+    backfill = live._replace(source="rest", conn_id=0, frame_no=0, seq=None, received_at=T0 + 9)
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "trades", [live, backfill])
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == [live]
+
+
+async def test_markets_upsert_keeps_the_newest(db_url: str, cfg: GathererConfig) -> None:
+    old = every_table_rows()["markets"][0]
+    new = old._replace(status="closed", updated_at=T0 + 10)
+    stale = old._replace(status="initialized", updated_at=T0 - 10)
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "markets", [old, new])
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "markets", [stale])
+    with connect_db(db_url) as db:
+        assert [r._replace(payload="") for r in db.fetch_rows("markets")] == [
+            new._replace(payload="")
+        ]
+
+
+async def test_gap_without_ticker_is_stored_once(db_url: str, cfg: GathererConfig) -> None:
+    gap = every_table_rows()["gaps"][1]
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "gaps", [gap, gap._replace(detail="seen again")])
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("gaps") == [gap]
+
+
+async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
+    db_url: str, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+) -> None:
+    cfg = make_cfg(batch_size=1000, flush_interval=5.0)
+    trades = [trade(i) for i in range(1000)]
+    poisoned = trades[637] = trades[637]._replace(price=MAX_PRICE + 1)
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "trades", trades)
+            await wait_until(lambda: store.stats().tables["trades"].batches == 1)
+            stats = store.stats().tables["trades"]
+    assert (stats.rows_written, stats.dead_letters, stats.rows_duplicate) == (999, 1, 0)
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == sorted(t for t in trades if t is not poisoned)
+    lines = (tmp_path / "dead-letter" / "trades.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["row"] == list(poisoned)
+    assert record["error"].startswith("23514: ")  # check_violation
+    assert "trades_price_check" in record["error"]
+
+
+async def test_value_the_client_cannot_encode_is_dead_lettered(
+    db_url: str, cfg: GathererConfig, tmp_path: Path
+) -> None:
+    trades = [trade(i) for i in range(10)]
+    trades[3] = trades[3]._replace(size=2**64)  # does not fit BIGINT
+    trades[8] = trades[8]._replace(seq="nine")  # type: ignore[arg-type]  # a bug upstream
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "trades", trades)
+        stats = store.stats().tables["trades"]
+    assert (stats.rows_written, stats.dead_letters) == (8, 2)
+    lines = (tmp_path / "dead-letter" / "trades.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["row"][12] for r in records] == [4, "nine"]
+    assert [r["error"] for r in records] == [
+        "OverflowError: int too big to convert",
+        "TypeError: 'str' object cannot be interpreted as an integer",
+    ]
+    with connect_db(db_url) as db:
+        assert db.count("trades") == 8
+
+
+async def test_database_outage_spools_then_drains(
+    own_pg: EmbeddedPostgres, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+) -> None:
+    migrate(own_pg.url)
+    cfg = make_cfg(batch_size=100, flush_interval=0.02, memory_rows=300)
+    before = [trade(i) for i in range(500)]
+    during = [trade(i) for i in range(500, 2500)]
+    with trio.fail_after(60):
+        async with open_store(own_pg.url, cfg) as store:
+            await send_all(store, "trades", before)
+            await wait_until(lambda: store.stats().tables["trades"].rows_written == 500)
+            await trio.to_thread.run_sync(own_pg.stop)
+            await send_all(store, "trades", during)
+
+            def settled() -> bool:
+                s = store.stats()
+                t = s.tables["trades"]
+                return not s.db_up and t.spool_rows + t.queue_rows == 2000 and t.spool_rows > 0
+
+            await wait_until(settled)
+            stats = store.stats().tables["trades"]
+            # Memory holds at most memory_rows; the rest is on disk, one file per batch.
+            assert stats.queue_rows <= 300
+            assert stats.spool_rows == 2000 - stats.queue_rows
+            assert stats.spool_files == stats.spool_rows // 100
+            assert len(list((tmp_path / "spool" / "trades").glob("*.batch"))) == stats.spool_files
+            await trio.to_thread.run_sync(own_pg.start)
+            await wait_until(lambda: store.stats().tables["trades"].rows_written == 2500)
+            stats = store.stats().tables["trades"]
+            assert store.stats().db_up
+    assert (stats.spool_rows, stats.spool_files, stats.queue_rows, stats.dead_letters) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert list((tmp_path / "spool" / "trades").glob("*.batch")) == []
+    with connect_db(own_pg.url) as db:
+        assert db.fetch_rows("trades") == sorted(before + during)
+
+
+async def test_exit_with_database_down_spools_everything(
+    make_cfg: Callable[..., GathererConfig], db_url: str, tmp_path: Path
+) -> None:
+    cfg = make_cfg(batch_size=100, flush_interval=3600, grace=5)
+    trades = [trade(i) for i in range(250)]
+    with trio.fail_after(30):
+        async with open_store("postgresql://postgres@127.0.0.1:1/kalshi", cfg) as store:
+            await send_all(store, "trades", trades)
+        stats = store.stats().tables["trades"]
+    assert (stats.spool_rows, stats.spool_files, stats.queue_rows) == (250, 3, 0)
+    # The next store (database back) drains the spool first.
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await wait_until(lambda: store.stats().tables["trades"].spool_files == 0)
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == sorted(trades)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, trio
+    from kalshi.config import Duration, GathererConfig, SpoolConfig, WriterConfig, WritersConfig
+    from kalshi.models.rows import TradeRow
+    from kalshi.store import open_store
+
+    spool, count = sys.argv[1], int(sys.argv[2])
+    w = WriterConfig(100, Duration(0.01))
+    cfg = GathererConfig(
+        writers=WritersConfig(trades=w),
+        spool=SpoolConfig(dir=spool, memory_rows=0, dead_letter_dir=spool + "-dead"),
+    )
+
+    async def main():
+        async with open_store("postgresql://postgres@127.0.0.1:1/kalshi", cfg) as store:
+            async with store.sender("trades") as send:
+                for i in range(count):
+                    await send.send(TradeRow(
+                        1_732_486_441_123_456 + i, 1, "g-1", "MKT", f"t-{i}", 42000, 13601,
+                        True, False, "ws", 1, i + 1, i + 1))
+            while store.stats().tables["trades"].spool_rows < count:
+                await trio.sleep(0.01)
+            print("SPOOLED", flush=True)
+            await trio.sleep_forever()
+
+    trio.run(main)
+    """
+)
+
+
+async def test_killed_process_spool_is_drained_by_the_next(
+    db_url: str, cfg: GathererConfig, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(spool), "1000"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    try:
+        with trio.fail_after(60):
+            line = await trio.to_thread.run_sync(child.stdout.readline)  # type: ignore[union-attr]
+        assert line == "SPOOLED\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()  # type: ignore[union-attr]
+    assert child.returncode == -signal.SIGKILL
+    assert len(list((spool / "trades").glob("*.batch"))) == 10
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            assert store.stats().tables["trades"].spool_rows == 1000
+            await wait_until(lambda: store.stats().tables["trades"].spool_files == 0)
+            assert store.stats().tables["trades"].rows_written == 1000
+    with connect_db(db_url) as db:
+        assert db.count("trades") == 1000
+        assert db.query("SELECT count(DISTINCT trade_id), min(size), max(size) FROM trades") == [
+            (1000, 13601, 13601)
+        ]
