@@ -42,6 +42,7 @@ log = logging.getLogger("kalshi.store")
 
 _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
+_WORKERS = 2  # concurrent batch writes per table
 
 
 @frozen
@@ -108,6 +109,10 @@ class _TableWriter:
         self.next_seq = 1
         self.work = trio.Event()
         self.loaded: Batch | None = None  # a spooled batch read back, being written
+        self.inflight: set[int] = set()  # seqs of memory batches being written
+        self.spool_busy = False  # a spooled batch is being written
+        # Upserts keep one writer so the last row of a key always lands last.
+        self.workers = 1 if spec.upsert else _WORKERS
         self.rows_written = 0
         self.rows_duplicate = 0
         self.batches = 0
@@ -192,18 +197,39 @@ class _TableWriter:
 
     # --- flusher --------------------------------------------------------------------------
 
+    def _pick(self) -> tuple[Batch | None, int | None]:
+        """The lowest-numbered batch no worker is writing: (memory batch, spool seq)."""
+        in_memory = next((b for b in self.memory if b.seq not in self.inflight), None)
+        spooled = None if self.spool_busy else self.spool.head()
+        if spooled is not None and (in_memory is None or spooled < in_memory.seq):
+            return None, spooled
+        return in_memory, None
+
     async def _next_batch(self) -> tuple[Batch, bool]:
-        """The lowest-numbered waiting batch and whether it came from the spool."""
+        """Claim the next batch to write and say whether it came from the spool."""
         while True:
-            spooled = self.spool.head()
-            if self.memory and (spooled is None or self.memory[0].seq < spooled):
-                return self.memory[0], False
+            batch, spooled = self._pick()
             if spooled is not None:
-                if self.loaded is None or self.loaded.seq != spooled:
-                    self.loaded = await trio.to_thread.run_sync(self.spool.read, spooled)
+                self.spool_busy = True  # spooled batches are written one at a time, in order
+                try:
+                    if self.loaded is None or self.loaded.seq != spooled:
+                        self.loaded = await trio.to_thread.run_sync(self.spool.read, spooled)
+                except BaseException:
+                    self.spool_busy = False
+                    raise
                 return self.loaded, True
-            self.work = trio.Event()
+            if batch is not None:
+                self.inflight.add(batch.seq)
+                return batch, False
+            if self.work.is_set():
+                self.work = trio.Event()
             await self.work.wait()
+
+    def _release(self, batch: Batch, from_spool: bool) -> None:
+        if from_spool:
+            self.spool_busy = False
+        else:
+            self.inflight.discard(batch.seq)
 
     def _write(self, rows: list[Row]) -> WriteResult:
         started = time.perf_counter()
@@ -212,7 +238,11 @@ class _TableWriter:
         return result
 
     async def flush_forever(self) -> None:
-        """Write waiting batches in order; back off while the database is unavailable."""
+        """Write waiting batches, lowest first; back off while the database is unavailable.
+
+        Several of these may run per table: while one waits on the server's INSERT, the
+        next batch's COPY is encoded.
+        """
         backoff = _BACKOFF_START
         while True:
             batch, from_spool = await self._next_batch()
@@ -221,21 +251,30 @@ class _TableWriter:
                     self._write, batch.rows, limiter=self.pool.limiter
                 )
             except DatabaseUnavailable as exc:
+                self._release(batch, from_spool)
                 self.state.mark_down(exc)
                 metrics.FLUSH_ERRORS.labels(**self._label).inc()
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
+            except BaseException:
+                self._release(batch, from_spool)
+                raise
             backoff = _BACKOFF_START
             self.state.mark_up()
             self._account(result)
             if from_spool:
-                self.loaded = None
                 # A crash before the file is gone rewrites the batch; the keys absorb it.
-                await trio.to_thread.run_sync(self.spool.remove, batch.seq)
+                try:
+                    await trio.to_thread.run_sync(self.spool.remove, batch.seq)
+                finally:
+                    self.loaded = None
+                    self._release(batch, from_spool)
             else:
-                self.memory.popleft()
+                self.memory.remove(batch)
                 self.memory_rows -= len(batch.rows)
+                self._release(batch, from_spool)
+            self.work.set()  # another worker may be waiting for the spool to be free
             self._publish()
 
     # --- shutdown -------------------------------------------------------------------------
@@ -338,7 +377,8 @@ class Store:
     async def _run(self, nursery: trio.Nursery) -> None:
         for writer in self._writers.values():
             nursery.start_soon(writer.collect)
-            nursery.start_soon(writer.flush_forever)
+            for _ in range(writer.workers):
+                nursery.start_soon(writer.flush_forever)
 
     async def _shutdown(self, grace: float) -> None:
         for writer in self._writers.values():
