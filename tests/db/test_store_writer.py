@@ -14,6 +14,7 @@ from pathlib import Path
 import trio
 
 from kalshi.config import GathererConfig
+from kalshi.errors import StoreError
 from kalshi.models.rows import (
     DeltaRow,
     GapRow,
@@ -451,3 +452,42 @@ async def test_killed_process_spool_is_drained_by_the_next(
         assert db.query("SELECT count(DISTINCT trade_id), min(size), max(size) FROM trades") == [
             (1000, 13601, 13601)
         ]
+
+
+async def test_metrics_count_rows_batches_and_duplicates(
+    db_url: str, make_cfg: Callable[..., GathererConfig]
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"table": "tickers"}) or 0.0
+
+    names = [
+        "kalshi_store_rows_written_total",
+        "kalshi_store_rows_duplicate_total",
+        "kalshi_store_batches_total",
+        "kalshi_store_flush_seconds_count",
+    ]
+    before = [sample(n) for n in names]
+    row = every_table_rows()["tickers"][0]
+    rows = [row._replace(frame_no=i) for i in range(1, 26)]
+    with trio.fail_after(30):
+        async with open_store(db_url, make_cfg(batch_size=10, flush_interval=3600)) as store:
+            await send_all(store, "tickers", rows + rows[:5])
+            await wait_until(lambda: store.stats().tables["tickers"].batches == 3)
+    after = [sample(n) for n in names]
+    # 30 rows (5 of them repeats) in batches of 10.
+    assert [a - b for a, b in zip(after, before, strict=True)] == [25, 5, 3, 3]
+    assert sample("kalshi_store_queue_rows") == 0
+    assert sample("kalshi_store_spool_rows") == 0
+
+
+async def test_unknown_table_is_refused(db_url: str, cfg: GathererConfig) -> None:
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            try:
+                store.sender("trade")
+            except StoreError as exc:
+                assert str(exc).startswith("unknown table 'trade'; expected one of trades, ")
+            else:
+                raise AssertionError("expected StoreError")
