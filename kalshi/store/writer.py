@@ -190,7 +190,13 @@ class _TableWriter:
             self.memory.append(batch)
             self.memory_rows += len(batch.rows)
         else:
-            await trio.to_thread.run_sync(self.spool.write, batch)
+            try:
+                await trio.to_thread.run_sync(self.spool.write, batch)
+            except BaseException:
+                # Keep the rows where shutdown will find them (and try to spool them again).
+                self.memory.append(batch)
+                self.memory_rows += len(batch.rows)
+                raise
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
         self.work.set()
         self._publish()
@@ -307,6 +313,9 @@ class _TableWriter:
             except DatabaseUnavailable as exc:
                 self.state.mark_down(exc)
                 return
+            except StoreError as exc:
+                log.error("%s: final flush failed, spooling instead: %s", self.spec.name, exc)
+                return
             self.state.mark_up()
             self._account(result)
             self.memory.popleft()
@@ -384,18 +393,20 @@ class Store:
         for writer in self._writers.values():
             writer.send.close()
             writer.take_leftovers()
-        with trio.move_on_after(grace, shield=True):
-            async with trio.open_nursery() as nursery:
-                for writer in self._writers.values():
-                    nursery.start_soon(writer.flush_memory)
-        # Past the grace deadline (or with the database down): keep every row on disk.
-        # Blocking on purpose: this is the last thing the store does.
-        for writer in self._writers.values():
-            writer.spill_memory()
-        self._pool.close()
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        try:
+            with trio.move_on_after(grace, shield=True):
+                async with trio.open_nursery() as nursery:
+                    for writer in self._writers.values():
+                        nursery.start_soon(writer.flush_memory)
+        finally:
+            # Past the grace deadline (or with the database down): keep every row on disk.
+            # Blocking on purpose: this is the last thing the store does.
+            for writer in self._writers.values():
+                writer.spill_memory()
+            self._pool.close()
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
 
 
 @asynccontextmanager

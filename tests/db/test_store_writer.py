@@ -497,3 +497,27 @@ async def test_unknown_table_is_refused(db_url: str, cfg: GathererConfig) -> Non
                 assert str(exc).startswith("unknown table 'trade'; expected one of trades, ")
             else:
                 raise AssertionError("expected StoreError")
+
+
+async def test_missing_tables_crash_the_store_but_keep_the_rows(
+    empty_db_url: str, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+) -> None:
+    trades = [trade(i) for i in range(250)]
+    caught: list[BaseException] = []
+    with trio.fail_after(30):
+        try:
+            async with open_store(empty_db_url, make_cfg(batch_size=100)) as store:
+                await send_all(store, "trades", trades)
+                await trio.sleep_forever()
+        except* StoreError as group:
+            caught.extend(group.exceptions)
+    assert [str(e) for e in caught][:1] == ['relation "trades" does not exist']
+    stats = store.stats().tables["trades"]
+    assert (stats.rows_written, stats.spool_rows, stats.queue_rows) == (0, 250, 0)
+    # Once migrated, the next store writes them.
+    migrate(empty_db_url)
+    with trio.fail_after(30):
+        async with open_store(empty_db_url, make_cfg(batch_size=100)) as store:
+            await wait_until(lambda: store.stats().tables["trades"].spool_files == 0)
+    with connect_db(empty_db_url) as db:
+        assert db.fetch_rows("trades") == sorted(trades)
