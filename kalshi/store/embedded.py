@@ -140,7 +140,9 @@ class EmbeddedPostgres:
                 check=False,
             )
             if result.returncode != 0:
-                raise StoreError(f"embedded PostgreSQL failed to start: {self._log_tail(log_file)}")
+                raise StoreError(
+                    f"embedded PostgreSQL failed to start: {self._log_tail(log_file)}{self._hint()}"
+                )
             self._owned = True
             log.info("started PostgreSQL on port %d (%s)", self.port, self.data_dir)
         self._ensure_database(DATABASE)
@@ -191,7 +193,7 @@ class EmbeddedPostgres:
             raise StoreError(f"cannot run {args[0]}: {exc}") from exc
         if check and result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["failed"]
-            raise StoreError(f"{Path(args[0]).name}: {tail[0]}")
+            raise StoreError(f"{Path(args[0]).name}: {tail[0]}{self._hint()}")
         return result
 
     def _tool(self, name: str) -> str:
@@ -255,6 +257,14 @@ class EmbeddedPostgres:
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if found.fetchone() is None:
                 conn.execute(f'CREATE DATABASE "{name}"')
+
+    def _hint(self) -> str:
+        if self._user is None:
+            return ""
+        return (
+            f" (as root the server runs as {self._user}: every parent directory of "
+            f"{self.data_dir} must be searchable by it)"
+        )
 
     @staticmethod
     def _log_tail(path: Path) -> str:
