@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import trio
+import trio.testing
 
 from kalshi.config import GathererConfig
 from kalshi.errors import StoreError
@@ -520,4 +521,23 @@ async def test_missing_tables_crash_the_store_but_keep_the_rows(
         async with open_store(empty_db_url, make_cfg(batch_size=100)) as store:
             await wait_until(lambda: store.stats().tables["trades"].spool_files == 0)
     with connect_db(empty_db_url) as db:
+        assert db.fetch_rows("trades") == sorted(trades)
+
+
+async def test_cancellation_still_writes_everything_received(
+    db_url: str, make_cfg: Callable[..., GathererConfig]
+) -> None:
+    trades = [trade(i) for i in range(250)]
+    cfg = make_cfg(batch_size=1000, flush_interval=3600)  # nothing flushes before the end
+    with trio.fail_after(30), trio.CancelScope() as scope:
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "trades", trades)
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.stats().tables["trades"].queue_rows == 250
+            scope.cancel()  # as Ctrl-C would
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    stats = store.stats().tables["trades"]
+    assert (stats.rows_written, stats.queue_rows, stats.spool_rows) == (250, 0, 0)
+    with connect_db(db_url) as db:
         assert db.fetch_rows("trades") == sorted(trades)
