@@ -21,6 +21,14 @@ CONNECT_TIMEOUT = 5
 """Seconds a connection attempt may take before the database counts as unavailable."""
 
 
+_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
 def translate(exc: BaseException) -> StoreError:
     """The :class:`StoreError` that stands for a psycopg error."""
     if isinstance(exc, StoreError):
@@ -43,6 +51,10 @@ def translating() -> Iterator[None]:
 def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
     """A new sync connection; raises :class:`DatabaseUnavailable` when unreachable."""
     kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    # A server that vanishes without closing the socket must still fail a write (~25 s)
+    # rather than hang a writer thread forever.
+    for key, value in _KEEPALIVE.items():
+        kwargs.setdefault(key, value)
     with translating():
         return psycopg.connect(url, **kwargs)
 
