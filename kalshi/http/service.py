@@ -1,0 +1,72 @@
+"""The HTTP side of a service: ``/health`` (+ ``/debug/markets``) and ``/metrics`` from config."""
+
+from __future__ import annotations
+
+import trio
+from attrs import frozen
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from kalshi.config import HttpConfig, MetricsConfig
+from kalshi.errors import ConfigError
+from kalshi.http.routes import (
+    DebugMarkets,
+    Health,
+    debug_markets_route,
+    health_route,
+    metrics_route,
+)
+from kalshi.http.server import Handler, Listening, serve_http
+
+__all__ = ["Endpoints", "serve_endpoints"]
+
+
+@frozen
+class Endpoints:
+    """Where the endpoints listen; ``None`` for a disabled one."""
+
+    health: Listening | None
+    metrics: Listening | None
+
+
+async def serve_endpoints(
+    http: HttpConfig,
+    metrics: MetricsConfig,
+    *,
+    health: Health,
+    debug_markets: DebugMarkets | None = None,
+    registry: CollectorRegistry = REGISTRY,
+    task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve a service's endpoints as configured, until cancelled.
+
+    ``http.port`` serves ``/health`` and, when ``http.debug_endpoints`` and
+    ``debug_markets`` is given, ``/debug/markets``; ``metrics.port`` serves ``/metrics``.
+    A port of 0 (or ``metrics.enabled: false``) disables that server; equal ports share one
+    server (then the hosts must be equal too). Starts with the :class:`Endpoints` actually
+    bound. Raises :class:`ConfigError` for conflicting hosts and ``OSError`` when a port
+    cannot be bound. With both disabled it starts with ``Endpoints(None, None)`` and returns.
+    """
+    routes: dict[str, Handler] = {}
+    if http.port:
+        routes["/health"] = health_route(health)
+        if http.debug_endpoints and debug_markets is not None:
+            routes["/debug/markets"] = debug_markets_route(debug_markets)
+    metrics_routes = {"/metrics": metrics_route(registry)} if metrics.enabled else {}
+    metrics_port = metrics.port if metrics.enabled else 0
+    shared = bool(http.port) and http.port == metrics_port
+    if shared and http.host != metrics.host:
+        raise ConfigError(
+            f"metrics.host: must equal http.host ({http.host}) when both use port {http.port}"
+        )
+    async with trio.open_nursery() as nursery:
+        bound_health = bound_metrics = None
+        if http.port:
+            routes.update(metrics_routes if shared else {})
+            bound_health = await nursery.start(serve_http, http.host, http.port, routes)
+        if shared:
+            bound_metrics = bound_health
+        elif metrics_port:
+            bound_metrics = await nursery.start(
+                serve_http, metrics.host, metrics_port, metrics_routes
+            )
+        task_status.started(Endpoints(bound_health, bound_metrics))
