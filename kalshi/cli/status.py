@@ -1,13 +1,71 @@
-"""`kalshi status`."""
+"""`kalshi status [URL]`: the live screen of a running gatherer (or any service with /health)."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
+from typing import Annotated
 
-from kalshi.cli.app import app, not_implemented
+import trio
+from cyclopts import Parameter
+from rich.console import Console
+
+from kalshi.cli.app import app, fail, load_or_exit
+from kalshi.config import GathererConfig
+from kalshi.errors import KalshiError
+from kalshi.tui import TuiState, open_remote, render, run_tui
+
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 @app.command
-def status(*, config: Path | None = None) -> None:
-    """Not implemented yet."""
-    not_implemented("status")
+def status(
+    url: Annotated[str | None, Parameter(help=f"Its HTTP address [{DEFAULT_URL}].")] = None,
+    *,
+    metrics_url: Annotated[
+        str | None, Parameter(help="Its metrics server, e.g. http://127.0.0.1:9090.")
+    ] = None,
+    once: Annotated[bool, Parameter(help="Print one frame as plain text and exit.")] = False,
+    refresh: Annotated[float, Parameter(help="Seconds between refreshes.")] = 1.0,
+    config: Annotated[
+        Path | None, Parameter(help="Take both addresses from this gatherer config.")
+    ] = None,
+) -> None:
+    """Attach to a running gatherer's /health (and /metrics) and show the live screen."""
+    if config is not None:
+        cfg = load_or_exit(config, GathererConfig)
+        if url is None and cfg.http.port:
+            url = f"http://{cfg.http.host}:{cfg.http.port}"
+        if metrics_url is None and cfg.metrics.enabled and cfg.metrics.port:
+            metrics_url = f"http://{cfg.metrics.host}:{cfg.metrics.port}"
+    if refresh <= 0:
+        fail("--refresh must be a positive number of seconds", code=2)
+    with contextlib.suppress(KeyboardInterrupt):
+        error = trio.run(_status, url or DEFAULT_URL, metrics_url, once, refresh)
+        if error is not None:
+            fail(error)
+
+
+async def _status(url: str, metrics_url: str | None, once: bool, refresh: float) -> str | None:
+    """Runs the screen; returns the error that stopped it before the first frame."""
+    async with open_remote(url, metrics=metrics_url) as remote:
+        state = TuiState()
+        try:
+            health = await remote.health()
+            metrics = await remote.metrics() if metrics_url else None
+            state.observe(health, now=trio.current_time(), metrics=metrics)
+        except (KalshiError, ValueError) as exc:
+            return str(exc)
+        if once:
+            plain = Console(color_system=None, highlight=False, width=_width())
+            plain.print(render(state))
+            return None
+        source = remote.metrics if metrics_url else None
+        await run_tui(remote.health, refresh=refresh, metrics=source)
+    return None
+
+
+def _width() -> int | None:
+    # Piped output gets a wide page rather than rich's 80 columns.
+    return None if sys.stdout.isatty() else 120

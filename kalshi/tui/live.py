@@ -1,0 +1,74 @@
+"""The one Live refresh task: sample a health source, redraw, sleep, repeat."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import trio
+from rich.console import Console
+from rich.live import Live
+
+from kalshi.errors import KalshiError
+from kalshi.tui.render import render, summary_line
+from kalshi.tui.state import TuiState
+
+__all__ = ["HealthSource", "MetricsSource", "run_tui", "sample"]
+
+T = TypeVar("T")
+
+HealthSource = Callable[[], Awaitable[Mapping[str, Any]]] | Callable[[], Mapping[str, Any]]
+MetricsSource = Callable[[], Awaitable[str]] | Callable[[], str]
+
+
+async def _call(function: Callable[[], T | Awaitable[T]]) -> T:
+    result = function()
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def sample(
+    state: TuiState, source: HealthSource, metrics: MetricsSource | None = None
+) -> None:
+    """Take one health document (and metrics text) into ``state``, stamped with
+    ``trio.current_time()``. A ``KalshiError`` from a source, or metrics that do not parse,
+    become ``state.error`` (shown on screen); anything else propagates."""
+    try:
+        health = await _call(source)
+        text = await _call(metrics) if metrics is not None else None
+        state.observe(health, now=trio.current_time(), metrics=text)
+    except (KalshiError, ValueError) as exc:
+        state.observe_error(str(exc))
+
+
+async def run_tui(
+    source: HealthSource,
+    *,
+    refresh: float = 1.0,
+    console: Console | None = None,
+    metrics: MetricsSource | None = None,
+) -> None:
+    """Show the live screen for ``source`` every ``refresh`` seconds, until cancelled.
+
+    On a terminal this is a rich ``Live`` screen; otherwise (a pipe, a log file) it prints
+    one :func:`summary_line` per refresh. ``metrics`` optionally returns ``/metrics`` text.
+    Source failures are shown and retried at the next refresh (see :func:`sample`).
+    Cancellation leaves the last frame on the terminal.
+    """
+    console = console or Console()
+    state = TuiState()
+    deadline = trio.current_time()
+    if not console.is_terminal:
+        while True:
+            await sample(state, source, metrics)
+            console.print(summary_line(state), markup=False, highlight=False, soft_wrap=True)
+            deadline = max(deadline + refresh, trio.current_time())
+            await trio.sleep_until(deadline)
+    with Live(render(state), console=console, auto_refresh=False) as live:
+        while True:
+            await sample(state, source, metrics)
+            live.update(render(state), refresh=True)
+            deadline = max(deadline + refresh, trio.current_time())
+            await trio.sleep_until(deadline)

@@ -1,0 +1,351 @@
+"""TuiState -> a rich renderable (the live screen), and the one-line summary for logs. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from kalshi.tui import _format as fmt
+from kalshi.tui.state import Rates, TuiState
+
+__all__ = ["render", "summary_line"]
+
+_KNOWN = frozenset(
+    {
+        "status",
+        "gatherer_id",
+        "service",
+        "uptime_s",
+        "connections",
+        "channels",
+        "tables",
+        "db",
+        "markets",
+        "gaps",
+        "resnapshots",
+        "decode_errors",
+        "journal",
+        "top_markets",
+    }
+)
+_COUNTERS = ("gaps", "resnapshots", "decode_errors")
+_STATE_STYLE = {"live": "green", "connecting": "yellow", "subscribing": "yellow", "ok": "green"}
+_TABLE_COLUMNS = (
+    ("queue", "queue"),
+    ("spool_rows", "spool"),
+    ("rows_written", "written"),
+    ("dead_letters", "dead"),
+)
+_TOP_MARKETS = 10
+_METRIC_ROWS = 12
+
+Formatter = Callable[[object], str]
+
+
+def render(state: TuiState) -> RenderableType:
+    """The whole screen for ``state``; tolerant of any missing or unexpected key."""
+    parts: list[RenderableType] = []
+    if state.error is not None:
+        parts.append(Text(f"error: {state.error}", style="bold red"))
+    if not state.samples:
+        parts.append(Text("waiting for the first health document"))
+        return Group(*parts)
+    health = state.health
+    parts.append(_header(health))
+    line = _counters_line(health)
+    if line:
+        parts.append(Text(line))
+    sections = [
+        _connections(health.get("connections"), state.connections),
+        _side_by_side(
+            _rated_table("channels", health.get("channels"), state.channels, "messages", ()),
+            _rated_table(
+                "tables", health.get("tables"), state.tables, "rows_written", _TABLE_COLUMNS
+            ),
+        ),
+        _side_by_side(_top_markets(health.get("top_markets")), _metrics(state)),
+        *_others(health),
+    ]
+    for section in sections:
+        if section is not None:
+            parts.extend((Text(""), section))
+    return Group(*parts)
+
+
+def summary_line(state: TuiState) -> str:
+    """One compact log line (used when stdout is not a terminal)."""
+    if state.error is not None:
+        return f"error: {state.error}"
+    health = state.health
+    parts: list[str] = []
+    if "status" in health:
+        parts.append(f"status={health['status']}")
+    if "uptime_s" in health:
+        parts.append(f"uptime={fmt.duration(health['uptime_s'])}")
+    connections = [c for c in _list(health.get("connections")) if isinstance(c, Mapping)]
+    if connections:
+        live = sum(1 for c in connections if c.get("state") == "live")
+        parts.append(f"conns={live}/{len(connections)}")
+    if isinstance(health.get("channels"), Mapping):
+        parts.append(f"msgs/s={fmt.rate(state.channels.total(list(health['channels'])))}")
+    tables = health.get("tables")
+    if isinstance(tables, Mapping):
+        parts.append(f"rows/s={fmt.rate(state.tables.total(list(tables)))}")
+        for key, label in (("queue", "queue"), ("spool_rows", "spool")):
+            if any(isinstance(t, Mapping) and key in t for t in tables.values()):
+                parts.append(f"{label}={fmt.count(_sum(tables.values(), key))}")
+    for key in ("gaps", "resnapshots"):
+        if key in health:
+            parts.append(f"{key}={fmt.count(health[key])}")
+    if connections:
+        parts.append(f"reconnects={fmt.count(_sum(connections, 'reconnects'))}")
+    markets = health.get("markets")
+    if isinstance(markets, Mapping) and "tracked" in markets:
+        parts.append(f"markets={fmt.count(markets['tracked'])}")
+    db = health.get("db")
+    if isinstance(db, Mapping) and "state" in db:
+        parts.append(f"db={db['state']}")
+    return " ".join(parts) if parts else "no data"
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _sum(entries: Any, key: str) -> int | float:
+    total: int | float = 0
+    for entry in entries:
+        value = entry.get(key) if isinstance(entry, Mapping) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            total += value
+    return total
+
+
+def _title(health: Mapping[str, Any]) -> str:
+    if "gatherer_id" in health:
+        return f"gatherer {health['gatherer_id']}"
+    if "service" in health:
+        return str(health["service"])
+    for key, value in health.items():
+        if key.endswith("_id") and isinstance(value, str):
+            return f"{key[:-3]} {value}"
+    return "service"
+
+
+def _header(health: Mapping[str, Any]) -> Text:
+    text = Text.assemble(("kalshi " + _title(health), "bold"))
+    if "status" in health:
+        status = str(health["status"])
+        text.append("   status ")
+        text.append(status, style="bold green" if status == "ok" else "bold red")
+    if "uptime_s" in health:
+        text.append(f"   uptime {fmt.duration(health['uptime_s'])}")
+    db = health.get("db")
+    if isinstance(db, Mapping) and "state" in db:
+        state = str(db["state"])
+        text.append("   db ")
+        text.append(state, style="green" if state == "up" else "bold red")
+    if isinstance(health.get("journal"), Mapping):
+        text.append("   journal " + _dict_line(health["journal"]))
+    return text
+
+
+def _dict_line(values: Mapping[str, Any]) -> str:
+    """``{"tracked": 120, "bytes": 5600000, "pressure": False}`` -> ``120 tracked · ...``."""
+    items = []
+    for key, value in values.items():
+        if key == "bytes":
+            items.append(fmt.size(value))
+        elif isinstance(value, bool):
+            items.append(f"{key} {fmt.scalar(value)}")
+        elif isinstance(value, int | float):
+            items.append(f"{fmt.count(value)} {key}")
+        else:
+            items.append(f"{key} {fmt.scalar(value)}")
+    return " · ".join(items)
+
+
+def _counters_line(health: Mapping[str, Any]) -> str:
+    parts = []
+    if isinstance(health.get("markets"), Mapping):
+        parts.append("markets " + _dict_line(health["markets"]))
+    for key in _COUNTERS:
+        if key in health:
+            parts.append(f"{key.replace('_', ' ')} {fmt.count(health[key])}")
+    connections = [c for c in _list(health.get("connections")) if isinstance(c, Mapping)]
+    if connections:
+        parts.append(f"reconnects {fmt.count(_sum(connections, 'reconnects'))}")
+    return "   ".join(parts)
+
+
+def _table(title: str) -> Table:
+    return Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+    )
+
+
+def _connections(value: object, rates: Rates) -> Table | None:
+    connections = [c for c in _list(value) if isinstance(c, Mapping)]
+    if not connections:
+        return None
+    table = _table("connections")
+    for label in ("connection", "channel", "state"):
+        table.add_column(label)
+    for label in ("markets", "msgs", "msgs/s", "last msg", "reconnects"):
+        table.add_column(label, justify="right")
+    for conn in connections:
+        name = str(conn.get("name"))
+        state = str(conn.get("state", fmt.NONE))
+        table.add_row(
+            name,
+            fmt.scalar(conn.get("channel")),
+            Text(state, style=_STATE_STYLE.get(state, "bold red")),
+            fmt.count(conn.get("markets")),
+            fmt.count(conn.get("messages")),
+            fmt.rate(rates.current.get(name)),
+            fmt.age(conn.get("last_message_age_s")),
+            fmt.count(conn.get("reconnects")),
+        )
+    return table
+
+
+def _columns(
+    entries: Any, preferred: tuple[tuple[str, str], ...], skip: str
+) -> list[tuple[str, str]]:
+    columns = [(key, label) for key, label in preferred if any(key in e for e in entries)]
+    seen = {key for key, _ in preferred} | {skip}
+    for entry in entries:
+        for key in entry:
+            if key not in seen:
+                seen.add(key)
+                columns.append((key, key.replace("_", " ")))
+    return columns
+
+
+def _rated_table(
+    title: str,
+    value: object,
+    rates: Rates,
+    counted: str,
+    preferred: tuple[tuple[str, str], ...],
+) -> Table | None:
+    """A ``{name: {...}}`` section: its numbers, then the rate of ``counted`` and history."""
+    if not isinstance(value, Mapping) or not value:
+        return None
+    entries = [e if isinstance(e, Mapping) else {} for e in value.values()]
+    columns = _columns(entries, preferred, counted)
+    unit = "rows/s" if counted == "rows_written" else "msgs/s"
+    table = _table(title)
+    table.add_column(title.rstrip("s"))
+    if counted != "rows_written":
+        table.add_column("msgs", justify="right")
+    for _, label in columns:
+        table.add_column(label, justify="right")
+    table.add_column(unit, justify="right")
+    table.add_column("history")
+    for name, entry in zip(value, entries, strict=True):
+        cells = [str(name)]
+        if counted != "rows_written":
+            cells.append(fmt.count(entry.get(counted)))
+        cells.extend(fmt.scalar(entry.get(key)) for key, _ in columns)
+        cells.append(fmt.rate(rates.current.get(str(name))))
+        cells.append(fmt.sparkline(rates.series.get(str(name), ())))
+        table.add_row(*cells)
+    return table
+
+
+def _top_markets(value: object) -> Table | None:
+    markets = [m for m in _list(value) if isinstance(m, Mapping)][:_TOP_MARKETS]
+    if not markets:
+        return None
+    table = _table("top markets")
+    table.add_column("ticker")
+    for label in ("msgs", "bid", "ask"):
+        table.add_column(label, justify="right")
+    for market in markets:
+        table.add_row(
+            fmt.scalar(market.get("ticker")),
+            fmt.count(market.get("messages")),
+            fmt.price(market.get("best_bid")),
+            fmt.price(market.get("best_ask")),
+        )
+    return table
+
+
+def _metrics(state: TuiState) -> Table | None:
+    if not state.metrics:
+        return None
+    table = _table("metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("/s", justify="right")
+    for name in sorted(state.metrics)[:_METRIC_ROWS]:
+        total = state.metrics[name]
+        per_second = state.counters.current.get(name) if total.kind == "counter" else None
+        table.add_row(name, fmt.count(total.value), fmt.rate(per_second))
+    return table
+
+
+def _side_by_side(*tables: Table | None) -> RenderableType | None:
+    present = [t for t in tables if t is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+    grid = Table.grid(padding=(0, 4))
+    for _ in present:
+        grid.add_column(vertical="top")
+    grid.add_row(*present)
+    return grid
+
+
+def _others(health: Mapping[str, Any]) -> list[RenderableType]:
+    """Keys this screen does not know (another service's document), drawn generically."""
+    parts: list[RenderableType] = []
+    scalars: list[str] = []
+    for key, value in health.items():
+        if key in _KNOWN:
+            continue
+        if (
+            isinstance(value, Mapping)
+            and value
+            and all(isinstance(v, Mapping) for v in value.values())
+        ):
+            parts.append(_generic_table(key, list(value.items())))
+        elif isinstance(value, Mapping):
+            parts.append(Text(f"{key} " + _dict_line(value)))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            parts.append(_generic_table(key, [(None, v) for v in value]))
+        else:
+            scalars.append(f"{key.replace('_', ' ')} {fmt.scalar(value)}")
+    if scalars:
+        parts.insert(0, Text("   ".join(scalars)))
+    return parts
+
+
+def _generic_table(title: str, rows: list[tuple[object, Mapping[str, Any]]]) -> Table:
+    entries = [entry for _, entry in rows]
+    columns = _columns(entries, (), "")
+    named = any(name is not None for name, _ in rows)
+    table = _table(title.replace("_", " "))
+    if named:
+        table.add_column("name")
+    for key, label in columns:
+        numeric = any(
+            isinstance(e.get(key), int | float) and not isinstance(e.get(key), bool)
+            for e in entries
+        )
+        table.add_column(label, justify="right" if numeric else "left")
+    for name, entry in rows:
+        cells = [str(name)] if named else []
+        cells.extend(fmt.scalar(entry.get(key)) for key, _ in columns)
+        table.add_row(*cells)
+    return table
