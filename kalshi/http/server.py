@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -164,6 +165,13 @@ class _Server:
             return _error(500, "internal error")
 
 
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
 def _error(status: int, message: str) -> Response:
     return json_response(status, {"error": message})
 
@@ -207,7 +215,10 @@ async def _send(
     if close:
         headers.append(("connection", "close"))
     with trio.move_on_after(_WRITE_TIMEOUT):
-        await stream.send_all(conn.send(h11.Response(status_code=response.status, headers=headers)))
+        start = h11.Response(
+            status_code=response.status, headers=headers, reason=_reason(response.status)
+        )
+        await stream.send_all(conn.send(start))
         send_body = bool(response.body) and not head
         data = conn.send(h11.Data(data=response.body)) if send_body else b""
         await stream.send_all(data + conn.send(h11.EndOfMessage()))
