@@ -1,0 +1,166 @@
+"""Journal files on disk: naming, one open segment, rotation. Blocking; run in a thread."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from kalshi.errors import JournalError
+
+__all__ = ["SegmentSet", "file_sort_key", "segment_name"]
+
+_NAME = re.compile(r"^(?P<gid>.+)-(?P<ts>\d{8}T\d{6})-(?P<n>\d+)\.jsonl(?:\.zst)?$")
+ZSTD_LEVEL = 3
+
+
+def segment_name(gatherer_id: str, opened: float, n: int, compress: bool) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(opened))
+    return f"{gatherer_id}-{stamp}-{n}.jsonl" + (".zst" if compress else "")
+
+
+def file_sort_key(path: Path) -> tuple[str, int, str, str]:
+    """Time order of journal files: stamp, then sequence number (numeric), then gatherer."""
+    match = _NAME.match(path.name)
+    if match is None:
+        return ("", 0, "", str(path))
+    return (match["ts"], int(match["n"]), match["gid"], str(path))
+
+
+class _Segment:
+    def __init__(self, path: Path, compress: bool) -> None:
+        self.path = path
+        self.size = 0  # uncompressed line bytes
+        self._fh: BinaryIO = open(path, "xb")  # noqa: SIM115  # closed in close()
+        self._zw: zstandard.ZstdCompressionWriter | None = None
+        if compress:
+            self._zw = zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(
+                self._fh, closefd=False
+            )
+
+    def write(self, data: bytes) -> None:
+        if self._zw is not None:
+            self._zw.write(data)
+        else:
+            self._fh.write(data)
+        self.size += len(data)
+
+    def flush(self) -> None:
+        if self._zw is not None:
+            # A complete zstd frame per flush: a crash loses at most what came after.
+            self._zw.flush(zstandard.FLUSH_FRAME)
+        self._fh.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._zw is not None:
+            self._zw.close()  # type: ignore[no-untyped-call]  # zstandard stubs lack it
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+
+class SegmentSet:
+    """The current file of one gatherer's journal; rotates by size and at interval edges.
+
+    ``clock`` gives wall seconds since the epoch (injected so tests drive rotation).
+    Every method blocks on disk I/O and must run in a worker thread.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        gatherer_id: str,
+        *,
+        rotate_bytes: int,
+        rotate_interval: float,
+        compress: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.root = root
+        self.gatherer_id = gatherer_id
+        self.rotate_bytes = max(1, rotate_bytes)
+        self.rotate_interval = rotate_interval
+        self.compress = compress
+        self.clock = clock
+        self._current: _Segment | None = None
+        self._deadline = 0.0
+        self._n = 0
+
+    @property
+    def current_path(self) -> Path | None:
+        return None if self._current is None else self._current.path
+
+    def _open(self, now: float) -> _Segment:
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        folder = self.root / self.gatherer_id / day
+        folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            self._n += 1
+            path = folder / segment_name(self.gatherer_id, now, self._n, self.compress)
+            try:
+                segment = _Segment(path, self.compress)
+            except FileExistsError:
+                continue
+            break
+        if self.rotate_interval > 0:
+            self._deadline = (now // self.rotate_interval + 1) * self.rotate_interval
+        else:
+            self._deadline = float("inf")
+        return segment
+
+    def _close(self, closed: list[Path]) -> None:
+        if self._current is not None:
+            self._current.close()
+            closed.append(self._current.path)
+            self._current = None
+
+    def write_lines(self, lines: list[bytes]) -> list[Path]:
+        """Append ``lines``, rotating as needed; returns the files closed meanwhile."""
+        closed: list[Path] = []
+        try:
+            now = self.clock()
+            if self._current is not None and now >= self._deadline:
+                self._close(closed)
+            chunk: list[bytes] = []
+            pending = 0
+            for line in lines:
+                if self._current is None:
+                    self._current = self._open(now)
+                size = self._current.size + pending
+                if size > 0 and size + len(line) > self.rotate_bytes:
+                    self._current.write(b"".join(chunk))
+                    chunk, pending = [], 0
+                    self._close(closed)
+                    self._current = self._open(now)
+                chunk.append(line)
+                pending += len(line)
+            if chunk and self._current is not None:
+                self._current.write(b"".join(chunk))
+            if self._current is not None:
+                self._current.flush()
+        except OSError as exc:
+            raise JournalError(f"cannot write journal under {self.root}: {exc}") from exc
+        return closed
+
+    def tick(self) -> list[Path]:
+        """Close the current file if its interval has ended (nothing to write)."""
+        closed: list[Path] = []
+        if self._current is not None and self.clock() >= self._deadline:
+            try:
+                self._close(closed)
+            except OSError as exc:
+                raise JournalError(f"cannot close journal file: {exc}") from exc
+        return closed
+
+    def close(self) -> list[Path]:
+        closed: list[Path] = []
+        try:
+            self._close(closed)
+        except OSError as exc:
+            raise JournalError(f"cannot close journal file: {exc}") from exc
+        return closed

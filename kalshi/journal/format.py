@@ -1,0 +1,172 @@
+"""The journal line format: one JSON object per line, pure encode/decode (no I/O).
+
+Every line carries ``gatherer_id``, ``conn_id``, ``frame_no``, ``direction``, ``wall_us``,
+``mono_us`` and ``kind``. Frames (``kind == "frame"``) carry the frame either as ``text``
+(valid UTF-8, stored as a JSON string, byte-exact on read) or as ``b64`` (anything else).
+Markers (connect, subscribe, disconnect, resnapshot, gap) carry ``detail``, an object.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import attrs
+import orjson
+from attrs import frozen
+
+__all__ = [
+    "FRAME",
+    "MARKER_KINDS",
+    "JournalProblem",
+    "JournalRecord",
+    "decode_line",
+    "encode_frame",
+    "encode_marker",
+]
+
+FRAME = "frame"
+MARKER_KINDS = frozenset({"connect", "subscribe", "disconnect", "resnapshot", "gap"})
+DIRECTIONS = frozenset({"in", "out"})
+MARKER_DIRECTION = "local"
+_INT_FIELDS = ("conn_id", "frame_no", "wall_us", "mono_us")
+
+
+@frozen
+class JournalRecord:
+    """One journal line, decoded. ``raw`` is set for frames, ``detail`` for markers.
+
+    ``label`` and ``channels`` come from the latest ``connect`` marker of the same
+    (gatherer_id, conn_id) seen earlier in the read (empty when none was seen).
+    """
+
+    gatherer_id: str
+    conn_id: int
+    frame_no: int
+    direction: str
+    wall_us: int
+    mono_us: int
+    kind: str
+    raw: bytes = b""
+    detail: dict[str, Any] = attrs.field(factory=dict)
+    label: str = ""
+    channels: tuple[str, ...] = ()
+
+
+@frozen
+class JournalProblem:
+    """A line that could not be read: the file, its 1-based line number and why."""
+
+    path: str
+    line_no: int
+    reason: str
+
+
+def _head(
+    gatherer_id: str, conn_id: int, frame_no: int, direction: str, wall_us: int, mono_us: int
+) -> dict[str, Any]:
+    return {
+        "gatherer_id": gatherer_id,
+        "conn_id": conn_id,
+        "frame_no": frame_no,
+        "direction": direction,
+        "wall_us": wall_us,
+        "mono_us": mono_us,
+    }
+
+
+def encode_frame(
+    gatherer_id: str,
+    conn_id: int,
+    frame_no: int,
+    direction: str,
+    wall_us: int,
+    mono_us: int,
+    raw: bytes | str,
+) -> bytes:
+    """One line (with its trailing newline) for a frame; lossless for any bytes."""
+    line = _head(gatherer_id, conn_id, frame_no, direction, wall_us, mono_us)
+    line["kind"] = FRAME
+    if isinstance(raw, str):
+        try:
+            line["text"] = raw
+            return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+        except orjson.JSONEncodeError:
+            # Lone surrogates cannot be JSON text; keep their exact code units.
+            del line["text"]
+            raw = raw.encode("utf-8", "surrogatepass")
+    try:
+        line["text"] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        line["b64"] = base64.b64encode(raw).decode("ascii")
+    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def encode_marker(
+    gatherer_id: str,
+    conn_id: int,
+    frame_no: int,
+    kind: str,
+    wall_us: int,
+    mono_us: int,
+    detail: dict[str, Any],
+) -> bytes:
+    """One line (with its trailing newline) for an in-band marker."""
+    line = _head(gatherer_id, conn_id, frame_no, MARKER_DIRECTION, wall_us, mono_us)
+    line["kind"] = kind
+    line["detail"] = detail
+    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+
+
+def decode_line(line: bytes) -> JournalRecord:
+    """Decode one line; raises ``ValueError`` saying what is wrong."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    for name in _INT_FIELDS:
+        value = obj.get(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+    gatherer_id = obj.get("gatherer_id")
+    direction = obj.get("direction")
+    kind = obj.get("kind")
+    if not isinstance(gatherer_id, str):
+        raise ValueError(f"gatherer_id: expected a string, got {gatherer_id!r}")
+    if not isinstance(kind, str):
+        raise ValueError(f"kind: expected a string, got {kind!r}")
+    raw = b""
+    detail: dict[str, Any] = {}
+    if kind == FRAME:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction: expected 'in' or 'out', got {direction!r}")
+        if isinstance(obj.get("text"), str):
+            raw = obj["text"].encode("utf-8")
+        elif isinstance(obj.get("b64"), str):
+            try:
+                raw = base64.b64decode(obj["b64"], validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"b64: {exc}") from None
+        else:
+            raise ValueError("frame without a text or b64 field")
+    else:
+        if not isinstance(direction, str):
+            raise ValueError(f"direction: expected a string, got {direction!r}")
+        found = obj.get("detail", {})
+        if not isinstance(found, dict):
+            raise ValueError(f"detail: expected an object, got {found!r}")
+        detail = found
+    return JournalRecord(
+        gatherer_id=gatherer_id,
+        conn_id=obj["conn_id"],
+        frame_no=obj["frame_no"],
+        direction=direction,
+        wall_us=obj["wall_us"],
+        mono_us=obj["mono_us"],
+        kind=kind,
+        raw=raw,
+        detail=detail,
+    )

@@ -1,0 +1,219 @@
+"""Read journal files back: files, directories, ``s3://bucket/prefix``; tolerant of damage."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import attrs
+import zstandard
+from attrs import frozen
+
+from kalshi.config import S3Config
+from kalshi.errors import JournalError
+from kalshi.journal.files import file_sort_key
+from kalshi.journal.format import JournalProblem, JournalRecord, decode_line
+
+__all__ = ["ConnectionInfo", "connections", "journal_files", "read_journal"]
+
+_CHUNK = 1 << 20
+_SUFFIXES = (".jsonl", ".jsonl.zst")
+
+
+@frozen
+class ConnectionInfo:
+    """What the ``connect`` marker said about a connection."""
+
+    gatherer_id: str
+    conn_id: int
+    label: str
+    channels: tuple[str, ...]
+    url: str
+    wall_us: int
+
+
+def _is_journal(path: Path) -> bool:
+    return path.name.endswith(_SUFFIXES)
+
+
+def journal_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files and directories (recursively, in time order) into journal files."""
+    out: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found = [p for p in path.rglob("*") if p.is_file() and _is_journal(p)]
+            out.extend(sorted(found, key=file_sort_key))
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise JournalError(f"{path}: no such journal file or directory")
+    return out
+
+
+def _zstd_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[bytes]:
+    """Decompress concatenated frames; a partial last frame yields what it holds."""
+    dctx = zstandard.ZstdDecompressor()
+    obj = dctx.decompressobj()
+    in_frame = False
+    while data := fh.read(_CHUNK):
+        while data:
+            try:
+                out = obj.decompress(data)
+            except zstandard.ZstdError as exc:
+                torn.append(f"corrupt zstd data: {exc}")
+                return
+            in_frame = True
+            if out:
+                yield out
+            if obj.eof:
+                data = obj.unused_data
+                obj = dctx.decompressobj()
+                in_frame = False
+            else:
+                data = b""
+    if in_frame:
+        torn.append("torn zstd tail (incomplete last frame)")
+
+
+def _plain_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[bytes]:
+    while data := fh.read(_CHUNK):
+        yield data
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """(line without newline, had a newline)."""
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        for part in parts:
+            yield part, True
+    if rest:
+        yield rest, False
+
+
+def _read_file(path: Path) -> Iterator[JournalRecord | JournalProblem]:
+    name = str(path)
+    torn: list[str] = []
+    line_no = 0
+    try:
+        with open(path, "rb") as fh:
+            chunks = (
+                _zstd_chunks(fh, torn) if path.name.endswith(".zst") else _plain_chunks(fh, torn)
+            )
+            for line, complete in _lines(chunks):
+                line_no += 1
+                if not line.strip():
+                    if complete:
+                        yield JournalProblem(name, line_no, "empty line")
+                    continue
+                try:
+                    record = decode_line(line)
+                except ValueError as exc:
+                    if complete:
+                        yield JournalProblem(name, line_no, str(exc))
+                    else:
+                        yield JournalProblem(
+                            name, line_no, f"torn last line ({len(line)} bytes, no newline)"
+                        )
+                    continue
+                yield record
+    except OSError as exc:
+        yield JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}")
+        return
+    for reason in torn:
+        yield JournalProblem(name, line_no + 1, reason)
+
+
+def _with_connections(
+    items: Iterator[JournalRecord | JournalProblem],
+) -> Iterator[JournalRecord | JournalProblem]:
+    known: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = {}
+    for item in items:
+        if isinstance(item, JournalRecord):
+            key = (item.gatherer_id, item.conn_id)
+            if item.kind == "connect":
+                label = str(item.detail.get("label", ""))
+                channels = tuple(str(c) for c in item.detail.get("channels", ()) or ())
+                known[key] = (label, channels)
+            info = known.get(key)
+            if info is not None:
+                item = attrs.evolve(item, label=info[0], channels=info[1])
+        yield item
+
+
+def read_journal(
+    paths: Iterable[str | Path], *, s3: S3Config | None = None
+) -> Iterator[JournalRecord | JournalProblem]:
+    """Records and problems of journal files, directories or ``s3://bucket/prefix`` sources.
+
+    Directories are read recursively in time order (file stamp, then sequence number). A
+    torn last line and a torn zstd tail become a :class:`JournalProblem` at the end of
+    their file; corrupt lines in the middle are reported with their line number and
+    reading goes on. Raises :class:`JournalError` for a path that does not exist.
+    """
+    local: list[str | Path] = []
+    remote: list[str] = []
+    for item in paths:
+        if str(item).startswith("s3://"):
+            remote.append(str(item))
+        else:
+            local.append(item)
+
+    def generate() -> Iterator[JournalRecord | JournalProblem]:
+        for path in journal_files(local):
+            yield from _read_file(path)
+        for url in remote:
+            with tempfile.TemporaryDirectory(prefix="kalshi-journal-") as tmp:
+                _download(url, Path(tmp), s3)
+                for path in journal_files([tmp]):
+                    yield from _read_file(path)
+
+    return _with_connections(generate())
+
+
+def connections(
+    paths_or_records: Iterable[Any],
+) -> dict[tuple[str, int], ConnectionInfo]:
+    """The connect-marker info per (gatherer_id, conn_id), from paths or read records."""
+    items: Iterable[Any] = paths_or_records
+    items = list(items)
+    if items and not isinstance(items[0], JournalRecord | JournalProblem):
+        items = read_journal(items)
+    out: dict[tuple[str, int], ConnectionInfo] = {}
+    for item in items:
+        if isinstance(item, JournalRecord) and item.kind == "connect":
+            out[(item.gatherer_id, item.conn_id)] = ConnectionInfo(
+                gatherer_id=item.gatherer_id,
+                conn_id=item.conn_id,
+                label=str(item.detail.get("label", "")),
+                channels=tuple(str(c) for c in item.detail.get("channels", ()) or ()),
+                url=str(item.detail.get("url", "")),
+                wall_us=item.wall_us,
+            )
+    return out
+
+
+def _download(url: str, target: Path, s3: S3Config | None) -> None:
+    """Copy every journal object under ``s3://bucket/prefix`` into ``target``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from kalshi.journal.upload import s3_client
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    client = s3_client(s3 or S3Config(enabled=True))
+    try:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if not key.endswith(_SUFFIXES):
+                    continue
+                dest = target / key
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, key, str(dest))
+    except (BotoCoreError, ClientError) as exc:
+        raise JournalError(f"cannot read {url}: {exc}") from exc

@@ -1,0 +1,209 @@
+"""``JournalWriter``: synchronous, buffered appends from the event loop; a Trio flush task."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from kalshi.config import JournalConfig, S3Config
+from kalshi.journal import metrics
+from kalshi.journal.files import SegmentSet
+from kalshi.journal.format import MARKER_KINDS, encode_frame, encode_marker
+
+__all__ = ["JournalWriter"]
+
+
+class JournalWriter:
+    """Append-only raw journal of one gatherer.
+
+    ``record_frame`` / ``record_marker`` are synchronous and cheap: they encode one line and
+    append it to an in-memory buffer. :meth:`run` writes the buffer to disk in a worker
+    thread every ``flush_interval`` seconds, or sooner once ``flush_bytes`` are buffered.
+
+    Backpressure: the buffer is bounded by ``max_buffer_bytes`` but never drops a record.
+    Beyond the bound every appended record is counted (``pressure_records`` and the
+    ``kalshi_journal_pressure_records`` counter) and :attr:`pressure` is true, so the
+    caller can slow its reads; memory keeps growing until the disk catches up.
+
+    ``clock`` gives wall seconds since the epoch and decides file names and hourly
+    rotation; frame timestamps are the caller's.
+    """
+
+    def __init__(
+        self,
+        cfg: JournalConfig,
+        gatherer_id: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        s3: S3Config | None = None,
+        flush_interval: float = 0.2,
+        flush_bytes: int = 1 << 20,
+        max_buffer_bytes: int = 64 << 20,
+        grace: float = 10.0,
+    ) -> None:
+        self.cfg = cfg
+        self.gatherer_id = gatherer_id
+        self.flush_interval = flush_interval
+        self.flush_bytes = flush_bytes
+        self.max_buffer_bytes = max_buffer_bytes
+        self.grace = grace
+        self.s3 = s3 if (cfg.upload and s3 is not None and s3.enabled) else None
+        self._segments = SegmentSet(
+            Path(cfg.dir),
+            gatherer_id,
+            rotate_bytes=int(cfg.rotate_bytes),
+            rotate_interval=float(cfg.rotate_interval),
+            compress=cfg.compress,
+            clock=clock,
+        )
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._wake = trio.Event()
+        self._last_frame: dict[int, int] = {}
+        self._closed = False
+        self.records = 0  # appended
+        self.records_written = 0
+        self.bytes_written = 0
+        self.files_closed: list[Path] = []
+        self.pressure_records = 0
+        self._upload_queue: list[Path] = []
+        self._upload_wake = trio.Event()
+
+    # --- the event-loop side -----------------------------------------------------------
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._buffered
+
+    @property
+    def pressure(self) -> bool:
+        """True while the buffer is over ``max_buffer_bytes`` (the disk lags the feed)."""
+        return self._buffered > self.max_buffer_bytes
+
+    @property
+    def current_path(self) -> Path | None:
+        return self._segments.current_path
+
+    def _append(self, line: bytes) -> None:
+        if self._closed:
+            raise RuntimeError("journal writer is closed")
+        self._buffer.append(line)
+        self._buffered += len(line)
+        self.records += 1
+        if self._buffered > self.max_buffer_bytes:
+            self.pressure_records += 1
+            metrics.PRESSURE.inc()
+        if self._buffered >= self.flush_bytes:
+            self._wake.set()
+
+    def record_frame(
+        self,
+        conn_id: int,
+        frame_no: int,
+        direction: str,
+        wall_us: int,
+        mono_us: int,
+        raw: bytes | str,
+    ) -> None:
+        """Journal one frame received (``"in"``) or sent (``"out"``), byte-exact."""
+        if direction not in ("in", "out"):
+            raise ValueError(f"direction must be 'in' or 'out', got {direction!r}")
+        if direction == "in":
+            self._last_frame[conn_id] = frame_no
+        self._append(
+            encode_frame(self.gatherer_id, conn_id, frame_no, direction, wall_us, mono_us, raw)
+        )
+
+    def record_marker(
+        self, conn_id: int, kind: str, wall_us: int, mono_us: int, **detail: Any
+    ) -> None:
+        """Journal an in-band marker (connect, subscribe, disconnect, resnapshot, gap).
+
+        Its ``frame_no`` is the last received frame number on ``conn_id`` (0 before any).
+        """
+        if kind not in MARKER_KINDS:
+            raise ValueError(
+                f"unknown marker kind {kind!r}; expected one of {sorted(MARKER_KINDS)}"
+            )
+        frame_no = self._last_frame.get(conn_id, 0)
+        if kind == "disconnect":
+            self._last_frame.pop(conn_id, None)
+        self._append(
+            encode_marker(self.gatherer_id, conn_id, frame_no, kind, wall_us, mono_us, detail)
+        )
+
+    # --- the flush task ---------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Flush the buffer to disk until cancelled; never returns normally.
+
+        On cancellation everything already recorded is written and the current file is
+        closed, under a shielded deadline of ``grace`` seconds. Raises
+        :class:`~kalshi.errors.JournalError` when the disk refuses a write.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.s3 is not None:
+                    nursery.start_soon(self._upload_loop, self.s3)
+                task_status.started()
+                while True:
+                    with trio.move_on_after(self.flush_interval):
+                        await self._wake.wait()
+                    await self.flush()
+        finally:
+            with trio.move_on_after(self.grace, shield=True):
+                await self.flush()
+                closed = await trio.to_thread.run_sync(self._segments.close)
+                self._closed_files(closed)
+                self._closed = True
+
+    async def flush(self) -> None:
+        """Write everything buffered so far (and rotate if due)."""
+        self._wake = trio.Event()
+        if not self._buffer:
+            closed = await trio.to_thread.run_sync(self._segments.tick)
+            self._closed_files(closed)
+            return
+        batch, size = self._buffer, self._buffered
+        self._buffer, self._buffered = [], 0
+        metrics.BUFFER_BYTES.set(0)
+        started = time.perf_counter()
+        try:
+            closed = await trio.to_thread.run_sync(self._segments.write_lines, batch)
+        except BaseException:
+            # Put the batch back in front so a retry (or the final flush) writes it.
+            self._buffer[:0] = batch
+            self._buffered += size
+            raise
+        metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        metrics.BYTES_WRITTEN.inc(size)
+        metrics.RECORDS.inc(len(batch))
+        metrics.BUFFER_BYTES.set(self._buffered)
+        self.bytes_written += size
+        self.records_written += len(batch)
+        self._closed_files(closed)
+
+    def _closed_files(self, closed: list[Path]) -> None:
+        if not closed:
+            return
+        metrics.FILES_ROTATED.inc(len(closed))
+        self.files_closed.extend(closed)
+        if self.s3 is not None:
+            self._upload_queue.extend(closed)
+            self._upload_wake.set()
+
+    async def _upload_loop(self, s3: S3Config) -> None:
+        from kalshi.journal.upload import upload_with_retry
+
+        root = Path(self.cfg.dir)
+        while True:
+            await self._upload_wake.wait()
+            self._upload_wake = trio.Event()
+            while self._upload_queue:
+                path = self._upload_queue[0]
+                await upload_with_retry(s3, path, root)
+                self._upload_queue.pop(0)
