@@ -40,6 +40,7 @@ DebugMarkets = Callable[
 DEBUG_MARKETS_DEFAULT_LIMIT = 100
 DEBUG_MARKETS_MAX_LIMIT = 1000
 _TOKEN = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+_CURSOR = re.compile(r"[!-~]{1,512}")  # opaque to us: any visible ASCII
 
 
 async def _call(function: Callable[..., T | Awaitable[T]], *args: object) -> T:
@@ -81,6 +82,15 @@ def _token(query: Mapping[str, list[str]], name: str) -> str | None:
     return value
 
 
+def _cursor(query: Mapping[str, list[str]]) -> str | None:
+    value = _single(query, "cursor")
+    if value is None or value == "":
+        return None
+    if not _CURSOR.fullmatch(value):
+        raise _BadParameter(f"cursor: expected 1-512 visible ASCII characters, got {value!r}")
+    return value
+
+
 def _limit(query: Mapping[str, list[str]]) -> int:
     value = _single(query, "limit")
     if value is None or value == "":
@@ -98,9 +108,10 @@ _DEBUG_PARAMETERS = frozenset({"status", "prefix", "limit", "cursor"})
 def debug_markets_route(debug_markets: DebugMarkets) -> Handler:
     """``/debug/markets?status=&prefix=&limit=&cursor=``: one page of the market registry.
 
-    ``status`` and ``prefix`` filter (empty means no filter), ``limit`` is 1 to
-    ``DEBUG_MARKETS_MAX_LIMIT`` (default 100), ``cursor`` is whatever the previous page
-    returned. An unknown, repeated or malformed parameter, or a ``ValueError`` from the
+    ``status`` and ``prefix`` filter (1-128 of ``A-Z a-z 0-9 _ . -``; empty means no
+    filter), ``limit`` is 1 to ``DEBUG_MARKETS_MAX_LIMIT`` (default 100), ``cursor`` is
+    whatever the previous page returned (opaque, 1-512 visible ASCII characters). An
+    unknown, repeated or malformed parameter, or a ``ValueError`` from the
     callable (a stale cursor), answers 400 with ``{"error": ...}``.
     """
 
@@ -112,7 +123,7 @@ def debug_markets_route(debug_markets: DebugMarkets) -> Handler:
             status = _token(request.query, "status")
             prefix = _token(request.query, "prefix")
             limit = _limit(request.query)
-            cursor = _token(request.query, "cursor")
+            cursor = _cursor(request.query)
             page = await _call(debug_markets, status, prefix, limit, cursor)
         except ValueError as exc:
             return json_response(400, {"error": str(exc)})

@@ -32,6 +32,8 @@ _READ_TIMEOUT = 10.0  # to receive one whole request, and to wait on an idle kee
 _WRITE_TIMEOUT = 10.0
 _MAX_CONNECTIONS = 64
 _CHUNK = 16 * 1024
+_LINGER = 1.0  # after an error answer, how long to drain what the client is still sending
+_LINGER_BYTES = 1024 * 1024
 
 
 @frozen
@@ -113,9 +115,12 @@ class _Server:
         self._open += 1
         try:
             async with stream:
+                conn = h11.Connection(h11.SERVER, _MAX_HEAD)
                 if self._open > _MAX_CONNECTIONS:
+                    await _send(stream, conn, _error(503, "too many connections"), close=True)
+                    await _linger(stream)
                     return
-                await self._serve(stream, h11.Connection(h11.SERVER, _MAX_HEAD))
+                await self._serve(stream, conn)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away; nothing to answer
         except Exception:
@@ -131,9 +136,11 @@ class _Server:
                     request = await _read_request(stream, conn)
             except h11.RemoteProtocolError as exc:
                 await _send(stream, conn, _error(exc.error_status_hint, str(exc)), close=True)
+                await _linger(stream)
                 return
             except _Rejected as exc:
                 await _send(stream, conn, _error(exc.status, str(exc)), close=True)
+                await _linger(stream)
                 return
             if request is None:
                 return  # a clean EOF, or no whole request within the deadline
@@ -194,6 +201,20 @@ async def _read_request(stream: trio.SocketStream, conn: h11.Connection) -> h11.
             return request
         else:  # ConnectionClosed between requests
             return None
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """Half-close, then drain (briefly, boundedly) what the client is still sending:
+    closing with unread input makes the kernel reset the connection, and the client
+    could lose the error answer we just sent."""
+    drained = 0
+    with trio.move_on_after(_LINGER):
+        await stream.send_eof()
+        while drained < _LINGER_BYTES:
+            chunk = await stream.receive_some(_CHUNK)
+            if not chunk:
+                return
+            drained += len(chunk)
 
 
 async def _send(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -17,6 +18,8 @@ from kalshi.tui.state import TuiState
 __all__ = ["HealthSource", "MetricsSource", "run_tui", "sample"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("kalshi.tui")
 
 HealthSource = Callable[[], Awaitable[Mapping[str, Any]]] | Callable[[], Mapping[str, Any]]
 MetricsSource = Callable[[], Awaitable[str]] | Callable[[], str]
@@ -63,12 +66,23 @@ async def run_tui(
     if not console.is_terminal:
         while True:
             await sample(state, source, metrics)
-            console.print(summary_line(state), markup=False, highlight=False, soft_wrap=True)
+            line = _guarded(summary_line, state)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
             deadline = max(deadline + refresh, trio.current_time())
             await trio.sleep_until(deadline)
     with Live(render(state), console=console, auto_refresh=False) as live:
         while True:
             await sample(state, source, metrics)
-            live.update(render(state), refresh=True)
+            live.update(_guarded(render, state), refresh=True)
             deadline = max(deadline + refresh, trio.current_time())
             await trio.sleep_until(deadline)
+
+
+def _guarded(draw: Callable[[TuiState], T], state: TuiState) -> T | str:
+    # The screen runs inside the recorder (`kalshi gather --tui`): a drawing bug must cost
+    # a frame, never the recording. It is logged with its traceback and shown in place.
+    try:
+        return draw(state)
+    except Exception as exc:
+        log.exception("tui: drawing the screen failed")
+        return f"error: drawing the screen failed: {exc!r}"

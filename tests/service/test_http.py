@@ -9,9 +9,11 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from prometheus_client import CollectorRegistry, Counter
 
 from kalshi.config import HttpConfig, MetricsConfig
+from kalshi.errors import ConfigError
 from kalshi.http import (
     Endpoints,
     Handler,
@@ -291,3 +293,94 @@ async def test_binds_loopback_only(nursery: trio.Nursery) -> None:
 async def test_port_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="None for an ephemeral port"):
         await serve_http("127.0.0.1", 0, {})
+
+
+async def _exchange(port: int, request: bytes) -> bytes:
+    """Send raw bytes, read until the server closes."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(request)
+        reply = b""
+        while chunk := await stream.receive_some(65536):
+            reply += chunk
+    return reply
+
+
+async def test_limits_on_body_and_head(nursery: trio.Nursery) -> None:
+    routes = {"/ok": health_route(lambda: {"status": "ok"})}
+    with trio.fail_after(10):
+        bound: Listening = await nursery.start(serve_http, "127.0.0.1", None, routes)
+        body = await _exchange(
+            bound.port,
+            b"POST /ok HTTP/1.1\r\nhost: x\r\ncontent-length: 70000\r\n\r\n" + b"x" * 70000,
+        )
+        head = await _exchange(
+            bound.port, b"GET /ok HTTP/1.1\r\nhost: x\r\nx-big: " + b"y" * 40000 + b"\r\n\r\n"
+        )
+    assert body.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
+    assert body.endswith(b'{"error":"request body over 65536 bytes"}\n')
+    assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+async def test_silent_client_is_dropped_after_the_read_deadline(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    routes = {"/ok": health_route(lambda: {"status": "ok"})}
+    with trio.fail_after(60):
+        bound: Listening = await nursery.start(serve_http, "127.0.0.1", None, routes)
+        start = trio.current_time()
+        idle = await _exchange(bound.port, b"")
+        partial = await _exchange(bound.port, b"GET /ok HTTP/1.1\r\nhost:")
+        elapsed = trio.current_time() - start
+    assert (idle, partial, elapsed) == (b"", b"", 20.0)
+
+
+async def test_connections_over_the_limit_get_503_at_once(nursery: trio.Nursery) -> None:
+    routes = {"/ok": health_route(lambda: {"status": "ok"})}
+    with trio.fail_after(10):
+        bound: Listening = await nursery.start(serve_http, "127.0.0.1", None, routes)
+        held = [await trio.open_tcp_stream("127.0.0.1", bound.port) for _ in range(64)]
+        # Each held connection has been served a response, so all 64 handlers are running.
+        for stream in held:
+            await stream.send_all(b"GET /ok HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200 OK\r\n")
+        refused = await _exchange(bound.port, b"GET /ok HTTP/1.1\r\nhost: x\r\n\r\n")
+        for stream in held:
+            await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        again = await _exchange(
+            bound.port, b"GET /ok HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+    assert refused.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert refused.endswith(b'{"error":"too many connections"}\n')
+    assert again.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_debug_markets_cursor_is_opaque_visible_ascii(
+    served: tuple[httpx.AsyncClient, Document],
+) -> None:
+    client, _ = served
+    with trio.fail_after(10):
+        spaced = await client.get("/debug/markets", params={"cursor": "a b"})
+        opaque = await client.get("/debug/markets", params={"cursor": "=+/"})
+    assert (spaced.status_code, spaced.json()) == (
+        400,
+        {"error": "cursor: expected 1-512 visible ASCII characters, got 'a b'"},
+    )
+    # Reaches the callable, whose own check (int()) rejects it.
+    assert (opaque.status_code, opaque.json()) == (
+        400,
+        {"error": "invalid literal for int() with base 10: '=+/'"},
+    )
+
+
+async def test_shared_port_needs_the_same_host() -> None:
+    with pytest.raises(ConfigError) as raised:
+        await serve_endpoints(
+            HttpConfig(port=8080, host="127.0.0.1"),
+            MetricsConfig(port=8080, host="0.0.0.0"),
+            health=lambda: {"status": "ok"},
+        )
+    assert raised.value.problems == [
+        "metrics.host: must equal http.host (127.0.0.1) when both use port 8080"
+    ]

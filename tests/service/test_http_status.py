@@ -5,12 +5,22 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from kalshi.http import Listening, health_route, metrics_route, serve_http
+from kalshi.config import HttpConfig, MetricsConfig
+from kalshi.http import (
+    Endpoints,
+    Listening,
+    health_route,
+    metrics_route,
+    serve_endpoints,
+    serve_http,
+)
 
 HEALTH: dict[str, Any] = {
     "status": "ok",
@@ -127,3 +137,38 @@ async def test_status_of_something_without_health_is_one_line_and_exit_1(
         done = await kalshi("status", bound.url, "--once")
     assert (done.returncode, done.stdout) == (1, b"")
     assert lines(done.stderr) == [f"error: HTTP 404: {bound.url}/health answered Not Found"]
+
+
+async def test_status_takes_both_addresses_from_a_gatherer_config(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    config = tmp_path / "gatherer.yaml"
+    config.write_text(f"http:\n  port: {ports[0]}\nmetrics:\n  port: {ports[1]}\n")
+    registry = CollectorRegistry()
+    Gauge("kalshi_queue_rows", "Rows queued", registry=registry).set(12)
+    with trio.fail_after(30):
+        endpoints: Endpoints = await nursery.start(
+            partial(
+                serve_endpoints,
+                HttpConfig(port=ports[0]),
+                MetricsConfig(port=ports[1]),
+                health=lambda: {"status": "ok", "gatherer_id": "from-config"},
+                registry=registry,
+            )
+        )
+        done = await kalshi("status", "--config", str(config), "--once")
+    assert endpoints.health is not None and endpoints.health.port == ports[0]
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert lines(done.stdout) == [
+        "kalshi gatherer from-config   status ok",
+        "",
+        "metrics",
+        "metric              value   /s",
+        "─" * 30,
+        "kalshi_queue_rows      12    -",
+    ]

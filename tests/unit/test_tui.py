@@ -342,3 +342,21 @@ async def test_run_tui_live_screen_on_a_terminal(autojump_clock: trio.testing.Mo
     assert "ticker-0      ticker            live          120   1,000   1,000.0" in screen
     assert "orderbook_delta     100     100.0   █" in screen
     assert "waiting for the first health document" in screen
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+async def test_a_drawing_failure_costs_a_frame_not_the_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    documents = iter([{"status": Unprintable()}, {"status": "ok"}])
+    out = io.StringIO()
+    with trio.move_on_after(1.5):  # samples at t = 0 and 1
+        await run_tui(lambda: next(documents), console=Console(file=out, width=120))
+    assert out.getvalue().splitlines() == [
+        "error: drawing the screen failed: RuntimeError('no text')",
+        "status=ok",
+    ]
