@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -67,8 +66,8 @@ class _Segment:
 class SegmentSet:
     """The current file of one gatherer's journal; rotates by size and at interval edges.
 
-    ``clock`` gives wall seconds since the epoch (injected so tests drive rotation).
-    Every method blocks on disk I/O and must run in a worker thread.
+    ``now`` (wall seconds since the epoch) is passed in by the caller, which reads its
+    injected clock on the event loop. Every method blocks on disk I/O: run it in a thread.
     """
 
     def __init__(
@@ -79,14 +78,12 @@ class SegmentSet:
         rotate_bytes: int,
         rotate_interval: float,
         compress: bool,
-        clock: Callable[[], float],
     ) -> None:
         self.root = root
         self.gatherer_id = gatherer_id
         self.rotate_bytes = max(1, rotate_bytes)
         self.rotate_interval = rotate_interval
         self.compress = compress
-        self.clock = clock
         self._current: _Segment | None = None
         self._deadline = 0.0
         self._n = 0
@@ -119,11 +116,10 @@ class SegmentSet:
             closed.append(self._current.path)
             self._current = None
 
-    def write_lines(self, lines: list[bytes]) -> list[Path]:
+    def write_lines(self, lines: list[bytes], now: float) -> list[Path]:
         """Append ``lines``, rotating as needed; returns the files closed meanwhile."""
         closed: list[Path] = []
         try:
-            now = self.clock()
             if self._current is not None and now >= self._deadline:
                 self._close(closed)
             chunk: list[bytes] = []
@@ -147,10 +143,10 @@ class SegmentSet:
             raise JournalError(f"cannot write journal under {self.root}: {exc}") from exc
         return closed
 
-    def tick(self) -> list[Path]:
+    def tick(self, now: float) -> list[Path]:
         """Close the current file if its interval has ended (nothing to write)."""
         closed: list[Path] = []
-        if self._current is not None and self.clock() >= self._deadline:
+        if self._current is not None and now >= self._deadline:
             try:
                 self._close(closed)
             except OSError as exc:

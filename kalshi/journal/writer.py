@@ -58,8 +58,9 @@ class JournalWriter:
             rotate_bytes=int(cfg.rotate_bytes),
             rotate_interval=float(cfg.rotate_interval),
             compress=cfg.compress,
-            clock=clock,
         )
+        self._clock = clock
+        self._flush_lock = trio.Lock()
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._wake = trio.Event()
@@ -156,16 +157,22 @@ class JournalWriter:
                     await self.flush()
         finally:
             with trio.move_on_after(self.grace, shield=True):
-                await self.flush()
-                closed = await trio.to_thread.run_sync(self._segments.close)
+                async with self._flush_lock:
+                    await self._flush()
+                    closed = await trio.to_thread.run_sync(self._segments.close)
                 self._closed_files(closed)
                 self._closed = True
 
     async def flush(self) -> None:
-        """Write everything buffered so far (and rotate if due)."""
+        """Write everything buffered so far (and rotate if due); one flush at a time."""
+        async with self._flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         self._wake = trio.Event()
+        now = self._clock()
         if not self._buffer:
-            closed = await trio.to_thread.run_sync(self._segments.tick)
+            closed = await trio.to_thread.run_sync(self._segments.tick, now)
             self._closed_files(closed)
             return
         batch, size = self._buffer, self._buffered
@@ -173,7 +180,7 @@ class JournalWriter:
         metrics.BUFFER_BYTES.set(0)
         started = time.perf_counter()
         try:
-            closed = await trio.to_thread.run_sync(self._segments.write_lines, batch)
+            closed = await trio.to_thread.run_sync(self._segments.write_lines, batch, now)
         except BaseException:
             # Put the batch back in front so a retry (or the final flush) writes it.
             self._buffer[:0] = batch
