@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from rich import box
@@ -34,7 +34,7 @@ _KNOWN = frozenset(
     }
 )
 _COUNTERS = ("gaps", "resnapshots", "decode_errors")
-_STATE_STYLE = {"live": "green", "connecting": "yellow", "subscribing": "yellow", "ok": "green"}
+_STATE_STYLE = {"live": "green", "connecting": "yellow", "subscribing": "yellow"}
 _TABLE_COLUMNS = (
     ("queue", "queue"),
     ("spool_rows", "spool"),
@@ -43,8 +43,6 @@ _TABLE_COLUMNS = (
 )
 _TOP_MARKETS = 10
 _METRIC_ROWS = 12
-
-Formatter = Callable[[object], str]
 
 
 def render(state: TuiState) -> RenderableType:
@@ -63,10 +61,8 @@ def render(state: TuiState) -> RenderableType:
     sections = [
         _connections(health.get("connections"), state.connections),
         _side_by_side(
-            _rated_table("channels", health.get("channels"), state.channels, "messages", ()),
-            _rated_table(
-                "tables", health.get("tables"), state.tables, "rows_written", _TABLE_COLUMNS
-            ),
+            _rated_table("channel", health.get("channels"), state.channels, "msgs"),
+            _rated_table("table", health.get("tables"), state.tables, "rows", _TABLE_COLUMNS),
         ),
         _side_by_side(_top_markets(health.get("top_markets")), _metrics(state)),
         *_others(health),
@@ -233,30 +229,31 @@ def _columns(
 
 
 def _rated_table(
-    title: str,
+    what: str,
     value: object,
     rates: Rates,
-    counted: str,
-    preferred: tuple[tuple[str, str], ...],
+    unit: str,
+    preferred: tuple[tuple[str, str], ...] = (),
 ) -> Table | None:
-    """A ``{name: {...}}`` section: its numbers, then the rate of ``counted`` and history."""
+    """A ``{name: {...}}`` section: its numbers, then the rate (``unit``/s) and its history.
+
+    The counted key's total is a column of its own (``unit``) unless ``preferred`` shows it.
+    """
     if not isinstance(value, Mapping) or not value:
         return None
+    counted = rates.key
     entries = [e if isinstance(e, Mapping) else {} for e in value.values()]
     columns = _columns(entries, preferred, counted)
-    unit = "rows/s" if counted == "rows_written" else "msgs/s"
-    table = _table(title)
-    table.add_column(title.rstrip("s"))
-    if counted != "rows_written":
-        table.add_column("msgs", justify="right")
+    if all(key != counted for key, _ in preferred):
+        columns.insert(0, (counted, unit))
+    table = _table(what + "s")
+    table.add_column(what)
     for _, label in columns:
         table.add_column(label, justify="right")
-    table.add_column(unit, justify="right")
+    table.add_column(f"{unit}/s", justify="right")
     table.add_column("history")
     for name, entry in zip(value, entries, strict=True):
         cells = [str(name)]
-        if counted != "rows_written":
-            cells.append(fmt.count(entry.get(counted)))
         cells.extend(fmt.scalar(entry.get(key)) for key, _ in columns)
         cells.append(fmt.rate(rates.current.get(str(name))))
         cells.append(fmt.sparkline(rates.series.get(str(name), ())))

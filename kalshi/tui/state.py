@@ -43,9 +43,10 @@ def parse_metrics(text: str) -> dict[str, MetricTotal]:
 
 
 class Rates:
-    """Per-key rates of monotonically growing counts, with a bounded history."""
+    """Per-name rates of monotonically growing counts (of ``key``), with a bounded history."""
 
-    def __init__(self, history: int) -> None:
+    def __init__(self, key: str, history: int) -> None:
+        self.key = key
         self._history = history
         self.counts: dict[str, float] = {}
         self.current: dict[str, float | None] = {}
@@ -91,10 +92,10 @@ class TuiState:
     counters: Rates = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.channels = Rates(self.history)
-        self.tables = Rates(self.history)
-        self.connections = Rates(self.history)
-        self.counters = Rates(self.history)
+        self.channels = Rates("messages", self.history)
+        self.tables = Rates("rows_written", self.history)
+        self.connections = Rates("messages", self.history)
+        self.counters = Rates("value", self.history)
 
     def observe(self, health: Mapping[str, Any], *, now: float, metrics: str | None = None) -> None:
         """Add the document taken at ``now`` (and the ``/metrics`` text taken with it).
@@ -104,8 +105,8 @@ class TuiState:
         parsed = parse_metrics(metrics) if metrics is not None else None
         elapsed = None if self.at is None else now - self.at
         self.health = dict(health)
-        self.channels.observe(_counts(health.get("channels"), "messages"), elapsed)
-        self.tables.observe(_counts(health.get("tables"), "rows_written"), elapsed)
+        self.channels.observe(_counts(health.get("channels"), self.channels.key), elapsed)
+        self.tables.observe(_counts(health.get("tables"), self.tables.key), elapsed)
         self.connections.observe(_connection_counts(health.get("connections")), elapsed)
         if parsed is not None:
             self.metrics = parsed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import trio
@@ -190,7 +191,7 @@ def test_missing_and_malformed_keys_render_what_is_there() -> None:
         "channels",
         "channel   msgs   msgs/s   history",
         "─" * 33,
-        "trade        -        -",
+        "trade     many        -",
         "ticker       -        -",
         "",
         "top markets",
@@ -352,7 +353,7 @@ class Unprintable:
 async def test_a_drawing_failure_costs_a_frame_not_the_task(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    documents = iter([{"status": Unprintable()}, {"status": "ok"}])
+    documents: Iterator[dict[str, object]] = iter([{"status": Unprintable()}, {"status": "ok"}])
     out = io.StringIO()
     with trio.move_on_after(1.5):  # samples at t = 0 and 1
         await run_tui(lambda: next(documents), console=Console(file=out, width=120))
