@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from kalshi.models.units import format_price
@@ -13,7 +14,9 @@ NONE = "-"
 def count(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return NONE
-    return f"{value:,.0f}" if isinstance(value, int) or value.is_integer() else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}"
 
 
 def rate(value: float | None) -> str:
@@ -41,7 +44,7 @@ def duration(seconds: object) -> str:
         return f"{hours}h{minutes:02d}m{secs:02d}s"
     if minutes:
         return f"{minutes}m{secs:02d}s"
-    return f"{seconds:.1f}s"
+    return f"{math.floor(seconds * 10) / 10:.1f}s"  # truncated: never shows "60.0s"
 
 
 def age(seconds: object) -> str:

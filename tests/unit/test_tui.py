@@ -361,3 +361,40 @@ async def test_a_drawing_failure_costs_a_frame_not_the_task(
         "error: drawing the screen failed: RuntimeError('no text')",
         "status=ok",
     ]
+
+
+def test_formats() -> None:
+    from kalshi.tui import _format as fmt
+
+    assert [fmt.duration(s) for s in (0.25, 59.96, 61, 3600, 90061, None)] == [
+        "0.2s",
+        "59.9s",
+        "1m01s",
+        "1h00m00s",
+        "1d01h01m",
+        "-",
+    ]
+    assert [fmt.size(b) for b in (999, 1000, 1_234_567, 5 * 10**9, 7 * 10**15, 1.5)] == [
+        "999 B",
+        "1.0 kB",
+        "1.2 MB",
+        "5.0 GB",
+        "7000.0 TB",
+        "-",
+    ]
+    assert [fmt.count(v) for v in (12345678901234567890, 2.0, 2.125, True)] == [
+        "12,345,678,901,234,567,890",
+        "2",
+        "2.12",
+        "-",
+    ]
+    assert [fmt.price(p) for p in (0, 42000, 100000, 12345, True, "0.42")] == [
+        "$0.0000",
+        "$0.4200",
+        "$1.0000",
+        "$0.12345",
+        "-",
+        "-",
+    ]
+    assert fmt.sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+    assert fmt.sparkline([0.0, 0.0]) == "▁▁"
