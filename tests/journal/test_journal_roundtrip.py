@@ -1,0 +1,167 @@
+"""Write through JournalWriter, read back with read_journal: byte-exact, exact counts."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import orjson
+import pytest
+import trio
+import zstandard
+from journal_support import journal_config
+
+from kalshi.journal import JournalProblem, JournalRecord, JournalWriter, connections, read_journal
+from kalshi.journal.format import decode_line, encode_frame, encode_marker
+
+DELTA = (
+    '{"type":"orderbook_delta","sid":2,"seq":3,"msg":{"market_ticker":"KXBTC-25NOV24-T99",'
+    '"price_dollars":"0.4200","delta_fp":"-54.00","side":"yes","ts":"2026-11-24T22:59:00Z"}}'
+)
+GARBAGE = bytes(range(256)) + b"\xff\xfe\x80{not json"
+HUGE = '{"type":"orderbook_snapshot","msg":{"yes":[' + ",".join(["[1,2]"] * 700_000) + "]}}"
+
+
+def records(items: list[JournalRecord | JournalProblem]) -> list[JournalRecord]:
+    return [i for i in items if isinstance(i, JournalRecord)]
+
+
+def test_encode_decode_frames_are_byte_exact() -> None:
+    for raw in (DELTA, DELTA.encode(), GARBAGE, b"", "caf\u00e9 \U0001f600", "\ud800lone"):
+        line = encode_frame("g-1", 7, 1, "in", 10, 20, raw)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        record = decode_line(line[:-1])
+        expected = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+        assert record.raw == expected
+        assert (record.gatherer_id, record.conn_id, record.frame_no) == ("g-1", 7, 1)
+        assert (record.direction, record.wall_us, record.mono_us, record.kind) == (
+            "in",
+            10,
+            20,
+            "frame",
+        )
+
+
+def test_line_fields() -> None:
+    assert orjson.loads(encode_frame("g-1", 7, 3, "out", 10, 20, b"\xff")) == {
+        "gatherer_id": "g-1",
+        "conn_id": 7,
+        "frame_no": 3,
+        "direction": "out",
+        "wall_us": 10,
+        "mono_us": 20,
+        "kind": "frame",
+        "b64": base64.b64encode(b"\xff").decode(),
+    }
+    assert orjson.loads(encode_marker("g-1", 7, 3, "disconnect", 10, 20, {"reason": "x"})) == {
+        "gatherer_id": "g-1",
+        "conn_id": 7,
+        "frame_no": 3,
+        "direction": "local",
+        "wall_us": 10,
+        "mono_us": 20,
+        "kind": "disconnect",
+        "detail": {"reason": "x"},
+    }
+
+
+@pytest.mark.parametrize("compress", [False, True])
+async def test_round_trip_through_files(tmp_path: Path, compress: bool) -> None:
+    cfg = journal_config(tmp_path, compress=compress)
+    writer = JournalWriter(cfg, "g-1", flush_interval=0.05)
+    frames: list[tuple[int, int, str, bytes]] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            writer.record_marker(
+                5, "connect", 1, 2, label="orderbook-0", channels=["orderbook_delta"], url="ws://x"
+            )
+            writer.record_frame(5, 1, "out", 3, 4, b'{"id":1,"cmd":"subscribe"}')
+            writer.record_marker(5, "subscribe", 5, 6, sid=2, tickers=["A", "B"])
+            for n, raw in enumerate([DELTA, DELTA.encode(), GARBAGE, HUGE, b""], start=1):
+                writer.record_frame(5, n, "in", 10 + n, 20 + n, raw)
+                frames.append((n, 10 + n, "in", raw if isinstance(raw, bytes) else raw.encode()))
+                await trio.sleep(0.06)
+            writer.record_marker(5, "resnapshot", 40, 41, ticker="A")
+            writer.record_marker(5, "gap", 42, 43, sid=2, expected=4, got=6)
+            writer.record_marker(5, "disconnect", 50, 51, reason="silence")
+            nursery.cancel_scope.cancel()
+    assert writer.records == 11
+    assert writer.records_written == 11
+    assert writer.files_closed == [writer.files_closed[0]]
+    path = writer.files_closed[0]
+    assert path.name.endswith(".jsonl.zst" if compress else ".jsonl")
+    assert path.parent.parent.name == "g-1"
+    items = list(read_journal([tmp_path / "journal"]))
+    assert all(isinstance(i, JournalRecord) for i in items)
+    got = records(items)
+    assert [r.kind for r in got] == (
+        ["connect", "frame", "subscribe"] + ["frame"] * 5 + ["resnapshot", "gap", "disconnect"]
+    )
+    assert [(r.frame_no, r.wall_us, r.direction, r.raw) for r in got[3:8]] == frames
+    assert got[1].raw == b'{"id":1,"cmd":"subscribe"}' and got[1].direction == "out"
+    assert got[0].detail == {
+        "label": "orderbook-0",
+        "channels": ["orderbook_delta"],
+        "url": "ws://x",
+    }
+    assert got[2].detail == {"sid": 2, "tickers": ["A", "B"]}
+    # markers carry the last received frame number of their connection
+    assert [r.frame_no for r in got if r.kind != "frame"] == [0, 0, 5, 5, 5]
+    assert {r.label for r in got} == {"orderbook-0"}
+    assert {r.channels for r in got} == {("orderbook_delta",)}
+    info = connections([tmp_path / "journal"])
+    assert list(info) == [("g-1", 5)]
+    assert info["g-1", 5].label == "orderbook-0"
+    assert info["g-1", 5].url == "ws://x"
+    if compress:
+        # several complete zstd frames, the file ends cleanly
+        data = path.read_bytes()
+        whole = zstandard.ZstdDecompressor().decompressobj()
+        assert whole.decompress(data) and whole.eof
+        assert whole.unused_data != b""
+
+
+async def test_writer_counts_and_metrics(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    before = {
+        n: sample(n)
+        for n in (
+            "kalshi_journal_records_total",
+            "kalshi_journal_bytes_written_total",
+            "kalshi_journal_files_rotated_total",
+        )
+    }
+    writer = JournalWriter(journal_config(tmp_path), "g-1")
+    lines = [encode_frame("g-1", 1, n, "in", n, n, DELTA) for n in range(1, 101)]
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            for n in range(1, 101):
+                writer.record_frame(1, n, "in", n, n, DELTA)
+            nursery.cancel_scope.cancel()
+    size = sum(map(len, lines))
+    assert writer.bytes_written == size
+    assert writer.files_closed[0].read_bytes() == b"".join(lines)
+    assert sample("kalshi_journal_records_total") - before["kalshi_journal_records_total"] == 100
+    assert (
+        sample("kalshi_journal_bytes_written_total") - before["kalshi_journal_bytes_written_total"]
+        == size
+    )
+    assert (
+        sample("kalshi_journal_files_rotated_total") - before["kalshi_journal_files_rotated_total"]
+        == 1
+    )
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    writer = JournalWriter(journal_config(tmp_path), "g-1")
+    with pytest.raises(ValueError, match="direction"):
+        writer.record_frame(1, 1, "sideways", 1, 1, b"x")
+    with pytest.raises(ValueError, match="unknown marker kind"):
+        writer.record_marker(1, "reboot", 1, 1)
+    assert writer.records == 0
