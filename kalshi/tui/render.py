@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -41,6 +42,7 @@ _TABLE_COLUMNS = (
     ("rows_written", "written"),
     ("dead_letters", "dead"),
 )
+_GAP = 4  # columns between tables side by side
 _TOP_MARKETS = 10
 _METRIC_ROWS = 12
 
@@ -297,11 +299,28 @@ def _side_by_side(*tables: Table | None) -> RenderableType | None:
     present = [t for t in tables if t is not None]
     if len(present) <= 1:
         return present[0] if present else None
-    grid = Table.grid(padding=(0, 4))
-    for _ in present:
-        grid.add_column(vertical="top")
-    grid.add_row(*present)
-    return grid
+    return _SideBySide(present)
+
+
+class _SideBySide:
+    """Tables next to each other when the console is wide enough, else one under another."""
+
+    def __init__(self, tables: list[Table]) -> None:
+        self.tables = tables
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        widths = [Measurement.get(console, options, t).maximum for t in self.tables]
+        if sum(widths) + _GAP * (len(widths) - 1) <= options.max_width:
+            grid = Table.grid(padding=(0, _GAP))
+            for _ in self.tables:
+                grid.add_column(vertical="top")
+            grid.add_row(*self.tables)
+            yield grid
+            return
+        for index, table in enumerate(self.tables):
+            if index:
+                yield Text("")
+            yield table
 
 
 def _others(health: Mapping[str, Any]) -> list[RenderableType]:
