@@ -13,7 +13,16 @@ from kalshi.http.routes import (
     health_route,
     metrics_route,
 )
-from kalshi.http.server import Handler, Listening, Request, Response, json_response, serve_http
+from kalshi.http.server import (
+    Handler,
+    Listening,
+    Request,
+    Response,
+    json_response,
+    open_http_listeners,
+    serve_http,
+    serve_http_listeners,
+)
 from kalshi.http.service import Endpoints, serve_endpoints
 
 __all__ = [
@@ -29,6 +38,8 @@ __all__ = [
     "health_route",
     "json_response",
     "metrics_route",
+    "open_http_listeners",
     "serve_endpoints",
     "serve_http",
+    "serve_http_listeners",
 ]

@@ -22,7 +22,16 @@ import orjson
 import trio
 from attrs import frozen
 
-__all__ = ["Handler", "Listening", "Request", "Response", "json_response", "serve_http"]
+__all__ = [
+    "Handler",
+    "Listening",
+    "Request",
+    "Response",
+    "json_response",
+    "open_http_listeners",
+    "serve_http",
+    "serve_http_listeners",
+]
 
 log = logging.getLogger("kalshi.http")
 
@@ -96,9 +105,25 @@ async def serve_http(
     HEAD are served. Raises ``OSError`` if the address cannot be bound; cancellation
     closes the listener and every open connection.
     """
+    listeners = await open_http_listeners(host, port)
+    await serve_http_listeners(listeners, routes, task_status=task_status)
+
+
+async def open_http_listeners(host: str, port: int | None) -> list[trio.SocketListener]:
+    """Bind ``host:port`` (``None``: ephemeral) so that binding errors surface before any
+    task starts. Raises ``ValueError`` for port 0 and ``OSError`` when binding fails."""
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"port must be 1-65535 (or None for an ephemeral port), got {port}")
-    listeners = await trio.open_tcp_listeners(port or 0, host=host)
+    return await trio.open_tcp_listeners(port or 0, host=host)
+
+
+async def serve_http_listeners(
+    listeners: list[trio.SocketListener],
+    routes: Mapping[str, Handler],
+    *,
+    task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """:func:`serve_http` on listeners from :func:`open_http_listeners` (closed on exit)."""
     address = listeners[0].socket.getsockname()
     server = _Server(dict(routes))
     async with trio.open_nursery() as nursery:

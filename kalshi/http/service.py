@@ -15,7 +15,7 @@ from kalshi.http.routes import (
     health_route,
     metrics_route,
 )
-from kalshi.http.server import Handler, Listening, serve_http
+from kalshi.http.server import Handler, Listening, open_http_listeners, serve_http_listeners
 
 __all__ = ["Endpoints", "serve_endpoints"]
 
@@ -58,15 +58,26 @@ async def serve_endpoints(
         raise ConfigError(
             f"metrics.host: must equal http.host ({http.host}) when both use port {http.port}"
         )
+    # Bind both before starting anything, so a taken port is a plain OSError to the caller.
+    health_listeners = await open_http_listeners(http.host, http.port) if http.port else []
+    try:
+        metrics_listeners = (
+            await open_http_listeners(metrics.host, metrics_port)
+            if metrics_port and not shared
+            else []
+        )
+    except BaseException:
+        for listener in health_listeners:
+            listener.socket.close()  # synchronous: also right when cancelled
+        raise
+    if shared:
+        routes.update(metrics_routes)
     async with trio.open_nursery() as nursery:
         bound_health = bound_metrics = None
-        if http.port:
-            routes.update(metrics_routes if shared else {})
-            bound_health = await nursery.start(serve_http, http.host, http.port, routes)
-        if shared:
-            bound_metrics = bound_health
-        elif metrics_port:
+        if health_listeners:
+            bound_health = await nursery.start(serve_http_listeners, health_listeners, routes)
+        if metrics_listeners:
             bound_metrics = await nursery.start(
-                serve_http, metrics.host, metrics_port, metrics_routes
+                serve_http_listeners, metrics_listeners, metrics_routes
             )
-        task_status.started(Endpoints(bound_health, bound_metrics))
+        task_status.started(Endpoints(bound_health, bound_health if shared else bound_metrics))

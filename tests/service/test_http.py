@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from typing import Any
 
 import httpx
@@ -384,3 +385,45 @@ async def test_shared_port_needs_the_same_host() -> None:
     assert raised.value.problems == [
         "metrics.host: must equal http.host (127.0.0.1) when both use port 8080"
     ]
+
+
+async def test_cancellation_closes_the_listener_and_open_connections() -> None:
+    routes = {"/ok": health_route(lambda: {"status": "ok"})}
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            bound: Listening = await nursery.start(serve_http, "127.0.0.1", None, routes)
+            idle = await trio.open_tcp_stream("127.0.0.1", bound.port)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        async with idle:
+            assert await idle.receive_some(1024) == b""
+        with pytest.raises(OSError):
+            await trio.open_tcp_stream("127.0.0.1", bound.port)
+
+
+async def test_a_port_in_use_fails_the_start(nursery: trio.Nursery) -> None:
+    with trio.fail_after(10):
+        taken: Listening = await nursery.start(serve_http, "127.0.0.1", None, {})
+        with pytest.raises(OSError):
+            await nursery.start(
+                partial(
+                    serve_endpoints,
+                    HttpConfig(port=taken.port),
+                    MetricsConfig(enabled=False),
+                    health=lambda: {"status": "ok"},
+                )
+            )
+
+
+async def test_a_taken_metrics_port_releases_the_health_port(nursery: trio.Nursery) -> None:
+    free = _free_port()
+    with trio.fail_after(10):
+        taken: Listening = await nursery.start(serve_http, "127.0.0.1", None, {})
+        with pytest.raises(OSError):
+            await serve_endpoints(
+                HttpConfig(port=free),
+                MetricsConfig(port=taken.port),
+                health=lambda: {"status": "ok"},
+            )
+        again: Listening = await nursery.start(serve_http, "127.0.0.1", free, {})
+    assert again.port == free
