@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ class JournalWriter:
     caller can slow its reads; memory keeps growing until the disk catches up.
 
     ``clock`` gives wall seconds since the epoch and decides file names and hourly
-    rotation; frame timestamps are the caller's.
+    rotation; frame timestamps are the caller's. ``run_sync`` runs the blocking disk work
+    (a worker thread by default; tests pass an inline runner to keep virtual time exact).
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class JournalWriter:
         flush_bytes: int = 1 << 20,
         max_buffer_bytes: int = 64 << 20,
         grace: float = 10.0,
+        run_sync: Callable[..., Awaitable[Any]] = trio.to_thread.run_sync,
     ) -> None:
         self.cfg = cfg
         self.gatherer_id = gatherer_id
@@ -51,6 +53,7 @@ class JournalWriter:
         self.flush_bytes = flush_bytes
         self.max_buffer_bytes = max_buffer_bytes
         self.grace = grace
+        self._run_sync = run_sync
         self.s3 = s3 if (cfg.upload and s3 is not None and s3.enabled) else None
         self._segments = SegmentSet(
             Path(cfg.dir),
@@ -159,7 +162,7 @@ class JournalWriter:
             with trio.move_on_after(self.grace, shield=True):
                 async with self._flush_lock:
                     await self._flush()
-                    closed = await trio.to_thread.run_sync(self._segments.close)
+                    closed = await self._run_sync(self._segments.close)
                 self._closed_files(closed)
                 self._closed = True
 
@@ -172,7 +175,7 @@ class JournalWriter:
         self._wake = trio.Event()
         now = self._clock()
         if not self._buffer:
-            closed = await trio.to_thread.run_sync(self._segments.tick, now)
+            closed = await self._run_sync(self._segments.tick, now)
             self._closed_files(closed)
             return
         batch, size = self._buffer, self._buffered
@@ -180,7 +183,7 @@ class JournalWriter:
         metrics.BUFFER_BYTES.set(0)
         started = time.perf_counter()
         try:
-            closed = await trio.to_thread.run_sync(self._segments.write_lines, batch, now)
+            closed = await self._run_sync(self._segments.write_lines, batch, now)
         except BaseException:
             # Put the batch back in front so a retry (or the final flush) writes it.
             self._buffer[:0] = batch
