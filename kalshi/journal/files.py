@@ -35,6 +35,7 @@ class _Segment:
     def __init__(self, path: Path, compress: bool) -> None:
         self.path = path
         self.size = 0  # uncompressed line bytes
+        self._dirty = False
         self._fh: BinaryIO = open(path, "xb")  # noqa: SIM115  # closed in close()
         self._zw: zstandard.ZstdCompressionWriter | None = None
         if compress:
@@ -48,17 +49,19 @@ class _Segment:
         else:
             self._fh.write(data)
         self.size += len(data)
+        self._dirty = True
 
     def flush(self) -> None:
-        if self._zw is not None:
+        if self._zw is not None and self._dirty:
             # A complete zstd frame per flush: a crash loses at most what came after.
             self._zw.flush(zstandard.FLUSH_FRAME)
+        self._dirty = False
         self._fh.flush()
 
     def close(self) -> None:
+        # Every write was followed by a complete frame: nothing is left in the compressor,
+        # so the writer is dropped rather than closed (closing would add an empty frame).
         self.flush()
-        if self._zw is not None:
-            self._zw.close()  # type: ignore[no-untyped-call]  # zstandard stubs lack it
         os.fsync(self._fh.fileno())
         self._fh.close()
 

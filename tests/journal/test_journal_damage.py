@@ -1,0 +1,129 @@
+"""Damaged journals: torn last line, torn zstd tail, corrupt lines in the middle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+import zstandard
+from journal_support import journal_config
+
+from kalshi.errors import JournalError
+from kalshi.journal import JournalProblem, JournalRecord, JournalWriter, read_journal
+from kalshi.journal.format import encode_frame
+
+FRAME = '{"type":"trade","sid":1,"seq":%d,"msg":{"market_ticker":"T","yes_price_dollars":"0.42"}}'
+
+
+def line(n: int) -> bytes:
+    return encode_frame("g-1", 1, n, "in", n, n, FRAME % n)
+
+
+def split(items: list[JournalRecord | JournalProblem]) -> tuple[list[int], list[JournalProblem]]:
+    return (
+        [i.frame_no for i in items if isinstance(i, JournalRecord)],
+        [i for i in items if isinstance(i, JournalProblem)],
+    )
+
+
+def test_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "g-1-20261124T225900-1.jsonl"
+    path.write_bytes(b"".join(line(n) for n in range(1, 6)) + line(6)[:-30])
+    frames, problems = split(list(read_journal([path])))
+    assert frames == [1, 2, 3, 4, 5]
+    torn = len(line(6)) - 30
+    assert problems == [JournalProblem(str(path), 6, f"torn last line ({torn} bytes, no newline)")]
+
+
+def test_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(line(1) + line(2)[:-1])
+    assert split(list(read_journal([path]))) == ([1, 2], [])
+
+
+def test_corrupt_lines_in_the_middle(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    lines = [line(n) for n in range(1, 9)]
+    lines[1] = b"\x00\xff\xfegarbage bytes\n"
+    lines[3] = b'{"gatherer_id":"g-1","conn_id":1,"frame_no":4,"direction":"in","mono_us":4}\n'
+    lines[4] = b"\n"
+    lines[5] = b'{"gatherer_id":"g-1","conn_id":1,"frame_no":6,"direction":"in","wall_us":6,'
+    lines[5] += b'"mono_us":6,"kind":"frame","b64":"***"}\n'
+    path.write_bytes(b"".join(lines))
+    frames, problems = split(list(read_journal([path])))
+    assert frames == [1, 3, 7, 8]
+    assert [(p.path, p.line_no) for p in problems] == [(str(path), n) for n in (2, 4, 5, 6)]
+    assert problems[0].reason.startswith("invalid JSON")
+    assert problems[1].reason == "wall_us: expected an integer, got None"
+    assert problems[2].reason == "empty line"
+    assert problems[3].reason.startswith("b64:")
+
+
+async def _write_compressed(tmp_path: Path, batches: int, per_batch: int) -> Path:
+    writer = JournalWriter(journal_config(tmp_path, compress=True), "g-1", flush_interval=3600)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            n = 0
+            for _ in range(batches):
+                for _ in range(per_batch):
+                    n += 1
+                    writer.record_frame(1, n, "in", n, n, FRAME % n)
+                await writer.flush()  # one complete zstd frame per flush
+            nursery.cancel_scope.cancel()
+    (path,) = writer.files_closed
+    return path
+
+
+async def test_torn_zstd_tail(tmp_path: Path) -> None:
+    path = await _write_compressed(tmp_path, batches=4, per_batch=25)
+    data = path.read_bytes()
+    # find where the last zstd frame starts
+    dctx = zstandard.ZstdDecompressor()
+    offset = 0
+    starts = []
+    while offset < len(data):
+        starts.append(offset)
+        obj = dctx.decompressobj()
+        obj.decompress(data[offset:])
+        offset = len(data) - len(obj.unused_data)
+    assert len(starts) == 4
+    path.write_bytes(data[: starts[3] + 12])
+    frames, problems = split(list(read_journal([path])))
+    assert frames == list(range(1, 76))
+    assert problems == [JournalProblem(str(path), 76, "torn zstd tail (incomplete last frame)")]
+
+
+async def test_torn_zstd_tail_inside_the_only_frame(tmp_path: Path) -> None:
+    path = await _write_compressed(tmp_path, batches=1, per_batch=10)
+    data = path.read_bytes()
+    path.write_bytes(data[:-4])  # the frame's checksum/end is missing
+    frames, problems = split(list(read_journal([path])))
+    # whatever complete lines were decoded are kept; the tail is reported once at the end
+    assert frames == list(range(1, len(frames) + 1))
+    assert problems[-1] == JournalProblem(
+        str(path), len(frames) + len(problems), "torn zstd tail (incomplete last frame)"
+    )
+
+
+async def test_garbage_after_zstd_frames(tmp_path: Path) -> None:
+    path = await _write_compressed(tmp_path, batches=2, per_batch=5)
+    path.write_bytes(path.read_bytes() + b"this is not zstd at all")
+    frames, problems = split(list(read_journal([path])))
+    assert frames == list(range(1, 11))
+    assert len(problems) == 1
+    assert problems[0].line_no == 11
+    assert problems[0].reason.startswith("corrupt zstd data:")
+
+
+def test_directories_read_in_time_order_and_missing_paths(tmp_path: Path) -> None:
+    day = tmp_path / "g-1" / "2026-11-24"
+    day.mkdir(parents=True)
+    (day / "g-1-20261124T230000-10.jsonl").write_bytes(line(3))
+    (day / "g-1-20261124T230000-2.jsonl").write_bytes(line(2))
+    (day / "g-1-20261124T225900-1.jsonl").write_bytes(line(1))
+    (day / "notes.txt").write_bytes(b"ignored")
+    assert split(list(read_journal([tmp_path]))) == ([1, 2, 3], [])
+    with pytest.raises(JournalError, match="no such journal"):
+        list(read_journal([tmp_path / "missing"]))
