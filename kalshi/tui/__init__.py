@@ -6,7 +6,7 @@
 * :func:`open_remote` reads a running service's ``/health`` and ``/metrics``.
 """
 
-from kalshi.tui.live import HealthSource, MetricsSource, run_tui, sample
+from kalshi.tui.live import HealthSource, MetricsSource, run_tui
 from kalshi.tui.remote import Remote, open_remote
 from kalshi.tui.render import render, summary_line
 from kalshi.tui.state import TuiState, parse_metrics
@@ -20,6 +20,5 @@ __all__ = [
     "parse_metrics",
     "render",
     "run_tui",
-    "sample",
     "summary_line",
 ]

@@ -15,7 +15,7 @@ from kalshi.errors import KalshiError
 from kalshi.tui.render import render, summary_line
 from kalshi.tui.state import TuiState
 
-__all__ = ["HealthSource", "MetricsSource", "run_tui", "sample"]
+__all__ = ["HealthSource", "MetricsSource", "run_tui"]
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ async def _call(function: Callable[[], T | Awaitable[T]]) -> T:
     return result
 
 
-async def sample(
+async def _sample(
     state: TuiState, source: HealthSource, metrics: MetricsSource | None = None
 ) -> None:
     """Take one health document (and metrics text) into ``state``, stamped with
@@ -41,9 +41,15 @@ async def sample(
     try:
         health = await _call(source)
         text = await _call(metrics) if metrics is not None else None
-        state.observe(health, now=trio.current_time(), metrics=text)
-    except (KalshiError, ValueError) as exc:
+    except KalshiError as exc:
         state.observe_error(str(exc))
+        return
+    now = trio.current_time()
+    try:
+        state.observe(health, now=now, metrics=text)
+    except ValueError as exc:  # only the metrics text can be malformed
+        state.observe(health, now=now)
+        state.observe_error(f"metrics: not Prometheus text ({exc})")
 
 
 async def run_tui(
@@ -57,22 +63,23 @@ async def run_tui(
 
     On a terminal this is a rich ``Live`` screen; otherwise (a pipe, a log file) it prints
     one :func:`summary_line` per refresh. ``metrics`` optionally returns ``/metrics`` text.
-    Source failures are shown and retried at the next refresh (see :func:`sample`).
-    Cancellation leaves the last frame on the terminal.
+    A ``KalshiError`` from a source, or metrics that do not parse, is shown and retried at
+    the next refresh; anything else a source raises propagates. A failure to draw costs
+    one frame (logged), never the task. Cancellation leaves the last frame on the terminal.
     """
     console = console or Console()
     state = TuiState()
     deadline = trio.current_time()
     if not console.is_terminal:
         while True:
-            await sample(state, source, metrics)
+            await _sample(state, source, metrics)
             line = _guarded(summary_line, state)
             console.print(line, markup=False, highlight=False, soft_wrap=True)
             deadline = max(deadline + refresh, trio.current_time())
             await trio.sleep_until(deadline)
     with Live(render(state), console=console, auto_refresh=False) as live:
         while True:
-            await sample(state, source, metrics)
+            await _sample(state, source, metrics)
             live.update(_guarded(render, state), refresh=True)
             deadline = max(deadline + refresh, trio.current_time())
             await trio.sleep_until(deadline)

@@ -398,3 +398,18 @@ def test_formats() -> None:
     ]
     assert fmt.sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
     assert fmt.sparkline([0.0, 0.0]) == "▁▁"
+
+
+async def test_unparsable_metrics_keep_the_health_document(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    out = io.StringIO()
+    with trio.move_on_after(0.5):
+        await run_tui(
+            lambda: {"status": "ok"},
+            metrics=lambda: "<html>not metrics</html>",
+            console=Console(file=out, width=120),
+        )
+    assert out.getvalue().splitlines() == [
+        "error: metrics: not Prometheus text (invalid metric name:<html>not metrics</html>)"
+    ]
