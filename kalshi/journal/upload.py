@@ -42,18 +42,25 @@ def _upload(s3: S3Config, path: Path, key: str) -> None:
     s3_client(s3).upload_file(str(path), s3.bucket, key)
 
 
-async def upload_with_retry(s3: S3Config, path: Path, root: Path) -> str:
-    """Upload one file; retries with exponential backoff and jitter, then raises ExportError."""
+async def upload_with_retry(
+    s3: S3Config, path: Path, root: Path, *, attempts: int = MAX_ATTEMPTS
+) -> str:
+    """Upload one file to its :func:`object_key`; returns the key.
+
+    Failures are retried with exponential backoff and jitter; after ``attempts`` tries
+    raises :class:`~kalshi.errors.ExportError`.
+    """
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     key = object_key(s3, path, root)
     delay = BASE_BACKOFF
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             await trio.to_thread.run_sync(_upload, s3, path, key)
-        except (BotoCoreError, ClientError, OSError) as exc:
+        except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
             metrics.UPLOAD_FAILURES.inc()
-            if attempt == MAX_ATTEMPTS:
+            if attempt == attempts:
                 raise ExportError(f"cannot upload {path} to s3://{s3.bucket}/{key}: {exc}") from exc
             await trio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, MAX_BACKOFF)

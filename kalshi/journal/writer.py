@@ -74,6 +74,7 @@ class JournalWriter:
         self.bytes_written = 0
         self.files_closed: list[Path] = []
         self.pressure_records = 0
+        self.files_uploaded = 0
         self._upload_queue: list[Path] = []
         self._upload_wake = trio.Event()
 
@@ -217,3 +218,4 @@ class JournalWriter:
                 path = self._upload_queue[0]
                 await upload_with_retry(s3, path, root)
                 self._upload_queue.pop(0)
+                self.files_uploaded += 1

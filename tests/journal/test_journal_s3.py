@@ -1,0 +1,84 @@
+"""Upload of closed files to a real S3 server (SeaweedFS) and reading ``s3://`` back."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+from journal_support import journal_config
+
+from kalshi.config import S3Config
+from kalshi.errors import ExportError
+from kalshi.journal import JournalRecord, JournalWriter, read_journal
+from kalshi.journal import upload as upload_module
+from kalshi.testing.s3server import S3Server
+
+_buckets = itertools.count(1)
+
+
+def s3_config(server: S3Server, bucket: str) -> S3Config:
+    return S3Config(
+        enabled=True,
+        endpoint=server.endpoint,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        bucket=bucket,
+        region=server.region,
+        prefix="raw/",
+    )
+
+
+async def test_closed_files_are_uploaded_and_read_back(tmp_path: Path, s3_server: S3Server) -> None:
+    bucket = f"journal-up-{next(_buckets)}"
+    await trio.to_thread.run_sync(s3_server.create_bucket, bucket)
+    s3 = s3_config(s3_server, bucket)
+    frame = '{"type":"ticker","sid":1,"seq":%d,"msg":{"market_ticker":"T"}}'
+    size = len(frame % 10) + 200
+    cfg = journal_config(tmp_path, compress=True, upload=True, rotate_bytes=3 * size)
+    writer = JournalWriter(cfg, "g-1", s3=s3, flush_interval=0.01)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            for n in range(10, 20):
+                writer.record_frame(1, n, "in", n, n, frame % n)
+            await writer.flush()
+            while writer.files_uploaded < len(writer.files_closed):  # noqa: ASYNC110  # boto3 runs in a thread
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    client = s3_server.client()
+    keys = sorted(
+        o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="raw/")["Contents"]
+    )
+    closed = sorted(writer.files_closed[:-1])
+    assert keys == [f"raw/journal/{p.relative_to(Path(cfg.dir)).as_posix()}" for p in closed]
+    for key, path in zip(keys, closed, strict=True):
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert body == path.read_bytes()
+    # the last file was closed on cancellation, after the uploader stopped: upload it too
+    last = writer.files_closed[-1]
+    await upload_module.upload_with_retry(s3, last, Path(cfg.dir))
+    got = await trio.to_thread.run_sync(
+        lambda: [
+            r.frame_no
+            for r in read_journal([f"s3://{bucket}/raw/journal/g-1/"], s3=s3)
+            if isinstance(r, JournalRecord)
+        ]
+    )
+    assert got == list(range(10, 20))
+
+
+async def test_upload_gives_up_with_export_error(tmp_path: Path, s3_server: S3Server) -> None:
+    path = tmp_path / "g-1" / "2026-11-24" / "g-1-20261124T225900-1.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"{}\n")
+    bucket = f"journal-up-{next(_buckets)}"
+    await trio.to_thread.run_sync(s3_server.create_bucket, bucket)
+    s3 = attrs.evolve(s3_config(s3_server, bucket), secret_key="wrong")
+    with trio.fail_after(60), pytest.raises(ExportError) as caught:
+        await upload_module.upload_with_retry(s3, path, tmp_path, attempts=2)
+    assert f"s3://{bucket}/raw/journal/g-1/2026-11-24/g-1-20261124T225900-1.jsonl" in str(
+        caught.value
+    )
