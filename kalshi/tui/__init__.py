@@ -8,8 +8,9 @@
 
 from kalshi.tui.live import HealthSource, MetricsSource, run_tui
 from kalshi.tui.remote import Remote, open_remote
-from kalshi.tui.render import render, summary_line
+from kalshi.tui.render import render
 from kalshi.tui.state import TuiState, parse_metrics
+from kalshi.tui.summary import summary_line
 
 __all__ = [
     "HealthSource",

@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.live import Live
 
 from kalshi.errors import KalshiError
-from kalshi.tui.render import render, summary_line
+from kalshi.tui.render import render
 from kalshi.tui.state import TuiState
+from kalshi.tui.summary import summary_line
 
 __all__ = ["HealthSource", "MetricsSource", "run_tui"]
 

@@ -1,4 +1,4 @@
-"""TuiState -> a rich renderable (the live screen), and the one-line summary for logs. Pure."""
+"""TuiState -> a rich renderable: the live screen. Pure."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from kalshi.tui import _doc
 from kalshi.tui import _format as fmt
 from kalshi.tui.state import Rates, TuiState
 
-__all__ = ["render", "summary_line"]
+__all__ = ["render"]
 
 _KNOWN = frozenset(
     {
@@ -75,55 +76,6 @@ def render(state: TuiState) -> RenderableType:
     return Group(*parts)
 
 
-def summary_line(state: TuiState) -> str:
-    """One compact log line (used when stdout is not a terminal)."""
-    if state.error is not None:
-        return f"error: {state.error}"
-    health = state.health
-    parts: list[str] = []
-    if "status" in health:
-        parts.append(f"status={health['status']}")
-    if "uptime_s" in health:
-        parts.append(f"uptime={fmt.duration(health['uptime_s'])}")
-    connections = [c for c in _list(health.get("connections")) if isinstance(c, Mapping)]
-    if connections:
-        live = sum(1 for c in connections if c.get("state") == "live")
-        parts.append(f"conns={live}/{len(connections)}")
-    if isinstance(health.get("channels"), Mapping):
-        parts.append(f"msgs/s={fmt.rate(state.channels.total(list(health['channels'])))}")
-    tables = health.get("tables")
-    if isinstance(tables, Mapping):
-        parts.append(f"rows/s={fmt.rate(state.tables.total(list(tables)))}")
-        for key, label in (("queue", "queue"), ("spool_rows", "spool")):
-            if any(isinstance(t, Mapping) and key in t for t in tables.values()):
-                parts.append(f"{label}={fmt.count(_sum(tables.values(), key))}")
-    for key in ("gaps", "resnapshots"):
-        if key in health:
-            parts.append(f"{key}={fmt.count(health[key])}")
-    if connections:
-        parts.append(f"reconnects={fmt.count(_sum(connections, 'reconnects'))}")
-    markets = health.get("markets")
-    if isinstance(markets, Mapping) and "tracked" in markets:
-        parts.append(f"markets={fmt.count(markets['tracked'])}")
-    db = health.get("db")
-    if isinstance(db, Mapping) and "state" in db:
-        parts.append(f"db={db['state']}")
-    return " ".join(parts) if parts else "no data"
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _sum(entries: Any, key: str) -> int | float:
-    total: int | float = 0
-    for entry in entries:
-        value = entry.get(key) if isinstance(entry, Mapping) else None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            total += value
-    return total
-
-
 def _title(health: Mapping[str, Any]) -> str:
     if "gatherer_id" in health:
         return f"gatherer {health['gatherer_id']}"
@@ -175,9 +127,9 @@ def _counters_line(health: Mapping[str, Any]) -> str:
     for key in _COUNTERS:
         if key in health:
             parts.append(f"{key.replace('_', ' ')} {fmt.count(health[key])}")
-    connections = [c for c in _list(health.get("connections")) if isinstance(c, Mapping)]
+    connections = _doc.records(health.get("connections"))
     if connections:
-        parts.append(f"reconnects {fmt.count(_sum(connections, 'reconnects'))}")
+        parts.append(f"reconnects {fmt.count(_doc.total(connections, 'reconnects'))}")
     return "   ".join(parts)
 
 
@@ -193,7 +145,7 @@ def _table(title: str) -> Table:
 
 
 def _connections(value: object, rates: Rates) -> Table | None:
-    connections = [c for c in _list(value) if isinstance(c, Mapping)]
+    connections = _doc.records(value)
     if not connections:
         return None
     table = _table("connections")
@@ -264,7 +216,7 @@ def _rated_table(
 
 
 def _top_markets(value: object) -> Table | None:
-    markets = [m for m in _list(value) if isinstance(m, Mapping)][:_TOP_MARKETS]
+    markets = _doc.records(value)[:_TOP_MARKETS]
     if not markets:
         return None
     table = _table("top markets")

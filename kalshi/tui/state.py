@@ -10,6 +10,8 @@ from typing import Any
 from attrs import define, field
 from prometheus_client.parser import text_string_to_metric_families
 
+from kalshi.tui import _doc
+
 __all__ = ["MetricTotal", "Rates", "TuiState", "parse_metrics"]
 
 _SKIP_FAMILIES = ("process_", "python_")
@@ -121,17 +123,11 @@ class TuiState:
         self.error = message
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _counts(section: object, key: str) -> dict[str, float]:
     counts: dict[str, float] = {}
     if isinstance(section, Mapping):
         for name, entry in section.items():
-            count = _number(entry.get(key)) if isinstance(entry, Mapping) else None
+            count = _doc.number(entry.get(key)) if isinstance(entry, Mapping) else None
             if count is not None:
                 counts[str(name)] = count
     return counts
@@ -139,10 +135,8 @@ def _counts(section: object, key: str) -> dict[str, float]:
 
 def _connection_counts(connections: object) -> dict[str, float]:
     counts: dict[str, float] = {}
-    if isinstance(connections, list):
-        for entry in connections:
-            if isinstance(entry, Mapping):
-                count = _number(entry.get("messages"))
-                if count is not None:
-                    counts[str(entry.get("name"))] = count
+    for entry in _doc.records(connections):
+        count = _doc.number(entry.get("messages"))
+        if count is not None:
+            counts[str(entry.get("name"))] = count
     return counts
