@@ -60,7 +60,7 @@ async def measure(root: Path, compress: bool, raw: list[str]) -> tuple[float, fl
 
 def call_cost(root: Path, raw: list[str]) -> float:
     """Seconds per ``record_frame`` with no flush thread competing for the GIL."""
-    writer = JournalWriter(JournalConfig(dir=str(root)), "bench-1")
+    writer = JournalWriter(JournalConfig(dir=str(root)), "bench-1", max_buffer_bytes=1 << 40)
     start = time.perf_counter()
     for n, text in enumerate(raw):
         writer.record_frame(1, n + 1, "in", 1_795_561_140_000_000 + n, n, text)
