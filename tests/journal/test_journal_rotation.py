@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
-import trio.lowlevel
 import trio.testing
 from journal_support import BASE_WALL, inline, journal_config, virtual_wall
 
+from kalshi.errors import JournalError
 from kalshi.journal import JournalRecord, JournalWriter, read_journal
 from kalshi.journal.format import encode_frame
 
@@ -244,3 +245,28 @@ async def test_two_connections_interleave_in_order(tmp_path: Path) -> None:
         (r.conn_id, r.frame_no) for r in read_journal([tmp_path]) if isinstance(r, JournalRecord)
     ]
     assert got == [(1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3)]
+
+
+async def test_disk_refusal_is_a_journal_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "journal"
+    blocker.write_bytes(b"a file where the journal directory should be")
+    writer = JournalWriter(journal_config(tmp_path), "g-1", flush_interval=0.01)
+    with trio.fail_after(30), pytest.RaisesGroup(pytest.RaisesExc(JournalError, match="journal")):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            writer.record_frame(1, 1, "in", 1, 1, frame(1))
+            await trio.sleep_forever()
+    # the record was put back, not lost
+    assert writer.records_written == 0
+    assert writer.buffered_bytes == len(line(1))
+
+
+async def test_recording_after_run_returned_is_an_error(tmp_path: Path) -> None:
+    writer = JournalWriter(journal_config(tmp_path), "g-1")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            nursery.cancel_scope.cancel()
+    assert writer.files_closed == []
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.record_frame(1, 1, "in", 1, 1, frame(1))
