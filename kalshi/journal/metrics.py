@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 BYTES_WRITTEN = Counter(
@@ -14,7 +17,18 @@ FLUSH_SECONDS = Histogram(
     "Time to write one buffered batch to disk",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
 )
-BUFFER_BYTES = Gauge("kalshi_journal_buffer_bytes", "Journal bytes buffered in memory")
+BUFFER_BYTES = Gauge(
+    "kalshi_journal_buffer_bytes", "Journal bytes buffered in memory, not yet written"
+)
+_writers: weakref.WeakSet[Any] = weakref.WeakSet()
+BUFFER_BYTES.set_function(lambda: float(sum(w.buffered_bytes for w in list(_writers))))
+
+
+def track(writer: Any) -> None:
+    """Count ``writer.buffered_bytes`` in ``kalshi_journal_buffer_bytes`` while it lives."""
+    _writers.add(writer)
+
+
 PRESSURE = Counter(
     "kalshi_journal_pressure_records",
     "Records appended while the buffer was over its bound (disk slower than the feed)",

@@ -176,13 +176,18 @@ def read_journal(
 
 
 def connections(
-    paths_or_records: Iterable[Any],
+    source: Iterable[str | Path] | Iterable[JournalRecord | JournalProblem],
+    *,
+    s3: S3Config | None = None,
 ) -> dict[tuple[str, int], ConnectionInfo]:
-    """The connect-marker info per (gatherer_id, conn_id), from paths or read records."""
-    items: Iterable[Any] = paths_or_records
-    items = list(items)
-    if items and not isinstance(items[0], JournalRecord | JournalProblem):
-        items = read_journal(items)
+    """The latest connect-marker info per (gatherer_id, conn_id).
+
+    ``source`` is either journal paths (read with :func:`read_journal`) or items already read.
+    """
+    given = list(source)
+    items: Iterable[Any] = given
+    if given and not isinstance(given[0], JournalRecord | JournalProblem):
+        items = read_journal([p for p in given if isinstance(p, str | Path)], s3=s3)
     out: dict[tuple[str, int], ConnectionInfo] = {}
     for item in items:
         if isinstance(item, JournalRecord) and item.kind == "connect":

@@ -77,6 +77,7 @@ class JournalWriter:
         self.files_uploaded = 0
         self._upload_queue: list[Path] = []
         self._upload_wake = trio.Event()
+        metrics.track(self)
 
     # --- the event-loop side -----------------------------------------------------------
 
@@ -181,7 +182,6 @@ class JournalWriter:
             return
         batch, size = self._buffer, self._buffered
         self._buffer, self._buffered = [], 0
-        metrics.BUFFER_BYTES.set(0)
         started = time.perf_counter()
         try:
             closed = await self._run_sync(self._segments.write_lines, batch, now)
@@ -193,7 +193,6 @@ class JournalWriter:
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.BYTES_WRITTEN.inc(size)
         metrics.RECORDS.inc(len(batch))
-        metrics.BUFFER_BYTES.set(self._buffered)
         self.bytes_written += size
         self.records_written += len(batch)
         self._closed_files(closed)

@@ -8,6 +8,7 @@ import pytest
 import trio
 import trio.testing
 from journal_support import BASE_WALL, inline, journal_config, virtual_wall
+from prometheus_client import REGISTRY
 
 from kalshi.errors import JournalError
 from kalshi.journal import JournalRecord, JournalWriter, read_journal
@@ -22,6 +23,10 @@ def frame(n: int) -> str:
 
 def line(n: int, conn: int = 1) -> bytes:
     return encode_frame("g-1", conn, n, "in", n, n, frame(n))
+
+
+def buffer_gauge() -> float:
+    return REGISTRY.get_sample_value("kalshi_journal_buffer_bytes") or 0.0
 
 
 def names(paths: list[Path]) -> list[str]:
@@ -220,14 +225,17 @@ async def test_pressure_is_reported_never_dropped(
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
+            depth_before = buffer_gauge()
             for n in range(1, 9):
                 writer.record_frame(1, n, "in", n, n, frame(n))
+            assert buffer_gauge() - depth_before == 8 * size
             assert writer.pressure
             assert writer.pressure_records == 3
             assert writer.buffered_bytes == 8 * size
             await writer.flush()
             assert not writer.pressure
             assert writer.records_written == 8
+            assert buffer_gauge() == depth_before
             nursery.cancel_scope.cancel()
     assert writer.files_closed[0].read_bytes() == b"".join(line(n) for n in range(1, 9))
 
