@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -10,11 +11,14 @@ from typing import Any
 import trio
 
 from kalshi.config import JournalConfig, S3Config
+from kalshi.errors import ExportError
 from kalshi.journal import metrics
 from kalshi.journal.files import SegmentSet
 from kalshi.journal.format import MARKER_KINDS, encode_frame, encode_marker
 
 __all__ = ["JournalWriter"]
+
+log = logging.getLogger("kalshi.journal")
 
 
 class JournalWriter:
@@ -46,6 +50,7 @@ class JournalWriter:
         max_buffer_bytes: int = 64 << 20,
         grace: float = 10.0,
         run_sync: Callable[..., Awaitable[Any]] = trio.to_thread.run_sync,
+        upload_attempts: int = 8,
     ) -> None:
         self.cfg = cfg
         self.gatherer_id = gatherer_id
@@ -54,6 +59,7 @@ class JournalWriter:
         self.max_buffer_bytes = max_buffer_bytes
         self.grace = grace
         self._run_sync = run_sync
+        self.upload_attempts = upload_attempts
         self.s3 = s3 if (cfg.upload and s3 is not None and s3.enabled) else None
         self._segments = SegmentSet(
             Path(cfg.dir),
@@ -75,6 +81,7 @@ class JournalWriter:
         self.files_closed: list[Path] = []
         self.pressure_records = 0
         self.files_uploaded = 0
+        self.upload_gave_up: list[Path] = []
         self._upload_queue: list[Path] = []
         self._upload_wake = trio.Event()
         metrics.track(self)
@@ -186,7 +193,8 @@ class JournalWriter:
         try:
             closed = await self._run_sync(self._segments.write_lines, batch, now)
         except BaseException:
-            # Put the batch back in front so a retry (or the final flush) writes it.
+            # Put the batch back in front so a retry (or the final flush) writes it. Lines
+            # of it written before a failure may be written twice; never lost.
             self._buffer[:0] = batch
             self._buffered += size
             raise
@@ -214,7 +222,12 @@ class JournalWriter:
             await self._upload_wake.wait()
             self._upload_wake = trio.Event()
             while self._upload_queue:
-                path = self._upload_queue[0]
-                await upload_with_retry(s3, path, root)
-                self._upload_queue.pop(0)
-                self.files_uploaded += 1
+                path = self._upload_queue.pop(0)
+                try:
+                    await upload_with_retry(s3, path, root, attempts=self.upload_attempts)
+                except ExportError as exc:
+                    # The file stays on disk; a failing upload must not stop the recording.
+                    log.warning("journal upload gave up: %s", exc)
+                    self.upload_gave_up.append(path)
+                else:
+                    self.files_uploaded += 1

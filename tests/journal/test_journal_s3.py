@@ -9,6 +9,7 @@ import attrs
 import pytest
 import trio
 from journal_support import journal_config
+from prometheus_client import REGISTRY
 
 from kalshi.config import S3Config
 from kalshi.errors import ExportError
@@ -82,3 +83,29 @@ async def test_upload_gives_up_with_export_error(tmp_path: Path, s3_server: S3Se
     assert f"s3://{bucket}/raw/journal/g-1/2026-11-24/g-1-20261124T225900-1.jsonl" in str(
         caught.value
     )
+
+
+async def test_a_failing_upload_does_not_stop_the_recording(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    bucket = f"journal-up-{next(_buckets)}"
+    await trio.to_thread.run_sync(s3_server.create_bucket, bucket)
+    s3 = attrs.evolve(s3_config(s3_server, bucket), secret_key="wrong")
+    cfg = journal_config(tmp_path, upload=True, rotate_bytes=10)
+    writer = JournalWriter(cfg, "g-1", s3=s3, flush_interval=0.01, upload_attempts=2)
+    failures = REGISTRY.get_sample_value("kalshi_journal_upload_failures_total") or 0.0
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            writer.record_frame(1, 1, "in", 1, 1, b"{}")
+            writer.record_frame(1, 2, "in", 2, 2, b"{}")
+            await writer.flush()
+            while not writer.upload_gave_up:  # noqa: ASYNC110  # boto3 runs in a thread
+                await trio.sleep(0.05)
+            writer.record_frame(1, 3, "in", 3, 3, b"{}")
+            nursery.cancel_scope.cancel()
+    assert writer.upload_gave_up == writer.files_closed[:1]
+    assert writer.files_uploaded == 0
+    assert writer.records_written == 3
+    after = REGISTRY.get_sample_value("kalshi_journal_upload_failures_total") or 0.0
+    assert after - failures == 2
