@@ -9,6 +9,8 @@ import orjson
 import pytest
 import trio
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from journal_support import journal_config
 
 from kalshi.journal import JournalProblem, JournalRecord, JournalWriter, connections, read_journal
@@ -165,3 +167,12 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown marker kind"):
         writer.record_marker(1, "reboot", 1, 1)
     assert writer.records == 0
+
+
+@given(raw=st.binary(max_size=512) | st.text(max_size=256))
+@settings(max_examples=300, deadline=None)
+def test_any_frame_round_trips_byte_exact(raw: bytes | str) -> None:
+    line = encode_frame("g", 1, 2, "in", 3, 4, raw)
+    assert line.count(b"\n") == 1 and line.endswith(b"\n")
+    expected = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    assert decode_line(line[:-1]).raw == expected
