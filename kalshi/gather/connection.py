@@ -1,0 +1,320 @@
+"""One WebSocket connection task: connect (signed), subscribe, relay, reconnect.
+
+Per frame, in this order: stamp the receive time, journal the raw bytes, decode and check
+``seq`` (the :class:`~kalshi.gather.pipeline.FrameProcessor`), hand rows to the writers.
+A session ends on any network error, on silence (no frame and no pong for
+``websocket.silence_timeout``), or on a terminal subscription error; the task then backs off
+exponentially with jitter and starts a new session with its current markets. The window
+between the last frame of one session and the subscription of the next is a ``reconnect``
+gap; for the trade channel it is backfilled over REST.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import trio
+
+from kalshi.errors import AuthError, ConnectionLost, NetError
+from kalshi.gather import metrics
+from kalshi.gather.context import GatherContext
+from kalshi.gather.pipeline import CONTROL_TYPES, Outcome
+from kalshi.models.control import ErrorReply, Subscribed
+from kalshi.models.rows import GapRow
+from kalshi.net import Backoff, WsConnection
+from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
+
+__all__ = ["SCOPED_CHANNELS", "Connection"]
+
+log = logging.getLogger("kalshi.gather.connection")
+
+SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
+_TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
+
+
+class _Resubscribe(ConnectionLost):
+    """A terminal subscription error: start a new session."""
+
+
+class Connection:
+    """``channel`` for ``markets`` (``scoped``) or for every market (``scoped=False``)."""
+
+    def __init__(self, ctx: GatherContext, name: str, channel: str, *, scoped: bool) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.channel = channel
+        self.scoped = scoped
+        self.desired: set[str] = set()
+        self.state = "idle"
+        self.sessions = 0
+        self.reconnects = 0
+        self.messages = 0
+        self.bytes = 0
+        self.last_message_at: float | None = None  # trio time
+        self.last_error = ""
+        self.conn_id = 0
+        self.sid: int | None = None
+        self._requested: set[str] = set()
+        self._snapshots: set[str] = set()
+        self._wake = trio.Event()
+        self._next_id = 0
+        self._frame_no = 0
+        self._last_frame_wall = 0
+        self._alive = 0.0
+
+    # --- what the registry and the pipeline ask for -------------------------------------
+
+    def add(self, tickers: list[str]) -> None:
+        self.desired.update(tickers)
+        self._wake.set()
+
+    def remove(self, tickers: list[str]) -> None:
+        self.desired.difference_update(tickers)
+        self._snapshots.difference_update(tickers)
+        self._wake.set()
+
+    def resnapshot(self, tickers: list[str]) -> None:
+        self._snapshots.update(t for t in tickers if t in self.desired)
+        self._wake.set()
+
+    # --- the task ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sessions until cancelled; never returns."""
+        ws_cfg = self.ctx.cfg.websocket
+        backoff = Backoff(float(ws_cfg.reconnect_backoff), float(ws_cfg.max_reconnect_backoff))
+        lost_at: int | None = None
+        while True:
+            try:
+                await self._session(lost_at, backoff)
+            except (NetError, AuthError) as exc:
+                self.last_error = str(exc)
+                level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
+                log.log(level, "%s: %s", self.name, exc)
+                reason = str(exc)
+            else:  # pragma: no cover - sessions only end by raising
+                reason = "ended"
+            if self.sessions and self.conn_id:
+                self.ctx.processor.forget_connection(self.conn_id)
+                self.ctx.marker(self.conn_id, "disconnect", reason=reason)
+                if lost_at is None or self._last_frame_wall:
+                    lost_at = self._last_frame_wall or self.ctx.wall_us()
+            self._last_frame_wall = 0
+            self.reconnects += 1
+            metrics.RECONNECTS.labels(self.name).inc()
+            if self.ctx.on_connection_lost is not None:
+                self.ctx.on_connection_lost()
+            self.state = "backoff"
+            await trio.sleep(backoff.next())
+
+    async def _session(self, lost_at: int | None, backoff: Backoff) -> None:
+        ctx = self.ctx
+        ws_cfg = ctx.cfg.websocket
+        url = ctx.cfg.kalshi.ws_url
+        self.state = "connecting"
+        headers = ctx.signer.headers("GET", url, ctx.wall_us() // 1000)
+        async with ctx.connector(url, headers, int(ws_cfg.max_frame_bytes)) as ws:
+            self.conn_id = ctx.new_conn_id()
+            self.sessions += 1
+            self._frame_no = 0
+            self.sid = None
+            self._requested = set()
+            self._snapshots = set()
+            self._alive = trio.current_time()
+            ctx.marker(self.conn_id, "connect", label=self.name, channels=[self.channel], url=url)
+            self.state = "subscribing"
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keepalive, ws)
+                nursery.start_soon(self._commands, ws, lost_at, backoff)
+                await self._receive(ws)
+
+    # --- receiving ----------------------------------------------------------------------
+
+    async def _receive(self, ws: WsConnection) -> None:
+        ctx = self.ctx
+        processor = ctx.processor
+        journal = ctx.journal
+        sink = ctx.sink
+        conn_id = self.conn_id
+        channel_bytes = metrics.BYTES.labels(self.channel)
+        while True:
+            raw = await ws.receive()
+            wall = ctx.wall_us()
+            self._frame_no += 1
+            frame_no = self._frame_no
+            if journal is not None:
+                journal.record_frame(conn_id, frame_no, "in", wall, ctx.mono_us(), raw)
+            now = trio.current_time()
+            self._alive = now
+            self.last_message_at = now
+            self._last_frame_wall = wall
+            self.messages += 1
+            size = len(raw)
+            self.bytes += size
+            channel_bytes.inc(size)
+            out = processor.process(conn_id, frame_no, wall, raw)
+            metrics.MESSAGES.labels(self.channel, _type_of(out)).inc()
+            if out.rows:
+                await sink.put_all(out.rows)
+            if _notable(out):
+                await self._handle(out, wall)
+
+    async def _handle(self, out: Outcome, wall: int) -> None:
+        ctx = self.ctx
+        if out.problem in ("invalid", "unknown_type"):
+            metrics.DECODE_ERRORS.labels(out.problem).inc()
+            log.warning("%s: frame %d: %s: %s", self.name, self._frame_no, out.problem, out.detail)
+        elif out.problem == "duplicate":
+            metrics.DECODE_ERRORS.labels("duplicate").inc()
+        elif out.problem in ("book", "book_invalid"):
+            log.warning("%s: %s", self.name, out.detail)
+            if out.problem == "book_invalid":
+                ctx.gaps["book_invalid"] += 1
+                metrics.GAPS.labels("book_invalid").inc()
+        if out.gap:
+            ctx.gaps["seq_gap"] += 1
+            metrics.GAPS.labels("seq_gap").inc()
+        if out.resnapshot:
+            self.resnapshot(out.resnapshot)
+        if out.backfill_from is not None and ctx.backfill is not None:
+            ctx.backfill.send_nowait((out.backfill_from, wall))
+        if out.lifecycle is not None and ctx.on_lifecycle is not None:
+            ctx.on_lifecycle(out)
+        message = out.message
+        if message is None:
+            return
+        body = message.body
+        if isinstance(body, Subscribed) and body.channel == self.channel:
+            self.sid = body.sid
+            self._wake.set()
+        elif isinstance(body, ErrorReply):
+            log.warning("%s: exchange error %d %s", self.name, body.code, body.message)
+            if body.code in _TERMINAL_ERRORS:
+                raise _Resubscribe(f"terminal subscription error {body.code}: {body.message}")
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def _send(self, ws: WsConnection, data: bytes) -> None:
+        ctx = self.ctx
+        if ctx.journal is not None:
+            ctx.journal.record_frame(
+                self.conn_id, self._frame_no, "out", ctx.wall_us(), ctx.mono_us(), data
+            )
+        await ws.send(data)
+
+    def _ident(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    async def _commands(self, ws: WsConnection, lost_at: int | None, backoff: Backoff) -> None:
+        """Subscribe, then keep the server's market list equal to ``desired``."""
+        ctx = self.ctx
+        chunk = max(1, ctx.cfg.websocket.markets_per_command)
+        if self.scoped:
+            while not self.desired:  # the exchange refuses an order-book sub without markets
+                self._wake = trio.Event()
+                await self._wake.wait()
+            first = sorted(self.desired)[:chunk]
+            command = subscribe_cmd(self._ident(), [self.channel], first)
+            self._requested.update(first)
+        else:
+            command = subscribe_cmd(self._ident(), [self.channel])
+        ctx.marker(self.conn_id, "subscribe", channels=[self.channel], markets=len(self._requested))
+        await self._send(ws, encode_command(command))
+        while self.sid is None:
+            self._wake = trio.Event()
+            await self._wake.wait()
+        self.state = "live"
+        backoff.reset()
+        if lost_at is not None:
+            await self._reconnect_gap(lost_at)
+        while True:
+            self._wake = trio.Event()
+            if self.scoped:
+                await self._sync_markets(ws, chunk)
+            if self._snapshots:
+                wanted = sorted(self._snapshots & self._requested)
+                self._snapshots.clear()
+                for i in range(0, len(wanted), chunk):
+                    part = wanted[i : i + chunk]
+                    ctx.resnapshots += len(part)
+                    metrics.RESNAPSHOTS.labels("gap").inc(len(part))
+                    ctx.marker(self.conn_id, "resnapshot", tickers=part)
+                    command = update_subscription_cmd(self._ident(), self.sid, "get_snapshot", part)
+                    await self._send(ws, encode_command(command))
+            await self._wake.wait()
+
+    async def _sync_markets(self, ws: WsConnection, chunk: int) -> None:
+        assert self.sid is not None
+        add = sorted(self.desired - self._requested)
+        drop = sorted(self._requested - self.desired)
+        for action, tickers in (("delete_markets", drop), ("add_markets", add)):
+            for i in range(0, len(tickers), chunk):
+                part = tickers[i : i + chunk]
+                command = update_subscription_cmd(self._ident(), self.sid, action, part)
+                await self._send(ws, encode_command(command))
+                if action == "add_markets":
+                    self._requested.update(part)
+                else:
+                    self._requested.difference_update(part)
+                    for ticker in part:
+                        self.ctx.processor.drop_market(ticker)
+
+    async def _reconnect_gap(self, lost_at: int) -> None:
+        ctx = self.ctx
+        now = ctx.wall_us()
+        await ctx.gap(
+            GapRow(
+                lost_at,
+                now,
+                ctx.gatherer_id,
+                self.conn_id,
+                self.sid,
+                None,
+                "reconnect",
+                None,
+                None,
+                f"{self.name}: {self.last_error or 'disconnected'}",
+            )
+        )
+        if self.channel == "trade" and ctx.backfill is not None:
+            ctx.backfill.send_nowait((lost_at, now))
+
+    # --- liveness -----------------------------------------------------------------------
+
+    async def _keepalive(self, ws: WsConnection) -> None:
+        """Ping every ``ping_interval``; raise when nothing (frame or pong) arrived for
+        ``silence_timeout``."""
+        ws_cfg = self.ctx.cfg.websocket
+        interval = float(ws_cfg.ping_interval)
+        timeout = float(ws_cfg.silence_timeout)
+
+        async def ping() -> None:
+            await ws.ping()
+            self._alive = max(self._alive, trio.current_time())
+
+        async with trio.open_nursery() as pings:
+            next_ping = trio.current_time()
+            while True:
+                deadline = self._alive + timeout
+                now = trio.current_time()
+                if now >= deadline:
+                    raise ConnectionLost(f"silent for {timeout:g}s (no frame, no pong)")
+                if now >= next_ping:
+                    pings.start_soon(ping)
+                    next_ping = now + interval
+                await trio.sleep_until(min(deadline, next_ping if interval > 0 else math.inf))
+
+
+def _notable(out: Outcome) -> bool:
+    """Anything beyond rows: a problem, a request, or a reply the connection must see."""
+    if out.problem is not None or out.resnapshot or out.gap or out.lifecycle is not None:
+        return True
+    return out.message is None or out.message.type in CONTROL_TYPES
+
+
+def _type_of(out: Outcome) -> str:
+    if out.message is not None:
+        return out.message.type
+    return out.problem or "unknown"

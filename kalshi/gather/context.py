@@ -1,0 +1,84 @@
+"""What every task of one gatherer shares: config, clocks, the frame processor, the journal,
+the writers' channels, and the counters the health document is made of."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+import trio
+from attrs import define, field
+
+from kalshi.auth import Signer
+from kalshi.config import GathererConfig
+from kalshi.gather import metrics
+from kalshi.gather.pipeline import FrameProcessor, Outcome
+from kalshi.journal import JournalWriter
+from kalshi.models.rows import GapRow, Row
+from kalshi.net import Connector, WallClock, mono_us
+
+__all__ = ["GatherContext", "RowSink"]
+
+log = logging.getLogger("kalshi.gather")
+
+
+class RowSink:
+    """Hands rows to the writers' channels: ``send_nowait`` on the hot path, waiting only
+    when a channel is full (backpressure reaches the socket, nothing is dropped)."""
+
+    def __init__(self, channels: dict[str, trio.MemorySendChannel[Row]]) -> None:
+        self.channels = channels
+        self.rows: Counter[str] = Counter()
+
+    async def put(self, table: str, row: Row) -> None:
+        channel = self.channels[table]
+        self.rows[table] += 1
+        try:
+            channel.send_nowait(row)
+        except trio.WouldBlock:
+            await channel.send(row)
+
+    async def put_all(self, rows: list[tuple[str, Row]]) -> None:
+        for table, row in rows:
+            await self.put(table, row)
+
+    async def aclose(self) -> None:
+        for channel in self.channels.values():
+            await channel.aclose()
+
+
+@define
+class GatherContext:
+    cfg: GathererConfig
+    signer: Signer
+    connector: Connector
+    processor: FrameProcessor
+    journal: JournalWriter | None
+    sink: RowSink
+    wall_us: WallClock
+    mono_us: Callable[[], int] = mono_us
+    backfill: trio.MemorySendChannel[tuple[int, int]] | None = None
+    on_lifecycle: Callable[[Outcome], None] | None = None
+    on_connection_lost: Callable[[], None] | None = None
+    gaps: Counter[str] = field(factory=Counter)
+    resnapshots: int = 0
+    _last_conn_id: int = 0
+
+    def new_conn_id(self) -> int:
+        """A connection-session id: µs wall clock, strictly increasing in this process."""
+        self._last_conn_id = max(self._last_conn_id + 1, self.wall_us())
+        return self._last_conn_id
+
+    @property
+    def gatherer_id(self) -> str:
+        return self.cfg.gatherer_id
+
+    async def gap(self, row: GapRow) -> None:
+        self.gaps[row.kind] += 1
+        metrics.GAPS.labels(row.kind).inc()
+        await self.sink.put("gaps", row)
+
+    def marker(self, conn_id: int, kind: str, **detail: object) -> None:
+        if self.journal is not None:
+            self.journal.record_marker(conn_id, kind, self.wall_us(), self.mono_us(), **detail)

@@ -1,0 +1,79 @@
+"""Which connections exist and which markets each one carries.
+
+The seed's layout: ``websocket.ticker_connections``, ``trade_connections``,
+``lifecycle_connections`` and ``orderbook_connections``. Market-scoped channels spread their
+markets evenly (each new market goes to the connection with the fewest); ``ticker`` and
+``trade`` on a single connection of an unsharded gatherer subscribe to every market instead,
+which also catches markets the registry has not seen yet.
+"""
+
+from __future__ import annotations
+
+from kalshi.gather.connection import Connection
+from kalshi.gather.context import GatherContext
+
+__all__ = ["Layout"]
+
+
+class _Pool:
+    def __init__(self, connections: list[Connection]) -> None:
+        self.connections = connections
+        self.owner: dict[str, Connection] = {}
+
+    def add(self, tickers: list[str]) -> None:
+        batches: dict[int, list[str]] = {}
+        sizes = [len(c.desired) for c in self.connections]
+        for ticker in tickers:
+            if ticker in self.owner:
+                continue
+            index = min(range(len(sizes)), key=sizes.__getitem__)
+            sizes[index] += 1
+            self.owner[ticker] = self.connections[index]
+            batches.setdefault(index, []).append(ticker)
+        for index, batch in batches.items():
+            self.connections[index].add(batch)
+
+    def remove(self, tickers: list[str]) -> None:
+        for ticker in tickers:
+            conn = self.owner.pop(ticker, None)
+            if conn is not None:
+                conn.remove([ticker])
+
+
+class Layout:
+    def __init__(self, ctx: GatherContext, *, sharded: bool) -> None:
+        ws = ctx.cfg.websocket
+        self.connections: list[Connection] = []
+        self.pools: dict[str, _Pool] = {}
+        plan = (
+            ("orderbook_delta", "orderbook", ws.orderbook_connections),
+            ("trade", "trade", ws.trade_connections),
+            ("ticker", "ticker", ws.ticker_connections),
+            ("market_lifecycle_v2", "lifecycle", ws.lifecycle_connections),
+        )
+        for channel, label, count in plan:
+            scoped = channel == "orderbook_delta" or (
+                channel in ("trade", "ticker") and (sharded or count > 1)
+            )
+            conns = [
+                Connection(ctx, f"{label}-{i}", channel, scoped=scoped) for i in range(count)
+            ]
+            self.connections.extend(conns)
+            if scoped and conns:
+                self.pools[channel] = _Pool(conns)
+
+    def on_markets(self, live: list[str], retired: list[str]) -> None:
+        for pool in self.pools.values():
+            if live:
+                pool.add(live)
+            if retired:
+                pool.remove(retired)
+
+    def resnapshot(self, tickers: list[str]) -> None:
+        pool = self.pools.get("orderbook_delta")
+        if pool is None:
+            return
+        for ticker in tickers:
+            conn = pool.owner.get(ticker)
+            if conn is not None:
+                conn.resnapshot([ticker])

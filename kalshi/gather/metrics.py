@@ -1,0 +1,38 @@
+"""The gatherer's Prometheus metrics (names are a public contract: dashboards use them)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "kalshi_ws_messages",
+    "WebSocket frames received, by channel and message type",
+    ["channel", "type"],
+)
+BYTES = Counter("kalshi_ws_bytes", "WebSocket bytes received, by channel", ["channel"])
+RECONNECTS = Counter(
+    "kalshi_ws_reconnects", "WebSocket sessions that ended and were replaced", ["connection"]
+)
+CONNECTIONS = Gauge("kalshi_ws_connections", "WebSocket connections by state", ["state"])
+GAPS = Counter("kalshi_gaps", "Detected data gaps, by kind", ["kind"])
+RESNAPSHOTS = Counter("kalshi_resnapshots", "Order-book snapshots requested again", ["reason"])
+DECODE_ERRORS = Counter("kalshi_decode_errors", "Frames that could not be used, by kind", ["kind"])
+LATENCY = Histogram(
+    "kalshi_latency_seconds",
+    "Exchange timestamp to row handed to its writer",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+MARKETS = Gauge("kalshi_markets_tracked", "Markets in the registry, by status", ["status"])
+REST_REQUESTS = Counter(
+    "kalshi_rest_requests", "REST requests by endpoint and HTTP status", ["endpoint", "status"]
+)
+SNAPSHOT_MISMATCHES = Counter(
+    "kalshi_snapshot_mismatches", "REST order books that differed from the live book"
+)
+BACKFILLED_TRADES = Counter(
+    "kalshi_backfilled_trades", "Trades fetched over REST to cover a disconnect or seq gap"
+)
+
+
+def count_rest(endpoint: str, status: int) -> None:
+    REST_REQUESTS.labels(endpoint, str(status)).inc()

@@ -1,0 +1,396 @@
+"""Frame -> rows: the one code path shared by live gathering and ``kalshi replay``.
+
+Pure (no I/O, no clock): the caller gives each frame its connection, number and receive time
+and gets back an :class:`Outcome` saying which rows to write, which markets need a fresh
+snapshot, and which control replies arrived. State kept here: the sequence number of every
+subscription (per connection and ``sid``) and the live order book of every market.
+
+Sequence rules (``docs/architecture.md``): the first frame of a subscription sets the
+counter; ``seq`` equal to the last one or lower is a repeat (counted, not stored again);
+higher than last + 1 is a gap (a ``gaps`` row; for an order-book subscription every market
+on it is marked stale and needs a snapshot, for trades the window is backfilled over REST).
+A delta that would make a level negative marks its market stale too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import orjson
+from attrs import define, field
+
+from kalshi.book import OrderBook
+from kalshi.errors import BookError
+from kalshi.models.book import BookDelta, BookSnapshot, Side
+from kalshi.models.control import ErrorReply, Subscribed
+from kalshi.models.frames import Invalid, Message, Unrecognized
+from kalshi.models.lifecycle import EventFeeUpdate, EventLifecycle, LifecycleEvent
+from kalshi.models.rows import (
+    DeltaRow,
+    GapRow,
+    LifecycleRow,
+    Row,
+    SnapshotRow,
+    TickerRow,
+    TradeRow,
+)
+from kalshi.models.ticker import Ticker
+from kalshi.models.trade import Trade
+from kalshi.wire import decode_ws
+
+__all__ = ["CONTROL_TYPES", "FrameProcessor", "Outcome", "book_json", "trade_row"]
+
+CONTROL_TYPES = frozenset({"subscribed", "ok", "error", "unsubscribed"})
+_LIFECYCLE_TYPES = frozenset(
+    {"market_lifecycle_v2", "multivariate_market_lifecycle", "event_lifecycle", "event_fee_update"}
+)
+
+
+@define(slots=True)
+class Outcome:
+    """What one frame means. ``rows`` are ``(table, row)`` in the order to write them."""
+
+    rows: list[tuple[str, Row]] = field(factory=list)
+    message: Message | None = None
+    problem: str | None = None  # invalid, unknown_type, duplicate, book, book_invalid, error
+    detail: str = ""
+    resnapshot: list[str] = field(factory=list)  # tickers whose book must be fetched again
+    backfill_from: int | None = None  # µs: trades since then may be missing (trade seq gap)
+    lifecycle: LifecycleEvent | EventLifecycle | None = None
+    gap: bool = False
+
+
+def book_json(levels: tuple[tuple[int, int], ...]) -> str:
+    return orjson.dumps([list(level) for level in levels]).decode()
+
+
+def trade_row(
+    trade: Trade,
+    gatherer_id: str,
+    received_at: int,
+    source: str,
+    conn_id: int = 0,
+    frame_no: int = 0,
+    seq: int | None = None,
+) -> TradeRow:
+    return TradeRow(
+        trade.exchange_ts,
+        received_at,
+        gatherer_id,
+        trade.ticker,
+        trade.trade_id,
+        trade.yes_price,
+        trade.count,
+        trade.taker_side is Side.YES,
+        trade.is_block_trade,
+        source,
+        conn_id,
+        frame_no,
+        seq,
+    )
+
+
+@define
+class _Sub:
+    channel: str
+    last_seq: int | None = None
+    last_ts: int = 0  # received_at of the last in-order frame (µs)
+    tickers: set[str] = field(factory=set)
+
+
+class FrameProcessor:
+    """Turns raw frames into rows for one gatherer. One instance serves every connection."""
+
+    def __init__(self, gatherer_id: str) -> None:
+        self.gatherer_id = gatherer_id
+        self.books: dict[str, OrderBook] = {}
+        self.stale: set[str] = set()  # books we do not trust until the next snapshot
+        self._subs: dict[tuple[int, int], _Sub] = {}
+        self.counts: Counter[str] = Counter()  # by message type, plus problems
+        self.market_messages: Counter[str] = Counter()
+
+    # --- connection events ------------------------------------------------------------
+
+    def forget_connection(self, conn_id: int) -> list[str]:
+        """The connection is gone: drop its subscriptions; returns the tickers whose books
+        lived on it (they stay known but are stale until a snapshot arrives elsewhere)."""
+        orphans: list[str] = []
+        for key in [key for key in self._subs if key[0] == conn_id]:
+            sub = self._subs.pop(key)
+            orphans.extend(sub.tickers)
+        self.stale.update(orphans)
+        return orphans
+
+    def drop_market(self, ticker: str) -> None:
+        """No longer recorded (settled, or moved off this process)."""
+        self.books.pop(ticker, None)
+        self.stale.discard(ticker)
+        for sub in self._subs.values():
+            sub.tickers.discard(ticker)
+
+    def subscription(self, conn_id: int, sid: int) -> str | None:
+        sub = self._subs.get((conn_id, sid))
+        return sub.channel if sub else None
+
+    # --- the hot path -------------------------------------------------------------------
+
+    def process(self, conn_id: int, frame_no: int, received_at: int, raw: bytes | str) -> Outcome:
+        decoded = decode_ws(raw)
+        out = Outcome()
+        if isinstance(decoded, Invalid):
+            self.counts["invalid"] += 1
+            out.problem, out.detail = "invalid", decoded.error
+            return out
+        if isinstance(decoded, Unrecognized):
+            self.counts["unknown_type"] += 1
+            out.problem, out.detail = "unknown_type", str(decoded.type)
+            return out
+        msg = decoded
+        out.message = msg
+        self.counts[msg.type] += 1
+        if msg.type == "subscribed":
+            body = msg.body
+            assert isinstance(body, Subscribed)
+            self._subs[(conn_id, body.sid)] = _Sub(body.channel, None, received_at)
+            return out
+        sub = self._subs.get((conn_id, msg.sid)) if msg.sid is not None else None
+        if (
+            sub is not None
+            and msg.seq is not None
+            and not self._sequence(conn_id, msg, sub, received_at, out)
+        ):
+            return out
+        if msg.type == "unsubscribed" and msg.sid is not None:
+            gone = self._subs.pop((conn_id, msg.sid), None)
+            if gone is not None:
+                self.stale.update(gone.tickers)
+            return out
+        if msg.type in CONTROL_TYPES:
+            if isinstance(msg.body, ErrorReply):
+                self.counts["error_reply"] += 1
+                out.problem, out.detail = "error", f"{msg.body.code} {msg.body.message}"
+            return out
+        base = (received_at, self.gatherer_id)
+        body = msg.body
+        if isinstance(body, BookDelta):
+            self._delta(body, base, conn_id, frame_no, msg, out)
+        elif isinstance(body, BookSnapshot):
+            self._snapshot(body, base, conn_id, frame_no, msg, sub, out)
+        elif isinstance(body, Trade):
+            self.market_messages[body.ticker] += 1
+            out.rows.append(
+                (
+                    "trades",
+                    trade_row(
+                        body, self.gatherer_id, received_at, "ws", conn_id, frame_no, msg.seq
+                    ),
+                )
+            )
+        elif isinstance(body, Ticker):
+            self.market_messages[body.ticker] += 1
+            out.rows.append(("tickers", _ticker_row(body, base, conn_id, frame_no)))
+        elif msg.type in _LIFECYCLE_TYPES:
+            out.rows.append(("market_lifecycle", _lifecycle_row(msg, raw, base, conn_id, frame_no)))
+            if isinstance(body, LifecycleEvent | EventLifecycle):
+                out.lifecycle = body
+        return out
+
+    def _sequence(
+        self, conn_id: int, msg: Message, sub: _Sub, received_at: int, out: Outcome
+    ) -> bool:
+        """Check ``msg.seq`` on its subscription; False when the frame is a repeat."""
+        seq = msg.seq
+        assert seq is not None
+        last = sub.last_seq
+        if last is not None and seq <= last:
+            self.counts["duplicate"] += 1
+            out.problem, out.detail = "duplicate", f"sid {msg.sid} seq {seq} after {last}"
+            return False
+        if last is not None and seq != last + 1:
+            self.counts["seq_gap"] += 1
+            out.gap = True
+            tickers = sorted(sub.tickers) if sub.channel == "orderbook_delta" else []
+            out.rows.append(
+                (
+                    "gaps",
+                    GapRow(
+                        sub.last_ts,
+                        received_at,
+                        self.gatherer_id,
+                        conn_id,
+                        msg.sid,
+                        None,
+                        "seq_gap",
+                        last + 1,
+                        seq,
+                        f"{sub.channel}: {seq - last - 1} frame(s) missing"
+                        + (f"; resnapshot {len(tickers)} market(s)" if tickers else ""),
+                    ),
+                )
+            )
+            if tickers:
+                self.stale.update(tickers)
+                out.resnapshot.extend(tickers)
+            if sub.channel == "trade":
+                out.backfill_from = sub.last_ts
+        sub.last_seq = seq
+        sub.last_ts = received_at
+        return True
+
+    def _delta(
+        self,
+        delta: BookDelta,
+        base: tuple[int, str],
+        conn_id: int,
+        frame_no: int,
+        msg: Message,
+        out: Outcome,
+    ) -> None:
+        received_at, gatherer_id = base
+        ticker = delta.ticker
+        self.market_messages[ticker] += 1
+        out.rows.append(
+            (
+                "orderbook_deltas",
+                DeltaRow(
+                    delta.exchange_ts if delta.exchange_ts is not None else received_at,
+                    received_at,
+                    gatherer_id,
+                    ticker,
+                    delta.side is Side.YES,
+                    delta.price,
+                    delta.delta,
+                    conn_id,
+                    frame_no,
+                    msg.sid or 0,
+                    msg.seq or 0,
+                ),
+            )
+        )
+        if ticker in self.stale:
+            return
+        book = self.books.get(ticker)
+        if book is None:
+            self.stale.add(ticker)
+            out.resnapshot.append(ticker)
+            out.problem, out.detail = "book", f"{ticker}: delta before any snapshot"
+            return
+        try:
+            book.apply_delta(delta)
+        except BookError as exc:
+            self.counts["book_invalid"] += 1
+            self.stale.add(ticker)
+            out.resnapshot.append(ticker)
+            out.problem, out.detail = "book_invalid", str(exc)
+            out.rows.append(
+                (
+                    "gaps",
+                    GapRow(
+                        received_at,
+                        None,
+                        gatherer_id,
+                        conn_id,
+                        msg.sid,
+                        ticker,
+                        "book_invalid",
+                        None,
+                        msg.seq,
+                        str(exc),
+                    ),
+                )
+            )
+
+    def _snapshot(
+        self,
+        snap: BookSnapshot,
+        base: tuple[int, str],
+        conn_id: int,
+        frame_no: int,
+        msg: Message,
+        sub: _Sub | None,
+        out: Outcome,
+    ) -> None:
+        received_at, gatherer_id = base
+        ticker = snap.ticker
+        self.market_messages[ticker] += 1
+        out.rows.append(
+            (
+                "orderbook_snapshots",
+                SnapshotRow(
+                    received_at,
+                    None,
+                    received_at,
+                    gatherer_id,
+                    ticker,
+                    "ws",
+                    book_json(snap.yes),
+                    book_json(snap.no),
+                    conn_id,
+                    frame_no,
+                    msg.sid,
+                    msg.seq,
+                ),
+            )
+        )
+        if sub is not None:
+            sub.tickers.add(ticker)
+        try:
+            book = OrderBook.from_snapshot(snap)
+        except BookError as exc:
+            self.counts["book_invalid"] += 1
+            self.stale.add(ticker)
+            out.problem, out.detail = "book", str(exc)
+            return
+        self.books[ticker] = book
+        self.stale.discard(ticker)
+
+
+def _ticker_row(t: Ticker, base: tuple[int, str], conn_id: int, frame_no: int) -> TickerRow:
+    received_at, gatherer_id = base
+    return TickerRow(
+        t.exchange_ts,
+        received_at,
+        gatherer_id,
+        t.ticker,
+        t.yes_bid,
+        t.yes_ask,
+        t.price,
+        t.volume,
+        t.open_interest,
+        t.dollar_volume,
+        t.dollar_open_interest,
+        t.yes_bid_size,
+        t.yes_ask_size,
+        t.last_trade_size,
+        conn_id,
+        frame_no,
+    )
+
+
+def _lifecycle_row(
+    msg: Message, raw: bytes | str, base: tuple[int, str], conn_id: int, frame_no: int
+) -> LifecycleRow:
+    received_at, gatherer_id = base
+    body = msg.body
+    frame: Any = orjson.loads(raw)
+    payload = orjson.dumps(frame.get("msg")).decode()
+    if isinstance(body, LifecycleEvent):
+        ticker, kind = body.ticker, body.event_type
+        when = body.settled_ts or body.determination_ts or None
+    elif isinstance(body, EventLifecycle):
+        ticker, kind, when = body.event_ticker, "event_created", None
+    else:
+        assert isinstance(body, EventFeeUpdate)
+        ticker, kind, when = body.event_ticker, "event_fee_update", None
+    return LifecycleRow(
+        when or received_at,
+        received_at,
+        gatherer_id,
+        ticker,
+        kind,
+        payload,
+        conn_id,
+        frame_no,
+        msg.seq,
+    )

@@ -1,0 +1,143 @@
+"""The gatherer's REST tasks: market discovery and re-listing, trade backfill after a
+disconnect or a trade ``seq`` gap, and the periodic order-book snapshot poller."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from kalshi.book import OrderBook
+from kalshi.errors import NetError
+from kalshi.gather import metrics
+from kalshi.gather.context import GatherContext
+from kalshi.gather.layout import Layout
+from kalshi.gather.pipeline import book_json, trade_row
+from kalshi.gather.registry import MarketRegistry
+from kalshi.models.rows import SnapshotRow
+from kalshi.net import Backoff, RestClient
+
+__all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
+
+log = logging.getLogger("kalshi.gather.rest")
+
+
+async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketRegistry) -> int:
+    """One full listing of ``/markets`` into the registry; returns markets listed."""
+    listed = 0
+    async for page in rest.market_pages():
+        listed += len(page)
+        for row in registry.upsert(page, ctx.wall_us()):
+            await ctx.sink.put("markets", row)
+    for status, count in registry.status_counts().items():
+        metrics.MARKETS.labels(status).set(count)
+    return listed
+
+
+async def relist_forever(
+    ctx: GatherContext,
+    rest: RestClient,
+    registry: MarketRegistry,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Discover every market (started with the count once listed), then re-list every
+    ``relist_interval`` to catch what lifecycle messages missed. Failures back off."""
+    interval = float(ctx.cfg.relist_interval)
+    backoff = Backoff(1.0, max(1.0, interval))
+    started = False
+    while True:
+        try:
+            listed = await list_markets(ctx, rest, registry)
+        except NetError as exc:
+            log.warning("market listing failed: %s", exc)
+            await trio.sleep(backoff.next())
+            continue
+        backoff.reset()
+        log.info("listed %d markets, %d live", listed, len(registry.live))
+        if not started:
+            task_status.started(listed)
+            started = True
+        await trio.sleep(interval)
+
+
+async def backfill_trades(
+    ctx: GatherContext,
+    rest: RestClient,
+    registry: MarketRegistry,
+    windows: trio.MemoryReceiveChannel[tuple[int, int]],
+) -> None:
+    """For each ``(from_us, to_us)`` window, store every REST trade in it (second
+    resolution, widened by one second each side). The trades table's key makes trades the
+    live feed also delivered collide, so each trade is stored once."""
+    async with windows:
+        async for start, end in windows:
+            backoff = Backoff(0.5, 30.0)
+            while True:
+                try:
+                    count = await _backfill(ctx, rest, registry, start, end)
+                except NetError as exc:
+                    log.warning("trade backfill failed, retrying: %s", exc)
+                    await trio.sleep(backoff.next())
+                    continue
+                log.info("backfilled %d trades for %d..%d", count, start, end)
+                break
+
+
+async def _backfill(
+    ctx: GatherContext, rest: RestClient, registry: MarketRegistry, start: int, end: int
+) -> int:
+    count = 0
+    sharded = registry.shard.count > 1
+    async for trade in rest.trades(min_ts=start // 1_000_000 - 1, max_ts=end // 1_000_000 + 1):
+        if sharded and trade.ticker not in registry.markets:
+            continue
+        count += 1
+        await ctx.sink.put("trades", trade_row(trade, ctx.gatherer_id, ctx.wall_us(), "rest"))
+    metrics.BACKFILLED_TRADES.inc(count)
+    return count
+
+
+async def poll_snapshots(
+    ctx: GatherContext, rest: RestClient, registry: MarketRegistry, layout: Layout
+) -> None:
+    """Every ``snapshot_poller.interval``: REST order books of the live markets (at most
+    ``max_markets``), stored with ``source='rest'`` and compared with the live books."""
+    cfg = ctx.cfg.snapshot_poller
+    while True:
+        await trio.sleep(float(cfg.interval))
+        tickers = sorted(registry.live)
+        if cfg.max_markets is not None:
+            tickers = tickers[: cfg.max_markets]
+        mismatched: list[str] = []
+        for ticker in tickers:
+            try:
+                snap = await rest.orderbook(ticker)
+            except NetError as exc:
+                log.warning("snapshot poll of %s failed: %s", ticker, exc)
+                continue
+            now = ctx.wall_us()
+            row = SnapshotRow(
+                now,
+                None,
+                now,
+                ctx.gatherer_id,
+                ticker,
+                "rest",
+                book_json(snap.yes),
+                book_json(snap.no),
+                0,
+                0,
+                None,
+                None,
+            )
+            await ctx.sink.put("orderbook_snapshots", row)
+            live = ctx.processor.books.get(ticker)
+            trusted = live is not None and ticker not in ctx.processor.stale
+            if trusted and live != OrderBook.from_snapshot(snap):
+                mismatched.append(ticker)
+        if mismatched:
+            metrics.SNAPSHOT_MISMATCHES.inc(len(mismatched))
+            metrics.RESNAPSHOTS.labels("rest_mismatch").inc(len(mismatched))
+            log.info("%d live books differ from REST; resnapshotting", len(mismatched))
+            layout.resnapshot(mismatched)

@@ -1,0 +1,186 @@
+"""The REST client: signed GETs under a token bucket, retried on 429/5xx/transport errors.
+
+Only this module talks HTTP to the exchange. Results are decoded with ``kalshi.wire.rest``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import httpx
+import orjson
+import trio
+
+from kalshi.auth import Signer
+from kalshi.errors import ConnectionLost, HttpError, NetError, RateLimited
+from kalshi.models.book import BookSnapshot
+from kalshi.models.market import Market
+from kalshi.models.trade import Trade
+from kalshi.net.backoff import Backoff
+from kalshi.net.clock import WallClock, system_wall_us
+from kalshi.wire import decode_markets_page, decode_orderbook, decode_trades_page
+
+__all__ = ["RestClient", "TokenBucket"]
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """``rate`` requests per second with bursts of ``burst``; on Trio's clock."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, 2 * rate)
+        self._tokens = self.capacity
+        self._stamp: float | None = None
+
+    async def take(self) -> None:
+        while True:
+            now = trio.current_time()
+            if self._stamp is not None:
+                self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await trio.sleep((1 - self._tokens) / self.rate)
+
+
+class RestClient:
+    """``get(path, params)`` -> JSON; typed helpers for markets, orderbooks and trades.
+
+    Retries 429, 5xx and transport failures with backoff up to ``attempts`` times, then
+    raises :class:`RateLimited`, :class:`HttpError` or :class:`ConnectionLost`. A 4xx other
+    than 429 raises :class:`HttpError` at once. ``on_request(endpoint, status)`` is called for
+    every response (metrics).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        signer: Signer | None = None,
+        *,
+        rate: float = 10.0,
+        timeout: float = 10.0,
+        attempts: int = 8,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        wall_us: WallClock = system_wall_us,
+        on_request: Callable[[str, int], None] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._signer = signer
+        self._bucket = TokenBucket(rate)
+        self._attempts = attempts
+        self._backoff = backoff
+        self._wall_us = wall_us
+        self._on_request = on_request
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self.requests = 0
+        self.retries = 0
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> RestClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with trio.CancelScope(shield=True):
+            await self.aclose()
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        url = self.base_url + path
+        backoff = Backoff(*self._backoff)
+        endpoint = _endpoint(path)
+        for attempt in range(1, self._attempts + 1):
+            await self._bucket.take()
+            headers = (
+                self._signer.headers("GET", url, self._wall_us() // 1000) if self._signer else {}
+            )
+            self.requests += 1
+            try:
+                response = await self._client.get(url, params=params, headers=headers)
+            except httpx.HTTPError as exc:
+                error: NetError = ConnectionLost(f"GET {path}: {type(exc).__name__}: {exc}")
+                status = 0
+            else:
+                status = response.status_code
+                if status == 200:
+                    self._count(endpoint, status)
+                    try:
+                        return orjson.loads(response.content)
+                    except orjson.JSONDecodeError:
+                        raise HttpError(status, f"GET {path}: body is not JSON") from None
+                if status == 429:
+                    error = RateLimited(f"GET {path}: 429 too many requests")
+                elif status >= 500:
+                    error = HttpError(status, f"GET {path}: {response.text[:200]}")
+                else:
+                    self._count(endpoint, status)
+                    raise HttpError(status, f"GET {path}: {response.text[:200]}")
+            self._count(endpoint, status)
+            if attempt == self._attempts:
+                raise error
+            self.retries += 1
+            delay = backoff.next()
+            log.info("%s; retry %d in %.2fs", error, attempt, delay)
+            await trio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _count(self, endpoint: str, status: int) -> None:
+        if self._on_request is not None:
+            self._on_request(endpoint, status)
+
+    # --- typed helpers -----------------------------------------------------------------
+
+    async def market_pages(self, **filters: Any) -> AsyncIterator[list[Market]]:
+        """Every page of ``/markets`` (1000 per page) for the given filters."""
+        cursor: str | None = None
+        while True:
+            params = {"limit": 1000, **filters}
+            if cursor:
+                params["cursor"] = cursor
+            markets, cursor = decode_markets_page(await self.get("/markets", params))
+            yield markets
+            if not cursor:
+                return
+
+    async def orderbook(self, ticker: str) -> BookSnapshot:
+        body = await self.get(f"/markets/{ticker}/orderbook", {"depth": 0})
+        return decode_orderbook(body, ticker)
+
+    async def trades(
+        self, *, min_ts: int | None = None, max_ts: int | None = None, ticker: str | None = None
+    ) -> AsyncIterator[Trade]:
+        """Trades in ``[min_ts, max_ts]`` (Unix seconds, inclusive), every page."""
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if min_ts is not None:
+                params["min_ts"] = min_ts
+            if max_ts is not None:
+                params["max_ts"] = max_ts
+            if ticker:
+                params["ticker"] = ticker
+            if cursor:
+                params["cursor"] = cursor
+            page, cursor = decode_trades_page(await self.get("/markets/trades", params))
+            for trade in page:
+                yield trade
+            if not cursor:
+                return
+
+
+def _endpoint(path: str) -> str:
+    """A low-cardinality label for a path: tickers replaced by ``{ticker}``."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0] == "markets" and parts[1] != "trades":
+        parts[1] = "{ticker}"
+    if len(parts) >= 2 and parts[0] in ("series", "events"):
+        parts[1] = "{id}"
+    return "/" + "/".join(parts)
