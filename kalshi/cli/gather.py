@@ -1,15 +1,77 @@
-"""`kalshi gather`."""
+"""`kalshi gather`: record market data into the database (and the raw journal)."""
 
 from __future__ import annotations
 
+import logging
+import signal
 from pathlib import Path
+from typing import Annotated
 
-from kalshi.cli.app import app, load_or_exit, not_implemented
+import trio
+from cyclopts import Parameter
+
+from kalshi.cli.app import app, console, fail, load_or_exit
 from kalshi.config import GathererConfig
+from kalshi.errors import KalshiError
+from kalshi.gather.service import Gatherer
+from kalshi.store import migrate, resolve_database
+from kalshi.tui import run_tui
+
+log = logging.getLogger("kalshi.cli")
 
 
 @app.command
-def gather(*, config: Path | None = None) -> None:
-    """Record market data (not implemented yet)."""
-    load_or_exit(config, GathererConfig)
-    not_implemented("gather")
+def gather(
+    *,
+    config: Annotated[Path | None, Parameter(help="Gatherer config (YAML).")] = None,
+    tui: Annotated[bool, Parameter(help="Show the live screen while recording.")] = False,
+    shard: Annotated[str | None, Parameter(help="Record shard i of n, e.g. 0/3.")] = None,
+    duration: Annotated[
+        float | None, Parameter(help="Stop after this many seconds (default: run until Ctrl-C).")
+    ] = None,
+) -> None:
+    """Record every market's order book, trades, tickers and lifecycle.
+
+    Ctrl-C or SIGTERM stops reading, flushes every row and the journal, and exits 0.
+    """
+    overrides = {"shard": shard} if shard is not None else None
+    cfg = load_or_exit(config, GathererConfig, overrides=overrides)
+    _logging(cfg.logging.level, quiet=tui)
+    try:
+        with resolve_database(cfg.timescaledb) as url:
+            for name in migrate(url):
+                log.info("applied migration %s", name)
+            trio.run(_gather, cfg, url, tui, duration)
+    except KalshiError as exc:
+        fail(str(exc))
+
+
+def _logging(level: str, *, quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | None) -> None:
+    gatherer = Gatherer(cfg, url)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.warning("%s: flushing and stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            if duration is not None:
+                nursery.cancel_scope.deadline = trio.current_time() + duration
+            await nursery.start(gatherer.run)
+            endpoints = gatherer.endpoints
+            if endpoints is not None and endpoints.health is not None:
+                log.info("health on %s", endpoints.health)
+            if tui:
+                nursery.start_soon(run_tui, gatherer.health)
+    if not tui:
+        console.print(f"stopped; {sum(gatherer.processor.counts.values())} frames processed")

@@ -1,0 +1,246 @@
+"""The gatherer service: the whole Trio task tree of one ``kalshi gather`` process.
+
+::
+
+    Gatherer.run
+    ├── open_store            batch writers per table (+ spool), flushed last, shielded
+    ├── JournalWriter.run     raw frames to disk (zstd), flushed on cancel
+    ├── serve_endpoints       /health, /debug/markets, /metrics
+    ├── relist_forever        REST discovery, then a re-list every relist_interval
+    ├── backfill_trades       REST trades for disconnect / trade-gap windows
+    ├── poll_snapshots        REST order books every snapshot_poller.interval
+    └── Connection.run × N    one per WebSocket: connect, subscribe, relay, reconnect
+
+See ``docs/architecture.md`` for the channels and their bounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from kalshi.auth import Signer, load_private_key
+from kalshi.config import GathererConfig
+from kalshi.gather import metrics
+from kalshi.gather.context import GatherContext, RowSink
+from kalshi.gather.layout import Layout
+from kalshi.gather.pipeline import FrameProcessor, Outcome
+from kalshi.gather.registry import MarketRegistry, parse_shard
+from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
+from kalshi.http import Endpoints, serve_endpoints
+from kalshi.journal import JournalWriter
+from kalshi.models.lifecycle import LifecycleEvent
+from kalshi.models.rows import TABLE_COLUMNS
+from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
+from kalshi.store import Store, open_store
+
+__all__ = ["Gatherer"]
+
+log = logging.getLogger("kalshi.gather")
+
+_BACKFILL_WINDOWS = 1024
+
+
+class Gatherer:
+    """One gatherer. ``await nursery.start(gatherer.run)`` starts it once markets are listed
+    and the endpoints listen; cancel the scope to stop (everything received is flushed)."""
+
+    def __init__(
+        self,
+        cfg: GathererConfig,
+        db_url: str,
+        *,
+        wall_us: WallClock = system_wall_us,
+        connector: Connector | None = None,
+        signer: Signer | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.db_url = db_url
+        self.wall_us = wall_us
+        self.connector = connector or get_transport(cfg.websocket.transport)
+        self.signer = signer or Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
+        self.shard = parse_shard(cfg.shard)
+        self.processor = FrameProcessor(cfg.gatherer_id)
+        self.registry = MarketRegistry(cfg.gatherer_id, self.shard)
+        self.store: Store | None = None
+        self.journal: JournalWriter | None = None
+        self.layout: Layout | None = None
+        self.ctx: GatherContext | None = None
+        self.endpoints: Endpoints | None = None
+        self._started = time.monotonic()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Gatherer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        cfg = self.cfg
+        async with open_store(self.db_url, cfg) as store:
+            self.store = store
+            sink = RowSink({table: store.sender(table) for table in TABLE_COLUMNS})
+            async with trio.open_nursery() as nursery:
+                if cfg.journal.enabled:
+                    self.journal = JournalWriter(
+                        cfg.journal,
+                        cfg.gatherer_id,
+                        lambda: self.wall_us() / 1e6,
+                        s3=cfg.s3_export,
+                        grace=float(cfg.shutdown_grace),
+                    )
+                    await nursery.start(self.journal.run)
+                send_windows, windows = trio.open_memory_channel[tuple[int, int]](_BACKFILL_WINDOWS)
+                ctx = GatherContext(
+                    cfg=cfg,
+                    signer=self.signer,
+                    connector=self.connector,
+                    processor=self.processor,
+                    journal=self.journal,
+                    sink=sink,
+                    wall_us=self.wall_us,
+                    backfill=send_windows,
+                    on_lifecycle=self._on_lifecycle,
+                )
+                self.ctx = ctx
+                layout = Layout(ctx, sharded=self.shard.count > 1)
+                self.layout = layout
+                self.registry.listeners.append(layout.on_markets)
+                self.endpoints = await nursery.start(_serve, cfg, self.health, self.registry.page)
+                rest = RestClient(
+                    cfg.kalshi.rest_url,
+                    self.signer,
+                    rate=cfg.kalshi.rest_rate_limit,
+                    timeout=float(cfg.kalshi.request_timeout),
+                    wall_us=self.wall_us,
+                    on_request=metrics.count_rest,
+                )
+                async with rest:
+                    for conn in layout.connections:
+                        nursery.start_soon(conn.run, name=f"connection {conn.name}")
+                    await nursery.start(relist_forever, ctx, rest, self.registry)
+                    nursery.start_soon(backfill_trades, ctx, rest, self.registry, windows)
+                    if cfg.snapshot_poller.enabled:
+                        nursery.start_soon(poll_snapshots, ctx, rest, self.registry, layout)
+                    task_status.started(self)
+                    await trio.sleep_forever()
+
+    # --- reactions ----------------------------------------------------------------------
+
+    def _on_lifecycle(self, out: Outcome) -> None:
+        event = out.lifecycle
+        if isinstance(event, LifecycleEvent) and self.ctx is not None:
+            rows = self.registry.apply(event, self.wall_us())
+            for row in rows:
+                try:
+                    self.ctx.sink.channels["markets"].send_nowait(row)
+                except trio.WouldBlock:
+                    log.warning(
+                        "markets queue full; %s will be written at the next re-list", row.ticker
+                    )
+            if event.event_type in ("determined", "settled"):
+                self.processor.drop_market(event.ticker)
+
+    # --- views --------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The ``/health`` document (also what the TUI draws)."""
+        now = trio.current_time()
+        connections = []
+        states: dict[str, int] = {}
+        channels: dict[str, dict[str, int]] = {}
+        for conn in self.layout.connections if self.layout else []:
+            states[conn.state] = states.get(conn.state, 0) + 1
+            age = None if conn.last_message_at is None else round(now - conn.last_message_at, 3)
+            connections.append(
+                {
+                    "name": conn.name,
+                    "channel": conn.channel,
+                    "state": conn.state,
+                    "markets": len(conn.desired) if conn.scoped else None,
+                    "last_message_age_s": age,
+                    "reconnects": conn.reconnects,
+                    "messages": conn.messages,
+                    "error": conn.last_error,
+                }
+            )
+            entry = channels.setdefault(conn.channel, {"messages": 0, "bytes": 0})
+            entry["messages"] += conn.messages
+            entry["bytes"] += conn.bytes
+        for state in ("idle", "connecting", "subscribing", "live", "backoff"):
+            metrics.CONNECTIONS.labels(state).set(states.get(state, 0))
+        tables: dict[str, Any] = {}
+        db: dict[str, Any] = {"state": "unknown"}
+        if self.store is not None:
+            stats = self.store.stats()
+            db = {"state": "up" if stats.db_up else "down", "error": stats.db_error}
+            for name, table in stats.tables.items():
+                tables[name] = {
+                    "queue": table.queue_rows,
+                    "rows_written": table.rows_written,
+                    "rows_duplicate": table.rows_duplicate,
+                    "spool_rows": table.spool_rows,
+                    "dead_letters": table.dead_letters,
+                }
+        counts = self.processor.counts
+        ctx = self.ctx
+        live = sum(1 for c in connections if c["state"] == "live")
+        ok = bool(connections) and live == len(connections)
+        document: dict[str, Any] = {
+            "status": "ok" if ok else "degraded",
+            "gatherer_id": self.cfg.gatherer_id,
+            "shard": self.cfg.shard,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "connections": connections,
+            "channels": channels,
+            "tables": tables,
+            "db": db,
+            "markets": {
+                "tracked": len(self.registry.markets),
+                "live": len(self.registry.live),
+                "books": len(self.processor.books),
+                "stale": len(self.processor.stale),
+            },
+            "gaps": sum(ctx.gaps.values()) if ctx else 0,
+            "gap_kinds": dict(ctx.gaps) if ctx else {},
+            "resnapshots": ctx.resnapshots if ctx else 0,
+            "decode_errors": counts["invalid"] + counts["unknown_type"],
+            "duplicates": counts["duplicate"],
+            "journal": None,
+            "top_markets": self._top_markets(),
+        }
+        if self.journal is not None:
+            document["journal"] = {
+                "records": self.journal.records,
+                "bytes": self.journal.bytes_written,
+                "pressure": self.journal.pressure,
+            }
+        return document
+
+    def _top_markets(self, count: int = 10) -> list[dict[str, Any]]:
+        top = []
+        for ticker, messages in self.processor.market_messages.most_common(count):
+            book = self.processor.books.get(ticker)
+            bid = book.best_yes_bid() if book else None
+            ask = book.best_yes_ask() if book else None
+            top.append(
+                {
+                    "ticker": ticker,
+                    "messages": messages,
+                    "best_bid": bid[0] if bid else None,
+                    "best_ask": ask[0] if ask else None,
+                }
+            )
+        return top
+
+
+async def _serve(
+    cfg: GathererConfig,
+    health: Callable[[], dict[str, Any]],
+    markets: Any,
+    *,
+    task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await serve_endpoints(
+        cfg.http, cfg.metrics, health=health, debug_markets=markets, task_status=task_status
+    )

@@ -1,0 +1,190 @@
+"""The frame pipeline on literal frames: rows, sequence checks, stale books, problems."""
+
+from __future__ import annotations
+
+import orjson
+
+from kalshi.gather.pipeline import FrameProcessor
+from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow, TradeRow
+
+T = "FED-23DEC-T3.00"
+MID = "9b0f6b43-5b68-4f9f-9f02-9a2d1b8ac1a1"
+
+
+def frame(kind: str, sid: int, seq: int | None, **msg: object) -> bytes:
+    envelope: dict[str, object] = {"type": kind, "sid": sid, "msg": msg}
+    if seq is not None:
+        envelope["seq"] = seq
+    return orjson.dumps(envelope)
+
+
+def subscribed(sid: int, channel: str) -> bytes:
+    return orjson.dumps({"id": 1, "type": "subscribed", "msg": {"channel": channel, "sid": sid}})
+
+
+def snapshot(seq: int) -> bytes:
+    return frame(
+        "orderbook_snapshot",
+        1,
+        seq,
+        market_ticker=T,
+        market_id=MID,
+        yes_dollars_fp=[["0.0800", "300.00"], ["0.2200", "333.00"]],
+        no_dollars_fp=[["0.5400", "20.00"]],
+    )
+
+
+def delta(
+    seq: int, price: str, size: str, side: str = "yes", ts_ms: int = 1_700_000_000_123
+) -> bytes:
+    return frame(
+        "orderbook_delta",
+        1,
+        seq,
+        market_ticker=T,
+        market_id=MID,
+        price_dollars=price,
+        delta_fp=size,
+        side=side,
+        ts_ms=ts_ms,
+    )
+
+
+def started() -> FrameProcessor:
+    p = FrameProcessor("g1")
+    assert p.process(7, 1, 100, subscribed(1, "orderbook_delta")).rows == []
+    out = p.process(7, 2, 200, snapshot(1))
+    assert out.rows == [
+        (
+            "orderbook_snapshots",
+            SnapshotRow(
+                200,
+                None,
+                200,
+                "g1",
+                T,
+                "ws",
+                "[[8000,30000],[22000,33300]]",
+                "[[54000,2000]]",
+                7,
+                2,
+                1,
+                1,
+            ),
+        )
+    ]
+    return p
+
+
+def test_snapshot_then_deltas_give_exact_rows_and_book() -> None:
+    p = started()
+    out = p.process(7, 3, 300, delta(2, "0.2200", "-33.50"))
+    assert out.rows == [
+        (
+            "orderbook_deltas",
+            DeltaRow(1_700_000_000_123_000, 300, "g1", T, True, 22000, -3350, 7, 3, 1, 2),
+        )
+    ]
+    assert out.problem is None and out.resnapshot == []
+    assert p.books[T].yes == {8000: 30000, 22000: 29950}
+    assert p.books[T].no == {54000: 2000}
+
+
+def test_repeated_seq_is_counted_and_not_stored() -> None:
+    p = started()
+    p.process(7, 3, 300, delta(2, "0.2200", "1.00"))
+    out = p.process(7, 4, 301, delta(2, "0.2200", "1.00"))
+    assert out.rows == [] and out.problem == "duplicate"
+    assert p.counts["duplicate"] == 1
+    assert p.books[T].yes[22000] == 33400
+
+
+def test_seq_gap_writes_a_gap_row_and_asks_for_a_snapshot() -> None:
+    p = started()
+    out = p.process(7, 3, 300, delta(5, "0.0800", "-1.00"))
+    assert out.gap and out.resnapshot == [T]
+    assert out.rows[0] == (
+        "gaps",
+        GapRow(
+            200,
+            300,
+            "g1",
+            7,
+            1,
+            None,
+            "seq_gap",
+            2,
+            5,
+            "orderbook_delta: 3 frame(s) missing; resnapshot 1 market(s)",
+        ),
+    )
+    assert out.rows[1][0] == "orderbook_deltas"  # the delta itself is real: stored
+    assert T in p.stale
+    assert p.books[T].yes[8000] == 30000  # not applied to a stale book
+    # the fresh snapshot (get_snapshot continues the same seq stream) makes it trusted again
+    p.process(7, 4, 400, snapshot(6))
+    assert T not in p.stale
+
+
+def test_negative_level_marks_the_book_invalid() -> None:
+    p = started()
+    out = p.process(7, 3, 300, delta(2, "0.5400", "-20.01", side="no"))
+    assert out.problem == "book_invalid" and out.resnapshot == [T]
+    assert out.rows[1] == (
+        "gaps",
+        GapRow(
+            300,
+            None,
+            "g1",
+            7,
+            1,
+            T,
+            "book_invalid",
+            None,
+            2,
+            f"{T}: no level 54000 would have size -1",
+        ),
+    )
+
+
+def test_bad_frames_are_counted_not_raised() -> None:
+    p = started()
+    assert p.process(7, 3, 300, b'{"type":"orderbook_delta",').problem == "invalid"
+    assert p.process(7, 4, 300, b'{"type":"mystery","msg":{}}').problem == "unknown_type"
+    wrong = frame(
+        "orderbook_delta", 1, 2, market_ticker=T, price_dollars=5, delta_fp="1", side="yes"
+    )
+    assert p.process(7, 5, 300, wrong).problem == "invalid"
+    assert (p.counts["invalid"], p.counts["unknown_type"]) == (2, 1)
+
+
+def test_trade_rows_and_trade_gap_requests_backfill() -> None:
+    p = FrameProcessor("g1")
+    p.process(9, 1, 100, subscribed(3, "trade"))
+
+    def trade(seq: int, ident: str) -> bytes:
+        return frame(
+            "trade",
+            3,
+            seq,
+            trade_id=ident,
+            market_ticker=T,
+            yes_price_dollars="0.3600",
+            no_price_dollars="0.6400",
+            count_fp="1.50",
+            taker_side="no",
+            taker_outcome_side="no",
+            taker_book_side="ask",
+            ts=1669149841,
+            ts_ms=1669149841001,
+        )
+
+    out = p.process(9, 2, 150, trade(1, "a"))
+    assert out.rows == [
+        (
+            "trades",
+            TradeRow(1669149841001000, 150, "g1", T, "a", 36000, 150, False, False, "ws", 9, 2, 1),
+        )
+    ]
+    out = p.process(9, 3, 170, trade(3, "c"))
+    assert out.backfill_from == 150 and out.gap
