@@ -3,6 +3,7 @@
 from kalshi.cli import (  # noqa: F401
     db,
     dedup,
+    demo,
     gather,
     replay,
     sim,

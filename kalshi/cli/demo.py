@@ -1,0 +1,87 @@
+"""`kalshi demo`: the simulator, the embedded database and the gatherer with its live screen,
+in one process, from one command (`just demo`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import trio
+from cyclopts import Parameter
+
+from kalshi.auth import Signer, load_private_key
+from kalshi.cli.app import app, console, fail, load_or_exit
+from kalshi.config import GathererConfig
+from kalshi.errors import KalshiError
+from kalshi.gather.service import Gatherer
+from kalshi.store import migrate, resolve_database
+from kalshi.tui import run_tui
+
+log = logging.getLogger("kalshi.demo")
+
+
+@app.command
+def demo(
+    *,
+    config: Annotated[Path, Parameter(help="Gatherer config (YAML).")] = Path("etc/demo.yaml"),
+    markets: Annotated[int, Parameter(help="Markets in the simulated exchange.")] = 2000,
+    active: Annotated[int, Parameter(help="Markets that trade.")] = 200,
+    rate: Annotated[float, Parameter(help="Simulated messages per second.")] = 2000.0,
+    duration: Annotated[float | None, Parameter(help="Stop after this many seconds.")] = None,
+    tui: Annotated[bool, Parameter(help="Live screen (default on a terminal).")] = True,
+) -> None:
+    """Record a simulated exchange into the embedded database, with the live screen.
+
+    The simulator listens on the port of ``kalshi.rest_url`` in the config; the gatherer
+    uses the simulator's key pair. Ctrl-C stops both and flushes everything.
+    """
+    cfg = load_or_exit(config, GathererConfig)
+    logging.basicConfig(
+        level=logging.WARNING if tui else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        with resolve_database(cfg.timescaledb) as url:
+            migrate(url)
+            console.print(f"database: {url}", markup=False, highlight=False)
+            trio.run(_demo, cfg, url, markets, active, rate, duration, tui)
+    except KalshiError as exc:
+        fail(str(exc))
+
+
+async def _demo(
+    cfg: GathererConfig,
+    url: str,
+    markets: int,
+    active: int,
+    rate: float,
+    duration: float | None,
+    tui: bool,
+) -> None:
+    from kalshi.sim import open_sim_exchange  # the simulator is only needed here
+
+    port = urlsplit(cfg.kalshi.rest_url).port or 0
+    async with open_sim_exchange(markets=markets, active=active, rate=rate, port=port) as sim:
+        signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
+        console.print(f"simulator: {sim.rest_url}  {sim.ws_url}", markup=False, highlight=False)
+        gatherer = Gatherer(cfg, url, signer=signer)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                if duration is not None:
+                    nursery.cancel_scope.deadline = trio.current_time() + duration
+                await nursery.start(gatherer.run)
+                if tui:
+                    nursery.start_soon(run_tui, gatherer.health)
+        health = gatherer.health()
+        written = {name: t["rows_written"] for name, t in health["tables"].items()}
+        console.print(f"stopped; rows written: {written}", markup=False, highlight=False)
