@@ -1,0 +1,81 @@
+"""Market registry, shards, connection layout and backoff: pure state, exact values."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from kalshi.errors import ConfigError
+from kalshi.gather.registry import MarketRegistry, Shard, parse_shard
+from kalshi.models.lifecycle import LifecycleEvent
+from kalshi.models.market import Market
+from kalshi.net import Backoff
+
+
+def market(ticker: str, status: str = "active", event: str = "EV") -> Market:
+    return Market(ticker=ticker, event_ticker=event, status=status)
+
+
+def test_upsert_reports_live_and_retired_markets_and_only_changed_rows() -> None:
+    reg = MarketRegistry("g1")
+    seen: list[tuple[list[str], list[str]]] = []
+    reg.listeners.append(lambda live, retired: seen.append((live, retired)))
+    rows = reg.upsert([market("A"), market("B", "finalized"), market("C", "initialized")], 5)
+    assert [r.ticker for r in rows] == ["A", "B", "C"]
+    assert seen == [(["A", "C"], [])]
+    assert reg.upsert([market("A")], 6) == []  # unchanged: no row, no event
+    reg.upsert([market("A", "closed")], 7)
+    assert seen[-1] == ([], ["A"])
+    assert reg.live == {"C"}
+
+
+def test_lifecycle_creates_activates_and_settles() -> None:
+    reg = MarketRegistry("g1")
+    seen: list[tuple[list[str], list[str]]] = []
+    reg.listeners.append(lambda live, retired: seen.append((live, retired)))
+    created = LifecycleEvent(ticker="N-1", event_type="created", event_ticker="N", open_ts=10)
+    rows = reg.apply(created, 100)
+    assert [(r.ticker, r.status, r.open_time, r.updated_at) for r in rows] == [
+        ("N-1", "initialized", 10, 100)
+    ]
+    reg.apply(LifecycleEvent(ticker="N-1", event_type="activated"), 101)
+    assert reg.markets["N-1"].status == "active"
+    reg.apply(LifecycleEvent(ticker="N-1", event_type="determined", result="yes"), 102)
+    assert reg.markets["N-1"].result == "yes"
+    assert seen == [(["N-1"], []), ([], ["N-1"])]
+    assert reg.apply(LifecycleEvent(ticker="UNKNOWN", event_type="settled"), 103) == []
+
+
+def test_shards_partition_by_event_and_parse_strictly() -> None:
+    shards = [Shard(i, 3) for i in range(3)]
+    tickers = [market(f"E{e}-M{m}", event=f"E{e}") for e in range(30) for m in range(3)]
+    owners = [[s.owns(m) for s in shards].index(True) for m in tickers]
+    assert all(sum(s.owns(m) for s in shards) == 1 for m in tickers)
+    assert all(owners[i] == owners[i - i % 3] for i in range(len(tickers)))  # events together
+    assert parse_shard("1/3") == Shard(1, 3)
+    for bad in ("3/3", "x", "1/0", "-1/2"):
+        with pytest.raises(ConfigError):
+            parse_shard(bad)
+
+
+def test_debug_page_filters_and_pages_in_ticker_order() -> None:
+    reg = MarketRegistry("g1")
+    reg.upsert([market(f"K-{i:02d}", "active" if i % 2 else "finalized") for i in range(10)], 1)
+    page = reg.page("active", "K-", 3, None)
+    assert [m["ticker"] for m in page["markets"]] == ["K-01", "K-03", "K-05"]
+    page = reg.page("active", "K-", 3, page["cursor"])
+    assert [m["ticker"] for m in page["markets"]] == ["K-07", "K-09"]
+    assert page["cursor"] is None and page["total"] == 10
+
+
+def test_backoff_doubles_to_the_cap_with_bounded_jitter() -> None:
+    backoff = Backoff(1.0, 8.0, random.Random(7))
+    caps = []
+    for _ in range(6):
+        caps.append(backoff.ceiling())
+        delay = backoff.next()
+        assert caps[-1] / 2 <= delay <= caps[-1]
+    assert caps == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    backoff.reset()
+    assert backoff.ceiling() == 1.0
