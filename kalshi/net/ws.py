@@ -3,8 +3,9 @@
 ``connect(url, headers, max_frame_bytes)`` is an async context manager yielding a
 :class:`WsConnection`. Foreign errors are mapped here: a refused handshake becomes
 :class:`AuthError` (401/403) or :class:`HttpError`; anything that ends the socket becomes
-:class:`ConnectionLost`. ``transport: trio-websocket`` (the default) is the only one selectable
-today; see ``docs/performance.md`` for its measured receive rate.
+:class:`ConnectionLost`. ``transport: trio-websocket`` is the default;
+``transport: wsproto`` drives wsproto on a Trio stream directly
+(``wsproto_transport.py``); ``docs/performance.md`` compares their receive rates.
 """
 
 from __future__ import annotations
@@ -90,7 +91,13 @@ async def _trio_websocket(
         raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None
 
 
-TRANSPORTS: dict[str, Connector] = {"trio-websocket": _trio_websocket}
+def _transports() -> dict[str, Connector]:
+    from kalshi.net.wsproto_transport import wsproto_connect
+
+    return {"trio-websocket": _trio_websocket, "wsproto": wsproto_connect}
+
+
+TRANSPORTS: dict[str, Connector] = _transports()
 
 
 def get_transport(name: str) -> Connector:
