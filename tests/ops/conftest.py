@@ -1,0 +1,39 @@
+"""Fixtures of the operations tests: the documented environment and Prometheus binaries.
+
+``promtool`` and ``prometheus`` come from Debian's ``prometheus`` package, which ``.ci/run``
+installs; where it is missing the tests that need it skip and say how to install it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kalshi.config import load_env_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} not found: install Debian's prometheus (apt-get install prometheus)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return _binary("promtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    return _binary("prometheus")
+
+
+@pytest.fixture
+def documented_env() -> dict[str, str]:
+    """``.env.example`` as the environment: what a user who copied it to ``.env`` has."""
+    return load_env_file(ROOT / ".env.example")
