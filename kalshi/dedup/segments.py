@@ -1,0 +1,128 @@
+"""Pure: one gatherer's order-book stream of one market, cut into trustworthy segments.
+
+A *segment* is a stretch of one connection in which the gatherer's book is exact: it starts
+at a WebSocket snapshot (or, for the current source, at the merge checkpoint) and runs
+through the deltas of that connection for that market, in ``frame_no`` order, until
+
+* the next snapshot of the market on the same connection (a resnapshot starts a new one),
+* a gap the gatherer recorded for that connection (market-wide or for this market): the
+  first delta received after the gap's ``start_ts`` and everything after it are dropped,
+* a delta the book cannot take (a level would go negative),
+* the end of its connection, once a later connection of the gatherer has a snapshot.
+
+A segment ended by one of these is ``cut``; one that simply runs out of rows is open (more
+may arrive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from attrs import define, field
+
+from kalshi.book import OrderBook
+from kalshi.errors import BookError
+from kalshi.models.book import BookDelta, Side
+from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
+
+__all__ = ["Segment", "apply_row", "book_from_snapshot", "build_segments", "cut_at_gaps"]
+
+
+@define
+class Segment:
+    gatherer_id: str
+    conn_id: int
+    ticker: str
+    book: OrderBook  # the book at the segment's start
+    start_received_at: int  # received_at of the row the segment starts at (gatherer clock)
+    snapshot: SnapshotRow | None  # the snapshot it starts at; None for a checkpoint start
+    deltas: list[DeltaRow] = field(factory=list)
+    cut: bool = False
+
+
+def _levels(text: str) -> dict[int, int]:
+    import orjson
+
+    return {int(price): int(size) for price, size in orjson.loads(text)}
+
+
+def book_from_snapshot(row: SnapshotRow) -> OrderBook:
+    book = OrderBook(row.ticker)
+    book.yes = _levels(row.yes_bids)
+    book.no = _levels(row.no_bids)
+    return book
+
+
+def apply_row(book: OrderBook, row: DeltaRow) -> None:
+    """Apply a delta row; raises :class:`BookError` (book unchanged) on a negative level."""
+    book.apply_delta(
+        BookDelta(row.ticker, "", Side.YES if row.side else Side.NO, row.price, row.size_delta)
+    )
+
+
+def _gap_hits(gap: GapRow, conn_id: int, ticker: str) -> bool:
+    return gap.conn_id == conn_id and gap.ticker in (None, ticker)
+
+
+def cut_at_gaps(segment: Segment, gaps: Iterable[GapRow]) -> None:
+    """Drop the deltas received after a gap of the segment's connection; mark it cut.
+
+    Also cuts at the first delta the book cannot take.
+    """
+    starts = sorted(
+        g.start_ts
+        for g in gaps
+        if _gap_hits(g, segment.conn_id, segment.ticker) and g.start_ts >= segment.start_received_at
+    )
+    book = segment.book.copy()
+    for index, row in enumerate(segment.deltas):
+        if starts and row.received_at > starts[0]:
+            del segment.deltas[index:]
+            segment.cut = True
+            return
+        try:
+            apply_row(book, row)
+        except BookError:
+            del segment.deltas[index:]
+            segment.cut = True
+            return
+
+
+def build_segments(
+    gatherer_id: str,
+    ticker: str,
+    snapshots: Sequence[SnapshotRow],
+    deltas: Sequence[DeltaRow],
+    gaps: Sequence[GapRow],
+) -> list[Segment]:
+    """Segments of one gatherer and market from its WS snapshots, deltas and gaps.
+
+    Deltas before the first snapshot of their connection belong to no segment (their book
+    is unknown). REST snapshots are not positioned in a stream and are ignored here.
+    """
+    by_conn: dict[int, list[SnapshotRow | DeltaRow]] = {}
+    for snap in snapshots:
+        if snap.source == "ws" and snap.ticker == ticker:
+            by_conn.setdefault(snap.conn_id, []).append(snap)
+    for delta in deltas:
+        if delta.ticker == ticker:
+            by_conn.setdefault(delta.conn_id, []).append(delta)
+    segments: list[Segment] = []
+    for conn_id in sorted(by_conn):
+        current: Segment | None = None
+        for row in sorted(by_conn[conn_id], key=lambda r: r.frame_no):
+            if isinstance(row, SnapshotRow):
+                if current is not None:
+                    current.cut = True
+                current = Segment(
+                    gatherer_id, conn_id, ticker, book_from_snapshot(row), row.received_at, row
+                )
+                segments.append(current)
+            elif current is not None:
+                current.deltas.append(row)
+    last_conn = max((s.conn_id for s in segments), default=0)
+    for segment in segments:
+        if segment.conn_id != last_conn:
+            segment.cut = True  # a later connection took the market over
+        cut_at_gaps(segment, gaps)
+    return segments
