@@ -14,7 +14,12 @@ from kalshi.store import connect_db, migrate, storage_mode
 from kalshi.store.migrate import SQL_DIR, applied_migrations
 from kalshi.store.schema import TABLES
 
-MIGRATIONS = ["001_storage_mode.sql", "002_tables.sql", "003_time_series.sql"]
+MIGRATIONS = [
+    "001_storage_mode.sql",
+    "002_tables.sql",
+    "003_time_series.sql",
+    "004_dedup.sql",
+]
 _PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
 
 
