@@ -49,7 +49,7 @@ def test_changed_applied_file_is_an_error(empty_db_url: str, tmp_path: Path) -> 
     migrate(empty_db_url, directory)
     with (directory / "002_tables.sql").open("a") as handle:
         handle.write("\n-- edited after the fact\n")
-    (directory / "004_later.sql").write_text("CREATE TABLE later (x INT);\n")
+    (directory / "999_later.sql").write_text("CREATE TABLE later (x INT);\n")
     with pytest.raises(StoreError, match=r"^002_tables\.sql: file changed after it was applied"):
         migrate(empty_db_url, directory)
     # Nothing after the check ran.
@@ -60,15 +60,15 @@ def test_new_migration_applies_alone(empty_db_url: str, tmp_path: Path) -> None:
     directory = tmp_path / "sql"
     shutil.copytree(SQL_DIR, directory)
     migrate(empty_db_url, directory)
-    (directory / "004_later.sql").write_text("CREATE TABLE later (x INT);\n")
-    assert migrate(empty_db_url, directory) == ["004_later.sql"]
+    (directory / "999_later.sql").write_text("CREATE TABLE later (x INT);\n")
+    assert migrate(empty_db_url, directory) == ["999_later.sql"]
     assert migrate(empty_db_url, directory) == []
 
 
 def test_failing_migration_rolls_back(empty_db_url: str, tmp_path: Path) -> None:
     directory = tmp_path / "sql"
     shutil.copytree(SQL_DIR, directory)
-    (directory / "004_bad.sql").write_text("CREATE TABLE half (x INT);\nSELECT nonsense;\n")
+    (directory / "999_bad.sql").write_text("CREATE TABLE half (x INT);\nSELECT nonsense;\n")
     with pytest.raises(StoreError, match="nonsense"):
         migrate(empty_db_url, directory)
     with connect_db(empty_db_url) as db:
