@@ -6,6 +6,7 @@ installs; where it is missing the tests that need it skip and say how to install
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -37,3 +38,17 @@ def prometheus_bin() -> str:
 def documented_env() -> dict[str, str]:
     """``.env.example`` as the environment: what a user who copied it to ``.env`` has."""
     return load_env_file(ROOT / ".env.example")
+
+
+def _dashboard_queries() -> list[str]:
+    queries = []
+    for path in sorted((ROOT / "etc/grafana/dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            queries.extend(target["expr"] for target in panel.get("targets", ()))
+    return queries
+
+
+@pytest.fixture(scope="session")
+def dashboard_queries() -> list[str]:
+    """Every PromQL query of every provisioned Grafana dashboard, in panel order."""
+    return _dashboard_queries()

@@ -101,7 +101,7 @@ async def _query(client: httpx.AsyncClient, promql: str) -> list[dict[str, Any]]
 
 
 async def test_a_real_prometheus_scrapes_the_metrics_endpoint(
-    prometheus_bin: str, tmp_path: Path
+    prometheus_bin: str, tmp_path: Path, dashboard_queries: list[str]
 ) -> None:
     store_metrics.DB_UP.set(1)
     store_metrics.ROWS_WRITTEN.labels(table="trades").inc(7)
@@ -135,6 +135,9 @@ async def test_a_real_prometheus_scrapes_the_metrics_endpoint(
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as client:
                     await _until_target_up(client, server, tmp_path)
                     await _check_scraped(client, metrics_port, written)
+                    # Every Grafana panel query is valid PromQL for this server.
+                    for promql in dashboard_queries:
+                        await _query(client, promql.replace("$__rate_interval", "1m"))
             finally:
                 server.terminate()
                 with trio.move_on_after(20, shield=True):
