@@ -66,9 +66,8 @@ def _panels() -> list[dict[str, Any]]:
 
 
 def test_metric_names_are_parsed_from_queries() -> None:
-    assert metric_names(
-        'histogram_quantile(0.9, sum by (le) (rate(kalshi_latency_seconds_bucket{x="kalshi_no"}[1m])))'
-    ) == {"kalshi_latency_seconds_bucket"}
+    query = 'histogram_quantile(0.9, sum by (le) (rate(kalshi_latency_bucket{x="kalshi_no"}[1m])))'
+    assert metric_names(query) == {"kalshi_latency_bucket"}
     assert metric_names("kalshi_a_total / on (job) kalshi_b") == {"kalshi_a_total", "kalshi_b"}
 
 
@@ -89,7 +88,7 @@ def test_every_alert_rule_names_an_exported_metric() -> None:
 def test_pending_names_are_still_pending(dashboard_queries: list[str]) -> None:
     assert sorted(PENDING & exported_samples()) == [], "exported now: remove from PENDING"
     used = set().union(*(metric_names(q) for q in dashboard_queries))
-    assert PENDING <= used
+    assert used >= PENDING
 
 
 def test_the_dashboard_has_every_required_panel() -> None:
