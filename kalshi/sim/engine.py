@@ -1,0 +1,571 @@
+"""The matching engine: seeded, deterministic order-book changes, trades and lifecycle.
+
+One :class:`OrderBook` per active market. Each *action* picks a market and adds liquidity,
+cancels some, or trades against the top of the book (the trade removes exactly the size it
+fills from the level it hits, so trades and books agree). An action emits one or more
+messages: ``orderbook_delta``, ``trade``, ``ticker`` (when the top of book or totals
+change), and lifecycle messages for markets added or settled. In real time the engine runs
+in 10 ms ticks at ``rate`` messages/s on average, with bursts (some ticks carry five
+times the average) and clusters of changes to the same level in the same millisecond.
+
+Given the same seed and the same sequence of calls, the messages are identical except for
+their timestamps, which come from the injected wall clock.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from bisect import bisect_right
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import orjson
+import trio
+
+from kalshi.book import OrderBook
+from kalshi.models.book import BookDelta, Side
+from kalshi.models.lifecycle import EventLifecycle, LifecycleEvent
+from kalshi.models.market import MarketStatus, PriceRange
+from kalshi.models.ticker import Ticker
+from kalshi.models.trade import Trade
+from kalshi.models.units import (
+    DOLLAR,
+    PRICE_SCALE,
+    SIZE_SCALE,
+    format_price,
+    format_rfc3339_us,
+    format_size,
+)
+from kalshi.sim.truth import SimEvent, Truth
+from kalshi.sim.universe import SERIES, MarketInfo, MarketState, Universe
+
+__all__ = ["Engine"]
+
+TICK = 0.01  # seconds per real-time batch
+_BURST_P = 0.05
+_BURST_X = 5.0
+_CALM_X = (1 - _BURST_P * _BURST_X) / (1 - _BURST_P)  # keeps the mean at `rate`
+_LIFECYCLE_CHANNEL = "market_lifecycle_v2"
+
+Publish = Callable[[SimEvent], None]
+
+
+@cache
+def _grid(ranges: tuple[PriceRange, ...]) -> tuple[int, ...]:
+    """Every valid price strictly between 0 and 1 dollar, ascending."""
+    prices: set[int] = set()
+    for r in ranges:
+        prices.update(range(r.start, r.end + 1, r.step))
+    return tuple(p for p in sorted(prices) if 0 < p < DOLLAR)
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj)
+
+
+class _Active:
+    """Engine state of one trading market."""
+
+    __slots__ = (
+        "book",
+        "dollar_oi",
+        "dollar_volume",
+        "grid",
+        "info",
+        "last_price",
+        "last_size",
+        "oi",
+        "top",
+        "volume",
+    )
+
+    def __init__(self, info: MarketInfo, book: OrderBook) -> None:
+        self.info = info
+        self.book = book
+        self.grid = _grid(info.series.ranges)
+        self.last_price: int | None = None
+        self.last_size = 0
+        self.volume = 0  # hundredths of a contract
+        self.oi = 0
+        self.dollar_volume = 0  # price units x size units
+        self.dollar_oi = 0
+        self.top: tuple[Any, Any] = (None, None)
+
+
+class Engine:
+    """Generates the exchange's activity. ``pause()``/``resume()`` stop and restart the
+    real-time loop (between two batches, so a paused engine has published everything it
+    generated); ``step(n)`` runs ``n`` actions now, paused or not."""
+
+    def __init__(
+        self,
+        universe: Universe,
+        truth: Truth,
+        *,
+        rate: float,
+        active: int,
+        seed: int,
+        clock: Callable[[], int],
+        lifecycle_every: float | None = None,
+    ) -> None:
+        self.universe = universe
+        self.truth = truth
+        self.rate = rate
+        self.clock = clock
+        self.lifecycle_every = lifecycle_every
+        self.publish: Publish = lambda event: None
+        self._rng = random.Random(seed)
+        self._paused = False
+        self._resumed = trio.Event()
+        self._active: dict[str, _Active] = {}
+        self._order: list[str] = []
+        self._added = 0
+        open_count = 0
+        for i in range(min(universe.size, active * 2 + 16)):
+            if open_count >= active:
+                break
+            info = universe.info(i)
+            if universe.status(info) == MarketStatus.ACTIVE:
+                self._start_market(info)
+                open_count += 1
+
+    # --- control ----------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def active_tickers(self) -> list[str]:
+        """Markets that trade, in the engine's order."""
+        return list(self._order)
+
+    def pause(self) -> None:
+        """Stop generating (takes effect at once: no batch is half done)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self._resumed.set()
+        self._resumed = trio.Event()
+
+    def step(self, n: int = 1) -> int:
+        """Run ``n`` actions now; returns the number of messages they generated."""
+        ts_ms = self.clock() // 1000
+        return sum(self._action(ts_ms) for _ in range(n))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Generate at ``rate`` messages/s until cancelled (idles while paused)."""
+        task_status.started()
+        deadline = trio.current_time()
+        next_churn = deadline + (self.lifecycle_every or 0)
+        carry = 0.0
+        while True:
+            deadline += TICK
+            await trio.sleep_until(deadline)
+            if self._paused:
+                await self._resumed.wait()
+                deadline = trio.current_time()
+                continue
+            now = trio.current_time()
+            if deadline < now - 1.0:  # fell behind (a slow machine): do not try to catch up
+                deadline = now
+            if self.lifecycle_every and now >= next_churn:
+                next_churn = now + self.lifecycle_every
+                self._churn()
+            factor = _BURST_X if self._rng.random() < _BURST_P else _CALM_X
+            carry += self.rate * TICK * factor
+            base_ms = self.clock() // 1000
+            spent = 0
+            while spent < carry and self._order:
+                spent += self._action(base_ms + self._rng.randrange(10))
+            carry -= spent
+
+    # --- markets ----------------------------------------------------------------------------
+
+    def _start_market(self, info: MarketInfo) -> _Active:
+        book = OrderBook(info.ticker)
+        grid = _grid(info.series.ranges)
+        rng = self._rng
+        fair = rng.randrange(len(grid) // 5, len(grid) * 4 // 5 + 1)
+        gap = max(1, len(grid) // 50)
+        for _ in range(rng.randrange(3, 9)):
+            book.yes[grid[max(0, fair - gap - rng.randrange(0, gap * 6 + 1))]] = self._size()
+        no_best = len(grid) - 1 - fair  # index of DOLLAR - grid[fair] (grids are symmetric)
+        for _ in range(rng.randrange(3, 9)):
+            book.no[grid[max(0, no_best - gap - rng.randrange(0, gap * 6 + 1))]] = self._size()
+        state = _Active(info, book)
+        self._active[info.ticker] = state
+        self._order.append(info.ticker)
+        self.truth.books[info.ticker] = book
+        self.universe.states.setdefault(info.ticker, MarketState())
+        self._set_top(state)
+        return state
+
+    def _size(self) -> int:
+        rng = self._rng
+        if rng.random() < 0.3:
+            return rng.randrange(1, 200) * SIZE_SCALE
+        return rng.randrange(1, 50_000)
+
+    def add_market(
+        self,
+        *,
+        series: str | None = None,
+        event_ticker: str | None = None,
+        open_in_s: int = 0,
+        close_in_s: int = 86_400,
+        trade: bool = True,
+    ) -> str:
+        """Create a market now (a new event unless ``event_ticker`` names one), announce it on
+        ``market_lifecycle_v2`` (``event_lifecycle`` first for a new event, then ``created``)
+        and, with ``trade``, start trading it. Returns its ticker."""
+        self._added += 1
+        info_series = SERIES[0] if series is None else self.universe.series_named(series)
+        if info_series is None:
+            raise ValueError(f"unknown series {series!r}")
+        now = self.clock()
+        ts_ms = now // 1000
+        new_event = event_ticker is None
+        if event_ticker is None:
+            event_ticker = f"{info_series.ticker}-SIM{self._added:04d}"
+        open_us = now - now % 1_000_000 + open_in_s * 1_000_000
+        close_us = open_us + close_in_s * 1_000_000
+        info = self.universe.new_info(
+            info_series, event_ticker, f"N{self._added}", open_us, close_us
+        )
+        self.universe.add(info)
+        if new_event:
+            ev = EventLifecycle(
+                event_ticker=event_ticker,
+                series_ticker=info_series.ticker,
+                title=f"{info_series.title}?",
+                subtitle=f"Sim event {self._added}",
+                collateral_return_type="MECNET",
+                exchange_index=0,
+            )
+            body = {
+                "event_ticker": ev.event_ticker,
+                "exchange_index": 0,
+                "title": ev.title,
+                "subtitle": ev.subtitle,
+                "collateral_return_type": ev.collateral_return_type,
+                "series_ticker": ev.series_ticker,
+            }
+            self._emit("event_lifecycle", "", ts_ms, body, ev)
+        market = self.universe.market(info)
+        meta: dict[str, Any] = {
+            "name": info.ticker,
+            "title": market.title,
+            "yes_sub_title": market.yes_sub_title,
+            "no_sub_title": market.no_sub_title,
+            "rules_primary": "Resolves to Yes if the sim says so.",
+            "rules_secondary": "",
+            "can_close_early": True,
+            "event_ticker": event_ticker,
+            "expected_expiration_ts": close_us // 1_000_000,
+        }
+        ranges = info.series.ranges
+        created = LifecycleEvent(
+            ticker=info.ticker,
+            event_type="created",
+            event_ticker=event_ticker,
+            open_ts=open_us // 1_000_000 * 1_000_000,
+            close_ts=close_us // 1_000_000 * 1_000_000,
+            exchange_index=0,
+            price_level_structure=info.series.price_level_structure,
+            price_ranges=ranges,
+            title=market.title,
+        )
+        body = {
+            "market_ticker": info.ticker,
+            "event_type": "created",
+            "exchange_index": 0,
+            "open_ts": open_us // 1_000_000,
+            "close_ts": close_us // 1_000_000,
+            "price_level_structure": info.series.price_level_structure,
+            "price_ranges": [
+                {
+                    "start": format_price(r.start),
+                    "end": format_price(r.end),
+                    "step": format_price(r.step),
+                }
+                for r in ranges
+            ],
+            "additional_metadata": meta,
+        }
+        self._emit(_LIFECYCLE_CHANNEL, info.ticker, ts_ms, body, created)
+        if open_us <= now:  # initialized -> active at open_time is implicit (no message)
+            self.universe.states.setdefault(info.ticker, MarketState()).status = MarketStatus.ACTIVE
+            if trade:
+                state = self._start_market(info)
+                self._publish_ticker(state, ts_ms)
+        return info.ticker
+
+    def settle_market(self, ticker: str, result: str = "yes") -> None:
+        """Close (implicit: resting orders are cancelled, one delta per level), determine
+        and settle ``ticker`` now; ``determined`` and ``settled`` go out on
+        ``market_lifecycle_v2``. Raises KeyError for an unknown market."""
+        info = self.universe.get(ticker)
+        if info is None:
+            raise KeyError(ticker)
+        if result not in ("yes", "no"):
+            raise ValueError("result must be 'yes' or 'no'")
+        now = self.clock()
+        ts_ms = now // 1000
+        active = self._active.pop(ticker, None)
+        if active is not None:
+            self._order.remove(ticker)
+            for side, levels in ((Side.YES, active.book.yes), (Side.NO, active.book.no)):
+                for price, size in sorted(levels.items()):
+                    self._delta(active, side, price, -size, ts_ms)
+        state = self.universe.states.setdefault(ticker, MarketState())
+        value = DOLLAR if result == "yes" else 0
+        state.status, state.result, state.settlement_value = MarketStatus.DETERMINED, result, value
+        state.close_us = min(self.universe.close_us(info), now)
+        state.determined_us = now
+        seconds = now // 1_000_000
+        determined = LifecycleEvent(
+            ticker=ticker,
+            event_type="determined",
+            determination_ts=seconds * 1_000_000,
+            result=result,
+            settlement_value=value,
+        )
+        self._emit(
+            _LIFECYCLE_CHANNEL,
+            ticker,
+            ts_ms,
+            {
+                "market_ticker": ticker,
+                "event_type": "determined",
+                "determination_ts": seconds,
+                "result": result,
+                "settlement_value": format_price(value),
+            },
+            determined,
+        )
+        state.status, state.settled_us = MarketStatus.FINALIZED, now
+        settled = LifecycleEvent(
+            ticker=ticker, event_type="settled", settled_ts=seconds * 1_000_000
+        )
+        self._emit(
+            _LIFECYCLE_CHANNEL,
+            ticker,
+            ts_ms,
+            {"market_ticker": ticker, "event_type": "settled", "settled_ts": seconds},
+            settled,
+        )
+
+    def _churn(self) -> None:
+        """Periodic lifecycle: settle the oldest trading market, list a new one."""
+        if len(self._order) > 1:
+            self.settle_market(self._order[0], self._rng.choice(("yes", "no")))
+        self.add_market(series=self._rng.choice(SERIES).ticker)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def _action(self, ts_ms: int) -> int:
+        if not self._order:
+            return 0
+        rng = self._rng
+        state = self._active[self._order[rng.randrange(len(self._order))]]
+        before = len(self.truth.events)
+        r = rng.random()
+        if r < 0.55:
+            self._add_liquidity(state, ts_ms)
+        elif r < 0.85:
+            self._cancel(state, ts_ms)
+        else:
+            self._trade(state, ts_ms)
+        if self._set_top(state):
+            self._publish_ticker(state, ts_ms)
+        return len(self.truth.events) - before
+
+    def _limit(self, state: _Active, side: Side) -> int:
+        """Highest price a new bid on ``side`` may take without crossing the book."""
+        other = state.book.no if side is Side.YES else state.book.yes
+        best_other = max(other) if other else 0
+        return DOLLAR - best_other - 1
+
+    def _add_liquidity(self, state: _Active, ts_ms: int) -> None:
+        rng = self._rng
+        side = Side.YES if rng.random() < 0.5 else Side.NO
+        limit = self._limit(state, side)
+        grid = state.grid
+        top = bisect_right(grid, limit) - 1
+        if top < 0:
+            return
+        index = max(0, top - int(rng.expovariate(0.35)))
+        price = grid[index]
+        size = self._size()
+        self._delta(state, side, price, size, ts_ms)
+        if rng.random() < 0.15:  # a cluster on the same level in the same millisecond
+            for _ in range(rng.randrange(1, 4)):
+                level = state.book.side(side).get(price, 0)
+                change = (
+                    -rng.randrange(1, level + 1) if level and rng.random() < 0.5 else self._size()
+                )
+                self._delta(state, side, price, change, ts_ms)
+
+    def _cancel(self, state: _Active, ts_ms: int) -> None:
+        rng = self._rng
+        side = Side.YES if rng.random() < 0.5 else Side.NO
+        levels = state.book.side(side)
+        if not levels:
+            self._add_liquidity(state, ts_ms)
+            return
+        price = rng.choice(sorted(levels))
+        size = levels[price]
+        amount = size if rng.random() < 0.4 else rng.randrange(1, size + 1)
+        self._delta(state, side, price, -amount, ts_ms)
+
+    def _trade(self, state: _Active, ts_ms: int) -> None:
+        rng = self._rng
+        taker = Side.YES if rng.random() < 0.5 else Side.NO
+        # A YES taker lifts the best YES ask, i.e. fills the best NO bid, and vice versa.
+        hit = Side.NO if taker is Side.YES else Side.YES
+        levels = state.book.side(hit)
+        if not levels:
+            self._add_liquidity(state, ts_ms)
+            return
+        price = max(levels)
+        count = min(levels[price], self._size())
+        yes_price = DOLLAR - price if hit is Side.NO else price
+        trade = Trade(
+            trade_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            ticker=state.info.ticker,
+            yes_price=yes_price,
+            no_price=DOLLAR - yes_price,
+            count=count,
+            taker_side=taker,
+            exchange_ts=ts_ms * 1000,
+        )
+        body = {
+            "trade_id": trade.trade_id,
+            "market_ticker": trade.ticker,
+            "yes_price_dollars": format_price(yes_price),
+            "no_price_dollars": format_price(trade.no_price),
+            "count_fp": format_size(count),
+            "taker_side": taker.value,
+            "taker_outcome_side": taker.value,
+            "taker_book_side": "bid" if taker is Side.YES else "ask",
+            "is_block_trade": False,
+            "ts": ts_ms // 1000,
+            "ts_ms": ts_ms,
+        }
+        self._emit("trade", trade.ticker, ts_ms, body, trade)
+        self._delta(state, hit, price, -count, ts_ms)
+        state.last_price, state.last_size = yes_price, count
+        state.volume += count
+        state.dollar_volume += count * yes_price
+        if rng.random() < 0.6:
+            state.oi += count
+            state.dollar_oi += count * yes_price
+        else:
+            closed = min(count, state.oi)
+            state.oi -= closed
+            state.dollar_oi = max(0, state.dollar_oi - closed * yes_price)
+        market = self.universe.states[state.info.ticker]
+        market.last_price, market.volume, market.open_interest = yes_price, state.volume, state.oi
+        state.top = (None, None)  # totals changed: the ticker goes out
+
+    def _delta(self, state: _Active, side: Side, price: int, change: int, ts_ms: int) -> None:
+        if change == 0:
+            return
+        info = state.info
+        delta = BookDelta(info.ticker, info.market_id, side, price, change, ts_ms * 1000)
+        state.book.apply_delta(delta)
+        body = {
+            "market_ticker": info.ticker,
+            "market_id": info.market_id,
+            "price_dollars": format_price(price),
+            "delta_fp": format_size(change),
+            "side": side.value,
+            "ts": format_rfc3339_us(ts_ms * 1000, digits=0),
+            "ts_ms": ts_ms,
+        }
+        yes_body = None
+        if side is Side.NO:
+            yes_body = _dumps({**body, "price_dollars": format_price(DOLLAR - price)})
+        self._emit("orderbook_delta", info.ticker, ts_ms, body, delta, yes_body)
+
+    # --- ticker -----------------------------------------------------------------------------
+
+    def _set_top(self, state: _Active) -> bool:
+        """Refresh the cached top of book; True when it changed."""
+        book = state.book
+        top = (book.best_yes_bid(), book.best_yes_ask())
+        market = self.universe.states[state.info.ticker]
+        market.yes_bid, market.yes_ask = top
+        if top == state.top:
+            return False
+        state.top = top
+        return True
+
+    def ticker_snapshot(self, ticker: str) -> SimEvent | None:
+        """The current ticker message of a trading market, not recorded (a view, used for
+        ``send_initial_snapshot``)."""
+        state = self._active.get(ticker)
+        if state is None:
+            return None
+        ts_ms = self.clock() // 1000
+        body, model = self._ticker(state, ts_ms)
+        return SimEvent("ticker", "ticker", ticker, ts_ms * 1000, _dumps(body), model)
+
+    def _publish_ticker(self, state: _Active, ts_ms: int) -> None:
+        body, model = self._ticker(state, ts_ms)
+        self._emit("ticker", state.info.ticker, ts_ms, body, model)
+
+    def _ticker(self, state: _Active, ts_ms: int) -> tuple[dict[str, Any], Ticker]:
+        info = state.info
+        bid, ask = state.top
+        ticker = Ticker(
+            ticker=info.ticker,
+            market_id=info.market_id,
+            price=state.last_price,
+            yes_bid=bid[0] if bid else 0,
+            yes_ask=ask[0] if ask else DOLLAR,
+            volume=state.volume,
+            open_interest=state.oi,
+            dollar_volume=state.dollar_volume // (PRICE_SCALE * SIZE_SCALE),
+            dollar_open_interest=state.dollar_oi // (PRICE_SCALE * SIZE_SCALE),
+            yes_bid_size=bid[1] if bid else 0,
+            yes_ask_size=ask[1] if ask else 0,
+            last_trade_size=state.last_size,
+            exchange_ts=ts_ms * 1000,
+        )
+        body = {
+            "market_id": info.market_id,
+            "market_ticker": info.ticker,
+            "price_dollars": "" if state.last_price is None else format_price(state.last_price),
+            "yes_bid_dollars": format_price(ticker.yes_bid or 0),
+            "yes_ask_dollars": format_price(DOLLAR if ticker.yes_ask is None else ticker.yes_ask),
+            "volume_fp": format_size(state.volume),
+            "open_interest_fp": format_size(state.oi),
+            "dollar_volume": ticker.dollar_volume,
+            "dollar_open_interest": ticker.dollar_open_interest,
+            "yes_bid_size_fp": format_size(ticker.yes_bid_size or 0),
+            "yes_ask_size_fp": format_size(ticker.yes_ask_size or 0),
+            "last_trade_size_fp": format_size(state.last_size),
+            "ts": ts_ms // 1000,
+            "ts_ms": ts_ms,
+            "time": format_rfc3339_us(ts_ms * 1000),
+        }
+        return body, ticker
+
+    def _emit(
+        self,
+        kind: str,
+        ticker: str,
+        ts_ms: int,
+        body: dict[str, Any],
+        model: Any,
+        yes_body: bytes | None = None,
+    ) -> None:
+        channel = _LIFECYCLE_CHANNEL if kind == "event_lifecycle" else kind
+        event = SimEvent(kind, channel, ticker, ts_ms * 1000, _dumps(body), model, yes_body)
+        self.truth.record(event)
+        self.publish(event)

@@ -1,0 +1,247 @@
+"""Fault injection: at run time (``sim.faults``) or on a schedule (:class:`FaultPlan`).
+
+Every fault is counted in ``truth.faults_injected`` once per *observable occurrence*:
+one per connection dropped, silenced, delayed or refused, one per seq gap or repeated frame,
+one per malformed frame sent, one per REST answer turned into a 429 or 5xx. A fault aimed
+at no connection (nobody connected) therefore counts nothing.
+
+Plan grammar (``kalshi sim --faults SPEC``)::
+
+    SPEC   := ENTRY ("," ENTRY)*
+    ENTRY  := KIND "=" WHEN
+    WHEN   := "every:" DUR [":" ARG]        repeat every DUR, first at DUR
+            | "at:" DUR [":" ARG]           once, DUR after start
+    DUR    := NUMBER ("ms" | "s" | "m")     e.g. 500ms, 5s, 1.5m
+    KIND   := drop | drop_abrupt | silent | delay | skip_seq | repeat_seq
+            | malformed | malformed_json | malformed_truncated | malformed_unknown_type
+            | malformed_wrong_type | rest429 | rest5xx | refuse
+
+``ARG`` is a duration for silent, delay, rest429, rest5xx and refuse (default 3s) and a
+count for skip_seq and repeat_seq (default 1). ``malformed`` cycles through the four kinds.
+Example: ``drop=every:5s,silent=at:10s:3s,skip_seq=every:7s,malformed=every:3s,rest429=at:20s:5s``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Final, Protocol
+
+import trio
+from attrs import frozen
+
+from kalshi.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kalshi.sim.ws import Session
+
+__all__ = ["MALFORMED_KINDS", "FaultPlan", "FaultStep", "Faults"]
+
+MALFORMED_KINDS: Final = ("json", "truncated", "unknown_type", "wrong_type")
+_TIMED: Final = frozenset({"silent", "delay", "rest429", "rest5xx", "refuse"})
+_COUNTED: Final = frozenset({"skip_seq", "repeat_seq"})
+_KINDS: Final = frozenset(
+    {"drop", "drop_abrupt", "malformed", *(f"malformed_{k}" for k in MALFORMED_KINDS)}
+    | _TIMED
+    | _COUNTED
+)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
+
+
+class _Sessions(Protocol):
+    def __iter__(self) -> Iterable[Session]: ...
+
+
+class Faults:
+    """Runtime fault injection on every open connection (and on REST)."""
+
+    def __init__(self, counter: Counter[str], sessions: Callable[[], list[Session]]) -> None:
+        self._counter = counter
+        self._sessions = sessions
+        self.rest_429_until = float("-inf")
+        self.rest_5xx_until = float("-inf")
+        self.refuse_until = float("-inf")
+        self._malformed_next = 0
+
+    def count(self, kind: str, n: int = 1) -> None:
+        self._counter[kind] += n
+
+    def drop_connections(self, *, abrupt: bool = False) -> int:
+        """Close every WebSocket: with a close frame (1001) or, ``abrupt``, with a TCP reset
+        and no close frame. Returns how many were dropped."""
+        sessions = self._sessions()
+        for session in sessions:
+            session.drop(abrupt=abrupt)
+        self.count("drop_abrupt" if abrupt else "drop", len(sessions))
+        return len(sessions)
+
+    def go_silent(self, seconds: float) -> int:
+        """Every connection stops sending anything (pings too) for ``seconds``; nothing is
+        closed and nothing generated meanwhile is lost (it is sent afterwards)."""
+        sessions = self._sessions()
+        until = trio.current_time() + seconds
+        for session in sessions:
+            session.silent_until = max(session.silent_until, until)
+            session.wake()
+        self.count("silent", len(sessions))
+        return len(sessions)
+
+    def delay(self, seconds: float) -> int:
+        """Hold every connection's data frames for ``seconds`` (pings still flow)."""
+        sessions = self._sessions()
+        until = trio.current_time() + seconds
+        for session in sessions:
+            session.hold_until = max(session.hold_until, until)
+            session.wake()
+        self.count("delay", len(sessions))
+        return len(sessions)
+
+    def skip_seq(self, n: int = 1) -> None:
+        """On every connection, the next sequenced frame jumps ``n`` seqs ahead (one gap,
+        counted when it is sent)."""
+        for session in self._sessions():
+            session.pending_skip += n
+
+    def repeat_seq(self, n: int = 1) -> None:
+        """On every connection, the next sequenced frame is sent ``n`` more times (counted
+        per duplicate sent)."""
+        for session in self._sessions():
+            session.pending_repeat += n
+
+    def send_malformed(self, kind: str) -> int:
+        """Send one bad frame on every connection: ``json`` (not JSON), ``truncated`` (a
+        real frame cut in half), ``unknown_type`` (a well-formed frame of an unknown type),
+        ``wrong_type`` (a ticker frame with a number where a string belongs). None of them
+        consumes a seq."""
+        if kind not in MALFORMED_KINDS:
+            raise ValueError(f"malformed kind must be one of {MALFORMED_KINDS}, got {kind!r}")
+        sessions = self._sessions()
+        for session in sessions:
+            session.send_malformed(kind)
+        self.count("malformed", len(sessions))
+        return len(sessions)
+
+    def next_malformed_kind(self) -> str:
+        kind = MALFORMED_KINDS[self._malformed_next % len(MALFORMED_KINDS)]
+        self._malformed_next += 1
+        return kind
+
+    def rest_429(self, seconds: float) -> None:
+        """Answer every REST request with 429 ``{"error":"too many requests"}`` for
+        ``seconds`` (counted per answer)."""
+        self.rest_429_until = max(self.rest_429_until, trio.current_time() + seconds)
+
+    def rest_5xx(self, seconds: float) -> None:
+        """Answer every REST request with 503 for ``seconds`` (counted per answer)."""
+        self.rest_5xx_until = max(self.rest_5xx_until, trio.current_time() + seconds)
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Reset every new TCP connection (REST and WebSocket) for ``seconds`` (counted per
+        connection refused)."""
+        self.refuse_until = max(self.refuse_until, trio.current_time() + seconds)
+
+
+@frozen
+class FaultStep:
+    kind: str
+    at: float  # seconds after start of the first occurrence
+    every: float | None  # repeat period, None = once
+    arg: float  # duration (timed kinds) or count (seq kinds)
+
+
+def _duration(text: str, where: str) -> float:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ConfigError(
+            f"faults: {where}: expected a duration like 500ms, 5s or 1.5m, got {text!r}"
+        )
+    value = float(match[1])
+    return value / 1000 if match[2] == "ms" else value * 60 if match[2] == "m" else value
+
+
+@frozen
+class FaultPlan:
+    """A schedule of faults, relative to the exchange's start."""
+
+    steps: tuple[FaultStep, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultPlan:
+        """Parse the grammar above; raises ConfigError naming the bad entry."""
+        steps = []
+        for raw in spec.split(","):
+            entry = raw.strip()
+            if not entry:
+                continue
+            kind, eq, when = entry.partition("=")
+            kind = kind.strip()
+            if not eq or kind not in _KINDS:
+                raise ConfigError(
+                    f"faults: {entry!r}: expected KIND=every:DUR or KIND=at:DUR, KIND one of "
+                    + ", ".join(sorted(_KINDS))
+                )
+            mode, _, rest = when.partition(":")
+            if mode not in ("every", "at") or not rest:
+                raise ConfigError(f"faults: {entry!r}: expected every:DUR or at:DUR after '='")
+            first, _, arg_text = rest.partition(":")
+            at = _duration(first, entry)
+            if kind in _TIMED:
+                arg = _duration(arg_text, entry) if arg_text else 3.0
+            elif kind in _COUNTED:
+                if arg_text and not arg_text.isdigit():
+                    raise ConfigError(f"faults: {entry!r}: the count must be a whole number")
+                arg = float(arg_text or 1)
+            elif arg_text:
+                raise ConfigError(f"faults: {entry!r}: {kind} takes no argument")
+            else:
+                arg = 0.0
+            if mode == "every" and at <= 0:
+                raise ConfigError(f"faults: {entry!r}: the period must be positive")
+            steps.append(FaultStep(kind, at, at if mode == "every" else None, arg))
+        return cls(tuple(steps))
+
+    async def run(
+        self, faults: Faults, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Apply the steps on time until cancelled (returns when no step is left)."""
+        start = trio.current_time()
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            for step in self.steps:
+                nursery.start_soon(_run_step, step, faults, start)
+
+
+async def _run_step(step: FaultStep, faults: Faults, start: float) -> None:
+    when = start + step.at
+    while True:
+        await trio.sleep_until(when)
+        apply(step, faults)
+        if step.every is None:
+            return
+        when += step.every
+
+
+def apply(step: FaultStep, faults: Faults) -> None:
+    """Inject one occurrence of ``step`` now."""
+    kind, arg = step.kind, step.arg
+    if kind in ("drop", "drop_abrupt"):
+        faults.drop_connections(abrupt=kind == "drop_abrupt")
+    elif kind == "silent":
+        faults.go_silent(arg)
+    elif kind == "delay":
+        faults.delay(arg)
+    elif kind == "skip_seq":
+        faults.skip_seq(int(arg))
+    elif kind == "repeat_seq":
+        faults.repeat_seq(int(arg))
+    elif kind == "malformed":
+        faults.send_malformed(faults.next_malformed_kind())
+    elif kind.startswith("malformed_"):
+        faults.send_malformed(kind.removeprefix("malformed_"))
+    elif kind == "rest429":
+        faults.rest_429(arg)
+    elif kind == "rest5xx":
+        faults.rest_5xx(arg)
+    else:
+        faults.refuse_connections(arg)

@@ -1,0 +1,441 @@
+"""The simulated exchange: one port serving REST (h11) and the WebSocket (wsproto).
+
+Each accepted connection is read with h11. A request to ``/trade-api/ws/v2`` asking for an
+upgrade is authenticated (RSA-PSS headers, clock-skew window), answered ``101`` and handed
+to a :class:`~kalshi.sim.ws.Session`; anything else is a REST GET answered by
+:class:`~kalshi.sim.rest.RestApi`, with keep-alive.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import socket
+import struct
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+import orjson
+import trio
+import trio.testing
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from kalshi.auth import (
+    ACCESS_KEY,
+    ACCESS_SIGNATURE,
+    ACCESS_TIMESTAMP,
+    generate_rsa_key_pem,
+    verify_signature,
+)
+from kalshi.book import OrderBook
+from kalshi.http.server import Request, Response
+from kalshi.sim.engine import Engine
+from kalshi.sim.faults import FaultPlan, Faults
+from kalshi.sim.rest import API_ROOT, TOO_MANY, RestApi
+from kalshi.sim.truth import SimEvent, Truth
+from kalshi.sim.universe import Universe
+from kalshi.sim.ws import (
+    DEFAULT_BUFFER,
+    Broker,
+    Exchange,
+    Session,
+    Subscription,
+    _envelope,
+    ws_frame,
+)
+
+__all__ = ["WS_PATH", "SimExchange", "open_sim_exchange"]
+
+WS_PATH: Final = "/trade-api/ws/v2"
+MAX_CONNECTIONS_PER_USER: Final = 200
+DEFAULT_SKEW_S: Final = 5.0
+_WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_MAX_HEAD: Final = 16 * 1024
+_BLAST_CHUNK: Final = 256 * 1024
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+class SimExchange(Exchange):
+    """A running simulated exchange (made by :func:`open_sim_exchange`).
+
+    ``rest_url``/``ws_url`` to connect, ``key_id``/``private_key_pem`` to sign with,
+    ``truth`` (what happened), ``faults`` (inject now), ``engine`` (pause/resume/step).
+    """
+
+    def __init__(
+        self,
+        *,
+        markets: int,
+        rate: float,
+        seed: int,
+        active: int | None = None,
+        tier: str | None = "basic",
+        auth: str = "rsa",
+        private_key_pem: bytes | None = None,
+        clock: Callable[[], int] = wall_clock_us,
+        skew_s: float = DEFAULT_SKEW_S,
+        lifecycle_every: float | None = None,
+        blast: bool = False,
+        blast_events: int = 100_000,
+        buffer_limit: int = DEFAULT_BUFFER,
+    ) -> None:
+        if auth not in ("rsa", "none"):
+            raise ValueError("auth must be 'rsa' or 'none'")
+        self.clock = clock
+        self.auth = auth
+        self.skew_ms = int(skew_s * 1000)
+        self.buffer_limit = buffer_limit
+        self.universe = Universe(markets, clock(), seed)
+        self.truth = Truth(self.universe)
+        self.broker = Broker()
+        self.sessions: set[Session] = set()
+        self.faults = Faults(self.truth.faults_injected, lambda: list(self.sessions))
+        self.engine = Engine(
+            self.universe,
+            self.truth,
+            rate=rate,
+            active=50 if active is None else active,
+            seed=seed,
+            clock=clock,
+            lifecycle_every=lifecycle_every,
+        )
+        self.engine.publish = self._publish
+        self.rest = RestApi(self, tier)
+        self.private_key_pem = private_key_pem or generate_rsa_key_pem()[0]
+        key = serialization.load_pem_private_key(self.private_key_pem, password=None)
+        assert isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey)
+        self._public_key = key.public_key()
+        self.key_id = str(uuid.UUID(int=random.Random(seed).getrandbits(128), version=4))
+        self.private_key_path: Path | None = None
+        self.rest_url = ""
+        self.ws_url = ""
+        self.port = 0
+        self._per_user: Counter[str] = Counter()
+        self._last_ticker: dict[str, SimEvent] = {}
+        self._nursery: trio.Nursery | None = None
+        self.blast_books: dict[str, OrderBook] | None = None
+        self.blast_events: list[SimEvent] | None = None
+        self._blast_cache: dict[tuple[object, ...], tuple[list[bytes], int]] = {}
+        if blast:
+            self._pregenerate(blast_events)
+
+    # --- engine hooks -------------------------------------------------------------------------
+
+    def _publish(self, event: SimEvent) -> None:
+        if event.type == "ticker":
+            self._last_ticker[event.ticker] = event
+        self.broker.publish(event)
+
+    def _pregenerate(self, count: int) -> None:
+        self.blast_books = {t: b.copy() for t, b in self.truth.books.items()}
+        self.engine.pause()
+        while len(self.truth.events) < count and self.engine.active_tickers:
+            self.engine.step(64)
+        self.blast_events = list(self.truth.events)
+
+    def market_known(self, ticker: str) -> bool:
+        return self.universe.get(ticker) is not None
+
+    def market_id(self, ticker: str) -> str:
+        info = self.universe.get(ticker)
+        return "" if info is None else info.market_id
+
+    def ticker_event(self, ticker: str) -> SimEvent | None:
+        return self._last_ticker.get(ticker) or self.engine.ticker_snapshot(ticker)
+
+    def blast_chunks(self, sub: Subscription, start_seq: int) -> tuple[list[bytes], int]:
+        """Pre-encoded frames of every pre-generated message ``sub`` wants (cached)."""
+        tickers = None if sub.tickers is None else frozenset(sub.tickers)
+        key = (sub.channel, sub.sid, start_seq, tickers, sub.use_yes_price)
+        cached = self._blast_cache.get(key)
+        if cached is not None:
+            return cached
+        chunks: list[bytes] = []
+        parts: list[bytes] = []
+        size = 0
+        seq = start_seq
+        sequenced = sub.sequenced
+        count = 0
+        for event in self.blast_events or ():
+            if event.channel != sub.channel or (
+                tickers is not None and event.ticker not in tickers
+            ):
+                continue
+            body = event.yes_body if sub.use_yes_price and event.yes_body else event.body
+            if sequenced:
+                seq += 1
+                frame = ws_frame(_envelope(event.type, body, sid=sub.sid, seq=seq))
+            else:
+                frame = ws_frame(_envelope(event.type, body, sid=sub.sid))
+            count += 1
+            parts.append(frame)
+            size += len(frame)
+            if size >= _BLAST_CHUNK:
+                chunks.append(b"".join(parts))
+                parts, size = [], 0
+        if parts:
+            chunks.append(b"".join(parts))
+        result = (chunks, seq - start_seq if sequenced else 0)
+        self._blast_cache[key] = result
+        return result
+
+    # --- public helpers -----------------------------------------------------------------------
+
+    def add_market(self, **kwargs: object) -> str:
+        """Create a market now and announce it (see :meth:`Engine.add_market`)."""
+        return self.engine.add_market(**kwargs)  # type: ignore[arg-type]
+
+    def settle_market(self, ticker: str, result: str = "yes") -> None:
+        """Close, determine and settle ``ticker`` now (see :meth:`Engine.settle_market`)."""
+        self.engine.settle_market(ticker, result)
+
+    async def drain(self) -> None:
+        """Wait until every connection has handed all its queued frames to its socket."""
+        for session in list(self.sessions):
+            await session.wait_flushed()
+
+    async def connect_memory(self) -> trio.abc.Stream:
+        """A client stream wired to this exchange in memory (no socket): speak HTTP or the
+        WebSocket handshake on it, e.g. with ``trio_websocket.wrap_client_stream``."""
+        assert self._nursery is not None, "the exchange is not running"
+        client, server = trio.testing.memory_stream_pair()
+        self._nursery.start_soon(self.serve_connection, server)
+        return client
+
+    # --- connections --------------------------------------------------------------------------
+
+    async def serve_connection(self, stream: trio.abc.Stream) -> None:
+        """Serve one client connection (HTTP keep-alive, or one WebSocket session)."""
+        if trio.current_time() < self.faults.refuse_until:
+            self.faults.count("refuse")
+            _reset(stream)
+            await stream.aclose()
+            return
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+        try:
+            async with stream:
+                while True:
+                    request = await _read_request(stream, conn)
+                    if request is None:
+                        return
+                    target = urlsplit(request.target.decode("ascii", "replace"))
+                    headers = {
+                        k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers
+                    }
+                    if headers.get("upgrade", "").lower() == "websocket":
+                        await self._upgrade(stream, conn, target.path, headers)
+                        return
+                    response = self._rest(
+                        request.method.decode(), target.path, target.query, headers, stream
+                    )
+                    await _send(stream, conn, response)
+                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        return
+                    conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
+            return
+
+    def _rest(
+        self, method: str, path: str, query: str, headers: dict[str, str], stream: trio.abc.Stream
+    ) -> Response:
+        now = trio.current_time()
+        if now < self.faults.rest_429_until:
+            self.faults.count("rest429")
+            return TOO_MANY
+        if now < self.faults.rest_5xx_until:
+            self.faults.count("rest5xx")
+            return Response(
+                503, b'{"error":{"code":"service_unavailable","message":"service unavailable"}}'
+            )
+        who = _peer(stream)
+        if ACCESS_KEY.lower() in headers or ACCESS_SIGNATURE.lower() in headers:
+            key_id, problem = self.authenticate(headers, method, path)
+            if problem:
+                return _unauthorized(problem)
+            who = f"key:{key_id}"
+        if not self.rest.allow(who):
+            return TOO_MANY
+        request = Request(method, path, parse_qs(query, keep_blank_values=True), headers)
+        return self.rest.handle(request)
+
+    def authenticate(self, headers: dict[str, str], method: str, path: str) -> tuple[str, str]:
+        """(key id, "") when the three signing headers are valid, else ("", the problem)."""
+        key_id = headers.get(ACCESS_KEY.lower(), "")
+        stamp = headers.get(ACCESS_TIMESTAMP.lower(), "")
+        signature = headers.get(ACCESS_SIGNATURE.lower(), "")
+        missing = [
+            name
+            for name, value in (
+                (ACCESS_KEY, key_id),
+                (ACCESS_TIMESTAMP, stamp),
+                (ACCESS_SIGNATURE, signature),
+            )
+            if not value
+        ]
+        if missing:
+            return "", "missing header " + ", ".join(missing)
+        if key_id != self.key_id:
+            return "", "unknown API key"
+        if not stamp.isdigit():
+            return "", "invalid timestamp"
+        if abs(self.clock() // 1000 - int(stamp)) > self.skew_ms:
+            return "", "timestamp outside the allowed window"
+        if not verify_signature(
+            self._public_key, (stamp + method.upper() + path).encode(), signature
+        ):
+            return "", "invalid signature"
+        return key_id, ""
+
+    async def _upgrade(
+        self, stream: trio.abc.Stream, conn: h11.Connection, path: str, headers: dict[str, str]
+    ) -> None:
+        if path != WS_PATH:
+            await _send(
+                stream, conn, Response(404, b'{"error":{"code":"not_found","message":"not found"}}')
+            )
+            return
+        user = "anonymous"
+        if self.auth == "rsa":
+            key_id, problem = self.authenticate(headers, "GET", path)
+            if problem:
+                await _send(stream, conn, _unauthorized(problem))
+                return
+            user = key_id
+        ws_key = headers.get("sec-websocket-key", "")
+        if not ws_key or headers.get("sec-websocket-version") != "13":
+            await _send(
+                stream,
+                conn,
+                Response(
+                    400, b'{"error":{"code":"bad_request","message":"not a WebSocket handshake"}}'
+                ),
+            )
+            return
+        if self._per_user[user] >= MAX_CONNECTIONS_PER_USER:
+            await _send(stream, conn, TOO_MANY)
+            return
+        accept = base64.b64encode(hashlib.sha1(ws_key.encode() + _WS_GUID).digest())
+        await stream.send_all(
+            conn.send(
+                h11.InformationalResponse(
+                    status_code=101,
+                    headers=[
+                        (b"upgrade", b"websocket"),
+                        (b"connection", b"Upgrade"),
+                        (b"sec-websocket-accept", accept),
+                    ],
+                )
+            )
+        )
+        trailing, _ = conn.trailing_data
+        self._per_user[user] += 1
+
+        def closed(session: Session) -> None:
+            self.sessions.discard(session)
+            self._per_user[user] -= 1
+
+        session = Session(self, stream, bytes(trailing), closed)
+        self.sessions.add(session)
+        await session.serve()
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return "memory"
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return "unknown"
+
+
+def _reset(stream: trio.abc.Stream) -> None:
+    sock = getattr(stream, "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _unauthorized(problem: str) -> Response:
+    return Response(
+        401, orjson.dumps({"error": {"code": "authentication_error", "message": problem}})
+    )
+
+
+async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Request | None:
+    request: h11.Request | None = None
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(bytes(await stream.receive_some(65536)))
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.EndOfMessage):
+            return request
+        elif isinstance(event, h11.Data):
+            continue
+        else:
+            return None
+
+
+async def _send(stream: trio.abc.Stream, conn: h11.Connection, response: Response) -> None:
+    headers = [
+        ("content-type", response.content_type),
+        ("content-length", str(len(response.body))),
+        *response.headers,
+    ]
+    data = conn.send(h11.Response(status_code=response.status, headers=headers))
+    data += conn.send(h11.Data(data=response.body)) + conn.send(h11.EndOfMessage())
+    await stream.send_all(data)
+
+
+@asynccontextmanager
+async def open_sim_exchange(
+    markets: int = 50,
+    rate: float = 500.0,
+    seed: int = 1,
+    faults: FaultPlan | None = None,
+    port: int = 0,
+    blast: bool = False,
+    *,
+    host: str = "127.0.0.1",
+    **options: object,
+) -> AsyncIterator[SimExchange]:
+    """Run a simulated exchange on ``host:port`` (0: an ephemeral port) for the block.
+
+    ``markets`` generated markets, of which ``active`` (default 50) trade at ``rate``
+    messages/s in total; ``faults`` runs a schedule from the start; ``blast`` pre-generates
+    ``blast_events`` messages and streams them to each subscription as fast as the socket
+    takes them. Other options: ``tier`` (REST read budget: ``basic`` ... ``prestige`` or
+    None for unlimited), ``auth`` (``rsa`` or ``none``), ``private_key_pem``, ``clock``
+    (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
+    ``buffer_limit`` (outbox bytes per connection before error 25). Raises OSError if the
+    port cannot be bound. Leaving the block closes every connection.
+    """
+    sim = SimExchange(markets=markets, rate=rate, seed=seed, blast=blast, **options)  # type: ignore[arg-type]
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    sim.port = listeners[0].socket.getsockname()[1]
+    sim.rest_url = f"http://{host}:{sim.port}{API_ROOT}"
+    sim.ws_url = f"ws://{host}:{sim.port}{WS_PATH}"
+    async with trio.open_nursery() as nursery:
+        sim._nursery = nursery
+        await nursery.start(trio.serve_listeners, sim.serve_connection, listeners)
+        if not blast:
+            await nursery.start(sim.engine.run)
+        if faults is not None:
+            await nursery.start(faults.run, sim.faults)
+        try:
+            yield sim
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,699 @@
+"""The WebSocket side: one :class:`Session` per connection, a :class:`Broker` fanning the
+engine's messages out to subscriptions.
+
+Frames are built here directly (a server frame is an unmasked header plus the payload), so
+one encoded message body serves every subscriber and blast mode can hand the socket large
+pre-built chunks; ``wsproto`` parses what the client sends (masking, fragmentation, pings,
+close). Everything a session sends goes through one outbox drained by one writer task, so
+command replies and data keep their order, and faults (silence, delay) act in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+import trio
+import trio.lowlevel
+from wsproto import ConnectionType
+from wsproto.connection import Connection
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.utilities import RemoteProtocolError
+
+from kalshi.models.units import DOLLAR, format_price, format_size
+from kalshi.sim.truth import SimEvent
+
+if TYPE_CHECKING:
+    from kalshi.book import OrderBook
+    from kalshi.sim.faults import Faults
+    from kalshi.sim.truth import Truth
+
+__all__ = ["HEARTBEAT_INTERVAL", "Broker", "Session", "Subscription", "ws_frame"]
+
+log = logging.getLogger("kalshi.sim")
+
+HEARTBEAT_INTERVAL: Final = 10.0
+MAX_MARKETS_PER_SESSION: Final = 500_000
+MAX_COMMANDS_PER_S: Final = 10_000
+DEFAULT_BUFFER: Final = 16 * 1024 * 1024  # outbox bytes before error 25
+_CHUNK: Final = 256 * 1024
+_PING: Final = b"\x89\x09heartbeat"
+
+ORDERBOOK: Final = "orderbook_delta"
+LIFECYCLE: Final = "market_lifecycle_v2"
+_SEQUENCED: Final = frozenset({ORDERBOOK, "trade", LIFECYCLE})
+_WITH_DATA: Final = frozenset({ORDERBOOK, "trade", "ticker", LIFECYCLE})
+# Channels the exchange knows (AA). Those without data here are private or index feeds.
+KNOWN_CHANNELS: Final = frozenset(
+    {
+        *_WITH_DATA,
+        "fill",
+        "market_positions",
+        "multivariate_market_lifecycle",
+        "communications",
+        "order_group_updates",
+        "user_orders",
+        "cfbenchmarks_value",
+        "cfbenchmarks_value_5hz",
+        "pyth_value",
+    }
+)
+_ERRORS: Final = {
+    1: "Unable to process message",
+    2: "Params required",
+    3: "Channels required",
+    4: "Subscription IDs required",
+    5: "Unknown command",
+    7: "Unknown subscription ID",
+    8: "Unknown channel name",
+    11: "Invalid parameter",
+    12: "Exactly one subscription ID is required",
+    13: "Unsupported action",
+    14: "Market Ticker required",
+    15: "Action required",
+    25: "Subscription buffer overflow",
+    26: "Subscription market limit exceeded",
+    27: "Too many requests",
+}
+_ACTIONS: Final = frozenset({"add_markets", "delete_markets", "get_snapshot"})
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One unmasked, final server frame."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, n))
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+    return head + payload
+
+
+def _envelope(
+    kind: str,
+    msg: bytes,
+    *,
+    sid: int | None = None,
+    seq: int | None = None,
+    ident: int | None = None,
+) -> bytes:
+    head = b'{"type":"%s"' % kind.encode()
+    if ident:
+        head += b',"id":%d' % ident
+    if sid is not None:
+        head += b',"sid":%d' % sid
+    if seq is not None:
+        head += b',"seq":%d' % seq
+    return head + b',"msg":' + msg + b"}"
+
+
+class Subscription:
+    """One ``sid`` of one session: a channel, its markets (``None`` = all) and its seq."""
+
+    __slots__ = ("blast_task", "channel", "seq", "session", "sid", "tickers", "use_yes_price")
+
+    def __init__(
+        self,
+        session: Session,
+        sid: int,
+        channel: str,
+        tickers: set[str] | None,
+        use_yes_price: bool,
+    ) -> None:
+        self.session = session
+        self.sid = sid
+        self.channel = channel
+        self.tickers = tickers
+        self.seq = 0
+        self.use_yes_price = use_yes_price
+        self.blast_task: trio.CancelScope | None = None
+
+    @property
+    def sequenced(self) -> bool:
+        return self.channel in _SEQUENCED
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+class Broker:
+    """Routes each engine message to the subscriptions that want it."""
+
+    def __init__(self) -> None:
+        self._all: dict[str, set[Subscription]] = {c: set() for c in _WITH_DATA}
+        self._by_ticker: dict[str, dict[str, set[Subscription]]] = {c: {} for c in _WITH_DATA}
+
+    def add(self, sub: Subscription, tickers: Iterable[str] | None) -> None:
+        if sub.channel not in _WITH_DATA:
+            return
+        if tickers is None:
+            self._all[sub.channel].add(sub)
+            return
+        index = self._by_ticker[sub.channel]
+        for ticker in tickers:
+            index.setdefault(ticker, set()).add(sub)
+
+    def remove(self, sub: Subscription, tickers: Iterable[str] | None = None) -> None:
+        """Stop routing ``tickers`` (default: everything) to ``sub``."""
+        if sub.channel not in _WITH_DATA:
+            return
+        self._all[sub.channel].discard(sub)
+        index = self._by_ticker[sub.channel]
+        for ticker in sub.tickers or () if tickers is None else tickers:
+            subs = index.get(ticker)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del index[ticker]
+
+    def publish(self, event: SimEvent) -> None:
+        for sub in self._all[event.channel]:
+            sub.session.deliver(sub, event)
+        subs = self._by_ticker[event.channel].get(event.ticker)
+        if subs:
+            for sub in tuple(subs):
+                sub.session.deliver(sub, event)
+
+
+class Exchange:
+    """What a session needs from the exchange (implemented by ``SimExchange``)."""
+
+    truth: Truth
+    broker: Broker
+    faults: Faults
+    blast_books: dict[str, OrderBook] | None
+    blast_events: list[SimEvent] | None
+    buffer_limit: int
+
+    def market_known(self, ticker: str) -> bool:
+        raise NotImplementedError
+
+    def market_id(self, ticker: str) -> str:
+        raise NotImplementedError
+
+    def ticker_event(self, ticker: str) -> SimEvent | None:
+        raise NotImplementedError
+
+    def blast_chunks(self, sub: Subscription, start_seq: int) -> tuple[list[bytes], int]:
+        raise NotImplementedError
+
+
+class _Rate:
+    """Token bucket over Trio time (per-session command rate)."""
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate, self.capacity = rate, capacity
+        self.tokens, self.stamp = capacity, trio.current_time()
+
+    def take(self) -> bool:
+        now = trio.current_time()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Session:
+    """One WebSocket connection after a successful handshake."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        stream: trio.abc.Stream,
+        trailing: bytes,
+        on_close: Callable[[Session], None],
+    ) -> None:
+        self.exchange = exchange
+        self.stream = stream
+        self._ws = Connection(ConnectionType.SERVER, trailing_data=trailing)
+        self._on_close = on_close
+        self.subs: dict[int, Subscription] = {}
+        self._next_sid = 1
+        self._data: deque[bytes] = deque()
+        self._data_bytes = 0
+        self._control: deque[bytes] = deque()
+        self._wake = trio.Event()
+        self._writable = trio.Event()
+        self._commands = _Rate(MAX_COMMANDS_PER_S, MAX_COMMANDS_PER_S)
+        self.silent_until = float("-inf")
+        self.hold_until = float("-inf")
+        self.pending_skip = 0
+        self.pending_repeat = 0
+        self._closing: str | None = None  # "clean" | "abrupt"
+        self._scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self.markets = 0
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Read commands and write frames until the client leaves or the session is dropped."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._heartbeat)
+                await self._reader()
+                nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self._close_subs()
+            self._on_close(self)
+            await self._close_transport()
+
+    def _close_subs(self) -> None:
+        for sub in self.subs.values():
+            self.exchange.broker.remove(sub)
+        self.subs.clear()
+
+    async def _close_transport(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            if self._closing == "abrupt":
+                sock = getattr(self.stream, "socket", None)
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.stream.aclose()
+
+    async def _reader(self) -> None:
+        parts: list[str] = []
+        while True:
+            for event in self._ws.events():
+                if isinstance(event, TextMessage):
+                    parts.append(event.data)
+                    if event.message_finished:
+                        text, parts = "".join(parts), []
+                        self._command(text)
+                elif isinstance(event, BytesMessage):
+                    if event.message_finished:
+                        self._error(0, 1)
+                elif isinstance(event, Ping):
+                    self._push_control(self._ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    self._push_control(ws_frame(struct.pack("!H", event.code), 0x8))
+                    self._closing = "clean"
+                    await self._flush_and_stop()
+                    return
+            if self._closing is not None:
+                await trio.sleep_forever()
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return
+            try:
+                self._ws.receive_data(bytes(data))
+            except RemoteProtocolError:
+                return
+
+    async def _flush_and_stop(self) -> None:
+        with trio.move_on_after(2):
+            while self._control or self._data:
+                self._wake.set()
+                await trio.sleep(0.01)
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while True:
+                now = trio.current_time()
+                if now < self.silent_until:
+                    await trio.sleep_until(self.silent_until)
+                    continue
+                out = b"".join(self._control)
+                self._control.clear()
+                sent_data = 0
+                if now >= self.hold_until:
+                    parts = []
+                    while self._data and len(out) + sent_data < _CHUNK:
+                        part = self._data.popleft()
+                        parts.append(part)
+                        sent_data += len(part)
+                    out += b"".join(parts)
+                if not out:
+                    if self._data:
+                        await trio.sleep_until(self.hold_until)
+                        continue
+                    break
+                await self.stream.send_all(out)
+                self._data_bytes -= sent_data
+                if sent_data:
+                    self._writable.set()
+                    self._writable = trio.Event()
+            if self._closing is not None and not self._control and not self._data:
+                await self._finish_drop()
+
+    async def _finish_drop(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await trio.sleep(HEARTBEAT_INTERVAL)
+            if trio.current_time() >= self.silent_until:
+                self._push_control(_PING)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait_flushed(self) -> None:
+        """Until the outbox is empty (everything handed to the socket)."""
+        while self._data or self._control:
+            self._wake.set()
+            if self._data:
+                await self._writable.wait()
+            else:
+                await trio.lowlevel.checkpoint()
+
+    def drop(self, *, abrupt: bool) -> None:
+        if self._closing is not None:
+            return
+        self._closing = "abrupt" if abrupt else "clean"
+        if abrupt:
+            self._data.clear()
+            self._control.clear()
+            if self._scope is not None:
+                self._scope.cancel()
+        else:
+            self._push_control(ws_frame(struct.pack("!H", 1001) + b"going away", 0x8))
+
+    # --- output -----------------------------------------------------------------------------
+
+    def _push_control(self, frame: bytes) -> None:
+        self._control.append(frame)
+        self._wake.set()
+
+    def _push(self, payload: bytes) -> None:
+        frame = ws_frame(payload)
+        self._data.append(frame)
+        self._data_bytes += len(frame)
+        self._wake.set()
+
+    def push_chunk(self, chunk: bytes) -> None:
+        self._data.append(chunk)
+        self._data_bytes += len(chunk)
+        self._wake.set()
+
+    async def wait_writable(self) -> None:
+        while self._data_bytes >= self.exchange.buffer_limit:
+            await self._writable.wait()
+
+    def _reply(self, kind: str, msg: Any, *, ident: int, sub: Subscription | None = None) -> None:
+        body = orjson.dumps(msg)
+        if sub is None:
+            self._push(_envelope(kind, body, ident=ident))
+        else:
+            self._push(_envelope(kind, body, ident=ident, sid=sub.sid, seq=sub.next_seq()))
+
+    def _error(self, ident: int, code: int, sub: Subscription | None = None, **extra: Any) -> None:
+        self._reply("error", {"code": code, "msg": _ERRORS[code], **extra}, ident=ident, sub=sub)
+
+    def deliver(self, sub: Subscription, event: SimEvent) -> None:
+        """Send one engine message on ``sub`` (the broker calls this)."""
+        if self._closing is not None:
+            return
+        if self._data_bytes >= self.exchange.buffer_limit:
+            self.exchange.truth.undelivered["overflow"] += 1
+            self._terminate(sub, 25)
+            return
+        body = event.yes_body if sub.use_yes_price and event.yes_body else event.body
+        if not sub.sequenced:
+            self._push(_envelope(event.type, body, sid=sub.sid))
+            return
+        if self.pending_skip:
+            sub.seq += self.pending_skip
+            self.pending_skip = 0
+            self.exchange.faults.count("skip_seq")
+        payload = _envelope(event.type, body, sid=sub.sid, seq=sub.next_seq())
+        self._push(payload)
+        while self.pending_repeat:
+            self.pending_repeat -= 1
+            self._push(payload)
+            self.exchange.faults.count("repeat_seq")
+
+    def _terminate(self, sub: Subscription, code: int) -> None:
+        """A terminal subscription error (10 or 25): the sid is gone."""
+        self.exchange.broker.remove(sub)
+        self.subs.pop(sub.sid, None)
+        self._error(0, code, sub)
+
+    def send_malformed(self, kind: str) -> None:
+        if kind == "json":
+            payload = b'{"type":"trade","sid":1,"seq":,"msg":{nope'
+        elif kind == "truncated":
+            whole = b'{"type":"ticker","sid":1,"msg":{"market_ticker":"KXHIGHNY-26NOV25-T52",'
+            payload = whole[: len(whole) // 2]
+        elif kind == "unknown_type":
+            payload = b'{"type":"market_mood","sid":1,"msg":{"market_ticker":"X","mood":"calm"}}'
+        else:
+            payload = (
+                b'{"type":"ticker","sid":1,"msg":{"market_id":"0","market_ticker":"X",'
+                b'"price_dollars":0.48,"yes_bid_dollars":"0.4500","yes_ask_dollars":"0.5300",'
+                b'"volume_fp":"1.00","open_interest_fp":"1.00","dollar_volume":1,'
+                b'"dollar_open_interest":1,"yes_bid_size_fp":"1.00","yes_ask_size_fp":"1.00",'
+                b'"last_trade_size_fp":"1.00","ts":1,"ts_ms":1000,"time":"1970-01-01T00:00:01Z"}}'
+            )
+        self._push(payload)
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def _command(self, text: str) -> None:
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            self._error(0, 1)
+            return
+        if type(frame) is not dict:
+            self._error(0, 1)
+            return
+        ident = frame.get("id", 0)
+        cmd = frame.get("cmd")
+        if type(ident) is not int or type(cmd) is not str:
+            self._error(ident if type(ident) is int else 0, 1)
+            return
+        if not self._commands.take():
+            self._error(ident, 27)
+            return
+        handler = {
+            "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe,
+            "update_subscription": self._update,
+            "list_subscriptions": self._list,
+        }.get(cmd)
+        if handler is None:
+            self._error(ident, 5)
+            return
+        params = frame.get("params")
+        if cmd == "list_subscriptions":
+            self._list(ident, {})
+            return
+        if type(params) is not dict:
+            self._error(ident, 2 if params is None else 1)
+            return
+        handler(ident, params)
+
+    def _tickers(self, ident: int, params: dict[str, Any]) -> list[str] | bool | None:
+        """``market_ticker`` xor ``market_tickers`` -> list, None (absent) or False (error
+        already sent)."""
+        one, many = params.get("market_ticker"), params.get("market_tickers")
+        if one is not None and many is not None:
+            self._error(ident, 11)
+            return False
+        if one is not None:
+            if type(one) is not str or not one:
+                self._error(ident, 11)
+                return False
+            return [one]
+        if many is None:
+            return None
+        if type(many) is not list or not all(type(t) is str and t for t in many):
+            self._error(ident, 11)
+            return False
+        return list(dict.fromkeys(many))
+
+    def _subscribe(self, ident: int, params: dict[str, Any]) -> None:
+        channels = params.get("channels")
+        if not channels or type(channels) is not list:
+            self._error(ident, 3)
+            return
+        if not all(type(c) is str and c in KNOWN_CHANNELS for c in channels):
+            self._error(ident, 8)
+            return
+        tickers = self._tickers(ident, params)
+        if tickers is False:
+            return
+        assert tickers is not True
+        if ORDERBOOK in channels and not tickers:
+            self._error(ident, 14)
+            return
+        added = len(tickers or ()) * len(channels)
+        if self.markets + added > MAX_MARKETS_PER_SESSION:
+            self._error(ident, 26)
+            return
+        use_yes = params.get("use_yes_price") is True
+        skip_ack = params.get("skip_ticker_ack") is True
+        initial = params.get("send_initial_snapshot") is True
+        for channel in dict.fromkeys(channels):
+            wanted = None if channel == LIFECYCLE else tickers
+            existing = next((s for s in self.subs.values() if s.channel == channel), None)
+            if existing is not None:
+                new = self._add_markets(existing, wanted)
+                msg = {} if skip_ack else {"market_tickers": sorted(existing.tickers or ())}
+                self._reply("ok", msg, ident=ident, sub=existing)
+                self._after_add(existing, new, ident=0, initial=initial)
+                continue
+            sub = Subscription(self, self._next_sid, channel, None, use_yes)
+            self._next_sid += 1
+            self.subs[sub.sid] = sub
+            self._reply("subscribed", {"channel": channel, "sid": sub.sid}, ident=ident)
+            new = self._add_markets(sub, wanted)
+            self._after_add(sub, new, ident=0, initial=initial)
+            if self.exchange.blast_events is not None and channel in _WITH_DATA:
+                self._start_blast(sub)
+
+    def _add_markets(self, sub: Subscription, tickers: list[str] | None) -> list[str]:
+        if tickers is None:
+            if sub.tickers is None and self.exchange.blast_events is None:
+                self.exchange.broker.add(sub, None)
+            return []
+        if sub.tickers is None:
+            sub.tickers = set()
+        new = [t for t in tickers if t not in sub.tickers]
+        sub.tickers.update(new)
+        self.markets += len(new)
+        if self.exchange.blast_events is None:
+            self.exchange.broker.add(sub, new)
+        return new
+
+    def _after_add(self, sub: Subscription, new: list[str], *, ident: int, initial: bool) -> None:
+        if sub.channel == ORDERBOOK:
+            for ticker in new:
+                self._snapshot(sub, ticker, ident)
+        elif sub.channel == "ticker" and initial:
+            for ticker in new:
+                event = self.exchange.ticker_event(ticker)
+                if event is not None:
+                    self._push(_envelope("ticker", event.body, sid=sub.sid))
+
+    def _snapshot(self, sub: Subscription, ticker: str, ident: int) -> None:
+        if not self.exchange.market_known(ticker):
+            return
+        books = self.exchange.blast_books
+        book = books.get(ticker) if books is not None else None
+        if book is None:
+            book = self.exchange.truth.books.get(ticker)
+        msg: dict[str, Any] = {
+            "market_ticker": ticker,
+            "market_id": self.exchange.market_id(ticker),
+        }
+        if book is not None and book.yes:
+            msg["yes_dollars_fp"] = [
+                [format_price(p), format_size(s)] for p, s in sorted(book.yes.items())
+            ]
+        if book is not None and book.no:
+            no = sorted(((DOLLAR - p if sub.use_yes_price else p), s) for p, s in book.no.items())
+            msg["no_dollars_fp"] = [[format_price(p), format_size(s)] for p, s in no]
+        self._push(
+            _envelope(
+                "orderbook_snapshot",
+                orjson.dumps(msg),
+                ident=ident,
+                sid=sub.sid,
+                seq=sub.next_seq(),
+            )
+        )
+
+    def _start_blast(self, sub: Subscription) -> None:
+        assert self._nursery is not None
+        chunks, count = self.exchange.blast_chunks(sub, sub.seq)
+        sub.seq += count
+        scope = trio.CancelScope()
+        sub.blast_task = scope
+
+        async def blast() -> None:
+            with scope:
+                for chunk in chunks:
+                    await self.wait_writable()
+                    self.push_chunk(chunk)
+
+        self._nursery.start_soon(blast)
+
+    def _unsubscribe(self, ident: int, params: dict[str, Any]) -> None:
+        sids = params.get("sids")
+        if not sids or type(sids) is not list:
+            self._error(ident, 4)
+            return
+        for sid in sids:
+            sub = self.subs.get(sid) if type(sid) is int else None
+            if sub is None:
+                self._error(ident, 7)
+                continue
+            self.exchange.broker.remove(sub)
+            if sub.blast_task is not None:
+                sub.blast_task.cancel()
+            del self.subs[sub.sid]
+            self.markets -= len(sub.tickers or ())
+            self._push(
+                b'{"id":%d,"sid":%d,"seq":%d,"type":"unsubscribed"}'
+                % (ident, sub.sid, sub.next_seq())
+            )
+
+    def _update(self, ident: int, params: dict[str, Any]) -> None:
+        sid, sids = params.get("sid"), params.get("sids")
+        if (sid is None) == (sids is None) or (
+            sids is not None and (type(sids) is not list or len(sids) != 1)
+        ):
+            self._error(ident, 12)
+            return
+        target = sid if sid is not None else sids[0]  # type: ignore[index]  # checked above
+        sub = self.subs.get(target) if type(target) is int else None
+        if sub is None:
+            self._error(ident, 7)
+            return
+        action = params.get("action")
+        if action is None:
+            self._error(ident, 15, sub)
+            return
+        if action not in _ACTIONS or (action == "get_snapshot" and sub.channel != ORDERBOOK):
+            self._error(ident, 13, sub)
+            return
+        tickers = self._tickers(ident, params)
+        if tickers is False:
+            return
+        if not tickers:
+            self._error(ident, 14, sub)
+            return
+        assert isinstance(tickers, list)
+        if action == "get_snapshot":
+            for ticker in tickers:
+                self._snapshot(sub, ticker, ident)
+            return
+        if action == "add_markets":
+            if self.markets + len(tickers) > MAX_MARKETS_PER_SESSION:
+                self._error(ident, 26, sub)
+                return
+            new = self._add_markets(sub, None if sub.channel == LIFECYCLE else tickers)
+            self._reply("ok", {"market_tickers": sorted(sub.tickers or ())}, ident=ident, sub=sub)
+            self._after_add(sub, new, ident=0, initial=params.get("send_initial_snapshot") is True)
+            return
+        gone = [t for t in tickers if sub.tickers is not None and t in sub.tickers]
+        if sub.tickers is not None:
+            sub.tickers.difference_update(gone)
+            self.markets -= len(gone)
+            self.exchange.broker.remove(sub, gone)
+        self._reply("ok", {"market_tickers": sorted(sub.tickers or ())}, ident=ident, sub=sub)
+
+    def _list(self, ident: int, params: dict[str, Any]) -> None:
+        listing = [{"channel": s.channel, "sid": s.sid} for s in self.subs.values()]
+        self._reply("ok", listing, ident=ident)
