@@ -1,13 +1,239 @@
-"""`kalshi replay`."""
+"""`kalshi replay FILE...`: a journal through the live pipeline, into a database or stdout,
+or re-served as a Kalshi WebSocket."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated, Literal
 
-from kalshi.cli.app import app, not_implemented
+import trio
+from cyclopts import Parameter
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from kalshi.cli.app import app, console, err_console, fail, load_or_exit
+from kalshi.config import GathererConfig
+from kalshi.errors import KalshiError, UnitError
+from kalshi.journal import JournalProblem, JournalRecord, read_journal
+from kalshi.models.units import parse_rfc3339_us
+from kalshi.replay import (
+    CsvSink,
+    JsonlSink,
+    Replayer,
+    ReplayFilter,
+    ReplayStats,
+    RowsSink,
+    replay_into_db,
+)
+from kalshi.replay import (
+    replay as replay_items,
+)
+from kalshi.replay.core import count_lines
+from kalshi.store import migrate, resolve_database
+from kalshi.store.schema import TABLES
+
+log = logging.getLogger("kalshi.cli")
+
+
+def parse_time(text: str, option: str) -> int:
+    """RFC 3339 (``2026-11-24T22:59:00Z``) or integer µs since the epoch."""
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        return parse_rfc3339_us(text)
+    except UnitError:
+        fail(f"{option}: expected an RFC 3339 time or µs since the epoch, got {text!r}")
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- msgs/s" if speed is None else f"{speed:,.0f} msgs/s", style="cyan")
+
+
+@contextmanager
+def _progress(files: list[str], enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    total = count_lines(files)
+    with Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("replay", total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 @app.command
-def replay(*, config: Path | None = None) -> None:
-    """Not implemented yet."""
-    not_implemented("replay")
+def replay(
+    files: Annotated[
+        list[str],
+        Parameter(help="Journal files (.jsonl, .jsonl.zst), directories, s3:// prefixes."),
+    ],
+    /,
+    *,
+    config: Annotated[Path | None, Parameter(help="Gatherer config (YAML).")] = None,
+    db: Annotated[
+        str | None, Parameter(help="PostgreSQL URL; overrides timescaledb.url (empty: embedded).")
+    ] = None,
+    format: Annotated[
+        Literal["jsonl", "csv"] | None,
+        Parameter(help="Print normalized rows to stdout instead of writing a database."),
+    ] = None,
+    table: Annotated[
+        list[str] | None, Parameter(help="Only these tables (csv needs exactly one).")
+    ] = None,
+    ticker: Annotated[list[str] | None, Parameter(help="Only rows of these markets.")] = None,
+    channel: Annotated[
+        list[str] | None, Parameter(help="Only rows from these channels (e.g. trade).")
+    ] = None,
+    from_: Annotated[
+        str | None, Parameter(name="--from", help="Start (receive time): RFC 3339 or µs.")
+    ] = None,
+    to: Annotated[
+        str | None, Parameter(help="End, inclusive (receive time): RFC 3339 or µs.")
+    ] = None,
+    speed: Annotated[
+        float | None, Parameter(help="Pace by recorded time: 1 = real time, 10 = 10x faster.")
+    ] = None,
+    serve: Annotated[
+        int | None, Parameter(help="Re-serve the recording as a Kalshi WebSocket on this port.")
+    ] = None,
+    progress: Annotated[
+        bool | None, Parameter(help="Progress bar (default: when stderr is a terminal).")
+    ] = None,
+) -> None:
+    """Replay raw journals through the live decode -> book -> rows path.
+
+    Into the database by default (idempotent: replaying twice adds nothing), or as rows on
+    stdout with --format, or re-served over WebSocket with --serve. Corrupt journal lines
+    are reported with file and line and skipped; the exit code is 1 when any were found.
+    """
+    if speed is not None and speed <= 0:
+        fail("--speed must be positive")
+    tables = frozenset(table or ())
+    unknown = sorted(tables - TABLES.keys())
+    if unknown:
+        fail(f"--table: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
+    if format == "csv" and len(tables) != 1:
+        fail("--format csv writes one table: give exactly one --table")
+    flt = ReplayFilter(
+        tickers=frozenset(ticker or ()),
+        channels=frozenset(channel or ()),
+        tables=tables,
+        start_us=parse_time(from_, "--from") if from_ is not None else None,
+        end_us=parse_time(to, "--to") if to is not None else None,
+    )
+    overrides = {"timescaledb.url": db} if db is not None else None
+    cfg = load_or_exit(config, GathererConfig, overrides=overrides)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    show = err_console.is_terminal if progress is None else progress
+    replayer = Replayer(flt)
+    try:
+        items = read_journal(files, s3=cfg.s3_export)
+        if serve is not None:
+            from kalshi.replay.serve import serve_recording
+
+            trio.run(serve_recording, items, serve, replayer.filter, speed)
+            return
+        with _progress(files, show) as on_progress:
+            if format is not None:
+                sink: RowsSink
+                out = sys.stdout.buffer
+                sink = JsonlSink(out) if format == "jsonl" else CsvSink(out, next(iter(tables)))
+                stats = trio.run(_to_stream, items, sink, replayer, speed, on_progress)
+            else:
+                with resolve_database(cfg.timescaledb) as url:
+                    migrate(url)
+                    stats = trio.run(_to_db, items, url, cfg, replayer, speed, on_progress)
+    except KalshiError as exc:
+        fail(str(exc))
+    _report(stats, to_stdout=format is not None)
+
+
+async def _to_stream(
+    items: Iterator[JournalRecord | JournalProblem],
+    sink: JsonlSink | CsvSink,
+    replayer: Replayer,
+    speed: float | None,
+    on_progress: Callable[[int], None] | None,
+) -> ReplayStats:
+    try:
+        return await replay_items(
+            items,
+            sink,
+            replayer=replayer,
+            speed=speed,
+            on_progress=on_progress,
+        )
+    finally:
+        sink.flush()
+
+
+async def _to_db(
+    items: Iterator[JournalRecord | JournalProblem],
+    url: str,
+    cfg: GathererConfig,
+    replayer: Replayer,
+    speed: float | None,
+    on_progress: Callable[[int], None] | None,
+) -> ReplayStats:
+    return await replay_into_db(
+        items,
+        url,
+        cfg,
+        replayer=replayer,
+        speed=speed,
+        on_progress=on_progress,
+    )
+
+
+def _report(stats: ReplayStats, *, to_stdout: bool) -> None:
+    """Problems one per line on stderr, a summary, and exit 1 if any line was corrupt."""
+    out = err_console if to_stdout else console
+    for problem in stats.problems:
+        err_console.print(
+            f"{problem.path}:{problem.line_no}: {problem.reason}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    rows = ", ".join(f"{table} {n:,}" for table, n in sorted(stats.rows.items())) or "none"
+    out.print(
+        f"replayed {stats.frames:,} frames ({stats.records:,} journal records); rows: {rows}",
+        markup=False,
+        highlight=False,
+    )
+    if stats.frame_problems:
+        flagged = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.frame_problems.items()))
+        out.print(
+            f"frames flagged by the pipeline: {flagged}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if stats.problems:
+        err_console.print(
+            f"{len(stats.problems):,} corrupt journal line(s) skipped",
+            markup=False,
+            highlight=False,
+        )
+        raise SystemExit(1)

@@ -1,0 +1,160 @@
+"""The order book of one market at a point in time: from the journal, the database, or REST.
+
+Time is local receive time (µs): the journal's ``wall_us``, the tables' ``received_at``.
+
+* Journal: every frame up to the time goes through the live pipeline
+  (:class:`~kalshi.replay.core.Replayer`); the answer is the pipeline's book.
+* Database: the latest ``source='ws'`` snapshot received at or before the time, plus the
+  deltas **of the same connection session** (same ``gatherer_id`` and ``conn_id``) after
+  it, in frame order, up to the time. Deltas of other sessions are left out on purpose:
+  a market moved between connections is briefly carried by both, and the newer
+  snapshot's session is the one whose deltas follow it; a reconnect always starts with a
+  new snapshot, which then is the latest one. A recorded ``seq_gap`` on the snapshot's
+  subscription, or a delta that would make a level negative, freezes the book and marks
+  it stale, exactly as the live pipeline does until the next snapshot.
+* REST: the exchange's current book (signed ``GET /markets/{ticker}/orderbook``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+from attrs import frozen
+
+from kalshi.book import OrderBook
+from kalshi.errors import BookError, HttpError, KalshiError, NetError
+from kalshi.journal import JournalProblem, JournalRecord
+from kalshi.models.book import BookDelta, BookSnapshot, Side
+from kalshi.models.rows import DeltaRow, SnapshotRow
+from kalshi.models.units import format_rfc3339_us
+from kalshi.net import RestClient
+from kalshi.replay.core import Replayer, ReplayFilter
+from kalshi.store.query import Database
+
+__all__ = ["BookAt", "NoBook", "book_from_db", "book_from_journal", "book_from_rest"]
+
+_BOOK_TABLES = frozenset({"orderbook_snapshots", "orderbook_deltas"})
+
+
+class NoBook(KalshiError):
+    """No book to show: unknown ticker, nothing recorded by that time, or source down."""
+
+
+@frozen
+class BookAt:
+    """A reconstructed book. ``as_of_us`` is the receive time of the last frame applied
+    (the request time for REST); ``stale`` says the book is known to be incomplete."""
+
+    book: OrderBook
+    source: str
+    as_of_us: int
+    stale: bool = False
+    detail: str = ""
+
+
+def _when(at_us: int | None) -> str:
+    return "now" if at_us is None else format_rfc3339_us(at_us, digits=6)
+
+
+def book_from_journal(
+    items: Iterable[JournalRecord | JournalProblem], ticker: str, at_us: int | None = None
+) -> BookAt:
+    """Replay ``items`` through the pipeline up to ``at_us`` (inclusive; ``None``: all)."""
+    replayer = Replayer(
+        ReplayFilter(tickers=frozenset({ticker}), tables=_BOOK_TABLES, end_us=at_us)
+    )
+    last: tuple[str, int] | None = None  # (gatherer_id, received_at) of the latest row
+    seen = False
+    for item in items:
+        for _, row in replayer.feed(item):
+            assert isinstance(row, SnapshotRow | DeltaRow)
+            last = (row.gatherer_id, row.received_at)
+        if not seen and isinstance(item, JournalRecord) and ticker.encode() in item.raw:
+            seen = True
+    if last is None:
+        if seen:
+            raise NoBook(f"{ticker}: no order-book frame at or before {_when(at_us)}")
+        raise NoBook(f"{ticker}: not in the journal")
+    gatherer_id, as_of = last
+    proc = replayer.processor(gatherer_id)
+    book = proc.books.get(ticker)
+    if book is None:
+        raise NoBook(f"{ticker}: no snapshot at or before {_when(at_us)} (deltas only)")
+    stale = ticker in proc.stale
+    detail = "sequence gap or invalid delta since the last snapshot" if stale else ""
+    return BookAt(book.copy(), "journal", as_of, stale, detail)
+
+
+_SNAPSHOT_SQL = """
+SELECT received_at, gatherer_id, conn_id, frame_no, sid, seq, ticker,
+       yes_bids::text, no_bids::text
+FROM orderbook_snapshots
+WHERE ticker = %s AND source = 'ws' AND received_at <= %s
+ORDER BY received_at DESC, conn_id DESC, frame_no DESC
+LIMIT 1
+"""
+_GAP_SQL = """
+SELECT min(got_seq) FROM gaps
+WHERE gatherer_id = %s AND conn_id = %s AND sid = %s AND kind = 'seq_gap'
+  AND got_seq > %s AND end_ts <= %s
+"""
+_DELTAS_SQL = """
+SELECT side, price, size_delta, received_at, seq FROM orderbook_deltas
+WHERE ticker = %s AND gatherer_id = %s AND conn_id = %s AND frame_no > %s
+  AND received_at <= %s
+ORDER BY received_at, conn_id, frame_no
+"""
+_FAR_FUTURE = 2**62
+
+
+def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
+    """The book of ``ticker`` at ``at_us`` (``None``: latest) from the stored rows."""
+    until = _FAR_FUTURE if at_us is None else at_us
+    found = db.query(_SNAPSHOT_SQL, (ticker, until))
+    if not found:
+        if db.query("SELECT 1 FROM orderbook_snapshots WHERE ticker = %s LIMIT 1", (ticker,)):
+            raise NoBook(f"{ticker}: no WebSocket snapshot at or before {_when(at_us)}")
+        raise NoBook(f"{ticker}: no order book stored for this ticker")
+    received_at, gatherer_id, conn_id, frame_no, sid, seq, _, yes, no = found[0]
+    snap = BookSnapshot(ticker, "", _levels(yes), _levels(no))
+    book = OrderBook.from_snapshot(snap)
+    as_of: int = received_at
+    stop_seq: int | None = None
+    if sid is not None and seq is not None:
+        gap = db.query(_GAP_SQL, (gatherer_id, conn_id, sid, seq, until))
+        stop_seq = gap[0][0] if gap else None
+    stale, detail = False, ""
+    rows = db.query(_DELTAS_SQL, (ticker, gatherer_id, conn_id, frame_no, until))
+    for side, price, size_delta, delta_at, delta_seq in rows:
+        if stop_seq is not None and delta_seq >= stop_seq:
+            stale, detail = True, f"sequence gap at seq {stop_seq} since the last snapshot"
+            break
+        try:
+            book.apply_delta(
+                BookDelta(ticker, "", Side.YES if side else Side.NO, price, size_delta)
+            )
+        except BookError as exc:
+            stale, detail = True, str(exc)
+            break
+        as_of = delta_at
+    if stop_seq is not None and not stale:
+        stale, detail = True, f"sequence gap at seq {stop_seq} since the last snapshot"
+    return BookAt(book, "db", as_of, stale, detail)
+
+
+def _levels(text: str) -> tuple[tuple[int, int], ...]:
+    return tuple((int(p), int(s)) for p, s in orjson.loads(text))
+
+
+async def book_from_rest(rest: RestClient, ticker: str, now_us: int) -> BookAt:
+    """The exchange's current book. ``now_us`` stamps it (the caller's wall clock)."""
+    try:
+        snap = await rest.orderbook(ticker)
+    except HttpError as exc:
+        if exc.status == 404:
+            raise NoBook(f"{ticker}: unknown ticker (REST 404)") from None
+        raise NoBook(f"{ticker}: REST error: {exc}") from None
+    except NetError as exc:
+        raise NoBook(f"REST unreachable ({rest.base_url}): {exc}") from None
+    return BookAt(OrderBook.from_snapshot(snap), "rest", now_us)

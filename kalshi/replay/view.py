@@ -1,0 +1,89 @@
+"""A reconstructed book as a rich table or a JSON document (pure; no I/O).
+
+Both sides are bids, best first: YES bids at YES prices and NO bids at NO-leg prices (the
+exchange's convention; a NO bid at p is a YES ask at 1 - p). Prices and sizes are printed
+with :func:`~kalshi.models.units.format_price` / ``format_size`` (exact decimal strings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from kalshi.models.book import Side
+from kalshi.models.units import format_price, format_rfc3339_us, format_size
+from kalshi.replay.pointintime import BookAt
+
+__all__ = ["book_document", "book_table", "ladder"]
+
+
+def ladder(book_at: BookAt, side: Side, depth: int | None) -> list[tuple[int, int, int]]:
+    """``(price, size, cumulative size)`` of ``side``, best (highest) bid first."""
+    out: list[tuple[int, int, int]] = []
+    total = 0
+    for price, size in sorted(book_at.book.side(side).items(), reverse=True)[:depth]:
+        total += size
+        out.append((price, size, total))
+    return out
+
+
+def _price(value: int | None) -> str | None:
+    return None if value is None else format_price(value)
+
+
+def book_document(book_at: BookAt, depth: int | None = None) -> dict[str, Any]:
+    """The book as JSON-ready values: decimal strings, times in RFC 3339 and µs."""
+    book = book_at.book
+    bid, ask = book.best_yes_bid(), book.best_yes_ask()
+
+    def levels(side: Side) -> list[dict[str, str]]:
+        return [
+            {"price": format_price(p), "size": format_size(s), "cumulative": format_size(c)}
+            for p, s, c in ladder(book_at, side, depth)
+        ]
+
+    return {
+        "ticker": book.ticker,
+        "source": book_at.source,
+        "as_of": format_rfc3339_us(book_at.as_of_us, digits=6),
+        "as_of_us": book_at.as_of_us,
+        "stale": book_at.stale,
+        "detail": book_at.detail,
+        "best_yes_bid": _price(bid[0] if bid else None),
+        "best_yes_ask": _price(ask[0] if ask else None),
+        "spread": _price(book.spread()),
+        "yes": levels(Side.YES),
+        "no": levels(Side.NO),
+    }
+
+
+def book_table(book_at: BookAt, depth: int | None = None) -> Table:
+    """Side-by-side ladders with a caption: best bid/ask, spread, source and time."""
+    book = book_at.book
+    yes, no = ladder(book_at, Side.YES, depth), ladder(book_at, Side.NO, depth)
+    bid, ask = book.best_yes_bid(), book.best_yes_ask()
+    spread = book.spread()
+    caption = (
+        f"best yes bid {_price(bid[0]) if bid else '-'} · "
+        f"best yes ask {_price(ask[0]) if ask else '-'} · "
+        f"spread {_price(spread) if spread is not None else '-'}\n"
+        f"{book_at.source} as of {format_rfc3339_us(book_at.as_of_us, digits=6)}"
+    )
+    if book_at.stale:
+        caption += f" · [bold red]stale[/]: {book_at.detail}"
+    table = Table(title=f"{book.ticker}", caption=caption, caption_justify="left")
+    for name, style in (("yes bid", "green"), ("size", None), ("cum", "dim")):
+        table.add_column(name, justify="right", style=style)
+    for name, style in (("no bid", "red"), ("size", None), ("cum", "dim")):
+        table.add_column(name, justify="right", style=style)
+    for i in range(max(len(yes), len(no))):
+        cells: list[str] = []
+        for levels in (yes, no):
+            if i < len(levels):
+                p, s, c = levels[i]
+                cells += [format_price(p), format_size(s), format_size(c)]
+            else:
+                cells += ["", "", ""]
+        table.add_row(*cells)
+    return table
