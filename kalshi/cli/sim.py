@@ -1,13 +1,124 @@
-"""`kalshi sim`."""
+"""`kalshi sim`: run the simulated exchange until Ctrl-C."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
-from kalshi.cli.app import app, not_implemented
+import trio
+from cyclopts import Parameter
+
+from kalshi.cli.app import app, console, fail
+from kalshi.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kalshi.sim import FaultPlan
+
+DEFAULT_PORT = 8765
+DEFAULT_KEY_PATH = Path(".kalshi/sim/key.pem")
 
 
 @app.command
-def sim(*, config: Path | None = None) -> None:
-    """Not implemented yet."""
-    not_implemented("sim")
+def sim(
+    *,
+    markets: Annotated[int, Parameter(help="Markets listed (up to 250 000).")] = 1000,
+    active: Annotated[int, Parameter(help="Markets that trade.")] = 50,
+    rate: Annotated[float, Parameter(help="Messages per second, all markets together.")] = 500.0,
+    seed: Annotated[int, Parameter(help="Seed of the deterministic engine.")] = 1,
+    port: Annotated[
+        int, Parameter(help="Port of REST and WebSocket (0: any free port).")
+    ] = DEFAULT_PORT,
+    faults: Annotated[str, Parameter(help="Fault schedule, see docs/simulator.md.")] = "",
+    blast: Annotated[
+        bool, Parameter(help="Stream pre-generated frames as fast as possible.")
+    ] = False,
+    blast_events: Annotated[int, Parameter(help="Messages pre-generated in blast mode.")] = 100_000,
+    lifecycle_every: Annotated[
+        float, Parameter(help="Seconds between settle+list (0: off).")
+    ] = 60.0,
+    tier: Annotated[
+        str, Parameter(help="REST read budget tier (basic ... prestige, or none).")
+    ] = "basic",
+    key_file: Annotated[
+        Path, Parameter(help="Where to write the private key PEM.")
+    ] = DEFAULT_KEY_PATH,
+    truth: Annotated[
+        Path | None, Parameter(help="Write the ground truth (JSON lines) on exit.")
+    ] = None,
+) -> None:
+    """Run a local Kalshi exchange (REST + WebSocket) for demos and tests."""
+    from kalshi.sim import FaultPlan
+    from kalshi.sim.rest import TIERS
+
+    plan: FaultPlan | None
+
+    if not 0 <= markets <= 250_000:
+        fail("--markets must be between 0 and 250000", code=2)
+    if tier != "none" and tier not in TIERS:
+        fail(f"--tier must be one of {', '.join(TIERS)} or none", code=2)
+    try:
+        plan = FaultPlan.parse(faults) if faults else None
+    except ConfigError as exc:
+        fail("; ".join(exc.problems), code=2)
+    key_pem = _key_pem(key_file)
+    options: dict[str, Any] = {
+        "private_key_pem": key_pem,
+        "active": active,
+        "tier": None if tier == "none" else tier,
+        "lifecycle_every": lifecycle_every or None,
+        "blast_events": blast_events,
+    }
+    try:
+        trio.run(_run, markets, rate, seed, plan, port, blast, options, key_file, truth)
+    except OSError as exc:
+        fail(f"cannot serve on port {port}: {exc.strerror or exc}")
+
+
+def _key_pem(key_file: Path) -> bytes:
+    """The key in ``key_file`` (kept across runs so a gatherer config stays valid), or a
+    new one written there (mode 0600)."""
+    from kalshi.auth import generate_rsa_key_pem
+
+    if key_file.exists():
+        return key_file.read_bytes()
+    pem = generate_rsa_key_pem()[0]
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.touch(0o600)
+    key_file.write_bytes(pem)
+    return pem
+
+
+async def _run(
+    markets: int,
+    rate: float,
+    seed: int,
+    plan: FaultPlan | None,
+    port: int,
+    blast: bool,
+    options: dict[str, Any],
+    key_file: Path,
+    truth: Path | None,
+) -> None:
+    """Serve until SIGINT/SIGTERM, then write the truth file; a signal is a clean exit."""
+    from kalshi.sim import open_sim_exchange
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_sim_exchange(markets, rate, seed, plan, port, blast, **options) as exchange:
+            exchange.private_key_path = key_file
+            console.print(f"REST       {exchange.rest_url}")
+            console.print(f"WebSocket  {exchange.ws_url}")
+            console.print(f"key id     {exchange.key_id}")
+            console.print(f"key file   {key_file}")
+            console.print(
+                "gatherer config:\n"
+                f"  kalshi:\n    rest_url: {exchange.rest_url}\n    ws_url: {exchange.ws_url}\n"
+                f"    api_key: {exchange.key_id}\n    api_secret: {key_file}",
+                highlight=False,
+            )
+            async for _ in signals:
+                break
+            exchange.engine.pause()
+            if truth is not None:
+                lines = await trio.to_thread.run_sync(exchange.truth.write_jsonl, truth)
+                console.print(f"truth      {truth} ({lines} lines)")

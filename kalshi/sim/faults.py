@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Final, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 import trio
 from attrs import frozen
@@ -49,10 +49,6 @@ _KINDS: Final = frozenset(
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
 
 
-class _Sessions(Protocol):
-    def __iter__(self) -> Iterable[Session]: ...
-
-
 class Faults:
     """Runtime fault injection on every open connection (and on REST)."""
 
@@ -65,7 +61,8 @@ class Faults:
         self._malformed_next = 0
 
     def count(self, kind: str, n: int = 1) -> None:
-        self._counter[kind] += n
+        if n:
+            self._counter[kind] += n
 
     def drop_connections(self, *, abrupt: bool = False) -> int:
         """Close every WebSocket: with a close frame (1001) or, ``abrupt``, with a TCP reset
