@@ -1,13 +1,98 @@
-"""`kalshi snapshot`."""
+"""`kalshi snapshot --ticker T`: one market's order book, now or at a past time."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Annotated, Literal
 
-from kalshi.cli.app import app, not_implemented
+import orjson
+import trio
+from cyclopts import Parameter
+
+from kalshi.auth import Signer, load_private_key
+from kalshi.cli.app import app, console, err_console, fail, load_or_exit
+from kalshi.cli.replay import parse_time
+from kalshi.config import GathererConfig
+from kalshi.errors import KalshiError
+from kalshi.journal import read_journal
+from kalshi.net import RestClient, system_wall_us
+from kalshi.replay import (
+    BookAt,
+    book_document,
+    book_from_db,
+    book_from_journal,
+    book_from_rest,
+    book_table,
+)
+from kalshi.store import connect_db, resolve_database
 
 
 @app.command
-def snapshot(*, config: Path | None = None) -> None:
-    """Not implemented yet."""
-    not_implemented("snapshot")
+def snapshot(
+    files: Annotated[
+        list[str] | None, Parameter(help="Journal files, directories or s3:// prefixes.")
+    ] = None,
+    /,
+    *,
+    ticker: Annotated[str, Parameter(help="Market ticker.")],
+    depth: Annotated[int | None, Parameter(help="Levels per side (default: all).")] = None,
+    json: Annotated[bool, Parameter(help="Print JSON instead of a table.")] = False,
+    source: Annotated[
+        Literal["rest", "db", "journal"] | None,
+        Parameter(help="Where from (default: journal when FILES are given, else db)."),
+    ] = None,
+    at: Annotated[
+        str | None,
+        Parameter(help="Reconstruct at this receive time: RFC 3339 or µs (db, journal)."),
+    ] = None,
+    config: Annotated[Path | None, Parameter(help="Gatherer config (YAML).")] = None,
+    db: Annotated[
+        str | None, Parameter(help="PostgreSQL URL; overrides timescaledb.url (empty: embedded).")
+    ] = None,
+) -> None:
+    """Print the order book of one market: YES and NO bids with cumulative depth, best
+    bid/ask and spread. No data, an unknown ticker or an unreachable source: one line on
+    stderr, exit 1."""
+    chosen = source or ("journal" if files else "db")
+    if depth is not None and depth < 1:
+        fail("--depth must be at least 1")
+    if chosen == "journal" and not files:
+        fail("--source journal needs journal FILES")
+    if chosen != "journal" and files:
+        fail(f"FILES are only read with --source journal (not {chosen})")
+    if chosen == "rest" and at is not None:
+        fail("--at needs --source db or journal (REST has only the current book)")
+    at_us = parse_time(at, "--at") if at is not None else None
+    overrides = {"timescaledb.url": db} if db is not None else None
+    cfg = load_or_exit(config, GathererConfig, overrides=overrides)
+    try:
+        if chosen == "journal":
+            assert files
+            result = book_from_journal(read_journal(files, s3=cfg.s3_export), ticker, at_us)
+        elif chosen == "db":
+            with resolve_database(cfg.timescaledb) as url, connect_db(url) as database:
+                result = book_from_db(database, ticker, at_us)
+        else:
+            result = trio.run(_from_rest, cfg, ticker)
+    except KalshiError as exc:
+        fail(str(exc))
+    if json:
+        sys.stdout.buffer.write(
+            orjson.dumps(book_document(result, depth), option=orjson.OPT_APPEND_NEWLINE)
+        )
+    else:
+        console.print(book_table(result, depth))
+    if result.stale:
+        err_console.print(f"warning: {ticker}: book is stale: {result.detail}", soft_wrap=True)
+
+
+async def _from_rest(cfg: GathererConfig, ticker: str) -> BookAt:
+    signer = None
+    if cfg.kalshi.api_key:
+        signer = Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
+    timeout = float(cfg.kalshi.request_timeout)
+    async with RestClient(
+        cfg.kalshi.rest_url, signer, timeout=timeout, attempts=3, backoff=(0.5, 2.0)
+    ) as rest:
+        return await book_from_rest(rest, ticker, system_wall_us())

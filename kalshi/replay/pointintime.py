@@ -65,18 +65,21 @@ def book_from_journal(
         ReplayFilter(tickers=frozenset({ticker}), tables=_BOOK_TABLES, end_us=at_us)
     )
     last: tuple[str, int] | None = None  # (gatherer_id, received_at) of the latest row
+    applied = 0  # receive time of the last row the pipeline applied to a trusted book
     seen = False
     for item in items:
         for _, row in replayer.feed(item):
             assert isinstance(row, SnapshotRow | DeltaRow)
             last = (row.gatherer_id, row.received_at)
+            if ticker not in replayer.processor(row.gatherer_id).stale:
+                applied = row.received_at
         if not seen and isinstance(item, JournalRecord) and ticker.encode() in item.raw:
             seen = True
     if last is None:
         if seen:
             raise NoBook(f"{ticker}: no order-book frame at or before {_when(at_us)}")
         raise NoBook(f"{ticker}: not in the journal")
-    gatherer_id, as_of = last
+    gatherer_id, as_of = last[0], applied or last[1]
     proc = replayer.processor(gatherer_id)
     book = proc.books.get(ticker)
     if book is None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from kalshi.models.book import Side
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
@@ -58,21 +60,13 @@ def book_document(book_at: BookAt, depth: int | None = None) -> dict[str, Any]:
     }
 
 
-def book_table(book_at: BookAt, depth: int | None = None) -> Table:
-    """Side-by-side ladders with a caption: best bid/ask, spread, source and time."""
+def book_table(book_at: BookAt, depth: int | None = None) -> Group:
+    """Side-by-side ladders, then best bid/ask, spread, source and time (and staleness)."""
     book = book_at.book
     yes, no = ladder(book_at, Side.YES, depth), ladder(book_at, Side.NO, depth)
     bid, ask = book.best_yes_bid(), book.best_yes_ask()
     spread = book.spread()
-    caption = (
-        f"best yes bid {_price(bid[0]) if bid else '-'} · "
-        f"best yes ask {_price(ask[0]) if ask else '-'} · "
-        f"spread {_price(spread) if spread is not None else '-'}\n"
-        f"{book_at.source} as of {format_rfc3339_us(book_at.as_of_us, digits=6)}"
-    )
-    if book_at.stale:
-        caption += f" · [bold red]stale[/]: {book_at.detail}"
-    table = Table(title=f"{book.ticker}", caption=caption, caption_justify="left")
+    table = Table(title=book.ticker)
     for name, style in (("yes bid", "green"), ("size", None), ("cum", "dim")):
         table.add_column(name, justify="right", style=style)
     for name, style in (("no bid", "red"), ("size", None), ("cum", "dim")):
@@ -86,4 +80,12 @@ def book_table(book_at: BookAt, depth: int | None = None) -> Table:
             else:
                 cells += ["", "", ""]
         table.add_row(*cells)
-    return table
+    summary = Text(
+        f"best yes bid {_price(bid[0]) if bid else '-'} · "
+        f"best yes ask {_price(ask[0]) if ask else '-'} · "
+        f"spread {_price(spread) if spread is not None else '-'}\n"
+        f"{book_at.source} as of {format_rfc3339_us(book_at.as_of_us, digits=6)}"
+    )
+    if book_at.stale:
+        summary.append(f"\nstale: {book_at.detail}", style="bold red")
+    return Group(table, summary)
