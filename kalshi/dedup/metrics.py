@@ -1,0 +1,46 @@
+"""Prometheus metrics of the deduplicator and the exporter (default registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+__all__ = [
+    "DUPLICATES",
+    "EXPORT_BYTES",
+    "EXPORT_FAILURES",
+    "EXPORT_WINDOWS",
+    "GATHERER_UP",
+    "HOLES",
+    "LAG",
+    "ROWS_MERGED",
+    "SWITCHES",
+]
+
+LAG = Gauge(
+    "kalshi_dedup_lag_seconds",
+    "Wall time minus the gatherer time merged up to, per gatherer and table",
+    ["gatherer", "table"],
+)
+ROWS_MERGED = Counter(
+    "kalshi_dedup_rows_merged", "Rows inserted into the production database", ["table"]
+)
+DUPLICATES = Counter(
+    "kalshi_dedup_duplicates_dropped",
+    "Gatherer rows dropped because production already had the event",
+    ["table"],
+)
+SWITCHES = Counter(
+    "kalshi_dedup_source_switches",
+    "Times a market's order-book source moved to another gatherer",
+)
+HOLES = Counter("kalshi_dedup_holes", "Order-book stretches no gatherer recorded (written to gaps)")
+GATHERER_UP = Gauge(
+    "kalshi_dedup_gatherer_up",
+    "1 when the gatherer's database answered the last pass",
+    ["gatherer"],
+)
+EXPORT_BYTES = Counter("kalshi_export_bytes", "Parquet bytes exported", ["table"])
+EXPORT_WINDOWS = Counter("kalshi_export_windows", "Windows exported", ["table"])
+EXPORT_FAILURES = Counter(
+    "kalshi_export_failures", "Failed export attempts (uploads retried or given up)"
+)

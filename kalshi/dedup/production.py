@@ -1,0 +1,288 @@
+"""Writes to the production database: rows, cursors and checkpoints in one transaction.
+
+Blocking (sync psycopg); the service calls it through ``trio.to_thread.run_sync``. Each
+``commit_*`` method is one transaction: the rows it inserts and the cursors or checkpoints
+that cover them are committed together or not at all, so a crash (even ``kill -9``) between
+two calls neither skips nor repeats anything.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from kalshi.book import OrderBook
+from kalshi.dedup.merge import Checkpoint
+from kalshi.dedup.tables import KeyedTable
+from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
+from kalshi.store.connection import connect, translating
+from kalshi.store.schema import TABLES, TableSpec
+
+__all__ = ["Counts", "Cursor", "Production"]
+
+
+class Cursor(NamedTuple):
+    position: tuple[Any, ...] | None  # key of the last merged row
+    horizon: int  # gatherer time merged up to, µs
+
+
+class Counts(NamedTuple):
+    inserted: int
+    duplicates: int
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _levels(book: dict[int, int]) -> str:
+    return json.dumps(sorted(book.items()))
+
+
+def _stage(spec: TableSpec) -> sql.Identifier:
+    return sql.Identifier(f"_dedup_{spec.name}")
+
+
+def _source_columns(spec: TableSpec, prefix: str = "") -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.SQL(f"{prefix}{{}}::jsonb" if c in spec.json_columns else f"{prefix}{{}}").format(
+            sql.Identifier(c)
+        )
+        for c in spec.columns
+    )
+
+
+def _identity_expr(spec: TableSpec, table: KeyedTable, alias: str) -> list[sql.Composable]:
+    return [
+        sql.SQL(f"{alias}.{{}}::jsonb" if c in spec.json_columns else f"{alias}.{{}}").format(
+            sql.Identifier(c)
+        )
+        for c in table.identity
+    ]
+
+
+def _keyed_insert(table: KeyedTable) -> sql.Composed:
+    spec = TABLES[table.name]
+    targets = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    stage = _stage(spec)
+    name = sql.Identifier(spec.name)
+    if table.upsert:
+        updates = sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in spec.columns[1:]
+        )
+        return sql.SQL(
+            "INSERT INTO {name} ({targets}) SELECT DISTINCT ON (s.ticker) {sources} "
+            "FROM {stage} s ORDER BY s.ticker, s.updated_at DESC "
+            "ON CONFLICT (ticker) DO UPDATE SET {updates} "
+            "WHERE {name}.updated_at <= EXCLUDED.updated_at"
+        ).format(
+            name=name,
+            targets=targets,
+            sources=_source_columns(spec, "s."),
+            stage=stage,
+            updates=updates,
+        )
+    if table.identity == table.key:
+        return sql.SQL(
+            "INSERT INTO {name} ({targets}) SELECT {sources} FROM {stage} s ON CONFLICT DO NOTHING"
+        ).format(name=name, targets=targets, sources=_source_columns(spec, "s."), stage=stage)
+    mine = _identity_expr(spec, table, "s")
+    theirs = _identity_expr(spec, table, "t")
+    return sql.SQL(
+        "INSERT INTO {name} ({targets}) SELECT DISTINCT ON ({distinct}) {sources} "
+        "FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE t.ticker = s.ticker "
+        "AND t.{time} = s.{time} AND ({theirs}) IS NOT DISTINCT FROM ({mine})) "
+        "ORDER BY {distinct} ON CONFLICT DO NOTHING"
+    ).format(
+        name=name,
+        targets=targets,
+        distinct=sql.SQL(", ").join(mine),
+        sources=_source_columns(spec, "s."),
+        stage=stage,
+        time=sql.Identifier(table.time),
+        theirs=sql.SQL(", ").join(theirs),
+        mine=sql.SQL(", ").join(mine),
+    )
+
+
+class Production:
+    """One connection to the production database (call from a worker thread)."""
+
+    def __init__(self, url: str) -> None:
+        self._conn: psycopg.Connection[Any] = connect(url)
+        self._staged: set[str] = set()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- reads ------------------------------------------------------------------------
+
+    def cursors(self) -> dict[tuple[str, str], Cursor]:
+        with translating(), self._conn.transaction():
+            rows = self._conn.execute(
+                "SELECT gatherer_id, table_name, position::text, horizon FROM dedup_cursors"
+            ).fetchall()
+        return {(g, t): Cursor(tuple(orjson.loads(p)) or None, int(h)) for g, t, p, h in rows}
+
+    def checkpoints(self, tickers: Iterable[str]) -> dict[str, Checkpoint]:
+        with translating(), self._conn.transaction():
+            rows = self._conn.execute(
+                "SELECT ticker, seq, gatherer_id, conn_id, frame_no, received_at, segment_start,"
+                " exchange_ts, yes_bids::text, no_bids::text, waiting, last_side, last_price,"
+                " last_size_delta FROM dedup_books WHERE ticker = ANY(%s)",
+                (list(tickers),),
+            ).fetchall()
+        out = {}
+        for row in rows:
+            book = OrderBook(row[0])
+            book.yes = {int(p): int(s) for p, s in orjson.loads(row[8])}
+            book.no = {int(p): int(s) for p, s in orjson.loads(row[9])}
+            last = None if row[11] is None else (bool(row[11]), int(row[12]), int(row[13]))
+            out[row[0]] = Checkpoint(
+                ticker=row[0],
+                seq=row[1],
+                gatherer_id=row[2],
+                conn_id=row[3],
+                frame_no=row[4],
+                received_at=row[5],
+                segment_start=row[6],
+                exchange_ts=row[7],
+                book=book,
+                waiting=row[10],
+                last_delta=last,
+            )
+        return out
+
+    def waiting(self) -> list[str]:
+        with translating(), self._conn.transaction():
+            rows = self._conn.execute("SELECT ticker FROM dedup_books WHERE waiting").fetchall()
+        return [r[0] for r in rows]
+
+    # --- writes -----------------------------------------------------------------------
+
+    def _copy(self, spec: TableSpec, rows: Sequence[Row]) -> None:
+        if spec.name not in self._staged:
+            columns = sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+                for c, t in zip(spec.columns, spec.stage_types, strict=True)
+            )
+            self._conn.execute(
+                sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+                    _stage(spec), columns
+                )
+            )
+            self._staged.add(spec.name)
+        else:
+            self._conn.execute(sql.SQL("TRUNCATE {}").format(_stage(spec)))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            _stage(spec), sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+        )
+        with self._conn.cursor().copy(statement) as copy:
+            copy.set_types(list(spec.stage_types))
+            for row in rows:
+                copy.write_row(row)
+
+    def _insert(self, spec: TableSpec, rows: Sequence[Row], statement: sql.Composed) -> int:
+        if not rows:
+            return 0
+        self._copy(spec, rows)
+        return max(self._conn.execute(statement).rowcount, 0)
+
+    def _set_cursor(self, gatherer_id: str, table: str, cursor: Cursor) -> None:
+        self._conn.execute(
+            "INSERT INTO dedup_cursors (gatherer_id, table_name, position, horizon, updated_at)"
+            " VALUES (%s, %s, %s::jsonb, %s, %s) ON CONFLICT (gatherer_id, table_name) DO UPDATE"
+            " SET position = EXCLUDED.position, horizon = EXCLUDED.horizon,"
+            " updated_at = EXCLUDED.updated_at",
+            (
+                gatherer_id,
+                table,
+                json.dumps(list(cursor.position or ())),
+                cursor.horizon,
+                _now_us(),
+            ),
+        )
+
+    def commit_keyed(
+        self, gatherer_id: str, table: KeyedTable, rows: Sequence[Row], cursor: Cursor
+    ) -> Counts:
+        """Insert one gatherer's rows of a keyed table and advance its cursor, atomically."""
+        with translating(), self._conn.transaction():
+            inserted = self._insert(TABLES[table.name], rows, _keyed_insert(table))
+            self._set_cursor(gatherer_id, table.name, cursor)
+        return Counts(inserted, len(rows) - inserted)
+
+    def commit_merge(
+        self,
+        deltas: Sequence[DeltaRow],
+        snapshots: Sequence[SnapshotRow],
+        holes: Sequence[GapRow],
+        checkpoints: Sequence[Checkpoint],
+        cursors: Mapping[str, Cursor],
+    ) -> int:
+        """Write merged order-book rows, holes, the new checkpoints and the gatherers'
+        ``orderbook_deltas`` cursors in one transaction; returns the rows inserted."""
+        inserted = 0
+        with translating(), self._conn.transaction():
+            for name, rows in (
+                ("orderbook_deltas", deltas),
+                ("orderbook_snapshots", snapshots),
+                ("gaps", holes),
+            ):
+                spec = TABLES[name]
+                statement = sql.SQL(
+                    "INSERT INTO {} ({}) SELECT {} FROM {} s ON CONFLICT DO NOTHING"
+                ).format(
+                    sql.Identifier(name),
+                    sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
+                    _source_columns(spec, "s."),
+                    _stage(spec),
+                )
+                inserted += self._insert(spec, rows, statement)
+            if checkpoints:
+                self._save_checkpoints(checkpoints)
+            for gatherer_id, cursor in cursors.items():
+                self._set_cursor(gatherer_id, "orderbook_deltas", cursor)
+        return inserted
+
+    def _save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        now = _now_us()
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO dedup_books (ticker, seq, gatherer_id, conn_id, frame_no,"
+                " received_at, segment_start, exchange_ts, yes_bids, no_bids, waiting,"
+                " last_side, last_price, last_size_delta, updated_at) VALUES (%s, %s, %s, %s,"
+                " %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (ticker) DO UPDATE SET seq = EXCLUDED.seq,"
+                " gatherer_id = EXCLUDED.gatherer_id, conn_id = EXCLUDED.conn_id,"
+                " frame_no = EXCLUDED.frame_no, received_at = EXCLUDED.received_at,"
+                " segment_start = EXCLUDED.segment_start, exchange_ts = EXCLUDED.exchange_ts,"
+                " yes_bids = EXCLUDED.yes_bids, no_bids = EXCLUDED.no_bids,"
+                " waiting = EXCLUDED.waiting, last_side = EXCLUDED.last_side,"
+                " last_price = EXCLUDED.last_price, last_size_delta = EXCLUDED.last_size_delta,"
+                " updated_at = EXCLUDED.updated_at",
+                [
+                    (
+                        c.ticker,
+                        c.seq,
+                        c.gatherer_id,
+                        c.conn_id,
+                        c.frame_no,
+                        c.received_at,
+                        c.segment_start,
+                        c.exchange_ts,
+                        _levels(c.book.yes),
+                        _levels(c.book.no),
+                        c.waiting,
+                        *(c.last_delta if c.last_delta is not None else (None, None, None)),
+                        now,
+                    )
+                    for c in checkpoints
+                ],
+            )

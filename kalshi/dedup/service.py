@@ -1,0 +1,381 @@
+"""The merge loop: gatherer databases -> production, one pass at a time.
+
+A pass (:meth:`Deduplicator.run_pass`):
+
+1. asks every gatherer database for its newest time (its *high water*); one that cannot be
+   reached is skipped with a warning (and read from its cursor when it is back);
+2. copies each reachable gatherer's keyed tables (:mod:`kalshi.dedup.tables`) up to its own
+   high water minus ``settle``, ``sync.batch_size`` rows per transaction, each transaction
+   also moving that gatherer's cursor;
+3. merges the order books up to the common horizon: the lowest high water among the *live*
+   gatherers (reachable and no more than ``sync.max_lag`` behind the newest) minus
+   ``settle``. A lagging gatherer is left out rather than waited for. Each merge step (at
+   most :data:`MERGE_STEP_US` of exchange time) is one transaction with its checkpoints.
+
+``settle`` leaves the gatherers' writers time to flush (their batches and gap records
+arrive up to a few seconds late); ``--once`` uses 0: everything present is merged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import trio
+from attrs import define, field
+
+from kalshi.config import DedupConfig
+from kalshi.dedup import metrics
+from kalshi.dedup.gatherers import GathererDb
+from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market
+from kalshi.dedup.production import Cursor, Production
+from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
+from kalshi.dedup.tables import KEYED, KeyedTable
+from kalshi.errors import DatabaseUnavailable, StoreError
+from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
+
+__all__ = ["DEFAULT_SETTLE", "MERGE_STEP_US", "Deduplicator", "PassReport"]
+
+log = logging.getLogger("kalshi.dedup")
+
+DEFAULT_SETTLE = 5.0
+"""Seconds a gatherer's newest rows are left alone (its writers flush within this)."""
+MERGE_STEP_US = 300_000_000
+"""Exchange time merged per order-book transaction (5 minutes)."""
+GAP_LOOKBACK_US = 60_000_000
+
+T = TypeVar("T")
+
+
+@define
+class PassReport:
+    merged: dict[str, int] = field(factory=lambda: defaultdict(int))
+    duplicates: dict[str, int] = field(factory=lambda: defaultdict(int))
+    switches: int = 0
+    holes: int = 0
+    skipped: list[str] = field(factory=list)
+
+
+@define
+class _GathererState:
+    up: bool = True
+    error: str = ""
+    high_water: int | None = None
+
+
+@define
+class _Window:
+    """One live gatherer's order-book rows in the current merge step."""
+
+    db: GathererDb
+    deltas: dict[str, list[DeltaRow]] = field(factory=dict)
+    snapshots: dict[str, list[SnapshotRow]] = field(factory=dict)
+    gaps: list[GapRow] = field(factory=list)
+
+
+class Deduplicator:
+    """Merges ``cfg.gatherers`` into ``cfg.production``. Not thread-safe; one pass at a time."""
+
+    def __init__(
+        self,
+        cfg: DedupConfig,
+        *,
+        settle: float = DEFAULT_SETTLE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.settle_us = int(settle * 1_000_000)
+        self._clock = clock
+        self._gatherers = [GathererDb(source) for source in cfg.gatherers]
+        self._prefer = [g.id for g in self._gatherers]
+        self._state = {g.id: _GathererState() for g in self._gatherers}
+        self._production: Production | None = None
+        self._production_error = ""
+        self._cursors: dict[tuple[str, str], Cursor] = {}
+        self.passes = 0
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args)
+
+    async def _prod(self) -> Production:
+        if self._production is None:
+            self._production = await self._thread(Production, self.cfg.production.url)
+            self._cursors = await self._thread(self._production.cursors)
+        return self._production
+
+    def _drop_production(self, exc: BaseException) -> None:
+        if self._production is not None:
+            self._production.close()
+            self._production = None
+        self._production_error = str(exc)
+
+    def close(self) -> None:
+        for gatherer in self._gatherers:
+            gatherer.close()
+        if self._production is not None:
+            self._production.close()
+            self._production = None
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
+
+    def _cursor(self, gatherer_id: str, table: str) -> Cursor:
+        return self._cursors.get((gatherer_id, table), Cursor(None, 0))
+
+    def _moved(self, gatherer_id: str, table: str, cursor: Cursor) -> None:
+        self._cursors[gatherer_id, table] = cursor
+        metrics.LAG.labels(gatherer_id, table).set(
+            max(0, self._now_us() - cursor.horizon) / 1_000_000
+        )
+
+    # --- a pass -----------------------------------------------------------------------
+
+    async def run_pass(self, *, settle_us: int | None = None) -> PassReport:
+        """One pass over every gatherer; returns what it merged.
+
+        Raises :class:`DatabaseUnavailable` when the production database cannot be reached
+        (nothing half-done stays behind: every write is its own transaction) and
+        :class:`StoreError` for other database failures.
+        """
+        settle = self.settle_us if settle_us is None else settle_us
+        report = PassReport()
+        try:
+            production = await self._prod()
+            reachable = await self._probe(report)
+            for gatherer in reachable:
+                high = self._state[gatherer.id].high_water
+                assert high is not None
+                for table in KEYED.values():
+                    await self._copy_keyed(production, gatherer, table, high - settle, report)
+            await self._merge_books(production, reachable, settle, report)
+        except StoreError as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                self._drop_production(exc)
+            raise
+        self._production_error = ""
+        self.passes += 1
+        return report
+
+    async def _probe(self, report: PassReport) -> list[GathererDb]:
+        reachable = []
+        for gatherer in self._gatherers:
+            state = self._state[gatherer.id]
+            try:
+                state.high_water = await self._thread(gatherer.high_water)
+            except StoreError as exc:
+                if state.up:
+                    log.warning("gatherer %s skipped: %s", gatherer.id, exc)
+                state.up, state.error = False, str(exc)
+                metrics.GATHERER_UP.labels(gatherer.id).set(0)
+                report.skipped.append(gatherer.id)
+                continue
+            if not state.up:
+                log.info("gatherer %s reachable again", gatherer.id)
+            state.up, state.error = True, ""
+            metrics.GATHERER_UP.labels(gatherer.id).set(1)
+            if state.high_water is not None:
+                reachable.append(gatherer)
+        return reachable
+
+    async def _copy_keyed(
+        self,
+        production: Production,
+        gatherer: GathererDb,
+        table: KeyedTable,
+        horizon: int,
+        report: PassReport,
+    ) -> None:
+        cursor = self._cursor(gatherer.id, table.name)
+        batch = max(1, self.cfg.sync.batch_size)
+        while True:
+            rows = await self._thread(gatherer.keyed_rows, table, cursor.position, horizon, batch)
+            if not rows and cursor.horizon >= horizon:
+                return
+            position = tuple(getattr(rows[-1], k) for k in table.key) if rows else cursor.position
+            cursor = Cursor(position, max(horizon, cursor.horizon))
+            counts = await self._thread(production.commit_keyed, gatherer.id, table, rows, cursor)
+            self._moved(gatherer.id, table.name, cursor)
+            report.merged[table.name] += counts.inserted
+            report.duplicates[table.name] += counts.duplicates
+            metrics.ROWS_MERGED.labels(table.name).inc(counts.inserted)
+            metrics.DUPLICATES.labels(table.name).inc(counts.duplicates)
+            if len(rows) < batch:
+                return
+
+    def _live(self, reachable: Iterable[GathererDb]) -> list[GathererDb]:
+        highs = {g.id: self._state[g.id].high_water for g in reachable}
+        known = {g: h for g, h in highs.items() if h is not None}
+        if not known:
+            return []
+        lead = max(known.values())
+        max_lag = int(self.cfg.sync.max_lag * 1_000_000)
+        return [g for g in reachable if g.id in known and known[g.id] >= lead - max_lag]
+
+    async def _merge_books(
+        self, production: Production, reachable: list[GathererDb], settle: int, report: PassReport
+    ) -> None:
+        live = self._live(reachable)
+        if not live:
+            return
+        horizon = min(self._state[g.id].high_water or 0 for g in live) - settle
+        while True:
+            low = min(self._cursor(g.id, "orderbook_deltas").horizon for g in live)
+            if low >= horizon:
+                return
+            step = min(horizon, await self._start(live, low) + MERGE_STEP_US)
+            await self._merge_step(production, live, step, report)
+
+    async def _start(self, live: list[GathererDb], low: int) -> int:
+        """Where the next step starts: ``low``, or just before the oldest order-book row
+        when nothing was merged yet (steps of minutes from 1970 would take a while)."""
+        if low > 0:
+            return low
+        firsts = [await self._thread(g.low_water) for g in live]
+        known = [f for f in firsts if f is not None]
+        return min(known) - 1 if known else low
+
+    async def _load(self, gatherer: GathererDb, high: int) -> _Window:
+        low = self._cursor(gatherer.id, "orderbook_deltas").horizon
+        window = _Window(gatherer)
+        if low >= high:
+            return window
+        for row in await self._thread(gatherer.deltas_between, low, high):
+            window.deltas.setdefault(row.ticker, []).append(row)
+        for snap in await self._thread(gatherer.snapshots_between, low, high):
+            window.snapshots.setdefault(snap.ticker, []).append(snap)
+        window.gaps = await self._thread(gatherer.gaps_since, max(0, low - GAP_LOOKBACK_US))
+        return window
+
+    async def _merge_step(
+        self, production: Production, live: list[GathererDb], high: int, report: PassReport
+    ) -> None:
+        windows = {g.id: await self._load(g, high) for g in live}
+        tickers = set(await self._thread(production.waiting))
+        for window in windows.values():
+            tickers.update(window.deltas, window.snapshots)
+        checkpoints = await self._thread(production.checkpoints, sorted(tickers))
+        results: list[MarketMerge] = []
+        for ticker in sorted(tickers):
+            results.append(await self._merge_one(ticker, checkpoints.get(ticker), windows, high))
+        deltas = [row for r in results for row in r.deltas]
+        snapshots = [row for r in results for row in r.snapshots]
+        holes = [row for r in results for row in r.holes]
+        changed = [
+            r.checkpoint
+            for r in results
+            if r.checkpoint is not None and r.checkpoint != checkpoints.get(r.ticker)
+        ]
+        cursors = {
+            g.id: Cursor(None, max(high, self._cursor(g.id, "orderbook_deltas").horizon))
+            for g in live
+        }
+        await self._thread(production.commit_merge, deltas, snapshots, holes, changed, cursors)
+        for gatherer_id, cursor in cursors.items():
+            self._moved(gatherer_id, "orderbook_deltas", cursor)
+        switches = sum(r.switches for r in results)
+        report.merged["orderbook_deltas"] += len(deltas)
+        report.merged["orderbook_snapshots"] += len(snapshots)
+        report.merged["gaps"] += len(holes)
+        report.switches += switches
+        report.holes += len(holes)
+        metrics.ROWS_MERGED.labels("orderbook_deltas").inc(len(deltas))
+        metrics.ROWS_MERGED.labels("orderbook_snapshots").inc(len(snapshots))
+        metrics.SWITCHES.inc(switches)
+        metrics.HOLES.inc(len(holes))
+        for hole in holes:
+            log.warning("order-book hole in %s: %s", hole.ticker, hole.detail)
+
+    async def _merge_one(
+        self,
+        ticker: str,
+        ckpt: Checkpoint | None,
+        windows: Mapping[str, _Window],
+        high: int,
+    ) -> MarketMerge:
+        source_window = windows.get(ckpt.gatherer_id) if ckpt is not None else None
+        source = (
+            _continuation(ckpt, source_window)
+            if ckpt is not None and source_window is not None
+            else None
+        )
+        alive = source_window is not None
+        result = merge_market(ticker, ckpt, source, (), prefer=self._prefer, source_alive=alive)
+        end = result.checkpoint
+        if not (
+            end is None
+            or end.waiting
+            or source is None
+            or source.cut
+            or any(
+                row.exchange_ts > end.exchange_ts
+                for window in windows.values()
+                for row in window.deltas.get(ticker, ())
+            )
+        ):
+            return result
+        candidates: list[Segment] = []
+        since = ckpt.exchange_ts if ckpt is not None else None
+        for gatherer_id, window in windows.items():
+            snaps, deltas, gaps = await self._thread(window.db.market_history, ticker, since, high)
+            candidates += build_segments(gatherer_id, ticker, snaps, deltas, gaps)
+        return merge_market(
+            ticker, ckpt, source, candidates, prefer=self._prefer, source_alive=alive
+        )
+
+    # --- reporting --------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The ``/health`` document: ``ok`` while production and a gatherer answer."""
+        gatherers = {
+            gid: {"up": s.up, "error": s.error, "high_water_us": s.high_water}
+            for gid, s in self._state.items()
+        }
+        lag = {
+            f"{gid}/{table}": round(max(0, self._now_us() - c.horizon) / 1_000_000, 3)
+            for (gid, table), c in sorted(self._cursors.items())
+        }
+        ok = not self._production_error and any(s.up for s in self._state.values())
+        return {
+            "status": "ok" if ok else "degraded",
+            "service": "dedup",
+            "passes": self.passes,
+            "production": {"up": not self._production_error, "error": self._production_error},
+            "gatherers": gatherers,
+            "lag_seconds": lag,
+        }
+
+
+def _continuation(ckpt: Checkpoint, window: _Window) -> Segment:
+    """The source's segment from the checkpoint on, as far as the window goes."""
+    segment = Segment(
+        ckpt.gatherer_id,
+        ckpt.conn_id,
+        ckpt.ticker,
+        ckpt.book.copy(),
+        ckpt.segment_start,
+        None,
+    )
+    resnapshot = min(
+        (
+            s.frame_no
+            for s in window.snapshots.get(ckpt.ticker, ())
+            if s.conn_id == ckpt.conn_id and s.frame_no > ckpt.frame_no
+        ),
+        default=None,
+    )
+    later_conn = any(s.conn_id > ckpt.conn_id for s in window.snapshots.get(ckpt.ticker, ()))
+    segment.deltas = [
+        row
+        for row in window.deltas.get(ckpt.ticker, ())
+        if row.conn_id == ckpt.conn_id
+        and row.frame_no > ckpt.frame_no
+        and (resnapshot is None or row.frame_no < resnapshot)
+    ]
+    segment.cut = resnapshot is not None or later_conn
+    cut_at_gaps(segment, window.gaps)
+    return segment

@@ -1,0 +1,75 @@
+"""How each table is read from a gatherer and merged into production.
+
+*Keyed* tables are read in key order with a keyset cursor (the key of the last merged row)
+up to a time horizon, and inserted so that a row already in production is dropped:
+
+* ``trades``: by ``trade_id`` (the primary key ``(exchange_ts, trade_id)``);
+* ``tickers``, ``market_lifecycle`` and REST ``orderbook_snapshots``: by their exchange
+  identity, the market, the exchange time and the content, never by gatherer, connection or
+  frame (two gatherers' copies of one exchange message differ only there);
+* ``markets``: upserted by ticker, the newest ``updated_at`` wins.
+
+WebSocket snapshots and deltas go through the order-book merge instead
+(:mod:`kalshi.dedup.merge`); ``gaps`` of the gatherers are read by the merge and not copied.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+__all__ = ["KEYED", "KeyedTable"]
+
+
+@frozen
+class KeyedTable:
+    name: str
+    time: str  # the leading key column, µs
+    key: tuple[str, ...]  # keyset order (the table's primary key)
+    identity: tuple[str, ...]  # what makes two rows the same event in production
+    filter: str = ""  # an extra SQL condition on the gatherer's rows
+    upsert: bool = False
+
+
+_FRAME = ("exchange_ts", "gatherer_id", "conn_id", "frame_no")
+
+KEYED: dict[str, KeyedTable] = {
+    t.name: t
+    for t in (
+        KeyedTable(
+            "trades", "exchange_ts", ("exchange_ts", "trade_id"), ("exchange_ts", "trade_id")
+        ),
+        KeyedTable(
+            "tickers",
+            "exchange_ts",
+            _FRAME,
+            (
+                "ticker",
+                "exchange_ts",
+                "yes_bid",
+                "yes_ask",
+                "last_price",
+                "volume",
+                "open_interest",
+                "dollar_volume",
+                "dollar_open_interest",
+                "yes_bid_size",
+                "yes_ask_size",
+                "last_trade_size",
+            ),
+        ),
+        KeyedTable(
+            "market_lifecycle",
+            "exchange_ts",
+            _FRAME,
+            ("ticker", "exchange_ts", "event_type", "payload"),
+        ),
+        KeyedTable(
+            "orderbook_snapshots",
+            "snapshot_ts",
+            ("snapshot_ts", "gatherer_id", "ticker", "source", "conn_id", "frame_no"),
+            ("ticker", "source", "snapshot_ts", "exchange_ts", "yes_bids", "no_bids"),
+            filter="source = 'rest'",
+        ),
+        KeyedTable("markets", "updated_at", ("updated_at", "ticker"), ("ticker",), upsert=True),
+    )
+}

@@ -1,0 +1,112 @@
+"""The merge against real PostgreSQL: gatherer databases written by the real store from a
+scripted exchange, each gatherer missing different stretches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from conftest import dedup_config, write_recording
+from kalshi.book import OrderBook
+from kalshi.dedup.merge import HOLE_KIND
+from kalshi.dedup.service import Deduplicator
+from kalshi.store import connect_db
+from scenario import Recording, Truth, covered, holes, make_truth, record
+
+MISSES = {
+    "g0": [(40, 70, "seq_gap"), (200, 230, "reconnect")],
+    "g1": [(60, 100, "reconnect"), (215, 240, "seq_gap")],
+    "g2": [(20, 65, "seq_gap"), (150, 180, "reconnect"), (225, 260, "seq_gap")],
+}
+
+
+def recordings(truth: Truth, misses: dict[str, list[tuple[int, int, str]]]) -> list[Recording]:
+    return [
+        record(truth, gid, m, conn_base=i + 1, latency_us=600 + 150 * i)
+        for i, (gid, m) in enumerate(misses.items())
+    ]
+
+
+def production_books(url: str) -> dict[str, OrderBook]:
+    """Every market's book rebuilt from production: snapshots reset, deltas add, by seq."""
+    books: dict[str, OrderBook] = {}
+    with connect_db(url) as db:
+        rows = db.query(
+            "SELECT ticker, seq, yes_bids::text, no_bids::text, NULL, NULL, NULL"
+            " FROM orderbook_snapshots WHERE source = 'ws'"
+            " UNION ALL SELECT ticker, seq, NULL, NULL, side, price, size_delta"
+            " FROM orderbook_deltas ORDER BY 1, 2"
+        )
+    last: dict[str, int] = {}
+    for ticker, seq, yes, no, side, price, change in rows:
+        assert seq == last.get(ticker, 0) + 1, (ticker, seq)
+        last[ticker] = seq
+        if yes is not None:
+            book = books[ticker] = OrderBook(ticker)
+            book.yes = {p: s for p, s in orjson.loads(yes)}
+            book.no = {p: s for p, s in orjson.loads(no)}
+            continue
+        levels = books[ticker].yes if side else books[ticker].no
+        size = levels.get(price, 0) + change
+        assert size >= 0
+        if size:
+            levels[price] = size
+        else:
+            levels.pop(price)
+    return books
+
+
+def assert_production_is_truth(
+    url: str, truth: Truth, misses: dict[str, list[tuple[int, int, str]]]
+) -> None:
+    lists = list(misses.values())
+    with connect_db(url) as db:
+        trades = db.query("SELECT trade_id FROM trades ORDER BY trade_id")
+        tickers = db.query("SELECT ticker, exchange_ts, volume FROM tickers ORDER BY 1, 2, 3")
+        deltas = db.query(
+            "SELECT exchange_ts, ticker, side, price, size_delta FROM orderbook_deltas"
+            " ORDER BY 1, 2, 3, 4, 5"
+        )
+        gaps = db.query("SELECT ticker, start_ts, end_ts, kind FROM gaps ORDER BY 1, 2")
+    assert [t for (t,) in trades] == sorted(e.trade_id for e in covered(truth, lists, "trade"))
+    assert tickers == sorted(
+        (e.ticker, e.exchange_ts, 100 * e.index) for e in covered(truth, lists, "ticker")
+    )
+    assert deltas == sorted(
+        (e.exchange_ts, e.ticker, e.side, e.price, e.size) for e in covered(truth, lists, "delta")
+    )
+    assert production_books(url) == truth.books
+    expected = sorted(holes(truth, lists))
+    assert [(t, k) for t, _, _, k in gaps] == [(t, HOLE_KIND) for t, _ in expected]
+    for (ticker, start, end, _), (_, first_lost) in zip(gaps, expected, strict=True):
+        lost = truth.events[first_lost]
+        assert start < lost.exchange_ts < end, ticker
+
+
+async def write_all(make_db: Callable[[], str], recs: list[Recording], tmp: Path) -> dict[str, str]:
+    urls = {}
+    for rec in recs:
+        urls[rec.gatherer_id] = make_db()
+        await write_recording(urls[rec.gatherer_id], rec, tmp / rec.gatherer_id)
+    return urls
+
+
+async def test_three_gatherers_merge_into_the_truth_once(
+    make_db: Callable[[], str], tmp_path: Path
+) -> None:
+    truth = make_truth(11, events=320)
+    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    production = make_db()
+    dedup = Deduplicator(dedup_config(production, urls, batch_size=37))
+    try:
+        report = await dedup.run_pass(settle_us=0)
+        assert report.holes == len(holes(truth, list(MISSES.values())))
+        assert report.switches > 0
+        assert_production_is_truth(production, truth, MISSES)
+        again = await dedup.run_pass(settle_us=0)
+        assert sum(again.merged.values()) == 0
+    finally:
+        dedup.close()
+    assert_production_is_truth(production, truth, MISSES)
