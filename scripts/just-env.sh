@@ -1,0 +1,16 @@
+# Sourced by the justfile's recipes: is Docker usable, and the defaults that follow from it.
+# KALSHI_NO_DOCKER=1 forces the Docker-less path (embedded PostgreSQL, weed, local Prometheus).
+if [ -z "${KALSHI_NO_DOCKER:-}" ] && docker info >/dev/null 2>&1 \
+    && docker compose version >/dev/null 2>&1; then
+    KALSHI_DOCKER=1
+    : "${TIMESCALEDB_URL:=postgres://postgres:${POSTGRES_PASSWORD:-postgres}@localhost:5432/kalshi_ts}"
+    export TIMESCALEDB_URL
+else
+    KALSHI_DOCKER=
+fi
+
+# One line on stderr saying what is used instead of Docker.
+no_docker() { echo "no Docker: $*" >&2; }
+
+# S3_* of the local S3 server started by `just up` (fails with a hint when it is not running).
+local_s3_env() { eval "$(python scripts/local_services.py s3 env)"; }
