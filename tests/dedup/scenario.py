@@ -314,3 +314,24 @@ def holes(truth: Truth, misses: Sequence[Sequence[tuple[int, int, str]]]) -> lis
                 out.append((ticker, event.index))
             previous_lost = lost
     return out
+
+
+_TIME = {
+    "trades": "exchange_ts",
+    "orderbook_deltas": "exchange_ts",
+    "orderbook_snapshots": "snapshot_ts",
+    "tickers": "exchange_ts",
+    "gaps": "start_ts",
+}
+
+
+def split(rec: Recording, cuts: Sequence[int]) -> list[Recording]:
+    """``rec`` in parts: rows up to each cut time (µs), then the rest."""
+    bounds = [*cuts, None]
+    parts = [Recording(rec.gatherer_id) for _ in bounds]
+    for table, rows in rec.tables().items():
+        for row in rows:
+            at = getattr(row, _TIME[table])
+            index = next(i for i, b in enumerate(bounds) if b is None or at <= b)
+            getattr(parts[index], table).append(row)
+    return parts

@@ -3,17 +3,19 @@ scripted exchange, each gatherer missing different stretches."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-
 from conftest import dedup_config, write_recording
+from scenario import Recording, Truth, covered, holes, make_truth, record, split
+
 from kalshi.book import OrderBook
+from kalshi.config import parse_duration
 from kalshi.dedup.merge import HOLE_KIND
 from kalshi.dedup.service import Deduplicator
-from kalshi.store import connect_db
-from scenario import Recording, Truth, covered, holes, make_truth, record
+from kalshi.store import EmbeddedPostgres, connect_db
 
 MISSES = {
     "g0": [(40, 70, "seq_gap"), (200, 230, "reconnect")],
@@ -85,7 +87,9 @@ def assert_production_is_truth(
         assert start < lost.exchange_ts < end, ticker
 
 
-async def write_all(make_db: Callable[[], str], recs: list[Recording], tmp: Path) -> dict[str, str]:
+async def write_all(
+    make_db: Callable[..., str], recs: list[Recording], tmp: Path
+) -> dict[str, str]:
     urls = {}
     for rec in recs:
         urls[rec.gatherer_id] = make_db()
@@ -94,7 +98,7 @@ async def write_all(make_db: Callable[[], str], recs: list[Recording], tmp: Path
 
 
 async def test_three_gatherers_merge_into_the_truth_once(
-    make_db: Callable[[], str], tmp_path: Path
+    make_db: Callable[..., str], tmp_path: Path
 ) -> None:
     truth = make_truth(11, events=320)
     urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
@@ -110,3 +114,87 @@ async def test_three_gatherers_merge_into_the_truth_once(
     finally:
         dedup.close()
     assert_production_is_truth(production, truth, MISSES)
+
+
+async def test_passes_over_growing_databases_end_in_the_same_truth(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    truth = make_truth(12, events=320)
+    cuts = [truth.events[i].exchange_ts for i in (50, 62, 120, 210, 228, 290)]
+    recs = {r.gatherer_id: split(r, cuts) for r in recordings(truth, MISSES)}
+    urls = {gid: make_db() for gid in recs}
+    production = make_db()
+    dedup = Deduplicator(dedup_config(production, urls, batch_size=10))
+    try:
+        for part in range(len(cuts) + 1):
+            for gid, parts in recs.items():
+                await write_recording(urls[gid], parts[part], tmp_path / gid)
+            await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    assert_production_is_truth(production, truth, MISSES)
+
+
+def _only(misses: dict[str, list[tuple[int, int, str]]], *ids: str) -> dict[str, list]:  # type: ignore[type-arg]
+    return {g: m for g, m in misses.items() if g in ids}
+
+
+async def test_unreachable_gatherer_is_skipped_then_caught_up(
+    make_db: Callable[..., str], pg_server: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    truth = make_truth(13, events=320)
+    recs = recordings(truth, MISSES)
+    urls = await write_all(make_db, recs[:2], tmp_path)
+    late = f"dedup_late_{os.getpid()}"
+    urls["g2"] = pg_server.url_for(late)  # not created yet: connecting fails
+    production = make_db()
+    dedup = Deduplicator(dedup_config(production, urls))
+    try:
+        report = await dedup.run_pass(settle_us=0)
+        assert report.skipped == ["g2"]
+        assert dedup.health()["gatherers"]["g2"]["up"] is False
+        assert_production_is_truth(production, truth, _only(MISSES, "g0", "g1"))
+        make_db(late)
+        await write_recording(urls["g2"], recs[2], tmp_path / "g2")
+        report = await dedup.run_pass(settle_us=0)
+        assert report.skipped == []
+        assert dedup.health()["gatherers"]["g2"]["up"] is True
+    finally:
+        dedup.close()
+    # Trades and tickers only g2 kept arrive; the order books were merged already.
+    lists = list(MISSES.values())
+    with connect_db(production) as db:
+        trades = db.query("SELECT trade_id FROM trades ORDER BY trade_id")
+    assert [t for (t,) in trades] == sorted(e.trade_id for e in covered(truth, lists, "trade"))
+    assert production_books(production) == truth.books
+
+
+async def test_a_lagging_gatherer_is_not_waited_for(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    truth = make_truth(14, events=320)
+    recs = recordings(truth, MISSES)
+    recs[2] = split(recs[2], [truth.events[100].exchange_ts])[0]  # g2 stopped at event 100
+    urls = await write_all(make_db, recs, tmp_path)
+    production = make_db()
+    dedup = Deduplicator(dedup_config(production, urls, max_lag=parse_duration("50ms")))
+    try:
+        await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    pair = _only(MISSES, "g0", "g1")
+    with connect_db(production) as db:
+        deltas = db.query(
+            "SELECT exchange_ts, ticker, side, price, size_delta FROM orderbook_deltas"
+            " ORDER BY 1, 2, 3, 4, 5"
+        )
+        cursor = db.query(
+            "SELECT horizon FROM dedup_cursors WHERE gatherer_id = 'g2'"
+            " AND table_name = 'orderbook_deltas'"
+        )
+    assert deltas == sorted(
+        (e.exchange_ts, e.ticker, e.side, e.price, e.size)
+        for e in covered(truth, list(pair.values()), "delta")
+    )
+    assert production_books(production) == truth.books
+    assert cursor == []  # g2's order books were left for later, not waited for

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from kalshi.dedup.merge import HOLE_KIND, merge_market
-from kalshi.dedup.segments import apply_row, book_from_snapshot, build_segments
 from scenario import Recording, covered, make_truth, record
 from scenario import holes as holes_of
+
+from kalshi.dedup.merge import HOLE_KIND, merge_market
+from kalshi.dedup.segments import apply_row, book_from_snapshot, build_segments
 
 MISSES = [
     [(40, 70, "seq_gap"), (200, 230, "reconnect")],
