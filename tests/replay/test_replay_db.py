@@ -1,0 +1,171 @@
+"""A journal recorded through JournalWriter replays into a real PostgreSQL: exact rows, twice
+changes nothing, damaged journals replay everything else and name each problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+from replay_support import (
+    BASE_US,
+    GATHERER,
+    OB_CONN,
+    T1,
+    T2,
+    TRADE_CONN,
+    ListSink,
+    as_stored,
+    scripted_session,
+    store_config,
+    stored,
+    write_journal,
+)
+
+from kalshi.journal import JournalProblem, read_journal
+from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow, TradeRow
+from kalshi.replay import Replayer, replay, replay_into_db
+from kalshi.store import connect_db
+
+
+def _at(n: int, offset: int = 0) -> int:
+    return BASE_US + 100 * n + offset
+
+
+EXPECTED: list[tuple[str, Row]] = [
+    (
+        "orderbook_snapshots",
+        SnapshotRow(
+            _at(2), None, _at(2), GATHERER, T1, "ws",
+            "[[40000,1000],[42000,500]]", "[[55000,700]]", OB_CONN, 2, 1, 1,
+        ),
+    ),
+    (
+        "orderbook_snapshots",
+        SnapshotRow(_at(3), None, _at(3), GATHERER, T2, "ws", "[[10000,100]]", "[]", OB_CONN, 3, 1, 2),
+    ),
+    (
+        "orderbook_deltas",
+        DeltaRow(1_795_561_141_100_000, _at(4), GATHERER, T1, True, 42000, -200, OB_CONN, 4, 1, 3),
+    ),
+    (
+        "orderbook_deltas",
+        DeltaRow(1_795_561_141_200_000, _at(5), GATHERER, T2, False, 60000, 350, OB_CONN, 5, 1, 4),
+    ),
+    (
+        "gaps",
+        GapRow(
+            _at(5), _at(7), GATHERER, OB_CONN, 1, None, "seq_gap", 5, 7,
+            "orderbook_delta: 2 frame(s) missing; resnapshot 2 market(s)",
+        ),
+    ),
+    (
+        "orderbook_deltas",
+        DeltaRow(1_795_561_141_300_000, _at(7), GATHERER, T1, True, 40000, 100, OB_CONN, 7, 1, 7),
+    ),
+    (
+        "orderbook_snapshots",
+        SnapshotRow(_at(8), None, _at(8), GATHERER, T1, "ws", "[[40000,1100]]", "[]", OB_CONN, 8, 1, 8),
+    ),
+    (
+        "orderbook_deltas",
+        DeltaRow(1_795_561_141_400_000, _at(9), GATHERER, T1, True, 41000, 200, OB_CONN, 9, 1, 9),
+    ),
+    (
+        "trades",
+        TradeRow(
+            1_795_561_141_250_000, _at(2, 50), GATHERER, T1, "tr-1", 42000, 300,
+            True, False, "ws", TRADE_CONN, 2, 1,
+        ),
+    ),
+    (
+        "trades",
+        TradeRow(
+            1_795_561_141_250_000, _at(3, 50), GATHERER, T2, "tr-2", 11000, 100,
+            True, False, "ws", TRADE_CONN, 3, 2,
+        ),
+    ),
+]  # fmt: skip
+
+
+async def test_scripted_journal_replays_to_exact_rows(db_url: str, tmp_path: Path) -> None:
+    files = await write_journal(tmp_path / "journal", scripted_session())
+    with trio.fail_after(60):
+        stats = await replay_into_db(read_journal(files), db_url, store_config(tmp_path))
+    assert stored(db_url) == as_stored(EXPECTED)
+    assert (stats.records, stats.frames, stats.markers) == (16, 12, 3)
+    assert stats.problems == []
+    assert dict(stats.frame_problems) == {"invalid": 1}
+    assert dict(stats.rows) == {
+        "orderbook_snapshots": 3,
+        "orderbook_deltas": 4,
+        "gaps": 1,
+        "trades": 2,
+    }
+
+
+async def test_replaying_twice_adds_nothing(db_url: str, tmp_path: Path) -> None:
+    files = await write_journal(tmp_path / "journal", scripted_session(), compress=True)
+    cfg = store_config(tmp_path)
+    with trio.fail_after(60):
+        await replay_into_db(read_journal(files), db_url, cfg)
+        once = stored(db_url)
+        with connect_db(db_url) as db:
+            counts = db.counts()
+        await replay_into_db(read_journal(files), db_url, cfg)
+    assert stored(db_url) == once == as_stored(EXPECTED)
+    with connect_db(db_url) as db:
+        assert db.counts() == counts
+    assert sum(counts.values()) == len(EXPECTED)
+
+
+async def _rows_of(paths: list[Path]) -> tuple[list[tuple[str, Row]], list[JournalProblem]]:
+    sink = ListSink()
+    replayer = Replayer()
+    stats = await replay(read_journal(paths), sink, replayer=replayer)
+    return sink.rows, stats.problems
+
+
+async def test_garbage_and_truncated_lines_skip_only_themselves(tmp_path: Path) -> None:
+    entries = scripted_session()
+    (path,) = await write_journal(tmp_path / "journal", entries)
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == len(entries) + 1
+    # Line 7 (the trade with seq 1) becomes garbage bytes; line 11 (T2's delta, seq 4) is
+    # cut short.
+    garbage, truncated = 7, 11
+    lines[garbage - 1] = b"\x00\xff\xfe\x9c garbage"
+    lines[truncated - 1] = lines[truncated - 1][:40]
+    path.write_bytes(b"\n".join(lines))
+
+    damaged_rows, problems = await _rows_of([path])
+
+    kept = [e for i, e in enumerate(entries, 1) if i not in (garbage, truncated)]
+    (clean,) = await write_journal(tmp_path / "clean", kept)
+    clean_rows, clean_problems = await _rows_of([clean])
+    assert clean_problems == []
+    assert damaged_rows == clean_rows
+    assert [(p.path, p.line_no) for p in problems] == [(str(path), 7), (str(path), 11)]
+    assert problems[0].reason.startswith("invalid JSON")
+    assert problems[1].reason.startswith("invalid JSON")
+    # The lost delta is visible downstream: the order-book gap now starts at seq 4.
+    gaps = [(r.kind, r.expected_seq, r.got_seq) for _, r in damaged_rows if isinstance(r, GapRow)]
+    assert gaps == [("seq_gap", 4, 7)]
+    assert [r.trade_id for _, r in damaged_rows if isinstance(r, TradeRow)] == ["tr-2"]
+
+
+async def test_torn_zstd_tail_replays_the_complete_frames(tmp_path: Path) -> None:
+    entries = scripted_session()
+    split = 9
+    (path,) = await write_journal(tmp_path / "journal", entries, compress=True, flush_after=split)
+    (first,) = await write_journal(tmp_path / "first", entries[:split], compress=True)
+    boundary = first.stat().st_size
+    data = path.read_bytes()
+    assert data[:boundary] == first.read_bytes()  # the first flush is one complete zstd frame
+    path.write_bytes(data[: boundary + 12])  # the second frame torn after its header
+
+    rows, problems = await _rows_of([path])
+    first_rows, _ = await _rows_of([first])
+    assert rows == first_rows
+    assert problems == [
+        JournalProblem(str(path), split + 1, "torn zstd tail (incomplete last frame)")
+    ]
