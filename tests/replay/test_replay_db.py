@@ -41,7 +41,9 @@ EXPECTED: list[tuple[str, Row]] = [
     ),
     (
         "orderbook_snapshots",
-        SnapshotRow(_at(3), None, _at(3), GATHERER, T2, "ws", "[[10000,100]]", "[]", OB_CONN, 3, 1, 2),
+        SnapshotRow(
+            _at(3), None, _at(3), GATHERER, T2, "ws", "[[10000,100]]", "[]", OB_CONN, 3, 1, 2
+        ),
     ),
     (
         "orderbook_deltas",
@@ -64,7 +66,9 @@ EXPECTED: list[tuple[str, Row]] = [
     ),
     (
         "orderbook_snapshots",
-        SnapshotRow(_at(8), None, _at(8), GATHERER, T1, "ws", "[[40000,1100]]", "[]", OB_CONN, 8, 1, 8),
+        SnapshotRow(
+            _at(8), None, _at(8), GATHERER, T1, "ws", "[[40000,1100]]", "[]", OB_CONN, 8, 1, 8
+        ),
     ),
     (
         "orderbook_deltas",
