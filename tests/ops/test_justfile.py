@@ -1,0 +1,129 @@
+"""The justfile: every seed recipe listed with a description, and the Docker-less path run
+for real (embedded PostgreSQL, weed, Prometheus) in a scratch copy of the recipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kalshi.testing.s3server import S3Server, find_weed
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = [
+    "dev",
+    "up",
+    "down",
+    "up-monitoring",
+    "migrate",
+    "reset-db",
+    "run-gatherer",
+    "run-dedup",
+    "test",
+    "test-integration",
+    "test-coverage",
+    "build",
+    "clean",
+]
+EXTRA = ["demo", "lint", "bench", "soak"]
+
+
+def _just(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Run a recipe; returns (stdout, stderr) and fails the test on a non-zero exit."""
+    result = subprocess.run(
+        ["just", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, result.stderr
+
+
+def test_every_recipe_is_listed_with_a_description() -> None:
+    listed = {}
+    for line in _just("--list")[0].splitlines()[1:]:
+        match = re.match(r"^\s+([a-z-]+)(?: \*ARGS)?\s+# (.+)$", line)
+        assert match, line
+        listed[match[1]] = match[2]
+    assert sorted(listed) == sorted(SEED + EXTRA)
+
+
+def test_test_and_lint_recipes_are_unchanged() -> None:
+    text = (ROOT / "justfile").read_text()
+    assert "test *ARGS:\n    python -m pytest {{ARGS}}\n" in text
+    assert "lint:\n    ruff check kalshi tests benchmarks\n    mypy kalshi\n" in text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """The recipes and what they read, copied where the embedded server may write."""
+    path = Path(tempfile.mkdtemp(prefix="kalshi-just-"))
+    path.chmod(0o755)  # the embedded server may run as an unprivileged user
+    shutil.copy(ROOT / "justfile", path)
+    shutil.copytree(ROOT / "scripts", path / "scripts")
+    shutil.copytree(ROOT / "etc", path / "etc")
+    try:
+        yield path
+    finally:
+        subprocess.run(["just", "down"], cwd=path, capture_output=True, timeout=60, check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_without_docker_up_migrate_monitoring_down_clean(scratch: Path) -> None:
+    find_weed()
+    port = _free_port()
+    env = os.environ | {"KALSHI_NO_DOCKER": "1", "PROMETHEUS_PORT": str(port)}
+    env.pop("TIMESCALEDB_URL", None)
+
+    out, notice = _just("up", cwd=scratch, env=env)
+    assert notice == (
+        "no Docker: starting the embedded PostgreSQL (.kalshi/pg) and a local S3 server (weed)\n"
+    )
+    assert re.search(r"^postgresql://postgres@127\.0\.0\.1:\d+/kalshi$", out, re.MULTILINE)
+    s3 = json.loads((scratch / ".kalshi/s3/state.json").read_text())
+    assert s3["bucket"] == "kalshi-data-local"
+    client = S3Server(scratch / "unused", access_key="minioadmin", secret_key="minioadmin")
+    client.endpoint = s3["endpoint"]
+    assert [b["Name"] for b in client.client().list_buckets()["Buckets"]] == ["kalshi-data-local"]
+
+    out, notice = _just("migrate", cwd=scratch, env=env)
+    assert notice == "no Docker: migrating the embedded PostgreSQL (.kalshi/pg)\n"
+    assert out == "schema up to date\nstorage mode: postgresql\n"
+
+    out, _ = _just("up-monitoring", cwd=scratch, env=env)
+    assert f"prometheus: started http://127.0.0.1:{port}" in out
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status/config") as answer:
+        loaded = yaml.safe_load(json.load(answer)["data"]["yaml"])
+    assert [
+        (job["job_name"], [t for sc in job["static_configs"] for t in sc["targets"]])
+        for job in loaded["scrape_configs"]
+    ] == [("gatherer", ["127.0.0.1:9090"]), ("dedup", ["127.0.0.1:9091"])]
+
+    out, _ = _just("down", cwd=scratch, env=env)
+    assert f"s3: stopped (pid {s3['pid']})" in out
+    assert "embedded PostgreSQL stopped" in out
+    assert "prometheus: stopped" in out
+
+    _just("clean", cwd=scratch, env=env)
+    assert sorted(p.name for p in (scratch / ".kalshi").iterdir()) == []
