@@ -5,15 +5,16 @@ A pass (:meth:`Deduplicator.run_pass`):
 1. asks every gatherer database for its newest time (its *high water*); one that cannot be
    reached is skipped with a warning (and read from its cursor when it is back);
 2. copies each reachable gatherer's keyed tables (:mod:`kalshi.dedup.tables`) up to its own
-   high water minus ``settle``, ``sync.batch_size`` rows per transaction, each transaction
-   also moving that gatherer's cursor;
+   high water (and no later than ``settle`` ago), ``sync.batch_size`` rows per
+   transaction, each transaction also moving that gatherer's cursor;
 3. merges the order books up to the common horizon: the lowest high water among the *live*
-   gatherers (reachable and no more than ``sync.max_lag`` behind the newest) minus
-   ``settle``. A lagging gatherer is left out rather than waited for. Each merge step (at
-   most :data:`MERGE_STEP_US` of exchange time) is one transaction with its checkpoints.
+   gatherers (reachable and no more than ``sync.max_lag`` behind the newest), and no later
+   than ``settle`` ago. A lagging gatherer is left out rather than waited for. Each merge
+   step (at most :data:`MERGE_STEP_US` of exchange time) is one transaction with its
+   checkpoints.
 
 ``settle`` leaves the gatherers' writers time to flush (their batches and gap records
-arrive up to a few seconds late); ``--once`` uses 0: everything present is merged.
+arrive up to a few seconds after they were received); ``--once`` uses 0.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 import trio
@@ -35,9 +37,10 @@ from kalshi.dedup.production import Cursor, Production
 from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
 from kalshi.dedup.tables import KEYED, KeyedTable
 from kalshi.errors import DatabaseUnavailable, StoreError
+from kalshi.http import serve_endpoints
 from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
 
-__all__ = ["DEFAULT_SETTLE", "MERGE_STEP_US", "Deduplicator", "PassReport"]
+__all__ = ["DEFAULT_SETTLE", "MERGE_STEP_US", "Deduplicator", "PassReport", "serve_dedup"]
 
 log = logging.getLogger("kalshi.dedup")
 
@@ -147,12 +150,13 @@ class Deduplicator:
         try:
             production = await self._prod()
             reachable = await self._probe(report)
+            settled = self._now_us() - settle
             for gatherer in reachable:
                 high = self._state[gatherer.id].high_water
                 assert high is not None
                 for table in KEYED.values():
-                    await self._copy_keyed(production, gatherer, table, high - settle, report)
-            await self._merge_books(production, reachable, settle, report)
+                    await self._copy_keyed(production, gatherer, table, min(high, settled), report)
+            await self._merge_books(production, reachable, settled, report)
         except StoreError as exc:
             if isinstance(exc, DatabaseUnavailable):
                 self._drop_production(exc)
@@ -217,12 +221,12 @@ class Deduplicator:
         return [g for g in reachable if g.id in known and known[g.id] >= lead - max_lag]
 
     async def _merge_books(
-        self, production: Production, reachable: list[GathererDb], settle: int, report: PassReport
+        self, production: Production, reachable: list[GathererDb], settled: int, report: PassReport
     ) -> None:
         live = self._live(reachable)
         if not live:
             return
-        horizon = min(self._state[g.id].high_water or 0 for g in live) - settle
+        horizon = min(min(self._state[g.id].high_water or 0 for g in live), settled)
         while True:
             low = min(self._cursor(g.id, "orderbook_deltas").horizon for g in live)
             if low >= horizon:
@@ -379,3 +383,38 @@ def _continuation(ckpt: Checkpoint, window: _Window) -> Segment:
     segment.cut = resnapshot is not None or later_conn
     cut_at_gaps(segment, window.gaps)
     return segment
+
+
+async def serve_dedup(
+    cfg: DedupConfig,
+    *,
+    after_pass: Callable[[Deduplicator], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[Deduplicator] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``/health`` and ``/metrics`` and merge every ``sync.poll_interval``, forever.
+
+    Starts (with the :class:`Deduplicator`) once the endpoints are bound. A production
+    database that cannot be reached is logged and retried at the next poll; other errors
+    propagate. ``after_pass`` (the export) runs after every successful pass. On
+    cancellation the pass in flight stops between transactions; nothing half-written stays.
+    """
+    dedup = Deduplicator(cfg)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                partial(serve_endpoints, cfg.http, cfg.metrics, health=dedup.health)
+            )
+            task_status.started(dedup)
+            while True:
+                try:
+                    report = await dedup.run_pass()
+                except DatabaseUnavailable as exc:
+                    log.warning("production database unavailable, retrying: %s", exc)
+                else:
+                    if report.holes:
+                        log.warning("pass %d: %d order-book holes", dedup.passes, report.holes)
+                    if after_pass is not None:
+                        await after_pass(dedup)
+                await trio.sleep(float(cfg.sync.poll_interval))
+    finally:
+        dedup.close()

@@ -1,0 +1,85 @@
+"""`kalshi dedup` as a process: killed with SIGKILL mid-merge and restarted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+import yaml
+from conftest import write_recording
+from scenario import make_truth, record
+from test_dedup_merge import MISSES, assert_production_is_truth
+
+from kalshi.store import connect_db
+
+
+def _config(path: Path, production: str, urls: dict[str, str]) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "gatherers": [{"id": g, "timescaledb": u} for g, u in urls.items()],
+                "production": {"url": production},
+                "sync": {"poll_interval": "50ms", "batch_size": 5},
+                "metrics": {"enabled": False},
+                "http": {"port": 0},
+                "logging": {"level": "warning"},
+            }
+        )
+    )
+    return path
+
+
+def _dedup(config: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kalshi", "dedup", "--config", str(config), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def test_kill_9_mid_merge_then_restart_leaves_no_duplicates_and_no_holes(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # 500 ms steps: the order books take several merge transactions (5 minutes each).
+    truth = make_truth(21, events=1500, step_us=500_000)
+    urls = {}
+    for i, (gid, misses) in enumerate(MISSES.items()):
+        urls[gid] = make_db()
+        rec = record(truth, gid, misses, conn_base=i + 1, latency_us=600 + 150 * i)
+        await write_recording(urls[gid], rec, tmp_path / gid)
+    production = make_db()
+    config = _config(tmp_path / "dedup.yaml", production, urls)
+    total = len(truth.deltas())
+
+    proc = _dedup(config)
+    try:
+        with connect_db(production) as db:
+            deadline = time.monotonic() + 120
+            while not db.query("SELECT 1 FROM dedup_books LIMIT 1"):
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
+                assert time.monotonic() < deadline
+                await trio.sleep(0.005)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            merged = db.count("orderbook_deltas")
+        assert 0 < merged < total  # killed between the first and the last transaction
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    with trio.fail_after(120):
+        done = await trio.run_process(
+            [sys.executable, "-m", "kalshi", "dedup", "--config", str(config), "--once"],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert_production_is_truth(production, truth, MISSES)
