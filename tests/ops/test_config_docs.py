@@ -1,0 +1,49 @@
+"""docs/configuration.md documents every key of both configs, with its default."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+from kalshi.config import DedupConfig, GathererConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs/configuration.md"
+GENERATOR = runpy.run_path(str(ROOT / "scripts/config_docs.py"))
+
+
+def _documented() -> set[str]:
+    return {
+        line.split("`")[1]
+        for line in DOC.read_text().splitlines()
+        if line.startswith("| `") and line.count("|") == 5
+    }
+
+
+def test_every_key_has_a_description() -> None:
+    keys = [key for cls in (GathererConfig, DedupConfig) for key, _, _ in GENERATOR["rows"](cls)]
+    missing = sorted(key for key in keys if not GENERATOR["DESCRIPTIONS"].get(key))
+    assert missing == []
+    assert sorted(set(GENERATOR["DESCRIPTIONS"]) - set(keys)) == []  # none stale
+
+
+def test_the_doc_lists_every_key_of_both_configs() -> None:
+    keys = {key for cls in (GathererConfig, DedupConfig) for key, _, _ in GENERATOR["rows"](cls)}
+    assert len(keys) == 77
+    assert sorted(keys - _documented()) == []
+
+
+def test_the_tables_are_what_the_generator_writes() -> None:
+    text = DOC.read_text()
+    assert GENERATOR["render"](text) == text, "run: python scripts/config_docs.py"
+
+
+def test_defaults_and_units_are_shown() -> None:
+    lines = {line.split("`")[1]: line for line in DOC.read_text().splitlines() if "| `" in line}
+    assert lines["websocket.reconnect_backoff"] == (
+        "| `websocket.reconnect_backoff` | duration | `1s` | first reconnect delay "
+        "(doubles, with jitter) |"
+    )
+    assert "| size | `256MiB` |" in lines["journal.rotate_bytes"]
+    assert "| duration | `500ms` |" in lines["writers.orderbook.flush_interval"]
+    assert '| string | `""` | PostgreSQL' in lines["timescaledb.url"]
