@@ -15,6 +15,7 @@ Event ordinal ``j`` maps to a close date: ``j < OPEN_WINDOW`` closes ``j`` days 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
@@ -195,6 +196,7 @@ class MarketState:
     open_interest: int = 0
 
 
+@functools.lru_cache(maxsize=4096)
 def _date_code(day_us: int, hourly: bool = False) -> str:
     stamp = format_rfc3339_us(day_us, digits=0)  # 2026-11-25T00:00:00Z
     yy, mm, dd = stamp[2:4], int(stamp[5:7]), stamp[8:10]
@@ -245,14 +247,8 @@ class Universe:
         e, k = divmod(i, MARKETS_PER_EVENT)
         j, s = divmod(e, len(SERIES))
         series = SERIES[s]
-        day = self._close_day(j)
-        event_ticker = f"{series.ticker}-{_date_code(day)}"
+        event_ticker, close_us, open_us = self._event_times(j, series.ticker)
         code, tenths = series.strike_code(k)
-        close_us = day + _DAY_US + 4 * _HOUR_US - 60_000_000  # 23:59 ET (EDT)
-        if j < OPEN_WINDOW:
-            open_us = self.day0_us - _DAY_US + 14 * _HOUR_US
-        else:
-            open_us = close_us - 2 * _DAY_US
         status, result = self._status_at_start(j, close_us, open_us, i)
         return MarketInfo(
             index=i,
@@ -267,6 +263,16 @@ class Universe:
             result=result,
             market_id=_uuid(self.seed, i),
         )
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019  # one Universe per exchange
+    def _event_times(self, j: int, series: str) -> tuple[str, int, int]:
+        day = self._close_day(j)
+        close_us = day + _DAY_US + 4 * _HOUR_US - 60_000_000  # 23:59 ET (EDT)
+        if j < OPEN_WINDOW:
+            open_us = self.day0_us - _DAY_US + 14 * _HOUR_US
+        else:
+            open_us = close_us - 2 * _DAY_US
+        return f"{series}-{_date_code(day)}", close_us, open_us
 
     def _status_at_start(self, j: int, close_us: int, open_us: int, i: int) -> tuple[str, str]:
         if j < OPEN_WINDOW:
@@ -438,18 +444,18 @@ class Universe:
             "latest_expiration_time": _time(m.latest_expiration_time),
             "settlement_timer_seconds": 1800,
             "status": m.status,
-            "yes_bid_dollars": format_price(m.yes_bid or 0),
-            "yes_bid_size_fp": format_size(bid_size),
-            "yes_ask_dollars": format_price(DOLLAR if m.yes_ask is None else m.yes_ask),
-            "yes_ask_size_fp": format_size(ask_size),
-            "no_bid_dollars": format_price(m.no_bid or 0),
-            "no_ask_dollars": format_price(DOLLAR if m.no_ask is None else m.no_ask),
-            "last_price_dollars": format_price(m.last_price or 0),
-            "volume_fp": format_size(m.volume or 0),
-            "volume_24h_fp": format_size(m.volume_24h or 0),
+            "yes_bid_dollars": _price(m.yes_bid or 0),
+            "yes_bid_size_fp": _size(bid_size),
+            "yes_ask_dollars": _price(DOLLAR if m.yes_ask is None else m.yes_ask),
+            "yes_ask_size_fp": _size(ask_size),
+            "no_bid_dollars": _price(m.no_bid or 0),
+            "no_ask_dollars": _price(DOLLAR if m.no_ask is None else m.no_ask),
+            "last_price_dollars": _price(m.last_price or 0),
+            "volume_fp": _size(m.volume or 0),
+            "volume_24h_fp": _size(m.volume_24h or 0),
             "result": m.result,
             "can_close_early": True,
-            "open_interest_fp": format_size(m.open_interest or 0),
+            "open_interest_fp": _size(m.open_interest or 0),
             "notional_value_dollars": "1.0000",
             "previous_yes_bid_dollars": "0.0000",
             "previous_yes_ask_dollars": "1.0000",
@@ -460,14 +466,7 @@ class Universe:
             "rules_secondary": "",
             "strike_type": info.series.strike_type,
             "price_level_structure": m.price_level_structure,
-            "price_ranges": [
-                {
-                    "start": format_price(r.start),
-                    "end": format_price(r.end),
-                    "step": format_price(r.step),
-                }
-                for r in m.price_ranges
-            ],
+            "price_ranges": _ranges_json(m.price_ranges),
             "exchange_index": 0,
         }
         whole, frac = divmod(info.strike_tenths, 10)
@@ -475,7 +474,7 @@ class Universe:
         if info.series.strike_type == "between":
             body["cap_strike"] = whole + 1 + frac / 10 if frac else whole + 1
         if m.settlement_value is not None:
-            body["settlement_value_dollars"] = format_price(m.settlement_value)
+            body["settlement_value_dollars"] = _price(m.settlement_value)
         settled = self.settled_us(info)
         if settled is not None and m.status == MarketStatus.FINALIZED:
             body["settlement_ts"] = _time(settled)
@@ -536,8 +535,21 @@ class Universe:
         return Series(series.ticker, series.title, series.category, series.frequency)
 
 
+@functools.lru_cache(maxsize=8192)
 def _time(us: int | None) -> str:
     return "" if us is None else format_rfc3339_us(us, digits=0)
+
+
+_price = functools.lru_cache(maxsize=16384)(format_price)
+_size = functools.lru_cache(maxsize=16384)(format_size)
+
+
+@functools.cache
+def _ranges_json(ranges: tuple[PriceRange, ...]) -> list[dict[str, str]]:
+    return [
+        {"start": format_price(r.start), "end": format_price(r.end), "step": format_price(r.step)}
+        for r in ranges
+    ]
 
 
 class MarketsView(Mapping[str, Market]):
