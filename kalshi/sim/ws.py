@@ -266,8 +266,8 @@ class Session:
                 nursery.start_soon(self._heartbeat)
                 await self._reader()
                 nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away (reset or closed): the session just ends
         finally:
             self._close_subs()
             self._on_close(self)
@@ -342,8 +342,10 @@ class Session:
                         sent_data += len(part)
                     out += b"".join(parts)
                 if not out:
-                    if self._data:
-                        await trio.sleep_until(self.hold_until)
+                    if self._data:  # held by a delay: control frames may still come
+                        with trio.move_on_at(self.hold_until):
+                            await self._wake.wait()
+                        self._wake = trio.Event()
                         continue
                     break
                 await self.stream.send_all(out)
