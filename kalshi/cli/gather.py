@@ -51,6 +51,7 @@ def _logging(level: str, *, quiet: bool) -> None:
         level=logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 
 
 async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | None) -> None:

@@ -124,10 +124,13 @@ class Connection:
             self._alive = trio.current_time()
             ctx.marker(self.conn_id, "connect", label=self.name, channels=[self.channel], url=url)
             self.state = "subscribing"
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keepalive, ws)
-                nursery.start_soon(self._commands, ws, lost_at, backoff)
-                await self._receive(ws)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._keepalive, ws)
+                    nursery.start_soon(self._commands, ws, lost_at, backoff)
+                    await self._receive(ws)
+            except BaseExceptionGroup as group:
+                raise _session_error(group) from None
 
     # --- receiving ----------------------------------------------------------------------
 
@@ -305,6 +308,23 @@ class Connection:
                     pings.start_soon(ping)
                     next_ping = now + interval
                 await trio.sleep_until(min(deadline, next_ping if interval > 0 else math.inf))
+
+
+def _session_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that ended a session: the first network error when every failure in the
+    group is one (the usual case: the receive loop and a ping both see the socket die);
+    otherwise the group itself, so bugs and cancellation propagate untouched."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    if leaves and all(isinstance(exc, NetError | AuthError) for exc in leaves):
+        return leaves[0]
+    return group
 
 
 def _notable(out: Outcome) -> bool:

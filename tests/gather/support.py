@@ -1,0 +1,85 @@
+"""Helpers for gatherer tests: a config pointed at a simulator, and reading back books."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from kalshi.book import OrderBook
+from kalshi.config import GathererConfig, load_gatherer_config
+from kalshi.store import connect_db
+
+
+def sim_config(sim: Any, tmp_path: Path, db_url: str, **overrides: Any) -> GathererConfig:
+    settings: dict[str, Any] = {
+        "gatherer_id": "t1",
+        "kalshi.rest_url": sim.rest_url,
+        "kalshi.ws_url": sim.ws_url,
+        "kalshi.api_key": sim.key_id,
+        "kalshi.api_secret": sim.private_key_pem.decode(),
+        "kalshi.rest_rate_limit": 200.0,
+        "timescaledb.url": db_url,
+        "websocket.orderbook_connections": 2,
+        "websocket.trade_connections": 1,
+        "websocket.ticker_connections": 1,
+        "websocket.lifecycle_connections": 1,
+        "websocket.reconnect_backoff": "100ms",
+        "websocket.max_reconnect_backoff": "1s",
+        "websocket.silence_timeout": "2s",
+        "websocket.ping_interval": "500ms",
+        "writers.orderbook.flush_interval": "100ms",
+        "writers.trades.flush_interval": "100ms",
+        "writers.snapshots.flush_interval": "100ms",
+        "writers.gaps.flush_interval": "100ms",
+        "spool.dir": str(tmp_path / "spool"),
+        "spool.dead_letter_dir": str(tmp_path / "dead"),
+        "journal.dir": str(tmp_path / "journal"),
+        "journal.compress": False,
+        "snapshot_poller.enabled": False,
+        "http.port": 0,
+        "metrics.enabled": False,
+        "relist_interval": "60s",
+        "shutdown_grace": "10s",
+    }
+    settings.update(overrides)
+    return load_gatherer_config(None, overrides=settings)
+
+
+async def wait_for(predicate: Any, step: float = 0.05) -> None:
+    """Poll state owned by other tasks and processes (no event to wait on); the caller's
+    ``fail_after`` bounds it."""
+    while not predicate():  # noqa: ASYNC110 - polling a simulator and a database
+        await trio.sleep(step)
+
+
+def db_books(db_url: str) -> dict[str, OrderBook]:
+    """Every market's book rebuilt from the database: its latest WebSocket snapshot plus
+    the deltas received after it on the same connection, in frame order."""
+    with connect_db(db_url) as db:
+        snaps = db.query(
+            "SELECT DISTINCT ON (ticker) ticker, yes_bids::text, no_bids::text, conn_id, frame_no"
+            " FROM orderbook_snapshots WHERE source = 'ws'"
+            " ORDER BY ticker, received_at DESC, conn_id DESC, frame_no DESC"
+        )
+        books: dict[str, OrderBook] = {}
+        for ticker, yes, no, conn_id, frame_no in snaps:
+            book = OrderBook(ticker)
+            book.yes = {p: s for p, s in orjson.loads(yes)}
+            book.no = {p: s for p, s in orjson.loads(no)}
+            deltas = db.query(
+                "SELECT side, price, size_delta FROM orderbook_deltas"
+                " WHERE ticker = %s AND conn_id = %s AND frame_no > %s ORDER BY frame_no",
+                (ticker, conn_id, frame_no),
+            )
+            for side, price, change in deltas:
+                levels = book.yes if side else book.no
+                size = levels.get(price, 0) + change
+                if size:
+                    levels[price] = size
+                else:
+                    levels.pop(price, None)
+            books[ticker] = book
+        return books

@@ -1,0 +1,77 @@
+"""`kalshi gather` as a process: SIGTERM during a burst exits 0 and loses no row."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import trio
+import yaml
+
+from kalshi.journal import JournalRecord, read_journal
+from kalshi.sim import open_sim_exchange
+from kalshi.store import connect_db
+
+
+async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) -> None:
+    async with open_sim_exchange(markets=40, active=20, rate=3000.0, seed=11, port=0) as sim:
+        key = tmp_path / "key.pem"
+        key.write_bytes(sim.private_key_pem)
+        config = {
+            "gatherer_id": "cli-1",
+            "kalshi": {
+                "rest_url": sim.rest_url,
+                "ws_url": sim.ws_url,
+                "api_key": sim.key_id,
+                "api_secret": str(key),
+                "rest_rate_limit": 100,
+            },
+            "timescaledb": {"url": db_url},
+            "websocket": {
+                "orderbook_connections": 2,
+                "trade_connections": 1,
+                "ticker_connections": 1,
+                "lifecycle_connections": 1,
+            },
+            "spool": {"dir": str(tmp_path / "spool"), "dead_letter_dir": str(tmp_path / "dead")},
+            "journal": {"dir": str(tmp_path / "journal"), "compress": True},
+            "snapshot_poller": {"enabled": False},
+            "http": {"port": 0},
+            "metrics": {"enabled": False},
+        }
+        path = tmp_path / "gatherer.yaml"
+        path.write_text(yaml.safe_dump(config))
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "kalshi", "gather", "--config", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        with trio.fail_after(60):
+            while sim.truth.events_generated.total() < 3000 or not _deltas_journaled(tmp_path):  # noqa: ASYNC110
+                await trio.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            code = await proc.wait()
+        assert proc.stderr is not None
+        err = b""
+        while chunk := await proc.stderr.receive_some(65536):
+            err += chunk
+        assert code == 0, err.decode()
+
+    deltas = set()
+    for record in read_journal([tmp_path / "journal"]):
+        assert isinstance(record, JournalRecord)
+        if record.kind == "frame" and record.direction == "in":
+            frame = orjson.loads(record.raw)
+            if frame.get("type") == "orderbook_delta":
+                deltas.add((record.conn_id, record.frame_no))
+    with connect_db(db_url) as db:
+        stored = set(db.query("SELECT conn_id, frame_no FROM orderbook_deltas"))
+    assert len(deltas) > 0
+    assert stored == deltas
+
+
+def _deltas_journaled(tmp_path: Path) -> bool:
+    return any((tmp_path / "journal").rglob("*.jsonl*"))

@@ -1,0 +1,82 @@
+"""The gatherer against the real simulator and a real PostgreSQL, with injected faults.
+Exact counts from the simulator's ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from kalshi.auth import Signer, load_private_key
+from kalshi.gather.service import Gatherer
+from kalshi.journal import JournalRecord, read_journal
+from kalshi.sim import open_sim_exchange
+from kalshi.store import connect_db
+from tests.gather.support import db_books, sim_config, wait_for
+
+
+def signer_of(sim: object) -> Signer:
+    return Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))  # type: ignore[attr-defined]
+
+
+def all_live(gatherer: Gatherer) -> bool:
+    layout = gatherer.layout
+    return layout is not None and all(c.state == "live" for c in layout.connections)
+
+
+def settled(gatherer: Gatherer, sim: object) -> bool:
+    """Every active market's live book equals the engine's (the engine is paused)."""
+    truth = sim.truth  # type: ignore[attr-defined]
+    books = gatherer.processor.books
+    return not gatherer.processor.stale and all(
+        books.get(t) == truth.book(t)
+        for t in sim.engine.active_tickers  # type: ignore[attr-defined]
+    )
+
+
+async def test_faults_lose_nothing(db_url: str, tmp_path: Path) -> None:
+    async with open_sim_exchange(markets=60, active=12, rate=400.0, seed=5, port=0) as sim:
+        cfg = sim_config(sim, tmp_path, db_url)
+        gatherer = Gatherer(cfg, db_url, signer=signer_of(sim))
+        with trio.fail_after(90):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(gatherer.run)
+                await wait_for(lambda: all_live(gatherer))
+                await trio.sleep(1.5)
+                sim.faults.drop_connections(abrupt=True)
+                await trio.sleep(1.0)
+                await wait_for(lambda: all_live(gatherer))
+                sim.faults.skip_seq(1)
+                await trio.sleep(0.5)
+                sim.faults.repeat_seq(1)
+                await trio.sleep(0.5)
+                sim.faults.send_malformed("json")
+                sim.faults.send_malformed("unknown_type")
+                await trio.sleep(1.0)
+                sim.engine.pause()
+                await wait_for(lambda: settled(gatherer, sim))
+                await trio.sleep(0.5)  # backfill and writers
+                nursery.cancel_scope.cancel()
+        truth = sim.truth
+        injected = dict(truth.faults_injected)
+
+    with connect_db(db_url) as db:
+        stored = db.query("SELECT trade_id, count(*) FROM trades GROUP BY trade_id")
+        gap_kinds = dict(db.query("SELECT kind, count(*) FROM gaps GROUP BY kind"))
+    assert {tid: n for tid, n in stored} == {t.trade_id: 1 for t in truth.trades}
+    books = db_books(db_url)
+    for ticker in sim.engine.active_tickers:
+        assert books[ticker] == truth.book(ticker), ticker
+    counts = gatherer.processor.counts
+    assert injected == {"drop_abrupt": 5, "skip_seq": 3, "repeat_seq": 3, "malformed": 10}
+    assert gap_kinds == {"reconnect": injected["drop_abrupt"], "seq_gap": injected["skip_seq"]}
+    assert counts["seq_gap"] == injected["skip_seq"]
+    assert counts["duplicate"] == injected["repeat_seq"]
+    assert (counts["invalid"], counts["unknown_type"]) == (5, 5)
+    # every received frame is in the journal, before anything else happened to it
+    frames = [
+        r
+        for r in read_journal([tmp_path / "journal"])
+        if isinstance(r, JournalRecord) and r.kind == "frame" and r.direction == "in"
+    ]
+    assert len(frames) == sum(c.messages for c in gatherer.layout.connections)  # type: ignore[union-attr]
