@@ -1,0 +1,203 @@
+"""`snapshot --at` from the database and from the journal equals the book built directly
+with OrderBook at sampled times (hypothesis); gaps freeze the book; clear NoBook errors."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from replay_support import (
+    BASE_US,
+    OB_CONN,
+    T1,
+    T2,
+    Entry,
+    delta,
+    scripted_session,
+    snapshot,
+    store_config,
+    subscribed,
+    write_journal,
+)
+
+from kalshi.book import OrderBook
+from kalshi.journal import read_journal
+from kalshi.models.book import BookDelta, BookSnapshot, Side
+from kalshi.models.units import format_price, format_size
+from kalshi.replay import NoBook, book_from_db, book_from_journal, replay_into_db
+from kalshi.sim import open_sim_exchange
+from kalshi.store import connect_db
+
+PRICES = [1000 * p for p in range(1, 100, 7)]
+_names = itertools.count(1)
+
+# An operation: ("snap", ticker_index, yes levels, no levels) or
+# ("delta", ticker_index, side is yes, price, size to add or fraction to take away).
+levels = st.dictionaries(st.sampled_from(PRICES), st.integers(1, 50_00), max_size=4)
+operation = st.one_of(
+    st.tuples(st.just("snap"), st.integers(0, 1), levels, levels),
+    st.tuples(
+        st.just("delta"),
+        st.integers(0, 1),
+        st.booleans(),
+        st.sampled_from(PRICES),
+        st.integers(-4, 30_00).filter(bool),
+    ),
+)
+
+
+def _script(
+    tickers: tuple[str, str], ops: list[tuple[object, ...]], conn_id: int = OB_CONN
+) -> tuple[list[Entry], list[tuple[int, dict[str, OrderBook]]]]:
+    """Frames for ``ops`` (each ticker starts with a snapshot) and the true books after
+    each frame: ``(wall_us, {ticker: book})``."""
+    books = {t: OrderBook(t) for t in tickers}
+    has_snapshot: set[str] = set()
+    entries: list[Entry] = [("in", conn_id, 1, BASE_US, subscribed(1, "orderbook_delta"))]
+    truth: list[tuple[int, dict[str, OrderBook]]] = []
+    wall, seq = BASE_US, 0
+    first = [("snap", 0, {}, {}), ("snap", 1, {}, {})]
+    for n, op in enumerate(first + ops):
+        ticker = tickers[int(op[1])]  # type: ignore[call-overload]
+        book = books[ticker]
+        if op[0] == "snap":
+            yes, no = dict(op[2]), dict(op[3])  # type: ignore[call-overload]
+            book.apply_snapshot(
+                BookSnapshot(ticker, "", tuple(sorted(yes.items())), tuple(sorted(no.items())))
+            )
+            has_snapshot.add(ticker)
+            raw = snapshot(
+                1, seq + 1, ticker,
+                yes=[(format_price(p), format_size(s)) for p, s in sorted(yes.items())],
+                no=[(format_price(p), format_size(s)) for p, s in sorted(no.items())],
+            )  # fmt: skip
+        else:
+            _, _, is_yes, price, amount = op
+            side = Side.YES if is_yes else Side.NO
+            assert isinstance(price, int) and isinstance(amount, int)
+            have = book.side(side).get(price, 0)
+            change = amount if amount > 0 else -(have * -amount // 4)  # take 1/4..4/4 away
+            if change == 0:
+                continue
+            book.apply_delta(BookDelta(ticker, "", side, price, change))
+            raw = delta(1, seq + 1, ticker, format_price(price), format_size(change), side.value)
+        seq += 1
+        wall += 1 + (n * 37) % 500
+        entries.append(("in", conn_id, len(entries) + 1, wall, raw))
+        truth.append((wall, {t: b.copy() for t, b in books.items()}))
+    return entries, truth
+
+
+def _samples(truth: list[tuple[int, dict[str, OrderBook]]], picks: list[int]) -> list[int]:
+    times = [wall for wall, _ in truth][1:]  # from the moment both markets have a book
+    return sorted({times[i % len(times)] + offset for i in picks for offset in (0, 1)})
+
+
+def _expected(truth: list[tuple[int, dict[str, OrderBook]]], at: int, ticker: str) -> OrderBook:
+    book = OrderBook(ticker)
+    for wall, books in truth:
+        if wall <= at:
+            book = books[ticker]
+    return book
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    ops=st.lists(operation, max_size=25),
+    picks=st.lists(st.integers(0, 1000), min_size=1, max_size=4),
+)
+async def test_book_at_matches_ground_truth(
+    db_url: str, ops: list[tuple[object, ...]], picks: list[int]
+) -> None:
+    n = next(_names)
+    # One database for every example: own tickers and connection (identity keys differ).
+    tickers = (f"PIT-{n}-A", f"PIT-{n}-B")
+    entries, truth = _script(tickers, ops, OB_CONN + n)
+    tmp = Path(tempfile.mkdtemp(prefix="kalshi-pit-"))
+    try:
+        files = await write_journal(tmp / "journal", entries)
+        with trio.fail_after(60):
+            await replay_into_db(read_journal(files), db_url, store_config(tmp))
+        with connect_db(db_url) as db:
+            for at in _samples(truth, picks):
+                for ticker in tickers:
+                    expected = _expected(truth, at, ticker)
+                    from_db = book_from_db(db, ticker, at)
+                    from_journal = book_from_journal(read_journal(files), ticker, at)
+                    assert from_db.book == expected, (at, ticker)
+                    assert from_journal.book == expected, (at, ticker)
+                    assert (from_db.stale, from_journal.stale) == (False, False)
+                    assert from_db.as_of_us == from_journal.as_of_us <= at
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _book(yes: dict[int, int], no: dict[int, int]) -> OrderBook:
+    book = OrderBook("")
+    book.yes, book.no = yes, no
+    return book
+
+
+async def test_a_seq_gap_freezes_the_book_until_the_resnapshot(db_url: str, tmp_path: Path) -> None:
+    files = await write_journal(tmp_path / "journal", scripted_session())
+    await replay_into_db(read_journal(files), db_url, store_config(tmp_path))
+    at_gap, after_resnapshot = BASE_US + 700, BASE_US + 900
+    with connect_db(db_url) as db:
+        sources = [
+            lambda t, at: book_from_db(db, t, at),
+            lambda t, at: book_from_journal(read_journal(files), t, at),
+        ]
+        for get in sources:
+            frozen_t1 = get(T1, at_gap)
+            assert frozen_t1.book == _book({40000: 1000, 42000: 300}, {55000: 700})
+            assert frozen_t1.stale and frozen_t1.as_of_us == BASE_US + 400
+            frozen_t2 = get(T2, at_gap)
+            assert frozen_t2.book == _book({10000: 100}, {60000: 350})
+            assert frozen_t2.stale
+            fresh = get(T1, after_resnapshot)
+            assert fresh.book == _book({40000: 1100, 41000: 200}, {})
+            assert (fresh.stale, fresh.as_of_us) == (False, after_resnapshot)
+
+
+async def test_no_book_errors_say_why(db_url: str, tmp_path: Path) -> None:
+    files = await write_journal(tmp_path / "journal", scripted_session())
+    await replay_into_db(read_journal(files), db_url, store_config(tmp_path))
+    early = BASE_US + 150
+    with connect_db(db_url) as db:
+        with pytest.raises(NoBook, match=r"^NOPE: no order book stored for this ticker$"):
+            book_from_db(db, "NOPE", None)
+        with pytest.raises(NoBook, match=rf"^{T1}: no WebSocket snapshot at or before 20"):
+            book_from_db(db, T1, early)
+    with pytest.raises(NoBook, match=r"^NOPE: not in the journal$"):
+        book_from_journal(read_journal(files), "NOPE")
+    with pytest.raises(NoBook, match=rf"^{T1}: no order-book frame at or before 20"):
+        book_from_journal(read_journal(files), T1, early)
+
+
+async def test_rest_source_reads_the_simulator(tmp_path: Path) -> None:
+    from kalshi.auth import Signer, load_private_key
+    from kalshi.net import RestClient, system_wall_us
+    from kalshi.replay import book_from_rest
+
+    with trio.fail_after(30):
+        async with open_sim_exchange(markets=5, rate=50.0, seed=3) as sim:
+            sim.engine.pause()
+            sim.engine.step(20)
+            signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
+            ticker = max(sim.truth.books, key=lambda t: len(sim.truth.books[t]))
+            assert len(sim.truth.book(ticker)) > 0
+            async with RestClient(sim.rest_url, signer) as rest:
+                got = await book_from_rest(rest, ticker, system_wall_us())
+                assert got.book == sim.truth.book(ticker)
+                with pytest.raises(NoBook, match=r"^NO-SUCH: unknown ticker \(REST 404\)$"):
+                    await book_from_rest(rest, "NO-SUCH", system_wall_us())
