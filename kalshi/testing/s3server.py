@@ -82,6 +82,7 @@ class S3Server:
         self.region = region
         self.endpoint = ""
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ports: dict[str, int] = {}
         self._log: Any = None
 
     def start(self, timeout: float = 60.0) -> None:
@@ -105,7 +106,9 @@ class S3Server:
                 }
             )
         )
-        ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        # A restart keeps the ports, so clients (and their endpoint) survive an outage.
+        ports = self._ports or dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        self._ports = ports
         args = [
             find_weed(),
             "mini",
