@@ -5,6 +5,7 @@
 * ``empty_db_url``: URL of a new database with no schema at all.
 * ``own_pg``: a dedicated server for this test, which the test may ``stop()`` and
   ``start()`` again on the same port (outage tests).
+* ``s3_server``: the session's real S3 server (SeaweedFS ``weed mini``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 from kalshi.store import EmbeddedPostgres, migrate
 from kalshi.store.query import connect_db
+from kalshi.testing.s3server import S3Server, find_weed
 
 TEST_SETTINGS = {
     "fsync": "off",
@@ -92,3 +94,19 @@ def own_pg() -> Iterator[EmbeddedPostgres]:
     finally:
         server.stop_server()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    try:
+        find_weed()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    data = Path(tempfile.mkdtemp(prefix="kalshi-s3-"))
+    server = S3Server(data)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
