@@ -327,18 +327,15 @@ class SimExchange(Exchange):
             await _send(stream, conn, TOO_MANY)
             return
         accept = base64.b64encode(hashlib.sha1(ws_key.encode() + _WS_GUID).digest())
-        await stream.send_all(
-            conn.send(
-                h11.InformationalResponse(
-                    status_code=101,
-                    headers=[
-                        (b"upgrade", b"websocket"),
-                        (b"connection", b"Upgrade"),
-                        (b"sec-websocket-accept", accept),
-                    ],
-                )
-            )
+        response = h11.InformationalResponse(
+            status_code=101,
+            headers=[
+                (b"upgrade", b"websocket"),
+                (b"connection", b"Upgrade"),
+                (b"sec-websocket-accept", accept),
+            ],
         )
+        handshake = conn.send(response)
         trailing, _ = conn.trailing_data
         self._per_user[user] += 1
 
@@ -346,8 +343,14 @@ class SimExchange(Exchange):
             self.sessions.discard(session)
             self._per_user[user] -= 1
 
+        # Registered before the client sees the 101, so faults reach it from its first frame.
         session = Session(self, stream, bytes(trailing), closed)
         self.sessions.add(session)
+        try:
+            await stream.send_all(handshake)
+        except BaseException:
+            closed(session)
+            raise
         await session.serve()
 
 
