@@ -88,13 +88,13 @@ class Connection:
         while True:
             try:
                 await self._session(lost_at, backoff)
-            except (NetError, AuthError) as exc:
-                self.last_error = str(exc)
-                level = logging.ERROR if isinstance(exc, AuthError) else logging.WARNING
-                log.log(level, "%s: %s", self.name, exc)
-                reason = str(exc)
-            else:  # pragma: no cover - sessions only end by raising
-                reason = "ended"
+            except BaseException as exc:
+                error = _network_error(exc)
+                if error is None:
+                    raise
+                self.last_error = reason = str(error)
+                level = logging.ERROR if isinstance(error, AuthError) else logging.WARNING
+                log.log(level, "%s: %s", self.name, error)
             if self.sessions and self.conn_id:
                 self.ctx.processor.forget_connection(self.conn_id)
                 self.ctx.marker(self.conn_id, "disconnect", reason=reason)
@@ -124,13 +124,10 @@ class Connection:
             self._alive = trio.current_time()
             ctx.marker(self.conn_id, "connect", label=self.name, channels=[self.channel], url=url)
             self.state = "subscribing"
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._keepalive, ws)
-                    nursery.start_soon(self._commands, ws, lost_at, backoff)
-                    await self._receive(ws)
-            except BaseExceptionGroup as group:
-                raise _session_error(group) from None
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keepalive, ws)
+                nursery.start_soon(self._commands, ws, lost_at, backoff)
+                await self._receive(ws)
 
     # --- receiving ----------------------------------------------------------------------
 
@@ -310,21 +307,20 @@ class Connection:
                 await trio.sleep_until(min(deadline, next_ping if interval > 0 else math.inf))
 
 
-def _session_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that ended a session: the first network error when every failure in the
-    group is one (the usual case: the receive loop and a ping both see the socket die);
-    otherwise the group itself, so bugs and cancellation propagate untouched."""
+def _network_error(exc: BaseException) -> NetError | AuthError | None:
+    """The network error that ended a session, when every failure in ``exc`` (a single
+    exception or a group: the receive loop and a ping both see the socket die) is one;
+    None otherwise, so bugs and cancellation propagate untouched."""
     leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
+    pending: list[BaseException] = [exc]
     while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
+        item = pending.pop()
+        if isinstance(item, BaseExceptionGroup):
+            pending.extend(item.exceptions)
         else:
-            leaves.append(exc)
-    if leaves and all(isinstance(exc, NetError | AuthError) for exc in leaves):
-        return leaves[0]
-    return group
+            leaves.append(item)
+    errors = [leaf for leaf in leaves if isinstance(leaf, NetError | AuthError)]
+    return errors[0] if errors and len(errors) == len(leaves) else None
 
 
 def _notable(out: Outcome) -> bool:

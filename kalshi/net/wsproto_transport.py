@@ -31,7 +31,7 @@ from wsproto.events import (
 
 from kalshi.errors import AuthError, ConnectionLost, HttpError
 
-__all__ = ["wsproto_connect"]
+__all__ = ["wsproto_connect", "wsproto_over_stream"]
 
 _READ = 1 << 16
 
@@ -140,7 +140,6 @@ async def wsproto_connect(
     secure = parts.scheme == "wss"
     host = parts.hostname or "localhost"
     port = parts.port or (443 if secure else 80)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
         with trio.fail_after(10):
             tcp = await trio.open_tcp_stream(host, port)
@@ -149,6 +148,17 @@ async def wsproto_connect(
     stream: trio.abc.Stream = tcp
     if secure:
         stream = trio.SSLStream(tcp, ssl.create_default_context(), server_hostname=host)
+    async with wsproto_over_stream(stream, url, headers, max_frame_bytes) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def wsproto_over_stream(
+    stream: trio.abc.Stream, url: str, headers: Mapping[str, str], max_frame_bytes: int
+) -> AsyncIterator[_WsprotoConnection]:
+    """A WebSocket client session over an already open ``stream`` (closed on exit)."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
         ws = WSConnection(ConnectionType.CLIENT)
         try:
@@ -156,7 +166,7 @@ async def wsproto_connect(
                 leftovers = await _handshake(stream, ws, parts.netloc, target, headers)
         except trio.TooSlowError:
             raise ConnectionLost("websocket handshake timed out") from None
-        except (trio.BrokenResourceError, OSError) as exc:
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ConnectionLost(f"websocket handshake failed: {exc!r}") from None
         conn = _WsprotoConnection(stream, ws, max_frame_bytes)
         conn._events.extend(leftovers)

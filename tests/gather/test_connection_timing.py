@@ -1,0 +1,109 @@
+"""Connection timing on virtual time: silence detection and the reconnect schedule.
+
+The simulator is reached over in-memory streams (kalshi.testing.memory), so
+``autojump_clock`` drives every timer exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from kalshi.auth import Signer, load_private_key
+from kalshi.gather.connection import Connection
+from kalshi.gather.context import GatherContext, RowSink
+from kalshi.gather.pipeline import FrameProcessor
+from kalshi.models.rows import TABLE_COLUMNS, Row
+from kalshi.net import system_wall_us
+from kalshi.sim import open_sim_exchange
+from kalshi.testing.memory import memory_connector
+from tests.gather.support import sim_config
+
+
+async def drain(receive: trio.MemoryReceiveChannel[Row]) -> None:
+    async for _ in receive:
+        pass
+
+
+async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with open_sim_exchange(markets=10, active=4, rate=50.0, seed=2, port=0) as sim:
+        cfg = sim_config(
+            sim,
+            tmp_path,
+            "postgresql://unused",
+            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
+        )
+        signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
+        async with trio.open_nursery() as nursery:
+            channels = {}
+            for table in TABLE_COLUMNS:
+                send, receive = trio.open_memory_channel[Row](10_000)
+                channels[table] = send
+                nursery.start_soon(drain, receive)
+            ctx = GatherContext(
+                cfg=cfg,
+                signer=signer,
+                connector=memory_connector(sim),
+                processor=FrameProcessor("t1"),
+                journal=None,
+                sink=RowSink(channels),
+                wall_us=system_wall_us,  # signatures must match the sim's clock
+            )
+            conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
+            nursery.start_soon(conn.run)
+            while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
+                await trio.sleep(0.01)
+            await trio.sleep(3)
+            assert (conn.sessions, conn.reconnects) == (1, 0)
+            silent_at = trio.current_time()
+            sim.faults.go_silent(60)
+            while conn.reconnects == 0:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            detected = trio.current_time() - silent_at
+            # the last frame or pong came at most one ping interval before the silence
+            assert 4.0 <= detected <= 5.0 + 0.02, detected
+            assert "silent for 5s" in conn.last_error
+            nursery.cancel_scope.cancel()
+
+
+async def test_reconnects_back_off_exponentially_while_refused(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with open_sim_exchange(markets=10, active=4, rate=50.0, seed=2, port=0) as sim:
+        cfg = sim_config(
+            sim,
+            tmp_path,
+            "postgresql://unused",
+            **{"websocket.reconnect_backoff": "1s", "websocket.max_reconnect_backoff": "8s"},
+        )
+        signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
+        sim.faults.refuse_connections(1000)
+        attempts: list[float] = []
+        connector = memory_connector(sim)
+
+        def counting(url: str, headers: object, max_frame_bytes: int) -> object:
+            attempts.append(trio.current_time())
+            return connector(url, headers, max_frame_bytes)  # type: ignore[arg-type]
+
+        ctx = GatherContext(
+            cfg=cfg,
+            signer=signer,
+            connector=counting,  # type: ignore[arg-type]
+            processor=FrameProcessor("t1"),
+            journal=None,
+            sink=RowSink({}),
+            wall_us=system_wall_us,  # signatures must match the sim's clock
+        )
+        conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
+        with trio.move_on_after(60):
+            await conn.run()
+        gaps = [b - a for a, b in itertools.pairwise(attempts)]
+        caps = [1, 2, 4, 8, 8, 8, 8]
+        assert len(gaps) >= len(caps)
+        for gap, cap in zip(gaps, caps, strict=False):
+            assert cap / 2 <= gap <= cap + 0.01, (gaps, caps)
