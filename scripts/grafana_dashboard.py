@@ -198,7 +198,16 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]], str]]]] = [
             (
                 "Rows merged into production/s",
                 "rowsps",
-                [("{{table}}", f"sum by (table) (rate(kalshi_dedup_rows_total[{RATE}]))")],
+                [
+                    (
+                        "{{table}}",
+                        f"sum by (table) (rate(kalshi_dedup_rows_merged_total[{RATE}]))",
+                    ),
+                    (
+                        "{{table}} duplicate dropped",
+                        f"sum by (table) (rate(kalshi_dedup_duplicates_dropped_total[{RATE}]))",
+                    ),
+                ],
                 "timeseries",
             ),
             (
@@ -207,8 +216,22 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]], str]]]] = [
                 [
                     ("{{table}}", f"sum by (table) (rate(kalshi_export_bytes_total[{RATE}]))"),
                     (
-                        "rows/s {{table}}",
-                        f"sum by (table) (rate(kalshi_export_rows_total[{RATE}]))",
+                        "windows {{table}}",
+                        f"sum by (table) (increase(kalshi_export_windows_total[{RATE}]))",
+                    ),
+                    ("failures", f"sum(increase(kalshi_export_failures_total[{RATE}]))"),
+                ],
+                "timeseries",
+            ),
+            (
+                "Gatherer databases up (dedup), holes, source switches",
+                "short",
+                [
+                    ("up {{gatherer}}", "min by (gatherer) (kalshi_dedup_gatherer_up)"),
+                    ("holes", f"sum(increase(kalshi_dedup_holes_total[{RATE}]))"),
+                    (
+                        "source switches",
+                        f"sum(increase(kalshi_dedup_source_switches_total[{RATE}]))",
                     ),
                 ],
                 "timeseries",

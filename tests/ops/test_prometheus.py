@@ -180,3 +180,15 @@ async def _check_scraped(client: httpx.AsyncClient, metrics_port: int, written: 
         ("kalshi-gatherer", 7),
     ]
     assert {r["health"] for g in groups for r in g["rules"]} <= {"ok", "unknown"}
+
+
+def test_every_alert_links_a_runbook_section_of_operations_md() -> None:
+    headings = {
+        line.lstrip("#").strip().lower()
+        for line in (ROOT / "docs/operations.md").read_text().splitlines()
+        if line.startswith("#### ")
+    }
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            assert rule["annotations"]["runbook"] == f"docs/operations.md#{rule['alert'].lower()}"
+            assert rule["alert"].lower() in headings
