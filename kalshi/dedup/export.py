@@ -1,0 +1,341 @@
+"""Export closed time windows of the production tables as Parquet, with a manifest.
+
+Layout (``prefix`` is ``s3_export.prefix``, ``raw/`` by default)::
+
+    <prefix><table>/date=YYYY-MM-DD/hour=HH/part-00000.parquet
+    <prefix><table>/date=YYYY-MM-DD/hour=HH/_manifest.json
+
+(windows shorter than an hour add a ``window=<start µs>/`` level). A window is *closed*
+once every live gatherer's cursor has passed its end (``dedup_cursors``; a gatherer more
+than ``max_lag`` behind the newest is not waited for). Exporting a window uploads its
+parts, then its manifest, then deletes any other object of that window's directory, then
+records it in ``dedup_exports``: re-exporting replaces the files (same names, atomic per
+object) and never leaves duplicates. Files are deterministic for the same rows.
+
+``orderbook_deltas`` is exported as the merged book stream (see
+:mod:`kalshi.dedup.parquet`); ``markets`` (a current-state table) is not exported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import trio
+from attrs import frozen
+
+from kalshi.book import OrderBook
+from kalshi.config import S3Config
+from kalshi.dedup import metrics
+from kalshi.dedup.parquet import book_stream_rows, encode
+from kalshi.dedup.segments import apply_row, book_from_snapshot
+from kalshi.dedup.targets import Target, open_target
+from kalshi.models.rows import DeltaRow, Row, SnapshotRow
+from kalshi.store import Database, connect_db
+
+__all__ = ["EXPORT_TABLES", "PART_ROWS", "Exporter", "WindowExport", "window_prefix"]
+
+log = logging.getLogger("kalshi.dedup.export")
+
+EXPORT_TABLES = {
+    "trades": "exchange_ts",
+    "orderbook_deltas": "exchange_ts",
+    "orderbook_snapshots": "snapshot_ts",
+    "tickers": "exchange_ts",
+    "market_lifecycle": "exchange_ts",
+    "gaps": "start_ts",
+}
+PART_ROWS = 1_000_000
+"""Rows per Parquet file (the book stream of a window is always one file)."""
+HOUR_US = 3_600_000_000
+
+Progress = Callable[["WindowExport"], None]
+
+
+@frozen
+class WindowExport:
+    table: str
+    start: int  # µs, inclusive
+    end: int  # µs, exclusive
+    rows: int
+    bytes: int
+    keys: tuple[str, ...]  # parts, then the manifest
+
+
+def _utc(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+def _iso(us: int) -> str:
+    return _utc(us).isoformat().replace("+00:00", "Z")
+
+
+def window_prefix(prefix: str, table: str, start: int, window_us: int) -> str:
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    at = _utc(start)
+    base = f"{prefix}{table}/date={at:%Y-%m-%d}/hour={at:%H}/"
+    return base + (f"window={start}/" if window_us < HOUR_US else "")
+
+
+class _Reader:
+    """Production reads for the export (blocking; one worker thread at a time)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = connect_db(self.url)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def horizon(self, max_lag_us: int) -> int | None:
+        row = self.db.query(
+            "SELECT min(horizon) FROM dedup_cursors"
+            " WHERE horizon >= (SELECT max(horizon) FROM dedup_cursors) - %s",
+            (max_lag_us,),
+        )
+        return None if not row or row[0][0] is None else int(row[0][0])
+
+    def exported_until(self, table: str) -> int | None:
+        row = self.db.query(
+            "SELECT max(window_end) FROM dedup_exports WHERE table_name = %s", (table,)
+        )
+        return None if row[0][0] is None else int(row[0][0])
+
+    def next_time(self, table: str, column: str, at: int) -> int | None:
+        row = self.db.query(f"SELECT min({column}) FROM {table} WHERE {column} >= %s", (at,))
+        return None if row[0][0] is None else int(row[0][0])
+
+    def rows(self, table: str, column: str, start: int, end: int) -> list[Row]:
+        return self.db.fetch_rows(table, f"{column} >= %s AND {column} < %s", (start, end))
+
+    def gaps(self, start: int, end: int) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "SELECT start_ts, end_ts, gatherer_id, ticker, kind, detail FROM gaps"
+            " WHERE start_ts < %s AND (end_ts IS NULL OR end_ts >= %s) ORDER BY start_ts",
+            (end, start),
+        )
+        names = ("start_ts", "end_ts", "gatherer_id", "ticker", "kind", "detail")
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def book_before(self, ticker: str, seq: int) -> tuple[int, OrderBook]:
+        """The merged book of ``ticker`` just before stream position ``seq``."""
+        book = OrderBook(ticker)
+        found = self.db.query(
+            "SELECT seq, yes_bids::text, no_bids::text FROM orderbook_snapshots"
+            " WHERE ticker = %s AND source = 'ws' AND seq < %s ORDER BY seq DESC LIMIT 1",
+            (ticker, seq),
+        )
+        since = 0
+        if found:
+            since = int(found[0][0])
+            book.yes = {int(p): int(s) for p, s in orjson.loads(found[0][1])}
+            book.no = {int(p): int(s) for p, s in orjson.loads(found[0][2])}
+        for side, price, change in self.db.query(
+            "SELECT side, price, size_delta FROM orderbook_deltas"
+            " WHERE ticker = %s AND seq > %s AND seq < %s ORDER BY seq",
+            (ticker, since, seq),
+        ):
+            levels = book.yes if side else book.no
+            size = levels.get(price, 0) + change
+            if size:
+                levels[price] = size
+            else:
+                levels.pop(price, None)
+        return seq - 1, book
+
+    def record(self, export: WindowExport, manifest: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO dedup_exports (table_name, window_start, window_end, rows, bytes,"
+            " manifest, exported_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)"
+            " ON CONFLICT (table_name, window_start) DO UPDATE SET window_end ="
+            " EXCLUDED.window_end, rows = EXCLUDED.rows, bytes = EXCLUDED.bytes,"
+            " manifest = EXCLUDED.manifest, exported_at = EXCLUDED.exported_at",
+            (
+                export.table,
+                export.start,
+                export.end,
+                export.rows,
+                export.bytes,
+                json.dumps(manifest),
+                time.time_ns() // 1000,
+            ),
+        )
+
+
+class Exporter:
+    """Exports windows of the production database at ``url`` to ``target``."""
+
+    def __init__(
+        self,
+        url: str,
+        s3: S3Config,
+        target: Target | None = None,
+        *,
+        max_lag: float = 30.0,
+        tables: Sequence[str] = tuple(EXPORT_TABLES),
+    ) -> None:
+        self.s3 = s3
+        self.target = target if target is not None else open_target(s3)
+        self.window_us = max(1, int(s3.window * 1_000_000))
+        self.max_lag_us = int(max_lag * 1_000_000)
+        self.tables = tuple(tables)
+        self._reader = _Reader(url)
+        # End-of-window books of the last exported deltas window: ticker -> (seq, book).
+        self._books: dict[str, tuple[int, OrderBook]] = {}
+
+    def close(self) -> None:
+        self._reader.close()
+
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args)
+
+    def _align(self, us: int) -> int:
+        return us - us % self.window_us
+
+    async def plan(self, *, until: int | None = None, force: bool = False) -> list[tuple[str, int]]:
+        """``(table, window start)`` of every closed window with rows not yet exported
+        (all of them with ``force``), oldest first per table. ``until`` overrides the
+        closing horizon (µs)."""
+        horizon = (
+            until if until is not None else await self._read(self._reader.horizon, self.max_lag_us)
+        )
+        if horizon is None:
+            return []
+        out: list[tuple[str, int]] = []
+        for table in self.tables:
+            column = EXPORT_TABLES[table]
+            done = None if force else await self._read(self._reader.exported_until, table)
+            at = done if done is not None else 0
+            while True:
+                found = await self._read(self._reader.next_time, table, column, at)
+                if found is None:
+                    break
+                start = self._align(found)
+                if start + self.window_us > horizon:
+                    break
+                out.append((table, start))
+                at = start + self.window_us
+        return out
+
+    async def export(
+        self, windows: Sequence[tuple[str, int]], progress: Progress | None = None
+    ) -> list[WindowExport]:
+        """Export ``windows`` in order; raises :class:`ExportError` when the target fails
+        (after retries) -- windows already done stay done."""
+        done = []
+        for table, start in windows:
+            result = await self.export_window(table, start)
+            done.append(result)
+            if progress is not None:
+                progress(result)
+        return done
+
+    async def export_closed(
+        self, *, until: int | None = None, force: bool = False, progress: Progress | None = None
+    ) -> list[WindowExport]:
+        return await self.export(await self.plan(until=until, force=force), progress)
+
+    async def _stream(self, start: int, end: int) -> list[Any]:
+        deltas: list[DeltaRow] = await self._read(
+            self._reader.rows, "orderbook_deltas", "exchange_ts", start, end
+        )
+        snaps: list[SnapshotRow] = [
+            s
+            for s in await self._read(
+                self._reader.rows, "orderbook_snapshots", "snapshot_ts", start, end
+            )
+            if s.source == "ws"
+        ]
+        stream: list[DeltaRow | SnapshotRow] = sorted(
+            [*deltas, *snaps], key=lambda r: (r.ticker, r.seq or 0)
+        )
+        books: dict[str, OrderBook] = {}
+        for row in stream:
+            if row.ticker in books or isinstance(row, SnapshotRow):
+                continue
+            cached = self._books.get(row.ticker)
+            if cached is None or cached[0] != row.seq - 1:
+                cached = await self._read(self._reader.book_before, row.ticker, row.seq)
+            books[row.ticker] = cached[1].copy()
+        rows = book_stream_rows(start, books, stream, book_from_snapshot)
+        # Remember where each market ends, for the next window.
+        ends: dict[str, OrderBook] = {}
+        for row in stream:
+            if isinstance(row, SnapshotRow):
+                ends[row.ticker] = book_from_snapshot(row)
+            else:
+                book = ends.setdefault(row.ticker, books[row.ticker].copy())
+                apply_row(book, row)
+            assert row.seq is not None
+            self._books[row.ticker] = (row.seq, ends[row.ticker])
+        return rows
+
+    async def export_window(self, table: str, start: int) -> WindowExport:
+        """Export one window of ``table`` (replacing an earlier export of it)."""
+        end = start + self.window_us
+        column = EXPORT_TABLES[table]
+        if table == "orderbook_deltas":
+            chunks = [await self._stream(start, end)]
+        else:
+            rows = await self._read(self._reader.rows, table, column, start, end)
+            chunks = [rows[i : i + PART_ROWS] for i in range(0, len(rows), PART_ROWS)] or [[]]
+        base = window_prefix(self.s3.prefix, table, start, self.window_us)
+        files: list[dict[str, Any]] = []
+        for index, chunk in enumerate(chunks):
+            data = await trio.to_thread.run_sync(encode, table, chunk)
+            key = f"{base}part-{index:05d}.parquet"
+            await self.target.put(key, data)
+            metrics.EXPORT_BYTES.labels(table).inc(len(data))
+            files.append(
+                {
+                    "key": key,
+                    "rows": len(chunk),
+                    "bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
+        times = [
+            r[3] if table == "orderbook_deltas" else getattr(r, column) for c in chunks for r in c
+        ]
+        manifest = {
+            "table": table,
+            "format": "parquet+zstd",
+            "window": {"start_us": start, "end_us": end, "start": _iso(start), "end": _iso(end)},
+            "rows": sum(f["rows"] for f in files),
+            "time_range": {"min_us": min(times, default=None), "max_us": max(times, default=None)},
+            "files": files,
+            "gaps": await self._read(self._reader.gaps, start, end),
+        }
+        manifest_key = f"{base}_manifest.json"
+        await self.target.put(manifest_key, json.dumps(manifest, indent=2).encode())
+        keep = {f["key"] for f in files} | {manifest_key}
+        stale = [k for k in await self.target.keys(base) if k not in keep]
+        if stale:
+            await self.target.delete(stale)
+        export = WindowExport(
+            table,
+            start,
+            end,
+            sum(int(f["rows"]) for f in files),
+            sum(int(f["bytes"]) for f in files),
+            (*(str(f["key"]) for f in files), manifest_key),
+        )
+        await self._read(self._reader.record, export, manifest)
+        metrics.EXPORT_WINDOWS.labels(table).inc()
+        log.info("exported %s %s: %d rows", table, _iso(start), export.rows)
+        return export

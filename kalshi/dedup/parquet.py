@@ -1,0 +1,130 @@
+"""Pure: production rows -> Parquet bytes (pyarrow, zstd), one schema per table.
+
+Tables other than ``orderbook_deltas`` are written column for column as stored (JSON as
+text). ``orderbook_deltas`` is written as the market's *book stream* for the window, so a
+file can be read alone:
+
+==============  =========================================================================
+``kind``        ``start``: the market's book when the window opens (one row per level,
+                or one row with null side/price/size for an empty book), written for every
+                market whose first row in the window is a delta; ``snapshot``: a resync
+                snapshot of the merged stream (one row per level, or one null row);
+                ``delta``: a merged delta (``size`` is the signed change)
+``seq``         the merged stream's sequence number (null for ``start`` rows)
+==============  =========================================================================
+
+To rebuild a book: take the rows of one ticker in file order; a run of ``start`` or
+``snapshot`` rows (same ``seq``) replaces the book, each ``delta`` adds ``size`` at
+``(side, price)``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kalshi.book import OrderBook
+from kalshi.models.rows import DeltaRow, Row, SnapshotRow
+from kalshi.store.schema import TABLES
+
+__all__ = ["BOOK_STREAM", "book_stream_rows", "encode", "schema"]
+
+_ARROW = {"int8": pa.int64(), "int4": pa.int32(), "text": pa.string(), "bool": pa.bool_()}
+
+BOOK_STREAM = pa.schema(
+    [
+        ("ticker", pa.string()),
+        ("seq", pa.int64()),
+        ("kind", pa.string()),
+        ("exchange_ts", pa.int64()),
+        ("received_at", pa.int64()),
+        ("side", pa.bool_()),
+        ("price", pa.int32()),
+        ("size", pa.int64()),
+        ("gatherer_id", pa.string()),
+        ("conn_id", pa.int64()),
+        ("frame_no", pa.int64()),
+    ]
+)
+
+StreamRow = tuple[Any, ...]  # in BOOK_STREAM column order
+
+
+def schema(table: str) -> pa.Schema:
+    if table == "orderbook_deltas":
+        return BOOK_STREAM
+    spec = TABLES[table]
+    return pa.schema(
+        [
+            (c, pa.string() if t == "jsonb" else _ARROW[t])
+            for c, t in zip(spec.columns, spec.types, strict=True)
+        ]
+    )
+
+
+def _levels(
+    ticker: str, seq: int | None, kind: str, at: int, book: OrderBook, who: tuple[Any, ...]
+) -> list[StreamRow]:
+    levels = [(True, p, s) for p, s in sorted(book.yes.items())]
+    levels += [(False, p, s) for p, s in sorted(book.no.items())]
+    if not levels:
+        return [(ticker, seq, kind, at, who[0], None, None, None, *who[1:])]
+    return [(ticker, seq, kind, at, who[0], side, p, s, *who[1:]) for side, p, s in levels]
+
+
+def book_stream_rows(
+    start: int,
+    books: dict[str, OrderBook],
+    stream: Sequence[DeltaRow | SnapshotRow],
+    snapshot_book: Any,
+) -> list[StreamRow]:
+    """The book stream of one window: ``stream`` is the window's deltas and snapshots
+    ordered by (ticker, seq); ``books`` the book at the window start of every market whose
+    first row is a delta; ``snapshot_book(row)`` turns a snapshot row into an OrderBook."""
+    out: list[StreamRow] = []
+    seen: set[str] = set()
+    for row in stream:
+        if row.ticker not in seen:
+            seen.add(row.ticker)
+            if isinstance(row, DeltaRow):
+                out += _levels(
+                    row.ticker, None, "start", start, books[row.ticker], (None, None, None, None)
+                )
+        if isinstance(row, SnapshotRow):
+            at = row.exchange_ts if row.exchange_ts is not None else row.snapshot_ts
+            who = (row.received_at, row.gatherer_id, row.conn_id, row.frame_no)
+            out += _levels(row.ticker, row.seq, "snapshot", at, snapshot_book(row), who)
+        else:
+            out.append(
+                (
+                    row.ticker,
+                    row.seq,
+                    "delta",
+                    row.exchange_ts,
+                    row.received_at,
+                    row.side,
+                    row.price,
+                    row.size_delta,
+                    row.gatherer_id,
+                    row.conn_id,
+                    row.frame_no,
+                )
+            )
+    return out
+
+
+def encode(table: str, rows: Iterable[Row] | Iterable[StreamRow]) -> bytes:
+    """One Parquet file (zstd) of ``rows`` in ``table``'s export schema."""
+    target = schema(table)
+    columns: list[list[Any]] = [[] for _ in target.names]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    arrays = [pa.array(c, type=f.type) for c, f in zip(columns, target, strict=True)]
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_arrays(arrays, schema=target), sink, compression="zstd")
+    return sink.getvalue()

@@ -1,0 +1,193 @@
+"""Where exported files go: an S3 bucket (boto3) or a local directory.
+
+Both replace a key atomically: S3 makes a completed PUT or multipart upload visible at
+once, and the local target writes a temporary file, fsyncs it and renames it over the
+key. boto3 is blocking and runs in worker threads; its failures are retried with
+exponential backoff and jitter, then raised as :class:`~kalshi.errors.ExportError`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import trio
+
+from kalshi.config import S3Config
+from kalshi.dedup import metrics
+from kalshi.errors import ExportError
+
+__all__ = ["LocalTarget", "S3Target", "Target", "open_target"]
+
+T = TypeVar("T")
+
+
+class Target(Protocol):
+    async def put(self, key: str, data: bytes) -> None: ...
+    async def keys(self, prefix: str) -> list[str]: ...
+    async def delete(self, keys: Sequence[str]) -> None: ...
+    def describe(self, key: str) -> str: ...
+
+
+class LocalTarget:
+    """Files under ``root``; keys are relative paths."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def describe(self, key: str) -> str:
+        return str(self.root / key)
+
+    def _put(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".part-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    async def put(self, key: str, data: bytes) -> None:
+        try:
+            await trio.to_thread.run_sync(self._put, key, data)
+        except OSError as exc:
+            metrics.EXPORT_FAILURES.inc()
+            raise ExportError(f"cannot write {self.describe(key)}: {exc}") from exc
+
+    async def keys(self, prefix: str) -> list[str]:
+        def walk() -> list[str]:
+            base = self.root / prefix
+            if not base.is_dir():
+                return []
+            return sorted(
+                p.relative_to(self.root).as_posix()
+                for p in base.rglob("*")
+                if p.is_file() and not p.name.startswith(".part-")
+            )
+
+        return await trio.to_thread.run_sync(walk)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            (self.root / key).unlink(missing_ok=True)
+
+
+class S3Target:
+    """A bucket; uploads above ``multipart_threshold`` bytes go up in parts."""
+
+    def __init__(
+        self,
+        s3: S3Config,
+        *,
+        attempts: int = 8,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        multipart_threshold: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.s3 = s3
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.multipart_threshold = multipart_threshold
+        self._client: Any = None
+        self._bucket_checked = False
+
+    def describe(self, key: str) -> str:
+        return f"s3://{self.s3.bucket}/{key}"
+
+    def _s3(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.s3.endpoint or None,
+                aws_access_key_id=self.s3.access_key or None,
+                aws_secret_access_key=self.s3.secret_key or None,
+                region_name=self.s3.region,
+                config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60),
+            )
+        return self._client
+
+    async def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        delay = self.backoff
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await trio.to_thread.run_sync(fn)
+            except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
+                metrics.EXPORT_FAILURES.inc()
+                if attempt == self.attempts:
+                    raise ExportError(f"{what}: {exc} (gave up after {attempt} tries)") from exc
+                await trio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")
+
+    def _ensure_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        client = self._s3()
+        try:
+            client.head_bucket(Bucket=self.s3.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+                raise
+            client.create_bucket(Bucket=self.s3.bucket)
+        self._bucket_checked = True
+
+    async def put(self, key: str, data: bytes) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=max(self.multipart_threshold, 5 * 1024 * 1024),
+            use_threads=False,
+        )
+
+        def upload() -> None:
+            if not self._bucket_checked:
+                self._ensure_bucket()
+            self._s3().upload_fileobj(io.BytesIO(data), self.s3.bucket, key, Config=config)
+
+        await self._retry(f"cannot upload {self.describe(key)}", upload)
+
+    async def keys(self, prefix: str) -> list[str]:
+        def listing() -> list[str]:
+            if not self._bucket_checked:
+                self._ensure_bucket()
+            pages = self._s3().get_paginator("list_objects_v2")
+            found = []
+            for page in pages.paginate(Bucket=self.s3.bucket, Prefix=prefix):
+                found += [item["Key"] for item in page.get("Contents", ())]
+            return sorted(found)
+
+        return await self._retry(f"cannot list {self.describe(prefix)}", listing)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            chunk = [{"Key": k} for k in keys[start : start + 1000]]
+
+            def remove(chunk: list[dict[str, str]] = chunk) -> None:
+                self._s3().delete_objects(Bucket=self.s3.bucket, Delete={"Objects": chunk})
+
+            await self._retry(f"cannot delete from {self.describe('')}", remove)
+
+
+def open_target(s3: S3Config, **kwargs: Any) -> Target:
+    """The local directory when ``s3.local_dir`` is set, else the bucket."""
+    if s3.local_dir:
+        return LocalTarget(s3.local_dir)
+    return S3Target(s3, **kwargs)

@@ -1,0 +1,227 @@
+"""Export to a real S3 server (and a directory): Parquet read back equals production."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+import trio
+from conftest import dedup_config
+from scenario import make_truth
+from test_dedup_merge import MISSES, recordings, write_all
+
+from kalshi.book import OrderBook
+from kalshi.config import S3Config, parse_duration
+from kalshi.dedup import metrics
+from kalshi.dedup.export import EXPORT_TABLES, Exporter, WindowExport, _Reader
+from kalshi.dedup.service import Deduplicator
+from kalshi.dedup.targets import S3Target
+from kalshi.store import connect_db
+from kalshi.testing.s3server import S3Server
+
+_buckets = itertools.count(1)
+WINDOW = "100ms"
+
+
+async def merged_production(make_db: Callable[..., str], tmp: Path, seed: int = 31) -> str:
+    truth = make_truth(seed, events=320)
+    urls = await write_all(make_db, recordings(truth, MISSES), tmp)
+    production = make_db()
+    dedup = Deduplicator(dedup_config(production, urls))
+    try:
+        await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    return production
+
+
+def s3_config(server: S3Server, **changes: Any) -> S3Config:
+    return S3Config(
+        enabled=True,
+        endpoint=server.endpoint,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+        bucket=f"dedup-export-{next(_buckets)}",
+        region=server.region,
+        window=parse_duration(WINDOW),
+        **changes,
+    )
+
+
+def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
+    client = server.client()
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    keys = [item["Key"] for page in pages for item in page.get("Contents", ())]
+    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+
+def book_of_file(table: Any, ticker: str) -> OrderBook:
+    """Rebuild one market's book from a book-stream file alone."""
+    book = OrderBook(ticker)
+    reset_at: tuple[str, int | None] | None = None
+    for row in table.to_pylist():
+        if row["ticker"] != ticker:
+            continue
+        if row["kind"] in ("start", "snapshot"):
+            if reset_at != (row["kind"], row["seq"]):
+                book, reset_at = OrderBook(ticker), (row["kind"], row["seq"])
+            if row["price"] is not None:
+                (book.yes if row["side"] else book.no)[row["price"]] = row["size"]
+            continue
+        reset_at = None
+        levels = book.yes if row["side"] else book.no
+        size = levels.get(row["price"], 0) + row["size"]
+        if size:
+            levels[row["price"]] = size
+        else:
+            levels.pop(row["price"])
+    return book
+
+
+def check_against_production(
+    production: str, files: dict[str, bytes], exports: list[WindowExport]
+) -> None:
+    reader = _Reader(production)
+    try:
+        for export in exports:
+            manifest = json.loads(files[export.keys[-1]])
+            assert manifest["window"]["start_us"] == export.start
+            assert manifest["rows"] == export.rows
+            assert [f["key"] for f in manifest["files"]] == list(export.keys[:-1])
+            for entry in manifest["files"]:
+                data = files[entry["key"]]
+                assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+                assert len(data) == entry["bytes"]
+                table = pq.read_table(io.BytesIO(data))
+                assert table.num_rows == entry["rows"]
+                column = EXPORT_TABLES[export.table]
+                if export.table != "orderbook_deltas":
+                    expected = reader.rows(export.table, column, export.start, export.end)
+                    assert [tuple(r.values()) for r in table.to_pylist()] == [
+                        tuple(r) for r in expected
+                    ]
+                    continue
+                deltas = reader.rows("orderbook_deltas", column, export.start, export.end)
+                got = [r for r in table.to_pylist() if r["kind"] == "delta"]
+                assert [(r["ticker"], r["seq"], r["size"]) for r in got] == sorted(
+                    (d.ticker, d.seq, d.size_delta) for d in deltas
+                )
+                for ticker in {r["ticker"] for r in table.to_pylist()}:
+                    last = max(r["seq"] or 0 for r in table.to_pylist() if r["ticker"] == ticker)
+                    _, expected_book = reader.book_before(ticker, last + 1)
+                    assert book_of_file(table, ticker) == expected_book, ticker
+    finally:
+        reader.close()
+
+
+async def test_closed_windows_go_to_s3_as_parquet_equal_to_production(
+    make_db: Callable[..., str], tmp_path: Path, s3_server: S3Server
+) -> None:
+    production = await merged_production(make_db, tmp_path)
+    s3 = s3_config(s3_server)
+    exporter = Exporter(production, s3)
+    try:
+        exports = await exporter.export_closed()
+        with connect_db(production) as db:
+            horizon = db.query("SELECT min(horizon) FROM dedup_cursors")[0][0]
+            recorded = db.query("SELECT count(*) FROM dedup_exports")[0][0]
+        files = objects(s3_server, s3.bucket)
+        assert sorted(files) == sorted(k for e in exports for k in e.keys)
+        assert recorded == len(exports)
+        assert {e.table for e in exports} == set(EXPORT_TABLES) - {"market_lifecycle"}  # none
+        assert all(e.end <= horizon for e in exports)
+        assert await exporter.plan() == []  # nothing closed is left
+        check_against_production(production, files, exports)
+
+        # Re-export: the same objects, byte for byte (manifests aside), and nothing more.
+        client = s3_server.client()
+        junk = exports[0].keys[0].rsplit("/", 1)[0] + "/part-00009.parquet"
+        client.put_object(Bucket=s3.bucket, Key=junk, Body=b"stale")
+        again = await exporter.export_closed(force=True)
+        assert [(e.table, e.start, e.rows) for e in again] == [
+            (e.table, e.start, e.rows) for e in exports
+        ]
+        refiled = objects(s3_server, s3.bucket)
+        assert sorted(refiled) == sorted(files)
+        parts = [k for k in files if k.endswith(".parquet")]
+        assert {k: refiled[k] for k in parts} == {k: files[k] for k in parts}
+        with connect_db(production) as db:
+            assert db.query("SELECT count(*) FROM dedup_exports")[0][0] == len(exports)
+    finally:
+        exporter.close()
+
+
+async def test_export_to_a_local_directory_reads_back_with_duckdb(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    production = await merged_production(make_db, tmp_path / "dbs", seed=32)
+    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration(WINDOW))
+    exporter = Exporter(production, s3)
+    try:
+        exports = await exporter.export_closed()
+    finally:
+        exporter.close()
+    trades = [e for e in exports if e.table == "trades"]
+    pattern = str(tmp_path / "out" / "raw" / "trades" / "**" / "*.parquet")
+    got = duckdb.sql(
+        f"SELECT trade_id FROM read_parquet('{pattern}', hive_partitioning = true) ORDER BY 1"
+    ).fetchall()
+    with connect_db(production) as db:
+        expected = db.query(
+            "SELECT trade_id FROM trades WHERE exchange_ts < %s ORDER BY 1", (trades[-1].end,)
+        )
+    assert got == expected
+    assert len(got) == sum(e.rows for e in trades)
+    assert not list((tmp_path / "out").rglob(".part-*"))
+
+
+@pytest.fixture
+def own_s3(tmp_path: Path) -> Any:
+    server = S3Server(tmp_path / "s3")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_an_s3_outage_mid_export_is_retried_until_it_completes(
+    make_db: Callable[..., str], tmp_path: Path, own_s3: S3Server
+) -> None:
+    production = await merged_production(make_db, tmp_path, seed=33)
+    s3 = s3_config(own_s3)
+    target = S3Target(s3, attempts=200, backoff=0.05, max_backoff=0.2, multipart_threshold=1024)
+    exporter = Exporter(production, s3, target)
+    failures_before = metrics.EXPORT_FAILURES._value.get()
+    restarted = trio.Event()
+
+    async def outage() -> None:
+        await trio.to_thread.run_sync(own_s3.stop)
+        await trio.sleep(1.0)
+        await trio.to_thread.run_sync(own_s3.start)
+        restarted.set()
+
+    try:
+        plan = await exporter.plan()
+        async with trio.open_nursery() as nursery:
+
+            def progress(done: WindowExport) -> None:
+                if done.start == plan[0][1] and done.table == plan[0][0]:
+                    nursery.start_soon(outage)  # the server goes away after the first window
+
+            with trio.fail_after(120):
+                exports = await exporter.export(plan, progress)
+        assert restarted.is_set()
+        assert [(e.table, e.start) for e in exports] == plan
+        assert metrics.EXPORT_FAILURES._value.get() > failures_before
+        check_against_production(production, objects(own_s3, s3.bucket), exports)
+    finally:
+        exporter.close()
