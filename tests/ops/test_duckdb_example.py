@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import runpy
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyarrow import fs
 
-from kalshi.testing.s3server import S3Server, find_weed
+from kalshi.testing.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = runpy.run_path(str(ROOT / "examples/duckdb_query.py"))
@@ -48,19 +45,6 @@ def _write(filesystem: fs.FileSystem, root: str) -> None:
         pq.write_table(_table(rows, day), f"{directory}/part-0.parquet", filesystem=filesystem)
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    find_weed()
-    data = Path(tempfile.mkdtemp(prefix="kalshi-s3-ops-"))
-    server = S3Server(data)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(data, ignore_errors=True)
-
-
 EXPECTED_DAYS = "\n".join(
     [
         "date\ttrades\tmarkets\tsize",
@@ -92,8 +76,9 @@ def test_partition_filters_and_exact_integers(tmp_path: Path) -> None:
 
 
 def test_default_query_over_s3(
-    s3: S3Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    s3 = s3_server
     s3.create_bucket("export")
     filesystem: Any = fs.S3FileSystem(
         endpoint_override=s3.endpoint.removeprefix("http://"),
