@@ -41,6 +41,7 @@ from kalshi.replay import (
     replay as replay_items,
 )
 from kalshi.replay.core import count_lines
+from kalshi.replay.serve import WS_PATH, serve_recording
 from kalshi.store import migrate, resolve_database
 from kalshi.store.schema import TABLES
 
@@ -148,12 +149,13 @@ def replay(
     show = err_console.is_terminal if progress is None else progress
     replayer = Replayer(flt)
     try:
-        items = read_journal(files, s3=cfg.s3_export)
         if serve is not None:
-            from kalshi.replay.serve import serve_recording
-
-            trio.run(serve_recording, items, serve, replayer.filter, speed)
+            try:
+                trio.run(_serve, files, cfg, serve, flt, speed)
+            except KeyboardInterrupt:
+                console.print("stopped")
             return
+        items = read_journal(files, s3=cfg.s3_export)
         with _progress(files, show) as on_progress:
             if format is not None:
                 sink: RowsSink
@@ -167,6 +169,23 @@ def replay(
     except KalshiError as exc:
         fail(str(exc))
     _report(stats, to_stdout=format is not None)
+
+
+async def _serve(
+    files: list[str], cfg: GathererConfig, port: int, flt: ReplayFilter, speed: float | None
+) -> None:
+    def source() -> Iterator[JournalRecord | JournalProblem]:
+        return read_journal(files, s3=cfg.s3_export)
+
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(serve_recording, source, port, flt, speed)
+        console.print(
+            f"serving {len(files)} journal source(s) on ws://127.0.0.1:{bound}{WS_PATH} "
+            "(Ctrl-C to stop)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 async def _to_stream(

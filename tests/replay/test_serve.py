@@ -1,0 +1,142 @@
+"""`replay --serve`: a recording re-served over a real WebSocket, as the exchange would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+import trio_websocket
+from replay_support import T1, T2, scripted_session, write_journal
+
+from kalshi.journal import read_journal
+from kalshi.replay import ReplayFilter
+from kalshi.replay.serve import WS_PATH, serve_recording
+
+
+async def _receive(ws: trio_websocket.WebSocketConnection, count: int) -> list[dict[str, Any]]:
+    return [orjson.loads(await ws.get_message()) for _ in range(count)]
+
+
+async def _serving(
+    nursery: trio.Nursery, files: list[Path], flt: ReplayFilter | None = None
+) -> str:
+    port = await nursery.start(serve_recording, lambda: read_journal(files), 0, flt, None)
+    return f"ws://127.0.0.1:{port}{WS_PATH}"
+
+
+async def test_subscribed_channels_get_the_recorded_frames_renumbered(tmp_path: Path) -> None:
+    files = await write_journal(tmp_path / "journal", scripted_session())
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            url = await _serving(nursery, files)
+            headers = [("KALSHI-ACCESS-KEY", "anything")]
+            async with trio_websocket.open_websocket_url(url, extra_headers=headers) as ws:
+                command = {"id": 1, "cmd": "subscribe", "params": {"channels": ["trade"]}}
+                await ws.send_message(orjson.dumps(command).decode())
+                got = await _receive(ws, 3)
+                assert got[0] == {
+                    "id": 1,
+                    "type": "subscribed",
+                    "msg": {"channel": "trade", "sid": 1},
+                }
+                assert [(f["type"], f["sid"], f["seq"], f["msg"]["trade_id"]) for f in got[1:]] == [
+                    ("trade", 1, 1, "tr-1"),
+                    ("trade", 1, 2, "tr-2"),
+                ]
+            async with trio_websocket.open_websocket_url(url) as ws:
+                command = {
+                    "id": 7,
+                    "cmd": "subscribe",
+                    "params": {"channels": ["orderbook_delta"], "market_tickers": [T1]},
+                }
+                await ws.send_message(orjson.dumps(command).decode())
+                got = await _receive(ws, 6)
+                assert got[0]["type"] == "subscribed"
+                shape = [
+                    (f["type"], f["sid"], f["seq"], f["msg"]["market_ticker"]) for f in got[1:]
+                ]
+                # T1 only: snapshot, delta, then the recording's gap (seq 5, 6 lost; a
+                # skipped served seq), the resnapshot and a delta.
+                assert shape == [
+                    ("orderbook_snapshot", 1, 1, T1),
+                    ("orderbook_delta", 1, 2, T1),
+                    ("orderbook_delta", 1, 4, T1),
+                    ("orderbook_snapshot", 1, 5, T1),
+                    ("orderbook_delta", 1, 6, T1),
+                ]
+                assert got[2]["msg"]["delta_fp"] == "-2.00"
+                # get_snapshot now: the book at the end of the recording.
+                update = {
+                    "id": 8,
+                    "cmd": "update_subscription",
+                    "params": {"sids": [1], "market_tickers": [T1], "action": "get_snapshot"},
+                }
+                await ws.send_message(orjson.dumps(update).decode())
+                (snap,) = await _receive(ws, 1)
+                assert snap == {
+                    "type": "orderbook_snapshot",
+                    "sid": 1,
+                    "seq": 7,
+                    "id": 8,
+                    "msg": {
+                        "market_ticker": T1,
+                        "market_id": f"id-{T1}",
+                        "yes_dollars_fp": [["0.4000", "11.00"], ["0.4100", "2.00"]],
+                    },
+                }
+                # add a market after the stream ran: its snapshot is the book at this point.
+                add = {
+                    "id": 9,
+                    "cmd": "update_subscription",
+                    "params": {"sid": 1, "market_tickers": [T2], "action": "add_markets"},
+                }
+                await ws.send_message(orjson.dumps(add).decode())
+                ok, snap2 = await _receive(ws, 2)
+                assert ok == {
+                    "id": 9,
+                    "sid": 1,
+                    "seq": 8,
+                    "type": "ok",
+                    "msg": {"market_tickers": [T1, T2]},
+                }
+                assert (
+                    snap2["seq"],
+                    snap2["msg"]["yes_dollars_fp"],
+                    snap2["msg"]["no_dollars_fp"],
+                ) == (
+                    9,
+                    [["0.1000", "1.00"]],
+                    [["0.6000", "3.50"]],
+                )
+            nursery.cancel_scope.cancel()
+
+
+async def test_commands_the_exchange_refuses(tmp_path: Path) -> None:
+    files = await write_journal(tmp_path / "journal", scripted_session())
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            url = await _serving(nursery, files)
+            async with trio_websocket.open_websocket_url(url) as ws:
+                for command in (
+                    {"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"]}},
+                    {"id": 2, "cmd": "subscribe", "params": {"channels": ["ticker_v2"]}},
+                    {"id": 3, "cmd": "frobnicate"},
+                    {"id": 4, "cmd": "update_subscription", "params": {"sids": [9], "action": "x"}},
+                ):
+                    await ws.send_message(orjson.dumps(command).decode())
+                await ws.send_message("not json")
+                got = await _receive(ws, 5)
+                assert [(f.get("id"), f["msg"]["code"]) for f in got] == [
+                    (1, 14),
+                    (2, 8),
+                    (3, 5),
+                    (4, 7),
+                    (None, 1),
+                ]
+            with pytest.raises(trio_websocket.HandshakeError):
+                async with trio_websocket.open_websocket_url(url.replace(WS_PATH, "/nope")):
+                    pass
+            nursery.cancel_scope.cancel()
