@@ -42,7 +42,9 @@ def _write(filesystem: fs.FileSystem, root: str) -> None:
     for day, (date, hour, rows) in enumerate(PARTITIONS):
         directory = f"{root}/trades/date={date}/hour={hour}"
         filesystem.create_dir(directory, recursive=True)
-        pq.write_table(_table(rows, day), f"{directory}/part-0.parquet", filesystem=filesystem)
+        pq.write_table(_table(rows, day), f"{directory}/part-00000.parquet", filesystem=filesystem)
+        with filesystem.open_output_stream(f"{directory}/_manifest.json") as manifest:
+            manifest.write(b'{"parts": ["part-00000.parquet"]}')  # as kalshi.dedup.export
 
 
 EXPECTED_DAYS = "\n".join(
