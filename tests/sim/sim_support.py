@@ -22,7 +22,8 @@ from wsproto.events import (
 )
 
 from kalshi.book import OrderBook
-from kalshi.models import BookDelta, BookSnapshot, Message as Decoded
+from kalshi.models import BookDelta, BookSnapshot
+from kalshi.models import Message as Decoded
 from kalshi.sim import SimExchange
 from kalshi.sim.server import WS_PATH
 from kalshi.testing import signed_headers

@@ -96,9 +96,8 @@ async def test_single_market_orderbook_trades(mock_clock: object) -> None:
         market = decode_market((await c.get(f"/markets/{ticker}")).content)
         assert market == ex.truth.markets[ticker]
         missing = await c.get("/markets/NOPE-1")
-        assert (missing.status_code, missing.json()) == (
-            404, {"error": {"code": "market_not_found", "message": "market not found", "service": "sim"}},
-        )  # fmt: skip
+        error = {"code": "market_not_found", "message": "market not found", "service": "sim"}
+        assert (missing.status_code, missing.json()) == (404, {"error": error})
         book = decode_orderbook((await c.get(f"/markets/{ticker}/orderbook")).content, ticker)
         truth = ex.truth.book(ticker)
         assert (book.yes, book.no) == (
