@@ -230,7 +230,7 @@ async def replay(
     while batch := await trio.to_thread.run_sync(_next_batch, source):
         for item in batch:
             rows = rep.feed(item)
-            if speed is not None and isinstance(item, JournalRecord) and item.kind == "frame":
+            if speed is not None and isinstance(item, JournalRecord) and item.direction == "in":
                 wall = item.wall_us
                 if (start_us is None or wall >= start_us) and (
                     rep.filter.end_us is None or wall <= rep.filter.end_us
