@@ -25,7 +25,7 @@ from replay_support import (
 from kalshi.gather.pipeline import FrameProcessor
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import GapRow, Row
-from kalshi.replay import CsvSink, JsonlSink, ReplayFilter, Replayer, replay
+from kalshi.replay import CsvSink, JsonlSink, Replayer, ReplayFilter, replay
 
 
 def records(entries: list[tuple[object, ...]]) -> list[JournalRecord]:
