@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import trio
 
@@ -138,6 +139,7 @@ class Connection:
         sink = ctx.sink
         conn_id = self.conn_id
         channel_bytes = metrics.BYTES.labels(self.channel)
+        counters: dict[str, Any] = {}
         while True:
             raw = await ws.receive()
             wall = ctx.wall_us()
@@ -154,7 +156,11 @@ class Connection:
             self.bytes += size
             channel_bytes.inc(size)
             out = processor.process(conn_id, frame_no, wall, raw)
-            metrics.MESSAGES.labels(self.channel, _type_of(out)).inc()
+            kind = _type_of(out)
+            counter = counters.get(kind)
+            if counter is None:
+                counter = counters[kind] = metrics.MESSAGES.labels(self.channel, kind)
+            counter.inc()
             if out.rows:
                 await sink.put_all(out.rows)
             if _notable(out):
