@@ -1,19 +1,23 @@
-"""`kalshi dedup`: merge the gatherers' databases into production (and export)."""
+"""`kalshi dedup` (merge the gatherers' databases into production, and export) and
+`kalshi export` (export closed windows of production to S3 or a directory)."""
 
 from __future__ import annotations
 
 import logging
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import app, console, fail, load_or_exit
+from kalshi.cli.app import app, console, err_console, fail, load_or_exit
 from kalshi.config import DedupConfig
+from kalshi.dedup.export import Exporter, WindowExport
 from kalshi.dedup.service import Deduplicator, PassReport, serve_dedup
 from kalshi.errors import KalshiError
+from kalshi.models.units import parse_rfc3339_us
 from kalshi.store import migrate
 
 log = logging.getLogger("kalshi.cli")
@@ -69,6 +73,78 @@ async def _once(cfg: DedupConfig) -> None:
     finally:
         dedup.close()
     _summary(report)
+    if cfg.s3_export.enabled:
+        await _export(cfg, until=None, force=False)
+
+
+def _exporter(cfg: DedupConfig) -> Exporter:
+    return Exporter(cfg.production.url, cfg.s3_export, max_lag=float(cfg.sync.max_lag))
+
+
+async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
+    exporter = _exporter(cfg)
+    try:
+        plan = await exporter.plan(until=until, force=force)
+        if not plan:
+            console.print("export: no closed window to export")
+            return
+        if not err_console.is_terminal:
+            done = await exporter.export(plan)
+        else:
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} windows"),
+                console=err_console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("export", total=len(plan))
+
+                def advance(window: WindowExport) -> None:
+                    bar.update(task, advance=1, description=f"export {window.table}")
+
+                done = await exporter.export(plan, advance)
+    finally:
+        exporter.close()
+    size = sum(w.bytes for w in done)
+    console.print(
+        f"exported {len(done)} windows, {sum(w.rows for w in done):,} rows, {size:,} bytes"
+    )
+
+
+@app.command
+def export(
+    *,
+    config: Annotated[Path | None, Parameter(help="Deduplicator config (YAML).")] = None,
+    until: Annotated[
+        str | None, Parameter(help="Treat windows ending by this RFC 3339 time as closed.")
+    ] = None,
+    force: Annotated[bool, Parameter(help="Re-export windows exported before.")] = False,
+    local_dir: Annotated[
+        str | None, Parameter(help="Write to this directory instead of S3.")
+    ] = None,
+) -> None:
+    """Export closed windows of the production database as Parquet (S3 or a directory).
+
+    Re-exporting a window replaces its files; a progress bar shows on a terminal.
+    """
+    overrides = {"s3_export.local_dir": local_dir} if local_dir is not None else None
+    cfg = load_or_exit(config, DedupConfig, overrides=overrides)
+    if not cfg.production.url:
+        fail("production.url: the production database URL is required")
+    _logging(cfg.logging.level)
+    try:
+        limit = parse_rfc3339_us(until) if until is not None else None
+    except KalshiError as exc:
+        fail(f"--until: {exc}")
+    try:
+        for name in migrate(cfg.production.url):
+            log.info("applied migration %s", name)
+        trio.run(partial(_export, cfg, until=limit, force=force))
+    except KalshiError as exc:
+        fail(str(exc))
 
 
 def _summary(report: PassReport) -> None:
@@ -81,9 +157,10 @@ def _summary(report: PassReport) -> None:
 
 
 async def _serve(cfg: DedupConfig) -> None:
+    exporter = _exporter(cfg) if cfg.s3_export.enabled else None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            dedup = await nursery.start(serve_dedup, cfg)
+            dedup = await nursery.start(partial(serve_dedup, cfg, exporter=exporter))
 
             async def stop_on_signal() -> None:
                 async for signum in signals:

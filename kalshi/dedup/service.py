@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -31,12 +31,13 @@ from attrs import define, field
 
 from kalshi.config import DedupConfig
 from kalshi.dedup import metrics
+from kalshi.dedup.export import Exporter
 from kalshi.dedup.gatherers import GathererDb
 from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market
 from kalshi.dedup.production import Cursor, Production
 from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
 from kalshi.dedup.tables import KEYED, KeyedTable
-from kalshi.errors import DatabaseUnavailable, StoreError
+from kalshi.errors import DatabaseUnavailable, ExportError, StoreError
 from kalshi.http import serve_endpoints
 from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
 
@@ -388,15 +389,17 @@ def _continuation(ckpt: Checkpoint, window: _Window) -> Segment:
 async def serve_dedup(
     cfg: DedupConfig,
     *,
-    after_pass: Callable[[Deduplicator], Awaitable[None]] | None = None,
+    exporter: Exporter | None = None,
     task_status: trio.TaskStatus[Deduplicator] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``/health`` and ``/metrics`` and merge every ``sync.poll_interval``, forever.
+    """Serve ``/health`` and ``/metrics``, merge every ``sync.poll_interval`` and, with an
+    ``exporter``, export closed windows alongside, forever.
 
     Starts (with the :class:`Deduplicator`) once the endpoints are bound. A production
-    database that cannot be reached is logged and retried at the next poll; other errors
-    propagate. ``after_pass`` (the export) runs after every successful pass. On
-    cancellation the pass in flight stops between transactions; nothing half-written stays.
+    database that cannot be reached is logged and retried at the next poll, an export that
+    fails after its retries at the next export round; other errors propagate. On
+    cancellation the transaction in flight completes or rolls back; nothing half-written
+    stays.
     """
     dedup = Deduplicator(cfg)
     try:
@@ -404,6 +407,8 @@ async def serve_dedup(
             await nursery.start(
                 partial(serve_endpoints, cfg.http, cfg.metrics, health=dedup.health)
             )
+            if exporter is not None:
+                nursery.start_soon(_export_forever, exporter, float(cfg.sync.poll_interval))
             task_status.started(dedup)
             while True:
                 try:
@@ -413,8 +418,15 @@ async def serve_dedup(
                 else:
                     if report.holes:
                         log.warning("pass %d: %d order-book holes", dedup.passes, report.holes)
-                    if after_pass is not None:
-                        await after_pass(dedup)
                 await trio.sleep(float(cfg.sync.poll_interval))
     finally:
         dedup.close()
+
+
+async def _export_forever(exporter: Exporter, interval: float) -> None:
+    while True:
+        try:
+            await exporter.export_closed()
+        except (ExportError, DatabaseUnavailable) as exc:
+            log.warning("export failed, retrying later: %s", exc)
+        await trio.sleep(max(interval, 1.0))

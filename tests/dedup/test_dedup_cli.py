@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -83,3 +84,51 @@ async def test_kill_9_mid_merge_then_restart_leaves_no_duplicates_and_no_holes(
         )
     assert done.returncode == 0, done.stderr.decode()
     assert_production_is_truth(production, truth, MISSES)
+
+
+async def test_once_merges_and_exports_then_export_until_closes_the_rest(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    truth = make_truth(22, events=200)
+    urls = {}
+    for i, (gid, misses) in enumerate(MISSES.items()):
+        urls[gid] = make_db()
+        rec = record(truth, gid, misses, conn_base=i + 1)
+        await write_recording(urls[gid], rec, tmp_path / gid)
+    production = make_db()
+    config = _config(tmp_path / "dedup.yaml", production, urls)
+    settings = yaml.safe_load(config.read_text())
+    out = tmp_path / "out"
+    settings["s3_export"] = {"enabled": True, "local_dir": str(out), "window": "1h"}
+    config.write_text(yaml.safe_dump(settings))
+
+    async def kalshi(*args: str) -> str:
+        with trio.fail_after(120):
+            done = await trio.run_process(
+                [sys.executable, "-m", "kalshi", *args, "--config", str(config)],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode()
+
+    printed = await kalshi("dedup", "--once")
+    assert "source switches:" in printed
+    assert "export: no closed window to export" in printed  # the hour is still open
+    assert_production_is_truth(production, truth, MISSES)
+    printed = await kalshi("export", "--until", "2026-01-01T01:00:00Z")
+    with connect_db(production) as db:
+        counts = {t: db.count(t) for t in ("trades", "tickers", "gaps", "orderbook_snapshots")}
+        deltas = db.count("orderbook_deltas")
+        levels = db.query(
+            "SELECT sum(greatest(1, jsonb_array_length(yes_bids) + jsonb_array_length(no_bids)))"
+            " FROM orderbook_snapshots WHERE source = 'ws'"
+        )[0][0]
+    assert f"exported {len(counts) + 1} windows" in printed
+    manifests = {
+        p.parent.parent.parent.name: json.loads(p.read_text()) for p in out.rglob("_manifest.json")
+    }
+    assert {t: m["rows"] for t, m in manifests.items() if t != "orderbook_deltas"} == counts
+    # One window: every market's stream starts with a snapshot, so no start books.
+    assert manifests["orderbook_deltas"]["rows"] == deltas + levels

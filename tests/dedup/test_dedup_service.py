@@ -1,0 +1,74 @@
+"""The running service: /health and /metrics while it merges and exports."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import httpx
+import trio
+from conftest import dedup_config
+from scenario import make_truth
+from test_dedup_merge import MISSES, assert_production_is_truth, recordings, write_all
+
+from kalshi.config import HttpConfig, MetricsConfig, S3Config, parse_duration
+from kalshi.dedup.export import Exporter
+from kalshi.dedup.service import serve_dedup
+from kalshi.store import connect_db
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_service_merges_exports_and_reports_health_and_metrics(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    truth = make_truth(41, events=200)
+    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    production = make_db()
+    cfg = attrs.evolve(
+        dedup_config(production, urls, poll_interval=parse_duration("20ms")),
+        http=HttpConfig(port=_free_port()),
+        metrics=MetricsConfig(port=_free_port()),
+    )
+    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration("100ms"))
+    exporter = Exporter(production, s3)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: serve_dedup(cfg, exporter=exporter, task_status=task_status)
+            )
+            with connect_db(production) as db:
+                for _ in itertools.count():  # until the first trades window is exported
+                    if db.query("SELECT 1 FROM dedup_exports WHERE table_name = 'trades'"):
+                        break
+                    await trio.sleep(0.02)
+            async with httpx.AsyncClient() as client:
+                health = await client.get(f"http://127.0.0.1:{cfg.http.port}/health")
+                scraped = await client.get(f"http://127.0.0.1:{cfg.metrics.port}/metrics")
+            nursery.cancel_scope.cancel()
+    exporter.close()
+    assert_production_is_truth(production, truth, MISSES)
+    assert health.status_code == 200
+    document = health.json()
+    assert document["status"] == "ok"
+    assert sorted(document["gatherers"]) == sorted(MISSES)
+    assert all(g["up"] for g in document["gatherers"].values())
+    assert {f"g0/{t}" for t in ("trades", "orderbook_deltas")} <= set(document["lag_seconds"])
+    text = scraped.text
+    for name in (
+        "kalshi_dedup_rows_merged_total",
+        "kalshi_dedup_duplicates_dropped_total",
+        "kalshi_dedup_source_switches_total",
+        "kalshi_dedup_lag_seconds",
+        "kalshi_export_bytes_total",
+        "kalshi_export_failures_total",
+    ):
+        assert name in text
+    assert list((tmp_path / "out" / "raw" / "trades").rglob("_manifest.json"))
