@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 import trio
 from cyclopts import Parameter
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -179,13 +180,7 @@ async def _serve(
 
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(serve_recording, source, port, flt, speed)
-        console.print(
-            f"serving {len(files)} journal source(s) on ws://127.0.0.1:{bound}{WS_PATH} "
-            "(Ctrl-C to stop)",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        _say(console, f"serving {len(files)} source(s) on ws://127.0.0.1:{bound}{WS_PATH}")
 
 
 async def _to_stream(
@@ -225,34 +220,20 @@ async def _to_db(
     )
 
 
+def _say(target: Console, text: str) -> None:
+    target.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def _report(stats: ReplayStats, *, to_stdout: bool) -> None:
     """Problems one per line on stderr, a summary, and exit 1 if any line was corrupt."""
     out = err_console if to_stdout else console
     for problem in stats.problems:
-        err_console.print(
-            f"{problem.path}:{problem.line_no}: {problem.reason}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        _say(err_console, f"{problem.path}:{problem.line_no}: {problem.reason}")
     rows = ", ".join(f"{table} {n:,}" for table, n in sorted(stats.rows.items())) or "none"
-    out.print(
-        f"replayed {stats.frames:,} frames ({stats.records:,} journal records); rows: {rows}",
-        markup=False,
-        highlight=False,
-    )
+    _say(out, f"replayed {stats.frames:,} frames ({stats.records:,} journal records); rows: {rows}")
     if stats.frame_problems:
         flagged = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.frame_problems.items()))
-        out.print(
-            f"frames flagged by the pipeline: {flagged}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        _say(out, f"frames flagged by the pipeline: {flagged}")
     if stats.problems:
-        err_console.print(
-            f"{len(stats.problems):,} corrupt journal line(s) skipped",
-            markup=False,
-            highlight=False,
-        )
+        _say(err_console, f"{len(stats.problems):,} corrupt journal line(s) skipped")
         raise SystemExit(1)

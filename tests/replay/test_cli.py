@@ -1,0 +1,129 @@
+"""`kalshi replay` and `kalshi snapshot` as a user runs them: real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+from replay_support import BASE_US, T1, scripted_session, write_journal
+
+from kalshi.journal import read_journal
+from kalshi.replay import JsonlSink, Replayer
+
+
+def kalshi(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kalshi", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+
+
+async def test_replay_to_jsonl_reports_corrupt_lines_and_exits_1(tmp_path: Path) -> None:
+    entries = scripted_session()
+    (path,) = await write_journal(tmp_path / "journal", entries)
+    lines = path.read_bytes().split(b"\n")
+    lines[6] = b"\x00\xffgarbage"  # line 7
+    path.write_bytes(b"\n".join(lines)[:-25])  # and a torn last line (the disconnect marker)
+    (clean,) = await write_journal(
+        tmp_path / "clean", [e for i, e in enumerate(entries, 1) if i not in (7, len(entries))]
+    )
+    encoder = JsonlSink(sys.stdout.buffer)
+    rep = Replayer()
+    expected = [
+        encoder.encode(table, row).decode()
+        for item in read_journal([clean])
+        for table, row in rep.feed(item)
+    ]
+
+    result = kalshi("replay", str(path), "--format", "jsonl", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines(keepends=True) == expected
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith(f"{path}:7: invalid JSON: ")
+    torn = len(lines[15]) - 25 + 1
+    assert errors[1] == f"{path}:16: torn last line ({torn} bytes, no newline)"
+    assert errors[2:] == [
+        "replayed 11 frames (14 journal records); rows: gaps 1, orderbook_deltas 4, "
+        "orderbook_snapshots 3, trades 1",
+        "frames flagged by the pipeline: invalid 1",
+        "2 corrupt journal line(s) skipped",
+    ]
+
+
+async def test_replay_into_a_database_twice(db_url: str, tmp_path: Path) -> None:
+    await write_journal(tmp_path / "journal", scripted_session(), compress=True)
+    summary = (
+        "replayed 12 frames (16 journal records); rows: gaps 1, orderbook_deltas 4, "
+        "orderbook_snapshots 3, trades 2"
+    )
+    for _ in range(2):
+        result = kalshi("replay", str(tmp_path / "journal"), "--db", db_url, cwd=tmp_path)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert result.stdout.splitlines() == [summary, "frames flagged by the pipeline: invalid 1"]
+    at = str(BASE_US + 450)
+    from_db = kalshi("snapshot", "--ticker", T1, "--json", "--at", at, "--db", db_url, cwd=tmp_path)
+    from_journal = kalshi(
+        "snapshot", str(tmp_path / "journal"), "--ticker", T1, "--json", "--at", at, cwd=tmp_path
+    )
+    assert (from_db.returncode, from_journal.returncode) == (0, 0)
+    doc = orjson.loads(from_db.stdout)
+    assert doc == {
+        "ticker": T1,
+        "source": "db",
+        "as_of": "2026-11-24T22:59:00.001400Z",
+        "as_of_us": BASE_US + 400,
+        "stale": False,
+        "detail": "",
+        "best_yes_bid": "0.4200",
+        "best_yes_ask": "0.4500",
+        "spread": "0.0300",
+        "yes": [
+            {"price": "0.4200", "size": "3.00", "cumulative": "3.00"},
+            {"price": "0.4000", "size": "10.00", "cumulative": "13.00"},
+        ],
+        "no": [{"price": "0.5500", "size": "7.00", "cumulative": "7.00"}],
+    }
+    assert orjson.loads(from_journal.stdout) == {**doc, "source": "journal"}
+    table = kalshi("snapshot", "--ticker", T1, "--depth", "1", "--db", db_url, cwd=tmp_path)
+    assert table.returncode == 0
+    assert "best yes bid 0.4100 · best yes ask - · spread -" in table.stdout
+    assert "0.4000" not in table.stdout  # --depth 1: only the best level
+
+
+async def test_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+    await write_journal(tmp_path / "journal", scripted_session())
+    journal = str(tmp_path / "journal")
+    cases = [
+        (("snapshot", journal, "--ticker", "NOPE"), "error: NOPE: not in the journal"),
+        (
+            ("snapshot", journal, "--ticker", T1, "--at", "2026-11-24T22:59:00Z"),
+            f"error: {T1}: no order-book frame at or before 2026-11-24T22:59:00.000000Z",
+        ),
+        (
+            ("snapshot", "--ticker", T1, "--source", "rest", "--config", "rest.yaml"),
+            "error: REST unreachable (http://127.0.0.1:9/trade-api/v2): GET "
+            f"/markets/{T1}/orderbook: ConnectError: all attempts to connect to 127.0.0.1:9 failed",
+        ),
+        (
+            ("replay", journal, "--format", "csv"),
+            "error: --format csv writes one table: give exactly one --table",
+        ),
+        (
+            ("replay", str(tmp_path / "missing.jsonl"), "--format", "jsonl"),
+            f"error: {tmp_path / 'missing.jsonl'}: no such journal file or directory",
+        ),
+        (
+            ("replay", journal, "--from", "yesterday", "--format", "jsonl"),
+            "error: --from: expected an RFC 3339 time or µs since the epoch, got 'yesterday'",
+        ),
+    ]
+    (tmp_path / "rest.yaml").write_text("kalshi:\n  rest_url: http://127.0.0.1:9/trade-api/v2\n")
+    for args, line in cases:
+        result = kalshi(*args, cwd=tmp_path)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", line + "\n"), args
