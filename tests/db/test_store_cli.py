@@ -47,20 +47,21 @@ def test_up_status_reset_down(config_file: Path) -> None:
     up = kalshi("db", "up", *cfg)
     assert up.returncode == 0, up.stderr
     lines = up.stdout.splitlines()
-    assert lines[:4] == [
+    assert lines[:5] == [
         "applied 001_storage_mode.sql",
         "applied 002_tables.sql",
         "applied 003_time_series.sql",
+        "applied 004_dedup.sql",
         "storage mode: postgresql",
     ]
-    url = lines[4]
+    url = lines[5]
     assert url.startswith("postgresql://postgres@127.0.0.1:") and url.endswith("/kalshi")
 
     status = kalshi("db", "status", *cfg)
     assert status.returncode == 0, status.stderr
     assert f"url: {url}" in status.stdout.splitlines()
     assert "storage mode: postgresql" in status.stdout.splitlines()
-    assert "migrations: 3 applied, 0 pending" in status.stdout.splitlines()
+    assert "migrations: 4 applied, 0 pending" in status.stdout.splitlines()
     assert [line.split() for line in status.stdout.splitlines() if line.endswith(" rows")] == [
         [table, "0", "rows"]
         for table in (
@@ -84,7 +85,7 @@ def test_up_status_reset_down(config_file: Path) -> None:
     reset = kalshi("db", "reset", "--yes", *cfg)
     assert reset.returncode == 0, reset.stderr
     assert reset.stdout.splitlines() == [
-        f"reset {url}: applied 3 migrations, storage mode: postgresql"
+        f"reset {url}: applied 4 migrations, storage mode: postgresql"
     ]
 
     down = kalshi("db", "down", *cfg)
