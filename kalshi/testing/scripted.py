@@ -1,4 +1,5 @@
-"""A scripted exchange and gatherers that record it with injected misses.
+"""A scripted exchange, and gatherers that record it with injected misses (for tests and
+benchmarks of everything downstream of the gatherer's database, e.g. the deduplicator).
 
 The exchange's truth is a list of events (book deltas and trades) over a few markets, in
 exchange-time order, several per millisecond at times. A gatherer records every event as
@@ -18,8 +19,10 @@ from collections.abc import Sequence
 
 from attrs import define, field, frozen
 
+__all__ = ["T0", "Event", "Recording", "Truth", "covered", "holes", "make_truth", "record", "split"]
+
 from kalshi.book import OrderBook
-from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow, TickerRow, TradeRow
+from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow, TickerRow, TradeRow
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
 
@@ -125,7 +128,7 @@ class Recording:
     tickers: list[TickerRow] = field(factory=list)
     gaps: list[GapRow] = field(factory=list)
 
-    def tables(self) -> dict[str, list]:  # type: ignore[type-arg]
+    def tables(self) -> dict[str, Sequence[Row]]:
         return {
             "trades": self.trades,
             "orderbook_deltas": self.orderbook_deltas,

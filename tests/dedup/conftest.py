@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import trio
-from scenario import Recording
 
 from kalshi.config import (
     DedupConfig,
@@ -23,6 +22,7 @@ from kalshi.config import (
     SyncConfig,
 )
 from kalshi.store import EmbeddedPostgres, connect_db, open_store
+from kalshi.testing.scripted import Recording
 
 _counter = itertools.count(1)
 

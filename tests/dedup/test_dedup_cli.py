@@ -14,10 +14,10 @@ from pathlib import Path
 import trio
 import yaml
 from conftest import write_recording
-from scenario import make_truth, record
 from test_dedup_merge import MISSES, assert_production_is_truth
 
 from kalshi.store import connect_db
+from kalshi.testing.scripted import make_truth, record
 
 
 def _config(path: Path, production: str, urls: dict[str, str]) -> Path:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import orjson
 from conftest import dedup_config, write_recording
-from scenario import Recording, Truth, covered, holes, make_truth, record, split
 
 from kalshi.book import OrderBook
 from kalshi.config import parse_duration
 from kalshi.dedup.merge import HOLE_KIND
 from kalshi.dedup.service import Deduplicator
 from kalshi.store import EmbeddedPostgres, connect_db
+from kalshi.testing.scripted import Recording, Truth, covered, holes, make_truth, record, split
 
 MISSES = {
     "g0": [(40, 70, "seq_gap"), (200, 230, "reconnect")],

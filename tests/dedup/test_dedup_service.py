@@ -11,13 +11,13 @@ import attrs
 import httpx
 import trio
 from conftest import dedup_config
-from scenario import make_truth
 from test_dedup_merge import MISSES, assert_production_is_truth, recordings, write_all
 
 from kalshi.config import HttpConfig, MetricsConfig, S3Config, parse_duration
 from kalshi.dedup.export import Exporter
 from kalshi.dedup.service import serve_dedup
 from kalshi.store import connect_db
+from kalshi.testing.scripted import make_truth
 
 
 def _free_port() -> int:

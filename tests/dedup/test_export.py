@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 import trio
 from conftest import dedup_config
-from scenario import make_truth
 from test_dedup_merge import MISSES, recordings, write_all
 
 from kalshi.book import OrderBook
@@ -26,6 +25,7 @@ from kalshi.dedup.service import Deduplicator
 from kalshi.dedup.targets import S3Target
 from kalshi.store import connect_db
 from kalshi.testing.s3server import S3Server
+from kalshi.testing.scripted import make_truth
 
 _buckets = itertools.count(1)
 WINDOW = "100ms"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from scenario import Recording, covered, make_truth, record
-from scenario import holes as holes_of
-
 from kalshi.dedup.merge import HOLE_KIND, merge_market
 from kalshi.dedup.segments import apply_row, book_from_snapshot, build_segments
+from kalshi.testing.scripted import Recording, covered, make_truth, record
+from kalshi.testing.scripted import holes as holes_of
 
 MISSES = [
     [(40, 70, "seq_gap"), (200, 230, "reconnect")],
