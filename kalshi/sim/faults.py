@@ -76,22 +76,19 @@ class Faults:
     def go_silent(self, seconds: float) -> int:
         """Every connection stops sending anything (pings too) for ``seconds``; nothing is
         closed and nothing generated meanwhile is lost (it is sent afterwards)."""
-        sessions = self._sessions()
-        until = trio.current_time() + seconds
-        for session in sessions:
-            session.silent_until = max(session.silent_until, until)
-            session.wake()
-        self.count("silent", len(sessions))
-        return len(sessions)
+        return self._hold("silent", "silent_until", seconds)
 
     def delay(self, seconds: float) -> int:
         """Hold every connection's data frames for ``seconds`` (pings still flow)."""
+        return self._hold("delay", "hold_until", seconds)
+
+    def _hold(self, kind: str, attribute: str, seconds: float) -> int:
         sessions = self._sessions()
         until = trio.current_time() + seconds
         for session in sessions:
-            session.hold_until = max(session.hold_until, until)
+            setattr(session, attribute, max(getattr(session, attribute), until))
             session.wake()
-        self.count("delay", len(sessions))
+        self.count(kind, len(sessions))
         return len(sessions)
 
     def skip_seq(self, n: int = 1) -> None:
