@@ -476,8 +476,8 @@ def _check(value: Any) -> list[str]:
                 problems.append(f"websocket.{name}: expected a non-negative integer")
         if ws.max_reconnect_backoff < ws.reconnect_backoff:
             problems.append("websocket.max_reconnect_backoff: must be >= reconnect_backoff")
-        if ws.transport not in ("trio-websocket", "wsproto"):
-            problems.append("websocket.transport: expected trio-websocket or wsproto")
+        if ws.transport not in ("trio-websocket", "wsproto", "fast"):
+            problems.append("websocket.transport: expected trio-websocket, wsproto or fast")
         if not re.fullmatch(r"\d+/\d+", value.shard) or not (
             0 <= int(value.shard.split("/")[0]) < int(value.shard.split("/")[1])
         ):

@@ -92,9 +92,10 @@ async def _trio_websocket(
 
 
 def _transports() -> dict[str, Connector]:
+    from kalshi.net.frames import fast_connect
     from kalshi.net.wsproto_transport import wsproto_connect
 
-    return {"trio-websocket": _trio_websocket, "wsproto": wsproto_connect}
+    return {"trio-websocket": _trio_websocket, "wsproto": wsproto_connect, "fast": fast_connect}
 
 
 TRANSPORTS: dict[str, Connector] = _transports()

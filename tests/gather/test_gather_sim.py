@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from kalshi.auth import Signer, load_private_key
@@ -34,11 +35,12 @@ def settled(gatherer: Gatherer, sim: object) -> bool:
     )
 
 
-async def test_faults_lose_nothing(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["trio-websocket", "wsproto", "fast"])
+async def test_faults_lose_nothing(db_url: str, tmp_path: Path, transport: str) -> None:
     async with open_sim_exchange(markets=60, active=12, rate=400.0, seed=5, port=0) as sim:
         sim.engine.pause()  # trades before the recorder exists cannot be recorded
         before = len(sim.truth.trades)
-        cfg = sim_config(sim, tmp_path, db_url)
+        cfg = sim_config(sim, tmp_path, db_url, **{"websocket.transport": transport})
         gatherer = Gatherer(cfg, db_url, signer=signer_of(sim))
         with trio.fail_after(90):
             async with trio.open_nursery() as nursery:

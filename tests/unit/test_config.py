@@ -166,7 +166,7 @@ def test_wrong_types(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_gatherer_config(path, env={})
     assert info.value.problems == [
-        "websocket.transport: expected trio-websocket or wsproto",
+        "websocket.transport: expected trio-websocket, wsproto or fast",
         "shard: expected i/n with 0 <= i < n, got '3/2'",
     ]
 
