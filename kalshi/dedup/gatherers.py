@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
 from kalshi.config import GathererSource
-from kalshi.dedup.tables import KeyedTable
+from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
-from kalshi.store import Database, connect_db
+from kalshi.store.connection import connect, translating
 from kalshi.store.schema import TABLES
 
 __all__ = ["HISTORY_SLACK_US", "GathererDb"]
@@ -42,18 +44,21 @@ class GathererDb:
     def __init__(self, source: GathererSource) -> None:
         self.id = source.id
         self.url = source.timescaledb
-        self._db: Database | None = None
+        self._conn: psycopg.Connection[Any] | None = None
 
     def close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            db.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if self._db is None:
-            self._db = connect_db(self.url)
+        if self._conn is None:
+            self._conn = connect(self.url, autocommit=True)
         try:
-            return self._db.query(statement, params)
+            # Binary results: the merge reads every row of every gatherer, parse them fast.
+            with translating(), self._conn.cursor(binary=True) as cur:
+                cur.execute(statement.encode(), params or None)
+                return cur.fetchall()
         except StoreError:
             self.close()
             raise
@@ -75,26 +80,43 @@ class GathererDb:
         )[0][0]
         return None if value is None else int(value)
 
-    def keyed_rows(
-        self, table: KeyedTable, after: Sequence[Any] | None, horizon: int, limit: int
-    ) -> list[Row]:
-        """Rows with key > ``after`` and time <= ``horizon``, in key order."""
-        key = ", ".join(table.key)
-        where = [f"{table.time} <= %s"]
-        params: list[Any] = [horizon]
-        if after is not None:
-            where.append(f"({key}) > ({', '.join(['%s'] * len(table.key))})")
-            params.extend(after)
-        if table.filter:
-            where.append(table.filter)
-        return self._rows(table.name, _select(table.name, " AND ".join(where), key, limit), params)
+    def digests(self, table: KeyedTable, low: int, high: int) -> dict[int, tuple[int, int]]:
+        """``bucket -> (events, identity hash sum)`` of ``low < time <= high``."""
+        rows = self._query(digest_sql(table), (DIGEST_BUCKET_US, low, high))
+        return {int(b): (int(n), int(h)) for b, n, h in rows}
 
-    def deltas_between(self, low: int, high: int) -> list[DeltaRow]:
-        """Deltas with ``low < exchange_ts <= high``."""
-        statement = _select(
-            "orderbook_deltas", "exchange_ts > %s AND exchange_ts <= %s", "conn_id, frame_no"
+    def next_time(self, table: KeyedTable, after: int) -> int | None:
+        """The first time after ``after`` with a row, ``None`` when there is none."""
+        where = f"{table.time} > %s" + (f" AND {table.filter}" if table.filter else "")
+        value = self._query(f"SELECT min({table.time}) FROM {table.name} WHERE {where}", (after,))
+        return None if value[0][0] is None else int(value[0][0])
+
+    def keyed_rows(self, table: KeyedTable, ranges: Sequence[tuple[int, int]]) -> list[Row]:
+        """Rows with ``low < time <= high`` for any of ``ranges``, in key order."""
+        if not ranges:
+            return []
+        spans = " OR ".join(f"({table.time} > %s AND {table.time} <= %s)" for _ in ranges)
+        where = f"({spans})" + (f" AND {table.filter}" if table.filter else "")
+        params = [bound for span in ranges for bound in span]
+        return self._rows(table.name, _select(table.name, where, ", ".join(table.key)), params)
+
+    def latest_deltas(self, low: int, high: int) -> dict[str, int]:
+        """Per market, the newest delta time with ``low < exchange_ts <= high``."""
+        rows = self._query(
+            "SELECT ticker, max(exchange_ts) FROM orderbook_deltas"
+            " WHERE exchange_ts > %s AND exchange_ts <= %s GROUP BY ticker",
+            (low, high),
         )
-        return self._rows("orderbook_deltas", statement, (low, high))  # type: ignore[return-value]
+        return {str(ticker): int(at) for ticker, at in rows}
+
+    def deltas_of(self, tickers: Sequence[str], low: int, high: int) -> list[DeltaRow]:
+        """Deltas of ``tickers`` with ``low < exchange_ts <= high``, in frame order."""
+        statement = _select(
+            "orderbook_deltas",
+            "exchange_ts > %s AND exchange_ts <= %s AND ticker = ANY(%s)",
+            "conn_id, frame_no",
+        )
+        return self._rows("orderbook_deltas", statement, (low, high, list(tickers)))  # type: ignore[return-value]
 
     def snapshots_between(self, low: int, high: int) -> list[SnapshotRow]:
         """WebSocket snapshots with ``low < snapshot_ts <= high``."""

@@ -149,23 +149,26 @@ class _Stream:
         self.book = ckpt.book.copy() if ckpt else OrderBook(ticker)
         self.at = ckpt.exchange_ts if ckpt else 0
         self.last: DeltaRow | SnapshotRow | None = None  # last row taken in this call
-        self.point: Point | None = ckpt.point if ckpt else None
+        self._start: Point | None = ckpt.point if ckpt else None
+
+    @property
+    def point(self) -> Point | None:
+        return Point.of(self.last) if self.last is not None else self._start
 
     def take_snapshot(self, row: SnapshotRow) -> None:
         self.seq += 1
-        self.out.snapshots.append(row._replace(seq=self.seq))
+        self.out.snapshots.append(SnapshotRow(*row[:-1], self.seq))  # seq is the last column
         self.book = book_from_snapshot(row)
         self.at = max(self.at, point_ts(row))
         self.last = row
-        self.point = Point.of(row)
 
     def take_delta(self, row: DeltaRow) -> None:
         self.seq += 1
-        self.out.deltas.append(row._replace(seq=self.seq))
+        self.out.deltas.append(DeltaRow(*row[:-1], self.seq))  # seq is the last column
         apply_row(self.book, row)
-        self.at = max(self.at, row.exchange_ts)
+        if row.exchange_ts > self.at:
+            self.at = row.exchange_ts
         self.last = row
-        self.point = Point.of(row)
 
     def continuation(self, segments: Sequence[Segment]) -> tuple[Segment, int] | None:
         for segment in sorted(segments, key=lambda s: _rank(self.prefer, s.gatherer_id)):

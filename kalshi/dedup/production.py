@@ -19,7 +19,7 @@ from psycopg import sql
 
 from kalshi.book import OrderBook
 from kalshi.dedup.merge import Checkpoint
-from kalshi.dedup.tables import KeyedTable
+from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.store.connection import connect, translating
 from kalshi.store.schema import TABLES, TableSpec
@@ -159,6 +159,14 @@ class Production:
             )
         return out
 
+    def digests(self, table: KeyedTable, low: int, high: int) -> dict[int, tuple[int, int]]:
+        """Production's side of :meth:`GathererDb.digests`."""
+        with translating(), self._conn.transaction():
+            rows = self._conn.execute(
+                digest_sql(table).encode(), (DIGEST_BUCKET_US, low, high)
+            ).fetchall()
+        return {int(b): (int(n), int(h)) for b, n, h in rows}
+
     def waiting(self) -> list[str]:
         with translating(), self._conn.transaction():
             rows = self._conn.execute("SELECT ticker FROM dedup_books WHERE waiting").fetchall()
@@ -187,6 +195,32 @@ class Production:
             copy.set_types(list(spec.stage_types))
             for row in rows:
                 copy.write_row(row)
+
+    def _copy_new(self, spec: TableSpec, rows: Sequence[Row]) -> int:
+        """Binary COPY straight into the table: the merge emits each row once (its
+        checkpoint commits with it), so the rows are new. Should one exist already, the
+        COPY is undone and the rows go through the staging path, which skips it."""
+        if not rows:
+            return 0
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(spec.name), sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+        )
+        try:
+            with self._conn.transaction(), self._conn.cursor().copy(statement) as copy:
+                copy.set_types(list(spec.types))
+                for row in rows:
+                    copy.write_row(row)
+            return len(rows)
+        except psycopg.errors.UniqueViolation:
+            insert = sql.SQL(
+                "INSERT INTO {} ({}) SELECT {} FROM {} s ON CONFLICT DO NOTHING"
+            ).format(
+                sql.Identifier(spec.name),
+                sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
+                _source_columns(spec, "s."),
+                _stage(spec),
+            )
+            return self._insert(spec, rows, insert)
 
     def _insert(self, spec: TableSpec, rows: Sequence[Row], statement: sql.Composed) -> int:
         if not rows:
@@ -230,8 +264,8 @@ class Production:
         ``orderbook_deltas`` cursors in one transaction; returns the rows inserted."""
         inserted = 0
         with translating(), self._conn.transaction():
+            inserted += self._copy_new(TABLES["orderbook_deltas"], deltas)
             for name, rows in (
-                ("orderbook_deltas", deltas),
                 ("orderbook_snapshots", snapshots),
                 ("gaps", holes),
             ):

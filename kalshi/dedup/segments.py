@@ -22,7 +22,6 @@ from attrs import define, field
 
 from kalshi.book import OrderBook
 from kalshi.errors import BookError
-from kalshi.models.book import BookDelta, Side
 from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
 
 __all__ = ["Segment", "apply_row", "book_from_snapshot", "build_segments", "cut_at_gaps"]
@@ -54,10 +53,20 @@ def book_from_snapshot(row: SnapshotRow) -> OrderBook:
 
 
 def apply_row(book: OrderBook, row: DeltaRow) -> None:
-    """Apply a delta row; raises :class:`BookError` (book unchanged) on a negative level."""
-    book.apply_delta(
-        BookDelta(row.ticker, "", Side.YES if row.side else Side.NO, row.price, row.size_delta)
-    )
+    """Apply a delta row; raises :class:`BookError` (book unchanged) on a negative level.
+
+    Same rule as :meth:`OrderBook.apply_delta`, without building a model per row (this is
+    the merge's innermost loop).
+    """
+    levels = book.yes if row.side else book.no
+    size = levels.get(row.price, 0) + row.size_delta
+    if size > 0:
+        levels[row.price] = size
+    elif size == 0:
+        levels.pop(row.price, None)
+    else:
+        side = "yes" if row.side else "no"
+        raise BookError(f"{book.ticker}: {side} level {row.price} would have size {size}")
 
 
 def _gap_hits(gap: GapRow, conn_id: int, ticker: str) -> bool:

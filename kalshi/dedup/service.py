@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -33,13 +33,13 @@ from kalshi.config import DedupConfig
 from kalshi.dedup import metrics
 from kalshi.dedup.export import Exporter
 from kalshi.dedup.gatherers import GathererDb
-from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market
+from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market, point_ts
 from kalshi.dedup.production import Cursor, Production
 from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
-from kalshi.dedup.tables import KEYED, KeyedTable
+from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
 from kalshi.errors import DatabaseUnavailable, ExportError, StoreError
 from kalshi.http import serve_endpoints
-from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
+from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 
 __all__ = ["DEFAULT_SETTLE", "MERGE_STEP_US", "Deduplicator", "PassReport", "serve_dedup"]
 
@@ -50,6 +50,9 @@ DEFAULT_SETTLE = 5.0
 MERGE_STEP_US = 300_000_000
 """Exchange time merged per order-book transaction (5 minutes)."""
 GAP_LOOKBACK_US = 60_000_000
+KEYED_STEP_US = 60_000_000
+"""Gatherer time copied per keyed-table step (its digests are compared per second)."""
+MAX_RANGES = 50
 
 T = TypeVar("T")
 
@@ -72,11 +75,15 @@ class _GathererState:
 
 @define
 class _Window:
-    """One live gatherer's order-book rows in the current merge step."""
+    """One live gatherer's order-book rows in the current merge step: the newest delta
+    time and the snapshots of every market it touched, and the deltas of the markets it
+    is the source of (the others' deltas are read only when a market needs them)."""
 
     db: GathererDb
-    deltas: dict[str, list[DeltaRow]] = field(factory=dict)
+    low: int
+    latest: dict[str, int] = field(factory=dict)
     snapshots: dict[str, list[SnapshotRow]] = field(factory=dict)
+    deltas: dict[str, list[DeltaRow]] = field(factory=dict)
     gaps: list[GapRow] = field(factory=list)
 
 
@@ -94,9 +101,11 @@ class Deduplicator:
         self.settle_us = int(settle * 1_000_000)
         self._clock = clock
         self._gatherers = [GathererDb(source) for source in cfg.gatherers]
+        # The order books are merged alongside the keyed tables, on their own connections.
+        self._book_readers = {source.id: GathererDb(source) for source in cfg.gatherers}
         self._prefer = [g.id for g in self._gatherers]
         self._state = {g.id: _GathererState() for g in self._gatherers}
-        self._production: Production | None = None
+        self._production: tuple[Production, Production] | None = None
         self._production_error = ""
         self._cursors: dict[tuple[str, str], Cursor] = {}
         self.passes = 0
@@ -106,24 +115,31 @@ class Deduplicator:
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args)
 
-    async def _prod(self) -> Production:
+    async def _prod(self) -> tuple[Production, Production]:
+        """Two production connections: keyed tables, and order books."""
         if self._production is None:
-            self._production = await self._thread(Production, self.cfg.production.url)
-            self._cursors = await self._thread(self._production.cursors)
+            keyed = await self._thread(Production, self.cfg.production.url)
+            try:
+                books = await self._thread(Production, self.cfg.production.url)
+            except BaseException:
+                keyed.close()
+                raise
+            self._production = (keyed, books)
+            self._cursors = await self._thread(keyed.cursors)
         return self._production
 
-    def _drop_production(self, exc: BaseException) -> None:
+    def _drop_production(self, exc: BaseException | None = None) -> None:
         if self._production is not None:
-            self._production.close()
+            for production in self._production:
+                production.close()
             self._production = None
-        self._production_error = str(exc)
+        if exc is not None:
+            self._production_error = str(exc)
 
     def close(self) -> None:
-        for gatherer in self._gatherers:
+        for gatherer in [*self._gatherers, *self._book_readers.values()]:
             gatherer.close()
-        if self._production is not None:
-            self._production.close()
-            self._production = None
+        self._drop_production()
 
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
@@ -148,16 +164,29 @@ class Deduplicator:
         """
         settle = self.settle_us if settle_us is None else settle_us
         report = PassReport()
+        failures: list[StoreError] = []
         try:
-            production = await self._prod()
+            keyed, books = await self._prod()
             reachable = await self._probe(report)
             settled = self._now_us() - settle
-            for gatherer in reachable:
-                high = self._state[gatherer.id].high_water
-                assert high is not None
-                for table in KEYED.values():
-                    await self._copy_keyed(production, gatherer, table, min(high, settled), report)
-            await self._merge_books(production, reachable, settled, report)
+            async with trio.open_nursery() as nursery:
+
+                async def guarded(work: Callable[[], Awaitable[None]]) -> None:
+                    try:
+                        await work()
+                    except StoreError as exc:
+                        failures.append(exc)
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(
+                    guarded, partial(self._copy_all, keyed, reachable, settled, report)
+                )
+                readers = [self._book_readers[g.id] for g in reachable]
+                nursery.start_soon(
+                    guarded, partial(self._merge_books, books, readers, settled, report)
+                )
+            if failures:
+                raise failures[0]
         except StoreError as exc:
             if isinstance(exc, DatabaseUnavailable):
                 self._drop_production(exc)
@@ -165,6 +194,15 @@ class Deduplicator:
         self._production_error = ""
         self.passes += 1
         return report
+
+    async def _copy_all(
+        self, production: Production, reachable: list[GathererDb], settled: int, report: PassReport
+    ) -> None:
+        for gatherer in reachable:
+            high = self._state[gatherer.id].high_water
+            assert high is not None
+            for table in KEYED.values():
+                await self._copy_keyed(production, gatherer, table, min(high, settled), report)
 
     async def _probe(self, report: PassReport) -> list[GathererDb]:
         reachable = []
@@ -197,20 +235,61 @@ class Deduplicator:
     ) -> None:
         cursor = self._cursor(gatherer.id, table.name)
         batch = max(1, self.cfg.sync.batch_size)
-        while True:
-            rows = await self._thread(gatherer.keyed_rows, table, cursor.position, horizon, batch)
-            if not rows and cursor.horizon >= horizon:
-                return
-            position = tuple(getattr(rows[-1], k) for k in table.key) if rows else cursor.position
-            cursor = Cursor(position, max(horizon, cursor.horizon))
-            counts = await self._thread(production.commit_keyed, gatherer.id, table, rows, cursor)
+        low = cursor.horizon
+        while low < horizon:
+            # Skip stretches without rows (a first pass starts at the oldest row, not 1970).
+            first = await self._thread(gatherer.next_time, table, low)
+            rows: list[Row] = []
+            if first is None or first > horizon:
+                high = horizon  # nothing more: only the cursor moves
+            else:
+                low = max(low, first - 1)
+                high = min(horizon, low + KEYED_STEP_US)
+                changed = await self._changed(production, gatherer, table, low, high)
+                rows = await self._thread(gatherer.keyed_rows, table, changed)
+            for start in range(0, max(len(rows), 1), batch):
+                chunk = rows[start : start + batch]
+                last = start + batch >= len(rows)
+                moved = Cursor(None, high) if last else cursor
+                counts = await self._thread(
+                    production.commit_keyed, gatherer.id, table, chunk, moved
+                )
+                report.merged[table.name] += counts.inserted
+                report.duplicates[table.name] += counts.duplicates
+                metrics.ROWS_MERGED.labels(table.name).inc(counts.inserted)
+                metrics.DUPLICATES.labels(table.name).inc(counts.duplicates)
+            cursor = Cursor(None, high)
             self._moved(gatherer.id, table.name, cursor)
-            report.merged[table.name] += counts.inserted
-            report.duplicates[table.name] += counts.duplicates
-            metrics.ROWS_MERGED.labels(table.name).inc(counts.inserted)
-            metrics.DUPLICATES.labels(table.name).inc(counts.duplicates)
-            if len(rows) < batch:
-                return
+            low = high
+
+    async def _changed(
+        self,
+        production: Production,
+        gatherer: GathererDb,
+        table: KeyedTable,
+        low: int,
+        high: int,
+    ) -> list[tuple[int, int]]:
+        """The stretches of ``(low, high]`` where the gatherer may have rows production
+        lacks: time buckets whose digests differ (all of it for upserted tables)."""
+        if not table.digested:
+            return [(low, high)]
+        theirs = await self._thread(gatherer.digests, table, low, high)
+        ours = await self._thread(production.digests, table, low, high)
+        ranges: list[tuple[int, int]] = []
+        for bucket in sorted(b for b, d in theirs.items() if ours.get(b) != d):
+            start = max(low, bucket * DIGEST_BUCKET_US - 1)
+            end = min(high, (bucket + 1) * DIGEST_BUCKET_US - 1)
+            if ranges and ranges[-1][1] >= start:
+                ranges[-1] = (ranges[-1][0], end)
+            else:
+                ranges.append((start, end))
+        if len(ranges) > MAX_RANGES:
+            return [(low, high)]
+        return ranges
+
+    async def _read_into(self, out: list[T], fn: Callable[..., T], *args: Any) -> None:
+        out.append(await self._thread(fn, *args))
 
     def _live(self, reachable: Iterable[GathererDb]) -> list[GathererDb]:
         highs = {g.id: self._state[g.id].high_water for g in reachable}
@@ -246,15 +325,23 @@ class Deduplicator:
 
     async def _load(self, gatherer: GathererDb, high: int) -> _Window:
         low = self._cursor(gatherer.id, "orderbook_deltas").horizon
-        window = _Window(gatherer)
+        window = _Window(gatherer, low)
         if low >= high:
             return window
-        for row in await self._thread(gatherer.deltas_between, low, high):
-            window.deltas.setdefault(row.ticker, []).append(row)
+        window.latest = await self._thread(gatherer.latest_deltas, low, high)
         for snap in await self._thread(gatherer.snapshots_between, low, high):
             window.snapshots.setdefault(snap.ticker, []).append(snap)
         window.gaps = await self._thread(gatherer.gaps_since, max(0, low - GAP_LOOKBACK_US))
         return window
+
+    def _first_source(self, ticker: str, windows: Mapping[str, _Window]) -> str | None:
+        """The gatherer whose snapshot starts a market never merged (earliest, preferred)."""
+        starts = [
+            (point_ts(s), self._prefer.index(gid), gid)
+            for gid, w in windows.items()
+            for s in w.snapshots.get(ticker, ())
+        ]
+        return min(starts)[2] if starts else None
 
     async def _merge_step(
         self, production: Production, live: list[GathererDb], high: int, report: PassReport
@@ -262,8 +349,18 @@ class Deduplicator:
         windows = {g.id: await self._load(g, high) for g in live}
         tickers = set(await self._thread(production.waiting))
         for window in windows.values():
-            tickers.update(window.deltas, window.snapshots)
+            tickers.update(window.latest, window.snapshots)
         checkpoints = await self._thread(production.checkpoints, sorted(tickers))
+        sources: dict[str, list[str]] = defaultdict(list)
+        for ticker in tickers:
+            ckpt = checkpoints.get(ticker)
+            source = ckpt.gatherer_id if ckpt is not None else self._first_source(ticker, windows)
+            if source in windows and ticker in windows[source].latest:
+                sources[source].append(ticker)
+        for gatherer_id, wanted in sources.items():
+            window = windows[gatherer_id]
+            for row in await self._thread(window.db.deltas_of, sorted(wanted), window.low, high):
+                window.deltas.setdefault(row.ticker, []).append(row)
         results: list[MarketMerge] = []
         for ticker in sorted(tickers):
             results.append(await self._merge_one(ticker, checkpoints.get(ticker), windows, high))
@@ -302,25 +399,24 @@ class Deduplicator:
         windows: Mapping[str, _Window],
         high: int,
     ) -> MarketMerge:
-        source_window = windows.get(ckpt.gatherer_id) if ckpt is not None else None
-        source = (
-            _continuation(ckpt, source_window)
-            if ckpt is not None and source_window is not None
-            else None
-        )
-        alive = source_window is not None
-        result = merge_market(ticker, ckpt, source, (), prefer=self._prefer, source_alive=alive)
+        if ckpt is not None:
+            source_window = windows.get(ckpt.gatherer_id)
+            alive = source_window is not None
+            source = _continuation(ckpt, source_window) if source_window is not None else None
+            result = merge_market(ticker, ckpt, source, (), prefer=self._prefer, source_alive=alive)
+        else:
+            alive, source = True, None
+            first = self._first_source(ticker, windows)
+            start = [] if first is None else _segments(first, ticker, windows[first])
+            start.sort(key=lambda s: point_ts(s.snapshot) if s.snapshot else 0)
+            result = merge_market(ticker, None, None, start[:1], prefer=self._prefer)
         end = result.checkpoint
         if not (
             end is None
             or end.waiting
-            or source is None
-            or source.cut
-            or any(
-                row.exchange_ts > end.exchange_ts
-                for window in windows.values()
-                for row in window.deltas.get(ticker, ())
-            )
+            or (source is not None and source.cut)
+            or (ckpt is not None and source is None)
+            or any(w.latest.get(ticker, 0) > end.exchange_ts for w in windows.values())
         ):
             return result
         candidates: list[Segment] = []
@@ -353,6 +449,16 @@ class Deduplicator:
             "gatherers": gatherers,
             "lag_seconds": lag,
         }
+
+
+def _segments(gatherer_id: str, ticker: str, window: _Window) -> list[Segment]:
+    return build_segments(
+        gatherer_id,
+        ticker,
+        window.snapshots.get(ticker, []),
+        window.deltas.get(ticker, []),
+        window.gaps,
+    )
 
 
 def _continuation(ckpt: Checkpoint, window: _Window) -> Segment:

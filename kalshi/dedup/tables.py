@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from attrs import frozen
 
-__all__ = ["KEYED", "KeyedTable"]
+__all__ = ["DIGEST_BUCKET_US", "KEYED", "KeyedTable", "digest_sql"]
+
+DIGEST_BUCKET_US = 1_000_000
+"""Width of the time buckets whose digests are compared before rows are read."""
 
 
 @frozen
@@ -28,6 +31,27 @@ class KeyedTable:
     identity: tuple[str, ...]  # what makes two rows the same event in production
     filter: str = ""  # an extra SQL condition on the gatherer's rows
     upsert: bool = False
+
+    @property
+    def digested(self) -> bool:
+        """Whether buckets are compared by digest first (not for upserted tables: a newer
+        version of a row must always be read)."""
+        return not self.upsert
+
+
+def digest_sql(table: KeyedTable) -> str:
+    """Per time bucket: how many distinct events and the sum of their identity hashes, for
+    ``low < time <= high`` (parameters: bucket width, low, high). The same statement runs
+    on a gatherer and on production; equal digests mean the gatherer adds nothing there."""
+    identity = ", ".join(table.identity)
+    where = f"{table.time} > %s AND {table.time} <= %s"
+    if table.filter:
+        where += f" AND {table.filter}"
+    return (
+        "SELECT bucket, count(*), sum(h) FROM (SELECT DISTINCT"
+        f" {table.time} / %s AS bucket, hashtextextended(ROW({identity})::text, 0) AS h"
+        f" FROM {table.name} WHERE {where}) AS d GROUP BY bucket"
+    )
 
 
 _FRAME = ("exchange_ts", "gatherer_id", "conn_id", "frame_no")

@@ -1,0 +1,174 @@
+"""Deduplicator throughput: merge rows/s (three gatherer databases -> production, one
+``--once`` pass) next to a bare binary COPY of the same production rows into an empty
+database (goal ratio >= 0.5), then export MB/s (Parquet, zstd, to a local directory).
+
+    python benchmarks/dedup.py [--events N] [--markets N] [--batch-size N] [--url URL]
+
+The gatherers record the same scripted exchange (``kalshi.testing.scripted``); two of them
+miss a stretch each, so the merge also switches sources. Without --url an embedded
+PostgreSQL is started in a temporary directory (default settings, fsync on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import trio
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine
+
+from kalshi.config import (
+    DedupConfig,
+    Duration,
+    GathererSource,
+    ProductionConfig,
+    S3Config,
+    SyncConfig,
+)
+from kalshi.dedup.export import Exporter
+from kalshi.dedup.service import Deduplicator
+from kalshi.models.rows import Row
+from kalshi.store import EmbeddedPostgres, connect_db, migrate
+from kalshi.store.schema import TABLES
+from kalshi.testing.scripted import make_truth, record
+
+MERGED_TABLES = ("trades", "tickers", "orderbook_deltas", "orderbook_snapshots", "gaps")
+
+
+def copy_rows(url: str, table: str, rows: list[Row], batch_size: int) -> None:
+    """Binary COPY straight into ``table`` (text COPY for tables with JSON columns)."""
+    spec = TABLES[table]
+    binary = not spec.json_columns
+    statement = f"COPY {table} ({', '.join(spec.columns)}) FROM STDIN" + (
+        " (FORMAT BINARY)" if binary else ""
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        for offset in range(0, len(rows), batch_size):
+            with conn.transaction(), conn.cursor() as cur, cur.copy(statement) as copy:
+                if binary:
+                    copy.set_types(list(spec.types))
+                for row in rows[offset : offset + batch_size]:
+                    copy.write_row(row)
+
+
+def new_database(server_url: str, name: str) -> str:
+    with connect_db(server_url) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.execute(f'CREATE DATABASE "{name}"')
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    migrate(url)
+    return url
+
+
+def scenario(
+    url: str, args: argparse.Namespace, name: str, misses: dict[str, list[tuple[int, int, str]]]
+) -> tuple[str, int]:
+    """Merge three gatherer databases into a new production database; print the rates."""
+    truth = make_truth(1, markets=args.markets, events=args.events)
+    gatherers = {}
+    for i, (gid, miss) in enumerate(misses.items()):
+        gatherers[gid] = new_database(url, f"bench_dedup_{gid}")
+        rec = record(truth, gid, miss, conn_base=i + 1, latency_us=600 + 150 * i)
+        for table, rows in rec.tables().items():
+            copy_rows(gatherers[gid], table, list(rows), args.batch_size)
+    production = new_database(url, "bench_dedup_production")
+    cfg = DedupConfig(
+        gatherers=tuple(GathererSource(g, u) for g, u in gatherers.items()),
+        production=ProductionConfig(url=production),
+        sync=SyncConfig(batch_size=args.batch_size),
+    )
+
+    async def merge() -> tuple[int, int, float]:
+        dedup = Deduplicator(cfg)
+        try:
+            start = time.perf_counter()
+            report = await dedup.run_pass(settle_us=0)
+            return sum(report.merged.values()), report.switches, time.perf_counter() - start
+        finally:
+            dedup.close()
+
+    merged, switches, merge_s = trio.run(merge)
+    bare = new_database(url, "bench_dedup_bare")
+    with connect_db(production) as db:
+        rows = {t: db.fetch_rows(t) for t in MERGED_TABLES}
+    start = time.perf_counter()
+    for table, table_rows in rows.items():
+        copy_rows(bare, table, table_rows, args.batch_size)
+    copy_s = time.perf_counter() - start
+    copied = sum(len(r) for r in rows.values())
+    assert copied == merged, (copied, merged)
+    merge_rate, copy_rate = merged / merge_s, copied / copy_s
+    print(
+        f"{name:<14} {merged:>9,} rows  merge {merge_rate:>9,.0f}/s  bare COPY"
+        f" {copy_rate:>9,.0f}/s  ratio {merge_rate / copy_rate:>5.2f}  ({switches} switches)"
+    )
+    return production, merged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--markets", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--url", default="", help="a server URL (its postgres database)")
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="kalshi-bench-"))
+    scratch.chmod(0o755)
+    server = None
+    try:
+        url = args.url
+        if not url:
+            server = EmbeddedPostgres(scratch / "pg")
+            url = server.start()
+        n = args.events
+        print(f"dedup benchmark · {machine()}")
+        print(
+            f"{n:,} exchange events over {args.markets} markets recorded by 3 gatherers"
+            f" (each row read 3 times), batch_size {args.batch_size:,}; goal ratio >= 0.5"
+        )
+        scenario(url, args, "clean", {"g0": [], "g1": [], "g2": []})
+        production, _ = scenario(
+            url,
+            args,
+            "with misses",
+            {
+                "g0": [(n // 10, n // 10 + n // 50, "seq_gap")],
+                "g1": [(n // 2, n // 2 + n // 50, "reconnect")],
+                "g2": [],
+            },
+        )
+        s3 = S3Config(enabled=True, local_dir=str(scratch / "export"), window=Duration(60.0))
+
+        async def export() -> tuple[int, int, int, float]:
+            exporter = Exporter(production, s3)
+            try:
+                start = time.perf_counter()
+                done = await exporter.export_closed(until=2**62)
+                elapsed = time.perf_counter() - start
+            finally:
+                exporter.close()
+            return len(done), sum(w.rows for w in done), sum(w.bytes for w in done), elapsed
+
+        windows, exported_rows, exported_bytes, export_s = trio.run(export)
+        mib = exported_bytes / 2**20
+        print(
+            f"{'export':<14} {exported_rows:>9,} rows  {mib / export_s:.2f} MiB/s"
+            f" ({exported_rows / export_s:,.0f} rows/s; {windows} windows, {mib:.1f} MiB"
+            " Parquet zstd, local directory)"
+        )
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
