@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import attrs
 import psycopg
 import trio
 
@@ -78,15 +79,13 @@ def scenario(
         rec = record(truth, gid, miss, conn_base=i + 1, latency_us=600 + 150 * i)
         for table, rows in rec.tables().items():
             copy_rows(gatherers[gid], table, list(rows), args.batch_size)
-    production = new_database(url, "bench_dedup_production")
     cfg = DedupConfig(
         gatherers=tuple(GathererSource(g, u) for g, u in gatherers.items()),
-        production=ProductionConfig(url=production),
         sync=SyncConfig(batch_size=args.batch_size),
     )
 
-    async def merge() -> tuple[int, int, float]:
-        dedup = Deduplicator(cfg)
+    async def merge(production: str) -> tuple[int, int, float]:
+        dedup = Deduplicator(attrs.evolve(cfg, production=ProductionConfig(url=production)))
         try:
             start = time.perf_counter()
             report = await dedup.run_pass(settle_us=0)
@@ -94,17 +93,20 @@ def scenario(
         finally:
             dedup.close()
 
-    merged, switches, merge_s = trio.run(merge)
-    bare = new_database(url, "bench_dedup_bare")
-    with connect_db(production) as db:
-        rows = {t: db.fetch_rows(t) for t in MERGED_TABLES}
-    start = time.perf_counter()
-    for table, table_rows in rows.items():
-        copy_rows(bare, table, table_rows, args.batch_size)
-    copy_s = time.perf_counter() - start
-    copied = sum(len(r) for r in rows.values())
-    assert copied == merged, (copied, merged)
-    merge_rate, copy_rate = merged / merge_s, copied / copy_s
+    merge_rate = copy_rate = 0.0
+    for attempt in range(args.repeats):  # interleaved, so load drift hits both
+        production = new_database(url, f"bench_dedup_production_{attempt}")
+        merged, switches, merge_s = trio.run(merge, production)
+        merge_rate = max(merge_rate, merged / merge_s)
+        with connect_db(production) as db:
+            rows = {t: db.fetch_rows(t) for t in MERGED_TABLES}
+        bare = new_database(url, "bench_dedup_bare")
+        start = time.perf_counter()
+        for table, table_rows in rows.items():
+            copy_rows(bare, table, table_rows, args.batch_size)
+        copied = sum(len(r) for r in rows.values())
+        copy_rate = max(copy_rate, copied / (time.perf_counter() - start))
+        assert copied == merged, (copied, merged)
     print(
         f"{name:<14} {merged:>9,} rows  merge {merge_rate:>9,.0f}/s  bare COPY"
         f" {copy_rate:>9,.0f}/s  ratio {merge_rate / copy_rate:>5.2f}  ({switches} switches)"
@@ -117,6 +119,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--markets", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--url", default="", help="a server URL (its postgres database)")
     args = parser.parse_args()
 
@@ -132,7 +135,7 @@ def main() -> None:
         print(f"dedup benchmark · {machine()}")
         print(
             f"{n:,} exchange events over {args.markets} markets recorded by 3 gatherers"
-            f" (each row read 3 times), batch_size {args.batch_size:,}; goal ratio >= 0.5"
+            f", batch_size {args.batch_size:,}, best of {args.repeats}; goal ratio >= 0.5"
         )
         scenario(url, args, "clean", {"g0": [], "g1": [], "g2": []})
         production, _ = scenario(

@@ -26,6 +26,7 @@ from attrs import define, field, frozen
 
 from kalshi.book import OrderBook
 from kalshi.dedup.segments import Segment, apply_row, book_from_snapshot
+from kalshi.errors import BookError
 from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
 
 __all__ = [
@@ -126,7 +127,10 @@ def _match(segment: Segment, book: OrderBook, last: Point | None) -> int | None:
     for index, row in enumerate(segment.deltas[:-1], 1):
         if row.exchange_ts > at:
             break
-        apply_row(current, row)
+        try:
+            apply_row(current, row)
+        except BookError:
+            break  # the segment is broken from here on
         if current == book and (
             last is None
             or last.delta is None
@@ -163,9 +167,9 @@ class _Stream:
         self.last = row
 
     def take_delta(self, row: DeltaRow) -> None:
+        apply_row(self.book, row)  # first: a delta the book cannot take is not merged
         self.seq += 1
         self.out.deltas.append(DeltaRow(*row[:-1], self.seq))  # seq is the last column
-        apply_row(self.book, row)
         if row.exchange_ts > self.at:
             self.at = row.exchange_ts
         self.last = row
@@ -216,10 +220,16 @@ def merge_market(
     position = 0
     waiting = False
     while True:
+        broken = False
         if current is not None:
             for row in current.deltas[position:]:
-                stream.take_delta(row)
-        ended = current is None or current.cut or (current is source and not source_alive)
+                try:
+                    stream.take_delta(row)
+                except BookError:  # the segment's book is wrong from here on
+                    broken = True
+                    candidates = [c for c in candidates if c is not current]
+                    break
+        ended = broken or current is None or current.cut or (current is source and not source_alive)
         others = [c for c in candidates if c is not current]
         found = stream.continuation(others) if stream.point is not None else None
         if found is not None:

@@ -7,7 +7,7 @@ through the deltas of that connection for that market, in ``frame_no`` order, un
 * the next snapshot of the market on the same connection (a resnapshot starts a new one),
 * a gap the gatherer recorded for that connection (market-wide or for this market): the
   first delta received after the gap's ``start_ts`` and everything after it are dropped,
-* a delta the book cannot take (a level would go negative),
+* a delta the book cannot take (a level would go negative; found when it is applied),
 * the end of its connection, once a later connection of the gatherer has a snapshot.
 
 A segment ended by one of these is ``cut``; one that simply runs out of rows is open (more
@@ -17,12 +17,15 @@ may arrive).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 from attrs import define, field
 
 from kalshi.book import OrderBook
 from kalshi.errors import BookError
 from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
+
+_FRAME_NO = attrgetter("frame_no")
 
 __all__ = ["Segment", "apply_row", "book_from_snapshot", "build_segments", "cut_at_gaps"]
 
@@ -76,22 +79,21 @@ def _gap_hits(gap: GapRow, conn_id: int, ticker: str) -> bool:
 def cut_at_gaps(segment: Segment, gaps: Iterable[GapRow]) -> None:
     """Drop the deltas received after a gap of the segment's connection; mark it cut.
 
-    Also cuts at the first delta the book cannot take.
+    (A delta the book cannot take is found by the merge when it applies it.)
     """
-    starts = sorted(
-        g.start_ts
-        for g in gaps
-        if _gap_hits(g, segment.conn_id, segment.ticker) and g.start_ts >= segment.start_received_at
+    start = min(
+        (
+            g.start_ts
+            for g in gaps
+            if _gap_hits(g, segment.conn_id, segment.ticker)
+            and g.start_ts >= segment.start_received_at
+        ),
+        default=None,
     )
-    book = segment.book.copy()
+    if start is None:
+        return
     for index, row in enumerate(segment.deltas):
-        if starts and row.received_at > starts[0]:
-            del segment.deltas[index:]
-            segment.cut = True
-            return
-        try:
-            apply_row(book, row)
-        except BookError:
+        if row.received_at > start:
             del segment.deltas[index:]
             segment.cut = True
             return
@@ -119,7 +121,7 @@ def build_segments(
     segments: list[Segment] = []
     for conn_id in sorted(by_conn):
         current: Segment | None = None
-        for row in sorted(by_conn[conn_id], key=lambda r: r.frame_no):
+        for row in sorted(by_conn[conn_id], key=_FRAME_NO):
             if isinstance(row, SnapshotRow):
                 if current is not None:
                     current.cut = True

@@ -362,8 +362,22 @@ class Deduplicator:
             for row in await self._thread(window.db.deltas_of, sorted(wanted), window.low, high):
                 window.deltas.setdefault(row.ticker, []).append(row)
         results: list[MarketMerge] = []
+        slow: list[str] = []
         for ticker in sorted(tickers):
-            results.append(await self._merge_one(ticker, checkpoints.get(ticker), windows, high))
+            fast = self._merge_fast(ticker, checkpoints.get(ticker), windows)
+            if fast is None:
+                slow.append(ticker)
+            else:
+                results.append(fast)
+        # Markets that need another gatherer: never merged ones start from this step's rows
+        # (one read per gatherer for all of them), the others from each gatherer's history.
+        fresh = [t for t in slow if t not in checkpoints]
+        for window in windows.values():
+            wanted = [t for t in fresh if t in window.latest and t not in window.deltas]
+            for row in await self._thread(window.db.deltas_of, wanted, window.low, high):
+                window.deltas.setdefault(row.ticker, []).append(row)
+        for ticker in slow:
+            results.append(await self._merge_slow(ticker, checkpoints.get(ticker), windows, high))
         deltas = [row for r in results for row in r.deltas]
         snapshots = [row for r in results for row in r.snapshots]
         holes = [row for r in results for row in r.holes]
@@ -392,40 +406,61 @@ class Deduplicator:
         for hole in holes:
             log.warning("order-book hole in %s: %s", hole.ticker, hole.detail)
 
-    async def _merge_one(
-        self,
-        ticker: str,
-        ckpt: Checkpoint | None,
-        windows: Mapping[str, _Window],
-        high: int,
-    ) -> MarketMerge:
+    def _merge_fast(
+        self, ticker: str, ckpt: Checkpoint | None, windows: Mapping[str, _Window]
+    ) -> MarketMerge | None:
+        """Extend ``ticker`` from its source alone; ``None`` when another gatherer is
+        needed (the source ended or is down, or another gatherer is ahead of it)."""
         if ckpt is not None:
-            source_window = windows.get(ckpt.gatherer_id)
-            alive = source_window is not None
-            source = _continuation(ckpt, source_window) if source_window is not None else None
-            result = merge_market(ticker, ckpt, source, (), prefer=self._prefer, source_alive=alive)
+            window = windows.get(ckpt.gatherer_id)
+            if window is None:
+                return None
+            source = _continuation(ckpt, window)
+            if source.cut:
+                return None
+            result = merge_market(ticker, ckpt, source, (), prefer=self._prefer)
         else:
-            alive, source = True, None
             first = self._first_source(ticker, windows)
             start = [] if first is None else _segments(first, ticker, windows[first])
             start.sort(key=lambda s: point_ts(s.snapshot) if s.snapshot else 0)
             result = merge_market(ticker, None, None, start[:1], prefer=self._prefer)
         end = result.checkpoint
-        if not (
+        if (
             end is None
             or end.waiting
-            or (source is not None and source.cut)
-            or (ckpt is not None and source is None)
             or any(w.latest.get(ticker, 0) > end.exchange_ts for w in windows.values())
         ):
-            return result
+            return None
+        return result
+
+    async def _merge_slow(
+        self, ticker: str, ckpt: Checkpoint | None, windows: Mapping[str, _Window], high: int
+    ) -> MarketMerge:
+        """Extend ``ticker`` with every live gatherer's segments as candidates."""
         candidates: list[Segment] = []
-        since = ckpt.exchange_ts if ckpt is not None else None
         for gatherer_id, window in windows.items():
-            snaps, deltas, gaps = await self._thread(window.db.market_history, ticker, since, high)
+            if ckpt is None:
+                # Never merged: no live gatherer had a snapshot of it before this step
+                # (that would have started it), so the step's rows are its whole history.
+                candidates += _segments(gatherer_id, ticker, window)
+                continue
+            snaps, deltas, gaps = await self._thread(
+                window.db.market_history, ticker, ckpt.exchange_ts, high
+            )
             candidates += build_segments(gatherer_id, ticker, snaps, deltas, gaps)
+        source_window = windows.get(ckpt.gatherer_id) if ckpt is not None else None
+        source = (
+            _continuation(ckpt, source_window)
+            if ckpt is not None and source_window is not None
+            else None
+        )
         return merge_market(
-            ticker, ckpt, source, candidates, prefer=self._prefer, source_alive=alive
+            ticker,
+            ckpt,
+            source,
+            candidates,
+            prefer=self._prefer,
+            source_alive=source_window is not None,
         )
 
     # --- reporting --------------------------------------------------------------------
