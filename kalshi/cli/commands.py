@@ -8,5 +8,6 @@ from kalshi.cli import (  # noqa: F401
     replay,
     sim,
     snapshot,
+    soak,
     status,
 )

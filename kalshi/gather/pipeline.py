@@ -106,6 +106,7 @@ class FrameProcessor:
         self.gatherer_id = gatherer_id
         self.books: dict[str, OrderBook] = {}
         self.stale: set[str] = set()  # books we do not trust until the next snapshot
+        self.retired: set[str] = set()  # dropped markets: late deltas are stored, not applied
         self._subs: dict[tuple[int, int], _Sub] = {}
         self.counts: Counter[str] = Counter()  # by message type, plus problems
         self.market_messages: Counter[str] = Counter()
@@ -126,6 +127,7 @@ class FrameProcessor:
         """No longer recorded (settled, or moved off this process)."""
         self.books.pop(ticker, None)
         self.stale.discard(ticker)
+        self.retired.add(ticker)
         for sub in self._subs.values():
             sub.tickers.discard(ticker)
 
@@ -268,7 +270,7 @@ class FrameProcessor:
                 ),
             )
         )
-        if ticker in self.stale:
+        if ticker in self.stale or ticker in self.retired:
             return
         book = self.books.get(ticker)
         if book is None:
@@ -344,6 +346,7 @@ class FrameProcessor:
             return
         self.books[ticker] = book
         self.stale.discard(ticker)
+        self.retired.discard(ticker)
 
 
 def _ticker_row(t: Ticker, base: tuple[int, str], conn_id: int, frame_no: int) -> TickerRow:

@@ -188,3 +188,13 @@ def test_trade_rows_and_trade_gap_requests_backfill() -> None:
     ]
     out = p.process(9, 3, 170, trade(3, "c"))
     assert out.backfill_from == 150 and out.gap
+
+
+def test_late_deltas_of_a_dropped_market_are_stored_but_ask_for_nothing() -> None:
+    p = started()
+    p.drop_market(T)
+    out = p.process(7, 3, 300, delta(2, "0.2200", "-1.00"))
+    assert [table for table, _ in out.rows] == ["orderbook_deltas"]
+    assert (out.problem, out.resnapshot, p.stale) == (None, [], set())
+    p.process(7, 4, 400, snapshot(3))  # listed again: recorded again
+    assert T in p.books and T not in p.retired

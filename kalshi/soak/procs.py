@@ -1,0 +1,95 @@
+"""Child processes of the soak: a ``kalshi`` command with its log, stoppable with any signal,
+and its peak memory read from ``/proc`` while it runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import trio
+
+__all__ = ["Child", "free_port", "get_health"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Child:
+    """``kalshi <args>`` as a process; ``stdout``/``stderr`` go to ``log``."""
+
+    def __init__(self, name: str, args: list[str], log: Path) -> None:
+        self.name = name
+        self.args = args
+        self.log_path = log
+        self.proc: trio.Process | None = None
+        self._log: IO[bytes] | None = None
+        self.peak_rss_kib = 0
+        self.exit_codes: list[int] = []
+
+    async def start(self) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - a log file, closed in stop()
+        self.proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "kalshi", *self.args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def sample_rss(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                self.peak_rss_kib = max(self.peak_rss_kib, int(line.split()[1]))
+
+    async def stop(self, sig: int = 15, grace: float = 30.0) -> int:
+        """Send ``sig`` and wait; returns the exit code (kills after ``grace`` seconds)."""
+        proc = self.proc
+        if proc is None:
+            return 0
+        self.sample_rss()
+        proc.send_signal(sig)
+        with trio.move_on_after(grace):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        code = proc.returncode
+        assert code is not None
+        self.exit_codes.append(code)
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+async def get_health(client: httpx.AsyncClient, port: int) -> dict[str, Any] | None:
+    try:
+        response = await client.get(f"http://127.0.0.1:{port}/health", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
