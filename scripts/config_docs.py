@@ -48,7 +48,7 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.ping_interval": "client ping interval",
     "websocket.markets_per_command": "markets per `update_subscription` command",
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
-    "websocket.transport": "`trio-websocket` or `wsproto`",
+    "websocket.transport": "`trio-websocket`, `wsproto` or `fast` (see docs/performance.md)",
     "websocket.queue_size": "frames buffered between each connection and the decoder",
     # timescaledb
     "timescaledb.url": "PostgreSQL/TimescaleDB URL; empty starts the embedded PostgreSQL",
