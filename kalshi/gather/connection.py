@@ -48,6 +48,7 @@ class Connection:
         self.scoped = scoped
         self.desired: set[str] = set()
         self.state = "idle"
+        metrics.CONNECTIONS.labels("idle").inc()
         self.sessions = 0
         self.reconnects = 0
         self.messages = 0
@@ -63,6 +64,12 @@ class Connection:
         self._frame_no = 0
         self._last_frame_wall = 0
         self._alive = 0.0
+
+    def _set_state(self, state: str) -> None:
+        """Move to ``state``; the ``kalshi_ws_connections`` gauge follows every move."""
+        metrics.CONNECTIONS.labels(self.state).dec()
+        metrics.CONNECTIONS.labels(state).inc()
+        self.state = state
 
     # --- what the registry and the pipeline ask for -------------------------------------
 
@@ -106,14 +113,14 @@ class Connection:
             metrics.RECONNECTS.labels(self.name).inc()
             if self.ctx.on_connection_lost is not None:
                 self.ctx.on_connection_lost()
-            self.state = "backoff"
+            self._set_state("backoff")
             await trio.sleep(backoff.next())
 
     async def _session(self, lost_at: int | None, backoff: Backoff) -> None:
         ctx = self.ctx
         ws_cfg = ctx.cfg.websocket
         url = ctx.cfg.kalshi.ws_url
-        self.state = "connecting"
+        self._set_state("connecting")
         headers = ctx.signer.headers("GET", url, ctx.wall_us() // 1000)
         async with ctx.connector(url, headers, int(ws_cfg.max_frame_bytes)) as ws:
             self.conn_id = ctx.new_conn_id()
@@ -124,7 +131,7 @@ class Connection:
             self._snapshots = set()
             self._alive = trio.current_time()
             ctx.marker(self.conn_id, "connect", label=self.name, channels=[self.channel], url=url)
-            self.state = "subscribing"
+            self._set_state("subscribing")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._keepalive, ws)
                 nursery.start_soon(self._commands, ws, lost_at, backoff)
@@ -231,7 +238,7 @@ class Connection:
         while self.sid is None:
             self._wake = trio.Event()
             await self._wake.wait()
-        self.state = "live"
+        self._set_state("live")
         backoff.reset()
         if lost_at is not None:
             await self._reconnect_gap(lost_at)

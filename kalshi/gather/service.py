@@ -147,10 +147,8 @@ class Gatherer:
         """The ``/health`` document (also what the TUI draws)."""
         now = trio.current_time()
         connections = []
-        states: dict[str, int] = {}
         channels: dict[str, dict[str, int]] = {}
         for conn in self.layout.connections if self.layout else []:
-            states[conn.state] = states.get(conn.state, 0) + 1
             age = None if conn.last_message_at is None else round(now - conn.last_message_at, 3)
             connections.append(
                 {
@@ -167,8 +165,6 @@ class Gatherer:
             entry = channels.setdefault(conn.channel, {"messages": 0, "bytes": 0})
             entry["messages"] += conn.messages
             entry["bytes"] += conn.bytes
-        for state in ("idle", "connecting", "subscribing", "live", "backoff"):
-            metrics.CONNECTIONS.labels(state).set(states.get(state, 0))
         tables: dict[str, Any] = {}
         db: dict[str, Any] = {"state": "unknown"}
         if self.store is not None:
