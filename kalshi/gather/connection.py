@@ -32,6 +32,7 @@ log = logging.getLogger("kalshi.gather.connection")
 
 SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
 _TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
+_TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 
 
 class _Resubscribe(ConnectionLost):
@@ -147,6 +148,7 @@ class Connection:
         conn_id = self.conn_id
         channel_bytes = metrics.BYTES.labels(self.channel)
         counters: dict[str, Any] = {}
+        latency = metrics.LATENCY
         while True:
             raw = await ws.receive()
             wall = ctx.wall_us()
@@ -169,6 +171,9 @@ class Connection:
                 counter = counters[kind] = metrics.MESSAGES.labels(self.channel, kind)
             counter.inc()
             if out.rows:
+                table, row = out.rows[-1]
+                if table in _TIMED_TABLES:  # row[0] is the exchange's timestamp (µs)
+                    latency.observe(max(0, wall - row[0]) / 1e6)
                 await sink.put_all(out.rows)
             if _notable(out):
                 await self._handle(out, wall)

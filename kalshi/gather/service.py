@@ -43,6 +43,7 @@ __all__ = ["Gatherer"]
 log = logging.getLogger("kalshi.gather")
 
 _BACKFILL_WINDOWS = 1024
+_USER_CONNECTION_LIMIT = 200  # kalshi-api.md §2.6
 
 
 class Gatherer:
@@ -64,6 +65,20 @@ class Gatherer:
         self.connector = connector or get_transport(cfg.websocket.transport)
         self.signer = signer or Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
         self.shard = parse_shard(cfg.shard)
+        ws = cfg.websocket
+        total = (
+            ws.orderbook_connections
+            + ws.trade_connections
+            + ws.ticker_connections
+            + ws.lifecycle_connections
+        )
+        if total > _USER_CONNECTION_LIMIT:
+            log.warning(
+                "%d WebSocket connections configured; the exchange allows %d per user by "
+                "default (higher API tiers allow more)",
+                total,
+                _USER_CONNECTION_LIMIT,
+            )
         self.processor = FrameProcessor(cfg.gatherer_id)
         self.registry = MarketRegistry(cfg.gatherer_id, self.shard)
         self.store: Store | None = None
