@@ -173,7 +173,7 @@ class Connection:
             if out.rows:
                 table, row = out.rows[-1]
                 if table in _TIMED_TABLES:  # row[0] is the exchange's timestamp (µs)
-                    latency.observe(max(0, wall - row[0]) / 1e6)
+                    latency.observe(max(0, wall - int(row[0])) / 1e6)
                 await sink.put_all(out.rows)
             if _notable(out):
                 await self._handle(out, wall)
