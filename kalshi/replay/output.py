@@ -45,7 +45,7 @@ class JsonlSink(_BufferedSink):
 
     def __init__(self, stream: BinaryIO) -> None:
         super().__init__(stream)
-        self._json = {name: spec.json_columns for name, spec in TABLES.items()}
+        self._json = {name: tuple(spec.json_columns) for name, spec in TABLES.items()}
 
     async def put_all(self, rows: list[tuple[str, Row]]) -> None:
         for table, row in rows:
@@ -53,9 +53,9 @@ class JsonlSink(_BufferedSink):
 
     def encode(self, table: str, row: Row) -> bytes:
         obj: dict[str, object] = {"table": table}
-        json_columns = self._json[table]
-        for name, value in zip(TABLE_COLUMNS[table], row, strict=True):
-            obj[name] = orjson.Fragment(str(value)) if name in json_columns else value
+        obj.update(zip(TABLE_COLUMNS[table], row, strict=True))
+        for name in self._json[table]:
+            obj[name] = orjson.Fragment(str(obj[name]))
         return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
 
 

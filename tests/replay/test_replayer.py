@@ -121,9 +121,12 @@ def test_delete_markets_sent_drops_the_book_as_live() -> None:
     rep = Replayer()
     rows = feed_all(rep, records(entries))
     assert T1 not in rep.processor(GATHERER).books
-    # No book_invalid gap: the market was no longer recorded, as in the live gatherer.
+    # Stored, not applied: no book_invalid gap, no resnapshot, as in the live gatherer.
     assert [t for t, _ in rows] == ["orderbook_snapshots", "orderbook_deltas"]
-    assert dict(rep.stats.frame_problems) == {"book": 1}
+    assert dict(rep.stats.frame_problems) == {}
+    without = Replayer()
+    late = feed_all(without, [r for r in records(entries) if r.direction == "in"])
+    assert [t for t, _ in late] == ["orderbook_snapshots", "orderbook_deltas", "gaps"]
 
 
 def test_filters_select_output_but_process_everything() -> None:

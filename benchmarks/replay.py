@@ -1,0 +1,188 @@
+"""Replay rate: journal frames/s through ``kalshi replay`` flat out, to /dev/null (JSON lines)
+and into PostgreSQL, next to a bare ``orjson.loads`` loop over the same file, same run.
+
+    python benchmarks/replay.py [--frames N] [--markets M] [--no-db]
+
+The journal is written by the real ``JournalWriter`` (zstd, as the gatherer records):
+one order-book subscription snapshotting every market, then a mix of ~80% deltas, ~10%
+trades and ~10% ticker frames. The baseline reads the same file (zstd stream, split lines)
+and calls ``orjson.loads`` on each line, nothing else: the floor any replay pays. The goal
+is a replay/baseline ratio of at least 0.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import trio
+import zstandard
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, peak_rss_mib
+
+from kalshi.config import ByteSize, GathererConfig, JournalConfig, SpoolConfig
+from kalshi.journal import JournalWriter, read_journal
+from kalshi.replay import JsonlSink, Replayer, replay, replay_into_db
+from kalshi.store import EmbeddedPostgres, migrate
+
+BASE_US = 1_795_561_140_000_000
+
+
+def frames(count: int, markets: int) -> list[bytes]:
+    tickers = [f"KXHIGHNY-26NOV25-B{50 + i}" for i in range(markets)]
+    out = [
+        orjson.dumps(
+            {"id": 1, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": 1}}
+        )
+    ]
+    out.append(orjson.dumps({"id": 2, "type": "subscribed", "msg": {"channel": "trade", "sid": 2}}))
+    out.append(
+        orjson.dumps({"id": 3, "type": "subscribed", "msg": {"channel": "ticker", "sid": 3}})
+    )
+    seq = {1: 0, 2: 0}
+    for i, ticker in enumerate(tickers):
+        seq[1] += 1
+        levels = [[f"0.{10 + j:02d}00", f"{100 + i + j}.00"] for j in range(0, 40, 2)]
+        msg = {"market_ticker": ticker, "market_id": f"m-{i}", "yes_dollars_fp": levels[:10],
+               "no_dollars_fp": levels[10:]}  # fmt: skip
+        out.append(
+            orjson.dumps({"type": "orderbook_snapshot", "sid": 1, "seq": seq[1], "msg": msg})
+        )
+    n = 0
+    while len(out) < count:
+        n += 1
+        ticker = tickers[n % markets]
+        kind = n % 10
+        ts_ms = BASE_US // 1000 + n
+        if kind == 0:
+            seq[2] += 1
+            msg = {"trade_id": f"t-{n}", "market_ticker": ticker, "yes_price_dollars": "0.4200",
+                   "no_price_dollars": "0.5800", "count_fp": "3.00", "taker_side": "yes",
+                   "ts": ts_ms // 1000, "ts_ms": ts_ms}  # fmt: skip
+            out.append(orjson.dumps({"type": "trade", "sid": 2, "seq": seq[2], "msg": msg}))
+        elif kind == 5:
+            msg = {"market_ticker": ticker, "market_id": "m", "price_dollars": "0.4200",
+                   "yes_bid_dollars": "0.4100", "yes_ask_dollars": "0.4300",
+                   "volume_fp": f"{n}.00", "open_interest_fp": "10.00", "ts": ts_ms // 1000,
+                   "ts_ms": ts_ms}  # fmt: skip
+            out.append(orjson.dumps({"type": "ticker", "sid": 3, "msg": msg}))
+        else:
+            seq[1] += 1
+            # +1 then -1 on the same level keeps every book valid forever.
+            change = "1.00" if (n // markets) % 2 == 0 else "-1.00"
+            msg = {"market_ticker": ticker, "market_id": "m", "price_dollars": "0.3300",
+                   "delta_fp": change, "side": "yes", "ts_ms": ts_ms}  # fmt: skip
+            out.append(
+                orjson.dumps({"type": "orderbook_delta", "sid": 1, "seq": seq[1], "msg": msg})
+            )
+    return out
+
+
+async def write(root: Path, raw: list[bytes]) -> list[Path]:
+    cfg = JournalConfig(dir=str(root), compress=True, rotate_bytes=ByteSize(1 << 40))
+    writer = JournalWriter(cfg, "bench-1")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        for n, frame in enumerate(raw):
+            conn = 1 if b'"sid":1' in frame[:40] or b'"channel":"orderbook' in frame else 2
+            writer.record_frame(conn, n + 1, "in", BASE_US + n * 100, n, frame)
+            if n % 5000 == 0:
+                await writer.flush()
+        nursery.cancel_scope.cancel()
+    return list(writer.files_closed)
+
+
+def baseline(files: list[Path]) -> int:
+    """Read, decompress, split, ``orjson.loads`` each line: the floor."""
+    count = 0
+    for path in files:
+        with open(path, "rb") as fh:
+            reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
+            rest = b""
+            while chunk := reader.read(1 << 20):
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    orjson.loads(line)
+                    count += 1
+    return count
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def to_devnull(files: list[Path]) -> None:
+    with open("/dev/null", "wb") as sink_file:
+        sink = JsonlSink(sink_file)
+        trio.run(replay, read_journal(files), sink)
+        sink.flush()
+
+
+def pipeline_only(files: list[Path]) -> None:
+    replayer = Replayer()
+    for item in read_journal(files):
+        replayer.feed(item)
+
+
+def into_db(files: list[Path], url: str, tmp: Path) -> int:
+    cfg = GathererConfig(spool=SpoolConfig(dir=str(tmp / "spool"), dead_letter_dir=str(tmp / "dl")))
+    stats = trio.run(replay_into_db, read_journal(files), url, cfg)
+    return sum(stats.rows.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=200_000)
+    parser.add_argument("--markets", type=int, default=200)
+    parser.add_argument("--no-db", action="store_true", help="skip the database run")
+    args = parser.parse_args()
+    print(machine())
+    tmp = Path(tempfile.mkdtemp(prefix="kalshi-replay-bench-"))
+    tmp.chmod(0o755)
+    try:
+        raw = frames(args.frames, args.markets)
+        files = trio.run(write, tmp / "journal", raw)
+        size = sum(p.stat().st_size for p in files)
+        print(f"{len(raw):,} frames ({args.markets} markets), {size / 2**20:.1f} MiB zstd journal")
+        n = len(raw)
+        base = n / timed(lambda: baseline(files))
+        feed = n / timed(lambda: pipeline_only(files))
+        devnull = n / timed(lambda: to_devnull(files))
+        print(f"  bare orjson.loads loop     {base:>10,.0f} msgs/s")
+        print(f"  pipeline only (no output)  {feed:>10,.0f} msgs/s   ratio {feed / base:.2f}")
+        print(f"  replay -> /dev/null jsonl  {devnull:>10,.0f} msgs/s   ratio {devnull / base:.2f}")
+        if not args.no_db:
+            server = EmbeddedPostgres(tmp / "pg", settings={"fsync": "off"})
+            server.start()
+            try:
+                migrate(server.url)
+                rows = 0
+
+                def run_db() -> None:
+                    nonlocal rows
+                    rows = into_db(files, server.url, tmp)
+
+                db_rate = n / timed(run_db)
+                print(
+                    f"  replay -> PostgreSQL       {db_rate:>10,.0f} msgs/s   ratio "
+                    f"{db_rate / base:.2f}  ({rows:,} rows, fsync off)"
+                )
+            finally:
+                server.stop()
+        print(f"  peak RSS {peak_rss_mib():.0f} MiB · goal: replay/baseline >= 0.3")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
