@@ -31,6 +31,7 @@ from kalshi.store import open_store
 from kalshi.store.schema import TABLES
 
 __all__ = [
+    "TYPE_CHANNEL",
     "ReplayFilter",
     "ReplayStats",
     "Replayer",
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 # The channel a message travels on, for frames whose subscription was not seen.
-_TYPE_CHANNEL = {
+TYPE_CHANNEL = {
     "orderbook_snapshot": "orderbook_delta",
     "orderbook_delta": "orderbook_delta",
     "trade": "trade",
@@ -196,7 +197,7 @@ def _channel(proc: FrameProcessor, conn_id: int, out: Outcome) -> str | None:
         channel = proc.subscription(conn_id, msg.sid)
         if channel is not None:
             return channel
-    return _TYPE_CHANNEL.get(msg.type)
+    return TYPE_CHANNEL.get(msg.type)
 
 
 def _next_batch(items: Iterator[JournalRecord | JournalProblem]) -> list[Any]:

@@ -42,7 +42,7 @@ from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.book import BookDelta, BookSnapshot, Side
 from kalshi.models.frames import Message
 from kalshi.models.units import format_price, format_size
-from kalshi.replay.core import ReplayFilter
+from kalshi.replay.core import TYPE_CHANNEL, ReplayFilter
 from kalshi.wire import decode_ws
 
 __all__ = ["WS_PATH", "serve_recording"]
@@ -52,17 +52,7 @@ log = logging.getLogger("kalshi.replay.serve")
 WS_PATH = "/trade-api/ws/v2"
 Source = Callable[[], Iterable[JournalRecord | JournalProblem]]
 
-_CHANNEL_OF_TYPE = {
-    "orderbook_snapshot": "orderbook_delta",
-    "orderbook_delta": "orderbook_delta",
-    "trade": "trade",
-    "ticker": "ticker",
-    "market_lifecycle_v2": "market_lifecycle_v2",
-    "event_lifecycle": "market_lifecycle_v2",
-    "event_fee_update": "market_lifecycle_v2",
-    "multivariate_market_lifecycle": "multivariate_market_lifecycle",
-}
-_CHANNELS = frozenset(_CHANNEL_OF_TYPE.values())
+_CHANNELS = frozenset(TYPE_CHANNEL.values())
 _UNSCOPED = frozenset({"market_lifecycle_v2", "multivariate_market_lifecycle"})
 _BOOK = "orderbook_delta"
 _RECENT = 10_000
@@ -123,10 +113,10 @@ class _Cursor:
             if isinstance(msg.get("sid"), int):
                 self._channels[(*session, msg["sid"])] = str(msg.get("channel"))
             return None
-        if not isinstance(kind, str) or kind not in _CHANNEL_OF_TYPE or not isinstance(msg, dict):
+        if not isinstance(kind, str) or kind not in TYPE_CHANNEL or not isinstance(msg, dict):
             return None
         key = (*session, sid) if isinstance(sid, int) else None
-        channel = self._channels.get(key, _CHANNEL_OF_TYPE[kind]) if key else _CHANNEL_OF_TYPE[kind]
+        channel = self._channels.get(key, TYPE_CHANNEL[kind]) if key else TYPE_CHANNEL[kind]
         gap = False
         seq = envelope.get("seq")
         if key is not None and isinstance(seq, int):

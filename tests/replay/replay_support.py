@@ -10,19 +10,12 @@ from typing import Any
 import orjson
 import trio
 
-from kalshi.config import (
-    ByteSize,
-    Duration,
-    GathererConfig,
-    JournalConfig,
-    SpoolConfig,
-    WriterConfig,
-    WritersConfig,
-)
+from kalshi.config import ByteSize, Duration, JournalConfig
 from kalshi.journal import JournalWriter
 from kalshi.models.rows import Row
 from kalshi.store import connect_db
 from kalshi.store.schema import TABLES
+from tests.db.conftest import store_config as store_config  # re-exported
 
 FRAMES = Path(__file__).parent.parent / "data" / "frames"
 GATHERER = "g-1"
@@ -173,22 +166,6 @@ async def write_journal(
             await writer.flush()
             nursery.cancel_scope.cancel()
     return list(writer.files_closed)
-
-
-def store_config(tmp: Path) -> GathererConfig:
-    writer = WriterConfig(100, Duration(0.05))
-    return GathererConfig(
-        writers=WritersConfig(
-            trades=writer,
-            orderbook=writer,
-            tickers=writer,
-            snapshots=writer,
-            lifecycle=writer,
-            markets=writer,
-            gaps=writer,
-        ),
-        spool=SpoolConfig(dir=str(tmp / "spool"), dead_letter_dir=str(tmp / "dead-letter")),
-    )
 
 
 class ListSink:

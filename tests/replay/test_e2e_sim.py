@@ -14,13 +14,14 @@ import trio
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.book import OrderBook
-from kalshi.config import GathererConfig, load_gatherer_config
+from kalshi.config import GathererConfig
 from kalshi.gather.service import Gatherer
 from kalshi.journal import read_journal
 from kalshi.replay import ReplayFilter, book_from_db, replay_into_db
 from kalshi.replay.serve import WS_PATH, serve_recording
 from kalshi.sim import open_sim_exchange
 from kalshi.store import EmbeddedPostgres, connect_db
+from tests.gather.support import sim_config, wait_for
 
 pytestmark = pytest.mark.slow
 _names = itertools.count(1)
@@ -41,37 +42,18 @@ def replay_db_url(pg_server: EmbeddedPostgres, _migrated_template: str) -> Itera
 
 
 def gatherer_config(sim: Any, tmp: Path, db_url: str, ws_url: str, gid: str) -> GathererConfig:
-    return load_gatherer_config(
-        None,
-        overrides={
+    return sim_config(
+        sim,
+        tmp,
+        db_url,
+        **{
             "gatherer_id": gid,
-            "kalshi.rest_url": sim.rest_url,
-            "kalshi.ws_url": ws_url,
-            "kalshi.api_key": sim.key_id,
-            "kalshi.api_secret": sim.private_key_pem.decode(),
-            "kalshi.rest_rate_limit": 200.0,
-            "timescaledb.url": db_url,
-            "websocket.orderbook_connections": 2,
-            "websocket.trade_connections": 1,
-            "websocket.ticker_connections": 1,
-            "websocket.lifecycle_connections": 1,
-            "websocket.reconnect_backoff": "100ms",
-            "websocket.max_reconnect_backoff": "1s",
-            "websocket.silence_timeout": "2s",
-            "websocket.ping_interval": "500ms",
-            "writers.orderbook.flush_interval": "100ms",
-            "writers.trades.flush_interval": "100ms",
-            "writers.snapshots.flush_interval": "100ms",
+            "kalshi.ws_url": ws_url or sim.ws_url,
             "writers.tickers.flush_interval": "100ms",
-            "writers.gaps.flush_interval": "100ms",
             "spool.dir": str(tmp / gid / "spool"),
             "spool.dead_letter_dir": str(tmp / gid / "dead"),
             "journal.dir": str(tmp / gid / "journal"),
             "journal.compress": True,
-            "snapshot_poller.enabled": False,
-            "http.port": 0,
-            "metrics.enabled": False,
-            "relist_interval": "60s",
         },
     )
 
@@ -79,11 +61,6 @@ def gatherer_config(sim: Any, tmp: Path, db_url: str, ws_url: str, gid: str) -> 
 def live_everywhere(gatherer: Gatherer) -> bool:
     layout = gatherer.layout
     return layout is not None and all(c.state == "live" for c in layout.connections)
-
-
-async def wait_for(predicate: Any) -> None:
-    while not predicate():  # noqa: ASYNC110 - state of other tasks and of a database
-        await trio.sleep(0.05)
 
 
 # The rows a replay reproduces: everything derived from WebSocket frames. The live run
