@@ -4,6 +4,7 @@ or re-served as a Kalshi WebSocket."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from rich.text import Text
 from kalshi.cli.app import app, console, err_console, fail, load_or_exit
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
-from kalshi.journal import JournalProblem, JournalRecord, read_journal
+from kalshi.journal import JournalProblem, JournalRecord, journal_files, read_journal
 from kalshi.models.units import parse_rfc3339_us
 from kalshi.replay import (
     CsvSink,
@@ -101,11 +102,14 @@ def replay(
         Parameter(help="Print normalized rows to stdout instead of writing a database."),
     ] = None,
     table: Annotated[
-        list[str] | None, Parameter(help="Only these tables (csv needs exactly one).")
+        list[str] | None,
+        Parameter(help="Only these tables (csv needs exactly one).", negative=()),
     ] = None,
-    ticker: Annotated[list[str] | None, Parameter(help="Only rows of these markets.")] = None,
+    ticker: Annotated[
+        list[str] | None, Parameter(help="Only rows of these markets.", negative=())
+    ] = None,
     channel: Annotated[
-        list[str] | None, Parameter(help="Only rows from these channels (e.g. trade).")
+        list[str] | None, Parameter(help="Only rows from these channels (e.g. trade).", negative=())
     ] = None,
     from_: Annotated[
         str | None, Parameter(name="--from", help="Start (receive time): RFC 3339 or µs.")
@@ -151,10 +155,8 @@ def replay(
     replayer = Replayer(flt)
     try:
         if serve is not None:
-            try:
-                trio.run(_serve, files, cfg, serve, flt, speed)
-            except KeyboardInterrupt:
-                console.print("stopped")
+            journal_files([f for f in files if not f.startswith("s3://")])  # exist?
+            trio.run(_serve, files, cfg, serve, flt, speed)
             return
         items = read_journal(files, s3=cfg.s3_export)
         with _progress(files, show) as on_progress:
@@ -178,9 +180,14 @@ async def _serve(
     def source() -> Iterator[JournalRecord | JournalProblem]:
         return read_journal(files, s3=cfg.s3_export)
 
-    async with trio.open_nursery() as nursery:
-        bound = await nursery.start(serve_recording, source, port, flt, speed)
-        _say(console, f"serving {len(files)} source(s) on ws://127.0.0.1:{bound}{WS_PATH}")
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(serve_recording, source, port, flt, speed)
+            _say(console, f"serving {len(files)} source(s) on ws://127.0.0.1:{bound}{WS_PATH}")
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+    _say(console, "stopped")
 
 
 async def _to_stream(

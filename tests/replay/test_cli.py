@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
+import trio
+import trio_websocket
 from replay_support import BASE_US, T1, scripted_session, write_journal
 
 from kalshi.journal import read_journal
@@ -127,3 +130,31 @@ async def test_one_clear_line_and_exit_1(tmp_path: Path) -> None:
     for args, line in cases:
         result = kalshi(*args, cwd=tmp_path)
         assert (result.returncode, result.stdout, result.stderr) == (1, "", line + "\n"), args
+
+
+async def test_serve_from_the_command_line_until_ctrl_c(tmp_path: Path) -> None:
+    await write_journal(tmp_path / "journal", scripted_session())
+    command = [sys.executable, "-m", "kalshi", "replay", str(tmp_path / "journal"), "--serve", "0"]
+    with trio.fail_after(60):
+        process = await trio.lowlevel.open_process(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+        )
+        assert process.stdout is not None
+        banner = b""
+        while not banner.endswith(b"\n"):
+            banner += await process.stdout.receive_some()
+        text = banner.decode()
+        assert text.startswith("serving 1 source(s) on ws://127.0.0.1:")
+        url = text.split()[-1]
+        assert url.endswith("/trade-api/ws/v2")
+        async with trio_websocket.open_websocket_url(url) as ws:
+            subscribe = {"id": 1, "cmd": "subscribe", "params": {"channels": ["trade"]}}
+            await ws.send_message(orjson.dumps(subscribe).decode())
+            got = [orjson.loads(await ws.get_message()) for _ in range(3)]
+        assert [f["type"] for f in got] == ["subscribed", "trade", "trade"]
+        process.send_signal(signal.SIGINT)
+        assert await process.wait() == 0
+        rest = b""
+        while chunk := await process.stdout.receive_some():
+            rest += chunk
+        assert rest == b"stopped\n"
