@@ -82,6 +82,8 @@ def book_from_journal(
     gatherer_id, as_of = last[0], applied or last[1]
     proc = replayer.processor(gatherer_id)
     book = proc.books.get(ticker)
+    if book is None and ticker in proc.retired:
+        raise NoBook(f"{ticker}: no longer recorded at {_when(at_us)} (settled or unsubscribed)")
     if book is None:
         raise NoBook(f"{ticker}: no snapshot at or before {_when(at_us)} (deltas only)")
     stale = ticker in proc.stale

@@ -14,6 +14,7 @@ from replay_support import BASE_US, T1, scripted_session, write_journal
 
 from kalshi.journal import read_journal
 from kalshi.replay import JsonlSink, Replayer
+from kalshi.testing.s3server import S3Server
 
 
 def kalshi(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -158,3 +159,25 @@ async def test_serve_from_the_command_line_until_ctrl_c(tmp_path: Path) -> None:
         while chunk := await process.stdout.receive_some():
             rest += chunk
         assert rest == b"stopped\n"
+
+
+async def test_replay_an_s3_prefix(tmp_path: Path, s3_server: S3Server) -> None:
+    (path,) = await write_journal(tmp_path / "journal", scripted_session(), compress=True)
+    await trio.to_thread.run_sync(s3_server.create_bucket, "replay-cli")
+    client = s3_server.client()
+    key = f"raw/journal/{path.relative_to(tmp_path / 'journal').as_posix()}"
+    await trio.to_thread.run_sync(lambda: client.upload_file(str(path), "replay-cli", key))
+    (tmp_path / "s3.yaml").write_text(
+        "s3_export:\n"
+        "  enabled: true\n"
+        f"  endpoint: {s3_server.endpoint}\n"
+        f"  access_key: {s3_server.access_key}\n"
+        f"  secret_key: {s3_server.secret_key}\n"
+        f"  region: {s3_server.region}\n"
+    )
+    local = kalshi("replay", str(path), "--format", "jsonl", cwd=tmp_path)
+    remote = kalshi(
+        "replay", "s3://replay-cli/raw/", "--format", "jsonl", "--config", "s3.yaml", cwd=tmp_path
+    )
+    assert (remote.returncode, remote.stdout, remote.stderr) == (0, local.stdout, local.stderr)
+    assert len(local.stdout.splitlines()) == 10
