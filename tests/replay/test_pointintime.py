@@ -201,3 +201,18 @@ async def test_rest_source_reads_the_simulator(tmp_path: Path) -> None:
                 assert got.book == sim.truth.book(ticker)
                 with pytest.raises(NoBook, match=r"^NO-SUCH: unknown ticker \(REST 404\)$"):
                     await book_from_rest(rest, "NO-SUCH", system_wall_us())
+
+
+async def test_a_market_dropped_live_is_no_longer_recorded(tmp_path: Path) -> None:
+    delete = (
+        b'{"id":2,"cmd":"update_subscription","params":{"sids":[1],"market_tickers":["'
+        + T1.encode()
+        + b'"],"action":"delete_markets"}}'
+    )
+    entries = [e for e in scripted_session() if e[0] != "marker"]
+    entries.insert(8, ("out", OB_CONN, 4, BASE_US + 450, delete))
+    files = await write_journal(tmp_path / "journal", entries)
+    before = book_from_journal(read_journal(files), T1, BASE_US + 449)
+    assert before.book == _book({40000: 1000, 42000: 300}, {55000: 700})
+    with pytest.raises(NoBook, match=rf"^{T1}: no longer recorded at 2026-11-24T22:59:00.001500Z"):
+        book_from_journal(read_journal(files), T1, BASE_US + 500)
