@@ -45,7 +45,7 @@ from kalshi.models.units import format_price, format_size
 from kalshi.replay.core import TYPE_CHANNEL, ReplayFilter
 from kalshi.wire import decode_ws
 
-__all__ = ["WS_PATH", "serve_recording"]
+__all__ = ["WS_PATH", "serve_recording", "serve_stream"]
 
 log = logging.getLogger("kalshi.replay.serve")
 
@@ -415,6 +415,17 @@ def _tickers(params: dict[str, Any]) -> list[str]:
     return [one] if isinstance(one, str) else []
 
 
+async def _handle(
+    request: trio_websocket.WebSocketRequest, source: Source, flt: ReplayFilter, speed: float | None
+) -> None:
+    if request.path.split("?", 1)[0] != WS_PATH:
+        await request.reject(404, body=b"not found: use " + WS_PATH.encode())
+        return
+    session = _Session(await request.accept(), source, flt, speed)
+    log.info("client connected from %s", session.peer)
+    await session.run()
+
+
 async def serve_recording(
     source: Source,
     port: int,
@@ -430,16 +441,25 @@ async def serve_recording(
     ``task_status.started(port)`` gives the bound port (useful with ``port=0``). Other
     paths are refused with 404. Raises ``OSError`` if the port cannot be bound.
     """
-    flt = flt or ReplayFilter()
+    chosen = flt or ReplayFilter()
 
     async def handler(request: trio_websocket.WebSocketRequest) -> None:
-        if request.path.split("?", 1)[0] != WS_PATH:
-            await request.reject(404, body=b"not found: use " + WS_PATH.encode())
-            return
-        session = _Session(await request.accept(), source, flt, speed)
-        log.info("client connected from %s", session.peer)
-        await session.run()
+        await _handle(request, source, chosen, speed)
 
     async with trio.open_nursery() as nursery:
         server = await nursery.start(trio_websocket.serve_websocket, handler, host, port, None)
         task_status.started(server.port)
+
+
+async def serve_stream(
+    stream: trio.abc.Stream,
+    source: Source,
+    flt: ReplayFilter | None = None,
+    speed: float | None = None,
+) -> None:
+    """Serve one client over an already open ``stream`` (e.g. one end of
+    ``trio.testing.memory_stream_pair()``); returns when the client leaves."""
+    async with trio.open_nursery() as nursery:
+        request = await trio_websocket.wrap_server_stream(nursery, stream)
+        await _handle(request, source, flt or ReplayFilter(), speed)
+        nursery.cancel_scope.cancel()

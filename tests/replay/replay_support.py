@@ -11,7 +11,7 @@ import orjson
 import trio
 
 from kalshi.config import ByteSize, Duration, JournalConfig
-from kalshi.journal import JournalWriter
+from kalshi.journal import JournalRecord, JournalWriter
 from kalshi.models.rows import Row
 from kalshi.store import connect_db
 from kalshi.store.schema import TABLES
@@ -132,6 +132,22 @@ def scripted_session() -> list[Entry]:
             entries.append(("in", tr, n, t + 100 * n + 50, trade_frames[n - 1]))
     entries.append(("marker", ob, "disconnect", t + 5000, {"reason": "test over"}))
     return entries
+
+
+def records(entries: list[tuple[object, ...]]) -> list[JournalRecord]:
+    out = []
+    for entry in entries:
+        if entry[0] == "marker":
+            _, conn_id, kind, wall, detail = entry
+            out.append(
+                JournalRecord(GATHERER, conn_id, 0, "local", wall, wall, kind, detail=detail)
+            )  # type: ignore[arg-type]
+        else:
+            direction, conn_id, frame_no, wall, raw = entry
+            out.append(
+                JournalRecord(GATHERER, conn_id, frame_no, direction, wall, wall, "frame", raw)
+            )  # type: ignore[arg-type]
+    return out
 
 
 async def write_journal(

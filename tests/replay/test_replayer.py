@@ -17,6 +17,7 @@ from replay_support import (
     ListSink,
     delta,
     literal,
+    records,
     scripted_session,
     snapshot,
     subscribed,
@@ -26,22 +27,6 @@ from kalshi.gather.pipeline import FrameProcessor
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import GapRow, Row
 from kalshi.replay import CsvSink, JsonlSink, Replayer, ReplayFilter, replay
-
-
-def records(entries: list[tuple[object, ...]]) -> list[JournalRecord]:
-    out = []
-    for entry in entries:
-        if entry[0] == "marker":
-            _, conn_id, kind, wall, detail = entry
-            out.append(
-                JournalRecord(GATHERER, conn_id, 0, "local", wall, wall, kind, detail=detail)
-            )  # type: ignore[arg-type]
-        else:
-            direction, conn_id, frame_no, wall, raw = entry
-            out.append(
-                JournalRecord(GATHERER, conn_id, frame_no, direction, wall, wall, "frame", raw)
-            )  # type: ignore[arg-type]
-    return out
 
 
 def feed_all(replayer: Replayer, items: list[JournalRecord]) -> list[tuple[str, Row]]:

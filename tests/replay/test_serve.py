@@ -8,12 +8,13 @@ from typing import Any
 import orjson
 import pytest
 import trio
+import trio.testing
 import trio_websocket
-from replay_support import T1, T2, scripted_session, write_journal
+from replay_support import T1, T2, records, scripted_session, write_journal
 
 from kalshi.journal import read_journal
 from kalshi.replay import ReplayFilter
-from kalshi.replay.serve import WS_PATH, serve_recording
+from kalshi.replay.serve import WS_PATH, serve_recording, serve_stream
 
 
 async def _receive(ws: trio_websocket.WebSocketConnection, count: int) -> list[dict[str, Any]]:
@@ -140,3 +141,23 @@ async def test_commands_the_exchange_refuses(tmp_path: Path) -> None:
                 async with trio_websocket.open_websocket_url(url.replace(WS_PATH, "/nope")):
                     pass
             nursery.cancel_scope.cancel()
+
+
+async def test_speed_paces_served_frames_by_recorded_time(autojump_clock: trio.abc.Clock) -> None:
+    items = records(scripted_session())
+    client_end, server_end = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_stream, server_end, lambda: items, None, 4.0)
+        ws = await trio_websocket.wrap_client_stream(nursery, client_end, "replay", WS_PATH)  # type: ignore[arg-type]
+        command = {"id": 1, "cmd": "subscribe", "params": {"channels": ["trade"]}}
+        await ws.send_message(orjson.dumps(command).decode())
+        arrivals = []
+        for _ in range(3):
+            frame = orjson.loads(await ws.get_message())
+            arrivals.append((frame["type"], trio.current_time()))
+        await ws.aclose()
+    # The clock starts at the first recorded frame (+100 µs); trades were received at +250
+    # and +350 µs; at speed 4 they come 150/4 and 250/4 µs after the subscribe.
+    (_, t0), (_, t1), (_, t2) = arrivals
+    assert [kind for kind, _ in arrivals] == ["subscribed", "trade", "trade"]
+    assert (t1 - t0, t2 - t0) == (150 / 1e6 / 4.0, 250 / 1e6 / 4.0)
