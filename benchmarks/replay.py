@@ -4,10 +4,10 @@ and into PostgreSQL, next to a bare ``orjson.loads`` loop over the same file, sa
     python benchmarks/replay.py [--frames N] [--markets M] [--no-db]
 
 The journal is written by the real ``JournalWriter`` (zstd, as the gatherer records):
-one order-book subscription snapshotting every market, then a mix of ~80% deltas, ~10%
-trades and ~10% ticker frames. The baseline reads the same file (zstd stream, split lines)
-and calls ``orjson.loads`` on each line, nothing else: the floor any replay pays. The goal
-is a replay/baseline ratio of at least 0.3.
+``connect`` markers, one order-book subscription snapshotting every market, then a mix of
+~80% deltas, ~10% trades and ~10% ticker frames. The baseline reads the same file (zstd
+stream, split lines) and calls ``orjson.loads`` on each line, nothing else: the floor any
+replay pays. The goal is a replay/baseline ratio of at least 0.3.
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ async def write(root: Path, raw: list[bytes]) -> list[Path]:
     writer = JournalWriter(cfg, "bench-1")
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
+        for conn, channel in ((1, "orderbook_delta"), (2, "trade")):  # as the gatherer does
+            writer.record_marker(conn, "connect", BASE_US, 0, label=channel, channels=[channel])
         for n, frame in enumerate(raw):
             conn = 1 if b'"sid":1' in frame[:40] or b'"channel":"orderbook' in frame else 2
             writer.record_frame(conn, n + 1, "in", BASE_US + n * 100, n, frame)
