@@ -133,6 +133,10 @@ def replay(
     stdout with --format, or re-served over WebSocket with --serve. Corrupt journal lines
     are reported with file and line and skipped; the exit code is 1 when any were found.
     """
+    given = (("--db", db), ("--format", format), ("--serve", serve))
+    modes = [name for name, value in given if value is not None]
+    if len(modes) > 1:
+        fail(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
     if speed is not None and speed <= 0:
         fail("--speed must be positive")
     tables = frozenset(table or ())

@@ -119,6 +119,10 @@ async def test_one_clear_line_and_exit_1(tmp_path: Path) -> None:
             "error: --format csv writes one table: give exactly one --table",
         ),
         (
+            ("replay", journal, "--format", "jsonl", "--db", "postgresql://x/y"),
+            "error: --db and --format exclude each other: a replay goes to one place",
+        ),
+        (
             ("replay", str(tmp_path / "missing.jsonl"), "--format", "jsonl"),
             f"error: {tmp_path / 'missing.jsonl'}: no such journal file or directory",
         ),
