@@ -3,6 +3,7 @@ same rows, and re-served over WebSocket it feeds a second gatherer to the same d
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +21,24 @@ from kalshi.replay import ReplayFilter, book_from_db, replay_into_db
 from kalshi.replay.serve import WS_PATH, serve_recording
 from kalshi.sim import open_sim_exchange
 from kalshi.store import EmbeddedPostgres, connect_db
-from tests.conftest import _fresh_database
 from tests.gather.support import sim_config, wait_for
 
 pytestmark = pytest.mark.slow
+_names = itertools.count(1)
 
 
 @pytest.fixture
 def replay_db_url(pg_server: EmbeddedPostgres, _migrated_template: str) -> Iterator[str]:
     """A second fresh migrated database (``db_url`` is the live run's)."""
-    yield from _fresh_database(pg_server, _migrated_template)
+    name = f"replay_e2e_{next(_names)}"
+    with connect_db(pg_server.url_for("postgres")) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_migrated_template}"')
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        with connect_db(pg_server.url_for("postgres")) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def gatherer_config(sim: Any, tmp: Path, db_url: str, ws_url: str, gid: str) -> GathererConfig:
