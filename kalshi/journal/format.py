@@ -119,8 +119,15 @@ def encode_marker(
     return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
 
 
-def decode_line(line: bytes) -> JournalRecord:
-    """Decode one line; raises ``ValueError`` saying what is wrong."""
+Labels = dict[tuple[str, int], tuple[str, tuple[str, ...]]]
+"""``(gatherer_id, conn_id) -> (label, channels)`` from the connect markers read so far."""
+
+
+def decode_line(line: bytes, labels: Labels | None = None) -> JournalRecord:
+    """Decode one line; raises ``ValueError`` saying what is wrong.
+
+    With ``labels``, a ``connect`` marker records its connection's label and channels there
+    and every record of a known connection carries them (no copy per record)."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -159,14 +166,23 @@ def decode_line(line: bytes) -> JournalRecord:
         if not isinstance(found, dict):
             raise ValueError(f"detail: expected an object, got {found!r}")
         detail = found
+    label: tuple[str, tuple[str, ...]] = ("", ())
+    if labels is not None:
+        key = (gatherer_id, obj["conn_id"])
+        if kind == "connect":
+            channels = tuple(str(c) for c in detail.get("channels", ()) or ())
+            labels[key] = (str(detail.get("label", "")), channels)
+        label = labels.get(key, label)
     return JournalRecord(
-        gatherer_id=gatherer_id,
-        conn_id=obj["conn_id"],
-        frame_no=obj["frame_no"],
-        direction=direction,
-        wall_us=obj["wall_us"],
-        mono_us=obj["mono_us"],
-        kind=kind,
-        raw=raw,
-        detail=detail,
+        gatherer_id,
+        obj["conn_id"],
+        obj["frame_no"],
+        direction,
+        obj["wall_us"],
+        obj["mono_us"],
+        kind,
+        raw,
+        detail,
+        label[0],
+        label[1],
     )

@@ -7,14 +7,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import attrs
 import zstandard
 from attrs import frozen
 
 from kalshi.config import S3Config
 from kalshi.errors import JournalError
 from kalshi.journal.files import file_sort_key
-from kalshi.journal.format import JournalProblem, JournalRecord, decode_line
+from kalshi.journal.format import JournalProblem, JournalRecord, Labels, decode_line
 
 __all__ = ["ConnectionInfo", "connections", "journal_files", "read_journal"]
 
@@ -95,7 +94,7 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
         yield rest, False
 
 
-def _read_file(path: Path) -> Iterator[JournalRecord | JournalProblem]:
+def _read_file(path: Path, labels: Labels) -> Iterator[JournalRecord | JournalProblem]:
     name = str(path)
     torn: list[str] = []
     line_no = 0
@@ -111,7 +110,7 @@ def _read_file(path: Path) -> Iterator[JournalRecord | JournalProblem]:
                         yield JournalProblem(name, line_no, "empty line")
                     continue
                 try:
-                    record = decode_line(line)
+                    record = decode_line(line, labels)
                 except ValueError as exc:
                     if complete:
                         yield JournalProblem(name, line_no, str(exc))
@@ -126,23 +125,6 @@ def _read_file(path: Path) -> Iterator[JournalRecord | JournalProblem]:
         return
     for reason in torn:
         yield JournalProblem(name, line_no + 1, reason)
-
-
-def _with_connections(
-    items: Iterator[JournalRecord | JournalProblem],
-) -> Iterator[JournalRecord | JournalProblem]:
-    known: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = {}
-    for item in items:
-        if isinstance(item, JournalRecord):
-            key = (item.gatherer_id, item.conn_id)
-            if item.kind == "connect":
-                label = str(item.detail.get("label", ""))
-                channels = tuple(str(c) for c in item.detail.get("channels", ()) or ())
-                known[key] = (label, channels)
-            info = known.get(key)
-            if info is not None:
-                item = attrs.evolve(item, label=info[0], channels=info[1])
-        yield item
 
 
 def read_journal(
@@ -164,15 +146,16 @@ def read_journal(
             local.append(item)
 
     def generate() -> Iterator[JournalRecord | JournalProblem]:
+        labels: Labels = {}  # label and channels of each connection, from connect markers
         for path in journal_files(local):
-            yield from _read_file(path)
+            yield from _read_file(path, labels)
         for url in remote:
             with tempfile.TemporaryDirectory(prefix="kalshi-journal-") as tmp:
                 _download(url, Path(tmp), s3)
                 for path in journal_files([tmp]):
-                    yield from _read_file(path)
+                    yield from _read_file(path, labels)
 
-    return _with_connections(generate())
+    return generate()
 
 
 def connections(
