@@ -219,6 +219,7 @@ class Connection:
             ctx.journal.record_frame(
                 self.conn_id, self._frame_no, "out", ctx.wall_us(), ctx.mono_us(), data
             )
+        ctx.processor.sent(data)
         await ws.send(data)
 
     def _ident(self) -> int:
@@ -276,8 +277,6 @@ class Connection:
                     self._requested.update(part)
                 else:
                     self._requested.difference_update(part)
-                    for ticker in part:
-                        self.ctx.processor.drop_market(ticker)
 
     async def _reconnect_gap(self, lost_at: int) -> None:
         ctx = self.ctx

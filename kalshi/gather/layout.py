@@ -55,9 +55,7 @@ class Layout:
             scoped = channel == "orderbook_delta" or (
                 channel in ("trade", "ticker") and (sharded or count > 1)
             )
-            conns = [
-                Connection(ctx, f"{label}-{i}", channel, scoped=scoped) for i in range(count)
-            ]
+            conns = [Connection(ctx, f"{label}-{i}", channel, scoped=scoped) for i in range(count)]
             self.connections.extend(conns)
             if scoped and conns:
                 self.pools[channel] = _Pool(conns)

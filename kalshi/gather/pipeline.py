@@ -42,6 +42,7 @@ from kalshi.wire import decode_ws
 __all__ = ["CONTROL_TYPES", "FrameProcessor", "Outcome", "book_json", "trade_row"]
 
 CONTROL_TYPES = frozenset({"subscribed", "ok", "error", "unsubscribed"})
+_RETIRING = frozenset({"determined", "settled"})
 _LIFECYCLE_TYPES = frozenset(
     {"market_lifecycle_v2", "multivariate_market_lifecycle", "event_lifecycle", "event_fee_update"}
 )
@@ -131,6 +132,26 @@ class FrameProcessor:
         for sub in self._subs.values():
             sub.tickers.discard(ticker)
 
+    def sent(self, raw: bytes | str) -> None:
+        """A command this gatherer sent: ``delete_markets`` retires those markets' books
+        (their late deltas are stored, not applied). Live and replay both call this."""
+        data = raw.encode() if isinstance(raw, str) else raw
+        if b"delete_markets" not in data:
+            return
+        try:
+            command: Any = orjson.loads(data)
+            params = command.get("params") or {}
+            tickers = (
+                params.get("market_tickers") or []
+                if params.get("action") == "delete_markets"
+                else []
+            )
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        for ticker in tickers:
+            if isinstance(ticker, str):
+                self.drop_market(ticker)
+
     def subscription(self, conn_id: int, sid: int) -> str | None:
         sub = self._subs.get((conn_id, sid))
         return sub.channel if sub else None
@@ -196,6 +217,8 @@ class FrameProcessor:
             out.rows.append(("market_lifecycle", _lifecycle_row(msg, raw, base, conn_id, frame_no)))
             if isinstance(body, LifecycleEvent | EventLifecycle):
                 out.lifecycle = body
+            if isinstance(body, LifecycleEvent) and body.event_type in _RETIRING:
+                self.drop_market(body.ticker)
         return out
 
     def _sequence(

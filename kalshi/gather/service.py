@@ -153,8 +153,6 @@ class Gatherer:
                     log.warning(
                         "markets queue full; %s will be written at the next re-list", row.ticker
                     )
-            if event.event_type in ("determined", "settled"):
-                self.processor.drop_market(event.ticker)
 
     # --- views --------------------------------------------------------------------------
 

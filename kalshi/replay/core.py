@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
-import orjson
 import trio
 import zstandard
 from attrs import define, field, frozen
@@ -25,7 +24,6 @@ from kalshi.config import GathererConfig
 from kalshi.gather.context import RowSink
 from kalshi.gather.pipeline import FrameProcessor, Outcome
 from kalshi.journal import JournalProblem, JournalRecord, journal_files
-from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import Row
 from kalshi.store import open_store
 from kalshi.store.schema import TABLES
@@ -108,10 +106,10 @@ class ReplayStats:
 class Replayer:
     """Feeds journal items through the pipeline; see the module docstring.
 
-    Besides ``in`` frames it mirrors the two things the live gatherer does to the
-    pipeline's state outside ``process``: ``forget_connection`` on a ``disconnect`` marker,
-    and ``drop_market`` when it sends ``delete_markets`` or sees a market determined or
-    settled. Those change which books are trusted, hence which ``book_invalid`` gaps appear.
+    Besides ``in`` frames it gives the pipeline what the live gatherer gives it outside
+    ``process``: ``forget_connection`` on a ``disconnect`` marker and ``sent`` for every
+    command sent (``delete_markets`` retires books). Those change which books are
+    trusted, hence which ``book_invalid`` gaps appear.
     """
 
     def __init__(self, flt: ReplayFilter | None = None) -> None:
@@ -151,11 +149,6 @@ class Replayer:
         out = proc.process(item.conn_id, item.frame_no, item.wall_us, item.raw)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
-        if isinstance(out.lifecycle, LifecycleEvent) and out.lifecycle.event_type in (
-            "determined",
-            "settled",
-        ):
-            proc.drop_market(out.lifecycle.ticker)
         if not out.rows:
             return []
         start = self.filter.start_us
@@ -172,21 +165,8 @@ class Replayer:
         return rows
 
     def _sent(self, item: JournalRecord) -> None:
-        """A command we sent: ``delete_markets`` drops the markets' books, as live."""
-        if b"delete_markets" not in item.raw:
-            return
-        try:
-            command: Any = orjson.loads(item.raw)
-            params = command.get("params") or {}
-            if params.get("action") != "delete_markets":
-                return
-            tickers = params.get("market_tickers") or []
-        except (orjson.JSONDecodeError, AttributeError):
-            return
-        proc = self.processor(item.gatherer_id)
-        for ticker in tickers:
-            if isinstance(ticker, str):
-                proc.drop_market(ticker)
+        """A command the gatherer sent: the pipeline reacts as it did live."""
+        self.processor(item.gatherer_id).sent(item.raw)
 
 
 def _channel(proc: FrameProcessor, conn_id: int, out: Outcome) -> str | None:
