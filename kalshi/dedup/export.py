@@ -33,9 +33,12 @@ from attrs import frozen
 from kalshi.book import OrderBook
 from kalshi.config import S3Config
 from kalshi.dedup import metrics
+from kalshi.dedup.gatherers import SKEW_US
+from kalshi.dedup.merge import point_ts
 from kalshi.dedup.parquet import book_stream_rows, encode
 from kalshi.dedup.segments import apply_row, book_from_snapshot
 from kalshi.dedup.targets import Target, open_target
+from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, Row, SnapshotRow
 from kalshi.store import Database, connect_db
 
@@ -202,7 +205,11 @@ class Exporter:
         self._reader.close()
 
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await trio.to_thread.run_sync(fn, *args)
+        try:
+            return await trio.to_thread.run_sync(fn, *args)
+        except StoreError:
+            self._reader.close()  # reconnect on the next call
+            raise
 
     def _align(self, us: int) -> int:
         return us - us % self.window_us
@@ -226,7 +233,9 @@ class Exporter:
                 if found is None:
                     break
                 start = self._align(found)
-                if start + self.window_us > horizon:
+                # A book-stream window also depends on rows stamped just after it.
+                margin = SKEW_US if table == "orderbook_deltas" else 0
+                if start + self.window_us + margin > horizon:
                     break
                 out.append((table, start))
                 at = start + self.window_us
@@ -250,20 +259,47 @@ class Exporter:
     ) -> list[WindowExport]:
         return await self.export(await self.plan(until=until, force=force), progress)
 
-    async def _stream(self, start: int, end: int) -> list[Any]:
-        deltas: list[DeltaRow] = await self._read(
-            self._reader.rows, "orderbook_deltas", "exchange_ts", start, end
-        )
-        snaps: list[SnapshotRow] = [
-            s
-            for s in await self._read(
-                self._reader.rows, "orderbook_snapshots", "snapshot_ts", start, end
-            )
-            if s.source == "ws"
+    async def stream_rows(self, start: int, end: int) -> list[DeltaRow | SnapshotRow]:
+        """The merged book-stream rows of the window, by (ticker, seq).
+
+        Exchange times are not monotonic along a market's stream, so a window holds, per
+        market, the stream positions after the last one stamped before ``start`` up to the
+        last one stamped before ``end``: contiguous, and every row in exactly one window.
+        (Times run backwards by less than :data:`SKEW_US`, so only rows stamped within it
+        of the window can cross its edges.)
+        """
+        near: list[DeltaRow | SnapshotRow] = [
+            *await self._read(
+                self._reader.rows, "orderbook_deltas", "exchange_ts", start - SKEW_US, end + SKEW_US
+            ),
+            *(
+                s
+                for s in await self._read(
+                    self._reader.rows,
+                    "orderbook_snapshots",
+                    "snapshot_ts",
+                    start - SKEW_US,
+                    end + SKEW_US,
+                )
+                if s.source == "ws"
+            ),
         ]
-        stream: list[DeltaRow | SnapshotRow] = sorted(
-            [*deltas, *snaps], key=lambda r: (r.ticker, r.seq or 0)
+        before: dict[str, int] = {}
+        until: dict[str, int] = {}
+        for row in near:
+            assert row.seq is not None
+            at = row.exchange_ts if isinstance(row, DeltaRow) else point_ts(row)
+            if at < start:
+                before[row.ticker] = max(before.get(row.ticker, 0), row.seq)
+            if at < end:
+                until[row.ticker] = max(until.get(row.ticker, 0), row.seq)
+        return sorted(
+            (r for r in near if before.get(r.ticker, 0) < (r.seq or 0) <= until.get(r.ticker, 0)),
+            key=lambda r: (r.ticker, r.seq or 0),
         )
+
+    async def _stream(self, start: int, end: int) -> list[Any]:
+        stream = await self.stream_rows(start, end)
         books: dict[str, OrderBook] = {}
         for row in stream:
             if row.ticker in books or isinstance(row, SnapshotRow):

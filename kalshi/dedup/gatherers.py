@@ -19,10 +19,14 @@ from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.store.connection import connect, translating
 from kalshi.store.schema import TABLES
 
-__all__ = ["HISTORY_SLACK_US", "GathererDb"]
+__all__ = ["LATENCY_US", "SKEW_US", "GathererDb"]
 
-HISTORY_SLACK_US = 60_000_000
-"""How much earlier than a snapshot's receipt its connection's next delta may be stamped."""
+LATENCY_US = 2_000_000
+"""Bound on how long after its exchange time a frame is received."""
+SKEW_US = 60_000_000
+"""Bound on ``|received_at - exchange_ts|`` of a delta (latency and clock skew): order-book
+rows are selected by when they were received (frame order on a connection, unlike exchange
+times), and the exchange-time index narrows the search to this much around it."""
 
 _HIGH_WATER = (
     "SELECT greatest((SELECT max(exchange_ts) FROM trades),"
@@ -31,6 +35,14 @@ _HIGH_WATER = (
     " (SELECT max(exchange_ts) FROM tickers),"
     " (SELECT max(exchange_ts) FROM market_lifecycle))"
 )
+
+
+_RECEIVED = "received_at > %s AND received_at <= %s AND exchange_ts > %s AND exchange_ts <= %s"
+
+
+def _received(low: int, high: int) -> tuple[int, int, int, int]:
+    """Parameters of :data:`_RECEIVED`: received in ``(low, high]``."""
+    return (low, high, low - SKEW_US, high + SKEW_US)
 
 
 def _select(table: str, where: str, order: str, limit: int | None = None) -> str:
@@ -72,13 +84,31 @@ class GathererDb:
         value = self._query(_HIGH_WATER)[0][0]
         return None if value is None else int(value)
 
-    def low_water(self) -> int | None:
-        """The oldest order-book time (µs), ``None`` when there is none."""
+    def received_water(self) -> int | None:
+        """The newest receipt of an order-book row (µs), ``None`` when there is none.
+
+        Deltas are received within :data:`LATENCY_US` of their exchange time, so only the
+        newest stretch of the exchange-time index is read.
+        """
         value = self._query(
-            "SELECT least((SELECT min(exchange_ts) FROM orderbook_deltas),"
-            " (SELECT min(snapshot_ts) FROM orderbook_snapshots WHERE source = 'ws'))"
+            "SELECT greatest((SELECT max(received_at) FROM orderbook_deltas WHERE exchange_ts"
+            " >= (SELECT max(exchange_ts) FROM orderbook_deltas) - %s),"
+            " (SELECT max(snapshot_ts) FROM orderbook_snapshots WHERE source = 'ws'))",
+            (LATENCY_US,),
         )[0][0]
         return None if value is None else int(value)
+
+    def next_received(self, after: int) -> int | None:
+        """A time no later than the next order-book receipt after ``after`` (µs) and with
+        none in between; ``None`` when nothing was received after it."""
+        value = self._query(
+            "SELECT least((SELECT min(exchange_ts) FROM orderbook_deltas"
+            " WHERE exchange_ts > %s AND received_at > %s) - %s - 1,"
+            " (SELECT min(snapshot_ts) FROM orderbook_snapshots"
+            " WHERE source = 'ws' AND snapshot_ts > %s) - 1)",
+            (after - SKEW_US, after, SKEW_US, after),
+        )[0][0]
+        return None if value is None else max(after, int(value))
 
     def digests(self, table: KeyedTable, low: int, high: int) -> dict[int, tuple[int, int]]:
         """``bucket -> (events, identity hash sum)`` of ``low < time <= high``."""
@@ -101,25 +131,24 @@ class GathererDb:
         return self._rows(table.name, _select(table.name, where, ", ".join(table.key)), params)
 
     def latest_deltas(self, low: int, high: int) -> dict[str, int]:
-        """Per market, the newest delta time with ``low < exchange_ts <= high``."""
+        """Per market, the newest exchange time of the deltas received in ``(low, high]``."""
         rows = self._query(
-            "SELECT ticker, max(exchange_ts) FROM orderbook_deltas"
-            " WHERE exchange_ts > %s AND exchange_ts <= %s GROUP BY ticker",
-            (low, high),
+            f"SELECT ticker, max(exchange_ts) FROM orderbook_deltas WHERE {_RECEIVED}"
+            " GROUP BY ticker",
+            _received(low, high),
         )
         return {str(ticker): int(at) for ticker, at in rows}
 
     def deltas_of(self, tickers: Sequence[str], low: int, high: int) -> list[DeltaRow]:
-        """Deltas of ``tickers`` with ``low < exchange_ts <= high``, in frame order."""
+        """Deltas of ``tickers`` received in ``(low, high]``, in frame order."""
         statement = _select(
-            "orderbook_deltas",
-            "exchange_ts > %s AND exchange_ts <= %s AND ticker = ANY(%s)",
-            "conn_id, frame_no",
+            "orderbook_deltas", f"{_RECEIVED} AND ticker = ANY(%s)", "conn_id, frame_no"
         )
-        return self._rows("orderbook_deltas", statement, (low, high, list(tickers)))  # type: ignore[return-value]
+        params = (*_received(low, high), list(tickers))
+        return self._rows("orderbook_deltas", statement, params)  # type: ignore[return-value]
 
     def snapshots_between(self, low: int, high: int) -> list[SnapshotRow]:
-        """WebSocket snapshots with ``low < snapshot_ts <= high``."""
+        """WebSocket snapshots received in ``(low, high]`` (``snapshot_ts`` is the receipt)."""
         statement = _select(
             "orderbook_snapshots",
             "source = 'ws' AND snapshot_ts > %s AND snapshot_ts <= %s",
@@ -157,9 +186,9 @@ class GathererDb:
             "orderbook_deltas",
             _select(
                 "orderbook_deltas",
-                "ticker = %s AND exchange_ts >= %s AND exchange_ts <= %s",
+                f"ticker = %s AND {_RECEIVED}",
                 "conn_id, frame_no",
             ),
-            (ticker, anchor - HISTORY_SLACK_US, high),
+            (ticker, *_received(anchor - SKEW_US, high)),
         )
         return snapshots, deltas, self.gaps_since(anchor)  # type: ignore[return-value]

@@ -98,14 +98,15 @@ def point_ts(row: SnapshotRow) -> int:
     return row.exchange_ts if row.exchange_ts is not None else row.snapshot_ts
 
 
-def _match(segment: Segment, book: OrderBook, last: Point | None) -> int | None:
+def _match(segment: Segment, book: OrderBook, last: Point | None, at: int) -> int | None:
     """The position (0: the start, i: after the i-th delta) of ``segment`` that is the
     merged stream's current point, if any, and only if deltas follow it.
 
     On the connection of the last merged row the position is exact (``frame_no``).
-    Elsewhere it is the latest position no later than the last merged time whose book
-    equals ``book`` and, when the last merged row is a delta, that ends with an equal
-    delta at the same exchange time; the start qualifies when its snapshot is not older.
+    Elsewhere it is the latest position, among the deltas up to the newest merged exchange
+    time ``at`` (times are not monotonic on a connection), whose book equals ``book`` and,
+    when the last merged row is a delta, that ends with an equal delta at the same exchange
+    time; the start qualifies when its snapshot is not older than ``at``.
     """
     if last is not None and (segment.gatherer_id, segment.conn_id) == (
         last.gatherer_id,
@@ -115,7 +116,6 @@ def _match(segment: Segment, book: OrderBook, last: Point | None) -> int | None:
             return 0 if segment.book == book else None
         position = sum(1 for row in segment.deltas if row.frame_no <= last.frame_no)
         return position if position < len(segment.deltas) else None
-    at = last.exchange_ts if last is not None else 0
     current = segment.book.copy()
     found = None
     if current == book and (
@@ -178,7 +178,7 @@ class _Stream:
         for segment in sorted(segments, key=lambda s: _rank(self.prefer, s.gatherer_id)):
             if not segment.deltas:
                 continue
-            position = _match(segment, self.book, self.point)
+            position = _match(segment, self.book, self.point, self.at)
             if position is not None:
                 return segment, position
         return None

@@ -4,14 +4,15 @@ A pass (:meth:`Deduplicator.run_pass`):
 
 1. asks every gatherer database for its newest time (its *high water*); one that cannot be
    reached is skipped with a warning (and read from its cursor when it is back);
-2. copies each reachable gatherer's keyed tables (:mod:`kalshi.dedup.tables`) up to its own
-   high water (and no later than ``settle`` ago), ``sync.batch_size`` rows per
-   transaction, each transaction also moving that gatherer's cursor;
-3. merges the order books up to the common horizon: the lowest high water among the *live*
-   gatherers (reachable and no more than ``sync.max_lag`` behind the newest), and no later
-   than ``settle`` ago. A lagging gatherer is left out rather than waited for. Each merge
-   step (at most :data:`MERGE_STEP_US` of exchange time) is one transaction with its
-   checkpoints.
+2. copies each reachable gatherer's keyed tables (:mod:`kalshi.dedup.tables`) up to
+   ``settle`` ago (a gatherer far behind: up to its newest row), comparing per-second
+   digests first so that only stretches where it may add something are read, at most
+   ``sync.batch_size`` rows per transaction, each transaction also moving its cursor;
+3. merges the order books, by time of receipt (frame order), up to what every *live*
+   gatherer (reachable, no more than ``sync.max_lag`` behind the newest) has received, and
+   no later than ``settle`` ago; a gatherer far behind is left out rather than waited for.
+   Each merge step (at most :data:`MERGE_STEP_US`) is one transaction with its
+   checkpoints. Both run side by side on their own connections.
 
 ``settle`` leaves the gatherers' writers time to flush (their batches and gap records
 arrive up to a few seconds after they were received); ``--once`` uses 0.
@@ -70,7 +71,8 @@ class PassReport:
 class _GathererState:
     up: bool = True
     error: str = ""
-    high_water: int | None = None
+    high_water: int | None = None  # newest time in its tables
+    received: int | None = None  # newest receipt of an order-book row
 
 
 @define
@@ -85,6 +87,11 @@ class _Window:
     snapshots: dict[str, list[SnapshotRow]] = field(factory=dict)
     deltas: dict[str, list[DeltaRow]] = field(factory=dict)
     gaps: list[GapRow] = field(factory=list)
+
+    @property
+    def progress(self) -> int:
+        """The newest exchange time of any delta in the window."""
+        return max(self.latest.values(), default=0)
 
 
 class Deduplicator:
@@ -183,7 +190,8 @@ class Deduplicator:
                 )
                 readers = [self._book_readers[g.id] for g in reachable]
                 nursery.start_soon(
-                    guarded, partial(self._merge_books, books, readers, settled, report)
+                    guarded,
+                    partial(self._merge_books, books, readers, settled, report),
                 )
             if failures:
                 raise failures[0]
@@ -198,11 +206,15 @@ class Deduplicator:
     async def _copy_all(
         self, production: Production, reachable: list[GathererDb], settled: int, report: PassReport
     ) -> None:
+        live = {g.id for g in self._live(reachable)}
         for gatherer in reachable:
             high = self._state[gatherer.id].high_water
             assert high is not None
+            # A live gatherer has written everything it received before `settled`; one far
+            # behind may still write older rows, so its cursor stays at its newest row.
+            horizon = settled if gatherer.id in live else min(high, settled)
             for table in KEYED.values():
-                await self._copy_keyed(production, gatherer, table, min(high, settled), report)
+                await self._copy_keyed(production, gatherer, table, horizon, report)
 
     async def _probe(self, report: PassReport) -> list[GathererDb]:
         reachable = []
@@ -210,6 +222,7 @@ class Deduplicator:
             state = self._state[gatherer.id]
             try:
                 state.high_water = await self._thread(gatherer.high_water)
+                state.received = await self._thread(gatherer.received_water)
             except StoreError as exc:
                 if state.up:
                     log.warning("gatherer %s skipped: %s", gatherer.id, exc)
@@ -301,27 +314,32 @@ class Deduplicator:
         return [g for g in reachable if g.id in known and known[g.id] >= lead - max_lag]
 
     async def _merge_books(
-        self, production: Production, reachable: list[GathererDb], settled: int, report: PassReport
+        self,
+        production: Production,
+        reachable: list[GathererDb],
+        settled: int,
+        report: PassReport,
     ) -> None:
         live = self._live(reachable)
         if not live:
             return
-        horizon = min(min(self._state[g.id].high_water or 0 for g in live), settled)
+        # Order-book rows go by receipt (frame order on a connection). Up to what every live
+        # gatherer has received, so that all of them can serve the stretch; but a gatherer
+        # that received nothing new (idle, or stuck) is waited for at most max_lag.
+        max_lag = int(self.cfg.sync.max_lag * 1_000_000)
+        horizon = min(
+            [settled, *(max(self._state[g.id].received or 0, settled - max_lag) for g in live)]
+        )
         while True:
             low = min(self._cursor(g.id, "orderbook_deltas").horizon for g in live)
             if low >= horizon:
                 return
-            step = min(horizon, await self._start(live, low) + MERGE_STEP_US)
+            # Skip stretches nothing was received in (a first pass starts at the data).
+            starts = [await self._thread(g.next_received, low) for g in live]
+            known = [s for s in starts if s is not None]
+            start = min(known) if known else horizon
+            step = horizon if start >= horizon else min(horizon, start + MERGE_STEP_US)
             await self._merge_step(production, live, step, report)
-
-    async def _start(self, live: list[GathererDb], low: int) -> int:
-        """Where the next step starts: ``low``, or just before the oldest order-book row
-        when nothing was merged yet (steps of minutes from 1970 would take a while)."""
-        if low > 0:
-            return low
-        firsts = [await self._thread(g.low_water) for g in live]
-        known = [f for f in firsts if f is not None]
-        return min(known) - 1 if known else low
 
     async def _load(self, gatherer: GathererDb, high: int) -> _Window:
         low = self._cursor(gatherer.id, "orderbook_deltas").horizon
@@ -425,11 +443,12 @@ class Deduplicator:
             start.sort(key=lambda s: point_ts(s.snapshot) if s.snapshot else 0)
             result = merge_market(ticker, None, None, start[:1], prefer=self._prefer)
         end = result.checkpoint
-        if (
-            end is None
-            or end.waiting
-            or any(w.latest.get(ticker, 0) > end.exchange_ts for w in windows.values())
-        ):
+        if end is None or end.waiting:
+            return None
+        # Another gatherer has a later delta of this market that the source lacks although
+        # it has seen later times (on any market): the source missed it.
+        progress = windows[end.gatherer_id].progress
+        if any(end.exchange_ts < w.latest.get(ticker, 0) <= progress for w in windows.values()):
             return None
         return result
 

@@ -66,10 +66,13 @@ def make_truth(seed: int, *, markets: int = 3, events: int = 300, step_us: int =
         start[name] = book
     books = {name: book.copy() for name, book in start.items()}
     out: list[Event] = []
-    ts = T0 + step_us
+    clock = T0 + step_us
     for index in range(events):
         if rng.random() < 0.7:  # several events share a millisecond now and then
-            ts += step_us * rng.randint(1, 3)
+            clock += step_us * rng.randint(1, 3)
+        # Exchange times are not monotonic on a connection: now and then an event carries
+        # a time a few milliseconds before the previous one's.
+        ts = clock - (step_us * rng.randint(1, 4) if rng.random() < 0.1 else 0)
         ticker = rng.choice(names)
         book = books[ticker]
         roll = rng.random()
@@ -188,8 +191,10 @@ def record(
     last_good = T0 + latency_us
     missing = {i: (first, last, kind) for first, last, kind in misses for i in range(first, last)}
     ends = {last: (first, kind) for first, last, kind in misses}
+    received = T0 + latency_us
     for event in truth.events:
-        received = event.exchange_ts + latency_us
+        # Received in exchange order, later by the latency, and never before the last frame.
+        received = max(received + 1, event.exchange_ts + latency_us)
         if event.kind == "delta":
             _apply(books[event.ticker], event)
         if event.index in missing:
@@ -319,17 +324,18 @@ def holes(truth: Truth, misses: Sequence[Sequence[tuple[int, int, str]]]) -> lis
     return out
 
 
-_TIME = {
-    "trades": "exchange_ts",
-    "orderbook_deltas": "exchange_ts",
+_TIME = {  # when the gatherer wrote the row: in the order it received the frames
+    "trades": "received_at",
+    "orderbook_deltas": "received_at",
     "orderbook_snapshots": "snapshot_ts",
-    "tickers": "exchange_ts",
+    "tickers": "received_at",
     "gaps": "start_ts",
 }
 
 
 def split(rec: Recording, cuts: Sequence[int]) -> list[Recording]:
-    """``rec`` in parts: rows up to each cut time (µs), then the rest."""
+    """``rec`` in parts, as a gatherer writes it: rows received up to each cut time (µs),
+    then the rest."""
     bounds = [*cuts, None]
     parts = [Recording(rec.gatherer_id) for _ in bounds]
     for table, rows in rec.tables().items():
