@@ -36,7 +36,7 @@ from kalshi.dedup import metrics
 from kalshi.dedup.gatherers import SKEW_US
 from kalshi.dedup.merge import point_ts
 from kalshi.dedup.parquet import book_stream_rows, encode
-from kalshi.dedup.segments import apply_row, book_from_snapshot
+from kalshi.dedup.segments import apply_change, apply_row, book_from_snapshot
 from kalshi.dedup.targets import Target, open_target
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, Row, SnapshotRow
@@ -153,12 +153,7 @@ class _Reader:
             " WHERE ticker = %s AND seq > %s AND seq < %s ORDER BY seq",
             (ticker, since, seq),
         ):
-            levels = book.yes if side else book.no
-            size = levels.get(price, 0) + change
-            if size:
-                levels[price] = size
-            else:
-                levels.pop(price, None)
+            apply_change(book, side, price, change)
         return seq - 1, book
 
     def record(self, export: WindowExport, manifest: dict[str, Any]) -> None:

@@ -27,7 +27,14 @@ from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
 
 _FRAME_NO = attrgetter("frame_no")
 
-__all__ = ["Segment", "apply_row", "book_from_snapshot", "build_segments", "cut_at_gaps"]
+__all__ = [
+    "Segment",
+    "apply_change",
+    "apply_row",
+    "book_from_snapshot",
+    "build_segments",
+    "cut_at_gaps",
+]
 
 
 @define
@@ -55,21 +62,27 @@ def book_from_snapshot(row: SnapshotRow) -> OrderBook:
     return book
 
 
-def apply_row(book: OrderBook, row: DeltaRow) -> None:
-    """Apply a delta row; raises :class:`BookError` (book unchanged) on a negative level.
+def apply_change(book: OrderBook, side: bool, price: int, change: int) -> None:
+    """``size += change`` at ``(side, price)`` (``True``: yes); the level goes at 0. A
+    negative result raises :class:`BookError` and leaves the book unchanged.
 
-    Same rule as :meth:`OrderBook.apply_delta`, without building a model per row (this is
+    The rule of :meth:`OrderBook.apply_delta`, without building a model per row (this is
     the merge's innermost loop).
     """
-    levels = book.yes if row.side else book.no
-    size = levels.get(row.price, 0) + row.size_delta
+    levels = book.yes if side else book.no
+    size = levels.get(price, 0) + change
     if size > 0:
-        levels[row.price] = size
+        levels[price] = size
     elif size == 0:
-        levels.pop(row.price, None)
+        levels.pop(price, None)
     else:
-        side = "yes" if row.side else "no"
-        raise BookError(f"{book.ticker}: {side} level {row.price} would have size {size}")
+        name = "yes" if side else "no"
+        raise BookError(f"{book.ticker}: {name} level {price} would have size {size}")
+
+
+def apply_row(book: OrderBook, row: DeltaRow) -> None:
+    """Apply a delta row (see :func:`apply_change`)."""
+    apply_change(book, row.side, row.price, row.size_delta)
 
 
 def _gap_hits(gap: GapRow, conn_id: int, ticker: str) -> bool:

@@ -13,6 +13,7 @@ from conftest import dedup_config, write_recording
 from kalshi.book import OrderBook
 from kalshi.config import parse_duration
 from kalshi.dedup.merge import HOLE_KIND
+from kalshi.dedup.segments import apply_change
 from kalshi.dedup.service import Deduplicator
 from kalshi.store import EmbeddedPostgres, connect_db
 from kalshi.testing.scripted import Recording, Truth, covered, holes, make_truth, record, split
@@ -50,13 +51,7 @@ def production_books(url: str) -> dict[str, OrderBook]:
             book.yes = {p: s for p, s in orjson.loads(yes)}
             book.no = {p: s for p, s in orjson.loads(no)}
             continue
-        levels = books[ticker].yes if side else books[ticker].no
-        size = levels.get(price, 0) + change
-        assert size >= 0
-        if size:
-            levels[price] = size
-        else:
-            levels.pop(price)
+        apply_change(books[ticker], side, price, change)  # raises on a negative level
     return books
 
 

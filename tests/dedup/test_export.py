@@ -22,6 +22,7 @@ from kalshi.config import S3Config, parse_duration
 from kalshi.dedup import metrics
 from kalshi.dedup.export import EXPORT_TABLES, Exporter, WindowExport, _Reader
 from kalshi.dedup.gatherers import SKEW_US
+from kalshi.dedup.segments import apply_change
 from kalshi.dedup.service import Deduplicator
 from kalshi.dedup.targets import S3Target
 from kalshi.store import connect_db
@@ -78,12 +79,7 @@ def book_of_file(table: Any, ticker: str) -> OrderBook:
                 (book.yes if row["side"] else book.no)[row["price"]] = row["size"]
             continue
         reset_at = None
-        levels = book.yes if row["side"] else book.no
-        size = levels.get(row["price"], 0) + row["size"]
-        if size:
-            levels[row["price"]] = size
-        else:
-            levels.pop(row["price"])
+        apply_change(book, row["side"], row["price"], row["size"])
     return book
 
 
