@@ -148,7 +148,7 @@ def main() -> None:
                 "g2": [],
             },
         )
-        s3 = S3Config(enabled=True, local_dir=str(scratch / "export"), window=Duration(60.0))
+        s3 = S3Config(enabled=True, local_dir=str(scratch / "export"), window=Duration(600.0))
 
         async def export() -> tuple[int, int, int, float]:
             exporter = Exporter(production, s3)

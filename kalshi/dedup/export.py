@@ -310,8 +310,9 @@ class Exporter:
             if isinstance(row, SnapshotRow):
                 ends[row.ticker] = book_from_snapshot(row)
             else:
-                book = ends.setdefault(row.ticker, books[row.ticker].copy())
-                apply_row(book, row)
+                if row.ticker not in ends:
+                    ends[row.ticker] = books[row.ticker].copy()
+                apply_row(ends[row.ticker], row)
             assert row.seq is not None
             self._books[row.ticker] = (row.seq, ends[row.ticker])
         return rows
