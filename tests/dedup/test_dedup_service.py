@@ -16,7 +16,7 @@ from test_dedup_merge import MISSES, assert_production_is_truth, recordings, wri
 from kalshi.config import HttpConfig, MetricsConfig, S3Config, parse_duration
 from kalshi.dedup.export import Exporter
 from kalshi.dedup.service import serve_dedup
-from kalshi.store import connect_db
+from kalshi.store import EmbeddedPostgres, connect_db, migrate
 from kalshi.testing.scripted import make_truth
 
 
@@ -72,3 +72,35 @@ async def test_service_merges_exports_and_reports_health_and_metrics(
     ):
         assert name in text
     assert list((tmp_path / "out" / "raw" / "trades").rglob("_manifest.json"))
+
+
+async def test_a_production_outage_is_waited_out_and_the_merge_completes(
+    make_db: Callable[..., str], tmp_path: Path, own_pg: EmbeddedPostgres
+) -> None:
+    truth = make_truth(42, events=200)
+    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    migrate(own_pg.url)
+    cfg = dedup_config(own_pg.url, urls, poll_interval=parse_duration("20ms"))
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            dedup = await nursery.start(serve_dedup, cfg)
+            await trio.to_thread.run_sync(own_pg.stop)
+            for _ in itertools.count():  # the next pass finds production gone
+                if dedup.health()["status"] == "degraded":
+                    break
+                await trio.sleep(0.02)
+            assert dedup.health()["production"]["up"] is False
+            await trio.to_thread.run_sync(own_pg.start)
+            for _ in itertools.count():
+                if dedup.health()["status"] == "ok" and dedup.passes > 0:
+                    with connect_db(own_pg.url) as db:
+                        if db.query("SELECT 1 FROM dedup_cursors LIMIT 1"):
+                            break
+                await trio.sleep(0.02)
+            passes = dedup.passes
+            for _ in itertools.count():  # one more full pass after recovery
+                if dedup.passes > passes + 1:
+                    break
+                await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+    assert_production_is_truth(own_pg.url, truth, MISSES)
