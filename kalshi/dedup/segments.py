@@ -8,7 +8,8 @@ through the deltas of that connection for that market, in ``frame_no`` order, un
 * a gap the gatherer recorded for that connection (market-wide or for this market): the
   first delta received after the gap's ``start_ts`` and everything after it are dropped,
 * a delta the book cannot take (a level would go negative; found when it is applied),
-* the end of its connection, once a later connection of the gatherer has a snapshot.
+* the end of its connection's turn, once another connection of the gatherer has a later
+  snapshot of the market (a reconnect, or the market moved).
 
 A segment ended by one of these is ``cut``; one that simply runs out of rows is open (more
 may arrive).
@@ -144,9 +145,11 @@ def build_segments(
                 segments.append(current)
             elif current is not None:
                 current.deltas.append(row)
-    last_conn = max((s.conn_id for s in segments), default=0)
     for segment in segments:
-        if segment.conn_id != last_conn:
-            segment.cut = True  # a later connection took the market over
+        if any(
+            other.conn_id != segment.conn_id and other.start_received_at > segment.start_received_at
+            for other in segments
+        ):
+            segment.cut = True  # another connection took the market over later
         cut_at_gaps(segment, gaps)
     return segments

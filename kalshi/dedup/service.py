@@ -533,7 +533,10 @@ def _continuation(ckpt: Checkpoint, window: _Window) -> Segment:
         ),
         default=None,
     )
-    later_conn = any(s.conn_id > ckpt.conn_id for s in window.snapshots.get(ckpt.ticker, ()))
+    later_conn = any(
+        s.conn_id != ckpt.conn_id and s.snapshot_ts > ckpt.received_at
+        for s in window.snapshots.get(ckpt.ticker, ())
+    )
     segment.deltas = [
         row
         for row in window.deltas.get(ckpt.ticker, ())
