@@ -13,8 +13,7 @@ from pathlib import Path
 
 import trio
 import yaml
-from conftest import write_recording
-from test_dedup_merge import MISSES, assert_production_is_truth
+from dedup_support import MISSES, assert_production_is_truth, write_recording
 
 from kalshi.store import connect_db
 from kalshi.testing.scripted import make_truth, record

@@ -7,91 +7,20 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-from conftest import dedup_config, write_recording
+from dedup_support import (
+    MISSES,
+    assert_production_is_truth,
+    dedup_config,
+    production_books,
+    recordings,
+    write_all,
+    write_recording,
+)
 
-from kalshi.book import OrderBook
 from kalshi.config import parse_duration
-from kalshi.dedup.merge import HOLE_KIND
-from kalshi.dedup.segments import apply_change
 from kalshi.dedup.service import Deduplicator
 from kalshi.store import EmbeddedPostgres, connect_db
-from kalshi.testing.scripted import Recording, Truth, covered, holes, make_truth, record, split
-
-MISSES = {
-    "g0": [(40, 70, "seq_gap"), (200, 230, "reconnect")],
-    "g1": [(60, 100, "reconnect"), (215, 240, "seq_gap")],
-    "g2": [(20, 65, "seq_gap"), (150, 180, "reconnect"), (225, 260, "seq_gap")],
-}
-
-
-def recordings(truth: Truth, misses: dict[str, list[tuple[int, int, str]]]) -> list[Recording]:
-    return [
-        record(truth, gid, m, conn_base=i + 1, latency_us=600 + 150 * i)
-        for i, (gid, m) in enumerate(misses.items())
-    ]
-
-
-def production_books(url: str) -> dict[str, OrderBook]:
-    """Every market's book rebuilt from production: snapshots reset, deltas add, by seq."""
-    books: dict[str, OrderBook] = {}
-    with connect_db(url) as db:
-        rows = db.query(
-            "SELECT ticker, seq, yes_bids::text, no_bids::text, NULL, NULL, NULL"
-            " FROM orderbook_snapshots WHERE source = 'ws'"
-            " UNION ALL SELECT ticker, seq, NULL, NULL, side, price, size_delta"
-            " FROM orderbook_deltas ORDER BY 1, 2"
-        )
-    last: dict[str, int] = {}
-    for ticker, seq, yes, no, side, price, change in rows:
-        assert seq == last.get(ticker, 0) + 1, (ticker, seq)
-        last[ticker] = seq
-        if yes is not None:
-            book = books[ticker] = OrderBook(ticker)
-            book.yes = {p: s for p, s in orjson.loads(yes)}
-            book.no = {p: s for p, s in orjson.loads(no)}
-            continue
-        apply_change(books[ticker], side, price, change)  # raises on a negative level
-    return books
-
-
-def assert_production_is_truth(
-    url: str, truth: Truth, misses: dict[str, list[tuple[int, int, str]]]
-) -> None:
-    lists = list(misses.values())
-    with connect_db(url) as db:
-        trades = db.query("SELECT trade_id FROM trades ORDER BY trade_id")
-        tickers = db.query("SELECT ticker, exchange_ts, volume FROM tickers ORDER BY 1, 2, 3")
-        deltas = db.query(
-            "SELECT exchange_ts, ticker, side, price, size_delta FROM orderbook_deltas"
-            " ORDER BY 1, 2, 3, 4, 5"
-        )
-        gaps = db.query("SELECT ticker, start_ts, end_ts, kind FROM gaps ORDER BY 1, 2")
-    assert [t for (t,) in trades] == sorted(e.trade_id for e in covered(truth, lists, "trade"))
-    assert tickers == sorted(
-        (e.ticker, e.exchange_ts, 100 * e.index) for e in covered(truth, lists, "ticker")
-    )
-    assert deltas == sorted(
-        (e.exchange_ts, e.ticker, e.side, e.price, e.size) for e in covered(truth, lists, "delta")
-    )
-    assert production_books(url) == truth.books
-    expected = sorted(holes(truth, lists))
-    assert [(t, k) for t, _, _, k in gaps] == [(t, HOLE_KIND) for t, _ in expected]
-    for (ticker, start, end, _), (_, first_lost) in zip(gaps, expected, strict=True):
-        lost = truth.events[first_lost]
-        # Exchange times run up to 4 steps backwards (kalshi.testing.scripted), so the first
-        # lost delta may be stamped a little before the last merged one.
-        assert start - 4_000 <= lost.exchange_ts < end, ticker
-
-
-async def write_all(
-    make_db: Callable[..., str], recs: list[Recording], tmp: Path
-) -> dict[str, str]:
-    urls = {}
-    for rec in recs:
-        urls[rec.gatherer_id] = make_db()
-        await write_recording(urls[rec.gatherer_id], rec, tmp / rec.gatherer_id)
-    return urls
+from kalshi.testing.scripted import covered, holes, make_truth, split
 
 
 async def test_three_gatherers_merge_into_the_truth_once(

@@ -10,8 +10,13 @@ from pathlib import Path
 import attrs
 import httpx
 import trio
-from conftest import dedup_config
-from test_dedup_merge import MISSES, assert_production_is_truth, recordings, write_all
+from dedup_support import (
+    MISSES,
+    assert_production_is_truth,
+    dedup_config,
+    recordings,
+    write_all,
+)
 
 from kalshi.config import HttpConfig, MetricsConfig, S3Config, parse_duration
 from kalshi.dedup.export import Exporter

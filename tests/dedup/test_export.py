@@ -14,8 +14,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 import trio
-from conftest import dedup_config
-from test_dedup_merge import MISSES, recordings, write_all
+from dedup_support import MISSES, dedup_config, recordings, write_all
 
 from kalshi.book import OrderBook
 from kalshi.config import S3Config, parse_duration
