@@ -84,6 +84,12 @@ class GathererDb:
         value = self._query(_HIGH_WATER)[0][0]
         return None if value is None else int(value)
 
+    def watermark(self) -> int | None:
+        """Before when (µs) the gatherer has committed every row it received
+        (``ingest_watermark``); ``None`` when it records none (all rows are final)."""
+        value = self._query("SELECT min(complete_before) FROM ingest_watermark")[0][0]
+        return None if value is None else int(value)
+
     def received_water(self) -> int | None:
         """The newest receipt of an order-book row (µs), ``None`` when there is none.
 

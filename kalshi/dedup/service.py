@@ -72,6 +72,7 @@ class _GathererState:
     up: bool = True
     error: str = ""
     high_water: int | None = None  # newest time in its tables
+    watermark: int | None = None  # every row received before it is written (None: all)
     received: int | None = None  # newest receipt of an order-book row
 
 
@@ -213,8 +214,15 @@ class Deduplicator:
             # A live gatherer has written everything it received before `settled`; one far
             # behind may still write older rows, so its cursor stays at its newest row.
             horizon = settled if gatherer.id in live else min(high, settled)
+            horizon = self._complete(gatherer, horizon)
             for table in KEYED.values():
                 await self._copy_keyed(production, gatherer, table, horizon, report)
+
+    def _complete(self, gatherer: GathererDb, horizon: int) -> int:
+        """``horizon`` capped by the gatherer's watermark (rows still on their way, e.g.
+        spooled while its database was down, arrive later with old times)."""
+        mark = self._state[gatherer.id].watermark
+        return horizon if mark is None else min(horizon, mark)
 
     async def _probe(self, report: PassReport) -> list[GathererDb]:
         reachable = []
@@ -223,6 +231,7 @@ class Deduplicator:
             try:
                 state.high_water = await self._thread(gatherer.high_water)
                 state.received = await self._thread(gatherer.received_water)
+                state.watermark = await self._thread(gatherer.watermark)
             except StoreError as exc:
                 if state.up:
                     log.warning("gatherer %s skipped: %s", gatherer.id, exc)
@@ -330,6 +339,8 @@ class Deduplicator:
         horizon = min(
             [settled, *(max(self._state[g.id].received or 0, settled - max_lag) for g in live)]
         )
+        # ... and never past rows a gatherer has received but not yet written (spooled).
+        horizon = min(self._complete(g, horizon) for g in live)
         while True:
             low = min(self._cursor(g.id, "orderbook_deltas").horizon for g in live)
             if low >= horizon:

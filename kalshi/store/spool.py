@@ -125,6 +125,10 @@ class Spool:
         with self._lock:
             return len(self._index)
 
+    def seqs(self) -> list[int]:
+        with self._lock:
+            return list(self._index)
+
     def head(self) -> int | None:
         """The lowest spooled sequence number."""
         with self._lock:

@@ -30,6 +30,7 @@ from kalshi.config import GathererConfig, WriterConfig
 from kalshi.errors import DatabaseUnavailable, StoreError
 from kalshi.models.rows import Row
 from kalshi.store import metrics
+from kalshi.store.connection import translating
 from kalshi.store.deadletter import DeadLetters
 from kalshi.store.insert import WriteResult, write_rows
 from kalshi.store.pool import ConnectionPool
@@ -43,6 +44,12 @@ log = logging.getLogger("kalshi.store")
 _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
 _WORKERS = 2  # concurrent batch writes per table
+_WATERMARK_EVERY = 1.0  # seconds
+_WATERMARK_SQL = (
+    "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
+    " VALUES (%s, %s, %s) ON CONFLICT (gatherer_id) DO UPDATE"
+    " SET complete_before = EXCLUDED.complete_before, updated_at = EXCLUDED.updated_at"
+)
 
 
 @frozen
@@ -113,6 +120,8 @@ class _TableWriter:
         self.spool_busy = False  # a spooled batch is being written
         # Upserts keep one writer so the last row of a key always lands last.
         self.workers = 1 if spec.upsert else _WORKERS
+        # seq -> oldest receive time (µs) of a batch made by this process, until committed
+        self.oldest: dict[int, int] = {}
         self.rows_written = 0
         self.rows_duplicate = 0
         self.batches = 0
@@ -124,6 +133,15 @@ class _TableWriter:
     def queue_rows(self) -> int:
         buffered = self.recv.statistics().current_buffer_used
         return buffered + len(self.partial) + self.memory_rows
+
+    def pending_since(self) -> int | None:
+        """The oldest receive time (µs) of a row received but not committed, None when
+        nothing is pending; 0 for batches spooled by an earlier process (unknown)."""
+        times = [self.oldest.get(seq, 0) for seq in self.spool.seqs()]
+        times.extend(self.oldest[b.seq] for b in self.memory if b.seq in self.oldest)
+        if self.partial:
+            times.append(_oldest(self.partial))
+        return min(times) if times else None
 
     def stats(self) -> TableStats:
         return TableStats(
@@ -186,6 +204,7 @@ class _TableWriter:
         batch = Batch(self.next_seq, self.partial)
         self.next_seq += 1
         self.partial = []
+        self.oldest[batch.seq] = _oldest(batch.rows)
         if self.memory_rows + len(batch.rows) <= self.memory_limit:
             self.memory.append(batch)
             self.memory_rows += len(batch.rows)
@@ -269,6 +288,7 @@ class _TableWriter:
             backoff = _BACKOFF_START
             self.state.mark_up()
             self._account(result)
+            self.oldest.pop(batch.seq, None)
             if from_spool:
                 # A crash before the file is gone rewrites the batch; the keys absorb it.
                 try:
@@ -295,6 +315,7 @@ class _TableWriter:
         self.recv.close()
         for start in range(0, len(self.partial), self.batch_size):
             rows = self.partial[start : start + self.batch_size]
+            self.oldest[self.next_seq] = _oldest(rows)
             self.memory.append(Batch(self.next_seq, rows))
             self.next_seq += 1
             self.memory_rows += len(rows)
@@ -318,6 +339,7 @@ class _TableWriter:
                 return
             self.state.mark_up()
             self._account(result)
+            self.oldest.pop(batch.seq, None)
             self.memory.popleft()
             self.memory_rows -= len(batch.rows)
 
@@ -330,6 +352,19 @@ class _TableWriter:
             self.memory.popleft()
             self.memory_rows -= len(batch.rows)
         self._publish()
+
+
+def _oldest(rows: list[Row]) -> int:
+    """The oldest receive time among ``rows`` (markets: their update time; gaps: start)."""
+    first = rows[0]
+    name = (
+        "received_at"
+        if hasattr(first, "received_at")
+        else "updated_at"
+        if hasattr(first, "updated_at")
+        else "start_ts"
+    )
+    return min(int(getattr(row, name)) for row in rows)
 
 
 class Store:
@@ -388,6 +423,41 @@ class Store:
             nursery.start_soon(writer.collect)
             for _ in range(writer.workers):
                 nursery.start_soon(writer.flush_forever)
+        nursery.start_soon(self._watermarks)
+
+    # --- the watermark ----------------------------------------------------------------------
+
+    def complete_before(self, now_us: int) -> int:
+        """A time (µs) before which every row received is committed.
+
+        The oldest pending row of any table bounds it; so does ``now`` minus a slack for
+        rows still in the channels (not visible here): twice the longest flush interval,
+        at least one second.
+        """
+        slack = max(1.0, 2 * max(w.flush_interval for w in self._writers.values()))
+        bound = now_us - int(slack * 1_000_000)
+        pending = [p for w in self._writers.values() if (p := w.pending_since()) is not None]
+        return min([bound, *pending])
+
+    def _publish_watermark(self, value: int, now_us: int) -> None:
+        with translating(), self._pool.connection() as pooled, pooled.conn.transaction():
+            pooled.conn.execute(_WATERMARK_SQL, (self._cfg.gatherer_id, value, now_us))
+
+    async def _watermarks(self) -> None:
+        """Every second, record :meth:`complete_before` in ``ingest_watermark``; while the
+        database is down the old value stays (readers wait, which is right)."""
+        while True:
+            await trio.sleep(_WATERMARK_EVERY)
+            now = time.time_ns() // 1000
+            try:
+                await trio.to_thread.run_sync(
+                    self._publish_watermark,
+                    self.complete_before(now),
+                    now,
+                    limiter=self._pool.limiter,
+                )
+            except StoreError as exc:
+                log.debug("watermark not recorded: %s", exc)
 
     async def _shutdown(self, grace: float) -> None:
         for writer in self._writers.values():
@@ -398,6 +468,16 @@ class Store:
                 async with trio.open_nursery() as nursery:
                     for writer in self._writers.values():
                         nursery.start_soon(writer.flush_memory)
+            # Everything received is committed: the watermark is now.
+            if all(w.pending_since() is None for w in self._writers.values()):
+                now = time.time_ns() // 1000
+                with trio.move_on_after(grace, shield=True):
+                    try:
+                        await trio.to_thread.run_sync(
+                            self._publish_watermark, now, now, abandon_on_cancel=True
+                        )
+                    except StoreError as exc:
+                        log.debug("final watermark not recorded: %s", exc)
         finally:
             # Past the grace deadline (or with the database down): keep every row on disk.
             # Blocking on purpose: this is the last thing the store does.

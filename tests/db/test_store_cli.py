@@ -47,21 +47,22 @@ def test_up_status_reset_down(config_file: Path) -> None:
     up = kalshi("db", "up", *cfg)
     assert up.returncode == 0, up.stderr
     lines = up.stdout.splitlines()
-    assert lines[:5] == [
+    assert lines[:6] == [
         "applied 001_storage_mode.sql",
         "applied 002_tables.sql",
         "applied 003_time_series.sql",
         "applied 004_dedup.sql",
+        "applied 005_watermark.sql",
         "storage mode: postgresql",
     ]
-    url = lines[5]
+    url = lines[6]
     assert url.startswith("postgresql://postgres@127.0.0.1:") and url.endswith("/kalshi")
 
     status = kalshi("db", "status", *cfg)
     assert status.returncode == 0, status.stderr
     assert f"url: {url}" in status.stdout.splitlines()
     assert "storage mode: postgresql" in status.stdout.splitlines()
-    assert "migrations: 4 applied, 0 pending" in status.stdout.splitlines()
+    assert "migrations: 5 applied, 0 pending" in status.stdout.splitlines()
     assert [line.split() for line in status.stdout.splitlines() if line.endswith(" rows")] == [
         [table, "0", "rows"]
         for table in (
@@ -85,7 +86,7 @@ def test_up_status_reset_down(config_file: Path) -> None:
     reset = kalshi("db", "reset", "--yes", *cfg)
     assert reset.returncode == 0, reset.stderr
     assert reset.stdout.splitlines() == [
-        f"reset {url}: applied 4 migrations, storage mode: postgresql"
+        f"reset {url}: applied 5 migrations, storage mode: postgresql"
     ]
 
     down = kalshi("db", "down", *cfg)

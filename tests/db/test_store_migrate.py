@@ -19,6 +19,7 @@ MIGRATIONS = [
     "002_tables.sql",
     "003_time_series.sql",
     "004_dedup.sql",
+    "005_watermark.sql",
 ]
 _PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
 

@@ -1,0 +1,45 @@
+"""The ingest watermark: what a gatherer guarantees is committed, for the deduplicator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import trio
+import trio.testing
+
+from kalshi.config import GathererConfig
+from kalshi.store import connect_db, open_store
+from tests.db.test_store_writer import trade
+
+
+async def test_a_pending_row_holds_the_watermark_and_the_final_one_is_now(
+    db_url: str, make_cfg: Callable[..., GathererConfig]
+) -> None:
+    cfg = make_cfg(flush_interval=30.0, batch_size=1000)
+    async with open_store(db_url, cfg) as store:
+        async with store.sender("trades") as send:
+            await send.send(trade(1, received_at=1_000))
+            await send.send(trade(2, received_at=900))
+            await trio.testing.wait_all_tasks_blocked()
+        now = time.time_ns() // 1000
+        # two rows wait in the open batch (30 s flush interval): nothing before 900 is sure
+        assert store.complete_before(now) == 900
+    stopped = time.time_ns() // 1000
+    with connect_db(db_url) as db:
+        (mark,) = db.query(
+            "SELECT complete_before FROM ingest_watermark WHERE gatherer_id = %s",
+            (cfg.gatherer_id,),
+        )
+        assert db.count("trades") == 2
+    # flushed on the way out: everything received is committed, the watermark is "now"
+    assert now <= mark[0] <= stopped
+
+
+async def test_with_nothing_pending_the_watermark_trails_now_by_the_channel_slack(
+    db_url: str, make_cfg: Callable[..., GathererConfig]
+) -> None:
+    cfg = make_cfg(flush_interval=0.05)
+    async with open_store(db_url, cfg) as store:
+        now = 5_000_000_000
+        assert store.complete_before(now) == now - 1_000_000
