@@ -440,6 +440,11 @@ async def _verify(
     report.check(not wrong_books, f"books differ from the exchange: {wrong_books[:5]}")
     report.check(problems == 0, f"{problems} unreadable journal lines")
     report.check(parquet > 0 and manifests > 0, "nothing was exported")
+    seq_gaps = gaps["g1:seq_gap"] + gaps["g2:seq_gap"]
+    report.check(
+        seq_gaps == truth.faults_injected["skip_seq"],
+        f"{seq_gaps} seq gaps recorded, {truth.faults_injected['skip_seq']} injected",
+    )
     for name, _at, recovery in report.faults:
         if recovery is None and "WebSocket" in name:
             report.failures.append(f"no recovery after {name}")
