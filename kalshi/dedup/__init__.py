@@ -5,10 +5,12 @@
   ``/health`` and ``/metrics``.
 * :class:`Exporter` -- closed windows of production as Parquet to S3 or a directory.
 * :func:`merge_market` -- pure: extend one market's merged order-book stream.
+* :func:`production_books` -- every market's book as production holds it.
 
 See ``docs/dedup.md``.
 """
 
+from kalshi.dedup.books import production_books
 from kalshi.dedup.export import Exporter, WindowExport
 from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market
 from kalshi.dedup.service import Deduplicator, PassReport, serve_dedup
@@ -26,5 +28,6 @@ __all__ = [
     "WindowExport",
     "merge_market",
     "open_target",
+    "production_books",
     "serve_dedup",
 ]

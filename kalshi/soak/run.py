@@ -20,7 +20,8 @@ import trio
 import yaml
 from attrs import define, field
 
-from kalshi.book import OrderBook
+from kalshi.dedup import production_books
+from kalshi.errors import BookError
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.soak.procs import Child, free_port, get_health
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
@@ -74,32 +75,6 @@ def _scratch(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
     return path
-
-
-def _production_books(url: str) -> dict[str, OrderBook]:
-    books: dict[str, OrderBook] = {}
-    with connect_db(url) as db:
-        rows = db.query(
-            "SELECT ticker, seq, yes_bids::text, no_bids::text, NULL, NULL, NULL"
-            " FROM orderbook_snapshots WHERE source = 'ws'"
-            " UNION ALL SELECT ticker, seq, NULL, NULL, side, price, size_delta"
-            " FROM orderbook_deltas ORDER BY 1, 2"
-        )
-    for ticker, _seq, yes, no, side, price, change in rows:
-        if yes is not None:
-            book = books[ticker] = OrderBook(ticker)
-            book.yes = {p: s for p, s in orjson.loads(yes)}
-            book.no = {p: s for p, s in orjson.loads(no)}
-            continue
-        if ticker not in books:
-            continue
-        levels = books[ticker].yes if side else books[ticker].no
-        size = levels.get(price, 0) + change
-        if size:
-            levels[price] = size
-        else:
-            levels.pop(price, None)
-    return books
 
 
 async def run_soak(
@@ -397,7 +372,11 @@ async def _verify(
     lost = expected - set(prod)
     duplicates = sum(n - 1 for n in prod.values())
     extra = set(prod) - expected - earlier
-    books = _production_books(urls["soak_prod"])
+    try:
+        books = production_books(urls["soak_prod"])
+    except BookError as exc:
+        report.failures.append(f"production order books are inconsistent: {exc}")
+        books = {}
     wrong_books = [t for t in sim.engine.active_tickers if books.get(t) != truth.book(t)]
     objects = s3.client().list_objects_v2(Bucket=BUCKET, Prefix="raw/").get("Contents", [])
     parquet = sum(1 for o in objects if o["Key"].endswith(".parquet"))

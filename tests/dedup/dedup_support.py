@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import trio
 
-from kalshi.book import OrderBook
 from kalshi.config import (
     DedupConfig,
     GathererConfig,
@@ -20,8 +18,8 @@ from kalshi.config import (
     SpoolConfig,
     SyncConfig,
 )
+from kalshi.dedup import production_books
 from kalshi.dedup.merge import HOLE_KIND
-from kalshi.dedup.segments import apply_change
 from kalshi.store import connect_db, open_store
 from kalshi.testing.scripted import Recording, Truth, covered, holes, record
 
@@ -62,29 +60,6 @@ def recordings(truth: Truth, misses: dict[str, list[tuple[int, int, str]]]) -> l
         record(truth, gid, m, conn_base=i + 1, latency_us=600 + 150 * i)
         for i, (gid, m) in enumerate(misses.items())
     ]
-
-
-def production_books(url: str) -> dict[str, OrderBook]:
-    """Every market's book rebuilt from production: snapshots reset, deltas add, by seq."""
-    books: dict[str, OrderBook] = {}
-    with connect_db(url) as db:
-        rows = db.query(
-            "SELECT ticker, seq, yes_bids::text, no_bids::text, NULL, NULL, NULL"
-            " FROM orderbook_snapshots WHERE source = 'ws'"
-            " UNION ALL SELECT ticker, seq, NULL, NULL, side, price, size_delta"
-            " FROM orderbook_deltas ORDER BY 1, 2"
-        )
-    last: dict[str, int] = {}
-    for ticker, seq, yes, no, side, price, change in rows:
-        assert seq == last.get(ticker, 0) + 1, (ticker, seq)
-        last[ticker] = seq
-        if yes is not None:
-            book = books[ticker] = OrderBook(ticker)
-            book.yes = {p: s for p, s in orjson.loads(yes)}
-            book.no = {p: s for p, s in orjson.loads(no)}
-            continue
-        apply_change(books[ticker], side, price, change)  # raises on a negative level
-    return books
 
 
 def assert_production_is_truth(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import trio
 import trio.testing
@@ -28,60 +29,61 @@ async def drain(receive: trio.MemoryReceiveChannel[Row]) -> None:
         pass
 
 
+def context(
+    sim: Any, tmp_path: Path, connector: Any, sink: RowSink, **overrides: str
+) -> GatherContext:
+    """A gatherer context for one connection: the simulator's key, no journal."""
+    return GatherContext(
+        cfg=sim_config(sim, tmp_path, "postgresql://unused", **overrides),
+        signer=Signer(sim.key_id, load_private_key(sim.private_key_pem.decode())),
+        connector=connector,
+        processor=FrameProcessor("t1"),
+        journal=None,
+        sink=sink,
+        wall_us=system_wall_us,  # signatures must match the sim's clock
+    )
+
+
 async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    async with open_sim_exchange(markets=10, active=4, rate=50.0, seed=2, port=0) as sim:
-        cfg = sim_config(
+    async with (
+        open_sim_exchange(markets=10, active=4, rate=50.0, seed=2, port=0) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        channels = {}
+        for table in TABLE_COLUMNS:
+            send, receive = trio.open_memory_channel[Row](10_000)
+            channels[table] = send
+            nursery.start_soon(drain, receive)
+        ctx = context(
             sim,
             tmp_path,
-            "postgresql://unused",
+            memory_connector(sim),
+            RowSink(channels),
             **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
         )
-        signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
-        async with trio.open_nursery() as nursery:
-            channels = {}
-            for table in TABLE_COLUMNS:
-                send, receive = trio.open_memory_channel[Row](10_000)
-                channels[table] = send
-                nursery.start_soon(drain, receive)
-            ctx = GatherContext(
-                cfg=cfg,
-                signer=signer,
-                connector=memory_connector(sim),
-                processor=FrameProcessor("t1"),
-                journal=None,
-                sink=RowSink(channels),
-                wall_us=system_wall_us,  # signatures must match the sim's clock
-            )
-            conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
-            nursery.start_soon(conn.run)
-            while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
-                await trio.sleep(0.01)
-            await trio.sleep(3)
-            assert (conn.sessions, conn.reconnects) == (1, 0)
-            silent_at = trio.current_time()
-            sim.faults.go_silent(60)
-            while conn.reconnects == 0:  # noqa: ASYNC110
-                await trio.sleep(0.01)
-            detected = trio.current_time() - silent_at
-            # the last frame or pong came at most one ping interval before the silence
-            assert 4.0 <= detected <= 5.0 + 0.02, detected
-            assert "silent for 5s" in conn.last_error
-            nursery.cancel_scope.cancel()
+        conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
+        nursery.start_soon(conn.run)
+        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
+            await trio.sleep(0.01)
+        await trio.sleep(3)
+        assert (conn.sessions, conn.reconnects) == (1, 0)
+        silent_at = trio.current_time()
+        sim.faults.go_silent(60)
+        while conn.reconnects == 0:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        detected = trio.current_time() - silent_at
+        # the last frame or pong came at most one ping interval before the silence
+        assert 4.0 <= detected <= 5.0 + 0.02, detected
+        assert "silent for 5s" in conn.last_error
+        nursery.cancel_scope.cancel()
 
 
 async def test_reconnects_back_off_exponentially_while_refused(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     async with open_sim_exchange(markets=10, active=4, rate=50.0, seed=2, port=0) as sim:
-        cfg = sim_config(
-            sim,
-            tmp_path,
-            "postgresql://unused",
-            **{"websocket.reconnect_backoff": "1s", "websocket.max_reconnect_backoff": "8s"},
-        )
-        signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
         sim.faults.refuse_connections(1000)
         attempts: list[float] = []
         connector = memory_connector(sim)
@@ -90,14 +92,12 @@ async def test_reconnects_back_off_exponentially_while_refused(
             attempts.append(trio.current_time())
             return connector(url, headers, max_frame_bytes)  # type: ignore[arg-type]
 
-        ctx = GatherContext(
-            cfg=cfg,
-            signer=signer,
-            connector=counting,  # type: ignore[arg-type]
-            processor=FrameProcessor("t1"),
-            journal=None,
-            sink=RowSink({}),
-            wall_us=system_wall_us,  # signatures must match the sim's clock
+        ctx = context(
+            sim,
+            tmp_path,
+            counting,
+            RowSink({}),
+            **{"websocket.reconnect_backoff": "1s", "websocket.max_reconnect_backoff": "8s"},
         )
         conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
         with trio.move_on_after(60):
