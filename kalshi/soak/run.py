@@ -30,6 +30,7 @@ from kalshi.testing.s3server import S3Server
 __all__ = ["SoakReport", "run_soak"]
 
 BUCKET = "kalshi-soak"
+CYCLE = 60.0  # seconds of one round of the fault schedule
 
 
 @define
@@ -228,12 +229,16 @@ async def _faults(
     say: Callable[[str], None],
 ) -> None:
     start = trio.current_time()
+    # The schedule below is one cycle of CYCLE seconds; a longer soak repeats it.
+    cycle = min(duration, CYCLE)
+    origin = start
 
     async def at(fraction: float, name: str, action: Callable[[], Awaitable[float | None]]) -> None:
-        await trio.sleep_until(start + fraction * duration)
-        say(f"  t={trio.current_time() - start:5.1f}s  {name}")
+        await trio.sleep_until(origin + fraction * cycle)
+        now = trio.current_time() - start
+        say(f"  t={now:6.1f}s  {name}")
         recovery = await action()
-        report.faults.append((name, round(fraction * duration, 1), recovery))
+        report.faults.append((name, round(now, 1), recovery))
 
     def ws(fault: Callable[[], object]) -> Callable[[], Awaitable[float | None]]:
         async def run() -> float | None:
@@ -249,7 +254,7 @@ async def _faults(
 
     async def pg_down() -> float | None:
         await trio.to_thread.run_sync(pg.stop)
-        await trio.sleep(max(3.0, duration * 0.06))
+        await trio.sleep(max(3.0, cycle * 0.06))
         await trio.to_thread.run_sync(pg.start)
         begin = trio.current_time()
         with trio.move_on_after(60):
@@ -267,7 +272,7 @@ async def _faults(
 
     async def s3_down() -> float | None:
         await trio.to_thread.run_sync(s3.stop)
-        await trio.sleep(max(4.0, duration * 0.06))
+        await trio.sleep(max(4.0, cycle * 0.06))
         await trio.to_thread.run_sync(s3.start)
         return None
 
@@ -323,8 +328,10 @@ async def _faults(
             ws(lambda: sim.faults.drop_connections(abrupt=True)),
         ),
     ]
-    for fraction, name, action in schedule:
-        await at(fraction, name, action)
+    while origin + cycle <= start + duration + 1e-9:
+        for fraction, name, action in schedule:
+            await at(fraction, name, action)
+        origin += cycle
 
 
 def _db_up(monitor: _Monitor, name: str) -> bool:
