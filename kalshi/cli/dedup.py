@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,7 @@ from typing import Annotated
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import app, console, err_console, fail, load_or_exit
+from kalshi.cli.app import app, console, err_console, fail, load_or_exit, stop_on_signals
 from kalshi.config import DedupConfig
 from kalshi.dedup.export import Exporter, WindowExport
 from kalshi.dedup.service import Deduplicator, PassReport, serve_dedup
@@ -158,15 +157,6 @@ def _summary(report: PassReport) -> None:
 
 async def _serve(cfg: DedupConfig) -> None:
     exporter = _exporter(cfg) if cfg.s3_export.enabled else None
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            dedup = await nursery.start(partial(serve_dedup, cfg, exporter=exporter))
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    log.warning("%s: stopping", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(stop_on_signal)
+    async with stop_on_signals() as nursery:
+        dedup = await nursery.start(partial(serve_dedup, cfg, exporter=exporter))
     console.print(f"stopped after {dedup.passes} passes")

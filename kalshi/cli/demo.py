@@ -4,7 +4,6 @@ in one process, from one command (`just demo`)."""
 from __future__ import annotations
 
 import logging
-import signal
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -13,7 +12,7 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.auth import Signer, load_private_key
-from kalshi.cli.app import app, console, fail, load_or_exit
+from kalshi.cli.app import app, console, fail, load_or_exit, stop_on_signals
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.gather.service import Gatherer
@@ -68,20 +67,10 @@ async def _demo(
         signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
         console.print(f"simulator: {sim.rest_url}  {sim.ws_url}", markup=False, highlight=False)
         gatherer = Gatherer(cfg, url, signer=signer)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        return
-
-                nursery.start_soon(stop_on_signal)
-                if duration is not None:
-                    nursery.cancel_scope.deadline = trio.current_time() + duration
-                await nursery.start(gatherer.run)
-                if tui:
-                    nursery.start_soon(run_tui, gatherer.health)
+        async with stop_on_signals(duration) as nursery:
+            await nursery.start(gatherer.run)
+            if tui:
+                nursery.start_soon(run_tui, gatherer.health)
         health = gatherer.health()
         written = {name: t["rows_written"] for name, t in health["tables"].items()}
         console.print(f"stopped; rows written: {written}", markup=False, highlight=False)

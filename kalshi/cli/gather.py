@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import app, console, fail, load_or_exit
+from kalshi.cli.app import app, console, fail, load_or_exit, stop_on_signals
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.gather.service import Gatherer
@@ -56,23 +55,12 @@ def _logging(level: str, *, quiet: bool) -> None:
 
 async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | None) -> None:
     gatherer = Gatherer(cfg, url)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    log.warning("%s: flushing and stopping", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(stop_on_signal)
-            if duration is not None:
-                nursery.cancel_scope.deadline = trio.current_time() + duration
-            await nursery.start(gatherer.run)
-            endpoints = gatherer.endpoints
-            if endpoints is not None and endpoints.health is not None:
-                log.info("health on %s", endpoints.health)
-            if tui:
-                nursery.start_soon(run_tui, gatherer.health)
+    async with stop_on_signals(duration) as nursery:
+        await nursery.start(gatherer.run)
+        endpoints = gatherer.endpoints
+        if endpoints is not None and endpoints.health is not None:
+            log.info("health on %s", endpoints.health)
+        if tui:
+            nursery.start_soon(run_tui, gatherer.health)
     if not tui:
         console.print(f"stopped; {sum(gatherer.processor.counts.values())} frames processed")

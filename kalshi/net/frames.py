@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import ssl
 import struct
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import trio
 
 from kalshi.errors import AuthError, ConnectionLost, HttpError
+from kalshi.net.streams import open_stream
 
 __all__ = ["fast_connect", "fast_over_stream"]
 
@@ -249,17 +249,6 @@ async def fast_over_stream(
 async def fast_connect(
     url: str, headers: Mapping[str, str], max_frame_bytes: int
 ) -> AsyncIterator[_FastConnection]:
-    parts = urlsplit(url)
-    secure = parts.scheme == "wss"
-    host = parts.hostname or "localhost"
-    port = parts.port or (443 if secure else 80)
-    try:
-        with trio.fail_after(10):
-            tcp = await trio.open_tcp_stream(host, port)
-    except (OSError, trio.TooSlowError) as exc:
-        raise ConnectionLost(f"connect to {host}:{port} failed: {exc!r}") from None
-    stream: trio.abc.Stream = tcp
-    if secure:
-        stream = trio.SSLStream(tcp, ssl.create_default_context(), server_hostname=host)
+    stream = await open_stream(url)
     async with fast_over_stream(stream, url, headers, max_frame_bytes) as conn:
         yield conn

@@ -8,7 +8,6 @@ frame. Same interface and error mapping as the default transport.
 from __future__ import annotations
 
 import os
-import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -30,6 +29,7 @@ from wsproto.events import (
 )
 
 from kalshi.errors import AuthError, ConnectionLost, HttpError
+from kalshi.net.streams import open_stream
 
 __all__ = ["wsproto_connect", "wsproto_over_stream"]
 
@@ -136,18 +136,7 @@ async def _handshake(
 async def wsproto_connect(
     url: str, headers: Mapping[str, str], max_frame_bytes: int
 ) -> AsyncIterator[_WsprotoConnection]:
-    parts = urlsplit(url)
-    secure = parts.scheme == "wss"
-    host = parts.hostname or "localhost"
-    port = parts.port or (443 if secure else 80)
-    try:
-        with trio.fail_after(10):
-            tcp = await trio.open_tcp_stream(host, port)
-    except (OSError, trio.TooSlowError) as exc:
-        raise ConnectionLost(f"connect to {host}:{port} failed: {exc!r}") from None
-    stream: trio.abc.Stream = tcp
-    if secure:
-        stream = trio.SSLStream(tcp, ssl.create_default_context(), server_hostname=host)
+    stream = await open_stream(url)
     async with wsproto_over_stream(stream, url, headers, max_frame_bytes) as conn:
         yield conn
 
