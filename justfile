@@ -89,7 +89,19 @@ run-dedup *ARGS:
         local_s3_env
         if [ -z "${TIMESCALEDB_URL:-}" ]; then TIMESCALEDB_URL=$(kalshi db up | tail -n 1); fi
     fi
-    export TIMESCALEDB_URL PRODUCTION_URL=${PRODUCTION_URL:-$TIMESCALEDB_URL}
+    if [ -z "${PRODUCTION_URL:-}" ]; then
+        # production is its own database on the same server (never a gatherer's)
+        PRODUCTION_URL="${TIMESCALEDB_URL%/*}/kalshi_production"
+        python - "$TIMESCALEDB_URL" <<'PY'
+    import sys
+    from kalshi.store import connect_db
+    with connect_db(sys.argv[1]) as db:
+        if not db.query("SELECT 1 FROM pg_database WHERE datname = 'kalshi_production'"):
+            db.execute('CREATE DATABASE "kalshi_production"')
+    PY
+        kalshi db migrate --url "$PRODUCTION_URL" > /dev/null
+    fi
+    export TIMESCALEDB_URL PRODUCTION_URL
     exec kalshi dedup --config etc/dedup.yaml {{ARGS}}
 
 # Simulator + embedded PostgreSQL + gatherer with the live screen (no API key, no Docker)
