@@ -462,6 +462,9 @@ def _merge(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+_SAFE_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}")
+
+
 def _check(value: Any) -> list[str]:
     problems: list[str] = []
     if isinstance(value, GathererConfig):
@@ -482,6 +485,12 @@ def _check(value: Any) -> list[str]:
             0 <= int(value.shard.split("/")[0]) < int(value.shard.split("/")[1])
         ):
             problems.append(f"shard: expected i/n with 0 <= i < n, got {value.shard!r}")
+        if not _SAFE_ID.fullmatch(value.gatherer_id):
+            # it names journal files and directories: no separators, no "..", no spaces
+            problems.append(
+                "gatherer_id: expected 1-64 of A-Z a-z 0-9 _ . - (not starting with a dot),"
+                f" got {value.gatherer_id!r}"
+            )
         for table in attrs.fields(WritersConfig):
             writer = getattr(value.writers, table.name)
             if writer.batch_size < 1:

@@ -133,10 +133,11 @@ def test_env_file_and_defaults(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("# comment\nexport METRICS_PORT=9999\nQUOTED='a b'\n")
     path = tmp_path / "g.yaml"
     path.write_text(
-        "metrics:\n  port: ${METRICS_PORT:-1}\ngatherer_id: ${QUOTED}\nmode: ${UNSET_MODE:-prod}\n"
+        "metrics:\n  port: ${METRICS_PORT:-1}\nkalshi:\n  api_key: ${QUOTED}\n"
+        "mode: ${UNSET_MODE:-prod}\n"
     )
     cfg = load_gatherer_config(path, env={})
-    assert (cfg.metrics.port, cfg.gatherer_id, cfg.mode) == (9999, "a b", "prod")
+    assert (cfg.metrics.port, cfg.kalshi.api_key, cfg.mode) == (9999, "a b", "prod")
 
 
 def test_broken_config_lists_every_problem() -> None:
@@ -235,3 +236,14 @@ def test_cli_prints_three_precise_lines_and_exits_2() -> None:
         f"config error: {DATA / 'broken.yaml'}: metrics.prot: unknown key",
     ]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_gatherer_id_cannot_escape_the_journal_directory() -> None:
+    for bad in ("../../etc", "a/b", ".hidden", "", "x" * 65, "has space"):
+        with pytest.raises(ConfigError) as caught:
+            load_gatherer_config(None, overrides={"gatherer_id": bad})
+        assert caught.value.problems == [
+            "gatherer_id: expected 1-64 of A-Z a-z 0-9 _ . - (not starting with a dot),"
+            f" got {bad!r}"
+        ]
+    assert load_gatherer_config(None, overrides={"gatherer_id": "prod-us_east.1"}).gatherer_id
