@@ -19,7 +19,7 @@ import trio
 
 from kalshi.errors import AuthError, ConnectionLost, NetError
 from kalshi.gather import metrics
-from kalshi.gather.context import GatherContext
+from kalshi.gather.context import BACKFILL_MARGIN_US, GatherContext
 from kalshi.gather.pipeline import CONTROL_TYPES, Outcome
 from kalshi.models.control import ErrorReply, Subscribed
 from kalshi.models.rows import GapRow
@@ -109,6 +109,9 @@ class Connection:
                 self.ctx.marker(self.conn_id, "disconnect", reason=reason)
                 if lost_at is None or self._last_frame_wall:
                     lost_at = self._last_frame_wall or self.ctx.wall_us()
+                if self.channel == "trade":  # trades from lost_at on come by REST, later
+                    key = ("disconnect", self.name, lost_at)
+                    self.ctx.hold(key, lost_at - BACKFILL_MARGIN_US)
             self._last_frame_wall = 0
             self.reconnects += 1
             metrics.RECONNECTS.labels(self.name).inc()
@@ -196,7 +199,9 @@ class Connection:
         if out.resnapshot:
             self.resnapshot(out.resnapshot)
         if out.backfill_from is not None and ctx.backfill is not None:
-            ctx.backfill.send_nowait((out.backfill_from, wall))
+            key = ("seq-gap", self.conn_id, self._frame_no)
+            ctx.hold(key, out.backfill_from - BACKFILL_MARGIN_US)
+            ctx.backfill.send_nowait((out.backfill_from, wall, key))
         if out.lifecycle is not None and ctx.on_lifecycle is not None:
             ctx.on_lifecycle(out)
         message = out.message
@@ -296,7 +301,7 @@ class Connection:
             )
         )
         if self.channel == "trade" and ctx.backfill is not None:
-            ctx.backfill.send_nowait((lost_at, now))
+            ctx.backfill.send_nowait((lost_at, now, ("disconnect", self.name, lost_at)))
 
     # --- liveness -----------------------------------------------------------------------
 

@@ -18,7 +18,14 @@ from kalshi.journal import JournalWriter
 from kalshi.models.rows import GapRow, Row
 from kalshi.net import Connector, WallClock, mono_us
 
-__all__ = ["GatherContext", "RowSink"]
+__all__ = ["BACKFILL_MARGIN_US", "Backfill", "GatherContext", "RowSink"]
+
+Backfill = tuple[int, int, object]
+"""A trade backfill window ``(from_us, to_us, hold key)``."""
+
+BACKFILL_MARGIN_US = 2_000_000
+"""REST trade times are whole seconds and the window is widened by one: rows this much older
+than the window's start may come."""
 
 log = logging.getLogger("kalshi.gather")
 
@@ -58,7 +65,10 @@ class GatherContext:
     sink: RowSink
     wall_us: WallClock
     mono_us: Callable[[], int] = mono_us
-    backfill: trio.MemorySendChannel[tuple[int, int]] | None = None
+    backfill: trio.MemorySendChannel[Backfill] | None = None
+    # Keep the store's ingest watermark at or before a time while a backfill is due.
+    hold: Callable[[object, int], None] = lambda key, since_us: None
+    release: Callable[[object], None] = lambda key: None
     on_lifecycle: Callable[[Outcome], None] | None = None
     on_connection_lost: Callable[[], None] | None = None
     gaps: Counter[str] = field(factory=Counter)

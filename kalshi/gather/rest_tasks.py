@@ -10,7 +10,7 @@ import trio
 from kalshi.book import OrderBook
 from kalshi.errors import NetError
 from kalshi.gather import metrics
-from kalshi.gather.context import GatherContext
+from kalshi.gather.context import Backfill, GatherContext
 from kalshi.gather.layout import Layout
 from kalshi.gather.pipeline import book_json, trade_row
 from kalshi.gather.registry import MarketRegistry
@@ -20,6 +20,8 @@ from kalshi.net import Backoff, RestClient
 __all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
 
 log = logging.getLogger("kalshi.gather.rest")
+
+_RELEASE_AFTER = 1.0  # seconds: rows handed to a channel are in a writer's batch by then
 
 
 async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketRegistry) -> int:
@@ -65,13 +67,15 @@ async def backfill_trades(
     ctx: GatherContext,
     rest: RestClient,
     registry: MarketRegistry,
-    windows: trio.MemoryReceiveChannel[tuple[int, int]],
+    windows: trio.MemoryReceiveChannel[Backfill],
 ) -> None:
-    """For each ``(from_us, to_us)`` window, store every REST trade in it (second
+    """For each ``(from_us, to_us, key)`` window, store every REST trade in it (second
     resolution, widened by one second each side). The trades table's key makes trades the
-    live feed also delivered collide, so each trade is stored once."""
+    live feed also delivered collide, so each trade is stored once. The store's watermark
+    hold ``key`` is released once the rows are in the writers (plus a settle, so that
+    they are seen as pending there before the hold goes)."""
     async with windows:
-        async for start, end in windows:
+        async for start, end, key in windows:
             backoff = Backoff(0.5, 30.0)
             while True:
                 try:
@@ -82,6 +86,8 @@ async def backfill_trades(
                     continue
                 log.info("backfilled %d trades for %d..%d", count, start, end)
                 break
+            await trio.sleep(_RELEASE_AFTER)
+            ctx.release(key)
 
 
 async def _backfill(

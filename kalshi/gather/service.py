@@ -26,7 +26,7 @@ import trio
 from kalshi.auth import Signer, load_private_key
 from kalshi.config import GathererConfig
 from kalshi.gather import metrics
-from kalshi.gather.context import GatherContext, RowSink
+from kalshi.gather.context import Backfill, GatherContext, RowSink
 from kalshi.gather.layout import Layout
 from kalshi.gather.pipeline import FrameProcessor, Outcome
 from kalshi.gather.registry import MarketRegistry, parse_shard
@@ -105,7 +105,7 @@ class Gatherer:
                         grace=float(cfg.shutdown_grace),
                     )
                     await nursery.start(self.journal.run)
-                send_windows, windows = trio.open_memory_channel[tuple[int, int]](_BACKFILL_WINDOWS)
+                send_windows, windows = trio.open_memory_channel[Backfill](_BACKFILL_WINDOWS)
                 ctx = GatherContext(
                     cfg=cfg,
                     signer=self.signer,
@@ -115,6 +115,8 @@ class Gatherer:
                     sink=sink,
                     wall_us=self.wall_us,
                     backfill=send_windows,
+                    hold=store.hold,
+                    release=store.release,
                     on_lifecycle=self._on_lifecycle,
                 )
                 self.ctx = ctx

@@ -355,15 +355,15 @@ class _TableWriter:
 
 
 def _oldest(rows: list[Row]) -> int:
-    """The oldest receive time among ``rows`` (markets: their update time; gaps: start)."""
+    """The oldest time among ``rows``: receive or exchange time, whichever is earlier (a
+    trade backfilled over REST is received now with an old exchange time); markets: their
+    update time; gaps: their start."""
     first = rows[0]
-    name = (
-        "received_at"
-        if hasattr(first, "received_at")
-        else "updated_at"
-        if hasattr(first, "updated_at")
-        else "start_ts"
-    )
+    if hasattr(first, "received_at"):
+        if hasattr(first, "exchange_ts"):
+            return min(min(r.exchange_ts or r.received_at, r.received_at) for r in rows)  # type: ignore[union-attr]
+        return min(int(r.received_at) for r in rows)  # type: ignore[union-attr]
+    name = "updated_at" if hasattr(first, "updated_at") else "start_ts"
     return min(int(getattr(row, name)) for row in rows)
 
 
@@ -376,6 +376,7 @@ class Store:
         self._spool_root = Path(cfg.spool.dir)
         self._lock: IO[bytes] | None = None
         self._state = _DbState()
+        self._holds: dict[object, int] = {}
         self._pool = ConnectionPool(url, cfg.timescaledb.max_connections)
         dead = DeadLetters(Path(cfg.spool.dead_letter_dir))
         self.dead_letters = dead
@@ -427,6 +428,14 @@ class Store:
 
     # --- the watermark ----------------------------------------------------------------------
 
+    def hold(self, key: object, since_us: int) -> None:
+        """Rows as old as ``since_us`` may still come (a REST backfill is due): keep the
+        watermark at or before it until :meth:`release` of ``key``."""
+        self._holds[key] = min(since_us, self._holds.get(key, since_us))
+
+    def release(self, key: object) -> None:
+        self._holds.pop(key, None)
+
     def complete_before(self, now_us: int) -> int:
         """A time (µs) before which every row received is committed.
 
@@ -437,7 +446,7 @@ class Store:
         slack = max(1.0, 2 * max(w.flush_interval for w in self._writers.values()))
         bound = now_us - int(slack * 1_000_000)
         pending = [p for w in self._writers.values() if (p := w.pending_since()) is not None]
-        return min([bound, *pending])
+        return min([bound, *pending, *self._holds.values()])
 
     def _publish_watermark(self, value: int, now_us: int) -> None:
         with translating(), self._pool.connection() as pooled, pooled.conn.transaction():
@@ -469,7 +478,8 @@ class Store:
                     for writer in self._writers.values():
                         nursery.start_soon(writer.flush_memory)
             # Everything received is committed: the watermark is now.
-            if all(w.pending_since() is None for w in self._writers.values()):
+            idle = all(w.pending_since() is None for w in self._writers.values())
+            if idle and not self._holds:
                 now = time.time_ns() // 1000
                 with trio.move_on_after(grace, shield=True):
                     try:

@@ -43,3 +43,20 @@ async def test_with_nothing_pending_the_watermark_trails_now_by_the_channel_slac
     async with open_store(db_url, cfg) as store:
         now = 5_000_000_000
         assert store.complete_before(now) == now - 1_000_000
+
+
+async def test_holds_and_old_exchange_times_keep_the_watermark_back(
+    db_url: str, make_cfg: Callable[..., GathererConfig]
+) -> None:
+    cfg = make_cfg(flush_interval=30.0, batch_size=1000)
+    now = 9_000_000_000
+    async with open_store(db_url, cfg) as store:
+        store.hold(("disconnect", "trade-0", 1), 4_000_000_000)
+        assert store.complete_before(now) == 4_000_000_000
+        store.release(("disconnect", "trade-0", 1))
+        assert store.complete_before(now) == now - 60_000_000  # twice the flush interval
+        # a trade backfilled over REST: received now, made long ago
+        async with store.sender("trades") as send:
+            await send.send(trade(3, exchange_ts=2_500, received_at=now))
+            await trio.testing.wait_all_tasks_blocked()
+        assert store.complete_before(now) == 2_500
