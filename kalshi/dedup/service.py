@@ -336,8 +336,20 @@ class Deduplicator:
         # gatherer has received, so that all of them can serve the stretch; but a gatherer
         # that received nothing new (idle, or stuck) is waited for at most max_lag.
         max_lag = int(self.cfg.sync.max_lag * 1_000_000)
+        # A gatherer's watermark also says it has nothing more to add before it (an idle or
+        # stopped gatherer does not hold the others back).
         horizon = min(
-            [settled, *(max(self._state[g.id].received or 0, settled - max_lag) for g in live)]
+            [
+                settled,
+                *(
+                    max(
+                        self._state[g.id].received or 0,
+                        settled - max_lag,
+                        self._state[g.id].watermark or 0,
+                    )
+                    for g in live
+                ),
+            ]
         )
         # ... and never past rows a gatherer has received but not yet written (spooled).
         horizon = min(self._complete(g, horizon) for g in live)

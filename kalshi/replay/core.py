@@ -253,7 +253,7 @@ async def replay_into_db(
             dead_letter_dir=str(Path(spool.dead_letter_dir) / "replay"),
         ),
     )
-    async with open_store(url, cfg) as store:
+    async with open_store(url, cfg, watermark=False) as store:  # historical rows
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
             return await replay(

@@ -370,7 +370,8 @@ def _oldest(rows: list[Row]) -> int:
 class Store:
     """The running writers of one database. Obtain it from :func:`open_store`."""
 
-    def __init__(self, url: str, cfg: GathererConfig) -> None:
+    def __init__(self, url: str, cfg: GathererConfig, *, watermark: bool = True) -> None:
+        self.watermark = watermark
         self.url = url
         self._cfg = cfg
         self._spool_root = Path(cfg.spool.dir)
@@ -424,7 +425,8 @@ class Store:
             nursery.start_soon(writer.collect)
             for _ in range(writer.workers):
                 nursery.start_soon(writer.flush_forever)
-        nursery.start_soon(self._watermarks)
+        if self.watermark:
+            nursery.start_soon(self._watermarks)
 
     # --- the watermark ----------------------------------------------------------------------
 
@@ -479,7 +481,7 @@ class Store:
                         nursery.start_soon(writer.flush_memory)
             # Everything received is committed: the watermark is now.
             idle = all(w.pending_since() is None for w in self._writers.values())
-            if idle and not self._holds:
+            if self.watermark and idle and not self._holds:
                 now = time.time_ns() // 1000
                 with trio.move_on_after(grace, shield=True):
                     try:
@@ -500,8 +502,13 @@ class Store:
 
 
 @asynccontextmanager
-async def open_store(url: str, cfg: GathererConfig) -> AsyncIterator[Store]:
+async def open_store(
+    url: str, cfg: GathererConfig, *, watermark: bool = True
+) -> AsyncIterator[Store]:
     """Run the batch writers of every table against the database at ``url``.
+
+    ``watermark``: record the ingest watermark (a live gatherer); off for writers of
+    historical rows (a replay, a scripted recording), whose receive times are in the past.
 
     Yields a :class:`Store`; get channels with :meth:`Store.sender`. Batches that were
     spooled by an earlier process are drained first. On exit (normal, error or
@@ -511,7 +518,7 @@ async def open_store(url: str, cfg: GathererConfig) -> AsyncIterator[Store]:
     use by another process or a write fails for a reason other than the rows or an
     unavailable database (e.g. missing tables: run migrations first).
     """
-    store = Store(url, cfg)
+    store = Store(url, cfg, watermark=watermark)
     await trio.to_thread.run_sync(store._open)
     try:
         async with trio.open_nursery() as nursery:
