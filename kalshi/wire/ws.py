@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from kalshi.errors import DecodeError
-from kalshi.models.book import BookDelta, BookSnapshot
+from kalshi.models.book import BookDelta, BookSnapshot, Side
 from kalshi.models.control import (
     Command,
     ErrorReply,
@@ -26,7 +26,7 @@ from kalshi.models.frames import Body, Decoded, Invalid, Message, Unrecognized
 from kalshi.models.lifecycle import EventFeeUpdate, EventLifecycle, LifecycleEvent
 from kalshi.models.ticker import Ticker
 from kalshi.models.trade import Trade
-from kalshi.models.units import PRICE_SCALE, SIZE_SCALE
+from kalshi.models.units import PRICE_SCALE, SIZE_SCALE, parse_price, parse_size
 from kalshi.wire._fields import (
     CENT,
     levels,
@@ -81,6 +81,37 @@ def _legacy_size(msg: dict[str, Any], key: str, legacy: str) -> int:
 
 
 def _delta(msg: dict[str, Any]) -> BookDelta:
+    # The hot path: the current shape with every field well typed. Anything else (legacy
+    # shapes, bad values) takes the general path below, which names what is wrong.
+    ticker = msg.get("market_ticker")
+    price = msg.get("price_dollars")
+    change = msg.get("delta_fp")
+    side_text = msg.get("side")
+    ms = msg.get("ts_ms")
+    market_id = msg.get("market_id", "")
+    if (
+        type(ticker) is str
+        and type(price) is str
+        and type(change) is str
+        and type(ms) is int
+        and type(market_id) is str
+        and (side_text == "yes" or side_text == "no")
+    ):
+        try:
+            return BookDelta(
+                ticker,
+                market_id,
+                Side.YES if side_text == "yes" else Side.NO,
+                parse_price(price),
+                parse_size(change),
+                ms * 1000,
+            )
+        except DecodeError:
+            pass
+    return _delta_checked(msg)
+
+
+def _delta_checked(msg: dict[str, Any]) -> BookDelta:
     return BookDelta(
         ticker=req_str(msg, "market_ticker"),
         market_id=opt_str(msg, "market_id"),
