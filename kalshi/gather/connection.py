@@ -237,8 +237,10 @@ class Connection:
         chunk = max(1, ctx.cfg.websocket.markets_per_command)
         if self.scoped:
             while not self.desired:  # the exchange refuses an order-book sub without markets
+                self._set_state("idle")
                 self._wake = trio.Event()
                 await self._wake.wait()
+            self._set_state("subscribing")
             first = sorted(self.desired)[:chunk]
             command = subscribe_cmd(self._ident(), [self.channel], first)
             self._requested.update(first)

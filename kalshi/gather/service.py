@@ -195,7 +195,8 @@ class Gatherer:
                 }
         counts = self.processor.counts
         ctx = self.ctx
-        live = sum(1 for c in connections if c["state"] == "live")
+        # a connection without markets to carry (a small shard) is idle, not unhealthy
+        live = sum(1 for c in connections if c["state"] in ("live", "idle"))
         ok = bool(connections) and live == len(connections)
         document: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
