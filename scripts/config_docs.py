@@ -32,7 +32,10 @@ DESCRIPTIONS: dict[str, str] = {
     # top level
     "mode": "accepted for the seed's configs; no effect",
     "gatherer_id": "this gatherer's name, stored in every row and journal file",
-    "shard": "`i/n`: record only the events whose ticker's CRC-32 modulo n is i (docs/scaling.md)",
+    "shard": (
+        "`i/n`: record only the events whose ticker's BLAKE2b hash modulo n is i"
+        " (docs/scaling.md)"
+    ),
     "relist_interval": "re-list all markets over REST this often (catches missed lifecycle)",
     "shutdown_grace": "on Ctrl-C or SIGTERM, how long the final flush may take",
     # websocket
