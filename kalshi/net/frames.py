@@ -15,12 +15,11 @@ import os
 import struct
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from urllib.parse import urlsplit
 
 import trio
 
 from kalshi.errors import AuthError, ConnectionLost, HttpError
-from kalshi.net.streams import open_stream
+from kalshi.net.streams import handshake, open_stream, request_target
 
 __all__ = ["fast_connect", "fast_over_stream"]
 
@@ -229,16 +228,9 @@ async def fast_over_stream(
     stream: trio.abc.Stream, url: str, headers: Mapping[str, str], max_frame_bytes: int
 ) -> AsyncIterator[_FastConnection]:
     """A WebSocket client session over an already open ``stream`` (closed on exit)."""
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    host, target = request_target(url)
     try:
-        try:
-            with trio.fail_after(10):
-                leftover = await _handshake(stream, parts.netloc, target, headers)
-        except trio.TooSlowError:
-            raise ConnectionLost("websocket handshake timed out") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise ConnectionLost(f"websocket handshake failed: {exc!r}") from None
+        leftover = await handshake(lambda: _handshake(stream, host, target, headers))
         yield _FastConnection(stream, leftover, max_frame_bytes)
     finally:
         with trio.move_on_after(1, shield=True):

@@ -11,7 +11,6 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from urllib.parse import urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -29,7 +28,7 @@ from wsproto.events import (
 )
 
 from kalshi.errors import AuthError, ConnectionLost, HttpError
-from kalshi.net.streams import open_stream
+from kalshi.net.streams import handshake, open_stream, request_target
 
 __all__ = ["wsproto_connect", "wsproto_over_stream"]
 
@@ -146,17 +145,10 @@ async def wsproto_over_stream(
     stream: trio.abc.Stream, url: str, headers: Mapping[str, str], max_frame_bytes: int
 ) -> AsyncIterator[_WsprotoConnection]:
     """A WebSocket client session over an already open ``stream`` (closed on exit)."""
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    host, target = request_target(url)
     try:
         ws = WSConnection(ConnectionType.CLIENT)
-        try:
-            with trio.fail_after(10):
-                leftovers = await _handshake(stream, ws, parts.netloc, target, headers)
-        except trio.TooSlowError:
-            raise ConnectionLost("websocket handshake timed out") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise ConnectionLost(f"websocket handshake failed: {exc!r}") from None
+        leftovers = await handshake(lambda: _handshake(stream, ws, host, target, headers))
         conn = _WsprotoConnection(stream, ws, max_frame_bytes)
         conn._events.extend(leftovers)
         yield conn
