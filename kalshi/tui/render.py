@@ -36,7 +36,12 @@ _KNOWN = frozenset(
     }
 )
 _COUNTERS = ("gaps", "resnapshots", "decode_errors")
-_STATE_STYLE = {"live": "green", "connecting": "yellow", "subscribing": "yellow"}
+_STATE_STYLE = {
+    "live": "green",
+    "idle": "green",
+    "connecting": "yellow",
+    "subscribing": "yellow",
+}
 _TABLE_COLUMNS = (
     ("queue", "queue"),
     ("spool_rows", "spool"),
@@ -289,7 +294,8 @@ def _others(health: Mapping[str, Any]) -> list[RenderableType]:
         ):
             parts.append(_generic_table(key, list(value.items())))
         elif isinstance(value, Mapping):
-            parts.append(Text(f"{key} " + _dict_line(value)))
+            if value:  # an empty mapping says nothing
+                parts.append(Text(f"{key.replace('_', ' ')} " + _dict_line(value)))
         elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             parts.append(_generic_table(key, [(None, v) for v in value]))
         else:
