@@ -63,4 +63,12 @@ async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | No
         if tui:
             nursery.start_soon(run_tui, gatherer.health)
     if not tui:
-        console.print(f"stopped; {sum(gatherer.processor.counts.values())} frames processed")
+        frames = sum(c.messages for c in gatherer.layout.connections) if gatherer.layout else 0
+        counts = gatherer.processor.counts
+        by_type = ", ".join(f"{kind} {counts[kind]}" for kind in sorted(counts))
+        console.print(
+            f"stopped; {frames} frames received ({by_type})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) 
         path.write_text(yaml.safe_dump(config))
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "kalshi", "gather", "--config", str(path)],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
         with trio.fail_after(60):
@@ -54,11 +55,17 @@ async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) 
                 await trio.sleep(0.2)
             proc.send_signal(signal.SIGTERM)
             code = await proc.wait()
-        assert proc.stderr is not None
+        assert proc.stderr is not None and proc.stdout is not None
         err = b""
         while chunk := await proc.stderr.receive_some(65536):
             err += chunk
+        out = b""
+        while chunk := await proc.stdout.receive_some(65536):
+            out += chunk
         assert code == 0, err.decode()
+    # what the process said it received: "stopped; N frames received (..., orderbook_delta K, ...)"
+    said = re.search(rb"orderbook_delta (\d+)", out)
+    assert said is not None, out
 
     deltas = set()
     for record in read_journal([tmp_path / "journal"]):
@@ -69,7 +76,7 @@ async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) 
                 deltas.add((record.conn_id, record.frame_no))
     with connect_db(db_url) as db:
         stored = set(db.query("SELECT conn_id, frame_no FROM orderbook_deltas"))
-    assert len(deltas) > 0
+    assert len(deltas) == int(said.group(1))  # every delta it decoded was journaled first
     assert stored == deltas
 
 
