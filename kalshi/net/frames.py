@@ -19,11 +19,10 @@ from contextlib import asynccontextmanager, suppress
 import trio
 
 from kalshi.errors import AuthError, ConnectionLost, HttpError
-from kalshi.net.streams import handshake, open_stream, request_target
+from kalshi.net.streams import READ_BYTES, StreamIO, closing, handshake, over_tcp, request_target
 
 __all__ = ["fast_connect", "fast_over_stream"]
 
-_READ = 1 << 18
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _TEXT, _BINARY, _CONT, _CLOSE, _PING, _PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 _MAX_HEAD = 64 * 1024
@@ -55,44 +54,30 @@ class _FastConnection:
     __slots__ = (
         "_buf",
         "_closed",
+        "_io",
         "_max",
         "_parts",
-        "_pongs",
         "_pos",
-        "_send_lock",
-        "_stream",
         "_text",
     )
 
     def __init__(self, stream: trio.abc.Stream, leftover: bytes, max_frame_bytes: int) -> None:
-        self._stream = stream
+        self._io = StreamIO(stream)
         self._buf = bytearray(leftover)
         self._pos = 0
         self._max = max_frame_bytes
-        self._send_lock = trio.StrictFIFOLock()
         self._parts: list[bytes] = []
         self._text = True
-        self._pongs: dict[bytes, trio.Event] = {}
         self._closed: str | None = None
 
     async def _write(self, data: bytes) -> None:
-        async with self._send_lock:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ConnectionLost(f"send failed: {exc!r}") from None
+        await self._io.send_all(data)
 
     async def _fill(self) -> None:
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
-        try:
-            data = await self._stream.receive_some(_READ)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise ConnectionLost(f"receive failed: {exc!r}") from None
-        if not data:
-            raise ConnectionLost("connection closed without a close frame")
-        self._buf += data
+        self._buf += await self._io.receive_some()
 
     async def receive(self) -> bytes | str:
         while True:
@@ -152,9 +137,7 @@ class _FastConnection:
             elif opcode == _PING:
                 await self._write(encode_client_frame(_PONG, payload))
             elif opcode == _PONG:
-                waiter = self._pongs.pop(payload, None)
-                if waiter is not None:
-                    waiter.set()
+                self._io.pong(payload)
             elif opcode == _CLOSE:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
                 reason = payload[2:].decode(errors="replace")
@@ -177,8 +160,7 @@ class _FastConnection:
         )
 
     async def ping(self) -> None:
-        payload = os.urandom(8)
-        waiter = self._pongs[payload] = trio.Event()
+        payload, waiter = self._io.expect_pong()
         await self._write(encode_client_frame(_PING, payload))
         await waiter.wait()
 
@@ -201,7 +183,7 @@ async def _handshake(
     while b"\r\n\r\n" not in response:
         if len(response) > _MAX_HEAD:
             raise ConnectionLost("websocket handshake: response head too large")
-        data = await stream.receive_some(_READ)
+        data = await stream.receive_some(READ_BYTES)
         if not data:
             raise ConnectionLost("connection closed during the handshake")
         response += data
@@ -229,18 +211,9 @@ async def fast_over_stream(
 ) -> AsyncIterator[_FastConnection]:
     """A WebSocket client session over an already open ``stream`` (closed on exit)."""
     host, target = request_target(url)
-    try:
+    async with closing(stream):
         leftover = await handshake(lambda: _handshake(stream, host, target, headers))
         yield _FastConnection(stream, leftover, max_frame_bytes)
-    finally:
-        with trio.move_on_after(1, shield=True):
-            await stream.aclose()
 
 
-@asynccontextmanager
-async def fast_connect(
-    url: str, headers: Mapping[str, str], max_frame_bytes: int
-) -> AsyncIterator[_FastConnection]:
-    stream = await open_stream(url)
-    async with fast_over_stream(stream, url, headers, max_frame_bytes) as conn:
-        yield conn
+fast_connect = over_tcp(fast_over_stream)

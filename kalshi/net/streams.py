@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import trio
 
 from kalshi.errors import ConnectionLost
 
-__all__ = ["handshake", "open_stream", "request_target"]
+__all__ = ["StreamIO", "closing", "handshake", "open_stream", "over_tcp", "request_target"]
 
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
+READ_BYTES = 1 << 18
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 async def open_stream(url: str) -> trio.abc.Stream:
@@ -50,3 +54,73 @@ async def handshake(run: Callable[[], Awaitable[T]]) -> T:
         raise ConnectionLost("websocket handshake timed out") from None
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
         raise ConnectionLost(f"websocket handshake failed: {exc!r}") from None
+
+
+class StreamIO:
+    """The byte side of a hand-driven WebSocket client: sends serialized (a pong, a ping
+    and a command may go at once), receives, and the pings waiting for their pong. Stream
+    failures become :class:`ConnectionLost`."""
+
+    __slots__ = ("_lock", "_pongs", "stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._lock = trio.StrictFIFOLock()
+        self._pongs: dict[bytes, trio.Event] = {}
+
+    async def send_all(self, data: bytes) -> None:
+        async with self._lock:
+            try:
+                await self.stream.send_all(data)
+            except _BROKEN as exc:
+                raise ConnectionLost(f"send failed: {exc!r}") from None
+
+    async def receive_some(self) -> bytes:
+        try:
+            data = await self.stream.receive_some(READ_BYTES)
+        except _BROKEN as exc:
+            raise ConnectionLost(f"receive failed: {exc!r}") from None
+        if not data:
+            raise ConnectionLost("connection closed without a close frame")
+        return bytes(data)
+
+    def expect_pong(self) -> tuple[bytes, trio.Event]:
+        """A fresh ping payload and the event its pong will set."""
+        payload = os.urandom(8)
+        waiter = self._pongs[payload] = trio.Event()
+        return payload, waiter
+
+    def pong(self, payload: bytes) -> None:
+        waiter = self._pongs.pop(payload, None)
+        if waiter is not None:
+            waiter.set()
+
+
+@asynccontextmanager
+async def closing(stream: trio.abc.Stream) -> AsyncIterator[trio.abc.Stream]:
+    """Own ``stream`` for the block: closed on exit, within a second, even when cancelled."""
+    try:
+        yield stream
+    finally:
+        with trio.move_on_after(1, shield=True):
+            await stream.aclose()
+
+
+Over = Callable[[trio.abc.Stream, str, Mapping[str, str], int], AbstractAsyncContextManager[Any]]
+"""``(stream, url, headers, max_frame_bytes)``: a client session over an open stream."""
+
+
+def over_tcp(
+    over: Over,
+) -> Callable[[str, Mapping[str, str], int], AbstractAsyncContextManager[Any]]:
+    """The transport (a connector) that opens the stream of ``url`` and runs ``over`` on it."""
+
+    @asynccontextmanager
+    async def connect(
+        url: str, headers: Mapping[str, str], max_frame_bytes: int
+    ) -> AsyncIterator[Any]:
+        stream = await open_stream(url)
+        async with over(stream, url, headers, max_frame_bytes) as conn:
+            yield conn
+
+    return connect

@@ -7,7 +7,6 @@ frame. Same interface and error mapping as the default transport.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -28,41 +27,26 @@ from wsproto.events import (
 )
 
 from kalshi.errors import AuthError, ConnectionLost, HttpError
-from kalshi.net.streams import handshake, open_stream, request_target
+from kalshi.net.streams import READ_BYTES, StreamIO, closing, handshake, over_tcp, request_target
 
 __all__ = ["wsproto_connect", "wsproto_over_stream"]
-
-_READ = 1 << 16
 
 
 class _WsprotoConnection:
     def __init__(self, stream: trio.abc.Stream, ws: WSConnection, max_frame_bytes: int) -> None:
-        self._stream = stream
+        self._io = StreamIO(stream)
         self._ws = ws
         self._max = max_frame_bytes
-        self._send_lock = trio.StrictFIFOLock()
         self._events: deque[Event] = deque()
         self._parts: list[bytes | str] = []
         self._size = 0
-        self._pongs: dict[bytes, trio.Event] = {}
         self._closed: str | None = None
 
     async def _write(self, event: Event) -> None:
-        data = self._ws.send(event)
-        async with self._send_lock:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ConnectionLost(f"send failed: {exc!r}") from None
+        await self._io.send_all(self._ws.send(event))
 
     async def _fill(self) -> None:
-        try:
-            data = await self._stream.receive_some(_READ)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise ConnectionLost(f"receive failed: {exc!r}") from None
-        if not data:
-            raise ConnectionLost("connection closed without a close frame")
-        self._ws.receive_data(bytes(data))
+        self._ws.receive_data(await self._io.receive_some())
         self._events.extend(self._ws.events())
 
     async def receive(self) -> bytes | str:
@@ -85,9 +69,7 @@ class _WsprotoConnection:
             elif isinstance(event, Ping):
                 await self._write(event.response())
             elif isinstance(event, Pong):
-                waiter = self._pongs.pop(bytes(event.payload), None)
-                if waiter is not None:
-                    waiter.set()
+                self._io.pong(bytes(event.payload))
             elif isinstance(event, CloseConnection):
                 self._closed = f"closed by peer: {event.code} {event.reason or ''}".strip()
                 with suppress(ConnectionLost):
@@ -98,8 +80,7 @@ class _WsprotoConnection:
         await self._write(TextMessage(data if isinstance(data, str) else data.decode()))
 
     async def ping(self) -> None:
-        payload = os.urandom(8)
-        waiter = self._pongs[payload] = trio.Event()
+        payload, waiter = self._io.expect_pong()
         await self._write(Ping(payload))
         await waiter.wait()
 
@@ -114,7 +95,7 @@ async def _handshake(
     )
     await stream.send_all(ws.send(request))
     while True:
-        data = await stream.receive_some(_READ)
+        data = await stream.receive_some(READ_BYTES)
         if not data:
             raise ConnectionLost("connection closed during the handshake")
         ws.receive_data(bytes(data))
@@ -132,26 +113,17 @@ async def _handshake(
 
 
 @asynccontextmanager
-async def wsproto_connect(
-    url: str, headers: Mapping[str, str], max_frame_bytes: int
-) -> AsyncIterator[_WsprotoConnection]:
-    stream = await open_stream(url)
-    async with wsproto_over_stream(stream, url, headers, max_frame_bytes) as conn:
-        yield conn
-
-
-@asynccontextmanager
 async def wsproto_over_stream(
     stream: trio.abc.Stream, url: str, headers: Mapping[str, str], max_frame_bytes: int
 ) -> AsyncIterator[_WsprotoConnection]:
     """A WebSocket client session over an already open ``stream`` (closed on exit)."""
     host, target = request_target(url)
-    try:
+    async with closing(stream):
         ws = WSConnection(ConnectionType.CLIENT)
         leftovers = await handshake(lambda: _handshake(stream, ws, host, target, headers))
         conn = _WsprotoConnection(stream, ws, max_frame_bytes)
         conn._events.extend(leftovers)
         yield conn
-    finally:
-        with trio.move_on_after(1, shield=True):
-            await stream.aclose()
+
+
+wsproto_connect = over_tcp(wsproto_over_stream)
