@@ -190,12 +190,7 @@ class Connection:
             metrics.DECODE_ERRORS.labels("duplicate").inc()
         elif out.problem in ("book", "book_invalid"):
             log.warning("%s: %s", self.name, out.detail)
-            if out.problem == "book_invalid":
-                ctx.gaps["book_invalid"] += 1
-                metrics.GAPS.labels("book_invalid").inc()
-        if out.gap:
-            ctx.gaps["seq_gap"] += 1
-            metrics.GAPS.labels("seq_gap").inc()
+        ctx.count_gaps(out.rows)  # seq_gap and book_invalid rows come from the pipeline
         if out.resnapshot:
             self.resnapshot(out.resnapshot)
         if out.backfill_from is not None and ctx.backfill is not None:

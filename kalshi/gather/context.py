@@ -84,9 +84,15 @@ class GatherContext:
     def gatherer_id(self) -> str:
         return self.cfg.gatherer_id
 
+    def count_gaps(self, rows: list[tuple[str, Row]]) -> None:
+        """Count the ``gaps`` rows among ``rows`` (health and metrics, by kind)."""
+        for _, row in rows:
+            if isinstance(row, GapRow):
+                self.gaps[row.kind] += 1
+                metrics.GAPS.labels(row.kind).inc()
+
     async def gap(self, row: GapRow) -> None:
-        self.gaps[row.kind] += 1
-        metrics.GAPS.labels(row.kind).inc()
+        self.count_gaps([("gaps", row)])
         await self.sink.put("gaps", row)
 
     def marker(self, conn_id: int, kind: str, **detail: object) -> None:
