@@ -198,7 +198,7 @@ class Connection:
             ctx.hold(key, out.backfill_from - BACKFILL_MARGIN_US)
             ctx.backfill.send_nowait((out.backfill_from, wall, key))
         if out.lifecycle is not None and ctx.on_lifecycle is not None:
-            ctx.on_lifecycle(out)
+            await ctx.on_lifecycle(out)
         message = out.message
         if message is None:
             return

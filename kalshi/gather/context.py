@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 from attrs import define, field
@@ -69,7 +69,7 @@ class GatherContext:
     # Keep the store's ingest watermark at or before a time while a backfill is due.
     hold: Callable[[object, int], None] = lambda key, since_us: None
     release: Callable[[object], None] = lambda key: None
-    on_lifecycle: Callable[[Outcome], None] | None = None
+    on_lifecycle: Callable[[Outcome], Awaitable[None]] | None = None
     on_connection_lost: Callable[[], None] | None = None
     gaps: Counter[str] = field(factory=Counter)
     resnapshots: int = 0

@@ -144,17 +144,11 @@ class Gatherer:
 
     # --- reactions ----------------------------------------------------------------------
 
-    def _on_lifecycle(self, out: Outcome) -> None:
+    async def _on_lifecycle(self, out: Outcome) -> None:
         event = out.lifecycle
         if isinstance(event, LifecycleEvent) and self.ctx is not None:
-            rows = self.registry.apply(event, self.wall_us())
-            for row in rows:
-                try:
-                    self.ctx.sink.channels["markets"].send_nowait(row)
-                except trio.WouldBlock:
-                    log.warning(
-                        "markets queue full; %s will be written at the next re-list", row.ticker
-                    )
+            for row in self.registry.apply(event, self.wall_us()):
+                await self.ctx.sink.put("markets", row)
 
     # --- views --------------------------------------------------------------------------
 
