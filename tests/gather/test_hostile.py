@@ -20,66 +20,17 @@ from kalshi.gather.pipeline import FrameProcessor
 from kalshi.gather.service import Gatherer
 from kalshi.sim import open_sim_exchange
 from tests.gather.support import sim_config, wait_for
-
-scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12)
-)
-values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-kinds = st.sampled_from(
-    [
-        "subscribed",
-        "ok",
-        "error",
-        "unsubscribed",
-        "orderbook_snapshot",
-        "orderbook_delta",
-        "trade",
-        "ticker",
-        "market_lifecycle_v2",
-        "event_lifecycle",
-        "event_fee_update",
-        "x",
-    ]
-)
+from tests.strategies import frame_types, json_values, messages
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     frames=st.lists(
         st.tuples(
-            kinds,
-            st.one_of(st.integers(-2, 3), values),
-            st.one_of(st.integers(-2, 9), values),
-            st.dictionaries(
-                st.sampled_from(
-                    [
-                        "market_ticker",
-                        "price_dollars",
-                        "delta_fp",
-                        "side",
-                        "channel",
-                        "sid",
-                        "yes_dollars_fp",
-                        "no_dollars_fp",
-                        "trade_id",
-                        "count_fp",
-                        "code",
-                        "msg",
-                        "event_type",
-                        "ts_ms",
-                        "yes_price_dollars",
-                        "taker_side",
-                    ]
-                ),
-                values,
-                max_size=8,
-            ),
+            frame_types,
+            st.one_of(st.integers(-2, 3), json_values),
+            st.one_of(st.integers(-2, 9), json_values),
+            messages,
         ),
         max_size=12,
     )

@@ -38,6 +38,7 @@ from kalshi.wire import (
     unsubscribe_cmd,
     update_subscription_cmd,
 )
+from tests.strategies import frame_types, json_values, messages
 
 FRAMES = Path(__file__).parent.parent / "data" / "frames"
 MARKET_ID = "9b0f6b43-5b68-4f9f-9f02-9a2d1b8ac1a1"
@@ -270,55 +271,7 @@ def test_decoder_never_raises_on_garbage(raw: bytes) -> None:
     assert isinstance(decode_ws(raw), Message | Invalid | Unrecognized)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.floats(allow_nan=False),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-
-
-@given(
-    st.sampled_from(
-        [
-            "orderbook_snapshot",
-            "orderbook_delta",
-            "trade",
-            "ticker",
-            "market_lifecycle_v2",
-            "event_lifecycle",
-            "event_fee_update",
-            "subscribed",
-            "ok",
-            "error",
-            "unsubscribed",
-        ]
-    ),
-    st.dictionaries(
-        st.sampled_from(
-            [
-                "market_ticker",
-                "price_dollars",
-                "delta_fp",
-                "side",
-                "ts",
-                "ts_ms",
-                "yes_dollars_fp",
-                "trade_id",
-                "count_fp",
-                "yes_price_dollars",
-                "event_type",
-                "channel",
-                "sid",
-                "code",
-                "event_ticker",
-            ]
-        ),
-        json_values,
-    ),
-    json_values,
-)
+@given(frame_types, messages, json_values)
 def test_decoder_never_raises_on_hostile_fields(kind: str, msg: dict, sid: object) -> None:
     raw = json.dumps({"type": kind, "sid": sid, "seq": 1, "msg": msg}).encode()
     assert isinstance(decode_ws(raw), Message | Invalid | Unrecognized)
