@@ -61,14 +61,20 @@ class _Monitor:
         doc = self.health.get(name)
         return bool(doc) and doc.get("status") == "ok"  # type: ignore[union-attr]
 
+    def drained(self, name: str) -> bool:
+        """The database is up and nothing waits in the spool."""
+        doc = self.health.get(name) or {}
+        tables = (doc.get("tables") or {}).values()
+        up = doc.get("db", {}).get("state") == "up"
+        return up and all(t.get("spool_rows", 0) == 0 for t in tables)
+
     def settled(self, name: str) -> bool:
-        doc = self.health.get(name)
-        if not doc or doc.get("status") != "ok":
+        """Live, drained, every book trusted and nothing queued."""
+        if not (self.live(name) and self.drained(name)):
             return False
-        markets = doc.get("markets") or {}
-        tables = doc.get("tables") or {}
-        idle = all(t.get("queue", 0) == 0 and t.get("spool_rows", 0) == 0 for t in tables.values())
-        return markets.get("stale", 1) == 0 and idle and doc.get("db", {}).get("state") == "up"
+        doc = self.health[name] or {}
+        queued = any(t.get("queue", 0) for t in (doc.get("tables") or {}).values())
+        return (doc.get("markets") or {}).get("stale", 1) == 0 and not queued
 
 
 def _scratch(prefix: str) -> Path:
@@ -259,7 +265,7 @@ async def _faults(
         begin = trio.current_time()
         with trio.move_on_after(60):
             while not all(  # noqa: ASYNC110 - polling other processes
-                monitor.settled(n) or (monitor.live(n) and _db_up(monitor, n)) for n in ("g1", "g2")
+                monitor.live(n) and monitor.drained(n) for n in ("g1", "g2")
             ):
                 await trio.sleep(0.1)
         return trio.current_time() - begin
@@ -332,14 +338,6 @@ async def _faults(
         for fraction, name, action in schedule:
             await at(fraction, name, action)
         origin += cycle
-
-
-def _db_up(monitor: _Monitor, name: str) -> bool:
-    doc = monitor.health.get(name) or {}
-    tables = doc.get("tables") or {}
-    return doc.get("db", {}).get("state") == "up" and all(
-        t.get("spool_rows", 0) == 0 for t in tables.values()
-    )
 
 
 async def _verify(
