@@ -12,14 +12,13 @@ RUN groupadd --system --gid 10001 kalshi \
  && useradd --system --uid 10001 --gid kalshi --home-dir /app --shell /usr/sbin/nologin kalshi
 
 WORKDIR /app
-# Dependencies first (a layer that survives code changes), then the code. The package is
-# installed in place because the migrations are read from sql/ beside it.
+# Dependencies first (a layer that survives code changes), then the code. The migrations
+# (kalshi/sql/) ship inside the package.
 COPY pyproject.toml README.md ./
 RUN mkdir kalshi && touch kalshi/__init__.py && pip install . && pip uninstall -y kalshi
 COPY kalshi ./kalshi
-COPY sql ./sql
 COPY etc ./etc
-RUN pip install --no-deps -e . \
+RUN pip install --no-deps . \
  && mkdir -p /app/.kalshi \
  && chown kalshi:kalshi /app/.kalshi
 

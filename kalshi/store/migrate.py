@@ -1,4 +1,7 @@
-"""Schema migrations: ``sql/NNN_name.sql`` applied in order, recorded in ``schema_migrations``.
+"""Schema migrations: ``kalshi/sql/NNN_name.sql`` applied in order, recorded in ``schema_migrations``.
+
+The files ship inside the package (``importlib.resources``), so an installed wheel migrates
+without the source tree; the repository's top-level ``sql/`` is a link to the same folder.
 
 Each file runs in its own transaction together with its record (name, sha256 checksum,
 applied_at). Re-running applies nothing; an applied file whose checksum changed raises
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,7 +34,7 @@ __all__ = [
 
 log = logging.getLogger("kalshi.store")
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR = Path(str(files("kalshi") / "sql"))
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x6B616C736869  # "kalshi"
 

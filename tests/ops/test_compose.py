@@ -105,14 +105,14 @@ def test_dockerfile_is_slim_non_root_with_a_health_check() -> None:
         'CMD ["gather", "--config", "etc/gatherer.yaml"]',
     ]
     copied = [line.split()[1] for line in lines if line.startswith("COPY ")]
-    assert copied == ["pyproject.toml", "kalshi", "sql", "etc"]
+    assert copied == ["pyproject.toml", "kalshi", "etc"]
     # .dockerignore lets exactly these in.
     allowed = [
         line[1:].rstrip("/")
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.startswith("!")
     ]
-    assert allowed == ["pyproject.toml", "README.md", "kalshi", "sql", "etc"]
+    assert allowed == ["pyproject.toml", "README.md", "kalshi", "etc"]
 
 
 def _instructions(text: str) -> list[str]:
