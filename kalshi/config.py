@@ -1,8 +1,9 @@
 """Configuration: YAML with ``${VAR}`` / ``${VAR:-default}`` -> attrs frozen classes.
 
 Accepts the seed's ``gatherer.yaml`` and ``deduplicator.yaml`` shapes. Variables come from
-the environment, then from a ``.env`` file beside the config (or in the working directory);
-the environment wins. Every problem is reported as one line naming the key path, e.g.::
+the environment, then from the ``.env`` file beside the config, then from the ``.env`` of the
+working directory: the first that defines a variable wins (:func:`env_files` gives the order).
+Every problem is reported as one line naming the key path, e.g.::
 
     websocket.reconnect_backoff: expected a duration like 500ms, 5s or 5m, got 'soon'
     metrics.prot: unknown key
@@ -24,6 +25,7 @@ import cattrs
 import yaml
 from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from dotenv import dotenv_values
 
 from kalshi.errors import ConfigError
 
@@ -45,6 +47,7 @@ __all__ = [
     "WebsocketConfig",
     "WriterConfig",
     "WritersConfig",
+    "env_files",
     "load_config",
     "load_dedup_config",
     "load_env_file",
@@ -133,8 +136,6 @@ class WebsocketConfig:
     markets_per_command: int = 256
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "trio-websocket"
-    # Bound of each connection's channel into the decoder (frames).
-    queue_size: int = 10_000
 
 
 @frozen
@@ -292,20 +293,21 @@ _EXPECT = {
 
 
 def load_env_file(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines of a ``.env`` file (comments, ``export`` and quotes allowed)."""
-    values: dict[str, str] = {}
+    """``KEY=value`` lines of a ``.env`` file, parsed by python-dotenv (comments, ``export``,
+    quotes and escapes as it defines them); ``{}`` when the file does not exist. A key with no
+    value (``KEY`` alone) is left out."""
     if not path.is_file():
-        return values
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def env_files(config_dir: Path) -> list[Path]:
+    """The ``.env`` files read for a config in ``config_dir``, highest precedence first: the
+    one beside the config, then the working directory's (once if they are the same file)."""
+    files = [config_dir / ".env", Path.cwd() / ".env"]
+    if files[0].resolve() == files[1].resolve():
+        return files[:1]
+    return files
 
 
 def _substitute(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
@@ -427,7 +429,7 @@ def load_config(
         if not isinstance(data, dict):
             raise ConfigError(f"{file}: expected a mapping at the top level")
     merged: dict[str, str] = {}
-    for candidate in {base / ".env", Path.cwd() / ".env"}:
+    for candidate in reversed(env_files(base)):  # lowest precedence first, later ones win
         merged.update(load_env_file(candidate))
     merged.update(os.environ if env is None else env)
     problems: list[str] = []
@@ -462,6 +464,7 @@ def _merge(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+MODES = ("local", "production")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}")
 
 
@@ -495,10 +498,19 @@ def _check(value: Any) -> list[str]:
             writer = getattr(value.writers, table.name)
             if writer.batch_size < 1:
                 problems.append(f"writers.{table.name}.batch_size: expected at least 1")
-    for section in ("logging",):
-        level = getattr(getattr(value, section, None), "level", "info")
+        if value.mode == "production" and not value.timescaledb.url:
+            problems.append(
+                "timescaledb.url: required in production mode (local mode starts an embedded"
+                " PostgreSQL when it is empty)"
+            )
+    if isinstance(value, GathererConfig | DedupConfig):
+        if value.mode not in MODES:
+            problems.append(f"mode: expected local or production, got {value.mode!r}")
+        level, form = value.logging.level, value.logging.format
         if level.lower() not in ("debug", "info", "warning", "error"):
             problems.append(f"logging.level: expected debug, info, warning or error, got {level!r}")
+        if form not in ("text", "json"):
+            problems.append(f"logging.format: expected text or json, got {form!r}")
     return problems
 
 

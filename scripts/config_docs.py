@@ -30,7 +30,8 @@ DESCRIPTIONS: dict[str, str] = {
     "kalshi.rest_rate_limit": "REST requests per second we allow ourselves (Basic tier: 20)",
     "kalshi.request_timeout": "timeout of one REST request",
     # top level
-    "mode": "accepted for the seed's configs; no effect",
+    "mode": "`local` or `production`; production refuses to start without a database URL "
+    "(local starts the embedded PostgreSQL when it is empty)",
     "gatherer_id": "this gatherer's name, stored in every row and journal file",
     "shard": (
         "`i/n`: record only the events whose ticker's BLAKE2b hash modulo n is i"
@@ -52,7 +53,6 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.markets_per_command": "markets per `update_subscription` command",
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
     "websocket.transport": "`trio-websocket`, `wsproto` or `fast` (see docs/performance.md)",
-    "websocket.queue_size": "frames buffered between each connection and the decoder",
     # timescaledb
     "timescaledb.url": "PostgreSQL/TimescaleDB URL; empty starts the embedded PostgreSQL",
     "timescaledb.max_connections": "database connections of the writers",
@@ -74,7 +74,7 @@ DESCRIPTIONS: dict[str, str] = {
     "journal.upload": "upload closed journal files to `s3_export` (under its prefix)",
     # logging, metrics, http
     "logging.level": "`debug`, `info`, `warning` or `error`",
-    "logging.format": "`text` (accepted for the seed's configs)",
+    "logging.format": "`text` (one line per record) or `json` (one JSON object per record)",
     "metrics.enabled": "serve Prometheus `/metrics`",
     "metrics.port": "port of `/metrics` (0 disables; equal to `http.port` shares one server)",
     "metrics.host": "address `/metrics` listens on (`0.0.0.0` in containers)",

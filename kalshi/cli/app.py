@@ -15,11 +15,12 @@ from cyclopts import App
 from rich.console import Console
 
 from kalshi import __version__
-from kalshi.config import load_config
+from kalshi.config import LoggingConfig, load_config
 from kalshi.errors import ConfigError
 
 __all__ = [
     "app",
+    "configure_logging",
     "console",
     "err_console",
     "fail",
@@ -55,6 +56,25 @@ def load_or_exit(path: Path | None, kind: type[T], **kwargs: Any) -> T:
         for problem in exc.problems:
             print(f"config error: {where}{problem}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(cfg: LoggingConfig, *, quiet: bool = False) -> None:
+    """The root logger as ``logging.level``/``logging.format`` say: ``text`` lines or ``json``
+    objects (python-json-logger: ``asctime``, ``levelname``, ``name``, ``message`` and any
+    ``extra``). ``quiet`` (a live screen owns the terminal) shows warnings and above only."""
+    handler = logging.StreamHandler()
+    if cfg.format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    level = logging.WARNING if quiet else getattr(logging, cfg.level.upper(), logging.INFO)
+    logging.basicConfig(level=level, handlers=[handler])
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 
 
 def not_implemented(command: str) -> NoReturn:

@@ -11,7 +11,15 @@ from typing import Annotated
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import app, console, err_console, fail, load_or_exit, stop_on_signals
+from kalshi.cli.app import (
+    app,
+    configure_logging,
+    console,
+    err_console,
+    fail,
+    load_or_exit,
+    stop_on_signals,
+)
 from kalshi.config import DedupConfig
 from kalshi.dedup.export import Exporter, WindowExport
 from kalshi.dedup.service import Deduplicator, PassReport, serve_dedup
@@ -20,13 +28,6 @@ from kalshi.models.units import parse_rfc3339_us
 from kalshi.store import migrate
 
 log = logging.getLogger("kalshi.cli")
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def _checked(cfg: DedupConfig) -> DedupConfig:
@@ -56,7 +57,7 @@ def dedup(
     stops between transactions and exits 0.
     """
     cfg = _checked(load_or_exit(config, DedupConfig))
-    _logging(cfg.logging.level)
+    configure_logging(cfg.logging)
     try:
         for name in migrate(cfg.production.url):
             log.info("applied migration %s", name)
@@ -133,7 +134,7 @@ def export(
     cfg = load_or_exit(config, DedupConfig, overrides=overrides)
     if not cfg.production.url:
         fail("production.url: the production database URL is required")
-    _logging(cfg.logging.level)
+    configure_logging(cfg.logging)
     try:
         limit = parse_rfc3339_us(until) if until is not None else None
     except KalshiError as exc:

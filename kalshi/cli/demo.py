@@ -12,7 +12,7 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.auth import Signer, load_private_key
-from kalshi.cli.app import app, console, fail, load_or_exit, stop_on_signals
+from kalshi.cli.app import app, configure_logging, console, fail, load_or_exit, stop_on_signals
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.gather.service import Gatherer
@@ -38,10 +38,7 @@ def demo(
     uses the simulator's key pair. Ctrl-C stops both and flushes everything.
     """
     cfg = load_or_exit(config, GathererConfig)
-    logging.basicConfig(
-        level=logging.WARNING if tui else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(cfg.logging, quiet=tui)
     try:
         with resolve_database(cfg.timescaledb) as url:
             migrate(url)

@@ -9,7 +9,7 @@ from typing import Annotated
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import app, console, fail, load_or_exit, stop_on_signals
+from kalshi.cli.app import app, configure_logging, console, fail, load_or_exit, stop_on_signals
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.gather.service import Gatherer
@@ -35,7 +35,7 @@ def gather(
     """
     overrides = {"shard": shard} if shard is not None else None
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)
-    _logging(cfg.logging.level, quiet=tui)
+    configure_logging(cfg.logging, quiet=tui)
     try:
         with resolve_database(cfg.timescaledb) as url:
             for name in migrate(url):
@@ -43,14 +43,6 @@ def gather(
             trio.run(_gather, cfg, url, tui, duration)
     except KalshiError as exc:
         fail(str(exc))
-
-
-def _logging(level: str, *, quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 
 
 async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | None) -> None:

@@ -46,6 +46,13 @@ def sim(
     truth: Annotated[
         Path | None, Parameter(help="Write the ground truth (JSON lines) on exit.")
     ] = None,
+    start: Annotated[
+        str,
+        Parameter(
+            help="The universe's date (2026-11-25) or time (RFC 3339): it dates every ticker "
+            "and status. Default: now."
+        ),
+    ] = "",
 ) -> None:
     """Run a local Kalshi exchange (REST + WebSocket) for demos and tests."""
     from kalshi.sim import FaultPlan
@@ -63,6 +70,7 @@ def sim(
         fail("; ".join(exc.problems), code=2)
     key_pem = _key_pem(key_file)
     options: dict[str, Any] = {
+        "start_us": _start_us(start) if start else None,
         "private_key_pem": key_pem,
         "active": active,
         "tier": None if tier == "none" else tier,
@@ -73,6 +81,17 @@ def sim(
         trio.run(_run, markets, rate, seed, plan, port, blast, options, key_file, truth)
     except OSError as exc:
         fail(f"cannot serve on port {port}: {exc.strerror or exc}")
+
+
+def _start_us(text: str) -> int:
+    """``--start``: a date (midnight UTC) or an RFC 3339 time, as Unix µs."""
+    from kalshi.errors import UnitError
+    from kalshi.models.units import parse_rfc3339_us
+
+    try:
+        return parse_rfc3339_us(f"{text}T00:00:00Z" if len(text) == 10 else text)
+    except UnitError:
+        fail(f"--start: expected a date (2026-11-25) or an RFC 3339 time, got {text!r}", code=2)
 
 
 def _key_pem(key_file: Path) -> bytes:

@@ -90,6 +90,7 @@ class SimExchange(Exchange):
         blast: bool = False,
         blast_events: int = 100_000,
         buffer_limit: int = DEFAULT_BUFFER,
+        start_us: int | None = None,
     ) -> None:
         if auth not in ("rsa", "none"):
             raise ValueError("auth must be 'rsa' or 'none'")
@@ -97,7 +98,7 @@ class SimExchange(Exchange):
         self.auth = auth
         self.skew_ms = int(skew_s * 1000)
         self.buffer_limit = buffer_limit
-        self.universe = Universe(markets, clock(), seed)
+        self.universe = Universe(markets, clock() if start_us is None else start_us, seed)
         self.truth = Truth(self.universe)
         self.broker = Broker()
         self.sessions: set[Session] = set()
@@ -423,7 +424,9 @@ async def open_sim_exchange(
     takes them. Other options: ``tier`` (REST read budget: ``basic`` ... ``prestige`` or
     None for unlimited), ``auth`` (``rsa`` or ``none``), ``private_key_pem``, ``clock``
     (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
-    ``buffer_limit`` (outbox bytes per connection before error 25). Raises OSError if the
+    ``buffer_limit`` (outbox bytes per connection before error 25), ``start_us`` (the
+    universe's epoch, Unix µs: it dates every generated ticker and status; default the clock's
+    now, so tests pin it to be independent of the day they run). Raises OSError if the
     port cannot be bound. Leaving the block closes every connection.
     """
     sim = SimExchange(markets=markets, rate=rate, seed=seed, blast=blast, **options)  # type: ignore[arg-type]

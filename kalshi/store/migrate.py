@@ -1,4 +1,4 @@
-"""Schema migrations: ``kalshi/sql/NNN_name.sql`` applied in order, recorded in ``schema_migrations``.
+"""Schema migrations: ``kalshi/sql/NNN_name.sql`` applied in order, recorded in a table.
 
 The files ship inside the package (``importlib.resources``), so an installed wheel migrates
 without the source tree; the repository's top-level ``sql/`` is a link to the same folder.

@@ -12,7 +12,11 @@ from kalshi.auth import Signer, generate_rsa_key_pem, load_private_key
 from kalshi.sim import SimExchange, open_sim_exchange
 from kalshi.sim.server import WS_PATH
 
-__all__ = ["shared_key_pem", "signed_headers", "sim"]
+__all__ = ["PINNED_START_US", "shared_key_pem", "signed_headers", "sim"]
+
+# The universe epoch of every test exchange (2026-11-25T12:00:00Z): tickers, statuses and
+# anything hashed from them are the same whatever day the tests run.
+PINNED_START_US = 1_795_608_000_000_000
 
 
 @functools.cache
@@ -24,8 +28,10 @@ def shared_key_pem() -> bytes:
 @asynccontextmanager
 async def sim(markets: int = 50, rate: float = 500.0, seed: int = 1, **options: object
               ) -> AsyncIterator[SimExchange]:  # fmt: skip
-    """:func:`open_sim_exchange` with the shared test key (same arguments)."""
+    """:func:`open_sim_exchange` with the shared test key and the pinned universe date
+    (same arguments)."""
     options.setdefault("private_key_pem", shared_key_pem())
+    options.setdefault("start_us", PINNED_START_US)
     async with open_sim_exchange(markets, rate, seed, **options) as exchange:  # type: ignore[arg-type]
         yield exchange
 

@@ -20,6 +20,7 @@ from kalshi.gather.pipeline import FrameProcessor
 from kalshi.models.rows import TABLE_COLUMNS, Row
 from kalshi.net import system_wall_us
 from kalshi.sim import open_sim_exchange
+from kalshi.testing import PINNED_START_US
 from kalshi.testing.memory import memory_connector
 from tests.gather.support import sim_config
 
@@ -48,7 +49,9 @@ async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     async with (
-        open_sim_exchange(markets=10, active=4, rate=50.0, seed=2, port=0) as sim,
+        open_sim_exchange(
+            markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
+        ) as sim,
         trio.open_nursery() as nursery,
     ):
         channels = {}
@@ -83,7 +86,9 @@ async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
 async def test_reconnects_back_off_exponentially_while_refused(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    async with open_sim_exchange(markets=10, active=4, rate=50.0, seed=2, port=0) as sim:
+    async with open_sim_exchange(
+        markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
+    ) as sim:
         sim.faults.refuse_connections(1000)
         attempts: list[float] = []
         connector = memory_connector(sim)

@@ -15,10 +15,13 @@ import yaml
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
+from kalshi.testing import PINNED_START_US
 
 
 async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) -> None:
-    async with open_sim_exchange(markets=40, active=20, rate=3000.0, seed=11, port=0) as sim:
+    async with open_sim_exchange(
+        markets=40, active=20, rate=3000.0, seed=11, port=0, start_us=PINNED_START_US
+    ) as sim:
         key = tmp_path / "key.pem"
         key.write_bytes(sim.private_key_pem)
         config = {

@@ -13,6 +13,7 @@ from kalshi.gather.service import Gatherer
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
+from kalshi.testing import PINNED_START_US
 from tests.gather.support import db_books, sim_config, wait_for
 
 
@@ -37,7 +38,9 @@ def settled(gatherer: Gatherer, sim: object) -> bool:
 
 @pytest.mark.parametrize("transport", ["trio-websocket", "wsproto", "fast"])
 async def test_faults_lose_nothing(db_url: str, tmp_path: Path, transport: str) -> None:
-    async with open_sim_exchange(markets=60, active=12, rate=400.0, seed=5, port=0) as sim:
+    async with open_sim_exchange(
+        markets=60, active=12, rate=400.0, seed=5, port=0, start_us=PINNED_START_US
+    ) as sim:
         sim.engine.pause()  # trades before the recorder exists cannot be recorded
         before = len(sim.truth.trades)
         cfg = sim_config(sim, tmp_path, db_url, **{"websocket.transport": transport})

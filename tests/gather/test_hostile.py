@@ -19,6 +19,7 @@ from kalshi.config import GathererConfig
 from kalshi.gather.pipeline import FrameProcessor
 from kalshi.gather.service import Gatherer
 from kalshi.sim import open_sim_exchange
+from kalshi.testing import PINNED_START_US
 from tests.gather.support import sim_config, wait_for
 from tests.strategies import frame_types, json_values, messages
 
@@ -47,7 +48,9 @@ async def test_the_private_key_never_leaves_the_process(
     db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with open_sim_exchange(markets=20, active=5, rate=300.0, seed=9, port=0) as sim:
+    async with open_sim_exchange(
+        markets=20, active=5, rate=300.0, seed=9, port=0, start_us=PINNED_START_US
+    ) as sim:
         pem = sim.private_key_pem.decode()
         cfg: GathererConfig = sim_config(
             sim, tmp_path, db_url, **{"metrics.enabled": True, "metrics.port": 0}

@@ -5,19 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from kalshi.auth import Signer, load_private_key
+from kalshi.gather.registry import Shard
 from kalshi.gather.service import Gatherer
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
+from kalshi.testing import PINNED_START_US
 from tests.gather.support import sim_config, wait_for
 
+# Two universe dates: the tickers carry the date, so the split differs between them, and the
+# expectation is computed from the shard rule, never typed in.
+DATES = [PINNED_START_US, PINNED_START_US + 37 * 86_400_000_000]
 
+
+@pytest.mark.parametrize("start_us", DATES, ids=["2026-11-25", "2027-01-01"])
 async def test_two_shards_record_every_trade_once_and_split_the_books(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, start_us: int
 ) -> None:
-    async with open_sim_exchange(markets=600, active=50, rate=600.0, seed=8, port=0) as sim:
+    async with open_sim_exchange(
+        markets=600, active=50, rate=600.0, seed=8, port=0, start_us=start_us
+    ) as sim:
         sim.engine.pause()
         before = len(sim.truth.trades)
         signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
@@ -63,11 +73,15 @@ async def test_two_shards_record_every_trade_once_and_split_the_books(
                 nursery.cancel_scope.cancel()
 
     live = [g.registry.live for g in shards]
-    assert live[0].isdisjoint(live[1])
-    assert (len(live[0]), len(live[1])) == (260, 340)  # whole events, BLAKE2b of their tickers
-    assert live[0] | live[1] == {
-        t for t, m in sim.truth.markets.items() if m.status in ("initialized", "active", "inactive")
+    subscribable = {
+        t: m
+        for t, m in sim.truth.markets.items()
+        if m.status in ("initialized", "active", "inactive")
     }
+    owned = [{t for t, m in subscribable.items() if Shard(i, 2).owns(m)} for i in range(2)]
+    assert live == owned  # whole events, by BLAKE2b of their event tickers
+    assert live[0].isdisjoint(live[1])
+    assert live[0] | live[1] == set(subscribable)
     with connect_db(db_url) as db:
         trades = db.query("SELECT gatherer_id, trade_id FROM trades")
     expected = {t.trade_id: t.ticker for t in sim.truth.trades[before:]}

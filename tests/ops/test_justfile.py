@@ -90,7 +90,9 @@ def scratch() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def test_without_docker_up_migrate_monitoring_down_clean(scratch: Path) -> None:
+def test_without_docker_up_migrate_monitoring_down_clean(
+    scratch: Path, prometheus_bin: str
+) -> None:
     find_weed()
     port = _free_port()
     env = os.environ | {"KALSHI_NO_DOCKER": "1", "PROMETHEUS_PORT": str(port)}

@@ -13,6 +13,7 @@ from kalshi.gather.service import Gatherer
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.sim import open_sim_exchange
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
+from kalshi.testing import PINNED_START_US
 from tests.gather.support import sim_config, wait_for
 
 MEMORY_ROWS = 500
@@ -23,7 +24,9 @@ async def test_the_database_down_under_a_flood_spools_to_disk_and_loses_nothing(
 ) -> None:
     url = own_pg.url
     migrate(url)
-    async with open_sim_exchange(markets=40, active=20, rate=4000.0, seed=21, port=0) as sim:
+    async with open_sim_exchange(
+        markets=40, active=20, rate=4000.0, seed=21, port=0, start_us=PINNED_START_US
+    ) as sim:
         cfg = sim_config(
             sim,
             tmp_path,

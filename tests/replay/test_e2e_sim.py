@@ -21,6 +21,7 @@ from kalshi.replay import ReplayFilter, book_from_db, replay_into_db
 from kalshi.replay.serve import WS_PATH, serve_recording
 from kalshi.sim import open_sim_exchange
 from kalshi.store import EmbeddedPostgres, connect_db
+from kalshi.testing import PINNED_START_US
 from tests.gather.support import sim_config, wait_for
 
 pytestmark = pytest.mark.slow
@@ -107,7 +108,9 @@ async def test_journal_replays_to_the_live_rows_and_serves_a_second_gatherer(
     db_url: str, replay_db_url: str, tmp_path: Path
 ) -> None:
     with trio.fail_after(120):
-        async with open_sim_exchange(markets=30, active=8, rate=300.0, seed=11) as sim:
+        async with open_sim_exchange(
+            markets=30, active=8, rate=300.0, seed=11, start_us=PINNED_START_US
+        ) as sim:
             live, journal = await record_a_run(sim, tmp_path, db_url)
 
             # 1. The journal replays to exactly the live run's WebSocket rows.

@@ -33,6 +33,7 @@ from kalshi.models.units import format_price, format_size
 from kalshi.replay import NoBook, book_from_db, book_from_journal, replay_into_db
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
+from kalshi.testing import PINNED_START_US
 
 PRICES = [1000 * p for p in range(1, 100, 7)]
 _names = itertools.count(1)
@@ -190,7 +191,7 @@ async def test_rest_source_reads_the_simulator(tmp_path: Path) -> None:
     from kalshi.replay import book_from_rest
 
     with trio.fail_after(30):
-        async with open_sim_exchange(markets=5, rate=50.0, seed=3) as sim:
+        async with open_sim_exchange(markets=5, rate=50.0, seed=3, start_us=PINNED_START_US) as sim:
             sim.engine.pause()
             sim.engine.step(20)
             signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))

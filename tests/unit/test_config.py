@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from kalshi.config import (
     DedupConfig,
     GathererConfig,
+    env_files,
     load_config,
     load_dedup_config,
     load_gatherer_config,
@@ -134,10 +136,30 @@ def test_env_file_and_defaults(tmp_path: Path) -> None:
     path = tmp_path / "g.yaml"
     path.write_text(
         "metrics:\n  port: ${METRICS_PORT:-1}\nkalshi:\n  api_key: ${QUOTED}\n"
-        "mode: ${UNSET_MODE:-prod}\n"
+        "mode: ${UNSET_MODE:-local}\n"
     )
     cfg = load_gatherer_config(path, env={})
-    assert (cfg.metrics.port, cfg.kalshi.api_key, cfg.mode) == (9999, "a b", "prod")
+    assert (cfg.metrics.port, cfg.kalshi.api_key, cfg.mode) == (9999, "a b", "local")
+
+
+def test_env_files_have_one_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment, then the config's .env, then the working directory's: whatever the
+    hash seed (the two paths were once iterated as a set)."""
+    config_dir, cwd = tmp_path / "etc", tmp_path / "work"
+    config_dir.mkdir()
+    cwd.mkdir()
+    (config_dir / ".env").write_text("METRICS_PORT=2222\n")
+    (cwd / ".env").write_text("METRICS_PORT=1111\nHTTP_PORT=3333\n")
+    path = config_dir / "g.yaml"
+    path.write_text("metrics:\n  port: ${METRICS_PORT}\nhttp:\n  port: ${HTTP_PORT}\n")
+    monkeypatch.chdir(cwd)
+    assert env_files(config_dir) == [config_dir / ".env", cwd / ".env"]
+    cfg = load_gatherer_config(path, env={})
+    assert (cfg.metrics.port, cfg.http.port) == (2222, 3333)
+    cfg = load_gatherer_config(path, env={"METRICS_PORT": "4444", "HTTP_PORT": "5555"})
+    assert (cfg.metrics.port, cfg.http.port) == (4444, 5555)
+    monkeypatch.chdir(config_dir)  # one file, read once
+    assert env_files(config_dir) == [config_dir / ".env"]
 
 
 def test_broken_config_lists_every_problem() -> None:
@@ -247,3 +269,50 @@ def test_a_gatherer_id_cannot_escape_the_journal_directory() -> None:
             f" got {bad!r}"
         ]
     assert load_gatherer_config(None, overrides={"gatherer_id": "prod-us_east.1"}).gatherer_id
+
+
+def test_mode_and_logging_format_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text("mode: staging\nlogging:\n  format: xml\n")
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path, env={})
+    assert info.value.problems == [
+        "mode: expected local or production, got 'staging'",
+        "logging.format: expected text or json, got 'xml'",
+    ]
+    path.write_text("mode: production\n")  # no embedded server in production
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path, env={})
+    assert info.value.problems == [
+        "timescaledb.url: required in production mode (local mode starts an embedded"
+        " PostgreSQL when it is empty)"
+    ]
+    path.write_text("mode: production\ntimescaledb:\n  url: postgresql://db/kalshi\n")
+    assert load_gatherer_config(path, env={}).mode == "production"
+
+
+def test_websocket_queue_size_is_no_longer_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text("websocket:\n  queue_size: 10\n")
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path, env={})
+    assert info.value.problems == ["websocket.queue_size: unknown key"]
+
+
+def test_json_logging_writes_one_object_per_record() -> None:
+    script = (
+        "import logging\n"
+        "from kalshi.cli.app import configure_logging\n"
+        "from kalshi.config import LoggingConfig\n"
+        "configure_logging(LoggingConfig(level='info', format='json'))\n"
+        "logging.getLogger('kalshi.test').info('listed %d markets', 7)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    record = json.loads(result.stderr)
+    assert (record["levelname"], record["name"], record["message"]) == (
+        "INFO",
+        "kalshi.test",
+        "listed 7 markets",
+    )
