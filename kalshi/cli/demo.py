@@ -4,6 +4,7 @@ in one process, from one command (`just demo`)."""
 from __future__ import annotations
 
 import logging
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -21,11 +22,18 @@ from kalshi.tui import run_tui
 
 log = logging.getLogger("kalshi.demo")
 
+# Shipped inside the package (the repository's etc/demo.yaml links to it), so an installed
+# wheel runs the demo from any directory; its relative paths are under the working directory.
+DEMO_CONFIG = Path(str(files("kalshi") / "etc" / "demo.yaml"))
+
 
 @app.command
 def demo(
     *,
-    config: Annotated[Path, Parameter(help="Gatherer config (YAML).")] = Path("etc/demo.yaml"),
+    config: Annotated[
+        Path | None,
+        Parameter(help="Gatherer config (YAML). Default: the packaged etc/demo.yaml."),
+    ] = None,
     markets: Annotated[int, Parameter(help="Markets in the simulated exchange.")] = 2000,
     active: Annotated[int, Parameter(help="Markets that trade.")] = 200,
     rate: Annotated[float, Parameter(help="Simulated messages per second.")] = 2000.0,
@@ -37,7 +45,7 @@ def demo(
     The simulator listens on the port of ``kalshi.rest_url`` in the config; the gatherer
     uses the simulator's key pair. Ctrl-C stops both and flushes everything.
     """
-    cfg = load_or_exit(config, GathererConfig)
+    cfg = load_or_exit(config or DEMO_CONFIG, GathererConfig)
     configure_logging(cfg.logging, quiet=tui)
     try:
         with resolve_database(cfg.timescaledb) as url:

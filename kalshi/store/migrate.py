@@ -37,6 +37,18 @@ log = logging.getLogger("kalshi.store")
 SQL_DIR = Path(str(files("kalshi") / "sql"))
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x6B616C736869  # "kalshi"
+# Files edited in place after release, with the checksums they had: the edit changed no table,
+# so a database that applied the old text is up to date. 001 learned to check that TimescaleDB
+# is preloaded before CREATE EXTENSION.
+_SUPERSEDED: dict[str, frozenset[str]] = {
+    "001_storage_mode.sql": frozenset(
+        {"d42bcc3f74536875ff4ded4342f94a0932da419141b33b4aae4b18f49335c594"}
+    ),
+}
+_TIMESCALEDB = """
+SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+       current_setting('shared_preload_libraries')
+"""
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -90,12 +102,16 @@ def migrate(url: str, directory: Path | None = None) -> list[str]:
             done = dict(conn.execute("SELECT name, checksum FROM schema_migrations").fetchall())
             for migration in migrations:
                 recorded = done.get(migration.name)
+                if recorded in _SUPERSEDED.get(migration.name, ()):
+                    continue
                 if recorded is not None and recorded != migration.checksum:
                     raise StoreError(
                         f"{migration.name}: file changed after it was applied "
                         f"(checksum {migration.checksum[:12]}, recorded {recorded[:12]}); "
                         "add a new migration instead"
                     )
+            if "001_storage_mode.sql" not in done:
+                _explain_storage_mode(conn)
             for migration in migrations:
                 if migration.name in done:
                     continue
@@ -113,6 +129,18 @@ def migrate(url: str, directory: Path | None = None) -> list[str]:
     if applied:
         log.info("storage mode: %s", mode)
     return applied
+
+
+def _explain_storage_mode(conn: psycopg.Connection[Any]) -> None:
+    """One log line when TimescaleDB is installed but cannot be used (not preloaded)."""
+    row = conn.execute(_TIMESCALEDB).fetchone()
+    available, preload = (bool(row[0]), str(row[1])) if row else (False, "")
+    if available and "timescaledb" not in re.split(r"[\s,]+", preload):
+        log.warning(
+            "TimescaleDB is installed but not in shared_preload_libraries: using plain "
+            "PostgreSQL. To use it, add shared_preload_libraries = 'timescaledb' to "
+            "postgresql.conf, restart the server and migrate a new database"
+        )
 
 
 def applied_migrations(url: str) -> list[tuple[str, str]]:
