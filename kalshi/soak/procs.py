@@ -36,12 +36,19 @@ class Child:
         self.exit_codes: list[int] = []
 
     async def start(self) -> None:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - a log file, closed in stop()
-        self.proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "kalshi", *self.args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        """Start the process (its log is appended to); :meth:`stop` or :meth:`wait` ends it
+        and closes the log."""
+        log = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - a log file, closed in _ended()
+        try:
+            self.proc = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "kalshi", *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        except BaseException:
+            log.close()
+            raise
+        self._log = log
 
     def sample_rss(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
@@ -66,6 +73,17 @@ class Child:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        return self._ended(proc)
+
+    async def wait(self) -> int:
+        """Wait until the process exits by itself; returns its exit code."""
+        proc = self.proc
+        if proc is None:
+            return 0
+        await proc.wait()
+        return self._ended(proc)
+
+    def _ended(self, proc: trio.Process) -> int:
         code = proc.returncode
         assert code is not None
         self.exit_codes.append(code)

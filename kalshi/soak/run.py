@@ -104,6 +104,7 @@ async def run_soak(
     await trio.to_thread.run_sync(pg.start)
     s3 = S3Server(workdir / "s3")
     children: dict[str, Child] = {}
+    final: Child | None = None
     try:
         urls = {}
         with connect_db(pg.url_for("postgres")) as db:
@@ -174,14 +175,14 @@ async def run_soak(
                 workdir / "dedup.log",
             )
             await final.start()
-            assert final.proc is not None
-            await final.proc.wait()
-            report.check(final.proc.returncode == 0, f"dedup --once exited {final.proc.returncode}")
+            code = await final.wait()
+            report.check(code == 0, f"dedup --once exited {code}")
             await _verify(report, sim, before, urls, workdir, s3, children, monitor)
     finally:
-        for child in children.values():
-            if child.proc is not None:
-                await child.stop(signal.SIGKILL)
+        with trio.CancelScope(shield=True):  # no child outlives the soak, no log stays open
+            for child in [*children.values(), *([final] if final else [])]:
+                if child.proc is not None:
+                    await child.stop(signal.SIGKILL)
         await trio.to_thread.run_sync(s3.stop)
         await trio.to_thread.run_sync(pg.stop)
     return report

@@ -57,22 +57,22 @@ async def test_kill_9_mid_merge_then_restart_leaves_no_duplicates_and_no_holes(
     config = _config(tmp_path / "dedup.yaml", production, urls)
     total = len(truth.deltas())
 
-    proc = _dedup(config)
-    try:
-        with connect_db(production) as db:
-            deadline = time.monotonic() + 120
-            while not db.query("SELECT 1 FROM dedup_books LIMIT 1"):
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
-                assert time.monotonic() < deadline
-                await trio.sleep(0.005)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            merged = db.count("orderbook_deltas")
-        assert 0 < merged < total  # killed between the first and the last transaction
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with _dedup(config) as proc:  # leaving it closes the stdout pipe
+        try:
+            with connect_db(production) as db:
+                deadline = time.monotonic() + 120
+                while not db.query("SELECT 1 FROM dedup_books LIMIT 1"):
+                    assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
+                    assert time.monotonic() < deadline
+                    await trio.sleep(0.005)
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                merged = db.count("orderbook_deltas")
+            assert 0 < merged < total  # killed between the first and the last transaction
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     with trio.fail_after(120):
         done = await trio.run_process(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -130,16 +132,19 @@ class Client:
         return frames[:-1]
 
 
+@asynccontextmanager
 async def connect(sim: SimExchange, headers: dict[str, str] | None = None, *,
-                  memory: bool = False) -> Client:  # fmt: skip
-    """A signed (unless ``headers`` is given) WebSocket session to ``sim``."""
+                  memory: bool = False) -> AsyncIterator[Client]:  # fmt: skip
+    """A signed (unless ``headers`` is given) WebSocket session to ``sim`` for the block;
+    leaving it (or a refused handshake) closes the client's stream."""
     if memory:
         stream: trio.abc.Stream = await sim.connect_memory()
     else:
         stream = await trio.open_tcp_stream("127.0.0.1", sim.port)
-    client = Client(stream)
-    await client.handshake(signed_headers(sim) if headers is None else headers)
-    return client
+    async with stream:
+        client = Client(stream)
+        await client.handshake(signed_headers(sim) if headers is None else headers)
+        yield client
 
 
 def raw_upgrade(headers: dict[str, str]) -> bytes:

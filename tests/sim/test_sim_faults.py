@@ -27,8 +27,7 @@ async def _subscribed(ex: object, client: Client) -> None:
 
 
 async def test_skip_and_repeat_seq(mock_clock: object) -> None:
-    async with sim(markets=10, active=1) as ex:
-        client = await connect(ex)
+    async with sim(markets=10, active=1) as ex, connect(ex) as client:
         await _subscribed(ex, client)  # snapshot = seq 1
         ex.faults.skip_seq(3)
         ex.engine.step(1)
@@ -46,8 +45,7 @@ async def test_skip_and_repeat_seq(mock_clock: object) -> None:
 
 
 async def test_malformed_frames(mock_clock: object) -> None:
-    async with sim(markets=10, active=1) as ex:
-        client = await connect(ex)
+    async with sim(markets=10, active=1) as ex, connect(ex) as client:
         for kind in ("json", "truncated", "unknown_type", "wrong_type"):
             assert ex.faults.send_malformed(kind) == 1
         raw = []
@@ -61,8 +59,7 @@ async def test_malformed_frames(mock_clock: object) -> None:
 
 @pytest.mark.parametrize("abrupt", [False, True])
 async def test_drop_connections(mock_clock: object, abrupt: bool) -> None:
-    async with sim(markets=10, active=1) as ex:
-        client = await connect(ex)
+    async with sim(markets=10, active=1) as ex, connect(ex) as client:
         await client.sync()
         assert ex.faults.drop_connections(abrupt=abrupt) == 1
         kind, value = await client.recv()
@@ -76,37 +73,37 @@ async def test_drop_connections(mock_clock: object, abrupt: bool) -> None:
 async def test_go_silent_then_resume_without_loss(autojump_clock: object) -> None:
     async with sim(markets=10, active=1) as ex:
         ex.engine.pause()
-        client = await connect(ex, memory=True)
-        await _subscribed(ex, client)
-        ex.faults.go_silent(30.0)
-        start = trio.current_time()
-        ex.engine.step(20)
-        kind, value = await client.recv()
-        while kind == "ping":  # the one due at 30 s may come first; those at 10 s, 20 s never
-            assert trio.current_time() - start == pytest.approx(30.0)
+        async with connect(ex, memory=True) as client:
+            await _subscribed(ex, client)
+            ex.faults.go_silent(30.0)
+            start = trio.current_time()
+            ex.engine.step(20)
             kind, value = await client.recv()
-        assert kind == "text"
-        assert trio.current_time() - start == pytest.approx(30.0)
-        frames = [orjson.loads(value), *await client.sync()]
-        deltas = [f["seq"] for f in frames if f["type"] == "orderbook_delta"]
-        assert deltas == list(range(2, 2 + ex.truth.events_generated["orderbook_delta"]))
-        assert ex.truth.faults_injected == {"silent": 1}
+            while kind == "ping":  # the one due at 30 s may come first; those at 10 s, 20 s never
+                assert trio.current_time() - start == pytest.approx(30.0)
+                kind, value = await client.recv()
+            assert kind == "text"
+            assert trio.current_time() - start == pytest.approx(30.0)
+            frames = [orjson.loads(value), *await client.sync()]
+            deltas = [f["seq"] for f in frames if f["type"] == "orderbook_delta"]
+            assert deltas == list(range(2, 2 + ex.truth.events_generated["orderbook_delta"]))
+            assert ex.truth.faults_injected == {"silent": 1}
 
 
 async def test_delay_holds_data_but_not_pings(autojump_clock: object) -> None:
     async with sim(markets=10, active=1) as ex:
         ex.engine.pause()
-        client = await connect(ex, memory=True)
-        await _subscribed(ex, client)
-        ex.faults.delay(15.0)
-        start = trio.current_time()
-        ex.engine.step(1)
-        assert await client.recv() == ("ping", b"heartbeat")
-        assert trio.current_time() - start == pytest.approx(10.0)
-        frame = await client.text()
-        assert trio.current_time() - start == pytest.approx(15.0)
-        assert frame["seq"] == 2
-        assert ex.truth.faults_injected == {"delay": 1}
+        async with connect(ex, memory=True) as client:
+            await _subscribed(ex, client)
+            ex.faults.delay(15.0)
+            start = trio.current_time()
+            ex.engine.step(1)
+            assert await client.recv() == ("ping", b"heartbeat")
+            assert trio.current_time() - start == pytest.approx(10.0)
+            frame = await client.text()
+            assert trio.current_time() - start == pytest.approx(15.0)
+            assert frame["seq"] == 2
+            assert ex.truth.faults_injected == {"delay": 1}
 
 
 async def test_rest_faults_and_refusal(mock_clock: object) -> None:
@@ -123,9 +120,11 @@ async def test_rest_faults_and_refusal(mock_clock: object) -> None:
         assert (await c.get("/exchange/status")).status_code == 200
         ex.faults.refuse_connections(2.0)
         with pytest.raises(Exception):  # noqa: B017  # the connection is reset
-            await connect(ex)
+            async with connect(ex):
+                pass
         mock_clock.jump(2.0)  # type: ignore[attr-defined]
-        await connect(ex)
+        async with connect(ex):
+            pass
         assert ex.truth.faults_injected == {"rest429": 3, "rest5xx": 1, "refuse": 1}
 
 
@@ -157,16 +156,16 @@ async def test_fault_plan_runs_on_schedule(autojump_clock: object) -> None:
     plan = FaultPlan.parse("malformed_json=every:2s,drop=at:7s")
     async with sim(markets=10, active=1, faults=plan) as ex:
         ex.engine.pause()
-        client = await connect(ex, memory=True)
-        start = trio.current_time()
-        got = []
-        while True:
-            kind, _value = await client.recv()
-            got.append((kind, round(trio.current_time() - start, 3)))
-            if kind == "close":
-                break
-        assert got == [("text", 2.0), ("text", 4.0), ("text", 6.0), ("close", 7.0)]
-        assert ex.truth.faults_injected == {"malformed": 3, "drop": 1}
+        async with connect(ex, memory=True) as client:
+            start = trio.current_time()
+            got = []
+            while True:
+                kind, _value = await client.recv()
+                got.append((kind, round(trio.current_time() - start, 3)))
+                if kind == "close":
+                    break
+            assert got == [("text", 2.0), ("text", 4.0), ("text", 6.0), ("close", 7.0)]
+            assert ex.truth.faults_injected == {"malformed": 3, "drop": 1}
 
 
 @settings(
@@ -176,8 +175,7 @@ async def test_fault_plan_runs_on_schedule(autojump_clock: object) -> None:
 async def test_snapshot_then_deltas_rebuild_exactly(
     mock_clock: object, seed: int, steps: int
 ) -> None:
-    async with sim(markets=30, active=3, seed=seed) as ex:
-        client = await connect(ex)
+    async with sim(markets=30, active=3, seed=seed) as ex, connect(ex) as client:
         rebuilt = Rebuilt()
         half = steps // 2
         ex.engine.step(half)  # books move before the snapshot too
@@ -208,19 +206,19 @@ async def test_snapshot_then_deltas_rebuild_exactly(
 async def test_blast_mode_streams_pregenerated_truth(mock_clock: object) -> None:
     async with sim(markets=20, active=4, blast=True, blast_events=3000) as ex:
         assert ex.truth.events_generated.total() >= 3000
-        client = await connect(ex)
-        tickers = ex.engine.active_tickers
-        ident = await client.send(
-            "subscribe", {"channels": ["orderbook_delta", "trade"], "market_tickers": tickers}
-        )
-        rebuilt = Rebuilt()
-        for frame in await client.until_reply(ident):
-            rebuilt.feed(frame)
-        generated = ex.truth.events_generated
-        want = generated["orderbook_delta"] + generated["trade"]
-        while sum(1 for m in rebuilt.messages if m.type in ("orderbook_delta", "trade")) < want:
-            rebuilt.feed(await client.text())
-        assert rebuilt.last_seq == {1: 4 + generated["orderbook_delta"], 2: generated["trade"]}
-        for ticker in tickers:
-            assert rebuilt.books[ticker] == ex.truth.book(ticker)
-        assert [m.body for m in rebuilt.messages if m.type == "trade"] == ex.truth.trades
+        async with connect(ex) as client:
+            tickers = ex.engine.active_tickers
+            ident = await client.send(
+                "subscribe", {"channels": ["orderbook_delta", "trade"], "market_tickers": tickers}
+            )
+            rebuilt = Rebuilt()
+            for frame in await client.until_reply(ident):
+                rebuilt.feed(frame)
+            generated = ex.truth.events_generated
+            want = generated["orderbook_delta"] + generated["trade"]
+            while sum(1 for m in rebuilt.messages if m.type in ("orderbook_delta", "trade")) < want:
+                rebuilt.feed(await client.text())
+            assert rebuilt.last_seq == {1: 4 + generated["orderbook_delta"], 2: generated["trade"]}
+            for ticker in tickers:
+                assert rebuilt.books[ticker] == ex.truth.book(ticker)
+            assert [m.body for m in rebuilt.messages if m.type == "trade"] == ex.truth.trades

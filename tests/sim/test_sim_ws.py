@@ -28,8 +28,7 @@ from kalshi.wire import decode_ws
 
 
 async def test_subscribe_snapshot_then_deltas_rebuild_engine_books(mock_clock: object) -> None:
-    async with sim(markets=40, active=4, seed=7) as ex:
-        client = await connect(ex)
+    async with sim(markets=40, active=4, seed=7) as ex, connect(ex) as client:
         tickers = ex.engine.active_tickers
         ident = await client.send(
             "subscribe", {"channels": ["orderbook_delta", "trade"], "market_tickers": tickers}
@@ -51,8 +50,7 @@ async def test_subscribe_snapshot_then_deltas_rebuild_engine_books(mock_clock: o
 
 
 async def test_subscribed_one_per_channel_and_list(mock_clock: object) -> None:
-    async with sim(markets=20, active=2) as ex:
-        client = await connect(ex)
+    async with sim(markets=20, active=2) as ex, connect(ex) as client:
         t = ex.engine.active_tickers
         ident = await client.send(
             "subscribe", {"channels": ["orderbook_delta", "ticker", "trade"], "market_tickers": t}
@@ -113,8 +111,7 @@ def _b(frame: dict[str, object]) -> bytes:
 async def test_command_errors(
     mock_clock: object, cmd: str, params: dict[str, object] | None, code: int
 ) -> None:
-    async with sim(markets=10, active=1) as ex:
-        client = await connect(ex)
+    async with sim(markets=10, active=1) as ex, connect(ex) as client:
         ident = await client.send(cmd, params)
         frame = (await client.until_reply(ident))[-1]
         decoded = decode_ws(_b(frame))
@@ -124,8 +121,7 @@ async def test_command_errors(
 
 
 async def test_not_json_is_error_1(mock_clock: object) -> None:
-    async with sim(markets=10, active=1) as ex:
-        client = await connect(ex)
+    async with sim(markets=10, active=1) as ex, connect(ex) as client:
         await client.send_text("{nope")
         assert await client.text() == {
             "type": "error",
@@ -134,8 +130,7 @@ async def test_not_json_is_error_1(mock_clock: object) -> None:
 
 
 async def test_update_subscription_actions_and_seq(mock_clock: object) -> None:
-    async with sim(markets=30, active=3) as ex:
-        client = await connect(ex)
+    async with sim(markets=30, active=3) as ex, connect(ex) as client:
         a, b, c = ex.engine.active_tickers
         await client.until_reply(
             await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": [a]})
@@ -185,8 +180,7 @@ async def test_update_subscription_actions_and_seq(mock_clock: object) -> None:
 
 
 async def test_resubscribe_adds_markets_to_the_same_sid(mock_clock: object) -> None:
-    async with sim(markets=20, active=2) as ex:
-        client = await connect(ex)
+    async with sim(markets=20, active=2) as ex, connect(ex) as client:
         a, b = ex.engine.active_tickers
         await client.until_reply(
             await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": [a]})
@@ -204,8 +198,7 @@ async def test_resubscribe_adds_markets_to_the_same_sid(mock_clock: object) -> N
 
 
 async def test_ticker_and_lifecycle_channels_decode(mock_clock: object) -> None:
-    async with sim(markets=20, active=2) as ex:
-        client = await connect(ex)
+    async with sim(markets=20, active=2) as ex, connect(ex) as client:
         await client.until_reply(
             await client.send("subscribe", {"channels": ["ticker", "market_lifecycle_v2"]})
         )
@@ -232,13 +225,13 @@ async def test_ticker_and_lifecycle_channels_decode(mock_clock: object) -> None:
 async def test_heartbeat_every_ten_seconds(autojump_clock: object) -> None:
     async with sim(markets=10, active=1) as ex:
         ex.engine.pause()
-        client = await connect(ex, memory=True)
-        start = trio.current_time()
-        kind, payload = await client.recv()
-        assert (kind, payload) == ("ping", b"heartbeat")
-        assert trio.current_time() - start == pytest.approx(10.0)
-        assert await client.recv() == ("ping", b"heartbeat")
-        assert trio.current_time() - start == pytest.approx(20.0)
+        async with connect(ex, memory=True) as client:
+            start = trio.current_time()
+            kind, payload = await client.recv()
+            assert (kind, payload) == ("ping", b"heartbeat")
+            assert trio.current_time() - start == pytest.approx(10.0)
+            assert await client.recv() == ("ping", b"heartbeat")
+            assert trio.current_time() - start == pytest.approx(20.0)
 
 
 @pytest.mark.parametrize(
@@ -270,7 +263,8 @@ async def test_handshake_rejections(change: str, problem: str) -> None:
         else:
             headers = {}
         with pytest.raises(Rejected) as caught:
-            await connect(ex, headers)
+            async with connect(ex, headers):
+                pass
         assert caught.value.status == 401
         assert caught.value.body == (
             b'{"error":{"code":"authentication_error","message":"' + problem.encode() + b'"}}'
