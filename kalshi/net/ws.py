@@ -18,8 +18,11 @@ import trio
 import trio_websocket
 
 from kalshi.errors import AuthError, ConfigError, ConnectionLost, HttpError
+from kalshi.net.streams import closing, handshake, open_stream, request_target
 
 __all__ = ["TRANSPORTS", "Connector", "WsConnection", "get_transport"]
+
+_DISCONNECT_TIMEOUT = 2.0
 
 
 class WsConnection(Protocol):
@@ -61,28 +64,78 @@ class _TrioWs:
 
 
 @asynccontextmanager
+async def _trio_websocket_over_stream(
+    stream: trio.abc.Stream, url: str, headers: Mapping[str, str], max_frame_bytes: int
+) -> AsyncIterator[WsConnection]:
+    """trio-websocket over an open ``stream``, which the block owns: it is closed on every
+    way out. (trio-websocket's own ``open_websocket`` leaves the socket open after a refused
+    handshake, and after a peer that ends without a close frame, until garbage collection.)"""
+    host, target = request_target(url)
+    extra = [(k.encode(), v.encode()) for k, v in headers.items()]
+    body: list[BaseException] = []
+    async with closing(stream):
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    ws = await handshake(
+                        lambda: trio_websocket.wrap_client_stream(
+                            nursery,
+                            stream,  # type: ignore[arg-type]  # any Trio stream will do
+                            host,
+                            target,
+                            extra_headers=extra,
+                            message_queue_size=64,
+                            max_message_size=max_frame_bytes,
+                            receive_buffer_size=1 << 16,
+                        )
+                    )
+                    try:
+                        yield _TrioWs(ws)
+                    except BaseException as exc:
+                        body.append(exc)
+                        raise
+                    finally:
+                        with trio.move_on_after(_DISCONNECT_TIMEOUT, shield=True):
+                            await ws.aclose()  # the close handshake
+                finally:
+                    nursery.cancel_scope.cancel()  # the reader task, also after a failed handshake
+        except BaseExceptionGroup as group:
+            raise _only(group, body) from None
+
+
+def _only(group: BaseExceptionGroup, body: list[BaseException]) -> BaseException:
+    """The one exception the nursery of :func:`_trio_websocket_over_stream` wrapped: the
+    block's own, else the reader's (a refused handshake), else a cancellation."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if body and exc is body[0]:
+            return exc
+    errors = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)]
+    return errors[0] if errors else leaves[0]
+
+
+@asynccontextmanager
 async def _trio_websocket(
     url: str, headers: Mapping[str, str], max_frame_bytes: int
 ) -> AsyncIterator[WsConnection]:
-    extra = [(k.encode(), v.encode()) for k, v in headers.items()]
     try:
-        async with trio_websocket.open_websocket_url(
-            url,
-            extra_headers=extra,
-            max_message_size=max_frame_bytes,
-            message_queue_size=64,
-            receive_buffer_size=1 << 16,
-            connect_timeout=10,
-            disconnect_timeout=2,
-        ) as ws:
-            yield _TrioWs(ws)
+        stream = await open_stream(url)
+        async with _trio_websocket_over_stream(stream, url, headers, max_frame_bytes) as ws:
+            yield ws
     except trio_websocket.ConnectionRejected as exc:
         status = exc.status_code or 0
         if status in (401, 403):
             raise AuthError(f"websocket handshake rejected with HTTP {status}") from None
         raise HttpError(status, "websocket handshake rejected") from None
-    except trio_websocket.ConnectionTimeout:
-        raise ConnectionLost("websocket connect timed out") from None
     except trio_websocket.HandshakeError as exc:
         raise ConnectionLost(f"websocket handshake failed: {exc!r}") from None
     except trio_websocket.ConnectionClosed as exc:
