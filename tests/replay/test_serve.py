@@ -12,7 +12,9 @@ import trio.testing
 import trio_websocket
 from replay_support import T1, T2, records, scripted_session, write_journal
 
+from kalshi.errors import HttpError
 from kalshi.journal import read_journal
+from kalshi.net import get_transport
 from kalshi.replay import ReplayFilter
 from kalshi.replay.serve import WS_PATH, serve_recording, serve_stream
 
@@ -137,9 +139,11 @@ async def test_commands_the_exchange_refuses(tmp_path: Path) -> None:
                     (4, 7),
                     (None, 1),
                 ]
-            with pytest.raises(trio_websocket.HandshakeError):
-                async with trio_websocket.open_websocket_url(url.replace(WS_PATH, "/nope")):
+            # our transport: trio-websocket's open_websocket leaves a refused socket open
+            with pytest.raises(HttpError) as refused:
+                async with get_transport("trio-websocket")(url.replace(WS_PATH, "/nope"), {}, 1024):
                     pass
+            assert refused.value.status == 404
             nursery.cancel_scope.cancel()
 
 
