@@ -14,6 +14,7 @@ import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from site import getsitepackages
 
 import pytest
 
@@ -56,7 +57,9 @@ def installed(scratch: Path) -> Path:
             text=True,
         ).strip()
     )
-    paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    # site.getsitepackages(): the system's too, when the tests run in a venv that sees them
+    here = sysconfig.get_paths()
+    paths = dict.fromkeys([here["purelib"], here["platlib"], *getsitepackages()])
     (site / "dependencies.pth").write_text("".join(f"{p}\n" for p in paths))
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install",
