@@ -134,6 +134,9 @@ class WebsocketConfig:
     ping_interval: Duration = Duration(2.0)
     # Markets per update_subscription command (the exchange's cap is unpublished).
     markets_per_command: int = 256
+    # Subscription commands per second per connection (the exchange allows 10 000 per
+    # session; pacing keeps the replies and snapshots of a (re)subscription from bursting).
+    commands_per_second: float = 20.0
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "trio-websocket"
 

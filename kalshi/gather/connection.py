@@ -21,7 +21,7 @@ from kalshi.errors import AuthError, ConnectionLost, NetError
 from kalshi.gather import metrics
 from kalshi.gather.context import BACKFILL_MARGIN_US, GatherContext
 from kalshi.gather.pipeline import CONTROL_TYPES, Outcome
-from kalshi.models.control import ErrorReply, Subscribed
+from kalshi.models.control import Command, ErrorReply, Subscribed
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
@@ -65,6 +65,9 @@ class Connection:
         self._frame_no = 0
         self._last_frame_wall = 0
         self._alive = 0.0
+        rate = float(ctx.cfg.websocket.commands_per_second)
+        self._command_interval = 1.0 / rate if rate > 0 else 0.0
+        self._next_command_at = -math.inf
 
     def _set_state(self, state: str) -> None:
         """Move to ``state``; the ``kalshi_ws_connections`` gauge follows every move."""
@@ -100,7 +103,10 @@ class Connection:
             except BaseException as exc:
                 error = _network_error(exc)
                 if error is None:
-                    raise
+                    rest = _without_network_errors(exc)
+                    if rest is exc:
+                        raise
+                    raise rest from None  # cancelled while a network error came in
                 self.last_error = reason = str(error)
                 level = logging.ERROR if isinstance(error, AuthError) else logging.WARNING
                 log.log(level, "%s: %s", self.name, error)
@@ -222,6 +228,18 @@ class Connection:
         ctx.processor.sent(data)
         await ws.send(data)
 
+    async def _command(self, ws: WsConnection, command: Command) -> None:
+        """Send one subscription command, at most ``websocket.commands_per_second`` of them
+        (the exchange allows 10 000/s per session, kalshi-api.md §2.6; pacing spreads the
+        snapshots a resubscription brings so no reply burst overflows the exchange's
+        buffer, error 25)."""
+        now = trio.current_time()
+        if self._next_command_at > now:
+            await trio.sleep_until(self._next_command_at)
+            now = self._next_command_at
+        self._next_command_at = now + self._command_interval
+        await self._send(ws, encode_command(command))
+
     def _ident(self) -> int:
         self._next_id += 1
         return self._next_id
@@ -237,12 +255,12 @@ class Connection:
                 await self._wake.wait()
             self._set_state("subscribing")
             first = sorted(self.desired)[:chunk]
-            command = subscribe_cmd(self._ident(), [self.channel], first)
+            command = subscribe_cmd(self._ident(), [self.channel], first, skip_ticker_ack=True)
             self._requested.update(first)
-        else:
-            command = subscribe_cmd(self._ident(), [self.channel])
+        else:  # the whole exchange (kalshi-api.md §2.2, §5)
+            command = subscribe_cmd(self._ident(), [self.channel], skip_ticker_ack=True)
         ctx.marker(self.conn_id, "subscribe", channels=[self.channel], markets=len(self._requested))
-        await self._send(ws, encode_command(command))
+        await self._command(ws, command)
         while self.sid is None:
             self._wake = trio.Event()
             await self._wake.wait()
@@ -263,7 +281,7 @@ class Connection:
                     metrics.RESNAPSHOTS.labels("gap").inc(len(part))
                     ctx.marker(self.conn_id, "resnapshot", tickers=part)
                     command = update_subscription_cmd(self._ident(), self.sid, "get_snapshot", part)
-                    await self._send(ws, encode_command(command))
+                    await self._command(ws, command)
             await self._wake.wait()
 
     async def _sync_markets(self, ws: WsConnection, chunk: int) -> None:
@@ -274,7 +292,7 @@ class Connection:
             for i in range(0, len(tickers), chunk):
                 part = tickers[i : i + chunk]
                 command = update_subscription_cmd(self._ident(), self.sid, action, part)
-                await self._send(ws, encode_command(command))
+                await self._command(ws, command)
                 if action == "add_markets":
                     self._requested.update(part)
                 else:
@@ -340,6 +358,16 @@ def _network_error(exc: BaseException) -> NetError | AuthError | None:
             leaves.append(item)
     errors = [leaf for leaf in leaves if isinstance(leaf, NetError | AuthError)]
     return errors[0] if errors and len(errors) == len(leaves) else None
+
+
+def _without_network_errors(exc: BaseException) -> BaseException:
+    """``exc`` without the network errors in it, when it is a group that also holds other
+    exceptions (a shutdown's ``Cancelled`` racing an error 25 reply, say): the others
+    propagate and the network error, moot once we are stopping, does not escape."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    rest = exc.subgroup(lambda e: not isinstance(e, BaseExceptionGroup | NetError | AuthError))
+    return exc if rest is None else rest
 
 
 def _notable(out: Outcome) -> bool:
