@@ -14,6 +14,7 @@ boundary of ``net/``, ``store/`` and ``dedup/``::
     │   ├── ConnectionLost   the socket closed, errored or went silent
     │   ├── RateLimited      HTTP 429 / WS error 27
     │   └── HttpError        any other non-2xx REST answer
+    ├── PaginationError      a paginated REST call that repeats a cursor or passes the page cap
     ├── StoreError           database failures
     │   └── DatabaseUnavailable  cannot reach PostgreSQL (transient)
     ├── JournalError         a journal file that cannot be written or read
@@ -34,6 +35,7 @@ __all__ = [
     "JournalError",
     "KalshiError",
     "NetError",
+    "PaginationError",
     "RateLimited",
     "StoreError",
     "UnitError",
@@ -100,6 +102,12 @@ _PERMANENT_CLOSE = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 
 class RateLimited(NetError):
     """The exchange answered 429 (REST) or error 27 (WebSocket)."""
+
+
+class PaginationError(KalshiError):
+    """A paginated REST call that would never end: the exchange answered a cursor it had
+    already given (a loop), or the pages passed the cap. Not transient: retrying at once
+    would loop again."""
 
 
 class HttpError(NetError):

@@ -14,9 +14,10 @@ Plan grammar (``kalshi sim --faults SPEC``)::
     DUR    := NUMBER ("ms" | "s" | "m")     e.g. 500ms, 5s, 1.5m
     KIND   := drop | drop_abrupt | close | silent | delay | skip_seq | repeat_seq
             | malformed | malformed_json | malformed_truncated | malformed_unknown_type
-            | malformed_wrong_type | rest429 | rest5xx | refuse
+            | malformed_wrong_type | rest429 | rest5xx | refuse | stuck_cursor
 
-``ARG`` is a duration for silent, delay, rest429, rest5xx and refuse (default 3s) and a
+``ARG`` is a duration for silent, delay, rest429, rest5xx, refuse and stuck_cursor (default
+3s) and a
 count for skip_seq and repeat_seq (default 1). ``close`` closes every connection with the
 close code ARG (default 1008, a permanent one: RFC 6455 §7.4). ``malformed`` cycles through
 the four kinds.
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["MALFORMED_KINDS", "FaultPlan", "FaultStep", "Faults"]
 
 MALFORMED_KINDS: Final = ("json", "truncated", "unknown_type", "wrong_type")
-_TIMED: Final = frozenset({"silent", "delay", "rest429", "rest5xx", "refuse"})
+_TIMED: Final = frozenset({"silent", "delay", "rest429", "rest5xx", "refuse", "stuck_cursor"})
 _COUNTED: Final = frozenset({"skip_seq", "repeat_seq", "close"})
 _KINDS: Final = frozenset(
     {"drop", "drop_abrupt", "malformed", *(f"malformed_{k}" for k in MALFORMED_KINDS)}
@@ -60,6 +61,7 @@ class Faults:
         self.rest_429_until = float("-inf")
         self.rest_5xx_until = float("-inf")
         self.refuse_until = float("-inf")
+        self.stuck_cursor_until = float("-inf")
         self._malformed_next = 0
 
     def count(self, kind: str, n: int = 1) -> None:
@@ -133,6 +135,13 @@ class Faults:
     def rest_5xx(self, seconds: float) -> None:
         """Answer every REST request with 503 for ``seconds`` (counted per answer)."""
         self.rest_5xx_until = max(self.rest_5xx_until, trio.current_time() + seconds)
+
+    def stuck_cursor(self, seconds: float) -> None:
+        """For ``seconds``, every paginated REST list (``/markets``, ``/markets/trades``,
+        ``/events``) answers a page that has a successor with the cursor it was asked for
+        (the first page with its usual cursor): a client that trusts cursors loops forever
+        (counted per stuck answer)."""
+        self.stuck_cursor_until = max(self.stuck_cursor_until, trio.current_time() + seconds)
 
     def refuse_connections(self, seconds: float) -> None:
         """Reset every new TCP connection (REST and WebSocket) for ``seconds`` (counted per
@@ -243,5 +252,7 @@ def apply(step: FaultStep, faults: Faults) -> None:
         faults.rest_429(arg)
     elif kind == "rest5xx":
         faults.rest_5xx(arg)
+    elif kind == "stuck_cursor":
+        faults.stuck_cursor(arg)
     else:
         faults.refuse_connections(arg)
