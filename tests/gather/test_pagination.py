@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.errors import PaginationError
@@ -76,6 +77,8 @@ async def test_the_gatherer_starts_with_what_it_listed_and_logs_one_error(
             with trio.fail_after(60):
                 listed = await nursery.start(relist_forever, ctx, rest, registry)
             assert (listed, len(registry.markets), rest.requests) == (2000, 2000, 2)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(rows["markets"]) == 2000
             errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
             assert errors == [
                 "market listing stopped early: GET /markets: page 2 repeated the cursor "
