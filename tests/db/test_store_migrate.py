@@ -160,9 +160,8 @@ async def test_role_with_dml_rights_only_migrates_and_writes(
             1,
         )
         with trio.fail_after(30):
-            async with open_store(role_url, cfg) as store:
-                async with store.sender("trades") as send:
-                    await send.send(row)
+            async with open_store(role_url, cfg) as store, store.sender("trades") as send:
+                await send.send(row)
         with connect_db(db_url) as db:
             assert db.fetch_rows("trades") == [row]
     finally:
