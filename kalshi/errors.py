@@ -77,7 +77,25 @@ class NetError(KalshiError):
 
 
 class ConnectionLost(NetError):
-    """The WebSocket closed, failed, or stayed silent past its deadline."""
+    """The WebSocket closed, failed, or stayed silent past its deadline.
+
+    ``code`` is the peer's close code (RFC 6455 §7.4) when it sent a close frame, else None.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+    @property
+    def permanent(self) -> bool:
+        """A close code that says retrying cannot help: protocol, data, policy, size or
+        extension errors (1002, 1003, 1007-1010) and the application range 4000-4999.
+        1000/1001/1011-1014 and a close without a frame are transient."""
+        code = self.code
+        return code is not None and (code in _PERMANENT_CLOSE or 4000 <= code <= 4999)
+
+
+_PERMANENT_CLOSE = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 
 
 class RateLimited(NetError):

@@ -17,6 +17,7 @@ import trio
 
 from kalshi.http.server import Request, Response
 from kalshi.models.market import MarketStatus
+from kalshi.models.trade import Trade
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
 from kalshi.sim.universe import MARKETS_PER_EVENT, SERIES, MarketInfo, Universe
 
@@ -344,7 +345,7 @@ class RestApi:
                         "taker_side": t.taker_side.value,
                         "taker_outcome_side": t.taker_side.value,
                         "taker_book_side": "bid" if t.taker_side.value == "yes" else "ask",
-                        "created_time": format_rfc3339_us(t.exchange_ts),
+                        "created_time": format_rfc3339_us(_created_us(t), digits=6),
                         "is_block_trade": t.is_block_trade,
                     }
                 )
@@ -444,3 +445,10 @@ def _page(
                 return page, True
             page.append(info)
     return page, False
+
+
+def _created_us(trade: Trade) -> int:
+    """The REST ``created_time`` of a trade: microseconds whose millisecond is the WS
+    ``ts_ms`` (the real exchange's ``"…T11:29:25.354888Z"`` beside ``ts_ms`` …354, issue 17).
+    The extra µs are derived from the trade id, so they are stable across requests."""
+    return trade.exchange_ts + int(trade.trade_id[-3:], 16) % 1000
