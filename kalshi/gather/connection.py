@@ -4,7 +4,9 @@ Per frame, in this order: stamp the receive time, journal the raw bytes, decode 
 ``seq`` (the :class:`~kalshi.gather.pipeline.FrameProcessor`), hand rows to the writers.
 A session ends on any network error, on silence (no frame and no pong for
 ``websocket.silence_timeout``), or on a terminal subscription error; the task then backs off
-exponentially with jitter and starts a new session with its current markets. The window
+exponentially with jitter and starts a new session with its current markets, except after a
+permanent close code (:attr:`ConnectionLost.permanent`): then the connection stops, its
+state ``stopped`` and the error on ``/health``. The window
 between the last frame of one session and the subscription of the next is a ``reconnect``
 gap; for the trade channel it is backfilled over REST.
 """
@@ -98,6 +100,7 @@ class Connection:
         backoff = Backoff(float(ws_cfg.reconnect_backoff), float(ws_cfg.max_reconnect_backoff))
         lost_at: int | None = None
         while True:
+            permanent = False
             try:
                 await self._session(lost_at, backoff)
             except BaseException as exc:
@@ -108,17 +111,24 @@ class Connection:
                         raise
                     raise rest from None  # cancelled while a network error came in
                 self.last_error = reason = str(error)
-                level = logging.ERROR if isinstance(error, AuthError) else logging.WARNING
-                log.log(level, "%s: %s", self.name, error)
+                permanent = isinstance(error, ConnectionLost) and error.permanent
+                if not permanent:
+                    level = logging.ERROR if isinstance(error, AuthError) else logging.WARNING
+                    log.log(level, "%s: %s", self.name, error)
             if self.sessions and self.conn_id:
                 self.ctx.processor.forget_connection(self.conn_id)
                 self.ctx.marker(self.conn_id, "disconnect", reason=reason)
                 if lost_at is None or self._last_frame_wall:
                     lost_at = self._last_frame_wall or self.ctx.wall_us()
-                if self.channel == "trade":  # trades from lost_at on come by REST, later
+                if self.channel == "trade" and not permanent:  # from lost_at on: REST, later
                     key = ("disconnect", self.name, lost_at)
                     self.ctx.hold(key, lost_at - BACKFILL_MARGIN_US)
             self._last_frame_wall = 0
+            if permanent:  # retrying cannot help: stop, degraded on /health
+                self.last_error = f"stopped after a permanent close: {reason}"
+                log.error("%s: %s; not reconnecting", self.name, self.last_error)
+                self._set_state("stopped")
+                await trio.sleep_forever()
             self.reconnects += 1
             metrics.RECONNECTS.labels(self.name).inc()
             if self.ctx.on_connection_lost is not None:
@@ -321,25 +331,33 @@ class Connection:
     # --- liveness -----------------------------------------------------------------------
 
     async def _keepalive(self, ws: WsConnection) -> None:
-        """Ping every ``ping_interval``; raise when nothing (frame or pong) arrived for
-        ``silence_timeout``."""
+        """Ping every ``ping_interval`` (one ping in flight at a time); raise when nothing
+        at all (a data frame, a ping, a pong with any payload) arrived for
+        ``silence_timeout``. The exchange's pongs are empty (kalshi-api.md §2.5), so
+        liveness is whatever the socket last heard, not a matched payload."""
         ws_cfg = self.ctx.cfg.websocket
         interval = float(ws_cfg.ping_interval)
         timeout = float(ws_cfg.silence_timeout)
+        in_flight = False
 
         async def ping() -> None:
-            await ws.ping()
-            self._alive = max(self._alive, trio.current_time())
+            nonlocal in_flight
+            try:
+                await ws.ping()
+            finally:
+                in_flight = False
 
         async with trio.open_nursery() as pings:
             next_ping = trio.current_time()
             while True:
-                deadline = self._alive + timeout
+                deadline = max(self._alive, ws.heard) + timeout
                 now = trio.current_time()
                 if now >= deadline:
-                    raise ConnectionLost(f"silent for {timeout:g}s (no frame, no pong)")
-                if now >= next_ping:
-                    pings.start_soon(ping)
+                    raise ConnectionLost(f"silent for {timeout:g}s (no frame, no ping, no pong)")
+                if interval > 0 and now >= next_ping:
+                    if not in_flight:
+                        in_flight = True
+                        pings.start_soon(ping)
                     next_ping = now + interval
                 await trio.sleep_until(min(deadline, next_ping if interval > 0 else math.inf))
 

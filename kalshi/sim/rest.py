@@ -17,6 +17,7 @@ import trio
 
 from kalshi.http.server import Request, Response
 from kalshi.models.market import MarketStatus
+from kalshi.models.trade import Trade
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
 from kalshi.sim.universe import MARKETS_PER_EVENT, SERIES, MarketInfo, Universe
 
@@ -244,9 +245,17 @@ class RestApi:
         page, more = _page(candidates, start, limit, checks, u)
         body = {
             "markets": [u.market_json(info) for info in page],
-            "cursor": _cursor("m", page[-1].index + 1) if more else "",
+            "cursor": self._next_cursor(q, _cursor("m", page[-1].index + 1) if more else ""),
         }
         return _json(200, body)
+
+    def _next_cursor(self, q: _Query, cursor: str) -> str:
+        """``cursor``, or under the ``stuck_cursor`` fault the one the request carried."""
+        faults = self.sim.faults
+        if cursor and trio.current_time() < faults.stuck_cursor_until:
+            faults.count("stuck_cursor")
+            return q.text("cursor") or cursor
+        return cursor
 
     def _series_indices(self, series_ticker: str) -> Iterator[int]:
         s = next(i for i, x in enumerate(SERIES) if x.ticker == series_ticker)
@@ -344,12 +353,12 @@ class RestApi:
                         "taker_side": t.taker_side.value,
                         "taker_outcome_side": t.taker_side.value,
                         "taker_book_side": "bid" if t.taker_side.value == "yes" else "ask",
-                        "created_time": format_rfc3339_us(t.exchange_ts),
+                        "created_time": format_rfc3339_us(_created_us(t), digits=6),
                         "is_block_trade": t.is_block_trade,
                     }
                 )
             i -= 1
-        return _json(200, {"trades": out, "cursor": next_cursor})
+        return _json(200, {"trades": out, "cursor": self._next_cursor(q, next_cursor)})
 
     # --- events -----------------------------------------------------------------------------
 
@@ -386,7 +395,8 @@ class RestApi:
             if nested:
                 event["markets"] = [u.market_json(m) for m in markets]
             out.append(event)
-        return _json(200, {"events": out, "cursor": _cursor("e", position) if more else ""})
+        cursor = _cursor("e", position) if more else ""
+        return _json(200, {"events": out, "cursor": self._next_cursor(q, cursor)})
 
     def _events_from(self, position: int) -> Iterator[tuple[int, MarketInfo]]:
         u = self.universe
@@ -444,3 +454,10 @@ def _page(
                 return page, True
             page.append(info)
     return page, False
+
+
+def _created_us(trade: Trade) -> int:
+    """The REST ``created_time`` of a trade: microseconds whose millisecond is the WS
+    ``ts_ms`` (the real exchange's ``"…T11:29:25.354888Z"`` beside ``ts_ms`` …354, issue 17).
+    The extra µs are derived from the trade id, so they are stable across requests."""
+    return trade.exchange_ts + int(trade.trade_id[-3:], 16) % 1000

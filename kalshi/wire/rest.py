@@ -28,6 +28,7 @@ from kalshi.wire._fields import (
     req_size,
     req_str,
     side,
+    trade_time,
 )
 
 __all__ = [
@@ -206,7 +207,7 @@ def trade_from_json(t: dict[str, Any]) -> Trade:
         no_price=PRICE_SCALE - yes_price if no_price is None else no_price,
         count=req_size(t, "count_fp"),
         taker_side=side(t, taker),
-        exchange_ts=parse_rfc3339_us(req_str(t, "created_time")),
+        exchange_ts=trade_time(parse_rfc3339_us(req_str(t, "created_time"))),
         is_block_trade=bool(opt_bool(t, "is_block_trade")),
     )
 
