@@ -33,6 +33,10 @@ async def test_commands_are_paced_and_replies_carry_no_market_list(
             def __init__(self, ws: WsConnection) -> None:
                 self.ws = ws
 
+            @property
+            def heard(self) -> float:
+                return self.ws.heard
+
             async def receive(self) -> bytes | str:
                 raw = await self.ws.receive()
                 received.append(orjson.loads(raw))

@@ -34,8 +34,10 @@ class _Session:
         self.release = trio.Event()
         self.sent: list[bytes | str] = []
         self._replied = False
+        self.heard = trio.current_time()
 
     async def receive(self) -> bytes | str:
+        self.heard = trio.current_time()
         if not self._replied:
             self._replied = True
             return _SUBSCRIBED
