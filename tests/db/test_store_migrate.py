@@ -20,6 +20,7 @@ MIGRATIONS = [
     "003_time_series.sql",
     "004_dedup.sql",
     "005_watermark.sql",
+    "006_gap_sid.sql",
 ]
 _PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
 
