@@ -50,7 +50,9 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.silence_timeout": "a connection with nothing received (data or pong) for this "
     "long is dead",
     "websocket.ping_interval": "client ping interval",
-    "websocket.markets_per_command": "markets per `update_subscription` command",
+    "websocket.markets_per_command": "markets per `subscribe` / `update_subscription` command",
+    "websocket.commands_per_second": "subscription commands per second per connection "
+    "(paces a (re)subscription; the exchange allows 10 000/s per session)",
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
     "websocket.transport": "`trio-websocket`, `wsproto` or `fast` (see docs/performance.md)",
     # timescaledb

@@ -29,6 +29,11 @@ REST_REQUESTS = Counter(
 SNAPSHOT_MISMATCHES = Counter(
     "kalshi_snapshot_mismatches", "REST order books that differed from the live book"
 )
+PAGINATION_ERRORS = Counter(
+    "kalshi_pagination_errors",
+    "Paginated REST calls stopped on a repeated cursor or the page cap, by endpoint",
+    ["endpoint"],
+)
 BACKFILLED_TRADES = Counter(
     "kalshi_backfilled_trades", "Trades fetched over REST to cover a disconnect or seq gap"
 )

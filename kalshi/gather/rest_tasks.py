@@ -8,13 +8,13 @@ import logging
 import trio
 
 from kalshi.book import OrderBook
-from kalshi.errors import NetError
+from kalshi.errors import NetError, PaginationError
 from kalshi.gather import metrics
 from kalshi.gather.context import Backfill, GatherContext
 from kalshi.gather.layout import Layout
 from kalshi.gather.pipeline import book_json, trade_row
 from kalshi.gather.registry import MarketRegistry
-from kalshi.models.rows import SnapshotRow
+from kalshi.models.rows import GapRow, SnapshotRow
 from kalshi.net import Backoff, RestClient
 
 __all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
@@ -53,6 +53,12 @@ async def relist_forever(
             log.warning("market listing failed: %s", exc)
             await trio.sleep(backoff.next())
             continue
+        except PaginationError as exc:
+            # the pages before the repeat are in the registry; looping again now would
+            # repeat too, so carry on with them and list again at the next interval
+            metrics.PAGINATION_ERRORS.labels("/markets").inc()
+            log.error("market listing stopped early: %s", exc)
+            listed = len(registry.markets)
         backoff.reset()
         log.info("listed %d markets, %d live", listed, len(registry.live))
         if not started:
@@ -82,6 +88,15 @@ async def backfill_trades(
                     log.warning("trade backfill failed, retrying: %s", exc)
                     await trio.sleep(backoff.next())
                     continue
+                except PaginationError as exc:  # the trades before the repeat are stored
+                    metrics.PAGINATION_ERRORS.labels("/markets/trades").inc()
+                    log.error("trade backfill of %d..%d stopped early: %s", start, end, exc)
+                    detail = f"trade backfill stopped early: {exc}"
+                    gap = GapRow(
+                        start, end, ctx.gatherer_id, 0, None, None, "backfill", None, None, detail
+                    )
+                    await ctx.gap(gap)
+                    break
                 log.info("backfilled %d trades for %d..%d", count, start, end)
                 break
             ctx.release(key)

@@ -245,9 +245,17 @@ class RestApi:
         page, more = _page(candidates, start, limit, checks, u)
         body = {
             "markets": [u.market_json(info) for info in page],
-            "cursor": _cursor("m", page[-1].index + 1) if more else "",
+            "cursor": self._next_cursor(q, _cursor("m", page[-1].index + 1) if more else ""),
         }
         return _json(200, body)
+
+    def _next_cursor(self, q: _Query, cursor: str) -> str:
+        """``cursor``, or under the ``stuck_cursor`` fault the one the request carried."""
+        faults = self.sim.faults
+        if cursor and trio.current_time() < faults.stuck_cursor_until:
+            faults.count("stuck_cursor")
+            return q.text("cursor") or cursor
+        return cursor
 
     def _series_indices(self, series_ticker: str) -> Iterator[int]:
         s = next(i for i, x in enumerate(SERIES) if x.ticker == series_ticker)
@@ -350,7 +358,7 @@ class RestApi:
                     }
                 )
             i -= 1
-        return _json(200, {"trades": out, "cursor": next_cursor})
+        return _json(200, {"trades": out, "cursor": self._next_cursor(q, next_cursor)})
 
     # --- events -----------------------------------------------------------------------------
 
@@ -387,7 +395,8 @@ class RestApi:
             if nested:
                 event["markets"] = [u.market_json(m) for m in markets]
             out.append(event)
-        return _json(200, {"events": out, "cursor": _cursor("e", position) if more else ""})
+        cursor = _cursor("e", position) if more else ""
+        return _json(200, {"events": out, "cursor": self._next_cursor(q, cursor)})
 
     def _events_from(self, position: int) -> Iterator[tuple[int, MarketInfo]]:
         u = self.universe
