@@ -24,8 +24,6 @@ ORDERBOOKS_PER_REQUEST = 100  # GET /markets/orderbooks takes 1-100 tickers (kal
 
 log = logging.getLogger("kalshi.gather.rest")
 
-_RELEASE_AFTER = 1.0  # seconds: rows handed to a channel are in a writer's batch by then
-
 
 async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketRegistry) -> int:
     """One full listing of ``/markets`` into the registry; returns markets listed."""
@@ -81,8 +79,8 @@ async def backfill_trades(
     """For each ``(from_us, to_us, key)`` window, store every REST trade in it (second
     resolution, widened by one second each side). The trades table's key makes trades the
     live feed also delivered collide, so each trade is stored once. The store's watermark
-    hold ``key`` is released once the rows are in the writers (plus a settle, so that
-    they are seen as pending there before the hold goes)."""
+    hold ``key`` is released once the rows are handed to the store, which counts them as
+    pending from then until the database acknowledges them."""
     async with windows:
         async for start, end, key in windows:
             backoff = Backoff(0.5, 30.0)
@@ -104,7 +102,6 @@ async def backfill_trades(
                     break
                 log.info("backfilled %d trades for %d..%d", count, start, end)
                 break
-            await trio.sleep(_RELEASE_AFTER)
             ctx.release(key)
 
 
