@@ -147,7 +147,8 @@ def test_point_in_time_reads_only_up_to_the_instant() -> None:
 
         found = book_from_journal(counted(), window, at_us)
         assert (best_first(found.book), found.stale) == (book, False)
-        needed = sum(orjson.loads(line)["recv_ms"] * 1000 <= at_us + STOP_GRACE_US for line in lines)
+        until = at_us + STOP_GRACE_US
+        needed = sum(orjson.loads(line)["recv_ms"] * 1000 <= until for line in lines)
         assert read == needed < len(lines)
 
 
