@@ -54,6 +54,7 @@ class _FastConnection:
     __slots__ = (
         "_buf",
         "_closed",
+        "_code",
         "_io",
         "_max",
         "_parts",
@@ -69,6 +70,11 @@ class _FastConnection:
         self._parts: list[bytes] = []
         self._text = True
         self._closed: str | None = None
+        self._code: int | None = None
+
+    @property
+    def heard(self) -> float:
+        return self._io.heard
 
     async def _write(self, data: bytes) -> None:
         await self._io.send_all(data)
@@ -82,7 +88,7 @@ class _FastConnection:
     async def receive(self) -> bytes | str:
         while True:
             if self._closed is not None:
-                raise ConnectionLost(self._closed)
+                raise ConnectionLost(self._closed, self._code)
             buf, pos = self._buf, self._pos
             available = len(buf) - pos
             if available < 2:
@@ -142,9 +148,10 @@ class _FastConnection:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
                 reason = payload[2:].decode(errors="replace")
                 self._closed = f"closed by peer: {code} {reason}".strip()
+                self._code = code if len(payload) >= 2 else None
                 with suppress(ConnectionLost):
                     await self._write(encode_client_frame(_CLOSE, payload[:2]))
-                raise ConnectionLost(self._closed)
+                raise ConnectionLost(self._closed, self._code)
             else:
                 await self._fail(1002, f"unknown opcode {opcode}")
 

@@ -13,7 +13,15 @@ import trio
 
 from kalshi.errors import ConnectionLost
 
-__all__ = ["StreamIO", "closing", "handshake", "open_stream", "over_tcp", "request_target"]
+__all__ = [
+    "HeardStream",
+    "StreamIO",
+    "closing",
+    "handshake",
+    "open_stream",
+    "over_tcp",
+    "request_target",
+]
 
 T = TypeVar("T")
 
@@ -59,14 +67,16 @@ async def handshake(run: Callable[[], Awaitable[T]]) -> T:
 class StreamIO:
     """The byte side of a hand-driven WebSocket client: sends serialized (a pong, a ping
     and a command may go at once), receives, and the pings waiting for their pong. Stream
-    failures become :class:`ConnectionLost`."""
+    failures become :class:`ConnectionLost`. ``heard`` is the Trio time bytes last arrived
+    (any frame, control frames too: liveness, kalshi-api.md §2.5)."""
 
-    __slots__ = ("_lock", "_pongs", "stream")
+    __slots__ = ("_lock", "_pongs", "heard", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self._lock = trio.StrictFIFOLock()
-        self._pongs: dict[bytes, trio.Event] = {}
+        self._pongs: list[trio.Event] = []
+        self.heard = trio.current_time()
 
     async def send_all(self, data: bytes) -> None:
         async with self._lock:
@@ -82,18 +92,44 @@ class StreamIO:
             raise ConnectionLost(f"receive failed: {exc!r}") from None
         if not data:
             raise ConnectionLost("connection closed without a close frame")
+        self.heard = trio.current_time()
         return bytes(data)
 
     def expect_pong(self) -> tuple[bytes, trio.Event]:
-        """A fresh ping payload and the event its pong will set."""
-        payload = os.urandom(8)
-        waiter = self._pongs[payload] = trio.Event()
-        return payload, waiter
+        """A fresh ping payload and the event the next pong will set."""
+        waiter = trio.Event()
+        self._pongs.append(waiter)
+        return os.urandom(8), waiter
 
     def pong(self, payload: bytes) -> None:
-        waiter = self._pongs.pop(payload, None)
-        if waiter is not None:
+        """A pong with any payload answers every ping in flight: the exchange answers ours
+        with an *empty* pong (kalshi-api.md §2.5), so payloads are not matched."""
+        waiters, self._pongs = self._pongs, []
+        for waiter in waiters:
             waiter.set()
+
+
+class HeardStream(trio.abc.Stream):
+    """``stream`` that notes in ``heard`` the Trio time its last bytes arrived: liveness
+    for a transport whose reader we do not drive (trio-websocket answers pings itself)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.heard = trio.current_time()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.stream.receive_some(max_bytes)
+        self.heard = trio.current_time()
+        return data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 @asynccontextmanager

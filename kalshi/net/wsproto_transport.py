@@ -41,6 +41,11 @@ class _WsprotoConnection:
         self._parts: list[bytes | str] = []
         self._size = 0
         self._closed: str | None = None
+        self._code: int | None = None
+
+    @property
+    def heard(self) -> float:
+        return self._io.heard
 
     async def _write(self, event: Event) -> None:
         await self._io.send_all(self._ws.send(event))
@@ -53,7 +58,7 @@ class _WsprotoConnection:
         while True:
             while not self._events:
                 if self._closed is not None:
-                    raise ConnectionLost(self._closed)
+                    raise ConnectionLost(self._closed, self._code)
                 await self._fill()
             event = self._events.popleft()
             if isinstance(event, TextMessage | BytesMessage):
@@ -72,9 +77,10 @@ class _WsprotoConnection:
                 self._io.pong(bytes(event.payload))
             elif isinstance(event, CloseConnection):
                 self._closed = f"closed by peer: {event.code} {event.reason or ''}".strip()
+                self._code = int(event.code)
                 with suppress(ConnectionLost):
                     await self._write(event.response())
-                raise ConnectionLost(self._closed)
+                raise ConnectionLost(self._closed, self._code)
 
     async def send(self, data: bytes | str) -> None:
         await self._write(TextMessage(data if isinstance(data, str) else data.decode()))

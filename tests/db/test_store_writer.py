@@ -284,6 +284,19 @@ async def test_gap_without_ticker_is_stored_once(db_url: str, cfg: GathererConfi
         assert db.fetch_rows("gaps") == [gap]
 
 
+async def test_gaps_on_two_sids_sharing_a_microsecond_are_two_rows(
+    db_url: str, cfg: GathererConfig
+) -> None:
+    # One connection, two subscriptions whose previous frames were received in the same µs.
+    first = GapRow(T0, T0 + 9, "g-1", T0, 1, None, "seq_gap", 5, 7, "trade: 2 frame(s) missing")
+    second = first._replace(sid=2, expected_seq=3, got_seq=4, detail="x: 1 frame(s) missing")
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "gaps", [first, second, second._replace(detail="again")])
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("gaps") == [first, second]
+
+
 async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
     db_url: str, make_cfg: Callable[..., GathererConfig], tmp_path: Path
 ) -> None:

@@ -151,9 +151,10 @@ async def test_garbage_and_truncated_lines_skip_only_themselves(tmp_path: Path) 
     assert [(p.path, p.line_no) for p in problems] == [(str(path), 7), (str(path), 11)]
     assert problems[0].reason.startswith("invalid JSON")
     assert problems[1].reason.startswith("invalid JSON")
-    # The lost delta is visible downstream: the order-book gap now starts at seq 4.
+    # The losses are visible downstream: the trade sid's first frame is now seq 2 (a gap:
+    # a fresh sid starts at 1), and the order-book gap now starts at seq 4.
     gaps = [(r.kind, r.expected_seq, r.got_seq) for _, r in damaged_rows if isinstance(r, GapRow)]
-    assert gaps == [("seq_gap", 4, 7)]
+    assert gaps == [("seq_gap", 1, 2), ("seq_gap", 4, 7)]
     assert [r.trade_id for _, r in damaged_rows if isinstance(r, TradeRow)] == ["tr-2"]
 
 
