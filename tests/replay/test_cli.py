@@ -53,7 +53,8 @@ async def test_replay_to_jsonl_reports_corrupt_lines_and_exits_1(tmp_path: Path)
     torn = len(lines[15]) - 25 + 1
     assert errors[1] == f"{path}:16: torn last line ({torn} bytes, no newline)"
     assert errors[2:] == [
-        "replayed 11 frames (14 journal records); rows: gaps 1, orderbook_deltas 4, "
+        # Line 7 was the trade subscription's seq 1: its seq 2 is now a gap too.
+        "replayed 11 frames (14 journal records); rows: gaps 2, orderbook_deltas 4, "
         "orderbook_snapshots 3, trades 1",
         "frames flagged by the pipeline: invalid 1",
         "2 corrupt journal line(s) skipped",
