@@ -335,7 +335,8 @@ class RestApi:
     def _trades(self, q: _Query) -> Response:
         limit = q.number("limit", 100, 0, 1000) or 100
         trades = self.sim.truth.trades
-        end = len(trades)
+        offset = self.sim.truth.trades_offset  # cursors are absolute trade positions
+        end = offset + len(trades)
         if q.text("cursor"):
             end = min(end, _position("t", q.text("cursor")))
         ticker = q.text("ticker")
@@ -348,8 +349,8 @@ class RestApi:
         out: list[dict[str, Any]] = []
         i = end - 1
         next_cursor = ""
-        while i >= 0:  # newest first
-            t = trades[i]
+        while i >= offset:  # newest first (older ones are forgotten: trade_window_s)
+            t = trades[i - offset]
             if t.exchange_ts < min_us:
                 break  # trades are in time order: nothing older can match
             keep = (not ticker or t.ticker == ticker) and (
