@@ -164,7 +164,7 @@ def test_into_postgresql_then_snapshot_at(db_url: str, tmp_path: Path) -> None:
         "orderbook_snapshots 6, trades 2,640"
     )
     # 050000 and 050800 are one recorder session (seq goes on); 051300's seq restarts.
-    assert [line.split(":")[0] for line in lines[1:]] == [
+    assert [line.split(":")[0] for line in lines[1:3]] == [
         f"session 1785901540025000 ({capture(WINDOWS[0])})",
         f"session 1785948391669000 ({capture(WINDOWS[2])})",
     ]
