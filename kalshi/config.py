@@ -135,7 +135,7 @@ class WebsocketConfig:
     # Markets per update_subscription command (the exchange's cap is unpublished).
     markets_per_command: int = 256
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
-    transport: str = "trio-websocket"
+    transport: str = "websockets"
 
 
 @frozen
@@ -482,8 +482,8 @@ def _check(value: Any) -> list[str]:
                 problems.append(f"websocket.{name}: expected a non-negative integer")
         if ws.max_reconnect_backoff < ws.reconnect_backoff:
             problems.append("websocket.max_reconnect_backoff: must be >= reconnect_backoff")
-        if ws.transport not in ("trio-websocket", "wsproto", "fast"):
-            problems.append("websocket.transport: expected trio-websocket, wsproto or fast")
+        if ws.transport not in ("websockets", "trio-websocket"):
+            problems.append("websocket.transport: expected websockets or trio-websocket")
         if not re.fullmatch(r"\d+/\d+", value.shard) or not (
             0 <= int(value.shard.split("/")[0]) < int(value.shard.split("/")[1])
         ):

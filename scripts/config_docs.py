@@ -52,7 +52,7 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.ping_interval": "client ping interval",
     "websocket.markets_per_command": "markets per `update_subscription` command",
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
-    "websocket.transport": "`trio-websocket`, `wsproto` or `fast` (see docs/performance.md)",
+    "websocket.transport": "`websockets` (default) or `trio-websocket` (see docs/performance.md)",
     # timescaledb
     "timescaledb.url": "PostgreSQL/TimescaleDB URL; empty starts the embedded PostgreSQL",
     "timescaledb.max_connections": "database connections of the writers",

@@ -303,25 +303,21 @@ class Connection:
     # --- liveness -----------------------------------------------------------------------
 
     async def _keepalive(self, ws: WsConnection) -> None:
-        """Ping every ``ping_interval``; raise when nothing (frame or pong) arrived for
-        ``silence_timeout``."""
+        """Ping every ``ping_interval``; raise when nothing (a frame of any kind: data, ping,
+        pong, even an empty pong as the exchange sends) arrived for ``silence_timeout``."""
         ws_cfg = self.ctx.cfg.websocket
         interval = float(ws_cfg.ping_interval)
         timeout = float(ws_cfg.silence_timeout)
 
-        async def ping() -> None:
-            await ws.ping()
-            self._alive = max(self._alive, trio.current_time())
-
         async with trio.open_nursery() as pings:
             next_ping = trio.current_time()
             while True:
-                deadline = self._alive + timeout
+                deadline = max(self._alive, ws.heard_at) + timeout
                 now = trio.current_time()
                 if now >= deadline:
                     raise ConnectionLost(f"silent for {timeout:g}s (no frame, no pong)")
                 if now >= next_ping:
-                    pings.start_soon(ping)
+                    pings.start_soon(ws.ping)
                     next_ping = now + interval
                 await trio.sleep_until(min(deadline, next_ping if interval > 0 else math.inf))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -58,15 +57,14 @@ async def handshake(run: Callable[[], Awaitable[T]]) -> T:
 
 class StreamIO:
     """The byte side of a hand-driven WebSocket client: sends serialized (a pong, a ping
-    and a command may go at once), receives, and the pings waiting for their pong. Stream
-    failures become :class:`ConnectionLost`."""
+    and a command may go at once) and receives. Stream failures become
+    :class:`ConnectionLost`."""
 
-    __slots__ = ("_lock", "_pongs", "stream")
+    __slots__ = ("_lock", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self._lock = trio.StrictFIFOLock()
-        self._pongs: dict[bytes, trio.Event] = {}
 
     async def send_all(self, data: bytes) -> None:
         async with self._lock:
@@ -83,17 +81,6 @@ class StreamIO:
         if not data:
             raise ConnectionLost("connection closed without a close frame")
         return bytes(data)
-
-    def expect_pong(self) -> tuple[bytes, trio.Event]:
-        """A fresh ping payload and the event its pong will set."""
-        payload = os.urandom(8)
-        waiter = self._pongs[payload] = trio.Event()
-        return payload, waiter
-
-    def pong(self, payload: bytes) -> None:
-        waiter = self._pongs.pop(payload, None)
-        if waiter is not None:
-            waiter.set()
 
 
 @asynccontextmanager

@@ -3,9 +3,10 @@
 ``connect(url, headers, max_frame_bytes)`` is an async context manager yielding a
 :class:`WsConnection`. Foreign errors are mapped here: a refused handshake becomes
 :class:`AuthError` (401/403) or :class:`HttpError`; anything that ends the socket becomes
-:class:`ConnectionLost`. ``transport: trio-websocket`` is the default;
-``transport: wsproto`` drives wsproto on a Trio stream directly
-(``wsproto_transport.py``); ``docs/performance.md`` compares their receive rates.
+:class:`ConnectionLost`. ``transport: websockets`` (the default) drives the ``websockets``
+package's sans-I/O protocol on a Trio stream (``websockets_transport.py``);
+``transport: trio-websocket`` runs trio-websocket (a reader task and a message channel).
+``docs/performance.md`` compares their receive rates.
 """
 
 from __future__ import annotations
@@ -20,18 +21,26 @@ import trio_websocket
 from kalshi.errors import AuthError, ConfigError, ConnectionLost, HttpError
 from kalshi.net.streams import closing, handshake, open_stream, request_target
 
-__all__ = ["TRANSPORTS", "Connector", "WsConnection", "get_transport"]
+__all__ = ["DEFAULT_TRANSPORT", "TRANSPORTS", "Connector", "WsConnection", "get_transport"]
+
+DEFAULT_TRANSPORT = "websockets"
 
 _DISCONNECT_TIMEOUT = 2.0
 
 
 class WsConnection(Protocol):
+    """``heard_at``: Trio time anything (a frame of any kind) last arrived; the silence
+    check reads it (kalshi-api.md, "WebSocket": the exchange's pongs are empty, so they
+    cannot be matched to a ping)."""
+
+    heard_at: float
+
     async def receive(self) -> bytes | str: ...
 
     async def send(self, data: bytes | str) -> None: ...
 
     async def ping(self) -> None:
-        """Send a ping and return when its pong arrives."""
+        """Send a ping (a transport may return at once or when a pong arrived)."""
         ...
 
 
@@ -39,14 +48,18 @@ Connector = Callable[[str, Mapping[str, str], int], AbstractAsyncContextManager[
 
 
 class _TrioWs:
-    __slots__ = ("_ws",)
+    __slots__ = ("_pinging", "_ws", "heard_at")
 
     def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
         self._ws = ws
+        self._pinging = False
+        self.heard_at = trio.current_time()
 
     async def receive(self) -> bytes | str:
         try:
-            return await self._ws.get_message()
+            message = await self._ws.get_message()
+            self.heard_at = trio.current_time()
+            return message
         except trio_websocket.ConnectionClosed as exc:
             raise ConnectionLost(f"closed by peer: {exc.reason}") from None
 
@@ -57,10 +70,18 @@ class _TrioWs:
             raise ConnectionLost(f"closed by peer: {exc.reason}") from None
 
     async def ping(self) -> None:
+        """Returns when the pong arrived. The payload is empty, because the exchange's pongs
+        are (trio-websocket ignores a pong it cannot match); one ping in flight at a time."""
+        if self._pinging:
+            return
+        self._pinging = True
         try:
-            await self._ws.ping()
+            await self._ws.ping(b"")
+            self.heard_at = trio.current_time()
         except trio_websocket.ConnectionClosed as exc:
             raise ConnectionLost(f"closed by peer: {exc.reason}") from None
+        finally:
+            self._pinging = False
 
 
 @asynccontextmanager
@@ -145,10 +166,9 @@ async def _trio_websocket(
 
 
 def _transports() -> dict[str, Connector]:
-    from kalshi.net.frames import fast_connect
-    from kalshi.net.wsproto_transport import wsproto_connect
+    from kalshi.net.websockets_transport import websockets_connect
 
-    return {"trio-websocket": _trio_websocket, "wsproto": wsproto_connect, "fast": fast_connect}
+    return {"websockets": websockets_connect, "trio-websocket": _trio_websocket}
 
 
 TRANSPORTS: dict[str, Connector] = _transports()

@@ -44,6 +44,7 @@ MAX_COMMANDS_PER_S: Final = 10_000
 DEFAULT_BUFFER: Final = 16 * 1024 * 1024  # outbox bytes before error 25
 _CHUNK: Final = 256 * 1024
 _PING: Final = b"\x89\x09heartbeat"
+_PONG: Final = b"\x8a\x00"  # the exchange answers every ping with an empty pong (kalshi-api.md)
 
 ORDERBOOK: Final = "orderbook_delta"
 LIFECYCLE: Final = "market_lifecycle_v2"
@@ -300,7 +301,7 @@ class Session:
                     if event.message_finished:
                         self._error(0, 1)
                 elif isinstance(event, Ping):
-                    self._push_control(self._ws.send(event.response()))
+                    self._push_control(_PONG)
                 elif isinstance(event, CloseConnection):
                     self._push_control(ws_frame(struct.pack("!H", event.code), 0x8))
                     self._closing = "clean"

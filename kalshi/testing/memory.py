@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from kalshi.net import Connector, WsConnection
-from kalshi.net.wsproto_transport import wsproto_over_stream
+from kalshi.net.websockets_transport import websockets_over_stream
 
 __all__ = ["memory_connector"]
 
@@ -27,7 +27,7 @@ def memory_connector(sim: Any) -> Connector:
         client, server = trio.testing.memory_stream_pair()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sim.serve_connection, server)
-            async with wsproto_over_stream(client, url, headers, max_frame_bytes) as conn:
+            async with websockets_over_stream(client, url, headers, max_frame_bytes) as conn:
                 yield conn
             nursery.cancel_scope.cancel()
 
