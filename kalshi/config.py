@@ -3,7 +3,8 @@
 Accepts the seed's ``gatherer.yaml`` and ``deduplicator.yaml`` shapes. Variables come from
 the environment, then from the ``.env`` file beside the config, then from the ``.env`` of the
 working directory: the first that defines a variable wins (:func:`env_files` gives the order).
-Every problem is reported as one line naming the key path, e.g.::
+Every problem is reported as one line naming the key path (never the value of a key that
+holds a secret, nor a value longer than :data:`SHOWN_CHARS`), e.g.::
 
     websocket.reconnect_backoff: expected a duration like 500ms, 5s or 5m, got 'soon'
     metrics.prot: unknown key
@@ -134,6 +135,9 @@ class WebsocketConfig:
     ping_interval: Duration = Duration(2.0)
     # Markets per update_subscription command (the exchange's cap is unpublished).
     markets_per_command: int = 256
+    # Subscription commands per second per connection (the exchange allows 10 000 per
+    # session; pacing keeps the replies and snapshots of a (re)subscription from bursting).
+    commands_per_second: float = 20.0
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "websockets"
 
@@ -442,11 +446,37 @@ def load_config(
         _describe(exc, "", problems)
         value = None
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([_redact(p) for p in problems])
     problems.extend(_check(value))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([_redact(p) for p in problems])
     return value  # type: ignore[return-value]  # checked above
+
+
+# Keys whose values are credentials: a problem with one never shows the value.
+SECRET_KEYS = frozenset({"api_key", "api_secret", "access_key", "secret_key", "password"})
+# Longer values are never echoed (a PEM key or a pasted blob in the wrong key).
+SHOWN_CHARS = 40
+_GOT = re.compile(r"^(?P<path>[^:]*): (?P<head>.*?), got (?P<value>.*)$", re.DOTALL)
+_URL_PASSWORD = re.compile(r"(//[^/:@\s]*):[^@/\s]*@")
+
+
+def _redact(problem: str) -> str:
+    """``problem`` without secrets: the value of a key in :data:`SECRET_KEYS` or any value
+    longer than :data:`SHOWN_CHARS` is replaced by its length; URL passwords by ``***``."""
+    problem = _URL_PASSWORD.sub(r"\1:***@", problem)
+    match = _GOT.match(problem)
+    if match is None:
+        return problem
+    leaf = re.split(r"[.\[]", match["path"])[-1]
+    value = match["value"]
+    if leaf in SECRET_KEYS:
+        shown = "a value that is not shown (the key holds a secret)"
+    elif len(value) > SHOWN_CHARS:
+        shown = f"a value of {len(value)} characters (not shown)"
+    else:
+        return problem
+    return f"{match['path']}: {match['head']}, got {shown}"
 
 
 def _merge(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

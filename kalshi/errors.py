@@ -14,6 +14,7 @@ boundary of ``net/``, ``store/`` and ``dedup/``::
     │   ├── ConnectionLost   the socket closed, errored or went silent
     │   ├── RateLimited      HTTP 429 / WS error 27
     │   └── HttpError        any other non-2xx REST answer
+    ├── PaginationError      a paginated REST call that repeats a cursor or passes the page cap
     ├── StoreError           database failures
     │   └── DatabaseUnavailable  cannot reach PostgreSQL (transient)
     ├── JournalError         a journal file that cannot be written or read
@@ -34,6 +35,7 @@ __all__ = [
     "JournalError",
     "KalshiError",
     "NetError",
+    "PaginationError",
     "RateLimited",
     "StoreError",
     "UnitError",
@@ -77,11 +79,35 @@ class NetError(KalshiError):
 
 
 class ConnectionLost(NetError):
-    """The WebSocket closed, failed, or stayed silent past its deadline."""
+    """The WebSocket closed, failed, or stayed silent past its deadline.
+
+    ``code`` is the peer's close code (RFC 6455 §7.4) when it sent a close frame, else None.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+    @property
+    def permanent(self) -> bool:
+        """A close code that says retrying cannot help: protocol, data, policy, size or
+        extension errors (1002, 1003, 1007-1010) and the application range 4000-4999.
+        1000/1001/1011-1014 and a close without a frame are transient."""
+        code = self.code
+        return code is not None and (code in _PERMANENT_CLOSE or 4000 <= code <= 4999)
+
+
+_PERMANENT_CLOSE = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 
 
 class RateLimited(NetError):
     """The exchange answered 429 (REST) or error 27 (WebSocket)."""
+
+
+class PaginationError(KalshiError):
+    """A paginated REST call that would never end: the exchange answered a cursor it had
+    already given (a loop), or the pages passed the cap. Not transient: retrying at once
+    would loop again."""
 
 
 class HttpError(NetError):

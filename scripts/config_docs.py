@@ -50,7 +50,9 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.silence_timeout": "a connection with nothing received (data or pong) for this "
     "long is dead",
     "websocket.ping_interval": "client ping interval",
-    "websocket.markets_per_command": "markets per `update_subscription` command",
+    "websocket.markets_per_command": "markets per `subscribe` / `update_subscription` command",
+    "websocket.commands_per_second": "subscription commands per second per connection "
+    "(paces a (re)subscription; the exchange allows 10 000/s per session)",
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
     "websocket.transport": "`websockets` (default) or `trio-websocket` (see docs/performance.md)",
     # timescaledb
@@ -63,7 +65,8 @@ DESCRIPTIONS: dict[str, str] = {
     "spool.dead_letter_dir": "rows the database rejected, with the error",
     # snapshot poller
     "snapshot_poller.enabled": "poll REST order books to cross-check the live books",
-    "snapshot_poller.interval": "pause between two rounds of REST order books",
+    "snapshot_poller.interval": "pause between two rounds of REST order books (100 markets "
+    "per request: a round over 250 000 markets takes 250 s at `rest_rate_limit: 10`)",
     "snapshot_poller.max_markets": "poll at most this many markets (empty: all)",
     # journal
     "journal.enabled": "write every frame to the raw journal before decoding it",

@@ -16,13 +16,14 @@ from rich.console import Console
 
 from kalshi import __version__
 from kalshi.config import LoggingConfig, load_config
-from kalshi.errors import ConfigError
+from kalshi.errors import ConfigError, KalshiError
 
 __all__ = [
     "app",
     "configure_logging",
     "console",
     "err_console",
+    "expected_failure",
     "fail",
     "load_or_exit",
     "not_implemented",
@@ -45,6 +46,35 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line to stderr and exit with ``code``."""
     err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise SystemExit(code)
+
+
+def expected_failure(exc: BaseException) -> str | None:
+    """One line for ``exc`` when every error inside it (through Trio's exception groups and
+    ``SystemExit``-free chains) is expected: a :class:`KalshiError` or an ``OSError``;
+    distinct messages are joined with ``; ``. ``None`` for anything else (a bug: show the
+    traceback)."""
+    leaves: list[BaseException] = []
+
+    def walk(node: BaseException) -> None:
+        if isinstance(node, BaseExceptionGroup):
+            for sub in node.exceptions:
+                walk(sub)
+        else:
+            leaves.append(node)
+
+    walk(exc)
+    lines: list[str] = []
+    for leaf in leaves:
+        if isinstance(leaf, KalshiError):
+            line = str(leaf)
+        elif isinstance(leaf, OSError):
+            where = f"{leaf.filename}: " if leaf.filename else ""
+            line = f"{where}{leaf.strerror or leaf}"
+        else:
+            return None
+        if line not in lines:
+            lines.append(line)
+    return "; ".join(lines) if lines else None
 
 
 def load_or_exit(path: Path | None, kind: type[T], **kwargs: Any) -> T:

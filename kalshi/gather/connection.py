@@ -4,7 +4,9 @@ Per frame, in this order: stamp the receive time, journal the raw bytes, decode 
 ``seq`` (the :class:`~kalshi.gather.pipeline.FrameProcessor`), hand rows to the writers.
 A session ends on any network error, on silence (no frame and no pong for
 ``websocket.silence_timeout``), or on a terminal subscription error; the task then backs off
-exponentially with jitter and starts a new session with its current markets. The window
+exponentially with jitter and starts a new session with its current markets, except after a
+permanent close code (:attr:`ConnectionLost.permanent`): then the connection stops, its
+state ``stopped`` and the error on ``/health``. The window
 between the last frame of one session and the subscription of the next is a ``reconnect``
 gap; for the trade channel it is backfilled over REST.
 """
@@ -21,7 +23,7 @@ from kalshi.errors import AuthError, ConnectionLost, NetError
 from kalshi.gather import metrics
 from kalshi.gather.context import BACKFILL_MARGIN_US, GatherContext
 from kalshi.gather.pipeline import CONTROL_TYPES, Outcome
-from kalshi.models.control import ErrorReply, Subscribed
+from kalshi.models.control import Command, ErrorReply, Subscribed
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
@@ -65,6 +67,9 @@ class Connection:
         self._frame_no = 0
         self._last_frame_wall = 0
         self._alive = 0.0
+        rate = float(ctx.cfg.websocket.commands_per_second)
+        self._command_interval = 1.0 / rate if rate > 0 else 0.0
+        self._next_command_at = -math.inf
 
     def _set_state(self, state: str) -> None:
         """Move to ``state``; the ``kalshi_ws_connections`` gauge follows every move."""
@@ -95,24 +100,35 @@ class Connection:
         backoff = Backoff(float(ws_cfg.reconnect_backoff), float(ws_cfg.max_reconnect_backoff))
         lost_at: int | None = None
         while True:
+            permanent = False
             try:
                 await self._session(lost_at, backoff)
             except BaseException as exc:
                 error = _network_error(exc)
                 if error is None:
-                    raise
+                    rest = _without_network_errors(exc)
+                    if rest is exc:
+                        raise
+                    raise rest from None  # cancelled while a network error came in
                 self.last_error = reason = str(error)
-                level = logging.ERROR if isinstance(error, AuthError) else logging.WARNING
-                log.log(level, "%s: %s", self.name, error)
+                permanent = isinstance(error, ConnectionLost) and error.permanent
+                if not permanent:
+                    level = logging.ERROR if isinstance(error, AuthError) else logging.WARNING
+                    log.log(level, "%s: %s", self.name, error)
             if self.sessions and self.conn_id:
                 self.ctx.processor.forget_connection(self.conn_id)
                 self.ctx.marker(self.conn_id, "disconnect", reason=reason)
                 if lost_at is None or self._last_frame_wall:
                     lost_at = self._last_frame_wall or self.ctx.wall_us()
-                if self.channel == "trade":  # trades from lost_at on come by REST, later
+                if self.channel == "trade" and not permanent:  # from lost_at on: REST, later
                     key = ("disconnect", self.name, lost_at)
                     self.ctx.hold(key, lost_at - BACKFILL_MARGIN_US)
             self._last_frame_wall = 0
+            if permanent:  # retrying cannot help: stop, degraded on /health
+                self.last_error = f"stopped after a permanent close: {reason}"
+                log.error("%s: %s; not reconnecting", self.name, self.last_error)
+                self._set_state("stopped")
+                await trio.sleep_forever()
             self.reconnects += 1
             metrics.RECONNECTS.labels(self.name).inc()
             if self.ctx.on_connection_lost is not None:
@@ -222,6 +238,18 @@ class Connection:
         ctx.processor.sent(data)
         await ws.send(data)
 
+    async def _command(self, ws: WsConnection, command: Command) -> None:
+        """Send one subscription command, at most ``websocket.commands_per_second`` of them
+        (the exchange allows 10 000/s per session, kalshi-api.md §2.6; pacing spreads the
+        snapshots a resubscription brings so no reply burst overflows the exchange's
+        buffer, error 25)."""
+        now = trio.current_time()
+        if self._next_command_at > now:
+            await trio.sleep_until(self._next_command_at)
+            now = self._next_command_at
+        self._next_command_at = now + self._command_interval
+        await self._send(ws, encode_command(command))
+
     def _ident(self) -> int:
         self._next_id += 1
         return self._next_id
@@ -237,12 +265,12 @@ class Connection:
                 await self._wake.wait()
             self._set_state("subscribing")
             first = sorted(self.desired)[:chunk]
-            command = subscribe_cmd(self._ident(), [self.channel], first)
+            command = subscribe_cmd(self._ident(), [self.channel], first, skip_ticker_ack=True)
             self._requested.update(first)
-        else:
-            command = subscribe_cmd(self._ident(), [self.channel])
+        else:  # the whole exchange (kalshi-api.md §2.2, §5)
+            command = subscribe_cmd(self._ident(), [self.channel], skip_ticker_ack=True)
         ctx.marker(self.conn_id, "subscribe", channels=[self.channel], markets=len(self._requested))
-        await self._send(ws, encode_command(command))
+        await self._command(ws, command)
         while self.sid is None:
             self._wake = trio.Event()
             await self._wake.wait()
@@ -263,7 +291,7 @@ class Connection:
                     metrics.RESNAPSHOTS.labels("gap").inc(len(part))
                     ctx.marker(self.conn_id, "resnapshot", tickers=part)
                     command = update_subscription_cmd(self._ident(), self.sid, "get_snapshot", part)
-                    await self._send(ws, encode_command(command))
+                    await self._command(ws, command)
             await self._wake.wait()
 
     async def _sync_markets(self, ws: WsConnection, chunk: int) -> None:
@@ -274,7 +302,7 @@ class Connection:
             for i in range(0, len(tickers), chunk):
                 part = tickers[i : i + chunk]
                 command = update_subscription_cmd(self._ident(), self.sid, action, part)
-                await self._send(ws, encode_command(command))
+                await self._command(ws, command)
                 if action == "add_markets":
                     self._requested.update(part)
                 else:
@@ -303,21 +331,33 @@ class Connection:
     # --- liveness -----------------------------------------------------------------------
 
     async def _keepalive(self, ws: WsConnection) -> None:
-        """Ping every ``ping_interval``; raise when nothing (a frame of any kind: data, ping,
-        pong, even an empty pong as the exchange sends) arrived for ``silence_timeout``."""
+        """Ping every ``ping_interval`` (one ping in flight at a time); raise when nothing
+        at all (a data frame, a ping, a pong with any payload) arrived for
+        ``silence_timeout``. The exchange's pongs are empty (kalshi-api.md §2.5), so
+        liveness is whatever the socket last heard, not a matched payload."""
         ws_cfg = self.ctx.cfg.websocket
         interval = float(ws_cfg.ping_interval)
         timeout = float(ws_cfg.silence_timeout)
+        in_flight = False
+
+        async def ping() -> None:
+            nonlocal in_flight
+            try:
+                await ws.ping()
+            finally:
+                in_flight = False
 
         async with trio.open_nursery() as pings:
             next_ping = trio.current_time()
             while True:
-                deadline = max(self._alive, ws.heard_at) + timeout
+                deadline = max(self._alive, ws.heard) + timeout
                 now = trio.current_time()
                 if now >= deadline:
-                    raise ConnectionLost(f"silent for {timeout:g}s (no frame, no pong)")
-                if now >= next_ping:
-                    pings.start_soon(ws.ping)
+                    raise ConnectionLost(f"silent for {timeout:g}s (no frame, no ping, no pong)")
+                if interval > 0 and now >= next_ping:
+                    if not in_flight:
+                        in_flight = True
+                        pings.start_soon(ping)
                     next_ping = now + interval
                 await trio.sleep_until(min(deadline, next_ping if interval > 0 else math.inf))
 
@@ -336,6 +376,16 @@ def _network_error(exc: BaseException) -> NetError | AuthError | None:
             leaves.append(item)
     errors = [leaf for leaf in leaves if isinstance(leaf, NetError | AuthError)]
     return errors[0] if errors and len(errors) == len(leaves) else None
+
+
+def _without_network_errors(exc: BaseException) -> BaseException:
+    """``exc`` without the network errors in it, when it is a group that also holds other
+    exceptions (a shutdown's ``Cancelled`` racing an error 25 reply, say): the others
+    propagate and the network error, moot once we are stopping, does not escape."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    rest = exc.subgroup(lambda e: not isinstance(e, BaseExceptionGroup | NetError | AuthError))
+    return exc if rest is None else rest
 
 
 def _notable(out: Outcome) -> bool:

@@ -26,8 +26,17 @@ MARKETS = Gauge("kalshi_markets_tracked", "Markets in the registry, by status", 
 REST_REQUESTS = Counter(
     "kalshi_rest_requests", "REST requests by endpoint and HTTP status", ["endpoint", "status"]
 )
+SNAPSHOT_PASS = Gauge(
+    "kalshi_snapshot_pass_seconds",
+    "How long the last full pass of the REST snapshot poller took (seconds)",
+)
 SNAPSHOT_MISMATCHES = Counter(
     "kalshi_snapshot_mismatches", "REST order books that differed from the live book"
+)
+PAGINATION_ERRORS = Counter(
+    "kalshi_pagination_errors",
+    "Paginated REST calls stopped on a repeated cursor or the page cap, by endpoint",
+    ["endpoint"],
 )
 BACKFILLED_TRADES = Counter(
     "kalshi_backfilled_trades", "Trades fetched over REST to cover a disconnect or seq gap"

@@ -5,8 +5,10 @@ and gets back an :class:`Outcome` saying which rows to write, which markets need
 snapshot, and which control replies arrived. State kept here: the sequence number of every
 subscription (per connection and ``sid``) and the live order book of every market.
 
-Sequence rules (``docs/architecture.md``): the first frame of a subscription sets the
-counter; ``seq`` equal to the last one or lower is a repeat (counted, not stored again);
+Sequence rules (``docs/architecture.md``, kalshi-api.md §2.4): a subscription's counter
+starts at 0 when its ``subscribed`` reply arrives, so its first sequenced frame must be seq 1
+(frames on a sid whose reply was never seen, as in a partial capture, are not checked);
+``seq`` equal to the last one or lower is a repeat (counted, not stored again);
 higher than last + 1 is a gap (a ``gaps`` row; for an order-book subscription every market
 on it is marked stale and needs a snapshot, for trades the window is backfilled over REST).
 A delta that would make a level negative marks its market stale too.
@@ -175,7 +177,10 @@ class FrameProcessor:
         if msg.type == "subscribed":
             body = msg.body
             assert isinstance(body, Subscribed)
-            self._subs[(conn_id, body.sid)] = _Sub(body.channel, None, received_at)
+            # A fresh sid's first sequenced frame is seq 1 (kalshi-api.md §2.4), so the
+            # counter starts at 0 and that frame is checked like any other. A repeated
+            # ``subscribed`` for a live sid (an idempotent re-subscribe) keeps its counter.
+            self._subs.setdefault((conn_id, body.sid), _Sub(body.channel, 0, received_at))
             return out
         sub = self._subs.get((conn_id, msg.sid)) if msg.sid is not None else None
         if (

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import zstandard
 
@@ -90,6 +91,35 @@ class SegmentSet:
         self._current: _Segment | None = None
         self._deadline = 0.0
         self._n = 0
+        self._lock: IO[bytes] | None = None
+
+    def claim(self) -> None:
+        """Create ``<root>/<gatherer_id>/`` and lock it for this process (released by
+        :meth:`close` or at exit). Raises :class:`JournalError` naming the directory when it
+        cannot be created or another live process with the same gatherer id holds it."""
+        if self._lock is not None:
+            return
+        folder = self.root / self.gatherer_id
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = (folder / ".lock").open("ab")
+        except OSError as exc:
+            raise JournalError(
+                f"{folder}: cannot use the journal directory: {exc.strerror or exc}"
+            ) from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise JournalError(
+                f"{folder}: journal in use by another process with gatherer_id {self.gatherer_id!r}"
+            ) from None
+        self._lock = handle
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def current_path(self) -> Path | None:

@@ -156,8 +156,11 @@ class JournalWriter:
 
         On cancellation everything already recorded is written and the current file is
         closed, under a shielded deadline of ``grace`` seconds. Raises
-        :class:`~kalshi.errors.JournalError` when the disk refuses a write.
+        :class:`~kalshi.errors.JournalError` when the disk refuses a write, and before
+        starting when ``<dir>/<gatherer_id>/`` cannot be created or is held by another live
+        process with the same gatherer id.
         """
+        await self._run_sync(self._segments.claim)
         try:
             async with trio.open_nursery() as nursery:
                 if self.s3 is not None:
@@ -174,6 +177,7 @@ class JournalWriter:
                     closed = await self._run_sync(self._segments.close)
                 self._closed_files(closed)
                 self._closed = True
+            self._segments.release()
 
     async def flush(self) -> None:
         """Write everything buffered so far (and rotate if due); one flush at a time."""

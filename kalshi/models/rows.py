@@ -124,7 +124,9 @@ class GapRow(NamedTuple):
     conn_id: int
     sid: int | None
     ticker: str | None
-    kind: str  # seq_gap | reconnect | resnapshot | book_invalid | rest_mismatch | silence
+    # seq_gap | reconnect | resnapshot | book_invalid | rest_mismatch | silence | backfill
+    # | subscription_refused
+    kind: str
     expected_seq: int | None
     got_seq: int | None
     detail: str

@@ -6,7 +6,7 @@ Only this module talks HTTP to the exchange. Results are decoded with ``kalshi.w
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -14,17 +14,56 @@ import orjson
 import trio
 
 from kalshi.auth import Signer
-from kalshi.errors import ConnectionLost, HttpError, NetError, RateLimited
+from kalshi.errors import ConnectionLost, HttpError, NetError, PaginationError, RateLimited
 from kalshi.models.book import BookSnapshot
 from kalshi.models.market import Market
 from kalshi.models.trade import Trade
 from kalshi.net.backoff import Backoff
 from kalshi.net.clock import WallClock, system_wall_us
-from kalshi.wire import decode_markets_page, decode_orderbook, decode_trades_page
+from kalshi.wire import (
+    decode_markets_page,
+    decode_orderbook,
+    decode_orderbooks,
+    decode_trades_page,
+)
 
-__all__ = ["RestClient", "TokenBucket"]
+__all__ = ["MAX_PAGES", "Pages", "RestClient", "TokenBucket"]
 
 log = logging.getLogger(__name__)
+
+MAX_PAGES = 100_000
+"""Pages one paginated call may take (10^8 items at 1000 a page) before it is an error."""
+
+
+class Pages:
+    """The cursor of one paginated call: ``advance(cursor)`` takes each page's cursor and
+    answers whether another page follows (a non-empty cursor; ``""``, null and absent all
+    end, kalshi-api.md open question 6). Raises :class:`PaginationError` when a cursor
+    repeats (the exchange would loop) or past ``max_pages`` pages."""
+
+    __slots__ = ("_seen", "cursor", "max_pages", "pages", "path")
+
+    def __init__(self, path: str, max_pages: int = MAX_PAGES) -> None:
+        self.path = path
+        self.max_pages = max_pages
+        self.cursor: str | None = None
+        self.pages = 0
+        self._seen: set[str] = set()
+
+    def advance(self, cursor: str | None) -> bool:
+        self.pages += 1
+        if not cursor:
+            return False
+        if cursor in self._seen:
+            raise PaginationError(
+                f"GET {self.path}: page {self.pages} repeated the cursor {cursor[:40]!r} "
+                "of an earlier page; stopped instead of looping"
+            )
+        if self.pages >= self.max_pages:
+            raise PaginationError(f"GET {self.path}: more than {self.max_pages} pages; stopped")
+        self._seen.add(cursor)
+        self.cursor = cursor
+        return True
 
 
 class TokenBucket:
@@ -71,6 +110,7 @@ class RestClient:
         wall_us: WallClock = system_wall_us,
         on_request: Callable[[str, int], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_pages: int = MAX_PAGES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._signer = signer
@@ -79,6 +119,7 @@ class RestClient:
         self._backoff = backoff
         self._wall_us = wall_us
         self._on_request = on_request
+        self.max_pages = max_pages
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
         self.requests = 0
         self.retries = 0
@@ -139,26 +180,34 @@ class RestClient:
     # --- typed helpers -----------------------------------------------------------------
 
     async def market_pages(self, **filters: Any) -> AsyncIterator[list[Market]]:
-        """Every page of ``/markets`` (1000 per page) for the given filters."""
-        cursor: str | None = None
+        """Every page of ``/markets`` (1000 per page) for the given filters; raises
+        :class:`PaginationError` on a repeated cursor or past ``max_pages``."""
+        pages = Pages("/markets", self.max_pages)
         while True:
             params = {"limit": 1000, **filters}
-            if cursor:
-                params["cursor"] = cursor
+            if pages.cursor:
+                params["cursor"] = pages.cursor
             markets, cursor = decode_markets_page(await self.get("/markets", params))
             yield markets
-            if not cursor:
+            if not pages.advance(cursor):
                 return
 
     async def orderbook(self, ticker: str) -> BookSnapshot:
         body = await self.get(f"/markets/{ticker}/orderbook", {"depth": 0})
         return decode_orderbook(body, ticker)
 
+    async def orderbooks(self, tickers: Sequence[str]) -> list[BookSnapshot]:
+        """Whole books of up to 100 markets in one request (``GET /markets/orderbooks``,
+        kalshi-api.md §4.5); markets the exchange does not return are left out."""
+        body = await self.get("/markets/orderbooks", {"tickers": list(tickers)})
+        return decode_orderbooks(body)
+
     async def trades(
         self, *, min_ts: int | None = None, max_ts: int | None = None, ticker: str | None = None
     ) -> AsyncIterator[Trade]:
-        """Trades in ``[min_ts, max_ts]`` (Unix seconds, inclusive), every page."""
-        cursor: str | None = None
+        """Trades in ``[min_ts, max_ts]`` (Unix seconds, inclusive), every page; raises
+        :class:`PaginationError` on a repeated cursor or past ``max_pages``."""
+        pages = Pages("/markets/trades", self.max_pages)
         while True:
             params: dict[str, Any] = {"limit": 1000}
             if min_ts is not None:
@@ -167,19 +216,19 @@ class RestClient:
                 params["max_ts"] = max_ts
             if ticker:
                 params["ticker"] = ticker
-            if cursor:
-                params["cursor"] = cursor
+            if pages.cursor:
+                params["cursor"] = pages.cursor
             page, cursor = decode_trades_page(await self.get("/markets/trades", params))
             for trade in page:
                 yield trade
-            if not cursor:
+            if not pages.advance(cursor):
                 return
 
 
 def _endpoint(path: str) -> str:
     """A low-cardinality label for a path: tickers replaced by ``{ticker}``."""
     parts = path.strip("/").split("/")
-    if len(parts) >= 2 and parts[0] == "markets" and parts[1] != "trades":
+    if len(parts) >= 2 and parts[0] == "markets" and parts[1] not in ("trades", "orderbooks"):
         parts[1] = "{ticker}"
     if len(parts) >= 2 and parts[0] in ("series", "events"):
         parts[1] = "{id}"

@@ -12,7 +12,15 @@ import trio
 
 from kalshi.errors import ConnectionLost
 
-__all__ = ["StreamIO", "closing", "handshake", "open_stream", "over_tcp", "request_target"]
+__all__ = [
+    "HeardStream",
+    "StreamIO",
+    "closing",
+    "handshake",
+    "open_stream",
+    "over_tcp",
+    "request_target",
+]
 
 T = TypeVar("T")
 
@@ -58,13 +66,15 @@ async def handshake(run: Callable[[], Awaitable[T]]) -> T:
 class StreamIO:
     """The byte side of a hand-driven WebSocket client: sends serialized (a pong, a ping
     and a command may go at once) and receives. Stream failures become
-    :class:`ConnectionLost`."""
+    :class:`ConnectionLost`. ``heard`` is the Trio time bytes last arrived
+    (any frame, control frames too: liveness, kalshi-api.md §2.5)."""
 
-    __slots__ = ("_lock", "stream")
+    __slots__ = ("_lock", "heard", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self._lock = trio.StrictFIFOLock()
+        self.heard = trio.current_time()
 
     async def send_all(self, data: bytes) -> None:
         async with self._lock:
@@ -80,7 +90,31 @@ class StreamIO:
             raise ConnectionLost(f"receive failed: {exc!r}") from None
         if not data:
             raise ConnectionLost("connection closed without a close frame")
+        self.heard = trio.current_time()
         return bytes(data)
+
+
+class HeardStream(trio.abc.Stream):
+    """``stream`` that notes in ``heard`` the Trio time its last bytes arrived: liveness
+    for a transport whose reader we do not drive (trio-websocket answers pings itself)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.heard = trio.current_time()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.stream.receive_some(max_bytes)
+        self.heard = trio.current_time()
+        return data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 @asynccontextmanager

@@ -4,10 +4,10 @@ handling and the frame size limit, Autobahn-tested, C speedups) driven by a Trio
 
 The receiving task parses the bytes itself: no reader task, no channel hop per frame. The
 protocol answers pings and close frames by itself; this module writes what it queues.
-Liveness (kalshi-api.md, "WebSocket"): the exchange pings every 10 s and answers our pings
-with an *empty* pong, so a pong cannot be matched to its ping; ``heard_at`` is the Trio time
-the last bytes arrived (any frame: data, ping, pong), and the gatherer's silence check reads
-it. A text frame is returned as its UTF-8 bytes, undecoded (the JSON decoder validates them).
+Liveness (kalshi-api.md §2.5): the exchange pings every 10 s and answers our pings with an
+*empty* pong, so a pong cannot be matched to its ping; ``heard`` is the Trio time the last
+bytes arrived (any frame: data, ping, pong), and the gatherer's silence check reads it.
+A text frame is returned as its UTF-8 bytes, undecoded (the JSON decoder validates them).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.
 class WebsocketsConnection:
     """One client session; ``receive`` is called by one task, ``send``/``ping`` by any."""
 
-    __slots__ = ("_frames", "_io", "_parts", "_protocol", "_text", "heard_at")
+    __slots__ = ("_frames", "_io", "_parts", "_protocol", "_text")
 
     def __init__(self, stream: trio.abc.Stream, protocol: ClientProtocol) -> None:
         self._io = StreamIO(stream)
@@ -44,7 +44,11 @@ class WebsocketsConnection:
         self._frames: deque[Frame] = deque()
         self._parts: list[bytes] = []
         self._text = True
-        self.heard_at = trio.current_time()
+
+    @property
+    def heard(self) -> float:
+        """Trio time the last bytes arrived (any frame: data, ping, pong)."""
+        return self._io.heard
 
     async def _flush(self) -> None:
         """Write what the protocol queued (pongs, close replies, our frames)."""
@@ -59,7 +63,6 @@ class WebsocketsConnection:
         except ConnectionLost:
             protocol.receive_eof()
             raise
-        self.heard_at = trio.current_time()
         protocol.receive_data(data)
         self._frames.extend(protocol.events_received())  # type: ignore[arg-type]  # frames only once open
         if protocol.writes:  # pongs, close replies; the receive loop reports the ending
@@ -74,7 +77,7 @@ class WebsocketsConnection:
         while True:
             while not frames:
                 if self._protocol.state is not State.OPEN:
-                    raise ConnectionLost(self._ending())
+                    raise self._lost()
                 await self._fill()
             frame = frames.popleft()
             opcode = frame.opcode
@@ -88,8 +91,13 @@ class WebsocketsConnection:
                     data, self._parts = b"".join(self._parts), []
                     return data
             elif opcode is _CLOSE:
-                raise ConnectionLost(self._ending())
-            # PING: the protocol queued the pong, written by _fill; PONG: heard_at says it
+                raise self._lost()
+            # PING: the protocol queued the pong, written by _fill; PONG: `heard` says it
+
+    def _lost(self) -> ConnectionLost:
+        received = self._protocol.close_rcvd
+        code = received.code if received is not None and received.code != 1005 else None
+        return ConnectionLost(self._ending(), code)
 
     def _ending(self) -> str:
         protocol = self._protocol
@@ -107,16 +115,16 @@ class WebsocketsConnection:
         """Send one text frame; raises :class:`ConnectionLost` once the session ended."""
         protocol = self._protocol
         if protocol.state is not State.OPEN:
-            raise ConnectionLost(self._ending())
+            raise self._lost()
         protocol.send_text(data.encode() if isinstance(data, str) else data)
         await self._flush()
 
     async def ping(self) -> None:
         """Send a ping and return; its pong (empty on the real exchange) shows in
-        ``heard_at``."""
+        ``heard``."""
         protocol = self._protocol
         if protocol.state is not State.OPEN:
-            raise ConnectionLost(self._ending())
+            raise self._lost()
         protocol.send_ping(os.urandom(4))
         await self._flush()
 

@@ -19,49 +19,61 @@ import trio
 import trio_websocket
 
 from kalshi.errors import AuthError, ConfigError, ConnectionLost, HttpError
-from kalshi.net.streams import closing, handshake, open_stream, request_target
+from kalshi.net.streams import HeardStream, closing, handshake, open_stream, request_target
 
-__all__ = ["DEFAULT_TRANSPORT", "TRANSPORTS", "Connector", "WsConnection", "get_transport"]
-
-DEFAULT_TRANSPORT = "websockets"
+__all__ = [
+    "TRANSPORTS",
+    "Connector",
+    "WsConnection",
+    "get_transport",
+    "trio_websocket_over_stream",
+]
 
 _DISCONNECT_TIMEOUT = 2.0
 
 
 class WsConnection(Protocol):
-    """``heard_at``: Trio time anything (a frame of any kind) last arrived; the silence
-    check reads it (kalshi-api.md, "WebSocket": the exchange's pongs are empty, so they
-    cannot be matched to a ping)."""
+    """One open WebSocket. ``heard`` is the Trio time bytes last arrived (data, ping, pong,
+    anything: each proves the connection alive, kalshi-api.md §2.5)."""
 
-    heard_at: float
+    @property
+    def heard(self) -> float: ...
 
     async def receive(self) -> bytes | str: ...
 
     async def send(self, data: bytes | str) -> None: ...
 
     async def ping(self) -> None:
-        """Send a ping (a transport may return at once or when a pong arrived)."""
+        """Send a ping; ``websockets`` returns once it is sent, ``trio-websocket`` when a
+        pong (any payload: the exchange's are empty) arrives. Liveness reads ``heard``."""
         ...
+
+
+def _lost(exc: trio_websocket.ConnectionClosed) -> ConnectionLost:
+    reason = exc.reason
+    code = getattr(reason, "code", None)
+    return ConnectionLost(f"closed by peer: {reason}", code if isinstance(code, int) else None)
 
 
 Connector = Callable[[str, Mapping[str, str], int], AbstractAsyncContextManager[WsConnection]]
 
 
 class _TrioWs:
-    __slots__ = ("_pinging", "_ws", "heard_at")
+    __slots__ = ("_stream", "_ws")
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def __init__(self, ws: trio_websocket.WebSocketConnection, stream: HeardStream) -> None:
         self._ws = ws
-        self._pinging = False
-        self.heard_at = trio.current_time()
+        self._stream = stream
+
+    @property
+    def heard(self) -> float:
+        return self._stream.heard
 
     async def receive(self) -> bytes | str:
         try:
-            message = await self._ws.get_message()
-            self.heard_at = trio.current_time()
-            return message
+            return await self._ws.get_message()
         except trio_websocket.ConnectionClosed as exc:
-            raise ConnectionLost(f"closed by peer: {exc.reason}") from None
+            raise _lost(exc) from None
 
     async def send(self, data: bytes | str) -> None:
         try:
@@ -70,22 +82,16 @@ class _TrioWs:
             raise ConnectionLost(f"closed by peer: {exc.reason}") from None
 
     async def ping(self) -> None:
-        """Returns when the pong arrived. The payload is empty, because the exchange's pongs
-        are (trio-websocket ignores a pong it cannot match); one ping in flight at a time."""
-        if self._pinging:
-            return
-        self._pinging = True
+        # An empty payload, so that the exchange's empty pong answers it (trio-websocket
+        # matches pongs by payload); the caller keeps one ping in flight at a time.
         try:
             await self._ws.ping(b"")
-            self.heard_at = trio.current_time()
         except trio_websocket.ConnectionClosed as exc:
-            raise ConnectionLost(f"closed by peer: {exc.reason}") from None
-        finally:
-            self._pinging = False
+            raise _lost(exc) from None
 
 
 @asynccontextmanager
-async def _trio_websocket_over_stream(
+async def trio_websocket_over_stream(
     stream: trio.abc.Stream, url: str, headers: Mapping[str, str], max_frame_bytes: int
 ) -> AsyncIterator[WsConnection]:
     """trio-websocket over an open ``stream``, which the block owns: it is closed on every
@@ -94,6 +100,7 @@ async def _trio_websocket_over_stream(
     host, target = request_target(url)
     extra = [(k.encode(), v.encode()) for k, v in headers.items()]
     body: list[BaseException] = []
+    heard = HeardStream(stream)
     async with closing(stream):
         try:
             async with trio.open_nursery() as nursery:
@@ -101,7 +108,7 @@ async def _trio_websocket_over_stream(
                     ws = await handshake(
                         lambda: trio_websocket.wrap_client_stream(
                             nursery,
-                            stream,  # type: ignore[arg-type]  # any Trio stream will do
+                            heard,  # type: ignore[arg-type]  # any Trio stream will do
                             host,
                             target,
                             extra_headers=extra,
@@ -111,7 +118,7 @@ async def _trio_websocket_over_stream(
                         )
                     )
                     try:
-                        yield _TrioWs(ws)
+                        yield _TrioWs(ws, heard)
                     except BaseException as exc:
                         body.append(exc)
                         raise
@@ -125,7 +132,7 @@ async def _trio_websocket_over_stream(
 
 
 def _only(group: BaseExceptionGroup, body: list[BaseException]) -> BaseException:
-    """The one exception the nursery of :func:`_trio_websocket_over_stream` wrapped: the
+    """The one exception the nursery of :func:`trio_websocket_over_stream` wrapped: the
     block's own, else the reader's (a refused handshake), else a cancellation."""
     leaves: list[BaseException] = []
 
@@ -150,7 +157,7 @@ async def _trio_websocket(
 ) -> AsyncIterator[WsConnection]:
     try:
         stream = await open_stream(url)
-        async with _trio_websocket_over_stream(stream, url, headers, max_frame_bytes) as ws:
+        async with trio_websocket_over_stream(stream, url, headers, max_frame_bytes) as ws:
             yield ws
     except trio_websocket.ConnectionRejected as exc:
         status = exc.status_code or 0
@@ -160,7 +167,7 @@ async def _trio_websocket(
     except trio_websocket.HandshakeError as exc:
         raise ConnectionLost(f"websocket handshake failed: {exc!r}") from None
     except trio_websocket.ConnectionClosed as exc:
-        raise ConnectionLost(f"closed by peer: {exc.reason}") from None
+        raise _lost(exc) from None
     except (OSError, trio.BrokenResourceError) as exc:
         raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None
 

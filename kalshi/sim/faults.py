@@ -12,12 +12,15 @@ Plan grammar (``kalshi sim --faults SPEC``)::
     WHEN   := "every:" DUR [":" ARG]        repeat every DUR, first at DUR
             | "at:" DUR [":" ARG]           once, DUR after start
     DUR    := NUMBER ("ms" | "s" | "m")     e.g. 500ms, 5s, 1.5m
-    KIND   := drop | drop_abrupt | silent | delay | skip_seq | repeat_seq
+    KIND   := drop | drop_abrupt | close | silent | delay | skip_seq | repeat_seq
             | malformed | malformed_json | malformed_truncated | malformed_unknown_type
-            | malformed_wrong_type | rest429 | rest5xx | refuse
+            | malformed_wrong_type | rest429 | rest5xx | refuse | stuck_cursor
 
-``ARG`` is a duration for silent, delay, rest429, rest5xx and refuse (default 3s) and a
-count for skip_seq and repeat_seq (default 1). ``malformed`` cycles through the four kinds.
+``ARG`` is a duration for silent, delay, rest429, rest5xx, refuse and stuck_cursor (default
+3s) and a
+count for skip_seq and repeat_seq (default 1). ``close`` closes every connection with the
+close code ARG (default 1008, a permanent one: RFC 6455 §7.4). ``malformed`` cycles through
+the four kinds.
 Example: ``drop=every:5s,silent=at:10s:3s,skip_seq=every:7s,malformed=every:3s,rest429=at:20s:5s``.
 """
 
@@ -39,8 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["MALFORMED_KINDS", "FaultPlan", "FaultStep", "Faults"]
 
 MALFORMED_KINDS: Final = ("json", "truncated", "unknown_type", "wrong_type")
-_TIMED: Final = frozenset({"silent", "delay", "rest429", "rest5xx", "refuse"})
-_COUNTED: Final = frozenset({"skip_seq", "repeat_seq"})
+_TIMED: Final = frozenset({"silent", "delay", "rest429", "rest5xx", "refuse", "stuck_cursor"})
+_COUNTED: Final = frozenset({"skip_seq", "repeat_seq", "close"})
 _KINDS: Final = frozenset(
     {"drop", "drop_abrupt", "malformed", *(f"malformed_{k}" for k in MALFORMED_KINDS)}
     | _TIMED
@@ -58,19 +61,22 @@ class Faults:
         self.rest_429_until = float("-inf")
         self.rest_5xx_until = float("-inf")
         self.refuse_until = float("-inf")
+        self.stuck_cursor_until = float("-inf")
         self._malformed_next = 0
 
     def count(self, kind: str, n: int = 1) -> None:
         if n:
             self._counter[kind] += n
 
-    def drop_connections(self, *, abrupt: bool = False) -> int:
-        """Close every WebSocket: with a close frame (1001) or, ``abrupt``, with a TCP reset
-        and no close frame. Returns how many were dropped."""
+    def drop_connections(self, *, abrupt: bool = False, code: int = 1001) -> int:
+        """Close every WebSocket: with a close frame (``code``, 1001 going away by default;
+        a permanent code such as 1008 or 4xxx tells the client not to come back) or,
+        ``abrupt``, with a TCP reset and no close frame. Returns how many were dropped."""
         sessions = self._sessions()
         for session in sessions:
-            session.drop(abrupt=abrupt)
-        self.count("drop_abrupt" if abrupt else "drop", len(sessions))
+            session.drop(abrupt=abrupt, code=code)
+        kind = "drop_abrupt" if abrupt else "drop" if code == 1001 else "close"
+        self.count(kind, len(sessions))
         return len(sessions)
 
     def go_silent(self, seconds: float) -> int:
@@ -130,6 +136,13 @@ class Faults:
         """Answer every REST request with 503 for ``seconds`` (counted per answer)."""
         self.rest_5xx_until = max(self.rest_5xx_until, trio.current_time() + seconds)
 
+    def stuck_cursor(self, seconds: float) -> None:
+        """For ``seconds``, every paginated REST list (``/markets``, ``/markets/trades``,
+        ``/events``) answers a page that has a successor with the cursor it was asked for
+        (the first page with its usual cursor): a client that trusts cursors loops forever
+        (counted per stuck answer)."""
+        self.stuck_cursor_until = max(self.stuck_cursor_until, trio.current_time() + seconds)
+
     def refuse_connections(self, seconds: float) -> None:
         """Reset every new TCP connection (REST and WebSocket) for ``seconds`` (counted per
         connection refused)."""
@@ -185,7 +198,7 @@ class FaultPlan:
             elif kind in _COUNTED:
                 if arg_text and not arg_text.isdigit():
                     raise ConfigError(f"faults: {entry!r}: the count must be a whole number")
-                arg = float(arg_text or 1)
+                arg = float(arg_text or (1008 if kind == "close" else 1))
             elif arg_text:
                 raise ConfigError(f"faults: {entry!r}: {kind} takes no argument")
             else:
@@ -221,6 +234,8 @@ def apply(step: FaultStep, faults: Faults) -> None:
     kind, arg = step.kind, step.arg
     if kind in ("drop", "drop_abrupt"):
         faults.drop_connections(abrupt=kind == "drop_abrupt")
+    elif kind == "close":
+        faults.drop_connections(code=int(arg))
     elif kind == "silent":
         faults.go_silent(arg)
     elif kind == "delay":
@@ -237,5 +252,7 @@ def apply(step: FaultStep, faults: Faults) -> None:
         faults.rest_429(arg)
     elif kind == "rest5xx":
         faults.rest_5xx(arg)
+    elif kind == "stuck_cursor":
+        faults.stuck_cursor(arg)
     else:
         faults.refuse_connections(arg)

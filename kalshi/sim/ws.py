@@ -44,7 +44,7 @@ MAX_COMMANDS_PER_S: Final = 10_000
 DEFAULT_BUFFER: Final = 16 * 1024 * 1024  # outbox bytes before error 25
 _CHUNK: Final = 256 * 1024
 _PING: Final = b"\x89\x09heartbeat"
-_PONG: Final = b"\x8a\x00"  # the exchange answers every ping with an empty pong (kalshi-api.md)
+_EMPTY_PONG: Final = b"\x8a\x00"  # the exchange answers a client ping with an empty pong
 
 ORDERBOOK: Final = "orderbook_delta"
 LIFECYCLE: Final = "market_lifecycle_v2"
@@ -118,7 +118,16 @@ def _envelope(
 class Subscription:
     """One ``sid`` of one session: a channel, its markets (``None`` = all) and its seq."""
 
-    __slots__ = ("blast_task", "channel", "seq", "session", "sid", "tickers", "use_yes_price")
+    __slots__ = (
+        "blast_task",
+        "channel",
+        "seq",
+        "session",
+        "sid",
+        "skip_ack",
+        "tickers",
+        "use_yes_price",
+    )
 
     def __init__(
         self,
@@ -127,6 +136,7 @@ class Subscription:
         channel: str,
         tickers: set[str] | None,
         use_yes_price: bool,
+        skip_ack: bool = False,
     ) -> None:
         self.session = session
         self.sid = sid
@@ -134,6 +144,7 @@ class Subscription:
         self.tickers = tickers
         self.seq = 0
         self.use_yes_price = use_yes_price
+        self.skip_ack = skip_ack  # skip_ticker_ack: ``ok`` replies omit the market list
         self.blast_task: trio.CancelScope | None = None
 
     @property
@@ -176,7 +187,8 @@ class Broker:
                     del index[ticker]
 
     def publish(self, event: SimEvent) -> None:
-        for sub in self._all[event.channel]:
+        # copies: a delivery can end a subscription (error 25) and remove it mid-loop
+        for sub in tuple(self._all[event.channel]):
             sub.session.deliver(sub, event)
         subs = self._by_ticker[event.channel].get(event.ticker)
         if subs:
@@ -301,7 +313,9 @@ class Session:
                     if event.message_finished:
                         self._error(0, 1)
                 elif isinstance(event, Ping):
-                    self._push_control(_PONG)
+                    # kalshi-api.md §2.5: the exchange's pong is empty, whatever the ping
+                    # carried (wsproto has queued nothing: pongs are ours to send).
+                    self._push_control(_EMPTY_PONG)
                 elif isinstance(event, CloseConnection):
                     self._push_control(ws_frame(struct.pack("!H", event.code), 0x8))
                     self._closing = "clean"
@@ -379,7 +393,9 @@ class Session:
             else:
                 await trio.lowlevel.checkpoint()
 
-    def drop(self, *, abrupt: bool) -> None:
+    def drop(self, *, abrupt: bool, code: int = 1001) -> None:
+        """End the session: a close frame with ``code`` (1001 going away by default), or,
+        ``abrupt``, a TCP reset without one."""
         if self._closing is not None:
             return
         self._closing = "abrupt" if abrupt else "clean"
@@ -389,7 +405,8 @@ class Session:
             if self._scope is not None:
                 self._scope.cancel()
         else:
-            self._push_control(ws_frame(struct.pack("!H", 1001) + b"going away", 0x8))
+            reason = b"going away" if code == 1001 else b"closed"
+            self._push_control(ws_frame(struct.pack("!H", code) + reason, 0x8))
 
     # --- output -----------------------------------------------------------------------------
 
@@ -451,17 +468,39 @@ class Session:
         self.subs.pop(sub.sid, None)
         self._error(0, code, sub)
 
+    def _sid_for(self, channel: str) -> int:
+        """The sid a frame of ``channel`` would carry on this session: that channel's
+        subscription, else any of this session's, else 1."""
+        sids = [sub.sid for sub in self.subs.values() if sub.channel == channel]
+        return sids[0] if sids else min(self.subs, default=1)
+
     def send_malformed(self, kind: str) -> None:
+        channel = (
+            "trade"
+            if kind == "json"
+            else "market_lifecycle_v2"
+            if kind == "unknown_type"
+            else "ticker"
+        )
+        sid = str(self._sid_for(channel)).encode()
         if kind == "json":
-            payload = b'{"type":"trade","sid":1,"seq":,"msg":{nope'
+            payload = b'{"type":"trade","sid":' + sid + b',"seq":,"msg":{nope'
         elif kind == "truncated":
-            whole = b'{"type":"ticker","sid":1,"msg":{"market_ticker":"KXHIGHNY-26NOV25-T52",'
+            whole = (
+                b'{"type":"ticker","sid":'
+                + sid
+                + b',"msg":{"market_ticker":"KXHIGHNY-26NOV25-T52",'
+            )
             payload = whole[: len(whole) // 2]
         elif kind == "unknown_type":
-            payload = b'{"type":"market_mood","sid":1,"msg":{"market_ticker":"X","mood":"calm"}}'
+            payload = (
+                b'{"type":"market_mood","sid":'
+                + sid
+                + b',"msg":{"market_ticker":"X","mood":"calm"}}'
+            )
         else:
             payload = (
-                b'{"type":"ticker","sid":1,"msg":{"market_id":"0","market_ticker":"X",'
+                b'{"type":"ticker","sid":' + sid + b',"msg":{"market_id":"0","market_ticker":"X",'
                 b'"price_dollars":0.48,"yes_bid_dollars":"0.4500","yes_ask_dollars":"0.5300",'
                 b'"volume_fp":"1.00","open_interest_fp":"1.00","dollar_volume":1,'
                 b'"dollar_open_interest":1,"yes_bid_size_fp":"1.00","yes_ask_size_fp":"1.00",'
@@ -552,11 +591,11 @@ class Session:
             existing = next((s for s in self.subs.values() if s.channel == channel), None)
             if existing is not None:
                 new = self._add_markets(existing, wanted)
-                msg = {} if skip_ack else {"market_tickers": sorted(existing.tickers or ())}
-                self._reply("ok", msg, ident=ident, sub=existing)
+                existing.skip_ack = existing.skip_ack or skip_ack
+                self._reply("ok", self._ack(existing), ident=ident, sub=existing)
                 self._after_add(existing, new, ident=0, initial=initial)
                 continue
-            sub = Subscription(self, self._next_sid, channel, None, use_yes)
+            sub = Subscription(self, self._next_sid, channel, None, use_yes, skip_ack)
             self._next_sid += 1
             self.subs[sub.sid] = sub
             self._reply("subscribed", {"channel": channel, "sid": sub.sid}, ident=ident)
@@ -687,7 +726,7 @@ class Session:
                 self._error(ident, 26, sub)
                 return
             new = self._add_markets(sub, None if sub.channel == LIFECYCLE else tickers)
-            self._reply("ok", {"market_tickers": sorted(sub.tickers or ())}, ident=ident, sub=sub)
+            self._reply("ok", self._ack(sub), ident=ident, sub=sub)
             self._after_add(sub, new, ident=0, initial=params.get("send_initial_snapshot") is True)
             return
         gone = [t for t in tickers if sub.tickers is not None and t in sub.tickers]
@@ -695,7 +734,13 @@ class Session:
             sub.tickers.difference_update(gone)
             self.markets -= len(gone)
             self.exchange.broker.remove(sub, gone)
-        self._reply("ok", {"market_tickers": sorted(sub.tickers or ())}, ident=ident, sub=sub)
+        self._reply("ok", self._ack(sub), ident=ident, sub=sub)
+
+    @staticmethod
+    def _ack(sub: Subscription) -> dict[str, Any]:
+        """An ``ok`` body: the full market list after the update, or nothing when the
+        subscription asked for ``skip_ticker_ack`` (kalshi-api.md §2.2)."""
+        return {} if sub.skip_ack else {"market_tickers": sorted(sub.tickers or ())}
 
     def _list(self, ident: int, params: dict[str, Any]) -> None:
         listing = [{"channel": s.channel, "sid": s.sid} for s in self.subs.values()]

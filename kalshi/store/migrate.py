@@ -4,7 +4,8 @@ The files ship inside the package (``importlib.resources``), so an installed whe
 without the source tree; the repository's top-level ``sql/`` is a link to the same folder.
 
 Each file runs in its own transaction together with its record (name, sha256 checksum,
-applied_at). Re-running applies nothing; an applied file whose checksum changed raises
+applied_at). Re-running applies nothing and issues no DDL (a role with only DML rights can
+start a service on an up-to-date schema); an applied file whose checksum changed raises
 :class:`StoreError` before anything else runs. A session advisory lock serialises
 concurrent migrators.
 """
@@ -98,8 +99,7 @@ def migrate(url: str, directory: Path | None = None) -> list[str]:
     with connect(url, autocommit=True) as conn, translating():
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            conn.execute(_CREATE_TABLE)
-            done = dict(conn.execute("SELECT name, checksum FROM schema_migrations").fetchall())
+            done = _recorded(conn)
             for migration in migrations:
                 recorded = done.get(migration.name)
                 if recorded in _SUPERSEDED.get(migration.name, ()):
@@ -112,9 +112,10 @@ def migrate(url: str, directory: Path | None = None) -> list[str]:
                     )
             if "001_storage_mode.sql" not in done:
                 _explain_storage_mode(conn)
-            for migration in migrations:
-                if migration.name in done:
-                    continue
+            pending = [m for m in migrations if m.name not in done]
+            if pending and not _has_table(conn):
+                conn.execute(_CREATE_TABLE)
+            for migration in pending:
                 with conn.transaction():
                     conn.execute(migration.sql.encode())
                     conn.execute(
@@ -129,6 +130,19 @@ def migrate(url: str, directory: Path | None = None) -> list[str]:
     if applied:
         log.info("storage mode: %s", mode)
     return applied
+
+
+def _has_table(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def _recorded(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """``name -> checksum`` of the applied migrations; read only (no DDL), so a role with
+    DML rights alone can check an up-to-date schema."""
+    if not _has_table(conn):
+        return {}
+    return dict(conn.execute("SELECT name, checksum FROM schema_migrations").fetchall())
 
 
 def _explain_storage_mode(conn: psycopg.Connection[Any]) -> None:

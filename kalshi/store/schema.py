@@ -110,7 +110,7 @@ TABLES: dict[str, TableSpec] = {
             "gaps",
             GapRow,
             (_B, _B, _T, _B, _B, _T, _T, _B, _B, _T),
-            "(start_ts, gatherer_id, conn_id, kind, (COALESCE(ticker, '')))",
+            "(start_ts, gatherer_id, conn_id, (COALESCE(sid, 0)), kind, (COALESCE(ticker, '')))",
             "gaps",
         ),
     )

@@ -12,13 +12,22 @@ import trio.testing
 
 from kalshi.net import Connector, WsConnection
 from kalshi.net.websockets_transport import websockets_over_stream
+from kalshi.net.ws import trio_websocket_over_stream
 
-__all__ = ["memory_connector"]
+__all__ = ["OVER_STREAM", "memory_connector"]
+
+OVER_STREAM: dict[str, Any] = {
+    "websockets": websockets_over_stream,
+    "trio-websocket": trio_websocket_over_stream,
+}
+"""Each transport's client over an already open stream, by its ``websocket.transport`` name."""
 
 
-def memory_connector(sim: Any) -> Connector:
-    """Connect to ``sim`` (a :class:`~kalshi.sim.SimExchange`) through a memory stream pair:
-    the simulator serves one end exactly as it serves a TCP connection."""
+def memory_connector(sim: Any, transport: str = "websockets") -> Connector:
+    """Connect to ``sim`` (a :class:`~kalshi.sim.SimExchange`) through a memory stream pair,
+    with ``transport``'s client: the simulator serves one end exactly as it serves a TCP
+    connection."""
+    over_stream = OVER_STREAM[transport]
 
     @asynccontextmanager
     async def connect(
@@ -27,7 +36,7 @@ def memory_connector(sim: Any) -> Connector:
         client, server = trio.testing.memory_stream_pair()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sim.serve_connection, server)
-            async with websockets_over_stream(client, url, headers, max_frame_bytes) as conn:
+            async with over_stream(client, url, headers, max_frame_bytes) as conn:
                 yield conn
             nursery.cancel_scope.cancel()
 

@@ -28,6 +28,7 @@ __all__ = [
     "req_size",
     "req_str",
     "side",
+    "trade_time",
     "ts_us",
 ]
 
@@ -129,6 +130,15 @@ def side(obj: dict[str, Any], key: str) -> Side:
     if value == "no":
         return Side.NO
     raise DecodeError(f"{key}: expected 'yes' or 'no', got {value!r}")
+
+
+def trade_time(micros: int) -> int:
+    """A trade's canonical exchange time: its moment truncated to the millisecond (µs).
+
+    The WS ``trade`` frame carries ``ts_ms`` (kalshi-api.md §3.4), REST ``created_time``
+    carries microseconds (§4.6); both decoders keep the millisecond, so a trade seen live
+    and again by backfill has one key ``(exchange_ts, trade_id)`` and is one row."""
+    return micros - micros % 1000
 
 
 def ts_us(msg: dict[str, Any]) -> int | None:

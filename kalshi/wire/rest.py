@@ -28,6 +28,7 @@ from kalshi.wire._fields import (
     req_size,
     req_str,
     side,
+    trade_time,
 )
 
 __all__ = [
@@ -195,6 +196,22 @@ def decode_orderbook(body: Body, ticker: str) -> BookSnapshot:
     return BookSnapshot(ticker=ticker, market_id="", yes=yes, no=no)
 
 
+def decode_orderbooks(body: Body) -> list[BookSnapshot]:
+    """``GET /markets/orderbooks`` (kalshi-api.md §4.5): ``{"orderbooks": [{"ticker",
+    "orderbook_fp"}]}``, one snapshot per market the exchange returned. Raises
+    :class:`DecodeError` on any other shape."""
+    data = _body(body)
+    books = data.get("orderbooks")
+    if type(books) is not list:
+        raise DecodeError("orderbooks: expected a list")
+    out = []
+    for item in books:
+        if type(item) is not dict:
+            raise DecodeError("orderbooks: expected objects")
+        out.append(decode_orderbook(item, req_str(item, "ticker")))
+    return out
+
+
 def trade_from_json(t: dict[str, Any]) -> Trade:
     yes_price = req_price(t, "yes_price_dollars")
     no_price = opt_price(t, "no_price_dollars")
@@ -206,7 +223,7 @@ def trade_from_json(t: dict[str, Any]) -> Trade:
         no_price=PRICE_SCALE - yes_price if no_price is None else no_price,
         count=req_size(t, "count_fp"),
         taker_side=side(t, taker),
-        exchange_ts=parse_rfc3339_us(req_str(t, "created_time")),
+        exchange_ts=trade_time(parse_rfc3339_us(req_str(t, "created_time"))),
         is_block_trade=bool(opt_bool(t, "is_block_trade")),
     )
 

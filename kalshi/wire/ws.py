@@ -41,6 +41,7 @@ from kalshi.wire._fields import (
     req_size,
     req_str,
     side,
+    trade_time,
     ts_us,
 )
 
@@ -133,6 +134,7 @@ def _trade(msg: dict[str, Any]) -> Trade:
     when = ts_us(msg)
     if when is None:
         raise DecodeError("missing ts_ms")
+    when = trade_time(when)
     return Trade(
         trade_id=req_str(msg, "trade_id"),
         ticker=req_str(msg, "market_ticker"),

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import trio
 
+from kalshi.config import GathererConfig
 from kalshi.errors import DatabaseUnavailable, StoreError
-from kalshi.models.rows import TABLE_COLUMNS
-from kalshi.store import connect_db, migrate, storage_mode
+from kalshi.models.rows import TABLE_COLUMNS, TradeRow
+from kalshi.store import EmbeddedPostgres, connect_db, migrate, open_store, storage_mode
 from kalshi.store.migrate import SQL_DIR, applied_migrations
 from kalshi.store.schema import TABLES
 
@@ -20,6 +23,7 @@ MIGRATIONS = [
     "003_time_series.sql",
     "004_dedup.sql",
     "005_watermark.sql",
+    "006_gap_sid.sql",
 ]
 _PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
 
@@ -119,3 +123,50 @@ def test_trades_1m_ohlcv(db_url: str) -> None:
 def test_unreachable_database_is_unavailable() -> None:
     with pytest.raises(DatabaseUnavailable):
         migrate("postgresql://postgres@127.0.0.1:1/kalshi")
+
+
+async def test_role_with_dml_rights_only_migrates_and_writes(
+    db_url: str, pg_server: EmbeddedPostgres, cfg: GathererConfig
+) -> None:
+    # Issue 18 item 10: `migrate` on an up-to-date schema issues no DDL, so a role that may
+    # only read and write rows (no CREATE on the schema) starts a gatherer.
+    role = f"dml_only_{os.getpid()}"
+    database = db_url.rsplit("/", 1)[1]
+    with connect_db(db_url) as db:
+        db.execute(f'CREATE ROLE "{role}" LOGIN')
+        db.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        db.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+        db.execute(
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"'
+        )
+        db.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+    role_url = f"postgresql://{role}@127.0.0.1:{pg_server.port}/{database}"
+    try:
+        with connect_db(role_url) as db, pytest.raises(StoreError, match="permission denied"):
+            db.execute("CREATE TABLE proof_of_no_ddl (x INT)")
+        assert migrate(role_url) == []
+        row = TradeRow(
+            1,
+            2,
+            "g-1",
+            "MKT",
+            "00000000-0000-4000-8000-000000000001",
+            42_000,
+            100,
+            True,
+            False,
+            "ws",
+            7,
+            1,
+            1,
+        )
+        with trio.fail_after(30):
+            async with open_store(role_url, cfg) as store, store.sender("trades") as send:
+                await send.send(row)
+        with connect_db(db_url) as db:
+            assert db.fetch_rows("trades") == [row]
+    finally:
+        with connect_db(db_url) as db:
+            db.execute(f'DROP OWNED BY "{role}"')
+        with connect_db(pg_server.url_for("postgres")) as db:
+            db.execute(f'DROP ROLE "{role}"')

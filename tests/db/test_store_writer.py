@@ -27,6 +27,7 @@ from kalshi.models.rows import (
     TradeRow,
 )
 from kalshi.store import EmbeddedPostgres, Store, connect_db, migrate, open_store
+from kalshi.store.spool import database_identity
 
 T0 = 1_732_486_441_123_456  # 2024-11-24T22:14:01.123456Z in µs: sub-second on purpose
 MAX_PRICE = 100_000  # $1.00000
@@ -200,6 +201,13 @@ async def send_all(store: Store, table: str, rows: list[Row]) -> None:
             await send.send(row)
 
 
+def moved(spool: Path, url: str) -> None:
+    """The operator's step when a database moved (the spool names the old address): the
+    spool's rows belong to the database now at ``url``."""
+    assert (spool / "DATABASE").read_text() == "127.0.0.1:1/kalshi\n"
+    (spool / "DATABASE").write_text(database_identity(url) + "\n")
+
+
 async def wait_until(predicate: Callable[[], bool], step: float = 0.01) -> None:
     while not predicate():  # noqa: ASYNC110 - polls store stats, which have no event to wait on
         await trio.sleep(step)
@@ -282,6 +290,19 @@ async def test_gap_without_ticker_is_stored_once(db_url: str, cfg: GathererConfi
             await send_all(store, "gaps", [gap, gap._replace(detail="seen again")])
     with connect_db(db_url) as db:
         assert db.fetch_rows("gaps") == [gap]
+
+
+async def test_gaps_on_two_sids_sharing_a_microsecond_are_two_rows(
+    db_url: str, cfg: GathererConfig
+) -> None:
+    # One connection, two subscriptions whose previous frames were received in the same µs.
+    first = GapRow(T0, T0 + 9, "g-1", T0, 1, None, "seq_gap", 5, 7, "trade: 2 frame(s) missing")
+    second = first._replace(sid=2, expected_seq=3, got_seq=4, detail="x: 1 frame(s) missing")
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "gaps", [first, second, second._replace(detail="again")])
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("gaps") == [first, second]
 
 
 async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
@@ -385,6 +406,7 @@ async def test_exit_with_database_down_spools_everything(
             await send_all(store, "trades", trades)
         stats = store.stats().tables["trades"]
     assert (stats.spool_rows, stats.spool_files, stats.queue_rows) == (250, 3, 0)
+    moved(tmp_path / "spool", db_url)
     # The next store (database back) drains the spool first.
     with trio.fail_after(30):
         async with open_store(db_url, cfg) as store:
@@ -449,6 +471,7 @@ async def test_killed_process_spool_is_drained_by_the_next(
         await child.stdout.aclose()
     assert child.returncode == -signal.SIGKILL
     assert len(list((spool / "trades").glob("*.batch"))) == 10
+    moved(spool, db_url)
     with trio.fail_after(30):
         async with open_store(db_url, cfg) as store:
             assert store.stats().tables["trades"].spool_rows == 1000

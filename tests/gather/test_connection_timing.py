@@ -83,34 +83,6 @@ async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
         nursery.cancel_scope.cancel()
 
 
-async def test_a_quiet_connection_lives_on_empty_pongs(
-    autojump_clock: trio.testing.MockClock, tmp_path: Path
-) -> None:
-    """No data for a minute, the exchange's heartbeat every 10 s: only the empty pongs
-    (kalshi-api.md) answering our pings every second keep a 5 s silence timeout happy."""
-    async with (
-        open_sim_exchange(
-            markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
-        ) as sim,
-        trio.open_nursery() as nursery,
-    ):
-        sim.engine.pause()
-        ctx = context(
-            sim,
-            tmp_path,
-            memory_connector(sim),
-            RowSink({}),
-            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
-        )
-        conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
-        nursery.start_soon(conn.run)
-        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
-            await trio.sleep(0.01)
-        await trio.sleep(60)
-        assert (conn.sessions, conn.reconnects, conn.last_error) == (1, 0, "")
-        nursery.cancel_scope.cancel()
-
-
 async def test_reconnects_back_off_exponentially_while_refused(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:

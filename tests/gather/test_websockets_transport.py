@@ -97,7 +97,7 @@ async def test_frames_fragments_pings_and_close() -> None:
 
 
 async def test_an_empty_pong_counts_as_heard(autojump_clock: trio.testing.MockClock) -> None:
-    """The exchange's pongs are empty (kalshi-api.md): ``heard_at`` moves on any frame."""
+    """The exchange's pongs are empty (kalshi-api.md): ``heard`` moves on any frame."""
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
 
@@ -112,10 +112,10 @@ async def test_an_empty_pong_counts_as_heard(autojump_clock: trio.testing.MockCl
 
         nursery.start_soon(exchange)
         async with websockets_over_stream(client, "ws://h/p", {}, 1000) as ws:
-            start = ws.heard_at
+            start = ws.heard
             await ws.ping()
             assert await ws.receive() == b"{}"
-            assert ws.heard_at - start == 8
+            assert ws.heard - start == 8
 
 
 async def test_an_oversized_frame_ends_the_session_with_1009() -> None:

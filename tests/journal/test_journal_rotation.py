@@ -259,10 +259,11 @@ async def test_disk_refusal_is_a_journal_error(tmp_path: Path) -> None:
     blocker = tmp_path / "journal"
     blocker.write_bytes(b"a file where the journal directory should be")
     writer = JournalWriter(journal_config(tmp_path), "g-1", flush_interval=0.01)
-    with trio.fail_after(30), pytest.RaisesGroup(pytest.RaisesExc(JournalError, match="journal")):
+    writer.record_frame(1, 1, "in", 1, 1, frame(1))
+    refused = f"{blocker / 'g-1'}: cannot use the journal directory: Not a directory"
+    with trio.fail_after(30), pytest.RaisesGroup(pytest.RaisesExc(JournalError, match=refused)):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
-            writer.record_frame(1, 1, "in", 1, 1, frame(1))
             await trio.sleep_forever()
     # the record was put back, not lost
     assert writer.records_written == 0

@@ -228,6 +228,11 @@ def as_stored(rows: Sequence[tuple[str, Row]]) -> dict[str, list[tuple[object, .
 
 def _sort(table: str, values: list[tuple[object, ...]]) -> None:
     spec = TABLES[table]
-    names = spec.conflict[1:-1].replace("(COALESCE(ticker, ''))", "ticker").split(",")
+    names = (
+        spec.conflict[1:-1]
+        .replace("(COALESCE(ticker, ''))", "ticker")
+        .replace("(COALESCE(sid, 0))", "sid")
+        .split(",")
+    )
     key = [spec.columns.index(name.strip()) for name in names]
     values.sort(key=lambda r: tuple("" if r[i] is None else str(r[i]).zfill(20) for i in key))

@@ -57,6 +57,19 @@ async def test_malformed_frames(mock_clock: object) -> None:
         assert ex.truth.faults_injected == {"malformed": 4}
 
 
+async def test_malformed_frames_carry_the_sid_of_their_channel(mock_clock: object) -> None:
+    async with sim(markets=10, active=1) as ex, connect(ex) as client:
+        ex.engine.pause()
+        await client.send("subscribe", {"channels": ["ticker", "trade"]})
+        for _ in range(2):
+            assert (await client.recv())[0] == "text"
+        for kind in ("json", "truncated", "wrong_type"):
+            assert ex.faults.send_malformed(kind) == 1
+        raw = [(await client.recv())[1] for _ in range(3)]
+        sids = [int(text.split('"sid":')[1].split(",")[0]) for text in raw]
+        assert sids == [2, 1, 1]  # trade's sid, then ticker's twice
+
+
 @pytest.mark.parametrize("abrupt", [False, True])
 async def test_drop_connections(mock_clock: object, abrupt: bool) -> None:
     async with sim(markets=10, active=1) as ex, connect(ex) as client:
@@ -131,6 +144,7 @@ async def test_rest_faults_and_refusal(mock_clock: object) -> None:
 def test_fault_plan_grammar() -> None:
     plan = FaultPlan.parse(
         "drop=every:5s,silent=at:10s:3s,skip_seq=every:7s,malformed=every:500ms,rest429=at:1m:5s,repeat_seq=at:2s:4"
+        ",close=at:3s,close=at:4s:4003"
     )
     assert plan.steps == (
         FaultStep("drop", 5.0, 5.0, 0.0),
@@ -139,6 +153,8 @@ def test_fault_plan_grammar() -> None:
         FaultStep("malformed", 0.5, 0.5, 0.0),
         FaultStep("rest429", 60.0, None, 5.0),
         FaultStep("repeat_seq", 2.0, None, 4.0),
+        FaultStep("close", 3.0, None, 1008.0),
+        FaultStep("close", 4.0, None, 4003.0),
     )
     for bad in (
         "drop",

@@ -264,9 +264,10 @@ def test_a_gatherer_id_cannot_escape_the_journal_directory() -> None:
     for bad in ("../../etc", "a/b", ".hidden", "", "x" * 65, "has space"):
         with pytest.raises(ConfigError) as caught:
             load_gatherer_config(None, overrides={"gatherer_id": bad})
+        shown = "a value of 67 characters (not shown)" if len(bad) == 65 else repr(bad)
         assert caught.value.problems == [
             "gatherer_id: expected 1-64 of A-Z a-z 0-9 _ . - (not starting with a dot),"
-            f" got {bad!r}"
+            f" got {shown}"
         ]
     assert load_gatherer_config(None, overrides={"gatherer_id": "prod-us_east.1"}).gatherer_id
 
@@ -316,3 +317,34 @@ def test_json_logging_writes_one_object_per_record() -> None:
         "kalshi.test",
         "listed 7 markets",
     )
+
+
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+
+
+def test_config_errors_never_echo_secrets_or_long_values(tmp_path: Path) -> None:
+    # Issue 18 item 11: a type error in a key that holds a secret, or a long value anywhere,
+    # names the key and the expected shape, never the value.
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "kalshi:\n  api_secret: ${SECRET}\n  api_key: ${KEY}\n"
+        "s3_export:\n  secret_key: ${S3}\n"
+        "timescaledb:\n  url: [postgresql://writer:hunter2@db/kalshi]\n"
+        "websocket:\n  reconnect_backoff: ${PASTED}\n"
+    )
+    env = {"SECRET": "{pem: 'x'}", "KEY": "[k]", "S3": "true", "PASTED": PEM}
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path, env=env)
+    assert info.value.problems == [
+        "kalshi.api_key: expected a string, got a value that is not shown (the key holds a secret)",
+        "kalshi.api_secret: expected a string, got a value that is not shown"
+        " (the key holds a secret)",
+        "websocket.reconnect_backoff: expected a duration like 500ms, 5s or 5m,"
+        " got a value of 88 characters (not shown)",
+        "timescaledb.url: expected a string, got ['postgresql://writer:***@db/kalshi']",
+        "s3_export.secret_key: expected a string, got a value that is not shown"
+        " (the key holds a secret)",
+    ]
+    text = "\n".join(info.value.problems)
+    for secret in ("hunter2", "MIIEv", "pem", "True"):
+        assert secret not in text

@@ -198,3 +198,43 @@ def test_late_deltas_of_a_dropped_market_are_stored_but_ask_for_nothing() -> Non
     assert (out.problem, out.resnapshot, p.stale) == (None, [], set())
     p.process(7, 4, 400, snapshot(3))  # listed again: recorded again
     assert T in p.books and T not in p.retired
+
+
+def test_a_gap_on_the_first_frame_of_a_subscription_is_a_gap() -> None:
+    # kalshi-api.md §2.4: a fresh sid starts at seq 1; `subscribed` consumes none. A first
+    # trade at seq 2 means seq 1 was lost: a gap row and a backfill from the reply's time.
+    p = FrameProcessor("g1")
+    p.process(9, 1, 100, subscribed(3, "trade"))
+    first = frame(
+        "trade",
+        3,
+        2,
+        trade_id="b",
+        market_ticker=T,
+        yes_price_dollars="0.3600",
+        count_fp="1.00",
+        taker_side="yes",
+        ts_ms=1669149841001,
+    )
+    out = p.process(9, 2, 150, first)
+    assert out.gap and out.backfill_from == 100
+    assert out.rows[0] == (
+        "gaps",
+        GapRow(100, 150, "g1", 9, 3, None, "seq_gap", 1, 2, "trade: 1 frame(s) missing"),
+    )
+    assert [table for table, _ in out.rows] == ["gaps", "trades"]
+    # a lifecycle subscription is checked the same way
+    p.process(9, 3, 160, subscribed(4, "market_lifecycle_v2"))
+    created = frame("market_lifecycle_v2", 4, 3, market_ticker=T, event_type="activated")
+    out = p.process(9, 4, 170, created)
+    assert out.gap and out.rows[0][1] == GapRow(
+        160, 170, "g1", 9, 4, None, "seq_gap", 1, 3, "market_lifecycle_v2: 2 frame(s) missing"
+    )
+
+
+def test_a_repeated_subscribed_keeps_the_counter() -> None:
+    p = started()
+    p.process(7, 3, 300, delta(2, "0.2200", "1.00"))
+    p.process(7, 4, 310, subscribed(1, "orderbook_delta"))  # re-subscribe: same sid
+    out = p.process(7, 5, 320, delta(3, "0.2200", "1.00"))
+    assert not out.gap and out.problem is None

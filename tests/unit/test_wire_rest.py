@@ -14,6 +14,7 @@ from kalshi.wire import (
     decode_markets_page,
     decode_orderbook,
     decode_trades_page,
+    decode_ws,
 )
 
 REST = Path(__file__).parent.parent / "data" / "rest"
@@ -92,3 +93,19 @@ def test_bad_bodies_name_the_field() -> None:
         decode_market(b"<html>")
     with pytest.raises(DecodeError, match="missing orderbook_fp"):
         decode_orderbook(b"{}", "T")
+
+
+def test_rest_and_ws_give_a_trade_the_same_time() -> None:
+    # The real exchange: REST created_time in µs, the WS frame of the same trade in ms.
+    rest = (
+        b'{"trades":[{"trade_id":"t","ticker":"M","count_fp":"1.00","yes_price_dollars":"0.3600",'
+        b'"taker_side":"no","created_time":"2026-08-13T11:29:25.354888Z"}],"cursor":""}'
+    )
+    ws = (
+        b'{"type":"trade","sid":3,"seq":1,"msg":{"trade_id":"t","market_ticker":"M",'
+        b'"yes_price_dollars":"0.3600","count_fp":"1.00","taker_side":"no",'
+        b'"ts":1786620565,"ts_ms":1786620565354}}'
+    )
+    (from_rest,), _ = decode_trades_page(rest)
+    from_ws = decode_ws(ws).body  # type: ignore[union-attr]
+    assert from_rest.exchange_ts == from_ws.exchange_ts == 1_786_620_565_354_000

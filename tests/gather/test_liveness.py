@@ -1,0 +1,112 @@
+"""Liveness and close codes against the simulator, on virtual time, on every transport.
+
+The exchange answers a client ping with an *empty* pong (kalshi-api.md §2.5), and the
+simulator does too; any inbound byte proves a connection alive. A permanent close code
+(RFC 6455 §7.4: 1002, 1003, 1007-1010, 4000-4999) stops the connection instead of churning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from kalshi.gather.connection import Connection
+from kalshi.gather.context import RowSink
+from kalshi.models.rows import TABLE_COLUMNS, Row
+from kalshi.sim import open_sim_exchange
+from kalshi.testing import PINNED_START_US
+from kalshi.testing.memory import OVER_STREAM, memory_connector
+from tests.gather.test_connection_timing import context
+
+TRANSPORTS = sorted(OVER_STREAM)
+
+
+def collecting_sink(nursery: trio.Nursery) -> tuple[RowSink, dict[str, list[Row]]]:
+    """A sink whose rows land in lists, one per table."""
+    rows: dict[str, list[Row]] = {table: [] for table in TABLE_COLUMNS}
+    channels = {}
+
+    async def collect(table: str, receive: trio.MemoryReceiveChannel[Row]) -> None:
+        async for row in receive:
+            rows[table].append(row)
+
+    for table in TABLE_COLUMNS:
+        send, receive = trio.open_memory_channel[Row](10_000)
+        channels[table] = send
+        nursery.start_soon(collect, table, receive)
+    return RowSink(channels), rows
+
+
+async def wait_state(conn: Connection, state: str) -> None:
+    while conn.state != state:  # noqa: ASYNC110 - state of the task under test
+        await trio.sleep(0.01)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_quiet_connection_with_empty_pongs_stays_up(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, transport: str
+) -> None:
+    async with (
+        open_sim_exchange(
+            markets=10, active=0, rate=0.0, seed=3, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        sim.engine.pause()  # nothing but pings and pongs: lifecycle on a quiet exchange
+        sink, rows = collecting_sink(nursery)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim, transport),
+            sink,
+            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "2s"},
+        )
+        conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
+        nursery.start_soon(conn.run)
+        await wait_state(conn, "live")
+        await trio.sleep(60)
+        assert (conn.sessions, conn.reconnects, conn.state, conn.last_error) == (1, 0, "live", "")
+        assert rows["gaps"] == []
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(("code", "stops"), [(1008, True), (4003, True), (1001, False)])
+async def test_a_permanent_close_code_stops_the_connection(
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    transport: str,
+    code: int,
+    stops: bool,
+) -> None:
+    async with (
+        open_sim_exchange(
+            markets=10, active=2, rate=5.0, seed=3, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        sink, rows = collecting_sink(nursery)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim, transport),
+            sink,
+            **{"websocket.reconnect_backoff": "1s"},
+        )
+        conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
+        nursery.start_soon(conn.run)
+        await wait_state(conn, "live")
+        assert sim.faults.drop_connections(code=code) == 1
+        await trio.sleep(30)
+        if stops:
+            assert (conn.sessions, conn.reconnects, conn.state) == (1, 0, "stopped")
+            assert conn.last_error.startswith("stopped after a permanent close: closed by peer: ")
+            assert str(code) in conn.last_error
+            assert rows["gaps"] == []  # no new session, so no reconnect window to close
+        else:
+            assert (conn.sessions, conn.reconnects, conn.state) == (2, 1, "live")
+            assert [row[6] for row in rows["gaps"]] == ["reconnect"]
+        nursery.cancel_scope.cancel()
