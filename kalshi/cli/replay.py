@@ -131,7 +131,9 @@ def replay(
 
     Into the database by default (idempotent: replaying twice adds nothing), or as rows on
     stdout with --format, or re-served over WebSocket with --serve. Corrupt journal lines
-    are reported with file and line and skipped; the exit code is 1 when any were found.
+    are reported with file and line and skipped. Into a database it returns once every row
+    is committed and prints the committed counts. The exit code is 1 when a line was
+    corrupt or a row is left unwritten (spooled for this database, or dead-lettered).
     """
     given = (("--db", db), ("--format", format), ("--serve", serve))
     modes = [name for name, value in given if value is not None]
@@ -245,6 +247,18 @@ def _report(stats: ReplayStats, *, to_stdout: bool) -> None:
     if stats.frame_problems:
         flagged = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.frame_problems.items()))
         _say(out, f"frames flagged by the pipeline: {flagged}")
+    if not to_stdout:
+        committed = stats.written + stats.duplicate
+        per_table = ", ".join(f"{t} {n:,}" for t, n in sorted(committed.items())) or "none"
+        _say(
+            out,
+            f"committed: {per_table} (new {stats.written.total():,},"
+            f" already stored {stats.duplicate.total():,})",
+        )
+    if stats.left:
+        left = ", ".join(f"{t} {n:,}" for t, n in sorted(stats.left.items()))
+        _say(err_console, f"not written (spooled or dead-lettered): {left}")
     if stats.problems:
         _say(err_console, f"{len(stats.problems):,} corrupt journal line(s) skipped")
+    if stats.problems or stats.left:
         raise SystemExit(1)

@@ -10,6 +10,7 @@ a journal source on Trio, reading in a worker thread and handing rows to a sink.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from kalshi.gather.context import RowSink
 from kalshi.gather.pipeline import FrameProcessor, Outcome
 from kalshi.journal import JournalProblem, JournalRecord, journal_files
 from kalshi.models.rows import Row
-from kalshi.store import open_store
+from kalshi.store import Store, open_store
 from kalshi.store.schema import TABLES
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "replay",
     "replay_into_db",
 ]
+
+log = logging.getLogger("kalshi.replay")
 
 # The channel a message travels on, for frames whose subscription was not seen.
 TYPE_CHANNEL = {
@@ -101,6 +104,11 @@ class ReplayStats:
     frame_problems: Counter[str] = field(factory=Counter)
     first_us: int | None = None
     last_us: int | None = None
+    # Into a database: per table, rows the database acknowledged (new, already stored)
+    # and rows not written (dead-lettered, or left in the spool when the database went away).
+    written: Counter[str] = field(factory=Counter)
+    duplicate: Counter[str] = field(factory=Counter)
+    left: Counter[str] = field(factory=Counter)
 
 
 class Replayer:
@@ -240,9 +248,12 @@ async def replay_into_db(
 
     The writers use ``<spool.dir>/replay`` and ``<spool.dir.dead_letter_dir>/replay`` so a
     replay can run next to a gatherer sharing the config. Rows already stored are skipped
-    by their identity keys, so replaying twice adds nothing. Returns when every row is
-    written (or spooled, if the database went away). Raises
-    :class:`~kalshi.errors.StoreError` as :func:`~kalshi.store.open_store` does.
+    by their identity keys, so replaying twice adds nothing. Returns once every row is
+    committed and the spool drained (``stats.written`` / ``stats.duplicate`` per table), or
+    once the database has acknowledged nothing for ``cfg.shutdown_grace`` seconds; rows
+    still unwritten then are counted in ``stats.left`` (they stay in the spool, which
+    belongs to this database only). Raises :class:`~kalshi.errors.StoreError` as
+    :func:`~kalshi.store.open_store` does (e.g. the spool holds another database's rows).
     """
     spool = cfg.spool
     cfg = attrs.evolve(
@@ -256,11 +267,35 @@ async def replay_into_db(
     async with open_store(url, cfg, watermark=False) as store:  # historical rows
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
-            return await replay(
+            stats = await replay(
                 items, sink, replayer=replayer, speed=speed, on_progress=on_progress
             )
         finally:
             await sink.aclose()
+        await _drain(store, float(cfg.shutdown_grace))
+    for table, counts in store.stats().tables.items():
+        stats.written[table] = counts.rows_written
+        stats.duplicate[table] = counts.rows_duplicate
+        stats.left[table] = counts.queue_rows + counts.spool_rows + counts.dead_letters
+    stats.written, stats.duplicate, stats.left = (+stats.written, +stats.duplicate, +stats.left)
+    return stats
+
+
+async def _drain(store: Store, patience: float) -> None:
+    """Wait until the store is drained, as long as the database keeps acknowledging rows
+    within ``patience`` seconds (a deadline on progress, not a synchronisation)."""
+    while True:
+        before = _acknowledged(store)
+        with trio.move_on_after(patience):
+            await store.drain()
+            return
+        if _acknowledged(store) == before:
+            log.warning("the database acknowledged nothing for %.0f s; stopping", patience)
+            return
+
+
+def _acknowledged(store: Store) -> int:
+    return sum(t.rows_written + t.rows_duplicate for t in store.stats().tables.values())
 
 
 def count_lines(paths: Iterable[str | Path]) -> int | None:

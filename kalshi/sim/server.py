@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -91,6 +91,13 @@ class SimExchange(Exchange):
         blast_events: int = 100_000,
         buffer_limit: int = DEFAULT_BUFFER,
         start_us: int | None = None,
+        keep_events: bool = True,
+        truth_stream: BinaryIO | None = None,
+        trade_window_s: float | None = None,
+        busy: int | None = None,
+        burst_every: float | None = None,
+        burst_x: float = 20.0,
+        burst_seconds: float = 10.0,
     ) -> None:
         if auth not in ("rsa", "none"):
             raise ValueError("auth must be 'rsa' or 'none'")
@@ -99,7 +106,12 @@ class SimExchange(Exchange):
         self.skew_ms = int(skew_s * 1000)
         self.buffer_limit = buffer_limit
         self.universe = Universe(markets, clock() if start_us is None else start_us, seed)
-        self.truth = Truth(self.universe)
+        self.truth = Truth(
+            self.universe,
+            keep_events=keep_events,
+            stream=truth_stream,
+            trade_window_s=trade_window_s,
+        )
         self.broker = Broker()
         self.sessions: set[Session] = set()
         self.faults = Faults(self.truth.faults_injected, lambda: list(self.sessions))
@@ -111,6 +123,10 @@ class SimExchange(Exchange):
             seed=seed,
             clock=clock,
             lifecycle_every=lifecycle_every,
+            busy=busy,
+            burst_every=burst_every,
+            burst_x=burst_x,
+            burst_seconds=burst_seconds,
         )
         self.engine.publish = self._publish
         self.rest = RestApi(self, tier)
@@ -142,7 +158,7 @@ class SimExchange(Exchange):
     def _pregenerate(self, count: int) -> None:
         self.blast_books = {t: b.copy() for t, b in self.truth.books.items()}
         self.engine.pause()
-        while len(self.truth.events) < count and self.engine.active_tickers:
+        while self.truth.generated < count and self.engine.active_tickers:
             self.engine.step(64)
         self.blast_events = list(self.truth.events)
 
@@ -426,7 +442,12 @@ async def open_sim_exchange(
     (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
     ``buffer_limit`` (outbox bytes per connection before error 25), ``start_us`` (the
     universe's epoch, Unix µs: it dates every generated ticker and status; default the clock's
-    now, so tests pin it to be independent of the day they run). Raises OSError if the
+    now, so tests pin it to be independent of the day they run). For long runs at full size:
+    ``keep_events=False`` keeps no generated message in memory, ``truth_stream`` (a binary
+    file) receives them as JSON lines instead, ``trade_window_s`` keeps only that many
+    seconds of trades for ``GET /markets/trades``; traffic: ``busy`` markets take 80 % of
+    the actions, and every ``burst_every`` seconds the rate is ``burst_x`` times higher for
+    ``burst_seconds``. Raises OSError if the
     port cannot be bound. Leaving the block closes every connection.
     """
     sim = SimExchange(markets=markets, rate=rate, seed=seed, blast=blast, **options)  # type: ignore[arg-type]

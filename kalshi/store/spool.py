@@ -14,6 +14,9 @@ file is copied to ``<spool dir>/<table>/quarantine/`` and each bad line is logge
 file, line number and byte offset and counted (``kalshi_store_spool_damaged_lines``).
 Leftover ``*.tmp`` files (a process killed mid-write) are read the same way: their good
 rows are spooled again under their sequence number, the file is kept in ``partial/``.
+
+A spool belongs to one database: ``<spool dir>/DATABASE`` names it (``host:port/dbname``),
+and a store opened on another database refuses a spool that still holds rows.
 """
 
 from __future__ import annotations
@@ -29,13 +32,24 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import orjson
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from kalshi.errors import StoreError
 from kalshi.models.rows import Row
 from kalshi.store import metrics
 from kalshi.store.schema import TableSpec
 
-__all__ = ["Batch", "Damage", "Spool", "dump_json", "load_json", "lock_directory"]
+__all__ = [
+    "Batch",
+    "Damage",
+    "Spool",
+    "claim_spool",
+    "database_identity",
+    "dump_json",
+    "load_json",
+    "lock_directory",
+]
 
 log = logging.getLogger("kalshi.store")
 
@@ -152,6 +166,41 @@ def lock_directory(directory: Path) -> IO[bytes]:
         handle.close()
         raise StoreError(f"{directory}: spool in use by another process") from None
     return handle
+
+
+def database_identity(url: str) -> str:
+    """Which database ``url`` names, without connecting: ``host:port/dbname`` (user and
+    password left out: they do not change where rows go). Raises :class:`StoreError` for a
+    URL libpq cannot parse."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise StoreError(f"database url: {exc}") from None
+    host = str(info.get("host") or info.get("hostaddr") or "localhost")
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
+
+
+def claim_spool(root: Path, identity: str, spooled_rows: int) -> None:
+    """Record that the spool at ``root`` belongs to the database ``identity``.
+
+    A spool holding rows for another database is refused (:class:`StoreError`): its rows go
+    only where they were received for. An empty spool (or one from before identities were
+    recorded) is claimed. Blocking."""
+    path = root / "DATABASE"
+    try:
+        owner = path.read_text().strip()
+    except FileNotFoundError:
+        owner = ""
+    if owner and owner != identity and spooled_rows:
+        raise StoreError(
+            f"{root}: the spool holds {spooled_rows} rows for database {owner}, not {identity};"
+            " drain them there (run against that database) or use another spool.dir"
+        )
+    if owner != identity:
+        tmp = root / ".DATABASE.tmp"
+        tmp.write_text(identity + "\n")
+        os.replace(tmp, path)
+        _fsync_dir(root)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -43,7 +43,7 @@ from kalshi.store.deadletter import DeadLetters
 from kalshi.store.insert import WriteResult, write_rows
 from kalshi.store.pool import ConnectionPool
 from kalshi.store.schema import TABLES, TableSpec
-from kalshi.store.spool import Batch, Spool, lock_directory
+from kalshi.store.spool import Batch, Spool, claim_spool, database_identity, lock_directory
 
 __all__ = ["RowSender", "Store", "StoreStats", "TableStats", "open_store"]
 
@@ -648,6 +648,13 @@ class Store:
             writer.spool.load()
             writer.next_seq = writer.spool.max_seq() + 1
             writer._publish()
+        spooled = sum(writer.spool.rows for writer in self._writers.values())
+        try:
+            claim_spool(self._spool_root, database_identity(self.url), spooled)
+        except BaseException:
+            self._lock.close()
+            self._lock = None
+            raise
 
     async def _run(self, nursery: trio.Nursery) -> None:
         for writer in self._writers.values():
