@@ -148,6 +148,10 @@ class DbConfig:
     url: str = ""
     max_connections: int = 5
     data_dir: str = ".kalshi/pg"
+    # Bounds on every write statement: a hung server or a locked table fails the write
+    # (retried, rows spooled) within this long instead of holding it forever. 0 = none.
+    statement_timeout: Duration = Duration(30.0)
+    lock_timeout: Duration = Duration(5.0)
 
 
 @frozen

@@ -12,6 +12,12 @@ starts at 0 when its ``subscribed`` reply arrives, so its first sequenced frame 
 higher than last + 1 is a gap (a ``gaps`` row; for an order-book subscription every market
 on it is marked stale and needs a snapshot, for trades the window is backfilled over REST).
 A delta that would make a level negative marks its market stale too.
+
+Connections recorded by someone else (a capture, ``kalshi/replay/source.py``) are declared
+with :meth:`FrameProcessor.seq_rule`: their subscriptions open on their first frame (the
+channel by message type, :data:`TYPE_CHANNEL`), and under the ``filtered`` rule a skipped
+``seq`` is counted (``seq_skip``) but is no gap: the recorder dropped other markets' frames.
+Every stale book keeps its cause in :attr:`FrameProcessor.stale_cause`.
 """
 
 from __future__ import annotations
@@ -41,10 +47,21 @@ from kalshi.models.ticker import Ticker
 from kalshi.models.trade import Trade
 from kalshi.wire import decode_ws
 
-__all__ = ["CONTROL_TYPES", "FrameProcessor", "Outcome", "book_json", "trade_row"]
+__all__ = ["CONTROL_TYPES", "TYPE_CHANNEL", "FrameProcessor", "Outcome", "book_json", "trade_row"]
 
 CONTROL_TYPES = frozenset({"subscribed", "ok", "error", "unsubscribed"})
 _RETIRING = frozenset({"determined", "settled"})
+# The channel a message travels on, for frames whose subscription was not seen.
+TYPE_CHANNEL = {
+    "orderbook_snapshot": "orderbook_delta",
+    "orderbook_delta": "orderbook_delta",
+    "trade": "trade",
+    "ticker": "ticker",
+    "market_lifecycle_v2": "market_lifecycle_v2",
+    "event_lifecycle": "market_lifecycle_v2",
+    "event_fee_update": "market_lifecycle_v2",
+    "multivariate_market_lifecycle": "multivariate_market_lifecycle",
+}
 _LIFECYCLE_TYPES = frozenset(
     {"market_lifecycle_v2", "multivariate_market_lifecycle", "event_lifecycle", "event_fee_update"}
 )
@@ -62,6 +79,7 @@ class Outcome:
     backfill_from: int | None = None  # µs: trades since then may be missing (trade seq gap)
     lifecycle: LifecycleEvent | EventLifecycle | None = None
     gap: bool = False
+    skip: bool = False  # a skipped seq on a filtered subscription (not a gap)
 
 
 def book_json(levels: tuple[tuple[int, int], ...]) -> str:
@@ -100,6 +118,7 @@ class _Sub:
     last_seq: int | None = None
     last_ts: int = 0  # received_at of the last in-order frame (µs)
     tickers: set[str] = field(factory=set)
+    filtered: bool = False  # seq jumps are other markets' frames, not losses
 
 
 class FrameProcessor:
@@ -109,12 +128,26 @@ class FrameProcessor:
         self.gatherer_id = gatherer_id
         self.books: dict[str, OrderBook] = {}
         self.stale: set[str] = set()  # books we do not trust until the next snapshot
+        self.stale_cause: dict[str, str] = {}  # why each stale book is stale
         self.retired: set[str] = set()  # dropped markets: late deltas are stored, not applied
         self._subs: dict[tuple[int, int], _Sub] = {}
+        self._rules: dict[int, tuple[bool, bool]] = {}  # conn_id -> (implicit, filtered)
         self.counts: Counter[str] = Counter()  # by message type, plus problems
         self.market_messages: Counter[str] = Counter()
 
     # --- connection events ------------------------------------------------------------
+
+    def seq_rule(self, conn_id: int, *, filtered: bool, implicit: bool) -> None:
+        """How to read a connection's frames. ``implicit``: its ``subscribed`` replies were
+        not recorded, so a frame with an unknown ``sid`` opens that subscription;
+        ``filtered``: a skipped ``seq`` is not a gap (``docs/replay.md``, "Captures")."""
+        self._rules[conn_id] = (implicit, filtered)
+
+    def _mark_stale(self, tickers: list[str] | set[str], cause: str) -> None:
+        for ticker in tickers:
+            if ticker not in self.stale:  # the first cause since the snapshot is the real one
+                self.stale.add(ticker)
+                self.stale_cause[ticker] = cause
 
     def forget_connection(self, conn_id: int) -> list[str]:
         """The connection is gone: drop its subscriptions; returns the tickers whose books
@@ -123,13 +156,15 @@ class FrameProcessor:
         for key in [key for key in self._subs if key[0] == conn_id]:
             sub = self._subs.pop(key)
             orphans.extend(sub.tickers)
-        self.stale.update(orphans)
+        self._mark_stale(orphans, f"disconnect: connection {conn_id} ended")
+        self._rules.pop(conn_id, None)
         return orphans
 
     def drop_market(self, ticker: str) -> None:
         """No longer recorded (settled, or moved off this process)."""
         self.books.pop(ticker, None)
         self.stale.discard(ticker)
+        self.stale_cause.pop(ticker, None)
         self.retired.add(ticker)
         for sub in self._subs.values():
             sub.tickers.discard(ticker)
@@ -180,9 +215,17 @@ class FrameProcessor:
             # A fresh sid's first sequenced frame is seq 1 (kalshi-api.md §2.4), so the
             # counter starts at 0 and that frame is checked like any other. A repeated
             # ``subscribed`` for a live sid (an idempotent re-subscribe) keeps its counter.
-            self._subs.setdefault((conn_id, body.sid), _Sub(body.channel, 0, received_at))
+            filtered = self._rules.get(conn_id, (False, False))[1]
+            self._subs.setdefault(
+                (conn_id, body.sid), _Sub(body.channel, 0, received_at, set(), filtered)
+            )
             return out
         sub = self._subs.get((conn_id, msg.sid)) if msg.sid is not None else None
+        if sub is None and msg.sid is not None and msg.type in TYPE_CHANNEL:
+            rule = self._rules.get(conn_id)
+            if rule is not None and rule[0]:
+                sub = _Sub(TYPE_CHANNEL[msg.type], None, received_at, set(), rule[1])
+                self._subs[(conn_id, msg.sid)] = sub
         if (
             sub is not None
             and msg.seq is not None
@@ -192,7 +235,7 @@ class FrameProcessor:
         if msg.type == "unsubscribed" and msg.sid is not None:
             gone = self._subs.pop((conn_id, msg.sid), None)
             if gone is not None:
-                self.stale.update(gone.tickers)
+                self._mark_stale(gone.tickers, f"unsubscribed (sid {msg.sid})")
             return out
         if msg.type in CONTROL_TYPES:
             if isinstance(msg.body, ErrorReply):
@@ -237,7 +280,10 @@ class FrameProcessor:
             self.counts["duplicate"] += 1
             out.problem, out.detail = "duplicate", f"sid {msg.sid} seq {seq} after {last}"
             return False
-        if last is not None and seq != last + 1:
+        if last is not None and seq != last + 1 and sub.filtered:
+            self.counts["seq_skip"] += 1
+            out.skip = True
+        elif last is not None and seq != last + 1:
             self.counts["seq_gap"] += 1
             out.gap = True
             tickers = sorted(sub.tickers) if sub.channel == "orderbook_delta" else []
@@ -260,7 +306,8 @@ class FrameProcessor:
                 )
             )
             if tickers:
-                self.stale.update(tickers)
+                missing = f"seq {last + 1}" if seq == last + 2 else f"seq {last + 1}-{seq - 1}"
+                self._mark_stale(tickers, f"sequence gap: sid {msg.sid} {missing} missing")
                 out.resnapshot.extend(tickers)
             if sub.channel == "trade":
                 out.backfill_from = sub.last_ts
@@ -302,7 +349,7 @@ class FrameProcessor:
             return
         book = self.books.get(ticker)
         if book is None:
-            self.stale.add(ticker)
+            self._mark_stale([ticker], "delta before any snapshot")
             out.resnapshot.append(ticker)
             out.problem, out.detail = "book", f"{ticker}: delta before any snapshot"
             return
@@ -310,7 +357,7 @@ class FrameProcessor:
             book.apply_delta(delta)
         except BookError as exc:
             self.counts["book_invalid"] += 1
-            self.stale.add(ticker)
+            self._mark_stale([ticker], f"invalid delta: {exc}")
             out.resnapshot.append(ticker)
             out.problem, out.detail = "book_invalid", str(exc)
             out.rows.append(
@@ -369,11 +416,12 @@ class FrameProcessor:
             book = OrderBook.from_snapshot(snap)
         except BookError as exc:
             self.counts["book_invalid"] += 1
-            self.stale.add(ticker)
+            self._mark_stale([ticker], f"invalid snapshot: {exc}")
             out.problem, out.detail = "book", str(exc)
             return
         self.books[ticker] = book
         self.stale.discard(ticker)
+        self.stale_cause.pop(ticker, None)
         self.retired.discard(ticker)
 
 

@@ -18,14 +18,15 @@ from typing import Any, Protocol
 
 import attrs
 import trio
-import zstandard
 from attrs import define, field, frozen
 
 from kalshi.config import GathererConfig
 from kalshi.gather.context import RowSink
-from kalshi.gather.pipeline import FrameProcessor, Outcome
-from kalshi.journal import JournalProblem, JournalRecord, journal_files
+from kalshi.gather.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome
+from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import Row
+from kalshi.replay.continuity import Continuity
+from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import Store, open_store
 from kalshi.store.schema import TABLES
 
@@ -42,19 +43,7 @@ __all__ = [
 
 log = logging.getLogger("kalshi.replay")
 
-# The channel a message travels on, for frames whose subscription was not seen.
-TYPE_CHANNEL = {
-    "orderbook_snapshot": "orderbook_delta",
-    "orderbook_delta": "orderbook_delta",
-    "trade": "trade",
-    "ticker": "ticker",
-    "market_lifecycle_v2": "market_lifecycle_v2",
-    "event_lifecycle": "market_lifecycle_v2",
-    "event_fee_update": "market_lifecycle_v2",
-    "multivariate_market_lifecycle": "multivariate_market_lifecycle",
-}
 _READ_BATCH = 2000  # journal items read per worker-thread trip
-_COUNT_CHUNK = 1 << 20
 
 
 class RowsSink(Protocol):
@@ -118,12 +107,20 @@ class Replayer:
     ``process``: ``forget_connection`` on a ``disconnect`` marker and ``sent`` for every
     command sent (``delete_markets`` retires books). Those change which books are
     trusted, hence which ``book_invalid`` gaps appear.
+
+    The sequence rule of each connection (``docs/replay.md``, "Captures"): ``seq_check``
+    ``auto`` takes a capture session's rule from its ``connect`` marker and keeps the live
+    (contiguous) rule for our journal; ``contiguous`` or ``filtered`` applies to every
+    connection. :attr:`continuity` says per session and market what the frames prove.
     """
 
-    def __init__(self, flt: ReplayFilter | None = None) -> None:
+    def __init__(self, flt: ReplayFilter | None = None, seq_check: SeqCheck = "auto") -> None:
         self.filter = flt or ReplayFilter()
+        self.seq_check = seq_check
         self.processors: dict[str, FrameProcessor] = {}
         self.stats = ReplayStats()
+        self.continuity = Continuity()
+        self._rules: dict[tuple[str, int], str] = {}
 
     def processor(self, gatherer_id: str) -> FrameProcessor:
         proc = self.processors.get(gatherer_id)
@@ -145,6 +142,11 @@ class Replayer:
             stats.markers += 1
             if item.kind == "disconnect":
                 self.processor(item.gatherer_id).forget_connection(item.conn_id)
+            elif item.kind == "connect":
+                self._connect(item)
+            else:
+                return []
+            self.continuity.marker(item, self._rules.get((item.gatherer_id, item.conn_id), ""))
             return []
         if item.direction != "in":
             self._sent(item)
@@ -155,6 +157,7 @@ class Replayer:
         stats.last_us = item.wall_us
         proc = self.processor(item.gatherer_id)
         out = proc.process(item.conn_id, item.frame_no, item.wall_us, item.raw)
+        self.continuity.frame(item, out)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
         if not out.rows:
@@ -171,6 +174,18 @@ class Replayer:
         for table, _ in rows:
             stats.rows[table] += 1
         return rows
+
+    def _connect(self, item: JournalRecord) -> None:
+        """A connection starts: its sequence rule (a capture's comes in the marker)."""
+        captured = item.detail.get("seq_check")
+        implicit = isinstance(captured, str)
+        rule = self.seq_check
+        if rule == "auto":
+            rule = captured if captured in ("contiguous", "filtered") else "contiguous"
+        self._rules[(item.gatherer_id, item.conn_id)] = rule
+        self.processor(item.gatherer_id).seq_rule(
+            item.conn_id, filtered=rule == "filtered", implicit=implicit
+        )
 
     def _sent(self, item: JournalRecord) -> None:
         """A command the gatherer sent: the pipeline reacts as it did live."""
@@ -299,20 +314,15 @@ def _acknowledged(store: Store) -> int:
 
 
 def count_lines(paths: Iterable[str | Path]) -> int | None:
-    """Lines in local journal files (a fast pre-pass for a progress total); ``None`` when a
-    source is remote. A damaged zstd tail ends that file's count early."""
+    """Lines in local files, decompressed (a fast pre-pass for a progress total); ``None``
+    when a source is remote or stdin. A damaged compressed tail ends that file's count."""
     names = [str(p) for p in paths]
-    if any(name.startswith("s3://") for name in names):
+    if any(name.startswith("s3://") or name == "-" for name in names):
         return None
     total = 0
-    for path in journal_files(names):
+    for path in source_files(names):
+        torn: list[str] = []
         with open(path, "rb") as fh:
-            stream: Any = fh
-            if path.name.endswith(".zst"):
-                stream = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
-            try:
-                while chunk := stream.read(_COUNT_CHUNK):
-                    total += chunk.count(b"\n")
-            except zstandard.ZstdError:
-                pass
+            for chunk in decompressed(fh, torn):
+                total += chunk.count(b"\n")
     return total

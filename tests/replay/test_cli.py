@@ -130,7 +130,7 @@ async def test_one_clear_line_and_exit_1(tmp_path: Path) -> None:
         ),
         (
             ("replay", str(tmp_path / "missing.jsonl"), "--format", "jsonl"),
-            f"error: {tmp_path / 'missing.jsonl'}: no such journal file or directory",
+            f"error: {tmp_path / 'missing.jsonl'}: no such file or directory",
         ),
         (
             ("replay", journal, "--from", "yesterday", "--format", "jsonl"),
