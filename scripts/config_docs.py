@@ -54,11 +54,15 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.commands_per_second": "subscription commands per second per connection "
     "(paces a (re)subscription; the exchange allows 10 000/s per session)",
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
-    "websocket.transport": "`trio-websocket`, `wsproto` or `fast` (see docs/performance.md)",
+    "websocket.transport": "`websockets` (default) or `trio-websocket` (see docs/performance.md)",
     # timescaledb
     "timescaledb.url": "PostgreSQL/TimescaleDB URL; empty starts the embedded PostgreSQL",
     "timescaledb.max_connections": "database connections of the writers",
     "timescaledb.data_dir": "data directory of the embedded PostgreSQL",
+    "timescaledb.statement_timeout": "longest a write statement may run before it fails"
+    " (retried, rows spooled); a hung server is noticed within it; 0 = no bound",
+    "timescaledb.lock_timeout": "longest a write waits for a table lock (`LOCK TABLE`) before"
+    " the database counts as unavailable; 0 = no bound",
     # spool
     "spool.dir": "where batches wait on disk while the database is down",
     "spool.memory_rows": "rows held in memory per table before batches spill to disk",
