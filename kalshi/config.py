@@ -135,6 +135,12 @@ class WebsocketConfig:
     ping_interval: Duration = Duration(2.0)
     # Markets per update_subscription command (the exchange's cap is unpublished).
     markets_per_command: int = 256
+    # A command (subscribe, update_subscription) without a reply for this long ends the
+    # session.
+    command_timeout: Duration = Duration(10.0)
+    # Markets the exchange refused (error 26 with no connection to take them, or another
+    # refusal) are tried again after this long.
+    refusal_retry: Duration = Duration(60.0)
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "trio-websocket"
 

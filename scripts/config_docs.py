@@ -51,6 +51,11 @@ DESCRIPTIONS: dict[str, str] = {
     "long is dead",
     "websocket.ping_interval": "client ping interval",
     "websocket.markets_per_command": "markets per `update_subscription` command",
+    "websocket.command_timeout": "a command without a reply for this long ends the session",
+    "websocket.refusal_retry": (
+        "markets the exchange refused (error 26 with no connection to take them, or another "
+        "refusal; a `subscription_refused` gap each) are tried again after this long"
+    ),
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
     "websocket.transport": "`trio-websocket`, `wsproto` or `fast` (see docs/performance.md)",
     # timescaledb

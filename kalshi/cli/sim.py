@@ -46,6 +46,12 @@ def sim(
     truth: Annotated[
         Path | None, Parameter(help="Write the ground truth (JSON lines) on exit.")
     ] = None,
+    market_cap: Annotated[
+        int, Parameter(help="Markets per subscription; beyond is error 26 (0: no cap).")
+    ] = 0,
+    command_rate: Annotated[
+        float, Parameter(help="WebSocket commands/s per session; beyond is error 27.")
+    ] = 10_000.0,
     start: Annotated[
         str,
         Parameter(
@@ -76,6 +82,8 @@ def sim(
         "tier": None if tier == "none" else tier,
         "lifecycle_every": lifecycle_every or None,
         "blast_events": blast_events,
+        "market_cap": market_cap or None,
+        "command_rate": command_rate,
     }
     try:
         trio.run(_run, markets, rate, seed, plan, port, blast, options, key_file, truth)

@@ -45,6 +45,7 @@ from kalshi.sim.truth import SimEvent, Truth
 from kalshi.sim.universe import Universe
 from kalshi.sim.ws import (
     DEFAULT_BUFFER,
+    MAX_COMMANDS_PER_S,
     Broker,
     Exchange,
     Session,
@@ -91,6 +92,8 @@ class SimExchange(Exchange):
         blast_events: int = 100_000,
         buffer_limit: int = DEFAULT_BUFFER,
         start_us: int | None = None,
+        market_cap: int | None = None,
+        command_rate: float = MAX_COMMANDS_PER_S,
     ) -> None:
         if auth not in ("rsa", "none"):
             raise ValueError("auth must be 'rsa' or 'none'")
@@ -98,6 +101,8 @@ class SimExchange(Exchange):
         self.auth = auth
         self.skew_ms = int(skew_s * 1000)
         self.buffer_limit = buffer_limit
+        self.market_cap = market_cap
+        self.command_rate = command_rate
         self.universe = Universe(markets, clock() if start_us is None else start_us, seed)
         self.truth = Truth(self.universe)
         self.broker = Broker()
@@ -418,16 +423,18 @@ async def open_sim_exchange(
 ) -> AsyncIterator[SimExchange]:
     """Run a simulated exchange on ``host:port`` (0: an ephemeral port) for the block.
 
-    ``markets`` generated markets, of which ``active`` (default 50) trade at ``rate``
-    messages/s in total; ``faults`` runs a schedule from the start; ``blast`` pre-generates
-    ``blast_events`` messages and streams them to each subscription as fast as the socket
-    takes them. Other options: ``tier`` (REST read budget: ``basic`` ... ``prestige`` or
-    None for unlimited), ``auth`` (``rsa`` or ``none``), ``private_key_pem``, ``clock``
-    (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
-    ``buffer_limit`` (outbox bytes per connection before error 25), ``start_us`` (the
-    universe's epoch, Unix µs: it dates every generated ticker and status; default the clock's
-    now, so tests pin it to be independent of the day they run). Raises OSError if the
-    port cannot be bound. Leaving the block closes every connection.
+        ``markets`` generated markets, of which ``active`` (default 50) trade at ``rate``
+        messages/s in total; ``faults`` runs a schedule from the start; ``blast`` pre-generates
+        ``blast_events`` messages and streams them to each subscription as fast as the socket
+        takes them. Other options: ``tier`` (REST read budget: ``basic`` ... ``prestige`` or
+        None for unlimited), ``auth`` (``rsa`` or ``none``), ``private_key_pem``, ``clock``
+        (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
+        ``buffer_limit`` (outbox bytes per connection before error 25), ``market_cap`` (markets
+    per subscription; beyond is error 26; default None, no cap), ``command_rate`` (commands/s
+    per session, burst the same; beyond is error 27; default 10 000), ``start_us`` (the
+        universe's epoch, Unix µs: it dates every generated ticker and status; default the clock's
+        now, so tests pin it to be independent of the day they run). Raises OSError if the
+        port cannot be bound. Leaving the block closes every connection.
     """
     sim = SimExchange(markets=markets, rate=rate, seed=seed, blast=blast, **options)  # type: ignore[arg-type]
     listeners = await trio.open_tcp_listeners(port, host=host)
