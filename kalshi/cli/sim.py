@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -44,8 +45,23 @@ def sim(
         Path, Parameter(help="Where to write the private key PEM.")
     ] = DEFAULT_KEY_PATH,
     truth: Annotated[
-        Path | None, Parameter(help="Write the ground truth (JSON lines) on exit.")
+        Path | None,
+        Parameter(
+            help="Stream the ground truth (JSON lines) to this file as it happens; the "
+            "summary line is added on exit. No generated message is then kept in memory."
+        ),
     ] = None,
+    trade_window: Annotated[
+        float, Parameter(help="Seconds of trades kept for GET /markets/trades (0: all).")
+    ] = 0.0,
+    busy: Annotated[
+        int, Parameter(help="Busy markets: they take 80% of the activity (0: all alike).")
+    ] = 0,
+    burst_every: Annotated[
+        float, Parameter(help="Seconds between two bursts of traffic (0: none).")
+    ] = 0.0,
+    burst_x: Annotated[float, Parameter(help="Rate multiplier during a burst.")] = 20.0,
+    burst_seconds: Annotated[float, Parameter(help="Length of a burst in seconds.")] = 10.0,
     market_cap: Annotated[
         int, Parameter(help="Markets per subscription; beyond is error 26 (0: no cap).")
     ] = 0,
@@ -82,6 +98,12 @@ def sim(
         "tier": None if tier == "none" else tier,
         "lifecycle_every": lifecycle_every or None,
         "blast_events": blast_events,
+        "keep_events": truth is None,
+        "trade_window_s": trade_window or None,
+        "busy": busy or None,
+        "burst_every": burst_every or None,
+        "burst_x": burst_x,
+        "burst_seconds": burst_seconds,
         "market_cap": market_cap or None,
         "command_rate": command_rate,
     }
@@ -127,10 +149,16 @@ async def _run(
     key_file: Path,
     truth: Path | None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM, then write the truth file; a signal is a clean exit."""
+    """Serve until SIGINT/SIGTERM, streaming the truth file; a signal is a clean exit."""
     from kalshi.sim import open_sim_exchange
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with (
+        contextlib.ExitStack() as closing,
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
+        if truth is not None:
+            truth.parent.mkdir(parents=True, exist_ok=True)
+            options["truth_stream"] = closing.enter_context(truth.open("wb"))
         async with open_sim_exchange(markets, rate, seed, plan, port, blast, **options) as exchange:
             exchange.private_key_path = key_file
             console.print(f"REST       {exchange.rest_url}")
@@ -147,5 +175,5 @@ async def _run(
                 break
             exchange.engine.pause()
             if truth is not None:
-                lines = await trio.to_thread.run_sync(exchange.truth.write_jsonl, truth)
-                console.print(f"truth      {truth} ({lines} lines)")
+                exchange.truth.close_stream()
+                console.print(f"truth      {truth} ({exchange.truth.generated + 1} lines)")

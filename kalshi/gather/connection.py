@@ -86,6 +86,9 @@ class Connection:
         self._frame_no = 0
         self._last_frame_wall = 0
         self._alive = 0.0
+        rate = float(ctx.cfg.websocket.commands_per_second)
+        self._command_interval = 1.0 / rate if rate > 0 else 0.0
+        self._next_command_at = -math.inf
 
     def _set_state(self, state: str) -> None:
         """Move to ``state``; the ``kalshi_ws_connections`` gauge follows every move."""
@@ -124,7 +127,10 @@ class Connection:
             except BaseException as exc:
                 error = _network_error(exc)
                 if error is None:
-                    raise
+                    rest = _without_network_errors(exc)
+                    if rest is exc:
+                        raise
+                    raise rest from None  # cancelled while a network error came in
                 self.last_error = reason = str(error)
                 permanent = isinstance(error, ConnectionLost) and error.permanent
                 if not permanent:
@@ -368,9 +374,17 @@ class Connection:
         return self._next_id
 
     async def _command(self, command: Command, action: str, tickers: tuple[str, ...]) -> None:
-        """Send ``command`` and wait for its reply by id (:class:`InFlight`)."""
+        """Send one command, at most ``websocket.commands_per_second`` of them (the exchange
+        allows 10 000/s per session, kalshi-api.md §2.6; pacing spreads the snapshots a
+        resubscription brings so no reply burst overflows the exchange's buffer, error 25);
+        its reply is matched by id (:class:`InFlight`)."""
         assert self._ws is not None
-        self._inflight.add(Sent(command.id, action, tickers, trio.current_time()))
+        now = trio.current_time()
+        if self._next_command_at > now:
+            await trio.sleep_until(self._next_command_at)
+            now = self._next_command_at
+        self._next_command_at = now + self._command_interval
+        self._inflight.add(Sent(command.id, action, tickers, now))
         await self._send(self._ws, encode_command(command))
 
     async def _commands(self, ws: WsConnection, lost_at: int | None, backoff: Backoff) -> None:
@@ -429,10 +443,10 @@ class Connection:
             self._set_state("subscribing")
             first = tuple(candidates[: self._chunk])
             self._requested.update(first)
-            command = subscribe_cmd(self._ident(), [self.channel], first)
-        else:
+            command = subscribe_cmd(self._ident(), [self.channel], first, skip_ticker_ack=True)
+        else:  # the whole exchange (kalshi-api.md §2.2, §5)
             first = ()
-            command = subscribe_cmd(self._ident(), [self.channel])
+            command = subscribe_cmd(self._ident(), [self.channel], skip_ticker_ack=True)
         self.ctx.marker(self.conn_id, "subscribe", channels=[self.channel], markets=len(first))
         await self._command(command, "subscribe", first)
         await self._wake.wait()
@@ -551,6 +565,16 @@ def _network_error(exc: BaseException) -> NetError | AuthError | None:
             leaves.append(item)
     errors = [leaf for leaf in leaves if isinstance(leaf, NetError | AuthError)]
     return errors[0] if errors and len(errors) == len(leaves) else None
+
+
+def _without_network_errors(exc: BaseException) -> BaseException:
+    """``exc`` without the network errors in it, when it is a group that also holds other
+    exceptions (a shutdown's ``Cancelled`` racing an error 25 reply, say): the others
+    propagate and the network error, moot once we are stopping, does not escape."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    rest = exc.subgroup(lambda e: not isinstance(e, BaseExceptionGroup | NetError | AuthError))
+    return exc if rest is None else rest
 
 
 def _notable(out: Outcome) -> bool:

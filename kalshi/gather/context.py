@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 import trio
 from attrs import define, field
@@ -18,7 +19,7 @@ from kalshi.journal import JournalWriter
 from kalshi.models.rows import GapRow, Row
 from kalshi.net import Connector, WallClock, mono_us
 
-__all__ = ["BACKFILL_MARGIN_US", "Backfill", "GatherContext", "RowSink"]
+__all__ = ["BACKFILL_MARGIN_US", "Backfill", "GatherContext", "RowChannel", "RowSink"]
 
 Backfill = tuple[int, int, object]
 """A trade backfill window ``(from_us, to_us, hold key)``."""
@@ -30,11 +31,22 @@ than the window's start may come."""
 log = logging.getLogger("kalshi.gather")
 
 
+class RowChannel(Protocol):
+    """What a writer's channel offers (``kalshi.store.RowSender``, or a plain
+    ``trio.MemorySendChannel[Row]``)."""
+
+    def send_nowait(self, row: Row, /) -> None: ...
+
+    async def send(self, row: Row, /) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class RowSink:
     """Hands rows to the writers' channels: ``send_nowait`` on the hot path, waiting only
     when a channel is full (backpressure reaches the socket, nothing is dropped)."""
 
-    def __init__(self, channels: dict[str, trio.MemorySendChannel[Row]]) -> None:
+    def __init__(self, channels: Mapping[str, RowChannel]) -> None:
         self.channels = channels
         self.rows: Counter[str] = Counter()
 

@@ -4,9 +4,13 @@ The seed's layout: ``websocket.ticker_connections``, ``trade_connections``,
 ``lifecycle_connections`` and ``orderbook_connections``. Market-scoped channels spread their
 markets evenly (each new market goes to the connection with the fewest, among those whose
 subscription still takes markets: error 26 moves a connection's refused markets to the
-others); ``ticker`` and
-``trade`` on a single connection of an unsharded gatherer subscribe to every market instead,
-which also catches markets the registry has not seen yet.
+others).
+
+An unsharded gatherer subscribes ``ticker`` and ``trade`` for the whole exchange, without a
+market list (kalshi-api.md §2.2, §5): one connection each, whatever the configured count, so
+no command or ``ok`` reply grows with the number of markets and markets the registry has not
+seen yet are caught too. A second whole-exchange connection would only double every row. A
+sharded gatherer lists its markets, spread over the configured connections.
 """
 
 from __future__ import annotations
@@ -71,9 +75,9 @@ class Layout:
             ("market_lifecycle_v2", "lifecycle", ws.lifecycle_connections),
         )
         for channel, label, count in plan:
-            scoped = channel == "orderbook_delta" or (
-                channel in ("trade", "ticker") and (sharded or count > 1)
-            )
+            scoped = channel == "orderbook_delta" or (channel in ("trade", "ticker") and sharded)
+            if channel in ("trade", "ticker") and not sharded:
+                count = min(count, 1)
             conns = [Connection(ctx, f"{label}-{i}", channel, scoped=scoped) for i in range(count)]
             self.connections.extend(conns)
             if scoped and conns:

@@ -26,6 +26,10 @@ MARKETS = Gauge("kalshi_markets_tracked", "Markets in the registry, by status", 
 REST_REQUESTS = Counter(
     "kalshi_rest_requests", "REST requests by endpoint and HTTP status", ["endpoint", "status"]
 )
+SNAPSHOT_PASS = Gauge(
+    "kalshi_snapshot_pass_seconds",
+    "How long the last full pass of the REST snapshot poller took (seconds)",
+)
 SNAPSHOT_MISMATCHES = Counter(
     "kalshi_snapshot_mismatches", "REST order books that differed from the live book"
 )

@@ -12,6 +12,12 @@ starts at 0 when its ``subscribed`` reply arrives, so its first sequenced frame 
 higher than last + 1 is a gap (a ``gaps`` row; for an order-book subscription every market
 on it is marked stale and needs a snapshot, for trades the window is backfilled over REST).
 A delta that would make a level negative marks its market stale too.
+
+Connections recorded by someone else (a capture, ``kalshi/replay/source.py``) are declared
+with :meth:`FrameProcessor.seq_rule`: their subscriptions open on their first frame (the
+channel by message type, :data:`TYPE_CHANNEL`), and under the ``filtered`` rule a skipped
+``seq`` is counted (``seq_skip``) but is no gap: the recorder dropped other markets' frames.
+Every stale book keeps its cause in :attr:`FrameProcessor.stale_cause`.
 """
 
 from __future__ import annotations
@@ -41,11 +47,12 @@ from kalshi.models.ticker import Ticker
 from kalshi.models.trade import Trade
 from kalshi.wire import decode_ws
 
-__all__ = ["CONTROL_TYPES", "FrameProcessor", "Outcome", "book_json", "trade_row"]
+__all__ = ["CONTROL_TYPES", "TYPE_CHANNEL", "FrameProcessor", "Outcome", "book_json", "trade_row"]
 
 CONTROL_TYPES = frozenset({"subscribed", "ok", "error", "unsubscribed"})
 _RETIRING = frozenset({"determined", "settled"})
-_CHANNEL_OF = {  # the channel a data message type arrives on
+# The channel a message travels on, for frames whose subscription was not seen.
+TYPE_CHANNEL = {
     "orderbook_snapshot": "orderbook_delta",
     "orderbook_delta": "orderbook_delta",
     "trade": "trade",
@@ -72,6 +79,7 @@ class Outcome:
     backfill_from: int | None = None  # µs: trades since then may be missing (trade seq gap)
     lifecycle: LifecycleEvent | EventLifecycle | None = None
     gap: bool = False
+    skip: bool = False  # a skipped seq on a filtered subscription (not a gap)
 
 
 def book_json(levels: tuple[tuple[int, int], ...]) -> str:
@@ -110,6 +118,7 @@ class _Sub:
     last_seq: int | None = None
     last_ts: int = 0  # received_at of the last in-order frame (µs)
     tickers: set[str] = field(factory=set)
+    filtered: bool = False  # seq jumps are other markets' frames, not losses
 
 
 class FrameProcessor:
@@ -119,6 +128,7 @@ class FrameProcessor:
         self.gatherer_id = gatherer_id
         self.books: dict[str, OrderBook] = {}
         self.stale: set[str] = set()  # books we do not trust until the next snapshot
+        self.stale_cause: dict[str, str] = {}  # why each stale book is stale
         self.retired: set[str] = set()  # dropped markets: late deltas are stored, not applied
         self._subs: dict[tuple[int, int], _Sub] = {}
         # (conn_id, command id) -> channels of a subscribe sent: names the channel of an
@@ -127,10 +137,23 @@ class FrameProcessor:
         # conn_id -> channels subscribed by a reply that gave no sid: the first frame of
         # that channel on an unknown sid names it (and is checked as seq 1)
         self._unnamed: dict[int, set[str]] = {}
+        self._rules: dict[int, tuple[bool, bool]] = {}  # conn_id -> (implicit, filtered)
         self.counts: Counter[str] = Counter()  # by message type, plus problems
         self.market_messages: Counter[str] = Counter()
 
     # --- connection events ------------------------------------------------------------
+
+    def seq_rule(self, conn_id: int, *, filtered: bool, implicit: bool) -> None:
+        """How to read a connection's frames. ``implicit``: its ``subscribed`` replies were
+        not recorded, so a frame with an unknown ``sid`` opens that subscription;
+        ``filtered``: a skipped ``seq`` is not a gap (``docs/replay.md``, "Captures")."""
+        self._rules[conn_id] = (implicit, filtered)
+
+    def _mark_stale(self, tickers: list[str] | set[str], cause: str) -> None:
+        for ticker in tickers:
+            if ticker not in self.stale:  # the first cause since the snapshot is the real one
+                self.stale.add(ticker)
+                self.stale_cause[ticker] = cause
 
     def forget_connection(self, conn_id: int) -> list[str]:
         """The connection is gone: drop its subscriptions; returns the tickers whose books
@@ -142,13 +165,15 @@ class FrameProcessor:
         for key in [key for key in self._subscribes if key[0] == conn_id]:
             del self._subscribes[key]
         self._unnamed.pop(conn_id, None)
-        self.stale.update(orphans)
+        self._mark_stale(orphans, f"disconnect: connection {conn_id} ended")
+        self._rules.pop(conn_id, None)
         return orphans
 
     def drop_market(self, ticker: str) -> None:
         """No longer recorded (settled, or moved off this process)."""
         self.books.pop(ticker, None)
         self.stale.discard(ticker)
+        self.stale_cause.pop(ticker, None)
         self.retired.add(ticker)
         for sub in self._subs.values():
             sub.tickers.discard(ticker)
@@ -218,20 +243,31 @@ class FrameProcessor:
             # A fresh sid's first sequenced frame is seq 1 (kalshi-api.md §2.4), so the
             # counter starts at 0 and that frame is checked like any other. A repeated
             # ``subscribed`` for a live sid (an idempotent re-subscribe) keeps its counter.
+            filtered = self._rules.get(conn_id, (False, False))[1]
             if body.sid is not None and channel is not None:
-                self._subs.setdefault((conn_id, body.sid), _Sub(channel, 0, received_at))
+                self._subs.setdefault(
+                    (conn_id, body.sid), _Sub(channel, 0, received_at, set(), filtered)
+                )
             elif channel is not None:
                 self._unnamed.setdefault(conn_id, set()).add(channel)
             return out
         if isinstance(msg.body, SubscriptionList):
             # sids learned late (a ``subscribed`` without one): frames may already have
             # come, so the first one seen sets the counter
+            filtered = self._rules.get(conn_id, (False, False))[1]
             for info in msg.body.subscriptions:
-                self._subs.setdefault((conn_id, info.sid), _Sub(info.channel, None, received_at))
+                self._subs.setdefault(
+                    (conn_id, info.sid), _Sub(info.channel, None, received_at, set(), filtered)
+                )
             return out
         sub = self._subs.get((conn_id, msg.sid)) if msg.sid is not None else None
         if sub is None and msg.sid is not None and conn_id in self._unnamed:
             sub = self._name(conn_id, msg.sid, msg.type, received_at)
+        if sub is None and msg.sid is not None and msg.type in TYPE_CHANNEL:
+            rule = self._rules.get(conn_id)
+            if rule is not None and rule[0]:
+                sub = _Sub(TYPE_CHANNEL[msg.type], None, received_at, set(), rule[1])
+                self._subs[(conn_id, msg.sid)] = sub
         if (
             sub is not None
             and msg.seq is not None
@@ -241,7 +277,7 @@ class FrameProcessor:
         if msg.type == "unsubscribed" and msg.sid is not None:
             gone = self._subs.pop((conn_id, msg.sid), None)
             if gone is not None:
-                self.stale.update(gone.tickers)
+                self._mark_stale(gone.tickers, f"unsubscribed (sid {msg.sid})")
             return out
         if msg.type in CONTROL_TYPES:
             if isinstance(msg.body, ErrorReply):
@@ -278,14 +314,15 @@ class FrameProcessor:
     def _name(self, conn_id: int, sid: int, kind: str, received_at: int) -> _Sub | None:
         """The subscription of a sid first seen in a data frame, when a ``subscribed``
         without a sid left its channel waiting on this connection."""
-        channel = _CHANNEL_OF.get(kind)
+        channel = TYPE_CHANNEL.get(kind)
         waiting = self._unnamed[conn_id]
         if channel not in waiting:
             return None
         waiting.discard(channel)
         if not waiting:
             del self._unnamed[conn_id]
-        sub = self._subs[conn_id, sid] = _Sub(channel, 0, received_at)
+        filtered = self._rules.get(conn_id, (False, False))[1]
+        sub = self._subs[conn_id, sid] = _Sub(channel, 0, received_at, set(), filtered)
         return sub
 
     def _sequence(
@@ -299,7 +336,10 @@ class FrameProcessor:
             self.counts["duplicate"] += 1
             out.problem, out.detail = "duplicate", f"sid {msg.sid} seq {seq} after {last}"
             return False
-        if last is not None and seq != last + 1:
+        if last is not None and seq != last + 1 and sub.filtered:
+            self.counts["seq_skip"] += 1
+            out.skip = True
+        elif last is not None and seq != last + 1:
             self.counts["seq_gap"] += 1
             out.gap = True
             tickers = sorted(sub.tickers) if sub.channel == "orderbook_delta" else []
@@ -322,7 +362,8 @@ class FrameProcessor:
                 )
             )
             if tickers:
-                self.stale.update(tickers)
+                missing = f"seq {last + 1}" if seq == last + 2 else f"seq {last + 1}-{seq - 1}"
+                self._mark_stale(tickers, f"sequence gap: sid {msg.sid} {missing} missing")
                 out.resnapshot.extend(tickers)
             if sub.channel == "trade":
                 out.backfill_from = sub.last_ts
@@ -364,7 +405,7 @@ class FrameProcessor:
             return
         book = self.books.get(ticker)
         if book is None:
-            self.stale.add(ticker)
+            self._mark_stale([ticker], "delta before any snapshot")
             out.resnapshot.append(ticker)
             out.problem, out.detail = "book", f"{ticker}: delta before any snapshot"
             return
@@ -372,7 +413,7 @@ class FrameProcessor:
             book.apply_delta(delta)
         except BookError as exc:
             self.counts["book_invalid"] += 1
-            self.stale.add(ticker)
+            self._mark_stale([ticker], f"invalid delta: {exc}")
             out.resnapshot.append(ticker)
             out.problem, out.detail = "book_invalid", str(exc)
             out.rows.append(
@@ -431,11 +472,12 @@ class FrameProcessor:
             book = OrderBook.from_snapshot(snap)
         except BookError as exc:
             self.counts["book_invalid"] += 1
-            self.stale.add(ticker)
+            self._mark_stale([ticker], f"invalid snapshot: {exc}")
             out.problem, out.detail = "book", str(exc)
             return
         self.books[ticker] = book
         self.stale.discard(ticker)
+        self.stale_cause.pop(ticker, None)
         self.retired.discard(ticker)
 
 

@@ -178,9 +178,17 @@ class Gatherer:
             entry["bytes"] += conn.bytes
         tables: dict[str, Any] = {}
         db: dict[str, Any] = {"state": "unknown"}
+        spool: dict[str, Any] = {"state": "unknown"}
+        stored_ok = True
         if self.store is not None:
             stats = self.store.stats()
             db = {"state": "up" if stats.db_up else "down", "error": stats.db_error}
+            spool = {
+                "state": "ok" if stats.spool_ok else "refusing",
+                "error": stats.spool_error,
+                "reading_paused": stats.paused,
+            }
+            stored_ok = stats.db_up and stats.spool_ok
             for name, table in stats.tables.items():
                 tables[name] = {
                     "queue": table.queue_rows,
@@ -193,7 +201,7 @@ class Gatherer:
         ctx = self.ctx
         # a connection without markets to carry (a small shard) is idle, not unhealthy
         live = sum(1 for c in connections if c["state"] in ("live", "idle") and not c["refused"])
-        ok = bool(connections) and live == len(connections)
+        ok = bool(connections) and live == len(connections) and stored_ok
         document: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
             "gatherer_id": self.cfg.gatherer_id,
@@ -203,6 +211,7 @@ class Gatherer:
             "channels": channels,
             "tables": tables,
             "db": db,
+            "spool": spool,
             "markets": {
                 "tracked": len(self.registry.markets),
                 "live": len(self.registry.live),

@@ -6,7 +6,7 @@ Only this module talks HTTP to the exchange. Results are decoded with ``kalshi.w
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -20,7 +20,12 @@ from kalshi.models.market import Market
 from kalshi.models.trade import Trade
 from kalshi.net.backoff import Backoff
 from kalshi.net.clock import WallClock, system_wall_us
-from kalshi.wire import decode_markets_page, decode_orderbook, decode_trades_page
+from kalshi.wire import (
+    decode_markets_page,
+    decode_orderbook,
+    decode_orderbooks,
+    decode_trades_page,
+)
 
 __all__ = ["MAX_PAGES", "Pages", "RestClient", "TokenBucket"]
 
@@ -191,6 +196,12 @@ class RestClient:
         body = await self.get(f"/markets/{ticker}/orderbook", {"depth": 0})
         return decode_orderbook(body, ticker)
 
+    async def orderbooks(self, tickers: Sequence[str]) -> list[BookSnapshot]:
+        """Whole books of up to 100 markets in one request (``GET /markets/orderbooks``,
+        kalshi-api.md §4.5); markets the exchange does not return are left out."""
+        body = await self.get("/markets/orderbooks", {"tickers": list(tickers)})
+        return decode_orderbooks(body)
+
     async def trades(
         self, *, min_ts: int | None = None, max_ts: int | None = None, ticker: str | None = None
     ) -> AsyncIterator[Trade]:
@@ -217,7 +228,7 @@ class RestClient:
 def _endpoint(path: str) -> str:
     """A low-cardinality label for a path: tickers replaced by ``{ticker}``."""
     parts = path.strip("/").split("/")
-    if len(parts) >= 2 and parts[0] == "markets" and parts[1] != "trades":
+    if len(parts) >= 2 and parts[0] == "markets" and parts[1] not in ("trades", "orderbooks"):
         parts[1] = "{ticker}"
     if len(parts) >= 2 and parts[0] in ("series", "events"):
         parts[1] = "{id}"

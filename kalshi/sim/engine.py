@@ -14,6 +14,7 @@ their timestamps, which come from the injected wall clock.
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from bisect import bisect_right
@@ -48,6 +49,7 @@ _BURST_P = 0.05
 _BURST_X = 5.0
 _CALM_X = (1 - _BURST_P * _BURST_X) / (1 - _BURST_P)  # keeps the mean at `rate`
 _LIFECYCLE_CHANNEL = "market_lifecycle_v2"
+BUSY_SHARE = 0.8  # of the actions, on the ``busy`` markets
 
 Publish = Callable[[SimEvent], None]
 
@@ -109,12 +111,25 @@ class Engine:
         seed: int,
         clock: Callable[[], int],
         lifecycle_every: float | None = None,
+        busy: int | None = None,
+        burst_every: float | None = None,
+        burst_x: float = 20.0,
+        burst_seconds: float = 10.0,
     ) -> None:
         self.universe = universe
         self.truth = truth
         self.rate = rate
         self.clock = clock
         self.lifecycle_every = lifecycle_every
+        # Traffic shape: ``busy`` markets (the first trading ones) get BUSY_SHARE of the
+        # actions, the rest share the remainder (most markets are quiet); every
+        # ``burst_every`` seconds the rate is ``burst_x`` times higher for ``burst_seconds``.
+        self.busy = busy
+        self.burst_every = burst_every
+        self.burst_x = burst_x
+        self.burst_seconds = burst_seconds
+        self.bursting = False
+        self.bursts = 0
         self.publish: Publish = lambda event: None
         self._rng = random.Random(seed)
         self._paused = False
@@ -161,6 +176,8 @@ class Engine:
         task_status.started()
         deadline = trio.current_time()
         next_churn = deadline + (self.lifecycle_every or 0)
+        next_burst = deadline + (self.burst_every or 0)
+        burst_until = -math.inf
         carry = 0.0
         while True:
             deadline += TICK
@@ -175,7 +192,14 @@ class Engine:
             if self.lifecycle_every and now >= next_churn:
                 next_churn = now + self.lifecycle_every
                 self._churn()
+            if self.burst_every and now >= next_burst:
+                next_burst = now + self.burst_every
+                burst_until = now + self.burst_seconds
+                self.bursts += 1
+            self.bursting = now < burst_until
             factor = _BURST_X if self._rng.random() < _BURST_P else _CALM_X
+            if self.bursting:
+                factor = self.burst_x
             carry += self.rate * TICK * factor
             base_ms = self.clock() // 1000
             spent = 0
@@ -371,8 +395,12 @@ class Engine:
         if not self._order:
             return 0
         rng = self._rng
-        state = self._active[self._order[rng.randrange(len(self._order))]]
-        before = len(self.truth.events)
+        order = self._order
+        if self.busy and len(order) > self.busy and rng.random() < BUSY_SHARE:
+            state = self._active[order[rng.randrange(self.busy)]]
+        else:
+            state = self._active[order[rng.randrange(len(order))]]
+        before = self.truth.generated
         r = rng.random()
         if r < 0.55:
             self._add_liquidity(state, ts_ms)
@@ -382,7 +410,7 @@ class Engine:
             self._trade(state, ts_ms)
         if self._set_top(state):
             self._publish_ticker(state, ts_ms)
-        return len(self.truth.events) - before
+        return self.truth.generated - before
 
     def _limit(self, state: _Active, side: Side) -> int:
         """Highest price a new bid on ``side`` may take without crossing the book."""

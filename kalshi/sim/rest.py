@@ -38,6 +38,7 @@ TIERS: Final = {
     "prestige": (10000.0, 10000.0),
 }
 REQUEST_COST: Final = 10.0
+MAX_ORDERBOOKS: Final = 100  # tickers per GET /markets/orderbooks (kalshi-api.md §4.5)
 _STATUS_FILTER: Final = {
     "unopened": frozenset({MarketStatus.INITIALIZED}),
     "open": frozenset({MarketStatus.ACTIVE, MarketStatus.INACTIVE}),
@@ -96,6 +97,10 @@ class _Query:
     def text(self, name: str) -> str:
         values = self._q.get(name)
         return values[-1] if values else ""
+
+    def texts(self, name: str) -> list[str]:
+        """Every value of a repeated parameter (``tickers=A&tickers=B``), commas split too."""
+        return [part for value in self._q.get(name, []) for part in value.split(",") if part]
 
     def number(
         self, name: str, default: int | None = None, lo: int = 0, hi: int = 2**62
@@ -171,6 +176,8 @@ class RestApi:
                 return self._markets(q)
             case ["markets", "trades"]:
                 return self._trades(q)
+            case ["markets", "orderbooks"]:
+                return self._orderbooks(q)
             case ["markets", ticker]:
                 info = self.universe.get(ticker)
                 if info is None:
@@ -297,27 +304,39 @@ class RestApi:
         depth = q.number("depth", 0, 0, 100) or 0
         if self.universe.get(ticker) is None:
             return _error(404, "market_not_found", "market not found")
+        return _json(200, {"orderbook_fp": self._book_fp(ticker, depth)})
+
+    def _orderbooks(self, q: _Query) -> Response:
+        """``GET /markets/orderbooks?tickers=A&tickers=B``: 1-100 tickers, one request
+        (kalshi-api.md §4.5); markets the exchange does not know are left out."""
+        tickers = list(dict.fromkeys(q.texts("tickers")))
+        if not 1 <= len(tickers) <= MAX_ORDERBOOKS:
+            raise _BadRequest(f"tickers: between 1 and {MAX_ORDERBOOKS} are required")
+        books = [
+            {"ticker": ticker, "orderbook_fp": self._book_fp(ticker, 0)}
+            for ticker in tickers
+            if self.universe.get(ticker) is not None
+        ]
+        return _json(200, {"orderbooks": books})
+
+    def _book_fp(self, ticker: str, depth: int) -> dict[str, Any]:
         book = self.sim.truth.books.get(ticker)
         yes = sorted(book.yes.items()) if book else []
         no = sorted(book.no.items()) if book else []
         if depth:
             yes, no = yes[-depth:], no[-depth:]
-        return _json(
-            200,
-            {
-                "orderbook_fp": {
-                    "yes_dollars": [[format_price(p), format_size(s)] for p, s in yes],
-                    "no_dollars": [[format_price(p), format_size(s)] for p, s in no],
-                }
-            },
-        )
+        return {
+            "yes_dollars": [[format_price(p), format_size(s)] for p, s in yes],
+            "no_dollars": [[format_price(p), format_size(s)] for p, s in no],
+        }
 
     # --- trades -----------------------------------------------------------------------------
 
     def _trades(self, q: _Query) -> Response:
         limit = q.number("limit", 100, 0, 1000) or 100
         trades = self.sim.truth.trades
-        end = len(trades)
+        offset = self.sim.truth.trades_offset  # cursors are absolute trade positions
+        end = offset + len(trades)
         if q.text("cursor"):
             end = min(end, _position("t", q.text("cursor")))
         ticker = q.text("ticker")
@@ -330,8 +349,8 @@ class RestApi:
         out: list[dict[str, Any]] = []
         i = end - 1
         next_cursor = ""
-        while i >= 0:  # newest first
-            t = trades[i]
+        while i >= offset:  # newest first (older ones are forgotten: trade_window_s)
+            t = trades[i - offset]
             if t.exchange_ts < min_us:
                 break  # trades are in time order: nothing older can match
             keep = (not ticker or t.ticker == ticker) and (

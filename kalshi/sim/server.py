@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -92,6 +92,13 @@ class SimExchange(Exchange):
         blast_events: int = 100_000,
         buffer_limit: int = DEFAULT_BUFFER,
         start_us: int | None = None,
+        keep_events: bool = True,
+        truth_stream: BinaryIO | None = None,
+        trade_window_s: float | None = None,
+        busy: int | None = None,
+        burst_every: float | None = None,
+        burst_x: float = 20.0,
+        burst_seconds: float = 10.0,
         market_cap: int | None = None,
         command_rate: float = MAX_COMMANDS_PER_S,
     ) -> None:
@@ -104,7 +111,12 @@ class SimExchange(Exchange):
         self.market_cap = market_cap
         self.command_rate = command_rate
         self.universe = Universe(markets, clock() if start_us is None else start_us, seed)
-        self.truth = Truth(self.universe)
+        self.truth = Truth(
+            self.universe,
+            keep_events=keep_events,
+            stream=truth_stream,
+            trade_window_s=trade_window_s,
+        )
         self.broker = Broker()
         self.sessions: set[Session] = set()
         self.faults = Faults(self.truth.faults_injected, lambda: list(self.sessions))
@@ -116,6 +128,10 @@ class SimExchange(Exchange):
             seed=seed,
             clock=clock,
             lifecycle_every=lifecycle_every,
+            busy=busy,
+            burst_every=burst_every,
+            burst_x=burst_x,
+            burst_seconds=burst_seconds,
         )
         self.engine.publish = self._publish
         self.rest = RestApi(self, tier)
@@ -147,7 +163,7 @@ class SimExchange(Exchange):
     def _pregenerate(self, count: int) -> None:
         self.blast_books = {t: b.copy() for t, b in self.truth.books.items()}
         self.engine.pause()
-        while len(self.truth.events) < count and self.engine.active_tickers:
+        while self.truth.generated < count and self.engine.active_tickers:
             self.engine.step(64)
         self.blast_events = list(self.truth.events)
 
@@ -423,18 +439,23 @@ async def open_sim_exchange(
 ) -> AsyncIterator[SimExchange]:
     """Run a simulated exchange on ``host:port`` (0: an ephemeral port) for the block.
 
-        ``markets`` generated markets, of which ``active`` (default 50) trade at ``rate``
-        messages/s in total; ``faults`` runs a schedule from the start; ``blast`` pre-generates
-        ``blast_events`` messages and streams them to each subscription as fast as the socket
-        takes them. Other options: ``tier`` (REST read budget: ``basic`` ... ``prestige`` or
-        None for unlimited), ``auth`` (``rsa`` or ``none``), ``private_key_pem``, ``clock``
-        (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
-        ``buffer_limit`` (outbox bytes per connection before error 25), ``market_cap`` (markets
-    per subscription; beyond is error 26; default None, no cap), ``command_rate`` (commands/s
-    per session, burst the same; beyond is error 27; default 10 000), ``start_us`` (the
-        universe's epoch, Unix µs: it dates every generated ticker and status; default the clock's
-        now, so tests pin it to be independent of the day they run). Raises OSError if the
-        port cannot be bound. Leaving the block closes every connection.
+    ``markets`` generated markets, of which ``active`` (default 50) trade at ``rate``
+    messages/s in total; ``faults`` runs a schedule from the start; ``blast`` pre-generates
+    ``blast_events`` messages and streams them to each subscription as fast as the socket
+    takes them. Other options: ``tier`` (REST read budget: ``basic`` ... ``prestige`` or
+    None for unlimited), ``auth`` (``rsa`` or ``none``), ``private_key_pem``, ``clock``
+    (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
+    ``buffer_limit`` (outbox bytes per connection before error 25), ``start_us`` (the
+    universe's epoch, Unix µs: it dates every generated ticker and status; default the clock's
+    now, so tests pin it to be independent of the day they run); ``market_cap`` (markets per
+    subscription, beyond is error 26; default None, no cap) and ``command_rate`` (commands/s
+    per session, burst the same, beyond is error 27; default 10 000). For long runs at full size:
+    ``keep_events=False`` keeps no generated message in memory, ``truth_stream`` (a binary
+    file) receives them as JSON lines instead, ``trade_window_s`` keeps only that many
+    seconds of trades for ``GET /markets/trades``; traffic: ``busy`` markets take 80 % of
+    the actions, and every ``burst_every`` seconds the rate is ``burst_x`` times higher for
+    ``burst_seconds``. Raises OSError if the
+    port cannot be bound. Leaving the block closes every connection.
     """
     sim = SimExchange(markets=markets, rate=rate, seed=seed, blast=blast, **options)  # type: ignore[arg-type]
     listeners = await trio.open_tcp_listeners(port, host=host)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from attrs import frozen
@@ -40,8 +41,12 @@ class SimEvent:
 class Truth:
     """What really happened. Read it after ``engine.pause()`` for a consistent view.
 
-    * ``events``: every generated message (:class:`SimEvent`) in exchange order.
-    * ``trades``: every trade (``kalshi.models.Trade``) in exchange order.
+    * ``events``: every generated message (:class:`SimEvent`) in exchange order; empty when
+      ``keep_events`` is False (long runs: ``stream`` writes them to disk instead).
+    * ``generated``: how many messages were generated (kept or not).
+    * ``trades``: trades (``kalshi.models.Trade``) in exchange order, from the absolute
+      index ``trades_offset`` on: with ``trade_window_s`` only the last that many seconds
+      are kept (what ``GET /markets/trades`` serves, i.e. what a backfill can ask for).
     * ``lifecycle``: lifecycle messages (``LifecycleEvent`` / ``EventLifecycle``) in order.
     * ``book(ticker)``: a copy of the engine's current book of a market.
     * ``markets``: ticker -> current ``Market`` (generated on access; cheap at 250k).
@@ -49,17 +54,33 @@ class Truth:
     * ``events_generated``: Counter by frame type.
     * ``undelivered``: Counter by reason of frames a subscriber should have had but did not
       get (``overflow``: dropped with error 25 after the subscriber fell too far behind).
+
+    ``stream``: a file (opened for binary writing) that receives one JSON line per message
+    as it is generated (:meth:`SimEvent.to_json`); :meth:`close_stream` appends the summary
+    line. Memory then stays bounded whatever the run's length.
     """
 
-    def __init__(self, universe: Universe) -> None:
+    def __init__(
+        self,
+        universe: Universe,
+        *,
+        keep_events: bool = True,
+        stream: BinaryIO | None = None,
+        trade_window_s: float | None = None,
+    ) -> None:
         self.events: list[SimEvent] = []
+        self.keep_events = keep_events
+        self.generated = 0
         self.trades: list[Trade] = []
+        self.trades_offset = 0
+        self.trade_window_us = None if trade_window_s is None else int(trade_window_s * 1e6)
         self.lifecycle: list[LifecycleEvent | EventLifecycle] = []
         self.markets = MarketsView(universe)
         self.faults_injected: Counter[str] = Counter()
         self.events_generated: Counter[str] = Counter()
         self.undelivered: Counter[str] = Counter()
         self.books: dict[str, OrderBook] = {}
+        self.stream = stream
 
     def book(self, ticker: str) -> OrderBook:
         """A copy of the engine's current book (empty for a market without one)."""
@@ -67,25 +88,48 @@ class Truth:
         return book.copy() if book is not None else OrderBook(ticker)
 
     def record(self, event: SimEvent) -> None:
-        self.events.append(event)
+        self.generated += 1
+        if self.keep_events:
+            self.events.append(event)
+        if self.stream is not None:
+            self.stream.write(event.to_json() + b"\n")
         self.events_generated[event.type] += 1
         model = event.model
         if isinstance(model, Trade):
             self.trades.append(model)
+            if self.trade_window_us is not None:
+                self._trim_trades(model.exchange_ts - self.trade_window_us)
         elif isinstance(model, LifecycleEvent | EventLifecycle):
             self.lifecycle.append(model)
 
+    def _trim_trades(self, oldest_us: int) -> None:
+        """Forget trades older than ``oldest_us`` (in chunks: amortised O(1) a trade)."""
+        trades = self.trades
+        if len(trades) < 2048 or trades[1024].exchange_ts >= oldest_us:
+            return
+        cut = bisect_left(trades, oldest_us, key=lambda t: t.exchange_ts)
+        del trades[:cut]
+        self.trades_offset += cut
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "type": "summary",
+            "events_generated": dict(self.events_generated),
+            "faults_injected": dict(self.faults_injected),
+            "undelivered": dict(self.undelivered),
+        }
+
+    def close_stream(self) -> None:
+        """Append the summary line to ``stream`` and close it (idempotent)."""
+        if self.stream is not None and not self.stream.closed:
+            self.stream.write(orjson.dumps(self.summary()) + b"\n")
+            self.stream.close()
+
     def write_jsonl(self, path: Path) -> int:
-        """Write one JSON line per generated message, then a summary line; returns lines."""
+        """Write one JSON line per kept message, then a summary line; returns lines."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as out:
             for event in self.events:
                 out.write(event.to_json() + b"\n")
-            summary = {
-                "type": "summary",
-                "events_generated": dict(self.events_generated),
-                "faults_injected": dict(self.faults_injected),
-                "undelivered": dict(self.undelivered),
-            }
-            out.write(orjson.dumps(summary) + b"\n")
+            out.write(orjson.dumps(self.summary()) + b"\n")
         return len(self.events) + 1

@@ -118,7 +118,16 @@ def _envelope(
 class Subscription:
     """One ``sid`` of one session: a channel, its markets (``None`` = all) and its seq."""
 
-    __slots__ = ("blast_task", "channel", "seq", "session", "sid", "tickers", "use_yes_price")
+    __slots__ = (
+        "blast_task",
+        "channel",
+        "seq",
+        "session",
+        "sid",
+        "skip_ack",
+        "tickers",
+        "use_yes_price",
+    )
 
     def __init__(
         self,
@@ -127,6 +136,7 @@ class Subscription:
         channel: str,
         tickers: set[str] | None,
         use_yes_price: bool,
+        skip_ack: bool = False,
     ) -> None:
         self.session = session
         self.sid = sid
@@ -134,6 +144,7 @@ class Subscription:
         self.tickers = tickers
         self.seq = 0
         self.use_yes_price = use_yes_price
+        self.skip_ack = skip_ack  # skip_ticker_ack: ``ok`` replies omit the market list
         self.blast_task: trio.CancelScope | None = None
 
     @property
@@ -176,7 +187,8 @@ class Broker:
                     del index[ticker]
 
     def publish(self, event: SimEvent) -> None:
-        for sub in self._all[event.channel]:
+        # copies: a delivery can end a subscription (error 25) and remove it mid-loop
+        for sub in tuple(self._all[event.channel]):
             sub.session.deliver(sub, event)
         subs = self._by_ticker[event.channel].get(event.ticker)
         if subs:
@@ -587,11 +599,11 @@ class Session:
             existing = next((s for s in self.subs.values() if s.channel == channel), None)
             if existing is not None:
                 new = self._add_markets(existing, wanted)
-                msg = {} if skip_ack else {"market_tickers": sorted(existing.tickers or ())}
-                self._reply("ok", msg, ident=ident, sub=existing)
+                existing.skip_ack = existing.skip_ack or skip_ack
+                self._reply("ok", self._ack(existing), ident=ident, sub=existing)
                 self._after_add(existing, new, ident=0, initial=initial)
                 continue
-            sub = Subscription(self, self._next_sid, channel, None, use_yes)
+            sub = Subscription(self, self._next_sid, channel, None, use_yes, skip_ack)
             self._next_sid += 1
             self.subs[sub.sid] = sub
             if trio.current_time() < self.exchange.faults.bare_subscribed_until:
@@ -737,7 +749,7 @@ class Session:
                 self._error(ident, 26, sub)
                 return
             new = self._add_markets(sub, None if sub.channel == LIFECYCLE else tickers)
-            self._reply("ok", {"market_tickers": sorted(sub.tickers or ())}, ident=ident, sub=sub)
+            self._reply("ok", self._ack(sub), ident=ident, sub=sub)
             self._after_add(sub, new, ident=0, initial=params.get("send_initial_snapshot") is True)
             return
         gone = [t for t in tickers if sub.tickers is not None and t in sub.tickers]
@@ -745,7 +757,13 @@ class Session:
             sub.tickers.difference_update(gone)
             self.markets -= len(gone)
             self.exchange.broker.remove(sub, gone)
-        self._reply("ok", {"market_tickers": sorted(sub.tickers or ())}, ident=ident, sub=sub)
+        self._reply("ok", self._ack(sub), ident=ident, sub=sub)
+
+    @staticmethod
+    def _ack(sub: Subscription) -> dict[str, Any]:
+        """An ``ok`` body: the full market list after the update, or nothing when the
+        subscription asked for ``skip_ticker_ack`` (kalshi-api.md §2.2)."""
+        return {} if sub.skip_ack else {"market_tickers": sorted(sub.tickers or ())}
 
     def _list(self, ident: int, params: dict[str, Any]) -> None:
         listing = [{"channel": s.channel, "sid": s.sid} for s in self.subs.values()]

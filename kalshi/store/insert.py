@@ -60,14 +60,17 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
         for c in spec.columns
     )
     if not spec.upsert:
+        # Rows go in key order, so two writers whose batches share keys (live trades and a
+        # REST backfill) take the unique index's locks in one order: no deadlock.
         return sql.SQL(
             "INSERT INTO {table} ({targets}) SELECT {sources} FROM {stage} "
-            "ON CONFLICT {key} DO NOTHING"
+            "ORDER BY {order} ON CONFLICT {key} DO NOTHING"
         ).format(
             table=sql.Identifier(spec.name),
             targets=targets,
             sources=sources,
             stage=_stage_name(spec),
+            order=sql.SQL(spec.conflict[1:-1]),
             key=sql.SQL(spec.conflict),
         )
     # Upsert: the last row per key in the batch wins, and never over a newer stored row.

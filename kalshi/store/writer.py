@@ -10,6 +10,14 @@ new process drains an earlier one's spool first.
 
 Database writes run in worker threads (sync psycopg) admitted by the connection pool's
 limiter; the event loop never blocks on the database.
+
+Acknowledgements, not timers: every row handed to a :class:`RowSender` gets a number (per
+table, increasing) from the moment its send starts; a batch remembers the first number it
+holds. A table is *committed through* ``n`` when no row numbered ``n`` or lower is still in
+a channel, an open batch, a sealed batch or the spool, i.e. the database acknowledged it.
+:meth:`Store.committed` waits for that; :meth:`Store.complete_before` (the ingest watermark)
+is the oldest time among the rows not yet committed, with no slack for rows in channels
+(they are counted from the moment they are handed over).
 """
 
 from __future__ import annotations
@@ -18,10 +26,10 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import trio
 from attrs import frozen
@@ -35,9 +43,9 @@ from kalshi.store.deadletter import DeadLetters
 from kalshi.store.insert import WriteResult, write_rows
 from kalshi.store.pool import ConnectionPool
 from kalshi.store.schema import TABLES, TableSpec
-from kalshi.store.spool import Batch, Spool, lock_directory
+from kalshi.store.spool import Batch, Spool, claim_spool, database_identity, lock_directory
 
-__all__ = ["Store", "StoreStats", "TableStats", "open_store"]
+__all__ = ["RowSender", "Store", "StoreStats", "TableStats", "open_store"]
 
 log = logging.getLogger("kalshi.store")
 
@@ -45,6 +53,7 @@ _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
 _WORKERS = 2  # concurrent batch writes per table
 _WATERMARK_EVERY = 1.0  # seconds
+_SPOOL_RETRY = 1.0  # seconds between attempts at a refusing spool disk
 _WATERMARK_SQL = (
     "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
     " VALUES (%s, %s, %s) ON CONFLICT (gatherer_id) DO UPDATE"
@@ -69,6 +78,30 @@ class StoreStats:
     db_up: bool  # the last database write succeeded (True before the first one)
     db_error: str  # the last unavailability error, '' when up
     tables: Mapping[str, TableStats]
+    spool_ok: bool = True  # the last spool write succeeded
+    spool_error: str = ""  # why the spool disk refused the last batch, '' when ok
+    paused: bool = False  # rows are not taken: database and spool disk both refuse
+
+
+class _SpoolState:
+    """Whether the spool disk takes batches; a refusal degrades, never drops."""
+
+    def __init__(self) -> None:
+        self.ok = True
+        self.error = ""
+        self.paused: set[str] = set()  # tables whose collector waits for room
+
+    def mark_ok(self) -> None:
+        if not self.ok:
+            log.info("spool disk writable again")
+        self.ok, self.error = True, ""
+        metrics.SPOOL_OK.set(1)
+
+    def mark_failed(self, exc: BaseException) -> None:
+        if self.ok:
+            log.error("spool disk refuses batches, keeping them in memory and retrying: %s", exc)
+        self.ok, self.error = False, str(exc)
+        metrics.SPOOL_OK.set(0)
 
 
 class _DbState:
@@ -100,6 +133,7 @@ class _TableWriter:
         dead: DeadLetters,
         memory_rows: int,
         state: _DbState,
+        spool_state: _SpoolState | None = None,
     ) -> None:
         self.spec = spec
         self.batch_size = cfg.batch_size
@@ -109,7 +143,16 @@ class _TableWriter:
         self.dead = dead
         self.memory_limit = memory_rows
         self.state = state
-        self.send, self.recv = trio.open_memory_channel[Row](max(1024, 4 * cfg.batch_size))
+        self.spool_state = spool_state or _SpoolState()
+        self.send, self.recv = trio.open_memory_channel[tuple[int, Row]](
+            max(1024, 4 * cfg.batch_size)
+        )
+        self.time_of = _time_of(spec)
+        self.next_number = 1  # the number the next handed row gets
+        self.unreceived: dict[int, int] = {}  # number -> time of rows handed, not collected
+        self.first: dict[int, int] = {}  # batch seq -> number of its first row (this process)
+        self.partial_first = 0  # number of the open batch's first row
+        self.progress = trio.Event()  # set (and replaced) whenever rows are committed
         self.partial: list[Row] = []
         self.memory: deque[Batch] = deque()
         self.memory_rows = 0
@@ -128,6 +171,45 @@ class _TableWriter:
         self.dead_letters = 0
         self._label = {"table": spec.name}
 
+    # --- acknowledgements -------------------------------------------------------------------
+
+    def begin(self, row: Row) -> int:
+        """Number a row whose send starts now (synchronous: nothing can pass in between)."""
+        number = self.next_number
+        self.next_number += 1
+        self.unreceived[number] = self.time_of(row)
+        return number
+
+    def abandon(self, number: int) -> None:
+        """The send of ``number`` did not happen (the channel was full, or it was cancelled)."""
+        self.unreceived.pop(number, None)
+
+    def committed_through(self) -> int:
+        """The highest ``n`` such that every row numbered ``n`` or lower was acknowledged by
+        the database (or its send abandoned)."""
+        firsts = list(self.first.values())
+        if self.partial:
+            firsts.append(self.partial_first)
+        if self.unreceived:
+            firsts.append(next(iter(self.unreceived)))
+        return min(firsts, default=self.next_number) - 1
+
+    async def wait_committed(self, number: int) -> None:
+        """Return once the rows numbered up to ``number`` are committed."""
+        while self.committed_through() < number:
+            await self.progress.wait()
+
+    def _progressed(self) -> None:
+        self.progress.set()
+        self.progress = trio.Event()
+
+    def _received(self, item: tuple[int, Row]) -> Row:
+        number, row = item
+        self.unreceived.pop(number, None)
+        if not self.partial:
+            self.partial_first = number
+        return row
+
     # --- accounting -----------------------------------------------------------------------
 
     def queue_rows(self) -> int:
@@ -140,7 +222,9 @@ class _TableWriter:
         times = [self.oldest.get(seq, 0) for seq in self.spool.seqs()]
         times.extend(self.oldest[b.seq] for b in self.memory if b.seq in self.oldest)
         if self.partial:
-            times.append(_oldest(self.partial))
+            times.append(min(map(self.time_of, self.partial)))
+        if self.unreceived:
+            times.append(min(self.unreceived.values()))
         return min(times) if times else None
 
     def stats(self) -> TableStats:
@@ -180,15 +264,15 @@ class _TableWriter:
         while True:
             with trio.move_on_at(deadline):
                 try:
-                    row = await self.recv.receive()
+                    item = await self.recv.receive()
                 except trio.EndOfChannel:
                     break
                 if not self.partial:
                     deadline = trio.current_time() + self.flush_interval
-                self.partial.append(row)
+                self.partial.append(self._received(item))
                 while len(self.partial) < self.batch_size:
                     try:
-                        self.partial.append(self.recv.receive_nowait())
+                        self.partial.append(self._received(self.recv.receive_nowait()))
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 if len(self.partial) < self.batch_size:
@@ -198,27 +282,59 @@ class _TableWriter:
         await self._seal()
 
     async def _seal(self) -> None:
-        """Turn the open batch into a sealed one, in memory or (over the bound) on disk."""
+        """Turn the open batch into a sealed one, in memory or (over the bound) on disk.
+
+        A spool disk that refuses (full, read-only) leaves the batch in memory, degraded
+        and retried; past twice the bound, with the database down too, the collector stops
+        taking rows (backpressure reaches the sockets) until either takes some: nothing is
+        dropped.
+        """
         if not self.partial:
             return
         batch = Batch(self.next_seq, self.partial)
         self.next_seq += 1
         self.partial = []
-        self.oldest[batch.seq] = _oldest(batch.rows)
-        if self.memory_rows + len(batch.rows) <= self.memory_limit:
-            self.memory.append(batch)
-            self.memory_rows += len(batch.rows)
-        else:
+        self.first[batch.seq] = self.partial_first
+        self.oldest[batch.seq] = min(map(self.time_of, batch.rows))
+        self.memory.append(batch)
+        self.memory_rows += len(batch.rows)
+        self.work.set()
+        await self._spill_over_bound()
+        while self.memory_rows > 2 * self.memory_limit and not self.spool_state.ok:
+            if self.spec.name not in self.spool_state.paused:
+                log.error(
+                    "%s: database and spool disk both refuse rows: %d rows in memory, "
+                    "reading paused until one takes them",
+                    self.spec.name,
+                    self.memory_rows,
+                )
+                self.spool_state.paused.add(self.spec.name)
+            await trio.sleep(_SPOOL_RETRY)
+            await self._spill_over_bound()
+        if self.spec.name in self.spool_state.paused:
+            self.spool_state.paused.discard(self.spec.name)
+            log.info("%s: reading resumed", self.spec.name)
+        self._publish()
+
+    async def _spill_over_bound(self) -> None:
+        """Move the newest idle memory batches to the spool while memory is over its bound."""
+        while self.memory_rows > self.memory_limit:
+            batch = next((b for b in reversed(self.memory) if b.seq not in self.inflight), None)
+            if batch is None:
+                return
+            self.inflight.add(batch.seq)  # no flusher takes it from memory meanwhile
             try:
                 await trio.to_thread.run_sync(self.spool.write, batch)
-            except BaseException:
-                # Keep the rows where shutdown will find them (and try to spool them again).
-                self.memory.append(batch)
-                self.memory_rows += len(batch.rows)
-                raise
+            except StoreError as exc:
+                metrics.SPOOL_ERRORS.labels(**self._label).inc()
+                self.spool_state.mark_failed(exc)
+                return
+            finally:
+                self.inflight.discard(batch.seq)
+            self.spool_state.mark_ok()
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
-        self.work.set()
-        self._publish()
+            self.memory.remove(batch)
+            self.memory_rows -= len(batch.rows)
 
     # --- flusher --------------------------------------------------------------------------
 
@@ -272,8 +388,11 @@ class _TableWriter:
         while True:
             batch, from_spool = await self._next_batch()
             try:
+                # Abandoned when cancelled (shutdown): a hung database cannot hold the
+                # process; the batch stays where it was and a late commit is absorbed by
+                # the keys when it is written again.
                 result = await trio.to_thread.run_sync(
-                    self._write, batch.rows, limiter=self.pool.limiter
+                    self._write, batch.rows, limiter=self.pool.limiter, abandon_on_cancel=True
                 )
             except DatabaseUnavailable as exc:
                 self._release(batch, from_spool)
@@ -289,6 +408,7 @@ class _TableWriter:
             self.state.mark_up()
             self._account(result)
             self.oldest.pop(batch.seq, None)
+            self.first.pop(batch.seq, None)
             if from_spool:
                 # A crash before the file is gone rewrites the batch; the keys absorb it.
                 try:
@@ -302,20 +422,27 @@ class _TableWriter:
                 self._release(batch, from_spool)
             self.work.set()  # another worker may be waiting for the spool to be free
             self._publish()
+            self._progressed()
 
     # --- shutdown -------------------------------------------------------------------------
 
     def take_leftovers(self) -> None:
         """Seal the open batch and whatever is still buffered in the channel, in memory."""
+        numbers = [self.partial_first] if self.partial else []
         while True:
             try:
-                self.partial.append(self.recv.receive_nowait())
+                number, row = self.recv.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
+            self.unreceived.pop(number, None)
+            if not self.partial or len(self.partial) % self.batch_size == 0:
+                numbers.append(number)
+            self.partial.append(row)
         self.recv.close()
-        for start in range(0, len(self.partial), self.batch_size):
+        for index, start in enumerate(range(0, len(self.partial), self.batch_size)):
             rows = self.partial[start : start + self.batch_size]
-            self.oldest[self.next_seq] = _oldest(rows)
+            self.first[self.next_seq] = numbers[index]
+            self.oldest[self.next_seq] = min(map(self.time_of, rows))
             self.memory.append(Batch(self.next_seq, rows))
             self.next_seq += 1
             self.memory_rows += len(rows)
@@ -340,31 +467,103 @@ class _TableWriter:
             self.state.mark_up()
             self._account(result)
             self.oldest.pop(batch.seq, None)
+            self.first.pop(batch.seq, None)
             self.memory.popleft()
             self.memory_rows -= len(batch.rows)
+            self._progressed()
 
-    def spill_memory(self) -> None:
-        """Spool every in-memory batch, blocking (last step of shutdown)."""
-        while self.memory:
-            batch = self.memory[0]
-            self.spool.write(batch)
+    def spill_memory(self) -> int:
+        """Spool every in-memory batch, blocking (last step of shutdown); returns the rows
+        the spool disk refused (logged; they are in the journal only)."""
+        refused = 0
+        for batch in list(self.memory):
+            try:
+                self.spool.write(batch)
+            except StoreError as exc:
+                metrics.SPOOL_ERRORS.labels(**self._label).inc()
+                self.spool_state.mark_failed(exc)
+                refused += len(batch.rows)
+                continue
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
-            self.memory.popleft()
+            self.memory.remove(batch)
             self.memory_rows -= len(batch.rows)
         self._publish()
+        if refused:
+            log.error(
+                "%s: %d rows neither written nor spooled at shutdown (spool disk: %s); "
+                "they are in the journal: replay it into the database",
+                self.spec.name,
+                refused,
+                self.spool_state.error,
+            )
+        return refused
 
 
-def _oldest(rows: list[Row]) -> int:
-    """The oldest time among ``rows``: receive or exchange time, whichever is earlier (a
+def _time_of(spec: TableSpec) -> Callable[[Row], int]:
+    """A row's time for the watermark: receive or exchange time, whichever is earlier (a
     trade backfilled over REST is received now with an old exchange time); markets: their
     update time; gaps: their start."""
-    first = rows[0]
-    if hasattr(first, "received_at"):
-        if hasattr(first, "exchange_ts"):
-            return min(min(r.exchange_ts or r.received_at, r.received_at) for r in rows)  # type: ignore[union-attr]
-        return min(int(r.received_at) for r in rows)  # type: ignore[union-attr]
-    name = "updated_at" if hasattr(first, "updated_at") else "start_ts"
-    return min(int(getattr(row, name)) for row in rows)
+    columns = spec.columns
+    if "received_at" in columns:
+        received = columns.index("received_at")
+        exchange = columns.index("exchange_ts") if "exchange_ts" in columns else received
+
+        def earlier(row: Row) -> int:
+            at: Any = row[received]
+            when: Any = row[exchange]
+            return int(at if when is None or at < when else when)
+
+        return earlier
+    index = columns.index("updated_at" if "updated_at" in columns else "start_ts")
+    return lambda row: int(row[index])  # type: ignore[arg-type]  # a BIGINT time column
+
+
+class RowSender:
+    """One producer's channel to a table's writer: ``send``/``send_nowait`` like a
+    ``trio.MemorySendChannel[Row]`` (``trio.WouldBlock`` when full), plus ``clone``, ``close``
+    and ``async with``. Each row is counted as pending from the moment its send starts,
+    so :meth:`Store.committed` and the watermark see it before the writer does."""
+
+    def __init__(self, writer: _TableWriter, channel: trio.MemorySendChannel[tuple[int, Row]]):
+        self._writer = writer
+        self._channel = channel
+
+    def send_nowait(self, row: Row) -> None:
+        number = self._writer.begin(row)
+        try:
+            self._channel.send_nowait((number, row))
+        except BaseException:
+            self._writer.abandon(number)
+            raise
+
+    async def send(self, row: Row) -> None:
+        number = self._writer.begin(row)
+        try:
+            await self._channel.send((number, row))
+        except BaseException:
+            self._writer.abandon(number)
+            raise
+
+    def clone(self) -> RowSender:
+        return RowSender(self._writer, self._channel.clone())
+
+    def close(self) -> None:
+        self._channel.close()
+
+    async def aclose(self) -> None:
+        await self._channel.aclose()
+
+    def __enter__(self) -> RowSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RowSender:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class Store:
@@ -377,8 +576,14 @@ class Store:
         self._spool_root = Path(cfg.spool.dir)
         self._lock: IO[bytes] | None = None
         self._state = _DbState()
+        self._spool_state = _SpoolState()
         self._holds: dict[object, int] = {}
-        self._pool = ConnectionPool(url, cfg.timescaledb.max_connections)
+        self._pool = ConnectionPool(
+            url,
+            cfg.timescaledb.max_connections,
+            statement_timeout=float(cfg.timescaledb.statement_timeout),
+            lock_timeout=float(cfg.timescaledb.lock_timeout),
+        )
         dead = DeadLetters(Path(cfg.spool.dead_letter_dir))
         self.dead_letters = dead
         self._writers: dict[str, _TableWriter] = {
@@ -390,11 +595,12 @@ class Store:
                 dead=dead,
                 memory_rows=cfg.spool.memory_rows,
                 state=self._state,
+                spool_state=self._spool_state,
             )
             for name, spec in TABLES.items()
         }
 
-    def sender(self, table: str) -> trio.MemorySendChannel[Row]:
+    def sender(self, table: str) -> RowSender:
         """A new send channel for ``table``'s rows; the caller owns (and closes) it.
 
         Raises :class:`StoreError` for an unknown table.
@@ -402,13 +608,36 @@ class Store:
         writer = self._writers.get(table)
         if writer is None:
             raise StoreError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
-        return writer.send.clone()
+        return RowSender(writer, writer.send.clone())
+
+    async def committed(self) -> None:
+        """Return once every row handed to any sender before this call is committed: the
+        database acknowledged it (a dead-lettered row counts as handled). Waits as long as
+        the database is down; bound it with a deadline."""
+        targets = [(w, w.next_number - 1) for w in self._writers.values()]
+        for writer, number in targets:
+            await writer.wait_committed(number)
+
+    async def drain(self) -> None:
+        """:meth:`committed`, and the spool is empty too (batches spooled by an earlier
+        process included): every row this store knows of is in the database."""
+        await self.committed()
+        for writer in self._writers.values():
+            while writer.spool.rows:
+                await writer.progress.wait()
+
+    def collected(self) -> dict[str, int]:
+        """Per table: rows the database acknowledged as new since the store opened."""
+        return {name: writer.rows_written for name, writer in self._writers.items()}
 
     def stats(self) -> StoreStats:
         return StoreStats(
             db_up=self._state.up,
             db_error=self._state.error,
             tables={name: writer.stats() for name, writer in self._writers.items()},
+            spool_ok=self._spool_state.ok,
+            spool_error=self._spool_state.error,
+            paused=bool(self._spool_state.paused),
         )
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -419,6 +648,13 @@ class Store:
             writer.spool.load()
             writer.next_seq = writer.spool.max_seq() + 1
             writer._publish()
+        spooled = sum(writer.spool.rows for writer in self._writers.values())
+        try:
+            claim_spool(self._spool_root, database_identity(self.url), spooled)
+        except BaseException:
+            self._lock.close()
+            self._lock = None
+            raise
 
     async def _run(self, nursery: trio.Nursery) -> None:
         for writer in self._writers.values():
@@ -439,16 +675,14 @@ class Store:
         self._holds.pop(key, None)
 
     def complete_before(self, now_us: int) -> int:
-        """A time (µs) before which every row received is committed.
-
-        The oldest pending row of any table bounds it; so does ``now`` minus a slack for
-        rows still in the channels (not visible here): twice the longest flush interval,
-        at least one second.
-        """
-        slack = max(1.0, 2 * max(w.flush_interval for w in self._writers.values()))
-        bound = now_us - int(slack * 1_000_000)
+        """A time (µs) before which every row handed to the store is committed: ``now_us``,
+        or the oldest time of a row still pending (in a channel from the moment its send
+        started, in a batch, or in the spool; a batch spooled by an earlier process counts
+        as 0), or an active :meth:`hold`, whichever is earliest. No slack: rows are counted
+        from the moment they are handed over. Producers stamp and hand rows over without
+        yielding in between, so no received row is ever outside this account."""
         pending = [p for w in self._writers.values() if (p := w.pending_since()) is not None]
-        return min([bound, *pending, *self._holds.values()])
+        return min([now_us, *pending, *self._holds.values()])
 
     def _publish_watermark(self, value: int, now_us: int) -> None:
         with translating(), self._pool.connection() as pooled, pooled.conn.transaction():
@@ -493,12 +727,16 @@ class Store:
         finally:
             # Past the grace deadline (or with the database down): keep every row on disk.
             # Blocking on purpose: this is the last thing the store does.
-            for writer in self._writers.values():
-                writer.spill_memory()
+            refused = sum(writer.spill_memory() for writer in self._writers.values())
             self._pool.close()
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None
+        if refused:
+            raise StoreError(
+                f"{refused} rows neither written nor spooled at shutdown (spool disk: "
+                f"{self._spool_state.error}); they are in the journal"
+            )
 
 
 @asynccontextmanager

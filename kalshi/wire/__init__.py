@@ -7,6 +7,7 @@ from kalshi.wire.rest import (
     decode_market,
     decode_markets_page,
     decode_orderbook,
+    decode_orderbooks,
     decode_series,
     decode_trades_page,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "decode_market",
     "decode_markets_page",
     "decode_orderbook",
+    "decode_orderbooks",
     "decode_series",
     "decode_trades_page",
     "decode_ws",

@@ -196,6 +196,22 @@ def decode_orderbook(body: Body, ticker: str) -> BookSnapshot:
     return BookSnapshot(ticker=ticker, market_id="", yes=yes, no=no)
 
 
+def decode_orderbooks(body: Body) -> list[BookSnapshot]:
+    """``GET /markets/orderbooks`` (kalshi-api.md §4.5): ``{"orderbooks": [{"ticker",
+    "orderbook_fp"}]}``, one snapshot per market the exchange returned. Raises
+    :class:`DecodeError` on any other shape."""
+    data = _body(body)
+    books = data.get("orderbooks")
+    if type(books) is not list:
+        raise DecodeError("orderbooks: expected a list")
+    out = []
+    for item in books:
+        if type(item) is not dict:
+            raise DecodeError("orderbooks: expected objects")
+        out.append(decode_orderbook(item, req_str(item, "ticker")))
+    return out
+
+
 def trade_from_json(t: dict[str, Any]) -> Trade:
     yes_price = req_price(t, "yes_price_dollars")
     no_price = opt_price(t, "no_price_dollars")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from kalshi.store.migrate import load_migrations
+
 
 @pytest.fixture
 def config_file() -> Iterator[Path]:
@@ -47,22 +49,26 @@ def test_up_status_reset_down(config_file: Path) -> None:
     up = kalshi("db", "up", *cfg)
     assert up.returncode == 0, up.stderr
     lines = up.stdout.splitlines()
-    assert lines[:6] == [
-        "applied 001_storage_mode.sql",
-        "applied 002_tables.sql",
-        "applied 003_time_series.sql",
-        "applied 004_dedup.sql",
-        "applied 005_watermark.sql",
+    names = [m.name for m in load_migrations()]
+    assert names[:5] == [
+        "001_storage_mode.sql",
+        "002_tables.sql",
+        "003_time_series.sql",
+        "004_dedup.sql",
+        "005_watermark.sql",
+    ]
+    assert lines[: len(names) + 1] == [
+        *(f"applied {name}" for name in names),
         "storage mode: postgresql",
     ]
-    url = lines[6]
+    url = lines[len(names) + 1]
     assert url.startswith("postgresql://postgres@127.0.0.1:") and url.endswith("/kalshi")
 
     status = kalshi("db", "status", *cfg)
     assert status.returncode == 0, status.stderr
     assert f"url: {url}" in status.stdout.splitlines()
     assert "storage mode: postgresql" in status.stdout.splitlines()
-    assert "migrations: 5 applied, 0 pending" in status.stdout.splitlines()
+    assert f"migrations: {len(names)} applied, 0 pending" in status.stdout.splitlines()
     assert [line.split() for line in status.stdout.splitlines() if line.endswith(" rows")] == [
         [table, "0", "rows"]
         for table in (
@@ -86,7 +92,7 @@ def test_up_status_reset_down(config_file: Path) -> None:
     reset = kalshi("db", "reset", "--yes", *cfg)
     assert reset.returncode == 0, reset.stderr
     assert reset.stdout.splitlines() == [
-        f"reset {url}: applied 5 migrations, storage mode: postgresql"
+        f"reset {url}: applied {len(names)} migrations, storage mode: postgresql"
     ]
 
     down = kalshi("db", "down", *cfg)

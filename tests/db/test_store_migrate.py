@@ -24,6 +24,7 @@ MIGRATIONS = [
     "004_dedup.sql",
     "005_watermark.sql",
     "006_gap_sid.sql",
+    "007_received_index.sql",
 ]
 _PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
 

@@ -36,13 +36,43 @@ async def test_a_pending_row_holds_the_watermark_and_the_final_one_is_now(
     assert now <= mark[0] <= stopped
 
 
-async def test_with_nothing_pending_the_watermark_trails_now_by_the_channel_slack(
+async def test_with_nothing_pending_the_watermark_is_now(
     db_url: str, make_cfg: Callable[..., GathererConfig]
 ) -> None:
     cfg = make_cfg(flush_interval=0.05)
     async with open_store(db_url, cfg) as store:
         now = 5_000_000_000
-        assert store.complete_before(now) == now - 1_000_000
+        assert store.complete_before(now) == now
+
+
+async def test_a_row_counts_from_the_moment_it_is_handed_over(
+    db_url: str, make_cfg: Callable[..., GathererConfig]
+) -> None:
+    # No checkpoint between the send and the check: the writer has not seen the row yet,
+    # the watermark already has (rows in channels are not a time slack any more).
+    cfg = make_cfg(flush_interval=30.0, batch_size=1000)
+    now = 9_000_000_000
+    async with open_store(db_url, cfg) as store, store.sender("trades") as send:
+        assert store.complete_before(now) == now
+        send.send_nowait(trade(1, received_at=7_000, exchange_ts=8_000))
+        assert store.complete_before(now) == 7_000
+
+
+async def test_committed_returns_once_the_database_acknowledged_every_row(
+    db_url: str, make_cfg: Callable[..., GathererConfig]
+) -> None:
+    cfg = make_cfg(flush_interval=0.05, batch_size=7)
+    rows = [trade(i) for i in range(50)]
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            async with store.sender("trades") as send:
+                for row in rows:
+                    await send.send(row)
+            await store.committed()
+            with connect_db(db_url) as db:
+                assert db.count("trades") == 50
+            assert store.collected()["trades"] == 50
+            assert store.complete_before(9_000_000_000_000_000) == 9_000_000_000_000_000
 
 
 async def test_holds_and_old_exchange_times_keep_the_watermark_back(
@@ -54,7 +84,7 @@ async def test_holds_and_old_exchange_times_keep_the_watermark_back(
         store.hold(("disconnect", "trade-0", 1), 4_000_000_000)
         assert store.complete_before(now) == 4_000_000_000
         store.release(("disconnect", "trade-0", 1))
-        assert store.complete_before(now) == now - 60_000_000  # twice the flush interval
+        assert store.complete_before(now) == now
         # a trade backfilled over REST: received now, made long ago
         async with store.sender("trades") as send:
             await send.send(trade(3, exchange_ts=2_500, received_at=now))

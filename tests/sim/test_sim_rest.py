@@ -16,6 +16,7 @@ from kalshi.wire import (
     decode_market,
     decode_markets_page,
     decode_orderbook,
+    decode_orderbooks,
     decode_series,
     decode_trades_page,
 )
@@ -210,3 +211,26 @@ async def test_250k_markets_list_through_pagination() -> None:
             cursor = next_cursor
         assert count == len(seen) == 250_000
         assert last == ex.universe.info(249_999).ticker
+
+
+async def test_bulk_orderbooks_one_request_for_up_to_100_markets(mock_clock: object) -> None:
+    """kalshi-api.md §4.5: ``GET /markets/orderbooks?tickers=A&tickers=B`` (1-100 tickers)."""
+    async with (
+        sim(markets=200, active=150, tier=None) as ex,
+        httpx.AsyncClient(base_url=ex.rest_url) as c,
+    ):
+        ex.engine.step(2000)
+        tickers = sorted(ex.engine.active_tickers)[:100]
+        response = await c.get("/markets/orderbooks", params={"tickers": [*tickers, "NOPE-1"][1:]})
+        books = decode_orderbooks(response.content)
+        assert [b.ticker for b in books] == tickers[1:]  # the unknown market is left out
+        for book in books:
+            truth = ex.truth.book(book.ticker)
+            assert (book.yes, book.no) == (
+                truth.levels(truth_side("yes")),
+                truth.levels(truth_side("no")),
+            )
+        assert sum(1 for b in books if b.yes or b.no) > 50
+        too_many = await c.get("/markets/orderbooks", params={"tickers": [*tickers, "X-1"]})
+        none = await c.get("/markets/orderbooks")
+        assert (too_many.status_code, none.status_code) == (400, 400)

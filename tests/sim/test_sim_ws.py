@@ -11,6 +11,7 @@ import time
 import pytest
 import trio
 from sim_support import Rebuilt, Rejected, connect
+from wsproto.events import Ping
 
 from kalshi.models import (
     ErrorReply,
@@ -234,6 +235,16 @@ async def test_heartbeat_every_ten_seconds(autojump_clock: object) -> None:
             assert trio.current_time() - start == pytest.approx(20.0)
 
 
+async def test_a_ping_is_answered_with_an_empty_pong(autojump_clock: object) -> None:
+    """kalshi-api.md §2.5: the server pongs with an empty payload, whatever the
+    ping carried."""
+    async with sim(markets=10, active=1) as ex:
+        ex.engine.pause()
+        async with connect(ex, memory=True) as client:
+            await client.stream.send_all(client.ws.send(Ping(b"are you there")))
+            assert await client.recv() == ("pong", b"")
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
@@ -270,3 +281,54 @@ async def test_handshake_rejections(change: str, problem: str) -> None:
             b'{"error":{"code":"authentication_error","message":"' + problem.encode() + b'"}}'
         )
         assert ex.sessions == set()
+
+
+async def test_skip_ticker_ack_leaves_the_market_list_out_of_every_ok(mock_clock: object) -> None:
+    """kalshi-api.md §2.2: with ``skip_ticker_ack`` an ``ok`` reply omits the subscription's
+    market list (which otherwise grows with every market added)."""
+    async with sim(markets=30, active=3) as ex, connect(ex) as client:
+        a, b, c = ex.engine.active_tickers
+        sub = await client.send(
+            "subscribe",
+            {"channels": ["orderbook_delta"], "market_tickers": [a], "skip_ticker_ack": True},
+        )
+        await client.until_reply(sub)
+        await client.sync()
+        add = await client.send(
+            "update_subscription", {"sids": [1], "market_tickers": [b, c], "action": "add_markets"}
+        )
+        ok = (await client.until_reply(add))[-1]
+        assert (ok["type"], ok["sid"], ok["seq"], ok["msg"]) == ("ok", 1, 2, {})
+        await client.sync()
+        delete = await client.send(
+            "update_subscription", {"sid": 1, "market_tickers": [a], "action": "delete_markets"}
+        )
+        ok = (await client.until_reply(delete))[-1]
+        assert (ok["type"], ok["seq"], ok["msg"]) == ("ok", 5, {})
+        again = await client.send(
+            "subscribe", {"channels": ["orderbook_delta"], "market_tickers": [a]}
+        )
+        ok = (await client.until_reply(again))[-1]
+        assert (ok["type"], ok["msg"]) == ("ok", {})
+
+
+async def test_overflowing_whole_exchange_subscribers_end_cleanly(mock_clock: object) -> None:
+    """Error 25 on a whole-exchange subscription removes it while the broker is fanning a
+    message out (it once crashed the simulator: the set changed during iteration); each
+    overflowing subscription gets exactly one error 25 and the simulator keeps serving."""
+    async with (
+        sim(markets=20, active=4, seed=3, buffer_limit=2_000) as ex,
+        connect(ex) as first,
+        connect(ex) as second,
+    ):
+        for client in (first, second):
+            await client.until_reply(await client.send("subscribe", {"channels": ["trade"]}))
+        ex.engine.step(400)  # the outboxes fill synchronously: nobody writes while it runs
+        assert ex.truth.events_generated["trade"] > 20
+        for client in (first, second):
+            frames = await client.sync()
+            errors = [(f["sid"], f["msg"]["code"]) for f in frames if f["type"] == "error"]
+            assert errors == [(1, 25)]
+        assert ex.truth.undelivered["overflow"] == 2
+        again = await first.send("subscribe", {"channels": ["trade"]})
+        assert (await first.until_reply(again))[-1]["msg"] == {"channel": "trade", "sid": 2}

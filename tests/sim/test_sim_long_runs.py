@@ -1,0 +1,103 @@
+"""The simulator at full size for long runs (issue 20): no generated message kept in memory
+(the truth streams to disk), trades kept only for the REST window, most markets quiet and a
+few busy, and scheduled bursts."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import httpx
+import orjson
+import trio
+
+from kalshi.models.trade import Trade
+from kalshi.testing import PINNED_START_US, sim
+from kalshi.wire import decode_trades_page
+
+
+async def test_the_truth_streams_and_nothing_is_kept(mock_clock: object) -> None:
+    stream = io.BytesIO()
+    async with sim(markets=200, active=40, seed=9, keep_events=False, truth_stream=stream) as ex:
+        generated = ex.engine.step(3000)
+        truth = ex.truth
+        assert truth.events == []
+        assert truth.generated == generated == sum(truth.events_generated.values())
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == generated
+        kinds = Counter(orjson.loads(line)["type"] for line in lines)
+        assert kinds == truth.events_generated
+        trade_ids = [
+            orjson.loads(line)["msg"]["trade_id"] for line in lines if b'"type":"trade"' in line
+        ]
+        assert trade_ids == [t.trade_id for t in truth.trades]
+        closing = io.BytesIO()
+        truth.stream = closing
+        closing_value: list[bytes] = []
+        closing.close = lambda: closing_value.append(closing.getvalue())  # type: ignore[method-assign]
+        truth.close_stream()
+        summary = orjson.loads(closing_value[0])
+        assert summary["type"] == "summary"
+        assert summary["events_generated"] == dict(truth.events_generated)
+
+
+async def test_only_the_trade_window_is_kept_and_served(mock_clock: object) -> None:
+    now = [PINNED_START_US]
+    async with (
+        sim(
+            markets=100, active=20, seed=4, trade_window_s=60, clock=lambda: now[0], tier=None
+        ) as ex,
+        httpx.AsyncClient(base_url=ex.rest_url) as client,
+    ):
+        for _ in range(300):  # 300 s of activity, one step a second
+            now[0] += 1_000_000
+            ex.engine.step(100)
+        kept = list(ex.truth.trades)
+        newest = kept[-1].exchange_ts
+        assert ex.truth.trades_offset > 0
+        # forgotten in chunks: nothing younger than the window is gone, little older is left
+        assert kept[0].exchange_ts <= newest - 60_000_000
+        assert len(kept) <= 2048 + sum(1 for t in kept if t.exchange_ts >= newest - 60_000_000)
+        served: list[Trade] = []
+        cursor = ""
+        while True:
+            params = {"limit": 100, "cursor": cursor} if cursor else {"limit": 100}
+            page, cursor_or_none = decode_trades_page(
+                (await client.get("/markets/trades", params=params)).content
+            )
+            served += page
+            if cursor_or_none is None:
+                break
+            cursor = cursor_or_none
+        assert [t.trade_id for t in served] == [t.trade_id for t in reversed(kept)]
+
+
+async def test_busy_markets_take_most_of_the_activity(mock_clock: object) -> None:
+    async with sim(markets=400, active=100, seed=5, busy=10, keep_events=True) as ex:
+        ex.engine.step(5000)
+        busy = set(ex.engine.active_tickers[:10])
+        deltas = [e for e in ex.truth.events if e.type == "orderbook_delta"]
+        on_busy = sum(1 for e in deltas if e.ticker in busy)
+        # 80 % of the actions go to the busy ten, plus their share of the other 20 %
+        assert 0.78 <= on_busy / len(deltas) <= 0.86, on_busy / len(deltas)
+
+
+async def test_bursts_multiply_the_rate_on_schedule(autojump_clock: object) -> None:
+    base = PINNED_START_US
+
+    def clock() -> int:
+        return base + int(trio.current_time() * 1e6)
+
+    async with sim(
+        markets=100, active=20, seed=6, rate=100.0, clock=clock,
+        burst_every=60.0, burst_x=20.0, burst_seconds=10.0, keep_events=True,
+    ) as ex:  # fmt: skip
+        start = trio.current_time()
+        await trio.sleep(125)
+        ex.engine.pause()
+        per_second = Counter(int((e.ts_us - base) // 1_000_000 - start) for e in ex.truth.events)
+        assert ex.engine.bursts == 2
+    burst = sum(per_second[s] for s in range(61, 70)) / 9
+    quiet = sum(per_second[s] for s in range(71, 119)) / 48
+    assert 70 <= quiet <= 130, quiet
+    assert 1600 <= burst <= 2400, burst
