@@ -396,8 +396,9 @@ class Connection:
             float(ctx.cfg.websocket.reconnect_backoff),
             float(ctx.cfg.websocket.max_reconnect_backoff),
         )
-        while self.sid is None:
-            await self._subscribe()
+        sent = await self._subscribe()
+        while self.sid is None or not sent:
+            sent = await self._subscribe() or sent
         self._set_state("live")
         backoff.reset()
         if lost_at is not None:
@@ -420,16 +421,17 @@ class Connection:
             with trio.move_on_at(wake_at):
                 await self._wake.wait()
 
-    async def _subscribe(self) -> None:
-        """Send the subscribe command (after any pause) and wait for its answer."""
+    async def _subscribe(self) -> bool:
+        """Send the subscribe command (after any pause) and wait for its answer; returns
+        whether it sent one."""
         self._wake = trio.Event()
         if trio.current_time() < self._retry_at:
             with trio.move_on_at(self._retry_at):
                 await self._wake.wait()
-            return
+            return False
         if self._inflight.pending("subscribe") or self._inflight.pending("list_subscriptions"):
             await self._wake.wait()
-            return
+            return False
         if self.scoped:
             candidates = sorted(self.desired - self.refused.keys())
             if not candidates:  # the exchange refuses an order-book sub without markets
@@ -439,7 +441,7 @@ class Connection:
                 if trio.current_time() >= self._refused_until:
                     self._refused_until = math.inf
                     self.refused.clear()
-                return
+                return False
             self._set_state("subscribing")
             first = tuple(candidates[: self._chunk])
             self._requested.update(first)
@@ -449,7 +451,9 @@ class Connection:
             command = subscribe_cmd(self._ident(), [self.channel], skip_ticker_ack=True)
         self.ctx.marker(self.conn_id, "subscribe", channels=[self.channel], markets=len(first))
         await self._command(command, "subscribe", first)
-        await self._wake.wait()
+        if self.sid is None:
+            await self._wake.wait()
+        return True
 
     async def _sync_markets(self) -> None:
         assert self.sid is not None
