@@ -165,6 +165,8 @@ class Gatherer:
                     "channel": conn.channel,
                     "state": conn.state,
                     "markets": len(conn.desired) if conn.scoped else None,
+                    "subscribed": len(conn.subscribed) if conn.scoped else None,
+                    "refused": len(conn.refused),
                     "last_message_age_s": age,
                     "reconnects": conn.reconnects,
                     "messages": conn.messages,
@@ -198,7 +200,7 @@ class Gatherer:
         counts = self.processor.counts
         ctx = self.ctx
         # a connection without markets to carry (a small shard) is idle, not unhealthy
-        live = sum(1 for c in connections if c["state"] in ("live", "idle"))
+        live = sum(1 for c in connections if c["state"] in ("live", "idle") and not c["refused"])
         ok = bool(connections) and live == len(connections) and stored_ok
         document: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
