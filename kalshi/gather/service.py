@@ -79,7 +79,9 @@ class Gatherer:
                 total,
                 _USER_CONNECTION_LIMIT,
             )
-        self.processor = FrameProcessor(cfg.gatherer_id)
+        self.processor = FrameProcessor(
+            cfg.gatherer_id, crossed_book_frames=cfg.websocket.crossed_book_frames
+        )
         self.registry = MarketRegistry(cfg.gatherer_id, self.shard)
         self.store: Store | None = None
         self.journal: JournalWriter | None = None
@@ -223,6 +225,7 @@ class Gatherer:
             "resnapshots": ctx.resnapshots if ctx else 0,
             "decode_errors": counts["invalid"] + counts["unknown_type"],
             "duplicates": counts["duplicate"],
+            "crossed_book_frames": counts["crossed_book_frames"],
             "journal": None,
             "top_markets": self._top_markets(),
         }
