@@ -193,6 +193,8 @@ class Gatherer:
                     "channel": conn.channel,
                     "state": conn.state,
                     "markets": len(conn.desired) if conn.scoped else None,
+                    "subscribed": len(conn.subscribed) if conn.scoped else None,
+                    "refused": len(conn.refused),
                     "last_message_age_s": age,
                     "reconnects": conn.reconnects,
                     "messages": conn.messages,
@@ -204,9 +206,17 @@ class Gatherer:
             entry["bytes"] += conn.bytes
         tables: dict[str, Any] = {}
         db: dict[str, Any] = {"state": "unknown"}
+        spool: dict[str, Any] = {"state": "unknown"}
+        stored_ok = True
         if self.store is not None:
             stats = self.store.stats()
             db = {"state": "up" if stats.db_up else "down", "error": stats.db_error}
+            spool = {
+                "state": "ok" if stats.spool_ok else "refusing",
+                "error": stats.spool_error,
+                "reading_paused": stats.paused,
+            }
+            stored_ok = stats.db_up and stats.spool_ok
             for name, table in stats.tables.items():
                 tables[name] = {
                     "queue": table.queue_rows,
@@ -218,8 +228,8 @@ class Gatherer:
         counts = self.processor.counts
         ctx = self.ctx
         # a connection without markets to carry (a small shard) is idle, not unhealthy
-        live = sum(1 for c in connections if c["state"] in ("live", "idle"))
-        ok = bool(connections) and live == len(connections)
+        live = sum(1 for c in connections if c["state"] in ("live", "idle") and not c["refused"])
+        ok = bool(connections) and live == len(connections) and stored_ok
         document: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
             "gatherer_id": self.cfg.gatherer_id,
@@ -229,6 +239,7 @@ class Gatherer:
             "channels": channels,
             "tables": tables,
             "db": db,
+            "spool": spool,
             "markets": {
                 "tracked": len(self.registry.markets),
                 "live": len(self.registry.live),
