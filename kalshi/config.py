@@ -138,6 +138,12 @@ class WebsocketConfig:
     # Subscription commands per second per connection (the exchange allows 10 000 per
     # session; pacing keeps the replies and snapshots of a (re)subscription from bursting).
     commands_per_second: float = 20.0
+    # A command (subscribe, update_subscription) without a reply for this long ends the
+    # session.
+    command_timeout: Duration = Duration(10.0)
+    # Markets the exchange refused (error 26 with no connection to take them, or another
+    # refusal) are tried again after this long.
+    refusal_retry: Duration = Duration(60.0)
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "websockets"
 

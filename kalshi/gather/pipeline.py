@@ -31,7 +31,7 @@ from attrs import define, field
 from kalshi.book import OrderBook
 from kalshi.errors import BookError
 from kalshi.models.book import BookDelta, BookSnapshot, Side
-from kalshi.models.control import ErrorReply, Subscribed
+from kalshi.models.control import ErrorReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Invalid, Message, Unrecognized
 from kalshi.models.lifecycle import EventFeeUpdate, EventLifecycle, LifecycleEvent
 from kalshi.models.rows import (
@@ -131,6 +131,12 @@ class FrameProcessor:
         self.stale_cause: dict[str, str] = {}  # why each stale book is stale
         self.retired: set[str] = set()  # dropped markets: late deltas are stored, not applied
         self._subs: dict[tuple[int, int], _Sub] = {}
+        # (conn_id, command id) -> channels of a subscribe sent: names the channel of an
+        # older ``subscribed`` reply that carries no msg
+        self._subscribes: dict[tuple[int, int], list[str]] = {}
+        # conn_id -> channels subscribed by a reply that gave no sid: the first frame of
+        # that channel on an unknown sid names it (and is checked as seq 1)
+        self._unnamed: dict[int, set[str]] = {}
         self._rules: dict[int, tuple[bool, bool]] = {}  # conn_id -> (implicit, filtered)
         self.counts: Counter[str] = Counter()  # by message type, plus problems
         self.market_messages: Counter[str] = Counter()
@@ -156,6 +162,9 @@ class FrameProcessor:
         for key in [key for key in self._subs if key[0] == conn_id]:
             sub = self._subs.pop(key)
             orphans.extend(sub.tickers)
+        for key in [key for key in self._subscribes if key[0] == conn_id]:
+            del self._subscribes[key]
+        self._unnamed.pop(conn_id, None)
         self._mark_stale(orphans, f"disconnect: connection {conn_id} ended")
         self._rules.pop(conn_id, None)
         return orphans
@@ -169,10 +178,15 @@ class FrameProcessor:
         for sub in self._subs.values():
             sub.tickers.discard(ticker)
 
-    def sent(self, raw: bytes | str) -> None:
-        """A command this gatherer sent: ``delete_markets`` retires those markets' books
-        (their late deltas are stored, not applied). Live and replay both call this."""
+    def sent(self, raw: bytes | str, conn_id: int = 0) -> None:
+        """A command this gatherer sent on ``conn_id``: ``delete_markets`` retires those
+        markets' books (their late deltas are stored, not applied); a ``subscribe`` is
+        remembered by id, for a reply that does not name its channel. Live and replay both
+        call this."""
         data = raw.encode() if isinstance(raw, str) else raw
+        if b'"subscribe"' in data:
+            self._remember_subscribe(data, conn_id)
+            return
         if b"delete_markets" not in data:
             return
         try:
@@ -188,6 +202,16 @@ class FrameProcessor:
         for ticker in tickers:
             if isinstance(ticker, str):
                 self.drop_market(ticker)
+
+    def _remember_subscribe(self, data: bytes, conn_id: int) -> None:
+        try:
+            command: Any = orjson.loads(data)
+            ident = command.get("id")
+            channels = (command.get("params") or {}).get("channels") or []
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if command.get("cmd") == "subscribe" and type(ident) is int and type(channels) is list:
+            self._subscribes[conn_id, ident] = [c for c in channels if isinstance(c, str)]
 
     def subscription(self, conn_id: int, sid: int) -> str | None:
         sub = self._subs.get((conn_id, sid))
@@ -212,15 +236,33 @@ class FrameProcessor:
         if msg.type == "subscribed":
             body = msg.body
             assert isinstance(body, Subscribed)
+            channel = body.channel
+            if channel is None:  # the older shape: the command it answers names it
+                channels = self._subscribes.get((conn_id, msg.id or 0), [])
+                channel = channels[0] if len(channels) == 1 else None
             # A fresh sid's first sequenced frame is seq 1 (kalshi-api.md §2.4), so the
             # counter starts at 0 and that frame is checked like any other. A repeated
             # ``subscribed`` for a live sid (an idempotent re-subscribe) keeps its counter.
             filtered = self._rules.get(conn_id, (False, False))[1]
-            self._subs.setdefault(
-                (conn_id, body.sid), _Sub(body.channel, 0, received_at, set(), filtered)
-            )
+            if body.sid is not None and channel is not None:
+                self._subs.setdefault(
+                    (conn_id, body.sid), _Sub(channel, 0, received_at, set(), filtered)
+                )
+            elif channel is not None:
+                self._unnamed.setdefault(conn_id, set()).add(channel)
+            return out
+        if isinstance(msg.body, SubscriptionList):
+            # sids learned late (a ``subscribed`` without one): frames may already have
+            # come, so the first one seen sets the counter
+            filtered = self._rules.get(conn_id, (False, False))[1]
+            for info in msg.body.subscriptions:
+                self._subs.setdefault(
+                    (conn_id, info.sid), _Sub(info.channel, None, received_at, set(), filtered)
+                )
             return out
         sub = self._subs.get((conn_id, msg.sid)) if msg.sid is not None else None
+        if sub is None and msg.sid is not None and conn_id in self._unnamed:
+            sub = self._name(conn_id, msg.sid, msg.type, received_at)
         if sub is None and msg.sid is not None and msg.type in TYPE_CHANNEL:
             rule = self._rules.get(conn_id)
             if rule is not None and rule[0]:
@@ -268,6 +310,20 @@ class FrameProcessor:
             if isinstance(body, LifecycleEvent) and body.event_type in _RETIRING:
                 self.drop_market(body.ticker)
         return out
+
+    def _name(self, conn_id: int, sid: int, kind: str, received_at: int) -> _Sub | None:
+        """The subscription of a sid first seen in a data frame, when a ``subscribed``
+        without a sid left its channel waiting on this connection."""
+        channel = TYPE_CHANNEL.get(kind)
+        waiting = self._unnamed[conn_id]
+        if channel not in waiting:
+            return None
+        waiting.discard(channel)
+        if not waiting:
+            del self._unnamed[conn_id]
+        filtered = self._rules.get(conn_id, (False, False))[1]
+        sub = self._subs[conn_id, sid] = _Sub(channel, 0, received_at, set(), filtered)
+        return sub
 
     def _sequence(
         self, conn_id: int, msg: Message, sub: _Sub, received_at: int, out: Outcome

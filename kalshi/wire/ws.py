@@ -326,6 +326,8 @@ def decode_general(data: bytes) -> Decoded:
             body = _ok(msg)
         elif kind == "unsubscribed":
             body = Unsubscribed()
+        elif kind == "subscribed" and msg is None:  # the older shape: no msg
+            body = Subscribed(channel=None, sid=sid)
         else:
             decoder = _DECODERS.get(kind)
             if decoder is None:
