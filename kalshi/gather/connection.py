@@ -23,7 +23,7 @@ import trio
 from kalshi.errors import AuthError, ConnectionLost, NetError
 from kalshi.gather import metrics
 from kalshi.gather.commands import InFlight, Sent
-from kalshi.gather.context import BACKFILL_MARGIN_US, GatherContext
+from kalshi.gather.context import BACKFILL_MARGIN_US, RESTART_MARGIN_US, GatherContext
 from kalshi.gather.pipeline import CONTROL_TYPES, Outcome
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Message
@@ -64,6 +64,11 @@ class Connection:
         self.last_error = ""
         self.conn_id = 0
         self.sid: int | None = None
+        # Set before run(): this process started after an earlier run of the gatherer that
+        # was complete on this channel until then (µs); the first session records the
+        # outage and (trade channel) backfills it.
+        self.resume_from: int | None = None
+        self._outage = False
         # Markets the exchange confirmed on this session's subscription (scoped only).
         self.subscribed: set[str] = set()
         # Markets refused (error 26 with no other connection to take them, or another
@@ -119,7 +124,10 @@ class Connection:
         """Sessions until cancelled; never returns."""
         ws_cfg = self.ctx.cfg.websocket
         backoff = Backoff(float(ws_cfg.reconnect_backoff), float(ws_cfg.max_reconnect_backoff))
-        lost_at: int | None = None
+        lost_at = self.resume_from
+        self._outage = lost_at is not None
+        if lost_at is not None and self.channel == "trade":
+            self.ctx.hold(("disconnect", self.name, lost_at), lost_at - RESTART_MARGIN_US)
         while True:
             permanent = False
             try:
@@ -231,6 +239,10 @@ class Connection:
             metrics.DECODE_ERRORS.labels("duplicate").inc()
         elif out.problem in ("book", "book_invalid"):
             log.warning("%s: %s", self.name, out.detail)
+        elif out.problem == "crossed":
+            metrics.CROSSED_BOOK_FRAMES.inc()
+            if out.rows and out.rows[-1][0] == "gaps":  # a cross begins
+                log.warning("%s: %s", self.name, out.detail)
         ctx.count_gaps(out.rows)  # seq_gap and book_invalid rows come from the pipeline
         if out.resnapshot:
             self.resnapshot(out.resnapshot)
@@ -491,8 +503,11 @@ class Connection:
             await self._command(command, "get_snapshot", part)
 
     async def _reconnect_gap(self, lost_at: int) -> None:
+        """One gap row from ``lost_at`` to now: ``reconnect`` after a lost session,
+        ``outage`` for the first session after the gatherer itself was down."""
         ctx = self.ctx
         now = ctx.wall_us()
+        outage, self._outage = self._outage, False
         await ctx.gap(
             GapRow(
                 lost_at,
@@ -501,14 +516,17 @@ class Connection:
                 self.conn_id,
                 self.sid,
                 None,
-                "reconnect",
+                "outage" if outage else "reconnect",
                 None,
                 None,
-                f"{self.name}: {self.last_error or 'disconnected'}",
+                f"{self.name}: gatherer down since its last {self.channel} frame"
+                if outage
+                else f"{self.name}: {self.last_error or 'disconnected'}",
             )
         )
         if self.channel == "trade" and ctx.backfill is not None:
-            ctx.backfill.send_nowait((lost_at, now, ("disconnect", self.name, lost_at)))
+            since = lost_at - RESTART_MARGIN_US if outage else lost_at
+            ctx.backfill.send_nowait((since, now, ("disconnect", self.name, lost_at)))
 
     # --- liveness -----------------------------------------------------------------------
 
