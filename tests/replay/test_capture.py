@@ -124,8 +124,7 @@ def test_plain_gzip_zstd_and_stdin_give_the_same_records(
     )
     assert connect.detail["time"] == "frame in 'event'; received_at from 'recv_ms' (ms)"
     assert [(f.conn_id, f.frame_no, f.wall_us, f.raw) for f in frames_of(expected)] == [
-        (RECV * 1000, n, (RECV + n - 1) * 1000, _event(line))
-        for n, line in enumerate(lines, 1)
+        (RECV * 1000, n, (RECV + n - 1) * 1000, _event(line)) for n, line in enumerate(lines, 1)
     ]
 
 
