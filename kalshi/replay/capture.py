@@ -23,6 +23,7 @@ see :class:`~kalshi.replay.source.CaptureReader` for frames that have neither.
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -197,6 +198,38 @@ def exchange_time_us(frame: object) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _key_pattern(key: str, leading_comma: bool) -> re.Pattern[bytes]:
+    name = re.escape(orjson.dumps(key))
+    return re.compile((rb",\s*" if leading_comma else b"") + name + rb"\s*:\s*")
+
+
+def _quick_span(line: bytes, obj: dict[str, Any], key: str) -> tuple[int, int] | None:
+    """The span of ``obj[key]`` from the key's first match to the next key's last match
+    (or the closing brace), kept only if those bytes decode to the same value. A wrong
+    cut cannot pass: inside a JSON string every quote of the frame would be escaped."""
+    found = _key_pattern(key, False).search(line)
+    if found is None:
+        return None
+    keys = list(obj)
+    at = keys.index(key)
+    if at == len(keys) - 1:
+        end = line.rstrip().rfind(b"}")
+    else:
+        nexts = list(_key_pattern(keys[at + 1], True).finditer(line, found.end()))
+        if not nexts:
+            return None
+        end = nexts[-1].start()
+    start = found.end()
+    while end > start and line[end - 1 : end] in (b" ", b"\t", b"\r", b"\n"):
+        end -= 1
+    try:
+        same = orjson.loads(line[start:end]) == obj[key]
+    except orjson.JSONDecodeError:
+        return None
+    return (start, end) if same else None
+
+
 def value_span(line: bytes, key: str) -> tuple[int, int] | None:
     """Byte offsets of the value of top-level ``key`` in the JSON object ``line``."""
     target = orjson.dumps(key)
@@ -258,7 +291,7 @@ def decode_capture_line(line: bytes, fmt: CaptureFormat) -> tuple[CaptureLine, A
         except orjson.JSONDecodeError:
             frame = None  # kept: the pipeline counts it invalid, as it would live
     elif isinstance(value, dict):
-        span = value_span(line, fmt.frame_field)
+        span = _quick_span(line, obj, fmt.frame_field) or value_span(line, fmt.frame_field)
         if span is None:
             raise ValueError(f"{fmt.frame_field!r}: cannot find the frame's bytes")
         raw, frame = line[span[0] : span[1]], value

@@ -189,7 +189,7 @@ class Replayer:
 
     def _sent(self, item: JournalRecord) -> None:
         """A command the gatherer sent: the pipeline reacts as it did live."""
-        self.processor(item.gatherer_id).sent(item.raw)
+        self.processor(item.gatherer_id).sent(item.raw, item.conn_id)
 
 
 def _channel(proc: FrameProcessor, conn_id: int, out: Outcome) -> str | None:

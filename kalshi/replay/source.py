@@ -20,7 +20,9 @@ have journaled (``docs/replay.md``, "Captures"):
   else contiguous. The ``connect`` marker's ``detail`` says which rule and why.
 
 ``until_us`` (point-in-time reads) stops each file at its first record received more
-than :data:`STOP_GRACE_US` after it, and skips journal files opened after it.
+than :data:`STOP_GRACE_US` after it, and skips journal files opened (their name's stamp)
+more than that after it: the grace covers records flushed into a file opened just after
+they were received, and a wall clock stepping back a little.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def read_records(
         for name in local:
             if opts.until_us is not None and name != STDIN:
                 stamp = _journal_stamp_us(Path(name))
-                if stamp is not None and stamp > opts.until_us:
+                if stamp is not None and stamp > opts.until_us + STOP_GRACE_US:
                     continue
             yield from _read_one(name, opts, labels, capture)
         yield from capture.finish()

@@ -79,6 +79,12 @@ def test_the_frame_bytes_are_sliced_not_reencoded() -> None:
     decoded, parsed = decode_capture_line(line, fmt)
     assert (decoded.raw, decoded.recv_us) == (frame, 7)
     assert parsed == orjson.loads(frame)
+    first = b'{"event":' + frame + b',\n "recv_us": 8}'
+    decoded, _ = decode_capture_line(first, detect(orjson.loads(first)))
+    assert (decoded.raw, decoded.recv_us) == (frame, 8)
+    spaced = b'{"recv_us": 9, "event":\t' + frame + b"  }  "
+    decoded, _ = decode_capture_line(spaced, detect(orjson.loads(spaced)))
+    assert (decoded.raw, decoded.recv_us) == (frame, 9)
     as_text = orjson.dumps({"t": 5, "raw": frame.decode()})
     decoded, _ = decode_capture_line(as_text, detect(orjson.loads(as_text)))
     assert (decoded.raw, decoded.recv_us) == (frame, 5_000_000)
