@@ -177,14 +177,14 @@ def main() -> None:
             signer = Signer(key_id, load_private_key(str(key)))
             markets = trio.run(tickers, rest_url)
             bare: dict[str, float] = {}
-            for transport in ("trio-websocket", "wsproto", "fast"):
+            for transport in ("websockets", "trio-websocket"):
                 count, seconds = trio.run(bare_receive, transport, ws_url, signer, markets)
                 bare[transport] = count / seconds
                 rate = bare[transport]
                 print(f"bare receive  {transport:15} {count:>8} frames  {rate:>10,.0f} msgs/s")
             with EmbeddedPostgres(Path(tmp) / "pg") as pg:
                 migrate(pg.url)
-                for transport in ("trio-websocket", "wsproto", "fast"):
+                for transport in ("websockets", "trio-websocket"):
                     overrides = {
                         "gatherer_id": f"bench-{transport}",
                         "kalshi.rest_url": rest_url,

@@ -1,13 +1,18 @@
 """Replay rate: journal frames/s through ``kalshi replay`` flat out, to /dev/null (JSON lines)
 and into PostgreSQL, next to a bare ``orjson.loads`` loop over the same file, same run.
 
-    python benchmarks/replay.py [--frames N] [--markets M] [--no-db]
+    python benchmarks/replay.py [--frames N] [--markets M] [--no-db] [--json PATH]
 
 The journal is written by the real ``JournalWriter`` (zstd, as the gatherer records):
 ``connect`` markers, one order-book subscription snapshotting every market, then a mix of
 ~80% deltas, ~10% trades and ~10% ticker frames. The baseline reads the same file (zstd
 stream, split lines) and calls ``orjson.loads`` on each line, nothing else: the floor any
 replay pays. The goal is a replay/baseline ratio of at least 0.3.
+
+Also: a real third-party capture (tests/data/kalshi-gold15m, gzip JSON lines wrapping each
+frame with its receive time) through ``read_records`` and the pipeline, and the book of one
+market at 10% and 50% of the journal (``snapshot --source journal --at``) read with and
+without the point-in-time stop. ``--json PATH`` writes every figure as a JSON object.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from _common import machine, peak_rss_mib
 
 from kalshi.config import ByteSize, GathererConfig, JournalConfig, SpoolConfig
 from kalshi.journal import JournalWriter, read_journal
-from kalshi.replay import JsonlSink, Replayer, replay, replay_into_db
+from kalshi.replay import JsonlSink, Replayer, book_from_journal, replay, replay_into_db
+from kalshi.replay.source import SourceOptions, read_records
 from kalshi.store import EmbeddedPostgres, migrate
 
 BASE_US = 1_795_561_140_000_000
+STEP_US = 10_000  # 100 frames/s: a 200,000-frame journal spans 33 minutes
 
 
 def frames(count: int, markets: int) -> list[bytes]:
@@ -87,14 +94,14 @@ def frames(count: int, markets: int) -> list[bytes]:
 
 async def write(root: Path, raw: list[bytes]) -> list[Path]:
     cfg = JournalConfig(dir=str(root), compress=True, rotate_bytes=ByteSize(1 << 40))
-    writer = JournalWriter(cfg, "bench-1")
+    writer = JournalWriter(cfg, "bench-1", clock=lambda: BASE_US / 1e6)  # names match times
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
         for conn, channel in ((1, "orderbook_delta"), (2, "trade")):  # as the gatherer does
             writer.record_marker(conn, "connect", BASE_US, 0, label=channel, channels=[channel])
         for n, frame in enumerate(raw):
             conn = 1 if b'"sid":1' in frame[:40] or b'"channel":"orderbook' in frame else 2
-            writer.record_frame(conn, n + 1, "in", BASE_US + n * 100, n, frame)
+            writer.record_frame(conn, n + 1, "in", BASE_US + n * STEP_US, n, frame)
             if n % 5000 == 0:
                 await writer.flush()
         nursery.cancel_scope.cancel()
@@ -136,6 +143,22 @@ def pipeline_only(files: list[Path]) -> None:
         replayer.feed(item)
 
 
+GOLD = Path(__file__).parent.parent / "tests" / "data" / "kalshi-gold15m" / "events"
+
+
+def capture_frames() -> int:
+    """The real capture through the reader and the pipeline; returns its frames."""
+    replayer = Replayer()
+    for item in read_records([GOLD]):
+        replayer.feed(item)
+    return replayer.stats.frames
+
+
+def point_in_time(files: list[Path], ticker: str, at_us: int, stop: bool) -> None:
+    options = SourceOptions(until_us=at_us if stop else None)
+    book_from_journal(read_records(files, options), ticker, at_us)
+
+
 def into_db(files: list[Path], url: str, tmp: Path) -> int:
     cfg = GathererConfig(spool=SpoolConfig(dir=str(tmp / "spool"), dead_letter_dir=str(tmp / "dl")))
     stats = trio.run(replay_into_db, read_journal(files), url, cfg)
@@ -147,7 +170,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--markets", type=int, default=200)
     parser.add_argument("--no-db", action="store_true", help="skip the database run")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    figures: dict[str, object] = {"machine": machine(), "frames": args.frames}
     print(machine())
     tmp = Path(tempfile.mkdtemp(prefix="kalshi-replay-bench-"))
     tmp.chmod(0o755)
@@ -163,6 +188,27 @@ def main() -> None:
         print(f"  bare orjson.loads loop     {base:>10,.0f} msgs/s")
         print(f"  pipeline only (no output)  {feed:>10,.0f} msgs/s   ratio {feed / base:.2f}")
         print(f"  replay -> /dev/null jsonl  {devnull:>10,.0f} msgs/s   ratio {devnull / base:.2f}")
+        figures.update(baseline=base, pipeline=feed, devnull=devnull)
+        captured = 0
+
+        def run_capture() -> None:
+            nonlocal captured
+            captured = capture_frames()
+
+        capture = timed(run_capture)
+        print(f"  capture (gold15m, gzip)    {captured / capture:>10,.0f} msgs/s   ({captured:,})")
+        ticker = "KXHIGHNY-26NOV25-B50"
+        for share in (10, 50):
+            at = BASE_US + len(raw) * STEP_US * share // 100
+            whole = timed(lambda at=at: point_in_time(files, ticker, at, stop=False))
+            stopped = timed(lambda at=at: point_in_time(files, ticker, at, stop=True))
+            print(f"  book at {share}% of the journal {whole:>6.2f} s whole, {stopped:.2f} s stop")
+            figures[f"point_in_time_{share}pct_whole_s"] = whole
+            figures[f"point_in_time_{share}pct_stop_s"] = stopped
+        figures.update(
+            capture=captured / capture,
+            capture_frames=captured,
+        )
         if not args.no_db:
             server = EmbeddedPostgres(tmp / "pg", settings={"fsync": "off"})
             server.start()
@@ -179,9 +225,13 @@ def main() -> None:
                     f"  replay -> PostgreSQL       {db_rate:>10,.0f} msgs/s   ratio "
                     f"{db_rate / base:.2f}  ({rows:,} rows, fsync off)"
                 )
+                figures["postgresql"] = db_rate
             finally:
                 server.stop()
         print(f"  peak RSS {peak_rss_mib():.0f} MiB · goal: replay/baseline >= 0.3")
+        figures["peak_rss_mib"] = peak_rss_mib()
+        if args.json is not None:
+            args.json.write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -138,8 +138,17 @@ class WebsocketConfig:
     # Subscription commands per second per connection (the exchange allows 10 000 per
     # session; pacing keeps the replies and snapshots of a (re)subscription from bursting).
     commands_per_second: float = 20.0
+    # A command (subscribe, update_subscription) without a reply for this long ends the
+    # session.
+    command_timeout: Duration = Duration(10.0)
+    # Markets the exchange refused (error 26 with no connection to take them, or another
+    # refusal) are tried again after this long.
+    refusal_retry: Duration = Duration(60.0)
+    # A book crossed (YES bid >= YES ask) for more than this many of its frames is
+    # resnapshotted (each cross is counted and a book_invalid gap row).
+    crossed_book_frames: int = 2
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
-    transport: str = "trio-websocket"
+    transport: str = "websockets"
 
 
 @frozen
@@ -148,6 +157,10 @@ class DbConfig:
     url: str = ""
     max_connections: int = 5
     data_dir: str = ".kalshi/pg"
+    # Bounds on every write statement: a hung server or a locked table fails the write
+    # (retried, rows spooled) within this long instead of holding it forever. 0 = none.
+    statement_timeout: Duration = Duration(30.0)
+    lock_timeout: Duration = Duration(5.0)
 
 
 @frozen
@@ -512,8 +525,8 @@ def _check(value: Any) -> list[str]:
                 problems.append(f"websocket.{name}: expected a non-negative integer")
         if ws.max_reconnect_backoff < ws.reconnect_backoff:
             problems.append("websocket.max_reconnect_backoff: must be >= reconnect_backoff")
-        if ws.transport not in ("trio-websocket", "wsproto", "fast"):
-            problems.append("websocket.transport: expected trio-websocket, wsproto or fast")
+        if ws.transport not in ("websockets", "trio-websocket"):
+            problems.append("websocket.transport: expected websockets or trio-websocket")
         if not re.fullmatch(r"\d+/\d+", value.shard) or not (
             0 <= int(value.shard.split("/")[0]) < int(value.shard.split("/")[1])
         ):

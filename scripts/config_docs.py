@@ -34,8 +34,7 @@ DESCRIPTIONS: dict[str, str] = {
     "(local starts the embedded PostgreSQL when it is empty)",
     "gatherer_id": "this gatherer's name, stored in every row and journal file",
     "shard": (
-        "`i/n`: record only the events whose ticker's BLAKE2b hash modulo n is i"
-        " (docs/scaling.md)"
+        "`i/n`: record only the events whose ticker's BLAKE2b hash modulo n is i (docs/scaling.md)"
     ),
     "relist_interval": "re-list all markets over REST this often (catches missed lifecycle)",
     "shutdown_grace": "on Ctrl-C or SIGTERM, how long the final flush may take",
@@ -53,12 +52,25 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.markets_per_command": "markets per `subscribe` / `update_subscription` command",
     "websocket.commands_per_second": "subscription commands per second per connection "
     "(paces a (re)subscription; the exchange allows 10 000/s per session)",
+    "websocket.crossed_book_frames": (
+        "a book crossed (YES bid >= YES ask) for more than this many of its frames is "
+        "resnapshotted; each cross is counted and a `book_invalid` gap row"
+    ),
+    "websocket.command_timeout": "a command without a reply for this long ends the session",
+    "websocket.refusal_retry": (
+        "markets the exchange refused (error 26 with no connection to take them, or another "
+        "refusal; a `subscription_refused` gap each) are tried again after this long"
+    ),
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
-    "websocket.transport": "`trio-websocket`, `wsproto` or `fast` (see docs/performance.md)",
+    "websocket.transport": "`websockets` (default) or `trio-websocket` (see docs/performance.md)",
     # timescaledb
     "timescaledb.url": "PostgreSQL/TimescaleDB URL; empty starts the embedded PostgreSQL",
     "timescaledb.max_connections": "database connections of the writers",
     "timescaledb.data_dir": "data directory of the embedded PostgreSQL",
+    "timescaledb.statement_timeout": "longest a write statement may run before it fails"
+    " (retried, rows spooled); a hung server is noticed within it; 0 = no bound",
+    "timescaledb.lock_timeout": "longest a write waits for a table lock (`LOCK TABLE`) before"
+    " the database counts as unavailable; 0 = no bound",
     # spool
     "spool.dir": "where batches wait on disk while the database is down",
     "spool.memory_rows": "rows held in memory per table before batches spill to disk",

@@ -28,7 +28,7 @@ from rich.text import Text
 from kalshi.cli.app import app, console, err_console, fail, load_or_exit
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
-from kalshi.journal import JournalProblem, JournalRecord, journal_files, read_journal
+from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.units import parse_rfc3339_us
 from kalshi.replay import (
     CsvSink,
@@ -42,8 +42,12 @@ from kalshi.replay import (
 from kalshi.replay import (
     replay as replay_items,
 )
+from kalshi.replay.capture import CaptureFormat, TimeUnit
+from kalshi.replay.continuity import Continuity
 from kalshi.replay.core import count_lines
 from kalshi.replay.serve import WS_PATH, serve_recording
+from kalshi.replay.source import SeqCheck, SourceOptions, read_records, source_files
+from kalshi.replay.view import continuity_report, session_lines
 from kalshi.store import migrate, resolve_database
 from kalshi.store.schema import TABLES
 
@@ -58,6 +62,38 @@ def parse_time(text: str, option: str) -> int:
         return parse_rfc3339_us(text)
     except UnitError:
         fail(f"{option}: expected an RFC 3339 time or µs since the epoch, got {text!r}")
+
+
+FrameField = Annotated[
+    str | None,
+    Parameter(help="Capture lines: the field holding the frame (default: detected)."),
+]
+TimeField = Annotated[
+    str | None,
+    Parameter(help="Capture lines: the field holding the receive time (default: detected)."),
+]
+TimeUnitOption = Annotated[
+    TimeUnit | None,
+    Parameter(help="Unit of a numeric receive time (default: by field name, else by size)."),
+]
+SeqCheckOption = Annotated[
+    SeqCheck,
+    Parameter(
+        help="Sequence rule: contiguous (a skipped seq is a lost frame), filtered "
+        "(a capture of some markets of wider subscriptions), auto (detected)."
+    ),
+]
+
+
+def source_options(
+    frame_field: str | None,
+    time_field: str | None,
+    time_unit: TimeUnit | None,
+    seq_check: SeqCheck,
+    until_us: int | None = None,
+) -> SourceOptions:
+    """The reading options of ``replay`` and ``snapshot`` from their command-line values."""
+    return SourceOptions(CaptureFormat(frame_field, time_field, time_unit), seq_check, until_us)
 
 
 class _RateColumn(ProgressColumn):
@@ -89,7 +125,11 @@ def _progress(files: list[str], enabled: bool) -> Iterator[Callable[[int], None]
 def replay(
     files: Annotated[
         list[str],
-        Parameter(help="Journal files (.jsonl, .jsonl.zst), directories, s3:// prefixes."),
+        Parameter(
+            help="Journals or captures (JSON lines, plain/.gz/.zst), directories, - (stdin), "
+            "s3:// prefixes (journals).",
+            allow_leading_hyphen=True,
+        ),
     ],
     /,
     *,
@@ -126,12 +166,25 @@ def replay(
     progress: Annotated[
         bool | None, Parameter(help="Progress bar (default: when stderr is a terminal).")
     ] = None,
+    frame_field: FrameField = None,
+    time_field: TimeField = None,
+    time_unit: TimeUnitOption = None,
+    seq_check: SeqCheckOption = "auto",
+    continuity: Annotated[
+        bool, Parameter(help="Print what the recording proves, per session and market.")
+    ] = False,
 ) -> None:
-    """Replay raw journals through the live decode -> book -> rows path.
+    """Replay journals or captures through the live decode -> book -> rows path.
+
+    A capture (JSON lines of Kalshi frames, bare or wrapped with a receive time) is read
+    like a journal: sessions split where seq restarts; --seq-check chooses how a skipped
+    seq is read (docs/replay.md, "Captures").
 
     Into the database by default (idempotent: replaying twice adds nothing), or as rows on
     stdout with --format, or re-served over WebSocket with --serve. Corrupt journal lines
-    are reported with file and line and skipped; the exit code is 1 when any were found.
+    are reported with file and line and skipped. Into a database it returns once every row
+    is committed and prints the committed counts. The exit code is 1 when a line was
+    corrupt or a row is left unwritten (spooled for this database, or dead-lettered).
     """
     given = (("--db", db), ("--format", format), ("--serve", serve))
     modes = [name for name, value in given if value is not None]
@@ -156,13 +209,14 @@ def replay(
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     show = err_console.is_terminal if progress is None else progress
-    replayer = Replayer(flt)
+    replayer = Replayer(flt, seq_check)
+    options = source_options(frame_field, time_field, time_unit, seq_check)
     try:
         if serve is not None:
-            journal_files([f for f in files if not f.startswith("s3://")])  # exist?
-            trio.run(_serve, files, cfg, serve, flt, speed)
+            source_files([f for f in files if not f.startswith("s3://")])  # exist?
+            trio.run(_serve, files, cfg, serve, flt, speed, options)
             return
-        items = read_journal(files, s3=cfg.s3_export)
+        items = read_records(files, options, s3=cfg.s3_export)
         with _progress(files, show) as on_progress:
             if format is not None:
                 sink: RowsSink
@@ -175,14 +229,24 @@ def replay(
                     stats = trio.run(_to_db, items, url, cfg, replayer, speed, on_progress)
     except KalshiError as exc:
         fail(str(exc))
-    _report(stats, to_stdout=format is not None)
+    if continuity:
+        _say(err_console if format is not None else console, continuity_report(replayer))
+    _report(stats, replayer.continuity, to_stdout=format is not None)
 
 
 async def _serve(
-    files: list[str], cfg: GathererConfig, port: int, flt: ReplayFilter, speed: float | None
+    files: list[str],
+    cfg: GathererConfig,
+    port: int,
+    flt: ReplayFilter,
+    speed: float | None,
+    options: SourceOptions,
 ) -> None:
+    if "-" in files:
+        fail("--serve reads its sources once per client: stdin (-) cannot be served")
+
     def source() -> Iterator[JournalRecord | JournalProblem]:
-        return read_journal(files, s3=cfg.s3_export)
+        return read_records(files, options, s3=cfg.s3_export)
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -235,16 +299,30 @@ def _say(target: Console, text: str) -> None:
     target.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _report(stats: ReplayStats, *, to_stdout: bool) -> None:
+def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> None:
     """Problems one per line on stderr, a summary, and exit 1 if any line was corrupt."""
     out = err_console if to_stdout else console
     for problem in stats.problems:
         _say(err_console, f"{problem.path}:{problem.line_no}: {problem.reason}")
     rows = ", ".join(f"{table} {n:,}" for table, n in sorted(stats.rows.items())) or "none"
     _say(out, f"replayed {stats.frames:,} frames ({stats.records:,} journal records); rows: {rows}")
+    for line in session_lines(continuity):
+        _say(out, line)
     if stats.frame_problems:
         flagged = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.frame_problems.items()))
         _say(out, f"frames flagged by the pipeline: {flagged}")
+    if not to_stdout:
+        committed = stats.written + stats.duplicate
+        per_table = ", ".join(f"{t} {n:,}" for t, n in sorted(committed.items())) or "none"
+        _say(
+            out,
+            f"committed: {per_table} (new {stats.written.total():,},"
+            f" already stored {stats.duplicate.total():,})",
+        )
+    if stats.left:
+        left = ", ".join(f"{t} {n:,}" for t, n in sorted(stats.left.items()))
+        _say(err_console, f"not written (spooled or dead-lettered): {left}")
     if stats.problems:
         _say(err_console, f"{len(stats.problems):,} corrupt journal line(s) skipped")
+    if stats.problems or stats.left:
         raise SystemExit(1)

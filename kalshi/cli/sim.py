@@ -62,6 +62,12 @@ def sim(
     ] = 0.0,
     burst_x: Annotated[float, Parameter(help="Rate multiplier during a burst.")] = 20.0,
     burst_seconds: Annotated[float, Parameter(help="Length of a burst in seconds.")] = 10.0,
+    market_cap: Annotated[
+        int, Parameter(help="Markets per subscription; beyond is error 26 (0: no cap).")
+    ] = 0,
+    command_rate: Annotated[
+        float, Parameter(help="WebSocket commands/s per session; beyond is error 27.")
+    ] = 10_000.0,
     start: Annotated[
         str,
         Parameter(
@@ -98,6 +104,8 @@ def sim(
         "burst_every": burst_every or None,
         "burst_x": burst_x,
         "burst_seconds": burst_seconds,
+        "market_cap": market_cap or None,
+        "command_rate": command_rate,
     }
     try:
         trio.run(_run, markets, rate, seed, plan, port, blast, options, key_file, truth)

@@ -12,10 +12,16 @@ from cyclopts import Parameter
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.cli.app import app, console, err_console, fail, load_or_exit
-from kalshi.cli.replay import parse_time
+from kalshi.cli.replay import (
+    FrameField,
+    SeqCheckOption,
+    TimeField,
+    TimeUnitOption,
+    parse_time,
+    source_options,
+)
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
-from kalshi.journal import read_journal
 from kalshi.net import RestClient, system_wall_us
 from kalshi.replay import (
     BookAt,
@@ -25,13 +31,18 @@ from kalshi.replay import (
     book_from_rest,
     book_table,
 )
+from kalshi.replay.source import read_records
 from kalshi.store import connect_db, resolve_database
 
 
 @app.command
 def snapshot(
     files: Annotated[
-        list[str] | None, Parameter(help="Journal files, directories or s3:// prefixes.")
+        list[str] | None,
+        Parameter(
+            help="Journals or captures, directories, - (stdin), s3:// prefixes.",
+            allow_leading_hyphen=True,
+        ),
     ] = None,
     /,
     *,
@@ -50,6 +61,10 @@ def snapshot(
     db: Annotated[
         str | None, Parameter(help="PostgreSQL URL; overrides timescaledb.url (empty: embedded).")
     ] = None,
+    frame_field: FrameField = None,
+    time_field: TimeField = None,
+    time_unit: TimeUnitOption = None,
+    seq_check: SeqCheckOption = "auto",
 ) -> None:
     """Print the order book of one market: YES and NO bids with cumulative depth, best
     bid/ask and spread. No data, an unknown ticker or an unreachable source: one line on
@@ -69,7 +84,9 @@ def snapshot(
     try:
         if chosen == "journal":
             assert files
-            result = book_from_journal(read_journal(files, s3=cfg.s3_export), ticker, at_us)
+            options = source_options(frame_field, time_field, time_unit, seq_check, at_us)
+            items = read_records(files, options, s3=cfg.s3_export)
+            result = book_from_journal(items, ticker, at_us, seq_check)
         elif chosen == "db":
             with resolve_database(cfg.timescaledb) as url, connect_db(url) as database:
                 result = book_from_db(database, ticker, at_us)

@@ -22,7 +22,7 @@ def soak(
     markets: Annotated[int, Parameter(help="Markets listed by the simulator.")] = 40,
     active: Annotated[int, Parameter(help="Markets that trade.")] = 12,
     rate: Annotated[float, Parameter(help="Simulated messages per second.")] = 300.0,
-    transport: Annotated[str, Parameter(help="Gatherers' WebSocket transport.")] = "fast",
+    transport: Annotated[str, Parameter(help="Gatherers' WebSocket transport.")] = "websockets",
     workdir: Annotated[Path | None, Parameter(help="Keep configs, logs and journals here.")] = None,
 ) -> None:
     """Run the simulator, two gatherers, the deduplicator, PostgreSQL and an S3 server under

@@ -105,7 +105,7 @@ def _keyed_insert(table: KeyedTable) -> sql.Composed:
         distinct=sql.SQL(", ").join(mine),
         sources=_source_columns(spec, "s."),
         stage=stage,
-        time=sql.Identifier(table.time),
+        time=sql.Identifier(table.key[0]),  # the exchange's time of the event
         theirs=sql.SQL(", ").join(theirs),
         mine=sql.SQL(", ").join(mine),
     )

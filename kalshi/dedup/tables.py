@@ -1,7 +1,10 @@
 """How each table is read from a gatherer and merged into production.
 
-*Keyed* tables are read in key order with a keyset cursor (the key of the last merged row)
-up to a time horizon, and inserted so that a row already in production is dropped:
+*Keyed* tables are read by arrival: a cursor on the time the gatherer received each row
+(``received_at``; ``snapshot_ts`` of REST snapshots and ``updated_at`` of markets are
+receipt times too) up to a horizon no later than the gatherer's ingest watermark, so a row
+received late is merged when it arrives, however old its exchange time, and exactly once.
+Rows are inserted so that a row already in production is dropped:
 
 * ``trades``: by ``trade_id`` (the primary key ``(exchange_ts, trade_id)``);
 * ``tickers``, ``market_lifecycle`` and REST ``orderbook_snapshots``: by their exchange
@@ -26,7 +29,7 @@ DIGEST_BUCKET_US = 1_000_000
 @frozen
 class KeyedTable:
     name: str
-    time: str  # the leading key column, µs
+    time: str  # when the gatherer received the row, µs: the cursor's column
     key: tuple[str, ...]  # keyset order (the table's primary key)
     identity: tuple[str, ...]  # what makes two rows the same event in production
     filter: str = ""  # an extra SQL condition on the gatherer's rows
@@ -60,11 +63,11 @@ KEYED: dict[str, KeyedTable] = {
     t.name: t
     for t in (
         KeyedTable(
-            "trades", "exchange_ts", ("exchange_ts", "trade_id"), ("exchange_ts", "trade_id")
+            "trades", "received_at", ("exchange_ts", "trade_id"), ("exchange_ts", "trade_id")
         ),
         KeyedTable(
             "tickers",
-            "exchange_ts",
+            "received_at",
             _FRAME,
             (
                 "ticker",
@@ -83,7 +86,7 @@ KEYED: dict[str, KeyedTable] = {
         ),
         KeyedTable(
             "market_lifecycle",
-            "exchange_ts",
+            "received_at",
             _FRAME,
             ("ticker", "exchange_ts", "event_type", "payload"),
         ),

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from kalshi.errors import AuthError, ConnectionLost, NetError
 from kalshi.gather import metrics
-from kalshi.gather.context import BACKFILL_MARGIN_US, GatherContext
+from kalshi.gather.commands import InFlight, Sent
+from kalshi.gather.context import BACKFILL_MARGIN_US, RESTART_MARGIN_US, GatherContext
 from kalshi.gather.pipeline import CONTROL_TYPES, Outcome
-from kalshi.models.control import Command, ErrorReply, Subscribed
+from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
+from kalshi.models.frames import Message
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
@@ -34,6 +37,7 @@ log = logging.getLogger("kalshi.gather.connection")
 
 SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
 _TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
+_MARKET_LIMIT, _TOO_MANY = 26, 27  # kalshi-api.md §2.3
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 
 
@@ -60,8 +64,28 @@ class Connection:
         self.last_error = ""
         self.conn_id = 0
         self.sid: int | None = None
-        self._requested: set[str] = set()
+        # Set before run(): this process started after an earlier run of the gatherer that
+        # was complete on this channel until then (µs); the first session records the
+        # outage and (trade channel) backfills it.
+        self.resume_from: int | None = None
+        self._outage = False
+        # Markets the exchange confirmed on this session's subscription (scoped only).
+        self.subscribed: set[str] = set()
+        # Markets refused (error 26 with no other connection to take them, or another
+        # refusal): code by ticker; retried every ``refusal_retry``; /health is degraded.
+        self.refused: dict[str, int] = {}
+        self.full = False  # the subscription took no more markets (error 26 for one)
+        # Set by the layout: hand markets this connection cannot carry to another one;
+        # returns those nobody could take.
+        self.on_refused: Callable[[Connection, list[str]], list[str]] | None = None
+        self._requested: set[str] = set()  # sent (in flight or confirmed)
         self._snapshots: set[str] = set()
+        self._inflight = InFlight()
+        self._retry_at = -math.inf  # no add/subscribe before (error 27's pause)
+        self._refused_until = math.inf
+        self._chunk = 1
+        self._ws: WsConnection | None = None
+        self._pause = Backoff(1.0, 30.0)
         self._wake = trio.Event()
         self._next_id = 0
         self._frame_no = 0
@@ -86,6 +110,8 @@ class Connection:
     def remove(self, tickers: list[str]) -> None:
         self.desired.difference_update(tickers)
         self._snapshots.difference_update(tickers)
+        for ticker in tickers:
+            self.refused.pop(ticker, None)
         self._wake.set()
 
     def resnapshot(self, tickers: list[str]) -> None:
@@ -98,7 +124,10 @@ class Connection:
         """Sessions until cancelled; never returns."""
         ws_cfg = self.ctx.cfg.websocket
         backoff = Backoff(float(ws_cfg.reconnect_backoff), float(ws_cfg.max_reconnect_backoff))
-        lost_at: int | None = None
+        lost_at = self.resume_from
+        self._outage = lost_at is not None
+        if lost_at is not None and self.channel == "trade":
+            self.ctx.hold(("disconnect", self.name, lost_at), lost_at - RESTART_MARGIN_US)
         while True:
             permanent = False
             try:
@@ -147,8 +176,12 @@ class Connection:
             self.sessions += 1
             self._frame_no = 0
             self.sid = None
+            self.subscribed = set()
+            self.full = False
             self._requested = set()
             self._snapshots = set()
+            self._inflight = InFlight()
+            self._chunk = max(1, ws_cfg.markets_per_command)
             self._alive = trio.current_time()
             ctx.marker(self.conn_id, "connect", label=self.name, channels=[self.channel], url=url)
             self._set_state("subscribing")
@@ -206,6 +239,10 @@ class Connection:
             metrics.DECODE_ERRORS.labels("duplicate").inc()
         elif out.problem in ("book", "book_invalid"):
             log.warning("%s: %s", self.name, out.detail)
+        elif out.problem == "crossed":
+            metrics.CROSSED_BOOK_FRAMES.inc()
+            if out.rows and out.rows[-1][0] == "gaps":  # a cross begins
+                log.warning("%s: %s", self.name, out.detail)
         ctx.count_gaps(out.rows)  # seq_gap and book_invalid rows come from the pipeline
         if out.resnapshot:
             self.resnapshot(out.resnapshot)
@@ -218,14 +255,120 @@ class Connection:
         message = out.message
         if message is None:
             return
+        sent = self._inflight.answer(message)
+        if sent is not None:
+            await self._answered(sent, message)
+            return
         body = message.body
-        if isinstance(body, Subscribed) and body.channel == self.channel:
-            self.sid = body.sid
+        if isinstance(body, Subscribed) and body.channel == self.channel and body.sid:
+            self.sid = body.sid  # a reply to no command of ours (not expected)
             self._wake.set()
         elif isinstance(body, ErrorReply):
             log.warning("%s: exchange error %d %s", self.name, body.code, body.message)
             if body.code in _TERMINAL_ERRORS:
                 raise _Resubscribe(f"terminal subscription error {body.code}: {body.message}")
+
+    async def _answered(self, sent: Sent, message: Message) -> None:
+        """Act on the exchange's reply to one of our commands (matched by id)."""
+        body = message.body
+        self._wake.set()
+        if isinstance(body, ErrorReply):
+            if body.code in _TERMINAL_ERRORS:
+                raise _Resubscribe(f"terminal subscription error {body.code}: {body.message}")
+            await self._refused(sent, body)
+            return
+        metrics.COMMAND_REPLIES.labels(sent.action, "ok").inc()
+        if sent.action == "subscribe":
+            sid = body.sid if isinstance(body, Subscribed) else message.sid
+            if sid is None:  # the older reply shape names no sid: ask for the list
+                await self._command(
+                    Command(self._ident(), "list_subscriptions"), "list_subscriptions", ()
+                )
+            else:
+                self.sid = sid
+            self._confirm(sent.tickers)
+        elif sent.action == "list_subscriptions" and isinstance(body, SubscriptionList):
+            sids = [s.sid for s in body.subscriptions if s.channel == self.channel]
+            if not sids:
+                raise ConnectionLost(f"subscribed, but list_subscriptions has no {self.channel}")
+            self.sid = sids[0]
+        elif sent.action == "add_markets" and isinstance(body, OkReply):
+            self._confirm(sent.tickers)
+        elif sent.action == "delete_markets":
+            self.subscribed.difference_update(sent.tickers)
+
+    def _confirm(self, tickers: tuple[str, ...]) -> None:
+        self.subscribed.update(t for t in tickers if t in self._requested)
+        for ticker in tickers:
+            self.refused.pop(ticker, None)
+
+    async def _refused(self, sent: Sent, error: ErrorReply) -> None:
+        """A command refused: 27 pauses and resends; 26 halves the batch, and once a single
+        market is refused moves the markets to another connection; anything else (or no
+        connection with room) is a ``subscription_refused`` gap per market, retried every
+        ``websocket.refusal_retry``."""
+        code = error.code
+        metrics.COMMAND_REPLIES.labels(sent.action, str(code)).inc()
+        log.warning(
+            "%s: %s of %d market(s) refused: %d %s",
+            self.name,
+            sent.action,
+            len(sent.tickers),
+            code,
+            error.message,
+        )
+        tickers = list(sent.tickers)
+        now = trio.current_time()
+        if sent.action == "delete_markets":  # still ours: the next sync sends it again
+            self._requested.update(t for t in tickers if t not in self.desired)
+            self._retry_at = now + self._pause.next()
+            return
+        if sent.action == "get_snapshot":
+            self._snapshots.update(t for t in tickers if t in self.desired)
+            self._retry_at = now + self._pause.next()
+            return
+        if sent.action == "list_subscriptions":
+            raise ConnectionLost(f"list_subscriptions refused: {code} {error.message}")
+        self._requested.difference_update(tickers)  # not on the subscription
+        if code == _TOO_MANY:
+            self._retry_at = now + self._pause.next()
+            return
+        if code == _MARKET_LIMIT and len(tickers) > 1 and not self.full:
+            self._chunk = max(1, len(tickers) // 2)  # find the cap: smaller batches
+            return
+        if code == _MARKET_LIMIT:
+            self.full = True
+        await self._give_up(tickers, code, error.message)
+
+    async def _give_up(self, tickers: list[str], code: int, why: str) -> None:
+        """Markets this subscription cannot take: to another connection if the layout
+        has room, else refused (a gap row each, retried later)."""
+        if code == _MARKET_LIMIT and self.on_refused is not None:
+            tickers = self.on_refused(self, tickers)
+        if not tickers:
+            return
+        ctx = self.ctx
+        wall = ctx.wall_us()
+        for ticker in tickers:
+            if ticker in self.refused:
+                continue
+            self.refused[ticker] = code
+            await ctx.gap(
+                GapRow(
+                    wall,
+                    None,
+                    ctx.gatherer_id,
+                    self.conn_id,
+                    self.sid,
+                    ticker,
+                    "subscription_refused",
+                    None,
+                    None,
+                    f"{self.name}: {self.channel} refused: {code} {why}",
+                )
+            )
+        retry = float(ctx.cfg.websocket.refusal_retry)
+        self._refused_until = min(self._refused_until, trio.current_time() + retry)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -235,82 +378,136 @@ class Connection:
             ctx.journal.record_frame(
                 self.conn_id, self._frame_no, "out", ctx.wall_us(), ctx.mono_us(), data
             )
-        ctx.processor.sent(data)
+        ctx.processor.sent(data, self.conn_id)
         await ws.send(data)
-
-    async def _command(self, ws: WsConnection, command: Command) -> None:
-        """Send one subscription command, at most ``websocket.commands_per_second`` of them
-        (the exchange allows 10 000/s per session, kalshi-api.md §2.6; pacing spreads the
-        snapshots a resubscription brings so no reply burst overflows the exchange's
-        buffer, error 25)."""
-        now = trio.current_time()
-        if self._next_command_at > now:
-            await trio.sleep_until(self._next_command_at)
-            now = self._next_command_at
-        self._next_command_at = now + self._command_interval
-        await self._send(ws, encode_command(command))
 
     def _ident(self) -> int:
         self._next_id += 1
         return self._next_id
 
+    async def _command(self, command: Command, action: str, tickers: tuple[str, ...]) -> None:
+        """Send one command, at most ``websocket.commands_per_second`` of them (the exchange
+        allows 10 000/s per session, kalshi-api.md §2.6; pacing spreads the snapshots a
+        resubscription brings so no reply burst overflows the exchange's buffer, error 25);
+        its reply is matched by id (:class:`InFlight`)."""
+        assert self._ws is not None
+        now = trio.current_time()
+        if self._next_command_at > now:
+            await trio.sleep_until(self._next_command_at)
+            now = self._next_command_at
+        self._next_command_at = now + self._command_interval
+        self._inflight.add(Sent(command.id, action, tickers, now))
+        await self._send(self._ws, encode_command(command))
+
     async def _commands(self, ws: WsConnection, lost_at: int | None, backoff: Backoff) -> None:
-        """Subscribe, then keep the server's market list equal to ``desired``."""
+        """Subscribe, then keep the server's market list equal to ``desired``; every
+        command's reply is acted on (:meth:`_answered`)."""
         ctx = self.ctx
-        chunk = max(1, ctx.cfg.websocket.markets_per_command)
-        if self.scoped:
-            while not self.desired:  # the exchange refuses an order-book sub without markets
-                self._set_state("idle")
-                self._wake = trio.Event()
-                await self._wake.wait()
-            self._set_state("subscribing")
-            first = sorted(self.desired)[:chunk]
-            command = subscribe_cmd(self._ident(), [self.channel], first, skip_ticker_ack=True)
-            self._requested.update(first)
-        else:  # the whole exchange (kalshi-api.md §2.2, §5)
-            command = subscribe_cmd(self._ident(), [self.channel], skip_ticker_ack=True)
-        ctx.marker(self.conn_id, "subscribe", channels=[self.channel], markets=len(self._requested))
-        await self._command(ws, command)
-        while self.sid is None:
-            self._wake = trio.Event()
-            await self._wake.wait()
+        self._ws = ws
+        self._pause = Backoff(
+            float(ctx.cfg.websocket.reconnect_backoff),
+            float(ctx.cfg.websocket.max_reconnect_backoff),
+        )
+        sent = await self._subscribe()
+        while self.sid is None or not sent:
+            sent = await self._subscribe() or sent
         self._set_state("live")
         backoff.reset()
         if lost_at is not None:
             await self._reconnect_gap(lost_at)
         while True:
             self._wake = trio.Event()
-            if self.scoped:
-                await self._sync_markets(ws, chunk)
-            if self._snapshots:
-                wanted = sorted(self._snapshots & self._requested)
-                self._snapshots.clear()
-                for i in range(0, len(wanted), chunk):
-                    part = wanted[i : i + chunk]
-                    ctx.resnapshots += len(part)
-                    metrics.RESNAPSHOTS.labels("gap").inc(len(part))
-                    ctx.marker(self.conn_id, "resnapshot", tickers=part)
-                    command = update_subscription_cmd(self._ident(), self.sid, "get_snapshot", part)
-                    await self._command(ws, command)
-            await self._wake.wait()
+            now = trio.current_time()
+            if now >= self._refused_until:  # try the refused markets again
+                self._refused_until = math.inf
+                self.full = False
+                self.refused.clear()
+            if now >= self._retry_at:
+                if self.scoped:
+                    await self._sync_markets()
+                if self._snapshots:
+                    await self._request_snapshots()
+            wake_at = self._refused_until
+            if now < self._retry_at:
+                wake_at = min(wake_at, self._retry_at)
+            with trio.move_on_at(wake_at):
+                await self._wake.wait()
 
-    async def _sync_markets(self, ws: WsConnection, chunk: int) -> None:
+    async def _subscribe(self) -> bool:
+        """Send the subscribe command (after any pause) and wait for its answer; returns
+        whether it sent one."""
+        self._wake = trio.Event()
+        if trio.current_time() < self._retry_at:
+            with trio.move_on_at(self._retry_at):
+                await self._wake.wait()
+            return False
+        if self._inflight.pending("subscribe") or self._inflight.pending("list_subscriptions"):
+            await self._wake.wait()
+            return False
+        if self.scoped:
+            candidates = sorted(self.desired - self.refused.keys())
+            if not candidates:  # the exchange refuses an order-book sub without markets
+                self._set_state("idle")
+                with trio.move_on_at(self._refused_until):
+                    await self._wake.wait()
+                if trio.current_time() >= self._refused_until:
+                    self._refused_until = math.inf
+                    self.refused.clear()
+                return False
+            self._set_state("subscribing")
+            first = tuple(candidates[: self._chunk])
+            self._requested.update(first)
+            command = subscribe_cmd(self._ident(), [self.channel], first, skip_ticker_ack=True)
+        else:  # the whole exchange (kalshi-api.md §2.2, §5)
+            first = ()
+            command = subscribe_cmd(self._ident(), [self.channel], skip_ticker_ack=True)
+        self.ctx.marker(self.conn_id, "subscribe", channels=[self.channel], markets=len(first))
+        await self._command(command, "subscribe", first)
+        if self.sid is None:
+            await self._wake.wait()
+        return True
+
+    async def _sync_markets(self) -> None:
         assert self.sid is not None
-        add = sorted(self.desired - self._requested)
         drop = sorted(self._requested - self.desired)
+        add = sorted(self.desired - self._requested - self.refused.keys())
+        if add and self.full:  # this subscription takes no more: elsewhere, or refused
+            await self._give_up(add, _MARKET_LIMIT, "Subscription market limit exceeded")
+            add = sorted(self.desired - self._requested - self.refused.keys())
         for action, tickers in (("delete_markets", drop), ("add_markets", add)):
+            chunk = self._chunk if action == "add_markets" else len(tickers) or 1
+            chunk = min(chunk, max(1, self.ctx.cfg.websocket.markets_per_command))
             for i in range(0, len(tickers), chunk):
-                part = tickers[i : i + chunk]
-                command = update_subscription_cmd(self._ident(), self.sid, action, part)
-                await self._command(ws, command)
+                if trio.current_time() < self._retry_at:
+                    return  # a refusal asked for a pause
+                part = tuple(tickers[i : i + chunk])
                 if action == "add_markets":
                     self._requested.update(part)
                 else:
                     self._requested.difference_update(part)
+                command = update_subscription_cmd(self._ident(), self.sid, action, part)
+                await self._command(command, action, part)
+
+    async def _request_snapshots(self) -> None:
+        assert self.sid is not None
+        ctx = self.ctx
+        chunk = max(1, ctx.cfg.websocket.markets_per_command)
+        wanted = sorted(self._snapshots & self._requested)
+        self._snapshots.clear()
+        for i in range(0, len(wanted), chunk):
+            part = tuple(wanted[i : i + chunk])
+            ctx.resnapshots += len(part)
+            metrics.RESNAPSHOTS.labels("gap").inc(len(part))
+            ctx.marker(self.conn_id, "resnapshot", tickers=list(part))
+            command = update_subscription_cmd(self._ident(), self.sid, "get_snapshot", part)
+            await self._command(command, "get_snapshot", part)
 
     async def _reconnect_gap(self, lost_at: int) -> None:
+        """One gap row from ``lost_at`` to now: ``reconnect`` after a lost session,
+        ``outage`` for the first session after the gatherer itself was down."""
         ctx = self.ctx
         now = ctx.wall_us()
+        outage, self._outage = self._outage, False
         await ctx.gap(
             GapRow(
                 lost_at,
@@ -319,14 +516,17 @@ class Connection:
                 self.conn_id,
                 self.sid,
                 None,
-                "reconnect",
+                "outage" if outage else "reconnect",
                 None,
                 None,
-                f"{self.name}: {self.last_error or 'disconnected'}",
+                f"{self.name}: gatherer down since its last {self.channel} frame"
+                if outage
+                else f"{self.name}: {self.last_error or 'disconnected'}",
             )
         )
         if self.channel == "trade" and ctx.backfill is not None:
-            ctx.backfill.send_nowait((lost_at, now, ("disconnect", self.name, lost_at)))
+            since = lost_at - RESTART_MARGIN_US if outage else lost_at
+            ctx.backfill.send_nowait((since, now, ("disconnect", self.name, lost_at)))
 
     # --- liveness -----------------------------------------------------------------------
 
@@ -347,19 +547,30 @@ class Connection:
             finally:
                 in_flight = False
 
+        command_timeout = float(ws_cfg.command_timeout)
         async with trio.open_nursery() as pings:
             next_ping = trio.current_time()
             while True:
                 deadline = max(self._alive, ws.heard) + timeout
+                overdue_at, oldest = self._inflight.deadline(command_timeout)
                 now = trio.current_time()
                 if now >= deadline:
                     raise ConnectionLost(f"silent for {timeout:g}s (no frame, no ping, no pong)")
+                if oldest is not None and now >= overdue_at:
+                    metrics.COMMAND_REPLIES.labels(oldest.action, "timeout").inc()
+                    raise ConnectionLost(
+                        f"no reply to {oldest.action} (id {oldest.ident}) "
+                        f"within {command_timeout:g}s"
+                    )
                 if interval > 0 and now >= next_ping:
                     if not in_flight:
                         in_flight = True
                         pings.start_soon(ping)
                     next_ping = now + interval
-                await trio.sleep_until(min(deadline, next_ping if interval > 0 else math.inf))
+                wake = min(deadline, overdue_at, next_ping if interval > 0 else math.inf)
+                changed = self._inflight.changed
+                with trio.move_on_at(wake):
+                    await changed.wait()
 
 
 def _network_error(exc: BaseException) -> NetError | AuthError | None:

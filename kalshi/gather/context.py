@@ -19,7 +19,14 @@ from kalshi.journal import JournalWriter
 from kalshi.models.rows import GapRow, Row
 from kalshi.net import Connector, WallClock, mono_us
 
-__all__ = ["BACKFILL_MARGIN_US", "Backfill", "GatherContext", "RowChannel", "RowSink"]
+__all__ = [
+    "BACKFILL_MARGIN_US",
+    "RESTART_MARGIN_US",
+    "Backfill",
+    "GatherContext",
+    "RowChannel",
+    "RowSink",
+]
 
 Backfill = tuple[int, int, object]
 """A trade backfill window ``(from_us, to_us, hold key)``."""
@@ -27,6 +34,11 @@ Backfill = tuple[int, int, object]
 BACKFILL_MARGIN_US = 2_000_000
 """REST trade times are whole seconds and the window is widened by one: rows this much older
 than the window's start may come."""
+
+RESTART_MARGIN_US = 60_000_000
+"""After a restart, trades are fetched from this long before the previous run's last stored
+receipt: trades made earlier but received after it (frames arrive seconds late) were lost
+with the process too."""
 
 log = logging.getLogger("kalshi.gather")
 

@@ -2,7 +2,9 @@
 
 The seed's layout: ``websocket.ticker_connections``, ``trade_connections``,
 ``lifecycle_connections`` and ``orderbook_connections``. Market-scoped channels spread their
-markets evenly (each new market goes to the connection with the fewest).
+markets evenly (each new market goes to the connection with the fewest, among those whose
+subscription still takes markets: error 26 moves a connection's refused markets to the
+others).
 
 An unsharded gatherer subscribes ``ticker`` and ``trade`` for the whole exchange, without a
 market list (kalshi-api.md §2.2, §5): one connection each, whatever the configured count, so
@@ -23,14 +25,19 @@ class _Pool:
     def __init__(self, connections: list[Connection]) -> None:
         self.connections = connections
         self.owner: dict[str, Connection] = {}
+        for conn in connections:
+            conn.on_refused = self.move
 
     def add(self, tickers: list[str]) -> None:
         batches: dict[int, list[str]] = {}
         sizes = [len(c.desired) for c in self.connections]
+        room = [i for i, c in enumerate(self.connections) if not c.full] or list(
+            range(len(self.connections))
+        )
         for ticker in tickers:
             if ticker in self.owner:
                 continue
-            index = min(range(len(sizes)), key=sizes.__getitem__)
+            index = min(room, key=sizes.__getitem__)
             sizes[index] += 1
             self.owner[ticker] = self.connections[index]
             batches.setdefault(index, []).append(ticker)
@@ -42,6 +49,18 @@ class _Pool:
             conn = self.owner.pop(ticker, None)
             if conn is not None:
                 conn.remove([ticker])
+
+    def move(self, full: Connection, tickers: list[str]) -> list[str]:
+        """``full``'s subscription refused ``tickers`` (error 26): give them to the
+        connections with room; returns those no connection can take."""
+        if not any(c is not full and not c.full for c in self.connections):
+            return tickers
+        mine = [t for t in tickers if self.owner.get(t) is full]
+        full.remove(mine)
+        for ticker in mine:
+            del self.owner[ticker]
+        self.add(mine)
+        return [t for t in tickers if t not in mine]
 
 
 class Layout:

@@ -11,7 +11,15 @@ starts at 0 when its ``subscribed`` reply arrives, so its first sequenced frame 
 ``seq`` equal to the last one or lower is a repeat (counted, not stored again);
 higher than last + 1 is a gap (a ``gaps`` row; for an order-book subscription every market
 on it is marked stale and needs a snapshot, for trades the window is backfilled over REST).
-A delta that would make a level negative marks its market stale too.
+A delta that would make a level negative marks its market stale too. A crossed book (YES bid
+>= YES ask, from a snapshot or after a delta) is counted per frame and recorded as a
+``book_invalid`` gap; past ``crossed_book_frames`` frames of the market it is resnapshotted.
+
+Connections recorded by someone else (a capture, ``kalshi/replay/source.py``) are declared
+with :meth:`FrameProcessor.seq_rule`: their subscriptions open on their first frame (the
+channel by message type, :data:`TYPE_CHANNEL`), and under the ``filtered`` rule a skipped
+``seq`` is counted (``seq_skip``) but is no gap: the recorder dropped other markets' frames.
+Every stale book keeps its cause in :attr:`FrameProcessor.stale_cause`.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from attrs import define, field
 from kalshi.book import OrderBook
 from kalshi.errors import BookError
 from kalshi.models.book import BookDelta, BookSnapshot, Side
-from kalshi.models.control import ErrorReply, Subscribed
+from kalshi.models.control import ErrorReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Invalid, Message, Unrecognized
 from kalshi.models.lifecycle import EventFeeUpdate, EventLifecycle, LifecycleEvent
 from kalshi.models.rows import (
@@ -39,12 +47,24 @@ from kalshi.models.rows import (
 )
 from kalshi.models.ticker import Ticker
 from kalshi.models.trade import Trade
+from kalshi.models.units import DOLLAR
 from kalshi.wire import decode_ws
 
-__all__ = ["CONTROL_TYPES", "FrameProcessor", "Outcome", "book_json", "trade_row"]
+__all__ = ["CONTROL_TYPES", "TYPE_CHANNEL", "FrameProcessor", "Outcome", "book_json", "trade_row"]
 
 CONTROL_TYPES = frozenset({"subscribed", "ok", "error", "unsubscribed"})
 _RETIRING = frozenset({"determined", "settled"})
+# The channel a message travels on, for frames whose subscription was not seen.
+TYPE_CHANNEL = {
+    "orderbook_snapshot": "orderbook_delta",
+    "orderbook_delta": "orderbook_delta",
+    "trade": "trade",
+    "ticker": "ticker",
+    "market_lifecycle_v2": "market_lifecycle_v2",
+    "event_lifecycle": "market_lifecycle_v2",
+    "event_fee_update": "market_lifecycle_v2",
+    "multivariate_market_lifecycle": "multivariate_market_lifecycle",
+}
 _LIFECYCLE_TYPES = frozenset(
     {"market_lifecycle_v2", "multivariate_market_lifecycle", "event_lifecycle", "event_fee_update"}
 )
@@ -56,12 +76,14 @@ class Outcome:
 
     rows: list[tuple[str, Row]] = field(factory=list)
     message: Message | None = None
-    problem: str | None = None  # invalid, unknown_type, duplicate, book, book_invalid, error
+    # invalid, unknown_type, duplicate, book, book_invalid, crossed, error
+    problem: str | None = None
     detail: str = ""
     resnapshot: list[str] = field(factory=list)  # tickers whose book must be fetched again
     backfill_from: int | None = None  # µs: trades since then may be missing (trade seq gap)
     lifecycle: LifecycleEvent | EventLifecycle | None = None
     gap: bool = False
+    skip: bool = False  # a skipped seq on a filtered subscription (not a gap)
 
 
 def book_json(levels: tuple[tuple[int, int], ...]) -> str:
@@ -100,21 +122,46 @@ class _Sub:
     last_seq: int | None = None
     last_ts: int = 0  # received_at of the last in-order frame (µs)
     tickers: set[str] = field(factory=set)
+    filtered: bool = False  # seq jumps are other markets' frames, not losses
 
 
 class FrameProcessor:
     """Turns raw frames into rows for one gatherer. One instance serves every connection."""
 
-    def __init__(self, gatherer_id: str) -> None:
+    def __init__(self, gatherer_id: str, *, crossed_book_frames: int = 2) -> None:
         self.gatherer_id = gatherer_id
+        # A book crossed (YES bid >= YES ask) for more than this many of its frames is
+        # resnapshotted; a shorter cross may be deltas of one match arriving one by one.
+        self.crossed_book_frames = crossed_book_frames
+        self.crossed: dict[str, int] = {}  # ticker -> frames it has been crossed for
         self.books: dict[str, OrderBook] = {}
         self.stale: set[str] = set()  # books we do not trust until the next snapshot
+        self.stale_cause: dict[str, str] = {}  # why each stale book is stale
         self.retired: set[str] = set()  # dropped markets: late deltas are stored, not applied
         self._subs: dict[tuple[int, int], _Sub] = {}
+        # (conn_id, command id) -> channels of a subscribe sent: names the channel of an
+        # older ``subscribed`` reply that carries no msg
+        self._subscribes: dict[tuple[int, int], list[str]] = {}
+        # conn_id -> channels subscribed by a reply that gave no sid: the first frame of
+        # that channel on an unknown sid names it (and is checked as seq 1)
+        self._unnamed: dict[int, set[str]] = {}
+        self._rules: dict[int, tuple[bool, bool]] = {}  # conn_id -> (implicit, filtered)
         self.counts: Counter[str] = Counter()  # by message type, plus problems
         self.market_messages: Counter[str] = Counter()
 
     # --- connection events ------------------------------------------------------------
+
+    def seq_rule(self, conn_id: int, *, filtered: bool, implicit: bool) -> None:
+        """How to read a connection's frames. ``implicit``: its ``subscribed`` replies were
+        not recorded, so a frame with an unknown ``sid`` opens that subscription;
+        ``filtered``: a skipped ``seq`` is not a gap (``docs/replay.md``, "Captures")."""
+        self._rules[conn_id] = (implicit, filtered)
+
+    def _mark_stale(self, tickers: list[str] | set[str], cause: str) -> None:
+        for ticker in tickers:
+            if ticker not in self.stale:  # the first cause since the snapshot is the real one
+                self.stale.add(ticker)
+                self.stale_cause[ticker] = cause
 
     def forget_connection(self, conn_id: int) -> list[str]:
         """The connection is gone: drop its subscriptions; returns the tickers whose books
@@ -123,21 +170,31 @@ class FrameProcessor:
         for key in [key for key in self._subs if key[0] == conn_id]:
             sub = self._subs.pop(key)
             orphans.extend(sub.tickers)
-        self.stale.update(orphans)
+        for key in [key for key in self._subscribes if key[0] == conn_id]:
+            del self._subscribes[key]
+        self._unnamed.pop(conn_id, None)
+        self._mark_stale(orphans, f"disconnect: connection {conn_id} ended")
+        self._rules.pop(conn_id, None)
         return orphans
 
     def drop_market(self, ticker: str) -> None:
         """No longer recorded (settled, or moved off this process)."""
         self.books.pop(ticker, None)
         self.stale.discard(ticker)
+        self.stale_cause.pop(ticker, None)
         self.retired.add(ticker)
         for sub in self._subs.values():
             sub.tickers.discard(ticker)
 
-    def sent(self, raw: bytes | str) -> None:
-        """A command this gatherer sent: ``delete_markets`` retires those markets' books
-        (their late deltas are stored, not applied). Live and replay both call this."""
+    def sent(self, raw: bytes | str, conn_id: int = 0) -> None:
+        """A command this gatherer sent on ``conn_id``: ``delete_markets`` retires those
+        markets' books (their late deltas are stored, not applied); a ``subscribe`` is
+        remembered by id, for a reply that does not name its channel. Live and replay both
+        call this."""
         data = raw.encode() if isinstance(raw, str) else raw
+        if b'"subscribe"' in data:
+            self._remember_subscribe(data, conn_id)
+            return
         if b"delete_markets" not in data:
             return
         try:
@@ -153,6 +210,16 @@ class FrameProcessor:
         for ticker in tickers:
             if isinstance(ticker, str):
                 self.drop_market(ticker)
+
+    def _remember_subscribe(self, data: bytes, conn_id: int) -> None:
+        try:
+            command: Any = orjson.loads(data)
+            ident = command.get("id")
+            channels = (command.get("params") or {}).get("channels") or []
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if command.get("cmd") == "subscribe" and type(ident) is int and type(channels) is list:
+            self._subscribes[conn_id, ident] = [c for c in channels if isinstance(c, str)]
 
     def subscription(self, conn_id: int, sid: int) -> str | None:
         sub = self._subs.get((conn_id, sid))
@@ -177,12 +244,38 @@ class FrameProcessor:
         if msg.type == "subscribed":
             body = msg.body
             assert isinstance(body, Subscribed)
+            channel = body.channel
+            if channel is None:  # the older shape: the command it answers names it
+                channels = self._subscribes.get((conn_id, msg.id or 0), [])
+                channel = channels[0] if len(channels) == 1 else None
             # A fresh sid's first sequenced frame is seq 1 (kalshi-api.md §2.4), so the
             # counter starts at 0 and that frame is checked like any other. A repeated
             # ``subscribed`` for a live sid (an idempotent re-subscribe) keeps its counter.
-            self._subs.setdefault((conn_id, body.sid), _Sub(body.channel, 0, received_at))
+            filtered = self._rules.get(conn_id, (False, False))[1]
+            if body.sid is not None and channel is not None:
+                self._subs.setdefault(
+                    (conn_id, body.sid), _Sub(channel, 0, received_at, set(), filtered)
+                )
+            elif channel is not None:
+                self._unnamed.setdefault(conn_id, set()).add(channel)
+            return out
+        if isinstance(msg.body, SubscriptionList):
+            # sids learned late (a ``subscribed`` without one): frames may already have
+            # come, so the first one seen sets the counter
+            filtered = self._rules.get(conn_id, (False, False))[1]
+            for info in msg.body.subscriptions:
+                self._subs.setdefault(
+                    (conn_id, info.sid), _Sub(info.channel, None, received_at, set(), filtered)
+                )
             return out
         sub = self._subs.get((conn_id, msg.sid)) if msg.sid is not None else None
+        if sub is None and msg.sid is not None and conn_id in self._unnamed:
+            sub = self._name(conn_id, msg.sid, msg.type, received_at)
+        if sub is None and msg.sid is not None and msg.type in TYPE_CHANNEL:
+            rule = self._rules.get(conn_id)
+            if rule is not None and rule[0]:
+                sub = _Sub(TYPE_CHANNEL[msg.type], None, received_at, set(), rule[1])
+                self._subs[(conn_id, msg.sid)] = sub
         if (
             sub is not None
             and msg.seq is not None
@@ -192,7 +285,7 @@ class FrameProcessor:
         if msg.type == "unsubscribed" and msg.sid is not None:
             gone = self._subs.pop((conn_id, msg.sid), None)
             if gone is not None:
-                self.stale.update(gone.tickers)
+                self._mark_stale(gone.tickers, f"unsubscribed (sid {msg.sid})")
             return out
         if msg.type in CONTROL_TYPES:
             if isinstance(msg.body, ErrorReply):
@@ -226,6 +319,20 @@ class FrameProcessor:
                 self.drop_market(body.ticker)
         return out
 
+    def _name(self, conn_id: int, sid: int, kind: str, received_at: int) -> _Sub | None:
+        """The subscription of a sid first seen in a data frame, when a ``subscribed``
+        without a sid left its channel waiting on this connection."""
+        channel = TYPE_CHANNEL.get(kind)
+        waiting = self._unnamed[conn_id]
+        if channel not in waiting:
+            return None
+        waiting.discard(channel)
+        if not waiting:
+            del self._unnamed[conn_id]
+        filtered = self._rules.get(conn_id, (False, False))[1]
+        sub = self._subs[conn_id, sid] = _Sub(channel, 0, received_at, set(), filtered)
+        return sub
+
     def _sequence(
         self, conn_id: int, msg: Message, sub: _Sub, received_at: int, out: Outcome
     ) -> bool:
@@ -237,7 +344,10 @@ class FrameProcessor:
             self.counts["duplicate"] += 1
             out.problem, out.detail = "duplicate", f"sid {msg.sid} seq {seq} after {last}"
             return False
-        if last is not None and seq != last + 1:
+        if last is not None and seq != last + 1 and sub.filtered:
+            self.counts["seq_skip"] += 1
+            out.skip = True
+        elif last is not None and seq != last + 1:
             self.counts["seq_gap"] += 1
             out.gap = True
             tickers = sorted(sub.tickers) if sub.channel == "orderbook_delta" else []
@@ -260,7 +370,8 @@ class FrameProcessor:
                 )
             )
             if tickers:
-                self.stale.update(tickers)
+                missing = f"seq {last + 1}" if seq == last + 2 else f"seq {last + 1}-{seq - 1}"
+                self._mark_stale(tickers, f"sequence gap: sid {msg.sid} {missing} missing")
                 out.resnapshot.extend(tickers)
             if sub.channel == "trade":
                 out.backfill_from = sub.last_ts
@@ -302,7 +413,7 @@ class FrameProcessor:
             return
         book = self.books.get(ticker)
         if book is None:
-            self.stale.add(ticker)
+            self._mark_stale([ticker], "delta before any snapshot")
             out.resnapshot.append(ticker)
             out.problem, out.detail = "book", f"{ticker}: delta before any snapshot"
             return
@@ -310,7 +421,8 @@ class FrameProcessor:
             book.apply_delta(delta)
         except BookError as exc:
             self.counts["book_invalid"] += 1
-            self.stale.add(ticker)
+            self.crossed.pop(ticker, None)
+            self._mark_stale([ticker], f"invalid delta: {exc}")
             out.resnapshot.append(ticker)
             out.problem, out.detail = "book_invalid", str(exc)
             out.rows.append(
@@ -330,6 +442,54 @@ class FrameProcessor:
                     ),
                 )
             )
+            return
+        if ticker in self.crossed or (delta.delta > 0 and _crosses(book, delta)):
+            self._crossing(ticker, book, base, conn_id, msg, out)
+
+    def _crossing(
+        self,
+        ticker: str,
+        book: OrderBook,
+        base: tuple[int, str],
+        conn_id: int,
+        msg: Message,
+        out: Outcome,
+    ) -> None:
+        """After a delta that may cross ``book``: count every crossed frame (problem
+        ``crossed``), a ``book_invalid`` gap row when a cross begins, and a resnapshot
+        once it lasts more than ``crossed_book_frames`` frames of the market."""
+        bid, ask = book.best_yes_bid(), book.best_yes_ask()
+        if bid is None or ask is None or bid[0] < ask[0]:
+            self.crossed.pop(ticker, None)
+            return
+        frames = self.crossed[ticker] = self.crossed.get(ticker, 0) + 1
+        self.counts["crossed_book_frames"] += 1
+        detail = f"{ticker}: crossed book: yes bid {bid[0]} >= yes ask {ask[0]}"
+        if out.problem is None:
+            out.problem, out.detail = "crossed", detail
+        if frames == 1:
+            out.rows.append(("gaps", self._invalid_gap(base, conn_id, msg, ticker, detail)))
+        if frames > self.crossed_book_frames:
+            del self.crossed[ticker]
+            self._mark_stale([ticker], f"crossed for {frames} frames")
+            out.resnapshot.append(ticker)
+
+    def _invalid_gap(
+        self, base: tuple[int, str], conn_id: int, msg: Message, ticker: str, detail: str
+    ) -> GapRow:
+        received_at, gatherer_id = base
+        return GapRow(
+            received_at,
+            None,
+            gatherer_id,
+            conn_id,
+            msg.sid,
+            ticker,
+            "book_invalid",
+            None,
+            msg.seq,
+            detail,
+        )
 
     def _snapshot(
         self,
@@ -369,12 +529,28 @@ class FrameProcessor:
             book = OrderBook.from_snapshot(snap)
         except BookError as exc:
             self.counts["book_invalid"] += 1
-            self.stale.add(ticker)
+            self._mark_stale([ticker], f"invalid snapshot: {exc}")
             out.problem, out.detail = "book", str(exc)
             return
         self.books[ticker] = book
         self.stale.discard(ticker)
+        self.stale_cause.pop(ticker, None)
         self.retired.discard(ticker)
+        self.crossed.pop(ticker, None)
+        bid, ask = book.best_yes_bid(), book.best_yes_ask()
+        if bid is not None and ask is not None and bid[0] >= ask[0]:
+            # the exchange's own state: counted and recorded; asking again would loop
+            self.counts["crossed_book_frames"] += 1
+            detail = f"{ticker}: crossed snapshot: yes bid {bid[0]} >= yes ask {ask[0]}"
+            out.problem, out.detail = "crossed", detail
+            out.rows.append(("gaps", self._invalid_gap(base, conn_id, msg, ticker, detail)))
+
+
+def _crosses(book: OrderBook, delta: BookDelta) -> bool:
+    """Whether size added by ``delta`` crosses the opposite side: a YES bid at p meets a
+    NO bid at q when p + q >= $1 (kalshi-api.md §4.5: YES ask = 1 - best NO bid)."""
+    opposite = book.no if delta.side is Side.YES else book.yes
+    return bool(opposite) and delta.price + max(opposite) >= DOLLAR
 
 
 def _ticker_row(t: Ticker, base: tuple[int, str], conn_id: int, frame_no: int) -> TickerRow:

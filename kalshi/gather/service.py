@@ -25,6 +25,7 @@ import trio
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.config import GathererConfig
+from kalshi.errors import StoreError
 from kalshi.gather import metrics
 from kalshi.gather.context import Backfill, GatherContext, RowSink
 from kalshi.gather.layout import Layout
@@ -37,6 +38,7 @@ from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.store import Store, open_store
+from kalshi.store.recovery import last_run
 
 __all__ = ["Gatherer"]
 
@@ -79,7 +81,9 @@ class Gatherer:
                 total,
                 _USER_CONNECTION_LIMIT,
             )
-        self.processor = FrameProcessor(cfg.gatherer_id)
+        self.processor = FrameProcessor(
+            cfg.gatherer_id, crossed_book_frames=cfg.websocket.crossed_book_frames
+        )
         self.registry = MarketRegistry(cfg.gatherer_id, self.shard)
         self.store: Store | None = None
         self.journal: JournalWriter | None = None
@@ -122,6 +126,7 @@ class Gatherer:
                 self.ctx = ctx
                 layout = Layout(ctx, sharded=self.shard.count > 1)
                 self.layout = layout
+                await self._resume(layout)
                 self.registry.listeners.append(layout.on_markets)
                 self.endpoints = await nursery.start(_serve, cfg, self.health, self.registry.page)
                 rest = RestClient(
@@ -141,6 +146,31 @@ class Gatherer:
                         nursery.start_soon(poll_snapshots, ctx, rest, self.registry, layout)
                     task_status.started(self)
                     await trio.sleep_forever()
+
+    async def _resume(self, layout: Layout) -> None:
+        """Restart recovery: where the previous run of this gatherer stopped, per channel
+        (its database), becomes the first connection's starting point on that channel: an
+        ``outage`` gap to when it is subscribed again, and the trades of the window fetched
+        over REST. Without a database at start, the gatherer starts without it (logged)."""
+        try:
+            last = await trio.to_thread.run_sync(last_run, self.db_url, self.cfg.gatherer_id)
+        except StoreError as exc:
+            log.warning("cannot tell where the previous run stopped (no outage recorded): %s", exc)
+            return
+        if not last.ran:
+            return
+        starts = {
+            "trade": last.outage_start(last.trades),
+            "orderbook_delta": last.outage_start(last.orderbook),
+            "ticker": last.outage_start(last.tickers),
+            "market_lifecycle_v2": last.outage_start(last.lifecycle),
+        }
+        seen: set[str] = set()
+        for conn in layout.connections:
+            if conn.channel not in seen:
+                seen.add(conn.channel)
+                conn.resume_from = starts[conn.channel]
+        log.info("previous run stopped; outage from %s", starts)
 
     # --- reactions ----------------------------------------------------------------------
 
@@ -165,6 +195,8 @@ class Gatherer:
                     "channel": conn.channel,
                     "state": conn.state,
                     "markets": len(conn.desired) if conn.scoped else None,
+                    "subscribed": len(conn.subscribed) if conn.scoped else None,
+                    "refused": len(conn.refused),
                     "last_message_age_s": age,
                     "reconnects": conn.reconnects,
                     "messages": conn.messages,
@@ -176,9 +208,17 @@ class Gatherer:
             entry["bytes"] += conn.bytes
         tables: dict[str, Any] = {}
         db: dict[str, Any] = {"state": "unknown"}
+        spool: dict[str, Any] = {"state": "unknown"}
+        stored_ok = True
         if self.store is not None:
             stats = self.store.stats()
             db = {"state": "up" if stats.db_up else "down", "error": stats.db_error}
+            spool = {
+                "state": "ok" if stats.spool_ok else "refusing",
+                "error": stats.spool_error,
+                "reading_paused": stats.paused,
+            }
+            stored_ok = stats.db_up and stats.spool_ok
             for name, table in stats.tables.items():
                 tables[name] = {
                     "queue": table.queue_rows,
@@ -190,8 +230,8 @@ class Gatherer:
         counts = self.processor.counts
         ctx = self.ctx
         # a connection without markets to carry (a small shard) is idle, not unhealthy
-        live = sum(1 for c in connections if c["state"] in ("live", "idle"))
-        ok = bool(connections) and live == len(connections)
+        live = sum(1 for c in connections if c["state"] in ("live", "idle") and not c["refused"])
+        ok = bool(connections) and live == len(connections) and stored_ok
         document: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
             "gatherer_id": self.cfg.gatherer_id,
@@ -201,6 +241,7 @@ class Gatherer:
             "channels": channels,
             "tables": tables,
             "db": db,
+            "spool": spool,
             "markets": {
                 "tracked": len(self.registry.markets),
                 "live": len(self.registry.live),
@@ -212,6 +253,7 @@ class Gatherer:
             "resnapshots": ctx.resnapshots if ctx else 0,
             "decode_errors": counts["invalid"] + counts["unknown_type"],
             "duplicates": counts["duplicate"],
+            "crossed_book_frames": counts["crossed_book_frames"],
             "journal": None,
             "top_markets": self._top_markets(),
         }
@@ -220,7 +262,11 @@ class Gatherer:
                 "records": self.journal.records,
                 "bytes": self.journal.bytes_written,
                 "pressure": self.journal.pressure,
+                "disk": "ok" if self.journal.disk_ok else "refusing",
+                "error": self.journal.disk_error,
             }
+            if not self.journal.disk_ok:
+                document["status"] = "degraded"
         return document
 
     def _top_markets(self, count: int = 10) -> list[dict[str, Any]]:

@@ -17,10 +17,13 @@ __all__ = [
 
 @frozen
 class Subscribed:
-    """``subscribed``: one per channel of a subscribe command."""
+    """``subscribed``: one per channel of a subscribe command. An older shape carries no
+    ``msg`` (``{"type":"subscribed","id":1}``, sid at the top level or nowhere): then
+    ``channel`` is None and ``sid`` is the envelope's, if any; the command the ``id``
+    answers says which channel it was."""
 
-    channel: str
-    sid: int
+    channel: str | None
+    sid: int | None
 
 
 @frozen

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -66,16 +65,15 @@ async def handshake(run: Callable[[], Awaitable[T]]) -> T:
 
 class StreamIO:
     """The byte side of a hand-driven WebSocket client: sends serialized (a pong, a ping
-    and a command may go at once), receives, and the pings waiting for their pong. Stream
-    failures become :class:`ConnectionLost`. ``heard`` is the Trio time bytes last arrived
+    and a command may go at once) and receives. Stream failures become
+    :class:`ConnectionLost`. ``heard`` is the Trio time bytes last arrived
     (any frame, control frames too: liveness, kalshi-api.md §2.5)."""
 
-    __slots__ = ("_lock", "_pongs", "heard", "stream")
+    __slots__ = ("_lock", "heard", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self._lock = trio.StrictFIFOLock()
-        self._pongs: list[trio.Event] = []
         self.heard = trio.current_time()
 
     async def send_all(self, data: bytes) -> None:
@@ -94,19 +92,6 @@ class StreamIO:
             raise ConnectionLost("connection closed without a close frame")
         self.heard = trio.current_time()
         return bytes(data)
-
-    def expect_pong(self) -> tuple[bytes, trio.Event]:
-        """A fresh ping payload and the event the next pong will set."""
-        waiter = trio.Event()
-        self._pongs.append(waiter)
-        return os.urandom(8), waiter
-
-    def pong(self, payload: bytes) -> None:
-        """A pong with any payload answers every ping in flight: the exchange answers ours
-        with an *empty* pong (kalshi-api.md §2.5), so payloads are not matched."""
-        waiters, self._pongs = self._pongs, []
-        for waiter in waiters:
-            waiter.set()
 
 
 class HeardStream(trio.abc.Stream):

@@ -3,9 +3,10 @@
 ``connect(url, headers, max_frame_bytes)`` is an async context manager yielding a
 :class:`WsConnection`. Foreign errors are mapped here: a refused handshake becomes
 :class:`AuthError` (401/403) or :class:`HttpError`; anything that ends the socket becomes
-:class:`ConnectionLost`. ``transport: trio-websocket`` is the default;
-``transport: wsproto`` drives wsproto on a Trio stream directly
-(``wsproto_transport.py``); ``docs/performance.md`` compares their receive rates.
+:class:`ConnectionLost`. ``transport: websockets`` (the default) drives the ``websockets``
+package's sans-I/O protocol on a Trio stream (``websockets_transport.py``);
+``transport: trio-websocket`` runs trio-websocket (a reader task and a message channel).
+``docs/performance.md`` compares their receive rates.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class WsConnection(Protocol):
     async def send(self, data: bytes | str) -> None: ...
 
     async def ping(self) -> None:
-        """Send a ping and return when a pong (any payload: the exchange's are empty)
-        arrives."""
+        """Send a ping; ``websockets`` returns once it is sent, ``trio-websocket`` when a
+        pong (any payload: the exchange's are empty) arrives. Liveness reads ``heard``."""
         ...
 
 
@@ -172,10 +173,9 @@ async def _trio_websocket(
 
 
 def _transports() -> dict[str, Connector]:
-    from kalshi.net.frames import fast_connect
-    from kalshi.net.wsproto_transport import wsproto_connect
+    from kalshi.net.websockets_transport import websockets_connect
 
-    return {"trio-websocket": _trio_websocket, "wsproto": wsproto_connect, "fast": fast_connect}
+    return {"websockets": websockets_connect, "trio-websocket": _trio_websocket}
 
 
 TRANSPORTS: dict[str, Connector] = _transports()

@@ -10,6 +10,7 @@ a journal source on Trio, reading in a worker thread and handing rows to a sink.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -17,15 +18,16 @@ from typing import Any, Protocol
 
 import attrs
 import trio
-import zstandard
 from attrs import define, field, frozen
 
 from kalshi.config import GathererConfig
 from kalshi.gather.context import RowSink
-from kalshi.gather.pipeline import FrameProcessor, Outcome
-from kalshi.journal import JournalProblem, JournalRecord, journal_files
+from kalshi.gather.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome
+from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import Row
-from kalshi.store import open_store
+from kalshi.replay.continuity import Continuity
+from kalshi.replay.source import SeqCheck, decompressed, source_files
+from kalshi.store import Store, open_store
 from kalshi.store.schema import TABLES
 
 __all__ = [
@@ -39,19 +41,9 @@ __all__ = [
     "replay_into_db",
 ]
 
-# The channel a message travels on, for frames whose subscription was not seen.
-TYPE_CHANNEL = {
-    "orderbook_snapshot": "orderbook_delta",
-    "orderbook_delta": "orderbook_delta",
-    "trade": "trade",
-    "ticker": "ticker",
-    "market_lifecycle_v2": "market_lifecycle_v2",
-    "event_lifecycle": "market_lifecycle_v2",
-    "event_fee_update": "market_lifecycle_v2",
-    "multivariate_market_lifecycle": "multivariate_market_lifecycle",
-}
+log = logging.getLogger("kalshi.replay")
+
 _READ_BATCH = 2000  # journal items read per worker-thread trip
-_COUNT_CHUNK = 1 << 20
 
 
 class RowsSink(Protocol):
@@ -101,6 +93,11 @@ class ReplayStats:
     frame_problems: Counter[str] = field(factory=Counter)
     first_us: int | None = None
     last_us: int | None = None
+    # Into a database: per table, rows the database acknowledged (new, already stored)
+    # and rows not written (dead-lettered, or left in the spool when the database went away).
+    written: Counter[str] = field(factory=Counter)
+    duplicate: Counter[str] = field(factory=Counter)
+    left: Counter[str] = field(factory=Counter)
 
 
 class Replayer:
@@ -110,12 +107,20 @@ class Replayer:
     ``process``: ``forget_connection`` on a ``disconnect`` marker and ``sent`` for every
     command sent (``delete_markets`` retires books). Those change which books are
     trusted, hence which ``book_invalid`` gaps appear.
+
+    The sequence rule of each connection (``docs/replay.md``, "Captures"): ``seq_check``
+    ``auto`` takes a capture session's rule from its ``connect`` marker and keeps the live
+    (contiguous) rule for our journal; ``contiguous`` or ``filtered`` applies to every
+    connection. :attr:`continuity` says per session and market what the frames prove.
     """
 
-    def __init__(self, flt: ReplayFilter | None = None) -> None:
+    def __init__(self, flt: ReplayFilter | None = None, seq_check: SeqCheck = "auto") -> None:
         self.filter = flt or ReplayFilter()
+        self.seq_check = seq_check
         self.processors: dict[str, FrameProcessor] = {}
         self.stats = ReplayStats()
+        self.continuity = Continuity()
+        self._rules: dict[tuple[str, int], str] = {}
 
     def processor(self, gatherer_id: str) -> FrameProcessor:
         proc = self.processors.get(gatherer_id)
@@ -137,6 +142,11 @@ class Replayer:
             stats.markers += 1
             if item.kind == "disconnect":
                 self.processor(item.gatherer_id).forget_connection(item.conn_id)
+            elif item.kind == "connect":
+                self._connect(item)
+            else:
+                return []
+            self.continuity.marker(item, self._rules.get((item.gatherer_id, item.conn_id), ""))
             return []
         if item.direction != "in":
             self._sent(item)
@@ -147,6 +157,7 @@ class Replayer:
         stats.last_us = item.wall_us
         proc = self.processor(item.gatherer_id)
         out = proc.process(item.conn_id, item.frame_no, item.wall_us, item.raw)
+        self.continuity.frame(item, out)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
         if not out.rows:
@@ -164,9 +175,21 @@ class Replayer:
             stats.rows[table] += 1
         return rows
 
+    def _connect(self, item: JournalRecord) -> None:
+        """A connection starts: its sequence rule (a capture's comes in the marker)."""
+        captured = item.detail.get("seq_check")
+        implicit = isinstance(captured, str)
+        rule = self.seq_check
+        if rule == "auto":
+            rule = captured if captured in ("contiguous", "filtered") else "contiguous"
+        self._rules[(item.gatherer_id, item.conn_id)] = rule
+        self.processor(item.gatherer_id).seq_rule(
+            item.conn_id, filtered=rule == "filtered", implicit=implicit
+        )
+
     def _sent(self, item: JournalRecord) -> None:
         """A command the gatherer sent: the pipeline reacts as it did live."""
-        self.processor(item.gatherer_id).sent(item.raw)
+        self.processor(item.gatherer_id).sent(item.raw, item.conn_id)
 
 
 def _channel(proc: FrameProcessor, conn_id: int, out: Outcome) -> str | None:
@@ -240,9 +263,12 @@ async def replay_into_db(
 
     The writers use ``<spool.dir>/replay`` and ``<spool.dir.dead_letter_dir>/replay`` so a
     replay can run next to a gatherer sharing the config. Rows already stored are skipped
-    by their identity keys, so replaying twice adds nothing. Returns when every row is
-    written (or spooled, if the database went away). Raises
-    :class:`~kalshi.errors.StoreError` as :func:`~kalshi.store.open_store` does.
+    by their identity keys, so replaying twice adds nothing. Returns once every row is
+    committed and the spool drained (``stats.written`` / ``stats.duplicate`` per table), or
+    once the database has acknowledged nothing for ``cfg.shutdown_grace`` seconds; rows
+    still unwritten then are counted in ``stats.left`` (they stay in the spool, which
+    belongs to this database only). Raises :class:`~kalshi.errors.StoreError` as
+    :func:`~kalshi.store.open_store` does (e.g. the spool holds another database's rows).
     """
     spool = cfg.spool
     cfg = attrs.evolve(
@@ -256,28 +282,47 @@ async def replay_into_db(
     async with open_store(url, cfg, watermark=False) as store:  # historical rows
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
-            return await replay(
+            stats = await replay(
                 items, sink, replayer=replayer, speed=speed, on_progress=on_progress
             )
         finally:
             await sink.aclose()
+        await _drain(store, float(cfg.shutdown_grace))
+    for table, counts in store.stats().tables.items():
+        stats.written[table] = counts.rows_written
+        stats.duplicate[table] = counts.rows_duplicate
+        stats.left[table] = counts.queue_rows + counts.spool_rows + counts.dead_letters
+    stats.written, stats.duplicate, stats.left = (+stats.written, +stats.duplicate, +stats.left)
+    return stats
+
+
+async def _drain(store: Store, patience: float) -> None:
+    """Wait until the store is drained, as long as the database keeps acknowledging rows
+    within ``patience`` seconds (a deadline on progress, not a synchronisation)."""
+    while True:
+        before = _acknowledged(store)
+        with trio.move_on_after(patience):
+            await store.drain()
+            return
+        if _acknowledged(store) == before:
+            log.warning("the database acknowledged nothing for %.0f s; stopping", patience)
+            return
+
+
+def _acknowledged(store: Store) -> int:
+    return sum(t.rows_written + t.rows_duplicate for t in store.stats().tables.values())
 
 
 def count_lines(paths: Iterable[str | Path]) -> int | None:
-    """Lines in local journal files (a fast pre-pass for a progress total); ``None`` when a
-    source is remote. A damaged zstd tail ends that file's count early."""
+    """Lines in local files, decompressed (a fast pre-pass for a progress total); ``None``
+    when a source is remote or stdin. A damaged compressed tail ends that file's count."""
     names = [str(p) for p in paths]
-    if any(name.startswith("s3://") for name in names):
+    if any(name.startswith("s3://") or name == "-" for name in names):
         return None
     total = 0
-    for path in journal_files(names):
+    for path in source_files(names):
+        torn: list[str] = []
         with open(path, "rb") as fh:
-            stream: Any = fh
-            if path.name.endswith(".zst"):
-                stream = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
-            try:
-                while chunk := stream.read(_COUNT_CHUNK):
-                    total += chunk.count(b"\n")
-            except zstandard.ZstdError:
-                pass
+            for chunk in decompressed(fh, torn):
+                total += chunk.count(b"\n") if chunk else 0
     return total

@@ -30,6 +30,7 @@ from kalshi.models.rows import DeltaRow, SnapshotRow
 from kalshi.models.units import format_rfc3339_us
 from kalshi.net import RestClient
 from kalshi.replay.core import Replayer, ReplayFilter
+from kalshi.replay.source import SeqCheck
 from kalshi.store.query import Database
 
 __all__ = ["BookAt", "NoBook", "book_from_db", "book_from_journal", "book_from_rest"]
@@ -58,11 +59,18 @@ def _when(at_us: int | None) -> str:
 
 
 def book_from_journal(
-    items: Iterable[JournalRecord | JournalProblem], ticker: str, at_us: int | None = None
+    items: Iterable[JournalRecord | JournalProblem],
+    ticker: str,
+    at_us: int | None = None,
+    seq_check: SeqCheck = "auto",
 ) -> BookAt:
-    """Replay ``items`` through the pipeline up to ``at_us`` (inclusive; ``None``: all)."""
+    """Replay ``items`` through the pipeline up to ``at_us`` (inclusive; ``None``: all),
+    under the sequence rule ``seq_check`` (:class:`~kalshi.replay.core.Replayer`). Read
+    with ``read_records(..., SourceOptions(until_us=at_us))`` so that reading stops
+    shortly past ``at_us``. A stale book's ``detail`` is the pipeline's cause (a
+    disconnect, a sequence gap, an invalid delta). Raises :class:`NoBook`."""
     replayer = Replayer(
-        ReplayFilter(tickers=frozenset({ticker}), tables=_BOOK_TABLES, end_us=at_us)
+        ReplayFilter(tickers=frozenset({ticker}), tables=_BOOK_TABLES, end_us=at_us), seq_check
     )
     last: tuple[str, int] | None = None  # (gatherer_id, received_at) of the latest row
     applied = 0  # receive time of the last row the pipeline applied to a trusted book
@@ -87,7 +95,7 @@ def book_from_journal(
     if book is None:
         raise NoBook(f"{ticker}: no snapshot at or before {_when(at_us)} (deltas only)")
     stale = ticker in proc.stale
-    detail = "sequence gap or invalid delta since the last snapshot" if stale else ""
+    detail = proc.stale_cause.get(ticker, "stale since the last snapshot") if stale else ""
     return BookAt(book.copy(), "journal", as_of, stale, detail)
 
 

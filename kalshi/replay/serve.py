@@ -15,6 +15,8 @@ connection sees:
 * Order books snapshot-first: a market added while the stream runs, and ``get_snapshot``,
   are answered with the book as of the stream's position (rebuilt from the recorded frames
   with :class:`~kalshi.book.OrderBook`); deltas of a market are only sent after a snapshot.
+* A capture (``kalshi/replay/source.py``) whose session is ``filtered`` (it kept some
+  markets of wider subscriptions) shows no skipped ``seq``: its jumps are other markets'.
 * The recording's duplicates are not repeated: an order book follows the recorded session
   that last snapshotted it, and other channels drop a ``msg`` already sent within the last
   10,000 frames (two recorded lifecycle connections carry every event twice).
@@ -96,6 +98,12 @@ class _Cursor:
         self._channels: dict[tuple[str, int, int], str] = {}
         self._last_seq: dict[tuple[str, int, int], int] = {}
         self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._filtered: set[tuple[str, int]] = set()
+
+    def connect(self, record: JournalRecord) -> None:
+        """A recorded session starts; a filtered capture's skipped seq is no gap."""
+        if record.detail.get("seq_check") == "filtered":
+            self._filtered.add((record.gatherer_id, record.conn_id))
 
     def classify(self, record: JournalRecord) -> _Frame | None:
         """The frame to serve, or None (control reply, duplicate, undecodable)."""
@@ -123,7 +131,7 @@ class _Cursor:
             last = self._last_seq.get(key)
             if last is not None and seq <= last:
                 return None  # a repeat the recorder received
-            gap = last is not None and seq != last + 1
+            gap = last is not None and seq != last + 1 and session not in self._filtered
             self._last_seq[key] = seq
         ticker = str(msg.get("market_ticker") or msg.get("event_ticker") or "")
         if channel == _BOOK:
@@ -231,7 +239,11 @@ class _Session:
             lambda: list(itertools.islice(items, _READ_BATCH))
         ):
             for record in batch:
-                if not isinstance(record, JournalRecord) or record.kind != "frame":
+                if not isinstance(record, JournalRecord):
+                    continue
+                if record.kind == "connect":
+                    self.cursor.connect(record)
+                if record.kind != "frame":
                     continue
                 if record.direction != "in":
                     continue

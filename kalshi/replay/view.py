@@ -15,6 +15,8 @@ from rich.text import Text
 
 from kalshi.models.book import Side
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
+from kalshi.replay.continuity import Continuity
+from kalshi.replay.core import Replayer
 from kalshi.replay.pointintime import BookAt
 
 __all__ = ["book_document", "book_table", "ladder"]
@@ -89,3 +91,46 @@ def book_table(book_at: BookAt, depth: int | None = None) -> Group:
     if book_at.stale:
         summary.append(f"\nstale: {book_at.detail}", style="bold red")
     return Group(table, summary)
+
+
+def session_lines(continuity: Continuity) -> list[str]:
+    """One line per captured session (journal connections are not listed): its source,
+    span, sequence rule and why, where its times come from, and how it ended."""
+    lines = []
+    for view in continuity.sessions.values():
+        if not view.reason:
+            continue
+        span = ""
+        if view.first_us is not None and view.last_us is not None:
+            span = (
+                f" {format_rfc3339_us(view.first_us, digits=3)}"
+                f" .. {format_rfc3339_us(view.last_us, digits=3)}"
+            )
+        ended = f"; ended: {view.ended}" if view.ended else ""
+        lines.append(
+            f"session {view.conn_id} ({view.source}): {view.frames:,} frames{span}; "
+            f"seq check {view.seq_check} ({view.reason}); {view.time}{ended}"
+        )
+    return lines
+
+
+def continuity_report(replayer: Replayer) -> str:
+    """What the recording proves: the sessions, then one line per market with its frames
+    and verdict (:meth:`~kalshi.replay.continuity.MarketView.verdict`)."""
+    continuity = replayer.continuity
+    lines = ["continuity:", *("  " + line for line in session_lines(continuity))]
+    causes: dict[str, str] = {}
+    for proc in replayer.processors.values():
+        causes.update(proc.stale_cause)
+    for ticker in sorted(continuity.markets):
+        view = continuity.markets[ticker]
+        counts = (
+            f"{view.snapshots:,} snapshot(s), {view.deltas:,} delta(s), {view.trades:,} trade(s)"
+        )
+        if view.other:
+            counts += f", {view.other:,} other"
+        sessions = len(view.sessions)
+        lines.append(
+            f"  {ticker}: {counts} in {sessions} session(s); {view.verdict(causes.get(ticker))}"
+        )
+    return "\n".join(lines)

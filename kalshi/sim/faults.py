@@ -15,9 +15,10 @@ Plan grammar (``kalshi sim --faults SPEC``)::
     KIND   := drop | drop_abrupt | close | silent | delay | skip_seq | repeat_seq
             | malformed | malformed_json | malformed_truncated | malformed_unknown_type
             | malformed_wrong_type | rest429 | rest5xx | refuse | stuck_cursor
+            | unanswered | bare_subscribed
 
-``ARG`` is a duration for silent, delay, rest429, rest5xx, refuse and stuck_cursor (default
-3s) and a
+``ARG`` is a duration for silent, delay, rest429, rest5xx, refuse, stuck_cursor, unanswered
+and bare_subscribed (default 3s) and a
 count for skip_seq and repeat_seq (default 1). ``close`` closes every connection with the
 close code ARG (default 1008, a permanent one: RFC 6455 §7.4). ``malformed`` cycles through
 the four kinds.
@@ -42,7 +43,18 @@ if TYPE_CHECKING:
 __all__ = ["MALFORMED_KINDS", "FaultPlan", "FaultStep", "Faults"]
 
 MALFORMED_KINDS: Final = ("json", "truncated", "unknown_type", "wrong_type")
-_TIMED: Final = frozenset({"silent", "delay", "rest429", "rest5xx", "refuse", "stuck_cursor"})
+_TIMED: Final = frozenset(
+    {
+        "silent",
+        "delay",
+        "rest429",
+        "rest5xx",
+        "refuse",
+        "stuck_cursor",
+        "unanswered",
+        "bare_subscribed",
+    }
+)
 _COUNTED: Final = frozenset({"skip_seq", "repeat_seq", "close"})
 _KINDS: Final = frozenset(
     {"drop", "drop_abrupt", "malformed", *(f"malformed_{k}" for k in MALFORMED_KINDS)}
@@ -62,6 +74,8 @@ class Faults:
         self.rest_5xx_until = float("-inf")
         self.refuse_until = float("-inf")
         self.stuck_cursor_until = float("-inf")
+        self.unanswered_until = float("-inf")
+        self.bare_subscribed_until = float("-inf")
         self._malformed_next = 0
 
     def count(self, kind: str, n: int = 1) -> None:
@@ -142,6 +156,16 @@ class Faults:
         (the first page with its usual cursor): a client that trusts cursors loops forever
         (counted per stuck answer)."""
         self.stuck_cursor_until = max(self.stuck_cursor_until, trio.current_time() + seconds)
+
+    def unanswered(self, seconds: float) -> None:
+        """For ``seconds``, WebSocket commands are lost: no effect and no reply (counted per
+        command)."""
+        self.unanswered_until = max(self.unanswered_until, trio.current_time() + seconds)
+
+    def bare_subscribed(self, seconds: float) -> None:
+        """For ``seconds``, ``subscribed`` replies take an older shape: no ``msg``, no sid,
+        just ``{"type":"subscribed","id":N}`` (counted per reply)."""
+        self.bare_subscribed_until = max(self.bare_subscribed_until, trio.current_time() + seconds)
 
     def refuse_connections(self, seconds: float) -> None:
         """Reset every new TCP connection (REST and WebSocket) for ``seconds`` (counted per
@@ -254,5 +278,9 @@ def apply(step: FaultStep, faults: Faults) -> None:
         faults.rest_5xx(arg)
     elif kind == "stuck_cursor":
         faults.stuck_cursor(arg)
+    elif kind == "unanswered":
+        faults.unanswered(arg)
+    elif kind == "bare_subscribed":
+        faults.bare_subscribed(arg)
     else:
         faults.refuse_connections(arg)

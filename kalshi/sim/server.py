@@ -45,6 +45,7 @@ from kalshi.sim.truth import SimEvent, Truth
 from kalshi.sim.universe import Universe
 from kalshi.sim.ws import (
     DEFAULT_BUFFER,
+    MAX_COMMANDS_PER_S,
     Broker,
     Exchange,
     Session,
@@ -99,6 +100,8 @@ class SimExchange(Exchange):
         burst_every: float | None = None,
         burst_x: float = 20.0,
         burst_seconds: float = 10.0,
+        market_cap: int | None = None,
+        command_rate: float = MAX_COMMANDS_PER_S,
     ) -> None:
         if auth not in ("rsa", "none"):
             raise ValueError("auth must be 'rsa' or 'none'")
@@ -107,6 +110,8 @@ class SimExchange(Exchange):
         self.skew_ms = int(skew_s * 1000)
         self.buffer_limit = buffer_limit
         self.connections_per_user = connections_per_user  # 200 by default; more on higher tiers
+        self.market_cap = market_cap
+        self.command_rate = command_rate
         self.universe = Universe(markets, clock() if start_us is None else start_us, seed)
         self.truth = Truth(
             self.universe,
@@ -444,7 +449,9 @@ async def open_sim_exchange(
     (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
     ``buffer_limit`` (outbox bytes per connection before error 25), ``start_us`` (the
     universe's epoch, Unix µs: it dates every generated ticker and status; default the clock's
-    now, so tests pin it to be independent of the day they run). For long runs at full size:
+    now, so tests pin it to be independent of the day they run); ``market_cap`` (markets per
+    subscription, beyond is error 26; default None, no cap) and ``command_rate`` (commands/s
+    per session, burst the same, beyond is error 27; default 10 000). For long runs at full size:
     ``keep_events=False`` keeps no generated message in memory, ``truth_stream`` (a binary
     file) receives them as JSON lines instead, ``trade_window_s`` keeps only that many
     seconds of trades for ``GET /markets/trades``; traffic: ``busy`` markets take 80 % of

@@ -205,6 +205,8 @@ class Exchange:
     blast_books: dict[str, OrderBook] | None
     blast_events: list[SimEvent] | None
     buffer_limit: int
+    market_cap: int | None  # markets per subscription; more is error 26 (None: no cap)
+    command_rate: float  # commands/s per session (burst the same); more is error 27
 
     def market_known(self, ticker: str) -> bool:
         raise NotImplementedError
@@ -257,7 +259,7 @@ class Session:
         self._control: deque[bytes] = deque()
         self._wake = trio.Event()
         self._writable = trio.Event()
-        self._commands = _Rate(MAX_COMMANDS_PER_S, MAX_COMMANDS_PER_S)
+        self._commands = _Rate(exchange.command_rate, exchange.command_rate)
         self.silent_until = float("-inf")
         self.hold_until = float("-inf")
         self.pending_skip = 0
@@ -524,6 +526,10 @@ class Session:
         if type(ident) is not int or type(cmd) is not str:
             self._error(ident if type(ident) is int else 0, 1)
             return
+        faults = self.exchange.faults
+        if trio.current_time() < faults.unanswered_until:
+            faults.count("unanswered")
+            return  # lost: no effect, no reply
         if not self._commands.take():
             self._error(ident, 27)
             return
@@ -580,7 +586,9 @@ class Session:
             self._error(ident, 14)
             return
         added = len(tickers or ()) * len(channels)
-        if self.markets + added > MAX_MARKETS_PER_SESSION:
+        if self.markets + added > MAX_MARKETS_PER_SESSION or not all(
+            self._fits(channel, tickers) for channel in channels
+        ):
             self._error(ident, 26)
             return
         use_yes = params.get("use_yes_price") is True
@@ -598,11 +606,24 @@ class Session:
             sub = Subscription(self, self._next_sid, channel, None, use_yes, skip_ack)
             self._next_sid += 1
             self.subs[sub.sid] = sub
-            self._reply("subscribed", {"channel": channel, "sid": sub.sid}, ident=ident)
+            if trio.current_time() < self.exchange.faults.bare_subscribed_until:
+                self.exchange.faults.count("bare_subscribed")
+                self._push(b'{"type":"subscribed","id":%d}' % ident)  # the older shape
+            else:
+                self._reply("subscribed", {"channel": channel, "sid": sub.sid}, ident=ident)
             new = self._add_markets(sub, wanted)
             self._after_add(sub, new, ident=0, initial=initial)
             if self.exchange.blast_events is not None and channel in _WITH_DATA:
                 self._start_blast(sub)
+
+    def _fits(self, channel: str, tickers: list[str] | None) -> bool:
+        """Whether ``tickers`` fit the per-subscription market cap on ``channel``."""
+        cap = self.exchange.market_cap
+        if cap is None or not tickers or channel == LIFECYCLE:
+            return True
+        sub = next((s for s in self.subs.values() if s.channel == channel), None)
+        have = (sub.tickers or set()) if sub is not None else set()
+        return len(have | set(tickers)) <= cap
 
     def _add_markets(self, sub: Subscription, tickers: list[str] | None) -> list[str]:
         if tickers is None:
@@ -722,7 +743,9 @@ class Session:
                 self._snapshot(sub, ticker, ident)
             return
         if action == "add_markets":
-            if self.markets + len(tickers) > MAX_MARKETS_PER_SESSION:
+            if self.markets + len(tickers) > MAX_MARKETS_PER_SESSION or not self._fits(
+                sub.channel, tickers
+            ):
                 self._error(ident, 26, sub)
                 return
             new = self._add_markets(sub, None if sub.channel == LIFECYCLE else tickers)

@@ -92,7 +92,7 @@ async def run_soak(
     active: int = 12,
     rate: float = 300.0,
     seed: int = 7,
-    transport: str = "fast",
+    transport: str = "websockets",
     say: Callable[[str], None] = print,
 ) -> SoakReport:
     """Run the soak for ``duration`` seconds of faults; returns the report."""

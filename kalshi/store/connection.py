@@ -15,7 +15,14 @@ import psycopg
 
 from kalshi.errors import DatabaseUnavailable, StoreError
 
-__all__ = ["CONNECT_TIMEOUT", "connect", "is_data_error", "translate", "translating"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "connect",
+    "is_data_error",
+    "session_options",
+    "translate",
+    "translating",
+]
 
 CONNECT_TIMEOUT = 5
 """Seconds a connection attempt may take before the database counts as unavailable."""
@@ -46,6 +53,22 @@ def translating() -> Iterator[None]:
         yield
     except (psycopg.Error, OSError) as exc:
         raise translate(exc) from exc
+
+
+def session_options(statement_timeout: float, lock_timeout: float) -> dict[str, str]:
+    """``connect`` keyword arguments that set the session's ``statement_timeout`` and
+    ``lock_timeout`` (seconds; 0 leaves the server's setting). Exceeding either fails the
+    statement with SQLSTATE 57014 / 55P03, which :func:`translate` makes
+    :class:`DatabaseUnavailable` (transient: retried, rows spooled)."""
+    settings = [
+        f"-c {name}={int(seconds * 1000)}"
+        for name, seconds in (
+            ("statement_timeout", statement_timeout),
+            ("lock_timeout", lock_timeout),
+        )
+        if seconds > 0
+    ]
+    return {"options": " ".join(settings)} if settings else {}
 
 
 def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:

@@ -15,6 +15,9 @@ __all__ = [
     "ROWS_WRITTEN",
     "SPOOLED_BATCHES",
     "SPOOL_BYTES",
+    "SPOOL_DAMAGED_LINES",
+    "SPOOL_ERRORS",
+    "SPOOL_OK",
     "SPOOL_ROWS",
 ]
 
@@ -48,3 +51,14 @@ DEAD_LETTERS = Counter(
     ["table"],
 )
 DB_UP = Gauge("kalshi_store_db_up", "1 when the last database operation succeeded, else 0")
+SPOOL_DAMAGED_LINES = Counter(
+    "kalshi_store_spool_damaged_lines",
+    "Spool file lines that failed their checksum or shape (skipped; file kept in quarantine/)",
+    ["table"],
+)
+SPOOL_ERRORS = Counter(
+    "kalshi_store_spool_errors",
+    "Batches the spool disk refused (full, read-only); they stay in memory and are retried",
+    ["table"],
+)
+SPOOL_OK = Gauge("kalshi_store_spool_ok", "1 when the last spool write succeeded, else 0")

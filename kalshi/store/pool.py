@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import trio
 
-from kalshi.store.connection import connect
+from kalshi.store.connection import connect, session_options
 
 __all__ = ["ConnectionPool", "PooledConnection"]
 
@@ -29,12 +29,20 @@ class PooledConnection:
 
 
 class ConnectionPool:
-    def __init__(self, url: str, size: int) -> None:
+    """``statement_timeout``/``lock_timeout`` (seconds, 0 = none) bound every statement of
+    the pool's sessions: a hung or locked table fails the write (then retried as an
+    unavailable database) instead of holding a worker thread forever."""
+
+    def __init__(
+        self, url: str, size: int, *, statement_timeout: float = 0.0, lock_timeout: float = 0.0
+    ) -> None:
         self.url = url
         self.size = max(1, size)
+        self.options = session_options(statement_timeout, lock_timeout)
         self.limiter = trio.CapacityLimiter(self.size)
         self._idle: list[PooledConnection] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     @contextmanager
     def connection(self) -> Iterator[PooledConnection]:
@@ -42,7 +50,7 @@ class ConnectionPool:
         with self._lock:
             pooled = self._idle.pop() if self._idle else None
         if pooled is None:
-            pooled = PooledConnection(connect(self.url, autocommit=True))
+            pooled = PooledConnection(connect(self.url, autocommit=True, **self.options))
         healthy = False
         try:
             yield pooled
@@ -53,14 +61,19 @@ class ConnectionPool:
             healthy = not pooled.conn.broken
             raise
         finally:
-            if healthy and not pooled.conn.closed and not pooled.conn.broken:
-                with self._lock:
+            keep = healthy and not pooled.conn.closed and not pooled.conn.broken
+            with self._lock:
+                # A thread abandoned at shutdown returns its connection after close().
+                keep = keep and not self._closed
+                if keep:
                     self._idle.append(pooled)
-            else:
+            if not keep:
                 pooled.conn.close()
 
     def close(self) -> None:
+        """Close the idle connections; a connection still in use is closed when returned."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for pooled in idle:
             pooled.conn.close()

@@ -43,7 +43,7 @@ from kalshi.store.deadletter import DeadLetters
 from kalshi.store.insert import WriteResult, write_rows
 from kalshi.store.pool import ConnectionPool
 from kalshi.store.schema import TABLES, TableSpec
-from kalshi.store.spool import Batch, Spool, lock_directory
+from kalshi.store.spool import Batch, Spool, claim_spool, database_identity, lock_directory
 
 __all__ = ["RowSender", "Store", "StoreStats", "TableStats", "open_store"]
 
@@ -53,6 +53,7 @@ _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
 _WORKERS = 2  # concurrent batch writes per table
 _WATERMARK_EVERY = 1.0  # seconds
+_SPOOL_RETRY = 1.0  # seconds between attempts at a refusing spool disk
 _WATERMARK_SQL = (
     "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
     " VALUES (%s, %s, %s) ON CONFLICT (gatherer_id) DO UPDATE"
@@ -77,6 +78,30 @@ class StoreStats:
     db_up: bool  # the last database write succeeded (True before the first one)
     db_error: str  # the last unavailability error, '' when up
     tables: Mapping[str, TableStats]
+    spool_ok: bool = True  # the last spool write succeeded
+    spool_error: str = ""  # why the spool disk refused the last batch, '' when ok
+    paused: bool = False  # rows are not taken: database and spool disk both refuse
+
+
+class _SpoolState:
+    """Whether the spool disk takes batches; a refusal degrades, never drops."""
+
+    def __init__(self) -> None:
+        self.ok = True
+        self.error = ""
+        self.paused: set[str] = set()  # tables whose collector waits for room
+
+    def mark_ok(self) -> None:
+        if not self.ok:
+            log.info("spool disk writable again")
+        self.ok, self.error = True, ""
+        metrics.SPOOL_OK.set(1)
+
+    def mark_failed(self, exc: BaseException) -> None:
+        if self.ok:
+            log.error("spool disk refuses batches, keeping them in memory and retrying: %s", exc)
+        self.ok, self.error = False, str(exc)
+        metrics.SPOOL_OK.set(0)
 
 
 class _DbState:
@@ -108,6 +133,7 @@ class _TableWriter:
         dead: DeadLetters,
         memory_rows: int,
         state: _DbState,
+        spool_state: _SpoolState | None = None,
     ) -> None:
         self.spec = spec
         self.batch_size = cfg.batch_size
@@ -117,6 +143,7 @@ class _TableWriter:
         self.dead = dead
         self.memory_limit = memory_rows
         self.state = state
+        self.spool_state = spool_state or _SpoolState()
         self.send, self.recv = trio.open_memory_channel[tuple[int, Row]](
             max(1024, 4 * cfg.batch_size)
         )
@@ -255,7 +282,13 @@ class _TableWriter:
         await self._seal()
 
     async def _seal(self) -> None:
-        """Turn the open batch into a sealed one, in memory or (over the bound) on disk."""
+        """Turn the open batch into a sealed one, in memory or (over the bound) on disk.
+
+        A spool disk that refuses (full, read-only) leaves the batch in memory, degraded
+        and retried; past twice the bound, with the database down too, the collector stops
+        taking rows (backpressure reaches the sockets) until either takes some: nothing is
+        dropped.
+        """
         if not self.partial:
             return
         batch = Batch(self.next_seq, self.partial)
@@ -263,20 +296,45 @@ class _TableWriter:
         self.partial = []
         self.first[batch.seq] = self.partial_first
         self.oldest[batch.seq] = min(map(self.time_of, batch.rows))
-        if self.memory_rows + len(batch.rows) <= self.memory_limit:
-            self.memory.append(batch)
-            self.memory_rows += len(batch.rows)
-        else:
+        self.memory.append(batch)
+        self.memory_rows += len(batch.rows)
+        self.work.set()
+        await self._spill_over_bound()
+        while self.memory_rows > 2 * self.memory_limit and not self.spool_state.ok:
+            if self.spec.name not in self.spool_state.paused:
+                log.error(
+                    "%s: database and spool disk both refuse rows: %d rows in memory, "
+                    "reading paused until one takes them",
+                    self.spec.name,
+                    self.memory_rows,
+                )
+                self.spool_state.paused.add(self.spec.name)
+            await trio.sleep(_SPOOL_RETRY)
+            await self._spill_over_bound()
+        if self.spec.name in self.spool_state.paused:
+            self.spool_state.paused.discard(self.spec.name)
+            log.info("%s: reading resumed", self.spec.name)
+        self._publish()
+
+    async def _spill_over_bound(self) -> None:
+        """Move the newest idle memory batches to the spool while memory is over its bound."""
+        while self.memory_rows > self.memory_limit:
+            batch = next((b for b in reversed(self.memory) if b.seq not in self.inflight), None)
+            if batch is None:
+                return
+            self.inflight.add(batch.seq)  # no flusher takes it from memory meanwhile
             try:
                 await trio.to_thread.run_sync(self.spool.write, batch)
-            except BaseException:
-                # Keep the rows where shutdown will find them (and try to spool them again).
-                self.memory.append(batch)
-                self.memory_rows += len(batch.rows)
-                raise
+            except StoreError as exc:
+                metrics.SPOOL_ERRORS.labels(**self._label).inc()
+                self.spool_state.mark_failed(exc)
+                return
+            finally:
+                self.inflight.discard(batch.seq)
+            self.spool_state.mark_ok()
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
-        self.work.set()
-        self._publish()
+            self.memory.remove(batch)
+            self.memory_rows -= len(batch.rows)
 
     # --- flusher --------------------------------------------------------------------------
 
@@ -330,8 +388,11 @@ class _TableWriter:
         while True:
             batch, from_spool = await self._next_batch()
             try:
+                # Abandoned when cancelled (shutdown): a hung database cannot hold the
+                # process; the batch stays where it was and a late commit is absorbed by
+                # the keys when it is written again.
                 result = await trio.to_thread.run_sync(
-                    self._write, batch.rows, limiter=self.pool.limiter
+                    self._write, batch.rows, limiter=self.pool.limiter, abandon_on_cancel=True
                 )
             except DatabaseUnavailable as exc:
                 self._release(batch, from_spool)
@@ -411,15 +472,31 @@ class _TableWriter:
             self.memory_rows -= len(batch.rows)
             self._progressed()
 
-    def spill_memory(self) -> None:
-        """Spool every in-memory batch, blocking (last step of shutdown)."""
-        while self.memory:
-            batch = self.memory[0]
-            self.spool.write(batch)
+    def spill_memory(self) -> int:
+        """Spool every in-memory batch, blocking (last step of shutdown); returns the rows
+        the spool disk refused (logged; they are in the journal only)."""
+        refused = 0
+        for batch in list(self.memory):
+            try:
+                self.spool.write(batch)
+            except StoreError as exc:
+                metrics.SPOOL_ERRORS.labels(**self._label).inc()
+                self.spool_state.mark_failed(exc)
+                refused += len(batch.rows)
+                continue
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
-            self.memory.popleft()
+            self.memory.remove(batch)
             self.memory_rows -= len(batch.rows)
         self._publish()
+        if refused:
+            log.error(
+                "%s: %d rows neither written nor spooled at shutdown (spool disk: %s); "
+                "they are in the journal: replay it into the database",
+                self.spec.name,
+                refused,
+                self.spool_state.error,
+            )
+        return refused
 
 
 def _time_of(spec: TableSpec) -> Callable[[Row], int]:
@@ -499,8 +576,14 @@ class Store:
         self._spool_root = Path(cfg.spool.dir)
         self._lock: IO[bytes] | None = None
         self._state = _DbState()
+        self._spool_state = _SpoolState()
         self._holds: dict[object, int] = {}
-        self._pool = ConnectionPool(url, cfg.timescaledb.max_connections)
+        self._pool = ConnectionPool(
+            url,
+            cfg.timescaledb.max_connections,
+            statement_timeout=float(cfg.timescaledb.statement_timeout),
+            lock_timeout=float(cfg.timescaledb.lock_timeout),
+        )
         dead = DeadLetters(Path(cfg.spool.dead_letter_dir))
         self.dead_letters = dead
         self._writers: dict[str, _TableWriter] = {
@@ -512,6 +595,7 @@ class Store:
                 dead=dead,
                 memory_rows=cfg.spool.memory_rows,
                 state=self._state,
+                spool_state=self._spool_state,
             )
             for name, spec in TABLES.items()
         }
@@ -551,6 +635,9 @@ class Store:
             db_up=self._state.up,
             db_error=self._state.error,
             tables={name: writer.stats() for name, writer in self._writers.items()},
+            spool_ok=self._spool_state.ok,
+            spool_error=self._spool_state.error,
+            paused=bool(self._spool_state.paused),
         )
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -561,6 +648,13 @@ class Store:
             writer.spool.load()
             writer.next_seq = writer.spool.max_seq() + 1
             writer._publish()
+        spooled = sum(writer.spool.rows for writer in self._writers.values())
+        try:
+            claim_spool(self._spool_root, database_identity(self.url), spooled)
+        except BaseException:
+            self._lock.close()
+            self._lock = None
+            raise
 
     async def _run(self, nursery: trio.Nursery) -> None:
         for writer in self._writers.values():
@@ -633,12 +727,16 @@ class Store:
         finally:
             # Past the grace deadline (or with the database down): keep every row on disk.
             # Blocking on purpose: this is the last thing the store does.
-            for writer in self._writers.values():
-                writer.spill_memory()
+            refused = sum(writer.spill_memory() for writer in self._writers.values())
             self._pool.close()
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None
+        if refused:
+            raise StoreError(
+                f"{refused} rows neither written nor spooled at shutdown (spool disk: "
+                f"{self._spool_state.error}); they are in the journal"
+            )
 
 
 @asynccontextmanager

@@ -11,21 +11,19 @@ import trio
 import trio.testing
 
 from kalshi.net import Connector, WsConnection
-from kalshi.net.frames import fast_over_stream
+from kalshi.net.websockets_transport import websockets_over_stream
 from kalshi.net.ws import trio_websocket_over_stream
-from kalshi.net.wsproto_transport import wsproto_over_stream
 
 __all__ = ["OVER_STREAM", "memory_connector"]
 
 OVER_STREAM: dict[str, Any] = {
+    "websockets": websockets_over_stream,
     "trio-websocket": trio_websocket_over_stream,
-    "wsproto": wsproto_over_stream,
-    "fast": fast_over_stream,
 }
 """Each transport's client over an already open stream, by its ``websocket.transport`` name."""
 
 
-def memory_connector(sim: Any, transport: str = "wsproto") -> Connector:
+def memory_connector(sim: Any, transport: str = "websockets") -> Connector:
     """Connect to ``sim`` (a :class:`~kalshi.sim.SimExchange`) through a memory stream pair,
     with ``transport``'s client: the simulator serves one end exactly as it serves a TCP
     connection."""

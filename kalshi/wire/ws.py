@@ -44,9 +44,11 @@ from kalshi.wire._fields import (
     trade_time,
     ts_us,
 )
+from kalshi.wire.fast import decode_fast
 
 __all__ = [
     "CHANNELS",
+    "decode_general",
     "decode_ws",
     "encode_command",
     "list_subscriptions_cmd",
@@ -292,8 +294,19 @@ def _ok(msg: Any) -> OkReply | SubscriptionList:
 
 
 def decode_ws(raw: bytes | str) -> Decoded:
-    """Decode one server frame. Never raises for bad input."""
+    """Decode one server frame. Never raises for bad input. The four hot shapes in their
+    current form take the compiled path (:mod:`kalshi.wire.fast`); everything else, and
+    any frame that path declines, the general one below."""
     data = raw.encode() if isinstance(raw, str) else raw
+    fast = decode_fast(data)
+    if fast is not None:
+        return fast
+    return decode_general(data)
+
+
+def decode_general(data: bytes) -> Decoded:
+    """The general decoder: every message type, the legacy shapes, and a reason naming the
+    field and value of a bad frame. Never raises; the reference for :mod:`kalshi.wire.fast`."""
     try:
         frame = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -313,6 +326,8 @@ def decode_ws(raw: bytes | str) -> Decoded:
             body = _ok(msg)
         elif kind == "unsubscribed":
             body = Unsubscribed()
+        elif kind == "subscribed" and msg is None:  # the older shape: no msg
+            body = Subscribed(channel=None, sid=sid)
         else:
             decoder = _DECODERS.get(kind)
             if decoder is None:

@@ -27,6 +27,7 @@ from kalshi.models.rows import (
     TradeRow,
 )
 from kalshi.store import EmbeddedPostgres, Store, connect_db, migrate, open_store
+from kalshi.store.spool import database_identity
 
 T0 = 1_732_486_441_123_456  # 2024-11-24T22:14:01.123456Z in µs: sub-second on purpose
 MAX_PRICE = 100_000  # $1.00000
@@ -198,6 +199,13 @@ async def send_all(store: Store, table: str, rows: list[Row]) -> None:
     async with store.sender(table) as send:
         for row in rows:
             await send.send(row)
+
+
+def moved(spool: Path, url: str) -> None:
+    """The operator's step when a database moved (the spool names the old address): the
+    spool's rows belong to the database now at ``url``."""
+    assert (spool / "DATABASE").read_text() == "127.0.0.1:1/kalshi\n"
+    (spool / "DATABASE").write_text(database_identity(url) + "\n")
 
 
 async def wait_until(predicate: Callable[[], bool], step: float = 0.01) -> None:
@@ -398,6 +406,7 @@ async def test_exit_with_database_down_spools_everything(
             await send_all(store, "trades", trades)
         stats = store.stats().tables["trades"]
     assert (stats.spool_rows, stats.spool_files, stats.queue_rows) == (250, 3, 0)
+    moved(tmp_path / "spool", db_url)
     # The next store (database back) drains the spool first.
     with trio.fail_after(30):
         async with open_store(db_url, cfg) as store:
@@ -462,6 +471,7 @@ async def test_killed_process_spool_is_drained_by_the_next(
         await child.stdout.aclose()
     assert child.returncode == -signal.SIGKILL
     assert len(list((spool / "trades").glob("*.batch"))) == 10
+    moved(spool, db_url)
     with trio.fail_after(30):
         async with open_store(db_url, cfg) as store:
             assert store.stats().tables["trades"].spool_rows == 1000

@@ -17,9 +17,10 @@ from dedup_support import (
     write_recording,
 )
 
-from kalshi.config import parse_duration
+from kalshi.config import GathererConfig, SpoolConfig, parse_duration
 from kalshi.dedup.service import Deduplicator
-from kalshi.store import EmbeddedPostgres, connect_db
+from kalshi.models.rows import TickerRow, TradeRow
+from kalshi.store import EmbeddedPostgres, connect_db, open_store
 from kalshi.testing.scripted import covered, holes, make_truth, split
 
 
@@ -130,3 +131,65 @@ async def test_a_lagging_gatherer_is_not_waited_for(
     )
     assert production_books(production) == truth.books
     assert cursor == []  # g2's order books were left for later, not waited for
+
+
+async def test_rows_received_late_reach_production_exactly_once(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # Kalshi frames have arrived 4-21 s late; a spooled batch arrives minutes late. The
+    # cursor follows arrival, so a row is merged when it arrives, however old it is.
+    t0 = 1_795_561_200_000_000
+    second = 1_000_000
+
+    def trade(name: str, exchange_s: int, received_s: int) -> TradeRow:
+        return TradeRow(
+            t0 + exchange_s * second, t0 + received_s * second, "g0", "MKT", name,
+            42_000, 100, True, False, "ws", 1, received_s, received_s,
+        )  # fmt: skip
+
+    def ticker(exchange_s: int, received_s: int) -> TickerRow:
+        return TickerRow(
+            t0 + exchange_s * second, t0 + received_s * second, "g0", "MKT",
+            41_000, 43_000, 42_000, 100, 100, 1, 1, 10, 10, 1, 1, received_s,
+        )  # fmt: skip
+
+    arrivals = [  # (rows, the wall clock of the pass after they were written)
+        ([trade("on-time", 10, 10), ticker(10, 10)], 20),
+        ([], 90),
+        ([trade("20s-late", 81, 101), ticker(81, 101)], 110),
+        ([], 130),
+        ([trade("10min-late", 81, 681), ticker(82, 682)], 700),
+        ([], 800),
+    ]
+    gatherer, production = make_db(), make_db()
+    wall = [0]
+    dedup = Deduplicator(
+        dedup_config(production, {"g0": gatherer}), clock=lambda: wall[0] / 1_000_000
+    )
+    cfg = GathererConfig(
+        gatherer_id="g0",
+        spool=SpoolConfig(dir=str(tmp_path / "spool"), dead_letter_dir=str(tmp_path / "dead")),
+    )
+    try:
+        for rows, at in arrivals:
+            async with open_store(gatherer, cfg, watermark=False) as store:
+                for row in rows:
+                    table = "trades" if isinstance(row, TradeRow) else "tickers"
+                    async with store.sender(table) as send:
+                        await send.send(row)
+                await store.committed()
+            wall[0] = t0 + at * second
+            await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    with connect_db(production) as db:
+        assert db.query("SELECT trade_id, count(*) FROM trades GROUP BY 1 ORDER BY 1") == [
+            ("10min-late", 1),
+            ("20s-late", 1),
+            ("on-time", 1),
+        ]
+        assert db.query("SELECT exchange_ts, count(*) FROM tickers GROUP BY 1 ORDER BY 1") == [
+            (t0 + 10 * second, 1),
+            (t0 + 81 * second, 1),
+            (t0 + 82 * second, 1),
+        ]

@@ -36,7 +36,7 @@ def settled(gatherer: Gatherer, sim: object) -> bool:
     )
 
 
-@pytest.mark.parametrize("transport", ["trio-websocket", "wsproto", "fast"])
+@pytest.mark.parametrize("transport", ["websockets", "trio-websocket"])
 async def test_faults_lose_nothing(db_url: str, tmp_path: Path, transport: str) -> None:
     async with open_sim_exchange(
         markets=60, active=12, rate=400.0, seed=5, port=0, start_us=PINNED_START_US

@@ -31,7 +31,7 @@ async def test_the_database_down_under_a_flood_spools_to_disk_and_loses_nothing(
             sim,
             tmp_path,
             url,
-            **{"spool.memory_rows": MEMORY_ROWS, "websocket.transport": "fast"},
+            **{"spool.memory_rows": MEMORY_ROWS, "websocket.transport": "websockets"},
         )
         signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
         gatherer = Gatherer(cfg, url, signer=signer)

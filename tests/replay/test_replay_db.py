@@ -3,8 +3,10 @@ changes nothing, damaged journals replay everything else and name each problem."
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pytest
 import trio
 from replay_support import (
     BASE_US,
@@ -15,16 +17,20 @@ from replay_support import (
     TRADE_CONN,
     ListSink,
     as_stored,
+    delta,
     scripted_session,
+    snapshot,
     store_config,
     stored,
+    subscribed,
     write_journal,
 )
 
+from kalshi.errors import StoreError
 from kalshi.journal import JournalProblem, read_journal
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow, TradeRow
 from kalshi.replay import Replayer, replay, replay_into_db
-from kalshi.store import connect_db
+from kalshi.store import connect_db, migrate
 
 
 def _at(n: int, offset: int = 0) -> int:
@@ -174,3 +180,44 @@ async def test_torn_zstd_tail_replays_the_complete_frames(tmp_path: Path) -> Non
     assert problems == [
         JournalProblem(str(path), split + 1, "torn zstd tail (incomplete last frame)")
     ]
+
+
+def _many_deltas(n: int) -> list[tuple[object, ...]]:
+    """One order-book connection: a snapshot, then ``n`` deltas that add and take back."""
+    frames = [subscribed(1, "orderbook_delta"), snapshot(1, 1, T1, yes=[("0.4000", "10.00")])]
+    for i in range(n):
+        size = "1.00" if i % 2 == 0 else "-1.00"
+        frames.append(delta(1, i + 2, T1, "0.4000", size, ts_ms=1_795_561_141_000 + i))
+    return [("in", OB_CONN, k, BASE_US + 10 * k, raw) for k, raw in enumerate(frames, 1)]
+
+
+async def test_a_replay_bigger_than_memory_reports_only_what_is_committed(
+    db_url: str, empty_db_url: str, tmp_path: Path
+) -> None:
+    files = await write_journal(tmp_path / "journal", _many_deltas(3_000))
+    cfg = store_config(tmp_path, batch_size=50, memory_rows=100, grace=1.0)
+    spool = Path(cfg.spool.dir) / "replay"
+    # The first target is unreachable: nothing is committed, everything stays spooled
+    # (for that database only) and the replay says so.
+    nowhere = "postgresql://postgres@127.0.0.1:1/nowhere"
+    with trio.fail_after(60):
+        lost = await replay_into_db(read_journal(files), nowhere, cfg)
+    assert (lost.written, lost.duplicate) == ({}, {})
+    assert lost.left == {"orderbook_deltas": 3_000, "orderbook_snapshots": 1}
+    assert (spool / "DATABASE").read_text() == "127.0.0.1:1/nowhere\n"
+    # Another database is never given those rows: the spool is refused, nothing written.
+    with trio.fail_after(60), pytest.raises(StoreError, match="holds 3001 rows for database"):
+        await replay_into_db(read_journal(files), db_url, cfg)
+    with connect_db(db_url) as db:
+        assert db.counts()["orderbook_deltas"] == 0
+    # A fresh spool: more rows than spool.memory_rows, all committed before the replay ends.
+    shutil.rmtree(spool)
+    migrate(empty_db_url)
+    with trio.fail_after(120):
+        stats = await replay_into_db(read_journal(files), empty_db_url, cfg)
+    assert stats.rows["orderbook_deltas"] == 3_000
+    assert stats.written == {"orderbook_deltas": 3_000, "orderbook_snapshots": 1}
+    assert stats.left == {}
+    with connect_db(empty_db_url) as db:
+        assert db.counts()["orderbook_deltas"] == 3_000
+    assert sorted(p.name for p in spool.rglob("*.batch")) == []

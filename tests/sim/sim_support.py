@@ -17,6 +17,7 @@ from wsproto.events import (
     CloseConnection,
     Message,
     Ping,
+    Pong,
     RejectConnection,
     RejectData,
     Request,
@@ -41,7 +42,8 @@ class Rejected(Exception):
 
 class Client:
     """One WebSocket session: ``send`` a command, ``recv`` the next frame as
-    ``("text", str)``, ``("ping", bytes)``, ``("close", code)`` or ``("eof", None)``."""
+    ``("text", str)``, ``("ping", bytes)``, ``("pong", bytes)``, ``("close", code)`` or
+    ``("eof", None)``."""
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
@@ -103,6 +105,8 @@ class Client:
                 elif isinstance(event, Ping):
                     self._pending.append(("ping", bytes(event.payload)))
                     await self.stream.send_all(self.ws.send(event.response()))
+                elif isinstance(event, Pong):
+                    self._pending.append(("pong", bytes(event.payload)))
                 elif isinstance(event, CloseConnection):
                     self._pending.append(("close", event.code))
         return self._pending.pop(0)

@@ -11,6 +11,7 @@ import time
 import pytest
 import trio
 from sim_support import Rebuilt, Rejected, connect
+from wsproto.events import Ping
 
 from kalshi.models import (
     ErrorReply,
@@ -232,6 +233,16 @@ async def test_heartbeat_every_ten_seconds(autojump_clock: object) -> None:
             assert trio.current_time() - start == pytest.approx(10.0)
             assert await client.recv() == ("ping", b"heartbeat")
             assert trio.current_time() - start == pytest.approx(20.0)
+
+
+async def test_a_ping_is_answered_with_an_empty_pong(autojump_clock: object) -> None:
+    """kalshi-api.md §2.5: the server pongs with an empty payload, whatever the
+    ping carried."""
+    async with sim(markets=10, active=1) as ex:
+        ex.engine.pause()
+        async with connect(ex, memory=True) as client:
+            await client.stream.send_all(client.ws.send(Ping(b"are you there")))
+            assert await client.recv() == ("pong", b"")
 
 
 @pytest.mark.parametrize(

@@ -189,7 +189,7 @@ def test_wrong_types(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_gatherer_config(path, env={})
     assert info.value.problems == [
-        "websocket.transport: expected trio-websocket, wsproto or fast",
+        "websocket.transport: expected websockets or trio-websocket",
         "shard: expected i/n with 0 <= i < n, got '3/2'",
     ]
 

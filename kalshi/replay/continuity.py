@@ -1,0 +1,142 @@
+"""What a replayed recording can and cannot prove, per session and per market.
+
+Fed by :class:`~kalshi.replay.core.Replayer` with every frame's outcome. The proof a
+recording gives depends on its sequence rule (``docs/replay.md``, "Captures"):
+
+* ``contiguous``: every ``seq`` of a subscription is present (``kalshi-api.md``, "Sequence
+  numbers"), so a market's frames are **complete** between its snapshot and the end, or a
+  ``seq_gap`` says where they are not;
+* ``filtered``: a skipped ``seq`` may be another market's frame or a lost one; a market's
+  completeness **cannot be proven**. What is still checked: every delta applies to its book
+  (a lost delta usually shows as a level going negative: ``book_invalid``) and each session
+  starts the market's book from a snapshot.
+"""
+
+from __future__ import annotations
+
+from attrs import define, field
+
+from kalshi.gather.pipeline import Outcome
+from kalshi.journal import JournalRecord
+
+__all__ = ["Continuity", "MarketView", "SessionView"]
+
+
+@define
+class SessionView:
+    """One recorded connection: where it came from, its rule and why, its span."""
+
+    gatherer_id: str
+    conn_id: int
+    source: str
+    seq_check: str
+    reason: str
+    time: str
+    frames: int = 0
+    first_us: int | None = None
+    last_us: int | None = None
+    ended: str = ""  # the disconnect marker's reason
+
+
+@define
+class MarketView:
+    """One market across the recording. ``after_skip``: its frames that followed a skipped
+    ``seq`` on their subscription (filtered: unknown whether anything was lost there);
+    ``gaps``: sequence gaps its book subscription reported (contiguous: frames lost)."""
+
+    ticker: str
+    snapshots: int = 0
+    deltas: int = 0
+    trades: int = 0
+    other: int = 0
+    after_skip: int = 0
+    gaps: int = 0
+    book_invalid: int = 0
+    sessions: set[tuple[str, int]] = field(factory=set)
+    rules: set[str] = field(factory=set)
+    first_us: int | None = None
+    last_us: int | None = None
+
+    def verdict(self, stale_cause: str | None) -> str:
+        """One line: what this market's frames prove."""
+        parts: list[str] = []
+        if "filtered" in self.rules:
+            parts.append(
+                f"filtered: completeness not provable ({self.after_skip:,} frame(s) after a "
+                "skipped seq)"
+            )
+        if self.gaps:
+            parts.append(f"{self.gaps:,} sequence gap(s): frames lost")
+        elif "contiguous" in self.rules or not self.rules:
+            parts.append("contiguous: complete")
+        if self.book_invalid:
+            parts.append(f"{self.book_invalid:,} invalid delta(s)")
+        if stale_cause:
+            parts.append(f"book stale: {stale_cause}")
+        elif self.snapshots:
+            parts.append("book consistent")
+        return "; ".join(parts)
+
+
+class Continuity:
+    """Accumulates :class:`SessionView` and :class:`MarketView` during a replay."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[tuple[str, int], SessionView] = {}
+        self.markets: dict[str, MarketView] = {}
+        self._rules: dict[tuple[str, int], str] = {}
+
+    def marker(self, item: JournalRecord, rule: str) -> None:
+        key = (item.gatherer_id, item.conn_id)
+        if item.kind == "connect":
+            detail = item.detail
+            self._rules[key] = rule
+            self.sessions[key] = SessionView(
+                item.gatherer_id,
+                item.conn_id,
+                str(detail.get("url", "")),
+                rule,
+                str(detail.get("seq_check_reason", "")),
+                str(detail.get("time", "")),
+            )
+        elif item.kind == "disconnect" and key in self.sessions:
+            self.sessions[key].ended = str(item.detail.get("reason", "disconnect"))
+
+    def frame(self, item: JournalRecord, out: Outcome) -> None:
+        key = (item.gatherer_id, item.conn_id)
+        wall = item.wall_us
+        session = self.sessions.get(key)
+        if session is not None:
+            session.frames += 1
+            if session.first_us is None:
+                session.first_us = wall
+            session.last_us = wall
+        msg = out.message
+        if msg is None:
+            return
+        ticker = getattr(msg.body, "ticker", None)
+        if not isinstance(ticker, str):
+            return
+        view = self.markets.get(ticker)
+        if view is None:
+            view = self.markets[ticker] = MarketView(ticker)
+        if view.first_us is None:
+            view.first_us = wall
+        view.last_us = wall
+        view.sessions.add(key)
+        view.rules.add(self._rules.get(key, "contiguous"))
+        kind = msg.type
+        if kind == "orderbook_delta":
+            view.deltas += 1
+        elif kind == "orderbook_snapshot":
+            view.snapshots += 1
+        elif kind == "trade":
+            view.trades += 1
+        else:
+            view.other += 1
+        if out.gap:
+            view.gaps += 1
+        elif out.skip:
+            view.after_skip += 1
+        if out.problem == "book_invalid":
+            view.book_invalid += 1

@@ -1,0 +1,457 @@
+"""Read anything recorded into journal records: our journal, or a capture of Kalshi frames.
+
+:func:`read_records` takes files, directories (recursively), ``-`` for stdin and
+``s3://bucket/prefix`` (our journal only), plain, gzip or zstd (told by their first bytes,
+not their names). Each file is read as our journal when its first line is a journal line,
+else as a capture (:mod:`kalshi.replay.capture`). A capture becomes what a gatherer would
+have journaled (``docs/replay.md``, "Captures"):
+
+* gatherer ``capture``; every frame an ``in`` frame with ``wall_us`` = its receive time,
+  the bytes exactly as recorded;
+* **sessions**: a new session starts where a ``seq`` goes down on a ``sid`` (the recorder
+  reconnected: Kalshi restarts ``sid`` and ``seq`` per connection, ``kalshi-api.md``
+  "Sequence numbers"). Each session is a connection: ``conn_id`` = the receive time (µs) of
+  its first frame, ``frame_no`` counts from 1, a ``connect`` marker opens it and a
+  ``disconnect`` marker closes it when the next one starts;
+* **sequence rule** (``seq_check``): ``contiguous`` (every skipped ``seq`` is a lost frame,
+  as live), ``filtered`` (the recorder kept only some markets of wider subscriptions: a
+  skipped ``seq`` belongs to another market and proves nothing), or ``auto``: filtered when
+  more than 10 % of the ``seq`` steps among a session's first 1,000 frames skip numbers,
+  else contiguous. The ``connect`` marker's ``detail`` says which rule and why.
+
+``until_us`` (point-in-time reads) stops each file at its first record received more
+than :data:`STOP_GRACE_US` after it, and skips journal files opened (their name's stamp)
+more than that after it: the grace covers records flushed into a file opened just after
+they were received, and a wall clock stepping back a little.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import orjson
+import zstandard
+from attrs import define, field, frozen
+
+from kalshi.config import S3Config
+from kalshi.errors import JournalError
+from kalshi.journal import JournalProblem, JournalRecord, read_journal
+from kalshi.journal.files import file_sort_key
+from kalshi.journal.format import Labels, decode_line
+from kalshi.journal.reader import zstd_chunks
+from kalshi.replay.capture import (
+    CaptureFormat,
+    CaptureLine,
+    decode_capture_line,
+    detect,
+    exchange_time_us,
+    is_journal_line,
+)
+
+__all__ = [
+    "CAPTURE_GATHERER",
+    "SEQ_CHECKS",
+    "STOP_GRACE_US",
+    "SeqCheck",
+    "SourceOptions",
+    "decompressed",
+    "read_records",
+    "source_files",
+]
+
+SeqCheck = Literal["auto", "contiguous", "filtered"]
+SEQ_CHECKS: tuple[SeqCheck, ...] = ("auto", "contiguous", "filtered")
+CAPTURE_GATHERER = "capture"
+STOP_GRACE_US = 10_000_000  # records this late after `until_us` end a file's read
+STDIN = "-"
+_CHUNK = 1 << 20
+_DECIDE_FRAMES = 1000  # frames of a session looked at to choose the sequence rule
+_FILTERED_SHARE = 10  # percent of seq steps that skip numbers above which: filtered
+_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.zst", ".ndjson.zst", ".jsonl.gz", ".ndjson.gz")
+_GZIP = b"\x1f\x8b"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+
+
+@frozen
+class SourceOptions:
+    """How to read: the capture format the user gave (fields left ``None`` are detected),
+    the sequence rule, and the receive time (µs) past which a point-in-time read stops."""
+
+    fmt: CaptureFormat = field(factory=CaptureFormat)
+    seq_check: SeqCheck = "auto"
+    until_us: int | None = None
+
+
+def source_files(paths: Iterable[str | Path]) -> list[str]:
+    """Expand directories (recursively) into capture and journal files: journal segments in
+    time order (``file_sort_key``), other files by path. ``-`` is stdin. Raises
+    :class:`JournalError` for a path that does not exist."""
+    out: list[str] = []
+    for item in paths:
+        name = str(item)
+        if name == STDIN:
+            out.append(name)
+            continue
+        path = Path(name)
+        if path.is_dir():
+            found = [p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES)]
+            out.extend(str(p) for p in sorted(found, key=file_sort_key))
+        elif path.is_file():
+            out.append(name)
+        else:
+            raise JournalError(f"{path}: no such file or directory")
+    return out
+
+
+def read_records(
+    paths: Iterable[str | Path],
+    options: SourceOptions | None = None,
+    *,
+    s3: S3Config | None = None,
+) -> Iterator[JournalRecord | JournalProblem]:
+    """Records and problems of every source, in order (see the module docstring).
+
+    Damaged lines (bad JSON, a capture line without its frame or time, a torn compressed
+    tail) become :class:`JournalProblem` with file and line, and reading goes on. Raises
+    :class:`JournalError` (eagerly) for a path that does not exist."""
+    opts = options or SourceOptions()
+    names = [str(p) for p in paths]
+    local = source_files([n for n in names if not n.startswith("s3://")])
+    remote = [n for n in names if n.startswith("s3://")]
+
+    def generate() -> Iterator[JournalRecord | JournalProblem]:
+        labels: Labels = {}
+        capture = _Capture(opts.seq_check)
+        for name in local:
+            if opts.until_us is not None and name != STDIN:
+                stamp = _journal_stamp_us(Path(name))
+                if stamp is not None and stamp > opts.until_us + STOP_GRACE_US:
+                    continue
+            yield from _read_one(name, opts, labels, capture)
+        yield from capture.finish()
+        if remote:
+            yield from read_journal(remote, s3=s3)
+
+    return generate()
+
+
+def _journal_stamp_us(path: Path) -> int | None:
+    """When a journal segment was opened (from its name), in µs; None for other names."""
+    import calendar
+    import time
+
+    stamp = file_sort_key(path)[0]
+    if not stamp:
+        return None
+    return calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%S")) * 1_000_000
+
+
+# --- bytes -> lines -------------------------------------------------------------------------
+
+
+def _raw_chunks(fh: BinaryIO) -> Iterator[bytes]:
+    while data := fh.read(_CHUNK):
+        yield data
+
+
+def decompressed(fh: BinaryIO, torn: list[str]) -> Iterator[bytes | None]:
+    """The bytes of a plain, gzip or zstd stream (told by its first bytes), in chunks;
+    concatenated members/frames are read on; a torn or corrupt tail ends the stream with
+    a reason appended to ``torn``."""
+    chunks = _raw_chunks(fh)
+    first = next(chunks, b"")
+    stream = itertools.chain([first], chunks)
+    if first.startswith(_GZIP):
+        return _inflate(stream, torn, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "gzip")
+    if first.startswith(_ZSTD):
+        # a damaged frame costs that frame only: read on from the next one
+        return zstd_chunks(b"".join(stream), torn)
+    return stream
+
+
+def _inflate(chunks: Iterator[bytes], torn: list[str], make: Any, kind: str) -> Iterator[bytes]:
+    obj = make()
+    in_member = False
+    for data in chunks:
+        while data:
+            try:
+                out = obj.decompress(data)
+            except (zlib.error, zstandard.ZstdError) as exc:
+                torn.append(f"corrupt {kind} data: {exc}")
+                return
+            in_member = True
+            if out:
+                yield out
+            if obj.eof:
+                data = obj.unused_data
+                obj = make()
+                in_member = False
+            else:
+                data = b""
+    if in_member:
+        unit = "frame" if kind == "zstd" else "member"
+        torn.append(f"torn {kind} tail (incomplete last {unit})")
+
+
+def _lines(chunks: Iterator[bytes | None]) -> Iterator[tuple[bytes, bool]]:
+    """(line without its newline, whether it had one); ``None`` ends a damaged run."""
+    rest = b""
+    for chunk in chunks:
+        if chunk is None:
+            if rest:
+                yield rest, False
+            rest = b""
+            continue
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        yield from ((part, True) for part in parts)
+    if rest:
+        yield rest, False
+
+
+# --- one file ---------------------------------------------------------------------------------
+
+
+def _read_one(
+    name: str, opts: SourceOptions, labels: Labels, capture: _Capture
+) -> Iterator[JournalRecord | JournalProblem]:
+    torn: list[str] = []
+    line_no = 0
+    until = None if opts.until_us is None else opts.until_us + STOP_GRACE_US
+    journal: bool | None = None  # decided by the first line
+    fmt = opts.fmt
+    try:
+        with _open(name) as fh:
+            for line, complete in _lines(decompressed(fh, torn)):
+                line_no += 1
+                if not line.strip():
+                    if complete:
+                        yield JournalProblem(name, line_no, "empty line")
+                    continue
+                if journal is None:
+                    try:
+                        first = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        first = None
+                    journal = is_journal_line(first)
+                    if not journal:
+                        try:
+                            fmt = detect(first, opts.fmt)
+                        except ValueError as exc:
+                            yield JournalProblem(name, line_no, f"not a capture: {exc}")
+                            return
+                        capture.describe(name, fmt)
+                try:
+                    if journal:
+                        record = decode_line(line, labels)
+                        if until is not None and record.kind == "frame" and record.wall_us > until:
+                            return
+                        yield record
+                        continue
+                    decoded, frame = decode_capture_line(line, fmt)
+                except ValueError as exc:
+                    reason = str(exc)
+                    if not complete:
+                        reason = f"torn last line ({len(line)} bytes, no newline)"
+                    yield JournalProblem(name, line_no, reason)
+                    continue
+                if until is not None and decoded.recv_us is not None and decoded.recv_us > until:
+                    return
+                yield from capture.feed(decoded, frame)
+    except OSError as exc:
+        yield JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}")
+        return
+    for reason in torn:
+        yield JournalProblem(name, line_no + 1, reason)
+
+
+def _open(name: str) -> Any:
+    if name == STDIN:
+        return _Borrowed(sys.stdin.buffer)
+    return open(name, "rb")  # closed by the caller's with
+
+
+class _Borrowed:
+    """stdin in a ``with``: not closed on exit."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+
+    def __enter__(self) -> BinaryIO:
+        return self.fh
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# --- capture frames -> sessions ---------------------------------------------------------------
+
+
+@define
+class _Pending:
+    line: CaptureLine
+    frame: Any
+    sid: int | None
+    seq: int | None
+
+
+@define
+class _Session:
+    sources: list[str]
+    last_seq: dict[int, int] = field(factory=dict)
+    pending: list[_Pending] = field(factory=list)
+    conn_id: int | None = None  # set when the session starts emitting
+    frame_no: int = 0
+    last_us: int | None = None
+    mode: str = ""
+
+
+class _Capture:
+    """Capture frames -> records: sessions, times and the sequence rule (module docstring)."""
+
+    def __init__(self, seq_check: SeqCheck) -> None:
+        self.seq_check = seq_check
+        self.session = _Session([])
+        self.previous_conn: int | None = None
+        self.time_source = ""
+        self.source = ""
+
+    def describe(self, name: str, fmt: CaptureFormat) -> None:
+        """A capture file starts (its frames follow)."""
+        self.source = name
+        frame = "bare frames" if fmt.frame_field is None else f"frame in {fmt.frame_field!r}"
+        if fmt.time_field is None:
+            when = "no receive time: received_at = the exchange time (msg.ts_ms, msg.ts), "
+            when += "else the previous frame's"
+        else:
+            when = f"received_at from {fmt.time_field!r} ({fmt.time_unit or 'unit by size'})"
+        self.time_source = f"{frame}; {when}"
+
+    def feed(self, line: CaptureLine, frame: Any) -> list[JournalRecord]:
+        sid = seq = None
+        if isinstance(frame, dict):
+            sid, seq = frame.get("sid"), frame.get("seq")
+            if not isinstance(sid, int) or not isinstance(seq, int):
+                sid = seq = None
+        out: list[JournalRecord] = []
+        session = self.session
+        if sid is not None and seq is not None:
+            last = session.last_seq.get(sid)
+            if last is not None and seq < last:
+                out.extend(self._close(f"seq restart: sid {sid} seq {seq} after {last}"))
+                session = self.session
+            session.last_seq[sid] = seq
+        if not session.sources or session.sources[-1] != self.source:
+            session.sources.append(self.source)
+        session.pending.append(_Pending(line, frame, sid, seq))
+        if session.conn_id is not None or len(session.pending) >= _DECIDE_FRAMES:
+            out.extend(self._flush())
+        return out
+
+    def finish(self) -> list[JournalRecord]:
+        """At the end of the read: what is still buffered (no disconnect: the capture ends)."""
+        return self._flush() if self.session.pending else []
+
+    def _close(self, reason: str) -> list[JournalRecord]:
+        out = self._flush()
+        old = self.session
+        self.session = _Session([])
+        if old.conn_id is None:
+            return out
+        wall = old.last_us or 0
+        out.append(
+            JournalRecord(
+                CAPTURE_GATHERER,
+                old.conn_id,
+                old.frame_no + 1,
+                "local",
+                wall,
+                wall,
+                "disconnect",
+                detail={"reason": reason},
+            )
+        )
+        return out
+
+    def _flush(self) -> list[JournalRecord]:
+        session = self.session
+        pending, session.pending = session.pending, []
+        if not pending:
+            return []
+        out: list[JournalRecord] = []
+        if session.conn_id is None:
+            mode, why = self._decide(pending)
+            first = self._first_time(pending)
+            conn_id = first if self.previous_conn is None else max(first, self.previous_conn + 1)
+            session.conn_id = self.previous_conn = conn_id
+            session.mode = mode
+            session.last_us = first
+            detail = {
+                "label": "capture",
+                "url": session.sources[0] if session.sources else "",
+                "channels": [],
+                "seq_check": mode,
+                "seq_check_reason": why,
+                "time": self.time_source,
+            }
+            out.append(
+                JournalRecord(
+                    CAPTURE_GATHERER, conn_id, 0, "local", first, first, "connect", detail=detail
+                )
+            )
+        for item in pending:
+            wall = item.line.recv_us
+            if wall is None:
+                wall = exchange_time_us(item.frame)
+            if wall is None:
+                wall = session.last_us or 0
+            session.last_us = wall
+            session.frame_no += 1
+            out.append(
+                JournalRecord(
+                    CAPTURE_GATHERER,
+                    session.conn_id,
+                    session.frame_no,
+                    "in",
+                    wall,
+                    wall,
+                    "frame",
+                    item.line.raw,
+                    label="capture",
+                )
+            )
+        return out
+
+    @staticmethod
+    def _first_time(pending: list[_Pending]) -> int:
+        for item in pending:
+            wall = item.line.recv_us
+            if wall is None:
+                wall = exchange_time_us(item.frame)
+            if wall is not None:
+                return wall
+        return 0
+
+    def _decide(self, pending: list[_Pending]) -> tuple[str, str]:
+        if self.seq_check != "auto":
+            return self.seq_check, "chosen (--seq-check)"
+        last: dict[int, int] = {}
+        steps = skips = 0
+        for item in pending:
+            if item.sid is None or item.seq is None:
+                continue
+            before = last.get(item.sid)
+            if before is not None and item.seq > before:
+                steps += 1
+                skips += item.seq != before + 1
+            last[item.sid] = item.seq
+        share = f"{skips:,} of {steps:,} seq steps in the first {len(pending):,} frames"
+        share += " skip numbers"
+        if skips * 100 > steps * _FILTERED_SHARE:
+            return "filtered", f"auto: {share} (a filtered capture)"
+        return "contiguous", f"auto: {share}"

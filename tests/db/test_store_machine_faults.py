@@ -1,0 +1,169 @@
+"""Machine faults against the batch writers (issue 18): a full spool disk (a real tmpfs),
+damaged spool files, a locked table and a hung write at shutdown (a real PostgreSQL)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from kalshi.config import Duration, GathererConfig
+from kalshi.errors import StoreError
+from kalshi.models.rows import TradeRow
+from kalshi.store import EmbeddedPostgres, Store, connect_db, migrate, open_store
+from kalshi.store.schema import TABLES
+from kalshi.store.spool import Spool
+
+T0 = 1_795_608_000_000_000
+
+
+def trade(i: int) -> TradeRow:
+    return TradeRow(
+        T0 + i, T0 + i + 7, "g-1", f"MKT-{i % 5}", f"00000000-0000-4000-8000-{i:012d}",
+        1_000 + i, 100 + i, i % 2 == 0, False, "ws", 1, i + 1, i + 1,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``small_disk("64k")``: a fresh tmpfs of that size (a disk that fills up for real)."""
+    mounts: list[Path] = []
+
+    def make(size: str) -> Path:
+        point = tmp_path / f"disk-{len(mounts)}"
+        point.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                       check=True)  # fmt: skip
+        mounts.append(point)
+        return point
+
+    yield make
+    for point in mounts:
+        subprocess.run(["umount", "--lazy", str(point)], check=True)
+
+
+def with_db(cfg: GathererConfig, **changes: object) -> GathererConfig:
+    return attrs.evolve(cfg, timescaledb=attrs.evolve(cfg.timescaledb, **changes))
+
+
+async def send_rows(store: Store, rows: list[TradeRow]) -> None:
+    async with store.sender("trades") as send:
+        for row in rows:
+            await send.send(row)
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    while not predicate():  # noqa: ASYNC110 - polls store stats, which have no event to wait on
+        await trio.sleep(0.01)
+
+
+async def test_spool_disk_full_while_the_database_is_down_loses_nothing(
+    own_pg: EmbeddedPostgres,
+    make_cfg: Callable[..., GathererConfig],
+    small_disk: Callable[[str], Path],
+) -> None:
+    # Issue 18 item 1: sealing a batch on a full spool disk crashed the tree.
+    migrate(own_pg.url)
+    disk = small_disk("64k")
+    cfg = make_cfg(batch_size=50, flush_interval=5.0, memory_rows=200)
+    cfg = attrs.evolve(cfg, spool=attrs.evolve(cfg.spool, dir=str(disk / "spool")))
+    rows = [trade(i) for i in range(3000)]
+    with trio.fail_after(120):
+        async with open_store(own_pg.url, cfg) as store, trio.open_nursery() as nursery:
+            await trio.to_thread.run_sync(own_pg.stop)
+            nursery.start_soon(send_rows, store, rows)
+            # the spool fills, then memory reaches twice its bound: reading pauses
+            await wait_until(lambda: store.stats().paused)
+            stats = store.stats()
+            assert (stats.db_up, stats.spool_ok) == (False, False)
+            assert "No space left on device" in stats.spool_error
+            await trio.to_thread.run_sync(own_pg.start)
+            await wait_until(lambda: store.collected()["trades"] == 3000)
+            await store.drain()
+            assert not store.stats().paused
+    with connect_db(own_pg.url) as db:
+        assert db.fetch_rows("trades") == rows
+
+
+async def test_shutdown_with_a_full_spool_disk_says_how_many_rows_it_kept(
+    own_pg: EmbeddedPostgres,
+    make_cfg: Callable[..., GathererConfig],
+    small_disk: Callable[[str], Path],
+) -> None:
+    # At shutdown the spill went on past a refused table? It stopped at the first one.
+    migrate(own_pg.url)
+    disk = small_disk("16k")
+    cfg = make_cfg(batch_size=50, flush_interval=5.0, grace=0.5)
+    cfg = attrs.evolve(cfg, spool=attrs.evolve(cfg.spool, dir=str(disk / "spool")))
+    rows = [trade(i) for i in range(500)]
+    await trio.to_thread.run_sync(own_pg.stop)
+    with trio.fail_after(60), pytest.raises(StoreError) as caught:
+        async with open_store(own_pg.url, cfg) as store:
+            await send_rows(store, rows)
+            await wait_until(lambda: store.collected()["trades"] == 500)
+    spool = Spool(disk / "spool", TABLES["trades"])
+    spool.load()
+    kept = [row for seq in sorted(spool.seqs()) for row in spool.read(seq).rows]
+    refused = 500 - len(kept)
+    assert 0 < refused < 500
+    assert str(caught.value).startswith(f"{refused} rows neither written nor spooled at shutdown")
+    assert kept == rows[: len(kept)]
+
+
+async def test_a_locked_table_is_noticed_and_written_once_released(
+    db_url: str, make_cfg: Callable[..., GathererConfig]
+) -> None:
+    # Issue 18 item 3: a table held by LOCK TABLE ... ACCESS EXCLUSIVE was never noticed.
+    cfg = with_db(make_cfg(batch_size=50, flush_interval=0.05), lock_timeout=Duration(0.2))
+    rows = [trade(i) for i in range(250)]
+    with trio.fail_after(60), connect_db(db_url) as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE trades IN ACCESS EXCLUSIVE MODE")
+        async with open_store(db_url, cfg) as store:
+            await send_rows(store, rows)
+            await wait_until(lambda: not store.stats().db_up)
+            assert "lock timeout" in store.stats().db_error
+            locker.execute("ROLLBACK")
+            await store.committed()
+            assert store.stats().db_up
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == rows
+
+
+async def test_shutdown_within_grace_while_a_write_hangs(
+    db_url: str, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+) -> None:
+    # SIGTERM while PostgreSQL hangs never exited: threads cannot be cancelled. Now the
+    # hung write is abandoned at the grace deadline and its rows are spooled.
+    cfg = with_db(make_cfg(batch_size=50, flush_interval=0.05, grace=0.5), lock_timeout=0.0,
+                  statement_timeout=0.0)  # fmt: skip
+    rows = [trade(i) for i in range(250)]
+    with trio.fail_after(60), connect_db(db_url) as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE trades IN ACCESS EXCLUSIVE MODE")
+
+        def waiting() -> int:
+            # another session: pg_stat_activity is a snapshot per transaction
+            with connect_db(db_url) as watcher:
+                found = watcher.query(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            return int(found[0][0])
+
+        async with open_store(db_url, cfg) as store:
+            await send_rows(store, rows)
+            await wait_until(lambda: waiting() > 0)
+        spool = Spool(tmp_path / "spool", TABLES["trades"])
+        spool.load()
+        assert spool.rows == 250
+        locker.execute("ROLLBACK")
+    async with open_store(db_url, cfg) as store:
+        with trio.fail_after(60):
+            await store.drain()
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == rows

@@ -1,0 +1,183 @@
+"""Every reply to a command we send is matched by id and acted on (kalshi-api.md §2.2, §2.3),
+against the simulator on virtual time: error 27 pauses and resends, error 26 finds the
+subscription's cap and moves markets to another connection (or records them refused), a
+command without a reply ends the session, and the older ``subscribed`` shape (no msg, no
+sid) is resolved with ``list_subscriptions``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from kalshi.gather.connection import Connection
+from kalshi.gather.layout import Layout
+from kalshi.models.rows import GapRow
+from kalshi.sim import open_sim_exchange
+from kalshi.testing import PINNED_START_US
+from kalshi.testing.memory import memory_connector
+from tests.gather.test_connection_timing import context
+from tests.gather.test_liveness import collecting_sink, wait_state
+
+
+def sim_subscription(sim: Any, channel: str) -> set[str]:
+    """The markets the simulator's sessions carry on ``channel`` (all sessions)."""
+    tickers: set[str] = set()
+    for session in sim.sessions:
+        for sub in session.subs.values():
+            if sub.channel == channel:
+                tickers |= sub.tickers or set()
+    return tickers
+
+
+def exchange(**options: Any) -> Any:
+    return open_sim_exchange(
+        markets=20, active=8, rate=20.0, seed=5, port=0, start_us=PINNED_START_US, **options
+    )
+
+
+async def settle(conn: Connection, want: int) -> None:
+    while len(conn.subscribed) + len(conn.refused) < want:  # noqa: ASYNC110
+        await trio.sleep(0.05)
+
+
+async def test_error_27_pauses_and_resends_until_every_market_is_on(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with exchange(command_rate=1.0) as sim, trio.open_nursery() as nursery:
+        sink, rows = collecting_sink(nursery)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim),
+            sink,
+            **{"websocket.markets_per_command": 1, "websocket.reconnect_backoff": "1s"},
+        )
+        conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
+        tickers = sim.engine.active_tickers[:4]
+        conn.add(tickers)
+        nursery.start_soon(conn.run)
+        with trio.fail_after(120):
+            await settle(conn, 4)
+        assert conn.subscribed == set(tickers) == sim_subscription(sim, "orderbook_delta")
+        assert (conn.refused, conn.sessions, rows["gaps"]) == ({}, 1, [])
+        nursery.cancel_scope.cancel()
+
+
+async def test_error_26_finds_the_cap_and_records_what_no_connection_takes(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with exchange(market_cap=2) as sim, trio.open_nursery() as nursery:
+        sink, rows = collecting_sink(nursery)
+        ctx = context(sim, tmp_path, memory_connector(sim), sink)
+        conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
+        tickers = sorted(sim.engine.active_tickers[:4])
+        conn.add(tickers)
+        nursery.start_soon(conn.run)
+        with trio.fail_after(120):
+            await settle(conn, 4)
+        await trio.testing.wait_all_tasks_blocked()
+        assert conn.subscribed == set(tickers[:2]) == sim_subscription(sim, "orderbook_delta")
+        assert conn.refused == {tickers[2]: 26, tickers[3]: 26}
+        gaps = rows["gaps"]
+        assert all(isinstance(g, GapRow) for g in gaps)
+        assert [(g.kind, g.ticker, g.end_ts) for g in gaps] == [
+            ("subscription_refused", tickers[2], None),
+            ("subscription_refused", tickers[3], None),
+        ]
+        assert gaps[0].detail == (
+            "orderbook-0: orderbook_delta refused: 26 Subscription market limit exceeded"
+        )
+        assert ctx.gaps == {"subscription_refused": 2}
+        nursery.cancel_scope.cancel()
+
+
+async def test_error_26_moves_markets_to_a_connection_with_room(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with exchange(market_cap=3) as sim, trio.open_nursery() as nursery:
+        sink, rows = collecting_sink(nursery)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim),
+            sink,
+            **{
+                "websocket.orderbook_connections": 3,
+                "websocket.trade_connections": 0,
+                "websocket.ticker_connections": 0,
+                "websocket.lifecycle_connections": 0,
+            },
+        )
+        layout = Layout(ctx, sharded=False)
+        for conn in layout.connections:
+            nursery.start_soon(conn.run)
+        tickers = sorted(sim.engine.active_tickers[:7])
+        layout.on_markets(tickers, [])  # 3, 2, 2 by count: fits
+        pool = layout.pools["orderbook_delta"]
+        first = layout.connections[0]
+        extra = [f"KXEXTRA-{i}" for i in range(2)]  # an uneven layout: first wants 5 > 3
+        for ticker in extra:
+            pool.owner[ticker] = first
+        first.add(extra)
+        with trio.fail_after(120):
+            while sum(len(c.subscribed) for c in layout.connections) < 9:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        on = [c.subscribed for c in layout.connections]
+        assert set().union(*on) == {*tickers, *extra} == sim_subscription(sim, "orderbook_delta")
+        assert [len(s) for s in on] == [3, 3, 3]
+        assert first.full is True
+        assert [c.refused for c in layout.connections] == [{}, {}, {}]
+        assert rows["gaps"] == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_command_without_a_reply_ends_the_session(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with exchange() as sim, trio.open_nursery() as nursery:
+        sink, _ = collecting_sink(nursery)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim),
+            sink,
+            **{"websocket.command_timeout": "10s", "websocket.reconnect_backoff": "1s"},
+        )
+        conn = Connection(ctx, "trade-0", "trade", scoped=False)
+        sim.faults.unanswered(15)
+        start = trio.current_time()
+        nursery.start_soon(conn.run)
+        while conn.reconnects == 0:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        assert 10.0 <= trio.current_time() - start <= 10.01
+        assert conn.last_error == "no reply to subscribe (id 1) within 10s"
+        await wait_state(conn, "live")  # the fault is over by the third session
+        assert conn.sid is not None
+        assert sim.truth.faults_injected["unanswered"] == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_older_subscribed_shape_is_resolved_by_list_subscriptions(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with exchange() as sim, trio.open_nursery() as nursery:
+        sink, rows = collecting_sink(nursery)
+        ctx = context(sim, tmp_path, memory_connector(sim), sink)
+        conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
+        conn.add(sim.engine.active_tickers[:2])
+        sim.faults.bare_subscribed(3600)
+        nursery.start_soon(conn.run)
+        with trio.fail_after(30):
+            await wait_state(conn, "live")
+        assert conn.sid == 1
+        assert ctx.processor.subscription(conn.conn_id, 1) == "orderbook_delta"
+        sim.faults.skip_seq(2)  # seq checking is on: the gap is seen
+        with trio.fail_after(30):
+            while not rows["gaps"]:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert [g.kind for g in rows["gaps"]] == ["seq_gap"]  # type: ignore[union-attr]
+        assert sim.truth.faults_injected["bare_subscribed"] == 1
+        nursery.cancel_scope.cancel()

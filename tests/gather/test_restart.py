@@ -1,0 +1,160 @@
+"""Restart recovery: one gatherer, ``kill -9`` mid-burst, started again with the same config
+and database. Every trade of the simulator exactly once, one ``outage`` gap per channel
+spanning the down time, and the books equal the simulator's."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+import yaml
+
+from kalshi.sim import open_sim_exchange
+from kalshi.store import connect_db
+from kalshi.testing import PINNED_START_US
+from tests.gather.support import db_books, wait_for
+
+CHANNELS = ("orderbook_delta", "trade", "ticker", "market_lifecycle_v2")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _config(sim: Any, tmp_path: Path, db_url: str, port: int) -> Path:
+    key = tmp_path / "key.pem"
+    key.write_bytes(sim.private_key_pem)
+    config = {
+        "gatherer_id": "solo",
+        "kalshi": {
+            "rest_url": sim.rest_url,
+            "ws_url": sim.ws_url,
+            "api_key": sim.key_id,
+            "api_secret": str(key),
+            "rest_rate_limit": 200,
+        },
+        "timescaledb": {"url": db_url},
+        "websocket": {
+            "orderbook_connections": 2,
+            "trade_connections": 1,
+            "ticker_connections": 1,
+            "lifecycle_connections": 1,
+        },
+        "writers": {"trades": {"flush_interval": "50ms"}, "orderbook": {"flush_interval": "50ms"}},
+        "spool": {"dir": str(tmp_path / "spool"), "dead_letter_dir": str(tmp_path / "dead")},
+        "journal": {"dir": str(tmp_path / "journal"), "compress": False},
+        "snapshot_poller": {"enabled": False},
+        "http": {"port": port},
+        "metrics": {"enabled": False},
+    }
+    path = tmp_path / "gatherer.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def _all_live(port: int) -> bool:
+    try:
+        async with httpx.AsyncClient() as client:
+            doc = (await client.get(f"http://127.0.0.1:{port}/health")).json()
+    except httpx.HTTPError:
+        return False
+    return bool(doc["connections"]) and all(c["state"] == "live" for c in doc["connections"])
+
+
+async def _wait_live(port: int) -> None:
+    while not await _all_live(port):  # noqa: ASYNC110 - another process's /health
+        await trio.sleep(0.05)
+
+
+def _count(db_url: str, statement: str) -> int:
+    with connect_db(db_url) as db:
+        return int(db.query(statement)[0][0])
+
+
+async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_path: Path) -> None:
+    async with open_sim_exchange(
+        markets=30, active=15, rate=400.0, seed=17, port=0, start_us=PINNED_START_US
+    ) as sim:
+        sim.engine.pause()  # trades before the recorder is subscribed cannot be recorded
+        port = _free_port()
+        path = _config(sim, tmp_path, db_url, port)
+        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
+        procs: list[trio.Process] = []
+        try:
+            with trio.fail_after(120):
+                first = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
+                procs.append(first)
+                await _wait_live(port)
+                before = len(sim.truth.trades)
+                sim.engine.resume()
+                # mid-burst: trades are being written when the process dies
+                await wait_for(
+                    lambda: (
+                        _count(db_url, "SELECT count(*) FROM trades") >= 150
+                        and len(sim.truth.trades) >= before + 250
+                    )
+                )
+                first.kill()  # SIGKILL: no flush, no shutdown code
+                await first.wait()
+                killed_at = len(sim.truth.trades)
+                await wait_for(
+                    lambda: len(sim.truth.trades) >= killed_at + 200
+                )  # traded while down
+                restart_at = len(sim.truth.trades)
+                second = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
+                procs.append(second)
+                await _wait_live(port)
+                await wait_for(lambda: len(sim.truth.trades) >= killed_at + 400)
+                sim.engine.pause()
+                expected = {t.trade_id for t in sim.truth.trades[before:]}
+                await wait_for(
+                    lambda: (
+                        _count(db_url, "SELECT count(DISTINCT trade_id) FROM trades")
+                        >= len(expected)
+                        and _count(db_url, "SELECT count(*) FROM gaps WHERE kind = 'outage'") == 4
+                        and all(
+                            db_books(db_url).get(t) == sim.truth.book(t)
+                            for t in sim.engine.active_tickers
+                        )
+                    )
+                )
+                second.send_signal(signal.SIGTERM)
+                assert await second.wait() == 0
+        finally:
+            for proc in procs:  # a failed test leaves no gatherer behind
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+        truth = sim.truth
+    assert first.returncode == -signal.SIGKILL
+    with connect_db(db_url) as db:
+        stored = db.query("SELECT trade_id, count(*) FROM trades GROUP BY trade_id")
+        outages = db.query(
+            "SELECT detail, start_ts, end_ts FROM gaps WHERE kind = 'outage' ORDER BY detail"
+        )
+        sources = dict(db.query("SELECT trade_id, source FROM trades"))
+    assert {tid: n for tid, n in stored} == {t.trade_id: 1 for t in truth.trades[before:]}
+    # made while no gatherer ran: they came back over REST
+    down = truth.trades[killed_at:restart_at]
+    assert len(down) >= 200
+    assert {sources[t.trade_id] for t in down} == {"rest"}
+    assert [d.split(":")[0] for d, _, _ in outages] == [
+        "lifecycle-0",
+        "orderbook-0",
+        "ticker-0",
+        "trade-0",
+    ]
+    killed_us = max(t.exchange_ts for t in truth.trades[:killed_at])
+    for _, start, end in outages:
+        assert start <= killed_us < end  # each spans the down time
+    books = db_books(db_url)
+    for ticker in sim.engine.active_tickers:
+        assert books[ticker] == truth.book(ticker), ticker

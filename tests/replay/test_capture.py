@@ -1,0 +1,329 @@
+"""Captures (third-party JSON lines of Kalshi frames) read as journals: shapes, times,
+compression, sessions where seq restarts, and the sequence rule."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+import orjson
+import pytest
+import zstandard
+from replay_support import BASE_US, T1, T2, delta, scripted_session, snapshot, trade, write_journal
+
+from kalshi.journal import JournalProblem, JournalRecord
+from kalshi.replay import Replayer, book_from_journal
+from kalshi.replay.capture import CaptureFormat, decode_capture_line, detect, to_us
+from kalshi.replay.source import CAPTURE_GATHERER, STOP_GRACE_US, SourceOptions, read_records
+
+RECV = 1_795_561_140_000  # ms
+
+
+def kalshi(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kalshi", *args],
+        capture_output=True,
+        input=None if stdin is None else stdin.decode(),
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def wrapped(recv_ms: int, raw: bytes) -> bytes:
+    return b'{"recv_ms":%d,"event":%s}' % (recv_ms, raw)
+
+
+def write(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+def sourceless(items: Iterable[JournalRecord | JournalProblem]) -> list[object]:
+    """The items with the file name left out of the connect markers."""
+    return [
+        attrs.evolve(i, detail={k: v for k, v in i.detail.items() if k != "url"})
+        if isinstance(i, JournalRecord)
+        else i
+        for i in items
+    ]
+
+
+def frames_of(items: Iterable[object]) -> list[JournalRecord]:
+    return [i for i in items if isinstance(i, JournalRecord) and i.kind == "frame"]
+
+
+def test_shapes_are_detected_and_named_fields_win() -> None:
+    assert detect({"recv_ms": 1, "event": {"type": "trade"}}) == CaptureFormat(
+        "event", "recv_ms", "ms"
+    )
+    assert detect({"type": "trade", "sid": 1, "msg": {}}) == CaptureFormat(None, None, None)
+    assert detect({"ts": 1.5, "frame": '{"type":"trade"}'}) == CaptureFormat("frame", "ts", None)
+    assert detect({"when": "2026-08-05T03:45:40Z", "body": {"type": "x"}}) == CaptureFormat(
+        "body", "when", None
+    )
+    with pytest.raises(ValueError, match="--frame-field"):
+        detect({"a": {"type": "x"}, "b": {"type": "y"}})
+    with pytest.raises(ValueError, match="--time-field"):
+        detect({"a": 1, "b": 2, "body": {"type": "x"}})
+    named = CaptureFormat("b", "a", "us")
+    assert detect({"a": 1, "b": {"type": "y"}, "c": 2}, named) == named
+
+
+def test_times_become_exact_microseconds() -> None:
+    assert to_us(1785901540025, "ms", "t") == 1785901540025000
+    assert to_us(1785901540025, None, "t") == 1785901540025000  # by size: ms
+    assert to_us(1785901540, None, "t") == 1785901540000000
+    assert to_us(1785901540.025123, None, "t") == 1785901540025123  # exact from the decimal
+    assert to_us(1785901540025123456, None, "t") == 1785901540025123
+    assert to_us("2026-08-05T03:45:40.722003Z", None, "t") == 1785901540722003
+    with pytest.raises(ValueError, match="t: "):
+        to_us("yesterday", None, "t")
+
+
+def test_the_frame_bytes_are_sliced_not_reencoded() -> None:
+    frame = b'{ "type" : "trade", "sid":2,"seq":9, "msg": {"s": "}\\"{", "u": "\\u00e9"} }'
+    line = b'{"note": "\\"event\\":{", "event" : ' + frame + b' , "recv_us": 7}'
+    fmt = detect(orjson.loads(line))
+    decoded, parsed = decode_capture_line(line, fmt)
+    assert (decoded.raw, decoded.recv_us) == (frame, 7)
+    assert parsed == orjson.loads(frame)
+    first = b'{"event":' + frame + b',\n "recv_us": 8}'
+    decoded, _ = decode_capture_line(first, detect(orjson.loads(first)))
+    assert (decoded.raw, decoded.recv_us) == (frame, 8)
+    spaced = b'{"recv_us": 9, "event":\t' + frame + b"  }  "
+    decoded, _ = decode_capture_line(spaced, detect(orjson.loads(spaced)))
+    assert (decoded.raw, decoded.recv_us) == (frame, 9)
+    as_text = orjson.dumps({"t": 5, "raw": frame.decode()})
+    decoded, _ = decode_capture_line(as_text, detect(orjson.loads(as_text)))
+    assert (decoded.raw, decoded.recv_us) == (frame, 5_000_000)
+
+
+def _capture() -> list[bytes]:
+    return [
+        wrapped(RECV, snapshot(1, 10, T1, yes=[("0.4000", "10.00")])),
+        wrapped(RECV + 1, delta(1, 11, T1, "0.4000", "-2.00")),
+        wrapped(RECV + 2, trade(2, 5, T1, "tr-1", "0.4000", "2.00")),
+        wrapped(RECV + 3, delta(1, 14, T1, "0.4100", "1.00")),  # 12, 13: other markets
+        wrapped(RECV + 4, delta(1, 16, T1, "0.4000", "1.00")),
+    ]
+
+
+def test_plain_gzip_zstd_and_stdin_give_the_same_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = _capture()
+    plain = write(tmp_path / "c.ndjson", lines)
+    data = plain.read_bytes()
+    (tmp_path / "c.ndjson.gz").write_bytes(gzip.compress(data))
+    (tmp_path / "c.ndjson.zst").write_bytes(zstandard.ZstdCompressor().compress(data))
+    got = [sourceless(read_records([tmp_path / n])) for n in ("c.ndjson.gz", "c.ndjson.zst")]
+    expected = sourceless(read_records([plain]))
+    assert got == [expected, expected]
+
+    class Stdin:
+        buffer = __import__("io").BytesIO(gzip.compress(data))
+
+    monkeypatch.setattr("sys.stdin", Stdin)
+    assert sourceless(read_records(["-"])) == expected
+    connect = expected[0]
+    assert isinstance(connect, JournalRecord)
+    assert (connect.kind, connect.gatherer_id, connect.conn_id) == (
+        "connect",
+        CAPTURE_GATHERER,
+        RECV * 1000,
+    )
+    assert connect.detail["seq_check"] == "filtered"
+    assert connect.detail["seq_check_reason"] == (
+        "auto: 2 of 3 seq steps in the first 5 frames skip numbers (a filtered capture)"
+    )
+    assert connect.detail["time"] == "frame in 'event'; received_at from 'recv_ms' (ms)"
+    assert [(f.conn_id, f.frame_no, f.wall_us, f.raw) for f in frames_of(expected)] == [
+        (RECV * 1000, n, (RECV + n - 1) * 1000, _event(line)) for n, line in enumerate(lines, 1)
+    ]
+
+
+def _event(line: bytes) -> bytes:
+    return line[line.index(b'"event":') + 8 : -1]
+
+
+def test_a_filtered_capture_builds_books_and_contiguous_reads_gaps(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.jsonl", _capture())
+    filtered = Replayer()
+    rows = [r for item in read_records([path]) for r in filtered.feed(item)]
+    assert [t for t, _ in rows] == [
+        "orderbook_snapshots",
+        "orderbook_deltas",
+        "trades",
+        "orderbook_deltas",
+        "orderbook_deltas",
+    ]
+    book = filtered.processor(CAPTURE_GATHERER).books[T1]
+    assert (book.yes, book.no) == ({40000: 900, 41000: 100}, {})
+    assert T1 not in filtered.processor(CAPTURE_GATHERER).stale
+    view = filtered.continuity.markets[T1]
+    assert (view.snapshots, view.deltas, view.trades, view.after_skip, view.gaps) == (
+        1,
+        3,
+        1,
+        2,
+        0,
+    )
+    assert view.verdict(None) == (
+        "filtered: completeness not provable (2 frame(s) after a skipped seq); book consistent"
+    )
+
+    strict = SourceOptions(seq_check="contiguous")
+    at = book_from_journal(read_records([path], strict), T1, None, "contiguous")
+    assert (at.stale, at.detail) == (True, "sequence gap: sid 1 seq 12-13 missing")
+    contiguous = Replayer(seq_check="contiguous")
+    tables = [t for item in read_records([path], strict) for t, _ in contiguous.feed(item)]
+    assert tables.count("gaps") == 2
+
+
+def test_a_seq_restart_starts_a_new_session(tmp_path: Path) -> None:
+    lines = [
+        wrapped(RECV, snapshot(1, 500, T1, yes=[("0.4000", "10.00")])),
+        wrapped(RECV + 1, delta(1, 501, T1, "0.4000", "-2.00")),
+        # The recorder reconnected: sid and seq start again.
+        wrapped(RECV + 9, snapshot(1, 1, T2, no=[("0.3000", "1.00")])),
+        wrapped(RECV + 10, delta(1, 2, T2, "0.3000", "1.00", side="no")),
+    ]
+    path = write(tmp_path / "c.jsonl", lines)
+    items = list(read_records([path]))
+    assert [
+        (i.kind, i.conn_id, i.frame_no, i.detail.get("reason"))
+        for i in items
+        if isinstance(i, JournalRecord)
+    ] == [
+        ("connect", RECV * 1000, 0, None),
+        ("frame", RECV * 1000, 1, None),
+        ("frame", RECV * 1000, 2, None),
+        ("disconnect", RECV * 1000, 3, "seq restart: sid 1 seq 1 after 501"),
+        ("connect", (RECV + 9) * 1000, 0, None),
+        ("frame", (RECV + 9) * 1000, 1, None),
+        ("frame", (RECV + 9) * 1000, 2, None),
+    ]
+    at = book_from_journal(iter(items), T1)
+    assert (at.stale, at.detail) == (True, f"disconnect: connection {RECV * 1000} ended")
+    assert book_from_journal(iter(items), T2).stale is False
+
+
+def test_bare_frames_take_the_exchange_time(tmp_path: Path) -> None:
+    lines = [
+        snapshot(1, 1, T1, yes=[("0.4000", "10.00")]),  # no time: the next known one
+        delta(1, 2, T1, "0.4000", "-2.00", ts_ms=RECV + 5),
+        delta(1, 3, T1, "0.4000", "-1.00"),  # no time: the previous one
+    ]
+    items = list(read_records([write(tmp_path / "bare.jsonl", lines)]))
+    connect = items[0]
+    assert isinstance(connect, JournalRecord)
+    assert connect.detail["time"] == (
+        "bare frames; no receive time: received_at = the exchange time (msg.ts_ms, msg.ts), "
+        "else the previous frame's"
+    )
+    assert connect.detail["seq_check"] == "contiguous"
+    assert [(f.wall_us, f.raw) for f in frames_of(items)] == [
+        ((RECV + 5) * 1000, lines[0]),
+        ((RECV + 5) * 1000, lines[1]),
+        ((RECV + 5) * 1000, lines[2]),
+    ]
+
+
+def test_damaged_lines_are_reported_and_skipped(tmp_path: Path) -> None:
+    lines = _capture()
+    lines[1] = b'{"recv_ms": 5, "event": '
+    lines[2] = b'{"event": {"type": "trade"}}'
+    data = b"".join(line + b"\n" for line in lines)
+    path = tmp_path / "c.ndjson.gz"
+    path.write_bytes(gzip.compress(data)[:-6])  # torn gzip tail
+    items = list(read_records([path]))
+    problems = [(p.line_no, p.reason.split(":")[0]) for p in items if isinstance(p, JournalProblem)]
+    assert problems[:2] == [(2, "invalid JSON"), (3, "no 'recv_ms' field (the receive time)")]
+    assert problems[-1] == (6, "torn gzip tail (incomplete last member)")
+    unknown = write(tmp_path / "odd.jsonl", [b'{"a": 1}', b'{"a": 2}'])
+    assert list(read_records([unknown])) == [
+        JournalProblem(
+            str(unknown),
+            1,
+            "not a capture: cannot tell which field is the frame (no field holds one): "
+            "--frame-field",
+        )
+    ]
+
+
+def test_the_command_line_names_fields_and_reports_continuity(tmp_path: Path) -> None:
+    """Two object fields and two numbers: detection refuses, the user names them."""
+    lines = [
+        orjson.dumps({"seen": RECV + n, "n": n + 1, "meta": {"type": "x"}, "body": orjson.loads(f)})
+        for n, f in enumerate(
+            [
+                snapshot(1, 1, T1, yes=[("0.4000", "10.00")]),
+                delta(1, 2, T1, "0.4000", "-2.00"),
+                delta(1, 4, T1, "0.4000", "-1.00"),  # seq 3 lost: contiguous capture
+                delta(1, 5, T1, "0.4000", "-1.00"),
+            ]
+        )
+    ]
+    path = write(tmp_path / "odd.jsonl", lines)
+    refused = kalshi("replay", str(path), "--format", "jsonl", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[0] == (
+        f"{path}:1: not a capture: cannot tell which field is the frame "
+        "(fields ['meta', 'body'] each hold one): --frame-field"
+    )
+    frame_only = kalshi(
+        "replay", str(path), "--format", "jsonl", "--frame-field", "body", cwd=tmp_path
+    )
+    assert frame_only.stderr.splitlines()[0] == (
+        f"{path}:1: not a capture: cannot tell which field is the receive time "
+        "['seen', 'n']: --time-field"
+    )
+    named = ("--frame-field", "body", "--time-field", "seen", "--time-unit", "ms")
+    result = kalshi(
+        "replay", "-", "--format", "jsonl", "--continuity", "--seq-check", "contiguous", *named,
+        cwd=tmp_path,
+        stdin=path.read_bytes(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [orjson.loads(line)["table"] for line in result.stdout.splitlines()] == [
+        "orderbook_snapshots",
+        "orderbook_deltas",
+        "gaps",
+        "orderbook_deltas",
+        "orderbook_deltas",
+    ]
+    session = (
+        f"session {RECV * 1000} (-): 4 frames 2026-11-24T22:59:00.000Z .. "
+        "2026-11-24T22:59:00.003Z; seq check contiguous (chosen (--seq-check)); "
+        "frame in 'body'; received_at from 'seen' (ms)"
+    )
+    assert result.stderr.splitlines() == [
+        "continuity:",
+        "  " + session,
+        f"  {T1}: 1 snapshot(s), 3 delta(s), 0 trade(s) in 1 session(s); 1 sequence gap(s): "
+        "frames lost; book stale: sequence gap: sid 1 seq 3 missing",
+        "replayed 4 frames (5 journal records); rows: gaps 1, orderbook_deltas 3, "
+        "orderbook_snapshots 1",
+        session,
+    ]
+
+
+async def test_point_in_time_skips_journal_segments_opened_after_it(tmp_path: Path) -> None:
+    """A segment named (opened) past --at plus the grace is never opened: here it is
+    garbage, and reading up to --at reports nothing about it."""
+    (first,) = await write_journal(tmp_path / "j", scripted_session())
+    stamp = 1_795_561_140  # write_journal's clock: 2026-11-24T22:59:00Z
+    late = first.parent / first.name.replace("20261124T225900", "20261124T230000")
+    late.write_bytes(b"not a journal\n")
+    at = BASE_US + 500
+    assert stamp * 1_000_000 <= at < stamp * 1_000_000 + 60_000_000 - STOP_GRACE_US
+    read = list(read_records([tmp_path / "j"], SourceOptions(until_us=at)))
+    assert not [i for i in read if isinstance(i, JournalProblem)]
+    whole = list(read_records([tmp_path / "j"]))
+    assert [(p.path, p.line_no) for p in whole if isinstance(p, JournalProblem)] == [(str(late), 1)]
