@@ -144,6 +144,9 @@ class WebsocketConfig:
     # Markets the exchange refused (error 26 with no connection to take them, or another
     # refusal) are tried again after this long.
     refusal_retry: Duration = Duration(60.0)
+    # A book crossed (YES bid >= YES ask) for more than this many of its frames is
+    # resnapshotted (each cross is counted and a book_invalid gap row).
+    crossed_book_frames: int = 2
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "websockets"
 

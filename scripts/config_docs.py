@@ -52,6 +52,10 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.markets_per_command": "markets per `subscribe` / `update_subscription` command",
     "websocket.commands_per_second": "subscription commands per second per connection "
     "(paces a (re)subscription; the exchange allows 10 000/s per session)",
+    "websocket.crossed_book_frames": (
+        "a book crossed (YES bid >= YES ask) for more than this many of its frames is "
+        "resnapshotted; each cross is counted and a `book_invalid` gap row"
+    ),
     "websocket.command_timeout": "a command without a reply for this long ends the session",
     "websocket.refusal_retry": (
         "markets the exchange refused (error 26 with no connection to take them, or another "

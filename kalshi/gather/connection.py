@@ -239,6 +239,10 @@ class Connection:
             metrics.DECODE_ERRORS.labels("duplicate").inc()
         elif out.problem in ("book", "book_invalid"):
             log.warning("%s: %s", self.name, out.detail)
+        elif out.problem == "crossed":
+            metrics.CROSSED_BOOK_FRAMES.inc()
+            if out.rows and out.rows[-1][0] == "gaps":  # a cross begins
+                log.warning("%s: %s", self.name, out.detail)
         ctx.count_gaps(out.rows)  # seq_gap and book_invalid rows come from the pipeline
         if out.resnapshot:
             self.resnapshot(out.resnapshot)

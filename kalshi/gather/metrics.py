@@ -33,6 +33,10 @@ SNAPSHOT_PASS = Gauge(
 SNAPSHOT_MISMATCHES = Counter(
     "kalshi_snapshot_mismatches", "REST order books that differed from the live book"
 )
+CROSSED_BOOK_FRAMES = Counter(
+    "kalshi_crossed_book_frames",
+    "Order-book frames after which a market's book was crossed (YES bid >= YES ask)",
+)
 COMMAND_REPLIES = Counter(
     "kalshi_ws_command_replies",
     "Replies to our WebSocket commands, by action and outcome (ok, an error code, timeout)",

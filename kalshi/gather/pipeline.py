@@ -11,7 +11,9 @@ starts at 0 when its ``subscribed`` reply arrives, so its first sequenced frame 
 ``seq`` equal to the last one or lower is a repeat (counted, not stored again);
 higher than last + 1 is a gap (a ``gaps`` row; for an order-book subscription every market
 on it is marked stale and needs a snapshot, for trades the window is backfilled over REST).
-A delta that would make a level negative marks its market stale too.
+A delta that would make a level negative marks its market stale too. A crossed book (YES bid
+>= YES ask, from a snapshot or after a delta) is counted per frame and recorded as a
+``book_invalid`` gap; past ``crossed_book_frames`` frames of the market it is resnapshotted.
 
 Connections recorded by someone else (a capture, ``kalshi/replay/source.py``) are declared
 with :meth:`FrameProcessor.seq_rule`: their subscriptions open on their first frame (the
@@ -45,6 +47,7 @@ from kalshi.models.rows import (
 )
 from kalshi.models.ticker import Ticker
 from kalshi.models.trade import Trade
+from kalshi.models.units import DOLLAR
 from kalshi.wire import decode_ws
 
 __all__ = ["CONTROL_TYPES", "TYPE_CHANNEL", "FrameProcessor", "Outcome", "book_json", "trade_row"]
@@ -73,7 +76,8 @@ class Outcome:
 
     rows: list[tuple[str, Row]] = field(factory=list)
     message: Message | None = None
-    problem: str | None = None  # invalid, unknown_type, duplicate, book, book_invalid, error
+    # invalid, unknown_type, duplicate, book, book_invalid, crossed, error
+    problem: str | None = None
     detail: str = ""
     resnapshot: list[str] = field(factory=list)  # tickers whose book must be fetched again
     backfill_from: int | None = None  # µs: trades since then may be missing (trade seq gap)
@@ -124,8 +128,12 @@ class _Sub:
 class FrameProcessor:
     """Turns raw frames into rows for one gatherer. One instance serves every connection."""
 
-    def __init__(self, gatherer_id: str) -> None:
+    def __init__(self, gatherer_id: str, *, crossed_book_frames: int = 2) -> None:
         self.gatherer_id = gatherer_id
+        # A book crossed (YES bid >= YES ask) for more than this many of its frames is
+        # resnapshotted; a shorter cross may be deltas of one match arriving one by one.
+        self.crossed_book_frames = crossed_book_frames
+        self.crossed: dict[str, int] = {}  # ticker -> frames it has been crossed for
         self.books: dict[str, OrderBook] = {}
         self.stale: set[str] = set()  # books we do not trust until the next snapshot
         self.stale_cause: dict[str, str] = {}  # why each stale book is stale
@@ -413,6 +421,7 @@ class FrameProcessor:
             book.apply_delta(delta)
         except BookError as exc:
             self.counts["book_invalid"] += 1
+            self.crossed.pop(ticker, None)
             self._mark_stale([ticker], f"invalid delta: {exc}")
             out.resnapshot.append(ticker)
             out.problem, out.detail = "book_invalid", str(exc)
@@ -433,6 +442,54 @@ class FrameProcessor:
                     ),
                 )
             )
+            return
+        if ticker in self.crossed or (delta.delta > 0 and _crosses(book, delta)):
+            self._crossing(ticker, book, base, conn_id, msg, out)
+
+    def _crossing(
+        self,
+        ticker: str,
+        book: OrderBook,
+        base: tuple[int, str],
+        conn_id: int,
+        msg: Message,
+        out: Outcome,
+    ) -> None:
+        """After a delta that may cross ``book``: count every crossed frame (problem
+        ``crossed``), a ``book_invalid`` gap row when a cross begins, and a resnapshot
+        once it lasts more than ``crossed_book_frames`` frames of the market."""
+        bid, ask = book.best_yes_bid(), book.best_yes_ask()
+        if bid is None or ask is None or bid[0] < ask[0]:
+            self.crossed.pop(ticker, None)
+            return
+        frames = self.crossed[ticker] = self.crossed.get(ticker, 0) + 1
+        self.counts["crossed_book_frames"] += 1
+        detail = f"{ticker}: crossed book: yes bid {bid[0]} >= yes ask {ask[0]}"
+        if out.problem is None:
+            out.problem, out.detail = "crossed", detail
+        if frames == 1:
+            out.rows.append(("gaps", self._invalid_gap(base, conn_id, msg, ticker, detail)))
+        if frames > self.crossed_book_frames:
+            del self.crossed[ticker]
+            self._mark_stale([ticker], f"crossed for {frames} frames")
+            out.resnapshot.append(ticker)
+
+    def _invalid_gap(
+        self, base: tuple[int, str], conn_id: int, msg: Message, ticker: str, detail: str
+    ) -> GapRow:
+        received_at, gatherer_id = base
+        return GapRow(
+            received_at,
+            None,
+            gatherer_id,
+            conn_id,
+            msg.sid,
+            ticker,
+            "book_invalid",
+            None,
+            msg.seq,
+            detail,
+        )
 
     def _snapshot(
         self,
@@ -479,6 +536,21 @@ class FrameProcessor:
         self.stale.discard(ticker)
         self.stale_cause.pop(ticker, None)
         self.retired.discard(ticker)
+        self.crossed.pop(ticker, None)
+        bid, ask = book.best_yes_bid(), book.best_yes_ask()
+        if bid is not None and ask is not None and bid[0] >= ask[0]:
+            # the exchange's own state: counted and recorded; asking again would loop
+            self.counts["crossed_book_frames"] += 1
+            detail = f"{ticker}: crossed snapshot: yes bid {bid[0]} >= yes ask {ask[0]}"
+            out.problem, out.detail = "crossed", detail
+            out.rows.append(("gaps", self._invalid_gap(base, conn_id, msg, ticker, detail)))
+
+
+def _crosses(book: OrderBook, delta: BookDelta) -> bool:
+    """Whether size added by ``delta`` crosses the opposite side: a YES bid at p meets a
+    NO bid at q when p + q >= $1 (kalshi-api.md §4.5: YES ask = 1 - best NO bid)."""
+    opposite = book.no if delta.side is Side.YES else book.yes
+    return bool(opposite) and delta.price + max(opposite) >= DOLLAR
 
 
 def _ticker_row(t: Ticker, base: tuple[int, str], conn_id: int, frame_no: int) -> TickerRow:

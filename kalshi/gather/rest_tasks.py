@@ -180,6 +180,17 @@ async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]
         None,
     )
     await ctx.sink.put("orderbook_snapshots", row)
+    polled = OrderBook.from_snapshot(snap)
+    bid, ask = polled.best_yes_bid(), polled.best_yes_ask()
+    if bid is not None and ask is not None and bid[0] >= ask[0]:  # counted like the live path
+        ctx.processor.counts["crossed_book_frames"] += 1
+        metrics.CROSSED_BOOK_FRAMES.inc()
+        detail = f"{ticker}: crossed REST book: yes bid {bid[0]} >= yes ask {ask[0]}"
+        log.warning("%s", detail)
+        gap = GapRow(
+            now, None, ctx.gatherer_id, 0, None, ticker, "book_invalid", None, None, detail
+        )
+        await ctx.gap(gap)
     live = ctx.processor.books.get(ticker)
     trusted = live is not None and ticker not in ctx.processor.stale
-    return [ticker] if trusted and live != OrderBook.from_snapshot(snap) else []
+    return [ticker] if trusted and live != polled else []

@@ -81,7 +81,9 @@ class Gatherer:
                 total,
                 _USER_CONNECTION_LIMIT,
             )
-        self.processor = FrameProcessor(cfg.gatherer_id)
+        self.processor = FrameProcessor(
+            cfg.gatherer_id, crossed_book_frames=cfg.websocket.crossed_book_frames
+        )
         self.registry = MarketRegistry(cfg.gatherer_id, self.shard)
         self.store: Store | None = None
         self.journal: JournalWriter | None = None
@@ -251,6 +253,7 @@ class Gatherer:
             "resnapshots": ctx.resnapshots if ctx else 0,
             "decode_errors": counts["invalid"] + counts["unknown_type"],
             "duplicates": counts["duplicate"],
+            "crossed_book_frames": counts["crossed_book_frames"],
             "journal": None,
             "top_markets": self._top_markets(),
         }
@@ -259,7 +262,11 @@ class Gatherer:
                 "records": self.journal.records,
                 "bytes": self.journal.bytes_written,
                 "pressure": self.journal.pressure,
+                "disk": "ok" if self.journal.disk_ok else "refusing",
+                "error": self.journal.disk_error,
             }
+            if not self.journal.disk_ok:
+                document["status"] = "degraded"
         return document
 
     def _top_markets(self, count: int = 10) -> list[dict[str, Any]]:

@@ -238,3 +238,73 @@ def test_a_repeated_subscribed_keeps_the_counter() -> None:
     p.process(7, 4, 310, subscribed(1, "orderbook_delta"))  # re-subscribe: same sid
     out = p.process(7, 5, 320, delta(3, "0.2200", "1.00"))
     assert not out.gap and out.problem is None
+
+
+def crossed_start() -> FrameProcessor:
+    """The reported case: YES 0.4000x10, NO 0.5500x10 (YES ask 0.4500)."""
+    p = FrameProcessor("g1", crossed_book_frames=2)
+    p.process(7, 1, 100, subscribed(1, "orderbook_delta"))
+    book = frame(
+        "orderbook_snapshot",
+        1,
+        1,
+        market_ticker=T,
+        market_id=MID,
+        yes_dollars_fp=[["0.4000", "10.00"]],
+        no_dollars_fp=[["0.5500", "10.00"]],
+    )
+    assert p.process(7, 2, 200, book).problem is None
+    return p
+
+
+def test_a_crossing_delta_is_counted_recorded_and_resnapshotted_if_it_lasts() -> None:
+    p = crossed_start()
+    out = p.process(7, 3, 300, delta(2, "0.5000", "5.00"))  # YES bid 0.50 >= YES ask 0.45
+    detail = f"{T}: crossed book: yes bid 50000 >= yes ask 45000"
+    assert (out.problem, out.detail, out.resnapshot) == ("crossed", detail, [])
+    assert out.rows[-1] == (
+        "gaps",
+        GapRow(300, None, "g1", 7, 1, T, "book_invalid", None, 2, detail),
+    )
+    out = p.process(7, 4, 400, delta(3, "0.0100", "1.00"))  # still crossed: no new gap row
+    assert (out.problem, [t for t, _ in out.rows], out.resnapshot) == (
+        "crossed",
+        ["orderbook_deltas"],
+        [],
+    )
+    out = p.process(7, 5, 500, delta(4, "0.0200", "1.00"))  # the third frame: past 2
+    assert (out.problem, out.resnapshot, T in p.stale) == ("crossed", [T], True)
+    assert p.stale_cause[T] == "crossed for 3 frames"
+    assert p.counts["crossed_book_frames"] == 3
+
+
+def test_a_brief_cross_clears_without_a_resnapshot() -> None:
+    p = crossed_start()
+    assert p.process(7, 3, 300, delta(2, "0.5000", "5.00")).problem == "crossed"
+    out = p.process(7, 4, 400, delta(3, "0.5000", "-5.00"))  # the match took it back
+    assert (out.problem, out.resnapshot, p.crossed, T in p.stale) == (None, [], {}, False)
+    assert p.counts["crossed_book_frames"] == 1
+    # removing size never crosses; adding below the ask does not either
+    assert p.process(7, 5, 500, delta(4, "0.4400", "1.00")).problem is None
+
+
+def test_a_crossed_snapshot_is_counted_and_recorded_once() -> None:
+    p = FrameProcessor("g1")
+    p.process(7, 1, 100, subscribed(1, "orderbook_delta"))
+    book = frame(
+        "orderbook_snapshot",
+        1,
+        1,
+        market_ticker=T,
+        market_id=MID,
+        yes_dollars_fp=[["0.6000", "10.00"]],
+        no_dollars_fp=[["0.5500", "10.00"]],
+    )
+    out = p.process(7, 2, 200, book)
+    detail = f"{T}: crossed snapshot: yes bid 60000 >= yes ask 45000"
+    assert (out.problem, out.resnapshot) == ("crossed", [])
+    assert out.rows[-1] == (
+        "gaps",
+        GapRow(200, None, "g1", 7, 1, T, "book_invalid", None, 1, detail),
+    )
+    assert p.counts["crossed_book_frames"] == 1

@@ -1,0 +1,71 @@
+"""How often real books cross, and what the check costs: every frame of the real gold
+capture (``../shared/data/kalshi-gold15m``, three markets, a day) through the pipeline;
+counts crossed frames and times the pipeline with the check on (``crossed_book_frames``
+2, the default) over the same frames. Writes ``benchmarks/results/crossed-books.json``.
+
+    python benchmarks/crossed_books.py [CAPTURE_DIR]
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine
+
+from kalshi.gather.pipeline import FrameProcessor
+
+CAPTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kalshi-gold15m"
+
+
+def frames(capture: Path) -> list[tuple[int, int, bytes]]:
+    """``(conn_id, recv_µs, frame)`` of every line, one connection per market file."""
+    out = []
+    for conn_id, path in enumerate(sorted(capture.glob("events/*/*.ndjson.gz")), 1):
+        with gzip.open(path) as lines:
+            for line in lines:
+                record = orjson.loads(line)
+                out.append((conn_id, record["recv_ms"] * 1000, orjson.dumps(record["event"])))
+    return out
+
+
+def run(items: list[tuple[int, int, bytes]]) -> FrameProcessor:
+    processor = FrameProcessor("bench", crossed_book_frames=2)
+    for conn_id in {c for c, _, _ in items}:
+        processor.seq_rule(conn_id, filtered=True, implicit=True)  # a filtered capture
+    for frame_no, (conn_id, wall, raw) in enumerate(items, 1):
+        processor.process(conn_id, frame_no, wall, raw)
+    return processor
+
+
+def main() -> None:
+    capture = Path(sys.argv[1]) if len(sys.argv) > 1 else CAPTURE
+    items = frames(capture)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        processor = run(items)
+        best = min(best, time.perf_counter() - start)
+    counts = processor.counts
+    result = {
+        "machine": machine(),
+        "capture": capture.name,
+        "frames": len(items),
+        "deltas": counts["orderbook_delta"],
+        "snapshots": counts["orderbook_snapshot"],
+        "crossed_book_frames": counts["crossed_book_frames"],
+        "book_invalid": counts["book_invalid"],
+        "pipeline_frames_per_s": round(len(items) / best),
+    }
+    out = Path(__file__).parent / "results" / "crossed-books.json"
+    out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()
