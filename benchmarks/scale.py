@@ -1,5 +1,5 @@
 """`just scale`: the whole system at full size (kalshi.scale), measured; writes
-benchmarks/results/scale.json and the table between the ``scale:begin`` / ``scale:end``
+benchmarks/results/scale/scale.json and the table between the ``scale:begin`` / ``scale:end``
 markers of docs/scaling.md.
 
     python benchmarks/scale.py [--minutes 30] [--markets 250000] [--active 5000]
@@ -27,7 +27,7 @@ from kalshi.scale import run_scale
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "scaling.md"
-OUT = ROOT / "benchmarks" / "results" / "scale.json"
+OUT = ROOT / "benchmarks" / "results" / "scale" / "scale.json"  # not rendered by report.py
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 
 
