@@ -126,9 +126,13 @@ class Deduplicator:
     async def _prod(self) -> tuple[Production, Production]:
         """Two production connections: keyed tables, and order books."""
         if self._production is None:
-            keyed = await self._thread(Production, self.cfg.production.url, self._wall_us)
+            keyed = await self._thread(
+                partial(Production, self.cfg.production.url, exclusive=True, wall_us=self._wall_us)
+            )
             try:
-                books = await self._thread(Production, self.cfg.production.url, self._wall_us)
+                books = await self._thread(
+                    partial(Production, self.cfg.production.url, wall_us=self._wall_us)
+                )
             except BaseException:
                 keyed.close()
                 raise

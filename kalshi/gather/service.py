@@ -262,7 +262,12 @@ class Gatherer:
                 "records": self.journal.records,
                 "bytes": self.journal.bytes_written,
                 "pressure": self.journal.pressure,
+                "disk": "ok" if self.journal.disk_ok else "refusing",
+                "upload_backlog": self.journal.upload_backlog,
+                "error": self.journal.disk_error,
             }
+            if not self.journal.disk_ok:
+                document["status"] = "degraded"
         return document
 
     def _top_markets(self, count: int = 10) -> list[dict[str, Any]]:
