@@ -263,6 +263,7 @@ class Gatherer:
                 "bytes": self.journal.bytes_written,
                 "pressure": self.journal.pressure,
                 "disk": "ok" if self.journal.disk_ok else "refusing",
+                "upload_backlog": self.journal.upload_backlog,
                 "error": self.journal.disk_error,
             }
             if not self.journal.disk_ok:
