@@ -13,10 +13,9 @@ import hashlib
 import random
 import socket
 import struct
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -37,6 +36,7 @@ from kalshi.auth import (
     verify_signature,
 )
 from kalshi.book import OrderBook
+from kalshi.clock import WallClock, system_wall_us
 from kalshi.http.server import Request, Response
 from kalshi.sim.engine import Engine
 from kalshi.sim.faults import FaultPlan, Faults
@@ -64,10 +64,6 @@ _MAX_HEAD: Final = 16 * 1024
 _BLAST_CHUNK: Final = 256 * 1024
 
 
-def wall_clock_us() -> int:
-    return time.time_ns() // 1000
-
-
 class SimExchange(Exchange):
     """A running simulated exchange (made by :func:`open_sim_exchange`).
 
@@ -85,7 +81,7 @@ class SimExchange(Exchange):
         tier: str | None = "basic",
         auth: str = "rsa",
         private_key_pem: bytes | None = None,
-        clock: Callable[[], int] = wall_clock_us,
+        clock: WallClock = system_wall_us,
         skew_s: float = DEFAULT_SKEW_S,
         lifecycle_every: float | None = None,
         blast: bool = False,
