@@ -35,7 +35,7 @@ SEED = [
     "build",
     "clean",
 ]
-EXTRA = ["demo", "lint", "bench", "bench-smoke", "soak"]
+EXTRA = ["demo", "lint", "bench", "bench-smoke", "soak", "scale"]
 
 
 def _just(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> tuple[str, str]:
