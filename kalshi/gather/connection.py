@@ -230,8 +230,9 @@ class Connection:
             counter.inc()
             if out.rows:
                 table, row = out.rows[-1]
-                if table in _TIMED_TABLES:  # row[0] is the exchange's timestamp (µs)
+                if table in _TIMED_TABLES and row[0] is not None:  # the exchange's time (µs)
                     latency.observe(max(0, wall - int(row[0])) / 1e6)
+                    ctx.skew.observe(wall, int(row[0]))
                 await sink.put_all(out.rows)
             if _notable(out):
                 await self._handle(out, wall)
