@@ -3,22 +3,16 @@ time (µs) from Trio so virtual clocks in tests drive both consistently."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
 import trio
+
+from kalshi.clock import WallClock, system_wall_us
 
 __all__ = ["SKEW_HINT_S", "WallClock", "clock_hint", "mono_us", "system_wall_us", "trio_wall_us"]
 
 SKEW_HINT_S = 5.0
 """A refused signature with the local clock this far from the exchange's blames the clock."""
-
-WallClock = Callable[[], int]
-
-
-def system_wall_us() -> int:
-    return time.time_ns() // 1000
 
 
 def mono_us() -> int:
