@@ -147,6 +147,7 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
     assert len(down) >= 200
     assert {sources[t.trade_id] for t in down} == {"rest"}
     assert [d.split(":")[0] for d, _, _ in outages] == [
+        "combo-lifecycle-0",
         "lifecycle-0",
         "orderbook-0",
         "ticker-0",
