@@ -125,9 +125,13 @@ lint:
     ruff check kalshi tests benchmarks
     mypy kalshi
 
-# Run every benchmark and write the figures into docs/performance.md
+# Run every benchmark (JSON into benchmarks/results) and generate docs/performance.md's tables
 bench:
     python benchmarks/report.py
+
+# Run each benchmark briefly, to prove it still works (no thresholds, docs untouched; CI)
+bench-smoke:
+    python benchmarks/report.py --smoke
 
 # Long run against the simulator with faults (benchmarks/soak.py)
 soak *ARGS:

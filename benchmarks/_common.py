@@ -1,15 +1,25 @@
-"""Helpers shared by the benchmark scripts: timing loops and a machine line."""
+"""Helpers shared by the benchmark scripts: timing loops, a machine line, and the JSON
+every benchmark writes (``benchmarks/results/<name>.json``) from which
+``benchmarks/report.py`` generates the tables of docs/performance.md."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-__all__ = ["machine", "peak_rss_mib", "rate"]
+import orjson
+
+__all__ = ["RESULTS", "Results", "add_common", "machine", "peak_rss_mib", "rate"]
+
+RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> str:
@@ -20,6 +30,79 @@ def machine() -> str:
         f"{datetime.now(UTC):%Y-%m-%d} · {os.cpu_count()} cores ({cpu}) · {mem_gib:.0f} GiB · "
         f"Python {platform.python_version()}"
     )
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parent,
+        )
+    except OSError:
+        return ""
+    return out.stdout.strip()
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """``--smoke`` (a brief run that only proves the script works, `just bench-smoke`) and
+    ``--results DIR`` (where the JSON goes)."""
+    parser.add_argument("--smoke", action="store_true", help="a brief run, sizes cut down")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
+
+
+class Results:
+    """The figures of one run: tables (title, columns, rows) plus the run's configuration,
+    written as one JSON file. Every figure in docs/performance.md comes from such a file."""
+
+    def __init__(self, name: str, config: dict[str, Any]) -> None:
+        self.name = name
+        self.data: dict[str, Any] = {
+            "benchmark": name,
+            "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            "machine": machine(),
+            "commit": _commit(),
+            "config": config,
+            "tables": [],
+        }
+
+    def table(
+        self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], note: str = ""
+    ) -> None:
+        self.data["tables"].append(
+            {
+                "title": title,
+                "columns": list(columns),
+                "rows": [list(r) for r in rows],
+                "note": note,
+            }
+        )
+        print(f"\n{title}")
+        print("  " + " | ".join(columns))
+        for row in rows:
+            print("  " + " | ".join(format_value(v) for v in row))
+
+    def write(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{self.name}.json"
+        path.write_bytes(orjson.dumps(self.data, option=orjson.OPT_INDENT_2) + b"\n")
+        print(f"wrote {path}")
+        return path
+
+
+def format_value(value: Any) -> str:
+    """A figure as the tables print it: integers with thin spaces, ratios to 2 places."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "–"}[value]
+    if isinstance(value, int):
+        return f"{value:,}".replace(",", " ")
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{round(value):,}".replace(",", " ")
+        return f"{value:.2f}"
+    return str(value)
 
 
 def rate(fn: Callable[[], int], *, min_seconds: float = 1.0) -> float:

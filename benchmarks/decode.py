@@ -1,18 +1,19 @@
 """Decode throughput: messages/s of ``decode_ws`` per message type, next to a bare
 ``orjson.loads`` of the same frames (the reference in the same run).
 
-    python benchmarks/decode.py
+    python benchmarks/decode.py [--smoke] [--results DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, rate
+from _common import Results, add_common, rate
 
 from kalshi.wire import decode_ws
 
@@ -43,7 +44,7 @@ def frames() -> dict[str, list[bytes]]:
     levels = ",".join(f'["0.{p:02d}00","{p * 3}.00"]' for p in range(1, SNAPSHOT_LEVELS + 1))
     snapshot = (
         '{"type":"orderbook_snapshot","sid":2,"seq":%d,"msg":{"market_ticker":"KXHIGHNY-26NOV25-B81.5",'
-        '"market_id":"9b0f6b43-5b68-4f9f-9f02-9a2d1b8ac1a1","yes_dollars_fp":[' + levels + '],'
+        '"market_id":"9b0f6b43-5b68-4f9f-9f02-9a2d1b8ac1a1","yes_dollars_fp":[' + levels + "],"
         '"no_dollars_fp":[' + levels + "]}}"
     )
     return {
@@ -55,9 +56,14 @@ def frames() -> dict[str, list[bytes]]:
 
 
 def main() -> None:
-    print(f"decode benchmark · {machine()}")
-    print(f"{'type':<20} {'decode_ws msg/s':>16} {'orjson.loads msg/s':>19} {'ratio':>6}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common(parser)
+    args = parser.parse_args()
+    seconds = 0.05 if args.smoke else 1.0
+    results = Results("decode", {"seconds per measurement": seconds, "best of": 3})
+    rows = []
     for kind, batch in frames().items():
+
         def decode(batch: list[bytes] = batch) -> int:
             for raw in batch:
                 decode_ws(raw)
@@ -68,9 +74,15 @@ def main() -> None:
                 orjson.loads(raw)
             return len(batch)
 
-        ours, ref = rate(decode), rate(bare)
-        label = kind + (f" ({SNAPSHOT_LEVELS}x2 lv)" if kind == "orderbook_snapshot" else "")
-        print(f"{label:<20} {ours:>16,.0f} {ref:>19,.0f} {ours / ref:>6.2f}")
+        ours, ref = rate(decode, min_seconds=seconds), rate(bare, min_seconds=seconds)
+        label = kind + (f" ({SNAPSHOT_LEVELS}x2 levels)" if kind == "orderbook_snapshot" else "")
+        rows.append([label, ours, ref, ours / ref])
+    results.table(
+        "decode_ws next to a bare orjson.loads of the same frames (msgs/s)",
+        ["message", "decode_ws", "bare orjson.loads", "ratio"],
+        rows,
+    )
+    results.write(args.results)
 
 
 if __name__ == "__main__":

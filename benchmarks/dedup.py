@@ -23,7 +23,7 @@ import psycopg
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine
+from _common import Results, add_common
 
 from kalshi.config import (
     DedupConfig,
@@ -71,7 +71,8 @@ def new_database(server_url: str, name: str) -> str:
 def scenario(
     url: str, args: argparse.Namespace, name: str, misses: dict[str, list[tuple[int, int, str]]]
 ) -> tuple[str, int]:
-    """Merge three gatherer databases into a new production database; print the rates."""
+    """Merge three gatherer databases into a new production database; the rates go into
+    ``args.rows``."""
     truth = make_truth(1, markets=args.markets, events=args.events)
     gatherers = {}
     for i, (gid, miss) in enumerate(misses.items()):
@@ -107,9 +108,8 @@ def scenario(
         copied = sum(len(r) for r in rows.values())
         copy_rate = max(copy_rate, copied / (time.perf_counter() - start))
         assert copied == merged, (copied, merged)
-    print(
-        f"{name:<14} {merged:>9,} rows  merge {merge_rate:>9,.0f}/s  bare COPY"
-        f" {copy_rate:>9,.0f}/s  ratio {merge_rate / copy_rate:>5.2f}  ({switches} switches)"
+    args.rows.append(
+        [name, args.batch_size, merged, switches, merge_rate, copy_rate, merge_rate / copy_rate]
     )
     return production, merged
 
@@ -121,7 +121,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--url", default="", help="a server URL (its postgres database)")
+    add_common(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.events, args.markets, args.repeats = 2_000, 5, 1
+    args.rows = []
+    tuned = args.batch_size
 
     scratch = Path(tempfile.mkdtemp(prefix="kalshi-bench-"))
     scratch.chmod(0o755)
@@ -132,12 +137,18 @@ def main() -> None:
             server = EmbeddedPostgres(scratch / "pg")
             url = server.start()
         n = args.events
-        print(f"dedup benchmark · {machine()}")
-        print(
-            f"{n:,} exchange events over {args.markets} markets recorded by 3 gatherers"
-            f", batch_size {args.batch_size:,}, best of {args.repeats}; goal ratio >= 0.5"
+        results = Results(
+            "dedup",
+            {
+                "exchange events": n,
+                "markets": args.markets,
+                "gatherers": 3,
+                "best of": args.repeats,
+            },
         )
-        scenario(url, args, "clean", {"g0": [], "g1": [], "g2": []})
+        for batch in (SyncConfig().batch_size, tuned):  # the shipped default, then tuned
+            args.batch_size = batch
+            scenario(url, args, "clean", {"g0": [], "g1": [], "g2": []})
         production, _ = scenario(
             url,
             args,
@@ -147,6 +158,11 @@ def main() -> None:
                 "g1": [(n // 2, n // 2 + n // 50, "reconnect")],
                 "g2": [],
             },
+        )
+        results.table(
+            "Merge next to a bare COPY of the same production rows (rows/s; goal ratio >= 0.5)",
+            ["case", "sync.batch_size", "rows", "source switches", "merge", "bare COPY", "ratio"],
+            args.rows,
         )
         s3 = S3Config(enabled=True, local_dir=str(scratch / "export"), window=Duration(600.0))
 
@@ -162,11 +178,12 @@ def main() -> None:
 
         windows, exported_rows, exported_bytes, export_s = trio.run(export)
         mib = exported_bytes / 2**20
-        print(
-            f"{'export':<14} {exported_rows:>9,} rows  {mib / export_s:.2f} MiB/s"
-            f" ({exported_rows / export_s:,.0f} rows/s; {windows} windows, {mib:.1f} MiB"
-            " Parquet zstd, local directory)"
+        results.table(
+            "Export to Parquet (zstd, local directory)",
+            ["rows", "windows", "MiB", "MiB/s", "rows/s"],
+            [[exported_rows, windows, mib, mib / export_s, exported_rows / export_s]],
         )
+        results.write(args.results)
     finally:
         if server is not None:
             server.stop()

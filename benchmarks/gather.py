@@ -1,10 +1,14 @@
 """End-to-end gatherer throughput against the simulator's blast mode, next to the bare
 receive loop of each transport in the same run; and peak RSS at 250 000 markets.
 
-    python benchmarks/gather.py [--events 200000] [--markets 100]
+    python benchmarks/gather.py [--events 200000] [--markets 100] [--smoke] [--results DIR]
 
 The simulator runs in its own process (as the real exchange would be elsewhere); the
 gatherer writes into an embedded PostgreSQL in a temporary directory, with its journal on.
+Every gatherer run uses the **shipped default configuration** (etc/gatherer.yaml's
+defaults: writers, journal, spool, liveness) except the exchange's address and key, one
+order-book connection and nothing else subscribed (the blast is one subscription), and no
+metrics server; the ``tuned`` run also raises the order-book writer's batch to 5 000.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, peak_rss_mib
+from _common import Results, add_common, peak_rss_mib
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.config import load_gatherer_config
@@ -94,35 +98,37 @@ async def bare_receive(
 
 
 async def gatherer_run(cfg_overrides: dict[str, object], db_url: str) -> tuple[int, float, float]:
-    """Frames processed, seconds to process them, seconds until every row was written."""
+    """Frames processed, seconds to process them (first frame to last), seconds until the
+    database acknowledged every order-book row (nothing left in memory or in the spool)."""
     cfg = load_gatherer_config(None, overrides=cfg_overrides)
     signer = Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
     gatherer = Gatherer(cfg, db_url, signer=signer)
     async with trio.open_nursery() as nursery:
-        start = time.perf_counter()
         await nursery.start(gatherer.run)
         conn = gatherer.layout.connections[0]  # type: ignore[union-attr]
         while conn.messages == 0:  # noqa: ASYNC110 - polling the task under measurement
             await trio.sleep(0.001)
         start = time.perf_counter()  # from the first frame: listing and connecting excluded
-        seen, last_change = 0, time.perf_counter()
-        while time.perf_counter() - last_change < 2.0:
-            await trio.sleep(0.05)
-            if conn.messages != seen:
-                seen, last_change = conn.messages, time.perf_counter()
-        processed = last_change - start
         store = gatherer.store
         assert store is not None
-        frames = conn.messages - 2  # subscribed + ok replies are not rows
-        while True:
+        books = ("orderbook_deltas", "orderbook_snapshots")
+
+        def all_committed() -> bool:
+            """Every order-book row handed over is committed (nothing in memory or spooled;
+            the other tables, flushed on their own intervals, carry no blast rows)."""
             tables = store.stats().tables
-            written = (
-                tables["orderbook_deltas"].rows_written + tables["orderbook_snapshots"].rows_written
-            )
-            if written >= frames:
-                break
-            await trio.sleep(0.05)
-        stored = time.perf_counter() - start
+            return all(tables[t].queue_rows == 0 and tables[t].spool_rows == 0 for t in books)
+
+        seen, last_change, committed_at = 0, time.perf_counter(), None
+        while committed_at is None or time.perf_counter() - last_change < 2.0:
+            await trio.sleep(0.005)
+            now = time.perf_counter()
+            if conn.messages != seen:
+                seen, last_change, committed_at = conn.messages, now, None
+            elif committed_at is None and all_committed():
+                committed_at = now
+        processed = last_change - start
+        stored = committed_at - start
         nursery.cancel_scope.cancel()
     return conn.messages, processed, stored
 
@@ -161,12 +167,55 @@ def registry_rss(markets: int, books: int) -> float:
     return peak_rss_mib()
 
 
+RUNS = (("websockets", "default"), ("websockets", "tuned"), ("trio-websocket", "default"))
+TRANSPORTS = ("websockets", "trio-websocket")
+
+
+def overrides(transport: str, config: str, tmp: str, rest_url: str, ws_url: str,
+              key_id: str, key: Path) -> dict[str, object]:  # fmt: skip
+    name = f"{transport}-{config}"
+    out: dict[str, object] = {
+        "gatherer_id": f"bench-{name}",
+        "kalshi.rest_url": rest_url,
+        "kalshi.ws_url": ws_url,
+        "kalshi.api_key": key_id,
+        "kalshi.api_secret": str(key),
+        "kalshi.rest_rate_limit": 1000.0,
+        "websocket.transport": transport,
+        "websocket.orderbook_connections": 1,
+        "websocket.trade_connections": 0,
+        "websocket.ticker_connections": 0,
+        "websocket.lifecycle_connections": 0,
+        "websocket.markets_per_command": 1000,
+        "spool.dir": f"{tmp}/spool-{name}",
+        "spool.dead_letter_dir": f"{tmp}/dead-{name}",
+        "journal.dir": f"{tmp}/journal-{name}",
+        "snapshot_poller.enabled": False,
+        "http.port": 0,
+        "metrics.enabled": False,
+    }
+    if config == "tuned":
+        out["writers.orderbook.batch_size"] = 5000
+    return out
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--markets", type=int, default=100)
+    parser.add_argument("--registry-markets", type=int, default=250_000)
+    parser.add_argument("--registry-books", type=int, default=20_000)
+    add_common(parser)
     args = parser.parse_args()
-    print(machine())
+    if args.smoke:
+        args.events, args.markets = 5_000, 10
+        args.registry_markets, args.registry_books = 2_500, 200
+    results = Results(
+        "gather",
+        {"blast events": args.events, "markets": args.markets, "journal": "on (zstd)"},
+    )
+    rows: list[list[object]] = []
+    bare: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o755)  # as root the embedded server runs as nobody
         key = Path(tmp) / "key.pem"
@@ -176,51 +225,47 @@ def main() -> None:
             ws_url = f"ws://127.0.0.1:{PORT}/trade-api/ws/v2"
             signer = Signer(key_id, load_private_key(str(key)))
             markets = trio.run(tickers, rest_url)
-            bare: dict[str, float] = {}
-            for transport in ("websockets", "trio-websocket"):
+            bare_rows = []
+            for transport in TRANSPORTS:
                 count, seconds = trio.run(bare_receive, transport, ws_url, signer, markets)
                 bare[transport] = count / seconds
-                rate = bare[transport]
-                print(f"bare receive  {transport:15} {count:>8} frames  {rate:>10,.0f} msgs/s")
+                bare_rows.append([transport, count, bare[transport]])
+            results.table(
+                "Bare receive loop (frames, msgs/s)", ["transport", "frames", "msgs/s"], bare_rows
+            )
             with EmbeddedPostgres(Path(tmp) / "pg") as pg:
                 migrate(pg.url)
-                for transport in ("websockets", "trio-websocket"):
-                    overrides = {
-                        "gatherer_id": f"bench-{transport}",
-                        "kalshi.rest_url": rest_url,
-                        "kalshi.ws_url": ws_url,
-                        "kalshi.api_key": key_id,
-                        "kalshi.api_secret": str(key),
-                        "kalshi.rest_rate_limit": 1000.0,
-                        "websocket.transport": transport,
-                        "websocket.orderbook_connections": 1,
-                        "websocket.trade_connections": 0,
-                        "websocket.ticker_connections": 0,
-                        "websocket.lifecycle_connections": 0,
-                        "websocket.markets_per_command": 1000,
-                        "writers.orderbook.batch_size": 5000,
-                        "spool.dir": f"{tmp}/spool-{transport}",
-                        "spool.dead_letter_dir": f"{tmp}/dead-{transport}",
-                        "journal.dir": f"{tmp}/journal-{transport}",
-                        "snapshot_poller.enabled": False,
-                        "http.port": 0,
-                        "metrics.enabled": False,
-                    }
-                    frames, processed, stored = trio.run(gatherer_run, overrides, pg.url)
-                    e2e = frames / stored
-                    print(
-                        f"gatherer      {transport:15} {frames:>8} frames  "
-                        f"{frames / processed:>10,.0f} msgs/s processed  "
-                        f"{e2e:>10,.0f} msgs/s into PostgreSQL  "
-                        f"ratio {e2e / bare[transport]:.2f} of bare receive"
-                    )
+                for transport, config in RUNS:
+                    cfg = overrides(transport, config, tmp, rest_url, ws_url, key_id, key)
+                    frames, processed, stored = trio.run(gatherer_run, cfg, pg.url)
+                    rows.append(
+                        [transport, config, frames, frames / processed, frames / stored,
+                         frames / processed / bare[transport], frames / stored / bare[transport]]
+                    )  # fmt: skip
         finally:
             sim.terminate()
             sim.wait()
-    print(f"peak RSS so far {peak_rss_mib():.0f} MiB")
-    print(
-        f"registry 250,000 markets + 20,000 books: peak RSS {registry_rss(250_000, 20_000):.0f} MiB"
-    )
+    results.table(
+        "Gatherer, simulator blast into PostgreSQL (msgs/s; goals: >= 100 000 processed,"
+        " >= 50 000 committed, ratio >= 0.5)",
+        ["transport", "config", "frames", "processed", "committed", "processed / bare",
+         "committed / bare"],
+        rows,
+        note="processed: frames through journal, decode, book and rows into the writers'"
+        " channels, first to last frame; committed: until the database acknowledged every row.",
+    )  # fmt: skip
+    benchmark_rss = peak_rss_mib()
+    registry = registry_rss(args.registry_markets, args.registry_books)
+    results.table(
+        "Peak RSS (MiB; goal <= 1 024)",
+        ["what", "MiB"],
+        [
+            ["this benchmark process after the runs", benchmark_rss],
+            [f"registry of {args.registry_markets:,} markets + {args.registry_books:,} books"
+             " (20 levels a side)", registry],
+        ],
+    )  # fmt: skip
+    results.write(args.results)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import trio
 import trio.lowlevel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine
+from _common import Results, add_common
 
 from kalshi.config import ByteSize, JournalConfig
 from kalshi.journal import JournalWriter
@@ -70,24 +70,32 @@ def call_cost(root: Path, raw: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=500_000)
+    add_common(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.records = 5_000
     raw = frames(args.records)
     avg = sum(map(len, raw)) / len(raw)
-    print(machine())
-    print(f"{args.records} orderbook_delta frames, {avg:.0f} bytes each on average")
+    results = Results(
+        "journal", {"orderbook_delta frames": args.records, "bytes per frame": round(avg)}
+    )
+    rows: list[list[object]] = []
     tmp = Path(tempfile.mkdtemp(prefix="kalshi-journal-bench-"))
     try:
         alone = call_cost(tmp / "alone", raw)
-        print(f"record_frame, never flushed (buffer holds every record): {alone * 1e6:.2f} µs/call")
         for compress in (False, True):
             total, calls, mbps, on_disk = trio.run(measure, tmp / str(compress), compress, raw)
-            label = "zstd " if compress else "plain"
-            print(
-                f"{label}: {args.records / total:>10,.0f} records/s end to end, "
-                f"{mbps / 1e6:6.1f} MB/s of lines, "
-                f"{on_disk / 1e6:7.1f} MB on disk, "
-                f"record_frame {calls / args.records * 1e6:.2f} µs/call on the event loop"
-            )
+            rows.append(
+                ["zstd" if compress else "plain", args.records / total, mbps / 1e6,
+                 on_disk / 1e6, calls / args.records * 1e6]
+            )  # fmt: skip
+        results.table(
+            "Journal end to end (record_frame on the event loop, flushes in a thread)",
+            ["mode", "records/s", "MB/s of lines", "MB on disk", "record_frame µs"],
+            rows,
+            note=f"record_frame alone, never flushed: {alone * 1e6:.2f} µs a call.",
+        )  # fmt: skip
+        results.write(args.results)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,7 +1,7 @@
 """Replay rate: journal frames/s through ``kalshi replay`` flat out, to /dev/null (JSON lines)
 and into PostgreSQL, next to a bare ``orjson.loads`` loop over the same file, same run.
 
-    python benchmarks/replay.py [--frames N] [--markets M] [--no-db] [--json PATH]
+    python benchmarks/replay.py [--frames N] [--markets M] [--no-db] [--smoke] [--results DIR]
 
 The journal is written by the real ``JournalWriter`` (zstd, as the gatherer records):
 ``connect`` markers, one order-book subscription snapshotting every market, then a mix of
@@ -12,7 +12,8 @@ replay pays. The goal is a replay/baseline ratio of at least 0.3.
 Also: a real third-party capture (tests/data/kalshi-gold15m, gzip JSON lines wrapping each
 frame with its receive time) through ``read_records`` and the pipeline, and the book of one
 market at 10% and 50% of the journal (``snapshot --source journal --at``) read with and
-without the point-in-time stop. ``--json PATH`` writes every figure as a JSON object.
+without the point-in-time stop. The database run uses the shipped default configuration
+(writers' batch sizes and flush intervals).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import trio
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, peak_rss_mib
+from _common import Results, add_common, peak_rss_mib
 
 from kalshi.config import ByteSize, GathererConfig, JournalConfig, SpoolConfig
 from kalshi.journal import JournalWriter, read_journal
@@ -170,25 +171,28 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--markets", type=int, default=200)
     parser.add_argument("--no-db", action="store_true", help="skip the database run")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_common(parser)
     args = parser.parse_args()
-    figures: dict[str, object] = {"machine": machine(), "frames": args.frames}
-    print(machine())
+    if args.smoke:
+        args.frames, args.markets = 3_000, 20
+    results = Results("replay", {"frames": args.frames, "markets": args.markets})
+    rows: list[list[object]] = []
     tmp = Path(tempfile.mkdtemp(prefix="kalshi-replay-bench-"))
     tmp.chmod(0o755)
     try:
         raw = frames(args.frames, args.markets)
         files = trio.run(write, tmp / "journal", raw)
         size = sum(p.stat().st_size for p in files)
-        print(f"{len(raw):,} frames ({args.markets} markets), {size / 2**20:.1f} MiB zstd journal")
+        results.data["config"]["journal MiB (zstd)"] = round(size / 2**20, 1)
         n = len(raw)
         base = n / timed(lambda: baseline(files))
         feed = n / timed(lambda: pipeline_only(files))
         devnull = n / timed(lambda: to_devnull(files))
-        print(f"  bare orjson.loads loop     {base:>10,.0f} msgs/s")
-        print(f"  pipeline only (no output)  {feed:>10,.0f} msgs/s   ratio {feed / base:.2f}")
-        print(f"  replay -> /dev/null jsonl  {devnull:>10,.0f} msgs/s   ratio {devnull / base:.2f}")
-        figures.update(baseline=base, pipeline=feed, devnull=devnull)
+        rows += [
+            ["bare orjson.loads loop over the journal lines", base, 1.0],
+            ["read + pipeline, no output", feed, feed / base],
+            ["kalshi replay --format jsonl > /dev/null", devnull, devnull / base],
+        ]
         captured = 0
 
         def run_capture() -> None:
@@ -196,42 +200,43 @@ def main() -> None:
             captured = capture_frames()
 
         capture = timed(run_capture)
-        print(f"  capture (gold15m, gzip)    {captured / capture:>10,.0f} msgs/s   ({captured:,})")
+        extra = [[f"real capture (gold15m, gzip, {captured:,} frames): reader + pipeline",
+                  captured / capture, None]]  # fmt: skip
+        times = []
         ticker = "KXHIGHNY-26NOV25-B50"
         for share in (10, 50):
             at = BASE_US + len(raw) * STEP_US * share // 100
             whole = timed(lambda at=at: point_in_time(files, ticker, at, stop=False))
             stopped = timed(lambda at=at: point_in_time(files, ticker, at, stop=True))
-            print(f"  book at {share}% of the journal {whole:>6.2f} s whole, {stopped:.2f} s stop")
-            figures[f"point_in_time_{share}pct_whole_s"] = whole
-            figures[f"point_in_time_{share}pct_stop_s"] = stopped
-        figures.update(
-            capture=captured / capture,
-            capture_frames=captured,
-        )
+            times.append([f"book of one market at {share}% of the journal", whole, stopped])
         if not args.no_db:
             server = EmbeddedPostgres(tmp / "pg", settings={"fsync": "off"})
             server.start()
             try:
                 migrate(server.url)
-                rows = 0
+                written = 0
 
                 def run_db() -> None:
-                    nonlocal rows
-                    rows = into_db(files, server.url, tmp)
+                    nonlocal written
+                    written = into_db(files, server.url, tmp)
 
                 db_rate = n / timed(run_db)
-                print(
-                    f"  replay -> PostgreSQL       {db_rate:>10,.0f} msgs/s   ratio "
-                    f"{db_rate / base:.2f}  ({rows:,} rows, fsync off)"
-                )
-                figures["postgresql"] = db_rate
+                rows.append(
+                    [f"kalshi replay into PostgreSQL ({written:,} rows, fsync off)",
+                     db_rate, db_rate / base]
+                )  # fmt: skip
             finally:
                 server.stop()
-        print(f"  peak RSS {peak_rss_mib():.0f} MiB · goal: replay/baseline >= 0.3")
-        figures["peak_rss_mib"] = peak_rss_mib()
-        if args.json is not None:
-            args.json.write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
+        results.table(
+            "Replay (frames/s; goals: jsonl ratio >= 0.3, PostgreSQL >= 100 000 frames/s)",
+            ["path", "frames/s", "ratio to bare orjson.loads"],
+            rows + extra,
+            note=f"Peak RSS {peak_rss_mib():.0f} MiB.",
+        )
+        results.table(
+            "Point in time (seconds)", ["question", "whole journal read", "stop at the time"], times
+        )
+        results.write(args.results)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

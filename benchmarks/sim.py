@@ -6,17 +6,18 @@ blast:  pre-generated, pre-encoded frames streamed as fast as the sockets take t
 The clients run in the same process and only drain bytes (no parsing), so the figures are
 what the simulator can push on this machine, shared with a minimal reader.
 
-Run: python benchmarks/sim.py
+Run: python benchmarks/sim.py [--smoke] [--results DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import os
 import time
 
 import trio
-from _common import machine, peak_rss_mib
+from _common import Results, add_common, peak_rss_mib
 
 from kalshi.testing import signed_headers, sim
 
@@ -106,18 +107,29 @@ async def measure(connections: int, blast: bool) -> tuple[float, int]:
         return sent / elapsed, sent
 
 
-async def main() -> None:
-    print(machine())
-    print(f"{ACTIVE} trading markets; orderbook_delta + trade on every connection")
+async def main(args: argparse.Namespace) -> None:
+    results = Results(
+        "sim",
+        {"trading markets": ACTIVE, "channels": "orderbook_delta + trade", "window s": WINDOW},
+    )
+    rows = []
     for blast in (False, True):
         for connections in (1, 10):
             rate, sent = await measure(connections, blast)
-            mode = "blast " if blast else "normal"
-            print(
-                f"{mode} {connections:>2} connection(s): {rate:>12,.0f} msgs/s  ({sent:,} messages)"
-            )
-    print(f"peak RSS {peak_rss_mib():.0f} MiB")
+            rows.append(["blast" if blast else "normal", connections, rate, sent])
+    results.table(
+        "Simulator send rate (msgs/s; the clients only drain bytes)",
+        ["mode", "connections", "msgs/s", "messages"],
+        rows,
+        note=f"Peak RSS {peak_rss_mib():.0f} MiB.",
+    )
+    results.write(args.results)
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common(parser)
+    parsed = parser.parse_args()
+    if parsed.smoke:
+        WINDOW, BLAST_EVENTS = 0.3, 5_000
+    trio.run(main, parsed)

@@ -21,7 +21,7 @@ import psycopg
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine
+from _common import Results, add_common
 
 from kalshi.config import Duration, GathererConfig, SpoolConfig, WriterConfig, WritersConfig
 from kalshi.models.rows import DeltaRow, Row, TradeRow
@@ -123,7 +123,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--url", default="")
+    add_common(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.repeats = 5_000, 1
 
     scratch = Path(tempfile.mkdtemp(prefix="kalshi-bench-"))
     scratch.chmod(0o755)
@@ -134,30 +137,42 @@ def main() -> None:
             server = EmbeddedPostgres(scratch / "pg")
             url = server.start()
         migrate(url)
-        writer = WriterConfig(args.batch_size, Duration(0.05))
-        cfg = GathererConfig(
-            writers=WritersConfig(trades=writer, orderbook=writer),
-            spool=SpoolConfig(
-                dir=str(scratch / "spool"), dead_letter_dir=str(scratch / "dead-letter")
+        results = Results(
+            "writer",
+            {"rows per run": args.rows, "tuned batch_size": args.batch_size,
+             "best of": args.repeats},
+        )  # fmt: skip
+        shipped = GathererConfig().writers
+        spool = SpoolConfig(
+            dir=str(scratch / "spool"), dead_letter_dir=str(scratch / "dead-letter")
+        )
+        tuned_writer = WriterConfig(args.batch_size, Duration(0.05))
+        configs = {
+            "default": GathererConfig(spool=spool),
+            "tuned": GathererConfig(
+                writers=WritersConfig(trades=tuned_writer, orderbook=tuned_writer), spool=spool
             ),
-        )
-        print(f"writer benchmark · {machine()}")
-        print(f"{args.rows:,} rows per run, batch_size {args.batch_size:,}, best of {args.repeats}")
-        print(
-            f"{'table':<18} {'bare COPY':>11} {'writer':>11} {'ratio':>6}"
-            f" {'writer (await send)':>20} {'ratio':>6}   (rows/s)"
-        )
+        }
+        out = []
         for table, make in (("orderbook_deltas", deltas), ("trades", trades)):
             rows = make(args.rows, 1)
-            bare = ours = awaited = 0.0
-            for _ in range(args.repeats):  # interleaved, so load drift hits all three
-                bare = max(bare, bare_copy(url, table, rows, args.batch_size))
-                ours = max(ours, through_writer(url, table, rows, cfg, nowait=True))
-                awaited = max(awaited, through_writer(url, table, rows, cfg, nowait=False))
-            print(
-                f"{table:<18} {bare:>11,.0f} {ours:>11,.0f} {ours / bare:>6.2f}"
-                f" {awaited:>20,.0f} {awaited / bare:>6.2f}"
-            )
+            default_batch = shipped.orderbook if table == "orderbook_deltas" else shipped.trades
+            for name, cfg in configs.items():
+                batch = default_batch.batch_size if name == "default" else args.batch_size
+                bare = ours = awaited = 0.0
+                for _ in range(args.repeats):  # interleaved, so load drift hits all three
+                    bare = max(bare, bare_copy(url, table, rows, batch))
+                    ours = max(ours, through_writer(url, table, rows, cfg, nowait=True))
+                    awaited = max(awaited, through_writer(url, table, rows, cfg, nowait=False))
+                out.append([table, name, batch, bare, ours, ours / bare, awaited, awaited / bare])
+        results.table(
+            "Batch writer next to a bare binary COPY of the same rows in batches of the same"
+            " size (rows/s)",
+            ["table", "config", "batch", "bare COPY", "writer (send_nowait)", "ratio",
+             "writer (await send)", "ratio"],
+            out,
+        )  # fmt: skip
+        results.write(args.results)
     finally:
         if server is not None:
             server.stop()

@@ -21,7 +21,12 @@ from kalshi.net import Connector, WallClock, mono_us
 
 __all__ = [
     "BACKFILL_MARGIN_US",
-    "RESTART_MARGIN_US", "Backfill", "GatherContext", "RowChannel", "RowSink"]
+    "RESTART_MARGIN_US",
+    "Backfill",
+    "GatherContext",
+    "RowChannel",
+    "RowSink",
+]
 
 Backfill = tuple[int, int, object]
 """A trade backfill window ``(from_us, to_us, hold key)``."""

@@ -143,7 +143,11 @@ class MarketRegistry:
                 listener(added, retired)
 
     def _row(self, market: Market, now_us: int) -> MarketRow:
-        payload = orjson.dumps(attrs.asdict(market)).decode()
+        # The exchange's object as received; decoded fields for a lifecycle-made market.
+        payload = (
+            market.raw
+            or orjson.dumps(attrs.asdict(market, filter=lambda a, _: a.name != "raw")).decode()
+        )
         return MarketRow(
             market.ticker,
             market.event_ticker,

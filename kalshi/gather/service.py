@@ -263,7 +263,11 @@ class Gatherer:
                 "records": self.journal.records,
                 "bytes": self.journal.bytes_written,
                 "pressure": self.journal.pressure,
+                "disk": "ok" if self.journal.disk_ok else "refusing",
+                "error": self.journal.disk_error,
             }
+            if not self.journal.disk_ok:
+                document["status"] = "degraded"
         return document
 
     def _top_markets(self, count: int = 10) -> list[dict[str, Any]]:

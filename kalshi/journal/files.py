@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -40,9 +41,10 @@ class _Segment:
         self._fh: BinaryIO = open(path, "xb")  # noqa: SIM115  # closed in close()
         self._zw: zstandard.ZstdCompressionWriter | None = None
         if compress:
-            self._zw = zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(
-                self._fh, closefd=False
-            )
+            # write_checksum: each frame carries zstd's own XXH64 of its content
+            self._zw = zstandard.ZstdCompressor(
+                level=ZSTD_LEVEL, write_checksum=True
+            ).stream_writer(self._fh, closefd=False)
 
     def write(self, data: bytes) -> None:
         if self._zw is not None:
@@ -92,6 +94,7 @@ class SegmentSet:
         self._deadline = 0.0
         self._n = 0
         self._lock: IO[bytes] | None = None
+        self._abandoned: list[Path] = []  # files given up after a write error
 
     def claim(self) -> None:
         """Create ``<root>/<gatherer_id>/`` and lock it for this process (released by
@@ -149,9 +152,22 @@ class SegmentSet:
             closed.append(self._current.path)
             self._current = None
 
+    def _abandon(self) -> None:
+        """Give up the current file after a failed write: its compressor may hold half a
+        frame. Readers see its tail as torn; the next write opens a new file."""
+        if self._current is None:
+            return
+        segment, self._current = self._current, None
+        with contextlib.suppress(OSError):
+            segment._fh.close()
+        self._abandoned.append(segment.path)
+
     def write_lines(self, lines: list[bytes], now: float) -> list[Path]:
-        """Append ``lines``, rotating as needed; returns the files closed meanwhile."""
-        closed: list[Path] = []
+        """Append ``lines``, rotating as needed; returns the files closed meanwhile.
+
+        Raises :class:`JournalError` when the disk refuses; the current file is then given
+        up (a new one is opened by the next write) and reported closed by the next call."""
+        closed, self._abandoned = self._abandoned, []
         try:
             if self._current is not None and now >= self._deadline:
                 self._close(closed)
@@ -173,6 +189,8 @@ class SegmentSet:
             if self._current is not None:
                 self._current.flush()
         except OSError as exc:
+            self._abandoned.extend(closed)
+            self._abandon()
             raise JournalError(f"cannot write journal under {self.root}: {exc}") from exc
         return closed
 

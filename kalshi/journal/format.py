@@ -4,12 +4,18 @@ Every line carries ``gatherer_id``, ``conn_id``, ``frame_no``, ``direction``, ``
 ``mono_us`` and ``kind``. Frames (``kind == "frame"``) carry the frame either as ``text``
 (valid UTF-8, stored as a JSON string, byte-exact on read) or as ``b64`` (anything else).
 Markers (connect, subscribe, disconnect, resnapshot, gap) carry ``detail``, an object.
+
+Every line ends with ``"crc":"<8 hex digits>"``, the CRC-32 of the line as it would be
+without that member (``{...}`` up to and excluding ``,"crc":...``, plus the closing brace):
+a flipped byte fails the line (:func:`decode_line` raises), and the line stays plain JSON
+for other readers. Lines written before the checksum existed have none and are accepted.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import zlib
 from typing import Any
 
 import attrs
@@ -31,6 +37,29 @@ MARKER_KINDS = frozenset({"connect", "subscribe", "disconnect", "resnapshot", "g
 DIRECTIONS = frozenset({"in", "out"})
 MARKER_DIRECTION = "local"
 _INT_FIELDS = ("conn_id", "frame_no", "wall_us", "mono_us")
+_CRC_KEY = b',"crc":"'
+_CRC_TAIL = len(_CRC_KEY) + 8 + 2  # ,"crc":"xxxxxxxx"}
+
+
+def _sealed(body: bytes) -> bytes:
+    """``body`` (a JSON object, no newline) with its checksum member and a newline."""
+    return body[:-1] + b'%s%08x"}\n' % (_CRC_KEY, zlib.crc32(body))
+
+
+def _verified(line: bytes) -> bytes:
+    """``line`` without its checksum member; raises ``ValueError`` when it does not match."""
+    line = line.rstrip(b"\r")
+    start = len(line) - _CRC_TAIL
+    if start < 1 or line[start : start + len(_CRC_KEY)] != _CRC_KEY or not line.endswith(b'"}'):
+        return line  # written before checksums
+    body = line[:start] + b"}"
+    try:
+        expected = int(line[start + len(_CRC_KEY) : -2], 16)
+    except ValueError:
+        raise ValueError("checksum: not hexadecimal") from None
+    if zlib.crc32(body) != expected:
+        raise ValueError("checksum mismatch (a damaged line)")
+    return body
 
 
 @frozen
@@ -91,7 +120,7 @@ def encode_frame(
     if isinstance(raw, str):
         try:
             line["text"] = raw
-            return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+            return _sealed(orjson.dumps(line))
         except orjson.JSONEncodeError:
             # Lone surrogates cannot be JSON text; keep their exact code units.
             del line["text"]
@@ -100,7 +129,7 @@ def encode_frame(
         line["text"] = raw.decode("utf-8")
     except UnicodeDecodeError:
         line["b64"] = base64.b64encode(raw).decode("ascii")
-    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+    return _sealed(orjson.dumps(line))
 
 
 def encode_marker(
@@ -116,7 +145,7 @@ def encode_marker(
     line = _head(gatherer_id, conn_id, frame_no, MARKER_DIRECTION, wall_us, mono_us)
     line["kind"] = kind
     line["detail"] = detail
-    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+    return _sealed(orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS))
 
 
 Labels = dict[tuple[str, int], tuple[str, tuple[str, ...]]]
@@ -128,6 +157,7 @@ def decode_line(line: bytes, labels: Labels | None = None) -> JournalRecord:
 
     With ``labels``, a ``connect`` marker records its connection's label and channels there
     and every record of a known connection carries them (no copy per record)."""
+    line = _verified(line)
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:

@@ -37,3 +37,10 @@ UPLOADS = Counter("kalshi_journal_uploads", "Closed journal files uploaded to S3
 UPLOAD_FAILURES = Counter(
     "kalshi_journal_upload_failures", "Failed S3 upload attempts of journal files"
 )
+DISK_OK = Gauge(
+    "kalshi_journal_disk_ok", "1 when the last journal write succeeded, 0 while the disk refuses"
+)
+WRITE_ERRORS = Counter(
+    "kalshi_journal_write_errors",
+    "Journal flushes the disk refused (full, read-only); the records stay buffered and retried",
+)

@@ -15,7 +15,7 @@ from kalshi.errors import JournalError
 from kalshi.journal.files import file_sort_key
 from kalshi.journal.format import JournalProblem, JournalRecord, Labels, decode_line
 
-__all__ = ["ConnectionInfo", "connections", "journal_files", "read_journal"]
+__all__ = ["ConnectionInfo", "connections", "journal_files", "read_journal", "zstd_chunks"]
 
 _CHUNK = 1 << 20
 _SUFFIXES = (".jsonl", ".jsonl.zst")
@@ -52,40 +52,59 @@ def journal_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _zstd_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[bytes]:
-    """Decompress concatenated frames; a partial last frame yields what it holds."""
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _zstd_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[bytes | None]:
+    return zstd_chunks(fh.read(), torn)
+
+
+def zstd_chunks(data: bytes, torn: list[str]) -> Iterator[bytes | None]:
+    """Decompress concatenated zstd frames. A frame that fails (corrupt data, zstd's content
+    checksum) yields what it produced before the failure, then ``None`` (its partial last
+    line is damaged), a reason naming the byte offset goes to ``torn``, and reading resumes
+    at the next frame's magic number; a partial last frame yields what it holds."""
     dctx = zstandard.ZstdDecompressor()
-    obj = dctx.decompressobj()
-    in_frame = False
-    while data := fh.read(_CHUNK):
-        while data:
-            try:
-                out = obj.decompress(data)
-            except zstandard.ZstdError as exc:
-                torn.append(f"corrupt zstd data: {exc}")
+    pos = 0
+    while pos < len(data):
+        obj = dctx.decompressobj()
+        fed = pos
+        try:
+            while not obj.eof and fed < len(data):
+                chunk = data[fed : fed + _CHUNK]
+                fed += len(chunk)
+                out = obj.decompress(chunk)
+                if out:
+                    yield out
+        except zstandard.ZstdError as exc:
+            torn.append(f"corrupt zstd frame at byte {pos}: {exc}; skipped to the next frame")
+            yield None
+            found = data.find(_ZSTD_MAGIC, pos + 1)
+            if found < 0:
                 return
-            in_frame = True
-            if out:
-                yield out
-            if obj.eof:
-                data = obj.unused_data
-                obj = dctx.decompressobj()
-                in_frame = False
-            else:
-                data = b""
-    if in_frame:
-        torn.append("torn zstd tail (incomplete last frame)")
+            pos = found
+            continue
+        if not obj.eof:
+            torn.append("torn zstd tail (incomplete last frame)")
+            return
+        pos = fed - len(obj.unused_data)
 
 
-def _plain_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[bytes]:
+def _plain_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[bytes | None]:
     while data := fh.read(_CHUNK):
         yield data
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """(line without newline, had a newline)."""
+def _lines(chunks: Iterator[bytes | None]) -> Iterator[tuple[bytes, bool]]:
+    """(line without newline, had a newline); ``None`` in ``chunks`` ends a damaged run
+    (its partial line comes out without a newline)."""
     rest = b""
     for chunk in chunks:
+        if chunk is None:
+            if rest:
+                yield rest, False
+            rest = b""
+            continue
         parts = (rest + chunk).split(b"\n")
         rest = parts.pop()
         for part in parts:

@@ -11,7 +11,7 @@ from typing import Any
 import trio
 
 from kalshi.config import JournalConfig, S3Config
-from kalshi.errors import ExportError
+from kalshi.errors import ExportError, JournalError
 from kalshi.journal import metrics
 from kalshi.journal.files import SegmentSet
 from kalshi.journal.format import MARKER_KINDS, encode_frame, encode_marker
@@ -19,6 +19,8 @@ from kalshi.journal.format import MARKER_KINDS, encode_frame, encode_marker
 __all__ = ["JournalWriter"]
 
 log = logging.getLogger("kalshi.journal")
+
+_RETRY_MAX = 5.0  # seconds between attempts at a refusing disk, at most
 
 
 class JournalWriter:
@@ -84,6 +86,9 @@ class JournalWriter:
         self.upload_gave_up: list[Path] = []
         self._upload_queue: list[Path] = []
         self._upload_wake = trio.Event()
+        self.disk_ok = True
+        self.disk_error = ""
+        self.write_errors = 0
         metrics.track(self)
 
     # --- the event-loop side -----------------------------------------------------------
@@ -155,10 +160,12 @@ class JournalWriter:
         """Flush the buffer to disk until cancelled; never returns normally.
 
         On cancellation everything already recorded is written and the current file is
-        closed, under a shielded deadline of ``grace`` seconds. Raises
-        :class:`~kalshi.errors.JournalError` when the disk refuses a write, and before
-        starting when ``<dir>/<gatherer_id>/`` cannot be created or is held by another live
-        process with the same gatherer id.
+        closed, under a shielded deadline of ``grace`` seconds. A disk that refuses a write
+        (full, read-only) never stops it: the records stay buffered, :attr:`disk_ok` is
+        false (``kalshi_journal_disk_ok`` 0, one log line), and the flush is retried with
+        backoff until the disk takes them. Raises :class:`~kalshi.errors.JournalError`
+        before starting when ``<dir>/<gatherer_id>/`` cannot be created or is held by
+        another live process with the same gatherer id.
         """
         await self._run_sync(self._segments.claim)
         try:
@@ -166,10 +173,25 @@ class JournalWriter:
                 if self.s3 is not None:
                     nursery.start_soon(self._upload_loop, self.s3)
                 task_status.started()
+                backoff = self.flush_interval
                 while True:
                     with trio.move_on_after(self.flush_interval):
                         await self._wake.wait()
-                    await self.flush()
+                    try:
+                        await self.flush()
+                    except JournalError as exc:
+                        self._refused(exc)
+                        await trio.sleep(backoff)
+                        backoff = min(backoff * 2, _RETRY_MAX)
+                        continue
+                    backoff = self.flush_interval
+                    if not self.disk_ok:
+                        log.info(
+                            "journal disk writable again; %d records caught up",
+                            self.records_written,
+                        )
+                        self.disk_ok, self.disk_error = True, ""
+                        metrics.DISK_OK.set(1)
         finally:
             with trio.move_on_after(self.grace, shield=True):
                 async with self._flush_lock:
@@ -178,6 +200,18 @@ class JournalWriter:
                 self._closed_files(closed)
                 self._closed = True
             self._segments.release()
+
+    def _refused(self, exc: JournalError) -> None:
+        self.write_errors += 1
+        metrics.WRITE_ERRORS.inc()
+        if self.disk_ok:
+            log.error(
+                "journal disk refuses writes, records stay in memory and are retried "
+                "(the database path goes on): %s",
+                exc,
+            )
+        self.disk_ok, self.disk_error = False, str(exc)
+        metrics.DISK_OK.set(0)
 
     async def flush(self) -> None:
         """Write everything buffered so far (and rotate if due); one flush at a time."""

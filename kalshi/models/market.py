@@ -80,3 +80,6 @@ class Market:
     price_ranges: tuple[PriceRange, ...] = ()
     exchange_index: int = 0
     settlement_value: int | None = None
+    # The exchange's whole object as received (JSON text: strikes, rules, settlement
+    # fields and whatever else it sends); "" for a market first seen in a lifecycle event.
+    raw: str = ""

@@ -324,5 +324,5 @@ def count_lines(paths: Iterable[str | Path]) -> int | None:
         torn: list[str] = []
         with open(path, "rb") as fh:
             for chunk in decompressed(fh, torn):
-                total += chunk.count(b"\n")
+                total += chunk.count(b"\n") if chunk else 0
     return total

@@ -43,6 +43,7 @@ from kalshi.errors import JournalError
 from kalshi.journal import JournalProblem, JournalRecord, read_journal
 from kalshi.journal.files import file_sort_key
 from kalshi.journal.format import Labels, decode_line
+from kalshi.journal.reader import zstd_chunks
 from kalshi.replay.capture import (
     CaptureFormat,
     CaptureLine,
@@ -158,7 +159,7 @@ def _raw_chunks(fh: BinaryIO) -> Iterator[bytes]:
         yield data
 
 
-def decompressed(fh: BinaryIO, torn: list[str]) -> Iterator[bytes]:
+def decompressed(fh: BinaryIO, torn: list[str]) -> Iterator[bytes | None]:
     """The bytes of a plain, gzip or zstd stream (told by its first bytes), in chunks;
     concatenated members/frames are read on; a torn or corrupt tail ends the stream with
     a reason appended to ``torn``."""
@@ -168,8 +169,8 @@ def decompressed(fh: BinaryIO, torn: list[str]) -> Iterator[bytes]:
     if first.startswith(_GZIP):
         return _inflate(stream, torn, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "gzip")
     if first.startswith(_ZSTD):
-        dctx = zstandard.ZstdDecompressor()
-        return _inflate(stream, torn, dctx.decompressobj, "zstd")
+        # a damaged frame costs that frame only: read on from the next one
+        return zstd_chunks(b"".join(stream), torn)
     return stream
 
 
@@ -197,10 +198,15 @@ def _inflate(chunks: Iterator[bytes], torn: list[str], make: Any, kind: str) -> 
         torn.append(f"torn {kind} tail (incomplete last {unit})")
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """(line without its newline, whether it had one)."""
+def _lines(chunks: Iterator[bytes | None]) -> Iterator[tuple[bytes, bool]]:
+    """(line without its newline, whether it had one); ``None`` ends a damaged run."""
     rest = b""
     for chunk in chunks:
+        if chunk is None:
+            if rest:
+                yield rest, False
+            rest = b""
+            continue
         parts = (rest + chunk).split(b"\n")
         rest = parts.pop()
         yield from ((part, True) for part in parts)

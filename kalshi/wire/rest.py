@@ -108,6 +108,7 @@ def market_from_json(m: dict[str, Any]) -> Market:
         price_ranges=price_ranges(m),
         exchange_index=opt_int(m, "exchange_index") or 0,
         settlement_value=opt_price(m, "settlement_value_dollars"),
+        raw=orjson.dumps(m).decode(),
     )
 
 

@@ -43,7 +43,7 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 
     yield make
     for point in mounts:
-        subprocess.run(["umount", str(point)], check=True)
+        subprocess.run(["umount", "--lazy", str(point)], check=True)
 
 
 def with_db(cfg: GathererConfig, **changes: object) -> GathererConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import trio
 
 from kalshi.config import GathererConfig
+from kalshi.dedup.tables import KEYED
 from kalshi.errors import DatabaseUnavailable, StoreError
 from kalshi.models.rows import TABLE_COLUMNS, TradeRow
 from kalshi.store import EmbeddedPostgres, connect_db, migrate, open_store, storage_mode
@@ -171,3 +173,28 @@ async def test_role_with_dml_rights_only_migrates_and_writes(
             db.execute(f'DROP OWNED BY "{role}"')
         with connect_db(pg_server.url_for("postgres")) as db:
             db.execute(f'DROP ROLE "{role}"')
+
+
+def test_every_key_the_code_uses_is_a_key_of_the_database(db_url: str) -> None:
+    # The writers' ON CONFLICT targets and the deduplicator's keyset orders name exactly
+    # the unique keys the migrations create (docs/contracts.md, "Identity").
+    with connect_db(db_url) as db:
+        found = db.query(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND (i.indisunique OR i.indisprimary)"
+        )
+    unique: dict[str, set[str]] = {}
+    for table, definition in found:
+        unique.setdefault(table, set()).add(_columns(definition.split(" USING btree ")[1]))
+    for name, spec in TABLES.items():
+        assert _columns(spec.conflict) in unique[name], name
+    for table in KEYED.values():
+        # markets are upserted by their identity and read in update order
+        key = table.identity if table.upsert else table.key
+        assert _columns(", ".join(key)) in unique[table.name], table.name
+
+
+def _columns(text: str) -> str:
+    """A key's columns and expressions without casts, parentheses or spaces."""
+    return re.sub(r"::\w+|[() ]", "", text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import zlib
 from pathlib import Path
 
 import orjson
@@ -44,6 +45,17 @@ def test_encode_decode_frames_are_byte_exact() -> None:
         )
 
 
+# The lines as they would be without their checksum member: what the CRC-32 covers.
+FRAME_BODY = (
+    b'{"gatherer_id":"g-1","conn_id":7,"frame_no":3,"direction":"out","wall_us":10,'
+    b'"mono_us":20,"kind":"frame","b64":"/w=="}'
+)
+MARKER_BODY = (
+    b'{"gatherer_id":"g-1","conn_id":7,"frame_no":3,"direction":"local","wall_us":10,'
+    b'"mono_us":20,"kind":"disconnect","detail":{"reason":"x"}}'
+)
+
+
 def test_line_fields() -> None:
     assert orjson.loads(encode_frame("g-1", 7, 3, "out", 10, 20, b"\xff")) == {
         "gatherer_id": "g-1",
@@ -54,6 +66,7 @@ def test_line_fields() -> None:
         "mono_us": 20,
         "kind": "frame",
         "b64": base64.b64encode(b"\xff").decode(),
+        "crc": f"{zlib.crc32(FRAME_BODY):08x}",
     }
     assert orjson.loads(encode_marker("g-1", 7, 3, "disconnect", 10, 20, {"reason": "x"})) == {
         "gatherer_id": "g-1",
@@ -64,6 +77,7 @@ def test_line_fields() -> None:
         "mono_us": 20,
         "kind": "disconnect",
         "detail": {"reason": "x"},
+        "crc": f"{zlib.crc32(MARKER_BODY):08x}",
     }
 
 

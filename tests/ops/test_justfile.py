@@ -35,7 +35,7 @@ SEED = [
     "build",
     "clean",
 ]
-EXTRA = ["demo", "lint", "bench", "soak"]
+EXTRA = ["demo", "lint", "bench", "bench-smoke", "soak"]
 
 
 def _just(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> tuple[str, str]:

@@ -4,6 +4,8 @@ compression, sessions where seq restarts, and the sequence rule."""
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,14 +13,26 @@ import attrs
 import orjson
 import pytest
 import zstandard
-from replay_support import T1, T2, delta, snapshot, trade
+from replay_support import BASE_US, T1, T2, delta, scripted_session, snapshot, trade, write_journal
 
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.replay import Replayer, book_from_journal
 from kalshi.replay.capture import CaptureFormat, decode_capture_line, detect, to_us
-from kalshi.replay.source import CAPTURE_GATHERER, SourceOptions, read_records
+from kalshi.replay.source import CAPTURE_GATHERER, STOP_GRACE_US, SourceOptions, read_records
 
 RECV = 1_795_561_140_000  # ms
+
+
+def kalshi(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kalshi", *args],
+        capture_output=True,
+        input=None if stdin is None else stdin.decode(),
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
 
 
 def wrapped(recv_ms: int, raw: bytes) -> bytes:
@@ -241,3 +255,75 @@ def test_damaged_lines_are_reported_and_skipped(tmp_path: Path) -> None:
             "--frame-field",
         )
     ]
+
+
+def test_the_command_line_names_fields_and_reports_continuity(tmp_path: Path) -> None:
+    """Two object fields and two numbers: detection refuses, the user names them."""
+    lines = [
+        orjson.dumps({"seen": RECV + n, "n": n + 1, "meta": {"type": "x"}, "body": orjson.loads(f)})
+        for n, f in enumerate(
+            [
+                snapshot(1, 1, T1, yes=[("0.4000", "10.00")]),
+                delta(1, 2, T1, "0.4000", "-2.00"),
+                delta(1, 4, T1, "0.4000", "-1.00"),  # seq 3 lost: contiguous capture
+                delta(1, 5, T1, "0.4000", "-1.00"),
+            ]
+        )
+    ]
+    path = write(tmp_path / "odd.jsonl", lines)
+    refused = kalshi("replay", str(path), "--format", "jsonl", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[0] == (
+        f"{path}:1: not a capture: cannot tell which field is the frame "
+        "(fields ['meta', 'body'] each hold one): --frame-field"
+    )
+    frame_only = kalshi(
+        "replay", str(path), "--format", "jsonl", "--frame-field", "body", cwd=tmp_path
+    )
+    assert frame_only.stderr.splitlines()[0] == (
+        f"{path}:1: not a capture: cannot tell which field is the receive time "
+        "['seen', 'n']: --time-field"
+    )
+    named = ("--frame-field", "body", "--time-field", "seen", "--time-unit", "ms")
+    result = kalshi(
+        "replay", "-", "--format", "jsonl", "--continuity", "--seq-check", "contiguous", *named,
+        cwd=tmp_path,
+        stdin=path.read_bytes(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [orjson.loads(line)["table"] for line in result.stdout.splitlines()] == [
+        "orderbook_snapshots",
+        "orderbook_deltas",
+        "gaps",
+        "orderbook_deltas",
+        "orderbook_deltas",
+    ]
+    session = (
+        f"session {RECV * 1000} (-): 4 frames 2026-11-24T22:59:00.000Z .. "
+        "2026-11-24T22:59:00.003Z; seq check contiguous (chosen (--seq-check)); "
+        "frame in 'body'; received_at from 'seen' (ms)"
+    )
+    assert result.stderr.splitlines() == [
+        "continuity:",
+        "  " + session,
+        f"  {T1}: 1 snapshot(s), 3 delta(s), 0 trade(s) in 1 session(s); 1 sequence gap(s): "
+        "frames lost; book stale: sequence gap: sid 1 seq 3 missing",
+        "replayed 4 frames (5 journal records); rows: gaps 1, orderbook_deltas 3, "
+        "orderbook_snapshots 1",
+        session,
+    ]
+
+
+async def test_point_in_time_skips_journal_segments_opened_after_it(tmp_path: Path) -> None:
+    """A segment named (opened) past --at plus the grace is never opened: here it is
+    garbage, and reading up to --at reports nothing about it."""
+    (first,) = await write_journal(tmp_path / "j", scripted_session())
+    stamp = 1_795_561_140  # write_journal's clock: 2026-11-24T22:59:00Z
+    late = first.parent / first.name.replace("20261124T225900", "20261124T230000")
+    late.write_bytes(b"not a journal\n")
+    at = BASE_US + 500
+    assert stamp * 1_000_000 <= at < stamp * 1_000_000 + 60_000_000 - STOP_GRACE_US
+    read = list(read_records([tmp_path / "j"], SourceOptions(until_us=at)))
+    assert not [i for i in read if isinstance(i, JournalProblem)]
+    whole = list(read_records([tmp_path / "j"]))
+    assert [(p.path, p.line_no) for p in whole if isinstance(p, JournalProblem)] == [(str(late), 1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 
 from kalshi.errors import ConfigError
@@ -11,6 +12,7 @@ from kalshi.gather.registry import MarketRegistry, Shard, parse_shard
 from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.market import Market
 from kalshi.net import Backoff
+from kalshi.wire import decode_market
 
 
 def market(ticker: str, status: str = "active", event: str = "EV") -> Market:
@@ -79,3 +81,17 @@ def test_backoff_doubles_to_the_cap_with_bounded_jitter() -> None:
     assert caps == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     backoff.reset()
     assert backoff.ceiling() == 1.0
+
+
+def test_the_markets_row_keeps_the_exchanges_whole_object() -> None:
+    # Strikes, rules and settlement fields are not decoded; the row keeps them anyway.
+    body = (
+        b'{"market":{"ticker":"KXHIGHNY-26AUG28-B81.5","event_ticker":"KXHIGHNY-26AUG28",'
+        b'"status":"active","strike_type":"between","floor_strike":81,"cap_strike":82,'
+        b'"custom_strike":{"City":"NY"},"expiration_value":"81.7","rules_primary":"If ...",'
+        b'"settlement_value_dollars":"1.0000","yes_bid_dollars":"0.4200"}}'
+    )
+    reg = MarketRegistry("g1")
+    (row,) = reg.upsert([decode_market(body)], 5)
+    assert orjson.loads(row.payload) == orjson.loads(body)["market"]
+    assert (row.ticker, row.status, row.updated_at) == ("KXHIGHNY-26AUG28-B81.5", "active", 5)
