@@ -192,6 +192,8 @@ def replay(
         fail(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
     if speed is not None and speed <= 0:
         fail("--speed must be positive")
+    if serve is not None and "-" in files:
+        fail("--serve reads its sources once per client: stdin (-) cannot be served")
     tables = frozenset(table or ())
     unknown = sorted(tables - TABLES.keys())
     if unknown:
@@ -242,9 +244,6 @@ async def _serve(
     speed: float | None,
     options: SourceOptions,
 ) -> None:
-    if "-" in files:
-        fail("--serve reads its sources once per client: stdin (-) cannot be served")
-
     def source() -> Iterator[JournalRecord | JournalProblem]:
         return read_records(files, options, s3=cfg.s3_export)
 

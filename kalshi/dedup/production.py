@@ -20,6 +20,7 @@ from psycopg import sql
 from kalshi.book import OrderBook
 from kalshi.dedup.merge import Checkpoint
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
+from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.store.connection import connect, translating
 from kalshi.store.schema import TABLES, TableSpec
@@ -111,12 +112,45 @@ def _keyed_insert(table: KeyedTable) -> sql.Composed:
     )
 
 
-class Production:
-    """One connection to the production database (call from a worker thread)."""
+MERGE_LOCK = 0x6B616C73686464  # "kalshdd": the one deduplicator of a production database
 
-    def __init__(self, url: str) -> None:
+
+class Production:
+    """One connection to the production database (call from a worker thread).
+
+    ``exclusive``: take the session advisory lock :data:`MERGE_LOCK` first, so a second
+    deduplicator on the same production database is refused (its books would interleave
+    with ours): raises :class:`StoreError` naming the backend that holds it.
+    """
+
+    def __init__(self, url: str, *, exclusive: bool = False) -> None:
         self._conn: psycopg.Connection[Any] = connect(url)
         self._staged: set[str] = set()
+        if exclusive:
+            try:
+                self._lock()
+            except BaseException:
+                self._conn.close()
+                raise
+
+    def _lock(self) -> None:
+        with translating():
+            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (MERGE_LOCK,)).fetchone()
+            held = self._conn.execute(
+                "SELECT a.pid, coalesce(a.client_addr::text, 'local'), a.backend_start::text"
+                " FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                " WHERE l.locktype = 'advisory' AND l.granted AND a.pid <> pg_backend_pid()"
+                " AND (l.classid::bigint << 32) + l.objid::bigint = %s",
+                (MERGE_LOCK,),
+            ).fetchone()
+            self._conn.commit()
+        if not (row and row[0]):
+            who = f" (backend pid {held[0]}, client {held[1]}, since {held[2]})" if held else ""
+            raise StoreError(
+                "production database is already merged by another deduplicator"
+                + who
+                + "; run one deduplicator per production database"
+            )
 
     def close(self) -> None:
         self._conn.close()

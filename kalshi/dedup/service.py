@@ -126,7 +126,7 @@ class Deduplicator:
     async def _prod(self) -> tuple[Production, Production]:
         """Two production connections: keyed tables, and order books."""
         if self._production is None:
-            keyed = await self._thread(Production, self.cfg.production.url)
+            keyed = await self._thread(partial(Production, self.cfg.production.url, exclusive=True))
             try:
                 books = await self._thread(Production, self.cfg.production.url)
             except BaseException:

@@ -41,6 +41,7 @@ from kalshi.store import metrics
 from kalshi.store.connection import translating
 from kalshi.store.deadletter import DeadLetters
 from kalshi.store.insert import WriteResult, write_rows
+from kalshi.store.owner import claim_gatherer_id
 from kalshi.store.pool import ConnectionPool
 from kalshi.store.schema import TABLES, TableSpec
 from kalshi.store.spool import Batch, Spool, claim_spool, database_identity, lock_directory
@@ -575,6 +576,7 @@ class Store:
         self._cfg = cfg
         self._spool_root = Path(cfg.spool.dir)
         self._lock: IO[bytes] | None = None
+        self._owner: Any = None  # the connection holding the gatherer id's lock
         self._state = _DbState()
         self._spool_state = _SpoolState()
         self._holds: dict[object, int] = {}
@@ -651,6 +653,8 @@ class Store:
         spooled = sum(writer.spool.rows for writer in self._writers.values())
         try:
             claim_spool(self._spool_root, database_identity(self.url), spooled)
+            if self.watermark:
+                self._owner = claim_gatherer_id(self.url, self._cfg.gatherer_id)
         except BaseException:
             self._lock.close()
             self._lock = None
@@ -729,6 +733,9 @@ class Store:
             # Blocking on purpose: this is the last thing the store does.
             refused = sum(writer.spill_memory() for writer in self._writers.values())
             self._pool.close()
+            if self._owner is not None:
+                self._owner.close()
+                self._owner = None
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None

@@ -167,3 +167,23 @@ async def test_shutdown_within_grace_while_a_write_hangs(
             await store.drain()
     with connect_db(db_url) as db:
         assert db.fetch_rows("trades") == rows
+
+
+async def test_a_second_live_gatherer_with_the_same_id_is_refused(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Issue 18 item 7: two gatherers with one gatherer_id and database stored every delta
+    # twice. The second store is refused while the first lives; another id is welcome.
+    from tests.db.conftest import store_config
+
+    first_cfg = store_config(tmp_path / "a")
+    with trio.fail_after(30):
+        async with open_store(db_url, first_cfg):
+            with pytest.raises(StoreError, match="gatherer_id 'local-1' is already recording"):
+                async with open_store(db_url, store_config(tmp_path / "b")):
+                    pass
+            other = attrs.evolve(store_config(tmp_path / "c"), gatherer_id="local-2")
+            async with open_store(db_url, other):
+                pass
+        async with open_store(db_url, store_config(tmp_path / "b")):
+            pass  # the first one is gone: its lock with it

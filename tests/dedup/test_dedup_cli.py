@@ -134,3 +134,29 @@ async def test_once_merges_and_exports_closed_windows_and_export_force_redoes_th
     assert {t: m["rows"] for t, m in manifests.items() if t != "orderbook_deltas"} == counts
     # One window: every market's stream starts with a snapshot, so no start books.
     assert manifests["orderbook_deltas"]["rows"] == deltas + levels
+
+
+def test_a_second_deduplicator_on_one_production_database_is_refused(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # Issue 18 item 7: two deduplicators on one production database made inconsistent books.
+    from kalshi.dedup.production import Production
+
+    production = make_db()
+    config = _config(tmp_path / "dedup.yaml", production, {"g1": make_db()})
+    first = Production(production, exclusive=True)
+    try:
+        with _dedup(config, "--once") as proc:
+            out, _ = proc.communicate(timeout=60)
+        lines = out.decode().splitlines()
+        assert proc.returncode == 1
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(
+            "error: production database is already merged by another deduplicator (backend pid "
+        )
+        assert lines[0].endswith("; run one deduplicator per production database")
+    finally:
+        first.close()
+    with _dedup(config, "--once") as proc:
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()

@@ -150,6 +150,13 @@ def test_point_in_time_reads_only_up_to_the_instant() -> None:
         until = at_us + STOP_GRACE_US
         needed = sum(orjson.loads(line)["recv_ms"] * 1000 <= until for line in lines)
         assert read == needed < len(lines)
+    # The live (contiguous) rule reads every other market's frame as a loss: stale, and why.
+    at_us, _ = instants(window)[0]
+    strict = book_from_journal(read_records([capture(window)]), window, at_us, "contiguous")
+    assert (strict.stale, strict.detail) == (
+        True,
+        "sequence gap: sid 1 seq 2146529-2146642 missing",
+    )
 
 
 def test_into_postgresql_then_snapshot_at(db_url: str, tmp_path: Path) -> None:
