@@ -119,7 +119,7 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
                     lambda: (
                         _count(db_url, "SELECT count(DISTINCT trade_id) FROM trades")
                         >= len(expected)
-                        and _count(db_url, "SELECT count(*) FROM gaps WHERE kind = 'outage'") == 4
+                        and _count(db_url, "SELECT count(*) FROM gaps WHERE kind = 'outage'") == 5
                         and all(
                             db_books(db_url).get(t) == sim.truth.book(t)
                             for t in sim.engine.active_tickers
