@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +30,7 @@ import trio
 from attrs import frozen
 
 from kalshi.book import OrderBook
+from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import S3Config
 from kalshi.dedup import metrics
 from kalshi.dedup.gatherers import SKEW_US
@@ -90,8 +90,9 @@ def window_prefix(prefix: str, table: str, start: int, window_us: int) -> str:
 class _Reader:
     """Production reads for the export (blocking; one worker thread at a time)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, wall_us: WallClock = system_wall_us) -> None:
         self.url = url
+        self._wall_us = wall_us
         self._db: Database | None = None
 
     @property
@@ -170,7 +171,7 @@ class _Reader:
                 export.rows,
                 export.bytes,
                 json.dumps(manifest),
-                time.time_ns() // 1000,
+                self._wall_us(),
             ),
         )
 
@@ -186,13 +187,14 @@ class Exporter:
         *,
         max_lag: float = 30.0,
         tables: Sequence[str] = tuple(EXPORT_TABLES),
+        wall_us: WallClock = system_wall_us,
     ) -> None:
         self.s3 = s3
         self.target = target if target is not None else open_target(s3)
         self.window_us = max(1, int(s3.window * 1_000_000))
         self.max_lag_us = int(max_lag * 1_000_000)
         self.tables = tuple(tables)
-        self._reader = _Reader(url)
+        self._reader = _Reader(url, wall_us)
         # End-of-window books of the last exported deltas window: ticker -> (seq, book).
         self._books: dict[str, tuple[int, OrderBook]] = {}
 

@@ -9,7 +9,6 @@ two calls neither skips nor repeats anything.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -18,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from kalshi.book import OrderBook
+from kalshi.clock import WallClock, system_wall_us
 from kalshi.dedup.merge import Checkpoint
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
 from kalshi.errors import StoreError
@@ -36,10 +36,6 @@ class Cursor(NamedTuple):
 class Counts(NamedTuple):
     inserted: int
     duplicates: int
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _levels(book: dict[int, int]) -> str:
@@ -123,8 +119,11 @@ class Production:
     with ours): raises :class:`StoreError` naming the backend that holds it.
     """
 
-    def __init__(self, url: str, *, exclusive: bool = False) -> None:
+    def __init__(
+        self, url: str, *, exclusive: bool = False, wall_us: WallClock = system_wall_us
+    ) -> None:
         self._conn: psycopg.Connection[Any] = connect(url)
+        self._wall_us = wall_us
         self._staged: set[str] = set()
         if exclusive:
             try:
@@ -273,7 +272,7 @@ class Production:
                 table,
                 json.dumps(list(cursor.position or ())),
                 cursor.horizon,
-                _now_us(),
+                self._wall_us(),
             ),
         )
 
@@ -320,7 +319,7 @@ class Production:
         return inserted
 
     def _save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
-        now = _now_us()
+        now = self._wall_us()
         with self._conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO dedup_books (ticker, seq, gatherer_id, conn_id, frame_no,"

@@ -21,7 +21,6 @@ arrive up to a few seconds after they were received); ``--once`` uses 0.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
@@ -30,6 +29,7 @@ from typing import Any, TypeVar
 import trio
 from attrs import define, field
 
+from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import DedupConfig
 from kalshi.dedup import metrics
 from kalshi.dedup.export import Exporter
@@ -103,11 +103,11 @@ class Deduplicator:
         cfg: DedupConfig,
         *,
         settle: float = DEFAULT_SETTLE,
-        clock: Callable[[], float] = time.time,
+        wall_us: WallClock = system_wall_us,
     ) -> None:
         self.cfg = cfg
         self.settle_us = int(settle * 1_000_000)
-        self._clock = clock
+        self._wall_us = wall_us
         self._gatherers = [GathererDb(source) for source in cfg.gatherers]
         # The order books are merged alongside the keyed tables, on their own connections.
         self._book_readers = {source.id: GathererDb(source) for source in cfg.gatherers}
@@ -126,9 +126,13 @@ class Deduplicator:
     async def _prod(self) -> tuple[Production, Production]:
         """Two production connections: keyed tables, and order books."""
         if self._production is None:
-            keyed = await self._thread(partial(Production, self.cfg.production.url, exclusive=True))
+            keyed = await self._thread(
+                partial(Production, self.cfg.production.url, exclusive=True, wall_us=self._wall_us)
+            )
             try:
-                books = await self._thread(Production, self.cfg.production.url)
+                books = await self._thread(
+                    partial(Production, self.cfg.production.url, wall_us=self._wall_us)
+                )
             except BaseException:
                 keyed.close()
                 raise
@@ -149,16 +153,13 @@ class Deduplicator:
             gatherer.close()
         self._drop_production()
 
-    def _now_us(self) -> int:
-        return int(self._clock() * 1_000_000)
-
     def _cursor(self, gatherer_id: str, table: str) -> Cursor:
         return self._cursors.get((gatherer_id, table), Cursor(None, 0))
 
     def _moved(self, gatherer_id: str, table: str, cursor: Cursor) -> None:
         self._cursors[gatherer_id, table] = cursor
         metrics.LAG.labels(gatherer_id, table).set(
-            max(0, self._now_us() - cursor.horizon) / 1_000_000
+            max(0, self._wall_us() - cursor.horizon) / 1_000_000
         )
 
     # --- a pass -----------------------------------------------------------------------
@@ -176,7 +177,7 @@ class Deduplicator:
         try:
             keyed, books = await self._prod()
             reachable = await self._probe(report)
-            settled = self._now_us() - settle
+            settled = self._wall_us() - settle
             async with trio.open_nursery() as nursery:
 
                 async def guarded(work: Callable[[], Awaitable[None]]) -> None:
@@ -514,7 +515,7 @@ class Deduplicator:
             for gid, s in self._state.items()
         }
         lag = {
-            f"{gid}/{table}": round(max(0, self._now_us() - c.horizon) / 1_000_000, 3)
+            f"{gid}/{table}": round(max(0, self._wall_us() - c.horizon) / 1_000_000, 3)
             for (gid, table), c in sorted(self._cursors.items())
         }
         ok = not self._production_error and any(s.up for s in self._state.values())

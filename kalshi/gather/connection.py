@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
@@ -24,6 +23,7 @@ from kalshi.errors import AuthError, ConnectionLost, NetError
 from kalshi.gather import metrics
 from kalshi.gather.commands import InFlight, Sent
 from kalshi.gather.context import BACKFILL_MARGIN_US, RESTART_MARGIN_US, GatherContext
+from kalshi.gather.frame_metrics import FrameMetrics
 from kalshi.gather.pipeline import CONTROL_TYPES, Outcome
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Message
@@ -91,6 +91,7 @@ class Connection:
         self._frame_no = 0
         self._last_frame_wall = 0
         self._alive = 0.0
+        self._metrics = FrameMetrics(channel)
         rate = float(ctx.cfg.websocket.commands_per_second)
         self._command_interval = 1.0 / rate if rate > 0 else 0.0
         self._next_command_at = -math.inf
@@ -198,37 +199,40 @@ class Connection:
         journal = ctx.journal
         sink = ctx.sink
         conn_id = self.conn_id
-        channel_bytes = metrics.BYTES.labels(self.channel)
-        counters: dict[str, Any] = {}
-        latency = metrics.LATENCY
-        while True:
-            raw = await ws.receive()
-            wall = ctx.wall_us()
-            self._frame_no += 1
-            frame_no = self._frame_no
-            if journal is not None:
-                journal.record_frame(conn_id, frame_no, "in", wall, ctx.mono_us(), raw)
-            now = trio.current_time()
-            self._alive = now
-            self.last_message_at = now
-            self._last_frame_wall = wall
-            self.messages += 1
-            size = len(raw)
-            self.bytes += size
-            channel_bytes.inc(size)
-            out = processor.process(conn_id, frame_no, wall, raw)
-            kind = _type_of(out)
-            counter = counters.get(kind)
-            if counter is None:
-                counter = counters[kind] = metrics.MESSAGES.labels(self.channel, kind)
-            counter.inc()
-            if out.rows:
-                table, row = out.rows[-1]
-                if table in _TIMED_TABLES:  # row[0] is the exchange's timestamp (µs)
-                    latency.observe(max(0, wall - int(row[0])) / 1e6)
-                await sink.put_all(out.rows)
-            if _notable(out):
-                await self._handle(out, wall)
+        wall_us = ctx.wall_us
+        mono_us = ctx.mono_us
+        counts = self._metrics = FrameMetrics(self.channel)
+        counts.flush(trio.current_time())
+        try:
+            while True:
+                raw = await ws.receive()
+                wall = wall_us()
+                now = trio.current_time()
+                self._frame_no = frame_no = self._frame_no + 1
+                if journal is not None:
+                    journal.record_frame(conn_id, frame_no, "in", wall, mono_us(), raw)
+                self._alive = self.last_message_at = now
+                self._last_frame_wall = wall
+                self.messages += 1
+                size = len(raw)
+                self.bytes += size
+                out = processor.process(conn_id, frame_no, wall, raw)
+                message = out.message
+                counts.frame(
+                    message.type if message is not None else out.problem or "unknown", size
+                )
+                rows = out.rows
+                if rows:
+                    table, row = rows[-1]
+                    if table in _TIMED_TABLES:  # row[0] is the exchange's timestamp (µs)
+                        counts.latency(max(0, wall - int(row[0])) / 1e6)
+                    await sink.put_all(rows)
+                if now >= counts.due:
+                    counts.flush(now)
+                if _notable(out):
+                    await self._handle(out, wall)
+        finally:
+            counts.flush()
 
     async def _handle(self, out: Outcome, wall: int) -> None:
         ctx = self.ctx
@@ -562,6 +566,8 @@ class Connection:
                         f"no reply to {oldest.action} (id {oldest.ident}) "
                         f"within {command_timeout:g}s"
                     )
+                if now >= self._metrics.due:  # a quiet connection's counts, one interval late
+                    self._metrics.flush(now)
                 if interval > 0 and now >= next_ping:
                     if not in_flight:
                         in_flight = True
@@ -604,9 +610,3 @@ def _notable(out: Outcome) -> bool:
     if out.problem is not None or out.resnapshot or out.gap or out.lifecycle is not None:
         return True
     return out.message is None or out.message.type in CONTROL_TYPES
-
-
-def _type_of(out: Outcome) -> str:
-    if out.message is not None:
-        return out.message.type
-    return out.problem or "unknown"

@@ -96,7 +96,7 @@ class Gatherer:
         self, *, task_status: trio.TaskStatus[Gatherer] = trio.TASK_STATUS_IGNORED
     ) -> None:
         cfg = self.cfg
-        async with open_store(self.db_url, cfg) as store:
+        async with open_store(self.db_url, cfg, wall_us=self.wall_us) as store:
             self.store = store
             sink = RowSink({table: store.sender(table) for table in TABLE_COLUMNS})
             async with trio.open_nursery() as nursery:
@@ -264,6 +264,7 @@ class Gatherer:
                 "bytes": self.journal.bytes_written,
                 "pressure": self.journal.pressure,
                 "disk": "ok" if self.journal.disk_ok else "refusing",
+                "upload_backlog": self.journal.upload_backlog,
                 "error": self.journal.disk_error,
             }
             if not self.journal.disk_ok:

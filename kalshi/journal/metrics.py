@@ -44,3 +44,6 @@ WRITE_ERRORS = Counter(
     "kalshi_journal_write_errors",
     "Journal flushes the disk refused (full, read-only); the records stay buffered and retried",
 )
+UPLOAD_BACKLOG = Gauge(
+    "kalshi_journal_upload_backlog", "Closed journal files not uploaded yet (queued or retrying)"
+)

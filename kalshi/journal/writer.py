@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ import trio
 from kalshi.config import JournalConfig, S3Config
 from kalshi.errors import ExportError, JournalError
 from kalshi.journal import metrics
-from kalshi.journal.files import SegmentSet
+from kalshi.journal.files import SegmentSet, file_sort_key
 from kalshi.journal.format import MARKER_KINDS, encode_frame, encode_marker
 
 __all__ = ["JournalWriter"]
@@ -21,6 +22,9 @@ __all__ = ["JournalWriter"]
 log = logging.getLogger("kalshi.journal")
 
 _RETRY_MAX = 5.0  # seconds between attempts at a refusing disk, at most
+UPLOAD_WORKERS = 4  # journal files uploaded at once
+UPLOAD_RETRY_FIRST = 30.0  # seconds before a file whose attempts all failed is tried again
+UPLOAD_RETRY_MAX = 600.0
 
 
 class JournalWriter:
@@ -84,8 +88,9 @@ class JournalWriter:
         self.pressure_records = 0
         self.files_uploaded = 0
         self.upload_gave_up: list[Path] = []
-        self._upload_queue: list[Path] = []
-        self._upload_wake = trio.Event()
+        self._upload_send, self._upload_recv = trio.open_memory_channel[Path](math.inf)
+        self._upload_pending: set[Path] = set()
+        self._upload_delay: dict[Path, float] = {}
         self.disk_ok = True
         self.disk_error = ""
         self.write_errors = 0
@@ -171,7 +176,7 @@ class JournalWriter:
         try:
             async with trio.open_nursery() as nursery:
                 if self.s3 is not None:
-                    nursery.start_soon(self._upload_loop, self.s3)
+                    nursery.start_soon(self._uploads, self.s3)
                 task_status.started()
                 backoff = self.flush_interval
                 while True:
@@ -249,23 +254,83 @@ class JournalWriter:
         metrics.FILES_ROTATED.inc(len(closed))
         self.files_closed.extend(closed)
         if self.s3 is not None:
-            self._upload_queue.extend(closed)
-            self._upload_wake.set()
+            for path in closed:
+                self._queue_upload(path)
 
-    async def _upload_loop(self, s3: S3Config) -> None:
+    # --- uploads ------------------------------------------------------------------------
+
+    @property
+    def upload_backlog(self) -> int:
+        """Closed files not uploaded yet: queued, uploading, or waiting to be retried."""
+        return len(self._upload_pending)
+
+    def _ledger(self) -> Path:
+        return Path(self.cfg.dir) / self.gatherer_id / ".uploaded"
+
+    def _left_behind(self) -> list[Path]:
+        """Journal files of this gatherer that no run uploaded (blocking: a thread)."""
+        folder = Path(self.cfg.dir) / self.gatherer_id
+        try:
+            done = set(self._ledger().read_text().split("\n"))
+        except FileNotFoundError:
+            done = set()
+        root = Path(self.cfg.dir)
+        found = [
+            p
+            for p in folder.rglob("*")
+            if p.is_file()
+            and p.name.endswith((".jsonl", ".jsonl.zst"))
+            and p.relative_to(root).as_posix() not in done
+        ]
+        return sorted(found, key=file_sort_key)
+
+    def _record_uploaded(self, path: Path) -> None:
+        with self._ledger().open("a") as ledger:
+            ledger.write(path.relative_to(Path(self.cfg.dir)).as_posix() + "\n")
+
+    def _queue_upload(self, path: Path) -> None:
+        if path in self._upload_pending:
+            return
+        self._upload_pending.add(path)
+        self._upload_send.send_nowait(path)
+        metrics.UPLOAD_BACKLOG.set(len(self._upload_pending))
+
+    async def _uploads(self, s3: S3Config) -> None:
+        """Upload every closed file: those earlier runs left behind first, then each file as
+        it closes, :data:`UPLOAD_WORKERS` at a time. A file whose attempts all fail is
+        queued again after a delay (doubling to :data:`UPLOAD_RETRY_MAX`): an outage or a
+        wrong secret delays uploads, never loses them; the next run picks up the rest."""
+        for path in await trio.to_thread.run_sync(self._left_behind):
+            if path != self.current_path:
+                self._queue_upload(path)
+        if self._upload_pending:
+            log.info(
+                "journal: %d files left behind by earlier runs to upload", len(self._upload_pending)
+            )
+        async with trio.open_nursery() as nursery:
+            for _ in range(UPLOAD_WORKERS):
+                nursery.start_soon(self._upload_worker, s3, nursery)
+
+    async def _upload_worker(self, s3: S3Config, nursery: trio.Nursery) -> None:
         from kalshi.journal.upload import upload_with_retry
 
         root = Path(self.cfg.dir)
-        while True:
-            await self._upload_wake.wait()
-            self._upload_wake = trio.Event()
-            while self._upload_queue:
-                path = self._upload_queue.pop(0)
-                try:
-                    await upload_with_retry(s3, path, root, attempts=self.upload_attempts)
-                except ExportError as exc:
-                    # The file stays on disk; a failing upload must not stop the recording.
-                    log.warning("journal upload gave up: %s", exc)
-                    self.upload_gave_up.append(path)
-                else:
-                    self.files_uploaded += 1
+        async for path in self._upload_recv:
+            try:
+                await upload_with_retry(s3, path, root, attempts=self.upload_attempts)
+            except ExportError as exc:
+                log.warning("journal upload failed, retrying later: %s", exc)
+                self.upload_gave_up.append(path)
+                delay = self._upload_delay.get(path, UPLOAD_RETRY_FIRST)
+                self._upload_delay[path] = min(delay * 2, UPLOAD_RETRY_MAX)
+                nursery.start_soon(self._retry_upload_later, path, delay)
+                continue
+            await trio.to_thread.run_sync(self._record_uploaded, path)
+            self._upload_delay.pop(path, None)
+            self._upload_pending.discard(path)
+            metrics.UPLOAD_BACKLOG.set(len(self._upload_pending))
+            self.files_uploaded += 1
+
+    async def _retry_upload_later(self, path: Path, delay: float) -> None:
+        await trio.sleep(delay)
+        self._upload_send.send_nowait(path)

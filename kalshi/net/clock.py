@@ -3,18 +3,11 @@ time (µs) from Trio so virtual clocks in tests drive both consistently."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import trio
 
+from kalshi.clock import WallClock, system_wall_us
+
 __all__ = ["WallClock", "mono_us", "system_wall_us", "trio_wall_us"]
-
-WallClock = Callable[[], int]
-
-
-def system_wall_us() -> int:
-    return time.time_ns() // 1000
 
 
 def mono_us() -> int:

@@ -42,7 +42,8 @@ class SessionView:
 class MarketView:
     """One market across the recording. ``after_skip``: its frames that followed a skipped
     ``seq`` on their subscription (filtered: unknown whether anything was lost there);
-    ``gaps``: sequence gaps its book subscription reported (contiguous: frames lost)."""
+    ``gaps``: sequence gaps seen on its frames or on its order-book subscription
+    (contiguous: frames lost)."""
 
     ticker: str
     snapshots: int = 0
@@ -135,7 +136,13 @@ class Continuity:
         else:
             view.other += 1
         if out.gap:
-            view.gaps += 1
+            # An order-book gap concerns every market on the subscription (those it made
+            # stale); a trade gap cannot be attributed: it counts on the frame's market.
+            for name in set(out.resnapshot) | {ticker}:
+                other = self.markets.get(name)
+                if other is None:
+                    other = self.markets[name] = MarketView(name)
+                other.gaps += 1
         elif out.skip:
             view.after_skip += 1
         if out.problem == "book_invalid":

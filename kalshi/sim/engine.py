@@ -83,6 +83,7 @@ class _Active:
 
     __slots__ = (
         "book",
+        "deltas",
         "dollar_oi",
         "dollar_volume",
         "grid",
@@ -104,6 +105,7 @@ class _Active:
         self.oi = 0
         self.dollar_volume = 0  # price units x size units
         self.dollar_oi = 0
+        self.deltas = 0  # deltas published for this market
         self.top: tuple[Any, Any] = (None, None)
 
 
@@ -531,7 +533,12 @@ class Engine:
         if change == 0:
             return
         info = state.info
-        delta = BookDelta(info.ticker, info.market_id, side, price, change, ts_ms * 1000)
+        # Like the exchange: `ts` carries microseconds, `ts_ms` the same moment in ms
+        # (kalshi-gold15m: "…T03:45:40.722003Z" beside 1785901540722). The sub-millisecond
+        # part is drawn from the market's delta count, so runs repeat exactly.
+        state.deltas += 1
+        micros = ts_ms * 1000 + (state.deltas * 7919) % 1000
+        delta = BookDelta(info.ticker, info.market_id, side, price, change, micros)
         state.book.apply_delta(delta)
         body = {
             "market_ticker": info.ticker,
@@ -539,7 +546,7 @@ class Engine:
             "price_dollars": format_price(price),
             "delta_fp": format_size(change),
             "side": side.value,
-            "ts": format_rfc3339_us(ts_ms * 1000, digits=0),
+            "ts": format_rfc3339_us(micros, digits=6),
             "ts_ms": ts_ms,
         }
         yes_body = None

@@ -13,10 +13,9 @@ import hashlib
 import random
 import socket
 import struct
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -37,6 +36,7 @@ from kalshi.auth import (
     verify_signature,
 )
 from kalshi.book import OrderBook
+from kalshi.clock import WallClock, system_wall_us
 from kalshi.http.server import Request, Response
 from kalshi.sim.engine import Engine
 from kalshi.sim.faults import FaultPlan, Faults
@@ -64,10 +64,6 @@ _MAX_HEAD: Final = 16 * 1024
 _BLAST_CHUNK: Final = 256 * 1024
 
 
-def wall_clock_us() -> int:
-    return time.time_ns() // 1000
-
-
 class SimExchange(Exchange):
     """A running simulated exchange (made by :func:`open_sim_exchange`).
 
@@ -85,13 +81,14 @@ class SimExchange(Exchange):
         tier: str | None = "basic",
         auth: str = "rsa",
         private_key_pem: bytes | None = None,
-        clock: Callable[[], int] = wall_clock_us,
+        clock: WallClock = system_wall_us,
         skew_s: float = DEFAULT_SKEW_S,
         lifecycle_every: float | None = None,
         blast: bool = False,
         blast_events: int = 100_000,
         buffer_limit: int = DEFAULT_BUFFER,
         start_us: int | None = None,
+        connections_per_user: int = MAX_CONNECTIONS_PER_USER,
         keep_events: bool = True,
         truth_stream: BinaryIO | None = None,
         trade_window_s: float | None = None,
@@ -108,6 +105,7 @@ class SimExchange(Exchange):
         self.auth = auth
         self.skew_ms = int(skew_s * 1000)
         self.buffer_limit = buffer_limit
+        self.connections_per_user = connections_per_user  # 200 by default; more on higher tiers
         self.market_cap = market_cap
         self.command_rate = command_rate
         self.universe = Universe(markets, clock() if start_us is None else start_us, seed)
@@ -345,7 +343,7 @@ class SimExchange(Exchange):
                 ),
             )
             return
-        if self._per_user[user] >= MAX_CONNECTIONS_PER_USER:
+        if self._per_user[user] >= self.connections_per_user:
             await _send(stream, conn, TOO_MANY)
             return
         accept = base64.b64encode(hashlib.sha1(ws_key.encode() + _WS_GUID).digest())
@@ -454,7 +452,8 @@ async def open_sim_exchange(
     file) receives them as JSON lines instead, ``trade_window_s`` keeps only that many
     seconds of trades for ``GET /markets/trades``; traffic: ``busy`` markets take 80 % of
     the actions, and every ``burst_every`` seconds the rate is ``burst_x`` times higher for
-    ``burst_seconds``. Raises OSError if the
+    ``burst_seconds``; ``connections_per_user`` (200: kalshi-api.md §2.6; higher API tiers
+    allow more). Raises OSError if the
     port cannot be bound. Leaving the block closes every connection.
     """
     sim = SimExchange(markets=markets, rate=rate, seed=seed, blast=blast, **options)  # type: ignore[arg-type]

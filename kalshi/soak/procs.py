@@ -11,16 +11,7 @@ from typing import IO, Any
 import httpx
 import trio
 
-__all__ = ["Child", "free_port", "get_health"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["Child", "get_health"]
 
 
 class Child:

@@ -23,7 +23,8 @@ from attrs import define, field
 from kalshi.dedup import production_books
 from kalshi.errors import BookError
 from kalshi.journal import JournalRecord, read_journal
-from kalshi.soak.procs import Child, free_port, get_health
+from kalshi.ports import free_port
+from kalshi.soak.procs import Child, get_health
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
 from kalshi.testing.s3server import S3Server
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
+from kalshi.clock import WallClock, system_wall_us
 from kalshi.errors import StoreError
 from kalshi.models.rows import Row
 from kalshi.store.schema import TableSpec
@@ -23,8 +23,9 @@ __all__ = ["DeadLetters"]
 class DeadLetters:
     """Append-only dead-letter files. Thread-safe; blocks on disk I/O."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, wall_us: WallClock = system_wall_us) -> None:
         self.directory = directory
+        self._wall_us = wall_us
         self._lock = threading.Lock()
 
     def path(self, table: str) -> Path:
@@ -34,7 +35,7 @@ class DeadLetters:
         record = {
             "table": spec.name,
             "error": error,
-            "at_us": time.time_ns() // 1000,
+            "at_us": self._wall_us(),
             "columns": list(spec.columns),
             "row": list(row),
         }

@@ -19,7 +19,6 @@ import logging
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import warnings
@@ -30,6 +29,7 @@ from types import TracebackType
 
 from kalshi.config import DbConfig
 from kalshi.errors import StoreError
+from kalshi.ports import free_port
 from kalshi.store.connection import connect, translating
 
 __all__ = ["EmbeddedPostgres", "find_binaries", "resolve_database"]
@@ -113,13 +113,6 @@ def _complete(directory: Path) -> bool:
     return all((directory / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres"))
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class EmbeddedPostgres:
     """A PostgreSQL server owned by this process (or reused if already running).
 
@@ -168,7 +161,7 @@ class EmbeddedPostgres:
             log.info("reusing PostgreSQL on port %d (%s)", self.port, self.data_dir)
         else:
             if self.port is None:
-                self.port = _free_port()
+                self.port = free_port()
             self._write_conf()
             log_file = self.data_dir / "log" / "server.log"
             result = self._pg_ctl(

@@ -34,6 +34,7 @@ from typing import IO, Any
 import trio
 from attrs import frozen
 
+from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import GathererConfig, WriterConfig
 from kalshi.errors import DatabaseUnavailable, StoreError
 from kalshi.models.rows import Row
@@ -570,8 +571,16 @@ class RowSender:
 class Store:
     """The running writers of one database. Obtain it from :func:`open_store`."""
 
-    def __init__(self, url: str, cfg: GathererConfig, *, watermark: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        cfg: GathererConfig,
+        *,
+        watermark: bool = True,
+        wall_us: WallClock = system_wall_us,
+    ) -> None:
         self.watermark = watermark
+        self._wall_us = wall_us
         self.url = url
         self._cfg = cfg
         self._spool_root = Path(cfg.spool.dir)
@@ -586,7 +595,7 @@ class Store:
             statement_timeout=float(cfg.timescaledb.statement_timeout),
             lock_timeout=float(cfg.timescaledb.lock_timeout),
         )
-        dead = DeadLetters(Path(cfg.spool.dead_letter_dir))
+        dead = DeadLetters(Path(cfg.spool.dead_letter_dir), wall_us=wall_us)
         self.dead_letters = dead
         self._writers: dict[str, _TableWriter] = {
             name: _TableWriter(
@@ -697,7 +706,7 @@ class Store:
         database is down the old value stays (readers wait, which is right)."""
         while True:
             await trio.sleep(_WATERMARK_EVERY)
-            now = time.time_ns() // 1000
+            now = self._wall_us()
             try:
                 await trio.to_thread.run_sync(
                     self._publish_watermark,
@@ -720,7 +729,7 @@ class Store:
             # Everything received is committed: the watermark is now.
             idle = all(w.pending_since() is None for w in self._writers.values())
             if self.watermark and idle and not self._holds:
-                now = time.time_ns() // 1000
+                now = self._wall_us()
                 with trio.move_on_after(grace, shield=True):
                     try:
                         await trio.to_thread.run_sync(
@@ -748,12 +757,17 @@ class Store:
 
 @asynccontextmanager
 async def open_store(
-    url: str, cfg: GathererConfig, *, watermark: bool = True
+    url: str,
+    cfg: GathererConfig,
+    *,
+    watermark: bool = True,
+    wall_us: WallClock = system_wall_us,
 ) -> AsyncIterator[Store]:
     """Run the batch writers of every table against the database at ``url``.
 
     ``watermark``: record the ingest watermark (a live gatherer); off for writers of
     historical rows (a replay, a scripted recording), whose receive times are in the past.
+    ``wall_us``: the wall clock (µs) that stamps watermarks and dead letters.
 
     Yields a :class:`Store`; get channels with :meth:`Store.sender`. Batches that were
     spooled by an earlier process are drained first. On exit (normal, error or
@@ -763,7 +777,7 @@ async def open_store(
     use by another process or a write fails for a reason other than the rows or an
     unavailable database (e.g. missing tables: run migrations first).
     """
-    store = Store(url, cfg, watermark=watermark)
+    store = Store(url, cfg, watermark=watermark, wall_us=wall_us)
     await trio.to_thread.run_sync(store._open)
     try:
         async with trio.open_nursery() as nursery:

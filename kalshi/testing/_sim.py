@@ -4,11 +4,11 @@ generation costs ~0.1 s, and a test suite opens many exchanges)."""
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from kalshi.auth import Signer, generate_rsa_key_pem, load_private_key
+from kalshi.clock import system_wall_us
 from kalshi.sim import SimExchange, open_sim_exchange
 from kalshi.sim.server import WS_PATH
 
@@ -41,4 +41,4 @@ def signed_headers(
 ) -> dict[str, str]:
     """The three ``KALSHI-ACCESS-*`` headers for ``method path`` with the exchange's key."""
     signer = Signer(exchange.key_id, load_private_key(exchange.private_key_pem.decode()))
-    return signer.headers(method, path, time.time_ns() // 1_000_000 if now_ms is None else now_ms)
+    return signer.headers(method, path, system_wall_us() // 1000 if now_ms is None else now_ms)

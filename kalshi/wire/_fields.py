@@ -15,6 +15,7 @@ from kalshi.models.units import PRICE_SCALE, SIZE_SCALE, parse_price, parse_rfc3
 
 __all__ = [
     "CENT",
+    "finest_us",
     "levels",
     "opt_bool",
     "opt_int",
@@ -141,13 +142,30 @@ def trade_time(micros: int) -> int:
     return micros - micros % 1000
 
 
+def finest_us(ms: int, text: object) -> int:
+    """``ms`` (Unix ms) in µs, refined by the microseconds of an RFC 3339 ``text`` of the
+    same moment when it carries them: real deltas send ``"…T00:00:15.566273Z"`` beside
+    ``ts_ms`` …15566 (issue 17). A text that does not agree with ``ms`` to the millisecond
+    (seconds and milliseconds digits) refines nothing."""
+    if type(text) is not str or len(text) != 27 or text[19] != "." or text[26] not in "Zz":
+        return ms * 1000
+    frac = text[20:26]
+    seconds, millis = divmod(ms, 1000)
+    if not frac.isdigit() or int(frac[:3]) != millis or int(text[17:19]) != seconds % 60:
+        return ms * 1000
+    return ms * 1000 + int(frac[3:])
+
+
 def ts_us(msg: dict[str, Any]) -> int | None:
-    """The message time in µs: ``ts_ms``, else ``ts`` (int seconds or RFC 3339), else None."""
+    """The message time in µs at the finest precision the frame carries: ``ts_ms``
+    refined by an RFC 3339 ``ts`` or ``time`` with microseconds (:func:`finest_us`), else
+    ``ts`` (int seconds or RFC 3339), else ``time``, else None."""
     ms = msg.get("ts_ms")
     if ms is not None:
         if type(ms) is not int:
             raise DecodeError(f"ts_ms: expected an integer, got {type(ms).__name__}")
-        return ms * 1000
+        text = msg.get("ts")
+        return finest_us(ms, text if type(text) is str else msg.get("time"))
     ts = msg.get("ts")
     if ts is None:
         return opt_time(msg, "time")

@@ -23,6 +23,7 @@ from kalshi.models.trade import Trade
 from kalshi.models.units import PRICE_SCALE, parse_price, parse_size
 from kalshi.models.units import _price_cache as _PRICES
 from kalshi.models.units import _size_cache as _SIZES
+from kalshi.wire._fields import finest_us
 
 __all__ = ["decode_fast"]
 
@@ -44,6 +45,7 @@ class _Delta(msgspec.Struct, gc=False):
     side: str
     ts_ms: Int
     market_id: str = ""
+    ts: Any = None  # RFC 3339, with microseconds on real frames (finest_us)
 
 
 class _Trade(msgspec.Struct, gc=False):
@@ -63,6 +65,8 @@ class _Ticker(msgspec.Struct, gc=False):
     market_ticker: str
     ts_ms: Int
     market_id: str = ""
+    ts: Any = None  # seconds, or RFC 3339 (finest_us)
+    time: Any = None  # RFC 3339 (finest_us)
     price_dollars: str | None = None
     yes_bid_dollars: str | None = None
     yes_ask_dollars: str | None = None
@@ -128,7 +132,7 @@ def _delta(m: _Delta) -> BookDelta:
         side,
         parse_price(m.price_dollars),
         parse_size(m.delta_fp),
-        m.ts_ms * 1000,
+        finest_us(m.ts_ms, m.ts),
     )
 
 
@@ -188,7 +192,7 @@ def _ticker(m: _Ticker) -> Ticker:
         _size(m.yes_bid_size_fp),
         _size(m.yes_ask_size_fp),
         _size(m.last_trade_size_fp),
-        m.ts_ms * 1000,
+        finest_us(m.ts_ms, m.ts if type(m.ts) is str else m.time),
     )
 
 

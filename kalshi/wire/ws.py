@@ -29,6 +29,7 @@ from kalshi.models.trade import Trade
 from kalshi.models.units import PRICE_SCALE, SIZE_SCALE, parse_price, parse_size
 from kalshi.wire._fields import (
     CENT,
+    finest_us,
     levels,
     opt_bool,
     opt_int,
@@ -107,7 +108,7 @@ def _delta(msg: dict[str, Any]) -> BookDelta:
                 Side.YES if side_text == "yes" else Side.NO,
                 parse_price(price),
                 parse_size(change),
-                ms * 1000,
+                finest_us(ms, msg.get("ts")),
             )
         except DecodeError:
             pass

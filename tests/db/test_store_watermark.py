@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import trio
 import trio.testing
 
+from kalshi.clock import system_wall_us
 from kalshi.config import GathererConfig
 from kalshi.store import connect_db, open_store
 from tests.db.test_store_writer import trade
@@ -22,10 +24,10 @@ async def test_a_pending_row_holds_the_watermark_and_the_final_one_is_now(
             await send.send(trade(1, received_at=1_000))
             await send.send(trade(2, received_at=900))
             await trio.testing.wait_all_tasks_blocked()
-        now = time.time_ns() // 1000
+        now = system_wall_us()
         # two rows wait in the open batch (30 s flush interval): nothing before 900 is sure
         assert store.complete_before(now) == 900
-    stopped = time.time_ns() // 1000
+    stopped = system_wall_us()
     with connect_db(db_url) as db:
         (mark,) = db.query(
             "SELECT complete_before FROM ingest_watermark WHERE gatherer_id = %s",
@@ -90,3 +92,23 @@ async def test_holds_and_old_exchange_times_keep_the_watermark_back(
             await send.send(trade(3, exchange_ts=2_500, received_at=now))
             await trio.testing.wait_all_tasks_blocked()
         assert store.complete_before(now) == 2_500
+
+
+async def test_the_injected_wall_clock_stamps_the_watermark_and_the_dead_letters(
+    db_url: str, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+) -> None:
+    cfg = make_cfg(flush_interval=30.0, batch_size=1000)
+    wall_us = lambda: 7_777_000_000  # noqa: E731
+    async with open_store(db_url, cfg, wall_us=wall_us) as store, store.sender("trades") as send:
+        await send.send(trade(1, received_at=1_000))
+        await send.send(trade(2, received_at=900, price=100_001))  # breaks trades_price_check
+    with connect_db(db_url) as db:
+        (mark,) = db.query(
+            "SELECT complete_before, updated_at FROM ingest_watermark WHERE gatherer_id = %s",
+            (cfg.gatherer_id,),
+        )
+        assert db.count("trades") == 1
+    # everything was handled on the way out: the watermark is the injected "now"
+    assert mark == (7_777_000_000, 7_777_000_000)
+    (line,) = (tmp_path / "dead-letter" / "trades.jsonl").read_text().splitlines()
+    assert json.loads(line)["at_us"] == 7_777_000_000

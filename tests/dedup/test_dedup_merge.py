@@ -55,7 +55,7 @@ async def test_passes_over_growing_databases_end_in_the_same_truth(
     walls = [c + 1000 for c in cuts] + [truth.events[-1].exchange_ts + 10_000]
     wall = [0]
     dedup = Deduplicator(
-        dedup_config(production, urls, batch_size=10), clock=lambda: wall[0] / 1_000_000
+        dedup_config(production, urls, batch_size=10), wall_us=lambda: wall[0]
     )
     try:
         for part in range(len(cuts) + 1):
@@ -164,7 +164,7 @@ async def test_rows_received_late_reach_production_exactly_once(
     gatherer, production = make_db(), make_db()
     wall = [0]
     dedup = Deduplicator(
-        dedup_config(production, {"g0": gatherer}), clock=lambda: wall[0] / 1_000_000
+        dedup_config(production, {"g0": gatherer}), wall_us=lambda: wall[0]
     )
     cfg = GathererConfig(
         gatherer_id="g0",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,13 +21,8 @@ from kalshi.config import HttpConfig, MetricsConfig, S3Config, parse_duration
 from kalshi.dedup.export import Exporter
 from kalshi.dedup.service import serve_dedup
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
+from kalshi.testing import free_port
 from kalshi.testing.scripted import make_truth
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_service_merges_exports_and_reports_health_and_metrics(
@@ -39,8 +33,8 @@ async def test_service_merges_exports_and_reports_health_and_metrics(
     production = make_db()
     cfg = attrs.evolve(
         dedup_config(production, urls, poll_interval=parse_duration("20ms")),
-        http=HttpConfig(port=_free_port()),
-        metrics=MetricsConfig(port=_free_port()),
+        http=HttpConfig(port=free_port()),
+        metrics=MetricsConfig(port=free_port()),
     )
     s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration("100ms"))
     exporter = Exporter(production, s3)

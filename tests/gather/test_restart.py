@@ -5,7 +5,6 @@ spanning the down time, and the books equal the simulator's."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +16,12 @@ import yaml
 
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
-from kalshi.testing import PINNED_START_US
+from kalshi.testing import PINNED_START_US, free_port
 from tests.gather.support import db_books, wait_for
 
 CHANNELS = ("orderbook_delta", "trade", "ticker", "market_lifecycle_v2")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(sim: Any, tmp_path: Path, db_url: str, port: int) -> Path:
@@ -84,7 +79,7 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
         markets=30, active=15, rate=400.0, seed=17, port=0, start_us=PINNED_START_US
     ) as sim:
         sim.engine.pause()  # trades before the recorder is subscribed cannot be recorded
-        port = _free_port()
+        port = free_port()
         path = _config(sim, tmp_path, db_url, port)
         command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
         procs: list[trio.Process] = []

@@ -109,3 +109,45 @@ async def test_a_failing_upload_does_not_stop_the_recording(
     assert writer.records_written == 3
     after = REGISTRY.get_sample_value("kalshi_journal_upload_failures_total") or 0.0
     assert after - failures == 2
+
+
+async def test_files_an_earlier_run_could_not_upload_are_uploaded_by_the_next(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    # Issue 18 item 9: with a wrong S3 secret 38 of 57 files never reached S3, even after
+    # the secret was fixed; no run looked for old files.
+    bucket = f"journal-up-{next(_buckets)}"
+    await trio.to_thread.run_sync(s3_server.create_bucket, bucket)
+    right = s3_config(s3_server, bucket)
+    cfg = journal_config(tmp_path, upload=True, rotate_bytes=10)  # one record per file
+    wrong = JournalWriter(
+        cfg, "g-1", s3=attrs.evolve(right, secret_key="wrong"), flush_interval=0.01,
+        upload_attempts=1,
+    )  # fmt: skip
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(wrong.run)
+            for n in range(1, 8):
+                wrong.record_frame(1, n, "in", n, n, b"{}")
+            await wrong.flush()
+            while len(wrong.upload_gave_up) < 6:  # noqa: ASYNC110  # boto3 runs in a thread
+                await trio.sleep(0.05)
+            assert wrong.upload_backlog == 6
+            nursery.cancel_scope.cancel()
+    files = sorted(wrong.files_closed)
+    assert len(files) == 7  # the seventh closed at shutdown
+    assert wrong.files_uploaded == 0
+
+    fixed = JournalWriter(cfg, "g-1", s3=right, flush_interval=0.01)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fixed.run)
+            while fixed.files_uploaded < 7:  # noqa: ASYNC110  # boto3 runs in a thread
+                await trio.sleep(0.05)
+            assert fixed.upload_backlog == 0
+            nursery.cancel_scope.cancel()
+    root = Path(cfg.dir)
+    keys = sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == [f"raw/journal/{p.relative_to(root).as_posix()}" for p in files]
+    ledger = (root / "g-1" / ".uploaded").read_text().splitlines()
+    assert sorted(ledger) == [p.relative_to(root).as_posix() for p in files]

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import urllib.request
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kalshi.testing import free_port
 from kalshi.testing.s3server import S3Server, find_weed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ SEED = [
     "build",
     "clean",
 ]
-EXTRA = ["demo", "lint", "bench", "bench-smoke", "soak"]
+EXTRA = ["demo", "lint", "bench", "bench-smoke", "soak", "scale"]
 
 
 def _just(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> tuple[str, str]:
@@ -68,11 +68,6 @@ def test_test_and_lint_recipes_are_unchanged() -> None:
     assert "lint:\n    ruff check kalshi tests benchmarks\n    mypy kalshi\n" in text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -94,7 +89,7 @@ def test_without_docker_up_migrate_monitoring_down_clean(
     scratch: Path, prometheus_bin: str
 ) -> None:
     find_weed()
-    port = _free_port()
+    port = free_port()
     env = os.environ | {"KALSHI_NO_DOCKER": "1", "PROMETHEUS_PORT": str(port)}
     env.pop("TIMESCALEDB_URL", None)
 

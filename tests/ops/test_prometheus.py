@@ -3,7 +3,6 @@ a real metrics endpoint."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from prometheus_client import REGISTRY
 from kalshi.config import HttpConfig, MetricsConfig
 from kalshi.http import serve_endpoints
 from kalshi.store import metrics as store_metrics
+from kalshi.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "etc/prometheus/prometheus.yml"
@@ -73,11 +73,6 @@ def test_scrape_targets_are_the_configured_metrics_ports() -> None:
     assert MetricsConfig().port == 9090
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _test_config(metrics_port: int) -> dict[str, Any]:
@@ -108,7 +103,7 @@ async def test_a_real_prometheus_scrapes_the_metrics_endpoint(
     written = REGISTRY.get_sample_value("kalshi_store_rows_written_total", {"table": "trades"})
     assert written is not None and written >= 7
 
-    metrics_port, web_port = _free_port(), _free_port()
+    metrics_port, web_port = free_port(), free_port()
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(_test_config(metrics_port)))
     log = (tmp_path / "prometheus.log").open("wb")
     with trio.fail_after(60):

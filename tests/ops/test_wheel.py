@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -20,6 +19,7 @@ import pytest
 
 from kalshi.store import connect_db
 from kalshi.store.migrate import load_migrations
+from kalshi.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,9 +106,7 @@ def test_the_wheel_migrates_a_real_database(
 def test_the_wheel_runs_db_up_migrate_and_the_demo_anywhere(installed: Path, scratch: Path) -> None:
     home = scratch / "anywhere"
     home.mkdir(mode=0o755)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = os.environ | {
         "KALSHI_SIM_URL": f"http://127.0.0.1:{port}/trade-api/v2",
         "KALSHI_SIM_WS_URL": f"ws://127.0.0.1:{port}/trade-api/ws/v2",

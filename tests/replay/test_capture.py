@@ -340,3 +340,7 @@ async def test_a_journal_replayed_under_the_filtered_rule(tmp_path: Path) -> Non
     assert tables == [t for t in strict_tables if t != "gaps"]
     proc = filtered.processor("g-1")
     assert (proc.counts["seq_skip"], proc.counts["seq_gap"]) == (1, 0)
+    # Under the live rule the gap (revealed by a T1 delta) hits both markets on the sid.
+    views = strict.continuity.markets
+    assert (views[T1].gaps, views[T2].gaps) == (1, 1)
+    assert views[T2].verdict(None) == "1 sequence gap(s): frames lost; book consistent"

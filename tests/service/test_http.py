@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
@@ -25,6 +24,7 @@ from kalshi.http import (
     serve_endpoints,
     serve_http,
 )
+from kalshi.testing import free_port
 
 MARKETS = [
     {"ticker": f"KX{series}-{n:02d}", "status": status}
@@ -217,14 +217,10 @@ async def test_metrics_exposes_registry_with_exact_values(nursery: trio.Nursery)
     assert openmetrics.text.endswith("# EOF\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_endpoints_from_config_separate_ports(nursery: trio.Nursery) -> None:
-    http_port, metrics_port = _free_port(), _free_port()
+    http_port, metrics_port = free_port(), free_port()
     with trio.fail_after(10):
         endpoints: Endpoints = await nursery.start(
             lambda task_status: serve_endpoints(
@@ -250,7 +246,7 @@ async def test_endpoints_from_config_separate_ports(nursery: trio.Nursery) -> No
 
 
 async def test_endpoints_shared_port_and_debug_disabled(nursery: trio.Nursery) -> None:
-    port = _free_port()
+    port = free_port()
     with trio.fail_after(10):
         endpoints: Endpoints = await nursery.start(
             lambda task_status: serve_endpoints(
@@ -416,7 +412,7 @@ async def test_a_port_in_use_fails_the_start(nursery: trio.Nursery) -> None:
 
 
 async def test_a_taken_metrics_port_releases_the_health_port(nursery: trio.Nursery) -> None:
-    free = _free_port()
+    free = free_port()
     with trio.fail_after(10):
         taken: Listening = await nursery.start(serve_http, "127.0.0.1", None, {})
         with pytest.raises(OSError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from functools import partial
@@ -21,6 +20,7 @@ from kalshi.http import (
     serve_endpoints,
     serve_http,
 )
+from kalshi.testing import free_port, free_ports
 
 HEALTH: dict[str, Any] = {
     "status": "ok",
@@ -115,9 +115,7 @@ async def test_status_once_shows_a_degraded_service(nursery: trio.Nursery) -> No
 
 
 async def test_status_unreachable_is_one_line_and_exit_1() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    port = free_port()  # nothing listens there
     with trio.fail_after(30):
         done = await kalshi("status", f"http://127.0.0.1:{port}", "--once")
     assert (done.returncode, done.stdout) == (1, b"")
@@ -142,11 +140,7 @@ async def test_status_of_something_without_health_is_one_line_and_exit_1(
 async def test_status_takes_both_addresses_from_a_gatherer_config(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    ports = []
-    for _ in range(2):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
+    ports = free_ports(2)
     config = tmp_path / "gatherer.yaml"
     config.write_text(f"http:\n  port: {ports[0]}\nmetrics:\n  port: {ports[1]}\n")
     registry = CollectorRegistry()

@@ -6,13 +6,12 @@ The exchange runs on a frozen ``mock_clock``: the engine only moves when a test 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import trio
 from sim_support import Rebuilt, Rejected, connect
 from wsproto.events import Ping
 
+from kalshi.clock import system_wall_us
 from kalshi.models import (
     ErrorReply,
     EventLifecycle,
@@ -266,7 +265,7 @@ async def test_handshake_rejections(change: str, problem: str) -> None:
                 "KALSHI-ACCESS-SIGNATURE"
             ]
         elif change == "old_timestamp":
-            headers = signed_headers(ex, now_ms=time.time_ns() // 1_000_000 - 60_000)
+            headers = signed_headers(ex, now_ms=system_wall_us() // 1000 - 60_000)
         elif change == "missing_key":
             del headers["KALSHI-ACCESS-KEY"]
         elif change == "unknown_key":

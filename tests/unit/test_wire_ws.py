@@ -303,3 +303,19 @@ def test_commands_encode_as_the_reference_shows() -> None:
     assert encode_command(list_subscriptions_cmd(3)) == b'{"id":3,"cmd":"list_subscriptions"}'
     with pytest.raises(ValueError, match="unknown update_subscription action"):
         update_subscription_cmd(1, 1, "replace", [])
+
+
+def test_a_delta_keeps_the_microseconds_of_its_ts() -> None:
+    # A real frame (tests/data/kalshi-gold15m): ts has µs, ts_ms the same moment in ms.
+    raw = (
+        b'{"type":"orderbook_delta","sid":1,"seq":2146643,"msg":{"market_ticker":'
+        b'"KXGOLD15M-26AUG050000-00","market_id":"4f5c2e39-5132-4147-ba3f-b3485ad89427",'
+        b'"price_dollars":"0.3200","delta_fp":"-46.02","side":"no",'
+        b'"ts":"2026-08-05T03:45:40.722003Z","ts_ms":1785901540722}}'
+    )
+    assert decode_ws(raw).body.exchange_ts == 1_785_901_540_722_003  # type: ignore[union-attr]
+    # a ts that disagrees with ts_ms refines nothing: ts_ms is the exchange's time
+    wrong = raw.replace(b"40.722003Z", b"41.722003Z")
+    assert decode_ws(wrong).body.exchange_ts == 1_785_901_540_722_000  # type: ignore[union-attr]
+    plain = raw.replace(b'"ts":"2026-08-05T03:45:40.722003Z",', b"")
+    assert decode_ws(plain).body.exchange_ts == 1_785_901_540_722_000  # type: ignore[union-attr]
