@@ -139,6 +139,12 @@ soak *ARGS:
     set -euo pipefail
     exec python benchmarks/soak.py {{ARGS}}
 
+# The whole system at full size, measured (benchmarks/scale.py; --minutes 30 --markets 250000)
+scale *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    exec python benchmarks/scale.py {{ARGS}}
+
 # Build the Docker image kalshi:latest (without Docker: the wheel, into dist/)
 build:
     #!/usr/bin/env bash

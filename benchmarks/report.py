@@ -29,7 +29,8 @@ from _common import RESULTS, format_value
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-SKIP = {"report.py", "soak.py"}  # soak: `just soak`, minutes long, in docs/reliability.md
+# soak: `just soak`, minutes long, in docs/reliability.md; scale: `just scale`, docs/scaling.md
+SKIP = {"report.py", "soak.py", "scale.py"}
 
 
 def scripts() -> list[Path]:

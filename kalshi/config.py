@@ -171,9 +171,11 @@ class WriterConfig:
 
 @frozen
 class WritersConfig:
-    trades: WriterConfig = WriterConfig(100, Duration(1.0))
-    orderbook: WriterConfig = WriterConfig(500, Duration(0.5))
-    tickers: WriterConfig = WriterConfig(100, Duration(1.0))
+    # Batches of thousands: a COPY + commit per 100-500 rows cost 0.3-0.7 of the rate at 5 000
+    # (docs/performance.md, benchmarks/writer.py); flush_interval still bounds the latency.
+    trades: WriterConfig = WriterConfig(1000, Duration(1.0))
+    orderbook: WriterConfig = WriterConfig(5000, Duration(0.5))
+    tickers: WriterConfig = WriterConfig(1000, Duration(1.0))
     snapshots: WriterConfig = WriterConfig(10, Duration(5.0))
     lifecycle: WriterConfig = WriterConfig(100, Duration(1.0))
     markets: WriterConfig = WriterConfig(1000, Duration(2.0))

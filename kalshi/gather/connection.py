@@ -29,6 +29,7 @@ from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, Subs
 from kalshi.models.frames import Message
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
+from kalshi.net.clock import clock_hint
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
 
 __all__ = ["SCOPED_CHANNELS", "Connection"]
@@ -62,6 +63,7 @@ class Connection:
         self.bytes = 0
         self.last_message_at: float | None = None  # trio time
         self.last_error = ""
+        self._signed_at_us = 0  # the wall clock the last handshake was signed with
         self.conn_id = 0
         self.sid: int | None = None
         # Set before run(): this process started after an earlier run of the gatherer that
@@ -141,10 +143,13 @@ class Connection:
                         raise
                     raise rest from None  # cancelled while a network error came in
                 self.last_error = reason = str(error)
+                if isinstance(error, AuthError):
+                    hint = clock_hint(error.server_date, error.body, self._signed_at_us)
+                    self.last_error = reason = reason + hint
                 permanent = isinstance(error, ConnectionLost) and error.permanent
                 if not permanent:
                     level = logging.ERROR if isinstance(error, AuthError) else logging.WARNING
-                    log.log(level, "%s: %s", self.name, error)
+                    log.log(level, "%s: %s", self.name, reason)
             if self.sessions and self.conn_id:
                 self.ctx.processor.forget_connection(self.conn_id)
                 self.ctx.marker(self.conn_id, "disconnect", reason=reason)
@@ -171,7 +176,8 @@ class Connection:
         ws_cfg = ctx.cfg.websocket
         url = ctx.cfg.kalshi.ws_url
         self._set_state("connecting")
-        headers = ctx.signer.headers("GET", url, ctx.wall_us() // 1000)
+        self._signed_at_us = ctx.wall_us()
+        headers = ctx.signer.headers("GET", url, self._signed_at_us // 1000)
         async with ctx.connector(url, headers, int(ws_cfg.max_frame_bytes)) as ws:
             self.conn_id = ctx.new_conn_id()
             self.sessions += 1
@@ -224,8 +230,9 @@ class Connection:
                 rows = out.rows
                 if rows:
                     table, row = rows[-1]
-                    if table in _TIMED_TABLES:  # row[0] is the exchange's timestamp (µs)
+                    if table in _TIMED_TABLES and row[0] is not None:  # the exchange's µs
                         counts.latency(max(0, wall - int(row[0])) / 1e6)
+                        ctx.skew.observe(wall, int(row[0]))
                     await sink.put_all(rows)
                 if now >= counts.due:
                     counts.flush(now)

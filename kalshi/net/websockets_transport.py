@@ -156,7 +156,11 @@ async def _handshake(
                 if isinstance(exc, InvalidStatus):
                     status = exc.response.status_code
                     if status in (401, 403):
-                        raise AuthError(f"websocket handshake rejected with HTTP {status}")
+                        raise AuthError(
+                            f"websocket handshake rejected with HTTP {status}",
+                            server_date=exc.response.headers.get("Date", ""),
+                            body=(exc.response.body or b"").decode("utf-8", "replace")[:500],
+                        )
                     raise HttpError(status, "websocket handshake rejected")
                 if exc is not None:
                     raise ConnectionLost(f"websocket handshake failed: {exc}")

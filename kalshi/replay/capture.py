@@ -18,7 +18,7 @@ Times become µs since the epoch. The unit is the user's (``--time-unit``), else
 name's suffix (``_ms``, ``_us``, ``_ns``, ``_s``), else each value's magnitude;
 strings are RFC 3339; fractional numbers are read exactly from their decimal text.
 Without a receive time a frame gets its exchange time (``msg.ts_ms``, else ``msg.ts``);
-see :class:`~kalshi.replay.source.CaptureReader` for frames that have neither.
+frames that have neither take a neighbour's (:mod:`kalshi.replay.source`).
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@ they were received, and a wall clock stepping back a little.
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import sys
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -142,9 +144,6 @@ def read_records(
 
 def _journal_stamp_us(path: Path) -> int | None:
     """When a journal segment was opened (from its name), in µs; None for other names."""
-    import calendar
-    import time
-
     stamp = file_sort_key(path)[0]
     if not stamp:
         return None
@@ -308,7 +307,6 @@ class _Session:
     conn_id: int | None = None  # set when the session starts emitting
     frame_no: int = 0
     last_us: int | None = None
-    mode: str = ""
 
 
 class _Capture:
@@ -389,7 +387,6 @@ class _Capture:
             first = self._first_time(pending)
             conn_id = first if self.previous_conn is None else max(first, self.previous_conn + 1)
             session.conn_id = self.previous_conn = conn_id
-            session.mode = mode
             session.last_us = first
             detail = {
                 "label": "capture",

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO, Final
 from urllib.parse import parse_qs, urlsplit
@@ -88,6 +89,7 @@ class SimExchange(Exchange):
         blast_events: int = 100_000,
         buffer_limit: int = DEFAULT_BUFFER,
         start_us: int | None = None,
+        connections_per_user: int = MAX_CONNECTIONS_PER_USER,
         keep_events: bool = True,
         truth_stream: BinaryIO | None = None,
         trade_window_s: float | None = None,
@@ -104,6 +106,7 @@ class SimExchange(Exchange):
         self.auth = auth
         self.skew_ms = int(skew_s * 1000)
         self.buffer_limit = buffer_limit
+        self.connections_per_user = connections_per_user  # 200 by default; more on higher tiers
         self.market_cap = market_cap
         self.command_rate = command_rate
         self.universe = Universe(markets, clock() if start_us is None else start_us, seed)
@@ -281,7 +284,7 @@ class SimExchange(Exchange):
         if ACCESS_KEY.lower() in headers or ACCESS_SIGNATURE.lower() in headers:
             key_id, problem = self.authenticate(headers, method, path)
             if problem:
-                return _unauthorized(problem)
+                return _unauthorized(problem, self.clock())
             who = f"key:{key_id}"
         if not self.rest.allow(who):
             return TOO_MANY
@@ -328,7 +331,7 @@ class SimExchange(Exchange):
         if self.auth == "rsa":
             key_id, problem = self.authenticate(headers, "GET", path)
             if problem:
-                await _send(stream, conn, _unauthorized(problem))
+                await _send(stream, conn, _unauthorized(problem, self.clock()))
                 return
             user = key_id
         ws_key = headers.get("sec-websocket-key", "")
@@ -341,7 +344,7 @@ class SimExchange(Exchange):
                 ),
             )
             return
-        if self._per_user[user] >= MAX_CONNECTIONS_PER_USER:
+        if self._per_user[user] >= self.connections_per_user:
             await _send(stream, conn, TOO_MANY)
             return
         accept = base64.b64encode(hashlib.sha1(ws_key.encode() + _WS_GUID).digest())
@@ -388,9 +391,13 @@ def _reset(stream: trio.abc.Stream) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def _unauthorized(problem: str) -> Response:
+def _unauthorized(problem: str, now_us: int) -> Response:
+    """A 401 with the exchange's JSON error and an HTTP ``Date`` from the exchange's clock
+    (as any HTTP server sends), which lets a client see that its own clock is off."""
     return Response(
-        401, orjson.dumps({"error": {"code": "authentication_error", "message": problem}})
+        401,
+        orjson.dumps({"error": {"code": "authentication_error", "message": problem}}),
+        headers=(("date", formatdate(now_us / 1e6, usegmt=True)),),
     )
 
 
@@ -450,7 +457,8 @@ async def open_sim_exchange(
     file) receives them as JSON lines instead, ``trade_window_s`` keeps only that many
     seconds of trades for ``GET /markets/trades``; traffic: ``busy`` markets take 80 % of
     the actions, and every ``burst_every`` seconds the rate is ``burst_x`` times higher for
-    ``burst_seconds``. Raises OSError if the
+    ``burst_seconds``; ``connections_per_user`` (200: kalshi-api.md §2.6; higher API tiers
+    allow more). Raises OSError if the
     port cannot be bound. Leaving the block closes every connection.
     """
     sim = SimExchange(markets=markets, rate=rate, seed=seed, blast=blast, **options)  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ SEED = [
     "build",
     "clean",
 ]
-EXTRA = ["demo", "lint", "bench", "bench-smoke", "soak"]
+EXTRA = ["demo", "lint", "bench", "bench-smoke", "soak", "scale"]
 
 
 def _just(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> tuple[str, str]:
@@ -66,8 +66,6 @@ def test_test_and_lint_recipes_are_unchanged() -> None:
     text = (ROOT / "justfile").read_text()
     assert "test *ARGS:\n    python -m pytest {{ARGS}}\n" in text
     assert "lint:\n    ruff check kalshi tests benchmarks\n    mypy kalshi\n" in text
-
-
 
 
 @pytest.fixture

@@ -49,6 +49,14 @@ GOLDEN = {
 }
 
 
+# Frames of each window that followed a skipped seq (other markets' frames, filtered out).
+AFTER_SKIP = {
+    "KXGOLD15M-26AUG050000-00": 14_812,
+    "KXGOLD15M-26AUG050800-00": 11_739,
+    "KXGOLD15M-26AUG051300-00": 16_689,
+}
+
+
 def capture(window: str) -> Path:
     return GOLD / "events" / window / "2026-08-05.ndjson.gz"
 
@@ -96,7 +104,9 @@ def books_from_rows(rows: list[dict[str, Any]], ticker: str, at_us: int) -> Orde
 
 @pytest.mark.parametrize("window", WINDOWS)
 def test_replay_as_jsonl_reproduces_expected(window: str, tmp_path: Path) -> None:
-    result = kalshi("replay", str(capture(window)), "--format", "jsonl", cwd=tmp_path)
+    result = kalshi(
+        "replay", str(capture(window)), "--format", "jsonl", "--continuity", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     rows = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert dict(Counter(row["table"] for row in rows)) == {
@@ -111,10 +121,18 @@ def test_replay_as_jsonl_reproduces_expected(window: str, tmp_path: Path) -> Non
     for at_us, book in instants(window):
         assert best_first(books_from_rows(rows, window, at_us)) == book, at_us
     assert best_first(books_from_rows(rows, window, 2**62)) == expected["final_book"]
-    summary = result.stderr.decode().splitlines()
-    frames = sum(expected["frames"].values())
-    assert summary[0].startswith(f"replayed {frames:,} frames ({frames + 1:,} journal records)")
-    assert "seq check filtered (auto: " in summary[1]
+    report = result.stderr.decode().splitlines()
+    assert report[0] == "continuity:"
+    assert "seq check filtered (auto: " in report[1]
+    counts = expected["frames"]
+    assert report[2] == (
+        f"  {window}: {counts['orderbook_snapshot']} snapshot(s), "
+        f"{counts['orderbook_delta']:,} delta(s), {counts['trade']:,} trade(s) in 1 "
+        f"session(s); filtered: completeness not provable ({AFTER_SKIP[window]:,} frame(s) "
+        "after a skipped seq); book consistent"
+    )
+    frames = sum(counts.values())
+    assert report[3].startswith(f"replayed {frames:,} frames ({frames + 1:,} journal records)")
 
 
 def test_plain_zstd_and_stdin_give_the_same_rows(tmp_path: Path) -> None:
@@ -150,6 +168,16 @@ def test_point_in_time_reads_only_up_to_the_instant() -> None:
         until = at_us + STOP_GRACE_US
         needed = sum(orjson.loads(line)["recv_ms"] * 1000 <= until for line in lines)
         assert read == needed < len(lines)
+    # The command line: the book at one instant, as JSON.
+    at_us, book = instants(window)[2]
+    shown = kalshi("snapshot", str(capture(window)), "--ticker", window, "--at", str(at_us),
+                   "--json", cwd=Path.cwd())  # fmt: skip
+    doc = orjson.loads(shown.stdout)
+    assert (doc["source"], doc["stale"]) == ("journal", False)
+    assert [[level["price"], level["size"]] for level in doc["no"]] == [
+        [f"{p // 100000}.{p % 100000 // 10:04d}", f"{s // 100}.{s % 100:02d}"]
+        for p, s in book["no"]
+    ]
     # The live (contiguous) rule reads every other market's frame as a loss: stale, and why.
     at_us, _ = instants(window)[0]
     strict = book_from_journal(read_records([capture(window)]), window, at_us, "contiguous")

@@ -1,0 +1,149 @@
+"""`just scale`: the whole system at full size (kalshi.scale), measured; writes
+benchmarks/results/scale/scale.json and the table between the ``scale:begin`` / ``scale:end``
+markers of docs/scaling.md.
+
+    python benchmarks/scale.py [--minutes 30] [--markets 250000] [--active 5000]
+                               [--rate 2000] [--workdir DIR] [--no-doc]
+
+Exit 0 when nothing was lost, doubled or unequal and nothing reconnected; 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine
+
+from kalshi.scale import run_scale
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "scaling.md"
+OUT = ROOT / "benchmarks" / "results" / "scale" / "scale.json"  # not rendered by report.py
+BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, dict):
+        return " · ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _mib(sizes: dict[str, int]) -> dict[str, str]:
+    return {k: f"{v / 2**20:,.1f} MiB" for k, v in sizes.items()}
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The figures of one run as a Markdown table."""
+    latency = doc.get("latency_s", {})
+    g = doc.get
+    run = (
+        f"{g('markets'):,} markets ({g('active'):,} trading, {g('busy')} busy), "
+        f"{g('rate'):,.0f} msgs/s, bursts ×20 for 10 s every {g('burst_every_s'):.0f} s, "
+        f"{g('minutes'):g} min; {g('machine', '')}"
+    )
+    trades = f"{_fmt(g('trades_generated'))} / {g('trades_lost')} / {g('trades_duplicated')}"
+    reconnects = f"{_fmt(g('reconnects_during_startup'))} / {_fmt(g('reconnects'))}"
+    rows = [
+        ("run", run),
+        ("markets subscribed per gatherer", _fmt(g("markets_subscribed"))),
+        ("time to all subscribed (s)", _fmt(g("seconds_to_all_subscribed"))),
+        ("time to all books (s)", _fmt(g("seconds_to_all_books"))),
+        ("messages generated (bursts)", f"{_fmt(g('messages_generated'))} ({g('bursts')})"),
+        ("msgs/s achieved by the simulator", _fmt(g("achieved_rate"))),
+        ("CPU seconds", _fmt(g("cpu_seconds"))),
+        ("peak RSS (MiB)", _fmt(g("peak_rss_mib"))),
+        ("PostgreSQL RSS at the end (MiB)", _fmt(g("postgres_rss_mib_at_end"))),
+        ("exchange → committed, quiet (s)", _fmt(latency.get("quiet"))),
+        ("exchange → committed, bursts (s)", _fmt(latency.get("burst"))),
+        ("max queue (rows)", _fmt(g("max_queue_rows"))),
+        ("max spool (rows)", _fmt(g("max_spool_rows"))),
+        ("rows, production", _fmt((g("rows") or {}).get("prod"))),
+        ("rows, gatherer g1", _fmt((g("rows") or {}).get("g1"))),
+        ("bytes", _fmt(_mib(g("bytes") or {}))),
+        ("bytes added per hour (extrapolated)", _fmt(_mib(g("bytes_per_hour") or {}))),
+        ("bytes added per day (extrapolated)", _fmt(_mib(g("bytes_per_day") or {}))),
+        ("reconnects (startup / recording)", reconnects),
+        ("trades generated / lost / duplicated", trades),
+        ("books checked / unequal", f"{_fmt(g('books_checked'))} / {g('books_unequal')}"),
+        ("failures", "; ".join(doc["failures"]) or "none"),
+    ]
+    lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--markets", type=int, default=250_000)
+    parser.add_argument("--active", type=int, default=5_000)
+    parser.add_argument("--rate", type=float, default=2_000.0)
+    parser.add_argument("--burst-every", type=float, default=180.0)
+    parser.add_argument("--startup-limit", type=float, default=900.0)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--no-doc", action="store_true", help="do not touch docs/scaling.md")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kalshi-scale-"))
+
+    async def run() -> dict[str, Any]:
+        """The run; SIGTERM and SIGINT stop it and its children cleanly."""
+        result: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            result.update(
+                await run_scale(
+                    workdir,
+                    minutes=args.minutes,
+                    markets=args.markets,
+                    active=args.active,
+                    rate=args.rate,
+                    burst_every=args.burst_every,
+                    startup_limit=args.startup_limit,
+                )
+            )
+            nursery.cancel_scope.cancel()
+        if not result:
+            raise SystemExit("stopped by a signal")
+        return result
+
+    doc = trio.run(run)
+    doc["machine"] = machine()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    text = table(doc)
+    print(text)
+    print(f"wrote {args.out}")
+    if not args.no_doc:
+        current = DOC.read_text()
+        section = f"{BEGIN}\n\n{text}\n\n{END}"
+        if BEGIN in current and END in current:
+            head, rest = current.split(BEGIN, 1)
+            current = head + section + rest.split(END, 1)[1]
+        else:
+            current = current.rstrip() + "\n\n## Measured at scale\n\n" + section + "\n"
+        DOC.write_text(current)
+        print(f"wrote {DOC.relative_to(ROOT)}")
+    return 1 if doc["failures"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

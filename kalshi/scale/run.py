@@ -1,0 +1,504 @@
+"""The scale run (``just scale``): the whole system at full size, measured, then checked
+against the simulator's ground truth.
+
+Everything is real: the simulator (in this process) with ``markets`` markets, two
+``kalshi gather`` processes with the seed's layout (150 WebSocket connections each), each
+with its own embedded PostgreSQL, a ``kalshi dedup`` process merging both into production
+(on the first server) and exporting Parquet to a local S3 server (``weed``). No fault is
+injected: every reconnect is a failure. The engine is paused until both gatherers have
+subscribed everything and hold every book (time to subscribed / to books is measured
+without traffic), then runs ``minutes`` minutes with bursts and market churn.
+
+Figures (all in the returned document, written as JSON by ``benchmarks/scale.py``):
+time to all subscribed / all books; per process CPU seconds and peak RSS; exchange →
+committed latency (now − newest committed ``exchange_ts`` of ``orderbook_deltas``, sampled
+every second) p50/p99/max in quiet periods and in bursts; max queue and spool; rows per
+table; journal, database and Parquet bytes per hour and per day; reconnects; trades lost
+and duplicated and books unequal (each must be 0).
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import trio
+import yaml
+
+from kalshi.dedup import production_books
+from kalshi.errors import BookError, StoreError
+from kalshi.gather.registry import LIVE_STATUSES
+from kalshi.ports import free_port
+from kalshi.scale.procstat import cpu_seconds, peak_rss_mib, rss_mib
+from kalshi.soak.procs import Child, get_health
+from kalshi.store import Database, EmbeddedPostgres, connect_db, migrate
+from kalshi.testing.s3server import S3Server
+
+__all__ = ["run_scale"]
+
+BUCKET = "kalshi-scale"
+GATHERERS = ("g1", "g2")
+_SAMPLE = 1.0  # seconds between two samples
+
+
+def _scratch(prefix: str) -> Path:
+    """A directory the unprivileged PostgreSQL user can reach (as root it runs as nobody)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+class _Samples:
+    """What the monitor saw, second by second."""
+
+    def __init__(self) -> None:
+        self.health: dict[str, dict[str, Any] | None] = {}
+        self.lag: dict[str, list[float]] = {"quiet": [], "burst": []}
+        self.max_queue: dict[str, int] = {}
+        self.max_spool: dict[str, int] = {}
+        self.peak_rss: dict[str, float] = {}
+        self.measuring = False
+
+    def tables(self, name: str) -> dict[str, Any]:
+        return (self.health.get(name) or {}).get("tables") or {}
+
+    def all_live(self, name: str) -> bool:
+        conns = (self.health.get(name) or {}).get("connections") or []
+        return bool(conns) and all(c.get("state") == "live" for c in conns)
+
+    def all_books(self, name: str) -> bool:
+        markets = (self.health.get(name) or {}).get("markets") or {}
+        return (
+            self.all_live(name)
+            and markets.get("stale", 1) == 0
+            and markets.get("books", 0) >= markets.get("live", 1) > 0
+        )
+
+    def settled(self, name: str) -> bool:
+        tables = self.tables(name).values()
+        return self.all_books(name) and not any(
+            t.get("queue", 0) or t.get("spool_rows", 0) for t in tables
+        )
+
+    def reconnects(self, name: str) -> int:
+        conns = (self.health.get(name) or {}).get("connections") or []
+        return sum(c.get("reconnects", 0) for c in conns)
+
+
+async def run_scale(
+    workdir: Path,
+    *,
+    minutes: float = 30.0,
+    markets: int = 250_000,
+    active: int = 5_000,
+    rate: float = 2_000.0,
+    busy: int = 300,
+    burst_every: float = 180.0,
+    seed: int = 11,
+    start_us: int | None = None,
+    startup_limit: float = 900.0,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the scale test; returns the figures and ``failures`` (empty when it passed)."""
+    from kalshi.sim import open_sim_exchange
+
+    await trio.to_thread.run_sync(lambda: workdir.mkdir(parents=True, exist_ok=True))
+    doc: dict[str, Any] = {
+        "markets": markets,
+        "active": active,
+        "rate": rate,
+        "busy": busy,
+        "burst_every_s": burst_every,
+        "minutes": minutes,
+        "failures": [],
+    }
+    failures: list[str] = doc["failures"]
+    servers = {
+        name: EmbeddedPostgres(_scratch(f"kalshi-scale-{name}-") / "pg") for name in GATHERERS
+    }
+    for pg in servers.values():
+        await trio.to_thread.run_sync(pg.start)
+    urls = {
+        "g1": servers["g1"].url_for("scale_g1"),
+        "g2": servers["g2"].url_for("scale_g2"),
+        "prod": servers["g1"].url_for("scale_prod"),
+    }
+    s3 = S3Server(workdir / "s3")
+    children: dict[str, Child] = {}
+    final: Child | None = None
+    truth_path = workdir / "truth.jsonl"
+    try:
+        for name, url in urls.items():
+            server = servers["g2" if name == "g2" else "g1"]
+            with connect_db(server.url_for("postgres")) as db:
+                db.execute(f'DROP DATABASE IF EXISTS "scale_{name}" WITH (FORCE)')
+                db.execute(f'CREATE DATABASE "scale_{name}"')
+            await trio.to_thread.run_sync(migrate, url)
+        await trio.to_thread.run_sync(s3.start)
+        s3.create_bucket(BUCKET)
+        with truth_path.open("wb") as truth_file:
+            async with open_sim_exchange(
+                markets=markets,
+                active=active,
+                rate=rate,
+                seed=seed,
+                port=0,
+                start_us=start_us,
+                keep_events=False,
+                truth_stream=truth_file,
+                trade_window_s=900.0,
+                busy=busy,
+                burst_every=burst_every,
+                lifecycle_every=60.0,
+                # two gatherers of 150 connections on one key: a tier above Basic's 200
+                # per user (kalshi-api.md §2.6), or one key per gatherer
+                connections_per_user=400,
+            ) as sim:
+                sim.engine.pause()
+                doc["markets_live_at_exchange"] = sum(
+                    1 for m in sim.truth.markets.values() if m.status in LIVE_STATUSES
+                )
+                await _record(sim, urls, workdir, s3, children, doc, startup_limit, minutes, say)
+                sim.engine.pause()
+                engine = sim.engine
+                truth = sim.truth
+                doc["messages_generated"] = truth.generated
+                doc["bursts"] = engine.bursts
+                doc["undelivered"] = dict(truth.undelivered)
+                active_books = {t: truth.book(t) for t in engine.active_tickers}
+                truth.close_stream()
+        final = Child(
+            "dedup-once",
+            ["dedup", "--config", str(workdir / "dedup.yaml"), "--once"],
+            workdir / "dedup.log",
+        )
+        await final.start()
+        code = await final.wait()
+        if code != 0:
+            failures.append(f"dedup --once exited {code}")
+        await trio.to_thread.run_sync(_verify, doc, urls, truth_path, active_books)
+        await trio.to_thread.run_sync(_volumes, doc, urls, workdir, s3)
+    finally:
+        with trio.CancelScope(shield=True):  # no child outlives the run, no log stays open
+            for child in [*children.values(), *([final] if final else [])]:
+                if child.proc is not None:
+                    await child.stop(signal.SIGKILL)
+            await trio.to_thread.run_sync(s3.stop)
+            for pg in servers.values():
+                await trio.to_thread.run_sync(pg.stop)
+    return doc
+
+
+async def _record(
+    sim: Any,
+    urls: dict[str, str],
+    workdir: Path,
+    s3: S3Server,
+    children: dict[str, Child],
+    doc: dict[str, Any],
+    startup_limit: float,
+    minutes: float,
+    say: Callable[[str], None],
+) -> None:
+    """Start the gatherers, wait for them, record ``minutes`` of traffic, stop them."""
+    failures: list[str] = doc["failures"]
+    key = workdir / "key.pem"
+    key.write_bytes(sim.private_key_pem)
+    ports = {name: free_port() for name in GATHERERS}
+    for name in GATHERERS:
+        path = workdir / f"{name}.yaml"
+        config = _gatherer_config(name, sim, key, urls[name], workdir, ports[name])
+        path.write_text(yaml.safe_dump(config))
+        children[name] = Child(name, ["gather", "--config", str(path)], workdir / f"{name}.log")
+    (workdir / "dedup.yaml").write_text(yaml.safe_dump(_dedup_config(urls, s3)))
+    children["dedup"] = Child(
+        "dedup", ["dedup", "--config", str(workdir / "dedup.yaml")], workdir / "dedup.log"
+    )
+    samples = _Samples()
+    postmasters = {name: _postmaster(urls[name]) for name in GATHERERS}
+    lag_dbs = {name: connect_db(urls[name]) for name in GATHERERS}
+    try:
+        async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+            nursery.start_soon(_monitor, client, ports, samples, children, lag_dbs, sim)
+            started = trio.current_time()
+            for name in GATHERERS:
+                await children[name].start()
+            subscribed: dict[str, float] = {}
+            books: dict[str, float] = {}
+            with trio.move_on_after(startup_limit):
+                while len(books) < len(GATHERERS):
+                    for name in GATHERERS:
+                        if name not in subscribed and samples.all_live(name):
+                            subscribed[name] = trio.current_time() - started
+                        if name not in books and samples.all_books(name):
+                            books[name] = trio.current_time() - started
+                    await trio.sleep(0.2)
+            doc["seconds_to_all_subscribed"] = {k: round(v, 1) for k, v in subscribed.items()}
+            doc["seconds_to_all_books"] = {k: round(v, 1) for k, v in books.items()}
+            doc["markets_subscribed"] = {
+                n: ((samples.health.get(n) or {}).get("markets") or {}).get("live")
+                for n in GATHERERS
+            }
+            say(f"subscribed {subscribed}  books {books} (seconds)")
+            if len(books) < len(GATHERERS):
+                failures.append(f"not every book within {startup_limit:.0f} s: {books}")
+                nursery.cancel_scope.cancel()
+                return
+            await children["dedup"].start()
+            reconnects_before = {n: samples.reconnects(n) for n in GATHERERS}
+            cpu_before = _cpu({})
+            doc["bytes_at_start"] = await trio.to_thread.run_sync(_sizes, urls, workdir, s3)
+            generated_before = sim.truth.generated
+            sim.engine.resume()
+            samples.measuring = True
+            begin = time.monotonic()
+            say(f"recording {minutes:g} min at {sim.engine.rate:g} msgs/s")
+            await trio.sleep(minutes * 60)
+            sim.engine.pause()
+            samples.measuring = False
+            doc["seconds_measured"] = round(time.monotonic() - begin, 1)
+            doc["achieved_rate"] = round(
+                (sim.truth.generated - generated_before) / max(1.0, doc["seconds_measured"]), 1
+            )
+            cpu_after = _cpu({})
+            doc["sim_cpu_seconds_while_recording"] = round(cpu_after["sim"] - cpu_before["sim"], 1)
+            say("quiet; waiting for every row to be written")
+            with trio.move_on_after(300) as waited:
+                while not all(samples.settled(n) for n in GATHERERS):  # noqa: ASYNC110
+                    await trio.sleep(0.3)
+            if waited.cancelled_caught:
+                failures.append("gatherers did not settle within 300 s after the traffic")
+            doc["seconds_to_settle"] = round(time.monotonic() - begin - doc["seconds_measured"], 1)
+            await trio.sleep(2 * _SAMPLE)
+            doc["reconnects"] = {n: samples.reconnects(n) - reconnects_before[n] for n in GATHERERS}
+            doc["reconnects_during_startup"] = reconnects_before
+            doc["cpu_seconds"] = _cpu(children, postmasters)
+            doc["peak_rss_mib"] = {n: samples.peak_rss.get(n, 0.0) for n in children}
+            doc["peak_rss_mib"]["sim+harness"] = round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+            )
+            doc["postgres_rss_mib_at_end"] = {
+                n: round(rss_mib(pid), 1) for n, pid in postmasters.items()
+            }
+            doc["max_queue_rows"] = samples.max_queue
+            doc["max_spool_rows"] = samples.max_spool
+            lag = samples.lag
+            doc["latency_s"] = {
+                phase: {
+                    "samples": len(values),
+                    "p50": _percentile(values, 0.5),
+                    "p99": _percentile(values, 0.99),
+                    "max": round(max(values), 3) if values else None,
+                }
+                for phase, values in lag.items()
+            }
+            for name in GATHERERS:
+                code = await children[name].stop(signal.SIGTERM, grace=120)
+                if code != 0:
+                    failures.append(f"{name} exited {code} on SIGTERM")
+            code = await children["dedup"].stop(signal.SIGTERM, grace=120)
+            if code != 0:
+                failures.append(f"dedup exited {code} on SIGTERM")
+            nursery.cancel_scope.cancel()
+    finally:
+        for db in lag_dbs.values():
+            db.close()
+    if any(doc.get("reconnects", {}).values()):
+        failures.append(f"reconnects without faults: {doc['reconnects']}")
+
+
+def _postmaster(url: str) -> int:
+    """The postmaster pid of the server behind ``url`` (the parent of our backend)."""
+    with connect_db(url) as db:
+        pid = db.query("SELECT pg_backend_pid()")[0][0]
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
+
+
+def _cpu(children: dict[str, Child], postmasters: dict[str, int] | None = None) -> dict[str, float]:
+    """CPU seconds so far: this process (simulator and harness), the children, and each
+    PostgreSQL server with its backends."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"sim": round(usage.ru_utime + usage.ru_stime, 1)}
+    for name, child in children.items():
+        if child.proc is not None:
+            out[name] = round(cpu_seconds(child.proc.pid), 1)
+    for name, pid in (postmasters or {}).items():
+        out[f"postgres {name}"] = round(cpu_seconds(pid), 1)
+    return out
+
+
+async def _monitor(
+    client: httpx.AsyncClient,
+    ports: dict[str, int],
+    samples: _Samples,
+    children: dict[str, Child],
+    lag_dbs: dict[str, Database],
+    sim: Any,
+) -> None:
+    while True:
+        for name, port in ports.items():
+            doc = await get_health(client, port)
+            samples.health[name] = doc
+            for table in samples.tables(name).values():
+                samples.max_queue[name] = max(samples.max_queue.get(name, 0), table.get("queue", 0))
+                samples.max_spool[name] = max(
+                    samples.max_spool.get(name, 0), table.get("spool_rows", 0)
+                )
+        for name, child in children.items():
+            if child.proc is not None:
+                samples.peak_rss[name] = max(
+                    samples.peak_rss.get(name, 0.0), round(peak_rss_mib(child.proc.pid), 1)
+                )
+        if samples.measuring:
+            phase = "burst" if sim.engine.bursting else "quiet"
+            for db in lag_dbs.values():
+                newest = await trio.to_thread.run_sync(_newest, db)
+                if newest is not None:
+                    samples.lag[phase].append(max(0.0, (time.time() * 1e6 - newest) / 1e6))
+        await trio.sleep(_SAMPLE)
+
+
+def _newest(db: Database) -> int | None:
+    try:
+        rows = db.query("SELECT max(exchange_ts) FROM orderbook_deltas")
+    except StoreError:
+        return None
+    value = rows[0][0] if rows else None
+    return int(value) if value is not None else None
+
+
+def _verify(
+    doc: dict[str, Any], urls: dict[str, str], truth_path: Path, books: dict[str, Any]
+) -> None:
+    """Trades lost / duplicated / invented and books unequal, from the streamed truth."""
+    failures: list[str] = doc["failures"]
+    expected: set[str] = set()
+    with truth_path.open("rb") as lines:
+        for line in lines:
+            if line.startswith(b'{"type":"trade"'):
+                expected.add(orjson.loads(line)["msg"]["trade_id"])
+    rows: dict[str, dict[str, int]] = {}
+    for name, url in urls.items():
+        with connect_db(url) as db:
+            rows[name] = db.counts()
+            if name == "prod":
+                stored = dict(db.query("SELECT trade_id, count(*) FROM trades GROUP BY trade_id"))
+    doc["rows"] = rows
+    lost = expected - set(stored)
+    duplicated = sum(n - 1 for n in stored.values())
+    extra = set(stored) - expected
+    try:
+        production = production_books(urls["prod"])
+    except BookError as exc:
+        failures.append(f"production order books are inconsistent: {exc}")
+        production = {}
+    unequal = [t for t, book in books.items() if production.get(t) != book]
+    doc["trades_generated"] = len(expected)
+    doc["trades_lost"] = len(lost)
+    doc["trades_duplicated"] = duplicated
+    doc["trades_invented"] = len(extra)
+    doc["books_checked"] = len(books)
+    doc["books_unequal"] = len(unequal)
+    for what, count in (
+        ("trades lost", len(lost)),
+        ("trades duplicated", duplicated),
+        ("trades the exchange never made", len(extra)),
+        ("books unequal", len(unequal)),
+    ):
+        if count:
+            failures.append(f"{count} {what}")
+
+
+def _volumes(doc: dict[str, Any], urls: dict[str, str], workdir: Path, s3: S3Server) -> None:
+    """Journal, database and Parquet bytes at the end, and what the recording added per
+    hour and per day (the growth since the traffic started, extrapolated)."""
+    seconds = max(1.0, float(doc.get("seconds_measured") or 0))
+    sizes = _sizes(urls, workdir, s3)
+    start = doc.get("bytes_at_start") or {}
+    doc["bytes"] = sizes
+    growth = {k: max(0, v - start.get(k, 0)) for k, v in sizes.items()}
+    doc["bytes_per_hour"] = {k: int(v / seconds * 3600) for k, v in growth.items()}
+    doc["bytes_per_day"] = {k: int(v / seconds * 86400) for k, v in growth.items()}
+
+
+def _sizes(urls: dict[str, str], workdir: Path, s3: S3Server) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for name in GATHERERS:
+        sizes[f"journal {name}"] = _du(workdir / name / "journal")
+    for name, url in urls.items():
+        with connect_db(url) as db:
+            sizes[f"database {name}"] = int(
+                db.query("SELECT pg_database_size(current_database())")[0][0]
+            )
+    objects = s3.client().list_objects_v2(Bucket=BUCKET, Prefix="raw/").get("Contents", [])
+    sizes["parquet"] = sum(o["Size"] for o in objects if o["Key"].endswith(".parquet"))
+    return sizes
+
+
+def _gatherer_config(
+    name: str, sim: Any, key: Path, url: str, workdir: Path, port: int
+) -> dict[str, Any]:
+    """The stock ``etc/gatherer.yaml`` layout and writers, pointed at the simulator."""
+    base = workdir / name
+    return {
+        "gatherer_id": f"scale-{name}",
+        "kalshi": {
+            "rest_url": sim.rest_url,
+            "ws_url": sim.ws_url,
+            "api_key": sim.key_id,
+            "api_secret": str(key),
+            "rest_rate_limit": 10,
+        },
+        "timescaledb": {"url": url},
+        "websocket": {
+            "ticker_connections": 2,
+            "trade_connections": 2,
+            "lifecycle_connections": 2,
+            "orderbook_connections": 144,
+        },
+        "spool": {"dir": str(base / "spool"), "dead_letter_dir": str(base / "dead")},
+        "journal": {"dir": str(base / "journal"), "compress": True},
+        "snapshot_poller": {"enabled": True, "interval": "15m"},
+        "http": {"port": port},
+        "metrics": {"enabled": False},
+        "shutdown_grace": "60s",
+    }
+
+
+def _dedup_config(urls: dict[str, str], s3: S3Server) -> dict[str, Any]:
+    return {
+        "gatherers": [{"id": f"scale-{name}", "timescaledb": urls[name]} for name in GATHERERS],
+        "production": {"url": urls["prod"]},
+        "s3_export": {
+            "enabled": True,
+            "endpoint": s3.endpoint,
+            "access_key": s3.access_key,
+            "secret_key": s3.secret_key,
+            "bucket": BUCKET,
+            "region": s3.region,
+            "prefix": "raw/",
+            "window": "60s",
+        },
+        "sync": {"poll_interval": "200ms", "batch_size": 5000},  # etc/dedup.yaml's prod values
+        "http": {"port": 0},
+        "metrics": {"enabled": False},
+    }
