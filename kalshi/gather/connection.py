@@ -70,6 +70,7 @@ class Connection:
         # was complete on this channel until then (µs); the first session records the
         # outage and (trade channel) backfills it.
         self.resume_from: int | None = None
+        self.paused = False  # not reading its socket: the journal's memory is full
         self._outage = False
         # Markets the exchange confirmed on this session's subscription (scoped only).
         self.subscribed: set[str] = set()
@@ -211,6 +212,15 @@ class Connection:
         counts.flush(trio.current_time())
         try:
             while True:
+                if journal is not None and journal.pressure:
+                    # The journal's memory is full (its disk lags): stop reading this
+                    # socket until it drains, so TCP pushes back instead of memory growing.
+                    self.paused = True
+                    try:
+                        await journal.room()
+                    finally:
+                        self.paused = False
+                        self._alive = trio.current_time()
                 raw = await ws.receive()
                 wall = wall_us()
                 now = trio.current_time()
@@ -563,6 +573,8 @@ class Connection:
             next_ping = trio.current_time()
             while True:
                 deadline = max(self._alive, ws.heard) + timeout
+                if self.paused:  # not reading on purpose (journal full): not silence
+                    deadline = max(deadline, trio.current_time() + timeout)
                 overdue_at, oldest = self._inflight.deadline(command_timeout)
                 now = trio.current_time()
                 if now >= deadline:
