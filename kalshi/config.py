@@ -205,6 +205,9 @@ class JournalConfig:
     rotate_interval: Duration = Duration(3600.0)
     compress: bool = True
     upload: bool = False
+    # Journal bytes held in memory (buffered + being written) before the connections stop
+    # reading their sockets until the disk catches up.
+    max_buffer: ByteSize = ByteSize(64 * 1024 * 1024)
 
 
 @frozen

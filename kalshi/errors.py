@@ -59,7 +59,15 @@ class ConfigError(KalshiError):
 
 
 class AuthError(KalshiError):
-    """The request-signing key is missing, unreadable or of the wrong type."""
+    """The request-signing key is missing, unreadable or of the wrong type, or the exchange
+    refused the signature (HTTP 401/403). ``server_date`` (the answer's ``Date`` header) and
+    ``body`` are kept when the exchange answered, so the caller can tell a skewed clock
+    (:func:`kalshi.net.clock.clock_hint`)."""
+
+    def __init__(self, message: str, *, server_date: str = "", body: str = "") -> None:
+        self.server_date = server_date
+        self.body = body
+        super().__init__(message)
 
 
 class DecodeError(KalshiError):

@@ -87,6 +87,9 @@ DESCRIPTIONS: dict[str, str] = {
     "journal.rotate_interval": "start a new journal file after this long",
     "journal.compress": "zstd-compress journal files",
     "journal.upload": "upload closed journal files to `s3_export` (under its prefix)",
+    "journal.max_buffer": "journal bytes in memory (buffered and being written) past which "
+    "the connections stop reading their sockets until the disk catches up (TCP pushes back; "
+    "`/health` journal.paused_connections, `kalshi_journal_reads_paused`)",
     # logging, metrics, http
     "logging.level": "`debug`, `info`, `warning` or `error`",
     "logging.format": "`text` (one line per record) or `json` (one JSON object per record)",

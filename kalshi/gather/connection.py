@@ -29,6 +29,7 @@ from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, Subs
 from kalshi.models.frames import Message
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
+from kalshi.net.clock import clock_hint
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
 
 __all__ = ["SCOPED_CHANNELS", "Connection"]
@@ -62,12 +63,14 @@ class Connection:
         self.bytes = 0
         self.last_message_at: float | None = None  # trio time
         self.last_error = ""
+        self._signed_at_us = 0  # the wall clock the last handshake was signed with
         self.conn_id = 0
         self.sid: int | None = None
         # Set before run(): this process started after an earlier run of the gatherer that
         # was complete on this channel until then (µs); the first session records the
         # outage and (trade channel) backfills it.
         self.resume_from: int | None = None
+        self.paused = False  # not reading its socket: the journal's memory is full
         self._outage = False
         # Markets the exchange confirmed on this session's subscription (scoped only).
         self.subscribed: set[str] = set()
@@ -141,10 +144,13 @@ class Connection:
                         raise
                     raise rest from None  # cancelled while a network error came in
                 self.last_error = reason = str(error)
+                if isinstance(error, AuthError):
+                    hint = clock_hint(error.server_date, error.body, self._signed_at_us)
+                    self.last_error = reason = reason + hint
                 permanent = isinstance(error, ConnectionLost) and error.permanent
                 if not permanent:
                     level = logging.ERROR if isinstance(error, AuthError) else logging.WARNING
-                    log.log(level, "%s: %s", self.name, error)
+                    log.log(level, "%s: %s", self.name, reason)
             if self.sessions and self.conn_id:
                 self.ctx.processor.forget_connection(self.conn_id)
                 self.ctx.marker(self.conn_id, "disconnect", reason=reason)
@@ -171,7 +177,8 @@ class Connection:
         ws_cfg = ctx.cfg.websocket
         url = ctx.cfg.kalshi.ws_url
         self._set_state("connecting")
-        headers = ctx.signer.headers("GET", url, ctx.wall_us() // 1000)
+        self._signed_at_us = ctx.wall_us()
+        headers = ctx.signer.headers("GET", url, self._signed_at_us // 1000)
         async with ctx.connector(url, headers, int(ws_cfg.max_frame_bytes)) as ws:
             self.conn_id = ctx.new_conn_id()
             self.sessions += 1
@@ -205,6 +212,15 @@ class Connection:
         counts.flush(trio.current_time())
         try:
             while True:
+                if journal is not None and journal.pressure:
+                    # The journal's memory is full (its disk lags): stop reading this
+                    # socket until it drains, so TCP pushes back instead of memory growing.
+                    self.paused = True
+                    try:
+                        await journal.room()
+                    finally:
+                        self.paused = False
+                        self._alive = trio.current_time()
                 raw = await ws.receive()
                 wall = wall_us()
                 now = trio.current_time()
@@ -224,8 +240,9 @@ class Connection:
                 rows = out.rows
                 if rows:
                     table, row = rows[-1]
-                    if table in _TIMED_TABLES:  # row[0] is the exchange's timestamp (µs)
+                    if table in _TIMED_TABLES and row[0] is not None:  # the exchange's µs
                         counts.latency(max(0, wall - int(row[0])) / 1e6)
+                        ctx.skew.observe(wall, int(row[0]))
                     await sink.put_all(rows)
                 if now >= counts.due:
                     counts.flush(now)
@@ -556,6 +573,8 @@ class Connection:
             next_ping = trio.current_time()
             while True:
                 deadline = max(self._alive, ws.heard) + timeout
+                if self.paused:  # not reading on purpose (journal full): not silence
+                    deadline = max(deadline, trio.current_time() + timeout)
                 overdue_at, oldest = self._inflight.deadline(command_timeout)
                 now = trio.current_time()
                 if now >= deadline:

@@ -15,6 +15,7 @@ from kalshi.auth import Signer
 from kalshi.config import GathererConfig
 from kalshi.gather import metrics
 from kalshi.gather.pipeline import FrameProcessor, Outcome
+from kalshi.gather.skew import ClockSkew
 from kalshi.journal import JournalWriter
 from kalshi.models.rows import GapRow, Row
 from kalshi.net import Connector, WallClock, mono_us
@@ -97,6 +98,7 @@ class GatherContext:
     on_connection_lost: Callable[[], None] | None = None
     gaps: Counter[str] = field(factory=Counter)
     resnapshots: int = 0
+    skew: ClockSkew = field(factory=ClockSkew)  # this machine's clock against the exchange's
     _last_conn_id: int = 0
 
     def new_conn_id(self) -> int:

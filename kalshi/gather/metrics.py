@@ -22,6 +22,11 @@ LATENCY = Histogram(
     "Exchange timestamp to row handed to its writer",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+CLOCK_OFFSET = Gauge(
+    "kalshi_clock_offset_seconds",
+    "Minimum of receive minus exchange time over the last minute: local clock offset plus"
+    " the least latency (negative: the local clock is behind)",
+)
 MARKETS = Gauge("kalshi_markets_tracked", "Markets in the registry, by status", ["status"])
 REST_REQUESTS = Counter(
     "kalshi_rest_requests", "REST requests by endpoint and HTTP status", ["endpoint", "status"]

@@ -252,6 +252,7 @@ class Gatherer:
             "gaps": sum(ctx.gaps.values()) if ctx else 0,
             "gap_kinds": dict(ctx.gaps) if ctx else {},
             "resnapshots": ctx.resnapshots if ctx else 0,
+            "clock_offset_s": ctx.skew.offset_s if ctx else None,
             "decode_errors": counts["invalid"] + counts["unknown_type"],
             "duplicates": counts["duplicate"],
             "crossed_book_frames": counts["crossed_book_frames"],

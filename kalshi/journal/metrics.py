@@ -33,6 +33,10 @@ PRESSURE = Counter(
     "kalshi_journal_pressure_records",
     "Records appended while the buffer was over its bound (disk slower than the feed)",
 )
+READS_PAUSED = Counter(
+    "kalshi_journal_reads_paused",
+    "Times a connection stopped reading its socket because the journal's memory was full",
+)
 UPLOADS = Counter("kalshi_journal_uploads", "Closed journal files uploaded to S3")
 UPLOAD_FAILURES = Counter(
     "kalshi_journal_upload_failures", "Failed S3 upload attempts of journal files"

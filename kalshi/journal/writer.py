@@ -16,6 +16,7 @@ from kalshi.errors import ExportError, JournalError
 from kalshi.journal import metrics
 from kalshi.journal.files import SegmentSet, file_sort_key
 from kalshi.journal.format import MARKER_KINDS, encode_frame, encode_marker
+from kalshi.retry import Backoff
 
 __all__ = ["JournalWriter"]
 
@@ -34,10 +35,12 @@ class JournalWriter:
     append it to an in-memory buffer. :meth:`run` writes the buffer to disk in a worker
     thread every ``flush_interval`` seconds, or sooner once ``flush_bytes`` are buffered.
 
-    Backpressure: the buffer is bounded by ``max_buffer_bytes`` but never drops a record.
-    Beyond the bound every appended record is counted (``pressure_records`` and the
-    ``kalshi_journal_pressure_records`` counter) and :attr:`pressure` is true, so the
-    caller can slow its reads; memory keeps growing until the disk catches up.
+    Backpressure: the bytes in memory (buffered, plus the batch being written) are bounded
+    by ``max_buffer_bytes``; a record is never dropped. Past the bound :attr:`pressure` is
+    true, every appended record is counted (``pressure_records``,
+    ``kalshi_journal_pressure_records``), and readers ``await`` :meth:`room` before taking
+    another frame from their socket, so TCP pushes back on the exchange. Memory stays below
+    the bound plus one frame per reader (the frame each had already received).
 
     ``clock`` gives wall seconds since the epoch and decides file names and hourly
     rotation; frame timestamps are the caller's. ``run_sync`` runs the blocking disk work
@@ -78,6 +81,12 @@ class JournalWriter:
         self._flush_lock = trio.Lock()
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self._writing = 0  # bytes of the batch being written (still in memory)
+        self._room = trio.Event()
+        self._room.set()
+        self.waiting = 0  # readers paused in room() now
+        self.pauses = 0  # times a reader paused
+        self.peak_bytes = 0  # the most bytes ever held in memory
         self._wake = trio.Event()
         self._last_frame: dict[int, int] = {}
         self._closed = False
@@ -90,7 +99,7 @@ class JournalWriter:
         self.upload_gave_up: list[Path] = []
         self._upload_send, self._upload_recv = trio.open_memory_channel[Path](math.inf)
         self._upload_pending: set[Path] = set()
-        self._upload_delay: dict[Path, float] = {}
+        self._upload_delay: dict[Path, Backoff] = {}
         self.disk_ok = True
         self.disk_error = ""
         self.write_errors = 0
@@ -100,12 +109,33 @@ class JournalWriter:
 
     @property
     def buffered_bytes(self) -> int:
-        return self._buffered
+        """Journal bytes in memory: buffered and being written."""
+        return self._buffered + self._writing
 
     @property
     def pressure(self) -> bool:
-        """True while the buffer is over ``max_buffer_bytes`` (the disk lags the feed)."""
-        return self._buffered > self.max_buffer_bytes
+        """True while the bytes in memory are over ``max_buffer_bytes`` (the disk lags)."""
+        return self._buffered + self._writing > self.max_buffer_bytes
+
+    async def room(self) -> None:
+        """Return at once below the bound; else wait until a flush brings the bytes in
+        memory back under it (a reader calls this before receiving its next frame)."""
+        if not self.pressure:
+            return
+        self.waiting += 1
+        self.pauses += 1
+        metrics.READS_PAUSED.inc()
+        try:
+            while self.pressure:
+                if self._room.is_set():
+                    self._room = trio.Event()
+                await self._room.wait()
+        finally:
+            self.waiting -= 1
+
+    def _relieved(self) -> None:
+        if not self.pressure:
+            self._room.set()
 
     @property
     def current_path(self) -> Path | None:
@@ -117,7 +147,8 @@ class JournalWriter:
         self._buffer.append(line)
         self._buffered += len(line)
         self.records += 1
-        if self._buffered > self.max_buffer_bytes:
+        self.peak_bytes = max(self.peak_bytes, self._buffered + self._writing)
+        if self._buffered + self._writing > self.max_buffer_bytes:
             self.pressure_records += 1
             metrics.PRESSURE.inc()
         if self._buffered >= self.flush_bytes:
@@ -178,7 +209,7 @@ class JournalWriter:
                 if self.s3 is not None:
                     nursery.start_soon(self._uploads, self.s3)
                 task_status.started()
-                backoff = self.flush_interval
+                backoff = Backoff(min(self.flush_interval, _RETRY_MAX), _RETRY_MAX)
                 while True:
                     with trio.move_on_after(self.flush_interval):
                         await self._wake.wait()
@@ -186,10 +217,9 @@ class JournalWriter:
                         await self.flush()
                     except JournalError as exc:
                         self._refused(exc)
-                        await trio.sleep(backoff)
-                        backoff = min(backoff * 2, _RETRY_MAX)
+                        await trio.sleep(backoff.next())
                         continue
-                    backoff = self.flush_interval
+                    backoff.reset()
                     if not self.disk_ok:
                         log.info(
                             "journal disk writable again; %d records caught up",
@@ -232,6 +262,7 @@ class JournalWriter:
             return
         batch, size = self._buffer, self._buffered
         self._buffer, self._buffered = [], 0
+        self._writing = size
         started = time.perf_counter()
         try:
             closed = await self._run_sync(self._segments.write_lines, batch, now)
@@ -241,6 +272,9 @@ class JournalWriter:
             self._buffer[:0] = batch
             self._buffered += size
             raise
+        finally:
+            self._writing = 0
+        self._relieved()
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.BYTES_WRITTEN.inc(size)
         metrics.RECORDS.inc(len(batch))
@@ -298,8 +332,9 @@ class JournalWriter:
     async def _uploads(self, s3: S3Config) -> None:
         """Upload every closed file: those earlier runs left behind first, then each file as
         it closes, :data:`UPLOAD_WORKERS` at a time. A file whose attempts all fail is
-        queued again after a delay (doubling to :data:`UPLOAD_RETRY_MAX`): an outage or a
-        wrong secret delays uploads, never loses them; the next run picks up the rest."""
+        queued again after a delay (:class:`~kalshi.retry.Backoff`, doubling to
+        :data:`UPLOAD_RETRY_MAX`): an outage or a wrong secret delays uploads, never loses
+        them; the next run picks up the rest."""
         for path in await trio.to_thread.run_sync(self._left_behind):
             if path != self.current_path:
                 self._queue_upload(path)
@@ -321,8 +356,10 @@ class JournalWriter:
             except ExportError as exc:
                 log.warning("journal upload failed, retrying later: %s", exc)
                 self.upload_gave_up.append(path)
-                delay = self._upload_delay.get(path, UPLOAD_RETRY_FIRST)
-                self._upload_delay[path] = min(delay * 2, UPLOAD_RETRY_MAX)
+                later = self._upload_delay.setdefault(
+                    path, Backoff(UPLOAD_RETRY_FIRST, UPLOAD_RETRY_MAX)
+                )
+                delay = later.next()
                 nursery.start_soon(self._retry_upload_later, path, delay)
                 continue
             await trio.to_thread.run_sync(self._record_uploaded, path)

@@ -18,8 +18,8 @@ from kalshi.errors import ConnectionLost, HttpError, NetError, PaginationError, 
 from kalshi.models.book import BookSnapshot
 from kalshi.models.market import Market
 from kalshi.models.trade import Trade
-from kalshi.net.backoff import Backoff
-from kalshi.net.clock import WallClock, system_wall_us
+from kalshi.net.clock import WallClock, clock_hint, system_wall_us
+from kalshi.retry import Backoff
 from kalshi.wire import (
     decode_markets_page,
     decode_orderbook,
@@ -140,9 +140,8 @@ class RestClient:
         endpoint = _endpoint(path)
         for attempt in range(1, self._attempts + 1):
             await self._bucket.take()
-            headers = (
-                self._signer.headers("GET", url, self._wall_us() // 1000) if self._signer else {}
-            )
+            signed_at = self._wall_us()
+            headers = self._signer.headers("GET", url, signed_at // 1000) if self._signer else {}
             self.requests += 1
             try:
                 response = await self._client.get(url, params=params, headers=headers)
@@ -163,7 +162,11 @@ class RestClient:
                     error = HttpError(status, f"GET {path}: {response.text[:200]}")
                 else:
                     self._count(endpoint, status)
-                    raise HttpError(status, f"GET {path}: {response.text[:200]}")
+                    hint = ""
+                    if status == 401:
+                        date = response.headers.get("date", "")
+                        hint = clock_hint(date, response.text, signed_at)
+                    raise HttpError(status, f"GET {path}: {response.text[:200]}{hint}")
             self._count(endpoint, status)
             if attempt == self._attempts:
                 raise error

@@ -83,7 +83,7 @@ class WebsocketsConnection:
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if frame.fin:
-                    return frame.data  # type: ignore[return-value]  # bytes from the parser
+                    return bytes(frame.data)  # the parser's is a bytearray slice
                 self._parts, self._text = [bytes(frame.data)], opcode is _TEXT
             elif opcode is _CONT:
                 self._parts.append(bytes(frame.data))
@@ -156,7 +156,11 @@ async def _handshake(
                 if isinstance(exc, InvalidStatus):
                     status = exc.response.status_code
                     if status in (401, 403):
-                        raise AuthError(f"websocket handshake rejected with HTTP {status}")
+                        raise AuthError(
+                            f"websocket handshake rejected with HTTP {status}",
+                            server_date=exc.response.headers.get("Date", ""),
+                            body=(exc.response.body or b"").decode("utf-8", "replace")[:500],
+                        )
                     raise HttpError(status, "websocket handshake rejected")
                 if exc is not None:
                     raise ConnectionLost(f"websocket handshake failed: {exc}")

@@ -162,7 +162,12 @@ async def _trio_websocket(
     except trio_websocket.ConnectionRejected as exc:
         status = exc.status_code or 0
         if status in (401, 403):
-            raise AuthError(f"websocket handshake rejected with HTTP {status}") from None
+            fields = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in exc.headers}
+            raise AuthError(
+                f"websocket handshake rejected with HTTP {status}",
+                server_date=fields.get("date", ""),
+                body=(exc.body or b"").decode("utf-8", "replace")[:500],
+            ) from None
         raise HttpError(status, "websocket handshake rejected") from None
     except trio_websocket.HandshakeError as exc:
         raise ConnectionLost(f"websocket handshake failed: {exc!r}") from None

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO, Final
 from urllib.parse import parse_qs, urlsplit
@@ -283,7 +284,7 @@ class SimExchange(Exchange):
         if ACCESS_KEY.lower() in headers or ACCESS_SIGNATURE.lower() in headers:
             key_id, problem = self.authenticate(headers, method, path)
             if problem:
-                return _unauthorized(problem)
+                return _unauthorized(problem, self.clock())
             who = f"key:{key_id}"
         if not self.rest.allow(who):
             return TOO_MANY
@@ -330,7 +331,7 @@ class SimExchange(Exchange):
         if self.auth == "rsa":
             key_id, problem = self.authenticate(headers, "GET", path)
             if problem:
-                await _send(stream, conn, _unauthorized(problem))
+                await _send(stream, conn, _unauthorized(problem, self.clock()))
                 return
             user = key_id
         ws_key = headers.get("sec-websocket-key", "")
@@ -390,9 +391,13 @@ def _reset(stream: trio.abc.Stream) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def _unauthorized(problem: str) -> Response:
+def _unauthorized(problem: str, now_us: int) -> Response:
+    """A 401 with the exchange's JSON error and an HTTP ``Date`` from the exchange's clock
+    (as any HTTP server sends), which lets a client see that its own clock is off."""
     return Response(
-        401, orjson.dumps({"error": {"code": "authentication_error", "message": problem}})
+        401,
+        orjson.dumps({"error": {"code": "authentication_error", "message": problem}}),
+        headers=(("date", formatdate(now_us / 1e6, usegmt=True)),),
     )
 
 

@@ -54,9 +54,7 @@ async def test_passes_over_growing_databases_end_in_the_same_truth(
     # The wall clock of each pass: just after the part's rows were received.
     walls = [c + 1000 for c in cuts] + [truth.events[-1].exchange_ts + 10_000]
     wall = [0]
-    dedup = Deduplicator(
-        dedup_config(production, urls, batch_size=10), wall_us=lambda: wall[0]
-    )
+    dedup = Deduplicator(dedup_config(production, urls, batch_size=10), wall_us=lambda: wall[0])
     try:
         for part in range(len(cuts) + 1):
             for gid, parts in recs.items():
@@ -163,9 +161,7 @@ async def test_rows_received_late_reach_production_exactly_once(
     ]
     gatherer, production = make_db(), make_db()
     wall = [0]
-    dedup = Deduplicator(
-        dedup_config(production, {"g0": gatherer}), wall_us=lambda: wall[0]
-    )
+    dedup = Deduplicator(dedup_config(production, {"g0": gatherer}), wall_us=lambda: wall[0])
     cfg = GathererConfig(
         gatherer_id="g0",
         spool=SpoolConfig(dir=str(tmp_path / "spool"), dead_letter_dir=str(tmp_path / "dead")),

@@ -22,8 +22,6 @@ from tests.gather.support import db_books, wait_for
 CHANNELS = ("orderbook_delta", "trade", "ticker", "market_lifecycle_v2")
 
 
-
-
 def _config(sim: Any, tmp_path: Path, db_url: str, port: int) -> Path:
     key = tmp_path / "key.pem"
     key.write_bytes(sim.private_key_pem)

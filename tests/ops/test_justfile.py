@@ -68,8 +68,6 @@ def test_test_and_lint_recipes_are_unchanged() -> None:
     assert "lint:\n    ruff check kalshi tests benchmarks\n    mypy kalshi\n" in text
 
 
-
-
 @pytest.fixture
 def scratch() -> Iterator[Path]:
     """The recipes and what they read, copied where the embedded server may write."""

@@ -73,8 +73,6 @@ def test_scrape_targets_are_the_configured_metrics_ports() -> None:
     assert MetricsConfig().port == 9090
 
 
-
-
 def _test_config(metrics_port: int) -> dict[str, Any]:
     """etc/prometheus/prometheus.yml with the gatherer job pointed at the test endpoint."""
     config: dict[str, Any] = yaml.safe_load(CONFIG.read_text())

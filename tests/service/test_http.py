@@ -217,8 +217,6 @@ async def test_metrics_exposes_registry_with_exact_values(nursery: trio.Nursery)
     assert openmetrics.text.endswith("# EOF\n")
 
 
-
-
 async def test_endpoints_from_config_separate_ports(nursery: trio.Nursery) -> None:
     http_port, metrics_port = free_port(), free_port()
     with trio.fail_after(10):
