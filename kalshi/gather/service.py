@@ -174,6 +174,7 @@ class Gatherer:
             "orderbook_delta": last.outage_start(last.orderbook),
             "ticker": last.outage_start(last.tickers),
             "market_lifecycle_v2": last.outage_start(last.lifecycle),
+            "multivariate_market_lifecycle": last.outage_start(last.lifecycle),
         }
         seen: set[str] = set()
         for conn in layout.connections:
