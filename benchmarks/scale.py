@@ -52,7 +52,7 @@ def table(doc: dict[str, Any]) -> str:
     run = (
         f"{g('markets'):,} markets ({g('active'):,} trading, {g('busy')} busy), "
         f"{g('rate'):,.0f} msgs/s, bursts ×20 for 10 s every {g('burst_every_s'):.0f} s, "
-        f"{g('minutes'):g} min; {g('machine', '')}"
+        f"{g('minutes'):g} min, {g('shards')} process(es) per gatherer; {g('machine', '')}"
     )
     trades = f"{_fmt(g('trades_generated'))} / {g('trades_lost')} / {g('trades_duplicated')}"
     reconnects = f"{_fmt(g('reconnects_during_startup'))} / {_fmt(g('reconnects'))}"
@@ -71,7 +71,7 @@ def table(doc: dict[str, Any]) -> str:
         ("max queue (rows)", _fmt(g("max_queue_rows"))),
         ("max spool (rows)", _fmt(g("max_spool_rows"))),
         ("rows, production", _fmt((g("rows") or {}).get("prod"))),
-        ("rows, gatherer g1", _fmt((g("rows") or {}).get("g1"))),
+        ("rows, first gatherer", _fmt(next(iter((g("rows") or {}).values()), None))),
         ("bytes", _fmt(_mib(g("bytes") or {}))),
         ("bytes added per hour (extrapolated)", _fmt(_mib(g("bytes_per_hour") or {}))),
         ("bytes added per day (extrapolated)", _fmt(_mib(g("bytes_per_day") or {}))),
@@ -92,6 +92,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2_000.0)
     parser.add_argument("--burst-every", type=float, default=180.0)
     parser.add_argument("--startup-limit", type=float, default=900.0)
+    parser.add_argument("--shards", type=int, default=1, help="processes per gatherer")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/scaling.md")
@@ -117,6 +118,7 @@ def main() -> int:
                     active=args.active,
                     rate=args.rate,
                     burst_every=args.burst_every,
+                    shards=args.shards,
                     startup_limit=args.startup_limit,
                 )
             )

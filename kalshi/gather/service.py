@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -153,7 +154,16 @@ class Gatherer:
         ``outage`` gap to when it is subscribed again, and the trades of the window fetched
         over REST. Without a database at start, the gatherer starts without it (logged)."""
         try:
-            last = await trio.to_thread.run_sync(last_run, self.db_url, self.cfg.gatherer_id)
+            db = self.cfg.timescaledb
+            read = partial(
+                last_run,
+                self.db_url,
+                self.cfg.gatherer_id,
+                statement_timeout=float(db.statement_timeout),
+                lock_timeout=float(db.lock_timeout),
+            )
+            # abandoned when cancelled: a hung database cannot hold a shutdown
+            last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
         except StoreError as exc:
             log.warning("cannot tell where the previous run stopped (no outage recorded): %s", exc)
             return
@@ -164,6 +174,7 @@ class Gatherer:
             "orderbook_delta": last.outage_start(last.orderbook),
             "ticker": last.outage_start(last.tickers),
             "market_lifecycle_v2": last.outage_start(last.lifecycle),
+            "multivariate_market_lifecycle": last.outage_start(last.lifecycle),
         }
         seen: set[str] = set()
         for conn in layout.connections:

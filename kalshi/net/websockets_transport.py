@@ -83,7 +83,7 @@ class WebsocketsConnection:
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if frame.fin:
-                    return frame.data  # type: ignore[return-value]  # bytes from the parser
+                    return bytes(frame.data)  # the parser's is a bytearray slice
                 self._parts, self._text = [bytes(frame.data)], opcode is _TEXT
             elif opcode is _CONT:
                 self._parts.append(bytes(frame.data))

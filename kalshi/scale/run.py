@@ -44,7 +44,16 @@ from kalshi.testing.s3server import S3Server
 __all__ = ["run_scale"]
 
 BUCKET = "kalshi-scale"
-GATHERERS = ("g1", "g2")
+REPLICAS = ("g1", "g2")  # two redundant gatherers, each with its own PostgreSQL
+
+
+def gatherer_names(shards: int) -> list[str]:
+    """``g1``, ``g2``; sharded: ``g1s0`` ... ``g2s<n-1>`` (one process per shard)."""
+    if shards == 1:
+        return list(REPLICAS)
+    return [f"{replica}s{i}" for replica in REPLICAS for i in range(shards)]
+
+
 _SAMPLE = 1.0  # seconds between two samples
 
 
@@ -112,6 +121,7 @@ async def run_scale(
     rate: float = 2_000.0,
     busy: int = 300,
     burst_every: float = 180.0,
+    shards: int = 1,
     seed: int = 11,
     start_us: int | None = None,
     startup_limit: float = 900.0,
@@ -128,26 +138,25 @@ async def run_scale(
         "busy": busy,
         "burst_every_s": burst_every,
         "minutes": minutes,
+        "shards": shards,
         "failures": [],
     }
     failures: list[str] = doc["failures"]
+    names = gatherer_names(shards)
     servers = {
-        name: EmbeddedPostgres(_scratch(f"kalshi-scale-{name}-") / "pg") for name in GATHERERS
+        name: EmbeddedPostgres(_scratch(f"kalshi-scale-{name}-") / "pg") for name in REPLICAS
     }
     for pg in servers.values():
         await trio.to_thread.run_sync(pg.start)
-    urls = {
-        "g1": servers["g1"].url_for("scale_g1"),
-        "g2": servers["g2"].url_for("scale_g2"),
-        "prod": servers["g1"].url_for("scale_prod"),
-    }
+    urls = {name: servers[name[:2]].url_for(f"scale_{name}") for name in names}
+    urls["prod"] = servers["g1"].url_for("scale_prod")
     s3 = S3Server(workdir / "s3")
     children: dict[str, Child] = {}
     final: Child | None = None
     truth_path = workdir / "truth.jsonl"
     try:
         for name, url in urls.items():
-            server = servers["g2" if name == "g2" else "g1"]
+            server = servers["g2" if name.startswith("g2") else "g1"]
             with connect_db(server.url_for("postgres")) as db:
                 db.execute(f'DROP DATABASE IF EXISTS "scale_{name}" WITH (FORCE)')
                 db.execute(f'CREATE DATABASE "scale_{name}"')
@@ -170,13 +179,19 @@ async def run_scale(
                 lifecycle_every=60.0,
                 # two gatherers of 150 connections on one key: a tier above Basic's 200
                 # per user (kalshi-api.md §2.6), or one key per gatherer
-                connections_per_user=400,
+                connections_per_user=160 * len(names),
+                # the simulator shares its process (and the CPU) with the harness: at full
+                # size a handshake can wait seconds for its event loop, longer than the
+                # exchange's 5 s signature window is meant to cover
+                skew_s=60.0,
             ) as sim:
                 sim.engine.pause()
                 doc["markets_live_at_exchange"] = sum(
                     1 for m in sim.truth.markets.values() if m.status in LIVE_STATUSES
                 )
-                await _record(sim, urls, workdir, s3, children, doc, startup_limit, minutes, say)
+                await _record(
+                    sim, names, urls, workdir, s3, children, doc, startup_limit, minutes, say
+                )
                 sim.engine.pause()
                 engine = sim.engine
                 truth = sim.truth
@@ -209,6 +224,7 @@ async def run_scale(
 
 async def _record(
     sim: Any,
+    names: list[str],
     urls: dict[str, str],
     workdir: Path,
     s3: S3Server,
@@ -222,30 +238,32 @@ async def _record(
     failures: list[str] = doc["failures"]
     key = workdir / "key.pem"
     key.write_bytes(sim.private_key_pem)
-    ports = {name: free_port() for name in GATHERERS}
-    for name in GATHERERS:
+    ports = {name: free_port() for name in names}
+    for name in names:
         path = workdir / f"{name}.yaml"
-        config = _gatherer_config(name, sim, key, urls[name], workdir, ports[name])
+        shard = f"{name[3:]}/{len(names) // 2}" if len(name) > 2 else "0/1"
+        config = _gatherer_config(name, sim, key, urls[name], workdir, ports[name], shard)
         path.write_text(yaml.safe_dump(config))
         children[name] = Child(name, ["gather", "--config", str(path)], workdir / f"{name}.log")
-    (workdir / "dedup.yaml").write_text(yaml.safe_dump(_dedup_config(urls, s3)))
+    (workdir / "dedup.yaml").write_text(yaml.safe_dump(_dedup_config(names, urls, s3)))
     children["dedup"] = Child(
         "dedup", ["dedup", "--config", str(workdir / "dedup.yaml")], workdir / "dedup.log"
     )
     samples = _Samples()
-    postmasters = {name: _postmaster(urls[name]) for name in GATHERERS}
-    lag_dbs = {name: connect_db(urls[name]) for name in GATHERERS}
+    name_tail = "" if len(names) == len(REPLICAS) else "s0"
+    postmasters = {replica: _postmaster(urls[f"{replica}{name_tail}"]) for replica in REPLICAS}
+    lag_dbs = {name: connect_db(urls[name]) for name in names}
     try:
         async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
             nursery.start_soon(_monitor, client, ports, samples, children, lag_dbs, sim)
             started = trio.current_time()
-            for name in GATHERERS:
+            for name in names:
                 await children[name].start()
             subscribed: dict[str, float] = {}
             books: dict[str, float] = {}
             with trio.move_on_after(startup_limit):
-                while len(books) < len(GATHERERS):
-                    for name in GATHERERS:
+                while len(books) < len(names):
+                    for name in names:
                         if name not in subscribed and samples.all_live(name):
                             subscribed[name] = trio.current_time() - started
                         if name not in books and samples.all_books(name):
@@ -254,16 +272,15 @@ async def _record(
             doc["seconds_to_all_subscribed"] = {k: round(v, 1) for k, v in subscribed.items()}
             doc["seconds_to_all_books"] = {k: round(v, 1) for k, v in books.items()}
             doc["markets_subscribed"] = {
-                n: ((samples.health.get(n) or {}).get("markets") or {}).get("live")
-                for n in GATHERERS
+                n: ((samples.health.get(n) or {}).get("markets") or {}).get("live") for n in names
             }
             say(f"subscribed {subscribed}  books {books} (seconds)")
-            if len(books) < len(GATHERERS):
+            if len(books) < len(names):
                 failures.append(f"not every book within {startup_limit:.0f} s: {books}")
                 nursery.cancel_scope.cancel()
                 return
             await children["dedup"].start()
-            reconnects_before = {n: samples.reconnects(n) for n in GATHERERS}
+            reconnects_before = {n: samples.reconnects(n) for n in names}
             cpu_before = _cpu({})
             doc["bytes_at_start"] = await trio.to_thread.run_sync(_sizes, urls, workdir, s3)
             generated_before = sim.truth.generated
@@ -282,13 +299,13 @@ async def _record(
             doc["sim_cpu_seconds_while_recording"] = round(cpu_after["sim"] - cpu_before["sim"], 1)
             say("quiet; waiting for every row to be written")
             with trio.move_on_after(300) as waited:
-                while not all(samples.settled(n) for n in GATHERERS):  # noqa: ASYNC110
+                while not all(samples.settled(n) for n in names):  # noqa: ASYNC110
                     await trio.sleep(0.3)
             if waited.cancelled_caught:
                 failures.append("gatherers did not settle within 300 s after the traffic")
             doc["seconds_to_settle"] = round(time.monotonic() - begin - doc["seconds_measured"], 1)
             await trio.sleep(2 * _SAMPLE)
-            doc["reconnects"] = {n: samples.reconnects(n) - reconnects_before[n] for n in GATHERERS}
+            doc["reconnects"] = {n: samples.reconnects(n) - reconnects_before[n] for n in names}
             doc["reconnects_during_startup"] = reconnects_before
             doc["cpu_seconds"] = _cpu(children, postmasters)
             doc["peak_rss_mib"] = {n: samples.peak_rss.get(n, 0.0) for n in children}
@@ -310,7 +327,7 @@ async def _record(
                 }
                 for phase, values in lag.items()
             }
-            for name in GATHERERS:
+            for name in names:
                 code = await children[name].stop(signal.SIGTERM, grace=120)
                 if code != 0:
                     failures.append(f"{name} exited {code} on SIGTERM")
@@ -388,7 +405,7 @@ def _newest(db: Database) -> int | None:
 
 def _verify(
     doc: dict[str, Any], urls: dict[str, str], truth_path: Path, books: dict[str, Any]
-) -> None:
+) -> None:  # urls: every gatherer's database and "prod"
     """Trades lost / duplicated / invented and books unequal, from the streamed truth."""
     failures: list[str] = doc["failures"]
     expected: set[str] = set()
@@ -442,7 +459,7 @@ def _volumes(doc: dict[str, Any], urls: dict[str, str], workdir: Path, s3: S3Ser
 
 def _sizes(urls: dict[str, str], workdir: Path, s3: S3Server) -> dict[str, int]:
     sizes: dict[str, int] = {}
-    for name in GATHERERS:
+    for name in (n for n in urls if n != "prod"):
         sizes[f"journal {name}"] = _du(workdir / name / "journal")
     for name, url in urls.items():
         with connect_db(url) as db:
@@ -455,12 +472,13 @@ def _sizes(urls: dict[str, str], workdir: Path, s3: S3Server) -> dict[str, int]:
 
 
 def _gatherer_config(
-    name: str, sim: Any, key: Path, url: str, workdir: Path, port: int
+    name: str, sim: Any, key: Path, url: str, workdir: Path, port: int, shard: str
 ) -> dict[str, Any]:
     """The stock ``etc/gatherer.yaml`` layout and writers, pointed at the simulator."""
     base = workdir / name
     return {
         "gatherer_id": f"scale-{name}",
+        "shard": shard,
         "kalshi": {
             "rest_url": sim.rest_url,
             "ws_url": sim.ws_url,
@@ -484,9 +502,9 @@ def _gatherer_config(
     }
 
 
-def _dedup_config(urls: dict[str, str], s3: S3Server) -> dict[str, Any]:
+def _dedup_config(names: list[str], urls: dict[str, str], s3: S3Server) -> dict[str, Any]:
     return {
-        "gatherers": [{"id": f"scale-{name}", "timescaledb": urls[name]} for name in GATHERERS],
+        "gatherers": [{"id": f"scale-{name}", "timescaledb": urls[name]} for name in names],
         "production": {"url": urls["prod"]},
         "s3_export": {
             "enabled": True,

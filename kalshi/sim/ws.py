@@ -48,15 +48,16 @@ _EMPTY_PONG: Final = b"\x8a\x00"  # the exchange answers a client ping with an e
 
 ORDERBOOK: Final = "orderbook_delta"
 LIFECYCLE: Final = "market_lifecycle_v2"
-_SEQUENCED: Final = frozenset({ORDERBOOK, "trade", LIFECYCLE})
-_WITH_DATA: Final = frozenset({ORDERBOOK, "trade", "ticker", LIFECYCLE})
+COMBO_LIFECYCLE: Final = "multivariate_market_lifecycle"
+_ALL_MARKETS: Final = frozenset({LIFECYCLE, COMBO_LIFECYCLE})  # market filters ignored
+_SEQUENCED: Final = frozenset({ORDERBOOK, "trade", LIFECYCLE, COMBO_LIFECYCLE})
+_WITH_DATA: Final = frozenset({ORDERBOOK, "trade", "ticker", LIFECYCLE, COMBO_LIFECYCLE})
 # Channels the exchange knows (AA). Those without data here are private or index feeds.
 KNOWN_CHANNELS: Final = frozenset(
     {
         *_WITH_DATA,
         "fill",
         "market_positions",
-        "multivariate_market_lifecycle",
         "communications",
         "order_group_updates",
         "user_orders",
@@ -595,7 +596,7 @@ class Session:
         skip_ack = params.get("skip_ticker_ack") is True
         initial = params.get("send_initial_snapshot") is True
         for channel in dict.fromkeys(channels):
-            wanted = None if channel == LIFECYCLE else tickers
+            wanted = None if channel in _ALL_MARKETS else tickers
             existing = next((s for s in self.subs.values() if s.channel == channel), None)
             if existing is not None:
                 new = self._add_markets(existing, wanted)
@@ -619,7 +620,7 @@ class Session:
     def _fits(self, channel: str, tickers: list[str] | None) -> bool:
         """Whether ``tickers`` fit the per-subscription market cap on ``channel``."""
         cap = self.exchange.market_cap
-        if cap is None or not tickers or channel == LIFECYCLE:
+        if cap is None or not tickers or channel in _ALL_MARKETS:
             return True
         sub = next((s for s in self.subs.values() if s.channel == channel), None)
         have = (sub.tickers or set()) if sub is not None else set()
@@ -748,7 +749,7 @@ class Session:
             ):
                 self._error(ident, 26, sub)
                 return
-            new = self._add_markets(sub, None if sub.channel == LIFECYCLE else tickers)
+            new = self._add_markets(sub, None if sub.channel in _ALL_MARKETS else tickers)
             self._reply("ok", self._ack(sub), ident=ident, sub=sub)
             self._after_add(sub, new, ident=0, initial=params.get("send_initial_snapshot") is True)
             return

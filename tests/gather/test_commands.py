@@ -181,3 +181,43 @@ async def test_the_older_subscribed_shape_is_resolved_by_list_subscriptions(
         assert [g.kind for g in rows["gaps"]] == ["seq_gap"]  # type: ignore[union-attr]
         assert sim.truth.faults_injected["bare_subscribed"] == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_markets_no_subscription_takes_are_gaps_and_degrade_health(
+    db_url: str, tmp_path: Path
+) -> None:
+    from kalshi.auth import Signer, load_private_key
+    from kalshi.gather.service import Gatherer
+    from kalshi.store import connect_db
+    from tests.gather.support import sim_config, wait_for
+
+    async with exchange(market_cap=3) as sim:
+        sim.engine.pause()
+        signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
+        cfg = sim_config(sim, tmp_path, db_url, **{"websocket.orderbook_connections": 2})
+        gatherer = Gatherer(cfg, db_url, signer=signer)
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(gatherer.run)
+                layout = gatherer.layout
+                assert layout is not None
+                books = [c for c in layout.connections if c.channel == "orderbook_delta"]
+                live = len(gatherer.registry.live)
+                await wait_for(
+                    lambda: sum(len(c.subscribed) + len(c.refused) for c in books) == live
+                )
+                health = gatherer.health()
+                await trio.sleep(0.5)  # the gap rows reach their writer
+                nursery.cancel_scope.cancel()
+        on_exchange = sim_subscription(sim, "orderbook_delta")
+    refused = {t for c in books for t in c.refused}
+    assert live > 6
+    assert [len(c.subscribed) for c in books] == [3, 3]
+    assert len(refused) == live - 6 and not refused & on_exchange
+    assert health["status"] == "degraded"
+    assert sorted(c["refused"] for c in health["connections"] if c["refused"]) == sorted(
+        len(c.refused) for c in books if c.refused
+    )
+    with connect_db(db_url) as db:
+        gaps = db.query("SELECT ticker FROM gaps WHERE kind = 'subscription_refused'")
+    assert sorted(t for (t,) in gaps) == sorted(refused)

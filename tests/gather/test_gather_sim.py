@@ -86,11 +86,13 @@ async def test_faults_lose_nothing(db_url: str, tmp_path: Path, transport: str) 
     for ticker in sim.engine.active_tickers:
         assert books[ticker] == truth.book(ticker), ticker
     counts = gatherer.processor.counts
-    assert injected == {"drop_abrupt": 5, "skip_seq": 3, "repeat_seq": 3, "malformed": 10}
+    # six connections (two order-book, trade, ticker, lifecycle, combo lifecycle): one drop
+    # each, two malformed frames each
+    assert injected == {"drop_abrupt": 6, "skip_seq": 3, "repeat_seq": 3, "malformed": 12}
     assert gap_kinds == {"reconnect": injected["drop_abrupt"], "seq_gap": injected["skip_seq"]}
     assert counts["seq_gap"] == injected["skip_seq"]
     assert counts["duplicate"] == injected["repeat_seq"]
-    assert (counts["invalid"], counts["unknown_type"]) == (5, 5)
+    assert (counts["invalid"], counts["unknown_type"]) == (6, 6)
     # every received frame is in the journal, before anything else happened to it
     frames = [
         r

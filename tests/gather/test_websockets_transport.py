@@ -4,12 +4,15 @@ stream: framing, fragments, pings, empty pongs, close, and the frame size limit.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import struct
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kalshi.errors import AuthError, ConnectionLost
 from kalshi.net.websockets_transport import websockets_over_stream
@@ -175,3 +178,44 @@ async def test_a_refused_handshake_is_an_auth_error() -> None:
         with pytest.raises(AuthError, match="HTTP 401"):
             async with websockets_over_stream(client, "ws://h/p", {}, 1000):
                 pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=40),
+            st.builds(
+                frame,
+                st.sampled_from([0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB]),
+                st.binary(max_size=300),
+                st.booleans(),
+            ),
+        ),
+        max_size=8,
+    )
+)
+def test_any_server_bytes_give_messages_or_connection_lost(chunks: list[bytes]) -> None:
+    """Hostile bytes after the handshake: each ``receive`` returns a message (bytes) or
+    raises ConnectionLost; nothing else escapes, nothing hangs once the peer is gone."""
+
+    async def main() -> None:
+        client, server = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+
+            async def exchange() -> None:
+                await serve(server)
+                # the client may end the session (and close its end) before the last chunk
+                with contextlib.suppress(trio.BrokenResourceError):
+                    for chunk in chunks:
+                        await server.send_all(chunk)
+                await server.aclose()
+
+            nursery.start_soon(exchange)
+            with trio.fail_after(5):
+                async with websockets_over_stream(client, "ws://h/p", {}, 200) as ws:
+                    with pytest.raises(ConnectionLost):
+                        while True:
+                            assert type(await ws.receive()) is bytes
+
+    trio.run(main)
