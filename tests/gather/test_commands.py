@@ -221,3 +221,20 @@ async def test_markets_no_subscription_takes_are_gaps_and_degrade_health(
     with connect_db(db_url) as db:
         gaps = db.query("SELECT ticker FROM gaps WHERE kind = 'subscription_refused'")
     assert sorted(t for (t,) in gaps) == sorted(refused)
+
+
+async def test_a_refused_whole_exchange_subscribe_waits_before_asking_again(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with exchange() as sim, trio.open_nursery() as nursery:
+        sink, _ = collecting_sink(nursery)
+        ctx = context(
+            sim, tmp_path, memory_connector(sim), sink, **{"websocket.refusal_retry": "60s"}
+        )
+        conn = Connection(ctx, "multivariate-0", "multivariate", scoped=False)  # error 8
+        nursery.start_soon(conn.run)
+        await trio.sleep(100)
+        assert ctx.processor.counts["error_reply"] == 2  # at 0 s and 60 s, not a loop
+        assert (conn.state, conn.sid, conn.sessions) == ("subscribing", None, 1)
+        assert conn.last_error == "subscribe refused: 8 Unknown channel name"
+        nursery.cancel_scope.cancel()
