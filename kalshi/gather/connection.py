@@ -354,6 +354,10 @@ class Connection:
         if code == _TOO_MANY:
             self._retry_at = now + self._pause.next()
             return
+        if sent.action == "subscribe" and not tickers:  # a whole-exchange channel refused
+            self.last_error = f"subscribe refused: {code} {error.message}"
+            self._retry_at = now + float(self.ctx.cfg.websocket.refusal_retry)
+            return
         if code == _MARKET_LIMIT and len(tickers) > 1 and not self.full:
             self._chunk = max(1, len(tickers) // 2)  # find the cap: smaller batches
             return

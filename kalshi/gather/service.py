@@ -183,6 +183,15 @@ class Gatherer:
                 conn.resume_from = starts[conn.channel]
         log.info("previous run stopped; outage from %s", starts)
 
+    async def committed(self) -> None:
+        """Return once every trade backfill due so far has handed its rows to the store and
+        every row handed to it is committed (an acknowledgement, for shutdown and tests:
+        frames still arriving make more rows; pause the source first)."""
+        store = self.store
+        assert store is not None, "the gatherer is not running"
+        await store.released()
+        await store.committed()
+
     # --- reactions ----------------------------------------------------------------------
 
     async def _on_lifecycle(self, out: Outcome) -> None:
