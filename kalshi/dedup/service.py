@@ -239,6 +239,9 @@ class Deduplicator:
                 state.high_water = await self._thread(gatherer.high_water)
                 state.received = await self._thread(gatherer.received_water)
                 state.watermark = await self._thread(gatherer.watermark)
+                # its clock's offset from the exchange's, for reading its rows by receipt
+                offset = await self._thread(gatherer.measure_offset)
+                self._book_readers[gatherer.id].offset = offset
             except StoreError as exc:
                 if state.up:
                     log.warning("gatherer %s skipped: %s", gatherer.id, exc)
