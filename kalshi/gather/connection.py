@@ -1,7 +1,7 @@
 """One WebSocket connection task: connect (signed), subscribe, relay, reconnect.
 
 Per frame, in this order: stamp the receive time, journal the raw bytes, decode and check
-``seq`` (the :class:`~kalshi.gather.pipeline.FrameProcessor`), hand rows to the writers.
+``seq`` (the :class:`~kalshi.pipeline.FrameProcessor`), hand rows to the writers.
 A session ends on any network error, on silence (no frame and no pong for
 ``websocket.silence_timeout``), or on a terminal subscription error; the task then backs off
 exponentially with jitter and starts a new session with its current markets, except after a
@@ -24,12 +24,12 @@ from kalshi.gather import metrics
 from kalshi.gather.commands import InFlight, Sent
 from kalshi.gather.context import BACKFILL_MARGIN_US, RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
-from kalshi.gather.pipeline import CONTROL_TYPES, Outcome
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Message
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
 from kalshi.net.clock import clock_hint
+from kalshi.pipeline import CONTROL_TYPES, Outcome
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
 
 __all__ = ["SCOPED_CHANNELS", "Connection"]

@@ -1,8 +1,8 @@
 """Replay a journal through the live pipeline; rebuild an order book at any past time.
 
-:func:`replay` feeds journal records to the same :class:`~kalshi.gather.pipeline.FrameProcessor`
+:func:`replay` feeds journal records to the same :class:`~kalshi.pipeline.FrameProcessor`
 the gatherer uses (rows identical to the live run, identity keys included) into any sink:
-the database (:class:`~kalshi.gather.context.RowSink` over ``Store`` channels), JSON lines
+the database (:class:`~kalshi.pipeline.RowSink` over ``Store`` channels), JSON lines
 or CSV. :func:`serve_recording` re-serves a journal as a Kalshi-compatible WebSocket.
 ``book_from_*`` answer ``kalshi snapshot``. See ``docs/replay.md``.
 """

@@ -1,7 +1,7 @@
 """Journal records -> rows, through the live pipeline; paced or flat out, filtered.
 
 :class:`Replayer` is pure: it feeds every ``in`` frame of a journal to a
-:class:`~kalshi.gather.pipeline.FrameProcessor` (one per gatherer id) with the frame's
+:class:`~kalshi.pipeline.FrameProcessor` (one per gatherer id) with the frame's
 recorded ``conn_id``, ``frame_no`` and ``wall_us``, exactly as the live connection task
 did, so the rows come out identical, identity keys included. :func:`replay` drives it over
 a journal source on Trio, reading in a worker thread and handing rows to a sink.
@@ -21,10 +21,9 @@ import trio
 from attrs import define, field, frozen
 
 from kalshi.config import GathererConfig
-from kalshi.gather.context import RowSink
-from kalshi.gather.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import Row
+from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink
 from kalshi.replay.continuity import Continuity
 from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import Store, open_store
@@ -47,7 +46,7 @@ _READ_BATCH = 2000  # journal items read per worker-thread trip
 
 
 class RowsSink(Protocol):
-    """Where replayed rows go (:class:`kalshi.gather.context.RowSink` is one)."""
+    """Where replayed rows go (:class:`kalshi.pipeline.RowSink` is one)."""
 
     async def put_all(self, rows: list[tuple[str, Row]]) -> None: ...
 
