@@ -123,6 +123,7 @@ GAP_KINDS: frozenset[str] = frozenset(
         "seq_gap",  # a subscription's seq skipped (pipeline); expected_seq/got_seq say where
         "book_invalid",  # a book that cannot be right: crossed (WS or REST), bad delta
         "subscription_refused",  # the exchange refused a subscription (error reply)
+        "stopped",  # a connection stopped after a permanent close code (end_ts open)
         "reconnect",  # a WebSocket session ended; start_ts..end_ts may lack frames
         "outage",  # the gatherer itself was down (from its last stored frame to restart)
         "backfill",  # a REST trade backfill stopped early (pagination repeat)
