@@ -164,6 +164,22 @@ class Connection:
                 self.last_error = f"stopped after a permanent close: {reason}"
                 log.error("%s: %s; not reconnecting", self.name, self.last_error)
                 self._set_state("stopped")
+                ctx = self.ctx
+                since = lost_at if lost_at is not None else ctx.wall_us()
+                await ctx.gap(  # an open gap: nothing on this connection from here on
+                    GapRow(
+                        since,
+                        None,
+                        ctx.gatherer_id,
+                        self.conn_id,
+                        self.sid,
+                        None,
+                        "stopped",
+                        None,
+                        None,
+                        f"{self.name}: {self.last_error}",
+                    )
+                )
                 await trio.sleep_forever()
             self.reconnects += 1
             metrics.RECONNECTS.labels(self.name).inc()

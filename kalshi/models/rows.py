@@ -125,7 +125,7 @@ class GapRow(NamedTuple):
     sid: int | None
     ticker: str | None
     # seq_gap | reconnect | resnapshot | book_invalid | rest_mismatch | silence | backfill
-    # | subscription_refused
+    # | subscription_refused | stopped
     kind: str
     expected_seq: int | None
     got_seq: int | None
