@@ -54,10 +54,10 @@ from kalshi.sim.ws import (
     _envelope,
     ws_frame,
 )
+from kalshi.wire.paths import WS_PATH
 
 __all__ = ["WS_PATH", "SimExchange", "open_sim_exchange"]
 
-WS_PATH: Final = "/trade-api/ws/v2"
 MAX_CONNECTIONS_PER_USER: Final = 200
 DEFAULT_SKEW_S: Final = 5.0
 _WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
