@@ -39,6 +39,7 @@ log = logging.getLogger("kalshi.gather.connection")
 SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
 _TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
 _MARKET_LIMIT, _TOO_MANY = 26, 27  # kalshi-api.md §2.3
+_UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) helps
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 
 
@@ -82,6 +83,7 @@ class Connection:
         # returns those nobody could take.
         self.on_refused: Callable[[Connection, list[str]], list[str]] | None = None
         self._requested: set[str] = set()  # sent (in flight or confirmed)
+        self._gap_written: set[str] = set()  # refused markets whose gap row is written
         self._snapshots: set[str] = set()
         self._inflight = InFlight()
         self._retry_at = -math.inf  # no add/subscribe before (error 27's pause)
@@ -116,6 +118,7 @@ class Connection:
         self._snapshots.difference_update(tickers)
         for ticker in tickers:
             self.refused.pop(ticker, None)
+            self._gap_written.discard(ticker)
         self._wake.set()
 
     def resnapshot(self, tickers: list[str]) -> None:
@@ -310,8 +313,8 @@ class Connection:
         body = message.body
         self._wake.set()
         if isinstance(body, ErrorReply):
-            if body.code in _TERMINAL_ERRORS:
-                raise _Resubscribe(f"terminal subscription error {body.code}: {body.message}")
+            if body.code in _TERMINAL_ERRORS or body.code == _UNKNOWN_SID:
+                raise _Resubscribe(f"subscription error {body.code}: {body.message}")
             await self._refused(sent, body)
             return
         metrics.COMMAND_REPLIES.labels(sent.action, "ok").inc()
@@ -338,6 +341,7 @@ class Connection:
         self.subscribed.update(t for t in tickers if t in self._requested)
         for ticker in tickers:
             self.refused.pop(ticker, None)
+            self._gap_written.discard(ticker)
 
     async def _refused(self, sent: Sent, error: ErrorReply) -> None:
         """A command refused: 27 pauses and resends; 26 halves the batch, and once a single
@@ -391,9 +395,10 @@ class Connection:
         ctx = self.ctx
         wall = ctx.wall_us()
         for ticker in tickers:
-            if ticker in self.refused:
-                continue
             self.refused[ticker] = code
+            if ticker in self._gap_written:  # still open from an earlier refusal
+                continue
+            self._gap_written.add(ticker)
             await ctx.gap(
                 GapRow(
                     wall,
