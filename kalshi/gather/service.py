@@ -30,7 +30,6 @@ from kalshi.errors import StoreError
 from kalshi.gather import metrics
 from kalshi.gather.context import Backfill, GatherContext, RowSink
 from kalshi.gather.layout import Layout
-from kalshi.gather.pipeline import FrameProcessor, Outcome
 from kalshi.gather.registry import MarketRegistry, parse_shard
 from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
 from kalshi.http import Endpoints, serve_endpoints
@@ -38,6 +37,7 @@ from kalshi.journal import JournalWriter
 from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
+from kalshi.pipeline import FrameProcessor, Outcome
 from kalshi.store import Store, open_store
 from kalshi.store.recovery import last_run
 
@@ -182,6 +182,15 @@ class Gatherer:
                 seen.add(conn.channel)
                 conn.resume_from = starts[conn.channel]
         log.info("previous run stopped; outage from %s", starts)
+
+    async def committed(self) -> None:
+        """Return once every trade backfill due so far has handed its rows to the store and
+        every row handed to it is committed (an acknowledgement, for shutdown and tests:
+        frames still arriving make more rows; pause the source first)."""
+        store = self.store
+        assert store is not None, "the gatherer is not running"
+        await store.released()
+        await store.committed()
 
     # --- reactions ----------------------------------------------------------------------
 

@@ -150,6 +150,7 @@ class Engine:
         self._active: dict[str, _Active] = {}
         self._order: list[str] = []
         self._added = 0
+        self._churns = 0
         self._last_ms = 0  # exchange times never go back (kalshi-api.md §2.4, issue 15)
         open_count = 0
         for i in range(min(universe.size, active * 2 + 16)):
@@ -413,10 +414,16 @@ class Engine:
         )
 
     def _churn(self) -> None:
-        """Periodic lifecycle: settle the oldest trading market, list a new one."""
+        """Periodic lifecycle: settle the oldest trading market, list a new one; every
+        other time the new one is a combo (the real exchange lists far more combos than
+        plain markets, kalshi-api.md §5), announced on ``multivariate_market_lifecycle``."""
+        self._churns += 1
         if len(self._order) > 1:
             self.settle_market(self._order[0], self._rng.choice(("yes", "no")))
-        self.add_market(series=self._rng.choice(SERIES).ticker)
+        if self._churns % 2 == 0:
+            self.add_market(combo=True)
+        else:
+            self.add_market(series=self._rng.choice(SERIES).ticker)
 
     # --- actions ----------------------------------------------------------------------------
 

@@ -589,6 +589,7 @@ class Store:
         self._state = _DbState()
         self._spool_state = _SpoolState()
         self._holds: dict[object, int] = {}
+        self._released = trio.Event()
         self._pool = ConnectionPool(
             url,
             cfg.timescaledb.max_connections,
@@ -686,6 +687,14 @@ class Store:
 
     def release(self, key: object) -> None:
         self._holds.pop(key, None)
+        if not self._holds:
+            self._released.set()
+            self._released = trio.Event()
+
+    async def released(self) -> None:
+        """Return once no :meth:`hold` is active (every backfill due has handed its rows)."""
+        while self._holds:
+            await self._released.wait()
 
     def complete_before(self, now_us: int) -> int:
         """A time (µs) before which every row handed to the store is committed: ``now_us``,

@@ -103,3 +103,15 @@ async def test_a_settled_market_has_no_quotes_and_trades_come_newest_first(
         assert len(times) == len(ex.truth.trades) > 10
         assert times == sorted(times, reverse=True)
         assert all(len(t.split(".")[1]) == len("123456Z") for t in times)  # µs
+
+
+async def test_the_lifecycle_churn_lists_combos_too(mock_clock: object) -> None:
+    async with sim(markets=20, active=3) as ex:
+        ex.engine.pause()
+        for _ in range(4):
+            ex.engine._churn()  # what lifecycle_every runs
+        created = [e for e in ex.truth.events if getattr(e.model, "event_type", "") == "created"]
+        assert [(e.channel, e.ticker.startswith("KXMVE")) for e in created] == [
+            ("market_lifecycle_v2", False),
+            ("multivariate_market_lifecycle", True),
+        ] * 2
