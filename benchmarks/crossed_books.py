@@ -19,7 +19,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import Results, add_common
 
-from kalshi.gather.pipeline import FrameProcessor
+from kalshi.pipeline import FrameProcessor
 
 CAPTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kalshi-gold15m"
 

@@ -30,7 +30,6 @@ from kalshi.errors import StoreError
 from kalshi.gather import metrics
 from kalshi.gather.context import Backfill, GatherContext, RowSink
 from kalshi.gather.layout import Layout
-from kalshi.gather.pipeline import FrameProcessor, Outcome
 from kalshi.gather.registry import MarketRegistry, parse_shard
 from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
 from kalshi.http import Endpoints, serve_endpoints
@@ -38,6 +37,7 @@ from kalshi.journal import JournalWriter
 from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
+from kalshi.pipeline import FrameProcessor, Outcome
 from kalshi.store import Store, open_store
 from kalshi.store.recovery import last_run
 

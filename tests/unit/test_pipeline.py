@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from kalshi.gather.pipeline import FrameProcessor
 from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow, TradeRow
+from kalshi.pipeline import FrameProcessor
 
 T = "FED-23DEC-T3.00"
 MID = "9b0f6b43-5b68-4f9f-9f02-9a2d1b8ac1a1"
