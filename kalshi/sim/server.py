@@ -169,6 +169,9 @@ class SimExchange(Exchange):
     def market_known(self, ticker: str) -> bool:
         return self.universe.get(ticker) is not None
 
+    def now_ms(self) -> int:
+        return self.engine._stamp(self.clock() // 1000)
+
     def market_id(self, ticker: str) -> str:
         info = self.universe.get(ticker)
         return "" if info is None else info.market_id
