@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 # soak: `just soak`, minutes long, in docs/reliability.md; scale: `just scale`, docs/scaling.md
-SKIP = {"report.py", "soak.py", "scale.py"}
+SKIP = {"report.py", "scale.py"}  # the soak is a package: benchmarks/soak/
 
 
 def scripts() -> list[Path]:
@@ -114,9 +114,12 @@ def goals(runs: dict[str, dict[str, Any]]) -> list[str]:
     ]
     lines = ["**Goals (issue 19) against this run**", "",
              "| goal | measured | target | met |", "|---|---:|---:|---:|"]  # fmt: skip
+    unsteady = layout is not None and layout[-2] is None  # the deadline came first
     for what, value, op, target in wanted:
         if value is None:
             met = "not measured"
+        elif unsteady and "150 connections" in what:
+            met = "not steady within the deadline (see *memory*)"
         else:
             met = "yes" if (value >= target if op == ">=" else value <= target) else "**no**"
         lines.append(f"| {what} | {format_value(value)} | {op} {format_value(target)} | {met} |")
