@@ -63,6 +63,7 @@ class Results:
             "benchmark": name,
             "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             "machine": machine(),
+            "load average at start": round(os.getloadavg()[0], 2),  # other work on the cores
             "commit": _commit(),
             "config": config,
             "tables": [],

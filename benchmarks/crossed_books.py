@@ -3,11 +3,12 @@ capture (``../shared/data/kalshi-gold15m``, three markets, a day) through the pi
 counts crossed frames and times the pipeline with the check on (``crossed_book_frames``
 2, the default) over the same frames. Writes ``benchmarks/results/crossed-books.json``.
 
-    python benchmarks/crossed_books.py [CAPTURE_DIR]
+    python benchmarks/crossed_books.py [CAPTURE_DIR] [--smoke] [--results DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import sys
 import time
@@ -16,9 +17,9 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine
+from _common import Results, add_common
 
-from kalshi.gather.pipeline import FrameProcessor
+from kalshi.pipeline import FrameProcessor
 
 CAPTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kalshi-gold15m"
 
@@ -44,27 +45,29 @@ def run(items: list[tuple[int, int, bytes]]) -> FrameProcessor:
 
 
 def main() -> None:
-    capture = Path(sys.argv[1]) if len(sys.argv) > 1 else CAPTURE
-    items = frames(capture)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("capture", nargs="?", type=Path, default=CAPTURE)
+    add_common(parser)
+    args = parser.parse_args()
+    items = frames(args.capture)
+    if args.smoke:
+        items = items[:5_000]
     best = float("inf")
-    for _ in range(3):
+    for _ in range(1 if args.smoke else 3):
         start = time.perf_counter()
         processor = run(items)
         best = min(best, time.perf_counter() - start)
     counts = processor.counts
-    result = {
-        "machine": machine(),
-        "capture": capture.name,
-        "frames": len(items),
-        "deltas": counts["orderbook_delta"],
-        "snapshots": counts["orderbook_snapshot"],
-        "crossed_book_frames": counts["crossed_book_frames"],
-        "book_invalid": counts["book_invalid"],
-        "pipeline_frames_per_s": round(len(items) / best),
-    }
-    out = Path(__file__).parent / "results" / "crossed-books.json"
-    out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(orjson.dumps(result).decode())
+    results = Results(
+        "crossed-books", {"capture": args.capture.name, "crossed_book_frames": 2, "best of": 3}
+    )
+    results.table(
+        "Real capture through the pipeline with the crossed-book check on",
+        ["frames", "deltas", "snapshots", "crossed-book frames", "book_invalid", "frames/s"],
+        [[len(items), counts["orderbook_delta"], counts["orderbook_snapshot"],
+          counts["crossed_book_frames"], counts["book_invalid"], len(items) / best]],
+    )  # fmt: skip
+    results.write(args.results)
 
 
 if __name__ == "__main__":

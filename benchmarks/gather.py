@@ -135,10 +135,10 @@ async def gatherer_run(cfg_overrides: dict[str, object], db_url: str) -> tuple[i
 
 def registry_rss(markets: int, books: int) -> float:
     """Peak RSS (MiB) of a registry of ``markets`` markets and ``books`` live books."""
-    from kalshi.gather.pipeline import FrameProcessor
     from kalshi.gather.registry import MarketRegistry
     from kalshi.models.book import BookSnapshot
     from kalshi.models.market import Market
+    from kalshi.pipeline import FrameProcessor
 
     registry = MarketRegistry("bench")
     registry.upsert(

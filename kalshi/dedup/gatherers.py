@@ -24,9 +24,14 @@ __all__ = ["LATENCY_US", "SKEW_US", "GathererDb"]
 LATENCY_US = 2_000_000
 """Bound on how long after its exchange time a frame is received."""
 SKEW_US = 60_000_000
-"""Bound on ``|received_at - exchange_ts|`` of a delta (latency and clock skew): order-book
-rows are selected by when they were received (frame order on a connection, unlike exchange
-times), and the exchange-time index narrows the search to this much around it."""
+"""Bound on how far ``received_at - exchange_ts`` of a delta strays from the gatherer's
+measured offset (:meth:`GathererDb.measure_offset`): order-book rows are selected by when
+they were received (frame order on a connection, unlike exchange times), and the
+exchange-time index narrows the search to the receipt window shifted by the gatherer's own
+clock offset, widened by this much. A gatherer whose clock is minutes off is still read
+completely (issue 18: a fixed window around receipt lost every row of a clock 90 s behind)."""
+OFFSET_SAMPLE_US = 600_000_000
+"""The newest exchange time measured for a gatherer's clock offset."""
 
 _HIGH_WATER = (
     "SELECT greatest((SELECT max(exchange_ts) FROM trades),"
@@ -40,9 +45,10 @@ _HIGH_WATER = (
 _RECEIVED = "received_at > %s AND received_at <= %s AND exchange_ts > %s AND exchange_ts <= %s"
 
 
-def _received(low: int, high: int) -> tuple[int, int, int, int]:
-    """Parameters of :data:`_RECEIVED`: received in ``(low, high]``."""
-    return (low, high, low - SKEW_US, high + SKEW_US)
+def _received(low: int, high: int, offset: tuple[int, int] = (0, 0)) -> tuple[int, int, int, int]:
+    """Parameters of :data:`_RECEIVED`: received in ``(low, high]`` by a gatherer whose
+    ``received_at - exchange_ts`` lies in ``offset`` (min, max), give or take SKEW_US."""
+    return (low, high, low - offset[1] - SKEW_US, high - offset[0] + SKEW_US)
 
 
 def _select(table: str, where: str, order: str, limit: int | None = None) -> str:
@@ -57,6 +63,22 @@ class GathererDb:
         self.id = source.id
         self.url = source.timescaledb
         self._conn: psycopg.Connection[Any] | None = None
+        # (min, max) of received_at - exchange_ts of its newest deltas: latency plus the
+        # gatherer's clock offset from the exchange's (its clock, not ours, stamps receipts)
+        self.offset: tuple[int, int] = (0, 0)
+
+    def measure_offset(self) -> tuple[int, int]:
+        """Measure :attr:`offset` on the deltas of the newest :data:`OFFSET_SAMPLE_US` of
+        exchange time (kept when there are none) and return it."""
+        row = self._query(
+            "SELECT min(received_at - exchange_ts), max(received_at - exchange_ts)"
+            " FROM orderbook_deltas WHERE exchange_ts >="
+            " (SELECT max(exchange_ts) FROM orderbook_deltas) - %s",
+            (OFFSET_SAMPLE_US,),
+        )[0]
+        if row[0] is not None and row[1] is not None:
+            self.offset = (int(row[0]), int(row[1]))
+        return self.offset
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -112,7 +134,7 @@ class GathererDb:
             " WHERE exchange_ts > %s AND received_at > %s) - %s - 1,"
             " (SELECT min(snapshot_ts) FROM orderbook_snapshots"
             " WHERE source = 'ws' AND snapshot_ts > %s) - 1)",
-            (after - SKEW_US, after, SKEW_US, after),
+            (after - self.offset[1] - SKEW_US, after, SKEW_US - self.offset[0], after),
         )[0][0]
         return None if value is None else max(after, int(value))
 
@@ -141,7 +163,7 @@ class GathererDb:
         rows = self._query(
             f"SELECT ticker, max(exchange_ts) FROM orderbook_deltas WHERE {_RECEIVED}"
             " GROUP BY ticker",
-            _received(low, high),
+            _received(low, high, self.offset),
         )
         return {str(ticker): int(at) for ticker, at in rows}
 
@@ -150,7 +172,7 @@ class GathererDb:
         statement = _select(
             "orderbook_deltas", f"{_RECEIVED} AND ticker = ANY(%s)", "conn_id, frame_no"
         )
-        params = (*_received(low, high), list(tickers))
+        params = (*_received(low, high, self.offset), list(tickers))
         return self._rows("orderbook_deltas", statement, params)  # type: ignore[return-value]
 
     def snapshots_between(self, low: int, high: int) -> list[SnapshotRow]:
@@ -195,6 +217,6 @@ class GathererDb:
                 f"ticker = %s AND {_RECEIVED}",
                 "conn_id, frame_no",
             ),
-            (ticker, *_received(anchor - SKEW_US, high)),
+            (ticker, *_received(anchor - SKEW_US, high, self.offset)),
         )
         return snapshots, deltas, self.gaps_since(anchor)  # type: ignore[return-value]

@@ -24,8 +24,17 @@ from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.store.connection import connect, translating
 from kalshi.store.schema import TABLES, TableSpec
+from kalshi.store.staging import (
+    copy_rows,
+    ensure_stage,
+    source_columns,
+    stage_name,
+    target_columns,
+)
 
 __all__ = ["Counts", "Cursor", "Production"]
+
+_STAGE = "_dedup_"  # prefix of production's staging tables
 
 
 class Cursor(NamedTuple):
@@ -43,30 +52,12 @@ def _levels(book: dict[int, int]) -> str:
 
 
 def _stage(spec: TableSpec) -> sql.Identifier:
-    return sql.Identifier(f"_dedup_{spec.name}")
-
-
-def _source_columns(spec: TableSpec, prefix: str = "") -> sql.Composable:
-    return sql.SQL(", ").join(
-        sql.SQL(f"{prefix}{{}}::jsonb" if c in spec.json_columns else f"{prefix}{{}}").format(
-            sql.Identifier(c)
-        )
-        for c in spec.columns
-    )
-
-
-def _identity_expr(spec: TableSpec, table: KeyedTable, alias: str) -> list[sql.Composable]:
-    return [
-        sql.SQL(f"{alias}.{{}}::jsonb" if c in spec.json_columns else f"{alias}.{{}}").format(
-            sql.Identifier(c)
-        )
-        for c in table.identity
-    ]
+    return stage_name(spec, _STAGE)
 
 
 def _keyed_insert(table: KeyedTable) -> sql.Composed:
     spec = TABLES[table.name]
-    targets = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    targets = target_columns(spec)
     stage = _stage(spec)
     name = sql.Identifier(spec.name)
     if table.upsert:
@@ -81,16 +72,16 @@ def _keyed_insert(table: KeyedTable) -> sql.Composed:
         ).format(
             name=name,
             targets=targets,
-            sources=_source_columns(spec, "s."),
+            sources=source_columns(spec, "s"),
             stage=stage,
             updates=updates,
         )
     if table.identity == table.key:
         return sql.SQL(
             "INSERT INTO {name} ({targets}) SELECT {sources} FROM {stage} s ON CONFLICT DO NOTHING"
-        ).format(name=name, targets=targets, sources=_source_columns(spec, "s."), stage=stage)
-    mine = _identity_expr(spec, table, "s")
-    theirs = _identity_expr(spec, table, "t")
+        ).format(name=name, targets=targets, sources=source_columns(spec, "s"), stage=stage)
+    mine = source_columns(spec, "s", table.identity)
+    theirs = source_columns(spec, "t", table.identity)
     return sql.SQL(
         "INSERT INTO {name} ({targets}) SELECT DISTINCT ON ({distinct}) {sources} "
         "FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE t.ticker = s.ticker "
@@ -99,12 +90,12 @@ def _keyed_insert(table: KeyedTable) -> sql.Composed:
     ).format(
         name=name,
         targets=targets,
-        distinct=sql.SQL(", ").join(mine),
-        sources=_source_columns(spec, "s."),
+        distinct=mine,
+        sources=source_columns(spec, "s"),
         stage=stage,
         time=sql.Identifier(table.key[0]),  # the exchange's time of the event
-        theirs=sql.SQL(", ").join(theirs),
-        mine=sql.SQL(", ").join(mine),
+        theirs=theirs,
+        mine=mine,
     )
 
 
@@ -208,26 +199,11 @@ class Production:
     # --- writes -----------------------------------------------------------------------
 
     def _copy(self, spec: TableSpec, rows: Sequence[Row]) -> None:
-        if spec.name not in self._staged:
-            columns = sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
-                for c, t in zip(spec.columns, spec.stage_types, strict=True)
-            )
-            self._conn.execute(
-                sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
-                    _stage(spec), columns
-                )
-            )
-            self._staged.add(spec.name)
-        else:
+        if spec.name in self._staged:
             self._conn.execute(sql.SQL("TRUNCATE {}").format(_stage(spec)))
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            _stage(spec), sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-        )
-        with self._conn.cursor().copy(statement) as copy:
-            copy.set_types(list(spec.stage_types))
-            for row in rows:
-                copy.write_row(row)
+        ensure_stage(self._conn, spec, self._staged, prefix=_STAGE)
+        with self._conn.cursor() as cur:
+            copy_rows(cur, spec, rows, _stage(spec))
 
     def _copy_new(self, spec: TableSpec, rows: Sequence[Row]) -> int:
         """Binary COPY straight into the table: the merge emits each row once (its
@@ -235,22 +211,17 @@ class Production:
         COPY is undone and the rows go through the staging path, which skips it."""
         if not rows:
             return 0
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(spec.name), sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-        )
         try:
-            with self._conn.transaction(), self._conn.cursor().copy(statement) as copy:
-                copy.set_types(list(spec.types))
-                for row in rows:
-                    copy.write_row(row)
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                copy_rows(cur, spec, rows, sql.Identifier(spec.name))
             return len(rows)
         except psycopg.errors.UniqueViolation:
             insert = sql.SQL(
                 "INSERT INTO {} ({}) SELECT {} FROM {} s ON CONFLICT DO NOTHING"
             ).format(
                 sql.Identifier(spec.name),
-                sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
-                _source_columns(spec, "s."),
+                target_columns(spec),
+                source_columns(spec, "s"),
                 _stage(spec),
             )
             return self._insert(spec, rows, insert)
@@ -307,8 +278,8 @@ class Production:
                     "INSERT INTO {} ({}) SELECT {} FROM {} s ON CONFLICT DO NOTHING"
                 ).format(
                     sql.Identifier(name),
-                    sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
-                    _source_columns(spec, "s."),
+                    target_columns(spec),
+                    source_columns(spec, "s"),
                     _stage(spec),
                 )
                 inserted += self._insert(spec, rows, statement)

@@ -24,7 +24,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 from attrs import define, field
@@ -32,7 +32,6 @@ from attrs import define, field
 from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import DedupConfig
 from kalshi.dedup import metrics
-from kalshi.dedup.export import Exporter
 from kalshi.dedup.gatherers import GathererDb
 from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market, point_ts
 from kalshi.dedup.production import Cursor, Production
@@ -42,7 +41,14 @@ from kalshi.errors import DatabaseUnavailable, ExportError, StoreError
 from kalshi.http import serve_endpoints
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 
-__all__ = ["DEFAULT_SETTLE", "MERGE_STEP_US", "Deduplicator", "PassReport", "serve_dedup"]
+__all__ = [
+    "DEFAULT_SETTLE",
+    "MERGE_STEP_US",
+    "Deduplicator",
+    "PassReport",
+    "WindowExporter",
+    "serve_dedup",
+]
 
 log = logging.getLogger("kalshi.dedup")
 
@@ -233,6 +239,9 @@ class Deduplicator:
                 state.high_water = await self._thread(gatherer.high_water)
                 state.received = await self._thread(gatherer.received_water)
                 state.watermark = await self._thread(gatherer.watermark)
+                # its clock's offset from the exchange's, for reading its rows by receipt
+                offset = await self._thread(gatherer.measure_offset)
+                self._book_readers[gatherer.id].offset = offset
             except StoreError as exc:
                 if state.up:
                     log.warning("gatherer %s skipped: %s", gatherer.id, exc)
@@ -573,10 +582,18 @@ def _continuation(ckpt: Checkpoint, window: _Window) -> Segment:
     return segment
 
 
+class WindowExporter(Protocol):
+    """What :func:`serve_dedup` runs alongside the merge (a
+    :class:`kalshi.dedup.export.Exporter`): export every closed window, raising
+    :class:`ExportError` or :class:`DatabaseUnavailable` on failure."""
+
+    async def export_closed(self) -> object: ...
+
+
 async def serve_dedup(
     cfg: DedupConfig,
     *,
-    exporter: Exporter | None = None,
+    exporter: WindowExporter | None = None,
     task_status: trio.TaskStatus[Deduplicator] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``/health`` and ``/metrics``, merge every ``sync.poll_interval`` and, with an
@@ -610,7 +627,7 @@ async def serve_dedup(
         dedup.close()
 
 
-async def _export_forever(exporter: Exporter, interval: float) -> None:
+async def _export_forever(exporter: WindowExporter, interval: float) -> None:
     while True:
         try:
             await exporter.export_closed()

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from attrs import frozen
 
+from kalshi.store.schema import TABLES
+
 __all__ = ["DIGEST_BUCKET_US", "KEYED", "KeyedTable", "digest_sql"]
 
 DIGEST_BUCKET_US = 1_000_000
@@ -30,7 +32,7 @@ DIGEST_BUCKET_US = 1_000_000
 class KeyedTable:
     name: str
     time: str  # when the gatherer received the row, µs: the cursor's column
-    key: tuple[str, ...]  # keyset order (the table's primary key)
+    key: tuple[str, ...]  # keyset order (the table's key, :attr:`TableSpec.key`)
     identity: tuple[str, ...]  # what makes two rows the same event in production
     filter: str = ""  # an extra SQL condition on the gatherer's rows
     upsert: bool = False
@@ -57,18 +59,14 @@ def digest_sql(table: KeyedTable) -> str:
     )
 
 
-_FRAME = ("exchange_ts", "gatherer_id", "conn_id", "frame_no")
-
 KEYED: dict[str, KeyedTable] = {
     t.name: t
     for t in (
-        KeyedTable(
-            "trades", "received_at", ("exchange_ts", "trade_id"), ("exchange_ts", "trade_id")
-        ),
+        KeyedTable("trades", "received_at", TABLES["trades"].key, TABLES["trades"].key),
         KeyedTable(
             "tickers",
             "received_at",
-            _FRAME,
+            TABLES["tickers"].key,
             (
                 "ticker",
                 "exchange_ts",
@@ -87,16 +85,22 @@ KEYED: dict[str, KeyedTable] = {
         KeyedTable(
             "market_lifecycle",
             "received_at",
-            _FRAME,
+            TABLES["market_lifecycle"].key,
             ("ticker", "exchange_ts", "event_type", "payload"),
         ),
         KeyedTable(
             "orderbook_snapshots",
             "snapshot_ts",
-            ("snapshot_ts", "gatherer_id", "ticker", "source", "conn_id", "frame_no"),
+            TABLES["orderbook_snapshots"].key,
             ("ticker", "source", "snapshot_ts", "exchange_ts", "yes_bids", "no_bids"),
             filter="source = 'rest'",
         ),
-        KeyedTable("markets", "updated_at", ("updated_at", "ticker"), ("ticker",), upsert=True),
+        KeyedTable(
+            "markets",
+            "updated_at",
+            ("updated_at", *TABLES["markets"].key),  # read in update order
+            TABLES["markets"].key,
+            upsert=True,
+        ),
     )
 }

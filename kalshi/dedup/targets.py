@@ -2,15 +2,15 @@
 
 Both replace a key atomically: S3 makes a completed PUT or multipart upload visible at
 once, and the local target writes a temporary file, fsyncs it and renames it over the
-key. boto3 is blocking and runs in worker threads; its failures are retried with
-exponential backoff and jitter, then raised as :class:`~kalshi.errors.ExportError`.
+key. boto3 is blocking and runs in worker threads; its failures are retried by
+:func:`kalshi.retry.retry` (backoff with jitter), then raised as
+:class:`~kalshi.errors.ExportError`.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import random
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +21,8 @@ import trio
 from kalshi.config import S3Config
 from kalshi.dedup import metrics
 from kalshi.errors import ExportError
+from kalshi.retry import retry
+from kalshi.s3 import s3_client, s3_errors
 
 __all__ = ["LocalTarget", "S3Target", "Target", "open_target"]
 
@@ -99,42 +101,29 @@ class S3Target:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.multipart_threshold = multipart_threshold
-        self._client: Any = None
         self._bucket_checked = False
 
     def describe(self, key: str) -> str:
         return f"s3://{self.s3.bucket}/{key}"
 
     def _s3(self) -> Any:
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self.s3.endpoint or None,
-                aws_access_key_id=self.s3.access_key or None,
-                aws_secret_access_key=self.s3.secret_key or None,
-                region_name=self.s3.region,
-                config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60),
-            )
-        return self._client
+        return s3_client(self.s3, metrics.EXPORT_FAILURES.inc)
 
     async def _retry(self, what: str, fn: Callable[[], T]) -> T:
-        from boto3.exceptions import Boto3Error
-        from botocore.exceptions import BotoCoreError, ClientError
+        def failed(exc: BaseException, attempt: int) -> None:
+            metrics.EXPORT_FAILURES.inc()
 
-        delay = self.backoff
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return await trio.to_thread.run_sync(fn)
-            except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
-                metrics.EXPORT_FAILURES.inc()
-                if attempt == self.attempts:
-                    raise ExportError(f"{what}: {exc} (gave up after {attempt} tries)") from exc
-                await trio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self.max_backoff)
-        raise AssertionError("unreachable")
+        try:
+            return await retry(
+                lambda: trio.to_thread.run_sync(fn),
+                transient=s3_errors(),
+                attempts=self.attempts,
+                initial=self.backoff,
+                maximum=self.max_backoff,
+                on_failure=failed,
+            )
+        except s3_errors() as exc:
+            raise ExportError(f"{what}: {exc} (gave up after {self.attempts} tries)") from exc
 
     def _ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError

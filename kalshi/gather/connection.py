@@ -1,7 +1,7 @@
 """One WebSocket connection task: connect (signed), subscribe, relay, reconnect.
 
 Per frame, in this order: stamp the receive time, journal the raw bytes, decode and check
-``seq`` (the :class:`~kalshi.gather.pipeline.FrameProcessor`), hand rows to the writers.
+``seq`` (the :class:`~kalshi.pipeline.FrameProcessor`), hand rows to the writers.
 A session ends on any network error, on silence (no frame and no pong for
 ``websocket.silence_timeout``), or on a terminal subscription error; the task then backs off
 exponentially with jitter and starts a new session with its current markets, except after a
@@ -24,12 +24,12 @@ from kalshi.gather import metrics
 from kalshi.gather.commands import InFlight, Sent
 from kalshi.gather.context import BACKFILL_MARGIN_US, RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
-from kalshi.gather.pipeline import CONTROL_TYPES, Outcome
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Message
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
 from kalshi.net.clock import clock_hint
+from kalshi.pipeline import CONTROL_TYPES, Outcome
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
 
 __all__ = ["SCOPED_CHANNELS", "Connection"]
@@ -40,6 +40,7 @@ SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
 _TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
 _MARKET_LIMIT, _TOO_MANY = 26, 27  # kalshi-api.md §2.3
 _STALL = 1.0  # seconds the keepalive woke late: our own loop stalled, not the peer silent
+_UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) helps
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 
 
@@ -83,6 +84,7 @@ class Connection:
         # returns those nobody could take.
         self.on_refused: Callable[[Connection, list[str]], list[str]] | None = None
         self._requested: set[str] = set()  # sent (in flight or confirmed)
+        self._gap_written: set[str] = set()  # refused markets whose gap row is written
         self._snapshots: set[str] = set()
         self._inflight = InFlight()
         self._retry_at = -math.inf  # no add/subscribe before (error 27's pause)
@@ -117,6 +119,7 @@ class Connection:
         self._snapshots.difference_update(tickers)
         for ticker in tickers:
             self.refused.pop(ticker, None)
+            self._gap_written.discard(ticker)
         self._wake.set()
 
     def resnapshot(self, tickers: list[str]) -> None:
@@ -165,6 +168,22 @@ class Connection:
                 self.last_error = f"stopped after a permanent close: {reason}"
                 log.error("%s: %s; not reconnecting", self.name, self.last_error)
                 self._set_state("stopped")
+                ctx = self.ctx
+                since = lost_at if lost_at is not None else ctx.wall_us()
+                await ctx.gap(  # an open gap: nothing on this connection from here on
+                    GapRow(
+                        since,
+                        None,
+                        ctx.gatherer_id,
+                        self.conn_id,
+                        self.sid,
+                        None,
+                        "stopped",
+                        None,
+                        None,
+                        f"{self.name}: {self.last_error}",
+                    )
+                )
                 await trio.sleep_forever()
             self.reconnects += 1
             metrics.RECONNECTS.labels(self.name).inc()
@@ -295,8 +314,8 @@ class Connection:
         body = message.body
         self._wake.set()
         if isinstance(body, ErrorReply):
-            if body.code in _TERMINAL_ERRORS:
-                raise _Resubscribe(f"terminal subscription error {body.code}: {body.message}")
+            if body.code in _TERMINAL_ERRORS or body.code == _UNKNOWN_SID:
+                raise _Resubscribe(f"subscription error {body.code}: {body.message}")
             await self._refused(sent, body)
             return
         metrics.COMMAND_REPLIES.labels(sent.action, "ok").inc()
@@ -323,6 +342,7 @@ class Connection:
         self.subscribed.update(t for t in tickers if t in self._requested)
         for ticker in tickers:
             self.refused.pop(ticker, None)
+            self._gap_written.discard(ticker)
 
     async def _refused(self, sent: Sent, error: ErrorReply) -> None:
         """A command refused: 27 pauses and resends; 26 halves the batch, and once a single
@@ -355,6 +375,10 @@ class Connection:
         if code == _TOO_MANY:
             self._retry_at = now + self._pause.next()
             return
+        if sent.action == "subscribe" and not tickers:  # a whole-exchange channel refused
+            self.last_error = f"subscribe refused: {code} {error.message}"
+            self._retry_at = now + float(self.ctx.cfg.websocket.refusal_retry)
+            return
         if code == _MARKET_LIMIT and len(tickers) > 1 and not self.full:
             self._chunk = max(1, len(tickers) // 2)  # find the cap: smaller batches
             return
@@ -372,9 +396,10 @@ class Connection:
         ctx = self.ctx
         wall = ctx.wall_us()
         for ticker in tickers:
-            if ticker in self.refused:
-                continue
             self.refused[ticker] = code
+            if ticker in self._gap_written:  # still open from an earlier refusal
+                continue
+            self._gap_written.add(ticker)
             await ctx.gap(
                 GapRow(
                     wall,

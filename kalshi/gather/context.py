@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable
 
 import trio
 from attrs import define, field
@@ -14,11 +13,11 @@ from attrs import define, field
 from kalshi.auth import Signer
 from kalshi.config import GathererConfig
 from kalshi.gather import metrics
-from kalshi.gather.pipeline import FrameProcessor, Outcome
 from kalshi.gather.skew import ClockSkew
 from kalshi.journal import JournalWriter
 from kalshi.models.rows import GapRow, Row
 from kalshi.net import Connector, WallClock, mono_us
+from kalshi.pipeline import FrameProcessor, Outcome, RowChannel, RowSink
 
 __all__ = [
     "BACKFILL_MARGIN_US",
@@ -42,42 +41,6 @@ receipt: trades made earlier but received after it (frames arrive seconds late) 
 with the process too."""
 
 log = logging.getLogger("kalshi.gather")
-
-
-class RowChannel(Protocol):
-    """What a writer's channel offers (``kalshi.store.RowSender``, or a plain
-    ``trio.MemorySendChannel[Row]``)."""
-
-    def send_nowait(self, row: Row, /) -> None: ...
-
-    async def send(self, row: Row, /) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
-class RowSink:
-    """Hands rows to the writers' channels: ``send_nowait`` on the hot path, waiting only
-    when a channel is full (backpressure reaches the socket, nothing is dropped)."""
-
-    def __init__(self, channels: Mapping[str, RowChannel]) -> None:
-        self.channels = channels
-        self.rows: Counter[str] = Counter()
-
-    async def put(self, table: str, row: Row) -> None:
-        channel = self.channels[table]
-        self.rows[table] += 1
-        try:
-            channel.send_nowait(row)
-        except trio.WouldBlock:
-            await channel.send(row)
-
-    async def put_all(self, rows: list[tuple[str, Row]]) -> None:
-        for table, row in rows:
-            await self.put(table, row)
-
-    async def aclose(self) -> None:
-        for channel in self.channels.values():
-            await channel.aclose()
 
 
 @define

@@ -11,6 +11,10 @@ market list (kalshi-api.md §2.2, §5): one connection each, whatever the config
 no command or ``ok`` reply grows with the number of markets and markets the registry has not
 seen yet are caught too. A second whole-exchange connection would only double every row. A
 sharded gatherer lists its markets, spread over the configured connections.
+
+Lifecycle: ``lifecycle_connections`` each of ``market_lifecycle_v2`` (every market but
+combos) and of ``multivariate_market_lifecycle`` (combo markets only, kalshi-api.md §3.6), so
+a combo created mid-run is registered, listed in ``markets`` and subscribed at once.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class Layout:
             ("trade", "trade", ws.trade_connections),
             ("ticker", "ticker", ws.ticker_connections),
             ("market_lifecycle_v2", "lifecycle", ws.lifecycle_connections),
+            # combo (KXMVE...) markets' lifecycle comes on this channel only (§3.5, §3.6)
+            ("multivariate_market_lifecycle", "combo-lifecycle", ws.lifecycle_connections),
         )
         for channel, label, count in plan:
             scoped = channel == "orderbook_delta" or (channel in ("trade", "ticker") and sharded)

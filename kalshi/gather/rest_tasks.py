@@ -12,11 +12,11 @@ from kalshi.errors import NetError, PaginationError
 from kalshi.gather import metrics
 from kalshi.gather.context import Backfill, GatherContext
 from kalshi.gather.layout import Layout
-from kalshi.gather.pipeline import book_json, trade_row
 from kalshi.gather.registry import MarketRegistry
 from kalshi.models.book import BookSnapshot
 from kalshi.models.rows import GapRow, SnapshotRow
 from kalshi.net import Backoff, RestClient
+from kalshi.pipeline import book_json, trade_row
 
 __all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -29,7 +30,6 @@ from kalshi.errors import StoreError
 from kalshi.gather import metrics
 from kalshi.gather.context import Backfill, GatherContext, RowSink
 from kalshi.gather.layout import Layout
-from kalshi.gather.pipeline import FrameProcessor, Outcome
 from kalshi.gather.registry import MarketRegistry, parse_shard
 from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
 from kalshi.http import Endpoints, serve_endpoints
@@ -37,6 +37,7 @@ from kalshi.journal import JournalWriter
 from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
+from kalshi.pipeline import FrameProcessor, Outcome
 from kalshi.store import Store, open_store
 from kalshi.store.recovery import last_run
 
@@ -153,7 +154,16 @@ class Gatherer:
         ``outage`` gap to when it is subscribed again, and the trades of the window fetched
         over REST. Without a database at start, the gatherer starts without it (logged)."""
         try:
-            last = await trio.to_thread.run_sync(last_run, self.db_url, self.cfg.gatherer_id)
+            db = self.cfg.timescaledb
+            read = partial(
+                last_run,
+                self.db_url,
+                self.cfg.gatherer_id,
+                statement_timeout=float(db.statement_timeout),
+                lock_timeout=float(db.lock_timeout),
+            )
+            # abandoned when cancelled: a hung database cannot hold a shutdown
+            last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
         except StoreError as exc:
             log.warning("cannot tell where the previous run stopped (no outage recorded): %s", exc)
             return
@@ -164,6 +174,7 @@ class Gatherer:
             "orderbook_delta": last.outage_start(last.orderbook),
             "ticker": last.outage_start(last.tickers),
             "market_lifecycle_v2": last.outage_start(last.lifecycle),
+            "multivariate_market_lifecycle": last.outage_start(last.lifecycle),
         }
         seen: set[str] = set()
         for conn in layout.connections:
@@ -171,6 +182,15 @@ class Gatherer:
                 seen.add(conn.channel)
                 conn.resume_from = starts[conn.channel]
         log.info("previous run stopped; outage from %s", starts)
+
+    async def committed(self) -> None:
+        """Return once every trade backfill due so far has handed its rows to the store and
+        every row handed to it is committed (an acknowledgement, for shutdown and tests:
+        frames still arriving make more rows; pause the source first)."""
+        store = self.store
+        assert store is not None, "the gatherer is not running"
+        await store.released()
+        await store.committed()
 
     # --- reactions ----------------------------------------------------------------------
 

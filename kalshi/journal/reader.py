@@ -208,7 +208,7 @@ def _download(url: str, target: Path, s3: S3Config | None) -> None:
     """Copy every journal object under ``s3://bucket/prefix`` into ``target``."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from kalshi.journal.upload import s3_client
+    from kalshi.s3 import s3_client
 
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     client = s3_client(s3 or S3Config(enabled=True))

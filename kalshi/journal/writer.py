@@ -16,6 +16,7 @@ from kalshi.errors import ExportError, JournalError
 from kalshi.journal import metrics
 from kalshi.journal.files import SegmentSet, file_sort_key
 from kalshi.journal.format import MARKER_KINDS, encode_frame, encode_marker
+from kalshi.retry import Backoff
 
 __all__ = ["JournalWriter"]
 
@@ -98,7 +99,7 @@ class JournalWriter:
         self.upload_gave_up: list[Path] = []
         self._upload_send, self._upload_recv = trio.open_memory_channel[Path](math.inf)
         self._upload_pending: set[Path] = set()
-        self._upload_delay: dict[Path, float] = {}
+        self._upload_delay: dict[Path, Backoff] = {}
         self.disk_ok = True
         self.disk_error = ""
         self.write_errors = 0
@@ -208,7 +209,7 @@ class JournalWriter:
                 if self.s3 is not None:
                     nursery.start_soon(self._uploads, self.s3)
                 task_status.started()
-                backoff = self.flush_interval
+                backoff = Backoff(min(self.flush_interval, _RETRY_MAX), _RETRY_MAX)
                 while True:
                     with trio.move_on_after(self.flush_interval):
                         await self._wake.wait()
@@ -216,10 +217,9 @@ class JournalWriter:
                         await self.flush()
                     except JournalError as exc:
                         self._refused(exc)
-                        await trio.sleep(backoff)
-                        backoff = min(backoff * 2, _RETRY_MAX)
+                        await trio.sleep(backoff.next())
                         continue
-                    backoff = self.flush_interval
+                    backoff.reset()
                     if not self.disk_ok:
                         log.info(
                             "journal disk writable again; %d records caught up",
@@ -332,8 +332,9 @@ class JournalWriter:
     async def _uploads(self, s3: S3Config) -> None:
         """Upload every closed file: those earlier runs left behind first, then each file as
         it closes, :data:`UPLOAD_WORKERS` at a time. A file whose attempts all fail is
-        queued again after a delay (doubling to :data:`UPLOAD_RETRY_MAX`): an outage or a
-        wrong secret delays uploads, never loses them; the next run picks up the rest."""
+        queued again after a delay (:class:`~kalshi.retry.Backoff`, doubling to
+        :data:`UPLOAD_RETRY_MAX`): an outage or a wrong secret delays uploads, never loses
+        them; the next run picks up the rest."""
         for path in await trio.to_thread.run_sync(self._left_behind):
             if path != self.current_path:
                 self._queue_upload(path)
@@ -355,8 +356,10 @@ class JournalWriter:
             except ExportError as exc:
                 log.warning("journal upload failed, retrying later: %s", exc)
                 self.upload_gave_up.append(path)
-                delay = self._upload_delay.get(path, UPLOAD_RETRY_FIRST)
-                self._upload_delay[path] = min(delay * 2, UPLOAD_RETRY_MAX)
+                later = self._upload_delay.setdefault(
+                    path, Backoff(UPLOAD_RETRY_FIRST, UPLOAD_RETRY_MAX)
+                )
+                delay = later.next()
                 nursery.start_soon(self._retry_upload_later, path, delay)
                 continue
             await trio.to_thread.run_sync(self._record_uploaded, path)

@@ -18,8 +18,8 @@ from kalshi.errors import ConnectionLost, HttpError, NetError, PaginationError, 
 from kalshi.models.book import BookSnapshot
 from kalshi.models.market import Market
 from kalshi.models.trade import Trade
-from kalshi.net.backoff import Backoff
 from kalshi.net.clock import WallClock, clock_hint, system_wall_us
+from kalshi.retry import Backoff
 from kalshi.wire import (
     decode_markets_page,
     decode_orderbook,

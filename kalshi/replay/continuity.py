@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from attrs import define, field
 
-from kalshi.gather.pipeline import Outcome
 from kalshi.journal import JournalRecord
+from kalshi.pipeline import Outcome
 
 __all__ = ["Continuity", "MarketView", "SessionView"]
 

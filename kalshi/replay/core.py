@@ -1,7 +1,7 @@
 """Journal records -> rows, through the live pipeline; paced or flat out, filtered.
 
 :class:`Replayer` is pure: it feeds every ``in`` frame of a journal to a
-:class:`~kalshi.gather.pipeline.FrameProcessor` (one per gatherer id) with the frame's
+:class:`~kalshi.pipeline.FrameProcessor` (one per gatherer id) with the frame's
 recorded ``conn_id``, ``frame_no`` and ``wall_us``, exactly as the live connection task
 did, so the rows come out identical, identity keys included. :func:`replay` drives it over
 a journal source on Trio, reading in a worker thread and handing rows to a sink.
@@ -14,17 +14,16 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import trio
 from attrs import define, field, frozen
 
 from kalshi.config import GathererConfig
-from kalshi.gather.context import RowSink
-from kalshi.gather.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import Row
+from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
 from kalshi.replay.continuity import Continuity
 from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import Store, open_store
@@ -35,7 +34,6 @@ __all__ = [
     "ReplayFilter",
     "ReplayStats",
     "Replayer",
-    "RowsSink",
     "count_lines",
     "replay",
     "replay_into_db",
@@ -44,12 +42,6 @@ __all__ = [
 log = logging.getLogger("kalshi.replay")
 
 _READ_BATCH = 2000  # journal items read per worker-thread trip
-
-
-class RowsSink(Protocol):
-    """Where replayed rows go (:class:`kalshi.gather.context.RowSink` is one)."""
-
-    async def put_all(self, rows: list[tuple[str, Row]]) -> None: ...
 
 
 @frozen
@@ -209,7 +201,7 @@ def _next_batch(items: Iterator[JournalRecord | JournalProblem]) -> list[Any]:
 
 async def replay(
     items: Iterable[JournalRecord | JournalProblem],
-    sink: RowsSink,
+    sink: Sink,
     *,
     replayer: Replayer | None = None,
     speed: float | None = None,

@@ -40,7 +40,7 @@ from kalshi.models.units import (
     format_size,
 )
 from kalshi.sim.truth import SimEvent, Truth
-from kalshi.sim.universe import SERIES, MarketInfo, MarketState, Universe
+from kalshi.sim.universe import COMBO_SERIES, SERIES, MarketInfo, MarketState, Universe, is_combo
 
 __all__ = ["Engine"]
 
@@ -49,12 +49,23 @@ _BURST_P = 0.05
 _BURST_X = 5.0
 _CALM_X = (1 - _BURST_P * _BURST_X) / (1 - _BURST_P)  # keeps the mean at `rate`
 _LIFECYCLE_CHANNEL = "market_lifecycle_v2"
+_COMBO_CHANNEL = "multivariate_market_lifecycle"  # combos only (kalshi-api.md §3.6)
 BUSY_SHARE = 0.8  # of the actions, on the ``busy`` markets
 
 Publish = Callable[[SimEvent], None]
 
 
 @cache
+def _kind(combo: bool) -> str:
+    """The message type of a market's lifecycle event."""
+    return _COMBO_CHANNEL if combo else _LIFECYCLE_CHANNEL
+
+
+def _channel(combo: bool) -> str:
+    """The channel of a market's (and its event's) lifecycle messages."""
+    return _COMBO_CHANNEL if combo else _LIFECYCLE_CHANNEL
+
+
 def _grid(ranges: tuple[PriceRange, ...]) -> tuple[int, ...]:
     """Every valid price strictly between 0 and 1 dollar, ascending."""
     prices: set[int] = set()
@@ -139,6 +150,8 @@ class Engine:
         self._active: dict[str, _Active] = {}
         self._order: list[str] = []
         self._added = 0
+        self._churns = 0
+        self._last_ms = 0  # exchange times never go back (kalshi-api.md §2.4, issue 15)
         open_count = 0
         for i in range(min(universe.size, active * 2 + 16)):
             if open_count >= active:
@@ -170,7 +183,7 @@ class Engine:
 
     def step(self, n: int = 1) -> int:
         """Run ``n`` actions now; returns the number of messages they generated."""
-        ts_ms = self.clock() // 1000
+        ts_ms = self._stamp(self.clock() // 1000)
         return sum(self._action(ts_ms) for _ in range(n))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -206,8 +219,14 @@ class Engine:
             base_ms = self.clock() // 1000
             spent = 0
             while spent < carry and self._order:
-                spent += self._action(base_ms + self._rng.randrange(10))
+                spent += self._action(self._stamp(base_ms + self._rng.randrange(10)))
             carry -= spent
+
+    def _stamp(self, ts_ms: int) -> int:
+        """``ts_ms``, or the last time given if that is later: the exchange's times on a
+        subscription never go back, even when several actions share a millisecond."""
+        self._last_ms = max(self._last_ms, ts_ms)
+        return self._last_ms
 
     # --- markets ----------------------------------------------------------------------------
 
@@ -244,11 +263,16 @@ class Engine:
         open_in_s: int = 0,
         close_in_s: int = 86_400,
         trade: bool = True,
+        combo: bool = False,
     ) -> str:
         """Create a market now (a new event unless ``event_ticker`` names one), announce it on
         ``market_lifecycle_v2`` (``event_lifecycle`` first for a new event, then ``created``)
-        and, with ``trade``, start trading it. Returns its ticker."""
+        and, with ``trade``, start trading it. A ``combo`` (multivariate, ``KXMVE...``) market
+        is announced on ``multivariate_market_lifecycle`` only, with type
+        ``multivariate_market_lifecycle`` (kalshi-api.md §3.6). Returns its ticker."""
         self._added += 1
+        if combo:
+            series = COMBO_SERIES.ticker
         info_series = SERIES[0] if series is None else self.universe.series_named(series)
         if info_series is None:
             raise ValueError(f"unknown series {series!r}")
@@ -280,7 +304,7 @@ class Engine:
                 "collateral_return_type": ev.collateral_return_type,
                 "series_ticker": ev.series_ticker,
             }
-            self._emit("event_lifecycle", "", ts_ms, body, ev)
+            self._emit("event_lifecycle", "", ts_ms, body, ev, channel=_channel(combo))
         market = self.universe.market(info)
         meta: dict[str, Any] = {
             "name": info.ticker,
@@ -322,7 +346,7 @@ class Engine:
             ],
             "additional_metadata": meta,
         }
-        self._emit(_LIFECYCLE_CHANNEL, info.ticker, ts_ms, body, created)
+        self._emit(_kind(combo), info.ticker, ts_ms, body, created, channel=_channel(combo))
         if open_us <= now:  # initialized -> active at open_time is implicit (no message)
             self.universe.states.setdefault(info.ticker, MarketState()).status = MarketStatus.ACTIVE
             if trade:
@@ -348,6 +372,8 @@ class Engine:
                 for price, size in sorted(levels.items()):
                     self._delta(active, side, price, -size, ts_ms)
         state = self.universe.states.setdefault(ticker, MarketState())
+        state.yes_bid = state.yes_ask = None  # the book is empty: no quotes left either
+        combo = is_combo(ticker)
         value = DOLLAR if result == "yes" else 0
         state.status, state.result, state.settlement_value = MarketStatus.DETERMINED, result, value
         state.close_us = min(self.universe.close_us(info), now)
@@ -361,7 +387,7 @@ class Engine:
             settlement_value=value,
         )
         self._emit(
-            _LIFECYCLE_CHANNEL,
+            _kind(combo),
             ticker,
             ts_ms,
             {
@@ -372,24 +398,32 @@ class Engine:
                 "settlement_value": format_price(value),
             },
             determined,
+            channel=_channel(combo),
         )
         state.status, state.settled_us = MarketStatus.FINALIZED, now
         settled = LifecycleEvent(
             ticker=ticker, event_type="settled", settled_ts=seconds * 1_000_000
         )
         self._emit(
-            _LIFECYCLE_CHANNEL,
+            _kind(combo),
             ticker,
             ts_ms,
             {"market_ticker": ticker, "event_type": "settled", "settled_ts": seconds},
             settled,
+            channel=_channel(combo),
         )
 
     def _churn(self) -> None:
-        """Periodic lifecycle: settle the oldest trading market, list a new one."""
+        """Periodic lifecycle: settle the oldest trading market, list a new one; every
+        other time the new one is a combo (the real exchange lists far more combos than
+        plain markets, kalshi-api.md §5), announced on ``multivariate_market_lifecycle``."""
+        self._churns += 1
         if len(self._order) > 1:
             self.settle_market(self._order[0], self._rng.choice(("yes", "no")))
-        self.add_market(series=self._rng.choice(SERIES).ticker)
+        if self._churns % 2 == 0:
+            self.add_market(combo=True)
+        else:
+            self.add_market(series=self._rng.choice(SERIES).ticker)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -599,8 +633,11 @@ class Engine:
         body: dict[str, Any],
         model: Any,
         yes_body: bytes | None = None,
+        *,
+        channel: str | None = None,
     ) -> None:
-        channel = _LIFECYCLE_CHANNEL if kind == "event_lifecycle" else kind
+        if channel is None:
+            channel = _LIFECYCLE_CHANNEL if kind == "event_lifecycle" else kind
         event = SimEvent(kind, channel, ticker, ts_ms * 1000, _dumps(body), model, yes_body)
         self.truth.record(event)
         self.publish(event)

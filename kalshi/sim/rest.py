@@ -9,7 +9,7 @@ with no ``Retry-After`` and no rate headers.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -19,14 +19,15 @@ from kalshi.http.server import Request, Response
 from kalshi.models.market import MarketStatus
 from kalshi.models.trade import Trade
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
-from kalshi.sim.universe import MARKETS_PER_EVENT, SERIES, MarketInfo, Universe
+from kalshi.sim.universe import MARKETS_PER_EVENT, SERIES, MarketInfo, Universe, is_combo
+from kalshi.wire.paths import REST_ROOT
 
 if TYPE_CHECKING:
     from kalshi.sim.server import SimExchange
 
 __all__ = ["API_ROOT", "TIERS", "RestApi"]
 
-API_ROOT: Final = "/trade-api/v2"
+API_ROOT: Final = REST_ROOT
 # Read budgets of the token-bucket model (RL): (refill tokens/s, capacity); 10 tokens a GET.
 TIERS: Final = {
     "basic": (200.0, 400.0),
@@ -238,8 +239,8 @@ class RestApi:
         if series_ticker:
             checks.append(lambda info: info.series.ticker == series_ticker)
         tickers = [t for t in q.text("tickers").split(",") if t]
-        if mve == "only":  # the simulator lists no combo (MVE) markets
-            candidates: Iterator[int] = iter(())
+        if mve == "only":  # combos are only ever added (Engine.add_market(combo=True))
+            candidates: Iterator[int] = (m.index for m in u.added if is_combo(m.ticker))
         elif event_ticker:
             candidates = (m.index for m in u.event_markets(event_ticker))
         elif tickers:
@@ -249,6 +250,8 @@ class RestApi:
             candidates = self._series_indices(series_ticker)
         else:
             candidates = iter(range(start, len(u)))
+        if mve == "exclude":
+            checks.append(lambda info: not is_combo(info.ticker))
         page, more = _page(candidates, start, limit, checks, u)
         body = {
             "markets": [u.market_json(info) for info in page],
@@ -372,7 +375,9 @@ class RestApi:
                         "taker_side": t.taker_side.value,
                         "taker_outcome_side": t.taker_side.value,
                         "taker_book_side": "bid" if t.taker_side.value == "yes" else "ask",
-                        "created_time": format_rfc3339_us(_created_us(t), digits=6),
+                        "created_time": format_rfc3339_us(
+                            _created_us(t, _run_position(trades, i - offset)), digits=6
+                        ),
                         "is_block_trade": t.is_block_trade,
                     }
                 )
@@ -475,8 +480,20 @@ def _page(
     return page, False
 
 
-def _created_us(trade: Trade) -> int:
+def _created_us(trade: Trade, run: int = 0) -> int:
     """The REST ``created_time`` of a trade: microseconds whose millisecond is the WS
     ``ts_ms`` (the real exchange's ``"…T11:29:25.354888Z"`` beside ``ts_ms`` …354, issue 17).
-    The extra µs are derived from the trade id, so they are stable across requests."""
-    return trade.exchange_ts + int(trade.trade_id[-3:], 16) % 1000
+    The extra µs grow with ``run`` (the trade's place among those of its millisecond) and
+    are derived from the trade id within it, so they are stable across requests and a newer
+    trade never has an earlier time (newest first holds to the µs, issue 15)."""
+    step = 100
+    return trade.exchange_ts + min(999, run * step + int(trade.trade_id[-3:], 16) % step)
+
+
+def _run_position(trades: Sequence[Trade], i: int) -> int:
+    """How many trades right before ``trades[i]`` share its millisecond."""
+    ts = trades[i].exchange_ts
+    n = 0
+    while i - n - 1 >= 0 and trades[i - n - 1].exchange_ts == ts:
+        n += 1
+    return n

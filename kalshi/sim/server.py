@@ -54,10 +54,10 @@ from kalshi.sim.ws import (
     _envelope,
     ws_frame,
 )
+from kalshi.wire.paths import WS_PATH
 
 __all__ = ["WS_PATH", "SimExchange", "open_sim_exchange"]
 
-WS_PATH: Final = "/trade-api/ws/v2"
 MAX_CONNECTIONS_PER_USER: Final = 200
 DEFAULT_SKEW_S: Final = 5.0
 _WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -168,6 +168,9 @@ class SimExchange(Exchange):
 
     def market_known(self, ticker: str) -> bool:
         return self.universe.get(ticker) is not None
+
+    def now_ms(self) -> int:
+        return self.engine._stamp(self.clock() // 1000)
 
     def market_id(self, ticker: str) -> str:
         info = self.universe.get(ticker)

@@ -26,12 +26,15 @@ from kalshi.models.market import Event, Market, MarketStatus, PriceRange, Series
 from kalshi.models.units import DOLLAR, format_price, format_rfc3339_us, format_size
 
 __all__ = [
+    "COMBO_PREFIX",
+    "COMBO_SERIES",
     "MARKETS_PER_EVENT",
     "SERIES",
     "MarketInfo",
     "MarketState",
     "SeriesInfo",
     "Universe",
+    "is_combo",
 ]
 
 MARKETS_PER_EVENT: Final = 10
@@ -159,6 +162,24 @@ SERIES: Final = (
 )
 
 _SERIES_BY_TICKER: Final = {s.ticker: i for i, s in enumerate(SERIES)}
+
+COMBO_PREFIX: Final = "KXMVE"
+"""Multivariate (combo) markets' tickers start so (kalshi-api.md §3.5, §3.6, §5)."""
+COMBO_SERIES: Final = _series(
+    "KXMVECROSSCATEGORY",
+    "Cross-category combo",
+    "Sports",
+    "greater",
+    1,
+    1,
+    "center_centi_edge_centi_cent",
+    _CENTI_CENT,
+)
+"""The series of combo markets the engine lists (``Engine.add_market(combo=True)``)."""
+
+
+def is_combo(ticker: str) -> bool:
+    return ticker.startswith(COMBO_PREFIX)
 
 
 @frozen
@@ -473,6 +494,8 @@ class Universe:
         body["floor_strike"] = whole + frac / 10 if frac else whole
         if info.series.strike_type == "between":
             body["cap_strike"] = whole + 1 + frac / 10 if frac else whole + 1
+        if is_combo(info.ticker):
+            body["mve_collection_ticker"] = info.series.ticker
         if m.settlement_value is not None:
             body["settlement_value_dollars"] = _price(m.settlement_value)
         settled = self.settled_us(info)
@@ -527,6 +550,8 @@ class Universe:
 
     @staticmethod
     def series_named(ticker: str) -> SeriesInfo | None:
+        if ticker == COMBO_SERIES.ticker:
+            return COMBO_SERIES
         i = _SERIES_BY_TICKER.get(ticker)
         return None if i is None else SERIES[i]
 

@@ -48,15 +48,16 @@ _EMPTY_PONG: Final = b"\x8a\x00"  # the exchange answers a client ping with an e
 
 ORDERBOOK: Final = "orderbook_delta"
 LIFECYCLE: Final = "market_lifecycle_v2"
-_SEQUENCED: Final = frozenset({ORDERBOOK, "trade", LIFECYCLE})
-_WITH_DATA: Final = frozenset({ORDERBOOK, "trade", "ticker", LIFECYCLE})
+COMBO_LIFECYCLE: Final = "multivariate_market_lifecycle"
+_ALL_MARKETS: Final = frozenset({LIFECYCLE, COMBO_LIFECYCLE})  # market filters ignored
+_SEQUENCED: Final = frozenset({ORDERBOOK, "trade", LIFECYCLE, COMBO_LIFECYCLE})
+_WITH_DATA: Final = frozenset({ORDERBOOK, "trade", "ticker", LIFECYCLE, COMBO_LIFECYCLE})
 # Channels the exchange knows (AA). Those without data here are private or index feeds.
 KNOWN_CHANNELS: Final = frozenset(
     {
         *_WITH_DATA,
         "fill",
         "market_positions",
-        "multivariate_market_lifecycle",
         "communications",
         "order_group_updates",
         "user_orders",
@@ -212,6 +213,10 @@ class Exchange:
         raise NotImplementedError
 
     def market_id(self, ticker: str) -> str:
+        raise NotImplementedError
+
+    def now_ms(self) -> int:
+        """The exchange's time for a new message (ms; never earlier than the last one)."""
         raise NotImplementedError
 
     def ticker_event(self, ticker: str) -> SimEvent | None:
@@ -470,6 +475,36 @@ class Session:
         self.subs.pop(sub.sid, None)
         self._error(0, code, sub)
 
+    def send_crossing_delta(self) -> bool:
+        """One order-book delta that crosses a subscribed market's book (a YES bid at its
+        YES ask), sent on its subscription with the next seq but never applied to the
+        truth: a glitch that only a fresh snapshot repairs. False when this session has no
+        subscribed market with a NO bid."""
+        for sub in self.subs.values():
+            if sub.channel != ORDERBOOK or sub.use_yes_price:
+                continue
+            for ticker in sorted(sub.tickers or ()):
+                book = self.exchange.truth.books.get(ticker)
+                if book is None or not book.no:
+                    continue
+                price = DOLLAR - max(book.no)  # the YES ask
+                ts_ms = self.exchange.now_ms()
+                body = {
+                    "market_ticker": ticker,
+                    "market_id": self.exchange.market_id(ticker),
+                    "price_dollars": format_price(price),
+                    "delta_fp": format_size(100),
+                    "side": "yes",
+                    "ts_ms": ts_ms,
+                }
+                self._push(
+                    _envelope(
+                        "orderbook_delta", orjson.dumps(body), sid=sub.sid, seq=sub.next_seq()
+                    )
+                )
+                return True
+        return False
+
     def _sid_for(self, channel: str) -> int:
         """The sid a frame of ``channel`` would carry on this session: that channel's
         subscription, else any of this session's, else 1."""
@@ -595,7 +630,7 @@ class Session:
         skip_ack = params.get("skip_ticker_ack") is True
         initial = params.get("send_initial_snapshot") is True
         for channel in dict.fromkeys(channels):
-            wanted = None if channel == LIFECYCLE else tickers
+            wanted = None if channel in _ALL_MARKETS else tickers
             existing = next((s for s in self.subs.values() if s.channel == channel), None)
             if existing is not None:
                 new = self._add_markets(existing, wanted)
@@ -619,7 +654,7 @@ class Session:
     def _fits(self, channel: str, tickers: list[str] | None) -> bool:
         """Whether ``tickers`` fit the per-subscription market cap on ``channel``."""
         cap = self.exchange.market_cap
-        if cap is None or not tickers or channel == LIFECYCLE:
+        if cap is None or not tickers or channel in _ALL_MARKETS:
             return True
         sub = next((s for s in self.subs.values() if s.channel == channel), None)
         have = (sub.tickers or set()) if sub is not None else set()
@@ -748,7 +783,7 @@ class Session:
             ):
                 self._error(ident, 26, sub)
                 return
-            new = self._add_markets(sub, None if sub.channel == LIFECYCLE else tickers)
+            new = self._add_markets(sub, None if sub.channel in _ALL_MARKETS else tickers)
             self._reply("ok", self._ack(sub), ident=ident, sub=sub)
             self._after_add(sub, new, ident=0, initial=params.get("send_initial_snapshot") is True)
             return

@@ -20,6 +20,13 @@ from kalshi.store.connection import is_data_error, translate
 from kalshi.store.deadletter import DeadLetters
 from kalshi.store.pool import ConnectionPool, PooledConnection
 from kalshi.store.schema import TableSpec
+from kalshi.store.staging import (
+    copy_rows,
+    ensure_stage,
+    source_columns,
+    stage_name,
+    target_columns,
+)
 
 __all__ = ["WriteResult", "write_batch", "write_rows"]
 
@@ -30,35 +37,9 @@ class WriteResult(NamedTuple):
     dead: int  # rows rejected and dead-lettered
 
 
-def _stage_name(spec: TableSpec) -> sql.Identifier:
-    return sql.Identifier(f"_stage_{spec.name}")
-
-
-def _ensure_stage(pooled: PooledConnection, spec: TableSpec) -> None:
-    if spec.name in pooled.staged:
-        return
-    columns: list[sql.Composable] = [
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
-        for c, t in zip(spec.columns, spec.stage_types, strict=True)
-    ]
-    if spec.upsert:
-        columns.append(sql.SQL("_ord BIGINT GENERATED ALWAYS AS IDENTITY"))
-    pooled.conn.execute(
-        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
-            _stage_name(spec), sql.SQL(", ").join(columns)
-        )
-    )
-    pooled.staged.add(spec.name)
-
-
 def _insert_sql(spec: TableSpec) -> sql.Composed:
-    targets = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-    sources = sql.SQL(", ").join(
-        sql.SQL("{}::jsonb").format(sql.Identifier(c))
-        if c in spec.json_columns
-        else sql.Identifier(c)
-        for c in spec.columns
-    )
+    targets = target_columns(spec)
+    sources = source_columns(spec)
     if not spec.upsert:
         # Rows go in key order, so two writers whose batches share keys (live trades and a
         # REST backfill) take the unique index's locks in one order: no deadlock.
@@ -69,8 +50,8 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
             table=sql.Identifier(spec.name),
             targets=targets,
             sources=sources,
-            stage=_stage_name(spec),
-            order=sql.SQL(spec.conflict[1:-1]),
+            stage=stage_name(spec),
+            order=sql.SQL(", ".join(spec.key)),
             key=sql.SQL(spec.conflict),
         )
     # Upsert: the last row per key in the batch wins, and never over a newer stored row.
@@ -87,28 +68,19 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
         table=sql.Identifier(spec.name),
         targets=targets,
         sources=sources,
-        stage=_stage_name(spec),
+        stage=stage_name(spec),
         key=sql.Identifier(key),
         conflict=sql.SQL(spec.conflict),
         updates=updates,
     )
 
 
-def _copy_sql(spec: TableSpec) -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        _stage_name(spec), sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-    )
-
-
 def write_batch(pooled: PooledConnection, spec: TableSpec, rows: Sequence[Row]) -> int:
     """Write ``rows`` in one transaction; return how many were new. Raises psycopg errors."""
-    _ensure_stage(pooled, spec)
     conn = pooled.conn
+    ensure_stage(conn, spec, pooled.staged, ordered=spec.upsert)
     with conn.transaction(), conn.cursor() as cur:
-        with cur.copy(_copy_sql(spec)) as copy:
-            copy.set_types(list(spec.stage_types))
-            for row in rows:
-                copy.write_row(row)
+        copy_rows(cur, spec, rows)
         cur.execute(_insert_sql(spec))
         return max(cur.rowcount, 0)
 

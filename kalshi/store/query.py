@@ -68,7 +68,7 @@ class Database:
             else sql.Identifier(c)
             for c in spec.columns
         )
-        order = spec.conflict[1:-1]  # the key, without its outer parentheses
+        order = ", ".join(spec.key)
         statement = sql.SQL("SELECT {} FROM {}{} ORDER BY {}{}").format(
             columns,
             sql.Identifier(table),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from kalshi.store.connection import connect, translating
+from kalshi.store.connection import connect, session_options, translating
 
 __all__ = ["LastRun", "last_run"]
 
@@ -55,10 +55,14 @@ class LastRun(NamedTuple):
         return min(known)
 
 
-def last_run(url: str, gatherer_id: str) -> LastRun:
+def last_run(
+    url: str, gatherer_id: str, *, statement_timeout: float = 0.0, lock_timeout: float = 0.0
+) -> LastRun:
     """Read :class:`LastRun` of ``gatherer_id`` (blocking). Raises ``StoreError`` /
-    ``DatabaseUnavailable``."""
-    with translating(), connect(url, autocommit=True) as conn:
+    ``DatabaseUnavailable`` (also when the read outlasts ``statement_timeout`` or waits
+    longer than ``lock_timeout`` for a locked table, seconds; 0 = no bound)."""
+    options = session_options(statement_timeout, lock_timeout)
+    with translating(), connect(url, autocommit=True, **options) as conn:
         row = conn.execute(_SQL, {"g": gatherer_id, "latency": _LATENCY_US}).fetchone()
     assert row is not None
     return LastRun(*(None if v is None else int(v) for v in row))

@@ -29,9 +29,14 @@ class TableSpec(NamedTuple):
     row_type: type[Row]
     columns: tuple[str, ...]
     types: tuple[str, ...]  # PostgreSQL type of each column, as in the table
-    conflict: str  # ON CONFLICT target, e.g. "(exchange_ts, trade_id)"
+    key: tuple[str, ...]  # the unique index's columns/expressions: a row's identity
     upsert: bool  # markets: DO UPDATE instead of DO NOTHING
     writer_key: str  # attribute of WritersConfig
+
+    @property
+    def conflict(self) -> str:
+        """The ``ON CONFLICT`` target, e.g. ``"(exchange_ts, trade_id)"``."""
+        return f"({', '.join(self.key)})"
 
     @property
     def json_columns(self) -> frozenset[str]:
@@ -45,19 +50,22 @@ class TableSpec(NamedTuple):
 
 _B, _I, _T, _BOOL, _J = "int8", "int4", "text", "bool", "jsonb"
 
+_FRAME = ("exchange_ts", "gatherer_id", "conn_id", "frame_no")
+"""The key of rows made from one WebSocket frame: its exchange time and where it was read."""
+
 
 def _spec(
     name: str,
     row_type: type[Row],
     types: tuple[str, ...],
-    conflict: str,
+    key: tuple[str, ...],
     writer_key: str,
     *,
     upsert: bool = False,
 ) -> TableSpec:
     columns = TABLE_COLUMNS[name]
     assert len(columns) == len(types), name
-    return TableSpec(name, row_type, columns, types, conflict, upsert, writer_key)
+    return TableSpec(name, row_type, columns, types, key, upsert, writer_key)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -67,42 +75,42 @@ TABLES: dict[str, TableSpec] = {
             "trades",
             TradeRow,
             (_B, _B, _T, _T, _T, _I, _B, _BOOL, _BOOL, _T, _B, _B, _B),
-            "(exchange_ts, trade_id)",
+            ("exchange_ts", "trade_id"),
             "trades",
         ),
         _spec(
             "orderbook_deltas",
             DeltaRow,
             (_B, _B, _T, _T, _BOOL, _I, _B, _B, _B, _B, _B),
-            "(exchange_ts, gatherer_id, conn_id, frame_no)",
+            _FRAME,
             "orderbook",
         ),
         _spec(
             "orderbook_snapshots",
             SnapshotRow,
             (_B, _B, _B, _T, _T, _T, _J, _J, _B, _B, _B, _B),
-            "(snapshot_ts, gatherer_id, ticker, source, conn_id, frame_no)",
+            ("snapshot_ts", "gatherer_id", "ticker", "source", "conn_id", "frame_no"),
             "snapshots",
         ),
         _spec(
             "tickers",
             TickerRow,
             (_B, _B, _T, _T, _I, _I, _I, _B, _B, _B, _B, _B, _B, _B, _B, _B),
-            "(exchange_ts, gatherer_id, conn_id, frame_no)",
+            _FRAME,
             "tickers",
         ),
         _spec(
             "market_lifecycle",
             LifecycleRow,
             (_B, _B, _T, _T, _T, _J, _B, _B, _B),
-            "(exchange_ts, gatherer_id, conn_id, frame_no)",
+            _FRAME,
             "lifecycle",
         ),
         _spec(
             "markets",
             MarketRow,
             (_T, _T, _T, _T, _T, _B, _B, _B, _T, _J),
-            "(ticker)",
+            ("ticker",),
             "markets",
             upsert=True,
         ),
@@ -110,7 +118,14 @@ TABLES: dict[str, TableSpec] = {
             "gaps",
             GapRow,
             (_B, _B, _T, _B, _B, _T, _T, _B, _B, _T),
-            "(start_ts, gatherer_id, conn_id, (COALESCE(sid, 0)), kind, (COALESCE(ticker, '')))",
+            (
+                "start_ts",
+                "gatherer_id",
+                "conn_id",
+                "(COALESCE(sid, 0))",
+                "kind",
+                "(COALESCE(ticker, ''))",
+            ),
             "gaps",
         ),
     )

@@ -38,6 +38,7 @@ from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import GathererConfig, WriterConfig
 from kalshi.errors import DatabaseUnavailable, StoreError
 from kalshi.models.rows import Row
+from kalshi.retry import Backoff
 from kalshi.store import metrics
 from kalshi.store.connection import translating
 from kalshi.store.deadletter import DeadLetters
@@ -386,7 +387,7 @@ class _TableWriter:
         Several of these may run per table: while one waits on the server's INSERT, the
         next batch's COPY is encoded.
         """
-        backoff = _BACKOFF_START
+        backoff = Backoff(_BACKOFF_START, _BACKOFF_MAX)
         while True:
             batch, from_spool = await self._next_batch()
             try:
@@ -400,13 +401,12 @@ class _TableWriter:
                 self._release(batch, from_spool)
                 self.state.mark_down(exc)
                 metrics.FLUSH_ERRORS.labels(**self._label).inc()
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                await trio.sleep(backoff.next())
                 continue
             except BaseException:
                 self._release(batch, from_spool)
                 raise
-            backoff = _BACKOFF_START
+            backoff.reset()
             self.state.mark_up()
             self._account(result)
             self.oldest.pop(batch.seq, None)
@@ -589,6 +589,7 @@ class Store:
         self._state = _DbState()
         self._spool_state = _SpoolState()
         self._holds: dict[object, int] = {}
+        self._released = trio.Event()
         self._pool = ConnectionPool(
             url,
             cfg.timescaledb.max_connections,
@@ -686,6 +687,14 @@ class Store:
 
     def release(self, key: object) -> None:
         self._holds.pop(key, None)
+        if not self._holds:
+            self._released.set()
+            self._released = trio.Event()
+
+    async def released(self) -> None:
+        """Return once no :meth:`hold` is active (every backfill due has handed its rows)."""
+        while self._holds:
+            await self._released.wait()
 
     def complete_before(self, now_us: int) -> int:
         """A time (µs) before which every row handed to the store is committed: ``now_us``,

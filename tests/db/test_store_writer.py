@@ -219,9 +219,8 @@ async def test_every_table_round_trips_exactly(db_url: str, cfg: GathererConfig)
         async with open_store(db_url, cfg) as store:
             for table, table_rows in rows.items():
                 await send_all(store, table, table_rows)
-            await wait_until(
-                lambda: all(store.stats().tables[t].rows_written == len(r) for t, r in rows.items())
-            )
+            await store.committed()
+            assert {t: store.collected()[t] for t in rows} == {t: len(r) for t, r in rows.items()}
     with connect_db(db_url) as db:
         for table, table_rows in rows.items():
             assert normalised(db.fetch_rows(table)) == normalised(table_rows), table
@@ -314,8 +313,9 @@ async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
     with trio.fail_after(30):
         async with open_store(db_url, cfg) as store:
             await send_all(store, "trades", trades)
-            await wait_until(lambda: store.stats().tables["trades"].batches == 1)
+            await store.committed()
             stats = store.stats().tables["trades"]
+            assert stats.batches == 1
     assert (stats.rows_written, stats.dead_letters, stats.rows_duplicate) == (999, 1, 0)
     with connect_db(db_url) as db:
         assert db.fetch_rows("trades") == sorted(t for t in trades if t is not poisoned)
@@ -360,7 +360,8 @@ async def test_database_outage_spools_then_drains(
     with trio.fail_after(60):
         async with open_store(own_pg.url, cfg) as store:
             await send_all(store, "trades", before)
-            await wait_until(lambda: store.stats().tables["trades"].rows_written == 500)
+            await store.committed()
+            assert store.collected()["trades"] == 500
             await trio.to_thread.run_sync(own_pg.stop)
             await send_all(store, "trades", during)
 
@@ -374,15 +375,9 @@ async def test_database_outage_spools_then_drains(
             assert store.stats().tables["trades"].spool_files == 17
             assert len(list((tmp_path / "spool" / "trades").glob("*.batch"))) == 17
             await trio.to_thread.run_sync(own_pg.start)
-            await wait_until(
-                lambda: (
-                    (
-                        store.stats().tables["trades"].rows_written,
-                        store.stats().tables["trades"].spool_files,
-                    )
-                    == (2500, 0)
-                )
-            )
+            await store.drain()
+            stats = store.stats().tables["trades"]
+            assert (stats.rows_written, stats.spool_files) == (2500, 0)
             stats = store.stats().tables["trades"]
             assert store.stats().db_up
     assert (stats.spool_rows, stats.spool_files, stats.queue_rows, stats.dead_letters) == (
@@ -410,7 +405,7 @@ async def test_exit_with_database_down_spools_everything(
     # The next store (database back) drains the spool first.
     with trio.fail_after(30):
         async with open_store(db_url, cfg) as store:
-            await wait_until(lambda: store.stats().tables["trades"].spool_files == 0)
+            await store.drain()
     with connect_db(db_url) as db:
         assert db.fetch_rows("trades") == sorted(trades)
 
@@ -475,7 +470,7 @@ async def test_killed_process_spool_is_drained_by_the_next(
     with trio.fail_after(30):
         async with open_store(db_url, cfg) as store:
             assert store.stats().tables["trades"].spool_rows == 1000
-            await wait_until(lambda: store.stats().tables["trades"].spool_files == 0)
+            await store.drain()
             assert store.stats().tables["trades"].rows_written == 1000
     with connect_db(db_url) as db:
         assert db.count("trades") == 1000
@@ -504,7 +499,8 @@ async def test_metrics_count_rows_batches_and_duplicates(
     with trio.fail_after(30):
         async with open_store(db_url, make_cfg(batch_size=10, flush_interval=3600)) as store:
             await send_all(store, "tickers", rows + rows[:5])
-            await wait_until(lambda: store.stats().tables["tickers"].batches == 3)
+            await store.committed()
+            assert store.stats().tables["tickers"].batches == 3
     after = [sample(n) for n in names]
     # 30 rows (5 of them repeats) in batches of 10.
     assert [a - b for a, b in zip(after, before, strict=True)] == [25, 5, 3, 3]
@@ -542,7 +538,7 @@ async def test_missing_tables_crash_the_store_but_keep_the_rows(
     migrate(empty_db_url)
     with trio.fail_after(30):
         async with open_store(empty_db_url, make_cfg(batch_size=100)) as store:
-            await wait_until(lambda: store.stats().tables["trades"].spool_files == 0)
+            await store.drain()
     with connect_db(empty_db_url) as db:
         assert db.fetch_rows("trades") == sorted(trades)
 

@@ -189,3 +189,44 @@ async def test_rows_received_late_reach_production_exactly_once(
             (t0 + 81 * second, 1),
             (t0 + 82 * second, 1),
         ]
+
+
+async def test_gatherer_clocks_off_by_minutes_lose_nothing(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # Issue 18 item 6: a gatherer clock 90 s behind left production with 0 of 3 530 deltas;
+    # the deduplicator looked for rows received within a fixed 60 s of their exchange time.
+    # Here g1 stamps receipts 90 s early and g2 20 s late (one machine's clock each).
+    from kalshi.testing.scripted import record
+
+    truth = make_truth(11, events=320)
+    skews = {"g0": 0, "g1": -90_000_000, "g2": 20_000_000}
+    recs = [
+        record(truth, gid, m, conn_base=i + 1, latency_us=600 + 150 * i + skews[gid])
+        for i, (gid, m) in enumerate(MISSES.items())
+    ]
+    urls = await write_all(make_db, recs, tmp_path)
+    # Each gatherer says (in its own clock) that it has committed everything received
+    # before the middle of the recording: the first pass stops there, the second goes on.
+    cuts = {}
+    for gid, url in urls.items():
+        with connect_db(url) as db:
+            received = sorted(r for (r,) in db.query("SELECT received_at FROM orderbook_deltas"))
+            cuts[gid] = received[len(received) // 2]
+            db.execute(
+                "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
+                " VALUES (%s, %s, %s)",
+                (gid, cuts[gid], cuts[gid]),
+            )
+    production = make_db()
+    dedup = Deduplicator(dedup_config(production, urls, batch_size=37))
+    try:
+        first = await dedup.run_pass(settle_us=0)
+        for url in urls.values():
+            with connect_db(url) as db:
+                db.execute("UPDATE ingest_watermark SET complete_before = %s", (2**62,))
+        second = await dedup.run_pass(settle_us=0)
+        assert first.holes + second.holes == len(holes(truth, list(MISSES.values())))
+    finally:
+        dedup.close()
+    assert_production_is_truth(production, truth, MISSES)

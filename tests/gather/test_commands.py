@@ -71,7 +71,9 @@ async def test_error_26_finds_the_cap_and_records_what_no_connection_takes(
 ) -> None:
     async with exchange(market_cap=2) as sim, trio.open_nursery() as nursery:
         sink, rows = collecting_sink(nursery)
-        ctx = context(sim, tmp_path, memory_connector(sim), sink)
+        ctx = context(
+            sim, tmp_path, memory_connector(sim), sink, **{"websocket.refusal_retry": "5s"}
+        )
         conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
         tickers = sorted(sim.engine.active_tickers[:4])
         conn.add(tickers)
@@ -91,6 +93,9 @@ async def test_error_26_finds_the_cap_and_records_what_no_connection_takes(
             "orderbook-0: orderbook_delta refused: 26 Subscription market limit exceeded"
         )
         assert ctx.gaps == {"subscription_refused": 2}
+        await trio.sleep(30)  # six retries, refused again: the open gaps are not written again
+        assert conn.refused == {tickers[2]: 26, tickers[3]: 26}
+        assert (len(rows["gaps"]), conn.sessions) == (2, 1)
         nursery.cancel_scope.cancel()
 
 
@@ -180,4 +185,61 @@ async def test_the_older_subscribed_shape_is_resolved_by_list_subscriptions(
                 await trio.sleep(0.05)
         assert [g.kind for g in rows["gaps"]] == ["seq_gap"]  # type: ignore[union-attr]
         assert sim.truth.faults_injected["bare_subscribed"] == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_markets_no_subscription_takes_are_gaps_and_degrade_health(
+    db_url: str, tmp_path: Path
+) -> None:
+    from kalshi.auth import Signer, load_private_key
+    from kalshi.gather.service import Gatherer
+    from kalshi.store import connect_db
+    from tests.gather.support import sim_config, wait_for
+
+    async with exchange(market_cap=3) as sim:
+        sim.engine.pause()
+        signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
+        cfg = sim_config(sim, tmp_path, db_url, **{"websocket.orderbook_connections": 2})
+        gatherer = Gatherer(cfg, db_url, signer=signer)
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(gatherer.run)
+                layout = gatherer.layout
+                assert layout is not None
+                books = [c for c in layout.connections if c.channel == "orderbook_delta"]
+                live = len(gatherer.registry.live)
+                await wait_for(
+                    lambda: sum(len(c.subscribed) + len(c.refused) for c in books) == live
+                )
+                health = gatherer.health()
+                await trio.sleep(0.5)  # the gap rows reach their writer
+                nursery.cancel_scope.cancel()
+        on_exchange = sim_subscription(sim, "orderbook_delta")
+    refused = {t for c in books for t in c.refused}
+    assert live > 6
+    assert [len(c.subscribed) for c in books] == [3, 3]
+    assert len(refused) == live - 6 and not refused & on_exchange
+    assert health["status"] == "degraded"
+    assert sorted(c["refused"] for c in health["connections"] if c["refused"]) == sorted(
+        len(c.refused) for c in books if c.refused
+    )
+    with connect_db(db_url) as db:
+        gaps = db.query("SELECT ticker FROM gaps WHERE kind = 'subscription_refused'")
+    assert sorted(t for (t,) in gaps) == sorted(refused)
+
+
+async def test_a_refused_whole_exchange_subscribe_waits_before_asking_again(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with exchange() as sim, trio.open_nursery() as nursery:
+        sink, _ = collecting_sink(nursery)
+        ctx = context(
+            sim, tmp_path, memory_connector(sim), sink, **{"websocket.refusal_retry": "60s"}
+        )
+        conn = Connection(ctx, "multivariate-0", "multivariate", scoped=False)  # error 8
+        nursery.start_soon(conn.run)
+        await trio.sleep(100)
+        assert ctx.processor.counts["error_reply"] == 2  # at 0 s and 60 s, not a loop
+        assert (conn.state, conn.sid, conn.sessions) == ("subscribing", None, 1)
+        assert conn.last_error == "subscribe refused: 8 Unknown channel name"
         nursery.cancel_scope.cancel()

@@ -16,9 +16,9 @@ import trio.testing
 from kalshi.auth import Signer, load_private_key
 from kalshi.gather.connection import Connection
 from kalshi.gather.context import GatherContext, RowSink
-from kalshi.gather.pipeline import FrameProcessor
 from kalshi.models.rows import TABLE_COLUMNS, Row
 from kalshi.net import system_wall_us
+from kalshi.pipeline import FrameProcessor
 from kalshi.sim import open_sim_exchange
 from kalshi.testing import PINNED_START_US
 from kalshi.testing.memory import memory_connector

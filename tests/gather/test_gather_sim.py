@@ -17,6 +17,11 @@ from kalshi.testing import PINNED_START_US
 from tests.gather.support import db_books, sim_config, wait_for
 
 
+def stored_trades(db_url: str) -> set[str]:
+    with connect_db(db_url) as db:
+        return {tid for (tid,) in db.query("SELECT trade_id FROM trades")}
+
+
 def signer_of(sim: object) -> Signer:
     return Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))  # type: ignore[attr-defined]
 
@@ -49,21 +54,26 @@ async def test_faults_lose_nothing(db_url: str, tmp_path: Path, transport: str) 
             async with trio.open_nursery() as nursery:
                 await nursery.start(gatherer.run)
                 await wait_for(lambda: all_live(gatherer))
+                counts = gatherer.processor.counts
+                gaps = gatherer.ctx.gaps  # type: ignore[union-attr]
                 sim.engine.resume()
-                await trio.sleep(1.5)
+                await wait_for(lambda: len(sim.truth.trades) >= before + 50)
+                dropped = len(gatherer.layout.connections)  # type: ignore[union-attr]
                 sim.faults.drop_connections(abrupt=True)
-                await trio.sleep(1.0)
-                await wait_for(lambda: all_live(gatherer))
+                await wait_for(lambda: gaps["reconnect"] == dropped and all_live(gatherer))
                 sim.faults.skip_seq(1)
-                await trio.sleep(0.5)
+                await wait_for(lambda: counts["seq_gap"] == 3)
                 sim.faults.repeat_seq(1)
-                await trio.sleep(0.5)
-                sim.faults.send_malformed("json")
+                await wait_for(lambda: counts["duplicate"] == 3)
+                bad = sim.faults.send_malformed("json")  # one per connection
                 sim.faults.send_malformed("unknown_type")
-                await trio.sleep(1.0)
+                await wait_for(lambda: counts["invalid"] == counts["unknown_type"] == bad)
                 sim.engine.pause()
                 await wait_for(lambda: settled(gatherer, sim))
-                await trio.sleep(0.5)  # backfill and writers
+                # a trade frame may still be on its socket: wait until the database has them
+                expected = {t.trade_id for t in sim.truth.trades[before:]}
+                await wait_for(lambda: expected <= stored_trades(db_url))
+                await gatherer.committed()  # backfills handed over, every row acknowledged
                 nursery.cancel_scope.cancel()
         truth = sim.truth
         injected = dict(truth.faults_injected)
@@ -77,11 +87,13 @@ async def test_faults_lose_nothing(db_url: str, tmp_path: Path, transport: str) 
     for ticker in sim.engine.active_tickers:
         assert books[ticker] == truth.book(ticker), ticker
     counts = gatherer.processor.counts
-    assert injected == {"drop_abrupt": 5, "skip_seq": 3, "repeat_seq": 3, "malformed": 10}
+    # six connections (two order-book, trade, ticker, lifecycle, combo lifecycle): one drop
+    # each, two malformed frames each
+    assert injected == {"drop_abrupt": 6, "skip_seq": 3, "repeat_seq": 3, "malformed": 12}
     assert gap_kinds == {"reconnect": injected["drop_abrupt"], "seq_gap": injected["skip_seq"]}
     assert counts["seq_gap"] == injected["skip_seq"]
     assert counts["duplicate"] == injected["repeat_seq"]
-    assert (counts["invalid"], counts["unknown_type"]) == (5, 5)
+    assert (counts["invalid"], counts["unknown_type"]) == (6, 6)
     # every received frame is in the journal, before anything else happened to it
     frames = [
         r

@@ -16,8 +16,8 @@ from prometheus_client import generate_latest
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.config import GathererConfig
-from kalshi.gather.pipeline import FrameProcessor
 from kalshi.gather.service import Gatherer
+from kalshi.pipeline import FrameProcessor
 from kalshi.sim import open_sim_exchange
 from kalshi.testing import PINNED_START_US
 from tests.gather.support import sim_config, wait_for

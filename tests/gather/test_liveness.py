@@ -105,7 +105,9 @@ async def test_a_permanent_close_code_stops_the_connection(
             assert (conn.sessions, conn.reconnects, conn.state) == (1, 0, "stopped")
             assert conn.last_error.startswith("stopped after a permanent close: closed by peer: ")
             assert str(code) in conn.last_error
-            assert rows["gaps"] == []  # no new session, so no reconnect window to close
+            gaps = rows["gaps"]  # one open gap from the last frame on, no reconnect
+            assert [(g[6], g[1]) for g in gaps] == [("stopped", None)]
+            assert gaps[0][9] == f"lifecycle-0: {conn.last_error}"
         else:
             assert (conn.sessions, conn.reconnects, conn.state) == (2, 1, "live")
             assert [row[6] for row in rows["gaps"]] == ["reconnect"]

@@ -112,7 +112,7 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
                     lambda: (
                         _count(db_url, "SELECT count(DISTINCT trade_id) FROM trades")
                         >= len(expected)
-                        and _count(db_url, "SELECT count(*) FROM gaps WHERE kind = 'outage'") == 4
+                        and _count(db_url, "SELECT count(*) FROM gaps WHERE kind = 'outage'") == 5
                         and all(
                             db_books(db_url).get(t) == sim.truth.book(t)
                             for t in sim.engine.active_tickers
@@ -140,6 +140,7 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
     assert len(down) >= 200
     assert {sources[t.trade_id] for t in down} == {"rest"}
     assert [d.split(":")[0] for d, _, _ in outages] == [
+        "combo-lifecycle-0",
         "lifecycle-0",
         "orderbook-0",
         "ticker-0",

@@ -59,7 +59,7 @@ async def test_two_shards_record_every_trade_once_and_split_the_books(
                     )
                 )
                 sim.engine.resume()
-                await trio.sleep(3)
+                await wait_for(lambda: len(sim.truth.trades) >= before + 100)
                 sim.engine.pause()
                 await wait_for(
                     lambda: all(
@@ -69,7 +69,11 @@ async def test_two_shards_record_every_trade_once_and_split_the_books(
                         if t in g.registry.live
                     )
                 )
-                await trio.sleep(0.5)
+                # a trade frame may still be on its socket: until the database has them all
+                expected_ids = {t.trade_id for t in sim.truth.trades[before:]}
+                await wait_for(lambda: expected_ids <= _stored_trades(db_url))
+                for gatherer in shards:
+                    await gatherer.committed()
                 nursery.cancel_scope.cancel()
 
     live = [g.registry.live for g in shards]
@@ -89,3 +93,8 @@ async def test_two_shards_record_every_trade_once_and_split_the_books(
     for gid, tid in trades:  # each recorded by the shard that owns its market
         owner = 0 if expected[tid] in live[0] else 1
         assert gid == f"shard-{owner}"
+
+
+def _stored_trades(db_url: str) -> set[str]:
+    with connect_db(db_url) as db:
+        return {tid for (tid,) in db.query("SELECT trade_id FROM trades")}

@@ -89,17 +89,20 @@ async def record_a_run(sim: Any, tmp: Path, db_url: str) -> tuple[Gatherer, Path
     async with trio.open_nursery() as nursery:
         await nursery.start(gatherer.run)
         await wait_for(lambda: live_everywhere(gatherer))
-        await trio.sleep(1.0)
+        counts = gatherer.processor.counts
+        gaps = gatherer.ctx.gaps  # type: ignore[union-attr]
+        connections = len(gatherer.layout.connections)  # type: ignore[union-attr]
+        await wait_for(lambda: counts["trade"] >= 20)  # some real traffic first
         sim.faults.skip_seq(1)
-        sim.faults.send_malformed("json")
-        await trio.sleep(0.5)
+        malformed = sim.faults.send_malformed("json")  # one per connection
+        await wait_for(lambda: counts["seq_gap"] >= 1 and counts["invalid"] == malformed)
         sim.faults.drop_connections(abrupt=True)
-        await trio.sleep(0.3)
-        await wait_for(lambda: live_everywhere(gatherer))
-        await trio.sleep(1.0)
+        await wait_for(lambda: gaps["reconnect"] == connections and live_everywhere(gatherer))
+        traded = counts["trade"]
+        await wait_for(lambda: counts["trade"] >= traded + 20)  # traffic after the reconnect
         sim.engine.pause()
         await wait_for(lambda: not gatherer.processor.stale)
-        await trio.sleep(0.5)  # backfill and writers
+        await gatherer.committed()  # backfills handed over, every row acknowledged
         nursery.cancel_scope.cancel()
     return gatherer, tmp / "live" / "journal"
 

@@ -35,7 +35,9 @@ from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
 
-PRICES = [1000 * p for p in range(1, 100, 7)]
+# Bids below $0.50 on both sides: a YES bid and a NO bid never sum to $1, so no book is ever
+# crossed (a lasting cross marks a book stale until its resnapshot, kalshi-api.md §4.5).
+PRICES = [1000 * p for p in range(1, 50, 3)]
 _names = itertools.count(1)
 
 # An operation: ("snap", ticker_index, yes levels, no levels) or

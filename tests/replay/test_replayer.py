@@ -23,9 +23,9 @@ from replay_support import (
     subscribed,
 )
 
-from kalshi.gather.pipeline import FrameProcessor
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import GapRow, Row
+from kalshi.pipeline import FrameProcessor
 from kalshi.replay import CsvSink, JsonlSink, Replayer, ReplayFilter, replay
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from kalshi.gather.pipeline import FrameProcessor
 from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow, TradeRow
+from kalshi.pipeline import FrameProcessor
 
 T = "FED-23DEC-T3.00"
 MID = "9b0f6b43-5b68-4f9f-9f02-9a2d1b8ac1a1"
@@ -308,3 +308,15 @@ def test_a_crossed_snapshot_is_counted_and_recorded_once() -> None:
         GapRow(200, None, "g1", 7, 1, T, "book_invalid", None, 1, detail),
     )
     assert p.counts["crossed_book_frames"] == 1
+
+
+def test_a_subscribed_without_sid_is_named_by_the_first_frame_of_its_channel() -> None:
+    p = FrameProcessor("g1")
+    p.sent(b'{"id":1,"cmd":"subscribe","params":{"channels":["orderbook_delta"]}}', 7)
+    assert p.process(7, 1, 100, b'{"type":"subscribed","id":1}').problem is None
+    assert p.subscription(7, 1) is None
+    p.process(7, 2, 200, snapshot(1))  # seq 1 on sid 1: the subscription, checked from here
+    assert p.subscription(7, 1) == "orderbook_delta"
+    out = p.process(7, 3, 300, delta(3, "0.0800", "1.00"))  # seq 2 is missing
+    assert [r.kind for t, r in out.rows if t == "gaps"] == ["seq_gap"]  # type: ignore[union-attr]
+    assert out.resnapshot == [T]

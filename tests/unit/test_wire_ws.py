@@ -319,3 +319,12 @@ def test_a_delta_keeps_the_microseconds_of_its_ts() -> None:
     assert decode_ws(wrong).body.exchange_ts == 1_785_901_540_722_000  # type: ignore[union-attr]
     plain = raw.replace(b'"ts":"2026-08-05T03:45:40.722003Z",', b"")
     assert decode_ws(plain).body.exchange_ts == 1_785_901_540_722_000  # type: ignore[union-attr]
+
+
+def test_the_older_subscribed_shape_without_msg_decodes() -> None:
+    assert decode_ws(b'{"type":"subscribed","id":1}') == Message(
+        "subscribed", Subscribed(None, None), sid=None, seq=None, id=1
+    )
+    assert decode_ws(b'{"type":"subscribed","id":2,"sid":7}') == Message(
+        "subscribed", Subscribed(None, 7), sid=7, seq=None, id=2
+    )

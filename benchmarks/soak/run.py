@@ -24,8 +24,8 @@ from kalshi.dedup import production_books
 from kalshi.errors import BookError
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.ports import free_port
-from kalshi.soak.procs import Child, get_health
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
+from kalshi.testing.procs import Child, get_health
 from kalshi.testing.s3server import S3Server
 
 __all__ = ["SoakReport", "run_soak"]
@@ -57,6 +57,11 @@ class _Monitor:
     ports: dict[str, int]
     health: dict[str, dict[str, Any] | None] = field(factory=dict)
     peak_spool_rows: int = 0
+    polled: trio.Event = field(factory=trio.Event)  # set (and replaced) after each round
+
+    async def next_poll(self) -> None:
+        """Return after the next complete round of health polls."""
+        await self.polled.wait()
 
     def live(self, name: str) -> bool:
         doc = self.health.get(name)
@@ -199,6 +204,8 @@ async def _watch(client: httpx.AsyncClient, monitor: _Monitor, children: dict[st
                 monitor.peak_spool_rows = max(monitor.peak_spool_rows, spool)
         for child in children.values():
             child.sample_rss()
+        monitor.polled.set()
+        monitor.polled = trio.Event()
         await trio.sleep(0.25)
 
 
@@ -219,7 +226,9 @@ async def _recovered(
     with trio.move_on_after(60):
         while since is not None and _reconnects(monitor, names) <= since:  # noqa: ASYNC110
             await trio.sleep(0.05)
-        await trio.sleep(0.3)  # the health document lags by one poll
+        # the round in progress may predate the reconnects; the one after it does not
+        await monitor.next_poll()
+        await monitor.next_poll()
         while not all(monitor.live(n) for n in names):  # noqa: ASYNC110 - other processes
             await trio.sleep(0.05)
         return trio.current_time() - start

@@ -1,0 +1,93 @@
+"""The staged write, defined once: binary ``COPY`` of rows into a session temp table shaped
+like the real one, then one ``INSERT ... SELECT`` from it. The batch writers
+(:mod:`kalshi.store.insert`) and the deduplicator's production writes
+(:mod:`kalshi.dedup.production`) both build their statements from these pieces.
+
+JSONB columns travel as ``text`` (see :attr:`TableSpec.stage_types`) and are cast back here.
+Blocking (sync psycopg); call from a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from kalshi.models.rows import Row
+from kalshi.store.schema import TableSpec
+
+__all__ = ["copy_rows", "ensure_stage", "source_columns", "stage_name", "target_columns"]
+
+
+def stage_name(spec: TableSpec, prefix: str = "_stage_") -> sql.Identifier:
+    """The session temp table ``<prefix><table>`` that rows of ``spec`` are copied into."""
+    return sql.Identifier(f"{prefix}{spec.name}")
+
+
+def target_columns(spec: TableSpec) -> sql.Composable:
+    """``spec``'s column list, in :data:`~kalshi.models.rows.TABLE_COLUMNS` order."""
+    return sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+
+
+def source_columns(
+    spec: TableSpec, alias: str = "", columns: Sequence[str] | None = None
+) -> sql.Composable:
+    """The staged columns (all of ``spec``'s, or ``columns``) as the real table's types
+    (``col::jsonb`` for JSON columns), optionally qualified by ``alias`` (``"s"`` gives
+    ``s.col``)."""
+
+    def column(name: str) -> sql.Composable:
+        ref: sql.Composable = sql.Identifier(name)
+        if alias:
+            ref = sql.SQL("{}.{}").format(sql.Identifier(alias), ref)
+        return sql.SQL("{}::jsonb").format(ref) if name in spec.json_columns else ref
+
+    return sql.SQL(", ").join(column(c) for c in (spec.columns if columns is None else columns))
+
+
+def ensure_stage(
+    conn: psycopg.Connection[Any],
+    spec: TableSpec,
+    staged: set[str],
+    *,
+    prefix: str = "_stage_",
+    ordered: bool = False,
+) -> None:
+    """Create ``spec``'s temp table on ``conn`` unless ``staged`` (the names this session
+    already created) has it; rows are deleted at every commit. ``ordered`` adds an
+    ``_ord`` identity column that numbers rows in copy order (an upsert's last row wins)."""
+    if spec.name in staged:
+        return
+    columns: list[sql.Composable] = [
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+        for c, t in zip(spec.columns, spec.stage_types, strict=True)
+    ]
+    if ordered:
+        columns.append(sql.SQL("_ord BIGINT GENERATED ALWAYS AS IDENTITY"))
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+            stage_name(spec, prefix), sql.SQL(", ").join(columns)
+        )
+    )
+    staged.add(spec.name)
+
+
+def copy_rows(
+    cur: psycopg.Cursor[Any],
+    spec: TableSpec,
+    rows: Sequence[Row],
+    into: sql.Identifier | None = None,
+) -> None:
+    """Binary ``COPY`` of ``rows`` into ``into`` (the stage by default; the real table
+    with its own types when ``into`` names it). Raises psycopg errors (e.g. a value that
+    does not fit its column)."""
+    real = into is not None and into == sql.Identifier(spec.name)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        into if into is not None else stage_name(spec), target_columns(spec)
+    )
+    with cur.copy(statement) as copy:
+        copy.set_types(list(spec.types if real else spec.stage_types))
+        for row in rows:
+            copy.write_row(row)

@@ -1,0 +1,117 @@
+"""What the real exchange does, as the simulator plays it (issue 15): combo markets only on
+``multivariate_market_lifecycle``, exchange times that never go back on a subscription,
+settled markets without quotes, and REST trades newest first with µs times.
+
+The exchange runs on a frozen ``mock_clock``: the engine moves only in ``engine.step``.
+"""
+
+from __future__ import annotations
+
+import orjson
+from sim_support import connect
+
+from kalshi.auth import Signer, load_private_key
+from kalshi.models import LifecycleEvent, Message
+from kalshi.net import RestClient
+from kalshi.testing import sim
+from kalshi.wire import decode_ws
+
+
+async def test_combos_are_announced_on_the_multivariate_channel_only(mock_clock: object) -> None:
+    async with sim(markets=20, active=2) as ex, connect(ex) as client:
+        ex.engine.pause()
+        await client.until_reply(
+            await client.send(
+                "subscribe", {"channels": ["market_lifecycle_v2", "multivariate_market_lifecycle"]}
+            )
+        )
+        plain = ex.add_market(series="KXBTCD")
+        combo = ex.add_market(combo=True)
+        ex.settle_market(combo, "yes")
+        frames = [orjson.dumps(f) for f in await client.sync()]
+        decoded = [
+            d for d in map(decode_ws, frames) if isinstance(d, Message) and d.type != "subscribed"
+        ]
+        by_sid: dict[int | None, list[tuple[str, str]]] = {}
+        for m in decoded:
+            key = m.body.ticker if isinstance(m.body, LifecycleEvent) else "event"
+            by_sid.setdefault(m.sid, []).append((m.type, key))
+        assert by_sid == {
+            1: [("event_lifecycle", "event"), ("market_lifecycle_v2", plain)],
+            2: [
+                ("event_lifecycle", "event"),
+                ("multivariate_market_lifecycle", combo),
+                ("multivariate_market_lifecycle", combo),
+                ("multivariate_market_lifecycle", combo),
+            ],
+        }
+        assert [m.seq for m in decoded if m.sid == 2] == [1, 2, 3, 4]
+        combos = [m.body for m in decoded if m.type == "multivariate_market_lifecycle"]
+        assert [b.event_type for b in combos] == ["created", "determined", "settled"]  # type: ignore[union-attr]
+        assert all(b.multivariate for b in combos)  # type: ignore[union-attr]
+
+
+async def test_exchange_times_never_go_back_on_a_subscription(mock_clock: object) -> None:
+    async with sim(markets=40, active=6, seed=3) as ex, connect(ex) as client:
+        await client.until_reply(
+            await client.send(
+                "subscribe",
+                {
+                    "channels": ["orderbook_delta", "trade"],
+                    "market_tickers": ex.engine.active_tickers,
+                },
+            )
+        )
+        for _ in range(50):
+            ex.engine.step(40)
+            ex.engine._stamp(ex.engine._last_ms - 9)  # an earlier base time is clamped
+        frames = await client.sync()
+        last: dict[int, int] = {}
+        checked = 0
+        for frame in frames:
+            msg = frame.get("msg") or {}
+            if frame.get("type") in ("orderbook_delta", "trade") and "ts_ms" in msg:
+                sid = frame["sid"]
+                assert msg["ts_ms"] >= last.get(sid, 0), frame
+                last[sid] = msg["ts_ms"]
+                checked += 1
+        assert checked == (
+            ex.truth.events_generated["orderbook_delta"] + ex.truth.events_generated["trade"]
+        )
+
+
+async def test_a_settled_market_has_no_quotes_and_trades_come_newest_first(
+    mock_clock: object,
+) -> None:
+    async with sim(markets=20, active=3, seed=4) as ex:
+        ex.engine.step(400)
+        ticker = ex.engine.active_tickers[0]
+        ex.settle_market(ticker, "no")
+        signer = Signer(ex.key_id, load_private_key(ex.private_key_pem.decode()))
+        async with RestClient(ex.rest_url, signer, rate=1000) as rest:
+            market = (await rest.get(f"/markets/{ticker}"))["market"]
+            book = (await rest.get(f"/markets/{ticker}/orderbook"))["orderbook_fp"]
+            trades = (await rest.get("/markets/trades", {"limit": 1000}))["trades"]
+        assert (market["status"], market["yes_bid_dollars"], market["yes_ask_dollars"]) == (
+            "finalized",
+            "0.0000",
+            "1.0000",
+        )
+        assert (market["no_bid_dollars"], market["no_ask_dollars"]) == ("0.0000", "1.0000")
+        assert (book["yes_dollars"], book["no_dollars"]) == ([], [])
+        times = [t["created_time"] for t in trades]
+        assert len(times) == len(ex.truth.trades) > 10
+        assert times == sorted(times, reverse=True)
+        assert all(len(t.split(".")[1]) == len("123456Z") for t in times)  # µs
+
+
+async def test_the_lifecycle_churn_lists_combos_too(mock_clock: object) -> None:
+    async with sim(markets=20, active=3) as ex:
+        ex.engine.pause()
+        for _ in range(4):
+            ex.engine._churn()  # what lifecycle_every runs
+        created = [e for e in ex.truth.events if getattr(e.model, "event_type", "") == "created"]
+        assert [(e.channel, e.ticker.startswith("KXMVE")) for e in created] == [
+            ("market_lifecycle_v2", False),
+            ("multivariate_market_lifecycle", True),
+        ] * 2
