@@ -171,16 +171,16 @@ class Connection:
                 since = lost_at if lost_at is not None else ctx.wall_us()
                 await ctx.gap(  # an open gap: nothing on this connection from here on
                     GapRow(
-                        since,
-                        None,
-                        ctx.gatherer_id,
-                        self.conn_id,
-                        self.sid,
-                        None,
-                        "stopped",
-                        None,
-                        None,
-                        f"{self.name}: {self.last_error}",
+                        start_ts=since,
+                        end_ts=None,
+                        gatherer_id=ctx.gatherer_id,
+                        conn_id=self.conn_id,
+                        sid=self.sid,
+                        ticker=None,
+                        kind="stopped",
+                        expected_seq=None,
+                        got_seq=None,
+                        detail=f"{self.name}: {self.last_error}",
                     )
                 )
                 await trio.sleep_forever()
@@ -401,16 +401,16 @@ class Connection:
             self._gap_written.add(ticker)
             await ctx.gap(
                 GapRow(
-                    wall,
-                    None,
-                    ctx.gatherer_id,
-                    self.conn_id,
-                    self.sid,
-                    ticker,
-                    "subscription_refused",
-                    None,
-                    None,
-                    f"{self.name}: {self.channel} refused: {code} {why}",
+                    start_ts=wall,
+                    end_ts=None,
+                    gatherer_id=ctx.gatherer_id,
+                    conn_id=self.conn_id,
+                    sid=self.sid,
+                    ticker=ticker,
+                    kind="subscription_refused",
+                    expected_seq=None,
+                    got_seq=None,
+                    detail=f"{self.name}: {self.channel} refused: {code} {why}",
                 )
             )
         retry = float(ctx.cfg.websocket.refusal_retry)
@@ -556,16 +556,16 @@ class Connection:
         outage, self._outage = self._outage, False
         await ctx.gap(
             GapRow(
-                lost_at,
-                now,
-                ctx.gatherer_id,
-                self.conn_id,
-                self.sid,
-                None,
-                "outage" if outage else "reconnect",
-                None,
-                None,
-                f"{self.name}: gatherer down since its last {self.channel} frame"
+                start_ts=lost_at,
+                end_ts=now,
+                gatherer_id=ctx.gatherer_id,
+                conn_id=self.conn_id,
+                sid=self.sid,
+                ticker=None,
+                kind="outage" if outage else "reconnect",
+                expected_seq=None,
+                got_seq=None,
+                detail=f"{self.name}: gatherer down since its last {self.channel} frame"
                 if outage
                 else f"{self.name}: {self.last_error or 'disconnected'}",
             )
