@@ -37,8 +37,8 @@ from kalshi.errors import BookError, StoreError
 from kalshi.gather.registry import LIVE_STATUSES
 from kalshi.ports import free_port
 from kalshi.scale.procstat import cpu_seconds, peak_rss_mib, rss_mib
-from kalshi.soak.procs import Child, get_health
 from kalshi.store import Database, EmbeddedPostgres, connect_db, migrate
+from kalshi.testing.procs import Child, get_health
 from kalshi.testing.s3server import S3Server
 
 __all__ = ["run_scale"]
