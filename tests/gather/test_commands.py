@@ -93,8 +93,11 @@ async def test_error_26_finds_the_cap_and_records_what_no_connection_takes(
             "orderbook-0: orderbook_delta refused: 26 Subscription market limit exceeded"
         )
         assert ctx.gaps == {"subscription_refused": 2}
-        await trio.sleep(30)  # six retries, refused again: the open gaps are not written again
-        assert conn.refused == {tickers[2]: 26, tickers[3]: 26}
+        errors = ctx.processor.counts["error_reply"]
+        for _ in range(60):  # six retries over 30 s, each refused again: refused throughout
+            await trio.sleep(0.5)
+            assert conn.refused == {tickers[2]: 26, tickers[3]: 26}
+        assert ctx.processor.counts["error_reply"] == errors + 6  # one add each time
         assert (len(rows["gaps"]), conn.sessions) == (2, 1)
         nursery.cancel_scope.cancel()
 
