@@ -39,6 +39,7 @@ log = logging.getLogger("kalshi.gather.connection")
 SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
 _TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
 _MARKET_LIMIT, _TOO_MANY = 26, 27  # kalshi-api.md §2.3
+_STALL = 1.0  # seconds the keepalive woke late: our own loop stalled, not the peer silent
 _UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) helps
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 
@@ -624,8 +625,12 @@ class Connection:
 
         command_timeout = float(ws_cfg.command_timeout)
         async with trio.open_nursery() as pings:
-            next_ping = trio.current_time()
+            next_ping = wake = trio.current_time()
             while True:
+                if trio.current_time() - wake > _STALL:
+                    # This process was stalled (CPU starved, a long GC): frames may be waiting
+                    # unread in the socket. Silence counts again from now, not from before.
+                    self._alive = max(self._alive, trio.current_time())
                 deadline = max(self._alive, ws.heard) + timeout
                 if self.paused:  # not reading on purpose (journal full): not silence
                     deadline = max(deadline, trio.current_time() + timeout)

@@ -107,6 +107,10 @@ class _Samples:
             t.get("queue", 0) or t.get("spool_rows", 0) for t in tables
         )
 
+    def live(self, names: list[str]) -> int:
+        """Markets the gatherers ``names`` (one gatherer's shards) hold as live together."""
+        return sum(((self.health.get(n) or {}).get("markets") or {}).get("live", 0) for n in names)
+
     def reconnects(self, name: str) -> int:
         conns = (self.health.get(name) or {}).get("connections") or []
         return sum(c.get("reconnects", 0) for c in conns)
@@ -261,12 +265,17 @@ async def _record(
                 await children[name].start()
             subscribed: dict[str, float] = {}
             books: dict[str, float] = {}
+            expected: int = doc["markets_live_at_exchange"]
+
+            def listed(name: str) -> bool:  # every live market listed by this gatherer's shards
+                return samples.live([n for n in names if n[:2] == name[:2]]) >= expected
+
             with trio.move_on_after(startup_limit):
                 while len(books) < len(names):
                     for name in names:
-                        if name not in subscribed and samples.all_live(name):
+                        if name not in subscribed and listed(name) and samples.all_live(name):
                             subscribed[name] = trio.current_time() - started
-                        if name not in books and samples.all_books(name):
+                        if name not in books and listed(name) and samples.all_books(name):
                             books[name] = trio.current_time() - started
                     await trio.sleep(0.2)
             doc["seconds_to_all_subscribed"] = {k: round(v, 1) for k, v in subscribed.items()}
