@@ -133,11 +133,11 @@ bench:
 bench-smoke:
     python benchmarks/report.py --smoke
 
-# Long run against the simulator with faults (benchmarks/soak.py)
+# Long run against the simulator with faults (python -m benchmarks.soak)
 soak *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
-    exec python benchmarks/soak.py {{ARGS}}
+    exec python -m benchmarks.soak {{ARGS}}
 
 # The whole system at full size, measured (benchmarks/scale.py; --minutes 30 --markets 250000)
 scale *ARGS:

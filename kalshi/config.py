@@ -176,7 +176,7 @@ class WritersConfig:
     trades: WriterConfig = WriterConfig(1000, Duration(1.0))
     orderbook: WriterConfig = WriterConfig(5000, Duration(0.5))
     tickers: WriterConfig = WriterConfig(1000, Duration(1.0))
-    snapshots: WriterConfig = WriterConfig(10, Duration(5.0))
+    snapshots: WriterConfig = WriterConfig(1000, Duration(1.0))
     lifecycle: WriterConfig = WriterConfig(100, Duration(1.0))
     markets: WriterConfig = WriterConfig(1000, Duration(2.0))
     gaps: WriterConfig = WriterConfig(10, Duration(1.0))

@@ -8,6 +8,5 @@ from kalshi.cli import (  # noqa: F401
     replay,
     sim,
     snapshot,
-    soak,
     status,
 )

@@ -30,13 +30,13 @@ from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.units import parse_rfc3339_us
+from kalshi.pipeline import Sink
 from kalshi.replay import (
     CsvSink,
     JsonlSink,
     Replayer,
     ReplayFilter,
     ReplayStats,
-    RowsSink,
     replay_into_db,
 )
 from kalshi.replay import (
@@ -221,7 +221,7 @@ def replay(
         items = read_records(files, options, s3=cfg.s3_export)
         with _progress(files, show) as on_progress:
             if format is not None:
-                sink: RowsSink
+                sink: Sink
                 out = sys.stdout.buffer
                 sink = JsonlSink(out) if format == "jsonl" else CsvSink(out, next(iter(tables)))
                 stats = trio.run(_to_stream, items, sink, replayer, speed, on_progress)

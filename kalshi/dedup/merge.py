@@ -161,7 +161,7 @@ class _Stream:
 
     def take_snapshot(self, row: SnapshotRow) -> None:
         self.seq += 1
-        self.out.snapshots.append(SnapshotRow(*row[:-1], self.seq))  # seq is the last column
+        self.out.snapshots.append(row._replace(seq=self.seq))
         self.book = book_from_snapshot(row)
         self.at = max(self.at, point_ts(row))
         self.last = row
@@ -169,7 +169,7 @@ class _Stream:
     def take_delta(self, row: DeltaRow) -> None:
         apply_row(self.book, row)  # first: a delta the book cannot take is not merged
         self.seq += 1
-        self.out.deltas.append(DeltaRow(*row[:-1], self.seq))  # seq is the last column
+        self.out.deltas.append(row._replace(seq=self.seq))
         if row.exchange_ts > self.at:
             self.at = row.exchange_ts
         self.last = row

@@ -39,6 +39,8 @@ log = logging.getLogger("kalshi.gather.connection")
 SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
 _TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
 _MARKET_LIMIT, _TOO_MANY = 26, 27  # kalshi-api.md §2.3
+_STALL = 1.0  # seconds the keepalive woke late: our own loop stalled, not the peer silent
+_UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) helps
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 
 
@@ -82,6 +84,8 @@ class Connection:
         # returns those nobody could take.
         self.on_refused: Callable[[Connection, list[str]], list[str]] | None = None
         self._requested: set[str] = set()  # sent (in flight or confirmed)
+        self._gap_written: set[str] = set()  # refused markets whose gap row is written
+        self._retrying: set[str] = set()  # refused markets to ask for again
         self._snapshots: set[str] = set()
         self._inflight = InFlight()
         self._retry_at = -math.inf  # no add/subscribe before (error 27's pause)
@@ -116,6 +120,8 @@ class Connection:
         self._snapshots.difference_update(tickers)
         for ticker in tickers:
             self.refused.pop(ticker, None)
+            self._gap_written.discard(ticker)
+            self._retrying.discard(ticker)
         self._wake.set()
 
     def resnapshot(self, tickers: list[str]) -> None:
@@ -168,16 +174,16 @@ class Connection:
                 since = lost_at if lost_at is not None else ctx.wall_us()
                 await ctx.gap(  # an open gap: nothing on this connection from here on
                     GapRow(
-                        since,
-                        None,
-                        ctx.gatherer_id,
-                        self.conn_id,
-                        self.sid,
-                        None,
-                        "stopped",
-                        None,
-                        None,
-                        f"{self.name}: {self.last_error}",
+                        start_ts=since,
+                        end_ts=None,
+                        gatherer_id=ctx.gatherer_id,
+                        conn_id=self.conn_id,
+                        sid=self.sid,
+                        ticker=None,
+                        kind="stopped",
+                        expected_seq=None,
+                        got_seq=None,
+                        detail=f"{self.name}: {self.last_error}",
                     )
                 )
                 await trio.sleep_forever()
@@ -310,8 +316,8 @@ class Connection:
         body = message.body
         self._wake.set()
         if isinstance(body, ErrorReply):
-            if body.code in _TERMINAL_ERRORS:
-                raise _Resubscribe(f"terminal subscription error {body.code}: {body.message}")
+            if body.code in _TERMINAL_ERRORS or body.code == _UNKNOWN_SID:
+                raise _Resubscribe(f"subscription error {body.code}: {body.message}")
             await self._refused(sent, body)
             return
         metrics.COMMAND_REPLIES.labels(sent.action, "ok").inc()
@@ -338,6 +344,7 @@ class Connection:
         self.subscribed.update(t for t in tickers if t in self._requested)
         for ticker in tickers:
             self.refused.pop(ticker, None)
+            self._gap_written.discard(ticker)
 
     async def _refused(self, sent: Sent, error: ErrorReply) -> None:
         """A command refused: 27 pauses and resends; 26 halves the batch, and once a single
@@ -367,7 +374,9 @@ class Connection:
         if sent.action == "list_subscriptions":
             raise ConnectionLost(f"list_subscriptions refused: {code} {error.message}")
         self._requested.difference_update(tickers)  # not on the subscription
+        again = [t for t in tickers if t in self.refused]  # a retry, asked for once more
         if code == _TOO_MANY:
+            self._retrying.update(again)
             self._retry_at = now + self._pause.next()
             return
         if sent.action == "subscribe" and not tickers:  # a whole-exchange channel refused
@@ -375,6 +384,7 @@ class Connection:
             self._retry_at = now + float(self.ctx.cfg.websocket.refusal_retry)
             return
         if code == _MARKET_LIMIT and len(tickers) > 1 and not self.full:
+            self._retrying.update(again)
             self._chunk = max(1, len(tickers) // 2)  # find the cap: smaller batches
             return
         if code == _MARKET_LIMIT:
@@ -391,21 +401,22 @@ class Connection:
         ctx = self.ctx
         wall = ctx.wall_us()
         for ticker in tickers:
-            if ticker in self.refused:
-                continue
             self.refused[ticker] = code
+            if ticker in self._gap_written:  # still open from an earlier refusal
+                continue
+            self._gap_written.add(ticker)
             await ctx.gap(
                 GapRow(
-                    wall,
-                    None,
-                    ctx.gatherer_id,
-                    self.conn_id,
-                    self.sid,
-                    ticker,
-                    "subscription_refused",
-                    None,
-                    None,
-                    f"{self.name}: {self.channel} refused: {code} {why}",
+                    start_ts=wall,
+                    end_ts=None,
+                    gatherer_id=ctx.gatherer_id,
+                    conn_id=self.conn_id,
+                    sid=self.sid,
+                    ticker=ticker,
+                    kind="subscription_refused",
+                    expected_seq=None,
+                    got_seq=None,
+                    detail=f"{self.name}: {self.channel} refused: {code} {why}",
                 )
             )
         retry = float(ctx.cfg.websocket.refusal_retry)
@@ -432,13 +443,16 @@ class Connection:
         resubscription brings so no reply burst overflows the exchange's buffer, error 25);
         its reply is matched by id (:class:`InFlight`)."""
         assert self._ws is not None
+        await self._pace()
         now = trio.current_time()
-        if self._next_command_at > now:
-            await trio.sleep_until(self._next_command_at)
-            now = self._next_command_at
         self._next_command_at = now + self._command_interval
         self._inflight.add(Sent(command.id, action, tickers, now))
         await self._send(self._ws, encode_command(command))
+
+    async def _pace(self) -> None:
+        """Until the next command may go (``websocket.commands_per_second``)."""
+        if self._next_command_at > trio.current_time():
+            await trio.sleep_until(self._next_command_at)
 
     async def _commands(self, ws: WsConnection, lost_at: int | None, backoff: Backoff) -> None:
         """Subscribe, then keep the server's market list equal to ``desired``; every
@@ -459,10 +473,8 @@ class Connection:
         while True:
             self._wake = trio.Event()
             now = trio.current_time()
-            if now >= self._refused_until:  # try the refused markets again
-                self._refused_until = math.inf
-                self.full = False
-                self.refused.clear()
+            if now >= self._refused_until:
+                self._retry_refused()
             if now >= self._retry_at:
                 if self.scoped:
                     await self._sync_markets()
@@ -473,6 +485,17 @@ class Connection:
                 wake_at = min(wake_at, self._retry_at)
             with trio.move_on_at(wake_at):
                 await self._wake.wait()
+
+    def _held(self) -> set[str]:
+        """Refused markets not due to be asked for again yet."""
+        return self.refused.keys() - self._retrying
+
+    def _retry_refused(self) -> None:
+        """``refusal_retry`` is up: ask for the refused markets again. They stay refused
+        (and ``/health`` degraded) until the exchange takes them."""
+        self._refused_until = math.inf
+        self.full = False
+        self._retrying = set(self.refused)
 
     async def _subscribe(self) -> bool:
         """Send the subscribe command (after any pause) and wait for its answer; returns
@@ -486,18 +509,18 @@ class Connection:
             await self._wake.wait()
             return False
         if self.scoped:
-            candidates = sorted(self.desired - self.refused.keys())
+            candidates = sorted(self.desired - self._held())
             if not candidates:  # the exchange refuses an order-book sub without markets
                 self._set_state("idle")
                 with trio.move_on_at(self._refused_until):
                     await self._wake.wait()
                 if trio.current_time() >= self._refused_until:
-                    self._refused_until = math.inf
-                    self.refused.clear()
+                    self._retry_refused()
                 return False
             self._set_state("subscribing")
             first = tuple(candidates[: self._chunk])
             self._requested.update(first)
+            self._retrying.difference_update(first)
             command = subscribe_cmd(self._ident(), [self.channel], first, skip_ticker_ack=True)
         else:  # the whole exchange (kalshi-api.md §2.2, §5)
             first = ()
@@ -511,19 +534,31 @@ class Connection:
     async def _sync_markets(self) -> None:
         assert self.sid is not None
         drop = sorted(self._requested - self.desired)
-        add = sorted(self.desired - self._requested - self.refused.keys())
+        add = sorted(self.desired - self._requested - self._held())
         if add and self.full:  # this subscription takes no more: elsewhere, or refused
+            self._retrying.difference_update(add)
             await self._give_up(add, _MARKET_LIMIT, "Subscription market limit exceeded")
-            add = sorted(self.desired - self._requested - self.refused.keys())
+            add = sorted(self.desired - self._requested - self._held())
         for action, tickers in (("delete_markets", drop), ("add_markets", add)):
             chunk = self._chunk if action == "add_markets" else len(tickers) or 1
             chunk = min(chunk, max(1, self.ctx.cfg.websocket.markets_per_command))
             for i in range(0, len(tickers), chunk):
+                await self._pace()  # replies that came meanwhile are acted on first
                 if trio.current_time() < self._retry_at:
                     return  # a refusal asked for a pause
-                part = tuple(tickers[i : i + chunk])
+                if action == "add_markets" and self.full:
+                    return  # the next pass hands the rest to other connections
+                wanted = action == "add_markets"  # still so, after replies meanwhile
+                part = tuple(
+                    t
+                    for t in tickers[i : i + chunk]
+                    if (t in self.desired) == wanted and (t in self._requested) != wanted
+                )
+                if not part:
+                    continue
                 if action == "add_markets":
                     self._requested.update(part)
+                    self._retrying.difference_update(part)
                 else:
                     self._requested.difference_update(part)
                 command = update_subscription_cmd(self._ident(), self.sid, action, part)
@@ -551,16 +586,16 @@ class Connection:
         outage, self._outage = self._outage, False
         await ctx.gap(
             GapRow(
-                lost_at,
-                now,
-                ctx.gatherer_id,
-                self.conn_id,
-                self.sid,
-                None,
-                "outage" if outage else "reconnect",
-                None,
-                None,
-                f"{self.name}: gatherer down since its last {self.channel} frame"
+                start_ts=lost_at,
+                end_ts=now,
+                gatherer_id=ctx.gatherer_id,
+                conn_id=self.conn_id,
+                sid=self.sid,
+                ticker=None,
+                kind="outage" if outage else "reconnect",
+                expected_seq=None,
+                got_seq=None,
+                detail=f"{self.name}: gatherer down since its last {self.channel} frame"
                 if outage
                 else f"{self.name}: {self.last_error or 'disconnected'}",
             )
@@ -590,8 +625,12 @@ class Connection:
 
         command_timeout = float(ws_cfg.command_timeout)
         async with trio.open_nursery() as pings:
-            next_ping = trio.current_time()
+            next_ping = wake = trio.current_time()
             while True:
+                if trio.current_time() - wake > _STALL:
+                    # This process was stalled (CPU starved, a long GC): frames may be waiting
+                    # unread in the socket. Silence counts again from now, not from before.
+                    self._alive = max(self._alive, trio.current_time())
                 deadline = max(self._alive, ws.heard) + timeout
                 if self.paused:  # not reading on purpose (journal full): not silence
                     deadline = max(deadline, trio.current_time() + timeout)

@@ -149,16 +149,16 @@ class MarketRegistry:
             or orjson.dumps(attrs.asdict(market, filter=lambda a, _: a.name != "raw")).decode()
         )
         return MarketRow(
-            market.ticker,
-            market.event_ticker,
-            market.status,
-            market.market_type,
-            market.title,
-            market.open_time,
-            market.close_time,
-            now_us,
-            self.gatherer_id,
-            payload,
+            ticker=market.ticker,
+            event_ticker=market.event_ticker,
+            status=market.status,
+            market_type=market.market_type,
+            title=market.title,
+            open_time=market.open_time,
+            close_time=market.close_time,
+            updated_at=now_us,
+            gatherer_id=self.gatherer_id,
+            payload=payload,
         )
 
     # --- views ------------------------------------------------------------------------

@@ -96,7 +96,16 @@ async def backfill_trades(
                     log.error("trade backfill of %d..%d stopped early: %s", start, end, exc)
                     detail = f"trade backfill stopped early: {exc}"
                     gap = GapRow(
-                        start, end, ctx.gatherer_id, 0, None, None, "backfill", None, None, detail
+                        start_ts=start,
+                        end_ts=end,
+                        gatherer_id=ctx.gatherer_id,
+                        conn_id=0,
+                        sid=None,
+                        ticker=None,
+                        kind="backfill",
+                        expected_seq=None,
+                        got_seq=None,
+                        detail=detail,
                     )
                     await ctx.gap(gap)
                     break
@@ -166,18 +175,18 @@ async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]
     """Store one polled book; ``[ticker]`` when the trusted live book differs from it."""
     ticker = snap.ticker
     row = SnapshotRow(
-        now,
-        None,
-        now,
-        ctx.gatherer_id,
-        ticker,
-        "rest",
-        book_json(snap.yes),
-        book_json(snap.no),
-        0,
-        0,
-        None,
-        None,
+        snapshot_ts=now,
+        exchange_ts=None,
+        received_at=now,
+        gatherer_id=ctx.gatherer_id,
+        ticker=ticker,
+        source="rest",
+        yes_bids=book_json(snap.yes),
+        no_bids=book_json(snap.no),
+        conn_id=0,
+        frame_no=0,
+        sid=None,
+        seq=None,
     )
     await ctx.sink.put("orderbook_snapshots", row)
     polled = OrderBook.from_snapshot(snap)
@@ -188,7 +197,16 @@ async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]
         detail = f"{ticker}: crossed REST book: yes bid {bid[0]} >= yes ask {ask[0]}"
         log.warning("%s", detail)
         gap = GapRow(
-            now, None, ctx.gatherer_id, 0, None, ticker, "book_invalid", None, None, detail
+            start_ts=now,
+            end_ts=None,
+            gatherer_id=ctx.gatherer_id,
+            conn_id=0,
+            sid=None,
+            ticker=ticker,
+            kind="book_invalid",
+            expected_seq=None,
+            got_seq=None,
+            detail=detail,
         )
         await ctx.gap(gap)
     live = ctx.processor.books.get(ticker)

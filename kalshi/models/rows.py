@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 __all__ = [
+    "GAP_KINDS",
     "TABLE_COLUMNS",
     "DeltaRow",
     "GapRow",
@@ -117,6 +118,22 @@ class MarketRow(NamedTuple):
     payload: str  # the Market as JSON text
 
 
+GAP_KINDS: frozenset[str] = frozenset(
+    {
+        "seq_gap",  # a subscription's seq skipped (pipeline); expected_seq/got_seq say where
+        "book_invalid",  # a book that cannot be right: crossed (WS or REST), bad delta
+        "subscription_refused",  # the exchange refused a subscription (error reply)
+        "stopped",  # a connection stopped after a permanent close code (end_ts open)
+        "reconnect",  # a WebSocket session ended; start_ts..end_ts may lack frames
+        "outage",  # the gatherer itself was down (from its last stored frame to restart)
+        "backfill",  # a REST trade backfill stopped early (pagination repeat)
+        "merge_hole",  # dedup: no gatherer has this stretch of a market's order book
+    }
+)
+"""Every ``gaps.kind`` written (``tests/unit/test_gap_kinds.py`` checks the code emits
+exactly these)."""
+
+
 class GapRow(NamedTuple):
     start_ts: int  # last good moment (µs)
     end_ts: int | None  # when recovered (µs), None while open
@@ -124,9 +141,7 @@ class GapRow(NamedTuple):
     conn_id: int
     sid: int | None
     ticker: str | None
-    # seq_gap | reconnect | resnapshot | book_invalid | rest_mismatch | silence | backfill
-    # | subscription_refused | stopped
-    kind: str
+    kind: str  # one of GAP_KINDS
     expected_seq: int | None
     got_seq: int | None
     detail: str

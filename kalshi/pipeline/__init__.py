@@ -9,7 +9,7 @@ from kalshi.pipeline.frames import (
     book_json,
     trade_row,
 )
-from kalshi.pipeline.sink import RowChannel, RowSink
+from kalshi.pipeline.sink import RowChannel, RowSink, Sink
 
 __all__ = [
     "CONTROL_TYPES",
@@ -18,6 +18,7 @@ __all__ = [
     "Outcome",
     "RowChannel",
     "RowSink",
+    "Sink",
     "book_json",
     "trade_row",
 ]

@@ -11,7 +11,14 @@ import trio
 
 from kalshi.models.rows import Row
 
-__all__ = ["RowChannel", "RowSink"]
+__all__ = ["RowChannel", "RowSink", "Sink"]
+
+
+class Sink(Protocol):
+    """Where the pipeline's rows go: :class:`RowSink` (the store's writers), or replay's
+    JSON lines and CSV outputs. ``rows`` are ``(table, row)`` in the order to write them."""
+
+    async def put_all(self, rows: list[tuple[str, Row]]) -> None: ...
 
 
 class RowChannel(Protocol):
@@ -26,8 +33,9 @@ class RowChannel(Protocol):
 
 
 class RowSink:
-    """Hands rows to the writers' channels: ``send_nowait`` on the hot path, waiting only
-    when a channel is full (backpressure reaches the socket, nothing is dropped)."""
+    """The :class:`Sink` onto the writers' channels: ``send_nowait`` on the hot path,
+    waiting only when a channel is full (backpressure reaches the socket, nothing is
+    dropped)."""
 
     def __init__(self, channels: Mapping[str, RowChannel]) -> None:
         self.channels = channels

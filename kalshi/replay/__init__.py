@@ -7,7 +7,7 @@ or CSV. :func:`serve_recording` re-serves a journal as a Kalshi-compatible WebSo
 ``book_from_*`` answer ``kalshi snapshot``. See ``docs/replay.md``.
 """
 
-from kalshi.replay.core import Replayer, ReplayFilter, ReplayStats, RowsSink, replay, replay_into_db
+from kalshi.replay.core import Replayer, ReplayFilter, ReplayStats, replay, replay_into_db
 from kalshi.replay.output import CsvSink, JsonlSink
 from kalshi.replay.pointintime import (
     BookAt,
@@ -26,7 +26,6 @@ __all__ = [
     "ReplayFilter",
     "ReplayStats",
     "Replayer",
-    "RowsSink",
     "book_document",
     "book_from_db",
     "book_from_journal",

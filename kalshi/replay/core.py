@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import trio
@@ -23,7 +23,7 @@ from attrs import define, field, frozen
 from kalshi.config import GathererConfig
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import Row
-from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink
+from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
 from kalshi.replay.continuity import Continuity
 from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import Store, open_store
@@ -34,7 +34,6 @@ __all__ = [
     "ReplayFilter",
     "ReplayStats",
     "Replayer",
-    "RowsSink",
     "count_lines",
     "replay",
     "replay_into_db",
@@ -43,12 +42,6 @@ __all__ = [
 log = logging.getLogger("kalshi.replay")
 
 _READ_BATCH = 2000  # journal items read per worker-thread trip
-
-
-class RowsSink(Protocol):
-    """Where replayed rows go (:class:`kalshi.pipeline.RowSink` is one)."""
-
-    async def put_all(self, rows: list[tuple[str, Row]]) -> None: ...
 
 
 @frozen
@@ -208,7 +201,7 @@ def _next_batch(items: Iterator[JournalRecord | JournalProblem]) -> list[Any]:
 
 async def replay(
     items: Iterable[JournalRecord | JournalProblem],
-    sink: RowsSink,
+    sink: Sink,
     *,
     replayer: Replayer | None = None,
     speed: float | None = None,

@@ -45,13 +45,12 @@ from kalshi.models.book import BookDelta, BookSnapshot, Side
 from kalshi.models.frames import Message
 from kalshi.models.units import format_price, format_size
 from kalshi.replay.core import TYPE_CHANNEL, ReplayFilter
-from kalshi.wire import decode_ws
+from kalshi.wire import WS_PATH, decode_ws
 
 __all__ = ["WS_PATH", "serve_recording", "serve_stream"]
 
 log = logging.getLogger("kalshi.replay.serve")
 
-WS_PATH = "/trade-api/ws/v2"
 Source = Callable[[], Iterable[JournalRecord | JournalProblem]]
 
 _CHANNELS = frozenset(TYPE_CHANNEL.values())

@@ -37,8 +37,8 @@ from kalshi.errors import BookError, StoreError
 from kalshi.gather.registry import LIVE_STATUSES
 from kalshi.ports import free_port
 from kalshi.scale.procstat import cpu_seconds, peak_rss_mib, rss_mib
-from kalshi.soak.procs import Child, get_health
 from kalshi.store import Database, EmbeddedPostgres, connect_db, migrate
+from kalshi.testing.procs import Child, get_health
 from kalshi.testing.s3server import S3Server
 
 __all__ = ["run_scale"]
@@ -106,6 +106,10 @@ class _Samples:
         return self.all_books(name) and not any(
             t.get("queue", 0) or t.get("spool_rows", 0) for t in tables
         )
+
+    def live(self, names: list[str]) -> int:
+        """Markets the gatherers ``names`` (one gatherer's shards) hold as live together."""
+        return sum(((self.health.get(n) or {}).get("markets") or {}).get("live", 0) for n in names)
 
     def reconnects(self, name: str) -> int:
         conns = (self.health.get(name) or {}).get("connections") or []
@@ -261,12 +265,17 @@ async def _record(
                 await children[name].start()
             subscribed: dict[str, float] = {}
             books: dict[str, float] = {}
+            expected: int = doc["markets_live_at_exchange"]
+
+            def listed(name: str) -> bool:  # every live market listed by this gatherer's shards
+                return samples.live([n for n in names if n[:2] == name[:2]]) >= expected
+
             with trio.move_on_after(startup_limit):
                 while len(books) < len(names):
                     for name in names:
-                        if name not in subscribed and samples.all_live(name):
+                        if name not in subscribed and listed(name) and samples.all_live(name):
                             subscribed[name] = trio.current_time() - started
-                        if name not in books and samples.all_books(name):
+                        if name not in books and listed(name) and samples.all_books(name):
                             books[name] = trio.current_time() - started
                     await trio.sleep(0.2)
             doc["seconds_to_all_subscribed"] = {k: round(v, 1) for k, v in subscribed.items()}

@@ -15,7 +15,7 @@ Plan grammar (``kalshi sim --faults SPEC``)::
     KIND   := drop | drop_abrupt | close | silent | delay | skip_seq | repeat_seq
             | malformed | malformed_json | malformed_truncated | malformed_unknown_type
             | malformed_wrong_type | rest429 | rest5xx | refuse | stuck_cursor
-            | unanswered | bare_subscribed
+            | unanswered | bare_subscribed | cross_book
 
 ``ARG`` is a duration for silent, delay, rest429, rest5xx, refuse, stuck_cursor, unanswered
 and bare_subscribed (default 3s) and a
@@ -57,7 +57,13 @@ _TIMED: Final = frozenset(
 )
 _COUNTED: Final = frozenset({"skip_seq", "repeat_seq", "close"})
 _KINDS: Final = frozenset(
-    {"drop", "drop_abrupt", "malformed", *(f"malformed_{k}" for k in MALFORMED_KINDS)}
+    {
+        "drop",
+        "drop_abrupt",
+        "malformed",
+        "cross_book",
+        *(f"malformed_{k}" for k in MALFORMED_KINDS),
+    }
     | _TIMED
     | _COUNTED
 )
@@ -135,6 +141,14 @@ class Faults:
             session.send_malformed(kind)
         self.count("malformed", len(sessions))
         return len(sessions)
+
+    def cross_book(self) -> int:
+        """On every connection with an order-book subscription, one delta that crosses a
+        subscribed market's book (YES bid at the YES ask) and is never applied to the
+        truth: the book stays wrong until a snapshot (counted per delta sent)."""
+        sent = sum(session.send_crossing_delta() for session in self._sessions())
+        self.count("cross_book", sent)
+        return sent
 
     def next_malformed_kind(self) -> str:
         kind = MALFORMED_KINDS[self._malformed_next % len(MALFORMED_KINDS)]
@@ -260,6 +274,8 @@ def apply(step: FaultStep, faults: Faults) -> None:
         faults.drop_connections(abrupt=kind == "drop_abrupt")
     elif kind == "close":
         faults.drop_connections(code=int(arg))
+    elif kind == "cross_book":
+        faults.cross_book()
     elif kind == "silent":
         faults.go_silent(arg)
     elif kind == "delay":

@@ -20,13 +20,14 @@ from kalshi.models.market import MarketStatus
 from kalshi.models.trade import Trade
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
 from kalshi.sim.universe import MARKETS_PER_EVENT, SERIES, MarketInfo, Universe, is_combo
+from kalshi.wire.paths import REST_ROOT
 
 if TYPE_CHECKING:
     from kalshi.sim.server import SimExchange
 
 __all__ = ["API_ROOT", "TIERS", "RestApi"]
 
-API_ROOT: Final = "/trade-api/v2"
+API_ROOT: Final = REST_ROOT
 # Read budgets of the token-bucket model (RL): (refill tokens/s, capacity); 10 tokens a GET.
 TIERS: Final = {
     "basic": (200.0, 400.0),

@@ -215,6 +215,10 @@ class Exchange:
     def market_id(self, ticker: str) -> str:
         raise NotImplementedError
 
+    def now_ms(self) -> int:
+        """The exchange's time for a new message (ms; never earlier than the last one)."""
+        raise NotImplementedError
+
     def ticker_event(self, ticker: str) -> SimEvent | None:
         raise NotImplementedError
 
@@ -470,6 +474,36 @@ class Session:
         self.exchange.broker.remove(sub)
         self.subs.pop(sub.sid, None)
         self._error(0, code, sub)
+
+    def send_crossing_delta(self) -> bool:
+        """One order-book delta that crosses a subscribed market's book (a YES bid at its
+        YES ask), sent on its subscription with the next seq but never applied to the
+        truth: a glitch that only a fresh snapshot repairs. False when this session has no
+        subscribed market with a NO bid."""
+        for sub in self.subs.values():
+            if sub.channel != ORDERBOOK or sub.use_yes_price:
+                continue
+            for ticker in sorted(sub.tickers or ()):
+                book = self.exchange.truth.books.get(ticker)
+                if book is None or not book.no:
+                    continue
+                price = DOLLAR - max(book.no)  # the YES ask
+                ts_ms = self.exchange.now_ms()
+                body = {
+                    "market_ticker": ticker,
+                    "market_id": self.exchange.market_id(ticker),
+                    "price_dollars": format_price(price),
+                    "delta_fp": format_size(100),
+                    "side": "yes",
+                    "ts_ms": ts_ms,
+                }
+                self._push(
+                    _envelope(
+                        "orderbook_delta", orjson.dumps(body), sid=sub.sid, seq=sub.next_seq()
+                    )
+                )
+                return True
+        return False
 
     def _sid_for(self, channel: str) -> int:
         """The sid a frame of ``channel`` would carry on this session: that channel's

@@ -172,18 +172,18 @@ def record(
             book = books[name]
             rec.orderbook_snapshots.append(
                 SnapshotRow(
-                    at,
-                    None,
-                    at,
-                    gatherer_id,
-                    name,
-                    "ws",
-                    _levels_json(book.yes),
-                    _levels_json(book.no),
-                    conn.conn_id,
-                    frame_no,
-                    sid,
-                    seq,
+                    snapshot_ts=at,
+                    exchange_ts=None,
+                    received_at=at,
+                    gatherer_id=gatherer_id,
+                    ticker=name,
+                    source="ws",
+                    yes_bids=_levels_json(book.yes),
+                    no_bids=_levels_json(book.no),
+                    conn_id=conn.conn_id,
+                    frame_no=frame_no,
+                    sid=sid,
+                    seq=seq,
                 )
             )
 
@@ -205,16 +205,16 @@ def record(
             first, kind = ends[event.index]
             rec.gaps.append(
                 GapRow(
-                    last_good,
-                    received + 1,
-                    gatherer_id,
-                    conn.conn_id,
-                    sid,
-                    None,
-                    kind,
-                    None,
-                    None,
-                    f"missed events {first}..{event.index - 1}",
+                    start_ts=last_good,
+                    end_ts=received + 1,
+                    gatherer_id=gatherer_id,
+                    conn_id=conn.conn_id,
+                    sid=sid,
+                    ticker=None,
+                    kind=kind,
+                    expected_seq=None,
+                    got_seq=None,
+                    detail=f"missed events {first}..{event.index - 1}",
                 )
             )
             if kind == "reconnect":  # this frame was on the lost connection
@@ -227,56 +227,56 @@ def record(
         if event.kind == "delta":
             rec.orderbook_deltas.append(
                 DeltaRow(
-                    event.exchange_ts,
-                    received,
-                    gatherer_id,
-                    event.ticker,
-                    event.side,
-                    event.price,
-                    event.size,
-                    conn.conn_id,
-                    frame_no,
-                    sid,
-                    seq,
+                    exchange_ts=event.exchange_ts,
+                    received_at=received,
+                    gatherer_id=gatherer_id,
+                    ticker=event.ticker,
+                    side=event.side,
+                    price=event.price,
+                    size_delta=event.size,
+                    conn_id=conn.conn_id,
+                    frame_no=frame_no,
+                    sid=sid,
+                    seq=seq,
                 )
             )
         elif event.kind == "trade":
             rec.trades.append(
                 TradeRow(
-                    event.exchange_ts,
-                    received,
-                    gatherer_id,
-                    event.ticker,
-                    event.trade_id,
-                    event.price,
-                    event.size,
-                    event.side,
-                    False,
-                    "ws",
-                    conn.conn_id,
-                    frame_no,
-                    seq,
+                    exchange_ts=event.exchange_ts,
+                    received_at=received,
+                    gatherer_id=gatherer_id,
+                    ticker=event.ticker,
+                    trade_id=event.trade_id,
+                    price=event.price,
+                    size=event.size,
+                    taker_side=event.side,
+                    is_block_trade=False,
+                    source="ws",
+                    conn_id=conn.conn_id,
+                    frame_no=frame_no,
+                    seq=seq,
                 )
             )
         else:
             rec.tickers.append(
                 TickerRow(
-                    event.exchange_ts,
-                    received,
-                    gatherer_id,
-                    event.ticker,
-                    event.price,
-                    event.price + 1000,
-                    event.price,
-                    100 * event.index,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    conn.conn_id,
-                    frame_no,
+                    exchange_ts=event.exchange_ts,
+                    received_at=received,
+                    gatherer_id=gatherer_id,
+                    ticker=event.ticker,
+                    yes_bid=event.price,
+                    yes_ask=event.price + 1000,
+                    last_price=event.price,
+                    volume=100 * event.index,
+                    open_interest=None,
+                    dollar_volume=None,
+                    dollar_open_interest=None,
+                    yes_bid_size=None,
+                    yes_ask_size=None,
+                    last_trade_size=None,
+                    conn_id=conn.conn_id,
+                    frame_no=frame_no,
                 )
             )
         if event.index in ends:

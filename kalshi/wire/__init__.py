@@ -1,5 +1,6 @@
 """Pure codecs between Kalshi's JSON and our models: the only place that knows field names."""
 
+from kalshi.wire.paths import REST_ROOT, WS_PATH
 from kalshi.wire.rest import (
     decode_event,
     decode_events_page,
@@ -23,6 +24,8 @@ from kalshi.wire.ws import (
 
 __all__ = [
     "CHANNELS",
+    "REST_ROOT",
+    "WS_PATH",
     "decode_event",
     "decode_events_page",
     "decode_exchange_status",

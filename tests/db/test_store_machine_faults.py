@@ -77,7 +77,7 @@ async def test_spool_disk_full_while_the_database_is_down_loses_nothing(
             await trio.to_thread.run_sync(own_pg.stop)
             nursery.start_soon(send_rows, store, rows)
             # the spool fills, then memory reaches twice its bound: reading pauses
-            await wait_until(lambda: store.stats().paused)
+            await wait_until(lambda: store.stats().paused and not store.stats().db_up)
             stats = store.stats()
             assert (stats.db_up, stats.spool_ok) == (False, False)
             assert "No space left on device" in stats.spool_error

@@ -71,7 +71,9 @@ async def test_error_26_finds_the_cap_and_records_what_no_connection_takes(
 ) -> None:
     async with exchange(market_cap=2) as sim, trio.open_nursery() as nursery:
         sink, rows = collecting_sink(nursery)
-        ctx = context(sim, tmp_path, memory_connector(sim), sink)
+        ctx = context(
+            sim, tmp_path, memory_connector(sim), sink, **{"websocket.refusal_retry": "5s"}
+        )
         conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
         tickers = sorted(sim.engine.active_tickers[:4])
         conn.add(tickers)
@@ -91,6 +93,12 @@ async def test_error_26_finds_the_cap_and_records_what_no_connection_takes(
             "orderbook-0: orderbook_delta refused: 26 Subscription market limit exceeded"
         )
         assert ctx.gaps == {"subscription_refused": 2}
+        errors = ctx.processor.counts["error_reply"]
+        for _ in range(60):  # six retries over 30 s, each refused again: refused throughout
+            await trio.sleep(0.5)
+            assert conn.refused == {tickers[2]: 26, tickers[3]: 26}
+        assert ctx.processor.counts["error_reply"] == errors + 6  # one add each time
+        assert (len(rows["gaps"]), conn.sessions) == (2, 1)
         nursery.cancel_scope.cancel()
 
 

@@ -112,3 +112,39 @@ async def test_reconnects_back_off_exponentially_while_refused(
         assert len(gaps) >= len(caps)
         for gap, cap in zip(gaps, caps, strict=False):
             assert cap / 2 <= gap <= cap + 0.01, (gaps, caps)
+
+
+async def test_a_stall_of_our_own_loop_is_not_the_peer_going_silent(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """8 s pass without this process running a task (CPU starved, a long GC: issue 20 at
+    full scale): frames wait in the socket, the peer was never silent, so no reconnect."""
+    async with (
+        open_sim_exchange(
+            markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        channels = {}
+        for table in TABLE_COLUMNS:
+            send, receive = trio.open_memory_channel[Row](10_000)
+            channels[table] = send
+            nursery.start_soon(drain, receive)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim),
+            RowSink(channels),
+            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
+        )
+        conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
+        nursery.start_soon(conn.run)
+        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
+            await trio.sleep(0.01)
+        await trio.sleep(3)
+        messages = conn.messages
+        autojump_clock.jump(8)  # no task ran meanwhile: a stall of the whole process
+        await trio.sleep(3)
+        assert conn.messages > messages
+        assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
+        nursery.cancel_scope.cancel()

@@ -14,7 +14,7 @@ import trio.testing
 from kalshi.auth import Signer, load_private_key
 from kalshi.errors import PaginationError
 from kalshi.gather.registry import MarketRegistry
-from kalshi.gather.rest_tasks import relist_forever
+from kalshi.gather.rest_tasks import backfill_trades, relist_forever
 from kalshi.net import RestClient
 from kalshi.net.rest import Pages
 from kalshi.sim import open_sim_exchange
@@ -85,3 +85,37 @@ async def test_the_gatherer_starts_with_what_it_listed_and_logs_one_error(
                 f"{_cursor('m', 1000)!r} of an earlier page; stopped instead of looping"
             ]
             nursery.cancel_scope.cancel()
+
+
+async def test_a_backfill_whose_pages_loop_keeps_its_trades_and_writes_a_gap(
+    mock_clock: object, tmp_path: Path
+) -> None:
+    async with (
+        open_sim_exchange(
+            markets=40, active=10, rate=50.0, seed=6, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        sim.engine.pause()
+        while len(sim.truth.trades) < 2500:
+            sim.engine.step(200)
+        sink, rows = collecting_sink(nursery)
+        ctx = context(sim, tmp_path, None, sink)
+        sim.faults.stuck_cursor(3600)
+        send, windows = trio.open_memory_channel[tuple[int, int, object]](1)
+        start = min(t.exchange_ts for t in sim.truth.trades)
+        end = max(t.exchange_ts for t in sim.truth.trades)
+        async with RestClient(sim.rest_url, ctx.signer, rate=1000) as rest:
+            async with send:
+                await send.send((start, end, "window"))
+            await backfill_trades(ctx, rest, MarketRegistry("t1"), windows)
+        await trio.testing.wait_all_tasks_blocked()
+        newest = {t.trade_id for t in sim.truth.trades[-2000:]}  # REST: newest first
+        assert len(rows["trades"]) == 2000  # two pages: the first, then its repeat
+        assert {r[4] for r in rows["trades"]} == newest
+        gaps = rows["gaps"]
+        assert [(g[0], g[1], g[6]) for g in gaps] == [(start, end, "backfill")]
+        assert gaps[0][9].startswith(
+            "trade backfill stopped early: GET /markets/trades: page 2 repeated the cursor"
+        )
+        nursery.cancel_scope.cancel()

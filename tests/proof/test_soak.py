@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kalshi.soak import run_soak
+from benchmarks.soak import run_soak
 
 
 async def test_short_soak_loses_nothing(tmp_path: Path) -> None:

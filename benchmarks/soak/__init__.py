@@ -2,6 +2,6 @@
 an S3 server under a fault schedule, checked against the simulator's ground truth.
 See ``docs/reliability.md``."""
 
-from kalshi.soak.run import SoakReport, run_soak
+from benchmarks.soak.run import SoakReport, run_soak
 
 __all__ = ["SoakReport", "run_soak"]

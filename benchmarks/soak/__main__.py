@@ -1,4 +1,6 @@
-"""`kalshi soak`: the fault-injection soak (see docs/reliability.md)."""
+"""`python -m benchmarks.soak` (`just soak`): the fault-injection soak (see
+docs/reliability.md). Dev-only: it needs `weed` (SeaweedFS) and starts PostgreSQL, so it is
+not part of the installed package."""
 
 from __future__ import annotations
 
@@ -7,13 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import trio
-from cyclopts import Parameter
+from cyclopts import App, Parameter
+from rich.console import Console
 from rich.table import Table
 
-from kalshi.cli.app import app, console
+app = App(name="soak", help_flags=("--help", "-h"))
+console = Console()
 
 
-@app.command
+@app.default
 def soak(
     *,
     duration: Annotated[
@@ -30,7 +34,7 @@ def soak(
 
     Exits 1 on any loss, duplicate, wrong book or failed recovery.
     """
-    from kalshi.soak import run_soak
+    from benchmarks.soak import run_soak
 
     target = workdir or Path(tempfile.mkdtemp(prefix="kalshi-soak-"))
     report = trio.run(
@@ -63,3 +67,7 @@ def soak(
             console.print(f"[bold red]FAIL[/] {failure}")
         raise SystemExit(1)
     console.print("[bold green]PASS[/] no loss, no duplicate, every book equal to the exchange's")
+
+
+if __name__ == "__main__":
+    app()

@@ -24,8 +24,8 @@ from kalshi.dedup import production_books
 from kalshi.errors import BookError
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.ports import free_port
-from kalshi.soak.procs import Child, get_health
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
+from kalshi.testing.procs import Child, get_health
 from kalshi.testing.s3server import S3Server
 
 __all__ = ["SoakReport", "run_soak"]

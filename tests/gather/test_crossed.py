@@ -1,0 +1,59 @@
+"""A crossed book from the exchange (a delta that puts a YES bid at the YES ask and that the
+exchange's own book never had: the simulator's ``cross_book`` fault), through a connection
+on virtual time: counted per frame, one ``book_invalid`` gap row, and once the cross lasts
+past ``websocket.crossed_book_frames`` frames of the market, a resnapshot that repairs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from kalshi.gather.connection import Connection
+from kalshi.sim import open_sim_exchange
+from kalshi.testing import PINNED_START_US
+from kalshi.testing.memory import memory_connector
+from tests.gather.test_connection_timing import context
+from tests.gather.test_liveness import collecting_sink, wait_state
+
+
+async def test_a_crossing_delta_is_counted_recorded_and_resnapshotted(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with (
+        open_sim_exchange(
+            markets=10, active=1, rate=20.0, seed=12, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        sink, rows = collecting_sink(nursery)
+        ctx = context(
+            sim, tmp_path, memory_connector(sim), sink, **{"websocket.crossed_book_frames": 2}
+        )
+        conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
+        (ticker,) = sim.engine.active_tickers
+        conn.add([ticker])
+        nursery.start_soon(conn.run)
+        await wait_state(conn, "live")
+        processor = ctx.processor
+        while processor.books.get(ticker) != sim.truth.book(ticker):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        sim.engine.pause()
+        assert sim.faults.cross_book() == 1
+        while not processor.crossed:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        sim.engine.resume()  # the market's next frames: the cross lasts past 2 of them
+        while ctx.resnapshots == 0:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        sim.engine.pause()
+        while processor.books.get(ticker) != sim.truth.book(ticker):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        assert processor.counts["crossed_book_frames"] == 3
+        assert ticker not in processor.stale and processor.crossed == {}
+        gaps = rows["gaps"]
+        assert [(g[5], g[6]) for g in gaps] == [(ticker, "book_invalid")]
+        assert "crossed book: yes bid" in gaps[0][9]
+        assert ctx.resnapshots == 1
+        assert sim.truth.faults_injected["cross_book"] == 1
+        nursery.cancel_scope.cancel()
