@@ -218,12 +218,20 @@ class Deduplicator:
         for gatherer in reachable:
             high = self._state[gatherer.id].high_water
             assert high is not None
-            # A live gatherer has written everything it received before `settled`; one far
-            # behind may still write older rows, so its cursor stays at its newest row.
-            horizon = settled if gatherer.id in live else min(high, settled)
+            # A live gatherer has written everything it received before `settled` (by its
+            # own clock); one far behind may still write older rows, so its cursor stays at
+            # its newest row.
+            own = self._settled_for(gatherer, settled)
+            horizon = own if gatherer.id in live else min(high, own)
             horizon = self._complete(gatherer, horizon)
             for table in KEYED.values():
                 await self._copy_keyed(production, gatherer, table, horizon, report)
+
+    def _settled_for(self, gatherer: GathererDb, settled: int) -> int:
+        """``settled`` (our clock) in ``gatherer``'s clock, which stamps its receipts: shifted
+        by its measured offset from the exchange (:meth:`GathererDb.measure_offset`), so a
+        clock ahead of ours does not hide its newest rows."""
+        return settled + max(0, self._book_readers[gatherer.id].offset[0])
 
     def _complete(self, gatherer: GathererDb, horizon: int) -> int:
         """``horizon`` capped by the gatherer's watermark (rows still on their way, e.g.

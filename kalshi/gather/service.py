@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -30,6 +31,7 @@ from kalshi.errors import StoreError
 from kalshi.gather import metrics
 from kalshi.gather.context import Backfill, GatherContext, RowSink
 from kalshi.gather.layout import Layout
+from kalshi.gather.recovery import last_frames
 from kalshi.gather.registry import MarketRegistry, parse_shard
 from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
 from kalshi.http import Endpoints, serve_endpoints
@@ -39,13 +41,14 @@ from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
 from kalshi.store import Store, open_store
-from kalshi.store.recovery import last_run
+from kalshi.store.recovery import LastRun, last_run
 
 __all__ = ["Gatherer"]
 
 log = logging.getLogger("kalshi.gather")
 
 _BACKFILL_WINDOWS = 1024
+_LIFECYCLE_CHANNELS = ("market_lifecycle_v2", "multivariate_market_lifecycle")
 _USER_CONNECTION_LIMIT = 200  # kalshi-api.md §2.6
 
 
@@ -165,8 +168,7 @@ class Gatherer:
             # abandoned when cancelled: a hung database cannot hold a shutdown
             last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
         except StoreError as exc:
-            log.warning("cannot tell where the previous run stopped (no outage recorded): %s", exc)
-            return
+            last = await self._last_journaled(exc)
         if not last.ran:
             return
         starts = {
@@ -182,6 +184,29 @@ class Gatherer:
                 seen.add(conn.channel)
                 conn.resume_from = starts[conn.channel]
         log.info("previous run stopped; outage from %s", starts)
+
+    async def _last_journaled(self, exc: StoreError) -> LastRun:
+        """Where the previous run stopped by its journal (the database is unreadable)."""
+        cfg = self.cfg
+        frames: dict[str, int] = {}
+        if cfg.journal.enabled:
+            frames = await trio.to_thread.run_sync(
+                last_frames, Path(cfg.journal.dir), cfg.gatherer_id
+            )
+        if not frames:
+            log.warning("cannot tell where the previous run stopped (no outage recorded): %s", exc)
+            return LastRun(None, None, None, None, None)
+        log.warning(
+            "database unreadable at start (%s); the previous run's end from its journal", exc
+        )
+        lifecycle = [frames[c] for c in _LIFECYCLE_CHANNELS if c in frames]
+        return LastRun(
+            frames.get("trade"),
+            frames.get("orderbook_delta"),
+            frames.get("ticker"),
+            max(lifecycle) if lifecycle else None,
+            None,
+        )
 
     async def committed(self) -> None:
         """Return once every trade backfill due so far has handed its rows to the store and

@@ -29,6 +29,8 @@ __all__ = [
     "Response",
     "json_response",
     "open_http_listeners",
+    "read_request",
+    "send_response",
     "serve_http",
     "serve_http_listeners",
 ]
@@ -142,7 +144,8 @@ class _Server:
             async with stream:
                 conn = h11.Connection(h11.SERVER, _MAX_HEAD)
                 if self._open > _MAX_CONNECTIONS:
-                    await _send(stream, conn, _error(503, "too many connections"), close=True)
+                    busy = _error(503, "too many connections")
+                    await send_response(stream, conn, busy, close=True)
                     await _linger(stream)
                     return
                 await self._serve(stream, conn)
@@ -158,19 +161,20 @@ class _Server:
             request: h11.Request | None = None
             try:
                 with trio.move_on_after(_READ_TIMEOUT):
-                    request = await _read_request(stream, conn)
+                    request = await read_request(stream, conn)
             except h11.RemoteProtocolError as exc:
-                await _send(stream, conn, _error(exc.error_status_hint, str(exc)), close=True)
+                bad = _error(exc.error_status_hint, str(exc))
+                await send_response(stream, conn, bad, close=True)
                 await _linger(stream)
                 return
             except _Rejected as exc:
-                await _send(stream, conn, _error(exc.status, str(exc)), close=True)
+                await send_response(stream, conn, _error(exc.status, str(exc)), close=True)
                 await _linger(stream)
                 return
             if request is None:
                 return  # a clean EOF, or no whole request within the deadline
             response = await self._dispatch(request)
-            await _send(stream, conn, response, close=False, head=request.method == b"HEAD")
+            await send_response(stream, conn, response, close=False, head=request.method == b"HEAD")
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
@@ -208,20 +212,24 @@ def _error(status: int, message: str) -> Response:
     return json_response(status, {"error": message})
 
 
-async def _read_request(stream: trio.SocketStream, conn: h11.Connection) -> h11.Request | None:
-    """The next complete request (its body read and dropped), or None at a clean EOF."""
+async def read_request(
+    stream: trio.abc.Stream, conn: h11.Connection, *, max_body: int | None = _MAX_BODY
+) -> h11.Request | None:
+    """The next complete request on ``conn`` (its body read and dropped), or None at a
+    clean EOF. Raises ``h11.RemoteProtocolError`` on a malformed request and an HTTP 413
+    error (``status`` 413) on a body over ``max_body`` bytes (None: unbounded)."""
     request: h11.Request | None = None
     body = 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(_CHUNK))
+            conn.receive_data(bytes(await stream.receive_some(_CHUNK)))
         elif isinstance(event, h11.Request):
             request = event
         elif isinstance(event, h11.Data):
             body += len(event.data)
-            if body > _MAX_BODY:
-                raise _Rejected(413, f"request body over {_MAX_BODY} bytes")
+            if max_body is not None and body > max_body:
+                raise _Rejected(413, f"request body over {max_body} bytes")
         elif isinstance(event, h11.EndOfMessage):
             return request
         else:  # ConnectionClosed between requests
@@ -242,14 +250,19 @@ async def _linger(stream: trio.SocketStream) -> None:
             drained += len(chunk)
 
 
-async def _send(
-    stream: trio.SocketStream,
+async def send_response(
+    stream: trio.abc.Stream,
     conn: h11.Connection,
     response: Response,
     *,
-    close: bool,
+    close: bool = False,
     head: bool = False,
+    write_timeout: float = _WRITE_TIMEOUT,
 ) -> None:
+    """Send ``response`` on ``conn`` (``content-length``, ``cache-control: no-store``,
+    ``connection: close`` when ``close``; no body for ``head``), giving up silently after
+    ``write_timeout`` seconds (a client that does not read). Nothing is sent when ``conn``
+    cannot answer now."""
     if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
     headers = [
@@ -260,7 +273,7 @@ async def _send(
     ]
     if close:
         headers.append(("connection", "close"))
-    with trio.move_on_after(_WRITE_TIMEOUT):
+    with trio.move_on_after(write_timeout):
         start = h11.Response(
             status_code=response.status, headers=headers, reason=_reason(response.status)
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import random
 import socket
 import struct
@@ -38,7 +39,7 @@ from kalshi.auth import (
 )
 from kalshi.book import OrderBook
 from kalshi.clock import WallClock, system_wall_us
-from kalshi.http.server import Request, Response
+from kalshi.http.server import Request, Response, read_request, send_response
 from kalshi.sim.engine import Engine
 from kalshi.sim.faults import FaultPlan, Faults
 from kalshi.sim.rest import API_ROOT, TOO_MANY, RestApi
@@ -405,30 +406,11 @@ def _unauthorized(problem: str, now_us: int) -> Response:
 
 
 async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Request | None:
-    request: h11.Request | None = None
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(bytes(await stream.receive_some(65536)))
-        elif isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.EndOfMessage):
-            return request
-        elif isinstance(event, h11.Data):
-            continue
-        else:
-            return None
+    return await read_request(stream, conn, max_body=None)
 
 
 async def _send(stream: trio.abc.Stream, conn: h11.Connection, response: Response) -> None:
-    headers = [
-        ("content-type", response.content_type),
-        ("content-length", str(len(response.body))),
-        *response.headers,
-    ]
-    data = conn.send(h11.Response(status_code=response.status, headers=headers))
-    data += conn.send(h11.Data(data=response.body)) + conn.send(h11.EndOfMessage())
-    await stream.send_all(data)
+    await send_response(stream, conn, response, write_timeout=math.inf)
 
 
 @asynccontextmanager

@@ -230,3 +230,34 @@ async def test_gatherer_clocks_off_by_minutes_lose_nothing(
     finally:
         dedup.close()
     assert_production_is_truth(production, truth, MISSES)
+
+
+async def test_once_right_after_a_gatherer_with_a_clock_ahead_stopped_copies_every_trade(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # Issue 18 item 6: with a gatherer clock 20 s ahead, `dedup --once` left out the trades
+    # it received in the last 20 s (by its clock): they looked newer than the
+    # deduplicator's now. The keyed tables now settle in the gatherer's own clock.
+    from kalshi.testing.scripted import record
+
+    truth = make_truth(11, events=320)
+    misses = _only(MISSES, "g0")
+    rec = record(truth, "g0", misses["g0"], conn_base=1, latency_us=600 + 20_000_000)
+    urls = await write_all(make_db, [rec], tmp_path)
+    last = max(e.exchange_ts for e in truth.deltas())
+    production = make_db()
+    dedup = Deduplicator(
+        dedup_config(production, urls, batch_size=37), wall_us=lambda: last + 1_000_000
+    )
+    try:
+        await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    lists = list(misses.values())
+    with connect_db(production) as db:
+        trades = [t for (t,) in db.query("SELECT trade_id FROM trades ORDER BY trade_id")]
+        tickers = db.query("SELECT ticker, exchange_ts, volume FROM tickers ORDER BY 1, 2, 3")
+    assert trades == sorted(e.trade_id for e in covered(truth, lists, "trade"))
+    assert tickers == sorted(
+        (e.ticker, e.exchange_ts, 100 * e.index) for e in covered(truth, lists, "ticker")
+    )

@@ -14,10 +14,12 @@ import httpx
 import trio
 import yaml
 
+from kalshi.gather.recovery import last_frames
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US, free_port
 from tests.gather.support import db_books, wait_for
+from tests.replay.replay_support import BASE_US, GATHERER, scripted_session, write_journal
 
 CHANNELS = ("orderbook_delta", "trade", "ticker", "market_lifecycle_v2")
 
@@ -152,3 +154,16 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
     books = db_books(db_url)
     for ticker in sim.engine.active_tickers:
         assert books[ticker] == truth.book(ticker), ticker
+
+
+async def test_without_its_database_the_previous_end_comes_from_the_journal(
+    tmp_path: Path,
+) -> None:
+    # The fallback when the database cannot be read at start: the last frame received
+    # per channel in the newest journal files.
+    await write_journal(tmp_path / "journal", scripted_session())
+    assert last_frames(tmp_path / "journal", GATHERER) == {
+        "orderbook_delta": BASE_US + 900,  # frame 9 of the order-book connection
+        "trade": BASE_US + 350,  # frame 3 of the trade connection
+    }
+    assert last_frames(tmp_path / "journal", "someone-else") == {}
