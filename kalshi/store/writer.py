@@ -184,8 +184,11 @@ class _TableWriter:
         return number
 
     def abandon(self, number: int) -> None:
-        """The send of ``number`` did not happen (the channel was full, or it was cancelled)."""
+        """The send of ``number`` did not happen (the channel was full, or it was cancelled).
+
+        May raise what :meth:`committed_through` returns, so waiters are woken."""
         self.unreceived.pop(number, None)
+        self._progressed()
 
     def committed_through(self) -> int:
         """The highest ``n`` such that every row numbered ``n`` or lower was acknowledged by

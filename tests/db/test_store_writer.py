@@ -419,7 +419,8 @@ _CHILD = textwrap.dedent(
     from kalshi.store import open_store
 
     spool, count = sys.argv[1], int(sys.argv[2])
-    w = WriterConfig(100, Duration(0.01))
+    # No flush timer: batches seal at exactly 100 rows, so the file count is exact.
+    w = WriterConfig(100, Duration(3600))
     cfg = GathererConfig(
         writers=WritersConfig(trades=w),
         spool=SpoolConfig(dir=spool, memory_rows=0, dead_letter_dir=spool + "-dead"),
