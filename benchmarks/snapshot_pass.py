@@ -4,20 +4,20 @@ market of a 250 000-market simulator fetched 100 books per request
 at 10 a request, §4.9), the simulator enforcing the same token bucket. Writes
 ``benchmarks/results/snapshot-pass.json``.
 
-    python benchmarks/snapshot_pass.py [MARKETS] [RATE]
+    python benchmarks/snapshot_pass.py [--markets N] [--rate RPS] [--smoke] [--results DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
 
-import orjson
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine
+from _common import Results, add_common
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.gather.rest_tasks import ORDERBOOKS_PER_REQUEST
@@ -26,7 +26,8 @@ from kalshi.sim import open_sim_exchange
 from kalshi.testing import PINNED_START_US
 
 
-async def run(markets: int, rate: float) -> dict[str, object]:
+async def run(markets: int, rate: float) -> tuple[int, int, int, float]:
+    """One pass; returns (books, requests, retries after 429 or 5xx, seconds)."""
     async with open_sim_exchange(
         markets=markets, active=50, rate=50.0, seed=1, port=0, start_us=PINNED_START_US,
         tier="basic",
@@ -40,25 +41,27 @@ async def run(markets: int, rate: float) -> dict[str, object]:
             for i in range(0, len(tickers), ORDERBOOKS_PER_REQUEST):
                 books += len(await rest.orderbooks(tickers[i : i + ORDERBOOKS_PER_REQUEST]))
             took = time.perf_counter() - start
-            return {
-                "machine": machine(),
-                "markets": markets,
-                "books": books,
-                "rate_limit_rps": rate,
-                "requests": rest.requests,
-                "retries_429_or_5xx": rest.retries,
-                "pass_seconds": round(took, 1),
-                "budget_seconds": markets / ORDERBOOKS_PER_REQUEST / rate,
-            }
+            return books, rest.requests, rest.retries, took
 
 
 def main() -> None:
-    markets = int(sys.argv[1]) if len(sys.argv) > 1 else 250_000
-    rate = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
-    result = trio.run(run, markets, rate)
-    out = Path(__file__).parent / "results" / "snapshot-pass.json"
-    out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(orjson.dumps(result).decode())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markets", type=int, default=250_000)
+    parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    add_common(parser)
+    args = parser.parse_args()
+    markets = 2_000 if args.smoke else args.markets
+    books, requests, retries, took = trio.run(run, markets, args.rate)
+    results = Results(
+        "snapshot-pass",
+        {"markets": markets, "rate_limit_rps": args.rate, "per_request": ORDERBOOKS_PER_REQUEST},
+    )
+    results.table(
+        "One snapshot-poller pass at the Basic tier's read budget",
+        ["books", "requests", "retries (429 or 5xx)", "pass (s)", "budget (s)"],
+        [[books, requests, retries, round(took, 1), markets / ORDERBOOKS_PER_REQUEST / args.rate]],
+    )
+    results.write(args.results)
 
 
 if __name__ == "__main__":
