@@ -1,4 +1,4 @@
-"""`just scale`: the whole system at full size (kalshi.scale), measured; writes
+"""`just scale`: the whole system at full size (benchmarks/fullscale), measured; writes
 benchmarks/results/scale/scale.json and the table between the ``scale:begin`` / ``scale:end``
 markers of docs/scaling.md.
 
@@ -22,8 +22,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine
-
-from kalshi.scale import run_scale
+from fullscale import run_scale
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "scaling.md"

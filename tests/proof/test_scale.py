@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kalshi.scale import run_scale
+from benchmarks.fullscale import run_scale
 
 
 async def test_twenty_thousand_markets_for_two_minutes(tmp_path: Path) -> None:

@@ -36,10 +36,11 @@ from kalshi.dedup import production_books
 from kalshi.errors import BookError, StoreError
 from kalshi.gather.registry import LIVE_STATUSES
 from kalshi.ports import free_port
-from kalshi.scale.procstat import cpu_seconds, peak_rss_mib, rss_mib
 from kalshi.store import Database, EmbeddedPostgres, connect_db, migrate
 from kalshi.testing.procs import Child, get_health
 from kalshi.testing.s3server import S3Server
+
+from .procstat import cpu_seconds, peak_rss_mib, rss_mib
 
 __all__ = ["run_scale"]
 

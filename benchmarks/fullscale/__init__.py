@@ -1,6 +1,6 @@
 """The scale run (``just scale``, ``benchmarks/scale.py``): the whole system at full size,
 measured and checked against the simulator's truth (docs/scaling.md)."""
 
-from kalshi.scale.run import run_scale
+from .run import run_scale
 
 __all__ = ["run_scale"]
