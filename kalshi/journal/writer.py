@@ -97,6 +97,7 @@ class JournalWriter:
         self.pressure_records = 0
         self.files_uploaded = 0
         self.upload_gave_up: list[Path] = []
+        self._upload_progress = trio.Event()  # set (and replaced) after every upload outcome
         self._upload_send, self._upload_recv = trio.open_memory_channel[Path](math.inf)
         self._upload_pending: set[Path] = set()
         self._upload_delay: dict[Path, Backoff] = {}
@@ -361,12 +362,23 @@ class JournalWriter:
                 )
                 delay = later.next()
                 nursery.start_soon(self._retry_upload_later, path, delay)
+                self._upload_done()
                 continue
             await trio.to_thread.run_sync(self._record_uploaded, path)
             self._upload_delay.pop(path, None)
             self._upload_pending.discard(path)
             metrics.UPLOAD_BACKLOG.set(len(self._upload_pending))
             self.files_uploaded += 1
+            self._upload_done()
+
+    async def upload_progress(self) -> None:
+        """Return after the next upload outcome: a file uploaded (``files_uploaded``) or its
+        attempts used up (``upload_gave_up``). Callers loop on their own condition."""
+        await self._upload_progress.wait()
+
+    def _upload_done(self) -> None:
+        self._upload_progress.set()
+        self._upload_progress = trio.Event()
 
     async def _retry_upload_later(self, path: Path, delay: float) -> None:
         await trio.sleep(delay)

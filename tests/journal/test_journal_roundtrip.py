@@ -97,7 +97,7 @@ async def test_round_trip_through_files(tmp_path: Path, compress: bool) -> None:
             for n, raw in enumerate([DELTA, DELTA.encode(), GARBAGE, HUGE, b""], start=1):
                 writer.record_frame(5, n, "in", 10 + n, 20 + n, raw)
                 frames.append((n, 10 + n, "in", raw if isinstance(raw, bytes) else raw.encode()))
-                await trio.sleep(0.06)
+                await writer.flush()  # one flush (one zstd frame) per record
             writer.record_marker(5, "resnapshot", 40, 41, ticker="A")
             writer.record_marker(5, "gap", 42, 43, sid=2, expected=4, got=6)
             writer.record_marker(5, "disconnect", 50, 51, reason="silence")

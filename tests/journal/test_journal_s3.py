@@ -46,8 +46,8 @@ async def test_closed_files_are_uploaded_and_read_back(tmp_path: Path, s3_server
             for n in range(10, 20):
                 writer.record_frame(1, n, "in", n, n, frame % n)
             await writer.flush()
-            while writer.files_uploaded < len(writer.files_closed):  # noqa: ASYNC110  # boto3 runs in a thread
-                await trio.sleep(0.05)
+            while writer.files_uploaded < len(writer.files_closed):
+                await writer.upload_progress()
             nursery.cancel_scope.cancel()
     client = s3_server.client()
     keys = sorted(
@@ -100,8 +100,8 @@ async def test_a_failing_upload_does_not_stop_the_recording(
             writer.record_frame(1, 1, "in", 1, 1, b"{}")
             writer.record_frame(1, 2, "in", 2, 2, b"{}")
             await writer.flush()
-            while not writer.upload_gave_up:  # noqa: ASYNC110  # boto3 runs in a thread
-                await trio.sleep(0.05)
+            while not writer.upload_gave_up:
+                await writer.upload_progress()
             writer.record_frame(1, 3, "in", 3, 3, b"{}")
             nursery.cancel_scope.cancel()
     assert writer.upload_gave_up == writer.files_closed[:1]
@@ -130,8 +130,8 @@ async def test_files_an_earlier_run_could_not_upload_are_uploaded_by_the_next(
             for n in range(1, 8):
                 wrong.record_frame(1, n, "in", n, n, b"{}")
             await wrong.flush()
-            while len(wrong.upload_gave_up) < 6:  # noqa: ASYNC110  # boto3 runs in a thread
-                await trio.sleep(0.05)
+            while len(wrong.upload_gave_up) < 6:
+                await wrong.upload_progress()
             assert wrong.upload_backlog == 6
             nursery.cancel_scope.cancel()
     files = sorted(wrong.files_closed)
@@ -142,8 +142,8 @@ async def test_files_an_earlier_run_could_not_upload_are_uploaded_by_the_next(
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(fixed.run)
-            while fixed.files_uploaded < 7:  # noqa: ASYNC110  # boto3 runs in a thread
-                await trio.sleep(0.05)
+            while fixed.files_uploaded < 7:
+                await fixed.upload_progress()
             assert fixed.upload_backlog == 0
             nursery.cancel_scope.cancel()
     root = Path(cfg.dir)
