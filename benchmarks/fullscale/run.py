@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import resource
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +36,7 @@ from kalshi.errors import BookError, StoreError
 from kalshi.gather.registry import LIVE_STATUSES
 from kalshi.ports import free_port
 from kalshi.store import Database, EmbeddedPostgres, connect_db, migrate
-from kalshi.testing.procs import Child, get_health
+from kalshi.testing.procs import Child, get_health, scratch_dir
 from kalshi.testing.s3server import S3Server
 
 from .procstat import cpu_seconds, peak_rss_mib, rss_mib
@@ -56,13 +55,6 @@ def gatherer_names(shards: int) -> list[str]:
 
 
 _SAMPLE = 1.0  # seconds between two samples
-
-
-def _scratch(prefix: str) -> Path:
-    """A directory the unprivileged PostgreSQL user can reach (as root it runs as nobody)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -149,7 +141,7 @@ async def run_scale(
     failures: list[str] = doc["failures"]
     names = gatherer_names(shards)
     servers = {
-        name: EmbeddedPostgres(_scratch(f"kalshi-scale-{name}-") / "pg") for name in REPLICAS
+        name: EmbeddedPostgres(scratch_dir(f"kalshi-scale-{name}-") / "pg") for name in REPLICAS
     }
     for pg in servers.values():
         await trio.to_thread.run_sync(pg.start)

@@ -8,7 +8,6 @@ Everything is real: the simulator (in this process), two ``kalshi gather`` proce
 from __future__ import annotations
 
 import signal
-import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ from kalshi.errors import BookError
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.ports import free_port
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
-from kalshi.testing.procs import Child, get_health
+from kalshi.testing.procs import Child, get_health, scratch_dir
 from kalshi.testing.s3server import S3Server
 
 __all__ = ["SoakReport", "run_soak"]
@@ -83,13 +82,6 @@ class _Monitor:
         return (doc.get("markets") or {}).get("stale", 1) == 0 and not queued
 
 
-def _scratch(prefix: str) -> Path:
-    """A directory the unprivileged PostgreSQL user can reach (as root it runs as nobody)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
-
-
 async def run_soak(
     workdir: Path,
     duration: float = 60.0,
@@ -106,7 +98,7 @@ async def run_soak(
 
     await trio.to_thread.run_sync(lambda: workdir.mkdir(parents=True, exist_ok=True))
     report = SoakReport()
-    pg = EmbeddedPostgres(_scratch("kalshi-soak-pg-") / "pg")
+    pg = EmbeddedPostgres(scratch_dir("kalshi-soak-pg-") / "pg")
     await trio.to_thread.run_sync(pg.start)
     s3 = S3Server(workdir / "s3")
     children: dict[str, Child] = {}

@@ -1,17 +1,27 @@
-"""Child processes of the soak: a ``kalshi`` command with its log, stoppable with any signal,
-and its peak memory read from ``/proc`` while it runs."""
+"""Child processes of the soak and the scale run: a ``kalshi`` command with its log, stoppable
+with any signal, and its peak memory read from ``/proc`` while it runs; their scratch
+directories."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 import trio
 
-__all__ = ["Child", "get_health"]
+__all__ = ["Child", "get_health", "scratch_dir"]
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new directory the unprivileged PostgreSQL user can reach (as root the embedded
+    server runs as nobody)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
 
 
 class Child:
