@@ -47,9 +47,11 @@ def test_lock_timeout_fails_a_write_to_a_locked_table_as_unavailable(db_url: str
     try:
         with holder.transaction():
             holder.execute("LOCK TABLE trades IN ACCESS EXCLUSIVE MODE")
-            with pytest.raises(DatabaseUnavailable, match="lock timeout"):
-                with writer.transaction():
-                    writer.insert_skipping("trades", [_trade(1)])
+            with (
+                pytest.raises(DatabaseUnavailable, match="lock timeout"),
+                writer.transaction(),
+            ):
+                writer.insert_skipping("trades", [_trade(1)])
     finally:
         holder.close()
         writer.close()
