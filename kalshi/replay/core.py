@@ -321,7 +321,7 @@ async def replay_into_db(
             dead_letter_dir=str(Path(spool.dead_letter_dir) / "replay"),
         ),
     )
-    async with open_store(url, cfg, watermark=False) as store:  # historical rows
+    async with open_store(url, cfg.store, watermark=False) as store:  # historical rows
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
             stats = await replay(

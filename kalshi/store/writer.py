@@ -35,7 +35,7 @@ import trio
 from attrs import frozen
 
 from kalshi.clock import WallClock, system_wall_us
-from kalshi.config import GathererConfig, WriterConfig
+from kalshi.config import StoreConfig, WriterConfig
 from kalshi.errors import DatabaseUnavailable, StoreError
 from kalshi.models.rows import Row
 from kalshi.retry import Backoff
@@ -577,7 +577,7 @@ class Store:
     def __init__(
         self,
         url: str,
-        cfg: GathererConfig,
+        cfg: StoreConfig,
         *,
         watermark: bool = True,
         wall_us: WallClock = system_wall_us,
@@ -595,9 +595,9 @@ class Store:
         self._released = trio.Event()
         self._pool = ConnectionPool(
             url,
-            cfg.timescaledb.max_connections,
-            statement_timeout=float(cfg.timescaledb.statement_timeout),
-            lock_timeout=float(cfg.timescaledb.lock_timeout),
+            cfg.database.max_connections,
+            statement_timeout=float(cfg.database.statement_timeout),
+            lock_timeout=float(cfg.database.lock_timeout),
         )
         dead = DeadLetters(Path(cfg.spool.dead_letter_dir), wall_us=wall_us)
         self.dead_letters = dead
@@ -770,7 +770,7 @@ class Store:
 @asynccontextmanager
 async def open_store(
     url: str,
-    cfg: GathererConfig,
+    cfg: StoreConfig,
     *,
     watermark: bool = True,
     wall_us: WallClock = system_wall_us,

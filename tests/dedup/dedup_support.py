@@ -31,7 +31,7 @@ async def write_recording(url: str, rec: Recording, spool: Path) -> None:
         spool=SpoolConfig(dir=str(spool / "spool"), dead_letter_dir=str(spool / "dead")),
     )
     with trio.fail_after(60):
-        async with open_store(url, cfg, watermark=False) as store:  # scripted history
+        async with open_store(url, cfg.store, watermark=False) as store:  # scripted history
             for table, rows in rec.tables().items():
                 async with store.sender(table) as send:
                     for row in rows:

@@ -168,7 +168,7 @@ async def test_rows_received_late_reach_production_exactly_once(
     )
     try:
         for rows, at in arrivals:
-            async with open_store(gatherer, cfg, watermark=False) as store:
+            async with open_store(gatherer, cfg.store, watermark=False) as store:
                 for row in rows:
                     table = "trades" if isinstance(row, TradeRow) else "tickers"
                     async with store.sender(table) as send:

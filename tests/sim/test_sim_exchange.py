@@ -89,9 +89,9 @@ async def test_a_settled_market_has_no_quotes_and_trades_come_newest_first(
         ex.settle_market(ticker, "no")
         signer = Signer(ex.key_id, load_private_key(ex.private_key_pem.decode()))
         async with RestClient(ex.rest_url, signer, rate=1000) as rest:
-            market = (await rest.get(f"/markets/{ticker}"))["market"]
-            book = (await rest.get(f"/markets/{ticker}/orderbook"))["orderbook_fp"]
-            trades = (await rest.get("/markets/trades", {"limit": 1000}))["trades"]
+            market = orjson.loads(await rest.get(f"/markets/{ticker}"))["market"]
+            book = orjson.loads(await rest.get(f"/markets/{ticker}/orderbook"))["orderbook_fp"]
+            trades = orjson.loads(await rest.get("/markets/trades", {"limit": 1000}))["trades"]
         assert (market["status"], market["yes_bid_dollars"], market["yes_ask_dollars"]) == (
             "finalized",
             "0.0000",
