@@ -20,7 +20,7 @@ import attrs
 import trio
 from attrs import define, field, frozen
 
-from kalshi.config import GathererConfig
+from kalshi.config import StoreConfig
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import Row
 from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
@@ -295,13 +295,14 @@ async def _process(
 async def replay_into_db(
     items: Iterable[JournalRecord | JournalProblem],
     url: str,
-    cfg: GathererConfig,
+    cfg: StoreConfig,
     *,
     replayer: Replayer | None = None,
     speed: float | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ReplayStats:
-    """:func:`replay` into the database at ``url`` (migrated) through the batch writers.
+    """:func:`replay` into the database at ``url`` (migrated) through the batch writers,
+    configured by ``cfg`` (a gatherer config's :attr:`~kalshi.config.GathererConfig.store`).
 
     The writers use ``<spool.dir>/replay`` and ``<spool.dir.dead_letter_dir>/replay`` so a
     replay can run next to a gatherer sharing the config. Rows already stored are skipped
@@ -321,7 +322,7 @@ async def replay_into_db(
             dead_letter_dir=str(Path(spool.dead_letter_dir) / "replay"),
         ),
     )
-    async with open_store(url, cfg.store, watermark=False) as store:  # historical rows
+    async with open_store(url, cfg, watermark=False) as store:  # historical rows
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
             stats = await replay(
