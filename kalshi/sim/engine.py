@@ -152,6 +152,9 @@ class Engine:
         self._added = 0
         self._churns = 0
         self._last_ms = 0  # exchange times never go back (kalshi-api.md §2.4, issue 15)
+        # Settling looks markets up by ticker: index them now, not in the middle of a run
+        # (building the index takes seconds at 250 000 markets, a stall clients see).
+        universe.build_index()
         open_count = 0
         for i in range(min(universe.size, active * 2 + 16)):
             if open_count >= active:
