@@ -186,6 +186,7 @@ async def run_scale(
         await trio.to_thread.run_sync(s3.start)
         s3.create_bucket(BUCKET)
         await sim.start()
+        doc["sim_niceness"] = sim.priority
         doc["markets_live_at_exchange"] = sim.markets_live
         await _record(sim, names, urls, workdir, s3, children, doc, startup_limit, minutes, say)
         status, active_books = await sim.finish(workdir / "books.json")

@@ -26,7 +26,6 @@ faults act there.
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 import struct
 from collections import deque
@@ -62,8 +61,6 @@ __all__ = [
     "envelope",
     "ws_frame",
 ]
-
-log = logging.getLogger("kalshi.http.ws")
 
 HEARTBEAT_INTERVAL: Final = 10.0
 MAX_MARKETS_PER_SESSION: Final = 500_000
