@@ -18,6 +18,7 @@ simulator (``rest_url``, ``ws_url``, ``key_id``, ``private_key_pem``) plus the c
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ class SimProcess:
         self.rest_url = self.ws_url = self.key_id = ""
         self.private_key_pem = b""
         self.markets_live = 0
+        self.priority: int | None = None  # the child's niceness, when it could be raised
         self._lines: trio.abc.ReceiveStream | None = None
         self._buffer = b""
         self._lock = trio.Lock()
@@ -55,6 +57,7 @@ class SimProcess:
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
+        self.priority = _raise_priority(self.proc.pid)
         ready = await self._read()
         self.rest_url, self.ws_url = ready["rest_url"], ready["ws_url"]
         self.key_id = ready["key_id"]
@@ -109,6 +112,23 @@ class SimProcess:
         line, self._buffer = self._buffer.split(b"\n", 1)
         reply: dict[str, Any] = orjson.loads(line)
         return reply
+
+
+PRIORITY_BOOST = 10  # niceness below this process's
+
+
+def _raise_priority(pid: int) -> int | None:
+    """Schedule the simulator ahead of the system under test: the exchange does not slow
+    down when its clients are busy, so on a shared machine the gatherers, PostgreSQL and
+    the deduplicator must not take the CPU the simulator needs to offer its rate (at equal
+    priority it reached 1 172 of 2 000 msgs/s on the loaded 2-core machine). Returns the
+    child's niceness, or None when lowering it is not permitted (not root)."""
+    nice = max(-20, os.getpriority(os.PRIO_PROCESS, 0) - PRIORITY_BOOST)
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except PermissionError:
+        return None
+    return nice
 
 
 def _status(sim: Any) -> dict[str, Any]:

@@ -322,7 +322,8 @@ async def replay_into_db(
             dead_letter_dir=str(Path(spool.dead_letter_dir) / "replay"),
         ),
     )
-    async with open_store(url, cfg, watermark=False) as store:  # historical rows
+    # Historical rows, most of them new: COPY straight into the tables first.
+    async with open_store(url, cfg, watermark=False, copy_new=True) as store:
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
             stats = await replay(

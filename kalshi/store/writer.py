@@ -137,8 +137,10 @@ class _TableWriter:
         memory_rows: int,
         state: _DbState,
         spool_state: _SpoolState | None = None,
+        copy_new: bool = False,
     ) -> None:
         self.spec = spec
+        self.copy_new = copy_new
         self.batch_size = cfg.batch_size
         self.flush_interval = float(cfg.flush_interval)
         self.pool = pool
@@ -380,7 +382,7 @@ class _TableWriter:
 
     def _write(self, rows: list[Row]) -> WriteResult:
         started = time.perf_counter()
-        result = write_rows(self.pool, self.spec, rows, self.dead)
+        result = write_rows(self.pool, self.spec, rows, self.dead, copy_new=self.copy_new)
         metrics.FLUSH_SECONDS.labels(**self._label).observe(time.perf_counter() - started)
         return result
 
@@ -581,6 +583,7 @@ class Store:
         *,
         watermark: bool = True,
         wall_us: WallClock = system_wall_us,
+        copy_new: bool = False,
     ) -> None:
         self.watermark = watermark
         self._wall_us = wall_us
@@ -611,6 +614,7 @@ class Store:
                 memory_rows=cfg.spool.memory_rows,
                 state=self._state,
                 spool_state=self._spool_state,
+                copy_new=copy_new,
             )
             for name, spec in TABLES.items()
         }
@@ -774,12 +778,17 @@ async def open_store(
     *,
     watermark: bool = True,
     wall_us: WallClock = system_wall_us,
+    copy_new: bool = False,
 ) -> AsyncIterator[Store]:
     """Run the batch writers of every table against the database at ``url``.
 
     ``watermark``: record the ingest watermark (a live gatherer); off for writers of
     historical rows (a replay, a scripted recording), whose receive times are in the past.
     ``wall_us``: the wall clock (µs) that stamps watermarks and dead letters.
+    ``copy_new``: rows are expected to be new (a replay): each batch is COPYed straight
+    into its table, and only a batch that fails so (a row already stored, a rejected
+    value) takes the staged insert (:mod:`kalshi.store.insert`); the same rows end up
+    stored either way.
 
     Yields a :class:`Store`; get channels with :meth:`Store.sender`. Batches that were
     spooled by an earlier process are drained first. On exit (normal, error or
@@ -789,7 +798,7 @@ async def open_store(
     use by another process or a write fails for a reason other than the rows or an
     unavailable database (e.g. missing tables: run migrations first).
     """
-    store = Store(url, cfg, watermark=watermark, wall_us=wall_us)
+    store = Store(url, cfg, watermark=watermark, wall_us=wall_us, copy_new=copy_new)
     await trio.to_thread.run_sync(store._open)
     try:
         async with trio.open_nursery() as nursery:

@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
@@ -195,6 +196,11 @@ def normalised(rows: list[Row]) -> list[tuple[object, ...]]:
     return sorted(out, key=repr)
 
 
+# Both write paths: staged (the live gatherer) and COPY straight into the table first, the
+# staged insert only for a batch that fails so (a replay).
+COPY_NEW = pytest.mark.parametrize("copy_new", [False, True], ids=["staged", "copy_new"])
+
+
 async def send_all(store: Store, table: str, rows: list[Row]) -> None:
     async with store.sender(table) as send:
         for row in rows:
@@ -213,10 +219,13 @@ async def wait_until(predicate: Callable[[], bool], step: float = 0.01) -> None:
         await trio.sleep(step)
 
 
-async def test_every_table_round_trips_exactly(db_url: str, cfg: StoreConfig) -> None:
+@COPY_NEW
+async def test_every_table_round_trips_exactly(
+    copy_new: bool, db_url: str, cfg: StoreConfig
+) -> None:
     rows = every_table_rows()
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             for table, table_rows in rows.items():
                 await send_all(store, table, table_rows)
             await store.committed()
@@ -236,14 +245,17 @@ async def test_same_timestamp_deltas_are_both_kept(db_url: str, cfg: StoreConfig
         assert db.fetch_rows("orderbook_deltas") == [first, second]
 
 
-async def test_duplicate_batch_leaves_one_copy(db_url: str, cfg: StoreConfig) -> None:
+@COPY_NEW
+async def test_duplicate_batch_leaves_one_copy(
+    copy_new: bool, db_url: str, cfg: StoreConfig
+) -> None:
     trades = [trade(i) for i in range(500)]
     deltas = [delta(i) for i in range(500)]
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", trades)
             await send_all(store, "orderbook_deltas", deltas)
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", trades)
             await send_all(store, "orderbook_deltas", deltas + deltas)
         stats = store.stats().tables
@@ -257,11 +269,14 @@ async def test_duplicate_batch_leaves_one_copy(db_url: str, cfg: StoreConfig) ->
         assert db.count("orderbook_deltas") == 500
 
 
-async def test_rest_and_ws_copies_of_a_trade_collide(db_url: str, cfg: StoreConfig) -> None:
+@COPY_NEW
+async def test_rest_and_ws_copies_of_a_trade_collide(
+    copy_new: bool, db_url: str, cfg: StoreConfig
+) -> None:
     live = trade(1)
     backfill = live._replace(source="rest", conn_id=0, frame_no=0, seq=None, received_at=T0 + 9)
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", [live, backfill])
     with connect_db(db_url) as db:
         assert db.fetch_rows("trades") == [live]
@@ -282,10 +297,13 @@ async def test_markets_upsert_keeps_the_newest(db_url: str, cfg: StoreConfig) ->
         ]
 
 
-async def test_gap_without_ticker_is_stored_once(db_url: str, cfg: StoreConfig) -> None:
+@COPY_NEW
+async def test_gap_without_ticker_is_stored_once(
+    copy_new: bool, db_url: str, cfg: StoreConfig
+) -> None:
     gap = every_table_rows()["gaps"][1]
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "gaps", [gap, gap._replace(detail="seen again")])
     with connect_db(db_url) as db:
         assert db.fetch_rows("gaps") == [gap]
@@ -304,14 +322,15 @@ async def test_gaps_on_two_sids_sharing_a_microsecond_are_two_rows(
         assert db.fetch_rows("gaps") == [first, second]
 
 
+@COPY_NEW
 async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
-    db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
+    copy_new: bool, db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
 ) -> None:
     cfg = make_cfg(batch_size=1000, flush_interval=5.0)
     trades = [trade(i) for i in range(1000)]
     poisoned = trades[637] = trades[637]._replace(price=MAX_PRICE + 1)
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", trades)
             await store.committed()
             stats = store.stats().tables["trades"]
@@ -327,14 +346,15 @@ async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
     assert "trades_price_check" in record["error"]
 
 
+@COPY_NEW
 async def test_value_the_client_cannot_encode_is_dead_lettered(
-    db_url: str, cfg: StoreConfig, tmp_path: Path
+    copy_new: bool, db_url: str, cfg: StoreConfig, tmp_path: Path
 ) -> None:
     trades = [trade(i) for i in range(10)]
     trades[3] = trades[3]._replace(size=2**64)  # does not fit BIGINT
     trades[8] = trades[8]._replace(seq="nine")  # type: ignore[arg-type]  # a bug upstream
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", trades)
         stats = store.stats().tables["trades"]
     assert (stats.rows_written, stats.dead_letters) == (8, 2)
