@@ -346,9 +346,9 @@ async def _record(
 
 def _postmaster(url: str) -> int:
     """The postmaster pid of the server behind ``url`` (the parent of our backend)."""
-    with connect_db(url) as db:
+    with connect_db(url) as db:  # read while the backend lives (it exits with the session)
         pid = db.query("SELECT pg_backend_pid()")[0][0]
-    status = Path(f"/proc/{pid}/status").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
     return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
 
 
