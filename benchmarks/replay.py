@@ -162,7 +162,7 @@ def point_in_time(files: list[Path], ticker: str, at_us: int, stop: bool) -> Non
 
 def into_db(files: list[Path], url: str, tmp: Path) -> int:
     cfg = GathererConfig(spool=SpoolConfig(dir=str(tmp / "spool"), dead_letter_dir=str(tmp / "dl")))
-    stats = trio.run(replay_into_db, read_journal(files), url, cfg)
+    stats = trio.run(replay_into_db, read_journal(files), url, cfg.store)
     return sum(stats.rows.values())
 
 

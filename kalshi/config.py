@@ -44,6 +44,7 @@ __all__ = [
     "S3Config",
     "SnapshotPollerConfig",
     "SpoolConfig",
+    "StoreConfig",
     "SyncConfig",
     "WebsocketConfig",
     "WriterConfig",
@@ -265,6 +266,32 @@ class GathererConfig:
     # Re-list all markets over REST this often (catches missed lifecycle events).
     relist_interval: Duration = Duration(300.0)
     # Grace period for the final flush on Ctrl-C / SIGTERM.
+    shutdown_grace: Duration = Duration(10.0)
+
+    @property
+    def store(self) -> StoreConfig:
+        """The store's section of this config (:class:`StoreConfig`)."""
+        return StoreConfig(
+            gatherer_id=self.gatherer_id,
+            database=self.timescaledb,
+            writers=self.writers,
+            spool=self.spool,
+            shutdown_grace=self.shutdown_grace,
+        )
+
+
+@frozen
+class StoreConfig:
+    """What the store (:func:`kalshi.store.open_store`) needs, and no more: whose rows it
+    writes, its database's connections and statement bounds, the batch writers, the spool
+    and the shutdown grace. Not a YAML section of its own: :attr:`GathererConfig.store`
+    gathers it from the gatherer's keys (``gatherer_id``, ``timescaledb``, ``writers``,
+    ``spool``, ``shutdown_grace``)."""
+
+    gatherer_id: str = "local-1"
+    database: DbConfig = DbConfig()
+    writers: WritersConfig = WritersConfig()
+    spool: SpoolConfig = SpoolConfig()
     shutdown_grace: Duration = Duration(10.0)
 
 

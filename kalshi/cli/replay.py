@@ -287,7 +287,7 @@ async def _to_db(
     return await replay_into_db(
         items,
         url,
-        cfg,
+        cfg.store,
         replayer=replayer,
         speed=speed,
         on_progress=on_progress,

@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-
 from kalshi.config import GathererSource
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
-from kalshi.store.connection import connect, translating
 from kalshi.store.schema import TABLES
+from kalshi.store.session import Session
 
 __all__ = ["LATENCY_US", "SKEW_US", "GathererDb"]
 
@@ -62,7 +60,7 @@ class GathererDb:
     def __init__(self, source: GathererSource) -> None:
         self.id = source.id
         self.url = source.timescaledb
-        self._conn: psycopg.Connection[Any] | None = None
+        self._db = Session(self.url, autocommit=True)
         # (min, max) of received_at - exchange_ts of its newest deltas: latency plus the
         # gatherer's clock offset from the exchange's (its clock, not ours, stamps receipts)
         self.offset: tuple[int, int] = (0, 0)
@@ -81,25 +79,22 @@ class GathererDb:
         return self.offset
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        self._db.close()
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if self._conn is None:
-            self._conn = connect(self.url, autocommit=True)
         try:
             # Binary results: the merge reads every row of every gatherer, parse them fast.
-            with translating(), self._conn.cursor(binary=True) as cur:
-                cur.execute(statement.encode(), params or None)
-                return cur.fetchall()
+            return self._db.query(statement, params, binary=True)
         except StoreError:
             self.close()
             raise
 
     def _rows(self, table: str, statement: str, params: Sequence[Any]) -> list[Row]:
-        row_type = TABLES[table].row_type
-        return [row_type(*values) for values in self._query(statement, params)]
+        try:
+            return self._db.rows(table, statement, params)
+        except StoreError:
+            self.close()
+            raise
 
     def high_water(self) -> int | None:
         """The newest exchange time in any market-data table (µs), ``None`` when all are

@@ -20,7 +20,7 @@ import attrs
 import trio
 from attrs import define, field, frozen
 
-from kalshi.config import GathererConfig
+from kalshi.config import StoreConfig
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import Row
 from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
@@ -123,12 +123,14 @@ class Replayer:
     def feed(self, item: JournalRecord | JournalProblem) -> list[tuple[str, Row]]:
         """Process one item; return the rows the filter keeps, in write order."""
         stats = self.stats
-        if isinstance(item, JournalProblem):
+        if type(item) is JournalProblem:
             stats.problems.append(item)
             return []
+        assert isinstance(item, JournalRecord)
         stats.records += 1
-        end = self.filter.end_us
-        if end is not None and item.wall_us > end:
+        flt = self.filter
+        wall = item.wall_us
+        if flt.end_us is not None and wall > flt.end_us:
             return []
         if item.kind != "frame":
             stats.markers += 1
@@ -145,27 +147,35 @@ class Replayer:
             return []
         stats.frames += 1
         if stats.first_us is None:
-            stats.first_us = item.wall_us
-        stats.last_us = item.wall_us
-        proc = self.processor(item.gatherer_id)
-        out = proc.process(item.conn_id, item.frame_no, item.wall_us, item.raw)
+            stats.first_us = wall
+        stats.last_us = wall
+        proc = self.processors.get(item.gatherer_id) or self.processor(item.gatherer_id)
+        out = proc.process(item.conn_id, item.frame_no, wall, item.raw)
         self.continuity.frame(item, out)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
-        if not out.rows:
+        rows = out.rows
+        if not rows:
+            return rows
+        if flt.start_us is not None and wall < flt.start_us:
             return []
-        start = self.filter.start_us
-        if start is not None and item.wall_us < start:
-            return []
-        flt = self.filter
-        if not (flt.tickers or flt.channels or flt.tables):
-            rows = out.rows
-        else:
+        if flt.tickers or flt.channels or flt.tables:
             channel = _channel(proc, item.conn_id, out)
-            rows = [(t, r) for t, r in out.rows if flt.wants(t, r, channel)]
+            rows = [(t, r) for t, r in rows if flt.wants(t, r, channel)]
+        counts = stats.rows
         for table, _ in rows:
-            stats.rows[table] += 1
+            counts[table] += 1
         return rows
+
+    def feed_all(self, items: Iterable[JournalRecord | JournalProblem]) -> list[tuple[str, Row]]:
+        """:meth:`feed` of each item; the rows kept, in write order."""
+        feed = self.feed
+        out: list[tuple[str, Row]] = []
+        for item in items:
+            rows = feed(item)
+            if rows:
+                out += rows
+        return out
 
     def _connect(self, item: JournalRecord) -> None:
         """A connection starts: its sequence rule (a capture's comes in the marker)."""
@@ -199,6 +209,25 @@ def _next_batch(items: Iterator[JournalRecord | JournalProblem]) -> list[Any]:
     return list(itertools.islice(items, _READ_BATCH))
 
 
+async def _read_ahead(
+    source: Iterator[JournalRecord | JournalProblem],
+    send: trio.MemorySendChannel[list[Any] | Exception],
+) -> None:
+    """Read batches in a worker thread, one batch ahead of the processing: the event loop
+    never waits for a thread to wake up between batches. An error reading is handed over
+    in place of a batch (raised there as itself, not in an exception group)."""
+    async with send:
+        while True:
+            try:
+                batch = await trio.to_thread.run_sync(_next_batch, source)
+            except Exception as exc:  # re-raised by the consumer
+                await send.send(exc)
+                return
+            if not batch:
+                return
+            await send.send(batch)
+
+
 async def replay(
     items: Iterable[JournalRecord | JournalProblem],
     sink: Sink,
@@ -209,8 +238,9 @@ async def replay(
 ) -> ReplayStats:
     """Replay ``items`` (e.g. :func:`~kalshi.journal.read_journal`) into ``sink``.
 
-    Reading (file I/O, decompression) runs in a worker thread, a batch at a time; frames
-    are processed on the event loop. ``speed`` paces frames by recorded time on Trio's
+    Reading (file I/O, decompression) runs in a worker thread, a batch at a time and one
+    batch ahead; frames are processed on the event loop, flat out a batch at a time (its
+    rows handed to ``sink`` at once). ``speed`` paces frames by recorded time on Trio's
     clock (``1`` = as recorded, ``10`` = ten times faster; the first frame in the time
     window starts the clock); ``None`` replays flat out. ``on_progress(n)`` is called with
     the number of journal items done after each batch. Raises
@@ -218,40 +248,61 @@ async def replay(
     the rows already handed to ``sink`` stay there; nothing is partially written.
     """
     rep = replayer or Replayer()
-    source = iter(items)
+    send, batches = trio.open_memory_channel[list[Any] | Exception](1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_read_ahead, iter(items), send)
+        async with batches:
+            await _process(batches, rep, sink, speed, on_progress)
+    return rep.stats
+
+
+async def _process(
+    batches: trio.MemoryReceiveChannel[list[Any] | Exception],
+    rep: Replayer,
+    sink: Sink,
+    speed: float | None,
+    on_progress: Callable[[int], None] | None,
+) -> None:
     done = 0
     clock_start: float | None = None
     wall_start = 0
     start_us = rep.filter.start_us
-    while batch := await trio.to_thread.run_sync(_next_batch, source):
-        for item in batch:
-            rows = rep.feed(item)
-            if speed is not None and isinstance(item, JournalRecord) and item.direction == "in":
-                wall = item.wall_us
-                if (start_us is None or wall >= start_us) and (
-                    rep.filter.end_us is None or wall <= rep.filter.end_us
-                ):
-                    if clock_start is None:
-                        clock_start, wall_start = trio.current_time(), wall
-                    await trio.sleep_until(clock_start + (wall - wall_start) / 1e6 / speed)
+    async for batch in batches:
+        if isinstance(batch, Exception):
+            raise batch
+        if speed is None:  # flat out: one hand-over per batch
+            rows = rep.feed_all(batch)
             if rows:
                 await sink.put_all(rows)
+        else:
+            for item in batch:
+                rows = rep.feed(item)
+                if isinstance(item, JournalRecord) and item.direction == "in":
+                    wall = item.wall_us
+                    if (start_us is None or wall >= start_us) and (
+                        rep.filter.end_us is None or wall <= rep.filter.end_us
+                    ):
+                        if clock_start is None:
+                            clock_start, wall_start = trio.current_time(), wall
+                        await trio.sleep_until(clock_start + (wall - wall_start) / 1e6 / speed)
+                if rows:
+                    await sink.put_all(rows)
         done += len(batch)
         if on_progress is not None:
             on_progress(done)
-    return rep.stats
 
 
 async def replay_into_db(
     items: Iterable[JournalRecord | JournalProblem],
     url: str,
-    cfg: GathererConfig,
+    cfg: StoreConfig,
     *,
     replayer: Replayer | None = None,
     speed: float | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ReplayStats:
-    """:func:`replay` into the database at ``url`` (migrated) through the batch writers.
+    """:func:`replay` into the database at ``url`` (migrated) through the batch writers,
+    configured by ``cfg`` (a gatherer config's :attr:`~kalshi.config.GathererConfig.store`).
 
     The writers use ``<spool.dir>/replay`` and ``<spool.dir.dead_letter_dir>/replay`` so a
     replay can run next to a gatherer sharing the config. Rows already stored are skipped
@@ -271,7 +322,8 @@ async def replay_into_db(
             dead_letter_dir=str(Path(spool.dead_letter_dir) / "replay"),
         ),
     )
-    async with open_store(url, cfg, watermark=False) as store:  # historical rows
+    # Historical rows, most of them new: COPY straight into the tables first.
+    async with open_store(url, cfg, watermark=False, copy_new=True) as store:
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
             stats = await replay(

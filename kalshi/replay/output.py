@@ -46,17 +46,18 @@ class JsonlSink(_BufferedSink):
     def __init__(self, stream: BinaryIO) -> None:
         super().__init__(stream)
         self._json = {name: tuple(spec.json_columns) for name, spec in TABLES.items()}
+        # '{"table":"<name>",': the row's own object follows without its opening brace
+        self._prefix = {name: b'{"table":%s,' % orjson.dumps(name) for name in TABLES}
 
     async def put_all(self, rows: list[tuple[str, Row]]) -> None:
-        for table, row in rows:
-            self._add(self.encode(table, row))
+        if rows:
+            self._add(b"".join([self.encode(table, row) for table, row in rows]))
 
     def encode(self, table: str, row: Row) -> bytes:
-        obj: dict[str, object] = {"table": table}
-        obj.update(zip(TABLE_COLUMNS[table], row, strict=True))
+        obj: dict[str, object] = dict(zip(TABLE_COLUMNS[table], row, strict=True))
         for name in self._json[table]:
             obj[name] = orjson.Fragment(str(obj[name]))
-        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+        return self._prefix[table] + orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)[1:]
 
 
 class CsvSink(_BufferedSink):

@@ -25,8 +25,8 @@ from kalshi.dedup.segments import apply_change
 from kalshi.dedup.service import Deduplicator
 from kalshi.dedup.targets import S3Target
 from kalshi.store import connect_db
+from kalshi.testing.recording import make_truth
 from kalshi.testing.s3server import S3Server
-from kalshi.testing.scripted import make_truth
 
 _buckets = itertools.count(1)
 WINDOW = "100ms"
