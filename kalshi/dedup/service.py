@@ -201,7 +201,7 @@ class Deduplicator:
                 readers = [self._book_readers[g.id] for g in reachable]
                 nursery.start_soon(
                     guarded,
-                    partial(self._merge_books, books, readers, settled, report),
+                    partial(self._merge_books, books, readers, report),
                 )
             if failures:
                 raise failures[0]
@@ -342,26 +342,16 @@ class Deduplicator:
         max_lag = int(self.cfg.sync.max_lag * 1_000_000)
         return [g for g in reachable if g.id in known and known[g.id] >= lead - max_lag]
 
-    def _committed(self, gatherer: GathererDb, settled: int) -> int | None:
+    def _committed(self, gatherer: GathererDb) -> int | None:
         """Up to when (µs, the gatherer's own clock) its order-book rows are all in its
-        database: its ingest watermark. One that records none wrote history (a replay:
-        every row is final): its newest receipt, or ``sync.max_lag`` before the settled
-        time in its clock when that is later (nothing older is still coming: its cursor
-        keeps up with its keyed tables'). ``None``: it has no order-book row."""
+        database: its ingest watermark; for one that records none (history written by a
+        replay, whose rows are all final), its newest receipt. ``None``: it has no
+        order-book row."""
         state = self._state[gatherer.id]
-        if state.watermark is not None:
-            return state.watermark
-        if state.received is None:
-            return None
-        max_lag = int(self.cfg.sync.max_lag * 1_000_000)
-        return max(state.received, self._settled_for(gatherer, settled) - max_lag)
+        return state.watermark if state.watermark is not None else state.received
 
     async def _merge_books(
-        self,
-        production: Production,
-        reachable: list[GathererDb],
-        settled: int,
-        report: PassReport,
+        self, production: Production, reachable: list[GathererDb], report: PassReport
     ) -> None:
         """Merge in steps until every live gatherer's rows up to what it has committed
         (:meth:`_committed`, in its own clock) are merged.
@@ -375,7 +365,7 @@ class Deduplicator:
         so that one whose rows are late (its database was down) still serves the stretch.
         """
         live = self._live(reachable)
-        ends = {g.id: self._committed(g, settled) for g in live}
+        ends = {g.id: self._committed(g) for g in live}
         bound: int | None = None  # exchange time every live gatherer has reached
         for g in live:
             end = ends[g.id]

@@ -678,20 +678,6 @@ class Store:
             raise
 
     async def _run(self, nursery: trio.Nursery) -> None:
-        if self.watermark:
-            # Before any row can be committed: a database with rows and no watermark reads
-            # as history whose rows are all final (kalshi.dedup), which a live gatherer's
-            # are not.
-            # Bounded: a database that is down or hung must not delay the start.
-            now = self._wall_us()
-            with trio.move_on_after(_WATERMARK_EVERY):
-                try:
-                    await trio.to_thread.run_sync(
-                        self._publish_watermark, self.complete_before(now), now,
-                        limiter=self._pool.limiter, abandon_on_cancel=True,
-                    )  # fmt: skip
-                except StoreError as exc:
-                    log.debug("first watermark not recorded: %s", exc)
         for writer in self._writers.values():
             nursery.start_soon(writer.collect)
             for _ in range(writer.workers):
