@@ -57,10 +57,20 @@ def _select(table: str, where: str, order: str, limit: int | None = None) -> str
 
 
 class GathererDb:
-    def __init__(self, source: GathererSource) -> None:
+    """Reads of one gatherer's database; ``statement_timeout``/``lock_timeout`` (seconds,
+    0 = the server's setting) bound every statement (:class:`~kalshi.store.session.Session`)."""
+
+    def __init__(
+        self, source: GathererSource, *, statement_timeout: float = 0.0, lock_timeout: float = 0.0
+    ) -> None:
         self.id = source.id
         self.url = source.timescaledb
-        self._db = Session(self.url, autocommit=True)
+        self._db = Session(
+            self.url,
+            autocommit=True,
+            statement_timeout=statement_timeout,
+            lock_timeout=lock_timeout,
+        )
         # (min, max) of received_at - exchange_ts of its newest deltas: latency plus the
         # gatherer's clock offset from the exchange's (its clock, not ours, stamps receipts)
         self.offset: tuple[int, int] = (0, 0)

@@ -25,7 +25,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import trio
 from attrs import define, field
@@ -103,6 +103,13 @@ class _Window:
         return max(self.latest.values(), default=0)
 
 
+class Bounds(NamedTuple):
+    """``sync.statement_timeout``/``sync.lock_timeout`` in seconds (0 = none)."""
+
+    statement_timeout: float
+    lock_timeout: float
+
+
 class Deduplicator:
     """Merges ``cfg.gatherers`` into ``cfg.production``. Not thread-safe; one pass at a time."""
 
@@ -116,30 +123,74 @@ class Deduplicator:
         self.cfg = cfg
         self.settle_us = int(settle * 1_000_000)
         self._wall_us = wall_us
-        self._gatherers = [GathererDb(source) for source in cfg.gatherers]
+        self._bounds = Bounds(float(cfg.sync.statement_timeout), float(cfg.sync.lock_timeout))
+        bounds = self._bounds._asdict()
+        self._gatherers = [GathererDb(source, **bounds) for source in cfg.gatherers]
         # The order books are merged alongside the keyed tables, on their own connections.
-        self._book_readers = {source.id: GathererDb(source) for source in cfg.gatherers}
+        self._book_readers = {source.id: GathererDb(source, **bounds) for source in cfg.gatherers}
         self._prefer = [g.id for g in self._gatherers]
         self._state = {g.id: _GathererState() for g in self._gatherers}
         self._production: tuple[Production, Production] | None = None
         self._production_error = ""
         self._cursors: dict[tuple[str, str], Cursor] = {}
         self.passes = 0
+        # Shutdown: the database calls in flight (each shielded) and when they are given up.
+        self._in_flight: set[trio.CancelScope] = set()
+        self._give_up_at: float | None = None
+        self.abandoned = 0
+        """Database calls given up at shutdown after the grace (their connections are left
+        to the process's exit; PostgreSQL rolls their transactions back)."""
 
     # --- plumbing ---------------------------------------------------------------------
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(fn, *args)
+        """Run one blocking database call in a worker thread. A cancellation (shutdown)
+        lets it finish for up to the grace :meth:`stop_within` set, so its transaction
+        commits or rolls back whole; past that the thread is abandoned, and the
+        cancellation goes on."""
+        with trio.CancelScope(shield=True) as scope:
+            if self._give_up_at is not None:
+                scope.deadline = self._give_up_at
+            self._in_flight.add(scope)
+            try:
+                return await trio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True)
+            finally:
+                self._in_flight.discard(scope)
+        # only reached when the grace ran out
+        self.abandoned += 1
+        await trio.lowlevel.checkpoint()  # raises the pending cancellation
+        raise DatabaseUnavailable("database call abandoned at shutdown")
+
+    def stop_within(self, grace: float) -> None:
+        """Shutdown began: the database calls in flight (and any started later) are given
+        up ``grace`` seconds from now."""
+        self._give_up_at = trio.current_time() + grace
+        for scope in self._in_flight:
+            scope.deadline = min(scope.deadline, self._give_up_at)
 
     async def _prod(self) -> tuple[Production, Production]:
         """Two production connections: keyed tables, and order books."""
         if self._production is None:
+            url = self.cfg.production.url
             keyed = await self._thread(
-                partial(Production, self.cfg.production.url, exclusive=True, wall_us=self._wall_us)
+                partial(
+                    Production,
+                    url,
+                    exclusive=True,
+                    wall_us=self._wall_us,
+                    statement_timeout=self._bounds.statement_timeout,
+                    lock_timeout=self._bounds.lock_timeout,
+                )
             )
             try:
                 books = await self._thread(
-                    partial(Production, self.cfg.production.url, wall_us=self._wall_us)
+                    partial(
+                        Production,
+                        url,
+                        wall_us=self._wall_us,
+                        statement_timeout=self._bounds.statement_timeout,
+                        lock_timeout=self._bounds.lock_timeout,
+                    )
                 )
             except BaseException:
                 keyed.close()
@@ -157,6 +208,8 @@ class Deduplicator:
             self._production_error = str(exc)
 
     def close(self) -> None:
+        if self.abandoned:  # a worker thread may still be inside a connection
+            return
         for gatherer in [*self._gatherers, *self._book_readers.values()]:
             gatherer.close()
         self._drop_production()
@@ -631,9 +684,11 @@ async def serve_dedup(
 
     Starts (with the :class:`Deduplicator`) once the endpoints are bound. A production
     database that cannot be reached is logged and retried at the next poll, an export that
-    fails after its retries at the next export round; other errors propagate. On
-    cancellation the transaction in flight completes or rolls back; nothing half-written
-    stays.
+    fails after its retries at the next export round; other errors propagate. Every
+    statement is bounded by ``sync.statement_timeout``/``sync.lock_timeout``. On
+    cancellation the database call in flight gets ``shutdown_grace`` seconds to finish;
+    past that it is abandoned and the process may exit (PostgreSQL rolls its transaction
+    back). Either way nothing half-written stays: every write is one transaction.
     """
     dedup = Deduplicator(cfg)
     try:
@@ -643,6 +698,7 @@ async def serve_dedup(
             )
             if exporter is not None:
                 nursery.start_soon(_export_forever, exporter, float(cfg.sync.poll_interval))
+            nursery.start_soon(_grace_on_shutdown, dedup, float(cfg.shutdown_grace))
             task_status.started(dedup)
             while True:
                 try:
@@ -655,6 +711,15 @@ async def serve_dedup(
                 await trio.sleep(float(cfg.sync.poll_interval))
     finally:
         dedup.close()
+
+
+async def _grace_on_shutdown(dedup: Deduplicator, grace: float) -> None:
+    """Wait for the shutdown (this task's cancellation), then give the database calls in
+    flight ``shutdown_grace`` to finish."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        dedup.stop_within(grace)
 
 
 async def _export_forever(exporter: WindowExporter, interval: float) -> None:
