@@ -313,6 +313,11 @@ class SyncConfig:
     batch_size: int = 100
     # Never wait for a lagging gatherer longer than this.
     max_lag: Duration = Duration(30.0)
+    # Bounds on every statement the deduplicator runs, on production and on the gatherers'
+    # databases: a hung server or a locked table fails the pass (retried at the next poll)
+    # within this long instead of holding it forever. 0 = none.
+    statement_timeout: Duration = Duration(60.0)
+    lock_timeout: Duration = Duration(5.0)
 
 
 @frozen

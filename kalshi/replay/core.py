@@ -41,7 +41,7 @@ __all__ = [
 
 log = logging.getLogger("kalshi.replay")
 
-_READ_BATCH = 2000  # journal items read per worker-thread trip
+_READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
 
 
 @frozen
@@ -209,25 +209,6 @@ def _next_batch(items: Iterator[JournalRecord | JournalProblem]) -> list[Any]:
     return list(itertools.islice(items, _READ_BATCH))
 
 
-async def _read_ahead(
-    source: Iterator[JournalRecord | JournalProblem],
-    send: trio.MemorySendChannel[list[Any] | Exception],
-) -> None:
-    """Read batches in a worker thread, one batch ahead of the processing: the event loop
-    never waits for a thread to wake up between batches. An error reading is handed over
-    in place of a batch (raised there as itself, not in an exception group)."""
-    async with send:
-        while True:
-            try:
-                batch = await trio.to_thread.run_sync(_next_batch, source)
-            except Exception as exc:  # re-raised by the consumer
-                await send.send(exc)
-                return
-            if not batch:
-                return
-            await send.send(batch)
-
-
 async def replay(
     items: Iterable[JournalRecord | JournalProblem],
     sink: Sink,
@@ -235,41 +216,35 @@ async def replay(
     replayer: Replayer | None = None,
     speed: float | None = None,
     on_progress: Callable[[int], None] | None = None,
+    blocking: bool = True,
 ) -> ReplayStats:
     """Replay ``items`` (e.g. :func:`~kalshi.journal.read_journal`) into ``sink``.
 
-    Reading (file I/O, decompression) runs in a worker thread, a batch at a time and one
-    batch ahead; frames are processed on the event loop, flat out a batch at a time (its
-    rows handed to ``sink`` at once). ``speed`` paces frames by recorded time on Trio's
-    clock (``1`` = as recorded, ``10`` = ten times faster; the first frame in the time
-    window starts the clock); ``None`` replays flat out. ``on_progress(n)`` is called with
-    the number of journal items done after each batch. Raises
-    :class:`~kalshi.errors.JournalError` for a source that does not exist. On cancellation
-    the rows already handed to ``sink`` stay there; nothing is partially written.
+    ``items`` are read a batch at a time: in a worker thread when reading them may block
+    (``blocking``: stdin, objects fetched from S3), else on the event loop between batches
+    (local files: a thread's hand-over costs more than reading a batch). Frames are
+    processed on the event loop, flat out a batch at a time (its rows handed to ``sink`` at
+    once). ``speed`` paces frames by recorded time on Trio's clock (``1`` = as recorded,
+    ``10`` = ten times faster; the first frame in the time window starts the clock);
+    ``None`` replays flat out. ``on_progress(n)`` is called with the number of journal
+    items done after each batch. Raises :class:`~kalshi.errors.JournalError` for a source
+    that does not exist. On cancellation the rows already handed to ``sink`` stay there;
+    nothing is partially written.
     """
     rep = replayer or Replayer()
-    send, batches = trio.open_memory_channel[list[Any] | Exception](1)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_read_ahead, iter(items), send)
-        async with batches:
-            await _process(batches, rep, sink, speed, on_progress)
-    return rep.stats
-
-
-async def _process(
-    batches: trio.MemoryReceiveChannel[list[Any] | Exception],
-    rep: Replayer,
-    sink: Sink,
-    speed: float | None,
-    on_progress: Callable[[int], None] | None,
-) -> None:
+    source = iter(items)
     done = 0
     clock_start: float | None = None
     wall_start = 0
     start_us = rep.filter.start_us
-    async for batch in batches:
-        if isinstance(batch, Exception):
-            raise batch
+    while True:
+        if blocking:
+            batch = await trio.to_thread.run_sync(_next_batch, source)
+        else:
+            await trio.lowlevel.checkpoint()  # the writers' tasks run between batches
+            batch = _next_batch(source)
+        if not batch:
+            break
         if speed is None:  # flat out: one hand-over per batch
             rows = rep.feed_all(batch)
             if rows:
@@ -290,6 +265,7 @@ async def _process(
         done += len(batch)
         if on_progress is not None:
             on_progress(done)
+    return rep.stats
 
 
 async def replay_into_db(
@@ -300,6 +276,7 @@ async def replay_into_db(
     replayer: Replayer | None = None,
     speed: float | None = None,
     on_progress: Callable[[int], None] | None = None,
+    blocking: bool = True,
 ) -> ReplayStats:
     """:func:`replay` into the database at ``url`` (migrated) through the batch writers,
     configured by ``cfg`` (a gatherer config's :attr:`~kalshi.config.GathererConfig.store`).
@@ -312,6 +289,7 @@ async def replay_into_db(
     still unwritten then are counted in ``stats.left`` (they stay in the spool, which
     belongs to this database only). Raises :class:`~kalshi.errors.StoreError` as
     :func:`~kalshi.store.open_store` does (e.g. the spool holds another database's rows).
+    ``blocking``: as for :func:`replay`.
     """
     spool = cfg.spool
     cfg = attrs.evolve(
@@ -327,7 +305,12 @@ async def replay_into_db(
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
             stats = await replay(
-                items, sink, replayer=replayer, speed=speed, on_progress=on_progress
+                items,
+                sink,
+                replayer=replayer,
+                speed=speed,
+                on_progress=on_progress,
+                blocking=blocking,
             )
         finally:
             await sink.aclose()
