@@ -34,7 +34,7 @@ OFFSET_SAMPLE_US = 600_000_000
 _HIGH_WATER = (
     "SELECT greatest((SELECT max(exchange_ts) FROM trades),"
     " (SELECT max(exchange_ts) FROM orderbook_deltas),"
-    " (SELECT max(snapshot_ts) FROM orderbook_snapshots),"
+    " (SELECT max(exchange_ts) FROM orderbook_snapshots),"
     " (SELECT max(exchange_ts) FROM tickers),"
     " (SELECT max(exchange_ts) FROM market_lifecycle))"
 )
@@ -107,7 +107,9 @@ class GathererDb:
             raise
 
     def high_water(self) -> int | None:
-        """The newest time in any market-data table (µs), ``None`` when all are empty."""
+        """The newest exchange time in any market-data table (µs), ``None`` when all are
+        empty. Exchange times only: a receipt (a WebSocket snapshot's ``snapshot_ts``) is in
+        the gatherer's clock, and high waters are compared between gatherers."""
         value = self._query(_HIGH_WATER)[0][0]
         return None if value is None else int(value)
 
@@ -131,17 +133,25 @@ class GathererDb:
         )[0][0]
         return None if value is None else int(value)
 
-    def next_received(self, after: int) -> int | None:
-        """A time no later than the next order-book receipt after ``after`` (µs) and with
-        none in between; ``None`` when nothing was received after it."""
+    def next_delta(self, after: int, high: int) -> tuple[int, int] | None:
+        """``(received_at, exchange_ts)`` of the first delta received in ``(after, high]``
+        (µs, the gatherer's clock and the exchange's); ``None`` when there is none."""
+        rows = self._query(
+            f"SELECT received_at, exchange_ts FROM orderbook_deltas WHERE {_RECEIVED}"
+            " ORDER BY received_at LIMIT 1",
+            _received(after, high, self.offset),
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def progress(self, high: int) -> int | None:
+        """The newest exchange time (µs) of a delta received up to ``high`` (the
+        gatherer's clock); ``None`` when there is none."""
         value = self._query(
-            "SELECT least((SELECT min(exchange_ts) FROM orderbook_deltas"
-            " WHERE exchange_ts > %s AND received_at > %s) - %s - 1,"
-            " (SELECT min(snapshot_ts) FROM orderbook_snapshots"
-            " WHERE source = 'ws' AND snapshot_ts > %s) - 1)",
-            (after - self.offset[1] - SKEW_US, after, SKEW_US - self.offset[0], after),
+            "SELECT max(exchange_ts) FROM orderbook_deltas"
+            " WHERE received_at <= %s AND exchange_ts <= %s",
+            (high, high - self.offset[0] + SKEW_US),
         )[0][0]
-        return None if value is None else max(after, int(value))
+        return None if value is None else int(value)
 
     def digests(self, table: KeyedTable, low: int, high: int) -> dict[int, tuple[int, int]]:
         """``bucket -> (events, identity hash sum)`` of ``low < time <= high``."""
