@@ -77,6 +77,7 @@ class Connection:
         # and the frame's rows wait for room. Backpressure of our own, not silence.
         self.blocked = False
         self._stream_us = 0  # exchange time (µs) of the newest timed row read
+        self._lag_us = 0  # how late (µs) that row was read: receive minus exchange time
         self._outage = False
         # Markets the exchange confirmed on this session's subscription (scoped only).
         self.subscribed: set[str] = set()
@@ -165,11 +166,16 @@ class Connection:
                 self.ctx.processor.forget_connection(self.conn_id)
                 self.ctx.marker(self.conn_id, "disconnect", reason=reason)
                 if lost_at is None or self._last_frame_wall:
-                    lost_at = self._last_frame_wall or self.ctx.wall_us()
+                    # What we missed starts where our reading had got to, not when we read
+                    # the last frame: reading a backlog 60 s behind, the session's end (an
+                    # error 25 at the back of the queue) is 60 s of trades after it.
+                    lost_at = self._last_frame_wall - max(0, self._lag_us)
+                    if not self._last_frame_wall:
+                        lost_at = self.ctx.wall_us()
                 if self.channel == "trade" and not permanent:  # from lost_at on: REST, later
                     key = ("disconnect", self.name, lost_at)
                     self.ctx.hold(key, lost_at - BACKFILL_MARGIN_US)
-            self._last_frame_wall = 0
+            self._last_frame_wall = self._lag_us = 0
             if permanent:  # retrying cannot help: stop, degraded on /health
                 self.last_error = f"stopped after a permanent close: {reason}"
                 log.error("%s: %s; not reconnecting", self.name, self.last_error)
@@ -269,7 +275,8 @@ class Connection:
                     table, row = rows[-1]
                     if table in _TIMED_TABLES and row[0] is not None:  # the exchange's µs
                         self._stream_us = ts = int(row[0])
-                        counts.latency(max(0, wall - ts) / 1e6)
+                        self._lag_us = lag = wall - ts
+                        counts.latency(max(0, lag) / 1e6)
                         ctx.skew.observe(wall, ts)
                     self.blocked = True  # seen by the keepalive only if put_all waits
                     await sink.put_all(rows)
