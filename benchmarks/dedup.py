@@ -4,7 +4,7 @@ database (goal ratio >= 0.5), then export MB/s (Parquet, zstd, to a local direct
 
     python benchmarks/dedup.py [--events N] [--markets N] [--batch-size N] [--url URL]
 
-The gatherers record the same scripted exchange (``kalshi.testing.scripted``); two of them
+The gatherers record the same scripted exchange (``kalshi.testing.recording``); two of them
 miss a stretch each, so the merge also switches sources. Without --url an embedded
 PostgreSQL is started in a temporary directory (default settings, fsync on).
 """
@@ -38,7 +38,7 @@ from kalshi.dedup.service import Deduplicator
 from kalshi.models.rows import Row
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
 from kalshi.store.schema import TABLES
-from kalshi.testing.scripted import make_truth, record
+from kalshi.testing.recording import make_truth, record
 
 MERGED_TABLES = ("trades", "tickers", "orderbook_deltas", "orderbook_snapshots", "gaps")
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -134,7 +135,7 @@ def timed(fn: Callable[[], object]) -> float:
 def to_devnull(files: list[Path]) -> None:
     with open("/dev/null", "wb") as sink_file:
         sink = JsonlSink(sink_file)
-        trio.run(replay, read_journal(files), sink)
+        trio.run(partial(replay, read_journal(files), sink, blocking=False))  # as the CLI
         sink.flush()
 
 
@@ -162,7 +163,7 @@ def point_in_time(files: list[Path], ticker: str, at_us: int, stop: bool) -> Non
 
 def into_db(files: list[Path], url: str, tmp: Path) -> int:
     cfg = GathererConfig(spool=SpoolConfig(dir=str(tmp / "spool"), dead_letter_dir=str(tmp / "dl")))
-    stats = trio.run(replay_into_db, read_journal(files), url, cfg)
+    stats = trio.run(partial(replay_into_db, read_journal(files), url, cfg.store, blocking=False))
     return sum(stats.rows.values())
 
 

@@ -51,7 +51,8 @@ def table(doc: dict[str, Any]) -> str:
     run = (
         f"{g('markets'):,} markets ({g('active'):,} trading, {g('busy')} busy), "
         f"{g('rate'):,.0f} msgs/s, bursts ×20 for 10 s every {g('burst_every_s'):.0f} s, "
-        f"{g('minutes'):g} min, {g('shards')} process(es) per gatherer; {g('machine', '')}"
+        f"{g('minutes'):g} min, {g('gatherers', 2)} gatherer(s) of {g('shards')} process(es); "
+        f"{g('machine', '')}"
     )
     trades = f"{_fmt(g('trades_generated'))} / {g('trades_lost')} / {g('trades_duplicated')}"
     reconnects = f"{_fmt(g('reconnects_during_startup'))} / {_fmt(g('reconnects'))}"
@@ -92,6 +93,9 @@ def main() -> int:
     parser.add_argument("--burst-every", type=float, default=180.0)
     parser.add_argument("--startup-limit", type=float, default=900.0)
     parser.add_argument("--shards", type=int, default=1, help="processes per gatherer")
+    parser.add_argument(
+        "--gatherers", type=int, default=2, choices=(1, 2), help="redundant gatherers"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/scaling.md")
@@ -118,6 +122,7 @@ def main() -> int:
                     rate=args.rate,
                     burst_every=args.burst_every,
                     shards=args.shards,
+                    replicas=args.gatherers,
                     startup_limit=args.startup_limit,
                 )
             )

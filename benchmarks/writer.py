@@ -99,7 +99,7 @@ def through_writer(
         conn.execute(f"TRUNCATE {table}")
 
     async def main() -> float:
-        async with open_store(url, cfg) as store:
+        async with open_store(url, cfg.store) as store:
             start = time.perf_counter()
             async with store.sender(table) as send:
                 for row in rows:

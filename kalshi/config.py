@@ -44,6 +44,7 @@ __all__ = [
     "S3Config",
     "SnapshotPollerConfig",
     "SpoolConfig",
+    "StoreConfig",
     "SyncConfig",
     "WebsocketConfig",
     "WriterConfig",
@@ -267,6 +268,32 @@ class GathererConfig:
     # Grace period for the final flush on Ctrl-C / SIGTERM.
     shutdown_grace: Duration = Duration(10.0)
 
+    @property
+    def store(self) -> StoreConfig:
+        """The store's section of this config (:class:`StoreConfig`)."""
+        return StoreConfig(
+            gatherer_id=self.gatherer_id,
+            database=self.timescaledb,
+            writers=self.writers,
+            spool=self.spool,
+            shutdown_grace=self.shutdown_grace,
+        )
+
+
+@frozen
+class StoreConfig:
+    """What the store (:func:`kalshi.store.open_store`) needs, and no more: whose rows it
+    writes, its database's connections and statement bounds, the batch writers, the spool
+    and the shutdown grace. Not a YAML section of its own: :attr:`GathererConfig.store`
+    gathers it from the gatherer's keys (``gatherer_id``, ``timescaledb``, ``writers``,
+    ``spool``, ``shutdown_grace``)."""
+
+    gatherer_id: str = "local-1"
+    database: DbConfig = DbConfig()
+    writers: WritersConfig = WritersConfig()
+    spool: SpoolConfig = SpoolConfig()
+    shutdown_grace: Duration = Duration(10.0)
+
 
 @frozen
 class GathererSource:
@@ -286,6 +313,11 @@ class SyncConfig:
     batch_size: int = 100
     # Never wait for a lagging gatherer longer than this.
     max_lag: Duration = Duration(30.0)
+    # Bounds on every statement the deduplicator runs, on production and on the gatherers'
+    # databases: a hung server or a locked table fails the pass (retried at the next poll)
+    # within this long instead of holding it forever. 0 = none.
+    statement_timeout: Duration = Duration(60.0)
+    lock_timeout: Duration = Duration(5.0)
 
 
 @frozen

@@ -118,6 +118,11 @@ DESCRIPTIONS: dict[str, str] = {
     "sync.poll_interval": "how often to look for new rows in the gatherers",
     "sync.batch_size": "rows per merge batch",
     "sync.max_lag": "never wait for a lagging gatherer longer than this",
+    "sync.statement_timeout": "longest any deduplicator statement (production or a gatherer's"
+    " database) may run; the pass fails and is retried at the next poll; 0 = no bound",
+    "sync.lock_timeout": "longest a deduplicator statement waits for a table lock before that"
+    " database counts as unavailable (production: the pass is retried; a gatherer: skipped"
+    " for the pass); 0 = no bound",
 }
 for _table in ("trades", "orderbook", "tickers", "snapshots", "lifecycle", "markets", "gaps"):
     DESCRIPTIONS[f"writers.{_table}.batch_size"] = f"rows per `{_table}` batch"

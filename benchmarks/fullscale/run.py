@@ -1,9 +1,10 @@
 """The scale run (``just scale``): the whole system at full size, measured, then checked
 against the simulator's ground truth.
 
-Everything is real: the simulator (in this process) with ``markets`` markets, two
-``kalshi gather`` processes with the seed's layout (150 WebSocket connections each), each
-with its own embedded PostgreSQL, a ``kalshi dedup`` process merging both into production
+Everything is real: the simulator (in a process of its own, ``simproc.py``) with ``markets``
+markets, two ``kalshi gather`` processes (``replicas``; one to measure a single gatherer)
+with the seed's layout (150 WebSocket connections each), each with its own embedded
+PostgreSQL, a ``kalshi dedup`` process merging both into production
 (on the first server) and exporting Parquet to a local S3 server (``weed``). No fault is
 injected: every reconnect is a failure. The engine is paused until both gatherers have
 subscribed everything and hold every book (time to subscribed / to books is measured
@@ -33,13 +34,13 @@ import yaml
 
 from kalshi.dedup import production_books
 from kalshi.errors import BookError, StoreError
-from kalshi.gather.registry import LIVE_STATUSES
 from kalshi.ports import free_port
 from kalshi.store import Database, EmbeddedPostgres, connect_db, migrate
 from kalshi.testing.procs import Child, get_health, scratch_dir
 from kalshi.testing.s3server import S3Server
 
 from .procstat import cpu_seconds, peak_rss_mib, rss_mib
+from .simproc import SimProcess
 
 __all__ = ["run_scale"]
 
@@ -47,11 +48,11 @@ BUCKET = "kalshi-scale"
 REPLICAS = ("g1", "g2")  # two redundant gatherers, each with its own PostgreSQL
 
 
-def gatherer_names(shards: int) -> list[str]:
+def gatherer_names(shards: int, replicas: int = 2) -> list[str]:
     """``g1``, ``g2``; sharded: ``g1s0`` ... ``g2s<n-1>`` (one process per shard)."""
     if shards == 1:
-        return list(REPLICAS)
-    return [f"{replica}s{i}" for replica in REPLICAS for i in range(shards)]
+        return list(REPLICAS[:replicas])
+    return [f"{replica}s{i}" for replica in REPLICAS[:replicas] for i in range(shards)]
 
 
 _SAMPLE = 1.0  # seconds between two samples
@@ -119,14 +120,13 @@ async def run_scale(
     busy: int = 300,
     burst_every: float = 180.0,
     shards: int = 1,
+    replicas: int = 2,
     seed: int = 11,
     start_us: int | None = None,
     startup_limit: float = 900.0,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the scale test; returns the figures and ``failures`` (empty when it passed)."""
-    from kalshi.sim import open_sim_exchange
-
     await trio.to_thread.run_sync(lambda: workdir.mkdir(parents=True, exist_ok=True))
     doc: dict[str, Any] = {
         "markets": markets,
@@ -136,12 +136,15 @@ async def run_scale(
         "burst_every_s": burst_every,
         "minutes": minutes,
         "shards": shards,
+        "gatherers": replicas,
         "failures": [],
     }
     failures: list[str] = doc["failures"]
-    names = gatherer_names(shards)
+    names = gatherer_names(shards, replicas)
+    replica_names = REPLICAS[:replicas]
     servers = {
-        name: EmbeddedPostgres(scratch_dir(f"kalshi-scale-{name}-") / "pg") for name in REPLICAS
+        name: EmbeddedPostgres(scratch_dir(f"kalshi-scale-{name}-") / "pg")
+        for name in replica_names
     }
     for pg in servers.values():
         await trio.to_thread.run_sync(pg.start)
@@ -151,6 +154,28 @@ async def run_scale(
     children: dict[str, Child] = {}
     final: Child | None = None
     truth_path = workdir / "truth.jsonl"
+    sim = SimProcess(
+        {
+            "markets": markets,
+            "active": active,
+            "rate": rate,
+            "seed": seed,
+            "start_us": start_us,
+            "trade_window_s": 900.0,
+            "busy": busy,
+            "burst_every": burst_every,
+            "lifecycle_every": 60.0,
+            # gatherers of 150 connections on one key: a tier above Basic's 200 per user
+            # (kalshi-api.md §2.6), or one key per gatherer
+            "connections_per_user": 160 * len(names),
+            # the simulator shares the CPU with every process of the run: at full size a
+            # handshake can wait seconds for its event loop, longer than the exchange's
+            # 5 s signature window is meant to cover
+            "skew_s": 60.0,
+        },
+        truth_path,
+        workdir / "sim.log",
+    )
     try:
         for name, url in urls.items():
             server = servers["g2" if name.startswith("g2") else "g1"]
@@ -160,43 +185,14 @@ async def run_scale(
             await trio.to_thread.run_sync(migrate, url)
         await trio.to_thread.run_sync(s3.start)
         s3.create_bucket(BUCKET)
-        with truth_path.open("wb") as truth_file:
-            async with open_sim_exchange(
-                markets=markets,
-                active=active,
-                rate=rate,
-                seed=seed,
-                port=0,
-                start_us=start_us,
-                keep_events=False,
-                truth_stream=truth_file,
-                trade_window_s=900.0,
-                busy=busy,
-                burst_every=burst_every,
-                lifecycle_every=60.0,
-                # two gatherers of 150 connections on one key: a tier above Basic's 200
-                # per user (kalshi-api.md §2.6), or one key per gatherer
-                connections_per_user=160 * len(names),
-                # the simulator shares its process (and the CPU) with the harness: at full
-                # size a handshake can wait seconds for its event loop, longer than the
-                # exchange's 5 s signature window is meant to cover
-                skew_s=60.0,
-            ) as sim:
-                sim.engine.pause()
-                doc["markets_live_at_exchange"] = sum(
-                    1 for m in sim.truth.markets.values() if m.status in LIVE_STATUSES
-                )
-                await _record(
-                    sim, names, urls, workdir, s3, children, doc, startup_limit, minutes, say
-                )
-                sim.engine.pause()
-                engine = sim.engine
-                truth = sim.truth
-                doc["messages_generated"] = truth.generated
-                doc["bursts"] = engine.bursts
-                doc["undelivered"] = dict(truth.undelivered)
-                active_books = {t: truth.book(t) for t in engine.active_tickers}
-                truth.close_stream()
+        await sim.start()
+        doc["sim_niceness"] = sim.priority
+        doc["markets_live_at_exchange"] = sim.markets_live
+        await _record(sim, names, urls, workdir, s3, children, doc, startup_limit, minutes, say)
+        status, active_books = await sim.finish(workdir / "books.json")
+        doc["messages_generated"] = status["generated"]
+        doc["bursts"] = status["bursts"]
+        doc["undelivered"] = status["undelivered"]
         final = Child(
             "dedup-once",
             ["dedup", "--config", str(workdir / "dedup.yaml"), "--once"],
@@ -213,6 +209,7 @@ async def run_scale(
             for child in [*children.values(), *([final] if final else [])]:
                 if child.proc is not None:
                     await child.stop(signal.SIGKILL)
+            await sim.stop()
             await trio.to_thread.run_sync(s3.stop)
             for pg in servers.values():
                 await trio.to_thread.run_sync(pg.stop)
@@ -220,7 +217,7 @@ async def run_scale(
 
 
 async def _record(
-    sim: Any,
+    sim: SimProcess,
     names: list[str],
     urls: dict[str, str],
     workdir: Path,
@@ -235,10 +232,11 @@ async def _record(
     failures: list[str] = doc["failures"]
     key = workdir / "key.pem"
     key.write_bytes(sim.private_key_pem)
+    postgres = {name[:2] for name in names}
     ports = {name: free_port() for name in names}
     for name in names:
         path = workdir / f"{name}.yaml"
-        shard = f"{name[3:]}/{len(names) // 2}" if len(name) > 2 else "0/1"
+        shard = f"{name[3:]}/{len(names) // len(postgres)}" if len(name) > 2 else "0/1"
         config = _gatherer_config(name, sim, key, urls[name], workdir, ports[name], shard)
         path.write_text(yaml.safe_dump(config))
         children[name] = Child(name, ["gather", "--config", str(path)], workdir / f"{name}.log")
@@ -247,8 +245,9 @@ async def _record(
         "dedup", ["dedup", "--config", str(workdir / "dedup.yaml")], workdir / "dedup.log"
     )
     samples = _Samples()
-    name_tail = "" if len(names) == len(REPLICAS) else "s0"
-    postmasters = {replica: _postmaster(urls[f"{replica}{name_tail}"]) for replica in REPLICAS}
+    replicas = sorted({name[:2] for name in names})
+    name_tail = "" if len(names) == len(replicas) else "s0"
+    postmasters = {replica: _postmaster(urls[f"{replica}{name_tail}"]) for replica in replicas}
     lag_dbs = {name: connect_db(urls[name]) for name in names}
     try:
         async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
@@ -283,21 +282,20 @@ async def _record(
                 return
             await children["dedup"].start()
             reconnects_before = {n: samples.reconnects(n) for n in names}
-            cpu_before = _cpu({})
+            cpu_before = _cpu({}, sim=sim)
             doc["bytes_at_start"] = await trio.to_thread.run_sync(_sizes, urls, workdir, s3)
-            generated_before = sim.truth.generated
-            sim.engine.resume()
+            generated_before = (await sim.status())["generated"]
+            await sim.resume()
             samples.measuring = True
             begin = time.monotonic()
-            say(f"recording {minutes:g} min at {sim.engine.rate:g} msgs/s")
+            say(f"recording {minutes:g} min at {doc['rate']:g} msgs/s")
             await trio.sleep(minutes * 60)
-            sim.engine.pause()
+            await sim.pause()
             samples.measuring = False
             doc["seconds_measured"] = round(time.monotonic() - begin, 1)
-            doc["achieved_rate"] = round(
-                (sim.truth.generated - generated_before) / max(1.0, doc["seconds_measured"]), 1
-            )
-            cpu_after = _cpu({})
+            generated = (await sim.status())["generated"] - generated_before
+            doc["achieved_rate"] = round(generated / max(1.0, doc["seconds_measured"]), 1)
+            cpu_after = _cpu({}, sim=sim)
             doc["sim_cpu_seconds_while_recording"] = round(cpu_after["sim"] - cpu_before["sim"], 1)
             say("quiet; waiting for every row to be written")
             with trio.move_on_after(300) as waited:
@@ -309,9 +307,11 @@ async def _record(
             await trio.sleep(2 * _SAMPLE)
             doc["reconnects"] = {n: samples.reconnects(n) - reconnects_before[n] for n in names}
             doc["reconnects_during_startup"] = reconnects_before
-            doc["cpu_seconds"] = _cpu(children, postmasters)
+            doc["cpu_seconds"] = _cpu(children, postmasters, sim=sim)
             doc["peak_rss_mib"] = {n: samples.peak_rss.get(n, 0.0) for n in children}
-            doc["peak_rss_mib"]["sim+harness"] = round(
+            assert sim.proc is not None
+            doc["peak_rss_mib"]["sim"] = round(peak_rss_mib(sim.proc.pid), 1)
+            doc["peak_rss_mib"]["harness"] = round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
             )
             doc["postgres_rss_mib_at_end"] = {
@@ -346,22 +346,29 @@ async def _record(
 
 def _postmaster(url: str) -> int:
     """The postmaster pid of the server behind ``url`` (the parent of our backend)."""
-    with connect_db(url) as db:
+    with connect_db(url) as db:  # read while the backend lives (it exits with the session)
         pid = db.query("SELECT pg_backend_pid()")[0][0]
-    status = Path(f"/proc/{pid}/status").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
     return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
 
 
-def _cpu(children: dict[str, Child], postmasters: dict[str, int] | None = None) -> dict[str, float]:
-    """CPU seconds so far: this process (simulator and harness), the children, and each
-    PostgreSQL server with its backends."""
+def _cpu(
+    children: dict[str, Child],
+    postmasters: dict[str, int] | None = None,
+    *,
+    sim: SimProcess,
+) -> dict[str, float]:
+    """CPU seconds so far: the simulator, the children, each PostgreSQL server with its
+    backends, and this process (the harness)."""
+    assert sim.proc is not None
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out = {"sim": round(usage.ru_utime + usage.ru_stime, 1)}
+    out = {"sim": round(cpu_seconds(sim.proc.pid), 1)}
     for name, child in children.items():
         if child.proc is not None:
             out[name] = round(cpu_seconds(child.proc.pid), 1)
     for name, pid in (postmasters or {}).items():
         out[f"postgres {name}"] = round(cpu_seconds(pid), 1)
+    out["harness"] = round(usage.ru_utime + usage.ru_stime, 1)
     return out
 
 
@@ -371,7 +378,7 @@ async def _monitor(
     samples: _Samples,
     children: dict[str, Child],
     lag_dbs: dict[str, Database],
-    sim: Any,
+    sim: SimProcess,
 ) -> None:
     while True:
         for name, port in ports.items():
@@ -388,7 +395,7 @@ async def _monitor(
                     samples.peak_rss.get(name, 0.0), round(peak_rss_mib(child.proc.pid), 1)
                 )
         if samples.measuring:
-            phase = "burst" if sim.engine.bursting else "quiet"
+            phase = "burst" if (await sim.status())["bursting"] else "quiet"
             for db in lag_dbs.values():
                 newest = await trio.to_thread.run_sync(_newest, db)
                 if newest is not None:

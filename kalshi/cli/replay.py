@@ -219,16 +219,20 @@ def replay(
             trio.run(_serve, files, cfg, serve, flt, speed, options)
             return
         items = read_records(files, options, s3=cfg.s3_export)
+        # stdin and S3 objects are read in a worker thread; local files on the event loop
+        blocking = any(f == "-" or f.startswith("s3://") for f in files)
         with _progress(files, show) as on_progress:
             if format is not None:
                 sink: Sink
                 out = sys.stdout.buffer
                 sink = JsonlSink(out) if format == "jsonl" else CsvSink(out, next(iter(tables)))
-                stats = trio.run(_to_stream, items, sink, replayer, speed, on_progress)
+                stats = trio.run(_to_stream, items, sink, replayer, speed, on_progress, blocking)
             else:
                 with resolve_database(cfg.timescaledb) as url:
                     migrate(url)
-                    stats = trio.run(_to_db, items, url, cfg, replayer, speed, on_progress)
+                    stats = trio.run(
+                        _to_db, items, url, cfg, replayer, speed, on_progress, blocking
+                    )
     except KalshiError as exc:
         fail(str(exc))
     if continuity:
@@ -263,6 +267,7 @@ async def _to_stream(
     replayer: Replayer,
     speed: float | None,
     on_progress: Callable[[int], None] | None,
+    blocking: bool,
 ) -> ReplayStats:
     try:
         return await replay_items(
@@ -271,6 +276,7 @@ async def _to_stream(
             replayer=replayer,
             speed=speed,
             on_progress=on_progress,
+            blocking=blocking,
         )
     finally:
         sink.flush()
@@ -283,14 +289,16 @@ async def _to_db(
     replayer: Replayer,
     speed: float | None,
     on_progress: Callable[[int], None] | None,
+    blocking: bool,
 ) -> ReplayStats:
     return await replay_into_db(
         items,
         url,
-        cfg,
+        cfg.store,
         replayer=replayer,
         speed=speed,
         on_progress=on_progress,
+        blocking=blocking,
     )
 
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-
 from kalshi.config import GathererSource
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
-from kalshi.store.connection import connect, translating
 from kalshi.store.schema import TABLES
+from kalshi.store.session import Session
 
 __all__ = ["LATENCY_US", "SKEW_US", "GathererDb"]
 
@@ -36,7 +34,7 @@ OFFSET_SAMPLE_US = 600_000_000
 _HIGH_WATER = (
     "SELECT greatest((SELECT max(exchange_ts) FROM trades),"
     " (SELECT max(exchange_ts) FROM orderbook_deltas),"
-    " (SELECT max(snapshot_ts) FROM orderbook_snapshots),"
+    " (SELECT max(exchange_ts) FROM orderbook_snapshots),"
     " (SELECT max(exchange_ts) FROM tickers),"
     " (SELECT max(exchange_ts) FROM market_lifecycle))"
 )
@@ -59,10 +57,20 @@ def _select(table: str, where: str, order: str, limit: int | None = None) -> str
 
 
 class GathererDb:
-    def __init__(self, source: GathererSource) -> None:
+    """Reads of one gatherer's database; ``statement_timeout``/``lock_timeout`` (seconds,
+    0 = the server's setting) bound every statement (:class:`~kalshi.store.session.Session`)."""
+
+    def __init__(
+        self, source: GathererSource, *, statement_timeout: float = 0.0, lock_timeout: float = 0.0
+    ) -> None:
         self.id = source.id
         self.url = source.timescaledb
-        self._conn: psycopg.Connection[Any] | None = None
+        self._db = Session(
+            self.url,
+            autocommit=True,
+            statement_timeout=statement_timeout,
+            lock_timeout=lock_timeout,
+        )
         # (min, max) of received_at - exchange_ts of its newest deltas: latency plus the
         # gatherer's clock offset from the exchange's (its clock, not ours, stamps receipts)
         self.offset: tuple[int, int] = (0, 0)
@@ -81,28 +89,27 @@ class GathererDb:
         return self.offset
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        self._db.close()
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if self._conn is None:
-            self._conn = connect(self.url, autocommit=True)
         try:
             # Binary results: the merge reads every row of every gatherer, parse them fast.
-            with translating(), self._conn.cursor(binary=True) as cur:
-                cur.execute(statement.encode(), params or None)
-                return cur.fetchall()
+            return self._db.query(statement, params, binary=True)
         except StoreError:
             self.close()
             raise
 
     def _rows(self, table: str, statement: str, params: Sequence[Any]) -> list[Row]:
-        row_type = TABLES[table].row_type
-        return [row_type(*values) for values in self._query(statement, params)]
+        try:
+            return self._db.rows(table, statement, params)
+        except StoreError:
+            self.close()
+            raise
 
     def high_water(self) -> int | None:
-        """The newest time in any market-data table (µs), ``None`` when all are empty."""
+        """The newest exchange time in any market-data table (µs), ``None`` when all are
+        empty. Exchange times only: a receipt (a WebSocket snapshot's ``snapshot_ts``) is in
+        the gatherer's clock, and high waters are compared between gatherers."""
         value = self._query(_HIGH_WATER)[0][0]
         return None if value is None else int(value)
 
@@ -126,17 +133,25 @@ class GathererDb:
         )[0][0]
         return None if value is None else int(value)
 
-    def next_received(self, after: int) -> int | None:
-        """A time no later than the next order-book receipt after ``after`` (µs) and with
-        none in between; ``None`` when nothing was received after it."""
+    def next_delta(self, after: int, high: int) -> tuple[int, int] | None:
+        """``(received_at, exchange_ts)`` of the first delta received in ``(after, high]``
+        (µs, the gatherer's clock and the exchange's); ``None`` when there is none."""
+        rows = self._query(
+            f"SELECT received_at, exchange_ts FROM orderbook_deltas WHERE {_RECEIVED}"
+            " ORDER BY received_at LIMIT 1",
+            _received(after, high, self.offset),
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def progress(self, high: int) -> int | None:
+        """The newest exchange time (µs) of a delta received up to ``high`` (the
+        gatherer's clock); ``None`` when there is none."""
         value = self._query(
-            "SELECT least((SELECT min(exchange_ts) FROM orderbook_deltas"
-            " WHERE exchange_ts > %s AND received_at > %s) - %s - 1,"
-            " (SELECT min(snapshot_ts) FROM orderbook_snapshots"
-            " WHERE source = 'ws' AND snapshot_ts > %s) - 1)",
-            (after - self.offset[1] - SKEW_US, after, SKEW_US - self.offset[0], after),
+            "SELECT max(exchange_ts) FROM orderbook_deltas"
+            " WHERE received_at <= %s AND exchange_ts <= %s",
+            (high, high - self.offset[0] + SKEW_US),
         )[0][0]
-        return None if value is None else max(after, int(value))
+        return None if value is None else int(value)
 
     def digests(self, table: KeyedTable, low: int, high: int) -> dict[int, tuple[int, int]]:
         """``bucket -> (events, identity hash sum)`` of ``low < time <= high``."""

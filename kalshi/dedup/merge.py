@@ -184,10 +184,13 @@ class _Stream:
         return None
 
     def restart(self, segments: Sequence[Segment], after: int | None) -> Segment | None:
+        point = self.point
         starts = [
             s
             for s in segments
-            if s.snapshot is not None and (after is None or point_ts(s.snapshot) > after)
+            if s.snapshot is not None
+            and (after is None or point_ts(s.snapshot) > after)
+            and not _behind(s.snapshot, point)
         ]
         if not starts:
             return None
@@ -198,6 +201,19 @@ class _Stream:
                 _rank(self.prefer, s.gatherer_id),
             ),
         )
+
+
+def _behind(snapshot: SnapshotRow, point: Point | None) -> bool:
+    """Whether ``snapshot`` is at or before ``point`` on the point's own connection (frame
+    order): restarting there would merge that connection's rows again. A WebSocket
+    snapshot's time is its receipt in its gatherer's clock, which may run ahead of the
+    exchange's: without this a restart could go back and forth between two snapshots of
+    one connection forever."""
+    return (
+        point is not None
+        and (snapshot.gatherer_id, snapshot.conn_id) == (point.gatherer_id, point.conn_id)
+        and snapshot.frame_no <= point.frame_no
+    )
 
 
 def merge_market(

@@ -8,14 +8,15 @@ A pass (:meth:`Deduplicator.run_pass`):
    ``settle`` ago (a gatherer far behind: up to its newest row), comparing per-second
    digests first so that only stretches where it may add something are read, at most
    ``sync.batch_size`` rows per transaction, each transaction also moving its cursor;
-3. merges the order books, by time of receipt (frame order), up to what every *live*
-   gatherer (reachable, no more than ``sync.max_lag`` behind the newest) has received, and
-   no later than ``settle`` ago; a gatherer far behind is left out rather than waited for.
-   Each merge step (at most :data:`MERGE_STEP_US`) is one transaction with its
-   checkpoints. Both run side by side on their own connections.
+3. merges the order books, by time of receipt (frame order), each live gatherer (reachable,
+   no more than ``sync.max_lag`` behind the newest) from its own cursor up to its own
+   ingest watermark, in its own clock (no clock is compared with another's); a gatherer far
+   behind is left out rather than waited for. Each merge step (at most
+   :data:`MERGE_STEP_US` of exchange time) is one transaction with its checkpoints. Both
+   run side by side on their own connections.
 
-``settle`` leaves the gatherers' writers time to flush (their batches and gap records
-arrive up to a few seconds after they were received); ``--once`` uses 0.
+``settle`` leaves the gatherers' writers time to flush before their keyed tables are copied
+(their batches arrive up to a few seconds after they were received); ``--once`` uses 0.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import trio
 from attrs import define, field
@@ -89,7 +90,8 @@ class _Window:
     is the source of (the others' deltas are read only when a market needs them)."""
 
     db: GathererDb
-    low: int
+    low: int  # its cursor and its end in this step (its own clock: receipts)
+    high: int
     latest: dict[str, int] = field(factory=dict)
     snapshots: dict[str, list[SnapshotRow]] = field(factory=dict)
     deltas: dict[str, list[DeltaRow]] = field(factory=dict)
@@ -99,6 +101,13 @@ class _Window:
     def progress(self) -> int:
         """The newest exchange time of any delta in the window."""
         return max(self.latest.values(), default=0)
+
+
+class Bounds(NamedTuple):
+    """``sync.statement_timeout``/``sync.lock_timeout`` in seconds (0 = none)."""
+
+    statement_timeout: float
+    lock_timeout: float
 
 
 class Deduplicator:
@@ -114,30 +123,74 @@ class Deduplicator:
         self.cfg = cfg
         self.settle_us = int(settle * 1_000_000)
         self._wall_us = wall_us
-        self._gatherers = [GathererDb(source) for source in cfg.gatherers]
+        self._bounds = Bounds(float(cfg.sync.statement_timeout), float(cfg.sync.lock_timeout))
+        bounds = self._bounds._asdict()
+        self._gatherers = [GathererDb(source, **bounds) for source in cfg.gatherers]
         # The order books are merged alongside the keyed tables, on their own connections.
-        self._book_readers = {source.id: GathererDb(source) for source in cfg.gatherers}
+        self._book_readers = {source.id: GathererDb(source, **bounds) for source in cfg.gatherers}
         self._prefer = [g.id for g in self._gatherers]
         self._state = {g.id: _GathererState() for g in self._gatherers}
         self._production: tuple[Production, Production] | None = None
         self._production_error = ""
         self._cursors: dict[tuple[str, str], Cursor] = {}
         self.passes = 0
+        # Shutdown: the database calls in flight (each shielded) and when they are given up.
+        self._in_flight: set[trio.CancelScope] = set()
+        self._give_up_at: float | None = None
+        self.abandoned = 0
+        """Database calls given up at shutdown after the grace (their connections are left
+        to the process's exit; PostgreSQL rolls their transactions back)."""
 
     # --- plumbing ---------------------------------------------------------------------
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(fn, *args)
+        """Run one blocking database call in a worker thread. A cancellation (shutdown)
+        lets it finish for up to the grace :meth:`stop_within` set, so its transaction
+        commits or rolls back whole; past that the thread is abandoned, and the
+        cancellation goes on."""
+        with trio.CancelScope(shield=True) as scope:
+            if self._give_up_at is not None:
+                scope.deadline = self._give_up_at
+            self._in_flight.add(scope)
+            try:
+                return await trio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True)
+            finally:
+                self._in_flight.discard(scope)
+        # only reached when the grace ran out
+        self.abandoned += 1
+        await trio.lowlevel.checkpoint()  # raises the pending cancellation
+        raise DatabaseUnavailable("database call abandoned at shutdown")
+
+    def stop_within(self, grace: float) -> None:
+        """Shutdown began: the database calls in flight (and any started later) are given
+        up ``grace`` seconds from now."""
+        self._give_up_at = trio.current_time() + grace
+        for scope in self._in_flight:
+            scope.deadline = min(scope.deadline, self._give_up_at)
 
     async def _prod(self) -> tuple[Production, Production]:
         """Two production connections: keyed tables, and order books."""
         if self._production is None:
+            url = self.cfg.production.url
             keyed = await self._thread(
-                partial(Production, self.cfg.production.url, exclusive=True, wall_us=self._wall_us)
+                partial(
+                    Production,
+                    url,
+                    exclusive=True,
+                    wall_us=self._wall_us,
+                    statement_timeout=self._bounds.statement_timeout,
+                    lock_timeout=self._bounds.lock_timeout,
+                )
             )
             try:
                 books = await self._thread(
-                    partial(Production, self.cfg.production.url, wall_us=self._wall_us)
+                    partial(
+                        Production,
+                        url,
+                        wall_us=self._wall_us,
+                        statement_timeout=self._bounds.statement_timeout,
+                        lock_timeout=self._bounds.lock_timeout,
+                    )
                 )
             except BaseException:
                 keyed.close()
@@ -155,6 +208,8 @@ class Deduplicator:
             self._production_error = str(exc)
 
     def close(self) -> None:
+        if self.abandoned:  # a worker thread may still be inside a connection
+            return
         for gatherer in [*self._gatherers, *self._book_readers.values()]:
             gatherer.close()
         self._drop_production()
@@ -199,7 +254,7 @@ class Deduplicator:
                 readers = [self._book_readers[g.id] for g in reachable]
                 nursery.start_soon(
                     guarded,
-                    partial(self._merge_books, books, readers, settled, report),
+                    partial(self._merge_books, books, readers, report),
                 )
             if failures:
                 raise failures[0]
@@ -340,51 +395,68 @@ class Deduplicator:
         max_lag = int(self.cfg.sync.max_lag * 1_000_000)
         return [g for g in reachable if g.id in known and known[g.id] >= lead - max_lag]
 
+    def _committed(self, gatherer: GathererDb) -> int | None:
+        """Up to when (µs, the gatherer's own clock) its order-book rows are all in its
+        database: its ingest watermark; for one that records none (history written by a
+        replay, whose rows are all final), its newest receipt. ``None``: it has no
+        order-book row."""
+        state = self._state[gatherer.id]
+        return state.watermark if state.watermark is not None else state.received
+
     async def _merge_books(
-        self,
-        production: Production,
-        reachable: list[GathererDb],
-        settled: int,
-        report: PassReport,
+        self, production: Production, reachable: list[GathererDb], report: PassReport
     ) -> None:
+        """Merge in steps until every live gatherer's rows up to what it has committed
+        (:meth:`_committed`, in its own clock) are merged.
+
+        Each gatherer is read by receipt from its own cursor to its own end: no clock is
+        compared with another's. The steps keep the gatherers' windows side by side in
+        exchange time: a step runs to :data:`MERGE_STEP_US` past the earliest exchange time
+        any gatherer has left, each gatherer's end placed by the receipt and exchange time
+        of its own next delta; and no further than every live gatherer has progressed (the
+        newest exchange time it has committed, or the exchange time its end stands for),
+        so that one whose rows are late (its database was down) still serves the stretch.
+        """
         live = self._live(reachable)
-        if not live:
-            return
-        # Order-book rows go by receipt (frame order on a connection). Up to what every live
-        # gatherer has received, so that all of them can serve the stretch; but a gatherer
-        # that received nothing new (idle, or stuck) is waited for at most max_lag.
-        max_lag = int(self.cfg.sync.max_lag * 1_000_000)
-        # A gatherer's watermark also says it has nothing more to add before it (an idle or
-        # stopped gatherer does not hold the others back).
-        horizon = min(
-            [
-                settled,
-                *(
-                    max(
-                        self._state[g.id].received or 0,
-                        settled - max_lag,
-                        self._state[g.id].watermark or 0,
-                    )
-                    for g in live
-                ),
-            ]
-        )
-        # ... and never past rows a gatherer has received but not yet written (spooled).
-        horizon = min(self._complete(g, horizon) for g in live)
+        ends = {g.id: self._committed(g) for g in live}
+        bound: int | None = None  # exchange time every live gatherer has reached
+        for g in live:
+            end = ends[g.id]
+            if end is None:
+                continue  # no order-book rows: nothing to wait for
+            progress = await self._thread(g.progress, end)
+            reached = max(progress or 0, end - g.offset[1])
+            bound = reached if bound is None else min(bound, reached)
         while True:
-            low = min(self._cursor(g.id, "orderbook_deltas").horizon for g in live)
-            if low >= horizon:
+            nexts: dict[str, tuple[int, int] | None] = {}
+            for g in live:
+                low, end = self._cursor(g.id, "orderbook_deltas").horizon, ends[g.id]
+                if end is not None and low < end:
+                    nexts[g.id] = await self._thread(g.next_delta, low, end)
+            if not nexts:
                 return
-            # Skip stretches nothing was received in (a first pass starts at the data).
-            starts = [await self._thread(g.next_received, low) for g in live]
-            known = [s for s in starts if s is not None]
-            start = min(known) if known else horizon
-            step = horizon if start >= horizon else min(horizon, start + MERGE_STEP_US)
-            await self._merge_step(production, live, step, report)
+            first = [pair[1] for pair in nexts.values() if pair is not None]
+            stop = min(first) + MERGE_STEP_US if first else 0
+            if bound is not None:
+                stop = min(stop, bound)
+            highs: dict[str, int] = {}
+            for g in live:
+                low = self._cursor(g.id, "orderbook_deltas").horizon
+                end = ends[g.id]
+                high = low
+                if g.id in nexts:
+                    pair = nexts[g.id]
+                    assert end is not None
+                    # snapshots only: all of them; else as far as its exchange time `stop`
+                    high = end if pair is None else min(end, pair[0] + stop - pair[1])
+                highs[g.id] = max(low, high)
+            if all(highs[g.id] <= self._cursor(g.id, "orderbook_deltas").horizon for g in live):
+                return  # waiting for a live gatherer's rows
+            await self._merge_step(production, live, highs, report)
 
     async def _load(self, gatherer: GathererDb, high: int) -> _Window:
         low = self._cursor(gatherer.id, "orderbook_deltas").horizon
-        window = _Window(gatherer, low)
+        window = _Window(gatherer, low, max(low, high))
         if low >= high:
             return window
         window.latest = await self._thread(gatherer.latest_deltas, low, high)
@@ -403,9 +475,13 @@ class Deduplicator:
         return min(starts)[2] if starts else None
 
     async def _merge_step(
-        self, production: Production, live: list[GathererDb], high: int, report: PassReport
+        self,
+        production: Production,
+        live: list[GathererDb],
+        highs: Mapping[str, int],
+        report: PassReport,
     ) -> None:
-        windows = {g.id: await self._load(g, high) for g in live}
+        windows = {g.id: await self._load(g, highs[g.id]) for g in live}
         tickers = set(await self._thread(production.waiting))
         for window in windows.values():
             tickers.update(window.latest, window.snapshots)
@@ -418,7 +494,9 @@ class Deduplicator:
                 sources[source].append(ticker)
         for gatherer_id, wanted in sources.items():
             window = windows[gatherer_id]
-            for row in await self._thread(window.db.deltas_of, sorted(wanted), window.low, high):
+            for row in await self._thread(
+                window.db.deltas_of, sorted(wanted), window.low, window.high
+            ):
                 window.deltas.setdefault(row.ticker, []).append(row)
         results: list[MarketMerge] = []
         slow: list[str] = []
@@ -433,10 +511,10 @@ class Deduplicator:
         fresh = [t for t in slow if t not in checkpoints]
         for window in windows.values():
             wanted = [t for t in fresh if t in window.latest and t not in window.deltas]
-            for row in await self._thread(window.db.deltas_of, wanted, window.low, high):
+            for row in await self._thread(window.db.deltas_of, wanted, window.low, window.high):
                 window.deltas.setdefault(row.ticker, []).append(row)
         for ticker in slow:
-            results.append(await self._merge_slow(ticker, checkpoints.get(ticker), windows, high))
+            results.append(await self._merge_slow(ticker, checkpoints.get(ticker), windows))
         deltas = [row for r in results for row in r.deltas]
         snapshots = [row for r in results for row in r.snapshots]
         holes = [row for r in results for row in r.holes]
@@ -445,10 +523,7 @@ class Deduplicator:
             for r in results
             if r.checkpoint is not None and r.checkpoint != checkpoints.get(r.ticker)
         ]
-        cursors = {
-            g.id: Cursor(None, max(high, self._cursor(g.id, "orderbook_deltas").horizon))
-            for g in live
-        }
+        cursors = {g.id: Cursor(None, windows[g.id].high) for g in live}
         await self._thread(production.commit_merge, deltas, snapshots, holes, changed, cursors)
         for gatherer_id, cursor in cursors.items():
             self._moved(gatherer_id, "orderbook_deltas", cursor)
@@ -494,7 +569,7 @@ class Deduplicator:
         return result
 
     async def _merge_slow(
-        self, ticker: str, ckpt: Checkpoint | None, windows: Mapping[str, _Window], high: int
+        self, ticker: str, ckpt: Checkpoint | None, windows: Mapping[str, _Window]
     ) -> MarketMerge:
         """Extend ``ticker`` with every live gatherer's segments as candidates."""
         candidates: list[Segment] = []
@@ -505,7 +580,7 @@ class Deduplicator:
                 candidates += _segments(gatherer_id, ticker, window)
                 continue
             snaps, deltas, gaps = await self._thread(
-                window.db.market_history, ticker, ckpt.exchange_ts, high
+                window.db.market_history, ticker, ckpt.exchange_ts, window.high
             )
             candidates += build_segments(gatherer_id, ticker, snaps, deltas, gaps)
         source_window = windows.get(ckpt.gatherer_id) if ckpt is not None else None
@@ -609,9 +684,11 @@ async def serve_dedup(
 
     Starts (with the :class:`Deduplicator`) once the endpoints are bound. A production
     database that cannot be reached is logged and retried at the next poll, an export that
-    fails after its retries at the next export round; other errors propagate. On
-    cancellation the transaction in flight completes or rolls back; nothing half-written
-    stays.
+    fails after its retries at the next export round; other errors propagate. Every
+    statement is bounded by ``sync.statement_timeout``/``sync.lock_timeout``. On
+    cancellation the database call in flight gets ``shutdown_grace`` seconds to finish;
+    past that it is abandoned and the process may exit (PostgreSQL rolls its transaction
+    back). Either way nothing half-written stays: every write is one transaction.
     """
     dedup = Deduplicator(cfg)
     try:
@@ -621,6 +698,7 @@ async def serve_dedup(
             )
             if exporter is not None:
                 nursery.start_soon(_export_forever, exporter, float(cfg.sync.poll_interval))
+            nursery.start_soon(_grace_on_shutdown, dedup, float(cfg.shutdown_grace))
             task_status.started(dedup)
             while True:
                 try:
@@ -633,6 +711,15 @@ async def serve_dedup(
                 await trio.sleep(float(cfg.sync.poll_interval))
     finally:
         dedup.close()
+
+
+async def _grace_on_shutdown(dedup: Deduplicator, grace: float) -> None:
+    """Wait for the shutdown (this task's cancellation), then give the database calls in
+    flight ``shutdown_grace`` to finish."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        dedup.stop_within(grace)
 
 
 async def _export_forever(exporter: WindowExporter, interval: float) -> None:

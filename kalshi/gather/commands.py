@@ -4,7 +4,8 @@ Every command carries an ``id``; the exchange's reply echoes it (kalshi-api.md Â
 ``subscribed`` or ``ok`` to a subscribe, ``ok`` to ``add_markets``/``delete_markets`` and to
 ``list_subscriptions``, ``error`` to any of them. ``get_snapshot`` is answered with snapshots
 (which may or may not carry the id), so only its errors are matched and it has no deadline.
-A command still unanswered ``timeout`` seconds after it was sent ends the session.
+A command still unanswered ``timeout`` seconds after it was sent ends the session, unless
+its reply cannot have come yet because we are behind in reading (``Connection._reply_due``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ _UNTIMED = frozenset({"get_snapshot"})
 @define
 class Sent:
     """One command: ``action`` is ``subscribe``, ``add_markets``, ``delete_markets``,
-    ``get_snapshot`` or ``list_subscriptions``; ``at`` is the Trio time it was sent."""
+    ``get_snapshot`` or ``list_subscriptions``; ``at`` is the Trio time it was sent,
+    ``wall_us`` the wall clock's (Âµs, 0 when unknown)."""
 
     ident: int
     action: str
     tickers: tuple[str, ...]
     at: float
+    wall_us: int = 0
 
 
 class InFlight:

@@ -73,6 +73,11 @@ class Connection:
         # outage and (trade channel) backfills it.
         self.resume_from: int | None = None
         self.paused = False  # not reading its socket: the journal's memory is full
+        # Not reading its socket either: a writer's queue is full (the database is behind)
+        # and the frame's rows wait for room. Backpressure of our own, not silence.
+        self.blocked = False
+        self._stream_us = 0  # exchange time (µs) of the newest timed row read
+        self._lag_us = 0  # how late (µs) that row was read: receive minus exchange time
         self._outage = False
         # Markets the exchange confirmed on this session's subscription (scoped only).
         self.subscribed: set[str] = set()
@@ -161,11 +166,16 @@ class Connection:
                 self.ctx.processor.forget_connection(self.conn_id)
                 self.ctx.marker(self.conn_id, "disconnect", reason=reason)
                 if lost_at is None or self._last_frame_wall:
-                    lost_at = self._last_frame_wall or self.ctx.wall_us()
+                    # What we missed starts where our reading had got to, not when we read
+                    # the last frame: reading a backlog 60 s behind, the session's end (an
+                    # error 25 at the back of the queue) is 60 s of trades after it.
+                    lost_at = self._last_frame_wall - max(0, self._lag_us)
+                    if not self._last_frame_wall:
+                        lost_at = self.ctx.wall_us()
                 if self.channel == "trade" and not permanent:  # from lost_at on: REST, later
                     key = ("disconnect", self.name, lost_at)
                     self.ctx.hold(key, lost_at - BACKFILL_MARGIN_US)
-            self._last_frame_wall = 0
+            self._last_frame_wall = self._lag_us = 0
             if permanent:  # retrying cannot help: stop, degraded on /health
                 self.last_error = f"stopped after a permanent close: {reason}"
                 log.error("%s: %s; not reconnecting", self.name, self.last_error)
@@ -232,6 +242,7 @@ class Connection:
         mono_us = ctx.mono_us
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
+        self.blocked = False
         try:
             while True:
                 if journal is not None and journal.pressure:
@@ -263,9 +274,13 @@ class Connection:
                 if rows:
                     table, row = rows[-1]
                     if table in _TIMED_TABLES and row[0] is not None:  # the exchange's µs
-                        counts.latency(max(0, wall - int(row[0])) / 1e6)
-                        ctx.skew.observe(wall, int(row[0]))
+                        self._stream_us = ts = int(row[0])
+                        self._lag_us = lag = wall - ts
+                        counts.latency(max(0, lag) / 1e6)
+                        ctx.skew.observe(wall, ts)
+                    self.blocked = True  # seen by the keepalive only if put_all waits
                     await sink.put_all(rows)
+                    self.blocked = False
                 if now >= counts.due:
                     counts.flush(now)
                 if (  # anything beyond rows: a problem, a request, a reply to act on
@@ -453,7 +468,7 @@ class Connection:
         await self._pace()
         now = trio.current_time()
         self._next_command_at = now + self._command_interval
-        self._inflight.add(Sent(command.id, action, tickers, now))
+        self._inflight.add(Sent(command.id, action, tickers, now, self.ctx.wall_us()))
         await self._send(self._ws, encode_command(command))
 
     async def _pace(self) -> None:
@@ -639,13 +654,16 @@ class Connection:
                     # unread in the socket. Silence counts again from now, not from before.
                     self._alive = max(self._alive, trio.current_time())
                 deadline = max(self._alive, ws.heard) + timeout
-                if self.paused:  # not reading on purpose (journal full): not silence
+                if self.paused or self.blocked:  # not reading on purpose: not silence
+                    self._alive = max(self._alive, trio.current_time())
                     deadline = max(deadline, trio.current_time() + timeout)
                 overdue_at, oldest = self._inflight.deadline(command_timeout)
                 now = trio.current_time()
                 if now >= deadline:
                     raise ConnectionLost(f"silent for {timeout:g}s (no frame, no ping, no pong)")
-                if oldest is not None and now >= overdue_at:
+                if oldest is not None and now >= overdue_at and not self._reply_due(oldest, now):
+                    overdue_at = now + _STALL  # we are behind: look again in a while
+                elif oldest is not None and now >= overdue_at:
                     metrics.COMMAND_REPLIES.labels(oldest.action, "timeout").inc()
                     raise ConnectionLost(
                         f"no reply to {oldest.action} (id {oldest.ident}) "
@@ -662,6 +680,19 @@ class Connection:
                 changed = self._inflight.changed
                 with trio.move_on_at(wake):
                     await changed.wait()
+
+    def _reply_due(self, sent: Sent, now: float) -> bool:
+        """Whether ``sent``'s reply could have arrived by now. The exchange answers in order
+        with the data it sends (kalshi-api.md §2.1), so not while we do not read (our
+        writers' queues are full, the journal's memory is full) nor while the frames we
+        read are older than the command (a backlog: the reply comes after them). Either
+        way the reply is late because we are, and waiting is right; a lost command on a
+        connection that keeps up still times out."""
+        if self.paused or self.blocked:
+            return False
+        last = self.last_message_at
+        reading = last is not None and now - last < _STALL
+        return not (reading and self._stream_us < sent.wall_us)
 
 
 def _network_error(exc: BaseException) -> NetError | AuthError | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import sys
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -64,10 +66,17 @@ Listener = Callable[[list[str], list[str]], None]
 
 
 class MarketRegistry:
+    """``markets``: ticker -> :class:`Market` without its ``raw`` text. The exchange's object
+    as received is kept aside, zlib-compressed with its BLAKE2b digest (about 600 bytes
+    instead of 1 300 a market: ~180 MB less at 250 000 markets), for the ``markets`` rows
+    and to tell a re-listed market that changed from one that did not."""
+
     def __init__(self, gatherer_id: str, shard: Shard = Shard()) -> None:
         self.gatherer_id = gatherer_id
         self.shard = shard
         self.markets: dict[str, Market] = {}
+        self._raw: dict[str, tuple[bytes, bytes]] = {}  # ticker -> (digest, zlib(raw))
+        self._ranges: dict[Any, Any] = {}  # one copy of each price grid
         self.live: set[str] = set()
         self._sorted: list[str] | None = None
         self.listeners: list[Listener] = []
@@ -82,12 +91,21 @@ class MarketRegistry:
         for market in markets:
             if not self.shard.owns(market):
                 continue
-            old = self.markets.get(market.ticker)
-            if old == market:
+            ticker = market.ticker
+            raw = market.raw.encode()
+            digest = hashlib.blake2b(raw, digest_size=16).digest() if raw else b""
+            kept = self._raw.get(ticker)
+            slim = self._slim(market)
+            old = self.markets.get(ticker)
+            if old == slim and (kept[0] if kept else b"") == digest:
                 continue
             if old is None:
                 self._sorted = None
-            self.markets[market.ticker] = market
+            self.markets[ticker] = slim
+            if raw:
+                self._raw[ticker] = (digest, zlib.compress(raw, 1))
+            else:
+                self._raw.pop(ticker, None)
             rows.append(self._row(market, now_us))
             self._track(market, added, retired)
         self._notify(added, retired)
@@ -124,8 +142,27 @@ class MarketRegistry:
             if event.price_level_structure:
                 changes["price_level_structure"] = event.price_level_structure
                 changes["price_ranges"] = event.price_ranges
+            kept = self._raw.get(event.ticker)
+            if kept is not None:
+                changes["raw"] = zlib.decompress(kept[1]).decode()
             market = attrs.evolve(market, **changes)
         return self.upsert([market], now_us)
+
+    def _slim(self, market: Market) -> Market:
+        """``market`` without ``raw``, its repeated values shared (statuses, event tickers
+        and price grids are the same for many markets)."""
+        intern = sys.intern
+        ranges = self._ranges.setdefault(market.price_ranges, market.price_ranges)
+        return attrs.evolve(
+            market,
+            raw="",
+            event_ticker=intern(market.event_ticker),
+            status=intern(market.status),
+            market_type=intern(market.market_type),
+            result=intern(market.result),
+            price_level_structure=intern(market.price_level_structure),
+            price_ranges=ranges,
+        )
 
     def _track(self, market: Market, added: list[str], retired: list[str]) -> None:
         ticker = market.ticker

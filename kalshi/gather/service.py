@@ -100,7 +100,7 @@ class Gatherer:
         self, *, task_status: trio.TaskStatus[Gatherer] = trio.TASK_STATUS_IGNORED
     ) -> None:
         cfg = self.cfg
-        async with open_store(self.db_url, cfg, wall_us=self.wall_us) as store:
+        async with open_store(self.db_url, cfg.store, wall_us=self.wall_us) as store:
             self.store = store
             sink = RowSink({table: store.sender(table) for table in TABLE_COLUMNS})
             async with trio.open_nursery() as nursery:

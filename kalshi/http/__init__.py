@@ -1,8 +1,13 @@
-"""``/health``, ``/debug/markets`` and ``/metrics`` for the running services.
+"""Serving: the one HTTP layer and the one Kalshi WebSocket server protocol.
 
-* :func:`serve_endpoints` -- what a service calls: both servers from its config.
+* :func:`serve_endpoints` -- what a service calls: ``/health``, ``/debug/markets`` and
+  ``/metrics`` on both servers from its config.
 * :func:`serve_http` -- one server for a route table (tests bind ``port=None``).
 * :func:`health_route`, :func:`debug_markets_route`, :func:`metrics_route` -- handlers.
+* :class:`HttpServer` -- the h11 request loop every server runs (routes or one handler,
+  :class:`Limits`, WebSocket upgrades); the simulator's REST port is one.
+* :mod:`kalshi.http.ws` -- the server side of the Kalshi WebSocket protocol
+  (kalshi-api.md §2), fed by the simulator or by a recording (``replay --serve``).
 """
 
 from kalshi.http.routes import (
@@ -14,10 +19,15 @@ from kalshi.http.routes import (
     metrics_route,
 )
 from kalshi.http.server import (
+    UNBOUNDED,
     Handler,
+    HttpServer,
+    Limits,
     Listening,
     Request,
     Response,
+    Upgrade,
+    WebSocketHandler,
     json_response,
     open_http_listeners,
     serve_http,
@@ -27,13 +37,18 @@ from kalshi.http.service import Endpoints, serve_endpoints
 
 __all__ = [
     "DEBUG_MARKETS_MAX_LIMIT",
+    "UNBOUNDED",
     "DebugMarkets",
     "Endpoints",
     "Handler",
     "Health",
+    "HttpServer",
+    "Limits",
     "Listening",
     "Request",
     "Response",
+    "Upgrade",
+    "WebSocketHandler",
     "debug_markets_route",
     "health_route",
     "json_response",

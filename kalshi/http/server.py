@@ -1,4 +1,5 @@
-"""A tiny HTTP/1.1 server for the services' own endpoints, on Trio and h11.
+"""The one HTTP/1.1 server layer, on Trio and h11: the services' own endpoints (``/health``,
+``/metrics``, ``/debug/markets``) and the simulator's REST and WebSocket port.
 
 Why h11 and not hypercorn: the endpoints are a handful of GETs answering small in-memory
 documents on loopback. h11 is already installed (httpx depends on it), is sans-IO, and lets
@@ -8,13 +9,23 @@ state, and the limits a small server needs (request-head size, body size, read a
 deadlines, concurrent connections) are explicit constants below rather than buried options.
 A handler that raises answers 500 and is logged; it never brings the server (or the service
 running it) down.
+
+One :class:`HttpServer` serves either a route table (exact paths, GET and HEAD only: the
+services) or one handler for every request (the simulator's REST, which answers its own 404
+and 405), with :class:`Limits` per server; a ``websocket`` handler takes the requests that
+ask for a WebSocket upgrade (RFC 6455 §4.2) on the same port and, once it accepts, the
+connection is the WebSocket's (:mod:`kalshi.http.ws` speaks the Kalshi protocol on it).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
+from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -23,10 +34,15 @@ import trio
 from attrs import frozen
 
 __all__ = [
+    "UNBOUNDED",
     "Handler",
+    "HttpServer",
+    "Limits",
     "Listening",
     "Request",
     "Response",
+    "Upgrade",
+    "WebSocketHandler",
     "json_response",
     "open_http_listeners",
     "read_request",
@@ -45,17 +61,20 @@ _MAX_CONNECTIONS = 64
 _CHUNK = 16 * 1024
 _LINGER = 1.0  # after an error answer, how long to drain what the client is still sending
 _LINGER_BYTES = 1024 * 1024
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
 @frozen
 class Request:
-    """A parsed request: method, path, query (each name maps to all of its values) and
-    headers (lower-case names; repeated headers joined with ``", "``)."""
+    """A parsed request: method, path, query (each name maps to all of its values),
+    headers (lower-case names; repeated headers joined with ``", "``) and the client's
+    address (``memory`` for an in-memory stream)."""
 
     method: str
     path: str
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]
+    peer: str = ""
 
 
 @frozen
@@ -67,6 +86,64 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+@frozen
+class Limits:
+    """One server's bounds: concurrent connections (None: no bound; over it, 503), the
+    seconds to receive one whole request or wait on an idle keep-alive and to send one
+    answer (``math.inf``: no deadline), and request-body bytes (None: no bound; over it,
+    413). The defaults are the services'."""
+
+    max_connections: int | None = _MAX_CONNECTIONS
+    read_timeout: float = _READ_TIMEOUT
+    write_timeout: float = _WRITE_TIMEOUT
+    max_body: int | None = _MAX_BODY
+
+
+# The simulated exchange: as many connections as its clients open, none timed out.
+UNBOUNDED: Final = Limits(None, math.inf, math.inf, None)
+
+
+class Upgrade:
+    """A request to switch to the WebSocket protocol, not answered yet (RFC 6455 §4.2)."""
+
+    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, request: Request) -> None:
+        self.stream = stream
+        self._conn = conn
+        self._request = request
+
+    async def accept(self) -> bytes | None:
+        """Answer ``101 Switching Protocols`` (``Sec-WebSocket-Accept`` from the request's
+        key) and return the bytes the client sent after its handshake (the WebSocket's
+        first), or answer 400 and return None when the request is no valid handshake
+        (no ``Sec-WebSocket-Key``, version not 13)."""
+        headers = self._request.headers
+        key = headers.get("sec-websocket-key", "")
+        if not key or headers.get("sec-websocket-version") != "13":
+            refusal = Response(
+                400, b'{"error":{"code":"bad_request","message":"not a WebSocket handshake"}}'
+            )
+            await send_response(self.stream, self._conn, refusal, write_timeout=math.inf)
+            return None
+        accept = base64.b64encode(hashlib.sha1(key.encode() + _WS_GUID).digest())
+        switching = h11.InformationalResponse(
+            status_code=101,
+            headers=[
+                (b"upgrade", b"websocket"),
+                (b"connection", b"Upgrade"),
+                (b"sec-websocket-accept", accept),
+            ],
+        )
+        handshake = self._conn.send(switching)
+        trailing, _ = self._conn.trailing_data
+        await self.stream.send_all(handshake)
+        return bytes(trailing)
+
+
+# Takes a WebSocket upgrade: returns a refusal to send, or None once it has accepted (and
+# served the WebSocket until it ended) or answered itself.
+WebSocketHandler = Callable[[Request, Upgrade], Awaitable["Response | None"]]
 
 
 @frozen
@@ -127,23 +204,39 @@ async def serve_http_listeners(
 ) -> None:
     """:func:`serve_http` on listeners from :func:`open_http_listeners` (closed on exit)."""
     address = listeners[0].socket.getsockname()
-    server = _Server(dict(routes))
+    server = HttpServer(routes)
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
         task_status.started(Listening(str(address[0]), int(address[1])))
 
 
-class _Server:
-    def __init__(self, routes: dict[str, Handler]) -> None:
+class HttpServer:
+    """Serves HTTP/1.1 connections (keep-alive) with ``routes``: a table of exact paths
+    (GET and HEAD only, else 405; unknown paths 404) or one handler for every request.
+    ``websocket`` takes the requests asking for a WebSocket upgrade (without it they are
+    plain requests). A malformed request is answered 400, a handler that raises 500."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Handler] | Handler,
+        *,
+        websocket: WebSocketHandler | None = None,
+        limits: Limits = Limits(),  # frozen
+    ) -> None:
         self._routes = routes
+        self._websocket = websocket
+        self._limits = limits
         self._open = 0
 
-    async def serve_connection(self, stream: trio.SocketStream) -> None:
+    async def serve_connection(self, stream: trio.abc.Stream) -> None:
+        """Serve one accepted connection until the client leaves (``trio.serve_listeners``
+        calls this; so may a test, with an in-memory stream)."""
         self._open += 1
+        limit = self._limits.max_connections
         try:
             async with stream:
                 conn = h11.Connection(h11.SERVER, _MAX_HEAD)
-                if self._open > _MAX_CONNECTIONS:
+                if limit is not None and self._open > limit:
                     busy = _error(503, "too many connections")
                     await send_response(stream, conn, busy, close=True)
                     await _linger(stream)
@@ -156,12 +249,13 @@ class _Server:
         finally:
             self._open -= 1
 
-    async def _serve(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
+    async def _serve(self, stream: trio.abc.Stream, conn: h11.Connection) -> None:
+        limits = self._limits
         while True:
-            request: h11.Request | None = None
+            event: h11.Request | None = None
             try:
-                with trio.move_on_after(_READ_TIMEOUT):
-                    request = await read_request(stream, conn)
+                with trio.move_on_after(limits.read_timeout):
+                    event = await read_request(stream, conn, max_body=limits.max_body)
             except h11.RemoteProtocolError as exc:
                 bad = _error(exc.error_status_hint, str(exc))
                 await send_response(stream, conn, bad, close=True)
@@ -171,34 +265,71 @@ class _Server:
                 await send_response(stream, conn, _error(exc.status, str(exc)), close=True)
                 await _linger(stream)
                 return
-            if request is None:
+            if event is None:
                 return  # a clean EOF, or no whole request within the deadline
+            request = _request(event, _peer(stream))
+            if self._websocket is not None and request.headers.get("upgrade", "").lower() == (
+                "websocket"
+            ):
+                refusal = await self._websocket(request, Upgrade(stream, conn, request))
+                if refusal is not None:
+                    await send_response(stream, conn, refusal, write_timeout=limits.write_timeout)
+                return  # the connection was the WebSocket's, or is refused
             response = await self._dispatch(request)
-            await send_response(stream, conn, response, close=False, head=request.method == b"HEAD")
+            await send_response(
+                stream,
+                conn,
+                response,
+                close=False,
+                head=request.method == "HEAD",
+                write_timeout=limits.write_timeout,
+            )
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
 
-    async def _dispatch(self, event: h11.Request) -> Response:
-        method = event.method.decode("ascii", "replace")
-        target = urlsplit(event.target.decode("ascii", "replace"))
-        handler = self._routes.get(target.path)
-        if handler is None:
-            return _error(404, f"no such path: {target.path}")
-        if method not in ("GET", "HEAD"):
-            error = _error(405, f"{method} not allowed")
-            return Response(error.status, error.body, headers=(("allow", "GET, HEAD"),))
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in event.headers:
-            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        query = parse_qs(target.query, keep_blank_values=True)
-        request = Request(method, target.path, query, headers)
+    async def _dispatch(self, request: Request) -> Response:
+        routes = self._routes
+        if callable(routes):
+            handler: Handler = routes
+        else:
+            found = routes.get(request.path)
+            if found is None:
+                return _error(404, f"no such path: {request.path}")
+            if request.method not in ("GET", "HEAD"):
+                error = _error(405, f"{request.method} not allowed")
+                return Response(error.status, error.body, headers=(("allow", "GET, HEAD"),))
+            handler = found
         try:
             return await handler(request)
         except Exception:
-            log.exception("http: handler for %s failed", target.path)
+            log.exception("http: handler for %s failed", request.path)
             return _error(500, "internal error")
+
+
+def _request(event: h11.Request, peer: str) -> Request:
+    target = urlsplit(event.target.decode("ascii", "replace"))
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in event.headers:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return Request(
+        event.method.decode("ascii", "replace"),
+        target.path,
+        parse_qs(target.query, keep_blank_values=True),
+        headers,
+        peer,
+    )
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return "memory"
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return "unknown"
 
 
 def _reason(status: int) -> bytes:
@@ -236,11 +367,13 @@ async def read_request(
             return None
 
 
-async def _linger(stream: trio.SocketStream) -> None:
+async def _linger(stream: trio.abc.Stream) -> None:
     """Half-close, then drain (briefly, boundedly) what the client is still sending:
     closing with unread input makes the kernel reset the connection, and the client
     could lose the error answer we just sent."""
     drained = 0
+    if not isinstance(stream, trio.abc.HalfCloseableStream):
+        return
     with trio.move_on_after(_LINGER):
         await stream.send_eof()
         while drained < _LINGER_BYTES:

@@ -1,20 +1,28 @@
 """The REST client: signed GETs under a token bucket, retried on 429/5xx/transport errors.
 
-Only this module talks HTTP to the exchange. Results are decoded with ``kalshi.wire.rest``.
+Only this module talks HTTP to the exchange. It moves bytes: every body is decoded in one
+place, :mod:`kalshi.wire.rest` (JSON parsing included), whose :class:`DecodeError` names the
+field and value that do not fit, prefixed here with the request (``GET /markets: ...``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-import orjson
 import trio
 
 from kalshi.auth import Signer
-from kalshi.errors import ConnectionLost, HttpError, NetError, PaginationError, RateLimited
+from kalshi.errors import (
+    ConnectionLost,
+    DecodeError,
+    HttpError,
+    NetError,
+    PaginationError,
+    RateLimited,
+)
 from kalshi.models.book import BookSnapshot
 from kalshi.models.market import Market
 from kalshi.models.trade import Trade
@@ -28,6 +36,8 @@ from kalshi.wire import (
 )
 
 __all__ = ["MAX_PAGES", "Pages", "RestClient", "TokenBucket"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +100,9 @@ class TokenBucket:
 
 
 class RestClient:
-    """``get(path, params)`` -> JSON; typed helpers for markets, orderbooks and trades.
+    """``get(path, params)`` -> the response body (bytes, undecoded); typed helpers for
+    markets, orderbooks and trades decode it with :mod:`kalshi.wire.rest` and raise its
+    :class:`DecodeError` (``GET <path>: <field>: ...``) on a body that does not fit.
 
     Retries 429, 5xx and transport failures with backoff up to ``attempts`` times, then
     raises :class:`RateLimited`, :class:`HttpError` or :class:`ConnectionLost`. A 4xx other
@@ -134,7 +146,9 @@ class RestClient:
         with trio.CancelScope(shield=True):
             await self.aclose()
 
-    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
+        """The body of a 200 answer to ``GET path`` (bytes as received; decode them with
+        :mod:`kalshi.wire.rest`)."""
         url = self.base_url + path
         backoff = Backoff(*self._backoff)
         endpoint = _endpoint(path)
@@ -152,10 +166,7 @@ class RestClient:
                 status = response.status_code
                 if status == 200:
                     self._count(endpoint, status)
-                    try:
-                        return orjson.loads(response.content)
-                    except orjson.JSONDecodeError:
-                        raise HttpError(status, f"GET {path}: body is not JSON") from None
+                    return response.content
                 if status == 429:
                     error = RateLimited(f"GET {path}: 429 too many requests")
                 elif status >= 500:
@@ -182,6 +193,16 @@ class RestClient:
 
     # --- typed helpers -----------------------------------------------------------------
 
+    async def _decoded(
+        self, path: str, params: Mapping[str, Any], decode: Callable[[bytes], T]
+    ) -> T:
+        """``decode`` the body of ``GET path``; its :class:`DecodeError` names the request."""
+        body = await self.get(path, params)
+        try:
+            return decode(body)
+        except DecodeError as exc:
+            raise type(exc)(f"GET {path}: {exc}") from None
+
     async def market_pages(self, **filters: Any) -> AsyncIterator[list[Market]]:
         """Every page of ``/markets`` (1000 per page) for the given filters; raises
         :class:`PaginationError` on a repeated cursor or past ``max_pages``."""
@@ -190,20 +211,20 @@ class RestClient:
             params = {"limit": 1000, **filters}
             if pages.cursor:
                 params["cursor"] = pages.cursor
-            markets, cursor = decode_markets_page(await self.get("/markets", params))
+            markets, cursor = await self._decoded("/markets", params, decode_markets_page)
             yield markets
             if not pages.advance(cursor):
                 return
 
     async def orderbook(self, ticker: str) -> BookSnapshot:
-        body = await self.get(f"/markets/{ticker}/orderbook", {"depth": 0})
-        return decode_orderbook(body, ticker)
+        path = f"/markets/{ticker}/orderbook"
+        return await self._decoded(path, {"depth": 0}, lambda body: decode_orderbook(body, ticker))
 
     async def orderbooks(self, tickers: Sequence[str]) -> list[BookSnapshot]:
         """Whole books of up to 100 markets in one request (``GET /markets/orderbooks``,
         kalshi-api.md §4.5); markets the exchange does not return are left out."""
-        body = await self.get("/markets/orderbooks", {"tickers": list(tickers)})
-        return decode_orderbooks(body)
+        params = {"tickers": list(tickers)}
+        return await self._decoded("/markets/orderbooks", params, decode_orderbooks)
 
     async def trades(
         self, *, min_ts: int | None = None, max_ts: int | None = None, ticker: str | None = None
@@ -221,7 +242,7 @@ class RestClient:
                 params["ticker"] = ticker
             if pages.cursor:
                 params["cursor"] = pages.cursor
-            page, cursor = decode_trades_page(await self.get("/markets/trades", params))
+            page, cursor = await self._decoded("/markets/trades", params, decode_trades_page)
             for trade in page:
                 yield trade
             if not pages.advance(cursor):

@@ -57,6 +57,8 @@ class MarketView:
     rules: set[str] = field(factory=set)
     first_us: int | None = None
     last_us: int | None = None
+    # the (session, rule) last added to ``sessions``/``rules``: skips re-adding per frame
+    seen: object = field(default=None, repr=False, eq=False)
 
     def verdict(self, stale_cause: str | None) -> str:
         """One line: what this market's frames prove."""
@@ -86,9 +88,15 @@ class Continuity:
         self.sessions: dict[tuple[str, int], SessionView] = {}
         self.markets: dict[str, MarketView] = {}
         self._rules: dict[tuple[str, int], str] = {}
+        # The connection of the previous frame: (gatherer_id, conn_id), its session view and
+        # (key, rule). Frames come in runs of one connection; a marker resets it.
+        self._conn: tuple[str, int] | None = None
+        self._session: SessionView | None = None
+        self._seen: tuple[tuple[str, int], str] = (("", 0), "")
 
     def marker(self, item: JournalRecord, rule: str) -> None:
         key = (item.gatherer_id, item.conn_id)
+        self._conn = None
         if item.kind == "connect":
             detail = item.detail
             self._rules[key] = rule
@@ -104,9 +112,13 @@ class Continuity:
             self.sessions[key].ended = str(item.detail.get("reason", "disconnect"))
 
     def frame(self, item: JournalRecord, out: Outcome) -> None:
-        key = (item.gatherer_id, item.conn_id)
+        key = self._conn
+        if key is None or key[1] != item.conn_id or key[0] != item.gatherer_id:
+            key = self._conn = (item.gatherer_id, item.conn_id)
+            self._session = self.sessions.get(key)
+            self._seen = (key, self._rules.get(key, "contiguous"))
         wall = item.wall_us
-        session = self.sessions.get(key)
+        session = self._session
         if session is not None:
             session.frames += 1
             if session.first_us is None:
@@ -116,7 +128,7 @@ class Continuity:
         if msg is None:
             return
         ticker = getattr(msg.body, "ticker", None)
-        if not isinstance(ticker, str):
+        if type(ticker) is not str:
             return
         view = self.markets.get(ticker)
         if view is None:
@@ -124,8 +136,11 @@ class Continuity:
         if view.first_us is None:
             view.first_us = wall
         view.last_us = wall
-        view.sessions.add(key)
-        view.rules.add(self._rules.get(key, "contiguous"))
+        seen = self._seen
+        if view.seen is not seen:
+            view.seen = seen
+            view.sessions.add(key)
+            view.rules.add(seen[1])
         kind = msg.type
         if kind == "orderbook_delta":
             view.deltas += 1

@@ -20,7 +20,7 @@ import attrs
 import trio
 from attrs import define, field, frozen
 
-from kalshi.config import GathererConfig
+from kalshi.config import StoreConfig
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.rows import Row
 from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
@@ -41,7 +41,7 @@ __all__ = [
 
 log = logging.getLogger("kalshi.replay")
 
-_READ_BATCH = 2000  # journal items read per worker-thread trip
+_READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
 
 
 @frozen
@@ -123,12 +123,14 @@ class Replayer:
     def feed(self, item: JournalRecord | JournalProblem) -> list[tuple[str, Row]]:
         """Process one item; return the rows the filter keeps, in write order."""
         stats = self.stats
-        if isinstance(item, JournalProblem):
+        if type(item) is JournalProblem:
             stats.problems.append(item)
             return []
+        assert isinstance(item, JournalRecord)
         stats.records += 1
-        end = self.filter.end_us
-        if end is not None and item.wall_us > end:
+        flt = self.filter
+        wall = item.wall_us
+        if flt.end_us is not None and wall > flt.end_us:
             return []
         if item.kind != "frame":
             stats.markers += 1
@@ -145,27 +147,35 @@ class Replayer:
             return []
         stats.frames += 1
         if stats.first_us is None:
-            stats.first_us = item.wall_us
-        stats.last_us = item.wall_us
-        proc = self.processor(item.gatherer_id)
-        out = proc.process(item.conn_id, item.frame_no, item.wall_us, item.raw)
+            stats.first_us = wall
+        stats.last_us = wall
+        proc = self.processors.get(item.gatherer_id) or self.processor(item.gatherer_id)
+        out = proc.process(item.conn_id, item.frame_no, wall, item.raw)
         self.continuity.frame(item, out)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
-        if not out.rows:
+        rows = out.rows
+        if not rows:
+            return rows
+        if flt.start_us is not None and wall < flt.start_us:
             return []
-        start = self.filter.start_us
-        if start is not None and item.wall_us < start:
-            return []
-        flt = self.filter
-        if not (flt.tickers or flt.channels or flt.tables):
-            rows = out.rows
-        else:
+        if flt.tickers or flt.channels or flt.tables:
             channel = _channel(proc, item.conn_id, out)
-            rows = [(t, r) for t, r in out.rows if flt.wants(t, r, channel)]
+            rows = [(t, r) for t, r in rows if flt.wants(t, r, channel)]
+        counts = stats.rows
         for table, _ in rows:
-            stats.rows[table] += 1
+            counts[table] += 1
         return rows
+
+    def feed_all(self, items: Iterable[JournalRecord | JournalProblem]) -> list[tuple[str, Row]]:
+        """:meth:`feed` of each item; the rows kept, in write order."""
+        feed = self.feed
+        out: list[tuple[str, Row]] = []
+        for item in items:
+            rows = feed(item)
+            if rows:
+                out += rows
+        return out
 
     def _connect(self, item: JournalRecord) -> None:
         """A connection starts: its sequence rule (a capture's comes in the marker)."""
@@ -206,16 +216,20 @@ async def replay(
     replayer: Replayer | None = None,
     speed: float | None = None,
     on_progress: Callable[[int], None] | None = None,
+    blocking: bool = True,
 ) -> ReplayStats:
     """Replay ``items`` (e.g. :func:`~kalshi.journal.read_journal`) into ``sink``.
 
-    Reading (file I/O, decompression) runs in a worker thread, a batch at a time; frames
-    are processed on the event loop. ``speed`` paces frames by recorded time on Trio's
-    clock (``1`` = as recorded, ``10`` = ten times faster; the first frame in the time
-    window starts the clock); ``None`` replays flat out. ``on_progress(n)`` is called with
-    the number of journal items done after each batch. Raises
-    :class:`~kalshi.errors.JournalError` for a source that does not exist. On cancellation
-    the rows already handed to ``sink`` stay there; nothing is partially written.
+    ``items`` are read a batch at a time: in a worker thread when reading them may block
+    (``blocking``: stdin, objects fetched from S3), else on the event loop between batches
+    (local files: a thread's hand-over costs more than reading a batch). Frames are
+    processed on the event loop, flat out a batch at a time (its rows handed to ``sink`` at
+    once). ``speed`` paces frames by recorded time on Trio's clock (``1`` = as recorded,
+    ``10`` = ten times faster; the first frame in the time window starts the clock);
+    ``None`` replays flat out. ``on_progress(n)`` is called with the number of journal
+    items done after each batch. Raises :class:`~kalshi.errors.JournalError` for a source
+    that does not exist. On cancellation the rows already handed to ``sink`` stay there;
+    nothing is partially written.
     """
     rep = replayer or Replayer()
     source = iter(items)
@@ -223,19 +237,31 @@ async def replay(
     clock_start: float | None = None
     wall_start = 0
     start_us = rep.filter.start_us
-    while batch := await trio.to_thread.run_sync(_next_batch, source):
-        for item in batch:
-            rows = rep.feed(item)
-            if speed is not None and isinstance(item, JournalRecord) and item.direction == "in":
-                wall = item.wall_us
-                if (start_us is None or wall >= start_us) and (
-                    rep.filter.end_us is None or wall <= rep.filter.end_us
-                ):
-                    if clock_start is None:
-                        clock_start, wall_start = trio.current_time(), wall
-                    await trio.sleep_until(clock_start + (wall - wall_start) / 1e6 / speed)
+    while True:
+        if blocking:
+            batch = await trio.to_thread.run_sync(_next_batch, source)
+        else:
+            await trio.lowlevel.checkpoint()  # the writers' tasks run between batches
+            batch = _next_batch(source)
+        if not batch:
+            break
+        if speed is None:  # flat out: one hand-over per batch
+            rows = rep.feed_all(batch)
             if rows:
                 await sink.put_all(rows)
+        else:
+            for item in batch:
+                rows = rep.feed(item)
+                if isinstance(item, JournalRecord) and item.direction == "in":
+                    wall = item.wall_us
+                    if (start_us is None or wall >= start_us) and (
+                        rep.filter.end_us is None or wall <= rep.filter.end_us
+                    ):
+                        if clock_start is None:
+                            clock_start, wall_start = trio.current_time(), wall
+                        await trio.sleep_until(clock_start + (wall - wall_start) / 1e6 / speed)
+                if rows:
+                    await sink.put_all(rows)
         done += len(batch)
         if on_progress is not None:
             on_progress(done)
@@ -245,13 +271,15 @@ async def replay(
 async def replay_into_db(
     items: Iterable[JournalRecord | JournalProblem],
     url: str,
-    cfg: GathererConfig,
+    cfg: StoreConfig,
     *,
     replayer: Replayer | None = None,
     speed: float | None = None,
     on_progress: Callable[[int], None] | None = None,
+    blocking: bool = True,
 ) -> ReplayStats:
-    """:func:`replay` into the database at ``url`` (migrated) through the batch writers.
+    """:func:`replay` into the database at ``url`` (migrated) through the batch writers,
+    configured by ``cfg`` (a gatherer config's :attr:`~kalshi.config.GathererConfig.store`).
 
     The writers use ``<spool.dir>/replay`` and ``<spool.dir.dead_letter_dir>/replay`` so a
     replay can run next to a gatherer sharing the config. Rows already stored are skipped
@@ -261,6 +289,7 @@ async def replay_into_db(
     still unwritten then are counted in ``stats.left`` (they stay in the spool, which
     belongs to this database only). Raises :class:`~kalshi.errors.StoreError` as
     :func:`~kalshi.store.open_store` does (e.g. the spool holds another database's rows).
+    ``blocking``: as for :func:`replay`.
     """
     spool = cfg.spool
     cfg = attrs.evolve(
@@ -271,11 +300,17 @@ async def replay_into_db(
             dead_letter_dir=str(Path(spool.dead_letter_dir) / "replay"),
         ),
     )
-    async with open_store(url, cfg, watermark=False) as store:  # historical rows
+    # Historical rows, most of them new: COPY straight into the tables first.
+    async with open_store(url, cfg, watermark=False, copy_new=True) as store:
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
             stats = await replay(
-                items, sink, replayer=replayer, speed=speed, on_progress=on_progress
+                items,
+                sink,
+                replayer=replayer,
+                speed=speed,
+                on_progress=on_progress,
+                blocking=blocking,
             )
         finally:
             await sink.aclose()

@@ -6,9 +6,9 @@ connection gets its own pass over the recording, starting at its first ``subscri
 the recorded data frames of the channels and markets it subscribed to. What a served
 connection sees:
 
-* Replies as the exchange sends them: ``subscribed`` (one ``sid`` per channel), ``ok``
-  (``update_subscription`` with the full market list, ``list_subscriptions``),
-  ``unsubscribed``, ``error`` (codes 5, 7, 8, 12, 13, 14).
+* The exchange's protocol, spoken by the same code as the simulator's
+  (:class:`kalshi.http.ws.Session`): every command, reply, error code, ``seq`` rule and
+  the 10 s heartbeat of kalshi-api.md §2; the recording is its :class:`~kalshi.http.ws.Feed`.
 * Data frames re-numbered for the served subscription: its own ``sid`` and a contiguous
   ``seq`` (channels that had one), the recorded ``msg`` unchanged. A sequence gap in the
   recording (frames the recorder lost) shows as a skipped ``seq``, so the client notices.
@@ -22,7 +22,8 @@ connection sees:
   10,000 frames (two recorded lifecycle connections carry every event twice).
 
 Pacing: ``speed`` paces by recorded time on Trio's clock; ``None`` sends as fast as the
-client reads. At the end of the recording the connection stays open and idle.
+client reads (the pass waits while the connection's outbox is full, so a slow client gets
+no error 25). At the end of the recording the connection stays open and idle.
 """
 
 from __future__ import annotations
@@ -35,15 +36,23 @@ from typing import Any
 
 import orjson
 import trio
-import trio_websocket
-from attrs import define, field
+from attrs import define
 
 from kalshi.book import OrderBook
 from kalshi.errors import BookError
+from kalshi.http.server import (
+    UNBOUNDED,
+    HttpServer,
+    Request,
+    Response,
+    Upgrade,
+    WebSocketHandler,
+    json_response,
+)
+from kalshi.http.ws import ORDERBOOK, UNSCOPED, Feed, Session, Subscription
 from kalshi.journal import JournalProblem, JournalRecord
-from kalshi.models.book import BookDelta, BookSnapshot, Side
+from kalshi.models.book import BookDelta, BookSnapshot
 from kalshi.models.frames import Message
-from kalshi.models.units import format_price, format_size
 from kalshi.replay.core import TYPE_CHANNEL, ReplayFilter
 from kalshi.wire import WS_PATH, decode_ws
 
@@ -53,11 +62,8 @@ log = logging.getLogger("kalshi.replay.serve")
 
 Source = Callable[[], Iterable[JournalRecord | JournalProblem]]
 
-_CHANNELS = frozenset(TYPE_CHANNEL.values())
-_UNSCOPED = frozenset({"market_lifecycle_v2", "multivariate_market_lifecycle"})
-_BOOK = "orderbook_delta"
 _RECENT = 10_000
-_READ_BATCH = 1000
+_READ_BATCH = 200  # records read (and decompressed) between checkpoints
 
 
 @define
@@ -69,22 +75,6 @@ class _Frame:
     ticker: str
     envelope: dict[str, Any]
     gap: bool  # the recorded subscription skipped seq numbers before this frame
-
-
-@define
-class _Sub:
-    sid: int
-    channel: str
-    tickers: set[str] | None  # None: every market
-    seq: int = 0
-    primed: set[str] = field(factory=set)  # order book: markets that got their snapshot
-
-    def carries(self, ticker: str) -> bool:
-        return self.tickers is None or ticker in self.tickers
-
-    def next_seq(self, skip: int = 0) -> int:
-        self.seq += 1 + skip
-        return self.seq
 
 
 class _Cursor:
@@ -133,7 +123,7 @@ class _Cursor:
             gap = last is not None and seq != last + 1 and session not in self._filtered
             self._last_seq[key] = seq
         ticker = str(msg.get("market_ticker") or msg.get("event_ticker") or "")
-        if channel == _BOOK:
+        if channel == ORDERBOOK:
             if not self._book(kind, ticker, session, record.raw):
                 return None
         elif not self._fresh(kind, msg):
@@ -171,80 +161,54 @@ class _Cursor:
             self._recent.popitem(last=False)
         return True
 
-    def snapshot_frame(self, sub: _Sub, ticker: str, ident: int | None = None) -> bytes | None:
-        book = self.books.get(ticker)
-        if book is None:
-            return None
-        msg: dict[str, Any] = {
-            "market_ticker": ticker,
-            "market_id": self.market_ids.get(ticker, ""),
-        }
-        for key, side in (("yes_dollars_fp", Side.YES), ("no_dollars_fp", Side.NO)):
-            levels = book.levels(side)
-            if levels:
-                msg[key] = [[format_price(p), format_size(s)] for p, s in levels]
-        envelope: dict[str, Any] = {
-            "type": "orderbook_snapshot",
-            "sid": sub.sid,
-            "seq": sub.next_seq(),
-            "msg": msg,
-        }
-        if ident is not None:
-            envelope["id"] = ident
-        sub.primed.add(ticker)
-        return orjson.dumps(envelope)
 
+class _Recording(Feed):
+    """One client's pass over the recording, starting at its first ``subscribe``."""
 
-class _Session:
-    """One client connection: commands in, the recording out."""
-
-    def __init__(
-        self,
-        ws: trio_websocket.WebSocketConnection,
-        source: Source,
-        flt: ReplayFilter,
-        speed: float | None,
-    ) -> None:
-        self.ws = ws
-        self.peer = str(ws.remote)
+    def __init__(self, source: Source, flt: ReplayFilter, speed: float | None) -> None:
         self.source = source
         self.filter = flt
         self.speed = speed
-        self.subs: dict[int, _Sub] = {}
         self.cursor = _Cursor()
-        self.lock = trio.Lock()  # a frame's book update and its send are one step
         self.started = trio.Event()
-        self._sids = itertools.count(1)
+        self._primed: dict[Subscription, set[str]] = {}  # order book: markets snapshotted
 
-    async def run(self) -> None:
-        """Until the client goes away (its close ends the session quietly)."""
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._commands)
-                await self.started.wait()
-                await self._stream()
-                await trio.sleep_forever()
-        except* trio_websocket.ConnectionClosed:
-            log.info("client %s went away", self.peer)
+    # --- the protocol's questions ---------------------------------------------------------
 
-    # --- the recording --------------------------------------------------------------
+    def subscribed(self, sub: Subscription) -> None:
+        self.started.set()
 
-    async def _stream(self) -> None:
+    def remove(self, sub: Subscription, tickers: Iterable[str] | None = None) -> None:
+        if tickers is None:
+            self._primed.pop(sub, None)
+        else:
+            self._primed.get(sub, set()).difference_update(tickers)
+
+    def book(self, sub: Subscription, ticker: str) -> tuple[str, OrderBook | None] | None:
+        book = self.cursor.books.get(ticker)
+        if book is None:
+            return None  # not known at this point of the recording: its snapshot comes later
+        self._primed.setdefault(sub, set()).add(ticker)
+        return self.cursor.market_ids.get(ticker, ""), book
+
+    # --- the pass -------------------------------------------------------------------------
+
+    async def run(self, session: Session) -> None:
+        await self.started.wait()
         items: Iterator[Any] = iter(self.source())
         flt = self.filter
         clock_start: float | None = None
         wall_start = 0
-        while batch := await trio.to_thread.run_sync(
-            lambda: list(itertools.islice(items, _READ_BATCH))
-        ):
+        # Read here, a batch between checkpoints, not in a worker thread: the session's
+        # 10 s heartbeat is a deadline, and on a test's autojump clock every wait for a
+        # thread would jump to it, shifting the paced frames by whole heartbeats.
+        while batch := list(itertools.islice(items, _READ_BATCH)):
             for record in batch:
                 if not isinstance(record, JournalRecord):
                     continue
                 if record.kind == "connect":
                     self.cursor.connect(record)
-                if record.kind != "frame":
-                    continue
-                if record.direction != "in":
+                if record.kind != "frame" or record.direction != "in":
                     continue
                 wall = record.wall_us
                 if flt.end_us is not None and wall > flt.end_us:
@@ -254,10 +218,12 @@ class _Session:
                     if clock_start is None:
                         clock_start, wall_start = trio.current_time(), wall
                     await trio.sleep_until(clock_start + (wall - wall_start) / 1e6 / self.speed)
-                async with self.lock:
-                    frame = self.cursor.classify(record)
-                    if frame is not None and sending and self._wanted(frame):
-                        await self._send_frame(frame)
+                if sending:
+                    await session.wait_writable()
+                # no checkpoint from here: a frame's book update and its send are one step
+                frame = self.cursor.classify(record)
+                if frame is not None and sending and self._wanted(frame):
+                    self._send(session, frame)
             await trio.lowlevel.checkpoint()
 
     def _wanted(self, frame: _Frame) -> bool:
@@ -265,176 +231,44 @@ class _Session:
         if flt.channels and frame.channel not in flt.channels:
             return False
         return not (
-            flt.tickers and frame.channel not in _UNSCOPED and frame.ticker not in flt.tickers
+            flt.tickers and frame.channel not in UNSCOPED and frame.ticker not in flt.tickers
         )
 
-    async def _send_frame(self, frame: _Frame) -> None:
-        for sub in list(self.subs.values()):
-            if sub.channel != frame.channel:
+    def _send(self, session: Session, frame: _Frame) -> None:
+        body: bytes | None = None
+        for sub in list(session.subs.values()):
+            if sub.channel != frame.channel or not sub.carries(frame.ticker):
                 continue
-            if frame.channel not in _UNSCOPED and not sub.carries(frame.ticker):
-                continue
-            if frame.channel == _BOOK:
+            if frame.channel == ORDERBOOK:
+                primed = self._primed.setdefault(sub, set())
                 if frame.type == "orderbook_snapshot":
-                    sub.primed.add(frame.ticker)
-                elif frame.ticker not in sub.primed:
+                    primed.add(frame.ticker)
+                elif frame.ticker not in primed:
                     continue
-            envelope = dict(frame.envelope)
-            envelope.pop("id", None)
-            envelope["sid"] = sub.sid
-            if "seq" in envelope:
-                envelope["seq"] = sub.next_seq(1 if frame.gap else 0)
-            await self.ws.send_message(orjson.dumps(envelope).decode())
-
-    # --- commands -----------------------------------------------------------------------
-
-    async def _commands(self) -> None:
-        while True:
-            text = await self.ws.get_message()
-            try:
-                command = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                command = None
-            if not isinstance(command, dict):
-                await self._error(None, 1, "Unable to process message")
-                continue
-            async with self.lock:
-                await self._command(command)
-
-    async def _reply(self, envelope: dict[str, Any]) -> None:
-        await self.ws.send_message(orjson.dumps(envelope).decode())
-
-    async def _error(self, ident: Any, code: int, text: str) -> None:
-        envelope: dict[str, Any] = {"type": "error", "msg": {"code": code, "msg": text}}
-        if ident:
-            envelope["id"] = ident
-        await self._reply(envelope)
-
-    async def _command(self, command: dict[str, Any]) -> None:
-        ident = command.get("id")
-        params = command.get("params") or {}
-        name = command.get("cmd")
-        if not isinstance(params, dict):
-            await self._error(ident, 1, "Unable to process message")
-        elif name == "subscribe":
-            await self._subscribe(ident, params)
-        elif name == "update_subscription":
-            await self._update(ident, params)
-        elif name == "unsubscribe":
-            for sid in params.get("sids") or []:
-                sub = self.subs.pop(sid, None) if isinstance(sid, int) else None
-                if sub is None:
-                    await self._error(ident, 7, "Unknown subscription ID")
-                    continue
-                await self._reply(
-                    {"id": ident, "sid": sid, "seq": sub.next_seq(), "type": "unsubscribed"}
-                )
-        elif name == "list_subscriptions":
-            listed = [{"channel": s.channel, "sid": s.sid} for s in self.subs.values()]
-            await self._reply({"id": ident, "type": "ok", "msg": listed})
-        else:
-            await self._error(ident, 5, "Unknown command")
-
-    async def _subscribe(self, ident: Any, params: dict[str, Any]) -> None:
-        channels = params.get("channels")
-        if not isinstance(channels, list) or not channels:
-            await self._error(ident, 3, "Channels required")
-            return
-        tickers = _tickers(params)
-        for channel in channels:
-            if channel not in _CHANNELS:
-                await self._error(ident, 8, "Unknown channel name")
-                continue
-            if channel == _BOOK and not tickers:
-                await self._error(ident, 14, "Market Ticker required")
-                continue
-            sub = next((s for s in self.subs.values() if s.channel == channel), None)
-            if sub is None:
-                sub = _Sub(next(self._sids), channel, None)
-                if tickers and channel not in _UNSCOPED:
-                    sub.tickers = set()
-                self.subs[sub.sid] = sub
-            await self._reply(
-                {"id": ident, "type": "subscribed", "msg": {"channel": channel, "sid": sub.sid}}
+            if body is None:
+                body = orjson.dumps(frame.envelope["msg"])
+            session.deliver(
+                sub,
+                frame.type,
+                body,
+                sequenced="seq" in frame.envelope,
+                skip=1 if frame.gap else 0,
             )
-            if sub.tickers is not None and tickers:
-                await self._add(sub, tickers, None)
-        self.started.set()
-
-    async def _add(self, sub: _Sub, tickers: list[str], ident: int | None) -> None:
-        assert sub.tickers is not None
-        for ticker in tickers:
-            if ticker in sub.tickers:
-                continue
-            sub.tickers.add(ticker)
-            if sub.channel == _BOOK:
-                frame = self.cursor.snapshot_frame(sub, ticker, ident)
-                if frame is not None:
-                    await self.ws.send_message(frame.decode())
-
-    async def _update(self, ident: Any, params: dict[str, Any]) -> None:
-        sids = params.get("sids")
-        if "sid" in params and sids is None:
-            sids = [params["sid"]]
-        if not isinstance(sids, list) or len(sids) != 1:
-            await self._error(ident, 12, "Exactly one subscription ID is required")
-            return
-        sub = self.subs.get(sids[0])
-        if sub is None:
-            await self._error(ident, 7, "Unknown subscription ID")
-            return
-        action = params.get("action")
-        tickers = _tickers(params)
-        if action == "get_snapshot":
-            if sub.channel != _BOOK:
-                await self._error(ident, 13, "Unsupported action")
-                return
-            for ticker in tickers:
-                frame = self.cursor.snapshot_frame(sub, ticker, ident)
-                if frame is not None:
-                    await self.ws.send_message(frame.decode())
-            return
-        if action not in ("add_markets", "delete_markets") or sub.tickers is None:
-            await self._error(ident, 13, "Unsupported action")
-            return
-        if action == "add_markets":
-            ok_seq = sub.next_seq()
-            await self._reply(_ok(ident, sub, ok_seq, tickers))
-            await self._add(sub, tickers, None)
-            return
-        sub.tickers.difference_update(tickers)
-        sub.primed.difference_update(tickers)
-        await self._reply(_ok(ident, sub, sub.next_seq(), []))
 
 
-def _ok(ident: Any, sub: _Sub, seq: int, adding: list[str]) -> dict[str, Any]:
-    listed = sorted((sub.tickers or set()) | set(adding))
-    return {
-        "id": ident,
-        "sid": sub.sid,
-        "seq": seq,
-        "type": "ok",
-        "msg": {"market_tickers": listed},
-    }
+def _handler(source: Source, flt: ReplayFilter, speed: float | None) -> WebSocketHandler:
+    async def upgrade(request: Request, upgrade: Upgrade) -> Response | None:
+        if request.path != WS_PATH:
+            return json_response(404, {"error": f"not found: use {WS_PATH}"})
+        trailing = await upgrade.accept()
+        if trailing is None:
+            return None
+        log.info("client connected from %s", request.peer)
+        await Session(_Recording(source, flt, speed), upgrade.stream).serve(trailing)
+        log.info("client %s went away", request.peer)
+        return None
 
-
-def _tickers(params: dict[str, Any]) -> list[str]:
-    many = params.get("market_tickers")
-    if isinstance(many, list):
-        return [t for t in many if isinstance(t, str)]
-    one = params.get("market_ticker")
-    return [one] if isinstance(one, str) else []
-
-
-async def _handle(
-    request: trio_websocket.WebSocketRequest, source: Source, flt: ReplayFilter, speed: float | None
-) -> None:
-    if request.path.split("?", 1)[0] != WS_PATH:
-        await request.reject(404, body=b"not found: use " + WS_PATH.encode())
-        return
-    session = _Session(await request.accept(), source, flt, speed)
-    log.info("client connected from %s", session.peer)
-    await session.run()
+    return upgrade
 
 
 async def serve_recording(
@@ -452,14 +286,13 @@ async def serve_recording(
     ``task_status.started(port)`` gives the bound port (useful with ``port=0``). Other
     paths are refused with 404. Raises ``OSError`` if the port cannot be bound.
     """
-    chosen = flt or ReplayFilter()
-
-    async def handler(request: trio_websocket.WebSocketRequest) -> None:
-        await _handle(request, source, chosen, speed)
-
+    server = HttpServer(
+        {}, websocket=_handler(source, flt or ReplayFilter(), speed), limits=UNBOUNDED
+    )
+    listeners = await trio.open_tcp_listeners(port, host=host)
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(trio_websocket.serve_websocket, handler, host, port, None)
-        task_status.started(server.port)
+        await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
+        task_status.started(listeners[0].socket.getsockname()[1])
 
 
 async def serve_stream(
@@ -470,7 +303,7 @@ async def serve_stream(
 ) -> None:
     """Serve one client over an already open ``stream`` (e.g. one end of
     ``trio.testing.memory_stream_pair()``); returns when the client leaves."""
-    async with trio.open_nursery() as nursery:
-        request = await trio_websocket.wrap_server_stream(nursery, stream)
-        await _handle(request, source, flt or ReplayFilter(), speed)
-        nursery.cancel_scope.cancel()
+    server = HttpServer(
+        {}, websocket=_handler(source, flt or ReplayFilter(), speed), limits=UNBOUNDED
+    )
+    await server.serve_connection(stream)

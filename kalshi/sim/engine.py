@@ -145,6 +145,7 @@ class Engine:
         self.bursts = 0
         self.publish: Publish = lambda event: None
         self._rng = random.Random(seed)
+        self._seed = seed
         self._paused = False
         self._resumed = trio.Event()
         self._active: dict[str, _Active] = {}
@@ -152,6 +153,9 @@ class Engine:
         self._added = 0
         self._churns = 0
         self._last_ms = 0  # exchange times never go back (kalshi-api.md §2.4, issue 15)
+        # Settling looks markets up by ticker: index them now, not in the middle of a run
+        # (building the index takes seconds at 250 000 markets, a stall clients see).
+        universe.build_index()
         open_count = 0
         for i in range(min(universe.size, active * 2 + 16)):
             if open_count >= active:
@@ -264,15 +268,21 @@ class Engine:
         close_in_s: int = 86_400,
         trade: bool = True,
         combo: bool = False,
+        legs: list[tuple[str, str]] | None = None,
     ) -> str:
         """Create a market now (a new event unless ``event_ticker`` names one), announce it on
         ``market_lifecycle_v2`` (``event_lifecycle`` first for a new event, then ``created``)
         and, with ``trade``, start trading it. A ``combo`` (multivariate, ``KXMVE...``) market
         is announced on ``multivariate_market_lifecycle`` only, with type
-        ``multivariate_market_lifecycle`` (kalshi-api.md §3.6). Returns its ticker."""
+        ``multivariate_market_lifecycle`` (kalshi-api.md §3.6); it combines ``legs``
+        (``(market ticker, "yes"|"no")``, default 2-4 trading markets of distinct events
+        drawn from the seed), listed as its ``mve_selected_legs``. Returns its ticker.
+        Raises ValueError for an unknown series or leg."""
         self._added += 1
+        chosen: tuple[tuple[str, str, str], ...] = ()
         if combo:
             series = COMBO_SERIES.ticker
+            chosen = self._legs(legs)
         info_series = SERIES[0] if series is None else self.universe.series_named(series)
         if info_series is None:
             raise ValueError(f"unknown series {series!r}")
@@ -284,7 +294,7 @@ class Engine:
         open_us = now - now % 1_000_000 + open_in_s * 1_000_000
         close_us = open_us + close_in_s * 1_000_000
         info = self.universe.new_info(
-            info_series, event_ticker, f"N{self._added}", open_us, close_us
+            info_series, event_ticker, f"N{self._added}", open_us, close_us, chosen
         )
         self.universe.add(info)
         if new_event:
@@ -353,6 +363,30 @@ class Engine:
                 state = self._start_market(info)
                 self._publish_ticker(state, ts_ms)
         return info.ticker
+
+    def _legs(self, legs: list[tuple[str, str]] | None) -> tuple[tuple[str, str, str], ...]:
+        """A combo's legs as ``(event ticker, market ticker, side)``: those given, or 2-4
+        ordinary trading markets of distinct events, each on a random side."""
+        if legs is None:
+            # its own generator: adding a combo leaves the engine's stream of actions as is
+            rng = random.Random(self._seed * 1_000_003 + self._added)
+            count = rng.randrange(2, 5)
+            plain = [t for t in self._order if not is_combo(t)]
+            legs, events = [], set()
+            for ticker in rng.sample(plain, min(len(plain), 4 * count)):
+                event = self._active[ticker].info.event_ticker
+                if event not in events:
+                    events.add(event)
+                    legs.append((ticker, rng.choice(("yes", "no"))))
+                    if len(legs) == count:
+                        break
+        out = []
+        for ticker, side in legs:
+            info = self.universe.get(ticker)
+            if info is None or side not in ("yes", "no"):
+                raise ValueError(f"bad combo leg {ticker!r} {side!r}")
+            out.append((info.event_ticker, ticker, side))
+        return tuple(out)
 
     def settle_market(self, ticker: str, result: str = "yes") -> None:
         """Close (implicit: resting orders are cancelled, one delta per level), determine

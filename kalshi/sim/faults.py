@@ -38,7 +38,7 @@ from attrs import frozen
 from kalshi.errors import ConfigError
 
 if TYPE_CHECKING:
-    from kalshi.sim.ws import Session
+    from kalshi.sim.broker import SimSession as Session
 
 __all__ = ["MALFORMED_KINDS", "FaultPlan", "FaultStep", "Faults"]
 

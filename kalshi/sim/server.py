@@ -1,29 +1,27 @@
-"""The simulated exchange: one port serving REST (h11) and the WebSocket (wsproto).
+"""The simulated exchange: one port serving REST and the WebSocket.
 
-Each accepted connection is read with h11. A request to ``/trade-api/ws/v2`` asking for an
-upgrade is authenticated (RSA-PSS headers, clock-skew window), answered ``101`` and handed
-to a :class:`~kalshi.sim.ws.Session`; anything else is a REST GET answered by
-:class:`~kalshi.sim.rest.RestApi`, with keep-alive.
+The port is the project's HTTP layer (:class:`~kalshi.http.server.HttpServer`, unbounded).
+A request to ``/trade-api/ws/v2`` asking for an upgrade is authenticated (RSA-PSS headers,
+clock-skew window), answered ``101`` and served by the Kalshi protocol
+(:class:`~kalshi.sim.broker.SimSession`, a :class:`~kalshi.http.ws.Session`) fed by the
+engine through the :class:`~kalshi.sim.broker.Broker`; anything else is a REST GET answered
+by :class:`~kalshi.sim.rest.RestApi`, with keep-alive. :class:`SimExchange` is the sessions'
+:class:`~kalshi.http.ws.Feed`: the engine's messages, its books, and the faults.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import math
 import random
 import socket
 import struct
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO, Final
-from urllib.parse import parse_qs, urlsplit
 
-import h11
 import orjson
 import trio
 import trio.testing
@@ -39,34 +37,32 @@ from kalshi.auth import (
 )
 from kalshi.book import OrderBook
 from kalshi.clock import WallClock, system_wall_us
-from kalshi.http.server import Request, Response, read_request, send_response
+from kalshi.http.server import UNBOUNDED, HttpServer, Request, Response, Upgrade
+from kalshi.http.ws import (
+    DEFAULT_BUFFER,
+    MAX_COMMANDS_PER_S,
+    Feed,
+    Session,
+    Subscription,
+    envelope,
+    ws_frame,
+)
+from kalshi.sim.broker import WITH_DATA, Broker, SimSession
 from kalshi.sim.engine import Engine
 from kalshi.sim.faults import FaultPlan, Faults
 from kalshi.sim.rest import API_ROOT, TOO_MANY, RestApi
 from kalshi.sim.truth import SimEvent, Truth
 from kalshi.sim.universe import Universe
-from kalshi.sim.ws import (
-    DEFAULT_BUFFER,
-    MAX_COMMANDS_PER_S,
-    Broker,
-    Exchange,
-    Session,
-    Subscription,
-    _envelope,
-    ws_frame,
-)
 from kalshi.wire.paths import WS_PATH
 
 __all__ = ["WS_PATH", "SimExchange", "open_sim_exchange"]
 
 MAX_CONNECTIONS_PER_USER: Final = 200
 DEFAULT_SKEW_S: Final = 5.0
-_WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_MAX_HEAD: Final = 16 * 1024
 _BLAST_CHUNK: Final = 256 * 1024
 
 
-class SimExchange(Exchange):
+class SimExchange(Feed):
     """A running simulated exchange (made by :func:`open_sim_exchange`).
 
     ``rest_url``/``ws_url`` to connect, ``key_id``/``private_key_pem`` to sign with,
@@ -118,7 +114,7 @@ class SimExchange(Exchange):
             trade_window_s=trade_window_s,
         )
         self.broker = Broker()
-        self.sessions: set[Session] = set()
+        self.sessions: set[SimSession] = set()
         self.faults = Faults(self.truth.faults_injected, lambda: list(self.sessions))
         self.engine = Engine(
             self.universe,
@@ -150,6 +146,8 @@ class SimExchange(Exchange):
         self.blast_books: dict[str, OrderBook] | None = None
         self.blast_events: list[SimEvent] | None = None
         self._blast_cache: dict[tuple[object, ...], tuple[list[bytes], int]] = {}
+        self._blasts: dict[Subscription, trio.CancelScope] = {}
+        self._http = HttpServer(self._rest, websocket=self._upgrade, limits=UNBOUNDED)
         if blast:
             self._pregenerate(blast_events)
 
@@ -167,18 +165,70 @@ class SimExchange(Exchange):
             self.engine.step(64)
         self.blast_events = list(self.truth.events)
 
-    def market_known(self, ticker: str) -> bool:
-        return self.universe.get(ticker) is not None
-
     def now_ms(self) -> int:
+        """The exchange's time for a new message (ms; never earlier than the last one)."""
         return self.engine._stamp(self.clock() // 1000)
 
     def market_id(self, ticker: str) -> str:
         info = self.universe.get(ticker)
         return "" if info is None else info.market_id
 
-    def ticker_event(self, ticker: str) -> SimEvent | None:
-        return self._last_ticker.get(ticker) or self.engine.ticker_snapshot(ticker)
+    # --- what the sessions serve (kalshi.http.ws.Feed) ------------------------------------------
+
+    def lost(self) -> bool:
+        if trio.current_time() < self.faults.unanswered_until:
+            self.faults.count("unanswered")
+            return True
+        return False
+
+    def bare_subscribed(self) -> bool:
+        if trio.current_time() < self.faults.bare_subscribed_until:
+            self.faults.count("bare_subscribed")
+            return True
+        return False
+
+    def count(self, fault: str) -> None:
+        self.faults.count(fault)
+
+    def add(self, sub: Subscription, tickers: list[str] | None) -> None:
+        if self.blast_events is None:
+            self.broker.add(sub, tickers)
+
+    def remove(self, sub: Subscription, tickers: Iterable[str] | None = None) -> None:
+        self.broker.remove(sub, tickers)
+        if tickers is None and (scope := self._blasts.pop(sub, None)) is not None:
+            scope.cancel()
+
+    def subscribed(self, sub: Subscription) -> None:
+        if self.blast_events is None or sub.channel not in WITH_DATA:
+            return
+        chunks, count = self.blast_chunks(sub, sub.seq)
+        sub.seq += count
+        scope = self._blasts[sub] = trio.CancelScope()
+        session = sub.session
+
+        async def blast() -> None:
+            with scope:
+                for chunk in chunks:
+                    await session.wait_writable()
+                    session.push_chunk(chunk)
+
+        session.start_soon(blast)
+
+    def overflow(self, sub: Subscription) -> None:
+        self.truth.undelivered["overflow"] += 1
+
+    def book(self, sub: Subscription, ticker: str) -> tuple[str, OrderBook | None] | None:
+        info = self.universe.get(ticker)
+        if info is None:
+            return None
+        books = self.blast_books
+        book = books.get(ticker) if books is not None else None
+        return info.market_id, book or self.truth.books.get(ticker)
+
+    def ticker(self, ticker: str) -> bytes | None:
+        event = self._last_ticker.get(ticker) or self.engine.ticker_snapshot(ticker)
+        return None if event is None else event.body
 
     def blast_chunks(self, sub: Subscription, start_seq: int) -> tuple[list[bytes], int]:
         """Pre-encoded frames of every pre-generated message ``sub`` wants (cached)."""
@@ -201,9 +251,9 @@ class SimExchange(Exchange):
             body = event.yes_body if sub.use_yes_price and event.yes_body else event.body
             if sequenced:
                 seq += 1
-                frame = ws_frame(_envelope(event.type, body, sid=sub.sid, seq=seq))
+                frame = ws_frame(envelope(event.type, body, sid=sub.sid, seq=seq))
             else:
-                frame = ws_frame(_envelope(event.type, body, sid=sub.sid))
+                frame = ws_frame(envelope(event.type, body, sid=sub.sid))
             count += 1
             parts.append(frame)
             size += len(frame)
@@ -248,33 +298,9 @@ class SimExchange(Exchange):
             _reset(stream)
             await stream.aclose()
             return
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
-        try:
-            async with stream:
-                while True:
-                    request = await _read_request(stream, conn)
-                    if request is None:
-                        return
-                    target = urlsplit(request.target.decode("ascii", "replace"))
-                    headers = {
-                        k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers
-                    }
-                    if headers.get("upgrade", "").lower() == "websocket":
-                        await self._upgrade(stream, conn, target.path, headers)
-                        return
-                    response = self._rest(
-                        request.method.decode(), target.path, target.query, headers, stream
-                    )
-                    await _send(stream, conn, response)
-                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                        return
-                    conn.start_next_cycle()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
-            return
+        await self._http.serve_connection(stream)
 
-    def _rest(
-        self, method: str, path: str, query: str, headers: dict[str, str], stream: trio.abc.Stream
-    ) -> Response:
+    async def _rest(self, request: Request) -> Response:
         now = trio.current_time()
         if now < self.faults.rest_429_until:
             self.faults.count("rest429")
@@ -284,18 +310,18 @@ class SimExchange(Exchange):
             return Response(
                 503, b'{"error":{"code":"service_unavailable","message":"service unavailable"}}'
             )
-        who = _peer(stream)
+        who = request.peer
+        headers = request.headers
         if ACCESS_KEY.lower() in headers or ACCESS_SIGNATURE.lower() in headers:
-            key_id, problem = self.authenticate(headers, method, path)
+            key_id, problem = self.authenticate(headers, request.method, request.path)
             if problem:
                 return _unauthorized(problem, self.clock())
             who = f"key:{key_id}"
         if not self.rest.allow(who):
             return TOO_MANY
-        request = Request(method, path, parse_qs(query, keep_blank_values=True), headers)
         return self.rest.handle(request)
 
-    def authenticate(self, headers: dict[str, str], method: str, path: str) -> tuple[str, str]:
+    def authenticate(self, headers: Mapping[str, str], method: str, path: str) -> tuple[str, str]:
         """(key id, "") when the three signing headers are valid, else ("", the problem)."""
         key_id = headers.get(ACCESS_KEY.lower(), "")
         stamp = headers.get(ACCESS_TIMESTAMP.lower(), "")
@@ -323,70 +349,36 @@ class SimExchange(Exchange):
             return "", "invalid signature"
         return key_id, ""
 
-    async def _upgrade(
-        self, stream: trio.abc.Stream, conn: h11.Connection, path: str, headers: dict[str, str]
-    ) -> None:
-        if path != WS_PATH:
-            await _send(
-                stream, conn, Response(404, b'{"error":{"code":"not_found","message":"not found"}}')
-            )
-            return
+    async def _upgrade(self, request: Request, upgrade: Upgrade) -> Response | None:
+        if request.path != WS_PATH:
+            return Response(404, b'{"error":{"code":"not_found","message":"not found"}}')
         user = "anonymous"
         if self.auth == "rsa":
-            key_id, problem = self.authenticate(headers, "GET", path)
+            key_id, problem = self.authenticate(request.headers, "GET", request.path)
             if problem:
-                await _send(stream, conn, _unauthorized(problem, self.clock()))
-                return
+                return _unauthorized(problem, self.clock())
             user = key_id
-        ws_key = headers.get("sec-websocket-key", "")
-        if not ws_key or headers.get("sec-websocket-version") != "13":
-            await _send(
-                stream,
-                conn,
-                Response(
-                    400, b'{"error":{"code":"bad_request","message":"not a WebSocket handshake"}}'
-                ),
-            )
-            return
         if self._per_user[user] >= self.connections_per_user:
-            await _send(stream, conn, TOO_MANY)
-            return
-        accept = base64.b64encode(hashlib.sha1(ws_key.encode() + _WS_GUID).digest())
-        response = h11.InformationalResponse(
-            status_code=101,
-            headers=[
-                (b"upgrade", b"websocket"),
-                (b"connection", b"Upgrade"),
-                (b"sec-websocket-accept", accept),
-            ],
-        )
-        handshake = conn.send(response)
-        trailing, _ = conn.trailing_data
+            return TOO_MANY
         self._per_user[user] += 1
 
         def closed(session: Session) -> None:
-            self.sessions.discard(session)
+            self.sessions.discard(session)  # type: ignore[arg-type,unused-ignore]  # a SimSession
             self._per_user[user] -= 1
 
         # Registered before the client sees the 101, so faults reach it from its first frame.
-        session = Session(self, stream, bytes(trailing), closed)
+        session = SimSession(self, upgrade.stream, closed)
         self.sessions.add(session)
         try:
-            await stream.send_all(handshake)
+            trailing = await upgrade.accept()
         except BaseException:
             closed(session)
             raise
-        await session.serve()
-
-
-def _peer(stream: trio.abc.Stream) -> str:
-    sock = getattr(stream, "socket", None)
-    if sock is None:
-        return "memory"
-    try:
-        return str(sock.getpeername()[0])
-    except OSError:
-        return "unknown"
+        if trailing is None:
+            closed(session)
+            return None
+        await session.serve(trailing)
+        return None
 
 
 def _reset(stream: trio.abc.Stream) -> None:
@@ -403,14 +395,6 @@ def _unauthorized(problem: str, now_us: int) -> Response:
         orjson.dumps({"error": {"code": "authentication_error", "message": problem}}),
         headers=(("date", formatdate(now_us / 1e6, usegmt=True)),),
     )
-
-
-async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Request | None:
-    return await read_request(stream, conn, max_body=None)
-
-
-async def _send(stream: trio.abc.Stream, conn: h11.Connection, response: Response) -> None:
-    await send_response(stream, conn, response, write_timeout=math.inf)
 
 
 @asynccontextmanager

@@ -197,6 +197,9 @@ class MarketInfo:
     status: str  # status at start; MarketState overrides it later
     result: str
     market_id: str
+    # A combo's legs: (event ticker, market ticker, side) of each market it combines
+    # (``mve_selected_legs``, kalshi-api.md §4.3); empty for an ordinary market.
+    legs: tuple[tuple[str, str, str], ...] = ()
 
 
 @define
@@ -314,9 +317,27 @@ class Universe:
     def __iter__(self) -> Iterator[MarketInfo]:
         return (self.info(i) for i in range(len(self)))
 
+    def ticker(self, i: int) -> str:
+        """The ticker of market number ``i`` (what :meth:`info` would say, without building
+        the rest of it)."""
+        if i >= self.size:
+            return self.added[i - self.size].ticker
+        e, k = divmod(i, MARKETS_PER_EVENT)
+        j, s = divmod(e, len(SERIES))
+        series = SERIES[s]
+        return f"{self._event_times(j, series.ticker)[0]}-{series.strike_code(k)[0]}"
+
+    def build_index(self) -> None:
+        """Index every ticker now (about 0.5 s at 250 000 markets), so that no later lookup
+        stalls the exchange's event loop to build it."""
+        if self._by_ticker is None:
+            ticker = self.ticker
+            self._by_ticker = {ticker(i): i for i in range(len(self))}
+
     def index_of(self, ticker: str) -> int | None:
         if self._by_ticker is None:
-            self._by_ticker = {self.info(i).ticker: i for i in range(len(self))}
+            self.build_index()
+            assert self._by_ticker is not None
         return self._by_ticker.get(ticker)
 
     def get(self, ticker: str) -> MarketInfo | None:
@@ -330,9 +351,16 @@ class Universe:
         self.added_events.setdefault(info.event_ticker, []).append(info)
 
     def new_info(
-        self, series: SeriesInfo, event_ticker: str, code: str, open_us: int, close_us: int
+        self,
+        series: SeriesInfo,
+        event_ticker: str,
+        code: str,
+        open_us: int,
+        close_us: int,
+        legs: tuple[tuple[str, str, str], ...] = (),
     ) -> MarketInfo:
-        """A market to :meth:`add` (index = the next free one), status ``initialized``."""
+        """A market to :meth:`add` (index = the next free one), status ``initialized``;
+        ``legs`` for a combo."""
         i = len(self)
         return MarketInfo(
             index=i,
@@ -346,6 +374,7 @@ class Universe:
             status=MarketStatus.INITIALIZED,
             result="",
             market_id=_uuid(self.seed, i),
+            legs=legs,
         )
 
     def _generated_events(self) -> dict[str, int]:
@@ -496,6 +525,10 @@ class Universe:
             body["cap_strike"] = whole + 1 + frac / 10 if frac else whole + 1
         if is_combo(info.ticker):
             body["mve_collection_ticker"] = info.series.ticker
+            body["mve_selected_legs"] = [
+                {"event_ticker": event, "market_ticker": ticker, "side": side}
+                for event, ticker, side in info.legs
+            ]
         if m.settlement_value is not None:
             body["settlement_value_dollars"] = _price(m.settlement_value)
         settled = self.settled_us(info)

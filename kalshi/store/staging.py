@@ -1,7 +1,7 @@
 """The staged write, defined once: binary ``COPY`` of rows into a session temp table shaped
 like the real one, then one ``INSERT ... SELECT`` from it. The batch writers
-(:mod:`kalshi.store.insert`) and the deduplicator's production writes
-(:mod:`kalshi.dedup.production`) both build their statements from these pieces.
+(:mod:`kalshi.store.insert`) and the deduplicator's production writes (through
+:class:`kalshi.store.session.Session`) both build their statements from these pieces.
 
 JSONB columns travel as ``text`` (see :attr:`TableSpec.stage_types`) and are cast back here.
 Blocking (sync psycopg); call from a worker thread.
@@ -18,7 +18,15 @@ from psycopg import sql
 from kalshi.models.rows import Row
 from kalshi.store.schema import TableSpec
 
-__all__ = ["copy_rows", "ensure_stage", "source_columns", "stage_name", "target_columns"]
+__all__ = [
+    "copy_rows",
+    "ensure_stage",
+    "insert_skipping",
+    "source_columns",
+    "stage_name",
+    "target_columns",
+    "upsert_latest",
+]
 
 
 def stage_name(spec: TableSpec, prefix: str = "_stage_") -> sql.Identifier:
@@ -91,3 +99,60 @@ def copy_rows(
         copy.set_types(list(spec.types if real else spec.stage_types))
         for row in rows:
             copy.write_row(row)
+
+
+def insert_skipping(
+    spec: TableSpec,
+    stage: sql.Identifier,
+    *,
+    identity: Sequence[str] | None = None,
+    time: str = "",
+) -> sql.Composed:
+    """``INSERT`` the rows staged in ``stage`` into ``spec``'s table, skipping every row
+    already stored: by the table's key (``ON CONFLICT DO NOTHING``) when ``identity`` is
+    ``None``; otherwise also by ``identity`` (columns that make two rows the same event;
+    ``time`` is its leading time column, matched first through the index), so rows with
+    another key but the same event are dropped, and one row per event is kept."""
+    name = sql.Identifier(spec.name)
+    if identity is None:
+        return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s ON CONFLICT DO NOTHING").format(
+            name, target_columns(spec), source_columns(spec, "s"), stage
+        )
+    mine = source_columns(spec, "s", identity)
+    theirs = source_columns(spec, "t", identity)
+    return sql.SQL(
+        "INSERT INTO {name} ({targets}) SELECT DISTINCT ON ({distinct}) {sources} "
+        "FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE t.ticker = s.ticker "
+        "AND t.{time} = s.{time} AND ({theirs}) IS NOT DISTINCT FROM ({mine})) "
+        "ORDER BY {distinct} ON CONFLICT DO NOTHING"
+    ).format(
+        name=name,
+        targets=target_columns(spec),
+        distinct=mine,
+        sources=source_columns(spec, "s"),
+        stage=stage,
+        time=sql.Identifier(time),
+        theirs=theirs,
+        mine=mine,
+    )
+
+
+def upsert_latest(spec: TableSpec, stage: sql.Identifier) -> sql.Composed:
+    """``INSERT`` the rows staged in ``stage`` into ``spec``'s table (``markets``), one per
+    ticker: its newest ``updated_at`` wins, and never over a newer stored row."""
+    name = sql.Identifier(spec.name)
+    updates = sql.SQL(", ").join(
+        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in spec.columns[1:]
+    )
+    return sql.SQL(
+        "INSERT INTO {name} ({targets}) SELECT DISTINCT ON (s.ticker) {sources} "
+        "FROM {stage} s ORDER BY s.ticker, s.updated_at DESC "
+        "ON CONFLICT (ticker) DO UPDATE SET {updates} "
+        "WHERE {name}.updated_at <= EXCLUDED.updated_at"
+    ).format(
+        name=name,
+        targets=target_columns(spec),
+        sources=source_columns(spec, "s"),
+        stage=stage,
+        updates=updates,
+    )

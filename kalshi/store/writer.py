@@ -35,7 +35,7 @@ import trio
 from attrs import frozen
 
 from kalshi.clock import WallClock, system_wall_us
-from kalshi.config import GathererConfig, WriterConfig
+from kalshi.config import StoreConfig, WriterConfig
 from kalshi.errors import DatabaseUnavailable, StoreError
 from kalshi.models.rows import Row
 from kalshi.retry import Backoff
@@ -137,8 +137,10 @@ class _TableWriter:
         memory_rows: int,
         state: _DbState,
         spool_state: _SpoolState | None = None,
+        copy_new: bool = False,
     ) -> None:
         self.spec = spec
+        self.copy_new = copy_new
         self.batch_size = cfg.batch_size
         self.flush_interval = float(cfg.flush_interval)
         self.pool = pool
@@ -393,7 +395,7 @@ class _TableWriter:
 
     def _write(self, rows: list[Row]) -> WriteResult:
         started = time.perf_counter()
-        result = write_rows(self.pool, self.spec, rows, self.dead)
+        result = write_rows(self.pool, self.spec, rows, self.dead, copy_new=self.copy_new)
         metrics.FLUSH_SECONDS.labels(**self._label).observe(time.perf_counter() - started)
         return result
 
@@ -593,10 +595,11 @@ class Store:
     def __init__(
         self,
         url: str,
-        cfg: GathererConfig,
+        cfg: StoreConfig,
         *,
         watermark: bool = True,
         wall_us: WallClock = system_wall_us,
+        copy_new: bool = False,
     ) -> None:
         self.watermark = watermark
         self._wall_us = wall_us
@@ -611,9 +614,9 @@ class Store:
         self._released = trio.Event()
         self._pool = ConnectionPool(
             url,
-            cfg.timescaledb.max_connections,
-            statement_timeout=float(cfg.timescaledb.statement_timeout),
-            lock_timeout=float(cfg.timescaledb.lock_timeout),
+            cfg.database.max_connections,
+            statement_timeout=float(cfg.database.statement_timeout),
+            lock_timeout=float(cfg.database.lock_timeout),
         )
         dead = DeadLetters(Path(cfg.spool.dead_letter_dir), wall_us=wall_us)
         self.dead_letters = dead
@@ -627,6 +630,7 @@ class Store:
                 memory_rows=cfg.spool.memory_rows,
                 state=self._state,
                 spool_state=self._spool_state,
+                copy_new=copy_new,
             )
             for name, spec in TABLES.items()
         }
@@ -786,16 +790,21 @@ class Store:
 @asynccontextmanager
 async def open_store(
     url: str,
-    cfg: GathererConfig,
+    cfg: StoreConfig,
     *,
     watermark: bool = True,
     wall_us: WallClock = system_wall_us,
+    copy_new: bool = False,
 ) -> AsyncIterator[Store]:
     """Run the batch writers of every table against the database at ``url``.
 
     ``watermark``: record the ingest watermark (a live gatherer); off for writers of
     historical rows (a replay, a scripted recording), whose receive times are in the past.
     ``wall_us``: the wall clock (µs) that stamps watermarks and dead letters.
+    ``copy_new``: rows are expected to be new (a replay): each batch is COPYed straight
+    into its table, and only a batch that fails so (a row already stored, a rejected
+    value) takes the staged insert (:mod:`kalshi.store.insert`); the same rows end up
+    stored either way.
 
     Yields a :class:`Store`; get channels with :meth:`Store.sender`. Batches that were
     spooled by an earlier process are drained first. On exit (normal, error or
@@ -805,7 +814,7 @@ async def open_store(
     use by another process or a write fails for a reason other than the rows or an
     unavailable database (e.g. missing tables: run migrations first).
     """
-    store = Store(url, cfg, watermark=watermark, wall_us=wall_us)
+    store = Store(url, cfg, watermark=watermark, wall_us=wall_us, copy_new=copy_new)
     await trio.to_thread.run_sync(store._open)
     try:
         async with trio.open_nursery() as nursery:

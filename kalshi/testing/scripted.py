@@ -1,10 +1,15 @@
-"""A scripted exchange, and gatherers that record it with injected misses (for tests and
-benchmarks of everything downstream of the gatherer's database, e.g. the deduplicator).
+"""Rows written as a gatherer would, without the pipeline: kept for one test only.
 
-The exchange's truth is a list of events (book deltas and trades) over a few markets, in
-exchange-time order, several per millisecond at times. A gatherer records every event as
-rows the way the gatherer service does (``docs/data-model.md``): a WS snapshot per market
-when it subscribes, one delta or trade row per frame, ``frame_no`` counting frames per
+Superseded by :mod:`kalshi.testing.recording`, whose rows the real pipeline makes of the
+frames the gatherers received. ``tests/dedup/test_dedup_merge.py::
+test_gatherer_clocks_off_by_minutes_lose_nothing`` stays on these rows until the merge
+restarts after a hole without comparing gatherer clocks: on the pipeline's rows it widens a
+``merge_hole`` over a delta a gatherer whose clock is ahead has (see that test). Delete this
+module when that test moves to :mod:`kalshi.testing.recording`.
+
+The exchange's truth is a list of events (book deltas and trades) over a few markets; a
+gatherer records every event as rows (``docs/data-model.md``): a WS snapshot per market when
+it subscribes, one delta or trade row per frame, ``frame_no`` counting frames per
 connection. A *miss* ``(first, last, kind)`` drops events ``first..last-1``; the event
 ``last`` arrives (stored, after the gap) and reveals the gap: a ``gaps`` row is written and
 the book is recovered by fresh snapshots (``seq_gap``: on the same connection) or by a new

@@ -55,7 +55,7 @@ def _body(body: Body) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"response is not JSON: {exc}") from None
     if type(data) is not dict:
-        raise DecodeError("response is not a JSON object")
+        raise DecodeError(f"response is not a JSON object: got {type(data).__name__}")
     return data
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from kalshi.config import (
     Duration,
-    GathererConfig,
     SpoolConfig,
+    StoreConfig,
     WriterConfig,
     WritersConfig,
 )
@@ -24,9 +24,9 @@ def store_config(
     flush_interval: float = 0.05,
     memory_rows: int = 200_000,
     grace: float = 10.0,
-) -> GathererConfig:
+) -> StoreConfig:
     writer = WriterConfig(batch_size, Duration(flush_interval))
-    return GathererConfig(
+    return StoreConfig(
         writers=WritersConfig(
             trades=writer,
             orderbook=writer,
@@ -46,15 +46,15 @@ def store_config(
 
 
 @pytest.fixture
-def make_cfg(tmp_path: Path) -> Callable[..., GathererConfig]:
+def make_cfg(tmp_path: Path) -> Callable[..., StoreConfig]:
     """``make_cfg(batch_size=..., flush_interval=..., memory_rows=..., grace=...)``."""
 
-    def make(**kwargs: Any) -> GathererConfig:
+    def make(**kwargs: Any) -> StoreConfig:
         return store_config(tmp_path, **kwargs)
 
     return make
 
 
 @pytest.fixture
-def cfg(tmp_path: Path) -> GathererConfig:
+def cfg(tmp_path: Path) -> StoreConfig:
     return store_config(tmp_path)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import trio
 import trio.testing
 
-from kalshi.config import GathererConfig
+from kalshi.config import StoreConfig
 from kalshi.models.rows import GapRow
 from kalshi.store import Store
 
@@ -20,7 +20,7 @@ def gap(i: int) -> GapRow:
 
 
 async def test_batches_seal_at_size_or_interval(
-    autojump_clock: trio.testing.MockClock, make_cfg: Callable[..., GathererConfig]
+    autojump_clock: trio.testing.MockClock, make_cfg: Callable[..., StoreConfig]
 ) -> None:
     store = Store("postgresql://unused", make_cfg(batch_size=100, flush_interval=0.5))
     writer = store._writers["gaps"]
@@ -52,7 +52,7 @@ async def test_batches_seal_at_size_or_interval(
 
 
 async def test_over_the_memory_bound_batches_spill_to_disk(
-    make_cfg: Callable[..., GathererConfig],
+    make_cfg: Callable[..., StoreConfig],
 ) -> None:
     # Real clock: spilling runs in a worker thread, which autojump would race past.
     store = Store("postgresql://unused", make_cfg(batch_size=10, memory_rows=25))

@@ -11,7 +11,7 @@ import attrs
 import pytest
 import trio
 
-from kalshi.config import Duration, GathererConfig
+from kalshi.config import Duration, StoreConfig
 from kalshi.errors import StoreError
 from kalshi.models.rows import TradeRow
 from kalshi.store import EmbeddedPostgres, Store, connect_db, migrate, open_store
@@ -46,8 +46,8 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
         subprocess.run(["umount", "--lazy", str(point)], check=True)
 
 
-def with_db(cfg: GathererConfig, **changes: object) -> GathererConfig:
-    return attrs.evolve(cfg, timescaledb=attrs.evolve(cfg.timescaledb, **changes))
+def with_db(cfg: StoreConfig, **changes: object) -> StoreConfig:
+    return attrs.evolve(cfg, database=attrs.evolve(cfg.database, **changes))
 
 
 async def send_rows(store: Store, rows: list[TradeRow]) -> None:
@@ -63,7 +63,7 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
 
 async def test_spool_disk_full_while_the_database_is_down_loses_nothing(
     own_pg: EmbeddedPostgres,
-    make_cfg: Callable[..., GathererConfig],
+    make_cfg: Callable[..., StoreConfig],
     small_disk: Callable[[str], Path],
 ) -> None:
     # Issue 18 item 1: sealing a batch on a full spool disk crashed the tree.
@@ -91,7 +91,7 @@ async def test_spool_disk_full_while_the_database_is_down_loses_nothing(
 
 async def test_shutdown_with_a_full_spool_disk_says_how_many_rows_it_kept(
     own_pg: EmbeddedPostgres,
-    make_cfg: Callable[..., GathererConfig],
+    make_cfg: Callable[..., StoreConfig],
     small_disk: Callable[[str], Path],
 ) -> None:
     # At shutdown the spill went on past a refused table? It stopped at the first one.
@@ -115,7 +115,7 @@ async def test_shutdown_with_a_full_spool_disk_says_how_many_rows_it_kept(
 
 
 async def test_a_locked_table_is_noticed_and_written_once_released(
-    db_url: str, make_cfg: Callable[..., GathererConfig]
+    db_url: str, make_cfg: Callable[..., StoreConfig]
 ) -> None:
     # Issue 18 item 3: a table held by LOCK TABLE ... ACCESS EXCLUSIVE was never noticed.
     cfg = with_db(make_cfg(batch_size=50, flush_interval=0.05), lock_timeout=Duration(0.2))
@@ -135,7 +135,7 @@ async def test_a_locked_table_is_noticed_and_written_once_released(
 
 
 async def test_shutdown_within_grace_while_a_write_hangs(
-    db_url: str, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+    db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
 ) -> None:
     # SIGTERM while PostgreSQL hangs never exited: threads cannot be cancelled. Now the
     # hung write is abandoned at the grace deadline and its rows are spooled.

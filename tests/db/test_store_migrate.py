@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from kalshi.config import GathererConfig
+from kalshi.config import StoreConfig
 from kalshi.dedup.tables import KEYED
 from kalshi.errors import DatabaseUnavailable, StoreError
 from kalshi.models.rows import TABLE_COLUMNS, TradeRow
@@ -129,7 +129,7 @@ def test_unreachable_database_is_unavailable() -> None:
 
 
 async def test_role_with_dml_rights_only_migrates_and_writes(
-    db_url: str, pg_server: EmbeddedPostgres, cfg: GathererConfig
+    db_url: str, pg_server: EmbeddedPostgres, cfg: StoreConfig
 ) -> None:
     # Issue 18 item 10: `migrate` on an up-to-date schema issues no DDL, so a role that may
     # only read and write rows (no CREATE on the schema) starts a gatherer.

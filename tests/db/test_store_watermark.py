@@ -10,13 +10,13 @@ import trio
 import trio.testing
 
 from kalshi.clock import system_wall_us
-from kalshi.config import GathererConfig
+from kalshi.config import StoreConfig
 from kalshi.store import connect_db, open_store
 from tests.db.test_store_writer import trade
 
 
 async def test_a_pending_row_holds_the_watermark_and_the_final_one_is_now(
-    db_url: str, make_cfg: Callable[..., GathererConfig]
+    db_url: str, make_cfg: Callable[..., StoreConfig]
 ) -> None:
     cfg = make_cfg(flush_interval=30.0, batch_size=1000)
     async with open_store(db_url, cfg) as store:
@@ -39,7 +39,7 @@ async def test_a_pending_row_holds_the_watermark_and_the_final_one_is_now(
 
 
 async def test_with_nothing_pending_the_watermark_is_now(
-    db_url: str, make_cfg: Callable[..., GathererConfig]
+    db_url: str, make_cfg: Callable[..., StoreConfig]
 ) -> None:
     cfg = make_cfg(flush_interval=0.05)
     async with open_store(db_url, cfg) as store:
@@ -48,7 +48,7 @@ async def test_with_nothing_pending_the_watermark_is_now(
 
 
 async def test_a_row_counts_from_the_moment_it_is_handed_over(
-    db_url: str, make_cfg: Callable[..., GathererConfig]
+    db_url: str, make_cfg: Callable[..., StoreConfig]
 ) -> None:
     # No checkpoint between the send and the check: the writer has not seen the row yet,
     # the watermark already has (rows in channels are not a time slack any more).
@@ -61,7 +61,7 @@ async def test_a_row_counts_from_the_moment_it_is_handed_over(
 
 
 async def test_committed_returns_once_the_database_acknowledged_every_row(
-    db_url: str, make_cfg: Callable[..., GathererConfig]
+    db_url: str, make_cfg: Callable[..., StoreConfig]
 ) -> None:
     cfg = make_cfg(flush_interval=0.05, batch_size=7)
     rows = [trade(i) for i in range(50)]
@@ -78,7 +78,7 @@ async def test_committed_returns_once_the_database_acknowledged_every_row(
 
 
 async def test_holds_and_old_exchange_times_keep_the_watermark_back(
-    db_url: str, make_cfg: Callable[..., GathererConfig]
+    db_url: str, make_cfg: Callable[..., StoreConfig]
 ) -> None:
     cfg = make_cfg(flush_interval=30.0, batch_size=1000)
     now = 9_000_000_000
@@ -95,7 +95,7 @@ async def test_holds_and_old_exchange_times_keep_the_watermark_back(
 
 
 async def test_the_injected_wall_clock_stamps_the_watermark_and_the_dead_letters(
-    db_url: str, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+    db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
 ) -> None:
     cfg = make_cfg(flush_interval=30.0, batch_size=1000)
     wall_us = lambda: 7_777_000_000  # noqa: E731

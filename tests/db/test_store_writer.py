@@ -11,10 +11,11 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
-from kalshi.config import GathererConfig
+from kalshi.config import StoreConfig
 from kalshi.errors import StoreError
 from kalshi.models.rows import (
     DeltaRow,
@@ -195,6 +196,11 @@ def normalised(rows: list[Row]) -> list[tuple[object, ...]]:
     return sorted(out, key=repr)
 
 
+# Both write paths: staged (the live gatherer) and COPY straight into the table first, the
+# staged insert only for a batch that fails so (a replay).
+COPY_NEW = pytest.mark.parametrize("copy_new", [False, True], ids=["staged", "copy_new"])
+
+
 async def send_all(store: Store, table: str, rows: list[Row]) -> None:
     async with store.sender(table) as send:
         for row in rows:
@@ -213,10 +219,13 @@ async def wait_until(predicate: Callable[[], bool], step: float = 0.01) -> None:
         await trio.sleep(step)
 
 
-async def test_every_table_round_trips_exactly(db_url: str, cfg: GathererConfig) -> None:
+@COPY_NEW
+async def test_every_table_round_trips_exactly(
+    copy_new: bool, db_url: str, cfg: StoreConfig
+) -> None:
     rows = every_table_rows()
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             for table, table_rows in rows.items():
                 await send_all(store, table, table_rows)
             await store.committed()
@@ -226,7 +235,7 @@ async def test_every_table_round_trips_exactly(db_url: str, cfg: GathererConfig)
             assert normalised(db.fetch_rows(table)) == normalised(table_rows), table
 
 
-async def test_same_timestamp_deltas_are_both_kept(db_url: str, cfg: GathererConfig) -> None:
+async def test_same_timestamp_deltas_are_both_kept(db_url: str, cfg: StoreConfig) -> None:
     # Same market, side, price and exchange time: two real updates, two frames.
     first, second = delta(0), delta(1)
     with trio.fail_after(30):
@@ -236,14 +245,17 @@ async def test_same_timestamp_deltas_are_both_kept(db_url: str, cfg: GathererCon
         assert db.fetch_rows("orderbook_deltas") == [first, second]
 
 
-async def test_duplicate_batch_leaves_one_copy(db_url: str, cfg: GathererConfig) -> None:
+@COPY_NEW
+async def test_duplicate_batch_leaves_one_copy(
+    copy_new: bool, db_url: str, cfg: StoreConfig
+) -> None:
     trades = [trade(i) for i in range(500)]
     deltas = [delta(i) for i in range(500)]
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", trades)
             await send_all(store, "orderbook_deltas", deltas)
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", trades)
             await send_all(store, "orderbook_deltas", deltas + deltas)
         stats = store.stats().tables
@@ -257,17 +269,20 @@ async def test_duplicate_batch_leaves_one_copy(db_url: str, cfg: GathererConfig)
         assert db.count("orderbook_deltas") == 500
 
 
-async def test_rest_and_ws_copies_of_a_trade_collide(db_url: str, cfg: GathererConfig) -> None:
+@COPY_NEW
+async def test_rest_and_ws_copies_of_a_trade_collide(
+    copy_new: bool, db_url: str, cfg: StoreConfig
+) -> None:
     live = trade(1)
     backfill = live._replace(source="rest", conn_id=0, frame_no=0, seq=None, received_at=T0 + 9)
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", [live, backfill])
     with connect_db(db_url) as db:
         assert db.fetch_rows("trades") == [live]
 
 
-async def test_markets_upsert_keeps_the_newest(db_url: str, cfg: GathererConfig) -> None:
+async def test_markets_upsert_keeps_the_newest(db_url: str, cfg: StoreConfig) -> None:
     old = every_table_rows()["markets"][0]
     new = old._replace(status="closed", updated_at=T0 + 10)
     stale = old._replace(status="initialized", updated_at=T0 - 10)
@@ -282,17 +297,20 @@ async def test_markets_upsert_keeps_the_newest(db_url: str, cfg: GathererConfig)
         ]
 
 
-async def test_gap_without_ticker_is_stored_once(db_url: str, cfg: GathererConfig) -> None:
+@COPY_NEW
+async def test_gap_without_ticker_is_stored_once(
+    copy_new: bool, db_url: str, cfg: StoreConfig
+) -> None:
     gap = every_table_rows()["gaps"][1]
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "gaps", [gap, gap._replace(detail="seen again")])
     with connect_db(db_url) as db:
         assert db.fetch_rows("gaps") == [gap]
 
 
 async def test_gaps_on_two_sids_sharing_a_microsecond_are_two_rows(
-    db_url: str, cfg: GathererConfig
+    db_url: str, cfg: StoreConfig
 ) -> None:
     # One connection, two subscriptions whose previous frames were received in the same µs.
     first = GapRow(T0, T0 + 9, "g-1", T0, 1, None, "seq_gap", 5, 7, "trade: 2 frame(s) missing")
@@ -304,14 +322,15 @@ async def test_gaps_on_two_sids_sharing_a_microsecond_are_two_rows(
         assert db.fetch_rows("gaps") == [first, second]
 
 
+@COPY_NEW
 async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
-    db_url: str, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+    copy_new: bool, db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
 ) -> None:
     cfg = make_cfg(batch_size=1000, flush_interval=5.0)
     trades = [trade(i) for i in range(1000)]
     poisoned = trades[637] = trades[637]._replace(price=MAX_PRICE + 1)
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", trades)
             await store.committed()
             stats = store.stats().tables["trades"]
@@ -327,14 +346,15 @@ async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
     assert "trades_price_check" in record["error"]
 
 
+@COPY_NEW
 async def test_value_the_client_cannot_encode_is_dead_lettered(
-    db_url: str, cfg: GathererConfig, tmp_path: Path
+    copy_new: bool, db_url: str, cfg: StoreConfig, tmp_path: Path
 ) -> None:
     trades = [trade(i) for i in range(10)]
     trades[3] = trades[3]._replace(size=2**64)  # does not fit BIGINT
     trades[8] = trades[8]._replace(seq="nine")  # type: ignore[arg-type]  # a bug upstream
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
             await send_all(store, "trades", trades)
         stats = store.stats().tables["trades"]
     assert (stats.rows_written, stats.dead_letters) == (8, 2)
@@ -350,7 +370,7 @@ async def test_value_the_client_cannot_encode_is_dead_lettered(
 
 
 async def test_database_outage_spools_then_drains(
-    own_pg: EmbeddedPostgres, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+    own_pg: EmbeddedPostgres, make_cfg: Callable[..., StoreConfig], tmp_path: Path
 ) -> None:
     migrate(own_pg.url)
     # A long interval: batches seal at exactly 100 rows, so the split below is exact.
@@ -392,7 +412,7 @@ async def test_database_outage_spools_then_drains(
 
 
 async def test_exit_with_database_down_spools_everything(
-    make_cfg: Callable[..., GathererConfig], db_url: str, tmp_path: Path
+    make_cfg: Callable[..., StoreConfig], db_url: str, tmp_path: Path
 ) -> None:
     cfg = make_cfg(batch_size=100, flush_interval=3600, grace=5)
     trades = [trade(i) for i in range(250)]
@@ -414,14 +434,14 @@ _REPO = str(Path(__file__).resolve().parents[2])
 _CHILD = textwrap.dedent(
     """
     import sys, trio
-    from kalshi.config import Duration, GathererConfig, SpoolConfig, WriterConfig, WritersConfig
+    from kalshi.config import Duration, StoreConfig, SpoolConfig, WriterConfig, WritersConfig
     from kalshi.models.rows import TradeRow
     from kalshi.store import open_store
 
     spool, count = sys.argv[1], int(sys.argv[2])
     # No flush timer: batches seal at exactly 100 rows, so the file count is exact.
     w = WriterConfig(100, Duration(3600))
-    cfg = GathererConfig(
+    cfg = StoreConfig(
         writers=WritersConfig(trades=w),
         spool=SpoolConfig(dir=spool, memory_rows=0, dead_letter_dir=spool + "-dead"),
     )
@@ -444,7 +464,7 @@ _CHILD = textwrap.dedent(
 
 
 async def test_killed_process_spool_is_drained_by_the_next(
-    db_url: str, cfg: GathererConfig, tmp_path: Path
+    db_url: str, cfg: StoreConfig, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
     child = await trio.lowlevel.open_process(
@@ -481,7 +501,7 @@ async def test_killed_process_spool_is_drained_by_the_next(
 
 
 async def test_metrics_count_rows_batches_and_duplicates(
-    db_url: str, make_cfg: Callable[..., GathererConfig]
+    db_url: str, make_cfg: Callable[..., StoreConfig]
 ) -> None:
     from prometheus_client import REGISTRY
 
@@ -509,7 +529,7 @@ async def test_metrics_count_rows_batches_and_duplicates(
     assert sample("kalshi_store_spool_rows") == 0
 
 
-async def test_unknown_table_is_refused(db_url: str, cfg: GathererConfig) -> None:
+async def test_unknown_table_is_refused(db_url: str, cfg: StoreConfig) -> None:
     with trio.fail_after(30):
         async with open_store(db_url, cfg) as store:
             try:
@@ -521,7 +541,7 @@ async def test_unknown_table_is_refused(db_url: str, cfg: GathererConfig) -> Non
 
 
 async def test_missing_tables_crash_the_store_but_keep_the_rows(
-    empty_db_url: str, make_cfg: Callable[..., GathererConfig], tmp_path: Path
+    empty_db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
 ) -> None:
     trades = [trade(i) for i in range(250)]
     caught: list[BaseException] = []
@@ -545,7 +565,7 @@ async def test_missing_tables_crash_the_store_but_keep_the_rows(
 
 
 async def test_cancellation_still_writes_everything_received(
-    db_url: str, make_cfg: Callable[..., GathererConfig]
+    db_url: str, make_cfg: Callable[..., StoreConfig]
 ) -> None:
     trades = [trade(i) for i in range(250)]
     cfg = make_cfg(batch_size=1000, flush_interval=3600)  # nothing flushes before the end

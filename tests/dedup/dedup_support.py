@@ -1,10 +1,12 @@
-"""Helpers shared by the dedup tests: writing scripted recordings into gatherer databases
-with the real store, a dedup config, and the checks of production against the truth."""
+"""Helpers shared by the dedup tests: writing recordings (rows the real pipeline made of a
+scripted exchange's frames, :mod:`kalshi.testing.recording`) into gatherer databases with
+the real store, a dedup config, and the checks of production against the truth."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -21,7 +23,8 @@ from kalshi.config import (
 from kalshi.dedup import production_books
 from kalshi.dedup.merge import HOLE_KIND
 from kalshi.store import connect_db, open_store
-from kalshi.testing.scripted import Recording, Truth, covered, holes, record
+from kalshi.testing import recording
+from kalshi.testing.recording import Recording, Truth, record
 
 
 async def write_recording(url: str, rec: Recording, spool: Path) -> None:
@@ -31,7 +34,7 @@ async def write_recording(url: str, rec: Recording, spool: Path) -> None:
         spool=SpoolConfig(dir=str(spool / "spool"), dead_letter_dir=str(spool / "dead")),
     )
     with trio.fail_after(60):
-        async with open_store(url, cfg, watermark=False) as store:  # scripted history
+        async with open_store(url, cfg.store, watermark=False) as store:  # recorded history
             for table, rows in rec.tables().items():
                 async with store.sender(table) as send:
                     for row in rows:
@@ -63,8 +66,16 @@ def recordings(truth: Truth, misses: dict[str, list[tuple[int, int, str]]]) -> l
 
 
 def assert_production_is_truth(
-    url: str, truth: Truth, misses: dict[str, list[tuple[int, int, str]]]
+    url: str,
+    truth: Truth,
+    misses: dict[str, list[tuple[int, int, str]]],
+    *,
+    model: Any = recording,
 ) -> None:
+    """Production holds exactly what the gatherers kept where it can be trusted
+    (``model.covered``), its books are the truth's, and one ``merge_hole`` per stretch nobody
+    kept (``model.holes``). ``model``: the module whose recordings the gatherers wrote."""
+    covered, holes = model.covered, model.holes
     lists = list(misses.values())
     with connect_db(url) as db:
         trades = db.query("SELECT trade_id FROM trades ORDER BY trade_id")
@@ -86,7 +97,7 @@ def assert_production_is_truth(
     assert [(t, k) for t, _, _, k in gaps] == [(t, HOLE_KIND) for t, _ in expected]
     for (ticker, start, end, _), (_, first_lost) in zip(gaps, expected, strict=True):
         lost = truth.events[first_lost]
-        # Exchange times run up to 4 steps backwards (kalshi.testing.scripted), so the first
+        # Exchange times run up to 4 steps backwards (kalshi.testing.recording), so the first
         # lost delta may be stamped a little before the last merged one.
         assert start - 4_000 <= lost.exchange_ts < end, ticker
 

@@ -16,7 +16,7 @@ import yaml
 from dedup_support import MISSES, assert_production_is_truth, write_recording
 
 from kalshi.store import connect_db
-from kalshi.testing.scripted import make_truth, record
+from kalshi.testing.recording import make_truth, record
 
 
 def _config(path: Path, production: str, urls: dict[str, str]) -> Path:

@@ -22,7 +22,7 @@ from kalshi.dedup.export import Exporter
 from kalshi.dedup.service import serve_dedup
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
 from kalshi.testing import free_port
-from kalshi.testing.scripted import make_truth
+from kalshi.testing.recording import make_truth
 
 
 async def test_service_merges_exports_and_reports_health_and_metrics(

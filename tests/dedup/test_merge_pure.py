@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kalshi.dedup.merge import HOLE_KIND, merge_market
 from kalshi.dedup.segments import apply_row, book_from_snapshot, build_segments
-from kalshi.testing.scripted import Recording, covered, make_truth, record
-from kalshi.testing.scripted import holes as holes_of
+from kalshi.testing.recording import Recording, covered, make_truth, record
+from kalshi.testing.recording import holes as holes_of
 
 MISSES = [
     [(40, 70, "seq_gap"), (200, 230, "reconnect")],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import trio
 
 from kalshi.auth import Signer, load_private_key
@@ -41,9 +42,11 @@ async def test_a_combo_created_mid_run_is_recorded(db_url: str, tmp_path: Path) 
                 nursery.cancel_scope.cancel()
         combo_trades = {t.trade_id for t in sim.truth.trades if t.ticker == combo}
         async with RestClient(sim.rest_url, signer) as rest:
-            only = await rest.get("/markets", {"mve_filter": "only"})
-            excluded = await rest.get("/markets", {"mve_filter": "exclude", "limit": 1000})
-            everything = await rest.get("/markets", {"limit": 1000})
+            only = orjson.loads(await rest.get("/markets", {"mve_filter": "only"}))
+            excluded = orjson.loads(
+                await rest.get("/markets", {"mve_filter": "exclude", "limit": 1000})
+            )
+            everything = orjson.loads(await rest.get("/markets", {"limit": 1000}))
     assert combo.startswith("KXMVECROSSCATEGORY-")
     assert [m["ticker"] for m in only["markets"]] == [combo]
     assert only["markets"][0]["mve_collection_ticker"] == "KXMVECROSSCATEGORY"

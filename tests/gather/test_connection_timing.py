@@ -148,3 +148,123 @@ async def test_a_stall_of_our_own_loop_is_not_the_peer_going_silent(
         assert conn.messages > messages
         assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
         nursery.cancel_scope.cancel()
+
+
+async def test_our_own_backpressure_is_neither_silence_nor_a_lost_reply(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The database falls behind (issue 20 at 20 000 msgs/s offered: "silent for 5s" and
+    "no reply to add_markets within 10s" on connections that were fine): the deltas'
+    queue is full, so the receive loop waits for room and the socket is not read for 30 s.
+    No frame, ping or pong is seen, and the reply to a command sent meanwhile waits behind
+    the data. Neither is the exchange's doing: no reconnect, and the reply is matched once
+    there is room."""
+    async with (
+        open_sim_exchange(
+            markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        room = trio.Event()
+
+        async def drain_later(receive: trio.MemoryReceiveChannel[Row]) -> None:
+            await room.wait()
+            await drain(receive)
+
+        channels = {}
+        for table in TABLE_COLUMNS:
+            size = 1 if table == "orderbook_deltas" else 10_000
+            send, receive = trio.open_memory_channel[Row](size)
+            channels[table] = send
+            nursery.start_soon(drain_later if table == "orderbook_deltas" else drain, receive)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim),
+            RowSink(channels),
+            **{
+                "websocket.silence_timeout": "5s",
+                "websocket.ping_interval": "1s",
+                "websocket.command_timeout": "10s",
+            },
+        )
+        tickers = sim.engine.active_tickers
+        conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
+        conn.add(tickers[:2])
+        nursery.start_soon(conn.run)
+        while not conn.blocked:  # noqa: ASYNC110 - state of the task under test
+            await trio.sleep(0.01)
+        conn.add(tickers[2:])  # add_markets goes out; its reply queues behind the data
+        while not len(conn._inflight):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        await trio.sleep(30)
+        assert conn.blocked
+        room.set()
+        while len(conn._inflight):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        await trio.sleep(3)
+        assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
+        assert conn.state == "live" and not conn.blocked
+        (session,) = sim.sessions
+        (sub,) = session.subs.values()
+        assert sub.tickers == set(tickers)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_session_lost_while_reading_a_backlog_backfills_from_where_reading_was(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The trades' queue is full for 30 s (the database behind), so the exchange's buffer for
+    the whole-exchange trade subscription overflows: error 25, at the back of what it had
+    queued (issue 20 at 20 000 msgs/s: 180 550 trades lost). The session's end is read 30 s
+    after the last trade it carried was made; the backfill must start at that trade, not
+    at the moment the error was read."""
+
+    def clock() -> int:  # wall time that moves with the virtual clock, for both sides
+        return PINNED_START_US + int(trio.current_time() * 1e6)
+
+    received: set[str] = set()
+    trade_id = TABLE_COLUMNS["trades"].index("trade_id")
+    async with (
+        open_sim_exchange(
+            markets=10,
+            active=4,
+            rate=200.0,
+            seed=2,
+            port=0,
+            start_us=PINNED_START_US,
+            clock=clock,
+            buffer_limit=20_000,
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        room = trio.Event()
+
+        async def collect(receive: trio.MemoryReceiveChannel[Row]) -> None:
+            await room.wait()
+            async for row in receive:
+                received.add(str(row[trade_id]))
+
+        channels = {}
+        for table in TABLE_COLUMNS:
+            send, receive = trio.open_memory_channel[Row](1 if table == "trades" else 10_000)
+            channels[table] = send
+            nursery.start_soon(collect if table == "trades" else drain, receive)
+        backfill_send, backfill = trio.open_memory_channel[Any](10)
+        ctx = context(sim, tmp_path, memory_connector(sim, lockstep=True), RowSink(channels))
+        ctx.wall_us = clock
+        ctx.backfill = backfill_send
+        conn = Connection(ctx, "trade-0", "trade", scoped=False)
+        nursery.start_soon(conn.run)
+        while not conn.blocked:  # noqa: ASYNC110 - state of the task under test
+            await trio.sleep(0.01)
+        await trio.sleep(30)
+        assert sim.truth.undelivered["overflow"] >= 1  # the exchange dropped the subscription
+        room.set()
+        since, until, _ = await backfill.receive()
+        missed = [t for t in sim.truth.trades if t.trade_id not in received]
+        assert missed and conn.reconnects == 1, conn.last_error
+        first_missed = min(t.exchange_ts for t in missed if t.exchange_ts < until)
+        assert since <= first_missed, (since, first_missed)
+        assert first_missed - since < 2_000_000  # from where reading was, not much before
+        nursery.cancel_scope.cancel()

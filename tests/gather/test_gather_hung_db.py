@@ -86,7 +86,7 @@ async def test_sigterm_while_every_write_hangs_exits_and_loses_nothing(
     # the next run drains the spool into the database
     cfg = attrs.evolve(load_gatherer_config(path), gatherer_id="hung-2")
     with trio.fail_after(60):
-        async with open_store(db_url, cfg, watermark=False) as store:
+        async with open_store(db_url, cfg.store, watermark=False) as store:
             await store.drain()
     deltas, trades = set(), set()
     for record in read_journal([tmp_path / "journal"]):

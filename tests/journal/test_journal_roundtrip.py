@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import zlib
 from pathlib import Path
 
@@ -190,3 +191,57 @@ def test_any_frame_round_trips_byte_exact(raw: bytes | str) -> None:
     assert line.count(b"\n") == 1 and line.endswith(b"\n")
     expected = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     assert decode_line(line[:-1]).raw == expected
+
+
+_VALUES = (
+    st.integers(-(2**70), 2**70)
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=12)
+    | st.sampled_from(["in", "out", "local", "frame", "connect", "g-1"])
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+)
+_KEYS = ("gatherer_id", "conn_id", "frame_no", "direction", "wall_us", "mono_us", "kind", "text")
+
+
+@given(
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            "gatherer_id": st.just("g-1") | _VALUES,
+            "conn_id": st.integers(0, 9) | _VALUES,
+            "frame_no": st.integers(0, 9) | _VALUES,
+            "direction": st.sampled_from(["in", "out"]) | _VALUES,
+            "wall_us": st.integers(0, 2**62) | _VALUES,
+            "mono_us": st.integers(0, 2**62) | _VALUES,
+            "kind": st.just("frame") | _VALUES,
+            "text": st.text(max_size=20) | _VALUES,
+            "b64": st.just("/w==") | _VALUES,
+            "detail": _VALUES,
+        },
+    ),
+    sealed=st.booleans(),
+    escape=st.sampled_from([b"", b"\\ud800", b"\\u00e9", b"\\ud83d\\ude00"]),
+)
+@settings(max_examples=400, deadline=None)
+def test_fast_and_general_line_decoders_agree(
+    fields: dict[str, object], sealed: bool, escape: bytes
+) -> None:
+    """``decode_line`` reads common frame lines with a compiled decoder and the rest with
+    the general one: on any line, valid or not, both give the same record or both refuse."""
+    from kalshi.journal.format import _decode_general, _sealed
+
+    body = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+    if escape and isinstance(fields.get("text"), str):  # an escape the encoder never writes
+        body = body.replace(b'"text":"', b'"text":"' + escape, 1)
+    line = _sealed(body)[:-1] if sealed else body
+    try:
+        general: object = _decode_general(body, None)
+    except ValueError as exc:
+        general = ("refused", str(exc))
+    try:
+        fast: object = decode_line(line)
+    except ValueError as exc:
+        fast = ("refused", str(exc))
+    assert fast == general

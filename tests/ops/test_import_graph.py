@@ -1,7 +1,8 @@
 """The package layout follows the data flow: journal -> decode -> pipeline -> store -> dedup
 -> export. No module imports from a stage to its right; the shapes that flow between the
 stages (``kalshi.models``: messages and rows, ``kalshi.book``, ``errors``, ``config``,
-``clock``) import no stage; live gathering and replay share the pipeline, not each other."""
+``clock``) import no stage; live gathering and replay share the pipeline, not each other;
+only ``kalshi.store`` imports psycopg."""
 
 from __future__ import annotations
 
@@ -71,6 +72,17 @@ def _in(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
+def _third_party(path: Path) -> set[str]:
+    """The top-level names of the packages outside kalshi that ``path`` imports."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name.partition(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.partition(".")[0])
+    return out - {"kalshi"}
+
+
 def _edges() -> list[tuple[str, str]]:
     return [(name, dep) for name, path in MODULES.items() for dep in sorted(_imports(name, path))]
 
@@ -123,3 +135,15 @@ def test_every_package_has_an_init_with_all() -> None:
         if not init.is_file() or "__all__" not in init.read_text():
             missing.append(str(directory.relative_to(ROOT.parent)))
     assert missing == []
+
+
+def test_only_the_store_speaks_to_postgresql() -> None:
+    """psycopg (connections, sessions, COPY, SQL composition, its errors) stays behind
+    ``kalshi.store``: the deduplicator and the export read and write through its API."""
+    wrong = [
+        name
+        for name, path in MODULES.items()
+        if "psycopg" in _third_party(path) and not _in(name, ("kalshi.store",))
+    ]
+    assert wrong == []
+    assert "psycopg" in _third_party(MODULES["kalshi.store.session"])

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import attrs
+import msgspec
 import orjson
 import pytest
 import zstandard
@@ -47,7 +47,7 @@ def write(path: Path, lines: list[bytes]) -> Path:
 def sourceless(items: Iterable[JournalRecord | JournalProblem]) -> list[object]:
     """The items with the file name left out of the connect markers."""
     return [
-        attrs.evolve(i, detail={k: v for k, v in i.detail.items() if k != "url"})
+        msgspec.structs.replace(i, detail={k: v for k, v in i.detail.items() if k != "url"})
         if isinstance(i, JournalRecord)
         else i
         for i in items

@@ -118,7 +118,9 @@ async def test_journal_replays_to_the_live_rows_and_serves_a_second_gatherer(
 
             # 1. The journal replays to exactly the live run's WebSocket rows.
             stats = await replay_into_db(
-                read_journal([journal]), replay_db_url, gatherer_config(sim, tmp_path, "", "", "r")
+                read_journal([journal]),
+                replay_db_url,
+                gatherer_config(sim, tmp_path, "", "", "r").store,
             )
             assert stats.problems == []
             for table, where in WS_ROWS.items():
@@ -140,7 +142,9 @@ async def test_journal_replays_to_the_live_rows_and_serves_a_second_gatherer(
             with connect_db(replay_db_url) as db:
                 before = db.counts()
             await replay_into_db(
-                read_journal([journal]), replay_db_url, gatherer_config(sim, tmp_path, "", "", "r")
+                read_journal([journal]),
+                replay_db_url,
+                gatherer_config(sim, tmp_path, "", "", "r").store,
             )
             with connect_db(replay_db_url) as db:
                 assert db.counts() == before

@@ -7,6 +7,7 @@ The exchange runs on a frozen ``mock_clock``: the engine moves only in ``engine.
 
 from __future__ import annotations
 
+import httpx
 import orjson
 from sim_support import connect
 
@@ -89,9 +90,9 @@ async def test_a_settled_market_has_no_quotes_and_trades_come_newest_first(
         ex.settle_market(ticker, "no")
         signer = Signer(ex.key_id, load_private_key(ex.private_key_pem.decode()))
         async with RestClient(ex.rest_url, signer, rate=1000) as rest:
-            market = (await rest.get(f"/markets/{ticker}"))["market"]
-            book = (await rest.get(f"/markets/{ticker}/orderbook"))["orderbook_fp"]
-            trades = (await rest.get("/markets/trades", {"limit": 1000}))["trades"]
+            market = orjson.loads(await rest.get(f"/markets/{ticker}"))["market"]
+            book = orjson.loads(await rest.get(f"/markets/{ticker}/orderbook"))["orderbook_fp"]
+            trades = orjson.loads(await rest.get("/markets/trades", {"limit": 1000}))["trades"]
         assert (market["status"], market["yes_bid_dollars"], market["yes_ask_dollars"]) == (
             "finalized",
             "0.0000",
@@ -115,3 +116,34 @@ async def test_the_lifecycle_churn_lists_combos_too(mock_clock: object) -> None:
             ("market_lifecycle_v2", False),
             ("multivariate_market_lifecycle", True),
         ] * 2
+
+
+async def test_a_combo_lists_its_legs(mock_clock: object) -> None:
+    # kalshi-api.md §4.3: a combo (multivariate) market names the markets it combines in
+    # mve_selected_legs; the simulator draws 2-4 trading markets of distinct events.
+    async with sim(markets=400, active=60, seed=5, tier=None) as ex, httpx.AsyncClient() as client:
+        ex.engine.pause()
+        combos = [ex.engine.add_market(combo=True) for _ in range(20)]
+        given = ex.engine.add_market(combo=True, legs=[(ex.engine.active_tickers[0], "no")])
+        listed = {}
+        for ticker in [*combos, given]:
+            response = await client.get(f"{ex.rest_url}/markets/{ticker}")
+            listed[ticker] = response.json()["market"]
+    trading = set(ex.engine.active_tickers)
+    counts = set()
+    for ticker in combos:
+        market = listed[ticker]
+        assert market["mve_collection_ticker"] == "KXMVECROSSCATEGORY"
+        legs = market["mve_selected_legs"]
+        counts.add(len(legs))
+        assert len({leg["event_ticker"] for leg in legs}) == len(legs)
+        for leg in legs:
+            assert leg["market_ticker"] in trading
+            assert not leg["market_ticker"].startswith("KXMVE")
+            assert leg["event_ticker"] == leg["market_ticker"].rsplit("-", 1)[0]
+            assert leg["side"] in ("yes", "no")
+    assert counts == {2, 3, 4}
+    first = ex.engine.active_tickers[0]
+    assert listed[given]["mve_selected_legs"] == [
+        {"event_ticker": first.rsplit("-", 1)[0], "market_ticker": first, "side": "no"}
+    ]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kalshi.config import (
     DedupConfig,
     GathererConfig,
+    StoreConfig,
     env_files,
     load_config,
     load_dedup_config,
@@ -119,6 +120,23 @@ def test_seed_gatherer_shape(tmp_path: Path) -> None:
     assert cfg.metrics.port == 9090
     assert cfg.timescaledb.url == ENV["TIMESCALEDB_URL"]
     assert "api_secret" not in repr(cfg.kalshi)
+
+
+def test_the_store_section_is_gathered_from_the_seed_keys(tmp_path: Path) -> None:
+    # The store takes its own section, not the whole gatherer config; the YAML keys stay.
+    path = tmp_path / "gatherer.yaml"
+    path.write_text(SEED_GATHERER)
+    cfg = load_gatherer_config(path, env=ENV)
+    assert cfg.store == StoreConfig(
+        gatherer_id=cfg.gatherer_id,
+        database=cfg.timescaledb,
+        writers=cfg.writers,
+        spool=cfg.spool,
+        shutdown_grace=cfg.shutdown_grace,
+    )
+    assert cfg.store.database.url == ENV["TIMESCALEDB_URL"]
+    assert cfg.store.writers.orderbook.flush_interval == 0.5
+    assert not hasattr(cfg.store, "kalshi")
 
 
 def test_seed_dedup_shape(tmp_path: Path) -> None:

@@ -95,3 +95,16 @@ def test_the_markets_row_keeps_the_exchanges_whole_object() -> None:
     (row,) = reg.upsert([decode_market(body)], 5)
     assert orjson.loads(row.payload) == orjson.loads(body)["market"]
     assert (row.ticker, row.status, row.updated_at) == ("KXHIGHNY-26AUG28-B81.5", "active", 5)
+    # Kept compressed, not in the Market: a re-list of the same object writes nothing, a
+    # change only in fields we do not decode writes a row, and a lifecycle change writes
+    # the exchange's object as last received beside the new status.
+    assert reg.markets[row.ticker].raw == ""
+    assert reg.upsert([decode_market(body)], 6) == []
+    changed = body.replace(b'"expiration_value":"81.7"', b'"expiration_value":"81.9"')
+    (row,) = reg.upsert([decode_market(changed)], 7)
+    assert orjson.loads(row.payload)["expiration_value"] == "81.9"
+    settled = LifecycleEvent(ticker=row.ticker, event_type="settled", settled_ts=8)
+    (row,) = reg.apply(settled, 8)
+    assert (row.status, row.updated_at) == ("finalized", 8)
+    assert orjson.loads(row.payload) == orjson.loads(changed)["market"]
+    assert reg.apply(settled, 9) == []

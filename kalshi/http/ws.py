@@ -1,21 +1,35 @@
-"""The WebSocket side: one :class:`Session` per connection, a :class:`Broker` fanning the
-engine's messages out to subscriptions.
+"""The server side of the Kalshi WebSocket protocol (kalshi-api.md §2), written once for
+every server we run: ``kalshi sim`` (the simulated exchange) and ``kalshi replay --serve``
+(a recording re-served).
 
-Frames are built here directly (a server frame is an unmasked header plus the payload), so
-one encoded message body serves every subscriber and blast mode can hand the socket large
-pre-built chunks; ``wsproto`` parses what the client sends (masking, fragmentation, pings,
-close). Everything a session sends goes through one outbox drained by one writer task, so
-command replies and data keep their order, and faults (silence, delay) act in one place.
+A :class:`Session` is one connection after the handshake (:class:`~kalshi.http.server.Upgrade`).
+It answers the commands (§2.2: ``subscribe``, ``unsubscribe``, ``update_subscription`` with
+``add_markets``/``delete_markets``/``get_snapshot``, ``list_subscriptions``) with the
+exchange's replies and errors (§2.3; subscription-scoped ones carry ``sid`` and consume a
+``seq``, §2.4), numbers every subscription's ``seq``, pings every 10 s with ``heartbeat`` and
+answers a client's ping with an empty pong (§2.5), and enforces the limits (§2.6: markets
+per session, commands/s, the per-subscription market cap, a slow reader's error 25). What it
+serves comes from its :class:`Feed`: the simulator's engine or a recording, each calling
+:meth:`Session.deliver` with a message body.
+
+Transport: ``wsproto`` parses what the client sends (masking, fragmentation, pings, close);
+frames are built here (a server frame is an unmasked header plus the payload), so one
+encoded body serves every subscriber and a feed can hand the socket large pre-built chunks
+(the simulator's blast mode). Chosen by measurement: trio-websocket's ``send_message`` sends
+28 000 msgs/s to one reader on the machine where this writer sends 768 000 (docs/simulator.md).
+Everything a session sends goes through one outbox drained by one writer task, so replies and
+data keep their order; the outbox can be held (``silent_until``, ``hold_until``) and a
+sequenced frame skipped or repeated (``pending_skip``, ``pending_repeat``): the simulator's
+faults act there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -27,16 +41,26 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import RemoteProtocolError
 
 from kalshi.models.units import DOLLAR, format_price, format_size
-from kalshi.sim.truth import SimEvent
 
 if TYPE_CHECKING:
     from kalshi.book import OrderBook
-    from kalshi.sim.faults import Faults
-    from kalshi.sim.truth import Truth
 
-__all__ = ["HEARTBEAT_INTERVAL", "Broker", "Session", "Subscription", "ws_frame"]
-
-log = logging.getLogger("kalshi.sim")
+__all__ = [
+    "COMBO_LIFECYCLE",
+    "DEFAULT_BUFFER",
+    "HEARTBEAT_INTERVAL",
+    "KNOWN_CHANNELS",
+    "LIFECYCLE",
+    "MAX_COMMANDS_PER_S",
+    "ORDERBOOK",
+    "SEQUENCED",
+    "UNSCOPED",
+    "Feed",
+    "Session",
+    "Subscription",
+    "envelope",
+    "ws_frame",
+]
 
 HEARTBEAT_INTERVAL: Final = 10.0
 MAX_MARKETS_PER_SESSION: Final = 500_000
@@ -49,13 +73,17 @@ _EMPTY_PONG: Final = b"\x8a\x00"  # the exchange answers a client ping with an e
 ORDERBOOK: Final = "orderbook_delta"
 LIFECYCLE: Final = "market_lifecycle_v2"
 COMBO_LIFECYCLE: Final = "multivariate_market_lifecycle"
-_ALL_MARKETS: Final = frozenset({LIFECYCLE, COMBO_LIFECYCLE})  # market filters ignored
-_SEQUENCED: Final = frozenset({ORDERBOOK, "trade", LIFECYCLE, COMBO_LIFECYCLE})
-_WITH_DATA: Final = frozenset({ORDERBOOK, "trade", "ticker", LIFECYCLE, COMBO_LIFECYCLE})
-# Channels the exchange knows (AA). Those without data here are private or index feeds.
+UNSCOPED: Final = frozenset({LIFECYCLE, COMBO_LIFECYCLE})  # market filters ignored (§3.5)
+SEQUENCED: Final = frozenset({ORDERBOOK, "trade", LIFECYCLE, COMBO_LIFECYCLE})
+# Channels the exchange knows (§2.2). Those without data in our servers are private or
+# index feeds: subscribing works, nothing comes.
 KNOWN_CHANNELS: Final = frozenset(
     {
-        *_WITH_DATA,
+        ORDERBOOK,
+        "trade",
+        "ticker",
+        LIFECYCLE,
+        COMBO_LIFECYCLE,
         "fill",
         "market_positions",
         "communications",
@@ -87,7 +115,7 @@ _ACTIONS: Final = frozenset({"add_markets", "delete_markets", "get_snapshot"})
 
 
 def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """One unmasked, final server frame."""
+    """One unmasked, final server frame (RFC 6455 §5.2) of ``payload``."""
     n = len(payload)
     if n < 126:
         head = bytes((0x80 | opcode, n))
@@ -98,7 +126,7 @@ def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return head + payload
 
 
-def _envelope(
+def envelope(
     kind: str,
     msg: bytes,
     *,
@@ -106,6 +134,8 @@ def _envelope(
     seq: int | None = None,
     ident: int | None = None,
 ) -> bytes:
+    """A server envelope (§2.1) around an encoded ``msg``: ``type``, then ``id`` (omitted
+    when 0 or None), ``sid`` and ``seq`` when given."""
     head = b'{"type":"%s"' % kind.encode()
     if ident:
         head += b',"id":%d' % ident
@@ -119,16 +149,7 @@ def _envelope(
 class Subscription:
     """One ``sid`` of one session: a channel, its markets (``None`` = all) and its seq."""
 
-    __slots__ = (
-        "blast_task",
-        "channel",
-        "seq",
-        "session",
-        "sid",
-        "skip_ack",
-        "tickers",
-        "use_yes_price",
-    )
+    __slots__ = ("channel", "seq", "session", "sid", "skip_ack", "tickers", "use_yes_price")
 
     def __init__(
         self,
@@ -146,84 +167,63 @@ class Subscription:
         self.seq = 0
         self.use_yes_price = use_yes_price
         self.skip_ack = skip_ack  # skip_ticker_ack: ``ok`` replies omit the market list
-        self.blast_task: trio.CancelScope | None = None
 
     @property
     def sequenced(self) -> bool:
-        return self.channel in _SEQUENCED
+        return self.channel in SEQUENCED
+
+    def carries(self, ticker: str) -> bool:
+        """Whether a message about ``ticker`` belongs on this subscription."""
+        return self.tickers is None or self.channel in UNSCOPED or ticker in self.tickers
 
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
 
 
-class Broker:
-    """Routes each engine message to the subscriptions that want it."""
+class Feed:
+    """What a :class:`Session` serves: the simulator's engine or a recording. The defaults
+    serve no data and inject no fault; a server overrides what it has."""
 
-    def __init__(self) -> None:
-        self._all: dict[str, set[Subscription]] = {c: set() for c in _WITH_DATA}
-        self._by_ticker: dict[str, dict[str, set[Subscription]]] = {c: {} for c in _WITH_DATA}
+    buffer_limit: int = DEFAULT_BUFFER  # outbox bytes; a delivery beyond ends its sid (25)
+    market_cap: int | None = None  # markets per subscription; more is error 26 (None: no cap)
+    command_rate: float = MAX_COMMANDS_PER_S  # commands/s per session (burst the same); 27
 
-    def add(self, sub: Subscription, tickers: Iterable[str] | None) -> None:
-        if sub.channel not in _WITH_DATA:
-            return
-        if tickers is None:
-            self._all[sub.channel].add(sub)
-            return
-        index = self._by_ticker[sub.channel]
-        for ticker in tickers:
-            index.setdefault(ticker, set()).add(sub)
+    async def run(self, session: Session) -> None:
+        """Runs beside ``session`` while it is open (a recording's pass); may return."""
+
+    def lost(self) -> bool:
+        """Whether the command just received is lost: no effect, no reply (a fault)."""
+        return False
+
+    def bare_subscribed(self) -> bool:
+        """Whether a new sid's ``subscribed`` reply takes the older shape, without ``msg``
+        (a fault)."""
+        return False
+
+    def count(self, fault: str) -> None:
+        """A fault took effect (``skip_seq``, ``repeat_seq``: one per frame)."""
+
+    def add(self, sub: Subscription, tickers: list[str] | None) -> None:
+        """Start sending ``tickers`` (None: every market) on ``sub``."""
 
     def remove(self, sub: Subscription, tickers: Iterable[str] | None = None) -> None:
-        """Stop routing ``tickers`` (default: everything) to ``sub``."""
-        if sub.channel not in _WITH_DATA:
-            return
-        self._all[sub.channel].discard(sub)
-        index = self._by_ticker[sub.channel]
-        for ticker in sub.tickers or () if tickers is None else tickers:
-            subs = index.get(ticker)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del index[ticker]
+        """Stop sending ``tickers`` (None: everything, the sid is gone) on ``sub``."""
 
-    def publish(self, event: SimEvent) -> None:
-        # copies: a delivery can end a subscription (error 25) and remove it mid-loop
-        for sub in tuple(self._all[event.channel]):
-            sub.session.deliver(sub, event)
-        subs = self._by_ticker[event.channel].get(event.ticker)
-        if subs:
-            for sub in tuple(subs):
-                sub.session.deliver(sub, event)
+    def subscribed(self, sub: Subscription) -> None:
+        """``sub`` is new (its reply, first markets and snapshots are queued)."""
 
+    def overflow(self, sub: Subscription) -> None:
+        """``sub`` is ended with error 25 (its reader is too slow)."""
 
-class Exchange:
-    """What a session needs from the exchange (implemented by ``SimExchange``)."""
+    def book(self, sub: Subscription, ticker: str) -> tuple[str, OrderBook | None] | None:
+        """(market id, book: None = empty) for an ``orderbook_snapshot`` of ``ticker`` on
+        ``sub`` now, or None to send none (a market this feed does not know)."""
+        return None
 
-    truth: Truth
-    broker: Broker
-    faults: Faults
-    blast_books: dict[str, OrderBook] | None
-    blast_events: list[SimEvent] | None
-    buffer_limit: int
-    market_cap: int | None  # markets per subscription; more is error 26 (None: no cap)
-    command_rate: float  # commands/s per session (burst the same); more is error 27
-
-    def market_known(self, ticker: str) -> bool:
-        raise NotImplementedError
-
-    def market_id(self, ticker: str) -> str:
-        raise NotImplementedError
-
-    def now_ms(self) -> int:
-        """The exchange's time for a new message (ms; never earlier than the last one)."""
-        raise NotImplementedError
-
-    def ticker_event(self, ticker: str) -> SimEvent | None:
-        raise NotImplementedError
-
-    def blast_chunks(self, sub: Subscription, start_seq: int) -> tuple[list[bytes], int]:
-        raise NotImplementedError
+    def ticker(self, ticker: str) -> bytes | None:
+        """The ``msg`` of a ``ticker`` frame for ``send_initial_snapshot``, or None."""
+        return None
 
 
 class _Rate:
@@ -244,18 +244,18 @@ class _Rate:
 
 
 class Session:
-    """One WebSocket connection after a successful handshake."""
+    """One WebSocket connection after a successful handshake, serving ``feed``;
+    ``on_close`` is called once when it ends."""
 
     def __init__(
         self,
-        exchange: Exchange,
+        feed: Feed,
         stream: trio.abc.Stream,
-        trailing: bytes,
-        on_close: Callable[[Session], None],
+        on_close: Callable[[Session], None] = lambda _: None,
     ) -> None:
-        self.exchange = exchange
+        self.feed = feed
         self.stream = stream
-        self._ws = Connection(ConnectionType.SERVER, trailing_data=trailing)
+        self._ws = Connection(ConnectionType.SERVER)
         self._on_close = on_close
         self.subs: dict[int, Subscription] = {}
         self._next_sid = 1
@@ -264,7 +264,7 @@ class Session:
         self._control: deque[bytes] = deque()
         self._wake = trio.Event()
         self._writable = trio.Event()
-        self._commands = _Rate(exchange.command_rate, exchange.command_rate)
+        self._commands = _Rate(feed.command_rate, feed.command_rate)
         self.silent_until = float("-inf")
         self.hold_until = float("-inf")
         self.pending_skip = 0
@@ -276,14 +276,18 @@ class Session:
 
     # --- running ----------------------------------------------------------------------------
 
-    async def serve(self) -> None:
-        """Read commands and write frames until the client leaves or the session is dropped."""
+    async def serve(self, trailing: bytes = b"") -> None:
+        """Read commands and write frames until the client leaves or the session is dropped;
+        ``trailing``: what the client sent after its handshake."""
+        if trailing:
+            self._ws.receive_data(trailing)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._scope = nursery.cancel_scope
                 nursery.start_soon(self._writer)
                 nursery.start_soon(self._heartbeat)
+                nursery.start_soon(self.feed.run, self)
                 await self._reader()
                 nursery.cancel_scope.cancel()
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -293,9 +297,14 @@ class Session:
             self._on_close(self)
             await self._close_transport()
 
+    def start_soon(self, task: Callable[[], Awaitable[object]]) -> None:
+        """Run ``task`` beside the session until it ends (a feed's sender)."""
+        assert self._nursery is not None, "the session is not serving"
+        self._nursery.start_soon(task)
+
     def _close_subs(self) -> None:
         for sub in self.subs.values():
-            self.exchange.broker.remove(sub)
+            self.feed.remove(sub)
         self.subs.clear()
 
     async def _close_transport(self) -> None:
@@ -421,6 +430,10 @@ class Session:
         self._control.append(frame)
         self._wake.set()
 
+    def push(self, payload: bytes) -> None:
+        """Queue one text frame of ``payload`` as is (no seq consumed: a fault's frame)."""
+        self._push(payload)
+
     def _push(self, payload: bytes) -> None:
         frame = ws_frame(payload)
         self._data.append(frame)
@@ -433,117 +446,60 @@ class Session:
         self._wake.set()
 
     async def wait_writable(self) -> None:
-        while self._data_bytes >= self.exchange.buffer_limit:
+        """Until the outbox holds less than the feed's ``buffer_limit`` (backpressure for a
+        feed that would rather wait than overflow)."""
+        while self._data_bytes >= self.feed.buffer_limit:
             await self._writable.wait()
 
     def _reply(self, kind: str, msg: Any, *, ident: int, sub: Subscription | None = None) -> None:
         body = orjson.dumps(msg)
         if sub is None:
-            self._push(_envelope(kind, body, ident=ident))
+            self._push(envelope(kind, body, ident=ident))
         else:
-            self._push(_envelope(kind, body, ident=ident, sid=sub.sid, seq=sub.next_seq()))
+            self._push(envelope(kind, body, ident=ident, sid=sub.sid, seq=sub.next_seq()))
 
     def _error(self, ident: int, code: int, sub: Subscription | None = None, **extra: Any) -> None:
         self._reply("error", {"code": code, "msg": _ERRORS[code], **extra}, ident=ident, sub=sub)
 
-    def deliver(self, sub: Subscription, event: SimEvent) -> None:
-        """Send one engine message on ``sub`` (the broker calls this)."""
+    def deliver(
+        self,
+        sub: Subscription,
+        kind: str,
+        body: bytes,
+        *,
+        sequenced: bool | None = None,
+        skip: int = 0,
+    ) -> None:
+        """Send one data message of type ``kind`` (``body``: its encoded ``msg``) on ``sub``:
+        with the sid's next ``seq`` when ``sequenced`` (default: the channel is), ``skip``
+        seqs left out before it (a gap the source had). An outbox over the feed's
+        ``buffer_limit`` ends the sid with error 25 instead (§2.3)."""
         if self._closing is not None:
             return
-        if self._data_bytes >= self.exchange.buffer_limit:
-            self.exchange.truth.undelivered["overflow"] += 1
+        if self._data_bytes >= self.feed.buffer_limit:
+            self.feed.overflow(sub)
             self._terminate(sub, 25)
             return
-        body = event.yes_body if sub.use_yes_price and event.yes_body else event.body
-        if not sub.sequenced:
-            self._push(_envelope(event.type, body, sid=sub.sid))
+        if not (sub.sequenced if sequenced is None else sequenced):
+            self._push(envelope(kind, body, sid=sub.sid))
             return
+        sub.seq += skip
         if self.pending_skip:
             sub.seq += self.pending_skip
             self.pending_skip = 0
-            self.exchange.faults.count("skip_seq")
-        payload = _envelope(event.type, body, sid=sub.sid, seq=sub.next_seq())
+            self.feed.count("skip_seq")
+        payload = envelope(kind, body, sid=sub.sid, seq=sub.next_seq())
         self._push(payload)
         while self.pending_repeat:
             self.pending_repeat -= 1
             self._push(payload)
-            self.exchange.faults.count("repeat_seq")
+            self.feed.count("repeat_seq")
 
     def _terminate(self, sub: Subscription, code: int) -> None:
         """A terminal subscription error (10 or 25): the sid is gone."""
-        self.exchange.broker.remove(sub)
+        self.feed.remove(sub)
         self.subs.pop(sub.sid, None)
         self._error(0, code, sub)
-
-    def send_crossing_delta(self) -> bool:
-        """One order-book delta that crosses a subscribed market's book (a YES bid at its
-        YES ask), sent on its subscription with the next seq but never applied to the
-        truth: a glitch that only a fresh snapshot repairs. False when this session has no
-        subscribed market with a NO bid."""
-        for sub in self.subs.values():
-            if sub.channel != ORDERBOOK or sub.use_yes_price:
-                continue
-            for ticker in sorted(sub.tickers or ()):
-                book = self.exchange.truth.books.get(ticker)
-                if book is None or not book.no:
-                    continue
-                price = DOLLAR - max(book.no)  # the YES ask
-                ts_ms = self.exchange.now_ms()
-                body = {
-                    "market_ticker": ticker,
-                    "market_id": self.exchange.market_id(ticker),
-                    "price_dollars": format_price(price),
-                    "delta_fp": format_size(100),
-                    "side": "yes",
-                    "ts_ms": ts_ms,
-                }
-                self._push(
-                    _envelope(
-                        "orderbook_delta", orjson.dumps(body), sid=sub.sid, seq=sub.next_seq()
-                    )
-                )
-                return True
-        return False
-
-    def _sid_for(self, channel: str) -> int:
-        """The sid a frame of ``channel`` would carry on this session: that channel's
-        subscription, else any of this session's, else 1."""
-        sids = [sub.sid for sub in self.subs.values() if sub.channel == channel]
-        return sids[0] if sids else min(self.subs, default=1)
-
-    def send_malformed(self, kind: str) -> None:
-        channel = (
-            "trade"
-            if kind == "json"
-            else "market_lifecycle_v2"
-            if kind == "unknown_type"
-            else "ticker"
-        )
-        sid = str(self._sid_for(channel)).encode()
-        if kind == "json":
-            payload = b'{"type":"trade","sid":' + sid + b',"seq":,"msg":{nope'
-        elif kind == "truncated":
-            whole = (
-                b'{"type":"ticker","sid":'
-                + sid
-                + b',"msg":{"market_ticker":"KXHIGHNY-26NOV25-T52",'
-            )
-            payload = whole[: len(whole) // 2]
-        elif kind == "unknown_type":
-            payload = (
-                b'{"type":"market_mood","sid":'
-                + sid
-                + b',"msg":{"market_ticker":"X","mood":"calm"}}'
-            )
-        else:
-            payload = (
-                b'{"type":"ticker","sid":' + sid + b',"msg":{"market_id":"0","market_ticker":"X",'
-                b'"price_dollars":0.48,"yes_bid_dollars":"0.4500","yes_ask_dollars":"0.5300",'
-                b'"volume_fp":"1.00","open_interest_fp":"1.00","dollar_volume":1,'
-                b'"dollar_open_interest":1,"yes_bid_size_fp":"1.00","yes_ask_size_fp":"1.00",'
-                b'"last_trade_size_fp":"1.00","ts":1,"ts_ms":1000,"time":"1970-01-01T00:00:01Z"}}'
-            )
-        self._push(payload)
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -561,10 +517,8 @@ class Session:
         if type(ident) is not int or type(cmd) is not str:
             self._error(ident if type(ident) is int else 0, 1)
             return
-        faults = self.exchange.faults
-        if trio.current_time() < faults.unanswered_until:
-            faults.count("unanswered")
-            return  # lost: no effect, no reply
+        if self.feed.lost():
+            return  # no effect, no reply
         if not self._commands.take():
             self._error(ident, 27)
             return
@@ -630,7 +584,7 @@ class Session:
         skip_ack = params.get("skip_ticker_ack") is True
         initial = params.get("send_initial_snapshot") is True
         for channel in dict.fromkeys(channels):
-            wanted = None if channel in _ALL_MARKETS else tickers
+            wanted = None if channel in UNSCOPED else tickers
             existing = next((s for s in self.subs.values() if s.channel == channel), None)
             if existing is not None:
                 new = self._add_markets(existing, wanted)
@@ -641,20 +595,18 @@ class Session:
             sub = Subscription(self, self._next_sid, channel, None, use_yes, skip_ack)
             self._next_sid += 1
             self.subs[sub.sid] = sub
-            if trio.current_time() < self.exchange.faults.bare_subscribed_until:
-                self.exchange.faults.count("bare_subscribed")
+            if self.feed.bare_subscribed():
                 self._push(b'{"type":"subscribed","id":%d}' % ident)  # the older shape
             else:
                 self._reply("subscribed", {"channel": channel, "sid": sub.sid}, ident=ident)
             new = self._add_markets(sub, wanted)
             self._after_add(sub, new, ident=0, initial=initial)
-            if self.exchange.blast_events is not None and channel in _WITH_DATA:
-                self._start_blast(sub)
+            self.feed.subscribed(sub)
 
     def _fits(self, channel: str, tickers: list[str] | None) -> bool:
         """Whether ``tickers`` fit the per-subscription market cap on ``channel``."""
-        cap = self.exchange.market_cap
-        if cap is None or not tickers or channel in _ALL_MARKETS:
+        cap = self.feed.market_cap
+        if cap is None or not tickers or channel in UNSCOPED:
             return True
         sub = next((s for s in self.subs.values() if s.channel == channel), None)
         have = (sub.tickers or set()) if sub is not None else set()
@@ -662,16 +614,15 @@ class Session:
 
     def _add_markets(self, sub: Subscription, tickers: list[str] | None) -> list[str]:
         if tickers is None:
-            if sub.tickers is None and self.exchange.blast_events is None:
-                self.exchange.broker.add(sub, None)
+            if sub.tickers is None:
+                self.feed.add(sub, None)
             return []
         if sub.tickers is None:
             sub.tickers = set()
         new = [t for t in tickers if t not in sub.tickers]
         sub.tickers.update(new)
         self.markets += len(new)
-        if self.exchange.blast_events is None:
-            self.exchange.broker.add(sub, new)
+        self.feed.add(sub, new)
         return new
 
     def _after_add(self, sub: Subscription, new: list[str], *, ident: int, initial: bool) -> None:
@@ -680,21 +631,16 @@ class Session:
                 self._snapshot(sub, ticker, ident)
         elif sub.channel == "ticker" and initial:
             for ticker in new:
-                event = self.exchange.ticker_event(ticker)
-                if event is not None:
-                    self._push(_envelope("ticker", event.body, sid=sub.sid))
+                body = self.feed.ticker(ticker)
+                if body is not None:
+                    self._push(envelope("ticker", body, sid=sub.sid))
 
     def _snapshot(self, sub: Subscription, ticker: str, ident: int) -> None:
-        if not self.exchange.market_known(ticker):
+        found = self.feed.book(sub, ticker)
+        if found is None:
             return
-        books = self.exchange.blast_books
-        book = books.get(ticker) if books is not None else None
-        if book is None:
-            book = self.exchange.truth.books.get(ticker)
-        msg: dict[str, Any] = {
-            "market_ticker": ticker,
-            "market_id": self.exchange.market_id(ticker),
-        }
+        market_id, book = found
+        msg: dict[str, Any] = {"market_ticker": ticker, "market_id": market_id}
         if book is not None and book.yes:
             msg["yes_dollars_fp"] = [
                 [format_price(p), format_size(s)] for p, s in sorted(book.yes.items())
@@ -703,7 +649,7 @@ class Session:
             no = sorted(((DOLLAR - p if sub.use_yes_price else p), s) for p, s in book.no.items())
             msg["no_dollars_fp"] = [[format_price(p), format_size(s)] for p, s in no]
         self._push(
-            _envelope(
+            envelope(
                 "orderbook_snapshot",
                 orjson.dumps(msg),
                 ident=ident,
@@ -711,21 +657,6 @@ class Session:
                 seq=sub.next_seq(),
             )
         )
-
-    def _start_blast(self, sub: Subscription) -> None:
-        assert self._nursery is not None
-        chunks, count = self.exchange.blast_chunks(sub, sub.seq)
-        sub.seq += count
-        scope = trio.CancelScope()
-        sub.blast_task = scope
-
-        async def blast() -> None:
-            with scope:
-                for chunk in chunks:
-                    await self.wait_writable()
-                    self.push_chunk(chunk)
-
-        self._nursery.start_soon(blast)
 
     def _unsubscribe(self, ident: int, params: dict[str, Any]) -> None:
         sids = params.get("sids")
@@ -737,9 +668,7 @@ class Session:
             if sub is None:
                 self._error(ident, 7)
                 continue
-            self.exchange.broker.remove(sub)
-            if sub.blast_task is not None:
-                sub.blast_task.cancel()
+            self.feed.remove(sub)
             del self.subs[sub.sid]
             self.markets -= len(sub.tickers or ())
             self._push(
@@ -783,7 +712,7 @@ class Session:
             ):
                 self._error(ident, 26, sub)
                 return
-            new = self._add_markets(sub, None if sub.channel in _ALL_MARKETS else tickers)
+            new = self._add_markets(sub, None if sub.channel in UNSCOPED else tickers)
             self._reply("ok", self._ack(sub), ident=ident, sub=sub)
             self._after_add(sub, new, ident=0, initial=params.get("send_initial_snapshot") is True)
             return
@@ -791,7 +720,7 @@ class Session:
         if sub.tickers is not None:
             sub.tickers.difference_update(gone)
             self.markets -= len(gone)
-            self.exchange.broker.remove(sub, gone)
+            self.feed.remove(sub, gone)
         self._reply("ok", self._ack(sub), ident=ident, sub=sub)
 
     @staticmethod

@@ -1,0 +1,87 @@
+"""The store's session (what the deduplicator reads and writes through): statement and lock
+timeouts bound every statement, a COPY of rows that turn out to exist falls back to the
+staged insert, and the advisory lock names its holder."""
+
+from __future__ import annotations
+
+import pytest
+
+from kalshi.errors import DatabaseUnavailable
+from kalshi.models.rows import TradeRow
+from kalshi.store import connect_db
+from kalshi.store.session import Session
+
+
+def _trade(n: int) -> TradeRow:
+    return TradeRow(
+        exchange_ts=1_700_000_000_000_000 + n,
+        received_at=1_700_000_000_100_000 + n,
+        gatherer_id="g1",
+        ticker="KX-A",
+        trade_id=f"t{n}",
+        price=42,
+        size=n,
+        taker_side=True,
+        is_block_trade=False,
+        source="ws",
+        conn_id=1,
+        frame_no=n,
+        seq=None,
+    )
+
+
+def test_statement_timeout_fails_a_long_statement_as_unavailable(db_url: str) -> None:
+    session = Session(db_url, autocommit=True, statement_timeout=0.2)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="statement timeout"):
+            session.query("SELECT pg_sleep(30)")
+        session.close()
+        assert session.query("SELECT 1") == [(1,)]  # opened again
+    finally:
+        session.close()
+
+
+def test_lock_timeout_fails_a_write_to_a_locked_table_as_unavailable(db_url: str) -> None:
+    holder = Session(db_url)
+    writer = Session(db_url, lock_timeout=0.2)
+    try:
+        with holder.transaction():
+            holder.execute("LOCK TABLE trades IN ACCESS EXCLUSIVE MODE")
+            with (
+                pytest.raises(DatabaseUnavailable, match="lock timeout"),
+                writer.transaction(),
+            ):
+                writer.insert_skipping("trades", [_trade(1)])
+    finally:
+        holder.close()
+        writer.close()
+
+
+def test_copy_new_falls_back_to_the_staged_insert_when_a_row_exists(db_url: str) -> None:
+    session = Session(db_url, stage_prefix="_test_")
+    try:
+        with session.transaction():
+            assert session.copy_new("trades", [_trade(1), _trade(2)]) == 2
+        with session.transaction():
+            assert session.copy_new("trades", [_trade(2), _trade(3), _trade(4)]) == 2
+        with session.transaction():
+            assert session.insert_skipping("trades", [_trade(4), _trade(5)]) == 1
+    finally:
+        session.close()
+    with connect_db(db_url) as db:
+        rows = db.fetch_rows("trades")
+    assert [r.trade_id for r in rows] == ["t1", "t2", "t3", "t4", "t5"]
+
+
+def test_advisory_lock_is_refused_naming_the_holder(db_url: str) -> None:
+    first, second = Session(db_url), Session(db_url)
+    try:
+        assert first.try_advisory_lock(7) is None
+        pid = first.query("SELECT pg_backend_pid()")[0][0]
+        held = second.try_advisory_lock(7)
+        assert held is not None and held.pid == pid and held.client
+        first.close()
+        assert second.try_advisory_lock(7) is None
+    finally:
+        first.close()
+        second.close()
