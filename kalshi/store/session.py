@@ -148,7 +148,9 @@ class Session:
         conn = self._connection()
         stage = stage_name(spec, self._prefix)
         if spec.name in self._staged:
-            conn.execute(sql.SQL("TRUNCATE {}").format(stage))
+            # DELETE, not TRUNCATE: a few hundred staged rows are gone in a tenth of the time
+            # TRUNCATE takes to swap the temp table's files (a millisecond a batch)
+            conn.execute(sql.SQL("DELETE FROM {}").format(stage))
         ensure_stage(conn, spec, self._staged, prefix=self._prefix)
         with conn.cursor() as cur:
             copy_rows(cur, spec, rows, stage)
