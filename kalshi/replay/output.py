@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import BinaryIO
+from collections.abc import Iterable, Sequence
+from typing import Any, BinaryIO
 
-import orjson
+import msgspec
 
 from kalshi.models.rows import TABLE_COLUMNS, Row
 from kalshi.store.schema import TABLES
@@ -40,24 +41,50 @@ class _BufferedSink:
         self.stream.flush()
 
 
+def _row_struct(table: str) -> type[msgspec.Struct]:
+    """A struct of ``table``, first member the table's name: encodes in column order."""
+    fields = [("table", str), *((name, Any) for name in TABLE_COLUMNS[table])]
+    return msgspec.defstruct(f"_{table}_line", fields, gc=False)
+
+
 class JsonlSink(_BufferedSink):
-    """One JSON object per row: ``{"table": ..., <column>: <value>, ...}``."""
+    """One JSON object per row: ``{"table": ..., <column>: <value>, ...}``.
+
+    Each row becomes a ``msgspec`` struct of its table and is encoded straight onto the
+    output buffer (no per-row dict); JSON columns are embedded as they are."""
 
     def __init__(self, stream: BinaryIO) -> None:
         super().__init__(stream)
-        self._json = {name: tuple(spec.json_columns) for name, spec in TABLES.items()}
-        # '{"table":"<name>",': the row's own object follows without its opening brace
-        self._prefix = {name: b'{"table":%s,' % orjson.dumps(name) for name in TABLES}
+        self._json = {
+            name: tuple(spec.columns.index(c) for c in spec.json_columns)
+            for name, spec in TABLES.items()
+        }
+        self._structs = {name: _row_struct(name) for name in TABLES}
+        self._encoder = msgspec.json.Encoder()
 
     async def put_all(self, rows: list[tuple[str, Row]]) -> None:
         if rows:
-            self._add(b"".join([self.encode(table, row) for table, row in rows]))
+            self._add(self.encode_all(rows))
+
+    def encode_all(self, rows: Iterable[tuple[str, Row]]) -> bytes:
+        """The lines of ``rows``, each with its newline."""
+        buf = bytearray()
+        encode_into, structs, json = self._encoder.encode_into, self._structs, self._json
+        for table, row in rows:
+            values: Sequence[Any] = self._raw_json(table, row) if json[table] else row
+            encode_into(structs[table](table, *values), buf, -1)
+            buf += b"\n"
+        return bytes(buf)
 
     def encode(self, table: str, row: Row) -> bytes:
-        obj: dict[str, object] = dict(zip(TABLE_COLUMNS[table], row, strict=True))
-        for name in self._json[table]:
-            obj[name] = orjson.Fragment(str(obj[name]))
-        return self._prefix[table] + orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)[1:]
+        """One row's line, with its newline."""
+        return self.encode_all([(table, row)])
+
+    def _raw_json(self, table: str, row: Row) -> list[Any]:
+        values: list[Any] = list(row)
+        for index in self._json[table]:
+            values[index] = msgspec.Raw(str(values[index]))
+        return values
 
 
 class CsvSink(_BufferedSink):

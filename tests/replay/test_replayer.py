@@ -194,3 +194,29 @@ async def test_speed_starts_the_clock_at_the_window(autojump_clock: trio.abc.Clo
     start = trio.current_time()
     await replay(items, ListSink(), replayer=Replayer(flt), speed=2.0)
     assert trio.current_time() == start + (900 - 500) / 1e6 / 2.0
+
+
+def test_json_lines_are_each_rows_columns_by_name() -> None:
+    """Every table's row (JSON columns, NULLs, booleans, non-ASCII text) as one JSON object:
+    the table, then each column by name in column order; JSON columns embedded as JSON."""
+    from kalshi.models.rows import TABLE_COLUMNS
+    from kalshi.store.schema import TABLES
+    from tests.db.test_store_writer import every_table_rows
+
+    rows = [(table, row) for table, table_rows in every_table_rows().items() for row in table_rows]
+    rows.append(("gaps", GapRow(1, None, "g-é", 2, None, None, "seq_gap", None, 3, 'a"b\n\u0001')))
+    out = io.BytesIO()
+    sink = JsonlSink(out)
+    trio.run(sink.put_all, rows)
+    sink.flush()
+    expected = []
+    for table, row in rows:
+        obj: dict[str, object] = {"table": table}
+        for column, value in zip(TABLE_COLUMNS[table], row, strict=True):
+            json_column = column in TABLES[table].json_columns
+            obj[column] = orjson.Fragment(value) if json_column else value
+        expected.append(orjson.dumps(obj) + b"\n")
+    assert out.getvalue() == b"".join(expected)
+    assert [orjson.loads(line)["table"] for line in out.getvalue().splitlines()] == [
+        table for table, _ in rows
+    ]
