@@ -283,7 +283,14 @@ class Connection:
                     self.blocked = False
                 if now >= counts.due:
                     counts.flush(now)
-                if _notable(out):
+                if (  # anything beyond rows: a problem, a request, a reply to act on
+                    message is None
+                    or out.problem is not None
+                    or out.resnapshot
+                    or out.gap
+                    or out.lifecycle is not None
+                    or message.type in CONTROL_TYPES
+                ):
                     await self._handle(out, wall)
         finally:
             counts.flush()
@@ -712,10 +719,3 @@ def _without_network_errors(exc: BaseException) -> BaseException:
         return exc
     rest = exc.subgroup(lambda e: not isinstance(e, BaseExceptionGroup | NetError | AuthError))
     return exc if rest is None else rest
-
-
-def _notable(out: Outcome) -> bool:
-    """Anything beyond rows: a problem, a request, or a reply the connection must see."""
-    if out.problem is not None or out.resnapshot or out.gap or out.lifecycle is not None:
-        return True
-    return out.message is None or out.message.type in CONTROL_TYPES

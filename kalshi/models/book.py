@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from attrs import frozen
+import msgspec
 
 __all__ = ["BookDelta", "BookSnapshot", "Level", "Side"]
 
@@ -16,8 +16,7 @@ class Side(StrEnum):
     NO = "no"
 
 
-@frozen
-class BookSnapshot:
+class BookSnapshot(msgspec.Struct, frozen=True, gc=False):
     """Full book of one market: bids only, ascending by price, as the exchange sends them.
 
     ``yes`` holds YES bids; ``no`` holds NO bids in NO-leg price (the default convention).
@@ -29,8 +28,7 @@ class BookSnapshot:
     no: tuple[Level, ...]
 
 
-@frozen
-class BookDelta:
+class BookDelta(msgspec.Struct, frozen=True, gc=False):
     """A change of one level: ``new size = old size + delta``; the level goes at 0.
 
     ``exchange_ts`` is microseconds from ``ts_ms`` (or the legacy ``ts``), ``None`` if absent.

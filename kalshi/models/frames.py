@@ -7,6 +7,7 @@ The last two keep the raw bytes so callers can count and journal them.
 
 from __future__ import annotations
 
+import msgspec
 from attrs import frozen
 
 from kalshi.models.book import BookDelta, BookSnapshot
@@ -39,8 +40,7 @@ Body = (
 )
 
 
-@frozen
-class Message:
+class Message(msgspec.Struct, frozen=True, gc=False):
     """A decoded server frame: the envelope (``type``, ``sid``, ``seq``, ``id``) and body."""
 
     type: str

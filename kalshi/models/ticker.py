@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from attrs import frozen
+import msgspec
 
 __all__ = ["Ticker"]
 
 
-@frozen
-class Ticker:
+class Ticker(msgspec.Struct, frozen=True, gc=False):
     """Top of book and totals for one market. Prices in hundred-thousandths (``None`` when the
     exchange sent ``""``), sizes in hundredths, dollar totals in whole dollars, time in µs."""
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from attrs import frozen
+import msgspec
 
 from kalshi.models.book import Side
 
 __all__ = ["Trade"]
 
 
-@frozen
-class Trade:
+class Trade(msgspec.Struct, frozen=True, gc=False):
     """One trade. ``yes_price``/``no_price`` in hundred-thousandths, ``count`` in hundredths,
     ``exchange_ts`` in microseconds. ``taker_side`` is the taker's outcome side."""
 

@@ -38,6 +38,22 @@ _DIGITS = frozenset("0123456789")
 def _parse_fixed(text: object, digits: int, what: str) -> int:
     if type(text) is not str:
         raise UnitError(f"{what}: expected a decimal string, got {type(text).__name__}")
+    # The wire's own form (ASCII digits, an optional "-", exactly ``digits`` decimals): one
+    # int() of the digits. Anything else takes the general rules below (same values).
+    whole, dot, frac = text.partition(".")
+    if (
+        dot
+        and len(frac) == digits
+        and text.isascii()
+        and frac.isdigit()
+        and (whole.isdigit() or (whole[:1] == "-" and whole[1:].isdigit()))
+    ):
+        return int(whole + frac)
+    return _parse_general(text, digits, what)
+
+
+def _parse_general(text: str, digits: int, what: str) -> int:
+    """:func:`_parse_fixed` by the general rules (the reference for its fast path)."""
     body = text
     negative = False
     if body[:1] in ("-", "+"):

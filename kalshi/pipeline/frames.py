@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import msgspec
 import orjson
 from attrs import define, field
 
@@ -65,21 +66,23 @@ TYPE_CHANNEL = {
     "event_fee_update": "market_lifecycle_v2",
     "multivariate_market_lifecycle": "multivariate_market_lifecycle",
 }
+_new_row = tuple.__new__  # a row NamedTuple from its values in field order
 _LIFECYCLE_TYPES = frozenset(
     {"market_lifecycle_v2", "multivariate_market_lifecycle", "event_lifecycle", "event_fee_update"}
 )
 
 
-@define(slots=True)
-class Outcome:
-    """What one frame means. ``rows`` are ``(table, row)`` in the order to write them."""
+class Outcome(msgspec.Struct, gc=False):
+    """What one frame means. ``rows`` are ``(table, row)`` in the order to write them.
 
-    rows: list[tuple[str, Row]] = field(factory=list)
+    A ``msgspec`` struct: one is built per frame, and its constructor is compiled."""
+
+    rows: list[tuple[str, Row]] = msgspec.field(default_factory=list)
     message: Message | None = None
     # invalid, unknown_type, duplicate, book, book_invalid, crossed, error
     problem: str | None = None
     detail: str = ""
-    resnapshot: list[str] = field(factory=list)  # tickers whose book must be fetched again
+    resnapshot: list[str] = msgspec.field(default_factory=list)  # books to fetch again
     backfill_from: int | None = None  # µs: trades since then may be missing (trade seq gap)
     lifecycle: LifecycleEvent | EventLifecycle | None = None
     gap: bool = False
@@ -229,17 +232,14 @@ class FrameProcessor:
 
     def process(self, conn_id: int, frame_no: int, received_at: int, raw: bytes | str) -> Outcome:
         decoded = decode_ws(raw)
-        out = Outcome()
         if isinstance(decoded, Invalid):
             self.counts["invalid"] += 1
-            out.problem, out.detail = "invalid", decoded.error
-            return out
+            return Outcome(problem="invalid", detail=decoded.error)
         if isinstance(decoded, Unrecognized):
             self.counts["unknown_type"] += 1
-            out.problem, out.detail = "unknown_type", str(decoded.type)
-            return out
+            return Outcome(problem="unknown_type", detail=str(decoded.type))
         msg = decoded
-        out.message = msg
+        out = Outcome(message=msg)
         self.counts[msg.type] += 1
         if msg.type == "subscribed":
             body = msg.body
@@ -276,12 +276,13 @@ class FrameProcessor:
             if rule is not None and rule[0]:
                 sub = _Sub(TYPE_CHANNEL[msg.type], None, received_at, set(), rule[1])
                 self._subs[(conn_id, msg.sid)] = sub
-        if (
-            sub is not None
-            and msg.seq is not None
-            and not self._sequence(conn_id, msg, sub, received_at, out)
-        ):
-            return out
+        seq = msg.seq
+        if sub is not None and seq is not None:
+            last = sub.last_seq
+            if last is not None and seq == last + 1:  # in order: the common case, inline
+                sub.last_seq, sub.last_ts = seq, received_at
+            elif not self._sequence(conn_id, msg, sub, received_at, out):
+                return out
         if msg.type == "unsubscribed" and msg.sid is not None:
             gone = self._subs.pop((conn_id, msg.sid), None)
             if gone is not None:
@@ -391,21 +392,25 @@ class FrameProcessor:
         received_at, gatherer_id = base
         ticker = delta.ticker
         self.market_messages[ticker] += 1
+        exchange_ts = delta.exchange_ts
         out.rows.append(
             (
                 "orderbook_deltas",
-                DeltaRow(
-                    exchange_ts=delta.exchange_ts if delta.exchange_ts is not None else received_at,
-                    received_at=received_at,
-                    gatherer_id=gatherer_id,
-                    ticker=ticker,
-                    side=delta.side is Side.YES,
-                    price=delta.price,
-                    size_delta=delta.delta,
-                    conn_id=conn_id,
-                    frame_no=frame_no,
-                    sid=msg.sid or 0,
-                    seq=msg.seq or 0,
+                _new_row(  # DeltaRow, in field order (tuple.__new__ skips keyword binding)
+                    DeltaRow,
+                    (
+                        exchange_ts if exchange_ts is not None else received_at,
+                        received_at,
+                        gatherer_id,
+                        ticker,
+                        delta.side is Side.YES,
+                        delta.price,
+                        delta.delta,
+                        conn_id,
+                        frame_no,
+                        msg.sid or 0,
+                        msg.seq or 0,
+                    ),
                 ),
             )
         )

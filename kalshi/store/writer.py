@@ -154,7 +154,7 @@ class _TableWriter:
         )
         self.time_of = _time_of(spec)
         self.next_number = 1  # the number the next handed row gets
-        self.unreceived: dict[int, int] = {}  # number -> time of rows handed, not collected
+        self.unreceived: dict[int, Row] = {}  # number -> row handed, not collected
         self.first: dict[int, int] = {}  # batch seq -> number of its first row (this process)
         self.partial_first = 0  # number of the open batch's first row
         self.progress = trio.Event()  # set (and replaced) whenever rows are committed
@@ -168,8 +168,11 @@ class _TableWriter:
         self.spool_busy = False  # a spooled batch is being written
         # Upserts keep one writer so the last row of a key always lands last.
         self.workers = 1 if spec.upsert else _WORKERS
-        # seq -> oldest receive time (µs) of a batch made by this process, until committed
+        # seq -> oldest receive time (µs) of a batch made by this process, until committed;
+        # measured when first asked for (the watermark, a spill), not per row sealed: at a
+        # burst's rate most batches are committed before anyone asks
         self.oldest: dict[int, int] = {}
+        self.unmeasured: dict[int, list[Row]] = {}  # seq -> rows, oldest not yet measured
         self.rows_written = 0
         self.rows_duplicate = 0
         self.batches = 0
@@ -182,7 +185,7 @@ class _TableWriter:
         """Number a row whose send starts now (synchronous: nothing can pass in between)."""
         number = self.next_number
         self.next_number += 1
-        self.unreceived[number] = self.time_of(row)
+        self.unreceived[number] = row
         return number
 
     def abandon(self, number: int) -> None:
@@ -227,13 +230,22 @@ class _TableWriter:
     def pending_since(self) -> int | None:
         """The oldest receive time (µs) of a row received but not committed, None when
         nothing is pending; 0 for batches spooled by an earlier process (unknown)."""
+        for seq in list(self.unmeasured):
+            self._measure(seq)
         times = [self.oldest.get(seq, 0) for seq in self.spool.seqs()]
         times.extend(self.oldest[b.seq] for b in self.memory if b.seq in self.oldest)
         if self.partial:
             times.append(min(map(self.time_of, self.partial)))
         if self.unreceived:
-            times.append(min(self.unreceived.values()))
+            times.append(min(map(self.time_of, self.unreceived.values())))
         return min(times) if times else None
+
+    def _measure(self, seq: int) -> None:
+        """Record the oldest time of batch ``seq`` in :attr:`oldest` (before it leaves
+        memory for the spool; once)."""
+        rows = self.unmeasured.pop(seq, None)
+        if rows is not None:
+            self.oldest[seq] = min(map(self.time_of, rows))
 
     def stats(self) -> TableStats:
         return TableStats(
@@ -303,7 +315,7 @@ class _TableWriter:
         self.next_seq += 1
         self.partial = []
         self.first[batch.seq] = self.partial_first
-        self.oldest[batch.seq] = min(map(self.time_of, batch.rows))
+        self.unmeasured[batch.seq] = batch.rows
         self.memory.append(batch)
         self.memory_rows += len(batch.rows)
         self.work.set()
@@ -331,6 +343,7 @@ class _TableWriter:
             if batch is None:
                 return
             self.inflight.add(batch.seq)  # no flusher takes it from memory meanwhile
+            self._measure(batch.seq)
             try:
                 await trio.to_thread.run_sync(self.spool.write, batch)
             except StoreError as exc:
@@ -415,6 +428,7 @@ class _TableWriter:
             self.state.mark_up()
             self._account(result)
             self.oldest.pop(batch.seq, None)
+            self.unmeasured.pop(batch.seq, None)
             self.first.pop(batch.seq, None)
             if from_spool:
                 # A crash before the file is gone rewrites the batch; the keys absorb it.
@@ -449,7 +463,7 @@ class _TableWriter:
         for index, start in enumerate(range(0, len(self.partial), self.batch_size)):
             rows = self.partial[start : start + self.batch_size]
             self.first[self.next_seq] = numbers[index]
-            self.oldest[self.next_seq] = min(map(self.time_of, rows))
+            self.unmeasured[self.next_seq] = rows
             self.memory.append(Batch(self.next_seq, rows))
             self.next_seq += 1
             self.memory_rows += len(rows)
@@ -474,6 +488,7 @@ class _TableWriter:
             self.state.mark_up()
             self._account(result)
             self.oldest.pop(batch.seq, None)
+            self.unmeasured.pop(batch.seq, None)
             self.first.pop(batch.seq, None)
             self.memory.popleft()
             self.memory_rows -= len(batch.rows)
@@ -484,6 +499,7 @@ class _TableWriter:
         the spool disk refused (logged; they are in the journal only)."""
         refused = 0
         for batch in list(self.memory):
+            self._measure(batch.seq)
             try:
                 self.spool.write(batch)
             except StoreError as exc:

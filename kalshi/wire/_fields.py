@@ -150,10 +150,13 @@ def finest_us(ms: int, text: object) -> int:
     if type(text) is not str or len(text) != 27 or text[19] != "." or text[26] not in "Zz":
         return ms * 1000
     frac = text[20:26]
-    seconds, millis = divmod(ms, 1000)
-    if not frac.isdigit() or int(frac[:3]) != millis or int(text[17:19]) != seconds % 60:
+    if not (frac.isascii() and frac.isdigit()):  # "²".isdigit(), but int() refuses it
         return ms * 1000
-    return ms * 1000 + int(frac[3:])
+    seconds, millis = divmod(ms, 1000)
+    head, micros = divmod(int(frac), 1000)
+    if head != millis or int(text[17:19]) != seconds % 60:
+        return ms * 1000
+    return ms * 1000 + micros
 
 
 def ts_us(msg: dict[str, Any]) -> int | None:

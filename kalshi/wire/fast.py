@@ -126,12 +126,14 @@ def _delta(m: _Delta) -> BookDelta:
     side = _SIDES.get(m.side)
     if side is None:
         raise _Fallback
+    price = _PRICES.get(m.price_dollars)  # the memos of parse_price/parse_size, inline
+    size = _SIZES.get(m.delta_fp)
     return BookDelta(
         m.market_ticker,
         m.market_id,
         side,
-        parse_price(m.price_dollars),
-        parse_size(m.delta_fp),
+        price if price is not None else parse_price(m.price_dollars),
+        size if size is not None else parse_size(m.delta_fp),
         finest_us(m.ts_ms, m.ts),
     )
 

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from kalshi.errors import UnitError
 from kalshi.models.units import (
+    _parse_fixed,
+    _parse_general,
     format_price,
     format_rfc3339_us,
     format_size,
@@ -65,6 +67,20 @@ def test_parse_rejects_non_strings() -> None:
         parse_price(0.42)
     with pytest.raises(UnitError, match="more than 2 decimal places"):
         parse_size("1.005")
+
+
+@given(st.text(alphabet="0123456789-+.²٣ ", max_size=9), st.sampled_from([2, 5]))
+def test_the_fast_path_agrees_with_the_general_rules(text: str, digits: int) -> None:
+    # The wire's own form ("-12.34") takes one int(); every other text the general rules.
+    try:
+        expected: int | str = _parse_general(text, digits, "x")
+    except UnitError as exc:
+        expected = str(exc)
+    try:
+        got: int | str = _parse_fixed(text, digits, "x")
+    except UnitError as exc:
+        got = str(exc)
+    assert got == expected
 
 
 @given(st.integers(min_value=-(10**12), max_value=10**12))

@@ -319,6 +319,9 @@ def test_a_delta_keeps_the_microseconds_of_its_ts() -> None:
     assert decode_ws(wrong).body.exchange_ts == 1_785_901_540_722_000  # type: ignore[union-attr]
     plain = raw.replace(b'"ts":"2026-08-05T03:45:40.722003Z",', b"")
     assert decode_ws(plain).body.exchange_ts == 1_785_901_540_722_000  # type: ignore[union-attr]
+    # a digit int() refuses ("²" is a digit to str.isdigit) refines nothing, never raises
+    odd = raw.replace(b"40.722003Z", "40.72200²Z".encode())
+    assert decode_ws(odd).body.exchange_ts == 1_785_901_540_722_000  # type: ignore[union-attr]
 
 
 def test_the_older_subscribed_shape_without_msg_decodes() -> None:
