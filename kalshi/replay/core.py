@@ -123,10 +123,9 @@ class Replayer:
     def feed(self, item: JournalRecord | JournalProblem) -> list[tuple[str, Row]]:
         """Process one item; return the rows the filter keeps, in write order."""
         stats = self.stats
-        if type(item) is JournalProblem:
+        if isinstance(item, JournalProblem):
             stats.problems.append(item)
             return []
-        assert isinstance(item, JournalRecord)
         stats.records += 1
         flt = self.filter
         wall = item.wall_us
