@@ -34,7 +34,7 @@ from kalshi.gather.layout import Layout
 from kalshi.gather.recovery import last_frames
 from kalshi.gather.registry import MarketRegistry, parse_shard
 from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
-from kalshi.gather.tail import journal_tail
+from kalshi.gather.tail import Tail, journal_tail
 from kalshi.http import Endpoints, serve_endpoints
 from kalshi.journal import JournalWriter
 from kalshi.models.lifecycle import LifecycleEvent
@@ -164,23 +164,27 @@ class Gatherer:
             "statement_timeout": float(db.statement_timeout),
             "lock_timeout": float(db.lock_timeout),
         }
-        ends: dict[str, int] = {}
+        tail = Tail()
         try:
             read = partial(last_run, self.db_url, self.cfg.gatherer_id, **timeouts)
             # abandoned when cancelled: a hung database cannot hold a shutdown
             last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
             if last.ran and self.cfg.journal.enabled:
-                ends = await self._replay_tail(last, sink, timeouts)
+                tail = await self._replay_tail(last, sink, timeouts)
         except StoreError as exc:
             last = await self._last_journaled(exc)
         if not last.ran:
             return
 
         def start(field: str, newest: int | None) -> int | None:
-            # the journal's rows are now the store's: the outage starts where it ends
-            if field in ends:
-                return max(ends[field], newest or 0)
-            return last.outage_start(newest)
+            # The journal's rows are now the store's: every row received before its end
+            # (or the watermark) is stored, so a channel's outage starts at its last frame
+            # (journaled or stored) when that is earlier, else where that completeness ends.
+            if tail.end is None:
+                return last.outage_start(newest)
+            known = [v for v in (tail.ends.get(field), newest) if v is not None]
+            complete = max(tail.end, last.complete_before or tail.end)
+            return min(max(known), complete) if known else complete
 
         lifecycle = start("lifecycle", last.lifecycle)
         starts = {
@@ -197,11 +201,9 @@ class Gatherer:
                 conn.resume_from = starts[conn.channel]
         log.info("previous run stopped; outage from %s", starts)
 
-    async def _replay_tail(
-        self, last: LastRun, sink: RowSink, timeouts: dict[str, float]
-    ) -> dict[str, int]:
-        """Write the rows of the previous run's journal tail (:mod:`kalshi.gather.tail`);
-        return where its journal ends per ``LastRun`` field. Raises ``StoreError``."""
+    async def _replay_tail(self, last: LastRun, sink: RowSink, timeouts: dict[str, float]) -> Tail:
+        """Write the rows of the previous run's journal tail (:mod:`kalshi.gather.tail`)
+        and return it (where its journal ends). Raises ``StoreError``."""
         cfg = self.cfg
         acked = partial(
             acknowledged,
@@ -232,7 +234,7 @@ class Gatherer:
             len(tail.rows),
             tail.problems,
         )
-        return tail.ends
+        return tail
 
     async def _last_journaled(self, exc: StoreError) -> LastRun:
         """Where the previous run stopped by its journal (the database is unreadable)."""

@@ -41,10 +41,13 @@ Acked = Callable[[list[int]], dict[tuple[int, str], int]]
 class Tail:
     """The rows to write again, in journal order, and per ``LastRun`` field (``trades``,
     ``orderbook``, ``tickers``, ``lifecycle``) the receive time (µs) of the last journaled
-    frame that made such rows: where the journal ends."""
+    frame that made such rows: where the journal ends. ``end``: the receive time of its
+    last frame of any kind (every frame received before it is on disk: one writer, in
+    order of receipt); ``None`` when it has none at or after the watermark."""
 
     rows: list[tuple[str, Row]] = field(factory=list)
     ends: dict[str, int] = field(factory=dict)
+    end: int | None = None
     frames: int = 0  # frames after the acknowledged ones
     problems: int = 0  # damaged lines (a torn last line after kill -9 is expected)
 
@@ -97,6 +100,7 @@ def journal_tail(
             continue
         if item.kind != "frame" or item.direction != "in" or item.wall_us < mark:
             continue
+        tail.end = item.wall_us if tail.end is None else max(tail.end, item.wall_us)
         for table, _ in rows:
             which = _TABLE_FIELD.get(table)
             if which is not None:
