@@ -164,6 +164,7 @@ class Gatherer:
                 self.cfg.gatherer_id,
                 statement_timeout=float(db.statement_timeout),
                 lock_timeout=float(db.lock_timeout),
+                opened_at=self.store.opened_at if self.store is not None else None,
             )
             # abandoned when cancelled: a hung database cannot hold a shutdown
             last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
