@@ -166,7 +166,13 @@ class Gatherer:
         }
         tail = Tail()
         try:
-            read = partial(last_run, self.db_url, self.cfg.gatherer_id, **timeouts)
+            read = partial(
+                last_run,
+                self.db_url,
+                self.cfg.gatherer_id,
+                opened_at=self.store.opened_at if self.store is not None else None,
+                **timeouts,
+            )
             # abandoned when cancelled: a hung database cannot hold a shutdown
             last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
             if last.ran and self.cfg.journal.enabled:

@@ -26,7 +26,8 @@ SELECT
                           WHERE gatherer_id = %(g)s) - %(latency)s)),
   (SELECT max(received_at) FROM tickers WHERE gatherer_id = %(g)s),
   (SELECT max(received_at) FROM market_lifecycle WHERE gatherer_id = %(g)s),
-  (SELECT complete_before FROM ingest_watermark WHERE gatherer_id = %(g)s)
+  (SELECT complete_before FROM ingest_watermark
+    WHERE gatherer_id = %(g)s AND updated_at < %(before)s)
 """
 
 
@@ -56,14 +57,23 @@ class LastRun(NamedTuple):
 
 
 def last_run(
-    url: str, gatherer_id: str, *, statement_timeout: float = 0.0, lock_timeout: float = 0.0
+    url: str,
+    gatherer_id: str,
+    *,
+    statement_timeout: float = 0.0,
+    lock_timeout: float = 0.0,
+    opened_at: int | None = None,
 ) -> LastRun:
     """Read :class:`LastRun` of ``gatherer_id`` (blocking). Raises ``StoreError`` /
     ``DatabaseUnavailable`` (also when the read outlasts ``statement_timeout`` or waits
-    longer than ``lock_timeout`` for a locked table, seconds; 0 = no bound)."""
+    longer than ``lock_timeout`` for a locked table, seconds; 0 = no bound). A watermark
+    recorded at or after ``opened_at`` (µs: when this run's store opened and recorded its
+    first) is this run's, not the previous one's."""
     options = session_options(statement_timeout, lock_timeout)
+    before = 2**62 if opened_at is None else opened_at
+    params = {"g": gatherer_id, "latency": _LATENCY_US, "before": before}
     with translating(), connect(url, autocommit=True, **options) as conn:
-        row = conn.execute(_SQL, {"g": gatherer_id, "latency": _LATENCY_US}).fetchone()
+        row = conn.execute(_SQL, params).fetchone()
     assert row is not None
     return LastRun(*(None if v is None else int(v) for v in row))
 

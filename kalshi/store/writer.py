@@ -63,6 +63,11 @@ _WATERMARK_SQL = (
     " SET complete_before = EXCLUDED.complete_before, updated_at = EXCLUDED.updated_at"
 )
 
+_FIRST_WATERMARK_SQL = (
+    "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
+    " VALUES (%s, %s, %s) ON CONFLICT (gatherer_id) DO NOTHING"
+)
+
 
 @frozen
 class TableStats:
@@ -602,6 +607,7 @@ class Store:
         copy_new: bool = False,
     ) -> None:
         self.watermark = watermark
+        self.opened_at: int | None = None  # when the first watermark was recorded (µs)
         self._wall_us = wall_us
         self.url = url
         self._cfg = cfg
@@ -694,6 +700,8 @@ class Store:
             raise
 
     async def _run(self, nursery: trio.Nursery) -> None:
+        if self.watermark:
+            await self._first_watermark()
         for writer in self._writers.values():
             nursery.start_soon(writer.collect)
             for _ in range(writer.workers):
@@ -728,6 +736,29 @@ class Store:
         yielding in between, so no received row is ever outside this account."""
         pending = [p for w in self._writers.values() if (p := w.pending_since()) is not None]
         return min([now_us, *pending, *self._holds.values()])
+
+    async def _first_watermark(self) -> None:
+        """Record a watermark before any row can be committed, unless one is recorded
+        already (a previous run's, which stays: everything received after it is newer).
+        A database with rows and no watermark reads as finished history to the
+        deduplicator, which a live gatherer's is not. Its ``updated_at`` is
+        :attr:`opened_at`: restart recovery (:func:`kalshi.store.recovery.last_run`) skips
+        it. Bounded: a database that is down or hung does not delay the start."""
+        now = self.opened_at = self._wall_us()
+
+        def insert() -> None:
+            with translating(), self._pool.connection() as pooled, pooled.conn.transaction():
+                pooled.conn.execute(
+                    _FIRST_WATERMARK_SQL, (self._cfg.gatherer_id, self.complete_before(now), now)
+                )
+
+        with trio.move_on_after(_WATERMARK_EVERY):
+            try:
+                await trio.to_thread.run_sync(
+                    insert, limiter=self._pool.limiter, abandon_on_cancel=True
+                )
+            except StoreError as exc:
+                log.debug("first watermark not recorded: %s", exc)
 
     def _publish_watermark(self, value: int, now_us: int) -> None:
         with translating(), self._pool.connection() as pooled, pooled.conn.transaction():
