@@ -255,7 +255,7 @@ def _decode_general(line: bytes, labels: Labels | None) -> JournalRecord:
         raise ValueError(f"kind: expected a string, got {kind!r}")
     raw = b""
     detail: dict[str, Any] = {}
-    if kind == FRAME:
+    if kind in (FRAME, REST):
         if direction not in DIRECTIONS:
             raise ValueError(f"direction: expected 'in' or 'out', got {direction!r}")
         if isinstance(obj.get("text"), str):
