@@ -183,8 +183,8 @@ class Replayer:
         flt = self.filter
         if not rows or (flt.start_us is not None and wall < flt.start_us):
             return []
-        if flt.tickers or flt.tables:
-            rows = [(t, r) for t, r in rows if flt.wants(t, r, None)]
+        if flt.tickers or flt.tables or flt.channels:
+            rows = [(t, r) for t, r in rows if flt.wants(t, r, "trade" if t == "trades" else None)]
         for table, _ in rows:
             self.stats.rows[table] += 1
         return rows
