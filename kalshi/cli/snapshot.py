@@ -73,10 +73,12 @@ def snapshot(
     time_unit: TimeUnitOption = None,
     seq_check: SeqCheckOption = "auto",
 ) -> None:
-    """Print the order book of one market (``--ticker``; from the database, by default the
-    market of the newest delta stored): YES and NO bids with cumulative depth, best
+    """Print the order book of one market: YES and NO bids with cumulative depth, best
     bid/ask and spread. No data, an unknown ticker or an unreachable source: one line on
-    stderr, exit 1."""
+    stderr, exit 1.
+
+    Without ``--ticker`` (database only): the market of the newest delta stored, or of the
+    newest received by ``--at``."""
     chosen = source or ("journal" if files else "db")
     if depth is not None and depth < 1:
         fail("--depth must be at least 1")
