@@ -13,6 +13,7 @@ from cyclopts import Parameter
 
 from kalshi.cli.app import (
     app,
+    config_fail,
     configure_logging,
     console,
     err_console,
@@ -30,17 +31,22 @@ from kalshi.store import migrate
 log = logging.getLogger("kalshi.cli")
 
 
-def _checked(cfg: DedupConfig) -> DedupConfig:
+def _checked(cfg: DedupConfig, path: Path | None) -> DedupConfig:
+    """``cfg`` when it names a production database and gatherers to merge from; else every
+    missing piece as a config error (exit 2)."""
+    problems = []
     if not cfg.production.url:
-        fail("production.url: the production database URL is required")
+        problems.append("production.url: the production database URL is required")
     if not cfg.gatherers:
-        fail("gatherers: at least one gatherer database is required")
+        problems.append("gatherers: at least one gatherer database is required")
     same = [g.id for g in cfg.gatherers if g.timescaledb == cfg.production.url]
     if same:
-        fail(
+        problems.append(
             f"gatherers: {', '.join(same)} writes to the production database itself; "
             "run the gatherer against its own database and let dedup fill production"
         )
+    if problems:
+        config_fail(path, problems)
     return cfg
 
 
@@ -63,7 +69,7 @@ def dedup(
     book state with gaps filled from whichever gatherer has the data. Ctrl-C or SIGTERM
     stops between transactions and exits 0.
     """
-    cfg = _checked(load_or_exit(config, DedupConfig))
+    cfg = _checked(load_or_exit(config, DedupConfig), config)
     if all_windows and not once:
         fail("--all-windows needs --once (a running deduplicator exports closed windows)")
     configure_logging(cfg.logging)
@@ -167,7 +173,7 @@ def export(
     overrides = {"s3_export.local_dir": local_dir} if local_dir is not None else None
     cfg = load_or_exit(config, DedupConfig, overrides=overrides)
     if not cfg.production.url:
-        fail("production.url: the production database URL is required")
+        config_fail(config, ["production.url: the production database URL is required"])
     configure_logging(cfg.logging)
     if all_windows and until is not None:
         fail("--all-windows and --until: give one of them")

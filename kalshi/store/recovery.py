@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from kalshi.store.connection import connect, session_options, translating
 
-__all__ = ["LastRun", "last_run"]
+__all__ = ["LastRun", "acknowledged", "last_run"]
 
 _LATENCY_US = 60_000_000  # deltas are received within this of their exchange time
 
@@ -76,3 +76,46 @@ def last_run(
         row = conn.execute(_SQL, params).fetchone()
     assert row is not None
     return LastRun(*(None if v is None else int(v) for v in row))
+
+
+# Per connection and table, the newest frame whose row the database holds. Rows of a
+# frame received at or after the watermark have an exchange time no earlier than the
+# watermark less the latency bound (kalshi-api.md §2.4: frames carry the exchange's time),
+# which keeps the scan to the newest chunks; lifecycle rows carry older event times.
+_ACKED = {
+    "trades": "source = 'ws' AND exchange_ts >= %(since)s",
+    "orderbook_deltas": "exchange_ts >= %(since)s",
+    "tickers": "exchange_ts >= %(since)s",
+    "market_lifecycle": "TRUE",
+}
+
+
+def acknowledged(
+    url: str,
+    gatherer_id: str,
+    conn_ids: list[int],
+    *,
+    complete_before: int | None,
+    statement_timeout: float = 0.0,
+    lock_timeout: float = 0.0,
+) -> dict[tuple[int, str], int]:
+    """``{(conn_id, table): frame_no}``: the newest frame of each of ``conn_ids`` whose row
+    in ``table`` (trades, orderbook_deltas, tickers, market_lifecycle) the database
+    acknowledged; absent when it holds none. ``complete_before`` (µs, the gatherer's
+    watermark; ``None``: unknown) bounds the scan. Blocking; raises like :func:`last_run`."""
+    if not conn_ids:
+        return {}
+    since = -(2**62) if complete_before is None else complete_before - _LATENCY_US
+    params = {"g": gatherer_id, "conns": conn_ids, "since": since}
+    options = session_options(statement_timeout, lock_timeout)
+    out: dict[tuple[int, str], int] = {}
+    with translating(), connect(url, autocommit=True, **options) as conn:
+        for table, bound in _ACKED.items():
+            rows = conn.execute(
+                f"SELECT conn_id, max(frame_no) FROM {table} WHERE gatherer_id = %(g)s"
+                f" AND conn_id = ANY(%(conns)s) AND {bound} GROUP BY conn_id",
+                params,
+            ).fetchall()
+            for conn_id, frame_no in rows:
+                out[(int(conn_id), table)] = int(frame_no)
+    return out
