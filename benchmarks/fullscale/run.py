@@ -20,7 +20,9 @@ and duplicated and books unequal (each must be 0).
 
 from __future__ import annotations
 
+import functools
 import resource
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -213,6 +215,10 @@ async def run_scale(
             await trio.to_thread.run_sync(s3.stop)
             for pg in servers.values():
                 await trio.to_thread.run_sync(pg.stop)
+                # the servers' data (GBs at full size) goes with them; the workdir stays
+                await trio.to_thread.run_sync(
+                    functools.partial(shutil.rmtree, pg.data_dir.parent, ignore_errors=True)
+                )
     return doc
 
 

@@ -190,6 +190,18 @@ class GathererDb:
         params = (*_received(low, high, self.offset), list(tickers))
         return self._rows("orderbook_deltas", statement, params)  # type: ignore[return-value]
 
+    def dated(self, rows: Sequence[SnapshotRow]) -> list[SnapshotRow]:
+        """``rows`` with an exchange time where they have none (a WebSocket snapshot's only
+        time is its receipt, in the gatherer's clock): the receipt less the gatherer's
+        measured offset (:attr:`offset`), so that the merge compares it with exchange times
+        (issue 18: a clock 90 s behind made every resnapshot look older than the deltas it
+        follows). The merge writes them to production without it (:func:`undated`)."""
+        shift = self.offset[0]
+        return [
+            r._replace(exchange_ts=r.snapshot_ts - shift) if r.exchange_ts is None else r
+            for r in rows
+        ]
+
     def snapshots_between(self, low: int, high: int) -> list[SnapshotRow]:
         """WebSocket snapshots received in ``(low, high]`` (``snapshot_ts`` is the receipt)."""
         statement = _select(
@@ -207,13 +219,15 @@ class GathererDb:
         self, ticker: str, since: int | None, high: int
     ) -> tuple[list[SnapshotRow], list[DeltaRow], list[GapRow]]:
         """The WS snapshots, deltas and gaps of ``ticker`` from its last snapshot at or
-        before ``since`` (from the beginning when ``None`` or there is none) up to ``high``."""
+        before the exchange time ``since`` (received by then, by the gatherer's measured
+        offset; from the beginning when ``None`` or there is none) up to the receipt
+        ``high``."""
         anchor = 0
         if since is not None:
             found = self._query(
                 "SELECT max(snapshot_ts) FROM orderbook_snapshots"
                 " WHERE ticker = %s AND source = 'ws' AND snapshot_ts <= %s",
-                (ticker, since),
+                (ticker, since + self.offset[0]),  # ``since`` in the gatherer's clock
             )[0][0]
             anchor = 0 if found is None else int(found)
         snapshots = self._rows(

@@ -183,6 +183,21 @@ class _Stream:
                 return segment, position
         return None
 
+    def pending(self, segments: Sequence[Segment]) -> bool:
+        """Whether a segment starts at the merged point (a snapshot whose book equals the
+        merged book, not older than the point) with no delta yet and not cut: its gatherer
+        may still deliver them (its rows can be late), so wait rather than leave a hole."""
+        point = self.point
+        return any(
+            s.snapshot is not None
+            and not s.deltas
+            and not s.cut
+            and s.book == self.book
+            and not _behind(s.snapshot, point)
+            and (point is None or point.delta is None or point_ts(s.snapshot) >= self.at)
+            for s in segments
+        )
+
     def restart(self, segments: Sequence[Segment], after: int | None) -> Segment | None:
         point = self.point
         starts = [
@@ -254,6 +269,9 @@ def merge_market(
             current, position = found
             continue
         if not ended:
+            break
+        if stream.point is not None and stream.pending(others):
+            waiting = True
             break
         restart = stream.restart(others, stream.point.exchange_ts if stream.point else None)
         if restart is None:

@@ -460,7 +460,7 @@ class Deduplicator:
         if low >= high:
             return window
         window.latest = await self._thread(gatherer.latest_deltas, low, high)
-        for snap in await self._thread(gatherer.snapshots_between, low, high):
+        for snap in gatherer.dated(await self._thread(gatherer.snapshots_between, low, high)):
             window.snapshots.setdefault(snap.ticker, []).append(snap)
         window.gaps = await self._thread(gatherer.gaps_since, max(0, low - GAP_LOOKBACK_US))
         return window
@@ -516,7 +516,7 @@ class Deduplicator:
         for ticker in slow:
             results.append(await self._merge_slow(ticker, checkpoints.get(ticker), windows))
         deltas = [row for r in results for row in r.deltas]
-        snapshots = [row for r in results for row in r.snapshots]
+        snapshots = [_undated(row) for r in results for row in r.snapshots]
         holes = [row for r in results for row in r.holes]
         changed = [
             r.checkpoint
@@ -582,7 +582,7 @@ class Deduplicator:
             snaps, deltas, gaps = await self._thread(
                 window.db.market_history, ticker, ckpt.exchange_ts, window.high
             )
-            candidates += build_segments(gatherer_id, ticker, snaps, deltas, gaps)
+            candidates += build_segments(gatherer_id, ticker, window.db.dated(snaps), deltas, gaps)
         source_window = windows.get(ckpt.gatherer_id) if ckpt is not None else None
         source = (
             _continuation(ckpt, source_window)
@@ -619,6 +619,12 @@ class Deduplicator:
             "gatherers": gatherers,
             "lag_seconds": lag,
         }
+
+
+def _undated(row: SnapshotRow) -> SnapshotRow:
+    """A WebSocket snapshot as its gatherer stored it: without the exchange time
+    :meth:`GathererDb.dated` estimated (the frame has none)."""
+    return row._replace(exchange_ts=None) if row.source == "ws" else row
 
 
 def _segments(gatherer_id: str, ticker: str, window: _Window) -> list[Segment]:

@@ -75,7 +75,8 @@ class Connection:
         self.resume_from: int | None = None
         self.paused = False  # not reading its socket: the journal's memory is full
         # Not reading its socket either: a writer's queue is full (the database is behind)
-        # and the frame's rows wait for room. Backpressure of our own, not silence.
+        # and the frame's rows (or what handling it writes) wait for room. Backpressure of
+        # our own, not silence.
         self.blocked = False
         self._stream_us = 0  # exchange time (µs) of the newest timed row read
         self._lag_us = 0  # how late (µs) that row was read: receive minus exchange time
@@ -294,7 +295,9 @@ class Connection:
                     or out.lifecycle is not None
                     or message.type in CONTROL_TYPES
                 ):
+                    self.blocked = True  # e.g. a lifecycle's markets row waits for room
                     await self._handle(out, wall)
+                    self.blocked = False
         finally:
             counts.flush()
 

@@ -124,7 +124,7 @@ def _read_file(path: Path, labels: Labels) -> Iterator[JournalRecord | JournalPr
             )
             for line, complete in _lines(chunks):
                 line_no += 1
-                if not line.strip():
+                if not line or line.isspace():  # (no stripped copy of every line)
                     if complete:
                         yield JournalProblem(name, line_no, "empty line")
                     continue

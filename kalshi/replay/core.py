@@ -123,10 +123,9 @@ class Replayer:
     def feed(self, item: JournalRecord | JournalProblem) -> list[tuple[str, Row]]:
         """Process one item; return the rows the filter keeps, in write order."""
         stats = self.stats
-        if type(item) is JournalProblem:
+        if isinstance(item, JournalProblem):
             stats.problems.append(item)
             return []
-        assert isinstance(item, JournalRecord)
         stats.records += 1
         flt = self.filter
         wall = item.wall_us
@@ -277,6 +276,7 @@ async def replay_into_db(
     speed: float | None = None,
     on_progress: Callable[[int], None] | None = None,
     blocking: bool = True,
+    copy_new: bool = True,
 ) -> ReplayStats:
     """:func:`replay` into the database at ``url`` (migrated) through the batch writers,
     configured by ``cfg`` (a gatherer config's :attr:`~kalshi.config.GathererConfig.store`).
@@ -289,7 +289,9 @@ async def replay_into_db(
     still unwritten then are counted in ``stats.left`` (they stay in the spool, which
     belongs to this database only). Raises :class:`~kalshi.errors.StoreError` as
     :func:`~kalshi.store.open_store` does (e.g. the spool holds another database's rows).
-    ``blocking``: as for :func:`replay`.
+    ``blocking``: as for :func:`replay`. ``copy_new``: batches are COPYed straight into
+    their tables first (see :func:`~kalshi.store.open_store`); ``False`` stages every batch
+    as the live gatherer does (the same rows end up stored).
     """
     spool = cfg.spool
     cfg = attrs.evolve(
@@ -301,7 +303,7 @@ async def replay_into_db(
         ),
     )
     # Historical rows, most of them new: COPY straight into the tables first.
-    async with open_store(url, cfg, watermark=False, copy_new=True) as store:
+    async with open_store(url, cfg, watermark=False, copy_new=copy_new) as store:
         sink = RowSink({table: store.sender(table) for table in TABLES})
         try:
             stats = await replay(

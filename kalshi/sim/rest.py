@@ -188,6 +188,8 @@ class RestApi:
                 return self._orderbook(ticker, q)
             case ["events"]:
                 return self._events(q)
+            case ["events", "multivariate"]:
+                return self._multivariate_events(q)
             case ["events", event_ticker]:
                 return self._event(event_ticker, q)
             case ["series"]:
@@ -401,6 +403,8 @@ class RestApi:
         position = start
         more = False
         for position, first in self._events_from(start):  # noqa: B007  # read after the loop
+            if is_combo(first.ticker):  # multivariate events: GET /events/multivariate
+                continue
             if series_ticker and first.series.ticker != series_ticker:
                 continue
             if wanted and first.event_ticker not in wanted:
@@ -420,6 +424,30 @@ class RestApi:
                 event["markets"] = [u.market_json(m) for m in markets]
             out.append(event)
         cursor = _cursor("e", position) if more else ""
+        return _json(200, {"events": out, "cursor": self._next_cursor(q, cursor)})
+
+    def _multivariate_events(self, q: _Query) -> Response:
+        """``GET /events/multivariate`` (kalshi-api.md §4.2): the combos' events, filtered
+        by ``series_ticker`` xor ``collection_ticker`` (the same here: one collection per
+        combo series), ``limit`` 1-200 (default 100), ``with_nested_markets``."""
+        limit = q.number("limit", 100, 1, 200) or 100
+        start = _position("v", q.text("cursor"))
+        series_ticker, collection = q.text("series_ticker"), q.text("collection_ticker")
+        if series_ticker and collection:
+            raise _BadRequest("series_ticker and collection_ticker are exclusive")
+        wanted = series_ticker or collection
+        u = self.universe
+        firsts = [ms[0] for ms in u.added_events.values() if is_combo(ms[0].ticker)]
+        firsts = [f for f in firsts if not wanted or f.series.ticker == wanted]
+        page = firsts[start : start + limit]
+        out = []
+        for first in page:
+            event = u.event_json(first)
+            if q.flag("with_nested_markets"):
+                event["markets"] = [u.market_json(m) for m in u.event_markets(first.event_ticker)]
+            out.append(event)
+        more = start + limit < len(firsts)
+        cursor = _cursor("v", start + limit) if more else ""
         return _json(200, {"events": out, "cursor": self._next_cursor(q, cursor)})
 
     def _events_from(self, position: int) -> Iterator[tuple[int, MarketInfo]]:

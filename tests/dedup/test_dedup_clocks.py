@@ -111,6 +111,9 @@ async def _record(
             await wait_for(lambda: all(_books_settled(g, sim) for g in gatherers))
             start = len(sim.truth.events)  # type: ignore[attr-defined]
             engine.resume()
+            if during is not None:
+                await wait_for(lambda: len(sim.truth.events) >= start + events // 3)  # type: ignore[attr-defined]
+                during()
             await wait_for(lambda: len(sim.truth.events) >= start + events)  # type: ignore[attr-defined]
             engine.pause()
             await wait_for(lambda: all(_books_settled(g, sim) for g in gatherers))
@@ -273,3 +276,41 @@ async def test_a_gatherer_down_while_the_other_is_late_leaves_production_complet
         print(f"down and back: g1 outage gaps {outages}, {dedup.passes} passes")
         assert outages > 0
         _assert_production_is_truth(production, sim, start)
+
+
+async def test_a_resnapshot_by_a_gatherer_whose_clock_is_behind_restarts_the_stream(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # A skipped seq makes the gatherer resnapshot its books; production restarts each
+    # market's stream there (a merge hole: no gatherer has the lost frames). A WebSocket
+    # snapshot is dated by its receipt: 90 s behind, it must still count as after the
+    # last merged delta.
+    urls = {"g2": make_db()}
+    production = make_db()
+    async with open_sim_exchange(
+        markets=12, active=6, rate=300.0, seed=21, port=0, start_us=PINNED_START_US, skew_s=120.0
+    ) as sim:
+
+        def skip() -> None:
+            sim.faults.skip_seq(1)
+
+        start = await _record(sim, tmp_path, urls, {"g2": -90 * SECOND}, events=900, during=skip)
+        dedup = Deduplicator(dedup_config(production, urls))
+        try:
+            report = await dedup.run_pass(settle_us=0)
+        finally:
+            dedup.close()
+        print(f"resnapshot: {dict(report.merged)}, holes {report.holes}")
+        books = production_books(production)
+        deltas, snapshots, holes = _production(production)
+        expected = _truth_deltas(sim, start)
+        print(
+            f"production: {sum(map(len, deltas.values()))} deltas of"
+            f" {sum(map(len, expected.values()))}, {sum(snapshots.values())} snapshots,"
+            f" {holes} merge holes"
+        )
+        assert holes == report.holes > 0
+        # each hole restarts its market's stream at a resnapshot: one snapshot more
+        assert sum(snapshots.values()) == len(snapshots) + holes
+        for ticker in sim.engine.active_tickers:
+            assert books[ticker] == sim.truth.book(ticker), ticker

@@ -147,3 +147,38 @@ async def test_a_combo_lists_its_legs(mock_clock: object) -> None:
     assert listed[given]["mve_selected_legs"] == [
         {"event_ticker": first.rsplit("-", 1)[0], "market_ticker": first, "side": "no"}
     ]
+
+
+async def test_combo_events_are_listed_apart(mock_clock: object) -> None:
+    # kalshi-api.md §4.2: GET /events excludes multivariate events; GET
+    # /events/multivariate lists them (series_ticker xor collection_ticker, limit 1-200).
+    async with sim(markets=40, active=20, seed=5, tier=None) as ex, httpx.AsyncClient() as client:
+        ex.engine.pause()
+        plain = ex.engine.add_market(series="KXHIGHNY")
+        combos = [ex.engine.add_market(combo=True) for _ in range(5)]
+        base = f"{ex.rest_url}/events"
+        listed = (await client.get(base, params={"limit": 200})).json()["events"]
+        first = (await client.get(f"{base}/multivariate", params={"limit": 3})).json()
+        rest = (
+            await client.get(
+                f"{base}/multivariate",
+                params={"cursor": first["cursor"], "with_nested_markets": "true"},
+            )
+        ).json()
+        other = await client.get(f"{base}/multivariate", params={"collection_ticker": "KXMVEOTHER"})
+        both = await client.get(
+            f"{base}/multivariate",
+            params={"collection_ticker": "KXMVECROSSCATEGORY", "series_ticker": "X"},
+        )
+    events = [e["event_ticker"] for e in listed]
+    assert plain.rsplit("-", 1)[0] in events
+    assert not any(e.startswith("KXMVE") for e in events)
+    combo_events = [c.rsplit("-", 1)[0] for c in combos]
+    assert [e["event_ticker"] for e in first["events"]] == combo_events[:3]
+    assert [e["event_ticker"] for e in rest["events"]] == combo_events[3:]
+    assert rest["cursor"] == ""
+    assert [[m["ticker"] for m in e["markets"]] for e in rest["events"]] == [
+        [c] for c in combos[3:]
+    ]
+    assert other.json() == {"events": [], "cursor": ""}
+    assert both.status_code == 400
