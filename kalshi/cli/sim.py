@@ -90,6 +90,8 @@ def sim(
 
     if not 0 <= markets <= 250_000:
         fail("--markets must be between 0 and 250000", code=2)
+    if not 0 <= port <= 65535:
+        fail(f"--port must be between 0 and 65535, got {port}", code=2)
     if tier != "none" and tier not in TIERS:
         fail(f"--tier must be one of {', '.join(TIERS)} or none", code=2)
     try:

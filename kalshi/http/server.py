@@ -204,7 +204,11 @@ async def listen(host: str, port: int, what: str) -> list[trio.SocketListener]:
     """TCP listeners on ``host:port`` (0: an ephemeral port) for ``what`` (the component,
     e.g. ``simulator`` or ``/health (http.port)``). Raises ``OSError`` (same errno) whose
     message names ``what``, the host and the port, e.g. ``simulator: cannot listen on
-    127.0.0.1:8765: Address already in use``, so a clash says which server and where."""
+    127.0.0.1:8765: Address already in use``, so a clash says which server and where.
+    Raises ``ValueError`` for a port outside 0-65535 (the resolver would take it modulo
+    65536 and listen somewhere else)."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{what}: port must be 0-65535, got {port}")
     try:
         return await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
