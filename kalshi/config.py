@@ -597,6 +597,12 @@ def _check(value: Any) -> list[str]:
         if form not in ("text", "json"):
             problems.append(f"logging.format: expected text or json, got {form!r}")
         problems.extend(_check_ranges(value, ""))
+        http, metrics = value.http, value.metrics
+        shared = metrics.enabled and http.port != 0 and http.port == metrics.port
+        if shared and http.host != metrics.host:  # one server answers both on one port
+            problems.append(
+                f"metrics.host: must equal http.host ({http.host}) when both use port {http.port}"
+            )
     return problems
 
 

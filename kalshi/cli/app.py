@@ -36,8 +36,10 @@ app = App(
     help="Record the complete public market data of the Kalshi exchange, tick-perfect.",
     version=__version__,
 )
-console = Console()
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a line is never wrapped at the console's width (80 columns without a terminal),
+# so a URL, a key id or a ``rows written`` dict stays one line a script can read.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
 _log = logging.getLogger("kalshi.cli")

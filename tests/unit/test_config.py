@@ -473,3 +473,23 @@ def test_cli_dedup_without_config_exits_2_with_each_missing_key(tmp_path: Path) 
         2,
         "config error: production.url: the production database URL is required\n",
     )
+
+
+def test_one_port_for_health_and_metrics_needs_one_host() -> None:
+    clash = {"http.port": 9000, "metrics.port": 9000, "metrics.host": "0.0.0.0"}
+    for kind in (GathererConfig, DedupConfig):
+        with pytest.raises(ConfigError) as info:
+            load_config(None, kind, env={}, overrides=clash)
+        assert info.value.problems == [
+            "metrics.host: must equal http.host (127.0.0.1) when both use port 9000"
+        ]
+        shared = load_config(None, kind, env={}, overrides={**clash, "metrics.host": "127.0.0.1"})
+        assert (shared.http.port, shared.metrics.port) == (9000, 9000)
+
+
+def test_cli_sim_port_out_of_range_exits_2(tmp_path: Path) -> None:
+    for port in ("99999", "-1"):
+        result = _kalshi("sim", "--port", port, "--markets", "5", cwd=tmp_path)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == f"error: --port must be between 0 and 65535, got {port}\n"
+    assert not (tmp_path / ".kalshi").exists()  # refused before writing a key
