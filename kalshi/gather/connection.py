@@ -29,6 +29,7 @@ from kalshi.models.frames import Message
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
 from kalshi.net.clock import clock_hint
+from kalshi.net.clock import mono_us as trio_mono_us
 from kalshi.pipeline import CONTROL_TYPES, Outcome
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
 
@@ -241,6 +242,7 @@ class Connection:
         conn_id = self.conn_id
         wall_us = ctx.wall_us
         mono_us = ctx.mono_us
+        trio_mono = mono_us is trio_mono_us  # the default: the Trio time just read, in µs
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
         self.blocked = False
@@ -260,7 +262,8 @@ class Connection:
                 now = trio.current_time()
                 self._frame_no = frame_no = self._frame_no + 1
                 if journal is not None:
-                    journal.record_frame(conn_id, frame_no, "in", wall, mono_us(), raw)
+                    mono = int(now * 1_000_000) if trio_mono else mono_us()
+                    journal.record_frame(conn_id, frame_no, "in", wall, mono, raw)
                 self._alive = self.last_message_at = now
                 self._last_frame_wall = wall
                 self.messages += 1
