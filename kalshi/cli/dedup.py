@@ -103,6 +103,9 @@ async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
     exporter = _exporter(cfg)
     try:
         survey = await exporter.survey(until=until, force=force)
+        behind = survey.behind(until)
+        if behind is not None:
+            err_console.print(f"warning: {behind}", markup=False, highlight=False, soft_wrap=True)
         for held in survey.held:
             console.print(f"export: {held.reason()}", markup=False, highlight=False, soft_wrap=True)
         if survey.held and until is None:

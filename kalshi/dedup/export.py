@@ -124,6 +124,21 @@ class Survey:
 
     windows: list[tuple[str, int]]
     held: list[Held]
+    cursors: int | None = None  # where the merge cursors are (µs), read when ``until`` is given
+
+    def behind(self, until: int | None) -> str | None:
+        """A warning when the caller's ``until`` is past the merge cursors: rows received
+        since are not merged yet, so the windows it closes may miss some."""
+        if until is None or until == ALL_WINDOWS:
+            return None
+        if self.cursors is not None and self.cursors >= until:
+            return None
+        at = "no merge cursor yet" if self.cursors is None else f"at {_iso(self.cursors)}"
+        return (
+            f"the merge cursors are {at}, before --until {_iso(until)}: rows received since"
+            " are not merged yet and will not be in the windows exported now"
+            " (kalshi export --force re-exports them)"
+        )
 
 
 def _utc(us: int) -> datetime:
@@ -282,9 +297,8 @@ class Exporter:
         precede, in their market's stream, rows stamped before it, so they are merged too).
         :data:`ALL_WINDOWS` closes every window.
         """
-        horizon = (
-            until if until is not None else await self._read(self._reader.horizon, self.max_lag_us)
-        )
+        cursors = await self._read(self._reader.horizon, self.max_lag_us)
+        horizon = until if until is not None else cursors
         out: list[tuple[str, int]] = []
         held: list[Held] = []
         for table in self.tables:
@@ -303,7 +317,7 @@ class Exporter:
                     break
                 out.append((table, start))
                 at = start + self.window_us
-        return Survey(out, held)
+        return Survey(out, held, cursors)
 
     async def export(
         self, windows: Sequence[tuple[str, int]], progress: Progress | None = None
