@@ -117,13 +117,22 @@ async def backfill_trades(
 async def _backfill(
     ctx: GatherContext, rest: RestClient, registry: MarketRegistry, start: int, end: int
 ) -> int:
+    """Store the trades of ``[start, end]`` (µs); each page's body is journaled first
+    (``kind: rest``, with the trade ids another shard stores), its rows received then."""
     count = 0
     sharded = registry.shard.count > 1
-    async for trade in rest.trades(min_ts=start // 1_000_000 - 1, max_ts=end // 1_000_000 + 1):
-        if sharded and trade.ticker not in registry.markets:
-            continue
-        count += 1
-        await ctx.sink.put("trades", trade_row(trade, ctx.gatherer_id, ctx.wall_us(), "rest"))
+    pages = rest.trade_pages(min_ts=start // 1_000_000 - 1, max_ts=end // 1_000_000 + 1)
+    async for params, body, page in pages:
+        now = ctx.wall_us()
+        kept = [t for t in page if not sharded or t.ticker in registry.markets]
+        if ctx.journal is not None:
+            skipped = [t.trade_id for t in page if sharded and t.ticker not in registry.markets]
+            ctx.journal.record_rest(
+                now, ctx.mono_us(), body, path="/markets/trades", params=params, skipped=skipped
+            )
+        count += len(kept)
+        for trade in kept:
+            await ctx.sink.put("trades", trade_row(trade, ctx.gatherer_id, now, "rest"))
     metrics.BACKFILLED_TRADES.inc(count)
     return count
 

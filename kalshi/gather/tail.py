@@ -6,8 +6,9 @@ held in its writers' memory is on disk. :func:`journal_tail` reads the journal f
 can hold such frames (from the one open at the ingest watermark on; without a watermark
 the newest three), feeds every record through the live pipeline as ``kalshi replay``
 does, and keeps the rows of the frames after the newest one the database acknowledged,
-per connection and table (``kalshi.store.recovery.acknowledged``). Rows the database
-already holds are dropped again by their keys when written, so nothing is doubled.
+per connection and table (``kalshi.store.recovery.acknowledged``), and the rows of the
+REST answers and gap markers journaled since the watermark. Rows the database already
+holds are dropped again by their keys when written, so nothing is doubled.
 """
 
 from __future__ import annotations
@@ -98,7 +99,12 @@ def journal_tail(
         rows = replayer.feed(item)
         if not isinstance(item, JournalRecord):
             continue
-        if item.kind != "frame" or item.direction != "in" or item.wall_us < mark:
+        if item.wall_us < mark:
+            continue
+        if item.kind != "frame":  # REST pages and gap rows: their keys drop stored ones
+            tail.rows += rows
+            continue
+        if item.direction != "in":
             continue
         tail.end = item.wall_us if tail.end is None else max(tail.end, item.wall_us)
         for table, _ in rows:

@@ -231,6 +231,15 @@ class RestClient:
     ) -> AsyncIterator[Trade]:
         """Trades in ``[min_ts, max_ts]`` (Unix seconds, inclusive), every page; raises
         :class:`PaginationError` on a repeated cursor or past ``max_pages``."""
+        async for _, _, page in self.trade_pages(min_ts=min_ts, max_ts=max_ts, ticker=ticker):
+            for trade in page:
+                yield trade
+
+    async def trade_pages(
+        self, *, min_ts: int | None = None, max_ts: int | None = None, ticker: str | None = None
+    ) -> AsyncIterator[tuple[dict[str, Any], bytes, list[Trade]]]:
+        """:meth:`trades` a page at a time: (the request's params, the body as received,
+        its trades), for a caller that journals the body (``docs/journal.md``)."""
         pages = Pages("/markets/trades", self.max_pages)
         while True:
             params: dict[str, Any] = {"limit": 1000}
@@ -242,9 +251,12 @@ class RestClient:
                 params["ticker"] = ticker
             if pages.cursor:
                 params["cursor"] = pages.cursor
-            page, cursor = await self._decoded("/markets/trades", params, decode_trades_page)
-            for trade in page:
-                yield trade
+            body = await self.get("/markets/trades", params)
+            try:
+                page, cursor = decode_trades_page(body)
+            except DecodeError as exc:
+                raise type(exc)(f"GET /markets/trades: {exc}") from None
+            yield params, body, page
             if not pages.advance(cursor):
                 return
 

@@ -21,10 +21,13 @@ import trio
 from attrs import define, field, frozen
 
 from kalshi.config import StoreConfig
+from kalshi.errors import DecodeError
 from kalshi.journal import JournalProblem, JournalRecord
+from kalshi.journal.format import REST
 from kalshi.models.rows import Row
 from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
 from kalshi.replay.continuity import Continuity
+from kalshi.replay.outside import made_outside
 from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import Store, open_store
 from kalshi.store.schema import TABLES
@@ -131,6 +134,15 @@ class Replayer:
         wall = item.wall_us
         if flt.end_us is not None and wall > flt.end_us:
             return []
+        if item.kind == REST or (item.kind == "gap" and "row" in item.detail):
+            stats.markers += 1
+            try:
+                made = made_outside(item)
+            except (DecodeError, ValueError, TypeError) as exc:
+                stats.frame_problems["invalid_record"] += 1
+                log.warning("%s record at %d: %s", item.kind, wall, exc)
+                return []
+            return self._kept(wall, made)
         if item.kind != "frame":
             stats.markers += 1
             if item.kind == "disconnect":
@@ -164,6 +176,17 @@ class Replayer:
         counts = stats.rows
         for table, _ in rows:
             counts[table] += 1
+        return rows
+
+    def _kept(self, wall: int, rows: list[tuple[str, Row]]) -> list[tuple[str, Row]]:
+        """The filter's choice of rows made outside the pipeline (REST, the gatherer's gaps)."""
+        flt = self.filter
+        if not rows or (flt.start_us is not None and wall < flt.start_us):
+            return []
+        if flt.tickers or flt.tables or flt.channels:
+            rows = [(t, r) for t, r in rows if flt.wants(t, r, "trade" if t == "trades" else None)]
+        for table, _ in rows:
+            self.stats.rows[table] += 1
         return rows
 
     def feed_all(self, items: Iterable[JournalRecord | JournalProblem]) -> list[tuple[str, Row]]:
