@@ -338,6 +338,10 @@ _CONTENT = {
     "tickers": "*",
     "market_lifecycle": "exchange_ts, received_at, ticker, event_type, conn_id, frame_no",
     "gaps": "*",
+    # the registry's markets; updated_at is when the live gatherer handled a lifecycle
+    # frame, the frame's receipt in a replay
+    "markets": "ticker, event_ticker, status, market_type, title, open_time, close_time,"
+    " gatherer_id, payload::text",
 }
 
 
