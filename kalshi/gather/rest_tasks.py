@@ -14,9 +14,10 @@ from kalshi.gather.context import Backfill, GatherContext
 from kalshi.gather.layout import Layout
 from kalshi.gather.registry import MarketRegistry
 from kalshi.models.book import BookSnapshot
-from kalshi.models.rows import GapRow, SnapshotRow
+from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, RestClient
-from kalshi.pipeline import book_json, trade_row
+from kalshi.pipeline import trade_row
+from kalshi.replay.outside import ORDERBOOKS_PATH, polled_row
 
 __all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
 
@@ -158,13 +159,17 @@ async def poll_snapshots(
         for i in range(0, len(tickers), ORDERBOOKS_PER_REQUEST):
             batch = tickers[i : i + ORDERBOOKS_PER_REQUEST]
             try:
-                snaps = await rest.orderbooks(batch)
+                params, body, snaps = await rest.orderbooks_page(batch)
             except NetError as exc:
                 log.warning(
                     "snapshot poll of %d markets from %s failed: %s", len(batch), batch[0], exc
                 )
                 continue
             now = ctx.wall_us()
+            if ctx.journal is not None:  # before its rows are made, as a frame is
+                ctx.journal.record_rest(
+                    now, ctx.mono_us(), body, path=ORDERBOOKS_PATH, params=params
+                )
             for snap in snaps:
                 mismatched.extend(await _polled(ctx, snap, now))
         took = trio.current_time() - started
@@ -183,21 +188,7 @@ async def poll_snapshots(
 async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]:
     """Store one polled book; ``[ticker]`` when the trusted live book differs from it."""
     ticker = snap.ticker
-    row = SnapshotRow(
-        snapshot_ts=now,
-        exchange_ts=None,
-        received_at=now,
-        gatherer_id=ctx.gatherer_id,
-        ticker=ticker,
-        source="rest",
-        yes_bids=book_json(snap.yes),
-        no_bids=book_json(snap.no),
-        conn_id=0,
-        frame_no=0,
-        sid=None,
-        seq=None,
-    )
-    await ctx.sink.put("orderbook_snapshots", row)
+    await ctx.sink.put("orderbook_snapshots", polled_row(snap, ctx.gatherer_id, now))
     polled = OrderBook.from_snapshot(snap)
     bid, ask = polled.best_yes_bid(), polled.best_yes_ask()
     if bid is not None and ask is not None and bid[0] >= ask[0]:  # counted like the live path

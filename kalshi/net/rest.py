@@ -223,8 +223,20 @@ class RestClient:
     async def orderbooks(self, tickers: Sequence[str]) -> list[BookSnapshot]:
         """Whole books of up to 100 markets in one request (``GET /markets/orderbooks``,
         kalshi-api.md §4.5); markets the exchange does not return are left out."""
-        params = {"tickers": list(tickers)}
-        return await self._decoded("/markets/orderbooks", params, decode_orderbooks)
+        _, _, books = await self.orderbooks_page(tickers)
+        return books
+
+    async def orderbooks_page(
+        self, tickers: Sequence[str]
+    ) -> tuple[dict[str, Any], bytes, list[BookSnapshot]]:
+        """:meth:`orderbooks` with the request's params and the body as received, for a
+        caller that journals the body (``docs/journal.md``)."""
+        params: dict[str, Any] = {"tickers": list(tickers)}
+        body = await self.get("/markets/orderbooks", params)
+        try:
+            return params, body, decode_orderbooks(body)
+        except DecodeError as exc:
+            raise type(exc)(f"GET /markets/orderbooks: {exc}") from None
 
     async def trades(
         self, *, min_ts: int | None = None, max_ts: int | None = None, ticker: str | None = None

@@ -1,18 +1,39 @@
 """Rows the gatherer made outside the WebSocket pipeline, from their journal records: REST
-answers (``kind: rest``: trade backfill pages) and the gap rows it wrote itself (``gap``
-markers holding the row: reconnect, outage, backfill, subscription_refused, stopped, a
-crossed REST book). ``docs/journal.md``, "Line format"."""
+answers (``kind: rest``: trade backfill pages, the snapshot poller's books) and the gap
+rows it wrote itself (``gap`` markers holding the row: reconnect, outage, backfill,
+subscription_refused, stopped, a crossed REST book). ``docs/journal.md``, "Line format"."""
 
 from __future__ import annotations
 
 from kalshi.journal import JournalRecord
-from kalshi.models.rows import GapRow, Row
-from kalshi.pipeline import trade_row
-from kalshi.wire.rest import decode_trades_page
+from kalshi.models.book import BookSnapshot
+from kalshi.models.rows import GapRow, Row, SnapshotRow
+from kalshi.pipeline import book_json, trade_row
+from kalshi.wire.rest import decode_orderbooks, decode_trades_page
 
-__all__ = ["made_outside"]
+__all__ = ["ORDERBOOKS_PATH", "TRADES_PATH", "made_outside", "polled_row"]
 
 TRADES_PATH = "/markets/trades"
+ORDERBOOKS_PATH = "/markets/orderbooks"  # the snapshot poller (kalshi-api.md §4.5)
+
+
+def polled_row(snap: BookSnapshot, gatherer_id: str, received_at: int) -> SnapshotRow:
+    """The ``orderbook_snapshots`` row of a REST book received at ``received_at`` (µs):
+    ``source='rest'``, dated by its receipt (a REST book has no exchange time)."""
+    return SnapshotRow(
+        snapshot_ts=received_at,
+        exchange_ts=None,
+        received_at=received_at,
+        gatherer_id=gatherer_id,
+        ticker=snap.ticker,
+        source="rest",
+        yes_bids=book_json(snap.yes),
+        no_bids=book_json(snap.no),
+        conn_id=0,
+        frame_no=0,
+        sid=None,
+        seq=None,
+    )
 
 
 def made_outside(item: JournalRecord) -> list[tuple[str, Row]]:
@@ -25,7 +46,13 @@ def made_outside(item: JournalRecord) -> list[tuple[str, Row]]:
         if not isinstance(row, list) or len(row) != len(GapRow._fields):
             raise ValueError(f"gap marker: expected {len(GapRow._fields)} values, got {row!r}")
         return [("gaps", GapRow(*row))]
-    if item.detail.get("path") != TRADES_PATH:
+    path = item.detail.get("path")
+    if path == ORDERBOOKS_PATH:  # a crossed book's gap row is a gap marker of its own
+        books = decode_orderbooks(item.raw)
+        return [
+            ("orderbook_snapshots", polled_row(s, item.gatherer_id, item.wall_us)) for s in books
+        ]
+    if path != TRADES_PATH:
         return []
     skipped = set(item.detail.get("skipped") or ())
     trades, _ = decode_trades_page(item.raw)

@@ -213,6 +213,13 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
         "its window closes when every gatherer's cursor passes" in line for line in held[:-2]
     )
     assert not out.exists()
+    # the same hour asked for with --until a second before its end: every table says so
+    printed = await kalshi("export", "--until", "2026-01-01T00:59:59Z")
+    assert printed.splitlines() == [
+        f"export: {table} held back from 2026-01-01T00:00:00Z: its window ends at"
+        " 2026-01-01T01:00:00Z, after --until"
+        for table in ("trades", "orderbook_deltas", "orderbook_snapshots", "tickers", "gaps")
+    ] + ["export: no closed window to export"]
     printed = await kalshi("dedup", "--once", "--all-windows")
     assert printed.splitlines()[-1].startswith("exported 5 windows, ")
     with connect_db(production) as db:

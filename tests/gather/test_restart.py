@@ -58,7 +58,13 @@ def _journal_ends(journal: Path) -> dict[str, int]:
 
 
 def _config(
-    sim: Any, tmp_path: Path, db_url: str, port: int, writers: dict[str, Any] | None = None
+    sim: Any,
+    tmp_path: Path,
+    db_url: str,
+    port: int,
+    writers: dict[str, Any] | None = None,
+    *,
+    poller: bool = False,
 ) -> Path:
     key = tmp_path / "key.pem"
     key.write_bytes(sim.private_key_pem)
@@ -82,7 +88,7 @@ def _config(
         or {"trades": {"flush_interval": "50ms"}, "orderbook": {"flush_interval": "50ms"}},
         "spool": {"dir": str(tmp_path / "spool"), "dead_letter_dir": str(tmp_path / "dead")},
         "journal": {"dir": str(tmp_path / "journal"), "compress": False},
-        "snapshot_poller": {"enabled": False},
+        "snapshot_poller": {"enabled": poller, "interval": "1s"},
         "http": {"port": port},
         "metrics": {"enabled": False},
     }
@@ -344,13 +350,14 @@ async def test_a_database_rebuilt_from_the_journal_equals_the_original(
     db_url: str, rebuilt_url: str, tmp_path: Path
 ) -> None:
     # A run, a stop, trades while down, a restart: the original holds WebSocket rows, the
-    # trades backfilled over REST (source 'rest') and the gatherer's outage gaps.
+    # trades backfilled over REST and the books polled over REST (source 'rest'), and the
+    # gatherer's outage gaps.
     async with open_sim_exchange(
         markets=30, active=15, rate=400.0, seed=29, port=0, start_us=PINNED_START_US
     ) as sim:
         sim.engine.pause()
         port = free_port()
-        path = _config(sim, tmp_path, db_url, port)
+        path = _config(sim, tmp_path, db_url, port, poller=True)
         command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
         procs: list[trio.Process] = []
         try:
@@ -361,7 +368,16 @@ async def test_a_database_rebuilt_from_the_journal_equals_the_original(
                     await _wait_live(port)
                     made = len(sim.truth.trades)
                     sim.engine.resume()
-                    await wait_for(lambda: len(sim.truth.trades) >= made + 150)  # noqa: B023
+                    await wait_for(
+                        lambda: (
+                            len(sim.truth.trades) >= made + 150  # noqa: B023
+                            and _count(
+                                db_url,
+                                "SELECT count(*) FROM orderbook_snapshots WHERE source = 'rest'",
+                            )
+                            > 0
+                        )
+                    )
                     if run == 0:
                         proc.send_signal(signal.SIGTERM)
                         assert await proc.wait() == 0
@@ -392,6 +408,7 @@ async def test_a_database_rebuilt_from_the_journal_equals_the_original(
     assert replay.returncode == 0, replay.stderr.decode()
     assert _count(db_url, "SELECT count(*) FROM trades WHERE source = 'rest'") > 0
     assert _count(db_url, "SELECT count(*) FROM gaps WHERE kind = 'outage'") == 5
+    assert _count(db_url, "SELECT count(*) FROM orderbook_snapshots WHERE source = 'rest'") > 0
     for table in _CONTENT:  # table by table, every row
         original, rebuilt = _content(db_url, table), _content(rebuilt_url, table)
         assert rebuilt == original, (table, sum(original.values()), sum(rebuilt.values()))
