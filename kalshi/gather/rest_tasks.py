@@ -32,11 +32,15 @@ async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketReg
     async for params, body, page in rest.market_bodies():
         listed += len(page)
         now = ctx.wall_us()
-        if ctx.journal is not None:  # with the shard: replay keeps the same markets
+        rows = registry.upsert(page, now)
+        if rows and ctx.journal is not None:
+            # Only pages that change the registry (a page of unchanged markets changes
+            # nothing in a replay's either): a re-list every few minutes costs no journal.
+            # With the shard: a replay's registry keeps the same markets.
             ctx.journal.record_rest(
                 now, ctx.mono_us(), body, path=MARKETS_PATH, params=params, shard=ctx.cfg.shard
             )
-        for row in registry.upsert(page, now):
+        for row in rows:
             await ctx.sink.put("markets", row)
     for status, count in registry.status_counts().items():
         metrics.MARKETS.labels(status).set(count)
