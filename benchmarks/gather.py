@@ -320,6 +320,9 @@ def main() -> None:
         "gather",
         {"blast events": args.events, "markets": args.markets, "journal": "on (zstd)"},
     )
+    # first, while this process is small: its peak RSS is the registry's, not the blast's
+    # captured frames' (peak RSS only grows)
+    registry = registry_rss(args.registry_markets, args.registry_books)
     rows: list[list[object]] = []
     bare: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -386,7 +389,6 @@ def main() -> None:
         " (also the row hand-off, the writers' Trio tasks, metrics, scheduling, GC).",
     )
     benchmark_rss = peak_rss_mib()
-    registry = registry_rss(args.registry_markets, args.registry_books)
     results.table(
         "Peak RSS (MiB; goal <= 1 024)",
         ["what", "MiB"],
