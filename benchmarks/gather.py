@@ -1,7 +1,7 @@
 """End-to-end gatherer throughput against the simulator's blast mode, next to the bare
 receive loop of each transport in the same run; and peak RSS at 250 000 markets.
 
-    python benchmarks/gather.py [--events 200000] [--markets 100] [--smoke] [--results DIR]
+    python benchmarks/gather.py [--events 600000] [--markets 100] [--smoke] [--results DIR]
 
 The simulator runs in its own process (as the real exchange would be elsewhere); the
 gatherer writes into an embedded PostgreSQL in a temporary directory, with its journal on.
@@ -14,27 +14,39 @@ metrics server; the ``tuned`` run also raises the order-book writer's batch to 5
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import math
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
+from websockets.client import ClientProtocol
+from websockets.uri import parse_uri
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import Results, add_common, peak_rss_mib
 
 from kalshi.auth import Signer, load_private_key
-from kalshi.config import load_gatherer_config
+from kalshi.config import JournalConfig, load_gatherer_config
 from kalshi.gather.service import Gatherer
+from kalshi.journal import JournalWriter
+from kalshi.journal.format import encode_frame
 from kalshi.net import RestClient, get_transport, system_wall_us
+from kalshi.net.streams import READ_BYTES
+from kalshi.pipeline import FrameProcessor
 from kalshi.store import EmbeddedPostgres, migrate
-from kalshi.wire import encode_command, subscribe_cmd
+from kalshi.wire import decode_ws, encode_command, subscribe_cmd
 
 PORT = 8791
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
 def start_sim(events: int, markets: int, key: Path) -> tuple[subprocess.Popen[str], str]:
@@ -77,29 +89,52 @@ async def tickers(rest_url: str) -> list[str]:
 
 
 async def bare_receive(
-    transport: str, url: str, signer: Signer, markets: list[str]
+    transport: str,
+    url: str,
+    signer: Signer,
+    markets: list[str],
+    journal_dir: str = "",
+    keep: list[bytes] | None = None,
 ) -> tuple[int, float]:
-    """Frames and seconds from the first to the last frame of one blast."""
+    """Frames and seconds from the first to the last frame of one blast. With
+    ``journal_dir``, each frame is also journaled as the gatherer does (stamped, one line,
+    the shipped journal settings: zstd, flushed in a thread): the receive half of a
+    gatherer split in two processes, the other doing decode, books and rows."""
     connect = get_transport(transport)
     headers = signer.headers("GET", url, system_wall_us() // 1000)
     count, first, last = 0, 0.0, 0.0
-    async with connect(url, headers, 1 << 24) as ws:
-        await ws.send(encode_command(subscribe_cmd(1, ["orderbook_delta"], markets)))
-        while True:
-            with trio.move_on_after(2.0) as idle:
-                await ws.receive()
-            if idle.cancelled_caught:
-                break
-            count += 1
-            last = time.perf_counter()
-            if count == 1:
-                first = last
+    async with trio.open_nursery() as nursery:
+        journal = None
+        if journal_dir:
+            journal = JournalWriter(JournalConfig(dir=journal_dir), "bench-split")
+            await nursery.start(journal.run)
+        async with connect(url, headers, 1 << 24) as ws:
+            await ws.send(encode_command(subscribe_cmd(1, ["orderbook_delta"], markets)))
+            while True:
+                with trio.move_on_after(2.0) as idle:
+                    raw = await ws.receive()
+                if idle.cancelled_caught:
+                    break
+                count += 1
+                if keep is not None:
+                    keep.append(raw if isinstance(raw, bytes) else raw.encode())
+                if journal is not None:
+                    journal.record_frame(
+                        1, count, "in", system_wall_us(), time.monotonic_ns() // 1000, raw
+                    )
+                last = time.perf_counter()
+                if count == 1:
+                    first = last
+        nursery.cancel_scope.cancel()
     return count, last - first
 
 
-async def gatherer_run(cfg_overrides: dict[str, object], db_url: str) -> tuple[int, float, float]:
+async def gatherer_run(
+    cfg_overrides: dict[str, object], db_url: str
+) -> tuple[int, float, float, float]:
     """Frames processed, seconds to process them (first frame to last), seconds until the
-    database acknowledged every order-book row (nothing left in memory or in the spool)."""
+    database acknowledged every order-book row (nothing left in memory or in the spool),
+    and the CPU seconds of the event-loop thread from the first frame to the last."""
     cfg = load_gatherer_config(None, overrides=cfg_overrides)
     signer = Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
     gatherer = Gatherer(cfg, db_url, signer=signer)
@@ -109,6 +144,7 @@ async def gatherer_run(cfg_overrides: dict[str, object], db_url: str) -> tuple[i
         while conn.messages == 0:  # noqa: ASYNC110 - polling the task under measurement
             await trio.sleep(0.001)
         start = time.perf_counter()  # from the first frame: listing and connecting excluded
+        cpu_start, cpu_last = time.thread_time(), 0.0
         store = gatherer.store
         assert store is not None
         books = ("orderbook_deltas", "orderbook_snapshots")
@@ -125,12 +161,80 @@ async def gatherer_run(cfg_overrides: dict[str, object], db_url: str) -> tuple[i
             now = time.perf_counter()
             if conn.messages != seen:
                 seen, last_change, committed_at = conn.messages, now, None
+                cpu_last = time.thread_time()
             elif committed_at is None and all_committed():
                 committed_at = now
         processed = last_change - start
         stored = committed_at - start
         nursery.cancel_scope.cancel()
-    return conn.messages, processed, stored
+    return conn.messages, processed, stored, cpu_last - cpu_start
+
+
+def _cpu_us(frames: list[bytes], work: Callable[[list[bytes]], object]) -> float:
+    """CPU µs a frame of ``work`` over ``frames``, best of three."""
+    best = math.inf
+    for _ in range(3):
+        start = time.process_time()
+        work(frames)
+        best = min(best, time.process_time() - start)
+    return best / len(frames) * 1e6
+
+
+def _ws_stream(frames: list[bytes]) -> tuple[ClientProtocol, list[bytes]]:
+    """A client protocol past its handshake, and the frames as the server sends them
+    (unmasked text frames), cut in reads of the transport's size."""
+    protocol = ClientProtocol(parse_uri("ws://127.0.0.1/"), max_size=1 << 24)
+    request = protocol.connect()
+    protocol.send_request(request)
+    key = request.headers["Sec-WebSocket-Key"]
+    accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest()).decode()
+    protocol.receive_data(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: %s\r\n\r\n" % accept.encode()
+    )
+    protocol.events_received()
+    out = bytearray()
+    for frame in frames:
+        n = len(frame)
+        head = (
+            struct.pack("!BB", 0x81, n) if n < 126
+            else struct.pack("!BBH", 0x81, 126, n) if n < 1 << 16
+            else struct.pack("!BBQ", 0x81, 127, n)
+        )  # fmt: skip
+        out += head + frame
+    return protocol, [bytes(out[i : i + READ_BYTES]) for i in range(0, len(out), READ_BYTES)]
+
+
+def stage_costs(frames: list[bytes]) -> list[list[object]]:
+    """CPU µs a frame of each step the gatherer's receiving task takes, over the blast's
+    own frames, in this process (no socket, no database): where a frame's time goes."""
+    protocol, reads = _ws_stream(frames)
+
+    def parse(_: list[bytes]) -> None:
+        for data in reads:
+            protocol.receive_data(data)
+            for event in protocol.events_received():
+                bytes(event.data)
+
+    def journal_line(batch: list[bytes]) -> None:
+        for n, raw in enumerate(batch):
+            encode_frame("bench", 1, n, "in", 1_796_000_000_000_000 + n, n, raw)
+
+    def decode(batch: list[bytes]) -> None:
+        for raw in batch:
+            decode_ws(raw)
+
+    def pipeline(batch: list[bytes]) -> None:
+        processor = FrameProcessor("bench")
+        for n, raw in enumerate(batch):
+            processor.process(1, n, 1_796_000_000_000_000 + n, raw)
+
+    return [
+        ["WebSocket parse (websockets ClientProtocol)", _cpu_us(frames, parse)],
+        ["journal line (encode_frame: JSON, CRC)", _cpu_us(frames, journal_line)],
+        ["decode (decode_ws; part of the pipeline below)", _cpu_us(frames, decode)],
+        ["pipeline (FrameProcessor.process: decode, seq, book, rows)", _cpu_us(frames, pipeline)],
+    ]
 
 
 def registry_rss(markets: int, books: int) -> float:
@@ -201,7 +305,9 @@ def overrides(transport: str, config: str, tmp: str, rest_url: str, ws_url: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    # ~400 000 frames: seconds of blast, so the committed rate is the sustained one and not
+    # the last batch's flush_interval (0.5 s by default) over a short burst
+    parser.add_argument("--events", type=int, default=600_000)
     parser.add_argument("--markets", type=int, default=100)
     parser.add_argument("--registry-markets", type=int, default=250_000)
     parser.add_argument("--registry-books", type=int, default=20_000)
@@ -226,22 +332,38 @@ def main() -> None:
             signer = Signer(key_id, load_private_key(str(key)))
             markets = trio.run(tickers, rest_url)
             bare_rows = []
+            frames: list[bytes] = []
             for transport in TRANSPORTS:
-                count, seconds = trio.run(bare_receive, transport, ws_url, signer, markets)
+                keep = frames if transport == "websockets" else None
+                count, seconds = trio.run(
+                    bare_receive, transport, ws_url, signer, markets, "", keep
+                )
                 bare[transport] = count / seconds
                 bare_rows.append([transport, count, bare[transport]])
+            count, seconds = trio.run(
+                bare_receive, "websockets", ws_url, signer, markets, f"{tmp}/journal-split"
+            )
+            bare_rows.append(["websockets + journal (the receive half of a split)", count,
+                              count / seconds])  # fmt: skip
             results.table(
-                "Bare receive loop (frames, msgs/s)", ["transport", "frames", "msgs/s"], bare_rows
+                "Bare receive loop (frames, msgs/s)",
+                ["transport", "frames", "msgs/s"],
+                bare_rows,
+                note="websockets + journal: each frame also stamped and journaled as the"
+                " gatherer does; what a receiving process would reach if decode, books and"
+                " rows ran in a second process (a prototype's bound, not a mode).",
             )
             with EmbeddedPostgres(Path(tmp) / "pg") as pg:
                 migrate(pg.url)
                 for transport, config in RUNS:
                     cfg = overrides(transport, config, tmp, rest_url, ws_url, key_id, key)
-                    frames, processed, stored = trio.run(gatherer_run, cfg, pg.url)
+                    count, processed, stored, cpu = trio.run(gatherer_run, cfg, pg.url)
                     rows.append(
-                        [transport, config, frames, frames / processed, frames / stored,
-                         frames / processed / bare[transport], frames / stored / bare[transport]]
+                        [transport, config, count, count / processed, count / stored,
+                         count / processed / bare[transport], count / stored / bare[transport]]
                     )  # fmt: skip
+                    if (transport, config) == ("websockets", "default"):
+                        loop_us = cpu / count * 1e6
         finally:
             sim.terminate()
             sim.wait()
@@ -254,6 +376,15 @@ def main() -> None:
         note="processed: frames through journal, decode, book and rows into the writers'"
         " channels, first to last frame; committed: until the database acknowledged every row.",
     )  # fmt: skip
+    stages = stage_costs(frames)
+    results.table(
+        "Where a frame's CPU goes (µs a frame, the receiving task's steps)",
+        ["step", "µs"],
+        [*stages, ["the gatherer's event-loop thread, whole (websockets, default)", loop_us]],
+        note="each step alone over this blast's frames in this process, best of three; the"
+        " whole: CPU time of the gatherer's event-loop thread per frame in the run above"
+        " (also the row hand-off, the writers' Trio tasks, metrics, scheduling, GC).",
+    )
     benchmark_rss = peak_rss_mib()
     registry = registry_rss(args.registry_markets, args.registry_books)
     results.table(

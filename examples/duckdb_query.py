@@ -75,7 +75,7 @@ def query(
     return columns, result.fetchall()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--dir", help="a directory holding <table>/date=.../hour=.../ folders")
@@ -86,10 +86,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sql", nargs="?", default=DEFAULT_SQL, help="SQL over the tables")
     args = parser.parse_args(argv)
     filesystem, root = _filesystem(args)
-    columns, rows = query(filesystem, root, args.sql)
+    try:
+        columns, rows = query(filesystem, root, args.sql)
+    except duckdb.CatalogException as exc:
+        # a table that was never exported: one line, with what is there
+        found = sorted(connect(filesystem, root).execute("SHOW TABLES").fetchall())
+        first = str(exc).splitlines()[0].removeprefix("Catalog Error: ")
+        have = ", ".join(t for (t,) in found) or "none"
+        print(f"error: {first} (exported tables under {root}: {have})", file=sys.stderr)
+        return 1
+    except duckdb.Error as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
     print("\t".join(columns))
     for row in rows:
         print("\t".join("" if v is None else str(v) for v in row))
+    return 0
 
 
 if __name__ == "__main__":

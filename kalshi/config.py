@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 import cattrs
@@ -574,15 +575,19 @@ def _check(value: Any) -> list[str]:
                 "gatherer_id: expected 1-64 of A-Z a-z 0-9 _ . - (not starting with a dot),"
                 f" got {value.gatherer_id!r}"
             )
-        for table in attrs.fields(WritersConfig):
-            writer = getattr(value.writers, table.name)
-            if writer.batch_size < 1:
-                problems.append(f"writers.{table.name}.batch_size: expected at least 1")
         if value.mode == "production" and not value.timescaledb.url:
             problems.append(
                 "timescaledb.url: required in production mode (local mode starts an embedded"
                 " PostgreSQL when it is empty)"
             )
+    if isinstance(value, DedupConfig):
+        seen: dict[str, int] = {}
+        for index, source in enumerate(value.gatherers):
+            if source.id in seen:
+                problems.append(
+                    f"gatherers[{index}].id: {source.id!r} repeats gatherers[{seen[source.id]}].id"
+                )
+            seen.setdefault(source.id, index)
     if isinstance(value, GathererConfig | DedupConfig):
         if value.mode not in MODES:
             problems.append(f"mode: expected local or production, got {value.mode!r}")
@@ -591,6 +596,85 @@ def _check(value: Any) -> list[str]:
             problems.append(f"logging.level: expected debug, info, warning or error, got {level!r}")
         if form not in ("text", "json"):
             problems.append(f"logging.format: expected text or json, got {form!r}")
+        problems.extend(_check_ranges(value, ""))
+        http, metrics = value.http, value.metrics
+        shared = metrics.enabled and http.port != 0 and http.port == metrics.port
+        if shared and http.host != metrics.host:  # one server answers both on one port
+            problems.append(
+                f"metrics.host: must equal http.host ({http.host}) when both use port {http.port}"
+            )
+    return problems
+
+
+# The range or shape of a value, by its key's name wherever the key appears: (accepts the
+# value, what is expected). Types are checked before (cattrs); these are what a type cannot
+# say. A problem reads ``metrics.port: expected a port 0-65535 (0 disables), got 99999``.
+_POSITIVE_COUNT = (lambda v: v is None or v >= 1, "an integer >= 1")
+_POSITIVE_DURATION = (lambda v: v > 0, "a duration > 0")
+_POSITIVE_SIZE = (lambda v: v >= 1, "a size of at least 1 byte")
+_DB_URL = (
+    lambda v: v == "" or _url_scheme(v) in ("postgres", "postgresql") or "=" in v,
+    "a postgresql://user@host:port/database URL (or a libpq key=value string)",
+)
+_RULES: dict[str, tuple[Any, str]] = {
+    "port": (lambda v: 0 <= v <= 65535, "a port 0-65535 (0 disables)"),
+    "host": (lambda v: v != "", "a host name or address"),
+    "rest_url": (lambda v: _url_scheme(v) in ("http", "https"), "an http:// or https:// URL"),
+    "ws_url": (lambda v: _url_scheme(v) in ("ws", "wss"), "a ws:// or wss:// URL"),
+    "endpoint": (lambda v: v == "" or _url_scheme(v) in ("http", "https"), "an http(s):// URL"),
+    "url": _DB_URL,
+    "timescaledb": _DB_URL,  # a gatherer source of the deduplicator
+    "rest_rate_limit": (lambda v: v > 0, "a number > 0"),
+    "commands_per_second": (lambda v: v > 0, "a number > 0"),
+    "max_connections": _POSITIVE_COUNT,
+    "batch_size": _POSITIVE_COUNT,
+    "max_markets": _POSITIVE_COUNT,
+    "markets_per_command": _POSITIVE_COUNT,
+    "crossed_book_frames": _POSITIVE_COUNT,
+    "memory_rows": (lambda v: v >= 0, "an integer >= 0"),
+    "max_frame_bytes": _POSITIVE_SIZE,
+    "rotate_bytes": _POSITIVE_SIZE,
+    "max_buffer": _POSITIVE_SIZE,
+    "request_timeout": _POSITIVE_DURATION,
+    "silence_timeout": _POSITIVE_DURATION,
+    "ping_interval": _POSITIVE_DURATION,
+    "command_timeout": _POSITIVE_DURATION,
+    "flush_interval": _POSITIVE_DURATION,
+    "interval": _POSITIVE_DURATION,
+    "rotate_interval": _POSITIVE_DURATION,
+    "window": _POSITIVE_DURATION,
+    "poll_interval": _POSITIVE_DURATION,
+    "relist_interval": _POSITIVE_DURATION,
+}
+
+
+def _url_scheme(url: str) -> str:
+    """The scheme of ``url`` when it also names a host, else ``""``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        return ""
+    return parts.scheme.lower() if parts.hostname else ""
+
+
+def _check_ranges(node: Any, path: str) -> list[str]:
+    """Every key of ``node`` (an attrs instance, nested) against :data:`_RULES`."""
+    problems: list[str] = []
+    for item in attrs.fields(type(node)):
+        value = getattr(node, item.name)
+        where = f"{path}.{item.name}" if path else item.name
+        if attrs.has(type(value)):
+            problems.extend(_check_ranges(value, where))
+        elif isinstance(value, tuple):
+            for index, element in enumerate(value):
+                if attrs.has(type(element)):
+                    problems.extend(_check_ranges(element, f"{where}[{index}]"))
+        elif item.name in _RULES and not isinstance(value, bool):
+            accepts, expected = _RULES[item.name]
+            if not accepts(value):
+                shown = float(value) if isinstance(value, Duration) else value
+                problems.append(f"{where}: expected {expected}, got {shown!r}")
     return problems
 
 

@@ -20,6 +20,7 @@ from kalshi.errors import ConfigError, KalshiError
 
 __all__ = [
     "app",
+    "config_fail",
     "configure_logging",
     "console",
     "err_console",
@@ -35,8 +36,10 @@ app = App(
     help="Record the complete public market data of the Kalshi exchange, tick-perfect.",
     version=__version__,
 )
-console = Console()
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a line is never wrapped at the console's width (80 columns without a terminal),
+# so a URL, a key id or a ``rows written`` dict stays one line a script can read.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
 _log = logging.getLogger("kalshi.cli")
@@ -82,10 +85,16 @@ def load_or_exit(path: Path | None, kind: type[T], **kwargs: Any) -> T:
     try:
         return load_config(path, kind, **kwargs)
     except ConfigError as exc:
-        where = f"{path}: " if path else ""
-        for problem in exc.problems:
-            print(f"config error: {where}{problem}", file=sys.stderr)
-        raise SystemExit(2) from None
+        config_fail(path, exc.problems)
+
+
+def config_fail(path: Path | None, problems: list[str]) -> NoReturn:
+    """Print ``config error: PATH: PROBLEM`` per problem (the path once, also when the
+    problem already names it) to stderr and exit 2, as every config error does."""
+    for problem in problems:
+        where = f"{path}: " if path and not problem.startswith(f"{path}:") else ""
+        print(f"config error: {where}{problem}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

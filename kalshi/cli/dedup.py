@@ -13,6 +13,7 @@ from cyclopts import Parameter
 
 from kalshi.cli.app import (
     app,
+    config_fail,
     configure_logging,
     console,
     err_console,
@@ -21,7 +22,7 @@ from kalshi.cli.app import (
     stop_on_signals,
 )
 from kalshi.config import DedupConfig
-from kalshi.dedup.export import Exporter, WindowExport
+from kalshi.dedup.export import ALL_WINDOWS, Exporter, WindowExport
 from kalshi.dedup.service import Deduplicator, PassReport, serve_dedup
 from kalshi.errors import KalshiError
 from kalshi.models.units import parse_rfc3339_us
@@ -30,17 +31,22 @@ from kalshi.store import migrate
 log = logging.getLogger("kalshi.cli")
 
 
-def _checked(cfg: DedupConfig) -> DedupConfig:
+def _checked(cfg: DedupConfig, path: Path | None) -> DedupConfig:
+    """``cfg`` when it names a production database and gatherers to merge from; else every
+    missing piece as a config error (exit 2)."""
+    problems = []
     if not cfg.production.url:
-        fail("production.url: the production database URL is required")
+        problems.append("production.url: the production database URL is required")
     if not cfg.gatherers:
-        fail("gatherers: at least one gatherer database is required")
+        problems.append("gatherers: at least one gatherer database is required")
     same = [g.id for g in cfg.gatherers if g.timescaledb == cfg.production.url]
     if same:
-        fail(
+        problems.append(
             f"gatherers: {', '.join(same)} writes to the production database itself; "
             "run the gatherer against its own database and let dedup fill production"
         )
+    if problems:
+        config_fail(path, problems)
     return cfg
 
 
@@ -49,6 +55,13 @@ def dedup(
     *,
     config: Annotated[Path | None, Parameter(help="Deduplicator config (YAML).")] = None,
     once: Annotated[bool, Parameter(help="Merge everything present now, then exit.")] = False,
+    all_windows: Annotated[
+        bool,
+        Parameter(
+            help="With --once: export every window, the newest too, as if closed (the"
+            " gatherers have stopped; later rows of those windows need --force)."
+        ),
+    ] = False,
 ) -> None:
     """Merge the gatherers' databases into the production database, continuously.
 
@@ -56,17 +69,22 @@ def dedup(
     book state with gaps filled from whichever gatherer has the data. Ctrl-C or SIGTERM
     stops between transactions and exits 0.
     """
-    cfg = _checked(load_or_exit(config, DedupConfig))
+    cfg = _checked(load_or_exit(config, DedupConfig), config)
+    if all_windows and not once:
+        fail("--all-windows needs --once (a running deduplicator exports closed windows)")
     configure_logging(cfg.logging)
     try:
         for name in migrate(cfg.production.url):
             log.info("applied migration %s", name)
-        trio.run(_once if once else _serve, cfg)
+        if once:
+            trio.run(partial(_once, cfg, ALL_WINDOWS if all_windows else None))
+        else:
+            trio.run(_serve, cfg)
     except KalshiError as exc:
         fail(str(exc))
 
 
-async def _once(cfg: DedupConfig) -> None:
+async def _once(cfg: DedupConfig, until: int | None) -> None:
     dedup = Deduplicator(cfg)
     try:
         report = await dedup.run_pass(settle_us=0)
@@ -74,7 +92,7 @@ async def _once(cfg: DedupConfig) -> None:
         dedup.close()
     _summary(report)
     if cfg.s3_export.enabled:
-        await _export(cfg, until=None, force=False)
+        await _export(cfg, until=until, force=False)
 
 
 def _exporter(cfg: DedupConfig) -> Exporter:
@@ -84,9 +102,22 @@ def _exporter(cfg: DedupConfig) -> Exporter:
 async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
     exporter = _exporter(cfg)
     try:
-        plan = await exporter.plan(until=until, force=force)
+        survey = await exporter.survey(until=until, force=force)
+        behind = survey.behind(until)
+        if behind is not None:
+            err_console.print(f"warning: {behind}", markup=False, highlight=False, soft_wrap=True)
+        for held in survey.held:
+            console.print(f"export: {held.reason()}", markup=False, highlight=False, soft_wrap=True)
+        if survey.held and until is None:
+            console.print(
+                "export: if the gatherers have stopped, --all-windows exports those windows now",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        plan = survey.windows
         if not plan:
-            console.print("export: no closed window to export")
+            console.print("export: no closed window to export", markup=False, highlight=False)
             return
         if not err_console.is_terminal:
             done = await exporter.export(plan)
@@ -119,8 +150,19 @@ def export(
     *,
     config: Annotated[Path | None, Parameter(help="Deduplicator config (YAML).")] = None,
     until: Annotated[
-        str | None, Parameter(help="Treat windows ending by this RFC 3339 time as closed.")
+        str | None,
+        Parameter(
+            help="Treat every table's windows ending by this RFC 3339 time as closed"
+            " (instead of waiting for the merge cursors to pass them)."
+        ),
     ] = None,
+    all_windows: Annotated[
+        bool,
+        Parameter(
+            help="Export every window, the newest too, as if closed (the gatherers have"
+            " stopped; later rows of those windows need --force)."
+        ),
+    ] = False,
     force: Annotated[bool, Parameter(help="Re-export windows exported before.")] = False,
     local_dir: Annotated[
         str | None, Parameter(help="Write to this directory instead of S3.")
@@ -128,17 +170,22 @@ def export(
 ) -> None:
     """Export closed windows of the production database as Parquet (S3 or a directory).
 
-    Re-exporting a window replaces its files; a progress bar shows on a terminal.
+    Re-exporting a window replaces its files; a progress bar shows on a terminal. A table
+    whose next window is not closed yet gets one line saying so and why.
     """
     overrides = {"s3_export.local_dir": local_dir} if local_dir is not None else None
     cfg = load_or_exit(config, DedupConfig, overrides=overrides)
     if not cfg.production.url:
-        fail("production.url: the production database URL is required")
+        config_fail(config, ["production.url: the production database URL is required"])
     configure_logging(cfg.logging)
+    if all_windows and until is not None:
+        fail("--all-windows and --until: give one of them")
     try:
         limit = parse_rfc3339_us(until) if until is not None else None
     except KalshiError as exc:
         fail(f"--until: {exc}")
+    if all_windows:
+        limit = ALL_WINDOWS
     try:
         for name in migrate(cfg.production.url):
             log.info("applied migration %s", name)

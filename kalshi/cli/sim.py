@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 DEFAULT_PORT = 8765
 DEFAULT_KEY_PATH = Path(".kalshi/sim/key.pem")
+# The key id etc/demo.yaml signs with by default (KALSHI_SIM_KEY_ID): `kalshi sim` then
+# `kalshi gather --config etc/demo.yaml` work together with no variable set.
+DEFAULT_KEY_ID = "sim"
 
 
 @app.command
@@ -44,6 +47,9 @@ def sim(
     key_file: Annotated[
         Path, Parameter(help="Where to write the private key PEM.")
     ] = DEFAULT_KEY_PATH,
+    key_id: Annotated[
+        str, Parameter(help="The API key id it accepts (etc/demo.yaml's default).")
+    ] = DEFAULT_KEY_ID,
     truth: Annotated[
         Path | None,
         Parameter(
@@ -84,6 +90,8 @@ def sim(
 
     if not 0 <= markets <= 250_000:
         fail("--markets must be between 0 and 250000", code=2)
+    if not 0 <= port <= 65535:
+        fail(f"--port must be between 0 and 65535, got {port}", code=2)
     if tier != "none" and tier not in TIERS:
         fail(f"--tier must be one of {', '.join(TIERS)} or none", code=2)
     try:
@@ -94,6 +102,7 @@ def sim(
     options: dict[str, Any] = {
         "start_us": _start_us(start) if start else None,
         "private_key_pem": key_pem,
+        "key_id": key_id,
         "active": active,
         "tier": None if tier == "none" else tier,
         "lifecycle_every": lifecycle_every or None,
@@ -109,8 +118,8 @@ def sim(
     }
     try:
         trio.run(_run, markets, rate, seed, plan, port, blast, options, key_file, truth)
-    except OSError as exc:
-        fail(f"cannot serve on port {port}: {exc.strerror or exc}")
+    except OSError as exc:  # names the simulator, its host and port (kalshi.http.listen)
+        fail(exc.strerror or str(exc))
 
 
 def _start_us(text: str) -> int:

@@ -30,6 +30,7 @@ from kalshi.replay import (
     book_from_journal,
     book_from_rest,
     book_table,
+    latest_ticker,
 )
 from kalshi.replay.source import read_records
 from kalshi.store import connect_db, resolve_database
@@ -46,7 +47,13 @@ def snapshot(
     ] = None,
     /,
     *,
-    ticker: Annotated[str, Parameter(help="Market ticker.")],
+    ticker: Annotated[
+        str | None,
+        Parameter(
+            help="Market ticker (default with --source db: the market of the newest delta"
+            " stored, or received by --at)."
+        ),
+    ] = None,
     depth: Annotated[int | None, Parameter(help="Levels per side (default: all).")] = None,
     json: Annotated[bool, Parameter(help="Print JSON instead of a table.")] = False,
     source: Annotated[
@@ -68,7 +75,10 @@ def snapshot(
 ) -> None:
     """Print the order book of one market: YES and NO bids with cumulative depth, best
     bid/ask and spread. No data, an unknown ticker or an unreachable source: one line on
-    stderr, exit 1."""
+    stderr, exit 1.
+
+    Without ``--ticker`` (database only): the market of the newest delta stored, or of the
+    newest received by ``--at``."""
     chosen = source or ("journal" if files else "db")
     if depth is not None and depth < 1:
         fail("--depth must be at least 1")
@@ -76,6 +86,8 @@ def snapshot(
         fail("--source journal needs journal FILES")
     if chosen != "journal" and files:
         fail(f"FILES are only read with --source journal (not {chosen})")
+    if ticker is None and chosen != "db":
+        fail(f"--ticker is needed with --source {chosen}")
     if chosen == "rest" and at is not None:
         fail("--at needs --source db or journal (REST has only the current book)")
     at_us = parse_time(at, "--at") if at is not None else None
@@ -83,14 +95,17 @@ def snapshot(
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)
     try:
         if chosen == "journal":
-            assert files
+            assert files and ticker is not None
             options = source_options(frame_field, time_field, time_unit, seq_check, at_us)
             items = read_records(files, options, s3=cfg.s3_export)
             result = book_from_journal(items, ticker, at_us, seq_check)
         elif chosen == "db":
             with resolve_database(cfg.timescaledb) as url, connect_db(url) as database:
+                if ticker is None:
+                    ticker = latest_ticker(database, at_us)
                 result = book_from_db(database, ticker, at_us)
         else:
+            assert ticker is not None
             result = trio.run(_from_rest, cfg, ticker)
     except KalshiError as exc:
         fail(str(exc))

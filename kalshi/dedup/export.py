@@ -7,7 +7,8 @@ Layout (``prefix`` is ``s3_export.prefix``, ``raw/`` by default)::
 
 (windows shorter than an hour add a ``window=<start µs>/`` level). A window is *closed*
 once every live gatherer's cursor has passed its end (``dedup_cursors``; a gatherer more
-than ``max_lag`` behind the newest is not waited for). Exporting a window uploads its
+than ``max_lag`` behind the newest is not waited for), or, when the caller passes ``until``,
+once it ends by then (see :meth:`Exporter.survey`). Exporting a window uploads its
 parts, then its manifest, then deletes any other object of that window's directory, then
 records it in ``dedup_exports``: re-exporting replaces the files (same names, atomic per
 object) and never leaves duplicates. Files are deterministic for the same rows.
@@ -42,7 +43,16 @@ from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, Row, SnapshotRow
 from kalshi.store import Database, connect_db
 
-__all__ = ["EXPORT_TABLES", "PART_ROWS", "Exporter", "WindowExport", "window_prefix"]
+__all__ = [
+    "ALL_WINDOWS",
+    "EXPORT_TABLES",
+    "PART_ROWS",
+    "Exporter",
+    "Held",
+    "Survey",
+    "WindowExport",
+    "window_prefix",
+]
 
 log = logging.getLogger("kalshi.dedup.export")
 
@@ -57,6 +67,8 @@ EXPORT_TABLES = {
 PART_ROWS = 1_000_000
 """Rows per Parquet file (the book stream of a window is always one file)."""
 HOUR_US = 3_600_000_000
+ALL_WINDOWS = 2**62
+"""``until`` that closes every window with rows, the newest too (the gatherers have stopped)."""
 
 Progress = Callable[["WindowExport"], None]
 
@@ -69,6 +81,64 @@ class WindowExport:
     rows: int
     bytes: int
     keys: tuple[str, ...]  # parts, then the manifest
+
+
+@frozen
+class Held:
+    """A table whose next window is not closed yet, and why.
+
+    ``start``: its first window not exported (µs); ``closes``: the horizon (µs) at which it
+    counts as closed (its end; for ``orderbook_deltas`` under the cursors, its end plus
+    :data:`SKEW_US`, as exchange times run out of order along a book); ``horizon``: the
+    horizon asked for (``until``) or reached by the cursors, ``None`` when no cursor exists.
+    """
+
+    table: str
+    start: int
+    closes: int
+    horizon: int | None
+    until: bool  # the horizon is the caller's ``until`` (else the cursors')
+
+    def reason(self) -> str:
+        """One line saying why the table is held back (for the command line)."""
+        head = f"{self.table} held back from {_iso(self.start)}"
+        if self.horizon is None:
+            return f"{head}: no merge cursor yet (run kalshi dedup first)"
+        if self.until:
+            return f"{head}: its window ends at {_iso(self.closes)}, after --until"
+        extra = (
+            " + 60 s, as exchange times run out of order"
+            if self.table == "orderbook_deltas"
+            else ""
+        )
+        return (
+            f"{head}: its window closes when every gatherer's cursor passes {_iso(self.closes)}"
+            f" (its end{extra}); the cursors are at {_iso(self.horizon)}"
+        )
+
+
+@frozen
+class Survey:
+    """What :meth:`Exporter.survey` found: ``windows`` to export, oldest first per table,
+    and ``held``, the tables with rows whose next window is not closed yet."""
+
+    windows: list[tuple[str, int]]
+    held: list[Held]
+    cursors: int | None = None  # where the merge cursors are (µs), read when ``until`` is given
+
+    def behind(self, until: int | None) -> str | None:
+        """A warning when the caller's ``until`` is past the merge cursors: rows received
+        since are not merged yet, so the windows it closes may miss some."""
+        if until is None or until == ALL_WINDOWS:
+            return None
+        if self.cursors is not None and self.cursors >= until:
+            return None
+        at = "no merge cursor yet" if self.cursors is None else f"at {_iso(self.cursors)}"
+        return (
+            f"the merge cursors are {at}, before --until {_iso(until)}: rows received since"
+            " are not merged yet and will not be in the windows exported now"
+            " (kalshi export --force re-exports them)"
+        )
 
 
 def _utc(us: int) -> datetime:
@@ -213,14 +283,24 @@ class Exporter:
 
     async def plan(self, *, until: int | None = None, force: bool = False) -> list[tuple[str, int]]:
         """``(table, window start)`` of every closed window with rows not yet exported
-        (all of them with ``force``), oldest first per table. ``until`` overrides the
-        closing horizon (µs)."""
-        horizon = (
-            until if until is not None else await self._read(self._reader.horizon, self.max_lag_us)
-        )
-        if horizon is None:
-            return []
+        (all of them with ``force``), oldest first per table (see :meth:`survey`)."""
+        return (await self.survey(until=until, force=force)).windows
+
+    async def survey(self, *, until: int | None = None, force: bool = False) -> Survey:
+        """The closed windows with rows not yet exported (all of them with ``force``), and
+        the tables held back.
+
+        Without ``until``, a window is closed once the cursors' horizon has passed its end
+        (``orderbook_deltas``: its end plus :data:`SKEW_US`). ``until`` (µs) is the caller
+        saying every row stamped before it is merged: every table's windows ending by it are
+        closed, the same rule for all (a book-stream window's rows stamped after its end
+        precede, in their market's stream, rows stamped before it, so they are merged too).
+        :data:`ALL_WINDOWS` closes every window.
+        """
+        cursors = await self._read(self._reader.horizon, self.max_lag_us)
+        horizon = until if until is not None else cursors
         out: list[tuple[str, int]] = []
+        held: list[Held] = []
         for table in self.tables:
             column = EXPORT_TABLES[table]
             done = None if force else await self._read(self._reader.exported_until, table)
@@ -230,13 +310,14 @@ class Exporter:
                 if found is None:
                     break
                 start = self._align(found)
-                # A book-stream window also depends on rows stamped just after it.
-                margin = SKEW_US if table == "orderbook_deltas" else 0
-                if start + self.window_us + margin > horizon:
+                margin = SKEW_US if table == "orderbook_deltas" and until is None else 0
+                closes = start + self.window_us + margin
+                if horizon is None or closes > horizon:
+                    held.append(Held(table, start, closes, horizon, until is not None))
                     break
                 out.append((table, start))
                 at = start + self.window_us
-        return out
+        return Survey(out, held, cursors)
 
     async def export(
         self, windows: Sequence[tuple[str, int]], progress: Progress | None = None

@@ -29,6 +29,7 @@ from kalshi.models.frames import Message
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
 from kalshi.net.clock import clock_hint
+from kalshi.net.clock import mono_us as trio_mono_us
 from kalshi.pipeline import CONTROL_TYPES, Outcome
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
 
@@ -74,7 +75,8 @@ class Connection:
         self.resume_from: int | None = None
         self.paused = False  # not reading its socket: the journal's memory is full
         # Not reading its socket either: a writer's queue is full (the database is behind)
-        # and the frame's rows wait for room. Backpressure of our own, not silence.
+        # and the frame's rows (or what handling it writes) wait for room. Backpressure of
+        # our own, not silence.
         self.blocked = False
         self._stream_us = 0  # exchange time (µs) of the newest timed row read
         self._lag_us = 0  # how late (µs) that row was read: receive minus exchange time
@@ -240,6 +242,7 @@ class Connection:
         conn_id = self.conn_id
         wall_us = ctx.wall_us
         mono_us = ctx.mono_us
+        trio_mono = mono_us is trio_mono_us  # the default: the Trio time just read, in µs
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
         self.blocked = False
@@ -259,7 +262,8 @@ class Connection:
                 now = trio.current_time()
                 self._frame_no = frame_no = self._frame_no + 1
                 if journal is not None:
-                    journal.record_frame(conn_id, frame_no, "in", wall, mono_us(), raw)
+                    mono = int(now * 1_000_000) if trio_mono else mono_us()
+                    journal.record_frame(conn_id, frame_no, "in", wall, mono, raw)
                 self._alive = self.last_message_at = now
                 self._last_frame_wall = wall
                 self.messages += 1
@@ -291,7 +295,9 @@ class Connection:
                     or out.lifecycle is not None
                     or message.type in CONTROL_TYPES
                 ):
+                    self.blocked = True  # e.g. a lifecycle's markets row waits for room
                     await self._handle(out, wall)
+                    self.blocked = False
         finally:
             counts.flush()
 

@@ -81,6 +81,9 @@ class GatherContext:
                 metrics.GAPS.labels(row.kind).inc()
 
     async def gap(self, row: GapRow) -> None:
+        """Store a gap row made outside the pipeline, journaled first as a ``gap`` marker
+        holding the row (``kalshi replay`` writes it again)."""
+        self.marker(row.conn_id, "gap", row=list(row))
         self.count_gaps([("gaps", row)])
         await self.sink.put("gaps", row)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
@@ -28,6 +30,11 @@ CLOCK_OFFSET = Gauge(
     " the least latency (negative: the local clock is behind)",
 )
 MARKETS = Gauge("kalshi_markets_tracked", "Markets in the registry, by status", ["status"])
+TAIL_ROWS = Counter(
+    "kalshi_journal_tail_rows",
+    "Rows of the previous run's journal tail written again at start, by table",
+    ["table"],
+)
 REST_REQUESTS = Counter(
     "kalshi_rest_requests", "REST requests by endpoint and HTTP status", ["endpoint", "status"]
 )
@@ -59,3 +66,8 @@ BACKFILLED_TRADES = Counter(
 
 def count_rest(endpoint: str, status: int) -> None:
     REST_REQUESTS.labels(endpoint, str(status)).inc()
+
+
+def count_tail(rows: list[tuple[str, Any]]) -> None:
+    for table, _ in rows:
+        TAIL_ROWS.labels(table).inc()

@@ -14,9 +14,10 @@ from kalshi.gather.context import Backfill, GatherContext
 from kalshi.gather.layout import Layout
 from kalshi.gather.registry import MarketRegistry
 from kalshi.models.book import BookSnapshot
-from kalshi.models.rows import GapRow, SnapshotRow
+from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, RestClient
-from kalshi.pipeline import book_json, trade_row
+from kalshi.pipeline import trade_row
+from kalshi.replay.outside import MARKETS_PATH, ORDERBOOKS_PATH, polled_row
 
 __all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
 
@@ -28,9 +29,18 @@ log = logging.getLogger("kalshi.gather.rest")
 async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketRegistry) -> int:
     """One full listing of ``/markets`` into the registry; returns markets listed."""
     listed = 0
-    async for page in rest.market_pages():
+    async for params, body, page in rest.market_bodies():
         listed += len(page)
-        for row in registry.upsert(page, ctx.wall_us()):
+        now = ctx.wall_us()
+        rows = registry.upsert(page, now)
+        if rows and ctx.journal is not None:
+            # Only pages that change the registry (a page of unchanged markets changes
+            # nothing in a replay's either): a re-list every few minutes costs no journal.
+            # With the shard: a replay's registry keeps the same markets.
+            ctx.journal.record_rest(
+                now, ctx.mono_us(), body, path=MARKETS_PATH, params=params, shard=ctx.cfg.shard
+            )
+        for row in rows:
             await ctx.sink.put("markets", row)
     for status, count in registry.status_counts().items():
         metrics.MARKETS.labels(status).set(count)
@@ -117,13 +127,22 @@ async def backfill_trades(
 async def _backfill(
     ctx: GatherContext, rest: RestClient, registry: MarketRegistry, start: int, end: int
 ) -> int:
+    """Store the trades of ``[start, end]`` (µs); each page's body is journaled first
+    (``kind: rest``, with the trade ids another shard stores), its rows received then."""
     count = 0
     sharded = registry.shard.count > 1
-    async for trade in rest.trades(min_ts=start // 1_000_000 - 1, max_ts=end // 1_000_000 + 1):
-        if sharded and trade.ticker not in registry.markets:
-            continue
-        count += 1
-        await ctx.sink.put("trades", trade_row(trade, ctx.gatherer_id, ctx.wall_us(), "rest"))
+    pages = rest.trade_pages(min_ts=start // 1_000_000 - 1, max_ts=end // 1_000_000 + 1)
+    async for params, body, page in pages:
+        now = ctx.wall_us()
+        kept = [t for t in page if not sharded or t.ticker in registry.markets]
+        if ctx.journal is not None:
+            skipped = [t.trade_id for t in page if sharded and t.ticker not in registry.markets]
+            ctx.journal.record_rest(
+                now, ctx.mono_us(), body, path="/markets/trades", params=params, skipped=skipped
+            )
+        count += len(kept)
+        for trade in kept:
+            await ctx.sink.put("trades", trade_row(trade, ctx.gatherer_id, now, "rest"))
     metrics.BACKFILLED_TRADES.inc(count)
     return count
 
@@ -149,13 +168,17 @@ async def poll_snapshots(
         for i in range(0, len(tickers), ORDERBOOKS_PER_REQUEST):
             batch = tickers[i : i + ORDERBOOKS_PER_REQUEST]
             try:
-                snaps = await rest.orderbooks(batch)
+                params, body, snaps = await rest.orderbooks_page(batch)
             except NetError as exc:
                 log.warning(
                     "snapshot poll of %d markets from %s failed: %s", len(batch), batch[0], exc
                 )
                 continue
             now = ctx.wall_us()
+            if ctx.journal is not None:  # before its rows are made, as a frame is
+                ctx.journal.record_rest(
+                    now, ctx.mono_us(), body, path=ORDERBOOKS_PATH, params=params
+                )
             for snap in snaps:
                 mismatched.extend(await _polled(ctx, snap, now))
         took = trio.current_time() - started
@@ -174,21 +197,7 @@ async def poll_snapshots(
 async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]:
     """Store one polled book; ``[ticker]`` when the trusted live book differs from it."""
     ticker = snap.ticker
-    row = SnapshotRow(
-        snapshot_ts=now,
-        exchange_ts=None,
-        received_at=now,
-        gatherer_id=ctx.gatherer_id,
-        ticker=ticker,
-        source="rest",
-        yes_bids=book_json(snap.yes),
-        no_bids=book_json(snap.no),
-        conn_id=0,
-        frame_no=0,
-        sid=None,
-        seq=None,
-    )
-    await ctx.sink.put("orderbook_snapshots", row)
+    await ctx.sink.put("orderbook_snapshots", polled_row(snap, ctx.gatherer_id, now))
     polled = OrderBook.from_snapshot(snap)
     bid, ask = polled.best_yes_bid(), polled.best_yes_ask()
     if bid is not None and ask is not None and bid[0] >= ask[0]:  # counted like the live path

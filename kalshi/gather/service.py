@@ -34,6 +34,7 @@ from kalshi.gather.layout import Layout
 from kalshi.gather.recovery import last_frames
 from kalshi.gather.registry import MarketRegistry, parse_shard
 from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
+from kalshi.gather.tail import Tail, journal_tail
 from kalshi.http import Endpoints, serve_endpoints
 from kalshi.journal import JournalWriter
 from kalshi.models.lifecycle import LifecycleEvent
@@ -41,7 +42,7 @@ from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
 from kalshi.store import Store, open_store
-from kalshi.store.recovery import LastRun, last_run
+from kalshi.store.recovery import LastRun, acknowledged, last_run
 
 __all__ = ["Gatherer"]
 
@@ -130,7 +131,7 @@ class Gatherer:
                 self.ctx = ctx
                 layout = Layout(ctx, sharded=self.shard.count > 1)
                 self.layout = layout
-                await self._resume(layout)
+                await self._resume(layout, sink)
                 self.registry.listeners.append(layout.on_markets)
                 self.endpoints = await nursery.start(_serve, cfg, self.health, self.registry.page)
                 rest = RestClient(
@@ -151,32 +152,53 @@ class Gatherer:
                     task_status.started(self)
                     await trio.sleep_forever()
 
-    async def _resume(self, layout: Layout) -> None:
-        """Restart recovery: where the previous run of this gatherer stopped, per channel
-        (its database), becomes the first connection's starting point on that channel: an
-        ``outage`` gap to when it is subscribed again, and the trades of the window fetched
-        over REST. Without a database at start, the gatherer starts without it (logged)."""
+    async def _resume(self, layout: Layout, sink: RowSink) -> None:
+        """Restart recovery: the rows of the previous run's journal tail (frames journaled
+        whose batch the database never acknowledged) go to the store first; then where the
+        previous run stopped, per channel (its database, or where its journal ends),
+        becomes the first connection's starting point on that channel: an ``outage`` gap
+        to when it is subscribed again, and the trades of the window fetched over REST.
+        Without a database at start, the gatherer starts without it (logged)."""
+        db = self.cfg.timescaledb
+        timeouts = {
+            "statement_timeout": float(db.statement_timeout),
+            "lock_timeout": float(db.lock_timeout),
+        }
+        tail = Tail()
         try:
-            db = self.cfg.timescaledb
             read = partial(
                 last_run,
                 self.db_url,
                 self.cfg.gatherer_id,
-                statement_timeout=float(db.statement_timeout),
-                lock_timeout=float(db.lock_timeout),
+                opened_at=self.store.opened_at if self.store is not None else None,
+                **timeouts,
             )
             # abandoned when cancelled: a hung database cannot hold a shutdown
             last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
+            if last.ran and self.cfg.journal.enabled:
+                tail = await self._replay_tail(last, sink, timeouts)
         except StoreError as exc:
             last = await self._last_journaled(exc)
         if not last.ran:
             return
+
+        def start(field: str, newest: int | None) -> int | None:
+            # The journal's rows are now the store's: every row received before its end
+            # (or the watermark) is stored, so a channel's outage starts at its last frame
+            # (journaled or stored) when that is earlier, else where that completeness ends.
+            if tail.end is None:
+                return last.outage_start(newest)
+            known = [v for v in (tail.ends.get(field), newest) if v is not None]
+            complete = max(tail.end, last.complete_before or tail.end)
+            return min(max(known), complete) if known else complete
+
+        lifecycle = start("lifecycle", last.lifecycle)
         starts = {
-            "trade": last.outage_start(last.trades),
-            "orderbook_delta": last.outage_start(last.orderbook),
-            "ticker": last.outage_start(last.tickers),
-            "market_lifecycle_v2": last.outage_start(last.lifecycle),
-            "multivariate_market_lifecycle": last.outage_start(last.lifecycle),
+            "trade": start("trades", last.trades),
+            "orderbook_delta": start("orderbook", last.orderbook),
+            "ticker": start("tickers", last.tickers),
+            "market_lifecycle_v2": lifecycle,
+            "multivariate_market_lifecycle": lifecycle,
         }
         seen: set[str] = set()
         for conn in layout.connections:
@@ -184,6 +206,41 @@ class Gatherer:
                 seen.add(conn.channel)
                 conn.resume_from = starts[conn.channel]
         log.info("previous run stopped; outage from %s", starts)
+
+    async def _replay_tail(self, last: LastRun, sink: RowSink, timeouts: dict[str, float]) -> Tail:
+        """Write the rows of the previous run's journal tail (:mod:`kalshi.gather.tail`)
+        and return it (where its journal ends). Raises ``StoreError``."""
+        cfg = self.cfg
+        acked = partial(
+            acknowledged,
+            self.db_url,
+            cfg.gatherer_id,
+            complete_before=last.complete_before,
+            statement_timeout=timeouts["statement_timeout"],
+            lock_timeout=timeouts["lock_timeout"],
+        )
+        read = partial(
+            journal_tail, Path(cfg.journal.dir), cfg.gatherer_id, last.complete_before, acked
+        )
+        tail = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
+        if tail.rows:
+            await sink.put_all(tail.rows)
+            metrics.count_tail(tail.rows)
+            # committed before recording starts, so the journal's own rows come before the
+            # REST backfill's for the same trades; bounded (they stay queued if it is slow)
+            assert self.store is not None
+            with trio.move_on_after(float(cfg.timescaledb.statement_timeout)) as bound:
+                await self.store.committed()
+            if bound.cancelled_caught:
+                log.warning("journal tail: not committed yet; recording starts anyway")
+        log.info(
+            "journal tail: %d frame(s) after the rows the database acknowledged, %d row(s) "
+            "written again (%d damaged line(s))",
+            tail.frames,
+            len(tail.rows),
+            tail.problems,
+        )
+        return tail
 
     async def _last_journaled(self, exc: StoreError) -> LastRun:
         """Where the previous run stopped by its journal (the database is unreadable)."""

@@ -44,6 +44,7 @@ __all__ = [
     "Upgrade",
     "WebSocketHandler",
     "json_response",
+    "listen",
     "open_http_listeners",
     "read_request",
     "send_response",
@@ -188,12 +189,31 @@ async def serve_http(
     await serve_http_listeners(listeners, routes, task_status=task_status)
 
 
-async def open_http_listeners(host: str, port: int | None) -> list[trio.SocketListener]:
+async def open_http_listeners(
+    host: str, port: int | None, what: str = "HTTP server"
+) -> list[trio.SocketListener]:
     """Bind ``host:port`` (``None``: ephemeral) so that binding errors surface before any
-    task starts. Raises ``ValueError`` for port 0 and ``OSError`` when binding fails."""
+    task starts. Raises ``ValueError`` for port 0 and ``OSError`` when binding fails (naming
+    ``what``, the host and the port: :func:`listen`)."""
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"port must be 1-65535 (or None for an ephemeral port), got {port}")
-    return await trio.open_tcp_listeners(port or 0, host=host)
+    return await listen(host, port or 0, what)
+
+
+async def listen(host: str, port: int, what: str) -> list[trio.SocketListener]:
+    """TCP listeners on ``host:port`` (0: an ephemeral port) for ``what`` (the component,
+    e.g. ``simulator`` or ``/health (http.port)``). Raises ``OSError`` (same errno) whose
+    message names ``what``, the host and the port, e.g. ``simulator: cannot listen on
+    127.0.0.1:8765: Address already in use``, so a clash says which server and where.
+    Raises ``ValueError`` for a port outside 0-65535 (the resolver would take it modulo
+    65536 and listen somewhere else)."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{what}: port must be 0-65535, got {port}")
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(exc.errno, f"{what}: cannot listen on {host}:{port}: {reason}") from exc
 
 
 async def serve_http_listeners(

@@ -59,10 +59,12 @@ async def serve_endpoints(
             f"metrics.host: must equal http.host ({http.host}) when both use port {http.port}"
         )
     # Bind both before starting anything, so a taken port is a plain OSError to the caller.
-    health_listeners = await open_http_listeners(http.host, http.port) if http.port else []
+    health_listeners = (
+        await open_http_listeners(http.host, http.port, "/health (http.port)") if http.port else []
+    )
     try:
         metrics_listeners = (
-            await open_http_listeners(metrics.host, metrics_port)
+            await open_http_listeners(metrics.host, metrics_port, "/metrics (metrics.port)")
             if metrics_port and not shared
             else []
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import fcntl
 import os
@@ -14,7 +15,7 @@ import zstandard
 
 from kalshi.errors import JournalError
 
-__all__ = ["SegmentSet", "file_sort_key", "segment_name"]
+__all__ = ["SegmentSet", "file_sort_key", "file_stamp", "segment_name"]
 
 _NAME = re.compile(r"^(?P<gid>.+)-(?P<ts>\d{8}T\d{6})-(?P<n>\d+)\.jsonl(?:\.zst)?$")
 ZSTD_LEVEL = 3
@@ -31,6 +32,15 @@ def file_sort_key(path: Path) -> tuple[str, int, str, str]:
     if match is None:
         return ("", 0, "", str(path))
     return (match["ts"], int(match["n"]), match["gid"], str(path))
+
+
+def file_stamp(path: Path) -> int | None:
+    """The second (since the epoch, UTC) a journal file was opened, from its name;
+    ``None`` for a name not ours."""
+    match = _NAME.match(path.name)
+    if match is None:
+        return None
+    return calendar.timegm(time.strptime(match["ts"], "%Y%m%dT%H%M%S"))
 
 
 class _Segment:

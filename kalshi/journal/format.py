@@ -4,6 +4,11 @@ Every line carries ``gatherer_id``, ``conn_id``, ``frame_no``, ``direction``, ``
 ``mono_us`` and ``kind``. Frames (``kind == "frame"``) carry the frame either as ``text``
 (valid UTF-8, stored as a JSON string, byte-exact on read) or as ``b64`` (anything else).
 Markers (connect, subscribe, disconnect, resnapshot, gap) carry ``detail``, an object.
+REST answers (``kind == "rest"``, direction ``in``, ``conn_id`` 0) carry both: the body as
+received (``text`` or ``b64``, as a frame's) and ``detail`` (the request: ``path``,
+``params``, and what the gatherer left out of its rows, e.g. ``skipped`` trade ids). A
+``gap`` marker's ``detail.row`` holds a gap row the gatherer wrote outside the pipeline
+(reconnect, outage, backfill, ...), in ``gaps`` column order.
 
 Every line ends with ``"crc":"<8 hex digits>"``, the CRC-32 of the line as it would be
 without that member (``{...}`` up to and excluding ``,"crc":...``, plus the closing brace):
@@ -25,14 +30,17 @@ from attrs import frozen
 __all__ = [
     "FRAME",
     "MARKER_KINDS",
+    "REST",
     "JournalProblem",
     "JournalRecord",
     "decode_line",
     "encode_frame",
     "encode_marker",
+    "encode_rest",
 ]
 
 FRAME = "frame"
+REST = "rest"
 MARKER_KINDS = frozenset({"connect", "subscribe", "disconnect", "resnapshot", "gap"})
 DIRECTIONS = frozenset({"in", "out"})
 MARKER_DIRECTION = "local"
@@ -130,6 +138,20 @@ def encode_frame(
     except UnicodeDecodeError:
         line["b64"] = base64.b64encode(raw).decode("ascii")
     return _sealed(orjson.dumps(line))
+
+
+def encode_rest(
+    gatherer_id: str, wall_us: int, mono_us: int, body: bytes, detail: dict[str, Any]
+) -> bytes:
+    """One line (with its trailing newline) for a REST answer's body and its request."""
+    line = _head(gatherer_id, 0, 0, "in", wall_us, mono_us)
+    line["kind"] = REST
+    try:
+        line["text"] = body.decode("utf-8")
+    except UnicodeDecodeError:
+        line["b64"] = base64.b64encode(body).decode("ascii")
+    line["detail"] = detail
+    return _sealed(orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS))
 
 
 def encode_marker(
@@ -233,7 +255,7 @@ def _decode_general(line: bytes, labels: Labels | None) -> JournalRecord:
         raise ValueError(f"kind: expected a string, got {kind!r}")
     raw = b""
     detail: dict[str, Any] = {}
-    if kind == FRAME:
+    if kind in (FRAME, REST):
         if direction not in DIRECTIONS:
             raise ValueError(f"direction: expected 'in' or 'out', got {direction!r}")
         if isinstance(obj.get("text"), str):
@@ -244,7 +266,12 @@ def _decode_general(line: bytes, labels: Labels | None) -> JournalRecord:
             except binascii.Error as exc:
                 raise ValueError(f"b64: {exc}") from None
         else:
-            raise ValueError("frame without a text or b64 field")
+            raise ValueError(f"{kind} without a text or b64 field")
+        if kind == REST:
+            found = obj.get("detail", {})
+            if not isinstance(found, dict):
+                raise ValueError(f"detail: expected an object, got {found!r}")
+            detail = found
     else:
         if not isinstance(direction, str):
             raise ValueError(f"direction: expected a string, got {direction!r}")

@@ -15,7 +15,7 @@ from kalshi.config import JournalConfig, S3Config
 from kalshi.errors import ExportError, JournalError
 from kalshi.journal import metrics
 from kalshi.journal.files import SegmentSet, file_sort_key
-from kalshi.journal.format import MARKER_KINDS, encode_frame, encode_marker
+from kalshi.journal.format import MARKER_KINDS, encode_frame, encode_marker, encode_rest
 from kalshi.retry import Backoff
 
 __all__ = ["JournalWriter"]
@@ -190,6 +190,11 @@ class JournalWriter:
         self._append(
             encode_marker(self.gatherer_id, conn_id, frame_no, kind, wall_us, mono_us, detail)
         )
+
+    def record_rest(self, wall_us: int, mono_us: int, body: bytes, **detail: Any) -> None:
+        """Journal a REST answer whose rows the gatherer stores: ``body`` as received, and
+        ``detail`` (its ``path``, ``params``, what was left out) to make them again."""
+        self._append(encode_rest(self.gatherer_id, wall_us, mono_us, body, detail))
 
     # --- the flush task ---------------------------------------------------------------
 

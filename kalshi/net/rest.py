@@ -206,13 +206,25 @@ class RestClient:
     async def market_pages(self, **filters: Any) -> AsyncIterator[list[Market]]:
         """Every page of ``/markets`` (1000 per page) for the given filters; raises
         :class:`PaginationError` on a repeated cursor or past ``max_pages``."""
+        async for _, _, markets in self.market_bodies(**filters):
+            yield markets
+
+    async def market_bodies(
+        self, **filters: Any
+    ) -> AsyncIterator[tuple[dict[str, Any], bytes, list[Market]]]:
+        """:meth:`market_pages` with each request's params and body as received, for a
+        caller that journals the body (``docs/journal.md``)."""
         pages = Pages("/markets", self.max_pages)
         while True:
             params = {"limit": 1000, **filters}
             if pages.cursor:
                 params["cursor"] = pages.cursor
-            markets, cursor = await self._decoded("/markets", params, decode_markets_page)
-            yield markets
+            body = await self.get("/markets", params)
+            try:
+                markets, cursor = decode_markets_page(body)
+            except DecodeError as exc:
+                raise type(exc)(f"GET /markets: {exc}") from None
+            yield params, body, markets
             if not pages.advance(cursor):
                 return
 
@@ -223,14 +235,35 @@ class RestClient:
     async def orderbooks(self, tickers: Sequence[str]) -> list[BookSnapshot]:
         """Whole books of up to 100 markets in one request (``GET /markets/orderbooks``,
         kalshi-api.md §4.5); markets the exchange does not return are left out."""
-        params = {"tickers": list(tickers)}
-        return await self._decoded("/markets/orderbooks", params, decode_orderbooks)
+        _, _, books = await self.orderbooks_page(tickers)
+        return books
+
+    async def orderbooks_page(
+        self, tickers: Sequence[str]
+    ) -> tuple[dict[str, Any], bytes, list[BookSnapshot]]:
+        """:meth:`orderbooks` with the request's params and the body as received, for a
+        caller that journals the body (``docs/journal.md``)."""
+        params: dict[str, Any] = {"tickers": list(tickers)}
+        body = await self.get("/markets/orderbooks", params)
+        try:
+            return params, body, decode_orderbooks(body)
+        except DecodeError as exc:
+            raise type(exc)(f"GET /markets/orderbooks: {exc}") from None
 
     async def trades(
         self, *, min_ts: int | None = None, max_ts: int | None = None, ticker: str | None = None
     ) -> AsyncIterator[Trade]:
         """Trades in ``[min_ts, max_ts]`` (Unix seconds, inclusive), every page; raises
         :class:`PaginationError` on a repeated cursor or past ``max_pages``."""
+        async for _, _, page in self.trade_pages(min_ts=min_ts, max_ts=max_ts, ticker=ticker):
+            for trade in page:
+                yield trade
+
+    async def trade_pages(
+        self, *, min_ts: int | None = None, max_ts: int | None = None, ticker: str | None = None
+    ) -> AsyncIterator[tuple[dict[str, Any], bytes, list[Trade]]]:
+        """:meth:`trades` a page at a time: (the request's params, the body as received,
+        its trades), for a caller that journals the body (``docs/journal.md``)."""
         pages = Pages("/markets/trades", self.max_pages)
         while True:
             params: dict[str, Any] = {"limit": 1000}
@@ -242,9 +275,12 @@ class RestClient:
                 params["ticker"] = ticker
             if pages.cursor:
                 params["cursor"] = pages.cursor
-            page, cursor = await self._decoded("/markets/trades", params, decode_trades_page)
-            for trade in page:
-                yield trade
+            body = await self.get("/markets/trades", params)
+            try:
+                page, cursor = decode_trades_page(body)
+            except DecodeError as exc:
+                raise type(exc)(f"GET /markets/trades: {exc}") from None
+            yield params, body, page
             if not pages.advance(cursor):
                 return
 

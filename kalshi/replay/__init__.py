@@ -15,6 +15,7 @@ from kalshi.replay.pointintime import (
     book_from_db,
     book_from_journal,
     book_from_rest,
+    latest_ticker,
 )
 from kalshi.replay.view import book_document, book_table
 
@@ -31,6 +32,7 @@ __all__ = [
     "book_from_journal",
     "book_from_rest",
     "book_table",
+    "latest_ticker",
     "replay",
     "replay_into_db",
 ]

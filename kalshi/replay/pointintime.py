@@ -33,7 +33,14 @@ from kalshi.replay.core import Replayer, ReplayFilter
 from kalshi.replay.source import SeqCheck
 from kalshi.store.query import Database
 
-__all__ = ["BookAt", "NoBook", "book_from_db", "book_from_journal", "book_from_rest"]
+__all__ = [
+    "BookAt",
+    "NoBook",
+    "book_from_db",
+    "book_from_journal",
+    "book_from_rest",
+    "latest_ticker",
+]
 
 _BOOK_TABLES = frozenset({"orderbook_snapshots", "orderbook_deltas"})
 
@@ -119,6 +126,23 @@ WHERE ticker = %s AND gatherer_id = %s AND conn_id = %s AND frame_no > %s
 ORDER BY received_at, conn_id, frame_no
 """
 _FAR_FUTURE = 2**62
+
+
+def latest_ticker(db: Database, at_us: int | None = None) -> str:
+    """A market whose book is live: the market of the newest order-book delta stored (by
+    exchange time), or with ``at_us`` (µs, a receive time like ``--at``) of the newest
+    received by then. Raises :class:`NoBook` when there is none."""
+    if at_us is None:
+        found = db.query("SELECT ticker FROM orderbook_deltas ORDER BY exchange_ts DESC LIMIT 1")
+    else:
+        found = db.query(
+            "SELECT ticker FROM orderbook_deltas WHERE received_at <= %s"
+            " ORDER BY received_at DESC LIMIT 1",
+            (at_us,),
+        )
+    if not found:
+        raise NoBook(f"no order-book delta stored at or before {_when(at_us)}: give --ticker")
+    return str(found[0][0])
 
 
 def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:

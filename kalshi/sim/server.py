@@ -37,7 +37,7 @@ from kalshi.auth import (
 )
 from kalshi.book import OrderBook
 from kalshi.clock import WallClock, system_wall_us
-from kalshi.http.server import UNBOUNDED, HttpServer, Request, Response, Upgrade
+from kalshi.http.server import UNBOUNDED, HttpServer, Request, Response, Upgrade, listen
 from kalshi.http.ws import (
     DEFAULT_BUFFER,
     MAX_COMMANDS_PER_S,
@@ -79,6 +79,7 @@ class SimExchange(Feed):
         tier: str | None = "basic",
         auth: str = "rsa",
         private_key_pem: bytes | None = None,
+        key_id: str | None = None,
         clock: WallClock = system_wall_us,
         skew_s: float = DEFAULT_SKEW_S,
         lifecycle_every: float | None = None,
@@ -135,7 +136,7 @@ class SimExchange(Feed):
         key = serialization.load_pem_private_key(self.private_key_pem, password=None)
         assert isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey)
         self._public_key = key.public_key()
-        self.key_id = str(uuid.UUID(int=random.Random(seed).getrandbits(128), version=4))
+        self.key_id = key_id or str(uuid.UUID(int=random.Random(seed).getrandbits(128), version=4))
         self.private_key_path: Path | None = None
         self.rest_url = ""
         self.ws_url = ""
@@ -415,7 +416,8 @@ async def open_sim_exchange(
     messages/s in total; ``faults`` runs a schedule from the start; ``blast`` pre-generates
     ``blast_events`` messages and streams them to each subscription as fast as the socket
     takes them. Other options: ``tier`` (REST read budget: ``basic`` ... ``prestige`` or
-    None for unlimited), ``auth`` (``rsa`` or ``none``), ``private_key_pem``, ``clock``
+    None for unlimited), ``auth`` (``rsa`` or ``none``), ``private_key_pem``, ``key_id`` (the
+    API key id it accepts; default a UUID derived from ``seed``), ``clock``
     (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
     ``buffer_limit`` (outbox bytes per connection before error 25), ``start_us`` (the
     universe's epoch, Unix µs: it dates every generated ticker and status; default the clock's
@@ -431,7 +433,7 @@ async def open_sim_exchange(
     port cannot be bound. Leaving the block closes every connection.
     """
     sim = SimExchange(markets=markets, rate=rate, seed=seed, blast=blast, **options)  # type: ignore[arg-type]
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await listen(host, port, "simulator")
     sim.port = listeners[0].socket.getsockname()[1]
     sim.rest_url = f"http://{host}:{sim.port}{API_ROOT}"
     sim.ws_url = f"ws://{host}:{sim.port}{WS_PATH}"

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from kalshi.store.connection import connect, session_options, translating
 
-__all__ = ["LastRun", "last_run"]
+__all__ = ["LastRun", "acknowledged", "last_run"]
 
 _LATENCY_US = 60_000_000  # deltas are received within this of their exchange time
 
@@ -26,7 +26,8 @@ SELECT
                           WHERE gatherer_id = %(g)s) - %(latency)s)),
   (SELECT max(received_at) FROM tickers WHERE gatherer_id = %(g)s),
   (SELECT max(received_at) FROM market_lifecycle WHERE gatherer_id = %(g)s),
-  (SELECT complete_before FROM ingest_watermark WHERE gatherer_id = %(g)s)
+  (SELECT complete_before FROM ingest_watermark
+    WHERE gatherer_id = %(g)s AND updated_at < %(before)s)
 """
 
 
@@ -56,13 +57,65 @@ class LastRun(NamedTuple):
 
 
 def last_run(
-    url: str, gatherer_id: str, *, statement_timeout: float = 0.0, lock_timeout: float = 0.0
+    url: str,
+    gatherer_id: str,
+    *,
+    statement_timeout: float = 0.0,
+    lock_timeout: float = 0.0,
+    opened_at: int | None = None,
 ) -> LastRun:
     """Read :class:`LastRun` of ``gatherer_id`` (blocking). Raises ``StoreError`` /
     ``DatabaseUnavailable`` (also when the read outlasts ``statement_timeout`` or waits
-    longer than ``lock_timeout`` for a locked table, seconds; 0 = no bound)."""
+    longer than ``lock_timeout`` for a locked table, seconds; 0 = no bound). A watermark
+    recorded at or after ``opened_at`` (µs: when this run's store opened and recorded its
+    first) is this run's, not the previous one's."""
     options = session_options(statement_timeout, lock_timeout)
+    before = 2**62 if opened_at is None else opened_at
+    params = {"g": gatherer_id, "latency": _LATENCY_US, "before": before}
     with translating(), connect(url, autocommit=True, **options) as conn:
-        row = conn.execute(_SQL, {"g": gatherer_id, "latency": _LATENCY_US}).fetchone()
+        row = conn.execute(_SQL, params).fetchone()
     assert row is not None
     return LastRun(*(None if v is None else int(v) for v in row))
+
+
+# Per connection and table, the newest frame whose row the database holds. Rows of a
+# frame received at or after the watermark have an exchange time no earlier than the
+# watermark less the latency bound (kalshi-api.md §2.4: frames carry the exchange's time),
+# which keeps the scan to the newest chunks; lifecycle rows carry older event times.
+_ACKED = {
+    "trades": "source = 'ws' AND exchange_ts >= %(since)s",
+    "orderbook_deltas": "exchange_ts >= %(since)s",
+    "tickers": "exchange_ts >= %(since)s",
+    "market_lifecycle": "TRUE",
+}
+
+
+def acknowledged(
+    url: str,
+    gatherer_id: str,
+    conn_ids: list[int],
+    *,
+    complete_before: int | None,
+    statement_timeout: float = 0.0,
+    lock_timeout: float = 0.0,
+) -> dict[tuple[int, str], int]:
+    """``{(conn_id, table): frame_no}``: the newest frame of each of ``conn_ids`` whose row
+    in ``table`` (trades, orderbook_deltas, tickers, market_lifecycle) the database
+    acknowledged; absent when it holds none. ``complete_before`` (µs, the gatherer's
+    watermark; ``None``: unknown) bounds the scan. Blocking; raises like :func:`last_run`."""
+    if not conn_ids:
+        return {}
+    since = -(2**62) if complete_before is None else complete_before - _LATENCY_US
+    params = {"g": gatherer_id, "conns": conn_ids, "since": since}
+    options = session_options(statement_timeout, lock_timeout)
+    out: dict[tuple[int, str], int] = {}
+    with translating(), connect(url, autocommit=True, **options) as conn:
+        for table, bound in _ACKED.items():
+            rows = conn.execute(
+                f"SELECT conn_id, max(frame_no) FROM {table} WHERE gatherer_id = %(g)s"
+                f" AND conn_id = ANY(%(conns)s) AND {bound} GROUP BY conn_id",
+                params,
+            ).fetchall()
+            for conn_id, frame_no in rows:
+                out[(int(conn_id), table)] = int(frame_no)
+    return out

@@ -5,8 +5,10 @@ Per table, a *collector* task reads the table's bounded channel and seals batche
 first. A sealed batch waits in memory while the table's in-memory rows stay within
 ``spool.memory_rows``; beyond that it is spilled to the on-disk spool. A *flusher* task
 writes batches lowest sequence number first (memory or spool), retrying with backoff while
-the database is unavailable. Sequence numbers continue those already in the spool, so a
-new process drains an earlier one's spool first.
+the database is unavailable. A spooled batch is written as soon as the database takes it,
+whatever put it on disk (an outage, the memory bound, a batch larger than the bound).
+Sequence numbers continue those already in the spool, so a new process drains an earlier
+one's spool first.
 
 Database writes run in worker threads (sync psycopg) admitted by the connection pool's
 limiter; the event loop never blocks on the database.
@@ -61,6 +63,11 @@ _WATERMARK_SQL = (
     "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
     " VALUES (%s, %s, %s) ON CONFLICT (gatherer_id) DO UPDATE"
     " SET complete_before = EXCLUDED.complete_before, updated_at = EXCLUDED.updated_at"
+)
+
+_FIRST_WATERMARK_SQL = (
+    "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
+    " VALUES (%s, %s, %s) ON CONFLICT (gatherer_id) DO NOTHING"
 )
 
 
@@ -166,6 +173,8 @@ class _TableWriter:
         self.loaded: Batch | None = None  # a spooled batch read back, being written
         self.inflight: set[int] = set()  # seqs of memory batches being written
         self.spool_busy = False  # a spooled batch is being written
+        self.stop_at = math.inf  # trio time past which a write in flight is abandoned
+        self.writing: set[trio.CancelScope] = set()  # the scopes of writes in flight
         # Upserts keep one writer so the last row of a key always lands last.
         self.workers = 1 if spec.upsert else _WORKERS
         # seq -> oldest receive time (µs) of a batch made by this process, until committed;
@@ -356,6 +365,10 @@ class _TableWriter:
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
             self.memory.remove(batch)
             self.memory_rows -= len(batch.rows)
+            # A flusher that looked while the batch was being spooled found nothing to take
+            # (in flight, not yet on disk): it is written from the spool as soon as the
+            # database takes it, not when the next batch happens to be sealed.
+            self.work.set()
 
     # --- flusher --------------------------------------------------------------------------
 
@@ -399,51 +412,77 @@ class _TableWriter:
         metrics.FLUSH_SECONDS.labels(**self._label).observe(time.perf_counter() - started)
         return result
 
+    async def _attempt(self, batch: Batch, from_spool: bool) -> bool:
+        """Write ``batch`` once and account for it; False when the database is unavailable
+        (the batch stays where it was). Raises what the write raises otherwise."""
+        try:
+            # Abandoned only past the shutdown deadline (see :meth:`flush_forever`).
+            result = await trio.to_thread.run_sync(
+                self._write, batch.rows, limiter=self.pool.limiter, abandon_on_cancel=True
+            )
+        except DatabaseUnavailable as exc:
+            self._release(batch, from_spool)
+            self.state.mark_down(exc)
+            metrics.FLUSH_ERRORS.labels(**self._label).inc()
+            return False
+        except BaseException:
+            self._release(batch, from_spool)
+            raise
+        self.state.mark_up()
+        self._account(result)
+        self.oldest.pop(batch.seq, None)
+        self.unmeasured.pop(batch.seq, None)
+        self.first.pop(batch.seq, None)
+        if from_spool:
+            # A crash before the file is gone rewrites the batch; the keys absorb it.
+            try:
+                await trio.to_thread.run_sync(self.spool.remove, batch.seq)
+            finally:
+                self.loaded = None
+                self._release(batch, from_spool)
+        else:
+            self.memory.remove(batch)
+            self.memory_rows -= len(batch.rows)
+            self._release(batch, from_spool)
+        self.work.set()  # another worker may be waiting for the spool to be free
+        self._publish()
+        self._progressed()
+        return True
+
+    def closing(self, deadline: float) -> None:
+        """Shutdown has begun: writes in flight may run until ``deadline`` (trio time)."""
+        self.stop_at = deadline
+        for scope in self.writing:
+            scope.deadline = deadline
+
     async def flush_forever(self) -> None:
-        """Write waiting batches, lowest first; back off while the database is unavailable.
+        """Write waiting batches, lowest first (memory or spool, whatever put them there);
+        back off while the database is unavailable.
 
         Several of these may run per table: while one waits on the server's INSERT, the
-        next batch's COPY is encoded.
+        next batch's COPY is encoded. A write in flight is shielded from cancellation
+        until :meth:`closing`'s deadline, so its outcome is known and counted (a write
+        abandoned mid-flight could commit unseen: the database would hold rows
+        :attr:`rows_written` never counted); only a database that does not answer within
+        the grace is abandoned (the batch stays, a late commit is absorbed by the keys
+        when it is written again).
         """
         backoff = Backoff(_BACKOFF_START, _BACKOFF_MAX)
         while True:
             batch, from_spool = await self._next_batch()
-            try:
-                # Abandoned when cancelled (shutdown): a hung database cannot hold the
-                # process; the batch stays where it was and a late commit is absorbed by
-                # the keys when it is written again.
-                result = await trio.to_thread.run_sync(
-                    self._write, batch.rows, limiter=self.pool.limiter, abandon_on_cancel=True
-                )
-            except DatabaseUnavailable as exc:
-                self._release(batch, from_spool)
-                self.state.mark_down(exc)
-                metrics.FLUSH_ERRORS.labels(**self._label).inc()
-                await trio.sleep(backoff.next())
-                continue
-            except BaseException:
-                self._release(batch, from_spool)
-                raise
-            backoff.reset()
-            self.state.mark_up()
-            self._account(result)
-            self.oldest.pop(batch.seq, None)
-            self.unmeasured.pop(batch.seq, None)
-            self.first.pop(batch.seq, None)
-            if from_spool:
-                # A crash before the file is gone rewrites the batch; the keys absorb it.
+            with trio.CancelScope(shield=True, deadline=self.stop_at) as scope:
+                self.writing.add(scope)
                 try:
-                    await trio.to_thread.run_sync(self.spool.remove, batch.seq)
+                    written = await self._attempt(batch, from_spool)
                 finally:
-                    self.loaded = None
-                    self._release(batch, from_spool)
+                    self.writing.discard(scope)
+            if scope.cancelled_caught:
+                await trio.lowlevel.checkpoint()  # shutdown: the outer cancellation ends us
+                continue
+            if written:
+                backoff.reset()
             else:
-                self.memory.remove(batch)
-                self.memory_rows -= len(batch.rows)
-                self._release(batch, from_spool)
-            self.work.set()  # another worker may be waiting for the spool to be free
-            self._publish()
-            self._progressed()
+                await trio.sleep(backoff.next())
 
     # --- shutdown -------------------------------------------------------------------------
 
@@ -469,30 +508,32 @@ class _TableWriter:
             self.memory_rows += len(rows)
         self.partial = []
 
-    async def flush_memory(self) -> None:
-        """Write the in-memory batches while the database takes them (shutdown path)."""
-        while self.memory:
-            batch = self.memory[0]
-            try:
-                # Abandoned on the grace deadline: the batch is then spooled as well, and a
-                # late commit of this thread is absorbed by the keys on the next drain.
-                result = await trio.to_thread.run_sync(
-                    self._write, batch.rows, limiter=self.pool.limiter, abandon_on_cancel=True
-                )
-            except DatabaseUnavailable as exc:
-                self.state.mark_down(exc)
+    async def flush_rest(self) -> None:
+        """Write the in-memory and spooled batches, lowest sequence first, while the database
+        takes them (shutdown path: the flushers have stopped)."""
+        while True:
+            head = self.spool.head()
+            batch = self.memory[0] if self.memory else None
+            if head is not None and (batch is None or head < batch.seq):
+                self.spool_busy = True
+                try:
+                    batch = await trio.to_thread.run_sync(self.spool.read, head)
+                except StoreError as exc:
+                    self.spool_busy = False
+                    log.error("%s: final flush: %s", self.spec.name, exc)
+                    return
+                from_spool = True
+            elif batch is not None:
+                self.inflight.add(batch.seq)
+                from_spool = False
+            else:
                 return
+            try:
+                if not await self._attempt(batch, from_spool):
+                    return
             except StoreError as exc:
                 log.error("%s: final flush failed, spooling instead: %s", self.spec.name, exc)
                 return
-            self.state.mark_up()
-            self._account(result)
-            self.oldest.pop(batch.seq, None)
-            self.unmeasured.pop(batch.seq, None)
-            self.first.pop(batch.seq, None)
-            self.memory.popleft()
-            self.memory_rows -= len(batch.rows)
-            self._progressed()
 
     def spill_memory(self) -> int:
         """Spool every in-memory batch, blocking (last step of shutdown); returns the rows
@@ -602,6 +643,7 @@ class Store:
         copy_new: bool = False,
     ) -> None:
         self.watermark = watermark
+        self.opened_at: int | None = None  # when the first watermark was recorded (µs)
         self._wall_us = wall_us
         self.url = url
         self._cfg = cfg
@@ -694,6 +736,8 @@ class Store:
             raise
 
     async def _run(self, nursery: trio.Nursery) -> None:
+        if self.watermark:
+            await self._first_watermark()
         for writer in self._writers.values():
             nursery.start_soon(writer.collect)
             for _ in range(writer.workers):
@@ -729,6 +773,29 @@ class Store:
         pending = [p for w in self._writers.values() if (p := w.pending_since()) is not None]
         return min([now_us, *pending, *self._holds.values()])
 
+    async def _first_watermark(self) -> None:
+        """Record a watermark before any row can be committed, unless one is recorded
+        already (a previous run's, which stays: everything received after it is newer).
+        A database with rows and no watermark reads as finished history to the
+        deduplicator, which a live gatherer's is not. Its ``updated_at`` is
+        :attr:`opened_at`: restart recovery (:func:`kalshi.store.recovery.last_run`) skips
+        it. Bounded: a database that is down or hung does not delay the start."""
+        now = self.opened_at = self._wall_us()
+
+        def insert() -> None:
+            with translating(), self._pool.connection() as pooled, pooled.conn.transaction():
+                pooled.conn.execute(
+                    _FIRST_WATERMARK_SQL, (self._cfg.gatherer_id, self.complete_before(now), now)
+                )
+
+        with trio.move_on_after(_WATERMARK_EVERY):
+            try:
+                await trio.to_thread.run_sync(
+                    insert, limiter=self._pool.limiter, abandon_on_cancel=True
+                )
+            except StoreError as exc:
+                log.debug("first watermark not recorded: %s", exc)
+
     def _publish_watermark(self, value: int, now_us: int) -> None:
         with translating(), self._pool.connection() as pooled, pooled.conn.transaction():
             pooled.conn.execute(_WATERMARK_SQL, (self._cfg.gatherer_id, value, now_us))
@@ -749,15 +816,22 @@ class Store:
             except StoreError as exc:
                 log.debug("watermark not recorded: %s", exc)
 
-    async def _shutdown(self, grace: float) -> None:
+    def _closing(self, deadline: float) -> None:
+        for writer in self._writers.values():
+            writer.closing(deadline)
+
+    async def _shutdown(self, deadline: float) -> None:
+        """Write what is left (memory and spool, lowest first) until ``deadline`` (trio
+        time), then spool the rest."""
+        grace = max(0.0, deadline - trio.current_time())
         for writer in self._writers.values():
             writer.send.close()
             writer.take_leftovers()
         try:
-            with trio.move_on_after(grace, shield=True):
+            with trio.move_on_at(deadline, shield=True):
                 async with trio.open_nursery() as nursery:
                     for writer in self._writers.values():
-                        nursery.start_soon(writer.flush_memory)
+                        nursery.start_soon(writer.flush_rest)
             # Everything received is committed: the watermark is now.
             idle = all(w.pending_since() is None for w in self._writers.values())
             if self.watermark and idle and not self._holds:
@@ -808,21 +882,28 @@ async def open_store(
 
     Yields a :class:`Store`; get channels with :meth:`Store.sender`. Batches that were
     spooled by an earlier process are drained first. On exit (normal, error or
-    cancellation) the writers stop and everything received is written within
-    ``cfg.shutdown_grace`` seconds (shielded), and what could not be written is spooled,
-    so nothing received is lost. Raises :class:`StoreError` if the spool directory is in
+    cancellation) the writers stop: writes in flight finish (and are counted), then
+    everything received and everything spooled is written, lowest sequence first, within
+    ``cfg.shutdown_grace`` seconds of the exit (shielded), and what could not be written is
+    spooled, so nothing received is lost. Raises :class:`StoreError` if the spool directory is in
     use by another process or a write fails for a reason other than the rows or an
     unavailable database (e.g. missing tables: run migrations first).
     """
     store = Store(url, cfg, watermark=watermark, wall_us=wall_us, copy_new=copy_new)
     await trio.to_thread.run_sync(store._open)
+    grace = float(cfg.shutdown_grace)
+    deadline: float | None = None
     try:
         async with trio.open_nursery() as nursery:
             await store._run(nursery)
             try:
                 yield store
             finally:
+                # One deadline for the whole shutdown: writes in flight finish (and are
+                # counted) within it, then what is left is written, then spooled.
+                deadline = trio.current_time() + grace
+                store._closing(deadline)
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            await store._shutdown(float(cfg.shutdown_grace))
+            await store._shutdown(trio.current_time() + grace if deadline is None else deadline)

@@ -105,15 +105,21 @@ def _header(health: Mapping[str, Any]) -> Text:
         state = str(db["state"])
         text.append("   db ")
         text.append(state, style="green" if state == "up" else "bold red")
-    if isinstance(health.get("journal"), Mapping):
-        text.append("   journal " + _dict_line(health["journal"]))
+    journal = _dict_line(health["journal"]) if isinstance(health.get("journal"), Mapping) else ""
+    if journal:
+        text.append("   journal " + journal)
     return text
 
 
 def _dict_line(values: Mapping[str, Any]) -> str:
-    """``{"tracked": 120, "bytes": 5600000, "pressure": False}`` -> ``120 tracked · ...``."""
+    """``{"tracked": 120, "bytes": 5600000, "pressure": False}`` -> ``120 tracked · ...``.
+
+    A key without a value (``None`` or ``""``, e.g. ``"error": ""`` when there is none) is
+    left out, not shown as an empty label."""
     items = []
     for key, value in values.items():
+        if value is None or value == "":
+            continue
         if key == "bytes":
             items.append(fmt.size(value))
         elif isinstance(value, bool):
@@ -294,8 +300,9 @@ def _others(health: Mapping[str, Any]) -> list[RenderableType]:
         ):
             parts.append(_generic_table(key, list(value.items())))
         elif isinstance(value, Mapping):
-            if value:  # an empty mapping says nothing
-                parts.append(Text(f"{key.replace('_', ' ')} " + _dict_line(value)))
+            line = _dict_line(value)
+            if line:  # a mapping of nothing says nothing
+                parts.append(Text(f"{key.replace('_', ' ')} {line}"))
         elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             parts.append(_generic_table(key, [(None, v) for v in value]))
         else:

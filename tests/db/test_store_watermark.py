@@ -112,3 +112,26 @@ async def test_the_injected_wall_clock_stamps_the_watermark_and_the_dead_letters
     assert mark == (7_777_000_000, 7_777_000_000)
     (line,) = (tmp_path / "dead-letter" / "trades.jsonl").read_text().splitlines()
     assert json.loads(line)["at_us"] == 7_777_000_000
+
+
+async def test_the_first_watermark_is_recorded_at_open_and_keeps_a_previous_runs(
+    db_url: str, make_cfg: Callable[..., StoreConfig]
+) -> None:
+    # Issue 18 item 6: rows without a watermark read as finished history to the
+    # deduplicator; a new gatherer database has one before any row can be committed.
+    cfg = make_cfg()
+    clock = [5_000_000]
+    query = "SELECT complete_before, updated_at FROM ingest_watermark WHERE gatherer_id = %s"
+    async with open_store(db_url, cfg, wall_us=lambda: clock[0]) as store:
+        with connect_db(db_url) as db:
+            assert db.query(query, (cfg.gatherer_id,)) == [(5_000_000, 5_000_000)]
+        assert store.opened_at == 5_000_000
+        clock[0] = 6_000_000
+    with connect_db(db_url) as db:
+        assert db.query(query, (cfg.gatherer_id,)) == [(6_000_000, 6_000_000)]  # the final one
+    clock[0] = 9_000_000
+    async with open_store(db_url, cfg, wall_us=lambda: clock[0]) as store:
+        with connect_db(db_url) as db:
+            # the previous run's stays: restart recovery reads where it stopped
+            assert db.query(query, (cfg.gatherer_id,)) == [(6_000_000, 6_000_000)]
+        assert store.opened_at == 9_000_000

@@ -581,3 +581,120 @@ async def test_cancellation_still_writes_everything_received(
     assert (stats.rows_written, stats.queue_rows, stats.spool_rows) == (250, 0, 0)
     with connect_db(db_url) as db:
         assert db.fetch_rows("trades") == sorted(trades)
+
+
+def spooled_batches(table: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("kalshi_store_spooled_batches_total", {"table": table}) or 0.0
+
+
+def market(i: int) -> MarketRow:
+    return MarketRow(f"MKT-{i}", "EV", "open", "binary", "T", T0, None, T0 + i, "g-1", "{}")
+
+
+@pytest.mark.parametrize("memory_rows", [0, 50, 150])
+@pytest.mark.parametrize("table", ["trades", "markets"])  # two flushers, one (an upsert)
+async def test_batches_over_the_memory_bound_are_written_with_the_database_up(
+    table: str,
+    memory_rows: int,
+    db_url: str,
+    make_cfg: Callable[..., StoreConfig],
+    tmp_path: Path,
+) -> None:
+    # Batches of 100 seal at once (no timer); 0 and 50: every batch is larger than the
+    # bound, 150: the second of two waiting batches pushes memory past it. Spooled while
+    # the database is up, they are written at once: no outage to end, no restart.
+    cfg = make_cfg(batch_size=100, flush_interval=3600, memory_rows=memory_rows)
+    rows: list[Row] = [(trade if table == "trades" else market)(i) for i in range(300)]
+    before = spooled_batches(table)
+    # A batch at a time, each drained: a spooled batch must not wait for the next one.
+    rounds = [rows] if memory_rows >= 100 else [rows[i : i + 100] for i in range(0, 300, 100)]
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            for part in rounds:
+                await send_all(store, table, part)
+                await store.drain()
+            stats = store.stats().tables[table]
+            assert (stats.rows_written, stats.spool_rows, stats.spool_files) == (300, 0, 0)
+    if memory_rows < 100:
+        assert spooled_batches(table) - before == 3  # every batch went through the disk
+    assert list((tmp_path / "spool" / table).glob("*.batch")) == []
+    with connect_db(db_url) as db:
+        assert db.counts()[table] == 300
+        if table == "trades":
+            assert db.fetch_rows("trades") == sorted(rows)
+
+
+async def test_exit_writes_batches_spooled_while_the_database_is_up(
+    db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
+) -> None:
+    # The gatherer's clean stop: a batch spilled by the memory bound is written within the
+    # grace, not left for the next run.
+    cfg = make_cfg(batch_size=300, flush_interval=3600, memory_rows=100)
+    markets = [market(i) for i in range(300)]
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            await send_all(store, "markets", markets)
+            await trio.testing.wait_all_tasks_blocked()
+        stats = store.stats().tables["markets"]
+    assert (stats.rows_written, stats.spool_rows, stats.spool_files, stats.queue_rows) == (
+        300,
+        0,
+        0,
+        0,
+    )
+    assert list((tmp_path / "spool" / "markets").glob("*.batch")) == []
+    with connect_db(db_url) as db:
+        assert db.counts()["markets"] == 300
+
+
+async def test_exit_at_once_writes_an_earlier_spool(
+    db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
+) -> None:
+    # Spooled by a store whose database was down; the next store exits before its flushers
+    # ran: the shutdown writes the spool within the grace, lowest first.
+    cfg = make_cfg(batch_size=100, flush_interval=3600, memory_rows=0, grace=5)
+    trades = [trade(i) for i in range(250)]
+    with trio.fail_after(30):
+        async with open_store("postgresql://postgres@127.0.0.1:1/kalshi", cfg) as store:
+            await send_all(store, "trades", trades)
+    assert store.stats().tables["trades"].spool_files == 3
+    moved(tmp_path / "spool", db_url)
+    with trio.fail_after(30):
+        async with open_store(db_url, cfg) as store:
+            pass
+    stats = store.stats().tables["trades"]
+    assert (stats.rows_written, stats.spool_rows, stats.spool_files) == (250, 0, 0)
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == sorted(trades)
+
+
+async def test_a_write_in_flight_at_cancellation_is_counted_once(
+    db_url: str, make_cfg: Callable[..., StoreConfig]
+) -> None:
+    # A flusher cancelled while the database works on its batch: the write finishes within
+    # the grace and is counted; abandoned, it would commit unseen and be written again at
+    # shutdown (the database holding rows the printed count never saw).
+    trades = [trade(i) for i in range(100)]
+    cfg = make_cfg(batch_size=100, flush_interval=3600)
+    with connect_db(db_url) as locker, connect_db(db_url) as watcher:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE trades IN ACCESS EXCLUSIVE MODE")
+        with trio.fail_after(30), trio.CancelScope() as scope:
+            async with open_store(db_url, cfg, watermark=False) as store:
+                await send_all(store, "trades", trades)
+                while not watcher.query(  # noqa: ASYNC110 - the write waits in the server
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                ):
+                    await trio.sleep(0.01)
+                scope.cancel()  # as Ctrl-C would, the batch's write in flight
+                locker.execute("ROLLBACK")  # before the cancellation is delivered
+                await trio.sleep_forever()
+    assert scope.cancelled_caught
+    stats = store.stats().tables["trades"]
+    assert (stats.rows_written, stats.rows_duplicate, stats.batches) == (100, 0, 1)
+    assert (stats.queue_rows, stats.spool_rows) == (0, 0)
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == sorted(trades)

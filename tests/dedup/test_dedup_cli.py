@@ -160,3 +160,73 @@ def test_a_second_deduplicator_on_one_production_database_is_refused(
     with _dedup(config, "--once") as proc:
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out.decode()
+
+
+async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_exports_it(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    """What `just demo` then `just run-dedup --once` meets: stopped gatherers whose ingest
+    watermark stays at their last receipt, so their newest hour never closes by itself."""
+    truth = make_truth(23, events=200)
+    urls = {}
+    for i, (gid, misses) in enumerate(MISSES.items()):
+        urls[gid] = make_db()
+        rec = record(truth, gid, misses, conn_base=i + 1)
+        await write_recording(urls[gid], rec, tmp_path / gid)
+        with connect_db(urls[gid]) as db:  # what a gatherer leaves when it stops
+            last = db.query("SELECT max(received_at) FROM orderbook_deltas")[0][0]
+            db.execute(
+                "INSERT INTO ingest_watermark VALUES (%s, %s, %s)", (gid, last + 1, last + 1)
+            )
+    production = make_db()
+    config = _config(tmp_path / "dedup.yaml", production, urls)
+    settings = yaml.safe_load(config.read_text())
+    out = tmp_path / "out"
+    settings["s3_export"] = {"enabled": True, "local_dir": str(out), "window": "1h"}
+    config.write_text(yaml.safe_dump(settings))
+
+    async def kalshi(*args: str) -> str:
+        with trio.fail_after(120):
+            done = await trio.run_process(
+                [sys.executable, "-m", "kalshi", *args, "--config", str(config)],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode()
+
+    printed = await kalshi("dedup", "--once")
+    held = [line for line in printed.splitlines() if line.startswith("export:")]
+    assert held[-2:] == [
+        "export: if the gatherers have stopped, --all-windows exports those windows now",
+        "export: no closed window to export",
+    ]
+    assert sorted(line.split()[1] for line in held[:-2]) == [
+        "gaps",
+        "orderbook_deltas",
+        "orderbook_snapshots",
+        "tickers",
+        "trades",
+    ]
+    assert all(
+        "its window closes when every gatherer's cursor passes" in line for line in held[:-2]
+    )
+    assert not out.exists()
+    # the same hour asked for with --until a second before its end: every table says so
+    printed = await kalshi("export", "--until", "2026-01-01T00:59:59Z")
+    assert printed.splitlines() == [
+        f"export: {table} held back from 2026-01-01T00:00:00Z: its window ends at"
+        " 2026-01-01T01:00:00Z, after --until"
+        for table in ("trades", "orderbook_deltas", "orderbook_snapshots", "tickers", "gaps")
+    ] + ["export: no closed window to export"]
+    printed = await kalshi("dedup", "--once", "--all-windows")
+    assert printed.splitlines()[-1].startswith("exported 5 windows, ")
+    with connect_db(production) as db:
+        counts = {t: db.count(t) for t in ("trades", "tickers", "gaps", "orderbook_snapshots")}
+    manifests = {
+        p.parent.parent.parent.name: json.loads(p.read_text()) for p in out.rglob("_manifest.json")
+    }
+    assert {t: m["rows"] for t, m in manifests.items() if t != "orderbook_deltas"} == counts
+    printed = await kalshi("export", "--all-windows")
+    assert printed == "export: no closed window to export\n"

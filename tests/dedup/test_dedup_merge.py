@@ -200,14 +200,7 @@ async def test_gatherer_clocks_off_by_minutes_lose_nothing(
     # Issue 18 item 6: a gatherer clock 90 s behind left production with 0 of 3 530 deltas;
     # the deduplicator looked for rows received within a fixed 60 s of their exchange time.
     # Here g1 stamps receipts 90 s early and g2 20 s late (one machine's clock each).
-    #
-    # Still on the scripted rows of kalshi.testing.scripted: with the real pipeline's rows
-    # (kalshi.testing.recording, a resnapshot right after the delta that reveals a seq gap)
-    # this seed loses delta 71 of KXTEST-02 into a merge_hole although g2 has it: after a
-    # hole the merge restarts from the snapshot with the earliest *receipt* time
-    # (merge.point_ts), comparing g2's clock (+20 s) with g0's, and takes g0's later one.
-    from kalshi.testing import scripted
-    from kalshi.testing.scripted import make_truth, record
+    from kalshi.testing.recording import record
 
     truth = make_truth(11, events=320)
     skews = {"g0": 0, "g1": -90_000_000, "g2": 20_000_000}
@@ -236,10 +229,10 @@ async def test_gatherer_clocks_off_by_minutes_lose_nothing(
             with connect_db(url) as db:
                 db.execute("UPDATE ingest_watermark SET complete_before = %s", (2**62,))
         second = await dedup.run_pass(settle_us=0)
-        assert first.holes + second.holes == len(scripted.holes(truth, list(MISSES.values())))
+        assert first.holes + second.holes == len(holes(truth, list(MISSES.values())))
     finally:
         dedup.close()
-    assert_production_is_truth(production, truth, MISSES, model=scripted)
+    assert_production_is_truth(production, truth, MISSES)
 
 
 async def test_once_right_after_a_gatherer_with_a_clock_ahead_stopped_copies_every_trade(

@@ -268,3 +268,51 @@ async def test_a_session_lost_while_reading_a_backlog_backfills_from_where_readi
         assert since <= first_missed, (since, first_missed)
         assert first_missed - since < 2_000_000  # from where reading was, not much before
         nursery.cancel_scope.cancel()
+
+
+async def test_waiting_to_handle_a_lifecycle_message_is_not_silence(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Handling a lifecycle message writes the market's row; with the markets' queue full
+    that waits (issue 20 at 20 000 msgs/s: four lifecycle connections declared "silent for
+    5s" together after 63 s unread). Our own wait, so no reconnect."""
+    async with (
+        open_sim_exchange(
+            markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        room = trio.Event()
+        handled = []
+
+        async def on_lifecycle(out: Any) -> None:
+            await room.wait()
+            handled.append(out)
+
+        channels = {}
+        for table in TABLE_COLUMNS:
+            send, receive = trio.open_memory_channel[Row](10_000)
+            channels[table] = send
+            nursery.start_soon(drain, receive)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim),
+            RowSink(channels),
+            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
+        )
+        ctx.on_lifecycle = on_lifecycle
+        conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
+        nursery.start_soon(conn.run)
+        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
+            await trio.sleep(0.01)
+        sim.engine.add_market(series="KXHIGHNY")
+        while not conn.blocked:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        await trio.sleep(60)
+        room.set()
+        while not handled:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        await trio.sleep(3)
+        assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
+        nursery.cancel_scope.cancel()

@@ -4,27 +4,68 @@ spanning the down time, and the books equal the simulator's."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 import yaml
 
 from kalshi.gather.recovery import last_frames
+from kalshi.journal import JournalRecord, read_journal
+from kalshi.replay.core import Replayer
 from kalshi.sim import open_sim_exchange
-from kalshi.store import connect_db
+from kalshi.store import EmbeddedPostgres, connect_db
 from kalshi.testing import PINNED_START_US, free_port
 from tests.gather.support import db_books, wait_for
 from tests.replay.replay_support import BASE_US, GATHERER, scripted_session, write_journal
 
 CHANNELS = ("orderbook_delta", "trade", "ticker", "market_lifecycle_v2")
+_LABEL_FIELD = {"trade": "trades", "orderbook": "orderbook", "ticker": "tickers"}
+_FIELD_TABLES = {
+    "trades": ("trades",),
+    "orderbook": ("orderbook_deltas", "orderbook_snapshots"),
+    "tickers": ("tickers",),
+}
 
 
-def _config(sim: Any, tmp_path: Path, db_url: str, port: int) -> Path:
+def _journaled(journal: Path) -> list[tuple[JournalRecord, list[tuple[str, Any]]]]:
+    """Every ``in`` frame of the journal with the rows the live pipeline makes of it."""
+    replayer = Replayer()
+    out = []
+    for item in read_journal([journal]):
+        rows = replayer.feed(item)
+        if isinstance(item, JournalRecord) and item.kind == "frame" and item.direction == "in":
+            out.append((item, rows))
+    return out
+
+
+def _journal_ends(journal: Path) -> dict[str, int]:
+    """Per LastRun field, the receive time of the journal's last frame making its rows."""
+    ends: dict[str, int] = {}
+    for item, rows in _journaled(journal):
+        for field, tables in _FIELD_TABLES.items():
+            if any(table in tables for table, _ in rows):
+                ends[field] = item.wall_us
+    return ends
+
+
+def _config(
+    sim: Any,
+    tmp_path: Path,
+    db_url: str,
+    port: int,
+    writers: dict[str, Any] | None = None,
+    *,
+    poller: bool = False,
+) -> Path:
     key = tmp_path / "key.pem"
     key.write_bytes(sim.private_key_pem)
     config = {
@@ -43,10 +84,11 @@ def _config(sim: Any, tmp_path: Path, db_url: str, port: int) -> Path:
             "ticker_connections": 1,
             "lifecycle_connections": 1,
         },
-        "writers": {"trades": {"flush_interval": "50ms"}, "orderbook": {"flush_interval": "50ms"}},
+        "writers": writers
+        or {"trades": {"flush_interval": "50ms"}, "orderbook": {"flush_interval": "50ms"}},
         "spool": {"dir": str(tmp_path / "spool"), "dead_letter_dir": str(tmp_path / "dead")},
         "journal": {"dir": str(tmp_path / "journal"), "compress": False},
-        "snapshot_poller": {"enabled": False},
+        "snapshot_poller": {"enabled": poller, "interval": "1s"},
         "http": {"port": port},
         "metrics": {"enabled": False},
     }
@@ -100,6 +142,7 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
                 first.kill()  # SIGKILL: no flush, no shutdown code
                 await first.wait()
                 killed_at = len(sim.truth.trades)
+                ends = _journal_ends(tmp_path / "journal")
                 await wait_for(
                     lambda: len(sim.truth.trades) >= killed_at + 200
                 )  # traded while down
@@ -148,12 +191,233 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
         "ticker-0",
         "trade-0",
     ]
+    # the outage starts where the first run's journal ends (its rows are all stored)
     killed_us = max(t.exchange_ts for t in truth.trades[:killed_at])
-    for _, start, end in outages:
-        assert start <= killed_us < end  # each spans the down time
+    for detail, start, end in outages:
+        label = detail.split(":")[0].split("-")[0]
+        if label in _LABEL_FIELD:  # the journaled frames are not in it
+            assert ends[_LABEL_FIELD[label]] <= start, detail
+        assert start < end
+        assert killed_us < end  # each spans the down time
     books = db_books(db_url)
     for ticker in sim.engine.active_tickers:
         assert books[ticker] == truth.book(ticker), ticker
+
+
+# The columns compared per table: each row's key, where it came from and its values.
+_COMPARED = {
+    "tickers": ("exchange_ts", "received_at", "conn_id", "frame_no", "ticker", "yes_bid", "volume"),
+    "trades": ("exchange_ts", "received_at", "conn_id", "frame_no", "trade_id", "price", "size"),
+    "orderbook_deltas": (
+        "exchange_ts",
+        "received_at",
+        "conn_id",
+        "frame_no",
+        "ticker",
+        "price",
+        "size_delta",
+    ),
+}
+
+
+def _journaled_rows(journal: Path) -> dict[str, list[tuple[Any, ...]]]:
+    out: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _COMPARED}
+    for _, rows in _journaled(journal):
+        for table, row in rows:
+            if table in out:
+                out[table].append(tuple(getattr(row, c) for c in _COMPARED[table]))
+    return out
+
+
+def _stored_rows(db_url: str, table: str, conns: list[int]) -> list[tuple[Any, ...]]:
+    columns = ", ".join(_COMPARED[table])
+    ws = " AND source = 'ws'" if table == "trades" else ""
+    with connect_db(db_url) as db:
+        return db.query(f"SELECT {columns} FROM {table} WHERE conn_id = ANY(%s){ws}", [conns])
+
+
+async def test_kill_9_before_a_commit_the_restart_writes_the_journal_tail(
+    db_url: str, tmp_path: Path
+) -> None:
+    # The first run's rows wait in its writers' memory: tickers never flushed, trades and
+    # deltas only in whole batches. kill -9 loses that memory, not the journal.
+    writers = {
+        "tickers": {"batch_size": 100_000, "flush_interval": "1h"},
+        "trades": {"batch_size": 40, "flush_interval": "1h"},
+        "orderbook": {"batch_size": 300, "flush_interval": "1h"},
+    }
+    journal = tmp_path / "journal"
+    async with open_sim_exchange(
+        markets=30, active=15, rate=400.0, seed=23, port=0, start_us=PINNED_START_US
+    ) as sim:
+        sim.engine.pause()
+        port = free_port()
+        path = _config(sim, tmp_path, db_url, port, writers)
+        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
+        procs: list[trio.Process] = []
+        try:
+            with trio.fail_after(120):
+                first = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
+                procs.append(first)
+                await _wait_live(port)
+                sim.engine.resume()
+
+                def journaled_enough() -> bool:
+                    rows = _journaled_rows(journal)
+                    return (
+                        len(rows["tickers"]) >= 20
+                        and len(rows["trades"]) >= 100
+                        and len(rows["orderbook_deltas"]) >= 400
+                    )
+
+                await wait_for(journaled_enough, step=0.2)
+                first.kill()  # SIGKILL: the batches in memory are gone
+                await first.wait()
+                sim.engine.pause()
+                frames = _journaled(journal)
+                conns = sorted({item.conn_id for item, _ in frames})
+                expected = _journaled_rows(journal)
+                ends = _journal_ends(journal)
+                # journaled, not in the database: what the restart must write (the
+                # database may also hold rows of frames still in the journal's memory)
+                stored = {t: _stored_rows(db_url, t, conns) for t in _COMPARED}
+                assert stored["tickers"] == []
+                assert len(expected["tickers"]) >= 20
+                # the same gatherer, its writers flushing as usual (the tail is committed
+                # before recording starts: a flush, not a clean stop, writes it)
+                _config(sim, tmp_path, db_url, port)
+                second = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
+                procs.append(second)
+                await _wait_live(port)
+                second.send_signal(signal.SIGTERM)
+                assert await second.wait() == 0
+        finally:
+            for proc in procs:  # a failed test leaves no gatherer behind
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    assert first.returncode == -signal.SIGKILL
+    for table in _COMPARED:  # every journaled row exactly once, as the live pipeline made it
+        want = sorted(set(expected[table]) | set(stored[table]))
+        assert len(want) == len(expected[table]) + len(set(stored[table]) - set(expected[table]))
+        assert sorted(_stored_rows(db_url, table, conns)) == want, table
+    with connect_db(db_url) as db:
+        doubled = db.query("SELECT trade_id FROM trades GROUP BY trade_id HAVING count(*) > 1")
+        outages = db.query("SELECT detail, start_ts FROM gaps WHERE kind = 'outage'")
+    assert doubled == []
+    starts = {d.split(":")[0].split("-")[0]: start for d, start in outages}
+    # only what was never journaled is an outage: the tickers' (none of which the first
+    # run stored) starts where the journal's tickers end; no channel's before that
+    assert starts["ticker"] == ends["tickers"]
+    for label, field in _LABEL_FIELD.items():
+        assert starts[label] >= ends[field], label
+
+
+_names = itertools.count(1)
+
+
+@pytest.fixture
+def rebuilt_url(pg_server: EmbeddedPostgres, _migrated_template: str) -> Iterator[str]:
+    """A second fresh migrated database, for the journal's replay."""
+    name = f"rebuilt_{next(_names)}"
+    with connect_db(pg_server.url_for("postgres")) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_migrated_template}"')
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        with connect_db(pg_server.url_for("postgres")) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Each table's content, compared whole. Trades by their identity: a trade the WebSocket
+# and the REST backfill both delivered is stored once, either copy.
+_CONTENT = {
+    "trades": "exchange_ts, trade_id, ticker, price, size, taker_side",
+    "orderbook_deltas": "*",
+    "orderbook_snapshots": "snapshot_ts, ticker, source, yes_bids::text, no_bids::text,"
+    " conn_id, frame_no",
+    "tickers": "*",
+    "market_lifecycle": "exchange_ts, received_at, ticker, event_type, conn_id, frame_no",
+    "gaps": "*",
+    # the registry's markets; updated_at is when the live gatherer handled a lifecycle
+    # frame, the frame's receipt in a replay
+    "markets": "ticker, event_ticker, status, market_type, title, open_time, close_time,"
+    " gatherer_id, payload::text",
+}
+
+
+def _content(url: str, table: str) -> Counter[tuple[Any, ...]]:
+    with connect_db(url) as db:
+        return Counter(db.query(f"SELECT {_CONTENT[table]} FROM {table}"))
+
+
+async def test_a_database_rebuilt_from_the_journal_equals_the_original(
+    db_url: str, rebuilt_url: str, tmp_path: Path
+) -> None:
+    # A run, a stop, trades while down, a restart: the original holds WebSocket rows, the
+    # trades backfilled over REST and the books polled over REST (source 'rest'), and the
+    # gatherer's outage gaps.
+    async with open_sim_exchange(
+        markets=30, active=15, rate=400.0, seed=29, port=0, start_us=PINNED_START_US
+    ) as sim:
+        sim.engine.pause()
+        port = free_port()
+        path = _config(sim, tmp_path, db_url, port, poller=True)
+        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
+        procs: list[trio.Process] = []
+        try:
+            with trio.fail_after(120):
+                for run in range(2):
+                    proc = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
+                    procs.append(proc)
+                    await _wait_live(port)
+                    made = len(sim.truth.trades)
+                    sim.engine.resume()
+                    await wait_for(
+                        lambda: (
+                            len(sim.truth.trades) >= made + 150  # noqa: B023
+                            and _count(
+                                db_url,
+                                "SELECT count(*) FROM orderbook_snapshots WHERE source = 'rest'",
+                            )
+                            > 0
+                        )
+                    )
+                    if run == 0:
+                        proc.send_signal(signal.SIGTERM)
+                        assert await proc.wait() == 0
+                        made = len(sim.truth.trades)
+                        await wait_for(lambda: len(sim.truth.trades) >= made + 100)  # noqa: B023
+                    sim.engine.pause()
+                expected = {t.trade_id for t in sim.truth.trades}
+                await wait_for(
+                    lambda: (
+                        _count(db_url, "SELECT count(DISTINCT trade_id) FROM trades")
+                        >= len(expected)
+                    )
+                )
+                procs[-1].send_signal(signal.SIGTERM)
+                assert await procs[-1].wait() == 0
+        finally:
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    replay = await trio.run_process(
+        [sys.executable, "-m", "kalshi", "replay", str(tmp_path / "journal"), "--db", rebuilt_url],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        cwd=tmp_path,  # its spool
+    )
+    assert replay.returncode == 0, replay.stderr.decode()
+    assert _count(db_url, "SELECT count(*) FROM trades WHERE source = 'rest'") > 0
+    assert _count(db_url, "SELECT count(*) FROM gaps WHERE kind = 'outage'") == 5
+    assert _count(db_url, "SELECT count(*) FROM orderbook_snapshots WHERE source = 'rest'") > 0
+    for table in _CONTENT:  # table by table, every row
+        original, rebuilt = _content(db_url, table), _content(rebuilt_url, table)
+        assert rebuilt == original, (table, sum(original.values()), sum(rebuilt.values()))
 
 
 async def test_without_its_database_the_previous_end_comes_from_the_journal(

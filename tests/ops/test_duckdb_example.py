@@ -96,3 +96,16 @@ def test_default_query_over_s3(
     monkeypatch.setenv("S3_BUCKET", "export")
     EXAMPLE["main"](["--s3"])
     assert capsys.readouterr().out == EXPECTED_DAYS
+
+
+def test_a_table_never_exported_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(fs.LocalFileSystem(), str(tmp_path))
+    code = EXAMPLE["main"](["--dir", str(tmp_path), "SELECT count(*) FROM orderbook_deltas"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: Table with name orderbook_deltas does not exist!"
+        f" (exported tables under {tmp_path}: trades)\n"
+    )

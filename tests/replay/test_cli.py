@@ -100,6 +100,10 @@ async def test_replay_into_a_database_twice(db_url: str, tmp_path: Path) -> None
         "no": [{"price": "0.5500", "size": "7.00", "cumulative": "7.00"}],
     }
     assert orjson.loads(from_journal.stdout) == {**doc, "source": "journal"}
+    # without --ticker: the market of the newest delta stored at that time
+    picked = kalshi("snapshot", "--json", "--at", at, "--db", db_url, cwd=tmp_path)
+    assert picked.stderr == ""
+    assert (picked.returncode, orjson.loads(picked.stdout)) == (0, doc)
     table = kalshi("snapshot", "--ticker", T1, "--depth", "1", "--db", db_url, cwd=tmp_path)
     assert table.returncode == 0
     assert "best yes bid 0.4100 · best yes ask - · spread -" in table.stdout
@@ -111,6 +115,7 @@ async def test_one_clear_line_and_exit_1(tmp_path: Path) -> None:
     journal = str(tmp_path / "journal")
     cases = [
         (("snapshot", journal, "--ticker", "NOPE"), "error: NOPE: not in the journal"),
+        (("snapshot", journal), "error: --ticker is needed with --source journal"),
         (
             ("snapshot", journal, "--ticker", T1, "--at", "2026-11-24T22:59:00Z"),
             f"error: {T1}: no order-book frame at or before 2026-11-24T22:59:00.000000Z",

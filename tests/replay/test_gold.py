@@ -232,3 +232,23 @@ def test_into_postgresql_then_snapshot_at(db_url: str, tmp_path: Path) -> None:
     assert [[level["price"], level["size"]] for level in doc["yes"]][:2] == [
         [f"{p / 100000:.4f}", f"{s / 100:.2f}"] for p, s in book["yes"][:2]
     ]
+
+
+def test_replay_with_batches_larger_than_memory_commits_everything(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """spool.memory_rows below the delta batch size (5 000): every batch goes through the
+    disk spool with the database up, and every row is committed before the replay returns."""
+    window = WINDOWS[0]
+    (tmp_path / "cfg.yaml").write_text("spool: {memory_rows: 1000}\n")
+    result = kalshi(
+        "replay", str(capture(window)), "--config", "cfg.yaml", "--db", empty_db_url, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"acknowledged nothing" not in result.stderr
+    assert b"not written" not in result.stdout
+    assert b"orderbook_deltas 37,092" in result.stdout
+    assert sorted(p.name for p in (tmp_path / ".kalshi").rglob("*.batch")) == []
+    with connect_db(empty_db_url) as db:
+        counts = {t: n for t, n in db.counts().items() if n}
+    assert counts == {t: n for t, n in GOLDEN[window].items() if n}

@@ -366,3 +366,130 @@ def test_config_errors_never_echo_secrets_or_long_values(tmp_path: Path) -> None
     text = "\n".join(info.value.problems)
     for secret in ("hunter2", "MIIEv", "pem", "True"):
         assert secret not in text
+
+
+def test_every_value_out_of_range_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "kalshi:\n  rest_url: ftp://host/x\n  ws_url: http://host:99999/\n"
+        "  rest_rate_limit: 0\n  request_timeout: 0s\n"
+        "websocket:\n  ping_interval: 0\n  max_frame_bytes: 0\n  markets_per_command: 0\n"
+        "timescaledb:\n  url: mysql://db/kalshi\n  max_connections: 0\n"
+        "writers:\n  trades: {batch_size: 0, flush_interval: 0s}\n"
+        "snapshot_poller:\n  max_markets: 0\n"
+        "metrics:\n  port: -1\n  host: ''\n"
+        "http:\n  port: ${HTTP_PORT}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path, env={"HTTP_PORT": "99999"})
+    assert info.value.problems == [
+        "kalshi.rest_url: expected an http:// or https:// URL, got 'ftp://host/x'",
+        "kalshi.ws_url: expected a ws:// or wss:// URL, got 'http://host:99999/'",
+        "kalshi.rest_rate_limit: expected a number > 0, got 0.0",
+        "kalshi.request_timeout: expected a duration > 0, got 0.0",
+        "websocket.ping_interval: expected a duration > 0, got 0.0",
+        "websocket.markets_per_command: expected an integer >= 1, got 0",
+        "websocket.max_frame_bytes: expected a size of at least 1 byte, got 0",
+        "timescaledb.url: expected a postgresql://user@host:port/database URL (or a libpq"
+        " key=value string), got 'mysql://db/kalshi'",
+        "timescaledb.max_connections: expected an integer >= 1, got 0",
+        "writers.trades.batch_size: expected an integer >= 1, got 0",
+        "writers.trades.flush_interval: expected a duration > 0, got 0.0",
+        "snapshot_poller.max_markets: expected an integer >= 1, got 0",
+        "metrics.port: expected a port 0-65535 (0 disables), got -1",
+        "metrics.host: expected a host name or address, got ''",
+        "http.port: expected a port 0-65535 (0 disables), got 99999",
+    ]
+
+
+def test_dedup_values_are_checked_too(tmp_path: Path) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        "gatherers:\n  - {id: a, timescaledb: 'postgresql://u:hunter2@db/a'}\n"
+        "  - {id: a, timescaledb: 'mysql://u:hunter2@db/b'}\n"
+        "production: {url: 'host=db dbname=prod'}\n"
+        "s3_export: {endpoint: 's3.example', window: 0s}\n"
+        "sync: {poll_interval: 0s, batch_size: 0}\n"
+        "metrics: {port: 70000}\nhttp: {port: -2}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_dedup_config(path, env={})
+    assert info.value.problems == [
+        "gatherers[1].id: 'a' repeats gatherers[0].id",
+        "gatherers[1].timescaledb: expected a postgresql://user@host:port/database URL (or a"
+        " libpq key=value string), got 'mysql://u:***@db/b'",
+        "s3_export.endpoint: expected an http(s):// URL, got 's3.example'",
+        "s3_export.window: expected a duration > 0, got 0.0",
+        "sync.poll_interval: expected a duration > 0, got 0.0",
+        "sync.batch_size: expected an integer >= 1, got 0",
+        "metrics.port: expected a port 0-65535 (0 disables), got 70000",
+        "http.port: expected a port 0-65535 (0 disables), got -2",
+    ]
+
+
+def _kalshi(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kalshi", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        check=False,
+    )
+
+
+def test_cli_port_out_of_range_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text("http:\n  port: ${HTTP_PORT:-8080}\nmetrics: {port: -1}\n")
+    result = _kalshi("gather", "--config", str(path), cwd=tmp_path, env={"HTTP_PORT": "99999"})
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"config error: {path}: metrics.port: expected a port 0-65535 (0 disables), got -1",
+        f"config error: {path}: http.port: expected a port 0-65535 (0 disables), got 99999",
+    ]
+
+
+def test_cli_missing_config_names_its_path_once(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent.yaml"
+    for command in ("gather", "dedup"):
+        result = _kalshi(command, "--config", str(missing), cwd=tmp_path)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr.splitlines() == [
+            f"config error: {missing}: cannot read config: No such file or directory"
+        ]
+
+
+def test_cli_dedup_without_config_exits_2_with_each_missing_key(tmp_path: Path) -> None:
+    result = _kalshi("dedup", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        "config error: production.url: the production database URL is required",
+        "config error: gatherers: at least one gatherer database is required",
+    ]
+    result = _kalshi("export", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        "config error: production.url: the production database URL is required\n",
+    )
+
+
+def test_one_port_for_health_and_metrics_needs_one_host() -> None:
+    clash = {"http.port": 9000, "metrics.port": 9000, "metrics.host": "0.0.0.0"}
+    for kind in (GathererConfig, DedupConfig):
+        with pytest.raises(ConfigError) as info:
+            load_config(None, kind, env={}, overrides=clash)
+        assert info.value.problems == [
+            "metrics.host: must equal http.host (127.0.0.1) when both use port 9000"
+        ]
+        shared = load_config(None, kind, env={}, overrides={**clash, "metrics.host": "127.0.0.1"})
+        assert (shared.http.port, shared.metrics.port) == (9000, 9000)
+
+
+def test_cli_sim_port_out_of_range_exits_2(tmp_path: Path) -> None:
+    for port in ("99999", "-1"):
+        result = _kalshi("sim", "--port", port, "--markets", "5", cwd=tmp_path)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == f"error: --port must be between 0 and 65535, got {port}\n"
+    assert not (tmp_path / ".kalshi").exists()  # refused before writing a key

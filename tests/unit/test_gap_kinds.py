@@ -28,7 +28,7 @@ def _emitted() -> set[str]:
     root = Path(kalshi.__file__).parent
     for path in root.rglob("*.py"):
         if path.parent.name == "testing":
-            continue  # scripted recordings take their kinds from the test
+            continue  # test recordings take their kinds from the test
         for node in ast.walk(ast.parse(path.read_text())):
             if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "GapRow"):
                 continue

@@ -413,3 +413,22 @@ async def test_unparsable_metrics_keep_the_health_document(
     assert out.getvalue().splitlines() == [
         "error: metrics: not Prometheus text (invalid metric name:<html>not metrics</html>)"
     ]
+
+
+def test_an_error_field_is_shown_only_when_there_is_an_error() -> None:
+    document = health(0)
+    document["journal"] = {"records": 5, "upload_backlog": 0, "error": ""}
+    document["spool"] = {"state": "ok", "error": "", "reading_paused": False}
+    document["clock"] = {"offset_s": None}
+    state = TuiState()
+    state.observe(document, now=100.0)
+    lines = lines_of(state)
+    assert lines[0].endswith("journal 5 records · 0 upload_backlog")
+    assert "spool state ok · reading_paused no" in lines
+    assert not [line for line in lines if line.startswith("clock")]  # nothing to say
+    document["journal"]["error"] = "disk full"
+    document["spool"]["error"] = None
+    state.observe(document, now=102.0)
+    lines = lines_of(state)
+    assert lines[0].endswith("journal 5 records · 0 upload_backlog · error disk full")
+    assert "spool state ok · reading_paused no" in lines
