@@ -17,7 +17,7 @@ from kalshi.models.book import BookSnapshot
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, RestClient
 from kalshi.pipeline import trade_row
-from kalshi.replay.outside import ORDERBOOKS_PATH, polled_row
+from kalshi.pipeline.outside import MARKETS_PATH, ORDERBOOKS_PATH, polled_row
 
 __all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
 
@@ -29,9 +29,18 @@ log = logging.getLogger("kalshi.gather.rest")
 async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketRegistry) -> int:
     """One full listing of ``/markets`` into the registry; returns markets listed."""
     listed = 0
-    async for page in rest.market_pages():
+    async for params, body, page in rest.market_bodies():
         listed += len(page)
-        for row in registry.upsert(page, ctx.wall_us()):
+        now = ctx.wall_us()
+        rows = registry.upsert(page, now)
+        if rows and ctx.journal is not None:
+            # Only pages that change the registry (a page of unchanged markets changes
+            # nothing in a replay's either): a re-list every few minutes costs no journal.
+            # With the shard: a replay's registry keeps the same markets.
+            ctx.journal.record_rest(
+                now, ctx.mono_us(), body, path=MARKETS_PATH, params=params, shard=ctx.cfg.shard
+            )
+        for row in rows:
             await ctx.sink.put("markets", row)
     for status, count in registry.status_counts().items():
         metrics.MARKETS.labels(status).set(count)

@@ -206,13 +206,25 @@ class RestClient:
     async def market_pages(self, **filters: Any) -> AsyncIterator[list[Market]]:
         """Every page of ``/markets`` (1000 per page) for the given filters; raises
         :class:`PaginationError` on a repeated cursor or past ``max_pages``."""
+        async for _, _, markets in self.market_bodies(**filters):
+            yield markets
+
+    async def market_bodies(
+        self, **filters: Any
+    ) -> AsyncIterator[tuple[dict[str, Any], bytes, list[Market]]]:
+        """:meth:`market_pages` with each request's params and body as received, for a
+        caller that journals the body (``docs/journal.md``)."""
         pages = Pages("/markets", self.max_pages)
         while True:
             params = {"limit": 1000, **filters}
             if pages.cursor:
                 params["cursor"] = pages.cursor
-            markets, cursor = await self._decoded("/markets", params, decode_markets_page)
-            yield markets
+            body = await self.get("/markets", params)
+            try:
+                markets, cursor = decode_markets_page(body)
+            except DecodeError as exc:
+                raise type(exc)(f"GET /markets: {exc}") from None
+            yield params, body, markets
             if not pages.advance(cursor):
                 return
 

@@ -21,13 +21,13 @@ import trio
 from attrs import define, field, frozen
 
 from kalshi.config import StoreConfig
-from kalshi.errors import DecodeError
+from kalshi.errors import ConfigError, DecodeError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.journal.format import REST
 from kalshi.models.rows import Row
 from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
+from kalshi.pipeline.outside import MARKETS_PATH, made_outside
 from kalshi.replay.continuity import Continuity
-from kalshi.replay.outside import made_outside
 from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import Store, open_store
 from kalshi.store.schema import TABLES
@@ -116,6 +116,8 @@ class Replayer:
         self.stats = ReplayStats()
         self.continuity = Continuity()
         self._rules: dict[tuple[str, int], str] = {}
+        # per gatherer, its market registry, from the first journaled /markets page on
+        self.registries: dict[str, Any] = {}
 
     def processor(self, gatherer_id: str) -> FrameProcessor:
         proc = self.processors.get(gatherer_id)
@@ -137,8 +139,8 @@ class Replayer:
         if item.kind == REST or (item.kind == "gap" and "row" in item.detail):
             stats.markers += 1
             try:
-                made = made_outside(item)
-            except (DecodeError, ValueError, TypeError) as exc:
+                made = self._listed(item) if _listing(item) else made_outside(item)
+            except (DecodeError, ConfigError, ValueError, TypeError) as exc:
                 stats.frame_problems["invalid_record"] += 1
                 log.warning("%s record at %d: %s", item.kind, wall, exc)
                 return []
@@ -162,6 +164,8 @@ class Replayer:
         stats.last_us = wall
         proc = self.processors.get(item.gatherer_id) or self.processor(item.gatherer_id)
         out = proc.process(item.conn_id, item.frame_no, wall, item.raw)
+        if out.lifecycle is not None and item.gatherer_id in self.registries:
+            self._lifecycle(item.gatherer_id, out, wall)
         self.continuity.frame(item, out)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
@@ -177,6 +181,27 @@ class Replayer:
         for table, _ in rows:
             counts[table] += 1
         return rows
+
+    def _listed(self, item: JournalRecord) -> list[tuple[str, Row]]:
+        """A journaled ``/markets`` page: the ``markets`` rows the gatherer's registry made
+        of it (one registry per gatherer, of the shard the record names)."""
+        from kalshi.pipeline.registry import MarketRegistry, parse_shard
+        from kalshi.wire.rest import decode_markets_page
+
+        registry = self.registries.get(item.gatherer_id)
+        if registry is None:
+            shard = parse_shard(str(item.detail.get("shard", "0/1")))
+            registry = self.registries[item.gatherer_id] = MarketRegistry(item.gatherer_id, shard)
+        markets, _ = decode_markets_page(item.raw)
+        return [("markets", row) for row in registry.upsert(markets, item.wall_us)]
+
+    def _lifecycle(self, gatherer_id: str, out: Outcome, wall: int) -> None:
+        """A lifecycle event moves the registry as live (``Gatherer._on_lifecycle``)."""
+        from kalshi.models.lifecycle import LifecycleEvent
+
+        if isinstance(out.lifecycle, LifecycleEvent):
+            rows = self.registries[gatherer_id].apply(out.lifecycle, wall)
+            out.rows.extend(("markets", row) for row in rows)
 
     def _kept(self, wall: int, rows: list[tuple[str, Row]]) -> list[tuple[str, Row]]:
         """The filter's choice of rows made outside the pipeline (REST, the gatherer's gaps)."""
@@ -378,3 +403,7 @@ def count_lines(paths: Iterable[str | Path]) -> int | None:
             for chunk in decompressed(fh, torn):
                 total += chunk.count(b"\n") if chunk else 0
     return total
+
+
+def _listing(item: JournalRecord) -> bool:
+    return item.kind == REST and item.detail.get("path") == MARKETS_PATH

@@ -8,12 +8,13 @@ from __future__ import annotations
 from kalshi.journal import JournalRecord
 from kalshi.models.book import BookSnapshot
 from kalshi.models.rows import GapRow, Row, SnapshotRow
-from kalshi.pipeline import book_json, trade_row
+from kalshi.pipeline.frames import book_json, trade_row
 from kalshi.wire.rest import decode_orderbooks, decode_trades_page
 
-__all__ = ["ORDERBOOKS_PATH", "TRADES_PATH", "made_outside", "polled_row"]
+__all__ = ["MARKETS_PATH", "ORDERBOOKS_PATH", "TRADES_PATH", "made_outside", "polled_row"]
 
 TRADES_PATH = "/markets/trades"
+MARKETS_PATH = "/markets"  # the market listing: rows from the gatherer's registry
 ORDERBOOKS_PATH = "/markets/orderbooks"  # the snapshot poller (kalshi-api.md §4.5)
 
 
