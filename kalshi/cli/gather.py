@@ -13,6 +13,7 @@ from kalshi.cli.app import app, configure_logging, console, fail, load_or_exit, 
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.gather.service import Gatherer
+from kalshi.replay.tail import journal_tail
 from kalshi.store import migrate, resolve_database
 from kalshi.tui import run_tui
 
@@ -46,7 +47,7 @@ def gather(
 
 
 async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | None) -> None:
-    gatherer = Gatherer(cfg, url)
+    gatherer = Gatherer(cfg, url, journal_tail=journal_tail)
     async with stop_on_signals(duration) as nursery:
         await nursery.start(gatherer.run)
         endpoints = gatherer.endpoints

@@ -17,7 +17,7 @@ from kalshi.models.book import BookSnapshot
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, RestClient
 from kalshi.pipeline import trade_row
-from kalshi.replay.outside import MARKETS_PATH, ORDERBOOKS_PATH, polled_row
+from kalshi.pipeline.outside import MARKETS_PATH, ORDERBOOKS_PATH, polled_row
 
 __all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
 

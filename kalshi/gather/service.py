@@ -34,7 +34,6 @@ from kalshi.gather.layout import Layout
 from kalshi.gather.recovery import last_frames
 from kalshi.gather.registry import MarketRegistry, parse_shard
 from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
-from kalshi.gather.tail import Tail, journal_tail
 from kalshi.http import Endpoints, serve_endpoints
 from kalshi.journal import JournalWriter
 from kalshi.models.lifecycle import LifecycleEvent
@@ -42,7 +41,7 @@ from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
 from kalshi.store import Store, open_store
-from kalshi.store.recovery import LastRun, acknowledged, last_run
+from kalshi.store.recovery import LastRun, Tail, TailReader, acknowledged, last_run
 
 __all__ = ["Gatherer"]
 
@@ -65,9 +64,13 @@ class Gatherer:
         wall_us: WallClock = system_wall_us,
         connector: Connector | None = None,
         signer: Signer | None = None,
+        journal_tail: TailReader | None = None,
     ) -> None:
         self.cfg = cfg
         self.db_url = db_url
+        # restart recovery's journal reader (``kalshi.replay.tail.journal_tail``); None:
+        # the previous run's journal tail is not written again
+        self.journal_tail = journal_tail
         self.wall_us = wall_us
         self.connector = connector or get_transport(cfg.websocket.transport)
         self.signer = signer or Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
@@ -175,7 +178,7 @@ class Gatherer:
             )
             # abandoned when cancelled: a hung database cannot hold a shutdown
             last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
-            if last.ran and self.cfg.journal.enabled:
+            if last.ran and self.cfg.journal.enabled and self.journal_tail is not None:
                 tail = await self._replay_tail(last, sink, timeouts)
         except StoreError as exc:
             last = await self._last_journaled(exc)
@@ -208,7 +211,7 @@ class Gatherer:
         log.info("previous run stopped; outage from %s", starts)
 
     async def _replay_tail(self, last: LastRun, sink: RowSink, timeouts: dict[str, float]) -> Tail:
-        """Write the rows of the previous run's journal tail (:mod:`kalshi.gather.tail`)
+        """Write the rows of the previous run's journal tail (``kalshi.replay.tail``)
         and return it (where its journal ends). Raises ``StoreError``."""
         cfg = self.cfg
         acked = partial(
@@ -219,8 +222,9 @@ class Gatherer:
             statement_timeout=timeouts["statement_timeout"],
             lock_timeout=timeouts["lock_timeout"],
         )
+        assert self.journal_tail is not None
         read = partial(
-            journal_tail, Path(cfg.journal.dir), cfg.gatherer_id, last.complete_before, acked
+            self.journal_tail, Path(cfg.journal.dir), cfg.gatherer_id, last.complete_before, acked
         )
         tail = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
         if tail.rows:

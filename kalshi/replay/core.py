@@ -26,8 +26,8 @@ from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.journal.format import REST
 from kalshi.models.rows import Row
 from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
+from kalshi.pipeline.outside import MARKETS_PATH, made_outside
 from kalshi.replay.continuity import Continuity
-from kalshi.replay.outside import MARKETS_PATH, made_outside
 from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import Store, open_store
 from kalshi.store.schema import TABLES
@@ -185,7 +185,7 @@ class Replayer:
     def _listed(self, item: JournalRecord) -> list[tuple[str, Row]]:
         """A journaled ``/markets`` page: the ``markets`` rows the gatherer's registry made
         of it (one registry per gatherer, of the shard the record names)."""
-        from kalshi.gather.registry import MarketRegistry, parse_shard
+        from kalshi.pipeline.registry import MarketRegistry, parse_shard
         from kalshi.wire.rest import decode_markets_page
 
         registry = self.registries.get(item.gatherer_id)

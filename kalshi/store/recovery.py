@@ -7,11 +7,16 @@ REST and the window is recorded as an ``outage`` gap per channel (``kalshi.gathe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
+from attrs import define, field
+
+from kalshi.models.rows import Row
 from kalshi.store.connection import connect, session_options, translating
 
-__all__ = ["LastRun", "acknowledged", "last_run"]
+__all__ = ["LastRun", "Tail", "TailReader", "acknowledged", "last_run"]
 
 _LATENCY_US = 60_000_000  # deltas are received within this of their exchange time
 
@@ -119,3 +124,27 @@ def acknowledged(
             for conn_id, frame_no in rows:
                 out[(int(conn_id), table)] = int(frame_no)
     return out
+
+
+@define
+class Tail:
+    """A previous run's journal tail (``kalshi.replay.tail``): the rows to write again, in
+    journal order, and per ``LastRun`` field (``trades``, ``orderbook``, ``tickers``,
+    ``lifecycle``) the receive time (µs) of the last journaled frame that made such rows:
+    where the journal ends. ``end``: the receive time of its last frame of any kind (every
+    frame received before it is on disk: one writer, in order of receipt); ``None`` when it
+    has none at or after the watermark."""
+
+    rows: list[tuple[str, Row]] = field(factory=list)
+    ends: dict[str, int] = field(factory=dict)
+    end: int | None = None
+    frames: int = 0  # frames after the acknowledged ones
+    problems: int = 0  # damaged lines (a torn last line after kill -9 is expected)
+
+
+TailReader = Callable[
+    [Path, str, "int | None", Callable[[list[int]], dict[tuple[int, str], int]]], Tail
+]
+"""``(journal dir, gatherer_id, complete_before, acked) -> Tail`` (blocking): how a
+gatherer reads its journal's tail at start (``kalshi.replay.tail.journal_tail``, given by
+the CLI: gathering and replay share the pipeline, not each other)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from kalshi.journal import JournalRecord
 from kalshi.models.book import BookSnapshot
 from kalshi.models.rows import GapRow, Row, SnapshotRow
-from kalshi.pipeline import book_json, trade_row
+from kalshi.pipeline.frames import book_json, trade_row
 from kalshi.wire.rest import decode_orderbooks, decode_trades_page
 
 __all__ = ["MARKETS_PATH", "ORDERBOOKS_PATH", "TRADES_PATH", "made_outside", "polled_row"]

@@ -16,14 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from attrs import define, field
-
 from kalshi.journal import JournalRecord, journal_files, read_journal
 from kalshi.journal.files import file_stamp
-from kalshi.models.rows import Row
 from kalshi.replay.core import Replayer
+from kalshi.store.recovery import Tail
 
-__all__ = ["Tail", "journal_tail", "tail_files"]
+__all__ = ["journal_tail", "tail_files"]
 
 _NEWEST = 3  # files read when the previous run left no watermark
 # The table whose rows tell where a channel's frames end (LastRun's fields).
@@ -36,21 +34,6 @@ _TABLE_FIELD = {
 }
 
 Acked = Callable[[list[int]], dict[tuple[int, str], int]]
-
-
-@define
-class Tail:
-    """The rows to write again, in journal order, and per ``LastRun`` field (``trades``,
-    ``orderbook``, ``tickers``, ``lifecycle``) the receive time (µs) of the last journaled
-    frame that made such rows: where the journal ends. ``end``: the receive time of its
-    last frame of any kind (every frame received before it is on disk: one writer, in
-    order of receipt); ``None`` when it has none at or after the watermark."""
-
-    rows: list[tuple[str, Row]] = field(factory=list)
-    ends: dict[str, int] = field(factory=dict)
-    end: int | None = None
-    frames: int = 0  # frames after the acknowledged ones
-    problems: int = 0  # damaged lines (a torn last line after kill -9 is expected)
 
 
 def tail_files(root: Path, complete_before: int | None) -> list[Path]:
