@@ -66,7 +66,6 @@ TYPE_CHANNEL = {
     "event_fee_update": "market_lifecycle_v2",
     "multivariate_market_lifecycle": "multivariate_market_lifecycle",
 }
-_new_row = tuple.__new__  # a row NamedTuple from its values in field order
 _LIFECYCLE_TYPES = frozenset(
     {"market_lifecycle_v2", "multivariate_market_lifecycle", "event_lifecycle", "event_fee_update"}
 )
@@ -396,21 +395,18 @@ class FrameProcessor:
         out.rows.append(
             (
                 "orderbook_deltas",
-                _new_row(  # DeltaRow, in field order (tuple.__new__ skips keyword binding)
-                    DeltaRow,
-                    (
-                        exchange_ts if exchange_ts is not None else received_at,
-                        received_at,
-                        gatherer_id,
-                        ticker,
-                        delta.side is Side.YES,
-                        delta.price,
-                        delta.delta,
-                        conn_id,
-                        frame_no,
-                        msg.sid or 0,
-                        msg.seq or 0,
-                    ),
+                DeltaRow(
+                    exchange_ts=exchange_ts if exchange_ts is not None else received_at,
+                    received_at=received_at,
+                    gatherer_id=gatherer_id,
+                    ticker=ticker,
+                    side=delta.side is Side.YES,
+                    price=delta.price,
+                    size_delta=delta.delta,
+                    conn_id=conn_id,
+                    frame_no=frame_no,
+                    sid=msg.sid or 0,
+                    seq=msg.seq or 0,
                 ),
             )
         )
