@@ -46,7 +46,7 @@ def made_outside(item: JournalRecord) -> list[tuple[str, Row]]:
         row = item.detail["row"]
         if not isinstance(row, list) or len(row) != len(GapRow._fields):
             raise ValueError(f"gap marker: expected {len(GapRow._fields)} values, got {row!r}")
-        return [("gaps", GapRow(*row))]
+        return [("gaps", GapRow(**dict(zip(GapRow._fields, row, strict=True))))]
     path = item.detail.get("path")
     if path == ORDERBOOKS_PATH:  # a crossed book's gap row is a gap marker of its own
         books = decode_orderbooks(item.raw)
