@@ -193,15 +193,42 @@ class RestClient:
 
     # --- typed helpers -----------------------------------------------------------------
 
+    async def _page(
+        self, path: str, params: Mapping[str, Any], decode: Callable[[bytes], T]
+    ) -> tuple[bytes, T]:
+        """The body of ``GET path`` as received and ``decode`` of it; its
+        :class:`DecodeError` names the request."""
+        body = await self.get(path, params)
+        try:
+            return body, decode(body)
+        except DecodeError as exc:
+            raise type(exc)(f"GET {path}: {exc}") from None
+
     async def _decoded(
         self, path: str, params: Mapping[str, Any], decode: Callable[[bytes], T]
     ) -> T:
         """``decode`` the body of ``GET path``; its :class:`DecodeError` names the request."""
-        body = await self.get(path, params)
-        try:
-            return decode(body)
-        except DecodeError as exc:
-            raise type(exc)(f"GET {path}: {exc}") from None
+        _, decoded = await self._page(path, params, decode)
+        return decoded
+
+    async def _pages(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        decode: Callable[[bytes], tuple[list[T], str | None]],
+    ) -> AsyncIterator[tuple[dict[str, Any], bytes, list[T]]]:
+        """Every page of ``GET path`` following its cursor: (the request's params, the body
+        as received, its items); raises :class:`PaginationError` on a repeated cursor or
+        past ``max_pages``."""
+        pages = Pages(path, self.max_pages)
+        while True:
+            request = dict(params)
+            if pages.cursor:
+                request["cursor"] = pages.cursor
+            body, (items, cursor) = await self._page(path, request, decode)
+            yield request, body, items
+            if not pages.advance(cursor):
+                return
 
     async def market_pages(self, **filters: Any) -> AsyncIterator[list[Market]]:
         """Every page of ``/markets`` (1000 per page) for the given filters; raises
@@ -214,19 +241,8 @@ class RestClient:
     ) -> AsyncIterator[tuple[dict[str, Any], bytes, list[Market]]]:
         """:meth:`market_pages` with each request's params and body as received, for a
         caller that journals the body (``docs/journal.md``)."""
-        pages = Pages("/markets", self.max_pages)
-        while True:
-            params = {"limit": 1000, **filters}
-            if pages.cursor:
-                params["cursor"] = pages.cursor
-            body = await self.get("/markets", params)
-            try:
-                markets, cursor = decode_markets_page(body)
-            except DecodeError as exc:
-                raise type(exc)(f"GET /markets: {exc}") from None
-            yield params, body, markets
-            if not pages.advance(cursor):
-                return
+        async for page in self._pages("/markets", {"limit": 1000, **filters}, decode_markets_page):
+            yield page
 
     async def orderbook(self, ticker: str) -> BookSnapshot:
         path = f"/markets/{ticker}/orderbook"
@@ -244,11 +260,8 @@ class RestClient:
         """:meth:`orderbooks` with the request's params and the body as received, for a
         caller that journals the body (``docs/journal.md``)."""
         params: dict[str, Any] = {"tickers": list(tickers)}
-        body = await self.get("/markets/orderbooks", params)
-        try:
-            return params, body, decode_orderbooks(body)
-        except DecodeError as exc:
-            raise type(exc)(f"GET /markets/orderbooks: {exc}") from None
+        body, books = await self._page("/markets/orderbooks", params, decode_orderbooks)
+        return params, body, books
 
     async def trades(
         self, *, min_ts: int | None = None, max_ts: int | None = None, ticker: str | None = None
@@ -264,25 +277,15 @@ class RestClient:
     ) -> AsyncIterator[tuple[dict[str, Any], bytes, list[Trade]]]:
         """:meth:`trades` a page at a time: (the request's params, the body as received,
         its trades), for a caller that journals the body (``docs/journal.md``)."""
-        pages = Pages("/markets/trades", self.max_pages)
-        while True:
-            params: dict[str, Any] = {"limit": 1000}
-            if min_ts is not None:
-                params["min_ts"] = min_ts
-            if max_ts is not None:
-                params["max_ts"] = max_ts
-            if ticker:
-                params["ticker"] = ticker
-            if pages.cursor:
-                params["cursor"] = pages.cursor
-            body = await self.get("/markets/trades", params)
-            try:
-                page, cursor = decode_trades_page(body)
-            except DecodeError as exc:
-                raise type(exc)(f"GET /markets/trades: {exc}") from None
-            yield params, body, page
-            if not pages.advance(cursor):
-                return
+        params: dict[str, Any] = {"limit": 1000}
+        if min_ts is not None:
+            params["min_ts"] = min_ts
+        if max_ts is not None:
+            params["max_ts"] = max_ts
+        if ticker:
+            params["ticker"] = ticker
+        async for page in self._pages("/markets/trades", params, decode_trades_page):
+            yield page
 
 
 def _endpoint(path: str) -> str:
