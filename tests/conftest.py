@@ -80,6 +80,12 @@ def db_url(pg_server: EmbeddedPostgres, _migrated_template: str) -> Iterator[str
 
 
 @pytest.fixture
+def other_db_url(pg_server: EmbeddedPostgres, _migrated_template: str) -> Iterator[str]:
+    """A second fresh migrated database beside ``db_url`` (a replay's target, a rebuild)."""
+    yield from _fresh_database(pg_server, _migrated_template)
+
+
+@pytest.fixture
 def empty_db_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
     yield from _fresh_database(pg_server, None)
 

@@ -4,17 +4,14 @@ spanning the down time, and the books equal the simulator's."""
 
 from __future__ import annotations
 
-import itertools
 import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 import yaml
 
@@ -22,7 +19,7 @@ from kalshi.gather.recovery import last_frames
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.replay.core import Replayer
 from kalshi.sim import open_sim_exchange
-from kalshi.store import EmbeddedPostgres, connect_db
+from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US, free_port
 from tests.gather.support import db_books, wait_for
 from tests.replay.replay_support import BASE_US, GATHERER, scripted_session, write_journal
@@ -313,23 +310,6 @@ async def test_kill_9_before_a_commit_the_restart_writes_the_journal_tail(
         assert starts[label] >= ends[field], label
 
 
-_names = itertools.count(1)
-
-
-@pytest.fixture
-def rebuilt_url(pg_server: EmbeddedPostgres, _migrated_template: str) -> Iterator[str]:
-    """A second fresh migrated database, for the journal's replay."""
-    name = f"rebuilt_{next(_names)}"
-    with connect_db(pg_server.url_for("postgres")) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        db.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_migrated_template}"')
-    try:
-        yield pg_server.url_for(name)
-    finally:
-        with connect_db(pg_server.url_for("postgres")) as db:
-            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 # Each table's content, compared whole. Trades by their identity: a trade the WebSocket
 # and the REST backfill both delivered is stored once, either copy.
 _CONTENT = {
@@ -353,7 +333,7 @@ def _content(url: str, table: str) -> Counter[tuple[Any, ...]]:
 
 
 async def test_a_database_rebuilt_from_the_journal_equals_the_original(
-    db_url: str, rebuilt_url: str, tmp_path: Path
+    db_url: str, other_db_url: str, tmp_path: Path
 ) -> None:
     # A run, a stop, trades while down, a restart: the original holds WebSocket rows, the
     # trades backfilled over REST and the books polled over REST (source 'rest'), and the
@@ -405,7 +385,7 @@ async def test_a_database_rebuilt_from_the_journal_equals_the_original(
                     proc.kill()
                     await proc.wait()
     replay = await trio.run_process(
-        [sys.executable, "-m", "kalshi", "replay", str(tmp_path / "journal"), "--db", rebuilt_url],
+        [sys.executable, "-m", "kalshi", "replay", str(tmp_path / "journal"), "--db", other_db_url],
         capture_stdout=True,
         capture_stderr=True,
         check=False,
@@ -416,7 +396,7 @@ async def test_a_database_rebuilt_from_the_journal_equals_the_original(
     assert _count(db_url, "SELECT count(*) FROM gaps WHERE kind = 'outage'") == 5
     assert _count(db_url, "SELECT count(*) FROM orderbook_snapshots WHERE source = 'rest'") > 0
     for table in _CONTENT:  # table by table, every row
-        original, rebuilt = _content(db_url, table), _content(rebuilt_url, table)
+        original, rebuilt = _content(db_url, table), _content(other_db_url, table)
         assert rebuilt == original, (table, sum(original.values()), sum(rebuilt.values()))
 
 

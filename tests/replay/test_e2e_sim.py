@@ -3,9 +3,7 @@ same rows, and re-served over WebSocket it feeds a second gatherer to the same d
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +19,11 @@ from kalshi.models.rows import TradeRow
 from kalshi.replay import Replayer, ReplayFilter, book_from_db, replay_into_db
 from kalshi.replay.serve import WS_PATH, serve_recording
 from kalshi.sim import open_sim_exchange
-from kalshi.store import EmbeddedPostgres, connect_db
+from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
 from tests.gather.support import sim_config, wait_for
 
 pytestmark = pytest.mark.slow
-_names = itertools.count(1)
-
-
-@pytest.fixture
-def replay_db_url(pg_server: EmbeddedPostgres, _migrated_template: str) -> Iterator[str]:
-    """A second fresh migrated database (``db_url`` is the live run's)."""
-    name = f"replay_e2e_{next(_names)}"
-    with connect_db(pg_server.url_for("postgres")) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        db.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_migrated_template}"')
-    try:
-        yield pg_server.url_for(name)
-    finally:
-        with connect_db(pg_server.url_for("postgres")) as db:
-            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def gatherer_config(sim: Any, tmp: Path, db_url: str, ws_url: str, gid: str) -> GathererConfig:
@@ -109,7 +92,7 @@ async def record_a_run(sim: Any, tmp: Path, db_url: str) -> tuple[Gatherer, Path
 
 
 async def test_journal_replays_to_the_live_rows_and_serves_a_second_gatherer(
-    db_url: str, replay_db_url: str, tmp_path: Path
+    db_url: str, other_db_url: str, tmp_path: Path
 ) -> None:
     with trio.fail_after(120):
         async with open_sim_exchange(
@@ -120,12 +103,12 @@ async def test_journal_replays_to_the_live_rows_and_serves_a_second_gatherer(
             # 1. The journal replays to exactly the live run's WebSocket rows.
             stats = await replay_into_db(
                 read_journal([journal]),
-                replay_db_url,
+                other_db_url,
                 gatherer_config(sim, tmp_path, "", "", "r").store,
             )
             assert stats.problems == []
             for table, where in WS_ROWS.items():
-                replayed = rows(replay_db_url, table)
+                replayed = rows(other_db_url, table)
                 if table == "trades":
                     # A trade both the WebSocket and the REST backfill delivered is stored
                     # once (its key), from whichever copy came first: same trades.
@@ -136,22 +119,22 @@ async def test_journal_replays_to_the_live_rows_and_serves_a_second_gatherer(
                     assert replayed == rows(db_url, table, where), table
             assert stats.rows["orderbook_deltas"] > 0 and stats.rows["trades"] > 0
             injected = sim.truth.faults_injected["skip_seq"]
-            seq_gaps = rows(replay_db_url, "gaps", "kind = 'seq_gap'")
+            seq_gaps = rows(other_db_url, "gaps", "kind = 'seq_gap'")
             assert len(seq_gaps) == live.processor.counts["seq_gap"] == injected > 0
 
             # Replaying again adds nothing.
-            with connect_db(replay_db_url) as db:
+            with connect_db(other_db_url) as db:
                 before = db.counts()
             await replay_into_db(
                 read_journal([journal]),
-                replay_db_url,
+                other_db_url,
                 gatherer_config(sim, tmp_path, "", "", "r").store,
             )
-            with connect_db(replay_db_url) as db:
+            with connect_db(other_db_url) as db:
                 assert db.counts() == before
 
             # 2. Re-served over WebSocket to an unmodified gatherer: the same data.
-            await _serve_to_second_gatherer(sim, journal, tmp_path, db_url, replay_db_url)
+            await _serve_to_second_gatherer(sim, journal, tmp_path, db_url, other_db_url)
 
 
 def content(url: str, table: str) -> Counter[tuple[Any, ...]]:
