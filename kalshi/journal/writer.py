@@ -97,7 +97,8 @@ class JournalWriter:
         self.pressure_records = 0
         self.files_uploaded = 0
         self.upload_gave_up: list[Path] = []
-        self._upload_progress = trio.Event()  # set (and replaced) after every upload outcome
+        self._upload_progress = _Pulse()  # after every upload outcome
+        self._flush_progress = _Pulse()  # after every outcome of the run loop's flush
         self._upload_send, self._upload_recv = trio.open_memory_channel[Path](math.inf)
         self._upload_pending: set[Path] = set()
         self._upload_delay: dict[Path, Backoff] = {}
@@ -223,6 +224,7 @@ class JournalWriter:
                         await self.flush()
                     except JournalError as exc:
                         self._refused(exc)
+                        self._flush_progress.fire()
                         await trio.sleep(backoff.next())
                         continue
                     backoff.reset()
@@ -233,6 +235,7 @@ class JournalWriter:
                         )
                         self.disk_ok, self.disk_error = True, ""
                         metrics.DISK_OK.set(1)
+                    self._flush_progress.fire()
         finally:
             with trio.move_on_after(self.grace, shield=True):
                 async with self._flush_lock:
@@ -381,10 +384,29 @@ class JournalWriter:
         attempts used up (``upload_gave_up``). Callers loop on their own condition."""
         await self._upload_progress.wait()
 
+    async def flush_progress(self) -> None:
+        """Return after the next outcome of the run loop's flush: written (``disk_ok``) or
+        refused by the disk (``write_errors``). Callers loop on their own condition."""
+        await self._flush_progress.wait()
+
     def _upload_done(self) -> None:
-        self._upload_progress.set()
-        self._upload_progress = trio.Event()
+        self._upload_progress.fire()
 
     async def _retry_upload_later(self, path: Path, delay: float) -> None:
         await trio.sleep(delay)
         self._upload_send.send_nowait(path)
+
+
+class _Pulse:
+    """Wakes every task waiting at the time of each :meth:`fire` (an event set, then
+    replaced for the next waiters)."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = trio.Event()

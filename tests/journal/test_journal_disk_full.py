@@ -44,14 +44,14 @@ async def test_journal_disk_full_degrades_and_catches_up(small_disk: Path, compr
                 writer.record_frame(
                     7, n, "in", n, n, FRAME % (n, f"{rng.getrandbits(digits * 4):0{digits}x}")
                 )
-            while writer.disk_ok:  # noqa: ASYNC110 - the writer has no event for this
-                await trio.sleep(0.01)
+            while writer.disk_ok:
+                await writer.flush_progress()
             assert REGISTRY.get_sample_value("kalshi_journal_disk_ok") == 0
             assert "No space left on device" in writer.disk_error
             assert writer.records_written < records  # still held, not dropped
             filler.unlink()  # space returns
-            while not writer.disk_ok or writer.records_written < records:  # noqa: ASYNC110
-                await trio.sleep(0.01)
+            while not writer.disk_ok or writer.records_written < records:
+                await writer.flush_progress()
             nursery.cancel_scope.cancel()
     assert writer.write_errors >= 1
     items = list(read_journal([small_disk / "journal"]))
