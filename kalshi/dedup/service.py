@@ -25,7 +25,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 from attrs import define, field
@@ -103,13 +103,6 @@ class _Window:
         return max(self.latest.values(), default=0)
 
 
-class Bounds(NamedTuple):
-    """``sync.statement_timeout``/``sync.lock_timeout`` in seconds (0 = none)."""
-
-    statement_timeout: float
-    lock_timeout: float
-
-
 class Deduplicator:
     """Merges ``cfg.gatherers`` into ``cfg.production``. Not thread-safe; one pass at a time."""
 
@@ -123,8 +116,12 @@ class Deduplicator:
         self.cfg = cfg
         self.settle_us = int(settle * 1_000_000)
         self._wall_us = wall_us
-        self._bounds = Bounds(float(cfg.sync.statement_timeout), float(cfg.sync.lock_timeout))
-        bounds = self._bounds._asdict()
+        # sync.statement_timeout/lock_timeout (seconds, 0 = none) on every session
+        bounds: dict[str, Any] = {
+            "statement_timeout": float(cfg.sync.statement_timeout),
+            "lock_timeout": float(cfg.sync.lock_timeout),
+        }
+        self._bounds = bounds
         self._gatherers = [GathererDb(source, **bounds) for source in cfg.gatherers]
         # The order books are merged alongside the keyed tables, on their own connections.
         self._book_readers = {source.id: GathererDb(source, **bounds) for source in cfg.gatherers}
@@ -171,27 +168,12 @@ class Deduplicator:
     async def _prod(self) -> tuple[Production, Production]:
         """Two production connections: keyed tables, and order books."""
         if self._production is None:
-            url = self.cfg.production.url
-            keyed = await self._thread(
-                partial(
-                    Production,
-                    url,
-                    exclusive=True,
-                    wall_us=self._wall_us,
-                    statement_timeout=self._bounds.statement_timeout,
-                    lock_timeout=self._bounds.lock_timeout,
-                )
+            opened = partial(
+                Production, self.cfg.production.url, wall_us=self._wall_us, **self._bounds
             )
+            keyed = await self._thread(partial(opened, exclusive=True))
             try:
-                books = await self._thread(
-                    partial(
-                        Production,
-                        url,
-                        wall_us=self._wall_us,
-                        statement_timeout=self._bounds.statement_timeout,
-                        lock_timeout=self._bounds.lock_timeout,
-                    )
-                )
+                books = await self._thread(opened)
             except BaseException:
                 keyed.close()
                 raise
