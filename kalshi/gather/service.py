@@ -341,6 +341,7 @@ class Gatherer:
                     "queue": table.queue_rows,
                     "rows_written": table.rows_written,
                     "rows_duplicate": table.rows_duplicate,
+                    "rows_updated": table.rows_updated,
                     "spool_rows": table.spool_rows,
                     "dead_letters": table.dead_letters,
                 }
