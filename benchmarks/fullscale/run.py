@@ -41,6 +41,7 @@ from kalshi.store import Database, EmbeddedPostgres, connect_db, migrate
 from kalshi.testing.procs import Child, get_health, scratch_dir
 from kalshi.testing.s3server import S3Server
 
+from .diagnose import unequal_detail
 from .procstat import cpu_seconds, peak_rss_mib, rss_mib
 from .simproc import SimProcess
 
@@ -454,10 +455,16 @@ def _verify(
         ("trades lost", len(lost)),
         ("trades duplicated", duplicated),
         ("trades the exchange never made", len(extra)),
-        ("books unequal", len(unequal)),
     ):
         if count:
             failures.append(f"{count} {what}")
+    if unequal:
+        # what each side holds of the first few, so that the log alone tells why
+        detail = unequal_detail(unequal, books, production, urls, truth_path)
+        doc["books_unequal_detail"] = detail
+        failures.append(
+            f"{len(unequal)} books unequal: " + orjson.dumps(detail, default=str).decode()
+        )
 
 
 def _volumes(doc: dict[str, Any], urls: dict[str, str], workdir: Path, s3: S3Server) -> None:

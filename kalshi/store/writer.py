@@ -28,7 +28,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -75,7 +75,8 @@ _FIRST_WATERMARK_SQL = (
 class TableStats:
     queue_rows: int  # rows in memory: channel buffer, open batch, sealed batches
     rows_written: int  # rows new to the table since the store opened
-    rows_duplicate: int  # rows whose key was already stored
+    rows_duplicate: int  # rows whose key was already stored (markets: not newer)
+    rows_updated: int  # markets: stored rows replaced by a newer version
     batches: int  # batches committed
     spool_rows: int
     spool_bytes: int
@@ -184,6 +185,7 @@ class _TableWriter:
         self.unmeasured: dict[int, list[Row]] = {}  # seq -> rows, oldest not yet measured
         self.rows_written = 0
         self.rows_duplicate = 0
+        self.rows_updated = 0
         self.batches = 0
         self.dead_letters = 0
         self._label = {"table": spec.name}
@@ -261,6 +263,7 @@ class _TableWriter:
             queue_rows=self.queue_rows(),
             rows_written=self.rows_written,
             rows_duplicate=self.rows_duplicate,
+            rows_updated=self.rows_updated,
             batches=self.batches,
             spool_rows=self.spool.rows,
             spool_bytes=self.spool.bytes,
@@ -276,10 +279,12 @@ class _TableWriter:
     def _account(self, result: WriteResult) -> None:
         self.rows_written += result.inserted
         self.rows_duplicate += result.duplicates
+        self.rows_updated += result.updated
         self.dead_letters += result.dead
         self.batches += 1
         metrics.ROWS_WRITTEN.labels(**self._label).inc(result.inserted)
         metrics.ROWS_DUPLICATE.labels(**self._label).inc(result.duplicates)
+        metrics.ROWS_UPDATED.labels(**self._label).inc(result.updated)
         metrics.BATCHES.labels(**self._label).inc()
         if result.dead:
             metrics.DEAD_LETTERS.labels(**self._label).inc(result.dead)
@@ -640,7 +645,7 @@ class Store:
         *,
         watermark: bool = True,
         wall_us: WallClock = system_wall_us,
-        copy_new: bool = False,
+        copy_new: bool | Collection[str] = False,
     ) -> None:
         self.watermark = watermark
         self.opened_at: int | None = None  # when the first watermark was recorded (µs)
@@ -672,7 +677,7 @@ class Store:
                 memory_rows=cfg.spool.memory_rows,
                 state=self._state,
                 spool_state=self._spool_state,
-                copy_new=copy_new,
+                copy_new=copy_new is True or (copy_new is not False and name in copy_new),
             )
             for name, spec in TABLES.items()
         }
@@ -868,17 +873,18 @@ async def open_store(
     *,
     watermark: bool = True,
     wall_us: WallClock = system_wall_us,
-    copy_new: bool = False,
+    copy_new: bool | Collection[str] = False,
 ) -> AsyncIterator[Store]:
     """Run the batch writers of every table against the database at ``url``.
 
     ``watermark``: record the ingest watermark (a live gatherer); off for writers of
     historical rows (a replay, a scripted recording), whose receive times are in the past.
     ``wall_us``: the wall clock (µs) that stamps watermarks and dead letters.
-    ``copy_new``: rows are expected to be new (a replay): each batch is COPYed straight
+    ``copy_new``: rows are expected to be new (a replay: True, every table; a live gatherer:
+    the tables named, whose rows are unique by construction): each batch is COPYed straight
     into its table, and only a batch that fails so (a row already stored, a rejected
     value) takes the staged insert (:mod:`kalshi.store.insert`); the same rows end up
-    stored either way.
+    stored either way, at about half the database's work.
 
     Yields a :class:`Store`; get channels with :meth:`Store.sender`. Batches that were
     spooled by an earlier process are drained first. On exit (normal, error or
