@@ -201,9 +201,37 @@ class Deduplicator:
 
     def _moved(self, gatherer_id: str, table: str, cursor: Cursor) -> None:
         self._cursors[gatherer_id, table] = cursor
-        metrics.LAG.labels(gatherer_id, table).set(
-            max(0, self._wall_us() - cursor.horizon) / 1_000_000
-        )
+        metrics.LAG.labels(gatherer_id, table).set(self._lag(gatherer_id, cursor))
+
+    def _reached(self, gatherer_id: str, horizon: int) -> int:
+        """``horizon`` (a receipt, the gatherer's clock) as exchange time: less the largest
+        ``received_at - exchange_ts`` of its newest deltas (:meth:`GathererDb.measure_offset`:
+        its clock's offset plus latency, measured on its own rows), so that every row it
+        received up to ``horizon`` was stamped by the exchange before. The export closes
+        windows by it (:mod:`kalshi.dedup.export`); no clock is compared with another's."""
+        return horizon - self._book_readers[gatherer_id].offset[1]
+
+    def _keyed_cursor(self, gatherer_id: str, high: int) -> Cursor:
+        return Cursor(None, high, self._reached(gatherer_id, high), high)
+
+    def _book_cursor(self, gatherer: GathererDb, high: int) -> Cursor:
+        """The order-book cursor at ``high``, with what the export closes windows by
+        (:meth:`_reached`); for finished history (a database with no watermark: every row
+        is final) merged to its newest receipt nothing more can come, so as far as its
+        keyed tables go (settled, in its clock)."""
+        to = high
+        state = self._state[gatherer.id]
+        if state.watermark is None and state.received is not None and high >= state.received:
+            to = max(high, self._settled_for(gatherer, self._wall_us() - self.settle_us))
+        return Cursor(None, high, self._reached(gatherer.id, to), to)
+
+    def _lag(self, gatherer_id: str, cursor: Cursor) -> float:
+        """Seconds between the newest receipt the gatherer has (its watermark or its newest
+        order-book row, whichever is later) and ``cursor``: both in the gatherer's own clock,
+        so a clock minutes off does not show as lag (0 when it has neither)."""
+        state = self._state[gatherer_id]
+        own = [t for t in (state.watermark, state.received) if t is not None and t < 2**62]
+        return max(0, max(own, default=cursor.horizon) - cursor.horizon) / 1_000_000
 
     # --- a pass -----------------------------------------------------------------------
 
@@ -328,7 +356,7 @@ class Deduplicator:
             for start in range(0, max(len(rows), 1), batch):
                 chunk = rows[start : start + batch]
                 last = start + batch >= len(rows)
-                moved = Cursor(None, high) if last else cursor
+                moved = self._keyed_cursor(gatherer.id, high) if last else cursor
                 counts = await self._thread(
                     production.commit_keyed, gatherer.id, table, chunk, moved
                 )
@@ -336,7 +364,7 @@ class Deduplicator:
                 report.duplicates[table.name] += counts.duplicates
                 metrics.ROWS_MERGED.labels(table.name).inc(counts.inserted)
                 metrics.DUPLICATES.labels(table.name).inc(counts.duplicates)
-            cursor = Cursor(None, high)
+            cursor = self._keyed_cursor(gatherer.id, high)
             self._moved(gatherer.id, table.name, cursor)
             low = high
 
@@ -507,7 +535,7 @@ class Deduplicator:
             for r in results
             if r.checkpoint is not None and r.checkpoint != checkpoints.get(r.ticker)
         ]
-        cursors = {g.id: Cursor(None, windows[g.id].high) for g in live}
+        cursors = {g.id: self._book_cursor(g, windows[g.id].high) for g in live}
         await self._thread(production.commit_merge, deltas, snapshots, holes, changed, cursors)
         for gatherer_id, cursor in cursors.items():
             self._moved(gatherer_id, "orderbook_deltas", cursor)
@@ -585,14 +613,25 @@ class Deduplicator:
     # --- reporting --------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """The ``/health`` document: ``ok`` while production and a gatherer answer."""
+        """The ``/health`` document: ``ok`` while production and a gatherer answer.
+
+        ``lag_seconds`` per ``gatherer/table``: how far the merge trails what the gatherer
+        has, in the gatherer's own clock (:meth:`_lag`); its clock's offset from the
+        exchange's is reported apart, per gatherer (``clock_offset_s``: the smallest
+        ``received_at - exchange_ts`` of its newest deltas, latency included)."""
         gatherers = {
-            gid: {"up": s.up, "error": s.error, "high_water_us": s.high_water}
+            gid: {
+                "up": s.up,
+                "error": s.error,
+                "high_water_us": s.high_water,
+                "clock_offset_s": round(self._book_readers[gid].offset[0] / 1_000_000, 3),
+            }
             for gid, s in self._state.items()
         }
         lag = {
-            f"{gid}/{table}": round(max(0, self._wall_us() - c.horizon) / 1_000_000, 3)
+            f"{gid}/{table}": round(self._lag(gid, c), 3)
             for (gid, table), c in sorted(self._cursors.items())
+            if gid in self._state
         }
         ok = not self._production_error and any(s.up for s in self._state.values())
         return {

@@ -667,7 +667,7 @@ class Connection:
                 now = trio.current_time()
                 if now >= deadline:
                     raise ConnectionLost(f"silent for {timeout:g}s (no frame, no ping, no pong)")
-                if oldest is not None and now >= overdue_at and not self._reply_due(oldest, now):
+                if oldest is not None and now >= overdue_at and not self._reply_due(oldest):
                     overdue_at = now + _STALL  # we are behind: look again in a while
                 elif oldest is not None and now >= overdue_at:
                     metrics.COMMAND_REPLIES.labels(oldest.action, "timeout").inc()
@@ -687,18 +687,20 @@ class Connection:
                 with trio.move_on_at(wake):
                     await changed.wait()
 
-    def _reply_due(self, sent: Sent, now: float) -> bool:
+    def _reply_due(self, sent: Sent) -> bool:
         """Whether ``sent``'s reply could have arrived by now. The exchange answers in order
         with the data it sends (kalshi-api.md §2.1), so not while we do not read (our
-        writers' queues are full, the journal's memory is full) nor while the frames we
-        read are older than the command (a backlog: the reply comes after them). Either
-        way the reply is late because we are, and waiting is right; a lost command on a
-        connection that keeps up still times out."""
+        writers' queues are full, the journal's memory is full) nor while we are behind:
+        the newest row read was read late (over ``_STALL`` after its exchange time) and is
+        older than the command, so the frames after it, the reply among them, still wait
+        in the socket, however long ago that row was read (a starved loop reads a busy
+        socket once every few seconds: issue 20). Either way the reply is late because we
+        are, and waiting is right; a lost command on a connection that keeps up (its rows
+        read in time, or read past the command's time) still times out."""
         if self.paused or self.blocked:
             return False
-        last = self.last_message_at
-        reading = last is not None and now - last < _STALL
-        return not (reading and self._stream_us < sent.wall_us)
+        behind = self._lag_us > _STALL * 1_000_000 and self._stream_us < sent.wall_us
+        return not behind
 
 
 def _network_error(exc: BaseException) -> NetError | AuthError | None:

@@ -27,6 +27,7 @@ MIGRATIONS = [
     "005_watermark.sql",
     "006_gap_sid.sql",
     "007_received_index.sql",
+    "008_export_windows.sql",
 ]
 _PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
 

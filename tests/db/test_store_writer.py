@@ -17,6 +17,7 @@ import trio.testing
 
 from kalshi.config import StoreConfig
 from kalshi.errors import StoreError
+from kalshi.gather.service import COPIED_STRAIGHT
 from kalshi.models.rows import (
     DeltaRow,
     GapRow,
@@ -196,9 +197,12 @@ def normalised(rows: list[Row]) -> list[tuple[object, ...]]:
     return sorted(out, key=repr)
 
 
-# Both write paths: staged (the live gatherer) and COPY straight into the table first, the
-# staged insert only for a batch that fails so (a replay).
-COPY_NEW = pytest.mark.parametrize("copy_new", [False, True], ids=["staged", "copy_new"])
+# The write paths: staged; COPY straight into the table first, the staged insert only for a
+# batch that fails so (a replay: every table); and the live gatherer's mix (COPY straight
+# for its WebSocket deltas and tickers, staged for the rest).
+COPY_NEW = pytest.mark.parametrize(
+    "copy_new", [False, True, COPIED_STRAIGHT], ids=["staged", "copy_new", "gatherer"]
+)
 
 
 async def send_all(store: Store, table: str, rows: list[Row]) -> None:
@@ -221,7 +225,7 @@ async def wait_until(predicate: Callable[[], bool], step: float = 0.01) -> None:
 
 @COPY_NEW
 async def test_every_table_round_trips_exactly(
-    copy_new: bool, db_url: str, cfg: StoreConfig
+    copy_new: bool | frozenset[str], db_url: str, cfg: StoreConfig
 ) -> None:
     rows = every_table_rows()
     with trio.fail_after(30):
@@ -247,7 +251,7 @@ async def test_same_timestamp_deltas_are_both_kept(db_url: str, cfg: StoreConfig
 
 @COPY_NEW
 async def test_duplicate_batch_leaves_one_copy(
-    copy_new: bool, db_url: str, cfg: StoreConfig
+    copy_new: bool | frozenset[str], db_url: str, cfg: StoreConfig
 ) -> None:
     trades = [trade(i) for i in range(500)]
     deltas = [delta(i) for i in range(500)]
@@ -271,7 +275,7 @@ async def test_duplicate_batch_leaves_one_copy(
 
 @COPY_NEW
 async def test_rest_and_ws_copies_of_a_trade_collide(
-    copy_new: bool, db_url: str, cfg: StoreConfig
+    copy_new: bool | frozenset[str], db_url: str, cfg: StoreConfig
 ) -> None:
     live = trade(1)
     backfill = live._replace(source="rest", conn_id=0, frame_no=0, seq=None, received_at=T0 + 9)
@@ -299,7 +303,7 @@ async def test_markets_upsert_keeps_the_newest(db_url: str, cfg: StoreConfig) ->
 
 @COPY_NEW
 async def test_gap_without_ticker_is_stored_once(
-    copy_new: bool, db_url: str, cfg: StoreConfig
+    copy_new: bool | frozenset[str], db_url: str, cfg: StoreConfig
 ) -> None:
     gap = every_table_rows()["gaps"][1]
     with trio.fail_after(30):
@@ -324,7 +328,10 @@ async def test_gaps_on_two_sids_sharing_a_microsecond_are_two_rows(
 
 @COPY_NEW
 async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
-    copy_new: bool, db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
+    copy_new: bool | frozenset[str],
+    db_url: str,
+    make_cfg: Callable[..., StoreConfig],
+    tmp_path: Path,
 ) -> None:
     cfg = make_cfg(batch_size=1000, flush_interval=5.0)
     trades = [trade(i) for i in range(1000)]
@@ -348,7 +355,7 @@ async def test_poisoned_row_is_dead_lettered_and_neighbours_land(
 
 @COPY_NEW
 async def test_value_the_client_cannot_encode_is_dead_lettered(
-    copy_new: bool, db_url: str, cfg: StoreConfig, tmp_path: Path
+    copy_new: bool | frozenset[str], db_url: str, cfg: StoreConfig, tmp_path: Path
 ) -> None:
     trades = [trade(i) for i in range(10)]
     trades[3] = trades[3]._replace(size=2**64)  # does not fit BIGINT

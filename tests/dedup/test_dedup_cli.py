@@ -210,7 +210,7 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
         "trades",
     ]
     assert all(
-        "its window closes when every gatherer's cursor passes" in line for line in held[:-2]
+        "its window closes when every live gatherer has merged past" in line for line in held[:-2]
     )
     assert not out.exists()
     # the same hour asked for with --until a second before its end: every table says so

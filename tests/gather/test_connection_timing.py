@@ -7,6 +7,8 @@ The simulator is reached over in-memory streams (kalshi.testing.memory), so
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -315,4 +317,92 @@ async def test_waiting_to_handle_a_lifecycle_message_is_not_silence(
             await trio.sleep(0.01)
         await trio.sleep(3)
         assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_reply_behind_a_backlog_read_slowly_is_not_lost(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The gatherer is far behind and starved of CPU (issue 20 at 20 000 msgs/s: "no reply
+    to delete_markets within 10s" on order-book connections reading rows 70-100 s late,
+    one frame every 0.4-10 s): each read takes 1.5 s, more than the keepalive's idea of
+    "reading". The reply to a command waits behind that backlog; the rows read are late
+    and older than the command, so it is not a lost reply. Matched once read: no
+    reconnect."""
+
+    def clock() -> int:  # wall time that moves with the virtual clock, for both sides
+        return PINNED_START_US + int(trio.current_time() * 1e6)
+
+    fast = trio.Event()
+
+    class SlowReads:
+        """A WebSocket whose every read waits 1.5 s until ``fast`` (a loaded loop)."""
+
+        def __init__(self, ws: Any) -> None:
+            self._ws = ws
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._ws, name)
+
+        async def receive(self) -> bytes | str:
+            if not fast.is_set():
+                with trio.move_on_after(1.5):
+                    await fast.wait()
+            return await self._ws.receive()
+
+    async with (
+        open_sim_exchange(
+            markets=10,
+            active=4,
+            rate=50.0,
+            seed=2,
+            port=0,
+            start_us=PINNED_START_US,
+            clock=clock,
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        inner = memory_connector(sim)
+
+        @asynccontextmanager
+        async def slow(url: str, headers: Any, max_frame_bytes: int) -> AsyncIterator[Any]:
+            async with inner(url, headers, max_frame_bytes) as ws:
+                yield SlowReads(ws)
+
+        channels = {}
+        for table in TABLE_COLUMNS:
+            send, receive = trio.open_memory_channel[Row](10_000)
+            channels[table] = send
+            nursery.start_soon(drain, receive)
+        ctx = context(
+            sim,
+            tmp_path,
+            slow,
+            RowSink(channels),
+            **{
+                "websocket.silence_timeout": "5s",
+                "websocket.ping_interval": "1s",
+                "websocket.command_timeout": "10s",
+            },
+        )
+        ctx.wall_us = clock
+        tickers = sim.engine.active_tickers
+        conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
+        conn.add(tickers[:2])
+        nursery.start_soon(conn.run)
+        while conn._lag_us < 5_000_000:  # noqa: ASYNC110 - state of the task under test
+            await trio.sleep(0.01)
+        conn.add(tickers[2:])  # add_markets goes out; its reply queues behind the backlog
+        while not len(conn._inflight):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        await trio.sleep(40)
+        assert conn.reconnects == 0, conn.last_error
+        fast.set()
+        while len(conn._inflight):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        await trio.sleep(3)
+        assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
+        (session,) = sim.sessions
+        (sub,) = session.subs.values()
+        assert sub.tickers == set(tickers)
         nursery.cancel_scope.cancel()
