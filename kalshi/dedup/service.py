@@ -221,16 +221,16 @@ class Deduplicator:
         keyed tables go (settled, in its clock)."""
         to = high
         state = self._state[gatherer.id]
-        if state.watermark is None and state.received is not None and high >= state.received:
+        if state.complete is None and state.received is not None and high >= state.received:
             to = max(high, self._settled_for(gatherer, self._wall_us() - self.settle_us))
         return Cursor(None, high, self._reached(gatherer.id, to), to)
 
     def _lag(self, gatherer_id: str, cursor: Cursor) -> float:
-        """Seconds between the newest receipt the gatherer has (its watermark or its newest
+        """Seconds between the newest receipt the gatherer has (through its watermark or its newest
         order-book row, whichever is later) and ``cursor``: both in the gatherer's own clock,
         so a clock minutes off does not show as lag (0 when it has neither)."""
         state = self._state[gatherer_id]
-        own = [t for t in (state.watermark, state.received) if t is not None and t < 2**62]
+        own = [t for t in (state.complete, state.received) if t is not None and t < 2**62]
         return max(0, max(own, default=cursor.horizon) - cursor.horizon) / 1_000_000
 
     # --- a pass -----------------------------------------------------------------------
