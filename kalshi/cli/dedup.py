@@ -59,7 +59,7 @@ def dedup(
         bool,
         Parameter(
             help="With --once: export every window, the newest too, as if closed (the"
-            " gatherers have stopped; later rows of those windows need --force)."
+            " gatherers have stopped; later rows rewrite those windows)."
         ),
     ] = False,
 ) -> None:
@@ -115,6 +115,13 @@ async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+        if survey.rewrites:
+            console.print(
+                f"export: {len(survey.rewrites)} exported windows gained rows since; rewriting"
+                " them",
+                markup=False,
+                highlight=False,
+            )
         plan = survey.windows
         if not plan:
             console.print("export: no closed window to export", markup=False, highlight=False)
@@ -160,7 +167,7 @@ def export(
         bool,
         Parameter(
             help="Export every window, the newest too, as if closed (the gatherers have"
-            " stopped; later rows of those windows need --force)."
+            " stopped; later rows rewrite those windows)."
         ),
     ] = False,
     force: Annotated[bool, Parameter(help="Re-export windows exported before.")] = False,
@@ -171,7 +178,8 @@ def export(
     """Export closed windows of the production database as Parquet (S3 or a directory).
 
     Re-exporting a window replaces its files; a progress bar shows on a terminal. A table
-    whose next window is not closed yet gets one line saying so and why.
+    whose next window is not closed yet gets one line saying so and why. Windows that
+    gained rows since their export are rewritten.
     """
     overrides = {"s3_export.local_dir": local_dir} if local_dir is not None else None
     cfg = load_or_exit(config, DedupConfig, overrides=overrides)

@@ -195,7 +195,7 @@ class Survey:
         return (
             f"the merge cursors are {at}, before --until {_iso(until)}: rows received since"
             " are not merged yet and will not be in the windows exported now"
-            " (kalshi export --force re-exports them)"
+            " (those windows are rewritten once the rows are merged)"
         )
 
 

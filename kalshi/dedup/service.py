@@ -326,6 +326,9 @@ class Deduplicator:
             if not state.up:
                 log.info("gatherer %s reachable again", gatherer.id)
             state.up, state.error = True, ""
+            for (gid, table), cursor in self._cursors.items():
+                if gid == gatherer.id:  # its newest receipt moved, its cursors may not
+                    metrics.LAG.labels(gid, table).set(self._lag(gid, cursor))
             metrics.GATHERER_UP.labels(gatherer.id).set(1)
             if state.high_water is not None:
                 reachable.append(gatherer)

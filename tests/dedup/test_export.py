@@ -271,7 +271,7 @@ async def test_until_closes_every_tables_windows_the_deltas_too(
         assert early.behind(cursors + 1) == (
             f"the merge cursors are at {_iso(cursors)}, before --until {_iso(cursors + 1)}:"
             " rows received since are not merged yet and will not be in the windows exported"
-            " now (kalshi export --force re-exports them)"
+            " now (those windows are rewritten once the rows are merged)"
         )
         exports = await exporter.export_closed(until=end)
         assert (await exporter.survey(until=end)).held == []
