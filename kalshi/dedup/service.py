@@ -38,7 +38,7 @@ from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market, point_ts
 from kalshi.dedup.production import Cursor, Production
 from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
-from kalshi.errors import DatabaseUnavailable, ExportError, StoreError
+from kalshi.errors import DatabaseUnavailable, ExportError, GathererError, StoreError
 from kalshi.http import serve_endpoints
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 
@@ -240,7 +240,9 @@ class Deduplicator:
 
         Raises :class:`DatabaseUnavailable` when the production database cannot be reached
         (nothing half-done stays behind: every write is its own transaction) and
-        :class:`StoreError` for other database failures.
+        :class:`StoreError` for other production failures. A gatherer database that fails
+        (:class:`GathererError`: it restarted, a lock timeout) is skipped for the rest of the
+        pass, listed in :attr:`PassReport.skipped` and retried at the next one.
         """
         settle = self.settle_us if settle_us is None else settle_us
         report = PassReport()
@@ -254,6 +256,8 @@ class Deduplicator:
                 async def guarded(work: Callable[[], Awaitable[None]]) -> None:
                     try:
                         await work()
+                    except GathererError as exc:  # that gatherer's share waits a pass
+                        self._gatherer_down(exc, report)
                     except StoreError as exc:
                         failures.append(exc)
                         nursery.cancel_scope.cancel()
@@ -289,8 +293,22 @@ class Deduplicator:
             own = self._settled_for(gatherer, settled)
             horizon = own if gatherer.id in live else min(high, own)
             horizon = self._complete(gatherer, horizon)
-            for table in KEYED.values():
-                await self._copy_keyed(production, gatherer, table, horizon, report)
+            try:
+                for table in KEYED.values():
+                    await self._copy_keyed(production, gatherer, table, horizon, report)
+            except GathererError as exc:  # the others' rows are copied all the same
+                self._gatherer_down(exc, report)
+
+    def _gatherer_down(self, exc: GathererError, report: PassReport) -> None:
+        """Record that ``exc.gatherer_id``'s database failed: logged once per outage by its
+        name, /health and ``kalshi_dedup_gatherer_up`` say so, the pass lists it skipped."""
+        state = self._state[exc.gatherer_id]
+        if state.up:
+            log.warning("gatherer %s skipped: %s", exc.gatherer_id, exc.cause)
+        state.up, state.error = False, str(exc.cause)
+        metrics.GATHERER_UP.labels(exc.gatherer_id).set(0)
+        if exc.gatherer_id not in report.skipped:
+            report.skipped.append(exc.gatherer_id)
 
     def _settled_for(self, gatherer: GathererDb, settled: int) -> int:
         """``settled`` (our clock) in ``gatherer``'s clock, which stamps its receipts: shifted
@@ -316,12 +334,8 @@ class Deduplicator:
                 # its clock's offset from the exchange's, for reading its rows by receipt
                 offset = await self._thread(gatherer.measure_offset)
                 self._book_readers[gatherer.id].offset = offset
-            except StoreError as exc:
-                if state.up:
-                    log.warning("gatherer %s skipped: %s", gatherer.id, exc)
-                state.up, state.error = False, str(exc)
-                metrics.GATHERER_UP.labels(gatherer.id).set(0)
-                report.skipped.append(gatherer.id)
+            except GathererError as exc:
+                self._gatherer_down(exc, report)
                 continue
             if not state.up:
                 log.info("gatherer %s reachable again", gatherer.id)
@@ -735,7 +749,7 @@ async def serve_dedup(
             while True:
                 try:
                     report = await dedup.run_pass()
-                except DatabaseUnavailable as exc:
+                except DatabaseUnavailable as exc:  # gatherers' failures are skips, not this
                     log.warning("production database unavailable, retrying: %s", exc)
                 else:
                     if report.holes:

@@ -60,6 +60,9 @@ class GatherContext:
     on_lifecycle: Callable[[Outcome], Awaitable[None]] | None = None
     on_connection_lost: Callable[[], None] | None = None
     gaps: Counter[str] = field(factory=Counter)
+    # Why the last market listing failed; None once one succeeds (``/health``: nothing
+    # tracked because listing fails is degraded, not ok).
+    listing_error: str | None = None
     resnapshots: int = 0
     skew: ClockSkew = field(factory=ClockSkew)  # this machine's clock against the exchange's
     _last_conn_id: int = 0

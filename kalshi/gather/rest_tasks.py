@@ -64,6 +64,7 @@ async def relist_forever(
             listed = await list_markets(ctx, rest, registry)
         except NetError as exc:
             log.warning("market listing failed: %s", exc)
+            ctx.listing_error = str(exc)
             await trio.sleep(backoff.next())
             continue
         except PaginationError as exc:
@@ -73,6 +74,7 @@ async def relist_forever(
             log.error("market listing stopped early: %s", exc)
             listed = len(registry.markets)
         backoff.reset()
+        ctx.listing_error = None
         log.info("listed %d markets, %d live", listed, len(registry.live))
         if not started:
             task_status.started(listed)

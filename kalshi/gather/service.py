@@ -341,6 +341,7 @@ class Gatherer:
                     "queue": table.queue_rows,
                     "rows_written": table.rows_written,
                     "rows_duplicate": table.rows_duplicate,
+                    "rows_updated": table.rows_updated,
                     "spool_rows": table.spool_rows,
                     "dead_letters": table.dead_letters,
                 }
@@ -349,6 +350,9 @@ class Gatherer:
         # a connection without markets to carry (a small shard) is idle, not unhealthy
         live = sum(1 for c in connections if c["state"] in ("live", "idle") and not c["refused"])
         ok = bool(connections) and live == len(connections) and stored_ok
+        listing_error = ctx.listing_error if ctx else None
+        if listing_error is not None and not self.registry.markets:
+            ok = False  # nothing to record: the market listing fails (a 429, a 5xx, down)
         document: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
             "gatherer_id": self.cfg.gatherer_id,
@@ -364,6 +368,7 @@ class Gatherer:
                 "live": len(self.registry.live),
                 "books": len(self.processor.books),
                 "stale": len(self.processor.stale),
+                "listing_error": listing_error,
             },
             "gaps": sum(ctx.gaps.values()) if ctx else 0,
             "gap_kinds": dict(ctx.gaps) if ctx else {},
