@@ -42,6 +42,7 @@ async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketReg
             )
         for row in rows:
             await ctx.sink.put("markets", row)
+        await ctx.flush_ended()  # refusal gaps of markets this page retired
     for status, count in registry.status_counts().items():
         metrics.MARKETS.labels(status).set(count)
     return listed
