@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -306,6 +307,10 @@ def _say(target: Console, text: str) -> None:
     target.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+def _per_table(counts: Counter[str]) -> str:
+    return ", ".join(f"{t} {n:,}" for t, n in sorted(counts.items())) or "none"
+
+
 def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> None:
     """Problems one per line on stderr, a summary, and exit 1 if any line was corrupt."""
     out = err_console if to_stdout else console
@@ -319,13 +324,11 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
         flagged = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.frame_problems.items()))
         _say(out, f"frames flagged by the pipeline: {flagged}")
     if not to_stdout:
-        committed = stats.written + stats.duplicate
-        per_table = ", ".join(f"{t} {n:,}" for t, n in sorted(committed.items())) or "none"
-        _say(
-            out,
-            f"committed: {per_table} (new {stats.written.total():,},"
-            f" already stored {stats.duplicate.total():,})",
-        )
+        _say(out, f"committed (new rows): {_per_table(stats.written)}")
+        if stats.duplicate:
+            _say(out, f"already stored (skipped): {_per_table(stats.duplicate)}")
+        if stats.updated:
+            _say(out, f"updated (a newer version of a stored row): {_per_table(stats.updated)}")
     if stats.left:
         left = ", ".join(f"{t} {n:,}" for t, n in sorted(stats.left.items()))
         _say(err_console, f"not written (spooled or dead-lettered): {left}")

@@ -32,6 +32,9 @@ class TableSpec(NamedTuple):
     key: tuple[str, ...]  # the unique index's columns/expressions: a row's identity
     upsert: bool  # markets: DO UPDATE instead of DO NOTHING
     writer_key: str  # attribute of WritersConfig
+    # gaps: a column a later copy of a stored row may fill (its end_ts: the gap closes);
+    # never changed once set, and no other column is
+    closes: str | None = None
 
     @property
     def conflict(self) -> str:
@@ -62,10 +65,11 @@ def _spec(
     writer_key: str,
     *,
     upsert: bool = False,
+    closes: str | None = None,
 ) -> TableSpec:
     columns = TABLE_COLUMNS[name]
     assert len(columns) == len(types), name
-    return TableSpec(name, row_type, columns, types, key, upsert, writer_key)
+    return TableSpec(name, row_type, columns, types, key, upsert, writer_key, closes)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -127,6 +131,7 @@ TABLES: dict[str, TableSpec] = {
                 "(COALESCE(ticker, ''))",
             ),
             "gaps",
+            closes="end_ts",
         ),
     )
 }

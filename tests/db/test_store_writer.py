@@ -290,12 +290,17 @@ async def test_markets_upsert_keeps_the_newest(db_url: str, cfg: StoreConfig) ->
     old = every_table_rows()["markets"][0]
     new = old._replace(status="closed", updated_at=T0 + 10)
     stale = old._replace(status="initialized", updated_at=T0 - 10)
+    counts = []  # (new, already stored or not newer, updated) per store
     with trio.fail_after(30):
-        async with open_store(db_url, cfg) as store:
-            await send_all(store, "markets", [old, new])
-        async with open_store(db_url, cfg) as store:
-            await send_all(store, "markets", [stale])
+        for rows in ([old], [new], [stale], [old, new]):
+            async with open_store(db_url, cfg) as store:
+                await send_all(store, "markets", rows)
+            t = store.stats().tables["markets"]
+            counts.append((t.rows_written, t.rows_duplicate, t.rows_updated))
+    # an update is not a new row: the table holds one market, and only one was counted new
+    assert counts == [(1, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)]
     with connect_db(db_url) as db:
+        assert db.counts()["markets"] == 1
         assert [r._replace(payload="") for r in db.fetch_rows("markets")] == [
             new._replace(payload="")
         ]

@@ -398,6 +398,37 @@ async def test_a_database_rebuilt_from_the_journal_equals_the_original(
     for table in _CONTENT:  # table by table, every row
         original, rebuilt = _content(db_url, table), _content(other_db_url, table)
         assert rebuilt == original, (table, sum(original.values()), sum(rebuilt.values()))
+    # what the replay says it committed is what the (fresh) database holds, table by table
+    report = _report(replay.stdout.decode())
+    with connect_db(other_db_url) as db:
+        assert report["committed (new rows)"] == {t: n for t, n in db.counts().items() if n}
+    # and every row it made is committed, skipped as stored or an update: nothing else
+    made = report["rows"]
+    accounted = Counter(report["committed (new rows)"])
+    accounted.update(report.get("already stored (skipped)", {}))
+    accounted.update(report.get("updated (a newer version of a stored row)", {}))
+    assert accounted == made
+
+
+def _report(stdout: str) -> dict[str, dict[str, int]]:
+    """The ``<label>: <table> <n>, ...`` lines of ``kalshi replay``'s summary."""
+    out: dict[str, dict[str, int]] = {}
+    for line in stdout.splitlines():
+        if line.startswith("replayed "):
+            line = "rows:" + line.split("; rows:", 1)[1]
+        label, sep, rest = line.partition(": ")
+        if sep and label in _SUMMARY_LABELS:
+            pairs = (part.rsplit(" ", 1) for part in rest.split(", ") if rest != "none")
+            out[label] = {table: int(n.replace(",", "")) for table, n in pairs}
+    return out
+
+
+_SUMMARY_LABELS = (
+    "rows",
+    "committed (new rows)",
+    "already stored (skipped)",
+    "updated (a newer version of a stored row)",
+)
 
 
 async def test_without_its_database_the_previous_end_comes_from_the_journal(
