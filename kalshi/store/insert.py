@@ -1,6 +1,10 @@
 """Writing one batch: binary COPY into a session staging table, then one
 ``INSERT ... SELECT ... ON CONFLICT`` into the real table, in one transaction.
 
+Batches of a serial table (:attr:`TableSpec.serial`: trades, markets) are written one at a
+time in the order received, and within a batch the first received row of a key is kept
+(trades) or the last (markets): a replay stores what the live gatherer stored.
+
 With ``copy_new`` (rows expected to be new: a replay), a batch of a table without JSON
 columns (their values travel as text) is first COPYed straight into the real table in a
 transaction of its own, about half the database's work; a batch holding a row already
@@ -49,7 +53,9 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
     sources = source_columns(spec)
     if not spec.upsert:
         # Rows go in key order, so two writers whose batches share keys (live trades and a
-        # REST backfill) take the unique index's locks in one order: no deadlock.
+        # REST backfill) take the unique index's locks in one order: no deadlock. Of two
+        # rows of one key in a batch of a serial table, the first received is kept.
+        order = ", ".join((*spec.key, "_ord")) if spec.serial else ", ".join(spec.key)
         return sql.SQL(
             "INSERT INTO {table} ({targets}) SELECT {sources} FROM {stage} "
             "ORDER BY {order} ON CONFLICT {key} DO NOTHING"
@@ -58,7 +64,7 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
             targets=targets,
             sources=sources,
             stage=stage_name(spec),
-            order=sql.SQL(", ".join(spec.key)),
+            order=sql.SQL(order),
             key=sql.SQL(spec.conflict),
         )
     # Upsert: the last row per key in the batch wins, and never over a newer stored row.
@@ -101,7 +107,7 @@ def write_counted(
     conn = pooled.conn
     if copy_new and not spec.upsert and not spec.json_columns and _copy_straight(conn, spec, rows):
         return len(rows), 0
-    ensure_stage(conn, spec, pooled.staged, ordered=spec.upsert)
+    ensure_stage(conn, spec, pooled.staged, ordered=spec.serial)
     with conn.transaction(), conn.cursor() as cur:
         copy_rows(cur, spec, rows)
         cur.execute(_insert_sql(spec))
