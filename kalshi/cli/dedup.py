@@ -67,7 +67,8 @@ def dedup(
 
     Trades by trade id, tickers/lifecycle/snapshots by exchange identity, order books by
     book state with gaps filled from whichever gatherer has the data. Ctrl-C or SIGTERM
-    stops between transactions and exits 0.
+    stops between transactions and exits 0. With ``--once``, a gatherer that could not be
+    read makes it exit 1 with one error line naming it (the others are merged).
     """
     cfg = _checked(load_or_exit(config, DedupConfig), config)
     if all_windows and not once:
@@ -77,22 +78,28 @@ def dedup(
         for name in migrate(cfg.production.url):
             log.info("applied migration %s", name)
         if once:
-            trio.run(partial(_once, cfg, ALL_WINDOWS if all_windows else None))
+            unreachable = trio.run(partial(_once, cfg, ALL_WINDOWS if all_windows else None))
+            if unreachable:  # merged without them: not a success (outside tester, item 11)
+                fail("; ".join(unreachable))
         else:
             trio.run(_serve, cfg)
     except KalshiError as exc:
         fail(str(exc))
 
 
-async def _once(cfg: DedupConfig, until: int | None) -> None:
+async def _once(cfg: DedupConfig, until: int | None) -> list[str]:
+    """One pass (and the export); returns one line per gatherer that could not be read
+    (the pass merged the others: the command then exits 1)."""
     dedup = Deduplicator(cfg)
     try:
         report = await dedup.run_pass(settle_us=0)
+        errors = {gid: g["error"] for gid, g in dedup.health()["gatherers"].items()}
     finally:
         dedup.close()
     _summary(report)
     if cfg.s3_export.enabled:
         await _export(cfg, until=until, force=False)
+    return [f"gatherer {gid} unreachable, not merged: {errors[gid]}" for gid in report.skipped]
 
 
 def _exporter(cfg: DedupConfig) -> Exporter:
@@ -207,8 +214,6 @@ def _summary(report: PassReport) -> None:
         dropped = report.duplicates.get(table, 0)
         console.print(f"{table:<20} {report.merged[table]:>10,} merged {dropped:>10,} duplicates")
     console.print(f"source switches: {report.switches}, holes: {report.holes}")
-    if report.skipped:
-        console.print(f"skipped (unreachable): {', '.join(report.skipped)}")
 
 
 async def _serve(cfg: DedupConfig) -> None:

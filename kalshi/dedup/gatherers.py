@@ -2,7 +2,8 @@
 
 Rows come back as the NamedTuples of :mod:`kalshi.models.rows` (JSON as text). The
 connection is opened lazily and dropped after an error, so an unreachable database costs
-one failed connect per pass and is picked up again when it returns.
+one failed connect per pass and is picked up again when it returns. Every failure is a
+:class:`~kalshi.errors.GathererError` naming the gatherer, never taken for production's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from kalshi.config import GathererSource
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
-from kalshi.errors import StoreError
+from kalshi.errors import GathererError, StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.store.schema import TABLES
 from kalshi.store.session import Session
@@ -95,16 +96,16 @@ class GathererDb:
         try:
             # Binary results: the merge reads every row of every gatherer, parse them fast.
             return self._db.query(statement, params, binary=True)
-        except StoreError:
+        except StoreError as exc:
             self.close()
-            raise
+            raise GathererError(self.id, exc) from exc
 
     def _rows(self, table: str, statement: str, params: Sequence[Any]) -> list[Row]:
         try:
             return self._db.rows(table, statement, params)
-        except StoreError:
+        except StoreError as exc:
             self.close()
-            raise
+            raise GathererError(self.id, exc) from exc
 
     def high_water(self) -> int | None:
         """The newest exchange time in any market-data table (µs), ``None`` when all are
@@ -113,11 +114,18 @@ class GathererDb:
         value = self._query(_HIGH_WATER)[0][0]
         return None if value is None else int(value)
 
-    def watermark(self) -> int | None:
-        """Before when (µs) the gatherer has committed every row it received
-        (``ingest_watermark``); ``None`` when it records none (all rows are final)."""
+    def complete_through(self) -> int | None:
+        """The newest receipt (µs, the gatherer's clock) through which the gatherer has
+        committed every row it received: the microsecond before its ingest watermark;
+        ``None`` when it records none (all rows are final).
+
+        ``complete_before`` is exclusive: it is the time of the oldest row still pending
+        (:meth:`kalshi.store.Store.complete_before`), so a row received at exactly it may
+        not be committed yet. Read through it, a cursor would pass that row before it
+        lands and never read it (the scale proof's unequal book: a delta missing from its
+        source's stream)."""
         value = self._query("SELECT min(complete_before) FROM ingest_watermark")[0][0]
-        return None if value is None else int(value)
+        return None if value is None else int(value) - 1
 
     def received_water(self) -> int | None:
         """The newest receipt of an order-book row (µs), ``None`` when there is none.

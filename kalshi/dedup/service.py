@@ -38,7 +38,7 @@ from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market, point_ts
 from kalshi.dedup.production import Cursor, Production
 from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
-from kalshi.errors import DatabaseUnavailable, ExportError, StoreError
+from kalshi.errors import DatabaseUnavailable, ExportError, GathererError, StoreError
 from kalshi.http import serve_endpoints
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 
@@ -79,7 +79,7 @@ class _GathererState:
     up: bool = True
     error: str = ""
     high_water: int | None = None  # newest time in its tables
-    watermark: int | None = None  # every row received before it is written (None: all)
+    complete: int | None = None  # every row received up to it is written (None: all)
     received: int | None = None  # newest receipt of an order-book row
 
 
@@ -221,16 +221,16 @@ class Deduplicator:
         keyed tables go (settled, in its clock)."""
         to = high
         state = self._state[gatherer.id]
-        if state.watermark is None and state.received is not None and high >= state.received:
+        if state.complete is None and state.received is not None and high >= state.received:
             to = max(high, self._settled_for(gatherer, self._wall_us() - self.settle_us))
         return Cursor(None, high, self._reached(gatherer.id, to), to)
 
     def _lag(self, gatherer_id: str, cursor: Cursor) -> float:
-        """Seconds between the newest receipt the gatherer has (its watermark or its newest
+        """Seconds between the newest receipt the gatherer has (through its watermark or its newest
         order-book row, whichever is later) and ``cursor``: both in the gatherer's own clock,
         so a clock minutes off does not show as lag (0 when it has neither)."""
         state = self._state[gatherer_id]
-        own = [t for t in (state.watermark, state.received) if t is not None and t < 2**62]
+        own = [t for t in (state.complete, state.received) if t is not None and t < 2**62]
         return max(0, max(own, default=cursor.horizon) - cursor.horizon) / 1_000_000
 
     # --- a pass -----------------------------------------------------------------------
@@ -240,7 +240,9 @@ class Deduplicator:
 
         Raises :class:`DatabaseUnavailable` when the production database cannot be reached
         (nothing half-done stays behind: every write is its own transaction) and
-        :class:`StoreError` for other database failures.
+        :class:`StoreError` for other production failures. A gatherer database that fails
+        (:class:`GathererError`: it restarted, a lock timeout) is skipped for the rest of the
+        pass, listed in :attr:`PassReport.skipped` and retried at the next one.
         """
         settle = self.settle_us if settle_us is None else settle_us
         report = PassReport()
@@ -254,6 +256,8 @@ class Deduplicator:
                 async def guarded(work: Callable[[], Awaitable[None]]) -> None:
                     try:
                         await work()
+                    except GathererError as exc:  # that gatherer's share waits a pass
+                        self._gatherer_down(exc, report)
                     except StoreError as exc:
                         failures.append(exc)
                         nursery.cancel_scope.cancel()
@@ -289,8 +293,22 @@ class Deduplicator:
             own = self._settled_for(gatherer, settled)
             horizon = own if gatherer.id in live else min(high, own)
             horizon = self._complete(gatherer, horizon)
-            for table in KEYED.values():
-                await self._copy_keyed(production, gatherer, table, horizon, report)
+            try:
+                for table in KEYED.values():
+                    await self._copy_keyed(production, gatherer, table, horizon, report)
+            except GathererError as exc:  # the others' rows are copied all the same
+                self._gatherer_down(exc, report)
+
+    def _gatherer_down(self, exc: GathererError, report: PassReport) -> None:
+        """Record that ``exc.gatherer_id``'s database failed: logged once per outage by its
+        name, /health and ``kalshi_dedup_gatherer_up`` say so, the pass lists it skipped."""
+        state = self._state[exc.gatherer_id]
+        if state.up:
+            log.warning("gatherer %s skipped: %s", exc.gatherer_id, exc.cause)
+        state.up, state.error = False, str(exc.cause)
+        metrics.GATHERER_UP.labels(exc.gatherer_id).set(0)
+        if exc.gatherer_id not in report.skipped:
+            report.skipped.append(exc.gatherer_id)
 
     def _settled_for(self, gatherer: GathererDb, settled: int) -> int:
         """``settled`` (our clock) in ``gatherer``'s clock, which stamps its receipts: shifted
@@ -299,9 +317,10 @@ class Deduplicator:
         return settled + max(0, self._book_readers[gatherer.id].offset[0])
 
     def _complete(self, gatherer: GathererDb, horizon: int) -> int:
-        """``horizon`` capped by the gatherer's watermark (rows still on their way, e.g.
+        """``horizon`` capped by what the gatherer has committed (its ingest watermark,
+        exclusive: :meth:`GathererDb.complete_through`; rows still on their way, e.g.
         spooled while its database was down, arrive later with old times)."""
-        mark = self._state[gatherer.id].watermark
+        mark = self._state[gatherer.id].complete
         return horizon if mark is None else min(horizon, mark)
 
     async def _probe(self, report: PassReport) -> list[GathererDb]:
@@ -311,16 +330,12 @@ class Deduplicator:
             try:
                 state.high_water = await self._thread(gatherer.high_water)
                 state.received = await self._thread(gatherer.received_water)
-                state.watermark = await self._thread(gatherer.watermark)
+                state.complete = await self._thread(gatherer.complete_through)
                 # its clock's offset from the exchange's, for reading its rows by receipt
                 offset = await self._thread(gatherer.measure_offset)
                 self._book_readers[gatherer.id].offset = offset
-            except StoreError as exc:
-                if state.up:
-                    log.warning("gatherer %s skipped: %s", gatherer.id, exc)
-                state.up, state.error = False, str(exc)
-                metrics.GATHERER_UP.labels(gatherer.id).set(0)
-                report.skipped.append(gatherer.id)
+            except GathererError as exc:
+                self._gatherer_down(exc, report)
                 continue
             if not state.up:
                 log.info("gatherer %s reachable again", gatherer.id)
@@ -409,12 +424,13 @@ class Deduplicator:
         return [g for g in reachable if g.id in known and known[g.id] >= lead - max_lag]
 
     def _committed(self, gatherer: GathererDb) -> int | None:
-        """Up to when (µs, the gatherer's own clock) its order-book rows are all in its
-        database: its ingest watermark; for one that records none (history written by a
+        """Up to when (µs, the gatherer's own clock, inclusive) its order-book rows are all
+        in its database: the receipt before its ingest watermark
+        (:meth:`GathererDb.complete_through`); for one that records none (history written by a
         replay, whose rows are all final), its newest receipt. ``None``: it has no
         order-book row."""
         state = self._state[gatherer.id]
-        return state.watermark if state.watermark is not None else state.received
+        return state.complete if state.complete is not None else state.received
 
     async def _merge_books(
         self, production: Production, reachable: list[GathererDb], report: PassReport
@@ -733,7 +749,7 @@ async def serve_dedup(
             while True:
                 try:
                     report = await dedup.run_pass()
-                except DatabaseUnavailable as exc:
+                except DatabaseUnavailable as exc:  # gatherers' failures are skips, not this
                     log.warning("production database unavailable, retrying: %s", exc)
                 else:
                     if report.holes:

@@ -91,7 +91,6 @@ class Connection:
         # returns those nobody could take.
         self.on_refused: Callable[[Connection, list[str]], list[str]] | None = None
         self._requested: set[str] = set()  # sent (in flight or confirmed)
-        self._gap_written: set[str] = set()  # refused markets whose gap row is written
         self._retrying: set[str] = set()  # refused markets to ask for again
         self._snapshots: set[str] = set()
         self._inflight = InFlight()
@@ -127,7 +126,6 @@ class Connection:
         self._snapshots.difference_update(tickers)
         for ticker in tickers:
             self.refused.pop(ticker, None)
-            self._gap_written.discard(ticker)
             self._retrying.discard(ticker)
         self._wake.set()
 
@@ -357,22 +355,23 @@ class Connection:
                 )
             else:
                 self.sid = sid
-            self._confirm(sent.tickers)
+            await self._confirm(sent.tickers)
         elif sent.action == "list_subscriptions" and isinstance(body, SubscriptionList):
             sids = [s.sid for s in body.subscriptions if s.channel == self.channel]
             if not sids:
                 raise ConnectionLost(f"subscribed, but list_subscriptions has no {self.channel}")
             self.sid = sids[0]
         elif sent.action == "add_markets" and isinstance(body, OkReply):
-            self._confirm(sent.tickers)
+            await self._confirm(sent.tickers)
         elif sent.action == "delete_markets":
             self.subscribed.difference_update(sent.tickers)
 
-    def _confirm(self, tickers: tuple[str, ...]) -> None:
-        self.subscribed.update(t for t in tickers if t in self._requested)
+    async def _confirm(self, tickers: tuple[str, ...]) -> None:
+        confirmed = [t for t in tickers if t in self._requested]
+        self.subscribed.update(confirmed)
         for ticker in tickers:
             self.refused.pop(ticker, None)
-            self._gap_written.discard(ticker)
+        await self.ctx.subscribed(self.channel, confirmed)  # their refusal gaps end
 
     async def _refused(self, sent: Sent, error: ErrorReply) -> None:
         """A command refused: 27 pauses and resends; 26 halves the batch, and once a single
@@ -430,10 +429,8 @@ class Connection:
         wall = ctx.wall_us()
         for ticker in tickers:
             self.refused[ticker] = code
-            if ticker in self._gap_written:  # still open from an earlier refusal
-                continue
-            self._gap_written.add(ticker)
-            await ctx.gap(
+            await ctx.refused(  # one open gap per market, whichever connection it asked
+                self.channel,
                 GapRow(
                     start_ts=wall,
                     end_ts=None,
@@ -445,7 +442,7 @@ class Connection:
                     expected_seq=None,
                     got_seq=None,
                     detail=f"{self.name}: {self.channel} refused: {code} {why}",
-                )
+                ),
             )
         retry = float(ctx.cfg.websocket.refusal_retry)
         self._refused_until = min(self._refused_until, trio.current_time() + retry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 from attrs import define, field
@@ -60,8 +60,16 @@ class GatherContext:
     on_lifecycle: Callable[[Outcome], Awaitable[None]] | None = None
     on_connection_lost: Callable[[], None] | None = None
     gaps: Counter[str] = field(factory=Counter)
+    # Why the last market listing failed; None once one succeeds (``/health``: nothing
+    # tracked because listing fails is degraded, not ok).
+    listing_error: str | None = None
     resnapshots: int = 0
     skew: ClockSkew = field(factory=ClockSkew)  # this machine's clock against the exchange's
+    # The open ``subscription_refused`` gap of each (channel, ticker): one per market and
+    # episode, whichever connection was refused, until the market is subscribed on one.
+    refusals: dict[tuple[str, str], GapRow] = field(factory=dict)
+    # Gaps whose end is known but not stored yet (a market retired: a sync listener).
+    _ended: list[GapRow] = field(factory=list)
     _last_conn_id: int = 0
 
     def new_conn_id(self) -> int:
@@ -86,6 +94,59 @@ class GatherContext:
         self.marker(row.conn_id, "gap", row=list(row))
         self.count_gaps([("gaps", row)])
         await self.sink.put("gaps", row)
+
+    async def end_gap(self, row: GapRow, end_ts: int) -> None:
+        """Close the open gap ``row`` at ``end_ts`` (µs): its copy with the end, which the
+        store writes over the stored row's NULL end (``kalshi.store.insert``); journaled
+        as a ``gap`` marker like the open row, so a replay closes it too. Not a new gap:
+        not counted."""
+        closed = row._replace(end_ts=end_ts)
+        self.marker(row.conn_id, "gap", row=list(closed))
+        await self.sink.put("gaps", closed)
+
+    async def refused(self, channel: str, row: GapRow) -> None:
+        """Store the open ``subscription_refused`` gap ``row`` unless its market already
+        has one open on ``channel`` (refused by another connection, or again)."""
+        assert row.ticker is not None
+        key = (channel, row.ticker)
+        if key not in self.refusals:
+            self.refusals[key] = row
+            await self.gap(row)
+
+    async def subscribed(self, channel: str, tickers: Iterable[str]) -> None:
+        """``tickers`` are subscribed on ``channel``: their refusal gaps end now."""
+        refusals = self.refusals
+        if not refusals:
+            return
+        now = self.wall_us()
+        for ticker in tickers:
+            row = refusals.pop((channel, ticker), None)
+            if row is not None:
+                await self.end_gap(row, now)
+
+    def retire(self, tickers: Iterable[str]) -> None:
+        """Markets closed or settled: nothing more of them to record, so their refusal
+        gaps end now (stored at the next :meth:`flush_ended`)."""
+        if not self.refusals:
+            return
+        now = self.wall_us()
+        for ticker in tickers:
+            for key in [k for k in self.refusals if k[1] == ticker]:
+                self._ended.append(self.refusals.pop(key)._replace(end_ts=now))
+
+    async def flush_ended(self) -> None:
+        """Store the gap ends :meth:`retire` recorded."""
+        ended, self._ended = self._ended, []
+        for row in ended:
+            assert row.end_ts is not None
+            await self.end_gap(row, row.end_ts)
+
+    async def end_all_refusals(self) -> None:
+        """The gatherer stops: every refusal gap ends now (from here its next start's
+        ``outage`` gap covers the market)."""
+        for market in list(self.refusals):
+            self.retire([market[1]])
+        await self.flush_ended()
 
     def marker(self, conn_id: int, kind: str, **detail: object) -> None:
         if self.journal is not None:

@@ -42,6 +42,7 @@ async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketReg
             )
         for row in rows:
             await ctx.sink.put("markets", row)
+        await ctx.flush_ended()  # refusal gaps of markets this page retired
     for status, count in registry.status_counts().items():
         metrics.MARKETS.labels(status).set(count)
     return listed
@@ -64,6 +65,7 @@ async def relist_forever(
             listed = await list_markets(ctx, rest, registry)
         except NetError as exc:
             log.warning("market listing failed: %s", exc)
+            ctx.listing_error = str(exc)
             await trio.sleep(backoff.next())
             continue
         except PaginationError as exc:
@@ -73,6 +75,7 @@ async def relist_forever(
             log.error("market listing stopped early: %s", exc)
             listed = len(registry.markets)
         backoff.reset()
+        ctx.listing_error = None
         log.info("listed %d markets, %d live", listed, len(registry.live))
         if not started:
             task_status.started(listed)

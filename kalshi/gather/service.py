@@ -42,7 +42,14 @@ from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
 from kalshi.store import Store, open_store
-from kalshi.store.recovery import LastRun, Tail, TailReader, acknowledged, last_run
+from kalshi.store.recovery import (
+    LastRun,
+    Tail,
+    TailReader,
+    acknowledged,
+    last_run,
+    open_refusals,
+)
 
 __all__ = ["COPIED_STRAIGHT", "Gatherer"]
 
@@ -164,7 +171,17 @@ class Gatherer:
                     if cfg.snapshot_poller.enabled:
                         nursery.start_soon(poll_snapshots, ctx, rest, self.registry, layout)
                     task_status.started(self)
-                    await trio.sleep_forever()
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        await self._stopping(ctx)
+
+    async def _stopping(self, ctx: GatherContext) -> None:
+        """A clean stop: the refusal gaps still open end now (the next start's ``outage``
+        gap covers the market from the last frame on). Bounded: a full gaps channel (the
+        database down, the spool refusing) does not hold the shutdown."""
+        with trio.move_on_after(1.0, shield=True):
+            await ctx.end_all_refusals()
 
     async def _resume(self, layout: Layout, sink: RowSink) -> None:
         """Restart recovery: the rows of the previous run's journal tail (frames journaled
@@ -191,10 +208,19 @@ class Gatherer:
             last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
             if last.ran and self.cfg.journal.enabled and self.journal_tail is not None:
                 tail = await self._replay_tail(last, sink, timeouts)
+            refusals = partial(open_refusals, self.db_url, self.cfg.gatherer_id, **timeouts)
+            refused = await trio.to_thread.run_sync(refusals, abandon_on_cancel=True)
         except StoreError as exc:
             last = await self._last_journaled(exc)
+            refused = []
         if not last.ran:
             return
+        # A run killed while markets were refused left their gaps open: they end where
+        # that run's record ends (this run's outage gap covers the market from there).
+        ends = [v for v in (*last[:4], tail.end) if v is not None]
+        assert self.ctx is not None
+        for row in refused:
+            await self.ctx.end_gap(row, max([row.start_ts, *ends]))
 
         def start(field: str, newest: int | None) -> int | None:
             # The journal's rows are now the store's: every row received before its end
@@ -296,6 +322,7 @@ class Gatherer:
         if isinstance(event, LifecycleEvent) and self.ctx is not None:
             for row in self.registry.apply(event, self.wall_us()):
                 await self.ctx.sink.put("markets", row)
+            await self.ctx.flush_ended()  # refusal gaps of a market it retired
 
     # --- views --------------------------------------------------------------------------
 
@@ -350,6 +377,9 @@ class Gatherer:
         # a connection without markets to carry (a small shard) is idle, not unhealthy
         live = sum(1 for c in connections if c["state"] in ("live", "idle") and not c["refused"])
         ok = bool(connections) and live == len(connections) and stored_ok
+        listing_error = ctx.listing_error if ctx else None
+        if listing_error is not None and not self.registry.markets:
+            ok = False  # nothing to record: the market listing fails (a 429, a 5xx, down)
         document: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
             "gatherer_id": self.cfg.gatherer_id,
@@ -365,6 +395,7 @@ class Gatherer:
                 "live": len(self.registry.live),
                 "books": len(self.processor.books),
                 "stale": len(self.processor.stale),
+                "listing_error": listing_error,
             },
             "gaps": sum(ctx.gaps.values()) if ctx else 0,
             "gap_kinds": dict(ctx.gaps) if ctx else {},

@@ -33,6 +33,7 @@ from kalshi.store.schema import TableSpec
 from kalshi.store.staging import (
     copy_rows,
     ensure_stage,
+    fill_stage,
     source_columns,
     stage_name,
     target_columns,
@@ -51,6 +52,25 @@ class WriteResult(NamedTuple):
 def _insert_sql(spec: TableSpec) -> sql.Composed:
     targets = target_columns(spec)
     sources = source_columns(spec)
+    if spec.closes is not None:
+        # A gap is stored open (end_ts NULL) and closed by a later copy with its end: the
+        # copy fills the column of the stored row, never an end already set. One row per
+        # key (the closed copy first), in key order as below.
+        return sql.SQL(
+            "INSERT INTO {table} ({targets}) SELECT DISTINCT ON ({order}) {sources} "
+            "FROM {stage} ORDER BY {order}, {closes} NULLS LAST ON CONFLICT {key} "
+            "DO UPDATE SET {closes} = EXCLUDED.{closes} "
+            "WHERE {table}.{closes} IS NULL AND EXCLUDED.{closes} IS NOT NULL "
+            "RETURNING (xmax = 0)"  # as below: inserted, or a stored gap closed
+        ).format(
+            table=sql.Identifier(spec.name),
+            targets=targets,
+            sources=sources,
+            stage=stage_name(spec),
+            order=sql.SQL(", ".join(spec.key)),
+            key=sql.SQL(spec.conflict),
+            closes=sql.Identifier(spec.closes),
+        )
     if not spec.upsert:
         # Rows go in key order, so two writers whose batches share keys (live trades and a
         # REST backfill) take the unique index's locks in one order: no deadlock. Of two
@@ -103,15 +123,17 @@ def write_counted(
     pooled: PooledConnection, spec: TableSpec, rows: Sequence[Row], *, copy_new: bool = False
 ) -> tuple[int, int]:
     """:func:`write_batch`, returning ``(inserted, updated)``: rows new to the table, and
-    (markets) stored rows replaced by a newer version; the rest of ``rows`` was skipped."""
+    stored rows replaced by a newer version (markets) or closed (gaps: their end_ts set);
+    the rest of ``rows`` was skipped."""
     conn = pooled.conn
     if copy_new and not spec.upsert and not spec.json_columns and _copy_straight(conn, spec, rows):
         return len(rows), 0
+    # created outside the transaction (autocommit), so a batch rolled back keeps its stage
     ensure_stage(conn, spec, pooled.staged, ordered=spec.serial)
     with conn.transaction(), conn.cursor() as cur:
-        copy_rows(cur, spec, rows)
+        fill_stage(cur, spec, rows, pooled.staged, ordered=spec.serial)
         cur.execute(_insert_sql(spec))
-        if not spec.upsert:
+        if not spec.upsert and spec.closes is None:
             return max(cur.rowcount, 0), 0
         fresh = [new for (new,) in cur.fetchall()]
         return sum(fresh), len(fresh) - sum(fresh)

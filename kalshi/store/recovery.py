@@ -13,10 +13,10 @@ from typing import NamedTuple
 
 from attrs import define, field
 
-from kalshi.models.rows import Row
+from kalshi.models.rows import GapRow, Row
 from kalshi.store.connection import connect, session_options, translating
 
-__all__ = ["LastRun", "Tail", "TailReader", "acknowledged", "last_run"]
+__all__ = ["LastRun", "Tail", "TailReader", "acknowledged", "last_run", "open_refusals"]
 
 _LATENCY_US = 60_000_000  # deltas are received within this of their exchange time
 
@@ -81,6 +81,26 @@ def last_run(
         row = conn.execute(_SQL, params).fetchone()
     assert row is not None
     return LastRun(*(None if v is None else int(v) for v in row))
+
+
+def open_refusals(
+    url: str,
+    gatherer_id: str,
+    *,
+    statement_timeout: float = 0.0,
+    lock_timeout: float = 0.0,
+) -> list[GapRow]:
+    """The ``subscription_refused`` gaps ``gatherer_id`` left open: a run killed while a
+    market was refused (a clean stop closes them). Blocking; raises like :func:`last_run`."""
+    options = session_options(statement_timeout, lock_timeout)
+    columns = ", ".join(GapRow._fields)
+    with translating(), connect(url, autocommit=True, **options) as conn:
+        rows = conn.execute(
+            f"SELECT {columns} FROM gaps WHERE gatherer_id = %(g)s"
+            " AND kind = 'subscription_refused' AND end_ts IS NULL",
+            {"g": gatherer_id},
+        ).fetchall()
+    return [GapRow(*row) for row in rows]
 
 
 # Per connection and table, the newest frame whose row the database holds. Rows of a

@@ -37,6 +37,9 @@ class TableSpec(NamedTuple):
     # trades: WebSocket and a REST backfill, the first one wins), so the order of commits
     # decides what is stored, and a replay of the journal must store what the gatherer did.
     serial: bool = False
+    # gaps: a column a later copy of a stored row may fill (its end_ts: the gap closes);
+    # never changed once set, and no other column is
+    closes: str | None = None
 
     @property
     def conflict(self) -> str:
@@ -68,10 +71,13 @@ def _spec(
     *,
     upsert: bool = False,
     serial: bool = False,
+    closes: str | None = None,
 ) -> TableSpec:
     columns = TABLE_COLUMNS[name]
     assert len(columns) == len(types), name
-    return TableSpec(name, row_type, columns, types, key, upsert, writer_key, upsert or serial)
+    return TableSpec(
+        name, row_type, columns, types, key, upsert, writer_key, upsert or serial, closes
+    )
 
 
 TABLES: dict[str, TableSpec] = {
@@ -134,6 +140,7 @@ TABLES: dict[str, TableSpec] = {
                 "(COALESCE(ticker, ''))",
             ),
             "gaps",
+            closes="end_ts",
         ),
     )
 }
