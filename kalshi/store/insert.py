@@ -29,6 +29,7 @@ from kalshi.store.schema import TableSpec
 from kalshi.store.staging import (
     copy_rows,
     ensure_stage,
+    fill_stage,
     source_columns,
     stage_name,
     target_columns,
@@ -121,9 +122,10 @@ def write_counted(
     conn = pooled.conn
     if copy_new and not spec.upsert and not spec.json_columns and _copy_straight(conn, spec, rows):
         return len(rows), 0
+    # created outside the transaction (autocommit), so a batch rolled back keeps its stage
     ensure_stage(conn, spec, pooled.staged, ordered=spec.upsert)
     with conn.transaction(), conn.cursor() as cur:
-        copy_rows(cur, spec, rows)
+        fill_stage(cur, spec, rows, pooled.staged, ordered=spec.upsert)
         cur.execute(_insert_sql(spec))
         if not spec.upsert and spec.closes is None:
             return max(cur.rowcount, 0), 0
