@@ -114,11 +114,18 @@ class GathererDb:
         value = self._query(_HIGH_WATER)[0][0]
         return None if value is None else int(value)
 
-    def watermark(self) -> int | None:
-        """Before when (µs) the gatherer has committed every row it received
-        (``ingest_watermark``); ``None`` when it records none (all rows are final)."""
+    def complete_through(self) -> int | None:
+        """The newest receipt (µs, the gatherer's clock) through which the gatherer has
+        committed every row it received: the microsecond before its ingest watermark;
+        ``None`` when it records none (all rows are final).
+
+        ``complete_before`` is exclusive: it is the time of the oldest row still pending
+        (:meth:`kalshi.store.Store.complete_before`), so a row received at exactly it may
+        not be committed yet. Read through it, a cursor would pass that row before it
+        lands and never read it (the scale proof's unequal book: a delta missing from its
+        source's stream)."""
         value = self._query("SELECT min(complete_before) FROM ingest_watermark")[0][0]
-        return None if value is None else int(value)
+        return None if value is None else int(value) - 1
 
     def received_water(self) -> int | None:
         """The newest receipt of an order-book row (µs), ``None`` when there is none.

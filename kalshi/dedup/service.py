@@ -79,7 +79,7 @@ class _GathererState:
     up: bool = True
     error: str = ""
     high_water: int | None = None  # newest time in its tables
-    watermark: int | None = None  # every row received before it is written (None: all)
+    complete: int | None = None  # every row received up to it is written (None: all)
     received: int | None = None  # newest receipt of an order-book row
     commit: int = 0  # its rows written by transactions below this id are final (ingest_xid)
 
@@ -222,16 +222,16 @@ class Deduplicator:
         keyed tables go (settled, in its clock)."""
         to = high
         state = self._state[gatherer.id]
-        if state.watermark is None and state.received is not None and high >= state.received:
+        if state.complete is None and state.received is not None and high >= state.received:
             to = max(high, self._settled_for(gatherer, self._wall_us() - self.settle_us))
         return Cursor(None, high, self._reached(gatherer.id, to), to)
 
     def _lag(self, gatherer_id: str, cursor: Cursor) -> float:
-        """Seconds between the newest receipt the gatherer has (its watermark or its newest
+        """Seconds between the newest receipt the gatherer has (through its watermark or its newest
         order-book row, whichever is later) and ``cursor``: both in the gatherer's own clock,
         so a clock minutes off does not show as lag (0 when it has neither)."""
         state = self._state[gatherer_id]
-        own = [t for t in (state.watermark, state.received) if t is not None and t < 2**62]
+        own = [t for t in (state.complete, state.received) if t is not None and t < 2**62]
         return max(0, max(own, default=cursor.horizon) - cursor.horizon) / 1_000_000
 
     # --- a pass -----------------------------------------------------------------------
@@ -318,9 +318,10 @@ class Deduplicator:
         return settled + max(0, self._book_readers[gatherer.id].offset[0])
 
     def _complete(self, gatherer: GathererDb, horizon: int) -> int:
-        """``horizon`` capped by the gatherer's watermark (rows still on their way, e.g.
+        """``horizon`` capped by what the gatherer has committed (its ingest watermark,
+        exclusive: :meth:`GathererDb.complete_through`; rows still on their way, e.g.
         spooled while its database was down, arrive later with old times)."""
-        mark = self._state[gatherer.id].watermark
+        mark = self._state[gatherer.id].complete
         return horizon if mark is None else min(horizon, mark)
 
     async def _probe(self, report: PassReport) -> list[GathererDb]:
@@ -330,7 +331,7 @@ class Deduplicator:
             try:
                 state.high_water = await self._thread(gatherer.high_water)
                 state.received = await self._thread(gatherer.received_water)
-                state.watermark = await self._thread(gatherer.watermark)
+                state.complete = await self._thread(gatherer.complete_through)
                 state.commit = await self._thread(gatherer.safe_commit)
                 # its clock's offset from the exchange's, for reading its rows by receipt
                 offset = await self._thread(gatherer.measure_offset)
@@ -483,12 +484,13 @@ class Deduplicator:
         return [g for g in reachable if g.id in known and known[g.id] >= lead - max_lag]
 
     def _committed(self, gatherer: GathererDb) -> int | None:
-        """Up to when (µs, the gatherer's own clock) its order-book rows are all in its
-        database: its ingest watermark; for one that records none (history written by a
+        """Up to when (µs, the gatherer's own clock, inclusive) its order-book rows are all
+        in its database: the receipt before its ingest watermark
+        (:meth:`GathererDb.complete_through`); for one that records none (history written by a
         replay, whose rows are all final), its newest receipt. ``None``: it has no
         order-book row."""
         state = self._state[gatherer.id]
-        return state.watermark if state.watermark is not None else state.received
+        return state.complete if state.complete is not None else state.received
 
     async def _merge_books(
         self, production: Production, reachable: list[GathererDb], report: PassReport

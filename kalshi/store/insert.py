@@ -1,6 +1,10 @@
 """Writing one batch: binary COPY into a session staging table, then one
 ``INSERT ... SELECT ... ON CONFLICT`` into the real table, in one transaction.
 
+Batches of a serial table (:attr:`TableSpec.serial`: trades, markets) are written one at a
+time in the order received, and within a batch the first received row of a key is kept
+(trades) or the last (markets): a replay stores what the live gatherer stored.
+
 With ``copy_new`` (rows expected to be new: a replay), a batch of a table without JSON
 columns (their values travel as text) is first COPYed straight into the real table in a
 transaction of its own, about half the database's work; a batch holding a row already
@@ -29,6 +33,7 @@ from kalshi.store.schema import TableSpec
 from kalshi.store.staging import (
     copy_rows,
     ensure_stage,
+    fill_stage,
     source_columns,
     stage_name,
     target_columns,
@@ -47,9 +52,30 @@ class WriteResult(NamedTuple):
 def _insert_sql(spec: TableSpec) -> sql.Composed:
     targets = target_columns(spec)
     sources = source_columns(spec)
+    if spec.closes is not None:
+        # A gap is stored open (end_ts NULL) and closed by a later copy with its end: the
+        # copy fills the column of the stored row, never an end already set. One row per
+        # key (the closed copy first), in key order as below.
+        return sql.SQL(
+            "INSERT INTO {table} ({targets}) SELECT DISTINCT ON ({order}) {sources} "
+            "FROM {stage} ORDER BY {order}, {closes} NULLS LAST ON CONFLICT {key} "
+            "DO UPDATE SET {closes} = EXCLUDED.{closes} "
+            "WHERE {table}.{closes} IS NULL AND EXCLUDED.{closes} IS NOT NULL "
+            "RETURNING (xmax = 0)"  # as below: inserted, or a stored gap closed
+        ).format(
+            table=sql.Identifier(spec.name),
+            targets=targets,
+            sources=sources,
+            stage=stage_name(spec),
+            order=sql.SQL(", ".join(spec.key)),
+            key=sql.SQL(spec.conflict),
+            closes=sql.Identifier(spec.closes),
+        )
     if not spec.upsert:
         # Rows go in key order, so two writers whose batches share keys (live trades and a
-        # REST backfill) take the unique index's locks in one order: no deadlock.
+        # REST backfill) take the unique index's locks in one order: no deadlock. Of two
+        # rows of one key in a batch of a serial table, the first received is kept.
+        order = ", ".join((*spec.key, "_ord")) if spec.serial else ", ".join(spec.key)
         return sql.SQL(
             "INSERT INTO {table} ({targets}) SELECT {sources} FROM {stage} "
             "ORDER BY {order} ON CONFLICT {key} DO NOTHING"
@@ -58,7 +84,7 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
             targets=targets,
             sources=sources,
             stage=stage_name(spec),
-            order=sql.SQL(", ".join(spec.key)),
+            order=sql.SQL(order),
             key=sql.SQL(spec.conflict),
         )
     # Upsert: the last row per key in the batch wins, and never over a newer stored row.
@@ -97,15 +123,17 @@ def write_counted(
     pooled: PooledConnection, spec: TableSpec, rows: Sequence[Row], *, copy_new: bool = False
 ) -> tuple[int, int]:
     """:func:`write_batch`, returning ``(inserted, updated)``: rows new to the table, and
-    (markets) stored rows replaced by a newer version; the rest of ``rows`` was skipped."""
+    stored rows replaced by a newer version (markets) or closed (gaps: their end_ts set);
+    the rest of ``rows`` was skipped."""
     conn = pooled.conn
     if copy_new and not spec.upsert and not spec.json_columns and _copy_straight(conn, spec, rows):
         return len(rows), 0
-    ensure_stage(conn, spec, pooled.staged, ordered=spec.upsert)
+    # created outside the transaction (autocommit), so a batch rolled back keeps its stage
+    ensure_stage(conn, spec, pooled.staged, ordered=spec.serial)
     with conn.transaction(), conn.cursor() as cur:
-        copy_rows(cur, spec, rows)
+        fill_stage(cur, spec, rows, pooled.staged, ordered=spec.serial)
         cur.execute(_insert_sql(spec))
-        if not spec.upsert:
+        if not spec.upsert and spec.closes is None:
             return max(cur.rowcount, 0), 0
         fresh = [new for (new,) in cur.fetchall()]
         return sum(fresh), len(fresh) - sum(fresh)
