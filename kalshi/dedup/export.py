@@ -548,7 +548,10 @@ class Exporter:
         deltas = [r for r in near if before.get(r.ticker, 0) < r.seq <= until.get(r.ticker, 0)]
         # A market with no delta stamped just before the window: its earlier deltas all
         # precede this window's, so the last of them bounds the snapshots from below.
-        first = {t: min(r.seq for r in deltas if r.ticker == t) for t in until if t not in before}
+        first: dict[str, int] = {}
+        for r in deltas:
+            if r.ticker not in before:
+                first[r.ticker] = min(first.get(r.ticker, r.seq), r.seq)
         before.update(await self._read(self._reader.delta_before, first))
         spans = {t: (before[t], until[t]) for t in until}
         snapshots = await self._read(self._reader.ws_snapshots, spans)

@@ -22,7 +22,7 @@ import trio
 from kalshi.errors import AuthError, ConnectionLost, NetError
 from kalshi.gather import metrics
 from kalshi.gather.commands import InFlight, Sent
-from kalshi.gather.context import BACKFILL_MARGIN_US, RESTART_MARGIN_US, GatherContext
+from kalshi.gather.context import RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Message
@@ -141,8 +141,13 @@ class Connection:
         backoff = Backoff(float(ws_cfg.reconnect_backoff), float(ws_cfg.max_reconnect_backoff))
         lost_at = self.resume_from
         self._outage = lost_at is not None
-        if lost_at is not None and self.channel == "trade":
-            self.ctx.hold(("disconnect", self.name, lost_at), lost_at - RESTART_MARGIN_US)
+        if lost_at is not None and self.channel == "trade":  # (the gatherer registered it)
+            await self.ctx.backfill_due(
+                ("disconnect", self.name, lost_at),
+                lost_at - RESTART_MARGIN_US,
+                0,
+                f"{self.name}: trades while the gatherer was down",
+            )
         while True:
             permanent = False
             try:
@@ -173,8 +178,12 @@ class Connection:
                     if not self._last_frame_wall:
                         lost_at = self.ctx.wall_us()
                 if self.channel == "trade" and not permanent:  # from lost_at on: REST, later
-                    key = ("disconnect", self.name, lost_at)
-                    self.ctx.hold(key, lost_at - BACKFILL_MARGIN_US)
+                    await self.ctx.backfill_due(
+                        ("disconnect", self.name, lost_at),
+                        lost_at,
+                        self.conn_id,
+                        f"{self.name}: trades after the lost session's last frame",
+                    )
             self._last_frame_wall = self._lag_us = 0
             if permanent:  # retrying cannot help: stop, degraded on /health
                 self.last_error = f"stopped after a permanent close: {reason}"
@@ -317,7 +326,8 @@ class Connection:
             self.resnapshot(out.resnapshot)
         if out.backfill_from is not None and ctx.backfill is not None:
             key = ("seq-gap", self.conn_id, self._frame_no)
-            ctx.hold(key, out.backfill_from - BACKFILL_MARGIN_US)
+            detail = f"{self.name}: trades of a seq gap (frame {self._frame_no})"
+            await ctx.backfill_due(key, out.backfill_from, self.conn_id, detail)
             ctx.backfill.send_nowait((out.backfill_from, wall, key))
         if out.lifecycle is not None and ctx.on_lifecycle is not None:
             await ctx.on_lifecycle(out)
@@ -626,8 +636,9 @@ class Connection:
             )
         )
         if self.channel == "trade" and ctx.backfill is not None:
-            since = lost_at - RESTART_MARGIN_US if outage else lost_at
-            ctx.backfill.send_nowait((since, now, ("disconnect", self.name, lost_at)))
+            key = ("disconnect", self.name, lost_at)
+            since = ctx.backfill_start(key, lost_at - RESTART_MARGIN_US if outage else lost_at)
+            ctx.backfill.send_nowait((since, now, key))
 
     # --- liveness -----------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from kalshi.auth import Signer, load_private_key
 from kalshi.config import GathererConfig
 from kalshi.errors import StoreError
 from kalshi.gather import metrics
-from kalshi.gather.context import Backfill, GatherContext, RowSink
+from kalshi.gather.context import RESTART_MARGIN_US, Backfill, GatherContext, RowSink
 from kalshi.gather.layout import Layout
 from kalshi.gather.recovery import last_frames
 from kalshi.gather.registry import MarketRegistry, parse_shard
@@ -48,7 +48,8 @@ from kalshi.store.recovery import (
     TailReader,
     acknowledged,
     last_run,
-    open_refusals,
+    open_gaps,
+    still_open,
 )
 
 __all__ = ["COPIED_STRAIGHT", "Gatherer"]
@@ -147,6 +148,7 @@ class Gatherer:
                     backfill=send_windows,
                     hold=store.hold,
                     release=store.release,
+                    committed=store.committed,
                     on_lifecycle=self._on_lifecycle,
                 )
                 self.ctx = ctx
@@ -208,19 +210,25 @@ class Gatherer:
             last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
             if last.ran and self.cfg.journal.enabled and self.journal_tail is not None:
                 tail = await self._replay_tail(last, sink, timeouts)
-            refusals = partial(open_refusals, self.db_url, self.cfg.gatherer_id, **timeouts)
-            refused = await trio.to_thread.run_sync(refusals, abandon_on_cancel=True)
+            read_open = partial(open_gaps, self.db_url, self.cfg.gatherer_id, **timeouts)
+            opened = still_open(
+                await trio.to_thread.run_sync(read_open, abandon_on_cancel=True), tail.rows
+            )
         except StoreError as exc:
             last = await self._last_journaled(exc)
-            refused = []
-        if not last.ran:
+            opened = []
+        # Trades earlier runs never got over REST: due still, whatever happened since.
+        pending = [row for row in opened if row.kind == "backfill"]
+        if not last.ran and not pending:
             return
         # A run killed while markets were refused left their gaps open: they end where
         # that run's record ends (this run's outage gap covers the market from there).
         ends = [v for v in (*last[:4], tail.end) if v is not None]
-        assert self.ctx is not None
-        for row in refused:
-            await self.ctx.end_gap(row, max([row.start_ts, *ends]))
+        ctx = self.ctx
+        assert ctx is not None
+        for row in opened:
+            if row.kind == "subscription_refused":
+                await ctx.end_gap(row, max([row.start_ts, *ends]))
 
         def start(field: str, newest: int | None) -> int | None:
             # The journal's rows are now the store's: every row received before its end
@@ -240,12 +248,27 @@ class Gatherer:
             "market_lifecycle_v2": lifecycle,
             "multivariate_market_lifecycle": lifecycle,
         }
+        if pending and starts["trade"] is None:
+            starts["trade"] = pending[0].start_ts
         seen: set[str] = set()
         for conn in layout.connections:
             if conn.channel not in seen:
                 seen.add(conn.channel)
-                conn.resume_from = starts[conn.channel]
-        log.info("previous run stopped; outage from %s", starts)
+                lost_at = conn.resume_from = starts[conn.channel]
+                if conn.channel == "trade" and lost_at is not None:
+                    # before any row of this run: the window's open gap is its record
+                    await ctx.backfill_due(
+                        ("disconnect", conn.name, lost_at),
+                        min([lost_at - RESTART_MARGIN_US, *(r.start_ts for r in pending)]),
+                        0,
+                        f"{conn.name}: trades while the gatherer was down",
+                        inherited=pending,
+                    )
+        log.info(
+            "previous run stopped; outage from %s; %d trade backfill(s) still due",
+            starts,
+            len(pending),
+        )
 
     async def _replay_tail(self, last: LastRun, sink: RowSink, timeouts: dict[str, float]) -> Tail:
         """Write the rows of the previous run's journal tail (``kalshi.replay.tail``)
@@ -275,7 +298,7 @@ class Gatherer:
             if bound.cancelled_caught:
                 log.warning("journal tail: not committed yet; recording starts anyway")
         log.info(
-            "journal tail: %d frame(s) after the rows the database acknowledged, %d row(s) "
+            "journal tail: %d frame(s) not known to be stored, %d row(s) "
             "written again (%d damaged line(s))",
             tail.frames,
             len(tail.rows),
