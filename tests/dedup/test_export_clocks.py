@@ -17,6 +17,7 @@ from dedup_support import MISSES, dedup_config, write_all
 from kalshi.config import S3Config, parse_duration
 from kalshi.dedup.export import ALL_WINDOWS, EXPORT_TABLES, Exporter
 from kalshi.dedup.service import Deduplicator
+from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.store import connect_db
 from kalshi.testing.recording import Recording, make_truth, record
 from kalshi.testing.s3server import S3Server
@@ -54,9 +55,15 @@ def skewed(seed: int) -> list[Recording]:
     ]
 
 
+HELD = ("trades", "tickers")
+"""Tables whose rows received after the cut are held back (in ``held_<table>``) until
+:func:`commit_all`: the deduplicator reads them by commit, so a row present is a row
+committed; the order books go by the watermark."""
+
+
 def commit_half(urls: dict[str, str]) -> dict[str, int]:
-    """Each gatherer says, in its own clock, that it has committed everything received
-    before the middle of its recording; returns those cuts (µs, its clock)."""
+    """Each gatherer has committed what it received up to the middle of its recording, and
+    says so in its own clock (its watermark); returns those cuts (µs, its clock)."""
     cuts = {}
     for gid, url in urls.items():
         with connect_db(url) as db:
@@ -67,12 +74,23 @@ def commit_half(urls: dict[str, str]) -> dict[str, int]:
                 " VALUES (%s, %s, %s)",
                 (gid, cuts[gid], cuts[gid]),
             )
+            for table in HELD:
+                db.execute(
+                    f"CREATE TABLE held_{table} AS SELECT * FROM {table} WHERE received_at > %s",
+                    (cuts[gid],),
+                )
+                db.execute(f"DELETE FROM {table} WHERE received_at > %s", (cuts[gid],))
     return cuts
 
 
 def commit_all(urls: dict[str, str]) -> None:
+    """The held rows are committed (new transactions: a new ``ingest_xid``), and every
+    gatherer says it has committed everything."""
     for url in urls.values():
         with connect_db(url) as db:
+            for table in HELD:
+                columns = ", ".join(TABLE_COLUMNS[table])
+                db.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM held_{table}")
             db.execute("UPDATE ingest_watermark SET complete_before = %s", (MARK,))
 
 
@@ -131,8 +149,12 @@ def complete_before(urls: dict[str, str], cuts: dict[str, int]) -> int:
     for gid, url in urls.items():
         with connect_db(url) as db:
             for table in ("trades", "orderbook_deltas", "tickers"):
+                rows = f"(SELECT * FROM {table}" + (
+                    f" UNION ALL SELECT * FROM held_{table})" if table in HELD else ")"
+                )
                 (first,) = db.query(
-                    f"SELECT min(exchange_ts) FROM {table} WHERE received_at >= %s", (cuts[gid],)
+                    f"SELECT min(exchange_ts) FROM {rows} AS r WHERE received_at >= %s",
+                    (cuts[gid],),
                 )[0]
                 if first is not None:
                     firsts.append(int(first))
