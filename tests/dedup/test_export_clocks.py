@@ -321,3 +321,41 @@ async def test_a_gatherer_back_after_an_outage_gets_its_late_rows_exported_once(
         assert {t: r for t, (_, _, r) in recorded.items() if r} == dict(rewrites)
     finally:
         exporter.close()
+
+
+async def test_an_exporter_stopped_after_marking_windows_stale_rewrites_them_next_time(
+    make_db: Callable[..., str], tmp_path: Path, s3_server: S3Server
+) -> None:
+    # The touched times become stale marks in the transaction that deletes them; an
+    # exporter that stops (kill -9) before rewriting leaves the marks, and the next one
+    # rewrites exactly those windows.
+    urls = await write_all(make_db, skewed(42), tmp_path)
+    commit_half(urls)
+    production = make_db()
+    await merge(production, urls)
+    s3 = s3_config(s3_server, "export-clocks-stopped")
+    exporter = Exporter(production, s3)
+    try:
+        await exporter.export_closed(until=ALL_WINDOWS)
+        commit_all(urls)
+        await merge(production, urls)
+        marked = await exporter._read(exporter._reader.mark_stale, exporter.tables, 100_000)
+    finally:
+        exporter.close()  # stopped before the rewrite
+    with connect_db(production) as db:
+        assert db.query("SELECT count(*) FROM dedup_touched")[0][0] == 0
+        stale = db.query("SELECT count(*) FROM dedup_exports WHERE stale")[0][0]
+    assert marked == stale > 0
+    exporter = Exporter(production, s3)
+    try:
+        survey = await exporter.survey()
+        assert Counter(t for t, _ in survey.rewrites) == {
+            "trades": 1,
+            "orderbook_deltas": 1,
+            "tickers": 1,
+        }  # as when nothing stopped (the test above, the same recording)
+        await exporter.export(survey.windows)
+    finally:
+        exporter.close()
+    assert_s3_is_production_once(production, objects(s3_server, s3.bucket))
+    print(f"stopped after marking: {marked} windows stale, {len(survey.rewrites)} rewritten")
