@@ -112,9 +112,10 @@ def debug_markets_route(debug_markets: DebugMarkets) -> Handler:
 
     ``status`` (a Market.status: ``active``, ``finalized``, ...) and ``prefix`` (1-128 of
     ``A-Z a-z 0-9 _ . -``) filter, empty means no filter; ``limit`` is 1 to
-    ``DEBUG_MARKETS_MAX_LIMIT`` (default 100), ``cursor`` is whatever the previous page returned (opaque, 1-512 visible ASCII characters). An
-    unknown, repeated or malformed parameter, or a ``ValueError`` from the
-    callable (a stale cursor), answers 400 with ``{"error": ...}``.
+    ``DEBUG_MARKETS_MAX_LIMIT`` (default 100), ``cursor`` is whatever the previous page
+    returned (opaque, 1-512 visible ASCII characters). An unknown, repeated or malformed
+    parameter, or a ``ValueError`` from the callable (a stale cursor), answers 400 with
+    ``{"error": ...}``.
     """
 
     async def handle(request: Request) -> Response:
