@@ -287,7 +287,7 @@ def overrides(transport: str, config: str, tmp: str, rest_url: str, ws_url: str,
         "kalshi.rest_rate_limit": 1000.0,
         "websocket.transport": transport,
         "websocket.orderbook_connections": 1,
-        "websocket.trade_connections": 0,
+        "websocket.trade_connections": 1,  # at least 1 (config.md); the blast sends no trades
         "websocket.ticker_connections": 0,
         "websocket.lifecycle_connections": 0,
         "websocket.markets_per_command": 1000,

@@ -563,8 +563,12 @@ def _check(value: Any) -> list[str]:
             "lifecycle_connections",
             "orderbook_connections",
         ):
-            if getattr(ws, name) < 0:
-                problems.append(f"websocket.{name}: expected a non-negative integer")
+            # the order-book and trade channels are the record itself: none is no recorder
+            least = 1 if name in ("trade_connections", "orderbook_connections") else 0
+            if getattr(ws, name) < least:
+                problems.append(
+                    f"websocket.{name}: expected an integer >= {least}, got {getattr(ws, name)}"
+                )
         if ws.max_reconnect_backoff < ws.reconnect_backoff:
             problems.append("websocket.max_reconnect_backoff: must be >= reconnect_backoff")
         if ws.transport not in ("websockets", "trio-websocket"):

@@ -16,7 +16,8 @@ boundary of ``net/``, ``store/`` and ``dedup/``::
     │   └── HttpError        any other non-2xx REST answer
     ├── PaginationError      a paginated REST call that repeats a cursor or passes the page cap
     ├── StoreError           database failures
-    │   └── DatabaseUnavailable  cannot reach PostgreSQL (transient)
+    │   ├── DatabaseUnavailable  cannot reach PostgreSQL (transient)
+    │   └── GathererError    a gatherer database failed under the deduplicator (names it)
     ├── JournalError         a journal file that cannot be written or read
     └── ExportError          object-storage failures
 """
@@ -31,6 +32,7 @@ __all__ = [
     "DatabaseUnavailable",
     "DecodeError",
     "ExportError",
+    "GathererError",
     "HttpError",
     "JournalError",
     "KalshiError",
@@ -132,6 +134,18 @@ class StoreError(KalshiError):
 
 class DatabaseUnavailable(StoreError):
     """PostgreSQL cannot be reached right now; callers spool and retry."""
+
+
+class GathererError(StoreError):
+    """A gatherer's database failed while the deduplicator read it: ``gatherer_id`` names
+    the gatherer, ``cause`` is the :class:`StoreError` (``DatabaseUnavailable`` when it
+    cannot be reached). The pass goes on without that gatherer; production is not at fault.
+    """
+
+    def __init__(self, gatherer_id: str, cause: StoreError) -> None:
+        self.gatherer_id = gatherer_id
+        self.cause = cause
+        super().__init__(f"gatherer {gatherer_id} database: {cause}")
 
 
 class JournalError(KalshiError):

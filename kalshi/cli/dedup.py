@@ -12,6 +12,7 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.cli.app import (
+    UsageError,
     app,
     config_fail,
     configure_logging,
@@ -59,7 +60,7 @@ def dedup(
         bool,
         Parameter(
             help="With --once: export every window, the newest too, as if closed (the"
-            " gatherers have stopped; later rows of those windows need --force)."
+            " gatherers have stopped; later rows rewrite those windows)."
         ),
     ] = False,
 ) -> None:
@@ -67,32 +68,41 @@ def dedup(
 
     Trades by trade id, tickers/lifecycle/snapshots by exchange identity, order books by
     book state with gaps filled from whichever gatherer has the data. Ctrl-C or SIGTERM
-    stops between transactions and exits 0.
+    stops between transactions and exits 0. With ``--once``, a gatherer that could not be
+    read makes it exit 1 with one error line naming it (the others are merged).
     """
     cfg = _checked(load_or_exit(config, DedupConfig), config)
     if all_windows and not once:
-        fail("--all-windows needs --once (a running deduplicator exports closed windows)")
+        raise UsageError(
+            "--all-windows needs --once (a running deduplicator exports closed windows)"
+        )
     configure_logging(cfg.logging)
     try:
         for name in migrate(cfg.production.url):
             log.info("applied migration %s", name)
         if once:
-            trio.run(partial(_once, cfg, ALL_WINDOWS if all_windows else None))
+            unreachable = trio.run(partial(_once, cfg, ALL_WINDOWS if all_windows else None))
+            if unreachable:  # merged without them: not a success (outside tester, item 11)
+                fail("; ".join(unreachable))
         else:
             trio.run(_serve, cfg)
     except KalshiError as exc:
         fail(str(exc))
 
 
-async def _once(cfg: DedupConfig, until: int | None) -> None:
+async def _once(cfg: DedupConfig, until: int | None) -> list[str]:
+    """One pass (and the export); returns one line per gatherer that could not be read
+    (the pass merged the others: the command then exits 1)."""
     dedup = Deduplicator(cfg)
     try:
         report = await dedup.run_pass(settle_us=0)
+        errors = {gid: g["error"] for gid, g in dedup.health()["gatherers"].items()}
     finally:
         dedup.close()
     _summary(report)
     if cfg.s3_export.enabled:
         await _export(cfg, until=until, force=False)
+    return [f"gatherer {gid} unreachable, not merged: {errors[gid]}" for gid in report.skipped]
 
 
 def _exporter(cfg: DedupConfig) -> Exporter:
@@ -114,6 +124,13 @@ async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
+            )
+        if survey.rewrites:
+            console.print(
+                f"export: {len(survey.rewrites)} exported windows gained rows since; rewriting"
+                " them",
+                markup=False,
+                highlight=False,
             )
         plan = survey.windows
         if not plan:
@@ -160,7 +177,7 @@ def export(
         bool,
         Parameter(
             help="Export every window, the newest too, as if closed (the gatherers have"
-            " stopped; later rows of those windows need --force)."
+            " stopped; later rows rewrite those windows)."
         ),
     ] = False,
     force: Annotated[bool, Parameter(help="Re-export windows exported before.")] = False,
@@ -171,7 +188,8 @@ def export(
     """Export closed windows of the production database as Parquet (S3 or a directory).
 
     Re-exporting a window replaces its files; a progress bar shows on a terminal. A table
-    whose next window is not closed yet gets one line saying so and why.
+    whose next window is not closed yet gets one line saying so and why. Windows that
+    gained rows since their export are rewritten.
     """
     overrides = {"s3_export.local_dir": local_dir} if local_dir is not None else None
     cfg = load_or_exit(config, DedupConfig, overrides=overrides)
@@ -179,11 +197,11 @@ def export(
         config_fail(config, ["production.url: the production database URL is required"])
     configure_logging(cfg.logging)
     if all_windows and until is not None:
-        fail("--all-windows and --until: give one of them")
+        raise UsageError("--all-windows and --until: give one of them")
     try:
         limit = parse_rfc3339_us(until) if until is not None else None
     except KalshiError as exc:
-        fail(f"--until: {exc}")
+        raise UsageError(f"--until: {exc}") from None
     if all_windows:
         limit = ALL_WINDOWS
     try:
@@ -199,8 +217,6 @@ def _summary(report: PassReport) -> None:
         dropped = report.duplicates.get(table, 0)
         console.print(f"{table:<20} {report.merged[table]:>10,} merged {dropped:>10,} duplicates")
     console.print(f"source switches: {report.switches}, holes: {report.holes}")
-    if report.skipped:
-        console.print(f"skipped (unreachable): {', '.join(report.skipped)}")
 
 
 async def _serve(cfg: DedupConfig) -> None:

@@ -9,9 +9,18 @@ from typing import Annotated
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import app, configure_logging, console, fail, load_or_exit, stop_on_signals
+from kalshi.auth import Signer, load_private_key
+from kalshi.cli.app import (
+    UsageError,
+    app,
+    configure_logging,
+    console,
+    fail,
+    load_or_exit,
+    stop_on_signals,
+)
 from kalshi.config import GathererConfig
-from kalshi.errors import KalshiError
+from kalshi.errors import AuthError, KalshiError
 from kalshi.gather.service import Gatherer
 from kalshi.replay.tail import journal_tail
 from kalshi.store import migrate, resolve_database
@@ -36,18 +45,24 @@ def gather(
     """
     overrides = {"shard": shard} if shard is not None else None
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)
+    try:  # the key is checked before a database is started or migrated
+        signer = Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
+    except AuthError as exc:
+        raise UsageError(str(exc)) from None
     configure_logging(cfg.logging, quiet=tui)
     try:
         with resolve_database(cfg.timescaledb) as url:
             for name in migrate(url):
                 log.info("applied migration %s", name)
-            trio.run(_gather, cfg, url, tui, duration)
+            trio.run(_gather, cfg, url, signer, tui, duration)
     except KalshiError as exc:
         fail(str(exc))
 
 
-async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | None) -> None:
-    gatherer = Gatherer(cfg, url, journal_tail=journal_tail)
+async def _gather(
+    cfg: GathererConfig, url: str, signer: Signer, tui: bool, duration: float | None
+) -> None:
+    gatherer = Gatherer(cfg, url, signer=signer, journal_tail=journal_tail)
     async with stop_on_signals(duration) as nursery:
         await nursery.start(gatherer.run)
         endpoints = gatherer.endpoints

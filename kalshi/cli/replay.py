@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from kalshi.cli.app import app, console, err_console, fail, load_or_exit
+from kalshi.cli.app import UsageError, app, console, err_console, fail, load_or_exit
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
 from kalshi.journal import JournalProblem, JournalRecord
@@ -61,7 +62,9 @@ def parse_time(text: str, option: str) -> int:
     try:
         return parse_rfc3339_us(text)
     except UnitError:
-        fail(f"{option}: expected an RFC 3339 time or µs since the epoch, got {text!r}")
+        raise UsageError(
+            f"{option}: expected an RFC 3339 time or µs since the epoch, got {text!r}"
+        ) from None
 
 
 FrameField = Annotated[
@@ -189,17 +192,17 @@ def replay(
     given = (("--db", db), ("--format", format), ("--serve", serve))
     modes = [name for name, value in given if value is not None]
     if len(modes) > 1:
-        fail(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
+        raise UsageError(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
     if speed is not None and speed <= 0:
-        fail("--speed must be positive")
+        raise UsageError("--speed must be positive")
     if serve is not None and "-" in files:
-        fail("--serve reads its sources once per client: stdin (-) cannot be served")
+        raise UsageError("--serve reads its sources once per client: stdin (-) cannot be served")
     tables = frozenset(table or ())
     unknown = sorted(tables - TABLES.keys())
     if unknown:
-        fail(f"--table: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
+        raise UsageError(f"--table: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
     if format == "csv" and len(tables) != 1:
-        fail("--format csv writes one table: give exactly one --table")
+        raise UsageError("--format csv writes one table: give exactly one --table")
     flt = ReplayFilter(
         tickers=frozenset(ticker or ()),
         channels=frozenset(channel or ()),
@@ -306,6 +309,10 @@ def _say(target: Console, text: str) -> None:
     target.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+def _per_table(counts: Counter[str]) -> str:
+    return ", ".join(f"{t} {n:,}" for t, n in sorted(counts.items())) or "none"
+
+
 def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> None:
     """Problems one per line on stderr, a summary, and exit 1 if any line was corrupt."""
     out = err_console if to_stdout else console
@@ -319,13 +326,11 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
         flagged = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.frame_problems.items()))
         _say(out, f"frames flagged by the pipeline: {flagged}")
     if not to_stdout:
-        committed = stats.written + stats.duplicate
-        per_table = ", ".join(f"{t} {n:,}" for t, n in sorted(committed.items())) or "none"
-        _say(
-            out,
-            f"committed: {per_table} (new {stats.written.total():,},"
-            f" already stored {stats.duplicate.total():,})",
-        )
+        _say(out, f"committed (new rows): {_per_table(stats.written)}")
+        if stats.duplicate:
+            _say(out, f"already stored (skipped): {_per_table(stats.duplicate)}")
+        if stats.updated:
+            _say(out, f"updated (a newer version of a stored row): {_per_table(stats.updated)}")
     if stats.left:
         left = ", ".join(f"{t} {n:,}" for t, n in sorted(stats.left.items()))
         _say(err_console, f"not written (spooled or dead-lettered): {left}")

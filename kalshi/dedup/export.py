@@ -6,12 +6,30 @@ Layout (``prefix`` is ``s3_export.prefix``, ``raw/`` by default)::
     <prefix><table>/date=YYYY-MM-DD/hour=HH/_manifest.json
 
 (windows shorter than an hour add a ``window=<start µs>/`` level). A window is *closed*
-once every live gatherer's cursor has passed its end (``dedup_cursors``; a gatherer more
-than ``max_lag`` behind the newest is not waited for), or, when the caller passes ``until``,
-once it ends by then (see :meth:`Exporter.survey`). Exporting a window uploads its
-parts, then its manifest, then deletes any other object of that window's directory, then
-records it in ``dedup_exports``: re-exporting replaces the files (same names, atomic per
-object) and never leaves duplicates. Files are deterministic for the same rows.
+once every live gatherer has merged past its end by what it committed, never by comparing
+clocks: each cursor in ``dedup_cursors`` is a receipt in its gatherer's own clock, and its
+``reached`` is that receipt as exchange time, less the gatherer's offset measured on its own
+rows (:meth:`kalshi.dedup.service.Deduplicator._reached`). Exchange-time windows close by
+the smallest ``reached``, ``orderbook_snapshots`` (placed by ``snapshot_ts``, a receipt) by
+the smallest cursor, over the gatherers no more than ``max_lag`` of exchange time behind the
+newest (one further behind is not waited for). When the caller passes ``until``, a window
+is closed once it ends by then (see :meth:`Exporter.survey`); it is recorded *partial* when
+the cursors had not closed it.
+
+Exporting a window uploads its parts, then its manifest, then deletes any other object of
+that window's directory, then records it in ``dedup_exports`` with a digest of what it held:
+re-exporting replaces the files (same names, atomic per object) and never leaves
+duplicates. Files are deterministic for the same rows.
+
+Rows that reach production after their window was exported (a gatherer back after an
+outage or far behind, late frames, a window closed early by ``until``) are exported by
+rewriting the window: the deduplicator records in ``dedup_touched``, in the transaction of
+the rows, the oldest export time of rows it inserted per table; each :meth:`Exporter.survey`
+turns that, in one transaction, into ``stale`` marks on the exported windows at or after it
+(and placeholders for windows with rows never exported behind the newest exported), then
+compares each stale window's digest with production's and rewrites the ones that changed.
+A reader of the window's directory sees each row once: a window is normally one part,
+replaced by one atomic PUT, and the manifest lists the parts with their sha256.
 
 ``orderbook_deltas`` is exported as the merged book stream (see
 :mod:`kalshi.dedup.parquet`); ``markets`` (a current-state table) is not exported.
@@ -28,16 +46,16 @@ from typing import Any
 
 import orjson
 import trio
-from attrs import frozen
+from attrs import field, frozen
 
 from kalshi.book import OrderBook
 from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import S3Config
 from kalshi.dedup import metrics
 from kalshi.dedup.gatherers import SKEW_US
-from kalshi.dedup.merge import point_ts
 from kalshi.dedup.parquet import book_stream_rows, encode
 from kalshi.dedup.segments import apply_change, apply_row, book_from_snapshot
+from kalshi.dedup.tables import EXPORT_TABLES
 from kalshi.dedup.targets import Target, open_target
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, Row, SnapshotRow
@@ -49,21 +67,16 @@ __all__ = [
     "PART_ROWS",
     "Exporter",
     "Held",
+    "Horizons",
     "Survey",
     "WindowExport",
+    "live_horizons",
+    "stream_digest",
     "window_prefix",
 ]
 
 log = logging.getLogger("kalshi.dedup.export")
 
-EXPORT_TABLES = {
-    "trades": "exchange_ts",
-    "orderbook_deltas": "exchange_ts",
-    "orderbook_snapshots": "snapshot_ts",
-    "tickers": "exchange_ts",
-    "market_lifecycle": "exchange_ts",
-    "gaps": "start_ts",
-}
 PART_ROWS = 1_000_000
 """Rows per Parquet file (the book stream of a window is always one file)."""
 HOUR_US = 3_600_000_000
@@ -81,6 +94,43 @@ class WindowExport:
     rows: int
     bytes: int
     keys: tuple[str, ...]  # parts, then the manifest
+    partial: bool = False  # exported before the cursors closed it (``until``)
+    rewrite: bool = False  # written again: rows reached production after its export
+
+
+@frozen
+class Horizons:
+    """Where the live gatherers' merge has reached (µs): ``exchange``, the smallest
+    cursor as exchange time (``dedup_cursors.reached``); ``receipt``, the smallest cursor
+    itself (``received_to``, each in its gatherer's own clock: what ``snapshot_ts`` windows
+    close by)."""
+
+    exchange: int
+    receipt: int
+
+    def of(self, table: str) -> int:
+        return self.receipt if EXPORT_TABLES[table] == "snapshot_ts" else self.exchange
+
+
+def live_horizons(
+    cursors: Sequence[tuple[str, int | None, int]], max_lag_us: int
+) -> Horizons | None:
+    """Pure: :class:`Horizons` of ``cursors``, ``(gatherer_id, reached, received_to)`` per
+    cursor row. A gatherer counts with its smallest ``reached`` and ``received_to``; one with a
+    cursor not yet given a ``reached`` (written before migration 008) is left out, as is one
+    more than ``max_lag_us`` of exchange time behind the newest. ``None``: no gatherer."""
+    reached: dict[str, int | None] = {}
+    receipt: dict[str, int] = {}
+    for gid, at, horizon in cursors:
+        before = reached.get(gid, at)
+        reached[gid] = None if before is None or at is None else min(before, at)
+        receipt[gid] = min(receipt.get(gid, horizon), horizon)
+    known = {g: r for g, r in reached.items() if r is not None}
+    if not known:
+        return None
+    lead = max(known.values())
+    live = [g for g, r in known.items() if r >= lead - max_lag_us]
+    return Horizons(min(known[g] for g in live), min(receipt[g] for g in live))
 
 
 @frozen
@@ -90,7 +140,8 @@ class Held:
     ``start``: its first window not exported (µs); ``closes``: the horizon (µs) at which it
     counts as closed (its end; for ``orderbook_deltas`` under the cursors, its end plus
     :data:`SKEW_US`, as exchange times run out of order along a book); ``horizon``: the
-    horizon asked for (``until``) or reached by the cursors, ``None`` when no cursor exists.
+    horizon asked for (``until``) or reached by the live gatherers (:class:`Horizons`),
+    ``None`` when no cursor exists.
     """
 
     table: str
@@ -111,9 +162,15 @@ class Held:
             if self.table == "orderbook_deltas"
             else ""
         )
+        how = (
+            "by snapshot time (a receipt, in each gatherer's own clock)"
+            if EXPORT_TABLES[self.table] == "snapshot_ts"
+            else "by exchange time (each cursor less its gatherer's measured offset)"
+        )
         return (
-            f"{head}: its window closes when every gatherer's cursor passes {_iso(self.closes)}"
-            f" (its end{extra}); the cursors are at {_iso(self.horizon)}"
+            f"{head}: its window closes when every live gatherer has merged past"
+            f" {_iso(self.closes)} (its end{extra}); they have reached {_iso(self.horizon)}"
+            f" {how}"
         )
 
 
@@ -124,7 +181,8 @@ class Survey:
 
     windows: list[tuple[str, int]]
     held: list[Held]
-    cursors: int | None = None  # where the merge cursors are (µs), read when ``until`` is given
+    cursors: int | None = None  # exchange time the live gatherers' merge has reached (µs)
+    rewrites: list[tuple[str, int]] = field(factory=list)  # of ``windows``: ones that gained rows
 
     def behind(self, until: int | None) -> str | None:
         """A warning when the caller's ``until`` is past the merge cursors: rows received
@@ -137,7 +195,7 @@ class Survey:
         return (
             f"the merge cursors are {at}, before --until {_iso(until)}: rows received since"
             " are not merged yet and will not be in the windows exported now"
-            " (kalshi export --force re-exports them)"
+            " (those windows are rewritten once the rows are merged)"
         )
 
 
@@ -176,13 +234,69 @@ class _Reader:
             self._db.close()
             self._db = None
 
-    def horizon(self, max_lag_us: int) -> int | None:
-        row = self.db.query(
-            "SELECT min(horizon) FROM dedup_cursors"
-            " WHERE horizon >= (SELECT max(horizon) FROM dedup_cursors) - %s",
-            (max_lag_us,),
+    def horizons(self, max_lag_us: int) -> Horizons | None:
+        rows = self.db.query(
+            "SELECT gatherer_id, reached, coalesce(received_to, horizon) FROM dedup_cursors"
         )
-        return None if not row or row[0][0] is None else int(row[0][0])
+        return live_horizons([(g, r, int(h)) for g, r, h in rows], max_lag_us)
+
+    def mark_stale(self, tables: Sequence[str], window_us: int) -> int:
+        """Turn ``dedup_touched`` into ``stale`` marks, in one transaction: for each of
+        ``tables`` touched before its newest exported window's end, every window with rows
+        from the touched time up to that end is marked stale (a placeholder row when it was
+        never exported: rows came to a window the export had passed). Deletes the touched
+        rows it read (the deduplicator writes them in its own transactions, which wait on
+        this one's row locks). Returns the windows marked."""
+        marked = 0
+        with self.db.transaction():
+            touched = self.db.query(
+                "SELECT table_name, since FROM dedup_touched WHERE table_name = ANY(%s)"
+                " ORDER BY table_name FOR UPDATE",
+                (list(tables),),
+            )
+            for table, since in touched:
+                done = self.exported_until(table)
+                if done is None or since >= done:
+                    continue  # rows in windows not exported yet: exported when they close
+                column = EXPORT_TABLES[table]
+                first = int(since) - int(since) % window_us
+                marked += self.db.execute(
+                    "INSERT INTO dedup_exports (table_name, window_start, window_end, rows,"
+                    " bytes, manifest, exported_at, stale) SELECT %s, w, w + %s, 0, 0,"
+                    " '{}'::jsonb, 0, true FROM (SELECT DISTINCT"
+                    f" {column} - {column} %% %s AS w FROM {table}"
+                    f" WHERE {column} >= %s AND {column} < %s) AS d"
+                    " ON CONFLICT (table_name, window_start) DO UPDATE SET stale = true",
+                    (table, window_us, window_us, first, done),
+                )
+            if touched:
+                self.db.execute(
+                    "DELETE FROM dedup_touched WHERE table_name = ANY(%s)",
+                    ([t for t, _ in touched],),
+                )
+        return marked
+
+    def stale(self, table: str) -> list[tuple[int, str | None]]:
+        """``(window start, digest)`` of the windows of ``table`` marked stale, oldest first."""
+        rows = self.db.query(
+            "SELECT window_start, digest FROM dedup_exports WHERE table_name = %s AND stale"
+            " ORDER BY window_start",
+            (table,),
+        )
+        return [(int(start), digest) for start, digest in rows]
+
+    def unchanged(self, table: str, start: int) -> None:
+        """A stale window whose rows are those exported: no longer stale."""
+        self.db.execute(
+            "UPDATE dedup_exports SET stale = false WHERE table_name = %s AND window_start = %s",
+            (table, start),
+        )
+
+    def count(self, table: str, column: str, start: int, end: int) -> int:
+        row = self.db.query(
+            f"SELECT count(*) FROM {table} WHERE {column} >= %s AND {column} < %s", (start, end)
+        )
+        return int(row[0][0])
 
     def exported_until(self, table: str) -> int | None:
         row = self.db.query(
@@ -196,6 +310,36 @@ class _Reader:
 
     def rows(self, table: str, column: str, start: int, end: int) -> list[Row]:
         return self.db.fetch_rows(table, f"{column} >= %s AND {column} < %s", (start, end))
+
+    def delta_before(self, first: dict[str, int]) -> dict[str, int]:
+        """Per market of ``first`` (ticker -> seq): the seq of its last delta before that
+        seq (0: none)."""
+        if not first:
+            return {}
+        rows = self.db.query(
+            "SELECT w.t, coalesce((SELECT max(d.seq) FROM orderbook_deltas d"
+            " WHERE d.ticker = w.t AND d.seq < w.s), 0)"
+            " FROM unnest(%s::text[], %s::bigint[]) AS w(t, s)",
+            (list(first), list(first.values())),
+        )
+        return {str(t): int(seq) for t, seq in rows}
+
+    def ws_snapshots(self, spans: dict[str, tuple[int, int]]) -> list[SnapshotRow]:
+        """The WebSocket snapshots of the merged stream with ``low < seq <= high`` of their
+        market's span (ticker -> (low, high))."""
+        if not spans:
+            return []
+        where = (
+            "source = 'ws' AND ticker = ANY(%s) AND EXISTS (SELECT 1 FROM"
+            " unnest(%s::text[], %s::bigint[], %s::bigint[]) AS w(t, lo, hi)"
+            " WHERE w.t = ticker AND seq > w.lo AND seq <= w.hi)"
+        )
+        tickers = list(spans)
+        lows = [spans[t][0] for t in tickers]
+        highs = [spans[t][1] for t in tickers]
+        return self.db.fetch_rows(  # type: ignore[return-value]
+            "orderbook_snapshots", where, (tickers, tickers, lows, highs)
+        )
 
     def gaps(self, start: int, end: int) -> list[dict[str, Any]]:
         rows = self.db.query(
@@ -227,13 +371,24 @@ class _Reader:
             apply_change(book, side, price, change)
         return seq - 1, book
 
-    def record(self, export: WindowExport, manifest: dict[str, Any]) -> None:
+    def was_stale(self, table: str, start: int) -> bool:
+        row = self.db.query(
+            "SELECT stale FROM dedup_exports WHERE table_name = %s AND window_start = %s",
+            (table, start),
+        )
+        return bool(row and row[0][0])
+
+    def record(self, export: WindowExport, manifest: dict[str, Any], digest: str) -> None:
+        """Record ``export`` (no longer stale; ``rewrites`` counts its rewrites)."""
         self.db.execute(
             "INSERT INTO dedup_exports (table_name, window_start, window_end, rows, bytes,"
-            " manifest, exported_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)"
+            " manifest, exported_at, digest, partial, stale)"
+            " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, false)"
             " ON CONFLICT (table_name, window_start) DO UPDATE SET window_end ="
             " EXCLUDED.window_end, rows = EXCLUDED.rows, bytes = EXCLUDED.bytes,"
-            " manifest = EXCLUDED.manifest, exported_at = EXCLUDED.exported_at",
+            " manifest = EXCLUDED.manifest, exported_at = EXCLUDED.exported_at,"
+            " digest = EXCLUDED.digest, partial = EXCLUDED.partial, stale = false,"
+            " rewrites = dedup_exports.rewrites + %s",
             (
                 export.table,
                 export.start,
@@ -242,6 +397,9 @@ class _Reader:
                 export.bytes,
                 json.dumps(manifest),
                 self._wall_us(),
+                digest,
+                export.partial,
+                int(export.rewrite),
             ),
         )
 
@@ -286,23 +444,42 @@ class Exporter:
         (all of them with ``force``), oldest first per table (see :meth:`survey`)."""
         return (await self.survey(until=until, force=force)).windows
 
-    async def survey(self, *, until: int | None = None, force: bool = False) -> Survey:
-        """The closed windows with rows not yet exported (all of them with ``force``), and
-        the tables held back.
+    def _closes(self, table: str, start: int, until: int | None = None) -> int:
+        """The horizon at which ``table``'s window at ``start`` is closed: its end, plus
+        :data:`SKEW_US` for the book stream under the cursors."""
+        margin = SKEW_US if table == "orderbook_deltas" and until is None else 0
+        return start + self.window_us + margin
 
-        Without ``until``, a window is closed once the cursors' horizon has passed its end
-        (``orderbook_deltas``: its end plus :data:`SKEW_US`). ``until`` (µs) is the caller
-        saying every row stamped before it is merged: every table's windows ending by it are
-        closed, the same rule for all (a book-stream window's rows stamped after its end
-        precede, in their market's stream, rows stamped before it, so they are merged too).
-        :data:`ALL_WINDOWS` closes every window.
+    async def survey(self, *, until: int | None = None, force: bool = False) -> Survey:
+        """The windows to export, and the tables held back: the exported windows that
+        gained rows since (``rewrites``, first), then the closed windows with rows not yet
+        exported (all of them with ``force``).
+
+        Without ``until``, a window is closed once the live gatherers' merge has reached
+        its end (:class:`Horizons`; ``orderbook_deltas``: its end plus :data:`SKEW_US`).
+        ``until`` (µs) is the caller saying every row stamped before it is merged: every
+        table's windows ending by it are closed, the same rule for all (a book-stream
+        window's rows stamped after its end precede, in their market's stream, rows stamped
+        before it, so they are merged too). :data:`ALL_WINDOWS` closes every window. Rows
+        that reach a window after its export (however it was closed) make it a rewrite at
+        a later survey (see the module's documentation).
         """
-        cursors = await self._read(self._reader.horizon, self.max_lag_us)
-        horizon = until if until is not None else cursors
+        await self._read(self._reader.mark_stale, self.tables, self.window_us)
+        horizons = await self._read(self._reader.horizons, self.max_lag_us)
+        cursors = None if horizons is None else horizons.exchange
         out: list[tuple[str, int]] = []
+        rewrites: list[tuple[str, int]] = []
         held: list[Held] = []
         for table in self.tables:
             column = EXPORT_TABLES[table]
+            if not force:
+                for start, digest in await self._read(self._reader.stale, table):
+                    if await self._digest(table, start) == digest:
+                        await self._read(self._reader.unchanged, table, start)
+                    else:
+                        rewrites.append((table, start))
+                        out.append((table, start))
+            horizon = until if until is not None or horizons is None else horizons.of(table)
             done = None if force else await self._read(self._reader.exported_until, table)
             at = done if done is not None else 0
             while True:
@@ -310,14 +487,23 @@ class Exporter:
                 if found is None:
                     break
                 start = self._align(found)
-                margin = SKEW_US if table == "orderbook_deltas" and until is None else 0
-                closes = start + self.window_us + margin
+                closes = self._closes(table, start, until)
                 if horizon is None or closes > horizon:
                     held.append(Held(table, start, closes, horizon, until is not None))
                     break
                 out.append((table, start))
                 at = start + self.window_us
-        return Survey(out, held, cursors)
+        return Survey(out, held, cursors, rewrites)
+
+    async def _digest(self, table: str, start: int) -> str:
+        """What the window holds in production now (compared with what its export held):
+        ``rows:<count>`` (rows are only ever added to a keyed table); for the book stream a
+        hash of its per-market seq ranges (:func:`stream_digest`)."""
+        end = start + self.window_us
+        if table == "orderbook_deltas":
+            return stream_digest(await self.stream_rows(start, end))
+        count = await self._read(self._reader.count, table, EXPORT_TABLES[table], start, end)
+        return f"rows:{count}"
 
     async def export(
         self, windows: Sequence[tuple[str, int]], progress: Progress | None = None
@@ -341,43 +527,37 @@ class Exporter:
         """The merged book-stream rows of the window, by (ticker, seq).
 
         Exchange times are not monotonic along a market's stream, so a window holds, per
-        market, the stream positions after the last one stamped before ``start`` up to the
-        last one stamped before ``end``: contiguous, and every row in exactly one window.
-        (Times run backwards by less than :data:`SKEW_US`, so only rows stamped within it
-        of the window can cross its edges.)
+        market, the stream positions after the last delta stamped before ``start`` up to the
+        last delta stamped before ``end``: contiguous, and every row in exactly one window.
+        (Times run backwards by less than :data:`SKEW_US`, so only deltas stamped within it
+        of the window can cross its edges.) A WebSocket snapshot goes with the deltas around
+        it, by its position (``seq``), never by its time: its only time is a receipt, in
+        the clock of the gatherer that took it, which may be minutes off (issue 18).
         """
-        near: list[DeltaRow | SnapshotRow] = [
-            *await self._read(
-                self._reader.rows, "orderbook_deltas", "exchange_ts", start - SKEW_US, end + SKEW_US
-            ),
-            *(
-                s
-                for s in await self._read(
-                    self._reader.rows,
-                    "orderbook_snapshots",
-                    "snapshot_ts",
-                    start - SKEW_US,
-                    end + SKEW_US,
-                )
-                if s.source == "ws"
-            ),
-        ]
+        near = await self._read(
+            self._reader.rows, "orderbook_deltas", "exchange_ts", start - SKEW_US, end + SKEW_US
+        )
         before: dict[str, int] = {}
         until: dict[str, int] = {}
         for row in near:
             assert row.seq is not None
-            at = row.exchange_ts if isinstance(row, DeltaRow) else point_ts(row)
-            if at < start:
+            if row.exchange_ts < start:
                 before[row.ticker] = max(before.get(row.ticker, 0), row.seq)
-            if at < end:
+            if row.exchange_ts < end:
                 until[row.ticker] = max(until.get(row.ticker, 0), row.seq)
-        return sorted(
-            (r for r in near if before.get(r.ticker, 0) < (r.seq or 0) <= until.get(r.ticker, 0)),
-            key=lambda r: (r.ticker, r.seq or 0),
-        )
+        deltas = [r for r in near if before.get(r.ticker, 0) < r.seq <= until.get(r.ticker, 0)]
+        # A market with no delta stamped just before the window: its earlier deltas all
+        # precede this window's, so the last of them bounds the snapshots from below.
+        first: dict[str, int] = {}
+        for r in deltas:
+            if r.ticker not in before:
+                first[r.ticker] = min(first.get(r.ticker, r.seq), r.seq)
+        before.update(await self._read(self._reader.delta_before, first))
+        spans = {t: (before[t], until[t]) for t in until}
+        snapshots = await self._read(self._reader.ws_snapshots, spans)
+        return sorted([*deltas, *snapshots], key=lambda r: (r.ticker, r.seq or 0))
 
-    async def _stream(self, start: int, end: int) -> list[Any]:
-        stream = await self.stream_rows(start, end)
+    async def _stream(self, start: int, stream: Sequence[DeltaRow | SnapshotRow]) -> list[Any]:
         books: dict[str, OrderBook] = {}
         for row in stream:
             if row.ticker in books or isinstance(row, SnapshotRow):
@@ -401,13 +581,21 @@ class Exporter:
         return rows
 
     async def export_window(self, table: str, start: int) -> WindowExport:
-        """Export one window of ``table`` (replacing an earlier export of it)."""
+        """Export one window of ``table`` (replacing an earlier export of it). It is
+        recorded *partial* when the live gatherers' merge has not closed it yet (an
+        ``until`` did), a *rewrite* when it was stale (rows reached it after its export)."""
         end = start + self.window_us
         column = EXPORT_TABLES[table]
+        horizons = await self._read(self._reader.horizons, self.max_lag_us)
+        partial = horizons is None or self._closes(table, start) > horizons.of(table)
+        rewrite = await self._read(self._reader.was_stale, table, start)
         if table == "orderbook_deltas":
-            chunks = [await self._stream(start, end)]
+            stream = await self.stream_rows(start, end)
+            digest = stream_digest(stream)
+            chunks = [await self._stream(start, stream)]
         else:
             rows = await self._read(self._reader.rows, table, column, start, end)
+            digest = f"rows:{len(rows)}"
             chunks = [rows[i : i + PART_ROWS] for i in range(0, len(rows), PART_ROWS)] or [[]]
         base = window_prefix(self.s3.prefix, table, start, self.window_us)
         files: list[dict[str, Any]] = []
@@ -449,8 +637,31 @@ class Exporter:
             sum(int(f["rows"]) for f in files),
             sum(int(f["bytes"]) for f in files),
             (*(str(f["key"]) for f in files), manifest_key),
+            partial,
+            rewrite,
         )
-        await self._read(self._reader.record, export, manifest)
+        await self._read(self._reader.record, export, manifest, digest)
         metrics.EXPORT_WINDOWS.labels(table).inc()
-        log.info("exported %s %s: %d rows", table, _iso(start), export.rows)
+        if rewrite:
+            metrics.EXPORT_REWRITES.labels(table).inc()
+        log.info(
+            "%s %s %s: %d rows%s",
+            "rewrote" if rewrite else "exported",
+            table,
+            _iso(start),
+            export.rows,
+            " (partial: not closed yet)" if partial else "",
+        )
         return export
+
+
+def stream_digest(stream: Sequence[DeltaRow | SnapshotRow]) -> str:
+    """Pure: what a book-stream window holds, as ``sha256:<hex>`` of its markets' seq
+    ranges (a window holds, per market, one contiguous run of the merged stream)."""
+    runs: dict[str, list[int]] = {}
+    for row in stream:
+        assert row.seq is not None
+        run = runs.setdefault(row.ticker, [row.seq, row.seq, 0])
+        run[0], run[1], run[2] = min(run[0], row.seq), max(run[1], row.seq), run[2] + 1
+    text = json.dumps(sorted([t, *r] for t, r in runs.items()))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

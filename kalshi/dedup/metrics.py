@@ -8,6 +8,7 @@ __all__ = [
     "DUPLICATES",
     "EXPORT_BYTES",
     "EXPORT_FAILURES",
+    "EXPORT_REWRITES",
     "EXPORT_WINDOWS",
     "GATHERER_UP",
     "HOLES",
@@ -18,7 +19,8 @@ __all__ = [
 
 LAG = Gauge(
     "kalshi_dedup_lag_seconds",
-    "Wall time minus the gatherer time merged up to, per gatherer and table",
+    "The gatherer's newest receipt (its watermark or newest order-book row) minus the"
+    " receipt merged up to, both in the gatherer's own clock, per gatherer and table",
     ["gatherer", "table"],
 )
 ROWS_MERGED = Counter(
@@ -41,6 +43,11 @@ GATHERER_UP = Gauge(
 )
 EXPORT_BYTES = Counter("kalshi_export_bytes", "Parquet bytes exported", ["table"])
 EXPORT_WINDOWS = Counter("kalshi_export_windows", "Windows exported", ["table"])
+EXPORT_REWRITES = Counter(
+    "kalshi_export_rewrites",
+    "Exported windows written again because rows reached production after them",
+    ["table"],
+)
 EXPORT_FAILURES = Counter(
     "kalshi_export_failures", "Failed export attempts (uploads retried or given up)"
 )

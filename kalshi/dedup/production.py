@@ -17,7 +17,7 @@ import orjson
 from kalshi.book import OrderBook
 from kalshi.clock import WallClock, system_wall_us
 from kalshi.dedup.merge import Checkpoint
-from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
+from kalshi.dedup.tables import DIGEST_BUCKET_US, EXPORT_TABLES, KeyedTable, digest_sql
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.store.session import Session
@@ -29,7 +29,12 @@ _STAGE = "_dedup_"  # prefix of production's staging tables
 
 class Cursor(NamedTuple):
     position: tuple[Any, ...] | None  # key of the last merged row
-    horizon: int  # gatherer time merged up to, µs
+    horizon: int  # gatherer time merged up to, µs (a receipt, in the gatherer's own clock)
+    reached: int | None = None  # ``horizon`` as exchange time (µs), by the gatherer's offset
+    received_to: int | None = None  # receipt before which no row will be added (its clock)
+    # keyed tables: the gatherer's rows written by transactions below this id are merged
+    # (``ingest_xid``); None: its rows written before migration 009 are still read by receipt
+    committed: int | None = None
 
 
 class Counts(NamedTuple):
@@ -99,9 +104,13 @@ class Production:
     def cursors(self) -> dict[tuple[str, str], Cursor]:
         with self._db.transaction():
             rows = self._db.query(
-                "SELECT gatherer_id, table_name, position::text, horizon FROM dedup_cursors"
+                "SELECT gatherer_id, table_name, position::text, horizon, reached,"
+                " received_to, committed FROM dedup_cursors"
             )
-        return {(g, t): Cursor(tuple(orjson.loads(p)) or None, int(h)) for g, t, p, h in rows}
+        return {
+            (g, t): Cursor(tuple(orjson.loads(p)) or None, int(h), r, to, c)
+            for g, t, p, h, r, to, c in rows
+        }
 
     def checkpoints(self, tickers: Iterable[str]) -> dict[str, Checkpoint]:
         with self._db.transaction():
@@ -157,18 +166,35 @@ class Production:
 
     def _set_cursor(self, gatherer_id: str, table: str, cursor: Cursor) -> None:
         self._db.execute(
-            "INSERT INTO dedup_cursors (gatherer_id, table_name, position, horizon, updated_at)"
-            " VALUES (%s, %s, %s::jsonb, %s, %s) ON CONFLICT (gatherer_id, table_name) DO UPDATE"
+            "INSERT INTO dedup_cursors (gatherer_id, table_name, position, horizon, reached,"
+            " received_to, committed, updated_at) VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (gatherer_id, table_name) DO UPDATE"
             " SET position = EXCLUDED.position, horizon = EXCLUDED.horizon,"
-            " updated_at = EXCLUDED.updated_at",
+            " reached = EXCLUDED.reached, received_to = EXCLUDED.received_to,"
+            " committed = EXCLUDED.committed, updated_at = EXCLUDED.updated_at",
             (
                 gatherer_id,
                 table,
                 json.dumps(list(cursor.position or ())),
                 cursor.horizon,
+                cursor.reached,
+                cursor.received_to,
+                cursor.committed,
                 self._wall_us(),
             ),
         )
+
+    def _touch(self, touched: Mapping[str, int]) -> None:
+        """Record, per exported table, the oldest export time of rows just inserted
+        (``dedup_touched``, see :mod:`kalshi.dedup.export`): in table order, so that two
+        transactions never wait on each other's rows."""
+        for table in sorted(touched):
+            self._db.execute(
+                "INSERT INTO dedup_touched (table_name, since) VALUES (%s, %s)"
+                " ON CONFLICT (table_name) DO UPDATE"
+                " SET since = least(dedup_touched.since, EXCLUDED.since)",
+                (table, touched[table]),
+            )
 
     def commit_keyed(
         self, gatherer_id: str, table: KeyedTable, rows: Sequence[Row], cursor: Cursor
@@ -176,6 +202,9 @@ class Production:
         """Insert one gatherer's rows of a keyed table and advance its cursor, atomically."""
         with self._db.transaction():
             inserted = self._insert_keyed(table, rows)
+            column = EXPORT_TABLES.get(table.name)
+            if inserted and column is not None:
+                self._touch({table.name: min(getattr(r, column) for r in rows)})
             self._set_cursor(gatherer_id, table.name, cursor)
         return Counts(inserted, len(rows) - inserted)
 
@@ -190,12 +219,21 @@ class Production:
         """Write merged order-book rows, holes, the new checkpoints and the gatherers'
         ``orderbook_deltas`` cursors in one transaction; returns the rows inserted.
         The merge emits each delta once (its checkpoint commits with it), so deltas are
-        copied straight in (:meth:`Session.copy_new`)."""
-        inserted = 0
+        copied straight in (:meth:`Session.copy_new`). Tables given rows are touched
+        (``dedup_touched``) in the same transaction."""
         with self._db.transaction():
-            inserted += self._db.copy_new("orderbook_deltas", deltas)
-            inserted += self._db.insert_skipping("orderbook_snapshots", snapshots)
-            inserted += self._db.insert_skipping("gaps", holes)
+            new_deltas = self._db.copy_new("orderbook_deltas", deltas)
+            new_snapshots = self._db.insert_skipping("orderbook_snapshots", snapshots)
+            new_holes = self._db.insert_skipping("gaps", holes)
+            inserted = new_deltas + new_snapshots + new_holes
+            touched = {}
+            if new_deltas:  # the book stream's windows are placed by its deltas
+                touched["orderbook_deltas"] = min(d.exchange_ts for d in deltas)
+            if new_snapshots:
+                touched["orderbook_snapshots"] = min(s.snapshot_ts for s in snapshots)
+            if new_holes:
+                touched["gaps"] = min(h.start_ts for h in holes)
+            self._touch(touched)
             if checkpoints:
                 self._save_checkpoints(checkpoints)
             for gatherer_id, cursor in cursors.items():

@@ -38,7 +38,7 @@ from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market, point_ts
 from kalshi.dedup.production import Cursor, Production
 from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
-from kalshi.errors import DatabaseUnavailable, ExportError, StoreError
+from kalshi.errors import DatabaseUnavailable, ExportError, GathererError, StoreError
 from kalshi.http import serve_endpoints
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 
@@ -79,8 +79,9 @@ class _GathererState:
     up: bool = True
     error: str = ""
     high_water: int | None = None  # newest time in its tables
-    watermark: int | None = None  # every row received before it is written (None: all)
+    complete: int | None = None  # every row received up to it is written (None: all)
     received: int | None = None  # newest receipt of an order-book row
+    commit: int = 0  # its rows written by transactions below this id are final (ingest_xid)
 
 
 @define
@@ -201,9 +202,37 @@ class Deduplicator:
 
     def _moved(self, gatherer_id: str, table: str, cursor: Cursor) -> None:
         self._cursors[gatherer_id, table] = cursor
-        metrics.LAG.labels(gatherer_id, table).set(
-            max(0, self._wall_us() - cursor.horizon) / 1_000_000
-        )
+        metrics.LAG.labels(gatherer_id, table).set(self._lag(gatherer_id, cursor))
+
+    def _reached(self, gatherer_id: str, horizon: int) -> int:
+        """``horizon`` (a receipt, the gatherer's clock) as exchange time: less the largest
+        ``received_at - exchange_ts`` of its newest deltas (:meth:`GathererDb.measure_offset`:
+        its clock's offset plus latency, measured on its own rows), so that every row it
+        received up to ``horizon`` was stamped by the exchange before. The export closes
+        windows by it (:mod:`kalshi.dedup.export`); no clock is compared with another's."""
+        return horizon - self._book_readers[gatherer_id].offset[1]
+
+    def _keyed_cursor(self, gatherer_id: str, high: int, committed: int | None) -> Cursor:
+        return Cursor(None, high, self._reached(gatherer_id, high), high, committed)
+
+    def _book_cursor(self, gatherer: GathererDb, high: int) -> Cursor:
+        """The order-book cursor at ``high``, with what the export closes windows by
+        (:meth:`_reached`); for finished history (a database with no watermark: every row
+        is final) merged to its newest receipt nothing more can come, so as far as its
+        keyed tables go (settled, in its clock)."""
+        to = high
+        state = self._state[gatherer.id]
+        if state.complete is None and state.received is not None and high >= state.received:
+            to = max(high, self._settled_for(gatherer, self._wall_us() - self.settle_us))
+        return Cursor(None, high, self._reached(gatherer.id, to), to)
+
+    def _lag(self, gatherer_id: str, cursor: Cursor) -> float:
+        """Seconds between the newest receipt the gatherer has (through its watermark or its newest
+        order-book row, whichever is later) and ``cursor``: both in the gatherer's own clock,
+        so a clock minutes off does not show as lag (0 when it has neither)."""
+        state = self._state[gatherer_id]
+        own = [t for t in (state.complete, state.received) if t is not None and t < 2**62]
+        return max(0, max(own, default=cursor.horizon) - cursor.horizon) / 1_000_000
 
     # --- a pass -----------------------------------------------------------------------
 
@@ -212,7 +241,9 @@ class Deduplicator:
 
         Raises :class:`DatabaseUnavailable` when the production database cannot be reached
         (nothing half-done stays behind: every write is its own transaction) and
-        :class:`StoreError` for other database failures.
+        :class:`StoreError` for other production failures. A gatherer database that fails
+        (:class:`GathererError`: it restarted, a lock timeout) is skipped for the rest of the
+        pass, listed in :attr:`PassReport.skipped` and retried at the next one.
         """
         settle = self.settle_us if settle_us is None else settle_us
         report = PassReport()
@@ -226,6 +257,8 @@ class Deduplicator:
                 async def guarded(work: Callable[[], Awaitable[None]]) -> None:
                     try:
                         await work()
+                    except GathererError as exc:  # that gatherer's share waits a pass
+                        self._gatherer_down(exc, report)
                     except StoreError as exc:
                         failures.append(exc)
                         nursery.cancel_scope.cancel()
@@ -261,8 +294,22 @@ class Deduplicator:
             own = self._settled_for(gatherer, settled)
             horizon = own if gatherer.id in live else min(high, own)
             horizon = self._complete(gatherer, horizon)
-            for table in KEYED.values():
-                await self._copy_keyed(production, gatherer, table, horizon, report)
+            try:
+                for table in KEYED.values():
+                    await self._copy_keyed(production, gatherer, table, horizon, report)
+            except GathererError as exc:  # the others' rows are copied all the same
+                self._gatherer_down(exc, report)
+
+    def _gatherer_down(self, exc: GathererError, report: PassReport) -> None:
+        """Record that ``exc.gatherer_id``'s database failed: logged once per outage by its
+        name, /health and ``kalshi_dedup_gatherer_up`` say so, the pass lists it skipped."""
+        state = self._state[exc.gatherer_id]
+        if state.up:
+            log.warning("gatherer %s skipped: %s", exc.gatherer_id, exc.cause)
+        state.up, state.error = False, str(exc.cause)
+        metrics.GATHERER_UP.labels(exc.gatherer_id).set(0)
+        if exc.gatherer_id not in report.skipped:
+            report.skipped.append(exc.gatherer_id)
 
     def _settled_for(self, gatherer: GathererDb, settled: int) -> int:
         """``settled`` (our clock) in ``gatherer``'s clock, which stamps its receipts: shifted
@@ -271,9 +318,10 @@ class Deduplicator:
         return settled + max(0, self._book_readers[gatherer.id].offset[0])
 
     def _complete(self, gatherer: GathererDb, horizon: int) -> int:
-        """``horizon`` capped by the gatherer's watermark (rows still on their way, e.g.
+        """``horizon`` capped by what the gatherer has committed (its ingest watermark,
+        exclusive: :meth:`GathererDb.complete_through`; rows still on their way, e.g.
         spooled while its database was down, arrive later with old times)."""
-        mark = self._state[gatherer.id].watermark
+        mark = self._state[gatherer.id].complete
         return horizon if mark is None else min(horizon, mark)
 
     async def _probe(self, report: PassReport) -> list[GathererDb]:
@@ -283,20 +331,20 @@ class Deduplicator:
             try:
                 state.high_water = await self._thread(gatherer.high_water)
                 state.received = await self._thread(gatherer.received_water)
-                state.watermark = await self._thread(gatherer.watermark)
+                state.complete = await self._thread(gatherer.complete_through)
+                state.commit = await self._thread(gatherer.safe_commit)
                 # its clock's offset from the exchange's, for reading its rows by receipt
                 offset = await self._thread(gatherer.measure_offset)
                 self._book_readers[gatherer.id].offset = offset
-            except StoreError as exc:
-                if state.up:
-                    log.warning("gatherer %s skipped: %s", gatherer.id, exc)
-                state.up, state.error = False, str(exc)
-                metrics.GATHERER_UP.labels(gatherer.id).set(0)
-                report.skipped.append(gatherer.id)
+            except GathererError as exc:
+                self._gatherer_down(exc, report)
                 continue
             if not state.up:
                 log.info("gatherer %s reachable again", gatherer.id)
             state.up, state.error = True, ""
+            for (gid, table), cursor in self._cursors.items():
+                if gid == gatherer.id:  # its newest receipt moved, its cursors may not
+                    metrics.LAG.labels(gid, table).set(self._lag(gid, cursor))
             metrics.GATHERER_UP.labels(gatherer.id).set(1)
             if state.high_water is not None:
                 reachable.append(gatherer)
@@ -310,34 +358,92 @@ class Deduplicator:
         horizon: int,
         report: PassReport,
     ) -> None:
+        """Copy ``gatherer``'s rows of ``table`` in the order its transactions committed
+        (``ingest_xid``, migration 009) up to its safe commit horizon
+        (:meth:`GathererDb.safe_commit`): a row written into its database after the merge
+        passed its receive time (a replay, a spool drained, a REST backfill) is merged when
+        it is committed, exactly once. ``horizon`` (a receipt in the gatherer's clock, capped
+        by its watermark) is recorded with the cursor for the export and the lag: what the
+        gatherer guarantees it has written, not what is read."""
         cursor = self._cursor(gatherer.id, table.name)
+        if cursor.committed is None:
+            cursor = await self._copy_legacy(production, gatherer, table, cursor, report)
+        safe = self._state[gatherer.id].commit
+        horizon = max(horizon, cursor.horizon)
         batch = max(1, self.cfg.sync.batch_size)
-        low = cursor.horizon
-        while low < horizon:
-            # Skip stretches without rows (a first pass starts at the oldest row, not 1970).
-            first = await self._thread(gatherer.next_time, table, low)
+        low = cursor.committed
+        assert low is not None
+        while True:
+            high = low
             rows: list[Row] = []
-            if first is None or first > horizon:
-                high = horizon  # nothing more: only the cursor moves
-            else:
-                low = max(low, first - 1)
-                high = min(horizon, low + KEYED_STEP_US)
-                changed = await self._changed(production, gatherer, table, low, high)
-                rows = await self._thread(gatherer.keyed_rows, table, changed)
-            for start in range(0, max(len(rows), 1), batch):
-                chunk = rows[start : start + batch]
-                last = start + batch >= len(rows)
-                moved = Cursor(None, high) if last else cursor
-                counts = await self._thread(
-                    production.commit_keyed, gatherer.id, table, chunk, moved
-                )
-                report.merged[table.name] += counts.inserted
-                report.duplicates[table.name] += counts.duplicates
-                metrics.ROWS_MERGED.labels(table.name).inc(counts.inserted)
-                metrics.DUPLICATES.labels(table.name).inc(counts.duplicates)
-            cursor = Cursor(None, high)
-            self._moved(gatherer.id, table.name, cursor)
-            low = high
+            if low < safe:
+                high = await self._thread(gatherer.commit_step, table, low, safe, batch)
+                span = await self._thread(gatherer.commit_span, table, low, high)
+                if span is not None:
+                    # Rows production has (another gatherer's copies): per-second digests
+                    # of the stretch they were received in, when it is short.
+                    ranges = None
+                    if table.digested and span[1] - span[0] <= KEYED_STEP_US:
+                        ranges = await self._changed(
+                            production, gatherer, table, span[0] - 1, span[1]
+                        )
+                    rows = await self._thread(gatherer.keyed_rows, table, ranges, (low, high))
+            done = high >= safe
+            moved = self._keyed_cursor(gatherer.id, horizon if done else cursor.horizon, high)
+            if moved == cursor:
+                return
+            await self._commit_keyed(production, gatherer, table, rows, cursor, moved, report)
+            cursor, low = moved, high
+            if done:
+                return
+
+    async def _commit_keyed(
+        self,
+        production: Production,
+        gatherer: GathererDb,
+        table: KeyedTable,
+        rows: list[Row],
+        cursor: Cursor,
+        moved: Cursor,
+        report: PassReport,
+    ) -> None:
+        """Insert ``rows`` in transactions of ``sync.batch_size``; the last moves the cursor
+        from ``cursor`` to ``moved``."""
+        batch = max(1, self.cfg.sync.batch_size)
+        for start in range(0, max(len(rows), 1), batch):
+            chunk = rows[start : start + batch]
+            last = start + batch >= len(rows)
+            counts = await self._thread(
+                production.commit_keyed, gatherer.id, table, chunk, moved if last else cursor
+            )
+            report.merged[table.name] += counts.inserted
+            report.duplicates[table.name] += counts.duplicates
+            metrics.ROWS_MERGED.labels(table.name).inc(counts.inserted)
+            metrics.DUPLICATES.labels(table.name).inc(counts.duplicates)
+        self._moved(gatherer.id, table.name, moved)
+
+    async def _copy_legacy(
+        self,
+        production: Production,
+        gatherer: GathererDb,
+        table: KeyedTable,
+        cursor: Cursor,
+        report: PassReport,
+    ) -> Cursor:
+        """Rows written before migration 009 (no ``ingest_xid``): read once by receipt
+        from the cursor on, a minute of receipts per step, all of them (they are final);
+        then the cursor goes by commit (``committed`` 0)."""
+        low = cursor.horizon
+        while (first := await self._thread(gatherer.next_time, table, low)) is not None:
+            low = max(low, first - 1)
+            high = low + KEYED_STEP_US
+            rows = await self._thread(gatherer.keyed_rows, table, [(low, high)])
+            moved = self._keyed_cursor(gatherer.id, high, None)
+            await self._commit_keyed(production, gatherer, table, rows, cursor, moved, report)
+            cursor, low = moved, high
+        moved = cursor._replace(committed=0)
+        await self._commit_keyed(production, gatherer, table, [], cursor, moved, report)
+        return moved
 
     async def _changed(
         self,
@@ -378,12 +484,13 @@ class Deduplicator:
         return [g for g in reachable if g.id in known and known[g.id] >= lead - max_lag]
 
     def _committed(self, gatherer: GathererDb) -> int | None:
-        """Up to when (µs, the gatherer's own clock) its order-book rows are all in its
-        database: its ingest watermark; for one that records none (history written by a
+        """Up to when (µs, the gatherer's own clock, inclusive) its order-book rows are all
+        in its database: the receipt before its ingest watermark
+        (:meth:`GathererDb.complete_through`); for one that records none (history written by a
         replay, whose rows are all final), its newest receipt. ``None``: it has no
         order-book row."""
         state = self._state[gatherer.id]
-        return state.watermark if state.watermark is not None else state.received
+        return state.complete if state.complete is not None else state.received
 
     async def _merge_books(
         self, production: Production, reachable: list[GathererDb], report: PassReport
@@ -505,7 +612,7 @@ class Deduplicator:
             for r in results
             if r.checkpoint is not None and r.checkpoint != checkpoints.get(r.ticker)
         ]
-        cursors = {g.id: Cursor(None, windows[g.id].high) for g in live}
+        cursors = {g.id: self._book_cursor(g, windows[g.id].high) for g in live}
         await self._thread(production.commit_merge, deltas, snapshots, holes, changed, cursors)
         for gatherer_id, cursor in cursors.items():
             self._moved(gatherer_id, "orderbook_deltas", cursor)
@@ -583,14 +690,25 @@ class Deduplicator:
     # --- reporting --------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """The ``/health`` document: ``ok`` while production and a gatherer answer."""
+        """The ``/health`` document: ``ok`` while production and a gatherer answer.
+
+        ``lag_seconds`` per ``gatherer/table``: how far the merge trails what the gatherer
+        has, in the gatherer's own clock (:meth:`_lag`); its clock's offset from the
+        exchange's is reported apart, per gatherer (``clock_offset_s``: the smallest
+        ``received_at - exchange_ts`` of its newest deltas, latency included)."""
         gatherers = {
-            gid: {"up": s.up, "error": s.error, "high_water_us": s.high_water}
+            gid: {
+                "up": s.up,
+                "error": s.error,
+                "high_water_us": s.high_water,
+                "clock_offset_s": round(self._book_readers[gid].offset[0] / 1_000_000, 3),
+            }
             for gid, s in self._state.items()
         }
         lag = {
-            f"{gid}/{table}": round(max(0, self._wall_us() - c.horizon) / 1_000_000, 3)
+            f"{gid}/{table}": round(self._lag(gid, c), 3)
             for (gid, table), c in sorted(self._cursors.items())
+            if gid in self._state
         }
         ok = not self._production_error and any(s.up for s in self._state.values())
         return {
@@ -691,7 +809,7 @@ async def serve_dedup(
             while True:
                 try:
                     report = await dedup.run_pass()
-                except DatabaseUnavailable as exc:
+                except DatabaseUnavailable as exc:  # gatherers' failures are skips, not this
                     log.warning("production database unavailable, retrying: %s", exc)
                 else:
                     if report.holes:

@@ -22,10 +22,21 @@ from attrs import frozen
 
 from kalshi.store.schema import TABLES
 
-__all__ = ["DIGEST_BUCKET_US", "KEYED", "KeyedTable", "digest_sql"]
+__all__ = ["DIGEST_BUCKET_US", "EXPORT_TABLES", "KEYED", "KeyedTable", "digest_sql"]
 
 DIGEST_BUCKET_US = 1_000_000
 """Width of the time buckets whose digests are compared before rows are read."""
+
+EXPORT_TABLES = {
+    "trades": "exchange_ts",
+    "orderbook_deltas": "exchange_ts",
+    "orderbook_snapshots": "snapshot_ts",
+    "tickers": "exchange_ts",
+    "market_lifecycle": "exchange_ts",
+    "gaps": "start_ts",
+}
+"""The tables exported to S3 and the time (µs) that places a row in a window
+(:mod:`kalshi.dedup.export`); ``snapshot_ts`` is a receipt, in a gatherer's clock."""
 
 
 @frozen

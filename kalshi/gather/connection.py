@@ -22,7 +22,7 @@ import trio
 from kalshi.errors import AuthError, ConnectionLost, NetError
 from kalshi.gather import metrics
 from kalshi.gather.commands import InFlight, Sent
-from kalshi.gather.context import BACKFILL_MARGIN_US, RESTART_MARGIN_US, GatherContext
+from kalshi.gather.context import RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Message
@@ -94,7 +94,6 @@ class Connection:
         # returns those nobody could take.
         self.on_refused: Callable[[Connection, list[str]], list[str]] | None = None
         self._requested: set[str] = set()  # sent (in flight or confirmed)
-        self._gap_written: set[str] = set()  # refused markets whose gap row is written
         self._retrying: set[str] = set()  # refused markets to ask for again
         self._snapshots: set[str] = set()
         self._inflight = InFlight()
@@ -130,7 +129,6 @@ class Connection:
         self._snapshots.difference_update(tickers)
         for ticker in tickers:
             self.refused.pop(ticker, None)
-            self._gap_written.discard(ticker)
             self._retrying.discard(ticker)
         self._wake.set()
 
@@ -146,8 +144,13 @@ class Connection:
         backoff = Backoff(float(ws_cfg.reconnect_backoff), float(ws_cfg.max_reconnect_backoff))
         lost_at = self.resume_from
         self._outage = lost_at is not None
-        if lost_at is not None and self.channel == "trade":
-            self.ctx.hold(("disconnect", self.name, lost_at), lost_at - RESTART_MARGIN_US)
+        if lost_at is not None and self.channel == "trade":  # (the gatherer registered it)
+            await self.ctx.backfill_due(
+                ("disconnect", self.name, lost_at),
+                lost_at - RESTART_MARGIN_US,
+                0,
+                f"{self.name}: trades while the gatherer was down",
+            )
         while True:
             permanent = False
             try:
@@ -178,8 +181,12 @@ class Connection:
                     if not self._last_frame_wall:
                         lost_at = self.ctx.wall_us()
                 if self.channel == "trade" and not permanent:  # from lost_at on: REST, later
-                    key = ("disconnect", self.name, lost_at)
-                    self.ctx.hold(key, lost_at - BACKFILL_MARGIN_US)
+                    await self.ctx.backfill_due(
+                        ("disconnect", self.name, lost_at),
+                        lost_at,
+                        self.conn_id,
+                        f"{self.name}: trades after the lost session's last frame",
+                    )
             self._last_frame_wall = self._lag_us = 0
             if permanent:  # retrying cannot help: stop, degraded on /health
                 self.last_error = f"stopped after a permanent close: {reason}"
@@ -395,7 +402,8 @@ class Connection:
             self.resnapshot(out.resnapshot)
         if out.backfill_from is not None and ctx.backfill is not None:
             key = ("seq-gap", self.conn_id, frame_no)
-            ctx.hold(key, out.backfill_from - BACKFILL_MARGIN_US)
+            detail = f"{self.name}: trades of a seq gap (frame {frame_no})"
+            await ctx.backfill_due(key, out.backfill_from, self.conn_id, detail)
             ctx.backfill.send_nowait((out.backfill_from, wall, key))
         if out.lifecycle is not None and ctx.on_lifecycle is not None:
             await ctx.on_lifecycle(out)
@@ -433,22 +441,23 @@ class Connection:
                 )
             else:
                 self.sid = sid
-            self._confirm(sent.tickers)
+            await self._confirm(sent.tickers)
         elif sent.action == "list_subscriptions" and isinstance(body, SubscriptionList):
             sids = [s.sid for s in body.subscriptions if s.channel == self.channel]
             if not sids:
                 raise ConnectionLost(f"subscribed, but list_subscriptions has no {self.channel}")
             self.sid = sids[0]
         elif sent.action == "add_markets" and isinstance(body, OkReply):
-            self._confirm(sent.tickers)
+            await self._confirm(sent.tickers)
         elif sent.action == "delete_markets":
             self.subscribed.difference_update(sent.tickers)
 
-    def _confirm(self, tickers: tuple[str, ...]) -> None:
-        self.subscribed.update(t for t in tickers if t in self._requested)
+    async def _confirm(self, tickers: tuple[str, ...]) -> None:
+        confirmed = [t for t in tickers if t in self._requested]
+        self.subscribed.update(confirmed)
         for ticker in tickers:
             self.refused.pop(ticker, None)
-            self._gap_written.discard(ticker)
+        await self.ctx.subscribed(self.channel, confirmed)  # their refusal gaps end
 
     async def _refused(self, sent: Sent, error: ErrorReply) -> None:
         """A command refused: 27 pauses and resends; 26 halves the batch, and once a single
@@ -506,10 +515,8 @@ class Connection:
         wall = ctx.wall_us()
         for ticker in tickers:
             self.refused[ticker] = code
-            if ticker in self._gap_written:  # still open from an earlier refusal
-                continue
-            self._gap_written.add(ticker)
-            await ctx.gap(
+            await ctx.refused(  # one open gap per market, whichever connection it asked
+                self.channel,
                 GapRow(
                     start_ts=wall,
                     end_ts=None,
@@ -521,7 +528,7 @@ class Connection:
                     expected_seq=None,
                     got_seq=None,
                     detail=f"{self.name}: {self.channel} refused: {code} {why}",
-                )
+                ),
             )
         retry = float(ctx.cfg.websocket.refusal_retry)
         self._refused_until = min(self._refused_until, trio.current_time() + retry)
@@ -705,8 +712,9 @@ class Connection:
             )
         )
         if self.channel == "trade" and ctx.backfill is not None:
-            since = lost_at - RESTART_MARGIN_US if outage else lost_at
-            ctx.backfill.send_nowait((since, now, ("disconnect", self.name, lost_at)))
+            key = ("disconnect", self.name, lost_at)
+            since = ctx.backfill_start(key, lost_at - RESTART_MARGIN_US if outage else lost_at)
+            ctx.backfill.send_nowait((since, now, key))
 
     # --- liveness -----------------------------------------------------------------------
 

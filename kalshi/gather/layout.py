@@ -70,6 +70,7 @@ class _Pool:
 class Layout:
     def __init__(self, ctx: GatherContext, *, sharded: bool) -> None:
         ws = ctx.cfg.websocket
+        self.ctx = ctx
         self.connections: list[Connection] = []
         self.pools: dict[str, _Pool] = {}
         plan = (
@@ -95,6 +96,8 @@ class Layout:
                 pool.add(live)
             if retired:
                 pool.remove(retired)
+        if retired:
+            self.ctx.retire(retired)  # their refusal gaps end: nothing more to record
 
     def resnapshot(self, tickers: list[str]) -> None:
         pool = self.pools.get("orderbook_delta")

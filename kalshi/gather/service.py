@@ -30,7 +30,7 @@ from kalshi.auth import Signer, load_private_key
 from kalshi.config import GathererConfig
 from kalshi.errors import StoreError
 from kalshi.gather import metrics
-from kalshi.gather.context import Backfill, GatherContext, RowSink
+from kalshi.gather.context import RESTART_MARGIN_US, Backfill, GatherContext, RowSink
 from kalshi.gather.layout import Layout
 from kalshi.gather.recovery import last_frames
 from kalshi.gather.registry import MarketRegistry, parse_shard
@@ -42,7 +42,15 @@ from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
 from kalshi.store import Store, open_store
-from kalshi.store.recovery import LastRun, Tail, TailReader, acknowledged, last_run
+from kalshi.store.recovery import (
+    LastRun,
+    Tail,
+    TailReader,
+    acknowledged,
+    last_run,
+    open_gaps,
+    still_open,
+)
 
 __all__ = ["COPIED_STRAIGHT", "Gatherer"]
 
@@ -140,6 +148,7 @@ class Gatherer:
                     backfill=send_windows,
                     hold=store.hold,
                     release=store.release,
+                    committed=store.committed,
                     on_lifecycle=self._on_lifecycle,
                 )
                 self.ctx = ctx
@@ -164,7 +173,17 @@ class Gatherer:
                     if cfg.snapshot_poller.enabled:
                         nursery.start_soon(poll_snapshots, ctx, rest, self.registry, layout)
                     task_status.started(self)
-                    await trio.sleep_forever()
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        await self._stopping(ctx)
+
+    async def _stopping(self, ctx: GatherContext) -> None:
+        """A clean stop: the refusal gaps still open end now (the next start's ``outage``
+        gap covers the market from the last frame on). Bounded: a full gaps channel (the
+        database down, the spool refusing) does not hold the shutdown."""
+        with trio.move_on_after(1.0, shield=True):
+            await ctx.end_all_refusals()
 
     async def _resume(self, layout: Layout, sink: RowSink) -> None:
         """Restart recovery: the rows of the previous run's journal tail (frames journaled
@@ -191,10 +210,25 @@ class Gatherer:
             last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
             if last.ran and self.cfg.journal.enabled and self.journal_tail is not None:
                 tail = await self._replay_tail(last, sink, timeouts)
+            read_open = partial(open_gaps, self.db_url, self.cfg.gatherer_id, **timeouts)
+            opened = still_open(
+                await trio.to_thread.run_sync(read_open, abandon_on_cancel=True), tail.rows
+            )
         except StoreError as exc:
             last = await self._last_journaled(exc)
-        if not last.ran:
+            opened = []
+        # Trades earlier runs never got over REST: due still, whatever happened since.
+        pending = [row for row in opened if row.kind == "backfill"]
+        if not last.ran and not pending:
             return
+        # A run killed while markets were refused left their gaps open: they end where
+        # that run's record ends (this run's outage gap covers the market from there).
+        ends = [v for v in (*last[:4], tail.end) if v is not None]
+        ctx = self.ctx
+        assert ctx is not None
+        for row in opened:
+            if row.kind == "subscription_refused":
+                await ctx.end_gap(row, max([row.start_ts, *ends]))
 
         def start(field: str, newest: int | None) -> int | None:
             # The journal's rows are now the store's: every row received before its end
@@ -214,12 +248,27 @@ class Gatherer:
             "market_lifecycle_v2": lifecycle,
             "multivariate_market_lifecycle": lifecycle,
         }
+        if pending and starts["trade"] is None:
+            starts["trade"] = pending[0].start_ts
         seen: set[str] = set()
         for conn in layout.connections:
             if conn.channel not in seen:
                 seen.add(conn.channel)
-                conn.resume_from = starts[conn.channel]
-        log.info("previous run stopped; outage from %s", starts)
+                lost_at = conn.resume_from = starts[conn.channel]
+                if conn.channel == "trade" and lost_at is not None:
+                    # before any row of this run: the window's open gap is its record
+                    await ctx.backfill_due(
+                        ("disconnect", conn.name, lost_at),
+                        min([lost_at - RESTART_MARGIN_US, *(r.start_ts for r in pending)]),
+                        0,
+                        f"{conn.name}: trades while the gatherer was down",
+                        inherited=pending,
+                    )
+        log.info(
+            "previous run stopped; outage from %s; %d trade backfill(s) still due",
+            starts,
+            len(pending),
+        )
 
     async def _replay_tail(self, last: LastRun, sink: RowSink, timeouts: dict[str, float]) -> Tail:
         """Write the rows of the previous run's journal tail (``kalshi.replay.tail``)
@@ -249,7 +298,7 @@ class Gatherer:
             if bound.cancelled_caught:
                 log.warning("journal tail: not committed yet; recording starts anyway")
         log.info(
-            "journal tail: %d frame(s) after the rows the database acknowledged, %d row(s) "
+            "journal tail: %d frame(s) not known to be stored, %d row(s) "
             "written again (%d damaged line(s))",
             tail.frames,
             len(tail.rows),
@@ -296,6 +345,7 @@ class Gatherer:
         if isinstance(event, LifecycleEvent) and self.ctx is not None:
             for row in self.registry.apply(event, self.wall_us()):
                 await self.ctx.sink.put("markets", row)
+            await self.ctx.flush_ended()  # refusal gaps of a market it retired
 
     # --- views --------------------------------------------------------------------------
 
@@ -341,6 +391,7 @@ class Gatherer:
                     "queue": table.queue_rows,
                     "rows_written": table.rows_written,
                     "rows_duplicate": table.rows_duplicate,
+                    "rows_updated": table.rows_updated,
                     "spool_rows": table.spool_rows,
                     "dead_letters": table.dead_letters,
                 }
@@ -349,6 +400,9 @@ class Gatherer:
         # a connection without markets to carry (a small shard) is idle, not unhealthy
         live = sum(1 for c in connections if c["state"] in ("live", "idle") and not c["refused"])
         ok = bool(connections) and live == len(connections) and stored_ok
+        listing_error = ctx.listing_error if ctx else None
+        if listing_error is not None and not self.registry.markets:
+            ok = False  # nothing to record: the market listing fails (a 429, a 5xx, down)
         document: dict[str, Any] = {
             "status": "ok" if ok else "degraded",
             "gatherer_id": self.cfg.gatherer_id,
@@ -364,6 +418,7 @@ class Gatherer:
                 "live": len(self.registry.live),
                 "books": len(self.processor.books),
                 "stale": len(self.processor.stale),
+                "listing_error": listing_error,
             },
             "gaps": sum(ctx.gaps.values()) if ctx else 0,
             "gap_kinds": dict(ctx.gaps) if ctx else {},

@@ -88,10 +88,14 @@ class ReplayStats:
     frame_problems: Counter[str] = field(factory=Counter)
     first_us: int | None = None
     last_us: int | None = None
-    # Into a database: per table, rows the database acknowledged (new, already stored)
-    # and rows not written (dead-lettered, or left in the spool when the database went away).
+    # Into a database: per table, rows the database acknowledged as new (``written``: on a
+    # fresh database, the table's count), as already stored (``duplicate``; markets: not
+    # newer than the stored version), as replacing a stored market (``updated``), and rows
+    # not written (dead-lettered, or left in the spool when the database went away). Each
+    # row handed to the store is in exactly one of the four.
     written: Counter[str] = field(factory=Counter)
     duplicate: Counter[str] = field(factory=Counter)
+    updated: Counter[str] = field(factory=Counter)
     left: Counter[str] = field(factory=Counter)
 
 
@@ -332,7 +336,7 @@ async def replay_into_db(
     The writers use ``<spool.dir>/replay`` and ``<spool.dir.dead_letter_dir>/replay`` so a
     replay can run next to a gatherer sharing the config. Rows already stored are skipped
     by their identity keys, so replaying twice adds nothing. Returns once every row is
-    committed and the spool drained (``stats.written`` / ``stats.duplicate`` per table), or
+    committed and the spool drained (``stats.written`` / ``duplicate`` / ``updated``), or
     once the database has acknowledged nothing for ``cfg.shutdown_grace`` seconds; rows
     still unwritten then are counted in ``stats.left`` (they stay in the spool, which
     belongs to this database only). Raises :class:`~kalshi.errors.StoreError` as
@@ -368,8 +372,10 @@ async def replay_into_db(
     for table, counts in store.stats().tables.items():
         stats.written[table] = counts.rows_written
         stats.duplicate[table] = counts.rows_duplicate
+        stats.updated[table] = counts.rows_updated
         stats.left[table] = counts.queue_rows + counts.spool_rows + counts.dead_letters
-    stats.written, stats.duplicate, stats.left = (+stats.written, +stats.duplicate, +stats.left)
+    stats.written, stats.duplicate = +stats.written, +stats.duplicate
+    stats.updated, stats.left = +stats.updated, +stats.left
     return stats
 
 
@@ -387,7 +393,9 @@ async def _drain(store: Store, patience: float) -> None:
 
 
 def _acknowledged(store: Store) -> int:
-    return sum(t.rows_written + t.rows_duplicate for t in store.stats().tables.values())
+    return sum(
+        t.rows_written + t.rows_duplicate + t.rows_updated for t in store.stats().tables.values()
+    )
 
 
 def count_lines(paths: Iterable[str | Path]) -> int | None:

@@ -1,6 +1,10 @@
 """Writing one batch: binary COPY into a session staging table, then one
 ``INSERT ... SELECT ... ON CONFLICT`` into the real table, in one transaction.
 
+Batches of a serial table (:attr:`TableSpec.serial`: trades, markets) are written one at a
+time in the order received, and within a batch the first received row of a key is kept
+(trades) or the last (markets): a replay stores what the live gatherer stored.
+
 With ``copy_new`` (rows expected to be new: a replay), a batch of a table without JSON
 columns (their values travel as text) is first COPYed straight into the real table in a
 transaction of its own, about half the database's work; a batch holding a row already
@@ -29,26 +33,49 @@ from kalshi.store.schema import TableSpec
 from kalshi.store.staging import (
     copy_rows,
     ensure_stage,
+    fill_stage,
     source_columns,
     stage_name,
     target_columns,
 )
 
-__all__ = ["WriteResult", "write_batch", "write_rows"]
+__all__ = ["WriteResult", "write_batch", "write_counted", "write_rows"]
 
 
 class WriteResult(NamedTuple):
-    inserted: int  # rows new to the table (or upserted markets)
-    duplicates: int  # rows whose key was already stored
+    inserted: int  # rows new to the table
+    duplicates: int  # rows whose key was already stored (markets: not newer than stored)
     dead: int  # rows rejected and dead-lettered
+    updated: int = 0  # markets: stored rows replaced by a newer version
 
 
 def _insert_sql(spec: TableSpec) -> sql.Composed:
     targets = target_columns(spec)
     sources = source_columns(spec)
+    if spec.closes is not None:
+        # A gap is stored open (end_ts NULL) and closed by a later copy with its end: the
+        # copy fills the column of the stored row, never an end already set. One row per
+        # key (the closed copy first), in key order as below.
+        return sql.SQL(
+            "INSERT INTO {table} ({targets}) SELECT DISTINCT ON ({order}) {sources} "
+            "FROM {stage} ORDER BY {order}, {closes} NULLS LAST ON CONFLICT {key} "
+            "DO UPDATE SET {closes} = EXCLUDED.{closes} "
+            "WHERE {table}.{closes} IS NULL AND EXCLUDED.{closes} IS NOT NULL "
+            "RETURNING (xmax = 0)"  # as below: inserted, or a stored gap closed
+        ).format(
+            table=sql.Identifier(spec.name),
+            targets=targets,
+            sources=sources,
+            stage=stage_name(spec),
+            order=sql.SQL(", ".join(spec.key)),
+            key=sql.SQL(spec.conflict),
+            closes=sql.Identifier(spec.closes),
+        )
     if not spec.upsert:
         # Rows go in key order, so two writers whose batches share keys (live trades and a
-        # REST backfill) take the unique index's locks in one order: no deadlock.
+        # REST backfill) take the unique index's locks in one order: no deadlock. Of two
+        # rows of one key in a batch of a serial table, the first received is kept.
+        order = ", ".join((*spec.key, "_ord")) if spec.serial else ", ".join(spec.key)
         return sql.SQL(
             "INSERT INTO {table} ({targets}) SELECT {sources} FROM {stage} "
             "ORDER BY {order} ON CONFLICT {key} DO NOTHING"
@@ -57,7 +84,7 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
             targets=targets,
             sources=sources,
             stage=stage_name(spec),
-            order=sql.SQL(", ".join(spec.key)),
+            order=sql.SQL(order),
             key=sql.SQL(spec.conflict),
         )
     # Upsert: the last row per key in the batch wins, and never over a newer stored row.
@@ -69,7 +96,9 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
         "INSERT INTO {table} ({targets}) SELECT DISTINCT ON ({key}) {sources} FROM {stage} "
         "ORDER BY {key}, _ord DESC "
         "ON CONFLICT {conflict} DO UPDATE SET {updates} "
-        "WHERE {table}.updated_at <= EXCLUDED.updated_at"
+        "WHERE {table}.updated_at <= EXCLUDED.updated_at "
+        # a row just inserted has no deleting transaction (xmax 0); an updated one has ours
+        "RETURNING (xmax = 0)"
     ).format(
         table=sql.Identifier(spec.name),
         targets=targets,
@@ -87,14 +116,27 @@ def write_batch(
     """Write ``rows`` in one transaction; return how many were new. Raises psycopg errors.
 
     ``copy_new``: try a COPY straight into the table first (see the module docstring)."""
+    return write_counted(pooled, spec, rows, copy_new=copy_new)[0]
+
+
+def write_counted(
+    pooled: PooledConnection, spec: TableSpec, rows: Sequence[Row], *, copy_new: bool = False
+) -> tuple[int, int]:
+    """:func:`write_batch`, returning ``(inserted, updated)``: rows new to the table, and
+    stored rows replaced by a newer version (markets) or closed (gaps: their end_ts set);
+    the rest of ``rows`` was skipped."""
     conn = pooled.conn
     if copy_new and not spec.upsert and not spec.json_columns and _copy_straight(conn, spec, rows):
-        return len(rows)
-    ensure_stage(conn, spec, pooled.staged, ordered=spec.upsert)
+        return len(rows), 0
+    # created outside the transaction (autocommit), so a batch rolled back keeps its stage
+    ensure_stage(conn, spec, pooled.staged, ordered=spec.serial)
     with conn.transaction(), conn.cursor() as cur:
-        copy_rows(cur, spec, rows)
+        fill_stage(cur, spec, rows, pooled.staged, ordered=spec.serial)
         cur.execute(_insert_sql(spec))
-        return max(cur.rowcount, 0)
+        if not spec.upsert and spec.closes is None:
+            return max(cur.rowcount, 0), 0
+        fresh = [new for (new,) in cur.fetchall()]
+        return sum(fresh), len(fresh) - sum(fresh)
 
 
 def _copy_straight(conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[Row]) -> bool:
@@ -123,7 +165,7 @@ def write_rows(
     """
     try:
         with pool.connection() as pooled:
-            inserted = write_batch(pooled, spec, rows, copy_new=copy_new)
+            inserted, updated = write_counted(pooled, spec, rows, copy_new=copy_new)
     except (psycopg.Error, TypeError, ValueError, OverflowError) as exc:
         if not is_data_error(exc):
             raise translate(exc) from exc
@@ -133,14 +175,10 @@ def write_rows(
         middle = len(rows) // 2
         left = write_rows(pool, spec, rows[:middle], dead, copy_new=copy_new)
         right = write_rows(pool, spec, rows[middle:], dead, copy_new=copy_new)
-        return WriteResult(
-            left.inserted + right.inserted,
-            left.duplicates + right.duplicates,
-            left.dead + right.dead,
-        )
+        return WriteResult(*(a + b for a, b in zip(left, right, strict=True)))
     except StoreError:
         raise
-    return WriteResult(inserted, len(rows) - inserted, 0)
+    return WriteResult(inserted, len(rows) - inserted - updated, 0, updated)
 
 
 def _describe(exc: BaseException) -> str:

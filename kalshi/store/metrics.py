@@ -12,6 +12,7 @@ __all__ = [
     "FLUSH_SECONDS",
     "QUEUE_ROWS",
     "ROWS_DUPLICATE",
+    "ROWS_UPDATED",
     "ROWS_WRITTEN",
     "SPOOLED_BATCHES",
     "SPOOL_BYTES",
@@ -21,8 +22,9 @@ __all__ = [
     "SPOOL_ROWS",
 ]
 
-ROWS_WRITTEN = Counter(
-    "kalshi_store_rows_written", "Rows inserted (or upserted) into the table", ["table"]
+ROWS_WRITTEN = Counter("kalshi_store_rows_written", "Rows new to the table", ["table"])
+ROWS_UPDATED = Counter(
+    "kalshi_store_rows_updated", "Stored rows replaced by a newer version (markets)", ["table"]
 )
 ROWS_DUPLICATE = Counter(
     "kalshi_store_rows_duplicate", "Rows skipped because their key was already stored", ["table"]

@@ -21,11 +21,12 @@ __all__ = ["ConnectionPool", "PooledConnection"]
 
 
 class PooledConnection:
-    """A connection plus the staging tables already created in its session."""
+    """A connection plus the staging tables already created in its session (each with the
+    rows it took in since it was last truncated, see :func:`~kalshi.store.staging.fill_stage`)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
-        self.staged: set[str] = set()
+        self.staged: dict[str, int] = {}
 
 
 class ConnectionPool:

@@ -8,7 +8,8 @@ as JSON text in PostgreSQL's normal form (``[[1, 2]]``), so compare them parsed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -42,6 +43,13 @@ class Database:
 
     def close(self) -> None:
         self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The statements inside run as one transaction (committed on exit, rolled back on
+        an exception)."""
+        with translating(), self._conn.transaction():
+            yield
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a statement with ``%s`` placeholders; return its rows (empty if none)."""

@@ -75,7 +75,8 @@ _FIRST_WATERMARK_SQL = (
 class TableStats:
     queue_rows: int  # rows in memory: channel buffer, open batch, sealed batches
     rows_written: int  # rows new to the table since the store opened
-    rows_duplicate: int  # rows whose key was already stored
+    rows_duplicate: int  # rows whose key was already stored (markets: not newer)
+    rows_updated: int  # markets: stored rows replaced by a newer version
     batches: int  # batches committed
     spool_rows: int
     spool_bytes: int
@@ -175,8 +176,8 @@ class _TableWriter:
         self.spool_busy = False  # a spooled batch is being written
         self.stop_at = math.inf  # trio time past which a write in flight is abandoned
         self.writing: set[trio.CancelScope] = set()  # the scopes of writes in flight
-        # Upserts keep one writer so the last row of a key always lands last.
-        self.workers = 1 if spec.upsert else _WORKERS
+        # One writer where the order of commits decides what is stored (TableSpec.serial).
+        self.workers = 1 if spec.serial else _WORKERS
         # seq -> oldest receive time (µs) of a batch made by this process, until committed;
         # measured when first asked for (the watermark, a spill), not per row sealed: at a
         # burst's rate most batches are committed before anyone asks
@@ -184,6 +185,7 @@ class _TableWriter:
         self.unmeasured: dict[int, list[Row]] = {}  # seq -> rows, oldest not yet measured
         self.rows_written = 0
         self.rows_duplicate = 0
+        self.rows_updated = 0
         self.batches = 0
         self.dead_letters = 0
         self._label = {"table": spec.name}
@@ -261,6 +263,7 @@ class _TableWriter:
             queue_rows=self.queue_rows(),
             rows_written=self.rows_written,
             rows_duplicate=self.rows_duplicate,
+            rows_updated=self.rows_updated,
             batches=self.batches,
             spool_rows=self.spool.rows,
             spool_bytes=self.spool.bytes,
@@ -276,10 +279,12 @@ class _TableWriter:
     def _account(self, result: WriteResult) -> None:
         self.rows_written += result.inserted
         self.rows_duplicate += result.duplicates
+        self.rows_updated += result.updated
         self.dead_letters += result.dead
         self.batches += 1
         metrics.ROWS_WRITTEN.labels(**self._label).inc(result.inserted)
         metrics.ROWS_DUPLICATE.labels(**self._label).inc(result.duplicates)
+        metrics.ROWS_UPDATED.labels(**self._label).inc(result.updated)
         metrics.BATCHES.labels(**self._label).inc()
         if result.dead:
             metrics.DEAD_LETTERS.labels(**self._label).inc(result.dead)

@@ -1,14 +1,15 @@
 """The store's session (what the deduplicator reads and writes through): statement and lock
 timeouts bound every statement, a COPY of rows that turn out to exist falls back to the
-staged insert, and the advisory lock names its holder."""
+staged insert, a staging table serves many transactions, and the advisory lock names its
+holder."""
 
 from __future__ import annotations
 
 import pytest
 
-from kalshi.errors import DatabaseUnavailable
+from kalshi.errors import DatabaseUnavailable, StoreError
 from kalshi.models.rows import TradeRow
-from kalshi.store import connect_db
+from kalshi.store import connect_db, staging
 from kalshi.store.session import Session
 
 
@@ -81,7 +82,49 @@ def test_advisory_lock_is_refused_naming_the_holder(db_url: str) -> None:
         held = second.try_advisory_lock(7)
         assert held is not None and held.pid == pid and held.client
         first.close()
+        # the server ends the closed session's backend after close() returns: wait for it
+        second.query("SELECT pg_terminate_backend(%s, 10000)", (pid,))
         assert second.try_advisory_lock(7) is None
     finally:
         first.close()
         second.close()
+
+
+def test_each_staged_insert_sees_only_its_own_rows_across_truncations(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stage keeps rows across commits (``ON COMMIT PRESERVE ROWS``) and is emptied
+    before each use: by DELETE, and by TRUNCATE every ``STAGE_TRUNCATE_ROWS`` rows."""
+    monkeypatch.setattr(staging, "STAGE_TRUNCATE_ROWS", 5)
+    session = Session(db_url, stage_prefix="_test_")
+    inserted = []
+    try:
+        for start in range(0, 12, 2):  # six batches of two: truncated after 6 and 12 rows
+            with session.transaction():
+                inserted.append(
+                    session.insert_skipping("trades", [_trade(start), _trade(start + 1)])
+                )
+        with session.transaction():
+            staged = session.query("SELECT count(*) FROM _test_trades")
+    finally:
+        session.close()
+    assert inserted == [2, 2, 2, 2, 2, 2]
+    assert staged == [(2,)]  # the last batch only: committed, not emptied at commit
+    with connect_db(db_url) as db:
+        rows = db.fetch_rows("trades")
+    assert [r.trade_id for r in rows] == [f"t{n}" for n in range(12)]
+
+
+def test_a_stage_created_in_a_rolled_back_transaction_is_created_again(db_url: str) -> None:
+    session = Session(db_url, stage_prefix="_test_")
+    try:
+        with pytest.raises(StoreError), session.transaction():
+            assert session.insert_skipping("trades", [_trade(1)]) == 1
+            session.execute("SELECT 1/0")
+        with session.transaction():
+            assert session.insert_skipping("trades", [_trade(1), _trade(2)]) == 2
+    finally:
+        session.close()
+    with connect_db(db_url) as db:
+        rows = db.fetch_rows("trades")
+    assert [r.trade_id for r in rows] == ["t1", "t2"]

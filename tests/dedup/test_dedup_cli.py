@@ -15,7 +15,7 @@ import trio
 import yaml
 from dedup_support import MISSES, assert_production_is_truth, write_recording
 
-from kalshi.store import connect_db
+from kalshi.store import EmbeddedPostgres, connect_db
 from kalshi.testing.recording import make_truth, record
 
 
@@ -210,7 +210,7 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
         "trades",
     ]
     assert all(
-        "its window closes when every gatherer's cursor passes" in line for line in held[:-2]
+        "its window closes when every live gatherer has merged past" in line for line in held[:-2]
     )
     assert not out.exists()
     # the same hour asked for with --until a second before its end: every table says so
@@ -230,3 +230,22 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
     assert {t: m["rows"] for t, m in manifests.items() if t != "orderbook_deltas"} == counts
     printed = await kalshi("export", "--all-windows")
     assert printed == "export: no closed window to export\n"
+
+
+def test_once_with_an_unreachable_gatherer_exits_1_naming_it(
+    make_db: Callable[..., str], pg_server: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    # Outside tester (item 11): `dedup --once` printed "skipped (unreachable): gl" and
+    # exited 0 with its only gatherer down.
+    production = make_db()
+    missing = pg_server.url_for(f"dedup_missing_{os.getpid()}")  # never created
+    config = _config(tmp_path / "dedup.yaml", production, {"gl": missing})
+    with _dedup(config, "--once") as proc:
+        out, _ = proc.communicate(timeout=60)
+    lines = out.decode().splitlines()
+    assert proc.returncode == 1, lines
+    assert lines[-1].startswith("error: gatherer gl unreachable, not merged: "), lines
+    assert f'database "dedup_missing_{os.getpid()}" does not exist' in lines[-1]
+    assert [line for line in lines if "error:" in line] == [lines[-1]]
+    assert lines[-2] == "source switches: 0, holes: 0"
+    assert len(lines) == 3 and "WARNING kalshi.dedup: gatherer gl skipped: " in lines[0]

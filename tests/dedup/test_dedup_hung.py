@@ -15,12 +15,19 @@ from pathlib import Path
 import pytest
 import trio
 import yaml
-from dedup_support import MISSES, assert_production_is_truth, dedup_config, recordings, write_all
+from dedup_support import (
+    MISSES,
+    assert_production_is_truth,
+    dedup_config,
+    recordings,
+    write_all,
+    write_recording,
+)
 
 from kalshi.config import parse_duration
 from kalshi.dedup.service import Deduplicator
 from kalshi.errors import DatabaseUnavailable
-from kalshi.store import connect_db
+from kalshi.store import EmbeddedPostgres, connect_db, migrate
 from kalshi.testing.recording import covered, make_truth
 
 
@@ -130,4 +137,43 @@ async def test_sigterm_while_production_hangs_stops_within_the_grace(
             await dedup.run_pass(settle_us=0)
     finally:
         dedup.close()
+    assert_production_is_truth(production, truth, MISSES)
+
+
+async def test_a_gatherer_database_restart_is_that_gatherers_failure_not_productions(
+    make_db: Callable[..., str],
+    own_pg: EmbeddedPostgres,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Outside tester (item 14): after only a gatherer's database restarted, the deduplicator
+    # logged "production database unavailable" and marked production down: the merge's
+    # connection to the gatherer failed and was taken for production's.
+    truth = make_truth(46, events=200)
+    recs = recordings(truth, MISSES)
+    migrate(own_pg.url)
+    await write_recording(own_pg.url, recs[0], tmp_path / "g0")
+    urls = {"g0": own_pg.url, **await write_all(make_db, recs[1:], tmp_path)}
+    production = make_db()
+    dedup = Deduplicator(dedup_config(production, urls))
+    skipped = []
+    try:
+        with trio.fail_after(60):
+            await dedup.run_pass(settle_us=0)
+            await trio.to_thread.run_sync(own_pg.stop)
+            await trio.to_thread.run_sync(own_pg.start)
+            # the probe's connection fails first, then the order-book merge's
+            for _ in range(3):
+                report = await dedup.run_pass(settle_us=0)
+                skipped.append(report.skipped)
+                assert dedup.health()["production"] == {"up": True, "error": ""}
+    finally:
+        dedup.close()
+    assert skipped == [["g0"], ["g0"], []]
+    lines = [r.getMessage() for r in caplog.records if r.name == "kalshi.dedup"]
+    assert [line for line in lines if "unavailable" in line or "skipped" in line] == [
+        line for line in lines if line.startswith("gatherer g0 skipped: ")
+    ]
+    # one line per failed connection (the probe's, then the merge's), naming the gatherer
+    assert len([line for line in lines if line.startswith("gatherer g0 skipped: ")]) == 2
     assert_production_is_truth(production, truth, MISSES)

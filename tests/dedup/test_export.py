@@ -136,13 +136,9 @@ async def test_closed_windows_go_to_s3_as_parquet_equal_to_production(
     try:
         exports = await exporter.export_closed()
         with connect_db(production) as db:
-            # closed: behind every cursor but those more than max_lag (30 s) behind the
-            # newest (the order-book cursors of these finished histories stay at their
-            # newest receipt, in each one's clock)
-            horizon = db.query(
-                "SELECT min(horizon) FROM dedup_cursors"
-                " WHERE horizon >= (SELECT max(horizon) FROM dedup_cursors) - 30000000"
-            )[0][0]
+            # closed: every live gatherer's merge has reached its end, by its cursor less
+            # its own measured offset (`reached`, exchange time)
+            horizon = db.query("SELECT min(reached) FROM dedup_cursors")[0][0]
             recorded = db.query("SELECT count(*) FROM dedup_exports")[0][0]
         files = objects(s3_server, s3.bucket)
         assert sorted(files) == sorted(k for e in exports for k in e.keys)
@@ -275,7 +271,7 @@ async def test_until_closes_every_tables_windows_the_deltas_too(
         assert early.behind(cursors + 1) == (
             f"the merge cursors are at {_iso(cursors)}, before --until {_iso(cursors + 1)}:"
             " rows received since are not merged yet and will not be in the windows exported"
-            " now (kalshi export --force re-exports them)"
+            " now (those windows are rewritten once the rows are merged)"
         )
         exports = await exporter.export_closed(until=end)
         assert (await exporter.survey(until=end)).held == []

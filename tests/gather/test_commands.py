@@ -114,12 +114,12 @@ async def test_error_26_moves_markets_to_a_connection_with_room(
             sink,
             **{
                 "websocket.orderbook_connections": 3,
-                "websocket.trade_connections": 0,
                 "websocket.ticker_connections": 0,
                 "websocket.lifecycle_connections": 0,
             },
         )
         layout = Layout(ctx, sharded=False)
+        layout.connections = [c for c in layout.connections if c.channel == "orderbook_delta"]
         for conn in layout.connections:
             nursery.start_soon(conn.run)
         tickers = sorted(sim.engine.active_tickers[:7])

@@ -1,0 +1,87 @@
+"""``subscription_refused`` gaps against the simulator's per-subscription market cap
+(error 26): one open gap per market and episode, whichever connections asked and however
+often (retries, reconnects); closed when the market is subscribed on some connection, and
+at a clean stop (the next start's outage gap covers the market from there)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import trio
+
+from kalshi.gather.service import Gatherer
+from kalshi.sim import open_sim_exchange
+from kalshi.store import connect_db
+from kalshi.testing import PINNED_START_US
+from tests.gather.support import sim_config, wait_for
+from tests.gather.test_gather_sim import signer_of
+
+CAP = 4  # markets per subscription; 2 order-book connections take 8
+
+
+def _refusals(db_url: str) -> list[tuple[str, int, int | None]]:
+    with connect_db(db_url) as db:
+        return db.query(
+            "SELECT ticker, start_ts, end_ts FROM gaps WHERE kind = 'subscription_refused'"
+            " ORDER BY start_ts, ticker"
+        )
+
+
+async def test_one_refusal_gap_per_market_and_episode_closed_when_subscribed(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with open_sim_exchange(
+        markets=12, active=4, rate=50.0, seed=8, port=0, start_us=PINNED_START_US, market_cap=CAP
+    ) as sim:
+        cfg = sim_config(sim, tmp_path, db_url, **{"websocket.refusal_retry": "1s"})
+        gatherer = Gatherer(cfg, db_url, signer=signer_of(sim))
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(gatherer.run)
+                ctx, layout = gatherer.ctx, gatherer.layout
+                assert ctx is not None and layout is not None
+                books = [c for c in layout.connections if c.channel == "orderbook_delta"]
+                live = len(gatherer.registry.live)
+                refused = live - 2 * CAP
+                assert refused > 0
+                counts = gatherer.processor.counts
+
+                def held() -> bool:
+                    return sum(len(c.refused) for c in books) == refused
+
+                await wait_for(lambda: held() and len(ctx.refusals) == refused)
+                # retried on both connections, then both reconnect and are refused again
+                asked = counts["error_reply"]
+                await wait_for(lambda: counts["error_reply"] >= asked + 2 * refused)
+                sessions = [c.sessions for c in books]
+                sim.faults.drop_connections(abrupt=True)
+                await wait_for(lambda: [c.sessions for c in books] == [s + 1 for s in sessions])
+                asked = counts["error_reply"]
+                await wait_for(lambda: held() and counts["error_reply"] >= asked + refused)
+                await gatherer.committed()
+                first = _refusals(db_url)
+                assert len(first) == refused  # one per market, all open
+                assert len({t for t, _, _ in first}) == refused
+                assert all(end is None for _, _, end in first)
+                assert ctx.gaps["subscription_refused"] == refused
+
+                sim.market_cap = None  # room for every market: the retry subscribes them
+                await wait_for(lambda: sum(len(c.subscribed) for c in books) == live)
+                await gatherer.committed()
+                closed = _refusals(db_url)
+                assert [(t, s) for t, s, _ in closed] == [(t, s) for t, s, _ in first]
+                assert all(end is not None and end > start for _, start, end in closed)
+                assert ctx.refusals == {}
+
+                sim.market_cap = CAP  # a second episode: refused again after a reconnect
+                sessions = [c.sessions for c in books]
+                sim.faults.drop_connections(abrupt=True)
+                await wait_for(lambda: [c.sessions for c in books] == [s + 1 for s in sessions])
+                await wait_for(lambda: held() and len(ctx.refusals) == refused)
+                nursery.cancel_scope.cancel()  # a clean stop ends them
+    rows = _refusals(db_url)
+    assert len(rows) == 2 * refused
+    assert all(end is not None and end >= start for _, start, end in rows)
+    assert max(Counter(t for t, _, _ in rows).values()) <= 2
+    assert ctx.gaps["subscription_refused"] == 2 * refused
