@@ -127,6 +127,21 @@ class GathererDb:
         value = self._query("SELECT min(complete_before) FROM ingest_watermark")[0][0]
         return None if value is None else int(value) - 1
 
+    def gatherer_ids(self) -> dict[str, int | None]:
+        """The gatherer ids found in the database: every one with an ingest watermark (its
+        ``complete_before``, µs) and every one of the trades and deltas of the newest
+        :data:`OFFSET_SAMPLE_US` of exchange time (``None`` when it has no watermark)."""
+        rows = self._query(
+            "SELECT gatherer_id, complete_before FROM ingest_watermark"
+            " UNION SELECT gatherer_id, NULL FROM (SELECT DISTINCT gatherer_id FROM trades"
+            "  WHERE exchange_ts >= (SELECT max(exchange_ts) FROM trades) - %s"
+            "  UNION SELECT DISTINCT gatherer_id FROM orderbook_deltas"
+            "  WHERE exchange_ts >= (SELECT max(exchange_ts) FROM orderbook_deltas) - %s) AS r"
+            " WHERE gatherer_id NOT IN (SELECT gatherer_id FROM ingest_watermark)",
+            (OFFSET_SAMPLE_US, OFFSET_SAMPLE_US),
+        )
+        return {str(g): None if at is None else int(at) for g, at in sorted(rows)}
+
     def received_water(self) -> int | None:
         """The newest receipt of an order-book row (µs), ``None`` when there is none.
 

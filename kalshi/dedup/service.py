@@ -41,6 +41,7 @@ from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
 from kalshi.errors import DatabaseUnavailable, ExportError, GathererError, StoreError
 from kalshi.http import serve_endpoints
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
+from kalshi.models.units import format_rfc3339_us
 
 __all__ = [
     "DEFAULT_SETTLE",
@@ -82,6 +83,7 @@ class _GathererState:
     complete: int | None = None  # every row received up to it is written (None: all)
     received: int | None = None  # newest receipt of an order-book row
     commit: int = 0  # its rows written by transactions below this id are final (ingest_xid)
+    ids: dict[str, int | None] = field(factory=dict)  # gatherer ids in its database
 
 
 @define
@@ -333,6 +335,10 @@ class Deduplicator:
                 state.received = await self._thread(gatherer.received_water)
                 state.complete = await self._thread(gatherer.complete_through)
                 state.commit = await self._thread(gatherer.safe_commit)
+                ids = await self._thread(gatherer.gatherer_ids)
+                if ids != state.ids and set(ids) - {gatherer.id}:
+                    log.warning("%s", _foreign_ids(gatherer.id, ids))
+                state.ids = ids
                 # its clock's offset from the exchange's, for reading its rows by receipt
                 offset = await self._thread(gatherer.measure_offset)
                 self._book_readers[gatherer.id].offset = offset
@@ -702,6 +708,7 @@ class Deduplicator:
                 "error": s.error,
                 "high_water_us": s.high_water,
                 "clock_offset_s": round(self._book_readers[gid].offset[0] / 1_000_000, 3),
+                "gatherer_ids": sorted(s.ids),
             }
             for gid, s in self._state.items()
         }
@@ -719,6 +726,21 @@ class Deduplicator:
             "gatherers": gatherers,
             "lag_seconds": lag,
         }
+
+
+def _foreign_ids(configured: str, ids: Mapping[str, int | None]) -> str:
+    """The warning for a gatherer database that holds other gatherers' ids (outside tester,
+    item 3: the demo's rows, ``demo-1``, in the database configured as ``local-1``)."""
+    marks = ", ".join(
+        f"{gid} {'no watermark' if at is None else 'watermark ' + format_rfc3339_us(at)}"
+        for gid, at in ids.items()
+    )
+    return (
+        f"gatherer {configured}: its database holds the gatherer ids {', '.join(ids)}"
+        f" ({marks}), configured as {configured}: every row is merged as one gatherer's, and"
+        " its order books are merged only up to the oldest watermark; give each gatherer its"
+        " own database (docs/dedup.md, one database per gatherer)"
+    )
 
 
 def _undated(row: SnapshotRow) -> SnapshotRow:

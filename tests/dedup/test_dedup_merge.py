@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from dedup_support import (
     MISSES,
     assert_production_is_truth,
@@ -21,6 +22,7 @@ from dedup_support import (
 from kalshi.config import GathererConfig, SpoolConfig, parse_duration
 from kalshi.dedup.service import Deduplicator
 from kalshi.models.rows import MarketRow, TickerRow, TradeRow
+from kalshi.models.units import format_rfc3339_us
 from kalshi.store import EmbeddedPostgres, connect_db, open_store
 from kalshi.testing.recording import Recording, covered, holes, make_truth, record, split
 
@@ -341,3 +343,50 @@ async def test_a_market_updated_after_the_merge_is_merged_again(
         with connect_db(production) as db:
             seen += db.query("SELECT status, updated_at FROM markets")
     assert seen == [("active", t0 + 2), ("closed", t0 + 5), ("closed", t0 + 5)]
+
+
+async def test_a_database_holding_another_gatherers_rows_is_named_in_a_warning(
+    make_db: Callable[..., str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Outside tester (item 3): `just demo` writes demo-1's rows into the database that
+    # `just run-dedup` merges as local-1; an offline `kalshi gather` left a local-1
+    # watermark there; the next demo's rows were not merged and nothing said why.
+    truth = make_truth(62, events=320)
+    rec = record(truth, "demo-1")
+    gatherer, production = make_db(), make_db()
+    await write_recording(
+        gatherer, _tables(rec, "orderbook_deltas", "orderbook_snapshots"), tmp_path
+    )
+    mark = sorted(d.received_at for d in rec.orderbook_deltas)[100]
+    with connect_db(gatherer) as db:  # what the offline gatherer's clean stop recorded
+        db.execute(
+            "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
+            " VALUES ('local-1', %s, %s)",
+            (mark, mark),
+        )
+    await write_recording(gatherer, _tables(rec, "trades", "tickers"), tmp_path)
+    dedup = Deduplicator(dedup_config(production, {"local-1": gatherer}))
+    try:
+        report = await dedup.run_pass(settle_us=0)
+        again = await dedup.run_pass(settle_us=0)
+        health = dedup.health()["gatherers"]["local-1"]
+    finally:
+        dedup.close()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "kalshi.dedup"]
+    assert warnings == [
+        "gatherer local-1: its database holds the gatherer ids demo-1, local-1 (demo-1 no"
+        f" watermark, local-1 watermark {format_rfc3339_us(mark)}), configured as local-1:"
+        " every row is merged as one gatherer's, and its order books are merged only up to"
+        " the oldest watermark; give each gatherer its own database (docs/dedup.md, one"
+        " database per gatherer)"
+    ]  # said once, not at every pass
+    assert health["gatherer_ids"] == ["demo-1", "local-1"]
+    # the trades and tickers are merged (read by commit); the order books wait for the mark
+    assert (report.merged["trades"], report.merged["tickers"]) == (
+        len(rec.trades),
+        len(rec.tickers),
+    )
+    assert report.merged["orderbook_deltas"] == sum(
+        1 for d in rec.orderbook_deltas if d.received_at < mark
+    )
+    assert sum(again.merged.values()) == 0
