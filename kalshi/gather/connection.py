@@ -104,7 +104,8 @@ class Connection:
         self._pause = Backoff(1.0, 30.0)
         self._wake = trio.Event()
         self._next_id = 0
-        self._frame_no = 0
+        self._frame_no = 0  # the last frame read
+        self._handled_no = 0  # the last frame handled (journaled): what a command follows
         self._last_frame_wall = 0
         self._alive = 0.0
         self._metrics = FrameMetrics(channel)
@@ -226,7 +227,7 @@ class Connection:
         async with ctx.connector(url, headers, int(ws_cfg.max_frame_bytes)) as ws:
             self.conn_id = ctx.new_conn_id()
             self.sessions += 1
-            self._frame_no = 0
+            self._frame_no = self._handled_no = 0
             self.sid = None
             self.subscribed = set()
             self.full = False
@@ -247,14 +248,17 @@ class Connection:
     async def _receive(self, ws: WsConnection) -> None:
         """Read, journal and process frames until the session ends. A scoped connection
         does it all in one loop. A whole-exchange one (``scoped=False``: ``ticker``, say,
-        ~30 % of all messages on one socket) reads in a task of its own that only stamps,
-        journals and hands the frame to a bounded queue (``websocket.read_ahead`` frames:
+        ~30 % of all messages on one socket) reads in a task of its own that only stamps
+        the frame and hands it to a bounded queue (``websocket.read_ahead`` frames:
         ~20 MB, 11 s of the ticker channel at 20 000 msgs/s), so a writer's full queue
         (the database behind) stops its processing, not its reading: the exchange's
         buffer for that one subscription (16 MB at the simulator; the exchange's is
         unpublished) overflows (error 25, kalshi-api.md §2.3) only after the read-ahead
         is full too. Frames read before the session ended are processed before it is
-        reported."""
+        reported. A frame is journaled when it is handled, so the journal holds the
+        frames whose rows went to the writers (restart recovery and ``kalshi replay``
+        rebuild the same rows); a frame read ahead when the process dies is lost with it,
+        as one in the socket would be, inside the restart's ``outage`` gap."""
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
         self.blocked = False
@@ -269,7 +273,7 @@ class Connection:
             counts.flush()
 
     async def _read(self, ws: WsConnection) -> _Frame:
-        """The next frame, stamped (wall µs, Trio time) and journaled."""
+        """The next frame, stamped (wall µs, Trio time)."""
         ctx = self.ctx
         journal = ctx.journal
         if journal is not None and journal.pressure:
@@ -282,16 +286,12 @@ class Connection:
                 self.paused = False
                 self._alive = trio.current_time()
         raw = await ws.receive()
-        wall = ctx.wall_us()
         now = trio.current_time()
         self._frame_no = frame_no = self._frame_no + 1
-        if journal is not None:
-            mono = int(now * 1_000_000) if ctx.mono_us is trio_mono_us else ctx.mono_us()
-            journal.record_frame(self.conn_id, frame_no, "in", wall, mono, raw)
         self._alive = self.last_message_at = now
         self.messages += 1
         self.bytes += len(raw)
-        return frame_no, wall, now, raw
+        return frame_no, ctx.wall_us(), now, raw
 
     async def _read_ahead(self, ws: WsConnection, counts: FrameMetrics) -> None:
         """Read in a task of its own into a queue of ``websocket.read_ahead`` frames;
@@ -333,9 +333,8 @@ class Connection:
         self, receive: trio.MemoryReceiveChannel[_Frame], counts: FrameMetrics
     ) -> None:
         """Handle the frames read ahead when the session ends otherwise (cancelled: the
-        gatherer stopping; a reply or error that ended it): they are journaled, so their
-        rows are written too, as the one loop of a scoped connection would have, within
-        ``_DRAIN_SECONDS`` (shielded)."""
+        gatherer stopping; a reply or error that ended it), as the one loop of a scoped
+        connection would have read no further, within ``_DRAIN_SECONDS`` (shielded)."""
         with trio.move_on_after(_DRAIN_SECONDS, shield=True):
             while True:
                 try:
@@ -354,6 +353,11 @@ class Connection:
         (``blocked``, which the keepalive does not take for silence)."""
         ctx = self.ctx
         frame_no, wall, now, raw = frame
+        self._handled_no = frame_no
+        journal = ctx.journal
+        if journal is not None:  # when handled: the journal holds what the database gets
+            mono = int(now * 1_000_000) if ctx.mono_us is trio_mono_us else ctx.mono_us()
+            journal.record_frame(self.conn_id, frame_no, "in", wall, mono, raw)
         self._last_frame_wall = wall
         out = ctx.processor.process(self.conn_id, frame_no, wall, raw)
         message = out.message
@@ -539,7 +543,7 @@ class Connection:
         ctx = self.ctx
         if ctx.journal is not None:
             ctx.journal.record_frame(
-                self.conn_id, self._frame_no, "out", ctx.wall_us(), ctx.mono_us(), data
+                self.conn_id, self._handled_no, "out", ctx.wall_us(), ctx.mono_us(), data
             )
         ctx.processor.sent(data, self.conn_id)
         await ws.send(data)
