@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from kalshi.cli.app import (
 from kalshi.config import GathererConfig
 from kalshi.errors import AuthError, KalshiError
 from kalshi.gather.service import Gatherer
+from kalshi.pipeline.frames import PROBLEM_COUNTS
 from kalshi.replay.tail import journal_tail
 from kalshi.store import migrate, resolve_database
 from kalshi.tui import run_tui
@@ -72,11 +74,26 @@ async def _gather(
             nursery.start_soon(run_tui, gatherer.health)
     if not tui:
         frames = sum(c.messages for c in gatherer.layout.connections) if gatherer.layout else 0
-        counts = gatherer.processor.counts
-        by_type = ", ".join(f"{kind} {counts[kind]}" for kind in sorted(counts))
         console.print(
-            f"stopped; {frames} frames received ({by_type})",
+            summary_line(frames, gatherer.processor.counts),
             markup=False,
             highlight=False,
             soft_wrap=True,
         )
+
+
+def summary_line(frames: int, counts: Mapping[str, int]) -> str:
+    """``stopped; N frames received (<type> n, ...)[; flagged: <problem> n, ...]`` from
+    the pipeline's :attr:`~kalshi.pipeline.FrameProcessor.counts`: each frame once, by its
+    type; the problems apart (their frames are counted by type already, and
+    ``error_reply`` counts the ``error`` frames again)."""
+    by_type = ", ".join(
+        f"{kind} {n}" for kind, n in sorted(counts.items()) if kind not in PROBLEM_COUNTS
+    )
+    flags = [
+        f"{kind} {n}"
+        for kind, n in sorted(counts.items())
+        if kind in PROBLEM_COUNTS and kind != "error_reply" and n
+    ]
+    flagged = f"; flagged: {', '.join(flags)}" if flags else ""
+    return f"stopped; {frames} frames received ({by_type}){flagged}"
