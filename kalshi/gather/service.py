@@ -367,6 +367,7 @@ class Gatherer:
                     "last_message_age_s": age,
                     "reconnects": conn.reconnects,
                     "messages": conn.messages,
+                    "read_ahead": conn.read_ahead,
                     "error": conn.last_error,
                 }
             )
