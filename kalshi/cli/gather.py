@@ -11,7 +11,7 @@ from cyclopts import Parameter
 
 from kalshi.cli.app import app, configure_logging, console, fail, load_or_exit, stop_on_signals
 from kalshi.config import GathererConfig
-from kalshi.errors import KalshiError
+from kalshi.errors import DatabaseUnavailable, KalshiError
 from kalshi.gather.service import Gatherer
 from kalshi.replay.tail import journal_tail
 from kalshi.store import migrate, resolve_database
@@ -39,15 +39,26 @@ def gather(
     configure_logging(cfg.logging, quiet=tui)
     try:
         with resolve_database(cfg.timescaledb) as url:
-            for name in migrate(url):
-                log.info("applied migration %s", name)
-            trio.run(_gather, cfg, url, tui, duration)
+            migrated = True
+            try:
+                for name in migrate(url):
+                    log.info("applied migration %s", name)
+            except DatabaseUnavailable as exc:  # recording does not wait for the database
+                migrated = False
+                log.warning(
+                    "database unreachable at start (%s): recording to the journal, memory and"
+                    " the spool; migrations and rows follow when it answers",
+                    exc,
+                )
+            trio.run(_gather, cfg, url, tui, duration, migrated)
     except KalshiError as exc:
         fail(str(exc))
 
 
-async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | None) -> None:
-    gatherer = Gatherer(cfg, url, journal_tail=journal_tail)
+async def _gather(
+    cfg: GathererConfig, url: str, tui: bool, duration: float | None, migrated: bool
+) -> None:
+    gatherer = Gatherer(cfg, url, journal_tail=journal_tail, migrated=migrated)
     async with stop_on_signals(duration) as nursery:
         await nursery.start(gatherer.run)
         endpoints = gatherer.endpoints
