@@ -108,6 +108,11 @@ class _Samples:
         """Markets the gatherers ``names`` (one gatherer's shards) hold as live together."""
         return sum(((self.health.get(n) or {}).get("markets") or {}).get("live", 0) for n in names)
 
+    def received(self, name: str) -> int:
+        """Text frames the gatherer ``name`` has read, over all its connections."""
+        conns = (self.health.get(name) or {}).get("connections") or []
+        return sum(c.get("messages", 0) for c in conns)
+
     def reconnects(self, name: str) -> int:
         conns = (self.health.get(name) or {}).get("connections") or []
         return sum(c.get("reconnects", 0) for c in conns)
@@ -304,12 +309,30 @@ async def _record(
             doc["achieved_rate"] = round(generated / max(1.0, doc["seconds_measured"]), 1)
             cpu_after = _cpu({}, sim=sim)
             doc["sim_cpu_seconds_while_recording"] = round(cpu_after["sim"] - cpu_before["sim"], 1)
-            say("quiet; waiting for every row to be written")
+            # Stopped only once every frame the exchange sent is read and its rows written:
+            # a gatherer reading seconds late (a loaded machine) still has frames in its
+            # sockets when its queues are empty, and a SIGTERM then ends it without them;
+            # the exchange's books would be compared with rows no gatherer could have had.
+            say("quiet; waiting for every frame to be read and every row to be written")
+            sent = received = 0
             with trio.move_on_after(300) as waited:
-                while not all(samples.settled(n) for n in names):  # noqa: ASYNC110
+                while True:
+                    sent = (await sim.status())["frames_sent"]
+                    received = sum(samples.received(n) for n in names)
+                    # (a reconnect drops what its session still queued: not counted then)
+                    read = received >= sent or any(
+                        samples.reconnects(n) > reconnects_before[n] for n in names
+                    )
+                    if read and all(samples.settled(n) for n in names):
+                        break
                     await trio.sleep(0.3)
+            doc["frames_sent"] = sent
+            doc["frames_read"] = {n: samples.received(n) for n in names}
             if waited.cancelled_caught:
-                failures.append("gatherers did not settle within 300 s after the traffic")
+                failures.append(
+                    f"gatherers did not settle within 300 s after the traffic"
+                    f" (read {received} of {sent} frames)"
+                )
             doc["seconds_to_settle"] = round(time.monotonic() - begin - doc["seconds_measured"], 1)
             await trio.sleep(2 * _SAMPLE)
             doc["reconnects"] = {n: samples.reconnects(n) - reconnects_before[n] for n in names}

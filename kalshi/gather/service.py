@@ -369,7 +369,7 @@ class Gatherer:
             if bound.cancelled_caught:
                 log.warning("journal tail: not committed yet; recording starts anyway")
         log.info(
-            "journal tail: %d frame(s) after the rows the database acknowledged, %d row(s) "
+            "journal tail: %d frame(s) not known to be stored, %d row(s) "
             "written again (%d damaged line(s))",
             tail.frames,
             len(tail.rows),

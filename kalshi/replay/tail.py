@@ -5,9 +5,10 @@ Every frame is journaled before it is parsed (``docs/journal.md``), so what a de
 held in its writers' memory is on disk. :func:`journal_tail` reads the journal files that
 can hold such frames (from the one open at the ingest watermark on; without a watermark
 the newest three), feeds every record through the live pipeline as ``kalshi replay``
-does, and keeps the rows of the frames after the newest one the database acknowledged,
-per connection and table (``kalshi.store.recovery.acknowledged``), and the rows of the
-REST answers and gap markers journaled since the watermark. Rows the database already
+does, and keeps the rows of every frame received at or after the watermark (without one:
+of the frames after the newest one the database acknowledged, per connection and table,
+``kalshi.store.recovery.acknowledged``), and the rows of the REST answers and gap markers
+journaled since the watermark. Rows the database already
 holds are dropped again by their keys when written, so nothing is doubled.
 """
 
@@ -72,14 +73,21 @@ def journal_tail(
         return Tail()
     mark = -(2**62) if complete_before is None else complete_before
     stop = 2**62 if until is None else until
-    conns = sorted(  # a first pass: which connections have frames to check
-        {
-            i.conn_id
-            for i in read_journal(paths)
-            if isinstance(i, JournalRecord) and i.kind == "frame" and mark <= i.wall_us < stop
-        }
-    )
-    done = acked(conns) if conns else {}
+    done: dict[tuple[int, str], int] = {}
+    if complete_before is None:
+        # No watermark: skip the frames up to the newest one acknowledged. A table's
+        # batches may commit out of order (two flushers), so with a watermark every frame
+        # after it is kept instead: a frame below a committed one may be uncommitted.
+        conns = sorted(  # a first pass: which connections have frames to check
+            {
+                i.conn_id
+                for i in read_journal(paths)
+                if isinstance(i, JournalRecord)
+                and i.kind == "frame"
+                and mark <= i.wall_us < stop
+            }
+        )
+        done = acked(conns) if conns else {}
     newest: dict[int, int] = {}
     for (conn_id, _), frame_no in done.items():
         newest[conn_id] = max(newest.get(conn_id, -1), frame_no)

@@ -191,8 +191,8 @@ class _TableWriter:
         self.spool_busy = False  # a spooled batch is being written
         self.stop_at = math.inf  # trio time past which a write in flight is abandoned
         self.writing: set[trio.CancelScope] = set()  # the scopes of writes in flight
-        # Upserts keep one writer so the last row of a key always lands last.
-        self.workers = 1 if spec.upsert else _WORKERS
+        # One writer where the order of commits decides what is stored (TableSpec.serial).
+        self.workers = 1 if spec.serial else _WORKERS
         # seq -> oldest receive time (µs) of a batch made by this process, until committed;
         # measured when first asked for (the watermark, a spill), not per row sealed: at a
         # burst's rate most batches are committed before anyone asks
