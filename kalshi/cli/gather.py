@@ -21,11 +21,7 @@ from kalshi.cli.app import (
     stop_on_signals,
 )
 from kalshi.config import GathererConfig
-<<<<<<< HEAD
-from kalshi.errors import DatabaseUnavailable, KalshiError
-=======
-from kalshi.errors import AuthError, KalshiError
->>>>>>> main
+from kalshi.errors import AuthError, DatabaseUnavailable, KalshiError
 from kalshi.gather.service import Gatherer
 from kalshi.pipeline.frames import PROBLEM_COUNTS
 from kalshi.replay.tail import journal_tail
@@ -58,7 +54,6 @@ def gather(
     configure_logging(cfg.logging, quiet=tui)
     try:
         with resolve_database(cfg.timescaledb) as url:
-<<<<<<< HEAD
             migrated = True
             try:
                 for name in migrate(url):
@@ -70,26 +65,20 @@ def gather(
                     " the spool; migrations and rows follow when it answers",
                     exc,
                 )
-            trio.run(_gather, cfg, url, tui, duration, migrated)
-=======
-            for name in migrate(url):
-                log.info("applied migration %s", name)
-            trio.run(_gather, cfg, url, signer, tui, duration)
->>>>>>> main
+            trio.run(_gather, cfg, url, signer, tui, duration, migrated)
     except KalshiError as exc:
         fail(str(exc))
 
 
 async def _gather(
-<<<<<<< HEAD
-    cfg: GathererConfig, url: str, tui: bool, duration: float | None, migrated: bool
+    cfg: GathererConfig,
+    url: str,
+    signer: Signer,
+    tui: bool,
+    duration: float | None,
+    migrated: bool,
 ) -> None:
-    gatherer = Gatherer(cfg, url, journal_tail=journal_tail, migrated=migrated)
-=======
-    cfg: GathererConfig, url: str, signer: Signer, tui: bool, duration: float | None
-) -> None:
-    gatherer = Gatherer(cfg, url, signer=signer, journal_tail=journal_tail)
->>>>>>> main
+    gatherer = Gatherer(cfg, url, signer=signer, journal_tail=journal_tail, migrated=migrated)
     async with stop_on_signals(duration) as nursery:
         await nursery.start(gatherer.run)
         endpoints = gatherer.endpoints

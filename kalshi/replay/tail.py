@@ -82,9 +82,7 @@ def journal_tail(
             {
                 i.conn_id
                 for i in read_journal(paths)
-                if isinstance(i, JournalRecord)
-                and i.kind == "frame"
-                and mark <= i.wall_us < stop
+                if isinstance(i, JournalRecord) and i.kind == "frame" and mark <= i.wall_us < stop
             }
         )
         done = acked(conns) if conns else {}
