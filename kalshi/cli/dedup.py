@@ -127,8 +127,8 @@ async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
             )
         if survey.rewrites:
             console.print(
-                f"export: {len(survey.rewrites)} exported windows gained rows since; rewriting"
-                " them",
+                f"export: {len(survey.rewrites)} windows behind the export gained rows since;"
+                " writing them again",
                 markup=False,
                 highlight=False,
             )

@@ -29,6 +29,7 @@ MIGRATIONS = [
     "007_received_index.sql",
     "008_export_windows.sql",
     "009_commit_order.sql",
+    "010_export_targets.sql",
 ]
 _PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
 
