@@ -8,7 +8,7 @@ skip whole partitions: months of data stay cheap to query.
 
     # the local S3 server of `just up` (or MinIO): S3_* from the environment / .env
     python examples/duckdb_query.py --s3 "SELECT count(*) FROM trades"
-    # an export directory
+    # an export directory (kalshi export --local-dir /data/export writes /data/export/raw/...)
     python examples/duckdb_query.py --dir /data/export \\
         "SELECT ticker, count(*) AS n, sum(size) / 100 AS contracts FROM trades
          WHERE date >= '2026-11-01' GROUP BY ticker ORDER BY n DESC LIMIT 10"
@@ -36,7 +36,11 @@ FROM trades GROUP BY date ORDER BY date
 
 def _filesystem(args: argparse.Namespace) -> tuple[fs.FileSystem, str]:
     if args.dir:
-        return fs.LocalFileSystem(), os.path.abspath(args.dir)
+        # the directory given to `kalshi export --local-dir` holds <prefix><table>/...;
+        # a directory that already holds the table folders works too
+        root = os.path.abspath(args.dir)
+        under = os.path.join(root, args.prefix.strip("/"))
+        return fs.LocalFileSystem(), under if os.path.isdir(under) and under != root else root
     endpoint = args.endpoint or os.environ.get("S3_ENDPOINT", "")
     scheme, _, host = endpoint.rpartition("://")
     s3 = fs.S3FileSystem(
@@ -78,11 +82,17 @@ def query(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--dir", help="a directory holding <table>/date=.../hour=.../ folders")
+    where.add_argument(
+        "--dir",
+        help="an export directory (kalshi export --local-dir: its <prefix><table>/date=.../"
+        "hour=.../ folders), or its <prefix> folder itself",
+    )
     where.add_argument("--s3", action="store_true", help="S3: S3_ENDPOINT, S3_ACCESS_KEY, ...")
     parser.add_argument("--endpoint", help="S3 endpoint (default $S3_ENDPOINT)")
     parser.add_argument("--bucket", help="bucket (default $S3_BUCKET)")
-    parser.add_argument("--prefix", default="raw/", help="S3 key prefix (default raw/)")
+    parser.add_argument(
+        "--prefix", default="raw/", help="key prefix, in S3 or under --dir (default raw/)"
+    )
     parser.add_argument("sql", nargs="?", default=DEFAULT_SQL, help="SQL over the tables")
     args = parser.parse_args(argv)
     filesystem, root = _filesystem(args)

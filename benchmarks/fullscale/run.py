@@ -80,6 +80,7 @@ class _Samples:
         self.lag: dict[str, list[float]] = {"quiet": [], "burst": []}
         self.max_queue: dict[str, int] = {}
         self.max_spool: dict[str, int] = {}
+        self.max_read_ahead: dict[str, int] = {}  # frames a whole-exchange socket read ahead
         self.peak_rss: dict[str, float] = {}
         self.measuring = False
 
@@ -107,6 +108,11 @@ class _Samples:
     def live(self, names: list[str]) -> int:
         """Markets the gatherers ``names`` (one gatherer's shards) hold as live together."""
         return sum(((self.health.get(n) or {}).get("markets") or {}).get("live", 0) for n in names)
+
+    def received(self, name: str) -> int:
+        """Text frames the gatherer ``name`` has read, over all its connections."""
+        conns = (self.health.get(name) or {}).get("connections") or []
+        return sum(c.get("messages", 0) for c in conns)
 
     def reconnects(self, name: str) -> int:
         conns = (self.health.get(name) or {}).get("connections") or []
@@ -304,12 +310,30 @@ async def _record(
             doc["achieved_rate"] = round(generated / max(1.0, doc["seconds_measured"]), 1)
             cpu_after = _cpu({}, sim=sim)
             doc["sim_cpu_seconds_while_recording"] = round(cpu_after["sim"] - cpu_before["sim"], 1)
-            say("quiet; waiting for every row to be written")
+            # Stopped only once every frame the exchange sent is read and its rows written:
+            # a gatherer reading seconds late (a loaded machine) still has frames in its
+            # sockets when its queues are empty, and a SIGTERM then ends it without them;
+            # the exchange's books would be compared with rows no gatherer could have had.
+            say("quiet; waiting for every frame to be read and every row to be written")
+            sent = received = 0
             with trio.move_on_after(300) as waited:
-                while not all(samples.settled(n) for n in names):  # noqa: ASYNC110
+                while True:
+                    sent = (await sim.status())["frames_sent"]
+                    received = sum(samples.received(n) for n in names)
+                    # (a reconnect drops what its session still queued: not counted then)
+                    read = received >= sent or any(
+                        samples.reconnects(n) > reconnects_before[n] for n in names
+                    )
+                    if read and all(samples.settled(n) for n in names):
+                        break
                     await trio.sleep(0.3)
+            doc["frames_sent"] = sent
+            doc["frames_read"] = {n: samples.received(n) for n in names}
             if waited.cancelled_caught:
-                failures.append("gatherers did not settle within 300 s after the traffic")
+                failures.append(
+                    f"gatherers did not settle within 300 s after the traffic"
+                    f" (read {received} of {sent} frames)"
+                )
             doc["seconds_to_settle"] = round(time.monotonic() - begin - doc["seconds_measured"], 1)
             await trio.sleep(2 * _SAMPLE)
             doc["reconnects"] = {n: samples.reconnects(n) - reconnects_before[n] for n in names}
@@ -326,6 +350,7 @@ async def _record(
             }
             doc["max_queue_rows"] = samples.max_queue
             doc["max_spool_rows"] = samples.max_spool
+            doc["max_read_ahead_frames"] = samples.max_read_ahead
             lag = samples.lag
             doc["latency_s"] = {
                 phase: {
@@ -395,6 +420,10 @@ async def _monitor(
                 samples.max_queue[name] = max(samples.max_queue.get(name, 0), table.get("queue", 0))
                 samples.max_spool[name] = max(
                     samples.max_spool.get(name, 0), table.get("spool_rows", 0)
+                )
+            for conn in (doc or {}).get("connections") or []:
+                samples.max_read_ahead[name] = max(
+                    samples.max_read_ahead.get(name, 0), conn.get("read_ahead") or 0
                 )
         for name, child in children.items():
             if child.proc is not None:

@@ -7,7 +7,8 @@ markets live at the exchange. Then it answers one command per stdin line with on
 line on stdout:
 
 * ``pause`` / ``resume``: the engine's (``pause`` returns once the engine stopped);
-* ``status``: ``generated``, ``bursting``, ``bursts``, ``undelivered``, ``rate``;
+* ``status``: ``generated``, ``bursting``, ``bursts``, ``undelivered``, ``rate``,
+  ``frames_sent`` (text frames queued for the WebSocket clients, :attr:`SimExchange.frames_sent`);
 * ``finish PATH``: pause, write every trading market's book to ``PATH`` (JSON:
   ticker -> ``{"yes": [[price, size]...], "no": [...]}``, exact integer units), close the
   truth stream (its summary line), reply, and exit.
@@ -139,6 +140,7 @@ def _status(sim: Any) -> dict[str, Any]:
         "bursts": engine.bursts,
         "undelivered": dict(truth.undelivered),
         "rate": engine.rate,
+        "frames_sent": sim.frames_sent,
     }
 
 

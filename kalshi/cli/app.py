@@ -19,6 +19,7 @@ from kalshi.config import LoggingConfig, load_config
 from kalshi.errors import ConfigError, KalshiError
 
 __all__ = [
+    "UsageError",
     "app",
     "config_fail",
     "configure_logging",
@@ -43,6 +44,13 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
 _log = logging.getLogger("kalshi.cli")
+
+
+class UsageError(Exception):
+    """A command line or configuration a command cannot run with (a bad option value, a
+    missing option, no private key): :func:`kalshi.cli.main` prints one ``error:`` line
+    and exits 2, as for a config error or a malformed command line. Raised before any
+    work starts (no database started, nothing written)."""
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -12,6 +12,7 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.cli.app import (
+    UsageError,
     app,
     config_fail,
     configure_logging,
@@ -72,7 +73,9 @@ def dedup(
     """
     cfg = _checked(load_or_exit(config, DedupConfig), config)
     if all_windows and not once:
-        fail("--all-windows needs --once (a running deduplicator exports closed windows)")
+        raise UsageError(
+            "--all-windows needs --once (a running deduplicator exports closed windows)"
+        )
     configure_logging(cfg.logging)
     try:
         for name in migrate(cfg.production.url):
@@ -124,8 +127,8 @@ async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
             )
         if survey.rewrites:
             console.print(
-                f"export: {len(survey.rewrites)} exported windows gained rows since; rewriting"
-                " them",
+                f"export: {len(survey.rewrites)} windows behind the export gained rows since;"
+                " writing them again",
                 markup=False,
                 highlight=False,
             )
@@ -194,11 +197,11 @@ def export(
         config_fail(config, ["production.url: the production database URL is required"])
     configure_logging(cfg.logging)
     if all_windows and until is not None:
-        fail("--all-windows and --until: give one of them")
+        raise UsageError("--all-windows and --until: give one of them")
     try:
         limit = parse_rfc3339_us(until) if until is not None else None
     except KalshiError as exc:
-        fail(f"--until: {exc}")
+        raise UsageError(f"--until: {exc}") from None
     if all_windows:
         limit = ALL_WINDOWS
     try:

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import app, configure_logging, console, fail, load_or_exit, stop_on_signals
+from kalshi.auth import Signer, load_private_key
+from kalshi.cli.app import (
+    UsageError,
+    app,
+    configure_logging,
+    console,
+    fail,
+    load_or_exit,
+    stop_on_signals,
+)
 from kalshi.config import GathererConfig
-from kalshi.errors import KalshiError
+from kalshi.errors import AuthError, DatabaseUnavailable, KalshiError
 from kalshi.gather.service import Gatherer
+from kalshi.pipeline.frames import PROBLEM_COUNTS
 from kalshi.replay.tail import journal_tail
 from kalshi.store import migrate, resolve_database
 from kalshi.tui import run_tui
@@ -36,18 +47,38 @@ def gather(
     """
     overrides = {"shard": shard} if shard is not None else None
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)
+    try:  # the key is checked before a database is started or migrated
+        signer = Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
+    except AuthError as exc:
+        raise UsageError(str(exc)) from None
     configure_logging(cfg.logging, quiet=tui)
     try:
         with resolve_database(cfg.timescaledb) as url:
-            for name in migrate(url):
-                log.info("applied migration %s", name)
-            trio.run(_gather, cfg, url, tui, duration)
+            migrated = True
+            try:
+                for name in migrate(url):
+                    log.info("applied migration %s", name)
+            except DatabaseUnavailable as exc:  # recording does not wait for the database
+                migrated = False
+                log.warning(
+                    "database unreachable at start (%s): recording to the journal, memory and"
+                    " the spool; migrations and rows follow when it answers",
+                    exc,
+                )
+            trio.run(_gather, cfg, url, signer, tui, duration, migrated)
     except KalshiError as exc:
         fail(str(exc))
 
 
-async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | None) -> None:
-    gatherer = Gatherer(cfg, url, journal_tail=journal_tail)
+async def _gather(
+    cfg: GathererConfig,
+    url: str,
+    signer: Signer,
+    tui: bool,
+    duration: float | None,
+    migrated: bool,
+) -> None:
+    gatherer = Gatherer(cfg, url, signer=signer, journal_tail=journal_tail, migrated=migrated)
     async with stop_on_signals(duration) as nursery:
         await nursery.start(gatherer.run)
         endpoints = gatherer.endpoints
@@ -57,11 +88,26 @@ async def _gather(cfg: GathererConfig, url: str, tui: bool, duration: float | No
             nursery.start_soon(run_tui, gatherer.health)
     if not tui:
         frames = sum(c.messages for c in gatherer.layout.connections) if gatherer.layout else 0
-        counts = gatherer.processor.counts
-        by_type = ", ".join(f"{kind} {counts[kind]}" for kind in sorted(counts))
         console.print(
-            f"stopped; {frames} frames received ({by_type})",
+            summary_line(frames, gatherer.processor.counts),
             markup=False,
             highlight=False,
             soft_wrap=True,
         )
+
+
+def summary_line(frames: int, counts: Mapping[str, int]) -> str:
+    """``stopped; N frames received (<type> n, ...)[; flagged: <problem> n, ...]`` from
+    the pipeline's :attr:`~kalshi.pipeline.FrameProcessor.counts`: each frame once, by its
+    type; the problems apart (their frames are counted by type already, and
+    ``error_reply`` counts the ``error`` frames again)."""
+    by_type = ", ".join(
+        f"{kind} {n}" for kind, n in sorted(counts.items()) if kind not in PROBLEM_COUNTS
+    )
+    flags = [
+        f"{kind} {n}"
+        for kind, n in sorted(counts.items())
+        if kind in PROBLEM_COUNTS and kind != "error_reply" and n
+    ]
+    flagged = f"; flagged: {', '.join(flags)}" if flags else ""
+    return f"stopped; {frames} frames received ({by_type}){flagged}"

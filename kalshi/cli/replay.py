@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from kalshi.cli.app import app, console, err_console, fail, load_or_exit
+from kalshi.cli.app import UsageError, app, console, err_console, fail, load_or_exit
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
 from kalshi.journal import JournalProblem, JournalRecord
@@ -62,7 +62,9 @@ def parse_time(text: str, option: str) -> int:
     try:
         return parse_rfc3339_us(text)
     except UnitError:
-        fail(f"{option}: expected an RFC 3339 time or µs since the epoch, got {text!r}")
+        raise UsageError(
+            f"{option}: expected an RFC 3339 time or µs since the epoch, got {text!r}"
+        ) from None
 
 
 FrameField = Annotated[
@@ -190,17 +192,17 @@ def replay(
     given = (("--db", db), ("--format", format), ("--serve", serve))
     modes = [name for name, value in given if value is not None]
     if len(modes) > 1:
-        fail(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
+        raise UsageError(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
     if speed is not None and speed <= 0:
-        fail("--speed must be positive")
+        raise UsageError("--speed must be positive")
     if serve is not None and "-" in files:
-        fail("--serve reads its sources once per client: stdin (-) cannot be served")
+        raise UsageError("--serve reads its sources once per client: stdin (-) cannot be served")
     tables = frozenset(table or ())
     unknown = sorted(tables - TABLES.keys())
     if unknown:
-        fail(f"--table: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
+        raise UsageError(f"--table: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
     if format == "csv" and len(tables) != 1:
-        fail("--format csv writes one table: give exactly one --table")
+        raise UsageError("--format csv writes one table: give exactly one --table")
     flt = ReplayFilter(
         tickers=frozenset(ticker or ()),
         channels=frozenset(channel or ()),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import app, console, fail
+from kalshi.cli.app import UsageError, app, console, fail
 from kalshi.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -89,15 +89,15 @@ def sim(
     plan: FaultPlan | None
 
     if not 0 <= markets <= 250_000:
-        fail("--markets must be between 0 and 250000", code=2)
+        raise UsageError("--markets must be between 0 and 250000")
     if not 0 <= port <= 65535:
-        fail(f"--port must be between 0 and 65535, got {port}", code=2)
+        raise UsageError(f"--port must be between 0 and 65535, got {port}")
     if tier != "none" and tier not in TIERS:
-        fail(f"--tier must be one of {', '.join(TIERS)} or none", code=2)
+        raise UsageError(f"--tier must be one of {', '.join(TIERS)} or none")
     try:
         plan = FaultPlan.parse(faults) if faults else None
     except ConfigError as exc:
-        fail("; ".join(exc.problems), code=2)
+        raise UsageError("; ".join(exc.problems)) from None
     key_pem = _key_pem(key_file)
     options: dict[str, Any] = {
         "start_us": _start_us(start) if start else None,
@@ -130,7 +130,9 @@ def _start_us(text: str) -> int:
     try:
         return parse_rfc3339_us(f"{text}T00:00:00Z" if len(text) == 10 else text)
     except UnitError:
-        fail(f"--start: expected a date (2026-11-25) or an RFC 3339 time, got {text!r}", code=2)
+        raise UsageError(
+            f"--start: expected a date (2026-11-25) or an RFC 3339 time, got {text!r}"
+        ) from None
 
 
 def _key_pem(key_file: Path) -> bytes:

@@ -11,7 +11,7 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.auth import Signer, load_private_key
-from kalshi.cli.app import app, console, err_console, fail, load_or_exit
+from kalshi.cli.app import UsageError, app, console, err_console, fail, load_or_exit
 from kalshi.cli.replay import (
     FrameField,
     SeqCheckOption,
@@ -81,15 +81,15 @@ def snapshot(
     newest received by ``--at``."""
     chosen = source or ("journal" if files else "db")
     if depth is not None and depth < 1:
-        fail("--depth must be at least 1")
+        raise UsageError("--depth must be at least 1")
     if chosen == "journal" and not files:
-        fail("--source journal needs journal FILES")
+        raise UsageError("--source journal needs journal FILES")
     if chosen != "journal" and files:
-        fail(f"FILES are only read with --source journal (not {chosen})")
+        raise UsageError(f"FILES are only read with --source journal (not {chosen})")
     if ticker is None and chosen != "db":
-        fail(f"--ticker is needed with --source {chosen}")
+        raise UsageError(f"--ticker is needed with --source {chosen}")
     if chosen == "rest" and at is not None:
-        fail("--at needs --source db or journal (REST has only the current book)")
+        raise UsageError("--at needs --source db or journal (REST has only the current book)")
     at_us = parse_time(at, "--at") if at is not None else None
     overrides = {"timescaledb.url": db} if db is not None else None
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)

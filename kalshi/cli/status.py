@@ -11,7 +11,7 @@ import trio
 from cyclopts import Parameter
 from rich.console import Console
 
-from kalshi.cli.app import app, fail, load_or_exit
+from kalshi.cli.app import UsageError, app, fail, load_or_exit
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.tui import TuiState, open_remote, render, run_tui
@@ -40,7 +40,7 @@ def status(
         if metrics_url is None and cfg.metrics.enabled and cfg.metrics.port:
             metrics_url = f"http://{cfg.metrics.host}:{cfg.metrics.port}"
     if refresh <= 0:
-        fail("--refresh must be a positive number of seconds", code=2)
+        raise UsageError("--refresh must be a positive number of seconds")
     with contextlib.suppress(KeyboardInterrupt):
         error = trio.run(_status, url or DEFAULT_URL, metrics_url, once, refresh)
         if error is not None:

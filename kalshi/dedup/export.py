@@ -56,7 +56,7 @@ from kalshi.dedup.gatherers import SKEW_US
 from kalshi.dedup.parquet import book_stream_rows, encode
 from kalshi.dedup.segments import apply_change, apply_row, book_from_snapshot
 from kalshi.dedup.tables import EXPORT_TABLES
-from kalshi.dedup.targets import Target, open_target
+from kalshi.dedup.targets import LocalTarget, Target, open_target
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, Row, SnapshotRow
 from kalshi.store import Database, connect_db
@@ -218,8 +218,9 @@ def window_prefix(prefix: str, table: str, start: int, window_us: int) -> str:
 class _Reader:
     """Production reads for the export (blocking; one worker thread at a time)."""
 
-    def __init__(self, url: str, wall_us: WallClock = system_wall_us) -> None:
+    def __init__(self, url: str, target: str, wall_us: WallClock = system_wall_us) -> None:
         self.url = url
+        self.target = target  # dedup_exports.target: what is recorded is this target's
         self._wall_us = wall_us
         self._db: Database | None = None
 
@@ -228,6 +229,15 @@ class _Reader:
         if self._db is None:
             self._db = connect_db(self.url)
         return self._db
+
+    def claim(self) -> None:
+        """Windows recorded before migration 010 (target '') become this target's: an S3
+        target's (the exports before were to the configured bucket)."""
+        self.db.execute(
+            "UPDATE dedup_exports SET target = %s WHERE target = ''"
+            " AND NOT EXISTS (SELECT 1 FROM dedup_exports WHERE target = %s)",
+            (self.target, self.target),
+        )
 
     def close(self) -> None:
         if self._db is not None:
@@ -255,20 +265,26 @@ class _Reader:
                 (list(tables),),
             )
             for table, since in touched:
-                done = self.exported_until(table)
-                if done is None or since >= done:
-                    continue  # rows in windows not exported yet: exported when they close
-                column = EXPORT_TABLES[table]
-                first = int(since) - int(since) % window_us
-                marked += self.db.execute(
-                    "INSERT INTO dedup_exports (table_name, window_start, window_end, rows,"
-                    " bytes, manifest, exported_at, stale) SELECT %s, w, w + %s, 0, 0,"
-                    " '{}'::jsonb, 0, true FROM (SELECT DISTINCT"
-                    f" {column} - {column} %% %s AS w FROM {table}"
-                    f" WHERE {column} >= %s AND {column} < %s) AS d"
-                    " ON CONFLICT (table_name, window_start) DO UPDATE SET stale = true",
-                    (table, window_us, window_us, first, done),
-                )
+                # every target that exported the table (an S3 bucket, a directory)
+                for (target,) in self.db.query(
+                    "SELECT DISTINCT target FROM dedup_exports WHERE table_name = %s ORDER BY 1",
+                    (table,),
+                ):
+                    done = self.exported_until(table, target)
+                    if done is None or since >= done:
+                        continue  # rows in windows not exported yet: exported when they close
+                    column = EXPORT_TABLES[table]
+                    first = int(since) - int(since) % window_us
+                    marked += self.db.execute(
+                        "INSERT INTO dedup_exports (target, table_name, window_start,"
+                        " window_end, rows, bytes, manifest, exported_at, stale)"
+                        " SELECT %s, %s, w, w + %s, 0, 0, '{}'::jsonb, 0, true FROM"
+                        f" (SELECT DISTINCT {column} - {column} %% %s AS w FROM {table}"
+                        f" WHERE {column} >= %s AND {column} < %s) AS d"
+                        " ON CONFLICT (target, table_name, window_start) DO UPDATE"
+                        " SET stale = true",
+                        (target, table, window_us, window_us, first, done),
+                    )
             if touched:
                 self.db.execute(
                     "DELETE FROM dedup_touched WHERE table_name = ANY(%s)",
@@ -279,17 +295,18 @@ class _Reader:
     def stale(self, table: str) -> list[tuple[int, str | None]]:
         """``(window start, digest)`` of the windows of ``table`` marked stale, oldest first."""
         rows = self.db.query(
-            "SELECT window_start, digest FROM dedup_exports WHERE table_name = %s AND stale"
-            " ORDER BY window_start",
-            (table,),
+            "SELECT window_start, digest FROM dedup_exports WHERE target = %s"
+            " AND table_name = %s AND stale ORDER BY window_start",
+            (self.target, table),
         )
         return [(int(start), digest) for start, digest in rows]
 
     def unchanged(self, table: str, start: int) -> None:
         """A stale window whose rows are those exported: no longer stale."""
         self.db.execute(
-            "UPDATE dedup_exports SET stale = false WHERE table_name = %s AND window_start = %s",
-            (table, start),
+            "UPDATE dedup_exports SET stale = false WHERE target = %s AND table_name = %s"
+            " AND window_start = %s",
+            (self.target, table, start),
         )
 
     def count(self, table: str, column: str, start: int, end: int) -> int:
@@ -298,9 +315,12 @@ class _Reader:
         )
         return int(row[0][0])
 
-    def exported_until(self, table: str) -> int | None:
+    def exported_until(self, table: str, target: str | None = None) -> int | None:
+        """The end of the newest window of ``table`` exported to ``target`` (this
+        reader's by default)."""
         row = self.db.query(
-            "SELECT max(window_end) FROM dedup_exports WHERE table_name = %s", (table,)
+            "SELECT max(window_end) FROM dedup_exports WHERE target = %s AND table_name = %s",
+            (self.target if target is None else target, table),
         )
         return None if row[0][0] is None else int(row[0][0])
 
@@ -373,23 +393,25 @@ class _Reader:
 
     def was_stale(self, table: str, start: int) -> bool:
         row = self.db.query(
-            "SELECT stale FROM dedup_exports WHERE table_name = %s AND window_start = %s",
-            (table, start),
+            "SELECT stale FROM dedup_exports WHERE target = %s AND table_name = %s"
+            " AND window_start = %s",
+            (self.target, table, start),
         )
         return bool(row and row[0][0])
 
     def record(self, export: WindowExport, manifest: dict[str, Any], digest: str) -> None:
         """Record ``export`` (no longer stale; ``rewrites`` counts its rewrites)."""
         self.db.execute(
-            "INSERT INTO dedup_exports (table_name, window_start, window_end, rows, bytes,"
-            " manifest, exported_at, digest, partial, stale)"
-            " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, false)"
-            " ON CONFLICT (table_name, window_start) DO UPDATE SET window_end ="
+            "INSERT INTO dedup_exports (target, table_name, window_start, window_end, rows,"
+            " bytes, manifest, exported_at, digest, partial, stale)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, false)"
+            " ON CONFLICT (target, table_name, window_start) DO UPDATE SET window_end ="
             " EXCLUDED.window_end, rows = EXCLUDED.rows, bytes = EXCLUDED.bytes,"
             " manifest = EXCLUDED.manifest, exported_at = EXCLUDED.exported_at,"
             " digest = EXCLUDED.digest, partial = EXCLUDED.partial, stale = false,"
             " rewrites = dedup_exports.rewrites + %s",
             (
+                self.target,
                 export.table,
                 export.start,
                 export.end,
@@ -422,7 +444,9 @@ class Exporter:
         self.window_us = max(1, int(s3.window * 1_000_000))
         self.max_lag_us = int(max_lag * 1_000_000)
         self.tables = tuple(tables)
-        self._reader = _Reader(url, wall_us)
+        # what was exported is recorded per target: "s3://bucket/prefix" or "/dir/prefix"
+        self._reader = _Reader(url, self.target.describe(s3.prefix), wall_us)
+        self._claimed = isinstance(self.target, LocalTarget)  # never claims S3's windows
         # End-of-window books of the last exported deltas window: ticker -> (seq, book).
         self._books: dict[str, tuple[int, OrderBook]] = {}
 
@@ -464,6 +488,9 @@ class Exporter:
         that reach a window after its export (however it was closed) make it a rewrite at
         a later survey (see the module's documentation).
         """
+        if not self._claimed:
+            await self._read(self._reader.claim)
+            self._claimed = True
         await self._read(self._reader.mark_stale, self.tables, self.window_us)
         horizons = await self._read(self._reader.horizons, self.max_lag_us)
         cursors = None if horizons is None else horizons.exchange
@@ -548,7 +575,10 @@ class Exporter:
         deltas = [r for r in near if before.get(r.ticker, 0) < r.seq <= until.get(r.ticker, 0)]
         # A market with no delta stamped just before the window: its earlier deltas all
         # precede this window's, so the last of them bounds the snapshots from below.
-        first = {t: min(r.seq for r in deltas if r.ticker == t) for t in until if t not in before}
+        first: dict[str, int] = {}
+        for r in deltas:
+            if r.ticker not in before:
+                first[r.ticker] = min(first.get(r.ticker, r.seq), r.seq)
         before.update(await self._read(self._reader.delta_before, first))
         spans = {t: (before[t], until[t]) for t in until}
         snapshots = await self._read(self._reader.ws_snapshots, spans)

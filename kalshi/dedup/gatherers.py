@@ -114,11 +114,33 @@ class GathererDb:
         value = self._query(_HIGH_WATER)[0][0]
         return None if value is None else int(value)
 
-    def watermark(self) -> int | None:
-        """Before when (µs) the gatherer has committed every row it received
-        (``ingest_watermark``); ``None`` when it records none (all rows are final)."""
+    def complete_through(self) -> int | None:
+        """The newest receipt (µs, the gatherer's clock) through which the gatherer has
+        committed every row it received: the microsecond before its ingest watermark;
+        ``None`` when it records none (all rows are final).
+
+        ``complete_before`` is exclusive: it is the time of the oldest row still pending
+        (:meth:`kalshi.store.Store.complete_before`), so a row received at exactly it may
+        not be committed yet. Read through it, a cursor would pass that row before it
+        lands and never read it (the scale proof's unequal book: a delta missing from its
+        source's stream)."""
         value = self._query("SELECT min(complete_before) FROM ingest_watermark")[0][0]
-        return None if value is None else int(value)
+        return None if value is None else int(value) - 1
+
+    def gatherer_ids(self) -> dict[str, int | None]:
+        """The gatherer ids found in the database: every one with an ingest watermark (its
+        ``complete_before``, µs) and every one of the trades and deltas of the newest
+        :data:`OFFSET_SAMPLE_US` of exchange time (``None`` when it has no watermark)."""
+        rows = self._query(
+            "SELECT gatherer_id, complete_before FROM ingest_watermark"
+            " UNION SELECT gatherer_id, NULL FROM (SELECT DISTINCT gatherer_id FROM trades"
+            "  WHERE exchange_ts >= (SELECT max(exchange_ts) FROM trades) - %s"
+            "  UNION SELECT DISTINCT gatherer_id FROM orderbook_deltas"
+            "  WHERE exchange_ts >= (SELECT max(exchange_ts) FROM orderbook_deltas) - %s) AS r"
+            " WHERE gatherer_id NOT IN (SELECT gatherer_id FROM ingest_watermark)",
+            (OFFSET_SAMPLE_US, OFFSET_SAMPLE_US),
+        )
+        return {str(g): None if at is None else int(at) for g, at in sorted(rows)}
 
     def received_water(self) -> int | None:
         """The newest receipt of an order-book row (µs), ``None`` when there is none.
@@ -160,19 +182,78 @@ class GathererDb:
         return {int(b): (int(n), int(h)) for b, n, h in rows}
 
     def next_time(self, table: KeyedTable, after: int) -> int | None:
-        """The first time after ``after`` with a row, ``None`` when there is none."""
-        where = f"{table.time} > %s" + (f" AND {table.filter}" if table.filter else "")
+        """The first time after ``after`` with a row written before migration 009
+        (``ingest_xid`` NULL), ``None`` when there is none."""
+        where = f"{table.time} > %s AND ingest_xid IS NULL" + (
+            f" AND {table.filter}" if table.filter else ""
+        )
         value = self._query(f"SELECT min({table.time}) FROM {table.name} WHERE {where}", (after,))
         return None if value[0][0] is None else int(value[0][0])
 
-    def keyed_rows(self, table: KeyedTable, ranges: Sequence[tuple[int, int]]) -> list[Row]:
-        """Rows with ``low < time <= high`` for any of ``ranges``, in key order."""
-        if not ranges:
+    def keyed_rows(
+        self,
+        table: KeyedTable,
+        ranges: Sequence[tuple[int, int]] | None,
+        commits: tuple[int, int] | None = None,
+    ) -> list[Row]:
+        """Rows with ``low < time <= high`` for any of ``ranges`` (``None``: any time), in
+        key order; with ``commits`` only those written by the transactions ``[low, high)``
+        (``ingest_xid``), else only rows written before migration 009 (``ingest_xid`` NULL)."""
+        if ranges is not None and not ranges:
             return []
-        spans = " OR ".join(f"({table.time} > %s AND {table.time} <= %s)" for _ in ranges)
-        where = f"({spans})" + (f" AND {table.filter}" if table.filter else "")
-        params = [bound for span in ranges for bound in span]
+        clauses = []
+        params: list[int] = []
+        if ranges is not None:
+            spans = " OR ".join(f"({table.time} > %s AND {table.time} <= %s)" for _ in ranges)
+            clauses.append(f"({spans})")
+            params += [bound for span in ranges for bound in span]
+        if commits is None:
+            clauses.append("ingest_xid IS NULL")
+        else:
+            clauses.append("ingest_xid >= %s AND ingest_xid < %s")
+            params += commits
+        if table.filter:
+            clauses.append(table.filter)
+        where = " AND ".join(clauses)
         return self._rows(table.name, _select(table.name, where, ", ".join(table.key)), params)
+
+    def safe_commit(self) -> int:
+        """The commit horizon (a transaction id, ``xid8`` as integer): every transaction
+        with a lower id has committed or rolled back, and any later one gets a higher id,
+        so the rows with ``ingest_xid`` below it are final (the xmin of a fresh snapshot;
+        PostgreSQL's ``pg_current_snapshot``). A long transaction anywhere on the
+        gatherer's server holds it back: rows wait, none is skipped."""
+        value = self._query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        return int(value[0][0])
+
+    def commit_step(self, table: KeyedTable, low: int, high: int, limit: int) -> int:
+        """The end (exclusive) of the next read of ``table``'s rows written by the
+        transactions ``[low, high)``: at most ``limit`` rows, or the rows of one
+        transaction when it wrote more."""
+        where = "ingest_xid >= %s AND ingest_xid < %s" + (
+            f" AND {table.filter}" if table.filter else ""
+        )
+        found = self._query(
+            f"SELECT ingest_xid FROM {table.name} WHERE {where}"
+            " ORDER BY ingest_xid OFFSET %s LIMIT 1",
+            (low, high, limit),
+        )
+        if not found:
+            return high
+        at = int(found[0][0])
+        return at if at > low else at + 1
+
+    def commit_span(self, table: KeyedTable, low: int, high: int) -> tuple[int, int] | None:
+        """``(min, max)`` of ``table``'s time column among the rows written by the
+        transactions ``[low, high)``; ``None`` when they wrote none."""
+        where = "ingest_xid >= %s AND ingest_xid < %s" + (
+            f" AND {table.filter}" if table.filter else ""
+        )
+        row = self._query(
+            f"SELECT min({table.time}), max({table.time}) FROM {table.name} WHERE {where}",
+            (low, high),
+        )[0]
+        return None if row[0] is None else (int(row[0]), int(row[1]))
 
     def latest_deltas(self, low: int, high: int) -> dict[str, int]:
         """Per market, the newest exchange time of the deltas received in ``(low, high]``."""

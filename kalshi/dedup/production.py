@@ -32,6 +32,9 @@ class Cursor(NamedTuple):
     horizon: int  # gatherer time merged up to, µs (a receipt, in the gatherer's own clock)
     reached: int | None = None  # ``horizon`` as exchange time (µs), by the gatherer's offset
     received_to: int | None = None  # receipt before which no row will be added (its clock)
+    # keyed tables: the gatherer's rows written by transactions below this id are merged
+    # (``ingest_xid``); None: its rows written before migration 009 are still read by receipt
+    committed: int | None = None
 
 
 class Counts(NamedTuple):
@@ -102,11 +105,11 @@ class Production:
         with self._db.transaction():
             rows = self._db.query(
                 "SELECT gatherer_id, table_name, position::text, horizon, reached,"
-                " received_to FROM dedup_cursors"
+                " received_to, committed FROM dedup_cursors"
             )
         return {
-            (g, t): Cursor(tuple(orjson.loads(p)) or None, int(h), r, to)
-            for g, t, p, h, r, to in rows
+            (g, t): Cursor(tuple(orjson.loads(p)) or None, int(h), r, to, c)
+            for g, t, p, h, r, to, c in rows
         }
 
     def checkpoints(self, tickers: Iterable[str]) -> dict[str, Checkpoint]:
@@ -164,11 +167,11 @@ class Production:
     def _set_cursor(self, gatherer_id: str, table: str, cursor: Cursor) -> None:
         self._db.execute(
             "INSERT INTO dedup_cursors (gatherer_id, table_name, position, horizon, reached,"
-            " received_to, updated_at) VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s)"
+            " received_to, committed, updated_at) VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s, %s)"
             " ON CONFLICT (gatherer_id, table_name) DO UPDATE"
             " SET position = EXCLUDED.position, horizon = EXCLUDED.horizon,"
             " reached = EXCLUDED.reached, received_to = EXCLUDED.received_to,"
-            " updated_at = EXCLUDED.updated_at",
+            " committed = EXCLUDED.committed, updated_at = EXCLUDED.updated_at",
             (
                 gatherer_id,
                 table,
@@ -176,6 +179,7 @@ class Production:
                 cursor.horizon,
                 cursor.reached,
                 cursor.received_to,
+                cursor.committed,
                 self._wall_us(),
             ),
         )

@@ -41,6 +41,7 @@ from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
 from kalshi.errors import DatabaseUnavailable, ExportError, GathererError, StoreError
 from kalshi.http import serve_endpoints
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
+from kalshi.models.units import format_rfc3339_us
 
 __all__ = [
     "DEFAULT_SETTLE",
@@ -79,8 +80,10 @@ class _GathererState:
     up: bool = True
     error: str = ""
     high_water: int | None = None  # newest time in its tables
-    watermark: int | None = None  # every row received before it is written (None: all)
+    complete: int | None = None  # every row received up to it is written (None: all)
     received: int | None = None  # newest receipt of an order-book row
+    commit: int = 0  # its rows written by transactions below this id are final (ingest_xid)
+    ids: dict[str, int | None] = field(factory=dict)  # gatherer ids in its database
 
 
 @define
@@ -211,8 +214,8 @@ class Deduplicator:
         windows by it (:mod:`kalshi.dedup.export`); no clock is compared with another's."""
         return horizon - self._book_readers[gatherer_id].offset[1]
 
-    def _keyed_cursor(self, gatherer_id: str, high: int) -> Cursor:
-        return Cursor(None, high, self._reached(gatherer_id, high), high)
+    def _keyed_cursor(self, gatherer_id: str, high: int, committed: int | None) -> Cursor:
+        return Cursor(None, high, self._reached(gatherer_id, high), high, committed)
 
     def _book_cursor(self, gatherer: GathererDb, high: int) -> Cursor:
         """The order-book cursor at ``high``, with what the export closes windows by
@@ -221,16 +224,17 @@ class Deduplicator:
         keyed tables go (settled, in its clock)."""
         to = high
         state = self._state[gatherer.id]
-        if state.watermark is None and state.received is not None and high >= state.received:
+        if state.complete is None and state.received is not None and high >= state.received:
             to = max(high, self._settled_for(gatherer, self._wall_us() - self.settle_us))
         return Cursor(None, high, self._reached(gatherer.id, to), to)
 
     def _lag(self, gatherer_id: str, cursor: Cursor) -> float:
-        """Seconds between the newest receipt the gatherer has (its watermark or its newest
-        order-book row, whichever is later) and ``cursor``: both in the gatherer's own clock,
-        so a clock minutes off does not show as lag (0 when it has neither)."""
+        """Seconds between the newest receipt the gatherer has (through its watermark or its
+        newest order-book row, whichever is later) and ``cursor``: both in the gatherer's own
+        clock, so a clock minutes off does not show as lag (0 when it has neither; a
+        watermark of 2**62 or later, "everything is final", does not count)."""
         state = self._state[gatherer_id]
-        own = [t for t in (state.watermark, state.received) if t is not None and t < 2**62]
+        own = [t for t in (state.complete, state.received) if t is not None and t < 2**62 - 1]
         return max(0, max(own, default=cursor.horizon) - cursor.horizon) / 1_000_000
 
     # --- a pass -----------------------------------------------------------------------
@@ -317,9 +321,10 @@ class Deduplicator:
         return settled + max(0, self._book_readers[gatherer.id].offset[0])
 
     def _complete(self, gatherer: GathererDb, horizon: int) -> int:
-        """``horizon`` capped by the gatherer's watermark (rows still on their way, e.g.
+        """``horizon`` capped by what the gatherer has committed (its ingest watermark,
+        exclusive: :meth:`GathererDb.complete_through`; rows still on their way, e.g.
         spooled while its database was down, arrive later with old times)."""
-        mark = self._state[gatherer.id].watermark
+        mark = self._state[gatherer.id].complete
         return horizon if mark is None else min(horizon, mark)
 
     async def _probe(self, report: PassReport) -> list[GathererDb]:
@@ -329,10 +334,16 @@ class Deduplicator:
             try:
                 state.high_water = await self._thread(gatherer.high_water)
                 state.received = await self._thread(gatherer.received_water)
-                state.watermark = await self._thread(gatherer.watermark)
+                state.complete = await self._thread(gatherer.complete_through)
+                state.commit = await self._thread(gatherer.safe_commit)
+                ids = await self._thread(gatherer.gatherer_ids)
+                if ids != state.ids and set(ids) - {gatherer.id}:
+                    log.warning("%s", _foreign_ids(gatherer.id, ids))
+                state.ids = ids
                 # its clock's offset from the exchange's, for reading its rows by receipt
                 offset = await self._thread(gatherer.measure_offset)
                 self._book_readers[gatherer.id].offset = offset
+                metrics.CLOCK_OFFSET.labels(gatherer.id).set(offset[0] / 1_000_000)
             except GathererError as exc:
                 self._gatherer_down(exc, report)
                 continue
@@ -355,34 +366,92 @@ class Deduplicator:
         horizon: int,
         report: PassReport,
     ) -> None:
+        """Copy ``gatherer``'s rows of ``table`` in the order its transactions committed
+        (``ingest_xid``, migration 009) up to its safe commit horizon
+        (:meth:`GathererDb.safe_commit`): a row written into its database after the merge
+        passed its receive time (a replay, a spool drained, a REST backfill) is merged when
+        it is committed, exactly once. ``horizon`` (a receipt in the gatherer's clock, capped
+        by its watermark) is recorded with the cursor for the export and the lag: what the
+        gatherer guarantees it has written, not what is read."""
         cursor = self._cursor(gatherer.id, table.name)
+        if cursor.committed is None:
+            cursor = await self._copy_legacy(production, gatherer, table, cursor, report)
+        safe = self._state[gatherer.id].commit
+        horizon = max(horizon, cursor.horizon)
         batch = max(1, self.cfg.sync.batch_size)
-        low = cursor.horizon
-        while low < horizon:
-            # Skip stretches without rows (a first pass starts at the oldest row, not 1970).
-            first = await self._thread(gatherer.next_time, table, low)
+        low = cursor.committed
+        assert low is not None
+        while True:
+            high = low
             rows: list[Row] = []
-            if first is None or first > horizon:
-                high = horizon  # nothing more: only the cursor moves
-            else:
-                low = max(low, first - 1)
-                high = min(horizon, low + KEYED_STEP_US)
-                changed = await self._changed(production, gatherer, table, low, high)
-                rows = await self._thread(gatherer.keyed_rows, table, changed)
-            for start in range(0, max(len(rows), 1), batch):
-                chunk = rows[start : start + batch]
-                last = start + batch >= len(rows)
-                moved = self._keyed_cursor(gatherer.id, high) if last else cursor
-                counts = await self._thread(
-                    production.commit_keyed, gatherer.id, table, chunk, moved
-                )
-                report.merged[table.name] += counts.inserted
-                report.duplicates[table.name] += counts.duplicates
-                metrics.ROWS_MERGED.labels(table.name).inc(counts.inserted)
-                metrics.DUPLICATES.labels(table.name).inc(counts.duplicates)
-            cursor = self._keyed_cursor(gatherer.id, high)
-            self._moved(gatherer.id, table.name, cursor)
-            low = high
+            if low < safe:
+                high = await self._thread(gatherer.commit_step, table, low, safe, batch)
+                span = await self._thread(gatherer.commit_span, table, low, high)
+                if span is not None:
+                    # Rows production has (another gatherer's copies): per-second digests
+                    # of the stretch they were received in, when it is short.
+                    ranges = None
+                    if table.digested and span[1] - span[0] <= KEYED_STEP_US:
+                        ranges = await self._changed(
+                            production, gatherer, table, span[0] - 1, span[1]
+                        )
+                    rows = await self._thread(gatherer.keyed_rows, table, ranges, (low, high))
+            done = high >= safe
+            moved = self._keyed_cursor(gatherer.id, horizon if done else cursor.horizon, high)
+            if moved == cursor:
+                return
+            await self._commit_keyed(production, gatherer, table, rows, cursor, moved, report)
+            cursor, low = moved, high
+            if done:
+                return
+
+    async def _commit_keyed(
+        self,
+        production: Production,
+        gatherer: GathererDb,
+        table: KeyedTable,
+        rows: list[Row],
+        cursor: Cursor,
+        moved: Cursor,
+        report: PassReport,
+    ) -> None:
+        """Insert ``rows`` in transactions of ``sync.batch_size``; the last moves the cursor
+        from ``cursor`` to ``moved``."""
+        batch = max(1, self.cfg.sync.batch_size)
+        for start in range(0, max(len(rows), 1), batch):
+            chunk = rows[start : start + batch]
+            last = start + batch >= len(rows)
+            counts = await self._thread(
+                production.commit_keyed, gatherer.id, table, chunk, moved if last else cursor
+            )
+            report.merged[table.name] += counts.inserted
+            report.duplicates[table.name] += counts.duplicates
+            metrics.ROWS_MERGED.labels(table.name).inc(counts.inserted)
+            metrics.DUPLICATES.labels(table.name).inc(counts.duplicates)
+        self._moved(gatherer.id, table.name, moved)
+
+    async def _copy_legacy(
+        self,
+        production: Production,
+        gatherer: GathererDb,
+        table: KeyedTable,
+        cursor: Cursor,
+        report: PassReport,
+    ) -> Cursor:
+        """Rows written before migration 009 (no ``ingest_xid``): read once by receipt
+        from the cursor on, a minute of receipts per step, all of them (they are final);
+        then the cursor goes by commit (``committed`` 0)."""
+        low = cursor.horizon
+        while (first := await self._thread(gatherer.next_time, table, low)) is not None:
+            low = max(low, first - 1)
+            high = low + KEYED_STEP_US
+            rows = await self._thread(gatherer.keyed_rows, table, [(low, high)])
+            moved = self._keyed_cursor(gatherer.id, high, None)
+            await self._commit_keyed(production, gatherer, table, rows, cursor, moved, report)
+            cursor, low = moved, high
+        moved = cursor._replace(committed=0)
+        await self._commit_keyed(production, gatherer, table, [], cursor, moved, report)
+        return moved
 
     async def _changed(
         self,
@@ -423,12 +492,13 @@ class Deduplicator:
         return [g for g in reachable if g.id in known and known[g.id] >= lead - max_lag]
 
     def _committed(self, gatherer: GathererDb) -> int | None:
-        """Up to when (µs, the gatherer's own clock) its order-book rows are all in its
-        database: its ingest watermark; for one that records none (history written by a
+        """Up to when (µs, the gatherer's own clock, inclusive) its order-book rows are all
+        in its database: the receipt before its ingest watermark
+        (:meth:`GathererDb.complete_through`); for one that records none (history written by a
         replay, whose rows are all final), its newest receipt. ``None``: it has no
         order-book row."""
         state = self._state[gatherer.id]
-        return state.watermark if state.watermark is not None else state.received
+        return state.complete if state.complete is not None else state.received
 
     async def _merge_books(
         self, production: Production, reachable: list[GathererDb], report: PassReport
@@ -640,6 +710,7 @@ class Deduplicator:
                 "error": s.error,
                 "high_water_us": s.high_water,
                 "clock_offset_s": round(self._book_readers[gid].offset[0] / 1_000_000, 3),
+                "gatherer_ids": sorted(s.ids),
             }
             for gid, s in self._state.items()
         }
@@ -657,6 +728,21 @@ class Deduplicator:
             "gatherers": gatherers,
             "lag_seconds": lag,
         }
+
+
+def _foreign_ids(configured: str, ids: Mapping[str, int | None]) -> str:
+    """The warning for a gatherer database that holds other gatherers' ids (outside tester,
+    item 3: the demo's rows, ``demo-1``, in the database configured as ``local-1``)."""
+    marks = ", ".join(
+        f"{gid} {'no watermark' if at is None else 'watermark ' + format_rfc3339_us(at)}"
+        for gid, at in ids.items()
+    )
+    return (
+        f"gatherer {configured}: its database holds the gatherer ids {', '.join(ids)}"
+        f" ({marks}), configured as {configured}: every row is merged as one gatherer's, and"
+        " its order books are merged only up to the oldest watermark; give each gatherer its"
+        " own database (docs/dedup.md, one database per gatherer)"
+    )
 
 
 def _undated(row: SnapshotRow) -> SnapshotRow:

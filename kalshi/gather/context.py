@@ -57,6 +57,9 @@ class GatherContext:
     # Keep the store's ingest watermark at or before a time while a backfill is due.
     hold: Callable[[object, int], None] = lambda key, since_us: None
     release: Callable[[object], None] = lambda key: None
+    # Wait until every row handed to the store so far is committed (``Store.committed``);
+    # None: rows count as stored once handed over (a sink without a database).
+    committed: Callable[[], Awaitable[None]] | None = None
     on_lifecycle: Callable[[Outcome], Awaitable[None]] | None = None
     on_connection_lost: Callable[[], None] | None = None
     gaps: Counter[str] = field(factory=Counter)
@@ -70,6 +73,9 @@ class GatherContext:
     refusals: dict[tuple[str, str], GapRow] = field(factory=dict)
     # Gaps whose end is known but not stored yet (a market retired: a sync listener).
     _ended: list[GapRow] = field(factory=list)
+    # Trade backfills due, by hold key: the open ``backfill`` gaps the window's trades
+    # close (its own first, then earlier runs' it covers).
+    backfills: dict[object, list[GapRow]] = field(factory=dict)
     _last_conn_id: int = 0
 
     def new_conn_id(self) -> int:
@@ -103,6 +109,51 @@ class GatherContext:
         closed = row._replace(end_ts=end_ts)
         self.marker(row.conn_id, "gap", row=list(closed))
         await self.sink.put("gaps", closed)
+
+    async def backfill_due(
+        self,
+        key: object,
+        since_us: int,
+        conn_id: int,
+        detail: str,
+        inherited: Iterable[GapRow] = (),
+    ) -> None:
+        """REST trades from ``since_us`` (µs) on are due (a lost trade session, a trade
+        ``seq`` gap, the gatherer's own outage): hold the ingest watermark before it, and
+        store an open ``backfill`` gap from it, the durable record of the pending window:
+        journaled before any later frame and stored like every gap, it stays open until
+        the window's trades are committed (:meth:`backfilled`), so a start after a crash
+        fetches from it however many runs it took. ``inherited``: earlier runs' open
+        ``backfill`` gaps this window covers (closed with it). Once per ``key``."""
+        self.hold(key, since_us - BACKFILL_MARGIN_US)
+        if key in self.backfills:
+            return
+        row = GapRow(
+            start_ts=since_us,
+            end_ts=None,
+            gatherer_id=self.gatherer_id,
+            conn_id=conn_id,
+            sid=None,
+            ticker=None,
+            kind="backfill",
+            expected_seq=None,
+            got_seq=None,
+            detail=detail,
+        )
+        self.backfills[key] = [row, *inherited]
+        await self.gap(row)
+
+    def backfill_start(self, key: object, default: int) -> int:
+        """Where the window of ``key`` starts (µs): its open gap's start, else ``default``."""
+        rows = self.backfills.get(key)
+        return rows[0].start_ts if rows else default
+
+    async def backfilled(self, key: object, end_us: int) -> None:
+        """The trades of ``key``'s window up to ``end_us`` are committed: its open
+        ``backfill`` gaps end there, and the watermark hold goes."""
+        for row in self.backfills.pop(key, []):
+            await self.end_gap(row, max(end_us, row.start_ts))
+        self.release(key)
 
     async def refused(self, channel: str, row: GapRow) -> None:
         """Store the open ``subscription_refused`` gap ``row`` unless its market already

@@ -91,10 +91,12 @@ async def backfill_trades(
 ) -> None:
     """For each ``(from_us, to_us, key)`` window, store every REST trade in it (second
     resolution, widened by one second each side). The trades table's key makes trades the
-    live feed also delivered collide, so each trade is stored once. The store's watermark
-    hold ``key`` is released once the rows are handed to the store, which counts them as
-    pending from then until the database acknowledges them."""
-    async with windows:
+    live feed also delivered collide, so each trade is stored once. Once the database
+    acknowledged the window's rows, its open ``backfill`` gaps end at ``to_us`` and the
+    store's watermark hold ``key`` goes (:meth:`GatherContext.backfilled`); until then
+    they stay, in memory and in the database, so a restart fetches the window again.
+    A window whose pages loop keeps the trades before the repeat and its gap open."""
+    async with windows, trio.open_nursery() as closing:
         async for start, end, key in windows:
             backoff = Backoff(0.5, 30.0)
             while True:
@@ -107,24 +109,21 @@ async def backfill_trades(
                 except PaginationError as exc:  # the trades before the repeat are stored
                     metrics.PAGINATION_ERRORS.labels("/markets/trades").inc()
                     log.error("trade backfill of %d..%d stopped early: %s", start, end, exc)
-                    detail = f"trade backfill stopped early: {exc}"
-                    gap = GapRow(
-                        start_ts=start,
-                        end_ts=end,
-                        gatherer_id=ctx.gatherer_id,
-                        conn_id=0,
-                        sid=None,
-                        ticker=None,
-                        kind="backfill",
-                        expected_seq=None,
-                        got_seq=None,
-                        detail=detail,
-                    )
-                    await ctx.gap(gap)
+                    if key not in ctx.backfills:  # a window nobody recorded: record it
+                        detail = f"trade backfill stopped early: {exc}"
+                        await ctx.backfill_due(key, start, 0, detail)
+                    ctx.release(key)  # open: a later start fetches it again
                     break
                 log.info("backfilled %d trades for %d..%d", count, start, end)
+                closing.start_soon(_close_when_committed, ctx, key, end)
                 break
-            ctx.release(key)
+
+
+async def _close_when_committed(ctx: GatherContext, key: object, end: int) -> None:
+    """End ``key``'s backfill gaps at ``end`` once its trades are committed."""
+    if ctx.committed is not None:
+        await ctx.committed()
+    await ctx.backfilled(key, end)
 
 
 async def _backfill(

@@ -273,6 +273,7 @@ class Session:
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self.markets = 0
+        self.frames = 0  # text frames queued by :meth:`_push` (data, replies, a fault's)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -435,6 +436,7 @@ class Session:
         self._push(payload)
 
     def _push(self, payload: bytes) -> None:
+        self.frames += 1
         frame = ws_frame(payload)
         self._data.append(frame)
         self._data_bytes += len(frame)

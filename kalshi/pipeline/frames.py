@@ -51,7 +51,27 @@ from kalshi.models.trade import Trade
 from kalshi.models.units import DOLLAR
 from kalshi.wire import decode_ws
 
-__all__ = ["CONTROL_TYPES", "TYPE_CHANNEL", "FrameProcessor", "Outcome", "book_json", "trade_row"]
+__all__ = [
+    "CONTROL_TYPES",
+    "PROBLEM_COUNTS",
+    "TYPE_CHANNEL",
+    "FrameProcessor",
+    "Outcome",
+    "book_json",
+    "trade_row",
+]
+
+PROBLEM_COUNTS = frozenset(
+    {
+        "error_reply",  # an ``error`` frame (also counted as type ``error``)
+        "duplicate",
+        "seq_skip",
+        "seq_gap",
+        "book_invalid",
+        "crossed_book_frames",
+    }
+)
+"""Keys of :attr:`FrameProcessor.counts` that flag frames already counted by their type."""
 
 CONTROL_TYPES = frozenset({"subscribed", "ok", "error", "unsubscribed"})
 _RETIRING = frozenset({"determined", "settled"})
@@ -148,7 +168,9 @@ class FrameProcessor:
         # that channel on an unknown sid names it (and is checked as seq 1)
         self._unnamed: dict[int, set[str]] = {}
         self._rules: dict[int, tuple[bool, bool]] = {}  # conn_id -> (implicit, filtered)
-        self.counts: Counter[str] = Counter()  # by message type, plus problems
+        # by message type (``invalid`` and ``unknown_type`` for frames without one), plus
+        # the problems of PROBLEM_COUNTS (frames already counted by their type)
+        self.counts: Counter[str] = Counter()
         self.market_messages: Counter[str] = Counter()
 
     # --- connection events ------------------------------------------------------------

@@ -5,9 +5,10 @@ Every frame is journaled before it is parsed (``docs/journal.md``), so what a de
 held in its writers' memory is on disk. :func:`journal_tail` reads the journal files that
 can hold such frames (from the one open at the ingest watermark on; without a watermark
 the newest three), feeds every record through the live pipeline as ``kalshi replay``
-does, and keeps the rows of the frames after the newest one the database acknowledged,
-per connection and table (``kalshi.store.recovery.acknowledged``), and the rows of the
-REST answers and gap markers journaled since the watermark. Rows the database already
+does, and keeps the rows of every frame received at or after the watermark (without one:
+of the frames after the newest one the database acknowledged, per connection and table,
+``kalshi.store.recovery.acknowledged``), and the rows of the REST answers and gap markers
+journaled since the watermark. Rows the database already
 holds are dropped again by their keys when written, so nothing is doubled.
 """
 
@@ -54,25 +55,37 @@ def tail_files(root: Path, complete_before: int | None) -> list[Path]:
 
 
 def journal_tail(
-    directory: Path, gatherer_id: str, complete_before: int | None, acked: Acked
+    directory: Path,
+    gatherer_id: str,
+    complete_before: int | None,
+    acked: Acked,
+    until: int | None = None,
 ) -> Tail:
     """The :class:`Tail` of ``gatherer_id``'s journal under ``directory`` (blocking).
 
     ``acked(conn_ids)`` answers ``{(conn_id, table): frame_no}`` from the database. Frames
     received before ``complete_before`` are skipped (the watermark says they are stored);
-    a ``gaps`` row is kept when its frame is after every table's acknowledged frame."""
+    a ``gaps`` row is kept when its frame is after every table's acknowledged frame.
+    ``until`` (µs): records from then on are not the previous run's (this run started
+    then, its database unreachable: read later, its own journal follows) and are left."""
     paths = tail_files(directory / gatherer_id, complete_before)
     if not paths:
         return Tail()
     mark = -(2**62) if complete_before is None else complete_before
-    conns = sorted(  # a first pass: which connections have frames to check
-        {
-            i.conn_id
-            for i in read_journal(paths)
-            if isinstance(i, JournalRecord) and i.kind == "frame" and i.wall_us >= mark
-        }
-    )
-    done = acked(conns) if conns else {}
+    stop = 2**62 if until is None else until
+    done: dict[tuple[int, str], int] = {}
+    if complete_before is None:
+        # No watermark: skip the frames up to the newest one acknowledged. A table's
+        # batches may commit out of order (two flushers), so with a watermark every frame
+        # after it is kept instead: a frame below a committed one may be uncommitted.
+        conns = sorted(  # a first pass: which connections have frames to check
+            {
+                i.conn_id
+                for i in read_journal(paths)
+                if isinstance(i, JournalRecord) and i.kind == "frame" and mark <= i.wall_us < stop
+            }
+        )
+        done = acked(conns) if conns else {}
     newest: dict[int, int] = {}
     for (conn_id, _), frame_no in done.items():
         newest[conn_id] = max(newest.get(conn_id, -1), frame_no)
@@ -82,7 +95,7 @@ def journal_tail(
         rows = replayer.feed(item)
         if not isinstance(item, JournalRecord):
             continue
-        if item.wall_us < mark:
+        if item.wall_us < mark or item.wall_us >= stop:
             continue
         if item.kind != "frame":  # REST pages and gap rows: their keys drop stored ones
             tail.rows += rows

@@ -116,6 +116,7 @@ class SimExchange(Feed):
         )
         self.broker = Broker()
         self.sessions: set[SimSession] = set()
+        self._frames_closed = 0  # text frames queued on sessions that ended
         self.faults = Faults(self.truth.faults_injected, lambda: list(self.sessions))
         self.engine = Engine(
             self.universe,
@@ -165,6 +166,13 @@ class SimExchange(Feed):
         while self.truth.generated < count and self.engine.active_tickers:
             self.engine.step(64)
         self.blast_events = list(self.truth.events)
+
+    @property
+    def frames_sent(self) -> int:
+        """Text frames queued for WebSocket clients so far (data, replies; not the chunks of
+        a blast), ended sessions included: once the engine is paused and the clients
+        are quiet, what they must have read to have everything."""
+        return self._frames_closed + sum(s.frames for s in self.sessions)
 
     def now_ms(self) -> int:
         """The exchange's time for a new message (ms; never earlier than the last one)."""
@@ -364,6 +372,8 @@ class SimExchange(Feed):
         self._per_user[user] += 1
 
         def closed(session: Session) -> None:
+            if session in self.sessions:
+                self._frames_closed += session.frames
             self.sessions.discard(session)  # type: ignore[arg-type,unused-ignore]  # a SimSession
             self._per_user[user] -= 1
 

@@ -1,6 +1,10 @@
 """Writing one batch: binary COPY into a session staging table, then one
 ``INSERT ... SELECT ... ON CONFLICT`` into the real table, in one transaction.
 
+Batches of a serial table (:attr:`TableSpec.serial`: trades, markets) are written one at a
+time in the order received, and within a batch the first received row of a key is kept
+(trades) or the last (markets): a replay stores what the live gatherer stored.
+
 With ``copy_new`` (rows expected to be new: a replay), a batch of a table without JSON
 columns (their values travel as text) is first COPYed straight into the real table in a
 transaction of its own, about half the database's work; a batch holding a row already
@@ -69,7 +73,9 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
         )
     if not spec.upsert:
         # Rows go in key order, so two writers whose batches share keys (live trades and a
-        # REST backfill) take the unique index's locks in one order: no deadlock.
+        # REST backfill) take the unique index's locks in one order: no deadlock. Of two
+        # rows of one key in a batch of a serial table, the first received is kept.
+        order = ", ".join((*spec.key, "_ord")) if spec.serial else ", ".join(spec.key)
         return sql.SQL(
             "INSERT INTO {table} ({targets}) SELECT {sources} FROM {stage} "
             "ORDER BY {order} ON CONFLICT {key} DO NOTHING"
@@ -78,7 +84,7 @@ def _insert_sql(spec: TableSpec) -> sql.Composed:
             targets=targets,
             sources=sources,
             stage=stage_name(spec),
-            order=sql.SQL(", ".join(spec.key)),
+            order=sql.SQL(order),
             key=sql.SQL(spec.conflict),
         )
     # Upsert: the last row per key in the batch wins, and never over a newer stored row.
@@ -123,9 +129,9 @@ def write_counted(
     if copy_new and not spec.upsert and not spec.json_columns and _copy_straight(conn, spec, rows):
         return len(rows), 0
     # created outside the transaction (autocommit), so a batch rolled back keeps its stage
-    ensure_stage(conn, spec, pooled.staged, ordered=spec.upsert)
+    ensure_stage(conn, spec, pooled.staged, ordered=spec.serial)
     with conn.transaction(), conn.cursor() as cur:
-        fill_stage(cur, spec, rows, pooled.staged, ordered=spec.upsert)
+        fill_stage(cur, spec, rows, pooled.staged, ordered=spec.serial)
         cur.execute(_insert_sql(spec))
         if not spec.upsert and spec.closes is None:
             return max(cur.rowcount, 0), 0

@@ -16,7 +16,7 @@ from attrs import define, field
 from kalshi.models.rows import GapRow, Row
 from kalshi.store.connection import connect, session_options, translating
 
-__all__ = ["LastRun", "Tail", "TailReader", "acknowledged", "last_run", "open_refusals"]
+__all__ = ["LastRun", "Tail", "TailReader", "acknowledged", "last_run", "open_gaps", "still_open"]
 
 _LATENCY_US = 60_000_000  # deltas are received within this of their exchange time
 
@@ -83,24 +83,47 @@ def last_run(
     return LastRun(*(None if v is None else int(v) for v in row))
 
 
-def open_refusals(
+_OPEN_KINDS = ("subscription_refused", "backfill")
+
+
+def open_gaps(
     url: str,
     gatherer_id: str,
     *,
     statement_timeout: float = 0.0,
     lock_timeout: float = 0.0,
 ) -> list[GapRow]:
-    """The ``subscription_refused`` gaps ``gatherer_id`` left open: a run killed while a
-    market was refused (a clean stop closes them). Blocking; raises like :func:`last_run`."""
+    """The gaps earlier runs of ``gatherer_id`` left open that a start acts on, oldest
+    first: ``backfill`` (trades still due over REST: fetched again) and
+    ``subscription_refused`` (a run killed while a market was refused: ended where that
+    run stopped). Blocking; raises like :func:`last_run`."""
     options = session_options(statement_timeout, lock_timeout)
     columns = ", ".join(GapRow._fields)
     with translating(), connect(url, autocommit=True, **options) as conn:
         rows = conn.execute(
             f"SELECT {columns} FROM gaps WHERE gatherer_id = %(g)s"
-            " AND kind = 'subscription_refused' AND end_ts IS NULL",
-            {"g": gatherer_id},
+            " AND kind = ANY(%(kinds)s) AND end_ts IS NULL ORDER BY start_ts",
+            {"g": gatherer_id, "kinds": list(_OPEN_KINDS)},
         ).fetchall()
     return [GapRow(*row) for row in rows]
+
+
+def still_open(stored: list[GapRow], tail: list[tuple[str, Row]]) -> list[GapRow]:
+    """``stored`` open gaps with those of a journal ``tail`` (its rows not committed yet):
+    a tail's open gap of the kinds :func:`open_gaps` reads is added, a tail's closed copy
+    removes it; oldest first."""
+
+    def ident(row: GapRow) -> tuple[object, ...]:
+        return (row.start_ts, row.conn_id, row.sid, row.kind, row.ticker)
+
+    out = {ident(row): row for row in stored}
+    for table, row in tail:
+        if table == "gaps" and isinstance(row, GapRow) and row.kind in _OPEN_KINDS:
+            if row.end_ts is None:
+                out.setdefault(ident(row), row)
+            else:
+                out.pop(ident(row), None)
+    return sorted(out.values(), key=lambda row: row.start_ts)
 
 
 # Per connection and table, the newest frame whose row the database holds. Rows of a
@@ -163,8 +186,9 @@ class Tail:
 
 
 TailReader = Callable[
-    [Path, str, "int | None", Callable[[list[int]], dict[tuple[int, str], int]]], Tail
+    [Path, str, "int | None", Callable[[list[int]], dict[tuple[int, str], int]], "int | None"],
+    Tail,
 ]
-"""``(journal dir, gatherer_id, complete_before, acked) -> Tail`` (blocking): how a
+"""``(journal dir, gatherer_id, complete_before, acked, until) -> Tail`` (blocking): how a
 gatherer reads its journal's tail at start (``kalshi.replay.tail.journal_tail``, given by
 the CLI: gathering and replay share the pipeline, not each other)."""

@@ -32,6 +32,11 @@ class TableSpec(NamedTuple):
     key: tuple[str, ...]  # the unique index's columns/expressions: a row's identity
     upsert: bool  # markets: DO UPDATE instead of DO NOTHING
     writer_key: str  # attribute of WritersConfig
+    # Batches committed one at a time, in the order their rows were received: the rows of
+    # one key come from more than one source (markets: versions, the last one wins;
+    # trades: WebSocket and a REST backfill, the first one wins), so the order of commits
+    # decides what is stored, and a replay of the journal must store what the gatherer did.
+    serial: bool = False
     # gaps: a column a later copy of a stored row may fill (its end_ts: the gap closes);
     # never changed once set, and no other column is
     closes: str | None = None
@@ -65,11 +70,14 @@ def _spec(
     writer_key: str,
     *,
     upsert: bool = False,
+    serial: bool = False,
     closes: str | None = None,
 ) -> TableSpec:
     columns = TABLE_COLUMNS[name]
     assert len(columns) == len(types), name
-    return TableSpec(name, row_type, columns, types, key, upsert, writer_key, closes)
+    return TableSpec(
+        name, row_type, columns, types, key, upsert, writer_key, upsert or serial, closes
+    )
 
 
 TABLES: dict[str, TableSpec] = {
@@ -81,6 +89,7 @@ TABLES: dict[str, TableSpec] = {
             (_B, _B, _T, _T, _T, _I, _B, _BOOL, _BOOL, _T, _B, _B, _B),
             ("exchange_ts", "trade_id"),
             "trades",
+            serial=True,
         ),
         _spec(
             "orderbook_deltas",

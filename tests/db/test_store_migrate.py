@@ -28,6 +28,8 @@ MIGRATIONS = [
     "006_gap_sid.sql",
     "007_received_index.sql",
     "008_export_windows.sql",
+    "009_commit_order.sql",
+    "010_export_targets.sql",
 ]
 _PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
 
@@ -96,8 +98,9 @@ def test_tables_match_the_row_tuples(db_url: str) -> None:
             expected = [
                 (c, _PG_TYPES.get(t, t)) for c, t in zip(spec.columns, spec.types, strict=True)
             ]
-            assert columns == expected, name
-            assert tuple(c for c, _ in columns) == TABLE_COLUMNS[name]
+            # then the writing transaction's id, filled by the database (009_commit_order.sql)
+            assert columns == [*expected, ("ingest_xid", "bigint")], name
+            assert tuple(c for c, _ in columns[:-1]) == TABLE_COLUMNS[name]
 
 
 def test_trades_1m_ohlcv(db_url: str) -> None:

@@ -274,6 +274,28 @@ async def test_duplicate_batch_leaves_one_copy(
 
 
 @COPY_NEW
+async def test_the_first_received_copy_of_a_trade_is_kept(
+    copy_new: bool | frozenset[str], db_url: str, cfg: StoreConfig
+) -> None:
+    # Batch after batch, each followed by its REST copies (a backfill over what the
+    # WebSocket gave): as the gatherer received them, the WebSocket rows come first, so
+    # they are stored, whichever batch the database is given at once (a replay's rule).
+    live = [trade(i) for i in range(2_000)]
+    rows: list[Row] = []
+    for start in range(0, len(live), 100):
+        batch = live[start : start + 100]
+        rows += batch
+        rows += [t._replace(source="rest", conn_id=0, frame_no=0, seq=None) for t in batch]
+    with trio.fail_after(60):
+        async with open_store(db_url, cfg, copy_new=copy_new) as store:
+            await send_all(store, "trades", rows)
+    stats = store.stats().tables["trades"]
+    assert (stats.rows_written, stats.rows_duplicate) == (2_000, 2_000)
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == sorted(live)
+
+
+@COPY_NEW
 async def test_rest_and_ws_copies_of_a_trade_collide(
     copy_new: bool | frozenset[str], db_url: str, cfg: StoreConfig
 ) -> None:

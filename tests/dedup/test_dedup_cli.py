@@ -230,6 +230,27 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
     assert {t: m["rows"] for t, m in manifests.items() if t != "orderbook_deltas"} == counts
     printed = await kalshi("export", "--all-windows")
     assert printed == "export: no closed window to export\n"
+    # trades that reached g0's database late (a backfill over REST), one of that hour and
+    # one of the hour before, which had no row (never exported, behind the export): the
+    # next `dedup --once` merges them and writes both windows, no --force
+    with connect_db(urls["g0"]) as db:
+        (last,) = db.query("SELECT complete_before FROM ingest_watermark")[0]
+        for trade_id, at in (("late-1", last - 100_000), ("late-2", last - 10_000_000)):
+            db.execute(
+                "INSERT INTO trades (exchange_ts, received_at, gatherer_id, ticker, trade_id,"
+                " price, size, taker_side, is_block_trade, source, conn_id, frame_no) VALUES"
+                " (%s, %s, 'g0', 'KXTEST-00', %s, 50, 1, true, false, 'rest', 0, 0)",
+                (at, last + 1, trade_id),
+            )
+        db.execute("UPDATE ingest_watermark SET complete_before = %s", (last + 2,))
+    printed = await kalshi("dedup", "--once")
+    assert "export: 2 windows behind the export gained rows since; writing them again" in printed
+    assert printed.splitlines()[-1].startswith("exported 2 windows, ")
+    trades = {
+        p.parent.name: json.loads(p.read_text())["rows"]
+        for p in out.glob("raw/trades/**/_manifest.json")
+    }
+    assert trades == {"hour=23": 1, "hour=00": counts["trades"] + 1}
 
 
 def test_once_with_an_unreachable_gatherer_exits_1_naming_it(

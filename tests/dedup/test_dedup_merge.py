@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from dedup_support import (
     MISSES,
     assert_production_is_truth,
@@ -20,9 +21,10 @@ from dedup_support import (
 
 from kalshi.config import GathererConfig, SpoolConfig, parse_duration
 from kalshi.dedup.service import Deduplicator
-from kalshi.models.rows import TickerRow, TradeRow
+from kalshi.models.rows import MarketRow, TickerRow, TradeRow
+from kalshi.models.units import format_rfc3339_us
 from kalshi.store import EmbeddedPostgres, connect_db, open_store
-from kalshi.testing.recording import covered, holes, make_truth, split
+from kalshi.testing.recording import Recording, covered, holes, make_truth, record, split
 
 
 async def test_three_gatherers_merge_into_the_truth_once(
@@ -264,3 +266,127 @@ async def test_once_right_after_a_gatherer_with_a_clock_ahead_stopped_copies_eve
     assert tickers == sorted(
         (e.ticker, e.exchange_ts, 100 * e.index) for e in covered(truth, lists, "ticker")
     )
+
+
+def _tables(rec: Recording, *tables: str) -> Recording:
+    """``rec`` with only ``tables`` (the others empty): what a replay of some channels of
+    its journal writes."""
+    part = Recording(rec.gatherer_id)
+    for table in tables:
+        getattr(part, table).extend(getattr(rec, table))
+    return part
+
+
+async def test_rows_committed_after_the_merge_passed_their_receipt_are_merged_once(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # Outside tester (item 2): `kalshi replay` of the book and ticker channels into a
+    # gatherer database, `dedup --once`, then a replay of the trade channel, `dedup --once`:
+    # "trades 0 merged"; production held none of the 4,624 trades. The keyed cursor was a
+    # receipt time, moved to the wall clock past rows not yet written. It is a commit
+    # position now (ingest_xid): whatever is committed later is merged, exactly once.
+    truth = make_truth(61, events=320)
+    rec = record(truth, "gl")
+    gatherer, production = make_db(), make_db()
+    merged = []
+    for tables in (
+        ("orderbook_deltas", "orderbook_snapshots", "gaps", "tickers"),
+        ("trades",),
+        ("trades", "tickers"),  # the same again: a replay run twice
+    ):
+        await write_recording(gatherer, _tables(rec, *tables), tmp_path / "gl")
+        dedup = Deduplicator(dedup_config(production, {"gl": gatherer}))  # a new --once
+        try:
+            report = await dedup.run_pass(settle_us=0)
+        finally:
+            dedup.close()
+        merged.append({t: (n, report.duplicates[t]) for t, n in report.merged.items() if n})
+    assert merged == [
+        {"orderbook_deltas": (len(rec.orderbook_deltas), 0), "orderbook_snapshots": (3, 0),
+         "tickers": (len(rec.tickers), 0)},
+        {"trades": (len(rec.trades), 0)},
+        {},
+    ]  # fmt: skip
+    assert (len(rec.trades), len(rec.tickers)) == (33, 38)
+    assert_production_is_truth(production, truth, {"gl": []})
+
+
+async def test_a_market_updated_after_the_merge_is_merged_again(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # markets rows are updated in place by the gatherer (newest updated_at wins): the update
+    # is a new commit, so the deduplicator reads the new version, however old its time.
+    t0 = 1_795_561_200_000_000
+
+    def market(status: str, updated_at: int) -> MarketRow:
+        return MarketRow("MKT", "EV", status, "binary", "t", None, None, updated_at, "g0", "{}")
+
+    gatherer, production = make_db(), make_db()
+    cfg = GathererConfig(
+        gatherer_id="g0",
+        spool=SpoolConfig(dir=str(tmp_path / "spool"), dead_letter_dir=str(tmp_path / "dead")),
+    )
+    seen = []
+    trade = TradeRow(t0, t0, "g0", "MKT", "t1", 42_000, 100, True, False, "ws", 1, 1, 1)
+    for version in (market("active", t0 + 2), market("closed", t0 + 5), market("old", t0 + 1)):
+        async with open_store(gatherer, cfg.store, watermark=False) as store:
+            async with store.sender("trades") as send:  # a gatherer with market data
+                await send.send(trade)
+            async with store.sender("markets") as send:
+                await send.send(version)
+            await store.committed()
+        dedup = Deduplicator(dedup_config(production, {"g0": gatherer}))
+        try:
+            await dedup.run_pass(settle_us=0)
+        finally:
+            dedup.close()
+        with connect_db(production) as db:
+            seen += db.query("SELECT status, updated_at FROM markets")
+    assert seen == [("active", t0 + 2), ("closed", t0 + 5), ("closed", t0 + 5)]
+
+
+async def test_a_database_holding_another_gatherers_rows_is_named_in_a_warning(
+    make_db: Callable[..., str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Outside tester (item 3): `just demo` writes demo-1's rows into the database that
+    # `just run-dedup` merges as local-1; an offline `kalshi gather` left a local-1
+    # watermark there; the next demo's rows were not merged and nothing said why.
+    truth = make_truth(62, events=320)
+    rec = record(truth, "demo-1")
+    gatherer, production = make_db(), make_db()
+    await write_recording(
+        gatherer, _tables(rec, "orderbook_deltas", "orderbook_snapshots"), tmp_path
+    )
+    mark = sorted(d.received_at for d in rec.orderbook_deltas)[100]
+    with connect_db(gatherer) as db:  # what the offline gatherer's clean stop recorded
+        db.execute(
+            "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
+            " VALUES ('local-1', %s, %s)",
+            (mark, mark),
+        )
+    await write_recording(gatherer, _tables(rec, "trades", "tickers"), tmp_path)
+    dedup = Deduplicator(dedup_config(production, {"local-1": gatherer}))
+    try:
+        report = await dedup.run_pass(settle_us=0)
+        again = await dedup.run_pass(settle_us=0)
+        health = dedup.health()["gatherers"]["local-1"]
+    finally:
+        dedup.close()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "kalshi.dedup"]
+    assert warnings == [
+        "gatherer local-1: its database holds the gatherer ids demo-1, local-1 (demo-1 no"
+        f" watermark, local-1 watermark {format_rfc3339_us(mark)}), configured as local-1:"
+        " every row is merged as one gatherer's, and its order books are merged only up to"
+        " the oldest watermark; give each gatherer its own database (docs/dedup.md, one"
+        " database per gatherer)"
+    ]  # said once, not at every pass
+    assert health["gatherer_ids"] == ["demo-1", "local-1"]
+    # the trades and tickers are merged (read by commit); the order books wait for the mark
+    assert (report.merged["trades"], report.merged["tickers"]) == (
+        len(rec.trades),
+        len(rec.tickers),
+    )
+    assert report.merged["orderbook_deltas"] == sum(
+        1 for d in rec.orderbook_deltas if d.received_at < mark
+    )
+    assert sum(again.merged.values()) == 0

@@ -6,6 +6,7 @@ import hashlib
 import io
 import itertools
 import json
+import runpy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from dedup_support import MISSES, dedup_config, recordings, write_all
 from kalshi.book import OrderBook
 from kalshi.config import S3Config, parse_duration
 from kalshi.dedup import metrics
-from kalshi.dedup.export import EXPORT_TABLES, Exporter, WindowExport, _iso, _Reader
+from kalshi.dedup.export import ALL_WINDOWS, EXPORT_TABLES, Exporter, WindowExport, _iso, _Reader
 from kalshi.dedup.gatherers import SKEW_US
 from kalshi.dedup.segments import apply_change
 from kalshi.dedup.service import Deduplicator
@@ -29,6 +30,7 @@ from kalshi.testing.recording import make_truth
 from kalshi.testing.s3server import S3Server
 
 _buckets = itertools.count(1)
+EXAMPLE = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples/duckdb_query.py"))
 WINDOW = "100ms"
 
 
@@ -85,7 +87,7 @@ def book_of_file(table: Any, ticker: str) -> OrderBook:
 def check_against_production(
     production: str, files: dict[str, bytes], exports: list[WindowExport]
 ) -> None:
-    reader = _Reader(production)
+    reader = _Reader(production, target="")
     streamed: set[tuple[str, int]] = set()
     deltas = {(d.ticker, d.seq): d for d in reader.db.fetch_rows("orderbook_deltas")}
     try:
@@ -290,3 +292,39 @@ async def test_until_closes_every_tables_windows_the_deltas_too(
         "tickers": 35,
         "gaps": 5,
     }
+
+
+async def test_a_directory_after_s3_gets_every_window_and_the_example_reads_it(
+    make_db: Callable[..., str],
+    tmp_path: Path,
+    s3_server: S3Server,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Outside tester (item 10): `kalshi export --local-dir /tmp/exp --all-windows` after an
+    # S3 export said "no closed window to export" (what was exported was recorded for S3
+    # only); and examples/duckdb_query.py --dir /tmp/exp found only a table "raw".
+    production = await merged_production(make_db, tmp_path / "dbs", seed=33)
+    s3 = s3_config(s3_server)
+    local = S3Config(enabled=True, local_dir=str(tmp_path / "exp"), window=parse_duration(WINDOW))
+    done = {}
+    for name, cfg in (("s3", s3), ("dir", local), ("s3 again", s3), ("dir again", local)):
+        exporter = Exporter(production, cfg)
+        try:
+            done[name] = [
+                (e.table, e.start, e.rows) for e in await exporter.export_closed(until=ALL_WINDOWS)
+            ]
+        finally:
+            exporter.close()
+    assert len(done["s3"]) == 19
+    assert done["dir"] == done["s3"]
+    assert done["s3 again"] == done["dir again"] == []
+    with connect_db(production) as db:
+        assert db.query("SELECT target, count(*) FROM dedup_exports GROUP BY 1 ORDER BY 1") == [
+            (str(tmp_path / "exp" / "raw"), 19),
+            (f"s3://{s3.bucket}/raw/", 19),
+        ]
+        (trades,) = db.query("SELECT count(*) FROM trades")[0]
+    assert trades == sum(rows for table, _, rows in done["dir"] if table == "trades")
+    for where in (tmp_path / "exp", tmp_path / "exp" / "raw"):  # the export's dir, or raw/
+        assert EXAMPLE["main"](["--dir", str(where), "SELECT count(*) AS n FROM trades"]) == 0
+        assert capsys.readouterr().out == f"n\n{trades}\n"

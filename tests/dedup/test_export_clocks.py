@@ -15,8 +15,10 @@ import pyarrow.parquet as pq
 from dedup_support import MISSES, dedup_config, write_all
 
 from kalshi.config import S3Config, parse_duration
+from kalshi.dedup import metrics
 from kalshi.dedup.export import ALL_WINDOWS, EXPORT_TABLES, Exporter
 from kalshi.dedup.service import Deduplicator
+from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.store import connect_db
 from kalshi.testing.recording import Recording, make_truth, record
 from kalshi.testing.s3server import S3Server
@@ -54,9 +56,15 @@ def skewed(seed: int) -> list[Recording]:
     ]
 
 
+HELD = ("trades", "tickers")
+"""Tables whose rows received after the cut are held back (in ``held_<table>``) until
+:func:`commit_all`: the deduplicator reads them by commit, so a row present is a row
+committed; the order books go by the watermark."""
+
+
 def commit_half(urls: dict[str, str]) -> dict[str, int]:
-    """Each gatherer says, in its own clock, that it has committed everything received
-    before the middle of its recording; returns those cuts (µs, its clock)."""
+    """Each gatherer has committed what it received up to the middle of its recording, and
+    says so in its own clock (its watermark); returns those cuts (µs, its clock)."""
     cuts = {}
     for gid, url in urls.items():
         with connect_db(url) as db:
@@ -67,12 +75,23 @@ def commit_half(urls: dict[str, str]) -> dict[str, int]:
                 " VALUES (%s, %s, %s)",
                 (gid, cuts[gid], cuts[gid]),
             )
+            for table in HELD:
+                db.execute(
+                    f"CREATE TABLE held_{table} AS SELECT * FROM {table} WHERE received_at > %s",
+                    (cuts[gid],),
+                )
+                db.execute(f"DELETE FROM {table} WHERE received_at > %s", (cuts[gid],))
     return cuts
 
 
 def commit_all(urls: dict[str, str]) -> None:
+    """The held rows are committed (new transactions: a new ``ingest_xid``), and every
+    gatherer says it has committed everything."""
     for url in urls.values():
         with connect_db(url) as db:
+            for table in HELD:
+                columns = ", ".join(TABLE_COLUMNS[table])
+                db.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM held_{table}")
             db.execute("UPDATE ingest_watermark SET complete_before = %s", (MARK,))
 
 
@@ -131,8 +150,12 @@ def complete_before(urls: dict[str, str], cuts: dict[str, int]) -> int:
     for gid, url in urls.items():
         with connect_db(url) as db:
             for table in ("trades", "orderbook_deltas", "tickers"):
+                rows = f"(SELECT * FROM {table}" + (
+                    f" UNION ALL SELECT * FROM held_{table})" if table in HELD else ")"
+                )
                 (first,) = db.query(
-                    f"SELECT min(exchange_ts) FROM {table} WHERE received_at >= %s", (cuts[gid],)
+                    f"SELECT min(exchange_ts) FROM {rows} AS r WHERE received_at >= %s",
+                    (cuts[gid],),
                 )[0]
                 if first is not None:
                     firsts.append(int(first))
@@ -178,6 +201,9 @@ async def test_windows_close_by_what_each_gatherer_committed_with_clocks_90s_apa
                     assert lag == round(max(0, max(newest, cuts[gid]) - horizon) / SECOND, 3)
                     assert lag < 1.0  # the recording lasts under a second, whatever the clock
         assert [round(health["gatherers"][g]["clock_offset_s"]) for g in urls] == [0, 90, -90]
+        for gid in urls:  # the same on /metrics
+            gauge = metrics.CLOCK_OFFSET.labels(gid)._value.get()
+            assert round(gauge, 3) == health["gatherers"][gid]["clock_offset_s"]
 
         commit_all(urls)
         await merge(production, urls)
@@ -186,7 +212,8 @@ async def test_windows_close_by_what_each_gatherer_committed_with_clocks_90s_apa
         second = await exporter.export(survey.windows)
         counts = assert_s3_is_production_once(production, objects(s3_server, s3.bucket))
         print(f"second: {len(second)} windows; S3 = production: {counts}")
-        assert (len(first), len(second)) == (6, 14)
+        # (the row received at a cut is not known committed: the watermark is exclusive)
+        assert (len(first), len(second)) == (4, 16)
         assert counts == {
             "trades": 57,
             "orderbook_deltas": 222,
@@ -298,3 +325,41 @@ async def test_a_gatherer_back_after_an_outage_gets_its_late_rows_exported_once(
         assert {t: r for t, (_, _, r) in recorded.items() if r} == dict(rewrites)
     finally:
         exporter.close()
+
+
+async def test_an_exporter_stopped_after_marking_windows_stale_rewrites_them_next_time(
+    make_db: Callable[..., str], tmp_path: Path, s3_server: S3Server
+) -> None:
+    # The touched times become stale marks in the transaction that deletes them; an
+    # exporter that stops (kill -9) before rewriting leaves the marks, and the next one
+    # rewrites exactly those windows.
+    urls = await write_all(make_db, skewed(42), tmp_path)
+    commit_half(urls)
+    production = make_db()
+    await merge(production, urls)
+    s3 = s3_config(s3_server, "export-clocks-stopped")
+    exporter = Exporter(production, s3)
+    try:
+        await exporter.export_closed(until=ALL_WINDOWS)
+        commit_all(urls)
+        await merge(production, urls)
+        marked = await exporter._read(exporter._reader.mark_stale, exporter.tables, 100_000)
+    finally:
+        exporter.close()  # stopped before the rewrite
+    with connect_db(production) as db:
+        assert db.query("SELECT count(*) FROM dedup_touched")[0][0] == 0
+        stale = db.query("SELECT count(*) FROM dedup_exports WHERE stale")[0][0]
+    assert marked == stale > 0
+    exporter = Exporter(production, s3)
+    try:
+        survey = await exporter.survey()
+        assert Counter(t for t, _ in survey.rewrites) == {
+            "trades": 1,
+            "orderbook_deltas": 1,
+            "tickers": 1,
+        }  # as when nothing stopped (the test above, the same recording)
+        await exporter.export(survey.windows)
+    finally:
+        exporter.close()
+    assert_s3_is_production_once(production, objects(s3_server, s3.bucket))
+    print(f"stopped after marking: {marked} windows stale, {len(survey.rewrites)} rewritten")

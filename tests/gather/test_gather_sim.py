@@ -81,6 +81,7 @@ async def test_faults_lose_nothing(db_url: str, tmp_path: Path, transport: str) 
     with connect_db(db_url) as db:
         stored = db.query("SELECT trade_id, count(*) FROM trades GROUP BY trade_id")
         gap_kinds = dict(db.query("SELECT kind, count(*) FROM gaps GROUP BY kind"))
+        open_kinds = db.query("SELECT DISTINCT kind FROM gaps WHERE end_ts IS NULL")
     # every trade from the moment the recorder was subscribed, each exactly once
     assert {tid: n for tid, n in stored} == {t.trade_id: 1 for t in truth.trades[before:]}
     books = db_books(db_url)
@@ -90,7 +91,13 @@ async def test_faults_lose_nothing(db_url: str, tmp_path: Path, transport: str) 
     # six connections (two order-book, trade, ticker, lifecycle, combo lifecycle): one drop
     # each, two malformed frames each
     assert injected == {"drop_abrupt": 6, "skip_seq": 3, "repeat_seq": 3, "malformed": 12}
-    assert gap_kinds == {"reconnect": injected["drop_abrupt"], "seq_gap": injected["skip_seq"]}
+    # the trade channel's drop and seq gap: a REST backfill each, closed once committed
+    assert gap_kinds == {
+        "reconnect": injected["drop_abrupt"],
+        "seq_gap": injected["skip_seq"],
+        "backfill": 2,
+    }
+    assert open_kinds == []
     assert counts["seq_gap"] == injected["skip_seq"]
     assert counts["duplicate"] == injected["repeat_seq"]
     assert (counts["invalid"], counts["unknown_type"]) == (6, 6)

@@ -118,7 +118,6 @@ async def test_one_clear_line_and_exit_1(tmp_path: Path) -> None:
     journal = str(tmp_path / "journal")
     cases = [
         (("snapshot", journal, "--ticker", "NOPE"), "error: NOPE: not in the journal"),
-        (("snapshot", journal), "error: --ticker is needed with --source journal"),
         (
             ("snapshot", journal, "--ticker", T1, "--at", "2026-11-24T22:59:00Z"),
             f"error: {T1}: no order-book frame at or before 2026-11-24T22:59:00.000000Z",
@@ -129,20 +128,8 @@ async def test_one_clear_line_and_exit_1(tmp_path: Path) -> None:
             f"/markets/{T1}/orderbook: ConnectError: all attempts to connect to 127.0.0.1:9 failed",
         ),
         (
-            ("replay", journal, "--format", "csv"),
-            "error: --format csv writes one table: give exactly one --table",
-        ),
-        (
-            ("replay", journal, "--format", "jsonl", "--db", "postgresql://x/y"),
-            "error: --db and --format exclude each other: a replay goes to one place",
-        ),
-        (
             ("replay", str(tmp_path / "missing.jsonl"), "--format", "jsonl"),
             f"error: {tmp_path / 'missing.jsonl'}: no such file or directory",
-        ),
-        (
-            ("replay", journal, "--from", "yesterday", "--format", "jsonl"),
-            "error: --from: expected an RFC 3339 time or µs since the epoch, got 'yesterday'",
         ),
     ]
     (tmp_path / "rest.yaml").write_text("kalshi:\n  rest_url: http://127.0.0.1:9/trade-api/v2\n")
@@ -199,3 +186,55 @@ async def test_replay_an_s3_prefix(tmp_path: Path, s3_server: S3Server) -> None:
     )
     assert (remote.returncode, remote.stdout, remote.stderr) == (0, local.stdout, local.stderr)
     assert len(local.stdout.splitlines()) == 10
+
+
+async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+    # A command line or configuration a command cannot run with: one `error:` line, exit 2,
+    # nothing started (no embedded PostgreSQL, no .kalshi directory).
+    await write_journal(tmp_path / "journal", scripted_session())
+    journal = str(tmp_path / "journal")
+    cases = [
+        (("snapshot", "--depth", "-3"), "--depth must be at least 1"),
+        (
+            ("snapshot", "--at", "notatime", "--ticker", "X"),
+            "--at: expected an RFC 3339 time or µs since the epoch, got 'notatime'",
+        ),
+        (("snapshot", "--source", "rest"), "--ticker is needed with --source rest"),
+        (("snapshot", journal), "--ticker is needed with --source journal"),
+        (("snapshot", "--source", "journal"), "--source journal needs journal FILES"),
+        (
+            ("snapshot", journal, "--source", "db"),
+            "FILES are only read with --source journal (not db)",
+        ),
+        (
+            ("snapshot", "--source", "rest", "--ticker", "X", "--at", "1"),
+            "--at needs --source db or journal (REST has only the current book)",
+        ),
+        (
+            ("replay", journal, "--format", "csv"),
+            "--format csv writes one table: give exactly one --table",
+        ),
+        (
+            ("replay", journal, "--from", "yesterday"),
+            "--from: expected an RFC 3339 time or µs since the epoch, got 'yesterday'",
+        ),
+        (
+            ("replay", journal, "--format", "jsonl", "--db", "postgresql://x/y"),
+            "--db and --format exclude each other: a replay goes to one place",
+        ),
+        (("replay", journal, "--speed", "0"), "--speed must be positive"),
+        (
+            ("replay", journal, "--table", "nope"),
+            "--table: unknown table 'nope' (one of trades, orderbook_deltas,"
+            " orderbook_snapshots, tickers, market_lifecycle, markets, gaps)",
+        ),
+        (("gather",), "no private key configured (kalshi.api_secret / KALSHI_API_SECRET)"),
+        (("sim", "--markets", "-5"), "--markets must be between 0 and 250000"),
+        (("status", "--refresh", "0"), "--refresh must be a positive number of seconds"),
+    ]
+    for args, line in cases:
+        result = kalshi(*args, cwd=tmp_path)
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", f"error: {line}\n"), (
+            args
+        )
+    assert not (tmp_path / ".kalshi").exists()

@@ -28,7 +28,7 @@ from kalshi.testing import free_port
 
 MARKETS = [
     {"ticker": f"KX{series}-{n:02d}", "status": status}
-    for series, status in (("A", "open"), ("B", "settled"))
+    for series, status in (("A", "active"), ("B", "finalized"))
     for n in range(5)
 ]
 
@@ -107,7 +107,7 @@ async def test_debug_markets_pages_and_filters(
             cursor = body["cursor"]
             if cursor is None:
                 break
-        settled = await client.get("/debug/markets?status=settled&prefix=KXB-0&limit=2")
+        settled = await client.get("/debug/markets?status=finalized&prefix=KXB-0&limit=2")
         empty_filters = await client.get("/debug/markets?status=&prefix=")
     assert pages == [
         ["KXA-00", "KXA-01", "KXA-02", "KXA-03"],
@@ -117,8 +117,8 @@ async def test_debug_markets_pages_and_filters(
     assert settled.status_code == 200
     assert settled.json() == {
         "markets": [
-            {"ticker": "KXB-00", "status": "settled"},
-            {"ticker": "KXB-01", "status": "settled"},
+            {"ticker": "KXB-00", "status": "finalized"},
+            {"ticker": "KXB-01", "status": "finalized"},
         ],
         "cursor": "2",
     }
@@ -134,6 +134,11 @@ async def test_debug_markets_pages_and_filters(
         ("limit=-1", "limit: expected an integer from 1 to 1000, got '-1'"),
         ("limit=1&limit=2", "limit: given 2 times"),
         ("stat=open", "unknown parameter 'stat'"),
+        (
+            "status=bogus",
+            "status: expected one of initialized, inactive, active, closed, determined,"
+            " disputed, amended, finalized, got 'bogus'",
+        ),
         (
             "prefix=KX%20A",
             "prefix: expected 1-128 of A-Z a-z 0-9 _ . -, got 'KX A'",

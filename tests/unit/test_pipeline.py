@@ -320,3 +320,19 @@ def test_a_subscribed_without_sid_is_named_by_the_first_frame_of_its_channel() -
     out = p.process(7, 3, 300, delta(3, "0.0800", "1.00"))  # seq 2 is missing
     assert [r.kind for t, r in out.rows if t == "gaps"] == ["seq_gap"]  # type: ignore[union-attr]
     assert out.resnapshot == [T]
+
+
+def test_the_gatherer_summary_counts_each_frame_once() -> None:
+    from collections import Counter
+
+    from kalshi.cli.gather import summary_line
+
+    counts = Counter(
+        {"error": 226, "error_reply": 226, "ok": 2, "orderbook_delta": 40, "seq_gap": 1}
+    )
+    assert summary_line(268, counts) == (
+        "stopped; 268 frames received (error 226, ok 2, orderbook_delta 40); flagged: seq_gap 1"
+    )
+    assert summary_line(2, Counter({"ok": 2, "duplicate": 0})) == (
+        "stopped; 2 frames received (ok 2)"
+    )
