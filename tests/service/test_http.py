@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 
 from kalshi.config import HttpConfig, MetricsConfig
 from kalshi.errors import ConfigError
@@ -24,7 +24,9 @@ from kalshi.http import (
     serve_endpoints,
     serve_http,
 )
+from kalshi.http.views import dedup_metrics, gatherer_metrics
 from kalshi.testing import free_port
+from tests.ops.test_grafana import exported_samples
 
 MARKETS = [
     {"ticker": f"KX{series}-{n:02d}", "status": status}
@@ -426,3 +428,29 @@ async def test_a_taken_metrics_port_releases_the_health_port(nursery: trio.Nurse
             )
         again: Listening = await nursery.start(serve_http, "127.0.0.1", free, {})
     assert again.port == free
+
+
+def test_each_process_exposes_only_its_own_metrics() -> None:
+    exported_samples()  # one process imports every module: every metric is registered
+
+    def families(view: CollectorRegistry) -> set[str]:
+        return {m.name for m in view.collect() if m.name.startswith("kalshi_")}
+
+    gatherer, dedup = families(gatherer_metrics()), families(dedup_metrics())
+    assert dedup == {
+        "kalshi_dedup_lag_seconds",
+        "kalshi_dedup_rows_merged",
+        "kalshi_dedup_duplicates_dropped",
+        "kalshi_dedup_source_switches",
+        "kalshi_dedup_holes",
+        "kalshi_dedup_gatherer_up",
+        "kalshi_export_bytes",
+        "kalshi_export_windows",
+        "kalshi_export_rewrites",
+        "kalshi_export_failures",
+    }
+    assert gatherer & dedup == set()
+    assert gatherer | dedup == {m.name for m in REGISTRY.collect() if m.name.startswith("kalshi_")}
+    assert {"kalshi_ws_messages", "kalshi_store_rows_written"} <= gatherer
+    text = generate_latest(gatherer_metrics()).decode()
+    assert "kalshi_dedup_gatherer_up" not in text and "kalshi_export_failures" not in text
