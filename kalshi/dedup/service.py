@@ -344,6 +344,7 @@ class Deduplicator:
                 # its clock's offset from the exchange's, for reading its rows by receipt
                 offset = await self._thread(gatherer.measure_offset)
                 self._book_readers[gatherer.id].offset = offset
+                metrics.CLOCK_OFFSET.labels(gatherer.id).set(offset[0] / 1_000_000)
             except GathererError as exc:
                 self._gatherer_down(exc, report)
                 continue
