@@ -151,6 +151,10 @@ class WebsocketConfig:
     crossed_book_frames: int = 2
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "websockets"
+    # Frames a whole-exchange connection (ticker, trade, lifecycle) reads ahead of its
+    # processing, so a full writer queue does not stop its reading; 0: one loop reads and
+    # processes (as every per-market connection does).
+    read_ahead: int = 65_536
 
 
 @frozen
@@ -636,6 +640,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "markets_per_command": _POSITIVE_COUNT,
     "crossed_book_frames": _POSITIVE_COUNT,
     "memory_rows": (lambda v: v >= 0, "an integer >= 0"),
+    "read_ahead": (lambda v: v >= 0, "an integer >= 0"),
     "max_frame_bytes": _POSITIVE_SIZE,
     "rotate_bytes": _POSITIVE_SIZE,
     "max_buffer": _POSITIVE_SIZE,

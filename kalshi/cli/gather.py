@@ -21,7 +21,7 @@ from kalshi.cli.app import (
     stop_on_signals,
 )
 from kalshi.config import GathererConfig
-from kalshi.errors import AuthError, KalshiError
+from kalshi.errors import AuthError, DatabaseUnavailable, KalshiError
 from kalshi.gather.service import Gatherer
 from kalshi.pipeline.frames import PROBLEM_COUNTS
 from kalshi.replay.tail import journal_tail
@@ -54,17 +54,31 @@ def gather(
     configure_logging(cfg.logging, quiet=tui)
     try:
         with resolve_database(cfg.timescaledb) as url:
-            for name in migrate(url):
-                log.info("applied migration %s", name)
-            trio.run(_gather, cfg, url, signer, tui, duration)
+            migrated = True
+            try:
+                for name in migrate(url):
+                    log.info("applied migration %s", name)
+            except DatabaseUnavailable as exc:  # recording does not wait for the database
+                migrated = False
+                log.warning(
+                    "database unreachable at start (%s): recording to the journal, memory and"
+                    " the spool; migrations and rows follow when it answers",
+                    exc,
+                )
+            trio.run(_gather, cfg, url, signer, tui, duration, migrated)
     except KalshiError as exc:
         fail(str(exc))
 
 
 async def _gather(
-    cfg: GathererConfig, url: str, signer: Signer, tui: bool, duration: float | None
+    cfg: GathererConfig,
+    url: str,
+    signer: Signer,
+    tui: bool,
+    duration: float | None,
+    migrated: bool,
 ) -> None:
-    gatherer = Gatherer(cfg, url, signer=signer, journal_tail=journal_tail)
+    gatherer = Gatherer(cfg, url, signer=signer, journal_tail=journal_tail, migrated=migrated)
     async with stop_on_signals(duration) as nursery:
         await nursery.start(gatherer.run)
         endpoints = gatherer.endpoints

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 __all__ = [
+    "CLOCK_OFFSET",
     "DUPLICATES",
     "EXPORT_BYTES",
     "EXPORT_FAILURES",
@@ -22,6 +23,12 @@ LAG = Gauge(
     "The gatherer's newest receipt (its watermark or newest order-book row) minus the"
     " receipt merged up to, both in the gatherer's own clock, per gatherer and table",
     ["gatherer", "table"],
+)
+CLOCK_OFFSET = Gauge(
+    "kalshi_dedup_gatherer_clock_offset_seconds",
+    "The smallest received_at - exchange_ts of the gatherer's newest deltas: its clock's"
+    " offset from the exchange's plus latency (reported apart from the lag)",
+    ["gatherer"],
 )
 ROWS_MERGED = Counter(
     "kalshi_dedup_rows_merged", "Rows inserted into the production database", ["table"]

@@ -40,6 +40,7 @@ from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
 from kalshi.errors import DatabaseUnavailable, ExportError, GathererError, StoreError
 from kalshi.http import serve_endpoints
+from kalshi.http.views import dedup_metrics
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.models.units import format_rfc3339_us
 
@@ -229,11 +230,12 @@ class Deduplicator:
         return Cursor(None, high, self._reached(gatherer.id, to), to)
 
     def _lag(self, gatherer_id: str, cursor: Cursor) -> float:
-        """Seconds between the newest receipt the gatherer has (through its watermark or its newest
-        order-book row, whichever is later) and ``cursor``: both in the gatherer's own clock,
-        so a clock minutes off does not show as lag (0 when it has neither)."""
+        """Seconds between the newest receipt the gatherer has (through its watermark or its
+        newest order-book row, whichever is later) and ``cursor``: both in the gatherer's own
+        clock, so a clock minutes off does not show as lag (0 when it has neither; a
+        watermark of 2**62 or later, "everything is final", does not count)."""
         state = self._state[gatherer_id]
-        own = [t for t in (state.complete, state.received) if t is not None and t < 2**62]
+        own = [t for t in (state.complete, state.received) if t is not None and t < 2**62 - 1]
         return max(0, max(own, default=cursor.horizon) - cursor.horizon) / 1_000_000
 
     # --- a pass -----------------------------------------------------------------------
@@ -342,6 +344,7 @@ class Deduplicator:
                 # its clock's offset from the exchange's, for reading its rows by receipt
                 offset = await self._thread(gatherer.measure_offset)
                 self._book_readers[gatherer.id].offset = offset
+                metrics.CLOCK_OFFSET.labels(gatherer.id).set(offset[0] / 1_000_000)
             except GathererError as exc:
                 self._gatherer_down(exc, report)
                 continue
@@ -822,7 +825,13 @@ async def serve_dedup(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                partial(serve_endpoints, cfg.http, cfg.metrics, health=dedup.health)
+                partial(
+                    serve_endpoints,
+                    cfg.http,
+                    cfg.metrics,
+                    health=dedup.health,
+                    registry=dedup_metrics(),
+                )
             )
             if exporter is not None:
                 nursery.start_soon(_export_forever, exporter, float(cfg.sync.poll_interval))

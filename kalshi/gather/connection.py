@@ -43,6 +43,8 @@ _MARKET_LIMIT, _TOO_MANY = 26, 27  # kalshi-api.md §2.3
 _STALL = 1.0  # seconds the keepalive woke late: our own loop stalled, not the peer silent
 _UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) helps
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
+_Frame = tuple[int, int, float, bytes | str]  # frame_no, wall µs, Trio time, raw
+_DRAIN_SECONDS = 10.0  # a session's end: at most this long handling frames read ahead
 
 
 class _Resubscribe(ConnectionLost):
@@ -78,6 +80,7 @@ class Connection:
         # and the frame's rows (or what handling it writes) wait for room. Backpressure of
         # our own, not silence.
         self.blocked = False
+        self.read_ahead = 0  # frames read, not yet processed (whole-exchange connections)
         self._stream_us = 0  # exchange time (µs) of the newest timed row read
         self._lag_us = 0  # how late (µs) that row was read: receive minus exchange time
         self._outage = False
@@ -101,7 +104,8 @@ class Connection:
         self._pause = Backoff(1.0, 30.0)
         self._wake = trio.Event()
         self._next_id = 0
-        self._frame_no = 0
+        self._frame_no = 0  # the last frame read
+        self._handled_no = 0  # the last frame handled (journaled): what a command follows
         self._last_frame_wall = 0
         self._alive = 0.0
         self._metrics = FrameMetrics(channel)
@@ -223,7 +227,7 @@ class Connection:
         async with ctx.connector(url, headers, int(ws_cfg.max_frame_bytes)) as ws:
             self.conn_id = ctx.new_conn_id()
             self.sessions += 1
-            self._frame_no = 0
+            self._frame_no = self._handled_no = 0
             self.sid = None
             self.subscribed = set()
             self.full = False
@@ -242,77 +246,153 @@ class Connection:
     # --- receiving ----------------------------------------------------------------------
 
     async def _receive(self, ws: WsConnection) -> None:
-        ctx = self.ctx
-        processor = ctx.processor
-        journal = ctx.journal
-        sink = ctx.sink
-        conn_id = self.conn_id
-        wall_us = ctx.wall_us
-        mono_us = ctx.mono_us
-        trio_mono = mono_us is trio_mono_us  # the default: the Trio time just read, in µs
+        """Read, journal and process frames until the session ends. A scoped connection
+        does it all in one loop. A whole-exchange one (``scoped=False``: ``ticker``, say,
+        ~30 % of all messages on one socket) reads in a task of its own that only stamps
+        the frame and hands it to a bounded queue (``websocket.read_ahead`` frames:
+        ~20 MB, 11 s of the ticker channel at 20 000 msgs/s), so a writer's full queue
+        (the database behind) stops its processing, not its reading: the exchange's
+        buffer for that one subscription (16 MB at the simulator; the exchange's is
+        unpublished) overflows (error 25, kalshi-api.md §2.3) only after the read-ahead
+        is full too. Frames read before the session ended are processed before it is
+        reported. A frame is journaled when it is handled, so the journal holds the
+        frames whose rows went to the writers (restart recovery and ``kalshi replay``
+        rebuild the same rows); a frame read ahead when the process dies is lost with it,
+        as one in the socket would be, inside the restart's ``outage`` gap."""
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
         self.blocked = False
+        self.read_ahead = 0
         try:
-            while True:
-                if journal is not None and journal.pressure:
-                    # The journal's memory is full (its disk lags): stop reading this
-                    # socket until it drains, so TCP pushes back instead of memory growing.
-                    self.paused = True
-                    try:
-                        await journal.room()
-                    finally:
-                        self.paused = False
-                        self._alive = trio.current_time()
-                raw = await ws.receive()
-                wall = wall_us()
-                now = trio.current_time()
-                self._frame_no = frame_no = self._frame_no + 1
-                if journal is not None:
-                    mono = int(now * 1_000_000) if trio_mono else mono_us()
-                    journal.record_frame(conn_id, frame_no, "in", wall, mono, raw)
-                self._alive = self.last_message_at = now
-                self._last_frame_wall = wall
-                self.messages += 1
-                size = len(raw)
-                self.bytes += size
-                out = processor.process(conn_id, frame_no, wall, raw)
-                message = out.message
-                counts.frame(
-                    message.type if message is not None else out.problem or "unknown", size
-                )
-                rows = out.rows
-                if rows:
-                    table, row = rows[-1]
-                    if table in _TIMED_TABLES and row[0] is not None:  # the exchange's µs
-                        self._stream_us = ts = int(row[0])
-                        self._lag_us = lag = wall - ts
-                        counts.latency(max(0, lag) / 1e6)
-                        ctx.skew.observe(wall, ts)
-                    self.blocked = True  # seen by the keepalive only if put_all waits
-                    await sink.put_all(rows)
-                    self.blocked = False
-                if now >= counts.due:
-                    counts.flush(now)
-                if (  # anything beyond rows: a problem, a request, a reply to act on
-                    message is None
-                    or out.problem is not None
-                    or out.resnapshot
-                    or out.gap
-                    or out.lifecycle is not None
-                    or message.type in CONTROL_TYPES
-                ):
-                    self.blocked = True  # e.g. a lifecycle's markets row waits for room
-                    await self._handle(out, wall)
-                    self.blocked = False
+            if self.scoped or not self.ctx.cfg.websocket.read_ahead:
+                while True:
+                    await self._process(await self._read(ws), counts, direct=True)
+            else:
+                await self._read_ahead(ws, counts)
         finally:
             counts.flush()
 
-    async def _handle(self, out: Outcome, wall: int) -> None:
+    async def _read(self, ws: WsConnection) -> _Frame:
+        """The next frame, stamped (wall µs, Trio time)."""
+        ctx = self.ctx
+        journal = ctx.journal
+        if journal is not None and journal.pressure:
+            # The journal's memory is full (its disk lags): stop reading this socket
+            # until it drains, so TCP pushes back instead of memory growing.
+            self.paused = True
+            try:
+                await journal.room()
+            finally:
+                self.paused = False
+                self._alive = trio.current_time()
+        raw = await ws.receive()
+        now = trio.current_time()
+        self._frame_no = frame_no = self._frame_no + 1
+        self._alive = self.last_message_at = now
+        self.messages += 1
+        self.bytes += len(raw)
+        return frame_no, ctx.wall_us(), now, raw
+
+    async def _read_ahead(self, ws: WsConnection, counts: FrameMetrics) -> None:
+        """Read in a task of its own into a queue of ``websocket.read_ahead`` frames;
+        process them here. ``blocked`` only while that queue is full."""
+        size = self.ctx.cfg.websocket.read_ahead
+        send, receive = trio.open_memory_channel[_Frame](size)
+        ended: list[NetError] = []
+
+        async def read() -> None:
+            async with send:
+                try:
+                    while True:
+                        frame = await self._read(ws)
+                        self.read_ahead += 1
+                        try:
+                            send.send_nowait(frame)
+                        except trio.WouldBlock:
+                            self.blocked = True
+                            try:
+                                await send.send(frame)
+                            finally:
+                                self.blocked = False
+                except NetError as exc:  # reported once what was read is processed
+                    ended.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            async with receive:
+                try:
+                    async for frame in receive:
+                        self.read_ahead -= 1
+                        await self._process(frame, counts, direct=False)
+                finally:
+                    await self._drain(receive, counts)
+        if ended:
+            raise ended[0]
+
+    async def _drain(
+        self, receive: trio.MemoryReceiveChannel[_Frame], counts: FrameMetrics
+    ) -> None:
+        """Handle the frames read ahead when the session ends otherwise (cancelled: the
+        gatherer stopping; a reply or error that ended it), as the one loop of a scoped
+        connection would have read no further, within ``_DRAIN_SECONDS`` (shielded)."""
+        with trio.move_on_after(_DRAIN_SECONDS, shield=True):
+            while True:
+                try:
+                    frame = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+                self.read_ahead -= 1
+                try:
+                    await self._process(frame, counts, direct=False)
+                except NetError:  # a terminal error among them: the session is over anyway
+                    return
+
+    async def _process(self, frame: _Frame, counts: FrameMetrics, *, direct: bool) -> None:
+        """Decode one frame, hand its rows to the writers and act on what it asks for.
+        ``direct``: read by this same task, so waiting for room here is not reading
+        (``blocked``, which the keepalive does not take for silence)."""
+        ctx = self.ctx
+        frame_no, wall, now, raw = frame
+        self._handled_no = frame_no
+        journal = ctx.journal
+        if journal is not None:  # when handled: the journal holds what the database gets
+            mono = int(now * 1_000_000) if ctx.mono_us is trio_mono_us else ctx.mono_us()
+            journal.record_frame(self.conn_id, frame_no, "in", wall, mono, raw)
+        self._last_frame_wall = wall
+        out = ctx.processor.process(self.conn_id, frame_no, wall, raw)
+        message = out.message
+        counts.frame(message.type if message is not None else out.problem or "unknown", len(raw))
+        rows = out.rows
+        if rows:
+            table, row = rows[-1]
+            if table in _TIMED_TABLES and row[0] is not None:  # the exchange's µs
+                self._stream_us = ts = int(row[0])
+                # how far behind the exchange this row is handled (read, or read ahead)
+                self._lag_us = lag = (wall if direct else ctx.wall_us()) - ts
+                counts.latency(max(0, lag) / 1e6)
+                ctx.skew.observe(wall, ts)
+            self.blocked = direct  # seen by the keepalive only if put_all waits
+            await ctx.sink.put_all(rows)
+            self.blocked = False
+        if now >= counts.due:
+            counts.flush(now)
+        if (  # anything beyond rows: a problem, a request, a reply to act on
+            message is None
+            or out.problem is not None
+            or out.resnapshot
+            or out.gap
+            or out.lifecycle is not None
+            or message.type in CONTROL_TYPES
+        ):
+            self.blocked = direct  # e.g. a lifecycle's markets row waits for room
+            await self._handle(out, wall, frame_no)
+            self.blocked = False
+
+    async def _handle(self, out: Outcome, wall: int, frame_no: int) -> None:
         ctx = self.ctx
         if out.problem in ("invalid", "unknown_type"):
             metrics.DECODE_ERRORS.labels(out.problem).inc()
-            log.warning("%s: frame %d: %s: %s", self.name, self._frame_no, out.problem, out.detail)
+            log.warning("%s: frame %d: %s: %s", self.name, frame_no, out.problem, out.detail)
         elif out.problem == "duplicate":
             metrics.DECODE_ERRORS.labels("duplicate").inc()
         elif out.problem in ("book", "book_invalid"):
@@ -325,8 +405,8 @@ class Connection:
         if out.resnapshot:
             self.resnapshot(out.resnapshot)
         if out.backfill_from is not None and ctx.backfill is not None:
-            key = ("seq-gap", self.conn_id, self._frame_no)
-            detail = f"{self.name}: trades of a seq gap (frame {self._frame_no})"
+            key = ("seq-gap", self.conn_id, frame_no)
+            detail = f"{self.name}: trades of a seq gap (frame {frame_no})"
             await ctx.backfill_due(key, out.backfill_from, self.conn_id, detail)
             ctx.backfill.send_nowait((out.backfill_from, wall, key))
         if out.lifecycle is not None and ctx.on_lifecycle is not None:
@@ -463,7 +543,7 @@ class Connection:
         ctx = self.ctx
         if ctx.journal is not None:
             ctx.journal.record_frame(
-                self.conn_id, self._frame_no, "out", ctx.wall_us(), ctx.mono_us(), data
+                self.conn_id, self._handled_no, "out", ctx.wall_us(), ctx.mono_us(), data
             )
         ctx.processor.sent(data, self.conn_id)
         await ws.send(data)
@@ -699,15 +779,19 @@ class Connection:
         """Whether ``sent``'s reply could have arrived by now. The exchange answers in order
         with the data it sends (kalshi-api.md §2.1), so not while we do not read (our
         writers' queues are full, the journal's memory is full) nor while we are behind:
-        the newest row read was read late (over ``_STALL`` after its exchange time) and is
-        older than the command, so the frames after it, the reply among them, still wait
-        in the socket, however long ago that row was read (a starved loop reads a busy
-        socket once every few seconds: issue 20). Either way the reply is late because we
-        are, and waiting is right; a lost command on a connection that keeps up (its rows
-        read in time, or read past the command's time) still times out."""
+        the newest row handled was late (over ``_STALL`` after its exchange time) and is
+        not yet ``command_timeout`` past the command in the exchange's time, so the frames
+        after it, the reply among them, still wait in the socket, however long ago that
+        row was read (a starved loop reads a busy socket once every few seconds, and a
+        busy exchange handles a command seconds after it came: issue 20, order-book
+        connections 35 s behind read data 6 s newer than a ``delete_markets`` before its
+        reply). Either way the reply is late because we are, and waiting is right; a lost
+        command on a connection that keeps up (its rows handled in time), or one the
+        exchange's stream has gone ``command_timeout`` past, still times out."""
         if self.paused or self.blocked:
             return False
-        behind = self._lag_us > _STALL * 1_000_000 and self._stream_us < sent.wall_us
+        timeout_us = float(self.ctx.cfg.websocket.command_timeout) * 1e6
+        behind = self._lag_us > _STALL * 1e6 and self._stream_us < sent.wall_us + timeout_us
         return not behind
 
 

@@ -28,7 +28,7 @@ import trio
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.config import GathererConfig
-from kalshi.errors import StoreError
+from kalshi.errors import DatabaseUnavailable, StoreError
 from kalshi.gather import metrics
 from kalshi.gather.context import RESTART_MARGIN_US, Backfill, GatherContext, RowSink
 from kalshi.gather.layout import Layout
@@ -36,12 +36,13 @@ from kalshi.gather.recovery import last_frames
 from kalshi.gather.registry import MarketRegistry, parse_shard
 from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
 from kalshi.http import Endpoints, serve_endpoints
+from kalshi.http.views import gatherer_metrics
 from kalshi.journal import JournalWriter
 from kalshi.models.lifecycle import LifecycleEvent
-from kalshi.models.rows import TABLE_COLUMNS
-from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
+from kalshi.models.rows import TABLE_COLUMNS, GapRow
+from kalshi.net import Backoff, Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
-from kalshi.store import Store, open_store
+from kalshi.store import Store, migrate, open_store
 from kalshi.store.recovery import (
     LastRun,
     Tail,
@@ -80,12 +81,16 @@ class Gatherer:
         connector: Connector | None = None,
         signer: Signer | None = None,
         journal_tail: TailReader | None = None,
+        migrated: bool = True,
     ) -> None:
         self.cfg = cfg
         self.db_url = db_url
         # restart recovery's journal reader (``kalshi.replay.tail.journal_tail``); None:
         # the previous run's journal tail is not written again
         self.journal_tail = journal_tail
+        # False: the schema could not be migrated at start (the database unreachable): the
+        # store migrates before its first write, once the database answers
+        self.migrated = migrated
         self.wall_us = wall_us
         self.connector = connector or get_transport(cfg.websocket.transport)
         self.signer = signer or Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
@@ -121,8 +126,13 @@ class Gatherer:
         self, *, task_status: trio.TaskStatus[Gatherer] = trio.TASK_STATUS_IGNORED
     ) -> None:
         cfg = self.cfg
+        prepare = None if self.migrated else partial(migrate, self.db_url)
         async with open_store(
-            self.db_url, cfg.store, wall_us=self.wall_us, copy_new=COPIED_STRAIGHT
+            self.db_url,
+            cfg.store,
+            wall_us=self.wall_us,
+            copy_new=COPIED_STRAIGHT,
+            prepare=prepare,
         ) as store:
             self.store = store
             sink = RowSink({table: store.sender(table) for table in TABLE_COLUMNS})
@@ -154,7 +164,7 @@ class Gatherer:
                 self.ctx = ctx
                 layout = Layout(ctx, sharded=self.shard.count > 1)
                 self.layout = layout
-                await self._resume(layout, sink)
+                await self._resume(layout, sink, nursery)
                 self.registry.listeners.append(layout.on_markets)
                 self.endpoints = await nursery.start(_serve, cfg, self.health, self.registry.page)
                 rest = RestClient(
@@ -185,13 +195,77 @@ class Gatherer:
         with trio.move_on_after(1.0, shield=True):
             await ctx.end_all_refusals()
 
-    async def _resume(self, layout: Layout, sink: RowSink) -> None:
+    async def _read_state(
+        self, sink: RowSink, timeouts: dict[str, float], until: int | None = None
+    ) -> tuple[LastRun, Tail, list[GapRow]]:
+        """Where the previous run stopped (its database), its journal tail written, and
+        the gaps earlier runs left open (``open_gaps``). Raises ``StoreError``."""
+        read = partial(
+            last_run,
+            self.db_url,
+            self.cfg.gatherer_id,
+            opened_at=self.store.opened_at if self.store is not None else None,
+            **timeouts,
+        )
+        # abandoned when cancelled: a hung database cannot hold a shutdown
+        last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
+        tail = Tail()
+        if last.ran and self.cfg.journal.enabled and self.journal_tail is not None:
+            tail = await self._replay_tail(last, sink, timeouts, until)
+        read_open = partial(open_gaps, self.db_url, self.cfg.gatherer_id, **timeouts)
+        opened = still_open(
+            await trio.to_thread.run_sync(read_open, abandon_on_cancel=True), tail.rows
+        )
+        return last, tail, opened
+
+    async def _end_refusals(self, last: LastRun, tail: Tail, opened: list[GapRow]) -> None:
+        """A run killed while markets were refused left their gaps open: they end where
+        that run's record ends (the next run's outage gap covers the market from there)."""
+        ends = [v for v in (*last[:4], tail.end) if v is not None]
+        assert self.ctx is not None
+        for row in opened:
+            if row.kind == "subscription_refused":
+                await self.ctx.end_gap(row, max([row.start_ts, *ends]))
+
+    async def _recover_later(self, sink: RowSink, timeouts: dict[str, float]) -> None:
+        """The database was unreachable at start: once it answers, write the previous
+        run's journal tail (its records before this run's start), end the refusal gaps it
+        left open and fetch the trades earlier runs left due; until then the watermark
+        stays the previous run's (it says where that tail starts)."""
+        store, ctx = self.store, self.ctx
+        assert store is not None and ctx is not None
+        backoff = Backoff(1.0, 30.0)
+        try:
+            while True:
+                try:
+                    last, tail, opened = await self._read_state(sink, timeouts, store.opened_at)
+                    break
+                except DatabaseUnavailable:
+                    await trio.sleep(backoff.next())
+                except StoreError as exc:  # reachable, no schema yet: no earlier run
+                    log.info("database back; no earlier run to recover (%s)", exc)
+                    return
+            log.info("database back; the previous run's state recovered")
+            await self._end_refusals(last, tail, opened)
+            pending = [row for row in opened if row.kind == "backfill"]
+            if pending and ctx.backfill is not None:
+                key = ("pending", pending[0].start_ts)
+                since = pending[0].start_ts
+                detail = "trades earlier runs left due (read once the database was back)"
+                await ctx.backfill_due(key, since, 0, detail, inherited=pending)
+                ctx.backfill.send_nowait((since, ctx.wall_us(), key))
+        finally:
+            store.hold_watermark(False)
+
+    async def _resume(self, layout: Layout, sink: RowSink, nursery: trio.Nursery) -> None:
         """Restart recovery: the rows of the previous run's journal tail (frames journaled
         whose batch the database never acknowledged) go to the store first; then where the
         previous run stopped, per channel (its database, or where its journal ends),
         becomes the first connection's starting point on that channel: an ``outage`` gap
         to when it is subscribed again, and the trades of the window fetched over REST.
-        Without a database at start, the gatherer starts without it (logged)."""
+        Without a database at start, the gatherer starts without it: the journal says
+        where the previous run stopped, and the rest is read once the database answers
+        (:meth:`_recover_later`)."""
         db = self.cfg.timescaledb
         timeouts = {
             "statement_timeout": float(db.statement_timeout),
@@ -199,36 +273,22 @@ class Gatherer:
         }
         tail = Tail()
         try:
-            read = partial(
-                last_run,
-                self.db_url,
-                self.cfg.gatherer_id,
-                opened_at=self.store.opened_at if self.store is not None else None,
-                **timeouts,
-            )
-            # abandoned when cancelled: a hung database cannot hold a shutdown
-            last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
-            if last.ran and self.cfg.journal.enabled and self.journal_tail is not None:
-                tail = await self._replay_tail(last, sink, timeouts)
-            read_open = partial(open_gaps, self.db_url, self.cfg.gatherer_id, **timeouts)
-            opened = still_open(
-                await trio.to_thread.run_sync(read_open, abandon_on_cancel=True), tail.rows
-            )
+            last, tail, opened = await self._read_state(sink, timeouts)
         except StoreError as exc:
             last = await self._last_journaled(exc)
             opened = []
+            if isinstance(exc, DatabaseUnavailable) and self.store is not None:
+                # what the database knows is read (and the journal tail written) once it
+                # answers; the watermark stays the previous run's until then
+                self.store.hold_watermark(True)
+                nursery.start_soon(self._recover_later, sink, timeouts)
         # Trades earlier runs never got over REST: due still, whatever happened since.
         pending = [row for row in opened if row.kind == "backfill"]
         if not last.ran and not pending:
             return
-        # A run killed while markets were refused left their gaps open: they end where
-        # that run's record ends (this run's outage gap covers the market from there).
-        ends = [v for v in (*last[:4], tail.end) if v is not None]
+        await self._end_refusals(last, tail, opened)
         ctx = self.ctx
         assert ctx is not None
-        for row in opened:
-            if row.kind == "subscription_refused":
-                await ctx.end_gap(row, max([row.start_ts, *ends]))
 
         def start(field: str, newest: int | None) -> int | None:
             # The journal's rows are now the store's: every row received before its end
@@ -270,9 +330,16 @@ class Gatherer:
             len(pending),
         )
 
-    async def _replay_tail(self, last: LastRun, sink: RowSink, timeouts: dict[str, float]) -> Tail:
-        """Write the rows of the previous run's journal tail (``kalshi.replay.tail``)
-        and return it (where its journal ends). Raises ``StoreError``."""
+    async def _replay_tail(
+        self,
+        last: LastRun,
+        sink: RowSink,
+        timeouts: dict[str, float],
+        until: int | None = None,
+    ) -> Tail:
+        """Write the rows of the previous run's journal tail (``kalshi.replay.tail``;
+        ``until``: where this run's own records start, µs) and return it (where its
+        journal ends). Raises ``StoreError``."""
         cfg = self.cfg
         acked = partial(
             acknowledged,
@@ -284,7 +351,12 @@ class Gatherer:
         )
         assert self.journal_tail is not None
         read = partial(
-            self.journal_tail, Path(cfg.journal.dir), cfg.gatherer_id, last.complete_before, acked
+            self.journal_tail,
+            Path(cfg.journal.dir),
+            cfg.gatherer_id,
+            last.complete_before,
+            acked,
+            until,
         )
         tail = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
         if tail.rows:
@@ -367,6 +439,7 @@ class Gatherer:
                     "last_message_age_s": age,
                     "reconnects": conn.reconnects,
                     "messages": conn.messages,
+                    "read_ahead": conn.read_ahead,
                     "error": conn.last_error,
                 }
             )
@@ -475,5 +548,10 @@ async def _serve(
     task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     await serve_endpoints(
-        cfg.http, cfg.metrics, health=health, debug_markets=markets, task_status=task_status
+        cfg.http,
+        cfg.metrics,
+        health=health,
+        debug_markets=markets,
+        registry=gatherer_metrics(),
+        task_status=task_status,
     )

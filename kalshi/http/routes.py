@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from kalshi.http.server import Handler, Request, Response, json_response
+from kalshi.models.market import MarketStatus
 
 __all__ = [
     "DEBUG_MARKETS_MAX_LIMIT",
@@ -103,16 +104,18 @@ def _limit(query: Mapping[str, list[str]]) -> int:
 
 
 _DEBUG_PARAMETERS = frozenset({"status", "prefix", "limit", "cursor"})
+_STATUSES = tuple(s.value for s in MarketStatus)  # Market.status (kalshi-api.md, "Market object")
 
 
 def debug_markets_route(debug_markets: DebugMarkets) -> Handler:
     """``/debug/markets?status=&prefix=&limit=&cursor=``: one page of the market registry.
 
-    ``status`` and ``prefix`` filter (1-128 of ``A-Z a-z 0-9 _ . -``; empty means no
-    filter), ``limit`` is 1 to ``DEBUG_MARKETS_MAX_LIMIT`` (default 100), ``cursor`` is
-    whatever the previous page returned (opaque, 1-512 visible ASCII characters). An
-    unknown, repeated or malformed parameter, or a ``ValueError`` from the
-    callable (a stale cursor), answers 400 with ``{"error": ...}``.
+    ``status`` (a Market.status: ``active``, ``finalized``, ...) and ``prefix`` (1-128 of
+    ``A-Z a-z 0-9 _ . -``) filter, empty means no filter; ``limit`` is 1 to
+    ``DEBUG_MARKETS_MAX_LIMIT`` (default 100), ``cursor`` is whatever the previous page
+    returned (opaque, 1-512 visible ASCII characters). An unknown, repeated or malformed
+    parameter, or a ``ValueError`` from the callable (a stale cursor), answers 400 with
+    ``{"error": ...}``.
     """
 
     async def handle(request: Request) -> Response:
@@ -121,6 +124,10 @@ def debug_markets_route(debug_markets: DebugMarkets) -> Handler:
             if unknown:
                 raise _BadParameter(f"unknown parameter {unknown[0]!r}")
             status = _token(request.query, "status")
+            if status is not None and status not in _STATUSES:
+                raise _BadParameter(
+                    f"status: expected one of {', '.join(_STATUSES)}, got {status!r}"
+                )
             prefix = _token(request.query, "prefix")
             limit = _limit(request.query)
             cursor = _cursor(request.query)

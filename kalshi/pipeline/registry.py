@@ -206,10 +206,18 @@ class MarketRegistry:
     def page(
         self, status: str | None, prefix: str | None, limit: int, cursor: str | None
     ) -> dict[str, Any]:
-        """One page of ``/debug/markets``: tickers in order after ``cursor``."""
+        """One page of ``/debug/markets``: tickers in order after ``cursor``. ``total`` is
+        how many markets match ``status`` and ``prefix`` (every page), ``tracked`` how many
+        the registry holds."""
         if self._sorted is None:
             self._sorted = sorted(self.markets)
         tickers = self._sorted
+        low = bisect.bisect_left(tickers, prefix) if prefix else 0
+        high = bisect.bisect_left(tickers, _after_prefix(prefix)) if prefix else len(tickers)
+        if status:
+            matching = sum(1 for t in tickers[low:high] if self.markets[t].status == status)
+        else:
+            matching = high - low
         start = bisect.bisect_right(tickers, cursor) if cursor else 0
         if prefix:
             start = max(start, bisect.bisect_left(tickers, prefix))
@@ -235,4 +243,14 @@ class MarketRegistry:
             if len(items) == limit:
                 break
         more = last is not None and last != tickers[-1] and len(items) == limit
-        return {"markets": items, "cursor": last if more else None, "total": len(self.markets)}
+        return {
+            "markets": items,
+            "cursor": last if more else None,
+            "total": matching,
+            "tracked": len(self.markets),
+        }
+
+
+def _after_prefix(prefix: str) -> str:
+    """The least string above every string starting with ``prefix`` (tickers are ASCII)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)

@@ -55,17 +55,24 @@ def tail_files(root: Path, complete_before: int | None) -> list[Path]:
 
 
 def journal_tail(
-    directory: Path, gatherer_id: str, complete_before: int | None, acked: Acked
+    directory: Path,
+    gatherer_id: str,
+    complete_before: int | None,
+    acked: Acked,
+    until: int | None = None,
 ) -> Tail:
     """The :class:`Tail` of ``gatherer_id``'s journal under ``directory`` (blocking).
 
     ``acked(conn_ids)`` answers ``{(conn_id, table): frame_no}`` from the database. Frames
     received before ``complete_before`` are skipped (the watermark says they are stored);
-    a ``gaps`` row is kept when its frame is after every table's acknowledged frame."""
+    a ``gaps`` row is kept when its frame is after every table's acknowledged frame.
+    ``until`` (µs): records from then on are not the previous run's (this run started
+    then, its database unreachable: read later, its own journal follows) and are left."""
     paths = tail_files(directory / gatherer_id, complete_before)
     if not paths:
         return Tail()
     mark = -(2**62) if complete_before is None else complete_before
+    stop = 2**62 if until is None else until
     done: dict[tuple[int, str], int] = {}
     if complete_before is None:
         # No watermark: skip the frames up to the newest one acknowledged. A table's
@@ -75,7 +82,7 @@ def journal_tail(
             {
                 i.conn_id
                 for i in read_journal(paths)
-                if isinstance(i, JournalRecord) and i.kind == "frame" and i.wall_us >= mark
+                if isinstance(i, JournalRecord) and i.kind == "frame" and mark <= i.wall_us < stop
             }
         )
         done = acked(conns) if conns else {}
@@ -88,7 +95,7 @@ def journal_tail(
         rows = replayer.feed(item)
         if not isinstance(item, JournalRecord):
             continue
-        if item.wall_us < mark:
+        if item.wall_us < mark or item.wall_us >= stop:
             continue
         if item.kind != "frame":  # REST pages and gap rows: their keys drop stored ones
             tail.rows += rows

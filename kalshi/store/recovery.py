@@ -186,8 +186,9 @@ class Tail:
 
 
 TailReader = Callable[
-    [Path, str, "int | None", Callable[[list[int]], dict[tuple[int, str], int]]], Tail
+    [Path, str, "int | None", Callable[[list[int]], dict[tuple[int, str], int]], "int | None"],
+    Tail,
 ]
-"""``(journal dir, gatherer_id, complete_before, acked) -> Tail`` (blocking): how a
+"""``(journal dir, gatherer_id, complete_before, acked, until) -> Tail`` (blocking): how a
 gatherer reads its journal's tail at start (``kalshi.replay.tail.journal_tail``, given by
 the CLI: gathering and replay share the pipeline, not each other)."""

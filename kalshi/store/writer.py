@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
@@ -116,9 +117,23 @@ class _SpoolState:
 
 
 class _DbState:
-    def __init__(self) -> None:
+    def __init__(self, prepare: Callable[[], object] | None = None) -> None:
         self.up = True
         self.error = ""
+        # Run once before the first write (the schema's migrations when the database was
+        # unreachable at start); raises DatabaseUnavailable while it still is.
+        self._prepare = prepare
+        self._prepared = threading.Lock()
+
+    def prepare(self) -> None:
+        """Blocking (a writer's thread): :attr:`_prepare` once, before any write."""
+        if self._prepare is None:
+            return
+        with self._prepared:
+            if self._prepare is not None:
+                self._prepare()
+                log.info("database prepared (migrations applied) before the first write")
+                self._prepare = None
 
     def mark_up(self) -> None:
         if not self.up:
@@ -412,6 +427,7 @@ class _TableWriter:
             self.inflight.discard(batch.seq)
 
     def _write(self, rows: list[Row]) -> WriteResult:
+        self.state.prepare()
         started = time.perf_counter()
         result = write_rows(self.pool, self.spec, rows, self.dead, copy_new=self.copy_new)
         metrics.FLUSH_SECONDS.labels(**self._label).observe(time.perf_counter() - started)
@@ -646,6 +662,7 @@ class Store:
         watermark: bool = True,
         wall_us: WallClock = system_wall_us,
         copy_new: bool | Collection[str] = False,
+        prepare: Callable[[], object] | None = None,
     ) -> None:
         self.watermark = watermark
         self.opened_at: int | None = None  # when the first watermark was recorded (µs)
@@ -655,7 +672,10 @@ class Store:
         self._spool_root = Path(cfg.spool.dir)
         self._lock: IO[bytes] | None = None
         self._owner: Any = None  # the connection holding the gatherer id's lock
-        self._state = _DbState()
+        self._state = _DbState(prepare)
+        # While set, the watermark is not recorded: the previous run's stays readable
+        # (restart recovery reads it once the database is back; :meth:`hold_watermark`).
+        self._watermark_held = False
         self._spool_state = _SpoolState()
         self._holds: dict[object, int] = {}
         self._released = trio.Event()
@@ -752,6 +772,11 @@ class Store:
 
     # --- the watermark ----------------------------------------------------------------------
 
+    def hold_watermark(self, held: bool) -> None:
+        """Record no watermark while ``held``: the database was unreadable at start, and
+        the previous run's watermark says where its journal tail starts."""
+        self._watermark_held = held
+
     def hold(self, key: object, since_us: int) -> None:
         """Rows as old as ``since_us`` may still come (a REST backfill is due): keep the
         watermark at or before it until :meth:`release` of ``key``."""
@@ -810,6 +835,8 @@ class Store:
         database is down the old value stays (readers wait, which is right)."""
         while True:
             await trio.sleep(_WATERMARK_EVERY)
+            if self._watermark_held:
+                continue
             now = self._wall_us()
             try:
                 await trio.to_thread.run_sync(
@@ -839,7 +866,7 @@ class Store:
                         nursery.start_soon(writer.flush_rest)
             # Everything received is committed: the watermark is now.
             idle = all(w.pending_since() is None for w in self._writers.values())
-            if self.watermark and idle and not self._holds:
+            if self.watermark and idle and not self._holds and not self._watermark_held:
                 now = self._wall_us()
                 with trio.move_on_after(grace, shield=True):
                     try:
@@ -874,6 +901,7 @@ async def open_store(
     watermark: bool = True,
     wall_us: WallClock = system_wall_us,
     copy_new: bool | Collection[str] = False,
+    prepare: Callable[[], object] | None = None,
 ) -> AsyncIterator[Store]:
     """Run the batch writers of every table against the database at ``url``.
 
@@ -885,6 +913,9 @@ async def open_store(
     into its table, and only a batch that fails so (a row already stored, a rejected
     value) takes the staged insert (:mod:`kalshi.store.insert`); the same rows end up
     stored either way, at about half the database's work.
+    ``prepare``: run once (blocking) before the first batch is written, retried like a
+    write while it raises ``DatabaseUnavailable`` (the gatherer's migrations when the
+    database was unreachable at start: rows wait in memory and the spool meanwhile).
 
     Yields a :class:`Store`; get channels with :meth:`Store.sender`. Batches that were
     spooled by an earlier process are drained first. On exit (normal, error or
@@ -895,7 +926,9 @@ async def open_store(
     use by another process or a write fails for a reason other than the rows or an
     unavailable database (e.g. missing tables: run migrations first).
     """
-    store = Store(url, cfg, watermark=watermark, wall_us=wall_us, copy_new=copy_new)
+    store = Store(
+        url, cfg, watermark=watermark, wall_us=wall_us, copy_new=copy_new, prepare=prepare
+    )
     await trio.to_thread.run_sync(store._open)
     grace = float(cfg.shutdown_grace)
     deadline: float | None = None

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from dedup_support import MISSES, dedup_config, write_all
 
 from kalshi.config import S3Config, parse_duration
+from kalshi.dedup import metrics
 from kalshi.dedup.export import ALL_WINDOWS, EXPORT_TABLES, Exporter
 from kalshi.dedup.service import Deduplicator
 from kalshi.models.rows import TABLE_COLUMNS
@@ -200,6 +201,9 @@ async def test_windows_close_by_what_each_gatherer_committed_with_clocks_90s_apa
                     assert lag == round(max(0, max(newest, cuts[gid]) - horizon) / SECOND, 3)
                     assert lag < 1.0  # the recording lasts under a second, whatever the clock
         assert [round(health["gatherers"][g]["clock_offset_s"]) for g in urls] == [0, 90, -90]
+        for gid in urls:  # the same on /metrics
+            gauge = metrics.CLOCK_OFFSET.labels(gid)._value.get()
+            assert round(gauge, 3) == health["gatherers"][gid]["clock_offset_s"]
 
         commit_all(urls)
         await merge(production, urls)

@@ -253,7 +253,14 @@ async def test_a_session_lost_while_reading_a_backlog_backfills_from_where_readi
             channels[table] = send
             nursery.start_soon(collect if table == "trades" else drain, receive)
         backfill_send, backfill = trio.open_memory_channel[Any](10)
-        ctx = context(sim, tmp_path, memory_connector(sim, lockstep=True), RowSink(channels))
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim, lockstep=True),
+            RowSink(channels),
+            # one frame read ahead: the reader soon waits too, and the exchange's buffer fills
+            **{"websocket.read_ahead": 1},
+        )
         ctx.wall_us = clock
         ctx.backfill = backfill_send
         conn = Connection(ctx, "trade-0", "trade", scoped=False)
@@ -285,9 +292,11 @@ async def test_waiting_to_handle_a_lifecycle_message_is_not_silence(
         trio.open_nursery() as nursery,
     ):
         room = trio.Event()
+        entered = trio.Event()
         handled = []
 
         async def on_lifecycle(out: Any) -> None:
+            entered.set()
             await room.wait()
             handled.append(out)
 
@@ -309,8 +318,7 @@ async def test_waiting_to_handle_a_lifecycle_message_is_not_silence(
         while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
             await trio.sleep(0.01)
         sim.engine.add_market(series="KXHIGHNY")
-        while not conn.blocked:  # noqa: ASYNC110
-            await trio.sleep(0.01)
+        await entered.wait()
         await trio.sleep(60)
         room.set()
         while not handled:  # noqa: ASYNC110
@@ -405,4 +413,65 @@ async def test_a_reply_behind_a_backlog_read_slowly_is_not_lost(
         (session,) = sim.sessions
         (sub,) = session.subs.values()
         assert sub.tickers == set(tickers)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_full_writer_queue_does_not_stop_a_whole_exchange_read(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The tickers' queue is full for 30 s (the database behind). The whole-exchange
+    ``ticker`` connection reads on into its read-ahead (issue 20: with one loop it stopped
+    reading, and the exchange's buffer for the subscription overflowed, error 25, 4 to 9
+    times a run): the exchange's small buffer never overflows, nothing reconnects, and
+    every frame read is handled once there is room."""
+
+    def clock() -> int:  # wall time that moves with the virtual clock, for both sides
+        return PINNED_START_US + int(trio.current_time() * 1e6)
+
+    rows: list[Row] = []
+    async with (
+        open_sim_exchange(
+            markets=10,
+            active=4,
+            rate=200.0,
+            seed=2,
+            port=0,
+            start_us=PINNED_START_US,
+            clock=clock,
+            buffer_limit=20_000,
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        room = trio.Event()
+
+        async def collect(receive: trio.MemoryReceiveChannel[Row]) -> None:
+            await room.wait()
+            async for row in receive:
+                rows.append(row)
+
+        channels = {}
+        for table in TABLE_COLUMNS:
+            send, receive = trio.open_memory_channel[Row](1 if table == "tickers" else 10_000)
+            channels[table] = send
+            nursery.start_soon(collect if table == "tickers" else drain, receive)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim, lockstep=True),
+            RowSink(channels),
+            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
+        )
+        ctx.wall_us = clock
+        conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
+        nursery.start_soon(conn.run)
+        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
+            await trio.sleep(0.01)
+        await trio.sleep(30)
+        assert sim.truth.undelivered["overflow"] == 0
+        assert conn.read_ahead > 100 and not conn.blocked
+        room.set()
+        while conn.read_ahead:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
+        assert len(rows) >= conn.messages - 1  # every ticker frame read (but the reply)
         nursery.cancel_scope.cancel()

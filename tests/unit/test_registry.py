@@ -68,7 +68,15 @@ def test_debug_page_filters_and_pages_in_ticker_order() -> None:
     assert [m["ticker"] for m in page["markets"]] == ["K-01", "K-03", "K-05"]
     page = reg.page("active", "K-", 3, page["cursor"])
     assert [m["ticker"] for m in page["markets"]] == ["K-07", "K-09"]
-    assert page["cursor"] is None and page["total"] == 10
+    assert (page["cursor"], page["total"], page["tracked"]) == (None, 5, 10)
+    # total: the markets matching the filters, on every page; tracked: all of them
+    reg.upsert([market(f"KXHIGHNY-{i}", "active") for i in range(3)], 2)
+    reg.upsert([market("KXHIGHNYC-0", "active"), market("KXHIGHNZ-0", "active")], 2)
+    page = reg.page(None, "KXHIGHNY-", 1, None)
+    assert [m["ticker"] for m in page["markets"]] == ["KXHIGHNY-0"]
+    assert (page["total"], page["tracked"]) == (3, 15)
+    assert reg.page("finalized", None, 100, None)["total"] == 5
+    assert reg.page("finalized", "KXHIGHNY", 100, None)["total"] == 0
 
 
 def test_backoff_doubles_to_the_cap_with_bounded_jitter() -> None:
