@@ -188,11 +188,17 @@ class Gatherer:
                         await self._stopping(ctx)
 
     async def _stopping(self, ctx: GatherContext) -> None:
-        """A clean stop: the refusal gaps still open end now (the next start's ``outage``
-        gap covers the market from the last frame on). Bounded: a full gaps channel (the
+        """A clean stop: the refusal and invalid-book gaps still open end now (the next
+        start's ``outage`` gap covers the market from the last frame on, and its fresh
+        snapshots the books). Bounded: a full gaps channel (the
         database down, the spool refusing) does not hold the shutdown."""
         with trio.move_on_after(1.0, shield=True):
             await ctx.end_all_refusals()
+            now = ctx.wall_us()
+            for rows in list(self.processor.invalid.values()):
+                for row in rows:  # a book still invalid: the next start snapshots it
+                    await ctx.end_gap(row, max(now, row.start_ts))
+            self.processor.invalid.clear()
 
     async def _read_state(
         self, sink: RowSink, timeouts: dict[str, float], until: int | None = None
@@ -218,12 +224,15 @@ class Gatherer:
         return last, tail, opened
 
     async def _end_refusals(self, last: LastRun, tail: Tail, opened: list[GapRow]) -> None:
-        """A run killed while markets were refused left their gaps open: they end where
-        that run's record ends (the next run's outage gap covers the market from there)."""
+        """A run killed while markets were refused (or books invalid, or a connection
+        stopped) left those gaps open: they end where that run's record ends (this run's
+        outage gap covers from there, with fresh subscriptions and snapshots). Gaps this
+        run opened itself (read late, the database down at start) stay."""
         ends = [v for v in (*last[:4], tail.end) if v is not None]
-        assert self.ctx is not None
+        assert self.ctx is not None and self.store is not None
+        mine = self.store.opened_at if self.store.opened_at is not None else 2**62
         for row in opened:
-            if row.kind == "subscription_refused":
+            if row.kind != "backfill" and row.start_ts < mine:
                 await self.ctx.end_gap(row, max([row.start_ts, *ends]))
 
     async def _recover_later(self, sink: RowSink, timeouts: dict[str, float]) -> None:
