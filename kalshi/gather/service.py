@@ -37,6 +37,7 @@ from kalshi.gather.recovery import last_frames
 from kalshi.gather.registry import MarketRegistry, parse_shard
 from kalshi.gather.rest_tasks import backfill_trades, poll_snapshots, relist_forever
 from kalshi.http import Endpoints, serve_endpoints
+from kalshi.http.views import gatherer_metrics
 from kalshi.journal import JournalWriter
 from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import TABLE_COLUMNS, GapRow
@@ -565,5 +566,10 @@ async def _serve(
     task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     await serve_endpoints(
-        cfg.http, cfg.metrics, health=health, debug_markets=markets, task_status=task_status
+        cfg.http,
+        cfg.metrics,
+        health=health,
+        debug_markets=markets,
+        registry=gatherer_metrics(),
+        task_status=task_status,
     )
