@@ -70,6 +70,7 @@ def table(doc: dict[str, Any]) -> str:
         ("exchange → committed, bursts (s)", _fmt(latency.get("burst"))),
         ("max queue (rows)", _fmt(g("max_queue_rows"))),
         ("max spool (rows)", _fmt(g("max_spool_rows"))),
+        ("max read-ahead, whole-exchange sockets (frames)", _fmt(g("max_read_ahead_frames"))),
         ("rows, production", _fmt((g("rows") or {}).get("prod"))),
         ("rows, first gatherer", _fmt(next(iter((g("rows") or {}).values()), None))),
         ("bytes", _fmt(_mib(g("bytes") or {}))),

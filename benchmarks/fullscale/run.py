@@ -80,6 +80,7 @@ class _Samples:
         self.lag: dict[str, list[float]] = {"quiet": [], "burst": []}
         self.max_queue: dict[str, int] = {}
         self.max_spool: dict[str, int] = {}
+        self.max_read_ahead: dict[str, int] = {}  # frames a whole-exchange socket read ahead
         self.peak_rss: dict[str, float] = {}
         self.measuring = False
 
@@ -349,6 +350,7 @@ async def _record(
             }
             doc["max_queue_rows"] = samples.max_queue
             doc["max_spool_rows"] = samples.max_spool
+            doc["max_read_ahead_frames"] = samples.max_read_ahead
             lag = samples.lag
             doc["latency_s"] = {
                 phase: {
@@ -418,6 +420,10 @@ async def _monitor(
                 samples.max_queue[name] = max(samples.max_queue.get(name, 0), table.get("queue", 0))
                 samples.max_spool[name] = max(
                     samples.max_spool.get(name, 0), table.get("spool_rows", 0)
+                )
+            for conn in (doc or {}).get("connections") or []:
+                samples.max_read_ahead[name] = max(
+                    samples.max_read_ahead.get(name, 0), conn.get("read_ahead") or 0
                 )
         for name, child in children.items():
             if child.proc is not None:

@@ -40,6 +40,7 @@ from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
 from kalshi.errors import DatabaseUnavailable, ExportError, GathererError, StoreError
 from kalshi.http import serve_endpoints
+from kalshi.http.views import dedup_metrics
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.models.units import format_rfc3339_us
 
@@ -824,7 +825,13 @@ async def serve_dedup(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                partial(serve_endpoints, cfg.http, cfg.metrics, health=dedup.health)
+                partial(
+                    serve_endpoints,
+                    cfg.http,
+                    cfg.metrics,
+                    health=dedup.health,
+                    registry=dedup_metrics(),
+                )
             )
             if exporter is not None:
                 nursery.start_soon(_export_forever, exporter, float(cfg.sync.poll_interval))
