@@ -39,11 +39,17 @@ DESCRIPTIONS: dict[str, str] = {
     "relist_interval": "re-list all markets over REST this often (catches missed lifecycle)",
     "shutdown_grace": "on Ctrl-C or SIGTERM, how long the final flush may take",
     # websocket
-    "websocket.ticker_connections": "connections carrying the `ticker` channel",
-    "websocket.trade_connections": "connections carrying the `trade` channel",
-    "websocket.lifecycle_connections": "connections carrying the lifecycle channels",
-    "websocket.orderbook_connections": "connections carrying `orderbook_delta`; markets are "
-    "spread over them",
+    "websocket.ticker_connections": ("connections carrying the `ticker` channel (0: not recorded)"),
+    "websocket.trade_connections": (
+        "connections carrying the `trade` channel; at least 1 (0 is a config error: exit 2)"
+    ),
+    "websocket.lifecycle_connections": (
+        "connections carrying the lifecycle channels (0: markets are learnt at the re-list only)"
+    ),
+    "websocket.orderbook_connections": (
+        "connections carrying `orderbook_delta`; markets are spread over them; at least 1 "
+        "(0 is a config error: exit 2)"
+    ),
     "websocket.reconnect_backoff": "first reconnect delay (doubles, with jitter)",
     "websocket.max_reconnect_backoff": "reconnect delay cap",
     "websocket.silence_timeout": "a connection with nothing received (data or pong) for this "
@@ -62,6 +68,12 @@ DESCRIPTIONS: dict[str, str] = {
         "refusal; a `subscription_refused` gap each) are tried again after this long"
     ),
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
+    "websocket.read_ahead": (
+        "frames a whole-exchange connection (`ticker`, `trade`, lifecycle) reads ahead of its "
+        "processing, in a task of its own, so a full writer queue stops its processing, not its "
+        "reading (~20 MB at 300 B a frame); 0: one loop reads and processes, as on every "
+        "per-market connection"
+    ),
     "websocket.transport": "`websockets` (default) or `trio-websocket` (see docs/performance.md)",
     # timescaledb
     "timescaledb.url": "PostgreSQL/TimescaleDB URL; empty starts the embedded PostgreSQL",

@@ -40,6 +40,7 @@ from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
 from kalshi.errors import DatabaseUnavailable, ExportError, GathererError, StoreError
 from kalshi.http import serve_endpoints
+from kalshi.http.views import dedup_metrics
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.models.units import format_rfc3339_us
 
@@ -60,7 +61,10 @@ MERGE_STEP_US = 300_000_000
 """Exchange time merged per order-book transaction (5 minutes)."""
 GAP_LOOKBACK_US = 60_000_000
 KEYED_STEP_US = 60_000_000
-"""Gatherer time copied per keyed-table step (its digests are compared per second)."""
+"""Receipt time whose digests (per second) are compared at once."""
+DIGEST_SPAN_US = 600_000_000
+"""The longest receipt span of one keyed-table step whose rows are compared by digest
+before they are read (longer: read them all, production drops those it has)."""
 MAX_RANGES = 50
 
 T = TypeVar("T")
@@ -388,13 +392,17 @@ class Deduplicator:
                 high = await self._thread(gatherer.commit_step, table, low, safe, batch)
                 span = await self._thread(gatherer.commit_span, table, low, high)
                 if span is not None:
-                    # Rows production has (another gatherer's copies): per-second digests
-                    # of the stretch they were received in, when it is short.
-                    ranges = None
-                    if table.digested and span[1] - span[0] <= KEYED_STEP_US:
-                        ranges = await self._changed(
-                            production, gatherer, table, span[0] - 1, span[1]
-                        )
+                    # Rows production has (another gatherer's copies) are not read: per-second
+                    # digests of the stretch they were received in, a minute at a time, when
+                    # it is short (a replay of old rows spans hours: read them all).
+                    ranges: list[tuple[int, int]] | None = None
+                    if table.digested and span[1] - span[0] <= DIGEST_SPAN_US:
+                        ranges = []
+                        at = span[0] - 1
+                        while at < span[1]:
+                            end = min(span[1], at + KEYED_STEP_US)
+                            ranges += await self._changed(production, gatherer, table, at, end)
+                            at = end
                     rows = await self._thread(gatherer.keyed_rows, table, ranges, (low, high))
             done = high >= safe
             moved = self._keyed_cursor(gatherer.id, horizon if done else cursor.horizon, high)
@@ -824,7 +832,13 @@ async def serve_dedup(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                partial(serve_endpoints, cfg.http, cfg.metrics, health=dedup.health)
+                partial(
+                    serve_endpoints,
+                    cfg.http,
+                    cfg.metrics,
+                    health=dedup.health,
+                    registry=dedup_metrics(),
+                )
             )
             if exporter is not None:
                 nursery.start_soon(_export_forever, exporter, float(cfg.sync.poll_interval))

@@ -63,6 +63,10 @@ def render(state: TuiState) -> RenderableType:
         return Group(*parts)
     health = state.health
     parts.append(_header(health))
+    # the journal on a line of its own: the header stays one line on an 80-column terminal
+    journal = _dict_line(health["journal"]) if isinstance(health.get("journal"), Mapping) else ""
+    if journal:
+        parts.append(Text("journal " + journal))
     line = _counters_line(health)
     if line:
         parts.append(Text(line))
@@ -105,9 +109,6 @@ def _header(health: Mapping[str, Any]) -> Text:
         state = str(db["state"])
         text.append("   db ")
         text.append(state, style="green" if state == "up" else "bold red")
-    journal = _dict_line(health["journal"]) if isinstance(health.get("journal"), Mapping) else ""
-    if journal:
-        text.append("   journal " + journal)
     return text
 
 
@@ -120,14 +121,15 @@ def _dict_line(values: Mapping[str, Any]) -> str:
     for key, value in values.items():
         if value is None or value == "":
             continue
+        label = key.replace("_", " ")
         if key == "bytes":
             items.append(fmt.size(value))
         elif isinstance(value, bool):
-            items.append(f"{key} {fmt.scalar(value)}")
+            items.append(f"{label} {fmt.scalar(value)}")
         elif isinstance(value, int | float):
-            items.append(f"{fmt.count(value)} {key}")
+            items.append(f"{fmt.count(value)} {label}")
         else:
-            items.append(f"{key} {fmt.scalar(value)}")
+            items.append(f"{label} {fmt.scalar(value)}")
     return " · ".join(items)
 
 
@@ -162,16 +164,26 @@ def _connections(value: object, rates: Rates) -> Table | None:
     table = _table("connections")
     for label in ("connection", "channel", "state"):
         table.add_column(label)
-    for label in ("markets", "msgs", "msgs/s", "last msg", "reconnects"):
+    # markets a connection should carry, then how many the exchange took and refused
+    scoped = [key for key in ("subscribed", "refused") if any(key in c for c in connections)]
+    for label in ("markets", *scoped, "msgs", "msgs/s", "last msg", "reconnects"):
         table.add_column(label, justify="right")
     for conn in connections:
         name = str(conn.get("name"))
         state = str(conn.get("state", fmt.NONE))
+        refused = conn.get("refused")
         table.add_row(
             name,
             fmt.scalar(conn.get("channel")),
             Text(state, style=_STATE_STYLE.get(state, "bold red")),
             fmt.count(conn.get("markets")),
+            *(
+                Text(
+                    fmt.count(conn.get(key)),
+                    style="bold red" if key == "refused" and refused else "",
+                )
+                for key in scoped
+            ),
             fmt.count(conn.get("messages")),
             fmt.rate(rates.current.get(name)),
             fmt.age(conn.get("last_message_age_s")),

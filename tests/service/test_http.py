@@ -10,9 +10,11 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from kalshi.config import HttpConfig, MetricsConfig
+from kalshi.dedup import metrics as dedup_metrics_module
 from kalshi.errors import ConfigError
 from kalshi.http import (
     Endpoints,
@@ -24,7 +26,9 @@ from kalshi.http import (
     serve_endpoints,
     serve_http,
 )
+from kalshi.http.views import dedup_metrics, gatherer_metrics
 from kalshi.testing import free_port
+from tests.ops.test_grafana import exported_samples
 
 MARKETS = [
     {"ticker": f"KX{series}-{n:02d}", "status": status}
@@ -426,3 +430,22 @@ async def test_a_taken_metrics_port_releases_the_health_port(nursery: trio.Nurse
             )
         again: Listening = await nursery.start(serve_http, "127.0.0.1", free, {})
     assert again.port == free
+
+
+def test_each_process_exposes_only_its_own_metrics() -> None:
+    exported_samples()  # one process imports every module: every metric is registered
+
+    def families(view: CollectorRegistry) -> set[str]:
+        return {m.name for m in view.collect() if m.name.startswith("kalshi_")}
+
+    gatherer, dedup = families(gatherer_metrics()), families(dedup_metrics())
+    # the deduplicator's: the metrics of kalshi.dedup.metrics, every one
+    assert dedup == {
+        m._name for m in vars(dedup_metrics_module).values() if isinstance(m, MetricWrapperBase)
+    }
+    assert {"kalshi_dedup_gatherer_up", "kalshi_export_failures"} <= dedup
+    assert gatherer & dedup == set()
+    assert gatherer | dedup == {m.name for m in REGISTRY.collect() if m.name.startswith("kalshi_")}
+    assert {"kalshi_ws_messages", "kalshi_store_rows_written"} <= gatherer
+    text = generate_latest(gatherer_metrics()).decode()
+    assert "kalshi_dedup_gatherer_up" not in text and "kalshi_export_failures" not in text

@@ -88,13 +88,13 @@ def observed(*steps: int, every: float = 2.0) -> TuiState:
 def test_rates_and_history_from_exact_counts_over_exact_intervals() -> None:
     lines = lines_of(observed(0, 1, 2, 3))
     # ticker: +1000 per 2 s; orderbook_delta: +100, +300, +600 per 2 s.
-    assert lines[:2] == [
-        "kalshi gatherer g-1   status ok   uptime 1h02m09s   db up   "
+    assert lines[:3] == [
+        "kalshi gatherer g-1   status ok   uptime 1h02m09s   db up",
         "journal 123,456 records · 5.6 MB · pressure no",
         "markets 1,500 tracked · 900 active · 60 books   gaps 2   resnapshots 1   "
         "decode errors 0   reconnects 3",
     ]
-    assert lines[3:8] == [
+    assert lines[4:9] == [
         "connections",
         "connection    channel           state     markets    msgs   msgs/s   "
         "last msg   reconnects",
@@ -105,7 +105,7 @@ def test_rates_and_history_from_exact_counts_over_exact_intervals() -> None:
         "-            3",
     ]
     # Side by side: channels, then (from column 46) tables; history is the rate series.
-    assert lines[9:14] == [
+    assert lines[10:15] == [
         "channels                                      tables",
         "channel            msgs   msgs/s   history    "
         "table              queue   spool   written   dead   rows/s   history",
@@ -161,10 +161,10 @@ def test_degraded_status_and_db_down() -> None:
     document = health(1) | {"status": "degraded", "db": {"state": "down"}}
     state = TuiState()
     state.observe(document, now=0.0)
-    assert lines_of(state)[0] == (
-        "kalshi gatherer g-1   status degraded   uptime 1h02m05s   db down   "
-        "journal 123,456 records · 5.6 MB · pressure no"
-    )
+    assert lines_of(state)[:2] == [
+        "kalshi gatherer g-1   status degraded   uptime 1h02m05s   db down",
+        "journal 123,456 records · 5.6 MB · pressure no",
+    ]
     assert summary_line(state).startswith("status=degraded ")
     assert summary_line(state).endswith(" db=down")
 
@@ -423,12 +423,50 @@ def test_an_error_field_is_shown_only_when_there_is_an_error() -> None:
     state = TuiState()
     state.observe(document, now=100.0)
     lines = lines_of(state)
-    assert lines[0].endswith("journal 5 records · 0 upload_backlog")
-    assert "spool state ok · reading_paused no" in lines
+    assert lines[1] == "journal 5 records · 0 upload backlog"
+    assert "spool state ok · reading paused no" in lines
     assert not [line for line in lines if line.startswith("clock")]  # nothing to say
     document["journal"]["error"] = "disk full"
     document["spool"]["error"] = None
     state.observe(document, now=102.0)
     lines = lines_of(state)
-    assert lines[0].endswith("journal 5 records · 0 upload_backlog · error disk full")
-    assert "spool state ok · reading_paused no" in lines
+    assert lines[1] == "journal 5 records · 0 upload backlog · error disk full"
+    assert "spool state ok · reading paused no" in lines
+
+
+def test_refused_subscriptions_have_a_column_of_their_own() -> None:
+    # 259 markets to carry: the exchange took 40 and refused 219 (the connection is live)
+    document = health(0)
+    document["connections"] = [
+        {
+            "name": "orderbook-0",
+            "channel": "orderbook_delta",
+            "state": "live",
+            "markets": 259,
+            "subscribed": 40,
+            "refused": 219,
+            "messages": 5,
+            "reconnects": 0,
+        },
+        {"name": "trade-0", "channel": "trade", "state": "live", "markets": None,
+         "subscribed": None, "refused": 0, "messages": 2, "reconnects": 0},
+    ]  # fmt: skip
+    state = TuiState()
+    state.observe(document, now=100.0)
+    lines = lines_of(state)
+    start = lines.index("connections")
+    assert lines[start + 1 : start + 5] == [
+        "connection    channel           state   markets   subscribed   refused   msgs   "
+        "msgs/s   last msg   reconnects",
+        "─" * 110,
+        "orderbook-0   orderbook_delta   live        259           40       219      5        "
+        "-          -            0",
+        "trade-0       trade             live          -            -         0      2        "
+        "-          -            0",
+    ]
+    # an 80-column terminal: the header is one line
+    console = Console(record=True, width=80, file=io.StringIO())
+    console.print(render(state))
+    assert console.export_text().splitlines()[0].rstrip() == (
+        "kalshi gatherer g-1   status ok   uptime 1h02m03s   db up"
+    )
