@@ -10,7 +10,6 @@ import orjson
 import trio
 from cyclopts import Parameter
 
-from kalshi.auth import Signer, load_private_key
 from kalshi.cli.app import UsageError, app, console, err_console, fail, load_or_exit
 from kalshi.cli.replay import (
     FrameField,
@@ -120,11 +119,10 @@ def snapshot(
 
 
 async def _from_rest(cfg: GathererConfig, ticker: str) -> BookAt:
-    signer = None
-    if cfg.kalshi.api_key:
-        signer = Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
+    # Unsigned: market-data GETs, the order book included, are public (kalshi-api.md, "REST
+    # auth"); a config's key (even a placeholder or an unreadable file) is not needed here.
     timeout = float(cfg.kalshi.request_timeout)
     async with RestClient(
-        cfg.kalshi.rest_url, signer, timeout=timeout, attempts=3, backoff=(0.5, 2.0)
+        cfg.kalshi.rest_url, None, timeout=timeout, attempts=3, backoff=(0.5, 2.0)
     ) as rest:
         return await book_from_rest(rest, ticker, system_wall_us())

@@ -31,6 +31,8 @@ clock offset, widened by this much. A gatherer whose clock is minutes off is sti
 completely (issue 18: a fixed window around receipt lost every row of a clock 90 s behind)."""
 OFFSET_SAMPLE_US = 600_000_000
 """The newest exchange time measured for a gatherer's clock offset."""
+ID_SAMPLE = 1000
+"""The newest trades and deltas whose gatherer ids :meth:`GathererDb.gatherer_ids` reads."""
 
 _HIGH_WATER = (
     "SELECT greatest((SELECT max(exchange_ts) FROM trades),"
@@ -129,16 +131,17 @@ class GathererDb:
 
     def gatherer_ids(self) -> dict[str, int | None]:
         """The gatherer ids found in the database: every one with an ingest watermark (its
-        ``complete_before``, µs) and every one of the trades and deltas of the newest
-        :data:`OFFSET_SAMPLE_US` of exchange time (``None`` when it has no watermark)."""
+        ``complete_before``, µs) and every one of its newest :data:`ID_SAMPLE` trades and
+        deltas (``None`` when it has no watermark). Read backwards through the primary keys
+        (exchange time first): cheap at any size."""
         rows = self._query(
             "SELECT gatherer_id, complete_before FROM ingest_watermark"
-            " UNION SELECT gatherer_id, NULL FROM (SELECT DISTINCT gatherer_id FROM trades"
-            "  WHERE exchange_ts >= (SELECT max(exchange_ts) FROM trades) - %s"
-            "  UNION SELECT DISTINCT gatherer_id FROM orderbook_deltas"
-            "  WHERE exchange_ts >= (SELECT max(exchange_ts) FROM orderbook_deltas) - %s) AS r"
+            " UNION SELECT gatherer_id, NULL FROM ((SELECT gatherer_id FROM trades"
+            "  ORDER BY exchange_ts DESC LIMIT %s)"
+            "  UNION (SELECT gatherer_id FROM orderbook_deltas"
+            "  ORDER BY exchange_ts DESC LIMIT %s)) AS r"
             " WHERE gatherer_id NOT IN (SELECT gatherer_id FROM ingest_watermark)",
-            (OFFSET_SAMPLE_US, OFFSET_SAMPLE_US),
+            (ID_SAMPLE, ID_SAMPLE),
         )
         return {str(g): None if at is None else int(at) for g, at in sorted(rows)}
 

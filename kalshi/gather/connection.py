@@ -248,9 +248,10 @@ class Connection:
 
     async def _receive(self, ws: WsConnection) -> None:
         """Read, journal and process frames until the session ends. A scoped connection
-        does it all in one loop. A whole-exchange one (``scoped=False``: ``ticker``, say,
-        ~30 % of all messages on one socket) reads in a task of its own that only stamps
-        the frame and hands it to a bounded queue (``websocket.read_ahead`` frames:
+        does it all in one loop, and so does a whole-exchange one by default. With
+        ``websocket.read_ahead`` > 0 a whole-exchange one (``scoped=False``: ``ticker``,
+        say, ~30 % of all messages on one socket) reads in a task of its own that only
+        stamps the frame and hands it to a bounded queue of that many frames (65 536:
         ~20 MB, 11 s of the ticker channel at 20 000 msgs/s), so a writer's full queue
         (the database behind) stops its processing, not its reading: the exchange's
         buffer for that one subscription (16 MB at the simulator; the exchange's is
@@ -259,7 +260,11 @@ class Connection:
         reported. A frame is journaled when it is handled, so the journal holds the
         frames whose rows went to the writers (restart recovery and ``kalshi replay``
         rebuild the same rows); a frame read ahead when the process dies is lost with it,
-        as one in the socket would be, inside the restart's ``outage`` gap."""
+        as one in the socket would be, inside the restart's ``outage`` gap. Not the
+        default: when the rows of that channel cannot be written for minutes (issue 20 at
+        20 000 msgs/s), the read-ahead keeps the exchange from ending the subscription,
+        so no reconnect brings its trades back over REST, and what is still read ahead
+        at a stop is lost; with one loop the exchange's error 25 does, and they are."""
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
         self.blocked = False

@@ -90,7 +90,8 @@ class GatherContext:
     def count_gaps(self, rows: list[tuple[str, Row]]) -> None:
         """Count the ``gaps`` rows among ``rows`` (health and metrics, by kind)."""
         for _, row in rows:
-            if isinstance(row, GapRow):
+            # a book_invalid row with its end is the pipeline closing an open one
+            if isinstance(row, GapRow) and (row.end_ts is None or row.kind != "book_invalid"):
                 self.gaps[row.kind] += 1
                 metrics.GAPS.labels(row.kind).inc()
 

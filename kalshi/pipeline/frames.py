@@ -156,6 +156,9 @@ class FrameProcessor:
         # resnapshotted; a shorter cross may be deltas of one match arriving one by one.
         self.crossed_book_frames = crossed_book_frames
         self.crossed: dict[str, int] = {}  # ticker -> frames it has been crossed for
+        # ticker -> its open book_invalid gaps: closed (a copy with end_ts) when the book
+        # is valid again, by a snapshot or (not stale) by the delta that ends a cross
+        self.invalid: dict[str, list[GapRow]] = {}
         self.books: dict[str, OrderBook] = {}
         self.stale: set[str] = set()  # books we do not trust until the next snapshot
         self.stale_cause: dict[str, str] = {}  # why each stale book is stale
@@ -448,25 +451,13 @@ class FrameProcessor:
             self._mark_stale([ticker], f"invalid delta: {exc}")
             out.resnapshot.append(ticker)
             out.problem, out.detail = "book_invalid", str(exc)
-            out.rows.append(
-                (
-                    "gaps",
-                    GapRow(
-                        start_ts=received_at,
-                        end_ts=None,
-                        gatherer_id=gatherer_id,
-                        conn_id=conn_id,
-                        sid=msg.sid,
-                        ticker=ticker,
-                        kind="book_invalid",
-                        expected_seq=None,
-                        got_seq=msg.seq,
-                        detail=str(exc),
-                    ),
-                )
-            )
+            out.rows.append(("gaps", self._invalid_gap(base, conn_id, msg, ticker, str(exc))))
             return
-        if ticker in self.crossed or (delta.delta > 0 and _crosses(book, delta)):
+        if (
+            ticker in self.crossed
+            or ticker in self.invalid
+            or (delta.delta > 0 and _crosses(book, delta))
+        ):
             self._crossing(ticker, book, base, conn_id, msg, out)
 
     def _crossing(
@@ -484,6 +475,8 @@ class FrameProcessor:
         bid, ask = book.best_yes_bid(), book.best_yes_ask()
         if bid is None or ask is None or bid[0] < ask[0]:
             self.crossed.pop(ticker, None)
+            if ticker not in self.stale:  # valid again: its open gaps end here
+                self._close_invalid(ticker, base[0], out)
             return
         frames = self.crossed[ticker] = self.crossed.get(ticker, 0) + 1
         self.counts["crossed_book_frames"] += 1
@@ -501,7 +494,7 @@ class FrameProcessor:
         self, base: tuple[int, str], conn_id: int, msg: Message, ticker: str, detail: str
     ) -> GapRow:
         received_at, gatherer_id = base
-        return GapRow(
+        row = GapRow(
             start_ts=received_at,
             end_ts=None,
             gatherer_id=gatherer_id,
@@ -513,6 +506,14 @@ class FrameProcessor:
             got_seq=msg.seq,
             detail=detail,
         )
+        self.invalid.setdefault(ticker, []).append(row)
+        return row
+
+    def _close_invalid(self, ticker: str, at: int, out: Outcome) -> None:
+        """End ``ticker``'s open ``book_invalid`` gaps at ``at`` (µs): copies with the end,
+        which the store writes over the stored rows' NULL end."""
+        for row in self.invalid.pop(ticker, ()):
+            out.rows.append(("gaps", row._replace(end_ts=max(at, row.start_ts))))
 
     def _snapshot(
         self,
@@ -560,6 +561,7 @@ class FrameProcessor:
         self.stale_cause.pop(ticker, None)
         self.retired.discard(ticker)
         self.crossed.pop(ticker, None)
+        self._close_invalid(ticker, received_at, out)  # a fresh book: the gap is over
         bid, ask = book.best_yes_bid(), book.best_yes_ask()
         if bid is not None and ask is not None and bid[0] >= ask[0]:
             # the exchange's own state: counted and recorded; asking again would loop

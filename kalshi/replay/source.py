@@ -8,7 +8,8 @@ have journaled (``docs/replay.md``, "Captures"):
 
 * gatherer ``capture``; every frame an ``in`` frame with ``wall_us`` = its receive time,
   the bytes exactly as recorded;
-* **sessions**: a new session starts where a ``seq`` goes down on a ``sid`` (the recorder
+* **sessions**: a new session starts with each capture file, and where a ``seq`` goes
+  down on a ``sid`` (the recorder
   reconnected: Kalshi restarts ``sid`` and ``seq`` per connection, ``kalshi-api.md``
   "Sequence numbers"). Each session is a connection: ``conn_id`` = the receive time (µs) of
   its first frame, ``frame_no`` counts from 1, a ``connect`` marker opens it and a
@@ -246,7 +247,7 @@ def _read_one(
                         except ValueError as exc:
                             yield JournalProblem(name, line_no, f"not a capture: {exc}")
                             return
-                        capture.describe(name, fmt)
+                        yield from capture.describe(name, fmt)
                 try:
                     if journal:
                         record = decode_line(line, labels)
@@ -321,8 +322,12 @@ class _Capture:
         self.time_source = ""
         self.source = ""
 
-    def describe(self, name: str, fmt: CaptureFormat) -> None:
-        """A capture file starts (its frames follow)."""
+    def describe(self, name: str, fmt: CaptureFormat) -> list[JournalRecord]:
+        """A capture file starts (its frames follow): the session of the previous file, if
+        any, ends here (``docs/replay.md``, "Captures": sessions never span files)."""
+        out: list[JournalRecord] = []
+        if self.session.pending or self.session.conn_id is not None:
+            out = self._close(f"end of capture file {self.source}")
         self.source = name
         frame = "bare frames" if fmt.frame_field is None else f"frame in {fmt.frame_field!r}"
         if fmt.time_field is None:
@@ -331,6 +336,7 @@ class _Capture:
         else:
             when = f"received_at from {fmt.time_field!r} ({fmt.time_unit or 'unit by size'})"
         self.time_source = f"{frame}; {when}"
+        return out
 
     def feed(self, line: CaptureLine, frame: Any) -> list[JournalRecord]:
         sid = seq = None

@@ -83,7 +83,7 @@ def last_run(
     return LastRun(*(None if v is None else int(v) for v in row))
 
 
-_OPEN_KINDS = ("subscription_refused", "backfill")
+_OPEN_KINDS = ("subscription_refused", "backfill", "book_invalid", "stopped")
 
 
 def open_gaps(
@@ -94,9 +94,10 @@ def open_gaps(
     lock_timeout: float = 0.0,
 ) -> list[GapRow]:
     """The gaps earlier runs of ``gatherer_id`` left open that a start acts on, oldest
-    first: ``backfill`` (trades still due over REST: fetched again) and
-    ``subscription_refused`` (a run killed while a market was refused: ended where that
-    run stopped). Blocking; raises like :func:`last_run`."""
+    first: ``backfill`` (trades still due over REST: fetched again), and
+    ``subscription_refused``, ``book_invalid`` and ``stopped`` (what a run killed, or a
+    REST-polled crossed book, left open: ended where that run stopped; this run
+    subscribes and snapshots afresh). Blocking; raises like :func:`last_run`."""
     options = session_options(statement_timeout, lock_timeout)
     columns = ", ".join(GapRow._fields)
     with translating(), connect(url, autocommit=True, **options) as conn:
@@ -105,7 +106,7 @@ def open_gaps(
             " AND kind = ANY(%(kinds)s) AND end_ts IS NULL ORDER BY start_ts",
             {"g": gatherer_id, "kinds": list(_OPEN_KINDS)},
         ).fetchall()
-    return [GapRow(*row) for row in rows]
+    return [GapRow._make(row) for row in rows]  # selected in GapRow._fields order
 
 
 def still_open(stored: list[GapRow], tail: list[tuple[str, Row]]) -> list[GapRow]:

@@ -390,3 +390,40 @@ async def test_a_database_holding_another_gatherers_rows_is_named_in_a_warning(
         1 for d in rec.orderbook_deltas if d.received_at < mark
     )
     assert sum(again.merged.values()) == 0
+
+
+async def test_rows_written_before_migration_009_are_read_once_by_receipt(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # An upgraded gatherer database: its rows have no ingest_xid (NULL), and production's
+    # cursor is a receipt (no `committed`). Those rows are read once by receipt from the
+    # cursor on, then the cursor goes by commit; rows written after the upgrade follow.
+    truth = make_truth(63, events=320)
+    rec = record(truth, "g0")
+    gatherer, production = make_db(), make_db()
+    await write_recording(gatherer, _tables(rec, "trades"), tmp_path)
+    received = sorted(t.received_at for t in rec.trades)
+    cut = received[10]  # the old deduplicator had merged the first 11 trades
+    with connect_db(gatherer) as db:
+        db.execute("UPDATE trades SET ingest_xid = NULL")
+    with connect_db(production) as db:
+        db.execute(
+            "INSERT INTO dedup_cursors (gatherer_id, table_name, position, horizon, updated_at)"
+            " VALUES ('g0', 'trades', '[]', %s, 0)",
+            (cut,),
+        )
+    await write_recording(gatherer, _tables(rec, "tickers"), tmp_path)  # after the upgrade
+    dedup = Deduplicator(dedup_config(production, {"g0": gatherer}, batch_size=7))
+    try:
+        first = await dedup.run_pass(settle_us=0)
+        again = await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    assert (first.merged["trades"], first.merged["tickers"]) == (29, 27)
+    assert (len(rec.trades), len(rec.tickers)) == (40, 27)
+    assert sum(again.merged.values()) == 0
+    with connect_db(production) as db:
+        assert db.query("SELECT count(*) FROM trades WHERE received_at <= %s", (cut,)) == [(0,)]
+        assert db.query("SELECT committed > 0 FROM dedup_cursors WHERE table_name = 'trades'") == [
+            (True,)
+        ]

@@ -460,7 +460,11 @@ async def test_a_full_writer_queue_does_not_stop_a_whole_exchange_read(
             tmp_path,
             memory_connector(sim, lockstep=True),
             RowSink(channels),
-            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
+            **{
+                "websocket.silence_timeout": "5s",
+                "websocket.ping_interval": "1s",
+                "websocket.read_ahead": 65_536,
+            },
         )
         ctx.wall_us = clock
         conn = Connection(ctx, "ticker-0", "ticker", scoped=False)

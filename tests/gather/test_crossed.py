@@ -52,8 +52,12 @@ async def test_a_crossing_delta_is_counted_recorded_and_resnapshotted(
         assert processor.counts["crossed_book_frames"] == 3
         assert ticker not in processor.stale and processor.crossed == {}
         gaps = rows["gaps"]
-        assert [(g[5], g[6]) for g in gaps] == [(ticker, "book_invalid")]
+        # the gap, open, then its copy with the end: the resnapshot made the book valid
+        assert [(g[5], g[6]) for g in gaps] == [(ticker, "book_invalid")] * 2
         assert "crossed book: yes bid" in gaps[0][9]
+        assert gaps[1] == gaps[0]._replace(end_ts=gaps[1].end_ts)
+        assert gaps[0].end_ts is None and gaps[1].end_ts > gaps[0].start_ts
+        assert ctx.gaps == {"book_invalid": 1}
         assert ctx.resnapshots == 1
         assert sim.truth.faults_injected["cross_book"] == 1
         nursery.cancel_scope.cancel()

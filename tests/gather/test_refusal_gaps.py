@@ -5,6 +5,9 @@ at a clean stop (the next start's outage gap covers the market from there)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,9 +16,10 @@ import trio
 from kalshi.gather.service import Gatherer
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
-from kalshi.testing import PINNED_START_US
+from kalshi.testing import PINNED_START_US, free_port
 from tests.gather.support import sim_config, wait_for
 from tests.gather.test_gather_sim import signer_of
+from tests.gather.test_restart import _config, _wait_live
 
 CAP = 4  # markets per subscription; 2 order-book connections take 8
 
@@ -85,3 +89,45 @@ async def test_one_refusal_gap_per_market_and_episode_closed_when_subscribed(
     assert all(end is not None and end >= start for _, start, end in rows)
     assert max(Counter(t for t, _, _ in rows).values()) <= 2
     assert ctx.gaps["subscription_refused"] == 2 * refused
+
+
+async def test_a_killed_runs_open_gaps_end_where_it_stopped(db_url: str, tmp_path: Path) -> None:
+    async with open_sim_exchange(
+        markets=12, active=4, rate=50.0, seed=8, port=0, start_us=PINNED_START_US, market_cap=CAP
+    ) as sim:
+        port = free_port()
+        path = _config(sim, tmp_path, db_url, port)
+        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
+        procs: list[trio.Process] = []
+        try:
+            with trio.fail_after(120):
+                first = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
+                procs.append(first)
+                await wait_for(lambda: len(_refusals(db_url)) == 12 - 2 * CAP)
+                first.kill()  # SIGKILL: its refusal gaps stay open
+                await first.wait()
+                assert all(end is None for _, _, end in _refusals(db_url))
+                with connect_db(db_url) as db:
+                    [(stopped, first_conn)] = db.query(
+                        "SELECT max(received_at), max(conn_id) FROM orderbook_snapshots"
+                    )
+                sim.market_cap = None
+                second = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
+                procs.append(second)
+                await _wait_live(port)
+                await wait_for(lambda: all(end is not None for _, _, end in _refusals(db_url)))
+                second.send_signal(signal.SIGTERM)
+                assert await second.wait() == 0
+        finally:
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    rows = _refusals(db_url)
+    assert len(rows) == 12 - 2 * CAP  # the first run's, none more: every market subscribed
+    with connect_db(db_url) as db:  # a connection's id is its connect time (µs)
+        [(restarted,)] = db.query(
+            "SELECT min(conn_id) FROM orderbook_snapshots WHERE conn_id > %s", [first_conn]
+        )
+    # each ends where the killed run's record ends (its newest receipt), before the restart
+    assert all(end is not None and stopped <= end < restarted for _, _, end in rows)

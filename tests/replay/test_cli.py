@@ -14,6 +14,7 @@ from replay_support import BASE_US, T1, scripted_session, write_journal
 
 from kalshi.journal import read_journal
 from kalshi.replay import JsonlSink, Replayer
+from kalshi.sim import open_sim_exchange
 from kalshi.testing.s3server import S3Server
 
 
@@ -238,3 +239,28 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
             args
         )
     assert not (tmp_path / ".kalshi").exists()
+
+
+async def test_snapshot_from_rest_needs_no_private_key(tmp_path: Path) -> None:
+    # Market data is public (kalshi-api.md, "REST auth"): a config with a placeholder key
+    # and no key file still reads the book, unsigned.
+    async with open_sim_exchange(markets=3, active=3, rate=0.0, seed=5, port=0) as sim:
+        sim.engine.pause()
+        ticker = sim.engine.active_tickers[0]
+        (tmp_path / "rest.yaml").write_text(
+            f"kalshi:\n  rest_url: {sim.rest_url}\n  api_key: your-api-key-id\n"
+            f"  api_secret: {tmp_path / 'missing.pem'}\n"
+        )
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [sys.executable, "-m", "kalshi", "snapshot", "--source", "rest", "--ticker",
+                 ticker, "--json", "--config", "rest.yaml"],
+                capture_stdout=True, capture_stderr=True, check=False, cwd=tmp_path,
+            )  # fmt: skip
+        truth = sim.truth.book(ticker)
+    assert (result.returncode, result.stderr) == (0, b"")
+    doc = orjson.loads(result.stdout)
+    assert (doc["ticker"], doc["source"], doc["stale"]) == (ticker, "rest", False)
+    best = truth.best_yes_bid()
+    assert best is not None  # the simulator's markets start with two-sided books
+    assert doc["best_yes_bid"] == f"{best[0] / 100_000:.4f}"

@@ -195,15 +195,24 @@ def test_into_postgresql_then_snapshot_at(db_url: str, tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
     assert lines[0] == (
-        "replayed 103,484 frames (103,487 journal records); rows: orderbook_deltas 100,838, "
+        "replayed 103,484 frames (103,489 journal records); rows: orderbook_deltas 100,838, "
         "orderbook_snapshots 6, trades 2,640"
     )
-    # 050000 and 050800 are one recorder session (seq goes on); 051300's seq restarts.
-    assert [line.split(":")[0] for line in lines[1:3]] == [
+    # One session per capture file, labelled with its own file and times, though the
+    # recorder's seq goes on from 050000 to 050800 (its sessions end with its file).
+    sessions = [line for line in lines if line.startswith("session ")]
+    assert [line.split(": ")[0] for line in sessions] == [
         f"session 1785901540025000 ({capture(WINDOWS[0])})",
+        f"session 1785930336512000 ({capture(WINDOWS[1])})",
         f"session 1785948391669000 ({capture(WINDOWS[2])})",
     ]
-    assert "ended: seq restart: sid 1 seq 452674 after 13624889" in lines[1]
+    assert [line.split(": ", 1)[1].split(";")[0] for line in sessions] == [
+        "38,127 frames 2026-08-05T03:45:40.025Z .. 2026-08-05T04:00:00.699Z",
+        "29,015 frames 2026-08-05T11:45:36.512Z .. 2026-08-05T12:00:00.414Z",
+        "36,342 frames 2026-08-05T16:46:31.669Z .. 2026-08-05T17:00:05.316Z",
+    ]
+    assert sessions[0].endswith(f"ended: end of capture file {capture(WINDOWS[0])}")
+    assert sessions[1].endswith(f"ended: end of capture file {capture(WINDOWS[1])}")
     with connect_db(db_url) as db:
         for window in WINDOWS:
             counts = {
