@@ -152,9 +152,9 @@ class WebsocketConfig:
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "websockets"
     # Frames a whole-exchange connection (ticker, trade, lifecycle) reads ahead of its
-    # processing, so a full writer queue does not stop its reading; 0: one loop reads and
-    # processes (as every per-market connection does).
-    read_ahead: int = 65_536
+    # processing, so a full writer queue does not stop its reading; 0 (the default): one
+    # loop reads and processes, as every per-market connection does (docs/scaling.md).
+    read_ahead: int = 0
 
 
 @frozen

@@ -61,7 +61,10 @@ MERGE_STEP_US = 300_000_000
 """Exchange time merged per order-book transaction (5 minutes)."""
 GAP_LOOKBACK_US = 60_000_000
 KEYED_STEP_US = 60_000_000
-"""Gatherer time copied per keyed-table step (its digests are compared per second)."""
+"""Receipt time whose digests (per second) are compared at once."""
+DIGEST_SPAN_US = 600_000_000
+"""The longest receipt span of one keyed-table step whose rows are compared by digest
+before they are read (longer: read them all, production drops those it has)."""
 MAX_RANGES = 50
 
 T = TypeVar("T")
@@ -389,13 +392,17 @@ class Deduplicator:
                 high = await self._thread(gatherer.commit_step, table, low, safe, batch)
                 span = await self._thread(gatherer.commit_span, table, low, high)
                 if span is not None:
-                    # Rows production has (another gatherer's copies): per-second digests
-                    # of the stretch they were received in, when it is short.
-                    ranges = None
-                    if table.digested and span[1] - span[0] <= KEYED_STEP_US:
-                        ranges = await self._changed(
-                            production, gatherer, table, span[0] - 1, span[1]
-                        )
+                    # Rows production has (another gatherer's copies) are not read: per-second
+                    # digests of the stretch they were received in, a minute at a time, when
+                    # it is short (a replay of old rows spans hours: read them all).
+                    ranges: list[tuple[int, int]] | None = None
+                    if table.digested and span[1] - span[0] <= DIGEST_SPAN_US:
+                        ranges = []
+                        at = span[0] - 1
+                        while at < span[1]:
+                            end = min(span[1], at + KEYED_STEP_US)
+                            ranges += await self._changed(production, gatherer, table, at, end)
+                            at = end
                     rows = await self._thread(gatherer.keyed_rows, table, ranges, (low, high))
             done = high >= safe
             moved = self._keyed_cursor(gatherer.id, horizon if done else cursor.horizon, high)
@@ -443,7 +450,8 @@ class Deduplicator:
         from the cursor on, a minute of receipts per step, all of them (they are final);
         then the cursor goes by commit (``committed`` 0)."""
         low = cursor.horizon
-        while (first := await self._thread(gatherer.next_time, table, low)) is not None:
+        legacy = await self._thread(gatherer.has_legacy, table)
+        while legacy and (first := await self._thread(gatherer.next_time, table, low)) is not None:
             low = max(low, first - 1)
             high = low + KEYED_STEP_US
             rows = await self._thread(gatherer.keyed_rows, table, [(low, high)])

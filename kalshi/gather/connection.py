@@ -41,6 +41,7 @@ SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
 _TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
 _MARKET_LIMIT, _TOO_MANY = 26, 27  # kalshi-api.md §2.3
 _STALL = 1.0  # seconds the keepalive woke late: our own loop stalled, not the peer silent
+_RECHECK = 0.1  # seconds: past the silence deadline, one more poll before the verdict
 _UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) helps
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 _Frame = tuple[int, int, float, bytes | str]  # frame_no, wall µs, Trio time, raw
@@ -247,9 +248,10 @@ class Connection:
 
     async def _receive(self, ws: WsConnection) -> None:
         """Read, journal and process frames until the session ends. A scoped connection
-        does it all in one loop. A whole-exchange one (``scoped=False``: ``ticker``, say,
-        ~30 % of all messages on one socket) reads in a task of its own that only stamps
-        the frame and hands it to a bounded queue (``websocket.read_ahead`` frames:
+        does it all in one loop, and so does a whole-exchange one by default. With
+        ``websocket.read_ahead`` > 0 a whole-exchange one (``scoped=False``: ``ticker``,
+        say, ~30 % of all messages on one socket) reads in a task of its own that only
+        stamps the frame and hands it to a bounded queue of that many frames (65 536:
         ~20 MB, 11 s of the ticker channel at 20 000 msgs/s), so a writer's full queue
         (the database behind) stops its processing, not its reading: the exchange's
         buffer for that one subscription (16 MB at the simulator; the exchange's is
@@ -258,7 +260,11 @@ class Connection:
         reported. A frame is journaled when it is handled, so the journal holds the
         frames whose rows went to the writers (restart recovery and ``kalshi replay``
         rebuild the same rows); a frame read ahead when the process dies is lost with it,
-        as one in the socket would be, inside the restart's ``outage`` gap."""
+        as one in the socket would be, inside the restart's ``outage`` gap. Not the
+        default: when the rows of that channel cannot be written for minutes (issue 20 at
+        20 000 msgs/s), the read-ahead keeps the exchange from ending the subscription,
+        so no reconnect brings its trades back over REST, and what is still read ahead
+        at a stop is lost; with one loop the exchange's error 25 does, and they are."""
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
         self.blocked = False
@@ -726,7 +732,11 @@ class Connection:
         """Ping every ``ping_interval`` (one ping in flight at a time); raise when nothing
         at all (a data frame, a ping, a pong with any payload) arrived for
         ``silence_timeout``. The exchange's pongs are empty (kalshi-api.md §2.5), so
-        liveness is whatever the socket last heard, not a matched payload."""
+        liveness is whatever the socket last heard, not a matched payload. Past the
+        deadline the verdict waits ``_RECHECK`` (one more poll): on a starved machine the
+        poll that wakes this task also finds the bytes that arrived meanwhile, and the
+        task that reads them may run after this one (the scale test's quiet lifecycle
+        connections were declared silent with their pongs unread in the socket)."""
         ws_cfg = self.ctx.cfg.websocket
         interval = float(ws_cfg.ping_interval)
         timeout = float(ws_cfg.silence_timeout)
@@ -742,6 +752,7 @@ class Connection:
         command_timeout = float(ws_cfg.command_timeout)
         async with trio.open_nursery() as pings:
             next_ping = wake = trio.current_time()
+            rechecked = False  # past the deadline once, and gave the reader a poll
             while True:
                 if trio.current_time() - wake > _STALL:
                     # This process was stalled (CPU starved, a long GC): frames may be waiting
@@ -753,7 +764,18 @@ class Connection:
                     deadline = max(deadline, trio.current_time() + timeout)
                 overdue_at, oldest = self._inflight.deadline(command_timeout)
                 now = trio.current_time()
-                if now >= deadline:
+                if now < deadline:
+                    rechecked = False
+                elif not rechecked:
+                    # Judge silence on what reached the socket by now, not on what our
+                    # loop got round to reading: after a stretch without CPU the poll
+                    # that wakes us finds the peer's bytes too, but the task that reads
+                    # them runs in the same batch (in random order) or later. One more
+                    # poll, and what is there is heard.
+                    rechecked = True
+                    await trio.sleep(_RECHECK)
+                    continue
+                else:
                     raise ConnectionLost(f"silent for {timeout:g}s (no frame, no ping, no pong)")
                 if oldest is not None and now >= overdue_at and not self._reply_due(oldest):
                     overdue_at = now + _STALL  # we are behind: look again in a while
