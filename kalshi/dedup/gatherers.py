@@ -184,6 +184,12 @@ class GathererDb:
         rows = self._query(digest_sql(table), (DIGEST_BUCKET_US, low, high))
         return {int(b): (int(n), int(h)) for b, n, h in rows}
 
+    def has_legacy(self, table: KeyedTable) -> bool:
+        """Whether ``table`` holds a row written before migration 009 (``ingest_xid``
+        NULL; through its index)."""
+        found = self._query(f"SELECT EXISTS (SELECT 1 FROM {table.name} WHERE ingest_xid IS NULL)")
+        return bool(found[0][0])
+
     def next_time(self, table: KeyedTable, after: int) -> int | None:
         """The first time after ``after`` with a row written before migration 009
         (``ingest_xid`` NULL), ``None`` when there is none."""

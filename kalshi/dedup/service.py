@@ -450,7 +450,8 @@ class Deduplicator:
         from the cursor on, a minute of receipts per step, all of them (they are final);
         then the cursor goes by commit (``committed`` 0)."""
         low = cursor.horizon
-        while (first := await self._thread(gatherer.next_time, table, low)) is not None:
+        legacy = await self._thread(gatherer.has_legacy, table)
+        while legacy and (first := await self._thread(gatherer.next_time, table, low)) is not None:
             low = max(low, first - 1)
             high = low + KEYED_STEP_US
             rows = await self._thread(gatherer.keyed_rows, table, [(low, high)])

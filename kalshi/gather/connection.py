@@ -41,6 +41,7 @@ SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
 _TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
 _MARKET_LIMIT, _TOO_MANY = 26, 27  # kalshi-api.md §2.3
 _STALL = 1.0  # seconds the keepalive woke late: our own loop stalled, not the peer silent
+_RECHECK = 0.1  # seconds: past a deadline (silence, a reply), one more poll before the verdict
 _UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) helps
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 _Frame = tuple[int, int, float, bytes | str]  # frame_no, wall µs, Trio time, raw
@@ -731,7 +732,12 @@ class Connection:
         """Ping every ``ping_interval`` (one ping in flight at a time); raise when nothing
         at all (a data frame, a ping, a pong with any payload) arrived for
         ``silence_timeout``. The exchange's pongs are empty (kalshi-api.md §2.5), so
-        liveness is whatever the socket last heard, not a matched payload."""
+        liveness is whatever the socket last heard, not a matched payload. Past either
+        deadline (silence, a command's reply) the verdict waits ``_RECHECK`` (one more
+        poll): on a starved machine the poll that wakes this task also finds the bytes
+        that arrived meanwhile, and the task that reads them may run after this one (the
+        scale test's quiet lifecycle connections were declared silent with their pongs
+        unread in the socket)."""
         ws_cfg = self.ctx.cfg.websocket
         interval = float(ws_cfg.ping_interval)
         timeout = float(ws_cfg.silence_timeout)
@@ -747,6 +753,7 @@ class Connection:
         command_timeout = float(ws_cfg.command_timeout)
         async with trio.open_nursery() as pings:
             next_ping = wake = trio.current_time()
+            rechecked = False  # past the deadline once, and gave the reader a poll
             while True:
                 if trio.current_time() - wake > _STALL:
                     # This process was stalled (CPU starved, a long GC): frames may be waiting
@@ -758,11 +765,23 @@ class Connection:
                     deadline = max(deadline, trio.current_time() + timeout)
                 overdue_at, oldest = self._inflight.deadline(command_timeout)
                 now = trio.current_time()
-                if now >= deadline:
-                    raise ConnectionLost(f"silent for {timeout:g}s (no frame, no ping, no pong)")
                 if oldest is not None and now >= overdue_at and not self._reply_due(oldest):
                     overdue_at = now + _STALL  # we are behind: look again in a while
-                elif oldest is not None and now >= overdue_at:
+                lost = now >= deadline or (oldest is not None and now >= overdue_at)
+                if not lost:
+                    rechecked = False
+                elif not rechecked:
+                    # Judge on what reached the socket by now, not on what our loop got
+                    # round to reading: after a stretch without CPU the poll that wakes
+                    # us finds the peer's bytes too (a pong, a reply), but the task that
+                    # reads them runs in the same batch (in random order) or later. One
+                    # more poll, and what is there is heard.
+                    rechecked = True
+                    await trio.sleep(_RECHECK)
+                    continue
+                if now >= deadline:
+                    raise ConnectionLost(f"silent for {timeout:g}s (no frame, no ping, no pong)")
+                if oldest is not None and now >= overdue_at:
                     metrics.COMMAND_REPLIES.labels(oldest.action, "timeout").inc()
                     raise ConnectionLost(
                         f"no reply to {oldest.action} (id {oldest.ident}) "

@@ -160,11 +160,43 @@ async def test_a_command_without_a_reply_ends_the_session(
         nursery.start_soon(conn.run)
         while conn.reconnects == 0:  # noqa: ASYNC110
             await trio.sleep(0.01)
-        assert 10.0 <= trio.current_time() - start <= 10.01
+        assert 10.1 <= trio.current_time() - start <= 10.11  # one more poll (0.1 s) past it
         assert conn.last_error == "no reply to subscribe (id 1) within 10s"
         await wait_state(conn, "live")  # the fault is over by the third session
         assert conn.sid is not None
         assert sim.truth.faults_injected["unanswered"] == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_reply_that_arrives_as_the_command_timeout_falls_is_matched(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The exchange holds its data frames (pings still flow) for exactly the command
+    timeout, so the reply to ``subscribe``, sent at ``start``, comes out as its deadline
+    ``start + 10`` falls, in the batch that wakes the keepalive: a reply that reached the
+    socket by the deadline is not lost (the scale test on a starved 2-core machine)."""
+    async with exchange() as sim, trio.open_nursery() as nursery:
+        sink, _ = collecting_sink(nursery)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim),
+            sink,
+            **{"websocket.command_timeout": "10s", "websocket.reconnect_backoff": "1s"},
+        )
+        conn = Connection(ctx, "trade-0", "trade", scoped=False)
+        start = trio.current_time()
+        nursery.start_soon(conn.run)
+        for _ in range(10_000):  # no virtual time passes: the subscribe goes out at start
+            if len(conn._inflight):
+                break
+            await trio.lowlevel.checkpoint()
+        assert (len(conn._inflight), trio.current_time()) == (1, start)
+        assert sim.faults.delay(10.0) == 1  # until start + 10: the deadline, to the bit
+        await wait_state(conn, "live")
+        assert 10.0 <= trio.current_time() - start <= 10.01  # the reply came at start + 10
+        await trio.sleep(30)
+        assert (conn.sessions, conn.reconnects, conn.state, conn.last_error) == (1, 0, "live", "")
         nursery.cancel_scope.cancel()
 
 

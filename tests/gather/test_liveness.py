@@ -112,3 +112,44 @@ async def test_a_permanent_close_code_stops_the_connection(
             assert (conn.sessions, conn.reconnects, conn.state) == (2, 1, "live")
             assert [row[6] for row in rows["gaps"]] == ["reconnect"]
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_pong_that_arrives_as_the_silence_deadline_falls_keeps_the_connection(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, transport: str
+) -> None:
+    """Bytes that reached the socket by the time the keepalive wakes at its deadline are
+    heard, however the run loop orders the tasks it woke: a starved gatherer (a 2-core
+    machine shared with the exchange, PostgreSQL and the deduplicator: the scale test's
+    lifecycle connections, silent for 5s while pongs waited unread) wakes its keepalive
+    and its reader in one batch. Here the exchange holds everything from the connection's
+    last bytes (time ``t0``) for exactly the silence timeout, so the pong to the ping at
+    ``t0 + 2.5`` comes out as the deadline ``t0 + 5`` falls, in the same batch."""
+    async with (
+        open_sim_exchange(
+            markets=10, active=0, rate=0.0, seed=3, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        sim.engine.pause()
+        sink, rows = collecting_sink(nursery)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim, transport),
+            sink,
+            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "2.5s"},
+        )
+        conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
+        t0 = trio.current_time()
+        nursery.start_soon(conn.run)
+        for _ in range(10_000):  # no virtual time passes: every byte so far came at t0
+            if conn.state == "live":
+                break
+            await trio.lowlevel.checkpoint()
+        assert (conn.state, trio.current_time()) == ("live", t0)
+        assert sim.faults.go_silent(5.0) == 1  # until t0 + 5: the deadline, to the bit
+        await trio.sleep(30)
+        assert (conn.sessions, conn.reconnects, conn.state, conn.last_error) == (1, 0, "live", "")
+        assert rows["gaps"] == []
+        nursery.cancel_scope.cancel()
