@@ -71,8 +71,9 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.read_ahead": (
         "frames a whole-exchange connection (`ticker`, `trade`, lifecycle) reads ahead of its "
         "processing, in a task of its own, so a full writer queue stops its processing, not its "
-        "reading (~20 MB at 300 B a frame); 0: one loop reads and processes, as on every "
-        "per-market connection"
+        "reading (65536: ~20 MB at 300 B a frame); 0: one loop reads and processes, as on every "
+        "per-market connection, so a connection whose rows cannot be written lets the exchange "
+        "end it (error 25) and its trades come back over REST (docs/scaling.md)"
     ),
     "websocket.transport": "`websockets` (default) or `trio-websocket` (see docs/performance.md)",
     # timescaledb
