@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,29 @@ def sim_config(sim: Any, tmp_path: Path, db_url: str, **overrides: Any) -> Gathe
     }
     settings.update(overrides)
     return load_gatherer_config(None, overrides=settings)
+
+
+@asynccontextmanager
+async def gatherer_processes(config: Path) -> AsyncIterator[Callable[[], Awaitable[trio.Process]]]:
+    """``start()`` runs ``kalshi gather --config CONFIG`` as a process of its own (stdout
+    discarded) and returns it; every one still running when the block ends is killed, so a
+    failed test leaves no gatherer behind."""
+    command = [sys.executable, "-m", "kalshi", "gather", "--config", str(config)]
+    procs: list[trio.Process] = []
+
+    async def start() -> trio.Process:
+        proc = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
+        procs.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        with trio.CancelScope(shield=True):
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
 
 
 async def wait_for(predicate: Any, step: float = 0.05) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -18,7 +16,7 @@ import trio
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US, free_port
-from tests.gather.support import wait_for
+from tests.gather.support import gatherer_processes, wait_for
 from tests.gather.test_restart import _config, _count, _wait_live
 
 
@@ -43,13 +41,6 @@ async def test_a_second_kill_before_the_backfill_loses_nothing(db_url: str, tmp_
         sim.engine.pause()  # trades before the recorder is subscribed cannot be recorded
         port = free_port()
         path = _config(sim, tmp_path, db_url, port)
-        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
-        procs: list[trio.Process] = []
-
-        async def start() -> trio.Process:
-            proc = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
-            procs.append(proc)
-            return proc
 
         async def kill(proc: trio.Process) -> None:
             proc.kill()  # SIGKILL: no flush, no shutdown code
@@ -58,7 +49,7 @@ async def test_a_second_kill_before_the_backfill_loses_nothing(db_url: str, tmp_
         def trades() -> int:
             return _count(db_url, "SELECT count(*) FROM trades")
 
-        try:
+        async with gatherer_processes(path) as start:
             with trio.fail_after(180):
                 first = await start()
                 await _wait_live(port)
@@ -96,11 +87,6 @@ async def test_a_second_kill_before_the_backfill_loses_nothing(db_url: str, tmp_
                 )
                 third.send_signal(signal.SIGTERM)
                 assert await third.wait() == 0
-        finally:
-            for proc in procs:  # a failed test leaves no gatherer behind
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
         truth = sim.truth
     with connect_db(db_url) as db:
         stored_ids = db.query("SELECT trade_id, count(*) FROM trades GROUP BY trade_id")

@@ -7,8 +7,6 @@ simulator exactly once, the books equal."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,7 +15,7 @@ import trio
 from kalshi.sim import open_sim_exchange
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
 from kalshi.testing import PINNED_START_US, free_port
-from tests.gather.support import db_books, wait_for
+from tests.gather.support import db_books, gatherer_processes, wait_for
 from tests.gather.test_restart import (
     _config,
     _count,
@@ -64,15 +62,8 @@ async def _run(
         sim.engine.pause()
         port = free_port()
         path = _config(sim, tmp_path, url, port, writers if first_run else None)
-        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
-        procs: list[trio.Process] = []
 
-        async def start() -> trio.Process:
-            proc = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
-            procs.append(proc)
-            return proc
-
-        try:
+        async with gatherer_processes(path) as start:
             with trio.fail_after(150):
                 before = len(sim.truth.trades)
                 if first_run:
@@ -119,11 +110,6 @@ async def _run(
                 )
                 second.send_signal(signal.SIGTERM)
                 assert await second.wait() == 0
-        finally:
-            for proc in procs:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
     with connect_db(url) as db:
         stored = db.query("SELECT trade_id, count(*) FROM trades GROUP BY trade_id")
     # the first run's tickers (never flushed): written from its journal once the database

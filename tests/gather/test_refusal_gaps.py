@@ -6,8 +6,6 @@ at a clean stop (the next start's outage gap covers the market from there)."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from kalshi.gather.service import Gatherer
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US, free_port
-from tests.gather.support import sim_config, wait_for
+from tests.gather.support import gatherer_processes, sim_config, wait_for
 from tests.gather.test_gather_sim import signer_of
 from tests.gather.test_restart import _config, _wait_live
 
@@ -97,12 +95,9 @@ async def test_a_killed_runs_open_gaps_end_where_it_stopped(db_url: str, tmp_pat
     ) as sim:
         port = free_port()
         path = _config(sim, tmp_path, db_url, port)
-        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
-        procs: list[trio.Process] = []
-        try:
+        async with gatherer_processes(path) as start:
             with trio.fail_after(120):
-                first = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
-                procs.append(first)
+                first = await start()
                 await wait_for(lambda: len(_refusals(db_url)) == 12 - 2 * CAP)
                 first.kill()  # SIGKILL: its refusal gaps stay open
                 await first.wait()
@@ -112,17 +107,11 @@ async def test_a_killed_runs_open_gaps_end_where_it_stopped(db_url: str, tmp_pat
                         "SELECT max(received_at), max(conn_id) FROM orderbook_snapshots"
                     )
                 sim.market_cap = None
-                second = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
-                procs.append(second)
+                second = await start()
                 await _wait_live(port)
                 await wait_for(lambda: all(end is not None for _, _, end in _refusals(db_url)))
                 second.send_signal(signal.SIGTERM)
                 assert await second.wait() == 0
-        finally:
-            for proc in procs:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
     rows = _refusals(db_url)
     assert len(rows) == 12 - 2 * CAP  # the first run's, none more: every market subscribed
     with connect_db(db_url) as db:  # a connection's id is its connect time (µs)

@@ -5,7 +5,6 @@ spanning the down time, and the books equal the simulator's."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,7 +21,7 @@ from kalshi.replay.core import Replayer
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US, free_port
-from tests.gather.support import db_books, wait_for
+from tests.gather.support import db_books, gatherer_processes, wait_for
 from tests.replay.replay_support import BASE_US, GATHERER, scripted_session, write_journal
 
 CHANNELS = ("orderbook_delta", "trade", "ticker", "market_lifecycle_v2")
@@ -121,12 +120,9 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
         sim.engine.pause()  # trades before the recorder is subscribed cannot be recorded
         port = free_port()
         path = _config(sim, tmp_path, db_url, port)
-        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
-        procs: list[trio.Process] = []
-        try:
+        async with gatherer_processes(path) as start:
             with trio.fail_after(120):
-                first = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
-                procs.append(first)
+                first = await start()
                 await _wait_live(port)
                 before = len(sim.truth.trades)
                 sim.engine.resume()
@@ -145,8 +141,7 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
                     lambda: len(sim.truth.trades) >= killed_at + 200
                 )  # traded while down
                 restart_at = len(sim.truth.trades)
-                second = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
-                procs.append(second)
+                second = await start()
                 await _wait_live(port)
                 await wait_for(lambda: len(sim.truth.trades) >= killed_at + 400)
                 sim.engine.pause()
@@ -164,11 +159,6 @@ async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_pa
                 )
                 second.send_signal(signal.SIGTERM)
                 assert await second.wait() == 0
-        finally:
-            for proc in procs:  # a failed test leaves no gatherer behind
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
         truth = sim.truth
     assert first.returncode == -signal.SIGKILL
     with connect_db(db_url) as db:
@@ -251,12 +241,9 @@ async def test_kill_9_before_a_commit_the_restart_writes_the_journal_tail(
         sim.engine.pause()
         port = free_port()
         path = _config(sim, tmp_path, db_url, port, writers)
-        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
-        procs: list[trio.Process] = []
-        try:
+        async with gatherer_processes(path) as start:
             with trio.fail_after(120):
-                first = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
-                procs.append(first)
+                first = await start()
                 await _wait_live(port)
                 sim.engine.resume()
 
@@ -284,16 +271,10 @@ async def test_kill_9_before_a_commit_the_restart_writes_the_journal_tail(
                 # the same gatherer, its writers flushing as usual (the tail is committed
                 # before recording starts: a flush, not a clean stop, writes it)
                 _config(sim, tmp_path, db_url, port)
-                second = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
-                procs.append(second)
+                second = await start()
                 await _wait_live(port)
                 second.send_signal(signal.SIGTERM)
                 assert await second.wait() == 0
-        finally:
-            for proc in procs:  # a failed test leaves no gatherer behind
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
     assert first.returncode == -signal.SIGKILL
     for table in _COMPARED:  # every journaled row exactly once, as the live pipeline made it
         want = sorted(set(expected[table]) | set(stored[table]))
@@ -356,13 +337,10 @@ async def test_a_database_rebuilt_from_the_journal_equals_the_original(
         sim.engine.pause()
         port = free_port()
         path = _config(sim, tmp_path, db_url, port, poller=True)
-        command = [sys.executable, "-m", "kalshi", "gather", "--config", str(path)]
-        procs: list[trio.Process] = []
-        try:
+        async with gatherer_processes(path) as start:
             with trio.fail_after(120):
                 for run in range(2):
-                    proc = await trio.lowlevel.open_process(command, stdout=subprocess.DEVNULL)
-                    procs.append(proc)
+                    proc = await start()
                     await _wait_live(port)
                     made = len(sim.truth.trades)
                     sim.engine.resume()
@@ -393,13 +371,8 @@ async def test_a_database_rebuilt_from_the_journal_equals_the_original(
                         >= len(expected)
                     )
                 )
-                procs[-1].send_signal(signal.SIGTERM)
-                assert await procs[-1].wait() == 0
-        finally:
-            for proc in procs:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+                proc.send_signal(signal.SIGTERM)
+                assert await proc.wait() == 0
     replay = await trio.run_process(
         [sys.executable, "-m", "kalshi", "replay", str(tmp_path / "journal"), "--db", other_db_url],
         capture_stdout=True,
