@@ -7,6 +7,7 @@ errors that mean "the server cannot be reached right now" become
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,15 +18,37 @@ from kalshi.errors import DatabaseUnavailable, StoreError
 
 __all__ = [
     "CONNECT_TIMEOUT",
+    "LOCK_PATIENCE",
     "connect",
     "is_data_error",
     "session_options",
     "translate",
     "translating",
+    "try_lock",
 ]
 
 CONNECT_TIMEOUT = 5
 """Seconds a connection attempt may take before the database counts as unavailable."""
+
+LOCK_PATIENCE = 2.0
+"""Seconds a session advisory lock held by another session is tried again before it counts
+as held: a process that has just stopped closed its connection, but the server releases the
+session's locks only when that backend exits, a few milliseconds after ``close()`` returned
+(a gatherer or deduplicator restarted at once was refused by its own previous run)."""
+
+
+def try_lock(conn: psycopg.Connection[Any], statement: str, params: tuple[Any, ...]) -> bool:
+    """Run ``statement`` (a ``pg_try_advisory_lock(...)`` call) until it returns true or
+    :data:`LOCK_PATIENCE` has passed; blocking (call it from a worker thread). psycopg
+    errors propagate (wrap the call in :func:`translating`)."""
+    deadline = time.monotonic() + LOCK_PATIENCE
+    while True:
+        row = conn.execute(statement, params).fetchone()
+        if row and row[0]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 _KEEPALIVE = {

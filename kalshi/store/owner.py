@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from kalshi.errors import DatabaseUnavailable, StoreError
-from kalshi.store.connection import connect, translating
+from kalshi.store.connection import connect, translating, try_lock
 
 __all__ = ["GATHERER_LOCK_CLASS", "claim_gatherer_id"]
 
@@ -28,7 +28,9 @@ GATHERER_LOCK_CLASS = 0x6B61  # "ka": the first key of pg_advisory_lock(int, int
 def claim_gatherer_id(url: str, gatherer_id: str) -> psycopg.Connection[Any] | None:
     """Hold the lock of ``gatherer_id`` on ``url``; the caller closes the returned
     connection to release it. ``None`` when the database cannot be reached now. Raises
-    :class:`StoreError` when another live session holds it."""
+    :class:`StoreError` when another live session still holds it after
+    :data:`~kalshi.store.connection.LOCK_PATIENCE` (a previous run's closed session lets go
+    of it within milliseconds)."""
     try:
         conn = connect(url, autocommit=True)
     except DatabaseUnavailable as exc:
@@ -38,10 +40,12 @@ def claim_gatherer_id(url: str, gatherer_id: str) -> psycopg.Connection[Any] | N
         return None
     try:
         with translating():
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (GATHERER_LOCK_CLASS, gatherer_id)
-            ).fetchone()
-        if not (row and row[0]):
+            taken = try_lock(
+                conn,
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                (GATHERER_LOCK_CLASS, gatherer_id),
+            )
+        if not taken:
             raise StoreError(
                 f"gatherer_id {gatherer_id!r} is already recording into this database (another"
                 " live gatherer holds it); give each gatherer its own gatherer_id"

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from kalshi.models.rows import Row
-from kalshi.store.connection import connect, session_options, translating
+from kalshi.store.connection import connect, session_options, translating, try_lock
 from kalshi.store.schema import TABLES, TableSpec
 from kalshi.store.staging import (
     copy_rows,
@@ -129,12 +129,13 @@ class Session:
     # --- locks -------------------------------------------------------------------------
 
     def try_advisory_lock(self, key: int) -> Holder | None:
-        """Take the session advisory lock ``key`` (held until the connection closes):
-        ``None`` when taken, else who holds it (``Holder(0, "", "")`` when the holder is
+        """Take the session advisory lock ``key`` (held until the connection closes), tried
+        again for :data:`~kalshi.store.connection.LOCK_PATIENCE` while another session holds
+        it: ``None`` when taken, else who holds it (``Holder(0, "", "")`` when the holder is
         gone by the time it is looked up)."""
         conn = self._connection()
         with translating():
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            taken = try_lock(conn, "SELECT pg_try_advisory_lock(%s)", (key,))
             held = conn.execute(
                 "SELECT a.pid, coalesce(a.client_addr::text, 'local'), a.backend_start::text"
                 " FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
@@ -144,7 +145,7 @@ class Session:
             ).fetchone()
             if not conn.autocommit:
                 conn.commit()
-        if row and row[0]:
+        if taken:
             return None
         return Holder(int(held[0]), str(held[1]), str(held[2])) if held else Holder(0, "", "")
 
