@@ -144,7 +144,11 @@ async def _until_target_up(client: httpx.AsyncClient, server: trio.Process, tmp_
         if server.poll() is not None:
             pytest.fail((tmp_path / "prometheus.log").read_text())
         try:
-            targets = (await client.get("/api/v1/targets")).json()["data"]["activeTargets"]
+            # Prometheus listens before it is ready: until then it answers 503 in plain text
+            ready = (await client.get("/-/ready")).status_code == 200
+            targets = (
+                ready and (await client.get("/api/v1/targets")).json()["data"]["activeTargets"]
+            )
             if (
                 targets
                 and targets[0]["health"] == "up"
