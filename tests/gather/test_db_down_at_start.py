@@ -98,6 +98,8 @@ async def _run(
                 await wait_for(
                     lambda: (
                         _count(url, "SELECT count(DISTINCT trade_id) FROM trades") >= len(expected)
+                        # the first run's journal tail is written once the database answers
+                        and sorted(_stored_rows(url, "tickers", conns)) == sorted(tickers)
                         and all(
                             db_books(url).get(t) == sim.truth.book(t)
                             for t in sim.engine.active_tickers
