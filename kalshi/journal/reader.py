@@ -15,7 +15,14 @@ from kalshi.errors import JournalError
 from kalshi.journal.files import file_sort_key
 from kalshi.journal.format import JournalProblem, JournalRecord, Labels, decode_line
 
-__all__ = ["ConnectionInfo", "connections", "journal_files", "read_journal", "zstd_chunks"]
+__all__ = [
+    "ConnectionInfo",
+    "connections",
+    "journal_files",
+    "read_journal",
+    "split_lines",
+    "zstd_chunks",
+]
 
 _CHUNK = 1 << 20
 _SUFFIXES = (".jsonl", ".jsonl.zst")
@@ -95,9 +102,10 @@ def _plain_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[bytes | None]:
         yield data
 
 
-def _lines(chunks: Iterator[bytes | None]) -> Iterator[tuple[bytes, bool]]:
-    """(line without newline, had a newline); ``None`` in ``chunks`` ends a damaged run
-    (its partial line comes out without a newline)."""
+def split_lines(chunks: Iterator[bytes | None]) -> Iterator[tuple[bytes, bool]]:
+    """(line without newline, had a newline) of a file read in ``chunks``; ``None`` in
+    ``chunks`` ends a damaged run (its partial line comes out without a newline). Used for
+    journal files and for captures (:mod:`kalshi.replay.source`)."""
     rest = b""
     for chunk in chunks:
         if chunk is None:
@@ -122,7 +130,7 @@ def _read_file(path: Path, labels: Labels) -> Iterator[JournalRecord | JournalPr
             chunks = (
                 _zstd_chunks(fh, torn) if path.name.endswith(".zst") else _plain_chunks(fh, torn)
             )
-            for line, complete in _lines(chunks):
+            for line, complete in split_lines(chunks):
                 line_no += 1
                 if not line or line.isspace():  # (no stripped copy of every line)
                     if complete:

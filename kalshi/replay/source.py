@@ -47,7 +47,7 @@ from kalshi.errors import JournalError
 from kalshi.journal import JournalProblem, JournalRecord, read_journal
 from kalshi.journal.files import file_sort_key
 from kalshi.journal.format import Labels, decode_line
-from kalshi.journal.reader import zstd_chunks
+from kalshi.journal.reader import split_lines, zstd_chunks
 from kalshi.replay.capture import (
     CaptureFormat,
     CaptureLine,
@@ -200,22 +200,6 @@ def _inflate(chunks: Iterator[bytes], torn: list[str], make: Any, kind: str) -> 
         torn.append(f"torn {kind} tail (incomplete last {unit})")
 
 
-def _lines(chunks: Iterator[bytes | None]) -> Iterator[tuple[bytes, bool]]:
-    """(line without its newline, whether it had one); ``None`` ends a damaged run."""
-    rest = b""
-    for chunk in chunks:
-        if chunk is None:
-            if rest:
-                yield rest, False
-            rest = b""
-            continue
-        parts = (rest + chunk).split(b"\n")
-        rest = parts.pop()
-        yield from ((part, True) for part in parts)
-    if rest:
-        yield rest, False
-
-
 # --- one file ---------------------------------------------------------------------------------
 
 
@@ -229,7 +213,7 @@ def _read_one(
     fmt = opts.fmt
     try:
         with _open(name) as fh:
-            for line, complete in _lines(decompressed(fh, torn)):
+            for line, complete in split_lines(decompressed(fh, torn)):
                 line_no += 1
                 if not line.strip():
                     if complete:
