@@ -55,6 +55,12 @@ def _sealed(body: bytes) -> bytes:
     return body[:-1] + b'%s%08x"}\n' % (_CRC_KEY, _crc32(body))
 
 
+def _sealed_form(line: bytes) -> bool:
+    """True when ``line`` ends in a checksum member's form (its value not checked)."""
+    start = len(line) - _CRC_TAIL
+    return start >= 1 and line.endswith(b'"}') and line.startswith(_CRC_KEY, start)
+
+
 def _checked(line: bytes) -> bool:
     """True when ``line`` (no ``\\r``) ends in a checksum member that matches, False when
     it has none (written before checksums); raises ``ValueError`` when it does not match.
@@ -250,8 +256,14 @@ _LINE = msgspec.json.Decoder(_Line)
 _NO_LABEL: tuple[str, tuple[str, ...]] = ("", ())
 
 
-def decode_line(line: bytes, labels: Labels | None = None) -> JournalRecord:
+def decode_line(
+    line: bytes, labels: Labels | None = None, *, verified: bool = False
+) -> JournalRecord:
     """Decode one line; raises ``ValueError`` saying what is wrong.
+
+    ``verified``: the line is known to be as written (it came out of a zstd frame whose
+    content checksum matched, :func:`kalshi.journal.reader.zstd_chunks`), so its own CRC
+    is not computed again; its checksum member is still set apart for the general path.
 
     With ``labels``, a ``connect`` marker records its connection's label and channels there
     and every record of a known connection carries them (no copy per record).
@@ -262,7 +274,7 @@ def decode_line(line: bytes, labels: Labels | None = None) -> JournalRecord:
     """
     if line.endswith(b"\r"):
         line = line.rstrip(b"\r")
-    sealed = _checked(line)
+    sealed = None if verified else _checked(line)
     try:
         head = _LINE.decode(line)
         text = head.text
@@ -284,6 +296,8 @@ def decode_line(line: bytes, labels: Labels | None = None) -> JournalRecord:
             )
     except (msgspec.DecodeError, UnicodeEncodeError):
         pass
+    if sealed is None:
+        sealed = _sealed_form(line)
     return _decode_general(line[: len(line) - _CRC_TAIL] + b"}" if sealed else line, labels)
 
 

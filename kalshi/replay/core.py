@@ -408,7 +408,7 @@ def count_lines(paths: Iterable[str | Path]) -> int | None:
         torn: list[str] = []
         with open(path, "rb") as fh:
             for chunk in decompressed(fh, torn):
-                total += chunk.count(b"\n") if chunk else 0
+                total += chunk[0].count(b"\n") if chunk else 0
     return total
 
 
