@@ -139,7 +139,15 @@ DESCRIPTIONS: dict[str, str] = {
     " database counts as unavailable (production: the pass is retried; a gatherer: skipped"
     " for the pass); 0 = no bound",
 }
-for _table in ("trades", "orderbook", "tickers", "snapshots", "lifecycle", "markets", "gaps"):
+for _table in (
+    "trades",
+    "orderbook_deltas",
+    "tickers",
+    "orderbook_snapshots",
+    "market_lifecycle",
+    "markets",
+    "gaps",
+):
     DESCRIPTIONS[f"writers.{_table}.batch_size"] = f"rows per `{_table}` batch"
     DESCRIPTIONS[f"writers.{_table}.flush_interval"] = f"longest a `{_table}` row waits"
 

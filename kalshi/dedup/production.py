@@ -20,7 +20,7 @@ from kalshi.dedup.merge import Checkpoint
 from kalshi.dedup.tables import DIGEST_BUCKET_US, EXPORT_TABLES, KeyedTable, digest_sql
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
-from kalshi.store.session import Session
+from kalshi.store import Session
 
 __all__ = ["Counts", "Cursor", "Production"]
 
