@@ -299,7 +299,7 @@ def overrides(transport: str, config: str, tmp: str, rest_url: str, ws_url: str,
         "metrics.enabled": False,
     }
     if config == "tuned":
-        out["writers.orderbook.batch_size"] = 5000
+        out["writers.orderbook_deltas.batch_size"] = 5000
     return out
 
 

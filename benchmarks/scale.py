@@ -11,6 +11,7 @@ Exit 0 when nothing was lost, doubled or unequal and nothing reconnected; 1 othe
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -44,6 +45,27 @@ def _mib(sizes: dict[str, int]) -> dict[str, str]:
     return {k: f"{v / 2**20:,.1f} MiB" for k, v in sizes.items()}
 
 
+def _cores(cores: dict[str, float] | None) -> str:
+    if not cores:
+        return "-"
+    return " · ".join(f"{k} {v:.2f}" for k, v in cores.items()) + f" (of {os.cpu_count()})"
+
+
+def _split(doc: dict[str, Any]) -> str:
+    split = doc.get("latency_split_s") or {}
+    read, write = split.get("exchange_to_received"), split.get("received_to_committed")
+    if not read or not write:
+        return "-"
+    return f"p50 {read['p50']} · p99 {read['p99']} / p50 {write['p50']} · p99 {write['p99']}"
+
+
+def _sim(doc: dict[str, Any]) -> str:
+    outbox, late = doc.get("sim_outbox_mib"), doc.get("sim_engine_late_s")
+    if not outbox or not late:
+        return "-"
+    return f"p50 {outbox['p50']} · max {outbox['max']} / p50 {late['p50']} · p99 {late['p99']}"
+
+
 def table(doc: dict[str, Any]) -> str:
     """The figures of one run as a Markdown table."""
     latency = doc.get("latency_s", {})
@@ -64,10 +86,13 @@ def table(doc: dict[str, Any]) -> str:
         ("messages generated (bursts)", f"{_fmt(g('messages_generated'))} ({g('bursts')})"),
         ("msgs/s achieved by the simulator", _fmt(g("achieved_rate"))),
         ("CPU seconds", _fmt(g("cpu_seconds"))),
+        ("cores used while recording (of the machine's)", _cores(g("cores_while_recording"))),
         ("peak RSS (MiB)", _fmt(g("peak_rss_mib"))),
         ("PostgreSQL RSS at the end (MiB)", _fmt(g("postgres_rss_mib_at_end"))),
         ("exchange → committed, quiet (s)", _fmt(latency.get("quiet"))),
         ("exchange → committed, bursts (s)", _fmt(latency.get("burst"))),
+        ("newest row: exchange → received / received → committed (s)", _split(doc)),
+        ("simulator: unsent outbox (MiB) / engine behind schedule (s)", _sim(doc)),
         ("max queue (rows)", _fmt(g("max_queue_rows"))),
         ("max spool (rows)", _fmt(g("max_spool_rows"))),
         ("max read-ahead, whole-exchange sockets (frames)", _fmt(g("max_read_ahead_frames"))),

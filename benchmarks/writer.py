@@ -149,13 +149,16 @@ def main() -> None:
         configs = {
             "default": GathererConfig(spool=spool),
             "tuned": GathererConfig(
-                writers=WritersConfig(trades=tuned_writer, orderbook=tuned_writer), spool=spool
+                writers=WritersConfig(trades=tuned_writer, orderbook_deltas=tuned_writer),
+                spool=spool,
             ),
         }
         out = []
         for table, make in (("orderbook_deltas", deltas), ("trades", trades)):
             rows = make(args.rows, 1)
-            default_batch = shipped.orderbook if table == "orderbook_deltas" else shipped.trades
+            default_batch = (
+                shipped.orderbook_deltas if table == "orderbook_deltas" else shipped.trades
+            )
             for name, cfg in configs.items():
                 batch = default_batch.batch_size if name == "default" else args.batch_size
                 bare = ours = awaited = 0.0

@@ -175,15 +175,26 @@ class WriterConfig:
     flush_interval: Duration = Duration(1.0)
 
 
+RENAMED_KEYS = {
+    "writers.orderbook": "writers.orderbook_deltas",
+    "writers.snapshots": "writers.orderbook_snapshots",
+    "writers.lifecycle": "writers.market_lifecycle",
+}
+"""Keys renamed to their table's name (issue 21); a config still using one is told the new
+name."""
+
+
 @frozen
 class WritersConfig:
+    """One writer per table, each key named as its table (``writers.orderbook_deltas``)."""
+
     # Batches of thousands: a COPY + commit per 100-500 rows cost 0.3-0.7 of the rate at 5 000
     # (docs/performance.md, benchmarks/writer.py); flush_interval still bounds the latency.
     trades: WriterConfig = WriterConfig(1000, Duration(1.0))
-    orderbook: WriterConfig = WriterConfig(5000, Duration(0.5))
+    orderbook_deltas: WriterConfig = WriterConfig(5000, Duration(0.5))
     tickers: WriterConfig = WriterConfig(1000, Duration(1.0))
-    snapshots: WriterConfig = WriterConfig(1000, Duration(1.0))
-    lifecycle: WriterConfig = WriterConfig(100, Duration(1.0))
+    orderbook_snapshots: WriterConfig = WriterConfig(1000, Duration(1.0))
+    market_lifecycle: WriterConfig = WriterConfig(100, Duration(1.0))
     markets: WriterConfig = WriterConfig(1000, Duration(2.0))
     gaps: WriterConfig = WriterConfig(10, Duration(1.0))
 
@@ -444,7 +455,9 @@ def _describe(exc: BaseException, path: str, out: list[str]) -> None:
             _describe(sub, sub_path, out)
     elif isinstance(exc, ForbiddenExtraKeysError):
         for key in sorted(exc.extra_fields):
-            out.append(f"{path + '.' if path else ''}{key}: unknown key")
+            full = f"{path + '.' if path else ''}{key}"
+            renamed = RENAMED_KEYS.get(full)
+            out.append(f"{full}: unknown key" + (f" (now {renamed})" if renamed else ""))
     elif isinstance(exc, KeyError):
         out.append(f"{path}: required key is missing")
     elif isinstance(exc, ValueError | TypeError):

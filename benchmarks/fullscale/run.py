@@ -21,6 +21,7 @@ and duplicated and books unequal (each must be 0).
 from __future__ import annotations
 
 import functools
+import os
 import resource
 import shutil
 import signal
@@ -78,6 +79,13 @@ class _Samples:
     def __init__(self) -> None:
         self.health: dict[str, dict[str, Any] | None] = {}
         self.lag: dict[str, list[float]] = {"quiet": [], "burst": []}
+        # the newest committed row's lag split where the gatherer stamped it: exchange ->
+        # received (the simulator's outbox, the sockets, the gatherer's reading) and
+        # received -> committed (the gatherer's queues and the database)
+        self.read_lag: list[float] = []
+        self.write_lag: list[float] = []
+        self.sim_outbox: list[int] = []  # bytes the simulator's sessions have not sent
+        self.sim_late: list[float] = []  # how late the simulator's engine ran (s)
         self.max_queue: dict[str, int] = {}
         self.max_spool: dict[str, int] = {}
         self.max_read_ahead: dict[str, int] = {}  # frames a whole-exchange socket read ahead
@@ -252,10 +260,15 @@ async def _record(
         shard = f"{name[3:]}/{len(names) // len(postgres)}" if len(name) > 2 else "0/1"
         config = _gatherer_config(name, sim, key, urls[name], workdir, ports[name], shard)
         path.write_text(yaml.safe_dump(config))
-        children[name] = Child(name, ["gather", "--config", str(path)], workdir / f"{name}.log")
+        children[name] = Child(
+            name, ["gather", "--config", str(path)], workdir / f"{name}.log", own_session=True
+        )
     (workdir / "dedup.yaml").write_text(yaml.safe_dump(_dedup_config(names, urls, s3)))
     children["dedup"] = Child(
-        "dedup", ["dedup", "--config", str(workdir / "dedup.yaml")], workdir / "dedup.log"
+        "dedup",
+        ["dedup", "--config", str(workdir / "dedup.yaml")],
+        workdir / "dedup.log",
+        own_session=True,
     )
     samples = _Samples()
     replicas = sorted({name[:2] for name in names})
@@ -295,7 +308,8 @@ async def _record(
                 return
             await children["dedup"].start()
             reconnects_before = {n: samples.reconnects(n) for n in names}
-            cpu_before = _cpu({}, sim=sim)
+            cpu_before = _cpu(children, postmasters, sim=sim)
+            busy_before = _machine_busy()
             doc["bytes_at_start"] = await trio.to_thread.run_sync(_sizes, urls, workdir, s3)
             generated_before = (await sim.status())["generated"]
             await sim.resume()
@@ -308,8 +322,12 @@ async def _record(
             doc["seconds_measured"] = round(time.monotonic() - begin, 1)
             generated = (await sim.status())["generated"] - generated_before
             doc["achieved_rate"] = round(generated / max(1.0, doc["seconds_measured"]), 1)
-            cpu_after = _cpu({}, sim=sim)
+            cpu_after = _cpu(children, postmasters, sim=sim)
+            busy = _machine_busy() - busy_before
             doc["sim_cpu_seconds_while_recording"] = round(cpu_after["sim"] - cpu_before["sim"], 1)
+            doc["cores_while_recording"] = _cores(
+                cpu_before, cpu_after, busy, doc["seconds_measured"]
+            )
             # Stopped only once every frame the exchange sent is read and its rows written:
             # a gatherer reading seconds late (a loaded machine) still has frames in its
             # sockets when its queues are empty, and a SIGTERM then ends it without them;
@@ -352,6 +370,22 @@ async def _record(
             doc["max_spool_rows"] = samples.max_spool
             doc["max_read_ahead_frames"] = samples.max_read_ahead
             lag = samples.lag
+            doc["latency_split_s"] = {
+                what: {"p50": _percentile(values, 0.5), "p99": _percentile(values, 0.99)}
+                for what, values in (
+                    ("exchange_to_received", samples.read_lag),
+                    ("received_to_committed", samples.write_lag),
+                )
+            }
+            outbox = [v / 2**20 for v in samples.sim_outbox]
+            doc["sim_outbox_mib"] = {
+                "p50": round(_percentile(outbox, 0.5) or 0.0, 1),
+                "max": round(max(outbox, default=0.0), 1),
+            }
+            doc["sim_engine_late_s"] = {
+                "p50": _percentile(samples.sim_late, 0.5),
+                "p99": _percentile(samples.sim_late, 0.99),
+            }
             doc["latency_s"] = {
                 phase: {
                     "samples": len(values),
@@ -374,6 +408,26 @@ async def _record(
             db.close()
     if any(doc.get("reconnects", {}).values()):
         failures.append(f"reconnects without faults: {doc['reconnects']}")
+
+
+def _machine_busy() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (``/proc/stat``:
+    all but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(f) for f in fields[:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _cores(
+    before: dict[str, float], after: dict[str, float], busy: float, seconds: float
+) -> dict[str, float]:
+    """Cores each process of the run used while recording (CPU seconds / seconds), and
+    ``outside the run``: what the rest of the machine used meanwhile (other work on a
+    shared machine; the run's processes must share what is left)."""
+    used = {k: max(0.0, after[k] - before.get(k, 0.0)) for k in after}
+    out = {k: round(v / max(1.0, seconds), 2) for k, v in used.items()}
+    out["outside the run"] = round(max(0.0, busy - sum(used.values())) / max(1.0, seconds), 2)
+    return out
 
 
 def _postmaster(url: str) -> int:
@@ -431,21 +485,31 @@ async def _monitor(
                     samples.peak_rss.get(name, 0.0), round(peak_rss_mib(child.proc.pid), 1)
                 )
         if samples.measuring:
-            phase = "burst" if (await sim.status())["bursting"] else "quiet"
+            status = await sim.status()
+            phase = "burst" if status["bursting"] else "quiet"
+            samples.sim_outbox.append(status.get("outbox_bytes", 0))
+            samples.sim_late.append(status.get("engine_late_s", 0.0))
             for db in lag_dbs.values():
                 newest = await trio.to_thread.run_sync(_newest, db)
                 if newest is not None:
-                    samples.lag[phase].append(max(0.0, (time.time() * 1e6 - newest) / 1e6))
+                    exchange_ts, received_at = newest
+                    now_us = time.time() * 1e6
+                    samples.lag[phase].append(max(0.0, (now_us - exchange_ts) / 1e6))
+                    samples.read_lag.append(max(0.0, (received_at - exchange_ts) / 1e6))
+                    samples.write_lag.append(max(0.0, (now_us - received_at) / 1e6))
         await trio.sleep(_SAMPLE)
 
 
-def _newest(db: Database) -> int | None:
+def _newest(db: Database) -> tuple[int, int] | None:
+    """(exchange_ts, received_at) of the newest committed order-book delta (µs)."""
     try:
-        rows = db.query("SELECT max(exchange_ts) FROM orderbook_deltas")
+        rows = db.query(
+            "SELECT exchange_ts, received_at FROM orderbook_deltas"
+            " ORDER BY exchange_ts DESC LIMIT 1"
+        )
     except StoreError:
         return None
-    value = rows[0][0] if rows else None
-    return int(value) if value is not None else None
+    return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
 
 def _verify(

@@ -464,7 +464,14 @@ def _gatherer_config(
         },
         "writers": {
             t: {"flush_interval": "200ms"}
-            for t in ("trades", "orderbook", "tickers", "snapshots", "lifecycle", "gaps")
+            for t in (
+                "trades",
+                "orderbook_deltas",
+                "tickers",
+                "orderbook_snapshots",
+                "market_lifecycle",
+                "gaps",
+            )
         },
         "spool": {
             "dir": str(base / "spool"),

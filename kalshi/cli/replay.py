@@ -49,8 +49,7 @@ from kalshi.replay.core import count_lines
 from kalshi.replay.serve import WS_PATH, serve_recording
 from kalshi.replay.source import SeqCheck, SourceOptions, read_records, source_files
 from kalshi.replay.view import continuity_report, session_lines
-from kalshi.store import migrate, resolve_database
-from kalshi.store.schema import TABLES
+from kalshi.store import TABLES, migrate, resolve_database
 
 log = logging.getLogger("kalshi.cli")
 

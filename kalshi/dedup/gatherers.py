@@ -15,8 +15,7 @@ from kalshi.config import GathererSource
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
 from kalshi.errors import GathererError, StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
-from kalshi.store.schema import TABLES
-from kalshi.store.session import Session
+from kalshi.store import TABLES, Session
 
 __all__ = ["LATENCY_US", "SKEW_US", "GathererDb"]
 

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from kalshi.book import OrderBook
 from kalshi.models.rows import DeltaRow, Row, SnapshotRow
-from kalshi.store.schema import TABLES
+from kalshi.store import TABLES
 
 __all__ = ["BOOK_STREAM", "book_stream_rows", "encode", "schema"]
 

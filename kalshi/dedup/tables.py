@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from kalshi.store.schema import TABLES
+from kalshi.store import TABLES
 
 __all__ = ["DIGEST_BUCKET_US", "EXPORT_TABLES", "KEYED", "KeyedTable", "digest_sql"]
 

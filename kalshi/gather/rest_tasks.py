@@ -3,6 +3,7 @@ disconnect or a trade ``seq`` gap, and the periodic order-book snapshot poller."
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import trio
@@ -15,9 +16,10 @@ from kalshi.gather.layout import Layout
 from kalshi.gather.registry import MarketRegistry
 from kalshi.models.book import BookSnapshot
 from kalshi.models.rows import GapRow
-from kalshi.net import Backoff, RestClient
+from kalshi.net import RestClient
 from kalshi.pipeline import trade_row
 from kalshi.pipeline.outside import MARKETS_PATH, ORDERBOOKS_PATH, polled_row
+from kalshi.retry import retry
 
 __all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
 
@@ -58,23 +60,28 @@ async def relist_forever(
     """Discover every market (started with the count once listed), then re-list every
     ``relist_interval`` to catch what lifecycle messages missed. Failures back off."""
     interval = float(ctx.cfg.relist_interval)
-    backoff = Backoff(1.0, max(1.0, interval))
     started = False
+
+    def failed(exc: BaseException, attempt: int) -> None:
+        log.warning("market listing failed: %s", exc)
+        ctx.listing_error = str(exc)
+
     while True:
         try:
-            listed = await list_markets(ctx, rest, registry)
-        except NetError as exc:
-            log.warning("market listing failed: %s", exc)
-            ctx.listing_error = str(exc)
-            await trio.sleep(backoff.next())
-            continue
+            listed = await retry(
+                lambda: list_markets(ctx, rest, registry),
+                transient=(NetError,),
+                attempts=None,
+                initial=1.0,
+                maximum=max(1.0, interval),
+                on_failure=failed,
+            )
         except PaginationError as exc:
             # the pages before the repeat are in the registry; looping again now would
             # repeat too, so carry on with them and list again at the next interval
             metrics.PAGINATION_ERRORS.labels("/markets").inc()
             log.error("market listing stopped early: %s", exc)
             listed = len(registry.markets)
-        backoff.reset()
         ctx.listing_error = None
         log.info("listed %d markets, %d live", listed, len(registry.live))
         if not started:
@@ -98,25 +105,29 @@ async def backfill_trades(
     A window whose pages loop keeps the trades before the repeat and its gap open."""
     async with windows, trio.open_nursery() as closing:
         async for start, end, key in windows:
-            backoff = Backoff(0.5, 30.0)
-            while True:
-                try:
-                    count = await _backfill(ctx, rest, registry, start, end)
-                except NetError as exc:
-                    log.warning("trade backfill failed, retrying: %s", exc)
-                    await trio.sleep(backoff.next())
-                    continue
-                except PaginationError as exc:  # the trades before the repeat are stored
-                    metrics.PAGINATION_ERRORS.labels("/markets/trades").inc()
-                    log.error("trade backfill of %d..%d stopped early: %s", start, end, exc)
-                    if key not in ctx.backfills:  # a window nobody recorded: record it
-                        detail = f"trade backfill stopped early: {exc}"
-                        await ctx.backfill_due(key, start, 0, detail)
-                    ctx.release(key)  # open: a later start fetches it again
-                    break
-                log.info("backfilled %d trades for %d..%d", count, start, end)
-                closing.start_soon(_close_when_committed, ctx, key, end)
-                break
+            try:
+                count = await retry(
+                    functools.partial(_backfill, ctx, rest, registry, start, end),
+                    transient=(NetError,),
+                    attempts=None,
+                    initial=0.5,
+                    maximum=30.0,
+                    on_failure=_backfill_failed,
+                )
+            except PaginationError as exc:  # the trades before the repeat are stored
+                metrics.PAGINATION_ERRORS.labels("/markets/trades").inc()
+                log.error("trade backfill of %d..%d stopped early: %s", start, end, exc)
+                if key not in ctx.backfills:  # a window nobody recorded: record it
+                    detail = f"trade backfill stopped early: {exc}"
+                    await ctx.backfill_due(key, start, 0, detail)
+                ctx.release(key)  # open: a later start fetches it again
+                continue
+            log.info("backfilled %d trades for %d..%d", count, start, end)
+            closing.start_soon(_close_when_committed, ctx, key, end)
+
+
+def _backfill_failed(exc: BaseException, attempt: int) -> None:
+    log.warning("trade backfill failed, retrying: %s", exc)
 
 
 async def _close_when_committed(ctx: GatherContext, key: object, end: int) -> None:

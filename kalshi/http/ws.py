@@ -401,6 +401,11 @@ class Session:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def outbox_bytes(self) -> int:
+        """Data bytes queued and not yet handed to the socket (the buffer error 25 bounds)."""
+        return self._data_bytes
+
     async def wait_flushed(self) -> None:
         """Until the outbox is empty (everything handed to the socket)."""
         while self._data or self._control:

@@ -47,11 +47,18 @@ MARKER_DIRECTION = "local"
 _INT_FIELDS = ("conn_id", "frame_no", "wall_us", "mono_us")
 _CRC_KEY = b',"crc":"'
 _CRC_TAIL = len(_CRC_KEY) + 8 + 2  # ,"crc":"xxxxxxxx"}
+_crc32 = zlib.crc32
 
 
 def _sealed(body: bytes) -> bytes:
     """``body`` (a JSON object, no newline) with its checksum member and a newline."""
-    return body[:-1] + b'%s%08x"}\n' % (_CRC_KEY, zlib.crc32(body))
+    return body[:-1] + b'%s%08x"}\n' % (_CRC_KEY, _crc32(body))
+
+
+def _sealed_form(line: bytes) -> bool:
+    """True when ``line`` ends in a checksum member's form (its value not checked)."""
+    start = len(line) - _CRC_TAIL
+    return start >= 1 and line.endswith(b'"}') and line.startswith(_CRC_KEY, start)
 
 
 def _checked(line: bytes) -> bool:
@@ -65,7 +72,7 @@ def _checked(line: bytes) -> bool:
         expected = int(line[start + len(_CRC_KEY) : -2], 16)
     except ValueError:
         raise ValueError("checksum: not hexadecimal") from None
-    if zlib.crc32(b"}", zlib.crc32(line[:start])) != expected:
+    if _crc32(b"}", _crc32(line[:start])) != expected:
         raise ValueError("checksum mismatch (a damaged line)")
     return True
 
@@ -113,6 +120,24 @@ def _head(
     }
 
 
+_dumps = orjson.dumps
+_DIRECTION_JSON = {"in": b'"in"', "out": b'"out"'}
+# a frame line up to its text, after gatherer_id: the members in the general encoder's order
+_FRAME_LINE = (
+    b'%s%d,"frame_no":%d,"direction":%s,"wall_us":%d,"mono_us":%d,"kind":"frame","text":%s'
+)
+_FRAME_HEADS: dict[str, bytes] = {}  # gatherer_id -> the line's head up to conn_id's value
+
+
+def _frame_head(gatherer_id: str) -> bytes:
+    head = _FRAME_HEADS.get(gatherer_id)
+    if head is None:
+        head = b'{"gatherer_id":' + orjson.dumps(gatherer_id) + b',"conn_id":'
+        if len(_FRAME_HEADS) < 64:  # a process has one or a few gatherer ids
+            _FRAME_HEADS[gatherer_id] = head
+    return head
+
+
 def encode_frame(
     gatherer_id: str,
     conn_id: int,
@@ -122,7 +147,41 @@ def encode_frame(
     mono_us: int,
     raw: bytes | str,
 ) -> bytes:
-    """One line (with its trailing newline) for a frame; lossless for any bytes."""
+    """One line (with its trailing newline) for a frame; lossless for any bytes.
+
+    The common frame (valid UTF-8, direction ``in`` or ``out``) is formatted from a
+    preformatted head, no dict: the same bytes as :func:`_encode_frame_general`, which
+    takes everything else (tests/journal)."""
+    direction_json = _DIRECTION_JSON.get(direction)
+    if direction_json is not None:
+        try:
+            text = _dumps(raw.decode("utf-8") if type(raw) is bytes else raw)
+        except (UnicodeDecodeError, orjson.JSONEncodeError):
+            pass
+        else:
+            body = _FRAME_LINE % (
+                _frame_head(gatherer_id),
+                conn_id,
+                frame_no,
+                direction_json,
+                wall_us,
+                mono_us,
+                text,
+            )
+            return b'%s,"crc":"%08x"}\n' % (body, _crc32(b"}", _crc32(body)))
+    return _encode_frame_general(gatherer_id, conn_id, frame_no, direction, wall_us, mono_us, raw)
+
+
+def _encode_frame_general(
+    gatherer_id: str,
+    conn_id: int,
+    frame_no: int,
+    direction: str,
+    wall_us: int,
+    mono_us: int,
+    raw: bytes | str,
+) -> bytes:
+    """:func:`encode_frame` for any frame, through a dict (the reference for its fast path)."""
     line = _head(gatherer_id, conn_id, frame_no, direction, wall_us, mono_us)
     line["kind"] = FRAME
     if isinstance(raw, str):
@@ -197,8 +256,14 @@ _LINE = msgspec.json.Decoder(_Line)
 _NO_LABEL: tuple[str, tuple[str, ...]] = ("", ())
 
 
-def decode_line(line: bytes, labels: Labels | None = None) -> JournalRecord:
+def decode_line(
+    line: bytes, labels: Labels | None = None, *, verified: bool = False
+) -> JournalRecord:
     """Decode one line; raises ``ValueError`` saying what is wrong.
+
+    ``verified``: the line is known to be as written (it came out of a zstd frame whose
+    content checksum matched, :func:`kalshi.journal.reader.zstd_chunks`), so its own CRC
+    is not computed again; its checksum member is still set apart for the general path.
 
     With ``labels``, a ``connect`` marker records its connection's label and channels there
     and every record of a known connection carries them (no copy per record).
@@ -209,7 +274,7 @@ def decode_line(line: bytes, labels: Labels | None = None) -> JournalRecord:
     """
     if line.endswith(b"\r"):
         line = line.rstrip(b"\r")
-    sealed = _checked(line)
+    sealed = None if verified else _checked(line)
     try:
         head = _LINE.decode(line)
         text = head.text
@@ -231,6 +296,8 @@ def decode_line(line: bytes, labels: Labels | None = None) -> JournalRecord:
             )
     except (msgspec.DecodeError, UnicodeEncodeError):
         pass
+    if sealed is None:
+        sealed = _sealed_form(line)
     return _decode_general(line[: len(line) - _CRC_TAIL] + b"}" if sealed else line, labels)
 
 

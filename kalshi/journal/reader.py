@@ -15,7 +15,15 @@ from kalshi.errors import JournalError
 from kalshi.journal.files import file_sort_key
 from kalshi.journal.format import JournalProblem, JournalRecord, Labels, decode_line
 
-__all__ = ["ConnectionInfo", "connections", "journal_files", "read_journal", "zstd_chunks"]
+__all__ = [
+    "Chunk",
+    "ConnectionInfo",
+    "connections",
+    "journal_files",
+    "read_journal",
+    "split_lines",
+    "zstd_chunks",
+]
 
 _CHUNK = 1 << 20
 _SUFFIXES = (".jsonl", ".jsonl.zst")
@@ -55,28 +63,57 @@ def journal_files(paths: Iterable[str | Path]) -> list[Path]:
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def _zstd_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[bytes | None]:
+Chunk = tuple[bytes, bool] | None
+"""A piece of a file's content and whether it is known intact (``verified``: a zstd
+frame whose content checksum matched), or ``None``: a damaged run ends here."""
+
+# A verified frame's content is held until the frame ends (its checksum is read last); a
+# frame larger than this (a file recompressed as one frame) is passed on unverified.
+_HOLD_BYTES = 1 << 26
+
+
+def _zstd_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[Chunk]:
     return zstd_chunks(fh.read(), torn)
 
 
-def zstd_chunks(data: bytes, torn: list[str]) -> Iterator[bytes | None]:
-    """Decompress concatenated zstd frames. A frame that fails (corrupt data, zstd's content
-    checksum) yields what it produced before the failure, then ``None`` (its partial last
-    line is damaged), a reason naming the byte offset goes to ``torn``, and reading resumes
-    at the next frame's magic number; a partial last frame yields what it holds."""
+def zstd_chunks(data: bytes, torn: list[str]) -> Iterator[Chunk]:
+    """Decompress concatenated zstd frames. A frame that carries zstd's content checksum
+    (XXH64; the journal writer's frames do) comes out whole once the checksum matched,
+    ``verified``: its lines are as written, and their own CRC need not be computed again.
+    A frame that fails (corrupt data, the checksum) yields what it produced before the
+    failure, unverified, then ``None`` (its partial last line is damaged), a reason naming
+    the byte offset goes to ``torn``, and reading resumes at the next frame's magic number;
+    a partial last frame yields what it holds, unverified."""
     dctx = zstandard.ZstdDecompressor()
     pos = 0
     while pos < len(data):
         obj = dctx.decompressobj()
         fed = pos
         try:
+            checked = zstandard.get_frame_parameters(data[pos : pos + 18]).has_checksum
+        except zstandard.ZstdError:
+            checked = False  # not a frame header: decompress() says why
+        held: list[bytes] = []
+        size = 0
+        try:
             while not obj.eof and fed < len(data):
                 chunk = data[fed : fed + _CHUNK]
                 fed += len(chunk)
                 out = obj.decompress(chunk)
-                if out:
-                    yield out
+                if not out:
+                    continue
+                if checked and size + len(out) <= _HOLD_BYTES:
+                    held.append(out)
+                    size += len(out)
+                    continue
+                if held:
+                    yield b"".join(held), False
+                    held = []
+                checked = False
+                yield out, False
         except zstandard.ZstdError as exc:
+            if held:
+                yield b"".join(held), False
             torn.append(f"corrupt zstd frame at byte {pos}: {exc}; skipped to the next frame")
             yield None
             found = data.find(_ZSTD_MAGIC, pos + 1)
@@ -85,32 +122,44 @@ def zstd_chunks(data: bytes, torn: list[str]) -> Iterator[bytes | None]:
             pos = found
             continue
         if not obj.eof:
+            if held:
+                yield b"".join(held), False
             torn.append("torn zstd tail (incomplete last frame)")
             return
+        if held:
+            yield b"".join(held), checked
         pos = fed - len(obj.unused_data)
 
 
-def _plain_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[bytes | None]:
+def _plain_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[Chunk]:
     while data := fh.read(_CHUNK):
-        yield data
+        yield data, False
 
 
-def _lines(chunks: Iterator[bytes | None]) -> Iterator[tuple[bytes, bool]]:
-    """(line without newline, had a newline); ``None`` in ``chunks`` ends a damaged run
-    (its partial line comes out without a newline)."""
+def split_lines(chunks: Iterator[Chunk]) -> Iterator[tuple[bytes, bool, bool]]:
+    """(line without newline, had a newline, verified) of a file read in ``chunks``;
+    ``None`` in ``chunks`` ends a damaged run (its partial line comes out without a
+    newline). Lines are verified when their chunk is and no line runs into it from the
+    one before (a journal frame ends at a line's end). Used for
+    journal files and for captures (:mod:`kalshi.replay.source`)."""
     rest = b""
-    for chunk in chunks:
-        if chunk is None:
+    for item in chunks:
+        if item is None:
             if rest:
-                yield rest, False
+                yield rest, False, False
             rest = b""
             continue
-        parts = (rest + chunk).split(b"\n")
+        chunk, verified = item
+        if rest:  # a line across chunks: the chunk's lines are not taken as verified
+            parts = (rest + chunk).split(b"\n")
+            verified = False
+        else:
+            parts = chunk.split(b"\n")
         rest = parts.pop()
         for part in parts:
-            yield part, True
+            yield part, True, verified
     if rest:
-        yield rest, False
+        yield rest, False, False
 
 
 def _read_file(path: Path, labels: Labels) -> Iterator[JournalRecord | JournalProblem]:
@@ -122,14 +171,14 @@ def _read_file(path: Path, labels: Labels) -> Iterator[JournalRecord | JournalPr
             chunks = (
                 _zstd_chunks(fh, torn) if path.name.endswith(".zst") else _plain_chunks(fh, torn)
             )
-            for line, complete in _lines(chunks):
+            for line, complete, verified in split_lines(chunks):
                 line_no += 1
                 if not line or line.isspace():  # (no stripped copy of every line)
                     if complete:
                         yield JournalProblem(name, line_no, "empty line")
                     continue
                 try:
-                    record = decode_line(line, labels)
+                    record = decode_line(line, labels, verified=verified)
                 except ValueError as exc:
                     if complete:
                         yield JournalProblem(name, line_no, str(exc))

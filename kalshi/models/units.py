@@ -11,6 +11,7 @@ Parsing a decimal string that does not fit the unit exactly raises
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from kalshi.errors import UnitError
 
@@ -159,10 +160,18 @@ def parse_rfc3339_us(text: object) -> int:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=256)
+def _second(seconds: int) -> str:
+    """``"2022-11-22T20:44:01"`` of a second since the epoch (memoised: the simulator
+    formats every message's time, and most share their second with the one before;
+    a tenth of its CPU at 20 000 msgs/s was this strftime)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def format_rfc3339_us(micros: int, *, digits: int = 3) -> str:
     """Microseconds since the epoch -> ``"2022-11-22T20:44:01.123Z"``."""
     seconds, frac = divmod(micros, 1_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    moment = _second(seconds)
     if digits == 0:
         return moment + "Z"
     return f"{moment}.{str(frac).rjust(6, '0')[:digits]}Z"

@@ -19,7 +19,6 @@ from kalshi.errors import (
     ConnectionLost,
     DecodeError,
     HttpError,
-    NetError,
     PaginationError,
     RateLimited,
 )
@@ -27,7 +26,7 @@ from kalshi.models.book import BookSnapshot
 from kalshi.models.market import Market
 from kalshi.models.trade import Trade
 from kalshi.net.clock import WallClock, clock_hint, system_wall_us
-from kalshi.retry import Backoff
+from kalshi.retry import retry
 from kalshi.wire import (
     decode_markets_page,
     decode_orderbook,
@@ -148,11 +147,12 @@ class RestClient:
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
         """The body of a 200 answer to ``GET path`` (bytes as received; decode them with
-        :mod:`kalshi.wire.rest`)."""
+        :mod:`kalshi.wire.rest`). 429, 5xx and transport failures are tried again
+        (:func:`kalshi.retry.retry`), each attempt signed afresh under the token bucket."""
         url = self.base_url + path
-        backoff = Backoff(*self._backoff)
         endpoint = _endpoint(path)
-        for attempt in range(1, self._attempts + 1):
+
+        async def once() -> bytes:
             await self._bucket.take()
             signed_at = self._wall_us()
             headers = self._signer.headers("GET", url, signed_at // 1000) if self._signer else {}
@@ -160,32 +160,33 @@ class RestClient:
             try:
                 response = await self._client.get(url, params=params, headers=headers)
             except httpx.HTTPError as exc:
-                error: NetError = ConnectionLost(f"GET {path}: {type(exc).__name__}: {exc}")
-                status = 0
-            else:
-                status = response.status_code
-                if status == 200:
-                    self._count(endpoint, status)
-                    return response.content
-                if status == 429:
-                    error = RateLimited(f"GET {path}: 429 too many requests")
-                elif status >= 500:
-                    error = HttpError(status, f"GET {path}: {response.text[:200]}")
-                else:
-                    self._count(endpoint, status)
-                    hint = ""
-                    if status == 401:
-                        date = response.headers.get("date", "")
-                        hint = clock_hint(date, response.text, signed_at)
-                    raise HttpError(status, f"GET {path}: {response.text[:200]}{hint}")
+                self._count(endpoint, 0)
+                raise ConnectionLost(f"GET {path}: {type(exc).__name__}: {exc}") from None
+            status = response.status_code
             self._count(endpoint, status)
-            if attempt == self._attempts:
-                raise error
-            self.retries += 1
-            delay = backoff.next()
-            log.info("%s; retry %d in %.2fs", error, attempt, delay)
-            await trio.sleep(delay)
-        raise AssertionError("unreachable")
+            if status == 200:
+                return response.content
+            if status == 429:
+                raise RateLimited(f"GET {path}: 429 too many requests")
+            hint = ""
+            if status == 401:
+                hint = clock_hint(response.headers.get("date", ""), response.text, signed_at)
+            raise HttpError(status, f"GET {path}: {response.text[:200]}{hint}")
+
+        def failed(error: BaseException, attempt: int) -> None:
+            if attempt < self._attempts:
+                self.retries += 1
+                log.info("%s; retry %d", error, attempt)
+
+        initial, maximum = self._backoff
+        return await retry(
+            once,
+            transient=_transient,
+            attempts=self._attempts,
+            initial=initial,
+            maximum=maximum,
+            on_failure=failed,
+        )
 
     def _count(self, endpoint: str, status: int) -> None:
         if self._on_request is not None:
@@ -286,6 +287,15 @@ class RestClient:
             params["ticker"] = ticker
         async for page in self._pages("/markets/trades", params, decode_trades_page):
             yield page
+
+
+def _transient(error: BaseException) -> bool:
+    """What a REST request tries again: the transport failed, 429 (kalshi-api.md §4.9: retry
+    with exponential backoff) or 5xx; any other status is the request's fault and is raised
+    at once."""
+    if isinstance(error, HttpError):
+        return error.status >= 500
+    return isinstance(error, ConnectionLost | RateLimited)
 
 
 def _endpoint(path: str) -> str:

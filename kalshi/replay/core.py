@@ -29,8 +29,7 @@ from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
 from kalshi.pipeline.outside import MARKETS_PATH, made_outside
 from kalshi.replay.continuity import Continuity
 from kalshi.replay.source import SeqCheck, decompressed, source_files
-from kalshi.store import Store, open_store
-from kalshi.store.schema import TABLES
+from kalshi.store import TABLES, Store, open_store
 
 __all__ = [
     "TYPE_CHANNEL",
@@ -409,7 +408,7 @@ def count_lines(paths: Iterable[str | Path]) -> int | None:
         torn: list[str] = []
         with open(path, "rb") as fh:
             for chunk in decompressed(fh, torn):
-                total += chunk.count(b"\n") if chunk else 0
+                total += chunk[0].count(b"\n") if chunk else 0
     return total
 
 

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from kalshi.models.rows import TABLE_COLUMNS, Row
-from kalshi.store.schema import TABLES
+from kalshi.store import TABLES
 
 __all__ = ["CsvSink", "JsonlSink"]
 

@@ -47,7 +47,7 @@ from kalshi.errors import JournalError
 from kalshi.journal import JournalProblem, JournalRecord, read_journal
 from kalshi.journal.files import file_sort_key
 from kalshi.journal.format import Labels, decode_line
-from kalshi.journal.reader import zstd_chunks
+from kalshi.journal.reader import Chunk, split_lines, zstd_chunks
 from kalshi.replay.capture import (
     CaptureFormat,
     CaptureLine,
@@ -161,19 +161,21 @@ def _raw_chunks(fh: BinaryIO) -> Iterator[bytes]:
         yield data
 
 
-def decompressed(fh: BinaryIO, torn: list[str]) -> Iterator[bytes | None]:
-    """The bytes of a plain, gzip or zstd stream (told by its first bytes), in chunks;
-    concatenated members/frames are read on; a torn or corrupt tail ends the stream with
-    a reason appended to ``torn``."""
+def decompressed(fh: BinaryIO, torn: list[str]) -> Iterator[Chunk]:
+    """The bytes of a plain, gzip or zstd stream (told by its first bytes), in chunks,
+    each with whether it is known intact (:data:`kalshi.journal.reader.Chunk`: a zstd
+    frame whose checksum matched); concatenated members/frames are read on; a torn or
+    corrupt tail ends the stream with a reason appended to ``torn``."""
     chunks = _raw_chunks(fh)
     first = next(chunks, b"")
     stream = itertools.chain([first], chunks)
     if first.startswith(_GZIP):
-        return _inflate(stream, torn, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "gzip")
+        inflated = _inflate(stream, torn, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "gzip")
+        return ((chunk, False) for chunk in inflated)
     if first.startswith(_ZSTD):
         # a damaged frame costs that frame only: read on from the next one
         return zstd_chunks(b"".join(stream), torn)
-    return stream
+    return ((chunk, False) for chunk in stream if chunk)
 
 
 def _inflate(chunks: Iterator[bytes], torn: list[str], make: Any, kind: str) -> Iterator[bytes]:
@@ -200,22 +202,6 @@ def _inflate(chunks: Iterator[bytes], torn: list[str], make: Any, kind: str) -> 
         torn.append(f"torn {kind} tail (incomplete last {unit})")
 
 
-def _lines(chunks: Iterator[bytes | None]) -> Iterator[tuple[bytes, bool]]:
-    """(line without its newline, whether it had one); ``None`` ends a damaged run."""
-    rest = b""
-    for chunk in chunks:
-        if chunk is None:
-            if rest:
-                yield rest, False
-            rest = b""
-            continue
-        parts = (rest + chunk).split(b"\n")
-        rest = parts.pop()
-        yield from ((part, True) for part in parts)
-    if rest:
-        yield rest, False
-
-
 # --- one file ---------------------------------------------------------------------------------
 
 
@@ -229,7 +215,7 @@ def _read_one(
     fmt = opts.fmt
     try:
         with _open(name) as fh:
-            for line, complete in _lines(decompressed(fh, torn)):
+            for line, complete, verified in split_lines(decompressed(fh, torn)):
                 line_no += 1
                 if not line.strip():
                     if complete:
@@ -250,7 +236,7 @@ def _read_one(
                         yield from capture.describe(name, fmt)
                 try:
                     if journal:
-                        record = decode_line(line, labels)
+                        record = decode_line(line, labels, verified=verified)
                         if until is not None and record.kind == "frame" and record.wall_us > until:
                             return
                         yield record

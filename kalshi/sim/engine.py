@@ -143,6 +143,7 @@ class Engine:
         self.burst_seconds = burst_seconds
         self.bursting = False
         self.bursts = 0
+        self.late_s = 0.0  # how late the last tick ran (s)
         self.publish: Publish = lambda event: None
         self._rng = random.Random(seed)
         self._seed = seed
@@ -206,6 +207,7 @@ class Engine:
                 deadline = trio.current_time()
                 continue
             now = trio.current_time()
+            self.late_s = now - deadline  # behind schedule: this process short of CPU
             if deadline < now - 1.0:  # fell behind (a slow machine): do not try to catch up
                 deadline = now
             if self.lifecycle_every and now >= next_churn:

@@ -174,6 +174,13 @@ class SimExchange(Feed):
         are quiet, what they must have read to have everything."""
         return self._frames_closed + sum(s.frames for s in self.sessions)
 
+    @property
+    def outbox_bytes(self) -> tuple[int, int]:
+        """(total, largest) data bytes the sessions have queued and not yet handed to their
+        sockets: a client reading slowly, or a simulator too busy to write, shows here."""
+        sizes = [s.outbox_bytes for s in self.sessions]
+        return sum(sizes), max(sizes, default=0)
+
     def now_ms(self) -> int:
         """The exchange's time for a new message (ms; never earlier than the last one)."""
         return self.engine._stamp(self.clock() // 1000)

@@ -31,7 +31,6 @@ class TableSpec(NamedTuple):
     types: tuple[str, ...]  # PostgreSQL type of each column, as in the table
     key: tuple[str, ...]  # the unique index's columns/expressions: a row's identity
     upsert: bool  # markets: DO UPDATE instead of DO NOTHING
-    writer_key: str  # attribute of WritersConfig
     # Batches committed one at a time, in the order their rows were received: the rows of
     # one key come from more than one source (markets: versions, the last one wins;
     # trades: WebSocket and a REST backfill, the first one wins), so the order of commits
@@ -67,7 +66,6 @@ def _spec(
     row_type: type[Row],
     types: tuple[str, ...],
     key: tuple[str, ...],
-    writer_key: str,
     *,
     upsert: bool = False,
     serial: bool = False,
@@ -75,9 +73,7 @@ def _spec(
 ) -> TableSpec:
     columns = TABLE_COLUMNS[name]
     assert len(columns) == len(types), name
-    return TableSpec(
-        name, row_type, columns, types, key, upsert, writer_key, upsert or serial, closes
-    )
+    return TableSpec(name, row_type, columns, types, key, upsert, upsert or serial, closes)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -88,7 +84,6 @@ TABLES: dict[str, TableSpec] = {
             TradeRow,
             (_B, _B, _T, _T, _T, _I, _B, _BOOL, _BOOL, _T, _B, _B, _B),
             ("exchange_ts", "trade_id"),
-            "trades",
             serial=True,
         ),
         _spec(
@@ -96,35 +91,30 @@ TABLES: dict[str, TableSpec] = {
             DeltaRow,
             (_B, _B, _T, _T, _BOOL, _I, _B, _B, _B, _B, _B),
             _FRAME,
-            "orderbook",
         ),
         _spec(
             "orderbook_snapshots",
             SnapshotRow,
             (_B, _B, _B, _T, _T, _T, _J, _J, _B, _B, _B, _B),
             ("snapshot_ts", "gatherer_id", "ticker", "source", "conn_id", "frame_no"),
-            "snapshots",
         ),
         _spec(
             "tickers",
             TickerRow,
             (_B, _B, _T, _T, _I, _I, _I, _B, _B, _B, _B, _B, _B, _B, _B, _B),
             _FRAME,
-            "tickers",
         ),
         _spec(
             "market_lifecycle",
             LifecycleRow,
             (_B, _B, _T, _T, _T, _J, _B, _B, _B),
             _FRAME,
-            "lifecycle",
         ),
         _spec(
             "markets",
             MarketRow,
             (_T, _T, _T, _T, _T, _B, _B, _B, _T, _J),
             ("ticker",),
-            "markets",
             upsert=True,
         ),
         _spec(
@@ -139,7 +129,6 @@ TABLES: dict[str, TableSpec] = {
                 "kind",
                 "(COALESCE(ticker, ''))",
             ),
-            "gaps",
             closes="end_ts",
         ),
     )

@@ -718,7 +718,7 @@ class Store:
         self._writers: dict[str, _TableWriter] = {
             name: _TableWriter(
                 spec,
-                getattr(cfg.writers, spec.writer_key),
+                getattr(cfg.writers, spec.name),
                 pool=self._pool,
                 spool=Spool(self._spool_root, spec),
                 dead=dead,

@@ -27,8 +27,11 @@ def scratch_dir(prefix: str) -> Path:
 class Child:
     """``kalshi <args>`` as a process; ``stdout``/``stderr`` go to ``log``."""
 
-    def __init__(self, name: str, args: list[str], log: Path) -> None:
+    def __init__(self, name: str, args: list[str], log: Path, *, own_session: bool = False) -> None:
         self.name = name
+        # In a session of its own (setsid), so with Linux's autogroup scheduling the process
+        # gets a CPU share of its own instead of splitting its parent's with its siblings.
+        self.own_session = own_session
         self.args = args
         self.log_path = log
         self.proc: trio.Process | None = None
@@ -45,6 +48,7 @@ class Child:
                 [sys.executable, "-m", "kalshi", *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.own_session,
             )
         except BaseException:
             log.close()

@@ -29,10 +29,10 @@ def store_config(
     return StoreConfig(
         writers=WritersConfig(
             trades=writer,
-            orderbook=writer,
+            orderbook_deltas=writer,
             tickers=writer,
-            snapshots=writer,
-            lifecycle=writer,
+            orderbook_snapshots=writer,
+            market_lifecycle=writer,
             markets=writer,
             gaps=writer,
         ),

@@ -56,10 +56,10 @@ def _cfg(tmp_path: Path, flush_interval: float) -> GathererConfig:
         gatherer_id="g0",
         writers=WritersConfig(
             trades=writer,
-            orderbook=writer,
+            orderbook_deltas=writer,
             tickers=writer,
-            snapshots=writer,
-            lifecycle=writer,
+            orderbook_snapshots=writer,
+            market_lifecycle=writer,
             markets=writer,
             gaps=writer,
         ),

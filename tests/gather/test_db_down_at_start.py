@@ -52,7 +52,7 @@ async def _run(
     writers = {  # kill -9 loses the batches in memory: the journal has them
         "trades": {"batch_size": 40, "flush_interval": "1h"},
         "tickers": {"batch_size": 100_000, "flush_interval": "1h"},
-        "orderbook": {"flush_interval": "50ms"},
+        "orderbook_deltas": {"flush_interval": "50ms"},
     }
     tickers: list[tuple[object, ...]] = []
     conns: list[int] = []

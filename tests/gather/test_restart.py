@@ -82,7 +82,7 @@ def _config(
             "lifecycle_connections": 1,
         },
         "writers": writers
-        or {"trades": {"flush_interval": "50ms"}, "orderbook": {"flush_interval": "50ms"}},
+        or {"trades": {"flush_interval": "50ms"}, "orderbook_deltas": {"flush_interval": "50ms"}},
         "spool": {"dir": str(tmp_path / "spool"), "dead_letter_dir": str(tmp_path / "dead")},
         "journal": {"dir": str(tmp_path / "journal"), "compress": False},
         "snapshot_poller": {"enabled": poller, "interval": "1s"},
@@ -232,7 +232,7 @@ async def test_kill_9_before_a_commit_the_restart_writes_the_journal_tail(
     writers = {
         "tickers": {"batch_size": 100_000, "flush_interval": "1h"},
         "trades": {"batch_size": 40, "flush_interval": "1h"},
-        "orderbook": {"batch_size": 300, "flush_interval": "1h"},
+        "orderbook_deltas": {"batch_size": 300, "flush_interval": "1h"},
     }
     journal = tmp_path / "journal"
     async with open_sim_exchange(

@@ -12,6 +12,7 @@ from journal_support import journal_config
 from kalshi.errors import JournalError
 from kalshi.journal import JournalProblem, JournalRecord, JournalWriter, read_journal
 from kalshi.journal.format import encode_frame
+from kalshi.journal.reader import split_lines, zstd_chunks
 
 FRAME = '{"type":"trade","sid":1,"seq":%d,"msg":{"market_ticker":"T","yes_price_dollars":"0.42"}}'
 
@@ -168,3 +169,52 @@ def test_directories_read_in_time_order_and_missing_paths(tmp_path: Path) -> Non
     assert split(list(read_journal([tmp_path]))) == ([1, 2, 3], [])
     with pytest.raises(JournalError, match="no such journal"):
         list(read_journal([tmp_path / "missing"]))
+
+
+def _flip_seq(raw: bytes, n: int) -> bytes:
+    """``raw`` (lines) with frame ``n``'s ``seq`` changed but its CRC kept: valid JSON,
+    a frame never received, found only by the line's own checksum."""
+    return raw.replace(b'\\"seq\\":%d,' % n, b'\\"seq\\":%d,' % (n + 100), 1)
+
+
+async def test_zstd_frames_with_their_checksum_are_read_whole_and_verified(
+    tmp_path: Path,
+) -> None:
+    # The writer's frames carry zstd's content checksum: each comes out whole, verified
+    # (its lines' own CRCs are not computed again); the lines are the ones written.
+    path = await _write_compressed(tmp_path, batches=3, per_batch=4)
+    chunks = list(zstd_chunks(path.read_bytes(), torn := []))
+    assert torn == []
+    assert [(c.count(b"\n"), verified) for c, verified in chunks] == [(4, True)] * 3
+    assert b"".join(c for c, _ in chunks) == b"".join(line(n) for n in range(1, 13))
+    assert split(list(read_journal([path]))) == (list(range(1, 13)), [])
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_a_line_damaged_before_compression_costs_its_line_unless_zstd_vouches(
+    tmp_path: Path, checksum: bool
+) -> None:
+    # Without zstd's checksum every line's CRC is checked. With it, a frame whose
+    # checksum matches holds the bytes its writer compressed: a line already wrong then
+    # (not something our writer makes) is taken as written.
+    path = tmp_path / "g-1-20261124T225900-1.jsonl.zst"
+    raw = _flip_seq(b"".join(line(n) for n in range(1, 6)), 3)
+    path.write_bytes(zstandard.ZstdCompressor(write_checksum=checksum).compress(raw))
+    frames, problems = split(list(read_journal([path])))
+    if checksum:
+        assert (frames, problems) == ([1, 2, 3, 4, 5], [])
+    else:
+        assert frames == [1, 2, 4, 5]
+        assert problems == [JournalProblem(str(path), 3, "checksum mismatch (a damaged line)")]
+
+
+def test_split_lines_verifies_only_lines_whole_in_a_verified_chunk() -> None:
+    chunks = [(b"a\nb\nc", True), (b"c\nd\n", True), None, (b"e\n", False), (b"f", True)]
+    assert list(split_lines(iter(chunks))) == [
+        (b"a", True, True),
+        (b"b", True, True),
+        (b"cc", True, False),  # ran across two chunks
+        (b"d", True, False),
+        (b"e", True, False),
+        (b"f", False, False),
+    ]

@@ -45,5 +45,5 @@ def test_defaults_and_units_are_shown() -> None:
         "(doubles, with jitter) |"
     )
     assert "| size | `256MiB` |" in lines["journal.rotate_bytes"]
-    assert "| duration | `500ms` |" in lines["writers.orderbook.flush_interval"]
+    assert "| duration | `500ms` |" in lines["writers.orderbook_deltas.flush_interval"]
     assert '| string | `""` | PostgreSQL' in lines["timescaledb.url"]

@@ -1,8 +1,14 @@
-"""The package layout follows the data flow: journal -> decode -> pipeline -> store -> dedup
--> export. No module imports from a stage to its right; the shapes that flow between the
-stages (``kalshi.models``: messages and rows, ``kalshi.book``, ``errors``, ``config``,
-``clock``) import no stage; live gathering and replay share the pipeline, not each other;
-only ``kalshi.store`` imports psycopg."""
+"""The package layout follows the data flow of issue 21: journal -> decode -> pipeline -> rows
+-> store -> dedup -> export. No module imports from a stage to its right; the shapes that
+flow between the stages (``kalshi.models``: messages and the row types, ``kalshi.book``,
+``errors``, ``config``, ``clock``) import no stage; live gathering and replay share the
+pipeline, not each other; only ``kalshi.store`` imports psycopg, and the stages after it
+use its package face (``kalshi.store.__all__``), not its modules.
+
+The ``rows`` stage is the hand-off of a frame's rows to the writers
+(``kalshi.pipeline.sink``: ``Sink``, ``RowSink``); the row *types* are vocabulary
+(``kalshi.models.rows``), since the pipeline that makes them and every stage after it name
+them."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("journal", ("kalshi.journal",)),
     ("decode", ("kalshi.wire",)),
     ("pipeline", ("kalshi.pipeline",)),
+    ("rows", ("kalshi.pipeline.sink",)),
     ("store", ("kalshi.store",)),
     ("dedup", ("kalshi.dedup",)),
     ("export", ("kalshi.dedup.export", "kalshi.dedup.parquet", "kalshi.dedup.targets")),
@@ -88,6 +95,15 @@ def _edges() -> list[tuple[str, str]]:
 
 
 def test_the_stages_and_the_vocabulary_exist() -> None:
+    assert [stage for stage, _ in STAGES] == [
+        "journal",
+        "decode",
+        "pipeline",
+        "rows",
+        "store",
+        "dedup",
+        "export",
+    ]
     for _, prefixes in STAGES:
         for prefix in prefixes:
             assert prefix in MODULES, prefix
@@ -147,3 +163,14 @@ def test_only_the_store_speaks_to_postgresql() -> None:
     ]
     assert wrong == []
     assert "psycopg" in _third_party(MODULES["kalshi.store.session"])
+
+
+def test_the_stages_after_the_store_use_its_package_face() -> None:
+    """The deduplicator and the export name ``kalshi.store`` (its ``__all__``: ``Session``,
+    ``Database``, ``TABLES``, ...), never one of its modules."""
+    wrong = [
+        f"{name} imports {dep}"
+        for name, dep in _edges()
+        if _in(name, ("kalshi.dedup",)) and _in(dep, ("kalshi.store",)) and dep != "kalshi.store"
+    ]
+    assert wrong == []

@@ -54,7 +54,7 @@ async def test_the_database_down_under_a_flood_spools_to_disk_and_loses_nothing(
                 deltas = stats.tables["orderbook_deltas"]
                 spooled = deltas.spool_rows
                 # memory: the channel, one open batch and MEMORY_ROWS of sealed batches at most
-                writer = cfg.writers.orderbook
+                writer = cfg.writers.orderbook_deltas
                 bound = max(1024, 4 * writer.batch_size) + writer.batch_size + MEMORY_ROWS
                 assert peak["orderbook_deltas"] <= bound, (peak, bound)
                 # every row handed over is written, in memory or on disk: exactly

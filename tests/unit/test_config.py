@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from kalshi.config import (
     DedupConfig,
     GathererConfig,
     StoreConfig,
+    WritersConfig,
     env_files,
     load_config,
     load_dedup_config,
@@ -23,6 +25,7 @@ from kalshi.config import (
     parse_size_bytes,
 )
 from kalshi.errors import ConfigError
+from kalshi.models.rows import TABLE_COLUMNS
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -48,13 +51,13 @@ writers:
   trades:
     batch_size: 100
     flush_interval: 1s
-  orderbook:
+  orderbook_deltas:
     batch_size: 500
     flush_interval: 500ms
   tickers:
     batch_size: 100
     flush_interval: 1s
-  snapshots:
+  orderbook_snapshots:
     batch_size: 10
     flush_interval: 5s
 snapshot_poller:
@@ -114,7 +117,7 @@ def test_seed_gatherer_shape(tmp_path: Path) -> None:
     assert cfg.kalshi.rest_url == "http://127.0.0.1:1/trade-api/v2"
     assert cfg.websocket.orderbook_connections == 144
     assert cfg.websocket.max_reconnect_backoff == 30.0
-    assert cfg.writers.orderbook.flush_interval == 0.5
+    assert cfg.writers.orderbook_deltas.flush_interval == 0.5
     assert cfg.snapshot_poller.interval == 300.0
     assert cfg.snapshot_poller.max_markets == 50
     assert cfg.metrics.port == 9090
@@ -135,7 +138,7 @@ def test_the_store_section_is_gathered_from_the_seed_keys(tmp_path: Path) -> Non
         shutdown_grace=cfg.shutdown_grace,
     )
     assert cfg.store.database.url == ENV["TIMESCALEDB_URL"]
-    assert cfg.store.writers.orderbook.flush_interval == 0.5
+    assert cfg.store.writers.orderbook_deltas.flush_interval == 0.5
     assert not hasattr(cfg.store, "kalshi")
 
 
@@ -316,6 +319,22 @@ def test_websocket_queue_size_is_no_longer_a_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_gatherer_config(path, env={})
     assert info.value.problems == ["websocket.queue_size: unknown key"]
+
+
+def test_writer_keys_are_the_table_names_and_the_old_ones_say_so(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "writers:\n  orderbook: {batch_size: 10}\n  snapshots: {batch_size: 10}\n"
+        "  lifecycle: {batch_size: 10}\n  orderbook_deltas: {batch_size: 7}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path, env={})
+    assert info.value.problems == [
+        "writers.lifecycle: unknown key (now writers.market_lifecycle)",
+        "writers.orderbook: unknown key (now writers.orderbook_deltas)",
+        "writers.snapshots: unknown key (now writers.orderbook_snapshots)",
+    ]
+    assert {f.name for f in attrs.fields(WritersConfig)} == set(TABLE_COLUMNS)
 
 
 def test_json_logging_writes_one_object_per_record() -> None:

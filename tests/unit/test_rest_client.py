@@ -1,13 +1,18 @@
 """The REST client moves bytes; bodies are decoded in one place (``kalshi.wire.rest``), and a
-body that does not fit names the request, the field and the value. The exchange side is an
+body that does not fit names the request, the field and the value; 429, 5xx and transport
+failures are tried again with backoff, other statuses are not. The exchange side is an
 ``httpx.MockTransport`` answering fixed bodies (the REST shapes of kalshi-api.md §4)."""
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 import pytest
+import trio
+import trio.testing
 
-from kalshi.errors import DecodeError
+from kalshi.errors import DecodeError, HttpError
 from kalshi.net import RestClient
 
 
@@ -51,3 +56,59 @@ async def test_a_body_that_is_not_an_object_names_its_type() -> None:
         with pytest.raises(DecodeError) as caught:
             await rest.orderbooks(["KX-A"])
     assert str(caught.value) == "GET /markets/orderbooks: response is not a JSON object: got list"
+
+
+def _answering_in_turn(answers: list[int | None]) -> httpx.MockTransport:
+    """Each request gets the next status (``None``: the connection fails)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        status = answers.pop(0)
+        if status is None:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(status, content=b"{}" if status == 200 else b'{"error":"x"}')
+
+    return httpx.MockTransport(answer)
+
+
+async def test_429_5xx_and_transport_failures_are_tried_again_with_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    answers: list[int | None] = [503, 429, None, 200]
+    seen: list[tuple[str, int, float]] = []
+    async with RestClient(
+        "http://exchange.test/v2",
+        transport=_answering_in_turn(answers),
+        backoff=(1.0, 8.0),
+        on_request=lambda endpoint, status: seen.append((endpoint, status, trio.current_time())),
+    ) as rest:
+        assert await rest.get("/markets/KX-A/orderbook") == b"{}"
+        assert (rest.requests, rest.retries) == (4, 3)
+    assert [(endpoint, status) for endpoint, status, _ in seen] == [
+        ("/markets/{ticker}/orderbook", 503),
+        ("/markets/{ticker}/orderbook", 429),
+        ("/markets/{ticker}/orderbook", 0),
+        ("/markets/{ticker}/orderbook", 200),
+    ]
+    waits = [b - a for (_, _, a), (_, _, b) in itertools.pairwise(seen)]
+    for wait, cap in zip(waits, (1.0, 2.0, 4.0), strict=True):  # jitter in [cap/2, cap]
+        assert cap / 2 <= wait <= cap
+
+
+async def test_other_statuses_are_raised_at_once() -> None:
+    answers: list[int | None] = [404, 200]
+    async with RestClient("http://exchange.test/v2", transport=_answering_in_turn(answers)) as rest:
+        with pytest.raises(HttpError) as caught:
+            await rest.get("/markets/KX-A")
+        assert (caught.value.status, rest.requests, rest.retries) == (404, 1, 0)
+    assert answers == [200]
+
+
+async def test_the_last_attempts_error_is_raised(autojump_clock: trio.testing.MockClock) -> None:
+    answers: list[int | None] = [502, 503, 504, 200]
+    async with RestClient(
+        "http://exchange.test/v2", transport=_answering_in_turn(answers), attempts=3
+    ) as rest:
+        with pytest.raises(HttpError) as caught:
+            await rest.get("/markets")
+        assert (caught.value.status, rest.requests, rest.retries) == (504, 3, 2)
+    assert answers == [200]

@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio.testing
 
+from kalshi.errors import HttpError
 from kalshi.retry import Backoff, retry
 
 
@@ -91,3 +92,42 @@ async def test_at_least_one_attempt() -> None:
 
     with pytest.raises(ValueError, match="attempts >= 1, got 0"):
         await retry(never, transient=(OSError,), attempts=0)
+
+
+async def test_a_predicate_names_the_transient_errors(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    statuses = [503, 502, 404]
+
+    async def answer() -> None:
+        status = statuses.pop(0)
+        raise HttpError(status, "GET /x")
+
+    failures: list[tuple[int, int]] = []
+
+    def failed(exc: BaseException, attempt: int) -> None:
+        assert isinstance(exc, HttpError)
+        failures.append((exc.status, attempt))
+
+    with pytest.raises(HttpError, match=r"^HTTP 404: GET /x$"):
+        await retry(
+            answer,
+            transient=lambda exc: isinstance(exc, HttpError) and exc.status >= 500,
+            attempts=8,
+            on_failure=failed,
+        )
+    assert failures == [(503, 1), (502, 2)]
+    assert statuses == []
+
+
+async def test_cancellation_is_not_retried(autojump_clock: trio.testing.MockClock) -> None:
+    calls: list[float] = []
+
+    async def hangs() -> None:
+        calls.append(trio.current_time())
+        await trio.sleep_forever()
+
+    with trio.move_on_after(5) as scope:
+        await retry(hangs, transient=(BaseException,), attempts=8)
+    assert scope.cancelled_caught
+    assert calls == [0.0]
