@@ -43,6 +43,7 @@ from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import TABLE_COLUMNS, GapRow
 from kalshi.net import Backoff, Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
+from kalshi.retry import retry
 from kalshi.store import Store, migrate, open_store
 from kalshi.store.recovery import (
     LastRun,
@@ -409,13 +410,13 @@ class Gatherer:
         if not tail.rows:
             store.skip_first()
             return
-        backoff = Backoff(_BACKOFF_START, _BACKOFF_MAX)
-        while True:
-            try:
-                await store.write_first(tail.rows)
-                break
-            except DatabaseUnavailable:
-                await trio.sleep(backoff.next())
+        await retry(
+            partial(store.write_first, tail.rows),
+            transient=(DatabaseUnavailable,),
+            attempts=None,
+            initial=_BACKOFF_START,
+            maximum=_BACKOFF_MAX,
+        )
         metrics.count_tail(tail.rows)
         log.info("journal tail: %d row(s) written", len(tail.rows))
 

@@ -54,7 +54,7 @@ async def test_stopped_before_the_database_came_up_the_next_start_writes_it_all_
     writers = {
         "trades": {"batch_size": 40, "flush_interval": "1h"},
         "tickers": {"batch_size": 100_000, "flush_interval": "1h"},
-        "orderbook": {"flush_interval": "50ms"},
+        "orderbook_deltas": {"flush_interval": "50ms"},
     }
     async with open_sim_exchange(
         markets=30, active=15, rate=400.0, seed=41, port=0, start_us=PINNED_START_US
