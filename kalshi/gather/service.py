@@ -145,7 +145,7 @@ class Gatherer:
                     self.journal = JournalWriter(
                         cfg.journal,
                         cfg.gatherer_id,
-                        lambda: self.wall_us() / 1e6,
+                        self.wall_us,
                         s3=cfg.s3_export,
                         grace=float(cfg.shutdown_grace),
                     )

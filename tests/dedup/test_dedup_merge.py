@@ -21,6 +21,7 @@ from dedup_support import (
 
 from kalshi.config import GathererConfig, SpoolConfig, parse_duration
 from kalshi.dedup.service import Deduplicator
+from kalshi.errors import StoreError
 from kalshi.models.rows import MarketRow, TickerRow, TradeRow
 from kalshi.models.units import format_rfc3339_us
 from kalshi.store import EmbeddedPostgres, connect_db, open_store
@@ -427,3 +428,50 @@ async def test_rows_written_before_migration_009_are_read_once_by_receipt(
         assert db.query("SELECT committed > 0 FROM dedup_cursors WHERE table_name = 'trades'") == [
             (True,)
         ]
+
+
+async def test_a_failure_between_the_transactions_of_a_read_step_repeats_no_row(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # Keyed rows are read in steps larger than sync.batch_size (KEYED_READ_ROWS) and written
+    # in transactions of sync.batch_size; only the step's last transaction moves the cursor.
+    # Production fails in the third transaction (a trigger refuses a 15th trade): the next
+    # deduplicator reads the step again, production drops the 14 it has, none is repeated.
+    truth = make_truth(64, events=320)
+    rec = _tables(record(truth, "g0"), "trades")
+    gatherer, production = make_db(), make_db()
+    await write_recording(gatherer, rec, tmp_path)
+    with connect_db(production) as db:
+        db.execute(
+            "CREATE FUNCTION refuse_15th() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF (SELECT count(*) FROM trades) > 14 THEN RAISE EXCEPTION 'refused'; END IF;"
+            " RETURN NULL; END $$"
+        )
+        db.execute(
+            "CREATE TRIGGER refuse_15th AFTER INSERT ON trades"
+            " FOR EACH STATEMENT EXECUTE FUNCTION refuse_15th()"
+        )
+    cfg = dedup_config(production, {"g0": gatherer}, batch_size=7)
+    dedup = Deduplicator(cfg)
+    try:
+        with pytest.raises(StoreError, match="refused"):
+            await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    with connect_db(production) as db:
+        assert db.query("SELECT count(*) FROM trades") == [(14,)]
+        # where the cursor went before the step (the first pass's start, by commit)
+        assert db.query("SELECT committed FROM dedup_cursors WHERE table_name = 'trades'") == [(0,)]
+        db.execute("DROP TRIGGER refuse_15th ON trades")
+    passes = []
+    for _ in range(2):
+        dedup = Deduplicator(cfg)
+        try:
+            report = await dedup.run_pass(settle_us=0)
+        finally:
+            dedup.close()
+        passes.append((report.merged["trades"], report.duplicates["trades"]))
+    assert len(rec.trades) == 51
+    assert passes == [(51 - 14, 14), (0, 0)]
+    with connect_db(production) as db:
+        assert db.query("SELECT count(*), count(DISTINCT trade_id) FROM trades") == [(51, 51)]
