@@ -103,7 +103,7 @@ def frames(count: int, markets: int) -> list[bytes]:
 
 async def write(root: Path, raw: list[bytes]) -> list[Path]:
     cfg = JournalConfig(dir=str(root), compress=True, rotate_bytes=ByteSize(1 << 40))
-    writer = JournalWriter(cfg, "bench-1", clock=lambda: BASE_US / 1e6)  # names match times
+    writer = JournalWriter(cfg, "bench-1", wall_us=lambda: BASE_US)  # names match times
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
         for conn, channel in ((1, "orderbook_delta"), (2, "trade")):  # as the gatherer does

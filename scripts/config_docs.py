@@ -129,7 +129,9 @@ DESCRIPTIONS: dict[str, str] = {
     "production.url": "URL of the production database (merged rows)",
     "production.max_connections": "database connections to production",
     "sync.poll_interval": "how often to look for new rows in the gatherers",
-    "sync.batch_size": "rows per merge batch",
+    "sync.batch_size": "rows per production transaction of the keyed tables (trades, tickers,"
+    " lifecycle, REST snapshots, markets); they are read from a gatherer in steps of up to"
+    " 20,000 rows (docs/dedup.md)",
     "sync.max_lag": "never wait for a lagging gatherer longer than this",
     "sync.statement_timeout": "longest any deduplicator statement (production or a gatherer's"
     " database) may run; the pass fails and is retried at the next poll; 0 = no bound",

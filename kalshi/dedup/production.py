@@ -229,15 +229,17 @@ class Production:
             )
 
     def commit_keyed(
-        self, gatherer_id: str, table: KeyedTable, rows: Sequence[Row], cursor: Cursor
+        self, gatherer_id: str, table: KeyedTable, rows: Sequence[Row], cursor: Cursor | None
     ) -> Counts:
-        """Insert one gatherer's rows of a keyed table and advance its cursor, atomically."""
+        """Insert one gatherer's rows of a keyed table and advance its cursor (``None``:
+        leave it), atomically."""
         with self._db.transaction():
             inserted = self._insert_keyed(table, rows)
             column = EXPORT_TABLES.get(table.name)
             if inserted and column is not None:
                 self._touch({table.name: min(getattr(r, column) for r in rows)})
-            self._set_cursor(gatherer_id, table.name, cursor)
+            if cursor is not None:
+                self._set_cursor(gatherer_id, table.name, cursor)
         return Counts(inserted, len(rows) - inserted)
 
     def commit_merge(

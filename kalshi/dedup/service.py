@@ -6,8 +6,9 @@ A pass (:meth:`Deduplicator.run_pass`):
    reached is skipped with a warning (and read from its cursor when it is back);
 2. copies each reachable gatherer's keyed tables (:mod:`kalshi.dedup.tables`) up to
    ``settle`` ago (a gatherer far behind: up to its newest row), comparing per-second
-   digests first so that only stretches where it may add something are read, at most
-   ``sync.batch_size`` rows per transaction, each transaction also moving its cursor;
+   digests first so that only stretches where it may add something are read, in steps of
+   up to :data:`KEYED_READ_ROWS` rows written in transactions of ``sync.batch_size``, the
+   last of each step also moving its cursor;
 3. merges the order books, by time of receipt (frame order), each live gatherer (reachable,
    no more than ``sync.max_lag`` behind the newest) from its own cursor up to its own
    ingest watermark, in its own clock (no clock is compared with another's); a gatherer far
@@ -66,6 +67,12 @@ DIGEST_SPAN_US = 600_000_000
 """The longest receipt span of one keyed-table step whose rows are compared by digest
 before they are read (longer: read them all, production drops those it has)."""
 MAX_RANGES = 50
+KEYED_READ_ROWS = 20_000
+"""Rows of a keyed table read from a gatherer per step (at least ``sync.batch_size``): one
+commit span, one digest comparison and one read per step, the rows then written in
+production transactions of ``sync.batch_size``. Steps of a batch cost a pass about 750
+round-trip chains for 100,000 exchange events at the shipped batch of 100 (issue 19: the
+merge at 0.20 of a bare COPY); the bound keeps a catch-up after an outage in memory."""
 
 T = TypeVar("T")
 
@@ -382,14 +389,14 @@ class Deduplicator:
             cursor = await self._copy_legacy(production, gatherer, table, cursor, report)
         safe = self._state[gatherer.id].commit
         horizon = max(horizon, cursor.horizon)
-        batch = max(1, self.cfg.sync.batch_size)
+        step = max(1, self.cfg.sync.batch_size, KEYED_READ_ROWS)
         low = cursor.committed
         assert low is not None
         while True:
             high = low
             rows: list[Row] = []
             if low < safe:
-                high = await self._thread(gatherer.commit_step, table, low, safe, batch)
+                high = await self._thread(gatherer.commit_step, table, low, safe, step)
                 span = await self._thread(gatherer.commit_span, table, low, high)
                 if span is not None:
                     # Rows production has (another gatherer's copies) are not read: per-second
@@ -424,13 +431,14 @@ class Deduplicator:
         report: PassReport,
     ) -> None:
         """Insert ``rows`` in transactions of ``sync.batch_size``; the last moves the cursor
-        from ``cursor`` to ``moved``."""
+        from ``cursor`` to ``moved``, the others leave it (a crash between them: the next
+        pass reads the step again and production drops the rows it has)."""
         batch = max(1, self.cfg.sync.batch_size)
         for start in range(0, max(len(rows), 1), batch):
             chunk = rows[start : start + batch]
             last = start + batch >= len(rows)
             counts = await self._thread(
-                production.commit_keyed, gatherer.id, table, chunk, moved if last else cursor
+                production.commit_keyed, gatherer.id, table, chunk, moved if last else None
             )
             report.merged[table.name] += counts.inserted
             report.duplicates[table.name] += counts.duplicates

@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import JournalConfig, S3Config
 from kalshi.errors import ExportError, JournalError
 from kalshi.journal import metrics
@@ -42,7 +43,7 @@ class JournalWriter:
     another frame from their socket, so TCP pushes back on the exchange. Memory stays below
     the bound plus one frame per reader (the frame each had already received).
 
-    ``clock`` gives wall seconds since the epoch and decides file names and hourly
+    ``wall_us`` (the injected wall clock, µs since the epoch) decides file names and hourly
     rotation; frame timestamps are the caller's. ``run_sync`` runs the blocking disk work
     (a worker thread by default; tests pass an inline runner to keep virtual time exact).
     """
@@ -51,7 +52,7 @@ class JournalWriter:
         self,
         cfg: JournalConfig,
         gatherer_id: str,
-        clock: Callable[[], float] = time.time,
+        wall_us: WallClock = system_wall_us,
         *,
         s3: S3Config | None = None,
         flush_interval: float = 0.2,
@@ -77,7 +78,7 @@ class JournalWriter:
             rotate_interval=float(cfg.rotate_interval),
             compress=cfg.compress,
         )
-        self._clock = clock
+        self._wall_us = wall_us
         self._flush_lock = trio.Lock()
         self._buffer: list[bytes] = []
         self._buffered = 0
@@ -147,13 +148,15 @@ class JournalWriter:
         if self._closed:
             raise RuntimeError("journal writer is closed")
         self._buffer.append(line)
-        self._buffered += len(line)
+        buffered = self._buffered = self._buffered + len(line)
         self.records += 1
-        self.peak_bytes = max(self.peak_bytes, self._buffered + self._writing)
-        if self._buffered + self._writing > self.max_buffer_bytes:
+        held = buffered + self._writing
+        if held > self.peak_bytes:
+            self.peak_bytes = held
+        if held > self.max_buffer_bytes:
             self.pressure_records += 1
             metrics.PRESSURE.inc()
-        if self._buffered >= self.flush_bytes:
+        if buffered >= self.flush_bytes:
             self._wake.set()
 
     def record_frame(
@@ -166,10 +169,10 @@ class JournalWriter:
         raw: bytes | str,
     ) -> None:
         """Journal one frame received (``"in"``) or sent (``"out"``), byte-exact."""
-        if direction not in ("in", "out"):
-            raise ValueError(f"direction must be 'in' or 'out', got {direction!r}")
         if direction == "in":
             self._last_frame[conn_id] = frame_no
+        elif direction != "out":
+            raise ValueError(f"direction must be 'in' or 'out', got {direction!r}")
         self._append(
             encode_frame(self.gatherer_id, conn_id, frame_no, direction, wall_us, mono_us, raw)
         )
@@ -264,7 +267,7 @@ class JournalWriter:
 
     async def _flush(self) -> None:
         self._wake = trio.Event()
-        now = self._clock()
+        now = self._wall_us() / 1e6
         if not self._buffer:
             closed = await self._run_sync(self._segments.tick, now)
             self._closed_files(closed)

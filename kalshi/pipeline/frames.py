@@ -25,7 +25,7 @@ Every stale book keeps its cause in :attr:`FrameProcessor.stale_cause`.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 import orjson
@@ -108,6 +108,20 @@ class Outcome(msgspec.Struct, gc=False):
     skip: bool = False  # a skipped seq on a filtered subscription (not a gap)
 
 
+# The hot rows are built as ``tuple.__new__(RowType, values)`` in field order: the same
+# NamedTuple as ``RowType(field=...)`` without its Python ``__new__`` (a keyword call cost
+# about five times as much, in a row a frame; tests/unit/test_rows_by_keyword.py checks each
+# against the keyword form).
+_R = TypeVar("_R", bound=tuple[Any, ...])
+
+
+class _RowNew(Protocol):
+    def __call__(self, cls: type[_R], values: tuple[Any, ...], /) -> _R: ...
+
+
+_row = cast(_RowNew, tuple.__new__)
+
+
 def book_json(levels: tuple[tuple[int, int], ...]) -> str:
     return orjson.dumps([list(level) for level in levels]).decode()
 
@@ -121,20 +135,23 @@ def trade_row(
     frame_no: int = 0,
     seq: int | None = None,
 ) -> TradeRow:
-    return TradeRow(
-        exchange_ts=trade.exchange_ts,
-        received_at=received_at,
-        gatherer_id=gatherer_id,
-        ticker=trade.ticker,
-        trade_id=trade.trade_id,
-        price=trade.yes_price,
-        size=trade.count,
-        taker_side=trade.taker_side is Side.YES,
-        is_block_trade=trade.is_block_trade,
-        source=source,
-        conn_id=conn_id,
-        frame_no=frame_no,
-        seq=seq,
+    return _row(
+        TradeRow,
+        (  # TradeRow's fields, in order
+            trade.exchange_ts,
+            received_at,
+            gatherer_id,
+            trade.ticker,
+            trade.trade_id,
+            trade.yes_price,  # price
+            trade.count,  # size
+            trade.taker_side is Side.YES,  # taker_side
+            trade.is_block_trade,
+            source,
+            conn_id,
+            frame_no,
+            seq,
+        ),
     )
 
 
@@ -420,18 +437,21 @@ class FrameProcessor:
         out.rows.append(
             (
                 "orderbook_deltas",
-                DeltaRow(
-                    exchange_ts=exchange_ts if exchange_ts is not None else received_at,
-                    received_at=received_at,
-                    gatherer_id=gatherer_id,
-                    ticker=ticker,
-                    side=delta.side is Side.YES,
-                    price=delta.price,
-                    size_delta=delta.delta,
-                    conn_id=conn_id,
-                    frame_no=frame_no,
-                    sid=msg.sid or 0,
-                    seq=msg.seq or 0,
+                _row(
+                    DeltaRow,
+                    (  # DeltaRow's fields, in order
+                        exchange_ts if exchange_ts is not None else received_at,
+                        received_at,
+                        gatherer_id,
+                        ticker,
+                        delta.side is Side.YES,  # side
+                        delta.price,
+                        delta.delta,  # size_delta
+                        conn_id,
+                        frame_no,
+                        msg.sid or 0,
+                        msg.seq or 0,
+                    ),
                 ),
             )
         )
@@ -531,19 +551,22 @@ class FrameProcessor:
         out.rows.append(
             (
                 "orderbook_snapshots",
-                SnapshotRow(
-                    snapshot_ts=received_at,
-                    exchange_ts=None,
-                    received_at=received_at,
-                    gatherer_id=gatherer_id,
-                    ticker=ticker,
-                    source="ws",
-                    yes_bids=book_json(snap.yes),
-                    no_bids=book_json(snap.no),
-                    conn_id=conn_id,
-                    frame_no=frame_no,
-                    sid=msg.sid,
-                    seq=msg.seq,
+                _row(
+                    SnapshotRow,
+                    (  # SnapshotRow's fields, in order
+                        received_at,  # snapshot_ts
+                        None,  # exchange_ts
+                        received_at,
+                        gatherer_id,
+                        ticker,
+                        "ws",  # source
+                        book_json(snap.yes),  # yes_bids
+                        book_json(snap.no),  # no_bids
+                        conn_id,
+                        frame_no,
+                        msg.sid,
+                        msg.seq,
+                    ),
                 ),
             )
         )
@@ -580,23 +603,26 @@ def _crosses(book: OrderBook, delta: BookDelta) -> bool:
 
 def _ticker_row(t: Ticker, base: tuple[int, str], conn_id: int, frame_no: int) -> TickerRow:
     received_at, gatherer_id = base
-    return TickerRow(
-        exchange_ts=t.exchange_ts,
-        received_at=received_at,
-        gatherer_id=gatherer_id,
-        ticker=t.ticker,
-        yes_bid=t.yes_bid,
-        yes_ask=t.yes_ask,
-        last_price=t.price,
-        volume=t.volume,
-        open_interest=t.open_interest,
-        dollar_volume=t.dollar_volume,
-        dollar_open_interest=t.dollar_open_interest,
-        yes_bid_size=t.yes_bid_size,
-        yes_ask_size=t.yes_ask_size,
-        last_trade_size=t.last_trade_size,
-        conn_id=conn_id,
-        frame_no=frame_no,
+    return _row(
+        TickerRow,
+        (  # TickerRow's fields, in order
+            t.exchange_ts,
+            received_at,
+            gatherer_id,
+            t.ticker,
+            t.yes_bid,
+            t.yes_ask,
+            t.price,  # last_price
+            t.volume,
+            t.open_interest,
+            t.dollar_volume,
+            t.dollar_open_interest,
+            t.yes_bid_size,
+            t.yes_ask_size,
+            t.last_trade_size,
+            conn_id,
+            frame_no,
+        ),
     )
 
 

@@ -185,19 +185,19 @@ async def test_role_with_dml_rights_only_migrates_and_writes(
             db.execute("CREATE TABLE proof_of_no_ddl (x INT)")
         assert migrate(role_url) == []
         row = TradeRow(
-            1,
-            2,
-            "g-1",
-            "MKT",
-            "00000000-0000-4000-8000-000000000001",
-            42_000,
-            100,
-            True,
-            False,
-            "ws",
-            7,
-            1,
-            1,
+            exchange_ts=1,
+            received_at=2,
+            gatherer_id="g-1",
+            ticker="MKT",
+            trade_id="00000000-0000-4000-8000-000000000001",
+            price=42_000,
+            size=100,
+            taker_side=True,
+            is_block_trade=False,
+            source="ws",
+            conn_id=7,
+            frame_no=1,
+            seq=1,
         )
         with trio.fail_after(30):
             async with open_store(role_url, cfg) as store, store.sender("trades") as send:

@@ -25,9 +25,9 @@ def journal_config(tmp_path: Path, **changes: object) -> JournalConfig:
     return JournalConfig(**values)  # type: ignore[arg-type]
 
 
-def virtual_wall(base: float = BASE_WALL) -> float:
-    """Wall seconds driven by Trio's (mock) clock."""
-    return base + trio.current_time()
+def virtual_wall(base: float = BASE_WALL) -> int:
+    """The wall clock (µs since the epoch) driven by Trio's (mock) clock."""
+    return round((base + trio.current_time()) * 1_000_000)
 
 
 async def inline(fn: Callable[..., Any], *args: Any) -> Any:

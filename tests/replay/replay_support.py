@@ -166,7 +166,9 @@ async def write_journal(
         rotate_interval=Duration(3600.0),
         compress=compress,
     )
-    writer = JournalWriter(cfg, gatherer, clock=lambda: 1_795_561_140.0, flush_interval=3600)
+    writer = JournalWriter(
+        cfg, gatherer, wall_us=lambda: 1_795_561_140_000_000, flush_interval=3600
+    )
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
