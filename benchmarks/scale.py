@@ -73,7 +73,8 @@ def table(doc: dict[str, Any]) -> str:
     run = (
         f"{g('markets'):,} markets ({g('active'):,} trading, {g('busy')} busy), "
         f"{g('rate'):,.0f} msgs/s, bursts ×20 for 10 s every {g('burst_every_s'):.0f} s, "
-        f"{g('minutes'):g} min, {g('gatherers', 2)} gatherer(s) of {g('shards')} process(es); "
+        f"{g('minutes'):g} min, {g('gatherers', 2)} gatherer(s) of {g('shards')} process(es)"
+        f"{'' if g('live_dedup', True) else ', deduplicator only after the recording'}; "
         f"{g('machine', '')}"
     )
     trades = f"{_fmt(g('trades_generated'))} / {g('trades_lost')} / {g('trades_duplicated')}"
@@ -122,6 +123,12 @@ def main() -> int:
     parser.add_argument(
         "--gatherers", type=int, default=2, choices=(1, 2), help="redundant gatherers"
     )
+    parser.add_argument(
+        "--no-live-dedup",
+        action="store_true",
+        help="the deduplicator only merges once after the recording (it runs on a host of"
+        " its own in production): measures the gatherers without it on the same cores",
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/scaling.md")
@@ -150,6 +157,7 @@ def main() -> int:
                     shards=args.shards,
                     replicas=args.gatherers,
                     startup_limit=args.startup_limit,
+                    live_dedup=not args.no_live_dedup,
                 )
             )
             nursery.cancel_scope.cancel()
