@@ -365,7 +365,8 @@ async def _record(
             doc["reconnects"] = {n: samples.reconnects(n) - reconnects_before[n] for n in names}
             doc["reconnects_during_startup"] = reconnects_before
             doc["cpu_seconds"] = _cpu(children, postmasters, sim=sim)
-            doc["peak_rss_mib"] = {n: samples.peak_rss.get(n, 0.0) for n in children}
+            peak = samples.peak_rss
+            doc["peak_rss_mib"] = {n: peak[n] for n in children if n in peak}
             assert sim.proc is not None
             doc["peak_rss_mib"]["sim"] = round(peak_rss_mib(sim.proc.pid), 1)
             doc["peak_rss_mib"]["harness"] = round(
