@@ -331,7 +331,7 @@ def _decode_general(line: bytes, labels: Labels | None) -> JournalRecord:
     raw = b""
     detail: dict[str, Any] = {}
     if kind in (FRAME, REST):
-        if direction not in DIRECTIONS:
+        if not isinstance(direction, str) or direction not in DIRECTIONS:  # [..]: unhashable
             raise ValueError(f"direction: expected 'in' or 'out', got {direction!r}")
         if isinstance(obj.get("text"), str):
             raw = obj["text"].encode("utf-8")

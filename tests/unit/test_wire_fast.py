@@ -300,3 +300,39 @@ def test_a_timestamp_whose_seconds_are_no_number_refines_nothing() -> None:
         decoded = decode(json.dumps(frame).encode())
         assert isinstance(decoded, Message) and isinstance(decoded.body, BookDelta)
         assert decoded.body.exchange_ts == 0
+
+
+_TICKER_PAIRS = {
+    "price": "price_dollars",
+    "yes_bid": "yes_bid_dollars",
+    "yes_ask": "yes_ask_dollars",
+    "volume": "volume_fp",
+    "open_interest": "open_interest_fp",
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    legacy=st.dictionaries(
+        st.sampled_from(sorted(_TICKER_PAIRS)),
+        st.one_of(json_values, st.sampled_from([45, "0.4500", "", None])),
+        max_size=3,
+    ),
+    current=st.dictionaries(
+        st.sampled_from(sorted(_TICKER_PAIRS.values())),
+        st.sampled_from(["", None, "0.4500", "12.00", "0.000001", "-1.00"]),
+        max_size=3,
+    ),
+    dropped=st.lists(st.sampled_from(sorted(_TICKER_PAIRS.values())), max_size=3),
+)
+def test_ticker_current_and_legacy_names_agree_with_the_general_decoder(
+    legacy: dict[str, Any], current: dict[str, Any], dropped: list[str]
+) -> None:
+    """The ticker's current form is read inline and a frame with any legacy name set field
+    by field: with any mix of the five legacy names and their current ones (set, empty,
+    null or absent), both paths give what the general decoder gives."""
+    msg = {k: v for k, v in {**TICKER, **current, **legacy}.items() if k not in dropped}
+    raw = frame("ticker", msg, seq=None)
+    fast = decode_fast(raw)
+    assert fast is None or fast == decode_general(raw)
+    assert decode_ws(raw) == decode_general(raw)
