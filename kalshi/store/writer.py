@@ -362,8 +362,12 @@ class _TableWriter:
                     self.memory_rows,
                 )
                 self.spool_state.paused.add(self.spec.name)
-            await trio.sleep(_SPOOL_RETRY)
-            await self._spill_over_bound()
+            # a commit frees memory (reading resumes at once); the disk is tried again
+            # every _SPOOL_RETRY
+            with trio.move_on_after(_SPOOL_RETRY) as timer:
+                await self.progress.wait()
+            if timer.cancelled_caught:
+                await self._spill_over_bound()
         if self.spec.name in self.spool_state.paused:
             self.spool_state.paused.discard(self.spec.name)
             log.info("%s: reading resumed", self.spec.name)

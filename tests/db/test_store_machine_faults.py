@@ -95,7 +95,9 @@ async def test_spool_disk_full_while_the_database_is_down_loses_nothing(
             await trio.to_thread.run_sync(own_pg.start)
             await wait_until(lambda: store.collected()["trades"] == 3000)
             await store.drain()
-            assert not store.stats().paused
+            # reading resumes once a commit leaves memory under its bound: the collector
+            # may still be paused when the last commit wakes drain() (a loaded machine)
+            await wait_until(lambda: not store.stats().paused)
     with connect_db(own_pg.url) as db:
         assert db.fetch_rows("trades") == rows
 
