@@ -124,7 +124,9 @@ _YES = Side.YES  # a module constant: an Enum member read through its class cost
 
 
 def book_json(levels: tuple[tuple[int, int], ...]) -> str:
-    return orjson.dumps([list(level) for level in levels]).decode()
+    """``((price, size), ...)`` as the JSON column ``[[price,size],...]``: orjson writes a
+    tuple as an array, so the levels go as they are (no list per level)."""
+    return orjson.dumps(levels).decode()
 
 
 def trade_row(
