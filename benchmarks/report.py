@@ -6,9 +6,10 @@ generate the tables of docs/performance.md from those files.
     python benchmarks/report.py --smoke    # `just bench-smoke`: each briefly, JSON to a
                                            # scratch directory, docs untouched
 
-The prose of docs/performance.md stays as written and names no figure; the section between
-the ``bench:begin`` / ``bench:end`` markers is replaced by one table per JSON table, each
-under its benchmark's run line (date, commit, machine, configuration).
+The prose of docs/performance.md stays as written (where it quotes a goal's figure, it is
+the one the Goals table shows: rewrite it with each rerun); the section between the
+``bench:begin`` / ``bench:end`` markers is replaced by one table per JSON table, each under
+its benchmark's run line (date, commit, machine, configuration).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ markers of docs/scaling.md.
 
     python benchmarks/scale.py [--minutes 30] [--markets 250000] [--active 5000]
                                [--rate 2000] [--workdir DIR] [--no-doc]
+                               [--no-live-dedup] [--doc-block NAME] [--from-json PATH]
 
 Exit 0 when nothing was lost, doubled or unequal and nothing reconnected; 1 otherwise.
 """
@@ -73,7 +74,8 @@ def table(doc: dict[str, Any]) -> str:
     run = (
         f"{g('markets'):,} markets ({g('active'):,} trading, {g('busy')} busy), "
         f"{g('rate'):,.0f} msgs/s, bursts ×20 for 10 s every {g('burst_every_s'):.0f} s, "
-        f"{g('minutes'):g} min, {g('gatherers', 2)} gatherer(s) of {g('shards')} process(es); "
+        f"{g('minutes'):g} min, {g('gatherers', 2)} gatherer(s) of {g('shards')} process(es)"
+        f"{'' if g('live_dedup', True) else ', deduplicator only after the recording'}; "
         f"{g('machine', '')}"
     )
     trades = f"{_fmt(g('trades_generated'))} / {g('trades_lost')} / {g('trades_duplicated')}"
@@ -122,11 +124,28 @@ def main() -> int:
     parser.add_argument(
         "--gatherers", type=int, default=2, choices=(1, 2), help="redundant gatherers"
     )
+    parser.add_argument(
+        "--no-live-dedup",
+        action="store_true",
+        help="the deduplicator only merges once after the recording (it runs on a host of"
+        " its own in production): measures the gatherers without it on the same cores",
+    )
+    parser.add_argument(
+        "--doc-block",
+        default=None,
+        help="write the table between the scale-BLOCK:begin/end markers of docs/scaling.md"
+        " (default: the default run's scale:begin/end)",
+    )
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="no run: the table of this run's JSON"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/scaling.md")
     args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kalshi-scale-"))
+    workdir = args.workdir or (
+        Path(tempfile.mkdtemp(prefix="kalshi-scale-")) if args.from_json is None else Path()
+    )
 
     async def run() -> dict[str, Any]:
         """The run; SIGTERM and SIGINT stop it and its children cleanly."""
@@ -150,6 +169,7 @@ def main() -> int:
                     shards=args.shards,
                     replicas=args.gatherers,
                     startup_limit=args.startup_limit,
+                    live_dedup=not args.no_live_dedup,
                 )
             )
             nursery.cancel_scope.cancel()
@@ -157,24 +177,42 @@ def main() -> int:
             raise SystemExit("stopped by a signal")
         return result
 
-    doc = trio.run(run)
-    doc["machine"] = machine()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    if args.from_json is not None:  # a table again from a run's JSON, no run
+        doc = orjson.loads(args.from_json.read_bytes())
+    else:
+        doc = trio.run(run)
+        doc["machine"] = machine()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        print(f"wrote {args.out}")
     text = table(doc)
     print(text)
-    print(f"wrote {args.out}")
     if not args.no_doc:
-        current = DOC.read_text()
-        section = f"{BEGIN}\n\n{text}\n\n{END}"
-        if BEGIN in current and END in current:
-            head, rest = current.split(BEGIN, 1)
-            current = head + section + rest.split(END, 1)[1]
-        else:
-            current = current.rstrip() + "\n\n## Measured at scale\n\n" + section + "\n"
-        DOC.write_text(current)
+        write_doc(text, args.doc_block)
         print(f"wrote {DOC.relative_to(ROOT)}")
     return 1 if doc["failures"] else 0
+
+
+def write_doc(text: str, block: str | None) -> None:
+    """Put ``text`` between the markers of ``block`` in docs/scaling.md (``scale:begin`` /
+    ``scale:end`` for the default run, ``scale-BLOCK:begin`` / ``scale-BLOCK:end``
+    otherwise); appended under a heading of its own when the markers are missing."""
+    begin, end = (
+        (BEGIN, END)
+        if block is None
+        else (
+            f"<!-- scale-{block}:begin -->",
+            f"<!-- scale-{block}:end -->",
+        )
+    )
+    current = DOC.read_text()
+    section = f"{begin}\n\n{text}\n\n{end}"
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        current = head + section + rest.split(end, 1)[1]
+    else:
+        current = current.rstrip() + "\n\n## Measured at scale\n\n" + section + "\n"
+    DOC.write_text(current)
 
 
 if __name__ == "__main__":

@@ -34,17 +34,17 @@ T0 = 1_795_553_041_000_000
 def deltas(n: int, run: int) -> list[Row]:
     return [
         DeltaRow(
-            T0 + i // 4,
-            T0 + i,
-            "bench",
-            f"KXHIGHNY-26NOV25-B{i % 97}",
-            i % 2 == 0,
-            (i * 37) % 100_001,
-            -1_350 + i % 500,
-            run,
-            i + 1,
-            2,
-            i + 1,
+            exchange_ts=T0 + i // 4,
+            received_at=T0 + i,
+            gatherer_id="bench",
+            ticker=f"KXHIGHNY-26NOV25-B{i % 97}",
+            side=i % 2 == 0,
+            price=(i * 37) % 100_001,
+            size_delta=-1_350 + i % 500,
+            conn_id=run,
+            frame_no=i + 1,
+            sid=2,
+            seq=i + 1,
         )
         for i in range(n)
     ]
@@ -53,19 +53,19 @@ def deltas(n: int, run: int) -> list[Row]:
 def trades(n: int, run: int) -> list[Row]:
     return [
         TradeRow(
-            T0 + i // 2,
-            T0 + i,
-            "bench",
-            f"KXHIGHNY-26NOV25-B{i % 97}",
-            f"879217f6-553e-7222-{run:04d}-{i:012d}",
-            (i * 37) % 100_001,
-            200 + i % 1000,
-            i % 3 == 0,
-            False,
-            "ws",
-            run,
-            i + 1,
-            i + 1,
+            exchange_ts=T0 + i // 2,
+            received_at=T0 + i,
+            gatherer_id="bench",
+            ticker=f"KXHIGHNY-26NOV25-B{i % 97}",
+            trade_id=f"879217f6-553e-7222-{run:04d}-{i:012d}",
+            price=(i * 37) % 100_001,
+            size=200 + i % 1000,
+            taker_side=i % 3 == 0,
+            is_block_trade=False,
+            source="ws",
+            conn_id=run,
+            frame_no=i + 1,
+            seq=i + 1,
         )
         for i in range(n)
     ]

@@ -175,13 +175,31 @@ class WriterConfig:
     flush_interval: Duration = Duration(1.0)
 
 
-RENAMED_KEYS = {
-    "writers.orderbook": "writers.orderbook_deltas",
-    "writers.snapshots": "writers.orderbook_snapshots",
-    "writers.lifecycle": "writers.market_lifecycle",
-}
-"""Keys renamed to their table's name (issue 21); a config still using one is told the new
-name."""
+SEED_WRITER_KEYS = {"orderbook": "orderbook_deltas", "snapshots": "orderbook_snapshots"}
+"""The seed's writer keys (its guide's ``writers.orderbook``, ``writers.snapshots``) and the
+table each one writes: a seed config loads unchanged, its key read as the table's name."""
+
+RENAMED_KEYS = {"writers.lifecycle": "writers.market_lifecycle"}
+"""Keys of ours renamed to their table's name (issue 21); a config still using one is told
+the new name."""
+
+
+def _seed_writer_keys(data: Any, problems: list[str]) -> Any:
+    """``data`` with each :data:`SEED_WRITER_KEYS` key under ``writers`` read as its table's
+    name; both spellings of one writer in a config is a problem (which one would win?)."""
+    writers = data.get("writers") if isinstance(data, dict) else None
+    if not isinstance(writers, dict) or not writers.keys() & SEED_WRITER_KEYS.keys():
+        return data
+    renamed = dict(writers)
+    for seed, table in SEED_WRITER_KEYS.items():
+        if seed not in renamed:
+            continue
+        value = renamed.pop(seed)
+        if table in renamed:
+            problems.append(f"writers.{seed}: the same writer as writers.{table}; keep one")
+        else:
+            renamed[table] = value
+    return {**data, "writers": renamed}
 
 
 @frozen
@@ -506,6 +524,7 @@ def load_config(
     merged.update(os.environ if env is None else env)
     problems: list[str] = []
     data = _substitute(data, merged, "", problems)
+    data = _seed_writer_keys(data, problems)
     if overrides:
         data = _merge(data, overrides)
     try:

@@ -16,7 +16,7 @@ from typing import Any, Union, get_args, get_origin
 
 import attrs
 
-from kalshi.config import ByteSize, DedupConfig, Duration, GathererConfig
+from kalshi.config import SEED_WRITER_KEYS, ByteSize, DedupConfig, Duration, GathererConfig
 
 DOC = Path(__file__).resolve().parents[1] / "docs/configuration.md"
 
@@ -150,6 +150,8 @@ for _table in (
 ):
     DESCRIPTIONS[f"writers.{_table}.batch_size"] = f"rows per `{_table}` batch"
     DESCRIPTIONS[f"writers.{_table}.flush_interval"] = f"longest a `{_table}` row waits"
+for _seed, _table in SEED_WRITER_KEYS.items():
+    DESCRIPTIONS[f"writers.{_table}.batch_size"] += f" (seed key: `writers.{_seed}`)"
 
 
 def _type_name(kind: Any) -> str:

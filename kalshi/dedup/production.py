@@ -22,9 +22,24 @@ from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.store import Session
 
-__all__ = ["Counts", "Cursor", "Production"]
+__all__ = ["PRODUCTION_INDEXES", "Counts", "Cursor", "Production"]
 
 _STAGE = "_dedup_"  # prefix of production's staging tables
+
+# Indexes only production needs: the export reads the merged book stream by position
+# (kalshi/dedup/export.py). Migration 011 drops them from a database no deduplicator has
+# merged into (a gatherer's, where every delta paid for one: 3.4 of 8.2 µs of the
+# server's CPU a row); the merging deduplicator creates them when missing.
+PRODUCTION_INDEXES: Mapping[str, str] = {
+    "orderbook_deltas_ticker_seq": (
+        "CREATE INDEX IF NOT EXISTS orderbook_deltas_ticker_seq"
+        " ON orderbook_deltas (ticker, seq) WHERE seq IS NOT NULL"
+    ),
+    "orderbook_snapshots_ticker_seq": (
+        "CREATE INDEX IF NOT EXISTS orderbook_snapshots_ticker_seq"
+        " ON orderbook_snapshots (ticker, seq) WHERE seq IS NOT NULL"
+    ),
+}
 
 
 class Cursor(NamedTuple):
@@ -78,9 +93,26 @@ class Production:
         if exclusive:
             try:
                 self._lock()
+                self._ensure_indexes()
             except BaseException:
                 self._db.close()
                 raise
+
+    def _ensure_indexes(self) -> None:
+        """Create the :data:`PRODUCTION_INDEXES` that are missing (no DDL when all are
+        there, so a role with only DML rights can merge into a migrated database)."""
+        with self._db.transaction():  # one transaction, committed (the session's are not)
+            present = {
+                name
+                for (name,) in self._db.query(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+                    " AND indexname = ANY(%s)",
+                    (list(PRODUCTION_INDEXES),),
+                )
+            }
+            for name, ddl in PRODUCTION_INDEXES.items():
+                if name not in present:
+                    self._db.execute(ddl)
 
     def _lock(self) -> None:
         holder = self._db.try_advisory_lock(MERGE_LOCK)

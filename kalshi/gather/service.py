@@ -43,6 +43,7 @@ from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import TABLE_COLUMNS, GapRow
 from kalshi.net import Backoff, Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
+from kalshi.retry import retry
 from kalshi.store import Store, migrate, open_store
 from kalshi.store.recovery import (
     LastRun,
@@ -59,6 +60,7 @@ __all__ = ["COPIED_STRAIGHT", "Gatherer"]
 log = logging.getLogger("kalshi.gather")
 
 _BACKFILL_WINDOWS = 1024
+_BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0  # seconds: writing the journal tail again
 _LIFECYCLE_CHANNELS = ("market_lifecycle_v2", "multivariate_market_lifecycle")
 _USER_CONNECTION_LIMIT = 200  # kalshi-api.md §2.6
 # The WebSocket tables that carry the volume: a row's key holds its connection and frame
@@ -137,6 +139,8 @@ class Gatherer:
             wall_us=self.wall_us,
             copy_new=COPIED_STRAIGHT,
             prepare=prepare,
+            # the previous run's journal tail is written before any batch (Store.write_first)
+            first=cfg.journal.enabled and self.journal_tail is not None,
         ) as store:
             self.store = store
             sink = RowSink({table: store.sender(table) for table in TABLE_COLUMNS})
@@ -168,7 +172,7 @@ class Gatherer:
                 self.ctx = ctx
                 layout = Layout(ctx, sharded=self.shard.count > 1)
                 self.layout = layout
-                await self._resume(layout, sink, nursery)
+                await self._resume(layout, nursery)
                 self.registry.listeners.append(layout.on_markets)
                 self.endpoints = await nursery.start(_serve, cfg, self.health, self.registry.page)
                 rest = RestClient(
@@ -207,10 +211,11 @@ class Gatherer:
             self.processor.invalid.clear()
 
     async def _read_state(
-        self, sink: RowSink, timeouts: dict[str, float], until: int | None = None
+        self, timeouts: dict[str, float], until: int | None = None
     ) -> tuple[LastRun, Tail, list[GapRow]]:
-        """Where the previous run stopped (its database), its journal tail written, and
-        the gaps earlier runs left open (``open_gaps``). Raises ``StoreError``."""
+        """Where the previous run stopped (its database), its journal tail (read, not
+        written: :meth:`_write_tail`), and the gaps earlier runs left open
+        (``open_gaps``). Raises ``StoreError``."""
         read = partial(
             last_run,
             self.db_url,
@@ -222,7 +227,7 @@ class Gatherer:
         last = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
         tail = Tail()
         if last.ran and self.cfg.journal.enabled and self.journal_tail is not None:
-            tail = await self._replay_tail(last, sink, timeouts, until)
+            tail = await self._read_tail(last, timeouts, until)
         read_open = partial(open_gaps, self.db_url, self.cfg.gatherer_id, **timeouts)
         opened = still_open(
             await trio.to_thread.run_sync(read_open, abandon_on_cancel=True), tail.rows
@@ -241,24 +246,28 @@ class Gatherer:
             if row.kind != "backfill" and row.start_ts < mine:
                 await self.ctx.end_gap(row, max([row.start_ts, *ends]))
 
-    async def _recover_later(self, sink: RowSink, timeouts: dict[str, float]) -> None:
+    async def _recover_later(self, timeouts: dict[str, float]) -> None:
         """The database was unreachable at start: once it answers, write the previous
-        run's journal tail (its records before this run's start), end the refusal gaps it
-        left open and fetch the trades earlier runs left due; until then the watermark
-        stays the previous run's (it says where that tail starts)."""
+        run's journal tail (its records before this run's start; this run's rows wait
+        behind it), end the refusal gaps it left open and fetch the trades earlier runs
+        left due; until then the watermark stays the previous run's (it says where that
+        tail starts)."""
         store, ctx = self.store, self.ctx
         assert store is not None and ctx is not None
-        backoff = Backoff(1.0, 30.0)
+        backoff = Backoff(1.0, 5.0)
         try:
             while True:
                 try:
-                    last, tail, opened = await self._read_state(sink, timeouts, store.opened_at)
+                    last, tail, opened = await self._read_state(timeouts, store.opened_at)
                     break
-                except DatabaseUnavailable:
+                except DatabaseUnavailable as exc:
+                    store.unavailable(exc)
                     await trio.sleep(backoff.next())
                 except StoreError as exc:  # reachable, no schema yet: no earlier run
                     log.info("database back; no earlier run to recover (%s)", exc)
+                    store.skip_first()
                     return
+            await self._write_tail(tail)
             log.info("database back; the previous run's state recovered")
             await self._end_refusals(last, tail, opened)
             pending = [row for row in opened if row.kind == "backfill"]
@@ -271,9 +280,10 @@ class Gatherer:
         finally:
             store.hold_watermark(False)
 
-    async def _resume(self, layout: Layout, sink: RowSink, nursery: trio.Nursery) -> None:
+    async def _resume(self, layout: Layout, nursery: trio.Nursery) -> None:
         """Restart recovery: the rows of the previous run's journal tail (frames journaled
-        whose batch the database never acknowledged) go to the store first; then where the
+        whose batch the database never acknowledged) are written before any batch
+        (:meth:`_write_tail`, in the background: this run records meanwhile); then where the
         previous run stopped, per channel (its database, or where its journal ends),
         becomes the first connection's starting point on that channel: an ``outage`` gap
         to when it is subscribed again, and the trades of the window fetched over REST.
@@ -285,17 +295,25 @@ class Gatherer:
             "statement_timeout": float(db.statement_timeout),
             "lock_timeout": float(db.lock_timeout),
         }
+        store = self.store
+        assert store is not None
         tail = Tail()
         try:
-            last, tail, opened = await self._read_state(sink, timeouts)
+            last, tail, opened = await self._read_state(timeouts)
         except StoreError as exc:
             last = await self._last_journaled(exc)
             opened = []
-            if isinstance(exc, DatabaseUnavailable) and self.store is not None:
+            if isinstance(exc, DatabaseUnavailable):
                 # what the database knows is read (and the journal tail written) once it
                 # answers; the watermark stays the previous run's until then
-                self.store.hold_watermark(True)
-                nursery.start_soon(self._recover_later, sink, timeouts)
+                store.unavailable(exc)
+                store.hold_watermark(True)
+                nursery.start_soon(self._recover_later, timeouts)
+            else:
+                store.skip_first()  # unreadable: this run's rows are written as they come
+        else:
+            # this run's rows wait behind it (they may be REST copies of its trades)
+            nursery.start_soon(self._write_tail, tail)
         # Trades earlier runs never got over REST: due still, whatever happened since.
         pending = [row for row in opened if row.kind == "backfill"]
         if not last.ran and not pending:
@@ -344,16 +362,15 @@ class Gatherer:
             len(pending),
         )
 
-    async def _replay_tail(
+    async def _read_tail(
         self,
         last: LastRun,
-        sink: RowSink,
         timeouts: dict[str, float],
         until: int | None = None,
     ) -> Tail:
-        """Write the rows of the previous run's journal tail (``kalshi.replay.tail``;
-        ``until``: where this run's own records start, µs) and return it (where its
-        journal ends). Raises ``StoreError``."""
+        """The previous run's journal tail (``kalshi.replay.tail``; ``until``: where this
+        run's own records start, µs): the rows to write again and where its journal ends.
+        Raises ``StoreError``."""
         cfg = self.cfg
         acked = partial(
             acknowledged,
@@ -372,25 +389,36 @@ class Gatherer:
             acked,
             until,
         )
-        tail = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
-        if tail.rows:
-            await sink.put_all(tail.rows)
-            metrics.count_tail(tail.rows)
-            # committed before recording starts, so the journal's own rows come before the
-            # REST backfill's for the same trades; bounded (they stay queued if it is slow)
-            assert self.store is not None
-            with trio.move_on_after(float(cfg.timescaledb.statement_timeout)) as bound:
-                await self.store.committed()
-            if bound.cancelled_caught:
-                log.warning("journal tail: not committed yet; recording starts anyway")
+        tail: Tail = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
         log.info(
-            "journal tail: %d frame(s) not known to be stored, %d row(s) "
-            "written again (%d damaged line(s))",
+            "journal tail: %d frame(s) not known to be stored, %d row(s) to write again "
+            "(%d damaged line(s))",
             tail.frames,
             len(tail.rows),
             tail.problems,
         )
         return tail
+
+    async def _write_tail(self, tail: Tail) -> None:
+        """Write the previous run's journal tail before any batch of this run or of the
+        spool (``Store.write_first``: where a key has copies from two sources, the first
+        received is stored), trying again while the database is unavailable; a clean stop
+        meanwhile tries once more within its grace, else the tail stays the journal's (the
+        watermark is not recorded before it is written)."""
+        store = self.store
+        assert store is not None
+        if not tail.rows:
+            store.skip_first()
+            return
+        await retry(
+            partial(store.write_first, tail.rows),
+            transient=(DatabaseUnavailable,),
+            attempts=None,
+            initial=_BACKOFF_START,
+            maximum=_BACKOFF_MAX,
+        )
+        metrics.count_tail(tail.rows)
+        log.info("journal tail: %d row(s) written", len(tail.rows))
 
     async def _last_journaled(self, exc: StoreError) -> LastRun:
         """Where the previous run stopped by its journal (the database is unreadable)."""

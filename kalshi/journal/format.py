@@ -37,6 +37,7 @@ __all__ = [
     "encode_frame",
     "encode_marker",
     "encode_rest",
+    "json_object",
 ]
 
 FRAME = "frame"
@@ -301,14 +302,21 @@ def decode_line(
     return _decode_general(line[: len(line) - _CRC_TAIL] + b"}" if sealed else line, labels)
 
 
-def _decode_general(line: bytes, labels: Labels | None) -> JournalRecord:
-    """:func:`decode_line` for any line, checksum member already removed."""
+def json_object(line: bytes) -> dict[str, Any]:
+    """``line`` parsed as one JSON object (a journal line, a capture line). Raises
+    ``ValueError`` naming what is wrong: invalid JSON, or JSON of another type."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _decode_general(line: bytes, labels: Labels | None) -> JournalRecord:
+    """:func:`decode_line` for any line, checksum member already removed."""
+    obj = json_object(line)
     for name in _INT_FIELDS:
         value = obj.get(name)
         if not isinstance(value, int) or isinstance(value, bool):
@@ -323,7 +331,7 @@ def _decode_general(line: bytes, labels: Labels | None) -> JournalRecord:
     raw = b""
     detail: dict[str, Any] = {}
     if kind in (FRAME, REST):
-        if direction not in DIRECTIONS:
+        if not isinstance(direction, str) or direction not in DIRECTIONS:  # [..]: unhashable
             raise ValueError(f"direction: expected 'in' or 'out', got {direction!r}")
         if isinstance(obj.get("text"), str):
             raw = obj["text"].encode("utf-8")

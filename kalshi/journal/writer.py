@@ -148,13 +148,15 @@ class JournalWriter:
         if self._closed:
             raise RuntimeError("journal writer is closed")
         self._buffer.append(line)
-        self._buffered += len(line)
+        buffered = self._buffered = self._buffered + len(line)
         self.records += 1
-        self.peak_bytes = max(self.peak_bytes, self._buffered + self._writing)
-        if self._buffered + self._writing > self.max_buffer_bytes:
+        held = buffered + self._writing
+        if held > self.peak_bytes:
+            self.peak_bytes = held
+        if held > self.max_buffer_bytes:
             self.pressure_records += 1
             metrics.PRESSURE.inc()
-        if self._buffered >= self.flush_bytes:
+        if buffered >= self.flush_bytes:
             self._wake.set()
 
     def record_frame(
@@ -167,10 +169,10 @@ class JournalWriter:
         raw: bytes | str,
     ) -> None:
         """Journal one frame received (``"in"``) or sent (``"out"``), byte-exact."""
-        if direction not in ("in", "out"):
-            raise ValueError(f"direction must be 'in' or 'out', got {direction!r}")
         if direction == "in":
             self._last_frame[conn_id] = frame_no
+        elif direction != "out":
+            raise ValueError(f"direction must be 'in' or 'out', got {direction!r}")
         self._append(
             encode_frame(self.gatherer_id, conn_id, frame_no, direction, wall_us, mono_us, raw)
         )

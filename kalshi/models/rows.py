@@ -126,7 +126,7 @@ GAP_KINDS: frozenset[str] = frozenset(
         "stopped",  # a connection stopped after a permanent close code (end_ts open)
         "reconnect",  # a WebSocket session ended; start_ts..end_ts may lack frames
         "outage",  # the gatherer itself was down (from its last stored frame to restart)
-        "backfill",  # a REST trade backfill stopped early (pagination repeat)
+        "backfill",  # trades due over REST: open until the window's trades are committed
         "merge_hole",  # dedup: no gatherer has this stretch of a market's order book
     }
 )

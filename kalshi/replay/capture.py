@@ -32,6 +32,7 @@ import orjson
 from attrs import frozen
 
 from kalshi.errors import UnitError
+from kalshi.journal.format import json_object
 from kalshi.models.units import parse_rfc3339_us
 
 __all__ = [
@@ -273,12 +274,7 @@ def decode_capture_line(line: bytes, fmt: CaptureFormat) -> tuple[CaptureLine, A
     """One capture line -> (the frame's bytes and receive time, the decoded frame).
 
     Raises ``ValueError`` saying what is wrong (bad JSON, no frame field, bad time)."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    obj = json_object(line)
     if fmt.frame_field is None:
         return CaptureLine(line.strip(), None), obj
     if fmt.frame_field not in obj:

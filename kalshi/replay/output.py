@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import msgspec
@@ -50,8 +50,8 @@ def _row_struct(table: str) -> type[msgspec.Struct]:
 class JsonlSink(_BufferedSink):
     """One JSON object per row: ``{"table": ..., <column>: <value>, ...}``.
 
-    Each row becomes a ``msgspec`` struct of its table and is encoded straight onto the
-    output buffer (no per-row dict); JSON columns are embedded as they are."""
+    Each row becomes a ``msgspec`` struct of its table and a batch of them is encoded as
+    lines by one call (no per-row dict); JSON columns are embedded as they are."""
 
     def __init__(self, stream: BinaryIO) -> None:
         super().__init__(stream)
@@ -67,14 +67,14 @@ class JsonlSink(_BufferedSink):
             self._add(self.encode_all(rows))
 
     def encode_all(self, rows: Iterable[tuple[str, Row]]) -> bytes:
-        """The lines of ``rows``, each with its newline."""
-        buf = bytearray()
-        encode_into, structs, json = self._encoder.encode_into, self._structs, self._json
-        for table, row in rows:
-            values: Sequence[Any] = self._raw_json(table, row) if json[table] else row
-            encode_into(structs[table](table, *values), buf, -1)
-            buf += b"\n"
-        return bytes(buf)
+        """The lines of ``rows``, each with its newline (one ``encode_lines`` call)."""
+        structs, json, raw_json = self._structs, self._json, self._raw_json
+        return self._encoder.encode_lines(
+            [
+                structs[table](table, *(raw_json(table, row) if json[table] else row))
+                for table, row in rows
+            ]
+        )
 
     def encode(self, table: str, row: Row) -> bytes:
         """One row's line, with its newline."""

@@ -34,9 +34,10 @@ from kalshi.store.staging import (
     copy_rows,
     ensure_stage,
     fill_stage,
-    source_columns,
+    insert_closing,
+    insert_new,
     stage_name,
-    target_columns,
+    upsert_latest,
 )
 
 __all__ = ["WriteResult", "write_batch", "write_counted", "write_rows"]
@@ -50,64 +51,15 @@ class WriteResult(NamedTuple):
 
 
 def _insert_sql(spec: TableSpec) -> sql.Composed:
-    targets = target_columns(spec)
-    sources = source_columns(spec)
+    """The batch's statement from its stage: a gap's copy may close the stored gap, a
+    market's newest received version wins, any other row is skipped once its key is
+    stored, in key order (:mod:`kalshi.store.staging`)."""
+    stage = stage_name(spec)
     if spec.closes is not None:
-        # A gap is stored open (end_ts NULL) and closed by a later copy with its end: the
-        # copy fills the column of the stored row, never an end already set. One row per
-        # key (the closed copy first), in key order as below.
-        return sql.SQL(
-            "INSERT INTO {table} ({targets}) SELECT DISTINCT ON ({order}) {sources} "
-            "FROM {stage} ORDER BY {order}, {closes} NULLS LAST ON CONFLICT {key} "
-            "DO UPDATE SET {closes} = EXCLUDED.{closes} "
-            "WHERE {table}.{closes} IS NULL AND EXCLUDED.{closes} IS NOT NULL "
-            "RETURNING (xmax = 0)"  # as below: inserted, or a stored gap closed
-        ).format(
-            table=sql.Identifier(spec.name),
-            targets=targets,
-            sources=sources,
-            stage=stage_name(spec),
-            order=sql.SQL(", ".join(spec.key)),
-            key=sql.SQL(spec.conflict),
-            closes=sql.Identifier(spec.closes),
-        )
-    if not spec.upsert:
-        # Rows go in key order, so two writers whose batches share keys (live trades and a
-        # REST backfill) take the unique index's locks in one order: no deadlock. Of two
-        # rows of one key in a batch of a serial table, the first received is kept.
-        order = ", ".join((*spec.key, "_ord")) if spec.serial else ", ".join(spec.key)
-        return sql.SQL(
-            "INSERT INTO {table} ({targets}) SELECT {sources} FROM {stage} "
-            "ORDER BY {order} ON CONFLICT {key} DO NOTHING"
-        ).format(
-            table=sql.Identifier(spec.name),
-            targets=targets,
-            sources=sources,
-            stage=stage_name(spec),
-            order=sql.SQL(order),
-            key=sql.SQL(spec.conflict),
-        )
-    # Upsert: the last row per key in the batch wins, and never over a newer stored row.
-    key = spec.columns[0]
-    updates = sql.SQL(", ").join(
-        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in spec.columns[1:]
-    )
-    return sql.SQL(
-        "INSERT INTO {table} ({targets}) SELECT DISTINCT ON ({key}) {sources} FROM {stage} "
-        "ORDER BY {key}, _ord DESC "
-        "ON CONFLICT {conflict} DO UPDATE SET {updates} "
-        "WHERE {table}.updated_at <= EXCLUDED.updated_at "
-        # a row just inserted has no deleting transaction (xmax 0); an updated one has ours
-        "RETURNING (xmax = 0)"
-    ).format(
-        table=sql.Identifier(spec.name),
-        targets=targets,
-        sources=sources,
-        stage=stage_name(spec),
-        key=sql.Identifier(key),
-        conflict=sql.SQL(spec.conflict),
-        updates=updates,
-    )
+        return insert_closing(spec, stage)
+    if spec.upsert:
+        return upsert_latest(spec, stage, newest="_ord")
+    return insert_new(spec, stage, in_key_order=True)
 
 
 def write_batch(

@@ -224,7 +224,8 @@ class Session:
         stage of ``table``, then, in one round trip (pipeline mode), inserted as
         :meth:`insert_skipping` (``identity``, ``time``) or :meth:`upsert_latest`
         (``upsert``) do, ``on_inserted`` (a statement and its parameters that reads the
-        rows just written as the table ``inserted``: it runs as part of the insert), the
+        rows just written as the table ``inserted``, their columns unless ``upsert``: it
+        runs as part of the insert), the
         statements ``then``, the stage emptied for the next call, and ``COMMIT``. Returns
         the rows written; nothing is written when it raises.
 
@@ -239,14 +240,14 @@ class Session:
         spec = TABLES[table]
         conn = self._connection()
         stage = stage_name(spec, self._prefix)
-        if upsert:
+        if upsert:  # returns a row per row written already
             insert = upsert_latest(spec, stage)
         else:
             insert = insert_skipping(spec, stage, identity=identity, time=time)
+            insert = sql.SQL("{} RETURNING *").format(insert)
         after, params = on_inserted if on_inserted is not None else ("SELECT 1", ())
         statement = sql.SQL(
-            "WITH inserted AS ({insert} RETURNING *), after AS ({after})"
-            " SELECT count(*) FROM inserted"
+            "WITH inserted AS ({insert}), after AS ({after}) SELECT count(*) FROM inserted"
         ).format(insert=insert, after=sql.SQL(after))
         created = spec.name not in self._staged
         truncate = self._staged.get(spec.name, 0) + len(rows) >= staging.STAGE_TRUNCATE_ROWS

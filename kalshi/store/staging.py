@@ -1,7 +1,9 @@
 """The staged write, defined once: binary ``COPY`` of rows into a session temp table shaped
-like the real one, then one ``INSERT ... SELECT`` from it. The batch writers
-(:mod:`kalshi.store.insert`) and the deduplicator's production writes (through
-:class:`kalshi.store.session.Session`) both build their statements from these pieces.
+like the real one, then one ``INSERT ... SELECT`` from it. Every such statement is built
+here (:func:`insert_new`, :func:`insert_skipping`, :func:`upsert_latest`,
+:func:`insert_closing`): the batch writers (:mod:`kalshi.store.insert`) and the
+deduplicator's production writes (through :class:`kalshi.store.session.Session`) both use
+them.
 
 JSONB columns travel as ``text`` (see :attr:`TableSpec.stage_types`) and are cast back here.
 Blocking (sync psycopg); call from a worker thread.
@@ -23,6 +25,8 @@ __all__ = [
     "copy_rows",
     "ensure_stage",
     "fill_stage",
+    "insert_closing",
+    "insert_new",
     "insert_skipping",
     "source_columns",
     "stage_name",
@@ -144,6 +148,33 @@ def copy_rows(
             copy.write_row(row)
 
 
+def insert_new(
+    spec: TableSpec, stage: sql.Identifier, *, in_key_order: bool = False
+) -> sql.Composed:
+    """``INSERT`` the rows staged in ``stage`` into ``spec``'s table, skipping every row whose
+    key is stored (``ON CONFLICT <key> DO NOTHING``).
+
+    ``in_key_order`` (the batch writers): rows go in key order, so two writers whose batches
+    share keys (live trades and a REST backfill) take the unique index's locks in one order
+    (no deadlock); on a serial table's ordered stage (``_ord``) the first row copied of a
+    key is the one kept."""
+    order: sql.Composable = sql.SQL("")
+    if in_key_order:
+        columns = (*spec.key, "_ord") if spec.serial else spec.key
+        order = sql.SQL(" ORDER BY {}").format(sql.SQL(", ".join(columns)))
+    return sql.SQL(
+        "INSERT INTO {table} ({targets}) SELECT {sources} FROM {stage}{order} "
+        "ON CONFLICT {key} DO NOTHING"
+    ).format(
+        table=sql.Identifier(spec.name),
+        targets=target_columns(spec),
+        sources=source_columns(spec),
+        stage=stage,
+        order=order,
+        key=sql.SQL(spec.conflict),
+    )
+
+
 def insert_skipping(
     spec: TableSpec,
     stage: sql.Identifier,
@@ -152,10 +183,10 @@ def insert_skipping(
     time: str = "",
 ) -> sql.Composed:
     """``INSERT`` the rows staged in ``stage`` into ``spec``'s table, skipping every row
-    already stored: by the table's key (``ON CONFLICT DO NOTHING``) when ``identity`` is
-    ``None``; otherwise also by ``identity`` (columns that make two rows the same event;
-    ``time`` is its leading time column, matched first through the index), so rows with
-    another key but the same event are dropped, and one row per event is kept.
+    already stored: by the table's key (:func:`insert_new`) when ``identity`` is ``None``;
+    otherwise also by ``identity`` (columns that make two rows the same event; ``time`` is
+    its leading time column, matched first through the index), so rows with another key
+    but the same event are dropped, and one row per event is kept.
 
     The stored rows are looked up row by row through the ``(ticker, time)`` index
     (``OFFSET 0`` keeps the ``NOT EXISTS`` a per-row subplan): as an anti-join the planner,
@@ -163,11 +194,9 @@ def insert_skipping(
     production), hashed the whole stored table for every batch, a cost that grew with the
     table (issue 19: 1.5 ms a batch of 100 tickers at 5,000 stored, 0.3 ms through the
     index)."""
-    name = sql.Identifier(spec.name)
     if identity is None:
-        return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s ON CONFLICT DO NOTHING").format(
-            name, target_columns(spec), source_columns(spec, "s"), stage
-        )
+        return insert_new(spec, stage)
+    name = sql.Identifier(spec.name)
     mine = source_columns(spec, "s", identity)
     theirs = source_columns(spec, "t", identity)
     return sql.SQL(
@@ -187,22 +216,58 @@ def insert_skipping(
     )
 
 
-def upsert_latest(spec: TableSpec, stage: sql.Identifier) -> sql.Composed:
+def upsert_latest(
+    spec: TableSpec, stage: sql.Identifier, *, newest: str = "updated_at"
+) -> sql.Composed:
     """``INSERT`` the rows staged in ``stage`` into ``spec``'s table (``markets``), one per
-    ticker: its newest ``updated_at`` wins, and never over a newer stored row."""
+    key: the last by ``newest`` wins (``updated_at``; the batch writers pass ``_ord``, the
+    last row copied, i.e. received), and never over a stored row with a newer
+    ``updated_at``. ``RETURNING (xmax = 0)``: true for a row inserted, false for one
+    updated (an updated row carries our transaction's id in ``xmax``)."""
     name = sql.Identifier(spec.name)
+    key = sql.SQL(", ").join(map(sql.Identifier, spec.key))
     updates = sql.SQL(", ").join(
-        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in spec.columns[1:]
+        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+        for c in spec.columns
+        if c not in spec.key
     )
     return sql.SQL(
-        "INSERT INTO {name} ({targets}) SELECT DISTINCT ON (s.ticker) {sources} "
-        "FROM {stage} s ORDER BY s.ticker, s.updated_at DESC "
-        "ON CONFLICT (ticker) DO UPDATE SET {updates} "
-        "WHERE {name}.updated_at <= EXCLUDED.updated_at"
+        "INSERT INTO {name} ({targets}) SELECT DISTINCT ON ({key}) {sources} FROM {stage} "
+        "ORDER BY {key}, {newest} DESC "
+        "ON CONFLICT {conflict} DO UPDATE SET {updates} "
+        "WHERE {name}.updated_at <= EXCLUDED.updated_at RETURNING (xmax = 0)"
     ).format(
         name=name,
         targets=target_columns(spec),
-        sources=source_columns(spec, "s"),
+        key=key,
+        sources=source_columns(spec),
         stage=stage,
+        newest=sql.Identifier(newest),
+        conflict=sql.SQL(spec.conflict),
         updates=updates,
+    )
+
+
+def insert_closing(spec: TableSpec, stage: sql.Identifier) -> sql.Composed:
+    """``INSERT`` the rows staged in ``stage`` into ``spec``'s table (``gaps``), one per key,
+    where a copy of a stored open row (its :attr:`TableSpec.closes` column ``NULL``) with
+    that column set closes it; a column already set is never changed, nor any other. One
+    row per key (the closed copy first), in key order. ``RETURNING (xmax = 0)``: true for a
+    row inserted, false for a stored one closed."""
+    assert spec.closes is not None, spec.name
+    order = sql.SQL(", ".join(spec.key))
+    return sql.SQL(
+        "INSERT INTO {table} ({targets}) SELECT DISTINCT ON ({order}) {sources} "
+        "FROM {stage} ORDER BY {order}, {closes} NULLS LAST ON CONFLICT {key} "
+        "DO UPDATE SET {closes} = EXCLUDED.{closes} "
+        "WHERE {table}.{closes} IS NULL AND EXCLUDED.{closes} IS NOT NULL "
+        "RETURNING (xmax = 0)"
+    ).format(
+        table=sql.Identifier(spec.name),
+        targets=target_columns(spec),
+        sources=source_columns(spec),
+        stage=stage,
+        order=order,
+        key=sql.SQL(spec.conflict),
+        closes=sql.Identifier(spec.closes),
     )

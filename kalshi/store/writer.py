@@ -161,8 +161,12 @@ class _TableWriter:
         state: _DbState,
         spool_state: _SpoolState | None = None,
         copy_new: bool = False,
+        gate: trio.Event | None = None,
     ) -> None:
         self.spec = spec
+        # set once batches may be written (Store.write_first: a previous run's journal tail
+        # goes first); None: at once
+        self.gate = gate
         self.copy_new = copy_new
         self.batch_size = cfg.batch_size
         self.flush_interval = float(cfg.flush_interval)
@@ -358,8 +362,12 @@ class _TableWriter:
                     self.memory_rows,
                 )
                 self.spool_state.paused.add(self.spec.name)
-            await trio.sleep(_SPOOL_RETRY)
-            await self._spill_over_bound()
+            # a commit frees memory (reading resumes at once); the disk is tried again
+            # every _SPOOL_RETRY
+            with trio.move_on_after(_SPOOL_RETRY) as timer:
+                await self.progress.wait()
+            if timer.cancelled_caught:
+                await self._spill_over_bound()
         if self.spec.name in self.spool_state.paused:
             self.spool_state.paused.discard(self.spec.name)
             log.info("%s: reading resumed", self.spec.name)
@@ -470,6 +478,21 @@ class _TableWriter:
         self._progressed()
         return True
 
+    async def write_direct(self, rows: list[Row]) -> None:
+        """Write ``rows`` now, in order, in chunks of the batch size, outside the batches
+        (:meth:`Store.write_first`). Raises what a write raises (``DatabaseUnavailable``:
+        the chunks before it are committed; writing them again adds nothing)."""
+        for start in range(0, len(rows), self.batch_size):
+            result = await trio.to_thread.run_sync(
+                self._write,
+                rows[start : start + self.batch_size],
+                limiter=self.pool.limiter,
+                abandon_on_cancel=True,
+            )
+            self.state.mark_up()
+            self._account(result)
+        self._progressed()
+
     def closing(self, deadline: float) -> None:
         """Shutdown has begun: writes in flight may run until ``deadline`` (trio time)."""
         self.stop_at = deadline
@@ -489,6 +512,8 @@ class _TableWriter:
         when it is written again).
         """
         backoff = Backoff(_BACKOFF_START, _BACKOFF_MAX)
+        if self.gate is not None:
+            await self.gate.wait()
         while True:
             batch, from_spool = await self._next_batch()
             with trio.CancelScope(shield=True, deadline=self.stop_at) as scope:
@@ -663,6 +688,7 @@ class Store:
         wall_us: WallClock = system_wall_us,
         copy_new: bool | Collection[str] = False,
         prepare: Callable[[], object] | None = None,
+        first: bool = False,
     ) -> None:
         self.watermark = watermark
         self.opened_at: int | None = None  # when the first watermark was recorded (µs)
@@ -679,6 +705,12 @@ class Store:
         self._spool_state = _SpoolState()
         self._holds: dict[object, int] = {}
         self._released = trio.Event()
+        # Set once batches may be written: at once, or with ``first`` once the rows that
+        # must precede them are written (:meth:`write_first`) or none are (:meth:`skip_first`)
+        self._gate = trio.Event()
+        if not first:
+            self._gate.set()
+        self._first_rows: list[tuple[str, Row]] | None = None  # given, not yet written
         self._pool = ConnectionPool(
             url,
             cfg.database.max_connections,
@@ -698,6 +730,7 @@ class Store:
                 state=self._state,
                 spool_state=self._spool_state,
                 copy_new=copy_new is True or (copy_new is not False and name in copy_new),
+                gate=self._gate if first else None,
             )
             for name, spec in TABLES.items()
         }
@@ -711,6 +744,41 @@ class Store:
         if writer is None:
             raise StoreError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
         return RowSender(writer, writer.send.clone())
+
+    async def write_first(self, rows: list[tuple[str, Row]]) -> None:
+        """Write ``rows`` (``(table, row)``, in the order received: a previous run's journal
+        tail) before any batch, this process's or the spool's, then let the batches follow.
+        Where rows of one key come from more than one source, the order of commits decides
+        which is stored (``TableSpec.serial``): the tail's trade frames were received before
+        a later run's REST backfill of them (in the spool, or waiting in memory while the
+        database was down), so they are written first. Per table in order, in chunks of its
+        batch size; rows already stored are dropped by their keys. Raises
+        ``DatabaseUnavailable`` (marked down; call again) and ``StoreError``; when
+        interrupted, a clean shutdown tries once more within its grace. Only for a store
+        opened with ``first``."""
+        assert not self._gate.is_set(), "batches are already being written"
+        self._first_rows = rows
+        tables: dict[str, list[Row]] = {}
+        for table, row in rows:
+            tables.setdefault(table, []).append(row)
+        try:
+            for table, table_rows in tables.items():
+                await self._writers[table].write_direct(table_rows)
+        except DatabaseUnavailable as exc:
+            self._state.mark_down(exc)
+            raise
+        self._first_rows = None
+        self.skip_first()
+
+    def skip_first(self) -> None:
+        """No rows precede the batches (no previous run, or its state unreadable): write
+        them from now on."""
+        self._gate.set()
+
+    def unavailable(self, exc: BaseException) -> None:
+        """The database refused a read made for this store (its state, until a write
+        succeeds: ``/health``'s ``db.state``)."""
+        self._state.mark_down(exc)
 
     async def committed(self) -> None:
         """Return once every row handed to any sender before this call is committed: the
@@ -835,7 +903,7 @@ class Store:
         database is down the old value stays (readers wait, which is right)."""
         while True:
             await trio.sleep(_WATERMARK_EVERY)
-            if self._watermark_held:
+            if self._watermark_held or not self._gate.is_set():
                 continue
             now = self._wall_us()
             try:
@@ -861,12 +929,19 @@ class Store:
             writer.take_leftovers()
         try:
             with trio.move_on_at(deadline, shield=True):
-                async with trio.open_nursery() as nursery:
-                    for writer in self._writers.values():
-                        nursery.start_soon(writer.flush_rest)
+                if self._first_rows is not None:  # given and not written yet: first
+                    try:
+                        await self.write_first(self._first_rows)
+                    except StoreError as exc:
+                        log.error("final flush: the rows to write first: %s", exc)
+                if self._gate.is_set():  # else the batches wait on disk behind them
+                    async with trio.open_nursery() as nursery:
+                        for writer in self._writers.values():
+                            nursery.start_soon(writer.flush_rest)
             # Everything received is committed: the watermark is now.
             idle = all(w.pending_since() is None for w in self._writers.values())
-            if self.watermark and idle and not self._holds and not self._watermark_held:
+            held = self._watermark_held or not self._gate.is_set()
+            if self.watermark and idle and not self._holds and not held:
                 now = self._wall_us()
                 with trio.move_on_after(grace, shield=True):
                     try:
@@ -902,6 +977,7 @@ async def open_store(
     wall_us: WallClock = system_wall_us,
     copy_new: bool | Collection[str] = False,
     prepare: Callable[[], object] | None = None,
+    first: bool = False,
 ) -> AsyncIterator[Store]:
     """Run the batch writers of every table against the database at ``url``.
 
@@ -916,6 +992,9 @@ async def open_store(
     ``prepare``: run once (blocking) before the first batch is written, retried like a
     write while it raises ``DatabaseUnavailable`` (the gatherer's migrations when the
     database was unreachable at start: rows wait in memory and the spool meanwhile).
+    ``first``: no batch is written (not the spool's either) before :meth:`Store.write_first`
+    or :meth:`Store.skip_first` (a gatherer's restart: its previous run's journal tail goes
+    first); no watermark is recorded meanwhile.
 
     Yields a :class:`Store`; get channels with :meth:`Store.sender`. Batches that were
     spooled by an earlier process are drained first. On exit (normal, error or
@@ -927,7 +1006,13 @@ async def open_store(
     unavailable database (e.g. missing tables: run migrations first).
     """
     store = Store(
-        url, cfg, watermark=watermark, wall_us=wall_us, copy_new=copy_new, prepare=prepare
+        url,
+        cfg,
+        watermark=watermark,
+        wall_us=wall_us,
+        copy_new=copy_new,
+        prepare=prepare,
+        first=first,
     )
     await trio.to_thread.run_sync(store._open)
     grace = float(cfg.shutdown_grace)

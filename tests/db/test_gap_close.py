@@ -14,7 +14,18 @@ T0 = 1_767_225_600_000_000
 
 
 def _gap(ticker: str, end: int | None) -> GapRow:
-    return GapRow(T0, end, "g1", 7, None, ticker, "subscription_refused", None, None, "refused")
+    return GapRow(
+        start_ts=T0,
+        end_ts=end,
+        gatherer_id="g1",
+        conn_id=7,
+        sid=None,
+        ticker=ticker,
+        kind="subscription_refused",
+        expected_seq=None,
+        got_seq=None,
+        detail="refused",
+    )
 
 
 def test_a_later_copy_closes_a_gap_once(db_url: str) -> None:

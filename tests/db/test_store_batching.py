@@ -16,7 +16,18 @@ from kalshi.store import Store
 
 
 def gap(i: int) -> GapRow:
-    return GapRow(i, None, "g-1", 1, None, None, "reconnect", None, None, "")
+    return GapRow(
+        start_ts=i,
+        end_ts=None,
+        gatherer_id="g-1",
+        conn_id=1,
+        sid=None,
+        ticker=None,
+        kind="reconnect",
+        expected_seq=None,
+        got_seq=None,
+        detail="",
+    )
 
 
 async def test_batches_seal_at_size_or_interval(

@@ -20,19 +20,19 @@ ROWS = 300
 def _trades(round_no: int) -> list[TradeRow]:
     return [
         TradeRow(
-            T0 + i,
-            T0 + i,
-            "g1",
-            "KXT-1",
-            f"r{round_no}-{i:04d}",
-            42000,
-            100,
-            False,
-            False,
-            "ws" if i % 2 else "rest",
-            1,
-            i,
-            round_no,
+            exchange_ts=T0 + i,
+            received_at=T0 + i,
+            gatherer_id="g1",
+            ticker="KXT-1",
+            trade_id=f"r{round_no}-{i:04d}",
+            price=42000,
+            size=100,
+            taker_side=False,
+            is_block_trade=False,
+            source="ws" if i % 2 else "rest",
+            conn_id=1,
+            frame_no=i,
+            seq=round_no,
         )
         for i in range(ROWS)
     ]

@@ -17,8 +17,34 @@ def test_batches_round_trip_exactly_and_in_order(tmp_path: Path) -> None:
     spool = Spool(tmp_path, TABLES["orderbook_snapshots"])
     spool.load()
     rows = [
-        SnapshotRow(1, None, 2, "g", "M—✓", "rest", "[[1, 2]]", "[]", 0, 0, None, None),
-        SnapshotRow(3, 4, 5, "g", "M", "ws", "[]", "[[99999, 13601]]", 2**63 - 1, 9, 1, 2),
+        SnapshotRow(
+            snapshot_ts=1,
+            exchange_ts=None,
+            received_at=2,
+            gatherer_id="g",
+            ticker="M—✓",
+            source="rest",
+            yes_bids="[[1, 2]]",
+            no_bids="[]",
+            conn_id=0,
+            frame_no=0,
+            sid=None,
+            seq=None,
+        ),
+        SnapshotRow(
+            snapshot_ts=3,
+            exchange_ts=4,
+            received_at=5,
+            gatherer_id="g",
+            ticker="M",
+            source="ws",
+            yes_bids="[]",
+            no_bids="[[99999, 13601]]",
+            conn_id=2**63 - 1,
+            frame_no=9,
+            sid=1,
+            seq=2,
+        ),
     ]
     spool.write(Batch(7, rows[1:]))
     spool.write(Batch(3, rows[:1]))
@@ -37,7 +63,21 @@ def test_batches_round_trip_exactly_and_in_order(tmp_path: Path) -> None:
 def test_incomplete_file_of_a_killed_writer_is_set_aside(tmp_path: Path) -> None:
     spool = Spool(tmp_path, TABLES["trades"])
     spool.load()
-    row = TradeRow(1, 2, "g", "M", "t", 42000, 13601, True, False, "ws", 1, 1, None)
+    row = TradeRow(
+        exchange_ts=1,
+        received_at=2,
+        gatherer_id="g",
+        ticker="M",
+        trade_id="t",
+        price=42000,
+        size=13601,
+        taker_side=True,
+        is_block_trade=False,
+        source="ws",
+        conn_id=1,
+        frame_no=1,
+        seq=None,
+    )
     spool.write(Batch(1, [row]))
     (tmp_path / "trades" / ".00000000000000000002.batch.tmp").write_bytes(b'{"format": 1, "ta')
     reopened = Spool(tmp_path, TABLES["trades"])
@@ -50,7 +90,21 @@ def test_incomplete_file_of_a_killed_writer_is_set_aside(tmp_path: Path) -> None
 
 def trades(n: int) -> list[TradeRow]:
     return [
-        TradeRow(10 + i, 20 + i, "g", "M", f"t-{i}", 42_000 + i, 100, True, False, "ws", 1, i, i)
+        TradeRow(
+            exchange_ts=10 + i,
+            received_at=20 + i,
+            gatherer_id="g",
+            ticker="M",
+            trade_id=f"t-{i}",
+            price=42_000 + i,
+            size=100,
+            taker_side=True,
+            is_block_trade=False,
+            source="ws",
+            conn_id=1,
+            frame_no=i,
+            seq=i,
+        )
         for i in range(n)
     ]
 
@@ -126,7 +180,28 @@ def test_the_good_rows_of_a_killed_writer_are_spooled_again(tmp_path: Path) -> N
 def test_spool_of_another_table_is_refused(tmp_path: Path) -> None:
     spool = Spool(tmp_path, TABLES["trades"])
     spool.load()
-    spool.write(Batch(1, [TradeRow(1, 2, "g", "M", "t", 1, 1, True, False, "ws", 1, 1, None)]))
+    spool.write(
+        Batch(
+            1,
+            [
+                TradeRow(
+                    exchange_ts=1,
+                    received_at=2,
+                    gatherer_id="g",
+                    ticker="M",
+                    trade_id="t",
+                    price=1,
+                    size=1,
+                    taker_side=True,
+                    is_block_trade=False,
+                    source="ws",
+                    conn_id=1,
+                    frame_no=1,
+                    seq=None,
+                )
+            ],
+        )
+    )
     (tmp_path / "trades" / "00000000000000000001.batch").rename(
         tmp_path / "00000000000000000001.batch"
     )

@@ -147,15 +147,40 @@ async def test_rows_received_late_reach_production_exactly_once(
 
     def trade(name: str, exchange_s: int, received_s: int) -> TradeRow:
         return TradeRow(
-            t0 + exchange_s * second, t0 + received_s * second, "g0", "MKT", name,
-            42_000, 100, True, False, "ws", 1, received_s, received_s,
-        )  # fmt: skip
+            exchange_ts=t0 + exchange_s * second,
+            received_at=t0 + received_s * second,
+            gatherer_id="g0",
+            ticker="MKT",
+            trade_id=name,
+            price=42_000,
+            size=100,
+            taker_side=True,
+            is_block_trade=False,
+            source="ws",
+            conn_id=1,
+            frame_no=received_s,
+            seq=received_s,
+        )
 
     def ticker(exchange_s: int, received_s: int) -> TickerRow:
         return TickerRow(
-            t0 + exchange_s * second, t0 + received_s * second, "g0", "MKT",
-            41_000, 43_000, 42_000, 100, 100, 1, 1, 10, 10, 1, 1, received_s,
-        )  # fmt: skip
+            exchange_ts=t0 + exchange_s * second,
+            received_at=t0 + received_s * second,
+            gatherer_id="g0",
+            ticker="MKT",
+            yes_bid=41_000,
+            yes_ask=43_000,
+            last_price=42_000,
+            volume=100,
+            open_interest=100,
+            dollar_volume=1,
+            dollar_open_interest=1,
+            yes_bid_size=10,
+            yes_ask_size=10,
+            last_trade_size=1,
+            conn_id=1,
+            frame_no=received_s,
+        )
 
     arrivals = [  # (rows, the wall clock of the pass after they were written)
         ([trade("on-time", 10, 10), ticker(10, 10)], 20),
@@ -320,7 +345,18 @@ async def test_a_market_updated_after_the_merge_is_merged_again(
     t0 = 1_795_561_200_000_000
 
     def market(status: str, updated_at: int) -> MarketRow:
-        return MarketRow("MKT", "EV", status, "binary", "t", None, None, updated_at, "g0", "{}")
+        return MarketRow(
+            ticker="MKT",
+            event_ticker="EV",
+            status=status,
+            market_type="binary",
+            title="t",
+            open_time=None,
+            close_time=None,
+            updated_at=updated_at,
+            gatherer_id="g0",
+            payload="{}",
+        )
 
     gatherer, production = make_db(), make_db()
     cfg = GathererConfig(
@@ -328,7 +364,21 @@ async def test_a_market_updated_after_the_merge_is_merged_again(
         spool=SpoolConfig(dir=str(tmp_path / "spool"), dead_letter_dir=str(tmp_path / "dead")),
     )
     seen = []
-    trade = TradeRow(t0, t0, "g0", "MKT", "t1", 42_000, 100, True, False, "ws", 1, 1, 1)
+    trade = TradeRow(
+        exchange_ts=t0,
+        received_at=t0,
+        gatherer_id="g0",
+        ticker="MKT",
+        trade_id="t1",
+        price=42_000,
+        size=100,
+        taker_side=True,
+        is_block_trade=False,
+        source="ws",
+        conn_id=1,
+        frame_no=1,
+        seq=1,
+    )
     for version in (market("active", t0 + 2), market("closed", t0 + 5), market("old", t0 + 1)):
         async with open_store(gatherer, cfg.store, watermark=False) as store:
             async with store.sender("trades") as send:  # a gatherer with market data

@@ -36,17 +36,52 @@ TRADE_ID = "00000000-0000-4000-8000-000000000001"
 
 def _snapshot() -> SnapshotRow:
     return SnapshotRow(
-        T0, None, T0, "g0", "MKT", "ws", "[[40000, 1000]]", "[[55000, 500]]", CONN, 1, 1, 1
+        snapshot_ts=T0,
+        exchange_ts=None,
+        received_at=T0,
+        gatherer_id="g0",
+        ticker="MKT",
+        source="ws",
+        yes_bids="[[40000, 1000]]",
+        no_bids="[[55000, 500]]",
+        conn_id=CONN,
+        frame_no=1,
+        sid=1,
+        seq=1,
     )
 
 
 def _delta(frame_no: int, exchange_ts: int, received_at: int, price: int, size: int) -> DeltaRow:
-    return DeltaRow(exchange_ts, received_at, "g0", "MKT", True, price, size, CONN, frame_no, 1, 1)
+    return DeltaRow(
+        exchange_ts=exchange_ts,
+        received_at=received_at,
+        gatherer_id="g0",
+        ticker="MKT",
+        side=True,
+        price=price,
+        size_delta=size,
+        conn_id=CONN,
+        frame_no=frame_no,
+        sid=1,
+        seq=1,
+    )
 
 
 def _trade(exchange_ts: int, received_at: int) -> TradeRow:
     return TradeRow(
-        exchange_ts, received_at, "g0", "MKT", TRADE_ID, 42_000, 300, True, False, "ws", CONN, 4, 4
+        exchange_ts=exchange_ts,
+        received_at=received_at,
+        gatherer_id="g0",
+        ticker="MKT",
+        trade_id=TRADE_ID,
+        price=42_000,
+        size=300,
+        taker_side=True,
+        is_block_trade=False,
+        source="ws",
+        conn_id=CONN,
+        frame_no=4,
+        seq=4,
     )
 
 

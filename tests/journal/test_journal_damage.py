@@ -11,7 +11,7 @@ from journal_support import journal_config
 
 from kalshi.errors import JournalError
 from kalshi.journal import JournalProblem, JournalRecord, JournalWriter, read_journal
-from kalshi.journal.format import encode_frame
+from kalshi.journal.format import _sealed, encode_frame
 from kalshi.journal.reader import split_lines, zstd_chunks
 
 FRAME = '{"type":"trade","sid":1,"seq":%d,"msg":{"market_ticker":"T","yes_price_dollars":"0.42"}}'
@@ -217,4 +217,18 @@ def test_split_lines_verifies_only_lines_whole_in_a_verified_chunk() -> None:
         (b"d", True, False),
         (b"e", True, False),
         (b"f", False, False),
+    ]
+
+
+def test_a_frame_line_whose_direction_is_no_string_is_a_problem(tmp_path: Path) -> None:
+    # Found by the line decoders' property test: a list there raised TypeError (unhashable)
+    # out of decode_line, and read_journal with it.
+    path = tmp_path / "a.jsonl"
+    body = line(2)[: -len(',"crc":"00000000"}\n')] + b"}"  # resealed below: a good CRC
+    bad = _sealed(body.replace(b'"direction":"in"', b'"direction":["in"]'))
+    path.write_bytes(line(1) + bad + line(3))
+    frames, problems = split(list(read_journal([path])))
+    assert frames == [1, 3]
+    assert [(p.line_no, p.reason) for p in problems] == [
+        (2, "direction: expected 'in' or 'out', got ['in']")
     ]

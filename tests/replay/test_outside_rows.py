@@ -73,7 +73,18 @@ def test_a_rest_page_reads_back_byte_exact_and_makes_the_backfill_rows() -> None
 
 
 def test_a_gap_marker_holding_its_row_makes_it_again_and_an_old_one_makes_none() -> None:
-    gap = GapRow(10, 20, "g1", 5, None, None, "outage", None, None, "trade-0: down")
+    gap = GapRow(
+        start_ts=10,
+        end_ts=20,
+        gatherer_id="g1",
+        conn_id=5,
+        sid=None,
+        ticker=None,
+        kind="outage",
+        expected_seq=None,
+        got_seq=None,
+        detail="trade-0: down",
+    )
     new = encode_marker("g1", 5, 3, "gap", 20, 1, {"row": list(gap)}).rstrip(b"\n")
     old = encode_marker("g1", 5, 3, "gap", 20, 1, {"sid": 1, "expected": 4, "got": 6})
     replayer = Replayer()

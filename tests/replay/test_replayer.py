@@ -204,7 +204,23 @@ def test_json_lines_are_each_rows_columns_by_name() -> None:
     from tests.db.test_store_writer import every_table_rows
 
     rows = [(table, row) for table, table_rows in every_table_rows().items() for row in table_rows]
-    rows.append(("gaps", GapRow(1, None, "g-é", 2, None, None, "seq_gap", None, 3, 'a"b\n\u0001')))
+    rows.append(
+        (
+            "gaps",
+            GapRow(
+                start_ts=1,
+                end_ts=None,
+                gatherer_id="g-é",
+                conn_id=2,
+                sid=None,
+                ticker=None,
+                kind="seq_gap",
+                expected_seq=None,
+                got_seq=3,
+                detail='a"b\n\u0001',
+            ),
+        )
+    )
     out = io.BytesIO()
     sink = JsonlSink(out)
     trio.run(sink.put_all, rows)

@@ -51,13 +51,13 @@ writers:
   trades:
     batch_size: 100
     flush_interval: 1s
-  orderbook_deltas:
+  orderbook:
     batch_size: 500
     flush_interval: 500ms
   tickers:
     batch_size: 100
     flush_interval: 1s
-  orderbook_snapshots:
+  snapshots:
     batch_size: 10
     flush_interval: 5s
 snapshot_poller:
@@ -321,20 +321,29 @@ def test_websocket_queue_size_is_no_longer_a_key(tmp_path: Path) -> None:
     assert info.value.problems == ["websocket.queue_size: unknown key"]
 
 
-def test_writer_keys_are_the_table_names_and_the_old_ones_say_so(tmp_path: Path) -> None:
+def test_writer_keys_are_the_table_names_and_the_seed_keys_still_load(tmp_path: Path) -> None:
+    # The seed's guide names two writers `orderbook` and `snapshots`: a seed config loads
+    # unchanged, each read as its table's writer.
+    path = tmp_path / "g.yaml"
+    path.write_text("writers:\n  orderbook: {batch_size: 7}\n  snapshots: {batch_size: 9}\n")
+    cfg = load_gatherer_config(path, env={})
+    assert cfg.writers.orderbook_deltas.batch_size == 7
+    assert cfg.writers.orderbook_snapshots.batch_size == 9
+    assert {f.name for f in attrs.fields(WritersConfig)} == set(TABLE_COLUMNS)
+
+
+def test_a_writer_named_twice_or_by_an_old_key_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "g.yaml"
     path.write_text(
-        "writers:\n  orderbook: {batch_size: 10}\n  snapshots: {batch_size: 10}\n"
-        "  lifecycle: {batch_size: 10}\n  orderbook_deltas: {batch_size: 7}\n"
+        "writers:\n  orderbook: {batch_size: 10}\n  lifecycle: {batch_size: 10}\n"
+        "  orderbook_deltas: {batch_size: 7}\n"
     )
     with pytest.raises(ConfigError) as info:
         load_gatherer_config(path, env={})
     assert info.value.problems == [
+        "writers.orderbook: the same writer as writers.orderbook_deltas; keep one",
         "writers.lifecycle: unknown key (now writers.market_lifecycle)",
-        "writers.orderbook: unknown key (now writers.orderbook_deltas)",
-        "writers.snapshots: unknown key (now writers.orderbook_snapshots)",
     ]
-    assert {f.name for f in attrs.fields(WritersConfig)} == set(TABLE_COLUMNS)
 
 
 def test_json_logging_writes_one_object_per_record() -> None:

@@ -58,18 +58,18 @@ def started() -> FrameProcessor:
         (
             "orderbook_snapshots",
             SnapshotRow(
-                200,
-                None,
-                200,
-                "g1",
-                T,
-                "ws",
-                "[[8000,30000],[22000,33300]]",
-                "[[54000,2000]]",
-                7,
-                2,
-                1,
-                1,
+                snapshot_ts=200,
+                exchange_ts=None,
+                received_at=200,
+                gatherer_id="g1",
+                ticker=T,
+                source="ws",
+                yes_bids="[[8000,30000],[22000,33300]]",
+                no_bids="[[54000,2000]]",
+                conn_id=7,
+                frame_no=2,
+                sid=1,
+                seq=1,
             ),
         )
     ]
@@ -82,7 +82,19 @@ def test_snapshot_then_deltas_give_exact_rows_and_book() -> None:
     assert out.rows == [
         (
             "orderbook_deltas",
-            DeltaRow(1_700_000_000_123_000, 300, "g1", T, True, 22000, -3350, 7, 3, 1, 2),
+            DeltaRow(
+                exchange_ts=1_700_000_000_123_000,
+                received_at=300,
+                gatherer_id="g1",
+                ticker=T,
+                side=True,
+                price=22000,
+                size_delta=-3350,
+                conn_id=7,
+                frame_no=3,
+                sid=1,
+                seq=2,
+            ),
         )
     ]
     assert out.problem is None and out.resnapshot == []
@@ -106,16 +118,16 @@ def test_seq_gap_writes_a_gap_row_and_asks_for_a_snapshot() -> None:
     assert out.rows[0] == (
         "gaps",
         GapRow(
-            200,
-            300,
-            "g1",
-            7,
-            1,
-            None,
-            "seq_gap",
-            2,
-            5,
-            "orderbook_delta: 3 frame(s) missing; resnapshot 1 market(s)",
+            start_ts=200,
+            end_ts=300,
+            gatherer_id="g1",
+            conn_id=7,
+            sid=1,
+            ticker=None,
+            kind="seq_gap",
+            expected_seq=2,
+            got_seq=5,
+            detail="orderbook_delta: 3 frame(s) missing; resnapshot 1 market(s)",
         ),
     )
     assert out.rows[1][0] == "orderbook_deltas"  # the delta itself is real: stored
@@ -133,16 +145,16 @@ def test_negative_level_marks_the_book_invalid() -> None:
     assert out.rows[1] == (
         "gaps",
         GapRow(
-            300,
-            None,
-            "g1",
-            7,
-            1,
-            T,
-            "book_invalid",
-            None,
-            2,
-            f"{T}: no level 54000 would have size -1",
+            start_ts=300,
+            end_ts=None,
+            gatherer_id="g1",
+            conn_id=7,
+            sid=1,
+            ticker=T,
+            kind="book_invalid",
+            expected_seq=None,
+            got_seq=2,
+            detail=f"{T}: no level 54000 would have size -1",
         ),
     )
 
@@ -183,7 +195,21 @@ def test_trade_rows_and_trade_gap_requests_backfill() -> None:
     assert out.rows == [
         (
             "trades",
-            TradeRow(1669149841001000, 150, "g1", T, "a", 36000, 150, False, False, "ws", 9, 2, 1),
+            TradeRow(
+                exchange_ts=1669149841001000,
+                received_at=150,
+                gatherer_id="g1",
+                ticker=T,
+                trade_id="a",
+                price=36000,
+                size=150,
+                taker_side=False,
+                is_block_trade=False,
+                source="ws",
+                conn_id=9,
+                frame_no=2,
+                seq=1,
+            ),
         )
     ]
     out = p.process(9, 3, 170, trade(3, "c"))
@@ -220,7 +246,18 @@ def test_a_gap_on_the_first_frame_of_a_subscription_is_a_gap() -> None:
     assert out.gap and out.backfill_from == 100
     assert out.rows[0] == (
         "gaps",
-        GapRow(100, 150, "g1", 9, 3, None, "seq_gap", 1, 2, "trade: 1 frame(s) missing"),
+        GapRow(
+            start_ts=100,
+            end_ts=150,
+            gatherer_id="g1",
+            conn_id=9,
+            sid=3,
+            ticker=None,
+            kind="seq_gap",
+            expected_seq=1,
+            got_seq=2,
+            detail="trade: 1 frame(s) missing",
+        ),
     )
     assert [table for table, _ in out.rows] == ["gaps", "trades"]
     # a lifecycle subscription is checked the same way
@@ -228,7 +265,16 @@ def test_a_gap_on_the_first_frame_of_a_subscription_is_a_gap() -> None:
     created = frame("market_lifecycle_v2", 4, 3, market_ticker=T, event_type="activated")
     out = p.process(9, 4, 170, created)
     assert out.gap and out.rows[0][1] == GapRow(
-        160, 170, "g1", 9, 4, None, "seq_gap", 1, 3, "market_lifecycle_v2: 2 frame(s) missing"
+        start_ts=160,
+        end_ts=170,
+        gatherer_id="g1",
+        conn_id=9,
+        sid=4,
+        ticker=None,
+        kind="seq_gap",
+        expected_seq=1,
+        got_seq=3,
+        detail="market_lifecycle_v2: 2 frame(s) missing",
     )
 
 
@@ -264,7 +310,18 @@ def test_a_crossing_delta_is_counted_recorded_and_resnapshotted_if_it_lasts() ->
     assert (out.problem, out.detail, out.resnapshot) == ("crossed", detail, [])
     assert out.rows[-1] == (
         "gaps",
-        GapRow(300, None, "g1", 7, 1, T, "book_invalid", None, 2, detail),
+        GapRow(
+            start_ts=300,
+            end_ts=None,
+            gatherer_id="g1",
+            conn_id=7,
+            sid=1,
+            ticker=T,
+            kind="book_invalid",
+            expected_seq=None,
+            got_seq=2,
+            detail=detail,
+        ),
     )
     out = p.process(7, 4, 400, delta(3, "0.0100", "1.00"))  # still crossed: no new gap row
     assert (out.problem, [t for t, _ in out.rows], out.resnapshot) == (
@@ -305,7 +362,18 @@ def test_a_crossed_snapshot_is_counted_and_recorded_once() -> None:
     assert (out.problem, out.resnapshot) == ("crossed", [])
     assert out.rows[-1] == (
         "gaps",
-        GapRow(200, None, "g1", 7, 1, T, "book_invalid", None, 1, detail),
+        GapRow(
+            start_ts=200,
+            end_ts=None,
+            gatherer_id="g1",
+            conn_id=7,
+            sid=1,
+            ticker=T,
+            kind="book_invalid",
+            expected_seq=None,
+            got_seq=1,
+            detail=detail,
+        ),
     )
     assert p.counts["crossed_book_frames"] == 1
 

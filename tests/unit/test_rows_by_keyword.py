@@ -1,6 +1,7 @@
-"""Every row the package builds names its columns: two swapped int columns cannot go by
-unnoticed (rows are NamedTuples of 9-16 fields, many of them int). The four rows built per
-frame are the exception, checked value by value against their keyword form."""
+"""Every row the package, the tests and the benchmarks build names its columns: two swapped
+int columns cannot go by unnoticed (rows are NamedTuples of 9-16 fields, many of them int).
+The four rows built per frame are the exception, checked value by value against their
+keyword form."""
 
 from __future__ import annotations
 
@@ -13,19 +14,22 @@ import kalshi
 from kalshi.models import rows
 from kalshi.pipeline import FrameProcessor
 
+ROOT = Path(kalshi.__file__).resolve().parents[1]
 row_types = {t.__name__ for t in rows.Row.__args__}  # type: ignore[attr-defined]
 
 
 def test_rows_are_built_by_keyword() -> None:
+    """In the package, the tests, the benchmarks and the scripts (``TradeRow(...)`` or
+    ``rows.TradeRow(...)``)."""
     positional = []
-    for path in sorted(Path(kalshi.__file__).parent.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.Call)
-                and getattr(node.func, "id", None) in row_types
-                and node.args
-            ):
-                positional.append(f"{path.name}:{node.lineno} {ast.unparse(node.func)}")
+    for folder in (ROOT / "kalshi", ROOT / "tests", ROOT / "benchmarks", ROOT / "scripts"):
+        for path in sorted(folder.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call) or not node.args:
+                    continue
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in row_types:
+                    positional.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     expected = {
         "TradeRow", "DeltaRow", "SnapshotRow", "TickerRow", "LifecycleRow", "MarketRow", "GapRow"
     }  # fmt: skip

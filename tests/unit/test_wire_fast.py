@@ -247,3 +247,92 @@ def test_integers_beyond_int64_are_left_to_the_general_decoder(value: int) -> No
         else decode_general(raw)
     )
     assert decode_ws(raw) == expected
+
+
+_TS_CHARS = st.sampled_from([*"0123456789.:-TZz +", "\u00b2", "\u0665", "\uff15", "é"])
+
+
+@st.composite
+def _near_rfc3339(draw: st.DrawFn) -> tuple[int, object]:
+    """A ``ts_ms`` and a text of the same moment with microseconds, then maybe damaged:
+    a character replaced (non-ASCII digits among them), cut or lengthened, or no text."""
+    ms = draw(st.integers(-(2**63), 2**63 - 1) | st.integers(1_700_000_000_000, 1_800_000_000_000))
+    seconds, millis = divmod(ms, 1000)
+    micros = draw(st.integers(0, 999))
+    agree = draw(st.booleans())
+    second = seconds % 60 if agree else draw(st.integers(0, 99))
+    milli = millis if agree else draw(st.integers(0, 999))
+    text = f"2026-11-24T20:44:{second:02d}.{milli:03d}{micros:03d}Z"
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + draw(_TS_CHARS) + text[at + 1 :]
+    text = draw(st.sampled_from([text, text[:-1], text + "Z", text.replace("Z", "z")]))
+    return ms, draw(st.sampled_from([text, None, seconds]))
+
+
+@given(case=_near_rfc3339())
+@settings(max_examples=2000, deadline=None)
+def test_finest_us_fast_path_agrees_with_its_reference(case: tuple[int, object]) -> None:
+    """``finest_us`` reads the common text in one ``int``; its reference reads it by the
+    rules: the same µs for any ``ts_ms`` and any near-RFC 3339 text (issue 17)."""
+    from kalshi.wire._fields import _finest_general, finest_us
+
+    ms, text = case
+    assert finest_us(ms, text) == _finest_general(ms, text)
+
+
+def test_finest_us_refines_only_an_agreeing_text() -> None:
+    from kalshi.wire._fields import finest_us
+
+    ms = 1_795_553_041_391
+    assert finest_us(ms, "2026-11-24T20:44:01.391273Z") == ms * 1000 + 273
+    assert finest_us(ms, "2026-11-24T20:44:02.391273Z") == ms * 1000  # another second
+    assert finest_us(ms, "2026-11-24T20:44:01.392273Z") == ms * 1000  # another millisecond
+    assert finest_us(ms, "2026-11-24T20:44:01.39127Z") == ms * 1000  # five digits
+    assert finest_us(ms, "2026-11-24T20:44:\u0660\u0661.391273Z") == ms * 1000 + 273  # as before
+
+
+def test_a_timestamp_whose_seconds_are_no_number_refines_nothing() -> None:
+    # Found by the property test above: the seconds' int() raised, out of decode_ws.
+    frame = {"type": "orderbook_delta", "sid": 1, "seq": 1,
+             "msg": {**DELTA, "ts": "2026-11-24T20:44:.0.000000Z", "ts_ms": 0}}  # fmt: skip
+    for decode in (decode_ws, decode_general):
+        decoded = decode(json.dumps(frame).encode())
+        assert isinstance(decoded, Message) and isinstance(decoded.body, BookDelta)
+        assert decoded.body.exchange_ts == 0
+
+
+_TICKER_PAIRS = {
+    "price": "price_dollars",
+    "yes_bid": "yes_bid_dollars",
+    "yes_ask": "yes_ask_dollars",
+    "volume": "volume_fp",
+    "open_interest": "open_interest_fp",
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    legacy=st.dictionaries(
+        st.sampled_from(sorted(_TICKER_PAIRS)),
+        st.one_of(json_values, st.sampled_from([45, "0.4500", "", None])),
+        max_size=3,
+    ),
+    current=st.dictionaries(
+        st.sampled_from(sorted(_TICKER_PAIRS.values())),
+        st.sampled_from(["", None, "0.4500", "12.00", "0.000001", "-1.00"]),
+        max_size=3,
+    ),
+    dropped=st.lists(st.sampled_from(sorted(_TICKER_PAIRS.values())), max_size=3),
+)
+def test_ticker_current_and_legacy_names_agree_with_the_general_decoder(
+    legacy: dict[str, Any], current: dict[str, Any], dropped: list[str]
+) -> None:
+    """The ticker's current form is read inline and a frame with any legacy name set field
+    by field: with any mix of the five legacy names and their current ones (set, empty,
+    null or absent), both paths give what the general decoder gives."""
+    msg = {k: v for k, v in {**TICKER, **current, **legacy}.items() if k not in dropped}
+    raw = frame("ticker", msg, seq=None)
+    fast = decode_fast(raw)
+    assert fast is None or fast == decode_general(raw)
+    assert decode_ws(raw) == decode_general(raw)
