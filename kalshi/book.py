@@ -14,6 +14,8 @@ from kalshi.models.units import DOLLAR
 
 __all__ = ["OrderBook"]
 
+_YES = Side.YES  # a module constant: an Enum member read through its class costs ~40 ns
+
 
 class OrderBook:
     """Levels of one market as ``price -> size`` dicts (exact integer units)."""
@@ -60,7 +62,7 @@ class OrderBook:
     def apply_delta(self, delta: BookDelta) -> None:
         """``size += delta``; the level is removed at 0. A negative result raises BookError
         and leaves the book unchanged."""
-        side = self.yes if delta.side is Side.YES else self.no
+        side = self.yes if delta.side is _YES else self.no
         size = side.get(delta.price, 0) + delta.delta
         if size > 0:
             side[delta.price] = size

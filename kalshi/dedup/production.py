@@ -186,18 +186,11 @@ class Production:
 
     # --- writes -----------------------------------------------------------------------
 
-    def _insert_keyed(self, table: KeyedTable, rows: Sequence[Row]) -> int:
-        if table.upsert:
-            return self._db.upsert_latest(table.name, rows)
-        if table.identity == table.key:
-            return self._db.insert_skipping(table.name, rows)
-        # the first key column is the exchange's time of the event
-        return self._db.insert_skipping(
-            table.name, rows, identity=table.identity, time=table.key[0]
-        )
-
-    def _set_cursor(self, gatherer_id: str, table: str, cursor: Cursor) -> None:
-        self._db.execute(
+    def _cursor_statement(
+        self, gatherer_id: str, table: str, cursor: Cursor
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The upsert of ``dedup_cursors`` that moves (gatherer, table) to ``cursor``."""
+        return (
             "INSERT INTO dedup_cursors (gatherer_id, table_name, position, horizon, reached,"
             " received_to, committed, updated_at) VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s, %s)"
             " ON CONFLICT (gatherer_id, table_name) DO UPDATE"
@@ -216,6 +209,9 @@ class Production:
             ),
         )
 
+    def _set_cursor(self, gatherer_id: str, table: str, cursor: Cursor) -> None:
+        self._db.execute(*self._cursor_statement(gatherer_id, table, cursor))
+
     def _touch(self, touched: Mapping[str, int]) -> None:
         """Record, per exported table, the oldest export time of rows just inserted
         (``dedup_touched``, see :mod:`kalshi.dedup.export`): in table order, so that two
@@ -232,14 +228,34 @@ class Production:
         self, gatherer_id: str, table: KeyedTable, rows: Sequence[Row], cursor: Cursor | None
     ) -> Counts:
         """Insert one gatherer's rows of a keyed table and advance its cursor (``None``:
-        leave it), atomically."""
-        with self._db.transaction():
-            inserted = self._insert_keyed(table, rows)
-            column = EXPORT_TABLES.get(table.name)
-            if inserted and column is not None:
-                self._touch({table.name: min(getattr(r, column) for r in rows)})
+        leave it), atomically: one transaction of few round trips
+        (:meth:`Session.insert_committed`), the export's ``dedup_touched`` mark written by
+        the insert itself, from the rows it inserted."""
+        if not rows:
             if cursor is not None:
-                self._set_cursor(gatherer_id, table.name, cursor)
+                with self._db.transaction():
+                    self._set_cursor(gatherer_id, table.name, cursor)
+            return Counts(0, 0)
+        column = EXPORT_TABLES.get(table.name)
+        touch = None
+        if column is not None:
+            touch = (
+                f"INSERT INTO dedup_touched (table_name, since) SELECT %s, min({column})"
+                " FROM inserted HAVING count(*) > 0 ON CONFLICT (table_name) DO UPDATE"
+                " SET since = least(dedup_touched.since, EXCLUDED.since)",
+                (table.name,),
+            )
+        moved = [] if cursor is None else [self._cursor_statement(gatherer_id, table.name, cursor)]
+        keyed = table.identity == table.key or table.upsert
+        inserted = self._db.insert_committed(
+            table.name,
+            rows,
+            identity=None if keyed else table.identity,
+            time="" if keyed else table.key[0],  # the exchange's time of the event
+            upsert=table.upsert,
+            on_inserted=touch,
+            then=moved,
+        )
         return Counts(inserted, len(rows) - inserted)
 
     def commit_merge(

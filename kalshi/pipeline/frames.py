@@ -120,10 +120,13 @@ class _RowNew(Protocol):
 
 
 _row = cast(_RowNew, tuple.__new__)
+_YES = Side.YES  # a module constant: an Enum member read through its class costs ~40 ns
 
 
 def book_json(levels: tuple[tuple[int, int], ...]) -> str:
-    return orjson.dumps([list(level) for level in levels]).decode()
+    """``((price, size), ...)`` as the JSON column ``[[price,size],...]``: orjson writes a
+    tuple as an array, so the levels go as they are (no list per level)."""
+    return orjson.dumps(levels).decode()
 
 
 def trade_row(
@@ -145,7 +148,7 @@ def trade_row(
             trade.trade_id,
             trade.yes_price,  # price
             trade.count,  # size
-            trade.taker_side is Side.YES,  # taker_side
+            trade.taker_side is _YES,  # taker_side
             trade.is_block_trade,
             source,
             conn_id,
@@ -444,7 +447,7 @@ class FrameProcessor:
                         received_at,
                         gatherer_id,
                         ticker,
-                        delta.side is Side.YES,  # side
+                        delta.side is _YES,  # side
                         delta.price,
                         delta.delta,  # size_delta
                         conn_id,
@@ -597,7 +600,7 @@ class FrameProcessor:
 def _crosses(book: OrderBook, delta: BookDelta) -> bool:
     """Whether size added by ``delta`` crosses the opposite side: a YES bid at p meets a
     NO bid at q when p + q >= $1 (kalshi-api.md §4.5: YES ask = 1 - best NO bid)."""
-    opposite = book.no if delta.side is Side.YES else book.yes
+    opposite = book.no if delta.side is _YES else book.yes
     return bool(opposite) and delta.price + max(opposite) >= DOLLAR
 
 

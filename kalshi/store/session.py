@@ -17,12 +17,15 @@ import psycopg
 from psycopg import sql
 
 from kalshi.models.rows import Row
+from kalshi.store import staging
 from kalshi.store.connection import connect, session_options, translating, try_lock
 from kalshi.store.schema import TABLES, TableSpec
 from kalshi.store.staging import (
     copy_rows,
+    ensure_stage,
     fill_stage,
     insert_skipping,
+    stage_name,
     upsert_latest,
 )
 
@@ -62,6 +65,7 @@ class Session:
         self._prefix = stage_prefix
         self._conn: psycopg.Connection[Any] | None = None
         self._staged: dict[str, int] = {}  # see fill_stage
+        self._empty: set[str] = set()  # stages known to hold no row (see insert_committed)
 
     def open(self) -> Session:
         """Connect now (rather than at the first statement); returns ``self``."""
@@ -71,7 +75,7 @@ class Session:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None:
             self._conn = connect(self.url, autocommit=self._autocommit, **self._options)
-            self._staged = {}
+            self._staged, self._empty = {}, set()
         return self._conn
 
     def close(self) -> None:
@@ -152,6 +156,7 @@ class Session:
     # --- staged writes (inside a transaction) ------------------------------------------
 
     def _stage(self, spec: TableSpec, rows: Sequence[Row]) -> sql.Identifier:
+        self._empty.discard(spec.name)
         with self._connection().cursor() as cur:
             return fill_stage(cur, spec, rows, self._staged, prefix=self._prefix)
 
@@ -201,3 +206,81 @@ class Session:
             except psycopg.errors.UniqueViolation:
                 pass
         return self.insert_skipping(table, rows)
+
+    # --- one staged write, committed in few round trips --------------------------------
+
+    def insert_committed(
+        self,
+        table: str,
+        rows: Sequence[Row],
+        *,
+        identity: Sequence[str] | None = None,
+        time: str = "",
+        upsert: bool = False,
+        on_inserted: tuple[str, Sequence[Any]] | None = None,
+        then: Sequence[tuple[str, Sequence[Any]]] = (),
+    ) -> int:
+        """One transaction of its own, committed: ``rows`` are COPYed into the session's
+        stage of ``table``, then, in one round trip (pipeline mode), inserted as
+        :meth:`insert_skipping` (``identity``, ``time``) or :meth:`upsert_latest`
+        (``upsert``) do, ``on_inserted`` (a statement and its parameters that reads the
+        rows just written as the table ``inserted``, their columns unless ``upsert``: it
+        runs as part of the insert), the
+        statements ``then``, the stage emptied for the next call, and ``COMMIT``. Returns
+        the rows written; nothing is written when it raises.
+
+        The same work as a :meth:`transaction` around :meth:`insert_skipping` and
+        :meth:`execute` calls, in four round trips (``BEGIN``, the COPY's two, the
+        pipeline) instead of one a statement: a bare COPY's transaction takes four too. A
+        round trip waits for the server and then for this thread to get the GIL back from
+        the deduplicator's other (computing) thread: at ``sync.batch_size`` 100 the keyed
+        copy's transactions were most of a merge pass (issue 19)."""
+        if not rows:
+            raise ValueError("insert_committed needs rows")
+        spec = TABLES[table]
+        conn = self._connection()
+        stage = stage_name(spec, self._prefix)
+        if upsert:  # returns a row per row written already
+            insert = upsert_latest(spec, stage)
+        else:
+            insert = insert_skipping(spec, stage, identity=identity, time=time)
+            insert = sql.SQL("{} RETURNING *").format(insert)
+        after, params = on_inserted if on_inserted is not None else ("SELECT 1", ())
+        statement = sql.SQL(
+            "WITH inserted AS ({insert}), after AS ({after}) SELECT count(*) FROM inserted"
+        ).format(insert=insert, after=sql.SQL(after))
+        created = spec.name not in self._staged
+        truncate = self._staged.get(spec.name, 0) + len(rows) >= staging.STAGE_TRUNCATE_ROWS
+        empty = sql.SQL("TRUNCATE {}" if truncate else "DELETE FROM {}").format(stage)
+        try:
+            with translating(), conn.cursor() as cur, conn.cursor() as counted:
+                ensure_stage(conn, spec, self._staged, prefix=self._prefix)
+                if spec.name not in self._empty:
+                    cur.execute(sql.SQL("DELETE FROM {}").format(stage))
+                self._empty.discard(spec.name)
+                copy_rows(cur, spec, rows, stage)
+                with conn.pipeline():
+                    counted.execute(statement, params)
+                    for follow, follow_params in then:
+                        cur.execute(follow.encode(), follow_params or None)
+                    cur.execute(empty)
+                    conn.commit()
+                row = counted.fetchone()
+        except BaseException:
+            if created:
+                self._staged.pop(spec.name, None)
+            self._rollback()
+            raise
+        self._staged[spec.name] = 0 if truncate else self._staged[spec.name] + len(rows)
+        self._empty.add(spec.name)
+        return int(row[0]) if row is not None else 0
+
+    def _rollback(self) -> None:
+        """End a failed implicit transaction (a connection that broke is dropped)."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            self.close()

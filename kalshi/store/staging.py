@@ -186,7 +186,14 @@ def insert_skipping(
     already stored: by the table's key (:func:`insert_new`) when ``identity`` is ``None``;
     otherwise also by ``identity`` (columns that make two rows the same event; ``time`` is
     its leading time column, matched first through the index), so rows with another key
-    but the same event are dropped, and one row per event is kept."""
+    but the same event are dropped, and one row per event is kept.
+
+    The stored rows are looked up row by row through the ``(ticker, time)`` index
+    (``OFFSET 0`` keeps the ``NOT EXISTS`` a per-row subplan): as an anti-join the planner,
+    which has no statistics for a stage and stale ones for a table that grows (a fresh
+    production), hashed the whole stored table for every batch, a cost that grew with the
+    table (issue 19: 1.5 ms a batch of 100 tickers at 5,000 stored, 0.3 ms through the
+    index)."""
     if identity is None:
         return insert_new(spec, stage)
     name = sql.Identifier(spec.name)
@@ -195,7 +202,7 @@ def insert_skipping(
     return sql.SQL(
         "INSERT INTO {name} ({targets}) SELECT DISTINCT ON ({distinct}) {sources} "
         "FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE t.ticker = s.ticker "
-        "AND t.{time} = s.{time} AND ({theirs}) IS NOT DISTINCT FROM ({mine})) "
+        "AND t.{time} = s.{time} AND ({theirs}) IS NOT DISTINCT FROM ({mine}) OFFSET 0) "
         "ORDER BY {distinct} ON CONFLICT DO NOTHING"
     ).format(
         name=name,

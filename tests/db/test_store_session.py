@@ -128,3 +128,38 @@ def test_a_stage_created_in_a_rolled_back_transaction_is_created_again(db_url: s
     with connect_db(db_url) as db:
         rows = db.fetch_rows("trades")
     assert [r.trade_id for r in rows] == ["t1", "t2"]
+
+
+def test_insert_committed_writes_what_is_new_with_its_statements_or_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One transaction in few round trips: the stage's rows inserted skipping stored ones,
+    a statement over the rows inserted, the follow-up statements, the stage left empty
+    (TRUNCATE every ``STAGE_TRUNCATE_ROWS`` rows); a failure writes nothing of it, and a
+    stage filled by :meth:`Session.insert_skipping` in between is emptied first."""
+    monkeypatch.setattr(staging, "STAGE_TRUNCATE_ROWS", 5)
+    with connect_db(db_url) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS seen (n bigint, at bigint)")
+        db.execute("TRUNCATE seen")
+    session = Session(db_url, stage_prefix="_test_")
+    seen = ("INSERT INTO seen SELECT count(*), min(exchange_ts) FROM inserted", ())
+    note = ("INSERT INTO seen VALUES (%s, %s)", (-1, 0))
+    try:
+        first = session.insert_committed("trades", [_trade(1), _trade(2)], on_inserted=seen)
+        again = session.insert_committed("trades", [_trade(2), _trade(3)], on_inserted=seen)
+        with pytest.raises(StoreError, match="division by zero"):
+            session.insert_committed("trades", [_trade(4)], then=[note, ("SELECT 1/0", ())])
+        with session.transaction():  # leaves its rows in the stage
+            assert session.insert_skipping("trades", [_trade(3), _trade(5)]) == 1
+        last = session.insert_committed("trades", [_trade(4), _trade(6)], then=[note])
+        with session.transaction():
+            staged = session.query("SELECT count(*) FROM _test_trades")
+    finally:
+        session.close()
+    assert (first, again, last) == (2, 1, 2)
+    assert staged == [(0,)]
+    base = 1_700_000_000_000_000
+    with connect_db(db_url) as db:
+        rows = db.fetch_rows("trades")
+        assert db.query("SELECT n, at FROM seen") == [(2, base + 1), (1, base + 3), (-1, 0)]
+    assert [r.trade_id for r in rows] == [f"t{n}" for n in range(1, 7)]
