@@ -7,8 +7,8 @@ The simulator is reached over in-memory streams (kalshi.testing.memory), so
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from kalshi.gather.context import GatherContext, RowSink
 from kalshi.models.rows import TABLE_COLUMNS, Row
 from kalshi.net import system_wall_us
 from kalshi.pipeline import FrameProcessor
-from kalshi.sim import open_sim_exchange
+from kalshi.sim import SimExchange, open_sim_exchange
 from kalshi.testing import PINNED_START_US
 from kalshi.testing.memory import memory_connector
 from tests.gather.support import sim_config
@@ -30,6 +30,33 @@ from tests.gather.support import sim_config
 async def drain(receive: trio.MemoryReceiveChannel[Row]) -> None:
     async for _ in receive:
         pass
+
+
+def virtual_wall_us() -> int:
+    """Wall time that moves with the virtual clock, for both sides (µs since the epoch)."""
+    return PINNED_START_US + int(trio.current_time() * 1e6)
+
+
+def sim_exchange(rate: float = 50.0, **options: Any) -> AbstractAsyncContextManager[SimExchange]:
+    """The simulator these tests run against: 10 markets, 4 active, seed 2, pinned start."""
+    return open_sim_exchange(
+        markets=10, active=4, rate=rate, seed=2, port=0, start_us=PINNED_START_US, **options
+    )
+
+
+def row_sink(
+    nursery: trio.Nursery,
+    held: str | None = None,
+    consume: Callable[[trio.MemoryReceiveChannel[Row]], Awaitable[None]] | None = None,
+) -> RowSink:
+    """A queue of 10 000 rows a table, each drained in ``nursery``; the ``held`` table's
+    queue holds one row and is read by ``consume`` instead (a writer behind)."""
+    channels = {}
+    for table in TABLE_COLUMNS:
+        send, receive = trio.open_memory_channel[Row](1 if table == held else 10_000)
+        channels[table] = send
+        nursery.start_soon(consume if table == held and consume else drain, receive)
+    return RowSink(channels)
 
 
 def context(
@@ -51,21 +78,14 @@ async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     async with (
-        open_sim_exchange(
-            markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
-        ) as sim,
+        sim_exchange() as sim,
         trio.open_nursery() as nursery,
     ):
-        channels = {}
-        for table in TABLE_COLUMNS:
-            send, receive = trio.open_memory_channel[Row](10_000)
-            channels[table] = send
-            nursery.start_soon(drain, receive)
         ctx = context(
             sim,
             tmp_path,
             memory_connector(sim),
-            RowSink(channels),
+            row_sink(nursery),
             **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
         )
         conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
@@ -89,9 +109,7 @@ async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
 async def test_reconnects_back_off_exponentially_while_refused(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    async with open_sim_exchange(
-        markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
-    ) as sim:
+    async with sim_exchange() as sim:
         sim.faults.refuse_connections(1000)
         attempts: list[float] = []
         connector = memory_connector(sim)
@@ -123,21 +141,14 @@ async def test_a_stall_of_our_own_loop_is_not_the_peer_going_silent(
     """8 s pass without this process running a task (CPU starved, a long GC: issue 20 at
     full scale): frames wait in the socket, the peer was never silent, so no reconnect."""
     async with (
-        open_sim_exchange(
-            markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
-        ) as sim,
+        sim_exchange() as sim,
         trio.open_nursery() as nursery,
     ):
-        channels = {}
-        for table in TABLE_COLUMNS:
-            send, receive = trio.open_memory_channel[Row](10_000)
-            channels[table] = send
-            nursery.start_soon(drain, receive)
         ctx = context(
             sim,
             tmp_path,
             memory_connector(sim),
-            RowSink(channels),
+            row_sink(nursery),
             **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
         )
         conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
@@ -163,9 +174,7 @@ async def test_our_own_backpressure_is_neither_silence_nor_a_lost_reply(
     the data. Neither is the exchange's doing: no reconnect, and the reply is matched once
     there is room."""
     async with (
-        open_sim_exchange(
-            markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
-        ) as sim,
+        sim_exchange() as sim,
         trio.open_nursery() as nursery,
     ):
         room = trio.Event()
@@ -174,17 +183,11 @@ async def test_our_own_backpressure_is_neither_silence_nor_a_lost_reply(
             await room.wait()
             await drain(receive)
 
-        channels = {}
-        for table in TABLE_COLUMNS:
-            size = 1 if table == "orderbook_deltas" else 10_000
-            send, receive = trio.open_memory_channel[Row](size)
-            channels[table] = send
-            nursery.start_soon(drain_later if table == "orderbook_deltas" else drain, receive)
         ctx = context(
             sim,
             tmp_path,
             memory_connector(sim),
-            RowSink(channels),
+            row_sink(nursery, "orderbook_deltas", drain_later),
             **{
                 "websocket.silence_timeout": "5s",
                 "websocket.ping_interval": "1s",
@@ -223,22 +226,10 @@ async def test_a_session_lost_while_reading_a_backlog_backfills_from_where_readi
     after the last trade it carried was made; the backfill must start at that trade, not
     at the moment the error was read."""
 
-    def clock() -> int:  # wall time that moves with the virtual clock, for both sides
-        return PINNED_START_US + int(trio.current_time() * 1e6)
-
     received: set[str] = set()
     trade_id = TABLE_COLUMNS["trades"].index("trade_id")
     async with (
-        open_sim_exchange(
-            markets=10,
-            active=4,
-            rate=200.0,
-            seed=2,
-            port=0,
-            start_us=PINNED_START_US,
-            clock=clock,
-            buffer_limit=20_000,
-        ) as sim,
+        sim_exchange(rate=200.0, clock=virtual_wall_us, buffer_limit=20_000) as sim,
         trio.open_nursery() as nursery,
     ):
         room = trio.Event()
@@ -248,21 +239,16 @@ async def test_a_session_lost_while_reading_a_backlog_backfills_from_where_readi
             async for row in receive:
                 received.add(str(row[trade_id]))
 
-        channels = {}
-        for table in TABLE_COLUMNS:
-            send, receive = trio.open_memory_channel[Row](1 if table == "trades" else 10_000)
-            channels[table] = send
-            nursery.start_soon(collect if table == "trades" else drain, receive)
         backfill_send, backfill = trio.open_memory_channel[Any](10)
         ctx = context(
             sim,
             tmp_path,
             memory_connector(sim, lockstep=True),
-            RowSink(channels),
+            row_sink(nursery, "trades", collect),
             # one frame read ahead: the reader soon waits too, and the exchange's buffer fills
             **{"websocket.read_ahead": 1},
         )
-        ctx.wall_us = clock
+        ctx.wall_us = virtual_wall_us
         ctx.backfill = backfill_send
         conn = Connection(ctx, "trade-0", "trade", scoped=False)
         nursery.start_soon(conn.run)
@@ -287,9 +273,7 @@ async def test_waiting_to_handle_a_lifecycle_message_is_not_silence(
     that waits (issue 20 at 20 000 msgs/s: four lifecycle connections declared "silent for
     5s" together after 63 s unread). Our own wait, so no reconnect."""
     async with (
-        open_sim_exchange(
-            markets=10, active=4, rate=50.0, seed=2, port=0, start_us=PINNED_START_US
-        ) as sim,
+        sim_exchange() as sim,
         trio.open_nursery() as nursery,
     ):
         room = trio.Event()
@@ -301,16 +285,11 @@ async def test_waiting_to_handle_a_lifecycle_message_is_not_silence(
             await room.wait()
             handled.append(out)
 
-        channels = {}
-        for table in TABLE_COLUMNS:
-            send, receive = trio.open_memory_channel[Row](10_000)
-            channels[table] = send
-            nursery.start_soon(drain, receive)
         ctx = context(
             sim,
             tmp_path,
             memory_connector(sim),
-            RowSink(channels),
+            row_sink(nursery),
             **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
         )
         ctx.on_lifecycle = on_lifecycle
@@ -339,9 +318,6 @@ async def test_a_reply_behind_a_backlog_read_slowly_is_not_lost(
     and older than the command, so it is not a lost reply. Matched once read: no
     reconnect."""
 
-    def clock() -> int:  # wall time that moves with the virtual clock, for both sides
-        return PINNED_START_US + int(trio.current_time() * 1e6)
-
     fast = trio.Event()
 
     class SlowReads:
@@ -360,15 +336,7 @@ async def test_a_reply_behind_a_backlog_read_slowly_is_not_lost(
             return await self._ws.receive()
 
     async with (
-        open_sim_exchange(
-            markets=10,
-            active=4,
-            rate=50.0,
-            seed=2,
-            port=0,
-            start_us=PINNED_START_US,
-            clock=clock,
-        ) as sim,
+        sim_exchange(clock=virtual_wall_us) as sim,
         trio.open_nursery() as nursery,
     ):
         inner = memory_connector(sim)
@@ -378,23 +346,18 @@ async def test_a_reply_behind_a_backlog_read_slowly_is_not_lost(
             async with inner(url, headers, max_frame_bytes) as ws:
                 yield SlowReads(ws)
 
-        channels = {}
-        for table in TABLE_COLUMNS:
-            send, receive = trio.open_memory_channel[Row](10_000)
-            channels[table] = send
-            nursery.start_soon(drain, receive)
         ctx = context(
             sim,
             tmp_path,
             slow,
-            RowSink(channels),
+            row_sink(nursery),
             **{
                 "websocket.silence_timeout": "5s",
                 "websocket.ping_interval": "1s",
                 "websocket.command_timeout": "10s",
             },
         )
-        ctx.wall_us = clock
+        ctx.wall_us = virtual_wall_us
         tickers = sim.engine.active_tickers
         conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
         conn.add(tickers[:2])
@@ -426,21 +389,9 @@ async def test_a_full_writer_queue_does_not_stop_a_whole_exchange_read(
     times a run): the exchange's small buffer never overflows, nothing reconnects, and
     every frame read is handled once there is room."""
 
-    def clock() -> int:  # wall time that moves with the virtual clock, for both sides
-        return PINNED_START_US + int(trio.current_time() * 1e6)
-
     rows: list[Row] = []
     async with (
-        open_sim_exchange(
-            markets=10,
-            active=4,
-            rate=200.0,
-            seed=2,
-            port=0,
-            start_us=PINNED_START_US,
-            clock=clock,
-            buffer_limit=20_000,
-        ) as sim,
+        sim_exchange(rate=200.0, clock=virtual_wall_us, buffer_limit=20_000) as sim,
         trio.open_nursery() as nursery,
     ):
         room = trio.Event()
@@ -450,23 +401,18 @@ async def test_a_full_writer_queue_does_not_stop_a_whole_exchange_read(
             async for row in receive:
                 rows.append(row)
 
-        channels = {}
-        for table in TABLE_COLUMNS:
-            send, receive = trio.open_memory_channel[Row](1 if table == "tickers" else 10_000)
-            channels[table] = send
-            nursery.start_soon(collect if table == "tickers" else drain, receive)
         ctx = context(
             sim,
             tmp_path,
             memory_connector(sim, lockstep=True),
-            RowSink(channels),
+            row_sink(nursery, "tickers", collect),
             **{
                 "websocket.silence_timeout": "5s",
                 "websocket.ping_interval": "1s",
                 "websocket.read_ahead": 65_536,
             },
         )
-        ctx.wall_us = clock
+        ctx.wall_us = virtual_wall_us
         conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
         nursery.start_soon(conn.run)
         while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
