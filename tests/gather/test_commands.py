@@ -17,9 +17,7 @@ from kalshi.gather.layout import Layout
 from kalshi.models.rows import GapRow
 from kalshi.sim import open_sim_exchange
 from kalshi.testing import PINNED_START_US
-from kalshi.testing.memory import memory_connector
-from tests.gather.test_connection_timing import context
-from tests.gather.test_liveness import collecting_sink, wait_state
+from tests.gather.test_liveness import collecting_context, wait_state
 
 
 def sim_subscription(sim: Any, channel: str) -> set[str]:
@@ -47,12 +45,10 @@ async def test_error_27_pauses_and_resends_until_every_market_is_on(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     async with exchange(command_rate=1.0) as sim, trio.open_nursery() as nursery:
-        sink, rows = collecting_sink(nursery)
-        ctx = context(
+        ctx, rows = collecting_context(
             sim,
             tmp_path,
-            memory_connector(sim),
-            sink,
+            nursery,
             **{"websocket.markets_per_command": 1, "websocket.reconnect_backoff": "1s"},
         )
         conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
@@ -70,10 +66,7 @@ async def test_error_26_finds_the_cap_and_records_what_no_connection_takes(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     async with exchange(market_cap=2) as sim, trio.open_nursery() as nursery:
-        sink, rows = collecting_sink(nursery)
-        ctx = context(
-            sim, tmp_path, memory_connector(sim), sink, **{"websocket.refusal_retry": "5s"}
-        )
+        ctx, rows = collecting_context(sim, tmp_path, nursery, **{"websocket.refusal_retry": "5s"})
         conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
         tickers = sorted(sim.engine.active_tickers[:4])
         conn.add(tickers)
@@ -106,12 +99,10 @@ async def test_error_26_moves_markets_to_a_connection_with_room(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     async with exchange(market_cap=3) as sim, trio.open_nursery() as nursery:
-        sink, rows = collecting_sink(nursery)
-        ctx = context(
+        ctx, rows = collecting_context(
             sim,
             tmp_path,
-            memory_connector(sim),
-            sink,
+            nursery,
             **{
                 "websocket.orderbook_connections": 3,
                 "websocket.ticker_connections": 0,
@@ -146,12 +137,10 @@ async def test_a_command_without_a_reply_ends_the_session(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     async with exchange() as sim, trio.open_nursery() as nursery:
-        sink, _ = collecting_sink(nursery)
-        ctx = context(
+        ctx, _ = collecting_context(
             sim,
             tmp_path,
-            memory_connector(sim),
-            sink,
+            nursery,
             **{"websocket.command_timeout": "10s", "websocket.reconnect_backoff": "1s"},
         )
         conn = Connection(ctx, "trade-0", "trade", scoped=False)
@@ -176,12 +165,10 @@ async def test_a_reply_that_arrives_as_the_command_timeout_falls_is_matched(
     ``start + 10`` falls, in the batch that wakes the keepalive: a reply that reached the
     socket by the deadline is not lost (the scale test on a starved 2-core machine)."""
     async with exchange() as sim, trio.open_nursery() as nursery:
-        sink, _ = collecting_sink(nursery)
-        ctx = context(
+        ctx, _ = collecting_context(
             sim,
             tmp_path,
-            memory_connector(sim),
-            sink,
+            nursery,
             **{"websocket.command_timeout": "10s", "websocket.reconnect_backoff": "1s"},
         )
         conn = Connection(ctx, "trade-0", "trade", scoped=False)
@@ -204,8 +191,7 @@ async def test_the_older_subscribed_shape_is_resolved_by_list_subscriptions(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     async with exchange() as sim, trio.open_nursery() as nursery:
-        sink, rows = collecting_sink(nursery)
-        ctx = context(sim, tmp_path, memory_connector(sim), sink)
+        ctx, rows = collecting_context(sim, tmp_path, nursery)
         conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
         conn.add(sim.engine.active_tickers[:2])
         sim.faults.bare_subscribed(3600)
@@ -267,10 +253,7 @@ async def test_a_refused_whole_exchange_subscribe_waits_before_asking_again(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     async with exchange() as sim, trio.open_nursery() as nursery:
-        sink, _ = collecting_sink(nursery)
-        ctx = context(
-            sim, tmp_path, memory_connector(sim), sink, **{"websocket.refusal_retry": "60s"}
-        )
+        ctx, _ = collecting_context(sim, tmp_path, nursery, **{"websocket.refusal_retry": "60s"})
         conn = Connection(ctx, "multivariate-0", "multivariate", scoped=False)  # error 8
         nursery.start_soon(conn.run)
         await trio.sleep(100)

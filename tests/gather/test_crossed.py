@@ -13,9 +13,7 @@ import trio.testing
 from kalshi.gather.connection import Connection
 from kalshi.sim import open_sim_exchange
 from kalshi.testing import PINNED_START_US
-from kalshi.testing.memory import memory_connector
-from tests.gather.test_connection_timing import context
-from tests.gather.test_liveness import collecting_sink, wait_state
+from tests.gather.test_liveness import collecting_context, wait_state
 
 
 async def test_a_crossing_delta_is_counted_recorded_and_resnapshotted(
@@ -27,9 +25,8 @@ async def test_a_crossing_delta_is_counted_recorded_and_resnapshotted(
         ) as sim,
         trio.open_nursery() as nursery,
     ):
-        sink, rows = collecting_sink(nursery)
-        ctx = context(
-            sim, tmp_path, memory_connector(sim), sink, **{"websocket.crossed_book_frames": 2}
+        ctx, rows = collecting_context(
+            sim, tmp_path, nursery, **{"websocket.crossed_book_frames": 2}
         )
         conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
         (ticker,) = sim.engine.active_tickers

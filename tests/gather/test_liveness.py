@@ -8,13 +8,14 @@ simulator does too; any inbound byte proves a connection alive. A permanent clos
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 from kalshi.gather.connection import Connection
-from kalshi.gather.context import RowSink
+from kalshi.gather.context import GatherContext, RowSink
 from kalshi.models.rows import TABLE_COLUMNS, Row
 from kalshi.sim import open_sim_exchange
 from kalshi.testing import PINNED_START_US
@@ -40,6 +41,19 @@ def collecting_sink(nursery: trio.Nursery) -> tuple[RowSink, dict[str, list[Row]
     return RowSink(channels), rows
 
 
+def collecting_context(
+    sim: Any,
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    connector: Any = None,
+    **overrides: Any,
+) -> tuple[GatherContext, dict[str, list[Row]]]:
+    """A one-connection context (:func:`context`) over ``connector`` (the simulator's
+    in-memory one by default) whose rows land in lists, one per table (:func:`collecting_sink`)."""
+    sink, rows = collecting_sink(nursery)
+    return context(sim, tmp_path, connector or memory_connector(sim), sink, **overrides), rows
+
+
 async def wait_state(conn: Connection, state: str) -> None:
     while conn.state != state:  # noqa: ASYNC110 - state of the task under test
         await trio.sleep(0.01)
@@ -56,12 +70,11 @@ async def test_a_quiet_connection_with_empty_pongs_stays_up(
         trio.open_nursery() as nursery,
     ):
         sim.engine.pause()  # nothing but pings and pongs: lifecycle on a quiet exchange
-        sink, rows = collecting_sink(nursery)
-        ctx = context(
+        ctx, rows = collecting_context(
             sim,
             tmp_path,
+            nursery,
             memory_connector(sim, transport),
-            sink,
             **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "2s"},
         )
         conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
@@ -88,12 +101,11 @@ async def test_a_permanent_close_code_stops_the_connection(
         ) as sim,
         trio.open_nursery() as nursery,
     ):
-        sink, rows = collecting_sink(nursery)
-        ctx = context(
+        ctx, rows = collecting_context(
             sim,
             tmp_path,
+            nursery,
             memory_connector(sim, transport),
-            sink,
             **{"websocket.reconnect_backoff": "1s"},
         )
         conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
@@ -132,12 +144,11 @@ async def test_a_pong_that_arrives_as_the_silence_deadline_falls_keeps_the_conne
         trio.open_nursery() as nursery,
     ):
         sim.engine.pause()
-        sink, rows = collecting_sink(nursery)
-        ctx = context(
+        ctx, rows = collecting_context(
             sim,
             tmp_path,
+            nursery,
             memory_connector(sim, transport),
-            sink,
             **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "2.5s"},
         )
         conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
