@@ -105,6 +105,25 @@ async def merge(production: str, urls: dict[str, str]) -> Deduplicator:
     return dedup
 
 
+async def first_round(
+    make_db: Callable[..., str], tmp_path: Path, seed: int
+) -> tuple[dict[str, str], dict[str, int], str, Deduplicator]:
+    """Three gatherers (:data:`SKEWS`) record ``seed``'s truth and commit half of it
+    (:func:`commit_half`); one pass merges that into a new production database. Returns the
+    gatherers' URLs, their cuts, production's URL and the pass's deduplicator."""
+    urls = await write_all(make_db, skewed(seed), tmp_path)
+    cuts = commit_half(urls)
+    production = make_db()
+    dedup = await merge(production, urls)
+    return urls, cuts, production, dedup
+
+
+async def second_round(production: str, urls: dict[str, str]) -> None:
+    """The rest is committed (:func:`commit_all`) and merged in one more pass."""
+    commit_all(urls)
+    await merge(production, urls)
+
+
 def s3_tables(files: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
     """Every row of every Parquet part in the bucket, per table."""
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in EXPORT_TABLES}
@@ -169,10 +188,7 @@ async def test_windows_close_by_what_each_gatherer_committed_with_clocks_90s_apa
     # each in its own clock) let g1's close every window while half of the rows were still
     # to come; now a window closes when every gatherer's committed watermark, as exchange
     # time through its own rows, has passed it: nothing exported is ever rewritten.
-    urls = await write_all(make_db, skewed(41), tmp_path)
-    cuts = commit_half(urls)
-    production = make_db()
-    dedup = await merge(production, urls)
+    urls, cuts, production, dedup = await first_round(make_db, tmp_path, 41)
     s3 = s3_config(s3_server, "export-clocks-closing")
     exporter = Exporter(production, s3)
     try:
@@ -205,8 +221,7 @@ async def test_windows_close_by_what_each_gatherer_committed_with_clocks_90s_apa
             gauge = metrics.CLOCK_OFFSET.labels(gid)._value.get()
             assert round(gauge, 3) == health["gatherers"][gid]["clock_offset_s"]
 
-        commit_all(urls)
-        await merge(production, urls)
+        await second_round(production, urls)
         survey = await exporter.survey()
         assert survey.rewrites == []  # the windows exported first were complete
         second = await exporter.export(survey.windows)
@@ -235,17 +250,13 @@ async def test_rows_that_reach_a_window_after_its_export_are_in_s3_exactly_once(
     # `--all-windows` exports every window while half of the rows are still in the
     # gatherers' writers: the windows not closed are recorded partial; when the rest is
     # merged, the windows that gained rows are rewritten, and S3 holds every row once.
-    urls = await write_all(make_db, skewed(42), tmp_path)
-    commit_half(urls)
-    production = make_db()
-    await merge(production, urls)
+    urls, _, production, _ = await first_round(make_db, tmp_path, 42)
     s3 = s3_config(s3_server, "export-clocks-late")
     exporter = Exporter(production, s3)
     try:
         first = await exporter.export_closed(until=ALL_WINDOWS)
         partial = [e for e in first if e.partial]
-        commit_all(urls)
-        await merge(production, urls)
+        await second_round(production, urls)
         before = s3_tables(objects(s3_server, s3.bucket))
         survey = await exporter.survey()
         again = await exporter.export(survey.windows)
@@ -333,16 +344,12 @@ async def test_an_exporter_stopped_after_marking_windows_stale_rewrites_them_nex
     # The touched times become stale marks in the transaction that deletes them; an
     # exporter that stops (kill -9) before rewriting leaves the marks, and the next one
     # rewrites exactly those windows.
-    urls = await write_all(make_db, skewed(42), tmp_path)
-    commit_half(urls)
-    production = make_db()
-    await merge(production, urls)
+    urls, _, production, _ = await first_round(make_db, tmp_path, 42)
     s3 = s3_config(s3_server, "export-clocks-stopped")
     exporter = Exporter(production, s3)
     try:
         await exporter.export_closed(until=ALL_WINDOWS)
-        commit_all(urls)
-        await merge(production, urls)
+        await second_round(production, urls)
         marked = await exporter._read(exporter._reader.mark_stale, exporter.tables, 100_000)
     finally:
         exporter.close()  # stopped before the rewrite
