@@ -8,31 +8,57 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 import yaml
-from dedup_support import MISSES, assert_production_is_truth, write_recording
+from dedup_support import MISSES, assert_production_is_truth, write_all
 
 from kalshi.store import EmbeddedPostgres, connect_db
-from kalshi.testing.recording import make_truth, record
+from kalshi.testing.recording import Recording, Truth, make_truth, record
 
 
-def _config(path: Path, production: str, urls: dict[str, str]) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "gatherers": [{"id": g, "timescaledb": u} for g, u in urls.items()],
-                "production": {"url": production},
-                "sync": {"poll_interval": "50ms", "batch_size": 5},
-                "metrics": {"enabled": False},
-                "http": {"port": 0},
-                "logging": {"level": "warning"},
-            }
-        )
-    )
+def _config(
+    path: Path, production: str, urls: dict[str, str], export_to: Path | None = None
+) -> Path:
+    """A dedup config at ``path``; with ``export_to``, the export writes hour windows there
+    (a local directory, no S3)."""
+    settings: dict[str, Any] = {
+        "gatherers": [{"id": g, "timescaledb": u} for g, u in urls.items()],
+        "production": {"url": production},
+        "sync": {"poll_interval": "50ms", "batch_size": 5},
+        "metrics": {"enabled": False},
+        "http": {"port": 0},
+        "logging": {"level": "warning"},
+    }
+    if export_to is not None:
+        settings["s3_export"] = {"enabled": True, "local_dir": str(export_to), "window": "1h"}
+    path.write_text(yaml.safe_dump(settings))
     return path
+
+
+def recordings(truth: Truth, latencies_us: Sequence[int] = (700, 700, 700)) -> list[Recording]:
+    """What each gatherer of :data:`MISSES` recorded of ``truth``, the i-th one
+    ``latencies_us[i]`` µs behind the exchange (700: :func:`record`'s default)."""
+    return [
+        record(truth, gid, misses, conn_base=i + 1, latency_us=latency)
+        for i, ((gid, misses), latency) in enumerate(zip(MISSES.items(), latencies_us, strict=True))
+    ]
+
+
+async def _kalshi(config: Path, *args: str) -> str:
+    """``kalshi ARGS --config CONFIG`` as a process; asserts it exits 0, returns its stdout."""
+    with trio.fail_after(120):
+        done = await trio.run_process(
+            [sys.executable, "-m", "kalshi", *args, "--config", str(config)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()
 
 
 def _dedup(config: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -48,11 +74,7 @@ async def test_kill_9_mid_merge_then_restart_leaves_no_duplicates_and_no_holes(
 ) -> None:
     # 500 ms steps: the order books take several merge transactions (5 minutes each).
     truth = make_truth(21, events=1500, step_us=500_000)
-    urls = {}
-    for i, (gid, misses) in enumerate(MISSES.items()):
-        urls[gid] = make_db()
-        rec = record(truth, gid, misses, conn_base=i + 1, latency_us=600 + 150 * i)
-        await write_recording(urls[gid], rec, tmp_path / gid)
+    urls = await write_all(make_db, recordings(truth, (600, 750, 900)), tmp_path)
     production = make_db()
     config = _config(tmp_path / "dedup.yaml", production, urls)
     total = len(truth.deltas())
@@ -74,14 +96,7 @@ async def test_kill_9_mid_merge_then_restart_leaves_no_duplicates_and_no_holes(
                 proc.kill()
                 proc.wait()
 
-    with trio.fail_after(120):
-        done = await trio.run_process(
-            [sys.executable, "-m", "kalshi", "dedup", "--config", str(config), "--once"],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr.decode()
+    await _kalshi(config, "dedup", "--once")
     assert_production_is_truth(production, truth, MISSES)
 
 
@@ -89,37 +104,19 @@ async def test_once_merges_and_exports_closed_windows_and_export_force_redoes_th
     make_db: Callable[..., str], tmp_path: Path
 ) -> None:
     truth = make_truth(22, events=200)
-    urls = {}
-    for i, (gid, misses) in enumerate(MISSES.items()):
-        urls[gid] = make_db()
-        rec = record(truth, gid, misses, conn_base=i + 1)
-        await write_recording(urls[gid], rec, tmp_path / gid)
+    urls = await write_all(make_db, recordings(truth), tmp_path)
     production = make_db()
-    config = _config(tmp_path / "dedup.yaml", production, urls)
-    settings = yaml.safe_load(config.read_text())
     out = tmp_path / "out"
-    settings["s3_export"] = {"enabled": True, "local_dir": str(out), "window": "1h"}
-    config.write_text(yaml.safe_dump(settings))
+    config = _config(tmp_path / "dedup.yaml", production, urls, export_to=out)
 
-    async def kalshi(*args: str) -> str:
-        with trio.fail_after(120):
-            done = await trio.run_process(
-                [sys.executable, "-m", "kalshi", *args, "--config", str(config)],
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
-        assert done.returncode == 0, done.stderr.decode()
-        return done.stdout.decode()
-
-    printed = await kalshi("dedup", "--once")
+    printed = await _kalshi(config, "dedup", "--once")
     assert "source switches:" in printed
     # The recording is long past, so its hour is closed: every table's window is exported.
     assert "exported 5 windows" in printed
     assert_production_is_truth(production, truth, MISSES)
-    printed = await kalshi("export")
+    printed = await _kalshi(config, "export")
     assert "export: no closed window to export" in printed
-    printed = await kalshi("export", "--force")
+    printed = await _kalshi(config, "export", "--force")
     assert "exported 5 windows" in printed
     with connect_db(production) as db:
         counts = {t: db.count(t) for t in ("trades", "tickers", "gaps", "orderbook_snapshots")}
@@ -168,35 +165,18 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
     """What `just demo` then `just run-dedup --once` meets: stopped gatherers whose ingest
     watermark stays at their last receipt, so their newest hour never closes by itself."""
     truth = make_truth(23, events=200)
-    urls = {}
-    for i, (gid, misses) in enumerate(MISSES.items()):
-        urls[gid] = make_db()
-        rec = record(truth, gid, misses, conn_base=i + 1)
-        await write_recording(urls[gid], rec, tmp_path / gid)
-        with connect_db(urls[gid]) as db:  # what a gatherer leaves when it stops
+    urls = await write_all(make_db, recordings(truth), tmp_path)
+    for gid, url in urls.items():
+        with connect_db(url) as db:  # what a gatherer leaves when it stops
             last = db.query("SELECT max(received_at) FROM orderbook_deltas")[0][0]
             db.execute(
                 "INSERT INTO ingest_watermark VALUES (%s, %s, %s)", (gid, last + 1, last + 1)
             )
     production = make_db()
-    config = _config(tmp_path / "dedup.yaml", production, urls)
-    settings = yaml.safe_load(config.read_text())
     out = tmp_path / "out"
-    settings["s3_export"] = {"enabled": True, "local_dir": str(out), "window": "1h"}
-    config.write_text(yaml.safe_dump(settings))
+    config = _config(tmp_path / "dedup.yaml", production, urls, export_to=out)
 
-    async def kalshi(*args: str) -> str:
-        with trio.fail_after(120):
-            done = await trio.run_process(
-                [sys.executable, "-m", "kalshi", *args, "--config", str(config)],
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
-        assert done.returncode == 0, done.stderr.decode()
-        return done.stdout.decode()
-
-    printed = await kalshi("dedup", "--once")
+    printed = await _kalshi(config, "dedup", "--once")
     held = [line for line in printed.splitlines() if line.startswith("export:")]
     assert held[-2:] == [
         "export: if the gatherers have stopped, --all-windows exports those windows now",
@@ -214,13 +194,13 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
     )
     assert not out.exists()
     # the same hour asked for with --until a second before its end: every table says so
-    printed = await kalshi("export", "--until", "2026-01-01T00:59:59Z")
+    printed = await _kalshi(config, "export", "--until", "2026-01-01T00:59:59Z")
     assert printed.splitlines() == [
         f"export: {table} held back from 2026-01-01T00:00:00Z: its window ends at"
         " 2026-01-01T01:00:00Z, after --until"
         for table in ("trades", "orderbook_deltas", "orderbook_snapshots", "tickers", "gaps")
     ] + ["export: no closed window to export"]
-    printed = await kalshi("dedup", "--once", "--all-windows")
+    printed = await _kalshi(config, "dedup", "--once", "--all-windows")
     assert printed.splitlines()[-1].startswith("exported 5 windows, ")
     with connect_db(production) as db:
         counts = {t: db.count(t) for t in ("trades", "tickers", "gaps", "orderbook_snapshots")}
@@ -228,7 +208,7 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
         p.parent.parent.parent.name: json.loads(p.read_text()) for p in out.rglob("_manifest.json")
     }
     assert {t: m["rows"] for t, m in manifests.items() if t != "orderbook_deltas"} == counts
-    printed = await kalshi("export", "--all-windows")
+    printed = await _kalshi(config, "export", "--all-windows")
     assert printed == "export: no closed window to export\n"
     # trades that reached g0's database late (a backfill over REST), one of that hour and
     # one of the hour before, which had no row (never exported, behind the export): the
@@ -243,7 +223,7 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
                 (at, last + 1, trade_id),
             )
         db.execute("UPDATE ingest_watermark SET complete_before = %s", (last + 2,))
-    printed = await kalshi("dedup", "--once")
+    printed = await _kalshi(config, "dedup", "--once")
     assert "export: 2 windows behind the export gained rows since; writing them again" in printed
     assert printed.splitlines()[-1].startswith("exported 2 windows, ")
     trades = {
