@@ -220,6 +220,20 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
             "--from: expected an RFC 3339 time or µs since the epoch, got 'yesterday'",
         ),
         (
+            (
+                "replay",
+                journal,
+                "--format",
+                "jsonl",
+                "--from",
+                "2027-01-01T00:00:00Z",
+                "--to",
+                "2026-01-01T00:00:00Z",
+            ),
+            "--from (2027-01-01T00:00:00Z) is after --to (2026-01-01T00:00:00Z):"
+            " the range holds nothing",
+        ),
+        (
             ("replay", journal, "--format", "jsonl", "--db", "postgresql://x/y"),
             "--db and --format exclude each other: a replay goes to one place",
         ),
