@@ -814,6 +814,12 @@ class Store:
 
     def _open(self) -> None:
         self._lock = lock_directory(self._spool_root)
+        try:
+            self.dead_letters.check()
+        except BaseException:
+            self._lock.close()
+            self._lock = None
+            raise
         for writer in self._writers.values():
             writer.spool.load()
             writer.next_seq = writer.spool.max_seq() + 1

@@ -77,6 +77,17 @@ def test_journal_directory_that_is_a_file_is_one_line(db_url: str, tmp_path: Pat
     ]
 
 
+def test_unusable_dead_letter_directory_is_one_line(db_url: str, tmp_path: Path) -> None:
+    # Fresh-user finding 12: checked at start like journal.dir and spool.dir.
+    (tmp_path / "dead").write_text("not a directory\n")
+    result = _gather(_config(tmp_path, db_url))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1:] == [
+        f"error: {tmp_path / 'dead'}: cannot use the dead-letter directory: File exists"
+    ]
+
+
 def test_second_gatherer_with_the_same_id_is_refused(db_url: str, tmp_path: Path) -> None:
     # Issue 18 item 7: a journal owned by a live process with the same gatherer id.
     folder = tmp_path / "journal" / "err-1"
