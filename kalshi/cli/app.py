@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import trio
-from cyclopts import App
+from cyclopts import App, CycloptsError
 from rich.console import Console
+from rich.text import Text
 
 from kalshi import __version__
 from kalshi.config import LoggingConfig, load_config
@@ -32,15 +33,26 @@ __all__ = [
     "stop_on_signals",
 ]
 
-app = App(
-    name="kalshi",
-    help="Record the complete public market data of the Kalshi exchange, tick-perfect.",
-    version=__version__,
-)
 # soft_wrap: a line is never wrapped at the console's width (80 columns without a terminal),
 # so a URL, a key id or a ``rows written`` dict stays one line a script can read.
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _usage_line(exc: CycloptsError) -> Text:
+    """A malformed command line (an unknown command or option, a value cyclopts cannot
+    convert) as the one ``error: ...`` line every other usage error prints, instead of
+    cyclopts' boxed panel; cyclopts still exits 2."""
+    return Text.assemble(("error:", "bold red"), " ", " ".join(str(exc).split()))
+
+
+app = App(
+    name="kalshi",
+    help="Record the complete public market data of the Kalshi exchange, tick-perfect.",
+    version=__version__,
+    error_console=err_console,
+    error_formatter=_usage_line,
+)
 
 T = TypeVar("T")
 _log = logging.getLogger("kalshi.cli")
