@@ -63,6 +63,7 @@ class Connection:
         self.desired: set[str] = set()
         self.state = "idle"
         metrics.CONNECTIONS.labels("idle").inc()
+        metrics.RECONNECTS.labels(name)  # the series exists at 0 before the first reconnect
         self.sessions = 0
         self.reconnects = 0
         self.messages = 0

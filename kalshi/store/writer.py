@@ -208,6 +208,7 @@ class _TableWriter:
         self.batches = 0
         self.dead_letters = 0
         self._label = {"table": spec.name}
+        metrics.zero_table(spec.name)
 
     # --- acknowledgements -------------------------------------------------------------------
 
