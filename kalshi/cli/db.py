@@ -131,7 +131,14 @@ db_app.command(migrate_, name="migrate")
 
 
 @db_app.command
-def reset(*, config: ConfigOption = None, url: UrlOption = None, yes: bool = False) -> None:
+def reset(
+    *,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    yes: Annotated[
+        bool, Parameter(help="Drop without asking (for scripts: no terminal).", negative=())
+    ] = False,
+) -> None:
     """Drop every table and re-apply the migrations (asks first unless --yes)."""
     cfg = _config(config, url)
     with _store_errors(), resolve_database(cfg.timescaledb) as target:
