@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ __all__ = [
     "fail",
     "load_or_exit",
     "not_implemented",
+    "redact_url",
     "stop_on_signals",
 ]
 
@@ -63,6 +65,11 @@ class UsageError(Exception):
     missing option, no private key): :func:`kalshi.cli.main` prints one ``error:`` line
     and exits 2, as for a config error or a malformed command line. Raised before any
     work starts (no database started, nothing written)."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (``user:PASSWORD@``) shown as ``***``, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
