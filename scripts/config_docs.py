@@ -79,7 +79,9 @@ DESCRIPTIONS: dict[str, str] = {
     # timescaledb
     "timescaledb.url": "PostgreSQL/TimescaleDB URL; empty starts the embedded PostgreSQL",
     "timescaledb.max_connections": "database connections of the writers",
-    "timescaledb.data_dir": "data directory of the embedded PostgreSQL",
+    "timescaledb.data_dir": "data directory of the embedded PostgreSQL; its port, chosen at"
+    " first start, is kept there (`kalshi.conf`), so the URL survives `kalshi db down` /"
+    " `db up` (a port taken by another process is an error)",
     "timescaledb.statement_timeout": "longest a write statement may run before it fails"
     " (retried, rows spooled); a hung server is noticed within it; 0 = no bound",
     "timescaledb.lock_timeout": "longest a write waits for a table lock (`LOCK TABLE`) before"
