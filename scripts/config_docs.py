@@ -22,8 +22,11 @@ DOC = Path(__file__).resolve().parents[1] / "docs/configuration.md"
 
 DESCRIPTIONS: dict[str, str] = {
     # kalshi
-    "kalshi.rest_url": "REST API base URL (prod; demo or the simulator for tests)",
-    "kalshi.ws_url": "WebSocket URL",
+    "kalshi.rest_url": "REST API base URL (prod; demo or the simulator for tests); with no"
+    " path (`https://host`) it gets `/trade-api/v2`",
+    "kalshi.ws_url": "WebSocket URL; with no path (`wss://host`, as the seed's `.env`) it gets"
+    " `/trade-api/ws/v2`. A handshake answered HTTP 404 before any session is a configuration"
+    " error (`error:` line, exit 1), not retried",
     "kalshi.api_key": "API key id (`KALSHI-ACCESS-KEY`)",
     "kalshi.api_secret": "RSA private key: a PEM file path, inline PEM text, or `env:NAME`; "
     "never logged",
