@@ -45,8 +45,11 @@ def _checked(cfg: DedupConfig, path: Path | None) -> DedupConfig:
     same = [g.id for g in cfg.gatherers if g.timescaledb == cfg.production.url]
     if same:
         problems.append(
-            f"gatherers: {', '.join(same)} writes to the production database itself; "
-            "run the gatherer against its own database and let dedup fill production"
+            f"gatherers: {', '.join(same)} writes to the production database itself"
+            " (its timescaledb is production.url); dedup copies each gatherer's database"
+            " into production, so they must differ: point production.url at another"
+            " database, e.g. run CREATE DATABASE kalshi_production on the same server and"
+            " use its URL (docs/configuration.md, Deduplicator)"
         )
     if problems:
         config_fail(path, problems)

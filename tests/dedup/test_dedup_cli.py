@@ -147,6 +147,29 @@ async def test_once_merges_and_exports_closed_windows_and_export_force_redoes_th
     assert again.splitlines()[:8] == [*ZERO_ROWS, "source switches: 0, holes: 0"]
 
 
+def test_a_gatherer_writing_to_production_itself_is_refused_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    # The seed guide's local config used one database as gatherer and production (item 3).
+    url = "postgresql://postgres@127.0.0.1:1/kalshi"  # refused before any connection
+    config = _config(tmp_path / "dedup.yaml", url, {"local-1": url})
+    done = subprocess.run(
+        [sys.executable, "-m", "kalshi", "dedup", "--once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        f"config error: {config}: gatherers: local-1 writes to the production database itself"
+        " (its timescaledb is production.url); dedup copies each gatherer's database into"
+        " production, so they must differ: point production.url at another database, e.g."
+        " run CREATE DATABASE kalshi_production on the same server and use its URL"
+        " (docs/configuration.md, Deduplicator)"
+    ]
+
+
 def test_a_second_deduplicator_on_one_production_database_is_refused(
     make_db: Callable[..., str], tmp_path: Path
 ) -> None:
