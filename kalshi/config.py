@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import cattrs
@@ -30,6 +30,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from dotenv import dotenv_values
 
 from kalshi.errors import ConfigError
+from kalshi.wire.paths import REST_ROOT, WS_PATH
 
 __all__ = [
     "DbConfig",
@@ -112,10 +113,44 @@ def parse_size_bytes(value: object) -> ByteSize:
 # --- the shapes ---------------------------------------------------------------------------
 
 
+def _url_scheme(url: str) -> str:
+    """The scheme of ``url`` when it also names a host, else ``""``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        return ""
+    return parts.scheme.lower() if parts.hostname else ""
+
+
+def _with_path(url: str, path: str, schemes: tuple[str, str]) -> str:
+    """``url`` with the protocol's ``path`` (kalshi-api.md §1) when it has none
+    (``wss://api.elections.kalshi.com``, as the seed's ``.env`` writes it); other URLs, and
+    text that is not a URL of ``schemes`` (rejected later, by :data:`_RULES`), as given."""
+    if _url_scheme(url) not in schemes:
+        return url
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return url
+    return urlunsplit(parts._replace(path=path))
+
+
+def _rest_url(url: str) -> str:
+    return _with_path(url, REST_ROOT, ("http", "https"))
+
+
+def _ws_url(url: str) -> str:
+    return _with_path(url, WS_PATH, ("ws", "wss"))
+
+
 @frozen
 class KalshiConfig:
-    rest_url: str = "https://external-api.kalshi.com/trade-api/v2"
-    ws_url: str = "wss://external-api-ws.kalshi.com/trade-api/ws/v2"
+    rest_url: str = field(
+        default="https://external-api.kalshi.com/trade-api/v2", converter=_rest_url
+    )
+    ws_url: str = field(
+        default="wss://external-api-ws.kalshi.com/trade-api/ws/v2", converter=_ws_url
+    )
     api_key: str = ""
     # A PEM file path, inline PEM text, or env:NAME. Never logged.
     api_secret: str = field(default="", repr=False)
@@ -687,16 +722,6 @@ _RULES: dict[str, tuple[Any, str]] = {
     "poll_interval": _POSITIVE_DURATION,
     "relist_interval": _POSITIVE_DURATION,
 }
-
-
-def _url_scheme(url: str) -> str:
-    """The scheme of ``url`` when it also names a host, else ``""``."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
-    except ValueError:
-        return ""
-    return parts.scheme.lower() if parts.hostname else ""
 
 
 def _check_ranges(node: Any, path: str) -> list[str]:

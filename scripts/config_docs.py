@@ -22,8 +22,11 @@ DOC = Path(__file__).resolve().parents[1] / "docs/configuration.md"
 
 DESCRIPTIONS: dict[str, str] = {
     # kalshi
-    "kalshi.rest_url": "REST API base URL (prod; demo or the simulator for tests)",
-    "kalshi.ws_url": "WebSocket URL",
+    "kalshi.rest_url": "REST API base URL (prod; demo or the simulator for tests); with no"
+    " path (`https://host`) it gets `/trade-api/v2`",
+    "kalshi.ws_url": "WebSocket URL; with no path (`wss://host`, as the seed's `.env`) it gets"
+    " `/trade-api/ws/v2`. A handshake answered HTTP 404 before any session is a configuration"
+    " error (`error:` line, exit 1), not retried",
     "kalshi.api_key": "API key id (`KALSHI-ACCESS-KEY`)",
     "kalshi.api_secret": "RSA private key: a PEM file path, inline PEM text, or `env:NAME`; "
     "never logged",
@@ -79,7 +82,9 @@ DESCRIPTIONS: dict[str, str] = {
     # timescaledb
     "timescaledb.url": "PostgreSQL/TimescaleDB URL; empty starts the embedded PostgreSQL",
     "timescaledb.max_connections": "database connections of the writers",
-    "timescaledb.data_dir": "data directory of the embedded PostgreSQL",
+    "timescaledb.data_dir": "data directory of the embedded PostgreSQL; its port, chosen at"
+    " first start, is kept there (`kalshi.conf`), so the URL survives `kalshi db down` /"
+    " `db up` (a port taken by another process is an error)",
     "timescaledb.statement_timeout": "longest a write statement may run before it fails"
     " (retried, rows spooled); a hung server is noticed within it; 0 = no bound",
     "timescaledb.lock_timeout": "longest a write waits for a table lock (`LOCK TABLE`) before"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import trio
-from cyclopts import App
+from cyclopts import App, CycloptsError
 from rich.console import Console
+from rich.text import Text
 
 from kalshi import __version__
 from kalshi.config import LoggingConfig, load_config
@@ -29,18 +31,30 @@ __all__ = [
     "fail",
     "load_or_exit",
     "not_implemented",
+    "redact_url",
     "stop_on_signals",
 ]
+
+# soft_wrap: a line is never wrapped at the console's width (80 columns without a terminal),
+# so a URL, a key id or a ``rows written`` dict stays one line a script can read.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _usage_line(exc: CycloptsError) -> Text:
+    """A malformed command line (an unknown command or option, a value cyclopts cannot
+    convert) as the one ``error: ...`` line every other usage error prints, instead of
+    cyclopts' boxed panel; cyclopts still exits 2."""
+    return Text.assemble(("error:", "bold red"), " ", " ".join(str(exc).split()))
+
 
 app = App(
     name="kalshi",
     help="Record the complete public market data of the Kalshi exchange, tick-perfect.",
     version=__version__,
+    error_console=err_console,
+    error_formatter=_usage_line,
 )
-# soft_wrap: a line is never wrapped at the console's width (80 columns without a terminal),
-# so a URL, a key id or a ``rows written`` dict stays one line a script can read.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
 _log = logging.getLogger("kalshi.cli")
@@ -51,6 +65,11 @@ class UsageError(Exception):
     missing option, no private key): :func:`kalshi.cli.main` prints one ``error:`` line
     and exits 2, as for a config error or a malformed command line. Raised before any
     work starts (no database started, nothing written)."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (``user:PASSWORD@``) shown as ``***``, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -8,7 +8,6 @@ already running.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Annotated
 
 from cyclopts import App, Parameter
 
-from kalshi.cli.app import app, console, fail, load_or_exit
+from kalshi.cli.app import app, console, fail, load_or_exit, redact_url
 from kalshi.config import GathererConfig
 from kalshi.errors import StoreError
 from kalshi.store import EmbeddedPostgres, connect_db, migrate, resolve_database, storage_mode
@@ -38,10 +37,6 @@ def _config(config: Path | None, url: str | None) -> GathererConfig:
 
 def _say(text: str) -> None:
     console.print(text, soft_wrap=True, markup=False, highlight=False)
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 @contextmanager
@@ -67,7 +62,7 @@ def up(*, config: ConfigOption = None, url: UrlOption = None) -> None:
     for name in applied:
         _say(f"applied {name}")
     _say(f"storage mode: {mode}")
-    print(_redact(target) if cfg.timescaledb.url else target)
+    print(redact_url(target) if cfg.timescaledb.url else target)
 
 
 @db_app.command
@@ -89,7 +84,7 @@ def status(*, config: ConfigOption = None, url: UrlOption = None) -> None:
     cfg = _config(config, url)
     with _store_errors():
         if cfg.timescaledb.url:
-            _say(f"server: {_redact(cfg.timescaledb.url)}")
+            _say(f"server: {redact_url(cfg.timescaledb.url)}")
             target = cfg.timescaledb.url
         else:
             data_dir = Path(cfg.timescaledb.data_dir)
@@ -131,11 +126,18 @@ db_app.command(migrate_, name="migrate")
 
 
 @db_app.command
-def reset(*, config: ConfigOption = None, url: UrlOption = None, yes: bool = False) -> None:
+def reset(
+    *,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    yes: Annotated[
+        bool, Parameter(help="Drop without asking (for scripts: no terminal).", negative=())
+    ] = False,
+) -> None:
     """Drop every table and re-apply the migrations (asks first unless --yes)."""
     cfg = _config(config, url)
     with _store_errors(), resolve_database(cfg.timescaledb) as target:
-        shown = _redact(target)
+        shown = redact_url(target)
         if not yes:
             try:
                 answer = console.input(f"Drop all data in {shown}? [y/N] ", markup=False)

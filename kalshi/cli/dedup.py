@@ -20,6 +20,7 @@ from kalshi.cli.app import (
     err_console,
     fail,
     load_or_exit,
+    redact_url,
     stop_on_signals,
 )
 from kalshi.config import DedupConfig
@@ -28,6 +29,7 @@ from kalshi.dedup.service import Deduplicator, PassReport, serve_dedup
 from kalshi.errors import KalshiError
 from kalshi.models.units import parse_rfc3339_us
 from kalshi.store import migrate
+from kalshi.store.schema import TABLES
 
 log = logging.getLogger("kalshi.cli")
 
@@ -43,8 +45,11 @@ def _checked(cfg: DedupConfig, path: Path | None) -> DedupConfig:
     same = [g.id for g in cfg.gatherers if g.timescaledb == cfg.production.url]
     if same:
         problems.append(
-            f"gatherers: {', '.join(same)} writes to the production database itself; "
-            "run the gatherer against its own database and let dedup fill production"
+            f"gatherers: {', '.join(same)} writes to the production database itself"
+            " (its timescaledb is production.url); dedup copies each gatherer's database"
+            " into production, so they must differ: point production.url at another"
+            " database, e.g. run CREATE DATABASE kalshi_production on the same server and"
+            " use its URL (docs/configuration.md, Deduplicator)"
         )
     if problems:
         config_fail(path, problems)
@@ -78,8 +83,7 @@ def dedup(
         )
     configure_logging(cfg.logging)
     try:
-        for name in migrate(cfg.production.url):
-            log.info("applied migration %s", name)
+        _migrate_production(cfg)
         if once:
             unreachable = trio.run(partial(_once, cfg, ALL_WINDOWS if all_windows else None))
             if unreachable:  # merged without them: not a success (outside tester, item 11)
@@ -88,6 +92,17 @@ def dedup(
             trio.run(_serve, cfg)
     except KalshiError as exc:
         fail(str(exc))
+
+
+def _migrate_production(cfg: DedupConfig) -> None:
+    """Bring the production database's schema up to date; a :class:`KalshiError` (it is
+    unreachable, a migration failed) exits 1 with one line naming production, as an
+    unreachable gatherer is named."""
+    try:
+        for name in migrate(cfg.production.url):
+            log.info("applied migration %s", name)
+    except KalshiError as exc:
+        fail(f"production database {redact_url(cfg.production.url)}: {exc}")
 
 
 async def _once(cfg: DedupConfig, until: int | None) -> list[str]:
@@ -204,18 +219,19 @@ def export(
         raise UsageError(f"--until: {exc}") from None
     if all_windows:
         limit = ALL_WINDOWS
+    _migrate_production(cfg)
     try:
-        for name in migrate(cfg.production.url):
-            log.info("applied migration %s", name)
         trio.run(partial(_export, cfg, until=limit, force=force))
     except KalshiError as exc:
         fail(str(exc))
 
 
 def _summary(report: PassReport) -> None:
-    for table in sorted(report.merged):
-        dropped = report.duplicates.get(table, 0)
-        console.print(f"{table:<20} {report.merged[table]:>10,} merged {dropped:>10,} duplicates")
+    """One row per data table, every table every time (0 when a pass merged none of it),
+    then the source switches and holes."""
+    for table in sorted(TABLES.keys() | report.merged.keys()):
+        merged, dropped = report.merged.get(table, 0), report.duplicates.get(table, 0)
+        console.print(f"{table:<20} {merged:>10,} merged {dropped:>10,} duplicates")
     console.print(f"source switches: {report.switches}, holes: {report.holes}")
 
 

@@ -202,12 +202,17 @@ def replay(
         raise UsageError(f"--table: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
     if format == "csv" and len(tables) != 1:
         raise UsageError("--format csv writes one table: give exactly one --table")
+    start_us = parse_time(from_, "--from") if from_ is not None else None
+    end_us = parse_time(to, "--to") if to is not None else None
+    if start_us is not None and end_us is not None and start_us > end_us:
+        # --to is inclusive: --from equal to --to is one instant, later is nothing at all
+        raise UsageError(f"--from ({from_}) is after --to ({to}): the range holds nothing")
     flt = ReplayFilter(
         tickers=frozenset(ticker or ()),
         channels=frozenset(channel or ()),
         tables=tables,
-        start_us=parse_time(from_, "--from") if from_ is not None else None,
-        end_us=parse_time(to, "--to") if to is not None else None,
+        start_us=start_us,
+        end_us=end_us,
     )
     overrides = {"timescaledb.url": db} if db is not None else None
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)

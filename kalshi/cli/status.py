@@ -6,6 +6,7 @@ import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import trio
 from cyclopts import Parameter
@@ -41,6 +42,9 @@ def status(
             metrics_url = f"http://{cfg.metrics.host}:{cfg.metrics.port}"
     if refresh <= 0:
         raise UsageError("--refresh must be a positive number of seconds")
+    for name, value in (("URL", url), ("--metrics-url", metrics_url)):
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise UsageError(f"{name}: expected an http:// or https:// address, got {value!r}")
     with contextlib.suppress(KeyboardInterrupt):
         error = trio.run(_status, url or DEFAULT_URL, metrics_url, once, refresh)
         if error is not None:

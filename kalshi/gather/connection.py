@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import trio
 
-from kalshi.errors import AuthError, ConnectionLost, NetError
+from kalshi.errors import AuthError, ConfigError, ConnectionLost, HttpError, NetError
 from kalshi.gather import metrics
 from kalshi.gather.commands import InFlight, Sent
 from kalshi.gather.context import RESTART_MARGIN_US, GatherContext
@@ -32,6 +32,7 @@ from kalshi.net.clock import clock_hint
 from kalshi.net.clock import mono_us as trio_mono_us
 from kalshi.pipeline import CONTROL_TYPES, Outcome
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
+from kalshi.wire.paths import WS_PATH
 
 __all__ = ["SCOPED_CHANNELS", "Connection"]
 
@@ -63,6 +64,7 @@ class Connection:
         self.desired: set[str] = set()
         self.state = "idle"
         metrics.CONNECTIONS.labels("idle").inc()
+        metrics.RECONNECTS.labels(name)  # the series exists at 0 before the first reconnect
         self.sessions = 0
         self.reconnects = 0
         self.messages = 0
@@ -165,6 +167,12 @@ class Connection:
                         raise
                     raise rest from None  # cancelled while a network error came in
                 self.last_error = reason = str(error)
+                if isinstance(error, HttpError) and error.status == 404 and not self.sessions:
+                    # No such endpoint: the URL is wrong, and retrying cannot mend it
+                    raise ConfigError(
+                        f"kalshi.ws_url: {self.ctx.cfg.kalshi.ws_url}: websocket handshake"
+                        f" answered HTTP 404 (the WebSocket path is {WS_PATH})"
+                    ) from None
                 if isinstance(error, AuthError):
                     hint = clock_hint(error.server_date, error.body, self._signed_at_us)
                     self.last_error = reason = reason + hint

@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from kalshi.models.rows import GAP_KINDS
+
 MESSAGES = Counter(
     "kalshi_ws_messages",
     "WebSocket frames received, by channel and message type",
@@ -62,6 +64,10 @@ PAGINATION_ERRORS = Counter(
 BACKFILLED_TRADES = Counter(
     "kalshi_backfilled_trades", "Trades fetched over REST to cover a disconnect or seq gap"
 )
+
+
+for _kind in GAP_KINDS:  # each series exists at 0 before its first gap
+    GAPS.labels(_kind)
 
 
 def count_rest(endpoint: str, status: int) -> None:

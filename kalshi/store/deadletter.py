@@ -28,6 +28,20 @@ class DeadLetters:
         self._wall_us = wall_us
         self._lock = threading.Lock()
 
+    def check(self) -> None:
+        """Create the directory and make sure a file can be written in it (blocking), so an
+        unusable ``spool.dead_letter_dir`` stops the start rather than the first rejected
+        row. Raises :class:`StoreError` naming the directory."""
+        probe = self.directory / ".probe"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe.open("ab").close()
+            probe.unlink()
+        except OSError as exc:
+            raise StoreError(
+                f"{self.directory}: cannot use the dead-letter directory: {exc.strerror or exc}"
+            ) from None
+
     def path(self, table: str) -> Path:
         return self.directory / f"{table}.jsonl"
 

@@ -7,8 +7,12 @@ class listens on a Unix socket only, registers its own ``atexit`` stop and, as r
 creates a system user and loosens permissions on every parent directory of the wheel.
 
 PostgreSQL refuses to run as root, so as root the server runs as ``nobody`` (the data
-directory is chowned to it). It listens on 127.0.0.1 on a free port (or the one given),
-with trust authentication for the local user ``postgres``. A server already running on
+directory is chowned to it). It listens on 127.0.0.1 with trust authentication for the
+local user ``postgres``, on the port given, else the one kept in the data directory's
+``kalshi.conf`` (``port = N``), else a free port chosen at first start and kept there: the
+URL stays the same across ``kalshi db down`` / ``db up``, so a running gatherer reconnects
+and its spool (keyed by the database URL) drains. A kept port that another process holds
+is a clear :class:`StoreError`, not a silent move. A server already running on
 the data directory (e.g. left by ``kalshi db up``) is reused and left running on ``stop()``.
 """
 
@@ -19,6 +23,7 @@ import logging
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 import warnings
@@ -158,10 +163,13 @@ class EmbeddedPostgres:
             self._initdb()
         if self.running:
             self.port = self._running_port()
+            if self._kept_port() != self.port:  # started before ports were kept: keep it now
+                self._keep_port(self.port)
             log.info("reusing PostgreSQL on port %d (%s)", self.port, self.data_dir)
         else:
             if self.port is None:
-                self.port = free_port()
+                self.port = self._kept_port() or free_port()
+            self._check_port_free(self.port)
             self._write_conf()
             log_file = self.data_dir / "log" / "server.log"
             result = self._pg_ctl(
@@ -270,12 +278,54 @@ class EmbeddedPostgres:
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": "''",
             "max_connections": "100",
+            "port": str(self.port),
             **{key: str(value) for key, value in self.settings.items()},
         }
         text = "".join(f"{key} = {value}\n" for key, value in values.items())
         path = self.data_dir / _CONF
         path.write_text(text)
         self._chown(path)
+
+    def _kept_port(self) -> int | None:
+        """The ``port = N`` line of ``kalshi.conf`` written at an earlier start, if any."""
+        try:
+            lines = (self.data_dir / _CONF).read_text().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            key, _, value = line.partition("=")
+            if key.strip() == "port" and value.strip().isdigit():
+                return int(value.strip())
+        return None
+
+    def _keep_port(self, port: int) -> None:
+        """Set the ``port = N`` line of ``kalshi.conf`` (the other lines as they are)."""
+        path = self.data_dir / _CONF
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            lines = []
+        kept = [line for line in lines if line.partition("=")[0].strip() != "port"]
+        path.write_text("".join(f"{line}\n" for line in [*kept, f"port = {port}"]))
+        self._chown(path)
+
+    def _check_port_free(self, port: int) -> None:
+        """Raise :class:`StoreError` if something already listens on 127.0.0.1:``port``.
+
+        ``SO_REUSEADDR`` as PostgreSQL itself binds, so connections of the previous run in
+        TIME_WAIT do not count as taken.
+        """
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise StoreError(
+                    f"embedded PostgreSQL cannot start on port {port} (kept in "
+                    f"{self.data_dir / _CONF} so the URL never changes): {exc.strerror}; "
+                    f"stop the process using 127.0.0.1:{port}, or delete the port line to "
+                    "choose a new port (a gatherer's spool for the old URL is then refused)"
+                ) from exc
 
     def _chown(self, path: Path) -> None:
         if self._user is not None:

@@ -20,6 +20,7 @@ __all__ = [
     "SPOOL_ERRORS",
     "SPOOL_OK",
     "SPOOL_ROWS",
+    "zero_table",
 ]
 
 ROWS_WRITTEN = Counter("kalshi_store_rows_written", "Rows new to the table", ["table"])
@@ -64,3 +65,20 @@ SPOOL_ERRORS = Counter(
     ["table"],
 )
 SPOOL_OK = Gauge("kalshi_store_spool_ok", "1 when the last spool write succeeded, else 0")
+
+
+def zero_table(table: str) -> None:
+    """Create ``table``'s counters at 0, so each series exists from the start and an alert
+    such as ``increase(kalshi_store_dead_letters_total[10m]) > 0`` sees the first one."""
+    for counter in (
+        ROWS_WRITTEN,
+        ROWS_UPDATED,
+        ROWS_DUPLICATE,
+        BATCHES,
+        FLUSH_ERRORS,
+        SPOOLED_BATCHES,
+        DEAD_LETTERS,
+        SPOOL_DAMAGED_LINES,
+        SPOOL_ERRORS,
+    ):
+        counter.labels(table=table)

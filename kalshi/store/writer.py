@@ -208,6 +208,7 @@ class _TableWriter:
         self.batches = 0
         self.dead_letters = 0
         self._label = {"table": spec.name}
+        metrics.zero_table(spec.name)
 
     # --- acknowledgements -------------------------------------------------------------------
 
@@ -814,6 +815,12 @@ class Store:
 
     def _open(self) -> None:
         self._lock = lock_directory(self._spool_root)
+        try:
+            self.dead_letters.check()
+        except BaseException:
+            self._lock.close()
+            self._lock = None
+            raise
         for writer in self._writers.values():
             writer.spool.load()
             writer.next_seq = writer.spool.max_seq() + 1

@@ -1,5 +1,8 @@
 """A real S3 server for tests: SeaweedFS (``weed mini``) on free local ports.
 
+The ports are chosen at first start and kept in ``<data_dir>/ports.json``: a restart, by
+this object or a new one on the same directory, serves the same endpoint.
+
 Small synchronous API, reusable by any test suite::
 
     server = S3Server(tmp_path / "s3")
@@ -96,10 +99,17 @@ class S3Server:
                 }
             )
         )
-        # A restart keeps the ports, so clients (and their endpoint) survive an outage.
-        fresh = free_ports(len(_PORT_FLAGS), below=_BELOW) if not self._ports else []
-        ports = self._ports or dict(zip(_PORT_FLAGS, fresh, strict=True))
-        self._ports = ports
+        # A restart keeps the ports, so clients (and their endpoint) survive an outage; they
+        # are kept in the data directory, so a new process (`local_services.py s3 up` after
+        # `s3 down`) reuses them too.
+        kept = self.data_dir / "ports.json"
+        if not self._ports and kept.is_file():
+            self._ports = {k: int(v) for k, v in json.loads(kept.read_text()).items()}
+        if set(self._ports) != set(_PORT_FLAGS):
+            fresh = free_ports(len(_PORT_FLAGS), below=_BELOW)
+            self._ports = dict(zip(_PORT_FLAGS, fresh, strict=True))
+            kept.write_text(json.dumps(self._ports))
+        ports = self._ports
         args = [
             find_weed(),
             "mini",

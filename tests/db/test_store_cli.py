@@ -97,6 +97,10 @@ def test_up_status_reset_down(config_file: Path) -> None:
 
     down = kalshi("db", "down", *cfg)
     assert down.stdout.splitlines() == ["embedded PostgreSQL stopped"]
+    # Up again: the port chosen at first start is kept, so the URL (and a gatherer's
+    # spool, which names it) stays valid.
+    again = kalshi("db", "up", *cfg)
+    assert again.stdout.splitlines() == ["storage mode: postgresql", url]
 
 
 def test_unreachable_database_is_one_clear_line() -> None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 import pytest
+import trio
 
 from kalshi.config import DbConfig
 from kalshi.errors import StoreError
-from kalshi.store import EmbeddedPostgres, connect_db, resolve_database
+from kalshi.store import EmbeddedPostgres, connect_db, migrate, open_store, resolve_database
+from tests.db.conftest import store_config
+from tests.db.test_store_writer import send_all, trade
 
 
 def test_a_running_server_is_reused_and_left_running(own_pg: EmbeddedPostgres) -> None:
@@ -46,3 +50,62 @@ def test_non_empty_foreign_directory_is_refused() -> None:
         EmbeddedPostgres(root).start()
     assert sorted(os.listdir(root)) == ["notes.txt"]
     shutil.rmtree(root)
+
+
+async def test_a_restart_by_another_process_keeps_the_url_and_the_spool_drains(
+    own_pg: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """`kalshi db down` then `db up` (each a new process, so a new object): same port.
+
+    The gatherer that spooled while the server was down drains into the same database
+    (the spool names it by URL; a new port would make it refuse)."""
+    url = own_pg.url
+    migrate(url)
+    cfg = store_config(tmp_path, batch_size=100, flush_interval=3600, grace=5)
+    EmbeddedPostgres(own_pg.data_dir).stop_server()  # `kalshi db down`
+    rows = [trade(i) for i in range(250)]
+    with trio.fail_after(30):
+        async with open_store(url, cfg) as store:
+            await send_all(store, "trades", rows)
+        stats = store.stats().tables["trades"]
+    assert (stats.spool_rows, stats.spool_files) == (250, 3)
+    again = EmbeddedPostgres(own_pg.data_dir)  # `kalshi db up`
+    assert again.start() == url
+    with trio.fail_after(30):
+        async with open_store(url, cfg) as store:
+            await store.drain()
+        assert store.stats().tables["trades"].spool_rows == 0
+    with connect_db(url) as db:
+        assert db.fetch_rows("trades") == sorted(rows)
+
+
+def test_a_kept_port_held_by_another_process_is_a_clear_error(
+    own_pg: EmbeddedPostgres,
+) -> None:
+    port = own_pg.port
+    own_pg.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(StoreError) as raised:
+            EmbeddedPostgres(own_pg.data_dir).start()
+    assert str(raised.value) == (
+        f"embedded PostgreSQL cannot start on port {port} (kept in "
+        f"{own_pg.data_dir / 'kalshi.conf'} so the URL never changes): Address already in "
+        f"use; stop the process using 127.0.0.1:{port}, or delete the port line to choose "
+        "a new port (a gatherer's spool for the old URL is then refused)"
+    )
+    assert EmbeddedPostgres(own_pg.data_dir).start() == own_pg.url
+
+
+def test_a_server_started_before_ports_were_kept_keeps_its_port_once_reused(
+    own_pg: EmbeddedPostgres,
+) -> None:
+    conf = own_pg.data_dir / "kalshi.conf"
+    older = [line for line in conf.read_text().splitlines() if not line.startswith("port =")]
+    conf.write_text("".join(f"{line}\n" for line in older))
+    assert EmbeddedPostgres(own_pg.data_dir).start() == own_pg.url  # e.g. the gatherer's start
+    assert conf.read_text().splitlines() == [*older, f"port = {own_pg.port}"]
+    EmbeddedPostgres(own_pg.data_dir).stop_server()  # `kalshi db down`
+    assert EmbeddedPostgres(own_pg.data_dir).start() == own_pg.url  # `kalshi db up`

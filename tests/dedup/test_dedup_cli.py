@@ -19,6 +19,18 @@ from dedup_support import MISSES, assert_production_is_truth, write_all
 from kalshi.store import EmbeddedPostgres, connect_db
 from kalshi.testing.recording import Recording, Truth, make_truth, record
 
+# `dedup --once`'s summary when a pass merged nothing: every table, every time (outside
+# tester, item 8: gaps and orderbook_deltas were left out on a repeat run).
+ZERO_ROWS = [
+    "gaps                          0 merged          0 duplicates",
+    "market_lifecycle              0 merged          0 duplicates",
+    "markets                       0 merged          0 duplicates",
+    "orderbook_deltas              0 merged          0 duplicates",
+    "orderbook_snapshots           0 merged          0 duplicates",
+    "tickers                       0 merged          0 duplicates",
+    "trades                        0 merged          0 duplicates",
+]
+
 
 def _config(
     path: Path, production: str, urls: dict[str, str], export_to: Path | None = None
@@ -131,6 +143,31 @@ async def test_once_merges_and_exports_closed_windows_and_export_force_redoes_th
     assert {t: m["rows"] for t, m in manifests.items() if t != "orderbook_deltas"} == counts
     # One window: every market's stream starts with a snapshot, so no start books.
     assert manifests["orderbook_deltas"]["rows"] == deltas + levels
+    again = await _kalshi(config, "dedup", "--once")
+    assert again.splitlines()[:8] == [*ZERO_ROWS, "source switches: 0, holes: 0"]
+
+
+def test_a_gatherer_writing_to_production_itself_is_refused_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    # The seed guide's local config used one database as gatherer and production (item 3).
+    url = "postgresql://postgres@127.0.0.1:1/kalshi"  # refused before any connection
+    config = _config(tmp_path / "dedup.yaml", url, {"local-1": url})
+    done = subprocess.run(
+        [sys.executable, "-m", "kalshi", "dedup", "--once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        f"config error: {config}: gatherers: local-1 writes to the production database itself"
+        " (its timescaledb is production.url); dedup copies each gatherer's database into"
+        " production, so they must differ: point production.url at another database, e.g."
+        " run CREATE DATABASE kalshi_production on the same server and use its URL"
+        " (docs/configuration.md, Deduplicator)"
+    ]
 
 
 def test_a_second_deduplicator_on_one_production_database_is_refused(
@@ -248,5 +285,27 @@ def test_once_with_an_unreachable_gatherer_exits_1_naming_it(
     assert lines[-1].startswith("error: gatherer gl unreachable, not merged: "), lines
     assert f'database "dedup_missing_{os.getpid()}" does not exist' in lines[-1]
     assert [line for line in lines if "error:" in line] == [lines[-1]]
-    assert lines[-2] == "source switches: 0, holes: 0"
-    assert len(lines) == 3 and "WARNING kalshi.dedup: gatherer gl skipped: " in lines[0]
+    assert lines[1:-1] == [*ZERO_ROWS, "source switches: 0, holes: 0"]
+    assert len(lines) == 10 and "WARNING kalshi.dedup: gatherer gl skipped: " in lines[0]
+
+
+def test_unreachable_production_is_named_and_its_password_hidden(tmp_path: Path) -> None:
+    # Outside tester (item 11): "error: connection failed: ..." did not say which database.
+    config = _config(
+        tmp_path / "dedup.yaml",
+        "postgresql://u:secret@127.0.0.1:1/prod",
+        {"g1": "postgresql://u:pw@127.0.0.1:1/g1"},
+    )
+    line = (
+        "error: production database postgresql://u:***@127.0.0.1:1/prod: connection failed:"
+        ' connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
+    )
+    for args in (("dedup", "--once"), ("export", "--local-dir", str(tmp_path / "out"))):
+        done = subprocess.run(
+            [sys.executable, "-m", "kalshi", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (1, "", line), args

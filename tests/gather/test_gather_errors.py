@@ -11,8 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import trio
 import yaml
 
+from kalshi.sim import open_sim_exchange
 from kalshi.store.spool import lock_directory
 from kalshi.testing import shared_key_pem
 
@@ -74,6 +76,41 @@ def test_journal_directory_that_is_a_file_is_one_line(db_url: str, tmp_path: Pat
     assert result.stderr.splitlines()[-1:] == [
         f"error: {tmp_path / 'journal' / 'err-1'}: cannot use the journal directory:"
         " Not a directory"
+    ]
+
+
+def test_unusable_dead_letter_directory_is_one_line(db_url: str, tmp_path: Path) -> None:
+    # Fresh-user finding 12: checked at start like journal.dir and spool.dir.
+    (tmp_path / "dead").write_text("not a directory\n")
+    result = _gather(_config(tmp_path, db_url))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1:] == [
+        f"error: {tmp_path / 'dead'}: cannot use the dead-letter directory: File exists"
+    ]
+
+
+async def test_a_websocket_url_answered_404_is_one_line(db_url: str, tmp_path: Path) -> None:
+    # Fresh-user finding 4: no such endpoint is a configuration error, not retried forever.
+    async with open_sim_exchange(markets=4, active=2, seed=1, port=0) as sim:
+        (tmp_path / "key.pem").write_bytes(sim.private_key_pem)
+        wrong = sim.ws_url.replace("/trade-api/ws/v2", "/elsewhere")
+        path = _config(
+            tmp_path,
+            db_url,
+            kalshi={
+                "rest_url": sim.rest_url,
+                "ws_url": wrong,
+                "api_key": sim.key_id,
+                "api_secret": str(tmp_path / "key.pem"),
+            },
+        )
+        result = await trio.to_thread.run_sync(_gather, path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1:] == [
+        f"error: kalshi.ws_url: {wrong}: websocket handshake answered HTTP 404"
+        " (the WebSocket path is /trade-api/ws/v2)"
     ]
 
 

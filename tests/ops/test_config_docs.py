@@ -5,7 +5,11 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
-from kalshi.config import DedupConfig, GathererConfig
+import attrs
+import pytest
+
+from kalshi.config import DedupConfig, GathererConfig, WritersConfig, load_config
+from kalshi.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs/configuration.md"
@@ -47,3 +51,34 @@ def test_defaults_and_units_are_shown() -> None:
     assert "| size | `256MiB` |" in lines["journal.rotate_bytes"]
     assert "| duration | `500ms` |" in lines["writers.orderbook_deltas.flush_interval"]
     assert '| string | `""` | PostgreSQL' in lines["timescaledb.url"]
+
+
+def _writer_prose() -> list[str]:
+    """The backquoted names of the paragraph after the gatherer's table on ``writers.<name>``."""
+    text = DOC.read_text().split("`writers.<name>`", 1)[1].split("\n\n", 1)[0]
+    return text.split("`")[1::2]
+
+
+def test_the_writer_names_the_doc_gives_are_the_ones_a_config_takes(tmp_path: Path) -> None:
+    # Outside tester (item 5): the prose offered `lifecycle`, which a config is refused.
+    names = _writer_prose()
+    tables = [f.name for f in attrs.fields(WritersConfig)]
+    assert names[:7] == tables
+    assert names[7:13] == [
+        "orderbook", "orderbook_deltas", "snapshots", "orderbook_snapshots",
+        "lifecycle", "market_lifecycle",
+    ]  # fmt: skip
+    path = tmp_path / "gatherer.yaml"
+    for name, table in [(t, t) for t in tables] + [
+        ("orderbook", "orderbook_deltas"),
+        ("snapshots", "orderbook_snapshots"),
+    ]:
+        path.write_text(f"writers: {{{name}: {{batch_size: 7}}}}\n")
+        writers = load_config(path, GathererConfig).writers
+        assert getattr(writers, table).batch_size == 7, name
+    path.write_text("writers: {lifecycle: {batch_size: 7}}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, GathererConfig)
+    assert refused.value.problems == [
+        "writers.lifecycle: unknown key (now writers.market_lifecycle)"
+    ]

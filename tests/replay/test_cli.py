@@ -220,6 +220,20 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
             "--from: expected an RFC 3339 time or µs since the epoch, got 'yesterday'",
         ),
         (
+            (
+                "replay",
+                journal,
+                "--format",
+                "jsonl",
+                "--from",
+                "2027-01-01T00:00:00Z",
+                "--to",
+                "2026-01-01T00:00:00Z",
+            ),
+            "--from (2027-01-01T00:00:00Z) is after --to (2026-01-01T00:00:00Z):"
+            " the range holds nothing",
+        ),
+        (
             ("replay", journal, "--format", "jsonl", "--db", "postgresql://x/y"),
             "--db and --format exclude each other: a replay goes to one place",
         ),
@@ -232,6 +246,24 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
         (("gather",), "no private key configured (kalshi.api_secret / KALSHI_API_SECRET)"),
         (("sim", "--markets", "-5"), "--markets must be between 0 and 250000"),
         (("status", "--refresh", "0"), "--refresh must be a positive number of seconds"),
+        (
+            ("status", "notaurl", "--once"),
+            "URL: expected an http:// or https:// address, got 'notaurl'",
+        ),
+        (
+            ("status", "--metrics-url", "127.0.0.1:9090", "--once"),
+            "--metrics-url: expected an http:// or https:// address, got '127.0.0.1:9090'",
+        ),
+        (
+            ("nosuch",),
+            'Unknown command "nosuch". Available commands: db, dedup, export, demo, gather,'
+            " replay, sim, snapshot, ...",
+        ),
+        (("gather", "--bogus"), "Unknown option: --bogus."),
+        (
+            ("replay", journal, "--format", "xml"),
+            'Invalid value "xml" for --format. Choose from: "jsonl", "csv".',
+        ),
     ]
     for args, line in cases:
         result = kalshi(*args, cwd=tmp_path)

@@ -125,6 +125,21 @@ def test_seed_gatherer_shape(tmp_path: Path) -> None:
     assert "api_secret" not in repr(cfg.kalshi)
 
 
+def test_urls_without_a_path_get_the_protocols_paths(tmp_path: Path) -> None:
+    # Fresh-user finding 4: the seed's .env names the WebSocket by its host only.
+    path = tmp_path / "gatherer.yaml"
+    path.write_text(SEED_GATHERER)
+    env = ENV | {
+        "KALSHI_API_URL": "https://api.elections.kalshi.com/",
+        "KALSHI_WS_URL": "wss://api.elections.kalshi.com",
+    }
+    cfg = load_gatherer_config(path, env=env)
+    assert cfg.kalshi.rest_url == "https://api.elections.kalshi.com/trade-api/v2"
+    assert cfg.kalshi.ws_url == "wss://api.elections.kalshi.com/trade-api/ws/v2"
+    other = ENV | {"KALSHI_WS_URL": "ws://127.0.0.1:1/elsewhere"}
+    assert load_gatherer_config(path, env=other).kalshi.ws_url == "ws://127.0.0.1:1/elsewhere"
+
+
 def test_the_store_section_is_gathered_from_the_seed_keys(tmp_path: Path) -> None:
     # The store takes its own section, not the whole gatherer config; the YAML keys stay.
     path = tmp_path / "gatherer.yaml"
