@@ -66,6 +66,7 @@ class GatherContext:
     # Why the last market listing failed; None once one succeeds (``/health``: nothing
     # tracked because listing fails is degraded, not ok).
     listing_error: str | None = None
+    listed: bool = False  # a market listing has succeeded (before: ``/health`` "starting")
     resnapshots: int = 0
     skew: ClockSkew = field(factory=ClockSkew)  # this machine's clock against the exchange's
     # The open ``subscription_refused`` gap of each (channel, ticker): one per market and

@@ -83,6 +83,7 @@ async def relist_forever(
             log.error("market listing stopped early: %s", exc)
             listed = len(registry.markets)
         ctx.listing_error = None
+        ctx.listed = True
         log.info("listed %d markets, %d live", listed, len(registry.live))
         if not started:
             task_status.started(listed)

@@ -43,6 +43,7 @@ from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import TABLE_COLUMNS, GapRow
 from kalshi.net import Backoff, Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
+from kalshi.pipeline.outside import MARKETS_PATH
 from kalshi.retry import retry
 from kalshi.store import Store, migrate, open_store
 from kalshi.store.recovery import (
@@ -182,6 +183,7 @@ class Gatherer:
                     timeout=float(cfg.kalshi.request_timeout),
                     wall_us=self.wall_us,
                     on_request=metrics.count_rest,
+                    on_failure=self._rest_failed,
                 )
                 async with rest:
                     for conn in layout.connections:
@@ -463,6 +465,12 @@ class Gatherer:
 
     # --- views --------------------------------------------------------------------------
 
+    def _rest_failed(self, endpoint: str, error: BaseException) -> None:
+        """Each failed attempt of the market listing, retried ones too, is why it fails
+        (``/health`` ``markets.listing_error``) until a listing succeeds."""
+        if endpoint == MARKETS_PATH and self.ctx is not None:
+            self.ctx.listing_error = str(error)
+
     def health(self) -> dict[str, Any]:
         """The ``/health`` document (also what the TUI draws)."""
         now = trio.current_time()
@@ -516,10 +524,16 @@ class Gatherer:
         live = sum(1 for c in connections if c["state"] in ("live", "idle") and not c["refused"])
         ok = bool(connections) and live == len(connections) and stored_ok
         listing_error = ctx.listing_error if ctx else None
-        if listing_error is not None and not self.registry.markets:
-            ok = False  # nothing to record: the market listing fails (a 429, a 5xx, down)
+        listed = ctx is not None and ctx.listed
+        status = "ok" if ok else "degraded"
+        if not self.registry.markets and listing_error is not None:
+            status = "degraded"  # nothing to record: the market listing fails (429, 5xx, down)
+        elif not self.registry.markets and not listed and stored_ok:
+            # nothing tracked, and no listing has answered yet nor failed: connections that
+            # are not live yet are part of starting; a database or disk down is not
+            status = "starting"
         document: dict[str, Any] = {
-            "status": "ok" if ok else "degraded",
+            "status": status,
             "gatherer_id": self.cfg.gatherer_id,
             "shard": self.cfg.shard,
             "uptime_s": round(time.monotonic() - self._started, 1),

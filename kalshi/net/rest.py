@@ -106,7 +106,8 @@ class RestClient:
     Retries 429, 5xx and transport failures with backoff up to ``attempts`` times, then
     raises :class:`RateLimited`, :class:`HttpError` or :class:`ConnectionLost`. A 4xx other
     than 429 raises :class:`HttpError` at once. ``on_request(endpoint, status)`` is called for
-    every response (metrics).
+    every response (metrics), ``on_failure(endpoint, error)`` for every failed attempt, the
+    ones retried too (``/health`` shows why the market listing fails from its first 429).
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class RestClient:
         backoff: tuple[float, float] = (0.5, 30.0),
         wall_us: WallClock = system_wall_us,
         on_request: Callable[[str, int], None] | None = None,
+        on_failure: Callable[[str, BaseException], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_pages: int = MAX_PAGES,
     ) -> None:
@@ -130,6 +132,7 @@ class RestClient:
         self._backoff = backoff
         self._wall_us = wall_us
         self._on_request = on_request
+        self._on_failure = on_failure
         self.max_pages = max_pages
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
         self.requests = 0
@@ -174,6 +177,8 @@ class RestClient:
             raise HttpError(status, f"GET {path}: {response.text[:200]}{hint}")
 
         def failed(error: BaseException, attempt: int) -> None:
+            if self._on_failure is not None:
+                self._on_failure(endpoint, error)
             if attempt < self._attempts:
                 self.retries += 1
                 log.info("%s; retry %d", error, attempt)

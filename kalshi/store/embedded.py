@@ -163,6 +163,8 @@ class EmbeddedPostgres:
             self._initdb()
         if self.running:
             self.port = self._running_port()
+            if self._kept_port() != self.port:  # started before ports were kept: keep it now
+                self._keep_port(self.port)
             log.info("reusing PostgreSQL on port %d (%s)", self.port, self.data_dir)
         else:
             if self.port is None:
@@ -295,6 +297,17 @@ class EmbeddedPostgres:
             if key.strip() == "port" and value.strip().isdigit():
                 return int(value.strip())
         return None
+
+    def _keep_port(self, port: int) -> None:
+        """Set the ``port = N`` line of ``kalshi.conf`` (the other lines as they are)."""
+        path = self.data_dir / _CONF
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            lines = []
+        kept = [line for line in lines if line.partition("=")[0].strip() != "port"]
+        path.write_text("".join(f"{line}\n" for line in [*kept, f"port = {port}"]))
+        self._chown(path)
 
     def _check_port_free(self, port: int) -> None:
         """Raise :class:`StoreError` if something already listens on 127.0.0.1:``port``.

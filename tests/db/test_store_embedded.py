@@ -97,3 +97,15 @@ def test_a_kept_port_held_by_another_process_is_a_clear_error(
         "a new port (a gatherer's spool for the old URL is then refused)"
     )
     assert EmbeddedPostgres(own_pg.data_dir).start() == own_pg.url
+
+
+def test_a_server_started_before_ports_were_kept_keeps_its_port_once_reused(
+    own_pg: EmbeddedPostgres,
+) -> None:
+    conf = own_pg.data_dir / "kalshi.conf"
+    older = [line for line in conf.read_text().splitlines() if not line.startswith("port =")]
+    conf.write_text("".join(f"{line}\n" for line in older))
+    assert EmbeddedPostgres(own_pg.data_dir).start() == own_pg.url  # e.g. the gatherer's start
+    assert conf.read_text().splitlines() == [*older, f"port = {own_pg.port}"]
+    EmbeddedPostgres(own_pg.data_dir).stop_server()  # `kalshi db down`
+    assert EmbeddedPostgres(own_pg.data_dir).start() == own_pg.url  # `kalshi db up`

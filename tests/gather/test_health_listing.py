@@ -51,6 +51,35 @@ async def test_nothing_tracked_because_listing_fails_is_degraded(
                 nursery.cancel_scope.cancel()
 
 
+async def test_the_first_failed_listing_attempt_is_on_health(db_url: str, tmp_path: Path) -> None:
+    # Fresh-user finding 2: "starting" before any listing answered, then "degraded" with
+    # listing_error from the first 429, not once the REST client's 8 attempts are spent.
+    async with open_sim_exchange(
+        markets=20, active=5, rate=50.0, seed=3, port=0, start_us=PINNED_START_US
+    ) as sim:
+        sim.faults.rest_429(3600.0)
+        cfg = sim_config(sim, tmp_path, db_url)
+        gatherer = Gatherer(cfg, db_url, signer=signer_of(sim))
+        assert gatherer.health()["status"] == "starting"
+        with trio.fail_after(90):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(gatherer.run)
+                await wait_for(
+                    lambda: gatherer.ctx is not None and gatherer.ctx.listing_error is not None
+                )
+                doc = gatherer.health()
+                assert sim.truth.faults_injected["rest429"] < 8  # the client's attempts
+                assert doc["status"] == "degraded"
+                assert doc["markets"] == {
+                    "tracked": 0,
+                    "live": 0,
+                    "books": 0,
+                    "stale": 0,
+                    "listing_error": "GET /markets: 429 too many requests",
+                }
+                nursery.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize("name", ["orderbook_connections", "trade_connections"])
 def test_no_orderbook_or_trade_connection_is_a_config_error(tmp_path: Path, name: str) -> None:
     class Sim:  # only the URLs and the key are read
