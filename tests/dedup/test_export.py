@@ -47,23 +47,7 @@ async def merged_production(make_db: Callable[..., str], tmp: Path, seed: int = 
 
 
 def s3_config(server: S3Server, **changes: Any) -> S3Config:
-    return S3Config(
-        enabled=True,
-        endpoint=server.endpoint,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-        bucket=f"dedup-export-{next(_buckets)}",
-        region=server.region,
-        window=parse_duration(WINDOW),
-        **changes,
-    )
-
-
-def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
-    client = server.client()
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    keys = [item["Key"] for page in pages for item in page.get("Contents", ())]
-    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+    return server.config(f"dedup-export-{next(_buckets)}", window=parse_duration(WINDOW), **changes)
 
 
 def book_of_file(table: Any, ticker: str) -> OrderBook:
@@ -142,7 +126,7 @@ async def test_closed_windows_go_to_s3_as_parquet_equal_to_production(
             # its own measured offset (`reached`, exchange time)
             horizon = db.query("SELECT min(reached) FROM dedup_cursors")[0][0]
             recorded = db.query("SELECT count(*) FROM dedup_exports")[0][0]
-        files = objects(s3_server, s3.bucket)
+        files = s3_server.objects(s3.bucket)
         assert sorted(files) == sorted(k for e in exports for k in e.keys)
         assert recorded == len(exports)
         assert {e.table for e in exports} == set(EXPORT_TABLES) - {"market_lifecycle"}  # none
@@ -158,7 +142,7 @@ async def test_closed_windows_go_to_s3_as_parquet_equal_to_production(
         assert [(e.table, e.start, e.rows) for e in again] == [
             (e.table, e.start, e.rows) for e in exports
         ]
-        refiled = objects(s3_server, s3.bucket)
+        refiled = s3_server.objects(s3.bucket)
         assert sorted(refiled) == sorted(files)
         parts = [k for k in files if k.endswith(".parquet")]
         assert {k: refiled[k] for k in parts} == {k: files[k] for k in parts}
@@ -231,7 +215,7 @@ async def test_an_s3_outage_mid_export_is_retried_until_it_completes(
         assert restarted.is_set()
         assert [(e.table, e.start) for e in exports] == plan
         assert metrics.EXPORT_FAILURES._value.get() > failures_before
-        check_against_production(production, objects(own_s3, s3.bucket), exports)
+        check_against_production(production, own_s3.objects(s3.bucket), exports)
     finally:
         exporter.close()
 

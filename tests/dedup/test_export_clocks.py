@@ -30,22 +30,7 @@ MARK = 2**62  # a watermark past every receipt: everything committed
 
 
 def s3_config(server: S3Server, bucket: str) -> S3Config:
-    return S3Config(
-        enabled=True,
-        endpoint=server.endpoint,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-        bucket=bucket,
-        region=server.region,
-        window=parse_duration("100ms"),
-    )
-
-
-def objects(server: S3Server, bucket: str) -> dict[str, bytes]:
-    client = server.client()
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    keys = [item["Key"] for page in pages for item in page.get("Contents", ())]
-    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+    return server.config(bucket, window=parse_duration("100ms"))
 
 
 def skewed(seed: int) -> list[Recording]:
@@ -225,7 +210,7 @@ async def test_windows_close_by_what_each_gatherer_committed_with_clocks_90s_apa
         survey = await exporter.survey()
         assert survey.rewrites == []  # the windows exported first were complete
         second = await exporter.export(survey.windows)
-        counts = assert_s3_is_production_once(production, objects(s3_server, s3.bucket))
+        counts = assert_s3_is_production_once(production, s3_server.objects(s3.bucket))
         print(f"second: {len(second)} windows; S3 = production: {counts}")
         # (the row received at a cut is not known committed: the watermark is exclusive)
         assert (len(first), len(second)) == (4, 16)
@@ -257,11 +242,11 @@ async def test_rows_that_reach_a_window_after_its_export_are_in_s3_exactly_once(
         first = await exporter.export_closed(until=ALL_WINDOWS)
         partial = [e for e in first if e.partial]
         await second_round(production, urls)
-        before = s3_tables(objects(s3_server, s3.bucket))
+        before = s3_tables(s3_server.objects(s3.bucket))
         survey = await exporter.survey()
         again = await exporter.export(survey.windows)
         assert [(e.table, e.start) for e in again if e.rewrite] == survey.rewrites
-        counts = assert_s3_is_production_once(production, objects(s3_server, s3.bucket))
+        counts = assert_s3_is_production_once(production, s3_server.objects(s3.bucket))
         # rows of the windows exported first that S3 lacked until the rewrite
         with connect_db(production) as db:
             now = {
@@ -316,7 +301,7 @@ async def test_a_gatherer_back_after_an_outage_gets_its_late_rows_exported_once(
         await merge(production, urls)  # g2 is back
         survey = await exporter.survey()
         again = await exporter.export(survey.windows)
-        counts = assert_s3_is_production_once(production, objects(s3_server, s3.bucket))
+        counts = assert_s3_is_production_once(production, s3_server.objects(s3.bucket))
         rewrites = Counter(t for t, _ in survey.rewrites)
         print(
             f"outage: {len(first)} windows first, rewritten {dict(rewrites)},"
@@ -368,5 +353,5 @@ async def test_an_exporter_stopped_after_marking_windows_stale_rewrites_them_nex
         await exporter.export(survey.windows)
     finally:
         exporter.close()
-    assert_s3_is_production_once(production, objects(s3_server, s3.bucket))
+    assert_s3_is_production_once(production, s3_server.objects(s3.bucket))
     print(f"stopped after marking: {marked} windows stale, {len(survey.rewrites)} rewritten")

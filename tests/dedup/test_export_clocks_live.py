@@ -10,9 +10,9 @@ from pathlib import Path
 import trio
 from dedup_support import dedup_config
 from test_dedup_clocks import SECOND, _merge_forever, _record, _truth_deltas, _until_merged
-from test_export_clocks import assert_s3_is_production_once, exports_of, objects
+from test_export_clocks import assert_s3_is_production_once, exports_of
 
-from kalshi.config import S3Config, parse_duration
+from kalshi.config import parse_duration
 from kalshi.dedup.export import ALL_WINDOWS, Exporter
 from kalshi.dedup.service import Deduplicator
 from kalshi.sim import open_sim_exchange
@@ -33,15 +33,7 @@ async def test_export_beside_gatherers_with_skewed_clocks_holds_every_row_once(
     urls = {"g1": make_db(), "g2": make_db()}
     production = make_db()
     clocks = {"g1": 90 * SECOND, "g2": -90 * SECOND}
-    s3 = S3Config(
-        enabled=True,
-        endpoint=s3_server.endpoint,
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        bucket="export-clocks-live",
-        region=s3_server.region,
-        window=parse_duration("500ms"),
-    )
+    s3 = s3_server.config("export-clocks-live", window=parse_duration("500ms"))
     async with open_sim_exchange(
         markets=12, active=6, rate=300.0, seed=44, port=0, start_us=PINNED_START_US, skew_s=120.0
     ) as sim:
@@ -66,7 +58,7 @@ async def test_export_beside_gatherers_with_skewed_clocks_holds_every_row_once(
         finally:
             exporter.close()
             dedup.close()
-        counts = assert_s3_is_production_once(production, objects(s3_server, s3.bucket))
+        counts = assert_s3_is_production_once(production, s3_server.objects(s3.bucket))
         expected = sum(map(len, _truth_deltas(sim, start).values()))
         recorded = exports_of(production)
         print(

@@ -21,15 +21,7 @@ _buckets = itertools.count(1)
 
 
 def s3_config(server: S3Server, bucket: str) -> S3Config:
-    return S3Config(
-        enabled=True,
-        endpoint=server.endpoint,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-        bucket=bucket,
-        region=server.region,
-        prefix="raw/",
-    )
+    return server.config(bucket, prefix="raw/")
 
 
 async def test_closed_files_are_uploaded_and_read_back(tmp_path: Path, s3_server: S3Server) -> None:
