@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-__all__ = ["free_port", "free_ports"]
+__all__ = ["bind_error", "free_port", "free_ports"]
 
 
 def free_ports(count: int, *, below: int = 65536) -> list[int]:
@@ -32,3 +32,16 @@ def free_ports(count: int, *, below: int = 65536) -> list[int]:
 def free_port() -> int:
     """One port on 127.0.0.1 that was free a moment ago (see :func:`free_ports`)."""
     return free_ports(1)[0]
+
+
+def bind_error(port: int) -> str | None:
+    """Why 127.0.0.1:``port`` cannot be listened on now (``"Address already in use"``), or
+    None if it can. Binds with ``SO_REUSEADDR`` as servers do, so connections of a previous
+    run in TIME_WAIT do not count as taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None

@@ -23,7 +23,6 @@ import logging
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import warnings
@@ -34,7 +33,7 @@ from types import TracebackType
 
 from kalshi.config import DbConfig
 from kalshi.errors import StoreError
-from kalshi.ports import free_port
+from kalshi.ports import bind_error, free_port
 from kalshi.store.connection import connect, translating
 
 __all__ = ["EmbeddedPostgres", "find_binaries", "resolve_database"]
@@ -310,22 +309,15 @@ class EmbeddedPostgres:
         self._chown(path)
 
     def _check_port_free(self, port: int) -> None:
-        """Raise :class:`StoreError` if something already listens on 127.0.0.1:``port``.
-
-        ``SO_REUSEADDR`` as PostgreSQL itself binds, so connections of the previous run in
-        TIME_WAIT do not count as taken.
-        """
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError as exc:
-                raise StoreError(
-                    f"embedded PostgreSQL cannot start on port {port} (kept in "
-                    f"{self.data_dir / _CONF} so the URL never changes): {exc.strerror}; "
-                    f"stop the process using 127.0.0.1:{port}, or delete the port line to "
-                    "choose a new port (a gatherer's spool for the old URL is then refused)"
-                ) from exc
+        """Raise :class:`StoreError` if something already listens on 127.0.0.1:``port``."""
+        error = bind_error(port)
+        if error is not None:
+            raise StoreError(
+                f"embedded PostgreSQL cannot start on port {port} (kept in "
+                f"{self.data_dir / _CONF} so the URL never changes): {error}; "
+                f"stop the process using 127.0.0.1:{port}, or delete the port line to "
+                "choose a new port (a gatherer's spool for the old URL is then refused)"
+            )
 
     def _chown(self, path: Path) -> None:
         if self._user is not None:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kalshi.ports import free_ports
+from kalshi.ports import bind_error, free_ports
 
 if TYPE_CHECKING:
     from kalshi.config import S3Config
@@ -110,6 +110,14 @@ class S3Server:
             self._ports = dict(zip(_PORT_FLAGS, fresh, strict=True))
             kept.write_text(json.dumps(self._ports))
         ports = self._ports
+        taken = {flag: bind_error(port) for flag, port in ports.items()}
+        taken = {flag: error for flag, error in taken.items() if error is not None}
+        if taken:
+            raise RuntimeError(
+                f"S3 server cannot start: ports kept in {kept} so the endpoint never changes"
+                f" are taken ({', '.join(f'{f}={ports[f]}: {e}' for f, e in taken.items())});"
+                " stop the process using them, or delete that file to choose new ports"
+            )
         args = [
             find_weed(),
             "mini",

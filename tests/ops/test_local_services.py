@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kalshi.testing.s3server import find_weed
+from kalshi.testing.s3server import S3Server, find_weed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,3 +53,28 @@ def test_s3_down_then_up_keeps_the_endpoint(state_dir: Path) -> None:
     )
     env = _services(state_dir, "s3", "env").splitlines()
     assert env[0] == f"export S3_ENDPOINT={first['endpoint']}"
+
+
+def test_a_kept_port_held_by_another_process_is_a_clear_error(state_dir: Path) -> None:
+    server = S3Server(state_dir / "own")
+    server.start()
+    server.stop()
+    kept = state_dir / "own/ports.json"
+    port = json.loads(kept.read_text())["s3.port"]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(RuntimeError) as raised:
+            S3Server(state_dir / "own").start()
+    assert str(raised.value) == (
+        f"S3 server cannot start: ports kept in {kept} so the endpoint never changes are"
+        f" taken (s3.port={port}: Address already in use); stop the process using them, or"
+        " delete that file to choose new ports"
+    )
+    again = S3Server(state_dir / "own")
+    again.start()
+    try:
+        assert again.endpoint == f"http://127.0.0.1:{port}"
+    finally:
+        again.stop()
