@@ -4,7 +4,7 @@ the real store, a dedup config, and the checks of production against the truth."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,18 @@ MISSES = {
 }
 
 
-def recordings(truth: Truth, misses: dict[str, list[tuple[int, int, str]]]) -> list[Recording]:
+def recordings(
+    truth: Truth,
+    misses: dict[str, list[tuple[int, int, str]]],
+    latencies_us: Sequence[int] | None = None,
+) -> list[Recording]:
+    """What each gatherer of ``misses`` recorded of ``truth``, the i-th one
+    ``latencies_us[i]`` µs behind the exchange (by default 600 + 150 i)."""
+    if latencies_us is None:
+        latencies_us = [600 + 150 * i for i in range(len(misses))]
     return [
-        record(truth, gid, m, conn_base=i + 1, latency_us=600 + 150 * i)
-        for i, (gid, m) in enumerate(misses.items())
+        record(truth, gid, m, conn_base=i + 1, latency_us=latency)
+        for i, ((gid, m), latency) in enumerate(zip(misses.items(), latencies_us, strict=True))
     ]
 
 

@@ -8,16 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import trio
 import yaml
-from dedup_support import MISSES, assert_production_is_truth, write_all
+from dedup_support import MISSES, assert_production_is_truth, recordings, write_all
 
 from kalshi.store import EmbeddedPostgres, connect_db
-from kalshi.testing.recording import Recording, Truth, make_truth, record
+from kalshi.testing.recording import make_truth
 
 # `dedup --once`'s summary when a pass merged nothing: every table, every time (outside
 # tester, item 8: gaps and orderbook_deltas were left out on a repeat run).
@@ -51,15 +51,6 @@ def _config(
     return path
 
 
-def recordings(truth: Truth, latencies_us: Sequence[int] = (700, 700, 700)) -> list[Recording]:
-    """What each gatherer of :data:`MISSES` recorded of ``truth``, the i-th one
-    ``latencies_us[i]`` µs behind the exchange (700: :func:`record`'s default)."""
-    return [
-        record(truth, gid, misses, conn_base=i + 1, latency_us=latency)
-        for i, ((gid, misses), latency) in enumerate(zip(MISSES.items(), latencies_us, strict=True))
-    ]
-
-
 async def _kalshi(config: Path, *args: str) -> str:
     """``kalshi ARGS --config CONFIG`` as a process; asserts it exits 0, returns its stdout."""
     with trio.fail_after(120):
@@ -86,7 +77,7 @@ async def test_kill_9_mid_merge_then_restart_leaves_no_duplicates_and_no_holes(
 ) -> None:
     # 500 ms steps: the order books take several merge transactions (5 minutes each).
     truth = make_truth(21, events=1500, step_us=500_000)
-    urls = await write_all(make_db, recordings(truth, (600, 750, 900)), tmp_path)
+    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
     production = make_db()
     config = _config(tmp_path / "dedup.yaml", production, urls)
     total = len(truth.deltas())
@@ -116,7 +107,7 @@ async def test_once_merges_and_exports_closed_windows_and_export_force_redoes_th
     make_db: Callable[..., str], tmp_path: Path
 ) -> None:
     truth = make_truth(22, events=200)
-    urls = await write_all(make_db, recordings(truth), tmp_path)
+    urls = await write_all(make_db, recordings(truth, MISSES, (700, 700, 700)), tmp_path)
     production = make_db()
     out = tmp_path / "out"
     config = _config(tmp_path / "dedup.yaml", production, urls, export_to=out)
@@ -202,7 +193,7 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
     """What `just demo` then `just run-dedup --once` meets: stopped gatherers whose ingest
     watermark stays at their last receipt, so their newest hour never closes by itself."""
     truth = make_truth(23, events=200)
-    urls = await write_all(make_db, recordings(truth), tmp_path)
+    urls = await write_all(make_db, recordings(truth, MISSES, (700, 700, 700)), tmp_path)
     for gid, url in urls.items():
         with connect_db(url) as db:  # what a gatherer leaves when it stops
             last = db.query("SELECT max(received_at) FROM orderbook_deltas")[0][0]
