@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import trio
+import yaml
 
 from kalshi.book import OrderBook
 from kalshi.config import GathererConfig, load_gatherer_config
@@ -50,6 +51,45 @@ def sim_config(sim: Any, tmp_path: Path, db_url: str, **overrides: Any) -> Gathe
     }
     settings.update(overrides)
     return load_gatherer_config(None, overrides=settings)
+
+
+def gatherer_yaml(sim: Any, tmp_path: Path, db_url: str, **sections: Any) -> Path:
+    """``kalshi gather``'s YAML config, written to ``tmp_path/gatherer.yaml``, for a gatherer
+    of the simulator ``sim`` (its key written to ``tmp_path/key.pem``) storing into
+    ``db_url``: two order-book connections and one of each other channel, spool and
+    journal (uncompressed) under ``tmp_path``, no snapshot poller, HTTP on a free port, no
+    metrics. Each of ``sections`` updates the section of its name (a mapping: its keys are
+    merged in) or sets that top-level value."""
+    key = tmp_path / "key.pem"
+    key.write_bytes(sim.private_key_pem)
+    config: dict[str, Any] = {
+        "gatherer_id": "solo",
+        "kalshi": {
+            "rest_url": sim.rest_url,
+            "ws_url": sim.ws_url,
+            "api_key": sim.key_id,
+            "api_secret": str(key),
+            "rest_rate_limit": 200,
+        },
+        "timescaledb": {"url": db_url},
+        "websocket": {
+            "orderbook_connections": 2,
+            "trade_connections": 1,
+            "ticker_connections": 1,
+            "lifecycle_connections": 1,
+        },
+        "spool": {"dir": str(tmp_path / "spool"), "dead_letter_dir": str(tmp_path / "dead")},
+        "journal": {"dir": str(tmp_path / "journal"), "compress": False},
+        "snapshot_poller": {"enabled": False},
+        "http": {"port": 0},
+        "metrics": {"enabled": False},
+    }
+    for name, value in sections.items():
+        current = config.get(name)
+        config[name] = {**current, **value} if isinstance(current, dict) else value
+    path = tmp_path / "gatherer.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 @asynccontextmanager

@@ -10,44 +10,26 @@ from pathlib import Path
 
 import orjson
 import trio
-import yaml
 
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
+from tests.gather.support import gatherer_yaml
 
 
 async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) -> None:
     async with open_sim_exchange(
         markets=40, active=20, rate=3000.0, seed=11, port=0, start_us=PINNED_START_US
     ) as sim:
-        key = tmp_path / "key.pem"
-        key.write_bytes(sim.private_key_pem)
-        config = {
-            "gatherer_id": "cli-1",
-            "kalshi": {
-                "rest_url": sim.rest_url,
-                "ws_url": sim.ws_url,
-                "api_key": sim.key_id,
-                "api_secret": str(key),
-                "rest_rate_limit": 100,
-            },
-            "timescaledb": {"url": db_url},
-            "websocket": {
-                "orderbook_connections": 2,
-                "trade_connections": 1,
-                "ticker_connections": 1,
-                "lifecycle_connections": 1,
-            },
-            "spool": {"dir": str(tmp_path / "spool"), "dead_letter_dir": str(tmp_path / "dead")},
-            "journal": {"dir": str(tmp_path / "journal"), "compress": True},
-            "snapshot_poller": {"enabled": False},
-            "http": {"port": 0},
-            "metrics": {"enabled": False},
-        }
-        path = tmp_path / "gatherer.yaml"
-        path.write_text(yaml.safe_dump(config))
+        path = gatherer_yaml(
+            sim,
+            tmp_path,
+            db_url,
+            gatherer_id="cli-1",
+            kalshi={"rest_rate_limit": 100},
+            journal={"compress": True},
+        )
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "kalshi", "gather", "--config", str(path)],
             stdout=subprocess.PIPE,

@@ -12,46 +12,28 @@ from pathlib import Path
 import attrs
 import orjson
 import trio
-import yaml
 
 from kalshi.config import load_gatherer_config
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.store import connect_db, open_store
 from kalshi.testing import sim
+from tests.gather.support import gatherer_yaml
 
 
 async def test_sigterm_while_every_write_hangs_exits_and_loses_nothing(
     db_url: str, tmp_path: Path
 ) -> None:
     async with sim(markets=40, rate=3000.0, seed=11, port=0, active=20) as exchange:
-        key = tmp_path / "key.pem"
-        key.write_bytes(exchange.private_key_pem)
-        config = {
-            "gatherer_id": "hung-1",
-            "kalshi": {
-                "rest_url": exchange.rest_url,
-                "ws_url": exchange.ws_url,
-                "api_key": exchange.key_id,
-                "api_secret": str(key),
-                "rest_rate_limit": 100,
-            },
+        path = gatherer_yaml(
+            exchange,
+            tmp_path,
+            db_url,
+            gatherer_id="hung-1",
+            kalshi={"rest_rate_limit": 100},
             # no bound at all on a statement: the worst case for shutdown
-            "timescaledb": {"url": db_url, "statement_timeout": 0, "lock_timeout": 0},
-            "websocket": {
-                "orderbook_connections": 2,
-                "trade_connections": 1,
-                "ticker_connections": 1,
-                "lifecycle_connections": 1,
-            },
-            "spool": {"dir": str(tmp_path / "spool"), "dead_letter_dir": str(tmp_path / "dead")},
-            "journal": {"dir": str(tmp_path / "journal"), "compress": False},
-            "snapshot_poller": {"enabled": False},
-            "shutdown_grace": "1s",
-            "http": {"port": 0},
-            "metrics": {"enabled": False},
-        }
-        path = tmp_path / "gatherer.yaml"
-        path.write_text(yaml.safe_dump(config))
+            timescaledb={"statement_timeout": 0, "lock_timeout": 0},
+            shutdown_grace="1s",
+        )
         with connect_db(db_url) as locker, connect_db(db_url) as watcher:
             proc = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "kalshi", "gather", "--config", str(path)],

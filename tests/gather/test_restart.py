@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import trio
-import yaml
 
 from kalshi.gather.recovery import last_frames
 from kalshi.journal import JournalRecord, read_journal
@@ -21,7 +20,7 @@ from kalshi.replay.core import Replayer
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US, free_port
-from tests.gather.support import db_books, gatherer_processes, wait_for
+from tests.gather.support import db_books, gatherer_processes, gatherer_yaml, wait_for
 from tests.replay.replay_support import BASE_US, GATHERER, scripted_session, write_journal
 
 CHANNELS = ("orderbook_delta", "trade", "ticker", "market_lifecycle_v2")
@@ -63,35 +62,15 @@ def _config(
     *,
     poller: bool = False,
 ) -> Path:
-    key = tmp_path / "key.pem"
-    key.write_bytes(sim.private_key_pem)
-    config = {
-        "gatherer_id": "solo",
-        "kalshi": {
-            "rest_url": sim.rest_url,
-            "ws_url": sim.ws_url,
-            "api_key": sim.key_id,
-            "api_secret": str(key),
-            "rest_rate_limit": 200,
-        },
-        "timescaledb": {"url": db_url},
-        "websocket": {
-            "orderbook_connections": 2,
-            "trade_connections": 1,
-            "ticker_connections": 1,
-            "lifecycle_connections": 1,
-        },
-        "writers": writers
+    return gatherer_yaml(
+        sim,
+        tmp_path,
+        db_url,
+        writers=writers
         or {"trades": {"flush_interval": "50ms"}, "orderbook_deltas": {"flush_interval": "50ms"}},
-        "spool": {"dir": str(tmp_path / "spool"), "dead_letter_dir": str(tmp_path / "dead")},
-        "journal": {"dir": str(tmp_path / "journal"), "compress": False},
-        "snapshot_poller": {"enabled": poller, "interval": "1s"},
-        "http": {"port": port},
-        "metrics": {"enabled": False},
-    }
-    path = tmp_path / "gatherer.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+        snapshot_poller={"enabled": poller, "interval": "1s"},
+        http={"port": port},
+    )
 
 
 async def _all_live(port: int) -> bool:
