@@ -73,6 +73,30 @@ def recordings(
     ]
 
 
+def skewed_recordings(truth: Truth, skews_us: dict[str, int]) -> list[Recording]:
+    """:func:`recordings` of :data:`MISSES`, each gatherer's clock ``skews_us[gid]`` µs off
+    the exchange's (its receipts stamped that much later; negative: earlier)."""
+    latencies = [600 + 150 * i + skews_us[gid] for i, gid in enumerate(MISSES)]
+    return recordings(truth, MISSES, latencies)
+
+
+def watermark_at_middle(urls: dict[str, str]) -> dict[str, int]:
+    """Each gatherer says, in its own clock (its ingest watermark), that it has committed
+    what it received before the middle of its order-book deltas; returns those cuts
+    (gatherer id -> µs, its clock)."""
+    cuts = {}
+    for gid, url in urls.items():
+        with connect_db(url) as db:
+            received = sorted(r for (r,) in db.query("SELECT received_at FROM orderbook_deltas"))
+            cuts[gid] = received[len(received) // 2]
+            db.execute(
+                "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
+                " VALUES (%s, %s, %s)",
+                (gid, cuts[gid], cuts[gid]),
+            )
+    return cuts
+
+
 def assert_production_is_truth(
     url: str,
     truth: Truth,

@@ -15,6 +15,8 @@ from dedup_support import (
     dedup_config,
     production_books,
     recordings,
+    skewed_recordings,
+    watermark_at_middle,
     write_all,
     write_recording,
 )
@@ -228,27 +230,12 @@ async def test_gatherer_clocks_off_by_minutes_lose_nothing(
     # Issue 18 item 6: a gatherer clock 90 s behind left production with 0 of 3 530 deltas;
     # the deduplicator looked for rows received within a fixed 60 s of their exchange time.
     # Here g1 stamps receipts 90 s early and g2 20 s late (one machine's clock each).
-    from kalshi.testing.recording import record
-
     truth = make_truth(11, events=320)
     skews = {"g0": 0, "g1": -90_000_000, "g2": 20_000_000}
-    recs = [
-        record(truth, gid, m, conn_base=i + 1, latency_us=600 + 150 * i + skews[gid])
-        for i, (gid, m) in enumerate(MISSES.items())
-    ]
-    urls = await write_all(make_db, recs, tmp_path)
+    urls = await write_all(make_db, skewed_recordings(truth, skews), tmp_path)
     # Each gatherer says (in its own clock) that it has committed everything received
     # before the middle of the recording: the first pass stops there, the second goes on.
-    cuts = {}
-    for gid, url in urls.items():
-        with connect_db(url) as db:
-            received = sorted(r for (r,) in db.query("SELECT received_at FROM orderbook_deltas"))
-            cuts[gid] = received[len(received) // 2]
-            db.execute(
-                "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
-                " VALUES (%s, %s, %s)",
-                (gid, cuts[gid], cuts[gid]),
-            )
+    watermark_at_middle(urls)
     production = make_db()
     dedup = Deduplicator(dedup_config(production, urls, batch_size=37))
     try:

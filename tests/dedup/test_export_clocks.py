@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from dedup_support import MISSES, dedup_config, write_all
+from dedup_support import dedup_config, skewed_recordings, watermark_at_middle, write_all
 
 from kalshi.config import S3Config, parse_duration
 from kalshi.dedup import metrics
@@ -20,7 +20,7 @@ from kalshi.dedup.export import ALL_WINDOWS, EXPORT_TABLES, Exporter
 from kalshi.dedup.service import Deduplicator
 from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.store import connect_db
-from kalshi.testing.recording import Recording, make_truth, record
+from kalshi.testing.recording import Recording, make_truth
 from kalshi.testing.s3server import S3Server
 
 SECOND = 1_000_000
@@ -34,11 +34,7 @@ def s3_config(server: S3Server, bucket: str) -> S3Config:
 
 
 def skewed(seed: int) -> list[Recording]:
-    truth = make_truth(seed, events=320)
-    return [
-        record(truth, gid, m, conn_base=i + 1, latency_us=600 + 150 * i + SKEWS[gid])
-        for i, (gid, m) in enumerate(MISSES.items())
-    ]
+    return skewed_recordings(make_truth(seed, events=320), SKEWS)
 
 
 HELD = ("trades", "tickers")
@@ -50,16 +46,9 @@ committed; the order books go by the watermark."""
 def commit_half(urls: dict[str, str]) -> dict[str, int]:
     """Each gatherer has committed what it received up to the middle of its recording, and
     says so in its own clock (its watermark); returns those cuts (µs, its clock)."""
-    cuts = {}
+    cuts = watermark_at_middle(urls)
     for gid, url in urls.items():
         with connect_db(url) as db:
-            received = sorted(r for (r,) in db.query("SELECT received_at FROM orderbook_deltas"))
-            cuts[gid] = received[len(received) // 2]
-            db.execute(
-                "INSERT INTO ingest_watermark (gatherer_id, complete_before, updated_at)"
-                " VALUES (%s, %s, %s)",
-                (gid, cuts[gid], cuts[gid]),
-            )
             for table in HELD:
                 db.execute(
                     f"CREATE TABLE held_{table} AS SELECT * FROM {table} WHERE received_at > %s",
