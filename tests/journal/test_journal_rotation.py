@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -10,6 +11,7 @@ import trio.testing
 from journal_support import BASE_WALL, inline, journal_config, virtual_wall
 from prometheus_client import REGISTRY
 
+from kalshi.config import JournalConfig
 from kalshi.errors import JournalError
 from kalshi.journal import JournalRecord, JournalWriter, read_journal
 from kalshi.journal.format import encode_frame
@@ -25,6 +27,11 @@ def line(n: int, conn: int = 1) -> bytes:
     return encode_frame("g-1", conn, n, "in", n, n, frame(n))
 
 
+def virtual_writer(cfg: JournalConfig, **options: Any) -> JournalWriter:
+    """Gatherer g-1's journal writer on the virtual clock, its file work run inline."""
+    return JournalWriter(cfg, "g-1", virtual_wall, run_sync=inline, **options)
+
+
 def buffer_gauge() -> float:
     return REGISTRY.get_sample_value("kalshi_journal_buffer_bytes") or 0.0
 
@@ -36,9 +43,7 @@ def names(paths: list[Path]) -> list[str]:
 async def test_flush_waits_for_the_interval(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    writer = JournalWriter(
-        journal_config(tmp_path), "g-1", virtual_wall, run_sync=inline, flush_interval=0.5
-    )
+    writer = virtual_writer(journal_config(tmp_path), flush_interval=0.5)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
@@ -57,14 +62,7 @@ async def test_flush_waits_for_the_interval(
 async def test_flush_early_once_flush_bytes_are_buffered(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    writer = JournalWriter(
-        journal_config(tmp_path),
-        "g-1",
-        virtual_wall,
-        run_sync=inline,
-        flush_interval=3600,
-        flush_bytes=1000,
-    )
+    writer = virtual_writer(journal_config(tmp_path), flush_interval=3600, flush_bytes=1000)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
@@ -82,7 +80,7 @@ async def test_rotation_by_size(tmp_path: Path, autojump_clock: trio.testing.Moc
     size = len(line(11))
     assert {len(line(n)) for n in numbers} == {size}
     cfg = journal_config(tmp_path, rotate_bytes=3 * size)
-    writer = JournalWriter(cfg, "g-1", virtual_wall, run_sync=inline, flush_interval=3600)
+    writer = virtual_writer(cfg, flush_interval=3600)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
@@ -109,7 +107,7 @@ async def test_a_record_bigger_than_rotate_bytes_gets_a_file_of_its_own(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     cfg = journal_config(tmp_path, rotate_bytes=10)
-    writer = JournalWriter(cfg, "g-1", virtual_wall, run_sync=inline, flush_interval=3600)
+    writer = virtual_writer(cfg, flush_interval=3600)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
@@ -123,9 +121,7 @@ async def test_rotation_at_the_hour_and_the_day(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     # 22:59:00 -> 23:00 edge -> 00:00 edge (next day directory)
-    writer = JournalWriter(
-        journal_config(tmp_path), "g-1", virtual_wall, run_sync=inline, flush_interval=3600
-    )
+    writer = virtual_writer(journal_config(tmp_path), flush_interval=3600)
     with trio.fail_after(7200):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
@@ -160,9 +156,7 @@ async def test_rotation_at_the_hour_and_the_day(
 async def test_idle_interval_rotation_by_the_run_loop(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    writer = JournalWriter(
-        journal_config(tmp_path), "g-1", virtual_wall, run_sync=inline, flush_interval=1.0
-    )
+    writer = virtual_writer(journal_config(tmp_path), flush_interval=1.0)
     with trio.fail_after(600):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
@@ -213,11 +207,8 @@ async def test_pressure_is_reported_never_dropped(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     size = len(line(1))
-    writer = JournalWriter(
+    writer = virtual_writer(
         journal_config(tmp_path),
-        "g-1",
-        virtual_wall,
-        run_sync=inline,
         flush_interval=3600,
         flush_bytes=1 << 30,
         max_buffer_bytes=5 * size,
