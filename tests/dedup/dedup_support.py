@@ -22,6 +22,7 @@ from kalshi.config import (
 )
 from kalshi.dedup import production_books
 from kalshi.dedup.merge import HOLE_KIND
+from kalshi.dedup.service import Deduplicator, PassReport
 from kalshi.store import connect_db, open_store
 from kalshi.testing import recording
 from kalshi.testing.recording import Recording, Truth, record
@@ -132,6 +133,16 @@ def assert_production_is_truth(
         # Exchange times run up to 4 steps backwards (kalshi.testing.recording), so the first
         # lost delta may be stamped a little before the last merged one.
         assert start - 4_000 <= lost.exchange_ts < end, ticker
+
+
+async def merge_once(production: str, gatherers: dict[str, str], **sync: object) -> PassReport:
+    """What ``kalshi dedup --once`` runs: one pass of a new deduplicator (no settle time),
+    closed after; returns the pass's report. ``sync``: :func:`dedup_config`'s settings."""
+    dedup = Deduplicator(dedup_config(production, gatherers, **sync))
+    try:
+        return await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
 
 
 async def write_all(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from dedup_support import dedup_config
+from dedup_support import dedup_config, merge_once
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.clock import system_wall_us
@@ -153,11 +153,7 @@ async def test_once_after_gatherers_with_clocks_ahead_and_behind_is_the_truth(
         markets=12, active=6, rate=300.0, seed=18, port=0, start_us=PINNED_START_US, skew_s=120.0
     ) as sim:
         start = await _record(sim, tmp_path, urls, clocks, events=600)
-        dedup = Deduplicator(dedup_config(production, urls))
-        try:
-            report = await dedup.run_pass(settle_us=0)  # what `kalshi dedup --once` runs
-        finally:
-            dedup.close()
+        report = await merge_once(production, urls)  # what `kalshi dedup --once` runs
         print(f"--once: {dict(report.merged)}, switches {report.switches}")
         _assert_production_is_truth(production, sim, start)
 
@@ -295,11 +291,7 @@ async def test_a_resnapshot_by_a_gatherer_whose_clock_is_behind_restarts_the_str
             sim.faults.skip_seq(1)
 
         start = await _record(sim, tmp_path, urls, {"g2": -90 * SECOND}, events=900, during=skip)
-        dedup = Deduplicator(dedup_config(production, urls))
-        try:
-            report = await dedup.run_pass(settle_us=0)
-        finally:
-            dedup.close()
+        report = await merge_once(production, urls)
         print(f"resnapshot: {dict(report.merged)}, holes {report.holes}")
         books = production_books(production)
         deltas, snapshots, holes = _production(production)

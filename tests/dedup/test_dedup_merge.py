@@ -13,6 +13,7 @@ from dedup_support import (
     MISSES,
     assert_production_is_truth,
     dedup_config,
+    merge_once,
     production_books,
     recordings,
     skewed_recordings,
@@ -116,11 +117,7 @@ async def test_a_lagging_gatherer_is_not_waited_for(
     recs[2] = split(recs[2], [truth.events[100].exchange_ts])[0]  # g2 stopped at event 100
     urls = await write_all(make_db, recs, tmp_path)
     production = make_db()
-    dedup = Deduplicator(dedup_config(production, urls, max_lag=parse_duration("50ms")))
-    try:
-        await dedup.run_pass(settle_us=0)
-    finally:
-        dedup.close()
+    await merge_once(production, urls, max_lag=parse_duration("50ms"))
     pair = _only(MISSES, "g0", "g1")
     with connect_db(production) as db:
         deltas = db.query(
@@ -308,11 +305,7 @@ async def test_rows_committed_after_the_merge_passed_their_receipt_are_merged_on
         ("trades", "tickers"),  # the same again: a replay run twice
     ):
         await write_recording(gatherer, _tables(rec, *tables), tmp_path / "gl")
-        dedup = Deduplicator(dedup_config(production, {"gl": gatherer}))  # a new --once
-        try:
-            report = await dedup.run_pass(settle_us=0)
-        finally:
-            dedup.close()
+        report = await merge_once(production, {"gl": gatherer})  # a new --once
         merged.append({t: (n, report.duplicates[t]) for t, n in report.merged.items() if n})
     assert merged == [
         {"orderbook_deltas": (len(rec.orderbook_deltas), 0), "orderbook_snapshots": (3, 0),
@@ -373,11 +366,7 @@ async def test_a_market_updated_after_the_merge_is_merged_again(
             async with store.sender("markets") as send:
                 await send.send(version)
             await store.committed()
-        dedup = Deduplicator(dedup_config(production, {"g0": gatherer}))
-        try:
-            await dedup.run_pass(settle_us=0)
-        finally:
-            dedup.close()
+        await merge_once(production, {"g0": gatherer})
         with connect_db(production) as db:
             seen += db.query("SELECT status, updated_at FROM markets")
     assert seen == [("active", t0 + 2), ("closed", t0 + 5), ("closed", t0 + 5)]

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 import trio
-from dedup_support import MISSES, dedup_config, recordings, write_all
+from dedup_support import MISSES, merge_once, recordings, write_all
 
 from kalshi.book import OrderBook
 from kalshi.config import S3Config, parse_duration
@@ -23,7 +23,6 @@ from kalshi.dedup import metrics
 from kalshi.dedup.export import ALL_WINDOWS, EXPORT_TABLES, Exporter, WindowExport, _iso, _Reader
 from kalshi.dedup.gatherers import SKEW_US
 from kalshi.dedup.segments import apply_change
-from kalshi.dedup.service import Deduplicator
 from kalshi.dedup.targets import S3Target
 from kalshi.store import connect_db
 from kalshi.testing.recording import make_truth
@@ -38,11 +37,7 @@ async def merged_production(make_db: Callable[..., str], tmp: Path, seed: int = 
     truth = make_truth(seed, events=320)
     urls = await write_all(make_db, recordings(truth, MISSES), tmp)
     production = make_db()
-    dedup = Deduplicator(dedup_config(production, urls))
-    try:
-        await dedup.run_pass(settle_us=0)
-    finally:
-        dedup.close()
+    await merge_once(production, urls)
     return production
 
 
