@@ -93,6 +93,18 @@ class Results:
         return path
 
 
+def replace_block(doc: Path, begin: str, end: str, section: str, heading: str) -> None:
+    """Put ``section`` (which starts with ``begin`` and ends with ``end``) in place of the
+    marked block of ``doc``; appended under ``## heading`` when the markers are missing."""
+    text = doc.read_text()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + section + "\n"
+    doc.write_text(text)
+
+
 def format_value(value: Any) -> str:
     """A figure as the tables print it: integers with thin spaces, ratios to 2 places."""
     if isinstance(value, bool) or value is None:

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, format_value
+from _common import RESULTS, format_value, replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
@@ -189,14 +189,7 @@ def generate(results: Path) -> None:
     for data in runs.values():
         parts += render(data)
     parts.append(END)
-    text = DOC.read_text()
-    section = "\n".join(parts)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Figures of the latest run\n\n" + section + "\n"
-    DOC.write_text(text)
+    replace_block(DOC, BEGIN, END, "\n".join(parts), "Figures of the latest run")
     print(f"wrote {DOC.relative_to(ROOT)}")
 
 

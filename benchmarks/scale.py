@@ -23,7 +23,7 @@ import orjson
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine
+from _common import machine, replace_block
 from fullscale import run_scale
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,14 +205,7 @@ def write_doc(text: str, block: str | None) -> None:
             f"<!-- scale-{block}:end -->",
         )
     )
-    current = DOC.read_text()
-    section = f"{begin}\n\n{text}\n\n{end}"
-    if begin in current and end in current:
-        head, rest = current.split(begin, 1)
-        current = head + section + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n## Measured at scale\n\n" + section + "\n"
-    DOC.write_text(current)
+    replace_block(DOC, begin, end, f"{begin}\n\n{text}\n\n{end}", "Measured at scale")
 
 
 if __name__ == "__main__":
