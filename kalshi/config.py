@@ -30,7 +30,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from dotenv import dotenv_values
 
 from kalshi.errors import ConfigError
-from kalshi.wire.paths import REST_ROOT, WS_PATH
+from kalshi.models.paths import REST_ROOT, WS_PATH
 
 __all__ = [
     "DbConfig",

@@ -26,13 +26,13 @@ from kalshi.gather.context import RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Message
+from kalshi.models.paths import WS_PATH
 from kalshi.models.rows import GapRow
 from kalshi.net import Backoff, WsConnection
 from kalshi.net.clock import clock_hint
 from kalshi.net.clock import mono_us as trio_mono_us
 from kalshi.pipeline import CONTROL_TYPES, Outcome
 from kalshi.wire import encode_command, subscribe_cmd, update_subscription_cmd
-from kalshi.wire.paths import WS_PATH
 
 __all__ = ["SCOPED_CHANNELS", "Connection"]
 

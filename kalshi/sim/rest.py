@@ -17,10 +17,10 @@ import trio
 
 from kalshi.http.server import Request, Response
 from kalshi.models.market import MarketStatus
+from kalshi.models.paths import REST_ROOT
 from kalshi.models.trade import Trade
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
 from kalshi.sim.universe import MARKETS_PER_EVENT, SERIES, MarketInfo, Universe, is_combo
-from kalshi.wire.paths import REST_ROOT
 
 if TYPE_CHECKING:
     from kalshi.sim.server import SimExchange

@@ -47,13 +47,13 @@ from kalshi.http.ws import (
     envelope,
     ws_frame,
 )
+from kalshi.models.paths import WS_PATH
 from kalshi.sim.broker import WITH_DATA, Broker, SimSession
 from kalshi.sim.engine import Engine
 from kalshi.sim.faults import FaultPlan, Faults
 from kalshi.sim.rest import API_ROOT, TOO_MANY, RestApi
 from kalshi.sim.truth import SimEvent, Truth
 from kalshi.sim.universe import Universe
-from kalshi.wire.paths import WS_PATH
 
 __all__ = ["WS_PATH", "SimExchange", "open_sim_exchange"]
 

@@ -1,6 +1,6 @@
 """Pure codecs between Kalshi's JSON and our models: the only place that knows field names."""
 
-from kalshi.wire.paths import REST_ROOT, WS_PATH
+from kalshi.models.paths import REST_ROOT, WS_PATH
 from kalshi.wire.rest import (
     decode_event,
     decode_events_page,
