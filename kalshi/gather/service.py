@@ -41,7 +41,7 @@ from kalshi.http.views import gatherer_metrics
 from kalshi.journal import JournalWriter
 from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.rows import TABLE_COLUMNS, GapRow
-from kalshi.net import Backoff, Connector, RestClient, WallClock, get_transport, system_wall_us
+from kalshi.net import Connector, RestClient, WallClock, get_transport, system_wall_us
 from kalshi.pipeline import FrameProcessor, Outcome
 from kalshi.pipeline.outside import MARKETS_PATH
 from kalshi.retry import retry
@@ -61,7 +61,7 @@ __all__ = ["COPIED_STRAIGHT", "Gatherer"]
 log = logging.getLogger("kalshi.gather")
 
 _BACKFILL_WINDOWS = 1024
-_BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0  # seconds: writing the journal tail again
+_BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0  # seconds: reading the state, writing the tail
 _LIFECYCLE_CHANNELS = ("market_lifecycle_v2", "multivariate_market_lifecycle")
 _USER_CONNECTION_LIMIT = 200  # kalshi-api.md §2.6
 # The WebSocket tables that carry the volume: a row's key holds its connection and frame
@@ -256,19 +256,20 @@ class Gatherer:
         tail starts)."""
         store, ctx = self.store, self.ctx
         assert store is not None and ctx is not None
-        backoff = Backoff(1.0, 5.0)
         try:
-            while True:
-                try:
-                    last, tail, opened = await self._read_state(timeouts, store.opened_at)
-                    break
-                except DatabaseUnavailable as exc:
-                    store.unavailable(exc)
-                    await trio.sleep(backoff.next())
-                except StoreError as exc:  # reachable, no schema yet: no earlier run
-                    log.info("database back; no earlier run to recover (%s)", exc)
-                    store.skip_first()
-                    return
+            try:
+                last, tail, opened = await retry(
+                    partial(self._read_state, timeouts, store.opened_at),
+                    transient=(DatabaseUnavailable,),
+                    attempts=None,
+                    initial=1.0,
+                    maximum=_BACKOFF_MAX,
+                    on_failure=lambda exc, _: store.unavailable(exc),
+                )
+            except StoreError as exc:  # reachable, no schema yet: no earlier run
+                log.info("database back; no earlier run to recover (%s)", exc)
+                store.skip_first()
+                return
             await self._write_tail(tail)
             log.info("database back; the previous run's state recovered")
             await self._end_refusals(last, tail, opened)
