@@ -142,6 +142,7 @@ async def run_scale(
     start_us: int | None = None,
     startup_limit: float = 900.0,
     live_dedup: bool = True,
+    gatherer_set: dict[str, Any] | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the scale test; returns the figures and ``failures`` (empty when it passed).
@@ -161,6 +162,7 @@ async def run_scale(
         "shards": shards,
         "gatherers": replicas,
         "live_dedup": live_dedup,
+        "gatherer_set": dict(gatherer_set or {}),
         "failures": [],
     }
     failures: list[str] = doc["failures"]
@@ -266,6 +268,12 @@ async def _record(
         path = workdir / f"{name}.yaml"
         shard = f"{name[3:]}/{len(names) // len(postgres)}" if len(name) > 2 else "0/1"
         config = _gatherer_config(name, sim, key, urls[name], workdir, ports[name], shard)
+        for dotted, value in doc["gatherer_set"].items():  # --set KEY=VALUE
+            *path, last = dotted.split(".")
+            section = config
+            for part in path:
+                section = section.setdefault(part, {})
+            section[last] = value
         path.write_text(yaml.safe_dump(config))
         children[name] = Child(
             name, ["gather", "--config", str(path)], workdir / f"{name}.log", own_session=True

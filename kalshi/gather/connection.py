@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 
 import trio
@@ -47,6 +48,8 @@ _UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) hel
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 _Frame = tuple[int, int, float, bytes | str]  # frame_no, wall µs, Trio time, raw
 _DRAIN_SECONDS = 10.0  # a session's end: at most this long handling frames read ahead
+_READ_AHEAD_BYTES = 1 << 22  # a read-ahead socket read: up to 4 MiB (what the kernel holds)
+_TURN_BYTES = 1 << 18  # read-ahead frames handled per turn of the loop (256 KiB, one read)
 
 
 class _Resubscribe(ConnectionLost):
@@ -308,53 +311,74 @@ class Connection:
         return frame_no, ctx.wall_us(), now, raw
 
     async def _read_ahead(self, ws: WsConnection, counts: FrameMetrics) -> None:
-        """Read in a task of its own into a queue of ``websocket.read_ahead`` frames;
-        process them here. ``blocked`` only while that queue is full."""
+        """Read in a task of its own into a buffer of ``websocket.read_ahead`` frames;
+        process them here. ``blocked`` only while that buffer is full.
+
+        The reader takes up to :data:`_READ_AHEAD_BYTES` from the socket per turn of the
+        event loop (what the kernel holds: 1-2 MB on loopback at a burst), so the
+        exchange's buffer for the subscription drains each turn, not 256 KiB of it. The
+        handling takes what is buffered without a scheduling point per frame (it yields
+        every :data:`_TURN_BYTES`, as the one loop does per socket read): through a Trio
+        channel each frame cost a turn of the whole loop, ~150 tasks, so at full scale the
+        handling fell to a few frames a second and looked stopped (docs/scaling.md)."""
         size = self.ctx.cfg.websocket.read_ahead
-        send, receive = trio.open_memory_channel[_Frame](size)
+        ws.read_bytes = _READ_AHEAD_BYTES
+        frames: deque[_Frame] = deque()
+        arrived, room = trio.lowlevel.ParkingLot(), trio.lowlevel.ParkingLot()
         ended: list[NetError] = []
+        reading = True
 
         async def read() -> None:
-            async with send:
-                try:
-                    while True:
-                        frame = await self._read(ws)
-                        self.read_ahead += 1
+            nonlocal reading
+            try:
+                while True:
+                    frames.append(await self._read(ws))
+                    self.read_ahead += 1
+                    if arrived:
+                        arrived.unpark_all()
+                    if len(frames) >= size:
+                        self.blocked = True
                         try:
-                            send.send_nowait(frame)
-                        except trio.WouldBlock:
-                            self.blocked = True
-                            try:
-                                await send.send(frame)
-                            finally:
-                                self.blocked = False
-                except NetError as exc:  # reported once what was read is processed
-                    ended.append(exc)
+                            await room.park()
+                        finally:
+                            self.blocked = False
+            except NetError as exc:  # reported once what was read is processed
+                ended.append(exc)
+            finally:
+                reading = False
+                arrived.unpark_all()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read)
-            async with receive:
-                try:
-                    async for frame in receive:
+            try:
+                turn = 0
+                while True:
+                    while frames:
+                        frame = frames.popleft()
                         self.read_ahead -= 1
+                        if room:
+                            room.unpark_all()
                         await self._process(frame, counts, direct=False)
-                finally:
-                    await self._drain(receive, counts)
+                        turn += len(frame[3])
+                        if turn >= _TURN_BYTES:
+                            turn = 0
+                            await trio.lowlevel.checkpoint()
+                    if not reading:
+                        break
+                    turn = 0
+                    await arrived.park()
+            finally:
+                await self._drain(frames, counts)
         if ended:
             raise ended[0]
 
-    async def _drain(
-        self, receive: trio.MemoryReceiveChannel[_Frame], counts: FrameMetrics
-    ) -> None:
+    async def _drain(self, frames: deque[_Frame], counts: FrameMetrics) -> None:
         """Handle the frames read ahead when the session ends otherwise (cancelled: the
         gatherer stopping; a reply or error that ended it), as the one loop of a scoped
         connection would have read no further, within ``_DRAIN_SECONDS`` (shielded)."""
         with trio.move_on_after(_DRAIN_SECONDS, shield=True):
-            while True:
-                try:
-                    frame = receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    return
+            while frames:
+                frame = frames.popleft()
                 self.read_ahead -= 1
                 try:
                     await self._process(frame, counts, direct=False)
