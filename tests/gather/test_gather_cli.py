@@ -67,3 +67,34 @@ async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) 
 
 def _deltas_journaled(tmp_path: Path) -> bool:
     return any((tmp_path / "journal").rglob("*.jsonl*"))
+
+
+async def test_debug_level_logs_no_credentials_and_no_library_flood(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Outside tester F3: at logging.level debug, websockets logged every frame and the signed
+    # upgrade request's KALSHI-ACCESS-KEY and KALSHI-ACCESS-SIGNATURE headers.
+    async with open_sim_exchange(
+        markets=10, active=5, rate=500.0, seed=3, port=0, start_us=PINNED_START_US
+    ) as sim:
+        path = gatherer_yaml(sim, tmp_path, db_url, logging={"level": "debug"})
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "kalshi", "gather", "--config", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        with trio.fail_after(60):
+            while not _deltas_journaled(tmp_path):  # every connection signed its upgrade  # noqa: ASYNC110
+                await trio.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            code = await proc.wait()
+        assert proc.stderr is not None
+        err = b""
+        while chunk := await proc.stderr.receive_some(65536):
+            err += chunk
+    assert code == 0, err.decode()
+    text = err.decode()
+    assert "KALSHI-ACCESS" not in text and sim.key_id not in text
+    # "date time LEVEL logger: message": below warning, only our own loggers speak
+    chatty = set(re.findall(r"^\S+ \S+ (?:DEBUG|INFO) (\S+):", text, re.MULTILINE))
+    assert chatty and all(name.startswith("kalshi") for name in chatty), chatty
