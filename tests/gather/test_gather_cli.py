@@ -11,11 +11,14 @@ from pathlib import Path
 import orjson
 import trio
 
+import kalshi
 from kalshi.journal import JournalRecord, read_journal
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
 from tests.gather.support import gatherer_yaml
+
+SQL = Path(kalshi.__file__).parent / "sql"
 
 
 async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) -> None:
@@ -70,10 +73,12 @@ def _deltas_journaled(tmp_path: Path) -> bool:
 
 
 async def test_debug_level_logs_no_credentials_and_no_library_flood(
-    db_url: str, tmp_path: Path
+    empty_db_url: str, tmp_path: Path
 ) -> None:
     # Outside tester F3: at logging.level debug, websockets logged every frame and the signed
-    # upgrade request's KALSHI-ACCESS-KEY and KALSHI-ACCESS-SIGNATURE headers.
+    # upgrade request's KALSHI-ACCESS-KEY and KALSHI-ACCESS-SIGNATURE headers. F10a: each
+    # migration was logged twice, by kalshi.store and by kalshi.cli.
+    db_url = empty_db_url
     async with open_sim_exchange(
         markets=10, active=5, rate=500.0, seed=3, port=0, start_us=PINNED_START_US
     ) as sim:
@@ -98,3 +103,5 @@ async def test_debug_level_logs_no_credentials_and_no_library_flood(
     # "date time LEVEL logger: message": below warning, only our own loggers speak
     chatty = set(re.findall(r"^\S+ \S+ (?:DEBUG|INFO) (\S+):", text, re.MULTILINE))
     assert chatty and all(name.startswith("kalshi") for name in chatty), chatty
+    applied = re.findall(r"^\S+ \S+ INFO (\S+): applied migration (\S+)$", text, re.MULTILINE)
+    assert applied == [("kalshi.store", sql.name) for sql in sorted(SQL.glob("*.sql"))]
