@@ -13,7 +13,7 @@ import trio
 
 import kalshi
 from kalshi.journal import JournalRecord, read_journal
-from kalshi.sim import open_sim_exchange
+from kalshi.sim import SimExchange, open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
 from tests.gather.support import gatherer_yaml
@@ -39,7 +39,9 @@ async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) 
             stderr=subprocess.PIPE,
         )
         with trio.fail_after(60):
-            while sim.truth.events_generated.total() < 3000 or not _deltas_journaled(tmp_path):  # noqa: ASYNC110
+            # the order-book subscriptions are under way (their listing and subscribing can
+            # take longer than the first trades and tickers, on a loaded machine)
+            while sim.truth.events_generated.total() < 3000 or _book_messages(sim) < 200:  # noqa: ASYNC110
                 await trio.sleep(0.2)
             proc.send_signal(signal.SIGTERM)
             code = await proc.wait()
@@ -53,7 +55,7 @@ async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) 
         assert code == 0, err.decode()
     # what the process said it received: "stopped; N frames received (..., orderbook_delta K, ...)"
     said = re.search(rb"orderbook_delta (\d+)", out)
-    assert said is not None, out
+    assert said is not None, (out, err)
 
     deltas = set()
     for record in read_journal([tmp_path / "journal"]):
@@ -66,6 +68,13 @@ async def test_sigterm_mid_burst_flushes_every_row(db_url: str, tmp_path: Path) 
         stored = set(db.query("SELECT conn_id, frame_no FROM orderbook_deltas"))
     assert len(deltas) == int(said.group(1))  # every delta it decoded was journaled first
     assert stored == deltas
+
+
+def _book_messages(sim: SimExchange) -> int:
+    """Order-book messages (snapshots and deltas) the simulator has sequenced so far."""
+    return sum(
+        sub.seq for s in sim.sessions for sub in s.subs.values() if sub.channel == "orderbook_delta"
+    )
 
 
 def _deltas_journaled(tmp_path: Path) -> bool:
