@@ -74,6 +74,14 @@ def sim(
     command_rate: Annotated[
         float, Parameter(help="WebSocket commands/s per session; beyond is error 27.")
     ] = 10_000.0,
+    run_id: Annotated[
+        int | None,
+        Parameter(
+            help="Salts the ids issued once for good (trade ids, markets added at run time). "
+            "Default: the start time in µs, so a restart never reissues an id; give a "
+            "previous run's to reproduce it."
+        ),
+    ] = None,
     start: Annotated[
         str,
         Parameter(
@@ -101,6 +109,7 @@ def sim(
     key_pem = _key_pem(key_file)
     options: dict[str, Any] = {
         "start_us": _start_us(start) if start else None,
+        "run_id": run_id,
         "private_key_pem": key_pem,
         "key_id": key_id,
         "active": active,
@@ -176,6 +185,7 @@ async def _run(
             console.print(f"WebSocket  {exchange.ws_url}")
             console.print(f"key id     {exchange.key_id}")
             console.print(f"key file   {key_file}")
+            console.print(f"run id     {exchange.engine.run_id} (--run-id to reproduce this run)")
             console.print(
                 "gatherer config:\n"
                 f"  kalshi:\n    rest_url: {exchange.rest_url}\n    ws_url: {exchange.ws_url}\n"

@@ -22,7 +22,7 @@ import trio
 
 from kalshi.errors import AuthError, ConfigError, ConnectionLost, HttpError, NetError
 from kalshi.gather import metrics
-from kalshi.gather.commands import InFlight, Sent
+from kalshi.gather.commands import EPISODE_MAX_S, InFlight, Refusals, Sent
 from kalshi.gather.context import RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
@@ -105,6 +105,7 @@ class Connection:
         self._inflight = InFlight()
         self._retry_at = -math.inf  # no add/subscribe before (error 27's pause)
         self._refused_until = math.inf
+        self._refusals: Refusals | None = None  # the refusal episode under way
         self._chunk = 1
         self._ws: WsConnection | None = None
         self._pause = Backoff(1.0, 30.0)
@@ -506,7 +507,12 @@ class Connection:
         ``websocket.refusal_retry``."""
         code = error.code
         metrics.COMMAND_REPLIES.labels(sent.action, str(code)).inc()
-        log.warning(
+        now = trio.current_time()
+        if self._refusals is None:
+            self._refusals = Refusals(now)
+        self._refusals.commands[f"{sent.action} {code} {error.message}"] += 1
+        self._refusals.markets += len(sent.tickers)
+        log.debug(  # the episode is summed up in one line (_end_refusals)
             "%s: %s of %d market(s) refused: %d %s",
             self.name,
             sent.action,
@@ -515,7 +521,6 @@ class Connection:
             error.message,
         )
         tickers = list(sent.tickers)
-        now = trio.current_time()
         if sent.action == "delete_markets":  # still ours: the next sync sends it again
             self._requested.update(t for t in tickers if t not in self.desired)
             self._retry_at = now + self._pause.next()
@@ -547,8 +552,13 @@ class Connection:
     async def _give_up(self, tickers: list[str], code: int, why: str) -> None:
         """Markets this subscription cannot take: to another connection if the layout
         has room, else refused (a gap row each, retried later)."""
+        asked = len(tickers)
         if code == _MARKET_LIMIT and self.on_refused is not None:
             tickers = self.on_refused(self, tickers)
+        if self._refusals is None:  # given up without asking (the subscription is full)
+            self._refusals = Refusals(trio.current_time())
+        self._refusals.moved += asked - len(tickers)
+        self._refusals.gaps += len(tickers)
         if not tickers:
             return
         ctx = self.ctx
@@ -616,6 +626,7 @@ class Connection:
         )
         sent = await self._subscribe()
         while self.sid is None or not sent:
+            self._end_refusals(trio.current_time())
             sent = await self._subscribe() or sent
         self._set_state("live")
         backoff.reset()
@@ -631,11 +642,31 @@ class Connection:
                     await self._sync_markets()
                 if self._snapshots:
                     await self._request_snapshots()
+            self._end_refusals(now)
             wake_at = self._refused_until
+            if self._refusals is not None:
+                wake_at = min(wake_at, self._refusals.began + EPISODE_MAX_S)
             if now < self._retry_at:
                 wake_at = min(wake_at, self._retry_at)
             with trio.move_on_at(wake_at):
                 await self._wake.wait()
+
+    def _end_refusals(self, now: float) -> None:
+        """Sum up the refusal episode in one warning once the subscription has settled
+        (nothing unanswered, nothing left to ask for, no pause running), or every
+        ``EPISODE_MAX_S`` while it does not."""
+        episode = self._refusals
+        if episode is None:
+            return
+        settled = (
+            self.sid is not None
+            and not self._inflight.timed()
+            and now >= self._retry_at
+            and not (self.scoped and self.desired - self._requested - self._held())
+        )
+        if settled or now >= episode.began + EPISODE_MAX_S:
+            self._refusals = None
+            log.warning(episode.summary(self.name, now, len(self.subscribed), len(self.refused)))
 
     def _held(self) -> set[str]:
         """Refused markets not due to be asked for again yet."""

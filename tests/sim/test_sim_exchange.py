@@ -182,3 +182,33 @@ async def test_combo_events_are_listed_apart(mock_clock: object) -> None:
     ]
     assert other.json() == {"events": [], "cursor": ""}
     assert both.status_code == 400
+
+
+async def test_a_restart_never_reissues_an_id_and_a_run_id_reproduces_a_run(
+    mock_clock: object,
+) -> None:
+    """Issue F4: several runs of one seed into one database stored each trade id up to 4
+    times. Ids issued once for good are salted by the run id (default: the start time)."""
+    runs = []
+    for run_id in (None, None, 7, 7):
+        options = {} if run_id is None else {"run_id": run_id}
+        async with sim(markets=40, active=6, seed=3, **options) as ex:
+            ex.engine.pause()
+            ex.engine.step(300)
+            added = ex.add_market(series="KXBTCD")
+            info = ex.universe.get(added)
+            assert info is not None
+            ids = [t.trade_id for t in ex.truth.trades]
+            runs.append((ids, info.event_ticker, added, info.market_id))
+    first, second, seventh, again = runs
+    assert len(set(first[0])) == len(first[0]) > 20
+    assert not set(first[0]) & set(second[0])
+    assert first[1:] != second[1:] and first[3] != second[3]
+    assert seventh == again  # the same seed and run id: the same ids
+    assert len(seventh[0]) == len(first[0])
+    assert seventh[0][0] == "0afac9be-ed6e-4625-bed2-04893af8c35d"
+    assert seventh[1:] == (
+        "KXBTCD-SIM7E12A10001",
+        "KXBTCD-SIM7E12A10001-N1",
+        "3d31f77e-04ff-468f-be73-2277e2fe033e",
+    )
