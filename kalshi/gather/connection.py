@@ -260,23 +260,21 @@ class Connection:
 
     async def _receive(self, ws: WsConnection) -> None:
         """Read, journal and process frames until the session ends. A scoped connection
-        does it all in one loop, and so does a whole-exchange one by default. With
-        ``websocket.read_ahead`` > 0 a whole-exchange one (``scoped=False``: ``ticker``,
-        say, ~30 % of all messages on one socket) reads in a task of its own that only
-        stamps the frame and hands it to a bounded queue of that many frames (65 536:
-        ~20 MB, 11 s of the ticker channel at 20 000 msgs/s), so a writer's full queue
-        (the database behind) stops its processing, not its reading: the exchange's
-        buffer for that one subscription (16 MB at the simulator; the exchange's is
-        unpublished) overflows (error 25, kalshi-api.md §2.3) only after the read-ahead
-        is full too. Frames read before the session ended are processed before it is
-        reported. A frame is journaled when it is handled, so the journal holds the
-        frames whose rows went to the writers (restart recovery and ``kalshi replay``
-        rebuild the same rows); a frame read ahead when the process dies is lost with it,
-        as one in the socket would be, inside the restart's ``outage`` gap. Not the
-        default: when the rows of that channel cannot be written for minutes (issue 20 at
-        20 000 msgs/s), the read-ahead keeps the exchange from ending the subscription,
-        so no reconnect brings its trades back over REST, and what is still read ahead
-        at a stop is lost; with one loop the exchange's error 25 does, and they are."""
+        does it all in one loop, and so does a whole-exchange one when
+        ``websocket.read_ahead`` is 0. Above 0 a whole-exchange one (``scoped=False``:
+        ``ticker``, say, ~30 % of all messages and ~40 % of the bytes on one socket) reads
+        in a task of its own that takes what the kernel holds each turn of the event loop,
+        stamps the frames and buffers up to that many of them; the handling takes them in
+        turns of 256 KiB. So when the gatherer is short of CPU (a burst), the backlog of
+        that one subscription waits in our memory, not in the exchange's buffer for it
+        (16 MB at the simulator, about 6 s of the ticker at 20 000 msgs/s; the exchange's
+        is unpublished), which would overflow (error 25, terminal, kalshi-api.md §2.3).
+        Only a full read-ahead stops the reading (``blocked``). Frames read before the
+        session ended are processed before it is reported. A frame is journaled when it is
+        handled, so the journal holds the frames whose rows went to the writers (restart
+        recovery and ``kalshi replay`` rebuild the same rows); a frame read ahead when the
+        process dies is lost with it, as one in the socket would be, inside the restart's
+        ``outage`` gap (its trades backfilled over REST)."""
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
         self.blocked = False
