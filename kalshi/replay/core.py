@@ -32,6 +32,7 @@ from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import TABLES, Store, open_store
 
 __all__ = [
+    "BAD_FRAMES_LISTED",
     "TYPE_CHANNEL",
     "ReplayFilter",
     "ReplayStats",
@@ -43,6 +44,8 @@ __all__ = [
 
 log = logging.getLogger("kalshi.replay")
 
+BAD_FRAMES_LISTED = 10  # refused frames located one by one; the rest are counted
+_BAD = frozenset({"invalid", "unknown_type"})
 _READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
 
 
@@ -77,7 +80,11 @@ class ReplayFilter:
 @define
 class ReplayStats:
     """What a replay saw. ``problems`` are damaged journal lines (file, line, reason);
-    ``frame_problems`` counts frames the pipeline refused or flagged, by kind."""
+    ``frame_problems`` counts frames the pipeline refused or flagged, by kind;
+    ``bad_frames`` locates the first :data:`BAD_FRAMES_LISTED` frames it refused (not
+    JSON of a known shape: ``invalid``, ``unknown_type``), one line each: where (a
+    capture's ``file:line``, a journal's ``gatherer G conn C frame N``), the kind and
+    what is wrong (the field and why); the rest are counted only (issue F8)."""
 
     records: int = 0
     frames: int = 0  # 'in' frames processed
@@ -85,6 +92,7 @@ class ReplayStats:
     rows: Counter[str] = field(factory=Counter)
     problems: list[JournalProblem] = field(factory=list)
     frame_problems: Counter[str] = field(factory=Counter)
+    bad_frames: list[str] = field(factory=list)
     first_us: int | None = None
     last_us: int | None = None
     # Into a database: per table, rows the database acknowledged as new (``written``: on a
@@ -172,6 +180,11 @@ class Replayer:
         self.continuity.frame(item, out)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
+            if out.problem in _BAD and len(stats.bad_frames) < BAD_FRAMES_LISTED:
+                where = item.source or (
+                    f"gatherer {item.gatherer_id} conn {item.conn_id} frame {item.frame_no}"
+                )
+                stats.bad_frames.append(f"{where}: {out.problem}: {out.detail}")
         rows = out.rows
         if not rows:
             return rows
