@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import trio
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, replace_block
@@ -75,7 +76,8 @@ def table(doc: dict[str, Any]) -> str:
         f"{g('markets'):,} markets ({g('active'):,} trading, {g('busy')} busy), "
         f"{g('rate'):,.0f} msgs/s, bursts ×20 for 10 s every {g('burst_every_s'):.0f} s, "
         f"{g('minutes'):g} min, {g('gatherers', 2)} gatherer(s) of {g('shards')} process(es)"
-        f"{'' if g('live_dedup', True) else ', deduplicator only after the recording'}; "
+        f"{'' if g('live_dedup', True) else ', deduplicator only after the recording'}"
+        f"{''.join(f', {k}: {v}' for k, v in (g('gatherer_set') or {}).items())}; "
         f"{g('machine', '')}"
     )
     trades = f"{_fmt(g('trades_generated'))} / {g('trades_lost')} / {g('trades_duplicated')}"
@@ -131,6 +133,14 @@ def main() -> int:
         " its own in production): measures the gatherers without it on the same cores",
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a gatherer config key over the stock one (dotted, YAML value), e.g."
+        " websocket.read_ahead=131072; repeatable; named in the table's run line",
+    )
+    parser.add_argument(
         "--doc-block",
         default=None,
         help="write the table between the scale-BLOCK:begin/end markers of docs/scaling.md"
@@ -170,6 +180,7 @@ def main() -> int:
                     replicas=args.gatherers,
                     startup_limit=args.startup_limit,
                     live_dedup=not args.no_live_dedup,
+                    gatherer_set=dict(_setting(item) for item in args.set),
                 )
             )
             nursery.cancel_scope.cancel()
@@ -191,6 +202,14 @@ def main() -> int:
         write_doc(text, args.doc_block)
         print(f"wrote {DOC.relative_to(ROOT)}")
     return 1 if doc["failures"] else 0
+
+
+def _setting(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--set``: the dotted key and the value parsed as YAML."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+    return key, yaml.safe_load(value)
 
 
 def write_doc(text: str, block: str | None) -> None:

@@ -108,9 +108,13 @@ class _Samples:
         )
 
     def settled(self, name: str) -> bool:
+        """Every book held, nothing queued or spooled, no frame read ahead unhandled."""
         tables = self.tables(name).values()
-        return self.all_books(name) and not any(
-            t.get("queue", 0) or t.get("spool_rows", 0) for t in tables
+        conns = (self.health.get(name) or {}).get("connections") or []
+        return (
+            self.all_books(name)
+            and not any(t.get("queue", 0) or t.get("spool_rows", 0) for t in tables)
+            and not any(c.get("read_ahead") for c in conns)
         )
 
     def live(self, names: list[str]) -> int:
@@ -142,6 +146,7 @@ async def run_scale(
     start_us: int | None = None,
     startup_limit: float = 900.0,
     live_dedup: bool = True,
+    gatherer_set: dict[str, Any] | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the scale test; returns the figures and ``failures`` (empty when it passed).
@@ -161,6 +166,7 @@ async def run_scale(
         "shards": shards,
         "gatherers": replicas,
         "live_dedup": live_dedup,
+        "gatherer_set": dict(gatherer_set or {}),
         "failures": [],
     }
     failures: list[str] = doc["failures"]
@@ -266,6 +272,12 @@ async def _record(
         path = workdir / f"{name}.yaml"
         shard = f"{name[3:]}/{len(names) // len(postgres)}" if len(name) > 2 else "0/1"
         config = _gatherer_config(name, sim, key, urls[name], workdir, ports[name], shard)
+        for dotted, value in doc["gatherer_set"].items():  # --set KEY=VALUE
+            *sections, last = dotted.split(".")
+            section = config
+            for part in sections:
+                section = section.setdefault(part, {})
+            section[last] = value
         path.write_text(yaml.safe_dump(config))
         children[name] = Child(
             name, ["gather", "--config", str(path)], workdir / f"{name}.log", own_session=True

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 
 import trio
 
 from kalshi.errors import AuthError, ConfigError, ConnectionLost, HttpError, NetError
 from kalshi.gather import metrics
-from kalshi.gather.commands import InFlight, Sent
+from kalshi.gather.commands import EPISODE_MAX_S, InFlight, Refusals, Sent
 from kalshi.gather.context import RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
@@ -47,6 +48,8 @@ _UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) hel
 _TIMED_TABLES = frozenset({"orderbook_deltas", "trades", "tickers"})
 _Frame = tuple[int, int, float, bytes | str]  # frame_no, wall µs, Trio time, raw
 _DRAIN_SECONDS = 10.0  # a session's end: at most this long handling frames read ahead
+_READ_AHEAD_BYTES = 1 << 22  # a read-ahead socket read: up to 4 MiB (what the kernel holds)
+_TURN_BYTES = 1 << 18  # read-ahead frames handled per turn of the loop (256 KiB, one read)
 
 
 class _Resubscribe(ConnectionLost):
@@ -102,6 +105,7 @@ class Connection:
         self._inflight = InFlight()
         self._retry_at = -math.inf  # no add/subscribe before (error 27's pause)
         self._refused_until = math.inf
+        self._refusals: Refusals | None = None  # the refusal episode under way
         self._chunk = 1
         self._ws: WsConnection | None = None
         self._pause = Backoff(1.0, 30.0)
@@ -256,23 +260,21 @@ class Connection:
 
     async def _receive(self, ws: WsConnection) -> None:
         """Read, journal and process frames until the session ends. A scoped connection
-        does it all in one loop, and so does a whole-exchange one by default. With
-        ``websocket.read_ahead`` > 0 a whole-exchange one (``scoped=False``: ``ticker``,
-        say, ~30 % of all messages on one socket) reads in a task of its own that only
-        stamps the frame and hands it to a bounded queue of that many frames (65 536:
-        ~20 MB, 11 s of the ticker channel at 20 000 msgs/s), so a writer's full queue
-        (the database behind) stops its processing, not its reading: the exchange's
-        buffer for that one subscription (16 MB at the simulator; the exchange's is
-        unpublished) overflows (error 25, kalshi-api.md §2.3) only after the read-ahead
-        is full too. Frames read before the session ended are processed before it is
-        reported. A frame is journaled when it is handled, so the journal holds the
-        frames whose rows went to the writers (restart recovery and ``kalshi replay``
-        rebuild the same rows); a frame read ahead when the process dies is lost with it,
-        as one in the socket would be, inside the restart's ``outage`` gap. Not the
-        default: when the rows of that channel cannot be written for minutes (issue 20 at
-        20 000 msgs/s), the read-ahead keeps the exchange from ending the subscription,
-        so no reconnect brings its trades back over REST, and what is still read ahead
-        at a stop is lost; with one loop the exchange's error 25 does, and they are."""
+        does it all in one loop, and so does a whole-exchange one when
+        ``websocket.read_ahead`` is 0. Above 0 a whole-exchange one (``scoped=False``:
+        ``ticker``, say, ~30 % of all messages and ~40 % of the bytes on one socket) reads
+        in a task of its own that takes what the kernel holds each turn of the event loop,
+        stamps the frames and buffers up to that many of them; the handling takes them in
+        turns of 256 KiB. So when the gatherer is short of CPU (a burst), the backlog of
+        that one subscription waits in our memory, not in the exchange's buffer for it
+        (16 MB at the simulator, about 6 s of the ticker at 20 000 msgs/s; the exchange's
+        is unpublished), which would overflow (error 25, terminal, kalshi-api.md §2.3).
+        Only a full read-ahead stops the reading (``blocked``). Frames read before the
+        session ended are processed before it is reported. A frame is journaled when it is
+        handled, so the journal holds the frames whose rows went to the writers (restart
+        recovery and ``kalshi replay`` rebuild the same rows); a frame read ahead when the
+        process dies is lost with it, as one in the socket would be, inside the restart's
+        ``outage`` gap (its trades backfilled over REST)."""
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
         self.blocked = False
@@ -308,53 +310,74 @@ class Connection:
         return frame_no, ctx.wall_us(), now, raw
 
     async def _read_ahead(self, ws: WsConnection, counts: FrameMetrics) -> None:
-        """Read in a task of its own into a queue of ``websocket.read_ahead`` frames;
-        process them here. ``blocked`` only while that queue is full."""
+        """Read in a task of its own into a buffer of ``websocket.read_ahead`` frames;
+        process them here. ``blocked`` only while that buffer is full.
+
+        The reader takes up to :data:`_READ_AHEAD_BYTES` from the socket per turn of the
+        event loop (what the kernel holds: 1-2 MB on loopback at a burst), so the
+        exchange's buffer for the subscription drains each turn, not 256 KiB of it. The
+        handling takes what is buffered without a scheduling point per frame (it yields
+        every :data:`_TURN_BYTES`, as the one loop does per socket read): through a Trio
+        channel each frame cost a turn of the whole loop, ~150 tasks, so at full scale the
+        handling fell to a few frames a second and looked stopped (docs/scaling.md)."""
         size = self.ctx.cfg.websocket.read_ahead
-        send, receive = trio.open_memory_channel[_Frame](size)
+        ws.read_bytes = _READ_AHEAD_BYTES
+        frames: deque[_Frame] = deque()
+        arrived, room = trio.lowlevel.ParkingLot(), trio.lowlevel.ParkingLot()
         ended: list[NetError] = []
+        reading = True
 
         async def read() -> None:
-            async with send:
-                try:
-                    while True:
-                        frame = await self._read(ws)
-                        self.read_ahead += 1
+            nonlocal reading
+            try:
+                while True:
+                    frames.append(await self._read(ws))
+                    self.read_ahead += 1
+                    if arrived:
+                        arrived.unpark_all()
+                    if len(frames) >= size:
+                        self.blocked = True
                         try:
-                            send.send_nowait(frame)
-                        except trio.WouldBlock:
-                            self.blocked = True
-                            try:
-                                await send.send(frame)
-                            finally:
-                                self.blocked = False
-                except NetError as exc:  # reported once what was read is processed
-                    ended.append(exc)
+                            await room.park()
+                        finally:
+                            self.blocked = False
+            except NetError as exc:  # reported once what was read is processed
+                ended.append(exc)
+            finally:
+                reading = False
+                arrived.unpark_all()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read)
-            async with receive:
-                try:
-                    async for frame in receive:
+            try:
+                turn = 0
+                while True:
+                    while frames:
+                        frame = frames.popleft()
                         self.read_ahead -= 1
+                        if room:
+                            room.unpark_all()
                         await self._process(frame, counts, direct=False)
-                finally:
-                    await self._drain(receive, counts)
+                        turn += len(frame[3])
+                        if turn >= _TURN_BYTES:
+                            turn = 0
+                            await trio.lowlevel.checkpoint()
+                    if not reading:
+                        break
+                    turn = 0
+                    await arrived.park()
+            finally:
+                await self._drain(frames, counts)
         if ended:
             raise ended[0]
 
-    async def _drain(
-        self, receive: trio.MemoryReceiveChannel[_Frame], counts: FrameMetrics
-    ) -> None:
+    async def _drain(self, frames: deque[_Frame], counts: FrameMetrics) -> None:
         """Handle the frames read ahead when the session ends otherwise (cancelled: the
         gatherer stopping; a reply or error that ended it), as the one loop of a scoped
         connection would have read no further, within ``_DRAIN_SECONDS`` (shielded)."""
         with trio.move_on_after(_DRAIN_SECONDS, shield=True):
-            while True:
-                try:
-                    frame = receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    return
+            while frames:
+                frame = frames.popleft()
                 self.read_ahead -= 1
                 try:
                     await self._process(frame, counts, direct=False)
@@ -484,7 +507,12 @@ class Connection:
         ``websocket.refusal_retry``."""
         code = error.code
         metrics.COMMAND_REPLIES.labels(sent.action, str(code)).inc()
-        log.warning(
+        now = trio.current_time()
+        if self._refusals is None:
+            self._refusals = Refusals(now)
+        self._refusals.commands[f"{sent.action} {code} {error.message}"] += 1
+        self._refusals.markets += len(sent.tickers)
+        log.debug(  # the episode is summed up in one line (_end_refusals)
             "%s: %s of %d market(s) refused: %d %s",
             self.name,
             sent.action,
@@ -493,7 +521,6 @@ class Connection:
             error.message,
         )
         tickers = list(sent.tickers)
-        now = trio.current_time()
         if sent.action == "delete_markets":  # still ours: the next sync sends it again
             self._requested.update(t for t in tickers if t not in self.desired)
             self._retry_at = now + self._pause.next()
@@ -525,8 +552,13 @@ class Connection:
     async def _give_up(self, tickers: list[str], code: int, why: str) -> None:
         """Markets this subscription cannot take: to another connection if the layout
         has room, else refused (a gap row each, retried later)."""
+        asked = len(tickers)
         if code == _MARKET_LIMIT and self.on_refused is not None:
             tickers = self.on_refused(self, tickers)
+        if self._refusals is None:  # given up without asking (the subscription is full)
+            self._refusals = Refusals(trio.current_time())
+        self._refusals.moved += asked - len(tickers)
+        self._refusals.gaps += len(tickers)
         if not tickers:
             return
         ctx = self.ctx
@@ -594,6 +626,7 @@ class Connection:
         )
         sent = await self._subscribe()
         while self.sid is None or not sent:
+            self._end_refusals(trio.current_time())
             sent = await self._subscribe() or sent
         self._set_state("live")
         backoff.reset()
@@ -609,11 +642,31 @@ class Connection:
                     await self._sync_markets()
                 if self._snapshots:
                     await self._request_snapshots()
+            self._end_refusals(now)
             wake_at = self._refused_until
+            if self._refusals is not None:
+                wake_at = min(wake_at, self._refusals.began + EPISODE_MAX_S)
             if now < self._retry_at:
                 wake_at = min(wake_at, self._retry_at)
             with trio.move_on_at(wake_at):
                 await self._wake.wait()
+
+    def _end_refusals(self, now: float) -> None:
+        """Sum up the refusal episode in one warning once the subscription has settled
+        (nothing unanswered, nothing left to ask for, no pause running), or every
+        ``EPISODE_MAX_S`` while it does not."""
+        episode = self._refusals
+        if episode is None:
+            return
+        settled = (
+            self.sid is not None
+            and not self._inflight.timed()
+            and now >= self._retry_at
+            and not (self.scoped and self.desired - self._requested - self._held())
+        )
+        if settled or now >= episode.began + EPISODE_MAX_S:
+            self._refusals = None
+            log.warning(episode.summary(self.name, now, len(self.subscribed), len(self.refused)))
 
     def _held(self) -> set[str]:
         """Refused markets not due to be asked for again yet."""

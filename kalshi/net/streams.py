@@ -69,12 +69,13 @@ class StreamIO:
     :class:`ConnectionLost`. ``heard`` is the Trio time bytes last arrived
     (any frame, control frames too: liveness, kalshi-api.md §2.5)."""
 
-    __slots__ = ("_lock", "heard", "stream")
+    __slots__ = ("_lock", "heard", "read_bytes", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self._lock = trio.StrictFIFOLock()
         self.heard = trio.current_time()
+        self.read_bytes = READ_BYTES  # at most this much a receive
 
     async def send_all(self, data: bytes) -> None:
         async with self._lock:
@@ -85,7 +86,7 @@ class StreamIO:
 
     async def receive_some(self) -> bytes:
         try:
-            data = await self.stream.receive_some(READ_BYTES)
+            data = await self.stream.receive_some(self.read_bytes)
         except _BROKEN as exc:
             raise ConnectionLost(f"receive failed: {exc!r}") from None
         if not data:

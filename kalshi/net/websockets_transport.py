@@ -50,6 +50,15 @@ class WebsocketsConnection:
         """Trio time the last bytes arrived (any frame: data, ping, pong)."""
         return self._io.heard
 
+    @property
+    def read_bytes(self) -> int:
+        """At most this many bytes a socket read (256 KiB unless set)."""
+        return self._io.read_bytes
+
+    @read_bytes.setter
+    def read_bytes(self, size: int) -> None:
+        self._io.read_bytes = size
+
     async def _flush(self) -> None:
         """Write what the protocol queued (pongs, close replies, our frames)."""
         data = b"".join(self._protocol.data_to_send())

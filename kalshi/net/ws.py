@@ -39,6 +39,10 @@ class WsConnection(Protocol):
     @property
     def heard(self) -> float: ...
 
+    read_bytes: int
+    """At most this many bytes a socket read: a whole-exchange connection reading ahead
+    takes what the kernel holds (``websockets``; ``trio-websocket`` reads 64 KiB)."""
+
     async def receive(self) -> bytes | str: ...
 
     async def send(self, data: bytes | str) -> None: ...
@@ -59,11 +63,12 @@ Connector = Callable[[str, Mapping[str, str], int], AbstractAsyncContextManager[
 
 
 class _TrioWs:
-    __slots__ = ("_stream", "_ws")
+    __slots__ = ("_stream", "_ws", "read_bytes")
 
     def __init__(self, ws: trio_websocket.WebSocketConnection, stream: HeardStream) -> None:
         self._ws = ws
         self._stream = stream
+        self.read_bytes = 1 << 16  # trio-websocket's receive_buffer_size; not changed by this
 
     @property
     def heard(self) -> float:

@@ -36,7 +36,7 @@ from kalshi.errors import StoreError
 from kalshi.ports import bind_error, free_port
 from kalshi.store.connection import connect, translating
 
-__all__ = ["EmbeddedPostgres", "find_binaries", "resolve_database"]
+__all__ = ["INGEST_SETTINGS", "EmbeddedPostgres", "find_binaries", "resolve_database"]
 
 log = logging.getLogger("kalshi.store")
 
@@ -44,6 +44,28 @@ DATABASE = "kalshi"
 SUPERUSER = "postgres"
 UNPRIVILEGED_USER = "nobody"
 _CONF = "kalshi.conf"
+
+INGEST_SETTINGS: Mapping[str, str] = {
+    # Checkpoints by time, not by WAL volume. At 20 000 msgs/s a gatherer writes ~10 MB/s
+    # of WAL: with PostgreSQL's 1GB max_wal_size a checkpoint started every ~55 s and
+    # lasted ~50 s (always one running), and each one's full-page images raised the WAL
+    # (issue 20: 540 MB between checkpoints; 6 s apart while a deduplicator merged on the
+    # same server, at 90-120 MB/s). 8GB and 15min: a checkpoint every ~7 minutes at that
+    # rate; the price is up to ~8 GB of WAL on disk and a longer crash recovery (replaying
+    # at most that much).
+    "max_wal_size": "'8GB'",
+    "min_wal_size": "'1GB'",
+    "checkpoint_timeout": "'15min'",
+    # synchronous_commit stays on (PostgreSQL's default): a row counts as written when
+    # the database acknowledged it, and the writer then forgets it (memory, spool). With
+    # it off, a commit returns before its WAL is flushed, so a crash of the server or the
+    # machine within ~3 x wal_writer_delay loses rows the gatherer already counted as
+    # written and dropped: only a replay of the journal would bring them back. With
+    # batches of thousands a commit's flush is a few per second; turning it off saved
+    # nothing measured (8.2 µs a delta either way, docs/scaling.md).
+}
+"""What the embedded server runs with beyond PostgreSQL's defaults, for an ingest box
+(``kalshi.conf``; ``settings`` given to :class:`EmbeddedPostgres` override them)."""
 
 
 def find_binaries() -> Path:
@@ -278,6 +300,7 @@ class EmbeddedPostgres:
             "unix_socket_directories": "''",
             "max_connections": "100",
             "port": str(self.port),
+            **INGEST_SETTINGS,
             **{key: str(value) for key, value in self.settings.items()},
         }
         text = "".join(f"{key} = {value}\n" for key, value in values.items())

@@ -109,3 +109,27 @@ def test_a_server_started_before_ports_were_kept_keeps_its_port_once_reused(
     assert conf.read_text().splitlines() == [*older, f"port = {own_pg.port}"]
     EmbeddedPostgres(own_pg.data_dir).stop_server()  # `kalshi db down`
     assert EmbeddedPostgres(own_pg.data_dir).start() == own_pg.url  # `kalshi db up`
+
+
+def test_the_server_runs_with_the_ingest_settings_and_given_settings_override_them() -> None:
+    """Checkpoints by time (max_wal_size 8GB, checkpoint_timeout 15min), commits
+    acknowledged only once flushed (synchronous_commit on); ``settings`` win."""
+    root = Path(tempfile.mkdtemp(prefix="kalshi-pg-ingest-"))
+    root.chmod(0o755)  # the server may run as an unprivileged user
+    shown = "SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s) ORDER BY name"
+    names = ["checkpoint_timeout", "max_wal_size", "min_wal_size", "synchronous_commit"]
+    try:
+        with EmbeddedPostgres(root / "pg") as server, connect_db(server.url) as db:
+            assert db.query(shown, (names,)) == [
+                ("checkpoint_timeout", "900", "s"),
+                ("max_wal_size", "8192", "MB"),
+                ("min_wal_size", "1024", "MB"),
+                ("synchronous_commit", "on", None),
+            ]
+        with (
+            EmbeddedPostgres(root / "pg", settings={"max_wal_size": "'2GB'"}) as server,
+            connect_db(server.url) as db,
+        ):
+            assert db.query(shown, (["max_wal_size"],)) == [("max_wal_size", "2048", "MB")]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -32,6 +32,7 @@ async def test_commands_are_paced_and_replies_carry_no_market_list(
         class Watched:
             def __init__(self, ws: WsConnection) -> None:
                 self.ws = ws
+                self.read_bytes = ws.read_bytes
 
             @property
             def heard(self) -> float:

@@ -7,6 +7,7 @@ The simulator is reached over in-memory streams (kalshi.testing.memory), so
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -425,4 +426,60 @@ async def test_a_full_writer_queue_does_not_stop_a_whole_exchange_read(
             await trio.sleep(0.01)
         assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
         assert len(rows) >= conn.messages - 1  # every ticker frame read (but the reply)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_read_ahead_is_handled_in_turns_of_the_loop_not_frame_by_frame(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """A whole-exchange connection's read-ahead is handled up to 256 KiB a turn of the
+    event loop, as the one loop handles a socket read: issue 20, where a Trio channel
+    between reader and handler cost one turn of the whole loop (~150 tasks) per frame, so
+    at full scale the handling of the ``ticker`` fell to a few frames a second. The
+    tickers' queue is full for 30 s; then it has room, and the backlog read ahead is
+    handled within a few turns; nothing is lost, nothing reconnects."""
+
+    async with (
+        sim_exchange(rate=200.0, clock=virtual_wall_us, buffer_limit=20_000) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        room = trio.Event()
+        held: list[Row] = []
+
+        async def collect(receive: trio.MemoryReceiveChannel[Row]) -> None:
+            await room.wait()
+            async for row in receive:
+                held.append(row)
+
+        sink = row_sink(nursery, "tickers", collect)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim, lockstep=True),
+            sink,
+            **{
+                "websocket.silence_timeout": "5s",
+                "websocket.ping_interval": "1s",
+                "websocket.read_ahead": 65_536,
+            },
+        )
+        ctx.wall_us = virtual_wall_us
+        conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
+        nursery.start_soon(conn.run)
+        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
+            await trio.sleep(0.01)
+        await trio.sleep(30)
+        backlog = conn.read_ahead
+        assert backlog > 1_000 and sim.truth.undelivered["overflow"] == 0
+        roomy, rest = trio.open_memory_channel[Row](math.inf)
+        sink.channels = {**sink.channels, "tickers": roomy}  # the writer caught up
+        room.set()
+        turns = 0
+        while conn.read_ahead:
+            await trio.lowlevel.checkpoint()  # one turn of every runnable task
+            turns += 1
+        assert turns <= 10, (turns, backlog)  # one a frame before: >= backlog
+        assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
+        handled = len(held) + rest.statistics().current_buffer_used
+        assert handled == sink.rows["tickers"] >= conn.messages - 1  # all but the reply
         nursery.cancel_scope.cancel()
