@@ -26,7 +26,15 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from kalshi.cli.app import UsageError, app, console, err_console, fail, load_or_exit
+from kalshi.cli.app import (
+    UsageError,
+    app,
+    check_port,
+    console,
+    err_console,
+    fail,
+    load_or_exit,
+)
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
 from kalshi.journal import JournalProblem, JournalRecord
@@ -198,6 +206,8 @@ def replay(
     modes = [name for name, value in given if value is not None]
     if len(modes) > 1:
         raise UsageError(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
+    if serve is not None:
+        check_port("--serve", serve)
     if speed is not None and speed <= 0:
         raise UsageError("--speed must be positive")
     if serve is not None and "-" in files:
