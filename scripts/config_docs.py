@@ -109,7 +109,8 @@ DESCRIPTIONS: dict[str, str] = {
     "the connections stop reading their sockets until the disk catches up (TCP pushes back; "
     "`/health` journal.paused_connections, `kalshi_journal_reads_paused`)",
     # logging, metrics, http
-    "logging.level": "`debug`, `info`, `warning` or `error`",
+    "logging.level": "`debug`, `info`, `warning` or `error`: kalshi's own loggers; other "
+    "libraries log warnings and above only",
     "logging.format": "`text` (one line per record) or `json` (one JSON object per record)",
     "metrics.enabled": "serve Prometheus `/metrics`",
     "metrics.port": "port of `/metrics` (0 disables; equal to `http.port` shares one server)",

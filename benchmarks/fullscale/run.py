@@ -108,9 +108,13 @@ class _Samples:
         )
 
     def settled(self, name: str) -> bool:
+        """Every book held, nothing queued or spooled, no frame read ahead unhandled."""
         tables = self.tables(name).values()
-        return self.all_books(name) and not any(
-            t.get("queue", 0) or t.get("spool_rows", 0) for t in tables
+        conns = (self.health.get(name) or {}).get("connections") or []
+        return (
+            self.all_books(name)
+            and not any(t.get("queue", 0) or t.get("spool_rows", 0) for t in tables)
+            and not any(c.get("read_ahead") for c in conns)
         )
 
     def live(self, names: list[str]) -> int:
@@ -269,9 +273,9 @@ async def _record(
         shard = f"{name[3:]}/{len(names) // len(postgres)}" if len(name) > 2 else "0/1"
         config = _gatherer_config(name, sim, key, urls[name], workdir, ports[name], shard)
         for dotted, value in doc["gatherer_set"].items():  # --set KEY=VALUE
-            *path, last = dotted.split(".")
+            *sections, last = dotted.split(".")
             section = config
-            for part in path:
+            for part in sections:
                 section = section.setdefault(part, {})
             section[last] = value
         path.write_text(yaml.safe_dump(config))

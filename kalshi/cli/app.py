@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import trio
 from cyclopts import App, CycloptsError
@@ -23,6 +24,8 @@ from kalshi.errors import ConfigError, KalshiError
 __all__ = [
     "UsageError",
     "app",
+    "check_http_url",
+    "check_port",
     "config_fail",
     "configure_logging",
     "console",
@@ -70,6 +73,28 @@ class UsageError(Exception):
 def redact_url(url: str) -> str:
     """``url`` with its password (``user:PASSWORD@``) shown as ``***``, for messages."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def check_port(option: str, port: int) -> int:
+    """``port`` when it is a TCP port (0-65535; 0: any free one), else a :class:`UsageError`
+    naming ``option`` (the socket layer would wrap 70000 to 4464, or fail on -1 with a
+    resolver's message)."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{option} must be between 0 and 65535, got {port}")
+    return port
+
+
+def check_http_url(option: str, url: str) -> str:
+    """``url`` when it is an ``http://`` or ``https://`` address with a host and, if any, a
+    port 0-65535; else a :class:`UsageError` naming ``option``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        raise UsageError(f"{option}: port must be between 0 and 65535, got {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{option}: expected an http:// or https:// address, got {url!r}")
+    return url
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -126,11 +151,52 @@ def config_fail(path: Path | None, problems: list[str]) -> NoReturn:
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# Credentials as a library's debug output spells them: the request headers of the exchange's
+# signed requests (kalshi-api.md §1.2, "Request signing"), any ``Authorization`` header, and the
+# password of a ``scheme://user:PASSWORD@host`` URL.
+_SECRETS = re.compile(
+    r"(?P<head>(?:KALSHI-ACCESS-(?:KEY|SIGNATURE)|Authorization)['\"]?\s*[:=]\s*['\"]?)"
+    r"(?:(?:Bearer|Basic)\s+)?[^\s,;'\"}]+"
+    r"|(?P<url>://[^:/@\s]+):[^@\s]*@",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential :data:`_SECRETS` knows shown as ``***``:
+    ``KALSHI-ACCESS-KEY: k`` -> ``KALSHI-ACCESS-KEY: ***``, ``postgresql://u:pw@h`` ->
+    ``postgresql://u:***@h``."""
+
+    def hide(match: re.Match[str]) -> str:
+        head = match.group("head")
+        return f"{head}***" if head is not None else f"{match.group('url')}:***@"
+
+    return _SECRETS.sub(hide, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that formats each record's message once and redacts it
+    (:func:`redact`), whichever logger wrote it: no credential reaches a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
 
 def configure_logging(cfg: LoggingConfig, *, quiet: bool = False) -> None:
     """The root logger as ``logging.level``/``logging.format`` say: ``text`` lines or ``json``
     objects (python-json-logger: ``asctime``, ``levelname``, ``name``, ``message`` and any
-    ``extra``). ``quiet`` (a live screen owns the terminal) shows warnings and above only."""
+    ``extra``). ``quiet`` (a live screen owns the terminal) shows warnings and above only.
+
+    ``logging.level`` is the level of our own loggers (``kalshi.*``); every other library
+    (websockets, httpx, httpcore, botocore, urllib3, psycopg...) logs warnings and above
+    only, whatever the level: at ``debug`` they write a line per frame or request, with its
+    signed headers. Every line, whoever writes it, has its credentials redacted
+    (:class:`RedactingFilter`).
+    """
     handler = logging.StreamHandler()
     if cfg.format == "json":
         from pythonjsonlogger.json import JsonFormatter
@@ -138,9 +204,10 @@ def configure_logging(cfg: LoggingConfig, *, quiet: bool = False) -> None:
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RedactingFilter())
     level = logging.WARNING if quiet else getattr(logging, cfg.level.upper(), logging.INFO)
-    logging.basicConfig(level=level, handlers=[handler])
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    logging.basicConfig(level=max(level, logging.WARNING), handlers=[handler])
+    logging.getLogger("kalshi").setLevel(level)
 
 
 def not_implemented(command: str) -> NoReturn:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -30,8 +29,6 @@ from kalshi.errors import KalshiError
 from kalshi.models.units import parse_rfc3339_us
 from kalshi.store import migrate
 from kalshi.store.schema import TABLES
-
-log = logging.getLogger("kalshi.cli")
 
 
 def _checked(cfg: DedupConfig, path: Path | None) -> DedupConfig:
@@ -99,8 +96,7 @@ def _migrate_production(cfg: DedupConfig) -> None:
     unreachable, a migration failed) exits 1 with one line naming production, as an
     unreachable gatherer is named."""
     try:
-        for name in migrate(cfg.production.url):
-            log.info("applied migration %s", name)
+        migrate(cfg.production.url)  # logs each migration it applies (kalshi.store)
     except KalshiError as exc:
         fail(f"production database {redact_url(cfg.production.url)}: {exc}")
 

@@ -56,8 +56,7 @@ def gather(
         with resolve_database(cfg.timescaledb) as url:
             migrated = True
             try:
-                for name in migrate(url):
-                    log.info("applied migration %s", name)
+                migrate(url)  # logs each migration it applies (kalshi.store)
             except DatabaseUnavailable as exc:  # recording does not wait for the database
                 migrated = False
                 log.warning(

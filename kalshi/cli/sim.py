@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import UsageError, app, console, fail
+from kalshi.cli.app import UsageError, app, check_port, console, fail
 from kalshi.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,6 +74,14 @@ def sim(
     command_rate: Annotated[
         float, Parameter(help="WebSocket commands/s per session; beyond is error 27.")
     ] = 10_000.0,
+    run_id: Annotated[
+        int | None,
+        Parameter(
+            help="Salts the ids issued once for good (trade ids, markets added at run time). "
+            "Default: the start time in µs, so a restart never reissues an id; give a "
+            "previous run's to reproduce it."
+        ),
+    ] = None,
     start: Annotated[
         str,
         Parameter(
@@ -90,8 +98,7 @@ def sim(
 
     if not 0 <= markets <= 250_000:
         raise UsageError("--markets must be between 0 and 250000")
-    if not 0 <= port <= 65535:
-        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    check_port("--port", port)
     if tier != "none" and tier not in TIERS:
         raise UsageError(f"--tier must be one of {', '.join(TIERS)} or none")
     try:
@@ -101,6 +108,7 @@ def sim(
     key_pem = _key_pem(key_file)
     options: dict[str, Any] = {
         "start_us": _start_us(start) if start else None,
+        "run_id": run_id,
         "private_key_pem": key_pem,
         "key_id": key_id,
         "active": active,
@@ -176,6 +184,7 @@ async def _run(
             console.print(f"WebSocket  {exchange.ws_url}")
             console.print(f"key id     {exchange.key_id}")
             console.print(f"key file   {key_file}")
+            console.print(f"run id     {exchange.engine.run_id} (--run-id to reproduce this run)")
             console.print(
                 "gatherer config:\n"
                 f"  kalshi:\n    rest_url: {exchange.rest_url}\n    ws_url: {exchange.ws_url}\n"

@@ -54,16 +54,15 @@ class Checkpoint:
     frame_no: int
     received_at: int  # of the last merged row, source clock
     segment_start: int  # received_at where the source segment started
-    exchange_ts: int  # time of the last merged point
+    exchange_ts: int  # the newest exchange time merged (times run backwards at times)
     book: OrderBook = field(eq=False)
     waiting: bool  # the source ended and nothing continues it yet
+    last_ts: int  # the exchange time of the last merged row itself (Point.exchange_ts)
     last_delta: tuple[bool, int, int] | None = None  # (side, price, size_delta); None: snapshot
 
     @property
     def point(self) -> Point:
-        return Point(
-            self.gatherer_id, self.conn_id, self.frame_no, self.exchange_ts, self.last_delta
-        )
+        return Point(self.gatherer_id, self.conn_id, self.frame_no, self.last_ts, self.last_delta)
 
 
 @frozen
@@ -297,7 +296,8 @@ def merge_market(
         exchange_ts=stream.at,
         book=stream.book,
         waiting=waiting,
-        last_delta=stream.point.delta if stream.point else None,
+        last_ts=Point.of(last).exchange_ts,
+        last_delta=Point.of(last).delta,
     )
     return stream.out
 

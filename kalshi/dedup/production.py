@@ -149,7 +149,7 @@ class Production:
             rows = self._db.query(
                 "SELECT ticker, seq, gatherer_id, conn_id, frame_no, received_at, segment_start,"
                 " exchange_ts, yes_bids::text, no_bids::text, waiting, last_side, last_price,"
-                " last_size_delta FROM dedup_books WHERE ticker = ANY(%s)",
+                " last_size_delta, last_ts FROM dedup_books WHERE ticker = ANY(%s)",
                 (list(tickers),),
             )
         out = {}
@@ -169,6 +169,7 @@ class Production:
                 exchange_ts=row[7],
                 book=book,
                 waiting=row[10],
+                last_ts=row[14],
                 last_delta=last,
             )
         return out
@@ -295,8 +296,8 @@ class Production:
         self._db.execute_many(
             "INSERT INTO dedup_books (ticker, seq, gatherer_id, conn_id, frame_no,"
             " received_at, segment_start, exchange_ts, yes_bids, no_bids, waiting,"
-            " last_side, last_price, last_size_delta, updated_at) VALUES (%s, %s, %s, %s,"
-            " %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s)"
+            " last_side, last_price, last_size_delta, last_ts, updated_at) VALUES (%s, %s, %s,"
+            " %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (ticker) DO UPDATE SET seq = EXCLUDED.seq,"
             " gatherer_id = EXCLUDED.gatherer_id, conn_id = EXCLUDED.conn_id,"
             " frame_no = EXCLUDED.frame_no, received_at = EXCLUDED.received_at,"
@@ -304,6 +305,7 @@ class Production:
             " yes_bids = EXCLUDED.yes_bids, no_bids = EXCLUDED.no_bids,"
             " waiting = EXCLUDED.waiting, last_side = EXCLUDED.last_side,"
             " last_price = EXCLUDED.last_price, last_size_delta = EXCLUDED.last_size_delta,"
+            " last_ts = EXCLUDED.last_ts,"
             " updated_at = EXCLUDED.updated_at",
             [
                 (
@@ -319,6 +321,7 @@ class Production:
                     _levels(c.book.no),
                     c.waiting,
                     *(c.last_delta if c.last_delta is not None else (None, None, None)),
+                    c.last_ts,
                     now,
                 )
                 for c in checkpoints

@@ -694,7 +694,7 @@ class Deduplicator:
                 candidates += _segments(gatherer_id, ticker, window)
                 continue
             snaps, deltas, gaps = await self._thread(
-                window.db.market_history, ticker, ckpt.exchange_ts, window.high
+                window.db.market_history, ticker, ckpt.last_ts, window.high
             )
             candidates += build_segments(gatherer_id, ticker, window.db.dated(snaps), deltas, gaps)
         source_window = windows.get(ckpt.gatherer_id) if ckpt is not None else None

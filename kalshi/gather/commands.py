@@ -6,21 +6,27 @@ Every command carries an ``id``; the exchange's reply echoes it (kalshi-api.md Â
 (which may or may not carry the id), so only its errors are matched and it has no deadline.
 A command still unanswered ``timeout`` seconds after it was sent ends the session, unless
 its reply cannot have come yet because we are behind in reading (``Connection._reply_due``).
+
+A burst of refusals (error 26 while the gatherer halves its batches to find a subscription's
+cap, error 27 while it paces) is one *episode* (:class:`Refusals`): each refusal is logged at
+debug, the episode in one line when it ends (issue F6).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import trio
-from attrs import define
+from attrs import Factory, define
 
 from kalshi.models.frames import Message
 
-__all__ = ["REPLY_TYPES", "InFlight", "Sent"]
+__all__ = ["EPISODE_MAX_S", "REPLY_TYPES", "InFlight", "Refusals", "Sent"]
 
 REPLY_TYPES = frozenset({"subscribed", "ok", "error"})
 _UNTIMED = frozenset({"get_snapshot"})
+EPISODE_MAX_S = 60.0  # a refusal episode that does not end is summed up this often (s)
 
 
 @define
@@ -51,6 +57,10 @@ class InFlight:
         self.changed.set()
         self.changed = trio.Event()
 
+    def timed(self) -> int:
+        """Commands awaiting a reply that is sure to come (all but ``get_snapshot``)."""
+        return sum(s.action not in _UNTIMED for s in self._sent.values())
+
     def pending(self, action: str) -> list[Sent]:
         return [s for s in self._sent.values() if s.action == action]
 
@@ -75,3 +85,31 @@ class InFlight:
             return math.inf, None
         oldest = min(timed, key=lambda s: s.at)
         return oldest.at + timeout, oldest
+
+
+@define
+class Refusals:
+    """One refusal episode of a connection: from its first refused command until its
+    subscription settles (nothing asked for unanswered, nothing left to ask for, no pause
+    running) or ``EPISODE_MAX_S`` has passed. ``began`` is Trio time (s); ``commands``
+    counts the refused commands by ``"<action> <code> <message>"``; ``markets`` the
+    markets those commands named (one market refused twice counts twice); ``moved`` the
+    markets handed to another connection; ``gaps`` those recorded refused (a
+    ``subscription_refused`` gap row each)."""
+
+    began: float
+    commands: Counter[str] = Factory(Counter)
+    markets: int = 0
+    moved: int = 0
+    gaps: int = 0
+
+    def summary(self, name: str, now: float, subscribed: int, refused: int) -> str:
+        """The episode in one line; ``subscribed`` and ``refused`` are the connection's
+        markets now."""
+        kinds = ", ".join(f"{key}: {n}" for key, n in sorted(self.commands.items()))
+        return (
+            f"{name}: {self.commands.total()} command(s) refused in {now - self.began:.1f} s"
+            f" ({kinds}), naming {self.markets} market(s); {self.moved} moved to another"
+            f" connection, {self.gaps} recorded refused; now {subscribed} subscribed,"
+            f" {refused} refused"
+        )

@@ -22,7 +22,7 @@ import trio
 
 from kalshi.errors import AuthError, ConfigError, ConnectionLost, HttpError, NetError
 from kalshi.gather import metrics
-from kalshi.gather.commands import InFlight, Sent
+from kalshi.gather.commands import EPISODE_MAX_S, InFlight, Refusals, Sent
 from kalshi.gather.context import RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
@@ -105,6 +105,7 @@ class Connection:
         self._inflight = InFlight()
         self._retry_at = -math.inf  # no add/subscribe before (error 27's pause)
         self._refused_until = math.inf
+        self._refusals: Refusals | None = None  # the refusal episode under way
         self._chunk = 1
         self._ws: WsConnection | None = None
         self._pause = Backoff(1.0, 30.0)
@@ -259,23 +260,21 @@ class Connection:
 
     async def _receive(self, ws: WsConnection) -> None:
         """Read, journal and process frames until the session ends. A scoped connection
-        does it all in one loop, and so does a whole-exchange one by default. With
-        ``websocket.read_ahead`` > 0 a whole-exchange one (``scoped=False``: ``ticker``,
-        say, ~30 % of all messages on one socket) reads in a task of its own that only
-        stamps the frame and hands it to a bounded queue of that many frames (65 536:
-        ~20 MB, 11 s of the ticker channel at 20 000 msgs/s), so a writer's full queue
-        (the database behind) stops its processing, not its reading: the exchange's
-        buffer for that one subscription (16 MB at the simulator; the exchange's is
-        unpublished) overflows (error 25, kalshi-api.md §2.3) only after the read-ahead
-        is full too. Frames read before the session ended are processed before it is
-        reported. A frame is journaled when it is handled, so the journal holds the
-        frames whose rows went to the writers (restart recovery and ``kalshi replay``
-        rebuild the same rows); a frame read ahead when the process dies is lost with it,
-        as one in the socket would be, inside the restart's ``outage`` gap. Not the
-        default: when the rows of that channel cannot be written for minutes (issue 20 at
-        20 000 msgs/s), the read-ahead keeps the exchange from ending the subscription,
-        so no reconnect brings its trades back over REST, and what is still read ahead
-        at a stop is lost; with one loop the exchange's error 25 does, and they are."""
+        does it all in one loop, and so does a whole-exchange one when
+        ``websocket.read_ahead`` is 0. Above 0 a whole-exchange one (``scoped=False``:
+        ``ticker``, say, ~30 % of all messages and ~40 % of the bytes on one socket) reads
+        in a task of its own that takes what the kernel holds each turn of the event loop,
+        stamps the frames and buffers up to that many of them; the handling takes them in
+        turns of 256 KiB. So when the gatherer is short of CPU (a burst), the backlog of
+        that one subscription waits in our memory, not in the exchange's buffer for it
+        (16 MB at the simulator, about 6 s of the ticker at 20 000 msgs/s; the exchange's
+        is unpublished), which would overflow (error 25, terminal, kalshi-api.md §2.3).
+        Only a full read-ahead stops the reading (``blocked``). Frames read before the
+        session ended are processed before it is reported. A frame is journaled when it is
+        handled, so the journal holds the frames whose rows went to the writers (restart
+        recovery and ``kalshi replay`` rebuild the same rows); a frame read ahead when the
+        process dies is lost with it, as one in the socket would be, inside the restart's
+        ``outage`` gap (its trades backfilled over REST)."""
         counts = self._metrics = FrameMetrics(self.channel)
         counts.flush(trio.current_time())
         self.blocked = False
@@ -508,7 +507,12 @@ class Connection:
         ``websocket.refusal_retry``."""
         code = error.code
         metrics.COMMAND_REPLIES.labels(sent.action, str(code)).inc()
-        log.warning(
+        now = trio.current_time()
+        if self._refusals is None:
+            self._refusals = Refusals(now)
+        self._refusals.commands[f"{sent.action} {code} {error.message}"] += 1
+        self._refusals.markets += len(sent.tickers)
+        log.debug(  # the episode is summed up in one line (_end_refusals)
             "%s: %s of %d market(s) refused: %d %s",
             self.name,
             sent.action,
@@ -517,7 +521,6 @@ class Connection:
             error.message,
         )
         tickers = list(sent.tickers)
-        now = trio.current_time()
         if sent.action == "delete_markets":  # still ours: the next sync sends it again
             self._requested.update(t for t in tickers if t not in self.desired)
             self._retry_at = now + self._pause.next()
@@ -549,8 +552,13 @@ class Connection:
     async def _give_up(self, tickers: list[str], code: int, why: str) -> None:
         """Markets this subscription cannot take: to another connection if the layout
         has room, else refused (a gap row each, retried later)."""
+        asked = len(tickers)
         if code == _MARKET_LIMIT and self.on_refused is not None:
             tickers = self.on_refused(self, tickers)
+        if self._refusals is None:  # given up without asking (the subscription is full)
+            self._refusals = Refusals(trio.current_time())
+        self._refusals.moved += asked - len(tickers)
+        self._refusals.gaps += len(tickers)
         if not tickers:
             return
         ctx = self.ctx
@@ -618,6 +626,7 @@ class Connection:
         )
         sent = await self._subscribe()
         while self.sid is None or not sent:
+            self._end_refusals(trio.current_time())
             sent = await self._subscribe() or sent
         self._set_state("live")
         backoff.reset()
@@ -633,11 +642,31 @@ class Connection:
                     await self._sync_markets()
                 if self._snapshots:
                     await self._request_snapshots()
+            self._end_refusals(now)
             wake_at = self._refused_until
+            if self._refusals is not None:
+                wake_at = min(wake_at, self._refusals.began + EPISODE_MAX_S)
             if now < self._retry_at:
                 wake_at = min(wake_at, self._retry_at)
             with trio.move_on_at(wake_at):
                 await self._wake.wait()
+
+    def _end_refusals(self, now: float) -> None:
+        """Sum up the refusal episode in one warning once the subscription has settled
+        (nothing unanswered, nothing left to ask for, no pause running), or every
+        ``EPISODE_MAX_S`` while it does not."""
+        episode = self._refusals
+        if episode is None:
+            return
+        settled = (
+            self.sid is not None
+            and not self._inflight.timed()
+            and now >= self._retry_at
+            and not (self.scoped and self.desired - self._requested - self._held())
+        )
+        if settled or now >= episode.began + EPISODE_MAX_S:
+            self._refusals = None
+            log.warning(episode.summary(self.name, now, len(self.subscribed), len(self.refused)))
 
     def _held(self) -> set[str]:
         """Refused markets not due to be asked for again yet."""

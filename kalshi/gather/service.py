@@ -155,6 +155,8 @@ class Gatherer:
                         grace=float(cfg.shutdown_grace),
                     )
                     await nursery.start(self.journal.run)
+                    # a row is stored only once its frame is in the journal's file
+                    store.follow(self.journal.on_disk)
                 send_windows, windows = trio.open_memory_channel[Backfill](_BACKFILL_WINDOWS)
                 ctx = GatherContext(
                     cfg=cfg,

@@ -100,6 +100,8 @@ class JournalWriter:
         self.upload_gave_up: list[Path] = []
         self._upload_progress = _Pulse()  # after every upload outcome
         self._flush_progress = _Pulse()  # after every outcome of the run loop's flush
+        self._written = _Pulse()  # after every flush written, a refusal, and the close
+        self._stopped = False  # the run task has ended: nothing more will be written
         self._upload_send, self._upload_recv = trio.open_memory_channel[Path](math.inf)
         self._upload_pending: set[Path] = set()
         self._upload_delay: dict[Path, Backoff] = {}
@@ -200,6 +202,18 @@ class JournalWriter:
         ``detail`` (its ``path``, ``params``, what was left out) to make them again."""
         self._append(encode_rest(self.gatherer_id, wall_us, mono_us, body, detail))
 
+    async def on_disk(self) -> None:
+        """Return once every record appended so far is written to its file (handed to the
+        operating system: a ``kill -9`` of this process keeps it), asking for a flush now
+        rather than after ``flush_interval``. Returns at once while the disk refuses writes
+        (``disk_ok`` false: the database path goes on, docs/journal.md) and once the writer
+        is closed. The store awaits it before a batch reaches the database or the spool, so
+        a row is never stored ahead of the frame it came from (``Store.follow``)."""
+        mark = self.records
+        while self.records_written < mark and self.disk_ok and not self._stopped:
+            self._wake.set()
+            await self._written.wait()
+
     # --- the flush task ---------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -246,6 +260,8 @@ class JournalWriter:
                     closed = await self._run_sync(self._segments.close)
                 self._closed_files(closed)
                 self._closed = True
+            self._stopped = True
+            self._written.fire()
             self._segments.release()
 
     def _refused(self, exc: JournalError) -> None:
@@ -259,6 +275,7 @@ class JournalWriter:
             )
         self.disk_ok, self.disk_error = False, str(exc)
         metrics.DISK_OK.set(0)
+        self._written.fire()
 
     async def flush(self) -> None:
         """Write everything buffered so far (and rotate if due); one flush at a time."""
@@ -292,6 +309,7 @@ class JournalWriter:
         metrics.RECORDS.inc(len(batch))
         self.bytes_written += size
         self.records_written += len(batch)
+        self._written.fire()
         self._closed_files(closed)
 
     def _closed_files(self, closed: list[Path]) -> None:

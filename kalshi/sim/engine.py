@@ -8,12 +8,16 @@ change), and lifecycle messages for markets added or settled. In real time the e
 in 10 ms ticks at ``rate`` messages/s on average, with bursts (some ticks carry five
 times the average) and clusters of changes to the same level in the same millisecond.
 
-Given the same seed and the same sequence of calls, the messages are identical except for
-their timestamps, which come from the injected wall clock.
+Given the same seed, the same run id and the same sequence of calls, the messages are
+identical except for their timestamps, which come from the injected wall clock. The run id
+(default: the wall clock when the exchange starts) salts every id the exchange issues once
+for good (trade ids, the tickers and ids of markets added at run time), so a restarted
+simulator never reissues one, as the real exchange never does (issue F4).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import uuid
@@ -90,6 +94,7 @@ class _Active:
         "info",
         "last_price",
         "last_size",
+        "last_us",
         "oi",
         "top",
         "volume",
@@ -106,6 +111,7 @@ class _Active:
         self.dollar_volume = 0  # price units x size units
         self.dollar_oi = 0
         self.deltas = 0  # deltas published for this market
+        self.last_us = 0  # the µs time of its last delta: the next is not earlier
         self.top: tuple[Any, Any] = (None, None)
 
 
@@ -123,6 +129,7 @@ class Engine:
         active: int,
         seed: int,
         clock: Callable[[], int],
+        run_id: int = 0,
         lifecycle_every: float | None = None,
         busy: int | None = None,
         burst_every: float | None = None,
@@ -147,6 +154,13 @@ class Engine:
         self.publish: Publish = lambda event: None
         self._rng = random.Random(seed)
         self._seed = seed
+        self.run_id = run_id
+        # 128 bits drawn from (seed, run id): XORed into each trade id (a bijection, so ids
+        # stay distinct within a run, and the engine's stream of draws is unchanged) and
+        # named, 6 hex digits, in the event tickers of markets added at run time.
+        salt = hashlib.blake2b(f"{seed}/{run_id}".encode(), digest_size=16).digest()
+        self._salt = int.from_bytes(salt)
+        self.run_tag = salt.hex()[:6].upper()
         self._paused = False
         self._resumed = trio.Event()
         self._active: dict[str, _Active] = {}
@@ -289,14 +303,14 @@ class Engine:
         if info_series is None:
             raise ValueError(f"unknown series {series!r}")
         now = self.clock()
-        ts_ms = now // 1000
+        ts_ms = self._stamp(now // 1000)  # the run loop's times may be ahead of the clock
         new_event = event_ticker is None
         if event_ticker is None:
-            event_ticker = f"{info_series.ticker}-SIM{self._added:04d}"
+            event_ticker = f"{info_series.ticker}-SIM{self.run_tag}{self._added:04d}"
         open_us = now - now % 1_000_000 + open_in_s * 1_000_000
         close_us = open_us + close_in_s * 1_000_000
         info = self.universe.new_info(
-            info_series, event_ticker, f"N{self._added}", open_us, close_us, chosen
+            info_series, event_ticker, f"N{self._added}", open_us, close_us, chosen, self._salt
         )
         self.universe.add(info)
         if new_event:
@@ -400,7 +414,7 @@ class Engine:
         if result not in ("yes", "no"):
             raise ValueError("result must be 'yes' or 'no'")
         now = self.clock()
-        ts_ms = now // 1000
+        ts_ms = self._stamp(now // 1000)  # the run loop's times may be ahead of the clock
         active = self._active.pop(ticker, None)
         if active is not None:
             self._order.remove(ticker)
@@ -535,7 +549,7 @@ class Engine:
         count = min(levels[price], self._size())
         yes_price = DOLLAR - price if hit is Side.NO else price
         trade = Trade(
-            trade_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            trade_id=str(uuid.UUID(int=rng.getrandbits(128) ^ self._salt, version=4)),
             ticker=state.info.ticker,
             yes_price=yes_price,
             no_price=DOLLAR - yes_price,
@@ -578,9 +592,13 @@ class Engine:
         info = state.info
         # Like the exchange: `ts` carries microseconds, `ts_ms` the same moment in ms
         # (kalshi-gold15m: "…T03:45:40.722003Z" beside 1785901540722). The sub-millisecond
-        # part is drawn from the market's delta count, so runs repeat exactly.
+        # part is drawn from the market's delta count, so runs repeat exactly, and never
+        # before the market's previous delta (kalshi-gold15m: none of 100 838 deltas goes
+        # back in µs on its market, 24 281 repeat the previous time). ``ts_ms`` never goes
+        # back (``_stamp``), so the time stays in its millisecond.
         state.deltas += 1
-        micros = ts_ms * 1000 + (state.deltas * 7919) % 1000
+        micros = max(ts_ms * 1000 + (state.deltas * 7919) % 1000, state.last_us)
+        state.last_us = micros
         delta = BookDelta(info.ticker, info.market_id, side, price, change, micros)
         state.book.apply_delta(delta)
         body = {

@@ -87,6 +87,7 @@ class SimExchange(Feed):
         blast_events: int = 100_000,
         buffer_limit: int = DEFAULT_BUFFER,
         start_us: int | None = None,
+        run_id: int | None = None,
         connections_per_user: int = MAX_CONNECTIONS_PER_USER,
         keep_events: bool = True,
         truth_stream: BinaryIO | None = None,
@@ -125,6 +126,7 @@ class SimExchange(Feed):
             active=50 if active is None else active,
             seed=seed,
             clock=clock,
+            run_id=clock() if run_id is None else run_id,
             lifecycle_every=lifecycle_every,
             busy=busy,
             burst_every=burst_every,
@@ -438,7 +440,10 @@ async def open_sim_exchange(
     (wall µs), ``skew_s``, ``lifecycle_every`` (seconds between automatic settle+list),
     ``buffer_limit`` (outbox bytes per connection before error 25), ``start_us`` (the
     universe's epoch, Unix µs: it dates every generated ticker and status; default the clock's
-    now, so tests pin it to be independent of the day they run); ``market_cap`` (markets per
+    now, so tests pin it to be independent of the day they run); ``run_id`` (an int salting
+    every id issued once for good: trade ids, the tickers and ids of markets added at run
+    time; default the clock's now, so a restarted simulator never reissues an id, as the
+    exchange never does; give the same one to reproduce a run exactly); ``market_cap`` (markets per
     subscription, beyond is error 26; default None, no cap) and ``command_rate`` (commands/s
     per session, burst the same, beyond is error 27; default 10 000). For long runs at full size:
     ``keep_events=False`` keeps no generated message in memory, ``truth_stream`` (a binary

@@ -358,9 +358,11 @@ class Universe:
         open_us: int,
         close_us: int,
         legs: tuple[tuple[str, str, str], ...] = (),
+        salt: int = 0,
     ) -> MarketInfo:
         """A market to :meth:`add` (index = the next free one), status ``initialized``;
-        ``legs`` for a combo."""
+        ``legs`` for a combo; ``salt`` (the engine's run salt) makes its ``market_id``
+        unique to this run."""
         i = len(self)
         return MarketInfo(
             index=i,
@@ -373,7 +375,7 @@ class Universe:
             close_us=close_us,
             status=MarketStatus.INITIALIZED,
             result="",
-            market_id=_uuid(self.seed, i),
+            market_id=_uuid(self.seed ^ salt, i),
             legs=legs,
         )
 

@@ -29,7 +29,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -202,6 +202,9 @@ class _TableWriter:
         # burst's rate most batches are committed before anyone asks
         self.oldest: dict[int, int] = {}
         self.unmeasured: dict[int, list[Row]] = {}  # seq -> rows, oldest not yet measured
+        # awaited before a batch of this process reaches the database or the spool: the
+        # journal holds its frames by then (Store.follow); None: nothing to wait for
+        self.journaled: Callable[[], Awaitable[None]] | None = None
         self.rows_written = 0
         self.rows_duplicate = 0
         self.rows_updated = 0
@@ -383,6 +386,8 @@ class _TableWriter:
             self.inflight.add(batch.seq)  # no flusher takes it from memory meanwhile
             self._measure(batch.seq)
             try:
+                if self.journaled is not None:
+                    await self.journaled()
                 await trio.to_thread.run_sync(self.spool.write, batch)
             except StoreError as exc:
                 metrics.SPOOL_ERRORS.labels(**self._label).inc()
@@ -446,6 +451,8 @@ class _TableWriter:
         """Write ``batch`` once and account for it; False when the database is unavailable
         (the batch stays where it was). Raises what the write raises otherwise."""
         try:
+            if not from_spool and self.journaled is not None:
+                await self.journaled()
             # Abandoned only past the shutdown deadline (see :meth:`flush_forever`).
             result = await trio.to_thread.run_sync(
                 self._write, batch.rows, limiter=self.pool.limiter, abandon_on_cancel=True
@@ -735,6 +742,14 @@ class Store:
             )
             for name, spec in TABLES.items()
         }
+
+    def follow(self, journaled: Callable[[], Awaitable[None]]) -> None:
+        """Make every later batch of this process wait for ``journaled()`` before it reaches
+        the database or the spool: with :meth:`kalshi.journal.JournalWriter.on_disk`, a row is
+        never stored ahead of the frame it came from in the journal, so a ``kill -9`` leaves
+        no stored row that a rebuild from the journal lacks (docs/journal.md)."""
+        for writer in self._writers.values():
+            writer.journaled = journaled
 
     def sender(self, table: str) -> RowSender:
         """A new send channel for ``table``'s rows; the caller owns (and closes) it.

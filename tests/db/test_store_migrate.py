@@ -32,6 +32,7 @@ MIGRATIONS = [
     "009_commit_order.sql",
     "010_export_targets.sql",
     "011_production_indexes.sql",
+    "012_checkpoint_last_ts.sql",
 ]
 _PG_TYPES = {"int8": "bigint", "int4": "integer", "text": "text", "bool": "boolean"}
 

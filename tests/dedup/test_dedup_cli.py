@@ -16,6 +16,7 @@ import trio
 import yaml
 from dedup_support import MISSES, assert_production_is_truth, recordings, write_all
 
+import kalshi
 from kalshi.store import EmbeddedPostgres, connect_db
 from kalshi.testing.recording import make_truth
 
@@ -300,3 +301,18 @@ def test_unreachable_production_is_named_and_its_password_hidden(tmp_path: Path)
             check=False,
         )
         assert (done.returncode, done.stdout, done.stderr) == (1, "", line), args
+
+
+def test_first_start_logs_each_production_migration_once(
+    make_db: Callable[..., str], empty_db_url: str, tmp_path: Path
+) -> None:
+    # Outside tester F10a: each migration was logged twice, by kalshi.store and kalshi.cli.
+    config = _config(tmp_path / "dedup.yaml", empty_db_url, {"g1": make_db()})
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "logging": {"level": "info"}}))
+    with _dedup(config, "--once") as proc:
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()
+    applied = [line.split(" ", 3)[3] for line in out.decode().splitlines() if " applied " in line]
+    sql = sorted((Path(kalshi.__file__).parent / "sql").glob("*.sql"))
+    assert applied == [f"kalshi.store: applied migration {path.name}" for path in sql]

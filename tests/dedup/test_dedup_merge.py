@@ -22,13 +22,24 @@ from dedup_support import (
     write_recording,
 )
 
+from kalshi.book import OrderBook
 from kalshi.config import GathererConfig, SpoolConfig, parse_duration
 from kalshi.dedup.service import Deduplicator
 from kalshi.errors import StoreError
 from kalshi.models.rows import MarketRow, TickerRow, TradeRow
 from kalshi.models.units import format_rfc3339_us
 from kalshi.store import EmbeddedPostgres, connect_db, open_store
-from kalshi.testing.recording import Recording, covered, holes, make_truth, record, split
+from kalshi.testing.recording import (
+    T0,
+    Event,
+    Recording,
+    Truth,
+    covered,
+    holes,
+    make_truth,
+    record,
+    split,
+)
 
 
 async def test_three_gatherers_merge_into_the_truth_once(
@@ -501,3 +512,54 @@ async def test_a_failure_between_the_transactions_of_a_read_step_repeats_no_row(
     assert passes == [(51 - 14, 14), (0, 0)]
     with connect_db(production) as db:
         assert db.query("SELECT count(*), count(DISTINCT trade_id) FROM trades") == [(51, 51)]
+
+
+async def test_a_switch_after_a_pass_that_ended_on_a_delta_stamped_backwards_leaves_no_hole(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # Outside tester, F1: a pass ended on gb's delta stamped 1 ms before the delta merged
+    # just before it; gb went down, reconnected and snapshotted. The next pass looked for
+    # that delta in ga's recording at the checkpoint's newest merged time, not at its own,
+    # found nothing and resumed from gb's snapshot: a merge_hole over what ga had.
+    start = OrderBook("KXTEST-00")
+    start.yes = {30_000: 1_000}
+    start.no = {20_000: 1_000}
+    changes = [  # (ms after T0, yes side, price, size_delta)
+        (1, True, 31_000, 100),
+        (3, False, 21_000, 300),
+        (2, True, 31_000, 400),  # stamped before the previous delta: gb's pass ends here
+        (5, True, 32_000, 200),
+        (6, False, 21_000, -100),
+        (7, True, 30_000, -500),
+        (8, False, 22_000, 700),
+        (9, True, 31_000, -200),
+        (10, False, 20_000, 100),
+    ]
+    events = [
+        Event(i, T0 + ms * 1_000, "KXTEST-00", "delta", side, price, change)
+        for i, (ms, side, price, change) in enumerate(changes)
+    ]
+    end = start.copy()
+    for event in events:
+        levels = end.yes if event.side else end.no
+        levels[event.price] = levels.get(event.price, 0) + event.size
+        if levels[event.price] == 0:
+            del levels[event.price]
+    truth = Truth(["KXTEST-00"], {"KXTEST-00": start}, events, {"KXTEST-00": end})
+    misses = {"ga": [], "gb": [(3, 6, "reconnect")]}  # gb loses events 3..6, reconnects
+    ga, gb = recordings(truth, misses)
+    cut = next(r.received_at for r in gb.orderbook_deltas if r.exchange_ts == T0 + 2_000)
+    gb_then, gb_later = split(gb, [cut])
+    production, url_a, url_b = make_db(), make_db(), make_db()
+    await write_recording(url_a, ga, tmp_path / "ga")
+    await write_recording(url_b, gb_then, tmp_path / "gb")
+    await merge_once(production, {"gb": url_b})  # ga not reachable yet
+    with connect_db(production) as db:
+        assert db.query("SELECT count(*) FROM orderbook_deltas") == [(3,)]
+    await write_recording(url_b, gb_later, tmp_path / "gb")
+    report = await merge_once(production, {"ga": url_a, "gb": url_b})
+    assert (report.holes, report.switches) == (0, 1)
+    assert_production_is_truth(production, truth, {"ga": []})
+    with connect_db(production) as db:
+        rows = db.query("SELECT seq, gatherer_id FROM orderbook_deltas ORDER BY seq")
+    assert rows == [(2, "gb"), (3, "gb"), (4, "gb"), *((n, "ga") for n in range(5, 11))]

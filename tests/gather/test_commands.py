@@ -6,9 +6,11 @@ sid) is resolved with ``list_subscriptions``."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -92,6 +94,37 @@ async def test_error_26_finds_the_cap_and_records_what_no_connection_takes(
             assert conn.refused == {tickers[2]: 26, tickers[3]: 26}
         assert ctx.processor.counts["error_reply"] == errors + 6  # one add each time
         assert (len(rows["gaps"]), conn.sessions) == (2, 1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_refusal_episode_is_one_warning_with_exact_counts(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue F6: finding a cap of 100 with batches of 250 logged one warning per refused
+    command (294 here). Now each refusal is at debug and the episode one warning."""
+    caplog.set_level(logging.DEBUG, logger="kalshi.gather.connection")
+    async with exchange(market_cap=100) as sim, trio.open_nursery() as nursery:
+        ctx, rows = collecting_context(
+            sim, tmp_path, nursery, **{"websocket.markets_per_command": 250}
+        )
+        conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
+        conn.add([f"KXCAP-{i:03d}" for i in range(600)])
+        nursery.start_soon(conn.run)
+        with trio.fail_after(120):
+            await settle(conn, 600)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (len(conn.subscribed), len(conn.refused), len(rows["gaps"])) == (100, 500, 500)
+        mine = [r for r in caplog.records if r.name == "kalshi.gather.connection"]
+        refusals = [
+            r for r in mine if r.levelno == logging.DEBUG and "refused: 26" in r.msg % r.args
+        ]
+        assert len(refusals) == ctx.processor.counts["error_reply"] == 294
+        why = "26 Subscription market limit exceeded"
+        assert [r.getMessage() for r in mine if r.levelno >= logging.WARNING] == [
+            f"orderbook-0: 294 command(s) refused in 14.9 s (add_markets {why}: 292,"
+            f" subscribe {why}: 2), naming 2838 market(s); 0 moved to another connection,"
+            " 500 recorded refused; now 100 subscribed, 500 refused"
+        ]
         nursery.cancel_scope.cancel()
 
 

@@ -49,6 +49,7 @@ async def test_journal_disk_full_degrades_and_catches_up(small_disk: Path, compr
             assert REGISTRY.get_sample_value("kalshi_journal_disk_ok") == 0
             assert "No space left on device" in writer.disk_error
             assert writer.records_written < records  # still held, not dropped
+            await writer.on_disk()  # the database path does not wait for a refusing disk
             filler.unlink()  # space returns
             while not writer.disk_ok or writer.records_written < records:
                 await writer.flush_progress()

@@ -138,10 +138,11 @@ def test_plain_gzip_zstd_and_stdin_give_the_same_records(
         CAPTURE_GATHERER,
         RECV * 1000,
     )
-    # Two skips in three steps is too little evidence: the rule that reports gaps stays.
-    assert connect.detail["seq_check"] == "contiguous"
+    # Two skips in three steps: too few steps to take a skip for a loss (issue F10b).
+    assert connect.detail["seq_check"] == "filtered"
     assert connect.detail["seq_check_reason"] == (
         "auto: 2 of 3 seq steps in the first 5 frames skip numbers"
+        " (too few steps to take a skip for a loss)"
     )
     assert connect.detail["time"] == "frame in 'event'; received_at from 'recv_ms' (ms)"
     assert [(f.conn_id, f.frame_no, f.wall_us, f.raw) for f in frames_of(expected)] == [
@@ -357,3 +358,19 @@ def test_auto_reads_many_skips_as_a_filtered_capture(tmp_path: Path) -> None:
         "filtered",
         "auto: 40 of 40 seq steps in the first 41 frames skip numbers (a filtered capture)",
     )
+
+
+def test_a_few_lines_of_a_filtered_capture_write_no_false_gaps(tmp_path: Path) -> None:
+    """Issue F10b: the first 5 lines of the gold capture (one market of wider
+    subscriptions: seq skips) from stdin read as contiguous and wrote 2 seq_gap rows."""
+    gold = Path(__file__).parents[1] / "data" / "kalshi-gold15m" / "events"
+    with gzip.open(gold / "KXGOLD15M-26AUG050800-00" / "2026-08-05.ndjson.gz") as fh:
+        head = b"".join(fh.readline() for _ in range(5))
+    result = kalshi("replay", "-", "--format", "jsonl", cwd=tmp_path, stdin=head)
+    assert result.returncode == 0, result.stderr
+    tables = [orjson.loads(line)["table"] for line in result.stdout.splitlines()]
+    assert tables == ["orderbook_snapshots"] + ["orderbook_deltas"] * 4
+    assert (
+        "seq check filtered (auto: 2 of 4 seq steps in the first 5 frames skip numbers"
+        " (too few steps to take a skip for a loss))"
+    ) in result.stderr
