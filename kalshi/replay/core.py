@@ -189,11 +189,8 @@ class Replayer:
         self.continuity.frame(item, out)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
-            if out.problem in _BAD and len(stats.bad_frames) < BAD_FRAMES_LISTED:
-                where = item.source or (
-                    f"gatherer {item.gatherer_id} conn {item.conn_id} frame {item.frame_no}"
-                )
-                stats.bad_frames.append(f"{where}: {out.problem}: {out.detail}")
+            if out.problem in _BAD:
+                self._refused(item, out)
         rows = out.rows
         if not rows:
             return rows
@@ -292,10 +289,23 @@ class Replayer:
             seen(item, done)
             if done.problem is not None:
                 problems[done.problem] += 1
+                if done.problem in _BAD:
+                    self._refused(item, done)
             if done.rows:
                 out += done.rows
         stats.records += records
         stats.frames += frames
+
+    def _refused(self, item: JournalRecord, out: Outcome) -> None:
+        """A frame the pipeline refused: located in ``stats.bad_frames`` (the first
+        :data:`BAD_FRAMES_LISTED`), a capture's by ``file:line``, a journal's by its
+        gatherer, connection and frame number."""
+        bad = self.stats.bad_frames
+        if len(bad) < BAD_FRAMES_LISTED:
+            where = item.source or (
+                f"gatherer {item.gatherer_id} conn {item.conn_id} frame {item.frame_no}"
+            )
+            bad.append(f"{where}: {out.problem}: {out.detail}")
 
     def _connect(self, item: JournalRecord) -> None:
         """A connection starts: its sequence rule (a capture's comes in the marker)."""
