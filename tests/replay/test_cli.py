@@ -256,8 +256,8 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
         ),
         (
             ("nosuch",),
-            'Unknown command "nosuch". Available commands: db, dedup, export, demo, gather,'
-            " replay, sim, snapshot, ...",
+            'Unknown command "nosuch". Available commands: dedup, export, config, db, demo,'
+            " gather, replay, sim, ...",
         ),
         (("gather", "--bogus"), "Unknown option: --bogus."),
         (
