@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import trio
 from cyclopts import App, CycloptsError
@@ -23,6 +24,8 @@ from kalshi.errors import ConfigError, KalshiError
 __all__ = [
     "UsageError",
     "app",
+    "check_http_url",
+    "check_port",
     "config_fail",
     "configure_logging",
     "console",
@@ -70,6 +73,28 @@ class UsageError(Exception):
 def redact_url(url: str) -> str:
     """``url`` with its password (``user:PASSWORD@``) shown as ``***``, for messages."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def check_port(option: str, port: int) -> int:
+    """``port`` when it is a TCP port (0-65535; 0: any free one), else a :class:`UsageError`
+    naming ``option`` (the socket layer would wrap 70000 to 4464, or fail on -1 with a
+    resolver's message)."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{option} must be between 0 and 65535, got {port}")
+    return port
+
+
+def check_http_url(option: str, url: str) -> str:
+    """``url`` when it is an ``http://`` or ``https://`` address with a host and, if any, a
+    port 0-65535; else a :class:`UsageError` naming ``option``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        raise UsageError(f"{option}: port must be between 0 and 65535, got {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{option}: expected an http:// or https:// address, got {url!r}")
+    return url
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

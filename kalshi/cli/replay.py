@@ -26,7 +26,15 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from kalshi.cli.app import UsageError, app, console, err_console, fail, load_or_exit
+from kalshi.cli.app import (
+    UsageError,
+    app,
+    check_port,
+    console,
+    err_console,
+    fail,
+    load_or_exit,
+)
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
 from kalshi.journal import JournalProblem, JournalRecord
@@ -145,13 +153,19 @@ def replay(
     ] = None,
     table: Annotated[
         list[str] | None,
-        Parameter(help="Only these tables (csv needs exactly one).", negative=()),
+        Parameter(
+            help="Only these tables (csv needs exactly one).", negative=(), consume_multiple=True
+        ),
     ] = None,
     ticker: Annotated[
-        list[str] | None, Parameter(help="Only rows of these markets.", negative=())
+        list[str] | None,
+        Parameter(help="Only rows of these markets.", negative=(), consume_multiple=True),
     ] = None,
     channel: Annotated[
-        list[str] | None, Parameter(help="Only rows from these channels (e.g. trade).", negative=())
+        list[str] | None,
+        Parameter(
+            help="Only rows from these channels (e.g. trade).", negative=(), consume_multiple=True
+        ),
     ] = None,
     from_: Annotated[
         str | None, Parameter(name="--from", help="Start (receive time): RFC 3339 or µs.")
@@ -192,10 +206,14 @@ def replay(
     modes = [name for name, value in given if value is not None]
     if len(modes) > 1:
         raise UsageError(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
+    if serve is not None:
+        check_port("--serve", serve)
     if speed is not None and speed <= 0:
         raise UsageError("--speed must be positive")
     if serve is not None and "-" in files:
         raise UsageError("--serve reads its sources once per client: stdin (-) cannot be served")
+    for option, values in (("--table", table), ("--ticker", ticker), ("--channel", channel)):
+        _no_source_among(option, values or [])
     tables = frozenset(table or ())
     unknown = sorted(tables - TABLES.keys())
     if unknown:
@@ -245,6 +263,19 @@ def replay(
     if continuity:
         _say(err_console if format is not None else console, continuity_report(replayer))
     _report(stats, replayer.continuity, to_stdout=format is not None)
+
+
+def _no_source_among(option: str, values: list[str]) -> None:
+    """A list option takes every value up to the next option (``--channel trade ticker``,
+    or ``--channel trade --channel ticker``), so FILES given after it would be read as its
+    values: one that names a source (``-``, an ``s3://`` prefix, an existing path) is a
+    :class:`UsageError`, not a filter that keeps nothing."""
+    for value in values:
+        if value == "-" or value.startswith("s3://") or Path(value).exists():
+            raise UsageError(
+                f"{option}: {value!r} is a source, not a value: give FILES before the"
+                " options, or end the list with --"
+            )
 
 
 async def _serve(
@@ -326,8 +357,13 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
     _say(out, f"replayed {stats.frames:,} frames ({stats.records:,} journal records); rows: {rows}")
     for line in session_lines(continuity):
         _say(out, line)
+    for bad in stats.bad_frames:
+        _say(err_console, bad)
     if stats.frame_problems:
         flagged = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.frame_problems.items()))
+        refused = sum(stats.frame_problems[k] for k in ("invalid", "unknown_type"))
+        if refused > len(stats.bad_frames):
+            flagged += f" (the first {len(stats.bad_frames)} refused listed above)"
         _say(out, f"frames flagged by the pipeline: {flagged}")
     if not to_stdout:
         _say(out, f"committed (new rows): {_per_table(stats.written)}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import UsageError, app, console, fail
+from kalshi.cli.app import UsageError, app, check_port, console, fail
 from kalshi.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -98,8 +98,7 @@ def sim(
 
     if not 0 <= markets <= 250_000:
         raise UsageError("--markets must be between 0 and 250000")
-    if not 0 <= port <= 65535:
-        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    check_port("--port", port)
     if tier != "none" and tier not in TIERS:
         raise UsageError(f"--tier must be one of {', '.join(TIERS)} or none")
     try:

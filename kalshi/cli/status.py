@@ -6,13 +6,12 @@ import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import trio
 from cyclopts import Parameter
 from rich.console import Console
 
-from kalshi.cli.app import UsageError, app, fail, load_or_exit
+from kalshi.cli.app import UsageError, app, check_http_url, fail, load_or_exit
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.tui import TuiState, open_remote, render, run_tui
@@ -43,8 +42,8 @@ def status(
     if refresh <= 0:
         raise UsageError("--refresh must be a positive number of seconds")
     for name, value in (("URL", url), ("--metrics-url", metrics_url)):
-        if value is not None and urlsplit(value).scheme not in ("http", "https"):
-            raise UsageError(f"{name}: expected an http:// or https:// address, got {value!r}")
+        if value is not None:
+            check_http_url(name, value)
     with contextlib.suppress(KeyboardInterrupt):
         error = trio.run(_status, url or DEFAULT_URL, metrics_url, once, refresh)
         if error is not None:

@@ -13,6 +13,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from attrs import define, field, frozen
 from kalshi.config import StoreConfig
 from kalshi.errors import ConfigError, DecodeError
 from kalshi.journal import JournalProblem, JournalRecord
-from kalshi.journal.format import REST
+from kalshi.journal.format import FRAME, REST
 from kalshi.models.rows import Row
 from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
 from kalshi.pipeline.outside import MARKETS_PATH, made_outside
@@ -32,6 +33,7 @@ from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import TABLES, Store, open_store
 
 __all__ = [
+    "BAD_FRAMES_LISTED",
     "TYPE_CHANNEL",
     "ReplayFilter",
     "ReplayStats",
@@ -43,6 +45,9 @@ __all__ = [
 
 log = logging.getLogger("kalshi.replay")
 
+BAD_FRAMES_LISTED = 10  # refused frames located one by one; the rest are counted
+_BAD = frozenset({"invalid", "unknown_type"})
+_TABLE = itemgetter(0)  # a (table, row) pair's table
 _READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
 
 
@@ -77,7 +82,11 @@ class ReplayFilter:
 @define
 class ReplayStats:
     """What a replay saw. ``problems`` are damaged journal lines (file, line, reason);
-    ``frame_problems`` counts frames the pipeline refused or flagged, by kind."""
+    ``frame_problems`` counts frames the pipeline refused or flagged, by kind;
+    ``bad_frames`` locates the first :data:`BAD_FRAMES_LISTED` frames it refused (not
+    JSON of a known shape: ``invalid``, ``unknown_type``), one line each: where (a
+    capture's ``file:line``, a journal's ``gatherer G conn C frame N``), the kind and
+    what is wrong (the field and why); the rest are counted only (issue F8)."""
 
     records: int = 0
     frames: int = 0  # 'in' frames processed
@@ -85,6 +94,7 @@ class ReplayStats:
     rows: Counter[str] = field(factory=Counter)
     problems: list[JournalProblem] = field(factory=list)
     frame_problems: Counter[str] = field(factory=Counter)
+    bad_frames: list[str] = field(factory=list)
     first_us: int | None = None
     last_us: int | None = None
     # Into a database: per table, rows the database acknowledged as new (``written``: on a
@@ -130,6 +140,13 @@ class Replayer:
 
     def feed(self, item: JournalRecord | JournalProblem) -> list[tuple[str, Row]]:
         """Process one item; return the rows the filter keeps, in write order."""
+        rows = self._feed(item)
+        if rows:
+            self.stats.rows.update(map(_TABLE, rows))
+        return rows
+
+    def _feed(self, item: JournalRecord | JournalProblem) -> list[tuple[str, Row]]:
+        """:meth:`feed` without counting the rows kept (its callers count them)."""
         stats = self.stats
         if isinstance(item, JournalProblem):
             stats.problems.append(item)
@@ -172,6 +189,8 @@ class Replayer:
         self.continuity.frame(item, out)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
+            if out.problem in _BAD:
+                self._refused(item, out)
         rows = out.rows
         if not rows:
             return rows
@@ -180,9 +199,6 @@ class Replayer:
         if flt.tickers or flt.channels or flt.tables:
             channel = _channel(proc, item.conn_id, out)
             rows = [(t, r) for t, r in rows if flt.wants(t, r, channel)]
-        counts = stats.rows
-        for table, _ in rows:
-            counts[table] += 1
         return rows
 
     def _listed(self, item: JournalRecord) -> list[tuple[str, Row]]:
@@ -213,19 +229,83 @@ class Replayer:
             return []
         if flt.tickers or flt.tables or flt.channels:
             rows = [(t, r) for t, r in rows if flt.wants(t, r, "trade" if t == "trades" else None)]
-        for table, _ in rows:
-            self.stats.rows[table] += 1
         return rows
 
     def feed_all(self, items: Iterable[JournalRecord | JournalProblem]) -> list[tuple[str, Row]]:
-        """:meth:`feed` of each item; the rows kept, in write order."""
-        feed = self.feed
+        """:meth:`feed` of each item; the rows kept, in write order.
+
+        Without a filter, an ``in`` frame (nearly every item) takes :meth:`_feed`'s frame
+        path written out here, its state in locals for the batch, and the rows are counted
+        once for the batch: the same rows, stats and continuity as :meth:`feed` of each
+        item (tests/replay/test_replayer.py), for less Python work a frame."""
+        feed = self._feed
         out: list[tuple[str, Row]] = []
-        for item in items:
-            rows = feed(item)
-            if rows:
-                out += rows
+        flt = self.filter
+        if (
+            flt.tickers
+            or flt.channels
+            or flt.tables
+            or flt.start_us is not None
+            or flt.end_us is not None
+        ):
+            for item in items:
+                rows = feed(item)
+                if rows:
+                    out += rows
+        else:
+            self._feed_plain(items, out)
+        if out:
+            self.stats.rows.update(map(_TABLE, out))
         return out
+
+    def _feed_plain(
+        self, items: Iterable[JournalRecord | JournalProblem], out: list[tuple[str, Row]]
+    ) -> None:
+        """:meth:`feed_all` without a filter: rows onto ``out``, not counted."""
+        stats, processors, registries = self.stats, self.processors, self.registries
+        problems = stats.frame_problems
+        seen = self.continuity.frame
+        records = frames = 0
+        for item in items:
+            if type(item) is not JournalRecord or item.kind != FRAME or item.direction != "in":
+                stats.records += records
+                stats.frames += frames
+                records = frames = 0
+                rows = self._feed(item)
+                if rows:
+                    out += rows
+                continue
+            records += 1
+            frames += 1
+            wall = item.wall_us
+            if stats.first_us is None:
+                stats.first_us = wall
+            stats.last_us = wall
+            gatherer_id = item.gatherer_id
+            proc = processors.get(gatherer_id) or self.processor(gatherer_id)
+            done = proc.process(item.conn_id, item.frame_no, wall, item.raw)
+            if done.lifecycle is not None and gatherer_id in registries:
+                self._lifecycle(gatherer_id, done, wall)
+            seen(item, done)
+            if done.problem is not None:
+                problems[done.problem] += 1
+                if done.problem in _BAD:
+                    self._refused(item, done)
+            if done.rows:
+                out += done.rows
+        stats.records += records
+        stats.frames += frames
+
+    def _refused(self, item: JournalRecord, out: Outcome) -> None:
+        """A frame the pipeline refused: located in ``stats.bad_frames`` (the first
+        :data:`BAD_FRAMES_LISTED`), a capture's by ``file:line``, a journal's by its
+        gatherer, connection and frame number."""
+        bad = self.stats.bad_frames
+        if len(bad) < BAD_FRAMES_LISTED:
+            where = item.source or (
+                f"gatherer {item.gatherer_id} conn {item.conn_id} frame {item.frame_no}"
+            )
+            bad.append(f"{where}: {out.problem}: {out.detail}")
 
     def _connect(self, item: JournalRecord) -> None:
         """A connection starts: its sequence rule (a capture's comes in the marker)."""

@@ -94,6 +94,7 @@ class _Active:
         "info",
         "last_price",
         "last_size",
+        "last_us",
         "oi",
         "top",
         "volume",
@@ -110,6 +111,7 @@ class _Active:
         self.dollar_volume = 0  # price units x size units
         self.dollar_oi = 0
         self.deltas = 0  # deltas published for this market
+        self.last_us = 0  # the µs time of its last delta: the next is not earlier
         self.top: tuple[Any, Any] = (None, None)
 
 
@@ -301,7 +303,7 @@ class Engine:
         if info_series is None:
             raise ValueError(f"unknown series {series!r}")
         now = self.clock()
-        ts_ms = now // 1000
+        ts_ms = self._stamp(now // 1000)  # the run loop's times may be ahead of the clock
         new_event = event_ticker is None
         if event_ticker is None:
             event_ticker = f"{info_series.ticker}-SIM{self.run_tag}{self._added:04d}"
@@ -412,7 +414,7 @@ class Engine:
         if result not in ("yes", "no"):
             raise ValueError("result must be 'yes' or 'no'")
         now = self.clock()
-        ts_ms = now // 1000
+        ts_ms = self._stamp(now // 1000)  # the run loop's times may be ahead of the clock
         active = self._active.pop(ticker, None)
         if active is not None:
             self._order.remove(ticker)
@@ -590,9 +592,13 @@ class Engine:
         info = state.info
         # Like the exchange: `ts` carries microseconds, `ts_ms` the same moment in ms
         # (kalshi-gold15m: "…T03:45:40.722003Z" beside 1785901540722). The sub-millisecond
-        # part is drawn from the market's delta count, so runs repeat exactly.
+        # part is drawn from the market's delta count, so runs repeat exactly, and never
+        # before the market's previous delta (kalshi-gold15m: none of 100 838 deltas goes
+        # back in µs on its market, 24 281 repeat the previous time). ``ts_ms`` never goes
+        # back (``_stamp``), so the time stays in its millisecond.
         state.deltas += 1
-        micros = ts_ms * 1000 + (state.deltas * 7919) % 1000
+        micros = max(ts_ms * 1000 + (state.deltas * 7919) % 1000, state.last_us)
+        state.last_us = micros
         delta = BookDelta(info.ticker, info.market_id, side, price, change, micros)
         state.book.apply_delta(delta)
         body = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import attrs
+
 from kalshi.dedup.merge import HOLE_KIND, merge_market
 from kalshi.dedup.segments import apply_row, book_from_snapshot, build_segments
 from kalshi.testing.recording import Recording, covered, make_truth, record
@@ -60,3 +62,34 @@ def test_two_gatherers_merge_to_the_truth_with_one_hole_per_shared_miss() -> Non
         assert hole_ticker == ticker
         assert start - 4_000 <= first_lost_ts  # exchange times run up to 4 ms backwards
     assert {h.kind for h in holes} == {HOLE_KIND}
+
+
+def test_a_pass_ending_anywhere_then_a_switch_leaves_no_hole() -> None:
+    # Outside tester, F1: a pass ended on a delta stamped before the newest merged time
+    # (exchange times are not monotonic on a connection), its gatherer then died; the next
+    # pass looked for that delta at the newest time in the other gatherer's recording and
+    # left a hole. Whatever delta a pass ends on, the next one continues on the other
+    # gatherer with every delta of the truth, in order, once.
+    truth = make_truth(9, events=300)
+    full, source = record(truth, "ga", conn_base=1), record(truth, "gb", conn_base=2)
+    backwards = 0
+    for ticker in truth.markets:
+        expected = [(e.exchange_ts, e.side, e.price, e.size) for e in truth.deltas()
+                    if e.ticker == ticker]  # fmt: skip
+        (first,) = build_segments("gb", ticker, source.orderbook_snapshots,
+                                  source.orderbook_deltas, [])  # fmt: skip
+        others = build_segments("ga", ticker, full.orderbook_snapshots, full.orderbook_deltas, [])
+        for end in range(1, len(first.deltas)):
+            newest = max(d.exchange_ts for d in first.deltas[:end])
+            backwards += first.deltas[end - 1].exchange_ts < newest
+            part = attrs.evolve(first, book=first.book.copy(), deltas=first.deltas[:end])
+            before = merge_market(ticker, None, None, [part], prefer=["gb", "ga"])
+            assert before.checkpoint is not None
+            after = merge_market(ticker, before.checkpoint, None, others,
+                                 prefer=["gb", "ga"], source_alive=False)  # fmt: skip
+            assert (after.holes, after.snapshots, after.switches) == ([], [], 1), end
+            merged = [*before.deltas, *after.deltas]
+            assert [d.seq for d in merged] == list(range(2, len(expected) + 2))
+            assert [(d.exchange_ts, d.side, d.price, d.size_delta) for d in merged] == expected
+            assert after.checkpoint is not None and after.checkpoint.book == truth.books[ticker]
+    assert backwards == 3  # passes that ended on a delta stamped before the newest time

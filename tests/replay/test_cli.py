@@ -13,7 +13,7 @@ import trio_websocket
 from replay_support import BASE_US, T1, scripted_session, write_journal
 
 from kalshi.journal import read_journal
-from kalshi.replay import JsonlSink, Replayer
+from kalshi.replay import JsonlSink, Replayer, ReplayFilter
 from kalshi.sim import open_sim_exchange
 from kalshi.testing.s3server import S3Server
 
@@ -256,8 +256,8 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
         ),
         (
             ("nosuch",),
-            'Unknown command "nosuch". Available commands: db, dedup, export, demo, gather,'
-            " replay, sim, snapshot, ...",
+            'Unknown command "nosuch". Available commands: dedup, export, config, db, demo,'
+            " gather, replay, sim, ...",
         ),
         (("gather", "--bogus"), "Unknown option: --bogus."),
         (
@@ -296,3 +296,37 @@ async def test_snapshot_from_rest_needs_no_private_key(tmp_path: Path) -> None:
     best = truth.best_yes_bid()
     assert best is not None  # the simulator's markets start with two-sided books
     assert doc["best_yes_bid"] == f"{best[0] / 100_000:.4f}"
+
+
+async def test_a_list_option_takes_several_values_after_it(tmp_path: Path) -> None:
+    # Outside tester F7: `--channel trade ticker` gave "error: Unused Tokens: ['ticker']."
+    (path,) = await write_journal(tmp_path / "journal", scripted_session())
+    rep = Replayer(ReplayFilter(channels=frozenset({"trade", "orderbook_delta"})))
+    encoder = JsonlSink(sys.stdout.buffer)
+    expected = "".join(
+        encoder.encode(table, row).decode()
+        for item in read_journal([path])
+        for table, row in rep.feed(item)
+    )
+    assert {line.split('"', 2)[1] for line in expected.splitlines()} == {"table"}
+    journal = str(tmp_path / "journal")
+    for channels in (
+        ("--channel", "trade", "orderbook_delta"),
+        ("--channel", "trade", "--channel", "orderbook_delta"),
+    ):
+        result = kalshi("replay", journal, "--format", "jsonl", *channels, cwd=tmp_path)
+        assert (result.returncode, result.stdout) == (0, expected), result.stderr
+    # files after the list, ended by --, are files again
+    ended = kalshi("replay", "--format", "jsonl", *channels, "--", journal, cwd=tmp_path)
+    assert (ended.returncode, ended.stdout) == (0, expected), ended.stderr
+    # without --, a source after the list would be a value: refused, nothing replayed
+    for option in ("--table", "--ticker", "--channel"):
+        result = kalshi(
+            "replay", journal, "--format", "jsonl", option, "trades", journal, cwd=tmp_path
+        )
+        assert (result.returncode, result.stdout, result.stderr) == (
+            2,
+            "",
+            f"error: {option}: {journal!r} is a source, not a value: give FILES before the"
+            " options, or end the list with --\n",
+        )

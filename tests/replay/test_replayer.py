@@ -69,6 +69,31 @@ def test_literal_frames_give_the_live_pipelines_rows() -> None:
     assert rep.stats.frames == len(LITERALS)
 
 
+def test_feed_all_is_feed_of_each_item() -> None:
+    """feed_all's unfiltered fast path gives what feed gives item by item: the rows in
+    order, every stat, the continuity of every session and market."""
+    literals = [
+        JournalRecord(GATHERER, 9, n, "in", BASE_US + 9000 + n, n, "frame", literal(name))
+        for n, name in enumerate(LITERALS, 1)
+    ]
+    items: list[JournalRecord | JournalProblem] = [
+        *records(scripted_session()),
+        JournalProblem("a.jsonl", 3, "invalid JSON"),
+        *literals,
+    ]
+    for flt in (None, ReplayFilter(tickers=frozenset({T2})), ReplayFilter(end_us=BASE_US + 600)):
+        each, batched = Replayer(flt), Replayer(flt)
+        expected = [row for item in items for row in each.feed(item)]
+        got = batched.feed_all(items[:7]) + batched.feed_all(items[7:])
+        assert got == expected
+        assert batched.stats == each.stats
+        assert batched.continuity.sessions == each.continuity.sessions
+        assert batched.continuity.markets == each.continuity.markets
+        assert batched.processor(GATHERER).counts == each.processor(GATHERER).counts
+        if flt is None:
+            assert (each.stats.records, each.stats.frames) == (len(items) - 1, 12 + len(LITERALS))
+
+
 def test_out_frames_and_markers_are_not_rows_but_problems_are_kept() -> None:
     rep = Replayer()
     problem = JournalProblem("a.jsonl", 3, "invalid JSON")

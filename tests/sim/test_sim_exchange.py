@@ -13,6 +13,7 @@ from sim_support import connect
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.models import LifecycleEvent, Message
+from kalshi.models.units import parse_rfc3339_us
 from kalshi.net import RestClient
 from kalshi.testing import sim
 from kalshi.wire import decode_ws
@@ -79,6 +80,44 @@ async def test_exchange_times_never_go_back_on_a_subscription(mock_clock: object
         assert checked == (
             ex.truth.events_generated["orderbook_delta"] + ex.truth.events_generated["trade"]
         )
+
+
+async def test_a_markets_microsecond_times_never_go_back(mock_clock: object) -> None:
+    # Outside tester, F2: 1 384 of 9 453 simulated deltas had a µs `ts` before the previous
+    # delta's of their market, in the same `ts_ms`; the real capture (kalshi-gold15m) has 0
+    # of 100 838 (and 24 281 equal to the previous one). The µs part was drawn per delta.
+    # Closing a market at settlement stamped its deltas with the clock, not the last time
+    # given, which the run loop may have put up to 9 ms ahead.
+    async with sim(markets=40, active=6, seed=3) as ex, connect(ex) as client:
+        tickers = ex.engine.active_tickers
+        await client.until_reply(
+            await client.send(
+                "subscribe", {"channels": ["orderbook_delta"], "market_tickers": tickers}
+            )
+        )
+        for _ in range(50):
+            ex.engine.step(40)
+        ex.engine._stamp(ex.engine._last_ms + 7)  # the run loop's times run ahead of the clock
+        ex.engine.step(40)
+        ex.settle_market(tickers[0], "yes")
+        frames = await client.sync()
+        last: dict[str, int] = {}
+        same_ms = 0
+        for frame in frames:
+            if frame.get("type") != "orderbook_delta":
+                continue
+            msg = frame["msg"]
+            us = parse_rfc3339_us(msg["ts"])
+            assert us // 1000 == msg["ts_ms"], frame
+            previous = last.get(msg["market_ticker"], 0)
+            assert us >= previous, frame
+            same_ms += us // 1000 == previous // 1000
+            last[msg["market_ticker"]] = us
+        assert (
+            sum(f.get("type") == "orderbook_delta" for f in frames)
+            == (ex.truth.events_generated["orderbook_delta"])
+        )
+        assert same_ms > 100  # many deltas of a market share a millisecond
 
 
 async def test_a_settled_market_has_no_quotes_and_trades_come_newest_first(

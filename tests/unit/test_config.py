@@ -536,3 +536,49 @@ def test_cli_sim_port_out_of_range_exits_2(tmp_path: Path) -> None:
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr == f"error: --port must be between 0 and 65535, got {port}\n"
     assert not (tmp_path / ".kalshi").exists()  # refused before writing a key
+
+
+def test_every_port_on_the_command_line_is_checked(tmp_path: Path) -> None:
+    # Outside tester F5: `replay --serve 70000` served on port 4464 (wrapped), 65536 ran,
+    # -1 failed with a resolver's message and exit 1. Each port option and each URL option's
+    # port: one line, exit 2, nothing started.
+    journal = tmp_path / "j.jsonl"
+    journal.write_text("")
+    db_url = "postgresql://u@127.0.0.1:70000/x"
+    db_line = (
+        "config error: timescaledb.url: expected a postgresql://user@host:port/database URL"
+        f" (or a libpq key=value string), got '{db_url}'\n"
+    )
+    cases = [
+        (
+            ("replay", str(journal), "--serve", "70000"),
+            "error: --serve must be between 0 and 65535, got 70000\n",
+        ),
+        (
+            ("replay", str(journal), "--serve", "65536"),
+            "error: --serve must be between 0 and 65535, got 65536\n",
+        ),
+        (
+            ("replay", str(journal), "--serve", "-1"),
+            "error: --serve must be between 0 and 65535, got -1\n",
+        ),
+        (("sim", "--port", "65536"), "error: --port must be between 0 and 65535, got 65536\n"),
+        (
+            ("status", "http://127.0.0.1:70000", "--once"),
+            "error: URL: port must be between 0 and 65535, got 'http://127.0.0.1:70000'\n",
+        ),
+        (
+            ("status", "http://127.0.0.1:-1", "--once"),
+            "error: URL: port must be between 0 and 65535, got 'http://127.0.0.1:-1'\n",
+        ),
+        (
+            ("status", "--metrics-url", "http://h:99999", "--once"),
+            "error: --metrics-url: port must be between 0 and 65535, got 'http://h:99999'\n",
+        ),
+        (("db", "status", "--url", db_url), db_line),
+        (("replay", str(journal), "--db", db_url), db_line),
+    ]
+    for args, line in cases:
+        result = _kalshi(*args, cwd=tmp_path)
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", line), args
+    assert not (tmp_path / ".kalshi").exists()
