@@ -188,9 +188,10 @@ class WebsocketConfig:
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "websockets"
     # Frames a whole-exchange connection (ticker, trade, lifecycle) reads ahead of its
-    # processing, so a full writer queue does not stop its reading; 0 (the default): one
-    # loop reads and processes, as every per-market connection does (docs/scaling.md).
-    read_ahead: int = 0
+    # processing, so a burst's backlog waits in our memory, not in the exchange's buffer
+    # for the subscription (error 25 when it overflows); 0: one loop reads and processes,
+    # as every per-market connection does (docs/scaling.md, "Bursts").
+    read_ahead: int = 131_072
 
 
 @frozen
