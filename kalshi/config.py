@@ -51,6 +51,7 @@ __all__ = [
     "WebsocketConfig",
     "WriterConfig",
     "WritersConfig",
+    "config_kind",
     "env_files",
     "load_config",
     "load_dedup_config",
@@ -187,9 +188,10 @@ class WebsocketConfig:
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "websockets"
     # Frames a whole-exchange connection (ticker, trade, lifecycle) reads ahead of its
-    # processing, so a full writer queue does not stop its reading; 0 (the default): one
-    # loop reads and processes, as every per-market connection does (docs/scaling.md).
-    read_ahead: int = 0
+    # processing, so a burst's backlog waits in our memory, not in the exchange's buffer
+    # for the subscription (error 25 when it overflows); 0: one loop reads and processes,
+    # as every per-market connection does (docs/scaling.md, "Bursts").
+    read_ahead: int = 131_072
 
 
 @frozen
@@ -553,6 +555,13 @@ def load_config(
             raise ConfigError(f"{file}:{where} not valid YAML") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{file}: expected a mapping at the top level")
+        other = _other_kind(data, kind)
+        if other is not None:
+            keys = ", ".join(sorted(set(data) - _fields(kind)))
+            raise ConfigError(
+                f"{file}: a {_LABELS[other]} config (its keys {keys}), not a {_LABELS[kind]}"
+                f" config; `kalshi config check {file}` checks either kind"
+            )
     merged: dict[str, str] = {}
     for candidate in reversed(env_files(base)):  # lowest precedence first, later ones win
         merged.update(load_env_file(candidate))
@@ -742,6 +751,49 @@ def _check_ranges(node: Any, path: str) -> list[str]:
                 shown = float(value) if isinstance(value, Duration) else value
                 problems.append(f"{where}: expected {expected}, got {shown!r}")
     return problems
+
+
+_LABELS: dict[type, str] = {GathererConfig: "gatherer", DedupConfig: "deduplicator"}
+
+
+def _fields(kind: type) -> set[str]:
+    return {a.name for a in attrs.fields(kind)}
+
+
+def _other_kind(data: Mapping[str, Any], kind: type) -> type | None:
+    """The other kind of config (gatherer, deduplicator) when ``data``'s top-level keys
+    are all that kind's and some are not ``kind``'s: a file given to the wrong command."""
+    if kind not in _LABELS:
+        return None
+    (other,) = (k for k in _LABELS if k is not kind)
+    keys = set(data)
+    unknown = keys - _fields(kind)
+    return other if unknown and keys <= _fields(other) else None
+
+
+def config_kind(path: str | Path) -> type[GathererConfig] | type[DedupConfig] | None:
+    """Which config the YAML at ``path`` is, by its top-level keys: :class:`DedupConfig`
+    when it has a key only a deduplicator config has (``gatherers``, ``production``,
+    ``sync``), :class:`GathererConfig` when it has one only a gatherer config has, ``None``
+    when neither (only shared keys: either would load it). Raises :class:`ConfigError`
+    when the file cannot be read or is not a YAML mapping."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{file}:{where} not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping at the top level")
+    keys = set(data)
+    if keys & (_fields(DedupConfig) - _fields(GathererConfig)):
+        return DedupConfig
+    if keys & (_fields(GathererConfig) - _fields(DedupConfig)):
+        return GathererConfig
+    return None
 
 
 def load_gatherer_config(path: str | Path | None, **kwargs: Any) -> GathererConfig:

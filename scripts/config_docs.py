@@ -73,10 +73,11 @@ DESCRIPTIONS: dict[str, str] = {
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
     "websocket.read_ahead": (
         "frames a whole-exchange connection (`ticker`, `trade`, lifecycle) reads ahead of its "
-        "processing, in a task of its own, so a full writer queue stops its processing, not its "
-        "reading (65536: ~20 MB at 300 B a frame); 0: one loop reads and processes, as on every "
-        "per-market connection, so a connection whose rows cannot be written lets the exchange "
-        "end it (error 25) and its trades come back over REST (docs/scaling.md)"
+        "processing, in a task of its own taking what the kernel holds each turn of the event "
+        "loop, so when the gatherer is short of CPU (a burst) or a writer's queue is full the "
+        "backlog waits in its memory (131072: ~60 MB at most), not in the exchange's buffer "
+        "for the subscription, whose overflow ends it (error 25); 0: one loop reads and "
+        "processes, as on every per-market connection (docs/scaling.md, *Bursts*)"
     ),
     "websocket.transport": "`websockets` (default) or `trio-websocket` (see docs/performance.md)",
     # timescaledb

@@ -1,6 +1,7 @@
 """Imports every command module so each registers itself on ``app``."""
 
 from kalshi.cli import (  # noqa: F401
+    check,
     db,
     dedup,
     demo,

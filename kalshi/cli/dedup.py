@@ -34,6 +34,16 @@ from kalshi.store.schema import TABLES
 def _checked(cfg: DedupConfig, path: Path | None) -> DedupConfig:
     """``cfg`` when it names a production database and gatherers to merge from; else every
     missing piece as a config error (exit 2)."""
+    problems = dedup_problems(cfg)
+    if problems:
+        config_fail(path, problems)
+    return cfg
+
+
+def dedup_problems(cfg: DedupConfig) -> list[str]:
+    """What ``kalshi dedup`` and ``kalshi export`` need of a loaded config beyond its
+    types and ranges, one line per missing piece: a production database, gatherers to
+    merge from, none of them writing to production itself."""
     problems = []
     if not cfg.production.url:
         problems.append("production.url: the production database URL is required")
@@ -48,9 +58,7 @@ def _checked(cfg: DedupConfig, path: Path | None) -> DedupConfig:
             " database, e.g. run CREATE DATABASE kalshi_production on the same server and"
             " use its URL (docs/configuration.md, Deduplicator)"
         )
-    if problems:
-        config_fail(path, problems)
-    return cfg
+    return problems
 
 
 @app.command

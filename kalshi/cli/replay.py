@@ -30,6 +30,7 @@ from kalshi.cli.app import (
     UsageError,
     app,
     check_port,
+    configure_logging,
     console,
     err_console,
     fail,
@@ -234,7 +235,7 @@ def replay(
     )
     overrides = {"timescaledb.url": db} if db is not None else None
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(cfg.logging, quiet=True)  # warnings up, credentials redacted
     show = err_console.is_terminal if progress is None else progress
     replayer = Replayer(flt, seq_check)
     options = source_options(frame_field, time_field, time_unit, seq_check)
@@ -357,8 +358,13 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
     _say(out, f"replayed {stats.frames:,} frames ({stats.records:,} journal records); rows: {rows}")
     for line in session_lines(continuity):
         _say(out, line)
+    for bad in stats.bad_frames:
+        _say(err_console, bad)
     if stats.frame_problems:
         flagged = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.frame_problems.items()))
+        refused = sum(stats.frame_problems[k] for k in ("invalid", "unknown_type"))
+        if refused > len(stats.bad_frames):
+            flagged += f" (the first {len(stats.bad_frames)} refused listed above)"
         _say(out, f"frames flagged by the pipeline: {flagged}")
     if not to_stdout:
         _say(out, f"committed (new rows): {_per_table(stats.written)}")

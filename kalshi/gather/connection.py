@@ -18,6 +18,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 
+import orjson
 import trio
 
 from kalshi.errors import AuthError, ConfigError, ConnectionLost, HttpError, NetError
@@ -41,7 +42,10 @@ log = logging.getLogger("kalshi.gather.connection")
 
 SCOPED_CHANNELS = frozenset({"orderbook_delta", "ticker", "trade"})
 _TERMINAL_ERRORS = frozenset({10, 25})  # channel error, subscription buffer overflow
-_MARKET_LIMIT, _TOO_MANY = 26, 27  # kalshi-api.md §2.3
+_MARKET_LIMIT, _TOO_MANY = 26, 27
+BAD_FRAMES_LOGGED = (
+    10  # a gatherer's refused frames logged one by one; the rest counted  # kalshi-api.md §2.3
+)
 _STALL = 1.0  # seconds the keepalive woke late: our own loop stalled, not the peer silent
 _RECHECK = 0.1  # seconds: past a deadline (silence, a reply), one more poll before the verdict
 _UNKNOWN_SID = 7  # our sid is gone: only a new session (a new subscription) helps
@@ -422,14 +426,34 @@ class Connection:
             or message.type in CONTROL_TYPES
         ):
             self.blocked = direct  # e.g. a lifecycle's markets row waits for room
-            await self._handle(out, wall, frame_no)
+            await self._handle(out, wall, frame_no, raw)
             self.blocked = False
 
-    async def _handle(self, out: Outcome, wall: int, frame_no: int) -> None:
+    def _bad_frame(self, out: Outcome, frame_no: int, raw: bytes | str) -> None:
+        """A frame refused (invalid, unknown type): counted; the gatherer's first
+        ``BAD_FRAMES_LOGGED`` each logged with where (connection, journal conn and
+        frame number, the frame's sid and seq when it has them), the field and why."""
+        ctx = self.ctx
+        metrics.DECODE_ERRORS.labels(out.problem).inc()
+        ctx.bad_frames_logged += 1
+        if ctx.bad_frames_logged > BAD_FRAMES_LOGGED:
+            log.debug("%s: frame %d: %s: %s", self.name, frame_no, out.problem, out.detail)
+            return
+        where = f"{self.name} (conn {self.conn_id}) frame {frame_no}"
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            frame = None
+        if isinstance(frame, dict):
+            where += "".join(f" {k} {frame[k]}" for k in ("sid", "seq") if k in frame)
+        last = ctx.bad_frames_logged == BAD_FRAMES_LOGGED
+        more = "; further refused frames are counted only (kalshi_decode_errors_total)"
+        log.warning("%s: %s: %s%s", where, out.problem, out.detail, more if last else "")
+
+    async def _handle(self, out: Outcome, wall: int, frame_no: int, raw: bytes | str) -> None:
         ctx = self.ctx
         if out.problem in ("invalid", "unknown_type"):
-            metrics.DECODE_ERRORS.labels(out.problem).inc()
-            log.warning("%s: frame %d: %s: %s", self.name, frame_no, out.problem, out.detail)
+            self._bad_frame(out, frame_no, raw)
         elif out.problem == "duplicate":
             metrics.DECODE_ERRORS.labels("duplicate").inc()
         elif out.problem in ("book", "book_invalid"):

@@ -68,6 +68,9 @@ class GatherContext:
     listing_error: str | None = None
     listed: bool = False  # a market listing has succeeded (before: ``/health`` "starting")
     resnapshots: int = 0
+    # Frames refused (invalid, unknown type) logged one by one so far: the first
+    # BAD_FRAMES_LOGGED are, the rest counted only (kalshi_decode_errors_total).
+    bad_frames_logged: int = 0
     skew: ClockSkew = field(factory=ClockSkew)  # this machine's clock against the exchange's
     # The open ``subscription_refused`` gap of each (channel, ticker): one per market and
     # episode, whichever connection was refused, until the market is subscribed on one.

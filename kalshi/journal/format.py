@@ -82,7 +82,9 @@ class JournalRecord(msgspec.Struct, frozen=True):
     """One journal line, decoded. ``raw`` is set for frames, ``detail`` for markers.
 
     ``label`` and ``channels`` come from the latest ``connect`` marker of the same
-    (gatherer_id, conn_id) seen earlier in the read (empty when none was seen).
+    (gatherer_id, conn_id) seen earlier in the read (empty when none was seen). ``source``
+    locates a frame read from a capture (``file:line``, 1-based); a journal's frame is
+    located by its ``gatherer_id``, ``conn_id`` and ``frame_no``.
     Immutable; a ``msgspec`` struct because a replay builds one per line.
     """
 
@@ -97,6 +99,7 @@ class JournalRecord(msgspec.Struct, frozen=True):
     detail: dict[str, Any] = {}
     label: str = ""
     channels: tuple[str, ...] = ()
+    source: str = ""  # a capture's frame: ``file:line`` it was read from (journal: "")
 
 
 @frozen

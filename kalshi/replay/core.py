@@ -33,6 +33,7 @@ from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.store import TABLES, Store, open_store
 
 __all__ = [
+    "BAD_FRAMES_LISTED",
     "TYPE_CHANNEL",
     "ReplayFilter",
     "ReplayStats",
@@ -44,6 +45,8 @@ __all__ = [
 
 log = logging.getLogger("kalshi.replay")
 
+BAD_FRAMES_LISTED = 10  # refused frames located one by one; the rest are counted
+_BAD = frozenset({"invalid", "unknown_type"})
 _TABLE = itemgetter(0)  # a (table, row) pair's table
 _READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
 
@@ -79,7 +82,11 @@ class ReplayFilter:
 @define
 class ReplayStats:
     """What a replay saw. ``problems`` are damaged journal lines (file, line, reason);
-    ``frame_problems`` counts frames the pipeline refused or flagged, by kind."""
+    ``frame_problems`` counts frames the pipeline refused or flagged, by kind;
+    ``bad_frames`` locates the first :data:`BAD_FRAMES_LISTED` frames it refused (not
+    JSON of a known shape: ``invalid``, ``unknown_type``), one line each: where (a
+    capture's ``file:line``, a journal's ``gatherer G conn C frame N``), the kind and
+    what is wrong (the field and why); the rest are counted only (issue F8)."""
 
     records: int = 0
     frames: int = 0  # 'in' frames processed
@@ -87,6 +94,7 @@ class ReplayStats:
     rows: Counter[str] = field(factory=Counter)
     problems: list[JournalProblem] = field(factory=list)
     frame_problems: Counter[str] = field(factory=Counter)
+    bad_frames: list[str] = field(factory=list)
     first_us: int | None = None
     last_us: int | None = None
     # Into a database: per table, rows the database acknowledged as new (``written``: on a
@@ -183,6 +191,8 @@ class Replayer:
         self.continuity.frame(item, out)
         if out.problem is not None:
             stats.frame_problems[out.problem] += 1
+            if out.problem in _BAD:
+                self._refused(item, out)
         rows = out.rows
         if not rows:
             return rows
@@ -281,10 +291,23 @@ class Replayer:
             seen(item, done)
             if done.problem is not None:
                 problems[done.problem] += 1
+                if done.problem in _BAD:
+                    self._refused(item, done)
             if done.rows:
                 out += done.rows
         stats.records += records
         stats.frames += frames
+
+    def _refused(self, item: JournalRecord, out: Outcome) -> None:
+        """A frame the pipeline refused: located in ``stats.bad_frames`` (the first
+        :data:`BAD_FRAMES_LISTED`), a capture's by ``file:line``, a journal's by its
+        gatherer, connection and frame number."""
+        bad = self.stats.bad_frames
+        if len(bad) < BAD_FRAMES_LISTED:
+            where = item.source or (
+                f"gatherer {item.gatherer_id} conn {item.conn_id} frame {item.frame_no}"
+            )
+            bad.append(f"{where}: {out.problem}: {out.detail}")
 
     def _connect(self, item: JournalRecord) -> None:
         """A connection starts: its sequence rule (a capture's comes in the marker)."""

@@ -252,7 +252,7 @@ def _read_one(
                     continue
                 if until is not None and decoded.recv_us is not None and decoded.recv_us > until:
                     return
-                yield from capture.feed(decoded, frame)
+                yield from capture.feed(decoded, frame, f"{name}:{line_no}")
     except OSError as exc:
         yield JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}")
         return
@@ -288,6 +288,7 @@ class _Pending:
     frame: Any
     sid: int | None
     seq: int | None
+    source: str  # file:line
 
 
 @define
@@ -326,7 +327,8 @@ class _Capture:
         self.time_source = f"{frame}; {when}"
         return out
 
-    def feed(self, line: CaptureLine, frame: Any) -> list[JournalRecord]:
+    def feed(self, line: CaptureLine, frame: Any, source: str = "") -> list[JournalRecord]:
+        """One capture line (read from ``source``, ``file:line``) -> the records due."""
         sid = seq = None
         if isinstance(frame, dict):
             sid, seq = frame.get("sid"), frame.get("seq")
@@ -342,7 +344,7 @@ class _Capture:
             session.last_seq[sid] = seq
         if not session.sources or session.sources[-1] != self.source:
             session.sources.append(self.source)
-        session.pending.append(_Pending(line, frame, sid, seq))
+        session.pending.append(_Pending(line, frame, sid, seq, source))
         if session.conn_id is not None or len(session.pending) >= _DECIDE_FRAMES:
             out.extend(self._flush())
         return out
@@ -416,6 +418,7 @@ class _Capture:
                     "frame",
                     item.line.raw,
                     label="capture",
+                    source=item.source,
                 )
             )
         return out

@@ -13,11 +13,22 @@ import msgspec
 import orjson
 import pytest
 import zstandard
-from replay_support import BASE_US, T1, T2, delta, scripted_session, snapshot, trade, write_journal
+from replay_support import (
+    BASE_US,
+    T1,
+    T2,
+    delta,
+    frame,
+    scripted_session,
+    snapshot,
+    trade,
+    write_journal,
+)
 
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.replay import Replayer, book_from_journal
 from kalshi.replay.capture import CaptureFormat, decode_capture_line, detect, to_us
+from kalshi.replay.core import BAD_FRAMES_LISTED
 from kalshi.replay.source import CAPTURE_GATHERER, STOP_GRACE_US, SourceOptions, read_records
 
 RECV = 1_795_561_140_000  # ms
@@ -45,9 +56,11 @@ def write(path: Path, lines: list[bytes]) -> Path:
 
 
 def sourceless(items: Iterable[JournalRecord | JournalProblem]) -> list[object]:
-    """The items with the file name left out of the connect markers."""
+    """The items with the file name left out of the connect markers and the frames."""
     return [
-        msgspec.structs.replace(i, detail={k: v for k, v in i.detail.items() if k != "url"})
+        msgspec.structs.replace(
+            i, detail={k: v for k, v in i.detail.items() if k != "url"}, source=""
+        )
         if isinstance(i, JournalRecord)
         else i
         for i in items
@@ -374,3 +387,32 @@ def test_a_few_lines_of_a_filtered_capture_write_no_false_gaps(tmp_path: Path) -
         "seq check filtered (auto: 2 of 4 seq steps in the first 5 frames skip numbers"
         " (too few steps to take a skip for a loss))"
     ) in result.stderr
+
+
+def test_the_first_refused_frames_are_located_and_the_rest_counted(tmp_path: Path) -> None:
+    """Issue F8: frames of valid JSON with bad fields were counted (``invalid 3,
+    unknown_type 1``) but not located. The first ten are listed: file:line (a capture) or
+    gatherer, conn and frame (our journal), the field and why; the rest are counted."""
+    bad = [delta(1, n, T1, "0.4000", "1.00", side="maybe") for n in range(2, 13)]
+    lines = [snapshot(1, 1, T1, yes=[("0.4000", "5.00")]), *bad, frame("market_mood", 1, 13)]
+    path = write(tmp_path / "c.jsonl", [wrapped(RECV + n, raw) for n, raw in enumerate(lines)])
+    result = kalshi("replay", str(path), "--format", "jsonl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    why = "invalid: orderbook_delta: side: expected 'yes' or 'no', got 'maybe'"
+    assert BAD_FRAMES_LISTED == 10
+    listed = [f"{path}:{n}: {why}" for n in range(2, 12)]
+    assert [line for line in result.stderr.splitlines() if line.startswith(str(path))] == listed
+    assert result.stderr.splitlines()[-1] == (
+        "frames flagged by the pipeline: invalid 11, unknown_type 1"
+        " (the first 10 refused listed above)"
+    )
+    journal = Replayer()
+    for item in [
+        JournalRecord("g1", 3, 7, "in", BASE_US, BASE_US, "frame", bad[0]),
+        JournalRecord("g1", 3, 8, "in", BASE_US, BASE_US, "frame", frame("market_mood", 1, 3)),
+    ]:
+        journal.feed(item)
+    assert journal.stats.bad_frames == [
+        f"gatherer g1 conn 3 frame 7: {why}",
+        "gatherer g1 conn 3 frame 8: unknown_type: market_mood",
+    ]
