@@ -30,6 +30,7 @@ from kalshi.cli.app import (
     UsageError,
     app,
     check_port,
+    configure_logging,
     console,
     err_console,
     fail,
@@ -234,7 +235,7 @@ def replay(
     )
     overrides = {"timescaledb.url": db} if db is not None else None
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(cfg.logging, quiet=True)  # warnings up, credentials redacted
     show = err_console.is_terminal if progress is None else progress
     replayer = Replayer(flt, seq_check)
     options = source_options(frame_field, time_field, time_unit, seq_check)

@@ -252,7 +252,7 @@ class Production:
             table.name,
             rows,
             identity=None if keyed else table.identity,
-            time="" if keyed else table.key[0],  # the exchange's time of the event
+            time=table.key[0] if table.timed and not keyed else "",  # the event's time
             upsert=table.upsert,
             on_inserted=touch,
             then=moved,

@@ -107,9 +107,10 @@ class Refusals:
         """The episode in one line; ``subscribed`` and ``refused`` are the connection's
         markets now."""
         kinds = ", ".join(f"{key}: {n}" for key, n in sorted(self.commands.items()))
+        kinds = f" ({kinds})" if kinds else " (the subscription is full)"
         return (
             f"{name}: {self.commands.total()} command(s) refused in {now - self.began:.1f} s"
-            f" ({kinds}), naming {self.markets} market(s); {self.moved} moved to another"
+            f"{kinds}, naming {self.markets} market(s); {self.moved} moved to another"
             f" connection, {self.gaps} recorded refused; now {subscribed} subscribed,"
             f" {refused} refused"
         )

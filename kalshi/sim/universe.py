@@ -285,7 +285,12 @@ class Universe:
             close_us=close_us,
             status=status,
             result=result,
-            market_id=_uuid(self.seed, i),
+            # from what names the ticker (series, close day, strike), not the index: one
+            # ticker keeps its id whatever the universe's date, two never share one
+            market_id=_uuid(
+                self.seed,
+                ((self._close_day(j) // _DAY_US) * len(SERIES) + s) * MARKETS_PER_EVENT + k,
+            ),
         )
 
     @functools.lru_cache(maxsize=1024)  # noqa: B019  # one Universe per exchange

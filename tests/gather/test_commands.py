@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 
+from kalshi.gather.commands import Refusals
 from kalshi.gather.connection import Connection
 from kalshi.gather.layout import Layout
 from kalshi.models.rows import GapRow
@@ -294,3 +295,13 @@ async def test_a_refused_whole_exchange_subscribe_waits_before_asking_again(
         assert (conn.state, conn.sid, conn.sessions) == ("subscribing", None, 1)
         assert conn.last_error == "subscribe refused: 8 Unknown channel name"
         nursery.cancel_scope.cancel()
+
+
+def test_a_refusal_episode_without_a_command_says_the_subscription_is_full() -> None:
+    """Markets given up without asking (the subscription took no more): one line too."""
+    episode = Refusals(10.0, gaps=3)
+    assert episode.summary("orderbook-0", 10.5, 100, 3) == (
+        "orderbook-0: 0 command(s) refused in 0.5 s (the subscription is full), naming 0"
+        " market(s); 0 moved to another connection, 3 recorded refused; now 100 subscribed,"
+        " 3 refused"
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import trio
 import trio_websocket
-from replay_support import BASE_US, T1, scripted_session, write_journal
+from replay_support import BASE_US, OB_CONN, T1, scripted_session, write_journal
 
 from kalshi.journal import read_journal
 from kalshi.replay import JsonlSink, Replayer, ReplayFilter
@@ -27,6 +27,13 @@ def kalshi(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         check=False,
         cwd=cwd,
     )
+
+
+# the scripted session's malformed order-book frame (its sixth), as replay locates it
+_MALFORMED = (
+    f"gatherer g-1 conn {OB_CONN} frame 6: invalid: not JSON: "
+    "unexpected end of data: line 1 column 41 (char 40)"
+)
 
 
 async def test_replay_to_jsonl_reports_corrupt_lines_and_exits_1(tmp_path: Path) -> None:
@@ -57,6 +64,7 @@ async def test_replay_to_jsonl_reports_corrupt_lines_and_exits_1(tmp_path: Path)
         # line 7 was the trade sid's first frame (seq 1): its loss is a gap too
         "replayed 11 frames (14 journal records); rows: gaps 2, orderbook_deltas 4, "
         "orderbook_snapshots 3, trades 1",
+        _MALFORMED,
         "frames flagged by the pipeline: invalid 1",
         "2 corrupt journal line(s) skipped",
     ]
@@ -74,7 +82,8 @@ async def test_replay_into_a_database_twice(db_url: str, tmp_path: Path) -> None
         ["committed (new rows): none", f"already stored (skipped): {every}"],
     ):
         result = kalshi("replay", str(tmp_path / "journal"), "--db", db_url, cwd=tmp_path)
-        assert (result.returncode, result.stderr) == (0, "")
+        # the malformed frame is located on stderr, the summary on stdout
+        assert (result.returncode, result.stderr) == (0, _MALFORMED + "\n")
         assert result.stdout.splitlines() == [
             summary,
             "frames flagged by the pipeline: invalid 1",

@@ -15,7 +15,8 @@ from kalshi.auth import Signer, load_private_key
 from kalshi.models import LifecycleEvent, Message
 from kalshi.models.units import parse_rfc3339_us
 from kalshi.net import RestClient
-from kalshi.testing import sim
+from kalshi.sim.universe import Universe
+from kalshi.testing import PINNED_START_US, sim
 from kalshi.wire import decode_ws
 
 
@@ -251,3 +252,17 @@ async def test_a_restart_never_reissues_an_id_and_a_run_id_reproduces_a_run(
         "KXBTCD-SIM7E12A10001-N1",
         "3d31f77e-04ff-468f-be73-2277e2fe033e",
     )
+
+
+def test_a_generated_market_keeps_its_id_across_dates_and_no_two_share_one() -> None:
+    """A universe a day later lists 160 new tickers of 1 000 (and drops 160): before, ids
+    came from the index, so 160 different tickers took ids their predecessors had."""
+    day_us = 86_400_000_000
+    a, b = (Universe(1000, PINNED_START_US + n * day_us, 1) for n in (0, 1))
+    ids_a = {a.info(i).ticker: a.info(i).market_id for i in range(1000)}
+    ids_b = {b.info(i).ticker: b.info(i).market_id for i in range(1000)}
+    common = ids_a.keys() & ids_b.keys()
+    assert len(common) == 840
+    assert all(ids_a[t] == ids_b[t] for t in common)
+    assert len(set(ids_a.values()) | set(ids_b.values())) == len(ids_a.keys() | ids_b.keys())
+    assert len(ids_a.keys() | ids_b.keys()) == 1160
