@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kalshi.config import GathererSource
+from kalshi.dedup.coverage import COVERAGE_KINDS
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
 from kalshi.errors import GathererError, StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
@@ -300,6 +301,16 @@ class GathererDb:
             "conn_id, frame_no",
         )
         return self._rows("orderbook_snapshots", statement, (low, high))  # type: ignore[return-value]
+
+    def uncovered(self) -> list[tuple[str, int, int]]:
+        """``(detail, start_ts, end_ts)`` of its closed connection-wide gaps of the kinds
+        that mean a connection received nothing (:data:`coverage.COVERAGE_KINDS`), in its
+        clock; an open one (a connection still down) is not final yet."""
+        return self._query(
+            "SELECT detail, start_ts, end_ts FROM gaps WHERE ticker IS NULL"
+            " AND end_ts IS NOT NULL AND kind = ANY(%s) ORDER BY start_ts",
+            (list(COVERAGE_KINDS),),
+        )
 
     def gaps_since(self, since: int) -> list[GapRow]:
         statement = _select("gaps", "start_ts >= %s", "start_ts")

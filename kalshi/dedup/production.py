@@ -252,7 +252,7 @@ class Production:
             table.name,
             rows,
             identity=None if keyed else table.identity,
-            time="" if keyed else table.key[0],  # the exchange's time of the event
+            time=table.key[0] if table.timed and not keyed else "",  # the event's time
             upsert=table.upsert,
             on_inserted=touch,
             then=moved,
@@ -289,6 +289,18 @@ class Production:
                 self._save_checkpoints(checkpoints)
             for gatherer_id, cursor in cursors.items():
                 self._set_cursor(gatherer_id, "orderbook_deltas", cursor)
+        return inserted
+
+    def commit_holes(self, holes: Sequence[GapRow]) -> int:
+        """Write channel holes (:mod:`kalshi.dedup.coverage`) in one transaction, those
+        already stored skipped by the key; returns the rows inserted (``gaps`` touched for
+        the export when any)."""
+        if not holes:
+            return 0
+        with self._db.transaction():
+            inserted = self._db.insert_skipping("gaps", holes)
+            if inserted:
+                self._touch({"gaps": min(h.start_ts for h in holes)})
         return inserted
 
     def _save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:

@@ -33,9 +33,16 @@ from attrs import define, field
 
 from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import DedupConfig
-from kalshi.dedup import metrics
+from kalshi.dedup import coverage, metrics
 from kalshi.dedup.gatherers import GathererDb
-from kalshi.dedup.merge import Checkpoint, MarketMerge, merge_market, point_ts
+from kalshi.dedup.merge import (
+    DEDUP_ID,
+    HOLE_KIND,
+    Checkpoint,
+    MarketMerge,
+    merge_market,
+    point_ts,
+)
 from kalshi.dedup.production import Cursor, Production
 from kalshi.dedup.segments import Segment, build_segments, cut_at_gaps
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KEYED, KeyedTable
@@ -287,6 +294,7 @@ class Deduplicator:
                 )
             if failures:
                 raise failures[0]
+            await self._channel_holes(keyed, reachable, report)
         except StoreError as exc:
             if isinstance(exc, DatabaseUnavailable):
                 self._drop_production(exc)
@@ -313,6 +321,66 @@ class Deduplicator:
                     await self._copy_keyed(production, gatherer, table, horizon, report)
             except GathererError as exc:  # the others' rows are copied all the same
                 self._gatherer_down(exc, report)
+
+    async def _channel_holes(
+        self, production: Production, reachable: list[GathererDb], report: PassReport
+    ) -> None:
+        """Record where no gatherer covered a whole-exchange channel (trades, tickers,
+        lifecycle): the intersection of the gatherers' ``outage``/``reconnect``/``stopped``
+        stretches (:mod:`kalshi.dedup.coverage`), each in exchange time by its gatherer's
+        measured offset (widened: start less the largest, end less the smallest), as
+        ``merge_hole`` rows with ``ticker`` NULL, ``sid`` the channel's
+        (:data:`coverage.CHANNEL_SID`) and ``detail`` naming the channel. Only when every
+        gatherer answered (one not read may have covered it), and only up to where every
+        live gatherer's stretches are final (its ingest watermark); a gatherer further
+        behind than ``sync.max_lag`` counts as uncovered from its newest row on."""
+        if report.skipped or len(reachable) != len(self._gatherers):
+            return
+        live = {g.id for g in self._live(reachable)}
+        uncovered: dict[str, dict[str, list[tuple[int, int]]]] = {}
+        until = 2**62
+        try:
+            for gatherer in reachable:
+                low, high = self._book_readers[gatherer.id].offset
+                mine: dict[str, list[tuple[int, int]]] = {}
+                for detail, start, end in await self._thread(gatherer.uncovered):
+                    channel = coverage.channel_of(detail or "")
+                    if channel is not None:
+                        mine.setdefault(channel, []).append((start - high, end - low))
+                state = self._state[gatherer.id]
+                if gatherer.id in live:
+                    if state.complete is not None and state.complete < 2**62 - 1:
+                        until = min(until, state.complete - high)
+                elif state.high_water is not None:
+                    for channel in coverage.CHANNEL_SID:
+                        mine.setdefault(channel, []).append((state.high_water, 2**62))
+                uncovered[gatherer.id] = mine
+        except GathererError as exc:
+            self._gatherer_down(exc, report)
+            return
+        found = coverage.holes(uncovered, until)
+        rows = [
+            GapRow(
+                start_ts=start,
+                end_ts=end,
+                gatherer_id=DEDUP_ID,
+                conn_id=0,
+                sid=coverage.CHANNEL_SID[channel],
+                ticker=None,
+                kind=HOLE_KIND,
+                expected_seq=None,
+                got_seq=None,
+                detail=f"{channel}: no gatherer connected ({', '.join(sorted(uncovered))})",
+            )
+            for channel, stretches in found.items()
+            for start, end in stretches
+        ]
+        inserted = await self._thread(production.commit_holes, rows)
+        report.merged["gaps"] += inserted
+        report.holes += inserted
+        metrics.HOLES.inc(inserted)
+        if inserted:
+            log.warning("%d channel holes (no gatherer connected) recorded", inserted)
 
     def _gatherer_down(self, exc: GathererError, report: PassReport) -> None:
         """Record that ``exc.gatherer_id``'s database failed: logged once per outage by its

@@ -7,9 +7,13 @@ received late is merged when it arrives, however old its exchange time, and exac
 Rows are inserted so that a row already in production is dropped:
 
 * ``trades``: by ``trade_id`` (the primary key ``(exchange_ts, trade_id)``);
-* ``tickers``, ``market_lifecycle`` and REST ``orderbook_snapshots``: by their exchange
-  identity, the market, the exchange time and the content, never by gatherer, connection or
-  frame (two gatherers' copies of one exchange message differ only there);
+* ``tickers`` and REST ``orderbook_snapshots``: by their exchange identity, the market, the
+  exchange time and the content, never by gatherer, connection or frame (two gatherers'
+  copies of one exchange message differ only there);
+* ``market_lifecycle``: by the market (or event), the event type and the payload, not the
+  time: most lifecycle messages carry none (kalshi-api.md §3.5: only ``determined`` and
+  ``settled`` do, inside the payload), so their ``exchange_ts`` is the gatherer's receipt,
+  which differs per gatherer;
 * ``markets``: upserted by ticker, the newest ``updated_at`` wins.
 
 WebSocket snapshots and deltas go through the order-book merge instead
@@ -45,6 +49,9 @@ class KeyedTable:
     time: str  # when the gatherer received the row, µs: the cursor's column
     key: tuple[str, ...]  # keyset order (the table's key, :attr:`TableSpec.key`)
     identity: tuple[str, ...]  # what makes two rows the same event in production
+    # whether the identity holds the exchange time (key[0]), matched first through the
+    # (ticker, time) index; without it stored rows are matched by ticker and identity
+    timed: bool = True
     filter: str = ""  # an extra SQL condition on the gatherer's rows
     upsert: bool = False
 
@@ -97,7 +104,8 @@ KEYED: dict[str, KeyedTable] = {
             "market_lifecycle",
             "received_at",
             TABLES["market_lifecycle"].key,
-            ("ticker", "exchange_ts", "event_type", "payload"),
+            ("ticker", "event_type", "payload"),
+            timed=False,
         ),
         KeyedTable(
             "orderbook_snapshots",

@@ -185,8 +185,9 @@ def insert_skipping(
     """``INSERT`` the rows staged in ``stage`` into ``spec``'s table, skipping every row
     already stored: by the table's key (:func:`insert_new`) when ``identity`` is ``None``;
     otherwise also by ``identity`` (columns that make two rows the same event; ``time`` is
-    its leading time column, matched first through the index), so rows with another key
-    but the same event are dropped, and one row per event is kept.
+    its leading time column, matched first through the index; ``""``: the identity holds
+    no time, stored rows are matched by ticker), so rows with another key but the same
+    event are dropped, and one row per event is kept.
 
     The stored rows are looked up row by row through the ``(ticker, time)`` index
     (``OFFSET 0`` keeps the ``NOT EXISTS`` a per-row subplan): as an anti-join the planner,
@@ -202,7 +203,7 @@ def insert_skipping(
     return sql.SQL(
         "INSERT INTO {name} ({targets}) SELECT DISTINCT ON ({distinct}) {sources} "
         "FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE t.ticker = s.ticker "
-        "AND t.{time} = s.{time} AND ({theirs}) IS NOT DISTINCT FROM ({mine}) OFFSET 0) "
+        "{timed}AND ({theirs}) IS NOT DISTINCT FROM ({mine}) OFFSET 0) "
         "ORDER BY {distinct} ON CONFLICT DO NOTHING"
     ).format(
         name=name,
@@ -210,7 +211,9 @@ def insert_skipping(
         distinct=mine,
         sources=source_columns(spec, "s"),
         stage=stage,
-        time=sql.Identifier(time),
+        timed=sql.SQL("AND t.{time} = s.{time} ").format(time=sql.Identifier(time))
+        if time
+        else sql.SQL(""),
         theirs=theirs,
         mine=mine,
     )

@@ -37,7 +37,15 @@ from attrs import define, field, frozen
 
 from kalshi.book import OrderBook
 from kalshi.journal import JournalRecord
-from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow, TickerRow, TradeRow
+from kalshi.models.rows import (
+    DeltaRow,
+    GapRow,
+    LifecycleRow,
+    Row,
+    SnapshotRow,
+    TickerRow,
+    TradeRow,
+)
 from kalshi.replay import Replayer
 
 __all__ = [
@@ -61,11 +69,12 @@ class Event:
     index: int
     exchange_ts: int
     ticker: str
-    kind: str  # 'delta' | 'trade' | 'ticker'
+    kind: str  # 'delta' | 'trade' | 'ticker' | 'lifecycle'
     side: bool = True
     price: int = 0
     size: int = 0  # size_delta for deltas
     trade_id: str = ""
+    message: tuple[str, bytes] = ("", b"")  # a lifecycle frame's type and msg (JSON)
 
 
 @define
@@ -172,6 +181,7 @@ class Recording:
     orderbook_snapshots: list[SnapshotRow] = field(factory=list)
     tickers: list[TickerRow] = field(factory=list)
     gaps: list[GapRow] = field(factory=list)
+    market_lifecycle: list[LifecycleRow] = field(factory=list)
 
     def tables(self) -> dict[str, Sequence[Row]]:
         return {
@@ -180,11 +190,18 @@ class Recording:
             "orderbook_snapshots": self.orderbook_snapshots,
             "tickers": self.tickers,
             "gaps": self.gaps,
+            "market_lifecycle": self.market_lifecycle,
         }
 
 
 _CHANNELS = ("orderbook_delta", "trade", "ticker")
-_CHANNEL = {"delta": "orderbook_delta", "trade": "trade", "ticker": "ticker"}
+_LIFECYCLE = "market_lifecycle_v2"  # opened only when the truth has lifecycle events
+_CHANNEL = {
+    "delta": "orderbook_delta",
+    "trade": "trade",
+    "ticker": "ticker",
+    "lifecycle": _LIFECYCLE,
+}
 
 
 @define
@@ -207,6 +224,7 @@ class _Gatherer:
     out: list[JournalRecord] = field(factory=list)
     conns: dict[str, _Conn] = field(factory=dict)
     sessions: int = 0
+    channels: tuple[str, ...] = _CHANNELS
 
     def _record(self, conn: _Conn, at: int, raw: bytes, direction: str = "in") -> None:
         frame_no = 0
@@ -242,7 +260,7 @@ class _Gatherer:
                 )
             )  # fmt: skip
         self.sessions += 1
-        for n, channel in enumerate(_CHANNELS):
+        for n, channel in enumerate(self.channels):
             conn_id = self.conn_base * 1_000_000 + 10 * self.sessions + n
             conn = self.conns[channel] = _Conn(conn_id, channel, sid=n + 1)
             self.out.append(
@@ -303,6 +321,9 @@ class _Gatherer:
                 "ts_ms": ts_ms,
             }
             self.frame("trade", at, "trade", msg)
+        elif event.kind == "lifecycle":
+            kind, body = event.message
+            self.frame(_LIFECYCLE, at, kind, orjson.loads(body))
         else:
             msg = {
                 **base,
@@ -329,6 +350,8 @@ def journal(
     order, ``latency_us`` after their exchange time and never before the previous one."""
     books = {name: book.copy() for name, book in truth.start.items()}
     gatherer = _Gatherer(gatherer_id, conn_base)
+    if any(e.kind == "lifecycle" for e in truth.events):
+        gatherer.channels = (*_CHANNELS, _LIFECYCLE)
     gatherer.connect(T0 + latency_us, books)
     missing = {i: kind for first, last, kind in misses for i in range(first, last)}
     reconnects = {last for _, last, kind in misses if kind == "reconnect"}
