@@ -17,6 +17,7 @@ from dedup_support import dedup_config, skewed_recordings, watermark_at_middle, 
 from kalshi.config import S3Config, parse_duration
 from kalshi.dedup import metrics
 from kalshi.dedup.export import ALL_WINDOWS, EXPORT_TABLES, Exporter
+from kalshi.dedup.parquet import integer_times
 from kalshi.dedup.service import Deduplicator
 from kalshi.models.rows import TABLE_COLUMNS
 from kalshi.store import connect_db
@@ -103,7 +104,7 @@ def s3_tables(files: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in EXPORT_TABLES}
     for key, data in files.items():
         if key.endswith(".parquet"):
-            out[key.split("/")[1]] += pq.read_table(io.BytesIO(data)).to_pylist()
+            out[key.split("/")[1]] += integer_times(pq.read_table(io.BytesIO(data))).to_pylist()
     return out
 
 
