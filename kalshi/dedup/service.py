@@ -152,6 +152,8 @@ class Deduplicator:
         self._production_error = ""
         self._cursors: dict[tuple[str, str], Cursor] = {}
         self._behind: dict[tuple[str, str], int] = {}  # keyed tables' lag, µs (_lag)
+        # channel holes written (sid, start, end): not offered to production again
+        self._channel_written: set[tuple[int | None, int, int | None]] = set()
         self.passes = 0
         # Shutdown: the database calls in flight (each shielded) and when they are given up.
         self._in_flight: set[trio.CancelScope] = set()
@@ -391,7 +393,9 @@ class Deduplicator:
             for channel, stretches in found.items()
             for start, end in stretches
         ]
+        rows = [r for r in rows if (r.sid, r.start_ts, r.end_ts) not in self._channel_written]
         inserted = await self._thread(production.commit_holes, rows)
+        self._channel_written.update((r.sid, r.start_ts, r.end_ts) for r in rows)
         report.merged["gaps"] += inserted
         report.holes += inserted
         metrics.HOLES.inc(inserted)
