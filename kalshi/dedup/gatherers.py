@@ -252,6 +252,23 @@ class GathererDb:
         at = int(found[0][0])
         return at if at > low else at + 1
 
+    def read_receipts(self, table: KeyedTable, committed: int | None) -> tuple[int | None, int]:
+        """``(newest, read)``: the time column (a receipt) of the newest row of ``table``
+        by commit order (``ingest_xid``), ``None`` when it has none, and of the newest row
+        written by a transaction below ``committed`` (the merge's cursor: the rows it has
+        read), the first row's when there is none."""
+        rows = f"SELECT {table.time} FROM {table.name} WHERE ingest_xid IS NOT NULL" + (
+            f" AND {table.filter}" if table.filter else ""
+        )
+        newest = f"({rows} ORDER BY ingest_xid DESC LIMIT 1)"
+        first = f"({rows} ORDER BY ingest_xid LIMIT 1)"
+        read = f"({rows} AND ingest_xid < %s ORDER BY ingest_xid DESC LIMIT 1)"
+        row = self._query(
+            f"SELECT {newest}, coalesce({read}, {first})",
+            (committed if committed is not None else 0,),
+        )[0]
+        return (None, 0) if row[0] is None else (int(row[0]), int(row[1]))
+
     def commit_span(self, table: KeyedTable, low: int, high: int) -> tuple[int, int] | None:
         """``(min, max)`` of ``table``'s time column among the rows written by the
         transactions ``[low, high)``; ``None`` when they wrote none."""
