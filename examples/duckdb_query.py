@@ -13,8 +13,9 @@ skip whole partitions: months of data stay cheap to query.
         "SELECT ticker, count(*) AS n, sum(size) / 100 AS contracts FROM trades
          WHERE date >= '2026-11-01' GROUP BY ticker ORDER BY n DESC LIMIT 10"
 
-Prices are integers in 1e-5 dollars, sizes in 1e-2 contracts, times in µs since the epoch
-(docs/data-model.md): ``price / 100000`` is dollars, ``make_timestamp(exchange_ts)`` a time.
+Prices are integers in 1e-5 dollars, sizes in 1e-2 contracts (docs/data-model.md,
+"Parquet export"): ``price / 100000`` is dollars. Times are ``TIMESTAMP WITH TIME ZONE``
+(UTC, µs exact): ``epoch_us(exchange_ts)`` gives back the stored µs.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kalshi.config import GathererSource
+from kalshi.dedup.coverage import COVERAGE_KINDS
 from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
 from kalshi.errors import GathererError, StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
@@ -251,6 +252,23 @@ class GathererDb:
         at = int(found[0][0])
         return at if at > low else at + 1
 
+    def read_receipts(self, table: KeyedTable, committed: int | None) -> tuple[int | None, int]:
+        """``(newest, read)``: the time column (a receipt) of the newest row of ``table``
+        by commit order (``ingest_xid``), ``None`` when it has none, and of the newest row
+        written by a transaction below ``committed`` (the merge's cursor: the rows it has
+        read), the first row's when there is none."""
+        rows = f"SELECT {table.time} FROM {table.name} WHERE ingest_xid IS NOT NULL" + (
+            f" AND {table.filter}" if table.filter else ""
+        )
+        newest = f"({rows} ORDER BY ingest_xid DESC LIMIT 1)"
+        first = f"({rows} ORDER BY ingest_xid LIMIT 1)"
+        read = f"({rows} AND ingest_xid < %s ORDER BY ingest_xid DESC LIMIT 1)"
+        row = self._query(
+            f"SELECT {newest}, coalesce({read}, {first})",
+            (committed if committed is not None else 0,),
+        )[0]
+        return (None, 0) if row[0] is None else (int(row[0]), int(row[1]))
+
     def commit_span(self, table: KeyedTable, low: int, high: int) -> tuple[int, int] | None:
         """``(min, max)`` of ``table``'s time column among the rows written by the
         transactions ``[low, high)``; ``None`` when they wrote none."""
@@ -300,6 +318,16 @@ class GathererDb:
             "conn_id, frame_no",
         )
         return self._rows("orderbook_snapshots", statement, (low, high))  # type: ignore[return-value]
+
+    def uncovered(self) -> list[tuple[str, int, int]]:
+        """``(detail, start_ts, end_ts)`` of its closed connection-wide gaps of the kinds
+        that mean a connection received nothing (:data:`coverage.COVERAGE_KINDS`), in its
+        clock; an open one (a connection still down) is not final yet."""
+        return self._query(
+            "SELECT detail, start_ts, end_ts FROM gaps WHERE ticker IS NULL"
+            " AND end_ts IS NOT NULL AND kind = ANY(%s) ORDER BY start_ts",
+            (list(COVERAGE_KINDS),),
+        )
 
     def gaps_since(self, since: int) -> list[GapRow]:
         statement = _select("gaps", "start_ts >= %s", "start_ts")

@@ -20,8 +20,9 @@ __all__ = [
 
 LAG = Gauge(
     "kalshi_dedup_lag_seconds",
-    "The gatherer's newest receipt (its watermark or newest order-book row) minus the"
-    " receipt merged up to, both in the gatherer's own clock, per gatherer and table",
+    "The receipt of the newest row the gatherer committed to the table minus the receipt"
+    " of the newest of those rows the merge has read, both in the gatherer's own clock"
+    " (docs/dedup.md, Metrics)",
     ["gatherer", "table"],
 )
 CLOCK_OFFSET = Gauge(

@@ -291,6 +291,18 @@ class Production:
                 self._set_cursor(gatherer_id, "orderbook_deltas", cursor)
         return inserted
 
+    def commit_holes(self, holes: Sequence[GapRow]) -> int:
+        """Write channel holes (:mod:`kalshi.dedup.coverage`) in one transaction, those
+        already stored skipped by the key; returns the rows inserted (``gaps`` touched for
+        the export when any)."""
+        if not holes:
+            return 0
+        with self._db.transaction():
+            inserted = self._db.insert_skipping("gaps", holes)
+            if inserted:
+                self._touch({"gaps": min(h.start_ts for h in holes)})
+        return inserted
+
     def _save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
         now = self._wall_us()
         self._db.execute_many(

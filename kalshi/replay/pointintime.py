@@ -12,6 +12,11 @@ Time is local receive time (µs): the journal's ``wall_us``, the tables' ``recei
   new snapshot, which then is the latest one. A recorded ``seq_gap`` on the snapshot's
   subscription, or a delta that would make a level negative, freezes the book and marks
   it stale, exactly as the live pipeline does until the next snapshot.
+  The book is also stale when a recorded gap of its market covers the time or began after
+  its snapshot (an ``outage``, a ``reconnect`` or ``stopped`` of its order-book connection,
+  a production ``merge_hole``, any per-market gap but a trades ``backfill``; the detail
+  gives the gap's kind, span and detail), or when the market had closed by then
+  (``markets.status`` closed or later and ``close_time`` reached).
 * REST: the exchange's current book (signed ``GET /markets/{ticker}/orderbook``).
 """
 
@@ -126,6 +131,35 @@ WHERE ticker = %s AND gatherer_id = %s AND conn_id = %s AND frame_no > %s
 ORDER BY received_at, conn_id, frame_no
 """
 _FAR_FUTURE = 2**62
+# A recorded gap of this market's book at the asked time (docs/data-model.md, "gaps"): the
+# market's own rows (any kind but ``backfill``, which is about trades), the production's
+# market-wide rows (gatherer ``dedup``), and a gatherer's connection-wide rows of an
+# order-book connection (``orderbook-N: ...``): an ``outage`` (the whole gatherer was down),
+# or a ``reconnect``/``stopped`` of the connection that carried this market (its snapshot's
+# connection, or one that snapshotted it after). A gap counts while it is open at the time
+# or when it began after the snapshot the book is built from (no resnapshot came since; a
+# ``book_invalid`` can also end with a delta that uncrosses the book).
+_COVER_SQL = """
+SELECT kind, start_ts, end_ts, detail FROM gaps g
+WHERE start_ts <= %s AND kind <> 'backfill'
+  AND (end_ts IS NULL OR end_ts > %s OR (start_ts >= %s AND kind <> 'book_invalid'))
+  AND (ticker = %s
+       OR (ticker IS NULL AND (
+             gatherer_id = 'dedup'
+             OR (gatherer_id = %s AND detail LIKE 'orderbook-%%'
+                 AND (kind = 'outage' OR conn_id = %s
+                      OR EXISTS (SELECT 1 FROM orderbook_snapshots s
+                                 WHERE s.ticker = %s AND s.source = 'ws'
+                                   AND s.gatherer_id = g.gatherer_id
+                                   AND s.conn_id = g.conn_id))))))
+ORDER BY start_ts DESC
+LIMIT 1
+"""
+_CLOSED = ("closed", "determined", "disputed", "amended", "finalized")
+_CLOSED_SQL = """
+SELECT status, close_time FROM markets
+WHERE ticker = %s AND status = ANY(%s) AND close_time <= %s
+"""
 
 
 def latest_ticker(db: Database, at_us: int | None = None) -> str:
@@ -177,7 +211,29 @@ def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
         as_of = delta_at
     if stop_seq is not None and not stale:
         stale, detail = True, f"sequence gap at seq {stop_seq} since the last snapshot"
+    if not stale:
+        stale, detail = _covered(db, ticker, until, received_at, gatherer_id, conn_id)
     return BookAt(book, "db", as_of, stale, detail)
+
+
+def _covered(
+    db: Database, ticker: str, until: int, snap_at: int, gatherer_id: str, conn_id: int
+) -> tuple[bool, str]:
+    """``(True, why)`` when a recorded gap of the market's book covers ``until`` (µs) or
+    began after the snapshot received at ``snap_at``, or the market had closed by then."""
+    params = (until, until, snap_at, ticker, gatherer_id, conn_id, ticker)
+    found = db.query(_COVER_SQL, params)
+    if found:
+        kind, start, end, why = found[0]
+        span = f"{format_rfc3339_us(start, digits=6)} to " + (
+            "now (open)" if end is None else format_rfc3339_us(end, digits=6)
+        )
+        return True, f"{kind} from {span}: {why}"
+    closed = db.query(_CLOSED_SQL, (ticker, list(_CLOSED), until))
+    if closed:
+        status, close_time = closed[0]
+        return True, f"market {status}: closed at {format_rfc3339_us(close_time, digits=6)}"
+    return False, ""
 
 
 def _levels(text: str) -> tuple[tuple[int, int], ...]:

@@ -143,39 +143,54 @@ def trade_time(micros: int) -> int:
 
 
 def finest_us(ms: int, text: object) -> int:
-    """``ms`` (Unix ms) in µs, refined by the microseconds of an RFC 3339 ``text`` of the
-    same moment when it carries them: real deltas send ``"…T00:00:15.566273Z"`` beside
-    ``ts_ms`` …15566 (issue 17). A text that does not agree with ``ms`` to the millisecond
-    (seconds and milliseconds digits) refines nothing.
+    """``ms`` (Unix ms) in µs, refined by an RFC 3339 ``text`` of the same moment: real
+    deltas send ``"…T03:45:42.00174Z"`` beside ``ts_ms`` …42001 (issue 17; kalshi-api.md
+    §3.1). Kalshi trims the fraction's trailing zeros (a tenth of the real deltas in
+    tests/data/kalshi-gold15m have 1 to 5 digits), so any length of 0 to 9 digits is read
+    (zero past the sixth); ``Z`` or an offset. The text refines ``ms`` when it parses
+    exactly (:func:`~kalshi.models.units.parse_rfc3339_us`) to a moment in the same
+    millisecond; any other text (another moment, not RFC 3339, finer than a µs) refines
+    nothing: the result is ``ms * 1000``.
 
-    The common text (ASCII digits where digits belong) is read in one ``int`` of its
-    seconds and fraction digits, ``SSffffff``, compared with ``ms`` modulo a minute;
-    anything else takes :func:`_finest_general` (the reference: same values)."""
-    if type(text) is not str or len(text) != 27:
+    The common text (``Z``, a '.' at 19 and 4 to 6 ASCII digits) is read with the second
+    of its ``…T03:45:42`` prefix memoised; a ``Z`` text of at most 3 digits can refine
+    nothing (``ms * 1000`` at once); anything else takes
+    :func:`_finest_general` (the reference: same values)."""
+    if type(text) is not str:
         return ms * 1000
-    digits = text[17:19] + text[20:26]
-    if text[19] == "." and text[26] in "Zz" and digits.isdigit() and digits.isascii():
-        value = int(digits)
-        return ms * 1000 + value % 1000 if value // 1000 == ms % 60_000 else ms * 1000
+    n = len(text)
+    if 24 < n < 28 and text[19] == "." and text[-1] in "Zz":
+        second = _SECONDS.get(text[:19])
+        frac = text[20:-1]
+        if second is not None and frac.isdigit() and frac.isascii():
+            micros = second + int(frac) * _FRACTION_SCALE[n]
+            return micros if micros // 1000 == ms else ms * 1000
+    elif n < 20 or (n < 25 and text[-1] in "Zz" and "." not in text[:19]):
+        return ms * 1000  # no digit finer than the millisecond (or no RFC 3339 text)
     return _finest_general(ms, text)
 
 
 def _finest_general(ms: int, text: object) -> int:
-    """:func:`finest_us` by the rules as written (the reference for its fast path)."""
-    if type(text) is not str or len(text) != 27 or text[19] != "." or text[26] not in "Zz":
+    """:func:`finest_us` by the rules as written (the reference for its fast path);
+    memoises the second of a common text's prefix for the fast path."""
+    if type(text) is not str:
         return ms * 1000
-    frac = text[20:26]
-    if not (frac.isascii() and frac.isdigit()):  # "²".isdigit(), but int() refuses it
-        return ms * 1000
-    seconds, millis = divmod(ms, 1000)
-    head, micros = divmod(int(frac), 1000)
     try:
-        second = int(text[17:19])
-    except ValueError:  # "20:44:.0.000000Z": not a number of seconds, nothing to refine by
+        micros = parse_rfc3339_us(text)
+    except DecodeError:
         return ms * 1000
-    if head != millis or second != seconds % 60:
-        return ms * 1000
-    return ms * 1000 + micros
+    n = len(text)
+    if text[-1] in "Zz" and "." not in text[:19] and (n == 20 or (21 < n < 28 and text[19] == ".")):
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        _SECONDS[text[:19]] = micros - (int(text[20:-1]) * _FRACTION_SCALE[n] if n > 20 else 0)
+    return micros if micros // 1000 == ms else ms * 1000
+
+
+# The µs of a fraction of ``len(text) - 21`` digits is ``int(fraction) * 10**(27 - len)``.
+_FRACTION_SCALE = {n: 10 ** (27 - n) for n in range(22, 28)}
+# "2026-08-05T03:45:42" -> its second in µs since the epoch (deltas share their second).
+_SECONDS: dict[str, int] = {}
 
 
 def ts_us(msg: dict[str, Any]) -> int | None:

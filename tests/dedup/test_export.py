@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import trio
@@ -22,8 +23,10 @@ from kalshi.config import S3Config, parse_duration
 from kalshi.dedup import metrics
 from kalshi.dedup.export import ALL_WINDOWS, EXPORT_TABLES, Exporter, WindowExport, _iso, _Reader
 from kalshi.dedup.gatherers import SKEW_US
+from kalshi.dedup.parquet import encode, integer_times
 from kalshi.dedup.segments import apply_change
 from kalshi.dedup.targets import S3Target
+from kalshi.models.rows import TradeRow
 from kalshi.store import connect_db
 from kalshi.testing.recording import make_truth
 from kalshi.testing.s3server import S3Server
@@ -79,7 +82,7 @@ def check_against_production(
                 data = files[entry["key"]]
                 assert hashlib.sha256(data).hexdigest() == entry["sha256"]
                 assert len(data) == entry["bytes"]
-                table = pq.read_table(io.BytesIO(data))
+                table = integer_times(pq.read_table(io.BytesIO(data)))
                 assert table.num_rows == entry["rows"]
                 column = EXPORT_TABLES[export.table]
                 if export.table != "orderbook_deltas":
@@ -307,3 +310,115 @@ async def test_a_directory_after_s3_gets_every_window_and_the_example_reads_it(
     for where in (tmp_path / "exp", tmp_path / "exp" / "raw"):  # the export's dir, or raw/
         assert EXAMPLE["main"](["--dir", str(where), "SELECT count(*) AS n FROM trades"]) == 0
         assert capsys.readouterr().out == f"n\n{trades}\n"
+
+
+def test_parquet_times_are_utc_microsecond_timestamps_with_units(tmp_path: Path) -> None:
+    """Outside tester F5: times are timestamp[us, tz=UTC] (µs kept exactly), and the file
+    names every unit; pyarrow and duckdb read the same exact values."""
+    trade = TradeRow(
+        exchange_ts=1_796_144_994_766_946,
+        received_at=1_796_144_994_801_003,
+        gatherer_id="ga",
+        ticker="KXHIGHNY-26DEC01-T60",
+        trade_id="t-1",
+        price=42_000,
+        size=13_600,
+        taker_side=True,
+        is_block_trade=False,
+        source="ws",
+        conn_id=7,
+        frame_no=9,
+        seq=3,
+    )
+    path = tmp_path / "part-00000.parquet"
+    path.write_bytes(encode("trades", [trade]))
+    table = pq.read_table(path)
+    utc_us = pa.timestamp("us", tz="UTC")
+    assert (table.schema.field("exchange_ts").type, table.schema.field("received_at").type) == (
+        utc_us,
+        utc_us,
+    )
+    assert table.schema.field("price").metadata == {
+        b"unit": b"hundred-thousandths of a dollar (42000 = $0.42, 100000 = $1)"
+    }
+    units = json.loads(table.schema.metadata[b"kalshi.units"])
+    assert units["size"] == "hundredths of a contract (13600 = 136.00 contracts)"
+    assert units["exchange_ts"] == "microseconds since the Unix epoch, UTC"
+    assert integer_times(table).to_pylist() == [trade._asdict()]
+    got = duckdb.sql(
+        "SELECT epoch_us(exchange_ts), epoch_us(received_at), typeof(exchange_ts),"
+        f" strftime(exchange_ts AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S.%f'), price, size"
+        f" FROM read_parquet('{path}')"
+    ).fetchall()
+    assert got == [
+        (
+            1_796_144_994_766_946,
+            1_796_144_994_801_003,
+            "TIMESTAMP WITH TIME ZONE",
+            "2026-12-01 17:09:54.766946",
+            42_000,
+            13_600,
+        )
+    ]
+
+
+async def test_markets_table_is_exported_whole_with_strikes_and_result(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    """Outside tester D2: the markets (strikes, result, status) go out too, to read the rest."""
+    production = make_db()
+    payload = (
+        '{"ticker":"KXHIGHNY-26DEC01-T60","status":"finalized","result":"no",'
+        '"strike_type":"greater","floor_strike":60,"settlement_value_dollars":"0.0000"}'
+    )
+    insert = "INSERT INTO markets VALUES (%s, %s, %s, 'binary', %s, %s, %s, %s, 'ga', %s)"
+    row = (
+        "KXHIGHNY-26DEC01-T60",
+        "KXHIGHNY-26DEC01",
+        "finalized",
+        "Will the high be >60°?",
+        1_796_083_200_000_000,
+        1_796_144_994_766_946,
+        1_796_145_278_485_218,
+        payload,
+    )
+    with connect_db(production) as db:
+        db.execute(insert, row)
+    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration(WINDOW))
+    exporter = Exporter(production, s3)
+    try:
+        assert await exporter.export_markets() == 1
+        assert await exporter.export_markets() is None  # unchanged: not written again
+        part = tmp_path / "out" / "raw" / "markets" / "part-00000.parquet"
+        table = pq.read_table(part)
+        assert table.schema.field("close_time").type == pa.timestamp("us", tz="UTC")
+        assert integer_times(table).to_pylist() == [
+            {
+                "ticker": "KXHIGHNY-26DEC01-T60",
+                "event_ticker": "KXHIGHNY-26DEC01",
+                "status": "finalized",
+                "market_type": "binary",
+                "title": "Will the high be >60°?",
+                "open_time": 1_796_083_200_000_000,
+                "close_time": 1_796_144_994_766_946,
+                "updated_at": 1_796_145_278_485_218,
+                "gatherer_id": "ga",
+                "payload": table.column("payload")[0].as_py(),
+                "result": "no",
+                "strike_type": "greater",
+                "floor_strike": "60",
+                "cap_strike": None,
+                "settlement_value": "0.0000",
+            }
+        ]
+        got = duckdb.sql(
+            f"SELECT ticker, epoch_us(close_time), floor_strike FROM read_parquet('{part}')"
+        ).fetchall()
+        assert got == [("KXHIGHNY-26DEC01-T60", 1_796_144_994_766_946, "60")]
+        with connect_db(production) as db:
+            db.execute("UPDATE markets SET updated_at = updated_at + 1")
+        assert await exporter.export_markets() == 1
+        manifest = json.loads((part.parent / "_manifest.json").read_text())
+        assert (manifest["rows"], manifest["updated_until_us"]) == (1, 1_796_145_278_485_219)
+    finally:
+        exporter.close()

@@ -219,3 +219,53 @@ async def test_a_market_dropped_live_is_no_longer_recorded(tmp_path: Path) -> No
     assert before.book == _book({40000: 1000, 42000: 300}, {55000: 700})
     with pytest.raises(NoBook, match=rf"^{T1}: no longer recorded at 2026-11-24T22:59:00.001500Z"):
         book_from_journal(read_journal(files), T1, BASE_US + 500)
+
+
+_GAP = "INSERT INTO gaps VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s)"
+
+
+async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Outside tester F3: inside an outage or a merge hole, or after the market closed, the
+    last book is not current: stale, with the gap's kind and span."""
+    files = await write_journal(tmp_path / "journal", scripted_session())
+    await replay_into_db(read_journal(files), db_url, store_config(tmp_path))
+    t = BASE_US
+    with connect_db(db_url) as db:
+        before = book_from_db(db, T1, t + 1500)
+        assert (before.stale, before.detail, before.as_of_us) == (False, "", t + 900)
+        # The gatherer was down from t+2000 to t+4000 (the new session's connection id).
+        down = "orderbook-0: gatherer down since its last orderbook_delta frame"
+        db.execute(_GAP, (t + 2000, t + 4000, "g-1", OB_CONN + 9, 1, None, "outage", down))
+        # Another gatherer's outage, a trade connection's and a trade backfill: not this book.
+        db.execute(_GAP, (t + 2000, t + 4000, "g-2", 7, 1, None, "outage", down))
+        trades_down = "trade-0: gatherer down since its last trade frame"
+        db.execute(_GAP, (t + 1000, t + 4000, "g-1", 8, 1, None, "outage", trades_down))
+        db.execute(_GAP, (t + 1000, None, "g-1", 0, None, T1, "backfill", "trades due"))
+        assert book_from_db(db, T1, t + 1999).stale is False
+        span = "2026-11-24T22:59:00.003000Z to 2026-11-24T22:59:00.005000Z"
+        for at in (t + 2000, t + 3999, t + 4000, None):  # no resnapshot after it
+            inside = book_from_db(db, T1, at)
+            assert (inside.stale, inside.as_of_us) == (True, t + 900)
+            assert inside.detail == f"outage from {span}: {down}"
+        # The production's merge hole of T2 (gatherer dedup, per market), open-ended.
+        hole = "no gatherer has this stretch; resumed from g-2's snapshot"
+        db.execute(_GAP, (t + 600, t + 700, "dedup", 0, None, T2, "merge_hole", hole))
+        in_hole = book_from_db(db, T2, t + 650)
+        assert in_hole.stale
+        assert in_hole.detail == (
+            "merge_hole from 2026-11-24T22:59:00.001600Z to 2026-11-24T22:59:00.001700Z: " + hole
+        )
+        # A market settled while nobody recorded it: stale from its close on.
+        db.execute(
+            "INSERT INTO markets VALUES (%s, 'E', 'finalized', 'binary', '', NULL, %s, 0, 'g-1',"
+            " '{}')",
+            (T1, t + 1200),
+        )
+        assert book_from_db(db, T1, t + 1199).stale is False
+        closed = book_from_db(db, T1, t + 1200)
+        assert (closed.stale, closed.detail) == (
+            True,
+            "market finalized: closed at 2026-11-24T22:59:00.002200Z",
+        )

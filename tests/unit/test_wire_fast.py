@@ -5,6 +5,7 @@ still comes back ``Invalid`` naming its field and value."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -254,15 +255,31 @@ _TS_CHARS = st.sampled_from([*"0123456789.:-TZz +", "\u00b2", "\u0665", "\uff15"
 
 @st.composite
 def _near_rfc3339(draw: st.DrawFn) -> tuple[int, object]:
-    """A ``ts_ms`` and a text of the same moment with microseconds, then maybe damaged:
-    a character replaced (non-ASCII digits among them), cut or lengthened, or no text."""
+    """A ``ts_ms`` and an RFC 3339 text of the same moment (or of a moment nearby) with
+    0 to 9 fraction digits, trimmed of trailing zeros as Kalshi sends them or padded, ``Z``
+    or an offset; then maybe damaged: a character replaced (non-ASCII digits among them),
+    cut or lengthened, or no text."""
     ms = draw(st.integers(-(2**63), 2**63 - 1) | st.integers(1_700_000_000_000, 1_800_000_000_000))
-    seconds, millis = divmod(ms, 1000)
-    micros = draw(st.integers(0, 999))
-    agree = draw(st.booleans())
-    second = seconds % 60 if agree else draw(st.integers(0, 99))
-    milli = millis if agree else draw(st.integers(0, 999))
-    text = f"2026-11-24T20:44:{second:02d}.{milli:03d}{micros:03d}Z"
+    micros = ms * 1000 + draw(st.integers(0, 999))
+    if draw(st.booleans()):  # another moment: a second, a millisecond or a µs away
+        micros += draw(st.sampled_from([-1_000_000, -1000, -1, 1, 1000, 1_000_000]))
+    seconds, frac = divmod(micros, 1_000_000)
+    offset = draw(st.sampled_from([0, 120, -330]))  # minutes east of UTC
+    try:
+        local = datetime.fromtimestamp(seconds, UTC) + timedelta(minutes=offset)
+    except (OverflowError, OSError, ValueError):
+        local = datetime(2026, 11, 24, 20, 44, 1, tzinfo=UTC)
+    fraction = (
+        f"{frac:06d}".rstrip("0")
+        if draw(st.booleans())
+        else f"{frac:06d}000"[: draw(st.integers(6, 9))]
+    )
+    zone = (
+        "Z"
+        if offset == 0
+        else f"{'+' if offset > 0 else '-'}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+    )
+    text = local.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + zone
     for _ in range(draw(st.integers(0, 2))):
         at = draw(st.integers(0, len(text) - 1))
         text = text[:at] + draw(_TS_CHARS) + text[at + 1 :]
@@ -273,12 +290,13 @@ def _near_rfc3339(draw: st.DrawFn) -> tuple[int, object]:
 @given(case=_near_rfc3339())
 @settings(max_examples=2000, deadline=None)
 def test_finest_us_fast_path_agrees_with_its_reference(case: tuple[int, object]) -> None:
-    """``finest_us`` reads the common text in one ``int``; its reference reads it by the
-    rules: the same µs for any ``ts_ms`` and any near-RFC 3339 text (issue 17)."""
+    """``finest_us`` reads the common text with its second memoised; its reference parses
+    it by the rules: the same µs for any ``ts_ms`` and any near-RFC 3339 text (issue 17)."""
     from kalshi.wire._fields import _finest_general, finest_us
 
     ms, text = case
     assert finest_us(ms, text) == _finest_general(ms, text)
+    assert finest_us(ms, text) == _finest_general(ms, text)  # again, memoised
 
 
 def test_finest_us_refines_only_an_agreeing_text() -> None:
@@ -287,9 +305,44 @@ def test_finest_us_refines_only_an_agreeing_text() -> None:
     ms = 1_795_553_041_391
     assert finest_us(ms, "2026-11-24T20:44:01.391273Z") == ms * 1000 + 273
     assert finest_us(ms, "2026-11-24T20:44:02.391273Z") == ms * 1000  # another second
+    assert finest_us(ms, "2026-11-24T20:45:01.391273Z") == ms * 1000  # another minute
+    assert finest_us(ms, "2026-11-25T20:44:01.391273Z") == ms * 1000  # another day
     assert finest_us(ms, "2026-11-24T20:44:01.392273Z") == ms * 1000  # another millisecond
-    assert finest_us(ms, "2026-11-24T20:44:01.39127Z") == ms * 1000  # five digits
-    assert finest_us(ms, "2026-11-24T20:44:\u0660\u0661.391273Z") == ms * 1000 + 273  # as before
+    assert finest_us(ms, "2026-11-24T20:44:01.391273001Z") == ms * 1000  # finer than a µs
+    assert finest_us(ms, "2026-11-24T20:44:\u0660\u0661.391273Z") == ms * 1000  # not ASCII
+
+
+@pytest.mark.parametrize(
+    ("text", "micros"),
+    [
+        ("2026-08-05T03:45:42.00174Z", 1_785_901_542_001_740),  # the tester's frame (F2)
+        ("2026-08-05T03:45:42.0017Z", 1_785_901_542_001_700),
+        ("2026-08-05T03:45:42.001Z", 1_785_901_542_001_000),
+        ("2026-08-05T03:45:42.00Z", 1_785_901_542_000_000),
+        ("2026-08-05T03:45:42.0Z", 1_785_901_542_000_000),
+        ("2026-08-05T03:45:42Z", 1_785_901_542_000_000),
+        ("2026-08-05T03:45:42.001741Z", 1_785_901_542_001_741),
+        ("2026-08-05T03:45:42.0017410Z", 1_785_901_542_001_741),
+        ("2026-08-05T03:45:42.001741000Z", 1_785_901_542_001_741),
+        ("2026-08-05T03:45:42.00174z", 1_785_901_542_001_740),
+        ("2026-08-05T05:45:42.00174+02:00", 1_785_901_542_001_740),
+        ("2026-08-04T22:15:42.00174-05:30", 1_785_901_542_001_740),
+    ],
+)
+def test_finest_us_reads_any_fraction_length_and_zone_exactly(text: str, micros: int) -> None:
+    """Kalshi trims trailing zeros (``.00174`` is 1 740 µs): 0 to 9 digits, ``Z`` or an
+    offset, each exact to the µs, on both decoders (F2: 10 402 of 100 838 real deltas had
+    fewer than 6 digits and lost their µs)."""
+    from kalshi.wire._fields import _finest_general, finest_us
+
+    ms = micros // 1000
+    assert finest_us(ms, text) == _finest_general(ms, text) == micros
+    frame = {"type": "orderbook_delta", "sid": 1, "seq": 1,
+             "msg": {**DELTA, "ts": text, "ts_ms": ms}}  # fmt: skip
+    for decode in (decode_ws, decode_general):
+        decoded = decode(json.dumps(frame).encode())
+        assert isinstance(decoded, Message) and isinstance(decoded.body, BookDelta)
+        assert decoded.body.exchange_ts == micros
 
 
 def test_a_timestamp_whose_seconds_are_no_number_refines_nothing() -> None:
