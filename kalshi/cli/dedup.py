@@ -151,6 +151,7 @@ async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
                 markup=False,
                 highlight=False,
             )
+        await exporter.export_markets(force=force)
         plan = survey.windows
         if not plan:
             console.print("export: no closed window to export", markup=False, highlight=False)

@@ -32,7 +32,9 @@ A reader of the window's directory sees each row once: a window is normally one 
 replaced by one atomic PUT, and the manifest lists the parts with their sha256.
 
 ``orderbook_deltas`` is exported as the merged book stream (see
-:mod:`kalshi.dedup.parquet`); ``markets`` (a current-state table) is not exported.
+:mod:`kalshi.dedup.parquet`). ``markets`` (a current-state table, one row per ticker) is
+exported whole by :meth:`Exporter.export_markets` to ``<prefix>markets/part-NNNNN.parquet``
+and its ``_manifest.json``, replaced when it changed.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import S3Config
 from kalshi.dedup import metrics
 from kalshi.dedup.gatherers import SKEW_US
-from kalshi.dedup.parquet import book_stream_rows, encode
+from kalshi.dedup.parquet import book_stream_rows, encode, market_rows
 from kalshi.dedup.segments import apply_change, apply_row, book_from_snapshot
 from kalshi.dedup.tables import EXPORT_TABLES
 from kalshi.dedup.targets import LocalTarget, Target, open_target
@@ -331,6 +333,13 @@ class _Reader:
     def rows(self, table: str, column: str, start: int, end: int) -> list[Row]:
         return self.db.fetch_rows(table, f"{column} >= %s AND {column} < %s", (start, end))
 
+    def markets_mark(self) -> tuple[int, int]:
+        found = self.db.query("SELECT count(*), coalesce(max(updated_at), 0) FROM markets")
+        return int(found[0][0]), int(found[0][1])
+
+    def markets(self) -> list[Row]:
+        return self.db.fetch_rows("markets")
+
     def delta_before(self, first: dict[str, int]) -> dict[str, int]:
         """Per market of ``first`` (ticker -> seq): the seq of its last delta before that
         seq (0: none)."""
@@ -449,6 +458,7 @@ class Exporter:
         self._claimed = isinstance(self.target, LocalTarget)  # never claims S3's windows
         # End-of-window books of the last exported deltas window: ticker -> (seq, book).
         self._books: dict[str, tuple[int, OrderBook]] = {}
+        self._markets_mark: tuple[int, int] | None = None  # (rows, newest updated_at) put
 
     def close(self) -> None:
         self._reader.close()
@@ -549,6 +559,43 @@ class Exporter:
         self, *, until: int | None = None, force: bool = False, progress: Progress | None = None
     ) -> list[WindowExport]:
         return await self.export(await self.plan(until=until, force=force), progress)
+
+    async def export_markets(self, *, force: bool = False) -> int | None:
+        """Write the whole ``markets`` table (by ticker) to ``<prefix>markets/``: parts of
+        up to :data:`PART_ROWS` rows, then ``_manifest.json``, then the removal of any
+        other object there. Skipped (``None``) when the table has the same row count and
+        newest ``updated_at`` as at this exporter's last export, unless ``force``; else the
+        rows written. Raises :class:`ExportError` when the target fails."""
+        mark = await self._read(self._reader.markets_mark)
+        if mark == self._markets_mark and not force:
+            return None
+        rows = market_rows(await self._read(self._reader.markets))
+        base = f"{self.s3.prefix}markets/"
+        files: list[dict[str, Any]] = []
+        chunks = [rows[i : i + PART_ROWS] for i in range(0, len(rows), PART_ROWS)] or [[]]
+        for index, chunk in enumerate(chunks):
+            data = await trio.to_thread.run_sync(encode, "markets", chunk)
+            key = f"{base}part-{index:05d}.parquet"
+            await self.target.put(key, data)
+            metrics.EXPORT_BYTES.labels("markets").inc(len(data))
+            digest = hashlib.sha256(data).hexdigest()
+            files.append({"key": key, "rows": len(chunk), "bytes": len(data), "sha256": digest})
+        manifest = {
+            "table": "markets",
+            "format": "parquet+zstd",
+            "rows": len(rows),
+            "updated_until_us": mark[1],
+            "files": files,
+        }
+        manifest_key = f"{base}_manifest.json"
+        await self.target.put(manifest_key, json.dumps(manifest, indent=2).encode())
+        keep = {f["key"] for f in files} | {manifest_key}
+        stale = [k for k in await self.target.keys(base) if k not in keep]
+        if stale:
+            await self.target.delete(stale)
+        self._markets_mark = mark
+        log.info("exported markets: %d rows", len(rows))
+        return len(rows)
 
     async def stream_rows(self, start: int, end: int) -> list[DeltaRow | SnapshotRow]:
         """The merged book-stream rows of the window, by (ticker, seq).

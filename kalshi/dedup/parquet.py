@@ -30,14 +30,23 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kalshi.book import OrderBook
-from kalshi.models.rows import DeltaRow, Row, SnapshotRow
+from kalshi.models.rows import DeltaRow, MarketRow, Row, SnapshotRow
 from kalshi.store import TABLES
 
-__all__ = ["BOOK_STREAM", "book_stream_rows", "encode", "integer_times", "schema"]
+__all__ = [
+    "BOOK_STREAM",
+    "MARKETS",
+    "book_stream_rows",
+    "encode",
+    "integer_times",
+    "market_rows",
+    "schema",
+]
 
 _ARROW = {"int8": pa.int64(), "int4": pa.int32(), "text": pa.string(), "bool": pa.bool_()}
 TIME = pa.timestamp("us", tz="UTC")
@@ -112,10 +121,56 @@ BOOK_STREAM = _schema(
 
 StreamRow = tuple[Any, ...]  # in BOOK_STREAM column order
 
+# The markets table as the export writes it: its columns, then what a reader needs from the
+# exchange's object (``payload``) as its own columns, each value exactly as the exchange
+# sent it (JSON text of a number or string; null when absent).
+MARKET_FIELDS = ("result", "strike_type", "floor_strike", "cap_strike", "settlement_value")
+MARKETS = _schema(
+    [
+        ("ticker", pa.string()),
+        ("event_ticker", pa.string()),
+        ("status", pa.string()),
+        ("market_type", pa.string()),
+        ("title", pa.string()),
+        ("open_time", pa.int64()),
+        ("close_time", pa.int64()),
+        ("updated_at", pa.int64()),
+        ("gatherer_id", pa.string()),
+        ("payload", pa.string()),
+        *((name, pa.string()) for name in MARKET_FIELDS),
+    ]
+)
+
+
+def market_rows(rows: Iterable[Row]) -> list[tuple[Any, ...]]:
+    """``markets`` rows (:class:`~kalshi.models.rows.MarketRow`) in :data:`MARKETS` column
+    order: the row, then :data:`MARKET_FIELDS` from its payload (a number as its JSON
+    text, e.g. ``"60"`` or ``"59.5"``, never a float; a string as is)."""
+    out = []
+    for row in rows:
+        assert isinstance(row, MarketRow)
+        payload = orjson.loads(row.payload) if row.payload else {}
+        extra = []
+        for name in MARKET_FIELDS:
+            value = payload.get(name) if isinstance(payload, dict) else None
+            if name == "settlement_value" and value is None and isinstance(payload, dict):
+                value = payload.get("settlement_value_dollars")
+            extra.append(
+                None
+                if value is None or value == ""
+                else value
+                if isinstance(value, str)
+                else orjson.dumps(value).decode()
+            )
+        out.append((*row, *extra))
+    return out
+
 
 def schema(table: str) -> pa.Schema:
     if table == "orderbook_deltas":
         return BOOK_STREAM
+    if table == "markets":
+        return MARKETS
     spec = TABLES[table]
     return _schema(
         [

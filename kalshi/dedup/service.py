@@ -902,10 +902,13 @@ def _continuation(ckpt: Checkpoint, window: _Window) -> Segment:
 
 class WindowExporter(Protocol):
     """What :func:`serve_dedup` runs alongside the merge (a
-    :class:`kalshi.dedup.export.Exporter`): export every closed window, raising
-    :class:`ExportError` or :class:`DatabaseUnavailable` on failure."""
+    :class:`kalshi.dedup.export.Exporter`): export every closed window, then the
+    ``markets`` table when it changed, raising :class:`ExportError` or
+    :class:`DatabaseUnavailable` on failure."""
 
     async def export_closed(self) -> object: ...
+
+    async def export_markets(self) -> object: ...
 
 
 async def serve_dedup(
@@ -967,6 +970,7 @@ async def _export_forever(exporter: WindowExporter, interval: float) -> None:
     while True:
         try:
             await exporter.export_closed()
+            await exporter.export_markets()
         except (ExportError, DatabaseUnavailable) as exc:
             log.warning("export failed, retrying later: %s", exc)
         await trio.sleep(max(interval, 1.0))

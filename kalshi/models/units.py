@@ -168,10 +168,16 @@ def _second(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def format_rfc3339_us(micros: int, *, digits: int = 3) -> str:
-    """Microseconds since the epoch -> ``"2022-11-22T20:44:01.123Z"``."""
+def format_rfc3339_us(micros: int, *, digits: int = 3, trim: bool = False) -> str:
+    """Microseconds since the epoch -> ``"2022-11-22T20:44:01.123Z"`` (``digits`` of
+    fraction, 0 to 6). ``trim`` drops the fraction's trailing zeros, and its '.' when
+    nothing is left, as Kalshi sends times: ``"…T03:45:42.00174Z"`` for 1 740 µs,
+    ``"…T03:45:42Z"`` for a whole second (the real deltas of tests/data/kalshi-gold15m)."""
     seconds, frac = divmod(micros, 1_000_000)
     moment = _second(seconds)
-    if digits == 0:
+    fraction = str(frac).rjust(6, "0")[:digits]
+    if trim:
+        fraction = fraction.rstrip("0")
+    if not fraction:
         return moment + "Z"
-    return f"{moment}.{str(frac).rjust(6, '0')[:digits]}Z"
+    return f"{moment}.{fraction}Z"

@@ -607,7 +607,7 @@ class Engine:
             "price_dollars": format_price(price),
             "delta_fp": format_size(change),
             "side": side.value,
-            "ts": format_rfc3339_us(micros, digits=6),
+            "ts": format_rfc3339_us(micros, digits=6, trim=True),
             "ts_ms": ts_ms,
         }
         yes_body = None
@@ -675,7 +675,7 @@ class Engine:
             "last_trade_size_fp": format_size(state.last_size),
             "ts": ts_ms // 1000,
             "ts_ms": ts_ms,
-            "time": format_rfc3339_us(ts_ms * 1000),
+            "time": format_rfc3339_us(ts_ms * 1000, trim=True),
         }
         return body, ticker
 

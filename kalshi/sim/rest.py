@@ -378,7 +378,7 @@ class RestApi:
                         "taker_outcome_side": t.taker_side.value,
                         "taker_book_side": "bid" if t.taker_side.value == "yes" else "ask",
                         "created_time": format_rfc3339_us(
-                            _created_us(t, _run_position(trades, i - offset)), digits=6
+                            _created_us(t, _run_position(trades, i - offset)), digits=6, trim=True
                         ),
                         "is_block_trade": t.is_block_trade,
                     }

@@ -130,9 +130,14 @@ async def test_once_merges_and_exports_closed_windows_and_export_force_redoes_th
             " FROM orderbook_snapshots WHERE source = 'ws'"
         )[0][0]
     manifests = {
-        p.parent.parent.parent.name: json.loads(p.read_text()) for p in out.rglob("_manifest.json")
+        p.parent.parent.parent.name: json.loads(p.read_text())
+        for p in out.rglob("_manifest.json")
+        if p.parent.name != "markets"  # the markets table is one file, not windows
     }
     assert {t: m["rows"] for t, m in manifests.items() if t != "orderbook_deltas"} == counts
+    markets = json.loads(next(out.rglob("markets/_manifest.json")).read_text())
+    with connect_db(production) as db:
+        assert markets["rows"] == db.count("markets")  # none in this recording
     # One window: every market's stream starts with a snapshot, so no start books.
     assert manifests["orderbook_deltas"]["rows"] == deltas + levels
     again = await _kalshi(config, "dedup", "--once")
@@ -221,7 +226,11 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
     assert all(
         "its window closes when every live gatherer has merged past" in line for line in held[:-2]
     )
-    assert not out.exists()
+    # no window is exported; the markets table (current state, not windowed) is
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "raw/markets/_manifest.json",
+        "raw/markets/part-00000.parquet",
+    ]
     # the same hour asked for with --until a second before its end: every table says so
     printed = await _kalshi(config, "export", "--until", "2026-01-01T00:59:59Z")
     assert printed.splitlines() == [
@@ -234,7 +243,9 @@ async def test_once_after_the_gatherers_stopped_says_what_waits_and_all_windows_
     with connect_db(production) as db:
         counts = {t: db.count(t) for t in ("trades", "tickers", "gaps", "orderbook_snapshots")}
     manifests = {
-        p.parent.parent.parent.name: json.loads(p.read_text()) for p in out.rglob("_manifest.json")
+        p.parent.parent.parent.name: json.loads(p.read_text())
+        for p in out.rglob("_manifest.json")
+        if p.parent.name != "markets"  # the markets table is one file, not windows
     }
     assert {t: m["rows"] for t, m in manifests.items() if t != "orderbook_deltas"} == counts
     printed = await _kalshi(config, "export", "--all-windows")

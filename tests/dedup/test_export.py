@@ -360,3 +360,65 @@ def test_parquet_times_are_utc_microsecond_timestamps_with_units(tmp_path: Path)
             13_600,
         )
     ]
+
+
+async def test_markets_table_is_exported_whole_with_strikes_and_result(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    """Outside tester D2: the markets (strikes, result, status) go out too, to read the rest."""
+    production = make_db()
+    payload = (
+        '{"ticker":"KXHIGHNY-26DEC01-T60","status":"finalized","result":"no",'
+        '"strike_type":"greater","floor_strike":60,"settlement_value_dollars":"0.0000"}'
+    )
+    insert = "INSERT INTO markets VALUES (%s, %s, %s, 'binary', %s, %s, %s, %s, 'ga', %s)"
+    row = (
+        "KXHIGHNY-26DEC01-T60",
+        "KXHIGHNY-26DEC01",
+        "finalized",
+        "Will the high be >60°?",
+        1_796_083_200_000_000,
+        1_796_144_994_766_946,
+        1_796_145_278_485_218,
+        payload,
+    )
+    with connect_db(production) as db:
+        db.execute(insert, row)
+    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration(WINDOW))
+    exporter = Exporter(production, s3)
+    try:
+        assert await exporter.export_markets() == 1
+        assert await exporter.export_markets() is None  # unchanged: not written again
+        part = tmp_path / "out" / "raw" / "markets" / "part-00000.parquet"
+        table = pq.read_table(part)
+        assert table.schema.field("close_time").type == pa.timestamp("us", tz="UTC")
+        assert integer_times(table).to_pylist() == [
+            {
+                "ticker": "KXHIGHNY-26DEC01-T60",
+                "event_ticker": "KXHIGHNY-26DEC01",
+                "status": "finalized",
+                "market_type": "binary",
+                "title": "Will the high be >60°?",
+                "open_time": 1_796_083_200_000_000,
+                "close_time": 1_796_144_994_766_946,
+                "updated_at": 1_796_145_278_485_218,
+                "gatherer_id": "ga",
+                "payload": table.column("payload")[0].as_py(),
+                "result": "no",
+                "strike_type": "greater",
+                "floor_strike": "60",
+                "cap_strike": None,
+                "settlement_value": "0.0000",
+            }
+        ]
+        got = duckdb.sql(
+            f"SELECT ticker, epoch_us(close_time), floor_strike FROM read_parquet('{part}')"
+        ).fetchall()
+        assert got == [("KXHIGHNY-26DEC01-T60", 1_796_144_994_766_946, "60")]
+        with connect_db(production) as db:
+            db.execute("UPDATE markets SET updated_at = updated_at + 1")
+        assert await exporter.export_markets() == 1
+        manifest = json.loads((part.parent / "_manifest.json").read_text())
+        assert (manifest["rows"], manifest["updated_until_us"]) == (1, 1_796_145_278_485_219)
+    finally:
+        exporter.close()

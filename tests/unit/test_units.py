@@ -116,3 +116,22 @@ def test_rfc3339() -> None:
         parse_rfc3339_us("2022-11-22T20:44:01.1234567Z")
     with pytest.raises(UnitError, match="not an RFC 3339 string"):
         parse_rfc3339_us("yesterday at noon, roughly")
+
+
+@pytest.mark.parametrize(
+    ("micros", "text"),
+    [
+        (1_785_901_542_001_740, "2026-08-05T03:45:42.00174Z"),  # a real delta's ts (F2)
+        (1_785_901_542_001_741, "2026-08-05T03:45:42.001741Z"),
+        (1_785_901_542_100_000, "2026-08-05T03:45:42.1Z"),
+        (1_785_901_542_000_000, "2026-08-05T03:45:42Z"),
+    ],
+)
+def test_rfc3339_trimmed_as_kalshi_sends_it_round_trips(micros: int, text: str) -> None:
+    assert format_rfc3339_us(micros, digits=6, trim=True) == text
+    assert parse_rfc3339_us(text) == micros
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999_999))  # to 9999-12-31
+def test_a_trimmed_time_parses_back_to_its_microsecond(micros: int) -> None:
+    assert parse_rfc3339_us(format_rfc3339_us(micros, digits=6, trim=True)) == micros
