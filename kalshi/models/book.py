@@ -31,7 +31,9 @@ class BookSnapshot(msgspec.Struct, frozen=True, gc=False):
 class BookDelta(msgspec.Struct, frozen=True, gc=False):
     """A change of one level: ``new size = old size + delta``; the level goes at 0.
 
-    ``exchange_ts`` is microseconds from ``ts_ms`` (or the legacy ``ts``), ``None`` if absent.
+    ``exchange_ts`` is microseconds: ``ts_ms`` refined by the µs of the RFC 3339 ``ts``
+    (``kalshi.wire._fields.finest_us``; kalshi-api.md §3.1), or the legacy ``ts``; ``None``
+    if absent.
     """
 
     ticker: str

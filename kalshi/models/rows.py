@@ -46,7 +46,7 @@ class TradeRow(NamedTuple):
 
 
 class DeltaRow(NamedTuple):
-    exchange_ts: int  # ts_ms*1000, or received_at when the frame had no time
+    exchange_ts: int  # ts_ms refined to the µs by ts (finest_us), or received_at if no time
     received_at: int
     gatherer_id: str
     ticker: str
