@@ -273,7 +273,9 @@ class Connection:
         that one subscription waits in our memory, not in the exchange's buffer for it
         (16 MB at the simulator, about 6 s of the ticker at 20 000 msgs/s; the exchange's
         is unpublished), which would overflow (error 25, terminal, kalshi-api.md §2.3).
-        Only a full read-ahead stops the reading (``blocked``). Frames read before the
+        Only a full read-ahead stops the reading (``blocked``); the journal's memory
+        bound (``journal.max_buffer``) stops the handling, which journals, not the
+        reading (docs/journal.md). Frames read before the
         session ended are processed before it is reported. A frame is journaled when it is
         handled, so the journal holds the frames whose rows went to the writers (restart
         recovery and ``kalshi replay`` rebuild the same rows); a frame read ahead when the
@@ -292,11 +294,14 @@ class Connection:
         finally:
             counts.flush()
 
-    async def _read(self, ws: WsConnection) -> _Frame:
-        """The next frame, stamped (wall µs, Trio time)."""
+    async def _read(self, ws: WsConnection, *, journal_room: bool = True) -> _Frame:
+        """The next frame, stamped (wall µs, Trio time). ``journal_room``: wait first while
+        the journal's memory is full (the one loop, which journals what it reads at once);
+        a read-ahead's reader does not: its frames are journaled when handled, and the
+        handling waits for the journal (:meth:`_read_ahead`)."""
         ctx = self.ctx
         journal = ctx.journal
-        if journal is not None and journal.pressure:
+        if journal_room and journal is not None and journal.pressure:
             # The journal's memory is full (its disk lags): stop reading this socket
             # until it drains, so TCP pushes back instead of memory growing.
             self.paused = True
@@ -335,7 +340,7 @@ class Connection:
             nonlocal reading
             try:
                 while True:
-                    frames.append(await self._read(ws))
+                    frames.append(await self._read(ws, journal_room=False))
                     self.read_ahead += 1
                     if arrived:
                         arrived.unpark_all()
@@ -351,12 +356,20 @@ class Connection:
                 reading = False
                 arrived.unpark_all()
 
+        journal = self.ctx.journal
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read)
             try:
                 turn = 0
                 while True:
                     while frames:
+                        if journal is not None and journal.pressure:
+                            # The journal's disk lags: wait here, where the frame would be
+                            # journaled, not in the reader, which goes on filling the
+                            # read-ahead (bounded) so the exchange's buffer does not fill.
+                            await journal.room()
+                            turn = 0
+                            continue  # the session may have ended meanwhile: frames kept
                         frame = frames.popleft()
                         self.read_ahead -= 1
                         if room:

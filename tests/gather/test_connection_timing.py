@@ -19,6 +19,7 @@ import trio.testing
 from kalshi.auth import Signer, load_private_key
 from kalshi.gather.connection import Connection
 from kalshi.gather.context import GatherContext, RowSink
+from kalshi.journal import JournalRecord, JournalWriter, read_journal
 from kalshi.models.rows import TABLE_COLUMNS, Row
 from kalshi.net import system_wall_us
 from kalshi.pipeline import FrameProcessor
@@ -26,6 +27,7 @@ from kalshi.sim import SimExchange, open_sim_exchange
 from kalshi.testing import PINNED_START_US
 from kalshi.testing.memory import memory_connector
 from tests.gather.support import sim_config
+from tests.journal.journal_support import journal_config
 
 
 async def drain(receive: trio.MemoryReceiveChannel[Row]) -> None:
@@ -483,3 +485,80 @@ async def test_a_read_ahead_is_handled_in_turns_of_the_loop_not_frame_by_frame(
         handled = len(held) + rest.statistics().current_buffer_used
         assert handled == sink.rows["tickers"] >= conn.messages - 1  # all but the reply
         nursery.cancel_scope.cancel()
+
+
+async def test_a_slow_journal_stops_the_handling_of_a_read_ahead_not_its_reading(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The journal's disk stalls for 30 s with a 20 000-byte bound on its memory. The
+    whole-exchange ``ticker`` connection's reader goes on filling its read-ahead (issue
+    20: it waited for the journal, ~20 s while the read-ahead drained, and the exchange's
+    buffer overflowed, error 25); the handling, which journals, waits instead, so the
+    journal holds at most the bound plus one frame. When the disk answers, every frame
+    read is journaled once, in the order read, and its ticker row handed on; nothing
+    reconnects."""
+    bound = 20_000
+    disk = trio.Event()  # set: the disk answers again
+
+    async def stalling_disk(fn: Callable[..., Any], *args: Any) -> Any:
+        if getattr(fn, "__name__", "") == "write_lines":
+            await disk.wait()
+        await trio.lowlevel.checkpoint()
+        return fn(*args)
+
+    journal = JournalWriter(
+        journal_config(tmp_path),
+        "t1",
+        virtual_wall_us,
+        run_sync=stalling_disk,
+        flush_bytes=4_000,
+        max_buffer_bytes=bound,
+    )
+    async with (
+        sim_exchange(rate=200.0, clock=virtual_wall_us, buffer_limit=20_000) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(journal.run)
+        sink = row_sink(nursery)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim, lockstep=True),
+            sink,
+            **{
+                "websocket.silence_timeout": "5s",
+                "websocket.ping_interval": "1s",
+                "websocket.read_ahead": 65_536,
+            },
+        )
+        ctx.wall_us = virtual_wall_us
+        ctx.journal = journal
+        conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
+        async with trio.open_nursery() as connections:
+            connections.start_soon(conn.run)
+            while not journal.waiting:  # noqa: ASYNC110 - state of the task under test
+                await trio.sleep(0.01)
+            read = conn.messages
+            await trio.sleep(30)
+            # the handling waits for the journal; the reader read on, into the read-ahead
+            assert journal.waiting == 1 and not conn.paused and not conn.blocked
+            assert conn.messages - read > 1_000 and conn.read_ahead > 1_000
+            assert sim.truth.undelivered["overflow"] == 0
+            longest = max(len(line) for line in journal._buffer)
+            assert bound < journal.buffered_bytes <= bound + longest
+            assert journal.peak_bytes <= bound + longest
+            disk.set()
+            while conn.read_ahead > 10:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            connections.cancel_scope.cancel()  # what was read ahead is handled first
+        await journal.flush()
+        assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
+        nursery.cancel_scope.cancel()
+    frames = [
+        r
+        for r in read_journal([tmp_path / "journal"])
+        if isinstance(r, JournalRecord) and r.direction == "in"
+    ]
+    assert [r.frame_no for r in frames] == list(range(1, conn.messages + 1))
+    tickers = sum(b'"type":"ticker"' in r.raw for r in frames)
+    assert tickers == sink.rows["tickers"] == conn.messages - 1  # all but the reply
