@@ -31,7 +31,7 @@ from kalshi.book import OrderBook
 from kalshi.errors import BookError, HttpError, KalshiError, NetError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.book import BookDelta, BookSnapshot, Side
-from kalshi.models.rows import DeltaRow, SnapshotRow
+from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
 from kalshi.models.units import format_rfc3339_us
 from kalshi.net import RestClient
 from kalshi.replay.core import Replayer, ReplayFilter
@@ -87,10 +87,22 @@ def book_from_journal(
     last: tuple[str, int] | None = None  # (gatherer_id, received_at) of the latest row
     applied = 0  # receive time of the last row the pipeline applied to a trusted book
     seen = False
+    gaps: dict[tuple[object, ...], tuple[GapRow, str]] = {}  # gap markers read, with label
+    labels: dict[tuple[str, int], str] = {}  # (gatherer_id, conn_id) -> connection label
+    snap: tuple[int, str, int] | None = None  # latest snapshot: received_at, gatherer, conn
+    read_until = 0
     for item in items:
+        if isinstance(item, JournalRecord):
+            read_until = max(read_until, item.wall_us)
+            if item.label:
+                labels[item.gatherer_id, item.conn_id] = item.label
+            if item.kind == "gap" and "row" in item.detail:
+                _note_gap(gaps, item)
         for _, row in replayer.feed(item):
             assert isinstance(row, SnapshotRow | DeltaRow)
             last = (row.gatherer_id, row.received_at)
+            if isinstance(row, SnapshotRow):
+                snap = (row.received_at, row.gatherer_id, row.conn_id)
             if ticker not in replayer.processor(row.gatherer_id).stale:
                 applied = row.received_at
         if not seen and isinstance(item, JournalRecord) and ticker.encode() in item.raw:
@@ -108,7 +120,56 @@ def book_from_journal(
         raise NoBook(f"{ticker}: no snapshot at or before {_when(at_us)} (deltas only)")
     stale = ticker in proc.stale
     detail = proc.stale_cause.get(ticker, "stale since the last snapshot") if stale else ""
+    if not stale and snap is not None:
+        until = _FAR_FUTURE if at_us is None else at_us
+        label = labels.get((snap[1], snap[2]), "")
+        for gap, gap_label in sorted(gaps.values(), key=lambda g: -g[0].start_ts):
+            if _gap_covers(gap, gap_label, ticker, until, snap[0], snap[1], label):
+                stale, detail = True, _gap_detail(gap)
+                break
+        if not stale and at_us is not None and read_until < at_us:
+            stale = True
+            detail = f"the journal ends at {format_rfc3339_us(read_until, digits=6)}, before then"
     return BookAt(book.copy(), "journal", as_of, stale, detail)
+
+
+def _note_gap(gaps: dict[tuple[object, ...], tuple[GapRow, str]], item: JournalRecord) -> None:
+    """Keep a journaled gap row (its later copy with an end closes it)."""
+    try:
+        gap = GapRow(*item.detail["row"])
+    except TypeError:
+        return  # a malformed marker: the replay counts it (Replayer.feed)
+    key = (gap.start_ts, gap.gatherer_id, gap.conn_id, gap.kind, gap.ticker or "")
+    known = gaps.get(key)
+    if known is None or (known[0].end_ts is None and gap.end_ts is not None):
+        gaps[key] = (gap, item.label)
+
+
+def _gap_covers(
+    gap: GapRow, label: str, ticker: str, until: int, snap_at: int, gatherer: str, book_label: str
+) -> bool:
+    """The rule of ``_COVER_SQL`` on a journaled gap; a connection-wide ``reconnect`` or
+    ``stopped`` counts when its connection has the label of the book's connection."""
+    if gap.kind == "backfill" or gap.start_ts > until:
+        return False
+    if not (
+        gap.end_ts is None
+        or gap.end_ts > until
+        or (gap.start_ts >= snap_at and gap.kind != "book_invalid")
+    ):
+        return False
+    if gap.ticker is not None:
+        return gap.ticker == ticker
+    if gap.gatherer_id != gatherer or not gap.detail.startswith("orderbook-"):
+        return False
+    return gap.kind == "outage" or (label != "" and label == book_label)
+
+
+def _gap_detail(gap: GapRow) -> str:
+    span = f"{format_rfc3339_us(gap.start_ts, digits=6)} to " + (
+        "now (open)" if gap.end_ts is None else format_rfc3339_us(gap.end_ts, digits=6)
+    )
+    return f"{gap.kind} from {span}: {gap.detail}"
 
 
 _SNAPSHOT_SQL = """
@@ -225,10 +286,7 @@ def _covered(
     found = db.query(_COVER_SQL, params)
     if found:
         kind, start, end, why = found[0]
-        span = f"{format_rfc3339_us(start, digits=6)} to " + (
-            "now (open)" if end is None else format_rfc3339_us(end, digits=6)
-        )
-        return True, f"{kind} from {span}: {why}"
+        return True, _gap_detail(GapRow(start, end, "", 0, None, None, kind, None, None, why))
     closed = db.query(_CLOSED_SQL, (ticker, list(_CLOSED), until))
     if closed:
         status, close_time = closed[0]

@@ -99,7 +99,10 @@ def _script(
 
 def _samples(truth: list[tuple[int, dict[str, OrderBook]]], picks: list[int]) -> list[int]:
     times = [wall for wall, _ in truth][1:]  # from the moment both markets have a book
-    return sorted({times[i % len(times)] + offset for i in picks for offset in (0, 1)})
+    # ... to the journal's last record (past it the journal answer is stale: nothing read)
+    return sorted(
+        {min(times[i % len(times)] + offset, times[-1]) for i in picks for offset in (0, 1)}
+    )
 
 
 def _expected(truth: list[tuple[int, dict[str, OrderBook]]], at: int, ticker: str) -> OrderBook:
@@ -269,3 +272,35 @@ async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
             True,
             "market finalized: closed at 2026-11-24T22:59:00.002200Z",
         )
+
+
+async def test_a_journaled_gap_or_the_journal_end_marks_the_journal_book_stale(
+    tmp_path: Path,
+) -> None:
+    """Outside tester F3, journal source: the outage's gap marker (journaled when the
+    gatherer is back) makes the book inside it stale, with its kind and span; so does a time
+    after the journal's last record."""
+    t = BASE_US
+    down = "orderbook-0: gatherer down since its last orderbook_delta frame"
+    back = OB_CONN + 9
+    row = [t + 2000, t + 4000, "g-1", back, 1, None, "outage", None, None, down]
+    entries = [
+        *scripted_session(),
+        ("marker", back, "connect", t + 4000, {"label": "orderbook-0"}),
+        ("marker", back, "gap", t + 4001, {"row": row}),
+    ]
+    files = await write_journal(tmp_path / "journal", entries)
+    before = book_from_journal(read_journal(files), T1, t + 1999)
+    assert (before.stale, before.detail) == (False, "")
+    span = "2026-11-24T22:59:00.003000Z to 2026-11-24T22:59:00.005000Z"
+    for at in (t + 2000, t + 3999):
+        inside = book_from_journal(read_journal(files), T1, at)
+        assert (inside.stale, inside.as_of_us) == (True, t + 900)
+        assert inside.detail == f"outage from {span}: {down}"
+    # A journal whose last record is T1's delta at t+900 (no disconnect marker: killed).
+    cut = await write_journal(tmp_path / "cut", scripted_session()[:-1])
+    last = book_from_journal(read_journal(cut), T1, t + 900)
+    assert (last.stale, last.as_of_us) == (False, t + 900)
+    past = book_from_journal(read_journal(cut), T1, t + 901)
+    assert (past.stale, past.as_of_us) == (True, t + 900)
+    assert past.detail == "the journal ends at 2026-11-24T22:59:00.001900Z, before then"
