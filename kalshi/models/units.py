@@ -10,7 +10,8 @@ Parsing a decimal string that does not fit the unit exactly raises
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from kalshi.errors import UnitError
@@ -131,32 +132,41 @@ def format_size(value: int) -> str:
 def parse_rfc3339_us(text: object) -> int:
     """``"2022-11-22T20:44:01.123Z"`` -> microseconds since the epoch, exactly.
 
-    Fractions longer than microseconds must be zero past the sixth digit.
+    RFC 3339 ``date-time`` only: ``YYYY-MM-DD``, ``T`` (``t`` or a space), ``HH:MM:SS``, a
+    fraction of any number of digits after a '.' (Kalshi trims trailing zeros:
+    ``".00174"`` is 1 740 µs), ``Z`` (``z``) or ``±HH:MM``. Fractions longer than
+    microseconds must be zero past the sixth digit. Anything else (an ISO week date, a
+    ',' before the fraction, which ``datetime.fromisoformat`` takes and whose fraction the
+    old reading dropped) raises ``UnitError``.
     """
-    if type(text) is not str or len(text) < 20:
+    match = _RFC3339.fullmatch(text) if type(text) is str else None
+    if match is None:
         raise UnitError(f"timestamp: not an RFC 3339 string: {text!r}")
-    main, frac = text, ""
-    tz = "+00:00"
-    if main.endswith(("Z", "z")):
-        main = main[:-1]
-    elif len(main) > 6 and main[-6] in "+-" and main[-3] == ":":
-        main, tz = main[:-6], main[-6:]
-    main, dot, frac = main.partition(".")
-    if dot and (not frac or not _DIGITS.issuperset(frac)):
-        raise UnitError(f"timestamp: bad fraction in {text!r}")
+    year, month, day, hour, minute, second, frac, sign, off_h, off_m = match.groups("")
     if len(frac) > 6:
         if frac[6:].strip("0"):
             raise UnitError(f"timestamp: {text!r} is finer than a microsecond")
         frac = frac[:6]
     try:
-        moment = datetime.fromisoformat(main + tz)
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
     except ValueError as exc:
         raise UnitError(f"timestamp: not an RFC 3339 string: {text!r}") from exc
-    micros = int(frac.ljust(6, "0")) if frac else 0
-    seconds = int((moment - _EPOCH).total_seconds())
-    return seconds * 1_000_000 + micros
+    seconds = (moment - _NAIVE_EPOCH) // _SECOND
+    if sign:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise UnitError(f"timestamp: not an RFC 3339 offset: {text!r}")
+        offset = int(off_h) * 3600 + int(off_m) * 60
+        seconds += -offset if sign == "+" else offset
+    return seconds * 1_000_000 + (int(frac.ljust(6, "0")) if frac else 0)
 
 
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
+    r"(?:[Zz]|([+-])(\d\d):(\d\d))",
+    re.ASCII,
+)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -135,3 +137,47 @@ def test_rfc3339_trimmed_as_kalshi_sends_it_round_trips(micros: int, text: str) 
 @given(st.integers(min_value=0, max_value=253_402_300_799_999_999))  # to 9999-12-31
 def test_a_trimmed_time_parses_back_to_its_microsecond(micros: int) -> None:
     assert parse_rfc3339_us(format_rfc3339_us(micros, digits=6, trim=True)) == micros
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-08-05T03:45:42,5Z",  # ISO's ',' (fromisoformat took it; the .5 s was dropped)
+        "2026-W32-3T03:45:42Z",  # an ISO week date
+        "2026-08-05T03:45:42.Z",
+        "2026-08-05T03:45:42.5+0200",
+        "2026-08-05T03:45:42+24:00",
+        "2026-13-05T03:45:42Z",
+        "2026-08-05T03:45Z",
+    ],
+)
+def test_only_rfc3339_is_a_timestamp(text: str) -> None:
+    with pytest.raises(UnitError, match="RFC 3339"):
+        parse_rfc3339_us(text)
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+    st.integers(min_value=0, max_value=9),
+    st.sampled_from(["T", "t", " "]),
+)
+def test_any_rfc3339_time_is_read_exactly(
+    moment: datetime, offset: int, digits: int, sep: str
+) -> None:
+    """Any fraction length (0 to 9 digits, trailing zeros kept or trimmed) and any offset,
+    to the µs, as the standard library reads the same moment."""
+    unit = 10 ** (6 - min(digits, 6))  # what the digits can say
+    moment = moment.replace(microsecond=moment.microsecond // unit * unit)
+    zone = (
+        "Z"
+        if offset == 0
+        else f"{'+' if offset > 0 else '-'}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+    )
+    fraction = f"{moment.microsecond:06d}000"[:digits]
+    m = moment
+    text = f"{m.year:04d}-{m.month:02d}-{m.day:02d}{sep}{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+    text += (f".{fraction}" if digits else "") + zone
+    aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset)))
+    expected = (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert parse_rfc3339_us(text) == expected
