@@ -219,6 +219,12 @@ ORDER BY start_ts DESC
 LIMIT 1
 """
 _CLOSED = ("closed", "determined", "disputed", "amended", "finalized")
+_SETTLED_SQL = """
+SELECT event_type, exchange_ts FROM market_lifecycle
+WHERE ticker = %s AND event_type IN ('determined', 'settled') AND exchange_ts <= %s
+ORDER BY exchange_ts
+LIMIT 1
+"""
 _CLOSED_SQL = """
 SELECT status, close_time FROM markets
 WHERE ticker = %s AND status = ANY(%s) AND close_time <= %s
@@ -283,12 +289,17 @@ def _covered(
     db: Database, ticker: str, until: int, snap_at: int, gatherer_id: str, conn_id: int
 ) -> tuple[bool, str]:
     """``(True, why)`` when a recorded gap of the market's book covers ``until`` (µs) or
-    began after the snapshot received at ``snap_at``, or the market had closed by then."""
+    began after the snapshot received at ``snap_at``, or the market had been determined or
+    settled (a ``market_lifecycle`` event) or closed (``markets``) by then."""
     params = (until, until, snap_at, ticker, gatherer_id, conn_id, ticker)
     found = db.query(_COVER_SQL, params)
     if found:
         kind, start, end, why = found[0]
         return True, _gap_detail(GapRow(start, end, "", 0, None, None, kind, None, None, why))
+    settled = db.query(_SETTLED_SQL, (ticker, until))
+    if settled:  # determined before its scheduled close (early settlement)
+        event, at = settled[0]
+        return True, f"market {event} at {format_rfc3339_us(at, digits=6)}"
     closed = db.query(_CLOSED_SQL, (ticker, list(_CLOSED), until))
     if closed:
         status, close_time = closed[0]

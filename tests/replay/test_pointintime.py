@@ -275,6 +275,15 @@ async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
             True,
             "market finalized: closed at 2026-11-24T22:59:00.002200Z",
         )
+        # Determined before its scheduled close (recorded by its lifecycle event).
+        db.execute(
+            "INSERT INTO market_lifecycle VALUES (%s, %s, 'g-1', %s, 'determined', '{}', 1, 1,"
+            " NULL)",
+            (t + 1150, t + 1150, T1),
+        )
+        assert book_from_db(db, T1, t + 1149).stale is False
+        determined = book_from_db(db, T1, t + 1150)
+        assert determined.detail == "market determined at 2026-11-24T22:59:00.002150Z"
 
 
 async def test_a_journaled_gap_or_the_journal_end_marks_the_journal_book_stale(
