@@ -257,8 +257,9 @@ class WritersConfig:
 @frozen
 class SpoolConfig:
     dir: str = ".kalshi/spool"
-    # Rows held in memory per table before batches spill to disk.
-    memory_rows: int = 200_000
+    # Rows in sealed batches held in memory, all tables together, before batches spill to
+    # disk (docs/scaling.md, "The memory budget").
+    memory_rows: int = 50_000
     dead_letter_dir: str = ".kalshi/dead-letter"
 
 

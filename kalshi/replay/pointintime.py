@@ -194,19 +194,21 @@ ORDER BY received_at, conn_id, frame_no
 _FAR_FUTURE = 2**62
 # A recorded gap of this market's book at the asked time (docs/data-model.md, "gaps"): the
 # market's own rows (any kind but ``backfill``, which is about trades), the production's
-# market-wide rows (gatherer ``dedup``), and a gatherer's connection-wide rows of an
-# order-book connection (``orderbook-N: ...``): an ``outage`` (the whole gatherer was down),
-# or a ``reconnect``/``stopped`` of the connection that carried this market (its snapshot's
-# connection, or one that snapshotted it after). A gap counts while it is open at the time
-# or when it began after the snapshot the book is built from (no resnapshot came since; a
-# ``book_invalid`` can also end with a delta that uncrosses the book).
+# channel-wide rows of the order book (gatherer ``dedup``, detail ``orderbook_delta: ...``;
+# its trade, ticker and lifecycle holes are not the book's), and a gatherer's
+# connection-wide rows of an order-book connection (``orderbook-N: ...``): an ``outage``
+# (the whole gatherer was down), or a ``reconnect``/``stopped`` of the connection that
+# carried this market (its snapshot's connection, or one that snapshotted it after). A gap
+# counts while it is open at the time or when it began after the snapshot the book is built
+# from (no resnapshot came since; a ``book_invalid`` can also end with a delta that
+# uncrosses the book).
 _COVER_SQL = """
 SELECT kind, start_ts, end_ts, detail FROM gaps g
 WHERE start_ts <= %s AND kind <> 'backfill'
   AND (end_ts IS NULL OR end_ts > %s OR (start_ts >= %s AND kind <> 'book_invalid'))
   AND (ticker = %s
        OR (ticker IS NULL AND (
-             gatherer_id = 'dedup'
+             (gatherer_id = 'dedup' AND detail LIKE 'orderbook_delta:%%')
              OR (gatherer_id = %s AND detail LIKE 'orderbook-%%'
                  AND (kind = 'outage' OR conn_id = %s
                       OR EXISTS (SELECT 1 FROM orderbook_snapshots s

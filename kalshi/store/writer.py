@@ -2,8 +2,8 @@
 
 Per table, a *collector* task reads the table's bounded channel and seals batches at
 ``batch_size`` rows or ``flush_interval`` after a batch's first row, whichever comes
-first. A sealed batch waits in memory while the table's in-memory rows stay within
-``spool.memory_rows``; beyond that it is spilled to the on-disk spool. A *flusher* task
+first. A sealed batch waits in memory while the rows in memory, all tables together, stay
+within ``spool.memory_rows``; beyond that it is spilled to the on-disk spool. A *flusher* task
 writes batches lowest sequence number first (memory or spool), retrying with backoff while
 the database is unavailable. A spooled batch is written as soon as the database takes it,
 whatever put it on disk (an outage, the memory bound, a batch larger than the bound).
@@ -102,6 +102,9 @@ class _SpoolState:
         self.ok = True
         self.error = ""
         self.paused: set[str] = set()  # tables whose collector waits for room
+        # Rows in sealed batches in memory, all tables together: spool.memory_rows bounds
+        # this sum (the memory budget, docs/scaling.md), each table spilling its own.
+        self.memory_rows = 0
 
     def mark_ok(self) -> None:
         if not self.ok:
@@ -187,7 +190,7 @@ class _TableWriter:
         self.progress = trio.Event()  # set (and replaced) whenever rows are committed
         self.partial: list[Row] = []
         self.memory: deque[Batch] = deque()
-        self.memory_rows = 0
+        self._memory_rows = 0
         self.next_seq = 1
         self.work = trio.Event()
         self.loaded: Batch | None = None  # a spooled batch read back, being written
@@ -377,9 +380,20 @@ class _TableWriter:
             log.info("%s: reading resumed", self.spec.name)
         self._publish()
 
+    @property
+    def memory_rows(self) -> int:
+        """Rows of this table in sealed batches in memory."""
+        return self._memory_rows
+
+    @memory_rows.setter
+    def memory_rows(self, rows: int) -> None:
+        self.spool_state.memory_rows += rows - self._memory_rows
+        self._memory_rows = rows
+
     async def _spill_over_bound(self) -> None:
-        """Move the newest idle memory batches to the spool while memory is over its bound."""
-        while self.memory_rows > self.memory_limit:
+        """Move this table's newest idle memory batches to the spool while the rows in
+        memory, all tables together, are over ``spool.memory_rows``."""
+        while self.spool_state.memory_rows > self.memory_limit and self.memory_rows:
             batch = next((b for b in reversed(self.memory) if b.seq not in self.inflight), None)
             if batch is None:
                 return

@@ -786,3 +786,27 @@ async def test_a_write_in_flight_at_cancellation_is_counted_once(
     assert (stats.queue_rows, stats.spool_rows) == (0, 0)
     with connect_db(db_url) as db:
         assert db.fetch_rows("trades") == sorted(trades)
+
+
+async def test_the_memory_bound_holds_for_all_tables_together(
+    make_cfg: Callable[..., StoreConfig], tmp_path: Path
+) -> None:
+    """``spool.memory_rows`` bounds the rows in sealed batches in memory summed over the
+    tables (issue 20, the memory budget: per table, 7 tables could hold 7 times it). The
+    database is unreachable; 250 trades and 250 markets rows seal two batches of 100 each
+    (50 in each open batch): 400 sealed rows against a bound of 300, so one batch of 100
+    goes to the spool (per table before: none)."""
+    cfg = make_cfg(batch_size=100, flush_interval=3600, memory_rows=300, grace=5)
+    with trio.fail_after(30):
+        async with open_store("postgresql://postgres@127.0.0.1:1/kalshi", cfg) as store:
+            await send_all(store, "trades", [trade(i) for i in range(250)])
+            await send_all(store, "markets", [market(i) for i in range(250)])
+
+            def settled() -> bool:
+                tables = store.stats().tables
+                held = sum(tables[t].queue_rows for t in ("trades", "markets"))
+                spooled = sum(tables[t].spool_rows for t in ("trades", "markets"))
+                return (held, spooled) == (400, 100)
+
+            await wait_until(settled)
+    assert len(list((tmp_path / "spool").glob("*/*.batch"))) == 6  # all, at the exit

@@ -246,6 +246,9 @@ async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
         trades_down = "trade-0: gatherer down since its last trade frame"
         db.execute(_GAP, (t + 1000, t + 4000, "g-1", 8, 1, None, "outage", trades_down))
         db.execute(_GAP, (t + 1000, None, "g-1", 0, None, T1, "backfill", "trades due"))
+        # Production's channel hole of the trades (no gatherer connected): not the book's.
+        no_trades = "trade: no gatherer connected (g-1, g-2)"
+        db.execute(_GAP, (t + 1000, t + 9000, "dedup", 0, 1, None, "merge_hole", no_trades))
         assert book_from_db(db, T1, t + 1999).stale is False
         span = "2026-11-24T22:59:00.003000Z to 2026-11-24T22:59:00.005000Z"
         for at in (t + 2000, t + 3999, t + 4000, None):  # no resnapshot after it
