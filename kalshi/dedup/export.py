@@ -459,6 +459,8 @@ class Exporter:
         # End-of-window books of the last exported deltas window: ticker -> (seq, book).
         self._books: dict[str, tuple[int, OrderBook]] = {}
         self._markets_mark: tuple[int, int] | None = None  # (rows, newest updated_at) put
+        self._markets_at: int | None = None  # wall time (µs) of the last markets export
+        self._wall_us = wall_us
 
     def close(self) -> None:
         self._reader.close()
@@ -563,11 +565,17 @@ class Exporter:
     async def export_markets(self, *, force: bool = False) -> int | None:
         """Write the whole ``markets`` table (by ticker) to ``<prefix>markets/``: parts of
         up to :data:`PART_ROWS` rows, then ``_manifest.json``, then the removal of any
-        other object there. Skipped (``None``) when the table has the same row count and
-        newest ``updated_at`` as at this exporter's last export, unless ``force``; else the
-        rows written. Raises :class:`ExportError` when the target fails."""
+        other object there. Skipped (``None``) unless ``force`` when the table has the same
+        row count and newest ``updated_at`` as at this exporter's last export, or when that
+        export is less than one window (``s3_export.window``) old: listed markets change
+        with every REST poll (prices, volume), and the whole table is rewritten each time.
+        Else the rows written. Raises :class:`ExportError` when the target fails."""
         mark = await self._read(self._reader.markets_mark)
-        if mark == self._markets_mark and not force:
+        now = self._wall_us()
+        if not force and (
+            mark == self._markets_mark
+            or (self._markets_at is not None and now - self._markets_at < self.window_us)
+        ):
             return None
         rows = market_rows(await self._read(self._reader.markets))
         base = f"{self.s3.prefix}markets/"
@@ -593,7 +601,7 @@ class Exporter:
         stale = [k for k in await self.target.keys(base) if k not in keep]
         if stale:
             await self.target.delete(stale)
-        self._markets_mark = mark
+        self._markets_mark, self._markets_at = mark, now
         log.info("exported markets: %d rows", len(rows))
         return len(rows)
 
