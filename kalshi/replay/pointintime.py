@@ -123,13 +123,16 @@ def book_from_journal(
     if not stale and snap is not None:
         until = _FAR_FUTURE if at_us is None else at_us
         label = labels.get((snap[1], snap[2]), "")
-        for gap, gap_label in sorted(gaps.values(), key=lambda g: -g[0].start_ts):
+        for gap, gap_label in sorted(gaps.values(), key=lambda g: g[0].start_ts):
             if _gap_covers(gap, gap_label, ticker, until, snap[0], snap[1], label):
                 stale, detail = True, _gap_detail(gap)
                 break
         if not stale and at_us is not None and read_until < at_us:
             stale = True
-            detail = f"the journal ends at {format_rfc3339_us(read_until, digits=6)}, before then"
+            detail = (
+                f"nothing journaled from {format_rfc3339_us(read_until, digits=6)}"
+                f" to {format_rfc3339_us(at_us, digits=6)}: not recorded"
+            )
     return BookAt(book.copy(), "journal", as_of, stale, detail)
 
 
@@ -215,7 +218,7 @@ WHERE start_ts <= %s AND kind <> 'backfill'
                                  WHERE s.ticker = %s AND s.source = 'ws'
                                    AND s.gatherer_id = g.gatherer_id
                                    AND s.conn_id = g.conn_id))))))
-ORDER BY start_ts DESC
+ORDER BY start_ts
 LIMIT 1
 """
 _CLOSED = ("closed", "determined", "disputed", "amended", "finalized")

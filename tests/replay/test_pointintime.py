@@ -315,4 +315,7 @@ async def test_a_journaled_gap_or_the_journal_end_marks_the_journal_book_stale(
     assert (last.stale, last.as_of_us) == (False, t + 900)
     past = book_from_journal(read_journal(cut), T1, t + 901)
     assert (past.stale, past.as_of_us) == (True, t + 900)
-    assert past.detail == "the journal ends at 2026-11-24T22:59:00.001900Z, before then"
+    assert past.detail == (
+        "nothing journaled from 2026-11-24T22:59:00.001900Z to 2026-11-24T22:59:00.001901Z:"
+        " not recorded"
+    )
