@@ -562,6 +562,19 @@ class Exporter:
     ) -> list[WindowExport]:
         return await self.export(await self.plan(until=until, force=force), progress)
 
+    async def _publish(
+        self, base: str, files: list[dict[str, Any]], manifest: dict[str, Any]
+    ) -> str:
+        """Put ``manifest`` as ``<base>_manifest.json`` after its ``files``, then delete every
+        other object under ``base`` (an earlier export's leftovers); returns its key."""
+        manifest_key = f"{base}_manifest.json"
+        await self.target.put(manifest_key, json.dumps(manifest, indent=2).encode())
+        keep = {f["key"] for f in files} | {manifest_key}
+        stale = [k for k in await self.target.keys(base) if k not in keep]
+        if stale:
+            await self.target.delete(stale)
+        return manifest_key
+
     async def export_markets(self, *, force: bool = False) -> int | None:
         """Write the whole ``markets`` table (by ticker) to ``<prefix>markets/``: parts of
         up to :data:`PART_ROWS` rows, then ``_manifest.json``, then the removal of any
@@ -595,12 +608,7 @@ class Exporter:
             "updated_until_us": mark[1],
             "files": files,
         }
-        manifest_key = f"{base}_manifest.json"
-        await self.target.put(manifest_key, json.dumps(manifest, indent=2).encode())
-        keep = {f["key"] for f in files} | {manifest_key}
-        stale = [k for k in await self.target.keys(base) if k not in keep]
-        if stale:
-            await self.target.delete(stale)
+        await self._publish(base, files, manifest)
         self._markets_mark, self._markets_at = mark, now
         log.info("exported markets: %d rows", len(rows))
         return len(rows)
@@ -706,12 +714,7 @@ class Exporter:
             "files": files,
             "gaps": await self._read(self._reader.gaps, start, end),
         }
-        manifest_key = f"{base}_manifest.json"
-        await self.target.put(manifest_key, json.dumps(manifest, indent=2).encode())
-        keep = {f["key"] for f in files} | {manifest_key}
-        stale = [k for k in await self.target.keys(base) if k not in keep]
-        if stale:
-            await self.target.delete(stale)
+        manifest_key = await self._publish(base, files, manifest)
         export = WindowExport(
             table,
             start,
