@@ -544,18 +544,7 @@ def load_config(
     if path is not None:
         file = Path(path)
         base = file.parent
-        try:
-            text = file.read_text()
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{file}:{where} not valid YAML") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{file}: expected a mapping at the top level")
+        data = _read_mapping(file)
         other = _other_kind(data, kind)
         if other is not None:
             keys = ", ".join(sorted(set(data) - _fields(kind)))
@@ -772,23 +761,31 @@ def _other_kind(data: Mapping[str, Any], kind: type) -> type | None:
     return other if unknown and keys <= _fields(other) else None
 
 
-def config_kind(path: str | Path) -> type[GathererConfig] | type[DedupConfig] | None:
-    """Which config the YAML at ``path`` is, by its top-level keys: :class:`DedupConfig`
-    when it has a key only a deduplicator config has (``gatherers``, ``production``,
-    ``sync``), :class:`GathererConfig` when it has one only a gatherer config has, ``None``
-    when neither (only shared keys: either would load it). Raises :class:`ConfigError`
-    when the file cannot be read or is not a YAML mapping."""
-    file = Path(path)
+def _read_mapping(file: Path) -> dict[str, Any]:
+    """The YAML mapping in ``file``; raises :class:`ConfigError` naming the file when it
+    cannot be read, is not YAML (with its line) or is not a mapping at the top level."""
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        text = file.read_text()
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{file}:{where} not valid YAML") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a mapping at the top level")
+    return data
+
+
+def config_kind(path: str | Path) -> type[GathererConfig] | type[DedupConfig] | None:
+    """Which config the YAML at ``path`` is, by its top-level keys: :class:`DedupConfig`
+    when it has a key only a deduplicator config has (``gatherers``, ``production``,
+    ``sync``), :class:`GathererConfig` when it has one only a gatherer config has, ``None``
+    when neither (only shared keys: either would load it). Raises :class:`ConfigError`
+    when the file cannot be read or is not a YAML mapping."""
+    data = _read_mapping(Path(path))
     keys = set(data)
     if keys & (_fields(DedupConfig) - _fields(GathererConfig)):
         return DedupConfig

@@ -459,6 +459,8 @@ class Exporter:
         # End-of-window books of the last exported deltas window: ticker -> (seq, book).
         self._books: dict[str, tuple[int, OrderBook]] = {}
         self._markets_mark: tuple[int, int] | None = None  # (rows, newest updated_at) put
+        self._markets_at: int | None = None  # wall time (µs) of the last markets export
+        self._wall_us = wall_us
 
     def close(self) -> None:
         self._reader.close()
@@ -560,14 +562,33 @@ class Exporter:
     ) -> list[WindowExport]:
         return await self.export(await self.plan(until=until, force=force), progress)
 
+    async def _publish(
+        self, base: str, files: list[dict[str, Any]], manifest: dict[str, Any]
+    ) -> str:
+        """Put ``manifest`` as ``<base>_manifest.json`` after its ``files``, then delete every
+        other object under ``base`` (an earlier export's leftovers); returns its key."""
+        manifest_key = f"{base}_manifest.json"
+        await self.target.put(manifest_key, json.dumps(manifest, indent=2).encode())
+        keep = {f["key"] for f in files} | {manifest_key}
+        stale = [k for k in await self.target.keys(base) if k not in keep]
+        if stale:
+            await self.target.delete(stale)
+        return manifest_key
+
     async def export_markets(self, *, force: bool = False) -> int | None:
         """Write the whole ``markets`` table (by ticker) to ``<prefix>markets/``: parts of
         up to :data:`PART_ROWS` rows, then ``_manifest.json``, then the removal of any
-        other object there. Skipped (``None``) when the table has the same row count and
-        newest ``updated_at`` as at this exporter's last export, unless ``force``; else the
-        rows written. Raises :class:`ExportError` when the target fails."""
+        other object there. Skipped (``None``) unless ``force`` when the table has the same
+        row count and newest ``updated_at`` as at this exporter's last export, or when that
+        export is less than one window (``s3_export.window``) old: listed markets change
+        with every REST poll (prices, volume), and the whole table is rewritten each time.
+        Else the rows written. Raises :class:`ExportError` when the target fails."""
         mark = await self._read(self._reader.markets_mark)
-        if mark == self._markets_mark and not force:
+        now = self._wall_us()
+        if not force and (
+            mark == self._markets_mark
+            or (self._markets_at is not None and now - self._markets_at < self.window_us)
+        ):
             return None
         rows = market_rows(await self._read(self._reader.markets))
         base = f"{self.s3.prefix}markets/"
@@ -587,13 +608,8 @@ class Exporter:
             "updated_until_us": mark[1],
             "files": files,
         }
-        manifest_key = f"{base}_manifest.json"
-        await self.target.put(manifest_key, json.dumps(manifest, indent=2).encode())
-        keep = {f["key"] for f in files} | {manifest_key}
-        stale = [k for k in await self.target.keys(base) if k not in keep]
-        if stale:
-            await self.target.delete(stale)
-        self._markets_mark = mark
+        await self._publish(base, files, manifest)
+        self._markets_mark, self._markets_at = mark, now
         log.info("exported markets: %d rows", len(rows))
         return len(rows)
 
@@ -698,12 +714,7 @@ class Exporter:
             "files": files,
             "gaps": await self._read(self._reader.gaps, start, end),
         }
-        manifest_key = f"{base}_manifest.json"
-        await self.target.put(manifest_key, json.dumps(manifest, indent=2).encode())
-        keep = {f["key"] for f in files} | {manifest_key}
-        stale = [k for k in await self.target.keys(base) if k not in keep]
-        if stale:
-            await self.target.delete(stale)
+        manifest_key = await self._publish(base, files, manifest)
         export = WindowExport(
             table,
             start,

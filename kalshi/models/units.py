@@ -11,7 +11,7 @@ Parsing a decimal string that does not fit the unit exactly raises
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import lru_cache
 
 from kalshi.errors import UnitError
@@ -147,11 +147,14 @@ def parse_rfc3339_us(text: object) -> int:
         if frac[6:].strip("0"):
             raise UnitError(f"timestamp: {text!r} is finer than a microsecond")
         frac = frac[:6]
+    hours, minutes, secs = int(hour), int(minute), int(second)
+    if hours > 23 or minutes > 59 or secs > 59:
+        raise UnitError(f"timestamp: not an RFC 3339 string: {text!r}")
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+        days = _epoch_day(year, month, day)
     except ValueError as exc:
         raise UnitError(f"timestamp: not an RFC 3339 string: {text!r}") from exc
-    seconds = (moment - _NAIVE_EPOCH) // _SECOND
+    seconds = days * 86_400 + hours * 3600 + minutes * 60 + secs
     if sign:
         if int(off_h) > 23 or int(off_m) > 59:
             raise UnitError(f"timestamp: not an RFC 3339 offset: {text!r}")
@@ -165,8 +168,15 @@ _RFC3339 = re.compile(
     r"(?:[Zz]|([+-])(\d\d):(\d\d))",
     re.ASCII,
 )
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-_SECOND = timedelta(seconds=1)
+
+
+@lru_cache(maxsize=1024)
+def _epoch_day(year: str, month: str, day: str) -> int:
+    """Days from 1970-01-01 to a date's digits (``ValueError`` when no such date)."""
+    return (date(int(year), int(month), int(day)) - _EPOCH_DATE).days
+
+
+_EPOCH_DATE = date(1970, 1, 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -123,13 +123,16 @@ def book_from_journal(
     if not stale and snap is not None:
         until = _FAR_FUTURE if at_us is None else at_us
         label = labels.get((snap[1], snap[2]), "")
-        for gap, gap_label in sorted(gaps.values(), key=lambda g: -g[0].start_ts):
+        for gap, gap_label in sorted(gaps.values(), key=lambda g: g[0].start_ts):
             if _gap_covers(gap, gap_label, ticker, until, snap[0], snap[1], label):
                 stale, detail = True, _gap_detail(gap)
                 break
         if not stale and at_us is not None and read_until < at_us:
             stale = True
-            detail = f"the journal ends at {format_rfc3339_us(read_until, digits=6)}, before then"
+            detail = (
+                f"nothing journaled from {format_rfc3339_us(read_until, digits=6)}"
+                f" to {format_rfc3339_us(at_us, digits=6)}: not recorded"
+            )
     return BookAt(book.copy(), "journal", as_of, stale, detail)
 
 
@@ -194,29 +197,37 @@ ORDER BY received_at, conn_id, frame_no
 _FAR_FUTURE = 2**62
 # A recorded gap of this market's book at the asked time (docs/data-model.md, "gaps"): the
 # market's own rows (any kind but ``backfill``, which is about trades), the production's
-# market-wide rows (gatherer ``dedup``), and a gatherer's connection-wide rows of an
-# order-book connection (``orderbook-N: ...``): an ``outage`` (the whole gatherer was down),
-# or a ``reconnect``/``stopped`` of the connection that carried this market (its snapshot's
-# connection, or one that snapshotted it after). A gap counts while it is open at the time
-# or when it began after the snapshot the book is built from (no resnapshot came since; a
-# ``book_invalid`` can also end with a delta that uncrosses the book).
+# channel-wide rows of the order book (gatherer ``dedup``, detail ``orderbook_delta: ...``;
+# its trade, ticker and lifecycle holes are not the book's), and a gatherer's
+# connection-wide rows of an order-book connection (``orderbook-N: ...``): an ``outage``
+# (the whole gatherer was down), or a ``reconnect``/``stopped`` of the connection that
+# carried this market (its snapshot's connection, or one that snapshotted it after). A gap
+# counts while it is open at the time or when it began after the snapshot the book is built
+# from (no resnapshot came since; a ``book_invalid`` can also end with a delta that
+# uncrosses the book).
 _COVER_SQL = """
 SELECT kind, start_ts, end_ts, detail FROM gaps g
 WHERE start_ts <= %s AND kind <> 'backfill'
   AND (end_ts IS NULL OR end_ts > %s OR (start_ts >= %s AND kind <> 'book_invalid'))
   AND (ticker = %s
        OR (ticker IS NULL AND (
-             gatherer_id = 'dedup'
+             (gatherer_id = 'dedup' AND detail LIKE 'orderbook_delta:%%')
              OR (gatherer_id = %s AND detail LIKE 'orderbook-%%'
                  AND (kind = 'outage' OR conn_id = %s
                       OR EXISTS (SELECT 1 FROM orderbook_snapshots s
                                  WHERE s.ticker = %s AND s.source = 'ws'
                                    AND s.gatherer_id = g.gatherer_id
                                    AND s.conn_id = g.conn_id))))))
-ORDER BY start_ts DESC
+ORDER BY start_ts
 LIMIT 1
 """
 _CLOSED = ("closed", "determined", "disputed", "amended", "finalized")
+_SETTLED_SQL = """
+SELECT event_type, exchange_ts FROM market_lifecycle
+WHERE ticker = %s AND event_type IN ('determined', 'settled') AND exchange_ts <= %s
+ORDER BY exchange_ts
+LIMIT 1
+"""
 _CLOSED_SQL = """
 SELECT status, close_time FROM markets
 WHERE ticker = %s AND status = ANY(%s) AND close_time <= %s
@@ -281,12 +292,17 @@ def _covered(
     db: Database, ticker: str, until: int, snap_at: int, gatherer_id: str, conn_id: int
 ) -> tuple[bool, str]:
     """``(True, why)`` when a recorded gap of the market's book covers ``until`` (µs) or
-    began after the snapshot received at ``snap_at``, or the market had closed by then."""
+    began after the snapshot received at ``snap_at``, or the market had been determined or
+    settled (a ``market_lifecycle`` event) or closed (``markets``) by then."""
     params = (until, until, snap_at, ticker, gatherer_id, conn_id, ticker)
     found = db.query(_COVER_SQL, params)
     if found:
         kind, start, end, why = found[0]
         return True, _gap_detail(GapRow(start, end, "", 0, None, None, kind, None, None, why))
+    settled = db.query(_SETTLED_SQL, (ticker, until))
+    if settled:  # determined before its scheduled close (early settlement)
+        event, at = settled[0]
+        return True, f"market {event} at {format_rfc3339_us(at, digits=6)}"
     closed = db.query(_CLOSED_SQL, (ticker, list(_CLOSED), until))
     if closed:
         status, close_time = closed[0]

@@ -385,10 +385,10 @@ async def test_markets_table_is_exported_whole_with_strikes_and_result(
     with connect_db(production) as db:
         db.execute(insert, row)
     s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration(WINDOW))
-    exporter = Exporter(production, s3)
+    clock = [1_796_145_300_000_000]
+    exporter = Exporter(production, s3, wall_us=lambda: clock[0])
     try:
         assert await exporter.export_markets() == 1
-        assert await exporter.export_markets() is None  # unchanged: not written again
         part = tmp_path / "out" / "raw" / "markets" / "part-00000.parquet"
         table = pq.read_table(part)
         assert table.schema.field("close_time").type == pa.timestamp("us", tz="UTC")
@@ -417,7 +417,12 @@ async def test_markets_table_is_exported_whole_with_strikes_and_result(
         assert got == [("KXHIGHNY-26DEC01-T60", 1_796_144_994_766_946, "60")]
         with connect_db(production) as db:
             db.execute("UPDATE markets SET updated_at = updated_at + 1")
+        clock[0] += 99_999  # changed, but the last export is less than a window old
+        assert await exporter.export_markets() is None
+        clock[0] += 1
         assert await exporter.export_markets() == 1
+        clock[0] += 200_000  # two windows later
+        assert await exporter.export_markets() is None  # unchanged: not written again
         manifest = json.loads((part.parent / "_manifest.json").read_text())
         assert (manifest["rows"], manifest["updated_until_us"]) == (1, 1_796_145_278_485_219)
     finally:

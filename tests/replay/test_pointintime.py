@@ -246,6 +246,9 @@ async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
         trades_down = "trade-0: gatherer down since its last trade frame"
         db.execute(_GAP, (t + 1000, t + 4000, "g-1", 8, 1, None, "outage", trades_down))
         db.execute(_GAP, (t + 1000, None, "g-1", 0, None, T1, "backfill", "trades due"))
+        # Production's channel hole of the trades (no gatherer connected): not the book's.
+        no_trades = "trade: no gatherer connected (g-1, g-2)"
+        db.execute(_GAP, (t + 1000, t + 9000, "dedup", 0, 1, None, "merge_hole", no_trades))
         assert book_from_db(db, T1, t + 1999).stale is False
         span = "2026-11-24T22:59:00.003000Z to 2026-11-24T22:59:00.005000Z"
         for at in (t + 2000, t + 3999, t + 4000, None):  # no resnapshot after it
@@ -272,6 +275,15 @@ async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
             True,
             "market finalized: closed at 2026-11-24T22:59:00.002200Z",
         )
+        # Determined before its scheduled close (recorded by its lifecycle event).
+        db.execute(
+            "INSERT INTO market_lifecycle VALUES (%s, %s, 'g-1', %s, 'determined', '{}', 1, 1,"
+            " NULL)",
+            (t + 1150, t + 1150, T1),
+        )
+        assert book_from_db(db, T1, t + 1149).stale is False
+        determined = book_from_db(db, T1, t + 1150)
+        assert determined.detail == "market determined at 2026-11-24T22:59:00.002150Z"
 
 
 async def test_a_journaled_gap_or_the_journal_end_marks_the_journal_book_stale(
@@ -303,4 +315,7 @@ async def test_a_journaled_gap_or_the_journal_end_marks_the_journal_book_stale(
     assert (last.stale, last.as_of_us) == (False, t + 900)
     past = book_from_journal(read_journal(cut), T1, t + 901)
     assert (past.stale, past.as_of_us) == (True, t + 900)
-    assert past.detail == "the journal ends at 2026-11-24T22:59:00.001900Z, before then"
+    assert past.detail == (
+        "nothing journaled from 2026-11-24T22:59:00.001900Z to 2026-11-24T22:59:00.001901Z:"
+        " not recorded"
+    )
