@@ -381,3 +381,33 @@ async def test_a_killed_writer_process_is_one_error_and_replaying_again_adds_the
     assert stats.written == {"orderbook_deltas": 3_000, "orderbook_snapshots": 1}
     with connect_db(db_url) as db:
         assert db.counts()["orderbook_deltas"] == 3_000
+
+
+async def test_a_cancelled_replay_stops_its_writer_process_cleanly(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Cancelled (as Ctrl-C cancels it) before a batch was sent: the pipe closes, the writer
+    process ends its store and exits 0, nothing is left in its spool; replayed again, every
+    row is written once."""
+    files = await write_journal(tmp_path / "journal", _many_deltas(3_000))
+    cfg = store_config(tmp_path)
+    children: list[multiprocessing.process.BaseProcess] = []
+    with trio.fail_after(60), trio.CancelScope() as scope:
+
+        def cancel(_: int) -> None:
+            if not children:
+                children.extend(multiprocessing.active_children())
+                scope.cancel()
+
+        await replay_into_db(
+            read_journal(files), db_url, cfg, writers="process", on_progress=cancel
+        )
+    assert scope.cancelled_caught
+    (child,) = children
+    assert (child.is_alive(), child.exitcode) == (False, 0)
+    assert sorted(p.name for p in (Path(cfg.spool.dir) / "replay").rglob("*.batch")) == []
+    with connect_db(db_url) as db:
+        assert db.counts()["orderbook_deltas"] == 0
+    with trio.fail_after(60):
+        stats = await replay_into_db(read_journal(files), db_url, cfg, writers="process")
+    assert stats.written == {"orderbook_deltas": 3_000, "orderbook_snapshots": 1}
