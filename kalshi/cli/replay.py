@@ -58,6 +58,7 @@ from kalshi.replay.core import count_lines
 from kalshi.replay.serve import WS_PATH, serve_recording
 from kalshi.replay.source import SeqCheck, SourceOptions, read_records, source_files
 from kalshi.replay.view import continuity_report, session_lines
+from kalshi.replay.writer_process import DEFAULT_WRITERS, Writers
 from kalshi.store import TABLES, migrate, resolve_database
 
 log = logging.getLogger("kalshi.cli")
@@ -190,6 +191,13 @@ def replay(
     continuity: Annotated[
         bool, Parameter(help="Print what the recording proves, per session and market.")
     ] = False,
+    writers: Annotated[
+        Writers,
+        Parameter(
+            help="Into a database: the store's writers on this process's loop (inline) or "
+            "in a second process fed over a pipe (process); same rows, same summary."
+        ),
+    ] = DEFAULT_WRITERS,
 ) -> None:
     """Replay journals or captures through the live decode -> book -> rows path.
 
@@ -257,7 +265,7 @@ def replay(
                 with resolve_database(cfg.timescaledb) as url:
                     migrate(url)
                     stats = trio.run(
-                        _to_db, items, url, cfg, replayer, speed, on_progress, blocking
+                        _to_db, items, url, cfg, replayer, speed, on_progress, blocking, writers
                     )
     except KalshiError as exc:
         fail(str(exc))
@@ -329,6 +337,7 @@ async def _to_db(
     speed: float | None,
     on_progress: Callable[[int], None] | None,
     blocking: bool,
+    writers: Writers,
 ) -> ReplayStats:
     return await replay_into_db(
         items,
@@ -338,6 +347,7 @@ async def _to_db(
         speed=speed,
         on_progress=on_progress,
         blocking=blocking,
+        writers=writers,
     )
 
 

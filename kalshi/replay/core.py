@@ -30,7 +30,13 @@ from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
 from kalshi.pipeline.outside import MARKETS_PATH, made_outside
 from kalshi.replay.continuity import Continuity
 from kalshi.replay.source import SeqCheck, decompressed, source_files
-from kalshi.store import TABLES, Store, open_store
+from kalshi.replay.writer_process import (
+    Writers,
+    drain_store,
+    replay_through_process,
+    store_counts,
+)
+from kalshi.store import TABLES, open_store
 
 __all__ = [
     "BAD_FRAMES_LISTED",
@@ -410,6 +416,7 @@ async def replay_into_db(
     on_progress: Callable[[int], None] | None = None,
     blocking: bool = True,
     copy_new: bool = True,
+    writers: Writers = "inline",
 ) -> ReplayStats:
     """:func:`replay` into the database at ``url`` (migrated) through the batch writers,
     configured by ``cfg`` (a gatherer config's :attr:`~kalshi.config.GathererConfig.store`).
@@ -424,7 +431,10 @@ async def replay_into_db(
     :func:`~kalshi.store.open_store` does (e.g. the spool holds another database's rows).
     ``blocking``: as for :func:`replay`. ``copy_new``: batches are COPYed straight into
     their tables first (see :func:`~kalshi.store.open_store`); ``False`` stages every batch
-    as the live gatherer does (the same rows end up stored).
+    as the live gatherer does (the same rows end up stored). ``writers``: ``"inline"``
+    runs the store on this Trio loop; ``"process"`` runs the same store in a second
+    process fed over a pipe (:mod:`kalshi.replay.writer_process`), with the same rows and
+    counts; a writer process that dies raises :class:`~kalshi.errors.StoreError`.
     """
     spool = cfg.spool
     cfg = attrs.evolve(
@@ -435,48 +445,39 @@ async def replay_into_db(
             dead_letter_dir=str(Path(spool.dead_letter_dir) / "replay"),
         ),
     )
-    # Historical rows, most of them new: COPY straight into the tables first.
-    async with open_store(url, cfg, watermark=False, copy_new=copy_new) as store:
-        sink = RowSink({table: store.sender(table) for table in TABLES})
-        try:
-            stats = await replay(
-                items,
-                sink,
-                replayer=replayer,
-                speed=speed,
-                on_progress=on_progress,
-                blocking=blocking,
-            )
-        finally:
-            await sink.aclose()
-        await _drain(store, float(cfg.shutdown_grace))
-    for table, counts in store.stats().tables.items():
-        stats.written[table] = counts.rows_written
-        stats.duplicate[table] = counts.rows_duplicate
-        stats.updated[table] = counts.rows_updated
-        stats.left[table] = counts.queue_rows + counts.spool_rows + counts.dead_letters
+    rep = replayer or Replayer()
+
+    async def run(sink: Sink) -> ReplayStats:
+        return await replay(
+            items, sink, replayer=rep, speed=speed, on_progress=on_progress, blocking=blocking
+        )
+
+    if writers == "process":
+        counts = await replay_through_process(
+            run, url, cfg, copy_new=copy_new, eager=speed is not None
+        )
+        stats = rep.stats
+    else:
+        # Historical rows, most of them new: COPY straight into the tables first.
+        async with open_store(url, cfg, watermark=False, copy_new=copy_new) as store:
+            sink = RowSink({table: store.sender(table) for table in TABLES})
+            try:
+                stats = await run(sink)
+            finally:
+                await sink.aclose()
+            await drain_store(store, float(cfg.shutdown_grace))
+        counts = store_counts(store)
+    for name, counter in (
+        ("written", stats.written),
+        ("duplicate", stats.duplicate),
+        ("updated", stats.updated),
+        ("left", stats.left),
+    ):
+        for table, n in counts[name].items():
+            counter[table] = n
     stats.written, stats.duplicate = +stats.written, +stats.duplicate
     stats.updated, stats.left = +stats.updated, +stats.left
     return stats
-
-
-async def _drain(store: Store, patience: float) -> None:
-    """Wait until the store is drained, as long as the database keeps acknowledging rows
-    within ``patience`` seconds (a deadline on progress, not a synchronisation)."""
-    while True:
-        before = _acknowledged(store)
-        with trio.move_on_after(patience):
-            await store.drain()
-            return
-        if _acknowledged(store) == before:
-            log.warning("the database acknowledged nothing for %.0f s; stopping", patience)
-            return
-
-
-def _acknowledged(store: Store) -> int:
-    return sum(
-        t.rows_written + t.rows_duplicate + t.rows_updated for t in store.stats().tables.values()
-    )
 
 
 def count_lines(paths: Iterable[str | Path]) -> int | None:

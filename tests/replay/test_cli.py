@@ -8,13 +8,15 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 import trio
 import trio_websocket
-from replay_support import BASE_US, OB_CONN, T1, scripted_session, write_journal
+from replay_support import BASE_US, OB_CONN, T1, scripted_session, store_config, write_journal
 
 from kalshi.journal import read_journal
-from kalshi.replay import JsonlSink, Replayer, ReplayFilter
+from kalshi.replay import JsonlSink, Replayer, ReplayFilter, replay_into_db
 from kalshi.sim import open_sim_exchange
+from kalshi.store import connect_db
 from kalshi.testing.s3server import S3Server
 
 
@@ -70,7 +72,8 @@ async def test_replay_to_jsonl_reports_corrupt_lines_and_exits_1(tmp_path: Path)
     ]
 
 
-async def test_replay_into_a_database_twice(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("writers", ["inline", "process"])
+async def test_replay_into_a_database_twice(db_url: str, tmp_path: Path, writers: str) -> None:
     await write_journal(tmp_path / "journal", scripted_session(), compress=True)
     summary = (
         "replayed 12 frames (16 journal records); rows: gaps 1, orderbook_deltas 4, "
@@ -81,7 +84,9 @@ async def test_replay_into_a_database_twice(db_url: str, tmp_path: Path) -> None
         [f"committed (new rows): {every}"],
         ["committed (new rows): none", f"already stored (skipped): {every}"],
     ):
-        result = kalshi("replay", str(tmp_path / "journal"), "--db", db_url, cwd=tmp_path)
+        result = kalshi(
+            "replay", str(tmp_path / "journal"), "--db", db_url, "--writers", writers, cwd=tmp_path
+        )
         # the malformed frame is located on stderr, the summary on stdout
         assert (result.returncode, result.stderr) == (0, _MALFORMED + "\n")
         assert result.stdout.splitlines() == [
@@ -121,6 +126,33 @@ async def test_replay_into_a_database_twice(db_url: str, tmp_path: Path) -> None
     assert table.returncode == 0
     assert "best yes bid 0.4100 · best yes ask - · spread -" in table.stdout
     assert "0.4000" not in table.stdout  # --depth 1: only the best level
+
+
+async def test_the_writer_process_store_error_is_the_inline_one(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The writer process's store refuses (its spool holds another database's rows): the
+    same one line and exit 1 as the inline writers, nothing written."""
+    files = await write_journal(tmp_path / "journal", scripted_session())
+    nowhere = "postgresql://postgres@127.0.0.1:1/nowhere"
+    with trio.fail_after(60):
+        lost = await replay_into_db(
+            read_journal(files), nowhere, store_config(tmp_path, grace=1.0), writers="process"
+        )
+    assert sum(lost.left.values()) == 10
+    (tmp_path / "cfg.yaml").write_text("spool: {dir: spool, dead_letter_dir: dead-letter}\n")
+    said = []
+    for writers in ("inline", "process"):
+        result = kalshi(
+            "replay", str(tmp_path / "journal"), "--config", "cfg.yaml", "--db", db_url,
+            "--writers", writers, cwd=tmp_path,
+        )  # fmt: skip
+        assert (result.returncode, result.stdout) == (1, ""), result.stderr
+        said.append(result.stderr)
+    assert said[0] == said[1]
+    assert "holds 10 rows for database 127.0.0.1:1/nowhere" in said[0], said[0]
+    with connect_db(db_url) as db:
+        assert sum(db.counts().values()) == 0
 
 
 async def test_one_clear_line_and_exit_1(tmp_path: Path) -> None:

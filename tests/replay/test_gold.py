@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 import zstandard
+from replay_support import stored
 
 from kalshi.book import OrderBook
 from kalshi.journal import JournalRecord
@@ -261,3 +262,29 @@ def test_replay_with_batches_larger_than_memory_commits_everything(
     with connect_db(empty_db_url) as db:
         counts = {t: n for t, n in db.counts().items() if n}
     assert counts == {t: n for t, n in GOLDEN[window].items() if n}
+
+
+def test_writers_in_a_second_process_store_and_say_what_inline_does(
+    db_url: str, other_db_url: str, tmp_path: Path
+) -> None:
+    """--writers process on the three files: the same summary, line for line, and the same
+    rows as the inline writers; replayed again, every row is already stored."""
+    inline = kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path)
+    assert inline.returncode == 0, inline.stderr
+    process = kalshi(
+        "replay", str(GOLD / "events"), "--db", other_db_url, "--writers", "process", cwd=tmp_path
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout == inline.stdout
+    assert process.stdout.decode().splitlines()[-1] == (
+        "committed (new rows): orderbook_deltas 100,838, orderbook_snapshots 6, trades 2,640"
+    )
+    assert stored(other_db_url) == stored(db_url)
+    again = kalshi(
+        "replay", str(GOLD / "events"), "--db", other_db_url, "--writers", "process", cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.decode().splitlines()[-2:] == [
+        "committed (new rows): none",
+        "already stored (skipped): orderbook_deltas 100,838, orderbook_snapshots 6, trades 2,640",
+    ]

@@ -3,7 +3,10 @@ changes nothing, damaged journals replay everything else and name each problem."
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,7 @@ from kalshi.errors import StoreError
 from kalshi.journal import JournalProblem, read_journal
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow, TradeRow
 from kalshi.replay import Replayer, replay, replay_into_db
+from kalshi.replay.writer_process import Writers
 from kalshi.store import connect_db, migrate
 
 
@@ -207,10 +211,18 @@ EXPECTED: list[tuple[str, Row]] = [
 ]
 
 
-async def test_scripted_journal_replays_to_exact_rows(db_url: str, tmp_path: Path) -> None:
+WRITERS = pytest.mark.parametrize("writers", ["inline", "process"])
+
+
+@WRITERS
+async def test_scripted_journal_replays_to_exact_rows(
+    db_url: str, tmp_path: Path, writers: Writers
+) -> None:
     files = await write_journal(tmp_path / "journal", scripted_session())
     with trio.fail_after(60):
-        stats = await replay_into_db(read_journal(files), db_url, store_config(tmp_path))
+        stats = await replay_into_db(
+            read_journal(files), db_url, store_config(tmp_path), writers=writers
+        )
     assert stored(db_url) == as_stored(EXPECTED)
     assert (stats.records, stats.frames, stats.markers) == (16, 12, 3)
     assert stats.problems == []
@@ -221,18 +233,23 @@ async def test_scripted_journal_replays_to_exact_rows(db_url: str, tmp_path: Pat
         "gaps": 1,
         "trades": 2,
     }
+    assert dict(stats.written) == dict(stats.rows)
+    assert (stats.duplicate, stats.updated, stats.left) == ({}, {}, {})
 
 
-async def test_replaying_twice_adds_nothing(db_url: str, tmp_path: Path) -> None:
+@WRITERS
+async def test_replaying_twice_adds_nothing(db_url: str, tmp_path: Path, writers: Writers) -> None:
     files = await write_journal(tmp_path / "journal", scripted_session(), compress=True)
     cfg = store_config(tmp_path)
     with trio.fail_after(60):
-        await replay_into_db(read_journal(files), db_url, cfg)
+        first = await replay_into_db(read_journal(files), db_url, cfg, writers=writers)
         once = stored(db_url)
         with connect_db(db_url) as db:
             counts = db.counts()
-        await replay_into_db(read_journal(files), db_url, cfg)
+        again = await replay_into_db(read_journal(files), db_url, cfg, writers=writers)
     assert stored(db_url) == once == as_stored(EXPECTED)
+    assert dict(first.written) == dict(again.duplicate) == dict(first.rows)
+    assert (again.written, again.updated, again.left) == ({}, {}, {})
     with connect_db(db_url) as db:
         assert db.counts() == counts
     assert sum(counts.values()) == len(EXPECTED)
@@ -301,8 +318,9 @@ def _many_deltas(n: int) -> list[tuple[object, ...]]:
     return [("in", OB_CONN, k, BASE_US + 10 * k, raw) for k, raw in enumerate(frames, 1)]
 
 
+@WRITERS
 async def test_a_replay_bigger_than_memory_reports_only_what_is_committed(
-    db_url: str, empty_db_url: str, tmp_path: Path
+    db_url: str, empty_db_url: str, tmp_path: Path, writers: Writers
 ) -> None:
     files = await write_journal(tmp_path / "journal", _many_deltas(3_000))
     cfg = store_config(tmp_path, batch_size=50, memory_rows=100, grace=1.0)
@@ -311,23 +329,85 @@ async def test_a_replay_bigger_than_memory_reports_only_what_is_committed(
     # (for that database only) and the replay says so.
     nowhere = "postgresql://postgres@127.0.0.1:1/nowhere"
     with trio.fail_after(60):
-        lost = await replay_into_db(read_journal(files), nowhere, cfg)
+        lost = await replay_into_db(read_journal(files), nowhere, cfg, writers=writers)
     assert (lost.written, lost.duplicate) == ({}, {})
     assert lost.left == {"orderbook_deltas": 3_000, "orderbook_snapshots": 1}
     assert (spool / "DATABASE").read_text() == "127.0.0.1:1/nowhere\n"
     # Another database is never given those rows: the spool is refused, nothing written.
     with trio.fail_after(60), pytest.raises(StoreError, match="holds 3001 rows for database"):
-        await replay_into_db(read_journal(files), db_url, cfg)
+        await replay_into_db(read_journal(files), db_url, cfg, writers=writers)
     with connect_db(db_url) as db:
         assert db.counts()["orderbook_deltas"] == 0
     # A fresh spool: more rows than spool.memory_rows, all committed before the replay ends.
     shutil.rmtree(spool)
     migrate(empty_db_url)
     with trio.fail_after(120):
-        stats = await replay_into_db(read_journal(files), empty_db_url, cfg)
+        stats = await replay_into_db(read_journal(files), empty_db_url, cfg, writers=writers)
     assert stats.rows["orderbook_deltas"] == 3_000
     assert stats.written == {"orderbook_deltas": 3_000, "orderbook_snapshots": 1}
     assert stats.left == {}
     with connect_db(empty_db_url) as db:
         assert db.counts()["orderbook_deltas"] == 3_000
     assert sorted(p.name for p in spool.rglob("*.batch")) == []
+
+
+async def test_a_killed_writer_process_is_one_error_and_replaying_again_adds_the_rest(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The writer process killed (SIGKILL) before the first batch reaches it: one
+    StoreError naming the exit code; the journal replayed again writes every row once."""
+    files = await write_journal(tmp_path / "journal", _many_deltas(3_000))
+    cfg = store_config(tmp_path)
+    killed: list[int] = []
+
+    def kill_the_writer(_: int) -> None:
+        if not killed:
+            (child,) = multiprocessing.active_children()
+            os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            killed.append(child.pid)  # type: ignore[arg-type]
+
+    with trio.fail_after(60), pytest.raises(StoreError) as raised:
+        await replay_into_db(
+            read_journal(files), db_url, cfg, writers="process", on_progress=kill_the_writer
+        )
+    assert str(raised.value) == (
+        "the replay's writer process died (exit code -9): rows it had not committed are not"
+        " written; they are in the journal, and replaying it again writes only those (rows"
+        " already stored are skipped by their keys)"
+    )
+    assert multiprocessing.active_children() == []
+    with trio.fail_after(60):
+        stats = await replay_into_db(read_journal(files), db_url, cfg, writers="process")
+    assert stats.written == {"orderbook_deltas": 3_000, "orderbook_snapshots": 1}
+    with connect_db(db_url) as db:
+        assert db.counts()["orderbook_deltas"] == 3_000
+
+
+async def test_a_cancelled_replay_stops_its_writer_process_cleanly(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Cancelled (as Ctrl-C cancels it) before a batch was sent: the pipe closes, the writer
+    process ends its store and exits 0, nothing is left in its spool; replayed again, every
+    row is written once."""
+    files = await write_journal(tmp_path / "journal", _many_deltas(3_000))
+    cfg = store_config(tmp_path)
+    children: list[multiprocessing.process.BaseProcess] = []
+    with trio.fail_after(60), trio.CancelScope() as scope:
+
+        def cancel(_: int) -> None:
+            if not children:
+                children.extend(multiprocessing.active_children())
+                scope.cancel()
+
+        await replay_into_db(
+            read_journal(files), db_url, cfg, writers="process", on_progress=cancel
+        )
+    assert scope.cancelled_caught
+    (child,) = children
+    assert (child.is_alive(), child.exitcode) == (False, 0)
+    assert sorted(p.name for p in (Path(cfg.spool.dir) / "replay").rglob("*.batch")) == []
+    with connect_db(db_url) as db:
+        assert db.counts()["orderbook_deltas"] == 0
+    with trio.fail_after(60):
+        stats = await replay_into_db(read_journal(files), db_url, cfg, writers="process")
+    assert stats.written == {"orderbook_deltas": 3_000, "orderbook_snapshots": 1}

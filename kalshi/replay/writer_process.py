@@ -1,0 +1,322 @@
+"""``kalshi replay --db --writers process``: the store's batch writers in a second process.
+
+This process reads the journal and runs the pipeline (:func:`~kalshi.replay.core.replay`);
+the rows go, a batch of one table at a time, as MessagePack (``msgspec``) over a
+``multiprocessing`` pipe to a child process (``spawn``) that runs the *same* store,
+:func:`~kalshi.store.open_store` (its batch writers, spool, dead letters, retries and
+identity keys), with the rows rebuilt as their Row types (``kalshi.models.rows``). Once the
+journal is done the child drains the store as the inline replay does and sends back, per
+table, the rows committed new, already stored, updated and left unwritten: the replay's
+summary is the inline one.
+
+Wire (one message per ``send_bytes``): a batch is one byte, the table's index in
+:data:`~kalshi.store.TABLES`, then the MessagePack array of its rows; an empty message
+ends the rows. The child answers with one MessagePack message: ``["ok", counts]`` or
+``["error", message]`` (a :class:`~kalshi.errors.KalshiError` of the store, e.g. the spool
+holds another database's rows).
+
+Backpressure bounds memory: the pipeline waits while :data:`_IN_FLIGHT` encoded batches
+wait for the pipe, the pipe's sender blocks while the child has not read, and the child
+stops reading while the store's channels are full (``spool.memory_rows``).
+
+Stopping: the child ignores SIGINT (Ctrl-C reaches the whole process group; this process
+decides). When this process stops (Ctrl-C, an error, its end), it closes the pipe; the
+child takes that as the end of its rows, commits what it received (or spools it, as
+``open_store`` does on any exit) and exits; this process waits for it. SIGTERM to the child
+stops its reading the same way and is reported as an error. A child that dies (killed, out
+of memory) is one :class:`~kalshi.errors.StoreError`: rows it had not committed are not
+written, and they are in the journal: replaying it again writes only those, since rows
+already stored are skipped by their keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import signal
+from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+import msgspec
+import trio
+
+from kalshi.config import StoreConfig
+from kalshi.errors import KalshiError, StoreError
+from kalshi.models.rows import Row
+from kalshi.store import TABLES, Store, open_store
+
+__all__ = ["DEFAULT_WRITERS", "Writers", "drain_store", "replay_through_process", "store_counts"]
+
+Writers = Literal["inline", "process"]
+"""Where ``kalshi replay --db`` runs the store's writers: in this process's Trio loop, or
+in a second process (this module)."""
+
+DEFAULT_WRITERS: Writers = "inline"
+"""``kalshi replay --db``'s ``--writers`` when not given."""
+
+log = logging.getLogger("kalshi.replay")
+
+_NAMES = tuple(TABLES)  # a batch's first byte: its table's index here
+_INDEX = {name: i for i, name in enumerate(_NAMES)}
+_BATCH_ROWS = 2_000  # rows of one table sent at a time
+_IN_FLIGHT = 4  # encoded batches waiting for the pipe
+_JOIN_SLACK = 30.0  # seconds past shutdown_grace a stopping child is waited for
+
+
+class _PipeSink:
+    """The :class:`~kalshi.pipeline.Sink` onto the pipe: rows grouped by table into
+    batches of :data:`_BATCH_ROWS`, each encoded and handed to the sending task;
+    ``eager`` (a paced replay) sends what it has after every call."""
+
+    def __init__(self, send: trio.MemorySendChannel[bytes], eager: bool) -> None:
+        self._send = send
+        self._eager = eager
+        self._pending: list[list[Row]] = [[] for _ in _NAMES]
+        self._encoder = msgspec.msgpack.Encoder()
+
+    async def put_all(self, rows: list[tuple[str, Row]]) -> None:
+        pending, index = self._pending, _INDEX
+        for table, row in rows:
+            batch = pending[index[table]]
+            batch.append(row)
+            if len(batch) >= _BATCH_ROWS:
+                await self._ship(index[table])
+        if self._eager:
+            await self.flush()
+
+    async def flush(self) -> None:
+        for i, batch in enumerate(self._pending):
+            if batch:
+                await self._ship(i)
+
+    async def _ship(self, i: int) -> None:
+        rows, self._pending[i] = self._pending[i], []
+        await self._send.send(bytes((i,)) + self._encoder.encode(rows))
+
+
+async def replay_through_process(
+    run: Callable[[_PipeSink], Awaitable[object]],
+    url: str,
+    cfg: StoreConfig,
+    *,
+    copy_new: bool,
+    eager: bool,
+) -> dict[str, dict[str, int]]:
+    """Start the writer process on ``url`` with ``cfg`` (the replay's spool already set),
+    await ``run(sink)`` (the replay onto the pipe), end the rows and return the child's
+    per-table counts: ``{"written"|"duplicate"|"updated"|"left": {table: rows}}``.
+
+    Raises :class:`StoreError` with the child's own message when its store failed, or
+    saying the writer process died (its exit code) and what that means for the rows.
+    On any exit (normal, error, Ctrl-C) the pipe is closed and the child waited for
+    (``cfg.shutdown_grace`` + 30 s, then killed)."""
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no Trio state forked
+    here, there = ctx.Pipe()
+    proc = ctx.Process(
+        target=_child_main,
+        args=(there, url, cfg, copy_new),
+        name="kalshi-replay-writers",
+        daemon=True,
+    )
+    await trio.to_thread.run_sync(proc.start)
+    there.close()
+    died: list[BaseException] = []
+    answer: tuple[str, Any] | None = None
+    try:
+        send, receive = trio.open_memory_channel[bytes](_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_sender, here, receive, died, nursery.cancel_scope)
+            async with send:
+                sink = _PipeSink(send, eager)
+                await run(sink)
+                await sink.flush()
+        if not died:
+            try:
+                answer = await trio.to_thread.run_sync(_finish, here)
+            except (OSError, EOFError) as exc:
+                died.append(exc)
+        if died:
+            answer = await trio.to_thread.run_sync(_last_word, here)
+            if answer is None:
+                code = await trio.to_thread.run_sync(_join, proc, 5.0)
+                raise StoreError(
+                    f"the replay's writer process died (exit code {code}): rows it had not"
+                    " committed are not written; they are in the journal, and replaying it"
+                    " again writes only those (rows already stored are skipped by their keys)"
+                )
+    finally:
+        here.close()
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(_join, proc, float(cfg.shutdown_grace) + _JOIN_SLACK)
+    assert answer is not None  # else StoreError above
+    kind, body = answer
+    if kind != "ok":
+        raise StoreError(str(body))
+    return dict(body)
+
+
+async def _sender(
+    conn: Connection,
+    receive: trio.MemoryReceiveChannel[bytes],
+    died: list[BaseException],
+    scope: trio.CancelScope,
+) -> None:
+    """Batches onto the pipe in a worker thread (``send_bytes`` blocks while the child has
+    not read: backpressure); a broken pipe is recorded and stops the replay."""
+    async with receive:
+        async for payload in receive:
+            try:
+                await trio.to_thread.run_sync(conn.send_bytes, payload)
+            except OSError as exc:
+                died.append(exc)
+                scope.cancel()
+                return
+
+
+def _finish(conn: Connection) -> tuple[str, Any]:
+    """The end of the rows; the child's answer once its store is drained and closed."""
+    conn.send_bytes(b"")
+    return _decode_answer(conn.recv_bytes())
+
+
+def _last_word(conn: Connection) -> tuple[str, Any] | None:
+    """The answer a child sent before it stopped reading (its store failed), if any."""
+    try:
+        if conn.poll(5.0):
+            return _decode_answer(conn.recv_bytes())
+    except (OSError, EOFError):
+        pass
+    return None
+
+
+def _decode_answer(data: bytes) -> tuple[str, Any]:
+    kind, body = msgspec.msgpack.decode(data)
+    return str(kind), body
+
+
+def _join(proc: multiprocessing.process.BaseProcess, timeout: float) -> int | None:
+    """Wait for the child; kill it past ``timeout`` (it is stuck). Its exit code."""
+    proc.join(timeout)
+    if proc.exitcode is None:
+        log.error("the replay's writer process did not stop within %.0f s: killed", timeout)
+        proc.kill()
+        proc.join()
+    return proc.exitcode
+
+
+# --- the child process --------------------------------------------------------------------
+
+
+def _child_main(conn: Connection, url: str, cfg: StoreConfig, copy_new: bool) -> None:
+    """The writer process: see the module docstring. Exits 0 after answering."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        answer: list[Any] = ["ok", trio.run(_child, conn, url, cfg, copy_new)]
+    except (KalshiError, BaseExceptionGroup) as exc:
+        message = _store_failure(exc)
+        if message is None:
+            raise  # a bug: its traceback on stderr, the replay says the process died
+        answer = ["error", message]
+    # OSError: the replay stopped (Ctrl-C), nobody is waiting for the counts
+    with contextlib.suppress(OSError):
+        conn.send_bytes(msgspec.msgpack.encode(answer))
+    conn.close()
+
+
+async def _child(
+    conn: Connection, url: str, cfg: StoreConfig, copy_new: bool
+) -> dict[str, dict[str, int]]:
+    decoders = [_decoder(TABLES[name].row_type) for name in _NAMES]
+    stopped: list[str] = []
+    async with open_store(url, cfg, watermark=False, copy_new=copy_new) as store:
+        senders = [store.sender(name) for name in _NAMES]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_on_sigterm, nursery.cancel_scope, stopped)
+            while True:
+                data = await trio.to_thread.run_sync(_receive, conn, abandon_on_cancel=True)
+                if not data:
+                    break
+                i = data[0]
+                sender = senders[i]
+                for row in decoders[i].decode(memoryview(data)[1:]):
+                    try:
+                        sender.send_nowait(row)
+                    except trio.WouldBlock:
+                        await sender.send(row)
+            nursery.cancel_scope.cancel()
+        for sender in senders:
+            await sender.aclose()
+        if not stopped:
+            await drain_store(store, float(cfg.shutdown_grace))
+    if stopped:
+        raise StoreError(
+            "the replay's writer process was stopped (SIGTERM): the rows it had received"
+            " were committed or spooled; the rest are in the journal (replay it again)"
+        )
+    return store_counts(store)
+
+
+def _store_failure(exc: BaseException) -> str | None:
+    """The messages of the :class:`KalshiError` inside ``exc`` (through Trio's exception
+    groups), joined with ``; ``; ``None`` when anything else is inside."""
+    if isinstance(exc, BaseExceptionGroup):
+        lines = [_store_failure(sub) for sub in exc.exceptions]
+        if any(line is None for line in lines):
+            return None
+        return "; ".join(dict.fromkeys(line for line in lines if line))
+    return str(exc) if isinstance(exc, KalshiError) else None
+
+
+def _decoder(row_type: type[Row]) -> msgspec.msgpack.Decoder[list[Row]]:
+    """Decodes a batch of one table into its Row type (a NamedTuple from an array)."""
+    return msgspec.msgpack.Decoder(list[row_type])  # type: ignore[valid-type]
+
+
+def _receive(conn: Connection) -> bytes:
+    """The next message; ``b""`` (the end) when this process's parent closed the pipe."""
+    try:
+        return conn.recv_bytes()
+    except (EOFError, OSError):
+        return b""
+
+
+async def _on_sigterm(scope: trio.CancelScope, stopped: list[str]) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            stopped.append("SIGTERM")
+            scope.cancel()
+            return
+
+
+def store_counts(store: Store) -> dict[str, dict[str, int]]:
+    """Per table, the rows the database acknowledged as new (``written``), as already
+    stored (``duplicate``), as replacing a stored market (``updated``), and the rows not
+    written (``left``: in memory, spooled or dead-lettered)."""
+    counts: dict[str, dict[str, int]] = {"written": {}, "duplicate": {}, "updated": {}, "left": {}}
+    for table, t in store.stats().tables.items():
+        counts["written"][table] = t.rows_written
+        counts["duplicate"][table] = t.rows_duplicate
+        counts["updated"][table] = t.rows_updated
+        counts["left"][table] = t.queue_rows + t.spool_rows + t.dead_letters
+    return counts
+
+
+async def drain_store(store: Store, patience: float) -> None:
+    """Wait until the store is drained, as long as the database keeps acknowledging rows
+    within ``patience`` seconds (a deadline on progress, not a synchronisation)."""
+    while True:
+        before = _acknowledged(store)
+        with trio.move_on_after(patience):
+            await store.drain()
+            return
+        if _acknowledged(store) == before:
+            log.warning("the database acknowledged nothing for %.0f s; stopping", patience)
+            return
+
+
+def _acknowledged(store: Store) -> int:
+    return sum(
+        t.rows_written + t.rows_duplicate + t.rows_updated for t in store.stats().tables.values()
+    )
