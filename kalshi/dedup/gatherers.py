@@ -13,7 +13,7 @@ from typing import Any
 
 from kalshi.config import GathererSource
 from kalshi.dedup.coverage import COVERAGE_KINDS
-from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql
+from kalshi.dedup.tables import DIGEST_BUCKET_US, KeyedTable, digest_sql, occurrence_sql
 from kalshi.errors import GathererError, StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
 from kalshi.store import TABLES, Session
@@ -52,9 +52,23 @@ def _received(low: int, high: int, offset: tuple[int, int] = (0, 0)) -> tuple[in
     return (low, high, low - offset[1] - SKEW_US, high - offset[0] + SKEW_US)
 
 
-def _select(table: str, where: str, order: str, limit: int | None = None) -> str:
+def _select(
+    table: str,
+    where: str,
+    order: str,
+    limit: int | None = None,
+    *,
+    counted: KeyedTable | None = None,
+) -> str:
+    """``counted``: the row's ``occurrence`` is computed (:func:`occurrence_sql`)."""
     spec = TABLES[table]
-    columns = ", ".join(f"{c}::text" if c in spec.json_columns else c for c in spec.columns)
+
+    def column(c: str) -> str:
+        if c == "occurrence" and counted is not None:
+            return occurrence_sql(counted)
+        return f"{c}::text" if c in spec.json_columns else c
+
+    columns = ", ".join(column(c) for c in spec.columns)
     tail = f" LIMIT {int(limit)}" if limit is not None else ""
     return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order}{tail}"
 
@@ -181,7 +195,7 @@ class GathererDb:
 
     def digests(self, table: KeyedTable, low: int, high: int) -> dict[int, tuple[int, int]]:
         """``bucket -> (events, identity hash sum)`` of ``low < time <= high``."""
-        rows = self._query(digest_sql(table), (DIGEST_BUCKET_US, low, high))
+        rows = self._query(digest_sql(table, computed=table.counted), (DIGEST_BUCKET_US, low, high))
         return {int(b): (int(n), int(h)) for b, n, h in rows}
 
     def has_legacy(self, table: KeyedTable) -> bool:
@@ -224,7 +238,9 @@ class GathererDb:
         if table.filter:
             clauses.append(table.filter)
         where = " AND ".join(clauses)
-        return self._rows(table.name, _select(table.name, where, ", ".join(table.key)), params)
+        counted = table if table.counted else None
+        statement = _select(table.name, where, ", ".join(table.key), counted=counted)
+        return self._rows(table.name, statement, params)
 
     def safe_commit(self) -> int:
         """The commit horizon (a transaction id, ``xid8`` as integer): every transaction

@@ -26,7 +26,15 @@ from attrs import frozen
 
 from kalshi.store import TABLES
 
-__all__ = ["DIGEST_BUCKET_US", "EXPORT_TABLES", "KEYED", "KeyedTable", "digest_sql"]
+__all__ = [
+    "DIGEST_BUCKET_US",
+    "EXPORT_TABLES",
+    "KEYED",
+    "KeyedTable",
+    "digest_sql",
+    "identity_sql",
+    "occurrence_sql",
+]
 
 DIGEST_BUCKET_US = 1_000_000
 """Width of the time buckets whose digests are compared before rows are read."""
@@ -54,6 +62,9 @@ class KeyedTable:
     timed: bool = True
     filter: str = ""  # an extra SQL condition on the gatherer's rows
     upsert: bool = False
+    # whether ``occurrence`` is part of the identity: two rows of one connection with the
+    # same identity are two messages, copies exist only across connections (docs/dedup.md)
+    counted: bool = False
 
     @property
     def digested(self) -> bool:
@@ -62,11 +73,41 @@ class KeyedTable:
         return not self.upsert
 
 
-def digest_sql(table: KeyedTable) -> str:
+def occurrence_sql(table: KeyedTable) -> str:
+    """The occurrence of a gatherer row of ``table`` (its rows unaliased): 1 + the rows of
+    the same gatherer, connection and identity received before it (``frame_no`` order); a
+    connection receives each exchange message once, so these are distinct messages. Found
+    through the ``(ticker, exchange_ts)`` index (by ticker alone for an untimed identity)."""
+    name = table.name
+    same = [c for c in table.identity if c != "occurrence"]
+    if not table.timed:
+        same = [c for c in same if c != "exchange_ts"]
+    match = " AND ".join(
+        f"p.{c} IS NOT DISTINCT FROM {name}.{c}"
+        for c in ("gatherer_id", "conn_id", *same)
+        if c != "ticker"
+    )
+    return (
+        f"(1 + (SELECT count(*) FROM {name} p WHERE p.ticker = {name}.ticker"
+        f" AND p.frame_no < {name}.frame_no AND {match}))"
+    )
+
+
+def identity_sql(table: KeyedTable, *, computed: bool = False) -> str:
+    """``table``'s identity columns as SQL; ``computed``: a gatherer's, whose stored
+    ``occurrence`` is 1 and is computed instead (:func:`occurrence_sql`)."""
+    return ", ".join(
+        occurrence_sql(table) if c == "occurrence" and computed else c for c in table.identity
+    )
+
+
+def digest_sql(table: KeyedTable, *, computed: bool = False) -> str:
     """Per time bucket: how many distinct events and the sum of their identity hashes, for
     ``low < time <= high`` (parameters: bucket width, low, high). The same statement runs
-    on a gatherer and on production; equal digests mean the gatherer adds nothing there."""
-    identity = ", ".join(table.identity)
+    on a gatherer (``computed``: occurrences counted, :func:`identity_sql`) and on
+    production; equal digests mean the gatherer adds nothing there. A bucket holding
+    A, B, A on one connection digests three events, production's A, B two."""
+    identity = identity_sql(table, computed=computed)
     where = f"{table.time} > %s AND {table.time} <= %s"
     if table.filter:
         where += f" AND {table.filter}"
@@ -98,14 +139,17 @@ KEYED: dict[str, KeyedTable] = {
                 "yes_bid_size",
                 "yes_ask_size",
                 "last_trade_size",
+                "occurrence",
             ),
+            counted=True,
         ),
         KeyedTable(
             "market_lifecycle",
             "received_at",
             TABLES["market_lifecycle"].key,
-            ("ticker", "event_type", "payload"),
+            ("ticker", "event_type", "payload", "occurrence"),
             timed=False,
+            counted=True,
         ),
         KeyedTable(
             "orderbook_snapshots",

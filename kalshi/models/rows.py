@@ -91,6 +91,9 @@ class TickerRow(NamedTuple):
     last_trade_size: int | None
     conn_id: int
     frame_no: int
+    # 1 + the rows of the same connection and identity received before it: 1 in a
+    # gatherer's table; the deduplicator reads it computed and stores it (docs/dedup.md)
+    occurrence: int = 1
 
 
 class LifecycleRow(NamedTuple):
@@ -103,6 +106,7 @@ class LifecycleRow(NamedTuple):
     conn_id: int
     frame_no: int
     seq: int | None
+    occurrence: int = 1  # as TickerRow.occurrence
 
 
 class MarketRow(NamedTuple):

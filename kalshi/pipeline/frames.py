@@ -625,6 +625,7 @@ def _ticker_row(t: Ticker, base: tuple[int, str], conn_id: int, frame_no: int) -
             t.last_trade_size,
             conn_id,
             frame_no,
+            1,  # occurrence: 1 in a gatherer's table (the deduplicator computes it)
         ),
     )
 

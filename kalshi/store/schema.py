@@ -101,13 +101,13 @@ TABLES: dict[str, TableSpec] = {
         _spec(
             "tickers",
             TickerRow,
-            (_B, _B, _T, _T, _I, _I, _I, _B, _B, _B, _B, _B, _B, _B, _B, _B),
+            (_B, _B, _T, _T, _I, _I, _I, _B, _B, _B, _B, _B, _B, _B, _B, _B, _I),
             _FRAME,
         ),
         _spec(
             "market_lifecycle",
             LifecycleRow,
-            (_B, _B, _T, _T, _T, _J, _B, _B, _B),
+            (_B, _B, _T, _T, _T, _J, _B, _B, _B, _I),
             _FRAME,
         ),
         _spec(
