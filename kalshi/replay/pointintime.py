@@ -139,8 +139,8 @@ def book_from_journal(
 def _note_gap(gaps: dict[tuple[object, ...], tuple[GapRow, str]], item: JournalRecord) -> None:
     """Keep a journaled gap row (its later copy with an end closes it)."""
     try:
-        gap = GapRow(*item.detail["row"])
-    except TypeError:
+        gap = GapRow(**dict(zip(GapRow._fields, item.detail["row"], strict=True)))
+    except (TypeError, ValueError):
         return  # a malformed marker: the replay counts it (Replayer.feed)
     key = (gap.start_ts, gap.gatherer_id, gap.conn_id, gap.kind, gap.ticker or "")
     known = gaps.get(key)
@@ -298,7 +298,20 @@ def _covered(
     found = db.query(_COVER_SQL, params)
     if found:
         kind, start, end, why = found[0]
-        return True, _gap_detail(GapRow(start, end, "", 0, None, None, kind, None, None, why))
+        return True, _gap_detail(
+            GapRow(
+                start_ts=start,
+                end_ts=end,
+                gatherer_id="",
+                conn_id=0,
+                sid=None,
+                ticker=None,
+                kind=kind,
+                expected_seq=None,
+                got_seq=None,
+                detail=why,
+            )
+        )
     settled = db.query(_SETTLED_SQL, (ticker, until))
     if settled:  # determined before its scheduled close (early settlement)
         event, at = settled[0]
