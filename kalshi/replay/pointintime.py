@@ -34,6 +34,7 @@ from kalshi.models.book import BookDelta, BookSnapshot, Side
 from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
 from kalshi.models.units import format_rfc3339_us
 from kalshi.net import RestClient
+from kalshi.pipeline.outside import made_outside
 from kalshi.replay.core import Replayer, ReplayFilter
 from kalshi.replay.source import SeqCheck
 from kalshi.store.query import Database
@@ -139,9 +140,11 @@ def book_from_journal(
 def _note_gap(gaps: dict[tuple[object, ...], tuple[GapRow, str]], item: JournalRecord) -> None:
     """Keep a journaled gap row (its later copy with an end closes it)."""
     try:
-        gap = GapRow(**dict(zip(GapRow._fields, item.detail["row"], strict=True)))
-    except (TypeError, ValueError):
+        ((_, gap),) = made_outside(item)  # the one reading of a gap marker's row
+    except (KeyError, ValueError):
         return  # a malformed marker: the replay counts it (Replayer.feed)
+    if not isinstance(gap, GapRow):
+        return
     key = (gap.start_ts, gap.gatherer_id, gap.conn_id, gap.kind, gap.ticker or "")
     known = gaps.get(key)
     if known is None or (known[0].end_ts is None and gap.end_ts is not None):
