@@ -82,8 +82,11 @@ def occurrence_sql(table: KeyedTable) -> str:
     same = [c for c in table.identity if c != "occurrence"]
     if not table.timed:
         same = [c for c in same if c != "exchange_ts"]
+    # exchange_ts by '=' (NOT NULL where it is part of the identity): with the ticker, an
+    # index condition on (ticker, exchange_ts); IS NOT DISTINCT FROM is not indexable, and a
+    # busy market's every row would be scanned for each of its rows
     match = " AND ".join(
-        f"p.{c} IS NOT DISTINCT FROM {name}.{c}"
+        f"p.{c} = {name}.{c}" if c == "exchange_ts" else f"p.{c} IS NOT DISTINCT FROM {name}.{c}"
         for c in ("gatherer_id", "conn_id", *same)
         if c != "ticker"
     )
