@@ -126,7 +126,7 @@ def book_from_journal(
         label = labels.get((snap[1], snap[2]), "")
         for gap, gap_label in sorted(gaps.values(), key=lambda g: g[0].start_ts):
             if _gap_covers(gap, gap_label, ticker, until, snap[0], snap[1], label):
-                stale, detail = True, _gap_detail(gap)
+                stale, detail = True, _gap_detail(gap.kind, gap.start_ts, gap.end_ts, gap.detail)
                 break
         if not stale and at_us is not None and read_until < at_us:
             stale = True
@@ -171,11 +171,12 @@ def _gap_covers(
     return gap.kind == "outage" or (label != "" and label == book_label)
 
 
-def _gap_detail(gap: GapRow) -> str:
-    span = f"{format_rfc3339_us(gap.start_ts, digits=6)} to " + (
-        "now (open)" if gap.end_ts is None else format_rfc3339_us(gap.end_ts, digits=6)
+def _gap_detail(kind: str, start_ts: int, end_ts: int | None, detail: str) -> str:
+    """``<kind> from <start> to <end or 'now (open)'>: <detail>`` (times RFC 3339, µs)."""
+    span = f"{format_rfc3339_us(start_ts, digits=6)} to " + (
+        "now (open)" if end_ts is None else format_rfc3339_us(end_ts, digits=6)
     )
-    return f"{gap.kind} from {span}: {gap.detail}"
+    return f"{kind} from {span}: {detail}"
 
 
 _SNAPSHOT_SQL = """
@@ -301,20 +302,7 @@ def _covered(
     found = db.query(_COVER_SQL, params)
     if found:
         kind, start, end, why = found[0]
-        return True, _gap_detail(
-            GapRow(
-                start_ts=start,
-                end_ts=end,
-                gatherer_id="",
-                conn_id=0,
-                sid=None,
-                ticker=None,
-                kind=kind,
-                expected_seq=None,
-                got_seq=None,
-                detail=why,
-            )
-        )
+        return True, _gap_detail(kind, start, end, why)
     settled = db.query(_SETTLED_SQL, (ticker, until))
     if settled:  # determined before its scheduled close (early settlement)
         event, at = settled[0]
