@@ -77,6 +77,28 @@ def context(
     )
 
 
+def read_ahead_ticker(
+    sim: Any, tmp_path: Path, sink: RowSink, journal: JournalWriter | None = None
+) -> Connection:
+    """The whole-exchange ``ticker`` connection with a read-ahead of 65 536 frames, on the
+    virtual clock, through the lockstep in-memory connector (silence timeout 5 s, pings
+    every 1 s); ``journal``: where it journals (none by default)."""
+    ctx = context(
+        sim,
+        tmp_path,
+        memory_connector(sim, lockstep=True),
+        sink,
+        **{
+            "websocket.silence_timeout": "5s",
+            "websocket.ping_interval": "1s",
+            "websocket.read_ahead": 65_536,
+        },
+    )
+    ctx.wall_us = virtual_wall_us
+    ctx.journal = journal
+    return Connection(ctx, "ticker-0", "ticker", scoped=False)
+
+
 async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -404,19 +426,7 @@ async def test_a_full_writer_queue_does_not_stop_a_whole_exchange_read(
             async for row in receive:
                 rows.append(row)
 
-        ctx = context(
-            sim,
-            tmp_path,
-            memory_connector(sim, lockstep=True),
-            row_sink(nursery, "tickers", collect),
-            **{
-                "websocket.silence_timeout": "5s",
-                "websocket.ping_interval": "1s",
-                "websocket.read_ahead": 65_536,
-            },
-        )
-        ctx.wall_us = virtual_wall_us
-        conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
+        conn = read_ahead_ticker(sim, tmp_path, row_sink(nursery, "tickers", collect))
         nursery.start_soon(conn.run)
         while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
             await trio.sleep(0.01)
@@ -454,19 +464,7 @@ async def test_a_read_ahead_is_handled_in_turns_of_the_loop_not_frame_by_frame(
                 held.append(row)
 
         sink = row_sink(nursery, "tickers", collect)
-        ctx = context(
-            sim,
-            tmp_path,
-            memory_connector(sim, lockstep=True),
-            sink,
-            **{
-                "websocket.silence_timeout": "5s",
-                "websocket.ping_interval": "1s",
-                "websocket.read_ahead": 65_536,
-            },
-        )
-        ctx.wall_us = virtual_wall_us
-        conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
+        conn = read_ahead_ticker(sim, tmp_path, sink)
         nursery.start_soon(conn.run)
         while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
             await trio.sleep(0.01)
@@ -520,20 +518,7 @@ async def test_a_slow_journal_stops_the_handling_of_a_read_ahead_not_its_reading
     ):
         await nursery.start(journal.run)
         sink = row_sink(nursery)
-        ctx = context(
-            sim,
-            tmp_path,
-            memory_connector(sim, lockstep=True),
-            sink,
-            **{
-                "websocket.silence_timeout": "5s",
-                "websocket.ping_interval": "1s",
-                "websocket.read_ahead": 65_536,
-            },
-        )
-        ctx.wall_us = virtual_wall_us
-        ctx.journal = journal
-        conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
+        conn = read_ahead_ticker(sim, tmp_path, sink, journal=journal)
         async with trio.open_nursery() as connections:
             connections.start_soon(conn.run)
             while not journal.waiting:  # noqa: ASYNC110 - state of the task under test
