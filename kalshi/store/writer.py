@@ -443,7 +443,10 @@ class _TableWriter:
                 self.spool_state.mark_failed(exc)
                 return
             finally:
+                # claimable again: a flusher that looked meanwhile found it in flight and
+                # waits for work (with the bound at 0 it may be the only batch in memory)
                 self.inflight.discard(batch.seq)
+                self.work.set()
             self.spool_state.mark_ok()
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
             self.memory.remove(batch)
