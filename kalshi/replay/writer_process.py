@@ -4,7 +4,8 @@ This process reads the journal and runs the pipeline (:func:`~kalshi.replay.core
 the rows go, a batch of one table at a time, as MessagePack (``msgspec``) over a
 ``multiprocessing`` pipe to a child process (``spawn``) that runs the *same* store,
 :func:`~kalshi.store.open_store` (its batch writers, spool, dead letters, retries and
-identity keys), with the rows rebuilt as their Row types (``kalshi.models.rows``). Once the
+identity keys), with the rows rebuilt as their Row types (``kalshi.models.rows``) and each
+batch handed to the store whole (:meth:`~kalshi.store.RowSender.send_batch`). Once the
 journal is done the child drains the store as the inline replay does and sends back, per
 table, the rows committed new, already stored, updated and left unwritten: the replay's
 summary is the inline one.
@@ -239,12 +240,11 @@ async def _child(
                 if not data:
                     break
                 i = data[0]
-                sender = senders[i]
-                for row in decoders[i].decode(memoryview(data)[1:]):
-                    try:
-                        sender.send_nowait(row)
-                    except trio.WouldBlock:
-                        await sender.send(row)
+                rows = decoders[i].decode(memoryview(data)[1:])
+                try:  # the batch whole: one hand-over, not one per row
+                    senders[i].send_batch_nowait(rows)
+                except trio.WouldBlock:
+                    await senders[i].send_batch(rows)
             nursery.cancel_scope.cancel()
         for sender in senders:
             await sender.aclose()

@@ -179,14 +179,22 @@ class _TableWriter:
         self.memory_limit = memory_rows
         self.state = state
         self.spool_state = spool_state or _SpoolState()
-        self.send, self.recv = trio.open_memory_channel[tuple[int, Row]](
-            max(1024, 4 * cfg.batch_size)
-        )
+        # Items are (number of the first row, rows): one hop per batch handed over. The
+        # channel itself is unbounded; senders wait while it holds ``capacity`` rows or
+        # more (the bound is in rows, whatever the size of the batches handed over).
+        self.send, self.recv = trio.open_memory_channel[tuple[int, list[Row]]](math.inf)
+        self.capacity = max(1024, 4 * cfg.batch_size)
+        self.channel_rows = 0  # rows in the channel's buffer
+        self.room = trio.Event()  # set (and replaced) when a waiting sender may go on
+        self.waiting = 0  # senders waiting for room
+        self.closed = False  # the collector took its last rows (shutdown)
         self.time_of = _time_of(spec)
         self.next_number = 1  # the number the next handed row gets
-        self.unreceived: dict[int, Row] = {}  # number -> row handed, not collected
-        self.first: dict[int, int] = {}  # batch seq -> number of its first row (this process)
-        self.partial_first = 0  # number of the open batch's first row
+        # number of a handed batch's first row -> its rows, until collected (a batch of n
+        # rows holds the numbers first .. first + n - 1)
+        self.unreceived: dict[int, list[Row]] = {}
+        self.first: dict[int, int] = {}  # batch seq -> lowest number of its rows (this process)
+        self.partial_first = 0  # lowest number among the open batch's rows
         self.progress = trio.Event()  # set (and replaced) whenever rows are committed
         self.partial: list[Row] = []
         self.memory: deque[Batch] = deque()
@@ -218,11 +226,12 @@ class _TableWriter:
 
     # --- acknowledgements -------------------------------------------------------------------
 
-    def begin(self, row: Row) -> int:
-        """Number a row whose send starts now (synchronous: nothing can pass in between)."""
+    def begin(self, rows: list[Row]) -> int:
+        """Number the rows whose send starts now (synchronous: nothing can pass in
+        between); returns the first row's number."""
         number = self.next_number
-        self.next_number += 1
-        self.unreceived[number] = row
+        self.next_number += len(rows)
+        self.unreceived[number] = rows
         return number
 
     def abandon(self, number: int) -> None:
@@ -251,18 +260,34 @@ class _TableWriter:
         self.progress.set()
         self.progress = trio.Event()
 
-    def _received(self, item: tuple[int, Row]) -> Row:
-        number, row = item
+    def _receive(self, item: tuple[int, list[Row]]) -> None:
+        """Take a handed batch into the open batch."""
+        number, rows = item
         self.unreceived.pop(number, None)
-        if not self.partial:
+        self.channel_rows -= len(rows)
+        # lowest, not first: a sender that waited for room was numbered before others
+        if not self.partial or number < self.partial_first:
             self.partial_first = number
-        return row
+        self.partial.extend(rows)
+
+    def _wake_senders(self) -> None:
+        if self.waiting and self.channel_rows < self.capacity:
+            self.room.set()
+            self.room = trio.Event()
+
+    async def wait_room(self) -> None:
+        """Return once the channel holds fewer than :attr:`capacity` rows (or is closed)."""
+        self.waiting += 1
+        try:
+            while self.channel_rows >= self.capacity and not self.closed:
+                await self.room.wait()
+        finally:
+            self.waiting -= 1
 
     # --- accounting -----------------------------------------------------------------------
 
     def queue_rows(self) -> int:
-        buffered = self.recv.statistics().current_buffer_used
-        return buffered + len(self.partial) + self.memory_rows
+        return self.channel_rows + len(self.partial) + self.memory_rows
 
     def pending_since(self) -> int | None:
         """The oldest receive time (µs) of a row received but not committed, None when
@@ -273,8 +298,7 @@ class _TableWriter:
         times.extend(self.oldest[b.seq] for b in self.memory if b.seq in self.oldest)
         if self.partial:
             times.append(min(map(self.time_of, self.partial)))
-        if self.unreceived:
-            times.append(min(map(self.time_of, self.unreceived.values())))
+        times.extend(min(map(self.time_of, rows)) for rows in self.unreceived.values() if rows)
         return min(times) if times else None
 
     def _measure(self, seq: int) -> None:
@@ -329,32 +353,43 @@ class _TableWriter:
                     break
                 if not self.partial:
                     deadline = trio.current_time() + self.flush_interval
-                self.partial.append(self._received(item))
+                self._receive(item)
                 while len(self.partial) < self.batch_size:
                     try:
-                        self.partial.append(self._received(self.recv.receive_nowait()))
+                        self._receive(self.recv.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                self._wake_senders()
                 if len(self.partial) < self.batch_size:
                     continue
-            await self._seal()
-            deadline = math.inf
-        await self._seal()
+            # full batches only while rows keep coming; all of it once flush_interval passed
+            await self._seal(whole=len(self.partial) < self.batch_size)
+            deadline = trio.current_time() + self.flush_interval if self.partial else math.inf
+        await self._seal(whole=True)
 
-    async def _seal(self) -> None:
-        """Turn the open batch into a sealed one, in memory or (over the bound) on disk.
+    async def _seal(self, *, whole: bool) -> None:
+        """Seal the open batch in batches of ``batch_size`` rows (``whole``: the last,
+        shorter one too; else it stays open). Each sealed batch's first number is the open
+        batch's lowest (a batch handed over whole may span two sealed ones)."""
+        rows, first, size = self.partial, self.partial_first, self.batch_size
+        if not rows:
+            return
+        end = len(rows) if whole else len(rows) - len(rows) % size
+        self.partial = rows[end:]
+        for start in range(0, end, size):
+            await self._seal_batch(rows[start : start + size], first)
+
+    async def _seal_batch(self, rows: list[Row], first: int) -> None:
+        """Turn ``rows`` into a sealed batch, in memory or (over the bound) on disk.
 
         A spool disk that refuses (full, read-only) leaves the batch in memory, degraded
         and retried; past twice the bound, with the database down too, the collector stops
         taking rows (backpressure reaches the sockets) until either takes some: nothing is
         dropped.
         """
-        if not self.partial:
-            return
-        batch = Batch(self.next_seq, self.partial)
+        batch = Batch(self.next_seq, rows)
         self.next_seq += 1
-        self.partial = []
-        self.first[batch.seq] = self.partial_first
+        self.first[batch.seq] = first
         self.unmeasured[batch.seq] = batch.rows
         self.memory.append(batch)
         self.memory_rows += len(batch.rows)
@@ -556,20 +591,17 @@ class _TableWriter:
 
     def take_leftovers(self) -> None:
         """Seal the open batch and whatever is still buffered in the channel, in memory."""
-        numbers = [self.partial_first] if self.partial else []
         while True:
             try:
-                number, row = self.recv.receive_nowait()
+                self._receive(self.recv.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-            self.unreceived.pop(number, None)
-            if not self.partial or len(self.partial) % self.batch_size == 0:
-                numbers.append(number)
-            self.partial.append(row)
         self.recv.close()
-        for index, start in enumerate(range(0, len(self.partial), self.batch_size)):
+        self.closed = True
+        self.room.set()  # senders waiting for room find the channel closed
+        for start in range(0, len(self.partial), self.batch_size):
             rows = self.partial[start : start + self.batch_size]
-            self.first[self.next_seq] = numbers[index]
+            self.first[self.next_seq] = self.partial_first
             self.unmeasured[self.next_seq] = rows
             self.memory.append(Batch(self.next_seq, rows))
             self.next_seq += 1
@@ -652,29 +684,58 @@ def _time_of(spec: TableSpec) -> Callable[[Row], int]:
 
 class RowSender:
     """One producer's channel to a table's writer: ``send``/``send_nowait`` like a
-    ``trio.MemorySendChannel[Row]`` (``trio.WouldBlock`` when full), plus ``clone``, ``close``
-    and ``async with``. Each row is counted as pending from the moment its send starts,
-    so :meth:`Store.committed` and the watermark see it before the writer does."""
+    ``trio.MemorySendChannel[Row]`` (``trio.WouldBlock`` when full), ``send_batch``/
+    ``send_batch_nowait`` for a list of rows in one hand-over (the per-row calls are a batch
+    of one), plus ``clone``, ``close`` and ``async with``. Each row is counted as pending
+    from the moment its send starts, so :meth:`Store.committed` and the watermark see it
+    before the writer does. The channel is bounded in rows: a send waits (``_nowait``:
+    raises ``trio.WouldBlock``) while the writer's channel holds ``max(1024, 4 *
+    batch_size)`` rows or more; a batch is taken whole once there is room, so the channel
+    holds at most that bound plus one batch per waiting sender. Raises
+    ``trio.BrokenResourceError`` once the store has shut down, ``trio.ClosedResourceError``
+    after :meth:`close`. The list handed over belongs to the store from then on: the
+    caller must not change it."""
 
-    def __init__(self, writer: _TableWriter, channel: trio.MemorySendChannel[tuple[int, Row]]):
+    def __init__(
+        self, writer: _TableWriter, channel: trio.MemorySendChannel[tuple[int, list[Row]]]
+    ):
         self._writer = writer
         self._channel = channel
 
     def send_nowait(self, row: Row) -> None:
-        number = self._writer.begin(row)
-        try:
-            self._channel.send_nowait((number, row))
-        except BaseException:
-            self._writer.abandon(number)
-            raise
+        self.send_batch_nowait([row])
 
     async def send(self, row: Row) -> None:
-        number = self._writer.begin(row)
+        await self.send_batch([row])
+
+    def send_batch_nowait(self, rows: list[Row]) -> None:
+        """Hand ``rows`` over now, or raise ``trio.WouldBlock`` (nothing handed over)."""
+        writer = self._writer
+        if writer.channel_rows >= writer.capacity and not writer.closed:
+            raise trio.WouldBlock
+        number = writer.begin(rows)
         try:
-            await self._channel.send((number, row))
+            self._channel.send_nowait((number, rows))
         except BaseException:
-            self._writer.abandon(number)
+            writer.abandon(number)
             raise
+        writer.channel_rows += len(rows)
+
+    async def send_batch(self, rows: list[Row]) -> None:
+        """Hand ``rows`` over, waiting while the channel is full; counted as pending
+        from the moment this is called (cancelled: as if never handed over)."""
+        writer = self._writer
+        number = writer.begin(rows)
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if writer.channel_rows >= writer.capacity:
+                await writer.wait_room()
+            self._channel.send_nowait((number, rows))
+        except BaseException:
+            writer.abandon(number)
+            raise
+        writer.channel_rows += len(rows)
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def clone(self) -> RowSender:
         return RowSender(self._writer, self._channel.clone())

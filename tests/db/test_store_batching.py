@@ -82,3 +82,75 @@ async def test_over_the_memory_bound_batches_spill_to_disk(
     stats = store.stats().tables["gaps"]
     assert (stats.queue_rows, stats.spool_rows) == (20, 40)
     store._lock.close()  # type: ignore[union-attr]
+
+
+async def test_a_batch_handed_over_whole_is_sealed_in_batches_of_batch_size(
+    autojump_clock: trio.testing.MockClock, make_cfg: Callable[..., StoreConfig]
+) -> None:
+    store = Store("postgresql://unused", make_cfg(batch_size=100, flush_interval=0.5))
+    writer = store._writers["gaps"]
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.collect)
+            async with store.sender("gaps") as send:
+                start = trio.current_time()
+                await send.send_batch([gap(i) for i in range(250)])  # one hand-over
+                await trio.testing.wait_all_tasks_blocked()
+                assert [len(b.rows) for b in writer.memory] == [100, 100]
+                assert len(writer.partial) == 50
+                assert store.stats().tables["gaps"].queue_rows == 250
+                send.send_nowait(gap(250))  # a row is a batch of one
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(writer.partial) == 51
+                # the rest waits flush_interval from the batch's arrival, then is sealed
+                await trio.sleep_until(start + 0.5 - 0.001)
+                assert len(writer.memory) == 2
+                await trio.sleep_until(start + 0.5 + 0.001)
+                assert [len(b.rows) for b in writer.memory] == [100, 100, 51]
+            writer.send.close()
+    assert [r.start_ts for b in writer.memory for r in b.rows] == list(range(251))
+    # numbers 1..251 handed over; none committed: every sealed batch holds number 1 or later
+    assert (writer.next_number, writer.committed_through()) == (252, 0)
+
+
+async def test_the_channel_is_bounded_in_rows_and_a_waiting_batch_counts_as_pending(
+    autojump_clock: trio.testing.MockClock, make_cfg: Callable[..., StoreConfig]
+) -> None:
+    store = Store("postgresql://unused", make_cfg(batch_size=100, flush_interval=0.5))
+    writer = store._writers["gaps"]
+    assert writer.capacity == 1024  # max(1024, 4 * batch_size) rows
+    send = store.sender("gaps")
+    send.send_batch_nowait([gap(i) for i in range(1000)])
+    send.send_batch_nowait([gap(i) for i in range(1000, 1030)])  # room for it: taken whole
+    assert store.stats().tables["gaps"].queue_rows == 1030
+    for refused in (
+        lambda: send.send_batch_nowait([gap(1030)]),
+        lambda: send.send_nowait(gap(1030)),
+    ):
+        try:
+            refused()
+            raise AssertionError("a full channel took rows")
+        except trio.WouldBlock:
+            pass
+    assert writer.next_number == 1031  # nothing refused was numbered
+    handed = trio.Event()
+
+    async def late() -> None:
+        await send.send_batch([gap(-1), gap(-2)])  # older than any row in the channel
+        handed.set()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(late)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not handed.is_set()
+            # pending from the moment its send started: the watermark stops at it
+            assert writer.next_number == 1033
+            assert store.complete_before(10**18) == -2
+            nursery.start_soon(writer.collect)
+            await handed.wait()
+            await trio.sleep(1)  # past flush_interval: everything is sealed
+            send.close()
+            writer.send.close()
+    assert [r.start_ts for b in writer.memory for r in b.rows] == [*range(1030), -1, -2]
+    assert store.stats().tables["gaps"].queue_rows == 1032
