@@ -26,17 +26,18 @@ from kalshi.errors import ConfigError, DecodeError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.journal.format import FRAME, REST
 from kalshi.models.rows import Row
-from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
+from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, Sink
 from kalshi.pipeline.outside import MARKETS_PATH, made_outside
 from kalshi.replay.continuity import Continuity
 from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.replay.writer_process import (
+    StoreSink,
     Writers,
     drain_store,
     replay_through_process,
     store_counts,
 )
-from kalshi.store import TABLES, open_store
+from kalshi.store import open_store
 
 __all__ = [
     "BAD_FRAMES_LISTED",
@@ -460,7 +461,7 @@ async def replay_into_db(
     else:
         # Historical rows, most of them new: COPY straight into the tables first.
         async with open_store(url, cfg, watermark=False, copy_new=copy_new) as store:
-            sink = RowSink({table: store.sender(table) for table in TABLES})
+            sink = StoreSink(store)
             try:
                 stats = await run(sink)
             finally:
