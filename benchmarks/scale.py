@@ -138,7 +138,7 @@ def main() -> int:
         default=[],
         metavar="KEY=VALUE",
         help="a gatherer config key over the stock one (dotted, YAML value), e.g."
-        " websocket.read_ahead=131072; repeatable; named in the table's run line",
+        " websocket.read_ahead_bytes=64MiB; repeatable; named in the table's run line",
     )
     parser.add_argument(
         "--doc-block",

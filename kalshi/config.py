@@ -187,11 +187,13 @@ class WebsocketConfig:
     crossed_book_frames: int = 2
     max_frame_bytes: ByteSize = ByteSize(16 * 1024 * 1024)
     transport: str = "websockets"
-    # Frames a whole-exchange connection (ticker, trade, lifecycle) reads ahead of its
-    # processing, so a burst's backlog waits in our memory, not in the exchange's buffer
-    # for the subscription (error 25 when it overflows); 0: one loop reads and processes,
-    # as every per-market connection does (docs/scaling.md, "Bursts").
-    read_ahead: int = 131_072
+    # Bytes the whole-exchange connections (ticker, trade, lifecycle) together read ahead
+    # of their processing (a frame's text plus what holding it costs,
+    # kalshi.gather.read_ahead), so a burst's backlog waits in our memory, not in the
+    # exchange's buffer for the subscription (error 25 when it overflows); 0: one loop
+    # reads and processes, as every per-market connection does (docs/scaling.md, "Bursts",
+    # "The memory budget").
+    read_ahead_bytes: ByteSize = ByteSize(40 * 1024 * 1024)
 
 
 @frozen
@@ -259,7 +261,7 @@ class SpoolConfig:
     dir: str = ".kalshi/spool"
     # Rows in sealed batches held in memory, all tables together, before batches spill to
     # disk (docs/scaling.md, "The memory budget").
-    memory_rows: int = 50_000
+    memory_rows: int = 20_000
     dead_letter_dir: str = ".kalshi/dead-letter"
 
 
@@ -280,7 +282,7 @@ class JournalConfig:
     upload: bool = False
     # Journal bytes held in memory (buffered + being written) before the connections stop
     # reading their sockets until the disk catches up.
-    max_buffer: ByteSize = ByteSize(64 * 1024 * 1024)
+    max_buffer: ByteSize = ByteSize(32 * 1024 * 1024)
 
 
 @frozen
@@ -706,7 +708,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "markets_per_command": _POSITIVE_COUNT,
     "crossed_book_frames": _POSITIVE_COUNT,
     "memory_rows": (lambda v: v >= 0, "an integer >= 0"),
-    "read_ahead": (lambda v: v >= 0, "an integer >= 0"),
+    "read_ahead_bytes": (lambda v: v >= 0, "a size >= 0 (0: no read-ahead)"),
     "max_frame_bytes": _POSITIVE_SIZE,
     "rotate_bytes": _POSITIVE_SIZE,
     "max_buffer": _POSITIVE_SIZE,

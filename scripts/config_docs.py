@@ -71,12 +71,14 @@ DESCRIPTIONS: dict[str, str] = {
         "refusal; a `subscription_refused` gap each) are tried again after this long"
     ),
     "websocket.max_frame_bytes": "largest WebSocket message accepted",
-    "websocket.read_ahead": (
-        "frames a whole-exchange connection (`ticker`, `trade`, lifecycle) reads ahead of its "
-        "processing, in a task of its own taking what the kernel holds each turn of the event "
-        "loop, so when the gatherer is short of CPU (a burst) or a writer's queue is full the "
-        "backlog waits in its memory (131072: ~60 MB at most), not in the exchange's buffer "
-        "for the subscription, whose overflow ends it (error 25); 0: one loop reads and "
+    "websocket.read_ahead_bytes": (
+        "bytes the whole-exchange connections (`ticker`, `trade`, lifecycle) together read "
+        "ahead of their processing (a frame counts its text plus 208 B of holding it), each "
+        "in a task of its own taking what the kernel holds each turn of the event loop, so "
+        "when the gatherer is short of CPU (a burst) or a writer's queue is full the backlog "
+        "waits in its memory, not in the exchange's buffer for the subscription, whose "
+        "overflow ends it (error 25); one limit for all of them, so the gatherer's memory "
+        "bound holds (docs/scaling.md, *The memory budget*); 0: one loop reads and "
         "processes, as on every per-market connection (docs/scaling.md, *Bursts*)"
     ),
     "websocket.transport": "`websockets` (default) or `trio-websocket` (see docs/performance.md)",

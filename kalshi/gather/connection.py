@@ -26,6 +26,7 @@ from kalshi.gather import metrics
 from kalshi.gather.commands import EPISODE_MAX_S, InFlight, Refusals, Sent
 from kalshi.gather.context import RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
+from kalshi.gather.read_ahead import ReadAheadBudget
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Message
 from kalshi.models.paths import WS_PATH
@@ -286,11 +287,12 @@ class Connection:
         self.blocked = False
         self.read_ahead = 0
         try:
-            if self.scoped or not self.ctx.cfg.websocket.read_ahead:
+            budget = self.ctx.read_ahead
+            if self.scoped or budget is None:
                 while True:
                     await self._process(await self._read(ws), counts, direct=True)
             else:
-                await self._read_ahead(ws, counts)
+                await self._read_ahead(ws, counts, budget)
         finally:
             counts.flush()
 
@@ -318,9 +320,12 @@ class Connection:
         self.bytes += len(raw)
         return frame_no, ctx.wall_us(), now, raw
 
-    async def _read_ahead(self, ws: WsConnection, counts: FrameMetrics) -> None:
-        """Read in a task of its own into a buffer of ``websocket.read_ahead`` frames;
-        process them here. ``blocked`` only while that buffer is full.
+    async def _read_ahead(
+        self, ws: WsConnection, counts: FrameMetrics, budget: ReadAheadBudget
+    ) -> None:
+        """Read in a task of its own into a buffer bounded by ``budget`` (the
+        ``websocket.read_ahead_bytes`` every whole-exchange connection of the gatherer
+        shares); process them here. ``blocked`` only while that budget is spent.
 
         The reader takes up to :data:`_READ_AHEAD_BYTES` from the socket per turn of the
         event loop (what the kernel holds: 1-2 MB on loopback at a burst), so the
@@ -329,25 +334,30 @@ class Connection:
         every :data:`_TURN_BYTES`, as the one loop does per socket read): through a Trio
         channel each frame cost a turn of the whole loop, ~150 tasks, so at full scale the
         handling fell to a few frames a second and looked stopped (docs/scaling.md)."""
-        size = self.ctx.cfg.websocket.read_ahead
         ws.read_bytes = _READ_AHEAD_BYTES
         frames: deque[_Frame] = deque()
-        arrived, room = trio.lowlevel.ParkingLot(), trio.lowlevel.ParkingLot()
+        arrived = trio.lowlevel.ParkingLot()
         ended: list[NetError] = []
         reading = True
+        cost = budget.cost
+
+        def holding() -> bool:
+            return bool(frames)
 
         async def read() -> None:
             nonlocal reading
             try:
                 while True:
-                    frames.append(await self._read(ws, journal_room=False))
+                    frame = await self._read(ws, journal_room=False)
+                    frames.append(frame)
+                    budget.take(cost(frame[3]))
                     self.read_ahead += 1
                     if arrived:
                         arrived.unpark_all()
-                    if len(frames) >= size:
+                    if budget.full:
                         self.blocked = True
                         try:
-                            await room.park()
+                            await budget.room(holding)
                         finally:
                             self.blocked = False
             except NetError as exc:  # reported once what was read is processed
@@ -372,8 +382,7 @@ class Connection:
                             continue  # the session may have ended meanwhile: frames kept
                         frame = frames.popleft()
                         self.read_ahead -= 1
-                        if room:
-                            room.unpark_all()
+                        budget.give(cost(frame[3]))
                         await self._process(frame, counts, direct=False)
                         turn += len(frame[3])
                         if turn >= _TURN_BYTES:
@@ -384,22 +393,34 @@ class Connection:
                     turn = 0
                     await arrived.park()
             finally:
-                await self._drain(frames, counts)
+                await self._drain(frames, counts, budget)
         if ended:
             raise ended[0]
 
-    async def _drain(self, frames: deque[_Frame], counts: FrameMetrics) -> None:
+    async def _drain(
+        self, frames: deque[_Frame], counts: FrameMetrics, budget: ReadAheadBudget
+    ) -> None:
         """Handle the frames read ahead when the session ends otherwise (cancelled: the
         gatherer stopping; a reply or error that ended it), as the one loop of a scoped
-        connection would have read no further, within ``_DRAIN_SECONDS`` (shielded)."""
-        with trio.move_on_after(_DRAIN_SECONDS, shield=True):
-            while frames:
-                frame = frames.popleft()
-                self.read_ahead -= 1
-                try:
-                    await self._process(frame, counts, direct=False)
-                except NetError:  # a terminal error among them: the session is over anyway
-                    return
+        connection would have read no further, within ``_DRAIN_SECONDS`` (shielded).
+        Frames left then are dropped with the session (inside its gap) and their bytes go
+        back to ``budget``."""
+        cost = budget.cost
+        try:
+            with trio.move_on_after(_DRAIN_SECONDS, shield=True):
+                while frames:
+                    frame = frames.popleft()
+                    self.read_ahead -= 1
+                    budget.give(cost(frame[3]))
+                    try:
+                        await self._process(frame, counts, direct=False)
+                    except NetError:  # a terminal error among them: the session is over
+                        return
+        finally:
+            for frame in frames:
+                budget.give(cost(frame[3]))
+            self.read_ahead -= len(frames)
+            frames.clear()
 
     async def _process(self, frame: _Frame, counts: FrameMetrics, *, direct: bool) -> None:
         """Decode one frame, hand its rows to the writers and act on what it asks for.
@@ -425,9 +446,12 @@ class Connection:
                 self._lag_us = lag = (wall if direct else ctx.wall_us()) - ts
                 counts.latency(max(0, lag) / 1e6)
                 ctx.skew.observe(wall, ts)
-            self.blocked = direct  # seen by the keepalive only if put_all waits
-            await ctx.sink.put_all(rows)
-            self.blocked = False
+            if direct:  # seen by the keepalive only if put_all waits
+                self.blocked = True
+                await ctx.sink.put_all(rows)
+                self.blocked = False
+            else:  # a read-ahead's reader reads on; ``blocked`` is its own
+                await ctx.sink.put_all(rows)
         if now >= counts.due:
             counts.flush(now)
         if (  # anything beyond rows: a problem, a request, a reply to act on
@@ -438,9 +462,12 @@ class Connection:
             or out.lifecycle is not None
             or message.type in CONTROL_TYPES
         ):
-            self.blocked = direct  # e.g. a lifecycle's markets row waits for room
-            await self._handle(out, wall, frame_no, raw)
-            self.blocked = False
+            if direct:  # e.g. a lifecycle's markets row waits for room
+                self.blocked = True
+                await self._handle(out, wall, frame_no, raw)
+                self.blocked = False
+            else:
+                await self._handle(out, wall, frame_no, raw)
 
     def _bad_frame(self, out: Outcome, frame_no: int, raw: bytes | str) -> None:
         """A frame refused (invalid, unknown type): counted; the gatherer's first

@@ -8,11 +8,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 
 import trio
-from attrs import define, field
+from attrs import Factory, define, field
 
 from kalshi.auth import Signer
 from kalshi.config import GathererConfig
 from kalshi.gather import metrics
+from kalshi.gather.read_ahead import ReadAheadBudget
 from kalshi.gather.skew import ClockSkew
 from kalshi.journal import JournalWriter
 from kalshi.models.rows import GapRow, Row
@@ -80,6 +81,11 @@ class GatherContext:
     # Trade backfills due, by hold key: the open ``backfill`` gaps the window's trades
     # close (its own first, then earlier runs' it covers).
     backfills: dict[object, list[GapRow]] = field(factory=dict)
+    # The bytes every whole-exchange connection's read-ahead shares
+    # (``websocket.read_ahead_bytes``); None (0): no read-ahead, one loop a connection.
+    read_ahead: ReadAheadBudget | None = field(
+        default=Factory(lambda self: _budget(self.cfg), takes_self=True)
+    )
     _last_conn_id: int = 0
 
     def new_conn_id(self) -> int:
@@ -207,3 +213,8 @@ class GatherContext:
     def marker(self, conn_id: int, kind: str, **detail: object) -> None:
         if self.journal is not None:
             self.journal.record_marker(conn_id, kind, self.wall_us(), self.mono_us(), **detail)
+
+
+def _budget(cfg: GathererConfig) -> ReadAheadBudget | None:
+    limit = int(cfg.websocket.read_ahead_bytes)
+    return ReadAheadBudget(limit) if limit else None

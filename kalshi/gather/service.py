@@ -560,8 +560,16 @@ class Gatherer:
             "duplicates": counts["duplicate"],
             "crossed_book_frames": counts["crossed_book_frames"],
             "journal": None,
+            "read_ahead": None,
             "top_markets": self._top_markets(),
         }
+        budget = ctx.read_ahead if ctx else None
+        if budget is not None:  # the whole-exchange sockets' shared read-ahead (bytes)
+            document["read_ahead"] = {
+                "bytes": budget.held,
+                "peak_bytes": budget.peak,
+                "limit_bytes": budget.limit,
+            }
         if self.journal is not None:
             document["journal"] = {
                 "records": self.journal.records,

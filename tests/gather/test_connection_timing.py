@@ -80,7 +80,7 @@ def context(
 def read_ahead_ticker(
     sim: Any, tmp_path: Path, sink: RowSink, journal: JournalWriter | None = None
 ) -> Connection:
-    """The whole-exchange ``ticker`` connection with a read-ahead of 65 536 frames, on the
+    """The whole-exchange ``ticker`` connection with a read-ahead of 64 MiB, on the
     virtual clock, through the lockstep in-memory connector (silence timeout 5 s, pings
     every 1 s); ``journal``: where it journals (none by default)."""
     ctx = context(
@@ -91,7 +91,7 @@ def read_ahead_ticker(
         **{
             "websocket.silence_timeout": "5s",
             "websocket.ping_interval": "1s",
-            "websocket.read_ahead": 65_536,
+            "websocket.read_ahead_bytes": "64MiB",
         },
     )
     ctx.wall_us = virtual_wall_us
@@ -271,7 +271,7 @@ async def test_a_session_lost_while_reading_a_backlog_backfills_from_where_readi
             memory_connector(sim, lockstep=True),
             row_sink(nursery, "trades", collect),
             # one frame read ahead: the reader soon waits too, and the exchange's buffer fills
-            **{"websocket.read_ahead": 1},
+            **{"websocket.read_ahead_bytes": 1},
         )
         ctx.wall_us = virtual_wall_us
         ctx.backfill = backfill_send
@@ -547,3 +547,65 @@ async def test_a_slow_journal_stops_the_handling_of_a_read_ahead_not_its_reading
     assert [r.frame_no for r in frames] == list(range(1, conn.messages + 1))
     tickers = sum(b'"type":"ticker"' in r.raw for r in frames)
     assert tickers == sink.rows["tickers"] == conn.messages - 1  # all but the reply
+
+
+async def test_the_whole_exchange_sockets_share_one_read_ahead_limit_in_bytes(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """``websocket.read_ahead_bytes`` bounds the read-ahead of every whole-exchange socket
+    of a gatherer together (issue 20: 131 072 frames a socket, ~150 MiB for ``ticker`` and
+    ``trade``, put the gatherer's worst case at ~1 180 MiB). The tickers' queue is full
+    for 30 s: the ``ticker`` reader fills the shared 50 000 bytes and stops; the ``trade``
+    connection, whose handling keeps up, reads on a frame at a time (its own read-ahead
+    empty), so it is neither starved nor taken for silent. Held never passes the limit by
+    more than one frame a socket; once the tickers have room every frame read is handled,
+    the budget is empty again, nothing reconnects and the exchange dropped nothing (its
+    buffer holds what was not read)."""
+    limit = 50_000
+    async with (
+        sim_exchange(rate=200.0, clock=virtual_wall_us, buffer_limit=16_000_000) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        room = trio.Event()
+        tickers: list[Row] = []
+
+        async def collect(receive: trio.MemoryReceiveChannel[Row]) -> None:
+            await room.wait()
+            async for row in receive:
+                tickers.append(row)
+
+        sink = row_sink(nursery, "tickers", collect)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim, lockstep=True),
+            sink,
+            **{"websocket.read_ahead_bytes": str(limit)},
+        )
+        ctx.wall_us = virtual_wall_us
+        budget = ctx.read_ahead
+        assert budget is not None and budget.limit == limit
+        ticker = Connection(ctx, "ticker-0", "ticker", scoped=False)
+        trade = Connection(ctx, "trade-0", "trade", scoped=False)
+        nursery.start_soon(ticker.run)
+        nursery.start_soon(trade.run)
+        await trio.sleep(30)
+        assert ticker.blocked and ticker.read_ahead > 10
+        frame = 2 * budget.cost(b"x" * 1024)  # a frame a socket past it, at most (< 1 KiB)
+        assert limit <= budget.held < limit + frame
+        # the trade socket kept up: every trade made until a second ago is handled
+        made = [t for t in sim.truth.trades if t.exchange_ts < virtual_wall_us() - 1_000_000]
+        assert len(made) > 100 and sink.rows["trades"] >= len(made)
+        assert trade.read_ahead <= 1
+        room.set()
+        while ticker.read_ahead or trade.read_ahead:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        assert budget.held == 0 and budget.peak < limit + frame
+        assert not ticker.blocked and not trade.blocked
+        assert (ticker.sessions, trade.sessions) == (1, 1), (
+            ticker.last_error,
+            trade.last_error,
+        )
+        assert sim.truth.undelivered["overflow"] == 0
+        assert len(tickers) == sink.rows["tickers"] >= ticker.messages - 1  # all but the reply
+        nursery.cancel_scope.cancel()
