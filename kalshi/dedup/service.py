@@ -900,11 +900,24 @@ def _continuation(ckpt: Checkpoint, window: _Window) -> Segment:
     return segment
 
 
+class ExportState(Protocol):
+    """Whether the export works (a :class:`kalshi.dedup.targets.ExportHealth`)."""
+
+    def failed(self, cause: str) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+    def document(self) -> dict[str, Any]: ...
+
+
 class WindowExporter(Protocol):
     """What :func:`serve_dedup` runs alongside the merge (a
     :class:`kalshi.dedup.export.Exporter`): export every closed window, then the
     ``markets`` table when it changed, raising :class:`ExportError` or
     :class:`DatabaseUnavailable` on failure."""
+
+    @property
+    def health(self) -> ExportState: ...
 
     async def export_closed(self) -> object: ...
 
@@ -936,7 +949,7 @@ async def serve_dedup(
                     serve_endpoints,
                     cfg.http,
                     cfg.metrics,
-                    health=dedup.health,
+                    health=partial(_health, dedup, exporter),
                     registry=dedup_metrics(),
                 )
             )
@@ -966,11 +979,29 @@ async def _grace_on_shutdown(dedup: Deduplicator, grace: float) -> None:
         dedup.stop_within(grace)
 
 
+def _health(dedup: Deduplicator, exporter: WindowExporter | None) -> dict[str, Any]:
+    """The merge's ``/health`` (:meth:`Deduplicator.health`) with, when it exports, the
+    ``export`` component (:meth:`ExportHealth.document`): ``degraded`` while it fails."""
+    document = dedup.health()
+    if exporter is not None:
+        export = exporter.health.document()
+        document["export"] = export
+        if not export["up"]:
+            document["status"] = "degraded"
+    return document
+
+
 async def _export_forever(exporter: WindowExporter, interval: float) -> None:
+    """Export every ``interval`` (at least 1 s). A failure is logged once when the export
+    starts failing and once when it works again (:class:`ExportHealth`), not per round."""
     while True:
         try:
             await exporter.export_closed()
             await exporter.export_markets()
-        except (ExportError, DatabaseUnavailable) as exc:
-            log.warning("export failed, retrying later: %s", exc)
+        except ExportError as exc:  # the target's failure, recorded by it
+            log.debug("export round failed, retrying later: %s", exc)
+        except DatabaseUnavailable as exc:
+            exporter.health.failed(f"production database: {exc}")
+        else:
+            exporter.health.succeeded()
         await trio.sleep(max(interval, 1.0))
