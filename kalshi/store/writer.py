@@ -369,30 +369,28 @@ class _TableWriter:
 
     async def _seal(self, *, whole: bool) -> None:
         """Seal the open batch in batches of ``batch_size`` rows (``whole``: the last,
-        shorter one too; else it stays open). Each sealed batch's first number is the open
-        batch's lowest (a batch handed over whole may span two sealed ones)."""
-        rows, first, size = self.partial, self.partial_first, self.batch_size
-        if not rows:
-            return
-        end = len(rows) if whole else len(rows) - len(rows) % size
-        self.partial = rows[end:]
-        for start in range(0, end, size):
-            await self._seal_batch(rows[start : start + size], first)
-
-    async def _seal_batch(self, rows: list[Row], first: int) -> None:
-        """Turn ``rows`` into a sealed batch, in memory or (over the bound) on disk.
+        shorter one too; else it stays open), in memory or (over the bound) on disk. Each
+        sealed batch's first number is the open batch's lowest (a batch handed over whole
+        may span several sealed ones). Every batch is in memory before the first wait, so
+        a cancellation (shutdown) finds each row in the open batch or a sealed one.
 
         A spool disk that refuses (full, read-only) leaves the batch in memory, degraded
         and retried; past twice the bound, with the database down too, the collector stops
         taking rows (backpressure reaches the sockets) until either takes some: nothing is
         dropped.
         """
-        batch = Batch(self.next_seq, rows)
-        self.next_seq += 1
-        self.first[batch.seq] = first
-        self.unmeasured[batch.seq] = batch.rows
-        self.memory.append(batch)
-        self.memory_rows += len(batch.rows)
+        rows, first, size = self.partial, self.partial_first, self.batch_size
+        if not rows:
+            return
+        end = len(rows) if whole else len(rows) - len(rows) % size
+        self.partial = rows[end:]
+        for start in range(0, end, size):
+            batch = Batch(self.next_seq, rows[start : start + size])
+            self.next_seq += 1
+            self.first[batch.seq] = first
+            self.unmeasured[batch.seq] = batch.rows
+            self.memory.append(batch)
+            self.memory_rows += len(batch.rows)
         self.work.set()
         await self._spill_over_bound()
         while self.memory_rows > 2 * self.memory_limit and not self.spool_state.ok:
@@ -443,7 +441,10 @@ class _TableWriter:
                 self.spool_state.mark_failed(exc)
                 return
             finally:
+                # claimable again: a flusher that looked meanwhile found it in flight and
+                # waits for work (with the bound at 0 it may be the only batch in memory)
                 self.inflight.discard(batch.seq)
+                self.work.set()
             self.spool_state.mark_ok()
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
             self.memory.remove(batch)

@@ -57,6 +57,16 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
         subprocess.run(["umount", "--lazy", str(point)], check=True)
 
 
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until its disk is full."""
+    with path.open("wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(bytes(4096))
+        except OSError:
+            pass
+
+
 def with_db(cfg: StoreConfig, **changes: object) -> StoreConfig:
     return attrs.evolve(cfg, database=attrs.evolve(cfg.database, **changes))
 
@@ -200,3 +210,31 @@ async def test_a_second_live_gatherer_with_the_same_id_is_refused(
                 pass
         async with open_store(db_url, store_config(tmp_path / "b")):
             pass  # the first one is gone: its lock with it
+
+
+async def test_a_full_spool_disk_with_no_memory_bound_never_blocks_the_database(
+    own_pg: EmbeddedPostgres,
+    make_cfg: Callable[..., StoreConfig],
+    small_disk: Callable[[str], Path],
+) -> None:
+    # Tester F1: with spool.memory_rows 0 every batch goes through the spool; a full spool
+    # disk kept the collector paused after the database was back, nothing was written.
+    migrate(own_pg.url)
+    disk = small_disk("64k")
+    cfg = make_cfg(batch_size=50, flush_interval=0.05, memory_rows=0)
+    cfg = attrs.evolve(cfg, spool=attrs.evolve(cfg.spool, dir=str(disk / "spool")))
+    rows = [trade(i) for i in range(3000)]
+    with trio.fail_after(120):
+        async with open_store(own_pg.url, cfg) as store, trio.open_nursery() as nursery:
+            await trio.to_thread.run_sync(fill, disk / "filler")
+            await trio.to_thread.run_sync(own_pg.stop)
+            nursery.start_soon(send_rows, store, rows)
+            await wait_until(lambda: store.stats().paused and not store.stats().db_up)
+            assert store.stats().spool_ok is False
+            await trio.to_thread.run_sync(own_pg.start)
+            await wait_until(lambda: store.collected()["trades"] == 3000)
+            await store.drain()
+            await wait_until(lambda: not store.stats().paused)
+            assert store.stats().spool_ok is False  # the disk is still full
+    with connect_db(own_pg.url) as db:
+        assert db.fetch_rows("trades") == rows
