@@ -8,12 +8,6 @@ first paragraph (``tests/unit/test_cli_help.py`` checks)."""
 from kalshi.cli.app import app
 
 COMMANDS = (
-    ("kalshi.cli.check:config_app", "config", "Check configs: check."),
-    (
-        "kalshi.cli.db:db_app",
-        "db",
-        "Manage the database: up, down, status, migrate, reset.",
-    ),
     (
         "kalshi.cli.dedup:dedup",
         "dedup",
@@ -23,6 +17,12 @@ COMMANDS = (
         "kalshi.cli.dedup:export",
         "export",
         "Export closed windows of the production database as Parquet (S3 or a directory).",
+    ),
+    ("kalshi.cli.check:config_app", "config", "Check configs: check."),
+    (
+        "kalshi.cli.db:db_app",
+        "db",
+        "Manage the database: up, down, status, migrate, reset.",
     ),
     (
         "kalshi.cli.demo:demo",
@@ -57,7 +57,8 @@ COMMANDS = (
         "Attach to a running gatherer's /health (and /metrics) and show the live screen.",
     ),
 )
-"""``(import path, command, one-line help)`` of every command."""
+"""``(import path, command, one-line help)`` of every command, in the order an unknown
+command's error lists them."""
 
 for path, name, text in COMMANDS:
     app.command(path, name=name, help=text)
