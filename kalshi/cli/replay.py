@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
@@ -317,13 +317,16 @@ async def _to_stream(
     blocking: bool,
 ) -> ReplayStats:
     try:
-        return await replay_items(
-            items,
-            sink,
-            replayer=replayer,
-            speed=speed,
-            on_progress=on_progress,
-            blocking=blocking,
+        return await _until_signal(
+            lambda stop: replay_items(
+                items,
+                sink,
+                replayer=replayer,
+                speed=speed,
+                on_progress=on_progress,
+                blocking=blocking,
+                stop=stop,
+            )
         )
     finally:
         sink.flush()
@@ -339,16 +342,46 @@ async def _to_db(
     blocking: bool,
     writers: Writers,
 ) -> ReplayStats:
-    return await replay_into_db(
-        items,
-        url,
-        cfg.store,
-        replayer=replayer,
-        speed=speed,
-        on_progress=on_progress,
-        blocking=blocking,
-        writers=writers,
+    return await _until_signal(
+        lambda stop: replay_into_db(
+            items,
+            url,
+            cfg.store,
+            replayer=replayer,
+            speed=speed,
+            on_progress=on_progress,
+            blocking=blocking,
+            writers=writers,
+            stop=stop,
+        )
     )
+
+
+async def _until_signal(run: Callable[[trio.Event], Awaitable[ReplayStats]]) -> ReplayStats:
+    """``run(stop)`` with Ctrl-C (SIGINT) and SIGTERM setting ``stop``: the replay stops
+    reading, writes (or spools) and counts what it made, and reports (``_report``: exit 1).
+    A second signal cancels at once: what was handed to the writers is committed or
+    spooled, not counted."""
+    stop = trio.Event()
+    stats: ReplayStats | None = None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                async for _ in signals:
+                    if stop.is_set():
+                        nursery.cancel_scope.cancel()
+                    stop.set()
+
+            nursery.start_soon(watch)
+            stats = await run(stop)
+            nursery.cancel_scope.cancel()
+    if stats is None:
+        fail(
+            "stopped by a second signal: the rows handed to the writers were committed or"
+            " spooled (the spool is written on the next replay); replay the journal again"
+        )
+    return stats
 
 
 def _say(target: Console, text: str) -> None:
@@ -386,6 +419,13 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
         left = ", ".join(f"{t} {n:,}" for t, n in sorted(stats.left.items()))
         _say(err_console, f"not written (spooled or dead-lettered): {left}")
     if stats.problems:
-        _say(err_console, f"{len(stats.problems):,} corrupt journal line(s) skipped")
-    if stats.problems or stats.left:
+        lost = sum(problem.lines for problem in stats.problems)
+        _say(err_console, f"{lost:,} line(s) not read (damaged, or of a file refused whole)")
+    if stats.stopped:
+        _say(
+            err_console,
+            f"stopped by a signal after {stats.records:,} journal records: the rows made"
+            " until then are counted above; the rest of the journal was not replayed",
+        )
+    if stats.problems or stats.left or stats.stopped:
         raise SystemExit(1)

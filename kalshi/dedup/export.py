@@ -58,7 +58,7 @@ from kalshi.dedup.gatherers import SKEW_US
 from kalshi.dedup.parquet import book_stream_rows, encode, market_rows
 from kalshi.dedup.segments import apply_change, apply_row, book_from_snapshot
 from kalshi.dedup.tables import EXPORT_TABLES
-from kalshi.dedup.targets import LocalTarget, Target, open_target
+from kalshi.dedup.targets import ExportHealth, LocalTarget, Target, open_target
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, Row, SnapshotRow
 from kalshi.store import Database, connect_db
@@ -464,6 +464,11 @@ class Exporter:
 
     def close(self) -> None:
         self._reader.close()
+
+    @property
+    def health(self) -> ExportHealth:
+        """Whether the export works (its target's; :class:`ExportHealth`)."""
+        return self.target.health
 
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:

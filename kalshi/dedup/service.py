@@ -95,7 +95,7 @@ class PassReport:
 
 @define
 class _GathererState:
-    up: bool = True
+    up: bool | None = None  # None until the first probe answers (unknown is not up)
     error: str = ""
     high_water: int | None = None  # newest time in its tables
     complete: int | None = None  # every row received up to it is written (None: all)
@@ -406,7 +406,7 @@ class Deduplicator:
         """Record that ``exc.gatherer_id``'s database failed: logged once per outage by its
         name, /health and ``kalshi_dedup_gatherer_up`` say so, the pass lists it skipped."""
         state = self._state[exc.gatherer_id]
-        if state.up:
+        if state.up is not False:
             log.warning("gatherer %s skipped: %s", exc.gatherer_id, exc.cause)
         state.up, state.error = False, str(exc.cause)
         metrics.GATHERER_UP.labels(exc.gatherer_id).set(0)
@@ -446,7 +446,7 @@ class Deduplicator:
             except GathererError as exc:
                 self._gatherer_down(exc, report)
                 continue
-            if not state.up:
+            if state.up is False:
                 log.info("gatherer %s reachable again", gatherer.id)
             state.up, state.error = True, ""
             for (gid, table), cursor in self._cursors.items():
@@ -824,7 +824,7 @@ class Deduplicator:
             for (gid, table), c in sorted(self._cursors.items())
             if gid in self._state
         }
-        ok = not self._production_error and any(s.up for s in self._state.values())
+        ok = not self._production_error and any(s.up is True for s in self._state.values())
         return {
             "status": "ok" if ok else "degraded",
             "service": "dedup",
@@ -900,11 +900,24 @@ def _continuation(ckpt: Checkpoint, window: _Window) -> Segment:
     return segment
 
 
+class ExportState(Protocol):
+    """Whether the export works (a :class:`kalshi.dedup.targets.ExportHealth`)."""
+
+    def failed(self, cause: str) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+    def document(self) -> dict[str, Any]: ...
+
+
 class WindowExporter(Protocol):
     """What :func:`serve_dedup` runs alongside the merge (a
     :class:`kalshi.dedup.export.Exporter`): export every closed window, then the
     ``markets`` table when it changed, raising :class:`ExportError` or
     :class:`DatabaseUnavailable` on failure."""
+
+    @property
+    def health(self) -> ExportState: ...
 
     async def export_closed(self) -> object: ...
 
@@ -936,7 +949,7 @@ async def serve_dedup(
                     serve_endpoints,
                     cfg.http,
                     cfg.metrics,
-                    health=dedup.health,
+                    health=partial(_health, dedup, exporter),
                     registry=dedup_metrics(),
                 )
             )
@@ -966,11 +979,29 @@ async def _grace_on_shutdown(dedup: Deduplicator, grace: float) -> None:
         dedup.stop_within(grace)
 
 
+def _health(dedup: Deduplicator, exporter: WindowExporter | None) -> dict[str, Any]:
+    """The merge's ``/health`` (:meth:`Deduplicator.health`) with, when it exports, the
+    ``export`` component (:meth:`ExportHealth.document`): ``degraded`` while it fails."""
+    document = dedup.health()
+    if exporter is not None:
+        export = exporter.health.document()
+        document["export"] = export
+        if not export["up"]:
+            document["status"] = "degraded"
+    return document
+
+
 async def _export_forever(exporter: WindowExporter, interval: float) -> None:
+    """Export every ``interval`` (at least 1 s). A failure is logged once when the export
+    starts failing and once when it works again (:class:`ExportHealth`), not per round."""
     while True:
         try:
             await exporter.export_closed()
             await exporter.export_markets()
-        except (ExportError, DatabaseUnavailable) as exc:
-            log.warning("export failed, retrying later: %s", exc)
+        except ExportError as exc:  # the target's failure, recorded by it
+            log.debug("export round failed, retrying later: %s", exc)
+        except DatabaseUnavailable as exc:
+            exporter.health.failed(f"production database: {exc}")
+        else:
+            exporter.health.succeeded()
         await trio.sleep(max(interval, 1.0))

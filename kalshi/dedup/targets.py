@@ -10,6 +10,7 @@ key. boto3 is blocking and runs in worker threads; its failures are retried by
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -24,12 +25,55 @@ from kalshi.errors import ExportError
 from kalshi.retry import retry
 from kalshi.s3 import s3_client, s3_errors
 
-__all__ = ["LocalTarget", "S3Target", "Target", "open_target"]
+__all__ = ["ExportHealth", "LocalTarget", "S3Target", "Target", "open_target"]
 
 T = TypeVar("T")
 
+log = logging.getLogger("kalshi.dedup.export")
+
+
+class ExportHealth:
+    """Whether the export works: ``error`` is the cause of the newest failure while it
+    fails ("" once a call succeeds again). Every failed attempt (a target call retried or
+    given up, a production read of the export) counts in ``kalshi_export_failures_total``;
+    the first failure after a success logs one warning with its cause, the first success
+    after failures one info line (outside tester F3: a 106 s S3 outage showed only in the
+    counter)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target  # where the export goes: "s3://bucket/" or a directory
+        self.error = ""
+        self.failures = 0  # failed attempts since the last success
+
+    def failed(self, cause: str) -> None:
+        metrics.EXPORT_FAILURES.inc()
+        if not self.error:
+            log.warning("export to %s failing, retrying: %s", self.target, cause)
+        self.error = cause
+        self.failures += 1
+
+    def succeeded(self) -> None:
+        if self.error:
+            log.info(
+                "export to %s works again after %d failed attempts", self.target, self.failures
+            )
+        self.error = ""
+        self.failures = 0
+
+    def document(self) -> dict[str, Any]:
+        """The ``export`` component of the dedup ``/health``: ``up``, ``error`` (the cause
+        while it fails), ``failures`` (attempts since the last success), ``target``."""
+        return {
+            "up": not self.error,
+            "error": self.error,
+            "failures": self.failures,
+            "target": self.target,
+        }
+
 
 class Target(Protocol):
+    health: ExportHealth
+
     async def put(self, key: str, data: bytes) -> None: ...
     async def keys(self, prefix: str) -> list[str]: ...
     async def delete(self, keys: Sequence[str]) -> None: ...
@@ -41,6 +85,7 @@ class LocalTarget:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self.health = ExportHealth(str(self.root))
 
     def describe(self, key: str) -> str:
         return str(self.root / key)
@@ -63,8 +108,10 @@ class LocalTarget:
         try:
             await trio.to_thread.run_sync(self._put, key, data)
         except OSError as exc:
-            metrics.EXPORT_FAILURES.inc()
-            raise ExportError(f"cannot write {self.describe(key)}: {exc}") from exc
+            cause = f"cannot write {self.describe(key)}: {exc}"
+            self.health.failed(cause)
+            raise ExportError(cause) from exc
+        self.health.succeeded()
 
     async def keys(self, prefix: str) -> list[str]:
         def walk() -> list[str]:
@@ -102,6 +149,7 @@ class S3Target:
         self.max_backoff = max_backoff
         self.multipart_threshold = multipart_threshold
         self._bucket_checked = False
+        self.health = ExportHealth(self.describe(""))
 
     def describe(self, key: str) -> str:
         return f"s3://{self.s3.bucket}/{key}"
@@ -111,10 +159,10 @@ class S3Target:
 
     async def _retry(self, what: str, fn: Callable[[], T]) -> T:
         def failed(exc: BaseException, attempt: int) -> None:
-            metrics.EXPORT_FAILURES.inc()
+            self.health.failed(f"{what}: {exc}")
 
         try:
-            return await retry(
+            done = await retry(
                 lambda: trio.to_thread.run_sync(fn),
                 transient=s3_errors(),
                 attempts=self.attempts,
@@ -124,6 +172,8 @@ class S3Target:
             )
         except s3_errors() as exc:
             raise ExportError(f"{what}: {exc} (gave up after {self.attempts} tries)") from exc
+        self.health.succeeded()
+        return done
 
     def _ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError

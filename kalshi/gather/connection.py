@@ -289,8 +289,7 @@ class Connection:
         try:
             budget = self.ctx.read_ahead
             if self.scoped or budget is None:
-                while True:
-                    await self._process(await self._read(ws), counts, direct=True)
+                await self._one_loop(ws, counts)
             else:
                 await self._read_ahead(ws, counts, budget)
         finally:
@@ -312,13 +311,31 @@ class Connection:
             finally:
                 self.paused = False
                 self._alive = trio.current_time()
-        raw = await ws.receive()
+        return self._stamp(await ws.receive())
+
+    def _stamp(self, raw: bytes | str) -> _Frame:
+        """Number and stamp a frame just taken from the socket (wall µs, Trio time)."""
         now = trio.current_time()
         self._frame_no = frame_no = self._frame_no + 1
         self._alive = self.last_message_at = now
         self.messages += 1
         self.bytes += len(raw)
-        return frame_no, ctx.wall_us(), now, raw
+        return frame_no, self.ctx.wall_us(), now, raw
+
+    async def _one_loop(self, ws: WsConnection, counts: FrameMetrics) -> None:
+        """Read and process frames in this one task until the session ends. The frames
+        one socket read brought are taken as they are (``ws.ready``) and handled without
+        a coroutine (:meth:`_take`); this task awaits only the socket, the journal's room
+        (checked before each frame, as :meth:`_read` does), a writer's room and what a
+        frame asks for beyond its rows (:meth:`_finish`)."""
+        journal = self.ctx.journal
+        ready, stamp, take = ws.ready, self._stamp, self._take
+        while True:
+            raw = None if journal is not None and journal.pressure else ready()
+            frame = await self._read(ws) if raw is None else stamp(raw)
+            rest = take(frame, counts, True)
+            if rest is not None:
+                await self._finish(rest[0], rest[1], frame, True)
 
     async def _read_ahead(
         self, ws: WsConnection, counts: FrameMetrics, budget: ReadAheadBudget
@@ -426,6 +443,16 @@ class Connection:
         """Decode one frame, hand its rows to the writers and act on what it asks for.
         ``direct``: read by this same task, so waiting for room here is not reading
         (``blocked``, which the keepalive does not take for silence)."""
+        rest = self._take(frame, counts, direct)
+        if rest is not None:
+            await self._finish(rest[0], rest[1], frame, direct)
+
+    def _take(
+        self, frame: _Frame, counts: FrameMetrics, direct: bool
+    ) -> tuple[Outcome, int] | None:
+        """What handling a frame does without waiting: journal it, decode it, count it,
+        hand its rows to writers with room. ``None`` when that was all; else the outcome
+        and how many of its rows were handed, for :meth:`_finish`."""
         ctx = self.ctx
         frame_no, wall, now, raw = frame
         self._handled_no = frame_no
@@ -438,6 +465,7 @@ class Connection:
         message = out.message
         counts.frame(message.type if message is not None else out.problem or "unknown", len(raw))
         rows = out.rows
+        handed = 0
         if rows:
             table, row = rows[-1]
             if table in _TIMED_TABLES and row[0] is not None:  # the exchange's µs
@@ -446,15 +474,34 @@ class Connection:
                 self._lag_us = lag = (wall if direct else ctx.wall_us()) - ts
                 counts.latency(max(0, lag) / 1e6)
                 ctx.skew.observe(wall, ts)
-            if direct:  # seen by the keepalive only if put_all waits
-                self.blocked = True
-                await ctx.sink.put_all(rows)
-                self.blocked = False
-            else:  # a read-ahead's reader reads on; ``blocked`` is its own
-                await ctx.sink.put_all(rows)
+            handed = ctx.sink.put_ready(rows)
         if now >= counts.due:
             counts.flush(now)
-        if (  # anything beyond rows: a problem, a request, a reply to act on
+        if (  # rows a writer had no room for; a problem, a request, a reply to act on
+            handed < len(rows)
+            or message is None
+            or out.problem is not None
+            or out.resnapshot
+            or out.gap
+            or out.lifecycle is not None
+            or message.type in CONTROL_TYPES
+        ):
+            return out, handed
+        return None
+
+    async def _finish(self, out: Outcome, handed: int, frame: _Frame, direct: bool) -> None:
+        """The rest of :meth:`_take`'s frame: its rows a writer had no room for (waiting,
+        in order: backpressure reaches the socket), then what it asks for."""
+        rows = out.rows
+        if handed < len(rows):
+            if direct:  # seen by the keepalive while put_all waits
+                self.blocked = True
+                await self.ctx.sink.put_all(rows[handed:])
+                self.blocked = False
+            else:  # a read-ahead's reader reads on; ``blocked`` is its own
+                await self.ctx.sink.put_all(rows[handed:])
+        message = out.message
+        if (
             message is None
             or out.problem is not None
             or out.resnapshot
@@ -462,6 +509,7 @@ class Connection:
             or out.lifecycle is not None
             or message.type in CONTROL_TYPES
         ):
+            frame_no, wall, _, raw = frame
             if direct:  # e.g. a lifecycle's markets row waits for room
                 self.blocked = True
                 await self._handle(out, wall, frame_no, raw)

@@ -78,6 +78,21 @@ class WebsocketsConnection:
             with suppress(ConnectionLost):
                 await self._flush()
 
+    def ready(self) -> bytes | None:
+        """The next data message when it is already read and parsed (a whole text or
+        binary frame first in line), without waiting; ``None`` otherwise: then
+        :meth:`receive` takes what comes next (a fragment, a control frame, a close, the
+        socket). The receiving task takes the frames of one socket read this way, with no
+        coroutine per frame."""
+        frames = self._frames
+        if frames:
+            frame = frames[0]
+            opcode = frame.opcode
+            if (opcode is _TEXT or opcode is _BINARY) and frame.fin:
+                frames.popleft()
+                return bytes(frame.data)  # the parser's is a bytearray slice
+        return None
+
     async def receive(self) -> bytes | str:
         """The next data message: ``bytes`` (a text frame's UTF-8 or a binary frame).
         Raises :class:`ConnectionLost` on a close frame, a protocol error, a frame over

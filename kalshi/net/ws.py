@@ -43,6 +43,12 @@ class WsConnection(Protocol):
     """At most this many bytes a socket read: a whole-exchange connection reading ahead
     takes what the kernel holds (``websockets``; ``trio-websocket`` reads 64 KiB)."""
 
+    def ready(self) -> bytes | str | None:
+        """The next data message if it is already received and parsed, without waiting;
+        ``None`` when :meth:`receive` would have to wait or handle anything else (a
+        ``trio-websocket`` session always answers ``None``)."""
+        ...
+
     async def receive(self) -> bytes | str: ...
 
     async def send(self, data: bytes | str) -> None: ...
@@ -73,6 +79,9 @@ class _TrioWs:
     @property
     def heard(self) -> float:
         return self._stream.heard
+
+    def ready(self) -> None:
+        return None  # trio-websocket's messages come through its reader task's channel
 
     async def receive(self) -> bytes | str:
         try:

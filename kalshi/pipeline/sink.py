@@ -60,6 +60,19 @@ class RowSink:
             except trio.WouldBlock:
                 await channel.send(row)
 
+    def put_ready(self, rows: list[tuple[str, Row]]) -> int:
+        """Hand over ``rows`` in order while their channels have room, without waiting;
+        returns how many were handed (the rest, ``rows[n:]``, go through
+        :meth:`put_all`, which waits for room)."""
+        channels, counts = self.channels, self.rows
+        for n, (table, row) in enumerate(rows):
+            try:
+                channels[table].send_nowait(row)
+            except trio.WouldBlock:
+                return n
+            counts[table] += 1
+        return len(rows)
+
     async def aclose(self) -> None:
         for channel in self.channels.values():
             await channel.aclose()

@@ -26,17 +26,18 @@ from kalshi.errors import ConfigError, DecodeError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.journal.format import FRAME, REST
 from kalshi.models.rows import Row
-from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, RowSink, Sink
+from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, Sink
 from kalshi.pipeline.outside import MARKETS_PATH, made_outside
 from kalshi.replay.continuity import Continuity
 from kalshi.replay.source import SeqCheck, decompressed, source_files
 from kalshi.replay.writer_process import (
+    StoreSink,
     Writers,
     drain_store,
     replay_through_process,
     store_counts,
 )
-from kalshi.store import TABLES, open_store
+from kalshi.store import open_store
 
 __all__ = [
     "BAD_FRAMES_LISTED",
@@ -112,6 +113,9 @@ class ReplayStats:
     duplicate: Counter[str] = field(factory=Counter)
     updated: Counter[str] = field(factory=Counter)
     left: Counter[str] = field(factory=Counter)
+    # Stopped before the journal's end (``stop`` was set: Ctrl-C, SIGTERM): every row made
+    # until then was handed to the sink, the journal after ``records`` was not read.
+    stopped: bool = False
 
 
 class Replayer:
@@ -355,6 +359,7 @@ async def replay(
     speed: float | None = None,
     on_progress: Callable[[int], None] | None = None,
     blocking: bool = True,
+    stop: trio.Event | None = None,
 ) -> ReplayStats:
     """Replay ``items`` (e.g. :func:`~kalshi.journal.read_journal`) into ``sink``.
 
@@ -367,7 +372,9 @@ async def replay(
     ``None`` replays flat out. ``on_progress(n)`` is called with the number of journal
     items done after each batch. Raises :class:`~kalshi.errors.JournalError` for a source
     that does not exist. On cancellation the rows already handed to ``sink`` stay there;
-    nothing is partially written.
+    nothing is partially written. ``stop`` set (a signal): the replay ends at the next batch
+    (flat out) or frame (paced), every row made so far handed to ``sink``, with
+    ``stats.stopped``.
     """
     rep = replayer or Replayer()
     source = iter(items)
@@ -376,6 +383,9 @@ async def replay(
     wall_start = 0
     start_us = rep.filter.start_us
     while True:
+        if stop is not None and stop.is_set():
+            rep.stats.stopped = True
+            break
         if blocking:
             batch = await trio.to_thread.run_sync(_next_batch, source)
         else:
@@ -397,9 +407,16 @@ async def replay(
                     ):
                         if clock_start is None:
                             clock_start, wall_start = trio.current_time(), wall
-                        await trio.sleep_until(clock_start + (wall - wall_start) / 1e6 / speed)
+                        due = clock_start + (wall - wall_start) / 1e6 / speed
+                        if stop is None:
+                            await trio.sleep_until(due)
+                        else:
+                            with trio.move_on_at(due):
+                                await stop.wait()
                 if rows:
                     await sink.put_all(rows)
+                if stop is not None and stop.is_set():
+                    break
         done += len(batch)
         if on_progress is not None:
             on_progress(done)
@@ -417,6 +434,7 @@ async def replay_into_db(
     blocking: bool = True,
     copy_new: bool = True,
     writers: Writers = "inline",
+    stop: trio.Event | None = None,
 ) -> ReplayStats:
     """:func:`replay` into the database at ``url`` (migrated) through the batch writers,
     configured by ``cfg`` (a gatherer config's :attr:`~kalshi.config.GathererConfig.store`).
@@ -435,6 +453,8 @@ async def replay_into_db(
     runs the store on this Trio loop; ``"process"`` runs the same store in a second
     process fed over a pipe (:mod:`kalshi.replay.writer_process`), with the same rows and
     counts; a writer process that dies raises :class:`~kalshi.errors.StoreError`.
+    ``stop`` (set on Ctrl-C / SIGTERM): reading ends (:func:`replay`), and the rows made
+    so far are written and counted as at the journal's end.
     """
     spool = cfg.spool
     cfg = attrs.evolve(
@@ -449,7 +469,13 @@ async def replay_into_db(
 
     async def run(sink: Sink) -> ReplayStats:
         return await replay(
-            items, sink, replayer=rep, speed=speed, on_progress=on_progress, blocking=blocking
+            items,
+            sink,
+            replayer=rep,
+            speed=speed,
+            on_progress=on_progress,
+            blocking=blocking,
+            stop=stop,
         )
 
     if writers == "process":
@@ -460,7 +486,7 @@ async def replay_into_db(
     else:
         # Historical rows, most of them new: COPY straight into the tables first.
         async with open_store(url, cfg, watermark=False, copy_new=copy_new) as store:
-            sink = RowSink({table: store.sender(table) for table in TABLES})
+            sink = StoreSink(store)
             try:
                 stats = await run(sink)
             finally:

@@ -2,8 +2,11 @@
 
 :func:`read_records` takes files, directories (recursively), ``-`` for stdin and
 ``s3://bucket/prefix`` (our journal only), plain, gzip or zstd (told by their first bytes,
-not their names). Each file is read as our journal when its first line is a journal line,
-else as a capture (:mod:`kalshi.replay.capture`). A capture becomes what a gatherer would
+not their names). Each file is read as our journal when its first readable line (JSON, or
+time-prefixed JSON; a torn line is reported and the next one tried) is a journal line,
+else as a capture (:mod:`kalshi.replay.capture`); a file whose shape cannot be read (a
+JSON array, ambiguous fields) is one :class:`JournalProblem` whose ``lines`` counts every
+line of it not read. A capture becomes what a gatherer would
 have journaled (``docs/replay.md``, "Captures"):
 
 * gatherer ``capture``; every frame an ``in`` frame with ``wall_us`` = its receive time,
@@ -46,7 +49,7 @@ from typing import Any, BinaryIO, Literal
 import attrs
 import orjson
 import zstandard
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 
 from kalshi.config import S3Config
 from kalshi.errors import JournalError
@@ -61,6 +64,8 @@ from kalshi.replay.capture import (
     detect,
     exchange_time_us,
     is_journal_line,
+    split_time_prefix,
+    to_us,
 )
 
 __all__ = [
@@ -214,17 +219,90 @@ def _inflate(chunks: Iterator[bytes], torn: list[str], make: Any, kind: str) -> 
 # --- one file ---------------------------------------------------------------------------------
 
 
+class _Refused(Exception):
+    """The file's shape cannot be read (ambiguous fields, a JSON array): one error for
+    the file, every line of it from here on counted as not read."""
+
+
+def _decide(
+    line: bytes, line_no: int, given: CaptureFormat, name: str
+) -> CaptureFormat | bool | str:
+    """What one line says of its file: ``True`` our journal, a :class:`CaptureFormat`, or
+    a reason the line says nothing (not JSON: a torn line; detection never decides on
+    it, the next line is tried). Raises :class:`_Refused` for a shape that cannot be read
+    (file ``name``)."""
+    array = (
+        "a JSON array, not JSON lines (one frame per line): convert it with "
+        f"jq -c '.[]' {name} > {Path(name).stem}.jsonl"
+    )
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        if line_no == 1 and _array_start(line):
+            raise _Refused(array) from None
+        prefixed = _time_prefixed(line, given)
+        if prefixed is not None:
+            return prefixed
+        return f"invalid JSON: {exc}"
+    if line_no == 1 and isinstance(obj, list) and _array_start(line):
+        raise _Refused(array)
+    if is_journal_line(obj):
+        return True
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    try:
+        return detect(obj, given)
+    except ValueError as exc:
+        raise _Refused(str(exc)) from None
+
+
+def _array_start(line: bytes) -> bool:
+    """The first line of a JSON array of frames: ``[``, ``[{...},`` or a whole array."""
+    text = line.strip()
+    if not text.startswith(b"["):
+        return False
+    if text == b"[":
+        return True
+    for candidate in (text, text[1:].rstrip(b",]").strip()):
+        try:
+            if isinstance(orjson.loads(candidate), list | dict):
+                return True
+        except orjson.JSONDecodeError:
+            continue
+    return False
+
+
+def _time_prefixed(line: bytes, given: CaptureFormat) -> CaptureFormat | None:
+    """The format of a ``<receive time> <frame>`` line (``capture.split_time_prefix``),
+    or ``None`` when the line is not one."""
+    split = split_time_prefix(line)
+    if split is None:
+        return None
+    try:
+        to_us(split[0], given.time_unit, "receive time")
+        rest = orjson.loads(split[1])
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(rest, dict):
+        return None
+    try:
+        return detect(rest, evolve(given, time_prefix=True))
+    except ValueError as exc:
+        raise _Refused(str(exc)) from None
+
+
 def _read_one(
     name: str, opts: SourceOptions, labels: Labels, capture: _Capture
 ) -> Iterator[JournalRecord | JournalProblem]:
     torn: list[str] = []
     line_no = 0
     until = None if opts.until_us is None else opts.until_us + STOP_GRACE_US
-    journal: bool | None = None  # decided by the first line
+    journal: bool | None = None  # decided by the first line that says (never a torn one)
     fmt = opts.fmt
     try:
         with _open(name) as fh:
-            for line, complete, verified in split_lines(decompressed(fh, torn)):
+            lines = split_lines(decompressed(fh, torn))
+            for line, complete, verified in lines:
                 line_no += 1
                 if not line.strip():
                     if complete:
@@ -232,16 +310,26 @@ def _read_one(
                     continue
                 if journal is None:
                     try:
-                        first = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        first = None
-                    journal = is_journal_line(first)
-                    if not journal:
-                        try:
-                            fmt = detect(first, opts.fmt)
-                        except ValueError as exc:
-                            yield JournalProblem(name, line_no, f"not a capture: {exc}")
-                            return
+                        shape = _decide(line, line_no, opts.fmt, name)
+                    except _Refused as exc:
+                        refused_at = line_no
+                        line_no += sum(1 for _ in lines)
+                        count = line_no - refused_at + 1
+                        yield JournalProblem(
+                            name,
+                            refused_at,
+                            f"not a capture: {exc}; {count:,} line(s) of the file not read",
+                            count,
+                        )
+                        break
+                    if isinstance(shape, str):
+                        if not complete:
+                            shape = f"torn last line ({len(line)} bytes, no newline)"
+                        yield JournalProblem(name, line_no, shape)
+                        continue
+                    journal = shape is True
+                    if isinstance(shape, CaptureFormat):
+                        fmt = shape
                         yield from capture.describe(name, fmt)
                 try:
                     if journal:
@@ -332,7 +420,10 @@ class _Capture:
         out: list[JournalRecord] = []
         self.source = name
         frame = "bare frames" if fmt.frame_field is None else f"frame in {fmt.frame_field!r}"
-        if fmt.time_field is None:
+        if fmt.time_prefix:
+            unit = fmt.time_unit or "unit by size"
+            when = f"received_at from the time ahead of each line ({unit})"
+        elif fmt.time_field is None:
             when = "no receive time: received_at = the exchange time (msg.ts_ms, msg.ts), "
             when += "else the previous frame's"
         else:

@@ -48,7 +48,14 @@ from kalshi.errors import KalshiError, StoreError
 from kalshi.models.rows import Row
 from kalshi.store import TABLES, Store, open_store
 
-__all__ = ["DEFAULT_WRITERS", "Writers", "drain_store", "replay_through_process", "store_counts"]
+__all__ = [
+    "DEFAULT_WRITERS",
+    "StoreSink",
+    "Writers",
+    "drain_store",
+    "replay_through_process",
+    "store_counts",
+]
 
 Writers = Literal["inline", "process"]
 """Where ``kalshi replay --db`` runs the store's writers: in this process's Trio loop, or
@@ -66,10 +73,42 @@ _IN_FLIGHT = 4  # encoded batches waiting for the pipe
 _JOIN_SLACK = 30.0  # seconds past shutdown_grace a stopping child is waited for
 
 
+def _grouped(rows: list[tuple[str, Row]]) -> list[list[Row]]:
+    """``rows`` by table, in :data:`_NAMES` order, each table's in the order given."""
+    groups: list[list[Row]] = [[] for _ in _NAMES]
+    index = _INDEX
+    for table, row in rows:
+        groups[index[table]].append(row)
+    return groups
+
+
+class StoreSink:
+    """The :class:`~kalshi.pipeline.Sink` onto a store in this process (``--writers
+    inline``): each call's rows grouped by table, each group handed to the table's writer
+    whole (:meth:`~kalshi.store.RowSender.send_batch`: one hand-over per table and call,
+    not one per row), waiting only while a writer's channel is full."""
+
+    def __init__(self, store: Store) -> None:
+        self._senders = [store.sender(name) for name in _NAMES]
+
+    async def put_all(self, rows: list[tuple[str, Row]]) -> None:
+        for sender, group in zip(self._senders, _grouped(rows), strict=True):
+            if group:
+                try:
+                    sender.send_batch_nowait(group)
+                except trio.WouldBlock:
+                    await sender.send_batch(group)
+
+    async def aclose(self) -> None:
+        for sender in self._senders:
+            await sender.aclose()
+
+
 class _PipeSink:
     """The :class:`~kalshi.pipeline.Sink` onto the pipe: rows grouped by table into
-    batches of :data:`_BATCH_ROWS`, each encoded and handed to the sending task;
-    ``eager`` (a paced replay) sends what it has after every call."""
+    batches of at least :data:`_BATCH_ROWS` (the rows of one call are kept together),
+    each encoded and handed to the sending task; ``eager`` (a paced replay) sends what it
+    has after every call."""
 
     def __init__(self, send: trio.MemorySendChannel[bytes], eager: bool) -> None:
         self._send = send
@@ -78,12 +117,13 @@ class _PipeSink:
         self._encoder = msgspec.msgpack.Encoder()
 
     async def put_all(self, rows: list[tuple[str, Row]]) -> None:
-        pending, index = self._pending, _INDEX
-        for table, row in rows:
-            batch = pending[index[table]]
-            batch.append(row)
-            if len(batch) >= _BATCH_ROWS:
-                await self._ship(index[table])
+        pending = self._pending
+        for i, group in enumerate(_grouped(rows)):
+            if group:
+                batch = pending[i]
+                batch += group
+                if len(batch) >= _BATCH_ROWS:
+                    await self._ship(i)
         if self._eager:
             await self.flush()
 

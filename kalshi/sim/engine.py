@@ -218,7 +218,14 @@ class Engine:
             await trio.sleep_until(deadline)
             if self._paused:
                 await self._resumed.wait()
-                deadline = trio.current_time()
+                # The schedule of bursts and churn counts running time only: a pause (the
+                # gatherers starting, issue 20) longer than ``burst_every`` put a burst at
+                # the first second after the resume, where no one expected one.
+                idle = trio.current_time() - deadline
+                next_churn += idle
+                next_burst += idle
+                burst_until += idle
+                deadline += idle
                 continue
             now = trio.current_time()
             self.late_s = now - deadline  # behind schedule: this process short of CPU

@@ -87,7 +87,9 @@ class TableStats:
 
 @frozen
 class StoreStats:
-    db_up: bool  # the last database write succeeded (True before the first one)
+    # the last database operation succeeded (True) or found it unavailable (False); None
+    # before the first one (unknown, which is not up: /health says 'unknown')
+    db_up: bool | None
     db_error: str  # the last unavailability error, '' when up
     tables: Mapping[str, TableStats]
     spool_ok: bool = True  # the last spool write succeeded
@@ -120,9 +122,14 @@ class _SpoolState:
 
 
 class _DbState:
+    """Whether the database takes this store's operations: the one source of /health's
+    ``db``, ``kalshi_store_db_up`` and ``kalshi status``. ``up`` is None (unknown, the
+    gauge 0) until the first operation answers."""
+
     def __init__(self, prepare: Callable[[], object] | None = None) -> None:
-        self.up = True
+        self.up: bool | None = None
         self.error = ""
+        metrics.DB_UP.set(0)
         # Run once before the first write (the schema's migrations when the database was
         # unreachable at start); raises DatabaseUnavailable while it still is.
         self._prepare = prepare
@@ -139,13 +146,13 @@ class _DbState:
                 self._prepare = None
 
     def mark_up(self) -> None:
-        if not self.up:
+        if self.up is False:
             log.info("database available again")
         self.up, self.error = True, ""
         metrics.DB_UP.set(1)
 
     def mark_down(self, exc: BaseException) -> None:
-        if self.up:
+        if self.up is not False:
             log.warning("database unavailable, batches wait in memory then spool: %s", exc)
         self.up, self.error = False, str(exc)
         metrics.DB_UP.set(0)
@@ -369,30 +376,28 @@ class _TableWriter:
 
     async def _seal(self, *, whole: bool) -> None:
         """Seal the open batch in batches of ``batch_size`` rows (``whole``: the last,
-        shorter one too; else it stays open). Each sealed batch's first number is the open
-        batch's lowest (a batch handed over whole may span two sealed ones)."""
-        rows, first, size = self.partial, self.partial_first, self.batch_size
-        if not rows:
-            return
-        end = len(rows) if whole else len(rows) - len(rows) % size
-        self.partial = rows[end:]
-        for start in range(0, end, size):
-            await self._seal_batch(rows[start : start + size], first)
-
-    async def _seal_batch(self, rows: list[Row], first: int) -> None:
-        """Turn ``rows`` into a sealed batch, in memory or (over the bound) on disk.
+        shorter one too; else it stays open), in memory or (over the bound) on disk. Each
+        sealed batch's first number is the open batch's lowest (a batch handed over whole
+        may span several sealed ones). Every batch is in memory before the first wait, so
+        a cancellation (shutdown) finds each row in the open batch or a sealed one.
 
         A spool disk that refuses (full, read-only) leaves the batch in memory, degraded
         and retried; past twice the bound, with the database down too, the collector stops
         taking rows (backpressure reaches the sockets) until either takes some: nothing is
         dropped.
         """
-        batch = Batch(self.next_seq, rows)
-        self.next_seq += 1
-        self.first[batch.seq] = first
-        self.unmeasured[batch.seq] = batch.rows
-        self.memory.append(batch)
-        self.memory_rows += len(batch.rows)
+        rows, first, size = self.partial, self.partial_first, self.batch_size
+        if not rows:
+            return
+        end = len(rows) if whole else len(rows) - len(rows) % size
+        self.partial = rows[end:]
+        for start in range(0, end, size):
+            batch = Batch(self.next_seq, rows[start : start + size])
+            self.next_seq += 1
+            self.first[batch.seq] = first
+            self.unmeasured[batch.seq] = batch.rows
+            self.memory.append(batch)
+            self.memory_rows += len(batch.rows)
         self.work.set()
         await self._spill_over_bound()
         while self.memory_rows > 2 * self.memory_limit and not self.spool_state.ok:
@@ -443,7 +448,10 @@ class _TableWriter:
                 self.spool_state.mark_failed(exc)
                 return
             finally:
+                # claimable again: a flusher that looked meanwhile found it in flight and
+                # waits for work (with the bound at 0 it may be the only batch in memory)
                 self.inflight.discard(batch.seq)
+                self.work.set()
             self.spool_state.mark_ok()
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
             self.memory.remove(batch)
@@ -988,8 +996,14 @@ class Store:
                 await trio.to_thread.run_sync(
                     insert, limiter=self._pool.limiter, abandon_on_cancel=True
                 )
+            except DatabaseUnavailable as exc:
+                self._state.mark_down(exc)
+                log.debug("first watermark not recorded: %s", exc)
             except StoreError as exc:
                 log.debug("first watermark not recorded: %s", exc)
+            else:
+                if self._state.up is None:  # the database answered before any write did
+                    self._state.mark_up()
 
     def _publish_watermark(self, value: int, now_us: int) -> None:
         with translating(), self._pool.connection() as pooled, pooled.conn.transaction():

@@ -59,6 +59,12 @@ async def test_service_merges_exports_and_reports_health_and_metrics(
     assert document["status"] == "ok"
     assert sorted(document["gatherers"]) == sorted(MISSES)
     assert all(g["up"] for g in document["gatherers"].values())
+    assert document["export"] == {
+        "up": True,
+        "error": "",
+        "failures": 0,
+        "target": str(tmp_path / "out"),
+    }
     assert {f"g0/{t}" for t in ("trades", "orderbook_deltas")} <= set(document["lag_seconds"])
     text = scraped.text
     for name in (
@@ -103,3 +109,60 @@ async def test_a_production_outage_is_waited_out_and_the_merge_completes(
                 await trio.sleep(0.02)
             nursery.cancel_scope.cancel()
     assert_production_is_truth(own_pg.url, truth, MISSES)
+
+
+async def test_a_failing_export_degrades_health_until_it_works_again(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    """Outside tester F3: while the export fails /health is degraded, with an ``export``
+    component giving the cause; once the target works again it is ok (here the target is a
+    directory that is a file until the test replaces it)."""
+    truth = make_truth(43, events=200)
+    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    production = make_db()
+    cfg = attrs.evolve(
+        dedup_config(production, urls, poll_interval=parse_duration("20ms")),
+        http=HttpConfig(port=free_port()),
+    )
+    out = tmp_path / "out"
+    out.write_text("not a directory")
+    s3 = S3Config(enabled=True, local_dir=str(out), window=parse_duration("100ms"))
+    exporter = Exporter(production, s3)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: serve_dedup(cfg, exporter=exporter, task_status=task_status)
+            )
+            async with httpx.AsyncClient() as client:
+                url = f"http://127.0.0.1:{cfg.http.port}/health"
+                for _ in itertools.count():  # until a write has failed
+                    if exporter.health.error:
+                        break
+                    await trio.sleep(0.02)
+                failing = await client.get(url)
+                out.unlink()
+                out.mkdir()
+                with connect_db(production) as db:
+                    for _ in itertools.count():
+                        if db.query("SELECT 1 FROM dedup_exports WHERE table_name = 'trades'"):
+                            break
+                        await trio.sleep(0.02)
+                for _ in itertools.count():  # a later write of the round may still fail
+                    if not exporter.health.error:
+                        break
+                    await trio.sleep(0.02)
+                working = await client.get(url)
+            nursery.cancel_scope.cancel()
+    exporter.close()
+    assert failing.status_code == 503
+    document = failing.json()
+    assert document["status"] == "degraded"
+    assert document["production"] == {"up": True, "error": ""}
+    export = document["export"]
+    assert export["up"] is False
+    assert export["error"].startswith(f"cannot write {out}/raw/")
+    assert ": [Errno 20] Not a directory: " in export["error"]
+    assert export["failures"] >= 1
+    assert working.status_code == 200
+    assert working.json()["status"] == "ok"
+    assert working.json()["export"] == {"up": True, "error": "", "failures": 0, "target": str(out)}

@@ -6,6 +6,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import runpy
 from collections.abc import Callable
 from pathlib import Path
@@ -185,8 +186,14 @@ def own_s3(tmp_path: Path) -> Any:
 
 
 async def test_an_s3_outage_mid_export_is_retried_until_it_completes(
-    make_db: Callable[..., str], tmp_path: Path, own_s3: S3Server
+    make_db: Callable[..., str],
+    tmp_path: Path,
+    own_s3: S3Server,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """... and says so: one warning with the cause when it starts failing, its health
+    down with that cause while it fails, one line when it works again (outside tester F3)."""
+    caplog.set_level(logging.INFO, logger="kalshi.dedup.export")
     production = await merged_production(make_db, tmp_path, seed=33)
     s3 = s3_config(own_s3)
     target = S3Target(s3, attempts=200, backoff=0.05, max_backoff=0.2, multipart_threshold=1024)
@@ -194,9 +201,15 @@ async def test_an_s3_outage_mid_export_is_retried_until_it_completes(
     failures_before = metrics.EXPORT_FAILURES._value.get()
     restarted = trio.Event()
 
+    during: dict[str, Any] = {}
+
     async def outage() -> None:
         await trio.to_thread.run_sync(own_s3.stop)
-        await trio.sleep(1.0)
+        for _ in itertools.count():  # until an attempt has failed
+            if target.health.error:
+                break
+            await trio.sleep(0.05)
+        during.update(target.health.document())
         await trio.to_thread.run_sync(own_s3.start)
         restarted.set()
 
@@ -213,6 +226,26 @@ async def test_an_s3_outage_mid_export_is_retried_until_it_completes(
         assert restarted.is_set()
         assert [(e.table, e.start) for e in exports] == plan
         assert metrics.EXPORT_FAILURES._value.get() > failures_before
+        assert during["up"] is False
+        assert during["error"].startswith(f"cannot upload s3://{s3.bucket}/raw/")
+        assert "Could not connect to the endpoint URL" in during["error"]
+        assert during["failures"] >= 1
+        assert target.health.document() == {
+            "up": True,
+            "error": "",
+            "failures": 0,
+            "target": f"s3://{s3.bucket}/",
+        }
+        said = [
+            (r.levelname, r.getMessage())
+            for r in caplog.records
+            if r.name == "kalshi.dedup.export" and "export to" in r.getMessage()
+        ]
+        assert [level for level, _ in said] == ["WARNING", "INFO"]
+        assert said[0][1].startswith(
+            f"export to s3://{s3.bucket}/ failing, retrying: cannot upload"
+        )
+        assert said[1][1].startswith(f"export to s3://{s3.bucket}/ works again after ")
         check_against_production(production, own_s3.objects(s3.bucket), exports)
     finally:
         exporter.close()

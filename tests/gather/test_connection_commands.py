@@ -38,6 +38,9 @@ async def test_commands_are_paced_and_replies_carry_no_market_list(
             def heard(self) -> float:
                 return self.ws.heard
 
+            def ready(self) -> None:
+                return None  # every frame through receive, recorded
+
             async def receive(self) -> bytes | str:
                 raw = await self.ws.receive()
                 received.append(orjson.loads(raw))

@@ -36,6 +36,9 @@ class _Session:
         self._replied = False
         self.heard = trio.current_time()
 
+    def ready(self) -> None:
+        return None
+
     async def receive(self) -> bytes | str:
         self.heard = trio.current_time()
         if not self._replied:

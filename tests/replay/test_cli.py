@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,7 +12,17 @@ import orjson
 import pytest
 import trio
 import trio_websocket
-from replay_support import BASE_US, OB_CONN, T1, scripted_session, store_config, write_journal
+from replay_support import (
+    BASE_US,
+    OB_CONN,
+    T1,
+    delta,
+    scripted_session,
+    snapshot,
+    store_config,
+    subscribed,
+    write_journal,
+)
 
 from kalshi.journal import read_journal
 from kalshi.replay import JsonlSink, Replayer, ReplayFilter, replay_into_db
@@ -68,7 +79,7 @@ async def test_replay_to_jsonl_reports_corrupt_lines_and_exits_1(tmp_path: Path)
         "orderbook_snapshots 3, trades 1",
         _MALFORMED,
         "frames flagged by the pipeline: invalid 1",
-        "2 corrupt journal line(s) skipped",
+        "2 line(s) not read (damaged, or of a file refused whole)",
     ]
 
 
@@ -371,3 +382,78 @@ async def test_a_list_option_takes_several_values_after_it(tmp_path: Path) -> No
             f"error: {option}: {journal!r} is a source, not a value: give FILES before the"
             " options, or end the list with --\n",
         )
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (any of its threads), from Linux's /proc."""
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+async def test_a_stopped_process_replay_ends_both_processes_and_counts_what_it_made(
+    db_url: str, tmp_path: Path, how: str
+) -> None:
+    """``--writers process --speed 1`` over 12 frames, an hour of recorded silence, then 10
+    more: stopped while it waits (Ctrl-C reaches the whole process group, SIGTERM only this
+    process), both processes end; the rows made until then (the frame it was waiting to
+    send included) are committed and counted, the rest is not replayed, exit 1."""
+    frames = [subscribed(1, "orderbook_delta"), snapshot(1, 1, T1, yes=[("0.4000", "10.00")])]
+    for i in range(20):
+        size = "1.00" if i % 2 == 0 else "-1.00"
+        frames.append(delta(1, i + 2, T1, "0.4000", size, ts_ms=1_795_561_141_000 + i))
+    hour = 3_600_000_000
+    entries = [
+        ("in", OB_CONN, k, BASE_US + 10 * k + (hour if k > 12 else 0), raw)
+        for k, raw in enumerate(frames, 1)
+    ]
+    await write_journal(tmp_path / "journal", entries)
+    command = [sys.executable, "-m", "kalshi", "replay", str(tmp_path / "journal")]
+    command += ["--db", db_url, "--writers", "process", "--speed", "1"]
+    with trio.fail_after(90):
+        process = await trio.lowlevel.open_process(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            start_new_session=True,  # its own process group, as a shell runs it
+        )
+        # waiting out the hour: the first 12 frames' rows are acknowledged by the database
+        while True:
+            with connect_db(db_url) as db:
+                if db.counts()["orderbook_deltas"] == 10:
+                    break
+            await trio.sleep(0.05)  # polling the database's acknowledgement, not a delay
+        # its children: the writer process, and multiprocessing's resource tracker
+        (writer,) = [pid for pid in _children(process.pid) if b"spawn_main" in _cmdline(pid)]
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
+        assert process.stdout is not None and process.stderr is not None
+        out, err = b"", b""
+        while chunk := await process.stdout.receive_some():
+            out += chunk
+        while chunk := await process.stderr.receive_some():
+            err += chunk
+        assert await process.wait() == 1
+    assert not _alive(writer)  # ended and reaped
+    assert out.decode().splitlines() == [
+        "replayed 13 frames (13 journal records); rows: orderbook_deltas 11, orderbook_snapshots 1",
+        "committed (new rows): orderbook_deltas 11, orderbook_snapshots 1",
+    ]
+    assert err.decode().splitlines() == [
+        "stopped by a signal after 13 journal records: the rows made until then are counted"
+        " above; the rest of the journal was not replayed"
+    ]
+    with connect_db(db_url) as db:
+        assert (db.counts()["orderbook_deltas"], db.counts()["orderbook_snapshots"]) == (11, 1)
+    assert sorted((tmp_path / ".kalshi").rglob("*.batch")) == []
