@@ -417,7 +417,8 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
         left = ", ".join(f"{t} {n:,}" for t, n in sorted(stats.left.items()))
         _say(err_console, f"not written (spooled or dead-lettered): {left}")
     if stats.problems:
-        _say(err_console, f"{len(stats.problems):,} corrupt journal line(s) skipped")
+        lost = sum(problem.lines for problem in stats.problems)
+        _say(err_console, f"{lost:,} line(s) not read (damaged, or of a file refused whole)")
     if stats.stopped:
         _say(
             err_console,
