@@ -10,6 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from prometheus_client import REGISTRY
 
 from kalshi.config import Duration, StoreConfig
 from kalshi.errors import StoreError
@@ -65,6 +66,10 @@ def fill(path: Path) -> None:
                 handle.write(bytes(4096))
         except OSError:
             pass
+
+
+def gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value(name)
 
 
 def with_db(cfg: StoreConfig, **changes: object) -> StoreConfig:
@@ -236,5 +241,28 @@ async def test_a_full_spool_disk_with_no_memory_bound_never_blocks_the_database(
             await store.drain()
             await wait_until(lambda: not store.stats().paused)
             assert store.stats().spool_ok is False  # the disk is still full
+    with connect_db(own_pg.url) as db:
+        assert db.fetch_rows("trades") == rows
+
+
+async def test_the_database_state_is_unknown_until_an_operation_answers(
+    own_pg: EmbeddedPostgres, make_cfg: Callable[..., StoreConfig]
+) -> None:
+    # Tester F2: /health said the database was up (no write tried yet) while it was down
+    # and kalshi_store_db_up said 0: one source, and unknown is not up.
+    migrate(own_pg.url)
+    cfg = make_cfg(batch_size=50, flush_interval=0.05)
+    rows = [trade(i) for i in range(100)]
+    with trio.fail_after(60):
+        async with open_store(own_pg.url, cfg, watermark=False) as store:
+            assert (store.stats().db_up, gauge("kalshi_store_db_up")) == (None, 0.0)
+            await trio.to_thread.run_sync(own_pg.stop)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_rows, store, rows)
+                await wait_until(lambda: store.stats().db_up is False)
+                assert gauge("kalshi_store_db_up") == 0.0
+                await trio.to_thread.run_sync(own_pg.start)
+                await store.committed()
+            assert (store.stats().db_up, gauge("kalshi_store_db_up")) == (True, 1.0)
     with connect_db(own_pg.url) as db:
         assert db.fetch_rows("trades") == rows
