@@ -11,12 +11,15 @@ have journaled (``docs/replay.md``, "Captures"):
 
 * gatherer ``capture``; every frame an ``in`` frame with ``wall_us`` = its receive time,
   the bytes exactly as recorded;
-* **sessions**: a new session starts with each capture file, and where a ``seq`` goes
-  down on a ``sid`` (the recorder
-  reconnected: Kalshi restarts ``sid`` and ``seq`` per connection, ``kalshi-api.md``
-  "Sequence numbers"). Each session is a connection: ``conn_id`` = the receive time (µs) of
-  its first frame, ``frame_no`` counts from 1, a ``connect`` marker opens it and a
-  ``disconnect`` marker closes it when the next one starts;
+* **sessions**: one stream across every file read together (how a capture was cut into
+  files changes no row); a new session starts where a ``seq`` goes back below where the
+  session began on its ``sid`` (the recorder reconnected: Kalshi restarts ``sid`` and
+  ``seq`` per connection, ``kalshi-api.md`` 2.4). Each session is a connection:
+  ``conn_id`` = the receive time (µs) of its first frame, ``frame_no`` counts from 1, a
+  ``connect`` marker opens it and a ``disconnect`` marker closes it when the next one starts;
+* **order**: a frame received a little late (up to :data:`REORDER_FRAMES` frames) is put
+  back in ``seq`` order on its ``sid``; a later one is a :class:`JournalProblem` at its
+  ``file:line`` and starts a new session;
 * **sequence rule** (``seq_check``): ``contiguous`` (every skipped ``seq`` is a lost frame,
   as live), ``filtered`` (the recorder kept only some markets of wider subscriptions: a
   skipped ``seq`` belongs to another market and proves nothing), or ``auto``: filtered when
@@ -43,6 +46,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+import attrs
 import orjson
 import zstandard
 from attrs import define, evolve, field, frozen
@@ -84,6 +88,9 @@ _CHUNK = 1 << 20
 _DECIDE_FRAMES = 1000  # frames of a session looked at to choose the sequence rule
 _FILTERED_SHARE = 10  # percent of seq steps that skip numbers above which: filtered
 _FILTERED_STEPS = 20  # fewer seq steps cannot tell a loss from a filtered capture
+REORDER_FRAMES = 64  # a frame this many frames late (or less) is put back in seq order
+LATE_LISTED = 10  # frames too late for the window, located one by one; the rest counted
+_REORDERED = {"reordered": True}  # detail of a frame put back in seq order
 _SUFFIXES = (".jsonl", ".ndjson", ".jsonl.zst", ".ndjson.zst", ".jsonl.gz", ".ndjson.gz")
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
@@ -217,9 +224,7 @@ class _Refused(Exception):
     the file, every line of it from here on counted as not read."""
 
 
-def _decide(
-    line: bytes, line_no: int, given: CaptureFormat, name: str
-) -> CaptureFormat | bool | str:
+def _decide(line: bytes, given: CaptureFormat, name: str) -> CaptureFormat | bool | str:
     """What one line says of its file: ``True`` our journal, a :class:`CaptureFormat`, or
     a reason the line says nothing (not JSON: a torn line; detection never decides on
     it, the next line is tried). Raises :class:`_Refused` for a shape that cannot be read
@@ -231,13 +236,13 @@ def _decide(
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        if line_no == 1 and _array_start(line):
+        if _array_start(line):
             raise _Refused(array) from None
         prefixed = _time_prefixed(line, given)
         if prefixed is not None:
             return prefixed
         return f"invalid JSON: {exc}"
-    if line_no == 1 and isinstance(obj, list) and _array_start(line):
+    if isinstance(obj, list) and _array_start(line):
         raise _Refused(array)
     if is_journal_line(obj):
         return True
@@ -303,7 +308,7 @@ def _read_one(
                     continue
                 if journal is None:
                     try:
-                        shape = _decide(line, line_no, opts.fmt, name)
+                        shape = _decide(line, opts.fmt, name)
                     except _Refused as exc:
                         refused_at = line_no
                         line_no += sum(1 for _ in lines)
@@ -377,12 +382,16 @@ class _Pending:
     sid: int | None
     seq: int | None
     source: str  # file:line
+    reordered: bool = False  # put back in seq order
 
 
 @define
 class _Session:
     sources: list[str]
-    last_seq: dict[int, int] = field(factory=dict)
+    last_seq: dict[int, int] = field(factory=dict)  # highest seq read, per sid
+    low_seq: dict[int, int] = field(factory=dict)  # lowest seq read, per sid: the start
+    released: dict[int, int] = field(factory=dict)  # seq of the last frame let out, per sid
+    held: list[_Pending] = field(factory=list)  # the reorder window, in seq order per sid
     pending: list[_Pending] = field(factory=list)
     conn_id: int | None = None  # set when the session starts emitting
     frame_no: int = 0
@@ -398,13 +407,15 @@ class _Capture:
         self.previous_conn: int | None = None
         self.time_source = ""
         self.source = ""
+        self.reordered = 0  # frames put back in seq order (within the window)
+        self.late = 0  # frames too late for the window
+        self.problems: list[JournalProblem] = []  # the first of them, located
 
     def describe(self, name: str, fmt: CaptureFormat) -> list[JournalRecord]:
-        """A capture file starts (its frames follow): the session of the previous file, if
-        any, ends here (``docs/replay.md``, "Captures": sessions never span files)."""
+        """A capture file starts (its frames follow). The session goes on across files
+        (``docs/replay.md``, "Captures"): how a capture was cut into files changes nothing;
+        a ``seq`` back below the session's start ends it."""
         out: list[JournalRecord] = []
-        if self.session.pending or self.session.conn_id is not None:
-            out = self._close(f"end of capture file {self.source}")
         self.source = name
         frame = "bare frames" if fmt.frame_field is None else f"frame in {fmt.frame_field!r}"
         if fmt.time_prefix:
@@ -418,34 +429,115 @@ class _Capture:
         self.time_source = f"{frame}; {when}"
         return out
 
-    def feed(self, line: CaptureLine, frame: Any, source: str = "") -> list[JournalRecord]:
-        """One capture line (read from ``source``, ``file:line``) -> the records due."""
+    def feed(self, line: CaptureLine, frame: Any, source: str = "") -> list[Any]:
+        """One capture line (read from ``source``, ``file:line``) -> the records due, and a
+        :class:`JournalProblem` for a frame too late to be put back in order."""
         sid = seq = None
         if isinstance(frame, dict):
             sid, seq = frame.get("sid"), frame.get("seq")
             if not isinstance(sid, int) or not isinstance(seq, int):
                 sid = seq = None
-        out: list[JournalRecord] = []
+        out: list[Any] = []
         session = self.session
+        item = _Pending(line, frame, sid, seq, source)
         if sid is not None and seq is not None:
-            last = session.last_seq.get(sid)
-            if last is not None and seq < last:
-                out.extend(self._close(f"seq restart: sid {sid} seq {seq} after {last}"))
+            top = session.last_seq.get(sid)
+            if top is not None and (
+                seq < session.low_seq[sid] or seq <= session.released.get(sid, -1) < top
+            ):
+                if seq >= session.low_seq[sid]:
+                    # Neither a restart nor within the window: the capture mixes connections
+                    # (or lost its order). Said, and a new session from here: every frame is
+                    # still read, no book is trusted across the break.
+                    self._late(source, f"sid {sid} seq {seq} after {top}")
+                    reason = f"seq out of order: sid {sid} seq {seq} after {top}"
+                else:
+                    # Below where this session began on the sid: a new connection's
+                    # subscription (kalshi-api.md 2.4: after a reconnect all sids are new
+                    # and seq starts again).
+                    reason = f"seq restart: sid {sid} seq {seq} after {top}"
+                out.extend(self.problems)
+                self.problems.clear()
+                out.extend(self._close(reason))
                 session = self.session
-            session.last_seq[sid] = seq
+                top = None
+            if top is None:
+                session.last_seq[sid] = session.low_seq[sid] = seq
+            elif seq >= top:
+                session.last_seq[sid] = seq
+            else:
+                # A little out of order: put back in seq order within the window.
+                self._put_back(session, item)
+                return out
         if not session.sources or session.sources[-1] != self.source:
             session.sources.append(self.source)
-        session.pending.append(_Pending(line, frame, sid, seq, source))
-        if session.conn_id is not None or len(session.pending) >= _DECIDE_FRAMES:
-            out.extend(self._flush())
+        session.held.append(item)
+        if len(session.held) > REORDER_FRAMES:
+            out.extend(self._release(session, len(session.held) - REORDER_FRAMES))
         return out
 
-    def finish(self) -> list[JournalRecord]:
-        """At the end of the read: what is still buffered (no disconnect: the capture ends)."""
-        return self._flush() if self.session.pending else []
+    def _late(self, source: str, what: str) -> None:
+        """A frame too late for the reorder window: located (the first
+        :data:`LATE_LISTED`), else counted (:meth:`finish` says how many more)."""
+        self.late += 1
+        if self.late <= LATE_LISTED:
+            where, _, line_no = source.rpartition(":")
+            self.problems.append(
+                JournalProblem(
+                    where or self.source,
+                    int(line_no) if line_no.isdigit() else 0,
+                    f"seq out of order beyond the reorder window ({REORDER_FRAMES} frames): "
+                    f"{what}; a new session from here (does the file mix connections?)",
+                )
+            )
+
+    def _put_back(self, session: _Session, item: _Pending) -> None:
+        """``item`` before the first held frame of its sid with a higher seq."""
+        held = session.held
+        at = next(
+            (
+                i
+                for i, other in enumerate(held)
+                if other.sid == item.sid and other.seq is not None and other.seq > item.seq  # type: ignore[operator]
+            ),
+            len(held),
+        )
+        held.insert(at, attrs.evolve(item, reordered=True))
+        self.reordered += 1
+
+    def _release(self, session: _Session, count: int | None = None) -> list[JournalRecord]:
+        """The first ``count`` held frames (all: ``None``) go on to be emitted."""
+        held = session.held
+        count = len(held) if count is None else count
+        gone, session.held = held[:count], held[count:]
+        for item in gone:
+            if item.sid is not None and item.seq is not None:
+                # a frame read on too late does not lower the mark
+                session.released[item.sid] = max(item.seq, session.released.get(item.sid, 0))
+        session.pending.extend(gone)
+        if session.conn_id is not None or len(session.pending) >= _DECIDE_FRAMES:
+            return self._flush()
+        return []
+
+    def finish(self) -> list[Any]:
+        """At the end of the read: what is still buffered (no disconnect: the capture
+        ends), and how many more frames than were listed came too late to reorder."""
+        out: list[Any] = self._release(self.session)
+        out.extend(self._flush())
+        if self.late > LATE_LISTED:
+            out.append(
+                JournalProblem(
+                    self.source,
+                    0,
+                    f"{self.late - LATE_LISTED:,} more frame(s) of seq out of order beyond "
+                    f"the reorder window ({REORDER_FRAMES} frames), not listed",
+                )
+            )
+        return out
 
     def _close(self, reason: str) -> list[JournalRecord]:
-        out = self._flush()
+        out = self._release(self.session)
+        out.extend(self._flush())
         old = self.session
         self.session = _Session([])
         if old.conn_id is None:
@@ -508,6 +600,7 @@ class _Capture:
                     wall,
                     "frame",
                     item.line.raw,
+                    detail=_REORDERED if item.reordered else {},
                     label="capture",
                     source=item.source,
                 )

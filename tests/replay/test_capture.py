@@ -259,6 +259,79 @@ def test_a_seq_restart_starts_a_new_session(tmp_path: Path) -> None:
     assert book_from_journal(iter(items), T2).stale is False
 
 
+def test_a_session_goes_on_across_files_as_in_one_file(tmp_path: Path) -> None:
+    """seq going on from one file to the next is one session: the same records (identity
+    keys included) as the two files concatenated, read in one file or on stdin."""
+    first = [
+        wrapped(RECV, snapshot(1, 500, T1, yes=[("0.4000", "10.00")])),
+        wrapped(RECV + 1, delta(1, 501, T1, "0.4000", "-2.00")),
+    ]
+    second = [
+        wrapped(RECV + 5, delta(1, 502, T1, "0.4000", "1.00")),
+        wrapped(RECV + 6, delta(1, 503, T1, "0.4000", "1.00")),
+    ]
+    (tmp_path / "parts").mkdir()
+    parts = [
+        write(tmp_path / "parts" / "a.jsonl", first),
+        write(tmp_path / "parts" / "b.jsonl", second),
+    ]
+    whole = write(tmp_path / "whole.jsonl", first + second)
+    items = list(read_records(parts))
+    assert [(i.kind, i.conn_id, i.frame_no) for i in items if isinstance(i, JournalRecord)] == [
+        ("connect", RECV * 1000, 0),
+        *[("frame", RECV * 1000, n) for n in (1, 2, 3, 4)],
+    ]
+    assert sourceless(read_records([tmp_path / "parts"])) == sourceless(items)
+    assert sourceless(read_records([whole])) == sourceless(items)
+    assert book_from_journal(iter(items), T1).stale is False
+
+
+def test_frames_out_of_order_within_the_window_are_put_back_beyond_it_said(
+    tmp_path: Path,
+) -> None:
+    """seq 50 read 10 frames late is put back in seq order (one session, marked); seq 3 read
+    77 frames late (beyond REORDER_FRAMES = 64) is one problem at its line and starts a new
+    session (no book is trusted across the break); every frame is still read."""
+    order = [1, 2, *range(4, 50), *range(51, 61), 50, *range(61, 81), 3]
+    lines = [
+        wrapped(RECV + n, snapshot(1, 1, T1, yes=[("0.4000", "10.00")]))
+        if seq == 1
+        else wrapped(RECV + n, delta(1, seq, T1, "0.4000", "1.00"))
+        for n, seq in enumerate(order)
+    ]
+    path = write(tmp_path / "c.jsonl", lines)
+    items = list(read_records([path], SourceOptions(seq_check="contiguous")))
+    problems = [i for i in items if isinstance(i, JournalProblem)]
+    assert problems == [
+        JournalProblem(
+            str(path),
+            80,
+            "seq out of order beyond the reorder window (64 frames): sid 1 seq 3 after 80; "
+            "a new session from here (does the file mix connections?)",
+        )
+    ]
+    records = [i for i in items if isinstance(i, JournalRecord)]
+    seqs = [
+        (i.kind, i.conn_id, orjson.loads(i.raw)["seq"] if i.kind == "frame" else None)
+        for i in records
+    ]
+    late = (RECV + 79) * 1000
+    assert seqs == [
+        ("connect", RECV * 1000, None),
+        *[("frame", RECV * 1000, seq) for seq in (1, 2, *range(4, 81))],
+        ("disconnect", RECV * 1000, None),
+        ("connect", late, None),
+        ("frame", late, 3),
+    ]
+    assert [i.detail for i in records if i.kind == "frame" and i.detail] == [{"reordered": True}]
+    assert records[-3].detail == {"reason": "seq out of order: sid 1 seq 3 after 80"}
+    replayer = Replayer()
+    for item in items:
+        replayer.feed(item)
+    views = list(replayer.continuity.sessions.values())
+    assert [(v.frames, v.reordered) for v in views] == [(79, 1), (1, 0)]
+
+
 def test_bare_frames_take_the_exchange_time(tmp_path: Path) -> None:
     lines = [
         snapshot(1, 1, T1, yes=[("0.4000", "10.00")]),  # no time: the next known one
@@ -386,10 +459,8 @@ def test_a_json_array_is_refused_whole_with_its_line_count(tmp_path: Path) -> No
             5,
         )
     ]
-    pretty = write_raw(tmp_path / "pretty.json", b"[\n" + b",\n".join(lines) + b"\n]\n")
-    (problem,) = list(read_records([pretty]))
-    assert isinstance(problem, JournalProblem)
-    assert (problem.line_no, problem.lines) == (1, 7)
+    pretty = write_raw(tmp_path / "pretty.json", b"\n[\n" + b",\n".join(lines) + b"\n]\n")
+    assert [(p.line_no, p.lines) for p in read_records([pretty])] == [(1, 1), (2, 7)]
 
 
 def test_an_unreadable_receive_time_is_an_error_never_a_fallback(tmp_path: Path) -> None:
@@ -464,7 +535,7 @@ def test_the_command_line_names_fields_and_reports_continuity(tmp_path: Path) ->
     session = (
         f"session {RECV * 1000} (-): 4 frames 2026-11-24T22:59:00.000Z .. "
         "2026-11-24T22:59:00.003Z; seq check contiguous (chosen (--seq-check)); "
-        "frame in 'body'; received_at from 'seen' (ms)"
+        "frame in 'body'; received_at from 'seen' (ms); ended: end of capture"
     )
     assert result.stderr.splitlines() == [
         "continuity:",
