@@ -28,7 +28,6 @@ from rich.text import Text
 
 from kalshi.cli.app import (
     UsageError,
-    app,
     check_port,
     configure_logging,
     console,
@@ -133,7 +132,6 @@ def _progress(files: list[str], enabled: bool) -> Iterator[Callable[[int], None]
         yield lambda done: bar.update(task, completed=done)
 
 
-@app.command
 def replay(
     files: Annotated[
         list[str],
@@ -419,7 +417,8 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
         left = ", ".join(f"{t} {n:,}" for t, n in sorted(stats.left.items()))
         _say(err_console, f"not written (spooled or dead-lettered): {left}")
     if stats.problems:
-        _say(err_console, f"{len(stats.problems):,} corrupt journal line(s) skipped")
+        lost = sum(problem.lines for problem in stats.problems)
+        _say(err_console, f"{lost:,} line(s) not read (damaged, or of a file refused whole)")
     if stats.stopped:
         _say(
             err_console,

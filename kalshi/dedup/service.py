@@ -95,7 +95,7 @@ class PassReport:
 
 @define
 class _GathererState:
-    up: bool = True
+    up: bool | None = None  # None until the first probe answers (unknown is not up)
     error: str = ""
     high_water: int | None = None  # newest time in its tables
     complete: int | None = None  # every row received up to it is written (None: all)
@@ -406,7 +406,7 @@ class Deduplicator:
         """Record that ``exc.gatherer_id``'s database failed: logged once per outage by its
         name, /health and ``kalshi_dedup_gatherer_up`` say so, the pass lists it skipped."""
         state = self._state[exc.gatherer_id]
-        if state.up:
+        if state.up is not False:
             log.warning("gatherer %s skipped: %s", exc.gatherer_id, exc.cause)
         state.up, state.error = False, str(exc.cause)
         metrics.GATHERER_UP.labels(exc.gatherer_id).set(0)
@@ -446,7 +446,7 @@ class Deduplicator:
             except GathererError as exc:
                 self._gatherer_down(exc, report)
                 continue
-            if not state.up:
+            if state.up is False:
                 log.info("gatherer %s reachable again", gatherer.id)
             state.up, state.error = True, ""
             for (gid, table), cursor in self._cursors.items():
@@ -824,7 +824,7 @@ class Deduplicator:
             for (gid, table), c in sorted(self._cursors.items())
             if gid in self._state
         }
-        ok = not self._production_error and any(s.up for s in self._state.values())
+        ok = not self._production_error and any(s.up is True for s in self._state.values())
         return {
             "status": "ok" if ok else "degraded",
             "service": "dedup",

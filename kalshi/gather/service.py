@@ -505,13 +505,15 @@ class Gatherer:
         stored_ok = True
         if self.store is not None:
             stats = self.store.stats()
-            db = {"state": "up" if stats.db_up else "down", "error": stats.db_error}
+            state = {True: "up", False: "down", None: "unknown"}[stats.db_up]
+            db = {"state": state, "error": stats.db_error}
             spool = {
                 "state": "ok" if stats.spool_ok else "refusing",
                 "error": stats.spool_error,
                 "reading_paused": stats.paused,
             }
-            stored_ok = stats.db_up and stats.spool_ok
+            # unknown (no operation answered yet, starting) is not up, but not down either
+            stored_ok = stats.db_up is not False and stats.spool_ok
             for name, table in stats.tables.items():
                 tables[name] = {
                     "queue": table.queue_rows,

@@ -104,11 +104,14 @@ class JournalRecord(msgspec.Struct, frozen=True):
 
 @frozen
 class JournalProblem:
-    """A line that could not be read: the file, its 1-based line number and why."""
+    """A line that could not be read: the file, its 1-based line number and why.
+    ``lines``: how many lines it stands for (a file refused whole: every line of it from
+    ``line_no`` on, none of which was read)."""
 
     path: str
     line_no: int
     reason: str
+    lines: int = 1
 
 
 def _head(

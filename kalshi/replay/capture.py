@@ -6,7 +6,10 @@ A capture is JSON lines recorded by any Kalshi client (``docs/replay.md``, "Capt
   "msg": {...}}``;
 * **wrapped frames**: each line is an object holding the frame in one field and the local
   receive time in another, e.g. ``{"recv_ms": 1785901540025, "event": {...}}``. The frame
-  field may also hold the frame as a JSON string (the text as received).
+  field may also hold the frame as a JSON string (the text as received);
+* **time-prefixed frames**: ``<receive time> <frame>`` per line, the raw form other
+  recorders (tardis.dev) write, e.g. ``2026-08-05T03:45:40.0250000Z {"type": ...}``; the
+  time is RFC 3339 or an epoch number (:func:`split_time_prefix`).
 
 :func:`detect` finds the shape from the first line (fields named in :data:`FRAME_FIELDS` and
 :data:`TIME_FIELDS`, else the only object-valued field and the only time-like field); the
@@ -16,7 +19,11 @@ exchange sent (``kalshi-api.md`` section "Sequence numbers" keys off those frame
 
 Times become µs since the epoch. The unit is the user's (``--time-unit``), else the field
 name's suffix (``_ms``, ``_us``, ``_ns``, ``_s``), else each value's magnitude;
-strings are RFC 3339; fractional numbers are read exactly from their decimal text.
+strings are RFC 3339 or a number's decimal text (read exactly, as the number); fractional
+numbers are read exactly from their decimal text. A receive time is our clock's and is
+stored in µs: a finer part (ns integers, RFC 3339 fractions of 7 or more digits alike) is
+truncated toward the past. A receive-time field that is there but cannot be read is an
+error (detection: the file is refused; a later line: that line), never a fallback.
 Without a receive time a frame gets its exchange time (``msg.ts_ms``, else ``msg.ts``);
 frames that have neither take a neighbour's (:mod:`kalshi.replay.source`).
 """
@@ -46,6 +53,7 @@ __all__ = [
     "detect",
     "exchange_time_us",
     "is_journal_line",
+    "split_time_prefix",
 ]
 
 TimeUnit = Literal["s", "ms", "us", "ns"]
@@ -75,6 +83,9 @@ _SUFFIX_UNITS: tuple[tuple[str, TimeUnit], ...] = (
     ("_sec", "s"),
     ("_s", "s"),
 )
+# A RFC 3339 fraction past the µs: its digits after the sixth (truncated: toward the past).
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_SUB_US = re.compile(r"(\.[0-9]{6})[0-9]+")
 # Strings (with escapes) and the structural characters of JSON: enough to find a value's span.
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:,]')
 
@@ -83,11 +94,13 @@ _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:,]')
 class CaptureFormat:
     """The shape of a capture's lines. ``frame_field`` ``None``: bare frames (the line is
     the frame); ``time_field`` ``None``: no receive time; ``time_unit`` ``None``: from
-    the field name, else the value's magnitude."""
+    the field name, else the value's magnitude; ``time_prefix``: each line is
+    ``<receive time> <JSON>`` and the time is read from the prefix (``time_field`` unused)."""
 
     frame_field: str | None = None
     time_field: str | None = None
     time_unit: TimeUnit | None = None
+    time_prefix: bool = False  # ``<receive time> <frame>`` lines (the time ahead of the JSON)
 
 
 @frozen
@@ -125,8 +138,14 @@ def detect(obj: object, given: CaptureFormat | None = None) -> CaptureFormat:
             raise ValueError(f"cannot tell which field is the frame ({what} one): --frame-field")
         frame_field = found[0]
     time_field = given.time_field
-    if time_field is None and frame_field is not None:
+    if time_field is None and frame_field is not None and not given.time_prefix:
         others = {k: v for k, v in obj.items() if k != frame_field}
+        present = [k for k in TIME_FIELDS if k in others]
+        if present and not _time_like(others[present[0]]):
+            raise ValueError(
+                f"receive time {present[0]!r}: cannot read {others[present[0]]!r} "
+                "(give --time-field, or fix the value)"
+            )
         named = [k for k in TIME_FIELDS if k in others and _time_like(others[k])]
         found = named or [k for k, v in others.items() if _time_like(v)]
         if len(found) > 1 and not named:
@@ -135,7 +154,7 @@ def detect(obj: object, given: CaptureFormat | None = None) -> CaptureFormat:
     unit = given.time_unit
     if unit is None and time_field is not None:
         unit = next((u for suffix, u in _SUFFIX_UNITS if time_field.endswith(suffix)), None)
-    return CaptureFormat(frame_field, time_field, unit)
+    return CaptureFormat(frame_field, time_field, unit, given.time_prefix)
 
 
 def _time_like(value: object) -> bool:
@@ -145,11 +164,19 @@ def _time_like(value: object) -> bool:
         return value > 0
     if isinstance(value, str):
         try:
-            parse_rfc3339_us(value)
-        except UnitError:
+            return to_us(value, None, "") > 0
+        except ValueError:
             return False
-        return True
     return False
+
+
+def _rfc3339_floor_us(text: str, what: str) -> int:
+    """RFC 3339 -> µs, a fraction finer than a µs truncated toward the past (receive
+    times are our clock's, kept in µs). Raises ``ValueError`` naming ``what``."""
+    try:
+        return parse_rfc3339_us(_SUB_US.sub(r"\1", text, count=1))
+    except UnitError as exc:
+        raise ValueError(f"{what}: {exc}") from None
 
 
 def magnitude_unit(value: int | float) -> TimeUnit:
@@ -165,13 +192,11 @@ def magnitude_unit(value: int | float) -> TimeUnit:
 
 
 def to_us(value: object, unit: TimeUnit | None, what: str) -> int:
-    """An epoch time -> µs. Numbers in ``unit`` (``None``: by magnitude), strings RFC 3339.
-    Sub-µs parts are truncated toward the past. Raises ``ValueError``."""
-    if isinstance(value, str) and not value.lstrip("-").replace(".", "", 1).isdigit():
-        try:
-            return parse_rfc3339_us(value)
-        except UnitError as exc:
-            raise ValueError(f"{what}: {exc}") from None
+    """An epoch time -> µs. Numbers in ``unit`` (``None``: by magnitude), strings RFC 3339
+    or a number's decimal text (read as that number). Sub-µs parts (of numbers and RFC
+    3339 fractions alike) are truncated toward the past. Raises ``ValueError``."""
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        return _rfc3339_floor_us(value, what)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{what}: expected a time, got {value!r}")
     try:
@@ -270,13 +295,33 @@ def value_span(line: bytes, key: str) -> tuple[int, int] | None:
     return None
 
 
+def split_time_prefix(line: bytes) -> tuple[str, bytes] | None:
+    """A ``<receive time> <JSON object>`` line -> (the time's text, the object's bytes);
+    ``None`` when the line is not that shape (no text, then white space, before its first
+    ``{``)."""
+    at = line.find(b"{")
+    if at <= 0 or line[at - 1 : at] not in (b" ", b"\t"):
+        return None
+    prefix = line[:at].strip()
+    if not prefix:
+        return None
+    return prefix.decode("utf-8", "replace"), line[at:]
+
+
 def decode_capture_line(line: bytes, fmt: CaptureFormat) -> tuple[CaptureLine, Any]:
     """One capture line -> (the frame's bytes and receive time, the decoded frame).
 
     Raises ``ValueError`` saying what is wrong (bad JSON, no frame field, bad time)."""
+    prefix_us = None
+    if fmt.time_prefix:
+        split = split_time_prefix(line)
+        if split is None:
+            raise ValueError("expected '<receive time> <frame>'")
+        prefix_us = to_us(split[0], fmt.time_unit, "receive time")
+        line = split[1]
     obj = json_object(line)
     if fmt.frame_field is None:
-        return CaptureLine(line.strip(), None), obj
+        return CaptureLine(line.strip(), prefix_us), obj
     if fmt.frame_field not in obj:
         raise ValueError(f"no {fmt.frame_field!r} field (the frame)")
     value = obj[fmt.frame_field]
@@ -293,8 +338,8 @@ def decode_capture_line(line: bytes, fmt: CaptureFormat) -> tuple[CaptureLine, A
         raw, frame = line[span[0] : span[1]], value
     else:
         raise ValueError(f"{fmt.frame_field!r}: expected a frame, got {value!r}")
-    recv_us = None
-    if fmt.time_field is not None:
+    recv_us = prefix_us
+    if fmt.time_field is not None and not fmt.time_prefix:
         if fmt.time_field not in obj:
             raise ValueError(f"no {fmt.time_field!r} field (the receive time)")
         recv_us = to_us(obj[fmt.time_field], fmt.time_unit, fmt.time_field)

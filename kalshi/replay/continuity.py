@@ -36,6 +36,7 @@ class SessionView:
     first_us: int | None = None
     last_us: int | None = None
     ended: str = ""  # the disconnect marker's reason
+    reordered: int = 0  # frames the capture reader put back in seq order
 
 
 @define
@@ -124,6 +125,8 @@ class Continuity:
             if session.first_us is None:
                 session.first_us = wall
             session.last_us = wall
+            if item.detail:  # a capture's frame put back in seq order
+                session.reordered += 1
         msg = out.message
         if msg is None:
             return

@@ -2,18 +2,24 @@
 
 :func:`read_records` takes files, directories (recursively), ``-`` for stdin and
 ``s3://bucket/prefix`` (our journal only), plain, gzip or zstd (told by their first bytes,
-not their names). Each file is read as our journal when its first line is a journal line,
-else as a capture (:mod:`kalshi.replay.capture`). A capture becomes what a gatherer would
+not their names). Each file is read as our journal when its first readable line (JSON, or
+time-prefixed JSON; a torn line is reported and the next one tried) is a journal line,
+else as a capture (:mod:`kalshi.replay.capture`); a file whose shape cannot be read (a
+JSON array, ambiguous fields) is one :class:`JournalProblem` whose ``lines`` counts every
+line of it not read. A capture becomes what a gatherer would
 have journaled (``docs/replay.md``, "Captures"):
 
 * gatherer ``capture``; every frame an ``in`` frame with ``wall_us`` = its receive time,
   the bytes exactly as recorded;
-* **sessions**: a new session starts with each capture file, and where a ``seq`` goes
-  down on a ``sid`` (the recorder
-  reconnected: Kalshi restarts ``sid`` and ``seq`` per connection, ``kalshi-api.md``
-  "Sequence numbers"). Each session is a connection: ``conn_id`` = the receive time (µs) of
-  its first frame, ``frame_no`` counts from 1, a ``connect`` marker opens it and a
-  ``disconnect`` marker closes it when the next one starts;
+* **sessions**: one stream across every file read together (how a capture was cut into
+  files changes no row); a new session starts where a ``seq`` goes back below where the
+  session began on its ``sid`` (the recorder reconnected: Kalshi restarts ``sid`` and
+  ``seq`` per connection, ``kalshi-api.md`` 2.4). Each session is a connection:
+  ``conn_id`` = the receive time (µs) of its first frame, ``frame_no`` counts from 1, a
+  ``connect`` marker opens it and a ``disconnect`` marker closes it when the next one starts;
+* **order**: a frame received a little late (up to :data:`REORDER_FRAMES` frames) is put
+  back in ``seq`` order on its ``sid``; a later one is a :class:`JournalProblem` at its
+  ``file:line`` and starts a new session;
 * **sequence rule** (``seq_check``): ``contiguous`` (every skipped ``seq`` is a lost frame,
   as live), ``filtered`` (the recorder kept only some markets of wider subscriptions: a
   skipped ``seq`` belongs to another market and proves nothing), or ``auto``: filtered when
@@ -40,9 +46,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+import attrs
 import orjson
 import zstandard
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 
 from kalshi.config import S3Config
 from kalshi.errors import JournalError
@@ -57,6 +64,8 @@ from kalshi.replay.capture import (
     detect,
     exchange_time_us,
     is_journal_line,
+    split_time_prefix,
+    to_us,
 )
 
 __all__ = [
@@ -79,6 +88,9 @@ _CHUNK = 1 << 20
 _DECIDE_FRAMES = 1000  # frames of a session looked at to choose the sequence rule
 _FILTERED_SHARE = 10  # percent of seq steps that skip numbers above which: filtered
 _FILTERED_STEPS = 20  # fewer seq steps cannot tell a loss from a filtered capture
+REORDER_FRAMES = 64  # a frame this many frames late (or less) is put back in seq order
+LATE_LISTED = 10  # frames too late for the window, located one by one; the rest counted
+_REORDERED = {"reordered": True}  # detail of a frame put back in seq order
 _SUFFIXES = (".jsonl", ".ndjson", ".jsonl.zst", ".ndjson.zst", ".jsonl.gz", ".ndjson.gz")
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
@@ -207,17 +219,88 @@ def _inflate(chunks: Iterator[bytes], torn: list[str], make: Any, kind: str) -> 
 # --- one file ---------------------------------------------------------------------------------
 
 
+class _Refused(Exception):
+    """The file's shape cannot be read (ambiguous fields, a JSON array): one error for
+    the file, every line of it from here on counted as not read."""
+
+
+def _decide(line: bytes, given: CaptureFormat, name: str) -> CaptureFormat | bool | str:
+    """What one line says of its file: ``True`` our journal, a :class:`CaptureFormat`, or
+    a reason the line says nothing (not JSON: a torn line; detection never decides on
+    it, the next line is tried). Raises :class:`_Refused` for a shape that cannot be read
+    (file ``name``)."""
+    array = (
+        "a JSON array, not JSON lines (one frame per line): convert it with "
+        f"jq -c '.[]' {name} > {Path(name).stem}.jsonl"
+    )
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        if _array_start(line):
+            raise _Refused(array) from None
+        prefixed = _time_prefixed(line, given)
+        if prefixed is not None:
+            return prefixed
+        return f"invalid JSON: {exc}"
+    if isinstance(obj, list) and _array_start(line):
+        raise _Refused(array)
+    if is_journal_line(obj):
+        return True
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    try:
+        return detect(obj, given)
+    except ValueError as exc:
+        raise _Refused(str(exc)) from None
+
+
+def _array_start(line: bytes) -> bool:
+    """The first line of a JSON array of frames: ``[``, ``[{...},`` or a whole array."""
+    text = line.strip()
+    if not text.startswith(b"["):
+        return False
+    if text == b"[":
+        return True
+    for candidate in (text, text[1:].rstrip(b",]").strip()):
+        try:
+            if isinstance(orjson.loads(candidate), list | dict):
+                return True
+        except orjson.JSONDecodeError:
+            continue
+    return False
+
+
+def _time_prefixed(line: bytes, given: CaptureFormat) -> CaptureFormat | None:
+    """The format of a ``<receive time> <frame>`` line (``capture.split_time_prefix``),
+    or ``None`` when the line is not one."""
+    split = split_time_prefix(line)
+    if split is None:
+        return None
+    try:
+        to_us(split[0], given.time_unit, "receive time")
+        rest = orjson.loads(split[1])
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(rest, dict):
+        return None
+    try:
+        return detect(rest, evolve(given, time_prefix=True))
+    except ValueError as exc:
+        raise _Refused(str(exc)) from None
+
+
 def _read_one(
     name: str, opts: SourceOptions, labels: Labels, capture: _Capture
 ) -> Iterator[JournalRecord | JournalProblem]:
     torn: list[str] = []
     line_no = 0
     until = None if opts.until_us is None else opts.until_us + STOP_GRACE_US
-    journal: bool | None = None  # decided by the first line
+    journal: bool | None = None  # decided by the first line that says (never a torn one)
     fmt = opts.fmt
     try:
         with _open(name) as fh:
-            for line, complete, verified in split_lines(decompressed(fh, torn)):
+            lines = split_lines(decompressed(fh, torn))
+            for line, complete, verified in lines:
                 line_no += 1
                 if not line.strip():
                     if complete:
@@ -225,16 +308,26 @@ def _read_one(
                     continue
                 if journal is None:
                     try:
-                        first = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        first = None
-                    journal = is_journal_line(first)
-                    if not journal:
-                        try:
-                            fmt = detect(first, opts.fmt)
-                        except ValueError as exc:
-                            yield JournalProblem(name, line_no, f"not a capture: {exc}")
-                            return
+                        shape = _decide(line, opts.fmt, name)
+                    except _Refused as exc:
+                        refused_at = line_no
+                        line_no += sum(1 for _ in lines)
+                        count = line_no - refused_at + 1
+                        yield JournalProblem(
+                            name,
+                            refused_at,
+                            f"not a capture: {exc}; {count:,} line(s) of the file not read",
+                            count,
+                        )
+                        break
+                    if isinstance(shape, str):
+                        if not complete:
+                            shape = f"torn last line ({len(line)} bytes, no newline)"
+                        yield JournalProblem(name, line_no, shape)
+                        continue
+                    journal = shape is True
+                    if isinstance(shape, CaptureFormat):
+                        fmt = shape
                         yield from capture.describe(name, fmt)
                 try:
                     if journal:
@@ -289,12 +382,16 @@ class _Pending:
     sid: int | None
     seq: int | None
     source: str  # file:line
+    reordered: bool = False  # put back in seq order
 
 
 @define
 class _Session:
     sources: list[str]
-    last_seq: dict[int, int] = field(factory=dict)
+    last_seq: dict[int, int] = field(factory=dict)  # highest seq read, per sid
+    low_seq: dict[int, int] = field(factory=dict)  # lowest seq read, per sid: the start
+    released: dict[int, int] = field(factory=dict)  # seq of the last frame let out, per sid
+    held: list[_Pending] = field(factory=list)  # the reorder window, in seq order per sid
     pending: list[_Pending] = field(factory=list)
     conn_id: int | None = None  # set when the session starts emitting
     frame_no: int = 0
@@ -310,16 +407,21 @@ class _Capture:
         self.previous_conn: int | None = None
         self.time_source = ""
         self.source = ""
+        self.reordered = 0  # frames put back in seq order (within the window)
+        self.late = 0  # frames too late for the window
+        self.problems: list[JournalProblem] = []  # the first of them, located
 
     def describe(self, name: str, fmt: CaptureFormat) -> list[JournalRecord]:
-        """A capture file starts (its frames follow): the session of the previous file, if
-        any, ends here (``docs/replay.md``, "Captures": sessions never span files)."""
+        """A capture file starts (its frames follow). The session goes on across files
+        (``docs/replay.md``, "Captures"): how a capture was cut into files changes nothing;
+        a ``seq`` back below the session's start ends it."""
         out: list[JournalRecord] = []
-        if self.session.pending or self.session.conn_id is not None:
-            out = self._close(f"end of capture file {self.source}")
         self.source = name
         frame = "bare frames" if fmt.frame_field is None else f"frame in {fmt.frame_field!r}"
-        if fmt.time_field is None:
+        if fmt.time_prefix:
+            unit = fmt.time_unit or "unit by size"
+            when = f"received_at from the time ahead of each line ({unit})"
+        elif fmt.time_field is None:
             when = "no receive time: received_at = the exchange time (msg.ts_ms, msg.ts), "
             when += "else the previous frame's"
         else:
@@ -327,34 +429,115 @@ class _Capture:
         self.time_source = f"{frame}; {when}"
         return out
 
-    def feed(self, line: CaptureLine, frame: Any, source: str = "") -> list[JournalRecord]:
-        """One capture line (read from ``source``, ``file:line``) -> the records due."""
+    def feed(self, line: CaptureLine, frame: Any, source: str = "") -> list[Any]:
+        """One capture line (read from ``source``, ``file:line``) -> the records due, and a
+        :class:`JournalProblem` for a frame too late to be put back in order."""
         sid = seq = None
         if isinstance(frame, dict):
             sid, seq = frame.get("sid"), frame.get("seq")
             if not isinstance(sid, int) or not isinstance(seq, int):
                 sid = seq = None
-        out: list[JournalRecord] = []
+        out: list[Any] = []
         session = self.session
+        item = _Pending(line, frame, sid, seq, source)
         if sid is not None and seq is not None:
-            last = session.last_seq.get(sid)
-            if last is not None and seq < last:
-                out.extend(self._close(f"seq restart: sid {sid} seq {seq} after {last}"))
+            top = session.last_seq.get(sid)
+            if top is not None and (
+                seq < session.low_seq[sid] or seq <= session.released.get(sid, -1) < top
+            ):
+                if seq >= session.low_seq[sid]:
+                    # Neither a restart nor within the window: the capture mixes connections
+                    # (or lost its order). Said, and a new session from here: every frame is
+                    # still read, no book is trusted across the break.
+                    self._late(source, f"sid {sid} seq {seq} after {top}")
+                    reason = f"seq out of order: sid {sid} seq {seq} after {top}"
+                else:
+                    # Below where this session began on the sid: a new connection's
+                    # subscription (kalshi-api.md 2.4: after a reconnect all sids are new
+                    # and seq starts again).
+                    reason = f"seq restart: sid {sid} seq {seq} after {top}"
+                out.extend(self.problems)
+                self.problems.clear()
+                out.extend(self._close(reason))
                 session = self.session
-            session.last_seq[sid] = seq
+                top = None
+            if top is None:
+                session.last_seq[sid] = session.low_seq[sid] = seq
+            elif seq >= top:
+                session.last_seq[sid] = seq
+            else:
+                # A little out of order: put back in seq order within the window.
+                self._put_back(session, item)
+                return out
         if not session.sources or session.sources[-1] != self.source:
             session.sources.append(self.source)
-        session.pending.append(_Pending(line, frame, sid, seq, source))
-        if session.conn_id is not None or len(session.pending) >= _DECIDE_FRAMES:
-            out.extend(self._flush())
+        session.held.append(item)
+        if len(session.held) > REORDER_FRAMES:
+            out.extend(self._release(session, len(session.held) - REORDER_FRAMES))
         return out
 
-    def finish(self) -> list[JournalRecord]:
-        """At the end of the read: what is still buffered (no disconnect: the capture ends)."""
-        return self._flush() if self.session.pending else []
+    def _late(self, source: str, what: str) -> None:
+        """A frame too late for the reorder window: located (the first
+        :data:`LATE_LISTED`), else counted (:meth:`finish` says how many more)."""
+        self.late += 1
+        if self.late <= LATE_LISTED:
+            where, _, line_no = source.rpartition(":")
+            self.problems.append(
+                JournalProblem(
+                    where or self.source,
+                    int(line_no) if line_no.isdigit() else 0,
+                    f"seq out of order beyond the reorder window ({REORDER_FRAMES} frames): "
+                    f"{what}; a new session from here (does the file mix connections?)",
+                )
+            )
+
+    def _put_back(self, session: _Session, item: _Pending) -> None:
+        """``item`` before the first held frame of its sid with a higher seq."""
+        held = session.held
+        at = next(
+            (
+                i
+                for i, other in enumerate(held)
+                if other.sid == item.sid and other.seq is not None and other.seq > item.seq  # type: ignore[operator]
+            ),
+            len(held),
+        )
+        held.insert(at, attrs.evolve(item, reordered=True))
+        self.reordered += 1
+
+    def _release(self, session: _Session, count: int | None = None) -> list[JournalRecord]:
+        """The first ``count`` held frames (all: ``None``) go on to be emitted."""
+        held = session.held
+        count = len(held) if count is None else count
+        gone, session.held = held[:count], held[count:]
+        for item in gone:
+            if item.sid is not None and item.seq is not None:
+                # a frame read on too late does not lower the mark
+                session.released[item.sid] = max(item.seq, session.released.get(item.sid, 0))
+        session.pending.extend(gone)
+        if session.conn_id is not None or len(session.pending) >= _DECIDE_FRAMES:
+            return self._flush()
+        return []
+
+    def finish(self) -> list[Any]:
+        """At the end of the read: what is still buffered (no disconnect: the capture
+        ends), and how many more frames than were listed came too late to reorder."""
+        out: list[Any] = self._release(self.session)
+        out.extend(self._flush())
+        if self.late > LATE_LISTED:
+            out.append(
+                JournalProblem(
+                    self.source,
+                    0,
+                    f"{self.late - LATE_LISTED:,} more frame(s) of seq out of order beyond "
+                    f"the reorder window ({REORDER_FRAMES} frames), not listed",
+                )
+            )
+        return out
 
     def _close(self, reason: str) -> list[JournalRecord]:
-        out = self._flush()
+        out = self._release(self.session)
+        out.extend(self._flush())
         old = self.session
         self.session = _Session([])
         if old.conn_id is None:
@@ -417,6 +600,7 @@ class _Capture:
                     wall,
                     "frame",
                     item.line.raw,
+                    detail=_REORDERED if item.reordered else {},
                     label="capture",
                     source=item.source,
                 )

@@ -118,5 +118,5 @@ def journal_tail(
             if frame_no <= limit:
                 continue
             tail.rows.append((table, row))
-    tail.problems = len(replayer.stats.problems)
+    tail.problems = sum(problem.lines for problem in replayer.stats.problems)
     return tail

@@ -106,10 +106,13 @@ def session_lines(continuity: Continuity) -> list[str]:
                 f" {format_rfc3339_us(view.first_us, digits=3)}"
                 f" .. {format_rfc3339_us(view.last_us, digits=3)}"
             )
-        ended = f"; ended: {view.ended}" if view.ended else ""
+        reordered = ""
+        if view.reordered:
+            reordered = f" ({view.reordered:,} put back in seq order)"
         lines.append(
-            f"session {view.conn_id} ({view.source}): {view.frames:,} frames{span}; "
-            f"seq check {view.seq_check} ({view.reason}); {view.time}{ended}"
+            f"session {view.conn_id} ({view.source}): {view.frames:,} frames{reordered}{span}; "
+            f"seq check {view.seq_check} ({view.reason}); {view.time}; "
+            f"ended: {view.ended or 'end of capture'}"
         )
     return lines
 

@@ -53,7 +53,10 @@ DEAD_LETTERS = Counter(
     "Rows the database rejected, written to the dead-letter file",
     ["table"],
 )
-DB_UP = Gauge("kalshi_store_db_up", "1 when the last database operation succeeded, else 0")
+DB_UP = Gauge(
+    "kalshi_store_db_up",
+    "1 when the last database operation succeeded; 0 when it failed or none answered yet",
+)
 SPOOL_DAMAGED_LINES = Counter(
     "kalshi_store_spool_damaged_lines",
     "Spool file lines that failed their checksum or shape (skipped; file kept in quarantine/)",

@@ -87,7 +87,9 @@ class TableStats:
 
 @frozen
 class StoreStats:
-    db_up: bool  # the last database write succeeded (True before the first one)
+    # the last database operation succeeded (True) or found it unavailable (False); None
+    # before the first one (unknown, which is not up: /health says 'unknown')
+    db_up: bool | None
     db_error: str  # the last unavailability error, '' when up
     tables: Mapping[str, TableStats]
     spool_ok: bool = True  # the last spool write succeeded
@@ -120,9 +122,14 @@ class _SpoolState:
 
 
 class _DbState:
+    """Whether the database takes this store's operations: the one source of /health's
+    ``db``, ``kalshi_store_db_up`` and ``kalshi status``. ``up`` is None (unknown, the
+    gauge 0) until the first operation answers."""
+
     def __init__(self, prepare: Callable[[], object] | None = None) -> None:
-        self.up = True
+        self.up: bool | None = None
         self.error = ""
+        metrics.DB_UP.set(0)
         # Run once before the first write (the schema's migrations when the database was
         # unreachable at start); raises DatabaseUnavailable while it still is.
         self._prepare = prepare
@@ -139,13 +146,13 @@ class _DbState:
                 self._prepare = None
 
     def mark_up(self) -> None:
-        if not self.up:
+        if self.up is False:
             log.info("database available again")
         self.up, self.error = True, ""
         metrics.DB_UP.set(1)
 
     def mark_down(self, exc: BaseException) -> None:
-        if self.up:
+        if self.up is not False:
             log.warning("database unavailable, batches wait in memory then spool: %s", exc)
         self.up, self.error = False, str(exc)
         metrics.DB_UP.set(0)
@@ -441,7 +448,10 @@ class _TableWriter:
                 self.spool_state.mark_failed(exc)
                 return
             finally:
+                # claimable again: a flusher that looked meanwhile found it in flight and
+                # waits for work (with the bound at 0 it may be the only batch in memory)
                 self.inflight.discard(batch.seq)
+                self.work.set()
             self.spool_state.mark_ok()
             metrics.SPOOLED_BATCHES.labels(**self._label).inc()
             self.memory.remove(batch)
@@ -986,8 +996,14 @@ class Store:
                 await trio.to_thread.run_sync(
                     insert, limiter=self._pool.limiter, abandon_on_cancel=True
                 )
+            except DatabaseUnavailable as exc:
+                self._state.mark_down(exc)
+                log.debug("first watermark not recorded: %s", exc)
             except StoreError as exc:
                 log.debug("first watermark not recorded: %s", exc)
+            else:
+                if self._state.up is None:  # the database answered before any write did
+                    self._state.mark_up()
 
     def _publish_watermark(self, value: int, now_us: int) -> None:
         with translating(), self._pool.connection() as pooled, pooled.conn.transaction():

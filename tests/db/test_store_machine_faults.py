@@ -10,6 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from prometheus_client import REGISTRY
 
 from kalshi.config import Duration, StoreConfig
 from kalshi.errors import StoreError
@@ -55,6 +56,20 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield make
     for point in mounts:
         subprocess.run(["umount", "--lazy", str(point)], check=True)
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until its disk is full."""
+    with path.open("wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(bytes(4096))
+        except OSError:
+            pass
+
+
+def gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value(name)
 
 
 def with_db(cfg: StoreConfig, **changes: object) -> StoreConfig:
@@ -200,3 +215,54 @@ async def test_a_second_live_gatherer_with_the_same_id_is_refused(
                 pass
         async with open_store(db_url, store_config(tmp_path / "b")):
             pass  # the first one is gone: its lock with it
+
+
+async def test_a_full_spool_disk_with_no_memory_bound_never_blocks_the_database(
+    own_pg: EmbeddedPostgres,
+    make_cfg: Callable[..., StoreConfig],
+    small_disk: Callable[[str], Path],
+) -> None:
+    # Tester F1: with spool.memory_rows 0 every batch goes through the spool; a full spool
+    # disk kept the collector paused after the database was back, nothing was written.
+    migrate(own_pg.url)
+    disk = small_disk("64k")
+    cfg = make_cfg(batch_size=50, flush_interval=0.05, memory_rows=0)
+    cfg = attrs.evolve(cfg, spool=attrs.evolve(cfg.spool, dir=str(disk / "spool")))
+    rows = [trade(i) for i in range(3000)]
+    with trio.fail_after(120):
+        async with open_store(own_pg.url, cfg) as store, trio.open_nursery() as nursery:
+            await trio.to_thread.run_sync(fill, disk / "filler")
+            await trio.to_thread.run_sync(own_pg.stop)
+            nursery.start_soon(send_rows, store, rows)
+            await wait_until(lambda: store.stats().paused and not store.stats().db_up)
+            assert store.stats().spool_ok is False
+            await trio.to_thread.run_sync(own_pg.start)
+            await wait_until(lambda: store.collected()["trades"] == 3000)
+            await store.drain()
+            await wait_until(lambda: not store.stats().paused)
+            assert store.stats().spool_ok is False  # the disk is still full
+    with connect_db(own_pg.url) as db:
+        assert db.fetch_rows("trades") == rows
+
+
+async def test_the_database_state_is_unknown_until_an_operation_answers(
+    own_pg: EmbeddedPostgres, make_cfg: Callable[..., StoreConfig]
+) -> None:
+    # Tester F2: /health said the database was up (no write tried yet) while it was down
+    # and kalshi_store_db_up said 0: one source, and unknown is not up.
+    migrate(own_pg.url)
+    cfg = make_cfg(batch_size=50, flush_interval=0.05)
+    rows = [trade(i) for i in range(100)]
+    with trio.fail_after(60):
+        async with open_store(own_pg.url, cfg, watermark=False) as store:
+            assert (store.stats().db_up, gauge("kalshi_store_db_up")) == (None, 0.0)
+            await trio.to_thread.run_sync(own_pg.stop)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_rows, store, rows)
+                await wait_until(lambda: store.stats().db_up is False)
+                assert gauge("kalshi_store_db_up") == 0.0
+                await trio.to_thread.run_sync(own_pg.start)
+                await store.committed()
+            assert (store.stats().db_up, gauge("kalshi_store_db_up")) == (True, 1.0)
+    with connect_db(own_pg.url) as db:
+        assert db.fetch_rows("trades") == rows

@@ -26,6 +26,7 @@ from replay_support import (
 )
 
 from kalshi.journal import JournalProblem, JournalRecord
+from kalshi.journal.format import encode_frame
 from kalshi.replay import Replayer, book_from_journal
 from kalshi.replay.capture import CaptureFormat, decode_capture_line, detect, to_us
 from kalshi.replay.core import BAD_FRAMES_LISTED
@@ -48,6 +49,11 @@ def kalshi(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.Comp
 
 def wrapped(recv_ms: int, raw: bytes) -> bytes:
     return b'{"recv_ms":%d,"event":%s}' % (recv_ms, raw)
+
+
+def write_raw(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 def write(path: Path, lines: list[bytes]) -> Path:
@@ -97,6 +103,30 @@ def test_times_become_exact_microseconds() -> None:
     assert to_us("2026-08-05T03:45:40.722003Z", None, "t") == 1785901540722003
     with pytest.raises(ValueError, match="t: "):
         to_us("yesterday", None, "t")
+
+
+def test_one_rule_for_receive_times_finer_than_a_microsecond() -> None:
+    """Receive times are our clock's, kept in µs: a finer part is truncated toward the past,
+    whether ns integers or RFC 3339 fractions of 7 to 9 digits; a number written as a
+    JSON string reads as that number."""
+    ns = 1785901540025456789
+    assert to_us(ns, "ns", "t") == to_us(ns, None, "t") == 1785901540025456
+    for text in (
+        "2026-08-05T03:45:40.025456789Z",
+        "2026-08-05T03:45:40.02545678Z",
+        "2026-08-05T03:45:40.0254567Z",
+        "2026-08-05T05:45:40.025456999+02:00",
+    ):
+        assert to_us(text, None, "t") == 1785901540025456, text
+    assert to_us(str(ns), "ns", "t") == 1785901540025456
+    assert to_us("1785901540025", None, "recv_ms") == to_us(1785901540025, None, "t")
+    assert to_us("1785901540.025123", None, "t") == 1785901540025123
+    assert detect({"recv_ms": "1785901540025", "event": {"type": "trade"}}) == CaptureFormat(
+        "event", "recv_ms", "ms"
+    )
+    assert detect({"ts": "2026-08-05T03:45:40.025456789Z", "data": {"type": "x"}}) == (
+        CaptureFormat("data", "ts", None)
+    )
 
 
 def test_the_frame_bytes_are_sliced_not_reencoded() -> None:
@@ -229,6 +259,79 @@ def test_a_seq_restart_starts_a_new_session(tmp_path: Path) -> None:
     assert book_from_journal(iter(items), T2).stale is False
 
 
+def test_a_session_goes_on_across_files_as_in_one_file(tmp_path: Path) -> None:
+    """seq going on from one file to the next is one session: the same records (identity
+    keys included) as the two files concatenated, read in one file or on stdin."""
+    first = [
+        wrapped(RECV, snapshot(1, 500, T1, yes=[("0.4000", "10.00")])),
+        wrapped(RECV + 1, delta(1, 501, T1, "0.4000", "-2.00")),
+    ]
+    second = [
+        wrapped(RECV + 5, delta(1, 502, T1, "0.4000", "1.00")),
+        wrapped(RECV + 6, delta(1, 503, T1, "0.4000", "1.00")),
+    ]
+    (tmp_path / "parts").mkdir()
+    parts = [
+        write(tmp_path / "parts" / "a.jsonl", first),
+        write(tmp_path / "parts" / "b.jsonl", second),
+    ]
+    whole = write(tmp_path / "whole.jsonl", first + second)
+    items = list(read_records(parts))
+    assert [(i.kind, i.conn_id, i.frame_no) for i in items if isinstance(i, JournalRecord)] == [
+        ("connect", RECV * 1000, 0),
+        *[("frame", RECV * 1000, n) for n in (1, 2, 3, 4)],
+    ]
+    assert sourceless(read_records([tmp_path / "parts"])) == sourceless(items)
+    assert sourceless(read_records([whole])) == sourceless(items)
+    assert book_from_journal(iter(items), T1).stale is False
+
+
+def test_frames_out_of_order_within_the_window_are_put_back_beyond_it_said(
+    tmp_path: Path,
+) -> None:
+    """seq 50 read 10 frames late is put back in seq order (one session, marked); seq 3 read
+    77 frames late (beyond REORDER_FRAMES = 64) is one problem at its line and starts a new
+    session (no book is trusted across the break); every frame is still read."""
+    order = [1, 2, *range(4, 50), *range(51, 61), 50, *range(61, 81), 3]
+    lines = [
+        wrapped(RECV + n, snapshot(1, 1, T1, yes=[("0.4000", "10.00")]))
+        if seq == 1
+        else wrapped(RECV + n, delta(1, seq, T1, "0.4000", "1.00"))
+        for n, seq in enumerate(order)
+    ]
+    path = write(tmp_path / "c.jsonl", lines)
+    items = list(read_records([path], SourceOptions(seq_check="contiguous")))
+    problems = [i for i in items if isinstance(i, JournalProblem)]
+    assert problems == [
+        JournalProblem(
+            str(path),
+            80,
+            "seq out of order beyond the reorder window (64 frames): sid 1 seq 3 after 80; "
+            "a new session from here (does the file mix connections?)",
+        )
+    ]
+    records = [i for i in items if isinstance(i, JournalRecord)]
+    seqs = [
+        (i.kind, i.conn_id, orjson.loads(i.raw)["seq"] if i.kind == "frame" else None)
+        for i in records
+    ]
+    late = (RECV + 79) * 1000
+    assert seqs == [
+        ("connect", RECV * 1000, None),
+        *[("frame", RECV * 1000, seq) for seq in (1, 2, *range(4, 81))],
+        ("disconnect", RECV * 1000, None),
+        ("connect", late, None),
+        ("frame", late, 3),
+    ]
+    assert [i.detail for i in records if i.kind == "frame" and i.detail] == [{"reordered": True}]
+    assert records[-3].detail == {"reason": "seq out of order: sid 1 seq 3 after 80"}
+    replayer = Replayer()
+    for item in items:
+        replayer.feed(item)
+    views = list(replayer.continuity.sessions.values())
+    assert [(v.frames, v.reordered) for v in views] == [(79, 1), (1, 0)]
+
+
 def test_bare_frames_take_the_exchange_time(tmp_path: Path) -> None:
     lines = [
         snapshot(1, 1, T1, yes=[("0.4000", "10.00")]),  # no time: the next known one
@@ -267,9 +370,125 @@ def test_damaged_lines_are_reported_and_skipped(tmp_path: Path) -> None:
             str(unknown),
             1,
             "not a capture: cannot tell which field is the frame (no field holds one): "
-            "--frame-field",
+            "--frame-field; 2 line(s) of the file not read",
+            2,
         )
     ]
+
+
+def test_a_file_that_starts_mid_line_loses_only_its_torn_lines(tmp_path: Path) -> None:
+    """A file cut at a byte offset (``split -b``): its torn head and the torn tail of the
+    file before are reported; detection never decides on a torn line; the rest replays."""
+    data = b"".join(line + b"\n" for line in _capture())
+    cut = data.index(b"\n") + 1 + 40  # inside the second line
+    head, tail = (
+        write_raw(tmp_path / "paa.jsonl", data[:cut]),
+        write_raw(tmp_path / "pab.jsonl", data[cut:]),
+    )
+    items = list(read_records([head, tail]))
+    problems = [(p.path, p.line_no, p.reason) for p in items if isinstance(p, JournalProblem)]
+    torn_head = data[cut : data.index(b"\n", cut)]
+    with pytest.raises(orjson.JSONDecodeError) as invalid:
+        orjson.loads(torn_head)
+    assert problems == [
+        (str(head), 2, "torn last line (40 bytes, no newline)"),
+        (str(tail), 1, f"invalid JSON: {invalid.value}"),
+    ]
+    assert [(f.wall_us, f.source) for f in frames_of(items)] == [
+        (RECV * 1000, f"{head}:1"),
+        ((RECV + 2) * 1000, f"{tail}:2"),
+        ((RECV + 3) * 1000, f"{tail}:3"),
+        ((RECV + 4) * 1000, f"{tail}:4"),
+    ]
+    result = kalshi("replay", str(tmp_path), "--format", "jsonl", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "2 line(s) not read (damaged, or of a file refused whole)"
+    )
+    ours = b"".join(
+        encode_frame("g1", 7, n, "in", BASE_US + n, BASE_US + n, raw)
+        for n, raw in enumerate([trade(1, 1, T1, "a", "0.4000", "1.00")] * 3, 1)
+    )
+    journal = write_raw(tmp_path / "cut.log", ours[20:])  # starts inside its first line
+    items = list(read_records([journal]))
+    assert [p.line_no for p in items if isinstance(p, JournalProblem)] == [1]
+    assert [(r.gatherer_id, r.frame_no) for r in frames_of(items)] == [("g1", 2), ("g1", 3)]
+
+
+def test_time_prefixed_lines_are_a_capture_shape(tmp_path: Path) -> None:
+    """``<receive time> <frame>`` (tardis.dev's raw form): the time ahead of the JSON is
+    the receive time (RFC 3339, 7 digits truncated to the µs, or an epoch number); the
+    frame's bytes are kept exactly."""
+    frames = [
+        snapshot(1, 10, T1, yes=[("0.4000", "10.00")]),
+        delta(1, 11, T1, "0.4000", "-2.00"),
+        delta(1, 12, T1, "0.4000", "1.00"),
+    ]
+    path = write(
+        tmp_path / "tardis.jsonl",
+        [
+            b"2026-08-05T03:45:40.0250007Z " + frames[0],
+            b"2026-08-05T03:45:40.7310000Z\t" + frames[1],
+            b"1785901540731001 " + frames[2],
+        ],
+    )
+    items = list(read_records([path]))
+    connect = items[0]
+    assert isinstance(connect, JournalRecord)
+    assert connect.detail["time"] == (
+        "bare frames; received_at from the time ahead of each line (unit by size)"
+    )
+    assert [(f.wall_us, f.raw) for f in frames_of(items)] == [
+        (1785901540025000, frames[0]),
+        (1785901540731000, frames[1]),
+        (1785901540731001, frames[2]),
+    ]
+    assert not [p for p in items if isinstance(p, JournalProblem)]
+
+
+def test_a_json_array_is_refused_whole_with_its_line_count(tmp_path: Path) -> None:
+    lines = _capture()
+    body = b"[" + b",\n".join(lines) + b"]\n"
+    path = write_raw(tmp_path / "array.json", body)
+    assert list(read_records([path])) == [
+        JournalProblem(
+            str(path),
+            1,
+            "not a capture: a JSON array, not JSON lines (one frame per line): convert it "
+            f"with jq -c '.[]' {path} > array.jsonl; 5 line(s) of the file not read",
+            5,
+        )
+    ]
+    pretty = write_raw(tmp_path / "pretty.json", b"\n[\n" + b",\n".join(lines) + b"\n]\n")
+    assert [(p.line_no, p.lines) for p in read_records([pretty])] == [(1, 1), (2, 7)]
+
+
+def test_an_unreadable_receive_time_is_an_error_never_a_fallback(tmp_path: Path) -> None:
+    frames = [snapshot(1, 10, T1, yes=[("0.4000", "10.00")]), delta(1, 11, T1, "0.4000", "1.00")]
+    first = write(
+        tmp_path / "first.jsonl",
+        [b'{"recv_ms":"soon","event":%s}' % frames[0], wrapped(RECV, frames[1])],
+    )
+    assert list(read_records([first])) == [
+        JournalProblem(
+            str(first),
+            1,
+            "not a capture: receive time 'recv_ms': cannot read 'soon' (give --time-field, "
+            "or fix the value); 2 line(s) of the file not read",
+            2,
+        )
+    ]
+    later = write(
+        tmp_path / "later.jsonl",
+        [wrapped(RECV, frames[0]), b'{"recv_ms":"1785901540025x","event":%s}' % frames[1]],
+    )
+    items = list(read_records([later]))
+    assert [p for p in items if isinstance(p, JournalProblem)] == [
+        JournalProblem(
+            str(later), 2, "recv_ms: timestamp: not an RFC 3339 string: '1785901540025x'"
+        )
+    ]
+    assert [f.wall_us for f in frames_of(items)] == [RECV * 1000]
 
 
 def test_the_command_line_names_fields_and_reports_continuity(tmp_path: Path) -> None:
@@ -290,14 +509,14 @@ def test_the_command_line_names_fields_and_reports_continuity(tmp_path: Path) ->
     assert refused.returncode == 1
     assert refused.stderr.splitlines()[0] == (
         f"{path}:1: not a capture: cannot tell which field is the frame "
-        "(fields ['meta', 'body'] each hold one): --frame-field"
+        "(fields ['meta', 'body'] each hold one): --frame-field; 4 line(s) of the file not read"
     )
     frame_only = kalshi(
         "replay", str(path), "--format", "jsonl", "--frame-field", "body", cwd=tmp_path
     )
     assert frame_only.stderr.splitlines()[0] == (
         f"{path}:1: not a capture: cannot tell which field is the receive time "
-        "['seen', 'n']: --time-field"
+        "['seen', 'n']: --time-field; 4 line(s) of the file not read"
     )
     named = ("--frame-field", "body", "--time-field", "seen", "--time-unit", "ms")
     result = kalshi(
@@ -316,7 +535,7 @@ def test_the_command_line_names_fields_and_reports_continuity(tmp_path: Path) ->
     session = (
         f"session {RECV * 1000} (-): 4 frames 2026-11-24T22:59:00.000Z .. "
         "2026-11-24T22:59:00.003Z; seq check contiguous (chosen (--seq-check)); "
-        "frame in 'body'; received_at from 'seen' (ms)"
+        "frame in 'body'; received_at from 'seen' (ms); ended: end of capture"
     )
     assert result.stderr.splitlines() == [
         "continuity:",

@@ -79,7 +79,7 @@ async def test_replay_to_jsonl_reports_corrupt_lines_and_exits_1(tmp_path: Path)
         "orderbook_snapshots 3, trades 1",
         _MALFORMED,
         "frames flagged by the pipeline: invalid 1",
-        "2 corrupt journal line(s) skipped",
+        "2 line(s) not read (damaged, or of a file refused whole)",
     ]
 
 

@@ -196,24 +196,23 @@ def test_into_postgresql_then_snapshot_at(db_url: str, tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
     assert lines[0] == (
-        "replayed 103,484 frames (103,489 journal records); rows: orderbook_deltas 100,838, "
+        "replayed 103,484 frames (103,487 journal records); rows: orderbook_deltas 100,838, "
         "orderbook_snapshots 6, trades 2,640"
     )
-    # One session per capture file, labelled with its own file and times, though the
-    # recorder's seq goes on from 050000 to 050800 (its sessions end with its file).
+    # The recorder's seq goes on from 050000 to 050800 (one connection, filtered per market
+    # into two files): one session across the two files; 051300's seq is below where that
+    # session began on sid 1: a new connection.
     sessions = [line for line in lines if line.startswith("session ")]
     assert [line.split(": ")[0] for line in sessions] == [
         f"session 1785901540025000 ({capture(WINDOWS[0])})",
-        f"session 1785930336512000 ({capture(WINDOWS[1])})",
         f"session 1785948391669000 ({capture(WINDOWS[2])})",
     ]
     assert [line.split(": ", 1)[1].split(";")[0] for line in sessions] == [
-        "38,127 frames 2026-08-05T03:45:40.025Z .. 2026-08-05T04:00:00.699Z",
-        "29,015 frames 2026-08-05T11:45:36.512Z .. 2026-08-05T12:00:00.414Z",
+        "67,142 frames 2026-08-05T03:45:40.025Z .. 2026-08-05T12:00:00.414Z",
         "36,342 frames 2026-08-05T16:46:31.669Z .. 2026-08-05T17:00:05.316Z",
     ]
-    assert sessions[0].endswith(f"ended: end of capture file {capture(WINDOWS[0])}")
-    assert sessions[1].endswith(f"ended: end of capture file {capture(WINDOWS[1])}")
+    assert sessions[0].endswith("ended: seq restart: sid 1 seq 452674 after 13624889")
+    assert sessions[1].endswith("ended: end of capture")
     with connect_db(db_url) as db:
         for window in WINDOWS:
             counts = {
@@ -288,3 +287,69 @@ def test_writers_in_a_second_process_store_and_say_what_inline_does(
         "committed (new rows): none",
         "already stored (skipped): orderbook_deltas 100,838, orderbook_snapshots 6, trades 2,640",
     ]
+
+
+def test_every_cut_of_the_capture_gives_the_same_rows(db_url: str, tmp_path: Path) -> None:
+    """The three files as a directory, then concatenated (.zst), split at a line boundary in
+    the 050800 file (two files read together), and on stdin: the first adds the golden
+    rows, every other adds none (their identity keys are equal), and each says so."""
+    data = b"".join(gzip.decompress(capture(window).read_bytes()) for window in WINDOWS)
+    (tmp_path / "all.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
+    cut = data.index(b"\n", data.index(b"KXGOLD15M-26AUG050800-00") + 5_000_000) + 1
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "part1.jsonl").write_bytes(data[:cut])
+    (tmp_path / "split" / "part2.jsonl").write_bytes(data[cut:])
+    every = "orderbook_deltas 100,838, orderbook_snapshots 6, trades 2,640"
+    runs = [
+        kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path),
+        kalshi("replay", "all.jsonl.zst", "--db", db_url, cwd=tmp_path),
+        kalshi("replay", "split", "--db", db_url, cwd=tmp_path),
+        kalshi("replay", "-", "--db", db_url, cwd=tmp_path, stdin=data),
+    ]
+    assert [r.returncode for r in runs] == [0, 0, 0, 0], [r.stderr for r in runs]
+    assert runs[0].stdout.decode().splitlines()[-1] == f"committed (new rows): {every}"
+    for again in runs[1:]:
+        assert again.stdout.decode().splitlines()[-2:] == [
+            "committed (new rows): none",
+            f"already stored (skipped): {every}",
+        ]
+    with connect_db(db_url) as db:
+        counts = {t: n for t, n in db.counts().items() if n}
+    assert counts == {"orderbook_deltas": 100_838, "orderbook_snapshots": 6, "trades": 2_640}
+    # Split there, the 050800 book is current after the cut (one session), not stale.
+    at_us, book = instants(WINDOWS[1])[-1]
+    found = book_from_journal(read_records([tmp_path / "split"]), WINDOWS[1], at_us)
+    assert (best_first(found.book), found.stale) == (book, False)
+
+
+def test_frames_a_little_out_of_order_are_put_back_in_seq_order(tmp_path: Path) -> None:
+    """The 050000 file with every adjacent pair received 1-5 ms apart swapped (as a
+    recorder writing from two threads would): the same rows, no gap, the books of
+    expected.json at every instant, one session; each swapped pair on one sid is put back
+    (counted on the session line)."""
+    window = WINDOWS[0]
+    lines = gzip.decompress(capture(window).read_bytes()).splitlines()
+    events = [orjson.loads(line) for line in lines]
+    swapped = same_sid = 0
+    i = 0
+    while i + 1 < len(lines):
+        if 1 <= events[i + 1]["recv_ms"] - events[i]["recv_ms"] <= 5:
+            lines[i], lines[i + 1] = lines[i + 1], lines[i]
+            swapped += 1
+            same_sid += events[i]["event"]["sid"] == events[i + 1]["event"]["sid"]
+            i += 2
+        else:
+            i += 1
+    (tmp_path / "ooo.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    result = kalshi("replay", "ooo.jsonl", "--format", "jsonl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert Counter(row["table"] for row in rows) == {t: n for t, n in GOLDEN[window].items() if n}
+    assert (swapped, same_sid) == (8_023, 7_792)  # the rest swap a trade with a delta
+    sessions = [line for line in result.stderr.decode().splitlines() if line.startswith("session")]
+    assert len(sessions) == 1
+    assert f"38,127 frames ({same_sid:,} put back in seq order)" in sessions[0]
+    for at_us, book in instants(window):
+        assert best_first(books_from_rows(rows, window, at_us)) == book
+        found = book_from_journal(read_records([tmp_path / "ooo.jsonl"]), window, at_us)
+        assert (best_first(found.book), found.stale) == (book, False)
