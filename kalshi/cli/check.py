@@ -9,13 +9,12 @@ from typing import Annotated, Literal
 from cyclopts import App, Parameter
 
 from kalshi.auth import load_private_key
-from kalshi.cli.app import app, console
+from kalshi.cli.app import console
 from kalshi.cli.dedup import dedup_problems
 from kalshi.config import DedupConfig, GathererConfig, config_kind, load_config
 from kalshi.errors import AuthError, ConfigError
 
 config_app = App(name="config", help="Check configs: check.")
-app.command(config_app)
 
 _KINDS: dict[str, type[GathererConfig] | type[DedupConfig]] = {
     "gatherer": GathererConfig,

@@ -15,14 +15,13 @@ from typing import Annotated
 
 from cyclopts import App, Parameter
 
-from kalshi.cli.app import app, console, fail, load_or_exit, redact_url
+from kalshi.cli.app import console, fail, load_or_exit, redact_url
 from kalshi.config import GathererConfig
 from kalshi.errors import StoreError
 from kalshi.store import EmbeddedPostgres, connect_db, migrate, resolve_database, storage_mode
 from kalshi.store.migrate import applied_migrations, load_migrations
 
 db_app = App(name="db", help="Manage the database: up, down, status, migrate, reset.")
-app.command(db_app)
 
 ConfigOption = Annotated[Path | None, Parameter(help="Gatherer config (YAML).")]
 UrlOption = Annotated[

@@ -12,7 +12,6 @@ from cyclopts import Parameter
 
 from kalshi.cli.app import (
     UsageError,
-    app,
     config_fail,
     configure_logging,
     console,
@@ -61,7 +60,6 @@ def dedup_problems(cfg: DedupConfig) -> list[str]:
     return problems
 
 
-@app.command
 def dedup(
     *,
     config: Annotated[Path | None, Parameter(help="Deduplicator config (YAML).")] = None,
@@ -182,7 +180,6 @@ async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
     )
 
 
-@app.command
 def export(
     *,
     config: Annotated[Path | None, Parameter(help="Deduplicator config (YAML).")] = None,

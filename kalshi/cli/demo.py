@@ -13,7 +13,7 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.auth import Signer, load_private_key
-from kalshi.cli.app import app, configure_logging, console, fail, load_or_exit, stop_on_signals
+from kalshi.cli.app import configure_logging, console, fail, load_or_exit, stop_on_signals
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.gather.service import Gatherer
@@ -27,7 +27,6 @@ log = logging.getLogger("kalshi.demo")
 DEMO_CONFIG = Path(str(files("kalshi") / "etc" / "demo.yaml"))
 
 
-@app.command
 def demo(
     *,
     config: Annotated[

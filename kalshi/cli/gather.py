@@ -13,7 +13,6 @@ from cyclopts import Parameter
 from kalshi.auth import Signer, load_private_key
 from kalshi.cli.app import (
     UsageError,
-    app,
     configure_logging,
     console,
     fail,
@@ -31,7 +30,6 @@ from kalshi.tui import run_tui
 log = logging.getLogger("kalshi.cli")
 
 
-@app.command
 def gather(
     *,
     config: Annotated[Path | None, Parameter(help="Gatherer config (YAML).")] = None,

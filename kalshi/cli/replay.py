@@ -28,7 +28,6 @@ from rich.text import Text
 
 from kalshi.cli.app import (
     UsageError,
-    app,
     check_port,
     configure_logging,
     console,
@@ -133,7 +132,6 @@ def _progress(files: list[str], enabled: bool) -> Iterator[Callable[[int], None]
         yield lambda done: bar.update(task, completed=done)
 
 
-@app.command
 def replay(
     files: Annotated[
         list[str],

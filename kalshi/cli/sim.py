@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import UsageError, app, check_port, console, fail
+from kalshi.cli.app import UsageError, check_port, console, fail
 from kalshi.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ DEFAULT_KEY_PATH = Path(".kalshi/sim/key.pem")
 DEFAULT_KEY_ID = "sim"
 
 
-@app.command
 def sim(
     *,
     markets: Annotated[int, Parameter(help="Markets listed (up to 250 000).")] = 1000,

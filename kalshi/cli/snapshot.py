@@ -10,7 +10,7 @@ import orjson
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import UsageError, app, console, err_console, fail, load_or_exit
+from kalshi.cli.app import UsageError, console, err_console, fail, load_or_exit
 from kalshi.cli.replay import (
     FrameField,
     SeqCheckOption,
@@ -35,7 +35,6 @@ from kalshi.replay.source import read_records
 from kalshi.store import connect_db, resolve_database
 
 
-@app.command
 def snapshot(
     files: Annotated[
         list[str] | None,

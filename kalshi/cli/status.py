@@ -11,7 +11,7 @@ import trio
 from cyclopts import Parameter
 from rich.console import Console
 
-from kalshi.cli.app import UsageError, app, check_http_url, fail, load_or_exit
+from kalshi.cli.app import UsageError, check_http_url, fail, load_or_exit
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.tui import TuiState, open_remote, render, run_tui
@@ -19,7 +19,6 @@ from kalshi.tui import TuiState, open_remote, render, run_tui
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-@app.command
 def status(
     url: Annotated[str | None, Parameter(help=f"Its HTTP address [{DEFAULT_URL}].")] = None,
     *,
