@@ -224,9 +224,7 @@ class _Refused(Exception):
     the file, every line of it from here on counted as not read."""
 
 
-def _decide(
-    line: bytes, line_no: int, given: CaptureFormat, name: str
-) -> CaptureFormat | bool | str:
+def _decide(line: bytes, given: CaptureFormat, name: str) -> CaptureFormat | bool | str:
     """What one line says of its file: ``True`` our journal, a :class:`CaptureFormat`, or
     a reason the line says nothing (not JSON: a torn line; detection never decides on
     it, the next line is tried). Raises :class:`_Refused` for a shape that cannot be read
@@ -238,13 +236,13 @@ def _decide(
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        if line_no == 1 and _array_start(line):
+        if _array_start(line):
             raise _Refused(array) from None
         prefixed = _time_prefixed(line, given)
         if prefixed is not None:
             return prefixed
         return f"invalid JSON: {exc}"
-    if line_no == 1 and isinstance(obj, list) and _array_start(line):
+    if isinstance(obj, list) and _array_start(line):
         raise _Refused(array)
     if is_journal_line(obj):
         return True
@@ -310,7 +308,7 @@ def _read_one(
                     continue
                 if journal is None:
                     try:
-                        shape = _decide(line, line_no, opts.fmt, name)
+                        shape = _decide(line, opts.fmt, name)
                     except _Refused as exc:
                         refused_at = line_no
                         line_no += sum(1 for _ in lines)
