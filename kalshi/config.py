@@ -639,6 +639,13 @@ def _check(value: Any) -> list[str]:
                 )
         if ws.max_reconnect_backoff < ws.reconnect_backoff:
             problems.append("websocket.max_reconnect_backoff: must be >= reconnect_backoff")
+        if ws.silence_timeout <= ws.ping_interval:
+            # a quiet healthy connection hears only pongs, one per ping_interval
+            problems.append(
+                "websocket.silence_timeout: must be > ping_interval (a quiet healthy connection"
+                f" hears one pong per ping), got {float(ws.silence_timeout):g}s <="
+                f" {float(ws.ping_interval):g}s"
+            )
         if ws.transport not in ("websockets", "trio-websocket"):
             problems.append("websocket.transport: expected websockets or trio-websocket")
         if not re.fullmatch(r"\d+/\d+", value.shard) or not (

@@ -22,6 +22,7 @@ from kalshi.config import LoggingConfig, load_config
 from kalshi.errors import ConfigError, KalshiError
 
 __all__ = [
+    "Stopped",
     "UsageError",
     "app",
     "check_http_url",
@@ -35,6 +36,7 @@ __all__ = [
     "load_or_exit",
     "not_implemented",
     "redact_url",
+    "stop_early",
     "stop_on_signals",
 ]
 
@@ -214,6 +216,31 @@ def not_implemented(command: str) -> NoReturn:
     fail(f"`kalshi {command}` is not implemented yet", code=3)
 
 
+class Stopped(BaseException):
+    """SIGTERM outside a command's event loop (its start: the config, an embedded
+    PostgreSQL, migrations); ``args[0]`` is the signal number. A ``BaseException``, so no
+    ``except Exception`` on the way swallows it; every ``with`` unwinds (an embedded
+    PostgreSQL is stopped)."""
+
+
+# SIGTERM that came inside trio.run before stop_on_signals listened: it takes them over.
+_early: list[int] = []
+
+
+def _on_early_signal(signum: int, frame: object) -> None:
+    if trio.lowlevel.in_trio_run():  # raising here would land inside Trio's own code
+        _early.append(signum)
+        return
+    raise Stopped(signum)
+
+
+def stop_early() -> None:
+    """From the process's first instant, SIGTERM stops a command cleanly (raises
+    :class:`Stopped`, which :func:`kalshi.cli.main` reports) instead of killing it silently
+    with exit 143; :func:`stop_on_signals` takes it over once the loop runs (tester F5)."""
+    signal.signal(signal.SIGTERM, _on_early_signal)
+
+
 @asynccontextmanager
 async def stop_on_signals(duration: float | None = None) -> AsyncIterator[trio.Nursery]:
     """A nursery that SIGINT or SIGTERM (or ``duration`` seconds) cancels cleanly.
@@ -230,6 +257,9 @@ async def stop_on_signals(duration: float | None = None) -> AsyncIterator[trio.N
                     return
 
             nursery.start_soon(watch)
+            if _early:  # came before the receiver listened
+                _log.warning("%s: stopping", signal.Signals(_early.pop()).name)
+                nursery.cancel_scope.cancel()
             if duration is not None:
                 nursery.cancel_scope.deadline = trio.current_time() + duration
             yield nursery

@@ -418,7 +418,11 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
         _say(err_console, f"not written (spooled or dead-lettered): {left}")
     if stats.problems:
         lost = sum(problem.lines for problem in stats.problems)
-        _say(err_console, f"{lost:,} line(s) not read (damaged, or of a file refused whole)")
+        if lost:
+            _say(err_console, f"{lost:,} line(s) not read (damaged, or of a file refused whole)")
+        if len(stats.problems) > sum(problem.lines > 0 for problem in stats.problems):
+            # a capture's frames too late to put back in order (kalshi.replay.source)
+            _say(err_console, "seq out of order: read on in new sessions (listed above)")
     if stats.stopped:
         _say(
             err_console,

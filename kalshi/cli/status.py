@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import trio
 from cyclopts import Parameter
@@ -53,12 +54,32 @@ async def _status(url: str, metrics_url: str | None, once: bool, refresh: float)
     """Runs the screen; returns the error that stopped it before the first frame."""
     async with open_remote(url, metrics=metrics_url) as remote:
         state = TuiState()
+        got: dict[str, Any] = {}
+
+        async def fetch(name: str, call: Callable[[], Awaitable[object]]) -> None:
+            try:
+                got[name] = await call()
+            except (KalshiError, ValueError) as exc:
+                got[name] = exc
+
+        # /health and /metrics at once: a slow or unreachable metrics server delays the
+        # frame by at most one request timeout and never hides /health (outside tester F6).
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fetch, "health", remote.health)
+            if metrics_url:
+                nursery.start_soon(fetch, "metrics", remote.metrics)
+        health = got["health"]
+        if isinstance(health, Exception):
+            return str(health)
+        metrics = got.get("metrics")
+        problem = f"metrics: {metrics}" if isinstance(metrics, Exception) else None
         try:
-            health = await remote.health()
-            metrics = await remote.metrics() if metrics_url else None
-            state.observe(health, now=trio.current_time(), metrics=metrics)
-        except (KalshiError, ValueError) as exc:
-            return str(exc)
+            state.observe(health, now=trio.current_time(), metrics=metrics if not problem else None)
+        except ValueError as exc:  # not Prometheus text
+            problem = f"metrics: {exc}"
+            state.observe(health, now=trio.current_time())
+        if problem is not None:
+            state.observe_error(problem)
         if once:
             plain = Console(color_system=None, highlight=False, width=_width())
             plain.print(render(state))

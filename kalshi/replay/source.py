@@ -488,6 +488,7 @@ class _Capture:
                     int(line_no) if line_no.isdigit() else 0,
                     f"seq out of order beyond the reorder window ({REORDER_FRAMES} frames): "
                     f"{what}; a new session from here (does the file mix connections?)",
+                    lines=0,  # read on, not lost
                 )
             )
 
@@ -531,6 +532,7 @@ class _Capture:
                     0,
                     f"{self.late - LATE_LISTED:,} more frame(s) of seq out of order beyond "
                     f"the reorder window ({REORDER_FRAMES} frames), not listed",
+                    lines=0,
                 )
             )
         return out

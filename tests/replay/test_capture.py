@@ -308,6 +308,7 @@ def test_frames_out_of_order_within_the_window_are_put_back_beyond_it_said(
             80,
             "seq out of order beyond the reorder window (64 frames): sid 1 seq 3 after 80; "
             "a new session from here (does the file mix connections?)",
+            lines=0,  # read on: no line lost
         )
     ]
     records = [i for i in items if isinstance(i, JournalRecord)]
@@ -330,6 +331,14 @@ def test_frames_out_of_order_within_the_window_are_put_back_beyond_it_said(
         replayer.feed(item)
     views = list(replayer.continuity.sessions.values())
     assert [(v.frames, v.reordered) for v in views] == [(79, 1), (1, 0)]
+    # The command line says it (the line, then what was done) and exits 1; no line is lost.
+    result = kalshi("replay", str(path), "--format", "jsonl", "--seq-check", "contiguous",
+                    cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1
+    errors = result.stderr.splitlines()
+    assert errors[0] == f"{path}:80: {problems[0].reason}"
+    assert errors[-1] == "seq out of order: read on in new sessions (listed above)"
+    assert not any("not read" in line for line in errors)
 
 
 def test_bare_frames_take_the_exchange_time(tmp_path: Path) -> None:

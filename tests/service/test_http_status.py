@@ -101,6 +101,30 @@ async def test_status_once_prints_one_plain_frame(nursery: trio.Nursery) -> None
     assert lines(done.stdout) == FRAME.splitlines()
 
 
+async def test_status_once_shows_health_when_the_metrics_server_is_unreachable(
+    nursery: trio.Nursery,
+) -> None:
+    """/health and /metrics are read at once, and a metrics server that does not answer
+    costs the screen its metrics table only, with one error line (outside tester F6)."""
+    port = free_port()  # nothing listens there
+    with trio.fail_after(30):
+        health: Listening = await nursery.start(
+            serve_http, "127.0.0.1", None, {"/health": health_route(lambda: HEALTH)}
+        )
+        done = await kalshi(
+            "status", health.url, "--metrics-url", f"http://127.0.0.1:{port}", "--once"
+        )
+    assert (done.returncode, done.stderr) == (0, b"")
+    shown = lines(done.stdout)
+    assert shown[:3] == [
+        f"error: metrics: cannot reach http://127.0.0.1:{port}/metrics: "
+        f"all attempts to connect to 127.0.0.1:{port} failed",
+        "kalshi gatherer g-7   status ok   uptime 42.2s   db up",
+        "journal 260 records · 51.2 kB · pressure no",
+    ]
+    assert not any("metrics " in line and "value" in line for line in shown)
+
+
 async def test_status_once_shows_a_degraded_service(nursery: trio.Nursery) -> None:
     document = HEALTH | {"status": "degraded", "db": {"state": "down"}}
     with trio.fail_after(30):

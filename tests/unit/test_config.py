@@ -582,3 +582,22 @@ def test_every_port_on_the_command_line_is_checked(tmp_path: Path) -> None:
         result = _kalshi(*args, cwd=tmp_path)
         assert (result.returncode, result.stdout, result.stderr) == (2, "", line), args
     assert not (tmp_path / ".kalshi").exists()
+
+
+def test_a_silence_timeout_not_above_the_ping_interval_is_refused(tmp_path: Path) -> None:
+    # Tester F8: silence 1s with pings every 10s reconnects a quiet healthy connection.
+    path = tmp_path / "g.yaml"
+    path.write_text("websocket:\n  silence_timeout: 1s\n  ping_interval: 10s\n")
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path)
+    assert info.value.problems == [
+        "websocket.silence_timeout: must be > ping_interval (a quiet healthy connection hears"
+        " one pong per ping), got 1s <= 10s"
+    ]
+    path.write_text("websocket:\n  silence_timeout: 2s\n  ping_interval: 2s\n")
+    with pytest.raises(ConfigError) as info:
+        load_gatherer_config(path)
+    assert info.value.problems == [
+        "websocket.silence_timeout: must be > ping_interval (a quiet healthy connection hears"
+        " one pong per ping), got 2s <= 2s"
+    ]
