@@ -20,7 +20,7 @@ from kalshi.cli.app import (
     stop_on_signals,
 )
 from kalshi.config import GathererConfig
-from kalshi.errors import AuthError, DatabaseUnavailable, KalshiError
+from kalshi.errors import AuthError, DatabaseUnavailable, JournalError, KalshiError
 from kalshi.gather.service import Gatherer
 from kalshi.pipeline.frames import PROBLEM_COUNTS
 from kalshi.replay.tail import journal_tail
@@ -41,7 +41,9 @@ def gather(
 ) -> None:
     """Record every market's order book, trades, tickers and lifecycle.
 
-    Ctrl-C or SIGTERM stops reading, flushes every row and the journal, and exits 0.
+    Ctrl-C or SIGTERM stops reading, flushes every row and the journal, and exits 0;
+    1 when the stop could not keep something (rows or journal records; the last line
+    counts them, docs/operations.md).
     """
     overrides = {"shard": shard} if shard is not None else None
     cfg = load_or_exit(config, GathererConfig, overrides=overrides)
@@ -90,6 +92,14 @@ async def _gather(
             markup=False,
             highlight=False,
             soft_wrap=True,
+        )
+    journal = gatherer.journal
+    if journal is not None and journal.unwritten_records:
+        # after the summary: the stop was clean; the records are lost to the journal (the
+        # database holds the rows it acknowledged), so the exit says so (1), like the store's
+        raise JournalError(
+            f"journal: {journal.unwritten_records} records ({journal.unwritten_bytes} bytes)"
+            f" not written at shutdown: {journal.unwritten_error or 'the grace ran out'}"
         )
 
 

@@ -108,6 +108,11 @@ class JournalWriter:
         self.disk_ok = True
         self.disk_error = ""
         self.write_errors = 0
+        # Records (and their bytes) the disk refused at shutdown: in no journal file; the
+        # final line of the run says so (:attr:`unwritten_error` why); 0 after a clean close.
+        self.unwritten_records = 0
+        self.unwritten_bytes = 0
+        self.unwritten_error = ""
         metrics.track(self)
 
     # --- the event-loop side -----------------------------------------------------------
@@ -256,10 +261,25 @@ class JournalWriter:
         finally:
             with trio.move_on_after(self.grace, shield=True):
                 async with self._flush_lock:
-                    await self._flush()
-                    closed = await self._run_sync(self._segments.close)
+                    try:
+                        await self._flush()
+                        closed = await self._run_sync(self._segments.close)
+                    except JournalError as exc:
+                        # the stop goes on (the database path flushes); what stays in
+                        # memory is counted and said, never dropped silently
+                        self._refused(exc)
+                        closed = []
+                        self.unwritten_error = str(exc)
                 self._closed_files(closed)
                 self._closed = True
+            self.unwritten_records, self.unwritten_bytes = len(self._buffer), self._buffered
+            if self.unwritten_records:
+                log.error(
+                    "journal: %d records (%d bytes) not written at shutdown: %s",
+                    self.unwritten_records,
+                    self.unwritten_bytes,
+                    self.unwritten_error or "the shutdown grace ran out",
+                )
             self._stopped = True
             self._written.fire()
             self._segments.release()

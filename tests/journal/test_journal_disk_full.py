@@ -62,3 +62,26 @@ async def test_journal_disk_full_degrades_and_catches_up(small_disk: Path, compr
     # there twice (never lost), and the given-up file's tail reads as torn
     assert sorted(set(frames)) == list(range(1, records + 1))
     assert all("torn" in p.reason or "corrupt zstd" in p.reason for p in problems), problems
+
+
+async def test_a_stop_with_the_journal_disk_full_counts_what_it_could_not_write(
+    small_disk: Path,
+) -> None:
+    # Tester F4: SIGTERM with the journal disk full ended the gatherer with exit 1 (the
+    # final flush raised) and never said how many records it dropped.
+    (small_disk / "filler").write_bytes(b"\0" * (64 << 10))  # the disk is full
+    cfg = journal_config(small_disk, compress=False)
+    writer = JournalWriter(cfg, "g-1", flush_interval=0.01, grace=1.0)
+    rng = random.Random(4)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            for n in range(1, 101):
+                writer.record_frame(7, n, "in", n, n, FRAME % (n, f"{rng.getrandbits(128):032x}"))
+            while writer.disk_ok:
+                await writer.flush_progress()
+            held = writer.buffered_bytes
+            nursery.cancel_scope.cancel()  # the stop: no exception out of run()
+    assert (writer.records_written, writer.unwritten_records) == (0, 100)
+    assert writer.unwritten_bytes == held
+    assert "No space left on device" in writer.unwritten_error
