@@ -55,7 +55,7 @@ from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import S3Config
 from kalshi.dedup import metrics
 from kalshi.dedup.gatherers import SKEW_US
-from kalshi.dedup.parquet import book_stream_rows, encode, market_rows
+from kalshi.dedup.parquet import PartWriter, book_stream_rows, encode, market_rows
 from kalshi.dedup.segments import apply_change, apply_row, book_from_snapshot
 from kalshi.dedup.tables import EXPORT_TABLES
 from kalshi.dedup.targets import ExportHealth, LocalTarget, Target, open_target
@@ -81,6 +81,11 @@ log = logging.getLogger("kalshi.dedup.export")
 
 PART_ROWS = 1_000_000
 """Rows per Parquet file (the book stream of a window is always one file)."""
+MARKETS_READ_ROWS = 20_000
+"""``markets`` rows read (and held as Python objects) per step of
+:meth:`Exporter.export_markets`: one row group of its part each. The table was read whole
+(250 000 markets, ~2 KB of payload each: the deduplicator's peak RSS went from ~800 MiB
+to ~2.5 GiB with the whole-table export, docs/scaling.md)."""
 HOUR_US = 3_600_000_000
 ALL_WINDOWS = 2**62
 """``until`` that closes every window with rows, the newest too (the gatherers have stopped)."""
@@ -337,8 +342,10 @@ class _Reader:
         found = self.db.query("SELECT count(*), coalesce(max(updated_at), 0) FROM markets")
         return int(found[0][0]), int(found[0][1])
 
-    def markets(self) -> list[Row]:
-        return self.db.fetch_rows("markets")
+    def markets(self, after: str, limit: int) -> list[Row]:
+        """Up to ``limit`` ``markets`` rows with ticker after ``after`` (``""``: from the
+        first), by ticker."""
+        return self.db.fetch_rows("markets", "ticker > %s", (after,), limit=limit)
 
     def delta_before(self, first: dict[str, int]) -> dict[str, int]:
         """Per market of ``first`` (ticker -> seq): the seq of its last delta before that
@@ -587,7 +594,9 @@ class Exporter:
         row count and newest ``updated_at`` as at this exporter's last export, or when that
         export is less than one window (``s3_export.window``) old: listed markets change
         with every REST poll (prices, volume), and the whole table is rewritten each time.
-        Else the rows written. Raises :class:`ExportError` when the target fails."""
+        Else the rows written. The table is read :data:`MARKETS_READ_ROWS` rows at a time
+        (by ticker), each step written as a row group, so the rows held are bounded by
+        that, not by the table. Raises :class:`ExportError` when the target fails."""
         mark = await self._read(self._reader.markets_mark)
         now = self._wall_us()
         if not force and (
@@ -595,28 +604,40 @@ class Exporter:
             or (self._markets_at is not None and now - self._markets_at < self.window_us)
         ):
             return None
-        rows = market_rows(await self._read(self._reader.markets))
         base = f"{self.s3.prefix}markets/"
         files: list[dict[str, Any]] = []
-        chunks = [rows[i : i + PART_ROWS] for i in range(0, len(rows), PART_ROWS)] or [[]]
-        for index, chunk in enumerate(chunks):
-            data = await trio.to_thread.run_sync(encode, "markets", chunk)
-            key = f"{base}part-{index:05d}.parquet"
+        rows, after, done = 0, "", False
+        while not done:
+            part = PartWriter("markets")
+            while part.rows < PART_ROWS:
+                limit = min(MARKETS_READ_ROWS, PART_ROWS - part.rows)
+                page = await self._read(self._reader.markets, after, limit)
+                if page:
+                    after = page[-1].ticker
+                    await trio.to_thread.run_sync(_write_markets, part, page)
+                if len(page) < limit:
+                    done = True
+                    break
+            data = await trio.to_thread.run_sync(part.finish)
+            if part.rows == 0 and files:
+                break  # the last part ended the table exactly
+            key = f"{base}part-{len(files):05d}.parquet"
             await self.target.put(key, data)
             metrics.EXPORT_BYTES.labels("markets").inc(len(data))
             digest = hashlib.sha256(data).hexdigest()
-            files.append({"key": key, "rows": len(chunk), "bytes": len(data), "sha256": digest})
+            files.append({"key": key, "rows": part.rows, "bytes": len(data), "sha256": digest})
+            rows += part.rows
         manifest = {
             "table": "markets",
             "format": "parquet+zstd",
-            "rows": len(rows),
+            "rows": rows,
             "updated_until_us": mark[1],
             "files": files,
         }
         await self._publish(base, files, manifest)
         self._markets_mark, self._markets_at = mark, now
-        log.info("exported markets: %d rows", len(rows))
-        return len(rows)
+        log.info("exported markets: %d rows", rows)
+        return rows
 
     async def stream_rows(self, start: int, end: int) -> list[DeltaRow | SnapshotRow]:
         """The merged book-stream rows of the window, by (ticker, seq).
@@ -743,6 +764,10 @@ class Exporter:
             " (partial: not closed yet)" if partial else "",
         )
         return export
+
+
+def _write_markets(part: PartWriter, rows: Sequence[Row]) -> None:
+    part.write(market_rows(rows))
 
 
 def stream_digest(stream: Sequence[DeltaRow | SnapshotRow]) -> str:

@@ -41,6 +41,7 @@ from kalshi.store import TABLES
 __all__ = [
     "BOOK_STREAM",
     "MARKETS",
+    "PartWriter",
     "book_stream_rows",
     "encode",
     "integer_times",
@@ -241,14 +242,40 @@ def book_stream_rows(
     return out
 
 
-def encode(table: str, rows: Iterable[Row] | Iterable[StreamRow]) -> bytes:
-    """One Parquet file (zstd) of ``rows`` in ``table``'s export schema."""
-    target = schema(table)
+def _arrow(target: pa.Schema, rows: Iterable[Row] | Iterable[StreamRow]) -> pa.Table:
     columns: list[list[Any]] = [[] for _ in target.names]
     for row in rows:
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     arrays = [pa.array(c, type=f.type) for c, f in zip(columns, target, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=target)
+
+
+def encode(table: str, rows: Iterable[Row] | Iterable[StreamRow]) -> bytes:
+    """One Parquet file (zstd) of ``rows`` in ``table``'s export schema."""
+    target = schema(table)
     sink = io.BytesIO()
-    pq.write_table(pa.Table.from_arrays(arrays, schema=target), sink, compression="zstd")
+    pq.write_table(_arrow(target, rows), sink, compression="zstd")
     return sink.getvalue()
+
+
+class PartWriter:
+    """One Parquet file (zstd) of ``table``'s export schema written a batch at a time:
+    each :meth:`write` is one row group, so only that batch's rows are Python objects at
+    once (the file so far is held compressed). :meth:`finish` gives the file's bytes."""
+
+    def __init__(self, table: str) -> None:
+        self._schema = schema(table)
+        self._sink = pa.BufferOutputStream()
+        self._writer = pq.ParquetWriter(self._sink, self._schema, compression="zstd")
+        self.rows = 0
+
+    def write(self, rows: Sequence[Row] | Sequence[tuple[Any, ...]]) -> None:
+        self._writer.write_table(_arrow(self._schema, rows))
+        self.rows += len(rows)
+
+    def finish(self) -> bytes:
+        if self.rows == 0:
+            self._writer.write_table(_arrow(self._schema, []))
+        self._writer.close()
+        return bytes(self._sink.getvalue().to_pybytes())

@@ -42,6 +42,7 @@ import itertools
 import sys
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -391,7 +392,7 @@ class _Session:
     last_seq: dict[int, int] = field(factory=dict)  # highest seq read, per sid
     low_seq: dict[int, int] = field(factory=dict)  # lowest seq read, per sid: the start
     released: dict[int, int] = field(factory=dict)  # seq of the last frame let out, per sid
-    held: list[_Pending] = field(factory=list)  # the reorder window, in seq order per sid
+    held: deque[_Pending] = field(factory=deque)  # the reorder window, seq order per sid
     pending: list[_Pending] = field(factory=list)
     conn_id: int | None = None  # set when the session starts emitting
     frame_no: int = 0
@@ -508,14 +509,14 @@ class _Capture:
 
     def _release(self, session: _Session, count: int | None = None) -> list[JournalRecord]:
         """The first ``count`` held frames (all: ``None``) go on to be emitted."""
-        held = session.held
-        count = len(held) if count is None else count
-        gone, session.held = held[:count], held[count:]
-        for item in gone:
-            if item.sid is not None and item.seq is not None:
-                # a frame read on too late does not lower the mark
-                session.released[item.sid] = max(item.seq, session.released.get(item.sid, 0))
-        session.pending.extend(gone)
+        held, released, pending = session.held, session.released, session.pending
+        for _ in range(len(held) if count is None else count):
+            item = held.popleft()
+            seq = item.seq
+            # a frame read on too late does not lower the mark
+            if seq is not None and item.sid is not None and seq > released.get(item.sid, -1):
+                released[item.sid] = seq
+            pending.append(item)
         if session.conn_id is not None or len(session.pending) >= _DECIDE_FRAMES:
             return self._flush()
         return []

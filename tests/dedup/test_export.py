@@ -21,6 +21,7 @@ from dedup_support import MISSES, merge_once, recordings, write_all
 
 from kalshi.book import OrderBook
 from kalshi.config import S3Config, parse_duration
+from kalshi.dedup import export as export_module
 from kalshi.dedup import metrics
 from kalshi.dedup.export import ALL_WINDOWS, EXPORT_TABLES, Exporter, WindowExport, _iso, _Reader
 from kalshi.dedup.gatherers import SKEW_US
@@ -458,5 +459,47 @@ async def test_markets_table_is_exported_whole_with_strikes_and_result(
         assert await exporter.export_markets() is None  # unchanged: not written again
         manifest = json.loads((part.parent / "_manifest.json").read_text())
         assert (manifest["rows"], manifest["updated_until_us"]) == (1, 1_796_145_278_485_219)
+    finally:
+        exporter.close()
+
+
+@pytest.mark.parametrize(("markets", "parts"), [(5, [[2, 1], [2]]), (6, [[2, 1], [2, 1]])])
+async def test_markets_export_holds_one_read_step_of_rows(
+    make_db: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    markets: int,
+    parts: list[list[int]],
+) -> None:
+    """The markets table is read MARKETS_READ_ROWS rows at a time, each step one row group
+    (the rows held at once), never the whole table (250 000 markets made the deduplicator's
+    peak RSS ~2.5 GiB); parts still hold up to PART_ROWS rows, in ticker order."""
+    monkeypatch.setattr(export_module, "MARKETS_READ_ROWS", 2)
+    monkeypatch.setattr(export_module, "PART_ROWS", 3)
+    production = make_db()
+    insert = "INSERT INTO markets VALUES (%s, 'EV', 'active', 'binary', 't', 1, 2, 3, 'ga', '{}')"
+    tickers = [f"M-{i}" for i in range(markets)]
+    with connect_db(production) as db:
+        for ticker in reversed(tickers):
+            db.execute(insert, (ticker,))
+    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration(WINDOW))
+    exporter = Exporter(production, s3, wall_us=lambda: 1_796_145_300_000_000)
+    try:
+        assert await exporter.export_markets() == markets
+        base = tmp_path / "out" / "raw" / "markets"
+        files = [pq.ParquetFile(base / f"part-{i:05d}.parquet") for i in range(len(parts))]
+        groups = [
+            [f.metadata.row_group(g).num_rows for g in range(f.metadata.num_row_groups)]
+            for f in files
+        ]
+        assert groups == parts
+        read = [t for f in files for t in f.read().column("ticker").to_pylist()]
+        assert read == tickers
+        manifest = json.loads((base / "_manifest.json").read_text())
+        assert manifest["rows"] == markets
+        assert [f["rows"] for f in manifest["files"]] == [sum(p) for p in parts]
+        assert sorted(p.name for p in base.iterdir()) == sorted(
+            ["_manifest.json", *(f"part-{i:05d}.parquet" for i in range(len(parts)))]
+        )
     finally:
         exporter.close()
