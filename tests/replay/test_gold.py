@@ -291,8 +291,9 @@ def test_writers_in_a_second_process_store_and_say_what_inline_does(
 
 def test_every_cut_of_the_capture_gives_the_same_rows(db_url: str, tmp_path: Path) -> None:
     """The three files as a directory, then concatenated (.zst), split at a line boundary in
-    the 050800 file (two files read together), split there mid-line, and on stdin: the first adds the golden
-    rows, every other adds none (their identity keys are equal), and each says so."""
+    the 050800 file (two files read together), split there mid-line, and on stdin: the
+    first adds the golden rows, every other adds none (their identity keys are equal), and
+    each says so."""
     data = b"".join(gzip.decompress(capture(window).read_bytes()) for window in WINDOWS)
     (tmp_path / "all.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
     cut = data.index(b"\n", data.index(b"KXGOLD15M-26AUG050800-00") + 5_000_000) + 1
