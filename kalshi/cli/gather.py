@@ -22,6 +22,7 @@ from kalshi.cli.app import (
 from kalshi.config import GathererConfig
 from kalshi.errors import AuthError, DatabaseUnavailable, JournalError, KalshiError
 from kalshi.gather.service import Gatherer
+from kalshi.http import check_ports
 from kalshi.pipeline.frames import PROBLEM_COUNTS
 from kalshi.replay.tail import journal_tail
 from kalshi.store import migrate, resolve_database
@@ -53,6 +54,8 @@ def gather(
         raise UsageError(str(exc)) from None
     configure_logging(cfg.logging, quiet=tui)
     try:
+        # a taken port fails here, before the database is started, migrated or written
+        trio.run(check_ports, cfg.http, cfg.metrics)
         with resolve_database(cfg.timescaledb) as url:
             migrated = True
             try:

@@ -132,6 +132,14 @@ class Gatherer:
     async def run(
         self, *, task_status: trio.TaskStatus[Gatherer] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        """Record until cancelled. The ports are bound first: a taken one raises
+        ``OSError`` before anything is written (the store, the journal, an outage row)."""
+        async with trio.open_nursery() as served:
+            self.endpoints = await served.start(_serve, self.cfg, self.health, self.registry.page)
+            await self._record(task_status)
+            served.cancel_scope.cancel()  # (not reached: _record runs until cancelled)
+
+    async def _record(self, task_status: trio.TaskStatus[Gatherer]) -> None:
         cfg = self.cfg
         prepare = None if self.migrated else partial(migrate, self.db_url)
         async with open_store(
@@ -177,7 +185,6 @@ class Gatherer:
                 self.layout = layout
                 await self._resume(layout, nursery)
                 self.registry.listeners.append(layout.on_markets)
-                self.endpoints = await nursery.start(_serve, cfg, self.health, self.registry.page)
                 rest = RestClient(
                     cfg.kalshi.rest_url,
                     self.signer,

@@ -34,7 +34,7 @@ from kalshi.http.server import (
     serve_http,
     serve_http_listeners,
 )
-from kalshi.http.service import Endpoints, serve_endpoints
+from kalshi.http.service import Endpoints, check_ports, serve_endpoints
 
 __all__ = [
     "DEBUG_MARKETS_MAX_LIMIT",
@@ -50,6 +50,7 @@ __all__ = [
     "Response",
     "Upgrade",
     "WebSocketHandler",
+    "check_ports",
     "debug_markets_route",
     "health_route",
     "json_response",

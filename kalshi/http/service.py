@@ -17,7 +17,7 @@ from kalshi.http.routes import (
 )
 from kalshi.http.server import Handler, Listening, open_http_listeners, serve_http_listeners
 
-__all__ = ["Endpoints", "serve_endpoints"]
+__all__ = ["Endpoints", "check_ports", "serve_endpoints"]
 
 
 @frozen
@@ -26,6 +26,21 @@ class Endpoints:
 
     health: Listening | None
     metrics: Listening | None
+
+
+async def check_ports(http: HttpConfig, metrics: MetricsConfig) -> None:
+    """Bind ``http.port`` and ``metrics.port`` (those enabled) and let them go: a command's
+    first step, so a taken port fails before any work that writes (an embedded
+    PostgreSQL, migrations, the previous run's outage rows). Raises ``OSError`` naming the
+    endpoint, host and port (:func:`~kalshi.http.server.listen`); the service binds them
+    again when it starts (:func:`serve_endpoints`)."""
+    metrics_port = metrics.port if metrics.enabled else 0
+    wanted = [(http.host, http.port, "/health (http.port)")] if http.port else []
+    if metrics_port and metrics_port != http.port:
+        wanted.append((metrics.host, metrics_port, "/metrics (metrics.port)"))
+    for host, port, what in wanted:
+        for listener in await open_http_listeners(host, port, what):
+            listener.socket.close()
 
 
 async def serve_endpoints(

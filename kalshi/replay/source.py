@@ -42,6 +42,7 @@ import itertools
 import sys
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -146,12 +147,15 @@ def read_records(
     def generate() -> Iterator[JournalRecord | JournalProblem]:
         labels: Labels = {}
         capture = _Capture(opts.seq_check)
+        carry: list[JournalProblem | bytes] = []  # a capture file's torn last line, its problem
         for name in local:
             if opts.until_us is not None and name != STDIN:
                 stamp = _journal_stamp_us(Path(name))
                 if stamp is not None and stamp > opts.until_us + STOP_GRACE_US:
                     continue
-            yield from _read_one(name, opts, labels, capture)
+            yield from _read_one(name, opts, labels, capture, carry)
+        if carry:
+            yield carry[0]  # type: ignore[misc]
         yield from capture.finish()
         if remote:
             yield from read_journal(remote, s3=s3)
@@ -290,8 +294,16 @@ def _time_prefixed(line: bytes, given: CaptureFormat) -> CaptureFormat | None:
 
 
 def _read_one(
-    name: str, opts: SourceOptions, labels: Labels, capture: _Capture
+    name: str,
+    opts: SourceOptions,
+    labels: Labels,
+    capture: _Capture,
+    carry: list[JournalProblem | bytes] | None = None,
 ) -> Iterator[JournalRecord | JournalProblem]:
+    """One file's records. ``carry``: a capture split mid-line into files read together
+    (``docs/replay.md``, "Sessions"): the previous file's torn last line (its problem and
+    bytes), joined to this file's first line when the two make one line."""
+    carry = [] if carry is None else carry
     torn: list[str] = []
     line_no = 0
     until = None if opts.until_us is None else opts.until_us + STOP_GRACE_US
@@ -302,6 +314,14 @@ def _read_one(
             lines = split_lines(decompressed(fh, torn))
             for line, complete, verified in lines:
                 line_no += 1
+                if carry:
+                    held, head = carry[0], carry[1]
+                    carry.clear()
+                    assert isinstance(held, JournalProblem) and isinstance(head, bytes)
+                    if _one_object(head + line):
+                        line = head + line
+                    else:
+                        yield held
                 if not line.strip():
                     if complete:
                         yield JournalProblem(name, line_no, "empty line")
@@ -341,6 +361,9 @@ def _read_one(
                     reason = str(exc)
                     if not complete:
                         reason = f"torn last line ({len(line)} bytes, no newline)"
+                        if not journal and not torn:  # the next file may hold its rest
+                            carry[:] = [JournalProblem(name, line_no, reason), line]
+                            continue
                     yield JournalProblem(name, line_no, reason)
                     continue
                 if until is not None and decoded.recv_us is not None and decoded.recv_us > until:
@@ -351,6 +374,14 @@ def _read_one(
         return
     for reason in torn:
         yield JournalProblem(name, line_no + 1, reason)
+
+
+def _one_object(line: bytes) -> bool:
+    """Whether ``line`` is one JSON object (a torn line's two halves joined)."""
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _open(name: str) -> Any:
@@ -391,7 +422,7 @@ class _Session:
     last_seq: dict[int, int] = field(factory=dict)  # highest seq read, per sid
     low_seq: dict[int, int] = field(factory=dict)  # lowest seq read, per sid: the start
     released: dict[int, int] = field(factory=dict)  # seq of the last frame let out, per sid
-    held: list[_Pending] = field(factory=list)  # the reorder window, in seq order per sid
+    held: deque[_Pending] = field(factory=deque)  # the reorder window, seq order per sid
     pending: list[_Pending] = field(factory=list)
     conn_id: int | None = None  # set when the session starts emitting
     frame_no: int = 0
@@ -508,14 +539,14 @@ class _Capture:
 
     def _release(self, session: _Session, count: int | None = None) -> list[JournalRecord]:
         """The first ``count`` held frames (all: ``None``) go on to be emitted."""
-        held = session.held
-        count = len(held) if count is None else count
-        gone, session.held = held[:count], held[count:]
-        for item in gone:
-            if item.sid is not None and item.seq is not None:
-                # a frame read on too late does not lower the mark
-                session.released[item.sid] = max(item.seq, session.released.get(item.sid, 0))
-        session.pending.extend(gone)
+        held, released, pending = session.held, session.released, session.pending
+        for _ in range(len(held) if count is None else count):
+            item = held.popleft()
+            seq = item.seq
+            # a frame read on too late does not lower the mark
+            if seq is not None and item.sid is not None and seq > released.get(item.sid, -1):
+                released[item.sid] = seq
+            pending.append(item)
         if session.conn_id is not None or len(session.pending) >= _DECIDE_FRAMES:
             return self._flush()
         return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,30 @@ async def test_debug_level_logs_no_credentials_and_no_library_flood(
     assert chatty and all(name.startswith("kalshi") for name in chatty), chatty
     applied = re.findall(r"^\S+ \S+ INFO (\S+): applied migration (\S+)$", text, re.MULTILINE)
     assert applied == [("kalshi.store", sql.name) for sql in sorted(SQL.glob("*.sql"))]
+
+
+async def test_a_taken_port_fails_before_anything_is_written(db_url: str, tmp_path: Path) -> None:
+    # Tester F7: a taken http.port was reported only after the store, the journal and the
+    # previous run's outage step had written (a watermark row, the spool, the journal).
+    async with open_sim_exchange(markets=4, active=2, seed=3, port=0) as sim:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+            squatter.bind(("127.0.0.1", 0))
+            squatter.listen()
+            port = squatter.getsockname()[1]
+            path = gatherer_yaml(sim, tmp_path, db_url, gatherer_id="cli-port", http={"port": port})
+            with trio.fail_after(60):
+                done = await trio.run_process(
+                    [sys.executable, "-m", "kalshi", "gather", "--config", str(path)],
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+    assert (done.returncode, done.stdout, done.stderr.decode()) == (
+        1,
+        b"",
+        f"error: /health (http.port): cannot listen on 127.0.0.1:{port}: Address already in use\n",
+    )
+    assert not (tmp_path / "spool").exists() and not (tmp_path / "journal").exists()
+    with connect_db(db_url) as db:
+        marks = db.query("SELECT count(*) FROM ingest_watermark WHERE gatherer_id = 'cli-port'")
+    assert marks == [(0,)]
