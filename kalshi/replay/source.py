@@ -147,12 +147,15 @@ def read_records(
     def generate() -> Iterator[JournalRecord | JournalProblem]:
         labels: Labels = {}
         capture = _Capture(opts.seq_check)
+        carry: list[JournalProblem | bytes] = []  # a capture file's torn last line, its problem
         for name in local:
             if opts.until_us is not None and name != STDIN:
                 stamp = _journal_stamp_us(Path(name))
                 if stamp is not None and stamp > opts.until_us + STOP_GRACE_US:
                     continue
-            yield from _read_one(name, opts, labels, capture)
+            yield from _read_one(name, opts, labels, capture, carry)
+        if carry:
+            yield carry[0]  # type: ignore[misc]
         yield from capture.finish()
         if remote:
             yield from read_journal(remote, s3=s3)
@@ -291,8 +294,16 @@ def _time_prefixed(line: bytes, given: CaptureFormat) -> CaptureFormat | None:
 
 
 def _read_one(
-    name: str, opts: SourceOptions, labels: Labels, capture: _Capture
+    name: str,
+    opts: SourceOptions,
+    labels: Labels,
+    capture: _Capture,
+    carry: list[JournalProblem | bytes] | None = None,
 ) -> Iterator[JournalRecord | JournalProblem]:
+    """One file's records. ``carry``: a capture split mid-line into files read together
+    (``docs/replay.md``, "Sessions"): the previous file's torn last line (its problem and
+    bytes), joined to this file's first line when the two make one line."""
+    carry = [] if carry is None else carry
     torn: list[str] = []
     line_no = 0
     until = None if opts.until_us is None else opts.until_us + STOP_GRACE_US
@@ -303,6 +314,14 @@ def _read_one(
             lines = split_lines(decompressed(fh, torn))
             for line, complete, verified in lines:
                 line_no += 1
+                if carry:
+                    held, head = carry[0], carry[1]
+                    carry.clear()
+                    assert isinstance(held, JournalProblem) and isinstance(head, bytes)
+                    if _one_object(head + line):
+                        line = head + line
+                    else:
+                        yield held
                 if not line.strip():
                     if complete:
                         yield JournalProblem(name, line_no, "empty line")
@@ -342,6 +361,9 @@ def _read_one(
                     reason = str(exc)
                     if not complete:
                         reason = f"torn last line ({len(line)} bytes, no newline)"
+                        if not journal and not torn:  # the next file may hold its rest
+                            carry[:] = [JournalProblem(name, line_no, reason), line]
+                            continue
                     yield JournalProblem(name, line_no, reason)
                     continue
                 if until is not None and decoded.recv_us is not None and decoded.recv_us > until:
@@ -352,6 +374,14 @@ def _read_one(
         return
     for reason in torn:
         yield JournalProblem(name, line_no + 1, reason)
+
+
+def _one_object(line: bytes) -> bool:
+    """Whether ``line`` is one JSON object (a torn line's two halves joined)."""
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _open(name: str) -> Any:

@@ -385,9 +385,11 @@ def test_damaged_lines_are_reported_and_skipped(tmp_path: Path) -> None:
     ]
 
 
-def test_a_file_that_starts_mid_line_loses_only_its_torn_lines(tmp_path: Path) -> None:
-    """A file cut at a byte offset (``split -b``): its torn head and the torn tail of the
-    file before are reported; detection never decides on a torn line; the rest replays."""
+def test_a_capture_cut_mid_line_into_files_read_together_is_joined(tmp_path: Path) -> None:
+    """A capture cut at a byte offset (``split -b``) and read together: the torn tail of
+    one file and the head of the next make one line again (read as the next file's line
+    1); nothing is lost, the records are those of the uncut file. Read alone, each part
+    reports its torn line; detection never decides on a torn line."""
     data = b"".join(line + b"\n" for line in _capture())
     cut = data.index(b"\n") + 1 + 40  # inside the second line
     head, tail = (
@@ -395,25 +397,33 @@ def test_a_file_that_starts_mid_line_loses_only_its_torn_lines(tmp_path: Path) -
         write_raw(tmp_path / "pab.jsonl", data[cut:]),
     )
     items = list(read_records([head, tail]))
-    problems = [(p.path, p.line_no, p.reason) for p in items if isinstance(p, JournalProblem)]
-    torn_head = data[cut : data.index(b"\n", cut)]
-    with pytest.raises(orjson.JSONDecodeError) as invalid:
-        orjson.loads(torn_head)
-    assert problems == [
-        (str(head), 2, "torn last line (40 bytes, no newline)"),
-        (str(tail), 1, f"invalid JSON: {invalid.value}"),
-    ]
+    assert [p for p in items if isinstance(p, JournalProblem)] == []
     assert [(f.wall_us, f.source) for f in frames_of(items)] == [
         (RECV * 1000, f"{head}:1"),
+        ((RECV + 1) * 1000, f"{tail}:1"),
         ((RECV + 2) * 1000, f"{tail}:2"),
         ((RECV + 3) * 1000, f"{tail}:3"),
         ((RECV + 4) * 1000, f"{tail}:4"),
     ]
-    result = kalshi("replay", str(tmp_path), "--format", "jsonl", cwd=tmp_path)
+    whole = write_raw(tmp_path / "whole.jsonl.txt", data)
+    assert sourceless(read_records([whole])) == sourceless(items)
+    torn_head = data[cut : data.index(b"\n", cut)]
+    with pytest.raises(orjson.JSONDecodeError) as invalid:
+        orjson.loads(torn_head)
+    alone = [list(read_records([head])), list(read_records([tail]))]
+    assert [
+        (p.path, p.line_no, p.reason) for a in alone for p in a if isinstance(p, JournalProblem)
+    ] == [
+        (str(head), 2, "torn last line (40 bytes, no newline)"),
+        (str(tail), 1, f"invalid JSON: {invalid.value}"),
+    ]
+    result = kalshi("replay", str(head), "--format", "jsonl", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
-        "2 line(s) not read (damaged, or of a file refused whole)"
+        "1 line(s) not read (damaged, or of a file refused whole)"
     )
+    result = kalshi("replay", str(head), str(tail), "--format", "jsonl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     ours = b"".join(
         encode_frame("g1", 7, n, "in", BASE_US + n, BASE_US + n, raw)
         for n, raw in enumerate([trade(1, 1, T1, "a", "0.4000", "1.00")] * 3, 1)

@@ -291,22 +291,27 @@ def test_writers_in_a_second_process_store_and_say_what_inline_does(
 
 def test_every_cut_of_the_capture_gives_the_same_rows(db_url: str, tmp_path: Path) -> None:
     """The three files as a directory, then concatenated (.zst), split at a line boundary in
-    the 050800 file (two files read together), and on stdin: the first adds the golden
-    rows, every other adds none (their identity keys are equal), and each says so."""
+    the 050800 file (two files read together), split there mid-line, and on stdin: the
+    first adds the golden rows, every other adds none (their identity keys are equal), and
+    each says so."""
     data = b"".join(gzip.decompress(capture(window).read_bytes()) for window in WINDOWS)
     (tmp_path / "all.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
     cut = data.index(b"\n", data.index(b"KXGOLD15M-26AUG050800-00") + 5_000_000) + 1
     (tmp_path / "split").mkdir()
     (tmp_path / "split" / "part1.jsonl").write_bytes(data[:cut])
     (tmp_path / "split" / "part2.jsonl").write_bytes(data[cut:])
+    (tmp_path / "torn").mkdir()  # split mid-line: the halves are joined
+    (tmp_path / "torn" / "paa.jsonl").write_bytes(data[: cut + 100])
+    (tmp_path / "torn" / "pab.jsonl").write_bytes(data[cut + 100 :])
     every = "orderbook_deltas 100,838, orderbook_snapshots 6, trades 2,640"
     runs = [
         kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path),
         kalshi("replay", "all.jsonl.zst", "--db", db_url, cwd=tmp_path),
         kalshi("replay", "split", "--db", db_url, cwd=tmp_path),
+        kalshi("replay", "torn", "--db", db_url, cwd=tmp_path),
         kalshi("replay", "-", "--db", db_url, cwd=tmp_path, stdin=data),
     ]
-    assert [r.returncode for r in runs] == [0, 0, 0, 0], [r.stderr for r in runs]
+    assert [r.returncode for r in runs] == [0, 0, 0, 0, 0], [r.stderr for r in runs]
     assert runs[0].stdout.decode().splitlines()[-1] == f"committed (new rows): {every}"
     for again in runs[1:]:
         assert again.stdout.decode().splitlines()[-2:] == [
