@@ -1,0 +1,140 @@
+"""The deduplicator's memory for the ``markets`` export (``Exporter.export_markets``):
+the peak resident memory (``VmHWM``) of a fresh process that exports a production
+``markets`` table of N simulator markets (the REST Market objects of ``kalshi sim``,
+~1.3 KB of JSON each) to a local directory, less its peak before the export.
+
+    python benchmarks/markets_export.py [--markets N] [--before PYTHON] [--results DIR]
+
+``--before``: another environment's interpreter (e.g. a wrapper setting PYTHONPATH to an
+older checkout) whose export is measured on the same table, for a before/after figure;
+``--before-label`` names its row. The children run outside any checkout, so each imports
+its own ``kalshi``. An embedded
+PostgreSQL is started in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import Results, add_common
+
+_CHILD = """
+import sys, trio
+from kalshi.config import S3Config, parse_duration
+from kalshi.dedup.export import Exporter
+
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+exporter = Exporter(sys.argv[1], S3Config(enabled=True, local_dir=sys.argv[2],
+                    window=parse_duration("1h")))
+exporter._reader.markets_mark()  # connected, like a running deduplicator
+before = hwm()
+rows = trio.run(lambda: exporter.export_markets(force=True))
+import kalshi
+print(rows, before, hwm(), kalshi.__file__)
+"""
+
+
+def fill(url: str, markets: int) -> None:
+    import orjson
+
+    from kalshi.sim.universe import Universe
+    from kalshi.store.query import connect_db
+
+    universe = Universe(markets, 1_796_000_000_000_000, seed=1)
+    with connect_db(url) as db, db._conn.cursor() as cur:
+        with cur.copy(
+            "COPY markets (ticker, event_ticker, status, market_type, title, open_time,"
+            " close_time, updated_at, gatherer_id, payload) FROM STDIN"
+        ) as copy:
+            for i in range(markets):
+                body = universe.market_json(universe.info(i))
+                copy.write_row(
+                    (
+                        body["ticker"],
+                        body["event_ticker"],
+                        body["status"],
+                        "binary",
+                        body["title"],
+                        1,
+                        2,
+                        3,
+                        "g1",
+                        orjson.dumps(body).decode(),
+                    )
+                )
+        db._conn.commit()
+
+
+def measure(python: str, url: str, out: Path) -> tuple[int, float, float]:
+    shutil.rmtree(out, ignore_errors=True)
+    got = subprocess.run(
+        [python, "-c", _CHILD, url, str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=out.parent,  # not a checkout: each interpreter imports its own kalshi
+    )
+    rows, before, peak, where = got.stdout.split()
+    print(f"{python}: {where}")
+    return int(rows), float(before), float(peak)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--markets", type=int, default=250_000)
+    parser.add_argument("--before", help="interpreter of the environment to compare with")
+    parser.add_argument("--before-label", default="--before", help="its row's name")
+    add_common(parser)
+    args = parser.parse_args()
+    markets = 2_000 if args.smoke else args.markets
+
+    from kalshi.dedup.export import MARKETS_READ_ROWS
+    from kalshi.store import EmbeddedPostgres, migrate
+    from kalshi.store.query import connect_db
+
+    root = Path(tempfile.mkdtemp(prefix="kalshi-markets-export-"))
+    root.chmod(0o755)
+    server = EmbeddedPostgres(root / "pg")
+    server.start()
+    try:
+        with connect_db(server.url_for("postgres")) as db:
+            db.execute('CREATE DATABASE "production"')
+        url = server.url_for("production")
+        migrate(url)
+        fill(url, markets)
+        runs = [("this commit", sys.executable)]
+        if args.before:
+            runs.insert(0, (args.before_label, args.before))
+        rows = []
+        for label, python in runs:
+            exported, before, peak = measure(python, url, root / "out")
+            assert exported == markets, (label, exported)
+            rows.append([label, exported, round(before), round(peak), round(peak - before)])
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    results = Results(
+        "markets-export",
+        {"markets": markets, "MARKETS_READ_ROWS": MARKETS_READ_ROWS, "before": args.before},
+    )
+    results.table(
+        "Peak RSS of one markets export (MiB, VmHWM of a fresh process)",
+        ["code", "rows", "peak before", "peak after", "export's peak"],
+        rows,
+        note="the deduplicator's export_markets(force=True) of simulator markets",
+    )
+    results.write(args.results)
+
+
+if __name__ == "__main__":
+    main()
