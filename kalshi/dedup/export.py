@@ -42,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,9 +81,10 @@ log = logging.getLogger("kalshi.dedup.export")
 
 PART_ROWS = 1_000_000
 """Rows per Parquet file (the book stream of a window is always one file)."""
-MARKETS_READ_ROWS = 20_000
-"""``markets`` rows read (and held as Python objects) per step of
-:meth:`Exporter.export_markets`: one row group of its part each. The table was read whole
+READ_ROWS = 20_000
+"""Rows read (and held as Python objects) per step of :meth:`Exporter.export_markets` and
+of a window of :meth:`Exporter.export_window` (the book stream's aside): one row group of
+its part each. The table was read whole
 (250 000 markets, ~2 KB of payload each: the deduplicator's peak RSS went from ~800 MiB
 to ~2.5 GiB with the whole-table export, docs/scaling.md)."""
 HOUR_US = 3_600_000_000
@@ -337,6 +338,11 @@ class _Reader:
 
     def rows(self, table: str, column: str, start: int, end: int) -> list[Row]:
         return self.db.fetch_rows(table, f"{column} >= %s AND {column} < %s", (start, end))
+
+    def row_steps(self, table: str, column: str, start: int, end: int) -> Iterator[list[Row]]:
+        """The window's rows by key, :data:`READ_ROWS` at a time (a server-side cursor)."""
+        where = f"{column} >= %s AND {column} < %s"
+        return self.db.fetch_row_steps(table, where, (start, end), READ_ROWS)
 
     def markets_mark(self) -> tuple[int, int]:
         found = self.db.query("SELECT count(*), coalesce(max(updated_at), 0) FROM markets")
@@ -594,7 +600,7 @@ class Exporter:
         row count and newest ``updated_at`` as at this exporter's last export, or when that
         export is less than one window (``s3_export.window``) old: listed markets change
         with every REST poll (prices, volume), and the whole table is rewritten each time.
-        Else the rows written. The table is read :data:`MARKETS_READ_ROWS` rows at a time
+        Else the rows written. The table is read :data:`READ_ROWS` rows at a time
         (by ticker), each step written as a row group, so the rows held are bounded by
         that, not by the table. Raises :class:`ExportError` when the target fails."""
         mark = await self._read(self._reader.markets_mark)
@@ -610,7 +616,7 @@ class Exporter:
         while not done:
             part = PartWriter("markets")
             while part.rows < PART_ROWS:
-                limit = min(MARKETS_READ_ROWS, PART_ROWS - part.rows)
+                limit = min(READ_ROWS, PART_ROWS - part.rows)
                 page = await self._read(self._reader.markets, after, limit)
                 if page:
                     after = page[-1].ticker
@@ -696,6 +702,44 @@ class Exporter:
             self._books[row.ticker] = (row.seq, ends[row.ticker])
         return rows
 
+    async def _put_part(
+        self, table: str, base: str, index: int, rows: int, data: bytes
+    ) -> dict[str, Any]:
+        key = f"{base}part-{index:05d}.parquet"
+        await self.target.put(key, data)
+        metrics.EXPORT_BYTES.labels(table).inc(len(data))
+        digest = hashlib.sha256(data).hexdigest()
+        return {"key": key, "rows": rows, "bytes": len(data), "sha256": digest}
+
+    async def _write_steps(
+        self, table: str, base: str, steps: Iterator[list[Row]], times: list[int]
+    ) -> list[dict[str, Any]]:
+        """Parts of up to :data:`PART_ROWS` rows from ``steps`` (a step's rows, one row
+        group each; split where a part fills), put as they fill; ``times`` gets each row's
+        window time (only the smallest and largest are kept)."""
+        column = EXPORT_TABLES[table]
+        files: list[dict[str, Any]] = []
+        part = PartWriter(table)
+        while True:
+            step = await self._read(next, steps, None)
+            if step:
+                found = [getattr(r, column) for r in step]
+                times[:] = [min([*times, *found]), max([*times, *found])]
+            while step:
+                room = PART_ROWS - part.rows
+                await trio.to_thread.run_sync(part.write, step[:room])
+                step = step[room:]
+                if part.rows == PART_ROWS:
+                    data = await trio.to_thread.run_sync(part.finish)
+                    files.append(await self._put_part(table, base, len(files), part.rows, data))
+                    part = PartWriter(table)
+            if step is None:
+                break
+        if part.rows or not files:
+            data = await trio.to_thread.run_sync(part.finish)
+            files.append(await self._put_part(table, base, len(files), part.rows, data))
+        return files
+
     async def export_window(self, table: str, start: int) -> WindowExport:
         """Export one window of ``table`` (replacing an earlier export of it). It is
         recorded *partial* when the live gatherers' merge has not closed it yet (an
@@ -705,32 +749,25 @@ class Exporter:
         horizons = await self._read(self._reader.horizons, self.max_lag_us)
         partial = horizons is None or self._closes(table, start) > horizons.of(table)
         rewrite = await self._read(self._reader.was_stale, table, start)
+        base = window_prefix(self.s3.prefix, table, start, self.window_us)
+        files: list[dict[str, Any]] = []
         if table == "orderbook_deltas":
             stream = await self.stream_rows(start, end)
             digest = stream_digest(stream)
-            chunks = [await self._stream(start, stream)]
+            rows = await self._stream(start, stream)
+            times = [r[3] for r in rows]
+            chunks = [rows]
+            for index, chunk in enumerate(chunks):
+                data = await trio.to_thread.run_sync(encode, table, chunk)
+                files.append(await self._put_part(table, base, index, len(chunk), data))
         else:
-            rows = await self._read(self._reader.rows, table, column, start, end)
-            digest = f"rows:{len(rows)}"
-            chunks = [rows[i : i + PART_ROWS] for i in range(0, len(rows), PART_ROWS)] or [[]]
-        base = window_prefix(self.s3.prefix, table, start, self.window_us)
-        files: list[dict[str, Any]] = []
-        for index, chunk in enumerate(chunks):
-            data = await trio.to_thread.run_sync(encode, table, chunk)
-            key = f"{base}part-{index:05d}.parquet"
-            await self.target.put(key, data)
-            metrics.EXPORT_BYTES.labels(table).inc(len(data))
-            files.append(
-                {
-                    "key": key,
-                    "rows": len(chunk),
-                    "bytes": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                }
-            )
-        times = [
-            r[3] if table == "orderbook_deltas" else getattr(r, column) for c in chunks for r in c
-        ]
+            times = []
+            steps = await self._read(self._reader.row_steps, table, column, start, end)
+            try:
+                files = await self._write_steps(table, base, steps, times)
+            finally:
+                steps.close()  # the server-side cursor, even when cancelled
+            digest = f"rows:{sum(f['rows'] for f in files)}"
         manifest = {
             "table": table,
             "format": "parquet+zstd",

@@ -150,6 +150,8 @@ class Deduplicator:
         self._state = {g.id: _GathererState() for g in self._gatherers}
         self._production: tuple[Production, Production] | None = None
         self._production_error = ""
+        # None until a pass reaches production (unknown is not up), then its last outcome
+        self._production_up: bool | None = None
         self._cursors: dict[tuple[str, str], Cursor] = {}
         self._behind: dict[tuple[str, str], int] = {}  # keyed tables' lag, µs (_lag)
         # channel holes written (sid, start, end): not offered to production again
@@ -212,6 +214,7 @@ class Deduplicator:
             self._production = None
         if exc is not None:
             self._production_error = str(exc)
+            self._production_up = False
 
     def close(self) -> None:
         if self.abandoned:  # a worker thread may still be inside a connection
@@ -317,6 +320,7 @@ class Deduplicator:
                 self._drop_production(exc)
             raise
         self._production_error = ""
+        self._production_up = True
         self.passes += 1
         return report
 
@@ -824,12 +828,12 @@ class Deduplicator:
             for (gid, table), c in sorted(self._cursors.items())
             if gid in self._state
         }
-        ok = not self._production_error and any(s.up is True for s in self._state.values())
+        ok = self._production_up is not False and any(s.up is True for s in self._state.values())
         return {
             "status": "ok" if ok else "degraded",
             "service": "dedup",
             "passes": self.passes,
-            "production": {"up": not self._production_error, "error": self._production_error},
+            "production": {"up": self._production_up, "error": self._production_error},
             "gatherers": gatherers,
             "lag_seconds": lag,
         }

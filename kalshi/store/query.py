@@ -8,6 +8,7 @@ as JSON text in PostgreSQL's normal form (``[[1, 2]]``), so compare them parsed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
@@ -22,6 +23,8 @@ from kalshi.store.connection import connect, translating
 from kalshi.store.schema import TABLES
 
 __all__ = ["Database", "connect_db"]
+
+_steps = itertools.count(1)  # server-side cursor names
 
 
 class Database:
@@ -87,6 +90,42 @@ class Database:
         with translating(), self._conn.cursor() as cur:
             cur.execute(statement, params or None)
             return [spec.row_type(*values) for values in cur.fetchall()]
+
+    def fetch_row_steps(
+        self, table: str, where: str, params: Sequence[Any], step: int
+    ) -> Iterator[list[Row]]:
+        """The rows of :meth:`fetch_rows` (no limit), ``step`` at a time (each list but the
+        last holds ``step`` rows), through a server-side cursor: only one step's rows are
+        in this process. The cursor is ``WITH HOLD`` (the autocommit connection's other
+        statements may run between steps); closing the iterator closes it."""
+        spec = TABLES.get(table)
+        if spec is None:
+            raise StoreError(f"unknown table {table!r}")
+        columns = sql.SQL(", ").join(
+            sql.SQL("{}::text").format(sql.Identifier(c))
+            if c in spec.json_columns
+            else sql.Identifier(c)
+            for c in spec.columns
+        )
+        statement = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
+            columns, sql.Identifier(table), sql.SQL(where), sql.SQL(", ".join(spec.key))
+        )
+        with translating():
+            cur = self._conn.cursor(name=f"steps_{next(_steps)}", withhold=True)
+        try:
+            with translating():
+                cur.execute(statement, params or None)
+            while True:
+                with translating():
+                    batch = cur.fetchmany(step)
+                if not batch:
+                    return
+                yield [spec.row_type(*values) for values in batch]
+                if len(batch) < step:
+                    return
+        finally:
+            with translating():
+                cur.close()
 
     def count(self, table: str) -> int:
         if table not in TABLES:

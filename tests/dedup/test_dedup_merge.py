@@ -101,8 +101,14 @@ async def test_unreachable_gatherer_is_skipped_then_caught_up(
     production = make_db()
     dedup = Deduplicator(dedup_config(production, urls))
     try:
+        # before a pass nothing answered: unknown, which is not up (tester F2)
+        before = dedup.health()
+        assert before["status"] == "degraded"
+        assert before["production"] == {"up": None, "error": ""}
+        assert [g["up"] for g in before["gatherers"].values()] == [None, None, None]
         report = await dedup.run_pass(settle_us=0)
         assert report.skipped == ["g2"]
+        assert dedup.health()["production"] == {"up": True, "error": ""}
         assert dedup.health()["gatherers"]["g2"]["up"] is False
         assert_production_is_truth(production, truth, _only(MISSES, "g0", "g1"))
         make_db(late)

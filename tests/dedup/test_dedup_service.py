@@ -130,13 +130,14 @@ async def test_a_failing_export_degrades_health_until_it_works_again(
     exporter = Exporter(production, s3)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            await nursery.start(
+            dedup = await nursery.start(
                 lambda task_status: serve_dedup(cfg, exporter=exporter, task_status=task_status)
             )
             async with httpx.AsyncClient() as client:
                 url = f"http://127.0.0.1:{cfg.http.port}/health"
-                for _ in itertools.count():  # until a write has failed
-                    if exporter.health.error:
+                # until a write has failed and a pass reached production (unknown before)
+                for _ in itertools.count():
+                    if exporter.health.error and dedup.passes:
                         break
                     await trio.sleep(0.02)
                 failing = await client.get(url)
