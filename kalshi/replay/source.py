@@ -29,10 +29,16 @@ have journaled (``docs/replay.md``, "Captures"):
   completeness is not provable); else contiguous. The ``connect`` marker's ``detail`` says
   which rule and why.
 
-``until_us`` (point-in-time reads) stops each file at its first record received more
-than :data:`STOP_GRACE_US` after it, and skips journal files opened (their name's stamp)
-more than that after it: the grace covers records flushed into a file opened just after
-they were received, and a wall clock stepping back a little.
+``until_us`` (point-in-time reads) stops decoding each file at its first record received
+more than :data:`STOP_GRACE_US` after it, and does not decode journal files opened (their
+name's stamp) more than that after it: the grace covers records flushed into a file opened
+just after they were received, and a wall clock stepping back a little. Past that stop a
+journal is still read to its end for its ``gap`` markers alone (``docs/replay.md``, "Gap
+markers past --at"): a gap covering ``until_us`` can be journaled any time later (a
+``reconnect`` gap once the exchange takes a connection again, an ``outage`` gap at the
+next start), so no delay bounds them. Only lines holding ``"gap"`` or ``"connect"`` (the
+labels of the connections the markers name) are decoded there, and only the ``gap``
+markers are yielded; a capture has no markers and stops there.
 """
 
 from __future__ import annotations
@@ -93,6 +99,10 @@ REORDER_FRAMES = 64  # a frame this many frames late (or less) is put back in se
 LATE_LISTED = 10  # frames too late for the window, located one by one; the rest counted
 _REORDERED = {"reordered": True}  # detail of a frame put back in seq order
 _SUFFIXES = (".jsonl", ".ndjson", ".jsonl.zst", ".ndjson.zst", ".jsonl.gz", ".ndjson.gz")
+# A marker's ``kind`` as JSON: in a frame line a quote inside the frame is escaped, so
+# these bytes are in a line only as a member's value or name (decoded to tell which).
+_GAP = b'"gap"'
+_CONNECT = b'"connect"'
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 
@@ -149,11 +159,11 @@ def read_records(
         capture = _Capture(opts.seq_check)
         carry: list[JournalProblem | bytes] = []  # a capture file's torn last line, its problem
         for name in local:
+            late = False  # opened past the stop: read for its gap markers alone
             if opts.until_us is not None and name != STDIN:
                 stamp = _journal_stamp_us(Path(name))
-                if stamp is not None and stamp > opts.until_us + STOP_GRACE_US:
-                    continue
-            yield from _read_one(name, opts, labels, capture, carry)
+                late = stamp is not None and stamp > opts.until_us + STOP_GRACE_US
+            yield from _read_one(name, opts, labels, capture, carry, late=late)
         if carry:
             yield carry[0]  # type: ignore[misc]
         yield from capture.finish()
@@ -299,10 +309,13 @@ def _read_one(
     labels: Labels,
     capture: _Capture,
     carry: list[JournalProblem | bytes] | None = None,
+    *,
+    late: bool = False,
 ) -> Iterator[JournalRecord | JournalProblem]:
     """One file's records. ``carry``: a capture split mid-line into files read together
     (``docs/replay.md``, "Sessions"): the previous file's torn last line (its problem and
-    bytes), joined to this file's first line when the two make one line."""
+    bytes), joined to this file's first line when the two make one line. ``late``: the
+    file is past the stop (``until_us``) from its start: a journal's ``gap`` markers only."""
     carry = [] if carry is None else carry
     torn: list[str] = []
     line_no = 0
@@ -323,7 +336,7 @@ def _read_one(
                     else:
                         yield held
                 if not line.strip():
-                    if complete:
+                    if complete and not late:
                         yield JournalProblem(name, line_no, "empty line")
                     continue
                 if journal is None:
@@ -349,11 +362,24 @@ def _read_one(
                     if isinstance(shape, CaptureFormat):
                         fmt = shape
                         yield from capture.describe(name, fmt)
+                if late:
+                    if not journal:
+                        return  # a capture past the stop: nothing more of it is read
+                    if _GAP in line or _CONNECT in line:  # else no marker: not decoded
+                        try:
+                            record = decode_line(line, labels, verified=verified)
+                        except ValueError as exc:
+                            yield JournalProblem(name, line_no, str(exc))
+                            continue
+                        if record.kind == "gap":
+                            yield record
+                    continue
                 try:
                     if journal:
                         record = decode_line(line, labels, verified=verified)
                         if until is not None and record.kind == "frame" and record.wall_us > until:
-                            return
+                            late = True  # the stop: from here on, the gap markers alone
+                            continue
                         yield record
                         continue
                     decoded, frame = decode_capture_line(line, fmt)

@@ -15,12 +15,14 @@ import pytest
 import zstandard
 from replay_support import (
     BASE_US,
+    OB_CONN,
     T1,
     T2,
     delta,
     frame,
     scripted_session,
     snapshot,
+    subscribed,
     trade,
     write_journal,
 )
@@ -567,19 +569,46 @@ def test_the_command_line_names_fields_and_reports_continuity(tmp_path: Path) ->
     ]
 
 
-async def test_point_in_time_skips_journal_segments_opened_after_it(tmp_path: Path) -> None:
-    """A segment named (opened) past --at plus the grace is never opened: here it is
-    garbage, and reading up to --at reports nothing about it."""
+async def test_point_in_time_reads_later_segments_for_their_gap_markers_alone(
+    tmp_path: Path,
+) -> None:
+    """A segment named (opened) past --at plus the grace is read for its gap markers alone
+    (a restart's ``outage`` gap covering --at is journaled there): its frames and other
+    markers are not decoded; the marker carries its connection's label, and the book at
+    --at is stale with the outage's span. Read whole, the same segment yields everything."""
     (first,) = await write_journal(tmp_path / "j", scripted_session())
     stamp = 1_795_561_140  # write_journal's clock: 2026-11-24T22:59:00Z
+    t, back = BASE_US, OB_CONN + 61_000_000  # the next run's order-book connection
+    down = "orderbook-0: gatherer down since its last orderbook_delta frame"
+    row = [t + 2000, t + 61_000_000, "g-1", back, 1, None, "outage", None, None, down]
+    next_run = [
+        ("marker", back, "connect", t + 61_000_000, {"label": "orderbook-0"}),
+        ("in", back, 1, t + 61_000_100, subscribed(1, "orderbook_delta")),
+        ("in", back, 2, t + 61_000_200, snapshot(1, 1, T1, yes=[("0.3000", "1.00")])),
+        ("marker", back, "gap", t + 61_000_300, {"row": row}),
+    ]
+    (second,) = await write_journal(tmp_path / "next", next_run)
     late = first.parent / first.name.replace("20261124T225900", "20261124T230000")
-    late.write_bytes(b"not a journal\n")
-    at = BASE_US + 500
+    second.rename(late)
+    at = t + 2500
     assert stamp * 1_000_000 <= at < stamp * 1_000_000 + 60_000_000 - STOP_GRACE_US
     read = list(read_records([tmp_path / "j"], SourceOptions(until_us=at)))
     assert not [i for i in read if isinstance(i, JournalProblem)]
+    past = [i for i in read if isinstance(i, JournalRecord) and i.conn_id == back]
+    assert [(i.kind, i.wall_us, i.label, i.detail) for i in past] == [
+        ("gap", t + 61_000_300, "orderbook-0", {"row": row})
+    ]
+    found = book_from_journal(iter(read), T1, at)
+    span = "2026-11-24T22:59:00.003000Z to 2026-11-24T23:00:01.001000Z"
+    assert (found.stale, found.as_of_us, found.detail) == (
+        True,
+        t + 900,
+        f"outage from {span}: {down}",
+    )
     whole = list(read_records([tmp_path / "j"]))
-    assert [(p.path, p.line_no) for p in whole if isinstance(p, JournalProblem)] == [(str(late), 1)]
+    assert [i.kind for i in whole if isinstance(i, JournalRecord) and i.conn_id == back] == [
+        "connect", "frame", "frame", "gap"
+    ]  # fmt: skip
 
 
 async def test_a_journal_replayed_under_the_filtered_rule(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from replay_support import (
@@ -27,13 +28,18 @@ from replay_support import (
 )
 
 from kalshi.book import OrderBook
-from kalshi.journal import read_journal
+from kalshi.gather.connection import Connection
+from kalshi.journal import JournalWriter, read_journal
 from kalshi.models.book import BookDelta, BookSnapshot, Side
-from kalshi.models.units import format_price, format_size
+from kalshi.models.units import format_price, format_rfc3339_us, format_size
 from kalshi.replay import NoBook, book_from_db, book_from_journal, replay_into_db
+from kalshi.replay.source import STOP_GRACE_US, SourceOptions, read_records
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
+from kalshi.testing.memory import memory_connector
+from tests.gather.test_connection_timing import context, row_sink, sim_exchange, virtual_wall_us
+from tests.journal.journal_support import inline, journal_config
 
 # Bids below $0.50 on both sides: a YES bid and a NO bid never sum to $1, so no book is ever
 # crossed (a lasting cross marks a book stale until its resnapshot, kalshi-api.md §4.5).
@@ -319,3 +325,70 @@ async def test_a_journaled_gap_or_the_journal_end_marks_the_journal_book_stale(
         "nothing journaled from 2026-11-24T22:59:00.001900Z to 2026-11-24T22:59:00.001901Z:"
         " not recorded"
     )
+
+
+async def test_a_reconnect_gap_journaled_long_after_the_time_makes_its_book_stale(
+    autojump_clock: trio.testing.MockClock, db_url: str, tmp_path: Path
+) -> None:
+    """A gatherer's order-book connection against the simulator, on virtual time: the
+    exchange goes silent, then refuses connections for 40 s, so the ``reconnect`` gap that
+    covers a time 1 s into the silence is journaled about 45 s after it, far past the point
+    -in-time read's 10 s stop. The journal answer reads on for it: stale, with the gap's
+    exact kind, span and detail, as the database answer (the same journal replayed into
+    PostgreSQL) says too."""
+    async with (
+        sim_exchange(clock=virtual_wall_us) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        journal = JournalWriter(
+            journal_config(tmp_path), "t1", wall_us=virtual_wall_us, run_sync=inline
+        )
+        await nursery.start(journal.run)
+        ctx = context(
+            sim,
+            tmp_path,
+            memory_connector(sim),
+            row_sink(nursery),
+            **{
+                "websocket.silence_timeout": "5s",
+                "websocket.ping_interval": "1s",
+                "websocket.reconnect_backoff": "1s",
+                "websocket.max_reconnect_backoff": "8s",
+            },
+        )
+        ctx.wall_us = virtual_wall_us
+        ctx.journal = journal
+        conn = Connection(ctx, "orderbook-0", "orderbook_delta", scoped=True)
+        conn.add(sim.engine.active_tickers)
+        nursery.start_soon(conn.run)
+        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
+            await trio.sleep(0.01)
+        await trio.sleep(3)
+        sim.faults.go_silent(60)
+        sim.faults.refuse_connections(40)
+        while ctx.gaps["reconnect"] == 0:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        await trio.sleep(1)
+        await journal.flush()
+        nursery.cancel_scope.cancel()
+    files = [str(p) for p in sorted((tmp_path / "journal").rglob("*.jsonl"))]
+    (marker,) = [r for r in read_journal(files) if r.kind == "gap"]
+    start, end, *_, detail = marker.detail["row"]
+    assert (marker.label, marker.detail["row"][6]) == ("orderbook-0", "reconnect")
+    at = start + 1_000_000
+    assert marker.wall_us > at + STOP_GRACE_US  # journaled long past the read's stop
+    ticker = sim.engine.active_tickers[0]
+    span = f"{format_rfc3339_us(start, digits=6)} to {format_rfc3339_us(end, digits=6)}"
+    why = f"reconnect from {span}: {detail}"
+    assert detail.startswith("orderbook-0: ")
+    found = book_from_journal(read_records(files, SourceOptions(until_us=at)), ticker, at)
+    assert (found.stale, found.detail) == (True, why)
+    just_before = start - 1  # the gap's span starts at its last frame, inclusive
+    read = read_records(files, SourceOptions(until_us=just_before))
+    before = book_from_journal(read, ticker, just_before)
+    assert (before.stale, before.detail) == (False, "")
+    await replay_into_db(read_journal(files), db_url, store_config(tmp_path))
+    with connect_db(db_url) as db:
+        stored = book_from_db(db, ticker, at)
+        assert (stored.stale, stored.detail, stored.book) == (True, why, found.book)
+        assert book_from_db(db, ticker, just_before).stale is False
