@@ -98,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     markets = 2_000 if args.smoke else args.markets
 
-    from kalshi.dedup.export import READ_ROWS
+    from kalshi.dedup.export import MARKETS_READ_ROWS
     from kalshi.store import EmbeddedPostgres, migrate
     from kalshi.store.query import connect_db
 
@@ -125,7 +125,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     results = Results(
         "markets-export",
-        {"markets": markets, "READ_ROWS": READ_ROWS, "before": args.before},
+        {"markets": markets, "MARKETS_READ_ROWS": MARKETS_READ_ROWS, "before": args.before},
     )
     results.table(
         "Peak RSS of one markets export (MiB, VmHWM of a fresh process)",

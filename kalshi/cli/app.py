@@ -8,8 +8,9 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import trio
@@ -20,6 +21,9 @@ from rich.text import Text
 from kalshi import __version__
 from kalshi.config import LoggingConfig, load_config
 from kalshi.errors import ConfigError, KalshiError
+
+if TYPE_CHECKING:
+    from kalshi.http import Port
 
 __all__ = [
     "Stopped",
@@ -35,6 +39,7 @@ __all__ = [
     "fail",
     "load_or_exit",
     "not_implemented",
+    "ports_first",
     "redact_url",
     "stop_early",
     "stop_on_signals",
@@ -84,6 +89,17 @@ def check_port(option: str, port: int) -> int:
     if not 0 <= port <= 65535:
         raise UsageError(f"{option} must be between 0 and 65535, got {port}")
     return port
+
+
+def ports_first(*wanted: Port) -> None:
+    """A long-running command's first step, before any work that writes (a database
+    started or migrated, a key, truth or spool file): bind each ``(host, port, what)`` it
+    will serve on and let it go (:func:`kalshi.http.check_ports`; port 0 skipped). A taken
+    port raises ``OSError`` naming ``what``, the host and the port: one ``error:`` line
+    and exit 1 (:func:`kalshi.cli.main`)."""
+    from kalshi.http import check_ports  # imported by the commands that serve, not by all
+
+    trio.run(partial(check_ports, *wanted))
 
 
 def check_http_url(option: str, url: str) -> str:

@@ -18,6 +18,7 @@ from kalshi.cli.app import (
     err_console,
     fail,
     load_or_exit,
+    ports_first,
     redact_url,
     stop_on_signals,
 )
@@ -25,6 +26,7 @@ from kalshi.config import DedupConfig
 from kalshi.dedup.export import ALL_WINDOWS, Exporter, WindowExport
 from kalshi.dedup.service import Deduplicator, PassReport, serve_dedup
 from kalshi.errors import KalshiError
+from kalshi.http import endpoint_ports
 from kalshi.models.units import parse_rfc3339_us
 from kalshi.store import migrate
 from kalshi.store.schema import TABLES
@@ -85,6 +87,8 @@ def dedup(
             "--all-windows needs --once (a running deduplicator exports closed windows)"
         )
     configure_logging(cfg.logging)
+    if not once:  # a taken port fails here, before production is migrated or written
+        ports_first(*endpoint_ports(cfg.http, cfg.metrics))
     try:
         _migrate_production(cfg)
         if once:

@@ -13,10 +13,19 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.auth import Signer, load_private_key
-from kalshi.cli.app import configure_logging, console, fail, load_or_exit, stop_on_signals
+from kalshi.cli.app import (
+    configure_logging,
+    console,
+    fail,
+    load_or_exit,
+    ports_first,
+    stop_on_signals,
+)
+from kalshi.cli.sim import SIM_HOST
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.gather.service import Gatherer
+from kalshi.http import endpoint_ports
 from kalshi.store import migrate, resolve_database
 from kalshi.tui import run_tui
 
@@ -46,6 +55,8 @@ def demo(
     """
     cfg = load_or_exit(config or DEMO_CONFIG, GathererConfig)
     configure_logging(cfg.logging, quiet=tui)
+    # a taken port fails here, before the database is started, migrated or written
+    ports_first((SIM_HOST, _sim_port(cfg), "simulator"), *endpoint_ports(cfg.http, cfg.metrics))
     try:
         with resolve_database(cfg.timescaledb) as url:
             migrate(url)
@@ -53,6 +64,11 @@ def demo(
             trio.run(_demo, cfg, url, markets, active, rate, duration, tui)
     except KalshiError as exc:
         fail(str(exc))
+
+
+def _sim_port(cfg: GathererConfig) -> int:
+    """The simulator's port: ``kalshi.rest_url``'s (0: any free one)."""
+    return urlsplit(cfg.kalshi.rest_url).port or 0
 
 
 async def _demo(
@@ -66,7 +82,7 @@ async def _demo(
 ) -> None:
     from kalshi.sim import open_sim_exchange  # the simulator is only needed here
 
-    port = urlsplit(cfg.kalshi.rest_url).port or 0
+    port = _sim_port(cfg)
     async with open_sim_exchange(markets=markets, active=active, rate=rate, port=port) as sim:
         signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
         console.print(f"simulator: {sim.rest_url}  {sim.ws_url}", markup=False, highlight=False)

@@ -17,12 +17,13 @@ from kalshi.cli.app import (
     console,
     fail,
     load_or_exit,
+    ports_first,
     stop_on_signals,
 )
 from kalshi.config import GathererConfig
 from kalshi.errors import AuthError, DatabaseUnavailable, JournalError, KalshiError
 from kalshi.gather.service import Gatherer
-from kalshi.http import check_ports
+from kalshi.http import endpoint_ports
 from kalshi.pipeline.frames import PROBLEM_COUNTS
 from kalshi.replay.tail import journal_tail
 from kalshi.store import migrate, resolve_database
@@ -55,7 +56,7 @@ def gather(
     configure_logging(cfg.logging, quiet=tui)
     try:
         # a taken port fails here, before the database is started, migrated or written
-        trio.run(check_ports, cfg.http, cfg.metrics)
+        ports_first(*endpoint_ports(cfg.http, cfg.metrics))
         with resolve_database(cfg.timescaledb) as url:
             migrated = True
             try:

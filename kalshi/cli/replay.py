@@ -34,6 +34,7 @@ from kalshi.cli.app import (
     err_console,
     fail,
     load_or_exit,
+    ports_first,
 )
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
@@ -54,7 +55,7 @@ from kalshi.replay import (
 from kalshi.replay.capture import CaptureFormat, TimeUnit
 from kalshi.replay.continuity import Continuity
 from kalshi.replay.core import count_lines
-from kalshi.replay.serve import WS_PATH, serve_recording
+from kalshi.replay.serve import SERVER_NAME, WS_PATH, serve_recording
 from kalshi.replay.source import SeqCheck, SourceOptions, read_records, source_files
 from kalshi.replay.view import continuity_report, session_lines
 from kalshi.replay.writer_process import DEFAULT_WRITERS, Writers
@@ -247,6 +248,7 @@ def replay(
     options = source_options(frame_field, time_field, time_unit, seq_check)
     try:
         if serve is not None:
+            ports_first(("127.0.0.1", serve, SERVER_NAME))  # before a source is read
             source_files([f for f in files if not f.startswith("s3://")])  # exist?
             trio.run(_serve, files, cfg, serve, flt, speed, options)
             return

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import UsageError, check_port, console, fail
+from kalshi.cli.app import UsageError, check_port, console, fail, ports_first
 from kalshi.errors import ConfigError
 
 if TYPE_CHECKING:
     from kalshi.sim import FaultPlan
 
 DEFAULT_PORT = 8765
+SIM_HOST = "127.0.0.1"  # open_sim_exchange's host
 DEFAULT_KEY_PATH = Path(".kalshi/sim/key.pem")
 # The key id etc/demo.yaml signs with by default (KALSHI_SIM_KEY_ID): `kalshi sim` then
 # `kalshi gather --config etc/demo.yaml` work together with no variable set.
@@ -104,6 +105,8 @@ def sim(
         plan = FaultPlan.parse(faults) if faults else None
     except ConfigError as exc:
         raise UsageError("; ".join(exc.problems)) from None
+    # a taken port fails here, before the key or the truth file is written
+    ports_first((SIM_HOST, port, "simulator"))
     key_pem = _key_pem(key_file)
     options: dict[str, Any] = {
         "start_us": _start_us(start) if start else None,

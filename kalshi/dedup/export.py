@@ -82,11 +82,14 @@ log = logging.getLogger("kalshi.dedup.export")
 PART_ROWS = 1_000_000
 """Rows per Parquet file (the book stream of a window is always one file)."""
 READ_ROWS = 20_000
-"""Rows read (and held as Python objects) per step of :meth:`Exporter.export_markets` and
-of a window of :meth:`Exporter.export_window` (the book stream's aside): one row group of
-its part each. The table was read whole
-(250 000 markets, ~2 KB of payload each: the deduplicator's peak RSS went from ~800 MiB
-to ~2.5 GiB with the whole-table export, docs/scaling.md)."""
+"""Rows read (and held as Python objects) per step of a window of
+:meth:`Exporter.export_window` (the book stream's aside): one row group of its part each."""
+MARKETS_READ_ROWS = 5_000
+"""``markets`` rows per step of :meth:`Exporter.export_markets` (a row group each): a
+market carries ~1.3 KB of payload, parsed for its columns, so a step costs ~12 KB a row at
+peak (250 000 markets: +68 MiB of peak RSS in steps of 2 000, +248 MiB in steps of 20 000,
++1 548 MiB read whole, which took the deduplicator's peak from ~800 MiB to ~2.5 GiB;
+docs/dedup.md)."""
 HOUR_US = 3_600_000_000
 ALL_WINDOWS = 2**62
 """``until`` that closes every window with rows, the newest too (the gatherers have stopped)."""
@@ -600,7 +603,7 @@ class Exporter:
         row count and newest ``updated_at`` as at this exporter's last export, or when that
         export is less than one window (``s3_export.window``) old: listed markets change
         with every REST poll (prices, volume), and the whole table is rewritten each time.
-        Else the rows written. The table is read :data:`READ_ROWS` rows at a time
+        Else the rows written. The table is read :data:`MARKETS_READ_ROWS` rows at a time
         (by ticker), each step written as a row group, so the rows held are bounded by
         that, not by the table. Raises :class:`ExportError` when the target fails."""
         mark = await self._read(self._reader.markets_mark)
@@ -616,7 +619,7 @@ class Exporter:
         while not done:
             part = PartWriter("markets")
             while part.rows < PART_ROWS:
-                limit = min(READ_ROWS, PART_ROWS - part.rows)
+                limit = min(MARKETS_READ_ROWS, PART_ROWS - part.rows)
                 page = await self._read(self._reader.markets, after, limit)
                 if page:
                     after = page[-1].ticker

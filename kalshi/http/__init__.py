@@ -34,7 +34,7 @@ from kalshi.http.server import (
     serve_http,
     serve_http_listeners,
 )
-from kalshi.http.service import Endpoints, check_ports, serve_endpoints
+from kalshi.http.service import Endpoints, Port, check_ports, endpoint_ports, serve_endpoints
 
 __all__ = [
     "DEBUG_MARKETS_MAX_LIMIT",
@@ -46,12 +46,14 @@ __all__ = [
     "HttpServer",
     "Limits",
     "Listening",
+    "Port",
     "Request",
     "Response",
     "Upgrade",
     "WebSocketHandler",
     "check_ports",
     "debug_markets_route",
+    "endpoint_ports",
     "health_route",
     "json_response",
     "listen",

@@ -15,9 +15,15 @@ from kalshi.http.routes import (
     health_route,
     metrics_route,
 )
-from kalshi.http.server import Handler, Listening, open_http_listeners, serve_http_listeners
+from kalshi.http.server import (
+    Handler,
+    Listening,
+    listen,
+    open_http_listeners,
+    serve_http_listeners,
+)
 
-__all__ = ["Endpoints", "check_ports", "serve_endpoints"]
+__all__ = ["Endpoints", "Port", "check_ports", "endpoint_ports", "serve_endpoints"]
 
 
 @frozen
@@ -28,19 +34,32 @@ class Endpoints:
     metrics: Listening | None
 
 
-async def check_ports(http: HttpConfig, metrics: MetricsConfig) -> None:
-    """Bind ``http.port`` and ``metrics.port`` (those enabled) and let them go: a command's
-    first step, so a taken port fails before any work that writes (an embedded
-    PostgreSQL, migrations, the previous run's outage rows). Raises ``OSError`` naming the
-    endpoint, host and port (:func:`~kalshi.http.server.listen`); the service binds them
-    again when it starts (:func:`serve_endpoints`)."""
+Port = tuple[str, int, str]
+"""A port a command will listen on: ``(host, port, what)``, ``what`` naming the server
+in the error (``simulator``, ``/health (http.port)``); port 0 (any free one) is never taken."""
+
+
+def endpoint_ports(http: HttpConfig, metrics: MetricsConfig) -> list[Port]:
+    """The ports :func:`serve_endpoints` will bind for this config (those enabled; equal
+    ports once)."""
     metrics_port = metrics.port if metrics.enabled else 0
     wanted = [(http.host, http.port, "/health (http.port)")] if http.port else []
     if metrics_port and metrics_port != http.port:
         wanted.append((metrics.host, metrics_port, "/metrics (metrics.port)"))
+    return wanted
+
+
+async def check_ports(*wanted: Port) -> None:
+    """Bind each ``(host, port, what)`` (port 0 skipped) and let it go: a long-running
+    command's first step (``kalshi gather``, ``dedup``, ``sim``, ``replay --serve``:
+    :func:`kalshi.cli.app.ports_first`), so a taken port fails before any work that writes
+    (an embedded PostgreSQL, migrations, the previous run's outage rows, a key or truth
+    file). Raises ``OSError`` naming ``what``, the host and the port
+    (:func:`~kalshi.http.server.listen`); the service binds them again when it starts."""
     for host, port, what in wanted:
-        for listener in await open_http_listeners(host, port, what):
-            listener.socket.close()
+        if port:
+            for listener in await listen(host, port, what):
+                listener.socket.close()
 
 
 async def serve_endpoints(

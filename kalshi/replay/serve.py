@@ -48,6 +48,7 @@ from kalshi.http.server import (
     Upgrade,
     WebSocketHandler,
     json_response,
+    listen,
 )
 from kalshi.http.ws import ORDERBOOK, UNSCOPED, Feed, Session, Subscription
 from kalshi.journal import JournalProblem, JournalRecord
@@ -56,7 +57,9 @@ from kalshi.models.frames import Message
 from kalshi.replay.core import TYPE_CHANNEL, ReplayFilter
 from kalshi.wire import WS_PATH, decode_ws
 
-__all__ = ["WS_PATH", "serve_recording", "serve_stream"]
+__all__ = ["SERVER_NAME", "WS_PATH", "serve_recording", "serve_stream"]
+
+SERVER_NAME = "replay --serve"  # names the server in a bind error
 
 log = logging.getLogger("kalshi.replay.serve")
 
@@ -284,12 +287,13 @@ async def serve_recording(
     read_journal(paths)``) on ``ws://host:port/trade-api/ws/v2`` until cancelled.
 
     ``task_status.started(port)`` gives the bound port (useful with ``port=0``). Other
-    paths are refused with 404. Raises ``OSError`` if the port cannot be bound.
+    paths are refused with 404. Raises ``OSError`` if the port cannot be bound, naming
+    :data:`SERVER_NAME`, the host and the port (:func:`~kalshi.http.server.listen`).
     """
     server = HttpServer(
         {}, websocket=_handler(source, flt or ReplayFilter(), speed), limits=UNBOUNDED
     )
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await listen(host, port, SERVER_NAME)
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, server.serve_connection, listeners)
         task_status.started(listeners[0].socket.getsockname()[1])

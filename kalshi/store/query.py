@@ -20,7 +20,7 @@ from psycopg import sql
 from kalshi.errors import StoreError
 from kalshi.models.rows import Row
 from kalshi.store.connection import connect, translating
-from kalshi.store.schema import TABLES
+from kalshi.store.schema import TABLES, TableSpec
 
 __all__ = ["Database", "connect_db"]
 
@@ -70,23 +70,7 @@ class Database:
         self, table: str, where: str = "", params: Sequence[Any] = (), *, limit: int | None = None
     ) -> list[Row]:
         """Rows of ``table`` as NamedTuples, in key order; ``where`` is an SQL condition."""
-        spec = TABLES.get(table)
-        if spec is None:
-            raise StoreError(f"unknown table {table!r}")
-        columns = sql.SQL(", ").join(
-            sql.SQL("{}::text").format(sql.Identifier(c))
-            if c in spec.json_columns
-            else sql.Identifier(c)
-            for c in spec.columns
-        )
-        order = ", ".join(spec.key)
-        statement = sql.SQL("SELECT {} FROM {}{} ORDER BY {}{}").format(
-            columns,
-            sql.Identifier(table),
-            sql.SQL(f" WHERE {where}") if where else sql.SQL(""),
-            sql.SQL(order),
-            sql.SQL(f" LIMIT {int(limit)}") if limit is not None else sql.SQL(""),
-        )
+        spec, statement = _select(table, where, limit)
         with translating(), self._conn.cursor() as cur:
             cur.execute(statement, params or None)
             return [spec.row_type(*values) for values in cur.fetchall()]
@@ -98,18 +82,7 @@ class Database:
         last holds ``step`` rows), through a server-side cursor: only one step's rows are
         in this process. The cursor is ``WITH HOLD`` (the autocommit connection's other
         statements may run between steps); closing the iterator closes it."""
-        spec = TABLES.get(table)
-        if spec is None:
-            raise StoreError(f"unknown table {table!r}")
-        columns = sql.SQL(", ").join(
-            sql.SQL("{}::text").format(sql.Identifier(c))
-            if c in spec.json_columns
-            else sql.Identifier(c)
-            for c in spec.columns
-        )
-        statement = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
-            columns, sql.Identifier(table), sql.SQL(where), sql.SQL(", ".join(spec.key))
-        )
+        spec, statement = _select(table, where, None)
         with translating():
             cur = self._conn.cursor(name=f"steps_{next(_steps)}", withhold=True)
         try:
@@ -151,3 +124,26 @@ class Database:
 def connect_db(url: str) -> Database:
     """Open a :class:`Database`; raises :class:`DatabaseUnavailable` when unreachable."""
     return Database(connect(url, autocommit=True))
+
+
+def _select(table: str, where: str, limit: int | None) -> tuple[TableSpec, sql.Composed]:
+    """``table``'s spec and the SELECT of its columns (JSON ones as text) in key order,
+    ``where`` an SQL condition ("" for none). Raises :class:`StoreError` for an unknown
+    table."""
+    spec = TABLES.get(table)
+    if spec is None:
+        raise StoreError(f"unknown table {table!r}")
+    columns = sql.SQL(", ").join(
+        sql.SQL("{}::text").format(sql.Identifier(c))
+        if c in spec.json_columns
+        else sql.Identifier(c)
+        for c in spec.columns
+    )
+    statement = sql.SQL("SELECT {} FROM {}{} ORDER BY {}{}").format(
+        columns,
+        sql.Identifier(table),
+        sql.SQL(f" WHERE {where}") if where else sql.SQL(""),
+        sql.SQL(", ".join(spec.key)),
+        sql.SQL(f" LIMIT {int(limit)}") if limit is not None else sql.SQL(""),
+    )
+    return spec, statement

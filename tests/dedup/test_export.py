@@ -471,10 +471,10 @@ async def test_markets_export_holds_one_read_step_of_rows(
     markets: int,
     parts: list[list[int]],
 ) -> None:
-    """The markets table is read READ_ROWS rows at a time, each step one row group
+    """The markets table is read MARKETS_READ_ROWS rows at a time, each step one row group
     (the rows held at once), never the whole table (250 000 markets made the deduplicator's
     peak RSS ~2.5 GiB); parts still hold up to PART_ROWS rows, in ticker order."""
-    monkeypatch.setattr(export_module, "READ_ROWS", 2)
+    monkeypatch.setattr(export_module, "MARKETS_READ_ROWS", 2)
     monkeypatch.setattr(export_module, "PART_ROWS", 3)
     production = make_db()
     insert = "INSERT INTO markets VALUES (%s, 'EV', 'active', 'binary', 't', 1, 2, 3, 'ga', '{}')"
