@@ -327,6 +327,10 @@ def _read_one(
             lines = split_lines(decompressed(fh, torn))
             for line, complete, verified in lines:
                 line_no += 1
+                if late and journal:  # past the stop: the fast path of a line
+                    if _GAP in line or _CONNECT in line:  # else no marker: not decoded
+                        yield from _late_marker(name, line_no, line, labels, verified)
+                    continue
                 if carry:
                     held, head = carry[0], carry[1]
                     carry.clear()
@@ -365,14 +369,7 @@ def _read_one(
                 if late:
                     if not journal:
                         return  # a capture past the stop: nothing more of it is read
-                    if _GAP in line or _CONNECT in line:  # else no marker: not decoded
-                        try:
-                            record = decode_line(line, labels, verified=verified)
-                        except ValueError as exc:
-                            yield JournalProblem(name, line_no, str(exc))
-                            continue
-                        if record.kind == "gap":
-                            yield record
+                    yield from _late_marker(name, line_no, line, labels, verified)
                     continue
                 try:
                     if journal:
@@ -400,6 +397,22 @@ def _read_one(
         return
     for reason in torn:
         yield JournalProblem(name, line_no + 1, reason)
+
+
+def _late_marker(
+    name: str, line_no: int, line: bytes, labels: Labels, verified: bool
+) -> Iterator[JournalRecord | JournalProblem]:
+    """A journal line past the stop: its record if it is a ``gap`` marker (a ``connect``
+    marker only records its label in ``labels``), its problem if damaged."""
+    if _GAP not in line and _CONNECT not in line:
+        return
+    try:
+        record = decode_line(line, labels, verified=verified)
+    except ValueError as exc:
+        yield JournalProblem(name, line_no, str(exc))
+        return
+    if record.kind == "gap":
+        yield record
 
 
 def _one_object(line: bytes) -> bool:
