@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import calendar
 import itertools
+import re
 import sys
 import time
 import zlib
@@ -303,6 +304,67 @@ def _time_prefixed(line: bytes, given: CaptureFormat) -> CaptureFormat | None:
         raise _Refused(str(exc)) from None
 
 
+_EPOCH = re.compile(r"([0-9]+)(?:\.[0-9]+)?")
+
+
+def _torn_time_prefix(
+    line: bytes, shape: CaptureFormat, given: CaptureFormat, following: Line | None
+) -> str | None:
+    """Why the line that would decide a capture's shape is the torn end of a
+    ``<receive time> <frame>`` line (a file cut inside the digits of its first time, or
+    at the space before the frame), judged against the next line: ``None`` when they
+    agree, or there is no complete next line to judge by. Cut inside the digits, the
+    time still reads as a time (``01540025``: 1 540 025 s) with fewer digits than the
+    next line's, and would be replayed with a wrong receive time."""
+    if following is None or not following[1] or not following[0].strip():
+        return None
+    after = following[0]
+    try:
+        later = _decide(after, given, "")
+    except _Refused:
+        return None
+    if not isinstance(later, CaptureFormat) or not later.time_prefix:
+        return None
+    if not shape.time_prefix:
+        return "torn first line: no receive time ahead of its frame, as the next line has"
+    ours, theirs = split_time_prefix(line), split_time_prefix(after)
+    assert ours is not None and theirs is not None  # both read as time-prefixed
+    mine, next_ = _EPOCH.fullmatch(ours[0]), _EPOCH.fullmatch(theirs[0])
+    if mine is None or next_ is None or len(mine[1]) >= len(next_[1]):
+        return None
+    return (
+        f"torn first line: its receive time {ours[0]} has {len(mine[1])} digits before any"
+        f" point, the next line's {theirs[0]} {len(next_[1])} (cut inside the time)"
+    )
+
+
+Line = tuple[bytes, bool, bool]
+"""A line of a file, whether it ended with a newline, whether its chunk was verified
+(:func:`kalshi.journal.reader.split_lines`)."""
+
+
+class _Lookahead:
+    """Lines with one of look-ahead (:meth:`peek`), for the shape decision."""
+
+    def __init__(self, lines: Iterator[Line]) -> None:
+        self._lines = lines
+        self._next: list[Line] = []
+
+    def __iter__(self) -> _Lookahead:
+        return self
+
+    def __next__(self) -> Line:
+        return self._next.pop() if self._next else next(self._lines)
+
+    def peek(self) -> Line | None:
+        if not self._next:
+            try:
+                self._next.append(next(self._lines))
+            except StopIteration:
+                return None
+        return self._next[0]
+
+
 def _read_one(
     name: str,
     opts: SourceOptions,
@@ -324,7 +386,7 @@ def _read_one(
     fmt = opts.fmt
     try:
         with _open(name) as fh:
-            lines = split_lines(decompressed(fh, torn))
+            lines = _Lookahead(split_lines(decompressed(fh, torn)))
             for line, complete, verified in lines:
                 line_no += 1
                 if late and journal:  # past the stop: the fast path of a line
@@ -362,6 +424,11 @@ def _read_one(
                             shape = f"torn last line ({len(line)} bytes, no newline)"
                         yield JournalProblem(name, line_no, shape)
                         continue
+                    if isinstance(shape, CaptureFormat):
+                        cut = _torn_time_prefix(line, shape, opts.fmt, lines.peek())
+                        if cut is not None:  # the next line decides the shape
+                            yield JournalProblem(name, line_no, cut)
+                            continue
                     journal = shape is True
                     if isinstance(shape, CaptureFormat):
                         fmt = shape

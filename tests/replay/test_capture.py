@@ -683,3 +683,39 @@ def test_the_first_refused_frames_are_located_and_the_rest_counted(tmp_path: Pat
         f"gatherer g1 conn 3 frame 7: {why}",
         "gatherer g1 conn 3 frame 8: unknown_type: market_mood",
     ]
+
+
+def test_a_time_prefixed_capture_cut_inside_its_first_time_reports_the_line_torn(
+    tmp_path: Path,
+) -> None:
+    """Cut inside the digits of its first line's time (``split -b``), the rest of the line
+    still read as ``<time> <frame>``: ``1540025`` as 1 540 025 s, a frame replayed in 1970.
+    The shape is decided against the next line: fewer digits than it (or no time at all,
+    cut at the space) is a torn line, reported, and the next line decides."""
+    frames = [
+        snapshot(1, 10, T1, yes=[("0.4000", "10.00")]),
+        delta(1, 11, T1, "0.4000", "-2.00"),
+        delta(1, 12, T1, "0.4000", "1.00"),
+    ]
+    data = b"".join(b"%d %s\n" % (RECV + n, raw) for n, raw in enumerate(frames))
+    for cut, reason in (
+        (
+            6,
+            "torn first line: its receive time 1140000 has 7 digits before any point, the"
+            f" next line's {RECV + 1} 13 (cut inside the time)",
+        ),
+        (13, "torn first line: no receive time ahead of its frame, as the next line has"),
+    ):
+        path = write_raw(tmp_path / f"cut{cut}.jsonl", data[cut:])
+        items = list(read_records([path]))
+        assert [(p.line_no, p.reason) for p in items if isinstance(p, JournalProblem)] == [
+            (1, reason)
+        ]
+        assert [(f.wall_us, f.raw) for f in frames_of(items)] == [
+            ((RECV + 1) * 1000, frames[1]),
+            ((RECV + 2) * 1000, frames[2]),
+        ]
+    whole = write_raw(tmp_path / "whole.jsonl", data)
+    assert [f.wall_us for f in frames_of(read_records([whole]))] == [
+        (RECV + n) * 1000 for n in range(3)
+    ]
