@@ -985,12 +985,13 @@ async def _grace_on_shutdown(dedup: Deduplicator, grace: float) -> None:
 
 def _health(dedup: Deduplicator, exporter: WindowExporter | None) -> dict[str, Any]:
     """The merge's ``/health`` (:meth:`Deduplicator.health`) with, when it exports, the
-    ``export`` component (:meth:`ExportHealth.document`): ``degraded`` while it fails."""
+    ``export`` component (:meth:`ExportHealth.document`): ``degraded`` while it fails
+    (not before it answered: unknown is not down)."""
     document = dedup.health()
     if exporter is not None:
         export = exporter.health.document()
         document["export"] = export
-        if not export["up"]:
+        if export["up"] is False:
             document["status"] = "degraded"
     return document
 

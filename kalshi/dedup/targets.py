@@ -33,8 +33,10 @@ log = logging.getLogger("kalshi.dedup.export")
 
 
 class ExportHealth:
-    """Whether the export works: ``error`` is the cause of the newest failure while it
-    fails ("" once a call succeeds again). Every failed attempt (a target call retried or
+    """Whether the export works: ``up`` is ``None`` until an export call answers (unknown
+    is neither up nor a failure: the database's state is the same kind), then whether the
+    newest one succeeded; ``error`` is the cause of the newest failure while it fails (""
+    once a call succeeds again). Every failed attempt (a target call retried or
     given up, a production read of the export) counts in ``kalshi_export_failures_total``;
     the first failure after a success logs one warning with its cause, the first success
     after failures one info line (outside tester F3: a 106 s S3 outage showed only in the
@@ -42,6 +44,7 @@ class ExportHealth:
 
     def __init__(self, target: str) -> None:
         self.target = target  # where the export goes: "s3://bucket/" or a directory
+        self.up: bool | None = None  # unknown until an export call answers
         self.error = ""
         self.failures = 0  # failed attempts since the last success
 
@@ -49,6 +52,7 @@ class ExportHealth:
         metrics.EXPORT_FAILURES.inc()
         if not self.error:
             log.warning("export to %s failing, retrying: %s", self.target, cause)
+        self.up = False
         self.error = cause
         self.failures += 1
 
@@ -57,14 +61,16 @@ class ExportHealth:
             log.info(
                 "export to %s works again after %d failed attempts", self.target, self.failures
             )
+        self.up = True
         self.error = ""
         self.failures = 0
 
     def document(self) -> dict[str, Any]:
-        """The ``export`` component of the dedup ``/health``: ``up``, ``error`` (the cause
-        while it fails), ``failures`` (attempts since the last success), ``target``."""
+        """The ``export`` component of the dedup ``/health``: ``up`` (``null`` until an
+        export call answers), ``error`` (the cause while it fails), ``failures`` (attempts
+        since the last success), ``target``."""
         return {
-            "up": not self.error,
+            "up": self.up,
             "error": self.error,
             "failures": self.failures,
             "target": self.target,

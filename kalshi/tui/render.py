@@ -112,13 +112,23 @@ def _header(health: Mapping[str, Any]) -> Text:
     return text
 
 
+def _up(value: object) -> str:
+    """An ``up`` field: ``yes``/``no``, and ``unknown`` for ``None`` (no operation has
+    answered yet: unknown is neither up nor down, as the store's ``db`` state)."""
+    return "unknown" if value is None else fmt.scalar(value)
+
+
 def _dict_line(values: Mapping[str, Any]) -> str:
     """``{"tracked": 120, "bytes": 5600000, "pressure": False}`` -> ``120 tracked · ...``.
 
     A key without a value (``None`` or ``""``, e.g. ``"error": ""`` when there is none) is
-    left out, not shown as an empty label."""
+    left out, not shown as an empty label; but ``"up": None`` (nothing answered yet: the
+    dedup's production, gatherers and export) reads ``up unknown`` (:func:`_up`)."""
     items = []
     for key, value in values.items():
+        if key == "up" and value is None:
+            items.append(f"up {_up(value)}")
+            continue
         if value is None or value == "":
             continue
         label = key.replace("_", " ")
@@ -231,7 +241,9 @@ def _rated_table(
     table.add_column("history")
     for name, entry in zip(value, entries, strict=True):
         cells = [str(name)]
-        cells.extend(fmt.scalar(entry.get(key)) for key, _ in columns)
+        cells.extend(
+            _up(entry.get(key)) if key == "up" else fmt.scalar(entry.get(key)) for key, _ in columns
+        )
         cells.append(fmt.rate(rates.current.get(str(name))))
         cells.append(fmt.sparkline(rates.series.get(str(name), ())))
         table.add_row(*cells)
@@ -339,6 +351,8 @@ def _generic_table(title: str, rows: list[tuple[object, Mapping[str, Any]]]) -> 
         table.add_column(label, justify="right" if numeric else "left")
     for name, entry in rows:
         cells = [str(name)] if named else []
-        cells.extend(fmt.scalar(entry.get(key)) for key, _ in columns)
+        cells.extend(
+            _up(entry.get(key)) if key == "up" else fmt.scalar(entry.get(key)) for key, _ in columns
+        )
         table.add_row(*cells)
     return table

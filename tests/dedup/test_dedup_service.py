@@ -19,7 +19,7 @@ from dedup_support import (
 
 from kalshi.config import HttpConfig, MetricsConfig, S3Config, parse_duration
 from kalshi.dedup.export import Exporter
-from kalshi.dedup.service import serve_dedup
+from kalshi.dedup.service import Deduplicator, _health, serve_dedup
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
 from kalshi.testing import free_port
 from kalshi.testing.recording import make_truth
@@ -167,3 +167,34 @@ async def test_a_failing_export_degrades_health_until_it_works_again(
     assert working.status_code == 200
     assert working.json()["status"] == "ok"
     assert working.json()["export"] == {"up": True, "error": "", "failures": 0, "target": str(out)}
+
+
+async def test_the_export_is_unknown_until_a_call_answers_not_up_and_not_degraded(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    # The export said up before it had written anything (the database's state is unknown
+    # until an operation answers: 8090606); unknown is neither up nor a failure.
+    truth = make_truth(47, events=60)
+    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    production = make_db()
+    out = tmp_path / "out"
+    s3 = S3Config(enabled=True, local_dir=str(out), window=parse_duration("100ms"))
+    dedup = Deduplicator(dedup_config(production, urls))
+    exporter = Exporter(production, s3)
+    try:
+        await dedup.run_pass(settle_us=0)
+        before = _health(dedup, exporter)
+        exporter.health.failed("cannot write: disk full")
+        failing = _health(dedup, exporter)
+        exporter.health.succeeded()
+        working = _health(dedup, exporter)
+    finally:
+        exporter.close()
+        dedup.close()
+    export = {"error": "", "failures": 0, "target": str(out)}
+    assert (before["status"], before["export"]) == ("ok", {"up": None, **export})
+    assert (failing["status"], failing["export"]) == (
+        "degraded",
+        {"up": False, "error": "cannot write: disk full", "failures": 1, "target": str(out)},
+    )
+    assert (working["status"], working["export"]) == ("ok", {"up": True, **export})

@@ -470,3 +470,32 @@ def test_refused_subscriptions_have_a_column_of_their_own() -> None:
     assert console.export_text().splitlines()[0].rstrip() == (
         "kalshi gatherer g-1   status ok   uptime 1h02m03s   db up"
     )
+
+
+def test_an_up_nothing_answered_yet_reads_unknown() -> None:
+    # The dedup's production, gatherers and export before an operation answered: "up": null
+    # is unknown (neither up nor down), as the store's db state; it was left out or "-".
+    state = TuiState()
+    state.observe(
+        {
+            "status": "degraded",
+            "service": "dedup",
+            "production": {"up": None, "error": ""},
+            "gatherers": {"g1": {"up": None, "error": ""}, "g2": {"up": False, "error": "x"}},
+            "export": {"up": None, "error": "", "failures": 0, "target": "/out"},
+        },
+        now=0.0,
+    )
+    assert lines_of(state) == [
+        "kalshi dedup   status degraded",
+        "",
+        "production up unknown",
+        "",
+        "gatherers",
+        "name   up        error",
+        "─" * 22,
+        "g1     unknown",
+        "g2     no        x",
+        "",
+        "export up unknown · 0 failures · target /out",
+    ]
