@@ -36,7 +36,7 @@ from kalshi.models.units import format_rfc3339_us
 from kalshi.net import RestClient
 from kalshi.pipeline.outside import made_outside
 from kalshi.replay.core import Replayer, ReplayFilter
-from kalshi.replay.source import SeqCheck
+from kalshi.replay.source import STOP_GRACE_US, SeqCheck
 from kalshi.store.query import Database
 
 __all__ = [
@@ -80,8 +80,12 @@ def book_from_journal(
     """Replay ``items`` through the pipeline up to ``at_us`` (inclusive; ``None``: all),
     under the sequence rule ``seq_check`` (:class:`~kalshi.replay.core.Replayer`). Read
     with ``read_records(..., SourceOptions(until_us=at_us))`` so that reading stops
-    shortly past ``at_us``. A stale book's ``detail`` is the pipeline's cause (a
-    disconnect, a sequence gap, an invalid delta). Raises :class:`NoBook`."""
+    shortly past ``at_us`` but goes on for the ``gap`` markers journaled later
+    (``docs/replay.md``, "Gap markers past --at"). A stale book's ``detail`` is the
+    pipeline's cause (a disconnect, a sequence gap, an invalid delta), else the earliest
+    gap covering ``at_us``, else ``nothing journaled from ...`` when no record received
+    within :data:`~kalshi.replay.source.STOP_GRACE_US` after ``at_us`` reached it (a
+    later segment's gap markers prove nothing about ``at_us``). Raises :class:`NoBook`."""
     replayer = Replayer(
         ReplayFilter(tickers=frozenset({ticker}), tables=_BOOK_TABLES, end_us=at_us), seq_check
     )
@@ -91,10 +95,12 @@ def book_from_journal(
     gaps: dict[tuple[object, ...], tuple[GapRow, str]] = {}  # gap markers read, with label
     labels: dict[tuple[str, int], str] = {}  # (gatherer_id, conn_id) -> connection label
     snap: tuple[int, str, int] | None = None  # latest snapshot: received_at, gatherer, conn
-    read_until = 0
+    read_until = 0  # the latest receive time read within the stop (not a late gap marker's)
+    stop = _FAR_FUTURE if at_us is None else at_us + STOP_GRACE_US
     for item in items:
         if isinstance(item, JournalRecord):
-            read_until = max(read_until, item.wall_us)
+            if item.wall_us <= stop:
+                read_until = max(read_until, item.wall_us)
             if item.label:
                 labels[item.gatherer_id, item.conn_id] = item.label
             if item.kind == "gap" and "row" in item.detail:

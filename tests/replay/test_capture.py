@@ -605,6 +605,23 @@ async def test_point_in_time_reads_later_segments_for_their_gap_markers_alone(
         t + 900,
         f"outage from {span}: {down}",
     )
+    # A journal cut at T1's delta at t+900 (killed) with that later segment: its gap marker,
+    # covering other times, says nothing of t+901: not recorded, as without the segment.
+    refused = [t + 61_000_000, None, "g-1", back, 1, T2, "subscription_refused", None, None, "x"]
+    (cut,) = await write_journal(tmp_path / "cut", scripted_session()[:-1])
+    (other,) = await write_journal(
+        tmp_path / "other", [("marker", back, "gap", t + 61_000_300, {"row": refused})]
+    )
+    other.rename(cut.parent / late.name)
+    killed = book_from_journal(
+        read_records([tmp_path / "cut"], SourceOptions(until_us=t + 901)), T1, t + 901
+    )
+    assert (killed.stale, killed.as_of_us, killed.detail) == (
+        True,
+        t + 900,
+        "nothing journaled from 2026-11-24T22:59:00.001900Z to 2026-11-24T22:59:00.001901Z:"
+        " not recorded",
+    )
     whole = list(read_records([tmp_path / "j"]))
     assert [i.kind for i in whole if isinstance(i, JournalRecord) and i.conn_id == back] == [
         "connect", "frame", "frame", "gap"
