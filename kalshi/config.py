@@ -270,6 +270,9 @@ class SnapshotPollerConfig:
     enabled: bool = True
     interval: Duration = Duration(900.0)
     max_markets: int | None = None
+    # REST requests of a pass in flight at once: the rate limit, not their latency, bounds
+    # a pass (docs/scaling.md, "The snapshot poller").
+    in_flight: int = 8
 
 
 @frozen
@@ -712,6 +715,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "max_connections": _POSITIVE_COUNT,
     "batch_size": _POSITIVE_COUNT,
     "max_markets": _POSITIVE_COUNT,
+    "in_flight": _POSITIVE_COUNT,
     "markets_per_command": _POSITIVE_COUNT,
     "crossed_book_frames": _POSITIVE_COUNT,
     "memory_rows": (lambda v: v >= 0, "an integer >= 0"),

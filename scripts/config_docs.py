@@ -98,9 +98,14 @@ DESCRIPTIONS: dict[str, str] = {
     "spool.dead_letter_dir": "rows the database rejected, with the error",
     # snapshot poller
     "snapshot_poller.enabled": "poll REST order books to cross-check the live books",
-    "snapshot_poller.interval": "pause between two rounds of REST order books (100 markets "
-    "per request: a round over 250 000 markets takes 250 s at `rest_rate_limit: 10`)",
+    "snapshot_poller.interval": "a round of REST order books starts this often, the first one"
+    " interval after the start (100 markets per request: a round over 250 000 markets takes"
+    " 250 s at `rest_rate_limit: 10`); a round longer than the interval is logged and the next"
+    " starts when it ends, never two at once",
     "snapshot_poller.max_markets": "poll at most this many markets (empty: all)",
+    "snapshot_poller.in_flight": "requests of a round in flight at once (`rest_rate_limit` stays"
+    " the bound on requests per second; enough in flight that their latency is not: at least"
+    " `rest_rate_limit` times the latency in seconds)",
     # journal
     "journal.enabled": "write every frame to the raw journal before decoding it",
     "journal.dir": "journal directory (`<dir>/<gatherer>/<date>/...`)",

@@ -74,6 +74,9 @@ def sim(
     command_rate: Annotated[
         float, Parameter(help="WebSocket commands/s per session; beyond is error 27.")
     ] = 10_000.0,
+    rest_latency: Annotated[
+        float, Parameter(help="Seconds each REST request waits before it is answered (0: none).")
+    ] = 0.0,
     run_id: Annotated[
         int | None,
         Parameter(
@@ -98,6 +101,8 @@ def sim(
 
     if not 0 <= markets <= 250_000:
         raise UsageError("--markets must be between 0 and 250000")
+    if rest_latency < 0:
+        raise UsageError("--rest-latency must be >= 0")
     check_port("--port", port)
     if tier != "none" and tier not in TIERS:
         raise UsageError(f"--tier must be one of {', '.join(TIERS)} or none")
@@ -125,6 +130,7 @@ def sim(
         "burst_seconds": burst_seconds,
         "market_cap": market_cap or None,
         "command_rate": command_rate,
+        "rest_latency": rest_latency,
     }
     try:
         trio.run(_run, markets, rate, seed, plan, port, blast, options, key_file, truth)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+from collections.abc import Sequence
+from typing import Any
 
 import trio
+from attrs import Factory, define
 
 from kalshi.book import OrderBook
 from kalshi.errors import NetError, PaginationError
@@ -21,7 +25,13 @@ from kalshi.pipeline import trade_row
 from kalshi.pipeline.outside import MARKETS_PATH, ORDERBOOKS_PATH, polled_row
 from kalshi.retry import retry
 
-__all__ = ["backfill_trades", "list_markets", "poll_snapshots", "relist_forever"]
+__all__ = [
+    "backfill_trades",
+    "list_markets",
+    "poll_snapshots",
+    "relist_forever",
+    "snapshot_pass",
+]
 
 ORDERBOOKS_PER_REQUEST = 100  # GET /markets/orderbooks takes 1-100 tickers (kalshi-api.md §4.5)
 
@@ -164,37 +174,28 @@ async def _backfill(
 async def poll_snapshots(
     ctx: GatherContext, rest: RestClient, registry: MarketRegistry, layout: Layout
 ) -> None:
-    """Every ``snapshot_poller.interval``: REST order books of the live markets (at most
-    ``max_markets``), stored with ``source='rest'`` and compared with the live books.
+    """Every ``snapshot_poller.interval`` from the start (the first pass one interval in):
+    REST order books of the live markets (at most ``max_markets``), stored with
+    ``source='rest'`` and compared with the live books (:func:`snapshot_pass`); live books
+    that differ are resnapshotted.
 
     Books come 100 markets per request (``GET /markets/orderbooks``, kalshi-api.md §4.5), so
-    a pass over 250 000 markets is 2 500 requests: 250 s at ``rest_rate_limit: 10``. A pass
-    longer than the interval is logged (``kalshi_snapshot_pass_seconds``)."""
+    a pass over 250 000 markets is 2 500 requests: 250 s at ``rest_rate_limit: 10``, with
+    ``snapshot_poller.in_flight`` requests in flight so that their latency does not add up
+    (one after another, a pass took 991 s in the 30-minute run of docs/scaling.md). Passes
+    start on a fixed schedule; a pass longer than the interval is logged at WARNING
+    (``kalshi_snapshot_pass_seconds``) and the next one starts when it ends, never two at
+    once."""
     cfg = ctx.cfg.snapshot_poller
     interval = float(cfg.interval)
+    due = trio.current_time() + interval
     while True:
-        await trio.sleep(interval)
+        await trio.sleep_until(due)
         tickers = sorted(registry.live)
         if cfg.max_markets is not None:
             tickers = tickers[: cfg.max_markets]
         started = trio.current_time()
-        mismatched: list[str] = []
-        for i in range(0, len(tickers), ORDERBOOKS_PER_REQUEST):
-            batch = tickers[i : i + ORDERBOOKS_PER_REQUEST]
-            try:
-                params, body, snaps = await rest.orderbooks_page(batch)
-            except NetError as exc:
-                log.warning(
-                    "snapshot poll of %d markets from %s failed: %s", len(batch), batch[0], exc
-                )
-                continue
-            now = ctx.wall_us()
-            if ctx.journal is not None:  # before its rows are made, as a frame is
-                ctx.journal.record_rest(
-                    now, ctx.mono_us(), body, path=ORDERBOOKS_PATH, params=params
-                )
-            for snap in snaps:
-                mismatched.extend(await _polled(ctx, snap, now))
+        mismatched = await snapshot_pass(ctx, rest, tickers, cfg.in_flight)
         took = trio.current_time() - started
         metrics.SNAPSHOT_PASS.set(took)
         level = logging.WARNING if took > interval else logging.INFO
@@ -206,6 +207,81 @@ async def poll_snapshots(
             metrics.RESNAPSHOTS.labels("rest_mismatch").inc(len(mismatched))
             log.info("%d live books differ from REST; resnapshotting", len(mismatched))
             layout.resnapshot(mismatched)
+        due = max(due + interval, trio.current_time())  # late: the next starts now
+
+
+@define
+class _Request:
+    """One ``GET /markets/orderbooks`` of a pass: its tickers, then its answer or error."""
+
+    tickers: list[str]
+    done: trio.Event = Factory(trio.Event)
+    answer: tuple[dict[str, Any], bytes, list[BookSnapshot]] | None = None
+    error: Exception | None = None
+
+
+async def snapshot_pass(
+    ctx: GatherContext, rest: RestClient, tickers: Sequence[str], in_flight: int
+) -> list[str]:
+    """One pass over ``tickers``: their books 100 a request, up to ``in_flight`` requests
+    in flight (the client's token bucket stays the bound on requests per second; it retries
+    429s and 5xx). Answers are handled in the order of the tickers: each body journaled
+    (``kind: rest``) before its rows are stored, each book compared with the live one.
+    A request that fails for good (:class:`NetError`) is logged and its markets skipped
+    until the next pass; any other error (a body that does not decode) is raised once the
+    requests in flight are cancelled. Returns the tickers whose trusted live book differs."""
+    mismatched: list[str] = []
+    window = trio.Semaphore(in_flight)  # requests sent but not yet handled
+    failure: Exception | None = None
+
+    async def fetch(request: _Request) -> None:
+        try:
+            request.answer = await rest.orderbooks_page(request.tickers)
+        except Exception as exc:  # handled (or raised) in order, below
+            request.error = exc
+        request.done.set()
+
+    async with trio.open_nursery() as nursery:
+        send, receive = trio.open_memory_channel[_Request](math.inf)
+
+        async def dispatch() -> None:
+            async with send:
+                for i in range(0, len(tickers), ORDERBOOKS_PER_REQUEST):
+                    await window.acquire()
+                    request = _Request(list(tickers[i : i + ORDERBOOKS_PER_REQUEST]))
+                    nursery.start_soon(fetch, request)
+                    send.send_nowait(request)
+
+        nursery.start_soon(dispatch)
+        async with receive:
+            async for request in receive:
+                await request.done.wait()
+                batch = request.tickers
+                if isinstance(request.error, NetError):
+                    log.warning(
+                        "snapshot poll of %d markets from %s failed: %s",
+                        len(batch),
+                        batch[0],
+                        request.error,
+                    )
+                elif request.error is not None:
+                    failure = request.error
+                    nursery.cancel_scope.cancel()
+                    break
+                else:
+                    assert request.answer is not None
+                    params, body, snaps = request.answer
+                    now = ctx.wall_us()
+                    if ctx.journal is not None:  # before its rows are made, as a frame is
+                        ctx.journal.record_rest(
+                            now, ctx.mono_us(), body, path=ORDERBOOKS_PATH, params=params
+                        )
+                    for snap in snaps:
+                        mismatched.extend(await _polled(ctx, snap, now))
+                window.release()
+    if failure is not None:
+        raise failure
+    return mismatched
 
 
 async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]:

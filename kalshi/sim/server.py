@@ -98,9 +98,13 @@ class SimExchange(Feed):
         burst_seconds: float = 10.0,
         market_cap: int | None = None,
         command_rate: float = MAX_COMMANDS_PER_S,
+        rest_latency: float = 0.0,
     ) -> None:
         if auth not in ("rsa", "none"):
             raise ValueError("auth must be 'rsa' or 'none'")
+        if rest_latency < 0:
+            raise ValueError(f"rest_latency must be >= 0, got {rest_latency}")
+        self.rest_latency = rest_latency  # seconds each REST answer waits; may change any time
         self.clock = clock
         self.auth = auth
         self.skew_ms = int(skew_s * 1000)
@@ -319,6 +323,8 @@ class SimExchange(Feed):
         await self._http.serve_connection(stream)
 
     async def _rest(self, request: Request) -> Response:
+        if self.rest_latency > 0:  # the request's way in: the exchange sees it this late
+            await trio.sleep(self.rest_latency)
         now = trio.current_time()
         if now < self.faults.rest_429_until:
             self.faults.count("rest429")
@@ -445,7 +451,9 @@ async def open_sim_exchange(
     time; default the clock's now, so a restarted simulator never reissues an id, as the
     exchange never does; give the same one to reproduce a run exactly); ``market_cap`` (markets per
     subscription, beyond is error 26; default None, no cap) and ``command_rate`` (commands/s
-    per session, burst the same, beyond is error 27; default 10 000). For long runs at full size:
+    per session, burst the same, beyond is error 27; default 10 000); ``rest_latency`` (seconds
+    each REST request waits before it is answered, on Trio's clock, as a far or loaded exchange;
+    default 0; ``sim.rest_latency`` changes it at run time). For long runs at full size:
     ``keep_events=False`` keeps no generated message in memory, ``truth_stream`` (a binary
     file) receives them as JSON lines instead, ``trade_window_s`` keeps only that many
     seconds of trades for ``GET /markets/trades``; traffic: ``busy`` markets take 80 % of

@@ -4,18 +4,29 @@ the live books."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 import trio
+import trio.testing
 
 from kalshi.gather import metrics
+from kalshi.gather.context import GatherContext
+from kalshi.gather.layout import Layout
+from kalshi.gather.registry import MarketRegistry
+from kalshi.gather.rest_tasks import list_markets, poll_snapshots, snapshot_pass
 from kalshi.gather.service import Gatherer
+from kalshi.net import RestClient
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
 from tests.gather.support import sim_config, wait_for
+from tests.gather.test_connection_timing import context
 from tests.gather.test_gather_sim import all_live, settled, signer_of
+from tests.gather.test_liveness import collecting_sink
 
 
 def _requests(endpoint: str) -> float:
@@ -62,3 +73,105 @@ async def test_one_pass_polls_every_live_market_in_bulk(db_url: str, tmp_path: P
         book = truth.book(ticker)
         assert {p: s for p, s in orjson.loads(yes)} == book.yes, ticker
         assert {p: s for p, s in orjson.loads(no)} == book.no, ticker
+
+
+async def _listed(sim: Any, ctx: GatherContext) -> MarketRegistry:
+    registry = MarketRegistry("t1")
+    async with RestClient(sim.rest_url, ctx.signer, rate=1000) as rest:
+        await list_markets(ctx, rest, registry)
+    return registry
+
+
+@pytest.mark.parametrize(("in_flight", "seconds"), [(8, 10.0), (1, 40.0)])
+async def test_a_pass_takes_its_requests_over_the_rate_not_the_sum_of_their_latencies(
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    in_flight: int,
+    seconds: float,
+) -> None:
+    """2 000 live markets: 20 requests at 2/s (a burst of 4 first), each answered 2 s late.
+    With 8 in flight the pass takes about 20 / 2 = 10 s; one at a time, 20 x 2 = 40 s."""
+    async with (
+        open_sim_exchange(
+            markets=2600, active=2, rate=5.0, seed=9, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        sim.engine.pause()
+        sink, rows = collecting_sink(nursery)
+        ctx = context(sim, tmp_path, None, sink)
+        registry = await _listed(sim, ctx)
+        tickers = sorted(registry.live)[:2000]
+        assert len(tickers) == 2000
+        sim.rest_latency = 2.0
+        async with RestClient(sim.rest_url, ctx.signer, rate=2.0) as rest:
+            started = trio.current_time()
+            mismatched = await snapshot_pass(ctx, rest, tickers, in_flight)
+            took = trio.current_time() - started
+            assert (rest.requests, rest.retries) == (20, 0)
+        await trio.testing.wait_all_tasks_blocked()
+        polled = rows["orderbook_snapshots"]
+        nursery.cancel_scope.cancel()
+    assert took == pytest.approx(seconds, abs=0.1)
+    assert mismatched == []  # no live book to differ from
+    assert [r.ticker for r in polled] == tickers  # in the order of the tickers, each once
+    for row in polled:
+        book = sim.truth.book(row.ticker)
+        assert row.source == "rest"
+        assert {p: s for p, s in orjson.loads(row.yes_bids)} == book.yes, row.ticker
+        assert {p: s for p, s in orjson.loads(row.no_bids)} == book.no, row.ticker
+
+
+async def _answer_times(sim: Any, tmp_path: Path, interval: str) -> list[float]:
+    """When the first 60 answers of ``poll_snapshots`` came (virtual s from its start):
+    three passes over 2 000 markets at 2 requests/s, each answered 2 s late."""
+    async with trio.open_nursery() as nursery:
+        sim.engine.pause()
+        sink, _ = collecting_sink(nursery)
+        ctx = context(
+            sim,
+            tmp_path,
+            None,
+            sink,
+            **{"snapshot_poller.interval": interval, "snapshot_poller.max_markets": 2000},
+        )
+        registry = await _listed(sim, ctx)
+        sim.rest_latency = 2.0
+        answered: list[float] = []
+
+        def counted(endpoint: str, status: int) -> None:
+            answered.append(trio.current_time())
+
+        async with RestClient(sim.rest_url, ctx.signer, rate=2.0, on_request=counted) as rest:
+            start = trio.current_time()
+            nursery.start_soon(poll_snapshots, ctx, rest, registry, Layout(ctx, sharded=False))
+            while len(answered) < 60:  # noqa: ASYNC110 - three passes of 20 requests
+                await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+    return [round(t - start, 1) for t in answered[:60]]
+
+
+async def test_passes_start_every_interval_from_the_start(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """A 10 s pass every 30 s starts at 30, 60 and 90 s (not 30, 70, 110: the interval
+    after each pass); its first answer comes 2 s later, its last 10 s after its start."""
+    async with open_sim_exchange(
+        markets=2600, active=2, rate=5.0, seed=9, port=0, start_us=PINNED_START_US
+    ) as sim:
+        answered = await _answer_times(sim, tmp_path, "30s")
+    assert [answered[i] for i in (0, 19, 20, 39, 40, 59)] == [32, 40, 62, 70, 92, 100]
+
+
+async def test_a_pass_longer_than_the_interval_is_logged_and_the_next_starts_when_it_ends(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 10 s pass every 6 s: never two at once, each next one starts as the last ends."""
+    async with open_sim_exchange(
+        markets=2600, active=2, rate=5.0, seed=9, port=0, start_us=PINNED_START_US
+    ) as sim:
+        answered = await _answer_times(sim, tmp_path, "6s")
+    # passes 6-16 s, 16-26 s, 26-36 s: each first answer 2 s after the last one's end
+    assert [answered[i] for i in (0, 19, 20, 39, 40, 59)] == [8, 16, 18, 26, 28, 36]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings[:3] == ["snapshot pass: 2000 markets in 10.0s (interval 6s)"] * 3
