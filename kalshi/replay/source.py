@@ -14,7 +14,9 @@ have journaled (``docs/replay.md``, "Captures"):
 * **sessions**: one stream across every file read together (how a capture was cut into
   files changes no row); a new session starts where a ``seq`` goes back below where the
   session began on its ``sid`` (the recorder reconnected: Kalshi restarts ``sid`` and
-  ``seq`` per connection, ``kalshi-api.md`` 2.4). Each session is a connection:
+  ``seq`` per connection, ``kalshi-api.md`` 2.4), unless the step is at most
+  :data:`REORDER_FRAMES` while none of the sid's frames has left the window (its first
+  frames read swapped: put back in order). Each session is a connection:
   ``conn_id`` = the receive time (µs) of its first frame, ``frame_no`` counts from 1, a
   ``connect`` marker opens it and a ``disconnect`` marker closes it when the next one starts;
 * **order**: a frame received a little late (up to :data:`REORDER_FRAMES` frames) is put
@@ -579,6 +581,20 @@ class _Capture:
         item = _Pending(line, frame, sid, seq, source)
         if sid is not None and seq is not None:
             top = session.last_seq.get(sid)
+            low = session.low_seq.get(sid)
+            if (
+                low is not None
+                and seq < low
+                and sid not in session.released
+                and low - seq <= REORDER_FRAMES
+            ):
+                # A small step down at the session's very start (the sid's first frames read
+                # swapped; none has left the window): put back like any late frame, the
+                # session now begins there. A restart starts again further down (seq 1
+                # after more than the window) or after frames have left the window.
+                session.low_seq[sid] = seq
+                self._put_back(session, item)
+                return out
             if top is not None and (
                 seq < session.low_seq[sid] or seq <= session.released.get(sid, -1) < top
             ):

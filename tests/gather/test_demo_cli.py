@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kalshi.cli.demo import DEMO_CONFIG
 from kalshi.ports import free_ports
+from kalshi.store import connect_db
 
 
 def _demo_config(tmp_path: Path, db_url: str) -> Path:
@@ -111,7 +112,11 @@ def test_demo_lines_are_never_wrapped_without_a_terminal(db_url: str, tmp_path: 
     assert re.fullmatch(r"stopped; rows written: \{'trades': \d+, .*\}", lines[2]), lines[2]
 
 
-def test_a_taken_port_names_the_component_address_and_port(db_url: str, tmp_path: Path) -> None:
+def test_a_taken_port_names_the_component_address_and_port(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    # The ports are bound first (ports_first): the database is not migrated (was: it was).
+    db_url = empty_db_url
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -134,3 +139,6 @@ def test_a_taken_port_names_the_component_address_and_port(db_url: str, tmp_path
             f"error: /metrics (metrics.port): cannot listen on 127.0.0.1:{port}: Address already"
             " in use\n",
         )
+    with connect_db(db_url) as db:
+        tables = db.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+    assert tables == [(0,)]

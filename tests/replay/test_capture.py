@@ -736,3 +736,39 @@ def test_a_time_prefixed_capture_cut_inside_its_first_time_reports_the_line_torn
     assert [f.wall_us for f in frames_of(read_records([whole]))] == [
         (RECV + n) * 1000 for n in range(3)
     ]
+
+
+def test_a_sessions_first_two_frames_swapped_are_put_back_not_a_restart(
+    tmp_path: Path,
+) -> None:
+    """seq 501 read before 500, the session's first two frames on sid 1: a small step down
+    at the very start is put back in order within the window (was: read as a restart, a
+    disconnect and a second session); a step down after frames left the window, or far
+    below, is still a restart (test_a_seq_restart_starts_a_new_session)."""
+    lines = [
+        wrapped(RECV, delta(1, 501, T1, "0.4000", "-2.00")),
+        wrapped(RECV + 1, snapshot(1, 500, T1, yes=[("0.4000", "10.00")])),
+        wrapped(RECV + 2, delta(1, 502, T1, "0.4000", "1.00")),
+    ]
+    path = write(tmp_path / "c.jsonl", lines)
+    items = list(read_records([path], SourceOptions(seq_check="contiguous")))
+    assert [i for i in items if isinstance(i, JournalProblem)] == []
+    records = [i for i in items if isinstance(i, JournalRecord)]
+    assert [
+        (i.kind, i.conn_id, i.frame_no, orjson.loads(i.raw)["seq"] if i.kind == "frame" else None)
+        for i in records
+    ] == [
+        ("connect", (RECV + 1) * 1000, 0, None),
+        ("frame", (RECV + 1) * 1000, 1, 500),
+        ("frame", (RECV + 1) * 1000, 2, 501),
+        ("frame", (RECV + 1) * 1000, 3, 502),
+    ]
+    assert [i.detail for i in records if i.kind == "frame"] == [{"reordered": True}, {}, {}]
+    replayer = Replayer(seq_check="contiguous")
+    for item in items:
+        replayer.feed(item)
+    views = list(replayer.continuity.sessions.values())
+    assert [(v.frames, v.reordered) for v in views] == [(3, 1)]
+    assert replayer.continuity.markets[T1].gaps == 0
+    at = book_from_journal(iter(items), T1)
+    assert (at.stale, at.book.yes) == (False, {40000: 900})

@@ -358,3 +358,46 @@ def test_frames_a_little_out_of_order_are_put_back_in_seq_order(tmp_path: Path) 
         assert best_first(books_from_rows(rows, window, at_us)) == book
         found = book_from_journal(read_records([tmp_path / "ooo.jsonl"]), window, at_us)
         assert (best_first(found.book), found.stale) == (book, False)
+
+
+def test_a_file_mixing_two_recorders_connections_is_read_whole_and_says_where(
+    tmp_path: Path,
+) -> None:
+    """The 050000 file merged by receive time with 051300 shifted into the same window (two
+    recorders' connections in one file, their sids colliding): every frame is still read
+    (the deltas and trades of both files), the frames seq puts out of order beyond the
+    window are named by line, each starts a new session, and the command exits 1."""
+    first, second = WINDOWS[0], WINDOWS[2]
+    a, b = (
+        [orjson.loads(line) for line in gzip.decompress(capture(w).read_bytes()).splitlines()]
+        for w in (first, second)
+    )
+    shift = a[0]["recv_ms"] - b[0]["recv_ms"]
+    for event in b:
+        event["recv_ms"] += shift
+    merged = sorted(a + b, key=lambda e: e["recv_ms"])  # stable: a's frame first on a tie
+    (tmp_path / "mixed.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in merged))
+    result = kalshi("replay", "mixed.jsonl", "--format", "jsonl", cwd=tmp_path)
+    assert result.returncode == 1
+    rows = Counter(orjson.loads(line)["table"] for line in result.stdout.splitlines())
+    assert rows == {
+        "orderbook_deltas": 72_224,  # 37 092 + 35 132: both files' deltas, none lost
+        "trades": 2_241,  # 1 033 + 1 208
+        "orderbook_snapshots": 4,
+        "gaps": 8,  # the sessions' breaks: no book is trusted across them
+    }
+    errors = result.stderr.decode().splitlines()
+    named = [line for line in errors if line.startswith("mixed.jsonl:")]
+    beyond = "seq out of order beyond the reorder window (64 frames)"
+    assert len(named) == 11 and all(beyond in line for line in named)
+    assert named[0] == (
+        f"mixed.jsonl:252: {beyond}: sid 1 seq 455343 after 2147375; a new session from"
+        " here (does the file mix connections?)"
+    )
+    assert named[-1] == f"mixed.jsonl:0: 293 more frame(s) of {beyond}, not listed"
+    assert len([line for line in errors if line.startswith("session ")]) == 356
+    assert (
+        "replayed 74,469 frames (75,180 journal records); rows: gaps 8, orderbook_deltas"
+        " 72,224, orderbook_snapshots 4, trades 2,241"
+    ) in errors
+    assert errors[-1] == "seq out of order: read on in new sessions (listed above)"
