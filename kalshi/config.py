@@ -272,7 +272,7 @@ class SnapshotPollerConfig:
     max_markets: int | None = None
     # REST requests of a pass in flight at once: the rate limit, not their latency, bounds
     # a pass (docs/scaling.md, "The snapshot poller").
-    in_flight: int = 8
+    in_flight: int = 16
 
 
 @frozen
