@@ -21,7 +21,7 @@ from _common import Results, add_common
 
 from kalshi.pipeline import FrameProcessor
 
-CAPTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kalshi-gold15m"
+CAPTURE = Path(__file__).resolve().parent.parent / "tests" / "data" / "kalshi-gold15m"
 
 
 def frames(capture: Path) -> list[tuple[int, int, bytes]]:
