@@ -17,6 +17,14 @@ from typing import Any
 
 import orjson
 
+GOLD = Path(
+    os.environ.get(
+        "KALSHI_GOLD", Path(__file__).resolve().parent.parent / "tests" / "data" / "kalshi-gold15m"
+    )
+)
+"""The third-party gold capture: the repository's copy (identical to ../shared/data), or
+``$KALSHI_GOLD``."""
+
 __all__ = ["RESULTS", "Results", "add_common", "machine", "peak_rss_mib", "rate"]
 
 RESULTS = Path(__file__).parent / "results"

@@ -17,11 +17,11 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common
+from _common import GOLD, Results, add_common
 
 from kalshi.pipeline import FrameProcessor
 
-CAPTURE = Path(__file__).resolve().parent.parent / "tests" / "data" / "kalshi-gold15m"
+CAPTURE = GOLD
 
 
 def frames(capture: Path) -> list[tuple[int, int, bytes]]:

@@ -25,13 +25,13 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common, rate
+from _common import GOLD, Results, add_common, rate
 
 from kalshi.replay.source import read_records
 from kalshi.wire import decode_ws
 
 SNAPSHOT_LEVELS = 40
-CAPTURE = Path(__file__).parent.parent / "tests" / "data" / "kalshi-gold15m" / "events"
+CAPTURE = GOLD / "events"
 # The capture's shapes in the table's order (one it lacks gets no row).
 CAPTURE_SHAPES = (
     "orderbook_delta, ts .ffffff",

@@ -7,7 +7,7 @@ budget multiplies these by the configured bounds.
     python benchmarks/memory_parts.py [--results DIR]
 
 Frames: the real order-book deltas, snapshots and trades of
-/work/shared/data/kalshi-gold15m (or $KALSHI_GOLD); ticker frames in kalshi-api.md §3.2's
+tests/data/kalshi-gold15m (or $KALSHI_GOLD); ticker frames in kalshi-api.md §3.2's
 shape (no real ticker capture is stored), one per market, 20 000 markets.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gc
 import gzip
-import os
 import pickle
 import sys
 import tracemalloc
@@ -27,11 +26,9 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common
+from _common import GOLD, Results, add_common
 
 from kalshi.pipeline import FrameProcessor
-
-GOLD = Path(os.environ.get("KALSHI_GOLD", "/work/shared/data/kalshi-gold15m"))
 
 
 def gold_frames() -> list[bytes]:

@@ -23,7 +23,7 @@ import orjson
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common
+from _common import GOLD, Results, add_common
 
 from kalshi.journal import JournalRecord
 from kalshi.journal.files import ZSTD_LEVEL
@@ -31,7 +31,7 @@ from kalshi.journal.format import encode_frame, encode_marker
 from kalshi.journal.reader import split_lines
 from kalshi.replay.source import SourceOptions, decompressed, read_records
 
-CAPTURE = Path(__file__).resolve().parent.parent / "tests" / "data" / "kalshi-gold15m"
+CAPTURE = GOLD
 REPEAT = 3
 MARKER_EVERY = 10_000
 FLUSH_LINES = 2_000  # one zstd frame per this many lines (the writer: one per flush)
