@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import itertools
@@ -541,3 +542,47 @@ async def test_a_window_is_read_and_written_one_step_of_rows_at_a_time(
             assert got == [tuple(r) for r in expected]
     finally:
         reader.close()
+
+
+async def test_a_book_stream_window_is_read_and_written_one_step_at_a_time(
+    make_db: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The book stream's window is read READ_ROWS deltas and snapshots at a time, by
+    (ticker, seq) through two server-side cursors merged, each step one row group of the
+    window's one part: the same rows in the same order, and the same digest, as the
+    window read in one step, and every market's book rebuilt from a file is production's."""
+    production = await merged_production(make_db, tmp_path / "dbs", seed=32)
+    read: dict[int, list[list[dict[str, Any]]]] = {}
+    groups: dict[int, list[int]] = {}
+    for step in (1_000_000, 2):
+        monkeypatch.setattr(export_module, "READ_ROWS", step)
+        out = tmp_path / f"out-{step}"
+        s3 = S3Config(enabled=True, local_dir=str(out), window=parse_duration(WINDOW))
+        exporter = Exporter(production, s3)
+        try:
+            exports = await exporter.export_closed(until=ALL_WINDOWS)
+        finally:
+            exporter.close()
+        exports = [e for e in exports if e.table == "orderbook_deltas"]
+        files = {k: (out / k).read_bytes() for e in exports for k in e.keys}
+        check_against_production(production, files, exports)
+        read[step], groups[step] = [], []
+        for e in exports:
+            assert len(e.keys) == 2  # one part, then the manifest
+            part = pq.ParquetFile(out / e.keys[0])
+            rows = integer_times(part.read()).to_pylist()
+            # the stream rows read: every delta, and each snapshot once (one row a level)
+            stream = len({(r["ticker"], r["seq"]) for r in rows if r["kind"] != "start"})
+            assert part.metadata.num_row_groups == -(-stream // min(step, stream))
+            groups[step].append(part.metadata.num_row_groups)
+            read[step].append(rows)
+    assert read[2] == read[1_000_000]
+    kinds = collections.Counter(r["kind"] for rows in read[2] for r in rows)
+    assert dict(kinds) == {"start": 218, "snapshot": 114, "delta": 219}
+    assert groups == {1_000_000: [1, 1, 1, 1, 1], 2: [24, 26, 27, 27, 10]}
+    with connect_db(production) as db:
+        digests = db.query(
+            "SELECT window_start, count(*), count(DISTINCT digest) FROM dedup_exports"
+            " WHERE table_name = 'orderbook_deltas' GROUP BY 1 ORDER BY 1"
+        )
+    assert {(n, distinct) for _, n, distinct in digests} == {(2, 1)}
