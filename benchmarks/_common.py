@@ -8,9 +8,13 @@ import argparse
 import os
 import platform
 import resource
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,17 @@ GOLD = Path(
 """The third-party gold capture: the repository's copy (identical to ../shared/data), or
 ``$KALSHI_GOLD``."""
 
-__all__ = ["RESULTS", "Results", "add_common", "machine", "peak_rss_mib", "rate"]
+__all__ = [
+    "EXPORT_CHILD",
+    "RESULTS",
+    "Results",
+    "add_common",
+    "export_peaks",
+    "machine",
+    "peak_rss_mib",
+    "production_db",
+    "rate",
+]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -140,3 +154,82 @@ def rate(fn: Callable[[], int], *, min_seconds: float = 1.0) -> float:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+EXPORT_CHILD = """
+import sys, trio
+from kalshi.config import S3Config, parse_duration
+from kalshi.dedup.export import Exporter
+
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+exporter = Exporter(sys.argv[1], S3Config(enabled=True, local_dir=sys.argv[2],
+                    window=parse_duration("1h")))
+exporter._reader.markets_mark()  # connected, like a running deduplicator
+before = hwm()
+rows = {run}
+import kalshi
+print(rows, before, hwm(), kalshi.__file__)
+"""
+"""A fresh process's export to a directory (argv: the production URL, the directory, then
+the script's own): prints the rows written, its peak RSS (MiB, ``VmHWM``) before and after
+the export, and the ``kalshi`` it imported. ``{run}``: the export, an expression giving the
+rows written."""
+
+
+@contextmanager
+def production_db(prefix: str) -> Iterator[tuple[str, Path]]:
+    """A migrated database ``production`` on an embedded PostgreSQL in a new temporary
+    directory (named with ``prefix``): its URL and the directory, removed at the end."""
+    from kalshi.store import EmbeddedPostgres, connect_db, migrate
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    server = EmbeddedPostgres(root / "pg")
+    server.start()
+    try:
+        with connect_db(server.url_for("postgres")) as db:
+            db.execute('CREATE DATABASE "production"')
+        url = server.url_for("production")
+        migrate(url)
+        yield url, root
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def export_peaks(
+    run: str, url: str, root: Path, before: str | None, label: str, *args: str
+) -> list[list[Any]]:
+    """The :data:`EXPORT_CHILD` of ``run`` in this interpreter and, first, ``before`` (another
+    environment's, named ``label``), each exporting ``url`` to ``root/out`` (emptied first):
+    a row each, ``[code, rows, peak before, peak after, the export's peak]`` (MiB)."""
+    runs = [("this commit", sys.executable)]
+    if before:
+        runs.insert(0, (label, before))
+    out = root / "out"
+    rows: list[list[Any]] = []
+    for name, python in runs:
+        shutil.rmtree(out, ignore_errors=True)
+        got = subprocess.run(
+            [python, "-c", EXPORT_CHILD.replace("{run}", run), url, str(out), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,  # not a checkout: each interpreter imports its own kalshi
+        )
+        written, start, peak, where = got.stdout.split()
+        print(f"{python}: {where}")
+        rows.append(
+            [
+                name,
+                int(written),
+                round(float(start)),
+                round(float(peak)),
+                round(float(peak) - float(start)),
+            ]
+        )
+    return rows
