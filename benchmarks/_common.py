@@ -33,7 +33,8 @@ __all__ = [
     "EXPORT_CHILD",
     "RESULTS",
     "Results",
-    "add_common",
+    "add_before",
+    "arguments",
     "export_peaks",
     "machine",
     "peak_rss_mib",
@@ -68,11 +69,22 @@ def _commit() -> str:
     return out.stdout.strip()
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
-    """``--smoke`` (a brief run that only proves the script works, `just bench-smoke`) and
-    ``--results DIR`` (where the JSON goes)."""
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: described by the first paragraph of its ``doc``, with
+    ``--smoke`` (a brief run that only proves the script works, `just bench-smoke`) and
+    ``--results DIR`` (where the JSON goes); the script adds its own."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="a brief run, sizes cut down")
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
+    return parser
+
+
+def add_before(parser: argparse.ArgumentParser) -> None:
+    """``--before PYTHON`` (another environment's interpreter, e.g. a wrapper setting
+    PYTHONPATH to an older checkout, measured on the same data first) and
+    ``--before-label`` (its row's name), for :func:`export_peaks`."""
+    parser.add_argument("--before", help="interpreter of the environment to compare with")
+    parser.add_argument("--before-label", default="--before", help="its row's name")
 
 
 class Results:
@@ -199,6 +211,10 @@ def production_db(prefix: str) -> Iterator[tuple[str, Path]]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+PEAK_COLUMNS = ["code", "rows", "peak before", "peak after", "export's peak"]
+"""The columns of :func:`export_peaks`' rows."""
 
 
 def export_peaks(

@@ -14,12 +14,11 @@ its own ``kalshi``. An embedded PostgreSQL is started in a temporary directory.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common, export_peaks, production_db
+from _common import PEAK_COLUMNS, Results, add_before, arguments, export_peaks, production_db
 
 HOUR_US = 3_600_000_000
 START = 1_796_000_400_000_000 - 1_796_000_400_000_000 % HOUR_US  # an hour's start (µs)
@@ -63,29 +62,27 @@ def fill(url: str, deltas: int, markets: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--deltas", type=int, default=1_000_000)
     parser.add_argument("--markets", type=int, default=2_000)
-    parser.add_argument("--before", help="interpreter of the environment to compare with")
-    parser.add_argument("--before-label", default="--before", help="its row's name")
-    add_common(parser)
+    add_before(parser)
     args = parser.parse_args()
     deltas = 20_000 if args.smoke else args.deltas
 
     from kalshi.dedup.export import READ_ROWS
 
+    results = Results(  # the load average before the run
+        "book-export",
+        {"deltas": deltas, "markets": args.markets, "READ_ROWS": READ_ROWS, "before": args.before},
+    )
     with production_db("kalshi-book-export-") as (url, root):
         fill(url, deltas, args.markets)
         run = "trio.run(exporter.export_window, 'orderbook_deltas', int(sys.argv[3])).rows"
         rows = export_peaks(run, url, root, args.before, args.before_label, str(START))
         assert [r[1] for r in rows] == [rows[-1][1]] * len(rows), rows  # the same rows
-    results = Results(
-        "book-export",
-        {"deltas": deltas, "markets": args.markets, "READ_ROWS": READ_ROWS, "before": args.before},
-    )
     results.table(
         "Peak RSS of one book-stream window's export (MiB, VmHWM of a fresh process)",
-        ["code", "rows", "peak before", "peak after", "export's peak"],
+        PEAK_COLUMNS,
         rows,
         note="the deduplicator's export_window('orderbook_deltas', hour) of an hour of deltas",
     )

@@ -14,12 +14,11 @@ PostgreSQL is started in a temporary directory.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common, export_peaks, production_db
+from _common import PEAK_COLUMNS, Results, add_before, arguments, export_peaks, production_db
 
 
 def fill(url: str, markets: int) -> None:
@@ -54,28 +53,26 @@ def fill(url: str, markets: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--markets", type=int, default=250_000)
-    parser.add_argument("--before", help="interpreter of the environment to compare with")
-    parser.add_argument("--before-label", default="--before", help="its row's name")
-    add_common(parser)
+    add_before(parser)
     args = parser.parse_args()
     markets = 2_000 if args.smoke else args.markets
 
     from kalshi.dedup.export import MARKETS_READ_ROWS
 
+    results = Results(  # the load average before the run
+        "markets-export",
+        {"markets": markets, "MARKETS_READ_ROWS": MARKETS_READ_ROWS, "before": args.before},
+    )
     with production_db("kalshi-markets-export-") as (url, root):
         fill(url, markets)
         run = "trio.run(lambda: exporter.export_markets(force=True))"
         rows = export_peaks(run, url, root, args.before, args.before_label)
     assert all(r[1] == markets for r in rows), rows
-    results = Results(
-        "markets-export",
-        {"markets": markets, "MARKETS_READ_ROWS": MARKETS_READ_ROWS, "before": args.before},
-    )
     results.table(
         "Peak RSS of one markets export (MiB, VmHWM of a fresh process)",
-        ["code", "rows", "peak before", "peak after", "export's peak"],
+        PEAK_COLUMNS,
         rows,
         note="the deduplicator's export_markets(force=True) of simulator markets",
     )
