@@ -38,8 +38,10 @@ __all__ = [
     "export_peaks",
     "machine",
     "peak_rss_mib",
+    "postgres",
     "production_db",
     "rate",
+    "scratch",
 ]
 
 RESULTS = Path(__file__).parent / "results"
@@ -193,24 +195,49 @@ rows written."""
 
 
 @contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A new temporary directory named with ``prefix`` (open to PostgreSQL's user, which
+    an embedded server run as root is), removed at the end."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def postgres(url: str, where: Path) -> Iterator[str]:
+    """``url``; when empty, an embedded PostgreSQL's in ``where``, stopped at the end."""
+    if url:
+        yield url
+        return
+    from kalshi.store import EmbeddedPostgres
+
+    server = EmbeddedPostgres(where)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@contextmanager
 def production_db(prefix: str) -> Iterator[tuple[str, Path]]:
     """A migrated database ``production`` on an embedded PostgreSQL in a new temporary
     directory (named with ``prefix``): its URL and the directory, removed at the end."""
     from kalshi.store import EmbeddedPostgres, connect_db, migrate
 
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    root.chmod(0o755)
-    server = EmbeddedPostgres(root / "pg")
-    server.start()
-    try:
-        with connect_db(server.url_for("postgres")) as db:
-            db.execute('CREATE DATABASE "production"')
-        url = server.url_for("production")
-        migrate(url)
-        yield url, root
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with scratch(prefix) as root:
+        server = EmbeddedPostgres(root / "pg")
+        server.start()
+        try:
+            with connect_db(server.url_for("postgres")) as db:
+                db.execute('CREATE DATABASE "production"')
+            url = server.url_for("production")
+            migrate(url)
+            yield url, root
+        finally:
+            server.stop()
 
 
 PEAK_COLUMNS = ["code", "rows", "peak before", "peak after", "export's peak"]

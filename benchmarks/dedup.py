@@ -14,9 +14,7 @@ call (counted and timed around the deduplicator's worker-thread calls).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -28,7 +26,7 @@ import psycopg
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, arguments
+from _common import Results, arguments, postgres, scratch
 
 from kalshi.config import (
     DedupConfig,
@@ -41,7 +39,7 @@ from kalshi.config import (
 from kalshi.dedup.export import Exporter
 from kalshi.dedup.service import Deduplicator
 from kalshi.models.rows import Row
-from kalshi.store import EmbeddedPostgres, connect_db, migrate
+from kalshi.store import connect_db, migrate
 from kalshi.store.schema import TABLES
 from kalshi.testing.recording import make_truth, record
 
@@ -154,14 +152,7 @@ def main() -> None:
     args.spent = {}
     tuned = args.batch_size
 
-    scratch = Path(tempfile.mkdtemp(prefix="kalshi-bench-"))
-    scratch.chmod(0o755)
-    server = None
-    try:
-        url = args.url
-        if not url:
-            server = EmbeddedPostgres(scratch / "pg")
-            url = server.start()
+    with scratch("kalshi-bench-") as tmp, postgres(args.url, tmp / "pg") as url:
         n = args.events
         results = Results(
             "dedup",
@@ -203,7 +194,7 @@ def main() -> None:
                 note="Database calls run in worker threads, the keyed copy and the order-book"
                 " merge side by side: their seconds overlap.",
             )  # fmt: skip
-        s3 = S3Config(enabled=True, local_dir=str(scratch / "export"), window=Duration(600.0))
+        s3 = S3Config(enabled=True, local_dir=str(tmp / "export"), window=Duration(600.0))
 
         async def export() -> tuple[int, int, int, float]:
             exporter = Exporter(production, s3)
@@ -223,10 +214,6 @@ def main() -> None:
             [[exported_rows, windows, mib, mib / export_s, exported_rows / export_s]],
         )
         results.write(args.results)
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

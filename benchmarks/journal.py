@@ -11,9 +11,7 @@ gatherer's receive rate (all of Kalshi is a few thousand frames/s at peak).
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import trio
 import trio.lowlevel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, arguments
+from _common import Results, arguments, scratch
 
 from kalshi.config import ByteSize, JournalConfig
 from kalshi.journal import JournalWriter
@@ -78,8 +76,7 @@ def main() -> None:
         "journal", {"orderbook_delta frames": args.records, "bytes per frame": round(avg)}
     )
     rows: list[list[object]] = []
-    tmp = Path(tempfile.mkdtemp(prefix="kalshi-journal-bench-"))
-    try:
+    with scratch("kalshi-journal-bench-") as tmp:
         alone = call_cost(tmp / "alone", raw)
         for compress in (False, True):
             total, calls, mbps, on_disk = trio.run(measure, tmp / str(compress), compress, raw)
@@ -94,8 +91,6 @@ def main() -> None:
             note=f"record_frame alone, never flushed: {alone * 1e6:.2f} µs a call.",
         )  # fmt: skip
         results.write(args.results)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,7 @@ staged, as the live gatherer writes). CPU time does not count other work on the 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -37,7 +35,7 @@ import trio
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, arguments, peak_rss_mib
+from _common import Results, arguments, peak_rss_mib, scratch
 
 from kalshi.config import ByteSize, GathererConfig, JournalConfig, SpoolConfig
 from kalshi.journal import JournalRecord, JournalWriter, read_journal
@@ -254,9 +252,7 @@ def main() -> None:
         "replay", {"frames": args.frames, "markets": args.markets, "best of (flat out)": 3}
     )
     rows: list[list[object]] = []
-    tmp = Path(tempfile.mkdtemp(prefix="kalshi-replay-bench-"))
-    tmp.chmod(0o755)
-    try:
+    with scratch("kalshi-replay-bench-") as tmp:
         raw = frames(args.frames, args.markets)
         files = trio.run(write, tmp / "journal", raw)
         size = sum(p.stat().st_size for p in files)
@@ -359,8 +355,6 @@ def main() -> None:
             "Point in time (seconds)", ["question", "whole journal read", "stop at the time"], times
         )
         results.write(args.results)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import shutil
 import sys
-import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -30,7 +28,7 @@ import trio
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, arguments
+from _common import Results, arguments, scratch
 from replay import frames, into_db, server_cpu, write
 
 from kalshi.journal import read_journal
@@ -105,10 +103,8 @@ def main() -> None:
         "replay-split",
         {"frames": args.frames, "markets": args.markets, "rounds": args.rounds},
     )
-    tmp = Path(tempfile.mkdtemp(prefix="kalshi-replay-split-"))
-    tmp.chmod(0o755)
     rows: list[list[object]] = []
-    try:
+    with scratch("kalshi-replay-split-") as tmp:
         raw = frames(args.frames, args.markets)
         files = trio.run(write, tmp / "journal", raw)
         n = len(raw)
@@ -148,8 +144,6 @@ def main() -> None:
             note="CPU time a frame; the machine's two cores are shared with the server.",
         )  # fmt: skip
         results.write(args.results)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

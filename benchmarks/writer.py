@@ -10,9 +10,7 @@ settings, fsync on) and removed afterwards.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,11 +18,11 @@ import psycopg
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, arguments
+from _common import Results, arguments, postgres, scratch
 
 from kalshi.config import Duration, GathererConfig, SpoolConfig, WriterConfig, WritersConfig
 from kalshi.models.rows import DeltaRow, Row, TradeRow
-from kalshi.store import EmbeddedPostgres, migrate, open_store
+from kalshi.store import migrate, open_store
 from kalshi.store.schema import TABLES
 
 T0 = 1_795_553_041_000_000
@@ -125,14 +123,7 @@ def main() -> None:
     if args.smoke:
         args.rows, args.repeats = 5_000, 1
 
-    scratch = Path(tempfile.mkdtemp(prefix="kalshi-bench-"))
-    scratch.chmod(0o755)
-    server = None
-    try:
-        url = args.url
-        if not url:
-            server = EmbeddedPostgres(scratch / "pg")
-            url = server.start()
+    with scratch("kalshi-bench-") as tmp, postgres(args.url, tmp / "pg") as url:
         migrate(url)
         results = Results(
             "writer",
@@ -140,9 +131,7 @@ def main() -> None:
              "best of": args.repeats},
         )  # fmt: skip
         shipped = GathererConfig().writers
-        spool = SpoolConfig(
-            dir=str(scratch / "spool"), dead_letter_dir=str(scratch / "dead-letter")
-        )
+        spool = SpoolConfig(dir=str(tmp / "spool"), dead_letter_dir=str(tmp / "dead-letter"))
         tuned_writer = WriterConfig(args.batch_size, Duration(0.05))
         configs = {
             "default": GathererConfig(spool=spool),
@@ -173,10 +162,6 @@ def main() -> None:
             out,
         )  # fmt: skip
         results.write(args.results)
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
