@@ -8,9 +8,13 @@ import argparse
 import os
 import platform
 import resource
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,18 @@ GOLD = Path(
 """The third-party gold capture: the repository's copy (identical to ../shared/data), or
 ``$KALSHI_GOLD``."""
 
-__all__ = ["RESULTS", "Results", "add_common", "machine", "peak_rss_mib", "rate"]
+__all__ = [
+    "EXPORT_CHILD",
+    "RESULTS",
+    "Results",
+    "add_before",
+    "arguments",
+    "export_peaks",
+    "machine",
+    "peak_rss_mib",
+    "production_db",
+    "rate",
+]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -54,11 +69,22 @@ def _commit() -> str:
     return out.stdout.strip()
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
-    """``--smoke`` (a brief run that only proves the script works, `just bench-smoke`) and
-    ``--results DIR`` (where the JSON goes)."""
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: described by the first paragraph of its ``doc``, with
+    ``--smoke`` (a brief run that only proves the script works, `just bench-smoke`) and
+    ``--results DIR`` (where the JSON goes); the script adds its own."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="a brief run, sizes cut down")
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
+    return parser
+
+
+def add_before(parser: argparse.ArgumentParser) -> None:
+    """``--before PYTHON`` (another environment's interpreter, e.g. a wrapper setting
+    PYTHONPATH to an older checkout, measured on the same data first) and
+    ``--before-label`` (its row's name), for :func:`export_peaks`."""
+    parser.add_argument("--before", help="interpreter of the environment to compare with")
+    parser.add_argument("--before-label", default="--before", help="its row's name")
 
 
 class Results:
@@ -140,3 +166,86 @@ def rate(fn: Callable[[], int], *, min_seconds: float = 1.0) -> float:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+EXPORT_CHILD = """
+import sys, trio
+from kalshi.config import S3Config, parse_duration
+from kalshi.dedup.export import Exporter
+
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+exporter = Exporter(sys.argv[1], S3Config(enabled=True, local_dir=sys.argv[2],
+                    window=parse_duration("1h")))
+exporter._reader.markets_mark()  # connected, like a running deduplicator
+before = hwm()
+rows = {run}
+import kalshi
+print(rows, before, hwm(), kalshi.__file__)
+"""
+"""A fresh process's export to a directory (argv: the production URL, the directory, then
+the script's own): prints the rows written, its peak RSS (MiB, ``VmHWM``) before and after
+the export, and the ``kalshi`` it imported. ``{run}``: the export, an expression giving the
+rows written."""
+
+
+@contextmanager
+def production_db(prefix: str) -> Iterator[tuple[str, Path]]:
+    """A migrated database ``production`` on an embedded PostgreSQL in a new temporary
+    directory (named with ``prefix``): its URL and the directory, removed at the end."""
+    from kalshi.store import EmbeddedPostgres, connect_db, migrate
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    server = EmbeddedPostgres(root / "pg")
+    server.start()
+    try:
+        with connect_db(server.url_for("postgres")) as db:
+            db.execute('CREATE DATABASE "production"')
+        url = server.url_for("production")
+        migrate(url)
+        yield url, root
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+PEAK_COLUMNS = ["code", "rows", "peak before", "peak after", "export's peak"]
+"""The columns of :func:`export_peaks`' rows."""
+
+
+def export_peaks(
+    run: str, url: str, root: Path, before: str | None, label: str, *args: str
+) -> list[list[Any]]:
+    """The :data:`EXPORT_CHILD` of ``run`` in this interpreter and, first, ``before`` (another
+    environment's, named ``label``), each exporting ``url`` to ``root/out`` (emptied first):
+    a row each, ``[code, rows, peak before, peak after, the export's peak]`` (MiB)."""
+    runs = [("this commit", sys.executable)]
+    if before:
+        runs.insert(0, (label, before))
+    out = root / "out"
+    rows: list[list[Any]] = []
+    for name, python in runs:
+        shutil.rmtree(out, ignore_errors=True)
+        got = subprocess.run(
+            [python, "-c", EXPORT_CHILD.replace("{run}", run), url, str(out), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,  # not a checkout: each interpreter imports its own kalshi
+        )
+        written, start, peak, where = got.stdout.split()
+        print(f"{python}: {where}")
+        rows.append(
+            [
+                name,
+                int(written),
+                round(float(start)),
+                round(float(peak)),
+                round(float(peak) - float(start)),
+            ]
+        )
+    return rows

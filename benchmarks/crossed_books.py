@@ -8,7 +8,6 @@ counts crossed frames and times the pipeline with the check on (``crossed_book_f
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import GOLD, Results, add_common
+from _common import GOLD, Results, arguments
 
 from kalshi.pipeline import FrameProcessor
 
@@ -45,9 +44,8 @@ def run(items: list[tuple[int, int, bytes]]) -> FrameProcessor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("capture", nargs="?", type=Path, default=CAPTURE)
-    add_common(parser)
     args = parser.parse_args()
     items = frames(args.capture)
     if args.smoke:

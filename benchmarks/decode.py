@@ -16,7 +16,6 @@ Two sources of frames:
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections import defaultdict
@@ -25,7 +24,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import GOLD, Results, add_common, rate
+from _common import GOLD, Results, arguments, rate
 
 from kalshi.replay.source import read_records
 from kalshi.wire import decode_ws
@@ -122,8 +121,7 @@ def measure(batch: list[bytes], seconds: float) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common(parser)
+    parser = arguments(__doc__)
     args = parser.parse_args()
     seconds = 0.05 if args.smoke else 1.0
     results = Results(

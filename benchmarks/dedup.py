@@ -28,7 +28,7 @@ import psycopg
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common
+from _common import Results, arguments
 
 from kalshi.config import (
     DedupConfig,
@@ -141,13 +141,12 @@ def scenario(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--markets", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--url", default="", help="a server URL (its postgres database)")
-    add_common(parser)
     args = parser.parse_args()
     if args.smoke:
         args.events, args.markets, args.repeats = 2_000, 5, 1

@@ -13,7 +13,6 @@ metrics server; the ``tuned`` run also raises the order-book writer's batch to 5
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import math
@@ -32,7 +31,7 @@ from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common, peak_rss_mib
+from _common import Results, arguments, peak_rss_mib
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.config import JournalConfig, load_gatherer_config
@@ -304,14 +303,13 @@ def overrides(transport: str, config: str, tmp: str, rest_url: str, ws_url: str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     # ~400 000 frames: seconds of blast, so the committed rate is the sustained one and not
     # the last batch's flush_interval (0.5 s by default) over a short burst
     parser.add_argument("--events", type=int, default=600_000)
     parser.add_argument("--markets", type=int, default=100)
     parser.add_argument("--registry-markets", type=int, default=250_000)
     parser.add_argument("--registry-books", type=int, default=20_000)
-    add_common(parser)
     args = parser.parse_args()
     if args.smoke:
         args.events, args.markets = 5_000, 10

@@ -11,7 +11,6 @@ gatherer's receive rate (all of Kalshi is a few thousand frames/s at peak).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import trio
 import trio.lowlevel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common
+from _common import Results, arguments
 
 from kalshi.config import ByteSize, JournalConfig
 from kalshi.journal import JournalWriter
@@ -68,9 +67,8 @@ def call_cost(root: Path, raw: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--records", type=int, default=500_000)
-    add_common(parser)
     args = parser.parse_args()
     if args.smoke:
         args.records = 5_000

@@ -14,34 +14,11 @@ PostgreSQL is started in a temporary directory.
 
 from __future__ import annotations
 
-import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common
-
-_CHILD = """
-import sys, trio
-from kalshi.config import S3Config, parse_duration
-from kalshi.dedup.export import Exporter
-
-def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-
-exporter = Exporter(sys.argv[1], S3Config(enabled=True, local_dir=sys.argv[2],
-                    window=parse_duration("1h")))
-exporter._reader.markets_mark()  # connected, like a running deduplicator
-before = hwm()
-rows = trio.run(lambda: exporter.export_markets(force=True))
-import kalshi
-print(rows, before, hwm(), kalshi.__file__)
-"""
+from _common import PEAK_COLUMNS, Results, add_before, arguments, export_peaks, production_db
 
 
 def fill(url: str, markets: int) -> None:
@@ -75,61 +52,27 @@ def fill(url: str, markets: int) -> None:
         db._conn.commit()
 
 
-def measure(python: str, url: str, out: Path) -> tuple[int, float, float]:
-    shutil.rmtree(out, ignore_errors=True)
-    got = subprocess.run(
-        [python, "-c", _CHILD, url, str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=out.parent,  # not a checkout: each interpreter imports its own kalshi
-    )
-    rows, before, peak, where = got.stdout.split()
-    print(f"{python}: {where}")
-    return int(rows), float(before), float(peak)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--markets", type=int, default=250_000)
-    parser.add_argument("--before", help="interpreter of the environment to compare with")
-    parser.add_argument("--before-label", default="--before", help="its row's name")
-    add_common(parser)
+    add_before(parser)
     args = parser.parse_args()
     markets = 2_000 if args.smoke else args.markets
 
     from kalshi.dedup.export import MARKETS_READ_ROWS
-    from kalshi.store import EmbeddedPostgres, migrate
-    from kalshi.store.query import connect_db
 
-    root = Path(tempfile.mkdtemp(prefix="kalshi-markets-export-"))
-    root.chmod(0o755)
-    server = EmbeddedPostgres(root / "pg")
-    server.start()
-    try:
-        with connect_db(server.url_for("postgres")) as db:
-            db.execute('CREATE DATABASE "production"')
-        url = server.url_for("production")
-        migrate(url)
-        fill(url, markets)
-        runs = [("this commit", sys.executable)]
-        if args.before:
-            runs.insert(0, (args.before_label, args.before))
-        rows = []
-        for label, python in runs:
-            exported, before, peak = measure(python, url, root / "out")
-            assert exported == markets, (label, exported)
-            rows.append([label, exported, round(before), round(peak), round(peak - before)])
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    results = Results(
+    results = Results(  # the load average before the run
         "markets-export",
         {"markets": markets, "MARKETS_READ_ROWS": MARKETS_READ_ROWS, "before": args.before},
     )
+    with production_db("kalshi-markets-export-") as (url, root):
+        fill(url, markets)
+        run = "trio.run(lambda: exporter.export_markets(force=True))"
+        rows = export_peaks(run, url, root, args.before, args.before_label)
+    assert all(r[1] == markets for r in rows), rows
     results.table(
         "Peak RSS of one markets export (MiB, VmHWM of a fresh process)",
-        ["code", "rows", "peak before", "peak after", "export's peak"],
+        PEAK_COLUMNS,
         rows,
         note="the deduplicator's export_markets(force=True) of simulator markets",
     )

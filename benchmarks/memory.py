@@ -12,7 +12,6 @@ snapshot poller) into an embedded PostgreSQL, so its peak RSS is the gatherer's.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common, peak_rss_mib
+from _common import Results, arguments, peak_rss_mib
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.config import load_gatherer_config
@@ -83,11 +82,10 @@ async def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--markets", type=int, default=250_000)
     parser.add_argument("--active", type=int, default=20_000)
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds to reach steady")
-    add_common(parser)
     args = parser.parse_args()
     if args.smoke:
         args.markets, args.active = 2_000, 200

@@ -13,7 +13,6 @@ shape (no real ticker capture is stored), one per market, 20 000 markets.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import gzip
 import pickle
@@ -26,7 +25,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import GOLD, Results, add_common
+from _common import GOLD, Results, arguments
 
 from kalshi.pipeline import FrameProcessor
 
@@ -80,8 +79,7 @@ def held_bytes(make: Any) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common(parser)
+    parser = arguments(__doc__)
     args = parser.parse_args()
     frames = gold_frames() + ticker_frames(20_000)
     processor = FrameProcessor("m1")

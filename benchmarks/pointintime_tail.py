@@ -11,7 +11,6 @@ Writes ``benchmarks/results/pointintime-tail.json``.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import orjson
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import GOLD, Results, add_common
+from _common import GOLD, Results, arguments
 
 from kalshi.journal import JournalRecord
 from kalshi.journal.files import ZSTD_LEVEL
@@ -86,9 +85,8 @@ def best(fn: Callable[[], int], runs: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("capture", nargs="?", type=Path, default=CAPTURE)
-    add_common(parser)
     args = parser.parse_args()
     items = frames(args.capture)
     repeat = REPEAT

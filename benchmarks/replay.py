@@ -25,7 +25,6 @@ count other work on the cores.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import shutil
@@ -41,7 +40,7 @@ import trio
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common, peak_rss_mib
+from _common import Results, arguments, peak_rss_mib
 
 from kalshi.config import ByteSize, GathererConfig, JournalConfig, SpoolConfig
 from kalshi.journal import JournalRecord, JournalWriter, read_journal
@@ -254,11 +253,10 @@ def server_cpu(data_dir: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--markets", type=int, default=200)
     parser.add_argument("--no-db", action="store_true", help="skip the database run")
-    add_common(parser)
     args = parser.parse_args()
     if args.smoke:
         args.frames, args.markets = 3_000, 20

@@ -16,7 +16,6 @@ docs/performance.md. Each table's row count is checked equal to the shipped repl
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import multiprocessing
 import shutil
@@ -31,7 +30,7 @@ import trio
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common
+from _common import Results, arguments
 from replay import frames, into_db, server_cpu, write
 
 from kalshi.journal import read_journal
@@ -95,11 +94,10 @@ def stored(url: str) -> dict[str, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--markets", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
-    add_common(parser)
     args = parser.parse_args()
     if args.smoke:
         args.frames, args.markets, args.rounds = 3_000, 20, 1

@@ -17,7 +17,7 @@ import os
 import time
 
 import trio
-from _common import Results, add_common, peak_rss_mib
+from _common import Results, arguments, peak_rss_mib
 
 from kalshi.testing import signed_headers, sim
 
@@ -127,8 +127,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common(parser)
+    parser = arguments(__doc__)
     parsed = parser.parse_args()
     if parsed.smoke:
         WINDOW, BLAST_EVENTS = 0.3, 5_000

@@ -12,7 +12,6 @@ seconds late (a far or loaded exchange). Writes ``benchmarks/results/snapshot-pa
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import trio
 import trio.testing
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common
+from _common import Results, arguments
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.config import GathererConfig
@@ -76,12 +75,11 @@ async def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--markets", type=int, default=250_000)
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
     parser.add_argument("--rest-latency", type=float, default=0.0, help="s before each answer")
     parser.add_argument("--in-flight", type=int, default=16, help="requests in flight")
-    add_common(parser)
     args = parser.parse_args()
     markets = 2_000 if args.smoke else args.markets
     books, requests, retries, took = trio.run(

@@ -10,7 +10,6 @@ settings, fsync on) and removed afterwards.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import psycopg
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, add_common
+from _common import Results, arguments
 
 from kalshi.config import Duration, GathererConfig, SpoolConfig, WriterConfig, WritersConfig
 from kalshi.models.rows import DeltaRow, Row, TradeRow
@@ -117,12 +116,11 @@ def through_writer(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--url", default="")
-    add_common(parser)
     args = parser.parse_args()
     if args.smoke:
         args.rows, args.repeats = 5_000, 1

@@ -31,31 +31,38 @@ compares each stale window's digest with production's and rewrites the ones that
 A reader of the window's directory sees each row once: a window is normally one part,
 replaced by one atomic PUT, and the manifest lists the parts with their sha256.
 
-``orderbook_deltas`` is exported as the merged book stream (see
-:mod:`kalshi.dedup.parquet`). ``markets`` (a current-state table, one row per ticker) is
-exported whole by :meth:`Exporter.export_markets` to ``<prefix>markets/part-NNNNN.parquet``
-and its ``_manifest.json``, replaced when it changed.
+Every window is read a step of :data:`READ_ROWS` rows at a time through server-side
+cursors, each step written as a row group, so the export holds one step's rows, not the
+window. ``orderbook_deltas`` is exported as the merged book stream (see
+:mod:`kalshi.dedup.parquet`), read by (ticker, seq), one part a window. ``markets`` (a
+current-state table, one row per ticker) is exported whole by
+:meth:`Exporter.export_markets` to ``<prefix>markets/part-NNNNN.parquet`` and its
+``_manifest.json``, replaced when it changed.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import heapq
+import itertools
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import operator
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import trio
-from attrs import field, frozen
+from attrs import define, field, frozen
 
 from kalshi.book import OrderBook
 from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import S3Config
 from kalshi.dedup import metrics
 from kalshi.dedup.gatherers import SKEW_US
-from kalshi.dedup.parquet import PartWriter, book_stream_rows, encode, market_rows
+from kalshi.dedup.parquet import PartWriter, StreamRow, book_stream_rows, market_rows, schema
 from kalshi.dedup.segments import apply_change, apply_row, book_from_snapshot
 from kalshi.dedup.tables import EXPORT_TABLES
 from kalshi.dedup.targets import ExportHealth, LocalTarget, Target, open_target
@@ -83,7 +90,8 @@ PART_ROWS = 1_000_000
 """Rows per Parquet file (the book stream of a window is always one file)."""
 READ_ROWS = 20_000
 """Rows read (and held as Python objects) per step of a window of
-:meth:`Exporter.export_window` (the book stream's aside): one row group of its part each."""
+:meth:`Exporter.export_window`: one row group of its part each (the book stream's: a
+step of its deltas and snapshots, as the file's rows)."""
 MARKETS_READ_ROWS = 5_000
 """``markets`` rows per step of :meth:`Exporter.export_markets` (a row group each): a
 market carries ~1.3 KB of payload, parsed for its columns, so a step costs ~12 KB a row at
@@ -95,6 +103,9 @@ ALL_WINDOWS = 2**62
 """``until`` that closes every window with rows, the newest too (the gatherers have stopped)."""
 
 Progress = Callable[["WindowExport"], None]
+_POSITION = ("ticker", "seq")
+"""The book stream's order: a market's stream position."""
+_position = operator.attrgetter(*_POSITION)
 
 
 @frozen
@@ -342,7 +353,9 @@ class _Reader:
     def rows(self, table: str, column: str, start: int, end: int) -> list[Row]:
         return self.db.fetch_rows(table, f"{column} >= %s AND {column} < %s", (start, end))
 
-    def row_steps(self, table: str, column: str, start: int, end: int) -> Iterator[list[Row]]:
+    def row_steps(
+        self, table: str, column: str, start: int, end: int
+    ) -> Generator[list[Row], None, None]:
         """The window's rows by key, :data:`READ_ROWS` at a time (a server-side cursor)."""
         where = f"{column} >= %s AND {column} < %s"
         return self.db.fetch_row_steps(table, where, (start, end), READ_ROWS)
@@ -356,35 +369,74 @@ class _Reader:
         first), by ticker."""
         return self.db.fetch_rows("markets", "ticker > %s", (after,), limit=limit)
 
-    def delta_before(self, first: dict[str, int]) -> dict[str, int]:
-        """Per market of ``first`` (ticker -> seq): the seq of its last delta before that
-        seq (0: none)."""
-        if not first:
-            return {}
+    def stream_spans(self, start: int, end: int) -> dict[str, tuple[int, int]]:
+        """The book stream's window ``[start, end)`` (µs) per market: ``ticker -> (low,
+        high)``, the window holding the stream positions ``low < seq <= high``. ``high``: the
+        market's last delta stamped before ``end``; ``low``: its last delta stamped before
+        ``start``, or, with none stamped within :data:`SKEW_US` before it, its last delta
+        before the first of the window (0: none). Only the deltas stamped within
+        :data:`SKEW_US` of the window are read, and only these per-market figures come back
+        (see :meth:`Exporter.stream_steps`)."""
         rows = self.db.query(
-            "SELECT w.t, coalesce((SELECT max(d.seq) FROM orderbook_deltas d"
-            " WHERE d.ticker = w.t AND d.seq < w.s), 0)"
-            " FROM unnest(%s::text[], %s::bigint[]) AS w(t, s)",
-            (list(first), list(first.values())),
+            "WITH near AS (SELECT ticker, seq, exchange_ts FROM orderbook_deltas"
+            " WHERE exchange_ts >= %s AND exchange_ts < %s),"
+            " span AS (SELECT ticker, max(seq) FILTER (WHERE exchange_ts < %s) AS lo,"
+            " max(seq) FILTER (WHERE exchange_ts < %s) AS hi FROM near GROUP BY ticker),"
+            " head AS (SELECT n.ticker, min(n.seq) AS seq FROM near n JOIN span s USING (ticker)"
+            " WHERE s.lo IS NULL AND n.seq <= s.hi GROUP BY n.ticker)"
+            " SELECT s.ticker, coalesce(s.lo, (SELECT max(d.seq) FROM orderbook_deltas d"
+            " WHERE d.ticker = s.ticker AND d.seq < h.seq), 0), s.hi"
+            " FROM span s LEFT JOIN head h USING (ticker) WHERE s.hi IS NOT NULL",
+            (start - SKEW_US, end + SKEW_US, start, end),
         )
-        return {str(t): int(seq) for t, seq in rows}
+        return {str(t): (int(low), int(high)) for t, low, high in rows}
 
-    def ws_snapshots(self, spans: dict[str, tuple[int, int]]) -> list[SnapshotRow]:
-        """The WebSocket snapshots of the merged stream with ``low < seq <= high`` of their
-        market's span (ticker -> (low, high))."""
+    def stream_steps(
+        self, spans: dict[str, tuple[int, int]], start: int, end: int
+    ) -> Generator[list[DeltaRow | SnapshotRow], None, None]:
+        """The book stream of the window ``[start, end)`` whose ``spans`` are
+        :meth:`stream_spans`': the deltas stamped within :data:`SKEW_US` of it and the
+        WebSocket snapshots with ``low < seq <= high`` of their market's span, by (ticker,
+        seq) (a delta before a snapshot at one position), :data:`READ_ROWS` rows a step,
+        through two server-side cursors (:meth:`Database.fetch_row_steps`) merged as they
+        are read. Closing the iterator closes them."""
         if not spans:
-            return []
-        where = (
-            "source = 'ws' AND ticker = ANY(%s) AND EXISTS (SELECT 1 FROM"
-            " unnest(%s::text[], %s::bigint[], %s::bigint[]) AS w(t, lo, hi)"
-            " WHERE w.t = ticker AND seq > w.lo AND seq <= w.hi)"
-        )
+            return
         tickers = list(spans)
-        lows = [spans[t][0] for t in tickers]
-        highs = [spans[t][1] for t in tickers]
-        return self.db.fetch_rows(  # type: ignore[return-value]
-            "orderbook_snapshots", where, (tickers, tickers, lows, highs)
+        within = (
+            tickers,
+            [spans[t][0] for t in tickers],
+            [spans[t][1] for t in tickers],
         )
+        inside = (
+            "EXISTS (SELECT 1 FROM unnest(%s::text[], %s::bigint[], %s::bigint[])"
+            " AS w(t, lo, hi) WHERE w.t = ticker AND seq > w.lo AND seq <= w.hi)"
+        )
+        deltas = self.db.fetch_row_steps(
+            "orderbook_deltas",
+            f"exchange_ts >= %s AND exchange_ts < %s AND {inside}",
+            (start - SKEW_US, end + SKEW_US, *within),
+            READ_ROWS,
+            order=_POSITION,
+        )
+        snapshots = self.db.fetch_row_steps(
+            "orderbook_snapshots",
+            f"source = 'ws' AND ticker = ANY(%s) AND {inside}",
+            (tickers, *within),
+            READ_ROWS,
+            order=_POSITION,
+        )
+        try:
+            stream = heapq.merge(
+                itertools.chain.from_iterable(deltas),
+                itertools.chain.from_iterable(snapshots),
+                key=_position,
+            )
+            while step := list(itertools.islice(stream, READ_ROWS)):
+                yield step  # type: ignore[misc]  # the two tables' rows
+        finally:
+            deltas.close()
+            snapshots.close()
 
     def gaps(self, start: int, end: int) -> list[dict[str, Any]]:
         rows = self.db.query(
@@ -561,7 +613,14 @@ class Exporter:
         hash of its per-market seq ranges (:func:`stream_digest`)."""
         end = start + self.window_us
         if table == "orderbook_deltas":
-            return stream_digest(await self.stream_rows(start, end))
+            runs = _Runs()
+            stream = await self.stream_steps(start, end)
+            try:
+                while (step := await self._read(next, stream, None)) is not None:
+                    runs.add(step)
+            finally:
+                stream.close()  # the server-side cursors
+            return runs.digest()
         count = await self._read(self._reader.count, table, EXPORT_TABLES[table], start, end)
         return f"rows:{count}"
 
@@ -648,8 +707,12 @@ class Exporter:
         log.info("exported markets: %d rows", rows)
         return rows
 
-    async def stream_rows(self, start: int, end: int) -> list[DeltaRow | SnapshotRow]:
-        """The merged book-stream rows of the window, by (ticker, seq).
+    async def stream_steps(
+        self, start: int, end: int
+    ) -> Generator[list[DeltaRow | SnapshotRow], None, None]:
+        """The merged book-stream rows of the window, by (ticker, seq), :data:`READ_ROWS`
+        rows a step (:meth:`_Reader.stream_steps`; run each ``next`` in a worker thread, and
+        close it).
 
         Exchange times are not monotonic along a market's stream, so a window holds, per
         market, the stream positions after the last delta stamped before ``start`` up to the
@@ -659,51 +722,35 @@ class Exporter:
         it, by its position (``seq``), never by its time: its only time is a receipt, in
         the clock of the gatherer that took it, which may be minutes off (issue 18).
         """
-        near = await self._read(
-            self._reader.rows, "orderbook_deltas", "exchange_ts", start - SKEW_US, end + SKEW_US
-        )
-        before: dict[str, int] = {}
-        until: dict[str, int] = {}
-        for row in near:
-            assert row.seq is not None
-            if row.exchange_ts < start:
-                before[row.ticker] = max(before.get(row.ticker, 0), row.seq)
-            if row.exchange_ts < end:
-                until[row.ticker] = max(until.get(row.ticker, 0), row.seq)
-        deltas = [r for r in near if before.get(r.ticker, 0) < r.seq <= until.get(r.ticker, 0)]
-        # A market with no delta stamped just before the window: its earlier deltas all
-        # precede this window's, so the last of them bounds the snapshots from below.
-        first: dict[str, int] = {}
-        for r in deltas:
-            if r.ticker not in before:
-                first[r.ticker] = min(first.get(r.ticker, r.seq), r.seq)
-        before.update(await self._read(self._reader.delta_before, first))
-        spans = {t: (before[t], until[t]) for t in until}
-        snapshots = await self._read(self._reader.ws_snapshots, spans)
-        return sorted([*deltas, *snapshots], key=lambda r: (r.ticker, r.seq or 0))
+        spans = await self._read(self._reader.stream_spans, start, end)
+        return self._reader.stream_steps(spans, start, end)
 
-    async def _stream(self, start: int, stream: Sequence[DeltaRow | SnapshotRow]) -> list[Any]:
-        books: dict[str, OrderBook] = {}
-        for row in stream:
-            if row.ticker in books or isinstance(row, SnapshotRow):
-                continue
-            cached = self._books.get(row.ticker)
-            if cached is None or cached[0] != row.seq - 1:
-                cached = await self._read(self._reader.book_before, row.ticker, row.seq)
-            books[row.ticker] = cached[1].copy()
-        rows = book_stream_rows(start, books, stream, book_from_snapshot)
-        # Remember where each market ends, for the next window.
-        ends: dict[str, OrderBook] = {}
-        for row in stream:
+    async def _stream_rows(
+        self, start: int, window: _Window, step: list[DeltaRow | SnapshotRow]
+    ) -> list[StreamRow]:
+        """One step of the window's book stream as the file's rows (:func:`book_stream_rows`:
+        a market whose first row in the window is a delta starts from its book before it,
+        the end of the last window exported when that was its previous position, else read
+        from production); remembers where each market ends (for the next window) and adds
+        the step to the window's digest."""
+        books: dict[str, OrderBook] = {}  # the book at the window start, of a delta-first market
+        for row in step:
+            book = window.ends.get(row.ticker)
             if isinstance(row, SnapshotRow):
-                ends[row.ticker] = book_from_snapshot(row)
+                book = book_from_snapshot(row)
             else:
-                if row.ticker not in ends:
-                    ends[row.ticker] = books[row.ticker].copy()
-                apply_row(ends[row.ticker], row)
+                if book is None:
+                    cached = self._books.get(row.ticker)
+                    if cached is None or cached[0] != row.seq - 1:
+                        cached = await self._read(self._reader.book_before, row.ticker, row.seq)
+                    books[row.ticker] = cached[1].copy()
+                    book = cached[1].copy()
+                apply_row(book, row)
             assert row.seq is not None
-            self._books[row.ticker] = (row.seq, ends[row.ticker])
-        return rows
+            window.ends[row.ticker] = book
+            self._books[row.ticker] = (row.seq, book)
+        window.runs.add(step)
+        return book_stream_rows(start, books, step, book_from_snapshot, window.seen)
 
     async def _put_part(
         self, table: str, base: str, index: int, rows: int, data: bytes
@@ -715,29 +762,38 @@ class Exporter:
         return {"key": key, "rows": rows, "bytes": len(data), "sha256": digest}
 
     async def _write_steps(
-        self, table: str, base: str, steps: Iterator[list[Row]], times: list[int]
+        self,
+        table: str,
+        base: str,
+        steps: Generator[list[Any], None, None],
+        times: list[int],
+        rows_of: Callable[[list[Any]], Awaitable[Sequence[tuple[Any, ...]]]],
     ) -> list[dict[str, Any]]:
-        """Parts of up to :data:`PART_ROWS` rows from ``steps`` (a step's rows, one row
-        group each; split where a part fills), put as they fill; ``times`` gets each row's
-        window time (only the smallest and largest are kept)."""
-        column = EXPORT_TABLES[table]
+        """The parts of a window from ``steps`` (closed at the end, even when cancelled),
+        each step's rows as ``rows_of`` makes them one row group, put as they fill: parts of
+        up to :data:`PART_ROWS` rows, split where one fills; the book stream's window is
+        one part (a file can be read alone: a market's ``start`` rows are its first).
+        ``times`` gets the rows' window times (only the smallest and largest are kept)."""
+        at = schema(table).get_field_index(EXPORT_TABLES[table])
+        whole = table == "orderbook_deltas"
         files: list[dict[str, Any]] = []
         part = PartWriter(table)
-        while True:
-            step = await self._read(next, steps, None)
-            if step:
-                found = [getattr(r, column) for r in step]
-                times[:] = [min([*times, *found]), max([*times, *found])]
-            while step:
-                room = PART_ROWS - part.rows
-                await trio.to_thread.run_sync(part.write, step[:room])
-                step = step[room:]
-                if part.rows == PART_ROWS:
-                    data = await trio.to_thread.run_sync(part.finish)
-                    files.append(await self._put_part(table, base, len(files), part.rows, data))
-                    part = PartWriter(table)
-            if step is None:
-                break
+        try:
+            while (step := await self._read(next, steps, None)) is not None:
+                rows = await rows_of(step)
+                if rows:
+                    found = [r[at] for r in rows]
+                    times[:] = [min([*times, *found]), max([*times, *found])]
+                while rows:
+                    room = len(rows) if whole else PART_ROWS - part.rows
+                    await trio.to_thread.run_sync(part.write, rows[:room])
+                    rows = rows[room:]
+                    if not whole and part.rows == PART_ROWS:
+                        data = await trio.to_thread.run_sync(part.finish)
+                        files.append(await self._put_part(table, base, len(files), part.rows, data))
+                        part = PartWriter(table)
+        finally:
+            steps.close()  # the server-side cursors
         if part.rows or not files:
             data = await trio.to_thread.run_sync(part.finish)
             files.append(await self._put_part(table, base, len(files), part.rows, data))
@@ -753,23 +809,16 @@ class Exporter:
         partial = horizons is None or self._closes(table, start) > horizons.of(table)
         rewrite = await self._read(self._reader.was_stale, table, start)
         base = window_prefix(self.s3.prefix, table, start, self.window_us)
-        files: list[dict[str, Any]] = []
+        times: list[int] = []
         if table == "orderbook_deltas":
-            stream = await self.stream_rows(start, end)
-            digest = stream_digest(stream)
-            rows = await self._stream(start, stream)
-            times = [r[3] for r in rows]
-            chunks = [rows]
-            for index, chunk in enumerate(chunks):
-                data = await trio.to_thread.run_sync(encode, table, chunk)
-                files.append(await self._put_part(table, base, index, len(chunk), data))
+            window = _Window()
+            stream = await self.stream_steps(start, end)
+            rows_of = functools.partial(self._stream_rows, start, window)
+            files = await self._write_steps(table, base, stream, times, rows_of)
+            digest = window.runs.digest()
         else:
-            times = []
             steps = await self._read(self._reader.row_steps, table, column, start, end)
-            try:
-                files = await self._write_steps(table, base, steps, times)
-            finally:
-                steps.close()  # the server-side cursor, even when cancelled
+            files = await self._write_steps(table, base, steps, times, _as_read)
             digest = f"rows:{sum(f['rows'] for f in files)}"
         manifest = {
             "table": table,
@@ -810,13 +859,40 @@ def _write_markets(part: PartWriter, rows: Sequence[Row]) -> None:
     part.write(market_rows(rows))
 
 
-def stream_digest(stream: Sequence[DeltaRow | SnapshotRow]) -> str:
+async def _as_read(rows: list[Row]) -> list[Row]:
+    return rows
+
+
+class _Runs:
+    """Per market of a book stream read so far: its lowest and highest ``seq`` and its
+    rows (what :func:`stream_digest` hashes)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, list[int]] = {}
+
+    def add(self, stream: Iterable[DeltaRow | SnapshotRow]) -> None:
+        for row in stream:
+            assert row.seq is not None
+            run = self.runs.setdefault(row.ticker, [row.seq, row.seq, 0])
+            run[0], run[1], run[2] = min(run[0], row.seq), max(run[1], row.seq), run[2] + 1
+
+    def digest(self) -> str:
+        text = json.dumps(sorted([t, *r] for t, r in self.runs.items()))
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@define
+class _Window:
+    """What the export of one book-stream window carries from step to step."""
+
+    ends: dict[str, OrderBook] = field(factory=dict)  # each market's book after its last row
+    seen: set[str] = field(factory=set)  # the markets with rows written (their start rows too)
+    runs: _Runs = field(factory=_Runs)  # the window's digest
+
+
+def stream_digest(stream: Iterable[DeltaRow | SnapshotRow]) -> str:
     """Pure: what a book-stream window holds, as ``sha256:<hex>`` of its markets' seq
     ranges (a window holds, per market, one contiguous run of the merged stream)."""
-    runs: dict[str, list[int]] = {}
-    for row in stream:
-        assert row.seq is not None
-        run = runs.setdefault(row.ticker, [row.seq, row.seq, 0])
-        run[0], run[1], run[2] = min(run[0], row.seq), max(run[1], row.seq), run[2] + 1
-    text = json.dumps(sorted([t, *r] for t, r in runs.items()))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    runs = _Runs()
+    runs.add(stream)
+    return runs.digest()

@@ -206,12 +206,15 @@ def book_stream_rows(
     books: dict[str, OrderBook],
     stream: Sequence[DeltaRow | SnapshotRow],
     snapshot_book: Any,
+    seen: set[str] | None = None,
 ) -> list[StreamRow]:
     """The book stream of one window: ``stream`` is the window's deltas and snapshots
-    ordered by (ticker, seq); ``books`` the book at the window start of every market whose
-    first row is a delta; ``snapshot_book(row)`` turns a snapshot row into an OrderBook."""
+    ordered by (ticker, seq), or a step of them; ``books`` the book at the window start of
+    every market whose first row is a delta; ``snapshot_book(row)`` turns a snapshot row
+    into an OrderBook; ``seen``: the markets whose rows came in an earlier step (no
+    ``start`` rows again), updated with this step's."""
     out: list[StreamRow] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     for row in stream:
         if row.ticker not in seen:
             seen.add(row.ticker)

@@ -9,7 +9,7 @@ as JSON text in PostgreSQL's normal form (``[[1, 2]]``), so compare them parsed.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
@@ -76,13 +76,21 @@ class Database:
             return [spec.row_type(*values) for values in cur.fetchall()]
 
     def fetch_row_steps(
-        self, table: str, where: str, params: Sequence[Any], step: int
-    ) -> Iterator[list[Row]]:
+        self,
+        table: str,
+        where: str,
+        params: Sequence[Any],
+        step: int,
+        *,
+        order: Sequence[str] = (),
+    ) -> Generator[list[Row], None, None]:
         """The rows of :meth:`fetch_rows` (no limit), ``step`` at a time (each list but the
         last holds ``step`` rows), through a server-side cursor: only one step's rows are
-        in this process. The cursor is ``WITH HOLD`` (the autocommit connection's other
-        statements may run between steps); closing the iterator closes it."""
-        spec, statement = _select(table, where, None)
+        in this process. ``order``: columns to order by before the key (e.g. ``("ticker",
+        "seq")``). The cursor is ``WITH HOLD`` (the autocommit connection's other
+        statements, another cursor's steps too, may run between steps); closing the
+        iterator closes it."""
+        spec, statement = _select(table, where, None, order)
         with translating():
             cur = self._conn.cursor(name=f"steps_{next(_steps)}", withhold=True)
         try:
@@ -126,10 +134,12 @@ def connect_db(url: str) -> Database:
     return Database(connect(url, autocommit=True))
 
 
-def _select(table: str, where: str, limit: int | None) -> tuple[TableSpec, sql.Composed]:
-    """``table``'s spec and the SELECT of its columns (JSON ones as text) in key order,
-    ``where`` an SQL condition ("" for none). Raises :class:`StoreError` for an unknown
-    table."""
+def _select(
+    table: str, where: str, limit: int | None, order: Sequence[str] = ()
+) -> tuple[TableSpec, sql.Composed]:
+    """``table``'s spec and the SELECT of its columns (JSON ones as text) by ``order`` then
+    key order, ``where`` an SQL condition ("" for none). Raises :class:`StoreError` for an
+    unknown table."""
     spec = TABLES.get(table)
     if spec is None:
         raise StoreError(f"unknown table {table!r}")
@@ -143,7 +153,7 @@ def _select(table: str, where: str, limit: int | None) -> tuple[TableSpec, sql.C
         columns,
         sql.Identifier(table),
         sql.SQL(f" WHERE {where}") if where else sql.SQL(""),
-        sql.SQL(", ".join(spec.key)),
+        sql.SQL(", ".join((*order, *spec.key))),
         sql.SQL(f" LIMIT {int(limit)}") if limit is not None else sql.SQL(""),
     )
     return spec, statement

@@ -142,10 +142,24 @@ def parse_batch(data: bytes, spec: TableSpec) -> tuple[list[Row], list[Damage]]:
     return rows, damage
 
 
+def _as_array(value: Any) -> list[Any]:
+    """orjson's ``default``: a row (a ``NamedTuple``, which orjson does not take) as the JSON
+    array of its values, as ``json.dumps`` writes it."""
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def dump_json(value: Any) -> bytes:
+    """``value`` as compact JSON; a row (``NamedTuple``) as the array of its values.
+
+    orjson first: a row costs 0.5 µs there against 8.6 µs through ``json`` (a spilled
+    batch is written when the gatherer is shortest of CPU: 13 % of a CPU-short gatherer's
+    samples went to spooling rows through ``json``, 2026-12-02). ``json`` only for what orjson
+    refuses, integers beyond 64 bits (a bad row), which still spool, exactly."""
     try:
-        return orjson.dumps(value)
-    except TypeError:  # integers beyond 64 bits (a bad row) still spool, exactly
+        return orjson.dumps(value, default=_as_array)
+    except TypeError:
         return json.dumps(value, separators=(",", ":")).encode()
 
 

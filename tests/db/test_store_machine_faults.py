@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from kalshi.config import Duration, StoreConfig
 from kalshi.errors import StoreError
-from kalshi.models.rows import TradeRow
+from kalshi.models.rows import Row, TradeRow
 from kalshi.store import EmbeddedPostgres, Store, connect_db, migrate, open_store
 from kalshi.store.schema import TABLES
 from kalshi.store.spool import Spool
@@ -87,6 +87,27 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
         await trio.sleep(0.01)
 
 
+def spool_on(disk: Path, cfg: StoreConfig) -> StoreConfig:
+    """``cfg`` with its spool on ``disk``."""
+    return attrs.evolve(cfg, spool=attrs.evolve(cfg.spool, dir=str(disk / "spool")))
+
+
+async def database_back(pg: EmbeddedPostgres, store: Store, rows: list[TradeRow]) -> None:
+    """Start ``pg`` again; return once ``rows`` are all collected and committed and the
+    reading has resumed."""
+    await trio.to_thread.run_sync(pg.start)
+    await wait_until(lambda: store.collected()["trades"] == len(rows))
+    await store.drain()
+    # reading resumes once a commit leaves memory under its bound: the collector
+    # may still be paused when the last commit wakes drain() (a loaded machine)
+    await wait_until(lambda: not store.stats().paused)
+
+
+def trades_in(url: str) -> list[Row]:
+    with connect_db(url) as db:
+        return db.fetch_rows("trades")
+
+
 async def test_spool_disk_full_while_the_database_is_down_loses_nothing(
     own_pg: EmbeddedPostgres,
     make_cfg: Callable[..., StoreConfig],
@@ -95,8 +116,7 @@ async def test_spool_disk_full_while_the_database_is_down_loses_nothing(
     # Issue 18 item 1: sealing a batch on a full spool disk crashed the tree.
     migrate(own_pg.url)
     disk = small_disk("64k")
-    cfg = make_cfg(batch_size=50, flush_interval=5.0, memory_rows=200)
-    cfg = attrs.evolve(cfg, spool=attrs.evolve(cfg.spool, dir=str(disk / "spool")))
+    cfg = spool_on(disk, make_cfg(batch_size=50, flush_interval=5.0, memory_rows=200))
     rows = [trade(i) for i in range(3000)]
     with trio.fail_after(120):
         async with open_store(own_pg.url, cfg) as store, trio.open_nursery() as nursery:
@@ -107,14 +127,8 @@ async def test_spool_disk_full_while_the_database_is_down_loses_nothing(
             stats = store.stats()
             assert (stats.db_up, stats.spool_ok) == (False, False)
             assert "No space left on device" in stats.spool_error
-            await trio.to_thread.run_sync(own_pg.start)
-            await wait_until(lambda: store.collected()["trades"] == 3000)
-            await store.drain()
-            # reading resumes once a commit leaves memory under its bound: the collector
-            # may still be paused when the last commit wakes drain() (a loaded machine)
-            await wait_until(lambda: not store.stats().paused)
-    with connect_db(own_pg.url) as db:
-        assert db.fetch_rows("trades") == rows
+            await database_back(own_pg, store, rows)
+    assert trades_in(own_pg.url) == rows
 
 
 async def test_shutdown_with_a_full_spool_disk_says_how_many_rows_it_kept(
@@ -125,8 +139,7 @@ async def test_shutdown_with_a_full_spool_disk_says_how_many_rows_it_kept(
     # At shutdown the spill went on past a refused table? It stopped at the first one.
     migrate(own_pg.url)
     disk = small_disk("16k")
-    cfg = make_cfg(batch_size=50, flush_interval=5.0, grace=0.5)
-    cfg = attrs.evolve(cfg, spool=attrs.evolve(cfg.spool, dir=str(disk / "spool")))
+    cfg = spool_on(disk, make_cfg(batch_size=50, flush_interval=5.0, grace=0.5))
     rows = [trade(i) for i in range(500)]
     await trio.to_thread.run_sync(own_pg.stop)
     with trio.fail_after(60), pytest.raises(StoreError) as caught:
@@ -158,8 +171,7 @@ async def test_a_locked_table_is_noticed_and_written_once_released(
             locker.execute("ROLLBACK")
             await store.committed()
             assert store.stats().db_up
-    with connect_db(db_url) as db:
-        assert db.fetch_rows("trades") == rows
+    assert trades_in(db_url) == rows
 
 
 async def test_shutdown_within_grace_while_a_write_hangs(
@@ -193,8 +205,7 @@ async def test_shutdown_within_grace_while_a_write_hangs(
     async with open_store(db_url, cfg) as store:
         with trio.fail_after(60):
             await store.drain()
-    with connect_db(db_url) as db:
-        assert db.fetch_rows("trades") == rows
+    assert trades_in(db_url) == rows
 
 
 async def test_a_second_live_gatherer_with_the_same_id_is_refused(
@@ -226,8 +237,7 @@ async def test_a_full_spool_disk_with_no_memory_bound_never_blocks_the_database(
     # disk kept the collector paused after the database was back, nothing was written.
     migrate(own_pg.url)
     disk = small_disk("64k")
-    cfg = make_cfg(batch_size=50, flush_interval=0.05, memory_rows=0)
-    cfg = attrs.evolve(cfg, spool=attrs.evolve(cfg.spool, dir=str(disk / "spool")))
+    cfg = spool_on(disk, make_cfg(batch_size=50, flush_interval=0.05, memory_rows=0))
     rows = [trade(i) for i in range(3000)]
     with trio.fail_after(120):
         async with open_store(own_pg.url, cfg) as store, trio.open_nursery() as nursery:
@@ -236,13 +246,9 @@ async def test_a_full_spool_disk_with_no_memory_bound_never_blocks_the_database(
             nursery.start_soon(send_rows, store, rows)
             await wait_until(lambda: store.stats().paused and not store.stats().db_up)
             assert store.stats().spool_ok is False
-            await trio.to_thread.run_sync(own_pg.start)
-            await wait_until(lambda: store.collected()["trades"] == 3000)
-            await store.drain()
-            await wait_until(lambda: not store.stats().paused)
+            await database_back(own_pg, store, rows)
             assert store.stats().spool_ok is False  # the disk is still full
-    with connect_db(own_pg.url) as db:
-        assert db.fetch_rows("trades") == rows
+    assert trades_in(own_pg.url) == rows
 
 
 async def test_the_database_state_is_unknown_until_an_operation_answers(
@@ -264,5 +270,4 @@ async def test_the_database_state_is_unknown_until_an_operation_answers(
                 await trio.to_thread.run_sync(own_pg.start)
                 await store.committed()
             assert (store.stats().db_up, gauge("kalshi_store_db_up")) == (True, 1.0)
-    with connect_db(own_pg.url) as db:
-        assert db.fetch_rows("trades") == rows
+    assert trades_in(own_pg.url) == rows

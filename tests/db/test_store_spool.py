@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -223,3 +225,31 @@ def test_spool_directory_is_locked_by_one_process(tmp_path: Path) -> None:
     finally:
         held.close()
     lock_directory(tmp_path).close()
+
+
+def test_rows_spool_as_arrays_and_earlier_files_still_read(tmp_path: Path) -> None:
+    """A row (a ``NamedTuple``) is written as the JSON array of its values: UTF-8 as it is,
+    an integer beyond 64 bits exactly. A file spooled before (``json.dumps``: non-ASCII as
+    ``\\u`` escapes) reads back the same rows, so an upgrade keeps what the spool held."""
+    rows = trades(2)
+    rows[0] = rows[0]._replace(ticker="M—✓")
+    rows[1] = rows[1]._replace(size=2**70)
+    path = spooled_file(tmp_path, rows)
+    lines = path.read_bytes().splitlines()
+    assert lines[1][9:] == (
+        b'[10,20,"g","M\xe2\x80\x94\xe2\x9c\x93","t-0",42000,100,true,false,"ws",1,0,0]'
+    )
+    assert (
+        lines[2][9:] == b'[11,21,"g","M","t-1",42001,1180591620717411303424,true,false,"ws",1,1,1]'
+    )
+    reopened = Spool(tmp_path, TABLES["trades"])
+    reopened.load()
+    assert reopened.read(1) == Batch(1, rows)
+
+    bodies = [json.dumps(list(row), separators=(",", ":")).encode() for row in rows]
+    assert b"\\u2014" in bodies[0]
+    earlier = [lines[0], *(b"%08x " % zlib.crc32(body) + body for body in bodies)]
+    path.write_bytes(b"\n".join(earlier) + b"\n")
+    again = Spool(tmp_path, TABLES["trades"])
+    again.load()
+    assert again.read(1) == Batch(1, rows)

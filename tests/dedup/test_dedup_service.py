@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import httpx
@@ -22,14 +22,38 @@ from kalshi.dedup.export import Exporter
 from kalshi.dedup.service import Deduplicator, _health, serve_dedup
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
 from kalshi.testing import free_port
-from kalshi.testing.recording import make_truth
+from kalshi.testing.recording import Truth, make_truth
+
+
+async def recorded(
+    make_db: Callable[..., str], tmp_path: Path, seed: int, events: int = 200
+) -> tuple[Truth, dict[str, str]]:
+    """The truth of ``seed`` and the databases of the gatherers that recorded it (MISSES)."""
+    truth = make_truth(seed, events=events)
+    return truth, await write_all(make_db, recordings(truth, MISSES), tmp_path)
+
+
+def served(cfg: Any, exporter: Exporter) -> Any:
+    """``serve_dedup`` of ``cfg`` with ``exporter``, for ``nursery.start``."""
+    return lambda task_status: serve_dedup(cfg, exporter=exporter, task_status=task_status)
+
+
+async def until(ready: Callable[[], object]) -> None:
+    """Return once ``ready()`` holds, asking every 20 ms (the service's state has no event)."""
+    while not ready():  # noqa: ASYNC110 - polls the service's state and production
+        await trio.sleep(0.02)
+
+
+def exported(url: str, table: str) -> bool:
+    """Whether a window of ``table`` is recorded as exported in production at ``url``."""
+    with connect_db(url) as db:
+        return bool(db.query("SELECT 1 FROM dedup_exports WHERE table_name = %s", (table,)))
 
 
 async def test_service_merges_exports_and_reports_health_and_metrics(
     make_db: Callable[..., str], tmp_path: Path
 ) -> None:
-    truth = make_truth(41, events=200)
-    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    truth, urls = await recorded(make_db, tmp_path, 41)
     production = make_db()
     cfg = attrs.evolve(
         dedup_config(production, urls, poll_interval=parse_duration("20ms")),
@@ -40,14 +64,8 @@ async def test_service_merges_exports_and_reports_health_and_metrics(
     exporter = Exporter(production, s3)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            await nursery.start(
-                lambda task_status: serve_dedup(cfg, exporter=exporter, task_status=task_status)
-            )
-            with connect_db(production) as db:
-                for _ in itertools.count():  # until the first trades window is exported
-                    if db.query("SELECT 1 FROM dedup_exports WHERE table_name = 'trades'"):
-                        break
-                    await trio.sleep(0.02)
+            await nursery.start(served(cfg, exporter))
+            await until(lambda: exported(production, "trades"))  # the first trades window
             async with httpx.AsyncClient() as client:
                 health = await client.get(f"http://127.0.0.1:{cfg.http.port}/health")
                 scraped = await client.get(f"http://127.0.0.1:{cfg.metrics.port}/metrics")
@@ -82,31 +100,27 @@ async def test_service_merges_exports_and_reports_health_and_metrics(
 async def test_a_production_outage_is_waited_out_and_the_merge_completes(
     make_db: Callable[..., str], tmp_path: Path, own_pg: EmbeddedPostgres
 ) -> None:
-    truth = make_truth(42, events=200)
-    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    truth, urls = await recorded(make_db, tmp_path, 42)
     migrate(own_pg.url)
     cfg = dedup_config(own_pg.url, urls, poll_interval=parse_duration("20ms"))
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             dedup = await nursery.start(serve_dedup, cfg)
             await trio.to_thread.run_sync(own_pg.stop)
-            for _ in itertools.count():  # the next pass finds production gone
-                if dedup.health()["status"] == "degraded":
-                    break
-                await trio.sleep(0.02)
+            # the next pass finds production gone
+            await until(lambda: dedup.health()["status"] == "degraded")
             assert dedup.health()["production"]["up"] is False
             await trio.to_thread.run_sync(own_pg.start)
-            for _ in itertools.count():
-                if dedup.health()["status"] == "ok" and dedup.passes > 0:
-                    with connect_db(own_pg.url) as db:
-                        if db.query("SELECT 1 FROM dedup_cursors LIMIT 1"):
-                            break
-                await trio.sleep(0.02)
+
+            def merged() -> bool:
+                if dedup.health()["status"] != "ok" or dedup.passes == 0:
+                    return False
+                with connect_db(own_pg.url) as db:
+                    return bool(db.query("SELECT 1 FROM dedup_cursors LIMIT 1"))
+
+            await until(merged)
             passes = dedup.passes
-            for _ in itertools.count():  # one more full pass after recovery
-                if dedup.passes > passes + 1:
-                    break
-                await trio.sleep(0.02)
+            await until(lambda: dedup.passes > passes + 1)  # one more full pass after recovery
             nursery.cancel_scope.cancel()
     assert_production_is_truth(own_pg.url, truth, MISSES)
 
@@ -117,8 +131,7 @@ async def test_a_failing_export_degrades_health_until_it_works_again(
     """Outside tester F3: while the export fails /health is degraded, with an ``export``
     component giving the cause; once the target works again it is ok (here the target is a
     directory that is a file until the test replaces it)."""
-    truth = make_truth(43, events=200)
-    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    _, urls = await recorded(make_db, tmp_path, 43)
     production = make_db()
     cfg = attrs.evolve(
         dedup_config(production, urls, poll_interval=parse_duration("20ms")),
@@ -130,28 +143,17 @@ async def test_a_failing_export_degrades_health_until_it_works_again(
     exporter = Exporter(production, s3)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            dedup = await nursery.start(
-                lambda task_status: serve_dedup(cfg, exporter=exporter, task_status=task_status)
-            )
+            dedup = await nursery.start(served(cfg, exporter))
             async with httpx.AsyncClient() as client:
                 url = f"http://127.0.0.1:{cfg.http.port}/health"
                 # until a write has failed and a pass reached production (unknown before)
-                for _ in itertools.count():
-                    if exporter.health.error and dedup.passes:
-                        break
-                    await trio.sleep(0.02)
+                await until(lambda: exporter.health.error and dedup.passes)
                 failing = await client.get(url)
                 out.unlink()
                 out.mkdir()
-                with connect_db(production) as db:
-                    for _ in itertools.count():
-                        if db.query("SELECT 1 FROM dedup_exports WHERE table_name = 'trades'"):
-                            break
-                        await trio.sleep(0.02)
-                for _ in itertools.count():  # a later write of the round may still fail
-                    if not exporter.health.error:
-                        break
-                    await trio.sleep(0.02)
+                await until(lambda: exported(production, "trades"))
+                # a later write of the round may still fail
+                await until(lambda: not exporter.health.error)
                 working = await client.get(url)
             nursery.cancel_scope.cancel()
     exporter.close()
@@ -174,8 +176,7 @@ async def test_the_export_is_unknown_until_a_call_answers_not_up_and_not_degrade
 ) -> None:
     # The export said up before it had written anything (the database's state is unknown
     # until an operation answers: 8090606); unknown is neither up nor a failure.
-    truth = make_truth(47, events=60)
-    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    _, urls = await recorded(make_db, tmp_path, 47, events=60)
     production = make_db()
     out = tmp_path / "out"
     s3 = S3Config(enabled=True, local_dir=str(out), window=parse_duration("100ms"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import itertools
@@ -48,6 +49,21 @@ async def merged_production(make_db: Callable[..., str], tmp: Path, seed: int = 
 
 def s3_config(server: S3Server, **changes: Any) -> S3Config:
     return server.config(f"dedup-export-{next(_buckets)}", window=parse_duration(WINDOW), **changes)
+
+
+def local(out: Path, window: str = WINDOW) -> S3Config:
+    """An export to the directory ``out``, windows of ``window``."""
+    return S3Config(enabled=True, local_dir=str(out), window=parse_duration(window))
+
+
+async def export_to(production: str, out: Path, **plan: Any) -> list[WindowExport]:
+    """Every closed window of ``production`` exported to the directory ``out`` (``plan``:
+    :meth:`Exporter.export_closed`'s ``until``, ``force``) by a fresh exporter."""
+    exporter = Exporter(production, local(out))
+    try:
+        return await exporter.export_closed(**plan)
+    finally:
+        exporter.close()
 
 
 def book_of_file(table: Any, ticker: str) -> OrderBook:
@@ -156,12 +172,7 @@ async def test_export_to_a_local_directory_reads_back_with_duckdb(
     make_db: Callable[..., str], tmp_path: Path
 ) -> None:
     production = await merged_production(make_db, tmp_path / "dbs", seed=32)
-    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration(WINDOW))
-    exporter = Exporter(production, s3)
-    try:
-        exports = await exporter.export_closed()
-    finally:
-        exporter.close()
+    exports = await export_to(production, tmp_path / "out")
     trades = [e for e in exports if e.table == "trades"]
     pattern = str(tmp_path / "out" / "raw" / "trades" / "**" / "*.parquet")
     got = duckdb.sql(
@@ -270,7 +281,7 @@ async def test_until_closes_every_tables_windows_the_deltas_too(
         }
     hour = 3_600_000_000
     end = newest - newest % hour + hour  # the end of the newest row's hour
-    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration("1h"))
+    s3 = local(tmp_path / "out", "1h")
     exporter = Exporter(production, s3)
     try:
         early = await exporter.survey(until=end - 1)
@@ -321,9 +332,9 @@ async def test_a_directory_after_s3_gets_every_window_and_the_example_reads_it(
     # only); and examples/duckdb_query.py --dir /tmp/exp found only a table "raw".
     production = await merged_production(make_db, tmp_path / "dbs", seed=33)
     s3 = s3_config(s3_server)
-    local = S3Config(enabled=True, local_dir=str(tmp_path / "exp"), window=parse_duration(WINDOW))
+    directory = local(tmp_path / "exp")
     done = {}
-    for name, cfg in (("s3", s3), ("dir", local), ("s3 again", s3), ("dir again", local)):
+    for name, cfg in (("s3", s3), ("dir", directory), ("s3 again", s3), ("dir again", directory)):
         exporter = Exporter(production, cfg)
         try:
             done[name] = [
@@ -418,7 +429,7 @@ async def test_markets_table_is_exported_whole_with_strikes_and_result(
     )
     with connect_db(production) as db:
         db.execute(insert, row)
-    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration(WINDOW))
+    s3 = local(tmp_path / "out")
     clock = [1_796_145_300_000_000]
     exporter = Exporter(production, s3, wall_us=lambda: clock[0])
     try:
@@ -482,7 +493,7 @@ async def test_markets_export_holds_one_read_step_of_rows(
     with connect_db(production) as db:
         for ticker in reversed(tickers):
             db.execute(insert, (ticker,))
-    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration(WINDOW))
+    s3 = local(tmp_path / "out")
     exporter = Exporter(production, s3, wall_us=lambda: 1_796_145_300_000_000)
     try:
         assert await exporter.export_markets() == markets
@@ -514,12 +525,7 @@ async def test_a_window_is_read_and_written_one_step_of_rows_at_a_time(
     monkeypatch.setattr(export_module, "READ_ROWS", 2)
     monkeypatch.setattr(export_module, "PART_ROWS", 3)
     production = await merged_production(make_db, tmp_path / "dbs", seed=32)
-    s3 = S3Config(enabled=True, local_dir=str(tmp_path / "out"), window=parse_duration(WINDOW))
-    exporter = Exporter(production, s3)
-    try:
-        exports = await exporter.export_closed()
-    finally:
-        exporter.close()
+    exports = await export_to(production, tmp_path / "out")
     keyed = [e for e in exports if e.table != "orderbook_deltas"]
     assert max(e.rows for e in keyed) > 3  # some window takes several parts
     reader = _Reader(production, target="")
@@ -541,3 +547,42 @@ async def test_a_window_is_read_and_written_one_step_of_rows_at_a_time(
             assert got == [tuple(r) for r in expected]
     finally:
         reader.close()
+
+
+async def test_a_book_stream_window_is_read_and_written_one_step_at_a_time(
+    make_db: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The book stream's window is read READ_ROWS deltas and snapshots at a time, by
+    (ticker, seq) through two server-side cursors merged, each step one row group of the
+    window's one part: the same rows in the same order, and the same digest, as the
+    window read in one step, and every market's book rebuilt from a file is production's."""
+    production = await merged_production(make_db, tmp_path / "dbs", seed=32)
+    read: dict[int, list[list[dict[str, Any]]]] = {}
+    groups: dict[int, list[int]] = {}
+    for step in (1_000_000, 2):
+        monkeypatch.setattr(export_module, "READ_ROWS", step)
+        out = tmp_path / f"out-{step}"
+        exports = await export_to(production, out, until=ALL_WINDOWS)
+        exports = [e for e in exports if e.table == "orderbook_deltas"]
+        files = {k: (out / k).read_bytes() for e in exports for k in e.keys}
+        check_against_production(production, files, exports)
+        read[step], groups[step] = [], []
+        for e in exports:
+            assert len(e.keys) == 2  # one part, then the manifest
+            part = pq.ParquetFile(out / e.keys[0])
+            rows = integer_times(part.read()).to_pylist()
+            # the stream rows read: every delta, and each snapshot once (one row a level)
+            stream = len({(r["ticker"], r["seq"]) for r in rows if r["kind"] != "start"})
+            assert part.metadata.num_row_groups == -(-stream // min(step, stream))
+            groups[step].append(part.metadata.num_row_groups)
+            read[step].append(rows)
+    assert read[2] == read[1_000_000]
+    kinds = collections.Counter(r["kind"] for rows in read[2] for r in rows)
+    assert dict(kinds) == {"start": 218, "snapshot": 114, "delta": 219}
+    assert groups == {1_000_000: [1, 1, 1, 1, 1], 2: [24, 26, 27, 27, 10]}
+    with connect_db(production) as db:
+        digests = db.query(
+            "SELECT window_start, count(*), count(DISTINCT digest) FROM dedup_exports"
+            " WHERE table_name = 'orderbook_deltas' GROUP BY 1 ORDER BY 1"
+        )
+    assert {(n, distinct) for _, n, distinct in digests} == {(2, 1)}

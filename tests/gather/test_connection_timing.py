@@ -99,6 +99,24 @@ def read_ahead_ticker(
     return Connection(ctx, "ticker-0", "ticker", scoped=False)
 
 
+def watched(sim: Any, tmp_path: Path, sink: RowSink) -> GatherContext:
+    """:func:`context` through the in-memory connector, silent after 5 s, pinging every 1 s."""
+    return context(
+        sim,
+        tmp_path,
+        memory_connector(sim),
+        sink,
+        **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
+    )
+
+
+async def start_live(nursery: trio.Nursery, conn: Connection) -> None:
+    """Run ``conn`` in ``nursery``; return once it is live."""
+    nursery.start_soon(conn.run)
+    while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
+        await trio.sleep(0.01)
+
+
 async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -106,17 +124,9 @@ async def test_a_silent_socket_is_replaced_within_the_silence_timeout(
         sim_exchange() as sim,
         trio.open_nursery() as nursery,
     ):
-        ctx = context(
-            sim,
-            tmp_path,
-            memory_connector(sim),
-            row_sink(nursery),
-            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
-        )
+        ctx = watched(sim, tmp_path, row_sink(nursery))
         conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
-        nursery.start_soon(conn.run)
-        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
-            await trio.sleep(0.01)
+        await start_live(nursery, conn)
         await trio.sleep(3)
         assert (conn.sessions, conn.reconnects) == (1, 0)
         silent_at = trio.current_time()
@@ -169,17 +179,9 @@ async def test_a_stall_of_our_own_loop_is_not_the_peer_going_silent(
         sim_exchange() as sim,
         trio.open_nursery() as nursery,
     ):
-        ctx = context(
-            sim,
-            tmp_path,
-            memory_connector(sim),
-            row_sink(nursery),
-            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
-        )
+        ctx = watched(sim, tmp_path, row_sink(nursery))
         conn = Connection(ctx, "ticker-0", "ticker", scoped=False)
-        nursery.start_soon(conn.run)
-        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
-            await trio.sleep(0.01)
+        await start_live(nursery, conn)
         await trio.sleep(3)
         messages = conn.messages
         autojump_clock.jump(8)  # no task ran meanwhile: a stall of the whole process
@@ -310,18 +312,10 @@ async def test_waiting_to_handle_a_lifecycle_message_is_not_silence(
             await room.wait()
             handled.append(out)
 
-        ctx = context(
-            sim,
-            tmp_path,
-            memory_connector(sim),
-            row_sink(nursery),
-            **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "1s"},
-        )
+        ctx = watched(sim, tmp_path, row_sink(nursery))
         ctx.on_lifecycle = on_lifecycle
         conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
-        nursery.start_soon(conn.run)
-        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
-            await trio.sleep(0.01)
+        await start_live(nursery, conn)
         sim.engine.add_market(series="KXHIGHNY")
         await entered.wait()
         await trio.sleep(60)
@@ -430,9 +424,7 @@ async def test_a_full_writer_queue_does_not_stop_a_whole_exchange_read(
                 rows.append(row)
 
         conn = read_ahead_ticker(sim, tmp_path, row_sink(nursery, "tickers", collect))
-        nursery.start_soon(conn.run)
-        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
-            await trio.sleep(0.01)
+        await start_live(nursery, conn)
         await trio.sleep(30)
         assert sim.truth.undelivered["overflow"] == 0
         assert conn.read_ahead > 100 and not conn.blocked
@@ -468,9 +460,7 @@ async def test_a_read_ahead_is_handled_in_turns_of_the_loop_not_frame_by_frame(
 
         sink = row_sink(nursery, "tickers", collect)
         conn = read_ahead_ticker(sim, tmp_path, sink)
-        nursery.start_soon(conn.run)
-        while conn.state != "live":  # noqa: ASYNC110 - state of the task under test
-            await trio.sleep(0.01)
+        await start_live(nursery, conn)
         await trio.sleep(30)
         backlog = conn.read_ahead
         assert backlog > 1_000 and sim.truth.undelivered["overflow"] == 0
