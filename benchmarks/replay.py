@@ -18,12 +18,15 @@ without the point-in-time stop. The database run uses the shipped default config
 Where the time goes: CPU time a frame (this process, every thread; and the PostgreSQL
 server's processes from /proc) for the journal read alone, read + pipeline, the JSON lines
 replay, and the database replay with either write path (COPY first, as a replay writes;
-staged, as the live gatherer writes). CPU time does not count other work on the cores.
+staged, as the live gatherer writes), and COPY first with ``--writers process`` (the writer
+process's CPU too, from ``RUSAGE_CHILDREN`` once it has been joined). CPU time does not
+count other work on the cores.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -220,6 +223,13 @@ def cpu(fn: Callable[[], object], repeats: int = 3) -> float:
     return best
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have ended and been
+    waited for: the replay's writer process once the replay returned (it joins it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def server_cpu(data_dir: Path) -> float:
     """CPU seconds the PostgreSQL server's processes have used: the postmaster, its
     children gone (counted in the postmaster's) and those alive (Linux /proc)."""
@@ -324,19 +334,26 @@ def main() -> None:
                         ["  of which: frames handed to the writers (until the last batch)",
                          fed_rate, fed_rate / base]
                     )  # fmt: skip
-                for copy_new in (True, False):  # CPU of each side, either write path
+                # CPU of each side: either write path inline, and the COPY path with the
+                # writers in a second process (its CPU: this process's reaped children)
+                for how, copy_new, writers in (
+                    ("COPY first (copy_new)", True, "inline"),
+                    ("staged insert, as live", False, "inline"),
+                    ("COPY first, --writers process", True, "process"),
+                ):
                     with connect_db(server.url) as db:
                         db.execute(f"TRUNCATE {', '.join(TABLES)}")
                     before = server_cpu(server.data_dir)
+                    children = children_cpu()
                     start = time.process_time()
-                    into_db(files, server.url, tmp, copy_new=copy_new)
+                    into_db(files, server.url, tmp, copy_new=copy_new, writers=writers)
                     ours = time.process_time() - start
+                    child = children_cpu() - children
                     theirs = server_cpu(server.data_dir) - before
-                    how = "COPY first (copy_new)" if copy_new else "staged insert, as live"
-                    cpu_rows += [
-                        [f"into PostgreSQL, {how}: this process", ours],
-                        [f"into PostgreSQL, {how}: the server's processes", theirs],
-                    ]
+                    cpu_rows.append([f"into PostgreSQL, {how}: this process", ours])
+                    if writers == "process":
+                        cpu_rows.append([f"into PostgreSQL, {how}: the writer process", child])
+                    cpu_rows.append([f"into PostgreSQL, {how}: the server's processes", theirs])
             finally:
                 server.stop()
         results.table(

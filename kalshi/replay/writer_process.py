@@ -18,7 +18,10 @@ holds another database's rows).
 
 Backpressure bounds memory: the pipeline waits while :data:`_IN_FLIGHT` encoded batches
 wait for the pipe, the pipe's sender blocks while the child has not read, and the child
-stops reading while the store's channels are full (``spool.memory_rows``).
+stops reading while its store holds ``spool.memory_rows`` rows in memory
+(:meth:`~kalshi.store.Store.room_for`): the rows are in the journal already, so they wait
+there rather than spill to the spool and be read back (which cost the child about 40% of
+its CPU, docs/performance.md); with the database unavailable they spool as always.
 
 Stopping: the child ignores SIGINT (Ctrl-C reaches the whole process group; this process
 decides). When this process stops (Ctrl-C, an error, its end), it closes the pipe; the
@@ -86,14 +89,18 @@ class StoreSink:
     """The :class:`~kalshi.pipeline.Sink` onto a store in this process (``--writers
     inline``): each call's rows grouped by table, each group handed to the table's writer
     whole (:meth:`~kalshi.store.RowSender.send_batch`: one hand-over per table and call,
-    not one per row), waiting only while a writer's channel is full."""
+    not one per row), waiting while the store holds ``spool.memory_rows`` rows in memory
+    (:meth:`~kalshi.store.Store.room_for`: written from memory, not spilled) or a writer's
+    channel is full."""
 
     def __init__(self, store: Store) -> None:
+        self._store = store
         self._senders = [store.sender(name) for name in _NAMES]
 
     async def put_all(self, rows: list[tuple[str, Row]]) -> None:
         for sender, group in zip(self._senders, _grouped(rows), strict=True):
             if group:
+                await self._store.room_for(len(group))  # written from memory, not spilled
                 try:
                     sender.send_batch_nowait(group)
                 except trio.WouldBlock:
@@ -281,6 +288,7 @@ async def _child(
                     break
                 i = data[0]
                 rows = decoders[i].decode(memoryview(data)[1:])
+                await store.room_for(len(rows))  # written from memory, not spilled
                 try:  # the batch whole: one hand-over, not one per row
                     senders[i].send_batch_nowait(rows)
                 except trio.WouldBlock:

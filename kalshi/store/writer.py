@@ -107,6 +107,13 @@ class _SpoolState:
         # Rows in sealed batches in memory, all tables together: spool.memory_rows bounds
         # this sum (the memory budget, docs/scaling.md), each table spilling its own.
         self.memory_rows = 0
+        # set (and replaced) when rows leave memory (committed or spilled) or the database
+        # is found unavailable: what Store.room_for waits on
+        self.freed = trio.Event()
+
+    def wake(self) -> None:
+        self.freed.set()
+        self.freed = trio.Event()
 
     def mark_ok(self) -> None:
         if not self.ok:
@@ -126,9 +133,14 @@ class _DbState:
     ``db``, ``kalshi_store_db_up`` and ``kalshi status``. ``up`` is None (unknown, the
     gauge 0) until the first operation answers."""
 
-    def __init__(self, prepare: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self,
+        prepare: Callable[[], object] | None = None,
+        on_down: Callable[[], None] | None = None,
+    ) -> None:
         self.up: bool | None = None
         self.error = ""
+        self._on_down = on_down  # called whenever a database operation finds it unavailable
         metrics.DB_UP.set(0)
         # Run once before the first write (the schema's migrations when the database was
         # unreachable at start); raises DatabaseUnavailable while it still is.
@@ -156,6 +168,8 @@ class _DbState:
             log.warning("database unavailable, batches wait in memory then spool: %s", exc)
         self.up, self.error = False, str(exc)
         metrics.DB_UP.set(0)
+        if self._on_down is not None:
+            self._on_down()
 
 
 class _TableWriter:
@@ -427,8 +441,11 @@ class _TableWriter:
 
     @memory_rows.setter
     def memory_rows(self, rows: int) -> None:
+        freed = rows < self._memory_rows
         self.spool_state.memory_rows += rows - self._memory_rows
         self._memory_rows = rows
+        if freed:
+            self.spool_state.wake()
 
     async def _spill_over_bound(self) -> None:
         """Move this table's newest idle memory batches to the spool while the rows in
@@ -789,11 +806,11 @@ class Store:
         self._spool_root = Path(cfg.spool.dir)
         self._lock: IO[bytes] | None = None
         self._owner: Any = None  # the connection holding the gatherer id's lock
-        self._state = _DbState(prepare)
+        self._spool_state = _SpoolState()
+        self._state = _DbState(prepare, on_down=self._spool_state.wake)
         # While set, the watermark is not recorded: the previous run's stays readable
         # (restart recovery reads it once the database is back; :meth:`hold_watermark`).
         self._watermark_held = False
-        self._spool_state = _SpoolState()
         self._holds: dict[object, int] = {}
         self._released = trio.Event()
         # Set once batches may be written: at once, or with ``first`` once the rows that
@@ -894,6 +911,25 @@ class Store:
         for writer in self._writers.values():
             while writer.spool.rows:
                 await writer.progress.wait()
+
+    async def room_for(self, rows: int) -> None:
+        """For a producer that can wait (a replay, whose rows are in its journal already):
+        return once ``rows`` more rows fit within ``spool.memory_rows`` beside the rows this
+        store holds in memory (channels, open and sealed batches, every table), so that they
+        are written from memory instead of spilled to the spool and read back. Returns at
+        once while the database is unavailable (rows then spill as they always do), when
+        nothing is held (a hand-over larger than the bound takes the spool, as before) or
+        before batches may be written (``first``). Waits as long as the database keeps them
+        in memory; bound it with a deadline. A producer that cannot wait (the gatherer's
+        sockets) does not call it: the bound then spills."""
+        limit = self._cfg.spool.memory_rows
+        writers = self._writers.values()
+        while self._gate.is_set() and self._state.up is not False:
+            held = self._spool_state.memory_rows
+            held += sum(w.channel_rows + len(w.partial) for w in writers)
+            if held == 0 or held + rows <= limit:
+                return
+            await self._spool_state.freed.wait()
 
     def collected(self) -> dict[str, int]:
         """Per table: rows the database acknowledged as new since the store opened."""

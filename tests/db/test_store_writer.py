@@ -810,3 +810,54 @@ async def test_the_memory_bound_holds_for_all_tables_together(
 
             await wait_until(settled)
     assert len(list((tmp_path / "spool").glob("*/*.batch"))) == 6  # all, at the exit
+
+
+async def test_a_producer_that_waits_for_room_spills_nothing(
+    db_url: str, make_cfg: Callable[..., StoreConfig], tmp_path: Path
+) -> None:
+    """``Store.room_for`` (the replay's hand-over): 3 000 rows handed 100 at a time as fast
+    as the store takes them stay within ``spool.memory_rows`` (300) in memory, none goes
+    through the spool, and every row is committed once."""
+    cfg = make_cfg(batch_size=100, flush_interval=3600, memory_rows=300)
+    rows: list[Row] = [trade(i) for i in range(3_000)]
+    before = spooled_batches("trades")
+    held: list[int] = []
+    with trio.fail_after(60):
+        async with open_store(db_url, cfg, watermark=False, copy_new=True) as store:
+            async with store.sender("trades") as send:
+                for start in range(0, len(rows), 100):
+                    await store.room_for(100)
+                    await send.send_batch(rows[start : start + 100])
+                    held.append(store.stats().tables["trades"].queue_rows)
+            await store.drain()
+            stats = store.stats().tables["trades"]
+    assert max(held) <= 300
+    assert spooled_batches("trades") == before
+    assert (stats.rows_written, stats.spool_rows, stats.spool_files, stats.queue_rows) == (
+        3_000,
+        0,
+        0,
+        0,
+    )
+    assert list((tmp_path / "spool" / "trades").glob("*.batch")) == []
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("trades") == sorted(rows)
+
+
+async def test_room_for_does_not_wait_while_the_database_is_down(
+    make_cfg: Callable[..., StoreConfig], tmp_path: Path
+) -> None:
+    """With the database unreachable, ``Store.room_for`` stops holding the producer back
+    once a write found it down: the rows past the memory bound go to the spool, as every
+    producer's do, and at the exit all 250 are on disk."""
+    cfg = make_cfg(batch_size=100, flush_interval=3600, memory_rows=100, grace=5)
+    with trio.fail_after(30):
+        async with open_store("postgresql://postgres@127.0.0.1:1/kalshi", cfg) as store:
+            async with store.sender("trades") as send:
+                for start in range(0, 250, 50):
+                    await store.room_for(50)
+                    await send.send_batch([trade(i) for i in range(start, start + 50)])
+            assert store.stats().db_up is False
+        stats = store.stats().tables["trades"]
+    assert (stats.spool_rows, stats.spool_files, stats.queue_rows) == (250, 3, 0)
+    assert len(list((tmp_path / "spool" / "trades").glob("*.batch"))) == 3
