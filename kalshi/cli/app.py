@@ -258,24 +258,38 @@ def stop_early() -> None:
 
 
 @asynccontextmanager
-async def stop_on_signals(duration: float | None = None) -> AsyncIterator[trio.Nursery]:
-    """A nursery that SIGINT or SIGTERM (or ``duration`` seconds) cancels cleanly.
+async def stop_on_signals(
+    duration: float | None = None, *, soft: trio.Event | None = None
+) -> AsyncIterator[trio.Nursery]:
+    """A nursery that SIGINT or SIGTERM (or ``duration`` seconds) cancels cleanly: the one
+    way every long-running command (gather, demo, dedup, sim, status, replay) stops.
 
-    The services in it flush on cancellation; the command then exits 0.
+    The services in it flush on cancellation; the command then exits 0. With ``soft``, the
+    first signal only sets it (the work stops by itself at a safe point and reports) and a
+    second cancels. A SIGTERM that came before the receiver listened (:func:`stop_early`)
+    acts at once.
     """
+
+    def stop(signum: int) -> bool:
+        """Act on ``signum``; whether the nursery was cancelled."""
+        if soft is not None and not soft.is_set():
+            soft.set()
+            return False
+        _log.warning("%s: stopping", signal.Signals(signum).name)
+        nursery.cancel_scope.cancel()
+        return True
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
                 async for signum in signals:
-                    _log.warning("%s: flushing and stopping", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
+                    if stop(signum):
+                        return
 
             nursery.start_soon(watch)
             if _early:  # came before the receiver listened
-                _log.warning("%s: stopping", signal.Signals(_early.pop()).name)
-                nursery.cancel_scope.cancel()
+                stop(_early.pop())
             if duration is not None:
                 nursery.cancel_scope.deadline = trio.current_time() + duration
             yield nursery

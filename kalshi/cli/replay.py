@@ -4,7 +4,6 @@ or re-served as a Kalshi WebSocket."""
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -35,6 +34,7 @@ from kalshi.cli.app import (
     fail,
     load_or_exit,
     ports_first,
+    stop_on_signals,
 )
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
@@ -298,13 +298,9 @@ async def _serve(
     def source() -> Iterator[JournalRecord | JournalProblem]:
         return read_records(files, options, s3=cfg.s3_export)
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(serve_recording, source, port, flt, speed)
-            _say(console, f"serving {len(files)} source(s) on ws://127.0.0.1:{bound}{WS_PATH}")
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                break
+    async with stop_on_signals() as nursery:
+        bound = await nursery.start(serve_recording, source, port, flt, speed)
+        _say(console, f"serving {len(files)} source(s) on ws://127.0.0.1:{bound}{WS_PATH}")
     _say(console, "stopped")
 
 
@@ -364,18 +360,9 @@ async def _until_signal(run: Callable[[trio.Event], Awaitable[ReplayStats]]) -> 
     spooled, not counted."""
     stop = trio.Event()
     stats: ReplayStats | None = None
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                async for _ in signals:
-                    if stop.is_set():
-                        nursery.cancel_scope.cancel()
-                    stop.set()
-
-            nursery.start_soon(watch)
-            stats = await run(stop)
-            nursery.cancel_scope.cancel()
+    async with stop_on_signals(soft=stop) as nursery:
+        stats = await run(stop)
+        nursery.cancel_scope.cancel()
     if stats is None:
         fail(
             "stopped by a second signal: the rows handed to the writers were committed or"

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import UsageError, check_port, console, fail, ports_first
+from kalshi.cli.app import (
+    UsageError,
+    check_port,
+    console,
+    fail,
+    ports_first,
+    stop_on_signals,
+)
 from kalshi.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -179,29 +185,32 @@ async def _run(
     """Serve until SIGINT/SIGTERM, streaming the truth file; a signal is a clean exit."""
     from kalshi.sim import open_sim_exchange
 
-    with (
-        contextlib.ExitStack() as closing,
-        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
-    ):
-        if truth is not None:
-            truth.parent.mkdir(parents=True, exist_ok=True)
-            options["truth_stream"] = closing.enter_context(truth.open("wb"))
-        async with open_sim_exchange(markets, rate, seed, plan, port, blast, **options) as exchange:
-            exchange.private_key_path = key_file
-            console.print(f"REST       {exchange.rest_url}")
-            console.print(f"WebSocket  {exchange.ws_url}")
-            console.print(f"key id     {exchange.key_id}")
-            console.print(f"key file   {key_file}")
-            console.print(f"run id     {exchange.engine.run_id} (--run-id to reproduce this run)")
-            console.print(
-                "gatherer config:\n"
-                f"  kalshi:\n    rest_url: {exchange.rest_url}\n    ws_url: {exchange.ws_url}\n"
-                f"    api_key: {exchange.key_id}\n    api_secret: {key_file}",
-                highlight=False,
-            )
-            async for _ in signals:
-                break
-            exchange.engine.pause()
+    stop = trio.Event()  # the first SIGINT/SIGTERM, even one during the start
+    async with stop_on_signals(soft=stop) as nursery:
+        with contextlib.ExitStack() as closing:
             if truth is not None:
-                exchange.truth.close_stream()
-                console.print(f"truth      {truth} ({exchange.truth.generated + 1} lines)")
+                truth.parent.mkdir(parents=True, exist_ok=True)
+                options["truth_stream"] = closing.enter_context(truth.open("wb"))
+            async with open_sim_exchange(
+                markets, rate, seed, plan, port, blast, **options
+            ) as exchange:
+                exchange.private_key_path = key_file
+                console.print(f"REST       {exchange.rest_url}")
+                console.print(f"WebSocket  {exchange.ws_url}")
+                console.print(f"key id     {exchange.key_id}")
+                console.print(f"key file   {key_file}")
+                console.print(
+                    f"run id     {exchange.engine.run_id} (--run-id to reproduce this run)"
+                )
+                console.print(
+                    "gatherer config:\n"
+                    f"  kalshi:\n    rest_url: {exchange.rest_url}\n    ws_url: {exchange.ws_url}\n"
+                    f"    api_key: {exchange.key_id}\n    api_secret: {key_file}",
+                    highlight=False,
+                )
+                await stop.wait()
+                exchange.engine.pause()
+                if truth is not None:
+                    exchange.truth.close_stream()
+                    console.print(f"truth      {truth} ({exchange.truth.generated + 1} lines)")
+        nursery.cancel_scope.cancel()  # stops listening

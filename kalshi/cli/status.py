@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ import trio
 from cyclopts import Parameter
 from rich.console import Console
 
-from kalshi.cli.app import UsageError, check_http_url, fail, load_or_exit
+from kalshi.cli.app import UsageError, check_http_url, fail, load_or_exit, stop_on_signals
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.tui import TuiState, open_remote, render, run_tui
@@ -85,7 +86,9 @@ async def _status(url: str, metrics_url: str | None, once: bool, refresh: float)
             plain.print(render(state))
             return None
         source = remote.metrics if metrics_url else None
-        await run_tui(remote.health, refresh=refresh, metrics=source)
+        # SIGINT or SIGTERM (a supervisor, `timeout`) stops the screen: exit 0 (tester F1)
+        async with stop_on_signals() as nursery:
+            nursery.start_soon(partial(run_tui, remote.health, refresh=refresh, metrics=source))
     return None
 
 
