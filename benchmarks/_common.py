@@ -171,7 +171,7 @@ def peak_rss_mib() -> float:
 
 
 EXPORT_CHILD = """
-import sys, trio
+import sys, time, trio
 from kalshi.config import S3Config, parse_duration
 from kalshi.dedup.export import Exporter
 
@@ -184,14 +184,16 @@ exporter = Exporter(sys.argv[1], S3Config(enabled=True, local_dir=sys.argv[2],
                     window=parse_duration("1h")))
 exporter._reader.markets_mark()  # connected, like a running deduplicator
 before = hwm()
+start = time.perf_counter()
 rows = {run}
+seconds = time.perf_counter() - start
 import kalshi
-print(rows, before, hwm(), kalshi.__file__)
+print(rows, before, hwm(), seconds, kalshi.__file__)
 """
 """A fresh process's export to a directory (argv: the production URL, the directory, then
 the script's own): prints the rows written, its peak RSS (MiB, ``VmHWM``) before and after
-the export, and the ``kalshi`` it imported. ``{run}``: the export, an expression giving the
-rows written."""
+the export, the export's wall seconds and the ``kalshi`` it imported. ``{run}``: the
+export, an expression giving the rows written."""
 
 
 @contextmanager
@@ -240,7 +242,7 @@ def production_db(prefix: str) -> Iterator[tuple[str, Path]]:
             server.stop()
 
 
-PEAK_COLUMNS = ["code", "rows", "peak before", "peak after", "export's peak"]
+PEAK_COLUMNS = ["code", "rows", "peak before", "peak after", "export's peak", "seconds"]
 """The columns of :func:`export_peaks`' rows."""
 
 
@@ -249,7 +251,8 @@ def export_peaks(
 ) -> list[list[Any]]:
     """The :data:`EXPORT_CHILD` of ``run`` in this interpreter and, first, ``before`` (another
     environment's, named ``label``), each exporting ``url`` to ``root/out`` (emptied first):
-    a row each, ``[code, rows, peak before, peak after, the export's peak]`` (MiB)."""
+    a row each, ``[code, rows, peak before, peak after, the export's peak]`` (MiB) and the
+    export's wall seconds (:data:`PEAK_COLUMNS`)."""
     runs = [("this commit", sys.executable)]
     if before:
         runs.insert(0, (label, before))
@@ -264,7 +267,7 @@ def export_peaks(
             check=True,
             cwd=root,  # not a checkout: each interpreter imports its own kalshi
         )
-        written, start, peak, where = got.stdout.split()
+        written, start, peak, seconds, where = got.stdout.split()
         print(f"{python}: {where}")
         rows.append(
             [
@@ -273,6 +276,7 @@ def export_peaks(
                 round(float(start)),
                 round(float(peak)),
                 round(float(peak) - float(start)),
+                round(float(seconds), 1),
             ]
         )
     return rows

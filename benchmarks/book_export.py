@@ -81,7 +81,8 @@ def main() -> None:
         rows = export_peaks(run, url, root, args.before, args.before_label, str(START))
         assert [r[1] for r in rows] == [rows[-1][1]] * len(rows), rows  # the same rows
     results.table(
-        "Peak RSS of one book-stream window's export (MiB, VmHWM of a fresh process)",
+        "Peak RSS of one book-stream window's export (MiB, VmHWM of a fresh process) and its"
+        " wall time (s)",
         PEAK_COLUMNS,
         rows,
         note="the deduplicator's export_window('orderbook_deltas', hour) of an hour of deltas",

@@ -71,7 +71,7 @@ def main() -> None:
         rows = export_peaks(run, url, root, args.before, args.before_label)
     assert all(r[1] == markets for r in rows), rows
     results.table(
-        "Peak RSS of one markets export (MiB, VmHWM of a fresh process)",
+        "Peak RSS of one markets export (MiB, VmHWM of a fresh process) and its wall time (s)",
         PEAK_COLUMNS,
         rows,
         note="the deduplicator's export_markets(force=True) of simulator markets",

@@ -13,21 +13,14 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.auth import Signer, load_private_key
-from kalshi.cli.app import (
-    configure_logging,
-    console,
-    fail,
-    load_or_exit,
-    ports_first,
-    stop_on_signals,
-)
+from kalshi.cli.app import configure_logging, console, fail, load_or_exit, ports_first
+from kalshi.cli.gather import record
 from kalshi.cli.sim import SIM_HOST
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.gather.service import Gatherer
 from kalshi.http import endpoint_ports
 from kalshi.store import migrate, resolve_database
-from kalshi.tui import run_tui
 
 log = logging.getLogger("kalshi.demo")
 
@@ -87,10 +80,7 @@ async def _demo(
         signer = Signer(sim.key_id, load_private_key(sim.private_key_pem.decode()))
         console.print(f"simulator: {sim.rest_url}  {sim.ws_url}", markup=False, highlight=False)
         gatherer = Gatherer(cfg, url, signer=signer)
-        async with stop_on_signals(duration) as nursery:
-            await nursery.start(gatherer.run)
-            if tui:
-                nursery.start_soon(run_tui, gatherer.health)
+        await record(gatherer, duration, tui)
         health = gatherer.health()
         written = {name: t["rows_written"] for name, t in health["tables"].items()}
         console.print(f"stopped; rows written: {written}", markup=False, highlight=False)

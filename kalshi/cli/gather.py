@@ -82,13 +82,7 @@ async def _gather(
     migrated: bool,
 ) -> None:
     gatherer = Gatherer(cfg, url, signer=signer, journal_tail=journal_tail, migrated=migrated)
-    async with stop_on_signals(duration) as nursery:
-        await nursery.start(gatherer.run)
-        endpoints = gatherer.endpoints
-        if endpoints is not None and endpoints.health is not None:
-            log.info("health on %s", endpoints.health)
-        if tui:
-            nursery.start_soon(run_tui, gatherer.health)
+    await record(gatherer, duration, tui)
     if not tui:
         frames = sum(c.messages for c in gatherer.layout.connections) if gatherer.layout else 0
         console.print(
@@ -105,6 +99,18 @@ async def _gather(
             f"journal: {journal.unwritten_records} records ({journal.unwritten_bytes} bytes)"
             f" not written at shutdown: {journal.unwritten_error or 'the grace ran out'}"
         )
+
+
+async def record(gatherer: Gatherer, duration: float | None, tui: bool) -> None:
+    """Run ``gatherer`` until SIGINT/SIGTERM or ``duration`` seconds, with the live screen
+    when ``tui``; logs where its /health is served."""
+    async with stop_on_signals(duration) as nursery:
+        await nursery.start(gatherer.run)
+        endpoints = gatherer.endpoints
+        if endpoints is not None and endpoints.health is not None:
+            log.info("health on %s", endpoints.health)
+        if tui:
+            nursery.start_soon(run_tui, gatherer.health)
 
 
 def summary_line(frames: int, counts: Mapping[str, int]) -> str:

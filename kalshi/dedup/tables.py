@@ -14,7 +14,9 @@ Rows are inserted so that a row already in production is dropped:
   time: most lifecycle messages carry none (kalshi-api.md §3.5: only ``determined`` and
   ``settled`` do, inside the payload), so their ``exchange_ts`` is the gatherer's receipt,
   which differs per gatherer;
-* ``markets``: upserted by ticker, the newest ``updated_at`` wins.
+* ``markets``: upserted by ticker, the newest ``updated_at`` wins; a version equal to the
+  stored one but for ``updated_at`` and ``gatherer_id`` is not written
+  (:func:`kalshi.store.staging.upsert_latest`).
 
 WebSocket snapshots and deltas go through the order-book merge instead
 (:mod:`kalshi.dedup.merge`); ``gaps`` of the gatherers are read by the merge and not copied.

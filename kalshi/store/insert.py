@@ -45,7 +45,7 @@ __all__ = ["WriteResult", "write_batch", "write_counted", "write_rows"]
 
 class WriteResult(NamedTuple):
     inserted: int  # rows new to the table
-    duplicates: int  # rows whose key was already stored (markets: not newer than stored)
+    duplicates: int  # rows whose key was already stored (markets: not newer, or the same)
     dead: int  # rows rejected and dead-lettered
     updated: int = 0  # markets: stored rows replaced by a newer version
 

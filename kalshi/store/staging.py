@@ -22,6 +22,7 @@ from kalshi.store.schema import TableSpec
 
 __all__ = [
     "STAGE_TRUNCATE_ROWS",
+    "UPSERT_STAMPS",
     "copy_rows",
     "ensure_stage",
     "fill_stage",
@@ -219,26 +220,37 @@ def insert_skipping(
     )
 
 
+UPSERT_STAMPS = ("updated_at", "gatherer_id")
+"""The columns of an upserted row (``markets``) that say when and by whom a version was
+written, not what it is: a version differing from the stored row only in these is the
+stored version, and is not written again (:func:`upsert_latest`)."""
+
+
 def upsert_latest(
     spec: TableSpec, stage: sql.Identifier, *, newest: str = "updated_at"
 ) -> sql.Composed:
     """``INSERT`` the rows staged in ``stage`` into ``spec``'s table (``markets``), one per
     key: the last by ``newest`` wins (``updated_at``; the batch writers pass ``_ord``, the
     last row copied, i.e. received), and never over a stored row with a newer
-    ``updated_at``. ``RETURNING (xmax = 0)``: true for a row inserted, false for one
-    updated (an updated row carries our transaction's id in ``xmax``)."""
+    ``updated_at``, nor over a stored row equal to it in every column but the key and
+    :data:`UPSERT_STAMPS` (the same version again: a journal replayed again, a market
+    re-listed after a restart; the row, its ``updated_at`` and its ``ingest_xid`` stay, so
+    the deduplicator does not merge it again). ``RETURNING (xmax = 0)``: true for a row
+    inserted, false for one updated (an updated row carries our transaction's id in
+    ``xmax``); a row left as stored returns nothing."""
     name = sql.Identifier(spec.name)
     key = sql.SQL(", ").join(map(sql.Identifier, spec.key))
+    versioned = [c for c in spec.columns if c not in spec.key]
     updates = sql.SQL(", ").join(
-        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
-        for c in spec.columns
-        if c not in spec.key
+        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in versioned
     )
+    content = [sql.Identifier(c) for c in versioned if c not in UPSERT_STAMPS]
     return sql.SQL(
         "INSERT INTO {name} ({targets}) SELECT DISTINCT ON ({key}) {sources} FROM {stage} "
         "ORDER BY {key}, {newest} DESC "
         "ON CONFLICT {conflict} DO UPDATE SET {updates} "
-        "WHERE {name}.updated_at <= EXCLUDED.updated_at RETURNING (xmax = 0)"
+        "WHERE {name}.updated_at <= EXCLUDED.updated_at "
+        "AND ({stored}) IS DISTINCT FROM ({incoming}) RETURNING (xmax = 0)"
     ).format(
         name=name,
         targets=target_columns(spec),
@@ -248,6 +260,8 @@ def upsert_latest(
         newest=sql.Identifier(newest),
         conflict=sql.SQL(spec.conflict),
         updates=updates,
+        stored=sql.SQL(", ").join(sql.SQL("{}.{}").format(name, c) for c in content),
+        incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in content),
     )
 
 

@@ -76,7 +76,7 @@ _FIRST_WATERMARK_SQL = (
 class TableStats:
     queue_rows: int  # rows in memory: channel buffer, open batch, sealed batches
     rows_written: int  # rows new to the table since the store opened
-    rows_duplicate: int  # rows whose key was already stored (markets: not newer)
+    rows_duplicate: int  # rows whose key was already stored (markets: not newer, or same)
     rows_updated: int  # markets: stored rows replaced by a newer version
     batches: int  # batches committed
     spool_rows: int

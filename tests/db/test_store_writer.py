@@ -351,13 +351,52 @@ async def test_markets_upsert_keeps_the_newest(db_url: str, cfg: StoreConfig) ->
                 await send_all(store, "markets", rows)
             t = store.stats().tables["markets"]
             counts.append((t.rows_written, t.rows_duplicate, t.rows_updated))
-    # an update is not a new row: the table holds one market, and only one was counted new
-    assert counts == [(1, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)]
+    # an update is not a new row: the table holds one market, and only one was counted new;
+    # the last batch's winner (new) is the stored version itself: not written again
+    assert counts == [(1, 0, 0), (0, 0, 1), (0, 1, 0), (0, 2, 0)]
     with connect_db(db_url) as db:
         assert db.counts()["markets"] == 1
         assert [r._replace(payload="") for r in db.fetch_rows("markets")] == [
             new._replace(payload="")
         ]
+
+
+async def test_a_market_version_equal_to_the_stored_one_is_not_written(
+    db_url: str, cfg: StoreConfig
+) -> None:
+    # Outside tester F2: a replay again (same rows) and a relist after a restart (same
+    # market, a later updated_at, maybe another gatherer) rewrote every market with a new
+    # ingest_xid, counted "updated", and the deduplicator merged them all again.
+    old = every_table_rows()["markets"][0]
+    again = old._replace(updated_at=T0 + 10, gatherer_id="g-2")  # the same version, later
+    closed = old._replace(
+        status="closed", updated_at=T0 + 20, payload='{"status": "closed", "ticker": "MKT"}'
+    )
+    settled = closed._replace(  # a change in the payload alone is a new version too
+        updated_at=T0 + 30, payload='{"result": "yes", "status": "closed", "ticker": "MKT"}'
+    )
+
+    def stored() -> list[tuple[object, ...]]:
+        with connect_db(db_url) as db:
+            return db.query("SELECT updated_at, gatherer_id, status, ingest_xid FROM markets")
+
+    counts = []  # (new, already stored or not newer, updated) per store
+    states = []
+    with trio.fail_after(30):
+        for rows in ([old], [old], [again], [old, again], [closed], [closed], [settled]):
+            async with open_store(db_url, cfg) as store:
+                await send_all(store, "markets", rows)
+            t = store.stats().tables["markets"]
+            counts.append((t.rows_written, t.rows_duplicate, t.rows_updated))
+            states.append(stored())
+    assert counts == [(1, 0, 0), (0, 1, 0), (0, 1, 0), (0, 2, 0), (0, 0, 1), (0, 1, 0), (0, 0, 1)]
+    xids = [state[0][3] for state in states]
+    assert xids[0] < xids[4] < xids[6]
+    assert states == [[(T0, "g-1", "active", xids[0])]] * 4 + [
+        [(T0 + 20, "g-1", "closed", xids[4])]
+    ] * 2 + [[(T0 + 30, "g-1", "closed", xids[6])]]
+    with connect_db(db_url) as db:
+        assert db.fetch_rows("markets") == [settled]
 
 
 @COPY_NEW

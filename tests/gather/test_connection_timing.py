@@ -47,6 +47,20 @@ def sim_exchange(rate: float = 50.0, **options: Any) -> AbstractAsyncContextMana
     )
 
 
+class Behind:
+    """A writer behind: takes no row until :attr:`room` is set, then keeps each in
+    :attr:`rows` (``row_sink(..., consume=behind.consume)``)."""
+
+    def __init__(self) -> None:
+        self.room = trio.Event()
+        self.rows: list[Row] = []
+
+    async def consume(self, receive: trio.MemoryReceiveChannel[Row]) -> None:
+        await self.room.wait()
+        async for row in receive:
+            self.rows.append(row)
+
+
 def row_sink(
     nursery: trio.Nursery,
     held: str | None = None,
@@ -411,28 +425,21 @@ async def test_a_full_writer_queue_does_not_stop_a_whole_exchange_read(
     times a run): the exchange's small buffer never overflows, nothing reconnects, and
     every frame read is handled once there is room."""
 
-    rows: list[Row] = []
+    behind = Behind()
     async with (
         sim_exchange(rate=200.0, clock=virtual_wall_us, buffer_limit=20_000) as sim,
         trio.open_nursery() as nursery,
     ):
-        room = trio.Event()
-
-        async def collect(receive: trio.MemoryReceiveChannel[Row]) -> None:
-            await room.wait()
-            async for row in receive:
-                rows.append(row)
-
-        conn = read_ahead_ticker(sim, tmp_path, row_sink(nursery, "tickers", collect))
+        conn = read_ahead_ticker(sim, tmp_path, row_sink(nursery, "tickers", behind.consume))
         await start_live(nursery, conn)
         await trio.sleep(30)
         assert sim.truth.undelivered["overflow"] == 0
         assert conn.read_ahead > 100 and not conn.blocked
-        room.set()
+        behind.room.set()
         while conn.read_ahead:  # noqa: ASYNC110
             await trio.sleep(0.01)
         assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
-        assert len(rows) >= conn.messages - 1  # every ticker frame read (but the reply)
+        assert len(behind.rows) >= conn.messages - 1  # every ticker frame read (but the reply)
         nursery.cancel_scope.cancel()
 
 
@@ -450,15 +457,8 @@ async def test_a_read_ahead_is_handled_in_turns_of_the_loop_not_frame_by_frame(
         sim_exchange(rate=200.0, clock=virtual_wall_us, buffer_limit=20_000) as sim,
         trio.open_nursery() as nursery,
     ):
-        room = trio.Event()
-        held: list[Row] = []
-
-        async def collect(receive: trio.MemoryReceiveChannel[Row]) -> None:
-            await room.wait()
-            async for row in receive:
-                held.append(row)
-
-        sink = row_sink(nursery, "tickers", collect)
+        behind = Behind()
+        sink = row_sink(nursery, "tickers", behind.consume)
         conn = read_ahead_ticker(sim, tmp_path, sink)
         await start_live(nursery, conn)
         await trio.sleep(30)
@@ -466,14 +466,14 @@ async def test_a_read_ahead_is_handled_in_turns_of_the_loop_not_frame_by_frame(
         assert backlog > 1_000 and sim.truth.undelivered["overflow"] == 0
         roomy, rest = trio.open_memory_channel[Row](math.inf)
         sink.channels = {**sink.channels, "tickers": roomy}  # the writer caught up
-        room.set()
+        behind.room.set()
         turns = 0
         while conn.read_ahead:
             await trio.lowlevel.checkpoint()  # one turn of every runnable task
             turns += 1
         assert turns <= 10, (turns, backlog)  # one a frame before: >= backlog
         assert (conn.sessions, conn.reconnects) == (1, 0), conn.last_error
-        handled = len(held) + rest.statistics().current_buffer_used
+        handled = len(behind.rows) + rest.statistics().current_buffer_used
         assert handled == sink.rows["tickers"] >= conn.messages - 1  # all but the reply
         nursery.cancel_scope.cancel()
 
@@ -559,15 +559,8 @@ async def test_the_whole_exchange_sockets_share_one_read_ahead_limit_in_bytes(
         sim_exchange(rate=200.0, clock=virtual_wall_us, buffer_limit=16_000_000) as sim,
         trio.open_nursery() as nursery,
     ):
-        room = trio.Event()
-        tickers: list[Row] = []
-
-        async def collect(receive: trio.MemoryReceiveChannel[Row]) -> None:
-            await room.wait()
-            async for row in receive:
-                tickers.append(row)
-
-        sink = row_sink(nursery, "tickers", collect)
+        behind = Behind()
+        sink = row_sink(nursery, "tickers", behind.consume)
         ctx = context(
             sim,
             tmp_path,
@@ -590,7 +583,7 @@ async def test_the_whole_exchange_sockets_share_one_read_ahead_limit_in_bytes(
         made = [t for t in sim.truth.trades if t.exchange_ts < virtual_wall_us() - 1_000_000]
         assert len(made) > 100 and sink.rows["trades"] >= len(made)
         assert trade.read_ahead <= 1
-        room.set()
+        behind.room.set()
         while ticker.read_ahead or trade.read_ahead:  # noqa: ASYNC110
             await trio.sleep(0.01)
         assert budget.held == 0 and budget.peak < limit + frame
@@ -600,5 +593,5 @@ async def test_the_whole_exchange_sockets_share_one_read_ahead_limit_in_bytes(
             trade.last_error,
         )
         assert sim.truth.undelivered["overflow"] == 0
-        assert len(tickers) == sink.rows["tickers"] >= ticker.messages - 1  # all but the reply
+        assert len(behind.rows) == sink.rows["tickers"] >= ticker.messages - 1  # all but the reply
         nursery.cancel_scope.cancel()

@@ -7,6 +7,7 @@ simulator does too; any inbound byte proves a connection alive. A permanent clos
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import trio.testing
 from kalshi.gather.connection import Connection
 from kalshi.gather.context import GatherContext, RowSink
 from kalshi.models.rows import TABLE_COLUMNS, Row
-from kalshi.sim import open_sim_exchange
+from kalshi.sim import SimExchange, open_sim_exchange
 from kalshi.testing import PINNED_START_US
 from kalshi.testing.memory import OVER_STREAM, memory_connector
 from tests.gather.test_connection_timing import context
@@ -59,14 +60,28 @@ async def wait_state(conn: Connection, state: str) -> None:
         await trio.sleep(0.01)
 
 
+def small_exchange(active: int, rate: float) -> AbstractAsyncContextManager[SimExchange]:
+    """The simulator of these tests: 10 markets, ``active`` of them trading at ``rate``
+    messages a second, seed 3, the pinned start."""
+    return open_sim_exchange(
+        markets=10, active=active, rate=rate, seed=3, port=0, start_us=PINNED_START_US
+    )
+
+
+async def live_lifecycle(nursery: trio.Nursery, ctx: GatherContext) -> Connection:
+    """The ``market_lifecycle_v2`` connection of ``ctx``, run in ``nursery``, once live."""
+    conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
+    nursery.start_soon(conn.run)
+    await wait_state(conn, "live")
+    return conn
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_quiet_connection_with_empty_pongs_stays_up(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, transport: str
 ) -> None:
     async with (
-        open_sim_exchange(
-            markets=10, active=0, rate=0.0, seed=3, port=0, start_us=PINNED_START_US
-        ) as sim,
+        small_exchange(active=0, rate=0.0) as sim,
         trio.open_nursery() as nursery,
     ):
         sim.engine.pause()  # nothing but pings and pongs: lifecycle on a quiet exchange
@@ -77,9 +92,7 @@ async def test_a_quiet_connection_with_empty_pongs_stays_up(
             memory_connector(sim, transport),
             **{"websocket.silence_timeout": "5s", "websocket.ping_interval": "2s"},
         )
-        conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
-        nursery.start_soon(conn.run)
-        await wait_state(conn, "live")
+        conn = await live_lifecycle(nursery, ctx)
         await trio.sleep(60)
         assert (conn.sessions, conn.reconnects, conn.state, conn.last_error) == (1, 0, "live", "")
         assert rows["gaps"] == []
@@ -96,9 +109,7 @@ async def test_a_permanent_close_code_stops_the_connection(
     stops: bool,
 ) -> None:
     async with (
-        open_sim_exchange(
-            markets=10, active=2, rate=5.0, seed=3, port=0, start_us=PINNED_START_US
-        ) as sim,
+        small_exchange(active=2, rate=5.0) as sim,
         trio.open_nursery() as nursery,
     ):
         ctx, rows = collecting_context(
@@ -108,9 +119,7 @@ async def test_a_permanent_close_code_stops_the_connection(
             memory_connector(sim, transport),
             **{"websocket.reconnect_backoff": "1s"},
         )
-        conn = Connection(ctx, "lifecycle-0", "market_lifecycle_v2", scoped=False)
-        nursery.start_soon(conn.run)
-        await wait_state(conn, "live")
+        conn = await live_lifecycle(nursery, ctx)
         assert sim.faults.drop_connections(code=code) == 1
         await trio.sleep(30)
         if stops:
@@ -138,9 +147,7 @@ async def test_a_pong_that_arrives_as_the_silence_deadline_falls_keeps_the_conne
     last bytes (time ``t0``) for exactly the silence timeout, so the pong to the ping at
     ``t0 + 2.5`` comes out as the deadline ``t0 + 5`` falls, in the same batch."""
     async with (
-        open_sim_exchange(
-            markets=10, active=0, rate=0.0, seed=3, port=0, start_us=PINNED_START_US
-        ) as sim,
+        small_exchange(active=0, rate=0.0) as sim,
         trio.open_nursery() as nursery,
     ):
         sim.engine.pause()
