@@ -774,6 +774,24 @@ def _other_kind(data: Mapping[str, Any], kind: type) -> type | None:
     return other if unknown and keys <= _fields(other) else None
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong and where, 1-based, as it reports it (``problem_mark``), and
+    the construct it was reading (``context_mark``), e.g. ``line 3, column 1: not valid
+    YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence at
+    line 2, column 13)`` for an unclosed ``[``."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"not valid YAML: {exc}"
+    mark, problem = exc.problem_mark, exc.problem or "no reason given"
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    text = f"{where}not valid YAML: {problem}"
+    if exc.context and exc.context_mark is not None:
+        at = exc.context_mark
+        text += f" ({exc.context} at line {at.line + 1}, column {at.column + 1})"
+    elif exc.context:
+        text += f" ({exc.context})"
+    return text
+
+
 def _read_mapping(file: Path) -> dict[str, Any]:
     """The YAML mapping in ``file``; raises :class:`ConfigError` naming the file when it
     cannot be read, is not YAML (with its line) or is not a mapping at the top level."""
@@ -784,9 +802,7 @@ def _read_mapping(file: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{file}:{where} not valid YAML") from None
+        raise ConfigError(f"{file}: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a mapping at the top level")
     return data

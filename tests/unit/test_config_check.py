@@ -109,3 +109,20 @@ def test_a_config_given_to_the_other_kind_of_command_says_so(tmp_path: Path) -> 
     for args, line in cases:
         result = _kalshi(*args, cwd=tmp_path)
         assert (result.returncode, result.stdout, result.stderr) == (2, "", line), args
+
+
+def test_a_yaml_error_names_where_yaml_found_it_and_why(tmp_path: Path) -> None:
+    # tester F3: an unclosed [ on line 2 said only "line 3 not valid YAML"
+    (tmp_path / "bad.yaml").write_text("kalshi:\n  rest_url: [unclosed\n")
+    (tmp_path / "indent.yaml").write_text("a: 1\n  b: 2\n")
+    result = _kalshi("config", "check", "bad.yaml", "indent.yaml", cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr.splitlines()) == (
+        2,
+        "",
+        [
+            "config error: bad.yaml: line 3, column 1: not valid YAML: expected ',' or ']',"
+            " but got '<stream end>' (while parsing a flow sequence at line 2, column 13)",
+            "config error: indent.yaml: line 2, column 4: not valid YAML: mapping values are"
+            " not allowed here",
+        ],
+    )
