@@ -153,7 +153,12 @@ async def _export(cfg: DedupConfig, *, until: int | None, force: bool) -> None:
                 markup=False,
                 highlight=False,
             )
-        await exporter.export_markets(force=force)
+        if await exporter.export_markets(force=force) is None:
+            console.print(
+                "export: markets unchanged since their last export: not written again",
+                markup=False,
+                highlight=False,
+            )
         plan = survey.windows
         if not plan:
             console.print("export: no closed window to export", markup=False, highlight=False)

@@ -667,12 +667,14 @@ class Exporter:
         that, not by the table. Raises :class:`ExportError` when the target fails."""
         mark = await self._read(self._reader.markets_mark)
         now = self._wall_us()
+        base = f"{self.s3.prefix}markets/"
+        if self._markets_mark is None and not force:  # a new exporter (--once): the target's
+            self._markets_mark = await self._published_markets_mark(base)
         if not force and (
             mark == self._markets_mark
             or (self._markets_at is not None and now - self._markets_at < self.window_us)
         ):
             return None
-        base = f"{self.s3.prefix}markets/"
         files: list[dict[str, Any]] = []
         rows, after, done = 0, "", False
         while not done:
@@ -706,6 +708,18 @@ class Exporter:
         self._markets_mark, self._markets_at = mark, now
         log.info("exported markets: %d rows", rows)
         return rows
+
+    async def _published_markets_mark(self, base: str) -> tuple[int, int] | None:
+        """(rows, newest ``updated_at``) of the ``markets`` export published under ``base``
+        (its manifest), or ``None`` when there is none or it does not say."""
+        data = await self.target.get(f"{base}_manifest.json")
+        if data is None:
+            return None
+        try:
+            manifest = json.loads(data)
+            return (int(manifest["rows"]), int(manifest["updated_until_us"]))
+        except (ValueError, TypeError, KeyError):  # none, or not one of ours
+            return None
 
     async def stream_steps(
         self, start: int, end: int

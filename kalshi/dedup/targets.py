@@ -81,6 +81,7 @@ class Target(Protocol):
     health: ExportHealth
 
     async def put(self, key: str, data: bytes) -> None: ...
+    async def get(self, key: str) -> bytes | None: ...
     async def keys(self, prefix: str) -> list[str]: ...
     async def delete(self, keys: Sequence[str]) -> None: ...
     def describe(self, key: str) -> str: ...
@@ -118,6 +119,17 @@ class LocalTarget:
             self.health.failed(cause)
             raise ExportError(cause) from exc
         self.health.succeeded()
+
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes; ``None`` when there is none. Raises :class:`ExportError`."""
+        try:
+            return await trio.to_thread.run_sync((self.root / key).read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            cause = f"cannot read {self.describe(key)}: {exc}"
+            self.health.failed(cause)
+            raise ExportError(cause) from exc
 
     async def keys(self, prefix: str) -> list[str]:
         def walk() -> list[str]:
@@ -208,6 +220,24 @@ class S3Target:
             self._s3().upload_fileobj(io.BytesIO(data), self.s3.bucket, key, Config=config)
 
         await self._retry(f"cannot upload {self.describe(key)}", upload)
+
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes; ``None`` when there is none. Raises :class:`ExportError`
+        when the bucket keeps failing."""
+        from botocore.exceptions import ClientError
+
+        def download() -> bytes | None:
+            if not self._bucket_checked:
+                self._ensure_bucket()
+            try:
+                answer = self._s3().get_object(Bucket=self.s3.bucket, Key=key)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                    return None
+                raise
+            return bytes(answer["Body"].read())
+
+        return await self._retry(f"cannot read {self.describe(key)}", download)
 
     async def keys(self, prefix: str) -> list[str]:
         def listing() -> list[str]:

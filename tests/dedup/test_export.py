@@ -168,6 +168,14 @@ async def test_closed_windows_go_to_s3_as_parquet_equal_to_production(
         exporter.close()
 
 
+async def test_a_bucket_object_is_read_back_and_a_missing_one_is_none(s3_server: S3Server) -> None:
+    # what a new exporter reads of the markets export it published (tester F4)
+    target = S3Target(s3_config(s3_server))
+    await target.put("raw/markets/_manifest.json", b'{"rows": 2}')
+    assert await target.get("raw/markets/_manifest.json") == b'{"rows": 2}'
+    assert await target.get("raw/markets/nothing.json") is None
+
+
 async def test_export_to_a_local_directory_reads_back_with_duckdb(
     make_db: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -472,6 +480,19 @@ async def test_markets_table_is_exported_whole_with_strikes_and_result(
         assert (manifest["rows"], manifest["updated_until_us"]) == (1, 1_796_145_278_485_219)
     finally:
         exporter.close()
+    # A new exporter (each `dedup --once`, tester F4) takes the published manifest as the
+    # last export: unchanged markets are not written again, changed ones are; --force writes.
+    for force, changed, written in ((False, False, None), (True, False, 1), (False, True, 1)):
+        if changed:
+            with connect_db(production) as db:
+                db.execute("UPDATE markets SET updated_at = updated_at + 1")
+        again = Exporter(production, s3, wall_us=lambda: clock[0])
+        try:
+            assert await again.export_markets(force=force) == written
+        finally:
+            again.close()
+    manifest = json.loads((part.parent / "_manifest.json").read_text())
+    assert (manifest["rows"], manifest["updated_until_us"]) == (1, 1_796_145_278_485_220)
 
 
 @pytest.mark.parametrize(("markets", "parts"), [(5, [[2, 1], [2]]), (6, [[2, 1], [2, 1]])])
