@@ -108,7 +108,7 @@ async def record(gatherer: Gatherer, duration: float | None, tui: bool) -> None:
         await nursery.start(gatherer.run)
         endpoints = gatherer.endpoints
         if endpoints is not None and endpoints.health is not None:
-            log.info("health on %s", endpoints.health)
+            log.info("health on %s/health", endpoints.health.url)
         if tui:
             nursery.start_soon(run_tui, gatherer.health)
 
