@@ -36,6 +36,7 @@ already stored are skipped by their keys.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import signal
@@ -260,6 +261,11 @@ def _join(proc: multiprocessing.process.BaseProcess, timeout: float) -> int | No
 def _child_main(conn: Connection, url: str, cfg: StoreConfig, copy_new: bool) -> None:
     """The writer process: see the module docstring. Exits 0 after answering."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The interpreter's own objects (modules, functions, types: about 70 000) out of the
+    # garbage collector's reach: the rows' allocations start its passes, and each full pass
+    # walked them all (1.3-2.5 µs a frame of this process, docs/performance.md).
+    gc.collect()
+    gc.freeze()
     try:
         answer: list[Any] = ["ok", trio.run(_child, conn, url, cfg, copy_new)]
     except (KalshiError, BaseExceptionGroup) as exc:
