@@ -7,6 +7,7 @@ import sys
 
 from kalshi.cli import commands as _commands  # noqa: F401 - registers the commands
 from kalshi.cli.app import (
+    Interrupted,
     Stopped,
     UsageError,
     app,
@@ -26,7 +27,9 @@ def main() -> None:
     inside Trio's exception groups) prints one ``error:`` line and exits 1; a
     :class:`~kalshi.cli.app.UsageError` prints one ``error:`` line and exits 2; ``--debug``
     (anywhere on the command line) shows the traceback instead. SIGTERM before a
-    command's loop listens for it (its start) stops it with a line and exit 0, as later.
+    command's loop listens for it (its start) stops it with a line and exit 0, as later;
+    SIGINT or SIGTERM during a one-shot command's work (a dedup pass, an export, a REST
+    snapshot) stops it with an ``error:`` line and exit 1.
     """
     stop_early()
     debug = "--debug" in sys.argv[1:]
@@ -38,6 +41,9 @@ def main() -> None:
         name = signal.Signals(exc.args[0]).name
         err_console.print(f"{name}: stopped before the command's work began", soft_wrap=True)
         raise SystemExit(0) from None
+    except Interrupted as exc:
+        name = signal.Signals(exc.args[0]).name
+        fail(f"{name}: stopped before the command's work was done")
     except UsageError as exc:
         fail(str(exc), code=2)
     except (Exception, BaseExceptionGroup) as exc:

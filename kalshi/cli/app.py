@@ -6,7 +6,7 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from kalshi.http import Port
 
 __all__ = [
+    "Interrupted",
     "Stopped",
     "UsageError",
     "app",
@@ -41,6 +42,7 @@ __all__ = [
     "not_implemented",
     "ports_first",
     "redact_url",
+    "run_until_signal",
     "stop_early",
     "stop_on_signals",
 ]
@@ -241,6 +243,31 @@ class Stopped(BaseException):
 
 # SIGTERM that came inside trio.run before stop_on_signals listened: it takes them over.
 _early: list[int] = []
+# The signals that cancelled a stop_on_signals nursery (run_until_signal reads them).
+_stopped_by: list[int] = []
+
+
+class Interrupted(BaseException):
+    """A one-shot command's work cancelled by SIGINT or SIGTERM (:func:`run_until_signal`);
+    ``args[0]`` is the signal number. What it committed before stays committed."""
+
+
+def run_until_signal(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``trio.run(fn, *args)`` for a one-shot command (a pass, an export, a request) that
+    SIGINT or SIGTERM stops at once: ``fn`` is cancelled and :class:`Interrupted` raised,
+    which :func:`kalshi.cli.main` reports in one line with exit 1 (the work was not done).
+    Without it a SIGTERM waited for the work's end (tester F1)."""
+    done: list[T] = []
+
+    async def main() -> None:
+        async with stop_on_signals() as nursery:
+            done.append(await fn(*args))
+            nursery.cancel_scope.cancel()  # stops listening
+
+    trio.run(main)
+    if not done:
+        raise Interrupted(_stopped_by[-1])
+    return done[0]
 
 
 def _on_early_signal(signum: int, frame: object) -> None:
@@ -276,6 +303,7 @@ async def stop_on_signals(
             soft.set()
             return False
         _log.warning("%s: stopping", signal.Signals(signum).name)
+        _stopped_by.append(signum)
         nursery.cancel_scope.cancel()
         return True
 

@@ -20,6 +20,7 @@ from kalshi.cli.app import (
     load_or_exit,
     ports_first,
     redact_url,
+    run_until_signal,
     stop_on_signals,
 )
 from kalshi.config import DedupConfig
@@ -92,7 +93,8 @@ def dedup(
     try:
         _migrate_production(cfg)
         if once:
-            unreachable = trio.run(partial(_once, cfg, ALL_WINDOWS if all_windows else None))
+            window = ALL_WINDOWS if all_windows else None
+            unreachable = run_until_signal(_once, cfg, window)
             if unreachable:  # merged without them: not a success (outside tester, item 11)
                 fail("; ".join(unreachable))
         else:
@@ -232,7 +234,7 @@ def export(
         limit = ALL_WINDOWS
     _migrate_production(cfg)
     try:
-        trio.run(partial(_export, cfg, until=limit, force=force))
+        run_until_signal(partial(_export, cfg, until=limit, force=force))
     except KalshiError as exc:
         fail(str(exc))
 

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
-import trio
 from cyclopts import Parameter
 
-from kalshi.cli.app import UsageError, console, err_console, fail, load_or_exit
+from kalshi.cli.app import UsageError, console, err_console, fail, load_or_exit, run_until_signal
 from kalshi.cli.replay import (
     FrameField,
     SeqCheckOption,
@@ -104,7 +103,7 @@ def snapshot(
                 result = book_from_db(database, ticker, at_us)
         else:
             assert ticker is not None
-            result = trio.run(_from_rest, cfg, ticker)
+            result = run_until_signal(_from_rest, cfg, ticker)
     except KalshiError as exc:
         fail(str(exc))
     if json:

@@ -139,3 +139,44 @@ async def test_a_server_command_stops_on_a_signal_with_exit_0(
         assert re.fullmatch(
             rf"(\S+ \S+ WARNING kalshi\.cli: )?{signum.name}: stopping\n", err.decode()
         )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_one_shot_command_stops_on_a_signal_during_its_work_with_exit_1(
+    signum: signal.Signals, tmp_path: Path
+) -> None:
+    # `kalshi snapshot --source rest` waiting on an exchange that never answers: the signal
+    # stops it at once (it waited for the request's timeout before)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    config = tmp_path / "g.yaml"
+    config.write_text(
+        f"kalshi:\n  rest_url: http://127.0.0.1:{port}/trade-api/v2\n"
+        f"  ws_url: ws://127.0.0.1:{port}/trade-api/ws/v2\n  request_timeout: 600s\n"
+    )
+    command = [sys.executable, "-m", "kalshi", "snapshot", "--source", "rest"]
+    command += ["--config", str(config), "--ticker", "KXHIGHNY-26DEC01-T60"]
+    with trio.fail_after(60):
+        process = await trio.lowlevel.open_process(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        connection = await listeners[0].accept()  # its request is on the way
+        process.send_signal(signum)
+        assert process.stdout is not None and process.stderr is not None
+        out = b""
+        while chunk := await process.stdout.receive_some():
+            out += chunk
+        err = b""
+        while chunk := await process.stderr.receive_some():
+            err += chunk
+        rc = await process.wait()
+        await connection.aclose()
+        await listeners[0].aclose()
+    assert (rc, out, err.decode().splitlines()) == (
+        1,
+        b"",
+        [
+            f"{signum.name}: stopping",
+            f"error: {signum.name}: stopped before the command's work was done",
+        ],
+    )
