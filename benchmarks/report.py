@@ -63,6 +63,11 @@ def render(data: dict[str, Any]) -> list[str]:
             if "load average at start" in data
             else ""
         )
+        + (
+            f" · speed reference {format_value(data['speed reference at start'])} frames/s"
+            if "speed reference at start" in data
+            else ""
+        )
         + (f" · {config}" if config else ""),
         "",
     ]
@@ -151,7 +156,7 @@ def goals(runs: dict[str, dict[str, Any]]) -> list[str]:
         ),
     ]
     lines = ["**Goals (issue 19) against the latest run of each benchmark**", "",
-             "| goal | measured | target | met | run (load average at start) |",
+             "| goal | measured | target | met | run (load average at start), speed reference |",
              "|---|---:|---:|---:|---|"]  # fmt: skip
     unsteady = layout is not None and layout[-2] is None  # the deadline came first
     for what, name, value, op, target in wanted:
@@ -173,8 +178,11 @@ def _run(data: dict[str, Any] | None) -> str:
     if data is None:
         return "–"
     load = data.get("load average at start")
-    return f"{data['benchmark']}, {data['date']}" + (
-        f" ({format_value(load)})" if load is not None else ""
+    speed = data.get("speed reference at start")
+    return (
+        f"{data['benchmark']}, {data['date']}"
+        + (f" ({format_value(load)})" if load is not None else "")
+        + (f", speed {format_value(speed)}" if speed is not None else "")
     )
 
 

@@ -24,7 +24,7 @@ import trio
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, replace_block
+from _common import machine, replace_block, speed
 from fullscale import run_scale
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +79,11 @@ def table(doc: dict[str, Any]) -> str:
         f"{'' if g('live_dedup', True) else ', deduplicator only after the recording'}"
         f"{''.join(f', {k}: {v}' for k, v in (g('gatherer_set') or {}).items())}; "
         f"{g('machine', '')}"
+        + (
+            f" · speed reference {g('speed_reference'):,} frames/s (benchmarks/_common.py speed)"
+            if g("speed_reference")
+            else ""
+        )
     )
     trades = f"{_fmt(g('trades_generated'))} / {g('trades_lost')} / {g('trades_duplicated')}"
     reconnects = f"{_fmt(g('reconnects_during_startup'))} / {_fmt(g('reconnects'))}"
@@ -191,8 +196,10 @@ def main() -> int:
     if args.from_json is not None:  # a table again from a run's JSON, no run
         doc = orjson.loads(args.from_json.read_bytes())
     else:
+        reference = speed()  # before the run: the machine's own speed, not the run's load
         doc = trio.run(run)
         doc["machine"] = machine()
+        doc["speed_reference"] = reference
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         print(f"wrote {args.out}")
