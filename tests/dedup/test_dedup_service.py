@@ -163,7 +163,9 @@ async def test_a_failing_export_degrades_health_until_it_works_again(
     assert document["production"] == {"up": True, "error": ""}
     export = document["export"]
     assert export["up"] is False
-    assert export["error"].startswith(f"cannot write {out}/raw/")
+    # the round's first call on the target fails: a closed window's write, or (no window
+    # closed yet) the markets export's read of its published manifest (cdf8d15)
+    assert export["error"].startswith((f"cannot write {out}/raw/", f"cannot read {out}/raw/"))
     assert ": [Errno 20] Not a directory: " in export["error"]
     assert export["failures"] >= 1
     assert working.status_code == 200
