@@ -49,6 +49,14 @@ async def test_sigterm_during_the_start_of_gather_stops_it_with_a_line_and_exit_
     assert (rc, out, err) == (0, b"", b"SIGTERM: stopped before the command's work began\n")
 
 
+async def _rest(stream: trio.abc.ReceiveStream) -> bytes:
+    """What ``stream`` gives until its end (the process closed it)."""
+    data = b""
+    while chunk := await stream.receive_some():
+        data += chunk
+    return data
+
+
 async def _status_stops_on(signum: signal.Signals, *, tty: bool) -> tuple[int, bytes, bytes]:
     """``kalshi status`` attached to a /health server, its stdout a pipe or a terminal:
     after its first refresh is shown, ``signum``; its exit code, the screen's bytes, stderr."""
@@ -69,9 +77,7 @@ async def _status_stops_on(signum: signal.Signals, *, tty: bool) -> tuple[int, b
             while b"status" not in shown:  # the first refresh is on screen
                 shown += await screen.receive_some()
             process.send_signal(signum)
-            err = b""
-            while chunk := await process.stderr.receive_some():
-                err += chunk
+            err = await _rest(process.stderr)
             with contextlib.suppress(OSError, trio.BrokenResourceError):  # EIO: pty closed
                 while chunk := await screen.receive_some():
                     shown += chunk
@@ -125,11 +131,8 @@ async def test_a_server_command_stops_on_a_signal_with_exit_0(
         while ready not in out or not out.endswith(b"\n"):  # it serves
             out += await process.stdout.receive_some()
         process.send_signal(signum)
-        while chunk := await process.stdout.receive_some():
-            out += chunk
-        err = b""
-        while chunk := await process.stderr.receive_some():
-            err += chunk
+        out += await _rest(process.stdout)
+        err = await _rest(process.stderr)
         rc = await process.wait()
     last = {"sim": f"    api_secret: {tmp_path / 'k.pem'}", "replay --serve": "stopped"}[server]
     assert (rc, out.decode().splitlines()[-1]) == (0, last)
@@ -163,12 +166,8 @@ async def test_a_one_shot_command_stops_on_a_signal_during_its_work_with_exit_1(
         connection = await listeners[0].accept()  # its request is on the way
         process.send_signal(signum)
         assert process.stdout is not None and process.stderr is not None
-        out = b""
-        while chunk := await process.stdout.receive_some():
-            out += chunk
-        err = b""
-        while chunk := await process.stderr.receive_some():
-            err += chunk
+        out = await _rest(process.stdout)
+        err = await _rest(process.stderr)
         rc = await process.wait()
         await connection.aclose()
         await listeners[0].aclose()
