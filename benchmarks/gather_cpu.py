@@ -14,8 +14,8 @@ COPY threads, the journal's compression) and of its event-loop thread alone, eac
 the frames. Wall time does not enter the figure, so other work on the cores moves it
 little (caches and clock speed still do: the load average and the speed reference are
 recorded with it). ``--before-tree DIR``: a checkout of another commit, measured in
-alternation with this one (``--rounds`` of each, this tree's ``kalshi`` replaced by the
-other's through ``PYTHONPATH``); the row of each is its best round.
+alternation with this one (``--rounds`` of each; each run imports ``kalshi`` from its
+tree through ``PYTHONPATH``); the row of each is its best round.
 """
 
 from __future__ import annotations
@@ -91,9 +91,8 @@ def child(spec: str) -> None:
 
 
 def run(tree: str, cfg: dict[str, object], db_url: str) -> dict[str, float]:
-    env = dict(os.environ)
-    if tree:
-        env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
+    env = dict(os.environ)  # this script's own tree unless told: not an installed kalshi
+    env["PYTHONPATH"] = (tree or str(ROOT)) + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps({"overrides": cfg, "db_url": db_url})],
         env=env,
@@ -126,7 +125,7 @@ def main() -> None:
         args.events, args.markets, args.rounds = 5_000, 10, 1
     from kalshi.store import EmbeddedPostgres, migrate
 
-    trees = [("this tree", "")]
+    trees = [(f"this tree ({_commit_of(str(ROOT))})", "")]
     if args.before_tree:
         trees.insert(0, (f"before ({_commit_of(args.before_tree)})", args.before_tree))
     results = Results(
