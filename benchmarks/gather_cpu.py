@@ -90,18 +90,28 @@ def child(spec: str) -> None:
     print(json.dumps(trio.run(_measure, args["overrides"], args["db_url"])))
 
 
-def run(tree: str, cfg: dict[str, object], db_url: str) -> dict[str, float]:
+def run(tree: str, cfg: dict[str, object], db_url: str, profile: str = "") -> dict[str, float]:
+    """One gatherer process importing ``kalshi`` from ``tree`` (this script's by default);
+    ``profile``: under ``py-spy record`` (every thread, raw collapsed stacks) into that
+    file (the figures then include py-spy's pauses: for where the time goes, not how much)."""
     env = dict(os.environ)  # this script's own tree unless told: not an installed kalshi
     env["PYTHONPATH"] = (tree or str(ROOT)) + os.pathsep + env.get("PYTHONPATH", "")
+    spy = ["py-spy", "record", "-r", "200", "--threads", "-f", "raw", "-o", profile, "--"]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps({"overrides": cfg, "db_url": db_url})],
+        [
+            *(spy if profile else []),
+            sys.executable,
+            __file__,
+            "--child",
+            json.dumps({"overrides": cfg, "db_url": db_url}),
+        ],
         env=env,
         cwd=tree or ROOT,
         check=True,
         capture_output=True,
         text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
 
 
 def _commit_of(tree: str) -> str:
@@ -120,6 +130,7 @@ def main() -> None:
     parser.add_argument("--markets", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--before-tree", default="", help="a checkout to compare with")
+    parser.add_argument("--profile", default="", help="directory: py-spy each run there")
     args = parser.parse_args()
     if args.smoke:
         args.events, args.markets, args.rounds = 5_000, 10, 1
@@ -147,7 +158,8 @@ def main() -> None:
                     for i, (label, tree) in enumerate(trees):
                         cfg = overrides("websockets", f"cpu-{n}-{i}", tmp, rest_url, ws_url,
                                         key_id, key)  # fmt: skip
-                        got = run(tree, cfg, pg.url)
+                        spy = f"{args.profile}/{n}-{i}.txt" if args.profile else ""
+                        got = run(tree, cfg, pg.url, spy)
                         got["load"] = os.getloadavg()[0]
                         print(label, got, flush=True)
                         if label not in best or got["cpu"] / got["frames"] < (
