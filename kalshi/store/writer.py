@@ -203,7 +203,8 @@ class _TableWriter:
         # Items are (number of the first row, rows): one hop per batch handed over. The
         # channel itself is unbounded; senders wait while it holds ``capacity`` rows or
         # more (the bound is in rows, whatever the size of the batches handed over).
-        self.send, self.recv = trio.open_memory_channel[tuple[int, list[Row]]](math.inf)
+        # (number of the first row, rows, their oldest time): see :meth:`begin`
+        self.send, self.recv = trio.open_memory_channel[tuple[int, list[Row], int]](math.inf)
         self.capacity = max(1024, 4 * cfg.batch_size)
         self.channel_rows = 0  # rows in the channel's buffer
         self.room = trio.Event()  # set (and replaced) when a waiting sender may go on
@@ -211,11 +212,12 @@ class _TableWriter:
         self.closed = False  # the collector took its last rows (shutdown)
         self.time_of = _time_of(spec)
         self.next_number = 1  # the number the next handed row gets
-        # number of a handed batch's first row -> its rows, until collected (a batch of n
-        # rows holds the numbers first .. first + n - 1)
-        self.unreceived: dict[int, list[Row]] = {}
+        # number of a handed batch's first row -> the oldest time (µs, time_of) of its rows,
+        # until collected (a batch of n rows holds the numbers first .. first + n - 1)
+        self.unreceived: dict[int, int] = {}
         self.first: dict[int, int] = {}  # batch seq -> lowest number of its rows (this process)
         self.partial_first = 0  # lowest number among the open batch's rows
+        self.partial_oldest = 0  # oldest time among the open batch's rows (when it has any)
         self.progress = trio.Event()  # set (and replaced) whenever rows are committed
         self.partial: list[Row] = []
         self.memory: deque[Batch] = deque()
@@ -229,11 +231,11 @@ class _TableWriter:
         self.writing: set[trio.CancelScope] = set()  # the scopes of writes in flight
         # One writer where the order of commits decides what is stored (TableSpec.serial).
         self.workers = 1 if spec.serial else _WORKERS
-        # seq -> oldest receive time (µs) of a batch made by this process, until committed;
-        # measured when first asked for (the watermark, a spill), not per row sealed: at a
-        # burst's rate most batches are committed before anyone asks
+        # seq -> oldest time (µs, time_of) of a sealed batch made by this process, until
+        # committed. Every row's time is taken once, when its send starts, and carried
+        # (handed batch -> open batch -> sealed batch) as the minimum of each: the
+        # watermark reads a few minima a second instead of every queued row.
         self.oldest: dict[int, int] = {}
-        self.unmeasured: dict[int, list[Row]] = {}  # seq -> rows, oldest not yet measured
         # awaited before a batch of this process reaches the database or the spool: the
         # journal holds its frames by then (Store.follow); None: nothing to wait for
         self.journaled: Callable[[], Awaitable[None]] | None = None
@@ -247,13 +249,18 @@ class _TableWriter:
 
     # --- acknowledgements -------------------------------------------------------------------
 
-    def begin(self, rows: list[Row]) -> int:
+    def begin(self, rows: list[Row]) -> tuple[int, int]:
         """Number the rows whose send starts now (synchronous: nothing can pass in
-        between); returns the first row's number."""
+        between); returns the first row's number and the rows' oldest time (µs). No rows:
+        nothing is numbered (the number is the next row's)."""
         number = self.next_number
+        if not rows:
+            return number, 0
         self.next_number += len(rows)
-        self.unreceived[number] = rows
-        return number
+        time_of = self.time_of
+        oldest = time_of(rows[0]) if len(rows) == 1 else min(map(time_of, rows))
+        self.unreceived[number] = oldest
+        return number, oldest
 
     def abandon(self, number: int) -> None:
         """The send of ``number`` did not happen (the channel was full, or it was cancelled).
@@ -281,14 +288,21 @@ class _TableWriter:
         self.progress.set()
         self.progress = trio.Event()
 
-    def _receive(self, item: tuple[int, list[Row]]) -> None:
+    def _receive(self, item: tuple[int, list[Row], int]) -> None:
         """Take a handed batch into the open batch."""
-        number, rows = item
-        self.unreceived.pop(number, None)
+        number, rows, oldest = item
+        if not rows:
+            return
+        del self.unreceived[number]
         self.channel_rows -= len(rows)
-        # lowest, not first: a sender that waited for room was numbered before others
-        if not self.partial or number < self.partial_first:
-            self.partial_first = number
+        if not self.partial:
+            self.partial_first, self.partial_oldest = number, oldest
+        else:
+            # lowest, not first: a sender that waited for room was numbered before others
+            if number < self.partial_first:
+                self.partial_first = number
+            if oldest < self.partial_oldest:
+                self.partial_oldest = oldest
         self.partial.extend(rows)
 
     def _wake_senders(self) -> None:
@@ -312,22 +326,39 @@ class _TableWriter:
 
     def pending_since(self) -> int | None:
         """The oldest receive time (µs) of a row received but not committed, None when
-        nothing is pending; 0 for batches spooled by an earlier process (unknown)."""
-        for seq in list(self.unmeasured):
-            self._measure(seq)
-        times = [self.oldest.get(seq, 0) for seq in self.spool.seqs()]
-        times.extend(self.oldest[b.seq] for b in self.memory if b.seq in self.oldest)
+        nothing is pending; 0 for batches spooled by an earlier process (unknown).
+
+        From the minima kept as rows move (:meth:`begin`, :meth:`_receive`,
+        :meth:`_sealed`): one per handed batch still in the channel, one for the open
+        batch, one per sealed batch in memory or in the spool, not one per row."""
+        oldest = self.oldest
+        times = [oldest.get(seq, 0) for seq in self.spool.seqs()]
+        times.extend(oldest[b.seq] for b in self.memory if b.seq in oldest)
         if self.partial:
-            times.append(min(map(self.time_of, self.partial)))
-        times.extend(min(map(self.time_of, rows)) for rows in self.unreceived.values() if rows)
+            times.append(self.partial_oldest)
+        if self.unreceived:
+            # a handed batch of no rows holds no time (and no number a row needs)
+            times.append(min(self.unreceived.values()))
         return min(times) if times else None
 
-    def _measure(self, seq: int) -> None:
-        """Record the oldest time of batch ``seq`` in :attr:`oldest` (before it leaves
-        memory for the spool; once)."""
-        rows = self.unmeasured.pop(seq, None)
-        if rows is not None:
-            self.oldest[seq] = min(map(self.time_of, rows))
+    def _sealed(self, rows: list[Row], end: int) -> list[Batch]:
+        """Seal ``rows[:end]`` (the open batch's rows) into batches of ``batch_size``, each
+        with its oldest time in :attr:`oldest`; the open batch keeps ``rows[end:]`` and its
+        own oldest time. Sealed whole into one batch (the common case), the open batch's
+        minimum is the batch's; cut, each piece is measured."""
+        size, time_of, first = self.batch_size, self.time_of, self.partial_first
+        whole = end == len(rows) and end <= size
+        batches = []
+        for start in range(0, end, size):
+            batch = Batch(self.next_seq, rows[start : start + size])
+            self.next_seq += 1
+            self.first[batch.seq] = first
+            self.oldest[batch.seq] = self.partial_oldest if whole else min(map(time_of, batch.rows))
+            batches.append(batch)
+        self.partial = rows[end:]
+        if self.partial and end:
+            self.partial_oldest = min(map(time_of, self.partial))
+        return batches
 
     def stats(self) -> TableStats:
         return TableStats(
@@ -400,16 +431,11 @@ class _TableWriter:
         taking rows (backpressure reaches the sockets) until either takes some: nothing is
         dropped.
         """
-        rows, first, size = self.partial, self.partial_first, self.batch_size
+        rows, size = self.partial, self.batch_size
         if not rows:
             return
         end = len(rows) if whole else len(rows) - len(rows) % size
-        self.partial = rows[end:]
-        for start in range(0, end, size):
-            batch = Batch(self.next_seq, rows[start : start + size])
-            self.next_seq += 1
-            self.first[batch.seq] = first
-            self.unmeasured[batch.seq] = batch.rows
+        for batch in self._sealed(rows, end):
             self.memory.append(batch)
             self.memory_rows += len(batch.rows)
         self.work.set()
@@ -455,7 +481,6 @@ class _TableWriter:
             if batch is None:
                 return
             self.inflight.add(batch.seq)  # no flusher takes it from memory meanwhile
-            self._measure(batch.seq)
             try:
                 if self.journaled is not None:
                     await self.journaled()
@@ -542,7 +567,6 @@ class _TableWriter:
         self.state.mark_up()
         self._account(result)
         self.oldest.pop(batch.seq, None)
-        self.unmeasured.pop(batch.seq, None)
         self.first.pop(batch.seq, None)
         if from_spool:
             # A crash before the file is gone rewrites the batch; the keys absorb it.
@@ -624,14 +648,9 @@ class _TableWriter:
         self.recv.close()
         self.closed = True
         self.room.set()  # senders waiting for room find the channel closed
-        for start in range(0, len(self.partial), self.batch_size):
-            rows = self.partial[start : start + self.batch_size]
-            self.first[self.next_seq] = self.partial_first
-            self.unmeasured[self.next_seq] = rows
-            self.memory.append(Batch(self.next_seq, rows))
-            self.next_seq += 1
-            self.memory_rows += len(rows)
-        self.partial = []
+        for batch in self._sealed(self.partial, len(self.partial)):
+            self.memory.append(batch)
+            self.memory_rows += len(batch.rows)
 
     async def flush_rest(self) -> None:
         """Write the in-memory and spooled batches, lowest sequence first, while the database
@@ -665,7 +684,6 @@ class _TableWriter:
         the spool disk refused (logged; they are in the journal only)."""
         refused = 0
         for batch in list(self.memory):
-            self._measure(batch.seq)
             try:
                 self.spool.write(batch)
             except StoreError as exc:
@@ -722,13 +740,23 @@ class RowSender:
     caller must not change it."""
 
     def __init__(
-        self, writer: _TableWriter, channel: trio.MemorySendChannel[tuple[int, list[Row]]]
+        self, writer: _TableWriter, channel: trio.MemorySendChannel[tuple[int, list[Row], int]]
     ):
         self._writer = writer
         self._channel = channel
 
     def send_nowait(self, row: Row) -> None:
-        self.send_batch_nowait([row])
+        writer = self._writer
+        if writer.channel_rows >= writer.capacity and not writer.closed:
+            raise trio.WouldBlock
+        rows = [row]
+        number, oldest = writer.begin(rows)
+        try:
+            self._channel.send_nowait((number, rows, oldest))
+        except BaseException:
+            writer.abandon(number)
+            raise
+        writer.channel_rows += 1
 
     async def send(self, row: Row) -> None:
         await self.send_batch([row])
@@ -738,11 +766,12 @@ class RowSender:
         writer = self._writer
         if writer.channel_rows >= writer.capacity and not writer.closed:
             raise trio.WouldBlock
-        number = writer.begin(rows)
+        number, oldest = writer.begin(rows)
         try:
-            self._channel.send_nowait((number, rows))
+            self._channel.send_nowait((number, rows, oldest))
         except BaseException:
-            writer.abandon(number)
+            if rows:
+                writer.abandon(number)
             raise
         writer.channel_rows += len(rows)
 
@@ -750,14 +779,15 @@ class RowSender:
         """Hand ``rows`` over, waiting while the channel is full; counted as pending
         from the moment this is called (cancelled: as if never handed over)."""
         writer = self._writer
-        number = writer.begin(rows)
+        number, oldest = writer.begin(rows)
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             if writer.channel_rows >= writer.capacity:
                 await writer.wait_room()
-            self._channel.send_nowait((number, rows))
+            self._channel.send_nowait((number, rows, oldest))
         except BaseException:
-            writer.abandon(number)
+            if rows:
+                writer.abandon(number)
             raise
         writer.channel_rows += len(rows)
         await trio.lowlevel.cancel_shielded_checkpoint()
