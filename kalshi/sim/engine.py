@@ -89,6 +89,13 @@ _price = cache(format_price)  # prices are grid values in [0, DOLLAR]: a bounded
 # The rest of a delta's ``msg`` after its market's head (``_Active.delta_head``): every
 # value is digits, '.', '-', ':', 'T', 'Z' or a side's name, nothing JSON escapes, so the
 # bytes are orjson's of the same dict (tests/sim/test_engine.py checks it).
+# The same for a ticker's msg after its market's head (``_Active.ticker_head``).
+_TICKER_TAIL = (
+    ',"price_dollars":"%s","yes_bid_dollars":"%s","yes_ask_dollars":"%s","volume_fp":"%s"'
+    ',"open_interest_fp":"%s","dollar_volume":%d,"dollar_open_interest":%d'
+    ',"yes_bid_size_fp":"%s","yes_ask_size_fp":"%s","last_trade_size_fp":"%s","ts":%d'
+    ',"ts_ms":%d,"time":"%s"}'
+)
 _DELTA_TAIL = ',"price_dollars":"%s","delta_fp":"%s","side":"%s","ts":"%s","ts_ms":%d}'
 
 
@@ -112,6 +119,7 @@ class _Active:
         "market",
         "no_prices",
         "oi",
+        "ticker_head",
         "top",
         "volume",
         "yes_prices",
@@ -136,6 +144,9 @@ class _Active:
         self.delta_head = orjson.dumps({"market_ticker": info.ticker, "market_id": info.market_id})[
             :-1
         ]
+        self.ticker_head = orjson.dumps(
+            {"market_id": info.market_id, "market_ticker": info.ticker}
+        )[:-1]
         self.market: MarketState = MarketState()  # the universe's state (_start_market)
 
     def prices(self, side: Side) -> list[int]:
@@ -682,13 +693,15 @@ class Engine:
             return None
         ts_ms = self.clock() // 1000
         body, model = self._ticker(state, ts_ms)
-        return SimEvent("ticker", "ticker", ticker, ts_ms * 1000, _dumps(body), model)
+        return SimEvent("ticker", "ticker", ticker, ts_ms * 1000, body, model)
 
     def _publish_ticker(self, state: _Active, ts_ms: int) -> None:
         body, model = self._ticker(state, ts_ms)
-        self._emit("ticker", state.info.ticker, ts_ms, body, model)
+        event = SimEvent("ticker", "ticker", state.info.ticker, ts_ms * 1000, body, model)
+        self.truth.record(event)
+        self.publish(event)
 
-    def _ticker(self, state: _Active, ts_ms: int) -> tuple[dict[str, Any], Ticker]:
+    def _ticker(self, state: _Active, ts_ms: int) -> tuple[bytes, Ticker]:
         info = state.info
         bid, ask = state.top
         ticker = Ticker(
@@ -706,23 +719,22 @@ class Engine:
             last_trade_size=state.last_size,
             exchange_ts=ts_ms * 1000,
         )
-        body = {
-            "market_id": info.market_id,
-            "market_ticker": info.ticker,
-            "price_dollars": "" if state.last_price is None else _price(state.last_price),
-            "yes_bid_dollars": _price(ticker.yes_bid or 0),
-            "yes_ask_dollars": _price(DOLLAR if ticker.yes_ask is None else ticker.yes_ask),
-            "volume_fp": format_size(state.volume),
-            "open_interest_fp": format_size(state.oi),
-            "dollar_volume": ticker.dollar_volume,
-            "dollar_open_interest": ticker.dollar_open_interest,
-            "yes_bid_size_fp": format_size(ticker.yes_bid_size or 0),
-            "yes_ask_size_fp": format_size(ticker.yes_ask_size or 0),
-            "last_trade_size_fp": format_size(state.last_size),
-            "ts": ts_ms // 1000,
-            "ts_ms": ts_ms,
-            "time": format_rfc3339_us(ts_ms * 1000, trim=True),
-        }
+        tail = _TICKER_TAIL % (
+            "" if state.last_price is None else _price(state.last_price),
+            _price(ticker.yes_bid or 0),
+            _price(DOLLAR if ticker.yes_ask is None else ticker.yes_ask),
+            format_size(state.volume),
+            format_size(state.oi),
+            ticker.dollar_volume,
+            ticker.dollar_open_interest,
+            format_size(ticker.yes_bid_size or 0),
+            format_size(ticker.yes_ask_size or 0),
+            format_size(state.last_size),
+            ts_ms // 1000,
+            ts_ms,
+            format_rfc3339_us(ts_ms * 1000, trim=True),
+        )
+        body = state.ticker_head + tail.encode()
         return body, ticker
 
     def _emit(
