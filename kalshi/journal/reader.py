@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -13,7 +14,13 @@ from attrs import frozen
 from kalshi.config import S3Config
 from kalshi.errors import JournalError
 from kalshi.journal.files import file_sort_key
-from kalshi.journal.format import JournalProblem, JournalRecord, Labels, decode_line
+from kalshi.journal.format import (
+    JournalProblem,
+    JournalRecord,
+    Labels,
+    decode_line,
+    decode_verified,
+)
 
 __all__ = [
     "Chunk",
@@ -162,37 +169,93 @@ def split_lines(chunks: Iterator[Chunk]) -> Iterator[tuple[bytes, bool, bool]]:
         yield rest, False, False
 
 
-def _read_file(path: Path, labels: Labels) -> Iterator[JournalRecord | JournalProblem]:
+_SLICE = 1024  # lines of a verified chunk decoded together (a list of records at a time)
+
+
+def _read_file(path: Path, labels: Labels) -> Iterator[Sequence[JournalRecord | JournalProblem]]:
+    """The records and problems of one file, a list at a time (:func:`split_lines`' lines:
+    the common frame lines of a verified chunk by :func:`decode_verified`, a slice at a
+    time; any other line, or a slice holding one, by :func:`decode_line`)."""
     name = str(path)
     torn: list[str] = []
     line_no = 0
+    out: list[JournalRecord | JournalProblem] = []
     try:
         with open(path, "rb") as fh:
             chunks = (
                 _zstd_chunks(fh, torn) if path.name.endswith(".zst") else _plain_chunks(fh, torn)
             )
-            for line, complete, verified in split_lines(chunks):
-                line_no += 1
-                if not line or line.isspace():  # (no stripped copy of every line)
-                    if complete:
-                        yield JournalProblem(name, line_no, "empty line")
+            rest = b""
+            for item in chunks:
+                if item is None:  # a damaged run ends: its partial line (split_lines)
+                    if rest:
+                        line_no = _read_lines(name, [rest], False, False, labels, line_no, out)
+                    rest = b""
                     continue
-                try:
-                    record = decode_line(line, labels, verified=verified)
-                except ValueError as exc:
-                    if complete:
-                        yield JournalProblem(name, line_no, str(exc))
+                chunk, verified = item
+                if rest:  # a line across chunks: the chunk's lines are not taken as verified
+                    parts = (rest + chunk).split(b"\n")
+                    verified = False
+                else:
+                    parts = chunk.split(b"\n")
+                rest = parts.pop()
+                if not verified:
+                    line_no = _read_lines(name, parts, True, False, labels, line_no, out)
+                    yield out
+                    out = []
+                    continue
+                if out:  # a damaged run's partial line, before this chunk's lines
+                    yield out
+                    out = []
+                for at in range(0, len(parts), _SLICE):
+                    lines = parts[at : at + _SLICE]
+                    records = decode_verified(lines, labels)
+                    if records is None:
+                        line_no = _read_lines(name, lines, True, True, labels, line_no, out)
+                        yield out
+                        out = []
                     else:
-                        yield JournalProblem(
-                            name, line_no, f"torn last line ({len(line)} bytes, no newline)"
-                        )
-                    continue
-                yield record
+                        line_no += len(records)
+                        yield records
+            if rest:
+                line_no = _read_lines(name, [rest], False, False, labels, line_no, out)
     except OSError as exc:
-        yield JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}")
+        out.append(JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}"))
+        yield out
         return
-    for reason in torn:
-        yield JournalProblem(name, line_no + 1, reason)
+    out.extend(JournalProblem(name, line_no + 1, reason) for reason in torn)
+    yield out
+
+
+def _read_lines(
+    name: str,
+    lines: list[bytes],
+    complete: bool,
+    verified: bool,
+    labels: Labels,
+    line_no: int,
+    out: list[JournalRecord | JournalProblem],
+) -> int:
+    """Lines one by one onto ``out`` (:func:`decode_line`; an empty line, a damaged one
+    and a torn last one as problems); returns the number of the last line read."""
+    for line in lines:
+        line_no += 1
+        if not line or line.isspace():  # (no stripped copy of every line)
+            if complete:
+                out.append(JournalProblem(name, line_no, "empty line"))
+            continue
+        try:
+            record = decode_line(line, labels, verified=verified)
+        except ValueError as exc:
+            if complete:
+                out.append(JournalProblem(name, line_no, str(exc)))
+            else:
+                out.append(
+                    JournalProblem(name, line_no, f"torn last line ({len(line)} bytes, no newline)")
+                )
+            continue
+        out.append(record)
+    return line_no
 
 
 def read_journal(
@@ -213,7 +276,7 @@ def read_journal(
         else:
             local.append(item)
 
-    def generate() -> Iterator[JournalRecord | JournalProblem]:
+    def generate() -> Iterator[Sequence[JournalRecord | JournalProblem]]:
         labels: Labels = {}  # label and channels of each connection, from connect markers
         for path in journal_files(local):
             yield from _read_file(path, labels)
@@ -223,7 +286,8 @@ def read_journal(
                 for path in journal_files([tmp]):
                     yield from _read_file(path, labels)
 
-    return generate()
+    # the items of each list, taken in C: no generator resumed a record
+    return itertools.chain.from_iterable(generate())
 
 
 def connections(

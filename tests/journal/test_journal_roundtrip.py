@@ -272,3 +272,51 @@ def test_fast_and_general_line_decoders_agree(
     except ValueError as exc:
         fast = ("refused", str(exc))
     assert fast == general
+
+
+@given(
+    lines=st.lists(
+        st.builds(
+            dict,
+            gatherer_id=st.sampled_from(["g-1", "g-2", 7]),
+            conn_id=st.sampled_from([1, 2, 2**63, True]),
+            frame_no=st.integers(0, 3),
+            direction=st.sampled_from(["in", "out", "local"]),
+            wall_us=st.integers(0, 3),
+            mono_us=st.integers(0, 3),
+            kind=st.sampled_from(["frame", "frame", "frame", "connect", "rest"]),
+            text=st.sampled_from(['{"type":"trade"}', "é\u2028", None]),
+        ),
+        max_size=6,
+    ),
+    blank=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_decode_verified_is_decode_line_of_each(
+    lines: list[dict[str, object]], blank: bool
+) -> None:
+    """``decode_verified`` (a verified chunk's lines at once) gives the records
+    ``decode_line`` gives line by line, labels included, or ``None`` whenever a line is
+    not a common frame line (that one taken alone decides)."""
+    from kalshi.journal.format import Labels, decode_verified
+
+    raw = [
+        json.dumps({k: v for k, v in fields.items() if v is not None}, ensure_ascii=False).encode()
+        for fields in lines
+    ]
+    if blank:
+        raw.append(b"")
+    labels: Labels = {("g-1", 1): ("books", ("orderbook_delta",))}
+    at_once = decode_verified(raw, dict(labels))
+    one_by_one: list[object] = []
+    each_labels = dict(labels)
+    for line in raw:
+        try:
+            one_by_one.append(decode_line(line, each_labels, verified=True))
+        except ValueError:
+            one_by_one.append(None)
+    common = all(isinstance(r, JournalRecord) and r.kind == "frame" for r in one_by_one)
+    if at_once is not None:
+        assert common and at_once == one_by_one
+    else:  # the general path alone reads a conn_id past int64 (msgspec's limit)
+        assert not common or any(fields["conn_id"] == 2**63 for fields in lines)
