@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import uuid
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from functools import cache
@@ -82,6 +81,14 @@ def _grid(ranges: tuple[PriceRange, ...]) -> tuple[int, ...]:
 
 def _dumps(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj)
+
+
+def _uuid4(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))`` without the object: the variant and version
+    bits set as UUID sets them (RFC 4122), the hex in 8-4-4-4-12 groups."""
+    bits = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _price = cache(format_price)  # prices are grid values in [0, DOLLAR]: a bounded cache
@@ -594,7 +601,7 @@ class Engine:
         count = min(state.book.side(hit)[price], self._size())
         yes_price = DOLLAR - price if hit is Side.NO else price
         trade = Trade(
-            trade_id=str(uuid.UUID(int=rng.getrandbits(128) ^ self._salt, version=4)),
+            trade_id=_uuid4(rng.getrandbits(128) ^ self._salt),
             ticker=state.info.ticker,
             yes_price=yes_price,
             no_price=DOLLAR - yes_price,
