@@ -38,6 +38,9 @@ class SimEvent:
         return b'{"type":"%s","ts_us":%d,"msg":%s}' % (self.type.encode(), self.ts_us, self.body)
 
 
+_LINE = b'{"type":"%s","ts_us":%d,"msg":%s}\n'  # SimEvent.to_json() and a newline
+
+
 class Truth:
     """What really happened. Read it after ``engine.pause()`` for a consistent view.
 
@@ -91,15 +94,17 @@ class Truth:
         self.generated += 1
         if self.keep_events:
             self.events.append(event)
+        kind = event.type
         if self.stream is not None:
-            self.stream.write(event.to_json() + b"\n")
-        self.events_generated[event.type] += 1
+            self.stream.write(_LINE % (kind.encode(), event.ts_us, event.body))
+        self.events_generated[kind] += 1
         model = event.model
-        if isinstance(model, Trade):
+        cls = type(model)
+        if cls is Trade:
             self.trades.append(model)
             if self.trade_window_us is not None:
                 self._trim_trades(model.exchange_ts - self.trade_window_us)
-        elif isinstance(model, LifecycleEvent | EventLifecycle):
+        elif cls is LifecycleEvent or cls is EventLifecycle:
             self.lifecycle.append(model)
 
     def _trim_trades(self, oldest_us: int) -> None:

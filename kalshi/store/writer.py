@@ -203,26 +203,37 @@ class _TableWriter:
         self.memory_limit = memory_rows
         self.state = state
         self.spool_state = spool_state or _SpoolState()
-        # Items are (number of the first row, rows): one hop per batch handed over. The
-        # channel itself is unbounded; senders wait while it holds ``capacity`` rows or
-        # more (the bound is in rows, whatever the size of the batches handed over).
-        # (number of the first row, rows, their oldest time): see :meth:`begin`
-        self.send, self.recv = trio.open_memory_channel[tuple[int, list[Row], int]](math.inf)
+        # The channel: rows handed over and not yet collected, in the order handed, with
+        # the lowest number and the oldest time among them; senders append to it without a
+        # hop per row (no Trio channel: a row costs an append, the collector takes them all
+        # at once). Senders wait while it holds ``capacity`` rows or more (the bound is in
+        # rows, whatever the size of the batches handed over).
+        self.inbox: list[Row] = []
+        self.inbox_first = 0
+        self.inbox_oldest = 0
+        self.arrived = trio.lowlevel.ParkingLot()  # the collector, waiting for rows
+        # rows in the channel that wake the collector: the first row (it starts the flush
+        # interval), then as many as fill the open batch; not one wake per loop turn
+        self.wake_at = 1
+        self.senders = 0  # open RowSenders; the collector ends when none is left
         self.capacity = max(1024, 4 * cfg.batch_size)
-        self.channel_rows = 0  # rows in the channel's buffer
         self.room = trio.Event()  # set (and replaced) when a waiting sender may go on
         self.waiting = 0  # senders waiting for room
         self.closed = False  # the collector took its last rows (shutdown)
         self.time_of = _time_of(spec)
         self.next_number = 1  # the number the next handed row gets
-        # number of a handed batch's first row -> the oldest time (µs, time_of) of its rows,
-        # until collected (a batch of n rows holds the numbers first .. first + n - 1)
+        # number of a waiting send's first row -> the oldest time (µs, time_of) of its rows,
+        # until they are in the channel (a batch of n rows holds the numbers first .. first
+        # + n - 1)
         self.unreceived: dict[int, int] = {}
         self.first: dict[int, int] = {}  # batch seq -> lowest number of its rows (this process)
         self.partial_first = 0  # lowest number among the open batch's rows
         self.partial_oldest = 0  # oldest time among the open batch's rows (when it has any)
+        # (index of its first row in the open batch, its oldest time) per take from the
+        # channel: a sealed batch's oldest time without measuring the rows again
+        self.marks: list[tuple[int, int]] = []
         self.progress = trio.Event()  # set (and replaced) whenever rows are committed
-        self.partial: list[Row] = []
+        self.open_rows: list[Row] = []  # the open batch's rows taken from the channel
         self.memory: deque[Batch] = deque()
         self._memory_rows = 0
         self.next_seq = 1
@@ -249,13 +260,26 @@ class _TableWriter:
         self.dead_letters = 0
         self._label = {"table": spec.name}
         metrics.zero_table(spec.name)
+        self.send = RowSender(self)  # the writer's own; closed at shutdown
+
+    @property
+    def channel_rows(self) -> int:
+        """Rows handed over and not yet collected."""
+        return len(self.inbox)
+
+    @property
+    def partial(self) -> list[Row]:
+        """The open batch: its rows taken from the channel, then those still in it (the
+        collector takes them once they fill a batch or the flush interval ends)."""
+        return self.open_rows + self.inbox
 
     # --- acknowledgements -------------------------------------------------------------------
 
     def begin(self, rows: list[Row]) -> tuple[int, int]:
-        """Number the rows whose send starts now (synchronous: nothing can pass in
-        between); returns the first row's number and the rows' oldest time (µs). No rows:
-        nothing is numbered (the number is the next row's)."""
+        """Number the rows of a send that may wait (synchronous: nothing can pass in
+        between); pending until :meth:`enqueue` or :meth:`abandon`. Returns the first row's
+        number and the rows' oldest time (µs). No rows: nothing is numbered (the number is
+        the next row's)."""
         number = self.next_number
         if not rows:
             return number, 0
@@ -264,6 +288,25 @@ class _TableWriter:
         oldest = time_of(rows[0]) if len(rows) == 1 else min(map(time_of, rows))
         self.unreceived[number] = oldest
         return number, oldest
+
+    def enqueue(self, number: int, rows: list[Row], oldest: int, *, wake: bool = False) -> None:
+        """Put the rows of a send begun as ``number`` into the channel; ``wake``: the
+        collector takes them now (else once they fill the open batch)."""
+        if not rows:
+            return
+        del self.unreceived[number]
+        inbox = self.inbox
+        if not inbox:
+            self.inbox_first, self.inbox_oldest = number, oldest
+        else:
+            # lowest, not first: a sender that waited for room was numbered before others
+            if number < self.inbox_first:
+                self.inbox_first = number
+            if oldest < self.inbox_oldest:
+                self.inbox_oldest = oldest
+        inbox.extend(rows)
+        if self.arrived and (wake or len(inbox) >= self.wake_at):
+            self.arrived.unpark_all()
 
     def abandon(self, number: int) -> None:
         """The send of ``number`` did not happen (the channel was full, or it was cancelled).
@@ -276,10 +319,12 @@ class _TableWriter:
         """The highest ``n`` such that every row numbered ``n`` or lower was acknowledged by
         the database (or its send abandoned)."""
         firsts = list(self.first.values())
-        if self.partial:
+        if self.open_rows:
             firsts.append(self.partial_first)
+        if self.inbox:
+            firsts.append(self.inbox_first)
         if self.unreceived:
-            firsts.append(next(iter(self.unreceived)))
+            firsts.append(min(self.unreceived))
         return min(firsts, default=self.next_number) - 1
 
     async def wait_committed(self, number: int) -> None:
@@ -291,22 +336,23 @@ class _TableWriter:
         self.progress.set()
         self.progress = trio.Event()
 
-    def _receive(self, item: tuple[int, list[Row], int]) -> None:
-        """Take a handed batch into the open batch."""
-        number, rows, oldest = item
+    def _take(self) -> None:
+        """Take every row in the channel into the open batch."""
+        rows = self.inbox
         if not rows:
             return
-        del self.unreceived[number]
-        self.channel_rows -= len(rows)
-        if not self.partial:
-            self.partial_first, self.partial_oldest = number, oldest
-        else:
-            # lowest, not first: a sender that waited for room was numbered before others
-            if number < self.partial_first:
-                self.partial_first = number
-            if oldest < self.partial_oldest:
-                self.partial_oldest = oldest
-        self.partial.extend(rows)
+        self.inbox = []
+        first, oldest = self.inbox_first, self.inbox_oldest
+        if not self.open_rows:
+            self.open_rows, self.partial_first, self.partial_oldest = rows, first, oldest
+            self.marks = [(0, oldest)]
+            return
+        if first < self.partial_first:
+            self.partial_first = first
+        if oldest < self.partial_oldest:
+            self.partial_oldest = oldest
+        self.marks.append((len(self.open_rows), oldest))
+        self.open_rows.extend(rows)
 
     def _wake_senders(self) -> None:
         if self.waiting and self.channel_rows < self.capacity:
@@ -325,43 +371,73 @@ class _TableWriter:
     # --- accounting -----------------------------------------------------------------------
 
     def queue_rows(self) -> int:
-        return self.channel_rows + len(self.partial) + self.memory_rows
+        return self.channel_rows + len(self.open_rows) + self.memory_rows
 
     def pending_since(self) -> int | None:
         """The oldest receive time (µs) of a row received but not committed, None when
         nothing is pending; 0 for batches spooled by an earlier process (unknown).
 
-        From the minima kept as rows move (:meth:`begin`, :meth:`_receive`,
+        From the minima kept as rows move (:meth:`begin`, :meth:`_take`,
         :meth:`_sealed`): one per handed batch still in the channel, one for the open
         batch, one per sealed batch in memory or in the spool, not one per row."""
         oldest = self.oldest
         times = [oldest.get(seq, 0) for seq in self.spool.seqs()]
         times.extend(oldest[b.seq] for b in self.memory if b.seq in oldest)
-        if self.partial:
+        if self.open_rows:
             times.append(self.partial_oldest)
+        if self.inbox:
+            times.append(self.inbox_oldest)
         if self.unreceived:
-            # a handed batch of no rows holds no time (and no number a row needs)
             times.append(min(self.unreceived.values()))
         return min(times) if times else None
 
     def _sealed(self, rows: list[Row], end: int) -> list[Batch]:
         """Seal ``rows[:end]`` (the open batch's rows) into batches of ``batch_size``, each
         with its oldest time in :attr:`oldest`; the open batch keeps ``rows[end:]`` and its
-        own oldest time. Sealed whole into one batch (the common case), the open batch's
-        minimum is the batch's; cut, each piece is measured."""
-        size, time_of, first = self.batch_size, self.time_of, self.partial_first
-        whole = end == len(rows) and end <= size
+        own oldest time. A batch's oldest time is the least of the takes (:attr:`marks`) it
+        holds whole; only the rows of a take cut in two are measured again."""
+        size, first, marks = self.batch_size, self.partial_first, self.marks
+        bounds = [start for start, _ in marks]
+        bounds.append(len(rows))
         batches = []
         for start in range(0, end, size):
-            batch = Batch(self.next_seq, rows[start : start + size])
+            stop = min(start + size, end)
+            batch = Batch(self.next_seq, rows[start:stop])
             self.next_seq += 1
             self.first[batch.seq] = first
-            self.oldest[batch.seq] = self.partial_oldest if whole else min(map(time_of, batch.rows))
+            self.oldest[batch.seq] = self._oldest_in(rows, bounds, start, stop)
             batches.append(batch)
-        self.partial = rows[end:]
-        if self.partial and end:
-            self.partial_oldest = min(map(time_of, self.partial))
+        if end:
+            rest: list[tuple[int, int]] = []
+            for k, (start, oldest) in enumerate(marks):
+                stop = bounds[k + 1]
+                if stop <= end:
+                    continue
+                if start >= end:
+                    rest.append((start - end, oldest))
+                else:
+                    rest.append((0, min(map(self.time_of, rows[end:stop]))))
+            self.marks = rest
+            self.open_rows = rows[end:]
+            if rest:
+                self.partial_oldest = min(oldest for _, oldest in rest)
         return batches
+
+    def _oldest_in(self, rows: list[Row], bounds: list[int], start: int, stop: int) -> int:
+        """The oldest time among ``rows[start:stop]``, from :attr:`marks` (``bounds``:
+        their starts, then the open batch's length)."""
+        found: list[int] = []
+        for k, (begin, oldest) in enumerate(self.marks):
+            end = bounds[k + 1]
+            if end <= start:
+                continue
+            if begin >= stop:
+                break
+            if begin >= start and end <= stop:
+                found.append(oldest)
+            else:
+                found.append(min(map(self.time_of, rows[max(begin, start) : min(end, stop)])))
+        return min(found)
 
     def stats(self) -> TableStats:
         return TableStats(
@@ -402,24 +478,23 @@ class _TableWriter:
         deadline = math.inf
         while True:
             with trio.move_on_at(deadline):
-                try:
-                    item = await self.recv.receive()
-                except trio.EndOfChannel:
+                open_rows = len(self.open_rows)
+                self.wake_at = max(1, self.batch_size - open_rows) if open_rows else 1
+                while len(self.inbox) < self.wake_at and self.senders:
+                    await self.arrived.park()
+                if not self.inbox:  # every sender closed, every row taken
                     break
-                if not self.partial:
+                if not self.open_rows:
                     deadline = trio.current_time() + self.flush_interval
-                self._receive(item)
-                while len(self.partial) < self.batch_size:
-                    try:
-                        self._receive(self.recv.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+                self._take()
                 self._wake_senders()
-                if len(self.partial) < self.batch_size:
+                if len(self.open_rows) < self.batch_size:
                     continue
+            self._take()  # the flush interval passed: the rows still in the channel too
+            self._wake_senders()
             # full batches only while rows keep coming; all of it once flush_interval passed
-            await self._seal(whole=len(self.partial) < self.batch_size)
-            deadline = trio.current_time() + self.flush_interval if self.partial else math.inf
+            await self._seal(whole=len(self.open_rows) < self.batch_size)
+            deadline = trio.current_time() + self.flush_interval if self.open_rows else math.inf
         await self._seal(whole=True)
 
     async def _seal(self, *, whole: bool) -> None:
@@ -435,7 +510,7 @@ class _TableWriter:
         that seals a batch stops taking rows (its channel fills, then its senders wait:
         backpressure reaches the sockets) until either takes some: nothing is dropped.
         """
-        rows, size = self.partial, self.batch_size
+        rows, size = self.open_rows, self.batch_size
         if not rows:
             return
         end = len(rows) if whole else len(rows) - len(rows) % size
@@ -650,15 +725,10 @@ class _TableWriter:
 
     def take_leftovers(self) -> None:
         """Seal the open batch and whatever is still buffered in the channel, in memory."""
-        while True:
-            try:
-                self._receive(self.recv.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-        self.recv.close()
+        self._take()
         self.closed = True
         self.room.set()  # senders waiting for room find the channel closed
-        for batch in self._sealed(self.partial, len(self.partial)):
+        for batch in self._sealed(self.open_rows, len(self.open_rows)):
             self.memory.append(batch)
             self.memory_rows += len(batch.rows)
 
@@ -737,7 +807,8 @@ def _time_of(spec: TableSpec) -> Callable[[Row], int]:
 
 class RowSender:
     """One producer's channel to a table's writer: ``send``/``send_nowait`` like a
-    ``trio.MemorySendChannel[Row]`` (``trio.WouldBlock`` when full), ``send_batch``/
+    ``trio.MemorySendChannel[Row]`` (``trio.WouldBlock`` when full; a row costs a list
+    append, no Trio channel hop), ``send_batch``/
     ``send_batch_nowait`` for a list of rows in one hand-over (the per-row calls are a batch
     of one), plus ``clone``, ``close`` and ``async with``. Each row is counted as pending
     from the moment its send starts, so :meth:`Store.committed` and the watermark see it
@@ -749,41 +820,47 @@ class RowSender:
     after :meth:`close`. The list handed over belongs to the store from then on: the
     caller must not change it."""
 
-    def __init__(
-        self, writer: _TableWriter, channel: trio.MemorySendChannel[tuple[int, list[Row], int]]
-    ):
+    __slots__ = ("_closed", "_writer")
+
+    def __init__(self, writer: _TableWriter) -> None:
         self._writer = writer
-        self._channel = channel
+        self._closed = False
+        writer.senders += 1
+
+    def _check(self) -> _TableWriter:
+        if self._closed:
+            raise trio.ClosedResourceError
+        writer = self._writer
+        if writer.closed:
+            raise trio.BrokenResourceError
+        return writer
 
     def send_nowait(self, row: Row) -> None:
-        writer = self._writer
-        if writer.channel_rows >= writer.capacity and not writer.closed:
+        writer = self._check()
+        inbox = writer.inbox
+        if len(inbox) >= writer.capacity:
             raise trio.WouldBlock
-        rows = [row]
-        number, oldest = writer.begin(rows)
-        try:
-            self._channel.send_nowait((number, rows, oldest))
-        except BaseException:
-            writer.abandon(number)
-            raise
-        writer.channel_rows += 1
+        oldest = writer.time_of(row)
+        number = writer.next_number
+        writer.next_number = number + 1
+        if not inbox:
+            writer.inbox_first, writer.inbox_oldest = number, oldest
+        elif oldest < writer.inbox_oldest:
+            writer.inbox_oldest = oldest
+        inbox.append(row)
+        if len(inbox) >= writer.wake_at and writer.arrived:
+            writer.arrived.unpark_all()
 
     async def send(self, row: Row) -> None:
         await self.send_batch([row])
 
     def send_batch_nowait(self, rows: list[Row]) -> None:
         """Hand ``rows`` over now, or raise ``trio.WouldBlock`` (nothing handed over)."""
-        writer = self._writer
-        if writer.channel_rows >= writer.capacity and not writer.closed:
+        writer = self._check()
+        if len(writer.inbox) >= writer.capacity:
             raise trio.WouldBlock
         number, oldest = writer.begin(rows)
-        try:
-            self._channel.send_nowait((number, rows, oldest))
-        except BaseException:
-            if rows:
-                writer.abandon(number)
-            raise
-        writer.channel_rows += len(rows)
+        writer.enqueue(number, rows, oldest)
 
     async def send_batch(self, rows: list[Row]) -> None:
         """Hand ``rows`` over, waiting while the channel is full; counted as pending
@@ -792,24 +869,34 @@ class RowSender:
         number, oldest = writer.begin(rows)
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            if writer.channel_rows >= writer.capacity:
+            self._check()
+            if len(writer.inbox) >= writer.capacity:
                 await writer.wait_room()
-            self._channel.send_nowait((number, rows, oldest))
+                self._check()
         except BaseException:
             if rows:
                 writer.abandon(number)
             raise
-        writer.channel_rows += len(rows)
+        writer.enqueue(number, rows, oldest, wake=True)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def clone(self) -> RowSender:
-        return RowSender(self._writer, self._channel.clone())
+        if self._closed:
+            raise trio.ClosedResourceError
+        return RowSender(self._writer)
 
     def close(self) -> None:
-        self._channel.close()
+        if self._closed:
+            return
+        self._closed = True
+        writer = self._writer
+        writer.senders -= 1
+        if not writer.senders and writer.arrived:
+            writer.arrived.unpark_all()  # the collector ends once it took every row
 
     async def aclose(self) -> None:
-        await self._channel.aclose()
+        self.close()
+        await trio.lowlevel.checkpoint()
 
     def __enter__(self) -> RowSender:
         return self
@@ -899,7 +986,7 @@ class Store:
         writer = self._writers.get(table)
         if writer is None:
             raise StoreError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
-        return RowSender(writer, writer.send.clone())
+        return writer.send.clone()
 
     async def write_first(self, rows: list[tuple[str, Row]]) -> None:
         """Write ``rows`` (``(table, row)``, in the order received: a previous run's journal
@@ -966,7 +1053,7 @@ class Store:
         writers = self._writers.values()
         while self._gate.is_set() and self._state.up is not False:
             held = self._spool_state.memory_rows
-            held += sum(w.channel_rows + len(w.partial) for w in writers)
+            held += sum(w.channel_rows + len(w.open_rows) for w in writers)
             if held == 0 or held + rows <= limit:
                 return
             await self._spool_state.freed.wait()
