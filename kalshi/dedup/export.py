@@ -53,7 +53,6 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import trio
 from attrs import define, field, frozen
 
@@ -61,9 +60,10 @@ from kalshi.book import OrderBook
 from kalshi.clock import WallClock, system_wall_us
 from kalshi.config import S3Config
 from kalshi.dedup import metrics
+from kalshi.dedup.books import book_before
 from kalshi.dedup.gatherers import SKEW_US
 from kalshi.dedup.parquet import PartWriter, StreamRow, book_stream_rows, market_rows, schema
-from kalshi.dedup.segments import apply_change, apply_row, book_from_snapshot
+from kalshi.dedup.segments import apply_row, book_from_snapshot
 from kalshi.dedup.tables import EXPORT_TABLES
 from kalshi.dedup.targets import ExportHealth, LocalTarget, Target, open_target
 from kalshi.errors import StoreError
@@ -448,25 +448,9 @@ class _Reader:
         return [dict(zip(names, r, strict=True)) for r in rows]
 
     def book_before(self, ticker: str, seq: int) -> tuple[int, OrderBook]:
-        """The merged book of ``ticker`` just before stream position ``seq``."""
-        book = OrderBook(ticker)
-        found = self.db.query(
-            "SELECT seq, yes_bids::text, no_bids::text FROM orderbook_snapshots"
-            " WHERE ticker = %s AND source = 'ws' AND seq < %s ORDER BY seq DESC LIMIT 1",
-            (ticker, seq),
-        )
-        since = 0
-        if found:
-            since = int(found[0][0])
-            book.yes = {int(p): int(s) for p, s in orjson.loads(found[0][1])}
-            book.no = {int(p): int(s) for p, s in orjson.loads(found[0][2])}
-        for side, price, change in self.db.query(
-            "SELECT side, price, size_delta FROM orderbook_deltas"
-            " WHERE ticker = %s AND seq > %s AND seq < %s ORDER BY seq",
-            (ticker, since, seq),
-        ):
-            apply_change(book, side, price, change)
-        return seq - 1, book
+        """The merged book of ``ticker`` just before stream position ``seq``
+        (:func:`kalshi.dedup.books.book_before`)."""
+        return seq - 1, book_before(self.db, ticker, seq).book
 
     def was_stale(self, table: str, start: int) -> bool:
         row = self.db.query(

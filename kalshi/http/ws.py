@@ -69,6 +69,7 @@ DEFAULT_BUFFER: Final = 16 * 1024 * 1024  # outbox bytes before error 25
 _CHUNK: Final = 256 * 1024
 _PING: Final = b"\x89\x09heartbeat"
 _EMPTY_PONG: Final = b"\x8a\x00"  # the exchange answers a client ping with an empty pong
+_HEAD16: Final = struct.Struct("!BBH").pack  # a frame head with a 16-bit length
 
 ORDERBOOK: Final = "orderbook_delta"
 LIFECYCLE: Final = "market_lifecycle_v2"
@@ -136,6 +137,8 @@ def envelope(
 ) -> bytes:
     """A server envelope (§2.1) around an encoded ``msg``: ``type``, then ``id`` (omitted
     when 0 or None), ``sid`` and ``seq`` when given."""
+    if seq is not None and sid is not None and not ident:  # a data message: one format
+        return b'{"type":"%s","sid":%d,"seq":%d,"msg":%s}' % (kind.encode(), sid, seq, msg)
     head = b'{"type":"%s"' % kind.encode()
     if ident:
         head += b',"id":%d' % ident
@@ -442,7 +445,8 @@ class Session:
 
     def _push(self, payload: bytes) -> None:
         self.frames += 1
-        frame = ws_frame(payload)
+        n = len(payload)  # ws_frame's text frame, inlined for the usual sizes
+        frame = _HEAD16(0x81, 126, n) + payload if 126 <= n < 65536 else ws_frame(payload)
         self._data.append(frame)
         self._data_bytes += len(frame)
         self._wake.set()

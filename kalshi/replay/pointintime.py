@@ -4,7 +4,11 @@ Time is local receive time (µs): the journal's ``wall_us``, the tables' ``recei
 
 * Journal: every frame up to the time goes through the live pipeline
   (:class:`~kalshi.replay.core.Replayer`); the answer is the pipeline's book.
-* Database: the latest ``source='ws'`` snapshot received at or before the time, plus the
+* Production database (one with a deduplicator cursor): the market's merged stream by
+  position (``seq``), across the deduplicator's source switches, up to the longest prefix
+  received by the time (:func:`kalshi.dedup.books.book_before`, the export's reading);
+  stale inside a ``merge_hole`` or after the market closed.
+* Gatherer database: the latest ``source='ws'`` snapshot received at or before the time, plus the
   deltas **of the same connection session** (same ``gatherer_id`` and ``conn_id``) after
   it, in frame order, up to the time. Deltas of other sessions are left out on purpose:
   a market moved between connections is briefly carried by both, and the newer
@@ -28,6 +32,8 @@ import orjson
 from attrs import frozen
 
 from kalshi.book import OrderBook
+from kalshi.dedup.books import book_before, stream_cut
+from kalshi.dedup.merge import DEDUP_ID
 from kalshi.errors import BookError, HttpError, KalshiError, NetError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.book import BookDelta, BookSnapshot, Side
@@ -205,6 +211,8 @@ WHERE ticker = %s AND gatherer_id = %s AND conn_id = %s AND frame_no > %s
 ORDER BY received_at, conn_id, frame_no
 """
 _FAR_FUTURE = 2**62
+# A production database: the deduplicator has a cursor in it (the test of sql/011).
+_PRODUCTION_SQL = "SELECT 1 FROM dedup_cursors LIMIT 1"
 # A recorded gap of this market's book at the asked time (docs/data-model.md, "gaps"): the
 # market's own rows (any kind but ``backfill``, which is about trades), the production's
 # channel-wide rows of the order book (gatherer ``dedup``, detail ``orderbook_delta: ...``;
@@ -262,8 +270,13 @@ def latest_ticker(db: Database, at_us: int | None = None) -> str:
 
 
 def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
-    """The book of ``ticker`` at ``at_us`` (``None``: latest) from the stored rows."""
+    """The book of ``ticker`` at ``at_us`` (``None``: latest) from the stored rows: a
+    production database's (one with a deduplicator cursor) by :func:`_merged_book`, a
+    gatherer's from its latest WS snapshot and that session's deltas. Raises
+    :class:`NoBook`."""
     until = _FAR_FUTURE if at_us is None else at_us
+    if db.query(_PRODUCTION_SQL):
+        return _merged_book(db, ticker, at_us, until)
     found = db.query(_SNAPSHOT_SQL, (ticker, until))
     if not found:
         if db.query("SELECT 1 FROM orderbook_snapshots WHERE ticker = %s LIMIT 1", (ticker,)):
@@ -296,6 +309,25 @@ def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
     if not stale:
         stale, detail = _covered(db, ticker, until, received_at, gatherer_id, conn_id)
     return BookAt(book, "db", as_of, stale, detail)
+
+
+def _merged_book(db: Database, ticker: str, at_us: int | None, until: int) -> BookAt:
+    """Production's book: its merged stream of the market (docs/dedup.md, "The order-book
+    stream"; whatever gatherer each row came from, across the deduplicator's source
+    switches) by position, up to the longest prefix received by ``until``
+    (:func:`~kalshi.dedup.books.stream_cut`), read as the export reads a window's start
+    (:func:`~kalshi.dedup.books.book_before`)."""
+    cut = stream_cut(db, ticker, until)
+    try:
+        found = book_before(db, ticker, cut)
+    except BookError as exc:  # production inconsistent: say so, never a wrong book
+        raise NoBook(f"{ticker}: production's stream cannot be applied: {exc}") from None
+    if found.snapshot_at is None:
+        if db.query("SELECT 1 FROM orderbook_snapshots WHERE ticker = %s LIMIT 1", (ticker,)):
+            raise NoBook(f"{ticker}: no WebSocket snapshot at or before {_when(at_us)}")
+        raise NoBook(f"{ticker}: no order book stored for this ticker")
+    stale, detail = _covered(db, ticker, until, found.snapshot_at, DEDUP_ID, 0)
+    return BookAt(found.book, "db", found.received_at, stale, detail)
 
 
 def _covered(

@@ -54,8 +54,10 @@ class Broker:
 
     def publish(self, event: SimEvent) -> None:
         # copies: a delivery can end a subscription (error 25) and remove it mid-loop
-        for sub in tuple(self._all[event.channel]):
-            _deliver(sub, event)
+        everything = self._all[event.channel]
+        if everything:
+            for sub in tuple(everything):
+                _deliver(sub, event)
         subs = self._by_ticker[event.channel].get(event.ticker)
         if subs:
             for sub in tuple(subs):

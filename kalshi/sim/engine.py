@@ -20,8 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import uuid
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -49,9 +48,16 @@ from kalshi.sim.universe import COMBO_SERIES, SERIES, MarketInfo, MarketState, U
 __all__ = ["Engine"]
 
 TICK = 0.01  # seconds per real-time batch
+# The run loop wakes every BATCH seconds and generates the ticks due since, each with its
+# own draws and its own times (as if it had woken every TICK): one wake-up, and one write
+# per client connection, for five ticks instead of one; a message leaves at most
+# BATCH - TICK later than its exchange time (issue 20: the simulator's CPU a message).
+BATCH = 0.05
+_WAIT = BATCH - TICK / 2  # from a batch's first tick to its wake-up (its last tick is due)
 _BURST_P = 0.05
 _BURST_X = 5.0
 _CALM_X = (1 - _BURST_P * _BURST_X) / (1 - _BURST_P)  # keeps the mean at `rate`
+_YES = Side.YES  # a module constant: an Enum member read through its class costs ~40 ns
 _LIFECYCLE_CHANNEL = "market_lifecycle_v2"
 _COMBO_CHANNEL = "multivariate_market_lifecycle"  # combos only (kalshi-api.md §3.6)
 BUSY_SHARE = 0.8  # of the actions, on the ``busy`` markets
@@ -70,6 +76,7 @@ def _channel(combo: bool) -> str:
     return _COMBO_CHANNEL if combo else _LIFECYCLE_CHANNEL
 
 
+@cache
 def _grid(ranges: tuple[PriceRange, ...]) -> tuple[int, ...]:
     """Every valid price strictly between 0 and 1 dollar, ascending."""
     prices: set[int] = set()
@@ -82,11 +89,38 @@ def _dumps(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj)
 
 
+def _uuid4(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))`` without the object: the variant and version
+    bits set as UUID sets them (RFC 4122), the hex in 8-4-4-4-12 groups."""
+    bits = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_price = cache(format_price)  # prices are grid values in [0, DOLLAR]: a bounded cache
+
+# The rest of a delta's ``msg`` after its market's head (``_Active.delta_head``): every
+# value is digits, '.', '-', ':', 'T', 'Z' or a side's name, nothing JSON escapes, so the
+# bytes are orjson's of the same dict (tests/sim/test_engine.py checks it).
+# The same for a ticker's msg after its market's head (``_Active.ticker_head``).
+_TICKER_TAIL = (
+    ',"price_dollars":"%s","yes_bid_dollars":"%s","yes_ask_dollars":"%s","volume_fp":"%s"'
+    ',"open_interest_fp":"%s","dollar_volume":%d,"dollar_open_interest":%d'
+    ',"yes_bid_size_fp":"%s","yes_ask_size_fp":"%s","last_trade_size_fp":"%s","ts":%d'
+    ',"ts_ms":%d,"time":"%s"}'
+)
+_DELTA_TAIL = ',"price_dollars":"%s","delta_fp":"%s","side":"%s","ts":"%s","ts_ms":%d}'
+
+
 class _Active:
-    """Engine state of one trading market."""
+    """Engine state of one trading market. ``yes_prices``/``no_prices``: the prices of the
+    book's levels on each side, ascending, kept in step with the book by :meth:`Engine._delta`
+    (the best bid is the last; a cancel draws from the list as it drew from
+    ``sorted(levels)``, so the stream of draws is the same)."""
 
     __slots__ = (
         "book",
+        "delta_head",
         "deltas",
         "dollar_oi",
         "dollar_volume",
@@ -95,9 +129,13 @@ class _Active:
         "last_price",
         "last_size",
         "last_us",
+        "market",
+        "no_prices",
         "oi",
+        "ticker_head",
         "top",
         "volume",
+        "yes_prices",
     )
 
     def __init__(self, info: MarketInfo, book: OrderBook) -> None:
@@ -113,6 +151,19 @@ class _Active:
         self.deltas = 0  # deltas published for this market
         self.last_us = 0  # the µs time of its last delta: the next is not earlier
         self.top: tuple[Any, Any] = (None, None)
+        self.yes_prices = sorted(book.yes)
+        self.no_prices = sorted(book.no)
+        # a delta's msg up to its market_id, as orjson encodes it (without the closing brace)
+        self.delta_head = orjson.dumps({"market_ticker": info.ticker, "market_id": info.market_id})[
+            :-1
+        ]
+        self.ticker_head = orjson.dumps(
+            {"market_id": info.market_id, "market_ticker": info.ticker}
+        )[:-1]
+        self.market: MarketState = MarketState()  # the universe's state (_start_market)
+
+    def prices(self, side: Side) -> list[int]:
+        return self.yes_prices if side is _YES else self.no_prices
 
 
 class Engine:
@@ -213,9 +264,12 @@ class Engine:
         next_burst = deadline + (self.burst_every or 0)
         burst_until = -math.inf
         carry = 0.0
+        wake_at = -math.inf
         while True:
             deadline += TICK
-            await trio.sleep_until(deadline)
+            if deadline >= wake_at:  # a batch's first tick: wait until its last one is due
+                wake_at = deadline + _WAIT
+                await trio.sleep_until(wake_at)  # at once when behind, a checkpoint still
             if self._paused:
                 await self._resumed.wait()
                 # The schedule of bursts and churn counts running time only: a pause (the
@@ -226,9 +280,11 @@ class Engine:
                 next_burst += idle
                 burst_until += idle
                 deadline += idle
+                wake_at = -math.inf  # the next tick starts a batch
                 continue
             now = trio.current_time()
-            self.late_s = now - deadline  # behind schedule: this process short of CPU
+            # behind schedule, beyond the batch's wait: this process short of CPU
+            self.late_s = max(0.0, now - deadline - _WAIT)
             if deadline < now - 1.0:  # fell behind (a slow machine): do not try to catch up
                 deadline = now
             if self.lifecycle_every and now >= next_churn:
@@ -243,7 +299,9 @@ class Engine:
             if self.bursting:
                 factor = self.burst_x
             carry += self.rate * TICK * factor
-            base_ms = self.clock() // 1000
+            # the tick's own time: the batch's earlier ticks run up to _WAIT late
+            behind_ms = min(int((now - deadline) * 1000), round(_WAIT * 1000))
+            base_ms = self.clock() // 1000 - behind_ms
             spent = 0
             while spent < carry and self._order:
                 spent += self._action(self._stamp(base_ms + self._rng.randrange(10)))
@@ -272,7 +330,7 @@ class Engine:
         self._active[info.ticker] = state
         self._order.append(info.ticker)
         self.truth.books[info.ticker] = book
-        self.universe.states.setdefault(info.ticker, MarketState())
+        state.market = self.universe.states.setdefault(info.ticker, MarketState())
         self._set_top(state)
         return state
 
@@ -507,8 +565,8 @@ class Engine:
 
     def _limit(self, state: _Active, side: Side) -> int:
         """Highest price a new bid on ``side`` may take without crossing the book."""
-        other = state.book.no if side is Side.YES else state.book.yes
-        best_other = max(other) if other else 0
+        other = state.no_prices if side is _YES else state.yes_prices
+        best_other = other[-1] if other else 0
         return DOLLAR - best_other - 1
 
     def _add_liquidity(self, state: _Active, ts_ms: int) -> None:
@@ -534,12 +592,12 @@ class Engine:
     def _cancel(self, state: _Active, ts_ms: int) -> None:
         rng = self._rng
         side = Side.YES if rng.random() < 0.5 else Side.NO
-        levels = state.book.side(side)
-        if not levels:
+        prices = state.prices(side)
+        if not prices:
             self._add_liquidity(state, ts_ms)
             return
-        price = rng.choice(sorted(levels))
-        size = levels[price]
+        price = rng.choice(prices)
+        size = state.book.side(side)[price]
         amount = size if rng.random() < 0.4 else rng.randrange(1, size + 1)
         self._delta(state, side, price, -amount, ts_ms)
 
@@ -548,15 +606,15 @@ class Engine:
         taker = Side.YES if rng.random() < 0.5 else Side.NO
         # A YES taker lifts the best YES ask, i.e. fills the best NO bid, and vice versa.
         hit = Side.NO if taker is Side.YES else Side.YES
-        levels = state.book.side(hit)
-        if not levels:
+        prices = state.prices(hit)
+        if not prices:
             self._add_liquidity(state, ts_ms)
             return
-        price = max(levels)
-        count = min(levels[price], self._size())
+        price = prices[-1]
+        count = min(state.book.side(hit)[price], self._size())
         yes_price = DOLLAR - price if hit is Side.NO else price
         trade = Trade(
-            trade_id=str(uuid.UUID(int=rng.getrandbits(128) ^ self._salt, version=4)),
+            trade_id=_uuid4(rng.getrandbits(128) ^ self._salt),
             ticker=state.info.ticker,
             yes_price=yes_price,
             no_price=DOLLAR - yes_price,
@@ -567,8 +625,8 @@ class Engine:
         body = {
             "trade_id": trade.trade_id,
             "market_ticker": trade.ticker,
-            "yes_price_dollars": format_price(yes_price),
-            "no_price_dollars": format_price(trade.no_price),
+            "yes_price_dollars": _price(yes_price),
+            "no_price_dollars": _price(trade.no_price),
             "count_fp": format_size(count),
             "taker_side": taker.value,
             "taker_outcome_side": taker.value,
@@ -589,7 +647,7 @@ class Engine:
             closed = min(count, state.oi)
             state.oi -= closed
             state.dollar_oi = max(0, state.dollar_oi - closed * yes_price)
-        market = self.universe.states[state.info.ticker]
+        market = state.market
         market.last_price, market.volume, market.open_interest = yes_price, state.volume, state.oi
         state.top = (None, None)  # totals changed: the ticker goes out
 
@@ -607,29 +665,41 @@ class Engine:
         micros = max(ts_ms * 1000 + (state.deltas * 7919) % 1000, state.last_us)
         state.last_us = micros
         delta = BookDelta(info.ticker, info.market_id, side, price, change, micros)
+        levels = state.book.yes if side is _YES else state.book.no
+        had = price in levels
         state.book.apply_delta(delta)
-        body = {
-            "market_ticker": info.ticker,
-            "market_id": info.market_id,
-            "price_dollars": format_price(price),
-            "delta_fp": format_size(change),
-            "side": side.value,
-            "ts": format_rfc3339_us(micros, digits=6, trim=True),
-            "ts_ms": ts_ms,
-        }
+        if had != (price in levels):  # a level appeared or emptied: keep the prices in step
+            prices = state.yes_prices if side is _YES else state.no_prices
+            if had:
+                del prices[bisect_left(prices, price)]
+            else:
+                insort(prices, price)
+        size_text = format_size(change)
+        ts_text = format_rfc3339_us(micros, digits=6, trim=True)
+        head = state.delta_head
+        tail = _DELTA_TAIL % (_price(price), size_text, side.value, ts_text, ts_ms)
+        body = head + tail.encode()
         yes_body = None
-        if side is Side.NO:
-            yes_body = _dumps({**body, "price_dollars": format_price(DOLLAR - price)})
-        self._emit("orderbook_delta", info.ticker, ts_ms, body, delta, yes_body)
+        if side is not _YES:  # the same msg in yes-leg price (use_yes_price)
+            yes_price = _price(DOLLAR - price)
+            yes_body = head + (_DELTA_TAIL % (yes_price, size_text, "no", ts_text, ts_ms)).encode()
+        event = SimEvent(
+            "orderbook_delta", "orderbook_delta", info.ticker, ts_ms * 1000, body, delta, yes_body
+        )
+        self.truth.record(event)
+        self.publish(event)
 
     # --- ticker -----------------------------------------------------------------------------
 
     def _set_top(self, state: _Active) -> bool:
         """Refresh the cached top of book; True when it changed."""
         book = state.book
-        top = (book.best_yes_bid(), book.best_yes_ask())
-        market = self.universe.states[state.info.ticker]
-        market.yes_bid, market.yes_ask = top
+        yes, no = state.yes_prices, state.no_prices
+        top = (
+            (yes[-1], book.yes[yes[-1]]) if yes else None,
+            (DOLLAR - no[-1], book.no[no[-1]]) if no else None,
+        )
+        state.market.yes_bid, state.market.yes_ask = top
         if top == state.top:
             return False
         state.top = top
@@ -643,13 +713,15 @@ class Engine:
             return None
         ts_ms = self.clock() // 1000
         body, model = self._ticker(state, ts_ms)
-        return SimEvent("ticker", "ticker", ticker, ts_ms * 1000, _dumps(body), model)
+        return SimEvent("ticker", "ticker", ticker, ts_ms * 1000, body, model)
 
     def _publish_ticker(self, state: _Active, ts_ms: int) -> None:
         body, model = self._ticker(state, ts_ms)
-        self._emit("ticker", state.info.ticker, ts_ms, body, model)
+        event = SimEvent("ticker", "ticker", state.info.ticker, ts_ms * 1000, body, model)
+        self.truth.record(event)
+        self.publish(event)
 
-    def _ticker(self, state: _Active, ts_ms: int) -> tuple[dict[str, Any], Ticker]:
+    def _ticker(self, state: _Active, ts_ms: int) -> tuple[bytes, Ticker]:
         info = state.info
         bid, ask = state.top
         ticker = Ticker(
@@ -667,23 +739,22 @@ class Engine:
             last_trade_size=state.last_size,
             exchange_ts=ts_ms * 1000,
         )
-        body = {
-            "market_id": info.market_id,
-            "market_ticker": info.ticker,
-            "price_dollars": "" if state.last_price is None else format_price(state.last_price),
-            "yes_bid_dollars": format_price(ticker.yes_bid or 0),
-            "yes_ask_dollars": format_price(DOLLAR if ticker.yes_ask is None else ticker.yes_ask),
-            "volume_fp": format_size(state.volume),
-            "open_interest_fp": format_size(state.oi),
-            "dollar_volume": ticker.dollar_volume,
-            "dollar_open_interest": ticker.dollar_open_interest,
-            "yes_bid_size_fp": format_size(ticker.yes_bid_size or 0),
-            "yes_ask_size_fp": format_size(ticker.yes_ask_size or 0),
-            "last_trade_size_fp": format_size(state.last_size),
-            "ts": ts_ms // 1000,
-            "ts_ms": ts_ms,
-            "time": format_rfc3339_us(ts_ms * 1000, trim=True),
-        }
+        tail = _TICKER_TAIL % (
+            "" if state.last_price is None else _price(state.last_price),
+            _price(ticker.yes_bid or 0),
+            _price(DOLLAR if ticker.yes_ask is None else ticker.yes_ask),
+            format_size(state.volume),
+            format_size(state.oi),
+            ticker.dollar_volume,
+            ticker.dollar_open_interest,
+            format_size(ticker.yes_bid_size or 0),
+            format_size(ticker.yes_ask_size or 0),
+            format_size(state.last_size),
+            ts_ms // 1000,
+            ts_ms,
+            format_rfc3339_us(ts_ms * 1000, trim=True),
+        )
+        body = state.ticker_head + tail.encode()
         return body, ticker
 
     def _emit(

@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import msgspec
 import orjson
-from attrs import frozen
 
 from kalshi.book import OrderBook
 from kalshi.models.lifecycle import EventLifecycle, LifecycleEvent
@@ -18,8 +18,7 @@ from kalshi.sim.universe import MarketsView, Universe
 __all__ = ["SimEvent", "Truth"]
 
 
-@frozen
-class SimEvent:
+class SimEvent(msgspec.Struct, frozen=True, gc=False):
     """One message the engine generated: its frame ``type``, the ``channel`` it travels
     on, the market (``""`` for event-level messages), the exchange time in µs, the encoded
     ``msg`` object, and the decoded model (what a correct client must end up with).
@@ -36,6 +35,9 @@ class SimEvent:
 
     def to_json(self) -> bytes:
         return b'{"type":"%s","ts_us":%d,"msg":%s}' % (self.type.encode(), self.ts_us, self.body)
+
+
+_LINE = b'{"type":"%s","ts_us":%d,"msg":%s}\n'  # SimEvent.to_json() and a newline
 
 
 class Truth:
@@ -91,15 +93,17 @@ class Truth:
         self.generated += 1
         if self.keep_events:
             self.events.append(event)
+        kind = event.type
         if self.stream is not None:
-            self.stream.write(event.to_json() + b"\n")
-        self.events_generated[event.type] += 1
+            self.stream.write(_LINE % (kind.encode(), event.ts_us, event.body))
+        self.events_generated[kind] += 1
         model = event.model
-        if isinstance(model, Trade):
+        cls = type(model)
+        if cls is Trade:
             self.trades.append(model)
             if self.trade_window_us is not None:
                 self._trim_trades(model.exchange_ts - self.trade_window_us)
-        elif isinstance(model, LifecycleEvent | EventLifecycle):
+        elif cls is LifecycleEvent or cls is EventLifecycle:
             self.lifecycle.append(model)
 
     def _trim_trades(self, oldest_us: int) -> None:
