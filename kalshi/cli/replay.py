@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.text import Text
 
 from kalshi.cli.app import (
+    POSITIVE,
     UsageError,
     check_port,
     configure_logging,
@@ -175,7 +176,10 @@ def replay(
         str | None, Parameter(help="End, inclusive (receive time): RFC 3339 or µs.")
     ] = None,
     speed: Annotated[
-        float | None, Parameter(help="Pace by recorded time: 1 = real time, 10 = 10x faster.")
+        float | None,
+        Parameter(
+            help="Pace by recorded time: 1 = real time, 10 = 10x faster.", validator=POSITIVE
+        ),
     ] = None,
     serve: Annotated[
         int | None, Parameter(help="Re-serve the recording as a Kalshi WebSocket on this port.")
@@ -216,8 +220,6 @@ def replay(
         raise UsageError(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
     if serve is not None:
         check_port("--serve", serve)
-    if speed is not None and speed <= 0:
-        raise UsageError("--speed must be positive")
     if serve is not None and "-" in files:
         raise UsageError("--serve reads its sources once per client: stdin (-) cannot be served")
     for option, values in (("--table", table), ("--ticker", ticker), ("--channel", channel)):

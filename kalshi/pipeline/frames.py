@@ -35,7 +35,7 @@ from kalshi.book import OrderBook
 from kalshi.errors import BookError
 from kalshi.models.book import BookDelta, BookSnapshot, Side
 from kalshi.models.control import ErrorReply, Subscribed, SubscriptionList
-from kalshi.models.frames import Invalid, Message, Unrecognized
+from kalshi.models.frames import Invalid, Message
 from kalshi.models.lifecycle import EventFeeUpdate, EventLifecycle, LifecycleEvent
 from kalshi.models.rows import (
     DeltaRow,
@@ -330,15 +330,59 @@ class FrameProcessor:
 
     def process(self, conn_id: int, frame_no: int, received_at: int, raw: bytes | str) -> Outcome:
         decoded = decode_ws(raw)
-        if isinstance(decoded, Invalid):
-            self.counts["invalid"] += 1
-            return Outcome(problem="invalid", detail=decoded.error)
-        if isinstance(decoded, Unrecognized):
+        if type(decoded) is not Message:
+            if isinstance(decoded, Invalid):
+                self.counts["invalid"] += 1
+                return Outcome(problem="invalid", detail=decoded.error)
             self.counts["unknown_type"] += 1
             return Outcome(problem="unknown_type", detail=str(decoded.type))
         msg = decoded
         out = Outcome(message=msg)
-        self.counts[msg.type] += 1
+        kind = msg.type
+        self.counts[kind] += 1
+        if kind in CONTROL_TYPES:  # replies: subscriptions open, close, are listed
+            return self._control(conn_id, received_at, msg, out)
+        # a data message (neither ``subscribed`` nor a SubscriptionList, an ``ok``'s body)
+        sid = msg.sid
+        sub = self._subs.get((conn_id, sid)) if sid is not None else None
+        if sub is None and sid is not None:
+            sub = self._opened(conn_id, sid, kind, received_at)
+        seq = msg.seq
+        if sub is not None and seq is not None:
+            last = sub.last_seq
+            if last is not None and seq == last + 1:  # in order: the common case, inline
+                sub.last_seq, sub.last_ts = seq, received_at
+            elif not self._sequence(conn_id, msg, sub, received_at, out):
+                return out
+        base = (received_at, self.gatherer_id)
+        body = msg.body
+        if isinstance(body, BookDelta):
+            self._delta(body, base, conn_id, frame_no, msg, out)
+        elif isinstance(body, BookSnapshot):
+            self._snapshot(body, base, conn_id, frame_no, msg, sub, out)
+        elif isinstance(body, Trade):
+            self.market_messages[body.ticker] += 1
+            out.rows.append(
+                (
+                    "trades",
+                    trade_row(
+                        body, self.gatherer_id, received_at, "ws", conn_id, frame_no, msg.seq
+                    ),
+                )
+            )
+        elif isinstance(body, Ticker):
+            self.market_messages[body.ticker] += 1
+            out.rows.append(("tickers", _ticker_row(body, base, conn_id, frame_no)))
+        elif kind in _LIFECYCLE_TYPES:
+            out.rows.append(("market_lifecycle", _lifecycle_row(msg, raw, base, conn_id, frame_no)))
+            if isinstance(body, LifecycleEvent | EventLifecycle):
+                out.lifecycle = body
+            if isinstance(body, LifecycleEvent) and body.event_type in _RETIRING:
+                self.drop_market(body.ticker)
+        return out
+
+    def _control(self, conn_id: int, received_at: int, msg: Message, out: Outcome) -> Outcome:
+        """:meth:`process` of a reply (a type in :data:`CONTROL_TYPES`)."""
         if msg.type == "subscribed":
             body = msg.body
             assert isinstance(body, Subscribed)
@@ -367,13 +411,8 @@ class FrameProcessor:
                 )
             return out
         sub = self._subs.get((conn_id, msg.sid)) if msg.sid is not None else None
-        if sub is None and msg.sid is not None and conn_id in self._unnamed:
-            sub = self._name(conn_id, msg.sid, msg.type, received_at)
-        if sub is None and msg.sid is not None and msg.type in TYPE_CHANNEL:
-            rule = self._rules.get(conn_id)
-            if rule is not None and rule[0]:
-                sub = _Sub(TYPE_CHANNEL[msg.type], None, received_at, set(), rule[1])
-                self._subs[(conn_id, msg.sid)] = sub
+        if sub is None and msg.sid is not None:
+            sub = self._opened(conn_id, msg.sid, msg.type, received_at)
         seq = msg.seq
         if sub is not None and seq is not None:
             last = sub.last_seq
@@ -386,37 +425,24 @@ class FrameProcessor:
             if gone is not None:
                 self._mark_stale(gone.tickers, f"unsubscribed (sid {msg.sid})")
             return out
-        if msg.type in CONTROL_TYPES:
-            if isinstance(msg.body, ErrorReply):
-                self.counts["error_reply"] += 1
-                out.problem, out.detail = "error", f"{msg.body.code} {msg.body.message}"
-            return out
-        base = (received_at, self.gatherer_id)
-        body = msg.body
-        if isinstance(body, BookDelta):
-            self._delta(body, base, conn_id, frame_no, msg, out)
-        elif isinstance(body, BookSnapshot):
-            self._snapshot(body, base, conn_id, frame_no, msg, sub, out)
-        elif isinstance(body, Trade):
-            self.market_messages[body.ticker] += 1
-            out.rows.append(
-                (
-                    "trades",
-                    trade_row(
-                        body, self.gatherer_id, received_at, "ws", conn_id, frame_no, msg.seq
-                    ),
-                )
-            )
-        elif isinstance(body, Ticker):
-            self.market_messages[body.ticker] += 1
-            out.rows.append(("tickers", _ticker_row(body, base, conn_id, frame_no)))
-        elif msg.type in _LIFECYCLE_TYPES:
-            out.rows.append(("market_lifecycle", _lifecycle_row(msg, raw, base, conn_id, frame_no)))
-            if isinstance(body, LifecycleEvent | EventLifecycle):
-                out.lifecycle = body
-            if isinstance(body, LifecycleEvent) and body.event_type in _RETIRING:
-                self.drop_market(body.ticker)
+        if isinstance(msg.body, ErrorReply):
+            self.counts["error_reply"] += 1
+            out.problem, out.detail = "error", f"{msg.body.code} {msg.body.message}"
         return out
+
+    def _opened(self, conn_id: int, sid: int, kind: str, received_at: int) -> _Sub | None:
+        """The subscription of a data frame on a ``sid`` not seen yet: named by a
+        ``subscribed`` that gave no sid (:meth:`_name`), or opened by the frame on a
+        connection whose replies were not recorded (:meth:`seq_rule`); else None."""
+        sub = None
+        if conn_id in self._unnamed:
+            sub = self._name(conn_id, sid, kind, received_at)
+        if sub is None and kind in TYPE_CHANNEL:
+            rule = self._rules.get(conn_id)
+            if rule is not None and rule[0]:
+                sub = _Sub(TYPE_CHANNEL[kind], None, received_at, set(), rule[1])
+                self._subs[(conn_id, sid)] = sub
+        return sub
 
     def _name(self, conn_id: int, sid: int, kind: str, received_at: int) -> _Sub | None:
         """The subscription of a sid first seen in a data frame, when a ``subscribed``
