@@ -192,7 +192,12 @@ class Deduplicator:
             scope.deadline = min(scope.deadline, self._give_up_at)
 
     async def _prod(self) -> tuple[Production, Production]:
-        """Two production connections: keyed tables, and order books."""
+        """Two production connections: keyed tables, and order books. Connections kept
+        from an earlier pass are pinged first, so that a pass that writes nothing (every
+        gatherer skipped) still finds production gone and /health says so (outside tester
+        F8: ``up`` stayed true while the shared server was down)."""
+        if self._production is not None:
+            await self._thread(self._production[0].ping)
         if self._production is None:
             opened = partial(
                 Production, self.cfg.production.url, wall_us=self._wall_us, **self._bounds
