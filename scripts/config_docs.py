@@ -94,7 +94,10 @@ DESCRIPTIONS: dict[str, str] = {
     " the database counts as unavailable; 0 = no bound",
     # spool
     "spool.dir": "where batches wait on disk while the database is down",
-    "spool.memory_rows": "rows held in memory, all tables together, before batches spill to disk",
+    "spool.memory_rows": (
+        "rows held in memory, all tables together, before batches spill to disk; with the"
+        " spool disk refusing too, twice that before the writers stop taking rows"
+    ),
     "spool.dead_letter_dir": "rows the database rejected, with the error",
     # snapshot poller
     "snapshot_poller.enabled": "poll REST order books to cross-check the live books",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import trio
-from cyclopts import App, CycloptsError
+from cyclopts import App, CycloptsError, validators
 from rich.console import Console
 from rich.text import Text
 
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from kalshi.http import Port
 
 __all__ = [
+    "MARKETS",
+    "NON_NEGATIVE",
+    "POSITIVE",
     "Interrupted",
     "Stopped",
     "UsageError",
@@ -67,6 +70,14 @@ app = App(
     error_console=err_console,
     error_formatter=_usage_line,
 )
+
+# The bounds of numeric options, checked by cyclopts while it parses the command line
+# (before any work starts): a value out of bounds is one ``error: Invalid value "-3" for
+# --markets. Must be >= 0.`` line and exit 2, as for any malformed command line. A rule
+# between options (``--active`` <= ``--markets``) is a UsageError, the same line and exit.
+NON_NEGATIVE = validators.Number(gte=0)
+POSITIVE = validators.Number(gt=0)
+MARKETS = validators.Number(gte=0, lte=250_000)  # the simulator's universe (docs/simulator.md)
 
 T = TypeVar("T")
 _log = logging.getLogger("kalshi.cli")

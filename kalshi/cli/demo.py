@@ -13,7 +13,17 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.auth import Signer, load_private_key
-from kalshi.cli.app import configure_logging, console, fail, load_or_exit, ports_first
+from kalshi.cli.app import (
+    MARKETS,
+    NON_NEGATIVE,
+    POSITIVE,
+    UsageError,
+    configure_logging,
+    console,
+    fail,
+    load_or_exit,
+    ports_first,
+)
 from kalshi.cli.gather import record
 from kalshi.cli.sim import SIM_HOST
 from kalshi.config import GathererConfig
@@ -35,10 +45,21 @@ def demo(
         Path | None,
         Parameter(help="Gatherer config (YAML). Default: the packaged etc/demo.yaml."),
     ] = None,
-    markets: Annotated[int, Parameter(help="Markets in the simulated exchange.")] = 2000,
-    active: Annotated[int, Parameter(help="Markets that trade.")] = 200,
-    rate: Annotated[float, Parameter(help="Simulated messages per second.")] = 2000.0,
-    duration: Annotated[float | None, Parameter(help="Stop after this many seconds.")] = None,
+    markets: Annotated[
+        int, Parameter(help="Markets in the simulated exchange.", validator=MARKETS)
+    ] = 2000,
+    active: Annotated[
+        int | None,
+        Parameter(
+            help="Markets that trade (default: 200, at most --markets).", validator=NON_NEGATIVE
+        ),
+    ] = None,
+    rate: Annotated[
+        float, Parameter(help="Simulated messages per second.", validator=NON_NEGATIVE)
+    ] = 2000.0,
+    duration: Annotated[
+        float | None, Parameter(help="Stop after this many seconds.", validator=POSITIVE)
+    ] = None,
     tui: Annotated[bool, Parameter(help="Live screen (default on a terminal).")] = True,
 ) -> None:
     """Record a simulated exchange into the embedded database, with the live screen.
@@ -46,6 +67,10 @@ def demo(
     The simulator listens on the port of ``kalshi.rest_url`` in the config; the gatherer
     uses the simulator's key pair. Ctrl-C stops both and flushes everything.
     """
+    if active is None:
+        active = min(200, markets)
+    elif active > markets:
+        raise UsageError(f"--active ({active}) must be at most --markets ({markets})")
     cfg = load_or_exit(config or DEMO_CONFIG, GathererConfig)
     configure_logging(cfg.logging, quiet=tui)
     # a taken port fails here, before the database is started, migrated or written

@@ -12,6 +12,7 @@ from cyclopts import Parameter
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.cli.app import (
+    POSITIVE,
     UsageError,
     configure_logging,
     console,
@@ -38,7 +39,10 @@ def gather(
     tui: Annotated[bool, Parameter(help="Show the live screen while recording.")] = False,
     shard: Annotated[str | None, Parameter(help="Record shard i of n, e.g. 0/3.")] = None,
     duration: Annotated[
-        float | None, Parameter(help="Stop after this many seconds (default: run until Ctrl-C).")
+        float | None,
+        Parameter(
+            help="Stop after this many seconds (default: run until Ctrl-C).", validator=POSITIVE
+        ),
     ] = None,
 ) -> None:
     """Record every market's order book, trades, tickers and lifecycle.

@@ -10,6 +10,9 @@ import trio
 from cyclopts import Parameter
 
 from kalshi.cli.app import (
+    MARKETS,
+    NON_NEGATIVE,
+    POSITIVE,
     UsageError,
     check_port,
     console,
@@ -32,9 +35,19 @@ DEFAULT_KEY_ID = "sim"
 
 def sim(
     *,
-    markets: Annotated[int, Parameter(help="Markets listed (up to 250 000).")] = 1000,
-    active: Annotated[int, Parameter(help="Markets that trade.")] = 50,
-    rate: Annotated[float, Parameter(help="Messages per second, all markets together.")] = 500.0,
+    markets: Annotated[
+        int, Parameter(help="Markets listed (up to 250 000).", validator=MARKETS)
+    ] = 1000,
+    active: Annotated[
+        int | None,
+        Parameter(
+            help="Markets that trade (default: 50, at most --markets).", validator=NON_NEGATIVE
+        ),
+    ] = None,
+    rate: Annotated[
+        float,
+        Parameter(help="Messages per second, all markets together.", validator=NON_NEGATIVE),
+    ] = 500.0,
     seed: Annotated[int, Parameter(help="Seed of the deterministic engine.")] = 1,
     port: Annotated[
         int, Parameter(help="Port of REST and WebSocket (0: any free port).")
@@ -43,9 +56,11 @@ def sim(
     blast: Annotated[
         bool, Parameter(help="Stream pre-generated frames as fast as possible.")
     ] = False,
-    blast_events: Annotated[int, Parameter(help="Messages pre-generated in blast mode.")] = 100_000,
+    blast_events: Annotated[
+        int, Parameter(help="Messages pre-generated in blast mode.", validator=NON_NEGATIVE)
+    ] = 100_000,
     lifecycle_every: Annotated[
-        float, Parameter(help="Seconds between settle+list (0: off).")
+        float, Parameter(help="Seconds between settle+list (0: off).", validator=NON_NEGATIVE)
     ] = 60.0,
     tier: Annotated[
         str, Parameter(help="REST read budget tier (basic ... prestige, or none).")
@@ -64,24 +79,45 @@ def sim(
         ),
     ] = None,
     trade_window: Annotated[
-        float, Parameter(help="Seconds of trades kept for GET /markets/trades (0: all).")
+        float,
+        Parameter(
+            help="Seconds of trades kept for GET /markets/trades (0: all).", validator=NON_NEGATIVE
+        ),
     ] = 0.0,
     busy: Annotated[
-        int, Parameter(help="Busy markets: they take 80% of the activity (0: all alike).")
+        int,
+        Parameter(
+            help="Busy markets: they take 80% of the activity (0: all alike).",
+            validator=NON_NEGATIVE,
+        ),
     ] = 0,
     burst_every: Annotated[
-        float, Parameter(help="Seconds between two bursts of traffic (0: none).")
+        float,
+        Parameter(help="Seconds between two bursts of traffic (0: none).", validator=NON_NEGATIVE),
     ] = 0.0,
-    burst_x: Annotated[float, Parameter(help="Rate multiplier during a burst.")] = 20.0,
-    burst_seconds: Annotated[float, Parameter(help="Length of a burst in seconds.")] = 10.0,
+    burst_x: Annotated[
+        float, Parameter(help="Rate multiplier during a burst.", validator=NON_NEGATIVE)
+    ] = 20.0,
+    burst_seconds: Annotated[
+        float, Parameter(help="Length of a burst in seconds.", validator=NON_NEGATIVE)
+    ] = 10.0,
     market_cap: Annotated[
-        int, Parameter(help="Markets per subscription; beyond is error 26 (0: no cap).")
+        int,
+        Parameter(
+            help="Markets per subscription; beyond is error 26 (0: no cap).",
+            validator=NON_NEGATIVE,
+        ),
     ] = 0,
     command_rate: Annotated[
-        float, Parameter(help="WebSocket commands/s per session; beyond is error 27.")
+        float,
+        Parameter(help="WebSocket commands/s per session; beyond is error 27.", validator=POSITIVE),
     ] = 10_000.0,
     rest_latency: Annotated[
-        float, Parameter(help="Seconds each REST request waits before it is answered (0: none).")
+        float,
+        Parameter(
+            help="Seconds each REST request waits before it is answered (0: none).",
+            validator=NON_NEGATIVE,
+        ),
     ] = 0.0,
     run_id: Annotated[
         int | None,
@@ -105,10 +141,10 @@ def sim(
 
     plan: FaultPlan | None
 
-    if not 0 <= markets <= 250_000:
-        raise UsageError("--markets must be between 0 and 250000")
-    if rest_latency < 0:
-        raise UsageError("--rest-latency must be >= 0")
+    if active is None:
+        active = min(50, markets)
+    elif active > markets:
+        raise UsageError(f"--active ({active}) must be at most --markets ({markets})")
     check_port("--port", port)
     if tier != "none" and tier not in TIERS:
         raise UsageError(f"--tier must be one of {', '.join(TIERS)} or none")

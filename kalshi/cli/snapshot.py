@@ -9,7 +9,15 @@ from typing import Annotated, Literal
 import orjson
 from cyclopts import Parameter
 
-from kalshi.cli.app import UsageError, console, err_console, fail, load_or_exit, run_until_signal
+from kalshi.cli.app import (
+    POSITIVE,
+    UsageError,
+    console,
+    err_console,
+    fail,
+    load_or_exit,
+    run_until_signal,
+)
 from kalshi.cli.replay import (
     FrameField,
     SeqCheckOption,
@@ -51,7 +59,9 @@ def snapshot(
             " stored, or received by --at)."
         ),
     ] = None,
-    depth: Annotated[int | None, Parameter(help="Levels per side (default: all).")] = None,
+    depth: Annotated[
+        int | None, Parameter(help="Levels per side (default: all).", validator=POSITIVE)
+    ] = None,
     json: Annotated[bool, Parameter(help="Print JSON instead of a table.")] = False,
     source: Annotated[
         Literal["rest", "db", "journal"] | None,
@@ -77,8 +87,6 @@ def snapshot(
     Without ``--ticker`` (database only): the market of the newest delta stored, or of the
     newest received by ``--at``."""
     chosen = source or ("journal" if files else "db")
-    if depth is not None and depth < 1:
-        raise UsageError("--depth must be at least 1")
     if chosen == "journal" and not files:
         raise UsageError("--source journal needs journal FILES")
     if chosen != "journal" and files:

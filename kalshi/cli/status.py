@@ -13,7 +13,7 @@ import trio
 from cyclopts import Parameter
 from rich.console import Console
 
-from kalshi.cli.app import UsageError, check_http_url, fail, load_or_exit, stop_on_signals
+from kalshi.cli.app import POSITIVE, check_http_url, fail, load_or_exit, stop_on_signals
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError
 from kalshi.tui import TuiState, open_remote, render, run_tui
@@ -28,7 +28,9 @@ def status(
         str | None, Parameter(help="Its metrics server, e.g. http://127.0.0.1:9090.")
     ] = None,
     once: Annotated[bool, Parameter(help="Print one frame as plain text and exit.")] = False,
-    refresh: Annotated[float, Parameter(help="Seconds between refreshes.")] = 1.0,
+    refresh: Annotated[
+        float, Parameter(help="Seconds between refreshes.", validator=POSITIVE)
+    ] = 1.0,
     config: Annotated[
         Path | None, Parameter(help="Take both addresses from this gatherer config.")
     ] = None,
@@ -40,8 +42,6 @@ def status(
             url = f"http://{cfg.http.host}:{cfg.http.port}"
         if metrics_url is None and cfg.metrics.enabled and cfg.metrics.port:
             metrics_url = f"http://{cfg.metrics.host}:{cfg.metrics.port}"
-    if refresh <= 0:
-        raise UsageError("--refresh must be a positive number of seconds")
     for name, value in (("URL", url), ("--metrics-url", metrics_url)):
         if value is not None:
             check_http_url(name, value)

@@ -43,7 +43,9 @@ SWITCHES = Counter(
     "kalshi_dedup_source_switches",
     "Times a market's order-book source moved to another gatherer",
 )
-HOLES = Counter("kalshi_dedup_holes", "Order-book stretches no gatherer recorded (written to gaps)")
+HOLES = Counter(
+    "kalshi_dedup_holes", "Order-book and channel stretches no gatherer recorded (written to gaps)"
+)
 GATHERER_UP = Gauge(
     "kalshi_dedup_gatherer_up",
     "1 when the gatherer's database answered the last pass",

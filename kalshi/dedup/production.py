@@ -16,7 +16,7 @@ import orjson
 
 from kalshi.book import OrderBook
 from kalshi.clock import WallClock, system_wall_us
-from kalshi.dedup.merge import Checkpoint
+from kalshi.dedup.merge import DEDUP_ID, HOLE_KIND, Checkpoint
 from kalshi.dedup.tables import DIGEST_BUCKET_US, EXPORT_TABLES, KeyedTable, digest_sql
 from kalshi.errors import StoreError
 from kalshi.models.rows import DeltaRow, GapRow, Row, SnapshotRow
@@ -130,6 +130,13 @@ class Production:
 
     def close(self) -> None:
         self._db.close()
+
+    def ping(self) -> None:
+        """One round trip (``SELECT 1``, its own transaction); raises
+        :class:`~kalshi.errors.DatabaseUnavailable` when the server is gone (bounded by the
+        session's ``statement_timeout`` and the connection's TCP keepalives)."""
+        with self._db.transaction():
+            self._db.query("SELECT 1")
 
     # --- reads ------------------------------------------------------------------------
 
@@ -292,15 +299,37 @@ class Production:
         return inserted
 
     def commit_holes(self, holes: Sequence[GapRow]) -> int:
-        """Write channel holes (:mod:`kalshi.dedup.coverage`) in one transaction, those
-        already stored skipped by the key; returns the rows inserted (``gaps`` touched for
-        the export when any)."""
+        """Write channel holes (:mod:`kalshi.dedup.coverage`, ``ticker`` NULL, one channel
+        a ``sid``) in one transaction; returns the rows inserted (``gaps`` touched for the
+        export when any). A hole overlapping one already stored for its channel is that
+        hole measured again (a gatherer's clock offset is measured anew each pass, so its
+        ends may move by microseconds) and is skipped: each hole is one row, also across
+        restarts of the deduplicator (outside tester F2)."""
         if not holes:
             return 0
         with self._db.transaction():
-            inserted = self._db.insert_skipping("gaps", holes)
+            stored = self._db.query(
+                "SELECT sid, start_ts, end_ts FROM gaps WHERE ticker IS NULL"
+                " AND gatherer_id = %s AND kind = %s AND start_ts < %s AND end_ts > %s",
+                (
+                    DEDUP_ID,
+                    HOLE_KIND,
+                    max(h.end_ts if h.end_ts is not None else 2**62 for h in holes),
+                    min(h.start_ts for h in holes),
+                ),
+            )
+            new = [
+                h
+                for h in holes
+                if h.end_ts is not None
+                and not any(
+                    sid == h.sid and start < h.end_ts and end > h.start_ts
+                    for sid, start, end in stored
+                )
+            ]
+            inserted = self._db.insert_skipping("gaps", new) if new else 0
             if inserted:
-                self._touch({"gaps": min(h.start_ts for h in holes)})
+                self._touch({"gaps": min(h.start_ts for h in new)})
         return inserted
 
     def _save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:

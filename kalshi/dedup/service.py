@@ -192,7 +192,12 @@ class Deduplicator:
             scope.deadline = min(scope.deadline, self._give_up_at)
 
     async def _prod(self) -> tuple[Production, Production]:
-        """Two production connections: keyed tables, and order books."""
+        """Two production connections: keyed tables, and order books. Connections kept
+        from an earlier pass are pinged first, so that a pass that writes nothing (every
+        gatherer skipped) still finds production gone and /health says so (outside tester
+        F8: ``up`` stayed true while the shared server was down)."""
+        if self._production is not None:
+            await self._thread(self._production[0].ping)
         if self._production is None:
             opened = partial(
                 Production, self.cfg.production.url, wall_us=self._wall_us, **self._bounds
@@ -350,9 +355,14 @@ class Deduplicator:
         """Record where no gatherer covered a whole-exchange channel (trades, tickers,
         lifecycle): the intersection of the gatherers' ``outage``/``reconnect``/``stopped``
         stretches (:mod:`kalshi.dedup.coverage`), each in exchange time by its gatherer's
-        measured offset (widened: start less the largest, end less the smallest), as
-        ``merge_hole`` rows with ``ticker`` NULL, ``sid`` the channel's
-        (:data:`coverage.CHANNEL_SID`) and ``detail`` naming the channel. Only when every
+        clock offset (both ends less the smallest ``received_at - exchange_ts`` of its
+        newest deltas: the largest grows with any backlog of its reading, which moved the
+        start before either gatherer stopped, outside tester F2), as ``merge_hole`` rows
+        with ``ticker`` NULL, ``sid`` and ``conn_id`` the channel's
+        (:data:`coverage.CHANNEL_SID`: two channels' holes starting in the same
+        microsecond are apart under the table's key) and ``detail`` naming the channel;
+        one already stored (overlapping, same channel) is not written again
+        (:meth:`Production.commit_holes`). Only when every
         gatherer answered (one not read may have covered it), and only up to where every
         live gatherer's stretches are final (its ingest watermark); a gatherer further
         behind than ``sync.max_lag`` counts as uncovered from its newest row on."""
@@ -363,16 +373,16 @@ class Deduplicator:
         until = 2**62
         try:
             for gatherer in reachable:
-                low, high = self._book_readers[gatherer.id].offset
+                low = self._book_readers[gatherer.id].offset[0]
                 mine: dict[str, list[tuple[int, int]]] = {}
                 for detail, start, end in await self._thread(gatherer.uncovered):
                     channel = coverage.channel_of(detail or "")
                     if channel is not None:
-                        mine.setdefault(channel, []).append((start - high, end - low))
+                        mine.setdefault(channel, []).append((start - low, end - low))
                 state = self._state[gatherer.id]
                 if gatherer.id in live:
                     if state.complete is not None and state.complete < 2**62 - 1:
-                        until = min(until, state.complete - high)
+                        until = min(until, state.complete - low)
                 elif state.high_water is not None:
                     for channel in coverage.CHANNEL_SID:
                         mine.setdefault(channel, []).append((state.high_water, 2**62))
@@ -386,7 +396,7 @@ class Deduplicator:
                 start_ts=start,
                 end_ts=end,
                 gatherer_id=DEDUP_ID,
-                conn_id=0,
+                conn_id=coverage.CHANNEL_SID[channel],
                 sid=coverage.CHANNEL_SID[channel],
                 ticker=None,
                 kind=HOLE_KIND,

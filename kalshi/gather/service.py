@@ -517,7 +517,11 @@ class Gatherer:
             spool = {
                 "state": "ok" if stats.spool_ok else "refusing",
                 "error": stats.spool_error,
-                "reading_paused": stats.paused,
+                # the tables whose writer takes no rows (their channels fill, then the
+                # connections handing them rows wait): docs/operations.md
+                "reading_paused": bool(stats.paused),
+                "paused_tables": list(stats.paused),
+                "memory_rows": stats.memory_rows,
             }
             # unknown (no operation answered yet, starting) is not up, but not down either
             stored_ok = stats.db_up is not False and stats.spool_ok

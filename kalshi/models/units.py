@@ -126,7 +126,11 @@ def format_price(value: int) -> str:
 
 def format_size(value: int) -> str:
     """``13600`` -> ``"136.00"``."""
-    return _format_fixed(value, SIZE_DIGITS, 2)
+    if value >= 0:  # always two decimals (SIZE_DIGITS): one format, no trimming
+        whole, frac = divmod(value, SIZE_SCALE)
+        return f"{whole}.{frac:02d}"
+    whole, frac = divmod(-value, SIZE_SCALE)
+    return f"-{whole}.{frac:02d}"
 
 
 def parse_rfc3339_us(text: object) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import uuid
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from functools import cache
@@ -49,6 +48,12 @@ from kalshi.sim.universe import COMBO_SERIES, SERIES, MarketInfo, MarketState, U
 __all__ = ["Engine"]
 
 TICK = 0.01  # seconds per real-time batch
+# The run loop wakes every BATCH seconds and generates the ticks due since, each with its
+# own draws and its own times (as if it had woken every TICK): one wake-up, and one write
+# per client connection, for five ticks instead of one; a message leaves at most
+# BATCH - TICK later than its exchange time (issue 20: the simulator's CPU a message).
+BATCH = 0.05
+_WAIT = BATCH - TICK / 2  # from a batch's first tick to its wake-up (its last tick is due)
 _BURST_P = 0.05
 _BURST_X = 5.0
 _CALM_X = (1 - _BURST_P * _BURST_X) / (1 - _BURST_P)  # keeps the mean at `rate`
@@ -82,6 +87,14 @@ def _grid(ranges: tuple[PriceRange, ...]) -> tuple[int, ...]:
 
 def _dumps(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj)
+
+
+def _uuid4(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))`` without the object: the variant and version
+    bits set as UUID sets them (RFC 4122), the hex in 8-4-4-4-12 groups."""
+    bits = (bits & ~(0xC000 << 48) | 0x8000 << 48) & ~(0xF000 << 64) | 4 << 76
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _price = cache(format_price)  # prices are grid values in [0, DOLLAR]: a bounded cache
@@ -251,9 +264,12 @@ class Engine:
         next_burst = deadline + (self.burst_every or 0)
         burst_until = -math.inf
         carry = 0.0
+        wake_at = -math.inf
         while True:
             deadline += TICK
-            await trio.sleep_until(deadline)
+            if deadline >= wake_at:  # a batch's first tick: wait until its last one is due
+                wake_at = deadline + _WAIT
+                await trio.sleep_until(wake_at)  # at once when behind, a checkpoint still
             if self._paused:
                 await self._resumed.wait()
                 # The schedule of bursts and churn counts running time only: a pause (the
@@ -264,9 +280,11 @@ class Engine:
                 next_burst += idle
                 burst_until += idle
                 deadline += idle
+                wake_at = -math.inf  # the next tick starts a batch
                 continue
             now = trio.current_time()
-            self.late_s = now - deadline  # behind schedule: this process short of CPU
+            # behind schedule, beyond the batch's wait: this process short of CPU
+            self.late_s = max(0.0, now - deadline - _WAIT)
             if deadline < now - 1.0:  # fell behind (a slow machine): do not try to catch up
                 deadline = now
             if self.lifecycle_every and now >= next_churn:
@@ -281,7 +299,9 @@ class Engine:
             if self.bursting:
                 factor = self.burst_x
             carry += self.rate * TICK * factor
-            base_ms = self.clock() // 1000
+            # the tick's own time: the batch's earlier ticks run up to _WAIT late
+            behind_ms = min(int((now - deadline) * 1000), round(_WAIT * 1000))
+            base_ms = self.clock() // 1000 - behind_ms
             spent = 0
             while spent < carry and self._order:
                 spent += self._action(self._stamp(base_ms + self._rng.randrange(10)))
@@ -594,7 +614,7 @@ class Engine:
         count = min(state.book.side(hit)[price], self._size())
         yes_price = DOLLAR - price if hit is Side.NO else price
         trade = Trade(
-            trade_id=str(uuid.UUID(int=rng.getrandbits(128) ^ self._salt, version=4)),
+            trade_id=_uuid4(rng.getrandbits(128) ^ self._salt),
             ticker=state.info.ticker,
             yes_price=yes_price,
             no_price=DOLLAR - yes_price,

@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import msgspec
 import orjson
-from attrs import frozen
 
 from kalshi.book import OrderBook
 from kalshi.models.lifecycle import EventLifecycle, LifecycleEvent
@@ -18,8 +18,7 @@ from kalshi.sim.universe import MarketsView, Universe
 __all__ = ["SimEvent", "Truth"]
 
 
-@frozen
-class SimEvent:
+class SimEvent(msgspec.Struct, frozen=True, gc=False):
     """One message the engine generated: its frame ``type``, the ``channel`` it travels
     on, the market (``""`` for event-level messages), the exchange time in µs, the encoded
     ``msg`` object, and the decoded model (what a correct client must end up with).

@@ -94,7 +94,10 @@ class StoreStats:
     tables: Mapping[str, TableStats]
     spool_ok: bool = True  # the last spool write succeeded
     spool_error: str = ""  # why the spool disk refused the last batch, '' when ok
-    paused: bool = False  # rows are not taken: database and spool disk both refuse
+    # the tables whose writer takes no rows (database and spool disk both refuse, and the
+    # rows in memory, all tables together, are past twice spool.memory_rows), by name
+    paused: tuple[str, ...] = ()
+    memory_rows: int = 0  # rows in sealed batches in memory, all tables together
 
 
 class _SpoolState:
@@ -502,9 +505,10 @@ class _TableWriter:
         a cancellation (shutdown) finds each row in the open batch or a sealed one.
 
         A spool disk that refuses (full, read-only) leaves the batch in memory, degraded
-        and retried; past twice the bound, with the database down too, the collector stops
-        taking rows (backpressure reaches the sockets) until either takes some: nothing is
-        dropped.
+        and retried; once the rows in memory, all tables together, are past twice
+        ``spool.memory_rows`` with the database down too, the collector of every table
+        that seals a batch stops taking rows (its channel fills, then its senders wait:
+        backpressure reaches the sockets) until either takes some: nothing is dropped.
         """
         rows, size = self.open_rows, self.batch_size
         if not rows:
@@ -515,21 +519,27 @@ class _TableWriter:
             self.memory_rows += len(batch.rows)
         self.work.set()
         await self._spill_over_bound()
-        while self.memory_rows > 2 * self.memory_limit and not self.spool_state.ok:
+        state = self.spool_state
+        retry_at = trio.current_time() + _SPOOL_RETRY
+        while state.memory_rows > 2 * self.memory_limit and not state.ok:
             if self.spec.name not in self.spool_state.paused:
                 log.error(
-                    "%s: database and spool disk both refuse rows: %d rows in memory, "
-                    "reading paused until one takes them",
+                    "%s: database and spool disk both refuse rows: %d rows in memory, all "
+                    "tables together (%d of this table), past twice spool.memory_rows: this "
+                    "table takes no rows until one takes some",
                     self.spec.name,
+                    state.memory_rows,
                     self.memory_rows,
                 )
                 self.spool_state.paused.add(self.spec.name)
-            # a commit frees memory (reading resumes at once); the disk is tried again
-            # every _SPOOL_RETRY
-            with trio.move_on_after(_SPOOL_RETRY) as timer:
-                await self.progress.wait()
-            if timer.cancelled_caught:
+            # a commit or a spill of any table frees memory (reading resumes at once); the
+            # disk is tried again every _SPOOL_RETRY (a deadline: the wakes of a database
+            # found down do not put it off)
+            with trio.move_on_at(retry_at):
+                await state.freed.wait()
+            if trio.current_time() >= retry_at:
                 await self._spill_over_bound()
+                retry_at = trio.current_time() + _SPOOL_RETRY
         if self.spec.name in self.spool_state.paused:
             self.spool_state.paused.discard(self.spec.name)
             log.info("%s: reading resumed", self.spec.name)
@@ -1059,7 +1069,8 @@ class Store:
             tables={name: writer.stats() for name, writer in self._writers.items()},
             spool_ok=self._spool_state.ok,
             spool_error=self._spool_state.error,
-            paused=bool(self._spool_state.paused),
+            paused=tuple(sorted(self._spool_state.paused)),
+            memory_rows=self._spool_state.memory_rows,
         )
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from kalshi.config import Duration, StoreConfig
 from kalshi.errors import StoreError
-from kalshi.models.rows import Row, TradeRow
+from kalshi.models.rows import MarketRow, Row, TradeRow
 from kalshi.store import EmbeddedPostgres, Store, connect_db, migrate, open_store
 from kalshi.store.schema import TABLES
 from kalshi.store.spool import Spool
@@ -271,3 +271,61 @@ async def test_the_database_state_is_unknown_until_an_operation_answers(
                 await store.committed()
             assert (store.stats().db_up, gauge("kalshi_store_db_up")) == (True, 1.0)
     assert trades_in(own_pg.url) == rows
+
+
+def market(i: int) -> MarketRow:
+    return MarketRow(
+        ticker=f"MKT-{i}",
+        event_ticker="EV",
+        status="open",
+        market_type="binary",
+        title="T",
+        open_time=T0,
+        close_time=None,
+        updated_at=T0 + i,
+        gatherer_id="g-1",
+        payload="{}",
+    )
+
+
+async def test_reading_pauses_at_twice_the_memory_bound_of_all_tables_together(
+    own_pg: EmbeddedPostgres,
+    make_cfg: Callable[..., StoreConfig],
+    small_disk: Callable[[str], Path],
+) -> None:
+    """Database down, spool disk full, ``spool.memory_rows`` 100 (batches of 100): the
+    writers stop taking rows once the rows in memory, all tables together, pass 200, and
+    ``paused`` names the tables that stopped. 300 trades seal three batches (300 > 200:
+    trades paused); 100 markets rows then seal one (400: markets paused, where each table
+    alone was bounded before, so markets would have taken 300 rows more); 100 more markets
+    rows wait in its channel. The database back, all 500 are written, reading resumes."""
+    migrate(own_pg.url)
+    disk = small_disk("64k")
+    cfg = spool_on(disk, make_cfg(batch_size=100, flush_interval=3600, memory_rows=100))
+    trades = [trade(i) for i in range(300)]
+    markets = [market(i) for i in range(200)]
+    with trio.fail_after(120):
+        async with open_store(own_pg.url, cfg) as store:
+            await trio.to_thread.run_sync(own_pg.stop)
+            fill(disk / "filler")
+            await send_rows(store, trades)
+            await wait_until(lambda: store.stats().paused == ("trades",))
+            assert (store.stats().memory_rows, store.stats().spool_ok) == (300, False)
+            async with store.sender("markets") as send:
+                await send.send_batch(markets[:100])
+                await wait_until(lambda: store.stats().paused == ("markets", "trades"))
+                await send.send_batch(markets[100:])
+            stats = store.stats()
+            assert stats.memory_rows == 400
+            assert (stats.tables["trades"].queue_rows, stats.tables["markets"].queue_rows) == (
+                300,
+                200,
+            )
+            await trio.to_thread.run_sync(own_pg.start)
+            await store.drain()
+            await wait_until(lambda: not store.stats().paused)
+            assert store.collected() == {**store.collected(), "trades": 300, "markets": 200}
+            assert store.stats().memory_rows == 0
+    assert trades_in(own_pg.url) == trades
+    with connect_db(own_pg.url) as db:
+        assert len(db.fetch_rows("markets")) == 200

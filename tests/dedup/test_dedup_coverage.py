@@ -1,15 +1,19 @@
 """Where no gatherer had a channel: production's ``gaps`` say so, per channel, as the
 intersection of the gatherers' ``outage``/``reconnect`` stretches (a stretch one gatherer
-covered is not a hole), so a reader tells missing from quiet."""
+covered is not a hole), so a reader tells missing from quiet. Each hole is one row: a
+second pass, a gatherer's clock offset measured anew and a restarted deduplicator add
+none (outside tester F2: one outage was 8 rows, the earliest before either gatherer
+stopped)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from dedup_support import merge_once, write_all
+from dedup_support import dedup_config, merge_once, write_all
 
 from kalshi.dedup.coverage import CHANNEL_SID, channel_of, holes
+from kalshi.dedup.service import Deduplicator
 from kalshi.models.rows import GapRow
 from kalshi.store import connect_db
 from kalshi.testing.recording import T0, make_truth, record
@@ -59,7 +63,7 @@ async def test_production_records_the_stretches_no_gatherer_covered(
     gb.gaps += [
         _gap("gb", "ticker-0", "reconnect", 40, 90),
         _gap("gb", "lifecycle-0", "outage", 10, 30),
-        _gap("gb", "trade-0", "reconnect", 70, 80),  # after ga's: not a hole
+        _gap("gb", "trade-0", "reconnect", 40, 50),  # starts with its ticker hole
     ]
     urls = await write_all(make_db, [ga, gb], tmp_path)
     offsets = {}
@@ -72,22 +76,42 @@ async def test_production_records_the_stretches_no_gatherer_covered(
     # received_at - exchange_ts: the latency, plus up to 3 ms for deltas stamped backwards
     assert offsets == {"ga": (600, 3602), "gb": (2750, 5752)}
     production = make_db()
-    report = await merge_once(production, urls)
-    assert report.holes == 2
-    with connect_db(production) as db:
-        rows = db.query(
-            "SELECT start_ts - %s, end_ts - %s, gatherer_id, sid, kind, detail FROM gaps"
-            " WHERE ticker IS NULL ORDER BY sid, start_ts",
-            (T0, T0),
-        )
-    # ticker: ga lacked 20..60 ms, gb 40..90 ms (their receipts); each in exchange time,
-    # widened by its clock's measured offset: start less the largest, end less the smallest.
-    # lifecycle: ga 20..60, gb 10..30.
-    assert rows == [
-        (40_000 - 5752, 60_000 - 600, "dedup", CHANNEL_SID["ticker"], "merge_hole",
+    dedup = Deduplicator(dedup_config(production, urls))
+    try:
+        first = await dedup.run_pass(settle_us=0)
+        second = await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    assert (first.holes, second.holes) == (3, 0)
+
+    def stored() -> list[tuple[object, ...]]:
+        with connect_db(production) as db:
+            return db.query(
+                "SELECT start_ts - %s, end_ts - %s, gatherer_id, conn_id, sid, kind, detail"
+                " FROM gaps WHERE ticker IS NULL ORDER BY sid, start_ts",
+                (T0, T0),
+            )
+
+    # Each gatherer's stretches (its receipts) in exchange time: less its clock's offset,
+    # the smallest received_at - exchange_ts (ga 600, gb 2750), never the largest (a
+    # backlog's delay moved the start before either gatherer stopped). trade: ga lacked
+    # 20..60 ms, gb 40..50; ticker: ga 20..60, gb 40..90; lifecycle: ga 20..60, gb 10..30.
+    # trade's and ticker's holes start in the same microsecond: conn_id keeps them apart.
+    expected = [
+        (40_000 - 2750, 50_000 - 2750, "dedup", 1, CHANNEL_SID["trade"], "merge_hole",
+         "trade: no gatherer connected (ga, gb)"),
+        (40_000 - 2750, 60_000 - 600, "dedup", 2, CHANNEL_SID["ticker"], "merge_hole",
          "ticker: no gatherer connected (ga, gb)"),
-        (20_000 - 3602, 30_000 - 2750, "dedup", CHANNEL_SID["market_lifecycle_v2"], "merge_hole",
-         "market_lifecycle_v2: no gatherer connected (ga, gb)"),
+        (20_000 - 600, 30_000 - 2750, "dedup", 3, CHANNEL_SID["market_lifecycle_v2"],
+         "merge_hole", "market_lifecycle_v2: no gatherer connected (ga, gb)"),
     ]  # fmt: skip
-    again = await merge_once(production, urls)
-    assert again.holes == 0
+    assert stored() == expected
+    # gb's clock offset measured anew: 2000 µs now, so its stretches move 750 µs later.
+    with connect_db(urls["gb"]) as db:
+        db.execute(
+            "UPDATE orderbook_deltas SET received_at = exchange_ts + 2000"
+            " WHERE exchange_ts = (SELECT min(exchange_ts) FROM orderbook_deltas)"
+        )
+    restarted = await merge_once(production, urls)  # a new deduplicator: nothing in memory
+    assert restarted.holes == 0
+    assert stored() == expected

@@ -79,7 +79,9 @@ async def test_replay_to_jsonl_reports_corrupt_lines_and_exits_1(tmp_path: Path)
         "orderbook_snapshots 3, trades 1",
         _MALFORMED,
         "frames flagged by the pipeline: invalid 1",
-        "2 line(s) not read (damaged, or of a file refused whole)",
+        "1 line(s) not read (damaged, or of a file refused whole)",
+        "1 file(s) end torn, read up to the cut: a write the journal disk refused was written"
+        " again whole to the gatherer's next file (read there); one cut by a crash was not",
     ]
 
 
@@ -247,7 +249,7 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
     await write_journal(tmp_path / "journal", scripted_session())
     journal = str(tmp_path / "journal")
     cases = [
-        (("snapshot", "--depth", "-3"), "--depth must be at least 1"),
+        (("snapshot", "--depth", "-3"), 'Invalid value "-3" for --depth. Must be > 0.'),
         (
             ("snapshot", "--at", "notatime", "--ticker", "X"),
             "--at: expected an RFC 3339 time or µs since the epoch, got 'notatime'",
@@ -289,15 +291,36 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
             ("replay", journal, "--format", "jsonl", "--db", "postgresql://x/y"),
             "--db and --format exclude each other: a replay goes to one place",
         ),
-        (("replay", journal, "--speed", "0"), "--speed must be positive"),
+        (("replay", journal, "--speed", "0"), 'Invalid value "0.0" for --speed. Must be > 0.'),
         (
             ("replay", journal, "--table", "nope"),
             "--table: unknown table 'nope' (one of trades, orderbook_deltas,"
             " orderbook_snapshots, tickers, market_lifecycle, markets, gaps)",
         ),
         (("gather",), "no private key configured (kalshi.api_secret / KALSHI_API_SECRET)"),
-        (("sim", "--markets", "-5"), "--markets must be between 0 and 250000"),
-        (("status", "--refresh", "0"), "--refresh must be a positive number of seconds"),
+        # every numeric option is checked by cyclopts before anything starts (F5, F6)
+        (("sim", "--markets", "-5"), 'Invalid value "-5" for --markets. Must be >= 0.'),
+        (
+            ("sim", "--markets", "250001"),
+            'Invalid value "250001" for --markets. Must be <= 250000.',
+        ),
+        (("sim", "--rate", "-1"), 'Invalid value "-1.0" for --rate. Must be >= 0.'),
+        (("sim", "--rest-latency", "-1"), 'Invalid value "-1.0" for --rest-latency. Must be >= 0.'),
+        (
+            ("sim", "--active", "5000", "--markets", "10"),
+            "--active (5000) must be at most --markets (10)",
+        ),
+        (
+            ("demo", "--duration", "0", "--no-tui", "--markets", "-3"),
+            'Invalid value "-3" for --markets. Must be >= 0.',
+        ),
+        (
+            ("demo", "--active", "11", "--markets", "10"),
+            "--active (11) must be at most --markets (10)",
+        ),
+        (("gather", "--duration", "-5"), 'Invalid value "-5.0" for --duration. Must be > 0.'),
+        (("gather", "--duration", "0"), 'Invalid value "0.0" for --duration. Must be > 0.'),
+        (("status", "--refresh", "0"), 'Invalid value "0.0" for --refresh. Must be > 0.'),
         (
             ("status", "notaurl", "--once"),
             "URL: expected an http:// or https:// address, got 'notaurl'",
