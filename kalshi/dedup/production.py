@@ -131,6 +131,13 @@ class Production:
     def close(self) -> None:
         self._db.close()
 
+    def ping(self) -> None:
+        """One round trip (``SELECT 1``, its own transaction); raises
+        :class:`~kalshi.errors.DatabaseUnavailable` when the server is gone (bounded by the
+        session's ``statement_timeout`` and the connection's TCP keepalives)."""
+        with self._db.transaction():
+            self._db.query("SELECT 1")
+
     # --- reads ------------------------------------------------------------------------
 
     def cursors(self) -> dict[tuple[str, str], Cursor]:

@@ -45,7 +45,13 @@ SNAPSHOT_PASS = Gauge(
     "How long the last full pass of the REST snapshot poller took (seconds)",
 )
 SNAPSHOT_MISMATCHES = Counter(
-    "kalshi_snapshot_mismatches", "REST order books that differed from the live book"
+    "kalshi_snapshot_mismatches",
+    "REST order books the live book never matched from the request's send to the next pass",
+)
+SNAPSHOT_IN_FLIGHT = Counter(
+    "kalshi_snapshot_in_flight",
+    "REST order books that differed from the live book at their reply, explained by deltas"
+    " in flight (the live book was in their state before or after)",
 )
 CROSSED_BOOK_FRAMES = Counter(
     "kalshi_crossed_book_frames",

@@ -30,6 +30,7 @@ __all__ = [
     "list_markets",
     "poll_snapshots",
     "relist_forever",
+    "settle_mismatches",
     "snapshot_pass",
 ]
 
@@ -191,23 +192,33 @@ async def poll_snapshots(
     due = trio.current_time() + interval
     while True:
         await trio.sleep_until(due)
+        settle_mismatches(ctx, layout)  # the last pass's answers no live state explained
         tickers = sorted(registry.live)
         if cfg.max_markets is not None:
             tickers = tickers[: cfg.max_markets]
         started = trio.current_time()
-        mismatched = await snapshot_pass(ctx, rest, tickers, cfg.in_flight)
+        await snapshot_pass(ctx, rest, tickers, cfg.in_flight)
         took = trio.current_time() - started
         metrics.SNAPSHOT_PASS.set(took)
         level = logging.WARNING if took > interval else logging.INFO
         log.log(
             level, "snapshot pass: %d markets in %.1fs (interval %gs)", len(tickers), took, interval
         )
-        if mismatched:
-            metrics.SNAPSHOT_MISMATCHES.inc(len(mismatched))
-            metrics.RESNAPSHOTS.labels("rest_mismatch").inc(len(mismatched))
-            log.info("%d live books differ from REST; resnapshotting", len(mismatched))
-            layout.resnapshot(mismatched)
         due = max(due + interval, trio.current_time())  # late: the next starts now
+
+
+def settle_mismatches(ctx: GatherContext, layout: Layout) -> None:
+    """Count and resnapshot the live books that never matched their REST answer, from the
+    request's send until the next pass (:class:`~kalshi.pipeline.frames.Watch`): a REST
+    book carries no ``seq`` (kalshi-api.md §4.5), so only a state the live book never passed
+    through is a difference."""
+    mismatched, late = ctx.processor.unwatch()
+    metrics.SNAPSHOT_IN_FLIGHT.inc(late)
+    if mismatched:
+        metrics.SNAPSHOT_MISMATCHES.inc(len(mismatched))
+        metrics.RESNAPSHOTS.labels("rest_mismatch").inc(len(mismatched))
+        log.info("%d live books differ from REST; resnapshotting", len(mismatched))
+        layout.resnapshot(mismatched)
 
 
 @define
@@ -229,12 +240,17 @@ async def snapshot_pass(
     (``kind: rest``) before its rows are stored, each book compared with the live one.
     A request that fails for good (:class:`NetError`) is logged and its markets skipped
     until the next pass; any other error (a body that does not decode) is raised once the
-    requests in flight are cancelled. Returns the tickers whose trusted live book differs."""
+    requests in flight are cancelled. Returns the tickers whose trusted live book has not
+    been in the state of their answer from the request's send to its reply: they stay
+    watched (:meth:`~kalshi.pipeline.FrameProcessor.watch`) for the deltas still on their
+    way, and :func:`poll_snapshots` counts those never matched at its next pass."""
     mismatched: list[str] = []
     window = trio.Semaphore(in_flight)  # requests sent but not yet handled
     failure: Exception | None = None
 
     async def fetch(request: _Request) -> None:
+        for ticker in request.tickers:  # the live states from the send on
+            ctx.processor.watch(ticker)
         try:
             request.answer = await rest.orderbooks_page(request.tickers)
         except Exception as exc:  # handled (or raised) in order, below
@@ -278,6 +294,11 @@ async def snapshot_pass(
                         )
                     for snap in snaps:
                         mismatched.extend(await _polled(ctx, snap, now))
+                watches = ctx.processor.watches
+                for ticker in batch:  # no answer (failed, or not in it): stop recording
+                    watch = watches.get(ticker)
+                    if watch is not None and watch.target is None:
+                        del watches[ticker]
                 window.release()
     if failure is not None:
         raise failure
@@ -285,7 +306,9 @@ async def snapshot_pass(
 
 
 async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]:
-    """Store one polled book; ``[ticker]`` when the trusted live book differs from it."""
+    """Store one polled book; ``[ticker]`` when the trusted live book has not been in its
+    state since the request was sent (then it is watched for,
+    :class:`~kalshi.pipeline.frames.Watch`)."""
     ticker = snap.ticker
     await ctx.sink.put("orderbook_snapshots", polled_row(snap, ctx.gatherer_id, now))
     polled = OrderBook.from_snapshot(snap)
@@ -309,5 +332,15 @@ async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]
         )
         await ctx.gap(gap)
     live = ctx.processor.books.get(ticker)
-    trusted = live is not None and ticker not in ctx.processor.stale
-    return [ticker] if trusted and live != polled else []
+    watch = ctx.processor.watches.get(ticker)
+    if live is None or ticker in ctx.processor.stale:
+        ctx.processor.watches.pop(ticker, None)  # nothing trusted to compare with
+        return []
+    if watch is None:
+        watch = ctx.processor.watch(ticker)  # not sent by snapshot_pass: from now on
+    if watch.answered(polled, live):
+        del ctx.processor.watches[ticker]
+        if live != polled:
+            metrics.SNAPSHOT_IN_FLIGHT.inc()
+        return []
+    return [ticker]

@@ -164,12 +164,19 @@ class SegmentSet:
 
     def _abandon(self) -> None:
         """Give up the current file after a failed write: its compressor may hold half a
-        frame. Readers see its tail as torn; the next write opens a new file."""
+        frame. Readers see its tail as torn; the next write opens a new file. A file the
+        disk took no byte of is removed (a full disk refuses the first write of each new
+        file: one empty file a retry otherwise); the refused lines stay buffered and are
+        written again whole (JournalWriter)."""
         if self._current is None:
             return
         segment, self._current = self._current, None
         with contextlib.suppress(OSError):
             segment._fh.close()
+        with contextlib.suppress(OSError):
+            if segment.path.stat().st_size == 0:
+                segment.path.unlink()
+                return
         self._abandoned.append(segment.path)
 
     def write_lines(self, lines: list[bytes], now: float) -> list[Path]:

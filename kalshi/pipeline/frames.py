@@ -57,6 +57,7 @@ __all__ = [
     "TYPE_CHANNEL",
     "FrameProcessor",
     "Outcome",
+    "Watch",
     "book_json",
     "trade_row",
 ]
@@ -167,6 +168,36 @@ class _Sub:
     filtered: bool = False  # seq jumps are other markets' frames, not losses
 
 
+@define(eq=False)
+class Watch:
+    """A market's live book watched while a REST order book of it is in flight
+    (:meth:`FrameProcessor.watch`): a REST book carries no ``seq`` (kalshi-api.md §4.5), so
+    it is some state the book passed through between the request's send and shortly after
+    its reply (the deltas of that moment may still be on their way). ``states``: copies of
+    the book at the send and after each change until the answer came; then ``target`` (the
+    answer) and ``matched`` once the book equals it."""
+
+    states: list[OrderBook] = field(factory=list)
+    target: OrderBook | None = None
+    matched: bool = False
+
+    def seen(self, book: OrderBook) -> None:
+        if self.target is None:
+            self.states.append(book.copy())
+        elif not self.matched and book == self.target:
+            self.matched = True
+
+    def answered(self, polled: OrderBook, live: OrderBook | None) -> bool:
+        """The REST answer came: ``True`` when the live book was in its state at some point
+        from the send to now; else it is watched for until :meth:`FrameProcessor.unwatch`."""
+        if (live is not None and live == polled) or any(s == polled for s in self.states):
+            self.matched = True
+        else:
+            self.target = polled
+        self.states.clear()
+        return self.matched
+
+
 class FrameProcessor:
     """Turns raw frames into rows for one gatherer. One instance serves every connection."""
 
@@ -195,6 +226,29 @@ class FrameProcessor:
         # the problems of PROBLEM_COUNTS (frames already counted by their type)
         self.counts: Counter[str] = Counter()
         self.market_messages: Counter[str] = Counter()
+        self.watches: dict[str, Watch] = {}  # markets whose REST book is being compared
+
+    def watch(self, ticker: str) -> Watch:
+        """Start recording the states of ``ticker``'s live book (:class:`Watch`), from its
+        current one (none while it has no book)."""
+        w = self.watches[ticker] = Watch()
+        book = self.books.get(ticker)
+        if book is not None:
+            w.seen(book)
+        return w
+
+    def unwatch(self) -> tuple[list[str], int]:
+        """End every watch: the markets whose REST answer the live book never matched and
+        whose book is trusted now, in ticker order, and how many answers it matched after
+        their reply."""
+        out = sorted(
+            t
+            for t, w in self.watches.items()
+            if w.target is not None and not w.matched and t in self.books and t not in self.stale
+        )
+        late = sum(1 for w in self.watches.values() if w.target is not None and w.matched)
+        self.watches.clear()
+        return out, late
 
     # --- connection events ------------------------------------------------------------
 
@@ -508,6 +562,8 @@ class FrameProcessor:
             or (delta.delta > 0 and _crosses(book, delta))
         ):
             self._crossing(ticker, book, base, conn_id, msg, out)
+        if self.watches and ticker in self.watches:
+            self.watches[ticker].seen(book)
 
     def _crossing(
         self,
@@ -609,6 +665,8 @@ class FrameProcessor:
             out.problem, out.detail = "book", str(exc)
             return
         self.books[ticker] = book
+        if self.watches and ticker in self.watches:
+            self.watches[ticker].seen(book)
         self.stale.discard(ticker)
         self.stale_cause.pop(ticker, None)
         self.retired.discard(ticker)

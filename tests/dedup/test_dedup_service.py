@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import httpx
+import pytest
 import trio
 from dedup_support import (
     MISSES,
@@ -20,9 +21,10 @@ from dedup_support import (
 from kalshi.config import HttpConfig, MetricsConfig, S3Config, parse_duration
 from kalshi.dedup.export import Exporter
 from kalshi.dedup.service import Deduplicator, _health, serve_dedup
+from kalshi.errors import DatabaseUnavailable
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
 from kalshi.testing import free_port
-from kalshi.testing.recording import Truth, make_truth
+from kalshi.testing.recording import Truth, make_truth, record
 
 
 async def recorded(
@@ -123,6 +125,37 @@ async def test_a_production_outage_is_waited_out_and_the_merge_completes(
             await until(lambda: dedup.passes > passes + 1)  # one more full pass after recovery
             nursery.cancel_scope.cancel()
     assert_production_is_truth(own_pg.url, truth, MISSES)
+
+
+async def test_production_down_with_every_gatherer_is_known_at_the_next_pass(
+    tmp_path: Path, own_pg: EmbeddedPostgres
+) -> None:
+    """Outside tester F8: production and the gatherer's database on one server that stops.
+    The next pass skips the gatherer and so writes nothing, yet finds production gone (the
+    kept connection is pinged): /health says ``up: false`` after that one pass, not when a
+    later write happens to fail."""
+
+    def make_own(name: str | None = None) -> str:
+        name = name or f"own_{len(made)}"
+        with connect_db(own_pg.url_for("postgres")) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        migrate(own_pg.url_for(name))
+        return own_pg.url_for(name)
+
+    made: list[str] = []
+    urls = await write_all(make_own, [record(make_truth(44, events=50), "g1")], tmp_path)
+    dedup = Deduplicator(dedup_config(make_own("production"), urls))
+    try:
+        await dedup.run_pass(settle_us=0)
+        assert dedup.health()["production"] == {"up": True, "error": ""}
+        await trio.to_thread.run_sync(own_pg.stop)
+        with pytest.raises(DatabaseUnavailable):
+            await dedup.run_pass(settle_us=0)
+        document = dedup.health()
+        assert (document["status"], document["production"]["up"]) == ("degraded", False)
+    finally:
+        dedup.close()
 
 
 async def test_a_failing_export_degrades_health_until_it_works_again(

@@ -17,7 +17,12 @@ from kalshi.gather import metrics
 from kalshi.gather.context import GatherContext
 from kalshi.gather.layout import Layout
 from kalshi.gather.registry import MarketRegistry
-from kalshi.gather.rest_tasks import list_markets, poll_snapshots, snapshot_pass
+from kalshi.gather.rest_tasks import (
+    list_markets,
+    poll_snapshots,
+    settle_mismatches,
+    snapshot_pass,
+)
 from kalshi.gather.service import Gatherer
 from kalshi.net import RestClient
 from kalshi.sim import open_sim_exchange
@@ -175,3 +180,52 @@ async def test_a_pass_longer_than_the_interval_is_logged_and_the_next_starts_whe
     assert [answered[i] for i in (0, 19, 20, 39, 40, 59)] == [8, 16, 18, 26, 28, 36]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings[:3] == ["snapshot pass: 2000 markets in 10.0s (interval 6s)"] * 3
+
+
+async def test_deltas_in_flight_are_no_mismatch_and_a_real_difference_is(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Outside tester F3 (`4|8|3|3|7 live books differ from REST` at every poll with 15
+    markets trading, no fault): deltas the exchange published before it answered
+    ``GET /markets/orderbooks`` reach the gatherer after it handled the answer (held 1 s on
+    the WebSocket); the live book then passes through the answer's state: no mismatch
+    (before, every market that moved was one). A live book changed behind the pipeline's
+    back is one, and is resnapshotted."""
+    async with open_sim_exchange(
+        markets=60, active=15, rate=200.0, seed=6, port=0, start_us=PINNED_START_US
+    ) as sim:
+        cfg = sim_config(sim, tmp_path, db_url)
+        gatherer = Gatherer(cfg, db_url, signer=signer_of(sim))
+        mismatches = metrics.SNAPSHOT_MISMATCHES._value.get()
+        in_flight = metrics.SNAPSHOT_IN_FLIGHT._value.get()
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(gatherer.run)
+                await wait_for(lambda: all_live(gatherer))
+                sim.engine.pause()
+                await wait_for(lambda: settled(gatherer, sim))
+                ctx, layout = gatherer.ctx, gatherer.layout
+                assert ctx is not None and layout is not None
+                tickers = sorted(gatherer.registry.live)
+                before = {t: sim.truth.book(t).copy() for t in tickers}
+                sim.faults.delay(1.0)
+                sim.engine.step(40)
+                moved = [t for t in tickers if sim.truth.book(t) != before[t]]
+                assert moved
+                async with RestClient(sim.rest_url, ctx.signer, rate=100) as rest:
+                    # the answer holds the deltas, the live books not yet
+                    assert await snapshot_pass(ctx, rest, tickers, 1) == moved
+                    await wait_for(lambda: settled(gatherer, sim))  # the deltas arrived
+                    settle_mismatches(ctx, layout)
+                    assert metrics.SNAPSHOT_MISMATCHES._value.get() == mismatches
+                    assert metrics.SNAPSHOT_IN_FLIGHT._value.get() == in_flight + len(moved)
+                    # A real difference: the live book holds 1.00 more at a NO level.
+                    ticker = moved[0]
+                    book = gatherer.processor.books[ticker]
+                    price = max(book.no) if book.no else 1000
+                    book.no[price] = book.no.get(price, 0) + 100
+                    assert await snapshot_pass(ctx, rest, tickers, 1) == [ticker]
+                    settle_mismatches(ctx, layout)
+                    assert metrics.SNAPSHOT_MISMATCHES._value.get() == mismatches + 1
+                await wait_for(lambda: settled(gatherer, sim))  # resnapshotted
+                nursery.cancel_scope.cancel()

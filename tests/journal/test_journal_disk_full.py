@@ -49,6 +49,8 @@ async def test_journal_disk_full_degrades_and_catches_up(small_disk: Path, compr
             assert REGISTRY.get_sample_value("kalshi_journal_disk_ok") == 0
             assert "No space left on device" in writer.disk_error
             assert writer.records_written < records  # still held, not dropped
+            while writer.write_errors < 4:  # retried: each retry opened a new file
+                await writer.flush_progress()
             await writer.on_disk()  # the database path does not wait for a refusing disk
             filler.unlink()  # space returns
             while not writer.disk_ok or writer.records_written < records:
@@ -62,6 +64,9 @@ async def test_journal_disk_full_degrades_and_catches_up(small_disk: Path, compr
     # there twice (never lost), and the given-up file's tail reads as torn
     assert sorted(set(frames)) == list(range(1, records + 1))
     assert all("torn" in p.reason or "corrupt zstd" in p.reason for p in problems), problems
+    # Tester F7: a new empty file was left for every retry while the disk refused
+    files = sorted((small_disk / "journal").rglob("*.jsonl*"))
+    assert [p.name for p in files if p.stat().st_size == 0] == []
 
 
 async def test_a_stop_with_the_journal_disk_full_counts_what_it_could_not_write(

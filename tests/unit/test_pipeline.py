@@ -404,3 +404,39 @@ def test_the_gatherer_summary_counts_each_frame_once() -> None:
     assert summary_line(2, Counter({"ok": 2, "duplicate": 0})) == (
         "stopped; 2 frames received (ok 2)"
     )
+
+
+def test_a_rest_book_in_flight_is_matched_against_every_live_state_it_could_be() -> None:
+    """Outside tester F3: a REST book carries no seq (kalshi-api.md §4.5), so deltas that
+    arrive between the request and its reply, or just after it, are no difference; a state
+    the live book never passed through is."""
+    p = started()  # yes 0.08 x 300, 0.22 x 333; no 0.54 x 20
+    at_send = p.books[T].copy()
+    # 1. The exchange answered with the book at the send; a delta arrived before the reply.
+    watch = p.watch(T)
+    p.process(7, 3, 300, delta(2, "0.2200", "-33.00"))
+    assert watch.answered(at_send, p.books[T]) is True
+    del p.watches[T]
+    # 2. The answer holds a delta still on its way at the reply: matched when it arrives.
+    after = p.books[T].copy()
+    after.yes[10_000] = 500
+    watch = p.watch(T)
+    assert watch.answered(after, p.books[T]) is False
+    p.process(7, 4, 400, delta(3, "0.1000", "5.00"))
+    assert watch.matched is True
+    assert p.unwatch() == ([], 1)
+    # 3. A real difference: the live book never is in the answer's state.
+    wrong = p.books[T].copy()
+    wrong.no[54_000] = 2100  # the exchange has 21.00 at 0.54; the live book 20.00
+    watch = p.watch(T)
+    p.process(7, 5, 500, delta(4, "0.0800", "-1.00"))
+    assert watch.answered(wrong, p.books[T]) is False
+    p.process(7, 6, 600, delta(5, "0.0800", "1.00"))
+    assert p.unwatch() == ([T], 0)
+    assert p.watches == {}
+    # 4. A book the live pipeline does not trust (stale) is never counted.
+    watch = p.watch(T)
+    assert watch.answered(wrong, p.books[T]) is False
+    p.process(7, 7, 700, delta(7, "0.0800", "1.00"))  # seq 6 skipped: stale
+    assert T in p.stale
+    assert p.unwatch() == ([], 0)
