@@ -65,6 +65,10 @@ from kalshi.store import TABLES, migrate, resolve_database
 log = logging.getLogger("kalshi.cli")
 
 
+# the reasons of a file's torn end (kalshi.journal.reader)
+_TORN = ("torn last line", "torn zstd tail")
+
+
 def parse_time(text: str, option: str) -> int:
     """RFC 3339 (``2026-11-24T22:59:00Z``) or integer µs since the epoch."""
     if text.lstrip("-").isdigit():
@@ -408,9 +412,20 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
         left = ", ".join(f"{t} {n:,}" for t, n in sorted(stats.left.items()))
         _say(err_console, f"not written (spooled or dead-lettered): {left}")
     if stats.problems:
-        lost = sum(problem.lines for problem in stats.problems)
+        # A file's torn end (a write cut short) is not a line lost in the middle: the lines
+        # before the cut are read, and a write the journal disk refused is written again
+        # whole to the gatherer's next file (kalshi.journal.writer), where it is read.
+        torn = {p.path for p in stats.problems if p.reason.startswith(_TORN)}
+        lost = sum(p.lines for p in stats.problems if not p.reason.startswith(_TORN))
         if lost:
             _say(err_console, f"{lost:,} line(s) not read (damaged, or of a file refused whole)")
+        if torn:
+            _say(
+                err_console,
+                f"{len(torn):,} file(s) end torn, read up to the cut: a write the journal disk"
+                " refused was written again whole to the gatherer's next file (read there);"
+                " one cut by a crash was not",
+            )
         if len(stats.problems) > sum(problem.lines > 0 for problem in stats.problems):
             # a capture's frames too late to put back in order (kalshi.replay.source)
             _say(err_console, "seq out of order: read on in new sessions (listed above)")

@@ -24,9 +24,10 @@ CHANNEL_SID = {
     "multivariate_market_lifecycle": 4,
 }
 """The channels whose holes production records, and the ``sid`` their hole rows carry
-(``gaps`` rows of the deduplicator: ``gatherer_id = 'dedup'``, ``conn_id`` the sid too,
-``ticker`` NULL, ``kind = 'merge_hole'``; ``conn_id``, part of the table's key unlike
-``sid``, keeps two channels' holes starting in the same microsecond apart)."""
+(``gaps`` rows of the deduplicator: ``gatherer_id = 'dedup'``, ``conn_id = 0``,
+``ticker`` NULL, ``kind = 'merge_hole'``; the sid, in the table's key
+(``kalshi/sql/006_gap_sid.sql``), keeps two channels' holes starting in the same
+microsecond apart)."""
 
 COVERAGE_KINDS = ("outage", "reconnect", "stopped")
 """The gatherers' connection-wide gap kinds that mean "this connection received nothing"."""

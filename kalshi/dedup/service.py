@@ -358,9 +358,8 @@ class Deduplicator:
         clock offset (both ends less the smallest ``received_at - exchange_ts`` of its
         newest deltas: the largest grows with any backlog of its reading, which moved the
         start before either gatherer stopped, outside tester F2), as ``merge_hole`` rows
-        with ``ticker`` NULL, ``sid`` and ``conn_id`` the channel's
-        (:data:`coverage.CHANNEL_SID`: two channels' holes starting in the same
-        microsecond are apart under the table's key) and ``detail`` naming the channel;
+        with ``ticker`` NULL, ``sid`` the channel's (:data:`coverage.CHANNEL_SID`) and
+        ``detail`` naming the channel;
         one already stored (overlapping, same channel) is not written again
         (:meth:`Production.commit_holes`). Only when every
         gatherer answered (one not read may have covered it), and only up to where every
@@ -396,7 +395,7 @@ class Deduplicator:
                 start_ts=start,
                 end_ts=end,
                 gatherer_id=DEDUP_ID,
-                conn_id=coverage.CHANNEL_SID[channel],
+                conn_id=0,
                 sid=coverage.CHANNEL_SID[channel],
                 ticker=None,
                 kind=HOLE_KIND,

@@ -96,13 +96,13 @@ async def test_production_records_the_stretches_no_gatherer_covered(
     # the smallest received_at - exchange_ts (ga 600, gb 2750), never the largest (a
     # backlog's delay moved the start before either gatherer stopped). trade: ga lacked
     # 20..60 ms, gb 40..50; ticker: ga 20..60, gb 40..90; lifecycle: ga 20..60, gb 10..30.
-    # trade's and ticker's holes start in the same microsecond: conn_id keeps them apart.
+    # trade's and ticker's holes start in the same microsecond: both kept (sid in the key).
     expected = [
-        (40_000 - 2750, 50_000 - 2750, "dedup", 1, CHANNEL_SID["trade"], "merge_hole",
+        (40_000 - 2750, 50_000 - 2750, "dedup", 0, CHANNEL_SID["trade"], "merge_hole",
          "trade: no gatherer connected (ga, gb)"),
-        (40_000 - 2750, 60_000 - 600, "dedup", 2, CHANNEL_SID["ticker"], "merge_hole",
+        (40_000 - 2750, 60_000 - 600, "dedup", 0, CHANNEL_SID["ticker"], "merge_hole",
          "ticker: no gatherer connected (ga, gb)"),
-        (20_000 - 600, 30_000 - 2750, "dedup", 3, CHANNEL_SID["market_lifecycle_v2"],
+        (20_000 - 600, 30_000 - 2750, "dedup", 0, CHANNEL_SID["market_lifecycle_v2"],
          "merge_hole", "market_lifecycle_v2: no gatherer connected (ga, gb)"),
     ]  # fmt: skip
     assert stored() == expected

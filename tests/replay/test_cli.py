@@ -79,7 +79,9 @@ async def test_replay_to_jsonl_reports_corrupt_lines_and_exits_1(tmp_path: Path)
         "orderbook_snapshots 3, trades 1",
         _MALFORMED,
         "frames flagged by the pipeline: invalid 1",
-        "2 line(s) not read (damaged, or of a file refused whole)",
+        "1 line(s) not read (damaged, or of a file refused whole)",
+        "1 file(s) end torn, read up to the cut: a write the journal disk refused was written"
+        " again whole to the gatherer's next file (read there); one cut by a crash was not",
     ]
 
 
