@@ -143,17 +143,17 @@ def _plain_chunks(fh: BinaryIO, torn: list[str]) -> Iterator[Chunk]:
         yield data, False
 
 
-def split_lines(chunks: Iterator[Chunk]) -> Iterator[tuple[bytes, bool, bool]]:
-    """(line without newline, had a newline, verified) of a file read in ``chunks``;
-    ``None`` in ``chunks`` ends a damaged run (its partial line comes out without a
-    newline). Lines are verified when their chunk is and no line runs into it from the
-    one before (a journal frame ends at a line's end). Used for
-    journal files and for captures (:mod:`kalshi.replay.source`)."""
+def split_runs(chunks: Iterator[Chunk]) -> Iterator[tuple[list[bytes], bool, bool]]:
+    """(lines without their newlines, each had a newline, verified) of a file read in
+    ``chunks``, a chunk's lines at a time; ``None`` in ``chunks`` ends a damaged run (its
+    partial line comes out alone, without a newline), as does the file's end. A chunk's
+    lines are verified when it is and no line runs into it from the one before (a journal
+    frame ends at a line's end)."""
     rest = b""
     for item in chunks:
         if item is None:
             if rest:
-                yield rest, False, False
+                yield [rest], False, False
             rest = b""
             continue
         chunk, verified = item
@@ -163,17 +163,24 @@ def split_lines(chunks: Iterator[Chunk]) -> Iterator[tuple[bytes, bool, bool]]:
         else:
             parts = chunk.split(b"\n")
         rest = parts.pop()
-        for part in parts:
-            yield part, True, verified
+        yield parts, True, verified
     if rest:
-        yield rest, False, False
+        yield [rest], False, False
+
+
+def split_lines(chunks: Iterator[Chunk]) -> Iterator[tuple[bytes, bool, bool]]:
+    """(line without newline, had a newline, verified) of a file read in ``chunks``, one
+    line at a time (:func:`split_runs`). Used for captures (:mod:`kalshi.replay.source`)."""
+    for lines, complete, verified in split_runs(chunks):
+        for line in lines:
+            yield line, complete, verified
 
 
 _SLICE = 1024  # lines of a verified chunk decoded together (a list of records at a time)
 
 
 def _read_file(path: Path, labels: Labels) -> Iterator[Sequence[JournalRecord | JournalProblem]]:
-    """The records and problems of one file, a list at a time (:func:`split_lines`' lines:
+    """The records and problems of one file, a list at a time (:func:`split_runs`' lines:
     the common frame lines of a verified chunk by :func:`decode_verified`, a slice at a
     time; any other line, or a slice holding one, by :func:`decode_line`)."""
     name = str(path)
@@ -185,20 +192,10 @@ def _read_file(path: Path, labels: Labels) -> Iterator[Sequence[JournalRecord | 
             chunks = (
                 _zstd_chunks(fh, torn) if path.name.endswith(".zst") else _plain_chunks(fh, torn)
             )
-            rest = b""
-            for item in chunks:
-                if item is None:  # a damaged run ends: its partial line (split_lines)
-                    if rest:
-                        line_no = _read_lines(name, [rest], False, False, labels, line_no, out)
-                    rest = b""
+            for parts, complete, verified in split_runs(chunks):
+                if not complete:  # a damaged run's or the file's partial last line
+                    line_no = _read_lines(name, parts, False, False, labels, line_no, out)
                     continue
-                chunk, verified = item
-                if rest:  # a line across chunks: the chunk's lines are not taken as verified
-                    parts = (rest + chunk).split(b"\n")
-                    verified = False
-                else:
-                    parts = chunk.split(b"\n")
-                rest = parts.pop()
                 if not verified:
                     line_no = _read_lines(name, parts, True, False, labels, line_no, out)
                     yield out
@@ -217,8 +214,6 @@ def _read_file(path: Path, labels: Labels) -> Iterator[Sequence[JournalRecord | 
                     else:
                         line_no += len(records)
                         yield records
-            if rest:
-                line_no = _read_lines(name, [rest], False, False, labels, line_no, out)
     except OSError as exc:
         out.append(JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}"))
         yield out
