@@ -61,7 +61,17 @@ async def _one(rows: int, queued: int, spool: str) -> float:
             (
                 "orderbook_deltas",
                 DeltaRow(
-                    base + n, base + n + 900, "g", f"T{n % 2000}", True, n % 99 + 1, 10, 1, n, 1, n
+                    exchange_ts=base + n,
+                    received_at=base + n + 900,
+                    gatherer_id="g",
+                    ticker=f"T{n % 2000}",
+                    side=True,
+                    price=n % 99 + 1,
+                    size_delta=10,
+                    conn_id=1,
+                    frame_no=n,
+                    sid=1,
+                    seq=n,
                 ),
             )
         ]
