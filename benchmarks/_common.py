@@ -82,18 +82,28 @@ def speed() -> int:
     return round(rate(one, min_seconds=0.3))
 
 
-def _commit() -> str:
+def commit(tree: str | Path | None = None) -> str:
+    """The short commit of ``tree``'s checkout (default: this one); "" without git."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             check=False,
-            cwd=Path(__file__).parent,
+            cwd=tree or Path(__file__).parent,
         )
     except OSError:
         return ""
     return out.stdout.strip()
+
+
+def trees(before_tree: str) -> list[tuple[str, str]]:
+    """(label, checkout) of the runs of a ``--before-tree`` comparison: the other checkout
+    first when given ("" is this tree)."""
+    here = [(f"this tree ({commit()})", "")]
+    if not before_tree:
+        return here
+    return [(f"before ({commit(before_tree)})", before_tree), *here]
 
 
 def arguments(doc: str | None) -> argparse.ArgumentParser:
@@ -126,7 +136,7 @@ class Results:
             "machine": machine(),
             "load average at start": round(os.getloadavg()[0], 2),  # other work on the cores
             "speed reference at start": speed(),  # the machine's own speed (speed())
-            "commit": _commit(),
+            "commit": commit(),
             "config": config,
             "tables": [],
         }

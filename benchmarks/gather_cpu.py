@@ -32,7 +32,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, arguments
+from _common import Results, arguments, trees
 from gather import PORT, overrides, start_sim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,13 +114,6 @@ def run(tree: str, cfg: dict[str, object], db_url: str, profile: str = "") -> di
     return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
 
 
-def _commit_of(tree: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return out.stdout.strip()
-
-
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         child(sys.argv[2])
@@ -136,9 +129,7 @@ def main() -> None:
         args.events, args.markets, args.rounds = 5_000, 10, 1
     from kalshi.store import EmbeddedPostgres, migrate
 
-    trees = [(f"this tree ({_commit_of(str(ROOT))})", "")]
-    if args.before_tree:
-        trees.insert(0, (f"before ({_commit_of(args.before_tree)})", args.before_tree))
+    runs = trees(args.before_tree)
     results = Results(
         "gather-cpu",
         {"blast events": args.events, "markets": args.markets, "rounds": args.rounds,
@@ -155,7 +146,7 @@ def main() -> None:
             with EmbeddedPostgres(Path(tmp) / "pg") as pg:
                 migrate(pg.url)
                 for n in range(args.rounds):
-                    for i, (label, tree) in enumerate(trees):
+                    for i, (label, tree) in enumerate(runs):
                         cfg = overrides("websockets", f"cpu-{n}-{i}", tmp, rest_url, ws_url,
                                         key_id, key)  # fmt: skip
                         spy = f"{args.profile}/{n}-{i}.txt" if args.profile else ""

@@ -27,7 +27,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Results, arguments
+from _common import Results, arguments, trees
 
 ROOT = Path(__file__).resolve().parent.parent
 _YIELD_EVERY = 8
@@ -119,13 +119,6 @@ def run(tree: str, rows: int, queued: int) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["us"])
 
 
-def _commit_of(tree: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return out.stdout.strip()
-
-
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         child(sys.argv[2])
@@ -138,15 +131,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.rows, args.queued, args.rounds = 20_000, 5_000, 1
-    trees = [(f"this tree ({_commit_of(str(ROOT))})", "")]
-    if args.before_tree:
-        trees.insert(0, (f"before ({_commit_of(args.before_tree)})", args.before_tree))
+    runs = trees(args.before_tree)
     results = Results(
         "handoff", {"rows": args.rows, "queued rows": args.queued, "rounds": args.rounds}
     )
     best: dict[str, float] = {}
     for _ in range(args.rounds):
-        for label, tree in trees:
+        for label, tree in runs:
             us = run(tree, args.rows, args.queued)
             print(label, us, flush=True)
             best[label] = min(us, best.get(label, us))
