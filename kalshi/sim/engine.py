@@ -766,38 +766,48 @@ class Engine:
     def _ticker(self, state: _Active, ts_ms: int) -> tuple[bytes, Ticker]:
         info = state.info
         bid, ask = state.top
+        yes_bid, bid_size = bid if bid else (0, 0)
+        yes_ask, ask_size = ask if ask else (DOLLAR, 0)
+        last_price, last_size = state.last_price, state.last_size
+        volume, oi = state.volume, state.oi
+        dollar_volume = state.dollar_volume // (PRICE_SCALE * SIZE_SCALE)
+        dollar_oi = state.dollar_oi // (PRICE_SCALE * SIZE_SCALE)
         ticker = Ticker(
-            ticker=info.ticker,
-            market_id=info.market_id,
-            price=state.last_price,
-            yes_bid=bid[0] if bid else 0,
-            yes_ask=ask[0] if ask else DOLLAR,
-            volume=state.volume,
-            open_interest=state.oi,
-            dollar_volume=state.dollar_volume // (PRICE_SCALE * SIZE_SCALE),
-            dollar_open_interest=state.dollar_oi // (PRICE_SCALE * SIZE_SCALE),
-            yes_bid_size=bid[1] if bid else 0,
-            yes_ask_size=ask[1] if ask else 0,
-            last_trade_size=state.last_size,
-            exchange_ts=ts_ms * 1000,
+            info.ticker,
+            info.market_id,
+            last_price,
+            yes_bid,
+            yes_ask,
+            volume,
+            oi,
+            dollar_volume,
+            dollar_oi,
+            bid_size,
+            ask_size,
+            last_size,
+            ts_ms * 1000,
         )
+        # every size is >= 0: format_size's text, inlined; the time is
+        # format_rfc3339_us(ts_ms * 1000, trim=True)'s
+        seconds, millis = divmod(ts_ms, 1000)
+        millis_text = f"{millis:03d}".rstrip("0")
+        time_text = f"{_second(seconds)}.{millis_text}Z" if millis_text else _second(seconds) + "Z"
         tail = _TICKER_TAIL % (
-            "" if state.last_price is None else _price(state.last_price),
-            _price(ticker.yes_bid or 0),
-            _price(DOLLAR if ticker.yes_ask is None else ticker.yes_ask),
-            format_size(state.volume),
-            format_size(state.oi),
-            ticker.dollar_volume,
-            ticker.dollar_open_interest,
-            format_size(ticker.yes_bid_size or 0),
-            format_size(ticker.yes_ask_size or 0),
-            format_size(state.last_size),
-            ts_ms // 1000,
+            "" if last_price is None else _price(last_price),
+            _price(yes_bid),
+            _price(yes_ask),
+            f"{volume // SIZE_SCALE}.{volume % SIZE_SCALE:02d}",
+            f"{oi // SIZE_SCALE}.{oi % SIZE_SCALE:02d}",
+            dollar_volume,
+            dollar_oi,
+            f"{bid_size // SIZE_SCALE}.{bid_size % SIZE_SCALE:02d}",
+            f"{ask_size // SIZE_SCALE}.{ask_size % SIZE_SCALE:02d}",
+            f"{last_size // SIZE_SCALE}.{last_size % SIZE_SCALE:02d}",
+            seconds,
             ts_ms,
-            format_rfc3339_us(ts_ms * 1000, trim=True),
+            time_text,
         )
-        body = state.ticker_head + tail.encode()
-        return body, ticker
+        return state.ticker_head + tail.encode(), ticker
 
     def _emit(
         self,
