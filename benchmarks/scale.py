@@ -115,6 +115,10 @@ def table(doc: dict[str, Any]) -> str:
         ("books checked / unequal", f"{_fmt(g('books_checked'))} / {g('books_unequal')}"),
         ("failures", "; ".join(doc["failures"]) or "none"),
     ]
+    if g("seconds_to_settled") is not None:  # runs before 2026-12-02 06:00 did not wait
+        rows.insert(
+            4, ("time to settled: books written, nothing queued (s)", _fmt(g("seconds_to_settled")))
+        )
     lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
 

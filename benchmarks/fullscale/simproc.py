@@ -210,5 +210,6 @@ async def _child(options: dict[str, Any], truth_file: BinaryIO) -> None:
 
 if __name__ == "__main__":
     child_options = orjson.loads(sys.argv[1])
-    with Path(child_options.pop("truth_path")).open("wb") as child_truth:
+    # a large buffer: the truth is ~6.5 MB/s at 20 000 msgs/s, one write() a MiB of it
+    with Path(child_options.pop("truth_path")).open("wb", buffering=1 << 20) as child_truth:
         trio.run(_child, child_options, child_truth)

@@ -26,6 +26,8 @@ faults act there.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import socket
 import struct
 from collections import deque
@@ -258,6 +260,9 @@ class Session:
     ) -> None:
         self.feed = feed
         self.stream = stream
+        # A socket's descriptor (-1 for another stream): see _send
+        sock = getattr(stream, "socket", None)
+        self._fd: int = sock.fileno() if isinstance(sock, trio.socket.SocketType) else -1
         self._ws = Connection(ConnectionType.SERVER)
         self._on_close = on_close
         self.subs: dict[int, Subscription] = {}
@@ -383,13 +388,36 @@ class Session:
                         self._wake = trio.Event()
                         continue
                     break
-                await self.stream.send_all(out)
+                await self._send(out)
                 self._data_bytes -= sent_data
                 if sent_data:
                     self._writable.set()
                     self._writable = trio.Event()
+                if self._data:  # a long outbox: the others run between its chunks
+                    await trio.lowlevel.checkpoint()
             if self._closing is not None and not self._control and not self._data:
                 await self._finish_drop()
+
+    async def _send(self, out: bytes) -> None:
+        """Hand ``out`` to the stream. On a socket, one ``write`` first: what the kernel
+        takes at once costs no trip through Trio's scheduler (``send_all`` yields after
+        every send; at 20 000 msgs/s over 150 connections that was most of the simulator's
+        socket time, issue 20), and only the rest waits in ``send_all``. Raises
+        BrokenResourceError (or ClosedResourceError) as ``send_all`` does."""
+        fd = self._fd
+        if fd < 0:
+            await self.stream.send_all(out)
+            return
+        try:
+            sent = os.write(fd, out)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                raise trio.ClosedResourceError("the socket was closed") from exc
+            raise trio.BrokenResourceError(exc) from exc
+        if sent < len(out):
+            await self.stream.send_all(memoryview(out)[sent:])
 
     async def _finish_drop(self) -> None:
         if self._scope is not None:
@@ -494,12 +522,15 @@ class Session:
         if not (sub.sequenced if sequenced is None else sequenced):
             self._push(envelope(kind, body, sid=sub.sid))
             return
-        sub.seq += skip
-        if self.pending_skip:
-            sub.seq += self.pending_skip
-            self.pending_skip = 0
-            self.feed.count("skip_seq")
-        payload = envelope(kind, body, sid=sub.sid, seq=sub.next_seq())
+        if skip or self.pending_skip:
+            sub.seq += skip
+            if self.pending_skip:
+                sub.seq += self.pending_skip
+                self.pending_skip = 0
+                self.feed.count("skip_seq")
+        sub.seq = seq = sub.seq + 1
+        # envelope()'s data message, inlined
+        payload = b'{"type":"%s","sid":%d,"seq":%d,"msg":%s}' % (kind.encode(), sub.sid, seq, body)
         self._push(payload)
         while self.pending_repeat:
             self.pending_repeat -= 1

@@ -53,20 +53,21 @@ class Broker:
                     del index[ticker]
 
     def publish(self, event: SimEvent) -> None:
+        """Deliver ``event`` to every subscription of its channel that wants its market
+        (``yes_body`` to those with ``use_yes_price``, when it has one)."""
+        channel = event.channel
+        everything = self._all[channel]
+        subs = self._by_ticker[channel].get(event.ticker)
+        if not everything and not subs:
+            return
+        kind, body, yes_body = event.type, event.body, event.yes_body
         # copies: a delivery can end a subscription (error 25) and remove it mid-loop
-        everything = self._all[event.channel]
-        if everything:
-            for sub in tuple(everything):
-                _deliver(sub, event)
-        subs = self._by_ticker[event.channel].get(event.ticker)
-        if subs:
-            for sub in tuple(subs):
-                _deliver(sub, event)
-
-
-def _deliver(sub: Subscription, event: SimEvent) -> None:
-    body = event.yes_body if sub.use_yes_price and event.yes_body else event.body
-    sub.session.deliver(sub, event.type, body)
+        for group in (everything, subs):
+            if group:
+                for sub in tuple(group):
+                    sub.session.deliver(
+                        sub, kind, yes_body if yes_body and sub.use_yes_price else body
+                    )
 
 
 class SimSession(Session):

@@ -22,13 +22,15 @@ import math
 import random
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
+from math import log as _log
 from typing import Any
 
 import orjson
 import trio
 
 from kalshi.book import OrderBook
+from kalshi.errors import BookError
 from kalshi.models.book import BookDelta, Side
 from kalshi.models.lifecycle import EventLifecycle, LifecycleEvent
 from kalshi.models.market import MarketStatus, PriceRange
@@ -58,6 +60,7 @@ _BURST_P = 0.05
 _BURST_X = 5.0
 _CALM_X = (1 - _BURST_P * _BURST_X) / (1 - _BURST_P)  # keeps the mean at `rate`
 _YES = Side.YES  # a module constant: an Enum member read through its class costs ~40 ns
+_NO = Side.NO
 _LIFECYCLE_CHANNEL = "market_lifecycle_v2"
 _COMBO_CHANNEL = "multivariate_market_lifecycle"  # combos only (kalshi-api.md §3.6)
 BUSY_SHARE = 0.8  # of the actions, on the ``busy`` markets
@@ -98,6 +101,14 @@ def _uuid4(bits: int) -> str:
 
 
 _price = cache(format_price)  # prices are grid values in [0, DOLLAR]: a bounded cache
+
+
+@lru_cache(maxsize=256)
+def _second(seconds: int) -> str:
+    """``"2022-11-22T20:44:01"`` of a second since the epoch (most messages share theirs
+    with the one before)."""
+    return format_rfc3339_us(seconds * 1_000_000, digits=0)[:-1]
+
 
 # The rest of a delta's ``msg`` after its market's head (``_Active.delta_head``): every
 # value is digits, '.', '-', ':', 'T', 'Z' or a side's name, nothing JSON escapes, so the
@@ -204,6 +215,9 @@ class Engine:
         self.late_s = 0.0  # how late the last tick ran (s)
         self.publish: Publish = lambda event: None
         self._rng = random.Random(seed)
+        # What rng.randrange(n) and rng.choice draw for n > 0: the same draws, without
+        # randrange's argument checks (~0.4 µs a call, several an action; issue 20).
+        self._below: Callable[[int], int] = self._rng._randbelow  # type: ignore[attr-defined]
         self._seed = seed
         self.run_id = run_id
         # 128 bits drawn from (seed, run id): XORed into each trade id (a bijection, so ids
@@ -216,6 +230,10 @@ class Engine:
         self._resumed = trio.Event()
         self._active: dict[str, _Active] = {}
         self._order: list[str] = []
+        self._states: list[_Active] = []  # the same markets' states, in the same order
+        # the last ticker message of each market (kept after it settles): what a
+        # ``send_initial_snapshot`` sends
+        self.last_ticker: dict[str, SimEvent] = {}
         self._added = 0
         self._churns = 0
         self._last_ms = 0  # exchange times never go back (kalshi-api.md §2.4, issue 15)
@@ -303,8 +321,9 @@ class Engine:
             behind_ms = min(int((now - deadline) * 1000), round(_WAIT * 1000))
             base_ms = self.clock() // 1000 - behind_ms
             spent = 0
+            below, action = self._below, self._action  # below(10): rng.randrange(10)'s draw
             while spent < carry and self._order:
-                spent += self._action(self._stamp(base_ms + self._rng.randrange(10)))
+                spent += action(self._stamp(base_ms + below(10)))
             carry -= spent
 
     def _stamp(self, ts_ms: int) -> int:
@@ -329,6 +348,7 @@ class Engine:
         state = _Active(info, book)
         self._active[info.ticker] = state
         self._order.append(info.ticker)
+        self._states.append(state)
         self.truth.books[info.ticker] = book
         state.market = self.universe.states.setdefault(info.ticker, MarketState())
         self._set_top(state)
@@ -337,8 +357,8 @@ class Engine:
     def _size(self) -> int:
         rng = self._rng
         if rng.random() < 0.3:
-            return rng.randrange(1, 200) * SIZE_SCALE
-        return rng.randrange(1, 50_000)
+            return (1 + self._below(199)) * SIZE_SCALE  # rng.randrange(1, 200)
+        return 1 + self._below(49_999)  # rng.randrange(1, 50_000)
 
     def add_market(
         self,
@@ -482,6 +502,7 @@ class Engine:
         ts_ms = self._stamp(now // 1000)  # the run loop's times may be ahead of the clock
         active = self._active.pop(ticker, None)
         if active is not None:
+            del self._states[self._order.index(ticker)]
             self._order.remove(ticker)
             for side, levels in ((Side.YES, active.book.yes), (Side.NO, active.book.no)):
                 for price, size in sorted(levels.items()):
@@ -543,14 +564,15 @@ class Engine:
     # --- actions ----------------------------------------------------------------------------
 
     def _action(self, ts_ms: int) -> int:
-        if not self._order:
+        states = self._states
+        if not states:
             return 0
         rng = self._rng
-        order = self._order
-        if self.busy and len(order) > self.busy and rng.random() < BUSY_SHARE:
-            state = self._active[order[rng.randrange(self.busy)]]
+        busy = self.busy
+        if busy and len(states) > busy and rng.random() < BUSY_SHARE:
+            state = states[self._below(busy)]
         else:
-            state = self._active[order[rng.randrange(len(order))]]
+            state = states[self._below(len(states))]
         before = self.truth.generated
         r = rng.random()
         if r < 0.55:
@@ -571,34 +593,34 @@ class Engine:
 
     def _add_liquidity(self, state: _Active, ts_ms: int) -> None:
         rng = self._rng
-        side = Side.YES if rng.random() < 0.5 else Side.NO
-        limit = self._limit(state, side)
+        side = _YES if rng.random() < 0.5 else _NO
+        other = state.no_prices if side is _YES else state.yes_prices  # _limit, inlined
+        limit = DOLLAR - (other[-1] if other else 0) - 1
         grid = state.grid
         top = bisect_right(grid, limit) - 1
         if top < 0:
             return
-        index = max(0, top - int(rng.expovariate(0.35)))
+        # rng.expovariate(0.35), its formula (the same draw and float)
+        index = max(0, top - int(-_log(1.0 - rng.random()) / 0.35))
         price = grid[index]
         size = self._size()
         self._delta(state, side, price, size, ts_ms)
         if rng.random() < 0.15:  # a cluster on the same level in the same millisecond
             for _ in range(rng.randrange(1, 4)):
                 level = state.book.side(side).get(price, 0)
-                change = (
-                    -rng.randrange(1, level + 1) if level and rng.random() < 0.5 else self._size()
-                )
+                change = -(1 + self._below(level)) if level and rng.random() < 0.5 else self._size()
                 self._delta(state, side, price, change, ts_ms)
 
     def _cancel(self, state: _Active, ts_ms: int) -> None:
         rng = self._rng
-        side = Side.YES if rng.random() < 0.5 else Side.NO
+        side = _YES if rng.random() < 0.5 else _NO
         prices = state.prices(side)
         if not prices:
             self._add_liquidity(state, ts_ms)
             return
-        price = rng.choice(prices)
+        price = prices[self._below(len(prices))]  # rng.choice(prices)
         size = state.book.side(side)[price]
-        amount = size if rng.random() < 0.4 else rng.randrange(1, size + 1)
+        amount = size if rng.random() < 0.4 else 1 + self._below(size)
         self._delta(state, side, price, -amount, ts_ms)
 
     def _trade(self, state: _Active, ts_ms: int) -> None:
@@ -661,24 +683,43 @@ class Engine:
         # before the market's previous delta (kalshi-gold15m: none of 100 838 deltas goes
         # back in µs on its market, 24 281 repeat the previous time). ``ts_ms`` never goes
         # back (``_stamp``), so the time stays in its millisecond.
-        state.deltas += 1
-        micros = max(ts_ms * 1000 + (state.deltas * 7919) % 1000, state.last_us)
+        state.deltas = count = state.deltas + 1
+        micros = ts_ms * 1000 + (count * 7919) % 1000
+        if micros < state.last_us:
+            micros = state.last_us
         state.last_us = micros
-        delta = BookDelta(info.ticker, info.market_id, side, price, change, micros)
-        levels = state.book.yes if side is _YES else state.book.no
-        had = price in levels
-        state.book.apply_delta(delta)
-        if had != (price in levels):  # a level appeared or emptied: keep the prices in step
-            prices = state.yes_prices if side is _YES else state.no_prices
-            if had:
-                del prices[bisect_left(prices, price)]
-            else:
+        if side is _YES:
+            levels, prices, side_text = state.book.yes, state.yes_prices, "yes"
+        else:
+            levels, prices, side_text = state.book.no, state.no_prices, "no"
+        # OrderBook.apply_delta, inlined, keeping the level prices in step
+        old = levels.get(price, 0)
+        size = old + change
+        if size > 0:
+            levels[price] = size
+            if not old:  # a level appeared
                 insort(prices, price)
-        size_text = format_size(change)
-        ts_text = format_rfc3339_us(micros, digits=6, trim=True)
+        elif size == 0:  # a level emptied
+            del levels[price]
+            del prices[bisect_left(prices, price)]
+        else:
+            raise BookError(f"{info.ticker}: {side} level {price} would have size {size}")
+        delta = BookDelta(info.ticker, info.market_id, side, price, change, micros)
+        # format_size and format_rfc3339_us(micros, digits=6, trim=True), inlined
+        if change >= 0:
+            whole, cents = divmod(change, SIZE_SCALE)
+            size_text = f"{whole}.{cents:02d}"
+        else:
+            whole, cents = divmod(-change, SIZE_SCALE)
+            size_text = f"-{whole}.{cents:02d}"
+        seconds, fraction = divmod(micros, 1_000_000)
+        fraction_text = f"{fraction:06d}".rstrip("0")
+        if fraction_text:
+            ts_text = f"{_second(seconds)}.{fraction_text}Z"
+        else:
+            ts_text = _second(seconds) + "Z"
         head = state.delta_head
-        tail = _DELTA_TAIL % (_price(price), size_text, side.value, ts_text, ts_ms)
-        body = head + tail.encode()
+        body = head + (_DELTA_TAIL % (_price(price), size_text, side_text, ts_text, ts_ms)).encode()
         yes_body = None
         if side is not _YES:  # the same msg in yes-leg price (use_yes_price)
             yes_price = _price(DOLLAR - price)
@@ -717,45 +758,57 @@ class Engine:
 
     def _publish_ticker(self, state: _Active, ts_ms: int) -> None:
         body, model = self._ticker(state, ts_ms)
-        event = SimEvent("ticker", "ticker", state.info.ticker, ts_ms * 1000, body, model)
+        ticker = state.info.ticker
+        event = SimEvent("ticker", "ticker", ticker, ts_ms * 1000, body, model)
+        self.last_ticker[ticker] = event
         self.truth.record(event)
         self.publish(event)
 
     def _ticker(self, state: _Active, ts_ms: int) -> tuple[bytes, Ticker]:
         info = state.info
         bid, ask = state.top
+        yes_bid, bid_size = bid if bid else (0, 0)
+        yes_ask, ask_size = ask if ask else (DOLLAR, 0)
+        last_price, last_size = state.last_price, state.last_size
+        volume, oi = state.volume, state.oi
+        dollar_volume = state.dollar_volume // (PRICE_SCALE * SIZE_SCALE)
+        dollar_oi = state.dollar_oi // (PRICE_SCALE * SIZE_SCALE)
         ticker = Ticker(
-            ticker=info.ticker,
-            market_id=info.market_id,
-            price=state.last_price,
-            yes_bid=bid[0] if bid else 0,
-            yes_ask=ask[0] if ask else DOLLAR,
-            volume=state.volume,
-            open_interest=state.oi,
-            dollar_volume=state.dollar_volume // (PRICE_SCALE * SIZE_SCALE),
-            dollar_open_interest=state.dollar_oi // (PRICE_SCALE * SIZE_SCALE),
-            yes_bid_size=bid[1] if bid else 0,
-            yes_ask_size=ask[1] if ask else 0,
-            last_trade_size=state.last_size,
-            exchange_ts=ts_ms * 1000,
+            info.ticker,
+            info.market_id,
+            last_price,
+            yes_bid,
+            yes_ask,
+            volume,
+            oi,
+            dollar_volume,
+            dollar_oi,
+            bid_size,
+            ask_size,
+            last_size,
+            ts_ms * 1000,
         )
+        # every size is >= 0: format_size's text, inlined; the time is
+        # format_rfc3339_us(ts_ms * 1000, trim=True)'s
+        seconds, millis = divmod(ts_ms, 1000)
+        millis_text = f"{millis:03d}".rstrip("0")
+        time_text = f"{_second(seconds)}.{millis_text}Z" if millis_text else _second(seconds) + "Z"
         tail = _TICKER_TAIL % (
-            "" if state.last_price is None else _price(state.last_price),
-            _price(ticker.yes_bid or 0),
-            _price(DOLLAR if ticker.yes_ask is None else ticker.yes_ask),
-            format_size(state.volume),
-            format_size(state.oi),
-            ticker.dollar_volume,
-            ticker.dollar_open_interest,
-            format_size(ticker.yes_bid_size or 0),
-            format_size(ticker.yes_ask_size or 0),
-            format_size(state.last_size),
-            ts_ms // 1000,
+            "" if last_price is None else _price(last_price),
+            _price(yes_bid),
+            _price(yes_ask),
+            f"{volume // SIZE_SCALE}.{volume % SIZE_SCALE:02d}",
+            f"{oi // SIZE_SCALE}.{oi % SIZE_SCALE:02d}",
+            dollar_volume,
+            dollar_oi,
+            f"{bid_size // SIZE_SCALE}.{bid_size % SIZE_SCALE:02d}",
+            f"{ask_size // SIZE_SCALE}.{ask_size % SIZE_SCALE:02d}",
+            f"{last_size // SIZE_SCALE}.{last_size % SIZE_SCALE:02d}",
+            seconds,
             ts_ms,
-            format_rfc3339_us(ts_ms * 1000, trim=True),
+            time_text,
         )
-        body = state.ticker_head + tail.encode()
-        return body, ticker
+        return state.ticker_head + tail.encode(), ticker
 
     def _emit(
         self,

@@ -137,7 +137,7 @@ class SimExchange(Feed):
             burst_x=burst_x,
             burst_seconds=burst_seconds,
         )
-        self.engine.publish = self._publish
+        self.engine.publish = self.broker.publish
         self.rest = RestApi(self, tier)
         self.private_key_pem = private_key_pem or generate_rsa_key_pem()[0]
         key = serialization.load_pem_private_key(self.private_key_pem, password=None)
@@ -149,7 +149,6 @@ class SimExchange(Feed):
         self.ws_url = ""
         self.port = 0
         self._per_user: Counter[str] = Counter()
-        self._last_ticker: dict[str, SimEvent] = {}
         self._nursery: trio.Nursery | None = None
         self.blast_books: dict[str, OrderBook] | None = None
         self.blast_events: list[SimEvent] | None = None
@@ -160,11 +159,6 @@ class SimExchange(Feed):
             self._pregenerate(blast_events)
 
     # --- engine hooks -------------------------------------------------------------------------
-
-    def _publish(self, event: SimEvent) -> None:
-        if event.type == "ticker":
-            self._last_ticker[event.ticker] = event
-        self.broker.publish(event)
 
     def _pregenerate(self, count: int) -> None:
         self.blast_books = {t: b.copy() for t, b in self.truth.books.items()}
@@ -249,7 +243,7 @@ class SimExchange(Feed):
         return info.market_id, book or self.truth.books.get(ticker)
 
     def ticker(self, ticker: str) -> bytes | None:
-        event = self._last_ticker.get(ticker) or self.engine.ticker_snapshot(ticker)
+        event = self.engine.last_ticker.get(ticker) or self.engine.ticker_snapshot(ticker)
         return None if event is None else event.body
 
     def blast_chunks(self, sub: Subscription, start_seq: int) -> tuple[list[bytes], int]:

@@ -13,6 +13,10 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from kalshi.errors import AuthError, ConnectionLost
 from kalshi.net.websockets_transport import websockets_over_stream
@@ -219,3 +223,73 @@ def test_any_server_bytes_give_messages_or_connection_lost(chunks: list[bytes]) 
                             assert type(await ws.receive()) is bytes
 
     trio.run(main)
+
+
+def _reference(data: bytes, limit: int) -> list[bytes]:
+    """The messages ``websockets``' own parser gives for ``data`` (an open session, all of
+    it at once), up to a close frame or an error."""
+    protocol = ClientProtocol(parse_uri("ws://h/p"), state=State.OPEN, max_size=limit)
+    protocol.receive_data(data)
+    messages, parts = [], []
+    for event in protocol.events_received():
+        assert isinstance(event, Frame)
+        if event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            parts.append(bytes(event.data))
+            if event.fin:
+                messages.append(b"".join(parts))
+                parts = []
+    return messages
+
+
+_FRAMES = st.lists(
+    st.one_of(
+        st.builds(frame, st.sampled_from([0x1, 0x2]), st.binary(max_size=300)),  # simple
+        st.builds(
+            frame,
+            st.sampled_from([0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB]),
+            st.binary(max_size=300),
+            st.booleans(),
+        ),
+        st.binary(max_size=12),  # garbage (a masked frame, a bad header)
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_FRAMES, st.lists(st.integers(1, 400), max_size=30))
+def test_frames_cut_from_any_reads_equal_the_protocols_own_parse(
+    frames: list[bytes], cuts: list[int]
+) -> None:
+    """The frames the transport cuts itself (simple data frames) and the ones it hands the
+    protocol whole, read in pieces of any size, give the messages ``websockets`` gives for
+    the same bytes at once, in order, then ConnectionLost."""
+    data = b"".join(frames)
+    limit = 250
+    expected = _reference(data, limit)
+
+    async def main() -> list[bytes]:
+        client, server = trio.testing.memory_stream_pair()
+        got: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+
+            async def exchange() -> None:
+                await serve(server)
+                with contextlib.suppress(trio.BrokenResourceError):
+                    rest = data
+                    for cut in cuts:
+                        await server.send_all(rest[:cut])
+                        rest = rest[cut:]
+                        await trio.lowlevel.checkpoint()  # a read each, as the pair allows
+                    await server.send_all(rest)
+                await server.aclose()
+
+            nursery.start_soon(exchange)
+            with trio.fail_after(5):
+                async with websockets_over_stream(client, "ws://h/p", {}, limit) as ws:
+                    with pytest.raises(ConnectionLost):
+                        while True:
+                            got.append(await ws.receive())
+        return got
+
+    assert trio.run(main) == expected
