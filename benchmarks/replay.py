@@ -3,7 +3,8 @@ and into PostgreSQL, next to a bare ``orjson.loads`` loop over the same file, sa
 
     python benchmarks/replay.py [--frames N] [--markets M] [--no-db] [--smoke] [--results DIR]
 
-The journal is written by the real ``JournalWriter`` (zstd, as the gatherer records):
+Every path reads the journal through ``read_records``, as ``kalshi replay`` does. The
+journal is written by the real ``JournalWriter`` (zstd, as the gatherer records):
 ``connect`` markers, one order-book subscription snapshotting every market, then a mix of
 ~80% deltas, ~10% trades and ~10% ticker frames. The baseline reads the same file (zstd
 stream, split lines) and calls ``orjson.loads`` on each line, nothing else: the floor any
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import Results, arguments, peak_rss_mib, scratch
 
 from kalshi.config import ByteSize, GathererConfig, JournalConfig, SpoolConfig
-from kalshi.journal import JournalRecord, JournalWriter, read_journal
+from kalshi.journal import JournalRecord, JournalWriter
 from kalshi.pipeline import FrameProcessor
 from kalshi.replay import JsonlSink, Replayer, book_from_journal, replay, replay_into_db
 from kalshi.replay.source import SourceOptions, read_records
@@ -144,18 +145,18 @@ def timed(fn: Callable[[], object]) -> float:
 def to_devnull(files: list[Path]) -> None:
     with open("/dev/null", "wb") as sink_file:
         sink = JsonlSink(sink_file)
-        trio.run(partial(replay, read_journal(files), sink, blocking=False))  # as the CLI
+        trio.run(partial(replay, read_records(files), sink, blocking=False))  # as the CLI
         sink.flush()
 
 
 def read_only(files: list[Path]) -> None:
-    for _ in read_journal(files):
+    for _ in read_records(files):  # what kalshi replay reads through
         pass
 
 
 def pipeline_only(files: list[Path]) -> None:
     replayer = Replayer()
-    for item in read_journal(files):
+    for item in read_records(files):
         replayer.feed(item)
 
 
@@ -202,7 +203,7 @@ def into_db(
 
     run = partial(
         replay_into_db,
-        read_journal(files),
+        read_records(files),
         url,
         cfg.store,
         blocking=False,
@@ -275,7 +276,7 @@ def main() -> None:
                 spent[name] = min(spent[name], timed(partial(fn, files)))
         base, feed, devnull = (n / spent[k] for k in ("base", "feed", "devnull"))
         per_frame = 1e6 / n
-        records = [r for r in read_journal(files) if isinstance(r, JournalRecord)]
+        records = [r for r in read_records(files) if isinstance(r, JournalRecord)]
         cpu_rows: list[list[object]] = [
             ["bare orjson.loads loop over the journal lines", cpu(lambda: baseline(files))],
             ["journal read (decompress, lines, CRC, decode)", cpu(lambda: read_only(files))],

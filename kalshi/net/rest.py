@@ -76,26 +76,39 @@ class Pages:
 
 
 class TokenBucket:
-    """``rate`` requests per second with bursts of ``burst``; on Trio's clock."""
+    """``rate`` requests per second with bursts of ``burst`` (default ``2 * rate``, at least
+    1); on Trio's clock. Raises :class:`ValueError` unless ``rate > 0``.
+
+    ``take()`` hands tokens out in the order it was called: a caller that finds the bucket
+    empty reserves the next token (the level goes below zero) and sleeps until it is due,
+    so requests leave in the order they asked, each at a time fixed when it asked. (A
+    bucket whose waiters all sleep and retry gives the token to whichever wakes first, and
+    Trio wakes tasks with one deadline in no fixed order.) A caller cancelled while it
+    waits gives its token back.
+    """
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, 2 * rate)
-        self._tokens = self.capacity
+        self._tokens = self.capacity  # below zero: tokens reserved by callers still waiting
         self._stamp: float | None = None
 
     async def take(self) -> None:
-        while True:
-            now = trio.current_time()
-            if self._stamp is not None:
-                self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            await trio.sleep((1 - self._tokens) / self.rate)
+        """Wait for a token (seconds of virtual or real time, on Trio's clock)."""
+        now = trio.current_time()
+        if self._stamp is not None:
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._tokens -= 1
+        if self._tokens >= 0:
+            return
+        try:
+            await trio.sleep(-self._tokens / self.rate)
+        except trio.Cancelled:
+            self._tokens += 1
+            raise
 
 
 class RestClient:

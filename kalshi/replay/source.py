@@ -52,7 +52,7 @@ import sys
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -66,7 +66,7 @@ from kalshi.errors import JournalError
 from kalshi.journal import JournalProblem, JournalRecord, read_journal
 from kalshi.journal.files import file_sort_key
 from kalshi.journal.format import Labels, decode_line
-from kalshi.journal.reader import Chunk, split_lines, zstd_chunks
+from kalshi.journal.reader import Chunk, FileLines, split_runs, zstd_chunks
 from kalshi.replay.capture import (
     CaptureFormat,
     CaptureLine,
@@ -157,7 +157,7 @@ def read_records(
     local = source_files([n for n in names if not n.startswith("s3://")])
     remote = [n for n in names if n.startswith("s3://")]
 
-    def generate() -> Iterator[JournalRecord | JournalProblem]:
+    def generate() -> Iterator[Sequence[JournalRecord | JournalProblem]]:
         labels: Labels = {}
         capture = _Capture(opts.seq_check)
         carry: list[JournalProblem | bytes] = []  # a capture file's torn last line, its problem
@@ -168,12 +168,14 @@ def read_records(
                 late = stamp is not None and stamp > opts.until_us + STOP_GRACE_US
             yield from _read_one(name, opts, labels, capture, carry, late=late)
         if carry:
-            yield carry[0]  # type: ignore[misc]
-        yield from capture.finish()
-        if remote:
-            yield from read_journal(remote, s3=s3)
+            yield [carry[0]]  # type: ignore[list-item]
+        yield capture.finish()
 
-    return generate()
+    # the items of each list, taken in C: no generator resumed a record
+    local_items = itertools.chain.from_iterable(generate())
+    if not remote:
+        return local_items
+    return itertools.chain(local_items, read_journal(remote, s3=s3))
 
 
 def _journal_stamp_us(path: Path) -> int | None:
@@ -342,29 +344,51 @@ def _torn_time_prefix(
 
 Line = tuple[bytes, bool, bool]
 """A line of a file, whether it ended with a newline, whether its chunk was verified
-(:func:`kalshi.journal.reader.split_lines`)."""
+(:func:`kalshi.journal.reader.split_runs`)."""
 
 
-class _Lookahead:
-    """Lines with one of look-ahead (:meth:`peek`), for the shape decision."""
+class _Lines:
+    """A file's lines one at a time from :func:`~kalshi.journal.reader.split_runs`' runs,
+    with one of look-ahead (:meth:`peek`, for the shape decision) and the lines not yet
+    read as runs again (:meth:`rest`, for a journal's lines decoded a list at a time)."""
 
-    def __init__(self, lines: Iterator[Line]) -> None:
-        self._lines = lines
+    def __init__(self, runs: Iterator[tuple[list[bytes], bool, bool]]) -> None:
+        self._runs = runs
+        self._run: list[bytes] = []
+        self._at = 0  # the next line of the current run
+        self._complete = self._verified = False
         self._next: list[Line] = []
 
-    def __iter__(self) -> _Lookahead:
+    def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> Line:
-        return self._next.pop() if self._next else next(self._lines)
+        if self._next:
+            return self._next.pop()
+        while self._at >= len(self._run):
+            self._run, self._complete, self._verified = next(self._runs)
+            self._at = 0
+        line = self._run[self._at]
+        self._at += 1
+        return line, self._complete, self._verified
 
     def peek(self) -> Line | None:
         if not self._next:
             try:
-                self._next.append(next(self._lines))
+                self._next.append(next(self))
             except StopIteration:
                 return None
         return self._next[0]
+
+    def rest(self) -> Iterator[tuple[list[bytes], bool, bool]]:
+        """The lines not read yet, as runs (a line peeked at is a run of its own)."""
+        if self._next:
+            line, complete, verified = self._next.pop()
+            yield [line], complete, verified
+        if self._at < len(self._run):
+            run, self._run = self._run[self._at :], []
+            yield run, self._complete, self._verified
+        yield from self._runs
 
 
 def _read_one(
@@ -375,11 +399,14 @@ def _read_one(
     carry: list[JournalProblem | bytes] | None = None,
     *,
     late: bool = False,
-) -> Iterator[JournalRecord | JournalProblem]:
-    """One file's records. ``carry``: a capture split mid-line into files read together
-    (``docs/replay.md``, "Sessions"): the previous file's torn last line (its problem and
-    bytes), joined to this file's first line when the two make one line. ``late``: the
-    file is past the stop (``until_us``) from its start: a journal's ``gap`` markers only."""
+) -> Iterator[Sequence[JournalRecord | JournalProblem]]:
+    """One file's records, a list at a time. ``carry``: a capture split mid-line into
+    files read together (``docs/replay.md``, "Sessions"): the previous file's torn last
+    line (its problem and bytes), joined to this file's first line when the two make one
+    line. ``late``: the file is past the stop (``until_us``) from its start: a journal's
+    ``gap`` markers only. A journal read to its end (no ``until_us``) has its lines after
+    the first decoded by :class:`~kalshi.journal.reader.FileLines`, as
+    :func:`~kalshi.journal.read_journal` does: the same records and problems."""
     carry = [] if carry is None else carry
     torn: list[str] = []
     line_no = 0
@@ -388,12 +415,12 @@ def _read_one(
     fmt = opts.fmt
     try:
         with _open(name) as fh:
-            lines = _Lookahead(split_lines(decompressed(fh, torn)))
+            lines = _Lines(split_runs(decompressed(fh, torn)))
             for line, complete, verified in lines:
                 line_no += 1
                 if late and journal:  # past the stop: the fast path of a line
                     if _GAP in line or _CONNECT in line:  # else no marker: not decoded
-                        yield from _late_marker(name, line_no, line, labels, verified)
+                        yield list(_late_marker(name, line_no, line, labels, verified))
                     continue
                 if carry:
                     held, head = carry[0], carry[1]
@@ -402,10 +429,10 @@ def _read_one(
                     if _one_object(head + line):
                         line = head + line
                     else:
-                        yield held
+                        yield [held]
                 if not line.strip():
                     if complete and not late:
-                        yield JournalProblem(name, line_no, "empty line")
+                        yield [JournalProblem(name, line_no, "empty line")]
                     continue
                 if journal is None:
                     try:
@@ -414,31 +441,33 @@ def _read_one(
                         refused_at = line_no
                         line_no += sum(1 for _ in lines)
                         count = line_no - refused_at + 1
-                        yield JournalProblem(
-                            name,
-                            refused_at,
-                            f"not a capture: {exc}; {count:,} line(s) of the file not read",
-                            count,
-                        )
+                        yield [
+                            JournalProblem(
+                                name,
+                                refused_at,
+                                f"not a capture: {exc}; {count:,} line(s) of the file not read",
+                                count,
+                            )
+                        ]
                         break
                     if isinstance(shape, str):
                         if not complete:
                             shape = f"torn last line ({len(line)} bytes, no newline)"
-                        yield JournalProblem(name, line_no, shape)
+                        yield [JournalProblem(name, line_no, shape)]
                         continue
                     if isinstance(shape, CaptureFormat):
                         cut = _torn_time_prefix(line, shape, opts.fmt, lines.peek())
                         if cut is not None:  # the next line decides the shape
-                            yield JournalProblem(name, line_no, cut)
+                            yield [JournalProblem(name, line_no, cut)]
                             continue
                     journal = shape is True
                     if isinstance(shape, CaptureFormat):
                         fmt = shape
-                        yield from capture.describe(name, fmt)
+                        yield capture.describe(name, fmt)
                 if late:
                     if not journal:
                         return  # a capture past the stop: nothing more of it is read
-                    yield from _late_marker(name, line_no, line, labels, verified)
+                    yield list(_late_marker(name, line_no, line, labels, verified))
                     continue
                 try:
                     if journal:
@@ -446,7 +475,14 @@ def _read_one(
                         if until is not None and record.kind == "frame" and record.wall_us > until:
                             late = True  # the stop: from here on, the gap markers alone
                             continue
-                        yield record
+                        yield [record]
+                        if until is None:  # the rest a list at a time
+                            rest = FileLines(name, labels, line_no)
+                            try:
+                                yield from rest.decode(lines.rest())
+                            finally:
+                                line_no = rest.line_no
+                            break
                         continue
                     decoded, frame = decode_capture_line(line, fmt)
                 except ValueError as exc:
@@ -456,16 +492,15 @@ def _read_one(
                         if not journal and not torn:  # the next file may hold its rest
                             carry[:] = [JournalProblem(name, line_no, reason), line]
                             continue
-                    yield JournalProblem(name, line_no, reason)
+                    yield [JournalProblem(name, line_no, reason)]
                     continue
                 if until is not None and decoded.recv_us is not None and decoded.recv_us > until:
                     return
-                yield from capture.feed(decoded, frame, f"{name}:{line_no}")
+                yield capture.feed(decoded, frame, f"{name}:{line_no}")
     except OSError as exc:
-        yield JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}")
+        yield [JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}")]
         return
-    for reason in torn:
-        yield JournalProblem(name, line_no + 1, reason)
+    yield [JournalProblem(name, line_no + 1, reason) for reason in torn]
 
 
 def _late_marker(

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from kalshi.errors import DecodeError, HttpError
-from kalshi.net import RestClient
+from kalshi.net import RestClient, TokenBucket
 
 
 def _answering(body: bytes) -> httpx.MockTransport:
@@ -112,3 +112,49 @@ async def test_the_last_attempts_error_is_raised(autojump_clock: trio.testing.Mo
             await rest.get("/markets")
         assert (caught.value.status, rest.requests, rest.retries) == (504, 3, 2)
     assert answers == [200]
+
+
+async def _takers(
+    bucket: TokenBucket, count: int, nursery: trio.Nursery
+) -> list[tuple[int, float]]:
+    """``count`` tasks call ``bucket.take()`` one after the other (each waiting in it before
+    the next calls); the list fills with (task, virtual time it got its token)."""
+    got: list[tuple[int, float]] = []
+
+    async def taker(i: int) -> None:
+        await bucket.take()
+        got.append((i, trio.current_time()))
+
+    for i in range(count):
+        nursery.start_soon(taker, i)
+        await trio.testing.wait_all_tasks_blocked()
+    return got
+
+
+async def test_the_token_bucket_serves_its_callers_in_the_order_they_called(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A burst of 2, then one token every 0.5 s, to the callers in their order: Trio wakes
+    tasks sleeping to one deadline in no fixed order, so waiters that all sleep and retry
+    would take the tokens in any order (a snapshot pass then took 10.5 s instead of 10)."""
+    bucket = TokenBucket(2.0)
+    assert bucket.capacity == 4.0
+    bucket = TokenBucket(2.0, burst=2)
+    async with trio.open_nursery() as nursery:
+        got = await _takers(bucket, 8, nursery)
+    assert got == [(0, 0.0), (1, 0.0), (2, 0.5), (3, 1.0), (4, 1.5), (5, 2.0), (6, 2.5), (7, 3.0)]
+
+
+async def test_a_caller_cancelled_while_it_waits_gives_its_token_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bucket = TokenBucket(2.0, burst=1)
+    async with trio.open_nursery() as nursery:
+        got = await _takers(bucket, 3, nursery)  # 0 at once, 1 due at 0.5 and 2 at 1.0
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(trio.Cancelled):
+                await bucket.take()  # due at 1.5, cancelled at once: its token comes back
+        late = await _takers(bucket, 1, nursery)
+    assert got == [(0, 0.0), (1, 0.5), (2, 1.0)]
+    assert late == [(0, 1.5)]  # not 2.0
