@@ -2,7 +2,8 @@
 that can still produce data (the ``status`` filters of GET /markets, kalshi-api.md §4.4)
 plus those settled since the listing before; a finalized market is forgotten about three
 intervals after it is first held as finalized, and no later listing brings it back;
-``kalshi_markets_tracked`` follows the registry, every status present, 0 when none."""
+``kalshi_markets_tracked`` follows the registry, every status present, 0 when none; a
+market opens at its open_time (F6)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ import trio.testing
 from kalshi.gather import metrics
 from kalshi.gather.registry import MARKET_STATUSES, MarketRegistry
 from kalshi.gather.rest_tasks import relist_forever
+from kalshi.gather.service import Gatherer
 from kalshi.net import RestClient
 from kalshi.sim import open_sim_exchange
+from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
+from tests.gather.support import sim_config, wait_for
 from tests.gather.test_connection_timing import virtual_wall_us
+from tests.gather.test_gather_sim import all_live, signer_of
 from tests.gather.test_liveness import collecting_context
 
 INTERVAL = 60  # s, relist_interval
@@ -102,3 +107,33 @@ async def test_finalized_markets_are_forgotten_and_never_listed_again(
     # its rows stay: the one that says finalized was handed to the store
     mine = [r.status for r in rows["markets"] if r.ticker == gone]
     assert mine == [statuses[gone], "finalized"]
+
+
+async def test_a_created_market_is_active_once_its_open_time_passes(
+    db_url: str, tmp_path: Path
+) -> None:
+    """F6: the exchange opens a market at its open_time with no event (kalshi-api.md §5);
+    a market a ``created`` event made is ``active`` in the registry and the ``markets``
+    table within a second, not at the next listing (60 s here)."""
+    async with open_sim_exchange(
+        markets=20, active=4, rate=20.0, seed=12, port=0, start_us=PINNED_START_US
+    ) as sim:
+        cfg = sim_config(sim, tmp_path, db_url, **{"writers.markets.flush_interval": "50ms"})
+        gatherer = Gatherer(cfg, db_url, signer=signer_of(sim))
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(gatherer.run)
+                await wait_for(lambda: all_live(gatherer))
+                ticker = sim.add_market(open_in_s=0, trade=False)
+                await wait_for(lambda: ticker in gatherer.registry.markets)
+                await wait_for(lambda: _stored_status(db_url, ticker) == "active")
+                assert gatherer.registry.markets[ticker].status == "active"
+                assert ticker in gatherer.registry.live
+                assert _tracked()["initialized"] == 0.0
+                nursery.cancel_scope.cancel()
+
+
+def _stored_status(db_url: str, ticker: str) -> str | None:
+    with connect_db(db_url) as db:
+        rows = db.query("SELECT status FROM markets WHERE ticker = %s", (ticker,))
+    return rows[0][0] if rows else None
