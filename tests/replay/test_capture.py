@@ -333,6 +333,11 @@ def test_frames_out_of_order_within_the_window_are_put_back_beyond_it_said(
         replayer.feed(item)
     views = list(replayer.continuity.sessions.values())
     assert [(v.frames, v.reordered) for v in views] == [(79, 1), (1, 0)]
+    batched = Replayer()  # the flat-out replay's path: a run of frames counted at once
+    batched.feed_all(items)
+    assert batched.continuity.sessions == replayer.continuity.sessions
+    assert batched.continuity.markets == replayer.continuity.markets
+    assert batched.stats == replayer.stats
     # The command line says it (the line, then what was done) and exits 1; no line is lost.
     result = kalshi("replay", str(path), "--format", "jsonl", "--seq-check", "contiguous",
                     cwd=tmp_path)  # fmt: skip
