@@ -89,6 +89,8 @@ class Continuity:
         self.sessions: dict[tuple[str, int], SessionView] = {}
         self.markets: dict[str, MarketView] = {}
         self._rules: dict[tuple[str, int], str] = {}
+        # a capture session's later connections (one a file) -> its first one's key
+        self._alias: dict[tuple[str, int], tuple[str, int]] = {}
         # The connection of the previous frame: (gatherer_id, conn_id), its session view and
         # (key, rule). Frames come in runs of one connection; a marker resets it.
         self._conn: tuple[str, int] | None = None
@@ -101,6 +103,11 @@ class Continuity:
         if item.kind == "connect":
             detail = item.detail
             self._rules[key] = rule
+            before = (item.gatherer_id, detail.get("continues"))
+            before = self._alias.get(before, before)  # type: ignore[arg-type]
+            if before in self.sessions:  # a capture session read on from its next file
+                self._alias[key] = before
+                return
             self.sessions[key] = SessionView(
                 item.gatherer_id,
                 item.conn_id,
@@ -109,15 +116,17 @@ class Continuity:
                 str(detail.get("seq_check_reason", "")),
                 str(detail.get("time", "")),
             )
-        elif item.kind == "disconnect" and key in self.sessions:
+        key = self._alias.get(key, key)
+        if item.kind == "disconnect" and key in self.sessions:
             self.sessions[key].ended = str(item.detail.get("reason", "disconnect"))
 
     def frame(self, item: JournalRecord, out: Outcome) -> None:
         key = self._conn
         if key is None or key[1] != item.conn_id or key[0] != item.gatherer_id:
             key = self._conn = (item.gatherer_id, item.conn_id)
-            self._session = self.sessions.get(key)
-            self._seen = (key, self._rules.get(key, "contiguous"))
+            first = self._alias.get(key, key)
+            self._session = self.sessions.get(first)
+            self._seen = (first, self._rules.get(key, "contiguous"))
         wall = item.wall_us
         session = self._session
         if session is not None:
@@ -142,7 +151,7 @@ class Continuity:
         seen = self._seen
         if view.seen is not seen:
             view.seen = seen
-            view.sessions.add(key)
+            view.sessions.add(seen[0])
             view.rules.add(seen[1])
         kind = msg.type
         if kind == "orderbook_delta":
