@@ -29,6 +29,7 @@ __all__ = [
     "connections",
     "journal_files",
     "read_journal",
+    "s3_objects",
     "split_lines",
     "split_runs",
     "zstd_chunks",
@@ -239,10 +240,13 @@ class FileLines:
         return out
 
 
-def _read_file(path: Path, labels: Labels) -> Iterator[Sequence[JournalRecord | JournalProblem]]:
-    """The records and problems of one file, a list at a time (:class:`FileLines`)."""
+def _read_file(
+    path: Path, labels: Labels, name: str | None = None
+) -> Iterator[Sequence[JournalRecord | JournalProblem]]:
+    """The records and problems of one file, a list at a time (:class:`FileLines`);
+    problems name ``name`` (an S3 object's ``s3://`` key), else ``path``."""
     torn: list[str] = []
-    lines = FileLines(str(path), labels)
+    lines = FileLines(name or str(path), labels)
     try:
         with open(path, "rb") as fh:
             chunks = (
@@ -279,9 +283,8 @@ def read_journal(
             yield from _read_file(path, labels)
         for url in remote:
             with tempfile.TemporaryDirectory(prefix="kalshi-journal-") as tmp:
-                _download(url, Path(tmp), s3)
-                for path in journal_files([tmp]):
-                    yield from _read_file(path, labels)
+                for key, path in s3_objects(url, Path(tmp), s3, journals_only=True):
+                    yield from _read_file(path, labels, key)
 
     # the items of each list, taken in C: no generator resumed a record
     return itertools.chain.from_iterable(generate())
@@ -314,23 +317,48 @@ def connections(
     return out
 
 
-def _download(url: str, target: Path, s3: S3Config | None) -> None:
-    """Copy every journal object under ``s3://bucket/prefix`` into ``target``."""
+def s3_objects(
+    url: str, target: Path, s3: S3Config | None, *, journals_only: bool = False
+) -> list[tuple[str, Path]]:
+    """Download the objects under ``s3://bucket/prefix`` into ``target``: a list of
+    (``s3://bucket/key``, local file), journal segments in time order, other objects by
+    key. Left out: hidden objects (a name, or a folder below the prefix's folder,
+    starting with ``.``) and, with ``journals_only``, objects not named as journal segments
+    (``.jsonl``, ``.jsonl.zst``). Raises :class:`JournalError` when the listing or a
+    download fails, and when the prefix holds no object to read (naming the prefix)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from kalshi.s3 import s3_client
 
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     client = s3_client(s3 or S3Config(enabled=True))
+    folder = prefix.rpartition("/")[0]  # ``captures/gold/.h`` names ``.hidden`` hidden
+    out: list[tuple[str, Path]] = []
+    left_out = 0
     try:
         paginator = client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
-                if not key.endswith(_SUFFIXES):
+                below = key[len(folder) :].lstrip("/")  # the name within the folder
+                if (
+                    not below
+                    or key.endswith("/")
+                    or any(part.startswith(".") for part in below.split("/"))
+                    or (journals_only and not key.endswith(_SUFFIXES))
+                ):
+                    left_out += 1
                     continue
                 dest = target / key
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(bucket, key, str(dest))
+                out.append((f"s3://{bucket}/{key}", dest))
     except (BotoCoreError, ClientError) as exc:
         raise JournalError(f"cannot read {url}: {exc}") from exc
+    if not out:
+        what = "journal file" if journals_only else "object"
+        held = f"{left_out:,} left out (hidden" if left_out else "nothing"
+        if left_out:
+            held += ", or not named as journal segments)" if journals_only else ")"
+        raise JournalError(f"{url}: no {what} to read under this prefix ({held})")
+    return sorted(out, key=lambda item: file_sort_key(Path(item[0].removeprefix("s3://"))))

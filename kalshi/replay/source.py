@@ -1,13 +1,15 @@
 """Read anything recorded into journal records: our journal, or a capture of Kalshi frames.
 
-:func:`read_records` takes files, directories (recursively), ``-`` for stdin and
-``s3://bucket/prefix`` (our journal only), plain, gzip or zstd (told by their first bytes,
-not their names). Each file is read as our journal when its first readable line (JSON, or
-time-prefixed JSON; a torn line is reported and the next one tried) is a journal line,
-else as a capture (:mod:`kalshi.replay.capture`); a file whose shape cannot be read (a
-JSON array, ambiguous fields) is one :class:`JournalProblem` whose ``lines`` counts every
-line of it not read. A capture becomes what a gatherer would
-have journaled (``docs/replay.md``, "Captures"):
+:func:`read_records` takes files, directories (recursively: every file but hidden ones),
+``-`` for stdin and ``s3://bucket/prefix`` (every object but hidden ones), plain, gzip,
+zstd, xz or bzip2 (told by their first bytes, not their names). Each file is read as our
+journal when its first readable line (JSON, or time-prefixed JSON; a torn line is reported
+and the next one tried) is a journal line, else as a capture
+(:mod:`kalshi.replay.capture`; a UTF-8 byte order mark at its start is dropped, a blank
+line skipped and counted); a file whose shape cannot be read (a JSON array, ambiguous
+fields, binary content, or :data:`_UNDECIDED` lines none of which is JSON) is one
+:class:`JournalProblem` whose ``lines`` counts every line of it not read. A capture
+becomes what a gatherer would have journaled (``docs/replay.md``, "Captures"):
 
 * gatherer ``capture``; every frame an ``in`` frame with ``wall_us`` = its receive time,
   the bytes exactly as recorded;
@@ -49,10 +51,14 @@ markers are yielded; a capture has no markers and stops there.
 
 from __future__ import annotations
 
+import bz2
 import calendar
 import itertools
+import logging
+import lzma
 import re
 import sys
+import tempfile
 import time
 import zlib
 from collections import deque
@@ -67,10 +73,10 @@ from attrs import define, evolve, field, frozen
 
 from kalshi.config import S3Config
 from kalshi.errors import JournalError
-from kalshi.journal import JournalProblem, JournalRecord, read_journal
+from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.journal.files import file_sort_key
 from kalshi.journal.format import Labels, decode_line
-from kalshi.journal.reader import Chunk, FileLines, split_runs, zstd_chunks
+from kalshi.journal.reader import Chunk, FileLines, s3_objects, split_runs, zstd_chunks
 from kalshi.replay.capture import (
     CaptureFormat,
     CaptureLine,
@@ -99,19 +105,23 @@ CAPTURE_GATHERER = "capture"
 STOP_GRACE_US = 10_000_000  # records this late after `until_us` end decoding (gap markers read on)
 STDIN = "-"
 _CHUNK = 1 << 20
+_log = logging.getLogger("kalshi.replay.source")
 _DECIDE_FRAMES = 1000  # frames of a session looked at to choose the sequence rule
 _FILTERED_SHARE = 10  # percent of seq steps that skip numbers above which: filtered
 _FILTERED_STEPS = 20  # fewer seq steps cannot tell a loss from a filtered capture
 REORDER_FRAMES = 64  # a frame this many frames late (or less) is put back in seq order
 LATE_LISTED = 10  # frames too late for the window, located one by one; the rest counted
 _REORDERED = {"reordered": True}  # detail of a frame put back in seq order
-_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.zst", ".ndjson.zst", ".jsonl.gz", ".ndjson.gz")
 # A marker's ``kind`` as JSON: in a frame line a quote inside the frame is escaped, so
 # these bytes are in a line only as a member's value or name (decoded to tell which).
 _GAP = b'"gap"'
 _CONNECT = b'"connect"'
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
+_XZ = b"\xfd7zXZ\x00"
+_BZIP2 = b"BZh"  # and the block size, a digit
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark: dropped at the start of a capture
+_UNDECIDED = 10  # lines read without one that is JSON: the file is refused whole
 
 
 @frozen
@@ -125,9 +135,12 @@ class SourceOptions:
 
 
 def source_files(paths: Iterable[str | Path]) -> list[str]:
-    """Expand directories (recursively) into capture and journal files: journal segments in
-    time order (``file_sort_key``), other files by path. ``-`` is stdin. Raises
-    :class:`JournalError` for a path that does not exist."""
+    """Expand directories (recursively) into the files to read, whatever their names (each
+    is read by its content, as a file given by name): journal segments in time order
+    (``file_sort_key``), other files by path. Hidden files (a name, or a folder below the
+    directory given, starting with ``.``: the journal's ``.lock``, editors' sidecars) are
+    left out. ``-`` is stdin. Raises :class:`JournalError` for a path that does not exist
+    and for a directory holding no file to read (``docs/replay.md``, "Sources")."""
     out: list[str] = []
     for item in paths:
         name = str(item)
@@ -136,13 +149,26 @@ def source_files(paths: Iterable[str | Path]) -> list[str]:
             continue
         path = Path(name)
         if path.is_dir():
-            found = [p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES)]
+            found = [p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))]
+            if not found:
+                raise JournalError(f"{path}: no file to read in this directory{_left_out(path)}")
             out.extend(str(p) for p in sorted(found, key=file_sort_key))
         elif path.is_file():
             out.append(name)
         else:
             raise JournalError(f"{path}: no such file or directory")
     return out
+
+
+def _hidden(relative: Path) -> bool:
+    """A hidden file, or one in a hidden folder (``relative`` to the directory given)."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _left_out(path: Path) -> str:
+    """What a directory with no file to read holds: its hidden files, if any."""
+    hidden = sum(1 for p in path.rglob("*") if p.is_file())
+    return f" ({hidden:,} hidden file(s) left out)" if hidden else " (empty)"
 
 
 def read_records(
@@ -165,21 +191,26 @@ def read_records(
         labels: Labels = {}
         capture = _Capture(opts.seq_check)
         carry: list[JournalProblem | bytes] = []  # a capture file's torn last line, its problem
-        for name in local:
+
+        def one(name: str, path: str | None = None) -> Iterator[Sequence[Any]]:
             late = False  # opened past the stop: read for its gap markers alone
             if opts.until_us is not None and name != STDIN:
                 stamp = _journal_stamp_us(Path(name))
                 late = stamp is not None and stamp > opts.until_us + STOP_GRACE_US
-            yield from _read_one(name, opts, labels, capture, carry, late=late)
+            return _read_one(name, opts, labels, capture, carry, late=late, path=path)
+
+        for name in local:
+            yield from one(name)
+        for url in remote:  # read as local files are, each problem naming its s3:// key
+            with tempfile.TemporaryDirectory(prefix="kalshi-replay-") as tmp:
+                for key, path in s3_objects(url, Path(tmp), s3):
+                    yield from one(key, str(path))
         if carry:
             yield [carry[0]]  # type: ignore[list-item]
         yield capture.finish()
 
     # the items of each list, taken in C: no generator resumed a record
-    local_items = itertools.chain.from_iterable(generate())
-    if not remote:
-        return local_items
-    return itertools.chain(local_items, read_journal(remote, s3=s3))
+    return itertools.chain.from_iterable(generate())
 
 
 def _journal_stamp_us(path: Path) -> int | None:
@@ -199,7 +230,7 @@ def _raw_chunks(fh: BinaryIO) -> Iterator[bytes]:
 
 
 def decompressed(fh: BinaryIO, torn: list[str]) -> Iterator[Chunk]:
-    """The bytes of a plain, gzip or zstd stream (told by its first bytes), in chunks,
+    """The bytes of a plain, gzip, zstd, xz or bzip2 stream (told by its first bytes), in chunks,
     each with whether it is known intact (:data:`kalshi.journal.reader.Chunk`: a zstd
     frame whose checksum matched); concatenated members/frames are read on; a torn or
     corrupt tail ends the stream with a reason appended to ``torn``."""
@@ -212,6 +243,12 @@ def decompressed(fh: BinaryIO, torn: list[str]) -> Iterator[Chunk]:
     if first.startswith(_ZSTD):
         # a damaged frame costs that frame only: read on from the next one
         return zstd_chunks(b"".join(stream), torn)
+    if first.startswith(_XZ):
+        inflated = _inflate(stream, torn, lzma.LZMADecompressor, "xz")
+        return ((chunk, False) for chunk in inflated)
+    if first.startswith(_BZIP2) and first[3:4].isdigit():
+        inflated = _inflate(stream, torn, bz2.BZ2Decompressor, "bzip2")
+        return ((chunk, False) for chunk in inflated)
     return ((chunk, False) for chunk in stream if chunk)
 
 
@@ -222,7 +259,8 @@ def _inflate(chunks: Iterator[bytes], torn: list[str], make: Any, kind: str) -> 
         while data:
             try:
                 out = obj.decompress(data)
-            except (zlib.error, zstandard.ZstdError) as exc:
+            except (zlib.error, zstandard.ZstdError, lzma.LZMAError, OSError) as exc:
+                # (bz2 says OSError: "Invalid data stream")
                 torn.append(f"corrupt {kind} data: {exc}")
                 return
             in_member = True
@@ -235,7 +273,7 @@ def _inflate(chunks: Iterator[bytes], torn: list[str], make: Any, kind: str) -> 
             else:
                 data = b""
     if in_member:
-        unit = "frame" if kind == "zstd" else "member"
+        unit = {"zstd": "frame", "gzip": "member"}.get(kind, "stream")
         torn.append(f"torn {kind} tail (incomplete last {unit})")
 
 
@@ -259,6 +297,11 @@ def _decide(line: bytes, given: CaptureFormat, name: str) -> CaptureFormat | boo
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
+        if b"\x00" in line:
+            raise _Refused(
+                "binary content (a NUL byte), not JSON lines: not a journal or capture, or"
+                " compressed in a way not read here (gzip, zstd, xz and bzip2 are)"
+            ) from None
         if _array_start(line):
             raise _Refused(array) from None
         prefixed = _time_prefixed(line, given)
@@ -403,8 +446,10 @@ def _read_one(
     carry: list[JournalProblem | bytes] | None = None,
     *,
     late: bool = False,
+    path: str | None = None,
 ) -> Iterator[Sequence[JournalRecord | JournalProblem]]:
-    """One file's records, a list at a time. ``carry``: a capture split mid-line into
+    """One file's records, a list at a time (read from ``path``, named ``name``: an S3
+    object's key, downloaded to a temporary file). ``carry``: a capture split mid-line into
     files read together (``docs/replay.md``, "Sessions"): the previous file's torn last
     line (its problem and bytes), joined to this file's first line when the two make one
     line. ``late``: the file is past the stop (``until_us``) from its start: a journal's
@@ -417,8 +462,11 @@ def _read_one(
     until = None if opts.until_us is None else opts.until_us + STOP_GRACE_US
     journal: bool | None = None  # decided by the first line that says (never a torn one)
     fmt = opts.fmt
+    blank: list[int] = []  # blank lines before the file's kind is known (a journal: damage)
+    skipped = 0  # blank lines of a capture: skipped, not damage
+    undecided = 0  # lines read, none of them JSON
     try:
-        with _open(name) as fh:
+        with _open(path or name) as fh:
             lines = _Lines(split_runs(decompressed(fh, torn)))
             for line, complete, verified in lines:
                 line_no += 1
@@ -434,17 +482,38 @@ def _read_one(
                         line = head + line
                     else:
                         yield [held]
+                if line_no == 1 and line.startswith(_BOM) and not line[len(_BOM) :].strip():
+                    line = b""  # a byte order mark alone: a blank line
                 if not line.strip():
                     if complete and not late:
-                        yield [JournalProblem(name, line_no, "empty line")]
+                        if journal is None:
+                            blank.append(line_no)
+                        elif journal:
+                            yield [JournalProblem(name, line_no, "empty line")]
+                        else:
+                            skipped += 1
                     continue
                 if journal is None:
                     try:
-                        shape = _decide(line, opts.fmt, name)
+                        if line_no == 1 and line.startswith(_BOM):
+                            shape = _decide(line[len(_BOM) :], opts.fmt, name)
+                            if isinstance(shape, CaptureFormat):
+                                line = line[len(_BOM) :]  # a capture's BOM: dropped
+                        else:
+                            shape = _decide(line, opts.fmt, name)
+                        if isinstance(shape, str) and complete:
+                            undecided += 1
+                            if undecided >= _UNDECIDED:
+                                raise _Refused(
+                                    f"not JSON lines: {undecided} lines read, none of them"
+                                    f" JSON (the last: {shape})"
+                                )
                     except _Refused as exc:
                         refused_at = line_no
                         line_no += sum(1 for _ in lines)
                         count = line_no - refused_at + 1
+                        yield [JournalProblem(name, at, "empty line") for at in blank]
+                        blank.clear()
                         yield [
                             JournalProblem(
                                 name,
@@ -457,6 +526,9 @@ def _read_one(
                     if isinstance(shape, str):
                         if not complete:
                             shape = f"torn last line ({len(line)} bytes, no newline)"
+                        # blank lines ahead of a damaged one: damage too, in line order
+                        yield [JournalProblem(name, at, "empty line") for at in blank]
+                        blank.clear()
                         yield [JournalProblem(name, line_no, shape)]
                         continue
                     if isinstance(shape, CaptureFormat):
@@ -465,6 +537,10 @@ def _read_one(
                             yield [JournalProblem(name, line_no, cut)]
                             continue
                     journal = shape is True
+                    if journal:  # blank lines before a journal's first line: damage
+                        yield [JournalProblem(name, at, "empty line") for at in blank]
+                    else:
+                        skipped += len(blank)
                     if isinstance(shape, CaptureFormat):
                         fmt = shape
                         yield capture.describe(name, fmt)
@@ -504,6 +580,10 @@ def _read_one(
     except OSError as exc:
         yield [JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}")]
         return
+    if journal is None:  # blank lines alone: nothing to tell them by, so damage
+        yield [JournalProblem(name, at, "empty line") for at in blank]
+    if skipped:
+        _log.warning("%s: %d blank line(s) skipped (a capture: no frame, no damage)", name, skipped)
     yield [JournalProblem(name, line_no + 1, reason) for reason in torn]
 
 

@@ -19,7 +19,7 @@ from replay_support import stored
 from kalshi.book import OrderBook
 from kalshi.journal import JournalRecord
 from kalshi.models.book import Side
-from kalshi.replay import book_from_db, book_from_journal
+from kalshi.replay import Replayer, book_from_db, book_from_journal
 from kalshi.replay.source import STOP_GRACE_US, SourceOptions, read_records
 from kalshi.store import connect_db
 
@@ -417,3 +417,21 @@ def test_a_file_mixing_two_recorders_connections_is_read_whole_and_says_where(
         " 72,224, orderbook_snapshots 4, trades 2,241"
     ) in errors
     assert errors[-1] == "seq out of order: read on in new sessions (listed above)"
+
+
+def test_feed_all_is_feed_of_each_item_on_the_real_capture() -> None:
+    """The flat-out replay's batches (``feed_all``, a run of frames counted at once) give
+    the same rows, stats and continuity as ``feed`` item by item on the real capture: its
+    sessions, the frames put back in seq order, the skipped seqs of a filtered capture."""
+    items = list(read_records([GOLD / "events"]))
+    each, batched = Replayer(), Replayer()
+    expected = [row for item in items for row in each.feed(item)]
+    got: list[Any] = []
+    for at in range(0, len(items), 200):
+        got += batched.feed_all(items[at : at + 200])
+    assert got == expected
+    assert batched.stats == each.stats
+    assert batched.continuity.sessions == each.continuity.sessions
+    assert batched.continuity.markets == each.continuity.markets
+    assert sum(m.after_skip for m in each.continuity.markets.values()) > 0
+    assert len(each.continuity.sessions) > 1
