@@ -41,6 +41,7 @@ from kalshi.store import open_store
 
 __all__ = [
     "BAD_FRAMES_LISTED",
+    "READ_BATCH",
     "TYPE_CHANNEL",
     "ReplayFilter",
     "ReplayStats",
@@ -55,7 +56,7 @@ log = logging.getLogger("kalshi.replay")
 BAD_FRAMES_LISTED = 10  # refused frames located one by one; the rest are counted
 _BAD = frozenset({"invalid", "unknown_type"})
 _TABLE = itemgetter(0)  # a (table, row) pair's table
-_READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
+READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
 
 
 @frozen
@@ -354,7 +355,7 @@ def _channel(proc: FrameProcessor, conn_id: int, out: Outcome) -> str | None:
 
 
 def _next_batch(items: Iterator[JournalRecord | JournalProblem]) -> list[Any]:
-    return list(itertools.islice(items, _READ_BATCH))
+    return list(itertools.islice(items, READ_BATCH))
 
 
 async def replay(

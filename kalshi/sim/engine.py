@@ -145,6 +145,7 @@ class _Active:
         "oi",
         "ticker_head",
         "top",
+        "touched_top",
         "volume",
         "yes_prices",
     )
@@ -162,6 +163,7 @@ class _Active:
         self.deltas = 0  # deltas published for this market
         self.last_us = 0  # the µs time of its last delta: the next is not earlier
         self.top: tuple[Any, Any] = (None, None)
+        self.touched_top = False  # a delta since the last _set_top changed a best level
         self.yes_prices = sorted(book.yes)
         self.no_prices = sorted(book.no)
         # a delta's msg up to its market_id, as orjson encodes it (without the closing brace)
@@ -581,8 +583,11 @@ class Engine:
             self._cancel(state, ts_ms)
         else:
             self._trade(state, ts_ms)
-        if self._set_top(state):
-            self._publish_ticker(state, ts_ms)
+        # the top of book can only have moved when a delta touched a best level (_delta)
+        if state.touched_top:
+            state.touched_top = False
+            if self._set_top(state):
+                self._publish_ticker(state, ts_ms)
         return self.truth.generated - before
 
     def _limit(self, state: _Active, side: Side) -> int:
@@ -704,6 +709,9 @@ class Engine:
             del prices[bisect_left(prices, price)]
         else:
             raise BookError(f"{info.ticker}: {side} level {price} would have size {size}")
+        # the best level changed, appeared or emptied; one below the best leaves the top
+        if not prices or price >= prices[-1]:
+            state.touched_top = True
         delta = BookDelta(info.ticker, info.market_id, side, price, change, micros)
         # format_size and format_rfc3339_us(micros, digits=6, trim=True), inlined
         if change >= 0:
