@@ -334,9 +334,20 @@ class Replayer:
         if rule == "auto":
             rule = captured if captured in ("contiguous", "filtered") else "contiguous"
         self._rules[(item.gatherer_id, item.conn_id)] = rule
-        self.processor(item.gatherer_id).seq_rule(
-            item.conn_id, filtered=rule == "filtered", implicit=implicit
-        )
+        proc = self.processor(item.gatherer_id)
+        before = item.detail.get("continues")
+        if isinstance(before, int) and (item.gatherer_id, before) in self._rules:
+            # A capture session read on from its next file: a new connection identity,
+            # the same subscriptions, seq and books (docs/replay.md, "Identity of a
+            # capture's rows").
+            proc.continue_connection(before, item.conn_id)
+        proc.seq_rule(item.conn_id, filtered=rule == "filtered", implicit=implicit)
+        if implicit and item.gatherer_id not in self.registries:
+            # A capture has no listing: its lifecycle frames alone make its ``markets``
+            # rows, through a registry of every market, as live a ``created`` event does.
+            from kalshi.pipeline.registry import MarketRegistry
+
+            self.registries[item.gatherer_id] = MarketRegistry(item.gatherer_id)
 
     def _sent(self, item: JournalRecord) -> None:
         """A command the gatherer sent: the pipeline reacts as it did live."""
