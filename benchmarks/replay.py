@@ -3,7 +3,8 @@ and into PostgreSQL, next to a bare ``orjson.loads`` loop over the same file, sa
 
     python benchmarks/replay.py [--frames N] [--markets M] [--no-db] [--smoke] [--results DIR]
 
-The journal is written by the real ``JournalWriter`` (zstd, as the gatherer records):
+Every path reads the journal through ``read_records``, as ``kalshi replay`` does. The
+journal is written by the real ``JournalWriter`` (zstd, as the gatherer records):
 ``connect`` markers, one order-book subscription snapshotting every market, then a mix of
 ~80% deltas, ~10% trades and ~10% ticker frames. The baseline reads the same file (zstd
 stream, split lines) and calls ``orjson.loads`` on each line, nothing else: the floor any
@@ -25,6 +26,7 @@ count other work on the cores.
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import sys
@@ -41,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import Results, arguments, peak_rss_mib, scratch
 
 from kalshi.config import ByteSize, GathererConfig, JournalConfig, SpoolConfig
-from kalshi.journal import JournalRecord, JournalWriter, read_journal
+from kalshi.journal import JournalRecord, JournalWriter
 from kalshi.pipeline import FrameProcessor
 from kalshi.replay import JsonlSink, Replayer, book_from_journal, replay, replay_into_db
+from kalshi.replay.core import READ_BATCH
 from kalshi.replay.source import SourceOptions, read_records
 from kalshi.replay.writer_process import DEFAULT_WRITERS, Writers
 from kalshi.store import EmbeddedPostgres, connect_db, migrate
@@ -144,19 +147,20 @@ def timed(fn: Callable[[], object]) -> float:
 def to_devnull(files: list[Path]) -> None:
     with open("/dev/null", "wb") as sink_file:
         sink = JsonlSink(sink_file)
-        trio.run(partial(replay, read_journal(files), sink, blocking=False))  # as the CLI
+        trio.run(partial(replay, read_records(files), sink, blocking=False))  # as the CLI
         sink.flush()
 
 
 def read_only(files: list[Path]) -> None:
-    for _ in read_journal(files):
+    for _ in read_records(files):  # what kalshi replay reads through
         pass
 
 
 def pipeline_only(files: list[Path]) -> None:
-    replayer = Replayer()
-    for item in read_journal(files):
-        replayer.feed(item)
+    """Read and feed a batch at a time (``Replayer.feed_all``), as ``kalshi replay`` does."""
+    replayer, items = Replayer(), read_records(files)
+    while batch := list(itertools.islice(items, READ_BATCH)):
+        replayer.feed_all(batch)
 
 
 GOLD = Path(__file__).parent.parent / "tests" / "data" / "kalshi-gold15m" / "events"
@@ -202,7 +206,7 @@ def into_db(
 
     run = partial(
         replay_into_db,
-        read_journal(files),
+        read_records(files),
         url,
         cfg.store,
         blocking=False,
@@ -275,13 +279,14 @@ def main() -> None:
                 spent[name] = min(spent[name], timed(partial(fn, files)))
         base, feed, devnull = (n / spent[k] for k in ("base", "feed", "devnull"))
         per_frame = 1e6 / n
-        records = [r for r in read_journal(files) if isinstance(r, JournalRecord)]
+        records = [r for r in read_records(files) if isinstance(r, JournalRecord)]
         cpu_rows: list[list[object]] = [
             ["bare orjson.loads loop over the journal lines", cpu(lambda: baseline(files))],
             ["journal read (decompress, lines, CRC, decode)", cpu(lambda: read_only(files))],
             ["pipeline alone (FrameProcessor.process, records already read)",
              cpu(lambda: pipeline_alone(records))],
-            ["read + pipeline (Replayer.feed)", cpu(lambda: pipeline_only(files))],
+            ["read + pipeline (Replayer.feed_all, a batch at a time)",
+             cpu(lambda: pipeline_only(files))],
             ["read + pipeline + JSON lines (kalshi replay --format jsonl)",
              cpu(lambda: to_devnull(files))],
         ]  # fmt: skip

@@ -40,6 +40,7 @@ from kalshi.cli.app import (
 from kalshi.config import GathererConfig
 from kalshi.errors import KalshiError, UnitError
 from kalshi.journal import JournalProblem, JournalRecord
+from kalshi.journal.files import file_stamp
 from kalshi.models.units import parse_rfc3339_us
 from kalshi.pipeline import Sink
 from kalshi.replay import (
@@ -65,8 +66,8 @@ from kalshi.store import TABLES, migrate, resolve_database
 log = logging.getLogger("kalshi.cli")
 
 
-# the reasons of a file's torn end (kalshi.journal.reader)
-_TORN = ("torn last line", "torn zstd tail")
+# the reasons of a file's torn end (kalshi.journal.reader, kalshi.replay.source)
+_TORN = ("torn last line", "torn zstd tail", "torn gzip tail", "torn xz tail", "torn bzip2 tail")
 
 
 def parse_time(text: str, option: str) -> int:
@@ -142,8 +143,9 @@ def replay(
     files: Annotated[
         list[str],
         Parameter(
-            help="Journals or captures (JSON lines, plain/.gz/.zst), directories, - (stdin), "
-            "s3:// prefixes (journals).",
+            help="Journals or captures (JSON lines, plain/gzip/zstd/xz/bzip2), directories, "
+            "- (stdin), s3:// prefixes (every file or object read by its content; hidden "
+            "ones left out).",
             allow_leading_hyphen=True,
         ),
     ],
@@ -420,12 +422,13 @@ def _report(stats: ReplayStats, continuity: Continuity, *, to_stdout: bool) -> N
         if lost:
             _say(err_console, f"{lost:,} line(s) not read (damaged, or of a file refused whole)")
         if torn:
-            _say(
-                err_console,
-                f"{len(torn):,} file(s) end torn, read up to the cut: a write the journal disk"
-                " refused was written again whole to the gatherer's next file (read there);"
-                " one cut by a crash was not",
-            )
+            said = f"{len(torn):,} file(s) end torn, read up to the cut"
+            if any(file_stamp(Path(name)) is not None for name in torn):  # a journal segment
+                said += (
+                    ": a write the journal disk refused was written again whole to the"
+                    " gatherer's next file (read there); one cut by a crash was not"
+                )
+            _say(err_console, said)
         if len(stats.problems) > sum(problem.lines > 0 for problem in stats.problems):
             # a capture's frames too late to put back in order (kalshi.replay.source)
             _say(err_console, "seq out of order: read on in new sessions (listed above)")

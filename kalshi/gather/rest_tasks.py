@@ -35,15 +35,44 @@ __all__ = [
 ]
 
 ORDERBOOKS_PER_REQUEST = 100  # GET /markets/orderbooks takes 1-100 tickers (kalshi-api.md §4.5)
+# The ``status`` filters of GET /markets that list every market still able to produce data
+# (kalshi-api.md §4.4: initialized, active, inactive, and closed to amended); ``settled``
+# (finalized) is asked only for the markets settled since the listing before.
+LISTED_STATUSES = ("unopened", "open", "paused", "closed")
+# Slack on the settled window and on forgetting, for the exchange's clock against ours.
+SETTLED_MARGIN_S = 60
 
 log = logging.getLogger("kalshi.gather.rest")
 
 
-async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketRegistry) -> int:
-    """One full listing of ``/markets`` into the registry; returns markets listed."""
-    listed = 0
-    async for params, body, page in rest.market_bodies():
-        listed += len(page)
+async def list_markets(
+    ctx: GatherContext, rest: RestClient, registry: MarketRegistry, settled_since: int | None = None
+) -> int:
+    """One listing of ``/markets`` into the registry: every market that can still produce
+    data (``status`` of :data:`LISTED_STATUSES`, one request series each), then those
+    settled at or after ``settled_since`` (Unix s; none when ``None``), so that a market
+    settled without its lifecycle event reaching us is held as finalized. Markets settled
+    before are never asked for: the listing does not grow with every market since the
+    historical cutoff (kalshi-api.md §4.4). Returns how many distinct markets were listed."""
+    listed: set[str] = set()
+    queries: list[dict[str, Any]] = [{"status": status} for status in LISTED_STATUSES]
+    if settled_since is not None:
+        queries.append({"status": "settled", "min_settled_ts": settled_since})
+    for query in queries:
+        await _list(ctx, rest, registry, query, listed)
+    metrics.follow_registry(registry.counts)
+    return len(listed)
+
+
+async def _list(
+    ctx: GatherContext,
+    rest: RestClient,
+    registry: MarketRegistry,
+    query: dict[str, Any],
+    listed: set[str],
+) -> None:
+    async for params, body, page in rest.market_bodies(**query):
+        listed.update(market.ticker for market in page)
         now = ctx.wall_us()
         rows = registry.upsert(page, now)
         if rows and ctx.journal is not None:
@@ -56,9 +85,6 @@ async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketReg
         for row in rows:
             await ctx.sink.put("markets", row)
         await ctx.flush_ended()  # refusal gaps of markets this page retired
-    for status, count in registry.status_counts().items():
-        metrics.MARKETS.labels(status).set(count)
-    return listed
 
 
 async def relist_forever(
@@ -69,18 +95,27 @@ async def relist_forever(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Discover every market (started with the count once listed), then re-list every
-    ``relist_interval`` to catch what lifecycle messages missed. Failures back off."""
+    ``relist_interval`` to catch what lifecycle messages missed. Failures back off.
+
+    Each listing asks for the markets settled since the last complete one began (the
+    first: one interval back), less :data:`SETTLED_MARGIN_S`; once it is complete, the
+    markets held as finalized since before that window are forgotten
+    (:meth:`~kalshi.pipeline.registry.MarketRegistry.forget`): no later listing returns
+    them, so the registry holds a finalized market for about two intervals."""
     interval = float(ctx.cfg.relist_interval)
     started = False
+    since: int | None = None  # Unix s: settled markets from here on are listed
 
     def failed(exc: BaseException, attempt: int) -> None:
         log.warning("market listing failed: %s", exc)
         ctx.listing_error = str(exc)
 
     while True:
+        begun = ctx.wall_us() // 1_000_000 - SETTLED_MARGIN_S
+        window = since if since is not None else begun - math.ceil(interval)
         try:
             listed = await retry(
-                lambda: list_markets(ctx, rest, registry),
+                functools.partial(list_markets, ctx, rest, registry, window),
                 transient=(NetError,),
                 attempts=None,
                 initial=1.0,
@@ -93,6 +128,14 @@ async def relist_forever(
             metrics.PAGINATION_ERRORS.labels("/markets").inc()
             log.error("market listing stopped early: %s", exc)
             listed = len(registry.markets)
+        else:
+            # complete: a market finalized before ``begun`` (less the clock margin) settled
+            # before the next listing's window, so no listing returns it again
+            forgotten = registry.forget((begun - SETTLED_MARGIN_S) * 1_000_000)
+            if forgotten:
+                metrics.follow_registry(registry.counts)
+                log.info("forgot %d finalized markets", len(forgotten))
+            since = begun
         ctx.listing_error = None
         ctx.listed = True
         log.info("listed %d markets, %d live", listed, len(registry.live))

@@ -374,7 +374,13 @@ class Session:
                 out = b"".join(self._control)
                 self._control.clear()
                 sent_data = 0
-                if now >= self.hold_until:
+                if now >= self.hold_until and len(out) + self._data_bytes <= _CHUNK:
+                    # the whole outbox fits a chunk (the usual wake-up): what the loop
+                    # below would take, without a step a frame
+                    sent_data = self._data_bytes
+                    out += b"".join(self._data)
+                    self._data.clear()
+                elif now >= self.hold_until:
                     parts = []
                     while self._data and len(out) + sent_data < _CHUNK:
                         part = self._data.popleft()
@@ -454,6 +460,7 @@ class Session:
         self._closing = "abrupt" if abrupt else "clean"
         if abrupt:
             self._data.clear()
+            self._data_bytes = 0
             self._control.clear()
             if self._scope is not None:
                 self._scope.cancel()

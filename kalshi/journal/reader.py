@@ -25,10 +25,13 @@ from kalshi.journal.format import (
 __all__ = [
     "Chunk",
     "ConnectionInfo",
+    "FileLines",
     "connections",
     "journal_files",
     "read_journal",
+    "s3_objects",
     "split_lines",
+    "split_runs",
     "zstd_chunks",
 ]
 
@@ -179,78 +182,81 @@ def split_lines(chunks: Iterator[Chunk]) -> Iterator[tuple[bytes, bool, bool]]:
 _SLICE = 1024  # lines of a verified chunk decoded together (a list of records at a time)
 
 
-def _read_file(path: Path, labels: Labels) -> Iterator[Sequence[JournalRecord | JournalProblem]]:
-    """The records and problems of one file, a list at a time (:func:`split_runs`' lines:
-    the common frame lines of a verified chunk by :func:`decode_verified`, a slice at a
-    time; any other line, or a slice holding one, by :func:`decode_line`)."""
-    name = str(path)
+class FileLines:
+    """The lines of one journal file (``name``) to records and problems, a list at a time
+    (:meth:`decode`); :attr:`line_no` is the number of the last line read (a problem after
+    the lines, a torn tail or a failed read, is placed by it). Lines already read by the
+    caller are counted by starting at ``line_no``."""
+
+    def __init__(self, name: str, labels: Labels, line_no: int = 0) -> None:
+        self.name = name
+        self.labels = labels
+        self.line_no = line_no
+
+    def decode(
+        self, runs: Iterable[tuple[list[bytes], bool, bool]]
+    ) -> Iterator[Sequence[JournalRecord | JournalProblem]]:
+        """The records and problems of :func:`split_runs`' ``runs``: the common frame lines
+        of a verified chunk by :func:`decode_verified`, a slice at a time; any other line,
+        or a slice holding one, by :func:`decode_line` (an empty line, a damaged one and a
+        torn last one as problems)."""
+        labels = self.labels
+        for parts, complete, verified in runs:
+            if not (complete and verified):  # a damaged run's partial line, a plain file's
+                yield self._lines(parts, complete, verified)
+                continue
+            for at in range(0, len(parts), _SLICE):
+                lines = parts[at : at + _SLICE]
+                records = decode_verified(lines, labels)
+                if records is None:
+                    yield self._lines(lines, True, True)
+                else:
+                    self.line_no += len(records)
+                    yield records
+
+    def _lines(
+        self, lines: list[bytes], complete: bool, verified: bool
+    ) -> list[JournalRecord | JournalProblem]:
+        """Lines one by one (:func:`decode_line`)."""
+        name, labels, line_no = self.name, self.labels, self.line_no
+        out: list[JournalRecord | JournalProblem] = []
+        for line in lines:
+            line_no += 1
+            if not line or line.isspace():  # (no stripped copy of every line)
+                if complete:
+                    out.append(JournalProblem(name, line_no, "empty line"))
+                continue
+            try:
+                record = decode_line(line, labels, verified=verified)
+            except ValueError as exc:
+                if complete:
+                    out.append(JournalProblem(name, line_no, str(exc)))
+                else:
+                    reason = f"torn last line ({len(line)} bytes, no newline)"
+                    out.append(JournalProblem(name, line_no, reason))
+                continue
+            out.append(record)
+        self.line_no = line_no
+        return out
+
+
+def _read_file(
+    path: Path, labels: Labels, name: str | None = None
+) -> Iterator[Sequence[JournalRecord | JournalProblem]]:
+    """The records and problems of one file, a list at a time (:class:`FileLines`);
+    problems name ``name`` (an S3 object's ``s3://`` key), else ``path``."""
     torn: list[str] = []
-    line_no = 0
-    out: list[JournalRecord | JournalProblem] = []
+    lines = FileLines(name or str(path), labels)
     try:
         with open(path, "rb") as fh:
             chunks = (
                 _zstd_chunks(fh, torn) if path.name.endswith(".zst") else _plain_chunks(fh, torn)
             )
-            for parts, complete, verified in split_runs(chunks):
-                if not complete:  # a damaged run's or the file's partial last line
-                    line_no = _read_lines(name, parts, False, False, labels, line_no, out)
-                    continue
-                if not verified:
-                    line_no = _read_lines(name, parts, True, False, labels, line_no, out)
-                    yield out
-                    out = []
-                    continue
-                if out:  # a damaged run's partial line, before this chunk's lines
-                    yield out
-                    out = []
-                for at in range(0, len(parts), _SLICE):
-                    lines = parts[at : at + _SLICE]
-                    records = decode_verified(lines, labels)
-                    if records is None:
-                        line_no = _read_lines(name, lines, True, True, labels, line_no, out)
-                        yield out
-                        out = []
-                    else:
-                        line_no += len(records)
-                        yield records
+            yield from lines.decode(split_runs(chunks))
     except OSError as exc:
-        out.append(JournalProblem(name, line_no, f"cannot read: {exc.strerror or exc}"))
-        yield out
+        yield [JournalProblem(lines.name, lines.line_no, f"cannot read: {exc.strerror or exc}")]
         return
-    out.extend(JournalProblem(name, line_no + 1, reason) for reason in torn)
-    yield out
-
-
-def _read_lines(
-    name: str,
-    lines: list[bytes],
-    complete: bool,
-    verified: bool,
-    labels: Labels,
-    line_no: int,
-    out: list[JournalRecord | JournalProblem],
-) -> int:
-    """Lines one by one onto ``out`` (:func:`decode_line`; an empty line, a damaged one
-    and a torn last one as problems); returns the number of the last line read."""
-    for line in lines:
-        line_no += 1
-        if not line or line.isspace():  # (no stripped copy of every line)
-            if complete:
-                out.append(JournalProblem(name, line_no, "empty line"))
-            continue
-        try:
-            record = decode_line(line, labels, verified=verified)
-        except ValueError as exc:
-            if complete:
-                out.append(JournalProblem(name, line_no, str(exc)))
-            else:
-                out.append(
-                    JournalProblem(name, line_no, f"torn last line ({len(line)} bytes, no newline)")
-                )
-            continue
-        out.append(record)
-    return line_no
+    yield [JournalProblem(lines.name, lines.line_no + 1, reason) for reason in torn]
 
 
 def read_journal(
@@ -277,9 +283,8 @@ def read_journal(
             yield from _read_file(path, labels)
         for url in remote:
             with tempfile.TemporaryDirectory(prefix="kalshi-journal-") as tmp:
-                _download(url, Path(tmp), s3)
-                for path in journal_files([tmp]):
-                    yield from _read_file(path, labels)
+                for key, path in s3_objects(url, Path(tmp), s3, journals_only=True):
+                    yield from _read_file(path, labels, key)
 
     # the items of each list, taken in C: no generator resumed a record
     return itertools.chain.from_iterable(generate())
@@ -312,23 +317,48 @@ def connections(
     return out
 
 
-def _download(url: str, target: Path, s3: S3Config | None) -> None:
-    """Copy every journal object under ``s3://bucket/prefix`` into ``target``."""
+def s3_objects(
+    url: str, target: Path, s3: S3Config | None, *, journals_only: bool = False
+) -> list[tuple[str, Path]]:
+    """Download the objects under ``s3://bucket/prefix`` into ``target``: a list of
+    (``s3://bucket/key``, local file), journal segments in time order, other objects by
+    key. Left out: hidden objects (a name, or a folder below the prefix's folder,
+    starting with ``.``) and, with ``journals_only``, objects not named as journal segments
+    (``.jsonl``, ``.jsonl.zst``). Raises :class:`JournalError` when the listing or a
+    download fails, and when the prefix holds no object to read (naming the prefix)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from kalshi.s3 import s3_client
 
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     client = s3_client(s3 or S3Config(enabled=True))
+    folder = prefix.rpartition("/")[0]  # ``captures/gold/.h`` names ``.hidden`` hidden
+    out: list[tuple[str, Path]] = []
+    left_out = 0
     try:
         paginator = client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
-                if not key.endswith(_SUFFIXES):
+                below = key[len(folder) :].lstrip("/")  # the name within the folder
+                if (
+                    not below
+                    or key.endswith("/")
+                    or any(part.startswith(".") for part in below.split("/"))
+                    or (journals_only and not key.endswith(_SUFFIXES))
+                ):
+                    left_out += 1
                     continue
                 dest = target / key
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(bucket, key, str(dest))
+                out.append((f"s3://{bucket}/{key}", dest))
     except (BotoCoreError, ClientError) as exc:
         raise JournalError(f"cannot read {url}: {exc}") from exc
+    if not out:
+        what = "journal file" if journals_only else "object"
+        held = f"{left_out:,} left out (hidden" if left_out else "nothing"
+        if left_out:
+            held += ", or not named as journal segments)" if journals_only else ")"
+        raise JournalError(f"{url}: no {what} to read under this prefix ({held})")
+    return sorted(out, key=lambda item: file_sort_key(Path(item[0].removeprefix("s3://"))))

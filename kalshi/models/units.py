@@ -84,12 +84,20 @@ _size_cache: dict[str, int] = {}
 
 
 def parse_price(text: object) -> int:
-    """``"0.4200"`` -> ``42000`` (hundred-thousandths of a dollar)."""
+    """``"0.4200"`` -> ``42000`` (hundred-thousandths of a dollar), 0 to ``DOLLAR``.
+
+    A price is a dollar amount between 0 and 1 inclusive (kalshi-api.md §3.8: every
+    market's ``price_ranges`` lie within 0.0000-1.0000); one outside, ``"1.2000"`` or
+    ``"-0.1000"``, raises ``UnitError`` naming it, as a malformed string does. Only good
+    values enter the memo, so the decoders' inline memo lookups see no other.
+    """
     if type(text) is str:
         value = _price_cache.get(text)
         if value is not None:
             return value
     value = _parse_fixed(text, PRICE_DIGITS, "price")
+    if not 0 <= value <= DOLLAR:
+        raise UnitError(f"price: {text!r} is outside 0 to 1 dollars")
     if len(_price_cache) >= _CACHE_LIMIT:
         _price_cache.clear()
     _price_cache[text] = value  # type: ignore[index]  # text is a str once parsed

@@ -14,6 +14,8 @@ recording gives depends on its sequence rule (``docs/replay.md``, "Captures"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from attrs import define, field
 
 from kalshi.journal import JournalRecord
@@ -89,6 +91,8 @@ class Continuity:
         self.sessions: dict[tuple[str, int], SessionView] = {}
         self.markets: dict[str, MarketView] = {}
         self._rules: dict[tuple[str, int], str] = {}
+        # a capture session's later connections (one a file) -> its first one's key
+        self._alias: dict[tuple[str, int], tuple[str, int]] = {}
         # The connection of the previous frame: (gatherer_id, conn_id), its session view and
         # (key, rule). Frames come in runs of one connection; a marker resets it.
         self._conn: tuple[str, int] | None = None
@@ -101,6 +105,11 @@ class Continuity:
         if item.kind == "connect":
             detail = item.detail
             self._rules[key] = rule
+            before = (item.gatherer_id, detail.get("continues"))
+            before = self._alias.get(before, before)  # type: ignore[arg-type]
+            if before in self.sessions:  # a capture session read on from its next file
+                self._alias[key] = before
+                return
             self.sessions[key] = SessionView(
                 item.gatherer_id,
                 item.conn_id,
@@ -109,59 +118,81 @@ class Continuity:
                 str(detail.get("seq_check_reason", "")),
                 str(detail.get("time", "")),
             )
-        elif item.kind == "disconnect" and key in self.sessions:
+        key = self._alias.get(key, key)
+        if item.kind == "disconnect" and key in self.sessions:
             self.sessions[key].ended = str(item.detail.get("reason", "disconnect"))
 
     def frame(self, item: JournalRecord, out: Outcome) -> None:
-        key = self._conn
-        if key is None or key[1] != item.conn_id or key[0] != item.gatherer_id:
-            key = self._conn = (item.gatherer_id, item.conn_id)
-            self._session = self.sessions.get(key)
-            self._seen = (key, self._rules.get(key, "contiguous"))
-        wall = item.wall_us
-        session = self._session
-        if session is not None:
-            session.frames += 1
-            if session.first_us is None:
-                session.first_us = wall
-            session.last_us = wall
+        """One ``in`` frame and its outcome (:meth:`frames` of one)."""
+        self.frames((item,), (out,))
+
+    def frames(self, items: Sequence[JournalRecord], outcomes: Sequence[Outcome]) -> None:
+        """``in`` frames and their outcomes, pairwise in order: each frame counts on its
+        session (its span, how many, how many put back in seq order) and on its market
+        (its span, its kind, a gap, a skip, an invalid delta). A session's counts are added
+        once per run of its frames, not per frame."""
+        markets = self.markets
+        key, session, seen = self._conn, self._session, self._seen
+        run = reordered = 0  # frames of the current run not yet counted on its session
+        last = 0  # the receive time of the run's last frame
+        for item, out in zip(items, outcomes, strict=True):
+            wall = item.wall_us
+            if key is None or key[1] != item.conn_id or key[0] != item.gatherer_id:
+                if session is not None and run:
+                    session.frames += run
+                    session.reordered += reordered
+                    session.last_us = last
+                run = reordered = 0
+                key = (item.gatherer_id, item.conn_id)
+                first = self._alias.get(key, key)  # a capture session's first file's
+                session = self.sessions.get(first)
+                seen = (first, self._rules.get(key, "contiguous"))
+                if session is not None and session.first_us is None:
+                    session.first_us = wall
+            run += 1
+            last = wall
             if item.detail:  # a capture's frame put back in seq order
-                session.reordered += 1
-        msg = out.message
-        if msg is None:
-            return
-        ticker = getattr(msg.body, "ticker", None)
-        if type(ticker) is not str:
-            return
-        view = self.markets.get(ticker)
-        if view is None:
-            view = self.markets[ticker] = MarketView(ticker)
-        if view.first_us is None:
-            view.first_us = wall
-        view.last_us = wall
-        seen = self._seen
-        if view.seen is not seen:
-            view.seen = seen
-            view.sessions.add(key)
-            view.rules.add(seen[1])
-        kind = msg.type
-        if kind == "orderbook_delta":
-            view.deltas += 1
-        elif kind == "orderbook_snapshot":
-            view.snapshots += 1
-        elif kind == "trade":
-            view.trades += 1
-        else:
-            view.other += 1
-        if out.gap:
-            # An order-book gap concerns every market on the subscription (those it made
-            # stale); a trade gap cannot be attributed: it counts on the frame's market.
-            for name in set(out.resnapshot) | {ticker}:
-                other = self.markets.get(name)
-                if other is None:
-                    other = self.markets[name] = MarketView(name)
-                other.gaps += 1
-        elif out.skip:
-            view.after_skip += 1
-        if out.problem == "book_invalid":
-            view.book_invalid += 1
+                reordered += 1
+            msg = out.message
+            if msg is None:
+                continue
+            ticker = getattr(msg.body, "ticker", None)
+            if type(ticker) is not str:
+                continue
+            view = markets.get(ticker)
+            if view is None:
+                view = markets[ticker] = MarketView(ticker)
+            if view.first_us is None:
+                view.first_us = wall
+            view.last_us = wall
+            if view.seen is not seen:
+                view.seen = seen
+                view.sessions.add(seen[0])
+                view.rules.add(seen[1])
+            kind = msg.type
+            if kind == "orderbook_delta":
+                view.deltas += 1
+            elif kind == "orderbook_snapshot":
+                view.snapshots += 1
+            elif kind == "trade":
+                view.trades += 1
+            else:
+                view.other += 1
+            if out.gap:
+                # An order-book gap concerns every market on the subscription (those it
+                # made stale); a trade gap cannot be attributed: it counts on the frame's
+                # market.
+                for name in set(out.resnapshot) | {ticker}:
+                    other = markets.get(name)
+                    if other is None:
+                        other = markets[name] = MarketView(name)
+                    other.gaps += 1
+            elif out.skip:
+                view.after_skip += 1
+            if out.problem == "book_invalid":
+                view.book_invalid += 1
+        if session is not None and run:
+            session.frames += run
+            session.reordered += reordered
+            session.last_us = last
+        self._conn, self._session, self._seen = key, session, seen

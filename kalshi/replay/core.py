@@ -41,6 +41,7 @@ from kalshi.store import open_store
 
 __all__ = [
     "BAD_FRAMES_LISTED",
+    "READ_BATCH",
     "TYPE_CHANNEL",
     "ReplayFilter",
     "ReplayStats",
@@ -55,7 +56,7 @@ log = logging.getLogger("kalshi.replay")
 BAD_FRAMES_LISTED = 10  # refused frames located one by one; the rest are counted
 _BAD = frozenset({"invalid", "unknown_type"})
 _TABLE = itemgetter(0)  # a (table, row) pair's table
-_READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
+READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
 
 
 @frozen
@@ -273,40 +274,46 @@ class Replayer:
     def _feed_plain(
         self, items: Iterable[JournalRecord | JournalProblem], out: list[tuple[str, Row]]
     ) -> None:
-        """:meth:`feed_all` without a filter: rows onto ``out``, not counted."""
+        """:meth:`feed_all` without a filter: rows onto ``out``, not counted. The frames'
+        counts (stats, continuity) are added once per run of ``in`` frames."""
         stats, processors, registries = self.stats, self.processors, self.registries
         problems = stats.frame_problems
-        seen = self.continuity.frame
-        records = frames = 0
+        run: list[JournalRecord] = []  # the run of `in` frames, and their outcomes
+        done_run: list[Outcome] = []
         for item in items:
             if type(item) is not JournalRecord or item.kind != FRAME or item.direction != "in":
-                stats.records += records
-                stats.frames += frames
-                records = frames = 0
+                if run:
+                    self._counted(run, done_run)
+                    run, done_run = [], []
                 rows = self._feed(item)
                 if rows:
                     out += rows
                 continue
-            records += 1
-            frames += 1
-            wall = item.wall_us
-            if stats.first_us is None:
-                stats.first_us = wall
-            stats.last_us = wall
+            run.append(item)
             gatherer_id = item.gatherer_id
             proc = processors.get(gatherer_id) or self.processor(gatherer_id)
-            done = proc.process(item.conn_id, item.frame_no, wall, item.raw)
+            done = proc.process(item.conn_id, item.frame_no, item.wall_us, item.raw)
+            done_run.append(done)
             if done.lifecycle is not None and gatherer_id in registries:
-                self._lifecycle(gatherer_id, done, wall)
-            seen(item, done)
+                self._lifecycle(gatherer_id, done, item.wall_us)
             if done.problem is not None:
                 problems[done.problem] += 1
                 if done.problem in _BAD:
                     self._refused(item, done)
             if done.rows:
                 out += done.rows
-        stats.records += records
-        stats.frames += frames
+        if run:
+            self._counted(run, done_run)
+
+    def _counted(self, run: list[JournalRecord], outcomes: list[Outcome]) -> None:
+        """A run of ``in`` frames processed: counted in the stats and the continuity."""
+        stats = self.stats
+        stats.records += len(run)
+        stats.frames += len(run)
+        if stats.first_us is None:
+            stats.first_us = run[0].wall_us
+        stats.last_us = run[-1].wall_us
+        self.continuity.frames(run, outcomes)
 
     def _refused(self, item: JournalRecord, out: Outcome) -> None:
         """A frame the pipeline refused: located in ``stats.bad_frames`` (the first
@@ -327,9 +334,20 @@ class Replayer:
         if rule == "auto":
             rule = captured if captured in ("contiguous", "filtered") else "contiguous"
         self._rules[(item.gatherer_id, item.conn_id)] = rule
-        self.processor(item.gatherer_id).seq_rule(
-            item.conn_id, filtered=rule == "filtered", implicit=implicit
-        )
+        proc = self.processor(item.gatherer_id)
+        before = item.detail.get("continues")
+        if isinstance(before, int) and (item.gatherer_id, before) in self._rules:
+            # A capture session read on from its next file: a new connection identity,
+            # the same subscriptions, seq and books (docs/replay.md, "Identity of a
+            # capture's rows").
+            proc.continue_connection(before, item.conn_id)
+        proc.seq_rule(item.conn_id, filtered=rule == "filtered", implicit=implicit)
+        if implicit and item.gatherer_id not in self.registries:
+            # A capture has no listing: its lifecycle frames alone make its ``markets``
+            # rows, through a registry of every market, as live a ``created`` event does.
+            from kalshi.pipeline.registry import MarketRegistry
+
+            self.registries[item.gatherer_id] = MarketRegistry(item.gatherer_id)
 
     def _sent(self, item: JournalRecord) -> None:
         """A command the gatherer sent: the pipeline reacts as it did live."""
@@ -348,7 +366,7 @@ def _channel(proc: FrameProcessor, conn_id: int, out: Outcome) -> str | None:
 
 
 def _next_batch(items: Iterator[JournalRecord | JournalProblem]) -> list[Any]:
-    return list(itertools.islice(items, _READ_BATCH))
+    return list(itertools.islice(items, READ_BATCH))
 
 
 async def replay(

@@ -232,3 +232,54 @@ def test_a_frame_line_whose_direction_is_no_string_is_a_problem(tmp_path: Path) 
     assert [(p.line_no, p.reason) for p in problems] == [
         (2, "direction: expected 'in' or 'out', got ['in']")
     ]
+
+
+async def test_kalshi_replay_reads_every_damaged_journal_as_read_journal(tmp_path: Path) -> None:
+    # `kalshi replay` reads through read_records (which also reads captures); past a
+    # journal's first line it decodes as read_journal does, a list at a time: the same
+    # records, problems and line numbers for every damage above, and for markers between
+    # frames (a slice holding one is read line by line).
+    from kalshi.journal.format import encode_marker
+    from kalshi.replay.source import read_records
+
+    def same(path: Path) -> int:
+        items = list(read_records([path]))
+        assert items == list(read_journal([path]))
+        return sum(isinstance(i, JournalProblem) for i in items)
+
+    path = await _write_compressed(tmp_path / "z", batches=20, per_batch=25)
+    data = path.read_bytes()
+    damaged_reads = 0
+    for k in range(40):
+        at = 5 + (len(data) - 10) * k // 40
+        damaged = bytearray(data)
+        damaged[at] ^= 0x10
+        path.write_bytes(bytes(damaged))
+        damaged_reads += same(path) > 0
+    assert damaged_reads >= 30  # most flips cost a frame: the problems were compared
+    for cut in (data[:-4], data[: len(data) // 2], data + b"this is not zstd at all"):
+        path.write_bytes(cut)
+        assert same(path) == 1
+    plain = tmp_path / "g-1-20261124T225900-1.jsonl"
+    lines = [line(n) for n in range(1, 3000)]
+    lines[1] = b"\x00\xff\xfegarbage bytes\n"
+    lines[4] = b"\n"
+    lines[1500] = encode_marker("g-1", 1, 1500, "connect", 0, 0, {"label": "trades"})
+    flipped = bytearray(lines[2000])
+    flipped[flipped.index(b"seq") + 6] ^= 0x01
+    lines[2000] = bytes(flipped)
+    plain.write_bytes(b"".join(lines) + line(3000)[:-30])
+    assert same(plain) == 4
+    records = [i for i in read_records([plain]) if isinstance(i, JournalRecord)]
+    assert {r.label for r in records[-10:]} == {"trades"}
+    whole = tmp_path / "g-1-20261124T225900-2.jsonl.zst"  # one verified frame, a marker in it
+    whole.write_bytes(
+        zstandard.ZstdCompressor(write_checksum=True).compress(
+            b"".join(lines[1400:2000] + lines[2001:])
+        )
+    )
+    assert same(whole) == 0
+    records = [i for i in read_records([whole]) if isinstance(i, JournalRecord)]
+    assert len(records) == 1598  # the connect marker is a record
+    assert records[100].kind == "connect"
+    assert records[99].label == "" and records[101].label == "trades"

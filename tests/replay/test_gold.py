@@ -19,7 +19,7 @@ from replay_support import stored
 from kalshi.book import OrderBook
 from kalshi.journal import JournalRecord
 from kalshi.models.book import Side
-from kalshi.replay import book_from_db, book_from_journal
+from kalshi.replay import Replayer, book_from_db, book_from_journal
 from kalshi.replay.source import STOP_GRACE_US, SourceOptions, read_records
 from kalshi.store import connect_db
 
@@ -189,23 +189,44 @@ def test_point_in_time_reads_only_up_to_the_instant() -> None:
 
 
 def test_into_postgresql_then_snapshot_at(db_url: str, tmp_path: Path) -> None:
-    """All three files in one replay (a directory), twice: nothing doubled; per window the
-    golden rows, the trades and the books at every instant from the database."""
-    for _ in range(2):
-        result = kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+    """All three files in one replay (a directory), then each file alone, then the three
+    in reverse order: each row once (every later run adds nothing: its rows are already
+    stored, the same counts), per window the golden rows, the trades and the books at
+    every instant from the database (docs/replay.md, "Identity of a capture's rows"; the
+    outside tester's 050800 file replayed alone after the directory doubled its deltas)."""
+    every = {
+        table: sum(GOLDEN[w][table] for w in WINDOWS)
+        for table in ("orderbook_deltas", "orderbook_snapshots", "trades")
+    }
+
+    def said(counts: dict[str, int]) -> str:
+        return ", ".join(f"{t} {n:,}" for t, n in sorted(counts.items()))
+
+    result = kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
+    assert lines[-1] == f"committed (new rows): {said(every)}"
+    again = [[str(capture(w))] for w in WINDOWS] + [[str(capture(w)) for w in WINDOWS[::-1]]]
+    for paths in again:
+        more = kalshi("replay", *paths, "--db", db_url, cwd=tmp_path)
+        assert more.returncode == 0, more.stderr
+        rows = every if len(paths) > 1 else {t: GOLDEN[paths[0].split("/")[-2]][t] for t in every}
+        assert more.stdout.decode().splitlines()[-2:] == [
+            "committed (new rows): none",
+            f"already stored (skipped): {said(rows)}",
+        ]
     assert lines[0] == (
-        "replayed 103,484 frames (103,487 journal records); rows: orderbook_deltas 100,838, "
+        "replayed 103,484 frames (103,488 journal records); rows: orderbook_deltas 100,838, "
         "orderbook_snapshots 6, trades 2,640"
     )
     # The recorder's seq goes on from 050000 to 050800 (one connection, filtered per market
-    # into two files): one session across the two files; 051300's seq is below where that
-    # session began on sid 1: a new connection.
+    # into two files): one session across the two files (each file its own conn_id, from
+    # its first frame); 051300's seq is below where that session began on sid 1: a new
+    # connection.
     sessions = [line for line in lines if line.startswith("session ")]
     assert [line.split(": ")[0] for line in sessions] == [
-        f"session 1785901540025000 ({capture(WINDOWS[0])})",
-        f"session 1785948391669000 ({capture(WINDOWS[2])})",
+        f"session {1785901540025000 + 713843} ({capture(WINDOWS[0])})",
+        f"session {1785948391669000 + 135277} ({capture(WINDOWS[2])})",
     ]
     assert [line.split(": ", 1)[1].split(";")[0] for line in sessions] == [
         "67,142 frames 2026-08-05T03:45:40.025Z .. 2026-08-05T12:00:00.414Z",
@@ -289,41 +310,36 @@ def test_writers_in_a_second_process_store_and_say_what_inline_does(
     ]
 
 
-def test_every_cut_of_the_capture_gives_the_same_rows(db_url: str, tmp_path: Path) -> None:
-    """The three files as a directory, then concatenated (.zst), split at a line boundary in
-    the 050800 file (two files read together), split there mid-line, and on stdin: the
-    first adds the golden rows, every other adds none (their identity keys are equal), and
-    each says so."""
-    data = b"".join(gzip.decompress(capture(window).read_bytes()) for window in WINDOWS)
-    (tmp_path / "all.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
-    cut = data.index(b"\n", data.index(b"KXGOLD15M-26AUG050800-00") + 5_000_000) + 1
-    (tmp_path / "split").mkdir()
-    (tmp_path / "split" / "part1.jsonl").write_bytes(data[:cut])
-    (tmp_path / "split" / "part2.jsonl").write_bytes(data[cut:])
-    (tmp_path / "torn").mkdir()  # split mid-line: the halves are joined
-    (tmp_path / "torn" / "paa.jsonl").write_bytes(data[: cut + 100])
-    (tmp_path / "torn" / "pab.jsonl").write_bytes(data[cut + 100 :])
+def test_every_form_of_a_file_gives_the_same_rows(db_url: str, tmp_path: Path) -> None:
+    """The three files as a directory, then the 050800 file plain, as .zst and on stdin:
+    the first adds the golden rows, every other adds none (a file's identity keys come from
+    the file, whatever its compression or the files read with it), and each says so; the
+    050800 book after the directory's session went on into it is current, not stale."""
+    window = WINDOWS[1]
+    data = gzip.decompress(capture(window).read_bytes())
+    (tmp_path / "one.jsonl").write_bytes(data)
+    (tmp_path / "one.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
     every = "orderbook_deltas 100,838, orderbook_snapshots 6, trades 2,640"
+    one = "orderbook_deltas 28,614, orderbook_snapshots 2, trades 399"
+    first = kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.decode().splitlines()[-1] == f"committed (new rows): {every}"
     runs = [
-        kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path),
-        kalshi("replay", "all.jsonl.zst", "--db", db_url, cwd=tmp_path),
-        kalshi("replay", "split", "--db", db_url, cwd=tmp_path),
-        kalshi("replay", "torn", "--db", db_url, cwd=tmp_path),
+        kalshi("replay", "one.jsonl", "--db", db_url, cwd=tmp_path),
+        kalshi("replay", "one.jsonl.zst", "--db", db_url, cwd=tmp_path),
         kalshi("replay", "-", "--db", db_url, cwd=tmp_path, stdin=data),
     ]
-    assert [r.returncode for r in runs] == [0, 0, 0, 0, 0], [r.stderr for r in runs]
-    assert runs[0].stdout.decode().splitlines()[-1] == f"committed (new rows): {every}"
-    for again in runs[1:]:
+    assert [r.returncode for r in runs] == [0, 0, 0], [r.stderr for r in runs]
+    for again in runs:
         assert again.stdout.decode().splitlines()[-2:] == [
             "committed (new rows): none",
-            f"already stored (skipped): {every}",
+            f"already stored (skipped): {one}",
         ]
     with connect_db(db_url) as db:
         counts = {t: n for t, n in db.counts().items() if n}
     assert counts == {"orderbook_deltas": 100_838, "orderbook_snapshots": 6, "trades": 2_640}
-    # Split there, the 050800 book is current after the cut (one session), not stale.
-    at_us, book = instants(WINDOWS[1])[-1]
-    found = book_from_journal(read_records([tmp_path / "split"]), WINDOWS[1], at_us)
+    at_us, book = instants(window)[-1]
+    found = book_from_journal(read_records([GOLD / "events"]), window, at_us)
     assert (best_first(found.book), found.stale) == (book, False)
 
 
@@ -401,3 +417,21 @@ def test_a_file_mixing_two_recorders_connections_is_read_whole_and_says_where(
         " 72,224, orderbook_snapshots 4, trades 2,241"
     ) in errors
     assert errors[-1] == "seq out of order: read on in new sessions (listed above)"
+
+
+def test_feed_all_is_feed_of_each_item_on_the_real_capture() -> None:
+    """The flat-out replay's batches (``feed_all``, a run of frames counted at once) give
+    the same rows, stats and continuity as ``feed`` item by item on the real capture: its
+    sessions, the frames put back in seq order, the skipped seqs of a filtered capture."""
+    items = list(read_records([GOLD / "events"]))
+    each, batched = Replayer(), Replayer()
+    expected = [row for item in items for row in each.feed(item)]
+    got: list[Any] = []
+    for at in range(0, len(items), 200):
+        got += batched.feed_all(items[at : at + 200])
+    assert got == expected
+    assert batched.stats == each.stats
+    assert batched.continuity.sessions == each.continuity.sessions
+    assert batched.continuity.markets == each.continuity.markets
+    assert sum(m.after_skip for m in each.continuity.markets.values()) > 0
+    assert len(each.continuity.sessions) > 1

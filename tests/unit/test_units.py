@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from kalshi.errors import UnitError
 from kalshi.models.units import (
+    DOLLAR,
     _parse_fixed,
     _parse_general,
     format_price,
@@ -31,7 +32,8 @@ from kalshi.models.units import (
         ("0.00001", 1),
         ("0.960", 96000),
         ("0.42000000", 42000),
-        ("-0.5", -50000),
+        ("-0", 0),
+        ("1.00000", 100000),
     ],
 )
 def test_parse_price(text: str, value: int) -> None:
@@ -57,6 +59,11 @@ def test_parse_size(text: str, value: int) -> None:
         ("0x10", "not a decimal number"),
         ("١٢", "not a decimal number"),
         (" 1", "not a decimal number"),
+        ("1.2000", "price: '1.2000' is outside 0 to 1 dollars"),
+        ("1.00001", "price: '1.00001' is outside 0 to 1 dollars"),
+        ("-0.1000", "price: '-0.1000' is outside 0 to 1 dollars"),
+        ("-0.00001", "price: '-0.00001' is outside 0 to 1 dollars"),
+        ("+2", "price: '\\+2' is outside 0 to 1 dollars"),
     ],
 )
 def test_parse_price_rejects(text: str, message: str) -> None:
@@ -85,9 +92,15 @@ def test_the_fast_path_agrees_with_the_general_rules(text: str, digits: int) -> 
     assert got == expected
 
 
-@given(st.integers(min_value=-(10**12), max_value=10**12))
+@given(st.integers(min_value=0, max_value=DOLLAR))
 def test_price_round_trip(value: int) -> None:
     assert parse_price(format_price(value)) == value
+
+
+@given(st.integers(min_value=-(10**12), max_value=10**12).filter(lambda v: not 0 <= v <= DOLLAR))
+def test_a_price_outside_0_to_1_dollars_is_refused(value: int) -> None:
+    with pytest.raises(UnitError, match="is outside 0 to 1 dollars"):
+        parse_price(format_price(value))
 
 
 @given(st.integers(min_value=-(10**12), max_value=10**12))
@@ -95,10 +108,10 @@ def test_size_round_trip(value: int) -> None:
     assert parse_size(format_size(value)) == value
 
 
-@given(st.integers(min_value=0, max_value=99_999), st.integers(min_value=0, max_value=9))
-def test_decimal_string_round_trips_exactly(units: int, whole: int) -> None:
+@given(st.integers(min_value=0, max_value=99_999))
+def test_decimal_string_round_trips_exactly(units: int) -> None:
     """Decoding then re-encoding a 4- or 5-decimal dollar string gives it back exactly."""
-    text = f"{whole}.{units // 10:04d}" if units % 10 == 0 else f"{whole}.{units:05d}"
+    text = f"0.{units // 10:04d}" if units % 10 == 0 else f"0.{units:05d}"
     assert format_price(parse_price(text)) == text
 
 

@@ -222,6 +222,32 @@ def test_lifecycle_messages() -> None:
         ),
         (
             b'{"type":"orderbook_delta","sid":1,"seq":2,"msg":{"market_ticker":"A","side":"yes",'
+            b'"price_dollars":"1.2000","delta_fp":"1.00","ts_ms":1}}',
+            "orderbook_delta: price_dollars: price: '1.2000' is outside 0 to 1 dollars",
+        ),
+        (
+            b'{"type":"orderbook_delta","sid":1,"seq":2,"msg":{"market_ticker":"A","side":"yes",'
+            b'"market_id":"m","price_dollars":"-0.1000","delta_fp":"1.00","ts_ms":1}}',
+            "orderbook_delta: price_dollars: price: '-0.1000' is outside 0 to 1 dollars",
+        ),
+        (
+            b'{"type":"orderbook_snapshot","sid":1,"seq":1,"msg":{"market_ticker":"A",'
+            b'"market_id":"m","yes_dollars_fp":[["1.0100","5.00"]]}}',
+            "orderbook_snapshot: yes_dollars_fp[0]: price: '1.0100' is outside 0 to 1 dollars",
+        ),
+        (
+            b'{"type":"trade","sid":1,"seq":1,"msg":{"trade_id":"t","market_ticker":"A",'
+            b'"yes_price_dollars":"1.5000","count_fp":"1.00","taker_side":"yes","ts_ms":1}}',
+            "trade: yes_price_dollars: price: '1.5000' is outside 0 to 1 dollars",
+        ),
+        (
+            b'{"type":"ticker","sid":1,"seq":1,"msg":{"market_ticker":"A","market_id":"m",'
+            b'"price_dollars":"0.5000","yes_bid_dollars":"0.4000","yes_ask_dollars":"2.0000",'
+            b'"ts_ms":1}}',
+            "ticker: yes_ask_dollars: price: '2.0000' is outside 0 to 1 dollars",
+        ),
+        (
+            b'{"type":"orderbook_delta","sid":1,"seq":2,"msg":{"market_ticker":"A","side":"yes",'
             b'"price_dollars":0.5,"delta_fp":"1.00"}}',
             "orderbook_delta: price_dollars: price: expected a decimal string, got float",
         ),
