@@ -320,9 +320,11 @@ def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
     if not stale and gatherer_id == CAPTURE_GATHERER:
         later = db.query(_LATER_FILE_SQL, (ticker, gatherer_id, conn_id, received_at, until))
         if later:
-            stale, detail = True, (
-                f"the capture's deltas go on in connection {later[0][0]} (another file) from "
-                f"{format_rfc3339_us(later[0][1], digits=6)} without a snapshot there: the "
+            other, since = later[0]
+            stale = True
+            detail = (
+                f"the capture's deltas go on in connection {other} (another file) from "
+                f"{format_rfc3339_us(since, digits=6)} without a snapshot there: the "
                 "database follows a book within one file's connection (--source journal "
                 "follows the session)"
             )
