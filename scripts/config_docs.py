@@ -39,7 +39,9 @@ DESCRIPTIONS: dict[str, str] = {
     "shard": (
         "`i/n`: record only the events whose ticker's BLAKE2b hash modulo n is i (docs/scaling.md)"
     ),
-    "relist_interval": "re-list all markets over REST this often (catches missed lifecycle)",
+    "relist_interval": (
+        "re-list the markets not finalized over REST this often (catches missed lifecycle)"
+    ),
     "shutdown_grace": "on Ctrl-C or SIGTERM, how long the final flush may take",
     # websocket
     "websocket.ticker_connections": ("connections carrying the `ticker` channel (0: not recorded)"),

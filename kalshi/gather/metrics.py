@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+import functools
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from kalshi.models.rows import GAP_KINDS
+from kalshi.pipeline.registry import MARKET_STATUSES
 
 MESSAGES = Counter(
     "kalshi_ws_messages",
@@ -83,3 +86,11 @@ def count_rest(endpoint: str, status: int) -> None:
 def count_tail(rows: list[tuple[str, Any]]) -> None:
     for table, _ in rows:
         TAIL_ROWS.labels(table).inc()
+
+
+def follow_registry(counts: collections.Counter[str]) -> None:
+    """``kalshi_markets_tracked`` read from ``counts`` (the registry's markets by status,
+    kept as it changes) at each scrape: every status of the API, 0 when none, and any
+    other status once the registry has held it."""
+    for status in (*MARKET_STATUSES, *counts):
+        MARKETS.labels(status).set_function(functools.partial(counts.__getitem__, status))

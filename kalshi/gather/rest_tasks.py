@@ -35,15 +35,44 @@ __all__ = [
 ]
 
 ORDERBOOKS_PER_REQUEST = 100  # GET /markets/orderbooks takes 1-100 tickers (kalshi-api.md §4.5)
+# The ``status`` filters of GET /markets that list every market still able to produce data
+# (kalshi-api.md §4.4: initialized, active, inactive, and closed to amended); ``settled``
+# (finalized) is asked only for the markets settled since the listing before.
+LISTED_STATUSES = ("unopened", "open", "paused", "closed")
+# Slack on the settled window and on forgetting, for the exchange's clock against ours.
+SETTLED_MARGIN_S = 60
 
 log = logging.getLogger("kalshi.gather.rest")
 
 
-async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketRegistry) -> int:
-    """One full listing of ``/markets`` into the registry; returns markets listed."""
-    listed = 0
-    async for params, body, page in rest.market_bodies():
-        listed += len(page)
+async def list_markets(
+    ctx: GatherContext, rest: RestClient, registry: MarketRegistry, settled_since: int | None = None
+) -> int:
+    """One listing of ``/markets`` into the registry: every market that can still produce
+    data (``status`` of :data:`LISTED_STATUSES`, one request series each), then those
+    settled at or after ``settled_since`` (Unix s; none when ``None``), so that a market
+    settled without its lifecycle event reaching us is held as finalized. Markets settled
+    before are never asked for: the listing does not grow with every market since the
+    historical cutoff (kalshi-api.md §4.4). Returns how many distinct markets were listed."""
+    listed: set[str] = set()
+    queries: list[dict[str, Any]] = [{"status": status} for status in LISTED_STATUSES]
+    if settled_since is not None:
+        queries.append({"status": "settled", "min_settled_ts": settled_since})
+    for query in queries:
+        await _list(ctx, rest, registry, query, listed)
+    metrics.follow_registry(registry.counts)
+    return len(listed)
+
+
+async def _list(
+    ctx: GatherContext,
+    rest: RestClient,
+    registry: MarketRegistry,
+    query: dict[str, Any],
+    listed: set[str],
+) -> None:
+    async for params, body, page in rest.market_bodies(**query):
+        listed.update(market.ticker for market in page)
         now = ctx.wall_us()
         rows = registry.upsert(page, now)
         if rows and ctx.journal is not None:
@@ -56,9 +85,6 @@ async def list_markets(ctx: GatherContext, rest: RestClient, registry: MarketReg
         for row in rows:
             await ctx.sink.put("markets", row)
         await ctx.flush_ended()  # refusal gaps of markets this page retired
-    for status, count in registry.status_counts().items():
-        metrics.MARKETS.labels(status).set(count)
-    return listed
 
 
 async def relist_forever(
@@ -69,18 +95,32 @@ async def relist_forever(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Discover every market (started with the count once listed), then re-list every
-    ``relist_interval`` to catch what lifecycle messages missed. Failures back off."""
+    ``relist_interval`` to catch what lifecycle messages missed. Failures back off.
+
+    Each listing asks for the markets settled since the last complete one began (the
+    first: one interval back), or since the oldest open trade backfill window began if
+    earlier, less :data:`SETTLED_MARGIN_S`; once it is complete, the markets held as
+    finalized since before that window are forgotten
+    (:meth:`~kalshi.pipeline.registry.MarketRegistry.forget`): no later listing returns
+    them, so the registry holds a finalized market for about three intervals, longer
+    while a backfill window that may hold its trades is open."""
     interval = float(ctx.cfg.relist_interval)
     started = False
+    since: int | None = None  # Unix s: settled markets from here on are listed
 
     def failed(exc: BaseException, attempt: int) -> None:
         log.warning("market listing failed: %s", exc)
         ctx.listing_error = str(exc)
 
     while True:
+        begun = ctx.wall_us() // 1_000_000 - SETTLED_MARGIN_S
+        window = since if since is not None else begun - math.ceil(interval)
+        oldest = _oldest_backfill_s(ctx)
+        if oldest is not None:  # its trades' markets are held until it closes
+            window = min(window, oldest - SETTLED_MARGIN_S)
         try:
             listed = await retry(
-                lambda: list_markets(ctx, rest, registry),
+                functools.partial(list_markets, ctx, rest, registry, window),
                 transient=(NetError,),
                 attempts=None,
                 initial=1.0,
@@ -93,6 +133,20 @@ async def relist_forever(
             metrics.PAGINATION_ERRORS.labels("/markets").inc()
             log.error("market listing stopped early: %s", exc)
             listed = len(registry.markets)
+        else:
+            # complete: a market finalized before ``begun`` (less the clock margin) settled
+            # before the next listing's window, so no listing returns it again; nor one
+            # whose trades an open backfill window may still hold (a sharded gatherer
+            # stores the trades of the markets its registry holds)
+            cutoff = begun - SETTLED_MARGIN_S
+            oldest = _oldest_backfill_s(ctx)
+            if oldest is not None:
+                cutoff = min(cutoff, oldest - SETTLED_MARGIN_S)
+            forgotten = registry.forget(cutoff * 1_000_000)
+            if forgotten:
+                metrics.follow_registry(registry.counts)
+                log.info("forgot %d finalized markets", len(forgotten))
+            since = begun
         ctx.listing_error = None
         ctx.listed = True
         log.info("listed %d markets, %d live", listed, len(registry.live))
@@ -100,6 +154,12 @@ async def relist_forever(
             task_status.started(listed)
             started = True
         await trio.sleep(interval)
+
+
+def _oldest_backfill_s(ctx: GatherContext) -> int | None:
+    """The start (Unix s) of the oldest trade backfill window still open, if any."""
+    starts = [row.start_ts for rows in ctx.backfills.values() for row in rows]
+    return min(starts) // 1_000_000 if starts else None
 
 
 async def backfill_trades(

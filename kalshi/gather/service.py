@@ -7,6 +7,7 @@
     ├── JournalWriter.run     raw frames to disk (zstd), flushed on cancel
     ├── serve_endpoints       /health, /debug/markets, /metrics
     ├── relist_forever        REST discovery, then a re-list every relist_interval
+    ├── _open_markets         initialized markets past their open_time become active
     ├── backfill_trades       REST trades for disconnect / trade-gap windows
     ├── poll_snapshots        REST order books every snapshot_poller.interval
     └── Connection.run × N    one per WebSocket: connect, subscribe, relay, reconnect
@@ -72,6 +73,7 @@ COPIED_STRAIGHT = frozenset({"orderbook_deltas", "tickers"})
 # Young objects allocated between two collections of the youngest generation (CPython's
 # default is 700): the receive loop allocates a few objects a row, 20 000 rows a second.
 _GC_YOUNG = 50_000
+OPEN_CHECK_INTERVAL = 1.0  # seconds: how late a market that opened is seen active
 _TOP_MARKETS_EVERY = 10.0  # seconds: /health's top markets scan every market's count
 
 
@@ -120,6 +122,7 @@ class Gatherer:
             cfg.gatherer_id, crossed_book_frames=cfg.websocket.crossed_book_frames
         )
         self.registry = MarketRegistry(cfg.gatherer_id, self.shard)
+        metrics.follow_registry(self.registry.counts)
         self.store: Store | None = None
         self.journal: JournalWriter | None = None
         self.layout: Layout | None = None
@@ -198,6 +201,7 @@ class Gatherer:
                     for conn in layout.connections:
                         nursery.start_soon(conn.run, name=f"connection {conn.name}")
                     await nursery.start(relist_forever, ctx, rest, self.registry)
+                    nursery.start_soon(self._open_markets, ctx)
                     _settle_heap()
                     nursery.start_soon(backfill_trades, ctx, rest, self.registry, windows)
                     if cfg.snapshot_poller.enabled:
@@ -465,6 +469,15 @@ class Gatherer:
         await store.committed()
 
     # --- reactions ----------------------------------------------------------------------
+
+    async def _open_markets(self, ctx: GatherContext) -> None:
+        """Every second, the markets whose open_time passed become ``active`` in the
+        registry and the ``markets`` table: the exchange sends no event when it opens one
+        (kalshi-api.md §5 "Lifecycle"; :meth:`MarketRegistry.open_due`)."""
+        while True:
+            await trio.sleep(OPEN_CHECK_INTERVAL)
+            for row in self.registry.open_due(self.wall_us()):
+                await ctx.sink.put("markets", row)
 
     async def _on_lifecycle(self, out: Outcome) -> None:
         event = out.lifecycle

@@ -258,6 +258,20 @@ class FrameProcessor:
         ``filtered``: a skipped ``seq`` is not a gap (``docs/replay.md``, "Captures")."""
         self._rules[conn_id] = (implicit, filtered)
 
+    def continue_connection(self, old: int, new: int) -> None:
+        """Connection ``new`` goes on where ``old`` stopped (a capture session read on
+        from the next file, ``docs/replay.md``, "Identity of a capture's rows"): its
+        subscriptions, their ``seq`` and its sequence rule move to ``new``; books are
+        per market and go on as they are."""
+        for key in [key for key in self._subs if key[0] == old]:
+            self._subs[new, key[1]] = self._subs.pop(key)
+        for key in [key for key in self._subscribes if key[0] == old]:
+            self._subscribes[new, key[1]] = self._subscribes.pop(key)
+        if old in self._unnamed:
+            self._unnamed[new] = self._unnamed.pop(old)
+        if old in self._rules:
+            self._rules[new] = self._rules.pop(old)
+
     def _mark_stale(self, tickers: list[str] | set[str], cause: str) -> None:
         for ticker in tickers:
             if ticker not in self.stale:  # the first cause since the snapshot is the real one

@@ -23,9 +23,20 @@ from kalshi.models.lifecycle import LifecycleEvent
 from kalshi.models.market import Market
 from kalshi.models.rows import MarketRow
 
-__all__ = ["LIVE_STATUSES", "MarketRegistry", "Shard", "parse_shard"]
+__all__ = ["LIVE_STATUSES", "MARKET_STATUSES", "MarketRegistry", "Shard", "parse_shard"]
 
 LIVE_STATUSES = frozenset({"initialized", "inactive", "active"})
+# Market.status values of the current API (kalshi-api.md §4.4 Market object).
+MARKET_STATUSES = (
+    "initialized",
+    "inactive",
+    "active",
+    "closed",
+    "determined",
+    "disputed",
+    "amended",
+    "finalized",
+)
 _EVENT_STATUS = {
     "created": "initialized",
     "activated": "active",
@@ -80,6 +91,9 @@ class MarketRegistry:
         self.live: set[str] = set()
         self._sorted: list[str] | None = None
         self.listeners: list[Listener] = []
+        self.counts: Counter[str] = Counter()  # status -> markets held (0 kept once seen)
+        self.finalized: dict[str, int] = {}  # ticker -> when first held as finalized (µs)
+        self.unopened: dict[str, int] = {}  # ticker -> open_time (µs) of an initialized one
 
     # --- changes ----------------------------------------------------------------------
 
@@ -101,7 +115,11 @@ class MarketRegistry:
                 continue
             if old is None:
                 self._sorted = None
+            else:
+                self.counts[old.status] -= 1
+            self.counts[slim.status] += 1
             self.markets[ticker] = slim
+            self._follow(slim, now_us)
             if raw:
                 self._raw[ticker] = (digest, zlib.compress(raw, 1))
             else:
@@ -147,6 +165,50 @@ class MarketRegistry:
                 changes["raw"] = zlib.decompress(kept[1]).decode()
             market = attrs.evolve(market, **changes)
         return self.upsert([market], now_us)
+
+    def open_due(self, now_us: int) -> list[MarketRow]:
+        """Markets still ``initialized`` whose ``open_time`` is at or before ``now_us`` become
+        ``active``: the exchange opens a market at its open_time without a lifecycle event
+        (kalshi-api.md §5 "Lifecycle"), so a market a ``created`` event made would otherwise
+        stay ``initialized`` until the next listing. Returns their new rows (the payload is
+        the last object received, as for a lifecycle change)."""
+        due = [t for t, opens in self.unopened.items() if opens <= now_us]
+        if not due:
+            return []
+        opened = []
+        for ticker in due:
+            market = self.markets[ticker]
+            kept = self._raw.get(ticker)
+            raw = zlib.decompress(kept[1]).decode() if kept is not None else ""
+            opened.append(attrs.evolve(market, status="active", raw=raw))
+        return self.upsert(opened, now_us)
+
+    def forget(self, before_us: int) -> list[str]:
+        """Drop the markets first held as ``finalized`` before ``before_us`` and no longer
+        live (their ``markets`` rows stay in the database); returns their tickers. A
+        finalized market produces no more data; without this the registry would grow with
+        every market the exchange ever settles."""
+        gone = [t for t, at in self.finalized.items() if at < before_us and t not in self.live]
+        for ticker in gone:
+            market = self.markets.pop(ticker)
+            self.counts[market.status] -= 1
+            self._raw.pop(ticker, None)
+            del self.finalized[ticker]
+        if gone:
+            self._sorted = None
+        return gone
+
+    def _follow(self, market: Market, now_us: int) -> None:
+        """Keep :attr:`finalized` and :attr:`unopened` in step with ``market``'s status."""
+        ticker = market.ticker
+        if market.status == "finalized":
+            self.finalized.setdefault(ticker, now_us)
+        else:
+            self.finalized.pop(ticker, None)
+        if market.status == "initialized" and market.open_time is not None:
+            self.unopened[ticker] = market.open_time
+        else:
+            self.unopened.pop(ticker, None)
 
     def _slim(self, market: Market) -> Market:
         """``market`` without ``raw``, its repeated values shared (statuses, event tickers
@@ -201,7 +263,8 @@ class MarketRegistry:
     # --- views ------------------------------------------------------------------------
 
     def status_counts(self) -> Counter[str]:
-        return Counter(market.status for market in self.markets.values())
+        """Markets held by status (statuses with none left out)."""
+        return Counter({status: n for status, n in self.counts.items() if n})
 
     def page(
         self, status: str | None, prefix: str | None, limit: int, cursor: str | None

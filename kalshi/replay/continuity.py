@@ -91,6 +91,8 @@ class Continuity:
         self.sessions: dict[tuple[str, int], SessionView] = {}
         self.markets: dict[str, MarketView] = {}
         self._rules: dict[tuple[str, int], str] = {}
+        # a capture session's later connections (one a file) -> its first one's key
+        self._alias: dict[tuple[str, int], tuple[str, int]] = {}
         # The connection of the previous frame: (gatherer_id, conn_id), its session view and
         # (key, rule). Frames come in runs of one connection; a marker resets it.
         self._conn: tuple[str, int] | None = None
@@ -103,6 +105,11 @@ class Continuity:
         if item.kind == "connect":
             detail = item.detail
             self._rules[key] = rule
+            before = (item.gatherer_id, detail.get("continues"))
+            before = self._alias.get(before, before)  # type: ignore[arg-type]
+            if before in self.sessions:  # a capture session read on from its next file
+                self._alias[key] = before
+                return
             self.sessions[key] = SessionView(
                 item.gatherer_id,
                 item.conn_id,
@@ -111,7 +118,8 @@ class Continuity:
                 str(detail.get("seq_check_reason", "")),
                 str(detail.get("time", "")),
             )
-        elif item.kind == "disconnect" and key in self.sessions:
+        key = self._alias.get(key, key)
+        if item.kind == "disconnect" and key in self.sessions:
             self.sessions[key].ended = str(item.detail.get("reason", "disconnect"))
 
     def frame(self, item: JournalRecord, out: Outcome) -> None:
@@ -136,8 +144,9 @@ class Continuity:
                     session.last_us = last
                 run = reordered = 0
                 key = (item.gatherer_id, item.conn_id)
-                session = self.sessions.get(key)
-                seen = (key, self._rules.get(key, "contiguous"))
+                first = self._alias.get(key, key)  # a capture session's first file's
+                session = self.sessions.get(first)
+                seen = (first, self._rules.get(key, "contiguous"))
                 if session is not None and session.first_us is None:
                     session.first_us = wall
             run += 1
@@ -158,7 +167,7 @@ class Continuity:
             view.last_us = wall
             if view.seen is not seen:
                 view.seen = seen
-                view.sessions.add(key)
+                view.sessions.add(seen[0])
                 view.rules.add(seen[1])
             kind = msg.type
             if kind == "orderbook_delta":

@@ -41,6 +41,7 @@ from kalshi.store import open_store
 
 __all__ = [
     "BAD_FRAMES_LISTED",
+    "READ_BATCH",
     "TYPE_CHANNEL",
     "ReplayFilter",
     "ReplayStats",
@@ -55,7 +56,7 @@ log = logging.getLogger("kalshi.replay")
 BAD_FRAMES_LISTED = 10  # refused frames located one by one; the rest are counted
 _BAD = frozenset({"invalid", "unknown_type"})
 _TABLE = itemgetter(0)  # a (table, row) pair's table
-_READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
+READ_BATCH = 200  # journal items read (and processed) at a time: small batches stay in cache
 
 
 @frozen
@@ -333,9 +334,20 @@ class Replayer:
         if rule == "auto":
             rule = captured if captured in ("contiguous", "filtered") else "contiguous"
         self._rules[(item.gatherer_id, item.conn_id)] = rule
-        self.processor(item.gatherer_id).seq_rule(
-            item.conn_id, filtered=rule == "filtered", implicit=implicit
-        )
+        proc = self.processor(item.gatherer_id)
+        before = item.detail.get("continues")
+        if isinstance(before, int) and (item.gatherer_id, before) in self._rules:
+            # A capture session read on from its next file: a new connection identity,
+            # the same subscriptions, seq and books (docs/replay.md, "Identity of a
+            # capture's rows").
+            proc.continue_connection(before, item.conn_id)
+        proc.seq_rule(item.conn_id, filtered=rule == "filtered", implicit=implicit)
+        if implicit and item.gatherer_id not in self.registries:
+            # A capture has no listing: its lifecycle frames alone make its ``markets``
+            # rows, through a registry of every market, as live a ``created`` event does.
+            from kalshi.pipeline.registry import MarketRegistry
+
+            self.registries[item.gatherer_id] = MarketRegistry(item.gatherer_id)
 
     def _sent(self, item: JournalRecord) -> None:
         """A command the gatherer sent: the pipeline reacts as it did live."""
@@ -354,7 +366,7 @@ def _channel(proc: FrameProcessor, conn_id: int, out: Outcome) -> str | None:
 
 
 def _next_batch(items: Iterator[JournalRecord | JournalProblem]) -> list[Any]:
-    return list(itertools.islice(items, _READ_BATCH))
+    return list(itertools.islice(items, READ_BATCH))
 
 
 async def replay(

@@ -13,14 +13,18 @@ becomes what a gatherer would have journaled (``docs/replay.md``, "Captures"):
 
 * gatherer ``capture``; every frame an ``in`` frame with ``wall_us`` = its receive time,
   the bytes exactly as recorded;
-* **sessions**: one stream across every file read together (how a capture was cut into
-  files changes no row); a new session starts where a ``seq`` goes back below where the
+* **sessions**: one stream across every file read together (books and ``seq`` go on across
+  a file boundary); a new session starts where a ``seq`` goes back below where the
   session began on its ``sid`` (the recorder reconnected: Kalshi restarts ``sid`` and
-  ``seq`` per connection, ``kalshi-api.md`` 2.4), unless the step is at most
-  :data:`REORDER_FRAMES` while none of the sid's frames has left the window (its first
-  frames read swapped: put back in order). Each session is a connection:
-  ``conn_id`` = the receive time (µs) of its first frame, ``frame_no`` counts from 1, a
-  ``connect`` marker opens it and a ``disconnect`` marker closes it when the next one starts;
+  ``seq`` per connection, ``kalshi-api.md`` 2.4), or goes back at a file's first frame,
+  unless the step is at most :data:`REORDER_FRAMES` while none of the sid's frames has left
+  the window (its first frames read swapped: put back in order);
+* **identity**: a session's frames read from one file are a connection whose keys come
+  from the file alone (``docs/replay.md``, "Identity of a capture's rows"): ``conn_id`` =
+  the receive time (µs) of its first frame + CRC-32 of that frame's bytes mod 10^6,
+  ``frame_no`` counts from 1; a ``connect`` marker opens it (``continues``: the session's
+  connection in the previous file) and a ``disconnect`` marker closes the session when the
+  next one starts, so a file replayed alone, with others, or again gives the same rows;
 * **order**: a frame received a little late (up to :data:`REORDER_FRAMES` frames) is put
   back in ``seq`` order on its ``sid``; a later one is a :class:`JournalProblem` at its
   ``file:line`` and starts a new session;
@@ -629,6 +633,19 @@ class _Borrowed:
 # --- capture frames -> sessions ---------------------------------------------------------------
 
 
+@define(eq=False)
+class _Part:
+    """The frames of one session read from one file: one connection's identity
+    (``conn_id`` from the file's own frames, ``frame_no`` counted within it), whatever was
+    read before the file (``docs/replay.md``, "Identity of a capture's rows")."""
+
+    first_raw: bytes  # the part's first frame as read: the tiebreak of its conn_id
+    first_us: int | None = None  # the receive (else exchange) time of its first timed frame
+    last_us: int | None = None  # the time given to its last frame emitted
+    conn_id: int | None = None  # set when its first frame is emitted
+    frame_no: int = 0
+
+
 @define
 class _Pending:
     line: CaptureLine
@@ -637,6 +654,7 @@ class _Pending:
     seq: int | None
     source: str  # file:line
     reordered: bool = False  # put back in seq order
+    part: _Part | None = None  # the file's session part it was read in
 
 
 @define
@@ -647,9 +665,9 @@ class _Session:
     released: dict[int, int] = field(factory=dict)  # seq of the last frame let out, per sid
     held: deque[_Pending] = field(factory=deque)  # the reorder window, seq order per sid
     pending: list[_Pending] = field(factory=list)
-    conn_id: int | None = None  # set when the session starts emitting
-    frame_no: int = 0
-    last_us: int | None = None
+    conn_id: int | None = None  # the connection of its last part emitted (None: none yet)
+    last_part: _Part | None = None  # that part
+    mode: tuple[str, str] | None = None  # its sequence rule and why (decided at its start)
 
 
 class _Capture:
@@ -658,7 +676,7 @@ class _Capture:
     def __init__(self, seq_check: SeqCheck) -> None:
         self.seq_check = seq_check
         self.session = _Session([])
-        self.previous_conn: int | None = None
+        self.part: _Part | None = None  # the part frames read now go to (None: a new one)
         self.time_source = ""
         self.source = ""
         self.reordered = 0  # frames put back in seq order (within the window)
@@ -671,6 +689,7 @@ class _Capture:
         a ``seq`` back below the session's start ends it."""
         out: list[JournalRecord] = []
         self.source = name
+        self.part = None  # a new file: a new connection for the session's frames
         frame = "bare frames" if fmt.frame_field is None else f"frame in {fmt.frame_field!r}"
         if fmt.time_prefix:
             unit = fmt.time_unit or "unit by size"
@@ -708,22 +727,28 @@ class _Capture:
                 # session now begins there. A restart starts again further down (seq 1
                 # after more than the window) or after frames have left the window.
                 session.low_seq[sid] = seq
+                self._attach(item)
                 self._put_back(session, item)
                 return out
             if top is not None and (
                 seq < session.low_seq[sid] or seq <= session.released.get(sid, -1) < top
             ):
-                if seq >= session.low_seq[sid]:
+                if seq < session.low_seq[sid]:
+                    # Below where this session began on the sid: a new connection's
+                    # subscription (kalshi-api.md 2.4: after a reconnect all sids are new
+                    # and seq starts again).
+                    reason = f"seq restart: sid {sid} seq {seq} after {top}"
+                elif self.part is None:
+                    # A file's first frame going back on its sid: the files read together
+                    # are not one session in the order given; a new session from here,
+                    # not a problem (each file's rows have their own identity anyway).
+                    reason = f"seq back at a file's start: sid {sid} seq {seq} after {top}"
+                else:
                     # Neither a restart nor within the window: the capture mixes connections
                     # (or lost its order). Said, and a new session from here: every frame is
                     # still read, no book is trusted across the break.
                     self._late(source, f"sid {sid} seq {seq} after {top}")
                     reason = f"seq out of order: sid {sid} seq {seq} after {top}"
-                else:
-                    # Below where this session began on the sid: a new connection's
-                    # subscription (kalshi-api.md 2.4: after a reconnect all sids are new
-                    # and seq starts again).
-                    reason = f"seq restart: sid {sid} seq {seq} after {top}"
                 out.extend(self.problems)
                 self.problems.clear()
                 out.extend(self._close(reason))
@@ -735,14 +760,25 @@ class _Capture:
                 session.last_seq[sid] = seq
             else:
                 # A little out of order: put back in seq order within the window.
+                self._attach(item)
                 self._put_back(session, item)
                 return out
+        self._attach(item)
         if not session.sources or session.sources[-1] != self.source:
             session.sources.append(self.source)
         session.held.append(item)
         if len(session.held) > REORDER_FRAMES:
             out.extend(self._release(session, len(session.held) - REORDER_FRAMES))
         return out
+
+    def _attach(self, item: _Pending) -> None:
+        """``item`` joins the part being read (a new one at a file's or session's start)."""
+        part = self.part
+        if part is None:
+            part = self.part = _Part(item.line.raw)
+        if part.first_us is None:
+            part.first_us = _time_of(item)
+        item.part = part
 
     def _late(self, source: str, what: str) -> None:
         """A frame too late for the reorder window: located (the first
@@ -810,14 +846,15 @@ class _Capture:
         out.extend(self._flush())
         old = self.session
         self.session = _Session([])
-        if old.conn_id is None:
+        self.part = None  # the next session's frames: a new connection
+        if old.conn_id is None or old.last_part is None:
             return out
-        wall = old.last_us or 0
+        wall = old.last_part.last_us or 0
         out.append(
             JournalRecord(
                 CAPTURE_GATHERER,
                 old.conn_id,
-                old.frame_no + 1,
+                old.last_part.frame_no + 1,
                 "local",
                 wall,
                 wall,
@@ -833,38 +870,26 @@ class _Capture:
         if not pending:
             return []
         out: list[JournalRecord] = []
-        if session.conn_id is None:
-            mode, why = self._decide(pending)
-            first = self._first_time(pending)
-            conn_id = first if self.previous_conn is None else max(first, self.previous_conn + 1)
-            session.conn_id = self.previous_conn = conn_id
-            session.last_us = first
-            detail = {
-                "label": "capture",
-                "url": session.sources[0] if session.sources else "",
-                "channels": [],
-                "seq_check": mode,
-                "seq_check_reason": why,
-                "time": self.time_source,
-            }
-            out.append(
-                JournalRecord(
-                    CAPTURE_GATHERER, conn_id, 0, "local", first, first, "connect", detail=detail
-                )
-            )
+        if session.mode is None:
+            session.mode = self._decide(pending)
         for item in pending:
-            wall = item.line.recv_us
+            part = item.part
+            assert part is not None  # every item read is attached (feed)
+            conn_id = part.conn_id
+            if conn_id is None:
+                out.append(self._connect(session, part))
+                conn_id = part.conn_id
+                assert conn_id is not None
+            wall = _time_of(item)
             if wall is None:
-                wall = exchange_time_us(item.frame)
-            if wall is None:
-                wall = session.last_us or 0
-            session.last_us = wall
-            session.frame_no += 1
+                wall = part.last_us if part.last_us is not None else part.first_us or 0
+            part.last_us = wall
+            part.frame_no += 1
             out.append(
                 JournalRecord(
                     CAPTURE_GATHERER,
-                    session.conn_id,
-                    session.frame_no,
+                    conn_id,
+                    part.frame_no,
                     "in",
                     wall,
                     wall,
@@ -877,15 +902,30 @@ class _Capture:
             )
         return out
 
-    @staticmethod
-    def _first_time(pending: list[_Pending]) -> int:
-        for item in pending:
-            wall = item.line.recv_us
-            if wall is None:
-                wall = exchange_time_us(item.frame)
-            if wall is not None:
-                return wall
-        return 0
+    def _connect(self, session: _Session, part: _Part) -> JournalRecord:
+        """The ``connect`` marker of a part's connection: ``conn_id`` = the receive time
+        (µs) of its first timed frame plus a tiebreak under 1 s from that frame's bytes
+        (CRC-32 mod 10^6), so two files opened in one millisecond are two connections;
+        nothing read before the part counts. ``continues`` names the
+        session's previous part (another file read before it: books and ``seq`` go on)."""
+        first = part.first_us or 0
+        conn_id = part.conn_id = first + zlib.crc32(part.first_raw) % 1_000_000
+        assert session.mode is not None
+        mode, why = session.mode
+        detail: dict[str, Any] = {
+            "label": "capture",
+            "url": session.sources[0] if session.sources else "",
+            "channels": [],
+            "seq_check": mode,
+            "seq_check_reason": why,
+            "time": self.time_source,
+        }
+        if session.conn_id is not None:
+            detail["continues"] = session.conn_id
+        session.conn_id, session.last_part = conn_id, part
+        return JournalRecord(
+            CAPTURE_GATHERER, conn_id, 0, "local", first, first, "connect", detail=detail
+        )
 
     def _decide(self, pending: list[_Pending]) -> tuple[str, str]:
         if self.seq_check != "auto":
@@ -909,3 +949,10 @@ class _Capture:
         if skips * 100 > steps * _FILTERED_SHARE:
             return "filtered", f"auto: {share} (a filtered capture)"
         return "contiguous", f"auto: {share}"
+
+
+def _time_of(item: _Pending) -> int | None:
+    """A capture frame's time: its receive time, else the exchange's (``msg.ts_ms``,
+    ``msg.ts``), else ``None``."""
+    wall = item.line.recv_us
+    return exchange_time_us(item.frame) if wall is None else wall

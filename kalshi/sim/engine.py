@@ -18,6 +18,7 @@ simulator never reissues one, as the real exchange never does (issue F4).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import random
 from bisect import bisect_left, bisect_right, insort
@@ -237,6 +238,7 @@ class Engine:
         # ``send_initial_snapshot`` sends
         self.last_ticker: dict[str, SimEvent] = {}
         self._added = 0
+        self._unopened: list[tuple[int, str, bool]] = []  # (open_us, ticker, trade) heap
         self._churns = 0
         self._last_ms = 0  # exchange times never go back (kalshi-api.md §2.4, issue 15)
         # Settling looks markets up by ticker: index them now, not in the middle of a run
@@ -310,6 +312,8 @@ class Engine:
             if self.lifecycle_every and now >= next_churn:
                 next_churn = now + self.lifecycle_every
                 self._churn()
+            if self._unopened:
+                self.open_due()
             if self.burst_every and now >= next_burst:
                 next_burst = now + self.burst_every
                 burst_until = now + self.burst_seconds
@@ -461,11 +465,37 @@ class Engine:
         }
         self._emit(_kind(combo), info.ticker, ts_ms, body, created, channel=_channel(combo))
         if open_us <= now:  # initialized -> active at open_time is implicit (no message)
-            self.universe.states.setdefault(info.ticker, MarketState()).status = MarketStatus.ACTIVE
-            if trade:
-                state = self._start_market(info)
-                self._publish_ticker(state, ts_ms)
+            self._open(info, trade, ts_ms)
+        else:
+            heapq.heappush(self._unopened, (open_us, info.ticker, trade))
         return info.ticker
+
+    def _open(self, info: MarketInfo, trade: bool, ts_ms: int) -> None:
+        self.universe.states.setdefault(info.ticker, MarketState()).status = MarketStatus.ACTIVE
+        if trade:
+            state = self._start_market(info)
+            self._publish_ticker(state, ts_ms)
+
+    def open_due(self) -> list[str]:
+        """Open the added markets whose open_time has come, as the exchange does: the
+        status goes ``initialized`` -> ``active`` with no message (kalshi-api.md §5
+        "Lifecycle"), and a market added with ``trade`` starts trading. Run by the engine's
+        loop and before the REST API answers about markets; returns the tickers opened."""
+        unopened = self._unopened
+        if not unopened:
+            return []
+        now = self.clock()
+        opened: list[str] = []
+        while unopened and unopened[0][0] <= now:
+            _, ticker, trade = heapq.heappop(unopened)
+            state = self.universe.states.get(ticker)
+            if state is not None and state.status is not None:
+                continue  # settled before it opened
+            info = self.universe.get(ticker)
+            assert info is not None
+            self._open(info, trade, self._stamp(now // 1000))
+            opened.append(ticker)
+        return opened
 
     def _legs(self, legs: list[tuple[str, str]] | None) -> tuple[tuple[str, str, str], ...]:
         """A combo's legs as ``(event ticker, market ticker, side)``: those given, or 2-4

@@ -170,6 +170,7 @@ class RestApi:
             return _error(400, "bad_request", str(exc))
 
     def _route(self, parts: list[str], q: _Query) -> Response:
+        self.sim.engine.open_due()  # statuses as of now, the engine paused or not
         match parts:
             case ["exchange", "status"]:
                 return _json(200, self.exchange_status())

@@ -46,6 +46,8 @@ async def test_nothing_tracked_because_listing_fails_is_degraded(
                 sim.faults.rest_429_until = -math.inf  # the exchange answers again
                 await wait_for(lambda: len(gatherer.registry.markets) == 20)
                 await wait_for(lambda: all_live(gatherer))
+                # the listing is one request series a status filter: done after the last
+                await wait_for(lambda: gatherer.ctx.listed)  # type: ignore[union-attr]
                 doc = gatherer.health()
                 assert (doc["status"], doc["markets"]["listing_error"]) == ("ok", None)
                 nursery.cancel_scope.cancel()

@@ -20,6 +20,7 @@ from kalshi.net.rest import Pages
 from kalshi.sim import open_sim_exchange
 from kalshi.sim.rest import _cursor
 from kalshi.testing import PINNED_START_US
+from kalshi.testing.memory import memory_transport
 from tests.gather.test_connection_timing import context
 from tests.gather.test_liveness import collecting_sink
 
@@ -73,10 +74,13 @@ async def test_the_gatherer_starts_with_what_it_listed_and_logs_one_error(
         ctx = context(sim, tmp_path, None, sink, **{"relist_interval": "300s"})
         registry = MarketRegistry("t1")
         sim.faults.stuck_cursor(3600)
-        async with RestClient(sim.rest_url, ctx.signer, rate=1000) as rest:
+        async with RestClient(
+            sim.rest_url, ctx.signer, rate=1000, transport=memory_transport(sim)
+        ) as rest:
             with trio.fail_after(60):
                 listed = await nursery.start(relist_forever, ctx, rest, registry)
-            assert (listed, len(registry.markets), rest.requests) == (2000, 2000, 2)
+            # status=unopened: one empty page; status=open: two, the second repeating
+            assert (listed, len(registry.markets), rest.requests) == (2000, 2000, 3)
             await trio.testing.wait_all_tasks_blocked()
             assert len(rows["markets"]) == 2000
             errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

@@ -28,6 +28,7 @@ from kalshi.net import RestClient
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
+from kalshi.testing.memory import memory_transport
 from tests.gather.support import sim_config, wait_for
 from tests.gather.test_connection_timing import context
 from tests.gather.test_gather_sim import all_live, settled, signer_of
@@ -82,7 +83,9 @@ async def test_one_pass_polls_every_live_market_in_bulk(db_url: str, tmp_path: P
 
 async def _listed(sim: Any, ctx: GatherContext) -> MarketRegistry:
     registry = MarketRegistry("t1")
-    async with RestClient(sim.rest_url, ctx.signer, rate=1000) as rest:
+    async with RestClient(
+        sim.rest_url, ctx.signer, rate=1000, transport=memory_transport(sim)
+    ) as rest:
         await list_markets(ctx, rest, registry)
     return registry
 
@@ -109,7 +112,9 @@ async def test_a_pass_takes_its_requests_over_the_rate_not_the_sum_of_their_late
         tickers = sorted(registry.live)[:2000]
         assert len(tickers) == 2000
         sim.rest_latency = 2.0
-        async with RestClient(sim.rest_url, ctx.signer, rate=2.0) as rest:
+        async with RestClient(
+            sim.rest_url, ctx.signer, rate=2.0, transport=memory_transport(sim)
+        ) as rest:
             started = trio.current_time()
             mismatched = await snapshot_pass(ctx, rest, tickers, in_flight)
             took = trio.current_time() - started
@@ -147,7 +152,13 @@ async def _answer_times(sim: Any, tmp_path: Path, interval: str) -> list[float]:
         def counted(endpoint: str, status: int) -> None:
             answered.append(trio.current_time())
 
-        async with RestClient(sim.rest_url, ctx.signer, rate=2.0, on_request=counted) as rest:
+        async with RestClient(
+            sim.rest_url,
+            ctx.signer,
+            rate=2.0,
+            on_request=counted,
+            transport=memory_transport(sim),
+        ) as rest:
             start = trio.current_time()
             nursery.start_soon(poll_snapshots, ctx, rest, registry, Layout(ctx, sharded=False))
             while len(answered) < 60:  # noqa: ASYNC110 - three passes of 20 requests

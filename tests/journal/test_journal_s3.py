@@ -12,9 +12,10 @@ from journal_support import journal_config
 from prometheus_client import REGISTRY
 
 from kalshi.config import S3Config
-from kalshi.errors import ExportError
-from kalshi.journal import JournalRecord, JournalWriter, read_journal
+from kalshi.errors import ExportError, JournalError
+from kalshi.journal import JournalProblem, JournalRecord, JournalWriter, read_journal
 from kalshi.journal import upload as upload_module
+from kalshi.journal.format import encode_frame
 from kalshi.testing.s3server import S3Server
 
 _buckets = itertools.count(1)
@@ -143,3 +144,42 @@ async def test_files_an_earlier_run_could_not_upload_are_uploaded_by_the_next(
     assert keys == [f"raw/journal/{p.relative_to(root).as_posix()}" for p in files]
     ledger = (root / "g-1" / ".uploaded").read_text().splitlines()
     assert sorted(ledger) == [p.relative_to(root).as_posix() for p in files]
+
+
+async def test_a_prefix_with_no_journal_is_an_error_and_problems_name_the_key(
+    s3_server: S3Server,
+) -> None:
+    # Outside tester F2: a prefix holding no journal read as nothing (exit 0), and a
+    # damaged line was placed in a temporary file (/tmp/kalshi-journal-XXXX/...).
+    bucket = f"journal-up-{next(_buckets)}"
+    await trio.to_thread.run_sync(s3_server.create_bucket, bucket)
+    s3 = s3_config(s3_server, bucket)
+    client = s3_server.client()
+    good = encode_frame("g-1", 7, 1, "in", 5, 5, b'{"type":"ticker"}')
+    objects = {
+        "raw/journal/g-1/g-1-20261124T225900-1.jsonl": good + b"not json\n",
+        "raw/journal/g-1/.lock": b"",
+        "raw/captures/cap.ndjson": b'{"type":"ticker","sid":1,"seq":1,"msg":{}}\n',
+    }
+    for key, body in objects.items():
+        await trio.to_thread.run_sync(
+            lambda key=key, body=body: client.put_object(Bucket=bucket, Key=key, Body=body)
+        )
+
+    def read(url: str) -> list[JournalRecord | JournalProblem]:
+        return list(read_journal([url], s3=s3))
+
+    items = await trio.to_thread.run_sync(read, f"s3://{bucket}/raw/journal/")
+    assert [(i.path, i.line_no) for i in items if isinstance(i, JournalProblem)] == [
+        (f"s3://{bucket}/raw/journal/g-1/g-1-20261124T225900-1.jsonl", 2)
+    ]
+    assert [i.frame_no for i in items if isinstance(i, JournalRecord)] == [1]
+    for prefix, held in (
+        ("raw/captures/", "1 left out (hidden, or not named as journal segments)"),
+        ("raw/none/", "nothing"),
+    ):
+        with pytest.raises(JournalError) as caught:
+            await trio.to_thread.run_sync(read, f"s3://{bucket}/{prefix}")
+        assert str(caught.value) == (
+            f"s3://{bucket}/{prefix}: no journal file to read under this prefix ({held})"
+        )

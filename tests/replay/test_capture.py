@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -73,6 +74,14 @@ def sourceless(items: Iterable[JournalRecord | JournalProblem]) -> list[object]:
         else i
         for i in items
     ]
+
+
+def conn_of(line: bytes, field: bytes = b'"event":', time: str = "recv_ms") -> int:
+    """The ``conn_id`` of a capture connection whose first frame is ``line``'s: its
+    receive time in µs plus the CRC-32 of the frame's bytes mod 10^6 (docs/replay.md,
+    "Identity of a capture's rows")."""
+    raw = line[line.index(field) + len(field) : -1]
+    return orjson.loads(line)[time] * 1000 + zlib.crc32(raw) % 1_000_000
 
 
 def frames_of(items: Iterable[object]) -> list[JournalRecord]:
@@ -181,7 +190,7 @@ def test_plain_gzip_zstd_and_stdin_give_the_same_records(
     assert (connect.kind, connect.gatherer_id, connect.conn_id) == (
         "connect",
         CAPTURE_GATHERER,
-        RECV * 1000,
+        conn_of(lines[0]),
     )
     # Two skips in three steps: too few steps to take a skip for a loss (issue F10b).
     assert connect.detail["seq_check"] == "filtered"
@@ -191,7 +200,8 @@ def test_plain_gzip_zstd_and_stdin_give_the_same_records(
     )
     assert connect.detail["time"] == "frame in 'event'; received_at from 'recv_ms' (ms)"
     assert [(f.conn_id, f.frame_no, f.wall_us, f.raw) for f in frames_of(expected)] == [
-        (RECV * 1000, n, (RECV + n - 1) * 1000, _event(line)) for n, line in enumerate(lines, 1)
+        (conn_of(lines[0]), n, (RECV + n - 1) * 1000, _event(line))
+        for n, line in enumerate(lines, 1)
     ]
 
 
@@ -243,27 +253,31 @@ def test_a_seq_restart_starts_a_new_session(tmp_path: Path) -> None:
     ]
     path = write(tmp_path / "c.jsonl", lines)
     items = list(read_records([path]))
+    one, two = conn_of(lines[0]), conn_of(lines[2])
     assert [
         (i.kind, i.conn_id, i.frame_no, i.detail.get("reason"))
         for i in items
         if isinstance(i, JournalRecord)
     ] == [
-        ("connect", RECV * 1000, 0, None),
-        ("frame", RECV * 1000, 1, None),
-        ("frame", RECV * 1000, 2, None),
-        ("disconnect", RECV * 1000, 3, "seq restart: sid 1 seq 1 after 501"),
-        ("connect", (RECV + 9) * 1000, 0, None),
-        ("frame", (RECV + 9) * 1000, 1, None),
-        ("frame", (RECV + 9) * 1000, 2, None),
+        ("connect", one, 0, None),
+        ("frame", one, 1, None),
+        ("frame", one, 2, None),
+        ("disconnect", one, 3, "seq restart: sid 1 seq 1 after 501"),
+        ("connect", two, 0, None),
+        ("frame", two, 1, None),
+        ("frame", two, 2, None),
     ]
     at = book_from_journal(iter(items), T1)
-    assert (at.stale, at.detail) == (True, f"disconnect: connection {RECV * 1000} ended")
+    assert (at.stale, at.detail) == (True, f"disconnect: connection {one} ended")
     assert book_from_journal(iter(items), T2).stale is False
 
 
-def test_a_session_goes_on_across_files_as_in_one_file(tmp_path: Path) -> None:
-    """seq going on from one file to the next is one session: the same records (identity
-    keys included) as the two files concatenated, read in one file or on stdin."""
+def test_a_session_goes_on_across_files_each_file_its_own_identity(tmp_path: Path) -> None:
+    """seq going on from one file to the next is one session (books and seq go on, one
+    session line), but each file's frames are their own connection (conn_id from the
+    file's first frame, frame_no from 1): each part read alone, the parts in either
+    order, or twice, give every frame the same identity (docs/replay.md, "Identity of a
+    capture's rows")."""
     first = [
         wrapped(RECV, snapshot(1, 500, T1, yes=[("0.4000", "10.00")])),
         wrapped(RECV + 1, delta(1, 501, T1, "0.4000", "-2.00")),
@@ -277,15 +291,43 @@ def test_a_session_goes_on_across_files_as_in_one_file(tmp_path: Path) -> None:
         write(tmp_path / "parts" / "a.jsonl", first),
         write(tmp_path / "parts" / "b.jsonl", second),
     ]
-    whole = write(tmp_path / "whole.jsonl", first + second)
     items = list(read_records(parts))
-    assert [(i.kind, i.conn_id, i.frame_no) for i in items if isinstance(i, JournalRecord)] == [
-        ("connect", RECV * 1000, 0),
-        *[("frame", RECV * 1000, n) for n in (1, 2, 3, 4)],
+    a, b = conn_of(first[0]), conn_of(second[0])
+    assert [
+        (i.kind, i.conn_id, i.frame_no, i.detail.get("continues"))
+        for i in items
+        if isinstance(i, JournalRecord)
+    ] == [
+        ("connect", a, 0, None),
+        ("frame", a, 1, None),
+        ("frame", a, 2, None),
+        ("connect", b, 0, a),  # the session goes on: books and seq carry over
+        ("frame", b, 1, None),
+        ("frame", b, 2, None),
     ]
     assert sourceless(read_records([tmp_path / "parts"])) == sourceless(items)
-    assert sourceless(read_records([whole])) == sourceless(items)
-    assert book_from_journal(iter(items), T1).stale is False
+    at = book_from_journal(iter(items), T1)
+    assert (at.stale, at.book.yes) == (False, {40000: 1000})
+
+    def keys(paths: list[Path]) -> set[tuple[int, int, bytes]]:
+        return {(f.conn_id, f.frame_no, f.raw) for f in frames_of(read_records(paths))}
+
+    together = keys(parts)
+    assert len(together) == 4
+    assert keys([parts[0]]) | keys([parts[1]]) == together
+    assert keys([parts[1], parts[0]]) == together
+    assert keys([parts[0], parts[1], parts[0]]) == together
+    # One session across the files: seq checked across the boundary, no restart.
+    replayer = Replayer(seq_check="contiguous")
+    for item in items:
+        replayer.feed(item)
+    assert [v.frames for v in replayer.continuity.sessions.values()] == [4]
+    assert replayer.continuity.markets[T1].gaps == 0
+    lost = write(tmp_path / "lost.jsonl", second[1:])  # seq 502 missing at the boundary
+    replayer = Replayer(seq_check="contiguous")
+    for item in read_records([parts[0], lost]):
+        replayer.feed(item)
+    assert replayer.continuity.markets[T1].gaps == 1
 
 
 def test_frames_out_of_order_within_the_window_are_put_back_beyond_it_said(
@@ -318,11 +360,11 @@ def test_frames_out_of_order_within_the_window_are_put_back_beyond_it_said(
         (i.kind, i.conn_id, orjson.loads(i.raw)["seq"] if i.kind == "frame" else None)
         for i in records
     ]
-    late = (RECV + 79) * 1000
+    late, first = conn_of(lines[-1]), conn_of(lines[0])
     assert seqs == [
-        ("connect", RECV * 1000, None),
-        *[("frame", RECV * 1000, seq) for seq in (1, 2, *range(4, 81))],
-        ("disconnect", RECV * 1000, None),
+        ("connect", first, None),
+        *[("frame", first, seq) for seq in (1, 2, *range(4, 81))],
+        ("disconnect", first, None),
         ("connect", late, None),
         ("frame", late, 3),
     ]
@@ -395,7 +437,8 @@ def test_damaged_lines_are_reported_and_skipped(tmp_path: Path) -> None:
 def test_a_capture_cut_mid_line_into_files_read_together_is_joined(tmp_path: Path) -> None:
     """A capture cut at a byte offset (``split -b``) and read together: the torn tail of
     one file and the head of the next make one line again (read as the next file's line
-    1); nothing is lost, the records are those of the uncut file. Read alone, each part
+    1); nothing is lost, the frames are those of the uncut file (each file's with its own
+    identity: docs/replay.md, "Identity of a capture's rows"). Read alone, each part
     reports its torn line; detection never decides on a torn line."""
     data = b"".join(line + b"\n" for line in _capture())
     cut = data.index(b"\n") + 1 + 40  # inside the second line
@@ -413,7 +456,15 @@ def test_a_capture_cut_mid_line_into_files_read_together_is_joined(tmp_path: Pat
         ((RECV + 4) * 1000, f"{tail}:4"),
     ]
     whole = write_raw(tmp_path / "whole.jsonl.txt", data)
-    assert sourceless(read_records([whole])) == sourceless(items)
+    # The frames of the uncut file, each file's with its own identity (its first frame's).
+    assert [(f.wall_us, f.raw) for f in frames_of(read_records([whole]))] == [
+        (f.wall_us, f.raw) for f in frames_of(items)
+    ]
+    joined = data[: data.index(b"\n", cut)]
+    assert [(f.conn_id, f.frame_no) for f in frames_of(items)] == [
+        (conn_of(data[: data.index(b"\n")]), 1),
+        *[(conn_of(joined[joined.rindex(b"\n") + 1 :]), n) for n in (1, 2, 3, 4)],
+    ]
     torn_head = data[cut : data.index(b"\n", cut)]
     with pytest.raises(orjson.JSONDecodeError) as invalid:
         orjson.loads(torn_head)
@@ -557,8 +608,9 @@ def test_the_command_line_names_fields_and_reports_continuity(tmp_path: Path) ->
         "orderbook_deltas",
         "orderbook_deltas",
     ]
+    first = conn_of(lines[0], b'"body":', "seen")
     session = (
-        f"session {RECV * 1000} (-): 4 frames 2026-11-24T22:59:00.000Z .. "
+        f"session {first} (-): 4 frames 2026-11-24T22:59:00.000Z .. "
         "2026-11-24T22:59:00.003Z; seq check contiguous (chosen (--seq-check)); "
         "frame in 'body'; received_at from 'seen' (ms); ended: end of capture"
     )
@@ -762,10 +814,10 @@ def test_a_sessions_first_two_frames_swapped_are_put_back_not_a_restart(
         (i.kind, i.conn_id, i.frame_no, orjson.loads(i.raw)["seq"] if i.kind == "frame" else None)
         for i in records
     ] == [
-        ("connect", (RECV + 1) * 1000, 0, None),
-        ("frame", (RECV + 1) * 1000, 1, 500),
-        ("frame", (RECV + 1) * 1000, 2, 501),
-        ("frame", (RECV + 1) * 1000, 3, 502),
+        ("connect", conn_of(lines[0]), 0, None),  # the first frame read: seq 501's
+        ("frame", conn_of(lines[0]), 1, 500),
+        ("frame", conn_of(lines[0]), 2, 501),
+        ("frame", conn_of(lines[0]), 3, 502),
     ]
     assert [i.detail for i in records if i.kind == "frame"] == [{"reordered": True}, {}, {}]
     replayer = Replayer(seq_check="contiguous")
@@ -776,3 +828,30 @@ def test_a_sessions_first_two_frames_swapped_are_put_back_not_a_restart(
     assert replayer.continuity.markets[T1].gaps == 0
     at = book_from_journal(iter(items), T1)
     assert (at.stale, at.book.yes) == (False, {40000: 900})
+
+
+def test_a_captures_lifecycle_frames_make_its_markets_rows(tmp_path: Path) -> None:
+    """A capture has no listing: its ``created`` lifecycle frame makes the market's row
+    through a registry, as live, and a later event moves it (was: 2 market_lifecycle rows
+    and no markets row, outside tester F10)."""
+    frames = Path(__file__).parent.parent / "data" / "frames"
+    created = (frames / "market_lifecycle_created.json").read_bytes().strip()
+    determined = (frames / "market_lifecycle_determined.json").read_bytes().strip()
+    path = write(tmp_path / "lc.jsonl", [wrapped(RECV, created), wrapped(RECV + 1000, determined)])
+    result = kalshi("replay", str(path), "--format", "jsonl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["table"], r.get("status"), r.get("event_type")) for r in rows] == [
+        ("market_lifecycle", None, "created"),
+        ("markets", "initialized", None),
+        ("market_lifecycle", None, "determined"),
+        ("markets", "determined", None),
+    ]
+    market = rows[3]
+    assert (
+        market["ticker"],
+        market["event_ticker"],
+        market["close_time"],
+        market["updated_at"],
+        market["gatherer_id"],
+    ) == ("INXD-23SEP14-B4487", "INXD-23SEP14", 1694721600000000, (RECV + 1000) * 1000, "capture")

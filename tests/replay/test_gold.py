@@ -189,23 +189,44 @@ def test_point_in_time_reads_only_up_to_the_instant() -> None:
 
 
 def test_into_postgresql_then_snapshot_at(db_url: str, tmp_path: Path) -> None:
-    """All three files in one replay (a directory), twice: nothing doubled; per window the
-    golden rows, the trades and the books at every instant from the database."""
-    for _ in range(2):
-        result = kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+    """All three files in one replay (a directory), then each file alone, then the three
+    in reverse order: each row once (every later run adds nothing: its rows are already
+    stored, the same counts), per window the golden rows, the trades and the books at
+    every instant from the database (docs/replay.md, "Identity of a capture's rows"; the
+    outside tester's 050800 file replayed alone after the directory doubled its deltas)."""
+    every = {
+        table: sum(GOLDEN[w][table] for w in WINDOWS)
+        for table in ("orderbook_deltas", "orderbook_snapshots", "trades")
+    }
+
+    def said(counts: dict[str, int]) -> str:
+        return ", ".join(f"{t} {n:,}" for t, n in sorted(counts.items()))
+
+    result = kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
+    assert lines[-1] == f"committed (new rows): {said(every)}"
+    again = [[str(capture(w))] for w in WINDOWS] + [[str(capture(w)) for w in WINDOWS[::-1]]]
+    for paths in again:
+        more = kalshi("replay", *paths, "--db", db_url, cwd=tmp_path)
+        assert more.returncode == 0, more.stderr
+        rows = every if len(paths) > 1 else {t: GOLDEN[paths[0].split("/")[-2]][t] for t in every}
+        assert more.stdout.decode().splitlines()[-2:] == [
+            "committed (new rows): none",
+            f"already stored (skipped): {said(rows)}",
+        ]
     assert lines[0] == (
-        "replayed 103,484 frames (103,487 journal records); rows: orderbook_deltas 100,838, "
+        "replayed 103,484 frames (103,488 journal records); rows: orderbook_deltas 100,838, "
         "orderbook_snapshots 6, trades 2,640"
     )
     # The recorder's seq goes on from 050000 to 050800 (one connection, filtered per market
-    # into two files): one session across the two files; 051300's seq is below where that
-    # session began on sid 1: a new connection.
+    # into two files): one session across the two files (each file its own conn_id, from
+    # its first frame); 051300's seq is below where that session began on sid 1: a new
+    # connection.
     sessions = [line for line in lines if line.startswith("session ")]
     assert [line.split(": ")[0] for line in sessions] == [
-        f"session 1785901540025000 ({capture(WINDOWS[0])})",
-        f"session 1785948391669000 ({capture(WINDOWS[2])})",
+        f"session {1785901540025000 + 713843} ({capture(WINDOWS[0])})",
+        f"session {1785948391669000 + 135277} ({capture(WINDOWS[2])})",
     ]
     assert [line.split(": ", 1)[1].split(";")[0] for line in sessions] == [
         "67,142 frames 2026-08-05T03:45:40.025Z .. 2026-08-05T12:00:00.414Z",
@@ -289,42 +310,73 @@ def test_writers_in_a_second_process_store_and_say_what_inline_does(
     ]
 
 
-def test_every_cut_of_the_capture_gives_the_same_rows(db_url: str, tmp_path: Path) -> None:
-    """The three files as a directory, then concatenated (.zst), split at a line boundary in
-    the 050800 file (two files read together), split there mid-line, and on stdin: the
-    first adds the golden rows, every other adds none (their identity keys are equal), and
-    each says so."""
-    data = b"".join(gzip.decompress(capture(window).read_bytes()) for window in WINDOWS)
-    (tmp_path / "all.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
-    cut = data.index(b"\n", data.index(b"KXGOLD15M-26AUG050800-00") + 5_000_000) + 1
-    (tmp_path / "split").mkdir()
-    (tmp_path / "split" / "part1.jsonl").write_bytes(data[:cut])
-    (tmp_path / "split" / "part2.jsonl").write_bytes(data[cut:])
-    (tmp_path / "torn").mkdir()  # split mid-line: the halves are joined
-    (tmp_path / "torn" / "paa.jsonl").write_bytes(data[: cut + 100])
-    (tmp_path / "torn" / "pab.jsonl").write_bytes(data[cut + 100 :])
+def test_every_form_of_a_file_gives_the_same_rows(db_url: str, tmp_path: Path) -> None:
+    """The three files as a directory, then the 050800 file plain, as .zst and on stdin:
+    the first adds the golden rows, every other adds none (a file's identity keys come from
+    the file, whatever its compression or the files read with it), and each says so; the
+    050800 book after the directory's session went on into it is current, not stale."""
+    window = WINDOWS[1]
+    data = gzip.decompress(capture(window).read_bytes())
+    (tmp_path / "one.jsonl").write_bytes(data)
+    (tmp_path / "one.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
     every = "orderbook_deltas 100,838, orderbook_snapshots 6, trades 2,640"
+    one = "orderbook_deltas 28,614, orderbook_snapshots 2, trades 399"
+    first = kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.decode().splitlines()[-1] == f"committed (new rows): {every}"
     runs = [
-        kalshi("replay", str(GOLD / "events"), "--db", db_url, cwd=tmp_path),
-        kalshi("replay", "all.jsonl.zst", "--db", db_url, cwd=tmp_path),
-        kalshi("replay", "split", "--db", db_url, cwd=tmp_path),
-        kalshi("replay", "torn", "--db", db_url, cwd=tmp_path),
+        kalshi("replay", "one.jsonl", "--db", db_url, cwd=tmp_path),
+        kalshi("replay", "one.jsonl.zst", "--db", db_url, cwd=tmp_path),
         kalshi("replay", "-", "--db", db_url, cwd=tmp_path, stdin=data),
     ]
-    assert [r.returncode for r in runs] == [0, 0, 0, 0, 0], [r.stderr for r in runs]
-    assert runs[0].stdout.decode().splitlines()[-1] == f"committed (new rows): {every}"
-    for again in runs[1:]:
+    assert [r.returncode for r in runs] == [0, 0, 0], [r.stderr for r in runs]
+    for again in runs:
         assert again.stdout.decode().splitlines()[-2:] == [
             "committed (new rows): none",
-            f"already stored (skipped): {every}",
+            f"already stored (skipped): {one}",
         ]
     with connect_db(db_url) as db:
         counts = {t: n for t, n in db.counts().items() if n}
     assert counts == {"orderbook_deltas": 100_838, "orderbook_snapshots": 6, "trades": 2_640}
-    # Split there, the 050800 book is current after the cut (one session), not stale.
-    at_us, book = instants(WINDOWS[1])[-1]
-    found = book_from_journal(read_records([tmp_path / "split"]), WINDOWS[1], at_us)
+    at_us, book = instants(window)[-1]
+    found = book_from_journal(read_records([GOLD / "events"]), window, at_us)
     assert (best_first(found.book), found.stale) == (book, False)
+
+
+def test_a_book_going_on_into_a_later_file_is_stale_in_the_database(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The 050800 file cut at a line boundary into two files (a recorder writing a file an
+    hour): the journal answer follows the session across the cut (the books of
+    expected.json at every instant); the database keeps each file's rows under its own
+    connection, so after the cut (no snapshot in the second file) its answer is stale and
+    says why, never a book that stopped at the cut; before the cut it is exact."""
+    window = WINDOWS[1]
+    lines = gzip.decompress(capture(window).read_bytes()).splitlines(keepends=True)
+    half = len(lines) // 2
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "a.jsonl").write_bytes(b"".join(lines[:half]))
+    (tmp_path / "cut" / "b.jsonl").write_bytes(b"".join(lines[half:]))
+    cut_us = orjson.loads(lines[half])["recv_ms"] * 1000
+    result = kalshi("replay", "cut", "--db", db_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines()[-1] == (
+        "committed (new rows): orderbook_deltas 28,614, orderbook_snapshots 2, trades 399"
+    )
+    before = after = 0
+    with connect_db(db_url) as db:
+        for at_us, book in instants(window):
+            found = book_from_journal(read_records([tmp_path / "cut"]), window, at_us)
+            assert (best_first(found.book), found.stale) == (book, False)
+            stored_book = book_from_db(db, window, at_us)
+            if at_us < cut_us:
+                before += 1
+                assert (best_first(stored_book.book), stored_book.stale) == (book, False)
+            else:
+                after += 1
+                assert stored_book.stale is True
+                assert stored_book.detail.startswith("the capture's deltas go on in connection ")
+    assert (before > 0, after > 0) == (True, True)
 
 
 def test_frames_a_little_out_of_order_are_put_back_in_seq_order(tmp_path: Path) -> None:

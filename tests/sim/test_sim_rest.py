@@ -1,5 +1,6 @@
 """The REST API of the simulator through httpx, checked against the reference (§4) and read
-back with the repository's decoders. The exchange runs on a frozen ``mock_clock``."""
+back with the repository's decoders. The exchange runs on a frozen ``mock_clock`` (on
+``autojump_clock`` where the REST client's backoff must pass, in memory)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import httpx
 import orjson
 import pytest
 
+from kalshi.errors import ConnectionLost
 from kalshi.models import Trade
+from kalshi.net import RestClient
 from kalshi.sim.universe import MARKETS_PER_EVENT
 from kalshi.testing import signed_headers, sim
+from kalshi.testing.memory import memory_transport
 from kalshi.wire import (
     decode_event,
     decode_events_page,
@@ -240,3 +244,40 @@ async def test_bulk_orderbooks_one_request_for_up_to_100_markets(mock_clock: obj
         too_many = await c.get("/markets/orderbooks", params={"tickers": [*tickers, "X-1"]})
         none = await c.get("/markets/orderbooks")
         assert (too_many.status_code, none.status_code) == (400, 400)
+
+
+async def test_the_memory_transport_gets_what_a_socket_gets(mock_clock: object) -> None:
+    """``memory_transport``: the simulator serves a memory stream as it serves a TCP
+    connection (same status, headers, body); a connection it drops is a transport error."""
+    async with sim(markets=30, active=3, seed=3, tier=None) as ex:
+        ex.engine.pause()
+        paths = ("/markets", "/exchange/status", "/markets/orderbooks?tickers=NOPE")
+        async with (
+            httpx.AsyncClient(base_url=ex.rest_url) as tcp,
+            httpx.AsyncClient(base_url=ex.rest_url, transport=memory_transport(ex)) as memory,
+        ):
+            for path in paths:
+                over_tcp, in_memory = await tcp.get(path), await memory.get(path)
+                assert in_memory.status_code == over_tcp.status_code == 200, path
+                assert in_memory.content == over_tcp.content, path
+                assert in_memory.headers == over_tcp.headers, path
+        ex.faults.refuse_connections(1.0)  # the clock is frozen: every new connection
+        async with httpx.AsyncClient(base_url=ex.rest_url, transport=memory_transport(ex)) as c:
+            with pytest.raises(httpx.TransportError):
+                await c.get("/markets")
+        assert ex.truth.faults_injected["refuse"] == 1
+
+
+async def test_the_rest_client_tries_a_dropped_memory_connection_again(
+    autojump_clock: object,
+) -> None:
+    async with sim(markets=30, active=3, seed=3, tier=None) as ex:
+        ex.engine.pause()
+        ex.faults.refuse_connections(60.0)
+        async with RestClient(
+            ex.rest_url, rate=1000, attempts=3, transport=memory_transport(ex)
+        ) as rest:
+            with pytest.raises(ConnectionLost):
+                await rest.get("/markets")
+            assert (rest.requests, rest.retries) == (3, 2)
+        assert ex.truth.faults_injected["refuse"] == 3

@@ -49,6 +49,44 @@ def test_lifecycle_creates_activates_and_settles() -> None:
     assert reg.apply(LifecycleEvent(ticker="UNKNOWN", event_type="settled"), 103) == []
 
 
+def test_a_created_market_opens_at_its_open_time_without_an_event() -> None:
+    """initialized -> active at open_time is implicit (kalshi-api.md §5 "Lifecycle")."""
+    reg = MarketRegistry("g1")
+    created = LifecycleEvent(
+        ticker="N-1", event_type="created", event_ticker="N", open_ts=1_000, close_ts=9_000
+    )
+    reg.apply(created, 500)
+    reg.upsert([Market(ticker="L-1", event_ticker="L", status="initialized", open_time=2_000)], 500)
+    assert reg.unopened == {"N-1": 1_000, "L-1": 2_000}
+    assert reg.open_due(999) == []
+    rows = reg.open_due(1_000)
+    assert [(r.ticker, r.status, r.open_time, r.updated_at) for r in rows] == [
+        ("N-1", "active", 1_000, 1_000)
+    ]
+    assert (reg.markets["N-1"].status, reg.markets["L-1"].status) == ("active", "initialized")
+    assert reg.unopened == {"L-1": 2_000}
+    assert reg.open_due(1_500) == []  # once
+    assert reg.status_counts() == {"active": 1, "initialized": 1}
+
+
+def test_finalized_markets_are_forgotten_once_held_long_enough() -> None:
+    reg = MarketRegistry("g1")
+    reg.upsert([market("A"), market("B"), market("C", "finalized")], 10)
+    reg.apply(LifecycleEvent(ticker="A", event_type="settled"), 20)
+    reg.upsert([market("B", "closed")], 30)
+    assert reg.finalized == {"A": 20, "C": 10}
+    assert reg.counts == {"active": 0, "finalized": 2, "closed": 1}
+    assert reg.forget(10) == []
+    assert reg.forget(11) == ["C"]
+    assert reg.forget(21) == ["A"]
+    assert (set(reg.markets), reg.finalized, reg.live) == ({"B"}, {}, set())
+    assert reg.status_counts() == {"closed": 1}
+    assert reg.page(None, None, 10, None)["tracked"] == 1
+    # held again only if listed again (the gatherer's listing never asks for it)
+    assert [r.status for r in reg.upsert([market("A", "finalized")], 40)] == ["finalized"]
+    assert reg.finalized == {"A": 40}
+
+
 def test_shards_partition_by_event_and_parse_strictly() -> None:
     shards = [Shard(i, 3) for i in range(3)]
     tickers = [market(f"E{e}-M{m}", event=f"E{e}") for e in range(30) for m in range(3)]
