@@ -42,7 +42,7 @@ from kalshi.models.units import format_rfc3339_us
 from kalshi.net import RestClient
 from kalshi.pipeline.outside import made_outside
 from kalshi.replay.core import Replayer, ReplayFilter
-from kalshi.replay.source import STOP_GRACE_US, SeqCheck
+from kalshi.replay.source import CAPTURE_GATHERER, STOP_GRACE_US, SeqCheck
 from kalshi.store.query import Database
 
 __all__ = [
@@ -210,6 +210,14 @@ WHERE ticker = %s AND gatherer_id = %s AND conn_id = %s AND frame_no > %s
   AND received_at <= %s
 ORDER BY received_at, conn_id, frame_no
 """
+# A capture's session read on into a later file: that file's connection (docs/replay.md,
+# "Identity of a capture's rows"); its deltas are not in the snapshot's connection.
+_LATER_FILE_SQL = """
+SELECT conn_id, received_at FROM orderbook_deltas
+WHERE ticker = %s AND gatherer_id = %s AND conn_id <> %s AND received_at > %s
+  AND received_at <= %s
+ORDER BY received_at LIMIT 1
+"""
 _FAR_FUTURE = 2**62
 # A production database: the deduplicator has a cursor in it (the test of sql/011).
 _PRODUCTION_SQL = "SELECT 1 FROM dedup_cursors LIMIT 1"
@@ -272,7 +280,8 @@ def latest_ticker(db: Database, at_us: int | None = None) -> str:
 def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
     """The book of ``ticker`` at ``at_us`` (``None``: latest) from the stored rows: a
     production database's (one with a deduplicator cursor) by :func:`_merged_book`, a
-    gatherer's from its latest WS snapshot and that session's deltas. Raises
+    gatherer's from its latest WS snapshot and that session's deltas (a capture's book
+    whose deltas go on in a later file's connection: stale from there). Raises
     :class:`NoBook`."""
     until = _FAR_FUTURE if at_us is None else at_us
     if db.query(_PRODUCTION_SQL):
@@ -308,6 +317,17 @@ def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
         stale, detail = True, f"sequence gap at seq {stop_seq} since the last snapshot"
     if not stale:
         stale, detail = _covered(db, ticker, until, received_at, gatherer_id, conn_id)
+    if not stale and gatherer_id == CAPTURE_GATHERER:
+        later = db.query(_LATER_FILE_SQL, (ticker, gatherer_id, conn_id, received_at, until))
+        if later:
+            other, since = later[0]
+            stale = True
+            detail = (
+                f"the capture's deltas go on in connection {other} (another file) from "
+                f"{format_rfc3339_us(since, digits=6)} without a snapshot there: the "
+                "database follows a book within one file's connection (--source journal "
+                "follows the session)"
+            )
     return BookAt(book, "db", as_of, stale, detail)
 
 

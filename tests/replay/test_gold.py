@@ -343,6 +343,42 @@ def test_every_form_of_a_file_gives_the_same_rows(db_url: str, tmp_path: Path) -
     assert (best_first(found.book), found.stale) == (book, False)
 
 
+def test_a_book_going_on_into_a_later_file_is_stale_in_the_database(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The 050800 file cut at a line boundary into two files (a recorder writing a file an
+    hour): the journal answer follows the session across the cut (the books of
+    expected.json at every instant); the database keeps each file's rows under its own
+    connection, so after the cut (no snapshot in the second file) its answer is stale and
+    says why, never a book that stopped at the cut; before the cut it is exact."""
+    window = WINDOWS[1]
+    lines = gzip.decompress(capture(window).read_bytes()).splitlines(keepends=True)
+    half = len(lines) // 2
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "a.jsonl").write_bytes(b"".join(lines[:half]))
+    (tmp_path / "cut" / "b.jsonl").write_bytes(b"".join(lines[half:]))
+    cut_us = orjson.loads(lines[half])["recv_ms"] * 1000
+    result = kalshi("replay", "cut", "--db", db_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines()[-1] == (
+        "committed (new rows): orderbook_deltas 28,614, orderbook_snapshots 2, trades 399"
+    )
+    before = after = 0
+    with connect_db(db_url) as db:
+        for at_us, book in instants(window):
+            found = book_from_journal(read_records([tmp_path / "cut"]), window, at_us)
+            assert (best_first(found.book), found.stale) == (book, False)
+            stored_book = book_from_db(db, window, at_us)
+            if at_us < cut_us:
+                before += 1
+                assert (best_first(stored_book.book), stored_book.stale) == (book, False)
+            else:
+                after += 1
+                assert stored_book.stale is True
+                assert stored_book.detail.startswith("the capture's deltas go on in connection ")
+    assert (before > 0, after > 0) == (True, True)
+
+
 def test_frames_a_little_out_of_order_are_put_back_in_seq_order(tmp_path: Path) -> None:
     """The 050000 file with every adjacent pair received 1-5 ms apart swapped (as a
     recorder writing from two threads would): the same rows, no gap, the books of
