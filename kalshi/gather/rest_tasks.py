@@ -98,10 +98,12 @@ async def relist_forever(
     ``relist_interval`` to catch what lifecycle messages missed. Failures back off.
 
     Each listing asks for the markets settled since the last complete one began (the
-    first: one interval back), less :data:`SETTLED_MARGIN_S`; once it is complete, the
-    markets held as finalized since before that window are forgotten
+    first: one interval back), or since the oldest open trade backfill window began if
+    earlier, less :data:`SETTLED_MARGIN_S`; once it is complete, the markets held as
+    finalized since before that window are forgotten
     (:meth:`~kalshi.pipeline.registry.MarketRegistry.forget`): no later listing returns
-    them, so the registry holds a finalized market for about two intervals."""
+    them, so the registry holds a finalized market for about three intervals, longer
+    while a backfill window that may hold its trades is open."""
     interval = float(ctx.cfg.relist_interval)
     started = False
     since: int | None = None  # Unix s: settled markets from here on are listed
@@ -113,6 +115,9 @@ async def relist_forever(
     while True:
         begun = ctx.wall_us() // 1_000_000 - SETTLED_MARGIN_S
         window = since if since is not None else begun - math.ceil(interval)
+        oldest = _oldest_backfill_s(ctx)
+        if oldest is not None:  # its trades' markets are held until it closes
+            window = min(window, oldest - SETTLED_MARGIN_S)
         try:
             listed = await retry(
                 functools.partial(list_markets, ctx, rest, registry, window),
@@ -130,8 +135,14 @@ async def relist_forever(
             listed = len(registry.markets)
         else:
             # complete: a market finalized before ``begun`` (less the clock margin) settled
-            # before the next listing's window, so no listing returns it again
-            forgotten = registry.forget((begun - SETTLED_MARGIN_S) * 1_000_000)
+            # before the next listing's window, so no listing returns it again; nor one
+            # whose trades an open backfill window may still hold (a sharded gatherer
+            # stores the trades of the markets its registry holds)
+            cutoff = begun - SETTLED_MARGIN_S
+            oldest = _oldest_backfill_s(ctx)
+            if oldest is not None:
+                cutoff = min(cutoff, oldest - SETTLED_MARGIN_S)
+            forgotten = registry.forget(cutoff * 1_000_000)
             if forgotten:
                 metrics.follow_registry(registry.counts)
                 log.info("forgot %d finalized markets", len(forgotten))
@@ -143,6 +154,12 @@ async def relist_forever(
             task_status.started(listed)
             started = True
         await trio.sleep(interval)
+
+
+def _oldest_backfill_s(ctx: GatherContext) -> int | None:
+    """The start (Unix s) of the oldest trade backfill window still open, if any."""
+    starts = [row.start_ts for rows in ctx.backfills.values() for row in rows]
+    return min(starts) // 1_000_000 if starts else None
 
 
 async def backfill_trades(

@@ -98,10 +98,16 @@ class Continuity:
         self._conn: tuple[str, int] | None = None
         self._session: SessionView | None = None
         self._seen: tuple[tuple[str, int], str] = (("", 0), "")
+        # Each connection's session view and (key, rule), built once until the next marker:
+        # the same (key, rule) object every run, so a market's sessions and rules are added
+        # to only when its frames change connection, not at every change of run.
+        self._known: dict[tuple[str, int], tuple[SessionView | None, tuple[tuple[str, int], str]]]
+        self._known = {}
 
     def marker(self, item: JournalRecord, rule: str) -> None:
         key = (item.gatherer_id, item.conn_id)
         self._conn = None
+        self._known.clear()
         if item.kind == "connect":
             detail = item.detail
             self._rules[key] = rule
@@ -144,9 +150,12 @@ class Continuity:
                     session.last_us = last
                 run = reordered = 0
                 key = (item.gatherer_id, item.conn_id)
-                first = self._alias.get(key, key)  # a capture session's first file's
-                session = self.sessions.get(first)
-                seen = (first, self._rules.get(key, "contiguous"))
+                known = self._known.get(key)
+                if known is None:
+                    first = self._alias.get(key, key)  # a capture session's first file's
+                    rule = self._rules.get(key, "contiguous")
+                    known = self._known[key] = (self.sessions.get(first), (first, rule))
+                session, seen = known
                 if session is not None and session.first_us is None:
                     session.first_us = wall
             run += 1

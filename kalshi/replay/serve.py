@@ -93,9 +93,24 @@ class _Cursor:
         self._filtered: set[tuple[str, int]] = set()
 
     def connect(self, record: JournalRecord) -> None:
-        """A recorded session starts; a filtered capture's skipped seq is no gap."""
+        """A recorded session starts; a filtered capture's skipped seq is no gap. A
+        capture's session read on from its next file (``continues``, docs/replay.md,
+        "Identity of a capture's rows") keeps its books, channels and seq under the new
+        connection."""
+        session = (record.gatherer_id, record.conn_id)
         if record.detail.get("seq_check") == "filtered":
-            self._filtered.add((record.gatherer_id, record.conn_id))
+            self._filtered.add(session)
+        before = record.detail.get("continues")
+        if not isinstance(before, int):
+            return
+        old = (record.gatherer_id, before)
+        for ticker, source in self._book_source.items():
+            if source == old:
+                self._book_source[ticker] = session
+        for key in [key for key in self._channels if key[:2] == old]:
+            self._channels[(*session, key[2])] = self._channels.pop(key)
+        for key in [key for key in self._last_seq if key[:2] == old]:
+            self._last_seq[(*session, key[2])] = self._last_seq.pop(key)
 
     def classify(self, record: JournalRecord) -> _Frame | None:
         """The frame to serve, or None (control reply, duplicate, undecodable)."""

@@ -109,6 +109,53 @@ async def test_finalized_markets_are_forgotten_and_never_listed_again(
     assert mine == [statuses[gone], "finalized"]
 
 
+async def test_a_finalized_market_is_held_while_a_backfill_window_may_hold_its_trades(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sharded gatherer stores the backfilled trades of the markets its registry holds: a
+    market finalized after an open window began stays until the window's trades are in."""
+    caplog.set_level(logging.INFO, logger="kalshi.gather.rest")
+
+    def listings() -> int:
+        return sum(r.getMessage().startswith("listed ") for r in caplog.records)
+
+    async with (
+        open_sim_exchange(
+            markets=100,
+            active=10,
+            rate=0.0,
+            seed=13,
+            port=0,
+            start_us=PINNED_START_US,
+            clock=virtual_wall_us,
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        sim.engine.pause()
+        ctx, _ = collecting_context(sim, tmp_path, nursery, relist_interval=f"{INTERVAL}s")
+        ctx.wall_us = virtual_wall_us
+        registry = MarketRegistry("t1")
+        async with RestClient(
+            sim.rest_url, ctx.signer, rate=1000.0, wall_us=virtual_wall_us
+        ) as rest:
+            await nursery.start(relist_forever, ctx, rest, registry)
+            await ctx.backfill_due("window", virtual_wall_us(), 0, "a lost trade session")
+            await trio.sleep(1)
+            gone = sorted(registry.live)[0]
+            sim.settle_market(gone, "no")
+            with trio.fail_after(20 * INTERVAL):
+                while listings() < 8:  # noqa: ASYNC110
+                    await trio.sleep(1)
+            assert registry.markets[gone].status == "finalized"  # the window is open
+            await ctx.backfilled("window", virtual_wall_us())
+            closed = listings()
+            with trio.fail_after(10 * INTERVAL):
+                while gone in registry.markets:  # noqa: ASYNC110
+                    await trio.sleep(1)
+            assert listings() == closed + 1  # the first listing after it forgets it
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_created_market_is_active_once_its_open_time_passes(
     db_url: str, tmp_path: Path
 ) -> None:

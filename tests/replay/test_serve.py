@@ -10,13 +10,22 @@ import pytest
 import trio
 import trio.testing
 import trio_websocket
-from replay_support import T1, T2, records, scripted_session, write_journal
+from replay_support import (
+    T1,
+    T2,
+    delta,
+    records,
+    scripted_session,
+    snapshot,
+    write_journal,
+)
 
 from kalshi.errors import HttpError
 from kalshi.journal import read_journal
 from kalshi.net import get_transport
 from kalshi.replay import ReplayFilter
 from kalshi.replay.serve import WS_PATH, serve_recording, serve_stream
+from kalshi.replay.source import read_records
 
 
 async def _receive(ws: trio_websocket.WebSocketConnection, count: int) -> list[dict[str, Any]]:
@@ -165,3 +174,42 @@ async def test_speed_paces_served_frames_by_recorded_time(autojump_clock: trio.a
     (_, t0), (_, t1), (_, t2) = arrivals
     assert [kind for kind, _ in arrivals] == ["subscribed", "trade", "trade"]
     assert (t1 - t0, t2 - t0) == (150 / 1e6 / 4.0, 250 / 1e6 / 4.0)
+
+
+async def test_a_capture_session_going_on_into_the_next_file_is_served_whole(
+    tmp_path: Path,
+) -> None:
+    """A capture cut into two files, its order book going on in the second without a
+    snapshot there: each file is its own connection (docs/replay.md, "Identity of a
+    capture's rows") but the served stream carries the book on, every delta in seq order."""
+    lines = [
+        b'{"recv_ms":1795561140000,"event":%s}' % snapshot(1, 500, T1, yes=[("0.4000", "10.00")]),
+        b'{"recv_ms":1795561140001,"event":%s}' % delta(1, 501, T1, "0.4000", "-2.00"),
+        b'{"recv_ms":1795561140005,"event":%s}' % delta(1, 502, T1, "0.4000", "1.00"),
+        b'{"recv_ms":1795561140006,"event":%s}' % delta(1, 503, T1, "0.4100", "2.00"),
+    ]
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "a.jsonl").write_bytes(b"".join(line + b"\n" for line in lines[:2]))
+    (tmp_path / "cut" / "b.jsonl").write_bytes(b"".join(line + b"\n" for line in lines[2:]))
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(
+                serve_recording, lambda: read_records([tmp_path / "cut"]), 0, None, None
+            )
+            url = f"ws://127.0.0.1:{port}{WS_PATH}"
+            async with trio_websocket.open_websocket_url(url) as ws:
+                command = {
+                    "id": 1,
+                    "cmd": "subscribe",
+                    "params": {"channels": ["orderbook_delta"], "market_tickers": [T1]},
+                }
+                await ws.send_message(orjson.dumps(command).decode())
+                got = await _receive(ws, 5)
+                assert got[0]["type"] == "subscribed"
+                assert [(f["type"], f["seq"], f["msg"].get("delta_fp")) for f in got[1:]] == [
+                    ("orderbook_snapshot", 1, None),
+                    ("orderbook_delta", 2, "-2.00"),
+                    ("orderbook_delta", 3, "1.00"),
+                    ("orderbook_delta", 4, "2.00"),
+                ]
+            nursery.cancel_scope.cancel()
