@@ -142,6 +142,9 @@ class Replayer:
         self._rules: dict[tuple[str, int], str] = {}
         # per gatherer, its market registry, from the first journaled /markets page on
         self.registries: dict[str, Any] = {}
+        # per gatherer, the earliest open_time (µs) of a market its registry holds as
+        # initialized: the replayed time passing it opens the market (:meth:`_opened`)
+        self._opens: dict[str, int] = {}
 
     def processor(self, gatherer_id: str) -> FrameProcessor:
         proc = self.processors.get(gatherer_id)
@@ -169,6 +172,16 @@ class Replayer:
         wall = item.wall_us
         if flt.end_us is not None and wall > flt.end_us:
             return []
+        due = self._opens.get(item.gatherer_id)
+        if due is not None and wall >= due:
+            opened = self._opened(item.gatherer_id, wall)
+            return opened + self._item(item, wall) if opened else self._item(item, wall)
+        return self._item(item, wall)
+
+    def _item(self, item: JournalRecord, wall: int) -> list[tuple[str, Row]]:
+        """:meth:`_feed` of a record within the time window, its time's openings done."""
+        stats = self.stats
+        flt = self.filter
         if item.kind == REST or (item.kind == "gap" and "row" in item.detail):
             stats.markers += 1
             try:
@@ -225,7 +238,9 @@ class Replayer:
             shard = parse_shard(str(item.detail.get("shard", "0/1")))
             registry = self.registries[item.gatherer_id] = MarketRegistry(item.gatherer_id, shard)
         markets, _ = decode_markets_page(item.raw)
-        return [("markets", row) for row in registry.upsert(markets, item.wall_us)]
+        rows = registry.upsert(markets, item.wall_us)
+        self._reschedule(item.gatherer_id)
+        return [("markets", row) for row in rows]
 
     def _lifecycle(self, gatherer_id: str, out: Outcome, wall: int) -> None:
         """A lifecycle event moves the registry as live (``Gatherer._on_lifecycle``)."""
@@ -234,6 +249,25 @@ class Replayer:
         if isinstance(out.lifecycle, LifecycleEvent):
             rows = self.registries[gatherer_id].apply(out.lifecycle, wall)
             out.rows.extend(("markets", row) for row in rows)
+            self._reschedule(gatherer_id)
+
+    def _opened(self, gatherer_id: str, wall: int) -> list[tuple[str, Row]]:
+        """The replayed time of ``gatherer_id`` reached ``wall`` (µs, a record's recorded
+        time): its registry's ``initialized`` markets whose open_time passed become
+        ``active``, as live every second (``Gatherer._open_markets``, the same
+        :meth:`~kalshi.pipeline.registry.MarketRegistry.open_due`; kalshi-api.md §5
+        "Lifecycle"). Returns their ``markets`` rows the filter keeps."""
+        rows = self.registries[gatherer_id].open_due(wall)
+        self._reschedule(gatherer_id)
+        return self._kept(wall, [("markets", row) for row in rows])
+
+    def _reschedule(self, gatherer_id: str) -> None:
+        """:attr:`_opens` of ``gatherer_id`` after its registry changed."""
+        due = min(self.registries[gatherer_id].unopened.values(), default=None)
+        if due is None:
+            self._opens.pop(gatherer_id, None)
+        else:
+            self._opens[gatherer_id] = due
 
     def _kept(self, wall: int, rows: list[tuple[str, Row]]) -> list[tuple[str, Row]]:
         """The filter's choice of rows made outside the pipeline (REST, the gatherer's gaps)."""
@@ -277,7 +311,7 @@ class Replayer:
         """:meth:`feed_all` without a filter: rows onto ``out``, not counted. The frames'
         counts (stats, continuity) are added once per run of ``in`` frames."""
         stats, processors, registries = self.stats, self.processors, self.registries
-        problems = stats.frame_problems
+        problems, opens = stats.frame_problems, self._opens
         run: list[JournalRecord] = []  # the run of `in` frames, and their outcomes
         done_run: list[Outcome] = []
         for item in items:
@@ -291,6 +325,10 @@ class Replayer:
                 continue
             run.append(item)
             gatherer_id = item.gatherer_id
+            if opens:
+                due = opens.get(gatherer_id)
+                if due is not None and item.wall_us >= due:
+                    out += self._opened(gatherer_id, item.wall_us)
             proc = processors.get(gatherer_id) or self.processor(gatherer_id)
             done = proc.process(item.conn_id, item.frame_no, item.wall_us, item.raw)
             done_run.append(done)

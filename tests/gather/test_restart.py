@@ -92,6 +92,14 @@ def _count(db_url: str, statement: str) -> int:
         return int(db.query(statement)[0][0])
 
 
+def _statuses(db_url: str, *tickers: str) -> dict[str, str]:
+    with connect_db(db_url) as db:
+        rows = db.query(
+            "SELECT ticker, status FROM markets WHERE ticker = ANY(%s)", [list(tickers)]
+        )
+    return {ticker: status for ticker, status in rows}
+
+
 async def test_kill_9_then_restart_loses_and_doubles_nothing(db_url: str, tmp_path: Path) -> None:
     async with open_sim_exchange(
         markets=30, active=15, rate=400.0, seed=17, port=0, start_us=PINNED_START_US
@@ -326,6 +334,19 @@ async def test_a_database_rebuilt_from_the_journal_equals_the_original(
                             > 0
                         )
                     )
+                    if run == 1:
+                        # a market opens during the recording (at its open_time, with no
+                        # lifecycle event: the gatherer's registry opens it, kalshi-api.md
+                        # §5) and one settles (finalized): the replay's registry does both
+                        settled = sorted(sim.engine.active_tickers)[0]
+                        sim.settle_market(settled)
+                        opening = sim.add_market(open_in_s=2, trade=False)
+                        await wait_for(
+                            lambda: (
+                                _statuses(db_url, opening, settled)  # noqa: B023
+                                == {opening: "active", settled: "finalized"}  # noqa: B023
+                            )
+                        )
                     if run == 0:
                         # kill -9 whatever the journal still holds in memory: no row is
                         # stored before its frame is on the journal's disk (Store.follow)
