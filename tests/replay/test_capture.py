@@ -833,7 +833,8 @@ def test_a_sessions_first_two_frames_swapped_are_put_back_not_a_restart(
 def test_a_captures_lifecycle_frames_make_its_markets_rows(tmp_path: Path) -> None:
     """A capture has no listing: its ``created`` lifecycle frame makes the market's row
     through a registry, as live, and a later event moves it (was: 2 market_lifecycle rows
-    and no markets row, outside tester F10)."""
+    and no markets row, outside tester F10). Its open_time (2023) is past: the next record's
+    time opens it (``active``, as live's registry on its 1 s timer, kalshi-api.md §5)."""
     frames = Path(__file__).parent.parent / "data" / "frames"
     created = (frames / "market_lifecycle_created.json").read_bytes().strip()
     determined = (frames / "market_lifecycle_determined.json").read_bytes().strip()
@@ -844,10 +845,12 @@ def test_a_captures_lifecycle_frames_make_its_markets_rows(tmp_path: Path) -> No
     assert [(r["table"], r.get("status"), r.get("event_type")) for r in rows] == [
         ("market_lifecycle", None, "created"),
         ("markets", "initialized", None),
+        ("markets", "active", None),
         ("market_lifecycle", None, "determined"),
         ("markets", "determined", None),
     ]
-    market = rows[3]
+    assert rows[2]["updated_at"] == (RECV + 1000) * 1000  # the determined frame's receipt
+    market = rows[4]
     assert (
         market["ticker"],
         market["event_ticker"],
