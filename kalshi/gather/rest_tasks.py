@@ -144,6 +144,8 @@ async def relist_forever(
                 cutoff = min(cutoff, oldest - SETTLED_MARGIN_S)
             forgotten = registry.forget(cutoff * 1_000_000)
             if forgotten:
+                # a replay's registry forgets them at the same point (docs/journal.md)
+                ctx.marker(0, "forget", before_us=cutoff * 1_000_000)
                 metrics.follow_registry(registry.counts)
                 log.info("forgot %d finalized markets", len(forgotten))
             since = begun

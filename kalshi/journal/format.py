@@ -3,12 +3,15 @@
 Every line carries ``gatherer_id``, ``conn_id``, ``frame_no``, ``direction``, ``wall_us``,
 ``mono_us`` and ``kind``. Frames (``kind == "frame"``) carry the frame either as ``text``
 (valid UTF-8, stored as a JSON string, byte-exact on read) or as ``b64`` (anything else).
-Markers (connect, subscribe, disconnect, resnapshot, gap) carry ``detail``, an object.
+Markers (connect, subscribe, disconnect, resnapshot, gap, forget) carry ``detail``, an
+object.
 REST answers (``kind == "rest"``, direction ``in``, ``conn_id`` 0) carry both: the body as
 received (``text`` or ``b64``, as a frame's) and ``detail`` (the request: ``path``,
 ``params``, and what the gatherer left out of its rows, e.g. ``skipped`` trade ids). A
 ``gap`` marker's ``detail.row`` holds a gap row the gatherer wrote outside the pipeline
-(reconnect, outage, backfill, ...), in ``gaps`` column order.
+(reconnect, outage, backfill, ...), in ``gaps`` column order. A ``forget`` marker
+(``conn_id`` 0) says a complete market listing let the registry forget the markets held as
+finalized since before ``detail.before_us`` (µs): a replay's registry forgets them there.
 
 Every line ends with ``"crc":"<8 hex digits>"``, the CRC-32 of the line as it would be
 without that member (``{...}`` up to and excluding ``,"crc":...``, plus the closing brace):
@@ -43,7 +46,7 @@ __all__ = [
 
 FRAME = "frame"
 REST = "rest"
-MARKER_KINDS = frozenset({"connect", "subscribe", "disconnect", "resnapshot", "gap"})
+MARKER_KINDS = frozenset({"connect", "subscribe", "disconnect", "resnapshot", "gap", "forget"})
 DIRECTIONS = frozenset({"in", "out"})
 MARKER_DIRECTION = "local"
 _INT_FIELDS = ("conn_id", "frame_no", "wall_us", "mono_us")

@@ -187,7 +187,8 @@ class JournalWriter:
     def record_marker(
         self, conn_id: int, kind: str, wall_us: int, mono_us: int, **detail: Any
     ) -> None:
-        """Journal an in-band marker (connect, subscribe, disconnect, resnapshot, gap).
+        """Journal an in-band marker (connect, subscribe, disconnect, resnapshot, gap,
+        forget).
 
         Its ``frame_no`` is the last received frame number on ``conn_id`` (0 before any).
         """

@@ -197,6 +197,9 @@ class Replayer:
                 self.processor(item.gatherer_id).forget_connection(item.conn_id)
             elif item.kind == "connect":
                 self._connect(item)
+            elif item.kind == "forget":
+                self._forget(item)
+                return []
             else:
                 return []
             self.continuity.marker(item, self._rules.get((item.gatherer_id, item.conn_id), ""))
@@ -250,6 +253,22 @@ class Replayer:
             rows = self.registries[gatherer_id].apply(out.lifecycle, wall)
             out.rows.extend(("markets", row) for row in rows)
             self._reschedule(gatherer_id)
+
+    def _forget(self, item: JournalRecord) -> None:
+        """A ``forget`` marker: a complete listing let the live registry forget the markets
+        held as ``finalized`` since before ``detail.before_us`` (µs); this gatherer's does
+        the same (:meth:`~kalshi.pipeline.registry.MarketRegistry.forget`, the same
+        function), so a long replay's registry stays as bounded as live's. Their
+        ``markets`` rows stay. A marker without an integer ``before_us`` is counted
+        (``invalid_record``) and skipped."""
+        before = item.detail.get("before_us")
+        if type(before) is not int:
+            self.stats.frame_problems["invalid_record"] += 1
+            log.warning("forget marker at %d: before_us %r is not an integer", item.wall_us, before)
+            return
+        registry = self.registries.get(item.gatherer_id)
+        if registry is not None:
+            registry.forget(before)
 
     def _opened(self, gatherer_id: str, wall: int) -> list[tuple[str, Row]]:
         """The replayed time of ``gatherer_id`` reached ``wall`` (µs, a record's recorded
