@@ -3,7 +3,8 @@ that can still produce data (the ``status`` filters of GET /markets, kalshi-api.
 plus those settled since the listing before; a finalized market is forgotten about three
 intervals after it is first held as finalized, and no later listing brings it back;
 ``kalshi_markets_tracked`` follows the registry, every status present, 0 when none; a
-market opens at its open_time (F6)."""
+market opens at its open_time (F6). A replay of the journal forgets where live forgot (its
+``forget`` marker), its registry as bounded as live's."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from kalshi.gather import metrics
 from kalshi.gather.registry import MARKET_STATUSES, MarketRegistry
 from kalshi.gather.rest_tasks import relist_forever
 from kalshi.gather.service import Gatherer
+from kalshi.journal import JournalRecord, JournalWriter, read_journal
 from kalshi.net import RestClient
+from kalshi.replay import Replayer
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
@@ -27,6 +30,7 @@ from tests.gather.support import sim_config, wait_for
 from tests.gather.test_connection_timing import virtual_wall_us
 from tests.gather.test_gather_sim import all_live, signer_of
 from tests.gather.test_liveness import collecting_context
+from tests.journal.journal_support import journal_config
 
 INTERVAL = 60  # s, relist_interval
 MARKETS = 8000  # the first 8 000 of the universe hold every status but inactive and amended
@@ -64,6 +68,9 @@ async def test_finalized_markets_are_forgotten_and_never_listed_again(
         sim.engine.pause()
         ctx, rows = collecting_context(sim, tmp_path, nursery, relist_interval=f"{INTERVAL}s")
         ctx.wall_us = virtual_wall_us
+        journal = JournalWriter(journal_config(tmp_path), "t1", virtual_wall_us)
+        await nursery.start(journal.run)
+        ctx.journal = journal
         registry = MarketRegistry("t1")
         universe = sim.engine.universe
         infos = [universe.info(i) for i in range(MARKETS)]
@@ -103,10 +110,21 @@ async def test_finalized_markets_are_forgotten_and_never_listed_again(
                     await trio.sleep(1)
             assert gone not in registry.markets
             assert set(registry.markets) == alive - {gone}
+            await journal.on_disk()
         nursery.cancel_scope.cancel()
     # its rows stay: the one that says finalized was handed to the store
     mine = [r.status for r in rows["markets"] if r.ticker == gone]
     assert mine == [statuses[gone], "finalized"]
+    # the journal's forget marker: a replay's registry forgets it where live's did, its
+    # rows the live ones, exact
+    records = list(read_journal([tmp_path / "journal"]))
+    forgets = [r for r in records if isinstance(r, JournalRecord) and r.kind == "forget"]
+    assert len(forgets) == 1
+    replayer = Replayer()
+    replayed = replayer.feed_all(records)
+    assert replayed == [("markets", row) for row in rows["markets"]]
+    assert set(replayer.registries["t1"].markets) == alive - {gone}
+    assert replayer.registries["t1"].status_counts() == registry.status_counts()
 
 
 async def test_a_finalized_market_is_held_while_a_backfill_window_may_hold_its_trades(
