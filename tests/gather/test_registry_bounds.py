@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -34,6 +36,11 @@ from tests.journal.journal_support import journal_config
 
 INTERVAL = 60  # s, relist_interval
 MARKETS = 8000  # the first 8 000 of the universe hold every status but inactive and amended
+
+
+async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    await trio.lowlevel.checkpoint()
+    return fn(*args)
 
 
 def _tracked() -> dict[str, float]:
@@ -68,7 +75,9 @@ async def test_finalized_markets_are_forgotten_and_never_listed_again(
         sim.engine.pause()
         ctx, rows = collecting_context(sim, tmp_path, nursery, relist_interval=f"{INTERVAL}s")
         ctx.wall_us = virtual_wall_us
-        journal = JournalWriter(journal_config(tmp_path), "t1", virtual_wall_us)
+        # writes in the event loop: a worker thread would let the autojump clock run out
+        # the journal's shielded close at cancellation
+        journal = JournalWriter(journal_config(tmp_path), "t1", virtual_wall_us, run_sync=_inline)
         await nursery.start(journal.run)
         ctx.journal = journal
         registry = MarketRegistry("t1")
