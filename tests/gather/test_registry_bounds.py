@@ -52,13 +52,15 @@ def _tracked() -> dict[str, float]:
     }
 
 
+def _listings(caplog: pytest.LogCaptureFixture) -> int:
+    """Listings the relist task has completed ("listed ..." lines logged so far)."""
+    return sum(r.getMessage().startswith("listed ") for r in caplog.records)
+
+
 async def test_finalized_markets_are_forgotten_and_never_listed_again(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="kalshi.gather.rest")
-
-    def listings() -> int:
-        return sum(r.getMessage().startswith("listed ") for r in caplog.records)
 
     async with (
         open_sim_exchange(
@@ -104,18 +106,18 @@ async def test_finalized_markets_are_forgotten_and_never_listed_again(
                     registry.markets[gone].status != "finalized"
                 ):
                     await trio.sleep(1)
-            held = listings()
+            held = _listings(caplog)
             assert gone not in registry.live
             assert _tracked()["finalized"] == 1.0
             assert _tracked()["active"] == float(counts["active"] - 1)
             with trio.fail_after(10 * INTERVAL):
                 while gone in registry.markets:  # noqa: ASYNC110
                     await trio.sleep(1)
-            assert listings() == held + 3  # held two more listings, forgotten by the third
+            assert _listings(caplog) == held + 3  # held two more listings, forgotten by the third
             assert _tracked()["finalized"] == 0.0
             # never listed again, never re-added
             with trio.fail_after(10 * INTERVAL):
-                while listings() < held + 6:  # noqa: ASYNC110
+                while _listings(caplog) < held + 6:  # noqa: ASYNC110
                     await trio.sleep(1)
             assert gone not in registry.markets
             assert set(registry.markets) == alive - {gone}
@@ -143,9 +145,6 @@ async def test_a_finalized_market_is_held_while_a_backfill_window_may_hold_its_t
     market finalized after an open window began stays until the window's trades are in."""
     caplog.set_level(logging.INFO, logger="kalshi.gather.rest")
 
-    def listings() -> int:
-        return sum(r.getMessage().startswith("listed ") for r in caplog.records)
-
     async with (
         open_sim_exchange(
             markets=100,
@@ -171,15 +170,15 @@ async def test_a_finalized_market_is_held_while_a_backfill_window_may_hold_its_t
             gone = sorted(registry.live)[0]
             sim.settle_market(gone, "no")
             with trio.fail_after(20 * INTERVAL):
-                while listings() < 8:  # noqa: ASYNC110
+                while _listings(caplog) < 8:  # noqa: ASYNC110
                     await trio.sleep(1)
             assert registry.markets[gone].status == "finalized"  # the window is open
             await ctx.backfilled("window", virtual_wall_us())
-            closed = listings()
+            closed = _listings(caplog)
             with trio.fail_after(10 * INTERVAL):
                 while gone in registry.markets:  # noqa: ASYNC110
                     await trio.sleep(1)
-            assert listings() == closed + 1  # the first listing after it forgets it
+            assert _listings(caplog) == closed + 1  # the first listing after it forgets it
         nursery.cancel_scope.cancel()
 
 

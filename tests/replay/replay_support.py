@@ -3,6 +3,8 @@ the real JournalWriter, and store configs pointing spool dirs at a temporary dir
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,20 @@ T2 = "KXA-26NOV24-T2"
 OB_CONN = 1_795_561_140_000_000  # µs, as the gatherer assigns them (wall clock at connect)
 TRADE_CONN = OB_CONN + 1
 BASE_US = OB_CONN + 1000
+
+
+def kalshi(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m kalshi ARGS`` in ``cwd``, text out, ``stdin`` fed as text; never raises on
+    a non-zero exit (the tests read ``returncode``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kalshi", *args],
+        capture_output=True,
+        input=None if stdin is None else stdin.decode(),
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
 
 
 def literal(name: str) -> bytes:

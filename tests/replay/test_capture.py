@@ -4,8 +4,6 @@ compression, sessions where seq restarts, and the sequence rule."""
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +19,7 @@ from replay_support import (
     T2,
     delta,
     frame,
+    kalshi,
     scripted_session,
     snapshot,
     subscribed,
@@ -36,18 +35,6 @@ from kalshi.replay.core import BAD_FRAMES_LISTED
 from kalshi.replay.source import CAPTURE_GATHERER, STOP_GRACE_US, SourceOptions, read_records
 
 RECV = 1_795_561_140_000  # ms
-
-
-def kalshi(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kalshi", *args],
-        capture_output=True,
-        input=None if stdin is None else stdin.decode(),
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-    )
 
 
 def wrapped(recv_ms: int, raw: bytes) -> bytes:

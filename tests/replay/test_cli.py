@@ -17,6 +17,7 @@ from replay_support import (
     OB_CONN,
     T1,
     delta,
+    kalshi,
     scripted_session,
     snapshot,
     store_config,
@@ -29,18 +30,6 @@ from kalshi.replay import JsonlSink, Replayer, ReplayFilter, replay_into_db
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing.s3server import S3Server
-
-
-def kalshi(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kalshi", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-    )
-
 
 # the scripted session's malformed order-book frame (its sixth), as replay locates it
 _MALFORMED = (

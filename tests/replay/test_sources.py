@@ -8,13 +8,12 @@ import bz2
 import gzip
 import lzma
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 import trio
-from replay_support import scripted_session, write_journal
+from replay_support import kalshi, scripted_session, write_journal
 
 from kalshi.config import S3Config
 from kalshi.errors import JournalError
@@ -37,17 +36,6 @@ LINES = 2000  # the gold capture's first lines, real frames
 def gold() -> list[bytes]:
     with gzip.open(GOLD) as fh:
         return [fh.readline() for _ in range(LINES)]
-
-
-def kalshi(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kalshi", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-    )
 
 
 def frames(items: object) -> list[bytes]:
