@@ -234,6 +234,9 @@ class _TableWriter:
         self.marks: list[tuple[int, int]] = []
         self.progress = trio.Event()  # set (and replaced) whenever rows are committed
         self.open_rows: list[Row] = []  # the open batch's rows taken from the channel
+        # the collector's wait for rows (its deadline: the open batch's flush_interval)
+        self.collecting = trio.CancelScope()
+        self.seal_due = False  # seal the open batch whole at once (seal_now)
         self.memory: deque[Batch] = deque()
         self._memory_rows = 0
         self.next_seq = 1
@@ -477,7 +480,7 @@ class _TableWriter:
         """Read rows into batches until every sender is closed."""
         deadline = math.inf
         while True:
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(-math.inf if self.seal_due else deadline) as self.collecting:
                 open_rows = len(self.open_rows)
                 self.wake_at = max(1, self.batch_size - open_rows) if open_rows else 1
                 while len(self.inbox) < self.wake_at and self.senders:
@@ -493,9 +496,19 @@ class _TableWriter:
             self._take()  # the flush interval passed: the rows still in the channel too
             self._wake_senders()
             # full batches only while rows keep coming; all of it once flush_interval passed
-            await self._seal(whole=len(self.open_rows) < self.batch_size)
+            # or a drain asked for it (seal_now)
+            whole = self.seal_due or len(self.open_rows) < self.batch_size
+            self.seal_due = False
+            await self._seal(whole=whole)
             deadline = trio.current_time() + self.flush_interval if self.open_rows else math.inf
         await self._seal(whole=True)
+
+    def seal_now(self) -> None:
+        """Seal the open batch and the rows in the channel now rather than at the end of
+        ``flush_interval`` (:meth:`Store.drain`: its caller waits for every row, and no
+        batch grows while it waits). Rows handed over afterwards are batched as always."""
+        self.seal_due = True
+        self.collecting.cancel()
 
     async def _seal(self, *, whole: bool) -> None:
         """Seal the open batch in batches of ``batch_size`` rows (``whole``: the last,
@@ -1033,7 +1046,11 @@ class Store:
 
     async def drain(self) -> None:
         """:meth:`committed`, and the spool is empty too (batches spooled by an earlier
-        process included): every row this store knows of is in the database."""
+        process included): every row this store knows of is in the database. Open batches
+        are sealed at once, not at the end of their ``flush_interval`` (the wait it saves:
+        up to 1 s a replay, docs/performance.md)."""
+        for writer in self._writers.values():
+            writer.seal_now()
         await self.committed()
         for writer in self._writers.values():
             while writer.spool.rows:
