@@ -9,6 +9,11 @@ Every gatherer run uses the **shipped default configuration** (etc/gatherer.yaml
 defaults: writers, journal, spool, liveness) except the exchange's address and key, one
 order-book connection and nothing else subscribed (the blast is one subscription), and no
 metrics server; the ``tuned`` run also raises the order-book writer's batch to 5 000.
+
+The default run also measures the whole machine's CPU a frame, first frame to the last row
+committed: this process (every thread: the gatherer), the simulator's process and the
+PostgreSQL server's processes. Their sum over the machine's cores is the fastest this
+machine can carry the blast end to end with all three on it, whatever the split.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from websockets.uri import parse_uri
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import Results, arguments, peak_rss_mib
+from replay import server_cpu
 
 from kalshi.auth import Signer, load_private_key
 from kalshi.config import JournalConfig, load_gatherer_config
@@ -128,12 +134,31 @@ async def bare_receive(
     return count, last - first
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Machine:
+    """CPU seconds so far of the three parties of a run: this process (the gatherer, every
+    thread), the simulator's process and the PostgreSQL server's processes."""
+
+    def __init__(self, sim_pid: int, data_dir: Path) -> None:
+        self.sim_pid, self.data_dir = sim_pid, data_dir
+
+    def now(self) -> tuple[float, float, float]:
+        return time.process_time(), process_cpu(self.sim_pid), server_cpu(self.data_dir)
+
+
 async def gatherer_run(
-    cfg_overrides: dict[str, object], db_url: str
-) -> tuple[int, float, float, float]:
+    cfg_overrides: dict[str, object], db_url: str, machine: Machine
+) -> tuple[int, float, float, float, tuple[float, ...]]:
     """Frames processed, seconds to process them (first frame to last), seconds until the
     database acknowledged every order-book row (nothing left in memory or in the spool),
-    and the CPU seconds of the event-loop thread from the first frame to the last."""
+    the CPU seconds of the event-loop thread from the first frame to the last, and the CPU
+    seconds of the gatherer, the simulator and PostgreSQL from the first frame until every
+    row was committed (:class:`Machine`)."""
     cfg = load_gatherer_config(None, overrides=cfg_overrides)
     signer = Signer(cfg.kalshi.api_key, load_private_key(cfg.kalshi.api_secret))
     gatherer = Gatherer(cfg, db_url, signer=signer)
@@ -144,6 +169,7 @@ async def gatherer_run(
             await trio.sleep(0.001)
         start = time.perf_counter()  # from the first frame: listing and connecting excluded
         cpu_start, cpu_last = time.thread_time(), 0.0
+        parties_start, parties_end = machine.now(), machine.now()
         store = gatherer.store
         assert store is not None
         books = ("orderbook_deltas", "orderbook_snapshots")
@@ -163,10 +189,12 @@ async def gatherer_run(
                 cpu_last = time.thread_time()
             elif committed_at is None and all_committed():
                 committed_at = now
+                parties_end = machine.now()
         processed = last_change - start
         stored = committed_at - start
         nursery.cancel_scope.cancel()
-    return conn.messages, processed, stored, cpu_last - cpu_start
+    used = tuple(b - a for a, b in zip(parties_start, parties_end, strict=True))
+    return conn.messages, processed, stored, cpu_last - cpu_start, used
 
 
 def _cpu_us(frames: list[bytes], work: Callable[[list[bytes]], object]) -> float:
@@ -356,15 +384,19 @@ def main() -> None:
             )
             with EmbeddedPostgres(Path(tmp) / "pg") as pg:
                 migrate(pg.url)
+                machine = Machine(sim.pid, pg.data_dir)
                 for transport, config in RUNS:
                     cfg = overrides(transport, config, tmp, rest_url, ws_url, key_id, key)
-                    count, processed, stored, cpu = trio.run(gatherer_run, cfg, pg.url)
+                    count, processed, stored, cpu, used = trio.run(
+                        gatherer_run, cfg, pg.url, machine
+                    )
                     rows.append(
                         [transport, config, count, count / processed, count / stored,
                          count / processed / bare[transport], count / stored / bare[transport]]
                     )  # fmt: skip
                     if (transport, config) == ("websockets", "default"):
                         loop_us = cpu / count * 1e6
+                        budget = [u / count * 1e6 for u in used]
         finally:
             sim.terminate()
             sim.wait()
@@ -386,6 +418,24 @@ def main() -> None:
         " whole: CPU time of the gatherer's event-loop thread per frame in the run above"
         " (also the row hand-off, the writers' Trio tasks, metrics, scheduling, GC).",
     )
+    total = sum(budget)
+    cores = os.cpu_count() or 1
+    results.table(
+        "The whole machine's CPU a frame (µs; websockets, default config, first frame to"
+        " every row committed)",
+        ["party", "µs a frame"],
+        [
+            ["the gatherer (this process, every thread)", budget[0]],
+            ["the simulator's blast (its process)", budget[1]],
+            ["PostgreSQL (the server's processes)", budget[2]],
+            ["all three", total],
+            [f"the most this machine carries end to end (msgs/s: {cores} cores / all three)",
+             cores * 1e6 / total],
+        ],
+        note="CPU time, not wall time. The last row is a ceiling for any split of the"
+        " gatherer over processes with the simulator and PostgreSQL on the same cores: it"
+        " assumes every core busy all the time.",
+    )  # fmt: skip
     benchmark_rss = peak_rss_mib()
     results.table(
         "Peak RSS (MiB; goal <= 1 024)",
