@@ -73,7 +73,9 @@ log = logging.getLogger("kalshi.replay")
 _NAMES = tuple(TABLES)  # a batch's first byte: its table's index here
 _INDEX = {name: i for i, name in enumerate(_NAMES)}
 _BATCH_ROWS = 2_000  # rows of one table sent at a time
-_IN_FLIGHT = 4  # encoded batches waiting for the pipe
+# encoded batches waiting for the pipe (130-160 KiB each: 10 MiB at most): deep enough that
+# the pipeline runs on through the writer process's start-up (spawn and imports, 0.5-0.7 s)
+_IN_FLIGHT = 64
 _JOIN_SLACK = 30.0  # seconds past shutdown_grace a stopping child is waited for
 
 
