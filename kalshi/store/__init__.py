@@ -9,6 +9,7 @@ stages after it (the deduplicator, the export, replay) use this face: :class:`Se
 
 from kalshi.store.embedded import EmbeddedPostgres, resolve_database
 from kalshi.store.migrate import migrate, storage_mode
+from kalshi.store.process import drain_store, serve_batches, store_counts
 from kalshi.store.query import Database, connect_db
 from kalshi.store.schema import TABLES, TableSpec
 from kalshi.store.session import Session
@@ -24,8 +25,11 @@ __all__ = [
     "TableSpec",
     "TableStats",
     "connect_db",
+    "drain_store",
     "migrate",
     "open_store",
     "resolve_database",
+    "serve_batches",
     "storage_mode",
+    "store_counts",
 ]
