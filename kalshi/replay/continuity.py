@@ -111,11 +111,13 @@ class Continuity:
         if item.kind == "connect":
             detail = item.detail
             self._rules[key] = rule
-            before = (item.gatherer_id, detail.get("continues"))
-            before = self._alias.get(before, before)  # type: ignore[arg-type]
-            if before in self.sessions:  # a capture session read on from its next file
-                self._alias[key] = before
-                return
+            continues = detail.get("continues")  # a capture's earlier connection, or absent
+            if isinstance(continues, int):
+                before = (item.gatherer_id, continues)
+                before = self._alias.get(before, before)
+                if before in self.sessions:  # a capture session read on from its next file
+                    self._alias[key] = before
+                    return
             self.sessions[key] = SessionView(
                 item.gatherer_id,
                 item.conn_id,
