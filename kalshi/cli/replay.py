@@ -75,10 +75,22 @@ CHANNELS = dict.fromkeys(TYPE_CHANNEL.values())
 _TORN = ("torn last line", "torn zstd tail", "torn gzip tail", "torn xz tail", "torn bzip2 tail")
 
 
+# An integer time is µs since the epoch, from 2000-01-01 to 2100-01-01 (exclusive): a
+# number outside is another unit (ms, s, ns) or a typo, refused rather than read as 1970.
+US_FROM, US_UNTIL = 946_684_800_000_000, 4_102_444_800_000_000
+
+
 def parse_time(text: str, option: str) -> int:
-    """RFC 3339 (``2026-11-24T22:59:00Z``) or integer µs since the epoch."""
+    """RFC 3339 (``2026-11-24T22:59:00Z``) or integer µs since the epoch, 2000-01-01 to
+    2100-01-01 (``docs/replay.md``); else :class:`UsageError` naming the unit and value."""
     if text.lstrip("-").isdigit():
-        return int(text)
+        value = int(text)
+        if not US_FROM <= value < US_UNTIL:
+            raise UsageError(
+                f"{option}: an integer time is µs since the epoch (from {US_FROM}, "
+                f"2000-01-01, to {US_UNTIL}, 2100-01-01), got {text} (ms, s or ns?)"
+            )
+        return value
     try:
         return parse_rfc3339_us(text)
     except UnitError:

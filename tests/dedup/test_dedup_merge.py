@@ -24,7 +24,7 @@ from dedup_support import (
 
 from kalshi.book import OrderBook
 from kalshi.config import GathererConfig, SpoolConfig, parse_duration
-from kalshi.dedup.service import Deduplicator
+from kalshi.dedup.service import Deduplicator, _holes_summary
 from kalshi.errors import StoreError
 from kalshi.models.rows import MarketRow, TickerRow, TradeRow
 from kalshi.models.units import format_rfc3339_us
@@ -569,3 +569,49 @@ async def test_a_switch_after_a_pass_that_ended_on_a_delta_stamped_backwards_lea
     with connect_db(production) as db:
         rows = db.query("SELECT seq, gatherer_id FROM orderbook_deltas ORDER BY seq")
     assert rows == [(2, "gb"), (3, "gb"), (4, "gb"), *((n, "ga") for n in range(5, 11))]
+
+
+async def test_a_pass_logs_its_order_book_holes_in_one_line_each_hole_at_debug(
+    make_db: Callable[..., str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outside tester pbreak8 F2: a WARNING per hole was 250 000 lines per gatherer restart
+    at 250 000 markets. Now one line per pass (count, markets, the first five tickers, where
+    the list is); each hole at DEBUG; the gaps rows and the counter as before."""
+    truth = make_truth(11, events=320)
+    expected = holes(truth, list(MISSES.values()))
+    urls = await write_all(make_db, recordings(truth, MISSES), tmp_path)
+    production = make_db()
+    dedup = Deduplicator(dedup_config(production, urls, batch_size=37))
+    caplog.set_level("DEBUG", logger="kalshi.dedup")
+    try:
+        report = await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    tickers = sorted({ticker for ticker, _ in expected})
+    assert len(expected) == 6 and len(tickers) == 3  # the scripted misses, exactly
+    assert report.holes == len(expected)
+    named = ", ".join(tickers)
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "kalshi.dedup" and r.levelname == "WARNING" and "hole" in r.getMessage()
+    ]
+    assert warnings == [
+        f"6 order-book hole(s) in 3 market(s) ({named}): no gatherer has these stretches, "
+        "each resumed from a later snapshot; every one is a production gaps row (kind "
+        "'merge_hole'), counted by kalshi_dedup_holes_total"
+    ]
+    debug = sorted(
+        r.getMessage().split(":")[0]
+        for r in caplog.records
+        if r.levelname == "DEBUG" and r.getMessage().startswith("order-book hole in ")
+    )
+    assert debug == sorted(f"order-book hole in {ticker}" for ticker, _ in expected)
+    with connect_db(production) as db:
+        rows = db.query("SELECT ticker FROM gaps WHERE kind = 'merge_hole' ORDER BY ticker")
+    assert [r[0] for r in rows] == sorted(ticker for ticker, _ in expected)
+
+
+def test_the_hole_summary_names_five_markets_and_counts_the_rest() -> None:
+    line = _holes_summary(["M7", "M1", "M1", "M2", "M3", "M4", "M5", "M6"])
+    assert line.startswith("8 order-book hole(s) in 7 market(s) (M1, M2, M3, M4, M5 and 2 more):")
