@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import sys
 
@@ -29,7 +31,10 @@ def main() -> None:
     (anywhere on the command line) shows the traceback instead. SIGTERM before a
     command's loop listens for it (its start) stops it with a line and exit 0, as later;
     SIGINT or SIGTERM during a one-shot command's work (a dedup pass, an export, a REST
-    snapshot) stops it with an ``error:`` line and exit 1.
+    snapshot) stops it with an ``error:`` line and exit 1. A reader that closed our stdout
+    (``kalshi replay J --format jsonl | head -1``) is not an error of ours: no message,
+    exit 1, the way Python's documentation (signal, "Note on SIGPIPE") and rich's console
+    handle a ``BrokenPipeError`` (docs/replay.md, "Output").
     """
     stop_early()
     debug = "--debug" in sys.argv[1:]
@@ -47,7 +52,35 @@ def main() -> None:
     except UsageError as exc:
         fail(str(exc), code=2)
     except (Exception, BaseExceptionGroup) as exc:
+        if _reader_gone(exc):
+            _quiet_exit()
         message = None if debug else expected_failure(exc)
         if message is None:
             raise
         fail(message)
+
+
+def _reader_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` holds a ``BrokenPipeError`` (alone or inside Trio's exception groups)
+    and our stdout is a pipe whose reader has gone: a ``BrokenPipeError`` of a socket (the
+    database, S3) with stdout still read is an error like any other."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_reader_gone(sub) for sub in exc.exceptions)
+    if not isinstance(exc, BrokenPipeError):
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # no stdout at all
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    # A pipe's write end polls POLLERR once its last reader closed (Linux, macOS).
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _quiet_exit() -> None:
+    """Exit 1 without a message, stdout pointed at /dev/null first so that the interpreter's
+    flush of stdout at exit does not print ``Exception ignored ... BrokenPipeError``."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(1)

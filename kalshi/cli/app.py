@@ -6,6 +6,7 @@ import logging
 import re
 import signal
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -43,6 +44,7 @@ __all__ = [
     "fail",
     "load_or_exit",
     "not_implemented",
+    "operands",
     "ports_first",
     "redact_url",
     "run_until_signal",
@@ -126,6 +128,23 @@ def check_http_url(option: str, url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{option}: expected an http:// or https:// address, got {url!r}")
     return url
+
+
+def operands(values: list[str], argv: list[str] | None = None) -> list[str]:
+    """``values`` of a positional list that takes ``-`` (stdin), checked as cyclopts checks
+    any other: a value starting with ``-`` (other than ``-`` itself) is an unknown option,
+    a :class:`UsageError` ``Unknown option: --nosuch.`` (exit 2), unless it follows ``--``
+    on the command line (``argv``, default ``sys.argv[1:]``). A file named ``-x`` is read
+    as ``./-x`` or after ``--``. cyclopts has no rule for "``-`` alone, but no other
+    leading hyphen" (``allow_leading_hyphen`` lets every ``--typo`` through as a file)."""
+    argv = sys.argv[1:] if argv is None else argv
+    after = Counter(argv[argv.index("--") + 1 :] if "--" in argv else [])
+    for value in values:
+        if value != "-" and value.startswith("-"):
+            if after[value] == 0:
+                raise UsageError(f"Unknown option: {value}.")
+            after[value] -= 1
+    return values
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -34,6 +34,7 @@ from kalshi.cli.app import (
     err_console,
     fail,
     load_or_exit,
+    operands,
     ports_first,
     stop_on_signals,
 )
@@ -42,7 +43,7 @@ from kalshi.errors import KalshiError, UnitError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.journal.files import file_stamp
 from kalshi.models.units import parse_rfc3339_us
-from kalshi.pipeline import Sink
+from kalshi.pipeline import TYPE_CHANNEL, Sink
 from kalshi.replay import (
     CsvSink,
     JsonlSink,
@@ -65,15 +66,31 @@ from kalshi.store import TABLES, migrate, resolve_database
 
 log = logging.getLogger("kalshi.cli")
 
+# The channels rows come from (a frame's recorded subscription, else its type's channel):
+# --channel takes these names only, as --table takes the tables'.
+CHANNELS = dict.fromkeys(TYPE_CHANNEL.values())
+
 
 # the reasons of a file's torn end (kalshi.journal.reader, kalshi.replay.source)
 _TORN = ("torn last line", "torn zstd tail", "torn gzip tail", "torn xz tail", "torn bzip2 tail")
 
 
+# An integer time is µs since the epoch, from 2000-01-01 to 2100-01-01 (exclusive): a
+# number outside is another unit (ms, s, ns) or a typo, refused rather than read as 1970.
+US_FROM, US_UNTIL = 946_684_800_000_000, 4_102_444_800_000_000
+
+
 def parse_time(text: str, option: str) -> int:
-    """RFC 3339 (``2026-11-24T22:59:00Z``) or integer µs since the epoch."""
+    """RFC 3339 (``2026-11-24T22:59:00Z``) or integer µs since the epoch, 2000-01-01 to
+    2100-01-01 (``docs/replay.md``); else :class:`UsageError` naming the unit and value."""
     if text.lstrip("-").isdigit():
-        return int(text)
+        value = int(text)
+        if not US_FROM <= value < US_UNTIL:
+            raise UsageError(
+                f"{option}: an integer time is µs since the epoch (from {US_FROM}, "
+                f"2000-01-01, to {US_UNTIL}, 2100-01-01), got {text} (ms, s or ns?)"
+            )
+        return value
     try:
         return parse_rfc3339_us(text)
     except UnitError:
@@ -220,6 +237,7 @@ def replay(
     is committed and prints the committed counts. The exit code is 1 when a line was
     corrupt or a row is left unwritten (spooled for this database, or dead-lettered).
     """
+    operands(files)
     given = (("--db", db), ("--format", format), ("--serve", serve))
     modes = [name for name, value in given if value is not None]
     if len(modes) > 1:
@@ -234,6 +252,12 @@ def replay(
     unknown = sorted(tables - TABLES.keys())
     if unknown:
         raise UsageError(f"--table: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
+    channels = frozenset(channel or ())
+    unknown = sorted(channels - CHANNELS.keys())
+    if unknown:
+        raise UsageError(
+            f"--channel: unknown channel {unknown[0]!r} (one of {', '.join(CHANNELS)})"
+        )
     if format == "csv" and len(tables) != 1:
         raise UsageError("--format csv writes one table: give exactly one --table")
     start_us = parse_time(from_, "--from") if from_ is not None else None
@@ -243,7 +267,7 @@ def replay(
         raise UsageError(f"--from ({from_}) is after --to ({to}): the range holds nothing")
     flt = ReplayFilter(
         tickers=frozenset(ticker or ()),
-        channels=frozenset(channel or ()),
+        channels=channels,
         tables=tables,
         start_us=start_us,
         end_us=end_us,

@@ -16,6 +16,7 @@ from kalshi.cli.app import (
     err_console,
     fail,
     load_or_exit,
+    operands,
     run_until_signal,
 )
 from kalshi.cli.replay import (
@@ -86,6 +87,7 @@ def snapshot(
 
     Without ``--ticker`` (database only): the market of the newest delta stored, or of the
     newest received by ``--at``."""
+    operands(files or [])
     chosen = source or ("journal" if files else "db")
     if chosen == "journal" and not files:
         raise UsageError("--source journal needs journal FILES")

@@ -21,6 +21,10 @@ Time is local receive time (µs): the journal's ``wall_us``, the tables' ``recei
   a production ``merge_hole``, any per-market gap but a trades ``backfill``; the detail
   gives the gap's kind, span and detail), or when the market had closed by then
   (``markets.status`` closed or later and ``close_time`` reached).
+* A market whose ``determined`` or ``settled`` event was received by the time has no book
+  on either route: :class:`NoBook` ``T: no longer recorded at TIME: market determined at
+  ...`` (the pipeline drops its book there); ``... : unsubscribed`` from a journal whose
+  gatherer sent ``delete_markets`` for it.
 * REST: the exchange's current book (signed ``GET /markets/{ticker}/orderbook``).
 """
 
@@ -37,7 +41,7 @@ from kalshi.dedup.merge import DEDUP_ID
 from kalshi.errors import BookError, HttpError, KalshiError, NetError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.book import BookDelta, BookSnapshot, Side
-from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
+from kalshi.models.rows import DeltaRow, GapRow, LifecycleRow, SnapshotRow
 from kalshi.models.units import format_rfc3339_us
 from kalshi.net import RestClient
 from kalshi.pipeline.outside import made_outside
@@ -55,6 +59,9 @@ __all__ = [
 ]
 
 _BOOK_TABLES = frozenset({"orderbook_snapshots", "orderbook_deltas"})
+# and the lifecycle events that end a market's book (the pipeline drops it: kalshi-api.md §5)
+_JOURNAL_TABLES = _BOOK_TABLES | {"market_lifecycle"}
+_RETIRING = ("determined", "settled")
 
 
 class NoBook(KalshiError):
@@ -77,6 +84,22 @@ def _when(at_us: int | None) -> str:
     return "now" if at_us is None else format_rfc3339_us(at_us, digits=6)
 
 
+def _ended(event: str, exchange_ts: int) -> str:
+    return f"market {event} at {format_rfc3339_us(exchange_ts, digits=6)}"
+
+
+def _no_longer(ticker: str, at_us: int | None, why: str) -> str:
+    """A market whose book ended (determined, settled, unsubscribed) before ``at_us``: one
+    message for the journal and database routes (``docs/replay.md``, "Point-in-time")."""
+    return f"{ticker}: no longer recorded at {_when(at_us)}: {why}"
+
+
+def _before_data(ticker: str, at_us: int) -> str:
+    """No book of ``ticker`` by ``at_us``: one message for the journal and database routes
+    (a journal read up to ``at_us`` cannot tell whether the market comes later)."""
+    return f"{ticker}: no order book recorded at or before {_when(at_us)}"
+
+
 def book_from_journal(
     items: Iterable[JournalRecord | JournalProblem],
     ticker: str,
@@ -93,7 +116,7 @@ def book_from_journal(
     within :data:`~kalshi.replay.source.STOP_GRACE_US` after ``at_us`` reached it (a
     later segment's gap markers prove nothing about ``at_us``). Raises :class:`NoBook`."""
     replayer = Replayer(
-        ReplayFilter(tickers=frozenset({ticker}), tables=_BOOK_TABLES, end_us=at_us), seq_check
+        ReplayFilter(tickers=frozenset({ticker}), tables=_JOURNAL_TABLES, end_us=at_us), seq_check
     )
     last: tuple[str, int] | None = None  # (gatherer_id, received_at) of the latest row
     applied = 0  # receive time of the last row the pipeline applied to a trusted book
@@ -101,6 +124,7 @@ def book_from_journal(
     gaps: dict[tuple[object, ...], tuple[GapRow, str]] = {}  # gap markers read, with label
     labels: dict[tuple[str, int], str] = {}  # (gatherer_id, conn_id) -> connection label
     snap: tuple[int, str, int] | None = None  # latest snapshot: received_at, gatherer, conn
+    ended = ""  # the first determined/settled event read: why the book was dropped
     read_until = 0  # the latest receive time read within the stop (not a late gap marker's)
     stop = _FAR_FUTURE if at_us is None else at_us + STOP_GRACE_US
     for item in items:
@@ -112,6 +136,10 @@ def book_from_journal(
             if item.kind == "gap" and "row" in item.detail:
                 _note_gap(gaps, item)
         for _, row in replayer.feed(item):
+            if isinstance(row, LifecycleRow):
+                if row.event_type in _RETIRING and not ended:
+                    ended = _ended(row.event_type, row.exchange_ts)
+                continue
             assert isinstance(row, SnapshotRow | DeltaRow)
             last = (row.gatherer_id, row.received_at)
             if isinstance(row, SnapshotRow):
@@ -121,6 +149,8 @@ def book_from_journal(
         if not seen and isinstance(item, JournalRecord) and ticker.encode() in item.raw:
             seen = True
     if last is None:
+        if at_us is not None:  # the database's words for the same question
+            raise NoBook(_before_data(ticker, at_us))
         if seen:
             raise NoBook(f"{ticker}: no order-book frame at or before {_when(at_us)}")
         raise NoBook(f"{ticker}: not in the journal")
@@ -128,7 +158,7 @@ def book_from_journal(
     proc = replayer.processor(gatherer_id)
     book = proc.books.get(ticker)
     if book is None and ticker in proc.retired:
-        raise NoBook(f"{ticker}: no longer recorded at {_when(at_us)} (settled or unsubscribed)")
+        raise NoBook(_no_longer(ticker, at_us, ended or "unsubscribed"))
     if book is None:
         raise NoBook(f"{ticker}: no snapshot at or before {_when(at_us)} (deltas only)")
     stale = ticker in proc.stale
@@ -250,7 +280,7 @@ LIMIT 1
 _CLOSED = ("closed", "determined", "disputed", "amended", "finalized")
 _SETTLED_SQL = """
 SELECT event_type, exchange_ts FROM market_lifecycle
-WHERE ticker = %s AND event_type IN ('determined', 'settled') AND exchange_ts <= %s
+WHERE ticker = %s AND event_type IN ('determined', 'settled') AND received_at <= %s
 ORDER BY exchange_ts
 LIMIT 1
 """
@@ -284,10 +314,15 @@ def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
     whose deltas go on in a later file's connection: stale from there). Raises
     :class:`NoBook`."""
     until = _FAR_FUTURE if at_us is None else at_us
+    settled = db.query(_SETTLED_SQL, (ticker, until))
+    if settled:  # as the journal route: the pipeline dropped the book at that event
+        raise NoBook(_no_longer(ticker, at_us, _ended(*settled[0])))
     if db.query(_PRODUCTION_SQL):
         return _merged_book(db, ticker, at_us, until)
     found = db.query(_SNAPSHOT_SQL, (ticker, until))
     if not found:
+        if at_us is not None:
+            raise NoBook(_before_data(ticker, at_us))
         if db.query("SELECT 1 FROM orderbook_snapshots WHERE ticker = %s LIMIT 1", (ticker,)):
             raise NoBook(f"{ticker}: no WebSocket snapshot at or before {_when(at_us)}")
         raise NoBook(f"{ticker}: no order book stored for this ticker")
@@ -343,6 +378,8 @@ def _merged_book(db: Database, ticker: str, at_us: int | None, until: int) -> Bo
     except BookError as exc:  # production inconsistent: say so, never a wrong book
         raise NoBook(f"{ticker}: production's stream cannot be applied: {exc}") from None
     if found.snapshot_at is None:
+        if at_us is not None:
+            raise NoBook(_before_data(ticker, at_us))
         if db.query("SELECT 1 FROM orderbook_snapshots WHERE ticker = %s LIMIT 1", (ticker,)):
             raise NoBook(f"{ticker}: no WebSocket snapshot at or before {_when(at_us)}")
         raise NoBook(f"{ticker}: no order book stored for this ticker")
@@ -354,17 +391,13 @@ def _covered(
     db: Database, ticker: str, until: int, snap_at: int, gatherer_id: str, conn_id: int
 ) -> tuple[bool, str]:
     """``(True, why)`` when a recorded gap of the market's book covers ``until`` (µs) or
-    began after the snapshot received at ``snap_at``, or the market had been determined or
-    settled (a ``market_lifecycle`` event) or closed (``markets``) by then."""
+    began after the snapshot received at ``snap_at``, or the market had closed
+    (``markets``) by then."""
     params = (until, until, snap_at, ticker, gatherer_id, conn_id, ticker)
     found = db.query(_COVER_SQL, params)
     if found:
         kind, start, end, why = found[0]
         return True, _gap_detail(kind, start, end, why)
-    settled = db.query(_SETTLED_SQL, (ticker, until))
-    if settled:  # determined before its scheduled close (early settlement)
-        event, at = settled[0]
-        return True, f"market {event} at {format_rfc3339_us(at, digits=6)}"
     closed = db.query(_CLOSED_SQL, (ticker, list(_CLOSED), until))
     if closed:
         status, close_time = closed[0]

@@ -164,7 +164,7 @@ async def test_one_clear_line_and_exit_1(tmp_path: Path) -> None:
         (("snapshot", journal, "--ticker", "NOPE"), "error: NOPE: not in the journal"),
         (
             ("snapshot", journal, "--ticker", T1, "--at", "2026-11-24T22:59:00Z"),
-            f"error: {T1}: no order-book frame at or before 2026-11-24T22:59:00.000000Z",
+            f"error: {T1}: no order book recorded at or before 2026-11-24T22:59:00.000000Z",
         ),
         (
             ("snapshot", "--ticker", T1, "--source", "rest", "--config", "rest.yaml"),
@@ -257,6 +257,22 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
         (
             ("replay", journal, "--format", "csv"),
             "--format csv writes one table: give exactly one --table",
+        ),
+        # Outside tester F6: milliseconds were read as µs (1970) and --from let all through.
+        (
+            ("snapshot", journal, "--ticker", "X", "--at", "1785901700692"),
+            "--at: an integer time is µs since the epoch (from 946684800000000, 2000-01-01,"
+            " to 4102444800000000, 2100-01-01), got 1785901700692 (ms, s or ns?)",
+        ),
+        (
+            ("replay", journal, "--format", "jsonl", "--from", "1785901700692"),
+            "--from: an integer time is µs since the epoch (from 946684800000000, 2000-01-01,"
+            " to 4102444800000000, 2100-01-01), got 1785901700692 (ms, s or ns?)",
+        ),
+        (
+            ("replay", journal, "--format", "jsonl", "--to", "1785901700692000000"),
+            "--to: an integer time is µs since the epoch (from 946684800000000, 2000-01-01,"
+            " to 4102444800000000, 2100-01-01), got 1785901700692000000 (ms, s or ns?)",
         ),
         (
             ("replay", journal, "--from", "yesterday"),

@@ -21,6 +21,8 @@ from replay_support import (
     T2,
     Entry,
     delta,
+    frame,
+    kalshi,
     scripted_session,
     snapshot,
     store_config,
@@ -189,12 +191,18 @@ async def test_no_book_errors_say_why(db_url: str, tmp_path: Path) -> None:
     with connect_db(db_url) as db:
         with pytest.raises(NoBook, match=r"^NOPE: no order book stored for this ticker$"):
             book_from_db(db, "NOPE", None)
-        with pytest.raises(NoBook, match=rf"^{T1}: no WebSocket snapshot at or before 20"):
+        # Outside tester F6 (pbreak8): a time before the data, the same words on both routes.
+        before = rf"^{T1}: no order book recorded at or before 2026-11-24T22:59:00.001150Z$"
+        with pytest.raises(NoBook, match=before):
             book_from_db(db, T1, early)
+        with pytest.raises(NoBook, match=r"^NOPE: no order book recorded at or before 2026-"):
+            book_from_db(db, "NOPE", early)
     with pytest.raises(NoBook, match=r"^NOPE: not in the journal$"):
         book_from_journal(read_journal(files), "NOPE")
-    with pytest.raises(NoBook, match=rf"^{T1}: no order-book frame at or before 20"):
+    with pytest.raises(NoBook, match=before):
         book_from_journal(read_journal(files), T1, early)
+    with pytest.raises(NoBook, match=r"^NOPE: no order book recorded at or before 2026-"):
+        book_from_journal(read_journal(files), "NOPE", early)
 
 
 async def test_rest_source_reads_the_simulator(tmp_path: Path) -> None:
@@ -227,8 +235,48 @@ async def test_a_market_dropped_live_is_no_longer_recorded(tmp_path: Path) -> No
     files = await write_journal(tmp_path / "journal", entries)
     before = book_from_journal(read_journal(files), T1, BASE_US + 449)
     assert before.book == _book({40000: 1000, 42000: 300}, {55000: 700})
-    with pytest.raises(NoBook, match=rf"^{T1}: no longer recorded at 2026-11-24T22:59:00.001500Z"):
+    with pytest.raises(
+        NoBook, match=rf"^{T1}: no longer recorded at 2026-11-24T22:59:00.001500Z: unsubscribed$"
+    ):
         book_from_journal(read_journal(files), T1, BASE_US + 500)
+
+
+async def test_a_settled_market_has_no_book_on_either_route(db_url: str, tmp_path: Path) -> None:
+    """Outside tester F3 (pbreak8): after its ``determined`` event the database gave the
+    last book, stale, exit 0, the journal an error, exit 1; now both say the same, exit 1."""
+    lc, t = OB_CONN + 2, BASE_US
+    determined = frame(
+        "market_lifecycle_v2", 1, 1, market_ticker=T1, event_type="determined",
+        determination_ts=1_795_561_141, result="yes", settlement_value="1.0000",
+    )  # fmt: skip
+    entries = scripted_session()
+    entries[-1:-1] = [
+        ("marker", lc, "connect", t + 3, {"label": "lifecycle-0", "channels": ["lifecycle"]}),
+        ("in", lc, 1, t + 4, subscribed(1, "market_lifecycle_v2")),
+        ("in", lc, 2, t + 1000, determined),
+    ]
+    files = await write_journal(tmp_path / "journal", entries)
+    await replay_into_db(read_journal(files), db_url, store_config(tmp_path))
+    ended = (
+        f"{T1}: no longer recorded at 2026-11-24T22:59:00.002000Z: market determined at "
+        "2026-11-24T22:59:01.000000Z"
+    )
+    with connect_db(db_url) as db:
+        assert book_from_db(db, T1, t + 999).book == _book({40000: 1100, 41000: 200}, {})
+        with pytest.raises(NoBook, match=f"^{ended}$"):
+            book_from_db(db, T1, t + 1000)
+    assert book_from_journal(read_journal(files), T1, t + 999).book == _book(
+        {40000: 1100, 41000: 200}, {}
+    )
+    with pytest.raises(NoBook, match=f"^{ended}$"):
+        book_from_journal(read_journal(files), T1, t + 1000)
+    at = str(t + 1000)
+    by_journal = kalshi(
+        "snapshot", str(tmp_path / "journal"), "--ticker", T1, "--at", at, cwd=tmp_path
+    )
+    by_db = kalshi("snapshot", "--ticker", T1, "--at", at, "--db", db_url, cwd=tmp_path)
+    for result in (by_journal, by_db):
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", f"error: {ended}\n")
 
 
 _GAP = "INSERT INTO gaps VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s)"
@@ -289,8 +337,13 @@ async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
             (t + 1150, t + 1150, T1),
         )
         assert book_from_db(db, T1, t + 1149).stale is False
-        determined = book_from_db(db, T1, t + 1150)
-        assert determined.detail == "market determined at 2026-11-24T22:59:00.002150Z"
+        # Outside tester F3 (pbreak8): no book from then on, as from the journal.
+        ended = (
+            rf"^{T1}: no longer recorded at 2026-11-24T22:59:00.002150Z: market determined at "
+            r"2026-11-24T22:59:00.002150Z$"
+        )
+        with pytest.raises(NoBook, match=ended):
+            book_from_db(db, T1, t + 1150)
 
 
 async def test_a_journaled_gap_or_the_journal_end_marks_the_journal_book_stale(

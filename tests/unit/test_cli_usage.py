@@ -1,0 +1,143 @@
+"""The command line as the README promises it (outside tester pbreak8 F4, F5, F7): an unknown
+option is one ``error:`` line and exit 2 for every command, a name outside a closed set is
+refused like one, and a reader that closed the pipe ends a command quietly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cyclopts import App
+
+from kalshi.cli import app
+
+GOLD = Path(__file__).parent.parent / "data" / "kalshi-gold15m" / "events"
+CAPTURE = GOLD / "KXGOLD15M-26AUG050000-00" / "2026-08-05.ndjson.gz"
+
+
+def _commands(node: App, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Every command that runs (``db up``, ``replay``...), found in the app itself: a command
+    added later is covered without a change here."""
+    found: list[tuple[str, ...]] = []
+    for name in node:
+        if name.startswith("-"):  # --help, --version
+            continue
+        sub = node[name]
+        if sub.default_command is not None:
+            found.append((*path, name))
+        found += _commands(sub, (*path, name))
+    return found
+
+
+COMMANDS = _commands(app, ())
+
+
+def kalshi(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kalshi", *args],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def test_the_command_list_is_complete() -> None:
+    assert COMMANDS == [
+        ("dedup",),
+        ("export",),
+        ("config", "check"),
+        ("db", "up"),
+        ("db", "down"),
+        ("db", "status"),
+        ("db", "migrate"),
+        ("db", "reset"),
+        ("demo",),
+        ("gather",),
+        ("replay",),
+        ("sim",),
+        ("snapshot",),
+        ("status",),
+    ]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_an_unknown_option_is_one_line_and_exit_2(command: tuple[str, ...], tmp_path: Path) -> None:
+    # F4: `replay --nosuch` read it as a file (exit 1), `snapshot --nosuch` complained of
+    # --ticker; nothing may start (no embedded PostgreSQL, no .kalshi directory).
+    result = kalshi(*command, "--zzqx", cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        "error: Unknown option: --zzqx.\n",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [("replay",), ("snapshot", "--ticker", "X")], ids=" ".join)
+def test_a_file_named_like_an_option_is_read_after_double_dash_or_as_dot_slash(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    after = kalshi(*command, "-", "--", "-x", cwd=tmp_path)
+    dotted = kalshi(*command, "./-x", cwd=tmp_path)
+    before = kalshi(*command, "-x", "--", "-y", cwd=tmp_path)
+    assert [(r.returncode, r.stdout, r.stderr) for r in (after, dotted, before)] == [
+        (1, "", "error: -x: no such file or directory\n"),
+        (1, "", "error: -x: no such file or directory\n"),  # the path as pathlib spells it
+        (2, "", "error: Unknown option: -x.\n"),
+    ]
+
+
+def test_an_unknown_channel_is_refused_like_an_unknown_table(tmp_path: Path) -> None:
+    # F5: `--channel trades` (for trade) printed `rows: none` and exit 0.
+    channel = kalshi(
+        "replay", str(CAPTURE), "--format", "jsonl", "--channel", "trades", cwd=tmp_path
+    )
+    table = kalshi("replay", str(CAPTURE), "--format", "jsonl", "--table", "trade", cwd=tmp_path)
+    assert [(r.returncode, r.stdout, r.stderr) for r in (channel, table)] == [
+        (
+            2,
+            "",
+            "error: --channel: unknown channel 'trades' (one of orderbook_delta, trade, ticker,"
+            " market_lifecycle_v2, multivariate_market_lifecycle)\n",
+        ),
+        (
+            2,
+            "",
+            "error: --table: unknown table 'trade' (one of trades, orderbook_deltas,"
+            " orderbook_snapshots, tickers, market_lifecycle, markets, gaps)\n",
+        ),
+    ]
+    # the window's 1 033 trades (expected.json, the data set's own count)
+    good = kalshi("replay", str(CAPTURE), "--format", "jsonl", "--channel", "trade", cwd=tmp_path)
+    assert (good.returncode, good.stdout.count('{"table":"trades"')) == (0, 1033), good.stderr
+
+
+@pytest.mark.parametrize(
+    "output", [("--format", "jsonl"), ("--format", "csv", "--table", "orderbook_deltas")]
+)
+def test_a_reader_that_closed_the_pipe_ends_replay_quietly(output: tuple[str, ...]) -> None:
+    # F7: `kalshi replay J --format jsonl | head -1` printed `error: Broken pipe`. The
+    # capture's rows are far more than a pipe holds (64 KiB), so the replay is still writing
+    # when the reader goes: no message, exit 1 (Python's docs, "Note on SIGPIPE").
+    with subprocess.Popen(
+        [sys.executable, "-m", "kalshi", "replay", str(CAPTURE), *output],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read()
+        code = process.wait(timeout=120)
+    assert first.startswith(
+        b'{"table":"orderbook_snapshots","snapshot_ts":1785901540025000,'
+        if output[1] == "jsonl"
+        else b"exchange_ts,received_at,gatherer_id,ticker,side,price,size_delta,conn_id,"
+        b"frame_no,sid,seq\n"
+    )
+    assert (code, stderr) == (1, b"")
