@@ -32,7 +32,8 @@ async def test_a_refused_first_request_is_not_tried_again() -> None:
     with pytest.raises(ExportError) as caught:
         await target.keys("raw/")
     assert str(caught.value) == (
-        f'cannot list s3://kalshi-f9/raw/: Could not connect to the endpoint URL: "{endpoint}/kalshi-f9"'
+        "cannot list s3://kalshi-f9/raw/: Could not connect to the endpoint URL:"
+        f' "{endpoint}/kalshi-f9"'
         " (the endpoint never answered: not tried again)"
     )
     assert (target.health.failures, target.health.up) == (1, False)
