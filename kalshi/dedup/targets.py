@@ -167,6 +167,7 @@ class S3Target:
         self.max_backoff = max_backoff
         self.multipart_threshold = multipart_threshold
         self._bucket_checked = False
+        self._answered = False  # a request of ours has succeeded on this endpoint
         self.health = ExportHealth(self.describe(""))
 
     def describe(self, key: str) -> str:
@@ -176,20 +177,40 @@ class S3Target:
         return s3_client(self.s3, metrics.EXPORT_FAILURES.inc)
 
     async def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()`` in a thread, ``attempts`` times at most (botocore's own retries inside
+        each). Until a request has succeeded on this endpoint, one it refuses or cannot be
+        resolved (botocore's ``EndpointConnectionError``: nothing listening, a wrong
+        endpoint) is not tried again: :class:`ExportError` at once, after botocore's
+        ``S3_ATTEMPTS``, instead of ~54 s of tries (outside tester pbreak8 F9). Once it has
+        answered, the same error is an outage and keeps every try."""
+        from botocore.exceptions import EndpointConnectionError
+
+        errors = s3_errors()
+
+        def transient(exc: BaseException) -> bool:
+            unreachable = isinstance(exc, EndpointConnectionError) and not self._answered
+            return isinstance(exc, errors) and not unreachable
+
         def failed(exc: BaseException, attempt: int) -> None:
             self.health.failed(f"{what}: {exc}")
 
         try:
             done = await retry(
                 lambda: trio.to_thread.run_sync(fn),
-                transient=s3_errors(),
+                transient=transient,
                 attempts=self.attempts,
                 initial=self.backoff,
                 maximum=self.max_backoff,
                 on_failure=failed,
             )
-        except s3_errors() as exc:
+        except errors as exc:
+            if not transient(exc):
+                failed(exc, 1)
+                raise ExportError(
+                    f"{what}: {exc} (the endpoint never answered: not tried again)"
+                ) from exc
             raise ExportError(f"{what}: {exc} (gave up after {self.attempts} tries)") from exc
+        self._answered = True
         self.health.succeeded()
         return done
 
