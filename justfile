@@ -84,10 +84,15 @@ run-dedup *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
     source scripts/just-env.sh
+    started=
     if [ -z "$KALSHI_DOCKER" ]; then
         no_docker "merging the embedded PostgreSQL, exporting to the local S3 server (weed) of just up"
         local_s3_env
-        if [ -z "${TIMESCALEDB_URL:-}" ]; then TIMESCALEDB_URL=$(kalshi db up | tail -n 1); fi
+        if [ -z "${TIMESCALEDB_URL:-}" ]; then
+            # an embedded server this recipe starts is stopped on every exit (just up's stays)
+            if embedded_pg_stopped; then started=1; trap stop_embedded_pg EXIT; fi
+            TIMESCALEDB_URL=$(kalshi db up | tail -n 1)
+        fi
     fi
     if [ -z "${PRODUCTION_URL:-}" ]; then
         # production is its own database on the same server (never a gatherer's)
@@ -102,7 +107,11 @@ run-dedup *ARGS:
         kalshi db migrate --url "$PRODUCTION_URL" > /dev/null
     fi
     export TIMESCALEDB_URL PRODUCTION_URL
-    exec kalshi dedup --config etc/dedup.yaml {{ARGS}}
+    if [ -n "$started" ]; then
+        kalshi dedup --config etc/dedup.yaml {{ARGS}}
+    else
+        exec kalshi dedup --config etc/dedup.yaml {{ARGS}}
+    fi
 
 # Simulator + embedded PostgreSQL + gatherer with the live screen (no API key, no Docker)
 demo *ARGS:

@@ -12,5 +12,16 @@ fi
 # One line on stderr saying what is used instead of Docker.
 no_docker() { echo "no Docker: $*" >&2; }
 
-# S3_* of the local S3 server started by `just up` (fails with a hint when it is not running).
-local_s3_env() { eval "$(python scripts/local_services.py s3 env)"; }
+# S3_* of the local S3 server started by `just up` (fails with a hint when it is not running:
+# `eval "$(...)"` alone would go on without them, outside tester pbreak8 F8).
+local_s3_env() {
+    local found
+    found=$(python scripts/local_services.py s3 env) || return 1
+    eval "$found"
+}
+
+# Whether the embedded PostgreSQL (.kalshi/pg) is stopped (or not created yet).
+embedded_pg_stopped() { kalshi db status 2>&1 | grep -q '^server: embedded, stopped'; }
+
+# Stop the embedded PostgreSQL a recipe started (an EXIT trap; its exit code is kept).
+stop_embedded_pg() { kalshi db down >&2 || true; }

@@ -8,7 +8,9 @@ snapshot. Rebuilding a book is "reset at each snapshot, add each delta, in ``seq
 The merge follows one *source* segment while it lasts. When it ends (a gap, a resnapshot,
 its gatherer is down) or stops short of what another gatherer has, it looks for a segment
 whose book, at a point no later than the last merged delta, equals the merged book, and
-continues there (a *switch*). Nothing matches: the earliest later snapshot restarts the
+continues there (a *switch*). Nothing matches: a snapshot that ``follows`` on the source's
+own connection (the exchange restated the book with no gap between, e.g. the empty book of
+a closing market) continues the stream; else the earliest later snapshot restarts the
 stream and the uncovered stretch becomes a ``merge_hole`` row in ``gaps``.
 
 Deltas carry no exchange id and coarse times, so "the same point" means "same book, same
@@ -182,6 +184,25 @@ class _Stream:
                 return segment, position
         return None
 
+    def successor(self, current: Segment | None, segments: Sequence[Segment]) -> Segment | None:
+        """The segment that ``follows`` ``current`` (cut by a resnapshot) on its connection
+        after the merged point: the exchange restated the book with nothing lost between
+        (no gap), so the stream goes on through its snapshot without a hole."""
+        point = self.point
+        if current is None or not current.cut or point is None:
+            return None
+        if point.conn_id != current.conn_id:  # (a row's gatherer_id may not be the config's)
+            return None
+        after = [
+            s
+            for s in segments
+            if s.snapshot is not None
+            and (s.gatherer_id, s.conn_id) == (current.gatherer_id, current.conn_id)
+            and s.snapshot.frame_no > point.frame_no
+        ]
+        first = min(after, key=lambda s: s.snapshot.frame_no if s.snapshot else 0, default=None)
+        return first if first is not None and first.follows else None
+
     def pending(self, segments: Sequence[Segment]) -> bool:
         """Whether a segment starts at the merged point (a snapshot whose book equals the
         merged book, not older than the point) with no delta yet and not cut: its gatherer
@@ -269,6 +290,12 @@ def merge_market(
             continue
         if not ended:
             break
+        successor = None if broken else stream.successor(current, others)
+        if successor is not None:
+            assert successor.snapshot is not None
+            stream.take_snapshot(successor.snapshot)  # nothing lost: no hole
+            current, position = successor, 0
+            continue
         if stream.point is not None and stream.pending(others):
             waiting = True
             break

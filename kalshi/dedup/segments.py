@@ -4,7 +4,10 @@ A *segment* is a stretch of one connection in which the gatherer's book is exact
 at a WebSocket snapshot (or, for the current source, at the merge checkpoint) and runs
 through the deltas of that connection for that market, in ``frame_no`` order, until
 
-* the next snapshot of the market on the same connection (a resnapshot starts a new one),
+* the next snapshot of the market on the same connection (a resnapshot starts a new one;
+  when no gap of the connection lies between, the new segment ``follows`` the old one: the
+  exchange restated the book, nothing was lost, e.g. the empty book it sends when a market
+  closes, kalshi-api.md §3.1; outside tester pbreak8 F10),
 * a gap the gatherer recorded for that connection (market-wide or for this market): the
   first delta received after the gap's ``start_ts`` and everything after it are dropped,
 * a delta the book cannot take (a level would go negative; found when it is applied),
@@ -48,6 +51,9 @@ class Segment:
     snapshot: SnapshotRow | None  # the snapshot it starts at; None for a checkpoint start
     deltas: list[DeltaRow] = field(factory=list)
     cut: bool = False
+    # its snapshot came on its connection after the previous segment's rows, with no gap
+    # of the connection and no other connection's snapshot between: nothing was lost
+    follows: bool = False
 
 
 def _levels(text: str) -> dict[int, int]:
@@ -133,18 +139,31 @@ def build_segments(
         if delta.ticker == ticker:
             by_conn.setdefault(delta.conn_id, []).append(delta)
     segments: list[Segment] = []
+    previous: dict[int, Segment] = {}  # a resnapshot's segment -> the one it ends
     for conn_id in sorted(by_conn):
         current: Segment | None = None
         for row in sorted(by_conn[conn_id], key=_FRAME_NO):
             if isinstance(row, SnapshotRow):
-                if current is not None:
-                    current.cut = True
-                current = Segment(
+                segment = Segment(
                     gatherer_id, conn_id, ticker, book_from_snapshot(row), row.received_at, row
                 )
+                if current is not None:
+                    current.cut = True
+                    previous[id(segment)] = current
+                current = segment
                 segments.append(current)
             elif current is not None:
                 current.deltas.append(row)
+    for segment in segments:
+        before = previous.get(id(segment))
+        if before is not None:
+            since, until = before.start_received_at, segment.start_received_at
+            segment.follows = not any(
+                _gap_hits(g, segment.conn_id, ticker) and since <= g.start_ts <= until for g in gaps
+            ) and not any(
+                other.conn_id != segment.conn_id and since < other.start_received_at <= until
+                for other in segments
+            )
     for segment in segments:
         if any(
             other.conn_id != segment.conn_id and other.start_received_at > segment.start_received_at

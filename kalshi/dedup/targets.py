@@ -48,10 +48,13 @@ class ExportHealth:
         self.error = ""
         self.failures = 0  # failed attempts since the last success
 
-    def failed(self, cause: str) -> None:
+    def failed(self, cause: str, *, retrying: bool = True) -> None:
+        """One failed attempt; ``retrying``: whether it will be tried again (the warning
+        says so)."""
         metrics.EXPORT_FAILURES.inc()
         if not self.error:
-            log.warning("export to %s failing, retrying: %s", self.target, cause)
+            then = ", retrying" if retrying else " (not tried again)"
+            log.warning("export to %s failing%s: %s", self.target, then, cause)
         self.up = False
         self.error = cause
         self.failures += 1
@@ -167,6 +170,7 @@ class S3Target:
         self.max_backoff = max_backoff
         self.multipart_threshold = multipart_threshold
         self._bucket_checked = False
+        self._answered = False  # a request of ours has succeeded on this endpoint
         self.health = ExportHealth(self.describe(""))
 
     def describe(self, key: str) -> str:
@@ -176,20 +180,40 @@ class S3Target:
         return s3_client(self.s3, metrics.EXPORT_FAILURES.inc)
 
     async def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()`` in a thread, ``attempts`` times at most (botocore's own retries inside
+        each). Until a request has succeeded on this endpoint, one it refuses or cannot be
+        resolved (botocore's ``EndpointConnectionError``: nothing listening, a wrong
+        endpoint) is not tried again: :class:`ExportError` at once, after botocore's
+        ``S3_ATTEMPTS``, instead of ~54 s of tries (outside tester pbreak8 F9). Once it has
+        answered, the same error is an outage and keeps every try."""
+        from botocore.exceptions import EndpointConnectionError
+
+        errors = s3_errors()
+
+        def transient(exc: BaseException) -> bool:
+            unreachable = isinstance(exc, EndpointConnectionError) and not self._answered
+            return isinstance(exc, errors) and not unreachable
+
         def failed(exc: BaseException, attempt: int) -> None:
             self.health.failed(f"{what}: {exc}")
 
         try:
             done = await retry(
                 lambda: trio.to_thread.run_sync(fn),
-                transient=s3_errors(),
+                transient=transient,
                 attempts=self.attempts,
                 initial=self.backoff,
                 maximum=self.max_backoff,
                 on_failure=failed,
             )
-        except s3_errors() as exc:
+        except errors as exc:
+            if not transient(exc):
+                self.health.failed(f"{what}: {exc}", retrying=False)
+                raise ExportError(
+                    f"{what}: {exc} (the endpoint never answered: not tried again)"
+                ) from exc
             raise ExportError(f"{what}: {exc} (gave up after {self.attempts} tries)") from exc
+        self._answered = True
         self.health.succeeded()
         return done
 

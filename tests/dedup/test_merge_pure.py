@@ -6,6 +6,7 @@ import attrs
 
 from kalshi.dedup.merge import HOLE_KIND, merge_market
 from kalshi.dedup.segments import apply_row, book_from_snapshot, build_segments
+from kalshi.models.rows import DeltaRow, GapRow, SnapshotRow
 from kalshi.testing.recording import Recording, covered, make_truth, record
 from kalshi.testing.recording import holes as holes_of
 
@@ -93,3 +94,53 @@ def test_a_pass_ending_anywhere_then_a_switch_leaves_no_hole() -> None:
             assert [(d.exchange_ts, d.side, d.price, d.size_delta) for d in merged] == expected
             assert after.checkpoint is not None and after.checkpoint.book == truth.books[ticker]
     assert backwards == 3  # passes that ended on a delta stamped before the newest time
+
+
+# A closing market as the real exchange sends it (gold capture, kalshi-api.md §3.1): a
+# snapshot, deltas, then an empty snapshot on the same sid, its seq going on.
+_T = 1_785_902_000_000_000
+_M = "KXGOLD15M-26AUG050000-00"
+
+
+def _snap(frame_no: int, seq: int, yes: str, no: str, gatherer: str = "g") -> SnapshotRow:
+    at = _T + frame_no * 1_000
+    return SnapshotRow(at, None, at, gatherer, _M, "ws", yes, no, 7, frame_no, 1, seq)
+
+
+def _delta(frame_no: int, seq: int, price: int, change: int) -> DeltaRow:
+    at = _T + frame_no * 1_000
+    return DeltaRow(at - 500, at, "capture", _M, True, price, change, 7, frame_no, 1, seq)
+
+
+_CLOSING = (
+    [_snap(1, 10, "[[1000, 500], [2000, 300]]", "[[3000, 100]]"), _snap(4, 90, "[]", "[]")],
+    [_delta(2, 25, 1000, -200), _delta(3, 61, 2000, 100)],  # seq skips: a filtered capture
+)
+
+
+def test_a_resnapshot_on_the_same_connection_with_no_gap_between_is_no_hole() -> None:
+    # Outside tester pbreak8 F10: the gold capture's closing empty snapshots were 3
+    # merge_hole rows. Nothing was lost: the exchange restated the book on the same sid.
+    # (The deltas carry the capture's gatherer_id, not the configured one, as there.)
+    snapshots, deltas = _CLOSING
+    segments = build_segments("g", _M, snapshots, deltas, [])
+    assert [(s.cut, s.follows) for s in segments] == [(True, False), (False, True)]
+    out = merge_market(_M, None, None, segments, prefer=["g"])
+    assert out.holes == []
+    assert [(r.frame_no, r.seq) for r in out.snapshots] == [(1, 1), (4, 4)]
+    assert [(r.frame_no, r.seq) for r in out.deltas] == [(2, 2), (3, 3)]
+    assert out.checkpoint is not None
+    assert (out.checkpoint.frame_no, out.checkpoint.seq, out.checkpoint.waiting) == (4, 4, False)
+    assert out.checkpoint.book.yes == {} and out.checkpoint.book.no == {}
+
+
+def test_a_resnapshot_after_a_gap_of_its_connection_is_still_a_hole() -> None:
+    snapshots, deltas = _CLOSING
+    gap = GapRow(_T + 3_500, _T + 4_000, "g", 7, 1, None, "seq_gap", 62, 90, "lost")
+    segments = build_segments("g", _M, snapshots, deltas, [gap])
+    assert [(s.cut, s.follows) for s in segments] == [(True, False), (False, False)]
+    out = merge_market(_M, None, None, segments, prefer=["g"])
+    assert [(h.ticker, h.start_ts, h.end_ts, h.kind) for h in out.holes] == [
+        (_M, _T + 3_000 - 500, _T + 4_000, HOLE_KIND)
+    ]
+    assert [(r.frame_no, r.seq) for r in out.snapshots] == [(1, 1), (4, 4)]

@@ -122,3 +122,50 @@ def test_without_docker_up_migrate_monitoring_down_clean(
 
     _just("clean", cwd=scratch, env=env)
     assert sorted(p.name for p in (scratch / ".kalshi").iterdir()) == []
+
+
+def _status(scratch: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        ["kalshi", "db", "status"], cwd=scratch, env=env, capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    return (done.stdout + done.stderr).splitlines()[0]
+
+
+def test_run_dedup_without_up_stops_the_postgresql_it_started(scratch: Path) -> None:
+    """Outside tester pbreak8 F8: `just run-dedup --once` without `just up` failed with
+    config errors (exit 2) and left the embedded PostgreSQL it had started running."""
+    find_weed()
+    env = os.environ | {"KALSHI_NO_DOCKER": "1"}
+    env.pop("TIMESCALEDB_URL", None)
+    stopped = "server: embedded, stopped (.kalshi/pg); run `kalshi db up`"
+
+    # No S3 server: it says so and starts nothing.
+    done = subprocess.run(
+        ["just", "run-dedup", "--once"], cwd=scratch, env=env, capture_output=True, text=True,
+        timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "s3: not running; start it with `just up`\n" in done.stderr
+    assert "config error" not in done.stderr
+    assert _status(scratch, env) == stopped
+
+    # The S3 server up, the command fails after the recipe started PostgreSQL: stopped.
+    subprocess.run(
+        ["python", "scripts/local_services.py", "s3", "up"], cwd=scratch, env=env,
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    done = subprocess.run(
+        ["just", "run-dedup", "--once", "--no-such-option"], cwd=scratch, env=env,
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "embedded PostgreSQL stopped\n" in done.stderr
+    assert _status(scratch, env) == stopped
+
+    # It succeeds: stopped too. A server `just up` started stays running.
+    _just("run-dedup", "--once", cwd=scratch, env=env)
+    assert _status(scratch, env) == stopped
+    _just("up", cwd=scratch, env=env)
+    _just("run-dedup", "--once", cwd=scratch, env=env)
+    assert _status(scratch, env).startswith("server: embedded, running on port ")
