@@ -20,6 +20,10 @@ from replay_support import (
     trade,
     write_journal,
 )
+from test_capture import RECV, conn_of, wrapped, write
+
+from kalshi.replay import Replayer
+from kalshi.replay.source import read_records
 
 # The gatherer killed after the scripted session, started again 10 s later.
 OB2, TR2 = OB_CONN + 10_000_000, OB_CONN + 10_000_001
@@ -71,3 +75,29 @@ async def test_a_journal_names_its_sessions_and_every_stretch_not_recorded(
     ]
     # the orderbook-0 session's disconnect (its last frame to the next session's first) is
     # inside the outage journaled for it: named once, as the outage
+
+
+def test_a_captures_seq_restart_is_a_stretch_not_recorded(tmp_path: Path) -> None:
+    """A capture has no gap markers: the break between two of its sessions (a seq restart:
+    the recorder reconnected) is named, from the last frame before to the first after."""
+    lines = [
+        wrapped(RECV, snapshot(1, 500, T1, yes=[("0.4000", "10.00")])),
+        wrapped(RECV + 1, delta(1, 501, T1, "0.4000", "-2.00")),
+        wrapped(RECV + 9, snapshot(1, 1, T1, yes=[("0.4000", "7.00")])),
+        wrapped(RECV + 10, delta(1, 2, T1, "0.4000", "1.00")),
+    ]
+    path = write(tmp_path / "c.jsonl", lines)
+    replayer = Replayer()
+    replayer.feed_all(read_records([path]))
+    continuity = replayer.continuity
+    view = continuity.markets[T1]
+    one = conn_of(lines[0])
+    assert continuity.stretches(view) == [
+        "disconnect 2026-11-24T22:59:00.001000Z .. 2026-11-24T22:59:00.009000Z"
+        f" (capture: session {one}: seq restart: sid 1 seq 1 after 501)"
+    ]
+    assert view.verdict(None, continuity.stretches(view)) == (
+        "contiguous: complete within its sessions; 1 stretch(es) not recorded: disconnect"
+        " 2026-11-24T22:59:00.001000Z .. 2026-11-24T22:59:00.009000Z"
+        f" (capture: session {one}: seq restart: sid 1 seq 1 after 501); book consistent"
+    )
