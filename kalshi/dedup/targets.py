@@ -48,10 +48,13 @@ class ExportHealth:
         self.error = ""
         self.failures = 0  # failed attempts since the last success
 
-    def failed(self, cause: str) -> None:
+    def failed(self, cause: str, *, retrying: bool = True) -> None:
+        """One failed attempt; ``retrying``: whether it will be tried again (the warning
+        says so)."""
         metrics.EXPORT_FAILURES.inc()
         if not self.error:
-            log.warning("export to %s failing, retrying: %s", self.target, cause)
+            then = ", retrying" if retrying else " (not tried again)"
+            log.warning("export to %s failing%s: %s", self.target, then, cause)
         self.up = False
         self.error = cause
         self.failures += 1
@@ -205,7 +208,7 @@ class S3Target:
             )
         except errors as exc:
             if not transient(exc):
-                failed(exc, 1)
+                self.health.failed(f"{what}: {exc}", retrying=False)
                 raise ExportError(
                     f"{what}: {exc} (the endpoint never answered: not tried again)"
                 ) from exc

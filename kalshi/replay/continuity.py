@@ -10,6 +10,12 @@ recording gives depends on its sequence rule (``docs/replay.md``, "Captures"):
   completeness **cannot be proven**. What is still checked: every delta applies to its book
   (a lost delta usually shows as a level going negative: ``book_invalid``) and each session
   starts the market's book from a snapshot.
+
+Either way the verdict names every stretch the recording does not cover for the market
+(:meth:`Continuity.stretches`): the gaps the gatherer journaled (``gap`` markers: an
+``outage`` while it was down, a ``reconnect``, ...) on a connection that carried the
+market or naming it, and a session ended by a ``disconnect`` marker before the market's
+next session began, unless a journaled gap already covers that stretch.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from collections.abc import Sequence
 from attrs import define, field
 
 from kalshi.journal import JournalRecord
+from kalshi.models.rows import GapRow
+from kalshi.models.units import format_rfc3339_us
 from kalshi.pipeline import Outcome
 
 __all__ = ["Continuity", "MarketView", "SessionView"]
@@ -39,6 +47,7 @@ class SessionView:
     last_us: int | None = None
     ended: str = ""  # the disconnect marker's reason
     reordered: int = 0  # frames the capture reader put back in seq order
+    label: str = ""  # a gatherer's connection label (orderbook-0, trade-0, ...)
 
 
 @define
@@ -63,8 +72,9 @@ class MarketView:
     # the (session, rule) last added to ``sessions``/``rules``: skips re-adding per frame
     seen: object = field(default=None, repr=False, eq=False)
 
-    def verdict(self, stale_cause: str | None) -> str:
-        """One line: what this market's frames prove."""
+    def verdict(self, stale_cause: str | None, stretches: Sequence[str] = ()) -> str:
+        """One line: what this market's frames prove; ``stretches``: those the recording
+        does not cover for it (:meth:`Continuity.stretches`), each named."""
         parts: list[str] = []
         if "filtered" in self.rules:
             parts.append(
@@ -73,8 +83,12 @@ class MarketView:
             )
         if self.gaps:
             parts.append(f"{self.gaps:,} sequence gap(s): frames lost")
-        elif "contiguous" in self.rules or not self.rules:
+        elif ("contiguous" in self.rules or not self.rules) and not stretches:
             parts.append("contiguous: complete")
+        elif "contiguous" in self.rules or not self.rules:
+            parts.append("contiguous: complete within its sessions")
+        if stretches:
+            parts.append(f"{len(stretches):,} stretch(es) not recorded: " + ", ".join(stretches))
         if self.book_invalid:
             parts.append(f"{self.book_invalid:,} invalid delta(s)")
         if stale_cause:
@@ -103,6 +117,72 @@ class Continuity:
         # to only when its frames change connection, not at every change of run.
         self._known: dict[tuple[str, int], tuple[SessionView | None, tuple[tuple[str, int], str]]]
         self._known = {}
+        # the gap rows journaled (gap markers), the last copy per key (open, then closed)
+        self.gaps: dict[tuple[object, ...], GapRow] = {}
+
+    def gap(self, row: GapRow) -> None:
+        """A gap the gatherer journaled (its ``gap`` marker's row)."""
+        key = (row.start_ts, row.gatherer_id, row.conn_id, row.sid, row.ticker, row.kind)
+        self.gaps[key] = row
+
+    def stretches(self, view: MarketView) -> list[str]:
+        """What the recording does not cover for the market of ``view``, in time order:
+        each journaled gap on a connection that carried the market (or naming it; not a
+        trades ``backfill``, which repairs an outage named on its own), then each break
+        between two of its sessions of one gatherer and label (a capture: its sessions in
+        turn), from the earlier one's last frame to the later one's first, where no such
+        gap of that label overlaps it: ``disconnect`` (the earlier one ended by a marker,
+        with its reason) or ``no disconnect marker`` (the gatherer stopped without one,
+        e.g. killed, and journaled no gap). One string each: kind, span (µs, RFC 3339)
+        and detail."""
+        found: list[tuple[int, str]] = []
+        spans: list[tuple[str, str, int, int]] = []  # gatherer, label, start, end
+        for row in self.gaps.values():
+            if row.kind == "backfill":
+                continue
+            key = (row.gatherer_id, row.conn_id)
+            if row.ticker != view.ticker and (row.ticker is not None or key not in view.sessions):
+                continue
+            end = row.end_ts
+            carrier = self.sessions.get(key)
+            label = carrier.label if carrier is not None else ""
+            spans.append((row.gatherer_id, label, row.start_ts, end if end is not None else 2**62))
+            found.append((row.start_ts, f"{row.kind} {_span(row.start_ts, end)} ({row.detail})"))
+        mine = [self.sessions[key] for key in view.sessions if key in self.sessions]
+        for before in mine:
+            if before.last_us is None:
+                continue
+            last = before.last_us
+            later = [
+                s
+                for s in mine
+                if s.gatherer_id == before.gatherer_id
+                and s.label == before.label
+                and s.first_us is not None
+                and s.first_us > last
+            ]
+            if not later:
+                continue
+            after = min(later, key=lambda s: s.first_us or 0)
+            first = after.first_us or 0
+            if any(
+                g == before.gatherer_id and lab == before.label and a <= first and b >= last
+                for g, lab, a, b in spans
+            ):
+                continue
+            name = f"{before.label}: " if before.label else ""
+            if before.ended:
+                why = (
+                    f"disconnect {_span(last, first)} ({name}session {before.conn_id}:"
+                    f" {before.ended})"
+                )
+            else:
+                why = (
+                    f"no disconnect marker {_span(last, first)} ({name}session {before.conn_id}"
+                    f" stopped, session {after.conn_id} began; no gap journaled)"
+                )
+            found.append((last, why))
+        return [text for _, text in sorted(found)]
 
     def marker(self, item: JournalRecord, rule: str) -> None:
         key = (item.gatherer_id, item.conn_id)
@@ -125,6 +205,7 @@ class Continuity:
                 rule,
                 str(detail.get("seq_check_reason", "")),
                 str(detail.get("time", "")),
+                label=str(detail.get("label", "")),
             )
         key = self._alias.get(key, key)
         if item.kind == "disconnect" and key in self.sessions:
@@ -207,3 +288,8 @@ class Continuity:
             session.reordered += reordered
             session.last_us = last
         self._conn, self._session, self._seen = key, session, seen
+
+
+def _span(start: int, end: int | None) -> str:
+    last = "open" if end is None else format_rfc3339_us(end, digits=6)
+    return f"{format_rfc3339_us(start, digits=6)} .. {last}"

@@ -26,7 +26,7 @@ from kalshi.config import StoreConfig
 from kalshi.errors import ConfigError, DecodeError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.journal.format import FRAME, REST
-from kalshi.models.rows import Row
+from kalshi.models.rows import GapRow, Row
 from kalshi.pipeline import TYPE_CHANNEL, FrameProcessor, Outcome, Sink
 from kalshi.pipeline.outside import MARKETS_PATH, made_outside
 from kalshi.replay.continuity import Continuity
@@ -191,6 +191,10 @@ class Replayer:
                 stats.frame_problems["invalid_record"] += 1
                 log.warning("%s record at %d: %s", item.kind, wall, exc)
                 return []
+            if item.kind == "gap":  # a stretch the gatherer knew it did not record
+                for _, row in made:
+                    if isinstance(row, GapRow):
+                        self.continuity.gap(row)
             return self._kept(wall, made)
         if item.kind != "frame":
             stats.markers += 1

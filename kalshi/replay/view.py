@@ -15,7 +15,7 @@ from rich.text import Text
 
 from kalshi.models.book import Side
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
-from kalshi.replay.continuity import Continuity
+from kalshi.replay.continuity import Continuity, SessionView
 from kalshi.replay.core import Replayer
 from kalshi.replay.pointintime import BookAt
 
@@ -93,19 +93,25 @@ def book_table(book_at: BookAt, depth: int | None = None) -> Group:
     return Group(table, summary)
 
 
-def session_lines(continuity: Continuity) -> list[str]:
-    """One line per captured session (journal connections are not listed): its source,
-    span, sequence rule and why, where its times come from, and how it ended."""
+def session_lines(continuity: Continuity, *, journal: bool = False) -> list[str]:
+    """One line per captured session: its source, span, sequence rule and why, where its
+    times come from, and how it ended. ``journal``: a gatherer journal's connections too
+    (gatherer, label, frames, span, rule, how it ended: a ``disconnect`` marker's reason,
+    ``no disconnect marker`` when a later session of its label follows, e.g. the gatherer
+    was killed, else ``end of journal``)."""
     lines = []
-    for view in continuity.sessions.values():
-        if not view.reason:
-            continue
+    sessions = list(continuity.sessions.values())
+    for view in sessions:
         span = ""
         if view.first_us is not None and view.last_us is not None:
             span = (
                 f" {format_rfc3339_us(view.first_us, digits=3)}"
                 f" .. {format_rfc3339_us(view.last_us, digits=3)}"
             )
+        if not view.reason:
+            if journal:
+                lines.append(_journal_session(view, span, sessions))
+            continue
         reordered = ""
         if view.reordered:
             reordered = f" ({view.reordered:,} put back in seq order)"
@@ -117,11 +123,25 @@ def session_lines(continuity: Continuity) -> list[str]:
     return lines
 
 
+def _journal_session(view: SessionView, span: str, sessions: list[SessionView]) -> str:
+    ended = view.ended
+    if not ended:
+        later = any(
+            s.gatherer_id == view.gatherer_id and s.label == view.label and s.conn_id > view.conn_id
+            for s in sessions
+        )
+        ended = "no disconnect marker" if later else "end of journal"
+    return (
+        f"session {view.conn_id} (gatherer {view.gatherer_id}, {view.label or 'no label'}): "
+        f"{view.frames:,} frames{span}; seq check {view.seq_check}; ended: {ended}"
+    )
+
+
 def continuity_report(replayer: Replayer) -> str:
     """What the recording proves: the sessions, then one line per market with its frames
     and verdict (:meth:`~kalshi.replay.continuity.MarketView.verdict`)."""
     continuity = replayer.continuity
-    lines = ["continuity:", *("  " + line for line in session_lines(continuity))]
+    lines = ["continuity:", *("  " + line for line in session_lines(continuity, journal=True))]
     causes: dict[str, str] = {}
     for proc in replayer.processors.values():
         causes.update(proc.stale_cause)
@@ -133,7 +153,6 @@ def continuity_report(replayer: Replayer) -> str:
         if view.other:
             counts += f", {view.other:,} other"
         sessions = len(view.sessions)
-        lines.append(
-            f"  {ticker}: {counts} in {sessions} session(s); {view.verdict(causes.get(ticker))}"
-        )
+        verdict = view.verdict(causes.get(ticker), continuity.stretches(view))
+        lines.append(f"  {ticker}: {counts} in {sessions} session(s); {verdict}")
     return "\n".join(lines)

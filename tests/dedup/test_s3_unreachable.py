@@ -23,7 +23,9 @@ def _refused_endpoint() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-async def test_a_refused_first_request_is_not_tried_again() -> None:
+async def test_a_refused_first_request_is_not_tried_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     endpoint = _refused_endpoint()
     s3 = S3Config(
         enabled=True, endpoint=endpoint, access_key="k", secret_key="s", bucket="kalshi-f9"
@@ -37,6 +39,10 @@ async def test_a_refused_first_request_is_not_tried_again() -> None:
         " (the endpoint never answered: not tried again)"
     )
     assert (target.health.failures, target.health.up) == (1, False)
+    assert [r.getMessage() for r in caplog.records if r.name == "kalshi.dedup.export"] == [
+        "export to s3://kalshi-f9/ failing (not tried again): cannot list s3://kalshi-f9/raw/:"
+        f' Could not connect to the endpoint URL: "{endpoint}/kalshi-f9"'
+    ]
 
 
 async def test_a_refusal_after_the_endpoint_answered_keeps_every_try(tmp_path: Path) -> None:
