@@ -5,10 +5,13 @@ different stretches."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
+import trio
 from dedup_support import (
     MISSES,
     assert_production_is_truth,
@@ -615,3 +618,51 @@ async def test_a_pass_logs_its_order_book_holes_in_one_line_each_hole_at_debug(
 def test_the_hole_summary_names_five_markets_and_counts_the_rest() -> None:
     line = _holes_summary(["M7", "M1", "M1", "M2", "M3", "M4", "M5", "M6"])
     assert line.startswith("8 order-book hole(s) in 7 market(s) (M1, M2, M3, M4, M5 and 2 more):")
+
+
+GOLD = Path(__file__).parent.parent / "data" / "kalshi-gold15m"
+
+
+async def test_the_replayed_gold_capture_merges_with_no_hole(
+    make_db: Callable[..., str], tmp_path: Path
+) -> None:
+    """Outside tester pbreak8 F10: the real capture (three markets, a filtered capture:
+    skipped seq are no loss) replayed into a gatherer database merged into 3 merge_hole
+    rows, one at each market's closing empty snapshot, an exchange restating the book on
+    the same sid with nothing lost. Now no hole, every row once, the final books those of
+    the capture's independent book builder (expected.json: empty)."""
+    gatherer, production = make_db(), make_db()
+    done = await trio.run_process(
+        [sys.executable, "-m", "kalshi", "replay", str(GOLD / "events"), "--db", gatherer],
+        cwd=tmp_path, capture_stdout=True, capture_stderr=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    expected = orjson.loads((GOLD / "expected.json").read_bytes())
+    dedup = Deduplicator(dedup_config(production, {"gold": gatherer}))
+    try:
+        report = await dedup.run_pass(settle_us=0)
+    finally:
+        dedup.close()
+    assert (report.holes, report.switches) == (0, 0)
+    assert {t: report.merged[t] for t in ("orderbook_deltas", "orderbook_snapshots", "gaps")} == {
+        "orderbook_deltas": 100_838,
+        "orderbook_snapshots": 6,
+        "gaps": 0,
+    }
+    books = production_books(production)  # also checks each stream's seq is 1, 2, ...
+    assert sorted(books) == sorted(expected)
+    for ticker, book in books.items():
+        assert (book.yes, book.no) == ({}, {}), ticker
+        assert expected[ticker]["final_book"] == {"yes": [], "no": []}
+    with connect_db(production) as db:
+        assert db.query("SELECT count(*) FROM gaps") == [(0,)]
+        assert db.query(
+            "SELECT ticker, seq FROM orderbook_snapshots WHERE source = 'ws' ORDER BY 1, 2"
+        ) == [
+            ("KXGOLD15M-26AUG050000-00", 1),
+            ("KXGOLD15M-26AUG050000-00", 37_094),
+            ("KXGOLD15M-26AUG050800-00", 1),
+            ("KXGOLD15M-26AUG050800-00", 28_616),
+            ("KXGOLD15M-26AUG051300-00", 1),
+            ("KXGOLD15M-26AUG051300-00", 35_134),  # 37 092 + 28 614 + 35 132 deltas
+        ]
