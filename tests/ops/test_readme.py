@@ -85,3 +85,24 @@ def test_the_example_script_options_exist() -> None:
         if "examples/duckdb_query.py" in line:
             for option in _options(line):
                 assert option in done.stdout, line
+
+
+def test_the_gold_replay_output_is_the_real_one() -> None:
+    """Outside tester pbreak8 F11: the README's gold replay block had an old session line
+    (another connection id, a shortened path, no `ended:`). Its command is run from the
+    repository root and its stderr compared line for line."""
+    block = re.search(r"^\$ (kalshi replay tests/data/kalshi-gold15m/\S+ [^\n]*)\n(.*?)\n```",
+                      README, re.M | re.S)  # fmt: skip
+    assert block is not None
+    command, shown = block.group(1), block.group(2)
+    assert command.endswith(" >/dev/null")
+    done = subprocess.run(
+        [sys.executable, "-m", "kalshi", *command.removesuffix(" >/dev/null").split()[1:]],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == shown.splitlines()
