@@ -26,6 +26,7 @@ from kalshi.gather import metrics
 from kalshi.gather.commands import EPISODE_MAX_S, InFlight, Refusals, Sent
 from kalshi.gather.context import RESTART_MARGIN_US, GatherContext
 from kalshi.gather.frame_metrics import FrameMetrics
+from kalshi.gather.problems import BookProblems
 from kalshi.gather.read_ahead import ReadAheadBudget
 from kalshi.models.control import Command, ErrorReply, OkReply, Subscribed, SubscriptionList
 from kalshi.models.frames import Message
@@ -121,6 +122,8 @@ class Connection:
         self._last_frame_wall = 0
         self._alive = 0.0
         self._metrics = FrameMetrics(channel)
+        # book problems: one WARNING line a period (count, first tickers), each at DEBUG
+        self._problems = BookProblems(name)
         rate = float(ctx.cfg.websocket.commands_per_second)
         self._command_interval = 1.0 / rate if rate > 0 else 0.0
         self._next_command_at = -math.inf
@@ -294,6 +297,7 @@ class Connection:
                 await self._read_ahead(ws, counts, budget)
         finally:
             counts.flush()
+            self._problems.flush(trio.current_time(), force=True)
 
     async def _read(self, ws: WsConnection, *, journal_room: bool = True) -> _Frame:
         """The next frame, stamped (wall µs, Trio time). ``journal_room``: wait first while
@@ -477,6 +481,7 @@ class Connection:
             handed = ctx.sink.put_ready(rows)
         if now >= counts.due:
             counts.flush(now)
+            self._problems.flush(now)
         if (  # rows a writer had no room for; a problem, a request, a reply to act on
             handed < len(rows)
             or message is None
@@ -545,11 +550,11 @@ class Connection:
         elif out.problem == "duplicate":
             metrics.DECODE_ERRORS.labels("duplicate").inc()
         elif out.problem in ("book", "book_invalid"):
-            log.warning("%s: %s", self.name, out.detail)
+            self._problems.note(out.problem, _ticker(out), out.detail)
         elif out.problem == "crossed":
             metrics.CROSSED_BOOK_FRAMES.inc()
             if out.rows and out.rows[-1][0] == "gaps":  # a cross begins
-                log.warning("%s: %s", self.name, out.detail)
+                self._problems.note(out.problem, _ticker(out), out.detail)
         ctx.count_gaps(out.rows)  # seq_gap and book_invalid rows come from the pipeline
         if out.resnapshot:
             self.resnapshot(out.resnapshot)
@@ -962,6 +967,7 @@ class Connection:
                     )
                 if now >= self._metrics.due:  # a quiet connection's counts, one interval late
                     self._metrics.flush(now)
+                    self._problems.flush(now)
                 if interval > 0 and now >= next_ping:
                     if not in_flight:
                         in_flight = True
@@ -1016,3 +1022,9 @@ def _without_network_errors(exc: BaseException) -> BaseException:
         return exc
     rest = exc.subgroup(lambda e: not isinstance(e, BaseExceptionGroup | NetError | AuthError))
     return exc if rest is None else rest
+
+
+def _ticker(out: Outcome) -> str:
+    """The market of a book problem's frame (a delta's or a snapshot's)."""
+    body = out.message.body if out.message is not None else None
+    return str(getattr(body, "ticker", "?"))

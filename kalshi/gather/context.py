@@ -107,8 +107,11 @@ class GatherContext:
 
     async def gap(self, row: GapRow) -> None:
         """Store a gap row made outside the pipeline, journaled first as a ``gap`` marker
-        holding the row (``kalshi replay`` writes it again)."""
+        holding the row (``kalshi replay`` writes it again); the pipeline takes it as the
+        replay does (:meth:`~kalshi.pipeline.FrameProcessor.outside_gap`: an open
+        ``book_invalid`` of a live book is closed by its next snapshot)."""
         self.marker(row.conn_id, "gap", row=list(row))
+        self.processor.outside_gap(row)
         self.count_gaps([("gaps", row)])
         await self.sink.put("gaps", row)
 
@@ -119,6 +122,7 @@ class GatherContext:
         not counted."""
         closed = row._replace(end_ts=end_ts)
         self.marker(row.conn_id, "gap", row=list(closed))
+        self.processor.outside_gap(closed)
         await self.sink.put("gaps", closed)
 
     async def backfill_due(

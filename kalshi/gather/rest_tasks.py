@@ -17,6 +17,7 @@ from kalshi.errors import NetError, PaginationError
 from kalshi.gather import metrics
 from kalshi.gather.context import Backfill, GatherContext
 from kalshi.gather.layout import Layout
+from kalshi.gather.problems import named
 from kalshi.gather.registry import MarketRegistry
 from kalshi.models.book import BookSnapshot
 from kalshi.models.rows import GapRow
@@ -254,7 +255,7 @@ async def poll_snapshots(
     due = trio.current_time() + interval
     while True:
         await trio.sleep_until(due)
-        settle_mismatches(ctx, layout)  # the last pass's answers no live state explained
+        await settle_mismatches(ctx, layout)  # the last pass's answers no live state explained
         tickers = sorted(registry.live)
         if cfg.max_markets is not None:
             tickers = tickers[: cfg.max_markets]
@@ -269,18 +270,35 @@ async def poll_snapshots(
         due = max(due + interval, trio.current_time())  # late: the next starts now
 
 
-def settle_mismatches(ctx: GatherContext, layout: Layout) -> None:
+async def settle_mismatches(ctx: GatherContext, layout: Layout) -> None:
     """Count and resnapshot the live books that never matched their REST answer, from the
     request's send until the next pass (:class:`~kalshi.pipeline.frames.Watch`): a REST
     book carries no ``seq`` (kalshi-api.md §4.5), so only a state the live book never passed
-    through is a difference."""
-    mismatched, late = ctx.processor.unwatch()
+    through is a difference. Each such book is known wrong from its request's send: an
+    open ``book_invalid`` gap of its connection from there
+    (:meth:`~kalshi.pipeline.FrameProcessor.mismatch`, journaled as a ``gap`` marker), the
+    book stale, and the gap closed by the resnapshot, so the deduplicator takes no row of
+    that stretch from this gatherer (docs/data-model.md, ``gaps``)."""
+    processor = ctx.processor
+    since = {ticker: watch.since for ticker, watch in processor.watches.items()}
+    mismatched, late = processor.unwatch()
     metrics.SNAPSHOT_IN_FLIGHT.inc(late)
-    if mismatched:
-        metrics.SNAPSHOT_MISMATCHES.inc(len(mismatched))
-        metrics.RESNAPSHOTS.labels("rest_mismatch").inc(len(mismatched))
-        log.info("%d live books differ from REST; resnapshotting", len(mismatched))
-        layout.resnapshot(mismatched)
+    if not mismatched:
+        return
+    metrics.SNAPSHOT_MISMATCHES.inc(len(mismatched))
+    metrics.RESNAPSHOTS.labels("rest_mismatch").inc(len(mismatched))
+    log.info(
+        "%d live book(s) differ from REST (%s); book_invalid gaps, resnapshotting",
+        len(mismatched),
+        named(mismatched),
+    )
+    for ticker in mismatched:
+        detail = f"{ticker}: live book never matched its REST order book; resnapshot"
+        log.debug("%s", detail)
+        row = processor.mismatch(ticker, since[ticker], detail)
+        if row is not None:
+            await ctx.gap(row)  # journaled, then the book stale: no frame between
+    layout.resnapshot(mismatched)
 
 
 @define
@@ -307,12 +325,14 @@ async def snapshot_pass(
     watched (:meth:`~kalshi.pipeline.FrameProcessor.watch`) for the deltas still on their
     way, and :func:`poll_snapshots` counts those never matched at its next pass."""
     mismatched: list[str] = []
+    crossed: list[str] = []  # markets whose REST book is crossed: one line for the pass
     window = trio.Semaphore(in_flight)  # requests sent but not yet handled
     failure: Exception | None = None
 
     async def fetch(request: _Request) -> None:
+        sent = ctx.wall_us()
         for ticker in request.tickers:  # the live states from the send on
-            ctx.processor.watch(ticker)
+            ctx.processor.watch(ticker, sent)
         try:
             request.answer = await rest.orderbooks_page(request.tickers)
         except Exception as exc:  # handled (or raised) in order, below
@@ -355,22 +375,32 @@ async def snapshot_pass(
                             now, ctx.mono_us(), body, path=ORDERBOOKS_PATH, params=params
                         )
                     for snap in snaps:
-                        mismatched.extend(await _polled(ctx, snap, now))
+                        mismatched.extend(await _polled(ctx, snap, now, crossed))
                 watches = ctx.processor.watches
                 for ticker in batch:  # no answer (failed, or not in it): stop recording
                     watch = watches.get(ticker)
                     if watch is not None and watch.target is None:
                         del watches[ticker]
                 window.release()
+    if crossed:
+        log.warning(
+            "%d crossed REST book(s) (%s): each a book_invalid gap row, counted in"
+            " kalshi_crossed_book_frames; details at DEBUG",
+            len(crossed),
+            named(crossed),
+        )
     if failure is not None:
         raise failure
     return mismatched
 
 
-async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]:
+async def _polled(
+    ctx: GatherContext, snap: BookSnapshot, now: int, crossed: list[str]
+) -> list[str]:
     """Store one polled book; ``[ticker]`` when the trusted live book has not been in its
     state since the request was sent (then it is watched for,
-    :class:`~kalshi.pipeline.frames.Watch`)."""
+    :class:`~kalshi.pipeline.frames.Watch`). A crossed book's ticker is added to
+    ``crossed`` (the pass logs them in one line)."""
     ticker = snap.ticker
     await ctx.sink.put("orderbook_snapshots", polled_row(snap, ctx.gatherer_id, now))
     polled = OrderBook.from_snapshot(snap)
@@ -379,7 +409,8 @@ async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]
         ctx.processor.counts["crossed_book_frames"] += 1
         metrics.CROSSED_BOOK_FRAMES.inc()
         detail = f"{ticker}: crossed REST book: yes bid {bid[0]} >= yes ask {ask[0]}"
-        log.warning("%s", detail)
+        log.debug("%s", detail)
+        crossed.append(ticker)
         gap = GapRow(
             start_ts=now,
             end_ts=None,
@@ -399,7 +430,7 @@ async def _polled(ctx: GatherContext, snap: BookSnapshot, now: int) -> list[str]
         ctx.processor.watches.pop(ticker, None)  # nothing trusted to compare with
         return []
     if watch is None:
-        watch = ctx.processor.watch(ticker)  # not sent by snapshot_pass: from now on
+        watch = ctx.processor.watch(ticker, now)  # not sent by snapshot_pass: from now on
     if watch.answered(polled, live):
         del ctx.processor.watches[ticker]
         if live != polled:

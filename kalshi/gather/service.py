@@ -220,9 +220,9 @@ class Gatherer:
         with trio.move_on_after(1.0, shield=True):
             await ctx.end_all_refusals()
             now = ctx.wall_us()
-            for rows in list(self.processor.invalid.values()):
-                for row in rows:  # a book still invalid: the next start snapshots it
-                    await ctx.end_gap(row, max(now, row.start_ts))
+            # a book still invalid: the next start snapshots it (end_gap takes each out)
+            for row in [row for rows in self.processor.invalid.values() for row in rows]:
+                await ctx.end_gap(row, max(now, row.start_ts))
             self.processor.invalid.clear()
 
     async def _read_state(

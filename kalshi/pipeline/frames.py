@@ -175,8 +175,11 @@ class Watch:
     it is some state the book passed through between the request's send and shortly after
     its reply (the deltas of that moment may still be on their way). ``states``: copies of
     the book at the send and after each change until the answer came; then ``target`` (the
-    answer) and ``matched`` once the book equals it."""
+    answer) and ``matched`` once the book equals it. ``since``: when the watch began (µs,
+    the gatherer's wall clock: the request's send), where a book never matched is known
+    wrong from (:meth:`FrameProcessor.mismatch`)."""
 
+    since: int = 0
     states: list[OrderBook] = field(factory=list)
     target: OrderBook | None = None
     matched: bool = False
@@ -228,10 +231,10 @@ class FrameProcessor:
         self.market_messages: Counter[str] = Counter()
         self.watches: dict[str, Watch] = {}  # markets whose REST book is being compared
 
-    def watch(self, ticker: str) -> Watch:
+    def watch(self, ticker: str, since: int = 0) -> Watch:
         """Start recording the states of ``ticker``'s live book (:class:`Watch`), from its
-        current one (none while it has no book)."""
-        w = self.watches[ticker] = Watch()
+        current one (none while it has no book); ``since``: now (µs, wall clock)."""
+        w = self.watches[ticker] = Watch(since)
         book = self.books.get(ticker)
         if book is not None:
             w.seen(book)
@@ -249,6 +252,63 @@ class FrameProcessor:
         late = sum(1 for w in self.watches.values() if w.target is not None and w.matched)
         self.watches.clear()
         return out, late
+
+    def mismatch(self, ticker: str, since: int, detail: str) -> GapRow | None:
+        """``ticker``'s live book never passed through its REST answer (kalshi-api.md §4.5,
+        :meth:`unwatch`): it is known wrong from ``since`` (µs, the request's send). Returns
+        the open ``book_invalid`` gap of the connection and ``sid`` that carry the market
+        (None when no order-book subscription does). The caller journals it (a ``gap``
+        marker) and applies it (:meth:`outside_gap`: the book stale, the gap ended by the
+        market's next snapshot, as a crossed book's) before any later frame, so a replay
+        of the marker does the same at the same point."""
+        where = next(
+            (
+                key
+                for key, sub in self._subs.items()
+                if sub.channel == "orderbook_delta" and ticker in sub.tickers
+            ),
+            None,
+        )
+        if where is None:
+            return None
+        row = GapRow(
+            start_ts=since,
+            end_ts=None,
+            gatherer_id=self.gatherer_id,
+            conn_id=where[0],
+            sid=where[1],
+            ticker=ticker,
+            kind="book_invalid",
+            expected_seq=None,
+            got_seq=None,
+            detail=detail,
+        )
+        return row
+
+    def outside_gap(self, row: GapRow) -> None:
+        """A gap row made outside :meth:`process` (live: :meth:`mismatch`, a clean stop's
+        or a restart's end of an open gap; replay: every ``gap`` marker). An open
+        ``book_invalid`` of a market on that connection's order-book subscription marks
+        the book stale and is closed by its next snapshot (:attr:`invalid`); a closed
+        ``book_invalid`` leaves :attr:`invalid` (ended outside the pipeline: a clean stop,
+        a restart); any other row changes nothing."""
+        ticker = row.ticker
+        if row.kind != "book_invalid" or ticker is None:
+            return
+        if row.end_ts is not None:
+            rows = self.invalid.get(ticker)
+            if rows:
+                key = (row.start_ts, row.conn_id, row.sid)
+                rows[:] = [r for r in rows if (r.start_ts, r.conn_id, r.sid) != key]
+                if not rows:
+                    del self.invalid[ticker]
+            return
+        sub = self._subs.get((row.conn_id, row.sid or 0))
+        if sub is None or sub.channel != "orderbook_delta" or ticker not in sub.tickers:
+            return  # not on a live book (a crossed REST book's gap, conn 0)
+        self.crossed.pop(ticker, None)
+        self._mark_stale([ticker], row.detail)
+        self.invalid.setdefault(ticker, []).append(row)
 
     # --- connection events ------------------------------------------------------------
 

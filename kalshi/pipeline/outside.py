@@ -1,7 +1,8 @@
 """Rows the gatherer made outside the WebSocket pipeline, from their journal records: REST
 answers (``kind: rest``: trade backfill pages, the snapshot poller's books) and the gap
 rows it wrote itself (``gap`` markers holding the row: reconnect, outage, backfill,
-subscription_refused, stopped, a crossed REST book). ``docs/journal.md``, "Line format"."""
+subscription_refused, stopped, a crossed REST book, a live book that never matched its REST
+answer). ``docs/journal.md``, "Line format"."""
 
 from __future__ import annotations
 

@@ -124,9 +124,11 @@ class Replayer:
     """Feeds journal items through the pipeline; see the module docstring.
 
     Besides ``in`` frames it gives the pipeline what the live gatherer gives it outside
-    ``process``: ``forget_connection`` on a ``disconnect`` marker and ``sent`` for every
-    command sent (``delete_markets`` retires books). Those change which books are
-    trusted, hence which ``book_invalid`` gaps appear.
+    ``process``: ``forget_connection`` on a ``disconnect`` marker, ``sent`` for every
+    command sent (``delete_markets`` retires books) and ``outside_gap`` for every ``gap``
+    marker (a live book that differed from REST is stale until its next snapshot, which
+    ends its ``book_invalid`` gap). Those change which books are trusted, hence which
+    ``book_invalid`` gaps appear and end.
 
     The sequence rule of each connection (``docs/replay.md``, "Captures"): ``seq_check``
     ``auto`` takes a capture session's rule from its ``connect`` marker and keeps the live
@@ -192,9 +194,13 @@ class Replayer:
                 log.warning("%s record at %d: %s", item.kind, wall, exc)
                 return []
             if item.kind == "gap":  # a stretch the gatherer knew it did not record
+                proc = self.processor(item.gatherer_id)
                 for _, row in made:
                     if isinstance(row, GapRow):
                         self.continuity.gap(row)
+                        # as live (GatherContext.gap): a REST mismatch's open book_invalid
+                        # makes the book stale until its next snapshot, which closes it
+                        proc.outside_gap(row)
             return self._kept(wall, made)
         if item.kind != "frame":
             stats.markers += 1

@@ -21,6 +21,13 @@ A *miss* ``(first, last, kind)`` loses events ``first..last-1``:
   ``sid``. Lost tickers are unsequenced (kalshi-api.md §2.4) and leave no trace.
 * ``reconnect``: the event ``last`` is lost too, with every connection; new connections
   (new ``conn_id`` and ``sid``) subscribe again and snapshot the books as they are after it.
+* ``rest_mismatch``: the order-book deltas of ``first..last-1`` that take size away are lost
+  *silently* (no ``seq`` consumed: the book is wrong and nothing on the socket says so);
+  the others arrive. After ``last-1`` the snapshot poller's answer shows it: for each
+  market that lost one, the ``gap`` marker the gatherer journals (an open
+  ``book_invalid`` on its order-book connection and sid from the receipt of its first
+  lost delta, :meth:`kalshi.pipeline.FrameProcessor.mismatch`), then its resnapshot
+  (``get_snapshot``), which ends the gap.
 
 Books never cross (YES bids below 50¢, NO bids below 50¢), as on the exchange; the
 pipeline would flag a crossed book.
@@ -296,6 +303,32 @@ class _Gatherer:
         self._record(conn, at, orjson.dumps(command), "out")
         self.snapshots(at + 1, books)
 
+    def mismatch(self, at: int, since: dict[str, int], books: dict[str, OrderBook]) -> None:
+        """The live books of ``since`` never matched their REST answers: the gatherer's
+        ``gap`` markers (each an open ``book_invalid`` from ``since[ticker]``), then their
+        resnapshot."""
+        conn = self.conns["orderbook_delta"]
+        for ticker in sorted(since):
+            row = GapRow(
+                start_ts=since[ticker],
+                end_ts=None,
+                gatherer_id=self.gatherer_id,
+                conn_id=conn.conn_id,
+                sid=conn.sid,
+                ticker=ticker,
+                kind="book_invalid",
+                expected_seq=None,
+                got_seq=None,
+                detail=f"{ticker}: live book never matched its REST order book; resnapshot",
+            )
+            self.out.append(
+                JournalRecord(
+                    self.gatherer_id, conn.conn_id, 0, "local", at, at, "gap",
+                    detail={"row": list(row)},
+                )
+            )  # fmt: skip
+        self.resnapshot(at + 1, {t: books[t] for t in since})
+
     def event(self, event: Event, at: int) -> None:
         ts_ms = event.exchange_ts // 1000
         base = {"market_ticker": event.ticker, "market_id": f"id-{event.ticker}"}
@@ -355,13 +388,26 @@ def journal(
     gatherer.connect(T0 + latency_us, books)
     missing = {i: kind for first, last, kind in misses for i in range(first, last)}
     reconnects = {last for _, last, kind in misses if kind == "reconnect"}
+    settles = {last - 1 for _, last, kind in misses if kind == "rest_mismatch"}
     stale = False  # order-book frames were lost since the last snapshot
+    wrong: dict[str, int] = {}  # rest_mismatch: ticker -> receipt of its first lost delta
     received = T0 + latency_us
     for event in truth.events:
         received = max(received + 1, event.exchange_ts + latency_us)
         if event.kind == "delta":
             _apply(books[event.ticker], event)
         channel = _CHANNEL[event.kind]
+        if missing.get(event.index) == "rest_mismatch":
+            if event.kind == "delta" and event.size < 0:  # lost without a trace
+                wrong.setdefault(event.ticker, received)
+            else:
+                gatherer.event(event, received)
+            if event.index in settles and wrong:
+                received += 1
+                gatherer.mismatch(received, wrong, books)
+                received += 1
+                wrong = {}
+            continue
         if event.index in missing:
             if missing[event.index] == "seq_gap":
                 gatherer.lose(channel)
@@ -410,6 +456,15 @@ def _reveals(truth: Truth, first: int, last: int) -> int | None:
     return next((e.index for e in truth.events[last:] if e.kind == "delta"), None)
 
 
+def _first_lost(truth: Truth, first: int, last: int) -> dict[str, int]:
+    """A ``rest_mismatch`` miss: the index of each market's first silently lost delta."""
+    out: dict[str, int] = {}
+    for event in truth.events[first:last]:
+        if event.kind == "delta" and event.size < 0:
+            out.setdefault(event.ticker, event.index)
+    return out
+
+
 def covered(
     truth: Truth, misses: Sequence[Sequence[tuple[int, int, str]]], kind: str
 ) -> list[Event]:
@@ -423,6 +478,9 @@ def covered(
     def missed(event: Event, first: int, last: int, how: str) -> bool:
         if how == "reconnect":
             return first <= event.index <= last
+        if how == "rest_mismatch":  # from a market's first lost delta on: lost or cut
+            wrong = _first_lost(truth, first, last).get(event.ticker)
+            return event.kind == "delta" and wrong is not None and wrong <= event.index < last
         if kind == "delta" and event.index == _reveals(truth, first, last):
             return True
         return first <= event.index < last

@@ -104,12 +104,37 @@ _M = "KXGOLD15M-26AUG050000-00"
 
 def _snap(frame_no: int, seq: int, yes: str, no: str, gatherer: str = "g") -> SnapshotRow:
     at = _T + frame_no * 1_000
-    return SnapshotRow(at, None, at, gatherer, _M, "ws", yes, no, 7, frame_no, 1, seq)
+    return SnapshotRow(
+        snapshot_ts=at,
+        exchange_ts=None,
+        received_at=at,
+        gatherer_id=gatherer,
+        ticker=_M,
+        source="ws",
+        yes_bids=yes,
+        no_bids=no,
+        conn_id=7,
+        frame_no=frame_no,
+        sid=1,
+        seq=seq,
+    )
 
 
 def _delta(frame_no: int, seq: int, price: int, change: int) -> DeltaRow:
     at = _T + frame_no * 1_000
-    return DeltaRow(at - 500, at, "capture", _M, True, price, change, 7, frame_no, 1, seq)
+    return DeltaRow(
+        exchange_ts=at - 500,
+        received_at=at,
+        gatherer_id="capture",
+        ticker=_M,
+        side=True,
+        price=price,
+        size_delta=change,
+        conn_id=7,
+        frame_no=frame_no,
+        sid=1,
+        seq=seq,
+    )
 
 
 _CLOSING = (
@@ -136,7 +161,7 @@ def test_a_resnapshot_on_the_same_connection_with_no_gap_between_is_no_hole() ->
 
 def test_a_resnapshot_after_a_gap_of_its_connection_is_still_a_hole() -> None:
     snapshots, deltas = _CLOSING
-    gap = GapRow(_T + 3_500, _T + 4_000, "g", 7, 1, None, "seq_gap", 62, 90, "lost")
+    gap = _gap(_T + 3_500, _T + 4_000, None, "seq_gap")
     segments = build_segments("g", _M, snapshots, deltas, [gap])
     assert [(s.cut, s.follows) for s in segments] == [(True, False), (False, False)]
     out = merge_market(_M, None, None, segments, prefer=["g"])
@@ -144,3 +169,35 @@ def test_a_resnapshot_after_a_gap_of_its_connection_is_still_a_hole() -> None:
         (_M, _T + 3_000 - 500, _T + 4_000, HOLE_KIND)
     ]
     assert [(r.frame_no, r.seq) for r in out.snapshots] == [(1, 1), (4, 4)]
+
+
+def _gap(start_ts: int, end_ts: int, ticker: str | None, kind: str) -> GapRow:
+    return GapRow(
+        start_ts=start_ts,
+        end_ts=end_ts,
+        gatherer_id="g",
+        conn_id=7,
+        sid=1,
+        ticker=ticker,
+        kind=kind,
+        expected_seq=62 if kind == "seq_gap" else None,
+        got_seq=90 if kind == "seq_gap" else None,
+        detail="lost",
+    )
+
+
+def test_a_resnapshot_after_the_gatherer_found_its_book_wrong_is_a_hole() -> None:
+    """A live book that never matched its REST answer: the gatherer's open
+    ``book_invalid`` of the market from the REST request's send (here between the two
+    deltas) to the resnapshot cuts the segment there, and the resnapshot does not follow
+    it: alone, the stretch is a hole from the last delta before the send."""
+    snapshots, deltas = _CLOSING
+    gap = _gap(_T + 2_500, _T + 4_000, _M, "book_invalid")
+    segments = build_segments("g", _M, snapshots, deltas, [gap])
+    assert [(s.cut, s.follows) for s in segments] == [(True, False), (False, False)]
+    assert [d.frame_no for d in segments[0].deltas] == [2]  # frame 3 came after the send
+    out = merge_market(_M, None, None, segments, prefer=["g"])
+    assert [(r.frame_no, r.seq) for r in out.deltas] == [(2, 2)]
+    assert [(h.ticker, h.start_ts, h.end_ts, h.kind) for h in out.holes] == [
+        (_M, _T + 2_000 - 500, _T + 4_000, HOLE_KIND)
+    ]

@@ -24,7 +24,9 @@ from kalshi.gather.rest_tasks import (
     snapshot_pass,
 )
 from kalshi.gather.service import Gatherer
+from kalshi.journal import read_journal
 from kalshi.net import RestClient
+from kalshi.replay import replay_into_db
 from kalshi.sim import open_sim_exchange
 from kalshi.store import connect_db
 from kalshi.testing import PINNED_START_US
@@ -194,14 +196,16 @@ async def test_a_pass_longer_than_the_interval_is_logged_and_the_next_starts_whe
 
 
 async def test_deltas_in_flight_are_no_mismatch_and_a_real_difference_is(
-    db_url: str, tmp_path: Path
+    db_url: str, other_db_url: str, tmp_path: Path
 ) -> None:
     """Outside tester F3 (`4|8|3|3|7 live books differ from REST` at every poll with 15
     markets trading, no fault): deltas the exchange published before it answered
     ``GET /markets/orderbooks`` reach the gatherer after it handled the answer (held 1 s on
     the WebSocket); the live book then passes through the answer's state: no mismatch
     (before, every market that moved was one). A live book changed behind the pipeline's
-    back is one, and is resnapshotted."""
+    back is one, and is resnapshotted: an open ``book_invalid`` gap of its connection from
+    the REST request's send, ended by the resnapshot; the journal replays to the same
+    rows."""
     async with open_sim_exchange(
         markets=60, active=15, rate=200.0, seed=6, port=0, start_us=PINNED_START_US
     ) as sim:
@@ -227,16 +231,41 @@ async def test_deltas_in_flight_are_no_mismatch_and_a_real_difference_is(
                     # the answer holds the deltas, the live books not yet
                     assert await snapshot_pass(ctx, rest, tickers, 1) == moved
                     await wait_for(lambda: settled(gatherer, sim))  # the deltas arrived
-                    settle_mismatches(ctx, layout)
+                    await settle_mismatches(ctx, layout)
                     assert metrics.SNAPSHOT_MISMATCHES._value.get() == mismatches
                     assert metrics.SNAPSHOT_IN_FLIGHT._value.get() == in_flight + len(moved)
+                    assert ctx.gaps["book_invalid"] == 0
                     # A real difference: the live book holds 1.00 more at a NO level.
                     ticker = moved[0]
                     book = gatherer.processor.books[ticker]
                     price = max(book.no) if book.no else 1000
                     book.no[price] = book.no.get(price, 0) + 100
                     assert await snapshot_pass(ctx, rest, tickers, 1) == [ticker]
-                    settle_mismatches(ctx, layout)
+                    sent = gatherer.processor.watches[ticker].since  # the request's send
+                    await settle_mismatches(ctx, layout)
                     assert metrics.SNAPSHOT_MISMATCHES._value.get() == mismatches + 1
+                    assert ticker in gatherer.processor.stale
+                    assert ctx.gaps["book_invalid"] == 1
                 await wait_for(lambda: settled(gatherer, sim))  # resnapshotted
+                await gatherer.committed()
                 nursery.cancel_scope.cancel()
+    detail = f"{ticker}: live book never matched its REST order book; resnapshot"
+    with connect_db(db_url) as db:
+        gaps = db.query(
+            "SELECT start_ts, end_ts, conn_id, sid, ticker, kind, expected_seq, got_seq, detail"
+            " FROM gaps"
+        )
+        # its connection: the one its WebSocket snapshots came on; the end: the first
+        # of them after the send (the resnapshot)
+        ((conn_id, sid, resnapshot),) = db.query(
+            "SELECT conn_id, sid, received_at FROM orderbook_snapshots WHERE ticker = %s"
+            " AND source = 'ws' AND received_at > %s ORDER BY received_at LIMIT 1",
+            (ticker, sent),
+        )
+    assert gaps == [(sent, resnapshot, conn_id, sid, ticker, "book_invalid", None, None, detail)]
+    # The journal (the REST answers, the gap marker, the frames) replays to the same rows.
+    stats = await replay_into_db(read_journal([tmp_path / "journal"]), other_db_url, cfg.store)
+    assert stats.problems == []
+    for table in ("gaps", "orderbook_deltas", "orderbook_snapshots"):
+        with connect_db(db_url) as live, connect_db(other_db_url) as replayed:
+            assert set(replayed.fetch_rows(table)) == set(live.fetch_rows(table)), table

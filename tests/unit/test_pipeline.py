@@ -440,3 +440,68 @@ def test_a_rest_book_in_flight_is_matched_against_every_live_state_it_could_be()
     p.process(7, 7, 700, delta(7, "0.0800", "1.00"))  # seq 6 skipped: stale
     assert T in p.stale
     assert p.unwatch() == ([], 0)
+
+
+def test_a_rest_mismatch_is_a_book_invalid_gap_from_the_send_to_the_resnapshot() -> None:
+    """A live book that never passed through its REST answer is known wrong from the
+    request's send: an open ``book_invalid`` on the market's connection and sid, the book
+    stale (deltas stored, not applied, and none ends the gap), closed by the next snapshot
+    at its receipt, exactly like a crossed book's gap."""
+    p = started()
+    detail = f"{T}: live book never matched its REST order book; resnapshot"
+    assert p.mismatch("OTHER-MARKET", 250, detail) is None  # on no subscription here
+    row = p.mismatch(T, 250, detail)
+    assert row == GapRow(
+        start_ts=250,
+        end_ts=None,
+        gatherer_id="g1",
+        conn_id=7,
+        sid=1,
+        ticker=T,
+        kind="book_invalid",
+        expected_seq=None,
+        got_seq=None,
+        detail=detail,
+    )
+    assert T not in p.stale and p.invalid == {}  # made, not applied yet
+    p.outside_gap(row)
+    assert p.stale_cause[T] == detail and p.invalid == {T: [row]}
+    book = p.books[T].copy()
+    out = p.process(7, 3, 300, delta(2, "0.2200", "-33.00"))
+    assert [table for table, _ in out.rows] == ["orderbook_deltas"]  # stored, no end
+    assert p.books[T] == book  # not applied: the book is not trusted
+    out = p.process(7, 4, 400, snapshot(3))
+    assert out.rows[1:] == [("gaps", row._replace(end_ts=400))]
+    assert T not in p.stale and p.invalid == {}
+
+
+def test_gap_rows_made_outside_the_pipeline_open_and_end_only_a_live_books_gap() -> None:
+    """What a replay does with each ``gap`` marker, as live: a crossed REST book's gap
+    (conn 0) leaves the book trusted; a gap ended outside the pipeline (a clean stop)
+    leaves :attr:`invalid`, so no later snapshot ends it a second time."""
+    p = started()
+    rest = _invalid(300, conn_id=0, sid=None, detail="crossed REST")
+    p.outside_gap(rest)
+    assert T not in p.stale and p.invalid == {}
+    row = _invalid(310, conn_id=7, sid=1, detail="mismatch")
+    p.outside_gap(row)
+    assert p.invalid == {T: [row]}
+    p.outside_gap(row._replace(end_ts=320))  # a clean stop ended it
+    assert p.invalid == {}
+    out = p.process(7, 3, 400, snapshot(2))
+    assert [table for table, _ in out.rows] == ["orderbook_snapshots"]
+
+
+def _invalid(start_ts: int, *, conn_id: int, sid: int | None, detail: str) -> GapRow:
+    return GapRow(
+        start_ts=start_ts,
+        end_ts=None,
+        gatherer_id="g1",
+        conn_id=conn_id,
+        sid=sid,
+        ticker=T,
+        kind="book_invalid",
+        expected_seq=None,
+        got_seq=None,
+        detail=detail,
+    )
