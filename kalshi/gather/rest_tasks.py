@@ -320,12 +320,15 @@ async def snapshot_pass(
     (``kind: rest``) before its rows are stored, each book compared with the live one.
     A request that fails for good (:class:`NetError`) is logged and its markets skipped
     until the next pass; any other error (a body that does not decode) is raised once the
-    requests in flight are cancelled. Returns the tickers whose trusted live book has not
+    requests in flight are cancelled. A pass's failed requests and crossed REST books are
+    one WARNING line each (count, first tickers), each request or book at DEBUG. Returns
+    the tickers whose trusted live book has not
     been in the state of their answer from the request's send to its reply: they stay
     watched (:meth:`~kalshi.pipeline.FrameProcessor.watch`) for the deltas still on their
     way, and :func:`poll_snapshots` counts those never matched at its next pass."""
     mismatched: list[str] = []
     crossed: list[str] = []  # markets whose REST book is crossed: one line for the pass
+    failed: list[tuple[int, str]] = []  # requests failed for good: (markets, error)
     window = trio.Semaphore(in_flight)  # requests sent but not yet handled
     failure: Exception | None = None
 
@@ -356,12 +359,13 @@ async def snapshot_pass(
                 await request.done.wait()
                 batch = request.tickers
                 if isinstance(request.error, NetError):
-                    log.warning(
+                    log.debug(
                         "snapshot poll of %d markets from %s failed: %s",
                         len(batch),
                         batch[0],
                         request.error,
                     )
+                    failed.append((len(batch), str(request.error)))
                 elif request.error is not None:
                     failure = request.error
                     nursery.cancel_scope.cancel()
@@ -388,6 +392,14 @@ async def snapshot_pass(
             " kalshi_crossed_book_frames; details at DEBUG",
             len(crossed),
             named(crossed),
+        )
+    if failed:
+        log.warning(
+            "snapshot pass: %d request(s) failed (%d markets skipped until the next pass),"
+            " last: %s; each at DEBUG",
+            len(failed),
+            sum(n for n, _ in failed),
+            failed[-1][1],
         )
     if failure is not None:
         raise failure

@@ -269,3 +269,42 @@ async def test_deltas_in_flight_are_no_mismatch_and_a_real_difference_is(
     for table in ("gaps", "orderbook_deltas", "orderbook_snapshots"):
         with connect_db(db_url) as live, connect_db(other_db_url) as replayed:
             assert set(replayed.fetch_rows(table)) == set(live.fetch_rows(table)), table
+
+
+async def test_a_pass_logs_its_failed_requests_in_one_line(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The exchange answers 503 to every try (the client's 8 attempts each): the pass's
+    requests are one WARNING line (how many, the markets skipped, the last error), each at
+    DEBUG, instead of a WARNING per request (2 500 a pass at 250 000 markets)."""
+    async with (
+        open_sim_exchange(
+            markets=300, active=2, rate=5.0, seed=9, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        sim.engine.pause()
+        sink, rows = collecting_sink(nursery)
+        ctx = context(sim, tmp_path, None, sink)
+        registry = await _listed(sim, ctx)
+        tickers = sorted(registry.live)[:250]
+        sim.faults.rest_5xx(3600.0)
+        caplog.set_level("DEBUG", logger="kalshi.gather.rest")
+        async with RestClient(
+            sim.rest_url, ctx.signer, rate=1000, transport=memory_transport(sim)
+        ) as rest:
+            assert await snapshot_pass(ctx, rest, tickers, 2) == []
+        nursery.cancel_scope.cancel()
+    assert rows["orderbook_snapshots"] == []
+    records = [r for r in caplog.records if r.name == "kalshi.gather.rest"]
+    warnings = [r.getMessage() for r in records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "snapshot pass: 3 request(s) failed (250 markets skipped until the next pass), last: "
+    )
+    assert warnings[0].endswith("; each at DEBUG")
+    failed = [r.getMessage() for r in records if r.levelname == "DEBUG"]
+    assert [m.split(" failed: ")[0] for m in failed] == [
+        f"snapshot poll of {n} markets from {tickers[i]}"
+        for n, i in ((100, 0), (100, 100), (50, 200))
+    ]
