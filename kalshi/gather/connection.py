@@ -108,6 +108,8 @@ class Connection:
         self._requested: set[str] = set()  # sent (in flight or confirmed)
         self._retrying: set[str] = set()  # refused markets to ask for again
         self._snapshots: set[str] = set()
+        # why each market was last resnapshotted (kalshi_resnapshots_total's reason)
+        self._reasons: dict[str, str] = {}
         self._inflight = InFlight()
         self._retry_at = -math.inf  # no add/subscribe before (error 27's pause)
         self._refused_until = math.inf
@@ -144,12 +146,19 @@ class Connection:
         self.desired.difference_update(tickers)
         self._snapshots.difference_update(tickers)
         for ticker in tickers:
+            self._reasons.pop(ticker, None)
             self.refused.pop(ticker, None)
             self._retrying.discard(ticker)
         self._wake.set()
 
-    def resnapshot(self, tickers: list[str]) -> None:
-        self._snapshots.update(t for t in tickers if t in self.desired)
+    def resnapshot(self, tickers: list[str], reason: str = "gap") -> None:
+        """Ask the exchange for fresh snapshots of ``tickers`` (those this connection
+        carries); ``reason``: ``kalshi_resnapshots_total``'s label when they are asked for
+        (``gap``: the pipeline's, ``rest_mismatch``: the snapshot poller's)."""
+        for ticker in tickers:
+            if ticker in self.desired:
+                self._snapshots.add(ticker)
+                self._reasons[ticker] = reason
         self._wake.set()
 
     # --- the task ---------------------------------------------------------------------
@@ -254,6 +263,7 @@ class Connection:
             self.full = False
             self._requested = set()
             self._snapshots = set()
+            self._reasons = {}
             self._inflight = InFlight()
             self._chunk = max(1, ws_cfg.markets_per_command)
             self._alive = trio.current_time()
@@ -872,7 +882,8 @@ class Connection:
         for i in range(0, len(wanted), chunk):
             part = tuple(wanted[i : i + chunk])
             ctx.resnapshots += len(part)
-            metrics.RESNAPSHOTS.labels("gap").inc(len(part))
+            for ticker in part:
+                metrics.RESNAPSHOTS.labels(self._reasons.get(ticker, "gap")).inc()
             ctx.marker(self.conn_id, "resnapshot", tickers=list(part))
             command = update_subscription_cmd(self._ident(), self.sid, "get_snapshot", part)
             await self._command(command, "get_snapshot", part)

@@ -99,11 +99,13 @@ class Layout:
         if retired:
             self.ctx.retire(retired)  # their refusal gaps end: nothing more to record
 
-    def resnapshot(self, tickers: list[str]) -> None:
+    def resnapshot(self, tickers: list[str], reason: str = "gap") -> None:
+        """Fresh snapshots of ``tickers``, each asked by the connection that carries it
+        (``reason``: :meth:`Connection.resnapshot`)."""
         pool = self.pools.get("orderbook_delta")
         if pool is None:
             return
         for ticker in tickers:
             conn = pool.owner.get(ticker)
             if conn is not None:
-                conn.resnapshot([ticker])
+                conn.resnapshot([ticker], reason)

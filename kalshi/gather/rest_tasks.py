@@ -286,7 +286,6 @@ async def settle_mismatches(ctx: GatherContext, layout: Layout) -> None:
     if not mismatched:
         return
     metrics.SNAPSHOT_MISMATCHES.inc(len(mismatched))
-    metrics.RESNAPSHOTS.labels("rest_mismatch").inc(len(mismatched))
     log.info(
         "%d live book(s) differ from REST (%s); book_invalid gaps, resnapshotting",
         len(mismatched),
@@ -298,7 +297,7 @@ async def settle_mismatches(ctx: GatherContext, layout: Layout) -> None:
         row = processor.mismatch(ticker, since[ticker], detail)
         if row is not None:
             await ctx.gap(row)  # journaled, then the book stale: no frame between
-    layout.resnapshot(mismatched)
+    layout.resnapshot(mismatched, "rest_mismatch")  # counted when asked for, as "gap" was
 
 
 @define

@@ -37,6 +37,10 @@ from tests.gather.test_gather_sim import all_live, settled, signer_of
 from tests.gather.test_liveness import collecting_sink
 
 
+def _resnapshots(reason: str) -> float:
+    return metrics.RESNAPSHOTS.labels(reason)._value.get()
+
+
 def _requests(endpoint: str) -> float:
     return metrics.REST_REQUESTS.labels(endpoint, "200")._value.get()
 
@@ -242,11 +246,17 @@ async def test_deltas_in_flight_are_no_mismatch_and_a_real_difference_is(
                     book.no[price] = book.no.get(price, 0) + 100
                     assert await snapshot_pass(ctx, rest, tickers, 1) == [ticker]
                     sent = gatherer.processor.watches[ticker].since  # the request's send
+                    asked = {r: _resnapshots(r) for r in ("gap", "rest_mismatch")}
                     await settle_mismatches(ctx, layout)
                     assert metrics.SNAPSHOT_MISMATCHES._value.get() == mismatches + 1
                     assert ticker in gatherer.processor.stale
                     assert ctx.gaps["book_invalid"] == 1
                 await wait_for(lambda: settled(gatherer, sim))  # resnapshotted
+                # counted once, under its reason (before: under "gap" too)
+                assert {r: _resnapshots(r) - n for r, n in asked.items()} == {
+                    "gap": 0,
+                    "rest_mismatch": 1,
+                }
                 await gatherer.committed()
                 nursery.cancel_scope.cancel()
     detail = f"{ticker}: live book never matched its REST order book; resnapshot"
