@@ -30,6 +30,7 @@ __all__ = [
     "backfill_trades",
     "list_markets",
     "poll_snapshots",
+    "release_matched",
     "relist_forever",
     "settle_mismatches",
     "snapshot_pass",
@@ -42,6 +43,8 @@ ORDERBOOKS_PER_REQUEST = 100  # GET /markets/orderbooks takes 1-100 tickers (kal
 LISTED_STATUSES = ("unopened", "open", "paused", "closed")
 # Slack on the settled window and on forgetting, for the exchange's clock against ours.
 SETTLED_MARGIN_S = 60
+# Between passes, how often the REST answers matched late are let go (their watermark holds).
+MATCHED_CHECK_S = 1.0
 
 log = logging.getLogger("kalshi.gather.rest")
 
@@ -254,7 +257,9 @@ async def poll_snapshots(
     interval = float(cfg.interval)
     due = trio.current_time() + interval
     while True:
-        await trio.sleep_until(due)
+        while trio.current_time() < due:  # answers matched late: the watermark goes on
+            await trio.sleep_until(min(due, trio.current_time() + MATCHED_CHECK_S))
+            release_matched(ctx)
         await settle_mismatches(ctx, layout)  # the last pass's answers no live state explained
         tickers = sorted(registry.live)
         if cfg.max_markets is not None:
@@ -270,6 +275,23 @@ async def poll_snapshots(
         due = max(due + interval, trio.current_time())  # late: the next starts now
 
 
+def _hold_key(ticker: str) -> tuple[str, str]:
+    """The store's watermark hold of a REST answer not matched yet (:func:`_polled`)."""
+    return ("rest-watch", ticker)
+
+
+def release_matched(ctx: GatherContext) -> None:
+    """End the watches whose REST answer the live book reached after the reply (deltas in
+    flight: no difference, ``kalshi_snapshot_in_flight_total``) and release their
+    watermark holds, without waiting for the next pass."""
+    watches = ctx.processor.watches
+    matched = [t for t, w in watches.items() if w.target is not None and w.matched]
+    for ticker in matched:
+        del watches[ticker]
+        ctx.release(_hold_key(ticker))
+    metrics.SNAPSHOT_IN_FLIGHT.inc(len(matched))
+
+
 async def settle_mismatches(ctx: GatherContext, layout: Layout) -> None:
     """Count and resnapshot the live books that never matched their REST answer, from the
     request's send until the next pass (:class:`~kalshi.pipeline.frames.Watch`): a REST
@@ -278,11 +300,26 @@ async def settle_mismatches(ctx: GatherContext, layout: Layout) -> None:
     open ``book_invalid`` gap of its connection from there
     (:meth:`~kalshi.pipeline.FrameProcessor.mismatch`, journaled as a ``gap`` marker), the
     book stale, and the gap closed by the resnapshot, so the deduplicator takes no row of
-    that stretch from this gatherer (docs/data-model.md, ``gaps``)."""
+    that stretch from this gatherer (docs/data-model.md, ``gaps``). Until then the
+    store's ingest watermark is held at the send of every answer not matched at its reply
+    (:func:`_polled`), so the gap row reaches the database before the deduplicator may
+    merge past its start; the holds go once the gap rows are handed to the store."""
     processor = ctx.processor
     since = {ticker: watch.since for ticker, watch in processor.watches.items()}
     mismatched, late = processor.unwatch()
     metrics.SNAPSHOT_IN_FLIGHT.inc(late)
+    try:
+        await _record_mismatches(ctx, layout, mismatched, since)
+    finally:
+        for ticker in since:
+            ctx.release(_hold_key(ticker))
+
+
+async def _record_mismatches(
+    ctx: GatherContext, layout: Layout, mismatched: list[str], since: dict[str, int]
+) -> None:
+    """:func:`settle_mismatches` of the books never matched: their gaps and resnapshots."""
+    processor = ctx.processor
     if not mismatched:
         return
     metrics.SNAPSHOT_MISMATCHES.inc(len(mismatched))
@@ -447,4 +484,7 @@ async def _polled(
         if live != polled:
             metrics.SNAPSHOT_IN_FLIGHT.inc()
         return []
+    # Maybe wrong since the send: the gap row would start there, so the watermark stays
+    # there until the answer is matched (release_matched) or settled (settle_mismatches).
+    ctx.hold(_hold_key(ticker), watch.since)
     return [ticker]

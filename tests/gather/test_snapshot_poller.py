@@ -20,6 +20,7 @@ from kalshi.gather.registry import MarketRegistry
 from kalshi.gather.rest_tasks import (
     list_markets,
     poll_snapshots,
+    release_matched,
     settle_mismatches,
     snapshot_pass,
 )
@@ -234,7 +235,16 @@ async def test_deltas_in_flight_are_no_mismatch_and_a_real_difference_is(
                 async with RestClient(sim.rest_url, ctx.signer, rate=100) as rest:
                     # the answer holds the deltas, the live books not yet
                     assert await snapshot_pass(ctx, rest, tickers, 1) == moved
+                    store = gatherer.store
+                    assert store is not None
+                    # not matched at the reply: the watermark stays at the send meanwhile
+                    first = min(gatherer.processor.watches[t].since for t in moved)
+                    assert store.complete_before(ctx.wall_us()) <= first
                     await wait_for(lambda: settled(gatherer, sim))  # the deltas arrived
+                    release_matched(ctx)  # between passes: matched late, let go
+                    assert gatherer.processor.watches == {}
+                    assert metrics.SNAPSHOT_IN_FLIGHT._value.get() == in_flight + len(moved)
+                    await wait_for(lambda: store.complete_before(ctx.wall_us()) > first)
                     await settle_mismatches(ctx, layout)
                     assert metrics.SNAPSHOT_MISMATCHES._value.get() == mismatches
                     assert metrics.SNAPSHOT_IN_FLIGHT._value.get() == in_flight + len(moved)
@@ -247,6 +257,9 @@ async def test_deltas_in_flight_are_no_mismatch_and_a_real_difference_is(
                     assert await snapshot_pass(ctx, rest, tickers, 1) == [ticker]
                     sent = gatherer.processor.watches[ticker].since  # the request's send
                     asked = {r: _resnapshots(r) for r in ("gap", "rest_mismatch")}
+                    release_matched(ctx)  # never matched: stays, and so does the hold
+                    assert list(gatherer.processor.watches) == [ticker]
+                    assert store.complete_before(ctx.wall_us()) <= sent
                     await settle_mismatches(ctx, layout)
                     assert metrics.SNAPSHOT_MISMATCHES._value.get() == mismatches + 1
                     assert ticker in gatherer.processor.stale
@@ -258,6 +271,8 @@ async def test_deltas_in_flight_are_no_mismatch_and_a_real_difference_is(
                     "rest_mismatch": 1,
                 }
                 await gatherer.committed()
+                # the gap row committed, the hold gone: the watermark passes the send
+                await wait_for(lambda: store.complete_before(ctx.wall_us()) > sent)
                 nursery.cancel_scope.cancel()
     detail = f"{ticker}: live book never matched its REST order book; resnapshot"
     with connect_db(db_url) as db:
