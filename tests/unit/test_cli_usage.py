@@ -4,6 +4,8 @@ refused like one, and a reader that closed the pipe ends a command quietly."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +204,46 @@ def test_every_time_option_refuses_the_same_way(
 )
 def test_the_time_forms_every_option_takes(text: str, us: int) -> None:
     assert parse_time(text, "--at") == us
+
+
+def _long_running(name: str, tmp_path: Path, db_url: str, other_db_url: str) -> list[str]:
+    """The arguments of a command that prints from inside its Trio event loop."""
+    if name in ("dedup --once", "export"):
+        settings = {
+            "gatherers": [{"id": "g-1", "timescaledb": other_db_url}],
+            "production": {"url": db_url},
+            "metrics": {"enabled": False},
+            "http": {"port": 0},
+            "logging": {"level": "error"},
+            "s3_export": {"enabled": True, "local_dir": str(tmp_path / "out"), "window": "1h"},
+        }
+        (tmp_path / "dd.yaml").write_text(json.dumps(settings))  # YAML reads JSON
+        return [*name.split(), "--config", "dd.yaml", *(["--all-windows"] * (name == "export"))]
+    if name == "sim":  # --port 0: a free port, let go when the process ends
+        return ["sim", "--port", "0", "--markets", "10", "--key-file", "key.pem"]
+    return ["replay", str(CAPTURE), "--serve", "0"]
+
+
+@pytest.mark.parametrize("name", ["dedup --once", "export", "sim", "replay --serve"])
+def test_a_reader_gone_ends_a_command_printing_in_its_event_loop_quietly(
+    name: str, tmp_path: Path, db_url: str, other_db_url: str
+) -> None:
+    # pbreak9 N2: `kalshi sim | head -1` (and dedup --once, export, replay --serve piped to
+    # `true`) printed a 60-line traceback ending `SystemExit: 1`: rich's console turns the
+    # BrokenPipeError into SystemExit(1), which Trio hands back inside an exception group.
+    # The reader here is gone before the command prints (`| true`), so its first line, in
+    # its event loop, is the one refused: no message, exit 1, whatever the timing.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kalshi", *_long_running(name, tmp_path, db_url, other_db_url)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, b"")
