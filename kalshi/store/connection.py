@@ -19,6 +19,7 @@ from kalshi.errors import DatabaseUnavailable, StoreError
 __all__ = [
     "CONNECT_TIMEOUT",
     "LOCK_PATIENCE",
+    "NOT_MIGRATED",
     "connect",
     "is_data_error",
     "session_options",
@@ -59,13 +60,20 @@ _KEEPALIVE = {
 }
 
 
+# A table of ours missing (SQLSTATE 42P01): the one cause is a database never migrated.
+NOT_MIGRATED = "the database is not migrated (not a kalshi database?): run `kalshi db migrate`"
+
+
 def translate(exc: BaseException) -> StoreError:
-    """The :class:`StoreError` that stands for a psycopg error."""
+    """The :class:`StoreError` that stands for a psycopg error; a missing table
+    (``relation "x" does not exist``) adds :data:`NOT_MIGRATED`."""
     if isinstance(exc, StoreError):
         return exc
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError):
         return DatabaseUnavailable(message)
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return StoreError(f"{message}: {NOT_MIGRATED}")
     return StoreError(message)
 
 

@@ -668,7 +668,10 @@ async def test_missing_tables_crash_the_store_but_keep_the_rows(
                 await trio.sleep_forever()
         except* StoreError as group:
             caught.extend(group.exceptions)
-    assert [str(e) for e in caught][:1] == ['relation "trades" does not exist']
+    assert [str(e) for e in caught][:1] == [
+        'relation "trades" does not exist: the database is not migrated (not a kalshi'
+        " database?): run `kalshi db migrate`"
+    ]
     stats = store.stats().tables["trades"]
     assert (stats.rows_written, stats.spool_rows, stats.queue_rows) == (0, 250, 0)
     # Once migrated, the next store writes them.

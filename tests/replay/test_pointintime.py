@@ -449,3 +449,17 @@ async def test_a_reconnect_gap_journaled_long_after_the_time_makes_its_book_stal
         stored = book_from_db(db, ticker, at)
         assert (stored.stale, stored.detail, stored.book) == (True, why, found.book)
         assert book_from_db(db, ticker, just_before).stale is False
+
+
+def test_an_unmigrated_database_is_named_so(empty_db_url: str, tmp_path: Path) -> None:
+    """Outside tester N8 (pbreak9): a database without our tables said only ``relation
+    "market_lifecycle" does not exist``; now it says it is not migrated and how to fix it."""
+    result = kalshi(
+        "snapshot", "--ticker", T1, "--at", str(BASE_US), "--db", empty_db_url, cwd=tmp_path
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        'error: relation "market_lifecycle" does not exist: the database is not migrated (not'
+        " a kalshi database?): run `kalshi db migrate`\n",
+    )
