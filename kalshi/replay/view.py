@@ -97,8 +97,8 @@ def session_lines(continuity: Continuity, *, journal: bool = False) -> list[str]
     """One line per captured session: its source, span, sequence rule and why, where its
     times come from, and how it ended. ``journal``: a gatherer journal's connections too
     (gatherer, label, frames, span, rule, how it ended: a ``disconnect`` marker's reason,
-    ``no disconnect marker`` when a session of its channel began after its last frame, e.g. the gatherer
-    was killed, else ``end of journal``)."""
+    ``no disconnect marker`` when a session of its channel began after its last frame, e.g.
+    the gatherer was killed, else ``end of journal``)."""
     lines = []
     sessions = list(continuity.sessions.values())
     for view in sessions:
