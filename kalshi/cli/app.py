@@ -21,7 +21,8 @@ from rich.text import Text
 
 from kalshi import __version__
 from kalshi.config import LoggingConfig, load_config
-from kalshi.errors import ConfigError, KalshiError
+from kalshi.errors import ConfigError, KalshiError, UnitError
+from kalshi.models.units import parse_rfc3339_us
 
 if TYPE_CHECKING:
     from kalshi.http import Port
@@ -45,6 +46,7 @@ __all__ = [
     "load_or_exit",
     "not_implemented",
     "operands",
+    "parse_time",
     "ports_first",
     "redact_url",
     "run_until_signal",
@@ -115,6 +117,36 @@ def ports_first(*wanted: Port) -> None:
     from kalshi.http import check_ports  # imported by the commands that serve, not by all
 
     trio.run(partial(check_ports, *wanted))
+
+
+# An integer time is µs since the epoch, from 2000-01-01 to 2100-01-01 (exclusive): a
+# number outside is another unit (ms, s, ns) or a typo, refused rather than read as 1970.
+US_FROM, US_UNTIL = 946_684_800_000_000, 4_102_444_800_000_000
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_time(text: str, option: str) -> int:
+    """Every time option of the command line (``replay --from/--to``, ``snapshot --at``,
+    ``export --until``, ``sim --start``), as Unix µs: an RFC 3339 time
+    (``2026-11-24T22:59:00Z``), a date (``2026-11-24``: its midnight UTC) or an integer
+    count of µs since the epoch from 2000-01-01 to 2100-01-01, exclusive (docs/replay.md).
+    Anything else is a :class:`UsageError` naming ``option`` and the forms (an integer
+    outside the range: the unit it was probably in)."""
+    if text.lstrip("-").isdigit():
+        value = int(text)
+        if not US_FROM <= value < US_UNTIL:
+            raise UsageError(
+                f"{option}: an integer time is µs since the epoch (from {US_FROM}, "
+                f"2000-01-01, to {US_UNTIL}, 2100-01-01), got {text} (ms, s or ns?)"
+            )
+        return value
+    try:
+        return parse_rfc3339_us(f"{text}T00:00:00Z" if _DATE.fullmatch(text) else text)
+    except UnitError:
+        raise UsageError(
+            f"{option}: expected an RFC 3339 time (2026-11-24T22:59:00Z), a date"
+            f" (2026-11-24, midnight UTC) or µs since the epoch, got {text!r}"
+        ) from None
 
 
 def check_http_url(option: str, url: str) -> str:

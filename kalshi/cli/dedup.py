@@ -18,6 +18,7 @@ from kalshi.cli.app import (
     err_console,
     fail,
     load_or_exit,
+    parse_time,
     ports_first,
     redact_url,
     run_until_signal,
@@ -28,7 +29,6 @@ from kalshi.dedup.export import ALL_WINDOWS, Exporter, WindowExport
 from kalshi.dedup.service import Deduplicator, PassReport, serve_dedup
 from kalshi.errors import KalshiError
 from kalshi.http import endpoint_ports
-from kalshi.models.units import parse_rfc3339_us
 from kalshi.store import migrate
 from kalshi.store.schema import TABLES
 
@@ -197,8 +197,8 @@ def export(
     until: Annotated[
         str | None,
         Parameter(
-            help="Treat every table's windows ending by this RFC 3339 time as closed"
-            " (instead of waiting for the merge cursors to pass them)."
+            help="Treat every table's windows ending by this time (RFC 3339, date or µs)"
+            " as closed (instead of waiting for the merge cursors to pass them)."
         ),
     ] = None,
     all_windows: Annotated[
@@ -219,17 +219,14 @@ def export(
     whose next window is not closed yet gets one line saying so and why. Windows that
     gained rows since their export are rewritten.
     """
+    if all_windows and until is not None:
+        raise UsageError("--all-windows and --until: give one of them")
+    limit = parse_time(until, "--until") if until is not None else None
     overrides = {"s3_export.local_dir": local_dir} if local_dir is not None else None
     cfg = load_or_exit(config, DedupConfig, overrides=overrides)
     if not cfg.production.url:
         config_fail(config, ["production.url: the production database URL is required"])
     configure_logging(cfg.logging)
-    if all_windows and until is not None:
-        raise UsageError("--all-windows and --until: give one of them")
-    try:
-        limit = parse_rfc3339_us(until) if until is not None else None
-    except KalshiError as exc:
-        raise UsageError(f"--until: {exc}") from None
     if all_windows:
         limit = ALL_WINDOWS
     _migrate_production(cfg)

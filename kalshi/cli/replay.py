@@ -35,14 +35,14 @@ from kalshi.cli.app import (
     fail,
     load_or_exit,
     operands,
+    parse_time,
     ports_first,
     stop_on_signals,
 )
 from kalshi.config import GathererConfig
-from kalshi.errors import KalshiError, UnitError
+from kalshi.errors import KalshiError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.journal.files import file_stamp
-from kalshi.models.units import parse_rfc3339_us
 from kalshi.pipeline import TYPE_CHANNEL, Sink
 from kalshi.replay import (
     CsvSink,
@@ -73,30 +73,6 @@ CHANNELS = dict.fromkeys(TYPE_CHANNEL.values())
 
 # the reasons of a file's torn end (kalshi.journal.reader, kalshi.replay.source)
 _TORN = ("torn last line", "torn zstd tail", "torn gzip tail", "torn xz tail", "torn bzip2 tail")
-
-
-# An integer time is µs since the epoch, from 2000-01-01 to 2100-01-01 (exclusive): a
-# number outside is another unit (ms, s, ns) or a typo, refused rather than read as 1970.
-US_FROM, US_UNTIL = 946_684_800_000_000, 4_102_444_800_000_000
-
-
-def parse_time(text: str, option: str) -> int:
-    """RFC 3339 (``2026-11-24T22:59:00Z``) or integer µs since the epoch, 2000-01-01 to
-    2100-01-01 (``docs/replay.md``); else :class:`UsageError` naming the unit and value."""
-    if text.lstrip("-").isdigit():
-        value = int(text)
-        if not US_FROM <= value < US_UNTIL:
-            raise UsageError(
-                f"{option}: an integer time is µs since the epoch (from {US_FROM}, "
-                f"2000-01-01, to {US_UNTIL}, 2100-01-01), got {text} (ms, s or ns?)"
-            )
-        return value
-    try:
-        return parse_rfc3339_us(text)
-    except UnitError:
-        raise UsageError(
-            f"{option}: expected an RFC 3339 time or µs since the epoch, got {text!r}"
-        ) from None
 
 
 FrameField = Annotated[
@@ -193,10 +169,10 @@ def replay(
         ),
     ] = None,
     from_: Annotated[
-        str | None, Parameter(name="--from", help="Start (receive time): RFC 3339 or µs.")
+        str | None, Parameter(name="--from", help="Start (receive time): RFC 3339, date or µs.")
     ] = None,
     to: Annotated[
-        str | None, Parameter(help="End, inclusive (receive time): RFC 3339 or µs.")
+        str | None, Parameter(help="End, inclusive (receive time): RFC 3339, date or µs.")
     ] = None,
     speed: Annotated[
         float | None,

@@ -17,6 +17,7 @@ from kalshi.cli.app import (
     check_port,
     console,
     fail,
+    parse_time,
     ports_first,
     stop_on_signals,
 )
@@ -130,7 +131,7 @@ def sim(
     start: Annotated[
         str,
         Parameter(
-            help="The universe's date (2026-11-25) or time (RFC 3339): it dates every ticker "
+            help="The universe's date (2026-11-25), time (RFC 3339) or µs: it dates every ticker "
             "and status. Default: now."
         ),
     ] = "",
@@ -152,11 +153,12 @@ def sim(
         plan = FaultPlan.parse(faults) if faults else None
     except ConfigError as exc:
         raise UsageError("; ".join(exc.problems)) from None
+    start_us = parse_time(start, "--start") if start else None
     # a taken port fails here, before the key or the truth file is written
     ports_first((SIM_HOST, port, "simulator"))
     key_pem = _key_pem(key_file)
     options: dict[str, Any] = {
-        "start_us": _start_us(start) if start else None,
+        "start_us": start_us,
         "run_id": run_id,
         "private_key_pem": key_pem,
         "key_id": key_id,
@@ -178,19 +180,6 @@ def sim(
         trio.run(_run, markets, rate, seed, plan, port, blast, options, key_file, truth)
     except OSError as exc:  # names the simulator, its host and port (kalshi.http.listen)
         fail(exc.strerror or str(exc))
-
-
-def _start_us(text: str) -> int:
-    """``--start``: a date (midnight UTC) or an RFC 3339 time, as Unix µs."""
-    from kalshi.errors import UnitError
-    from kalshi.models.units import parse_rfc3339_us
-
-    try:
-        return parse_rfc3339_us(f"{text}T00:00:00Z" if len(text) == 10 else text)
-    except UnitError:
-        raise UsageError(
-            f"--start: expected a date (2026-11-25) or an RFC 3339 time, got {text!r}"
-        ) from None
 
 
 def _key_pem(key_file: Path) -> bytes:

@@ -17,6 +17,7 @@ from kalshi.cli.app import (
     fail,
     load_or_exit,
     operands,
+    parse_time,
     run_until_signal,
 )
 from kalshi.cli.replay import (
@@ -24,7 +25,6 @@ from kalshi.cli.replay import (
     SeqCheckOption,
     TimeField,
     TimeUnitOption,
-    parse_time,
     source_options,
 )
 from kalshi.config import GathererConfig
@@ -70,7 +70,7 @@ def snapshot(
     ] = None,
     at: Annotated[
         str | None,
-        Parameter(help="Reconstruct at this receive time: RFC 3339 or µs (db, journal)."),
+        Parameter(help="Reconstruct at this receive time: RFC 3339, date or µs (db, journal)."),
     ] = None,
     config: Annotated[Path | None, Parameter(help="Gatherer config (YAML).")] = None,
     db: Annotated[

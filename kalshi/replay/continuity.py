@@ -12,10 +12,14 @@ recording gives depends on its sequence rule (``docs/replay.md``, "Captures"):
   starts the market's book from a snapshot.
 
 Either way the verdict names every stretch the recording does not cover for the market
-(:meth:`Continuity.stretches`): the gaps the gatherer journaled (``gap`` markers: an
-``outage`` while it was down, a ``reconnect``, ...) on a connection that carried the
-market or naming it, and a session ended by a ``disconnect`` marker before the market's
-next session began, unless a journaled gap already covers that stretch.
+(:meth:`Continuity.stretches`): the gaps the gatherer journaled (``gap`` markers) that apply
+to it: one naming it, one of a connection that carried it, and an ``outage`` (the gatherer
+was down; one per channel, journaled on whichever connection of the channel resubscribed
+first) of any channel of that gatherer that carried it; and each break in its frames between
+two sessions of one gatherer and channel (``orderbook-0`` then ``orderbook-1``: a market
+moves between connections at a restart) that no such gap covers. The verdict then agrees
+with the staleness ``kalshi snapshot`` gives for the market at a time in that stretch
+(``kalshi/replay/pointintime.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from kalshi.models.rows import GapRow
 from kalshi.models.units import format_rfc3339_us
 from kalshi.pipeline import Outcome
 
-__all__ = ["Continuity", "MarketView", "SessionView"]
+__all__ = ["Continuity", "MarketView", "SessionView", "channel_of"]
 
 
 @define
@@ -69,8 +73,11 @@ class MarketView:
     rules: set[str] = field(factory=set)
     first_us: int | None = None
     last_us: int | None = None
+    # per session key: [the market's first frame there, its last] (µs)
+    spans: dict[tuple[str, int], list[int]] = field(factory=dict, repr=False)
     # the (session, rule) last added to ``sessions``/``rules``: skips re-adding per frame
     seen: object = field(default=None, repr=False, eq=False)
+    span: list[int] = field(factory=lambda: [0, 0], repr=False, eq=False)  # the current one
 
     def verdict(self, stale_cause: str | None, stretches: Sequence[str] = ()) -> str:
         """One line: what this market's frames prove; ``stretches``: those the recording
@@ -127,61 +134,67 @@ class Continuity:
 
     def stretches(self, view: MarketView) -> list[str]:
         """What the recording does not cover for the market of ``view``, in time order:
-        each journaled gap on a connection that carried the market (or naming it; not a
-        trades ``backfill``, which repairs an outage named on its own), then each break
-        between two of its sessions of one gatherer and label (a capture: its sessions in
-        turn), from the earlier one's last frame to the later one's first, where no such
-        gap of that label overlaps it: ``disconnect`` (the earlier one ended by a marker,
-        with its reason) or ``no disconnect marker`` (the gatherer stopped without one,
-        e.g. killed, and journaled no gap). One string each: kind, span (µs, RFC 3339)
-        and detail."""
+        each journaled gap that applies to it (not a trades ``backfill``, which repairs an
+        outage named on its own): one naming the market, one of a connection that carried
+        it, or an ``outage`` (one per channel: the gatherer was down) of a channel of that
+        gatherer that carried it, whichever connection; then each break between two of its
+        sessions of one gatherer and channel, whatever their labels (a capture: its sessions
+        in turn), from the market's last frame in the earlier session to its first in the
+        later one, which began after the earlier one's last frame, where no gap that
+        applies to it of that gatherer and channel overlaps it: ``disconnect`` (the earlier
+        one ended by a marker, with its reason) or ``no disconnect marker`` (the gatherer
+        stopped without one, e.g. killed, and journaled no gap). One string each: kind,
+        span (µs, RFC 3339) and detail."""
         found: list[tuple[int, str]] = []
-        spans: list[tuple[str, str, int, int]] = []  # gatherer, label, start, end
+        mine = [
+            (self.sessions[key], view.spans[key])
+            for key in view.sessions
+            if key in self.sessions and key in view.spans
+        ]
+        channels = {(s.gatherer_id, channel_of(s.label)) for s, _ in mine}
+        spans: list[tuple[str, str, int, int]] = []  # gatherer, channel, start, end
         for row in self.gaps.values():
             if row.kind == "backfill":
                 continue
             key = (row.gatherer_id, row.conn_id)
-            if row.ticker != view.ticker and (row.ticker is not None or key not in view.sessions):
-                continue
-            end = row.end_ts
             carrier = self.sessions.get(key)
-            label = carrier.label if carrier is not None else ""
-            spans.append((row.gatherer_id, label, row.start_ts, end if end is not None else 2**62))
-            found.append((row.start_ts, f"{row.kind} {_span(row.start_ts, end)} ({row.detail})"))
-        mine = [self.sessions[key] for key in view.sessions if key in self.sessions]
-        for before in mine:
-            if before.last_us is None:
-                continue
-            last = before.last_us
-            later = [
-                s
-                for s in mine
-                if s.gatherer_id == before.gatherer_id
-                and s.label == before.label
-                and s.first_us is not None
-                and s.first_us > last
-            ]
-            if not later:
-                continue
-            after = min(later, key=lambda s: s.first_us or 0)
-            first = after.first_us or 0
-            if any(
-                g == before.gatherer_id and lab == before.label and a <= first and b >= last
-                for g, lab, a, b in spans
+            label = carrier.label if carrier is not None else row.detail.partition(":")[0]
+            channel = channel_of(label)
+            if row.ticker is not None:
+                if row.ticker != view.ticker:
+                    continue
+            elif key not in view.sessions and not (
+                row.kind == "outage" and channel and (row.gatherer_id, channel) in channels
             ):
                 continue
-            name = f"{before.label}: " if before.label else ""
-            if before.ended:
-                why = (
-                    f"disconnect {_span(last, first)} ({name}session {before.conn_id}:"
-                    f" {before.ended})"
-                )
-            else:
-                why = (
-                    f"no disconnect marker {_span(last, first)} ({name}session {before.conn_id}"
-                    f" stopped, session {after.conn_id} began; no gap journaled)"
-                )
-            found.append((last, why))
+            end = row.end_ts
+            spans.append(
+                (row.gatherer_id, channel, row.start_ts, end if end is not None else 2**62)
+            )
+            found.append((row.start_ts, f"{row.kind} {_span(row.start_ts, end)} ({row.detail})"))
+        groups: dict[tuple[str, str], list[tuple[SessionView, list[int]]]] = {}
+        for session, span in mine:
+            groups.setdefault((session.gatherer_id, channel_of(session.label)), []).append(
+                (session, span)
+            )
+        for (gatherer, channel), held in groups.items():
+            held.sort(key=lambda pair: pair[1][0])
+            before, before_span = held[0]
+            for after, after_span in held[1:]:
+                last, first = before_span[1], after_span[0]
+                if (
+                    first > last
+                    and before.last_us is not None
+                    and after.first_us is not None
+                    and after.first_us > before.last_us
+                    and not any(
+                        g == gatherer and c == channel and a <= first and b >= last
+                        for g, c, a, b in spans
+                    )
+                ):
+                    found.append((last, _break(before, after, last, first)))
+                if after_span[1] >= before_span[1]:
+                    before, before_span = after, after_span
         return [text for _, text in sorted(found)]
 
     def marker(self, item: JournalRecord, rule: str) -> None:
@@ -261,6 +274,8 @@ class Continuity:
                 view.seen = seen
                 view.sessions.add(seen[0])
                 view.rules.add(seen[1])
+                view.span = view.spans.setdefault(seen[0], [wall, wall])
+            view.span[1] = wall
             kind = msg.type
             if kind == "orderbook_delta":
                 view.deltas += 1
@@ -288,6 +303,26 @@ class Continuity:
             session.reordered += reordered
             session.last_us = last
         self._conn, self._session, self._seen = key, session, seen
+
+
+def channel_of(label: str) -> str:
+    """A connection label's channel: ``orderbook-1`` -> ``orderbook`` (the gatherer's
+    ``<channel>-<n>``, ``kalshi/gather/layout.py``); a label without a number as it is."""
+    name, dash, number = label.rpartition("-")
+    return name if dash and number.isdigit() else label
+
+
+def _break(before: SessionView, after: SessionView, last: int, first: int) -> str:
+    """A market's break from ``last`` (its last frame on ``before``) to ``first`` (its
+    first on ``after``), named by how ``before`` ended."""
+    name = f"{before.label}: " if before.label else ""
+    if before.ended:
+        return f"disconnect {_span(last, first)} ({name}session {before.conn_id}: {before.ended})"
+    later = f"{after.label}: " if after.label and after.label != before.label else ""
+    return (
+        f"no disconnect marker {_span(last, first)} ({name}session {before.conn_id}"
+        f" stopped, {later}session {after.conn_id} began; no gap journaled)"
+    )
 
 
 def _span(start: int, end: int | None) -> str:

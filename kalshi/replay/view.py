@@ -15,7 +15,7 @@ from rich.text import Text
 
 from kalshi.models.book import Side
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
-from kalshi.replay.continuity import Continuity, SessionView
+from kalshi.replay.continuity import Continuity, SessionView, channel_of
 from kalshi.replay.core import Replayer
 from kalshi.replay.pointintime import BookAt
 
@@ -97,8 +97,8 @@ def session_lines(continuity: Continuity, *, journal: bool = False) -> list[str]
     """One line per captured session: its source, span, sequence rule and why, where its
     times come from, and how it ended. ``journal``: a gatherer journal's connections too
     (gatherer, label, frames, span, rule, how it ended: a ``disconnect`` marker's reason,
-    ``no disconnect marker`` when a later session of its label follows, e.g. the gatherer
-    was killed, else ``end of journal``)."""
+    ``no disconnect marker`` when a session of its channel began after its last frame, e.g.
+    the gatherer was killed, else ``end of journal``)."""
     lines = []
     sessions = list(continuity.sessions.values())
     for view in sessions:
@@ -127,7 +127,13 @@ def _journal_session(view: SessionView, span: str, sessions: list[SessionView]) 
     ended = view.ended
     if not ended:
         later = any(
-            s.gatherer_id == view.gatherer_id and s.label == view.label and s.conn_id > view.conn_id
+            s.gatherer_id == view.gatherer_id
+            and channel_of(s.label) == channel_of(view.label)
+            and (
+                s.first_us > view.last_us
+                if s.first_us is not None and view.last_us is not None
+                else s.conn_id > view.conn_id
+            )
             for s in sessions
         )
         ended = "no disconnect marker" if later else "end of journal"

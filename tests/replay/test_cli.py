@@ -241,7 +241,8 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
         (("snapshot", "--depth", "-3"), 'Invalid value "-3" for --depth. Must be > 0.'),
         (
             ("snapshot", "--at", "notatime", "--ticker", "X"),
-            "--at: expected an RFC 3339 time or µs since the epoch, got 'notatime'",
+            "--at: expected an RFC 3339 time (2026-11-24T22:59:00Z), a date (2026-11-24,"
+            " midnight UTC) or µs since the epoch, got 'notatime'",
         ),
         (("snapshot", "--source", "rest"), "--ticker is needed with --source rest"),
         (("snapshot", journal), "--ticker is needed with --source journal"),
@@ -276,7 +277,8 @@ async def test_usage_and_config_errors_exit_2_with_one_line(tmp_path: Path) -> N
         ),
         (
             ("replay", journal, "--from", "yesterday"),
-            "--from: expected an RFC 3339 time or µs since the epoch, got 'yesterday'",
+            "--from: expected an RFC 3339 time (2026-11-24T22:59:00Z), a date (2026-11-24,"
+            " midnight UTC) or µs since the epoch, got 'yesterday'",
         ),
         (
             (

@@ -4,6 +4,8 @@ refused like one, and a reader that closed the pipe ends a command quietly."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from cyclopts import App
 
 from kalshi.cli import app
+from kalshi.cli.app import parse_time
 
 GOLD = Path(__file__).parent.parent / "data" / "kalshi-gold15m" / "events"
 CAPTURE = GOLD / "KXGOLD15M-26AUG050000-00" / "2026-08-05.ndjson.gz"
@@ -141,3 +144,106 @@ def test_a_reader_that_closed_the_pipe_ends_replay_quietly(output: tuple[str, ..
         b"frame_no,sid,seq\n"
     )
     assert (code, stderr) == (1, b"")
+
+
+# Every time option of the command line (outside tester pbreak9 N7: `export --until` took
+# RFC 3339 only, `sim --start` a date too, replay's and snapshot's µs too): one parser.
+TIME_OPTIONS = [
+    ("replay", str(CAPTURE), "--format", "jsonl", "--from"),
+    ("replay", str(CAPTURE), "--format", "jsonl", "--to"),
+    ("snapshot", str(CAPTURE), "--ticker", "X", "--at"),
+    ("export", "--until"),
+    ("sim", "--start"),
+]
+
+
+@pytest.mark.parametrize("command", TIME_OPTIONS, ids=lambda c: f"{c[0]} {c[-1]}")
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (
+            "yesterday",
+            "expected an RFC 3339 time (2026-11-24T22:59:00Z), a date (2026-11-24, midnight"
+            " UTC) or µs since the epoch, got 'yesterday'",
+        ),
+        (
+            "2026-02-30",
+            "expected an RFC 3339 time (2026-11-24T22:59:00Z), a date (2026-11-24, midnight"
+            " UTC) or µs since the epoch, got '2026-02-30'",
+        ),
+        (
+            "1785901700692",
+            "an integer time is µs since the epoch (from 946684800000000, 2000-01-01, to"
+            " 4102444800000000, 2100-01-01), got 1785901700692 (ms, s or ns?)",
+        ),
+    ],
+    ids=["word", "no-such-day", "ms"],
+)
+def test_every_time_option_refuses_the_same_way(
+    command: tuple[str, ...], value: str, reason: str, tmp_path: Path
+) -> None:
+    result = kalshi(*command, value, cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        f"error: {command[-1]}: {reason}\n",
+    )
+    assert not (tmp_path / ".kalshi").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("text", "us"),
+    [
+        ("2026-08-05T00:00:00Z", 1_785_888_000_000_000),
+        ("2026-08-05", 1_785_888_000_000_000),
+        ("1785888000000000", 1_785_888_000_000_000),
+        ("2026-08-05T01:02:03.000004+01:00", 1_785_888_000_000_000 + 3_723_000_004 - 3_600_000_000),
+        ("946684800000000", 946_684_800_000_000),
+        ("4102444799999999", 4_102_444_799_999_999),
+    ],
+)
+def test_the_time_forms_every_option_takes(text: str, us: int) -> None:
+    assert parse_time(text, "--at") == us
+
+
+def _long_running(name: str, tmp_path: Path, db_url: str, other_db_url: str) -> list[str]:
+    """The arguments of a command that prints from inside its Trio event loop."""
+    if name in ("dedup --once", "export"):
+        settings = {
+            "gatherers": [{"id": "g-1", "timescaledb": other_db_url}],
+            "production": {"url": db_url},
+            "metrics": {"enabled": False},
+            "http": {"port": 0},
+            "logging": {"level": "error"},
+            "s3_export": {"enabled": True, "local_dir": str(tmp_path / "out"), "window": "1h"},
+        }
+        (tmp_path / "dd.yaml").write_text(json.dumps(settings))  # YAML reads JSON
+        return [*name.split(), "--config", "dd.yaml", *(["--all-windows"] * (name == "export"))]
+    if name == "sim":  # --port 0: a free port, let go when the process ends
+        return ["sim", "--port", "0", "--markets", "10", "--key-file", "key.pem"]
+    return ["replay", str(CAPTURE), "--serve", "0"]
+
+
+@pytest.mark.parametrize("name", ["dedup --once", "export", "sim", "replay --serve"])
+def test_a_reader_gone_ends_a_command_printing_in_its_event_loop_quietly(
+    name: str, tmp_path: Path, db_url: str, other_db_url: str
+) -> None:
+    # pbreak9 N2: `kalshi sim | head -1` (and dedup --once, export, replay --serve piped to
+    # `true`) printed a 60-line traceback ending `SystemExit: 1`: rich's console turns the
+    # BrokenPipeError into SystemExit(1), which Trio hands back inside an exception group.
+    # The reader here is gone before the command prints (`| true`), so its first line, in
+    # its event loop, is the one refused: no message, exit 1, whatever the timing.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kalshi", *_long_running(name, tmp_path, db_url, other_db_url)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, b"")
