@@ -19,18 +19,24 @@ Time is local receive time (µs): the journal's ``wall_us``, the tables' ``recei
   The book is also stale when a recorded gap of its market covers the time or began after
   its snapshot (an ``outage``, a ``reconnect`` or ``stopped`` of its order-book connection,
   a production ``merge_hole``, any per-market gap but a trades ``backfill``; the detail
-  gives the gap's kind, span and detail), or when the market had closed by then
-  (``markets.status`` closed or later and ``close_time`` reached).
+  gives the gap's kind, span and detail), when the market had closed by then
+  (``markets.status`` closed and ``close_time`` reached), or past the gatherer's last
+  recording (``nothing journaled from ... to ...: not recorded``, the journal's words).
+  Production's book is also stale past what the deduplicator merged (its cursors).
 * A market whose ``determined`` or ``settled`` event was received by the time has no book
   on either route: :class:`NoBook` ``T: no longer recorded at TIME: market determined at
   ...`` (the pipeline drops its book there); ``... : unsubscribed`` from a journal whose
-  gatherer sent ``delete_markets`` for it.
+  gatherer sent ``delete_markets`` for it. On the database route also a market whose
+  ``markets`` row is determined or later, from its ``settlement_ts`` (else its close and
+  the row's ``updated_at``): a gatherer down at the event has only the listing.
 * REST: the exchange's current book (signed ``GET /markets/{ticker}/orderbook``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from attrs import frozen
@@ -38,11 +44,11 @@ from attrs import frozen
 from kalshi.book import OrderBook
 from kalshi.dedup.books import book_before, stream_cut
 from kalshi.dedup.merge import DEDUP_ID
-from kalshi.errors import BookError, HttpError, KalshiError, NetError
+from kalshi.errors import BookError, HttpError, KalshiError, NetError, UnitError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.book import BookDelta, BookSnapshot, Side
 from kalshi.models.rows import DeltaRow, GapRow, LifecycleRow, SnapshotRow
-from kalshi.models.units import format_rfc3339_us
+from kalshi.models.units import format_rfc3339_us, parse_rfc3339_us
 from kalshi.net import RestClient
 from kalshi.pipeline.outside import made_outside
 from kalshi.replay.core import Replayer, ReplayFilter
@@ -92,6 +98,15 @@ def _no_longer(ticker: str, at_us: int | None, why: str) -> str:
     """A market whose book ended (determined, settled, unsubscribed) before ``at_us``: one
     message for the journal and database routes (``docs/replay.md``, "Point-in-time")."""
     return f"{ticker}: no longer recorded at {_when(at_us)}: {why}"
+
+
+def _not_recorded(since_us: int, at_us: int) -> str:
+    """A time past the source's last recording: one message for the journal and database
+    routes (``docs/replay.md``, "Point-in-time")."""
+    return (
+        f"nothing journaled from {format_rfc3339_us(since_us, digits=6)}"
+        f" to {format_rfc3339_us(at_us, digits=6)}: not recorded"
+    )
 
 
 def _before_data(ticker: str, at_us: int) -> str:
@@ -171,11 +186,7 @@ def book_from_journal(
                 stale, detail = True, _gap_detail(gap.kind, gap.start_ts, gap.end_ts, gap.detail)
                 break
         if not stale and at_us is not None and read_until < at_us:
-            stale = True
-            detail = (
-                f"nothing journaled from {format_rfc3339_us(read_until, digits=6)}"
-                f" to {format_rfc3339_us(at_us, digits=6)}: not recorded"
-            )
+            stale, detail = True, _not_recorded(read_until, at_us)
     return BookAt(book.copy(), "journal", as_of, stale, detail)
 
 
@@ -284,6 +295,53 @@ WHERE ticker = %s AND event_type IN ('determined', 'settled') AND received_at <=
 ORDER BY exchange_ts
 LIMIT 1
 """
+# The market's ``markets`` row says it was determined (or later): the book ended by then
+# (the REST listing's status; a gatherer down at the lifecycle event has no event).
+_DETERMINED = ("determined", "disputed", "amended", "finalized")
+_DETERMINED_SQL = """
+SELECT status, close_time, updated_at, payload->>'settlement_ts' FROM markets
+WHERE ticker = %s AND status = ANY(%s)
+"""
+# Evidence that a gatherer was recording at or after the time: its watermark passed it, or
+# a row of it received then or later: of the tables indexed by receive time, or an
+# order-book delta or snapshot found by exchange time (their primary keys) from
+# STOP_GRACE_US before the time (a receive time within 10 s of its exchange time).
+_RECORDED_SQL = """
+SELECT EXISTS (SELECT 1 FROM ingest_watermark WHERE gatherer_id = %(g)s
+                 AND complete_before > %(at)s)
+    OR EXISTS (SELECT 1 FROM tickers WHERE received_at >= %(at)s AND gatherer_id = %(g)s)
+    OR EXISTS (SELECT 1 FROM trades WHERE received_at >= %(at)s AND gatherer_id = %(g)s)
+    OR EXISTS (SELECT 1 FROM market_lifecycle WHERE received_at >= %(at)s
+                 AND gatherer_id = %(g)s)
+    OR EXISTS (SELECT 1 FROM orderbook_deltas WHERE exchange_ts >= %(from)s
+                 AND received_at >= %(at)s AND gatherer_id = %(g)s)
+    OR EXISTS (SELECT 1 FROM orderbook_snapshots WHERE snapshot_ts >= %(from)s
+                 AND received_at >= %(at)s AND gatherer_id = %(g)s)
+"""
+# The gatherer's last recorded time before it: the latest of those before the time (the
+# deltas': the latest received within STOP_GRACE_US of the newest exchange time before it).
+_LAST_RECORDED_SQL = """
+WITH newest AS (
+    SELECT max(exchange_ts) AS ts FROM orderbook_deltas
+    WHERE exchange_ts < %(at)s + %(grace)s AND gatherer_id = %(g)s)
+SELECT greatest(
+    (SELECT max(complete_before) FROM ingest_watermark WHERE gatherer_id = %(g)s
+       AND complete_before <= %(at)s),
+    (SELECT max(received_at) FROM tickers WHERE received_at < %(at)s AND gatherer_id = %(g)s),
+    (SELECT max(received_at) FROM trades WHERE received_at < %(at)s AND gatherer_id = %(g)s),
+    (SELECT max(received_at) FROM market_lifecycle WHERE received_at < %(at)s
+       AND gatherer_id = %(g)s),
+    (SELECT max(d.received_at) FROM orderbook_deltas d, newest
+       WHERE d.exchange_ts >= newest.ts - 2 * %(grace)s AND d.exchange_ts <= newest.ts
+         AND d.received_at < %(at)s AND d.gatherer_id = %(g)s),
+    (SELECT max(received_at) FROM orderbook_snapshots WHERE ticker = %(t)s
+       AND received_at < %(at)s AND gatherer_id = %(g)s),
+    (SELECT max(s.received_at) FROM orderbook_snapshots s, newest
+       WHERE s.snapshot_ts >= newest.ts - 2 * %(grace)s AND s.snapshot_ts <= newest.ts
+         AND s.received_at < %(at)s AND s.gatherer_id = %(g)s))
+"""
+# Production: the gatherer time the deduplicator merged the order book up to (its cursors).
+_MERGED_SQL = "SELECT max(horizon) FROM dedup_cursors WHERE table_name = 'orderbook_deltas'"
 _CLOSED_SQL = """
 SELECT status, close_time FROM markets
 WHERE ticker = %s AND status = ANY(%s) AND close_time <= %s
@@ -317,6 +375,9 @@ def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
     settled = db.query(_SETTLED_SQL, (ticker, until))
     if settled:  # as the journal route: the pipeline dropped the book at that event
         raise NoBook(_no_longer(ticker, at_us, _ended(*settled[0])))
+    determined = _determined(db, ticker, until)
+    if determined:  # the same answer from the listing of a gatherer down at the event
+        raise NoBook(_no_longer(ticker, at_us, determined))
     if db.query(_PRODUCTION_SQL):
         return _merged_book(db, ticker, at_us, until)
     found = db.query(_SNAPSHOT_SQL, (ticker, until))
@@ -363,6 +424,8 @@ def book_from_db(db: Database, ticker: str, at_us: int | None = None) -> BookAt:
                 "database follows a book within one file's connection (--source journal "
                 "follows the session)"
             )
+    if not stale and at_us is not None:
+        stale, detail = _past_recording(db, ticker, gatherer_id, at_us)
     return BookAt(book, "db", as_of, stale, detail)
 
 
@@ -384,7 +447,47 @@ def _merged_book(db: Database, ticker: str, at_us: int | None, until: int) -> Bo
             raise NoBook(f"{ticker}: no WebSocket snapshot at or before {_when(at_us)}")
         raise NoBook(f"{ticker}: no order book stored for this ticker")
     stale, detail = _covered(db, ticker, until, found.snapshot_at, DEDUP_ID, 0)
+    if not stale and at_us is not None:
+        merged = db.query(_MERGED_SQL)[0][0]
+        if merged is not None and merged < at_us:  # the deduplicator has not got that far
+            stale, detail = True, _not_recorded(merged, at_us)
     return BookAt(found.book, "db", found.received_at, stale, detail)
+
+
+def _determined(db: Database, ticker: str, until: int) -> str:
+    """Why the book had ended by ``until`` (µs) by the market's ``markets`` row (status
+    determined or later, :data:`_DETERMINED`), else ``""``: ``market settled at T`` from
+    its ``settlement_ts`` (the REST payload's, kalshi-api.md "Market object") when given,
+    else ``market <status> at or before T``, T the later of its ``close_time`` and the
+    row's ``updated_at`` (when the gatherer recorded that status)."""
+    found = db.query(_DETERMINED_SQL, (ticker, list(_DETERMINED)))
+    if not found:
+        return ""
+    status, close_time, updated_at, settlement = found[0]
+    if settlement:
+        try:
+            settled_at = parse_rfc3339_us(settlement)
+        except UnitError:
+            settled_at = None  # not a time: the row's own times decide
+        if settled_at is not None:
+            return _ended("settled", settled_at) if settled_at <= until else ""
+    end = max(close_time or 0, updated_at)
+    if end > until:
+        return ""
+    return f"market {status} at or before {format_rfc3339_us(end, digits=6)}"
+
+
+def _past_recording(db: Database, ticker: str, gatherer_id: str, at_us: int) -> tuple[bool, str]:
+    """``(True, why)`` when the gatherer database holds nothing of ``gatherer_id``
+    recorded at or after ``at_us`` (its watermark, a row of the indexed tables, a book row
+    of ``ticker``): the gatherer had stopped, as the journal route's ``nothing journaled``
+    (``docs/replay.md``, "Point-in-time")."""
+    named = {"g": gatherer_id, "at": at_us, "t": ticker, "from": at_us - STOP_GRACE_US}
+    named["grace"] = STOP_GRACE_US
+    if _query_named(db, _RECORDED_SQL, named)[0][0]:
+        return False, ""
+    last = _query_named(db, _LAST_RECORDED_SQL, named)[0][0]
+    return True, _not_recorded(last if last is not None else at_us, at_us)
 
 
 def _covered(
@@ -403,6 +506,12 @@ def _covered(
         status, close_time = closed[0]
         return True, f"market {status}: closed at {format_rfc3339_us(close_time, digits=6)}"
     return False, ""
+
+
+def _query_named(db: Database, statement: str, named: dict[str, object]) -> list[tuple[Any, ...]]:
+    """``statement`` with ``%(name)s`` placeholders, run with positional parameters."""
+    names = re.findall(r"%\((\w+)\)s", statement)
+    return db.query(re.sub(r"%\(\w+\)s", "%s", statement), [named[n] for n in names])
 
 
 def _levels(text: str) -> tuple[tuple[int, int], ...]:

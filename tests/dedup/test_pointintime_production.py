@@ -12,6 +12,7 @@ from dedup_support import MISSES, merge_once, recordings, write_all
 
 from kalshi.book import OrderBook
 from kalshi.dedup.books import book_before, stream_cut
+from kalshi.models.units import format_rfc3339_us
 from kalshi.replay import book_from_db
 from kalshi.store import connect_db
 from kalshi.testing.recording import Truth, make_truth
@@ -90,3 +91,18 @@ async def test_the_production_book_at_any_time_is_the_truth_across_source_switch
             assert (latest.book, latest.stale) == (truth.books[ticker], False)
             end = stream_cut(db, ticker, 2**62)
             assert book_before(db, ticker, end).book == truth.books[ticker]
+        # Outside tester N3 (pbreak9): past what the deduplicator merged (its cursors'
+        # horizon), the book is stale as the journal's past its last record (it said
+        # current at any later time).
+        ((merged,),) = db.query(
+            "SELECT max(horizon) FROM dedup_cursors WHERE table_name = 'orderbook_deltas'"
+        )
+        for ticker in truth.markets:
+            assert book_from_db(db, ticker, merged).detail == ""
+            past = book_from_db(db, ticker, merged + 1)
+            assert (past.book, past.stale, past.detail) == (
+                truth.books[ticker],
+                True,
+                f"nothing journaled from {format_rfc3339_us(merged, digits=6)} to"
+                f" {format_rfc3339_us(merged + 1, digits=6)}: not recorded",
+            )

@@ -291,6 +291,9 @@ async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
     await replay_into_db(read_journal(files), db_url, store_config(tmp_path))
     t = BASE_US
     with connect_db(db_url) as db:
+        # The gatherer recorded until its disconnect at t+5000 (its watermark; a replay
+        # writes none): no "nothing journaled" before.
+        db.execute("INSERT INTO ingest_watermark VALUES ('g-1', %s, %s)", (t + 5001, t + 5001))
         before = book_from_db(db, T1, t + 1500)
         assert (before.stale, before.detail, before.as_of_us) == (False, "", t + 900)
         # The gatherer was down from t+2000 to t+4000 (the new session's connection id).
@@ -318,9 +321,9 @@ async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
         assert in_hole.detail == (
             "merge_hole from 2026-11-24T22:59:00.001600Z to 2026-11-24T22:59:00.001700Z: " + hole
         )
-        # A market settled while nobody recorded it: stale from its close on.
+        # A market closed while nobody recorded it: stale from its close on.
         db.execute(
-            "INSERT INTO markets VALUES (%s, 'E', 'finalized', 'binary', '', NULL, %s, 0, 'g-1',"
+            "INSERT INTO markets VALUES (%s, 'E', 'closed', 'binary', '', NULL, %s, 0, 'g-1',"
             " '{}')",
             (T1, t + 1200),
         )
@@ -328,7 +331,7 @@ async def test_a_recorded_gap_or_a_close_marks_the_db_book_stale(
         closed = book_from_db(db, T1, t + 1200)
         assert (closed.stale, closed.detail) == (
             True,
-            "market finalized: closed at 2026-11-24T22:59:00.002200Z",
+            "market closed: closed at 2026-11-24T22:59:00.002200Z",
         )
         # Determined before its scheduled close (recorded by its lifecycle event).
         db.execute(
@@ -463,3 +466,77 @@ def test_an_unmigrated_database_is_named_so(empty_db_url: str, tmp_path: Path) -
         'error: relation "market_lifecycle" does not exist: the database is not migrated (not'
         " a kalshi database?): run `kalshi db migrate`\n",
     )
+
+
+async def test_past_the_last_record_the_db_book_is_stale_as_the_journals(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Outside tester N3 (pbreak9): a gatherer's database said ``stale: false`` at any time
+    after the gatherer stopped, the journal ``nothing journaled from ...``; now both say it,
+    in the same words (a journal killed after T1's delta at t+900, replayed into
+    PostgreSQL)."""
+    t = BASE_US
+    cut = await write_journal(tmp_path / "cut", scripted_session()[:-1])
+    await replay_into_db(read_journal(cut), db_url, store_config(tmp_path))
+    past = (
+        "nothing journaled from 2026-11-24T22:59:00.001900Z to 2026-11-24T22:59:00.001901Z:"
+        " not recorded"
+    )
+    with connect_db(db_url) as db:
+        last = book_from_db(db, T1, t + 900)
+        assert (last.stale, last.detail, last.as_of_us) == (False, "", t + 900)
+        after = book_from_db(db, T1, t + 901)
+        assert (after.stale, after.detail, after.as_of_us) == (True, past, t + 900)
+        # A watermark past the time: the gatherer was recording then (nothing came).
+        db.execute("INSERT INTO ingest_watermark VALUES ('g-1', %s, %s)", (t + 902, t + 902))
+        assert book_from_db(db, T1, t + 901).stale is False
+        assert book_from_db(db, T1, t + 902).detail == (
+            "nothing journaled from 2026-11-24T22:59:00.001902Z to 2026-11-24T22:59:00.001902Z:"
+            " not recorded"
+        )
+    assert book_from_journal(read_journal(cut), T1, t + 901).detail == past
+
+
+async def test_a_market_finalized_while_its_gatherer_was_down_has_no_book(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Outside tester N4 (pbreak9): a market settled during the gatherer's outage (no
+    lifecycle event recorded), its ``markets`` row ``finalized`` from the listing after the
+    restart: the database gave the last book, stale (outage), exit 0, where a gatherer that
+    saw the event (and production) gave no book, exit 1; now the same."""
+    files = await write_journal(tmp_path / "journal", scripted_session())
+    await replay_into_db(read_journal(files), db_url, store_config(tmp_path))
+    t = BASE_US
+    down = "orderbook-0: gatherer down since its last orderbook_delta frame"
+    outage = "outage from 2026-11-24T22:59:00.003000Z to 2026-11-24T22:59:00.005000Z: " + down
+    listed = (
+        "INSERT INTO markets VALUES (%s, 'E', %s, 'binary', '', NULL, %s, %s, 'g-1', %s)"
+        " ON CONFLICT (ticker) DO UPDATE SET status = EXCLUDED.status,"
+        " updated_at = EXCLUDED.updated_at, payload = EXCLUDED.payload"
+    )
+    with connect_db(db_url) as db:
+        db.execute("INSERT INTO ingest_watermark VALUES ('g-1', %s, %s)", (t + 5001, t + 5001))
+        db.execute(_GAP, (t + 2000, t + 4000, "g-1", OB_CONN + 9, 1, None, "outage", down))
+        # Closed at t+2500, settled at t+3000 (the listing's settlement_ts), listed at t+4000.
+        payload = '{"status": "finalized", "settlement_ts": "2026-11-24T22:59:00.004Z"}'
+        db.execute(listed, (T1, "finalized", t + 2500, t + 4000, payload))
+        assert book_from_db(db, T1, t + 2999).detail == outage
+        settled = (
+            f"{T1}: no longer recorded at 2026-11-24T22:59:00.004000Z: market settled at "
+            "2026-11-24T22:59:00.004000Z"
+        )
+        with pytest.raises(NoBook, match=f"^{settled}$"):
+            book_from_db(db, T1, t + 3000)
+        by_db = kalshi(
+            "snapshot", "--ticker", T1, "--at", str(t + 3000), "--db", db_url, cwd=tmp_path
+        )
+        assert (by_db.returncode, by_db.stdout, by_db.stderr) == (1, "", f"error: {settled}\n")
+        # Determined, no settlement_ts yet: ended by the later of its close and the listing.
+        db.execute(listed, (T1, "determined", t + 2500, t + 4000, '{"status": "determined"}'))
+        assert book_from_db(db, T1, t + 3999).detail == outage
+        with pytest.raises(
+            NoBook,
+            match=rf"^{T1}: no longer recorded at 2026-11-24T22:59:00.005000Z: market determined"
+            r" at or before 2026-11-24T22:59:00.005000Z$",
+        ):
+            book_from_db(db, T1, t + 4000)
