@@ -219,12 +219,27 @@ def _long_running(name: str, tmp_path: Path, db_url: str, other_db_url: str) -> 
         }
         (tmp_path / "dd.yaml").write_text(json.dumps(settings))  # YAML reads JSON
         return [*name.split(), "--config", "dd.yaml", *(["--all-windows"] * (name == "export"))]
+    if name == "demo":  # its first line comes before its event loop, its later ones in it
+        settings = {
+            "kalshi": {
+                "rest_url": "http://127.0.0.1:0/trade-api/v2",
+                "ws_url": "ws://127.0.0.1:0/trade-api/ws/v2",
+                "api_key": "sim",
+                "api_secret": "key.pem",
+            },
+            "timescaledb": {"url": db_url},
+            "metrics": {"enabled": False},
+            "http": {"port": 0},
+            "logging": {"level": "error"},
+        }
+        (tmp_path / "demo.yaml").write_text(json.dumps(settings))
+        return ["demo", "--config", "demo.yaml", "--no-tui", "--markets", "10", "--duration", "5"]
     if name == "sim":  # --port 0: a free port, let go when the process ends
         return ["sim", "--port", "0", "--markets", "10", "--key-file", "key.pem"]
     return ["replay", str(CAPTURE), "--serve", "0"]
 
 
-@pytest.mark.parametrize("name", ["dedup --once", "export", "sim", "replay --serve"])
+@pytest.mark.parametrize("name", ["dedup --once", "export", "sim", "replay --serve", "demo"])
 def test_a_reader_gone_ends_a_command_printing_in_its_event_loop_quietly(
     name: str, tmp_path: Path, db_url: str, other_db_url: str
 ) -> None:
