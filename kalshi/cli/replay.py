@@ -194,12 +194,13 @@ def replay(
         bool, Parameter(help="Print what the recording proves, per session and market.")
     ] = False,
     writers: Annotated[
-        Writers,
+        Writers | None,
         Parameter(
-            help="Into a database: the store's writers on this process's loop (inline) or "
-            "in a second process fed over a pipe (process); same rows, same summary."
+            help="Into a database: the store's writers on this process's loop (inline, the "
+            "default) or in a second process fed over a pipe (process); same rows, same "
+            "summary."
         ),
-    ] = DEFAULT_WRITERS,
+    ] = None,
 ) -> None:
     """Replay journals or captures through the live decode -> book -> rows path.
 
@@ -218,6 +219,16 @@ def replay(
     modes = [name for name, value in given if value is not None]
     if len(modes) > 1:
         raise UsageError(f"{' and '.join(modes)} exclude each other: a replay goes to one place")
+    # options of one place only: refused elsewhere rather than ignored (pbreak9 N6)
+    others = (
+        ("--writers", writers is not None, "--writers chooses a database replay's writers"),
+        ("--table", bool(table), "a re-served recording is frames, not rows"),
+        ("--continuity", continuity, "--continuity reports a replay, not a re-served one"),
+    )
+    for option, given_, why in others:
+        place = "--serve" if serve is not None else "--format" if format is not None else None
+        if given_ and place is not None and (option == "--writers" or place == "--serve"):
+            raise UsageError(f"{place} and {option} do not go together: {why}")
     if serve is not None:
         check_port("--serve", serve)
     if serve is not None and "-" in files:
@@ -273,12 +284,23 @@ def replay(
                 with resolve_database(cfg.timescaledb) as url:
                     migrate(url)
                     stats = trio.run(
-                        _to_db, items, url, cfg, replayer, speed, on_progress, blocking, writers
+                        _to_db,
+                        items,
+                        url,
+                        cfg,
+                        replayer,
+                        speed,
+                        on_progress,
+                        blocking,
+                        writers or DEFAULT_WRITERS,
                     )
     except KalshiError as exc:
         fail(str(exc))
     if continuity:
         _say(err_console if format is not None else console, continuity_report(replayer))
+    unseen = sorted(flt.tickers - replayer.continuity.markets.keys())
+    if unseen:  # a typo keeps nothing: said, though not an error (exit code unchanged)
+        _say(err_console, f"warning: --ticker: never seen in the input: {', '.join(unseen)}")
     _report(stats, replayer.continuity, to_stdout=format is not None)
 
 

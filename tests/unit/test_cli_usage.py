@@ -247,3 +247,54 @@ def test_a_reader_gone_ends_a_command_printing_in_its_event_loop_quietly(
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (1, b"")
+
+
+@pytest.mark.parametrize(
+    ("options", "line"),
+    [
+        (
+            ("--format", "jsonl", "--writers", "process"),
+            "--format and --writers do not go together: --writers chooses a database replay's"
+            " writers",
+        ),
+        (
+            ("--format", "jsonl", "--writers", "inline"),
+            "--format and --writers do not go together: --writers chooses a database replay's"
+            " writers",
+        ),
+        (
+            ("--serve", "0", "--writers", "process"),
+            "--serve and --writers do not go together: --writers chooses a database replay's"
+            " writers",
+        ),
+        (
+            ("--serve", "0", "--table", "trades"),
+            "--serve and --table do not go together: a re-served recording is frames, not rows",
+        ),
+        (
+            ("--serve", "0", "--continuity"),
+            "--serve and --continuity do not go together: --continuity reports a replay, not a"
+            " re-served one",
+        ),
+    ],
+)
+def test_replay_options_of_another_output_are_refused(
+    options: tuple[str, ...], line: str, tmp_path: Path
+) -> None:
+    # pbreak9 N6: they were ignored (a jsonl replay "in a second process", a served
+    # recording "of one table").
+    result = kalshi("replay", str(CAPTURE), *options, cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"error: {line}\n")
+
+
+def test_a_ticker_never_seen_is_a_warning(tmp_path: Path) -> None:
+    # pbreak9 N6: `--ticker KXNOSUCH` (a typo) said only `rows: none`, exit 0.
+    result = kalshi(
+        "replay", str(CAPTURE), "--format", "jsonl", "--table", "trades",
+        "--ticker", "KXNOSUCH", "KXGOLD15M-26AUG050000-00", "KXALSONOT", cwd=tmp_path,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout.count('{"table":"trades"')) == (0, 1033)
+    assert result.stderr.splitlines()[:2] == [
+        "warning: --ticker: never seen in the input: KXALSONOT, KXNOSUCH",
+        "replayed 38,127 frames (38,128 journal records); rows: trades 1,033",
+    ]
