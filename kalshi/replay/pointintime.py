@@ -26,9 +26,10 @@ Time is local receive time (µs): the journal's ``wall_us``, the tables' ``recei
 * A market whose ``determined`` or ``settled`` event was received by the time has no book
   on either route: :class:`NoBook` ``T: no longer recorded at TIME: market determined at
   ...`` (the pipeline drops its book there); ``... : unsubscribed`` from a journal whose
-  gatherer sent ``delete_markets`` for it. On the database route also a market whose
-  ``markets`` row is determined or later, from its ``settlement_ts`` (else its close and
-  the row's ``updated_at``): a gatherer down at the event has only the listing.
+  gatherer sent ``delete_markets`` for it. Also a market whose ``markets`` row (the
+  database's; the journal's: from the REST listings replayed up to the time) is determined
+  or later, from its ``settlement_ts`` (else its close and the row's ``updated_at``): a
+  gatherer down at the event has only the listing.
 * REST: the exchange's current book (signed ``GET /markets/{ticker}/orderbook``).
 """
 
@@ -47,7 +48,7 @@ from kalshi.dedup.merge import DEDUP_ID
 from kalshi.errors import BookError, HttpError, KalshiError, NetError, UnitError
 from kalshi.journal import JournalProblem, JournalRecord
 from kalshi.models.book import BookDelta, BookSnapshot, Side
-from kalshi.models.rows import DeltaRow, GapRow, LifecycleRow, SnapshotRow
+from kalshi.models.rows import DeltaRow, GapRow, LifecycleRow, MarketRow, SnapshotRow
 from kalshi.models.units import format_rfc3339_us, parse_rfc3339_us
 from kalshi.net import RestClient
 from kalshi.pipeline.outside import made_outside
@@ -66,7 +67,8 @@ __all__ = [
 
 _BOOK_TABLES = frozenset({"orderbook_snapshots", "orderbook_deltas"})
 # and the lifecycle events that end a market's book (the pipeline drops it: kalshi-api.md §5)
-_JOURNAL_TABLES = _BOOK_TABLES | {"market_lifecycle"}
+# and the ``markets`` rows of the journaled REST listing (a status determined or later)
+_JOURNAL_TABLES = _BOOK_TABLES | {"market_lifecycle", "markets"}
 _RETIRING = ("determined", "settled")
 
 
@@ -140,6 +142,7 @@ def book_from_journal(
     labels: dict[tuple[str, int], str] = {}  # (gatherer_id, conn_id) -> connection label
     snap: tuple[int, str, int] | None = None  # latest snapshot: received_at, gatherer, conn
     ended = ""  # the first determined/settled event read: why the book was dropped
+    listed: MarketRow | None = None  # the market's latest ``markets`` row read
     read_until = 0  # the latest receive time read within the stop (not a late gap marker's)
     stop = _FAR_FUTURE if at_us is None else at_us + STOP_GRACE_US
     for item in items:
@@ -155,6 +158,9 @@ def book_from_journal(
                 if row.event_type in _RETIRING and not ended:
                     ended = _ended(row.event_type, row.exchange_ts)
                 continue
+            if isinstance(row, MarketRow):
+                listed = row
+                continue
             assert isinstance(row, SnapshotRow | DeltaRow)
             last = (row.gatherer_id, row.received_at)
             if isinstance(row, SnapshotRow):
@@ -163,6 +169,13 @@ def book_from_journal(
                 applied = row.received_at
         if not seen and isinstance(item, JournalRecord) and ticker.encode() in item.raw:
             seen = True
+    if not ended and listed is not None:  # the database route's rule on the same row
+        doc = orjson.loads(listed.payload)
+        settlement = doc.get("settlement_ts") if isinstance(doc, dict) else None
+        until = _FAR_FUTURE if at_us is None else at_us
+        why = _determined_by(listed.status, listed.close_time, listed.updated_at, settlement, until)
+        if why:
+            raise NoBook(_no_longer(ticker, at_us, why))
     if last is None:
         if at_us is not None:  # the database's words for the same question
             raise NoBook(_before_data(ticker, at_us))
@@ -464,6 +477,16 @@ def _determined(db: Database, ticker: str, until: int) -> str:
     if not found:
         return ""
     status, close_time, updated_at, settlement = found[0]
+    return _determined_by(status, close_time, updated_at, settlement, until)
+
+
+def _determined_by(
+    status: str, close_time: int | None, updated_at: int, settlement: object, until: int
+) -> str:
+    """The rule of :func:`_determined` on one ``markets`` row's facts (its status, close
+    time, ``updated_at`` and payload ``settlement_ts``), for both routes."""
+    if status not in _DETERMINED:
+        return ""
     if settlement:
         try:
             settled_at = parse_rfc3339_us(settlement)

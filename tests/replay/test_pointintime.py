@@ -9,6 +9,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
+import orjson
 import pytest
 import trio
 import trio.testing
@@ -32,7 +33,7 @@ from replay_support import (
 
 from kalshi.book import OrderBook
 from kalshi.gather.connection import Connection
-from kalshi.journal import JournalWriter, read_journal
+from kalshi.journal import JournalRecord, JournalWriter, read_journal
 from kalshi.models.book import BookDelta, BookSnapshot, Side
 from kalshi.models.units import format_price, format_rfc3339_us, format_size
 from kalshi.replay import NoBook, book_from_db, book_from_journal, replay_into_db
@@ -540,3 +541,37 @@ async def test_a_market_finalized_while_its_gatherer_was_down_has_no_book(
             r" at or before 2026-11-24T22:59:00.005000Z$",
         ):
             book_from_db(db, T1, t + 4000)
+
+
+async def test_a_journaled_listing_of_a_finalized_market_ends_its_book_on_both_routes(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Outside tester N4 (pbreak9), journal route: the REST listing journaled after the
+    restart says ``finalized`` (settled at t+920), and no lifecycle event was recorded: from
+    the listing on, no book, in the database route's words (the same journal replayed)."""
+    t = BASE_US
+    market = orjson.loads((Path(__file__).parent.parent / "data/rest/market.json").read_bytes())
+    market["market"].update(
+        ticker=T1,
+        status="finalized",
+        close_time="2026-11-24T22:59:00.0019Z",
+        settlement_ts="2026-11-24T22:59:00.00192Z",
+    )
+    body = orjson.dumps({"markets": [market["market"]], "cursor": ""})
+    listing = JournalRecord(
+        "g-1", 0, 0, "in", t + 950, t + 950, "rest", body, {"path": "/markets", "shard": "0/1"}
+    )
+    files = await write_journal(tmp_path / "journal", scripted_session())
+    items = list(read_journal(files))
+    items.insert(next(i for i, r in enumerate(items) if r.wall_us > t + 950), listing)
+    settled = (
+        f"{T1}: no longer recorded at 2026-11-24T22:59:00.001950Z: market settled at "
+        "2026-11-24T22:59:00.001920Z"
+    )
+    before = book_from_journal(items, T1, t + 949)  # the listing not read yet
+    assert (before.book, before.stale) == (_book({40000: 1100, 41000: 200}, {}), False)
+    with pytest.raises(NoBook, match=f"^{settled}$"):
+        book_from_journal(items, T1, t + 950)
+    await replay_into_db(items, db_url, store_config(tmp_path))
+    with connect_db(db_url) as db, pytest.raises(NoBook, match=f"^{settled}$"):
+        book_from_db(db, T1, t + 950)
