@@ -6,7 +6,11 @@ A session ends on any network error, on silence (no frame and no pong for
 ``websocket.silence_timeout``), or on a terminal subscription error; the task then backs off
 exponentially with jitter and starts a new session with its current markets, except after a
 permanent close code (:attr:`ConnectionLost.permanent`): then the connection stops, its
-state ``stopped`` and the error on ``/health``. The window
+state ``stopped`` and the error on ``/health``. Every session the journal opened with a
+``connect`` marker ends in it with a ``disconnect`` marker and its reason, a clean stop
+too (``gatherer stopping``: cancelled by SIGINT, SIGTERM, ``--duration``), journaled
+before the journal's final flush (:meth:`~kalshi.journal.JournalWriter.held`); only a
+killed process leaves a session without one (docs/journal.md). The window
 between the last frame of one session and the subscription of the next is a ``reconnect``
 gap; for the trade channel it is backfilled over REST.
 """
@@ -17,6 +21,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import orjson
 import trio
@@ -82,6 +87,7 @@ class Connection:
         self.last_error = ""
         self._signed_at_us = 0  # the wall clock the last handshake was signed with
         self.conn_id = 0
+        self._journaled_open = False  # conn_id's connect marker is not ended by a disconnect
         self.sid: int | None = None
         # Set before run(): this process started after an earlier run of the gatherer that
         # was complete on this channel until then (µs); the first session records the
@@ -164,7 +170,24 @@ class Connection:
     # --- the task ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Sessions until cancelled; never returns."""
+        """Sessions until cancelled; never returns. The journal's close waits (at most
+        ``shutdown_grace``) until this task has ended, so the last frames it reads ahead
+        and its session's ``disconnect`` marker are in the journal's file."""
+        journal = self.ctx.journal
+        with journal.held() if journal is not None else nullcontext():
+            await self._sessions()
+
+    def _disconnected(self, reason: str) -> None:
+        """Journal the ``disconnect`` marker (``reason``) of the session the journal holds
+        open, once; not into a journal already closed (its close waited ``shutdown_grace``
+        for this task, in vain)."""
+        journal = self.ctx.journal
+        if not self._journaled_open or (journal is not None and journal.closed):
+            return
+        self._journaled_open = False
+        self.ctx.marker(self.conn_id, "disconnect", reason=reason)
+
+    async def _sessions(self) -> None:
         ws_cfg = self.ctx.cfg.websocket
         backoff = Backoff(float(ws_cfg.reconnect_backoff), float(ws_cfg.max_reconnect_backoff))
         lost_at = self.resume_from
@@ -203,7 +226,7 @@ class Connection:
                     log.log(level, "%s: %s", self.name, reason)
             if self.sessions and self.conn_id:
                 self.ctx.processor.forget_connection(self.conn_id)
-                self.ctx.marker(self.conn_id, "disconnect", reason=reason)
+                self._disconnected(reason)
                 if lost_at is None or self._last_frame_wall:
                     # What we missed starts where our reading had got to, not when we read
                     # the last frame: reading a backlog 60 s behind, the session's end (an
@@ -268,11 +291,19 @@ class Connection:
             self._chunk = max(1, ws_cfg.markets_per_command)
             self._alive = trio.current_time()
             ctx.marker(self.conn_id, "connect", label=self.name, channels=[self.channel], url=url)
+            self._journaled_open = True
             self._set_state("subscribing")
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keepalive, ws)
-                nursery.start_soon(self._commands, ws, lost_at, backoff)
-                await self._receive(ws)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._keepalive, ws)
+                    nursery.start_soon(self._commands, ws, lost_at, backoff)
+                    await self._receive(ws)
+            except BaseException as exc:
+                if _network_error(exc) is None:  # not a lost session (run's): a stop
+                    # after the frames read ahead are journaled (_drain), before the
+                    # socket's close handshake (up to 1 s)
+                    self._disconnected(_stop_reason(exc))
+                raise
 
     # --- receiving ----------------------------------------------------------------------
 
@@ -1023,6 +1054,20 @@ def _network_error(exc: BaseException) -> NetError | AuthError | None:
             leaves.append(item)
     errors = [leaf for leaf in leaves if isinstance(leaf, NetError | AuthError)]
     return errors[0] if errors and len(errors) == len(leaves) else None
+
+
+def _stop_reason(exc: BaseException) -> str:
+    """The ``disconnect`` reason of a session ended by no network error: ``gatherer
+    stopping`` when ``exc`` holds only cancellation (and network errors racing it), else
+    the first other error (a bug, which stops the gatherer too)."""
+    pending: list[BaseException] = [exc]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, BaseExceptionGroup):
+            pending.extend(item.exceptions)
+        elif not isinstance(item, trio.Cancelled | NetError | AuthError):
+            return f"gatherer stopping: {type(item).__name__}: {item}"
+    return "gatherer stopping"
 
 
 def _without_network_errors(exc: BaseException) -> BaseException:

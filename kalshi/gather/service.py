@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -207,10 +208,12 @@ class Gatherer:
                     if cfg.snapshot_poller.enabled:
                         nursery.start_soon(poll_snapshots, ctx, rest, self.registry, layout)
                     task_status.started(self)
-                    try:
-                        await trio.sleep_forever()
-                    finally:
-                        await self._stopping(ctx)
+                    # the journal's close waits for the gap ends _stopping journals
+                    with self.journal.held() if self.journal is not None else nullcontext():
+                        try:
+                            await trio.sleep_forever()
+                        finally:
+                            await self._stopping(ctx)
 
     async def _stopping(self, ctx: GatherContext) -> None:
         """A clean stop: the refusal and invalid-book gaps still open end now (the next

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,8 @@ class JournalWriter:
         self._flush_progress = _Pulse()  # after every outcome of the run loop's flush
         self._written = _Pulse()  # after every flush written, a refusal, and the close
         self._stopped = False  # the run task has ended: nothing more will be written
+        self._holders = 0  # producers inside held(): the close waits for their last records
+        self._released = _Pulse()  # after every held() left
         self._upload_send, self._upload_recv = trio.open_memory_channel[Path](math.inf)
         self._upload_pending: set[Path] = set()
         self._upload_delay: dict[Path, Backoff] = {}
@@ -208,6 +211,26 @@ class JournalWriter:
         ``detail`` (its ``path``, ``params``, what was left out) to make them again."""
         self._append(encode_rest(self.gatherer_id, wall_us, mono_us, body, detail))
 
+    @property
+    def closed(self) -> bool:
+        """True once the final flush has closed the files: a record appended now raises."""
+        return self._closed
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """While a producer is inside, the writer's close (its :meth:`run` cancelled: the
+        gatherer stopping) waits for it, shielded, at most ``grace`` seconds, before the
+        final flush: the records a producer makes while it stops (a connection's frames
+        read ahead and its ``disconnect`` marker, the gatherer's gap ends) go into the
+        file, not after its close. The final flush then has ``grace`` of its own; a disk
+        that refuses it is handled as ever (counted, said, never blocking the stop)."""
+        self._holders += 1
+        try:
+            yield
+        finally:
+            self._holders -= 1
+            self._released.fire()
+
     async def on_disk(self) -> None:
         """Return once every record appended so far is written to its file (handed to the
         operating system: a ``kill -9`` of this process keeps it), asking for a flush now
@@ -225,8 +248,9 @@ class JournalWriter:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush the buffer to disk until cancelled; never returns normally.
 
-        On cancellation everything already recorded is written and the current file is
-        closed, under a shielded deadline of ``grace`` seconds. A disk that refuses a write
+        On cancellation it first waits for the producers inside :meth:`held` (shielded, at
+        most ``grace`` seconds); then everything recorded is written and the current file
+        is closed, under a shielded deadline of ``grace`` seconds. A disk that refuses a write
         (full, read-only) never stops it: the records stay buffered, :attr:`disk_ok` is
         false (``kalshi_journal_disk_ok`` 0, one log line), and the flush is retried with
         backoff until the disk takes them. Raises :class:`~kalshi.errors.JournalError`
@@ -260,6 +284,16 @@ class JournalWriter:
                         metrics.DISK_OK.set(1)
                     self._flush_progress.fire()
         finally:
+            with trio.move_on_after(self.grace, shield=True):
+                while self._holders:  # producers still making their last records
+                    await self._released.wait()
+            if self._holders:
+                log.warning(
+                    "journal: %d producer(s) still stopping after %gs; closing without"
+                    " their last records",
+                    self._holders,
+                    self.grace,
+                )
             with trio.move_on_after(self.grace, shield=True):
                 async with self._flush_lock:
                     try:
