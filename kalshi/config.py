@@ -737,7 +737,6 @@ _RULES: dict[str, tuple[Any, str]] = {
     "window": _POSITIVE_DURATION,
     "poll_interval": _POSITIVE_DURATION,
     "relist_interval": _POSITIVE_DURATION,
-    "settle_after": (lambda v: v >= 0, "a duration >= 0 (0: a difference at the reply)"),
 }
 
 
