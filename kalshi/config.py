@@ -273,6 +273,10 @@ class SnapshotPollerConfig:
     # REST requests of a pass in flight at once: the rate limit, not their latency, bounds
     # a pass (docs/scaling.md, "The snapshot poller").
     in_flight: int = 16
+    # How long after its reply a REST answer the live book has not matched is waited on
+    # (the deltas still on their way, kalshi-api.md §4.5) before it is a difference: a
+    # book_invalid gap row, the book resnapshotted, the ingest watermark released.
+    settle_after: Duration = Duration(5.0)
 
 
 @frozen

@@ -111,6 +111,10 @@ DESCRIPTIONS: dict[str, str] = {
     "snapshot_poller.in_flight": "requests of a round in flight at once (`rest_rate_limit` stays"
     " the bound on requests per second; enough in flight that their latency is not: at least"
     " `rest_rate_limit` times the latency in seconds)",
+    "snapshot_poller.settle_after": "a REST book the live book has not matched at its reply is"
+    " waited on this long for the deltas still on their way (a REST book has no `seq`); then"
+    " it is a difference: a `book_invalid` gap row from the request's send, the book"
+    " resnapshotted, and the ingest watermark (held at the send meanwhile) released",
     # journal
     "journal.enabled": "write every frame to the raw journal before decoding it",
     "journal.dir": "journal directory (`<dir>/<gatherer>/<date>/...`)",

@@ -243,8 +243,10 @@ async def poll_snapshots(
 ) -> None:
     """Every ``snapshot_poller.interval`` from the start (the first pass one interval in):
     REST order books of the live markets (at most ``max_markets``), stored with
-    ``source='rest'`` and compared with the live books (:func:`snapshot_pass`); live books
-    that differ are resnapshotted.
+    ``source='rest'`` and compared with the live books (:func:`snapshot_pass`); each answer
+    the live book has not matched by ``snapshot_poller.settle_after`` after its reply is a
+    difference, its book resnapshotted (:func:`settle_mismatches`, run by
+    :func:`_settle_forever` alongside the passes).
 
     Books come 100 markets per request (``GET /markets/orderbooks``, kalshi-api.md §4.5), so
     a pass over 250 000 markets is 2 500 requests: 250 s at ``rest_rate_limit: 10``, with
@@ -252,27 +254,51 @@ async def poll_snapshots(
     (one after another, a pass took 991 s in the 30-minute run of docs/scaling.md). Passes
     start on a fixed schedule; a pass longer than the interval is logged at WARNING
     (``kalshi_snapshot_pass_seconds``) and the next one starts when it ends, never two at
-    once."""
+    once (and after the last pass's answers are settled)."""
     cfg = ctx.cfg.snapshot_poller
     interval = float(cfg.interval)
-    due = trio.current_time() + interval
+    settling = trio.Lock()  # one settling at a time: a watch ends before its ticker's next
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_settle_forever, ctx, layout, settling)
+        due = trio.current_time() + interval
+        while True:
+            await trio.sleep_until(due)
+            pending = [w.due for w in ctx.processor.watches.values() if w.due is not None]
+            await trio.sleep_until(max(pending, default=due))  # a late pass's last answers
+            async with settling:  # whatever is left before the new pass watches again
+                await settle_mismatches(ctx, layout)
+            tickers = sorted(registry.live)
+            if cfg.max_markets is not None:
+                tickers = tickers[: cfg.max_markets]
+            started = trio.current_time()
+            await snapshot_pass(ctx, rest, tickers, cfg.in_flight)
+            took = trio.current_time() - started
+            metrics.SNAPSHOT_PASS.set(took)
+            level = logging.WARNING if took > interval else logging.INFO
+            log.log(
+                level,
+                "snapshot pass: %d markets in %.1fs (interval %gs)",
+                len(tickers),
+                took,
+                interval,
+            )
+            due = max(due + interval, trio.current_time())  # late: the next starts now
+
+
+async def _settle_forever(ctx: GatherContext, layout: Layout, settling: trio.Lock) -> None:
+    """Alongside the passes: every :data:`MATCHED_CHECK_S` the answers matched late are let
+    go (:func:`release_matched`), and each answer not matched is settled at its ``due``
+    (its reply plus ``snapshot_poller.settle_after``, set by :func:`_polled`), so a real
+    difference holds the ingest watermark that long, not until the next pass."""
     while True:
-        while trio.current_time() < due:  # answers matched late: the watermark goes on
-            await trio.sleep_until(min(due, trio.current_time() + MATCHED_CHECK_S))
-            release_matched(ctx)
-        await settle_mismatches(ctx, layout)  # the last pass's answers no live state explained
-        tickers = sorted(registry.live)
-        if cfg.max_markets is not None:
-            tickers = tickers[: cfg.max_markets]
-        started = trio.current_time()
-        await snapshot_pass(ctx, rest, tickers, cfg.in_flight)
-        took = trio.current_time() - started
-        metrics.SNAPSHOT_PASS.set(took)
-        level = logging.WARNING if took > interval else logging.INFO
-        log.log(
-            level, "snapshot pass: %d markets in %.1fs (interval %gs)", len(tickers), took, interval
-        )
-        due = max(due + interval, trio.current_time())  # late: the next starts now
+        pending = [w.due for w in ctx.processor.watches.values() if w.due is not None]
+        await trio.sleep_until(min([trio.current_time() + MATCHED_CHECK_S, *pending]))
+        release_matched(ctx)
+        now = trio.current_time()
+        due = [t for t, w in ctx.processor.watches.items() if w.due is not None and w.due <= now]
+        if due:
+            async with settling:
+                await settle_mismatches(ctx, layout, due)
 
 
 def _hold_key(ticker: str) -> tuple[str, str]:
@@ -283,7 +309,7 @@ def _hold_key(ticker: str) -> tuple[str, str]:
 def release_matched(ctx: GatherContext) -> None:
     """End the watches whose REST answer the live book reached after the reply (deltas in
     flight: no difference, ``kalshi_snapshot_in_flight_total``) and release their
-    watermark holds, without waiting for the next pass."""
+    watermark holds, without waiting for their settling."""
     watches = ctx.processor.watches
     matched = [t for t, w in watches.items() if w.target is not None and w.matched]
     for ticker in matched:
@@ -292,12 +318,16 @@ def release_matched(ctx: GatherContext) -> None:
     metrics.SNAPSHOT_IN_FLIGHT.inc(len(matched))
 
 
-async def settle_mismatches(ctx: GatherContext, layout: Layout) -> None:
-    """Count and resnapshot the live books that never matched their REST answer, from the
-    request's send until the next pass (:class:`~kalshi.pipeline.frames.Watch`): a REST
-    book carries no ``seq`` (kalshi-api.md §4.5), so only a state the live book never passed
-    through is a difference. Each such book is known wrong from its request's send: an
-    open ``book_invalid`` gap of its connection from there
+async def settle_mismatches(
+    ctx: GatherContext, layout: Layout, tickers: Sequence[str] | None = None
+) -> None:
+    """End the watches of ``tickers`` (all when ``None``): count and resnapshot the live
+    books that never matched their REST answer from the request's send until now
+    (:class:`~kalshi.pipeline.frames.Watch`; :func:`poll_snapshots` settles each answer
+    ``snapshot_poller.settle_after`` after its reply): a REST book carries no ``seq``
+    (kalshi-api.md §4.5), so only a state the live book never passed through is a
+    difference. Each such book is known wrong from its request's send: an open
+    ``book_invalid`` gap of its connection from there
     (:meth:`~kalshi.pipeline.FrameProcessor.mismatch`, journaled as a ``gap`` marker), the
     book stale, and the gap closed by the resnapshot, so the deduplicator takes no row of
     that stretch from this gatherer (docs/data-model.md, ``gaps``). Until then the
@@ -305,8 +335,9 @@ async def settle_mismatches(ctx: GatherContext, layout: Layout) -> None:
     (:func:`_polled`), so the gap row reaches the database before the deduplicator may
     merge past its start; the holds go once the gap rows are handed to the store."""
     processor = ctx.processor
-    since = {ticker: watch.since for ticker, watch in processor.watches.items()}
-    mismatched, late = processor.unwatch()
+    ended = list(processor.watches) if tickers is None else tickers
+    since = {t: processor.watches[t].since for t in ended if t in processor.watches}
+    mismatched, late = processor.unwatch(list(since))
     metrics.SNAPSHOT_IN_FLIGHT.inc(late)
     try:
         await _record_mismatches(ctx, layout, mismatched, since)
@@ -361,7 +392,8 @@ async def snapshot_pass(
     the tickers whose trusted live book has not
     been in the state of their answer from the request's send to its reply: they stay
     watched (:meth:`~kalshi.pipeline.FrameProcessor.watch`) for the deltas still on their
-    way, and :func:`poll_snapshots` counts those never matched at its next pass."""
+    way until ``snapshot_poller.settle_after`` after the reply, when :func:`poll_snapshots`
+    counts those never matched (:func:`settle_mismatches`)."""
     mismatched: list[str] = []
     crossed: list[str] = []  # markets whose REST book is crossed: one line for the pass
     failed: list[tuple[int, str]] = []  # requests failed for good: (markets, error)
@@ -485,6 +517,8 @@ async def _polled(
             metrics.SNAPSHOT_IN_FLIGHT.inc()
         return []
     # Maybe wrong since the send: the gap row would start there, so the watermark stays
-    # there until the answer is matched (release_matched) or settled (settle_mismatches).
+    # there until the answer is matched (release_matched) or settled (settle_mismatches),
+    # settle_after from now at the latest.
+    watch.due = trio.current_time() + float(ctx.cfg.snapshot_poller.settle_after)
     ctx.hold(_hold_key(ticker), watch.since)
     return [ticker]

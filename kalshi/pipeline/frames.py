@@ -25,6 +25,7 @@ Every stale book keeps its cause in :attr:`FrameProcessor.stale_cause`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
@@ -177,12 +178,14 @@ class Watch:
     the book at the send and after each change until the answer came; then ``target`` (the
     answer) and ``matched`` once the book equals it. ``since``: when the watch began (µs,
     the gatherer's wall clock: the request's send), where a book never matched is known
-    wrong from (:meth:`FrameProcessor.mismatch`)."""
+    wrong from (:meth:`FrameProcessor.mismatch`). ``due``: when an answer not matched at
+    its reply is settled (the caller's clock, s; set by the caller, none before the reply)."""
 
     since: int = 0
     states: list[OrderBook] = field(factory=list)
     target: OrderBook | None = None
     matched: bool = False
+    due: float | None = None
 
     def seen(self, book: OrderBook) -> None:
         if self.target is None:
@@ -240,17 +243,21 @@ class FrameProcessor:
             w.seen(book)
         return w
 
-    def unwatch(self) -> tuple[list[str], int]:
-        """End every watch: the markets whose REST answer the live book never matched and
-        whose book is trusted now, in ticker order, and how many answers it matched after
-        their reply."""
+    def unwatch(self, tickers: Collection[str] | None = None) -> tuple[list[str], int]:
+        """End the watches of ``tickers`` (every watch when ``None``): the markets whose REST
+        answer the live book never matched and whose book is trusted now, in ticker order,
+        and how many answers it matched after their reply."""
+        ended = {
+            t: self.watches.pop(t)
+            for t in (list(self.watches) if tickers is None else tickers)
+            if t in self.watches
+        }
         out = sorted(
             t
-            for t, w in self.watches.items()
+            for t, w in ended.items()
             if w.target is not None and not w.matched and t in self.books and t not in self.stale
         )
-        late = sum(1 for w in self.watches.values() if w.target is not None and w.matched)
-        self.watches.clear()
+        late = sum(1 for w in ended.values() if w.target is not None and w.matched)
         return out, late
 
     def mismatch(self, ticker: str, since: int, detail: str) -> GapRow | None:

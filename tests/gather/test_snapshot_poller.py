@@ -26,6 +26,7 @@ from kalshi.gather.rest_tasks import (
 )
 from kalshi.gather.service import Gatherer
 from kalshi.journal import read_journal
+from kalshi.models.rows import GapRow
 from kalshi.net import RestClient
 from kalshi.replay import replay_into_db
 from kalshi.sim import open_sim_exchange
@@ -35,7 +36,7 @@ from kalshi.testing.memory import memory_transport
 from tests.gather.support import sim_config, wait_for
 from tests.gather.test_connection_timing import context
 from tests.gather.test_gather_sim import all_live, settled, signer_of
-from tests.gather.test_liveness import collecting_sink
+from tests.gather.test_liveness import collecting_context, collecting_sink, wait_state
 
 
 def _resnapshots(reason: str) -> float:
@@ -294,6 +295,135 @@ async def test_deltas_in_flight_are_no_mismatch_and_a_real_difference_is(
     for table in ("gaps", "orderbook_deltas", "orderbook_snapshots"):
         with connect_db(db_url) as live, connect_db(other_db_url) as replayed:
             assert set(replayed.fetch_rows(table)) == set(live.fetch_rows(table)), table
+
+
+Held = list[tuple[str, object, int | None, float]]
+
+
+async def _one_book(
+    sim: Any, tmp_path: Path, nursery: trio.Nursery
+) -> tuple[GatherContext, dict[str, list[Any]], Layout, MarketRegistry, Held]:
+    """The simulator's one active market's live book, matching the exchange, its engine
+    paused; the snapshot poller's config: every 30 s, ``settle_after: 3s``. ``held``: the
+    watermark holds and releases (kind, key, since, virtual time)."""
+    ctx, rows = collecting_context(
+        sim,
+        tmp_path,
+        nursery,
+        **{"snapshot_poller.interval": "30s", "snapshot_poller.settle_after": "3s"},
+    )
+    held: Held = []
+    ctx.hold = lambda key, since: held.append(("hold", key, since, trio.current_time()))
+    ctx.release = lambda key: held.append(("release", key, None, trio.current_time()))
+    layout = Layout(ctx, sharded=False)
+    (ticker,) = sim.engine.active_tickers
+    layout.on_markets([ticker], [])
+    conn = layout.pools["orderbook_delta"].owner[ticker]
+    nursery.start_soon(conn.run)
+    await wait_state(conn, "live")
+    while ctx.processor.books.get(ticker) != sim.truth.book(ticker):  # noqa: ASYNC110
+        await trio.sleep(0.01)
+    sim.engine.pause()
+    return ctx, rows, layout, await _listed(sim, ctx), held
+
+
+async def test_a_real_difference_is_settled_settle_after_its_reply_not_at_the_next_pass(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """A live book changed behind the pipeline's back, polled every 30 s with
+    ``settle_after: 3s``: the first pass's answer (at 30 s) is not matched, so the ingest
+    watermark is held at the request's send from the reply; 3 s later (not at the next
+    pass, 60 s) the difference is counted, its open ``book_invalid`` gap row made from the
+    send, the hold released and the book resnapshotted, which ends the gap."""
+    async with (
+        open_sim_exchange(
+            markets=10, active=1, rate=20.0, seed=12, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        ctx, rows, layout, registry, held = await _one_book(sim, tmp_path, nursery)
+        (ticker,) = sim.engine.active_tickers
+        processor = ctx.processor
+        # A real difference: the live book holds 1.00 more at a NO level.
+        book = processor.books[ticker]
+        price = max(book.no) if book.no else 1000
+        book.no[price] = book.no.get(price, 0) + 100
+        mismatches = metrics.SNAPSHOT_MISMATCHES._value.get()
+        in_flight = metrics.SNAPSHOT_IN_FLIGHT._value.get()
+        asked = _resnapshots("rest_mismatch")
+        async with RestClient(
+            sim.rest_url, ctx.signer, rate=1000, transport=memory_transport(sim)
+        ) as rest:
+            start = trio.current_time()
+            nursery.start_soon(poll_snapshots, ctx, rest, registry, layout)
+            while not held or held[-1][0] != "release":  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            gaps = list(rows["gaps"])
+            while processor.books.get(ticker) != sim.truth.book(ticker):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            while len(rows["gaps"]) < 2:  # noqa: ASYNC110 - the copy with the end
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    key = ("rest-watch", ticker)
+    ((_, _, sent, replied), release) = held
+    assert held[0] == ("hold", key, sent, replied)
+    assert round(replied - start, 3) == 30.0  # the first pass's reply
+    assert release == ("release", key, None, replied + 3.0)  # settle_after later
+    detail = f"{ticker}: live book never matched its REST order book; resnapshot"
+    opened = GapRow(
+        sent, None, "t1", gaps[0].conn_id, 1, ticker, "book_invalid", None, None, detail
+    )
+    assert gaps[0] == opened  # made by the release
+    (closed,) = rows["gaps"][1:]  # the resnapshot ended it
+    assert closed == opened._replace(end_ts=closed.end_ts) and closed.end_ts > sent
+    assert metrics.SNAPSHOT_MISMATCHES._value.get() == mismatches + 1
+    assert metrics.SNAPSHOT_IN_FLIGHT._value.get() == in_flight
+    assert _resnapshots("rest_mismatch") == asked + 1
+    assert ticker not in processor.stale
+
+
+async def test_deltas_in_flight_past_the_reply_are_let_go_before_settle_after(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The market moves at 29.5 s, its deltas held 2 s on the WebSocket: the pass's answer
+    (30 s) holds them, the live book not yet, so the watermark is held at the send; the
+    deltas arrive at 31.5 s, the book reaches the answer, and the next check (every second)
+    lets the hold go, before ``settle_after`` (3 s): no difference, no gap row."""
+    async with (
+        open_sim_exchange(
+            markets=10, active=1, rate=20.0, seed=12, port=0, start_us=PINNED_START_US
+        ) as sim,
+        trio.open_nursery() as nursery,
+    ):
+        ctx, rows, layout, registry, held = await _one_book(sim, tmp_path, nursery)
+        (ticker,) = sim.engine.active_tickers
+        before = sim.truth.book(ticker).copy()
+        mismatches = metrics.SNAPSHOT_MISMATCHES._value.get()
+        in_flight = metrics.SNAPSHOT_IN_FLIGHT._value.get()
+        async with RestClient(
+            sim.rest_url, ctx.signer, rate=1000, transport=memory_transport(sim)
+        ) as rest:
+            start = trio.current_time()
+            nursery.start_soon(poll_snapshots, ctx, rest, registry, layout)
+            await trio.sleep_until(start + 29.5)
+            sim.faults.delay(2.0)
+            sim.engine.step(40)
+            assert sim.truth.book(ticker) != before
+            while not held or held[-1][0] != "release":  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            await trio.sleep_until(start + 40)  # past settle_after: nothing more
+        nursery.cancel_scope.cancel()
+    ((_, _, sent, replied), (_, _, _, released)) = held
+    assert held == [
+        ("hold", ("rest-watch", ticker), sent, replied),
+        ("release", ("rest-watch", ticker), None, released),
+    ]
+    assert round(replied - start, 3) == 30.0
+    assert round(released - start, 3) == 32.0  # the check after the deltas came (31.5 s)
+    assert rows["gaps"] == []
+    assert ctx.processor.books[ticker] == sim.truth.book(ticker)
+    assert metrics.SNAPSHOT_MISMATCHES._value.get() == mismatches
+    assert metrics.SNAPSHOT_IN_FLIGHT._value.get() == in_flight + 1
 
 
 async def test_a_pass_logs_its_failed_requests_in_one_line(
