@@ -270,3 +270,45 @@ async def test_recording_after_run_returned_is_an_error(tmp_path: Path) -> None:
     assert writer.files_closed == []
     with pytest.raises(RuntimeError, match="closed"):
         writer.record_frame(1, 1, "in", 1, 1, frame(1))
+
+
+async def test_the_close_waits_for_a_held_producers_last_records(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A producer stopping (a connection's drain, then its ``disconnect`` marker) records
+    after the cancellation: the close waits for it, up to ``grace``, and writes them."""
+    writer = virtual_writer(journal_config(tmp_path), grace=5.0)
+
+    async def producer(writer: JournalWriter, delay: float) -> None:
+        with writer.held():
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(delay)  # stopping takes a while
+                    if not writer.closed:
+                        writer.record_frame(1, 1, "in", 1, 1, frame(1))
+                        writer.record_marker(1, "disconnect", 2, 2, reason="gatherer stopping")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        nursery.start_soon(producer, writer, 4.0)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    records = list(read_journal(writer.files_closed))
+    assert [(r.kind, r.frame_no) for r in records if isinstance(r, JournalRecord)] == [
+        ("frame", 1),
+        ("disconnect", 1),
+    ]
+    assert writer.unwritten_records == 0
+
+    # a producer slower than the grace: the close goes on without it
+    late = virtual_writer(journal_config(tmp_path / "late"), grace=5.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(late.run)
+        nursery.start_soon(producer, late, 6.0)
+        await trio.testing.wait_all_tasks_blocked()
+        started = trio.current_time()
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() - started == 6.0  # the producer's own stop; the close at 5 s
+    assert late.closed and late.records == 0 and late.unwritten_records == 0
