@@ -371,7 +371,16 @@ async def test_a_real_difference_is_settled_settle_after_its_reply_not_at_the_ne
     assert release == ("release", key, None, replied + 3.0)  # settle_after later
     detail = f"{ticker}: live book never matched its REST order book; resnapshot"
     opened = GapRow(
-        sent, None, "t1", gaps[0].conn_id, 1, ticker, "book_invalid", None, None, detail
+        start_ts=sent,
+        end_ts=None,
+        gatherer_id="t1",
+        conn_id=gaps[0].conn_id,
+        sid=1,
+        ticker=ticker,
+        kind="book_invalid",
+        expected_seq=None,
+        got_seq=None,
+        detail=detail,
     )
     assert gaps[0] == opened  # made by the release
     (closed,) = rows["gaps"][1:]  # the resnapshot ended it
