@@ -451,18 +451,7 @@ def test_a_rest_mismatch_is_a_book_invalid_gap_from_the_send_to_the_resnapshot()
     detail = f"{T}: live book never matched its REST order book; resnapshot"
     assert p.mismatch("OTHER-MARKET", 250, detail) is None  # on no subscription here
     row = p.mismatch(T, 250, detail)
-    assert row == GapRow(
-        start_ts=250,
-        end_ts=None,
-        gatherer_id="g1",
-        conn_id=7,
-        sid=1,
-        ticker=T,
-        kind="book_invalid",
-        expected_seq=None,
-        got_seq=None,
-        detail=detail,
-    )
+    assert row == _invalid(250, conn_id=7, sid=1, detail=detail)
     assert T not in p.stale and p.invalid == {}  # made, not applied yet
     p.outside_gap(row)
     assert p.stale_cause[T] == detail and p.invalid == {T: [row]}
